@@ -1,0 +1,611 @@
+//! HTCP (RFC 2756) as Squid 5.7 speaks it: HEADER, DATA (opcode, response
+//! code, flags, transaction id, OP-DATA) and the AUTH section.
+//!
+//! Squid decides the bit layout of the DATA section's opcode and flag bytes
+//! from the header's MINOR version: MINOR 0 is the old layout (opcode in the
+//! low nibble, RR = 0x80, F1 = 0x40) used by Squid 2.5, `htcp=oldsquid` and
+//! MediaWiki's purger; any other MINOR is the RFC layout (opcode in the high
+//! nibble, RR = 0x01, F1 = 0x02). This codec does the same in both
+//! directions, so a reply built with the request's `minor` has its layout.
+//!
+//! ```
+//! use cuttle_protocol::htcp::{self, Message, Op, Specifier};
+//! let tst = Message::tst_request(1, Specifier::new("GET", "http://example.com/"));
+//! let mut wire = Vec::new();
+//! tst.encode(&mut wire).unwrap();
+//! assert_eq!(htcp::parse(&wire).unwrap(), tst);
+//! ```
+
+mod body;
+
+pub use body::{Auth, Detail, Identity, MonAction, MonReply, MonReason, Specifier, TstReply};
+
+use nom::Parser;
+
+use crate::error::{Error, ErrorKind};
+use crate::text::Text;
+use crate::wire::{bytes_field, fail, finish, u16_field, u32_field, u8_field, PResult};
+
+/// HEADER: LENGTH(2) MAJOR(1) MINOR(1).
+pub const HEADER_LEN: usize = 4;
+/// DATA before OP-DATA: LENGTH(2) OPCODE/RESPONSE(1) FLAGS(1) TRANS-ID(4).
+pub const DATA_HEADER_LEN: usize = 8;
+/// The MINOR version Squid sends (RFC bit layout).
+pub const MINOR_RFC: u8 = 1;
+/// The MINOR version of Squid's old bit layout.
+pub const MINOR_OLD: u8 = 0;
+
+/// The five opcodes of RFC 2756; 5..=15 parse as [`ErrorKind::UnknownOpcode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Opcode {
+    Nop = 0,
+    Tst = 1,
+    Mon = 2,
+    Set = 3,
+    Clr = 4,
+}
+
+impl Opcode {
+    pub fn from_u8(value: u8) -> Option<Opcode> {
+        Some(match value {
+            0 => Opcode::Nop,
+            1 => Opcode::Tst,
+            2 => Opcode::Mon,
+            3 => Opcode::Set,
+            4 => Opcode::Clr,
+            _ => return None,
+        })
+    }
+
+    /// The name Squid logs (`HTCP_TST`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Opcode::Nop => "HTCP_NOP",
+            Opcode::Tst => "HTCP_TST",
+            Opcode::Mon => "HTCP_MON",
+            Opcode::Set => "HTCP_SET",
+            Opcode::Clr => "HTCP_CLR",
+        }
+    }
+}
+
+/// Bit layout of DATA bytes 2 and 3, chosen by the header's MINOR version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// MINOR 0: opcode in the low nibble, response in the high; RR 0x80, F1 0x40.
+    Old,
+    /// Any other MINOR: opcode high nibble, response low; RR 0x01, F1 0x02.
+    Rfc,
+}
+
+impl Layout {
+    pub fn of_minor(minor: u8) -> Layout {
+        if minor == MINOR_OLD {
+            Layout::Old
+        } else {
+            Layout::Rfc
+        }
+    }
+
+    fn split_op_byte(self, byte: u8) -> (u8, u8) {
+        match self {
+            Layout::Rfc => (byte >> 4, byte & 0x0f),
+            Layout::Old => (byte & 0x0f, byte >> 4),
+        }
+    }
+
+    fn join_op_byte(self, opcode: u8, response: u8) -> u8 {
+        match self {
+            Layout::Rfc => (opcode << 4) | (response & 0x0f),
+            Layout::Old => ((response & 0x0f) << 4) | opcode,
+        }
+    }
+
+    /// (rr, f1, reserved bits shifted down to 0..=0x3f)
+    fn split_flags(self, byte: u8) -> (bool, bool, u8) {
+        match self {
+            Layout::Rfc => (byte & 0x01 != 0, byte & 0x02 != 0, byte >> 2),
+            Layout::Old => (byte & 0x80 != 0, byte & 0x40 != 0, byte & 0x3f),
+        }
+    }
+
+    fn join_flags(self, rr: bool, f1: bool, reserved: u8) -> u8 {
+        let reserved = reserved & 0x3f;
+        match self {
+            Layout::Rfc => (reserved << 2) | (u8::from(f1) << 1) | u8::from(rr),
+            Layout::Old => (u8::from(rr) << 7) | (u8::from(f1) << 6) | reserved,
+        }
+    }
+}
+
+/// OP-DATA, by opcode and direction (the RR bit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op<'a> {
+    /// NOP request: an HTCP ping; no OP-DATA.
+    NopRequest,
+    /// NOP response: no OP-DATA.
+    NopResponse,
+    /// TST request: is the entity named by the SPECIFIER cached?
+    TstRequest(Specifier<'a>),
+    /// TST response: Squid always sends a three-COUNTSTR DETAIL; the RFC
+    /// sends only CACHE-HDRS on a miss; some senders send nothing.
+    TstResponse(TstReply<'a>),
+    /// MON request: seconds of monitoring wanted (0 cancels).
+    MonRequest { time: u8 },
+    /// MON response; OP-DATA may be absent when the monitor was refused.
+    MonResponse(Option<MonReply<'a>>),
+    /// SET request: updated headers for a cached entity.
+    SetRequest(Identity<'a>),
+    /// SET response: no OP-DATA.
+    SetResponse,
+    /// CLR request: purge the entity. REASON is the low 4 bits of the first
+    /// 16-bit word; the other 12 bits are reserved and kept as received.
+    ClrRequest {
+        reserved: u16,
+        reason: u8,
+        specifier: Specifier<'a>,
+    },
+    /// CLR response: no OP-DATA; the result is the response code.
+    ClrResponse,
+}
+
+impl Op<'_> {
+    pub fn opcode(&self) -> Opcode {
+        match self {
+            Op::NopRequest | Op::NopResponse => Opcode::Nop,
+            Op::TstRequest(_) | Op::TstResponse(_) => Opcode::Tst,
+            Op::MonRequest { .. } | Op::MonResponse(_) => Opcode::Mon,
+            Op::SetRequest(_) | Op::SetResponse => Opcode::Set,
+            Op::ClrRequest { .. } | Op::ClrResponse => Opcode::Clr,
+        }
+    }
+
+    /// The RR bit: true for responses.
+    pub fn is_response(&self) -> bool {
+        matches!(
+            self,
+            Op::NopResponse
+                | Op::TstResponse(_)
+                | Op::MonResponse(_)
+                | Op::SetResponse
+                | Op::ClrResponse
+        )
+    }
+}
+
+/// TST response codes (RFC 2756 §3.1 with MO = 0).
+pub mod tst {
+    /// The entity is cached.
+    pub const FOUND: u8 = 0;
+    /// The entity is not cached.
+    pub const NOT_FOUND: u8 = 1;
+}
+
+/// CLR response codes (RFC 2756 §6.5, as Squid uses them).
+pub mod clr {
+    /// "I had it and it is gone now."
+    pub const PURGED: u8 = 0;
+    /// "I had it and I am keeping it" (Squid never sends this).
+    pub const KEPT: u8 = 1;
+    /// "I did not have it."
+    pub const NOT_FOUND: u8 = 2;
+    /// CLR REASON: unspecified (Squid sends this after a PURGE).
+    pub const REASON_UNSPECIFIED: u8 = 0;
+    /// CLR REASON: the origin says the entity no longer exists (Squid sends
+    /// this for any invalidation).
+    pub const REASON_GONE: u8 = 1;
+}
+
+/// Overall-message response codes, valid when RR = 1 and MO (F1) = 1.
+pub mod overall {
+    pub const AUTH_REQUIRED: u8 = 0;
+    pub const AUTH_FAILED: u8 = 1;
+    pub const OPCODE_NOT_IMPLEMENTED: u8 = 2;
+    pub const MAJOR_UNSUPPORTED: u8 = 3;
+    pub const MINOR_UNSUPPORTED: u8 = 4;
+    pub const INAPPROPRIATE_OPCODE: u8 = 5;
+}
+
+/// One HTCP datagram. Lengths are not stored: they follow from the contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Message<'a> {
+    /// Header MINOR version (MAJOR is always 0); picks the [`Layout`].
+    pub minor: u8,
+    /// The 4-bit RESPONSE code (0 in requests).
+    pub response: u8,
+    /// F1: in a request RD ("response desired"), in a response MO ("the
+    /// response code is about the whole message").
+    pub f1: bool,
+    /// The six reserved flag bits, as received (sent as zero).
+    pub reserved: u8,
+    pub trans_id: u32,
+    pub op: Op<'a>,
+    pub auth: Auth<'a>,
+}
+
+impl<'a> Message<'a> {
+    /// A TST request as Squid sends it: MINOR 1, RD set, no AUTH.
+    pub fn tst_request(trans_id: u32, specifier: Specifier<'a>) -> Message<'a> {
+        Message {
+            minor: MINOR_RFC,
+            response: 0,
+            f1: true,
+            reserved: 0,
+            trans_id,
+            op: Op::TstRequest(specifier),
+            auth: Auth::None,
+        }
+    }
+
+    /// A CLR request. `response_desired` sets RD (Squid's own CLRs do not).
+    pub fn clr_request(
+        trans_id: u32,
+        reason: u8,
+        specifier: Specifier<'a>,
+        response_desired: bool,
+    ) -> Message<'a> {
+        Message {
+            minor: MINOR_RFC,
+            response: 0,
+            f1: response_desired,
+            reserved: 0,
+            trans_id,
+            op: Op::ClrRequest {
+                reserved: 0,
+                reason,
+                specifier,
+            },
+            auth: Auth::None,
+        }
+    }
+
+    /// A response to `self` in the request's layout and transaction, MO = 0,
+    /// with an empty AUTH (what Squid sends).
+    pub fn response<'b>(&self, response: u8, op: Op<'b>) -> Message<'b> {
+        Message {
+            minor: self.minor,
+            response,
+            f1: false,
+            reserved: 0,
+            trans_id: self.trans_id,
+            op,
+            auth: Auth::None,
+        }
+    }
+
+    pub fn opcode(&self) -> Opcode {
+        self.op.opcode()
+    }
+
+    pub fn layout(&self) -> Layout {
+        Layout::of_minor(self.minor)
+    }
+
+    pub fn is_response(&self) -> bool {
+        self.op.is_response()
+    }
+
+    /// RD: the sender of a request wants a response.
+    pub fn response_desired(&self) -> bool {
+        !self.is_response() && self.f1
+    }
+
+    /// MO: a response whose code is about the whole message (an error).
+    pub fn is_overall_response(&self) -> bool {
+        self.is_response() && self.f1
+    }
+
+    /// Appends the datagram to `out`. Fails, leaving `out` as it was, when a
+    /// string or section is too long for its 16-bit length field or the
+    /// response code does not fit in 4 bits.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+        let start = out.len();
+        let result = self.encode_inner(out, start);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    fn encode_inner(&self, out: &mut Vec<u8>, start: usize) -> Result<(), Error> {
+        if self.response > 0x0f {
+            return Err(Error::new(
+                ErrorKind::Invalid("response code does not fit in 4 bits"),
+                "response",
+                6,
+            ));
+        }
+        if self.reserved > 0x3f {
+            return Err(Error::new(
+                ErrorKind::Invalid("reserved flag bits do not fit in 6 bits"),
+                "flags",
+                7,
+            ));
+        }
+        let layout = self.layout();
+        out.extend_from_slice(&[0, 0, 0, self.minor]);
+        let data_at = out.len();
+        out.extend_from_slice(&[0, 0]);
+        out.push(layout.join_op_byte(self.opcode() as u8, self.response));
+        out.push(layout.join_flags(self.is_response(), self.f1, self.reserved));
+        out.extend_from_slice(&self.trans_id.to_be_bytes());
+        body::encode_op(&self.op, out, start)?;
+        crate::wire::patch_len16(out, start, data_at, "data_length")?;
+        body::encode_auth(&self.auth, out, start)?;
+        crate::wire::patch_len16(out, start, start, "length")?;
+        Ok(())
+    }
+}
+
+/// Parses one HTCP datagram. Strict: the header LENGTH must equal the
+/// datagram size, MAJOR must be 0, every COUNTSTR and section must fit its
+/// enclosing length exactly, and nothing may be left over.
+pub fn parse(datagram: &[u8]) -> Result<Message<'_>, Error> {
+    finish(datagram, message(datagram))
+}
+
+fn message(datagram: &[u8]) -> PResult<'_, Message<'_>> {
+    let (rest, length) = u16_field("length").parse(datagram)?;
+    if usize::from(length) != datagram.len() {
+        return fail(
+            datagram,
+            "length",
+            ErrorKind::LengthMismatch {
+                declared: length.into(),
+                actual: datagram.len(),
+            },
+        );
+    }
+    let (after_major, major) = u8_field("major").parse(rest)?;
+    if major != 0 {
+        return fail(rest, "major", ErrorKind::UnknownVersion(major));
+    }
+    let (data, minor) = u8_field("minor").parse(after_major)?;
+    let layout = Layout::of_minor(minor);
+
+    let (_, data_len) = u16_field("data_length").parse(data)?;
+    let data_len = usize::from(data_len);
+    if data_len < DATA_HEADER_LEN || data_len > data.len() {
+        return fail(
+            data,
+            "data_length",
+            ErrorKind::LengthMismatch {
+                declared: data_len,
+                actual: data.len(),
+            },
+        );
+    }
+    let (data_section, auth_section) = data.split_at(data_len);
+    let (op_rest, op_byte) = u8_field("opcode").parse(&data_section[2..])?;
+    let (raw_opcode, response) = layout.split_op_byte(op_byte);
+    let Some(opcode) = Opcode::from_u8(raw_opcode) else {
+        return fail(&data_section[2..], "opcode", ErrorKind::UnknownOpcode(raw_opcode));
+    };
+    let (rest, flags) = u8_field("flags").parse(op_rest)?;
+    let (rr, f1, reserved) = layout.split_flags(flags);
+    let (op_data, trans_id) = u32_field("trans_id").parse(rest)?;
+    let (_, op) = body::op(opcode, rr, op_data)?;
+    let (rest, auth) = body::auth(auth_section)?;
+    Ok((
+        rest,
+        Message {
+            minor,
+            response,
+            f1,
+            reserved,
+            trans_id,
+            op,
+            auth,
+        },
+    ))
+}
+
+/// A COUNTSTR: 16-bit length, then that many octets.
+fn countstr<'a>(name: &'static str) -> impl Parser<&'a [u8], Output = Text<'a>, Error = crate::wire::PErr<'a>> {
+    move |input: &'a [u8]| {
+        let (rest, len) = u16_field(name).parse(input)?;
+        if usize::from(len) > rest.len() {
+            // Point at the length that overruns, which is what is wrong.
+            return fail(
+                input,
+                name,
+                ErrorKind::LengthMismatch {
+                    declared: len.into(),
+                    actual: rest.len(),
+                },
+            );
+        }
+        let (rest, text) = bytes_field(name, len.into()).parse(rest)?;
+        Ok((rest, Text(text)))
+    }
+}
+
+fn put_countstr(out: &mut Vec<u8>, text: Text<'_>, field: &'static str, start: usize) -> Result<(), Error> {
+    crate::wire::put_len16(out, text.len(), field, out.len() - start)?;
+    out.extend_from_slice(text.as_bytes());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(m: &Message<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        m.encode(&mut out).expect("encodable");
+        out
+    }
+
+    fn tst() -> Message<'static> {
+        Message::tst_request(5, Specifier::new("GET", "http://a/"))
+    }
+
+    fn err_of(wire: &[u8]) -> (ErrorKind, &'static str, usize) {
+        let e = parse(wire).expect_err("must not parse");
+        (e.kind, e.field, e.offset)
+    }
+
+    #[test]
+    fn header_length_must_match() {
+        let mut wire = encode(&tst());
+        wire.push(0);
+        let len = wire.len();
+        assert_eq!(
+            err_of(&wire),
+            (
+                ErrorKind::LengthMismatch {
+                    declared: len - 1,
+                    actual: len
+                },
+                "length",
+                0
+            )
+        );
+    }
+
+    #[test]
+    fn major_must_be_zero() {
+        let mut wire = encode(&tst());
+        wire[2] = 1;
+        assert_eq!(err_of(&wire), (ErrorKind::UnknownVersion(1), "major", 2));
+    }
+
+    #[test]
+    fn data_length_out_of_range() {
+        let mut wire = encode(&tst());
+        wire[4..6].copy_from_slice(&7u16.to_be_bytes());
+        assert!(matches!(err_of(&wire), (ErrorKind::LengthMismatch { declared: 7, .. }, "data_length", 4)));
+        wire[4..6].copy_from_slice(&500u16.to_be_bytes());
+        assert!(matches!(err_of(&wire), (ErrorKind::LengthMismatch { declared: 500, .. }, "data_length", 4)));
+    }
+
+    #[test]
+    fn unknown_opcode_in_either_layout() {
+        let mut wire = encode(&tst());
+        wire[6] = 0x90; // RFC layout: opcode 9
+        assert_eq!(err_of(&wire), (ErrorKind::UnknownOpcode(9), "opcode", 6));
+        wire[3] = 0; // old layout reads the low nibble: 0 = NOP, then OP-DATA is left over
+        assert_eq!(err_of(&wire).1, "op_data");
+        wire[6] = 0x07;
+        assert_eq!(err_of(&wire), (ErrorKind::UnknownOpcode(7), "opcode", 6));
+    }
+
+    #[test]
+    fn countstr_overrunning_its_section_is_truncated() {
+        let mut wire = encode(&tst());
+        // METHOD length 3 -> 60: runs past DATA into AUTH.
+        wire[12..14].copy_from_slice(&60u16.to_be_bytes());
+        // What DATA holds after the METHOD length: all but header, DATA header,
+        // the length itself and the 2-byte AUTH.
+        let in_data = wire.len() - 4 - 8 - 2 - 2;
+        assert_eq!(
+            err_of(&wire),
+            (ErrorKind::LengthMismatch { declared: 60, actual: in_data }, "method", 12)
+        );
+    }
+
+    #[test]
+    fn op_data_must_be_consumed_exactly() {
+        let mut m = tst();
+        m.op = Op::NopRequest;
+        let mut wire = encode(&m);
+        // Grow DATA by one byte of junk before AUTH.
+        wire.insert(12, 0xaa);
+        let len = wire.len() as u16;
+        wire[0..2].copy_from_slice(&len.to_be_bytes());
+        wire[4..6].copy_from_slice(&9u16.to_be_bytes());
+        assert_eq!(err_of(&wire), (ErrorKind::TrailingData { len: 1 }, "op_data", 12));
+    }
+
+    #[test]
+    fn auth_length_must_cover_the_rest() {
+        let mut wire = encode(&tst());
+        let at = wire.len() - 2;
+        wire[at..].copy_from_slice(&4u16.to_be_bytes());
+        assert_eq!(
+            err_of(&wire),
+            (ErrorKind::LengthMismatch { declared: 4, actual: 2 }, "auth_length", at)
+        );
+    }
+
+    #[test]
+    fn all_opcodes_round_trip_in_both_layouts() {
+        let spec = Specifier::new("GET", "http://a/");
+        let detail = Detail {
+            resp_hdrs: "Age: 1\r\n".into(),
+            entity_hdrs: "".into(),
+            cache_hdrs: "Cache-Flags: incomplete\r\n".into(),
+        };
+        let identity = Identity { specifier: spec, detail };
+        let ops = [
+            Op::NopRequest,
+            Op::NopResponse,
+            Op::TstRequest(spec),
+            Op::TstResponse(TstReply::Detail(detail)),
+            Op::TstResponse(TstReply::CacheHdrs("Cache-Policy: no-cache\r\n".into())),
+            Op::TstResponse(TstReply::Empty),
+            Op::MonRequest { time: 30 },
+            Op::MonResponse(None),
+            Op::MonResponse(Some(MonReply {
+                time: 29,
+                action: MonAction::Replaced,
+                reason: MonReason::Expired,
+                identity,
+            })),
+            Op::SetRequest(identity),
+            Op::SetResponse,
+            Op::ClrRequest { reserved: 0, reason: clr::REASON_GONE, specifier: spec },
+            Op::ClrResponse,
+        ];
+        let auths = [
+            Auth::None,
+            Auth::Omitted,
+            Auth::Signed {
+                sig_time: 1,
+                sig_expire: 2,
+                key_name: "k".into(),
+                signature: Text(&[0xde, 0xad, 0xbe, 0xef]),
+            },
+        ];
+        for minor in [MINOR_OLD, MINOR_RFC, 7] {
+            for op in ops {
+                for auth in auths {
+                    let m = Message {
+                        minor,
+                        response: if op.is_response() { 3 } else { 0 },
+                        f1: true,
+                        reserved: 0x15,
+                        trans_id: 0xfeed_f00d,
+                        op,
+                        auth,
+                    };
+                    let wire = encode(&m);
+                    assert_eq!(parse(&wire), Ok(m), "{m:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn response_uses_request_layout_and_transaction() {
+        let mut req = tst();
+        req.minor = MINOR_OLD;
+        req.trans_id = 0;
+        let resp = req.response(tst::NOT_FOUND, Op::TstResponse(TstReply::Detail(Detail::default())));
+        let wire = encode(&resp);
+        assert_eq!(wire, [0, 20, 0, 0, 0, 14, 0x11, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    }
+
+    #[test]
+    fn encode_rejects_what_cannot_be_represented() {
+        let long = "x".repeat(70_000);
+        let m = Message::tst_request(1, Specifier::new("GET", &long));
+        let mut out = vec![9];
+        let err = m.encode(&mut out).unwrap_err();
+        assert_eq!(err.field, "uri");
+        assert_eq!(out, [9], "nothing is left behind");
+        let mut bad = tst();
+        bad.response = 16;
+        assert!(bad.encode(&mut out).is_err());
+    }
+}
