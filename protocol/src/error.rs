@@ -56,7 +56,9 @@ impl fmt::Display for ErrorKind {
             ErrorKind::UnknownOpcode(op) => write!(f, "unknown opcode {op}"),
             ErrorKind::UnknownVersion(v) => write!(f, "unknown version {v}"),
             ErrorKind::MissingNul => f.write_str("string not NUL-terminated"),
-            ErrorKind::TooLong { len, max } => write!(f, "{len} bytes is longer than the limit of {max}"),
+            ErrorKind::TooLong { len, max } => {
+                write!(f, "{len} bytes is longer than the limit of {max}")
+            }
             ErrorKind::TrailingData { len } => write!(f, "{len} unexpected trailing bytes"),
             ErrorKind::Invalid(what) => f.write_str(what),
         }

@@ -119,16 +119,36 @@ pub fn join_src_rtt(rtt_ms: u16, hops: u16) -> u32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Body<'a> {
     /// ICP_OP_QUERY: requester address (Squid sends 0), then the URL.
-    Query { requester: Ipv4Addr, url: Text<'a> },
-    Hit { url: Text<'a> },
-    Miss { url: Text<'a> },
-    Err { url: Text<'a> },
-    Secho { url: Text<'a> },
-    Decho { url: Text<'a> },
-    MissNoFetch { url: Text<'a> },
-    Denied { url: Text<'a> },
+    Query {
+        requester: Ipv4Addr,
+        url: Text<'a>,
+    },
+    Hit {
+        url: Text<'a>,
+    },
+    Miss {
+        url: Text<'a>,
+    },
+    Err {
+        url: Text<'a>,
+    },
+    Secho {
+        url: Text<'a>,
+    },
+    Decho {
+        url: Text<'a>,
+    },
+    MissNoFetch {
+        url: Text<'a>,
+    },
+    Denied {
+        url: Text<'a>,
+    },
     /// ICP_OP_HIT_OBJ: the URL, then a 16-bit length and the object itself.
-    HitObj { url: Text<'a>, object: &'a [u8] },
+    HitObj {
+        url: Text<'a>,
+        object: &'a [u8],
+    },
 }
 
 impl<'a> Body<'a> {
@@ -239,7 +259,12 @@ impl<'a> Message<'a> {
     /// [`MAX_URL_LEN`], or a datagram over [`MAX_DATAGRAM`].
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         let url = self.body.url().as_bytes();
-        let url_at = HEADER_LEN + if matches!(self.body, Body::Query { .. }) { 4 } else { 0 };
+        let url_at = HEADER_LEN
+            + if matches!(self.body, Body::Query { .. }) {
+                4
+            } else {
+                0
+            };
         if url.len() > MAX_URL_LEN {
             return Err(Error::new(
                 ErrorKind::TooLong {
@@ -438,11 +463,17 @@ mod tests {
         let mut wire = encode(&Message::query(1, b"http://a/"));
         wire[0] = 99;
         let err = parse(&wire).unwrap_err();
-        assert_eq!((err.kind, err.field, err.offset), (ErrorKind::UnknownOpcode(99), "opcode", 0));
+        assert_eq!(
+            (err.kind, err.field, err.offset),
+            (ErrorKind::UnknownOpcode(99), "opcode", 0)
+        );
         wire[0] = 1;
         wire[1] = 1;
         let err = parse(&wire).unwrap_err();
-        assert_eq!((err.kind, err.field, err.offset), (ErrorKind::UnknownVersion(1), "version", 1));
+        assert_eq!(
+            (err.kind, err.field, err.offset),
+            (ErrorKind::UnknownVersion(1), "version", 1)
+        );
     }
 
     #[test]
@@ -451,7 +482,10 @@ mod tests {
         let last = wire.len() - 1;
         wire[last] = b'x';
         let err = parse(&wire).unwrap_err();
-        assert_eq!((err.kind, err.field, err.offset), (ErrorKind::MissingNul, "url", 24));
+        assert_eq!(
+            (err.kind, err.field, err.offset),
+            (ErrorKind::MissingNul, "url", 24)
+        );
     }
 
     #[test]
@@ -467,7 +501,10 @@ mod tests {
     #[test]
     fn short_header_is_truncated() {
         let err = parse(&[1, 2, 0]).unwrap_err();
-        assert_eq!((err.kind, err.field, err.offset), (ErrorKind::Truncated, "length", 2));
+        assert_eq!(
+            (err.kind, err.field, err.offset),
+            (ErrorKind::Truncated, "length", 2)
+        );
     }
 
     #[test]
@@ -508,7 +545,12 @@ mod tests {
         let q = Message::query(42, b"http://a/");
         let r = q.reply(Opcode::Hit).unwrap();
         assert_eq!(r.reqnum, 42);
-        assert_eq!(r.body, Body::Hit { url: Text(b"http://a/") });
+        assert_eq!(
+            r.body,
+            Body::Hit {
+                url: Text(b"http://a/")
+            }
+        );
         assert!(q.reply(Opcode::HitObj).is_none());
     }
 

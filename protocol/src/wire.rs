@@ -56,15 +56,21 @@ pub(crate) fn field<'a, O>(
     }
 }
 
-pub(crate) fn u8_field<'a>(name: &'static str) -> impl Parser<&'a [u8], Output = u8, Error = PErr<'a>> {
+pub(crate) fn u8_field<'a>(
+    name: &'static str,
+) -> impl Parser<&'a [u8], Output = u8, Error = PErr<'a>> {
     field(name, nom::number::complete::be_u8)
 }
 
-pub(crate) fn u16_field<'a>(name: &'static str) -> impl Parser<&'a [u8], Output = u16, Error = PErr<'a>> {
+pub(crate) fn u16_field<'a>(
+    name: &'static str,
+) -> impl Parser<&'a [u8], Output = u16, Error = PErr<'a>> {
     field(name, nom::number::complete::be_u16)
 }
 
-pub(crate) fn u32_field<'a>(name: &'static str) -> impl Parser<&'a [u8], Output = u32, Error = PErr<'a>> {
+pub(crate) fn u32_field<'a>(
+    name: &'static str,
+) -> impl Parser<&'a [u8], Output = u32, Error = PErr<'a>> {
     field(name, nom::number::complete::be_u32)
 }
 
@@ -92,7 +98,9 @@ pub(crate) fn finish<'a, O>(whole: &'a [u8], result: PResult<'a, O>) -> Result<O
             Err(Error::new(e.kind, e.field, whole.offset(e.at)))
         }
         // Only streaming parsers report Incomplete; treat it as truncation at the end.
-        Err(nom::Err::Incomplete(_)) => Err(Error::new(ErrorKind::Truncated, "datagram", whole.len())),
+        Err(nom::Err::Incomplete(_)) => {
+            Err(Error::new(ErrorKind::Truncated, "datagram", whole.len()))
+        }
     }
 }
 

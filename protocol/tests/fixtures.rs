@@ -92,12 +92,22 @@ fn icp_hit_and_miss() {
     let m = icp_roundtrip(&hit);
     assert_eq!(hit.len(), 50);
     assert_squid_header(&m, 1, 0, 0);
-    assert_eq!(m.body, Body::Hit { url: url("http://127.0.0.1:18080/obj/5k") });
+    assert_eq!(
+        m.body,
+        Body::Hit {
+            url: url("http://127.0.0.1:18080/obj/5k")
+        }
+    );
 
     let miss = fixture("icp/v2-miss-squid57.bin");
     let m = icp_roundtrip(&miss);
     assert_squid_header(&m, 1, 0, 0);
-    assert_eq!(m.body, Body::Miss { url: url("http://127.0.0.1:18080/obj/6k") });
+    assert_eq!(
+        m.body,
+        Body::Miss {
+            url: url("http://127.0.0.1:18080/obj/6k")
+        }
+    );
 }
 
 #[test]
@@ -105,7 +115,12 @@ fn icp_hit_answer_to_v3_query_is_v2() {
     let wire = fixture("icp/v2-hit-answer-to-v3-query-squid57.bin");
     let m = icp_roundtrip(&wire);
     assert_squid_header(&m, 0x67, 0, 0);
-    assert_eq!(m.body, Body::Hit { url: url("http://127.0.0.1:28180/obj/19k") });
+    assert_eq!(
+        m.body,
+        Body::Hit {
+            url: url("http://127.0.0.1:28180/obj/19k")
+        }
+    );
 }
 
 #[test]
@@ -113,13 +128,27 @@ fn icp_src_rtt_replies() {
     let wire = fixture("icp/v2-hit-src-rtt-squid57.bin");
     let m = icp_roundtrip(&wire);
     assert_squid_header(&m, 1, Options::SRC_RTT, 1);
-    assert_eq!(icp::split_src_rtt(m.option_data), (1, 0), "RTT 1 ms, 0 hops");
-    assert_eq!(m.body, Body::Hit { url: url("http://127.0.0.1:28180/obj/17k") });
+    assert_eq!(
+        icp::split_src_rtt(m.option_data),
+        (1, 0),
+        "RTT 1 ms, 0 hops"
+    );
+    assert_eq!(
+        m.body,
+        Body::Hit {
+            url: url("http://127.0.0.1:28180/obj/17k")
+        }
+    );
 
     let wire = fixture("icp/v2-miss-src-rtt-squid57.bin");
     let m = icp_roundtrip(&wire);
     assert_squid_header(&m, 2, Options::SRC_RTT, 1);
-    assert_eq!(m.body, Body::Miss { url: url("http://127.0.0.1:28180/obj/18k") });
+    assert_eq!(
+        m.body,
+        Body::Miss {
+            url: url("http://127.0.0.1:28180/obj/18k")
+        }
+    );
 }
 
 #[test]
@@ -127,7 +156,12 @@ fn icp_miss_nofetch() {
     let wire = fixture("icp/v2-miss-nofetch-squid57.bin");
     let m = icp_roundtrip(&wire);
     assert_squid_header(&m, 1, 0, 0);
-    assert_eq!(m.body, Body::MissNoFetch { url: url("http://127.0.0.1:28180/obj/16k") });
+    assert_eq!(
+        m.body,
+        Body::MissNoFetch {
+            url: url("http://127.0.0.1:28180/obj/16k")
+        }
+    );
     assert_eq!(m.opcode() as u8, 21);
 }
 
@@ -136,19 +170,34 @@ fn icp_denied() {
     let wire = fixture("icp/v2-denied-squid57.bin");
     let m = icp_roundtrip(&wire);
     assert_squid_header(&m, 7, 0, 0);
-    assert_eq!(m.body, Body::Denied { url: url("http://127.0.0.1:18080/obj/5k") });
+    assert_eq!(
+        m.body,
+        Body::Denied {
+            url: url("http://127.0.0.1:18080/obj/5k")
+        }
+    );
 
     let wire = fixture("icp/v2-denied-to-peer-squid57.bin");
     let m = icp_roundtrip(&wire);
     assert_squid_header(&m, 1, 0, 0);
-    assert_eq!(m.body, Body::Denied { url: url("http://127.0.0.1:28180/obj/15k") });
+    assert_eq!(
+        m.body,
+        Body::Denied {
+            url: url("http://127.0.0.1:28180/obj/15k")
+        }
+    );
 }
 
 #[test]
 fn icp_err_replies_echo_the_url() {
     let cases = [
         ("icp/v2-err-relative-url-squid57.bin", 0x6b, "/obj/19k", 29),
-        ("icp/v2-err-garbage-url-squid57.bin", 0x6d, "not%20a%20url", 34),
+        (
+            "icp/v2-err-garbage-url-squid57.bin",
+            0x6d,
+            "not%20a%20url",
+            34,
+        ),
         ("icp/v2-err-empty-url-squid57.bin", 0x6e, "", 21),
     ];
     for (file, reqnum, expected_url, len) in cases {
@@ -156,7 +205,13 @@ fn icp_err_replies_echo_the_url() {
         assert_eq!(wire.len(), len, "{file}");
         let m = icp_roundtrip(&wire);
         assert_squid_header(&m, reqnum, 0, 0);
-        assert_eq!(m.body, Body::Err { url: url(expected_url) }, "{file}");
+        assert_eq!(
+            m.body,
+            Body::Err {
+                url: url(expected_url)
+            },
+            "{file}"
+        );
     }
 }
 
@@ -166,7 +221,12 @@ fn icp_decho() {
     let m = icp_roundtrip(&wire);
     assert_squid_header(&m, 1, 0, 0);
     // A DECHO carries no requester field: the URL follows the header.
-    assert_eq!(m.body, Body::Decho { url: url("http://127.0.0.1:28180/obj/51k") });
+    assert_eq!(
+        m.body,
+        Body::Decho {
+            url: url("http://127.0.0.1:28180/obj/51k")
+        }
+    );
 }
 
 fn assert_rfc_response(m: &htcp::Message<'_>, trans_id: u32, response: u8) {
@@ -202,13 +262,20 @@ fn htcp_tst_request() {
         Op::TstRequest(spec("GET", "http://127.0.0.1:18080/obj/5k", "1/1"))
     );
     assert_eq!(m.auth, Auth::None);
-    assert_eq!(m, htcp::Message::tst_request(1, Specifier::new("GET", "http://127.0.0.1:18080/obj/5k")));
+    assert_eq!(
+        m,
+        htcp::Message::tst_request(1, Specifier::new("GET", "http://127.0.0.1:18080/obj/5k"))
+    );
 }
 
 #[test]
 fn htcp_tst_request_oldsquid_layout() {
     let wire = fixture("htcp/tst-request-oldsquid-squid57.bin");
-    assert_eq!((wire[6], wire[7]), (0x01, 0x40), "opcode low nibble, F1 = 0x40");
+    assert_eq!(
+        (wire[6], wire[7]),
+        (0x01, 0x40),
+        "opcode low nibble, F1 = 0x40"
+    );
     let m = htcp_roundtrip(&wire);
     assert_eq!(m.minor, 0);
     assert_eq!(m.layout(), htcp::Layout::Old);
@@ -250,7 +317,11 @@ fn htcp_tst_hit_responses() {
 #[test]
 fn htcp_tst_hit_response_oldsquid_layout() {
     let wire = fixture("htcp/tst-response-hit-oldsquid-squid57.bin");
-    assert_eq!((wire[6], wire[7]), (0x01, 0x80), "RR = 0x80 in the old layout");
+    assert_eq!(
+        (wire[6], wire[7]),
+        (0x01, 0x80),
+        "RR = 0x80 in the old layout"
+    );
     let m = htcp_roundtrip(&wire);
     assert_eq!((m.minor, m.trans_id, m.response), (0, 0, 0));
     assert!(m.is_response() && !m.is_overall_response());
@@ -258,7 +329,10 @@ fn htcp_tst_hit_response_oldsquid_layout() {
         panic!("expected a DETAIL, got {:?}", m.op);
     };
     assert_eq!(d.resp_hdrs, Text(b"Age: 0\r\n"));
-    assert_eq!(d.cache_hdrs, Text(b"Cache-to-Origin: 127.0.0.1 0 0.001000 0\r\n"));
+    assert_eq!(
+        d.cache_hdrs,
+        Text(b"Cache-to-Origin: 127.0.0.1 0 0.001000 0\r\n")
+    );
 }
 
 #[test]
@@ -272,7 +346,11 @@ fn htcp_tst_miss_responses_carry_three_empty_countstrs() {
         let m = htcp_roundtrip(&wire);
         assert_eq!(m.minor, minor, "{file}");
         assert_eq!(m.response, htcp::tst::NOT_FOUND, "{file}");
-        assert_eq!(m.op, Op::TstResponse(TstReply::Detail(Detail::default())), "{file}");
+        assert_eq!(
+            m.op,
+            Op::TstResponse(TstReply::Detail(Detail::default())),
+            "{file}"
+        );
         assert!(m.is_response());
     }
 }
@@ -281,14 +359,86 @@ fn htcp_tst_miss_responses_carry_three_empty_countstrs() {
 fn htcp_clr_requests() {
     // (file, minor, trans_id, RD, reason, method, uri, version)
     let cases = [
-        ("htcp/clr-request-purge-squid57.bin", 1, 2, false, 0, "PURGE", "http://127.0.0.1:18080/obj/5k", "1/1"),
-        ("htcp/clr-request-purge-oldsquid-squid57.bin", 0, 0, false, 0, "PURGE", "http://127.0.0.1:28180/obj/13k", "1/1"),
-        ("htcp/clr-request-reload-get-squid57.bin", 1, 3, false, 1, "GET", "http://127.0.0.1:28180/obj/60k", "1/1"),
-        ("htcp/clr-request-post-squid57.bin", 1, 4, false, 1, "POST", "http://127.0.0.1:28180/obj/61k", "1/1"),
-        ("htcp/clr-request-get-crafted.bin", 1, 77, true, 0, "GET", "http://127.0.0.1:18080/obj/11k", "1/1"),
-        ("htcp/clr-request-mediawiki-head-crafted.bin", 0, 0x1234_5678, false, 0, "HEAD", "http://127.0.0.1:18191/obj/2k.a", "HTTP/1.0"),
-        ("htcp/clr-request-forwarded-squid57.bin", 1, 301, true, 0, "GET", "http://127.0.0.1:28180/obj/52k", "1/1"),
-        ("htcp/clr-request-delete-squid57.bin", 1, 6, false, 1, "DELETE", "http://127.0.0.1:28180/obj/61k", "1/1"),
+        (
+            "htcp/clr-request-purge-squid57.bin",
+            1,
+            2,
+            false,
+            0,
+            "PURGE",
+            "http://127.0.0.1:18080/obj/5k",
+            "1/1",
+        ),
+        (
+            "htcp/clr-request-purge-oldsquid-squid57.bin",
+            0,
+            0,
+            false,
+            0,
+            "PURGE",
+            "http://127.0.0.1:28180/obj/13k",
+            "1/1",
+        ),
+        (
+            "htcp/clr-request-reload-get-squid57.bin",
+            1,
+            3,
+            false,
+            1,
+            "GET",
+            "http://127.0.0.1:28180/obj/60k",
+            "1/1",
+        ),
+        (
+            "htcp/clr-request-post-squid57.bin",
+            1,
+            4,
+            false,
+            1,
+            "POST",
+            "http://127.0.0.1:28180/obj/61k",
+            "1/1",
+        ),
+        (
+            "htcp/clr-request-get-crafted.bin",
+            1,
+            77,
+            true,
+            0,
+            "GET",
+            "http://127.0.0.1:18080/obj/11k",
+            "1/1",
+        ),
+        (
+            "htcp/clr-request-mediawiki-head-crafted.bin",
+            0,
+            0x1234_5678,
+            false,
+            0,
+            "HEAD",
+            "http://127.0.0.1:18191/obj/2k.a",
+            "HTTP/1.0",
+        ),
+        (
+            "htcp/clr-request-forwarded-squid57.bin",
+            1,
+            301,
+            true,
+            0,
+            "GET",
+            "http://127.0.0.1:28180/obj/52k",
+            "1/1",
+        ),
+        (
+            "htcp/clr-request-delete-squid57.bin",
+            1,
+            6,
+            false,
+            1,
+            "DELETE",
+            "http://127.0.0.1:28180/obj/61k",
+            "1/1",
+        ),
     ];
     for (file, minor, trans_id, rd, reason, method, uri, version) in cases {
         let wire = fixture(file);
@@ -298,7 +448,12 @@ fn htcp_clr_requests() {
         assert_eq!(m.trans_id, trans_id, "{file}");
         assert_eq!(m.response_desired(), rd, "{file}");
         assert_eq!(m.auth, Auth::None, "{file}");
-        let Op::ClrRequest { reserved, reason: got_reason, specifier } = m.op else {
+        let Op::ClrRequest {
+            reserved,
+            reason: got_reason,
+            specifier,
+        } = m.op
+        else {
             panic!("{file}: expected a CLR request, got {:?}", m.op);
         };
         assert_eq!(reserved, 0, "{file}");
@@ -314,9 +469,21 @@ fn htcp_clr_requests() {
 fn htcp_clr_responses_have_no_op_data() {
     for (file, trans_id, code) in [
         ("htcp/clr-response-squid57.bin", 77, htcp::clr::PURGED),
-        ("htcp/clr-response-purged-squid57.bin", 215, htcp::clr::PURGED),
-        ("htcp/clr-response-not-found-squid57.bin", 213, htcp::clr::NOT_FOUND),
-        ("htcp/clr-response-forwarded-bounce-squid57.bin", 301, htcp::clr::PURGED),
+        (
+            "htcp/clr-response-purged-squid57.bin",
+            215,
+            htcp::clr::PURGED,
+        ),
+        (
+            "htcp/clr-response-not-found-squid57.bin",
+            213,
+            htcp::clr::NOT_FOUND,
+        ),
+        (
+            "htcp/clr-response-forwarded-bounce-squid57.bin",
+            301,
+            htcp::clr::PURGED,
+        ),
     ] {
         let wire = fixture(file);
         assert_eq!(wire.len(), 14, "{file}");
@@ -331,7 +498,9 @@ fn htcp_clr_responses_have_no_op_data() {
 fn every_fixture_is_asserted() {
     let this = include_str!("fixtures.rs");
     for dir in ["icp", "htcp"] {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(dir);
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures")
+            .join(dir);
         for entry in std::fs::read_dir(&path).expect("fixture dir") {
             let name = entry.expect("entry").file_name();
             let rel = format!("{dir}/{}", name.to_string_lossy());

@@ -18,7 +18,7 @@
 
 mod body;
 
-pub use body::{Auth, Detail, Identity, MonAction, MonReply, MonReason, Specifier, TstReply};
+pub use body::{Auth, Detail, Identity, MonAction, MonReason, MonReply, Specifier, TstReply};
 
 use nom::Parser;
 
@@ -379,7 +379,11 @@ fn message(datagram: &[u8]) -> PResult<'_, Message<'_>> {
     let (op_rest, op_byte) = u8_field("opcode").parse(&data_section[2..])?;
     let (raw_opcode, response) = layout.split_op_byte(op_byte);
     let Some(opcode) = Opcode::from_u8(raw_opcode) else {
-        return fail(&data_section[2..], "opcode", ErrorKind::UnknownOpcode(raw_opcode));
+        return fail(
+            &data_section[2..],
+            "opcode",
+            ErrorKind::UnknownOpcode(raw_opcode),
+        );
     };
     let (rest, flags) = u8_field("flags").parse(op_rest)?;
     let (rr, f1, reserved) = layout.split_flags(flags);
@@ -401,7 +405,9 @@ fn message(datagram: &[u8]) -> PResult<'_, Message<'_>> {
 }
 
 /// A COUNTSTR: 16-bit length, then that many octets.
-fn countstr<'a>(name: &'static str) -> impl Parser<&'a [u8], Output = Text<'a>, Error = crate::wire::PErr<'a>> {
+fn countstr<'a>(
+    name: &'static str,
+) -> impl Parser<&'a [u8], Output = Text<'a>, Error = crate::wire::PErr<'a>> {
     move |input: &'a [u8]| {
         let (rest, len) = u16_field(name).parse(input)?;
         if usize::from(len) > rest.len() {
@@ -420,7 +426,12 @@ fn countstr<'a>(name: &'static str) -> impl Parser<&'a [u8], Output = Text<'a>, 
     }
 }
 
-fn put_countstr(out: &mut Vec<u8>, text: Text<'_>, field: &'static str, start: usize) -> Result<(), Error> {
+fn put_countstr(
+    out: &mut Vec<u8>,
+    text: Text<'_>,
+    field: &'static str,
+    start: usize,
+) -> Result<(), Error> {
     crate::wire::put_len16(out, text.len(), field, out.len() - start)?;
     out.extend_from_slice(text.as_bytes());
     Ok(())
@@ -474,9 +485,23 @@ mod tests {
     fn data_length_out_of_range() {
         let mut wire = encode(&tst());
         wire[4..6].copy_from_slice(&7u16.to_be_bytes());
-        assert!(matches!(err_of(&wire), (ErrorKind::LengthMismatch { declared: 7, .. }, "data_length", 4)));
+        assert!(matches!(
+            err_of(&wire),
+            (
+                ErrorKind::LengthMismatch { declared: 7, .. },
+                "data_length",
+                4
+            )
+        ));
         wire[4..6].copy_from_slice(&500u16.to_be_bytes());
-        assert!(matches!(err_of(&wire), (ErrorKind::LengthMismatch { declared: 500, .. }, "data_length", 4)));
+        assert!(matches!(
+            err_of(&wire),
+            (
+                ErrorKind::LengthMismatch { declared: 500, .. },
+                "data_length",
+                4
+            )
+        ));
     }
 
     #[test]
@@ -500,7 +525,14 @@ mod tests {
         let in_data = wire.len() - 4 - 8 - 2 - 2;
         assert_eq!(
             err_of(&wire),
-            (ErrorKind::LengthMismatch { declared: 60, actual: in_data }, "method", 12)
+            (
+                ErrorKind::LengthMismatch {
+                    declared: 60,
+                    actual: in_data
+                },
+                "method",
+                12
+            )
         );
     }
 
@@ -514,7 +546,10 @@ mod tests {
         let len = wire.len() as u16;
         wire[0..2].copy_from_slice(&len.to_be_bytes());
         wire[4..6].copy_from_slice(&9u16.to_be_bytes());
-        assert_eq!(err_of(&wire), (ErrorKind::TrailingData { len: 1 }, "op_data", 12));
+        assert_eq!(
+            err_of(&wire),
+            (ErrorKind::TrailingData { len: 1 }, "op_data", 12)
+        );
     }
 
     #[test]
@@ -524,7 +559,14 @@ mod tests {
         wire[at..].copy_from_slice(&4u16.to_be_bytes());
         assert_eq!(
             err_of(&wire),
-            (ErrorKind::LengthMismatch { declared: 4, actual: 2 }, "auth_length", at)
+            (
+                ErrorKind::LengthMismatch {
+                    declared: 4,
+                    actual: 2
+                },
+                "auth_length",
+                at
+            )
         );
     }
 
@@ -536,7 +578,10 @@ mod tests {
             entity_hdrs: "".into(),
             cache_hdrs: "Cache-Flags: incomplete\r\n".into(),
         };
-        let identity = Identity { specifier: spec, detail };
+        let identity = Identity {
+            specifier: spec,
+            detail,
+        };
         let ops = [
             Op::NopRequest,
             Op::NopResponse,
@@ -554,7 +599,11 @@ mod tests {
             })),
             Op::SetRequest(identity),
             Op::SetResponse,
-            Op::ClrRequest { reserved: 0, reason: clr::REASON_GONE, specifier: spec },
+            Op::ClrRequest {
+                reserved: 0,
+                reason: clr::REASON_GONE,
+                specifier: spec,
+            },
             Op::ClrResponse,
         ];
         let auths = [
@@ -591,9 +640,15 @@ mod tests {
         let mut req = tst();
         req.minor = MINOR_OLD;
         req.trans_id = 0;
-        let resp = req.response(tst::NOT_FOUND, Op::TstResponse(TstReply::Detail(Detail::default())));
+        let resp = req.response(
+            tst::NOT_FOUND,
+            Op::TstResponse(TstReply::Detail(Detail::default())),
+        );
         let wire = encode(&resp);
-        assert_eq!(wire, [0, 20, 0, 0, 0, 14, 0x11, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        assert_eq!(
+            wire,
+            [0, 20, 0, 0, 0, 14, 0x11, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]
+        );
     }
 
     #[test]

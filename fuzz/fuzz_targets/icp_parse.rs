@@ -1,0 +1,7 @@
+#![no_main]
+//! Any bytes: ICP parse returns, never panics.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = cuttle_protocol::icp::parse(data);
+});

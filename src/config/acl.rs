@@ -1,0 +1,1191 @@
+//! ACLs (`acl` lines: typed src/dst/dstdomain/port/method, Squid's built-ins, other types kept untyped) and access rule lists (`allow|deny [!]acl ...`).
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::directives::Ctx;
+use super::lexer::{value_file_words, Line, Token, TokenKind};
+use super::{Located, Location};
+
+/// The pseudo file name of Squid's predefined ACLs.
+pub const BUILTIN_FILE: &str = "<built-in>";
+
+/// A named ACL. Values accumulate across `acl` lines with the same name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acl {
+    /// As first spelled (Squid compares ACL names case-insensitively).
+    pub name: String,
+    /// The first definition (`<built-in>`:0 for Squid's predefined ACLs).
+    pub location: Location,
+    pub data: AclData,
+    /// Predefined by Squid (all, manager, localhost, to_localhost,
+    /// to_linklocal, CONNECT).
+    pub builtin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AclData {
+    /// Client address.
+    Src(Vec<Located<IpAclEntry>>),
+    /// Address of the URL's host.
+    Dst {
+        entries: Vec<Located<IpAclEntry>>,
+        /// `-n`: never resolve the URL host to match.
+        no_lookup: bool,
+    },
+    /// The URL's host name.
+    DstDomain {
+        entries: Vec<Located<DomainEntry>>,
+        /// `-n`: never reverse-resolve an IP host to match.
+        no_lookup: bool,
+    },
+    /// Destination port.
+    Port(Vec<Located<PortRange>>),
+    /// Request method (case-sensitive, as in Squid).
+    Method(Vec<Located<String>>),
+    /// Squid's built-in `manager`: cache manager requests
+    /// (`cache_object://` and `/squid-internal-mgr/` URLs).
+    Manager,
+    /// A type cuttle does not evaluate yet, kept as written (flags included).
+    Other {
+        acl_type: String,
+        values: Vec<Located<String>>,
+    },
+}
+
+impl AclData {
+    /// The Squid type name.
+    pub fn type_name(&self) -> &str {
+        match self {
+            AclData::Src(_) => "src",
+            AclData::Dst { .. } => "dst",
+            AclData::DstDomain { .. } => "dstdomain",
+            AclData::Port(_) => "port",
+            AclData::Method(_) => "method",
+            AclData::Manager => "url_regex",
+            AclData::Other { acl_type, .. } => acl_type,
+        }
+    }
+}
+
+/// One address item of a src/dst ACL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpAclEntry {
+    /// `all`: every address of either family.
+    Any,
+    /// `ipv4`: every IPv4 address.
+    AnyV4,
+    /// `ipv6`: every IPv6 address.
+    AnyV6,
+    /// Addresses `a` of the same family with `first <= a & mask <= last`.
+    /// A single address has `first == last` and a full mask; a network
+    /// `A/M` has `first == last == A & M`.
+    Net {
+        first: IpAddr,
+        last: IpAddr,
+        mask: IpAddr,
+    },
+    /// A host name, resolved by Squid at configuration time (kept unresolved).
+    Host(String),
+}
+
+impl IpAclEntry {
+    /// Whether `ip` matches. IPv4-mapped IPv6 addresses count as IPv4.
+    /// Host names never match here: they need resolving first.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        match self {
+            IpAclEntry::Any => true,
+            IpAclEntry::AnyV4 => ip.is_ipv4(),
+            IpAclEntry::AnyV6 => ip.is_ipv6(),
+            IpAclEntry::Host(_) => false,
+            IpAclEntry::Net { first, last, mask } => match (ip, first, last, mask) {
+                (IpAddr::V4(a), IpAddr::V4(f), IpAddr::V4(l), IpAddr::V4(m)) => {
+                    let v = u32::from(a) & u32::from(*m);
+                    u32::from(*f) <= v && v <= u32::from(*l)
+                }
+                (IpAddr::V6(a), IpAddr::V6(f), IpAddr::V6(l), IpAddr::V6(m)) => {
+                    let v = u128::from(a) & u128::from(*m);
+                    u128::from(*f) <= v && v <= u128::from(*l)
+                }
+                _ => false,
+            },
+        }
+    }
+}
+
+/// One dstdomain item: `.example.com` (the domain and its subdomains) or
+/// `www.example.com` (exactly that host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainEntry {
+    /// Lower-cased, without the leading dot.
+    pub domain: String,
+    /// Written with a leading dot.
+    pub subdomains: bool,
+}
+
+impl DomainEntry {
+    /// Whether `host` matches (case-insensitive; a trailing dot is ignored).
+    pub fn matches(&self, host: &str) -> bool {
+        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        if host == self.domain {
+            return true;
+        }
+        self.subdomains
+            && host.len() > self.domain.len()
+            && host.ends_with(&self.domain)
+            && host
+                .as_bytes()
+                .get(host.len() - self.domain.len() - 1)
+                .is_some_and(|&b| b == b'.')
+    }
+}
+
+/// An inclusive port range (a single port has `first == last`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        self.first <= port && port <= self.last
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    Deny,
+}
+
+/// A reference to an ACL from a rule, possibly negated with `!`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclRef {
+    pub name: String,
+    pub negated: bool,
+}
+
+/// `allow|deny acl1 !acl2 ...`: matches when every ACL reference matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRule {
+    pub action: Action,
+    pub acls: Vec<AclRef>,
+}
+
+/// ACL types Squid (5.x, plus older renamed ones) knows; facts from
+/// squid.conf.documented. Anything else is not an ACL type at all.
+const SQUID_ACL_TYPES: &[&str] = &[
+    "adaptation_service",
+    "all-of",
+    "annotate_client",
+    "annotate_transaction",
+    "any-of",
+    "arp",
+    "at_step",
+    "browser",
+    "ca_cert",
+    "client_connection_mark",
+    "clientside_mark",
+    "connections_encrypted",
+    "dst",
+    "dst_as",
+    "dstdom_regex",
+    "dstdomain",
+    "eui64",
+    "ext_user",
+    "ext_user_regex",
+    "external",
+    "has",
+    "hier_code",
+    "http_status",
+    "ident",
+    "ident_regex",
+    "localip",
+    "localport",
+    "max_user_ip",
+    "maxconn",
+    "method",
+    "myip",
+    "myport",
+    "myportname",
+    "note",
+    "peername",
+    "peername_regex",
+    "port",
+    "proto",
+    "proxy_auth",
+    "proxy_auth_regex",
+    "random",
+    "referer_regex",
+    "rep_header",
+    "rep_mime_type",
+    "req_header",
+    "req_mime_type",
+    "server_cert_fingerprint",
+    "snmp_community",
+    "squid_error",
+    "src",
+    "src_as",
+    "srcdom_regex",
+    "srcdomain",
+    "ssl::server_name",
+    "ssl::server_name_regex",
+    "ssl_error",
+    "tag",
+    "time",
+    "transaction_initiator",
+    "url_regex",
+    "urllogin",
+    "urlpath_regex",
+    "user_cert",
+];
+
+fn builtin(name: &str, data: AclData) -> Acl {
+    let location = Location::new(BUILTIN_FILE, 0);
+    Acl {
+        name: name.to_string(),
+        location,
+        data,
+        builtin: true,
+    }
+}
+
+fn net(s: &str) -> Located<IpAclEntry> {
+    // Only called with the constant built-in values below.
+    let entry = parse_ip_entry(s)
+        .map(|(e, _)| e)
+        .unwrap_or(IpAclEntry::Host(s.to_string()));
+    Located::new(entry, Location::new(BUILTIN_FILE, 0))
+}
+
+/// Squid 5's predefined ACLs.
+pub(crate) fn builtin_acls() -> Vec<Acl> {
+    vec![
+        builtin("all", AclData::Src(vec![net("all")])),
+        builtin("manager", AclData::Manager),
+        builtin(
+            "localhost",
+            AclData::Src(vec![net("127.0.0.1"), net("::1")]),
+        ),
+        builtin(
+            "to_localhost",
+            AclData::Dst {
+                entries: vec![
+                    net("127.0.0.0/8"),
+                    net("0.0.0.0/32"),
+                    net("::1/128"),
+                    net("::/128"),
+                ],
+                no_lookup: false,
+            },
+        ),
+        builtin(
+            "to_linklocal",
+            AclData::Dst {
+                entries: vec![net("169.254.0.0/16"), net("fe80::/10")],
+                no_lookup: false,
+            },
+        ),
+        builtin(
+            "CONNECT",
+            AclData::Method(vec![Located::new(
+                "CONNECT".to_string(),
+                Location::new(BUILTIN_FILE, 0),
+            )]),
+        ),
+    ]
+}
+
+fn parse_addr(s: &str) -> Option<IpAddr> {
+    let inner = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    inner.parse().ok()
+}
+
+fn full_mask(v4: bool) -> IpAddr {
+    if v4 {
+        IpAddr::V4(Ipv4Addr::BROADCAST)
+    } else {
+        IpAddr::V6(Ipv6Addr::from(u128::MAX))
+    }
+}
+
+fn and(a: IpAddr, m: IpAddr) -> IpAddr {
+    match (a, m) {
+        (IpAddr::V4(a), IpAddr::V4(m)) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & u32::from(m))),
+        (IpAddr::V6(a), IpAddr::V6(m)) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & u128::from(m))),
+        (a, _) => a,
+    }
+}
+
+fn looks_like_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes().any(|b| b.is_ascii_alphabetic())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+}
+
+/// Parse one src/dst value: `all`, `ipv4`, `ipv6`, `ADDR`, `ADDR/BITS`,
+/// `ADDR/DOTTED-MASK`, `A-B`, `A-B/MASK`, IPv6 forms, or a host name.
+/// Returns the entry and an optional warning.
+pub(crate) fn parse_ip_entry(s: &str) -> Result<(IpAclEntry, Option<String>), String> {
+    match s {
+        "all" => return Ok((IpAclEntry::Any, None)),
+        "ipv4" => return Ok((IpAclEntry::AnyV4, None)),
+        "ipv6" => return Ok((IpAclEntry::AnyV6, None)),
+        _ => {}
+    }
+    let (addrs, mask) = match s.split_once('/') {
+        Some((a, m)) => (a, Some(m)),
+        None => (s, None),
+    };
+    let (first_s, last_s) = match addrs.split_once('-') {
+        Some((a, b)) => (a, Some(b)),
+        None => (addrs, None),
+    };
+    let not_ip = || format!("\"{s}\" is not an IP address, network, range or host name");
+    let Some(first) = parse_addr(first_s) else {
+        if mask.is_none() && looks_like_hostname(s) {
+            return Ok((IpAclEntry::Host(s.to_ascii_lowercase()), None));
+        }
+        return Err(not_ip());
+    };
+    let v4 = first.is_ipv4();
+    let last = match last_s {
+        Some(l) => {
+            let l = parse_addr(l).ok_or_else(not_ip)?;
+            if l.is_ipv4() != v4 {
+                return Err(format!("\"{s}\": the range mixes IPv4 and IPv6"));
+            }
+            Some(l)
+        }
+        None => None,
+    };
+    let mask = match mask {
+        None => full_mask(v4),
+        Some(m) if !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()) => {
+            let bits: u32 = m.parse().map_err(|_| not_ip())?;
+            let max = if v4 { 32 } else { 128 };
+            if bits > max {
+                return Err(format!("\"{s}\": a /{bits} mask is longer than {max} bits"));
+            }
+            if v4 {
+                let m = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(m))
+            } else {
+                let m = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(m))
+            }
+        }
+        Some(m) => {
+            let m = parse_addr(m).ok_or_else(|| format!("\"{s}\": \"{m}\" is not a netmask"))?;
+            if m.is_ipv4() != v4 {
+                return Err(format!("\"{s}\": the netmask is of another address family"));
+            }
+            m
+        }
+    };
+    match last {
+        None => {
+            let masked = and(first, mask);
+            let warning = (masked != first).then(|| {
+                format!("\"{s}\": the netmask masks away part of the address; using {masked}")
+            });
+            Ok((
+                IpAclEntry::Net {
+                    first: masked,
+                    last: masked,
+                    mask,
+                },
+                warning,
+            ))
+        }
+        Some(last) => {
+            let ordered = match (first, last) {
+                (IpAddr::V4(a), IpAddr::V4(b)) => a <= b,
+                (IpAddr::V6(a), IpAddr::V6(b)) => a <= b,
+                _ => false,
+            };
+            if !ordered {
+                return Err(format!("\"{s}\": the range starts after it ends"));
+            }
+            Ok((IpAclEntry::Net { first, last, mask }, None))
+        }
+    }
+}
+
+/// Parse one dstdomain value.
+pub(crate) fn parse_domain(s: &str) -> Result<DomainEntry, String> {
+    let lower = s.to_ascii_lowercase();
+    let (domain, subdomains) = match lower.strip_prefix('.') {
+        Some(rest) => (rest.to_string(), true),
+        None => (lower, false),
+    };
+    let domain = domain
+        .strip_suffix('.')
+        .map(str::to_string)
+        .unwrap_or(domain);
+    if domain.is_empty() {
+        return Err(format!("\"{s}\" is not a domain name"));
+    }
+    if domain
+        .chars()
+        .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!("\"{s}\" is not a domain name (a URL or path?)"));
+    }
+    Ok(DomainEntry { domain, subdomains })
+}
+
+/// Parse one port value: `80` or `1025-65535`.
+pub(crate) fn parse_port_range(s: &str) -> Result<PortRange, String> {
+    let num = |t: &str| -> Result<u16, String> {
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("\"{s}\" is not a port or port range"));
+        }
+        t.parse()
+            .map_err(|_| format!("\"{s}\" is not a port or port range (0-65535)"))
+    };
+    let (first, last) = match s.split_once('-') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => {
+            let p = num(s)?;
+            (p, p)
+        }
+    };
+    if first > last {
+        return Err(format!("\"{s}\": the range starts after it ends"));
+    }
+    Ok(PortRange { first, last })
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn parse_method(s: &str) -> Result<String, String> {
+    if s.is_empty() || !s.bytes().all(is_tchar) {
+        return Err(format!("\"{s}\" is not an HTTP method"));
+    }
+    Ok(s.to_string())
+}
+
+/// Leading option flags of an `acl` line.
+#[derive(Debug, Default)]
+struct Flags {
+    no_lookup: bool,
+    seen: Vec<String>,
+}
+
+fn is_flag(t: &Token) -> bool {
+    t.kind == TokenKind::Bare
+        && (matches!(t.text.as_str(), "-i" | "+i" | "-n" | "--") || t.text.starts_with("-m"))
+}
+
+/// The values of an `acl` line after its flags: inline tokens, plus the
+/// words of any quoted value file (`"path"` when
+/// configuration_includes_quoted_values is off, or `parameters("path")`).
+fn collect_values(ctx: &mut Ctx<'_, '_>, line: &Line, tokens: &[Token]) -> Vec<Located<String>> {
+    let quoted_is_file = !ctx.config.configuration_includes_quoted_values.value;
+    let mut values = Vec::new();
+    for t in tokens {
+        let is_file =
+            t.kind == TokenKind::ParamsFile || (t.kind == TokenKind::Quoted && quoted_is_file);
+        if !is_file {
+            values.push(Located::new(t.text.clone(), line.location.clone()));
+            continue;
+        }
+        let path = ctx.files.resolve(&t.text, &line.location.file);
+        match ctx.files.read(&path) {
+            Ok(text) => {
+                for (n, word) in value_file_words(&text) {
+                    values.push(Located::new(word, Location::new(&path, n)));
+                }
+            }
+            Err(reason) => ctx.error(&line.location, format!("acl: {reason}")),
+        }
+    }
+    values
+}
+
+/// Parse an `acl NAME TYPE [flags] values...` line into the ACL table.
+pub(crate) fn parse_acl(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    let loc = &line.location;
+    let args = line.args();
+    let Some(name_tok) = args.first() else {
+        ctx.error(loc, "acl: missing ACL name".into());
+        return;
+    };
+    let name = name_tok.text.clone();
+    let Some(type_tok) = args.get(1) else {
+        ctx.error(loc, format!("acl: ACL \"{name}\" has no type"));
+        return;
+    };
+    let acl_type = type_tok.text.as_str();
+    if !SQUID_ACL_TYPES.contains(&acl_type) {
+        ctx.error(loc, format!("acl: \"{acl_type}\" is not an ACL type"));
+        return;
+    }
+    let rest = args.get(2..).unwrap_or(&[]);
+    let typed = matches!(acl_type, "src" | "dst" | "dstdomain" | "port" | "method");
+
+    let mut flags = Flags::default();
+    let mut start = 0;
+    if typed {
+        while let Some(t) = rest.get(start).filter(|t| is_flag(t)) {
+            start += 1;
+            if t.text == "--" {
+                break;
+            }
+            let allowed = match acl_type {
+                "dst" => t.text == "-n",
+                "dstdomain" => t.text == "-n" || t.text == "-i",
+                _ => false,
+            };
+            if !allowed {
+                ctx.error(
+                    loc,
+                    format!(
+                        "acl: option {} is not supported by ACL type {acl_type}",
+                        t.text
+                    ),
+                );
+                continue;
+            }
+            flags.no_lookup |= t.text == "-n";
+            flags.seen.push(t.text.clone());
+        }
+    }
+    let values = collect_values(ctx, line, rest.get(start..).unwrap_or(&[]));
+    if values.is_empty() {
+        ctx.warn(
+            loc,
+            format!("acl: ACL \"{name}\" ({acl_type}) has no values"),
+        );
+    }
+
+    let data = match acl_type {
+        "src" | "dst" => {
+            let mut entries = Vec::new();
+            for v in values {
+                match parse_ip_entry(&v.value) {
+                    Ok((entry, warning)) => {
+                        if let Some(w) = warning {
+                            ctx.warn(&v.location, format!("acl: {w}"));
+                        }
+                        entries.push(Located::new(entry, v.location));
+                    }
+                    Err(reason) => ctx.error(&v.location, format!("acl: {reason}")),
+                }
+            }
+            if acl_type == "src" {
+                AclData::Src(entries)
+            } else {
+                AclData::Dst {
+                    entries,
+                    no_lookup: flags.no_lookup,
+                }
+            }
+        }
+        "dstdomain" => {
+            let mut entries = Vec::new();
+            for v in values {
+                match parse_domain(&v.value) {
+                    Ok(d) => entries.push(Located::new(d, v.location)),
+                    Err(reason) => ctx.error(&v.location, format!("acl: {reason}")),
+                }
+            }
+            AclData::DstDomain {
+                entries,
+                no_lookup: flags.no_lookup,
+            }
+        }
+        "port" => {
+            let mut entries = Vec::new();
+            for v in values {
+                match parse_port_range(&v.value) {
+                    Ok(r) => entries.push(Located::new(r, v.location)),
+                    Err(reason) => ctx.error(&v.location, format!("acl: {reason}")),
+                }
+            }
+            AclData::Port(entries)
+        }
+        "method" => {
+            let mut entries = Vec::new();
+            for v in values {
+                match parse_method(&v.value) {
+                    Ok(m) => entries.push(Located::new(m, v.location)),
+                    Err(reason) => ctx.error(&v.location, format!("acl: {reason}")),
+                }
+            }
+            AclData::Method(entries)
+        }
+        other => AclData::Other {
+            acl_type: other.to_string(),
+            values,
+        },
+    };
+    add_acl(ctx, loc, name, data);
+}
+
+/// Define a new ACL or append to an existing one of the same type.
+fn add_acl(ctx: &mut Ctx<'_, '_>, loc: &Location, name: String, data: AclData) {
+    let key = name.to_ascii_lowercase();
+    let Some(&index) = ctx.acl_index.get(&key) else {
+        if let AclData::Other { acl_type, .. } = &data {
+            ctx.warn(
+                loc,
+                format!(
+                    "acl: ACL \"{name}\" has type {acl_type}, which cuttle does not evaluate yet"
+                ),
+            );
+        }
+        ctx.acl_index.insert(key, ctx.config.acls.len());
+        ctx.config.acls.push(Acl {
+            name,
+            location: loc.clone(),
+            data,
+            builtin: false,
+        });
+        return;
+    };
+    let Some(existing) = ctx.config.acls.get_mut(index) else {
+        return;
+    };
+    let builtin = existing.builtin;
+    let old_type = existing.data.type_name().to_string();
+    if old_type != data.type_name() {
+        let first = existing.location.clone();
+        if builtin {
+            ctx.warn(
+                loc,
+                format!(
+                    "acl: \"{name}\" is predefined by Squid as a {old_type} ACL; this {} definition is ignored",
+                    data.type_name()
+                ),
+            );
+        } else {
+            ctx.error(
+                loc,
+                format!(
+                    "acl: ACL \"{name}\" is already defined with type {old_type} at {first}; it cannot be redefined as {}",
+                    data.type_name()
+                ),
+            );
+        }
+        return;
+    }
+    let appended = match (&mut existing.data, data) {
+        (AclData::Src(a), AclData::Src(b)) => {
+            a.extend(b);
+            true
+        }
+        (
+            AclData::Dst {
+                entries: a,
+                no_lookup: na,
+            },
+            AclData::Dst {
+                entries: b,
+                no_lookup: nb,
+            },
+        ) => {
+            a.extend(b);
+            *na |= nb;
+            true
+        }
+        (
+            AclData::DstDomain {
+                entries: a,
+                no_lookup: na,
+            },
+            AclData::DstDomain {
+                entries: b,
+                no_lookup: nb,
+            },
+        ) => {
+            a.extend(b);
+            *na |= nb;
+            true
+        }
+        (AclData::Port(a), AclData::Port(b)) => {
+            a.extend(b);
+            true
+        }
+        (AclData::Method(a), AclData::Method(b)) => {
+            a.extend(b);
+            true
+        }
+        (AclData::Other { values: a, .. }, AclData::Other { values: b, .. }) => {
+            a.extend(b);
+            true
+        }
+        _ => false,
+    };
+    // Squid appends to its predefined ACLs silently, but adding to `all` or
+    // `localhost` is a leftover from Squid 2.x/3.0 configs worth pointing out.
+    // CONNECT is left alone: every Squid 3 config had to define it.
+    if builtin && !name.eq_ignore_ascii_case("CONNECT") {
+        let what = if appended {
+            "this line adds to it"
+        } else {
+            "this line is ignored"
+        };
+        ctx.warn(
+            loc,
+            format!("acl: \"{name}\" is predefined by Squid; {what}"),
+        );
+    }
+}
+
+/// Parse `allow|deny [!]acl ...` (the arguments after any leading fields)
+/// and check that every ACL named is defined. Returns `None` (after a
+/// diagnostic) when the rule is unusable.
+pub(crate) fn parse_rule(
+    ctx: &mut Ctx<'_, '_>,
+    line: &Line,
+    directive: &str,
+    args: &[Token],
+) -> Option<AccessRule> {
+    let loc = &line.location;
+    let Some(action_tok) = args.first() else {
+        ctx.error(loc, format!("{directive}: missing allow or deny"));
+        return None;
+    };
+    let action = match action_tok.text.as_str() {
+        "allow" => Action::Allow,
+        "deny" => Action::Deny,
+        other => {
+            ctx.error(
+                loc,
+                format!("{directive}: expected allow or deny, got \"{other}\""),
+            );
+            return None;
+        }
+    };
+    let acls = parse_acl_refs(ctx, line, directive, args.get(1..).unwrap_or(&[]))?;
+    if acls.is_empty() {
+        // Squid skips such a line ("Access line contains no ACL's").
+        ctx.warn(
+            loc,
+            format!("{directive}: rule names no ACL; Squid skips it"),
+        );
+        return None;
+    }
+    Some(AccessRule { action, acls })
+}
+
+/// Parse a list of `[!]acl` names and check each is defined.
+pub(crate) fn parse_acl_refs(
+    ctx: &mut Ctx<'_, '_>,
+    line: &Line,
+    directive: &str,
+    args: &[Token],
+) -> Option<Vec<AclRef>> {
+    let mut refs = Vec::with_capacity(args.len());
+    let mut ok = true;
+    for t in args {
+        let (negated, name) = match t.text.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, t.text.as_str()),
+        };
+        if name.is_empty() {
+            ctx.error(
+                &line.location,
+                format!("{directive}: \"!\" must be followed by an ACL name"),
+            );
+            ok = false;
+            continue;
+        }
+        if !ctx.require_acl(name, &line.location, directive) {
+            ok = false;
+        }
+        refs.push(AclRef {
+            name: name.to_string(),
+            negated,
+        });
+    }
+    ok.then_some(refs)
+}
+
+/// Squid warns when a dstdomain ACL lists a domain twice or lists a host
+/// already covered by a `.domain` entry: the narrower entry is dropped.
+pub(crate) fn check_domain_overlaps(ctx: &mut Ctx<'_, '_>) {
+    let mut warnings = Vec::new();
+    for acl in &ctx.config.acls {
+        let AclData::DstDomain { entries, .. } = &acl.data else {
+            continue;
+        };
+        let wildcards: HashSet<&str> = entries
+            .iter()
+            .filter(|e| e.subdomains)
+            .map(|e| e.domain.as_str())
+            .collect();
+        let mut seen: HashMap<(&str, bool), &Location> = HashMap::new();
+        for e in entries {
+            let written = |d: &DomainEntry| {
+                if d.subdomains {
+                    format!(".{}", d.domain)
+                } else {
+                    d.domain.clone()
+                }
+            };
+            if let Some(first) = seen.get(&(e.domain.as_str(), e.subdomains)) {
+                warnings.push((
+                    e.location.clone(),
+                    format!(
+                        "acl: \"{}\" is listed twice in ACL \"{}\" (first at {first})",
+                        written(e),
+                        acl.name
+                    ),
+                ));
+                continue;
+            }
+            seen.insert((e.domain.as_str(), e.subdomains), &e.location);
+            // Every proper parent domain of this entry, and for an exact host
+            // the same name, could cover it.
+            let mut covering = None;
+            if !e.subdomains && wildcards.contains(e.domain.as_str()) {
+                covering = Some(e.domain.as_str());
+            }
+            let mut rest = e.domain.as_str();
+            while covering.is_none() {
+                let Some((_, parent)) = rest.split_once('.') else {
+                    break;
+                };
+                if wildcards.contains(parent) {
+                    covering = Some(parent);
+                }
+                rest = parent;
+            }
+            if let Some(parent) = covering {
+                warnings.push((
+                    e.location.clone(),
+                    format!(
+                        "acl: \"{}\" is already matched by \".{parent}\" in ACL \"{}\"; Squid ignores it",
+                        written(e),
+                        acl.name
+                    ),
+                ));
+            }
+        }
+    }
+    for (loc, message) in warnings {
+        ctx.warn(&loc, message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, LoadOptions, Severity};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn entry(s: &str) -> IpAclEntry {
+        parse_ip_entry(s).unwrap().0
+    }
+
+    #[test]
+    fn cidr_and_single_addresses() {
+        let e = entry("10.0.0.0/8");
+        assert_eq!(
+            e,
+            IpAclEntry::Net {
+                first: ip("10.0.0.0"),
+                last: ip("10.0.0.0"),
+                mask: ip("255.0.0.0")
+            }
+        );
+        assert!(e.contains(ip("10.255.1.2")));
+        assert!(!e.contains(ip("11.0.0.1")));
+        assert!(
+            e.contains(ip("::ffff:10.1.2.3")),
+            "IPv4-mapped counts as IPv4"
+        );
+        let one = entry("10.1.0.2");
+        assert!(one.contains(ip("10.1.0.2")));
+        assert!(!one.contains(ip("10.1.0.3")));
+        assert!(!entry("10.0.0.0/32").contains(ip("10.0.0.1")));
+        assert!(entry("0.0.0.0/0").contains(ip("203.0.113.9")));
+    }
+
+    #[test]
+    fn dotted_netmasks() {
+        let all = entry("0.0.0.0/0.0.0.0");
+        assert!(all.contains(ip("198.51.100.7")));
+        assert!(
+            !all.contains(ip("2001:db8::1")),
+            "an IPv4 net does not match IPv6"
+        );
+        let host = entry("127.0.0.1/255.255.255.255");
+        assert!(host.contains(ip("127.0.0.1")));
+        assert!(!host.contains(ip("127.0.0.2")));
+        let net = entry("192.168.0.0/255.255.0.0");
+        assert!(net.contains(ip("192.168.44.1")));
+        assert!(!net.contains(ip("192.169.0.1")));
+    }
+
+    #[test]
+    fn ranges() {
+        let r = entry("0.0.0.1-0.255.255.255");
+        assert!(r.contains(ip("0.0.0.1")));
+        assert!(r.contains(ip("0.255.255.255")));
+        assert!(!r.contains(ip("0.0.0.0")));
+        assert!(!r.contains(ip("1.0.0.0")));
+        // a-b/mask: the masked address must fall in the range.
+        let rm = entry("10.0.0.0-10.0.3.0/255.255.255.0");
+        assert!(rm.contains(ip("10.0.2.77")));
+        assert!(!rm.contains(ip("10.0.4.1")));
+        assert!(parse_ip_entry("10.0.0.9-10.0.0.1")
+            .unwrap_err()
+            .contains("starts after"));
+        assert!(parse_ip_entry("10.0.0.1-::1")
+            .unwrap_err()
+            .contains("mixes"));
+    }
+
+    #[test]
+    fn ipv6() {
+        let e = entry("fc00::/7");
+        assert!(e.contains(ip("fd12:3456::1")));
+        assert!(!e.contains(ip("fe80::1")));
+        assert!(entry("fe80::/10").contains(ip("fe80::abcd")));
+        assert!(entry("[::1]").contains(ip("::1")));
+        assert!(entry("2001:db8::1-2001:db8::ff").contains(ip("2001:db8::10")));
+        assert!(parse_ip_entry("fc00::/129")
+            .unwrap_err()
+            .contains("longer than 128"));
+        assert_eq!(entry("all"), IpAclEntry::Any);
+        assert!(entry("ipv6").contains(ip("::2")));
+        assert!(!entry("ipv6").contains(ip("1.2.3.4")));
+    }
+
+    #[test]
+    fn netmask_masking_host_bits_warns() {
+        let (e, w) = parse_ip_entry("10.1.2.3/8").unwrap();
+        assert!(w.unwrap().contains("masks away"));
+        assert!(e.contains(ip("10.200.0.1")));
+        assert!(parse_ip_entry("10.0.0.0/8").unwrap().1.is_none());
+    }
+
+    #[test]
+    fn bad_addresses_and_hosts() {
+        assert!(parse_ip_entry("10.0.0.0/33").is_err());
+        assert!(parse_ip_entry("10.0.0.0/255.0.x.0").is_err());
+        assert!(parse_ip_entry("300.1.1.1").is_err());
+        assert!(parse_ip_entry("10.0.0.0/ffff::").is_err());
+        assert_eq!(
+            entry("Proxy-1.Example.net"),
+            IpAclEntry::Host("proxy-1.example.net".into())
+        );
+    }
+
+    #[test]
+    fn domains() {
+        let d = parse_domain(".Example.COM").unwrap();
+        assert_eq!(
+            d,
+            DomainEntry {
+                domain: "example.com".into(),
+                subdomains: true
+            }
+        );
+        assert!(d.matches("example.com"));
+        assert!(d.matches("www.example.com"));
+        assert!(d.matches("A.B.EXAMPLE.com."));
+        assert!(!d.matches("badexample.com"));
+        let exact = parse_domain("www.example.com").unwrap();
+        assert!(exact.matches("www.example.com"));
+        assert!(!exact.matches("a.www.example.com"));
+        assert!(parse_domain(".").is_err());
+        assert!(parse_domain("http://example.com/").is_err());
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(
+            parse_port_range("80").unwrap(),
+            PortRange {
+                first: 80,
+                last: 80
+            }
+        );
+        let r = parse_port_range("1025-65535").unwrap();
+        assert!(r.contains(1025) && r.contains(65535) && !r.contains(1024));
+        assert!(parse_port_range("80-70").is_err());
+        assert!(parse_port_range("http").is_err());
+        assert!(parse_port_range("70000").is_err());
+    }
+
+    fn load(text: &str) -> crate::config::Loaded {
+        load_str(text, "t.conf", &LoadOptions::default())
+    }
+
+    #[test]
+    fn acl_values_accumulate_across_lines() {
+        let l = load("acl Safe_ports port 80 # http\nacl Safe_ports port 1025-65535\nacl safe_ports port 443\n");
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        let acl = l.config.acl("Safe_ports").unwrap();
+        assert_eq!(acl.location, Location::new("t.conf", 1));
+        let AclData::Port(ports) = &acl.data else {
+            panic!("{acl:?}")
+        };
+        let got: Vec<(u16, u16, usize)> = ports
+            .iter()
+            .map(|p| (p.first, p.last, p.location.line))
+            .collect();
+        assert_eq!(got, [(80, 80, 1), (1025, 65535, 2), (443, 443, 3)]);
+    }
+
+    #[test]
+    fn redefining_with_another_type_is_an_error() {
+        let l = load("acl x src 10.0.0.1\nacl x dst 10.0.0.2\n");
+        let errors: Vec<_> = l.errors().collect();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].location.line, 2);
+        assert!(
+            errors[0]
+                .message
+                .contains("already defined with type src at t.conf:1"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn builtins_can_be_added_to_with_a_warning() {
+        let l = load("acl all src 0.0.0.0/0.0.0.0\nacl localhost src 127.0.0.1/32\nacl CONNECT method CONNECT\nacl manager proto cache_object\n");
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        let warnings: Vec<_> = l.warnings().map(|w| w.location.line).collect();
+        assert_eq!(warnings, [1, 2, 4]);
+        let AclData::Src(all) = &l.config.acl("all").unwrap().data else {
+            panic!()
+        };
+        assert_eq!(all.len(), 2);
+        assert_eq!(l.config.acl("manager").unwrap().data, AclData::Manager);
+    }
+
+    #[test]
+    fn dstdomain_flags_and_bad_flags() {
+        let l = load("acl d dstdomain -n -i .a.org b.org\nacl s src -i 10.0.0.0/8\n");
+        let AclData::DstDomain { entries, no_lookup } = &l.config.acl("d").unwrap().data else {
+            panic!()
+        };
+        assert!(*no_lookup);
+        assert_eq!(entries.len(), 2);
+        let errors: Vec<_> = l.errors().collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0]
+            .message
+            .contains("-i is not supported by ACL type src"));
+    }
+
+    #[test]
+    fn dstdomain_overlaps_warn() {
+        let l = load("acl d dstdomain .example.com www.example.com .a.example.com example.com .example.com\n");
+        let w: Vec<String> = l.warnings().map(|d| d.message.clone()).collect();
+        assert_eq!(w.len(), 4, "{w:?}");
+        assert!(w.iter().any(|m| m.contains("listed twice")));
+        assert!(w
+            .iter()
+            .any(|m| m.contains("\"www.example.com\" is already matched by \".example.com\"")));
+    }
+
+    #[test]
+    fn other_types_are_kept_with_a_warning() {
+        let l = load("acl w urlpath_regex -i \\.css$\nacl w urlpath_regex action=raw\n");
+        assert!(!l.has_errors());
+        let acl = l.config.acl("w").unwrap();
+        let AclData::Other { acl_type, values } = &acl.data else {
+            panic!()
+        };
+        assert_eq!(acl_type, "urlpath_regex");
+        let v: Vec<&str> = values.iter().map(|v| v.value.as_str()).collect();
+        assert_eq!(v, ["-i", "\\.css$", "action=raw"]);
+        // One warning per ACL, not per line.
+        assert_eq!(l.warnings().count(), 1);
+        assert!(l
+            .warnings()
+            .next()
+            .unwrap()
+            .message
+            .contains("does not evaluate"));
+    }
+
+    #[test]
+    fn unknown_acl_type_is_an_error() {
+        let l = load("acl x sorc 10.0.0.1\n");
+        assert!(l
+            .errors()
+            .next()
+            .unwrap()
+            .message
+            .contains("\"sorc\" is not an ACL type"));
+    }
+
+    #[test]
+    fn access_rules_keep_order_and_negation() {
+        let l = load("acl a src 10.0.0.0/8\nhttp_access deny !a CONNECT\nhttp_access allow a\nhttp_access deny all\n");
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        let rules = &l.config.http_access;
+        assert_eq!(rules.len(), 3);
+        assert_eq!(rules[0].action, Action::Deny);
+        assert_eq!(
+            rules[0].acls,
+            [
+                AclRef {
+                    name: "a".into(),
+                    negated: true
+                },
+                AclRef {
+                    name: "CONNECT".into(),
+                    negated: false
+                }
+            ]
+        );
+        assert_eq!(rules[1].location.line, 3);
+        assert_eq!(rules[2].acls[0].name, "all");
+    }
+
+    #[test]
+    fn undefined_acl_in_rule_is_an_error_with_location() {
+        let l = load("http_access allow nosuch\nicp_access allow later\nacl later src 10.0.0.1\n");
+        let errors: Vec<_> = l.errors().collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].location, Location::new("t.conf", 1));
+        assert!(
+            errors[0]
+                .message
+                .contains("http_access: ACL \"nosuch\" is not defined"),
+            "{}",
+            errors[0]
+        );
+        assert_eq!(errors[1].location.line, 2);
+        assert!(
+            errors[1].message.contains("defined later, at t.conf:3"),
+            "{}",
+            errors[1]
+        );
+        assert!(l.config.http_access.is_empty());
+        assert!(l.diagnostics.iter().all(|d| d.severity == Severity::Error));
+    }
+
+    #[test]
+    fn rule_without_acls_or_with_bad_action() {
+        let l = load("http_access allow\nhttp_access permit all\n");
+        let d: Vec<_> = l
+            .diagnostics
+            .iter()
+            .map(|d| (d.severity, d.location.line))
+            .collect();
+        assert_eq!(d, [(Severity::Warning, 1), (Severity::Error, 2)]);
+    }
+}

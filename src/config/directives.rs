@@ -1,0 +1,721 @@
+//! Directive dispatch: turns each expanded line into a typed `Config` field (single-valued settings parsed here, the rest in their own modules) and keeps every directive cuttle does not use yet, with a warning saying which kind it is.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::acl::{self, parse_rule, AccessRule};
+use super::cache::{self, ReplacementPolicy};
+use super::lexer::{Files, Line};
+use super::squid_names::{case_insensitive_match, classify, Known};
+use super::values::{
+    parse_onoff, parse_port_number, parse_size, parse_time, SizeUnit, TimeSpec, MILLISECONDS,
+    SECONDS,
+};
+use super::{listen, logging, peer};
+use super::{Config, Diagnostic, Located, Location, Setting, Severity};
+
+/// How cuttle treats a directive it keeps untyped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectiveStatus {
+    /// A current Squid directive cuttle does not use yet.
+    NotUsed,
+    /// An old name of a current Squid directive cuttle does not use yet.
+    AliasNotUsed { current: String },
+    /// Removed from Squid.
+    Obsolete,
+    /// Not a Squid directive.
+    Unknown,
+}
+
+/// A directive kept as written because cuttle does not use it (yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherDirective {
+    pub name: String,
+    pub args: Vec<String>,
+    pub status: DirectiveStatus,
+}
+
+/// A reference to a name not defined (yet) when it was used; its error
+/// message is refined at the end if the name turns up later.
+struct Pending {
+    is_acl: bool,
+    key: String,
+    name: String,
+    directive: String,
+    diagnostic: usize,
+}
+
+/// Parsing state shared by the directive parsers.
+pub(crate) struct Ctx<'f, 'o> {
+    pub config: Config,
+    pub files: &'f mut Files<'o>,
+    diags: &'f mut Vec<Diagnostic>,
+    /// Lower-cased ACL name → index in `config.acls`.
+    pub acl_index: HashMap<String, usize>,
+    /// Lower-cased peer name → index in `config.cache_peers`.
+    pub peer_index: HashMap<String, usize>,
+    /// cache_dir path → index in `config.cache_dirs`.
+    pub cache_dir_index: HashMap<String, usize>,
+    /// logformat name → index in `config.logformats`.
+    pub logformat_index: HashMap<String, usize>,
+    pending: Vec<Pending>,
+}
+
+impl<'f, 'o> Ctx<'f, 'o> {
+    fn new(files: &'f mut Files<'o>, diags: &'f mut Vec<Diagnostic>) -> Self {
+        let config = Config::default();
+        let acl_index = config
+            .acls
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.name.to_ascii_lowercase(), i))
+            .collect();
+        Ctx {
+            config,
+            files,
+            diags,
+            acl_index,
+            peer_index: HashMap::new(),
+            cache_dir_index: HashMap::new(),
+            logformat_index: HashMap::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn error(&mut self, location: &Location, message: String) {
+        self.diags.push(Diagnostic {
+            severity: Severity::Error,
+            location: location.clone(),
+            message,
+        });
+    }
+
+    pub fn warn(&mut self, location: &Location, message: String) {
+        self.diags.push(Diagnostic {
+            severity: Severity::Warning,
+            location: location.clone(),
+            message,
+        });
+    }
+
+    /// Check that ACL `name` is defined; report an error if not.
+    pub fn require_acl(&mut self, name: &str, location: &Location, directive: &str) -> bool {
+        let key = name.to_ascii_lowercase();
+        if self.acl_index.contains_key(&key) {
+            return true;
+        }
+        self.pending.push(Pending {
+            is_acl: true,
+            key,
+            name: name.to_string(),
+            directive: directive.to_string(),
+            diagnostic: self.diags.len(),
+        });
+        self.error(
+            location,
+            format!("{directive}: ACL \"{name}\" is not defined"),
+        );
+        false
+    }
+
+    /// The index of cache_peer `name`; reports an error if there is none.
+    pub fn require_peer(
+        &mut self,
+        name: &str,
+        location: &Location,
+        directive: &str,
+    ) -> Option<usize> {
+        let key = name.to_ascii_lowercase();
+        if let Some(&i) = self.peer_index.get(&key) {
+            return Some(i);
+        }
+        self.pending.push(Pending {
+            is_acl: false,
+            key,
+            name: name.to_string(),
+            directive: directive.to_string(),
+            diagnostic: self.diags.len(),
+        });
+        self.error(
+            location,
+            format!("{directive}: no cache_peer named \"{name}\""),
+        );
+        None
+    }
+
+    /// Squid reads the file top to bottom, so a name defined after its use
+    /// is still an error; say where it is defined to make the fix obvious.
+    fn refine_pending(&mut self) {
+        for p in std::mem::take(&mut self.pending) {
+            let later = if p.is_acl {
+                self.acl_index
+                    .get(&p.key)
+                    .and_then(|&i| self.config.acls.get(i))
+                    .map(|a| a.location.clone())
+            } else {
+                self.peer_index
+                    .get(&p.key)
+                    .and_then(|&i| self.config.cache_peers.get(i))
+                    .map(|a| a.location.clone())
+            };
+            let (Some(at), Some(d)) = (later, self.diags.get_mut(p.diagnostic)) else {
+                continue;
+            };
+            let what = if p.is_acl { "ACL" } else { "cache_peer" };
+            d.message = format!(
+                "{}: {what} \"{}\" is used before it is defined (defined later, at {at}); Squid requires the definition first",
+                p.directive, p.name
+            );
+        }
+    }
+}
+
+/// Parse expanded lines into a `Config`, adding diagnostics.
+pub(crate) fn apply(
+    lines: Vec<Line>,
+    files: &mut Files<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Config {
+    let mut ctx = Ctx::new(files, diags);
+    for line in &lines {
+        dispatch(&mut ctx, line);
+    }
+    acl::check_domain_overlaps(&mut ctx);
+    ctx.refine_pending();
+    ctx.config
+}
+
+type Field<T> = fn(&mut Config) -> &mut Setting<T>;
+
+fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    let written = line.name();
+    let name = match classify(written) {
+        Known::Current(n) => n,
+        Known::Alias(current) => {
+            if is_typed(current) {
+                ctx.warn(
+                    &line.location,
+                    format!("{written}: old name of {current}; read as {current}"),
+                );
+            }
+            current
+        }
+        Known::Obsolete | Known::Unknown => written,
+    };
+    match name {
+        "http_port" => listen::parse_http_port(ctx, line),
+        "icp_port" => port_setting(ctx, line, |c| &mut c.icp_port),
+        "htcp_port" => port_setting(ctx, line, |c| &mut c.htcp_port),
+        "mcast_groups" => mcast_groups(ctx, line),
+        "cache_peer" => peer::parse_cache_peer(ctx, line),
+        "cache_peer_access" => peer::parse_cache_peer_access(ctx, line),
+        "neighbor_type_domain" => peer::parse_neighbor_type_domain(ctx, line),
+        "icp_query_timeout" => time_setting(ctx, line, MILLISECONDS, |c| &mut c.icp_query_timeout),
+        "maximum_icp_query_timeout" => time_setting(ctx, line, MILLISECONDS, |c| {
+            &mut c.maximum_icp_query_timeout
+        }),
+        "minimum_icp_query_timeout" => time_setting(ctx, line, MILLISECONDS, |c| {
+            &mut c.minimum_icp_query_timeout
+        }),
+        "mcast_icp_query_timeout" => {
+            time_setting(ctx, line, MILLISECONDS, |c| &mut c.mcast_icp_query_timeout)
+        }
+        "dead_peer_timeout" => time_setting(ctx, line, SECONDS, |c| &mut c.dead_peer_timeout),
+        "background_ping_rate" => time_setting(ctx, line, SECONDS, |c| &mut c.background_ping_rate),
+        "peer_connect_timeout" => time_setting(ctx, line, SECONDS, |c| &mut c.peer_connect_timeout),
+        "icp_hit_stale" => onoff_setting(ctx, line, |c| &mut c.icp_hit_stale),
+        "log_icp_queries" => onoff_setting(ctx, line, |c| &mut c.log_icp_queries),
+        "prefer_direct" => onoff_setting(ctx, line, |c| &mut c.prefer_direct),
+        "nonhierarchical_direct" => onoff_setting(ctx, line, |c| &mut c.nonhierarchical_direct),
+        "digest_generation" => onoff_setting(ctx, line, |c| &mut c.digest_generation),
+        "acl" => acl::parse_acl(ctx, line),
+        "http_access" => access_rule(ctx, line, |c| &mut c.http_access),
+        "icp_access" => access_rule(ctx, line, |c| &mut c.icp_access),
+        "htcp_access" => access_rule(ctx, line, |c| &mut c.htcp_access),
+        "htcp_clr_access" => access_rule(ctx, line, |c| &mut c.htcp_clr_access),
+        "miss_access" => access_rule(ctx, line, |c| &mut c.miss_access),
+        "never_direct" => access_rule(ctx, line, |c| &mut c.never_direct),
+        "always_direct" => access_rule(ctx, line, |c| &mut c.always_direct),
+        "cache_dir" => cache::parse_cache_dir(ctx, line),
+        "cache_mem" => size_setting(ctx, line, SizeUnit::Bytes, |c| &mut c.cache_mem),
+        "maximum_object_size" => {
+            size_setting(ctx, line, SizeUnit::Bytes, |c| &mut c.maximum_object_size)
+        }
+        "maximum_object_size_in_memory" => size_setting(ctx, line, SizeUnit::Bytes, |c| {
+            &mut c.maximum_object_size_in_memory
+        }),
+        "minimum_object_size" => {
+            size_setting(ctx, line, SizeUnit::Bytes, |c| &mut c.minimum_object_size)
+        }
+        "cache_replacement_policy" => {
+            policy_setting(ctx, line, |c| &mut c.cache_replacement_policy)
+        }
+        "memory_replacement_policy" => {
+            policy_setting(ctx, line, |c| &mut c.memory_replacement_policy)
+        }
+        "refresh_pattern" => cache::parse_refresh_pattern(ctx, line),
+        "negative_ttl" => time_setting(ctx, line, SECONDS, |c| &mut c.negative_ttl),
+        "max_stale" => time_setting(ctx, line, SECONDS, |c| &mut c.max_stale),
+        "collapsed_forwarding" => onoff_setting(ctx, line, |c| &mut c.collapsed_forwarding),
+        "access_log" => logging::parse_access_log(ctx, line),
+        "logformat" => logging::parse_logformat(ctx, line),
+        "strip_query_terms" => onoff_setting(ctx, line, |c| &mut c.strip_query_terms),
+        "visible_hostname" => hostname_setting(ctx, line, |c| &mut c.visible_hostname),
+        "unique_hostname" => hostname_setting(ctx, line, |c| &mut c.unique_hostname),
+        "shutdown_lifetime" => time_setting(ctx, line, SECONDS, |c| &mut c.shutdown_lifetime),
+        "configuration_includes_quoted_values" => {
+            onoff_setting(ctx, line, |c| &mut c.configuration_includes_quoted_values)
+        }
+        _ => other(ctx, line),
+    }
+}
+
+/// Directives with a typed home in `Config` (the arms of `dispatch`).
+fn is_typed(name: &str) -> bool {
+    const TYPED: &[&str] = &[
+        "http_port",
+        "icp_port",
+        "htcp_port",
+        "mcast_groups",
+        "cache_peer",
+        "cache_peer_access",
+        "neighbor_type_domain",
+        "icp_query_timeout",
+        "maximum_icp_query_timeout",
+        "minimum_icp_query_timeout",
+        "mcast_icp_query_timeout",
+        "dead_peer_timeout",
+        "background_ping_rate",
+        "peer_connect_timeout",
+        "icp_hit_stale",
+        "log_icp_queries",
+        "prefer_direct",
+        "nonhierarchical_direct",
+        "digest_generation",
+        "acl",
+        "http_access",
+        "icp_access",
+        "htcp_access",
+        "htcp_clr_access",
+        "miss_access",
+        "never_direct",
+        "always_direct",
+        "cache_dir",
+        "cache_mem",
+        "maximum_object_size",
+        "maximum_object_size_in_memory",
+        "minimum_object_size",
+        "cache_replacement_policy",
+        "memory_replacement_policy",
+        "refresh_pattern",
+        "negative_ttl",
+        "max_stale",
+        "collapsed_forwarding",
+        "access_log",
+        "logformat",
+        "strip_query_terms",
+        "visible_hostname",
+        "unique_hostname",
+        "shutdown_lifetime",
+        "configuration_includes_quoted_values",
+    ];
+    TYPED.contains(&name)
+}
+
+/// Keep a directive cuttle does not use, with a warning saying what it is.
+fn other(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    let name = line.name();
+    let (status, message) = match classify(name) {
+        Known::Current(_) => (
+            DirectiveStatus::NotUsed,
+            format!("{name}: Squid directive not used by cuttle yet; ignored"),
+        ),
+        Known::Alias(current) => (
+            DirectiveStatus::AliasNotUsed {
+                current: current.to_string(),
+            },
+            format!(
+                "{name}: Squid directive (old name of {current}) not used by cuttle yet; ignored"
+            ),
+        ),
+        Known::Obsolete => (
+            DirectiveStatus::Obsolete,
+            format!("{name}: obsolete Squid directive, removed from Squid; ignored"),
+        ),
+        Known::Unknown => {
+            let hint = case_insensitive_match(name)
+                .map(|m| format!(" (directive names are case-sensitive: did you mean {m}?)"))
+                .unwrap_or_default();
+            (
+                DirectiveStatus::Unknown,
+                format!("{name}: not a Squid directive; ignored{hint}"),
+            )
+        }
+    };
+    ctx.warn(&line.location, message);
+    ctx.config.other.push(Located::new(
+        OtherDirective {
+            name: name.to_string(),
+            args: line.args().iter().map(|t| t.text.clone()).collect(),
+            status,
+        },
+        line.location.clone(),
+    ));
+}
+
+/// The single argument of `line`; `max` more are allowed (a unit), extras
+/// beyond that are warned about.
+fn args_between<'l>(
+    ctx: &mut Ctx<'_, '_>,
+    line: &'l Line,
+    max: usize,
+) -> Option<&'l [super::lexer::Token]> {
+    let args = line.args();
+    if args.is_empty() {
+        ctx.error(&line.location, format!("{}: missing value", line.name()));
+        return None;
+    }
+    if args.len() > max {
+        let extra: Vec<&str> = args
+            .get(max..)
+            .unwrap_or(&[])
+            .iter()
+            .map(|t| t.text.as_str())
+            .collect();
+        ctx.warn(
+            &line.location,
+            format!(
+                "{}: extra arguments ignored: {}",
+                line.name(),
+                extra.join(" ")
+            ),
+        );
+    }
+    Some(args.get(..max.min(args.len())).unwrap_or(args))
+}
+
+fn onoff_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<bool>) {
+    let Some(args) = args_between(ctx, line, 1) else {
+        return;
+    };
+    let Some(word) = args.first() else { return };
+    match parse_onoff(&word.text) {
+        Ok(v) => *field(&mut ctx.config) = Setting::at(v, line.location.clone()),
+        Err(reason) => ctx.error(&line.location, format!("{}: {reason}", line.name())),
+    }
+}
+
+fn port_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<u16>) {
+    let Some(args) = args_between(ctx, line, 1) else {
+        return;
+    };
+    let Some(word) = args.first() else { return };
+    match parse_port_number(&word.text) {
+        Ok(v) => *field(&mut ctx.config) = Setting::at(v, line.location.clone()),
+        Err(reason) => ctx.error(&line.location, format!("{}: {reason}", line.name())),
+    }
+}
+
+fn time_setting(ctx: &mut Ctx<'_, '_>, line: &Line, spec: TimeSpec, field: Field<Duration>) {
+    let Some(args) = args_between(ctx, line, 2) else {
+        return;
+    };
+    let (Some(number), unit) = (args.first(), args.get(1)) else {
+        return;
+    };
+    match parse_time(&number.text, unit.map(|t| t.text.as_str()), spec) {
+        Ok((v, _)) => *field(&mut ctx.config) = Setting::at(v, line.location.clone()),
+        Err(reason) => ctx.error(&line.location, format!("{}: {reason}", line.name())),
+    }
+}
+
+fn size_setting(ctx: &mut Ctx<'_, '_>, line: &Line, default: SizeUnit, field: Field<u64>) {
+    let Some(args) = args_between(ctx, line, 2) else {
+        return;
+    };
+    let (Some(number), unit) = (args.first(), args.get(1)) else {
+        return;
+    };
+    match parse_size(&number.text, unit.map(|t| t.text.as_str()), default) {
+        Ok(size) => {
+            if size.unit_missing {
+                // Squid warns the same way ("No units on ..., assuming ...").
+                ctx.warn(
+                    &line.location,
+                    format!(
+                        "{}: no unit given; assuming {} {}",
+                        line.name(),
+                        number.text,
+                        default.name()
+                    ),
+                );
+            }
+            *field(&mut ctx.config) = Setting::at(size.bytes, line.location.clone());
+        }
+        Err(reason) => ctx.error(&line.location, format!("{}: {reason}", line.name())),
+    }
+}
+
+fn policy_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<ReplacementPolicy>) {
+    let Some(args) = args_between(ctx, line, 2) else {
+        return;
+    };
+    let words: Vec<&str> = args.iter().map(|t| t.text.as_str()).collect();
+    match cache::parse_policy(&words) {
+        Ok(v) => *field(&mut ctx.config) = Setting::at(v, line.location.clone()),
+        Err(reason) => ctx.error(&line.location, format!("{}: {reason}", line.name())),
+    }
+}
+
+fn hostname_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<Option<String>>) {
+    let Some(args) = args_between(ctx, line, 1) else {
+        return;
+    };
+    let Some(word) = args.first() else { return };
+    let ok = word
+        .text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if !ok {
+        ctx.error(
+            &line.location,
+            format!("{}: \"{}\" is not a host name", line.name(), word.text),
+        );
+        return;
+    }
+    *field(&mut ctx.config) = Setting::at(Some(word.text.clone()), line.location.clone());
+}
+
+fn mcast_groups(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    if line.args().is_empty() {
+        ctx.error(&line.location, "mcast_groups: missing address".into());
+    }
+    for t in line.args() {
+        match t.text.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_multicast() => ctx
+                .config
+                .mcast_groups
+                .push(Located::new(ip, line.location.clone())),
+            Ok(ip) => ctx.error(
+                &line.location,
+                format!("mcast_groups: {ip} is not a multicast address"),
+            ),
+            Err(_) => ctx.error(
+                &line.location,
+                format!("mcast_groups: \"{}\" is not an IP address", t.text),
+            ),
+        }
+    }
+}
+
+fn access_rule(
+    ctx: &mut Ctx<'_, '_>,
+    line: &Line,
+    field: fn(&mut Config) -> &mut Vec<Located<AccessRule>>,
+) {
+    let name = line.name().to_string();
+    if let Some(rule) = parse_rule(ctx, line, &name, line.args()) {
+        field(&mut ctx.config).push(Located::new(rule, line.location.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, LoadOptions, Loaded};
+
+    fn load(text: &str) -> Loaded {
+        load_str(text, "squid.conf", &LoadOptions::default())
+    }
+
+    #[test]
+    fn unknown_and_unused_directives_are_worded_differently() {
+        let l = load("coredump_dir /var/spool/squid\nfrobnicate 1\ncache_swap_log /x/%s\nhttpd_accel_host x\nHTTP_PORT 3128\n");
+        assert!(!l.has_errors());
+        let w: Vec<String> = l.warnings().map(|d| d.to_string()).collect();
+        assert_eq!(
+            w,
+            [
+                "squid.conf:1: warning: coredump_dir: Squid directive not used by cuttle yet; ignored",
+                "squid.conf:2: warning: frobnicate: not a Squid directive; ignored",
+                "squid.conf:3: warning: cache_swap_log: Squid directive (old name of cache_swap_state) not used by cuttle yet; ignored",
+                "squid.conf:4: warning: httpd_accel_host: obsolete Squid directive, removed from Squid; ignored",
+                "squid.conf:5: warning: HTTP_PORT: not a Squid directive; ignored (directive names are case-sensitive: did you mean http_port?)",
+            ]
+        );
+        let kept: Vec<(&str, &DirectiveStatus)> = l
+            .config
+            .other
+            .iter()
+            .map(|o| (o.name.as_str(), &o.status))
+            .collect();
+        assert_eq!(kept[0], ("coredump_dir", &DirectiveStatus::NotUsed));
+        assert_eq!(kept[1], ("frobnicate", &DirectiveStatus::Unknown));
+        assert_eq!(l.config.other[0].args, ["/var/spool/squid"]);
+    }
+
+    #[test]
+    fn typed_aliases_are_read_with_a_warning() {
+        let l = load("udp_port 3130\ncache_access_log none\n");
+        assert!(!l.has_errors());
+        assert_eq!(l.config.icp_port.value, 3130);
+        assert_eq!(l.config.access_logs.len(), 1);
+        assert_eq!(l.warnings().count(), 2);
+    }
+
+    #[test]
+    fn scalar_settings() {
+        let l = load(
+            "icp_query_timeout 20\ndead_peer_timeout  10 seconds\nmax_stale 1 month\nnegative_ttl 5 minutes\n\
+             cache_mem 16384 MB\nmaximum_object_size 10240 MB           # 10GB\nicp_hit_stale on\n\
+             prefer_direct disable\ncache_replacement_policy heap LFUDA\nvisible_hostname cache1.example.net\n\
+             mcast_groups 239.128.16.128\n",
+        );
+        assert!(
+            !l.has_errors() && l.warnings().count() == 0,
+            "{:?}",
+            l.diagnostics
+        );
+        let c = &l.config;
+        assert_eq!(c.icp_query_timeout.value, Duration::from_millis(20));
+        assert_eq!(c.dead_peer_timeout.value, Duration::from_secs(10));
+        assert_eq!(
+            c.dead_peer_timeout.location,
+            Some(Location::new("squid.conf", 2))
+        );
+        assert_eq!(c.max_stale.value, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.negative_ttl.value, Duration::from_secs(300));
+        assert_eq!(c.cache_mem.value, 16384 << 20);
+        assert_eq!(c.maximum_object_size.value, 10240 << 20);
+        assert!(c.icp_hit_stale.value);
+        assert!(!c.prefer_direct.value && c.prefer_direct.is_set());
+        assert_eq!(
+            c.cache_replacement_policy.value,
+            ReplacementPolicy::HeapLfuda
+        );
+        assert_eq!(
+            c.visible_hostname.value.as_deref(),
+            Some("cache1.example.net")
+        );
+        assert_eq!(
+            c.mcast_groups[0].value,
+            "239.128.16.128".parse::<std::net::IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn last_setting_wins() {
+        let l = load("icp_port 3130\nicp_port 3131\n");
+        assert_eq!(l.config.icp_port.value, 3131);
+        assert_eq!(l.config.icp_port.location.as_ref().unwrap().line, 2);
+    }
+
+    #[test]
+    fn bad_values_are_errors_with_file_and_line() {
+        let l = load("icp_port x\nhtcp_port\ndead_peer_timeout 10 parsecs\ncache_mem lots\nicp_hit_stale maybe\nvisible_hostname a/b\nmcast_groups 10.0.0.1\ncache_replacement_policy random\n");
+        let e: Vec<String> = l.errors().map(|d| d.to_string()).collect();
+        assert_eq!(e.len(), 8, "{e:?}");
+        assert_eq!(
+            e[0],
+            "squid.conf:1: error: icp_port: \"x\" is not a port number"
+        );
+        assert_eq!(e[1], "squid.conf:2: error: htcp_port: missing value");
+        assert!(e[2]
+            .starts_with("squid.conf:3: error: dead_peer_timeout: \"parsecs\" is not a time unit"));
+        assert!(e[3].starts_with("squid.conf:4: error: cache_mem:"));
+        // Settings keep their defaults.
+        assert_eq!(l.config.icp_port.value, 0);
+        assert!(!l.config.icp_port.is_set());
+    }
+
+    #[test]
+    fn size_without_unit_and_extra_arguments_warn() {
+        let l = load("cache_mem 256\nicp_port 3130 3131\n");
+        assert!(!l.has_errors());
+        let w: Vec<String> = l.warnings().map(|d| d.message.clone()).collect();
+        assert_eq!(
+            w,
+            [
+                "cache_mem: no unit given; assuming 256 bytes",
+                "icp_port: extra arguments ignored: 3131"
+            ]
+        );
+        assert_eq!(l.config.cache_mem.value, 256);
+    }
+
+    #[test]
+    fn quoted_values_setting_changes_acl_reading() {
+        let l = load("configuration_includes_quoted_values on\nacl q dstdomain \"example.com\"\n");
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        let crate::config::AclData::DstDomain { entries, .. } = &l.config.acl("q").unwrap().data
+        else {
+            panic!()
+        };
+        assert_eq!(entries[0].domain, "example.com");
+        let l = load("acl q dstdomain \"/nonexistent/cuttle/list.txt\"\n");
+        let e: Vec<_> = l.errors().collect();
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].message.contains("/nonexistent/cuttle/list.txt"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn collects_all_errors() {
+        let l = load("icp_port x\nhtcp_port y\ncache_peer p parent z 0\nacl a src nonsense!\n");
+        assert_eq!(l.errors().count(), 4);
+    }
+
+    #[test]
+    fn hostile_inputs_do_not_panic() {
+        for text in [
+            "\"",
+            "\\",
+            "#",
+            "acl",
+            "acl a",
+            "acl a src",
+            "acl a src 1.2.3.4/",
+            "acl a src -",
+            "acl a src /",
+            "acl a port -",
+            "acl a dstdomain \"\"",
+            "http_access !",
+            "http_access allow !",
+            "cache_peer",
+            "cache_peer a b c d e=f=g",
+            "http_port [",
+            "http_port [:",
+            "http_port :",
+            "refresh_pattern",
+            "refresh_pattern -i",
+            "refresh_pattern ( 1 2 3",
+            "cache_dir",
+            "cache_dir ufs",
+            "cache_dir ufs / 1 1",
+            "if",
+            "else",
+            "endif",
+            "if 1 = 99999999999999999999",
+            "include",
+            "logformat",
+            "access_log =",
+            "access_log stdio:x logformat=",
+            "parameters(\"",
+            "acl a src parameters(\"\")",
+            "\u{0}\u{ffff}",
+            "acl a src 1.2.3.4-",
+            "acl a src 1.2.3.4/255.255.255.255.255",
+            "icp_query_timeout 1 decade",
+            "icp_query_timeout 99999999999 decades",
+            "cache_mem 1.7976931348623157e308 GB",
+            "neighbor_type_domain",
+            "cache_peer_access",
+            "mcast_groups",
+        ] {
+            let _ = crate::config::load_str_sandboxed(text, "fuzz.conf");
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! `http_port` lines: the listening address and port, the mode (forward proxy, accelerator, interception), accelerator options, and other options kept as key/value.
+
+use std::net::IpAddr;
+
+use super::directives::Ctx;
+use super::lexer::Line;
+use super::values::parse_port_number;
+use super::Located;
+
+/// Where to listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// Port alone: every local address.
+    Any,
+    Ip(IpAddr),
+    /// A host name (Squid resolves it at start).
+    Host(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortMode {
+    /// A forward proxy port (no mode flag).
+    Forward,
+    /// `accel`: accelerator / reverse proxy.
+    Accel,
+    /// `intercept` (or the old `transparent`): NAT interception.
+    Intercept,
+    /// `tproxy`: Linux TPROXY interception.
+    Tproxy,
+}
+
+/// Virtual port handling in accelerator mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VPort {
+    /// Use the port given in the Host header.
+    Off,
+    /// `vport`: use this http_port's port number.
+    ListeningPort,
+    /// `vport=N`.
+    Fixed(u16),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpPort {
+    pub address: ListenAddr,
+    pub port: u16,
+    pub mode: PortMode,
+    /// `defaultsite=`: Host to assume when a request has none.
+    pub defaultsite: Option<String>,
+    /// Use the Host header for virtual hosting (on by default with accel;
+    /// `no-vhost` turns it off).
+    pub vhost: bool,
+    pub vport: VPort,
+    /// `name=`, else the port specification as written.
+    pub name: String,
+    /// `ssl-bump`.
+    pub ssl_bump: bool,
+    /// Every other option, in order (key without `=`, value).
+    pub options: Vec<(String, Option<String>)>,
+}
+
+/// Options Squid 5 documents for http_port that cuttle keeps as key/value.
+const OTHER_SQUID_OPTIONS: &[&str] = &[
+    "protocol",
+    "allow-direct",
+    "act-as-origin",
+    "ignore-cc",
+    "require-proxy-header",
+    "tcpkeepalive",
+    "connection-auth",
+    "disable-pmtu-discovery",
+    "worker-queues",
+    "generate-host-certificates",
+    "dynamic_cert_mem_cache_size",
+    "cert",
+    "key",
+    "cipher",
+    "options",
+    "clientca",
+    "cafile",
+    "capath",
+    "crlfile",
+    "dhparams",
+    "sslflags",
+    "sslcontext",
+    "version",
+];
+
+/// Split `[ADDR:]PORT`, `HOST:PORT` or `[IPV6]:PORT`.
+fn parse_spec(spec: &str) -> Result<(ListenAddr, u16), String> {
+    let (addr, port) = if let Some(rest) = spec.strip_prefix('[') {
+        let (inner, port) = rest
+            .split_once("]:")
+            .ok_or_else(|| format!("\"{spec}\" is not [IPv6-address]:port"))?;
+        let ip: IpAddr = inner
+            .parse()
+            .map_err(|_| format!("\"{inner}\" is not an IPv6 address"))?;
+        (ListenAddr::Ip(ip), port)
+    } else if let Some((host, port)) = spec.rsplit_once(':') {
+        if host.contains(':') {
+            return Err(format!(
+                "\"{spec}\": write an IPv6 address in brackets, as [addr]:port"
+            ));
+        }
+        let addr = match host.parse::<IpAddr>() {
+            Ok(ip) => ListenAddr::Ip(ip),
+            Err(_)
+                if !host.is_empty()
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') =>
+            {
+                ListenAddr::Host(host.to_ascii_lowercase())
+            }
+            Err(_) => return Err(format!("\"{host}\" is not an address or host name")),
+        };
+        (addr, port)
+    } else {
+        (ListenAddr::Any, spec)
+    };
+    let port = parse_port_number(port)?;
+    if port == 0 {
+        return Err(format!("\"{spec}\" needs a non-zero port"));
+    }
+    Ok((addr, port))
+}
+
+/// Parse an `http_port` line.
+pub(crate) fn parse_http_port(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    let loc = &line.location;
+    let Some(spec) = line.args().first() else {
+        ctx.error(loc, "http_port: missing port".into());
+        return;
+    };
+    let (address, port) = match parse_spec(&spec.text) {
+        Ok(v) => v,
+        Err(reason) => {
+            ctx.error(loc, format!("http_port: {reason}"));
+            return;
+        }
+    };
+    let mut p = HttpPort {
+        address,
+        port,
+        mode: PortMode::Forward,
+        defaultsite: None,
+        vhost: false,
+        vport: VPort::Off,
+        name: spec.text.clone(),
+        ssl_bump: false,
+        options: Vec::new(),
+    };
+    let mut no_vhost = false;
+    let mut implied_accel: Vec<&str> = Vec::new();
+    let mut modes: Vec<PortMode> = Vec::new();
+    let mut bad = false;
+    for opt in line.args().get(1..).unwrap_or(&[]) {
+        let text = opt.text.as_str();
+        let (key, value) = match text.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (text, None),
+        };
+        match (key, value) {
+            ("accel", None) => modes.push(PortMode::Accel),
+            ("intercept" | "transparent", None) => modes.push(PortMode::Intercept),
+            ("tproxy", None) => modes.push(PortMode::Tproxy),
+            ("ssl-bump", None) => p.ssl_bump = true,
+            ("defaultsite", Some(v)) => p.defaultsite = Some(v.to_string()),
+            ("vhost", None) => {
+                p.vhost = true;
+                implied_accel.push("vhost");
+            }
+            ("no-vhost", None) => no_vhost = true,
+            ("vport", None) => {
+                p.vport = VPort::ListeningPort;
+                implied_accel.push("vport");
+            }
+            ("vport", Some(v)) => match parse_port_number(v) {
+                Ok(n) => {
+                    p.vport = VPort::Fixed(n);
+                    implied_accel.push("vport");
+                }
+                Err(reason) => {
+                    ctx.error(loc, format!("http_port: vport={v}: {reason}"));
+                    bad = true;
+                }
+            },
+            ("name", Some(v)) if !v.is_empty() => p.name = v.to_string(),
+            (k, v) => {
+                let known = OTHER_SQUID_OPTIONS.contains(&k)
+                    || k.starts_with("tls-")
+                    || k.starts_with("ssl");
+                if !known {
+                    ctx.warn(
+                        loc,
+                        format!("http_port: unknown option \"{text}\" kept but not used"),
+                    );
+                }
+                p.options.push((k.to_string(), v.map(str::to_string)));
+            }
+        }
+    }
+    let accel = modes.contains(&PortMode::Accel);
+    let intercepting = modes
+        .iter()
+        .any(|m| matches!(m, PortMode::Intercept | PortMode::Tproxy));
+    if accel && intercepting {
+        ctx.error(
+            loc,
+            "http_port: accel cannot be combined with intercept or tproxy on one port".into(),
+        );
+        bad = true;
+    }
+    if modes.contains(&PortMode::Intercept) && modes.contains(&PortMode::Tproxy) {
+        ctx.error(
+            loc,
+            "http_port: intercept and tproxy exclude each other".into(),
+        );
+        bad = true;
+    }
+    p.mode = modes.first().copied().unwrap_or(PortMode::Forward);
+    if !implied_accel.is_empty() && !accel {
+        // Squid accepts these as the old way of asking for accel mode.
+        ctx.warn(
+            loc,
+            format!(
+                "http_port: {} without accel is deprecated; Squid treats the port as accel",
+                implied_accel.join(" and ")
+            ),
+        );
+        if intercepting {
+            bad = true;
+        } else {
+            p.mode = PortMode::Accel;
+        }
+    }
+    if p.defaultsite.is_some() && p.mode != PortMode::Accel {
+        ctx.error(loc, "http_port: defaultsite= requires accel".into());
+        bad = true;
+    }
+    if p.mode == PortMode::Accel {
+        p.vhost = !no_vhost;
+    }
+    if bad {
+        return;
+    }
+    ctx.config.http_ports.push(Located::new(p, loc.clone()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, LoadOptions, Loaded};
+
+    fn load(text: &str) -> Loaded {
+        load_str(text, "t.conf", &LoadOptions::default())
+    }
+
+    #[test]
+    fn address_forms() {
+        assert_eq!(parse_spec("3128").unwrap(), (ListenAddr::Any, 3128));
+        assert_eq!(
+            parse_spec("127.0.0.1:8080").unwrap(),
+            (ListenAddr::Ip("127.0.0.1".parse().unwrap()), 8080)
+        );
+        assert_eq!(
+            parse_spec("[::1]:3128").unwrap(),
+            (ListenAddr::Ip("::1".parse().unwrap()), 3128)
+        );
+        assert_eq!(
+            parse_spec("Proxy.example:3128").unwrap(),
+            (ListenAddr::Host("proxy.example".into()), 3128)
+        );
+        assert!(parse_spec("::1:3128").unwrap_err().contains("brackets"));
+        assert!(parse_spec("[::1]3128").is_err());
+        assert!(parse_spec("0").is_err());
+        assert!(parse_spec("70000").is_err());
+        assert!(parse_spec("x").is_err());
+    }
+
+    #[test]
+    fn accelerator_options() {
+        let l = load("http_port 80 accel defaultsite=www.example.com vhost name=front\n");
+        assert!(
+            !l.has_errors() && l.warnings().count() == 0,
+            "{:?}",
+            l.diagnostics
+        );
+        let p = &l.config.http_ports[0];
+        assert_eq!(p.mode, PortMode::Accel);
+        assert_eq!(p.defaultsite.as_deref(), Some("www.example.com"));
+        assert!(p.vhost);
+        assert_eq!(p.name, "front");
+        assert_eq!(p.vport, VPort::Off);
+    }
+
+    #[test]
+    fn vhost_and_vport_imply_accel_with_a_warning() {
+        let l = load("http_port 3128 vhost vport=80\n");
+        assert!(!l.has_errors());
+        let w: Vec<_> = l.warnings().collect();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].message.contains("vhost and vport without accel"));
+        let p = &l.config.http_ports[0];
+        assert_eq!(p.mode, PortMode::Accel);
+        assert_eq!(p.vport, VPort::Fixed(80));
+        assert_eq!(p.name, "3128");
+    }
+
+    #[test]
+    fn other_options_are_kept() {
+        let l = load("http_port 3128 intercept tcpkeepalive=60,30,3 tls-cert=/c.pem sparkle=1\n");
+        assert!(!l.has_errors());
+        assert_eq!(l.warnings().count(), 1, "only sparkle is unknown to Squid");
+        let p = &l.config.http_ports[0];
+        assert_eq!(p.mode, PortMode::Intercept);
+        assert_eq!(
+            p.options,
+            [
+                ("tcpkeepalive".to_string(), Some("60,30,3".to_string())),
+                ("tls-cert".to_string(), Some("/c.pem".to_string())),
+                ("sparkle".to_string(), Some("1".to_string()))
+            ]
+        );
+    }
+
+    #[test]
+    fn errors() {
+        let l = load("http_port\nhttp_port 80 defaultsite=x\nhttp_port 80 accel intercept\nhttp_port 80 accel vport=x\n");
+        let lines: Vec<usize> = l.errors().map(|d| d.location.line).collect();
+        assert_eq!(lines, [1, 2, 3, 4]);
+        assert!(l.config.http_ports.is_empty());
+    }
+}

@@ -1,0 +1,327 @@
+//! Logging directives: `access_log` (destination module and place, log format, options, ACLs) and `logformat` definitions.
+
+use super::acl::{parse_acl_refs, AclRef};
+use super::directives::Ctx;
+use super::lexer::Line;
+use super::values::{parse_size_word, parse_uint};
+use super::Located;
+
+/// Where an access_log writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDestination {
+    /// `none`: do not log what the ACLs match.
+    None,
+    /// `stdio:PATH` (also a bare path, as Squid assumes).
+    Stdio(String),
+    /// `daemon:PATH`, via Squid's log_file_daemon helper.
+    Daemon(String),
+    /// `syslog[:facility.priority]`.
+    Syslog(String),
+    /// `udp://host:port`.
+    Udp(String),
+    /// `tcp://host:port`.
+    Tcp(String),
+    /// Another `module:place`.
+    Other { module: String, place: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOnError {
+    Die,
+    Drop,
+}
+
+/// `access_log MODULE:PLACE [options] [format] [acl ...]` or `access_log none [acl ...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLog {
+    pub destination: LogDestination,
+    /// A built-in (`squid`, `common`, `combined`, `referrer`, `useragent`,
+    /// `icap_squid`) or a `logformat` name. Default `squid`.
+    pub format: String,
+    /// `buffer-size=`, bytes.
+    pub buffer_size: Option<u64>,
+    pub on_error: Option<LogOnError>,
+    /// `rotate=N`.
+    pub rotate: Option<u32>,
+    /// Log only transactions matching all of these.
+    pub acls: Vec<AclRef>,
+}
+
+/// `logformat NAME FORMAT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFormat {
+    pub name: String,
+    /// The format specification as written (rest of the line).
+    pub format: String,
+}
+
+/// Log formats Squid has without a `logformat` line.
+pub(crate) const BUILTIN_FORMATS: &[&str] = &[
+    "squid",
+    "common",
+    "combined",
+    "referrer",
+    "useragent",
+    "icap_squid",
+];
+
+fn format_known(ctx: &Ctx<'_, '_>, name: &str) -> bool {
+    BUILTIN_FORMATS.contains(&name) || ctx.logformat_index.contains_key(name)
+}
+
+fn parse_destination(ctx: &mut Ctx<'_, '_>, line: &Line, spec: &str) -> LogDestination {
+    if spec == "none" {
+        return LogDestination::None;
+    }
+    if spec == "syslog" {
+        return LogDestination::Syslog(String::new());
+    }
+    if let Some((module, place)) = spec.split_once(':') {
+        let place = place.to_string();
+        match module {
+            "stdio" => return LogDestination::Stdio(place),
+            "daemon" => return LogDestination::Daemon(place),
+            "syslog" => return LogDestination::Syslog(place),
+            "udp" => return LogDestination::Udp(place),
+            "tcp" => return LogDestination::Tcp(place),
+            m if !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+                ctx.warn(
+                    &line.location,
+                    format!("access_log: \"{m}\" is not a Squid log module (stdio, daemon, syslog, udp, tcp)"),
+                );
+                return LogDestination::Other {
+                    module: m.to_string(),
+                    place,
+                };
+            }
+            _ => {}
+        }
+    }
+    ctx.warn(
+        &line.location,
+        format!("access_log: \"{spec}\" names no module; Squid assumes stdio:{spec}"),
+    );
+    LogDestination::Stdio(spec.to_string())
+}
+
+/// Parse an `access_log` line (also its old name `cache_access_log`).
+pub(crate) fn parse_access_log(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    let loc = &line.location;
+    let args = line.args();
+    let Some(spec) = args.first() else {
+        ctx.error(
+            loc,
+            "access_log: missing destination (module:place or none)".into(),
+        );
+        return;
+    };
+    let destination = parse_destination(ctx, line, &spec.text);
+    let mut log = AccessLog {
+        destination,
+        format: "squid".to_string(),
+        buffer_size: None,
+        on_error: None,
+        rotate: None,
+        acls: Vec::new(),
+    };
+    let mut bad = false;
+    let mut index = 1;
+    let is_none = log.destination == LogDestination::None;
+    if !is_none {
+        // Either `key=value` options, or one legacy format name; what follows
+        // is the ACL list (Squid's documented rule).
+        match args.get(1) {
+            Some(t) if !t.text.contains('=') && format_known(ctx, &t.text) => {
+                log.format = t.text.clone();
+                index = 2;
+            }
+            _ => {}
+        }
+        while let Some((key, value)) = args.get(index).and_then(|t| t.text.split_once('=')) {
+            index += 1;
+            match key {
+                "logformat" => {
+                    if format_known(ctx, value) {
+                        log.format = value.to_string();
+                    } else {
+                        ctx.error(
+                            loc,
+                            format!("access_log: log format \"{value}\" is not defined"),
+                        );
+                        bad = true;
+                    }
+                }
+                "buffer-size" => match parse_size_word(value) {
+                    Ok(n) => log.buffer_size = Some(n),
+                    Err(e) => {
+                        ctx.error(loc, format!("access_log: buffer-size={value}: {e}"));
+                        bad = true;
+                    }
+                },
+                "on-error" => match value {
+                    "die" => log.on_error = Some(LogOnError::Die),
+                    "drop" => log.on_error = Some(LogOnError::Drop),
+                    _ => {
+                        ctx.error(
+                            loc,
+                            format!("access_log: on-error={value}: expected die or drop"),
+                        );
+                        bad = true;
+                    }
+                },
+                "rotate" => match parse_uint(value)
+                    .and_then(|n| u32::try_from(n).map_err(|e| e.to_string()))
+                {
+                    Ok(n) => log.rotate = Some(n),
+                    Err(e) => {
+                        ctx.error(loc, format!("access_log: rotate={value}: {e}"));
+                        bad = true;
+                    }
+                },
+                _ => {
+                    ctx.error(loc, format!("access_log: unknown option \"{key}={value}\""));
+                    bad = true;
+                }
+            }
+        }
+    }
+    match parse_acl_refs(ctx, line, "access_log", args.get(index..).unwrap_or(&[])) {
+        Some(refs) => log.acls = refs,
+        None => bad = true,
+    }
+    if !bad {
+        ctx.config.access_logs.push(Located::new(log, loc.clone()));
+    }
+}
+
+/// Parse a `logformat NAME FORMAT...` line.
+pub(crate) fn parse_logformat(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    let loc = &line.location;
+    let Some(name) = line.args().first() else {
+        ctx.error(loc, "logformat: missing name".into());
+        return;
+    };
+    let format = line.rest_from(2).to_string();
+    if format.is_empty() {
+        ctx.error(loc, format!("logformat: \"{}\" has no format", name.text));
+        return;
+    }
+    if BUILTIN_FORMATS.contains(&name.text.as_str()) {
+        ctx.warn(
+            loc,
+            format!(
+                "logformat: \"{}\" is a built-in format name; this definition replaces it",
+                name.text
+            ),
+        );
+    }
+    let first = ctx
+        .logformat_index
+        .get(&name.text)
+        .and_then(|&i| ctx.config.logformats.get(i))
+        .map(|f| f.location.clone());
+    if let Some(at) = first {
+        ctx.error(
+            loc,
+            format!("logformat: \"{}\" is already defined at {at}", name.text),
+        );
+        return;
+    }
+    ctx.logformat_index
+        .insert(name.text.clone(), ctx.config.logformats.len());
+    ctx.config.logformats.push(Located::new(
+        LogFormat {
+            name: name.text.clone(),
+            format,
+        },
+        loc.clone(),
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, LoadOptions, Loaded};
+
+    fn load(text: &str) -> Loaded {
+        load_str(text, "t.conf", &LoadOptions::default())
+    }
+
+    #[test]
+    fn modules_and_legacy_format() {
+        let l = load("access_log daemon:/var/log/squid/access.log squid\naccess_log stdio:/dev/stdout\naccess_log none all\naccess_log syslog:local4.info common\n");
+        assert!(
+            !l.has_errors() && l.warnings().count() == 0,
+            "{:?}",
+            l.diagnostics
+        );
+        let a = &l.config.access_logs;
+        assert_eq!(
+            a[0].destination,
+            LogDestination::Daemon("/var/log/squid/access.log".into())
+        );
+        assert_eq!(a[0].format, "squid");
+        assert!(a[0].acls.is_empty());
+        assert_eq!(
+            a[1].destination,
+            LogDestination::Stdio("/dev/stdout".into())
+        );
+        assert_eq!(a[2].destination, LogDestination::None);
+        assert_eq!(a[2].acls[0].name, "all");
+        assert_eq!(
+            a[3].destination,
+            LogDestination::Syslog("local4.info".into())
+        );
+        assert_eq!(a[3].format, "common");
+    }
+
+    #[test]
+    fn options_custom_format_and_acls() {
+        let l = load("logformat mine %ts %ru  # c\nacl lan src 10.0.0.0/8\naccess_log tcp://10.0.0.9:514 logformat=mine buffer-size=64KB on-error=drop rotate=3 lan !localhost\n");
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        assert_eq!(l.config.logformats[0].format, "%ts %ru");
+        let a = &l.config.access_logs[0];
+        assert_eq!(a.destination, LogDestination::Tcp("//10.0.0.9:514".into()));
+        assert_eq!(a.format, "mine");
+        assert_eq!(a.buffer_size, Some(65536));
+        assert_eq!(a.on_error, Some(LogOnError::Drop));
+        assert_eq!(a.rotate, Some(3));
+        assert_eq!(a.acls.len(), 2);
+        assert!(a.acls[1].negated);
+    }
+
+    #[test]
+    fn a_non_format_word_starts_the_acl_list() {
+        let l =
+            load("acl lan src 10.0.0.0/8\naccess_log stdio:/x lan\naccess_log stdio:/y nosuch\n");
+        let e: Vec<_> = l.errors().collect();
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.contains("ACL \"nosuch\" is not defined"));
+        assert_eq!(l.config.access_logs[0].acls[0].name, "lan");
+    }
+
+    #[test]
+    fn errors_and_warnings() {
+        let l = load("access_log\naccess_log stdio:/x logformat=nosuch\naccess_log stdio:/x on-error=maybe\naccess_log /var/log/a.log\naccess_log kafka:topic\n");
+        let e: Vec<usize> = l.errors().map(|d| d.location.line).collect();
+        assert_eq!(e, [1, 2, 3]);
+        let w: Vec<usize> = l.warnings().map(|d| d.location.line).collect();
+        assert_eq!(w, [4, 5]);
+        assert_eq!(
+            l.config.access_logs[0].destination,
+            LogDestination::Stdio("/var/log/a.log".into())
+        );
+    }
+
+    #[test]
+    fn logformat_duplicates() {
+        let l = load("logformat a %ts\nlogformat a %tr\nlogformat squid %ts\nlogformat b\n");
+        let d: Vec<_> = l
+            .diagnostics
+            .iter()
+            .map(|d| (d.location.line, d.severity))
+            .collect();
+        use crate::config::Severity::*;
+        assert_eq!(d, [(2, Error), (3, Warning), (4, Error)]);
+    }
+}

@@ -1,0 +1,600 @@
+//! squid.conf reader: parses Squid's configuration syntax once into a typed `Config`, every value keeping the file:line it came from, and reports problems as diagnostics instead of stopping at the first one.
+//!
+//! Layer 1 of DESIGN.md: nothing else in `src/` is imported here, and nothing
+//! outside this module looks at a raw directive string.
+//!
+//! Entry points: [`load_file`] and [`load_str`]. Both always return a
+//! [`Loaded`]; a config is usable when [`Loaded::has_errors`] is false.
+
+mod acl;
+mod cache;
+mod directives;
+mod lexer;
+mod listen;
+mod logging;
+mod peer;
+mod squid_names;
+mod values;
+
+use std::fmt;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use acl::{
+    AccessRule, Acl, AclData, AclRef, Action, DomainEntry, IpAclEntry, PortRange, BUILTIN_FILE,
+};
+pub use cache::{CacheDir, CacheDirType, RefreshPattern, ReplacementPolicy};
+pub use directives::{DirectiveStatus, OtherDirective};
+pub use listen::{HttpPort, ListenAddr, PortMode, VPort};
+pub use logging::{AccessLog, LogDestination, LogFormat, LogOnError};
+pub use peer::{
+    CachePeer, CarpKey, ConnectionAuth, FrontEndHttps, HtcpOptions, PeerLogin, PeerType, TypeDomain,
+};
+
+/// Where a value came from: a file and a 1-based line number. Line 0 means
+/// "the file as a whole" (for example a file that cannot be opened).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl Location {
+    pub fn new(file: impl Into<PathBuf>, line: usize) -> Self {
+        Location {
+            file: file.into(),
+            line,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}", self.file.display())
+        } else {
+            write!(f, "{}:{}", self.file.display(), self.line)
+        }
+    }
+}
+
+/// A value together with the place in the configuration that produced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    pub location: Location,
+}
+
+impl<T> Located<T> {
+    pub fn new(value: T, location: Location) -> Self {
+        Located { value, location }
+    }
+}
+
+impl<T> Deref for Located<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+/// A single-valued directive: its effective value, and where it was set
+/// (`None` when Squid's default applies). The last occurrence wins, as in Squid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub location: Option<Location>,
+}
+
+impl<T> Setting<T> {
+    /// Squid's default, not set by any line.
+    pub fn default_value(value: T) -> Self {
+        Setting {
+            value,
+            location: None,
+        }
+    }
+
+    /// Set by the line at `location`.
+    pub fn at(value: T, location: Location) -> Self {
+        Setting {
+            value,
+            location: Some(location),
+        }
+    }
+
+    /// True when a configuration line set this value.
+    pub fn is_set(&self) -> bool {
+        self.location.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem found while loading, with the file:line it refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub location: Location,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{}: {}: {}", self.location, level, self.message)
+    }
+}
+
+/// How to find files named inside the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Prefix rewrites `(from, to)` applied to `include` paths and to quoted
+    /// value files, so a config written for `/etc/squid` can be loaded from
+    /// elsewhere. Prefixes match whole path components; the longest wins.
+    pub path_map: Vec<(PathBuf, PathBuf)>,
+}
+
+/// The result of loading: the typed configuration (as complete as the input
+/// allowed) and every diagnostic, in the order found.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
+    }
+
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+    }
+
+    pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+    }
+}
+
+/// An ordered list of `allow`/`deny` rules (http_access and friends).
+pub type AccessList = Vec<Located<AccessRule>>;
+
+/// Everything cuttle understands from squid.conf. Fields hold Squid's
+/// defaults until a line sets them. Directives cuttle does not use yet are
+/// kept, in order, in `other`; giving one a typed field later does not
+/// reshape anything else.
+#[derive(Debug, Clone)]
+pub struct Config {
+    // -- listening ports
+    pub http_ports: Vec<Located<HttpPort>>,
+    /// 0 = ICP disabled (Squid's default).
+    pub icp_port: Setting<u16>,
+    /// 0 = HTCP disabled (Squid's default).
+    pub htcp_port: Setting<u16>,
+    pub mcast_groups: Vec<Located<std::net::IpAddr>>,
+
+    // -- neighbours
+    pub cache_peers: Vec<Located<CachePeer>>,
+    /// 0 = dynamic (Squid's default).
+    pub icp_query_timeout: Setting<Duration>,
+    pub maximum_icp_query_timeout: Setting<Duration>,
+    pub minimum_icp_query_timeout: Setting<Duration>,
+    pub mcast_icp_query_timeout: Setting<Duration>,
+    pub dead_peer_timeout: Setting<Duration>,
+    pub background_ping_rate: Setting<Duration>,
+    pub peer_connect_timeout: Setting<Duration>,
+    pub icp_hit_stale: Setting<bool>,
+    pub log_icp_queries: Setting<bool>,
+    pub prefer_direct: Setting<bool>,
+    pub nonhierarchical_direct: Setting<bool>,
+    pub digest_generation: Setting<bool>,
+
+    // -- access control (ACLs in definition order, Squid's built-ins first)
+    pub acls: Vec<Acl>,
+    pub http_access: AccessList,
+    pub icp_access: AccessList,
+    pub htcp_access: AccessList,
+    pub htcp_clr_access: AccessList,
+    pub miss_access: AccessList,
+    pub never_direct: AccessList,
+    pub always_direct: AccessList,
+
+    // -- storage and freshness
+    pub cache_dirs: Vec<Located<CacheDir>>,
+    /// Bytes.
+    pub cache_mem: Setting<u64>,
+    /// Bytes.
+    pub maximum_object_size: Setting<u64>,
+    /// Bytes.
+    pub maximum_object_size_in_memory: Setting<u64>,
+    /// Bytes.
+    pub minimum_object_size: Setting<u64>,
+    pub cache_replacement_policy: Setting<ReplacementPolicy>,
+    pub memory_replacement_policy: Setting<ReplacementPolicy>,
+    pub refresh_patterns: Vec<Located<RefreshPattern>>,
+    pub negative_ttl: Setting<Duration>,
+    pub max_stale: Setting<Duration>,
+    pub collapsed_forwarding: Setting<bool>,
+
+    // -- logging
+    /// Empty means Squid's default: `access_log daemon:/var/log/squid/access.log squid`.
+    pub access_logs: Vec<Located<AccessLog>>,
+    pub logformats: Vec<Located<LogFormat>>,
+    pub strip_query_terms: Setting<bool>,
+
+    // -- identity and process
+    /// `None` = the system host name (Squid's default).
+    pub visible_hostname: Setting<Option<String>>,
+    /// `None` = same as visible_hostname.
+    pub unique_hostname: Setting<Option<String>>,
+    pub shutdown_lifetime: Setting<Duration>,
+    pub configuration_includes_quoted_values: Setting<bool>,
+
+    /// Directives read but not (yet) typed, in file order.
+    pub other: Vec<Located<OtherDirective>>,
+}
+
+const MB: u64 = 1024 * 1024;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http_ports: Vec::new(),
+            icp_port: Setting::default_value(0),
+            htcp_port: Setting::default_value(0),
+            mcast_groups: Vec::new(),
+            cache_peers: Vec::new(),
+            icp_query_timeout: Setting::default_value(Duration::ZERO),
+            maximum_icp_query_timeout: Setting::default_value(Duration::from_millis(2000)),
+            minimum_icp_query_timeout: Setting::default_value(Duration::from_millis(5)),
+            mcast_icp_query_timeout: Setting::default_value(Duration::from_millis(2000)),
+            dead_peer_timeout: Setting::default_value(Duration::from_secs(10)),
+            background_ping_rate: Setting::default_value(Duration::from_secs(10)),
+            peer_connect_timeout: Setting::default_value(Duration::from_secs(30)),
+            icp_hit_stale: Setting::default_value(false),
+            log_icp_queries: Setting::default_value(true),
+            prefer_direct: Setting::default_value(false),
+            nonhierarchical_direct: Setting::default_value(true),
+            digest_generation: Setting::default_value(true),
+            acls: acl::builtin_acls(),
+            http_access: Vec::new(),
+            icp_access: Vec::new(),
+            htcp_access: Vec::new(),
+            htcp_clr_access: Vec::new(),
+            miss_access: Vec::new(),
+            never_direct: Vec::new(),
+            always_direct: Vec::new(),
+            cache_dirs: Vec::new(),
+            cache_mem: Setting::default_value(256 * MB),
+            maximum_object_size: Setting::default_value(4 * MB),
+            maximum_object_size_in_memory: Setting::default_value(512 * 1024),
+            minimum_object_size: Setting::default_value(0),
+            cache_replacement_policy: Setting::default_value(ReplacementPolicy::Lru),
+            memory_replacement_policy: Setting::default_value(ReplacementPolicy::Lru),
+            refresh_patterns: Vec::new(),
+            negative_ttl: Setting::default_value(Duration::ZERO),
+            max_stale: Setting::default_value(Duration::from_secs(7 * 24 * 3600)),
+            collapsed_forwarding: Setting::default_value(false),
+            access_logs: Vec::new(),
+            logformats: Vec::new(),
+            strip_query_terms: Setting::default_value(true),
+            visible_hostname: Setting::default_value(None),
+            unique_hostname: Setting::default_value(None),
+            shutdown_lifetime: Setting::default_value(Duration::from_secs(30)),
+            configuration_includes_quoted_values: Setting::default_value(false),
+            other: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The ACL with this name (Squid compares ACL names case-insensitively).
+    pub fn acl(&self, name: &str) -> Option<&Acl> {
+        self.acls.iter().find(|a| a.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The cache_peer with this name (case-insensitive, as in Squid).
+    pub fn peer(&self, name: &str) -> Option<&Located<CachePeer>> {
+        self.cache_peers
+            .iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Load the configuration file at `path` (and everything it includes).
+/// Never panics; a file that cannot be read is an error diagnostic.
+pub fn load_file(path: &Path, options: &LoadOptions) -> Loaded {
+    let mut files = lexer::Files::new(options, false);
+    let mut diagnostics = Vec::new();
+    match files.read_top(path) {
+        Ok(text) => {
+            let lines = lexer::expand(&text, path, &mut files, &mut diagnostics);
+            let config = directives::apply(lines, &mut files, &mut diagnostics);
+            Loaded {
+                config,
+                diagnostics,
+            }
+        }
+        Err(reason) => {
+            diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                location: Location::new(path, 0),
+                message: reason,
+            });
+            Loaded {
+                config: Config::default(),
+                diagnostics,
+            }
+        }
+    }
+}
+
+/// Parse `text` as if it were the file `origin` (relative includes resolve
+/// against `origin`'s directory). Never panics, and its work is bounded by
+/// the size of `text` plus the size limits on files it is allowed to read.
+pub fn load_str(text: &str, origin: &str, options: &LoadOptions) -> Loaded {
+    load_text(text, origin, lexer::Files::new(options, false))
+}
+
+/// Like [`load_str`], but never reads any file: each `include` or quoted
+/// value file is an error diagnostic instead. For fuzzing and for checking
+/// untrusted text.
+pub fn load_str_sandboxed(text: &str, origin: &str) -> Loaded {
+    let options = LoadOptions::default();
+    load_text(text, origin, lexer::Files::new(&options, true))
+}
+
+fn load_text(text: &str, origin: &str, mut files: lexer::Files<'_>) -> Loaded {
+    let mut diagnostics = Vec::new();
+    let lines = lexer::expand(text, Path::new(origin), &mut files, &mut diagnostics);
+    let config = directives::apply(lines, &mut files, &mut diagnostics);
+    Loaded {
+        config,
+        diagnostics,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagnostic_display_names_file_and_line() {
+        let d = Diagnostic {
+            severity: Severity::Error,
+            location: Location::new("squid.conf", 12),
+            message: "cache_peer: http port \"x\" is not a port number or service name".into(),
+        };
+        assert_eq!(
+            d.to_string(),
+            "squid.conf:12: error: cache_peer: http port \"x\" is not a port number or service name"
+        );
+        let w = Diagnostic {
+            severity: Severity::Warning,
+            location: Location::new("/etc/squid/squid.conf", 3),
+            message: "m".into(),
+        };
+        assert_eq!(w.to_string(), "/etc/squid/squid.conf:3: warning: m");
+        let whole = Diagnostic {
+            severity: Severity::Error,
+            location: Location::new("missing.conf", 0),
+            message: "m".into(),
+        };
+        assert_eq!(whole.to_string(), "missing.conf: error: m");
+    }
+
+    #[test]
+    fn defaults_are_squids() {
+        let c = Config::default();
+        assert_eq!(c.icp_port.value, 0);
+        assert_eq!(c.htcp_port.value, 0);
+        assert!(!c.icp_port.is_set());
+        assert!(c.http_ports.is_empty());
+        assert_eq!(c.cache_mem.value, 256 * MB);
+        assert_eq!(c.maximum_object_size.value, 4 * MB);
+        assert_eq!(c.dead_peer_timeout.value, Duration::from_secs(10));
+        assert_eq!(c.icp_query_timeout.value, Duration::ZERO);
+        assert_eq!(c.max_stale.value, Duration::from_secs(604_800));
+        for name in [
+            "all",
+            "manager",
+            "localhost",
+            "to_localhost",
+            "to_linklocal",
+            "CONNECT",
+        ] {
+            assert!(c.acl(name).is_some(), "built-in ACL {name}");
+        }
+    }
+
+    #[test]
+    fn missing_top_file_is_an_error_naming_it() {
+        let loaded = load_file(
+            Path::new("/nonexistent/cuttle/squid.conf"),
+            &LoadOptions::default(),
+        );
+        assert!(loaded.has_errors());
+        let d = &loaded.diagnostics[0];
+        assert_eq!(d.location.file, Path::new("/nonexistent/cuttle/squid.conf"));
+        assert!(
+            d.to_string().contains("/nonexistent/cuttle/squid.conf"),
+            "{d}"
+        );
+        assert!(d.message.contains("cannot open"), "{d}");
+    }
+
+    /// Words that exercise every parser, glued into lines at random.
+    const VOCABULARY: &[&str] = &[
+        "acl",
+        "a",
+        "b",
+        "src",
+        "dst",
+        "dstdomain",
+        "port",
+        "method",
+        "url_regex",
+        "-n",
+        "-i",
+        "http_access",
+        "icp_access",
+        "allow",
+        "deny",
+        "!a",
+        "!",
+        "all",
+        "cache_peer",
+        "parent",
+        "sibling",
+        "multicast",
+        "3128",
+        "0",
+        "x",
+        "htcp=no-clr,only-clr",
+        "carp",
+        "carp-key=host",
+        "weight=0",
+        "ttl=999",
+        "name=a",
+        "cache_peer_access",
+        "http_port",
+        "[::1]:3128",
+        "accel",
+        "vport=80",
+        "defaultsite=x",
+        "cache_dir",
+        "rock",
+        "ufs",
+        "/d",
+        "16",
+        "256",
+        "slot-size=0",
+        "refresh_pattern",
+        "(",
+        ".",
+        "20%",
+        "max-stale=9",
+        "access_log",
+        "none",
+        "daemon:/x",
+        "logformat=q",
+        "logformat",
+        "q",
+        "%ts",
+        "cache_mem",
+        "10",
+        "MB",
+        "dead_peer_timeout",
+        "seconds",
+        "decades",
+        "icp_port",
+        "on",
+        "include",
+        "/nonexistent/*.conf",
+        "if",
+        "true",
+        "else",
+        "endif",
+        "\"",
+        "\"q\"",
+        "#",
+        "\\",
+        "parameters(\"/x\")",
+        "10.0.0.0/8",
+        "1.2.3.4-1.2.3.9/255.0.0.0",
+        "fc00::/7",
+        ".example.com",
+        "1025-65535",
+        "\u{e9}",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_text_loads_without_panicking(text in "\\PC{0,300}") {
+            let loaded = load_str_sandboxed(&text, "fuzz.conf");
+            proptest::prop_assert_eq!(
+                loaded.has_errors(),
+                loaded.diagnostics.iter().any(|d| d.severity == Severity::Error)
+            );
+        }
+
+        #[test]
+        fn token_soup_loads_without_panicking(
+            lines in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(VOCABULARY), 0..8), 0..12)
+        ) {
+            let text: String = lines.iter().map(|l| l.join(" ") + "\n").collect();
+            let loaded = load_str_sandboxed(&text, "fuzz.conf");
+            for d in &loaded.diagnostics {
+                // Every diagnostic points into the input (or at the whole file).
+                proptest::prop_assert!(d.location.line <= lines.len());
+            }
+        }
+    }
+
+    #[test]
+    fn large_inputs_stay_linear() {
+        // Would take minutes if any per-line lookup were quadratic.
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text.push_str(&format!(
+                "cache_dir rock /d{i} 1\nlogformat f{i} %ts\nacl a{i} src 10.0.0.{}\ncache_peer p{i} parent 3128 0\nhttp_access allow a{i}\n",
+                i % 256
+            ));
+        }
+        let loaded = load_str_sandboxed(&text, "big.conf");
+        assert!(!loaded.has_errors());
+        assert_eq!(loaded.config.cache_dirs.len(), 20_000);
+        assert_eq!(loaded.config.cache_peers.len(), 20_000);
+        assert_eq!(loaded.config.http_access.len(), 20_000);
+    }
+
+    #[test]
+    fn sandboxed_loading_reads_no_file() {
+        let loaded = load_str_sandboxed(
+            "include /etc/hostname\nacl w dstdomain \"/etc/hostname\"\n",
+            "t.conf",
+        );
+        let errors: Vec<_> = loaded.errors().collect();
+        assert_eq!(errors.len(), 2);
+        assert!(errors
+            .iter()
+            .all(|e| e.message.contains("file access is disabled")));
+    }
+
+    #[test]
+    fn setting_records_location() {
+        let loaded = load_str(
+            "icp_port 3130\n\nhtcp_port 4827\n",
+            "t.conf",
+            &LoadOptions::default(),
+        );
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.config.icp_port.value, 3130);
+        assert_eq!(
+            loaded.config.icp_port.location,
+            Some(Location::new("t.conf", 1))
+        );
+        assert_eq!(
+            loaded.config.htcp_port.location,
+            Some(Location::new("t.conf", 3))
+        );
+    }
+}

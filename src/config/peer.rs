@@ -1,0 +1,867 @@
+//! `cache_peer` lines with every option Squid documents and Squid's rules for them, plus the per-peer `cache_peer_access` and `neighbor_type_domain` directives.
+
+use std::time::Duration;
+
+use super::acl::{parse_rule, AccessRule};
+use super::directives::Ctx;
+use super::lexer::Line;
+use super::values::{parse_int, parse_service, parse_uint, Proto};
+use super::Located;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerType {
+    Parent,
+    Sibling,
+    Multicast,
+}
+
+impl PeerType {
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerType::Parent => "parent",
+            PeerType::Sibling => "sibling",
+            PeerType::Multicast => "multicast",
+        }
+    }
+}
+
+/// HTCP settings of a peer queried with HTCP (`htcp` / `htcp=a,b`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HtcpOptions {
+    /// MINOR 0 and the old bit layout toward this peer.
+    pub oldsquid: bool,
+    /// Never send CLR to it.
+    pub no_clr: bool,
+    /// Send only CLR, never TST (the peer is then not queried).
+    pub only_clr: bool,
+    /// Send CLR for invalidations but not for PURGE.
+    pub no_purge_clr: bool,
+    /// Relay CLRs we receive to this peer.
+    pub forward_clr: bool,
+}
+
+/// `login=` variants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerLogin {
+    /// `login=user:password` as written (may contain URL escapes).
+    Credentials(String),
+    /// `login=*:password` (or `*suffix:password`): the client's user name
+    /// (plus the suffix) with a fixed password; holds the text after `*`.
+    ClientUser(String),
+    /// `login=PASS`.
+    Pass,
+    /// `login=PASSTHRU`.
+    PassThru,
+    /// `login=PROXYPASS`.
+    ProxyPass,
+    /// `login=NEGOTIATE[:principal]`.
+    Negotiate(Option<String>),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ConnectionAuth {
+    On,
+    Off,
+    #[default]
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrontEndHttps {
+    On,
+    Auto,
+}
+
+/// `carp-key=`: which URL parts feed the CARP hash (all when unset).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CarpKey {
+    pub scheme: bool,
+    pub host: bool,
+    pub port: bool,
+    pub path: bool,
+    pub params: bool,
+}
+
+/// `neighbor_type_domain PEER parent|sibling domain...`: treat the peer as
+/// this type for requests to these domains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeDomain {
+    pub peer_type: PeerType,
+    /// Lower-cased, as written (a leading dot means the domain and below).
+    pub domains: Vec<String>,
+}
+
+/// One `cache_peer HOST TYPE HTTP_PORT ICP_PORT [options]` line after
+/// Squid's normalisation (host lower-cased, weight >= 1, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachePeer {
+    /// Lower-cased host name or address.
+    pub host: String,
+    /// `name=`, else the host as written; unique case-insensitively.
+    pub name: String,
+    pub peer_type: PeerType,
+    pub http_port: u16,
+    /// ICP port, or HTCP port for `htcp` peers; 0 = no ICP/HTCP.
+    pub icp_port: u16,
+
+    pub proxy_only: bool,
+    pub no_query: bool,
+    pub no_digest: bool,
+    pub closest_only: bool,
+    pub background_ping: bool,
+    pub round_robin: bool,
+    pub weighted_round_robin: bool,
+    pub carp: bool,
+    pub userhash: bool,
+    pub sourcehash: bool,
+    /// `default` (documented "last-resort parent").
+    pub default_parent: bool,
+    /// At least 1.
+    pub weight: u32,
+    /// Subtracted from RTTs by weighted-round-robin (milliseconds, like RTTs).
+    pub basetime: Duration,
+    /// Multicast TTL for queries to a multicast peer, 0-128.
+    pub ttl: u8,
+    pub multicast_responder: bool,
+    pub multicast_siblings: bool,
+    /// `Some` when the peer is queried with HTCP instead of ICP.
+    pub htcp: Option<HtcpOptions>,
+    pub allow_miss: bool,
+    /// Per-peer connect timeout; `None` = peer_connect_timeout.
+    pub connect_timeout: Option<Duration>,
+    /// At least 1 (default 10).
+    pub connect_fail_limit: u32,
+    /// `None` = no per-peer limit.
+    pub max_conn: Option<u32>,
+    pub standby: Option<u32>,
+    pub originserver: bool,
+    pub forceddomain: Option<String>,
+    pub login: Option<PeerLogin>,
+    pub connection_auth: ConnectionAuth,
+    pub auth_no_keytab: bool,
+    pub digest_url: Option<String>,
+    pub carp_key: Option<CarpKey>,
+    pub no_netdb_exchange: bool,
+    pub no_delay: bool,
+    pub no_tproxy: bool,
+    /// `tls` (or legacy `ssl`): connect to the peer over TLS.
+    pub tls: bool,
+    /// `tls-*=`, `ssl*=` options as written (key without `=`, value).
+    pub tls_options: Vec<(String, Option<String>)>,
+    pub front_end_https: Option<FrontEndHttps>,
+
+    /// `cache_peer_access` rules for this peer, in order.
+    pub access: Vec<Located<AccessRule>>,
+    /// `neighbor_type_domain` lines for this peer.
+    pub type_domains: Vec<Located<TypeDomain>>,
+}
+
+impl CachePeer {
+    fn new(host: String, name: String, peer_type: PeerType, http_port: u16, icp_port: u16) -> Self {
+        CachePeer {
+            host,
+            name,
+            peer_type,
+            http_port,
+            icp_port,
+            proxy_only: false,
+            no_query: false,
+            no_digest: false,
+            closest_only: false,
+            background_ping: false,
+            round_robin: false,
+            weighted_round_robin: false,
+            carp: false,
+            userhash: false,
+            sourcehash: false,
+            default_parent: false,
+            weight: 1,
+            basetime: Duration::ZERO,
+            ttl: 0,
+            multicast_responder: false,
+            multicast_siblings: false,
+            htcp: None,
+            allow_miss: false,
+            connect_timeout: None,
+            connect_fail_limit: 10,
+            max_conn: None,
+            standby: None,
+            originserver: false,
+            forceddomain: None,
+            login: None,
+            connection_auth: ConnectionAuth::Auto,
+            auth_no_keytab: false,
+            digest_url: None,
+            carp_key: None,
+            no_netdb_exchange: false,
+            no_delay: false,
+            no_tproxy: false,
+            tls: false,
+            tls_options: Vec::new(),
+            front_end_https: None,
+            access: Vec::new(),
+            type_domains: Vec::new(),
+        }
+    }
+}
+
+fn parse_peer_type(s: &str) -> Option<PeerType> {
+    match s {
+        "parent" => Some(PeerType::Parent),
+        // "neighbor"/"neighbour" are Squid's old spellings of sibling.
+        "sibling" | "neighbor" | "neighbour" => Some(PeerType::Sibling),
+        "multicast" => Some(PeerType::Multicast),
+        _ => None,
+    }
+}
+
+fn valid_host(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b))
+}
+
+/// Apply one `htcp=` item (or the part after a deprecated `htcp-`).
+fn htcp_item(h: &mut HtcpOptions, item: &str) -> bool {
+    match item {
+        "oldsquid" => h.oldsquid = true,
+        "no-clr" => h.no_clr = true,
+        "only-clr" => h.only_clr = true,
+        "no-purge-clr" => h.no_purge_clr = true,
+        "forward-clr" => h.forward_clr = true,
+        _ => return false,
+    }
+    true
+}
+
+fn parse_login(v: &str) -> Option<PeerLogin> {
+    Some(match v {
+        "" => return None,
+        "PASS" => PeerLogin::Pass,
+        "PASSTHRU" => PeerLogin::PassThru,
+        "PROXYPASS" => PeerLogin::ProxyPass,
+        "NEGOTIATE" => PeerLogin::Negotiate(None),
+        _ => {
+            if let Some(p) = v.strip_prefix("NEGOTIATE:") {
+                PeerLogin::Negotiate(Some(p.to_string()))
+            } else if let Some(rest) = v.strip_prefix('*') {
+                PeerLogin::ClientUser(rest.to_string())
+            } else {
+                PeerLogin::Credentials(v.to_string())
+            }
+        }
+    })
+}
+
+fn parse_carp_key(v: &str) -> Result<CarpKey, String> {
+    let mut key = CarpKey::default();
+    for part in v.split(',') {
+        match part {
+            "scheme" => key.scheme = true,
+            "host" => key.host = true,
+            "port" => key.port = true,
+            "path" => key.path = true,
+            "params" => key.params = true,
+            other => {
+                return Err(format!(
+                    "carp-key: \"{other}\" is not one of scheme, host, port, path, params"
+                ))
+            }
+        }
+    }
+    Ok(key)
+}
+
+/// Squid options that take no value, and the flag each sets.
+fn set_flag(p: &mut CachePeer, option: &str) -> bool {
+    let flag = match option {
+        "proxy-only" => &mut p.proxy_only,
+        "no-query" => &mut p.no_query,
+        "no-digest" => &mut p.no_digest,
+        "closest-only" => &mut p.closest_only,
+        "background-ping" => &mut p.background_ping,
+        "round-robin" => &mut p.round_robin,
+        "weighted-round-robin" => &mut p.weighted_round_robin,
+        "carp" => &mut p.carp,
+        "userhash" => &mut p.userhash,
+        "sourcehash" => &mut p.sourcehash,
+        "default" => &mut p.default_parent,
+        "multicast-responder" => &mut p.multicast_responder,
+        "multicast-siblings" => &mut p.multicast_siblings,
+        "allow-miss" => &mut p.allow_miss,
+        "originserver" => &mut p.originserver,
+        "auth-no-keytab" => &mut p.auth_no_keytab,
+        "no-netdb-exchange" => &mut p.no_netdb_exchange,
+        "no-delay" => &mut p.no_delay,
+        "no-tproxy" => &mut p.no_tproxy,
+        "tls" | "ssl" => &mut p.tls,
+        _ => return false,
+    };
+    *flag = true;
+    true
+}
+
+/// Parse a `cache_peer` line and add the peer.
+pub(crate) fn parse_cache_peer(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    let loc = &line.location;
+    let args = line.args();
+    let (Some(host_t), Some(type_t), Some(http_t), Some(icp_t)) =
+        (args.first(), args.get(1), args.get(2), args.get(3))
+    else {
+        ctx.error(
+            loc,
+            "cache_peer: expected HOST TYPE HTTP_PORT ICP_PORT [options]".into(),
+        );
+        return;
+    };
+    let mut bad = false;
+    if !valid_host(&host_t.text) {
+        ctx.error(
+            loc,
+            format!(
+                "cache_peer: \"{}\" is not a host name or address",
+                host_t.text
+            ),
+        );
+        bad = true;
+    }
+    let peer_type = parse_peer_type(&type_t.text);
+    if peer_type.is_none() {
+        ctx.error(
+            loc,
+            format!(
+                "cache_peer: peer type \"{}\" is not parent, sibling or multicast",
+                type_t.text
+            ),
+        );
+        bad = true;
+    }
+    let http_port = match parse_service(&http_t.text, Proto::Tcp) {
+        Ok(0) => {
+            ctx.error(loc, "cache_peer: http port 0 is not usable".into());
+            bad = true;
+            0
+        }
+        Ok(p) => p,
+        Err(reason) => {
+            ctx.error(loc, format!("cache_peer: http port {reason}"));
+            bad = true;
+            0
+        }
+    };
+    let icp_port = match parse_service(&icp_t.text, Proto::Udp) {
+        Ok(p) => p,
+        Err(reason) => {
+            ctx.error(loc, format!("cache_peer: icp port {reason}"));
+            bad = true;
+            0
+        }
+    };
+    let Some(peer_type) = peer_type else {
+        return;
+    };
+    let mut p = CachePeer::new(
+        host_t.text.to_ascii_lowercase(),
+        host_t.text.clone(),
+        peer_type,
+        http_port,
+        icp_port,
+    );
+
+    for opt in args.get(4..).unwrap_or(&[]) {
+        let text = opt.text.as_str();
+        if set_flag(&mut p, text) {
+            continue;
+        }
+        let (key, value) = match text.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (text, None),
+        };
+        let mut option_error = |ctx: &mut Ctx<'_, '_>, reason: String| {
+            ctx.error(loc, format!("cache_peer: {reason}"));
+            bad = true;
+        };
+        match (key, value) {
+            ("htcp", None) => {
+                p.htcp.get_or_insert_with(HtcpOptions::default);
+            }
+            ("htcp", Some(list)) => {
+                let h = p.htcp.get_or_insert_with(HtcpOptions::default);
+                for item in list.split(',') {
+                    if !htcp_item(h, item) {
+                        option_error(ctx, format!("\"{item}\" is not an htcp option (oldsquid, no-clr, only-clr, no-purge-clr, forward-clr)"));
+                    }
+                }
+            }
+            (k, None) if k.starts_with("htcp-") => {
+                let item = k.get(5..).unwrap_or("");
+                let h = p.htcp.get_or_insert_with(HtcpOptions::default);
+                if htcp_item(h, item) {
+                    ctx.warn(
+                        loc,
+                        format!("cache_peer: option {k} is deprecated; write htcp={item}"),
+                    );
+                } else {
+                    option_error(ctx, format!("\"{k}\" is not an htcp option"));
+                }
+            }
+            ("weight", Some(v)) => match parse_int(v) {
+                // Squid raises weights below 1 to 1.
+                Ok(w) => p.weight = u32::try_from(w.max(1)).unwrap_or(u32::MAX),
+                Err(e) => option_error(ctx, format!("weight={v}: {e}")),
+            },
+            ("basetime", Some(v)) => match parse_uint(v) {
+                Ok(ms) => p.basetime = Duration::from_millis(ms),
+                Err(e) => option_error(ctx, format!("basetime={v}: {e}")),
+            },
+            ("ttl", Some(v)) => match parse_int(v) {
+                // Squid clamps the multicast TTL to 0-128.
+                Ok(t) => p.ttl = u8::try_from(t.clamp(0, 128)).unwrap_or(128),
+                Err(e) => option_error(ctx, format!("ttl={v}: {e}")),
+            },
+            ("connect-timeout", Some(v)) => match parse_uint(v) {
+                Ok(s) => p.connect_timeout = Some(Duration::from_secs(s)),
+                Err(e) => option_error(ctx, format!("connect-timeout={v}: {e}")),
+            },
+            ("connect-fail-limit", Some(v)) => match parse_int(v) {
+                // Squid replaces a limit below 1 with the default, 10.
+                Ok(n) if n < 1 => p.connect_fail_limit = 10,
+                Ok(n) => p.connect_fail_limit = u32::try_from(n).unwrap_or(u32::MAX),
+                Err(e) => option_error(ctx, format!("connect-fail-limit={v}: {e}")),
+            },
+            ("max-conn", Some(v)) => match parse_uint(v) {
+                Ok(n) => p.max_conn = Some(u32::try_from(n).unwrap_or(u32::MAX)),
+                Err(e) => option_error(ctx, format!("max-conn={v}: {e}")),
+            },
+            ("standby", Some(v)) => match parse_uint(v) {
+                Ok(n) => p.standby = Some(u32::try_from(n).unwrap_or(u32::MAX)),
+                Err(e) => option_error(ctx, format!("standby={v}: {e}")),
+            },
+            ("name", Some(v)) => {
+                if v.is_empty() {
+                    option_error(ctx, "name= needs a value".into());
+                } else {
+                    p.name = v.to_string();
+                }
+            }
+            ("forceddomain", Some(v)) => p.forceddomain = Some(v.to_string()),
+            ("login", Some(v)) => match parse_login(v) {
+                Some(l) => p.login = Some(l),
+                None => option_error(ctx, "login= needs a value".into()),
+            },
+            ("connection-auth", Some(v)) => match v {
+                "on" => p.connection_auth = ConnectionAuth::On,
+                "off" => p.connection_auth = ConnectionAuth::Off,
+                "auto" => p.connection_auth = ConnectionAuth::Auto,
+                _ => option_error(
+                    ctx,
+                    format!("connection-auth={v}: expected on, off or auto"),
+                ),
+            },
+            ("digest-url", Some(v)) => p.digest_url = Some(v.to_string()),
+            ("carp-key", Some(v)) => match parse_carp_key(v) {
+                Ok(k) => p.carp_key = Some(k),
+                Err(e) => option_error(ctx, e),
+            },
+            ("front-end-https", None) => p.front_end_https = Some(FrontEndHttps::On),
+            ("front-end-https", Some(v)) => match v {
+                "on" => p.front_end_https = Some(FrontEndHttps::On),
+                "auto" => p.front_end_https = Some(FrontEndHttps::Auto),
+                "off" => p.front_end_https = None,
+                _ => option_error(
+                    ctx,
+                    format!("front-end-https={v}: expected on, off or auto"),
+                ),
+            },
+            (k, v) if k.starts_with("tls-") || k.starts_with("ssl") => {
+                p.tls_options.push((k.to_string(), v.map(str::to_string)));
+            }
+            _ => ctx.warn(
+                loc,
+                format!("cache_peer: unknown option \"{text}\" ignored"),
+            ),
+        }
+    }
+
+    // Squid's consistency rules.
+    for (on, what) in [
+        (p.carp, "carp"),
+        (p.userhash, "userhash"),
+        (p.sourcehash, "sourcehash"),
+    ] {
+        if on && p.peer_type != PeerType::Parent {
+            ctx.error(
+                loc,
+                format!(
+                    "cache_peer: {what} is only allowed on parent peers, not on a {}",
+                    p.peer_type.name()
+                ),
+            );
+            bad = true;
+        }
+    }
+    if p.carp_key.is_some() && !p.carp {
+        ctx.error(loc, "cache_peer: carp-key= requires the carp option".into());
+        bad = true;
+    }
+    if let Some(h) = p.htcp {
+        if h.no_clr && h.only_clr {
+            ctx.error(
+                loc,
+                "cache_peer: htcp options no-clr and only-clr exclude each other".into(),
+            );
+            bad = true;
+        }
+    }
+    if let (Some(standby), Some(max)) = (p.standby, p.max_conn) {
+        if max > 0 && standby > max {
+            ctx.error(
+                loc,
+                format!("cache_peer: standby={standby} exceeds max-conn={max}"),
+            );
+            bad = true;
+        }
+    }
+    if p.peer_type == PeerType::Multicast {
+        // A multicast group has no digest or netdb to fetch.
+        p.no_digest = true;
+        p.no_netdb_exchange = true;
+    }
+    let key = p.name.to_ascii_lowercase();
+    if let Some(&index) = ctx.peer_index.get(&key) {
+        let first = ctx
+            .config
+            .cache_peers
+            .get(index)
+            .map(|q| q.location.to_string())
+            .unwrap_or_default();
+        ctx.error(
+            loc,
+            format!(
+                "cache_peer: name \"{}\" is already used by the cache_peer at {first} (names are compared case-insensitively; use name= to tell them apart)",
+                p.name
+            ),
+        );
+        return;
+    }
+    if bad {
+        return;
+    }
+    ctx.peer_index.insert(key, ctx.config.cache_peers.len());
+    ctx.config.cache_peers.push(Located::new(p, loc.clone()));
+}
+
+/// `cache_peer_access PEER allow|deny [!]acl...`
+pub(crate) fn parse_cache_peer_access(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    let loc = &line.location;
+    let Some(name_t) = line.args().first() else {
+        ctx.error(loc, "cache_peer_access: missing cache_peer name".into());
+        return;
+    };
+    let peer = ctx.require_peer(&name_t.text, loc, "cache_peer_access");
+    let rule = parse_rule(
+        ctx,
+        line,
+        "cache_peer_access",
+        line.args().get(1..).unwrap_or(&[]),
+    );
+    if let (Some(index), Some(rule)) = (peer, rule) {
+        if let Some(p) = ctx.config.cache_peers.get_mut(index) {
+            p.value.access.push(Located::new(rule, loc.clone()));
+        }
+    }
+}
+
+/// `neighbor_type_domain PEER parent|sibling domain...`
+pub(crate) fn parse_neighbor_type_domain(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    let loc = &line.location;
+    let args = line.args();
+    let (Some(name_t), Some(type_t)) = (args.first(), args.get(1)) else {
+        ctx.error(
+            loc,
+            "neighbor_type_domain: expected PEER parent|sibling domain...".into(),
+        );
+        return;
+    };
+    let peer = ctx.require_peer(&name_t.text, loc, "neighbor_type_domain");
+    let peer_type = match type_t.text.as_str() {
+        "parent" => PeerType::Parent,
+        "sibling" => PeerType::Sibling,
+        other => {
+            ctx.error(
+                loc,
+                format!("neighbor_type_domain: \"{other}\" is not parent or sibling"),
+            );
+            return;
+        }
+    };
+    let domains: Vec<String> = args
+        .get(2..)
+        .unwrap_or(&[])
+        .iter()
+        .map(|t| t.text.to_ascii_lowercase())
+        .collect();
+    if domains.is_empty() {
+        ctx.warn(loc, "neighbor_type_domain: no domains listed".into());
+    }
+    if let Some(p) = peer.and_then(|i| ctx.config.cache_peers.get_mut(i)) {
+        p.value
+            .type_domains
+            .push(Located::new(TypeDomain { peer_type, domains }, loc.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, LoadOptions, Loaded};
+
+    fn load(text: &str) -> Loaded {
+        load_str(text, "squid.conf", &LoadOptions::default())
+    }
+
+    fn one_peer(text: &str) -> CachePeer {
+        let l = load(text);
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        assert_eq!(l.config.cache_peers.len(), 1);
+        l.config.cache_peers[0].value.clone()
+    }
+
+    #[test]
+    fn basic_fields_and_defaults() {
+        let p = one_peer("cache_peer Cache2.Example.NET sibling 3128 3130\n");
+        assert_eq!(p.host, "cache2.example.net");
+        assert_eq!(p.name, "Cache2.Example.NET");
+        assert_eq!(p.peer_type, PeerType::Sibling);
+        assert_eq!((p.http_port, p.icp_port), (3128, 3130));
+        assert_eq!(p.weight, 1);
+        assert_eq!(p.connect_fail_limit, 10);
+        assert_eq!(p.connection_auth, ConnectionAuth::Auto);
+        assert!(p.htcp.is_none() && !p.proxy_only && p.connect_timeout.is_none());
+    }
+
+    #[test]
+    fn every_flag_option() {
+        let p = one_peer(
+            "cache_peer p parent 80 0 proxy-only no-query no-digest closest-only background-ping \
+             round-robin weighted-round-robin carp userhash sourcehash default multicast-responder \
+             multicast-siblings allow-miss originserver auth-no-keytab no-netdb-exchange no-delay no-tproxy tls\n",
+        );
+        assert!(p.proxy_only && p.no_query && p.no_digest && p.closest_only && p.background_ping);
+        assert!(p.round_robin && p.weighted_round_robin && p.carp && p.userhash && p.sourcehash);
+        assert!(p.default_parent && p.multicast_responder && p.multicast_siblings && p.allow_miss);
+        assert!(
+            p.originserver
+                && p.auth_no_keytab
+                && p.no_netdb_exchange
+                && p.no_delay
+                && p.no_tproxy
+                && p.tls
+        );
+    }
+
+    #[test]
+    fn valued_options() {
+        let p = one_peer(
+            "cache_peer p parent 3128 3130 weight=5 basetime=20 connect-timeout=2 connect-fail-limit=3 \
+             max-conn=100 standby=4 name=up1 forceddomain=www.example.com login=u:p%20w \
+             connection-auth=off digest-url=http://p/d carp carp-key=host,path \
+             tls-cafile=/x.pem sslflags=DONT_VERIFY_PEER front-end-https=auto\n",
+        );
+        assert_eq!(p.weight, 5);
+        assert_eq!(p.basetime, Duration::from_millis(20));
+        assert_eq!(p.connect_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(p.connect_fail_limit, 3);
+        assert_eq!((p.max_conn, p.standby), (Some(100), Some(4)));
+        assert_eq!(p.name, "up1");
+        assert_eq!(p.forceddomain.as_deref(), Some("www.example.com"));
+        assert_eq!(p.login, Some(PeerLogin::Credentials("u:p%20w".into())));
+        assert_eq!(p.connection_auth, ConnectionAuth::Off);
+        assert_eq!(p.digest_url.as_deref(), Some("http://p/d"));
+        assert_eq!(
+            p.carp_key,
+            Some(CarpKey {
+                host: true,
+                path: true,
+                ..CarpKey::default()
+            })
+        );
+        assert_eq!(
+            p.tls_options,
+            [
+                ("tls-cafile".to_string(), Some("/x.pem".to_string())),
+                ("sslflags".to_string(), Some("DONT_VERIFY_PEER".to_string()))
+            ]
+        );
+        assert_eq!(p.front_end_https, Some(FrontEndHttps::Auto));
+    }
+
+    #[test]
+    fn login_variants() {
+        assert_eq!(parse_login("PASSTHRU"), Some(PeerLogin::PassThru));
+        assert_eq!(
+            parse_login("NEGOTIATE:HTTP/p@R"),
+            Some(PeerLogin::Negotiate(Some("HTTP/p@R".into())))
+        );
+        assert_eq!(
+            parse_login("*:secret"),
+            Some(PeerLogin::ClientUser(":secret".into()))
+        );
+        assert_eq!(parse_login(""), None);
+    }
+
+    #[test]
+    fn squid_normalisations() {
+        let p =
+            one_peer("cache_peer m multicast 3128 3130 weight=0 connect-fail-limit=0 ttl=300\n");
+        assert_eq!(p.weight, 1);
+        assert_eq!(p.connect_fail_limit, 10);
+        assert_eq!(p.ttl, 128);
+        // multicast implies no-digest and no-netdb-exchange.
+        assert!(p.no_digest && p.no_netdb_exchange);
+        assert_eq!(one_peer("cache_peer m multicast 3128 3130 ttl=-4\n").ttl, 0);
+        assert_eq!(one_peer("cache_peer m parent 3128 0 weight=-7\n").weight, 1);
+    }
+
+    #[test]
+    fn htcp_options_comma_separated_and_deprecated_spelling() {
+        let p = one_peer("cache_peer s sibling 3128 4827 htcp=oldsquid,no-purge-clr,forward-clr\n");
+        assert_eq!(
+            p.htcp,
+            Some(HtcpOptions {
+                oldsquid: true,
+                no_purge_clr: true,
+                forward_clr: true,
+                ..Default::default()
+            })
+        );
+        assert_eq!(
+            one_peer("cache_peer s sibling 3128 4827 htcp\n").htcp,
+            Some(HtcpOptions::default())
+        );
+        let l = load("cache_peer s sibling 3128 4827 htcp-oldsquid htcp-only-clr\n");
+        assert!(!l.has_errors());
+        assert_eq!(l.warnings().count(), 2);
+        let h = l.config.cache_peers[0].htcp.unwrap();
+        assert!(h.oldsquid && h.only_clr);
+    }
+
+    #[test]
+    fn htcp_no_clr_with_only_clr_is_an_error() {
+        let l = load("cache_peer s sibling 3128 4827 htcp=no-clr,only-clr\n");
+        let e: Vec<_> = l.errors().collect();
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.contains("no-clr and only-clr"));
+        assert!(l.config.cache_peers.is_empty());
+        assert!(load("cache_peer s sibling 3128 4827 htcp=bogus\n").has_errors());
+    }
+
+    #[test]
+    fn hashing_on_non_parents_is_an_error() {
+        for opt in ["carp", "userhash", "sourcehash"] {
+            let l = load(&format!("cache_peer s sibling 3128 3130 {opt}\n"));
+            let e: Vec<_> = l.errors().collect();
+            assert_eq!(e.len(), 1, "{opt}");
+            assert!(
+                e[0].message
+                    .contains(&format!("{opt} is only allowed on parent peers")),
+                "{}",
+                e[0]
+            );
+        }
+    }
+
+    #[test]
+    fn carp_key_requires_carp() {
+        let l = load("cache_peer p parent 3128 0 carp-key=host\n");
+        assert!(l
+            .errors()
+            .next()
+            .unwrap()
+            .message
+            .contains("requires the carp option"));
+        assert!(load("cache_peer p parent 3128 0 carp carp-key=host,bogus\n").has_errors());
+    }
+
+    #[test]
+    fn names_must_be_unique_case_insensitively() {
+        let l = load("cache_peer a.example sibling 3128 3130\ncache_peer A.EXAMPLE parent 3128 0\ncache_peer A.EXAMPLE parent 3128 0 name=other\n");
+        let e: Vec<_> = l.errors().collect();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].location.line, 2);
+        assert!(
+            e[0].message
+                .contains("already used by the cache_peer at squid.conf:1"),
+            "{}",
+            e[0]
+        );
+        assert_eq!(l.config.cache_peers.len(), 2);
+    }
+
+    #[test]
+    fn bad_ports_and_types() {
+        let l = load("cache_peer p parent x 3130\n");
+        assert_eq!(
+            l.errors().next().unwrap().to_string(),
+            "squid.conf:1: error: cache_peer: http port \"x\" is not a port number or service name"
+        );
+        let l = load("cache_peer p parnet 3128 3130\ncache_peer q parent 3128 70000\ncache_peer r parent 3128\n");
+        let lines: Vec<usize> = l.errors().map(|d| d.location.line).collect();
+        assert_eq!(lines, [1, 2, 3]);
+        assert!(l.config.cache_peers.is_empty());
+        // Service names are accepted.
+        let p = one_peer("cache_peer p parent http icp\n");
+        assert_eq!((p.http_port, p.icp_port), (80, 3130));
+    }
+
+    #[test]
+    fn bad_option_values_and_unknown_options() {
+        let l =
+            load("cache_peer p parent 3128 0 weight=x connect-timeout=-1 connection-auth=maybe\n");
+        assert_eq!(l.errors().count(), 3);
+        let l = load("cache_peer p parent 3128 0 monitorurl=http://x/ sparkle\n");
+        assert!(!l.has_errors());
+        let w: Vec<_> = l.warnings().map(|d| d.message.clone()).collect();
+        assert_eq!(w.len(), 2);
+        assert!(w[0].contains("unknown option \"monitorurl=http://x/\""));
+    }
+
+    #[test]
+    fn standby_cannot_exceed_max_conn() {
+        assert!(load("cache_peer p parent 3128 0 max-conn=2 standby=5\n").has_errors());
+        assert!(!load("cache_peer p parent 3128 0 max-conn=5 standby=5\n").has_errors());
+    }
+
+    #[test]
+    fn cache_peer_access_and_type_domains() {
+        let l = load(
+            "acl n dstdomain .internal\ncache_peer 10.1.0.2 sibling 3128 3130 name=cache2\n\
+             cache_peer_access CACHE2 deny n\ncache_peer_access cache2 allow all\n\
+             neighbor_type_domain cache2 parent .Example.org\n",
+        );
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        let p = l.config.peer("cache2").unwrap();
+        assert_eq!(p.access.len(), 2);
+        assert_eq!(p.access[0].location.line, 3);
+        assert_eq!(p.access[0].acls[0].name, "n");
+        assert_eq!(p.type_domains[0].peer_type, PeerType::Parent);
+        assert_eq!(p.type_domains[0].domains, [".example.org"]);
+    }
+
+    #[test]
+    fn cache_peer_access_needs_an_existing_peer() {
+        let l = load("cache_peer_access nosuch allow all\ncache_peer_access late deny all\ncache_peer x parent 1 0 name=late\n");
+        let e: Vec<_> = l.errors().collect();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].message.contains("no cache_peer named \"nosuch\""),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[1].message.contains("defined later, at squid.conf:3"),
+            "{}",
+            e[1]
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! Replays every fuzz corpus entry (`fuzz/corpus/*`) and every file under
+//! `fixtures/` through the parsers, with the fuzz targets' own checks, so an
+//! input that once crashed a parser stays fixed without running the fuzzer.
+
+use std::path::{Path, PathBuf};
+
+use cuttle::config::load_str_sandboxed;
+use cuttle_protocol::{htcp, icp};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+        for entry in entries {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The check of the `icp_roundtrip` fuzz target.
+fn icp_check(data: &[u8], path: &Path) {
+    if let Ok(message) = icp::parse(data) {
+        let mut wire = Vec::new();
+        message
+            .encode(&mut wire)
+            .expect("a parsed message is encodable");
+        assert_eq!(
+            wire,
+            data,
+            "{}: re-encoding changed the bytes",
+            path.display()
+        );
+    }
+}
+
+/// The check of the `htcp_roundtrip` fuzz target.
+fn htcp_check(data: &[u8], path: &Path) {
+    if let Ok(message) = htcp::parse(data) {
+        let mut wire = Vec::new();
+        message
+            .encode(&mut wire)
+            .expect("a parsed message is encodable");
+        assert_eq!(
+            wire,
+            data,
+            "{}: re-encoding changed the bytes",
+            path.display()
+        );
+    }
+}
+
+/// The call of the `squid_conf` fuzz target.
+fn squid_conf_check(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = load_str_sandboxed(&text, "fuzz/squid.conf");
+}
+
+#[test]
+fn fuzz_corpora_replay_cleanly() {
+    let corpus = root().join("fuzz/corpus");
+    let mut replayed = 0;
+    for target in std::fs::read_dir(&corpus).expect("fuzz/corpus exists") {
+        let target = target.expect("entry").path();
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for path in files_under(&target) {
+            let data = std::fs::read(&path).expect("readable corpus file");
+            match name.as_str() {
+                "icp_parse" | "icp_roundtrip" => icp_check(&data, &path),
+                "htcp_parse" | "htcp_roundtrip" => htcp_check(&data, &path),
+                "squid_conf" => squid_conf_check(&data),
+                other => panic!("corpus for unknown target {other}: add it here"),
+            }
+            replayed += 1;
+        }
+    }
+    assert!(replayed > 100, "only {replayed} corpus files found");
+}
+
+#[test]
+fn every_fixture_goes_through_every_parser() {
+    let files = files_under(&root().join("fixtures"));
+    assert!(files.len() > 30, "fixtures missing: {}", files.len());
+    for path in files {
+        let data = std::fs::read(&path).expect("readable fixture");
+        icp_check(&data, &path);
+        htcp_check(&data, &path);
+        squid_conf_check(&data);
+    }
+}
