@@ -3,8 +3,9 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use cuttle_protocol::{htcp, icp};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use cuttle_protocol::{htcp, icp, Error};
 
 const ICP: &[(&str, &[u8])] = &[
     (
@@ -32,38 +33,39 @@ const HTCP: &[(&str, &[u8])] = &[
     ),
 ];
 
+/// Benchmarks `parse/NAME` and `encode/NAME` for one datagram.
+fn parse_and_encode<'a, M>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    wire: &'a [u8],
+    parse: fn(&'a [u8]) -> Result<M, Error>,
+    encode: fn(&M, &mut Vec<u8>) -> Result<(), Error>,
+) {
+    group.bench_function(format!("parse/{name}"), |b| {
+        b.iter(|| parse(black_box(wire)).is_ok())
+    });
+    let message = parse(wire).expect("fixture parses");
+    let mut out = Vec::with_capacity(wire.len());
+    group.bench_function(format!("encode/{name}"), |b| {
+        b.iter(|| {
+            out.clear();
+            encode(black_box(&message), &mut out).map(|()| out.len())
+        })
+    });
+}
+
 fn codecs(c: &mut Criterion) {
     let mut group = c.benchmark_group("icp");
     group.throughput(Throughput::Elements(1));
     for (name, wire) in ICP {
-        group.bench_function(format!("parse/{name}"), |b| {
-            b.iter(|| icp::parse(black_box(wire)).map(|m| m.reqnum))
-        });
-        let message = icp::parse(wire).expect("fixture parses");
-        let mut out = Vec::with_capacity(wire.len());
-        group.bench_function(format!("encode/{name}"), |b| {
-            b.iter(|| {
-                out.clear();
-                black_box(&message).encode(&mut out).map(|()| out.len())
-            })
-        });
+        parse_and_encode(&mut group, name, wire, icp::parse, icp::Message::encode);
     }
     group.finish();
 
     let mut group = c.benchmark_group("htcp");
     group.throughput(Throughput::Elements(1));
     for (name, wire) in HTCP {
-        group.bench_function(format!("parse/{name}"), |b| {
-            b.iter(|| htcp::parse(black_box(wire)).map(|m| m.trans_id))
-        });
-        let message = htcp::parse(wire).expect("fixture parses");
-        let mut out = Vec::with_capacity(wire.len());
-        group.bench_function(format!("encode/{name}"), |b| {
-            b.iter(|| {
-                out.clear();
-                black_box(&message).encode(&mut out).map(|()| out.len())
-            })
-        });
+        parse_and_encode(&mut group, name, wire, htcp::parse, htcp::Message::encode);
     }
     group.finish();
 }

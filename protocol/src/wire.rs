@@ -104,14 +104,9 @@ pub(crate) fn finish<'a, O>(whole: &'a [u8], result: PResult<'a, O>) -> Result<O
     }
 }
 
-/// Appends a big-endian u16 length, failing when `len` does not fit.
-pub(crate) fn put_len16(
-    out: &mut Vec<u8>,
-    len: usize,
-    field: &'static str,
-    offset: usize,
-) -> Result<(), Error> {
-    let len16 = u16::try_from(len).map_err(|_| {
+/// `len` as a 16-bit length field, or TooLong naming the field.
+fn len16(len: usize, field: &'static str, offset: usize) -> Result<u16, Error> {
+    u16::try_from(len).map_err(|_| {
         Error::new(
             ErrorKind::TooLong {
                 len,
@@ -120,8 +115,17 @@ pub(crate) fn put_len16(
             field,
             offset,
         )
-    })?;
-    out.extend_from_slice(&len16.to_be_bytes());
+    })
+}
+
+/// Appends a big-endian u16 length, failing when `len` does not fit.
+pub(crate) fn put_len16(
+    out: &mut Vec<u8>,
+    len: usize,
+    field: &'static str,
+    offset: usize,
+) -> Result<(), Error> {
+    out.extend_from_slice(&len16(len, field, offset)?.to_be_bytes());
     Ok(())
 }
 
@@ -134,17 +138,7 @@ pub(crate) fn patch_len16(
     at: usize,
     field: &'static str,
 ) -> Result<(), Error> {
-    let len = out.len() - at;
-    let len16 = u16::try_from(len).map_err(|_| {
-        Error::new(
-            ErrorKind::TooLong {
-                len,
-                max: u16::MAX as usize,
-            },
-            field,
-            at - start,
-        )
-    })?;
-    out[at..at + 2].copy_from_slice(&len16.to_be_bytes());
+    let len = len16(out.len() - at, field, at - start)?;
+    out[at..at + 2].copy_from_slice(&len.to_be_bytes());
     Ok(())
 }
