@@ -169,20 +169,19 @@ fn identity_json(id: &Identity<'_>) -> Value {
 }
 
 fn auth_json(auth: &Auth<'_>) -> Value {
+    if *auth == Auth::Omitted {
+        return Value::Null;
+    }
+    let mut obj = Map::new();
+    obj.insert("length".into(), json!(auth.encoded_len()));
     match auth {
-        Auth::Omitted => Value::Null,
-        Auth::None => json!({ "length": 2 }),
+        Auth::Omitted | Auth::None => {}
         Auth::Signed {
             sig_time,
             sig_expire,
             key_name,
             signature,
         } => {
-            let mut obj = Map::new();
-            obj.insert(
-                "length".into(),
-                json!(2 + 4 + 4 + 2 + key_name.len() + 2 + signature.len()),
-            );
             obj.insert("sig_time".into(), json!(sig_time));
             obj.insert("sig_expire".into(), json!(sig_expire));
             put_text(&mut obj, "key_name", *key_name);
@@ -190,9 +189,9 @@ fn auth_json(auth: &Auth<'_>) -> Value {
                 "signature_hex".into(),
                 json!(hex::encode(signature.as_bytes())),
             );
-            Value::Object(obj)
         }
     }
+    Value::Object(obj)
 }
 
 /// Text fields are JSON strings; bytes that are not UTF-8 are replaced in the

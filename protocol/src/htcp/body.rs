@@ -156,6 +156,21 @@ pub enum Auth<'a> {
     },
 }
 
+impl Auth<'_> {
+    /// Bytes the section takes on the wire (its LENGTH field, when present).
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Auth::Omitted => 0,
+            Auth::None => 2,
+            Auth::Signed {
+                key_name,
+                signature,
+                ..
+            } => 2 + 4 + 4 + 2 + key_name.len() + 2 + signature.len(),
+        }
+    }
+}
+
 fn specifier(input: &[u8]) -> PResult<'_, Specifier<'_>> {
     let (rest, (method, uri, version, req_hdrs)) = (
         countstr("method"),

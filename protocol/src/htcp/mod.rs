@@ -630,6 +630,11 @@ mod tests {
                     };
                     let wire = encode(&m);
                     assert_eq!(parse(&wire), Ok(m), "{m:?}");
+                    let auth_at = wire.len() - auth.encoded_len();
+                    assert_eq!(
+                        auth_at,
+                        usize::from(u16::from_be_bytes([wire[4], wire[5]])) + 4
+                    );
                 }
             }
         }
