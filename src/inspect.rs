@@ -213,7 +213,7 @@ pub fn bytes_from_hex(text: &str) -> Result<Vec<u8>, String> {
             pos + 1
         ));
     }
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("odd number of hex digits ({})", digits.len()));
     }
     hex::decode(&digits).map_err(|e| e.to_string())

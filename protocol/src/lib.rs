@@ -8,6 +8,7 @@
 pub mod error;
 pub mod htcp;
 pub mod icp;
+pub mod key;
 pub mod text;
 mod wire;
 

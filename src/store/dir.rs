@@ -1,0 +1,1039 @@
+//! One cache_dir: opening (create, lock, allocate, check the superblock),
+//! the index rebuild from the slot header table, streaming writers that
+//! reserve slots as data arrives and commit by writing the first slot's
+//! header last, verified zero-copy lookups under a lease, purge, and
+//! eviction. It keeps the slot ownership protocol that `map.rs` relies on:
+//! slots are written only while reserved by one writer, and read only while
+//! a lease pins the committed entry they belong to.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+
+use super::index::{EntryId, Index, Record};
+use super::layout::{
+    self, Geometry, SlotHeader, Superblock, SuperblockError, Times, ENTRY_PREFIX_LEN, FLAG_FIRST,
+    NO_SLOT,
+};
+use super::map::{self, Region};
+use super::policy::{new_policy, Policy};
+use super::slots::{Bits, FreeSlots};
+use super::{Counters, Hit, RebuildReport, StoreError, Summary};
+use crate::config::ReplacementPolicy;
+
+/// The data file's name inside a cache_dir.
+pub const DATA_FILE: &str = "cuttle.store";
+/// Slot size when the config gives none (rock's default).
+pub const DEFAULT_SLOT_SIZE: u32 = 16 * 1024;
+
+/// What to open: a directory and, when creating or checking against a
+/// config, the geometry it should have.
+#[derive(Debug, Clone)]
+pub struct DirSpec {
+    pub path: PathBuf,
+    /// Bytes of slots wanted; `None` opens an existing store as it is.
+    pub capacity: Option<u64>,
+    pub slot_size: Option<u32>,
+    /// Objects outside `min_size..=max_size` bytes are not stored here.
+    pub min_size: u64,
+    pub max_size: Option<u64>,
+    /// Open without changing anything (shared lock, read-only map): for
+    /// `cuttle store verify` and `ls`. Bad entries are reported, not dropped.
+    pub read_only: bool,
+}
+
+pub(crate) struct Dir {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    file: PathBuf,
+    region: Arc<Region>,
+    geometry: Geometry,
+    min_size: u64,
+    max_size: u64,
+    state: Mutex<State>,
+    next_generation: AtomicU64,
+    counters: Arc<Counters>,
+}
+
+struct State {
+    index: Index,
+    free: FreeSlots,
+    policy: Box<dyn Policy>,
+}
+
+impl Dir {
+    /// Opens (creating when needed) the cache_dir of `spec`, locks it, and
+    /// rebuilds its index.
+    pub fn open(
+        spec: &DirSpec,
+        policy: ReplacementPolicy,
+        counters: Arc<Counters>,
+    ) -> Result<(Dir, RebuildReport), StoreError> {
+        let (file, file_path, geometry, fresh) = open_data_file(spec)?;
+        let len = geometry.file_len();
+        let region = Region::map_file(file, len, !spec.read_only)
+            .map_err(|e| StoreError::io(&file_path, "map", e))?;
+        Self::from_region(spec, region, geometry, fresh, policy, counters, file_path)
+    }
+
+    fn from_region(
+        spec: &DirSpec,
+        region: Region,
+        geometry: Geometry,
+        fresh: bool,
+        policy: ReplacementPolicy,
+        counters: Arc<Counters>,
+        file: PathBuf,
+    ) -> Result<(Dir, RebuildReport), StoreError> {
+        if fresh {
+            let sb = Superblock {
+                geometry,
+                creation_id: creation_id(),
+            };
+            region.write(0, &sb.encode());
+            region
+                .flush_range(0, layout::SUPERBLOCK_LEN as usize)
+                .map_err(|e| StoreError::io(&file, "write the superblock of", e))?;
+        }
+        let (state, report, max_generation) = rebuild(&region, geometry, new_policy(policy));
+        let capacity = u64::from(geometry.slot_count) * u64::from(geometry.slot_size);
+        let shared = Shared {
+            dir: spec.path.clone(),
+            file,
+            region: Arc::new(region),
+            geometry,
+            min_size: spec.min_size,
+            // An object may take at most half the dir, so one object cannot
+            // flush everything else out.
+            max_size: spec.max_size.unwrap_or(u64::MAX).min(capacity / 2),
+            state: Mutex::new(state),
+            next_generation: AtomicU64::new(max_generation + 1),
+            counters,
+        };
+        Ok((
+            Dir {
+                shared: Arc::new(shared),
+            },
+            report,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.shared.file
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        self.shared.geometry
+    }
+
+    /// Whether an object of `size` bytes (the whole entry) belongs here.
+    pub fn accepts(&self, size: u64) -> bool {
+        size >= self.shared.min_size && size <= self.shared.max_size
+    }
+
+    pub fn max_size(&self) -> u64 {
+        self.shared.max_size
+    }
+
+    /// (entries, free slots, slot count, bytes held by the index)
+    pub fn usage(&self) -> (usize, u32, u32, usize) {
+        let st = self.shared.lock();
+        (
+            st.index.len(),
+            st.free.free_count(),
+            self.shared.geometry.slot_count,
+            st.index.heap_bytes() + st.free.heap_bytes() + st.policy.heap_bytes(),
+        )
+    }
+
+    /// The index's view of `key`, without touching the map.
+    pub fn peek(&self, key: &[u8; 16]) -> Option<Summary> {
+        let st = self.shared.lock();
+        let id = st.index.get(key)?;
+        let r = st.index.record(id);
+        Some(Summary {
+            times: r.times,
+            entry_len: r.total_len,
+        })
+    }
+
+    /// Every key in the index.
+    pub fn keys(&self) -> Vec<[u8; 16]> {
+        let st = self.shared.lock();
+        st.index.iter().map(|(_, r)| r.key).collect()
+    }
+
+    /// The verified entry for `key`. A checksum or chain failure is a miss:
+    /// counted, and the entry is dropped.
+    pub fn lookup(&self, key: &[u8; 16]) -> Option<Hit> {
+        let shared = &self.shared;
+        let (id, record) = {
+            let mut st = shared.lock();
+            let id = st.index.get(key)?;
+            st.index.pin(id);
+            let record = *st.index.record(id);
+            st.policy.touch(id, record.total_len);
+            (id, record)
+        };
+        let lease = Arc::new(Lease {
+            shared: Arc::clone(shared),
+            id,
+        });
+        match shared.verified_chain(&record) {
+            Ok(chain) => shared.build_hit(&record, &chain, lease),
+            Err(Damage::Gone) => {
+                shared.counters.raced.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Err(Damage::Corrupt) => {
+                shared.counters.bad.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(file = %shared.file.display(), key = %hex_key(key), "cached entry failed its checksum; dropped");
+                drop(lease);
+                if shared.region.is_writable() {
+                    shared.remove_if_same(key, record.generation_lo, false);
+                }
+                None
+            }
+        }
+    }
+
+    /// Removes `key`. The removal is written through to the disk before
+    /// this returns, so a purge survives a crash or power cut.
+    pub fn purge(&self, key: &[u8; 16]) -> bool {
+        let Some(first_slot) = self.shared.remove(key, false) else {
+            return false;
+        };
+        let off = self.shared.geometry.header_offset(first_slot);
+        if let Err(e) = self.shared.region.flush_range(off, 8) {
+            tracing::error!(file = %self.shared.file.display(), "cannot write a purge to disk: {e}");
+        }
+        true
+    }
+
+    /// Starts writing an entry. `expected_len` (the whole entry's bytes when
+    /// known from Content-Length) lets an oversized object be refused
+    /// before anything is written.
+    pub fn writer(
+        &self,
+        key: [u8; 16],
+        times: Times,
+        url: &[u8],
+        header_block: &[u8],
+        expected_body_len: Option<u64>,
+        max_object: u64,
+    ) -> Result<DirWriter, StoreError> {
+        let shared = &self.shared;
+        let limit = shared.max_size.min(max_object);
+        let url_len = u32::try_from(url.len()).map_err(|_| StoreError::TooLarge {
+            size: url.len() as u64,
+            limit: u64::from(u32::MAX),
+        })?;
+        let header_len = u32::try_from(header_block.len()).map_err(|_| StoreError::TooLarge {
+            size: header_block.len() as u64,
+            limit: u64::from(u32::MAX),
+        })?;
+        let head_len = (ENTRY_PREFIX_LEN + url.len() + header_block.len()) as u64;
+        if let Some(body) = expected_body_len {
+            let size = head_len.saturating_add(body);
+            if size > limit {
+                shared.counters.too_large.fetch_add(1, Ordering::Relaxed);
+                return Err(StoreError::TooLarge { size, limit });
+            }
+        }
+        // The head (prefix, URL, header block) goes into consecutive slots
+        // when it can, so the header block is one zero-copy view.
+        let slot_size = u64::from(shared.geometry.slot_size);
+        let head_slots = head_len.div_ceil(slot_size) as u32;
+        let run = {
+            let mut st = shared.lock();
+            let mut run = st.free.take_run(head_slots);
+            if run.is_none() && shared.make_room(&mut st, head_slots) {
+                run = st.free.take_run(head_slots);
+            }
+            run
+        };
+        let mut writer = DirWriter {
+            shared: Arc::clone(shared),
+            key,
+            times,
+            generation: shared.next_generation.fetch_add(1, Ordering::Relaxed),
+            slots: Vec::new(),
+            reserved: run
+                .map(|s| (s..s + head_slots).rev().collect())
+                .unwrap_or_default(),
+            fill: 0,
+            crc: layout::payload_hasher(),
+            first: (0, 0),
+            total: 0,
+            limit,
+            failed: false,
+        };
+        writer.write(&layout::encode_entry_prefix(url_len, header_len))?;
+        writer.write(url)?;
+        writer.write(header_block)?;
+        Ok(writer)
+    }
+
+    /// Writes every dirty page of the data file back to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.shared
+            .region
+            .flush()
+            .map_err(|e| StoreError::io(&self.shared.file, "flush", e))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn region(&self) -> &Region {
+        &self.shared.region
+    }
+
+    #[cfg(test)]
+    pub(crate) fn open_region(
+        spec: &DirSpec,
+        region: Region,
+        geometry: Geometry,
+        fresh: bool,
+        counters: Arc<Counters>,
+    ) -> (Dir, RebuildReport) {
+        Self::from_region(
+            spec,
+            region,
+            geometry,
+            fresh,
+            ReplacementPolicy::Lru,
+            counters,
+            spec.path.join(DATA_FILE),
+        )
+        .expect("heap regions do not fail")
+    }
+}
+
+/// Why a chain did not verify.
+enum Damage {
+    /// The entry was purged or replaced while we looked: a plain miss.
+    Gone,
+    /// A checksum, key or length does not match: the entry is bad.
+    Corrupt,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the index consistent enough
+        // to keep serving (every mutation is a few field writes).
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn header(&self, slot: u32) -> Option<SlotHeader> {
+        SlotHeader::decode(&self.region.read_header(self.geometry.header_offset(slot)))
+    }
+
+    /// Walks and verifies the chain of a pinned entry: every header's
+    /// checksum, generation, key, links and lengths, and every payload's CRC.
+    /// Returns (slot, payload length) per slot.
+    fn verified_chain(&self, record: &Record) -> Result<Vec<(u32, u32)>, Damage> {
+        let g = &self.geometry;
+        let mut chain = Vec::new();
+        let mut slot = record.first_slot;
+        let mut sum = 0u64;
+        while slot != NO_SLOT {
+            if slot >= g.slot_count || chain.len() >= g.slot_count as usize {
+                return Err(Damage::Corrupt);
+            }
+            let raw = self.region.read_header(g.header_offset(slot));
+            let generation = u64::from_le_bytes(raw[..8].try_into().map_err(|_| Damage::Corrupt)?);
+            if chain.is_empty() && generation as u32 != record.generation_lo {
+                // The first slot's generation is cleared (or reused) only
+                // by a purge or replacement that raced with this lookup.
+                return Err(Damage::Gone);
+            }
+            let h = SlotHeader::decode(&raw).ok_or(Damage::Corrupt)?;
+            let first = chain.is_empty();
+            if h.generation as u32 != record.generation_lo
+                || h.key != record.key
+                || h.is_first() != first
+                || h.payload_len == 0
+                || h.payload_len > g.slot_size
+                || (first && h.total_len != record.total_len)
+            {
+                return Err(Damage::Corrupt);
+            }
+            let payload = self
+                .region
+                .read(g.payload_offset(slot), h.payload_len as usize);
+            if layout::payload_crc(payload) != h.payload_crc {
+                return Err(Damage::Corrupt);
+            }
+            sum += u64::from(h.payload_len);
+            chain.push((slot, h.payload_len));
+            slot = h.next;
+        }
+        if sum != record.total_len {
+            return Err(Damage::Corrupt);
+        }
+        Ok(chain)
+    }
+
+    fn build_hit(&self, record: &Record, chain: &[(u32, u32)], lease: Arc<Lease>) -> Option<Hit> {
+        // Runs of consecutive slots are contiguous in the map: one segment each.
+        let mut segments: Vec<(u64, u64)> = Vec::new(); // (map offset, length)
+        for &(slot, len) in chain {
+            let off = self.geometry.payload_offset(slot);
+            match segments.last_mut() {
+                Some((start, seg_len)) if *start + *seg_len == off => *seg_len += u64::from(len),
+                _ => segments.push((off, u64::from(len))),
+            }
+        }
+        let first = segments.first()?;
+        let prefix = self.region.read(first.0, ENTRY_PREFIX_LEN);
+        let (url_len, header_len) = layout::decode_entry_prefix(prefix)?;
+        let url_at = ENTRY_PREFIX_LEN as u64;
+        let header_at = url_at + u64::from(url_len);
+        let body_at = header_at + u64::from(header_len);
+        if body_at > record.total_len {
+            self.counters.bad.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let views = |from: u64, to: u64| -> Vec<Bytes> {
+            let mut out = Vec::new();
+            let mut logical = 0u64;
+            for &(off, len) in &segments {
+                let (lo, hi) = (from.max(logical), to.min(logical + len));
+                if lo < hi {
+                    out.push(self.region.view(
+                        Arc::clone(&lease),
+                        off + (lo - logical),
+                        (hi - lo) as usize,
+                    ));
+                }
+                logical += len;
+            }
+            out
+        };
+        let one = |parts: Vec<Bytes>| -> Bytes {
+            if parts.len() <= 1 {
+                return parts.into_iter().next().unwrap_or_default();
+            }
+            // Spans non-adjacent slots: the one case that copies.
+            self.counters.copied_heads.fetch_add(1, Ordering::Relaxed);
+            let mut joined = BytesMut::new();
+            for p in parts {
+                joined.extend_from_slice(&p);
+            }
+            joined.freeze()
+        };
+        Some(Hit {
+            key: record.key,
+            times: record.times,
+            url: one(views(url_at, header_at)),
+            header_block: one(views(header_at, body_at)),
+            body_len: record.total_len - body_at,
+            body: views(body_at, record.total_len),
+        })
+    }
+
+    /// Unlinks `key` from the index and clears its commit record on disk.
+    /// Returns its first slot. `evicted` picks the policy's bookkeeping.
+    fn remove(&self, key: &[u8; 16], evicted: bool) -> Option<u32> {
+        let mut st = self.lock();
+        let id = st.index.get(key)?;
+        Some(self.remove_id(&mut st, id, evicted))
+    }
+
+    /// Removes `key` only if it is still the entry of this generation.
+    fn remove_if_same(&self, key: &[u8; 16], generation_lo: u32, evicted: bool) {
+        let mut st = self.lock();
+        if let Some(id) = st.index.get(key) {
+            if st.index.record(id).generation_lo == generation_lo {
+                self.remove_id(&mut st, id, evicted);
+            }
+        }
+    }
+
+    fn remove_id(&self, st: &mut State, id: EntryId, evicted: bool) -> u32 {
+        let record = *st.index.record(id);
+        if evicted {
+            st.policy.evict(id);
+            self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+        } else {
+            st.policy.remove(id);
+        }
+        // Clear the commit record first, so a crash from here on cannot
+        // bring the entry back.
+        self.region
+            .store_generation(self.geometry.header_offset(record.first_slot), 0);
+        if st.index.unlink(id) {
+            self.free_chain(st, &record);
+            st.index.release(id);
+        }
+        record.first_slot
+    }
+
+    /// Returns an unlinked, unleased entry's slots to the free set.
+    fn free_chain(&self, st: &mut State, record: &Record) {
+        let mut slot = record.first_slot;
+        let mut steps = 0u32;
+        // The first slot's generation was cleared; the rest still carry it.
+        st.free.release(slot);
+        let mut header = self.header_after_clear(slot);
+        while let Some(h) = header {
+            slot = h.next;
+            steps += 1;
+            if slot == NO_SLOT
+                || slot >= self.geometry.slot_count
+                || steps > self.geometry.slot_count
+            {
+                return;
+            }
+            match self.header(slot) {
+                Some(next)
+                    if next.generation as u32 == record.generation_lo
+                        && next.key == record.key
+                        && !next.is_first() =>
+                {
+                    st.free.release(slot);
+                    header = Some(next);
+                }
+                // A damaged link: the rest of the chain stays unusable
+                // until the next rebuild frees it.
+                _ => return,
+            }
+        }
+    }
+
+    /// The first slot's header as written at commit (its generation word has
+    /// since been cleared, so the checksum no longer holds): only `next` is
+    /// read, and only for slots we know were committed.
+    fn header_after_clear(&self, slot: u32) -> Option<SlotHeader> {
+        let raw = self.region.read_header(self.geometry.header_offset(slot));
+        let next = u32::from_le_bytes(raw[24..28].try_into().ok()?);
+        Some(SlotHeader {
+            next,
+            ..SlotHeader::default()
+        })
+    }
+
+    /// Evicts until `needed` slots are free. False when it cannot (the
+    /// store is smaller than asked, or everything left is leased).
+    fn make_room(&self, st: &mut State, needed: u32) -> bool {
+        let mut tries = st.index.len() + 1;
+        while st.free.free_count() < needed && tries > 0 {
+            tries -= 1;
+            let Some(id) = st.policy.victim() else {
+                return false;
+            };
+            self.remove_id(st, id, true);
+        }
+        st.free.free_count() >= needed
+    }
+
+    /// Takes one slot for a writer, evicting if needed.
+    fn reserve(&self, after: Option<u32>) -> Option<u32> {
+        let mut st = self.lock();
+        if let Some(slot) = st.free.take_one(after) {
+            return Some(slot);
+        }
+        if self.make_room(&mut st, 1) {
+            st.free.take_one(after)
+        } else {
+            None
+        }
+    }
+
+    fn unpin(&self, id: EntryId) {
+        let mut st = self.lock();
+        if st.index.unpin(id) {
+            let record = *st.index.record(id);
+            self.free_chain(&mut st, &record);
+            st.index.release(id);
+        }
+    }
+}
+
+/// Pins an entry: its slots are not reused while any `Bytes` view lives.
+struct Lease {
+    shared: Arc<Shared>,
+    id: EntryId,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.shared.unpin(self.id);
+    }
+}
+
+/// Streams one entry into the store. Dropped without [`DirWriter::commit`],
+/// it gives its slots back and nothing becomes visible.
+pub struct DirWriter {
+    shared: Arc<Shared>,
+    key: [u8; 16],
+    times: Times,
+    generation: u64,
+    /// The chain so far.
+    slots: Vec<u32>,
+    /// Slots taken in advance (a run for the head), used from the back.
+    reserved: Vec<u32>,
+    /// Bytes used in the last slot, and the CRC of those bytes.
+    fill: u32,
+    crc: crc32fast::Hasher,
+    /// The first slot's (payload length, CRC), kept until the commit.
+    first: (u32, u32),
+    total: u64,
+    /// The most bytes this entry may have.
+    limit: u64,
+    failed: bool,
+}
+
+impl DirWriter {
+    /// Appends `data` to the entry.
+    pub fn write(&mut self, mut data: &[u8]) -> Result<(), StoreError> {
+        if self.failed {
+            return Err(StoreError::Aborted);
+        }
+        let limit = self.limit;
+        if self.total.saturating_add(data.len() as u64) > limit {
+            self.failed = true;
+            self.shared
+                .counters
+                .too_large
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::TooLarge {
+                size: self.total + data.len() as u64,
+                limit,
+            });
+        }
+        let g = self.shared.geometry;
+        while !data.is_empty() {
+            if self.slots.is_empty() || self.fill == g.slot_size {
+                if let Err(e) = self.advance() {
+                    self.failed = true;
+                    return Err(e);
+                }
+            }
+            let Some(&slot) = self.slots.last() else {
+                return Err(StoreError::Aborted);
+            };
+            let n = (g.slot_size - self.fill).min(data.len() as u32) as usize;
+            let (now, rest) = data.split_at(n);
+            self.shared
+                .region
+                .write(g.payload_offset(slot) + u64::from(self.fill), now);
+            self.crc.update(now);
+            self.fill += n as u32;
+            self.total += n as u64;
+            data = rest;
+        }
+        Ok(())
+    }
+
+    pub fn key(&self) -> [u8; 16] {
+        self.key
+    }
+
+    /// Bytes written so far (prefix, URL, header block and body).
+    pub fn written(&self) -> u64 {
+        self.total
+    }
+
+    /// Moves to a new slot, finishing the header of the full one before it.
+    fn advance(&mut self) -> Result<(), StoreError> {
+        let next = match self.reserved.pop() {
+            Some(slot) => slot,
+            None => self
+                .shared
+                .reserve(self.slots.last().copied())
+                .ok_or_else(|| {
+                    self.shared
+                        .counters
+                        .no_space
+                        .fetch_add(1, Ordering::Relaxed);
+                    StoreError::NoSpace
+                })?,
+        };
+        // A reused slot may hold a stale header: mark it free until ours is done.
+        self.shared
+            .region
+            .store_generation(self.shared.geometry.header_offset(next), 0);
+        if let Some(&full) = self.slots.last() {
+            self.finish_slot(full, next);
+        }
+        self.slots.push(next);
+        Ok(())
+    }
+
+    /// Finishes the header of the last slot written, linking it to `next`.
+    /// The first slot's header waits for the commit.
+    fn finish_slot(&mut self, slot: u32, next: u32) {
+        let crc = std::mem::replace(&mut self.crc, layout::payload_hasher()).finalize();
+        if self.slots.len() == 1 {
+            self.first = (self.fill, crc);
+        } else {
+            self.publish(slot, next, self.fill, crc, 0, 0, Times::default());
+        }
+        self.fill = 0;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn publish(
+        &self,
+        slot: u32,
+        next: u32,
+        payload_len: u32,
+        payload_crc: u32,
+        flags: u32,
+        total_len: u64,
+        times: Times,
+    ) {
+        let header = SlotHeader {
+            generation: self.generation,
+            key: self.key,
+            next,
+            payload_len,
+            total_len,
+            times,
+            flags,
+            payload_crc,
+        };
+        let off = self.shared.geometry.header_offset(slot);
+        self.shared.region.write_header_body(off, &header.encode());
+        self.shared.region.store_generation(off, self.generation);
+    }
+
+    /// Makes the entry visible: the last slot's header, then the first
+    /// slot's (the commit point), then the index, replacing any older
+    /// entry for the key.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        if self.failed {
+            return Err(StoreError::Aborted);
+        }
+        let Some(&first) = self.slots.first() else {
+            return Err(StoreError::Aborted);
+        };
+        let last_crc = std::mem::replace(&mut self.crc, layout::payload_hasher()).finalize();
+        let (first_len, first_crc) = if self.slots.len() == 1 {
+            (self.fill, last_crc)
+        } else {
+            let last = self.slots[self.slots.len() - 1];
+            self.publish(last, NO_SLOT, self.fill, last_crc, 0, 0, Times::default());
+            self.first
+        };
+        let next = self.slots.get(1).copied().unwrap_or(NO_SLOT);
+        self.publish(
+            first, next, first_len, first_crc, FLAG_FIRST, self.total, self.times,
+        );
+
+        let shared = Arc::clone(&self.shared);
+        let mut st = shared.lock();
+        if let Some(old) = st.index.get(&self.key) {
+            shared.remove_id(&mut st, old, false);
+        }
+        let id = st.index.insert(Record::new(
+            self.key,
+            self.total,
+            first,
+            self.generation,
+            self.times,
+        ));
+        st.policy.insert(id, self.total);
+        // Slots now belong to the entry; give back any taken in advance.
+        self.slots.clear();
+        for slot in self.reserved.drain(..) {
+            st.free.release(slot);
+        }
+        shared.counters.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Drop for DirWriter {
+    fn drop(&mut self) {
+        if self.slots.is_empty() && self.reserved.is_empty() {
+            return;
+        }
+        self.shared.counters.aborted.fetch_add(1, Ordering::Relaxed);
+        let mut st = self.shared.lock();
+        for &slot in self.slots.iter().chain(&self.reserved) {
+            st.free.release(slot);
+        }
+    }
+}
+
+/// Opens or creates `DIR/cuttle.store`: the directory created if missing,
+/// the file locked, allocated and checked against `spec`.
+fn open_data_file(spec: &DirSpec) -> Result<(File, PathBuf, Geometry, bool), StoreError> {
+    std::fs::create_dir_all(&spec.path)
+        .map_err(|e| StoreError::io(&spec.path, "create the cache_dir", e))?;
+    let path = spec.path.join(DATA_FILE);
+    let wanted = match spec.capacity {
+        Some(capacity) => {
+            let slot_size = spec.slot_size.unwrap_or(DEFAULT_SLOT_SIZE);
+            if !(layout::MIN_SLOT_SIZE..=layout::MAX_SLOT_SIZE).contains(&slot_size)
+                || !slot_size.is_multiple_of(512)
+            {
+                return Err(StoreError::Format {
+                    path,
+                    reason: format!(
+                        "slot-size={slot_size} must be a multiple of 512 between {} and {}",
+                        layout::MIN_SLOT_SIZE,
+                        layout::MAX_SLOT_SIZE
+                    ),
+                });
+            }
+            Some(Geometry::for_capacity(capacity, slot_size))
+        }
+        None => None,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(!spec.read_only)
+        .create(wanted.is_some() && !spec.read_only)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| StoreError::io(&path, "open", e))?;
+    let locked = if spec.read_only {
+        file.try_lock_shared()
+    } else {
+        file.try_lock()
+    };
+    match locked {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Err(StoreError::Locked { path }),
+        Err(TryLockError::Error(e)) => return Err(StoreError::io(&path, "lock", e)),
+    }
+    let len = file
+        .metadata()
+        .map_err(|e| StoreError::io(&path, "stat", e))?
+        .len();
+    let mut head = [0u8; 40];
+    let existing = if len >= head.len() as u64 {
+        file.read_exact(&mut head)
+            .map_err(|e| StoreError::io(&path, "read", e))?;
+        match Superblock::decode(&head) {
+            Ok(sb) => Some(sb.geometry),
+            // Created but never finished (the superblock is written last).
+            Err(SuperblockError::BadMagic) if head.iter().all(|&b| b == 0) => None,
+            Err(SuperblockError::BadMagic) => {
+                return Err(StoreError::Format {
+                    path,
+                    reason: "not a cuttle data file (no CUTTLEST magic)".into(),
+                })
+            }
+            Err(SuperblockError::UnsupportedVersion(v)) => {
+                return Err(StoreError::Format {
+                    path,
+                    reason: format!(
+                        "format version {v}; this cuttle reads version {}",
+                        layout::FORMAT_VERSION
+                    ),
+                })
+            }
+            Err(SuperblockError::Corrupt(why)) => {
+                return Err(StoreError::Format {
+                    path,
+                    reason: why.into(),
+                })
+            }
+        }
+    } else {
+        None
+    };
+    match (existing, wanted) {
+        (Some(found), wanted) => {
+            if let Some(wanted) = wanted {
+                if found != wanted {
+                    return Err(StoreError::Format {
+                        path,
+                        reason: format!(
+                            "made for {} slots of {} bytes, but the config asks for {} slots of {} bytes; \
+                             move the file away to start this cache_dir afresh",
+                            found.slot_count, found.slot_size, wanted.slot_count, wanted.slot_size
+                        ),
+                    });
+                }
+            }
+            if len != found.file_len() {
+                return Err(StoreError::Format {
+                    path,
+                    reason: format!(
+                        "is {len} bytes but its superblock says {}",
+                        found.file_len()
+                    ),
+                });
+            }
+            Ok((file, path, found, false))
+        }
+        (None, Some(wanted)) => {
+            if len != 0 && len != wanted.file_len() {
+                return Err(StoreError::Format {
+                    path,
+                    reason: format!("has no superblock and an unexpected size ({len} bytes)"),
+                });
+            }
+            map::allocate(&file, wanted.file_len()).map_err(|e| StoreError::Allocate {
+                path: path.clone(),
+                bytes: wanted.file_len(),
+                source: e,
+            })?;
+            Ok((file, path, wanted, true))
+        }
+        (None, None) => Err(StoreError::Format {
+            path,
+            reason: "is not an initialised cuttle data file".into(),
+        }),
+    }
+}
+
+fn creation_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish()
+}
+
+pub(crate) fn hex_key(key: &[u8; 16]) -> String {
+    key.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Rebuilds the index from the header table: committed first slots whose
+/// chains hold together become entries (newest wins per key); everything
+/// else is freed and counted. Payload CRCs are checked when read, not here.
+fn rebuild(region: &Region, g: Geometry, policy: Box<dyn Policy>) -> (State, RebuildReport, u64) {
+    let n = g.slot_count;
+    // Dropped commits are cleared on disk so they stay dropped (not when
+    // only inspecting).
+    let clear = |slot: u32| {
+        if region.is_writable() {
+            region.store_generation(g.header_offset(slot), 0);
+        }
+    };
+    let mut report = RebuildReport::default();
+    let mut max_generation = 0u64;
+    let mut firsts: Vec<(u64, u32, SlotHeader)> = Vec::new();
+    // Slots holding a valid continuation header: orphans unless claimed.
+    let mut continuation = Bits::new(n);
+    for slot in 0..n {
+        let raw = region.read_header(g.header_offset(slot));
+        if raw[..8] == [0u8; 8] {
+            continue; // free, or cleared by a purge or eviction
+        }
+        match SlotHeader::decode(&raw) {
+            None => report.torn += 1,
+            Some(h) => {
+                max_generation = max_generation.max(h.generation);
+                if h.is_first() {
+                    firsts.push((h.generation, slot, h));
+                } else {
+                    continuation.set(slot, true);
+                }
+            }
+        }
+    }
+    // Newest first: for duplicate keys the newest commit wins.
+    firsts.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
+    let mut claimed = Bits::new(n);
+    let mut index = Index::with_capacity(firsts.len());
+    let mut accepted: Vec<Record> = Vec::with_capacity(firsts.len());
+    let mut chain = Vec::new();
+    for &(generation, first, h) in &firsts {
+        if index.get(&h.key).is_some() {
+            report.duplicates += 1;
+            clear(first);
+            continue;
+        }
+        chain.clear();
+        if chain_holds(region, g, first, &h, &mut claimed, &mut chain) {
+            let record = Record::new(h.key, h.total_len, first, generation, h.times);
+            index.insert(record);
+            accepted.push(record);
+            report.entries += 1;
+            report.bytes += h.total_len;
+        } else {
+            for &s in &chain {
+                claimed.set(s, false);
+            }
+            report.bad_chains += 1;
+            clear(first);
+        }
+    }
+    let mut free = FreeSlots::all_used(n);
+    for slot in 0..n {
+        if !claimed.get(slot) {
+            if continuation.get(slot) {
+                report.orphaned += 1;
+            }
+            free.release(slot);
+        }
+    }
+    let mut state = State {
+        index,
+        free,
+        policy,
+    };
+    // Oldest first into the policy, so recency follows commit order.
+    for record in accepted.iter().rev() {
+        if let Some(id) = state.index.get(&record.key) {
+            state.policy.insert(id, record.total_len);
+        }
+    }
+    (state, report, max_generation)
+}
+
+/// Whether the chain starting at `first` is whole: links in range, every
+/// slot of this entry (generation and key) and claimed by no other, lengths
+/// adding up. Claims the slots it walks (the caller unclaims on failure),
+/// which also stops cycles.
+fn chain_holds(
+    region: &Region,
+    g: Geometry,
+    first: u32,
+    h: &SlotHeader,
+    claimed: &mut Bits,
+    chain: &mut Vec<u32>,
+) -> bool {
+    let mut sum = 0u64;
+    let mut slot = first;
+    let mut header = *h;
+    loop {
+        if header.payload_len == 0 || header.payload_len > g.slot_size || claimed.get(slot) {
+            return false;
+        }
+        claimed.set(slot, true);
+        chain.push(slot);
+        sum += u64::from(header.payload_len);
+        if sum > h.total_len {
+            return false;
+        }
+        if header.next == NO_SLOT {
+            return sum == h.total_len;
+        }
+        slot = header.next;
+        if slot >= g.slot_count {
+            return false;
+        }
+        match SlotHeader::decode(&region.read_header(g.header_offset(slot))) {
+            Some(next)
+                if next.generation == h.generation && next.key == h.key && !next.is_first() =>
+            {
+                header = next;
+            }
+            _ => return false,
+        }
+    }
+}

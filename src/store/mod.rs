@@ -1,0 +1,546 @@
+//! The object store: one or more memory-mapped, checksummed cache_dirs.
+//!
+//! It stores entries (store key, times, URL, HTTP response header block,
+//! body) and hands hits back as zero-copy [`Bytes`] that borrow the map. It
+//! knows nothing of HTTP semantics: freshness, Vary and validation live
+//! above it. Every `unsafe` is in `map.rs`.
+//!
+//! Durability: after `kill -9` every committed entry and every purge
+//! survives (the page cache keeps the map's writes). After a power cut,
+//! entries whose writes were torn fail their checksums and are dropped, and
+//! entries committed since the last writeback may be lost; purges are
+//! written through to disk before [`Store::purge`] returns.
+
+mod dir;
+mod index;
+mod layout;
+mod map;
+mod policy;
+mod slots;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub use bytes::Bytes;
+pub use dir::{DirSpec, DirWriter, DATA_FILE, DEFAULT_SLOT_SIZE};
+pub use layout::Times;
+
+use crate::config::{self, ReplacementPolicy};
+use dir::Dir;
+
+/// A store key (Squid's: MD5 of method and URL).
+pub type Key = [u8; 16];
+
+/// A verified cached entry. Every `Bytes` borrows the map; the entry's
+/// slots stay out of reach of eviction until the last of them is dropped.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub key: Key,
+    pub times: Times,
+    pub url: Bytes,
+    /// The HTTP response header block as stored.
+    pub header_block: Bytes,
+    /// The body, one `Bytes` per run of adjacent slots.
+    pub body: Vec<Bytes>,
+    pub body_len: u64,
+}
+
+impl Hit {
+    /// The body in one piece (copies when it spans several runs).
+    pub fn body_bytes(&self) -> Bytes {
+        match self.body.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => many.concat().into(),
+        }
+    }
+}
+
+/// What the in-memory index knows of an entry (for ICP/HTCP answers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub times: Times,
+    /// Bytes of the stored entry (URL, headers and body included).
+    pub entry_len: u64,
+}
+
+/// What a rebuild found in one cache_dir.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RebuildReport {
+    pub entries: u64,
+    pub bytes: u64,
+    /// Headers whose checksum failed (torn writes).
+    pub torn: u64,
+    /// Continuation slots no committed entry claims (interrupted writes).
+    pub orphaned: u64,
+    /// Committed entries whose chain did not hold together.
+    pub bad_chains: u64,
+    /// Older commits of a key that has a newer one.
+    pub duplicates: u64,
+}
+
+impl RebuildReport {
+    fn add(&mut self, other: &RebuildReport) {
+        self.entries += other.entries;
+        self.bytes += other.bytes;
+        self.torn += other.torn;
+        self.orphaned += other.orphaned;
+        self.bad_chains += other.bad_chains;
+        self.duplicates += other.duplicates;
+    }
+}
+
+/// Counters shared by the cache_dirs of a store.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub lookups: AtomicU64,
+    pub hits: AtomicU64,
+    /// Entries that failed verification on read (and were dropped).
+    pub bad: AtomicU64,
+    /// Lookups that lost a race with a purge or replacement.
+    pub raced: AtomicU64,
+    pub writes: AtomicU64,
+    pub aborted: AtomicU64,
+    pub too_large: AtomicU64,
+    pub no_space: AtomicU64,
+    pub evictions: AtomicU64,
+    pub purges: AtomicU64,
+    /// Hits whose URL or header block spanned non-adjacent slots (copied).
+    pub copied_heads: AtomicU64,
+}
+
+#[derive(Debug)]
+pub enum StoreError {
+    /// An I/O error on `path` while doing `action`.
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: io::Error,
+    },
+    /// Another process holds the cache_dir.
+    Locked { path: PathBuf },
+    /// The disk has no room for the data file.
+    Allocate {
+        path: PathBuf,
+        bytes: u64,
+        source: io::Error,
+    },
+    /// The data file is not what it should be.
+    Format { path: PathBuf, reason: String },
+    /// The object is bigger than allowed.
+    TooLarge { size: u64, limit: u64 },
+    /// No slots could be freed (everything is leased or the dir is too small).
+    NoSpace,
+    /// No cache_dir takes objects of this size.
+    NoDir { size: u64 },
+    /// The writer failed earlier and was abandoned.
+    Aborted,
+}
+
+impl StoreError {
+    fn io(path: &Path, action: &'static str, source: io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io {
+                path,
+                action,
+                source,
+            } => write!(f, "cannot {action} {}: {source}", path.display()),
+            StoreError::Locked { path } => write!(
+                f,
+                "{} is in use by another cuttle process (it holds the lock); \
+                 give each cuttle its own cache_dir",
+                path.display()
+            ),
+            StoreError::Allocate {
+                path,
+                bytes,
+                source,
+            } => write!(
+                f,
+                "cannot reserve {bytes} bytes on disk for {}: {source}",
+                path.display()
+            ),
+            StoreError::Format { path, reason } => write!(f, "{}: {reason}", path.display()),
+            StoreError::TooLarge { size, limit } => {
+                write!(f, "object of {size} bytes is over the limit of {limit}")
+            }
+            StoreError::NoSpace => f.write_str("no space: nothing left to evict"),
+            StoreError::NoDir { size } => write!(f, "no cache_dir takes objects of {size} bytes"),
+            StoreError::Aborted => f.write_str("the write was abandoned"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Io { source, .. } | StoreError::Allocate { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Settings that apply to the whole store.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// `maximum_object_size`: bigger objects are passed through, not stored.
+    pub maximum_object_size: u64,
+    /// `cache_replacement_policy`.
+    pub policy: ReplacementPolicy,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            maximum_object_size: 4 << 20,
+            policy: ReplacementPolicy::Lru,
+        }
+    }
+}
+
+/// A snapshot of one cache_dir's use.
+#[derive(Debug, Clone)]
+pub struct DirUsage {
+    pub path: PathBuf,
+    /// The data file inside `path`.
+    pub file: PathBuf,
+    pub entries: usize,
+    pub slot_size: u32,
+    pub slots: u32,
+    pub free_slots: u32,
+    /// Heap bytes of the index, free-slot set and policy.
+    pub index_bytes: usize,
+}
+
+/// All cache_dirs of one cuttle.
+pub struct Store {
+    dirs: Vec<Dir>,
+    options: StoreOptions,
+    counters: Arc<Counters>,
+}
+
+impl Store {
+    /// Opens every cache_dir in `specs` (creating the missing ones) and
+    /// rebuilds their indexes.
+    pub fn open(
+        specs: &[DirSpec],
+        options: StoreOptions,
+    ) -> Result<(Store, RebuildReport), StoreError> {
+        let counters = Arc::new(Counters::default());
+        let mut dirs = Vec::with_capacity(specs.len());
+        let mut report = RebuildReport::default();
+        for spec in specs {
+            let (dir, r) = Dir::open(spec, options.policy, Arc::clone(&counters))?;
+            tracing::info!(
+                dir = %spec.path.display(),
+                entries = r.entries,
+                torn = r.torn,
+                orphaned = r.orphaned,
+                bad_chains = r.bad_chains,
+                "cache_dir opened"
+            );
+            report.add(&r);
+            dirs.push(dir);
+        }
+        Ok((
+            Store {
+                dirs,
+                options,
+                counters,
+            },
+            report,
+        ))
+    }
+
+    /// The cache_dirs of a config, as specs (see [`specs_from_config`]).
+    pub fn open_config(config: &config::Config) -> Result<(Store, RebuildReport), StoreError> {
+        Store::open(
+            &specs_from_config(config),
+            StoreOptions {
+                maximum_object_size: config.maximum_object_size.value,
+                policy: config.cache_replacement_policy.value,
+            },
+        )
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn usage(&self) -> Vec<DirUsage> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                let (entries, free_slots, slots, index_bytes) = d.usage();
+                DirUsage {
+                    path: d.path().to_path_buf(),
+                    file: d.file().to_path_buf(),
+                    entries,
+                    slot_size: d.geometry().slot_size,
+                    slots,
+                    free_slots,
+                    index_bytes,
+                }
+            })
+            .collect()
+    }
+
+    /// The verified entry for `key`; `None` on a miss (including an entry
+    /// that failed verification, which is dropped and counted).
+    pub fn lookup(&self, key: &Key) -> Option<Hit> {
+        self.counters.lookups.fetch_add(1, Ordering::Relaxed);
+        let hit = self.dirs.iter().find_map(|d| d.lookup(key));
+        if hit.is_some() {
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        hit
+    }
+
+    /// What the index knows of `key`, without touching the disk: for the
+    /// ICP and HTCP answer paths, which must never wait.
+    pub fn peek(&self, key: &Key) -> Option<Summary> {
+        self.dirs.iter().find_map(|d| d.peek(key))
+    }
+
+    /// Removes `key` from every cache_dir; true if anything was removed.
+    /// Written through to disk before returning.
+    pub fn purge(&self, key: &Key) -> bool {
+        let mut any = false;
+        for d in &self.dirs {
+            any |= d.purge(key);
+        }
+        if any {
+            self.counters.purges.fetch_add(1, Ordering::Relaxed);
+        }
+        any
+    }
+
+    /// Starts storing an entry. `expected_body_len` (from Content-Length)
+    /// picks the cache_dir and refuses oversized objects up front; without
+    /// it the object goes where the largest objects may go, and the writer
+    /// fails with [`StoreError::TooLarge`] once it grows past the limit.
+    pub fn writer(
+        &self,
+        key: Key,
+        times: Times,
+        url: &[u8],
+        header_block: &[u8],
+        expected_body_len: Option<u64>,
+    ) -> Result<Writer<'_>, StoreError> {
+        let head = (layout::ENTRY_PREFIX_LEN + url.len() + header_block.len()) as u64;
+        let size = expected_body_len.map(|b| head.saturating_add(b));
+        if let Some(size) = size {
+            if size > self.options.maximum_object_size {
+                self.counters.too_large.fetch_add(1, Ordering::Relaxed);
+                return Err(StoreError::TooLarge {
+                    size,
+                    limit: self.options.maximum_object_size,
+                });
+            }
+        }
+        let dir = self.pick_dir(size)?;
+        let inner = dir.writer(
+            key,
+            times,
+            url,
+            header_block,
+            expected_body_len,
+            self.options.maximum_object_size,
+        )?;
+        Ok(Writer {
+            inner,
+            store_dirs: self,
+            chosen: dir,
+        })
+    }
+
+    /// Squid's least-load choice among the dirs that take `size`: the one
+    /// with the most free slots; with the size unknown, the dir that takes
+    /// the largest objects.
+    fn pick_dir(&self, size: Option<u64>) -> Result<&Dir, StoreError> {
+        match size {
+            Some(size) => self
+                .dirs
+                .iter()
+                .filter(|d| d.accepts(size))
+                .max_by_key(|d| d.usage().1)
+                .ok_or(StoreError::NoDir { size }),
+            None => self
+                .dirs
+                .iter()
+                .max_by_key(|d| (d.max_size(), d.usage().1))
+                .ok_or(StoreError::NoDir { size: 0 }),
+        }
+    }
+
+    /// Writes every dirty page back to disk (clean shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        for d in &self.dirs {
+            d.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Every key in the store.
+    pub fn keys(&self) -> Vec<Key> {
+        self.dirs.iter().flat_map(|d| d.keys()).collect()
+    }
+}
+
+/// What `cuttle store verify` found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// What reading the slot header table found (torn, orphaned, ...).
+    pub rebuild: RebuildReport,
+    /// Entries whose every slot checksum, link and length verified.
+    pub good: u64,
+    /// Entries that failed.
+    pub bad: u64,
+    /// Bytes of the good entries.
+    pub bytes: u64,
+}
+
+impl VerifyReport {
+    /// True when nothing at all was wrong.
+    pub fn is_clean(&self) -> bool {
+        let r = &self.rebuild;
+        self.bad == 0 && r.torn == 0 && r.orphaned == 0 && r.bad_chains == 0 && r.duplicates == 0
+    }
+}
+
+/// One entry, as `cuttle store ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub url: String,
+    pub body_len: u64,
+    pub times: Times,
+}
+
+impl Store {
+    /// Opens the cache_dir at `path` as it is, read-only (shared lock): for
+    /// inspection while no cuttle runs on it.
+    pub fn open_existing(path: &Path) -> Result<(Store, RebuildReport), StoreError> {
+        Store::open(
+            &[DirSpec {
+                path: path.to_path_buf(),
+                capacity: None,
+                slot_size: None,
+                min_size: 0,
+                max_size: None,
+                read_only: true,
+            }],
+            StoreOptions::default(),
+        )
+    }
+
+    /// Reads every entry through and checks every checksum. `progress` is
+    /// called with (entries done, entries in all).
+    pub fn verify(
+        &self,
+        rebuild: RebuildReport,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> VerifyReport {
+        let keys = self.keys();
+        let total = keys.len() as u64;
+        let mut report = VerifyReport {
+            rebuild,
+            ..VerifyReport::default()
+        };
+        for (done, key) in keys.iter().enumerate() {
+            match self.lookup(key) {
+                Some(hit) => {
+                    report.good += 1;
+                    report.bytes +=
+                        hit.url.len() as u64 + hit.header_block.len() as u64 + hit.body_len;
+                }
+                None => {
+                    report.bad += 1;
+                    tracing::warn!(key = %dir::hex_key(key), "entry failed verification");
+                }
+            }
+            progress(done as u64 + 1, total);
+        }
+        report
+    }
+
+    /// Every verified entry, sorted by URL; bad ones are left out (see
+    /// [`Store::verify`]).
+    pub fn list(&self) -> Vec<Listed> {
+        let mut out: Vec<Listed> = self
+            .keys()
+            .iter()
+            .filter_map(|k| self.lookup(k))
+            .map(|hit| Listed {
+                url: String::from_utf8_lossy(&hit.url).into_owned(),
+                body_len: hit.body_len,
+                times: hit.times,
+            })
+            .collect();
+        out.sort_by(|a, b| a.url.cmp(&b.url));
+        out
+    }
+}
+
+/// Streams one entry into the store; see [`Store::writer`].
+pub struct Writer<'s> {
+    inner: DirWriter,
+    store_dirs: &'s Store,
+    chosen: &'s Dir,
+}
+
+impl Writer<'_> {
+    /// Appends body bytes.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        self.inner.write(data)
+    }
+
+    pub fn written(&self) -> u64 {
+        self.inner.written()
+    }
+
+    /// Makes the entry visible, replacing any older one for the key (in any
+    /// cache_dir).
+    pub fn commit(self) -> Result<(), StoreError> {
+        let key = self.inner.key();
+        self.inner.commit()?;
+        for d in &self.store_dirs.dirs {
+            if !std::ptr::eq(d, self.chosen) {
+                d.purge(&key);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The store's view of the config's `cache_dir` lines: every Squid type is
+/// kept in cuttle's own format; `max-size`/`min-size`/`slot-size` apply.
+pub fn specs_from_config(config: &config::Config) -> Vec<DirSpec> {
+    config
+        .cache_dirs
+        .iter()
+        .filter(|d| !matches!(d.store_type, config::CacheDirType::Other(_)) && !d.no_store)
+        .map(|d| DirSpec {
+            path: PathBuf::from(&d.path),
+            capacity: Some(d.size_mb.saturating_mul(1 << 20)),
+            slot_size: d.slot_size.and_then(|s| u32::try_from(s).ok()),
+            min_size: d.min_size.unwrap_or(0),
+            max_size: d.max_size,
+            read_only: false,
+        })
+        .collect()
+}

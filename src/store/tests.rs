@@ -1,0 +1,360 @@
+//! Store behaviour through its public API on real files: write, read back,
+//! replace, purge, evict, reopen, size limits, locking and bad files.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+pub(crate) struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "cuttle-store-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(crate) fn spec(path: &Path, capacity: u64, slot_size: u32) -> DirSpec {
+    DirSpec {
+        path: path.to_path_buf(),
+        capacity: Some(capacity),
+        slot_size: Some(slot_size),
+        min_size: 0,
+        max_size: None,
+        read_only: false,
+    }
+}
+
+fn open(path: &Path, capacity: u64, slot_size: u32) -> (Store, RebuildReport) {
+    Store::open(
+        &[spec(path, capacity, slot_size)],
+        StoreOptions {
+            maximum_object_size: u64::MAX,
+            policy: ReplacementPolicy::Lru,
+        },
+    )
+    .expect("store opens")
+}
+
+pub(crate) fn key(n: u64) -> Key {
+    cuttle_protocol::key::store_key(
+        cuttle_protocol::key::Method::Get,
+        format!("http://example.com/{n}").as_bytes(),
+    )
+}
+
+/// Deterministic body bytes for (n, version).
+pub(crate) fn body(n: u64, version: u64, len: usize) -> Vec<u8> {
+    let mut x =
+        n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ version.wrapping_mul(0xc2b2_ae3d_27d4_eb4f) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn put(store: &Store, n: u64, version: u64, len: usize) {
+    let url = format!("http://example.com/{n}");
+    let headers =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nX-Version: {version}\r\n\r\n");
+    let times = Times {
+        date: 1_700_000_000 + n as u32,
+        expires: 1_800_000_000,
+        last_modified: 1_600_000_000,
+    };
+    let mut w = store
+        .writer(
+            key(n),
+            times,
+            url.as_bytes(),
+            headers.as_bytes(),
+            Some(len as u64),
+        )
+        .expect("writer");
+    for chunk in body(n, version, len).chunks(1000) {
+        w.write(chunk).expect("write");
+    }
+    w.commit().expect("commit");
+}
+
+fn assert_entry(store: &Store, n: u64, version: u64, len: usize) {
+    let hit = store
+        .lookup(&key(n))
+        .unwrap_or_else(|| panic!("entry {n} missing"));
+    assert_eq!(hit.url, format!("http://example.com/{n}").as_bytes());
+    let headers = String::from_utf8_lossy(&hit.header_block).into_owned();
+    assert!(
+        headers.contains(&format!("X-Version: {version}\r\n")),
+        "{headers}"
+    );
+    assert_eq!(hit.body_len, len as u64);
+    assert_eq!(hit.body_bytes(), body(n, version, len), "body of {n}");
+    assert_eq!(hit.times.date, 1_700_000_000 + n as u32);
+}
+
+#[test]
+fn write_read_replace_purge_and_reopen() {
+    let dir = TempDir::new("basic");
+    {
+        let (store, report) = open(&dir.0, 4 << 20, 4096);
+        assert_eq!(report, RebuildReport::default());
+        put(&store, 1, 1, 10);
+        put(&store, 2, 1, 100_000);
+        put(&store, 3, 1, 4096 - 100);
+        assert_entry(&store, 1, 1, 10);
+        assert_entry(&store, 2, 1, 100_000);
+        assert_entry(&store, 3, 1, 4096 - 100);
+        put(&store, 2, 2, 5000);
+        assert_entry(&store, 2, 2, 5000);
+        assert!(store.purge(&key(3)));
+        assert!(!store.purge(&key(3)));
+        assert!(store.lookup(&key(3)).is_none());
+        assert_eq!(
+            store.peek(&key(1)).map(|s| s.times.expires),
+            Some(1_800_000_000)
+        );
+    }
+    let (store, report) = open(&dir.0, 4 << 20, 4096);
+    assert_eq!(report.entries, 2, "{report:?}");
+    assert_eq!(
+        report.duplicates + report.bad_chains + report.torn,
+        0,
+        "{report:?}"
+    );
+    assert_entry(&store, 1, 1, 10);
+    assert_entry(&store, 2, 2, 5000);
+    assert!(
+        store.lookup(&key(3)).is_none(),
+        "a purge survives a restart"
+    );
+}
+
+#[test]
+fn a_large_body_is_one_zero_copy_run_when_slots_are_adjacent() {
+    let dir = TempDir::new("runs");
+    let (store, _) = open(&dir.0, 4 << 20, 4096);
+    put(&store, 7, 1, 50_000);
+    let hit = store.lookup(&key(7)).expect("hit");
+    assert_eq!(hit.body.len(), 1, "consecutive slots form one Bytes");
+    assert_eq!(store.counters().copied_heads.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn eviction_makes_room_and_spares_nothing_it_should_not() {
+    let dir = TempDir::new("evict");
+    let (store, _) = open(&dir.0, 64 * 4096, 4096);
+    for n in 0..200 {
+        put(&store, n, 1, 3000);
+    }
+    let present: Vec<u64> = (0..200)
+        .filter(|&n| store.lookup(&key(n)).is_some())
+        .collect();
+    assert!(
+        present.len() >= 50 && present.len() <= 64,
+        "{}",
+        present.len()
+    );
+    // LRU: the newest survive.
+    assert!(present.iter().all(|&n| n >= 200 - 64), "{present:?}");
+    for &n in &present {
+        assert_entry(&store, n, 1, 3000);
+    }
+    assert!(store.counters().evictions.load(Ordering::Relaxed) >= 136);
+}
+
+#[test]
+fn a_leased_entry_is_not_overwritten_by_eviction() {
+    let dir = TempDir::new("lease");
+    let (store, _) = open(&dir.0, 16 * 4096, 4096);
+    put(&store, 1, 1, 3000);
+    let held = store.lookup(&key(1)).expect("hit");
+    for n in 2..100 {
+        put(&store, n, 1, 3000);
+    }
+    assert!(store.lookup(&key(1)).is_none(), "evicted from the index");
+    assert_eq!(
+        held.body_bytes(),
+        body(1, 1, 3000),
+        "but the bytes held are intact"
+    );
+    drop(held);
+    for n in 100..140 {
+        put(&store, n, 1, 3000);
+    }
+    let (_, free, slots, _) = {
+        let u = &store.usage()[0];
+        (u.entries, u.free_slots, u.slots, 0)
+    };
+    assert!(free <= slots);
+}
+
+#[test]
+fn size_limits() {
+    let dir = TempDir::new("limits");
+    let (store, _) = Store::open(
+        &[spec(&dir.0, 1 << 20, 4096)],
+        StoreOptions {
+            maximum_object_size: 10_000,
+            policy: ReplacementPolicy::Lru,
+        },
+    )
+    .expect("open");
+    let err = store
+        .writer(key(1), Times::default(), b"http://a/", b"", Some(20_000))
+        .err()
+        .expect("too large up front");
+    assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+    let mut w = store
+        .writer(key(1), Times::default(), b"http://a/", b"", None)
+        .expect("unknown length is accepted");
+    assert!(w.write(&[0u8; 9000]).is_ok());
+    assert!(matches!(
+        w.write(&[0u8; 2000]),
+        Err(StoreError::TooLarge { .. })
+    ));
+    assert!(matches!(w.commit(), Err(StoreError::Aborted)));
+    assert!(store.lookup(&key(1)).is_none());
+    assert_eq!(
+        store.usage()[0].free_slots,
+        store.usage()[0].slots,
+        "slots given back"
+    );
+}
+
+#[test]
+fn an_uncommitted_writer_leaves_nothing_behind() {
+    let dir = TempDir::new("abort");
+    {
+        let (store, _) = open(&dir.0, 1 << 20, 4096);
+        let mut w = store
+            .writer(key(9), Times::default(), b"http://a/9", b"H", None)
+            .expect("writer");
+        w.write(&[1u8; 20_000]).expect("write");
+        drop(w);
+        assert!(store.lookup(&key(9)).is_none());
+        assert_eq!(store.usage()[0].free_slots, store.usage()[0].slots);
+    }
+    let (store, report) = open(&dir.0, 1 << 20, 4096);
+    assert_eq!(report.entries, 0);
+    assert!(
+        report.orphaned > 0,
+        "the abandoned slots are found and freed: {report:?}"
+    );
+    assert_eq!(store.usage()[0].free_slots, store.usage()[0].slots);
+}
+
+#[test]
+fn corruption_is_a_counted_miss_and_the_entry_is_dropped() {
+    let dir = TempDir::new("corrupt");
+    let file = {
+        let (store, _) = open(&dir.0, 1 << 20, 4096);
+        put(&store, 1, 1, 10_000);
+        put(&store, 2, 1, 10_000);
+        store.usage()[0].file.clone()
+    };
+    // Flip one body byte of entry 1 on disk.
+    let image = std::fs::read(&file).expect("read");
+    let needle = body(1, 1, 10_000);
+    let at = image
+        .windows(64)
+        .position(|w| w == &needle[5000..5064])
+        .expect("body on disk");
+    let mut image = image;
+    image[at] ^= 0xff;
+    std::fs::write(&file, &image).expect("write");
+
+    let (store, _) = open(&dir.0, 1 << 20, 4096);
+    assert!(store.lookup(&key(1)).is_none());
+    assert_eq!(store.counters().bad.load(Ordering::Relaxed), 1);
+    assert!(store.peek(&key(1)).is_none(), "dropped");
+    assert_entry(&store, 2, 1, 10_000);
+}
+
+#[test]
+fn a_second_opener_is_refused_with_the_path() {
+    let dir = TempDir::new("lock");
+    let (_store, _) = open(&dir.0, 1 << 20, 4096);
+    let err = Store::open(&[spec(&dir.0, 1 << 20, 4096)], StoreOptions::default())
+        .err()
+        .expect("locked");
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Locked { .. }), "{text}");
+    assert!(text.contains(&dir.0.display().to_string()), "{text}");
+    assert!(text.contains("another cuttle"), "{text}");
+}
+
+#[test]
+fn bad_files_and_dirs_are_clear_errors_naming_the_path() {
+    let dir = TempDir::new("bad");
+    std::fs::write(
+        dir.0.join(DATA_FILE),
+        b"this is not a store, but it is long enough to have a header",
+    )
+    .expect("write");
+    let err = Store::open(&[spec(&dir.0, 1 << 20, 4096)], StoreOptions::default())
+        .err()
+        .expect("bad magic");
+    assert!(err.to_string().contains("not a cuttle data file"), "{err}");
+    assert!(err.to_string().contains(DATA_FILE), "{err}");
+
+    let other = TempDir::new("geometry");
+    drop(open(&other.0, 1 << 20, 4096));
+    let err = Store::open(&[spec(&other.0, 2 << 20, 4096)], StoreOptions::default())
+        .err()
+        .expect("geometry");
+    assert!(err.to_string().contains("the config asks for"), "{err}");
+
+    let blocker = TempDir::new("notadir");
+    let file = blocker.0.join("file");
+    std::fs::write(&file, b"x").expect("write");
+    let err = Store::open(
+        &[spec(&file.join("sub"), 1 << 20, 4096)],
+        StoreOptions::default(),
+    )
+    .err()
+    .expect("mkdir");
+    assert!(
+        err.to_string().contains("cannot create the cache_dir"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("file/sub"), "{err}");
+}
+
+#[test]
+fn verify_and_list_read_only() {
+    let dir = TempDir::new("verify");
+    {
+        let (store, _) = open(&dir.0, 1 << 20, 4096);
+        put(&store, 1, 1, 100);
+        put(&store, 2, 1, 9000);
+    }
+    let (store, rebuild) = Store::open_existing(&dir.0).expect("open existing");
+    let mut calls = 0;
+    let report = store.verify(rebuild, &mut |done, total| {
+        calls += 1;
+        assert!(done <= total);
+    });
+    assert_eq!((report.good, report.bad), (2, 0));
+    assert!(report.is_clean());
+    assert_eq!(calls, 2);
+    let listed = store.list();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].url, "http://example.com/1");
+    assert_eq!(listed[1].body_len, 9000);
+}
