@@ -298,6 +298,18 @@ pub(crate) fn parse_cache_dir(ctx: &mut Ctx<'_, '_>, line: &Line) {
         return;
     }
     if !bad {
+        if dir.store_type != CacheDirType::Mmap {
+            // One warning per line: the admin should know Squid's files
+            // there are not what cuttle uses.
+            ctx.warn(
+                loc,
+                format!(
+                    "cache_dir: type {} is kept in cuttle's own memory-mapped format in {}; \
+                     Squid's cache files there are neither read nor removed",
+                    type_t.text, dir.path
+                ),
+            );
+        }
         ctx.cache_dir_index
             .insert(dir.path.clone(), ctx.config.cache_dirs.len());
         ctx.config.cache_dirs.push(Located::new(dir, loc.clone()));

@@ -208,17 +208,22 @@ impl Dir {
         }
     }
 
-    /// Removes `key`. The removal is written through to the disk before
-    /// this returns, so a purge survives a crash or power cut.
+    /// Removes `key`. The slot header table is written through to the disk
+    /// before this returns (even when the key was not here: an evicted copy
+    /// whose removal is not on disk yet must not come back after a power
+    /// cut either), so a purge survives a crash or power cut.
     pub fn purge(&self, key: &[u8; 16]) -> bool {
-        let Some(first_slot) = self.shared.remove(key, false) else {
-            return false;
-        };
-        let off = self.shared.geometry.header_offset(first_slot);
-        if let Err(e) = self.shared.region.flush_range(off, 8) {
+        let removed = self.shared.remove(key, false).is_some();
+        let g = &self.shared.geometry;
+        let table = g.data_offset() - g.table_offset();
+        if let Err(e) = self
+            .shared
+            .region
+            .flush_range(g.table_offset(), table as usize)
+        {
             tracing::error!(file = %self.shared.file.display(), "cannot write a purge to disk: {e}");
         }
-        true
+        removed
     }
 
     /// Starts writing an entry. `expected_len` (the whole entry's bytes when

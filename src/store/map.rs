@@ -112,7 +112,10 @@ impl Region {
 
     fn generation_word(&self, off: u64) -> &AtomicU64 {
         let at = self.check(off, 8);
-        assert!(at.is_multiple_of(8), "generation word must be 8-byte aligned");
+        assert!(
+            at.is_multiple_of(8),
+            "generation word must be 8-byte aligned"
+        );
         // SAFETY: in bounds and aligned (checked); the mapping is page
         // aligned. The word is only ever accessed through this atomic.
         unsafe { AtomicU64::from_ptr(self.ptr.add(at).cast::<u64>()) }
@@ -174,7 +177,7 @@ impl Region {
         match &self.backing {
             Backing::File { map, .. } => map.flush_range(at, len),
             #[cfg(test)]
-            Backing::Heap { .. } => self.heap_flush(),
+            Backing::Heap { .. } => self.heap_flush_range(at, len),
         }
     }
 
@@ -274,6 +277,30 @@ pub(crate) mod journal {
                     .pending
                     .push((off, data.to_vec()));
             }
+        }
+
+        /// Only `at..at+len` becomes durable; later writes elsewhere stay pending.
+        pub(super) fn heap_flush_range(&self, at: usize, len: usize) -> io::Result<()> {
+            if let Some(j) = self.journal() {
+                let mut j = j.lock().expect("journal lock");
+                let end = at + len;
+                j.durable[at..end].copy_from_slice(self.read(at as u64, len));
+                let pending = std::mem::take(&mut j.pending);
+                for (off, bytes) in pending {
+                    let (start, stop) = (off as usize, off as usize + bytes.len());
+                    // Keep the parts of each write outside the flushed range.
+                    if start < at {
+                        let cut = stop.min(at);
+                        j.pending.push((off, bytes[..cut - start].to_vec()));
+                    }
+                    if stop > end {
+                        let from = start.max(end);
+                        j.pending
+                            .push((from as u64, bytes[from - start..].to_vec()));
+                    }
+                }
+            }
+            Ok(())
         }
 
         pub(super) fn heap_flush(&self) -> io::Result<()> {

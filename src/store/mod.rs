@@ -15,6 +15,8 @@ mod dir;
 mod index;
 mod layout;
 mod map;
+#[cfg(test)]
+mod model_tests;
 mod policy;
 mod slots;
 #[cfg(test)]
