@@ -343,6 +343,20 @@ fn bad_files_and_dirs_are_clear_errors_naming_the_path() {
         .expect("geometry");
     assert!(err.to_string().contains("the config asks for"), "{err}");
 
+    let short = TempDir::new("short");
+    drop(open(&short.0, 1 << 20, 4096));
+    let file = short.0.join(DATA_FILE);
+    let len = std::fs::metadata(&file).expect("stat").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_len(len - 4096))
+        .expect("truncate");
+    let err = Store::open(&[spec(&short.0, 1 << 20, 4096)], StoreOptions::default())
+        .err()
+        .expect("size");
+    assert!(err.to_string().contains("but its superblock says"), "{err}");
+
     let blocker = TempDir::new("notadir");
     let file = blocker.0.join("file");
     std::fs::write(&file, b"x").expect("write");
@@ -380,4 +394,33 @@ fn verify_and_list_read_only() {
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0].url, "http://example.com/1");
     assert_eq!(listed[1].body_len, 9000);
+}
+
+#[test]
+fn objects_are_spread_over_cache_dirs_by_size() {
+    let small = TempDir::new("small");
+    let large = TempDir::new("large");
+    let mut small_spec = spec(&small.0, 1 << 20, 4096);
+    small_spec.max_size = Some(8000);
+    let mut large_spec = spec(&large.0, 4 << 20, 16384);
+    large_spec.min_size = 8001;
+    let (store, _) = Store::open(
+        &[small_spec, large_spec],
+        StoreOptions {
+            maximum_object_size: u64::MAX,
+            policy: ReplacementPolicy::Lru,
+        },
+    )
+    .expect("open");
+    put(&store, 1, 1, 1000);
+    put(&store, 2, 1, 100_000);
+    let usage = store.usage();
+    assert_eq!((usage[0].entries, usage[1].entries), (1, 1));
+    assert_eq!(store.peek(&key(1)).map(|s| s.entry_len < 8000), Some(true));
+    // A new, larger version of 1 moves to the large dir; the old copy goes.
+    put(&store, 1, 2, 50_000);
+    let usage = store.usage();
+    assert_eq!((usage[0].entries, usage[1].entries), (0, 2));
+    assert_entry(&store, 1, 2, 50_000);
+    assert_entry(&store, 2, 1, 100_000);
 }
