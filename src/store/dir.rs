@@ -162,10 +162,7 @@ impl Dir {
         let st = self.shared.lock();
         let id = st.index.get(key)?;
         let r = st.index.record(id);
-        Some(Summary {
-            times: r.times,
-            entry_len: r.total_len,
-        })
+        Some(Summary { times: r.times })
     }
 
     /// Every key in the index.
@@ -183,7 +180,7 @@ impl Dir {
             let id = st.index.get(key)?;
             st.index.pin(id);
             let record = *st.index.record(id);
-            st.policy.touch(id, record.total_len);
+            st.policy.touch(id);
             (id, record)
         };
         let lease = Arc::new(Lease {
@@ -191,7 +188,7 @@ impl Dir {
             id,
         });
         match shared.verified_chain(&record) {
-            Ok(chain) => shared.build_hit(&record, &chain, lease),
+            Ok((chain, total)) => shared.build_hit(&record, &chain, total, lease),
             Err(Damage::Gone) => {
                 shared.counters.raced.fetch_add(1, Ordering::Relaxed);
                 None
@@ -347,12 +344,13 @@ impl Shared {
 
     /// Walks and verifies the chain of a pinned entry: every header's
     /// checksum, generation, key, links and lengths, and every payload's CRC.
-    /// Returns (slot, payload length) per slot.
-    fn verified_chain(&self, record: &Record) -> Result<Vec<(u32, u32)>, Damage> {
+    /// Returns (slot, payload length) per slot, and the entry's length.
+    fn verified_chain(&self, record: &Record) -> Result<(Vec<(u32, u32)>, u64), Damage> {
         let g = &self.geometry;
         let mut chain = Vec::new();
         let mut slot = record.first_slot;
         let mut sum = 0u64;
+        let mut total = 0u64;
         while slot != NO_SLOT {
             if slot >= g.slot_count || chain.len() >= g.slot_count as usize {
                 return Err(Damage::Corrupt);
@@ -371,9 +369,11 @@ impl Shared {
                 || h.is_first() != first
                 || h.payload_len == 0
                 || h.payload_len > g.slot_size
-                || (first && h.total_len != record.total_len)
             {
                 return Err(Damage::Corrupt);
+            }
+            if first {
+                total = h.total_len;
             }
             let payload = self
                 .region
@@ -385,13 +385,19 @@ impl Shared {
             chain.push((slot, h.payload_len));
             slot = h.next;
         }
-        if sum != record.total_len {
+        if sum != total {
             return Err(Damage::Corrupt);
         }
-        Ok(chain)
+        Ok((chain, total))
     }
 
-    fn build_hit(&self, record: &Record, chain: &[(u32, u32)], lease: Arc<Lease>) -> Option<Hit> {
+    fn build_hit(
+        &self,
+        record: &Record,
+        chain: &[(u32, u32)],
+        total: u64,
+        lease: Arc<Lease>,
+    ) -> Option<Hit> {
         // Runs of consecutive slots are contiguous in the map: one segment each.
         let mut segments: Vec<(u64, u64)> = Vec::new(); // (map offset, length)
         for &(slot, len) in chain {
@@ -407,7 +413,7 @@ impl Shared {
         let url_at = ENTRY_PREFIX_LEN as u64;
         let header_at = url_at + u64::from(url_len);
         let body_at = header_at + u64::from(header_len);
-        if body_at > record.total_len {
+        if body_at > total {
             self.counters.bad.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -444,8 +450,8 @@ impl Shared {
             times: record.times,
             url: one(views(url_at, header_at)),
             header_block: one(views(header_at, body_at)),
-            body_len: record.total_len - body_at,
-            body: views(body_at, record.total_len),
+            body_len: total - body_at,
+            body: views(body_at, total),
         })
     }
 
@@ -744,13 +750,9 @@ impl DirWriter {
         if let Some(old) = st.index.get(&self.key) {
             shared.remove_id(&mut st, old, false);
         }
-        let id = st.index.insert(Record::new(
-            self.key,
-            self.total,
-            first,
-            self.generation,
-            self.times,
-        ));
+        let id = st
+            .index
+            .insert(Record::new(self.key, first, self.generation, self.times));
         st.policy.insert(id, self.total);
         // Slots now belong to the entry; give back any taken in advance.
         self.slots.clear();
@@ -954,7 +956,7 @@ fn rebuild(region: &Region, g: Geometry, policy: Box<dyn Policy>) -> (State, Reb
     firsts.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
     let mut claimed = Bits::new(n);
     let mut index = Index::with_capacity(firsts.len());
-    let mut accepted: Vec<Record> = Vec::with_capacity(firsts.len());
+    let mut accepted: Vec<(Record, u64)> = Vec::with_capacity(firsts.len());
     let mut chain = Vec::new();
     for &(generation, first, h) in &firsts {
         if index.get(&h.key).is_some() {
@@ -964,9 +966,9 @@ fn rebuild(region: &Region, g: Geometry, policy: Box<dyn Policy>) -> (State, Reb
         }
         chain.clear();
         if chain_holds(region, g, first, &h, &mut claimed, &mut chain) {
-            let record = Record::new(h.key, h.total_len, first, generation, h.times);
+            let record = Record::new(h.key, first, generation, h.times);
             index.insert(record);
-            accepted.push(record);
+            accepted.push((record, h.total_len));
             report.entries += 1;
             report.bytes += h.total_len;
         } else {
@@ -992,9 +994,9 @@ fn rebuild(region: &Region, g: Geometry, policy: Box<dyn Policy>) -> (State, Reb
         policy,
     };
     // Oldest first into the policy, so recency follows commit order.
-    for record in accepted.iter().rev() {
+    for (record, size) in accepted.iter().rev() {
         if let Some(id) = state.index.get(&record.key) {
-            state.policy.insert(id, record.total_len);
+            state.policy.insert(id, *size);
         }
     }
     (state, report, max_generation)

@@ -13,8 +13,6 @@ pub(crate) type EntryId = u32;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Record {
     pub key: [u8; 16],
-    /// Bytes of the entry's stream (prefix, URL, header block, body).
-    pub total_len: u64,
     pub first_slot: u32,
     /// Low 32 bits of the entry's generation (checked against its slots).
     pub generation_lo: u32,
@@ -27,16 +25,9 @@ pub(crate) struct Record {
 const ZOMBIE: u32 = 1 << 31;
 
 impl Record {
-    pub fn new(
-        key: [u8; 16],
-        total_len: u64,
-        first_slot: u32,
-        generation: u64,
-        times: Times,
-    ) -> Record {
+    pub fn new(key: [u8; 16], first_slot: u32, generation: u64, times: Times) -> Record {
         Record {
             key,
-            total_len,
             first_slot,
             generation_lo: generation as u32,
             times,
@@ -179,30 +170,30 @@ mod tests {
     #[test]
     fn insert_find_unlink_release() {
         let mut ix = Index::default();
-        let a = ix.insert(Record::new(key(1), 10, 0, 1, Times::default()));
-        let b = ix.insert(Record::new(key(2), 20, 1, 2, Times::default()));
+        let a = ix.insert(Record::new(key(1), 0, 1, Times::default()));
+        let b = ix.insert(Record::new(key(2), 1, 2, Times::default()));
         assert_eq!(ix.get(&key(1)), Some(a));
         assert_eq!(ix.get(&key(2)), Some(b));
         assert_eq!(ix.len(), 2);
         assert!(ix.unlink(a));
         ix.release(a);
         assert_eq!(ix.get(&key(1)), None);
-        let c = ix.insert(Record::new(key(3), 30, 2, 3, Times::default()));
+        let c = ix.insert(Record::new(key(3), 2, 3, Times::default()));
         assert_eq!(c, a, "slab ids are reused");
-        assert_eq!(ix.record(c).total_len, 30);
+        assert_eq!(ix.record(c).first_slot, 2);
     }
 
     #[test]
     fn pinned_entries_linger_until_the_last_lease() {
         let mut ix = Index::default();
-        let a = ix.insert(Record::new(key(1), 10, 0, 1, Times::default()));
+        let a = ix.insert(Record::new(key(1), 0, 1, Times::default()));
         ix.pin(a);
         ix.pin(a);
         assert!(!ix.unlink(a), "still leased");
         assert_eq!(ix.get(&key(1)), None, "but no longer findable");
         assert!(!ix.unpin(a));
         assert!(ix.unpin(a), "last lease frees it");
-        let b = ix.insert(Record::new(key(2), 10, 0, 1, Times::default()));
+        let b = ix.insert(Record::new(key(2), 0, 1, Times::default()));
         ix.pin(b);
         assert!(!ix.unpin(b), "an entry still in the table is not freed");
     }

@@ -67,8 +67,6 @@ impl Hit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
     pub times: Times,
-    /// Bytes of the stored entry (URL, headers and body included).
-    pub entry_len: u64,
 }
 
 /// What a rebuild found in one cache_dir.

@@ -14,7 +14,7 @@ pub(crate) trait Policy: Send {
     /// A new entry of `size` bytes.
     fn insert(&mut self, id: EntryId, size: u64);
     /// The entry was served.
-    fn touch(&mut self, id: EntryId, size: u64);
+    fn touch(&mut self, id: EntryId);
     /// The entry left the store (purged or replaced).
     fn remove(&mut self, id: EntryId);
     /// The entry was evicted to make room (heaps age on this).
@@ -107,7 +107,7 @@ impl Policy for Lru {
         self.push_front(id);
     }
 
-    fn touch(&mut self, id: EntryId, _size: u64) {
+    fn touch(&mut self, id: EntryId) {
         self.unlink(id);
         self.push_front(id);
     }
@@ -138,8 +138,8 @@ struct Heap {
     /// (key bits, id): keys are non-negative f64, whose bit patterns order
     /// like the numbers.
     order: BTreeSet<(u64, EntryId)>,
-    /// Per id: current key bits and reference count (0 = not present).
-    state: Vec<(u64, u32)>,
+    /// Per id: current key bits, reference count (0 = not present), size.
+    state: Vec<(u64, u32, u64)>,
     /// The key of the last victim (Squid's heap age).
     age: f64,
     /// Logical clock for heap LRU.
@@ -172,15 +172,15 @@ impl Heap {
 
     fn set(&mut self, id: EntryId, refs: u32, size: u64) {
         if self.state.len() <= id as usize {
-            self.state.resize(id as usize + 1, (0, 0));
+            self.state.resize(id as usize + 1, (0, 0, 0));
         }
-        let (old_bits, old_refs) = self.state[id as usize];
+        let (old_bits, old_refs, _) = self.state[id as usize];
         if old_refs != 0 {
             self.order.remove(&(old_bits, id));
         }
         let bits = self.key(refs, size).to_bits();
         self.order.insert((bits, id));
-        self.state[id as usize] = (bits, refs);
+        self.state[id as usize] = (bits, refs, size);
     }
 }
 
@@ -189,25 +189,25 @@ impl Policy for Heap {
         self.set(id, 1, size);
     }
 
-    fn touch(&mut self, id: EntryId, size: u64) {
-        let refs = self.state.get(id as usize).map_or(0, |s| s.1);
+    fn touch(&mut self, id: EntryId) {
+        let (_, refs, size) = self.state.get(id as usize).copied().unwrap_or_default();
         if refs != 0 {
             self.set(id, refs.saturating_add(1), size);
         }
     }
 
     fn remove(&mut self, id: EntryId) {
-        if let Some(&(bits, refs)) = self.state.get(id as usize) {
+        if let Some(&(bits, refs, _)) = self.state.get(id as usize) {
             if refs != 0 {
                 self.order.remove(&(bits, id));
             }
-            self.state[id as usize] = (0, 0);
+            self.state[id as usize] = (0, 0, 0);
         }
     }
 
     fn evict(&mut self, id: EntryId) {
         // Aging: the key of what is evicted sets the floor for what comes.
-        if let Some(&(bits, refs)) = self.state.get(id as usize) {
+        if let Some(&(bits, refs, _)) = self.state.get(id as usize) {
             if refs != 0 && self.kind != HeapKind::Lru {
                 self.age = self.age.max(f64::from_bits(bits));
             }
@@ -222,7 +222,7 @@ impl Policy for Heap {
     fn heap_bytes(&self) -> usize {
         // A B-tree node holds up to 11 keys; count ~1.5 nodes' share per key.
         self.order.len() * (std::mem::size_of::<(u64, EntryId)>() * 3 / 2)
-            + self.state.capacity() * std::mem::size_of::<(u64, u32)>()
+            + self.state.capacity() * std::mem::size_of::<(u64, u32, u64)>()
     }
 }
 
@@ -245,7 +245,7 @@ mod tests {
         for id in 0..4 {
             p.insert(id, 100);
         }
-        p.touch(0, 100);
+        p.touch(0);
         p.remove(2);
         assert_eq!(drain(p.as_mut()), [1, 3, 0]);
         assert_eq!(p.victim(), None);
@@ -259,7 +259,7 @@ mod tests {
         for id in 0..4 {
             p.insert(id, 100);
         }
-        p.touch(0, 100);
+        p.touch(0);
         assert_eq!(drain(p.as_mut()), [1, 2, 3, 0]);
     }
 
@@ -269,7 +269,7 @@ mod tests {
         p.insert(0, 100);
         p.insert(1, 100);
         for _ in 0..5 {
-            p.touch(0, 100);
+            p.touch(0);
         }
         assert_eq!(p.victim(), Some(1));
     }
@@ -292,12 +292,12 @@ mod tests {
         let mut p = new_policy(ReplacementPolicy::HeapLfuda);
         p.insert(0, 1);
         for _ in 0..10 {
-            p.touch(0, 1);
+            p.touch(0);
         }
         p.insert(1, 1);
         p.evict(1); // evicted at key 1: age becomes 1
         p.insert(2, 1); // key = age + 1 = 2
-        p.touch(2, 1);
+        p.touch(2);
         assert_eq!(p.victim(), Some(2), "0 still has key 11");
     }
 }
