@@ -1,19 +1,24 @@
 //! Command-line arguments (clap) and what each subcommand runs.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use cuttle::config::{self, LoadOptions};
 use cuttle::inspect;
+use cuttle::store::{RebuildReport, Store, StoreError, VerifyReport};
 
 const EXAMPLES: &str = "\
 Examples:
   cuttle check -f /etc/squid/squid.conf
   cuttle icp decode fixtures/icp/v2-query-squid57.bin
   cuttle htcp decode --hex reply.hex
+  cuttle store verify /var/spool/cuttle
 
 Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.";
 
@@ -47,6 +52,42 @@ Examples:
 
 Exits 0 when the file has no errors (warnings allowed), 1 otherwise.")]
     Check(CheckArgs),
+    /// Inspect a cache_dir while no cuttle runs on it: verify it, list it.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  cuttle store verify /var/spool/cuttle\n  cuttle store ls /var/spool/cuttle"
+    )]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Read every entry of a cache_dir and check every checksum; print counts.
+    #[command(after_help = "\
+Examples:
+  cuttle store verify /var/spool/cuttle
+  cuttle store verify /var/spool/cuttle >/dev/null && echo clean
+
+Prints one `name: value` line per count. Exits 0 when nothing is wrong, 1
+when anything is (bad, torn, orphaned, bad chains, duplicates) or the
+cache_dir cannot be opened. A cache_dir a running cuttle holds is refused.")]
+    Verify(StoreArgs),
+    /// List the entries of a cache_dir: URL, body bytes, date (UTC), by URL.
+    #[command(after_help = "\
+Examples:
+  cuttle store ls /var/spool/cuttle
+  cuttle store ls /var/spool/cuttle | cut -f1 | grep '^https://example.com/'
+
+One tab-separated line per entry, sorted by URL; the date is when the
+response was received (`-` when unknown). Entries that fail their checksums
+are left out (`cuttle store verify` counts them).")]
+    Ls(StoreArgs),
+}
+
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// The cache_dir: the directory holding cuttle.store.
+    dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -108,6 +149,8 @@ impl Cli {
             Command::Icp(IcpCommand::Decode(args)) => decode(&args, "ICP", inspect::icp_json),
             Command::Htcp(HtcpCommand::Decode(args)) => decode(&args, "HTCP", inspect::htcp_json),
             Command::Check(args) => check(&args),
+            Command::Store(StoreCommand::Verify(args)) => store_verify(&args.dir),
+            Command::Store(StoreCommand::Ls(args)) => store_ls(&args.dir),
         }
     }
 }
@@ -173,5 +216,170 @@ fn check(args: &CheckArgs) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Opens a cache_dir for inspection (read-only, shared lock), with a
+/// spinner on a terminal while the slot header table is read.
+fn open_for_inspection(dir: &Path, spinner: bool) -> Result<(Store, RebuildReport), String> {
+    let shown = dir.display();
+    // Checked here: opening would otherwise report the missing data file.
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("{shown}: not a directory")),
+        Err(e) => return Err(format!("{shown}: {e}")),
+    }
+    let bar = spinner.then(|| {
+        let bar = ProgressBar::new_spinner().with_message(format!("reading {shown}"));
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar
+    });
+    let opened = Store::open_existing(dir);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    opened.map_err(|e| match e {
+        StoreError::Locked { path } => format!(
+            "{}: in use: a running cuttle holds this cache_dir; stop it first",
+            path.display()
+        ),
+        StoreError::Io {
+            path,
+            action: "open",
+            source,
+        } if source.kind() == std::io::ErrorKind::NotFound => format!(
+            "{shown}: not a cuttle cache_dir ({} is missing)",
+            path.display()
+        ),
+        other => other.to_string(),
+    })
+}
+
+fn store_verify(dir: &Path) -> ExitCode {
+    let terminal = std::io::stderr().is_terminal();
+    let (store, rebuild) = match open_for_inspection(dir, terminal) {
+        Ok(opened) => opened,
+        Err(e) => {
+            eprintln!("cuttle: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bar = if terminal {
+        let bar = ProgressBar::new(rebuild.entries);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{wide_bar} {human_pos}/{human_len} entries verified, {eta} left",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let report = store.verify(rebuild, &mut |done, total| {
+        if done == 1 {
+            bar.set_length(total);
+        }
+        // Drawing is rate-limited by indicatif; this is a counter bump.
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    print!("{}", verify_lines(&report));
+    if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "cuttle: {}: not clean; cuttle never serves a damaged entry and frees its slots when it meets it",
+            dir.display()
+        );
+        ExitCode::FAILURE
+    }
+}
+
+/// The counts of a verify, one `name: value` line each.
+fn verify_lines(report: &VerifyReport) -> String {
+    let r = &report.rebuild;
+    [
+        ("entries", r.entries),
+        ("good", report.good),
+        ("bytes", report.bytes),
+        ("bad", report.bad),
+        ("torn", r.torn),
+        ("orphaned", r.orphaned),
+        ("bad chains", r.bad_chains),
+        ("duplicates", r.duplicates),
+    ]
+    .iter()
+    .map(|(name, value)| format!("{name}: {value}\n"))
+    .collect()
+}
+
+fn store_ls(dir: &Path) -> ExitCode {
+    let (store, _) = match open_for_inspection(dir, std::io::stderr().is_terminal()) {
+        Ok(opened) => opened,
+        Err(e) => {
+            eprintln!("cuttle: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = String::new();
+    for entry in store.list() {
+        let date = match entry.times.date {
+            0 => "-".to_string(),
+            secs => rfc3339_utc(i64::from(secs)),
+        };
+        // A URL holding a tab or newline would break the columns.
+        let url = entry.url.replace(['\t', '\n', '\r'], " ");
+        out.push_str(&format!("{url}\t{}\t{date}\n", entry.body_len));
+    }
+    print!("{out}");
+    let bad = store.counters().bad.load(Ordering::Relaxed);
+    if bad > 0 {
+        eprintln!(
+            "cuttle: {}: {bad} entries failed verification and are not listed; see `cuttle store verify`",
+            dir.display()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+fn rfc3339_utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The proleptic Gregorian (year, month, day) of a count of days since
+/// 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March first
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339_utc;
+
+    #[test]
+    fn dates_are_rfc3339_utc() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339_utc(u32::MAX.into()), "2106-02-07T06:28:15Z");
+        assert_eq!(rfc3339_utc(4_107_542_399), "2100-02-28T23:59:59Z");
+        assert_eq!(rfc3339_utc(4_107_542_400), "2100-03-01T00:00:00Z");
     }
 }

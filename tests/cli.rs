@@ -185,6 +185,9 @@ fn help_has_a_description_and_an_example_everywhere() {
         vec!["icp", "decode", "--help"],
         vec!["htcp", "decode", "--help"],
         vec!["check", "--help"],
+        vec!["store", "--help"],
+        vec!["store", "verify", "--help"],
+        vec!["store", "ls", "--help"],
     ] {
         let out = cuttle(&args);
         assert!(out.status.success(), "{args:?}");

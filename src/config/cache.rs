@@ -491,11 +491,12 @@ mod tests {
     #[test]
     fn rock_with_options_across_a_continuation() {
         let l = load("cache_dir rock /var/spool/squid/rock 4096 \\\n    slot-size=16384 max-size=1048576 swap-timeout=300 max-swap-rate=200\n");
-        assert!(
-            !l.has_errors() && l.warnings().count() == 0,
-            "{:?}",
-            l.diagnostics
-        );
+        // The one warning: Squid's rock format is not what cuttle keeps there.
+        let w: Vec<_> = l.warnings().collect();
+        assert!(!l.has_errors() && w.len() == 1, "{:?}", l.diagnostics);
+        assert!(w[0]
+            .message
+            .contains("type rock is kept in cuttle's own memory-mapped format"));
         let d = &l.config.cache_dirs[0];
         assert_eq!(d.store_type, CacheDirType::Rock);
         assert_eq!(d.path, "/var/spool/squid/rock");
@@ -530,6 +531,15 @@ mod tests {
     }
 
     #[test]
+    fn mmap_is_cuttles_own_type_and_draws_no_warning() {
+        let l = load("cache_dir mmap /var/cache/cuttle 100 slot-size=4096 max-size=65536\n");
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+        let d = &l.config.cache_dirs[0];
+        assert_eq!(d.store_type, CacheDirType::Mmap);
+        assert_eq!((d.slot_size, d.max_size), (Some(4096), Some(65536)));
+    }
+
+    #[test]
     fn cache_dir_errors() {
         let l = load("cache_dir ufs /u 100\ncache_dir ufs /v 0 16 256\ncache_dir rock /r x\ncache_dir rock /s 10 slot-size=0\ncache_dir rock /t 10\ncache_dir rock /t 10\n");
         let lines: Vec<usize> = l.errors().map(|d| d.location.line).collect();
@@ -542,8 +552,9 @@ mod tests {
         let l = load("cache_dir coss /dev/vdb 128000 max-size=1048576 block-size=8192\ncache_dir rock /r 10 sparkle=1\n");
         assert!(!l.has_errors());
         let w: Vec<_> = l.warnings().collect();
-        assert_eq!(w.len(), 2);
+        assert_eq!(w.len(), 3, "{w:?}");
         assert!(w[0].message.contains("type \"coss\" is not supported"));
+        assert!(w[1].message.contains("sparkle"), "{w:?}");
         let coss = &l.config.cache_dirs[0];
         assert_eq!(coss.store_type, CacheDirType::Other("coss".into()));
         assert_eq!(coss.size_mb, 128_000);

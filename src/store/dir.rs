@@ -46,6 +46,15 @@ pub struct DirSpec {
     pub read_only: bool,
 }
 
+/// What the cache_dirs of one store share.
+#[derive(Default)]
+pub(crate) struct StoreShared {
+    pub counters: Arc<Counters>,
+    /// The next generation to hand out: above every generation on disk in
+    /// any of the dirs, so commits are ordered across dirs too.
+    pub next_generation: Arc<AtomicU64>,
+}
+
 pub(crate) struct Dir {
     shared: Arc<Shared>,
 }
@@ -58,7 +67,9 @@ struct Shared {
     min_size: u64,
     max_size: u64,
     state: Mutex<State>,
-    next_generation: AtomicU64,
+    /// Shared by every cache_dir of a store, so generations order commits
+    /// across dirs too.
+    next_generation: Arc<AtomicU64>,
     counters: Arc<Counters>,
 }
 
@@ -74,13 +85,21 @@ impl Dir {
     pub fn open(
         spec: &DirSpec,
         policy: ReplacementPolicy,
-        counters: Arc<Counters>,
+        shared_with: &StoreShared,
     ) -> Result<(Dir, RebuildReport), StoreError> {
         let (file, file_path, geometry, fresh) = open_data_file(spec)?;
         let len = geometry.file_len();
         let region = Region::map_file(file, len, !spec.read_only)
             .map_err(|e| StoreError::io(&file_path, "map", e))?;
-        Self::from_region(spec, region, geometry, fresh, policy, counters, file_path)
+        Self::from_region(
+            spec,
+            region,
+            geometry,
+            fresh,
+            policy,
+            shared_with,
+            file_path,
+        )
     }
 
     fn from_region(
@@ -89,7 +108,7 @@ impl Dir {
         geometry: Geometry,
         fresh: bool,
         policy: ReplacementPolicy,
-        counters: Arc<Counters>,
+        shared_with: &StoreShared,
         file: PathBuf,
     ) -> Result<(Dir, RebuildReport), StoreError> {
         if fresh {
@@ -114,9 +133,12 @@ impl Dir {
             // flush everything else out.
             max_size: spec.max_size.unwrap_or(u64::MAX).min(capacity / 2),
             state: Mutex::new(state),
-            next_generation: AtomicU64::new(max_generation + 1),
-            counters,
+            next_generation: Arc::clone(&shared_with.next_generation),
+            counters: Arc::clone(&shared_with.counters),
         };
+        shared
+            .next_generation
+            .fetch_max(max_generation + 1, Ordering::Relaxed);
         Ok((
             Dir {
                 shared: Arc::new(shared),
@@ -195,14 +217,69 @@ impl Dir {
             }
             Err(Damage::Corrupt) => {
                 shared.counters.bad.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(file = %shared.file.display(), key = %hex_key(key), "cached entry failed its checksum; dropped");
                 drop(lease);
                 if shared.region.is_writable() {
+                    tracing::warn!(file = %shared.file.display(), key = %hex_key(key), "cached entry failed verification; dropped");
                     shared.remove_if_same(key, record.generation_lo, false);
+                } else {
+                    tracing::warn!(file = %shared.file.display(), key = %hex_key(key), "entry failed verification");
                 }
                 None
             }
         }
+    }
+
+    /// The full generation of `key`'s entry, read from its commit record.
+    pub fn generation_of(&self, key: &[u8; 16]) -> Option<u64> {
+        let st = self.shared.lock();
+        let id = st.index.get(key)?;
+        let off = self
+            .shared
+            .geometry
+            .header_offset(st.index.record(id).first_slot);
+        Some(self.shared.region.load_generation(off))
+    }
+
+    /// Removes `key` without writing through to disk (the copy is
+    /// superseded by a newer commit, which wins after any crash anyway).
+    pub fn discard(&self, key: &[u8; 16]) -> bool {
+        self.shared.remove(key, false).is_some()
+    }
+
+    /// `key`'s URL, body length and times, reading and verifying only its
+    /// first slot (a listing need not read every object). A bad first slot
+    /// is counted like a failed lookup.
+    pub fn head(&self, key: &[u8; 16]) -> Option<(String, u64, Times)> {
+        let shared = &self.shared;
+        let (id, record) = {
+            let mut st = shared.lock();
+            let id = st.index.get(key)?;
+            st.index.pin(id);
+            (id, *st.index.record(id))
+        };
+        let lease = Lease {
+            shared: Arc::clone(shared),
+            id,
+        };
+        let head = match shared.head(&record) {
+            Ok(Some((url, body_len))) => Some((url, body_len, record.times)),
+            Ok(None) => {
+                drop(lease);
+                let hit = self.lookup(key)?;
+                return Some((
+                    String::from_utf8_lossy(&hit.url).into_owned(),
+                    hit.body_len,
+                    hit.times,
+                ));
+            }
+            Err(Damage::Gone) => None,
+            Err(Damage::Corrupt) => {
+                shared.counters.bad.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        };
+        drop(lease);
+        head
     }
 
     /// Removes `key`. The slot header table is written through to the disk
@@ -306,7 +383,6 @@ impl Dir {
         region: Region,
         geometry: Geometry,
         fresh: bool,
-        counters: Arc<Counters>,
     ) -> (Dir, RebuildReport) {
         Self::from_region(
             spec,
@@ -314,7 +390,7 @@ impl Dir {
             geometry,
             fresh,
             ReplacementPolicy::Lru,
-            counters,
+            &StoreShared::default(),
             spec.path.join(DATA_FILE),
         )
         .expect("heap regions do not fail")
@@ -352,34 +428,12 @@ impl Shared {
         let mut sum = 0u64;
         let mut total = 0u64;
         while slot != NO_SLOT {
-            if slot >= g.slot_count || chain.len() >= g.slot_count as usize {
+            if chain.len() >= g.slot_count as usize {
                 return Err(Damage::Corrupt);
             }
-            let raw = self.region.read_header(g.header_offset(slot));
-            let generation = u64::from_le_bytes(raw[..8].try_into().map_err(|_| Damage::Corrupt)?);
-            if chain.is_empty() && generation as u32 != record.generation_lo {
-                // The first slot's generation is cleared (or reused) only
-                // by a purge or replacement that raced with this lookup.
-                return Err(Damage::Gone);
-            }
-            let h = SlotHeader::decode(&raw).ok_or(Damage::Corrupt)?;
-            let first = chain.is_empty();
-            if h.generation as u32 != record.generation_lo
-                || h.key != record.key
-                || h.is_first() != first
-                || h.payload_len == 0
-                || h.payload_len > g.slot_size
-            {
-                return Err(Damage::Corrupt);
-            }
-            if first {
+            let h = self.verified_slot(slot, record, chain.is_empty())?;
+            if chain.is_empty() {
                 total = h.total_len;
-            }
-            let payload = self
-                .region
-                .read(g.payload_offset(slot), h.payload_len as usize);
-            if layout::payload_crc(payload) != h.payload_crc {
-                return Err(Damage::Corrupt);
             }
             sum += u64::from(h.payload_len);
             chain.push((slot, h.payload_len));
@@ -389,6 +443,58 @@ impl Shared {
             return Err(Damage::Corrupt);
         }
         Ok((chain, total))
+    }
+
+    /// Verifies one slot of a pinned entry: its header (checksum,
+    /// generation, key, position, length) and its payload's CRC.
+    fn verified_slot(&self, slot: u32, record: &Record, first: bool) -> Result<SlotHeader, Damage> {
+        let g = &self.geometry;
+        if slot >= g.slot_count {
+            return Err(Damage::Corrupt);
+        }
+        let raw = self.region.read_header(g.header_offset(slot));
+        let generation = u64::from_le_bytes(raw[..8].try_into().map_err(|_| Damage::Corrupt)?);
+        if first && generation as u32 != record.generation_lo {
+            // The first slot's generation is cleared (or reused) only by a
+            // purge or replacement that raced with this lookup.
+            return Err(Damage::Gone);
+        }
+        let h = SlotHeader::decode(&raw).ok_or(Damage::Corrupt)?;
+        if h.generation as u32 != record.generation_lo
+            || h.key != record.key
+            || h.is_first() != first
+            || h.payload_len == 0
+            || h.payload_len > g.slot_size
+        {
+            return Err(Damage::Corrupt);
+        }
+        let payload = self
+            .region
+            .read(g.payload_offset(slot), h.payload_len as usize);
+        if layout::payload_crc(payload) != h.payload_crc {
+            return Err(Damage::Corrupt);
+        }
+        Ok(h)
+    }
+
+    /// The URL, body length and times of a pinned entry, from its first
+    /// slot alone (verified); `None` when the URL runs past that slot.
+    fn head(&self, record: &Record) -> Result<Option<(String, u64)>, Damage> {
+        let h = self.verified_slot(record.first_slot, record, true)?;
+        let payload = self.region.read(
+            self.geometry.payload_offset(record.first_slot),
+            h.payload_len as usize,
+        );
+        let (url_len, header_len) = layout::decode_entry_prefix(payload).ok_or(Damage::Corrupt)?;
+        let url_end = ENTRY_PREFIX_LEN + url_len as usize;
+        let Some(url) = payload.get(ENTRY_PREFIX_LEN..url_end) else {
+            return Ok(None);
+        };
+        let body_len = h
+            .total_len
+            .checked_sub(url_end as u64 + u64::from(header_len))
+            .ok_or(Damage::Corrupt)?;
+        Ok(Some((String::from_utf8_lossy(url).into_owned(), body_len)))
     }
 
     fn build_hit(
@@ -741,12 +847,23 @@ impl DirWriter {
             self.first
         };
         let next = self.slots.get(1).copied().unwrap_or(NO_SLOT);
+
+        // Under the lock, so memory and disk agree on which commit of a key
+        // is the newest: the one with the highest generation.
+        let shared = Arc::clone(&self.shared);
+        let mut st = shared.lock();
+        if let Some(old) = st.index.get(&self.key) {
+            let theirs = st.index.record(old).generation_lo;
+            // Serial-number comparison of the low 32 bits.
+            if theirs.wrapping_sub(self.generation as u32) as i32 > 0 {
+                drop(st);
+                shared.counters.superseded.fetch_add(1, Ordering::Relaxed);
+                return Err(StoreError::Superseded);
+            }
+        }
         self.publish(
             first, next, first_len, first_crc, FLAG_FIRST, self.total, self.times,
         );
-
-        let shared = Arc::clone(&self.shared);
-        let mut st = shared.lock();
         if let Some(old) = st.index.get(&self.key) {
             shared.remove_id(&mut st, old, false);
         }
@@ -780,8 +897,19 @@ impl Drop for DirWriter {
 /// Opens or creates `DIR/cuttle.store`: the directory created if missing,
 /// the file locked, allocated and checked against `spec`.
 fn open_data_file(spec: &DirSpec) -> Result<(File, PathBuf, Geometry, bool), StoreError> {
-    std::fs::create_dir_all(&spec.path)
-        .map_err(|e| StoreError::io(&spec.path, "create the cache_dir", e))?;
+    if spec.read_only {
+        // Inspecting must not create anything.
+        if !spec.path.is_dir() {
+            return Err(StoreError::io(
+                &spec.path,
+                "open the cache_dir",
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+    } else {
+        std::fs::create_dir_all(&spec.path)
+            .map_err(|e| StoreError::io(&spec.path, "create the cache_dir", e))?;
+    }
     let path = spec.path.join(DATA_FILE);
     let wanted = match spec.capacity {
         Some(capacity) => {
@@ -932,7 +1060,9 @@ fn rebuild(region: &Region, g: Geometry, policy: Box<dyn Policy>) -> (State, Reb
     };
     let mut report = RebuildReport::default();
     let mut max_generation = 0u64;
-    let mut firsts: Vec<(u64, u32, SlotHeader)> = Vec::new();
+    // (generation, slot) of every committed first slot; headers are decoded
+    // again below rather than kept, to hold peak memory down.
+    let mut firsts: Vec<(u64, u32)> = Vec::new();
     // Slots holding a valid continuation header: orphans unless claimed.
     let mut continuation = Bits::new(n);
     for slot in 0..n {
@@ -945,7 +1075,7 @@ fn rebuild(region: &Region, g: Geometry, policy: Box<dyn Policy>) -> (State, Reb
             Some(h) => {
                 max_generation = max_generation.max(h.generation);
                 if h.is_first() {
-                    firsts.push((h.generation, slot, h));
+                    firsts.push((h.generation, slot));
                 } else {
                     continuation.set(slot, true);
                 }
@@ -956,9 +1086,12 @@ fn rebuild(region: &Region, g: Geometry, policy: Box<dyn Policy>) -> (State, Reb
     firsts.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
     let mut claimed = Bits::new(n);
     let mut index = Index::with_capacity(firsts.len());
-    let mut accepted: Vec<(Record, u64)> = Vec::with_capacity(firsts.len());
+    let mut accepted: Vec<(EntryId, u64)> = Vec::with_capacity(firsts.len());
     let mut chain = Vec::new();
-    for &(generation, first, h) in &firsts {
+    for &(generation, first) in &firsts {
+        let Some(h) = SlotHeader::decode(&region.read_header(g.header_offset(first))) else {
+            continue; // cannot happen: it decoded a moment ago
+        };
         if index.get(&h.key).is_some() {
             report.duplicates += 1;
             clear(first);
@@ -966,9 +1099,8 @@ fn rebuild(region: &Region, g: Geometry, policy: Box<dyn Policy>) -> (State, Reb
         }
         chain.clear();
         if chain_holds(region, g, first, &h, &mut claimed, &mut chain) {
-            let record = Record::new(h.key, first, generation, h.times);
-            index.insert(record);
-            accepted.push((record, h.total_len));
+            let id = index.insert(Record::new(h.key, first, generation, h.times));
+            accepted.push((id, h.total_len));
             report.entries += 1;
             report.bytes += h.total_len;
         } else {
@@ -994,10 +1126,8 @@ fn rebuild(region: &Region, g: Geometry, policy: Box<dyn Policy>) -> (State, Reb
         policy,
     };
     // Oldest first into the policy, so recency follows commit order.
-    for (record, size) in accepted.iter().rev() {
-        if let Some(id) = state.index.get(&record.key) {
-            state.policy.insert(id, *size);
-        }
+    for &(id, size) in accepted.iter().rev() {
+        state.policy.insert(id, size);
     }
     (state, report, max_generation)
 }

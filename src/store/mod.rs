@@ -33,7 +33,7 @@ pub use dir::{DirSpec, DirWriter, DATA_FILE, DEFAULT_SLOT_SIZE};
 pub use layout::Times;
 
 use crate::config::{self, ReplacementPolicy};
-use dir::Dir;
+use dir::{Dir, StoreShared};
 
 /// A store key (Squid's: MD5 of method and URL).
 pub type Key = [u8; 16];
@@ -112,6 +112,8 @@ pub struct Counters {
     pub purges: AtomicU64,
     /// Hits whose URL or header block spanned non-adjacent slots (copied).
     pub copied_heads: AtomicU64,
+    /// Commits dropped because a writer that started later committed first.
+    pub superseded: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -140,6 +142,9 @@ pub enum StoreError {
     NoDir { size: u64 },
     /// The writer failed earlier and was abandoned.
     Aborted,
+    /// A writer of the same key that started later has already committed;
+    /// this older version is dropped (harmless: the newer one is cached).
+    Superseded,
 }
 
 impl StoreError {
@@ -182,6 +187,7 @@ impl fmt::Display for StoreError {
             StoreError::NoSpace => f.write_str("no space: nothing left to evict"),
             StoreError::NoDir { size } => write!(f, "no cache_dir takes objects of {size} bytes"),
             StoreError::Aborted => f.write_str("the write was abandoned"),
+            StoreError::Superseded => f.write_str("a newer version of the object was stored first"),
         }
     }
 }
@@ -241,11 +247,11 @@ impl Store {
         specs: &[DirSpec],
         options: StoreOptions,
     ) -> Result<(Store, RebuildReport), StoreError> {
-        let counters = Arc::new(Counters::default());
+        let shared = StoreShared::default();
         let mut dirs = Vec::with_capacity(specs.len());
         let mut report = RebuildReport::default();
         for spec in specs {
-            let (dir, r) = Dir::open(spec, options.policy, Arc::clone(&counters))?;
+            let (dir, r) = Dir::open(spec, options.policy, &shared)?;
             tracing::info!(
                 dir = %spec.path.display(),
                 entries = r.entries,
@@ -257,11 +263,14 @@ impl Store {
             report.add(&r);
             dirs.push(dir);
         }
+        let settled = settle_duplicates(&dirs);
+        report.duplicates += settled;
+        report.entries -= settled;
         Ok((
             Store {
                 dirs,
                 options,
-                counters,
+                counters: shared.counters,
             },
             report,
         ))
@@ -468,27 +477,26 @@ impl Store {
                     report.bytes +=
                         hit.url.len() as u64 + hit.header_block.len() as u64 + hit.body_len;
                 }
-                None => {
-                    report.bad += 1;
-                    tracing::warn!(key = %dir::hex_key(key), "entry failed verification");
-                }
+                // The lookup logged it.
+                None => report.bad += 1,
             }
             progress(done as u64 + 1, total);
         }
         report
     }
 
-    /// Every verified entry, sorted by URL; bad ones are left out (see
-    /// [`Store::verify`]).
+    /// Every entry, sorted by URL, read from its first slot only (verified;
+    /// a bad one is left out and counted in `counters().bad`). Use
+    /// [`Store::verify`] to check whole entries.
     pub fn list(&self) -> Vec<Listed> {
         let mut out: Vec<Listed> = self
-            .keys()
+            .dirs
             .iter()
-            .filter_map(|k| self.lookup(k))
-            .map(|hit| Listed {
-                url: String::from_utf8_lossy(&hit.url).into_owned(),
-                body_len: hit.body_len,
-                times: hit.times,
+            .flat_map(|d| d.keys().into_iter().filter_map(|k| d.head(&k)))
+            .map(|(url, body_len, times)| Listed {
+                url,
+                body_len,
+                times,
             })
             .collect();
         out.sort_by(|a, b| a.url.cmp(&b.url));
@@ -518,13 +526,39 @@ impl Writer<'_> {
     pub fn commit(self) -> Result<(), StoreError> {
         let key = self.inner.key();
         self.inner.commit()?;
+        // An older copy in another dir (the object changed size) goes. Not
+        // written through: after a crash the newer generation wins anyway.
         for d in &self.store_dirs.dirs {
             if !std::ptr::eq(d, self.chosen) {
-                d.purge(&key);
+                d.discard(&key);
             }
         }
         Ok(())
     }
+}
+
+/// A key committed in one cache_dir while an older copy lived in another
+/// is in both when a crash came between the commit and the removal of the
+/// old copy: keep the newest (highest generation), drop the rest. Returns
+/// how many were dropped.
+fn settle_duplicates(dirs: &[Dir]) -> u64 {
+    let mut dropped = 0;
+    for (i, dir) in dirs.iter().enumerate() {
+        for key in dir.keys() {
+            for other in &dirs[i + 1..] {
+                let (Some(mine), Some(theirs)) =
+                    (dir.generation_of(&key), other.generation_of(&key))
+                else {
+                    continue;
+                };
+                let loser = if mine > theirs { other } else { dir };
+                if loser.discard(&key) {
+                    dropped += 1;
+                }
+            }
+        }
+    }
+    dropped
 }
 
 /// The store's view of the config's `cache_dir` lines: every Squid type is

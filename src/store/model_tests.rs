@@ -8,7 +8,6 @@
 //! and entries made durable and still present before the cut must survive.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -17,7 +16,7 @@ use super::dir::{Dir, DirSpec};
 use super::layout::{Geometry, Times};
 use super::map::Region;
 use super::tests::{body, key};
-use super::{Counters, RebuildReport};
+use super::RebuildReport;
 
 const KEYS: u64 = 12;
 
@@ -64,13 +63,7 @@ fn spec() -> DirSpec {
 }
 
 fn open(region: Region, fresh: bool) -> (Dir, RebuildReport) {
-    Dir::open_region(
-        &spec(),
-        region,
-        geometry(),
-        fresh,
-        Arc::new(Counters::default()),
-    )
+    Dir::open_region(&spec(), region, geometry(), fresh)
 }
 
 /// (version, body length) claimed by an entry's header block.

@@ -424,3 +424,30 @@ fn objects_are_spread_over_cache_dirs_by_size() {
     assert_entry(&store, 1, 2, 50_000);
     assert_entry(&store, 2, 1, 100_000);
 }
+
+#[test]
+fn the_writer_that_started_last_wins_in_memory_and_on_disk() {
+    let dir = TempDir::new("superseded");
+    {
+        let (store, _) = open(&dir.0, 1 << 20, 4096);
+        let url = b"http://example.com/1";
+        let mut older = store
+            .writer(key(1), Times::default(), url, b"older", None)
+            .expect("writer");
+        let mut newer = store
+            .writer(key(1), Times::default(), url, b"newer", None)
+            .expect("writer");
+        newer.write(b"new body").expect("write");
+        older.write(b"old body").expect("write");
+        newer.commit().expect("commit");
+        assert!(matches!(older.commit(), Err(StoreError::Superseded)));
+        let hit = store.lookup(&key(1)).expect("hit");
+        assert_eq!(&hit.header_block[..], b"newer");
+        assert_eq!(store.usage()[0].free_slots, store.usage()[0].slots - 1);
+    }
+    let (store, _) = open(&dir.0, 1 << 20, 4096);
+    assert_eq!(
+        &store.lookup(&key(1)).expect("hit").header_block[..],
+        b"newer"
+    );
+}
