@@ -150,7 +150,10 @@ impl Index {
 
     /// Heap bytes held, for the memory-per-entry figure.
     pub fn heap_bytes(&self) -> usize {
-        self.table.capacity() * (std::mem::size_of::<EntryId>() + 1)
+        // hashbrown keeps buckets at a power of two, at most 7/8 full, each
+        // with one control byte.
+        let buckets = (self.table.capacity() * 8 / 7).next_power_of_two();
+        buckets * (std::mem::size_of::<EntryId>() + 1)
             + self.slab.capacity() * std::mem::size_of::<Record>()
             + self.free_ids.capacity() * std::mem::size_of::<EntryId>()
     }
