@@ -129,3 +129,47 @@ fn modules_import_only_lower_layers() {
         }
     }
 }
+
+/// DESIGN.md: every `unsafe` of the daemon lives in store/map.rs, each
+/// block with a `// SAFETY:` line.
+#[test]
+fn unsafe_lives_only_in_the_store_map() {
+    let src = root().join("src");
+    for path in rust_files(&src) {
+        let text = std::fs::read_to_string(&path).expect("source is UTF-8");
+        let rel = path.strip_prefix(&src).expect("under src");
+        let uses: Vec<usize> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| {
+                let code = l.split("//").next().unwrap_or("");
+                code.contains("unsafe {")
+                    || code.contains("unsafe impl")
+                    || code.contains("unsafe fn")
+            })
+            .map(|(n, _)| n)
+            .collect();
+        if rel != Path::new("store/map.rs") {
+            assert!(
+                uses.is_empty(),
+                "src/{}: unsafe outside store/map.rs",
+                rel.display()
+            );
+            continue;
+        }
+        assert!(uses.len() >= 5, "the map's unsafe blocks were not found");
+        let lines: Vec<&str> = text.lines().collect();
+        for n in uses {
+            let justified = lines[..n]
+                .iter()
+                .rev()
+                .take(6)
+                .any(|l| l.trim_start().starts_with("// SAFETY:"));
+            assert!(
+                justified,
+                "src/store/map.rs:{}: unsafe without a // SAFETY: line",
+                n + 1
+            );
+        }
+    }
+}
