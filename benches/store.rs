@@ -35,14 +35,7 @@ impl Drop for TempDir {
 }
 
 fn spec(path: &Path, capacity: u64, slot_size: u32) -> DirSpec {
-    DirSpec {
-        path: path.to_path_buf(),
-        capacity: Some(capacity),
-        slot_size: Some(slot_size),
-        min_size: 0,
-        max_size: None,
-        read_only: false,
-    }
+    DirSpec::new(path.to_path_buf(), capacity, slot_size)
 }
 
 fn open(spec: &DirSpec) -> Store {

@@ -38,14 +38,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn open_store(path: &Path) -> Store {
-    let spec = DirSpec {
-        path: path.to_path_buf(),
-        capacity: Some(1 << 20),
-        slot_size: Some(4096),
-        min_size: 0,
-        max_size: None,
-        read_only: false,
-    };
+    let spec = DirSpec::new(path.to_path_buf(), 1 << 20, 4096);
     let (store, _) = Store::open(&[spec], StoreOptions::default()).expect("store opens");
     store
 }

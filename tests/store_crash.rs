@@ -20,8 +20,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use cuttle::config::ReplacementPolicy;
-use cuttle::store::{DirSpec, Hit, Key, RebuildReport, Store, StoreOptions, Times};
+use cuttle::store::{DirSpec, Hit, Key, RebuildReport, Store, StoreOptions};
 use cuttle_protocol::key::{store_key, Method};
+
+mod common;
+use common::{body, claimed, header_block, times};
 
 /// Set (to the temp dir) only in the child process.
 const CHILD_ENV: &str = "CUTTLE_CRASH_CHILD";
@@ -48,67 +51,6 @@ fn url(k: u64) -> String {
 
 fn key(k: u64) -> Key {
     store_key(Method::Get, url(k).as_bytes())
-}
-
-/// The header block of (key, version, length). One in eight carries 4 to
-/// 12 KB of padding, so the head spans slots (and, when the free slots are
-/// scattered, non-adjacent ones: the copied-head path).
-fn header_block(k: u64, version: u64, len: usize) -> String {
-    let mut pad = String::new();
-    if mix(k ^ version.rotate_left(20)).is_multiple_of(8) {
-        let n = 4000 + (mix(version) % 8000) as usize;
-        pad = "X-Pad: ".to_string();
-        pad.extend((0..n).map(|i| char::from(b'a' + (i % 26) as u8)));
-        pad.push_str("\r\n");
-    }
-    format!(
-        "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nX-Key: {k}\r\n{pad}X-Version: {version}\r\n\r\n"
-    )
-}
-
-fn times(k: u64, version: u64) -> Times {
-    Times {
-        date: version as u32,
-        expires: 2_000_000_000,
-        last_modified: k as u32,
-    }
-}
-
-/// splitmix64: one well-mixed word per call.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// The body of (key, version, length): a deterministic function of the
-/// three (a word at a time, so debug builds stay quick).
-fn body(k: u64, version: u64, len: usize) -> Vec<u8> {
-    let seed = mix(k ^ mix(version) ^ (len as u64).rotate_left(40));
-    let mut out = Vec::with_capacity(len + 8);
-    let mut i = 0u64;
-    while out.len() < len {
-        out.extend_from_slice(&mix(seed ^ i.wrapping_mul(0xa076_1d64_78bd_642f)).to_le_bytes());
-        i += 1;
-    }
-    out.truncate(len);
-    out
-}
-
-/// (key, version, length) named by an entry's header block.
-fn claimed(header_block: &[u8]) -> Option<(u64, u64, usize)> {
-    let text = std::str::from_utf8(header_block).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        text.split("\r\n")
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|v| v.trim().parse().ok())
-    };
-    Some((
-        field("X-Key:")?,
-        field("X-Version:")?,
-        usize::try_from(field("Content-Length:")?).ok()?,
-    ))
 }
 
 /// Checks every byte of `hit` against what (key, version, length) it
@@ -143,14 +85,7 @@ fn verify_hit(hit: &Hit, k: u64) -> (u64, usize) {
 }
 
 fn spec(dir: &Path) -> DirSpec {
-    DirSpec {
-        path: dir.to_path_buf(),
-        capacity: Some(CAPACITY),
-        slot_size: Some(SLOT_SIZE),
-        min_size: 0,
-        max_size: None,
-        read_only: false,
-    }
+    DirSpec::new(dir.to_path_buf(), CAPACITY, SLOT_SIZE)
 }
 
 fn open(dir: &Path) -> (Store, RebuildReport) {

@@ -15,14 +15,7 @@ fn child_opens_a_store_on_the_small_disk() {
     let Some(dir) = std::env::var_os(CHILD_ENV) else {
         return;
     };
-    let spec = DirSpec {
-        path: PathBuf::from(dir).join("cache"),
-        capacity: Some(16 << 20),
-        slot_size: Some(4096),
-        min_size: 0,
-        max_size: None,
-        read_only: false,
-    };
+    let spec = DirSpec::new(PathBuf::from(dir).join("cache"), 16 << 20, 4096);
     match Store::open(&[spec], StoreOptions::default()) {
         Ok(_) => println!("RESULT: opened"),
         Err(e @ StoreError::Allocate { .. }) => println!("RESULT: allocate error: {e}"),

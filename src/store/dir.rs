@@ -55,6 +55,21 @@ pub(crate) struct StoreShared {
     pub next_generation: Arc<AtomicU64>,
 }
 
+impl DirSpec {
+    /// A writable cache_dir of `capacity` bytes of `slot_size`-byte slots
+    /// taking objects of any size.
+    pub fn new(path: impl Into<PathBuf>, capacity: u64, slot_size: u32) -> DirSpec {
+        DirSpec {
+            path: path.into(),
+            capacity: Some(capacity),
+            slot_size: Some(slot_size),
+            min_size: 0,
+            max_size: None,
+            read_only: false,
+        }
+    }
+}
+
 pub(crate) struct Dir {
     shared: Arc<Shared>,
 }

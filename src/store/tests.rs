@@ -27,14 +27,7 @@ impl Drop for TempDir {
 }
 
 pub(crate) fn spec(path: &Path, capacity: u64, slot_size: u32) -> DirSpec {
-    DirSpec {
-        path: path.to_path_buf(),
-        capacity: Some(capacity),
-        slot_size: Some(slot_size),
-        min_size: 0,
-        max_size: None,
-        read_only: false,
-    }
+    DirSpec::new(path.to_path_buf(), capacity, slot_size)
 }
 
 fn open(path: &Path, capacity: u64, slot_size: u32) -> (Store, RebuildReport) {
