@@ -14,7 +14,15 @@ use cuttle::inspect;
 use cuttle::store::{RebuildReport, Store, StoreError, VerifyReport};
 
 const EXAMPLES: &str = "\
+With no command, cuttle runs as a caching proxy on the embedded default:
+http_port 127.0.0.1:3128, access from localhost only, a 256 MB cache_dir and
+its access.log in $XDG_CACHE_HOME/cuttle (else ~/.cache/cuttle, else
+/var/cache/cuttle).
+
 Examples:
+  cuttle run -f /etc/cuttle/squid.conf
+  cuttle                      # the embedded default
+  curl -x 127.0.0.1:3128 http://example.com/
   cuttle check -f /etc/squid/squid.conf
   cuttle icp decode fixtures/icp/v2-query-squid57.bin
   cuttle htcp decode --hex reply.hex
@@ -24,14 +32,25 @@ Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.";
 
 /// A caching HTTP proxy that speaks Squid's peer protocols (ICP, HTCP).
 #[derive(Debug, Parser)]
-#[command(name = "cuttle", version, after_help = EXAMPLES, arg_required_else_help = true)]
+#[command(name = "cuttle", version, after_help = EXAMPLES)]
 pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the caching proxy from a squid.conf.
+    #[command(after_help = "\
+Examples:
+  cuttle run -f /etc/cuttle/squid.conf
+  RUST_LOG=debug cuttle run -f squid.conf
+
+Prints where it listens. SIGTERM or SIGINT stop it (requests in flight may
+finish, up to shutdown_lifetime); SIGHUP re-reads the config and keeps the
+old one if the new one has errors. Without -f, the embedded default is used
+(see `cuttle --help`).")]
+    Run(RunArgs),
     /// Work with ICP datagrams (RFC 2186).
     #[command(
         subcommand,
@@ -124,6 +143,13 @@ struct DecodeArgs {
 }
 
 #[derive(Debug, Args)]
+struct RunArgs {
+    /// The squid.conf to run with (default: the embedded configuration).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 struct CheckArgs {
     /// The squid.conf to check.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
@@ -145,7 +171,11 @@ fn parse_mapping(s: &str) -> Result<(PathBuf, PathBuf), String> {
 
 impl Cli {
     pub fn run(self) -> ExitCode {
-        match self.command {
+        let Some(command) = self.command else {
+            return cuttle::daemon::run(cuttle::daemon::RunOptions::default());
+        };
+        match command {
+            Command::Run(args) => cuttle::daemon::run(cuttle::daemon::RunOptions { config: args.file }),
             Command::Icp(IcpCommand::Decode(args)) => decode(&args, "ICP", inspect::icp_json),
             Command::Htcp(HtcpCommand::Decode(args)) => decode(&args, "HTCP", inspect::htcp_json),
             Command::Check(args) => check(&args),

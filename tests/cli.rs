@@ -185,6 +185,7 @@ fn help_has_a_description_and_an_example_everywhere() {
         vec!["icp", "decode", "--help"],
         vec!["htcp", "decode", "--help"],
         vec!["check", "--help"],
+        vec!["run", "--help"],
         vec!["store", "--help"],
         vec!["store", "verify", "--help"],
         vec!["store", "ls", "--help"],

@@ -1,7 +1,10 @@
-//! ACLs (`acl` lines: typed src/dst/dstdomain/port/method, Squid's built-ins, other types kept untyped) and access rule lists (`allow|deny [!]acl ...`).
+//! ACLs (`acl` lines: typed src/dst/dstdomain/port/method/proto/localport/localip/myportname/url_regex/urlpath_regex/dstdom_regex, Squid's built-ins, other types kept untyped) and access rule lists (`allow|deny [!]acl ...`), refusing rules that use an ACL cuttle cannot evaluate.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use regex::bytes::{Regex as BytesRegex, RegexBuilder as BytesRegexBuilder};
 
 use super::directives::Ctx;
 use super::lexer::{value_file_words, Line, Token, TokenKind};
@@ -38,19 +41,135 @@ pub enum AclData {
         entries: Vec<Located<DomainEntry>>,
         /// `-n`: never reverse-resolve an IP host to match.
         no_lookup: bool,
+        /// Hash lookup over `entries`, built when loading ends (an index
+        /// that does not cover every entry is ignored, so a hand-built
+        /// `DstDomain` may leave it `Default`).
+        index: DomainIndex,
     },
-    /// Destination port.
+    /// Destination port (the URL's, with the scheme's default).
     Port(Vec<Located<PortRange>>),
-    /// Request method (case-sensitive, as in Squid).
+    /// Request method. Squid (with its default `relaxed_header_parser on`)
+    /// matches the methods it knows case-insensitively, others exactly.
     Method(Vec<Located<String>>),
+    /// `proto`: the URL scheme, as Squid's upper-case protocol names
+    /// (`HTTP`, `HTTPS`, `FTP`, `CACHE_OBJECT`, ...; `NONE` for CONNECT).
+    Proto(Vec<Located<String>>),
+    /// `localport` (old name `myport`): the port the client connected to.
+    LocalPort(Vec<Located<PortRange>>),
+    /// `localip` (old name `myip`): the address the client connected to.
+    LocalIp(Vec<Located<IpAclEntry>>),
+    /// `myportname`: the `name=` of the http_port the request came in on
+    /// (by default the port as written, e.g. `3128` or `127.0.0.1:3128`).
+    /// Case-sensitive.
+    MyPortName(Vec<Located<String>>),
+    /// `url_regex`: the percent-decoded absolute URL (`host:port` for CONNECT).
+    UrlRegex(Vec<Located<AclRegex>>),
+    /// `urlpath_regex`: the percent-decoded path with its query.
+    UrlPathRegex(Vec<Located<AclRegex>>),
+    /// `dstdom_regex`: the URL's host name.
+    DstDomRegex {
+        patterns: Vec<Located<AclRegex>>,
+        /// `-n`: never reverse-resolve an IP host to match.
+        no_lookup: bool,
+    },
     /// Squid's built-in `manager`: cache manager requests
     /// (`cache_object://` and `/squid-internal-mgr/` URLs).
     Manager,
-    /// A type cuttle does not evaluate yet, kept as written (flags included).
+    /// A type cuttle does not evaluate, kept as written (flags included).
+    /// A rule that uses one is refused when loading.
     Other {
         acl_type: String,
         values: Vec<Located<String>>,
     },
+}
+
+/// One pattern of a regex ACL, compiled when loading.
+#[derive(Debug, Clone)]
+pub struct AclRegex {
+    /// As written.
+    pub pattern: String,
+    /// After `-i` (until a `+i`) on its `acl` line.
+    pub case_insensitive: bool,
+    /// Compiled from `pattern` for bytes, POSIX-like: no Unicode classes,
+    /// ASCII case folding, `.` matches a newline (Squid uses regcomp with
+    /// REG_EXTENDED and no REG_NEWLINE).
+    pub regex: BytesRegex,
+}
+
+impl PartialEq for AclRegex {
+    fn eq(&self, other: &Self) -> bool {
+        // The compiled regex follows from pattern and flag.
+        self.pattern == other.pattern && self.case_insensitive == other.case_insensitive
+    }
+}
+
+impl Eq for AclRegex {}
+
+/// A hash index over a dstdomain ACL's entries: lookups cost a few hash
+/// probes per label of the host instead of a scan of the whole list.
+/// Derived data: it never makes two ACLs compare unequal.
+#[derive(Clone, Default)]
+pub struct DomainIndex {
+    exact: HashSet<Box<str>>,
+    subdomains: HashSet<Box<str>>,
+    /// How many entries it was built from.
+    covers: usize,
+}
+
+impl DomainIndex {
+    /// Index `entries`.
+    pub fn build(entries: &[Located<DomainEntry>]) -> Self {
+        let mut index = DomainIndex {
+            covers: entries.len(),
+            ..DomainIndex::default()
+        };
+        for e in entries {
+            let set = if e.subdomains {
+                &mut index.subdomains
+            } else {
+                &mut index.exact
+            };
+            set.insert(e.domain.as_str().into());
+        }
+        index
+    }
+
+    /// Whether the index was built from exactly `n` entries (so it can stand
+    /// in for them).
+    pub fn covers(&self, n: usize) -> bool {
+        self.covers == n && n > 0
+    }
+
+    /// Whether `host` (already lower-case, without a trailing dot) matches
+    /// an indexed entry, with [`DomainEntry::matches`]'s rules.
+    pub fn matches_lowercase(&self, host: &str) -> bool {
+        if self.exact.contains(host) || self.subdomains.contains(host) {
+            return true;
+        }
+        host.match_indices('.').any(|(i, _)| {
+            host.get(i + 1..)
+                .is_some_and(|parent| !parent.is_empty() && self.subdomains.contains(parent))
+        })
+    }
+}
+
+impl PartialEq for DomainIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DomainIndex {}
+
+impl fmt::Debug for DomainIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "DomainIndex({} exact, {} with subdomains)",
+            self.exact.len(),
+            self.subdomains.len()
+        )
+    }
 }
 
 impl AclData {
@@ -62,8 +181,40 @@ impl AclData {
             AclData::DstDomain { .. } => "dstdomain",
             AclData::Port(_) => "port",
             AclData::Method(_) => "method",
+            AclData::Proto(_) => "proto",
+            AclData::LocalPort(_) => "localport",
+            AclData::LocalIp(_) => "localip",
+            AclData::MyPortName(_) => "myportname",
+            AclData::UrlRegex(_) => "url_regex",
+            AclData::UrlPathRegex(_) => "urlpath_regex",
+            AclData::DstDomRegex { .. } => "dstdom_regex",
             AclData::Manager => "url_regex",
             AclData::Other { acl_type, .. } => acl_type,
+        }
+    }
+
+    /// Why cuttle cannot evaluate this ACL, if it cannot: its type is not
+    /// implemented, or it lists host names Squid would resolve at start-up.
+    pub fn unsupported_reason(&self) -> Option<String> {
+        let hosts = |entries: &[Located<IpAclEntry>]| {
+            entries
+                .iter()
+                .find_map(|e| match &e.value {
+                    IpAclEntry::Host(h) => Some(h.clone()),
+                    _ => None,
+                })
+                .map(|h| {
+                    format!(
+                        "it lists the host name \"{h}\", which Squid resolves once at start-up and cuttle does not; list its addresses instead"
+                    )
+                })
+        };
+        match self {
+            AclData::Src(e) | AclData::LocalIp(e) | AclData::Dst { entries: e, .. } => hosts(e),
+            AclData::Other { acl_type, .. } => {
+                Some(format!("cuttle does not implement ACL type {acl_type}"))
+            }
+            _ => None,
         }
     }
 }
@@ -126,18 +277,21 @@ pub struct DomainEntry {
 
 impl DomainEntry {
     /// Whether `host` matches (case-insensitive; a trailing dot is ignored).
+    /// Allocates nothing.
     pub fn matches(&self, host: &str) -> bool {
-        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-        if host == self.domain {
+        let host = host.strip_suffix('.').unwrap_or(host).as_bytes();
+        let domain = self.domain.as_bytes();
+        if host.eq_ignore_ascii_case(domain) {
             return true;
         }
+        let Some(split) = host.len().checked_sub(domain.len() + 1) else {
+            return false;
+        };
         self.subdomains
-            && host.len() > self.domain.len()
-            && host.ends_with(&self.domain)
+            && host.get(split) == Some(&b'.')
             && host
-                .as_bytes()
-                .get(host.len() - self.domain.len() - 1)
-                .is_some_and(|&b| b == b'.')
+                .get(split + 1..)
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(domain))
     }
 }
 
@@ -165,6 +319,10 @@ pub enum Action {
 pub struct AclRef {
     pub name: String,
     pub negated: bool,
+    /// Index of the ACL in `Config::acls`, resolved when loading so an
+    /// access check need not look names up. If it does not point at an ACL
+    /// of this name (a hand-built rule), evaluation looks the name up.
+    pub index: usize,
 }
 
 /// `allow|deny acl1 !acl2 ...`: matches when every ACL reference matches.
@@ -479,12 +637,102 @@ fn parse_method(s: &str) -> Result<String, String> {
 #[derive(Debug, Default)]
 struct Flags {
     no_lookup: bool,
-    seen: Vec<String>,
+    /// For regex types: `-i` seen last (until a `+i`).
+    case_insensitive: bool,
 }
 
 fn is_flag(t: &Token) -> bool {
     t.kind == TokenKind::Bare
         && (matches!(t.text.as_str(), "-i" | "+i" | "-n" | "--") || t.text.starts_with("-m"))
+}
+
+/// ACL types cuttle evaluates (typed in [`AclData`]); the other Squid types
+/// are kept as [`AclData::Other`].
+const EVALUATED_TYPES: &[&str] = &[
+    "src",
+    "dst",
+    "dstdomain",
+    "port",
+    "method",
+    "proto",
+    "localport",
+    "localip",
+    "myportname",
+    "url_regex",
+    "urlpath_regex",
+    "dstdom_regex",
+];
+
+/// ACL types Squid 5 renamed, read under the new name with Squid's
+/// "UPGRADE" warning: (old, current). From Squid's ACL::ParseAclLine.
+const RENAMED_TYPES: &[(&str, &str)] = &[
+    ("myip", "localip"),
+    ("myport", "localport"),
+    ("clientside_mark", "client_connection_mark"),
+];
+
+/// Squid 5's protocol names (AnyP::ProtocolType_str, below PROTO_UNKNOWN)
+/// that a `proto` ACL accepts, compared case-insensitively; a URL scheme
+/// maps to the name it equals case-insensitively (`cache_object` is
+/// `CACHE_OBJECT`), CONNECT's authority-form target to `NONE`.
+pub const PROTOCOL_NAMES: &[&str] = &[
+    "NONE",
+    "HTTP",
+    "FTP",
+    "HTTPS",
+    "COAP",
+    "COAPS",
+    "GOPHER",
+    "WAIS",
+    "CACHE_OBJECT",
+    "ICP",
+    "HTCP",
+    "URN",
+    "WHOIS",
+    "ICY",
+    "TLS",
+    "SSL",
+    "AUTHORITY_FORM",
+];
+
+/// The option flags each evaluated type accepts (Squid's per-type options).
+fn flag_allowed(acl_type: &str, flag: &str) -> bool {
+    match acl_type {
+        "dst" => flag == "-n",
+        "dstdomain" => flag == "-n" || flag == "-i",
+        "dstdom_regex" => matches!(flag, "-n" | "-i" | "+i"),
+        "url_regex" | "urlpath_regex" => matches!(flag, "-i" | "+i"),
+        _ => false,
+    }
+}
+
+/// A regex error message on one line (the regex crate's are multi-line).
+fn regex_error_line(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("error:"))
+        .map(|l| l.trim_start_matches("error:").trim().to_string())
+        .unwrap_or_else(|| text.lines().next().unwrap_or("").trim().to_string())
+}
+
+/// Compile one regex ACL pattern the way Squid's regcomp(REG_EXTENDED)
+/// reads it as closely as the regex crate allows: bytes, no Unicode
+/// classes, ASCII case folding, `.` also matching a newline; with limits so
+/// a hostile pattern cannot take unbounded memory.
+pub(crate) fn compile_acl_regex(
+    pattern: &str,
+    case_insensitive: bool,
+) -> Result<BytesRegex, String> {
+    BytesRegexBuilder::new(pattern)
+        .case_insensitive(case_insensitive)
+        .unicode(false)
+        .dot_matches_new_line(true)
+        .size_limit(1 << 20)
+        .dfa_size_limit(1 << 20)
+        .nest_limit(64)
+        .build()
+        .map_err(|e| regex_error_line(&e))
 }
 
 /// The values of an `acl` line after its flags: inline tokens, plus the
@@ -526,13 +774,21 @@ pub(crate) fn parse_acl(ctx: &mut Ctx<'_, '_>, line: &Line) {
         ctx.error(loc, format!("acl: ACL \"{name}\" has no type"));
         return;
     };
-    let acl_type = type_tok.text.as_str();
+    let mut acl_type = type_tok.text.as_str();
     if !SQUID_ACL_TYPES.contains(&acl_type) {
         ctx.error(loc, format!("acl: \"{acl_type}\" is not an ACL type"));
         return;
     }
+    if let Some(&(old, current)) = RENAMED_TYPES.iter().find(|(old, _)| *old == acl_type) {
+        ctx.warn(
+            loc,
+            format!("acl: ACL type {old} has been renamed to {current}; read as {current}"),
+        );
+        acl_type = current;
+    }
     let rest = args.get(2..).unwrap_or(&[]);
-    let typed = matches!(acl_type, "src" | "dst" | "dstdomain" | "port" | "method");
+    let typed = EVALUATED_TYPES.contains(&acl_type);
+    let regex_type = matches!(acl_type, "url_regex" | "urlpath_regex" | "dstdom_regex");
 
     let mut flags = Flags::default();
     let mut start = 0;
@@ -542,12 +798,7 @@ pub(crate) fn parse_acl(ctx: &mut Ctx<'_, '_>, line: &Line) {
             if t.text == "--" {
                 break;
             }
-            let allowed = match acl_type {
-                "dst" => t.text == "-n",
-                "dstdomain" => t.text == "-n" || t.text == "-i",
-                _ => false,
-            };
-            if !allowed {
+            if !flag_allowed(acl_type, &t.text) {
                 ctx.error(
                     loc,
                     format!(
@@ -558,8 +809,19 @@ pub(crate) fn parse_acl(ctx: &mut Ctx<'_, '_>, line: &Line) {
                 continue;
             }
             flags.no_lookup |= t.text == "-n";
-            flags.seen.push(t.text.clone());
+            if regex_type && t.text != "-n" {
+                flags.case_insensitive = t.text == "-i";
+            }
         }
+    }
+    if regex_type && ctx.config.configuration_includes_quoted_values.value {
+        // Squid: "FATAL: Can not read regex expression while
+        // configuration_includes_quoted_values is enabled".
+        ctx.error(
+            loc,
+            format!("acl: a {acl_type} ACL cannot be read while configuration_includes_quoted_values is on (Squid refuses it too)"),
+        );
+        return;
     }
     let values = collect_values(ctx, line, rest.get(start..).unwrap_or(&[]));
     if values.is_empty() {
@@ -569,62 +831,93 @@ pub(crate) fn parse_acl(ctx: &mut Ctx<'_, '_>, line: &Line) {
         );
     }
 
+    // Parse each value with `parse`, reporting failures at the value's place.
+    fn each<T>(
+        ctx: &mut Ctx<'_, '_>,
+        values: Vec<Located<String>>,
+        mut parse: impl FnMut(&mut Ctx<'_, '_>, &Located<String>) -> Result<Option<T>, String>,
+    ) -> Vec<Located<T>> {
+        let mut out = Vec::with_capacity(values.len());
+        for v in values {
+            match parse(ctx, &v) {
+                Ok(Some(x)) => out.push(Located::new(x, v.location)),
+                Ok(None) => {}
+                Err(reason) => ctx.error(&v.location, format!("acl: {reason}")),
+            }
+        }
+        out
+    }
+    let ip = |ctx: &mut Ctx<'_, '_>, v: &Located<String>| -> Result<Option<IpAclEntry>, String> {
+        let (entry, warning) = parse_ip_entry(&v.value)?;
+        if let Some(w) = warning {
+            ctx.warn(&v.location, format!("acl: {w}"));
+        }
+        Ok(Some(entry))
+    };
+    let port = |_: &mut Ctx<'_, '_>, v: &Located<String>| parse_port_range(&v.value).map(Some);
+    let mut case_insensitive = flags.case_insensitive;
+    let mut pattern = |_: &mut Ctx<'_, '_>, v: &Located<String>| match v.value.as_str() {
+        // Squid reads -i and +i anywhere among the patterns, for those after.
+        "-i" => {
+            case_insensitive = true;
+            Ok(None)
+        }
+        "+i" => {
+            case_insensitive = false;
+            Ok(None)
+        }
+        p => compile_acl_regex(p, case_insensitive)
+            .map(|regex| {
+                Some(AclRegex {
+                    pattern: p.to_string(),
+                    case_insensitive,
+                    regex,
+                })
+            })
+            .map_err(|e| format!("bad regular expression \"{p}\": {e}")),
+    };
+
     let data = match acl_type {
-        "src" | "dst" => {
-            let mut entries = Vec::new();
-            for v in values {
-                match parse_ip_entry(&v.value) {
-                    Ok((entry, warning)) => {
-                        if let Some(w) = warning {
-                            ctx.warn(&v.location, format!("acl: {w}"));
-                        }
-                        entries.push(Located::new(entry, v.location));
-                    }
-                    Err(reason) => ctx.error(&v.location, format!("acl: {reason}")),
+        "src" => AclData::Src(each(ctx, values, ip)),
+        "dst" => AclData::Dst {
+            entries: each(ctx, values, ip),
+            no_lookup: flags.no_lookup,
+        },
+        "localip" => AclData::LocalIp(each(ctx, values, ip)),
+        "dstdomain" => AclData::DstDomain {
+            entries: each(ctx, values, |_, v| parse_domain(&v.value).map(Some)),
+            no_lookup: flags.no_lookup,
+            index: DomainIndex::default(),
+        },
+        "port" => AclData::Port(each(ctx, values, port)),
+        "localport" => AclData::LocalPort(each(ctx, values, port)),
+        "method" => AclData::Method(each(ctx, values, |_, v| parse_method(&v.value).map(Some))),
+        "proto" => AclData::Proto(each(ctx, values, |ctx, v| {
+            match PROTOCOL_NAMES
+                .iter()
+                .find(|p| p.eq_ignore_ascii_case(&v.value))
+            {
+                Some(p) => Ok(Some(p.to_string())),
+                None => {
+                    // Squid: "WARNING: Ignoring unknown protocol".
+                    ctx.warn(
+                        &v.location,
+                        format!(
+                            "acl: unknown protocol \"{}\" in ACL \"{name}\" ignored, as Squid does",
+                            v.value
+                        ),
+                    );
+                    Ok(None)
                 }
             }
-            if acl_type == "src" {
-                AclData::Src(entries)
-            } else {
-                AclData::Dst {
-                    entries,
-                    no_lookup: flags.no_lookup,
-                }
-            }
-        }
-        "dstdomain" => {
-            let mut entries = Vec::new();
-            for v in values {
-                match parse_domain(&v.value) {
-                    Ok(d) => entries.push(Located::new(d, v.location)),
-                    Err(reason) => ctx.error(&v.location, format!("acl: {reason}")),
-                }
-            }
-            AclData::DstDomain {
-                entries,
-                no_lookup: flags.no_lookup,
-            }
-        }
-        "port" => {
-            let mut entries = Vec::new();
-            for v in values {
-                match parse_port_range(&v.value) {
-                    Ok(r) => entries.push(Located::new(r, v.location)),
-                    Err(reason) => ctx.error(&v.location, format!("acl: {reason}")),
-                }
-            }
-            AclData::Port(entries)
-        }
-        "method" => {
-            let mut entries = Vec::new();
-            for v in values {
-                match parse_method(&v.value) {
-                    Ok(m) => entries.push(Located::new(m, v.location)),
-                    Err(reason) => ctx.error(&v.location, format!("acl: {reason}")),
-                }
-            }
-            AclData::Method(entries)
-        }
+        })),
+        "myportname" => AclData::MyPortName(each(ctx, values, |_, v| Ok(Some(v.value.clone())))),
+        "url_regex" => AclData::UrlRegex(each(ctx, values, &mut pattern)),
+        "urlpath_regex" => AclData::UrlPathRegex(each(ctx, values, &mut pattern)),
+        "dstdom_regex" => AclData::DstDomRegex {
+            patterns: each(ctx, values, &mut pattern),
+            no_lookup: flags.no_lookup,
+        },
         other => AclData::Other {
             acl_type: other.to_string(),
             values,
@@ -703,9 +996,25 @@ fn add_acl(ctx: &mut Ctx<'_, '_>, loc: &Location, name: String, data: AclData) {
             AclData::DstDomain {
                 entries: a,
                 no_lookup: na,
+                ..
             },
             AclData::DstDomain {
                 entries: b,
+                no_lookup: nb,
+                ..
+            },
+        ) => {
+            a.extend(b);
+            *na |= nb;
+            true
+        }
+        (
+            AclData::DstDomRegex {
+                patterns: a,
+                no_lookup: na,
+            },
+            AclData::DstDomRegex {
+                patterns: b,
                 no_lookup: nb,
             },
         ) => {
@@ -713,11 +1022,22 @@ fn add_acl(ctx: &mut Ctx<'_, '_>, loc: &Location, name: String, data: AclData) {
             *na |= nb;
             true
         }
-        (AclData::Port(a), AclData::Port(b)) => {
+        (AclData::Port(a), AclData::Port(b)) | (AclData::LocalPort(a), AclData::LocalPort(b)) => {
             a.extend(b);
             true
         }
-        (AclData::Method(a), AclData::Method(b)) => {
+        (AclData::LocalIp(a), AclData::LocalIp(b)) => {
+            a.extend(b);
+            true
+        }
+        (AclData::Method(a), AclData::Method(b))
+        | (AclData::Proto(a), AclData::Proto(b))
+        | (AclData::MyPortName(a), AclData::MyPortName(b)) => {
+            a.extend(b);
+            true
+        }
+        (AclData::UrlRegex(a), AclData::UrlRegex(b))
+        | (AclData::UrlPathRegex(a), AclData::UrlPathRegex(b)) => {
             a.extend(b);
             true
         }
@@ -777,7 +1097,23 @@ pub(crate) fn parse_rule(
         );
         return None;
     }
-    Some(AccessRule { action, acls })
+    // A rule cuttle cannot evaluate as Squid would is refused: skipping it
+    // or guessing could let in what the config keeps out.
+    let mut refused = false;
+    for r in &acls {
+        let Some(acl) = ctx.config.acls.get(r.index) else {
+            continue;
+        };
+        if let Some(reason) = acl.data.unsupported_reason() {
+            let message = format!(
+                "{directive}: ACL \"{}\" (defined at {}) cannot be evaluated: {reason}; cuttle refuses a config whose access rules it cannot enforce",
+                r.name, acl.location
+            );
+            ctx.error(loc, message);
+            refused = true;
+        }
+    }
+    (!refused).then_some(AccessRule { action, acls })
 }
 
 /// Parse a list of `[!]acl` names and check each is defined.
@@ -805,12 +1141,27 @@ pub(crate) fn parse_acl_refs(
         if !ctx.require_acl(name, &line.location, directive) {
             ok = false;
         }
+        let index = ctx
+            .acl_index
+            .get(&name.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(usize::MAX);
         refs.push(AclRef {
             name: name.to_string(),
             negated,
+            index,
         });
     }
     ok.then_some(refs)
+}
+
+/// At the end of loading: index every dstdomain ACL for fast lookups.
+pub(crate) fn finish(ctx: &mut Ctx<'_, '_>) {
+    for acl in &mut ctx.config.acls {
+        if let AclData::DstDomain { entries, index, .. } = &mut acl.data {
+            *index = DomainIndex::build(entries);
+        }
+    }
 }
 
 /// Squid warns when a dstdomain ACL lists a domain twice or lists a host
@@ -1076,7 +1427,10 @@ mod tests {
     #[test]
     fn dstdomain_flags_and_bad_flags() {
         let l = load("acl d dstdomain -n -i .a.org b.org\nacl s src -i 10.0.0.0/8\n");
-        let AclData::DstDomain { entries, no_lookup } = &l.config.acl("d").unwrap().data else {
+        let AclData::DstDomain {
+            entries, no_lookup, ..
+        } = &l.config.acl("d").unwrap().data
+        else {
             panic!()
         };
         assert!(*no_lookup);
@@ -1101,15 +1455,16 @@ mod tests {
 
     #[test]
     fn other_types_are_kept_with_a_warning() {
-        let l = load("acl w urlpath_regex -i \\.css$\nacl w urlpath_regex action=raw\n");
+        // (urlpath_regex was the example here until cuttle evaluated it.)
+        let l = load("acl w browser -i ^Mozilla\nacl w browser MSIE\n");
         assert!(!l.has_errors());
         let acl = l.config.acl("w").unwrap();
         let AclData::Other { acl_type, values } = &acl.data else {
             panic!()
         };
-        assert_eq!(acl_type, "urlpath_regex");
+        assert_eq!(acl_type, "browser");
         let v: Vec<&str> = values.iter().map(|v| v.value.as_str()).collect();
-        assert_eq!(v, ["-i", "\\.css$", "action=raw"]);
+        assert_eq!(v, ["-i", "^Mozilla", "MSIE"]);
         // One warning per ACL, not per line.
         assert_eq!(l.warnings().count(), 1);
         assert!(l
@@ -1143,11 +1498,13 @@ mod tests {
             [
                 AclRef {
                     name: "a".into(),
-                    negated: true
+                    negated: true,
+                    index: 6,
                 },
                 AclRef {
                     name: "CONNECT".into(),
-                    negated: false
+                    negated: false,
+                    index: 5,
                 }
             ]
         );

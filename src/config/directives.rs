@@ -12,7 +12,7 @@ use super::values::{
     SECONDS,
 };
 use super::{listen, logging, peer};
-use super::{Config, Diagnostic, Located, Location, Setting, Severity};
+use super::{Config, Diagnostic, ForwardedFor, Located, Location, Setting, Severity};
 
 /// How cuttle treats a directive it keeps untyped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +181,7 @@ pub(crate) fn apply(
         dispatch(&mut ctx, line);
     }
     acl::check_domain_overlaps(&mut ctx);
+    acl::finish(&mut ctx);
     ctx.refine_pending();
     ctx.config
 }
@@ -263,11 +264,59 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "visible_hostname" => hostname_setting(ctx, line, |c| &mut c.visible_hostname),
         "unique_hostname" => hostname_setting(ctx, line, |c| &mut c.unique_hostname),
         "shutdown_lifetime" => time_setting(ctx, line, SECONDS, |c| &mut c.shutdown_lifetime),
+        "connect_timeout" => time_setting(ctx, line, SECONDS, |c| &mut c.connect_timeout),
+        "read_timeout" => time_setting(ctx, line, SECONDS, |c| &mut c.read_timeout),
+        "forwarded_for" => forwarded_for_setting(ctx, line),
         "configuration_includes_quoted_values" => {
             onoff_setting(ctx, line, |c| &mut c.configuration_includes_quoted_values)
         }
-        _ => other(ctx, line),
+        _ => match refused_feature(name, line) {
+            Some(feature) => refuse(ctx, line, feature),
+            None => other(ctx, line),
+        },
     }
+}
+
+/// Squid access-control features cuttle does not implement: a directive
+/// using one is an error, because ignoring it would let through requests
+/// (or replies) that Squid keeps out. Returns what the directive does.
+fn refused_feature(name: &str, line: &Line) -> Option<&'static str> {
+    // Every rule of the line's list is this exact `action acl` pair: the
+    // list then changes nothing (for example `http_reply_access allow all`).
+    let only = |action: &str, acl: &str| {
+        let args = line.args();
+        args.len() == 2
+            && args.first().is_some_and(|t| t.is(action))
+            && args.get(1).is_some_and(|t| t.is(acl))
+    };
+    match name {
+        "auth_param" => Some("proxy authentication"),
+        "external_acl_type" => Some("external ACL helpers"),
+        "http_reply_access" if !only("allow", "all") => Some("access control on replies"),
+        "adapted_http_access" if !only("allow", "all") => {
+            Some("access control after adaptation and URL rewriting")
+        }
+        "follow_x_forwarded_for" if !only("deny", "all") => {
+            Some("client addresses taken from X-Forwarded-For (which change what src ACLs match)")
+        }
+        "ssl_bump" => Some("TLS interception (SslBump)"),
+        "url_rewrite_program" => Some("URL rewriting and filtering helpers"),
+        "icap_service" | "ecap_service" | "adaptation_access" => {
+            Some("ICAP/eCAP content adaptation")
+        }
+        _ => None,
+    }
+}
+
+/// Report a directive whose feature cuttle refuses to run without.
+fn refuse(ctx: &mut Ctx<'_, '_>, line: &Line, feature: &str) {
+    let name = line.name();
+    ctx.error(
+        &line.location,
+        format!(
+            "{name}: cuttle does not implement {feature}; refusing the config rather than ignoring it, which could let through what Squid would deny"
+        ),
+    );
 }
 
 /// Directives with a typed home in `Config` (the arms of `dispatch`).
@@ -317,6 +366,9 @@ fn is_typed(name: &str) -> bool {
         "visible_hostname",
         "unique_hostname",
         "shutdown_lifetime",
+        "connect_timeout",
+        "read_timeout",
+        "forwarded_for",
         "configuration_includes_quoted_values",
     ];
     TYPED.contains(&name)
@@ -392,6 +444,29 @@ fn args_between<'l>(
         );
     }
     Some(args.get(..max.min(args.len())).unwrap_or(args))
+}
+
+/// `forwarded_for on|off|transparent|delete|truncate`.
+fn forwarded_for_setting(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    let Some(args) = args_between(ctx, line, 1) else {
+        return;
+    };
+    let Some(word) = args.first() else { return };
+    let value = match word.text.to_ascii_lowercase().as_str() {
+        "on" => ForwardedFor::On,
+        "off" => ForwardedFor::Off,
+        "transparent" => ForwardedFor::Transparent,
+        "delete" => ForwardedFor::Delete,
+        "truncate" => ForwardedFor::Truncate,
+        other => {
+            ctx.error(
+                &line.location,
+                format!("forwarded_for: \"{other}\" is not on, off, transparent, delete or truncate"),
+            );
+            return;
+        }
+    };
+    ctx.config.forwarded_for = Setting::at(value, line.location.clone());
 }
 
 fn onoff_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<bool>) {

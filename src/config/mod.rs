@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use acl::{
-    AccessRule, Acl, AclData, AclRef, Action, DomainEntry, IpAclEntry, PortRange, BUILTIN_FILE,
+    AccessRule, Acl, AclData, AclRef, AclRegex, Action, DomainEntry, DomainIndex, IpAclEntry,
+    PortRange, BUILTIN_FILE, PROTOCOL_NAMES,
 };
 pub use cache::{CacheDir, CacheDirType, RefreshPattern, ReplacementPolicy};
 pub use directives::{DirectiveStatus, OtherDirective};
@@ -171,6 +172,21 @@ impl Loaded {
     }
 }
 
+/// `forwarded_for`: the X-Forwarded-For field of forwarded requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardedFor {
+    /// Append the client's address (Squid's default).
+    On,
+    /// Append `unknown`.
+    Off,
+    /// Leave the field as the client sent it.
+    Transparent,
+    /// Remove the field.
+    Delete,
+    /// Replace the field with the client's address alone.
+    Truncate,
+}
+
 /// An ordered list of `allow`/`deny` rules (http_access and friends).
 pub type AccessList = Vec<Located<AccessRule>>;
 
@@ -243,6 +259,12 @@ pub struct Config {
     /// `None` = same as visible_hostname.
     pub unique_hostname: Setting<Option<String>>,
     pub shutdown_lifetime: Setting<Duration>,
+    /// `connect_timeout`: how long to wait for a server's TCP handshake.
+    pub connect_timeout: Setting<Duration>,
+    /// `read_timeout`: how long a server may stay silent.
+    pub read_timeout: Setting<Duration>,
+    /// `forwarded_for`: what to do with X-Forwarded-For.
+    pub forwarded_for: Setting<ForwardedFor>,
     pub configuration_includes_quoted_values: Setting<bool>,
 
     /// Directives read but not (yet) typed, in file order.
@@ -296,6 +318,9 @@ impl Default for Config {
             visible_hostname: Setting::default_value(None),
             unique_hostname: Setting::default_value(None),
             shutdown_lifetime: Setting::default_value(Duration::from_secs(30)),
+            connect_timeout: Setting::default_value(Duration::from_secs(60)),
+            read_timeout: Setting::default_value(Duration::from_secs(15 * 60)),
+            forwarded_for: Setting::default_value(ForwardedFor::On),
             configuration_includes_quoted_values: Setting::default_value(false),
             other: Vec::new(),
         }

@@ -235,7 +235,8 @@ pub struct DirUsage {
 
 /// All cache_dirs of one cuttle.
 pub struct Store {
-    dirs: Vec<Dir>,
+    /// Shared with writers, which outlive any borrow of the store.
+    dirs: Arc<[Dir]>,
     options: StoreOptions,
     counters: Arc<Counters>,
 }
@@ -268,7 +269,7 @@ impl Store {
         report.entries -= settled;
         Ok((
             Store {
-                dirs,
+                dirs: dirs.into(),
                 options,
                 counters: shared.counters,
             },
@@ -330,7 +331,7 @@ impl Store {
     /// Written through to disk before returning.
     pub fn purge(&self, key: &Key) -> bool {
         let mut any = false;
-        for d in &self.dirs {
+        for d in self.dirs.iter() {
             any |= d.purge(key);
         }
         if any {
@@ -350,7 +351,7 @@ impl Store {
         url: &[u8],
         header_block: &[u8],
         expected_body_len: Option<u64>,
-    ) -> Result<Writer<'_>, StoreError> {
+    ) -> Result<Writer, StoreError> {
         let head = (layout::ENTRY_PREFIX_LEN + url.len() + header_block.len()) as u64;
         let size = expected_body_len.map(|b| head.saturating_add(b));
         if let Some(size) = size {
@@ -362,8 +363,8 @@ impl Store {
                 });
             }
         }
-        let dir = self.pick_dir(size)?;
-        let inner = dir.writer(
+        let chosen = self.pick_dir(size)?;
+        let inner = self.dirs[chosen].writer(
             key,
             times,
             url,
@@ -373,33 +374,32 @@ impl Store {
         )?;
         Ok(Writer {
             inner,
-            store_dirs: self,
-            chosen: dir,
+            dirs: Arc::clone(&self.dirs),
+            chosen,
         })
     }
 
     /// Squid's least-load choice among the dirs that take `size`: the one
     /// with the most free slots; with the size unknown, the dir that takes
     /// the largest objects.
-    fn pick_dir(&self, size: Option<u64>) -> Result<&Dir, StoreError> {
+    fn pick_dir(&self, size: Option<u64>) -> Result<usize, StoreError> {
+        let dirs = self.dirs.iter().enumerate();
         match size {
-            Some(size) => self
-                .dirs
-                .iter()
-                .filter(|d| d.accepts(size))
-                .max_by_key(|d| d.usage().1)
+            Some(size) => dirs
+                .filter(|(_, d)| d.accepts(size))
+                .max_by_key(|(_, d)| d.usage().1)
+                .map(|(i, _)| i)
                 .ok_or(StoreError::NoDir { size }),
-            None => self
-                .dirs
-                .iter()
-                .max_by_key(|d| (d.max_size(), d.usage().1))
+            None => dirs
+                .max_by_key(|(_, d)| (d.max_size(), d.usage().1))
+                .map(|(i, _)| i)
                 .ok_or(StoreError::NoDir { size: 0 }),
         }
     }
 
     /// Writes every dirty page back to disk (clean shutdown).
     pub fn flush(&self) -> Result<(), StoreError> {
-        for d in &self.dirs {
+        for d in self.dirs.iter() {
             d.flush()?;
         }
         Ok(())
@@ -504,14 +504,15 @@ impl Store {
     }
 }
 
-/// Streams one entry into the store; see [`Store::writer`].
-pub struct Writer<'s> {
+/// Streams one entry into the store; see [`Store::writer`]. It holds the
+/// store's cache_dirs, so it can live in a task of its own.
+pub struct Writer {
     inner: DirWriter,
-    store_dirs: &'s Store,
-    chosen: &'s Dir,
+    dirs: Arc<[Dir]>,
+    chosen: usize,
 }
 
-impl Writer<'_> {
+impl Writer {
     /// Appends body bytes.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
         self.inner.write(data)
@@ -528,8 +529,8 @@ impl Writer<'_> {
         self.inner.commit()?;
         // An older copy in another dir (the object changed size) goes. Not
         // written through: after a crash the newer generation wins anyway.
-        for d in &self.store_dirs.dirs {
-            if !std::ptr::eq(d, self.chosen) {
+        for (i, d) in self.dirs.iter().enumerate() {
+            if i != self.chosen {
                 d.discard(&key);
             }
         }

@@ -1,0 +1,1801 @@
+//! Access control: evaluates an `allow`/`deny` rule list (http_access, icp_access, htcp_access, htcp_clr_access, miss_access, never_direct, always_direct, cache_peer_access) for one request, with Squid's first-match order and implicit last rule, and no DNS of its own.
+//!
+//! Layer 2 of DESIGN.md: it uses only `config`.
+//!
+//! # Squid's rules, as implemented
+//!
+//! - The rules are tried top to bottom; the first whose ACLs all match
+//!   decides. A rule's ACLs are ANDed (left to right, stopping at the first
+//!   that fails), an ACL's values are ORed, `!` negates.
+//! - When no rule matches, the answer is the opposite of the last rule's
+//!   action (`deny` last: allow; `allow` last: deny) — Squid's "implicit
+//!   rule" (`ACLChecklist::calcImplicitAnswer`, and squid.conf.documented:
+//!   "If none of the access lines cause a match, the default is the opposite
+//!   of the last line in the list").
+//! - A list with no rules answers [`Verdict::Deny`] with [`Reason::NoRules`]
+//!   (Squid's "dunno"). What that means depends on the directive (Squid's
+//!   documented defaults); use [`Decision::or_if_no_rules`]:
+//!
+//!   | list | no rules |
+//!   |---|---|
+//!   | http_access, icp_access, htcp_access, htcp_clr_access | deny |
+//!   | miss_access, cache_peer_access | allow |
+//!   | never_direct, always_direct | deny (the request is not forced) |
+//!
+//! - `dst` needs the destination's addresses. [`check`] never resolves: it
+//!   takes them from [`Request::dst_addrs`], and without them (not looked up,
+//!   or the lookup failed) a `dst` ACL does not match — what Squid's
+//!   `ACLDestinationIP::match` answers when the lookup failed or a fast
+//!   check cannot wait for it (so `!dst_acl` then matches). An IP-literal
+//!   host needs no lookup; with `-n`, a host name never matches. To resolve
+//!   only when a rule actually reaches a `dst` ACL (Squid's slow-check
+//!   behaviour), call [`try_check`] first; [`needs_dst`] says whether a list
+//!   can need the addresses at all.
+//! - `dstdomain` / `dstdom_regex` match the host's text only. Squid would
+//!   reverse-resolve an IP-literal host unless `-n` is given; cuttle never
+//!   does, so an IP host matches only an entry spelling that IP.
+//! - An ACL that cannot be evaluated (an untyped [`AclData::Other`], a host
+//!   name in a src/dst list, a name not in the config) makes the check deny
+//!   at that rule ([`Reason::Unevaluable`]). The loader refuses configs whose
+//!   rules use such ACLs, so only a hand-built `Config` can get there.
+//!
+//! Checks allocate nothing in the common case: ACL references are resolved
+//! to indices when loading, dstdomain lists are hashed, regexes compiled;
+//! only a percent-encoded URL or path (for regex ACLs), an upper-case host,
+//! or an IP host tested against a domain ACL needs a copy.
+
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::config::{
+    AccessRule, Acl, AclData, AclRef, AclRegex, Action, Config, IpAclEntry, Located, Location,
+    PortRange, PROTOCOL_NAMES,
+};
+
+/// What an access check looks at: one request as Squid's ACL checklist
+/// sees it. Strings borrow from the caller; nothing is copied.
+///
+/// For an ICP query Squid checks a `GET` of the queried URL from the
+/// peer's address; for HTCP, the specifier's method and URL. Neither has a
+/// client connection: `local_ip: None`, `local_port: 0`, `port_name: ""`.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The client's address (`src`; for ICP/HTCP, the peer's).
+    pub client: IpAddr,
+    /// The request method as received (`GET`, `CONNECT`, `PURGE`, ...).
+    pub method: &'a str,
+    /// The URL scheme (`http`, `https`, `ftp`, `cache_object`, ...); ignored
+    /// for CONNECT, whose protocol is Squid's `NONE`.
+    pub scheme: &'a str,
+    /// The URL host as Squid keeps it: lower-case (other cases are folded
+    /// here), trailing dots ignored, an IPv6 literal in brackets.
+    pub host: &'a str,
+    /// The URL port, or the scheme's default ([`default_port`]); for
+    /// CONNECT, the target's port.
+    pub port: u16,
+    /// The path with its query (`/a/b?c`), as received (percent-decoding is
+    /// done here, as Squid does, for regex ACLs). Empty for CONNECT.
+    pub path: &'a str,
+    /// The absolute URL Squid would log (`http://host[:port]/path`, default
+    /// port omitted); for CONNECT, `host:port`.
+    pub url: &'a str,
+    /// The address the client connected to (`localip`); `None` when there
+    /// is no client connection (ICP/HTCP), which never matches.
+    pub local_ip: Option<IpAddr>,
+    /// The port the client connected to (`localport`); 0 when none.
+    pub local_port: u16,
+    /// The receiving http_port's name (`myportname`: its `name=`, else the
+    /// port as written, e.g. `3128`); empty when none, which never matches.
+    pub port_name: &'a str,
+    /// The destination's resolved addresses for `dst` ACLs; `None` when not
+    /// looked up (or the lookup failed).
+    pub dst_addrs: Option<&'a [IpAddr]>,
+}
+
+/// The answer of an access check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Deny,
+}
+
+impl From<Action> for Verdict {
+    fn from(action: Action) -> Self {
+        match action {
+            Action::Allow => Verdict::Allow,
+            Action::Deny => Verdict::Deny,
+        }
+    }
+}
+
+impl Verdict {
+    fn inverse(self) -> Self {
+        match self {
+            Verdict::Allow => Verdict::Deny,
+            Verdict::Deny => Verdict::Allow,
+        }
+    }
+}
+
+/// Which rule decided, for logs and debugging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason<'c> {
+    /// The rule at this location matched.
+    Rule(&'c Location),
+    /// No rule matched: the answer is the opposite of the last rule's
+    /// action (Squid's implicit rule); this is the last rule's location.
+    Implicit(&'c Location),
+    /// The list has no rules (see [`Decision::or_if_no_rules`]).
+    NoRules,
+    /// The rule at this location uses an ACL cuttle cannot evaluate; the
+    /// check failed closed.
+    Unevaluable(&'c Location),
+}
+
+/// A verdict and the rule it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision<'c> {
+    pub verdict: Verdict,
+    pub reason: Reason<'c>,
+}
+
+impl<'c> Decision<'c> {
+    pub fn allowed(&self) -> bool {
+        self.verdict == Verdict::Allow
+    }
+
+    /// The location of the rule that decided (for [`Reason::Implicit`], the
+    /// last rule, whose opposite applied); `None` for an empty list.
+    pub fn location(&self) -> Option<&'c Location> {
+        match self.reason {
+            Reason::Rule(l) | Reason::Implicit(l) | Reason::Unevaluable(l) => Some(l),
+            Reason::NoRules => None,
+        }
+    }
+
+    /// This decision, or `verdict` if the list had no rules: for the lists
+    /// Squid allows by default (miss_access, cache_peer_access) pass
+    /// [`Verdict::Allow`].
+    #[must_use]
+    pub fn or_if_no_rules(self, verdict: Verdict) -> Self {
+        match self.reason {
+            Reason::NoRules => Decision { verdict, ..self },
+            _ => self,
+        }
+    }
+}
+
+/// [`try_check`] reached a `dst` ACL, the host is a name and
+/// [`Request::dst_addrs`] is `None`: resolve the host and check again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeedsDst;
+
+/// Check `req` against `list` (see the module documentation for the
+/// rules). `dst` ACLs without [`Request::dst_addrs`] do not match.
+pub fn check<'c>(
+    list: &'c [Located<AccessRule>],
+    config: &'c Config,
+    req: &Request<'_>,
+) -> Decision<'c> {
+    match run(list, config, &Eval::new(req, false)) {
+        Ok(d) => d,
+        // Unreachable: only a lazy evaluation asks for addresses.
+        Err(NeedsDst) => Decision {
+            verdict: Verdict::Deny,
+            reason: Reason::NoRules,
+        },
+    }
+}
+
+/// Like [`check`], but when a rule reaches a `dst` ACL that needs the
+/// destination's addresses and [`Request::dst_addrs`] is `None`, stop with
+/// [`NeedsDst`]: the caller resolves the host (only then, as Squid does) and
+/// calls [`check`] with the addresses (`Some(&[])` if the lookup failed).
+pub fn try_check<'c>(
+    list: &'c [Located<AccessRule>],
+    config: &'c Config,
+    req: &Request<'_>,
+) -> Result<Decision<'c>, NeedsDst> {
+    run(list, config, &Eval::new(req, true))
+}
+
+/// Whether checking `list` can need the destination's addresses: some rule
+/// uses a `dst` ACL without `-n` (the built-in `to_localhost` and
+/// `to_linklocal` are `dst` ACLs). An IP-literal host never needs a lookup.
+pub fn needs_dst(list: &[Located<AccessRule>], config: &Config) -> bool {
+    list.iter().any(|rule| {
+        rule.acls.iter().any(|r| {
+            find(config, r).is_some_and(|acl| {
+                matches!(
+                    acl.data,
+                    AclData::Dst {
+                        no_lookup: false,
+                        ..
+                    }
+                )
+            })
+        })
+    })
+}
+
+/// Whether every ACL of `refs` matches (negations applied): the condition
+/// of an `access_log` line. An ACL that cannot be evaluated, or a `dst` ACL
+/// without addresses, does not match.
+pub fn matches_all(refs: &[AclRef], config: &Config, req: &Request<'_>) -> bool {
+    eval_refs(refs, config, &Eval::new(req, false)) == Match::Yes
+}
+
+/// Squid's default port for a URL scheme (AnyP::UriScheme::defaultPort),
+/// for filling [`Request::port`] when the URL has none.
+pub fn default_port(scheme: &str) -> Option<u16> {
+    const PORTS: &[(&str, u16)] = &[
+        ("http", 80),
+        ("https", 443),
+        ("ftp", 21),
+        ("gopher", 70),
+        ("wais", 210),
+        ("cache_object", 3128),
+        ("whois", 43),
+        ("coap", 5683),
+        ("coaps", 5684),
+    ];
+    PORTS
+        .iter()
+        .find(|(s, _)| s.eq_ignore_ascii_case(scheme))
+        .map(|&(_, p)| p)
+}
+
+/// The outcome of one ACL or rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Match {
+    Yes,
+    No,
+    /// A lazy evaluation reached a `dst` ACL without addresses.
+    NeedDst,
+    /// An ACL cuttle cannot evaluate.
+    Unevaluable,
+}
+
+impl From<bool> for Match {
+    fn from(b: bool) -> Self {
+        if b {
+            Match::Yes
+        } else {
+            Match::No
+        }
+    }
+}
+
+/// One check's view of the request, with what is derived from it computed
+/// at most once, and only if an ACL needs it.
+struct Eval<'r, 'a> {
+    req: &'r Request<'a>,
+    /// Stop with `NeedDst` instead of treating missing addresses as no match.
+    lazy_dst: bool,
+    /// The host as an IP address, if it is an IP literal.
+    literal: OnceCell<Option<IpAddr>>,
+    /// The host text domain ACLs compare.
+    host: OnceCell<Cow<'a, str>>,
+    /// The URL, percent-decoded.
+    url: OnceCell<Cow<'a, [u8]>>,
+    /// The path, percent-decoded.
+    path: OnceCell<Cow<'a, [u8]>>,
+}
+
+impl<'r, 'a> Eval<'r, 'a> {
+    fn new(req: &'r Request<'a>, lazy_dst: bool) -> Self {
+        Eval {
+            req,
+            lazy_dst,
+            literal: OnceCell::new(),
+            host: OnceCell::new(),
+            url: OnceCell::new(),
+            path: OnceCell::new(),
+        }
+    }
+
+    fn literal(&self) -> Option<IpAddr> {
+        *self.literal.get_or_init(|| parse_ip_host(self.req.host))
+    }
+
+    /// Lower-case, without trailing dots; an IP literal in Squid's
+    /// canonical text (`127.0.0.1`, `[::1]`).
+    fn host(&self) -> &str {
+        self.host.get_or_init(|| {
+            if let Some(ip) = self.literal() {
+                return Cow::Owned(match ip {
+                    IpAddr::V4(v4) => v4.to_string(),
+                    IpAddr::V6(v6) => format!("[{v6}]"),
+                });
+            }
+            let host = self.req.host.trim_end_matches('.');
+            if host.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(host.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(host)
+            }
+        })
+    }
+
+    fn url(&self) -> &[u8] {
+        self.url.get_or_init(|| rfc1738_unescape(self.req.url))
+    }
+
+    fn path(&self) -> &[u8] {
+        self.path.get_or_init(|| rfc1738_unescape(self.req.path))
+    }
+}
+
+fn run<'c>(
+    list: &'c [Located<AccessRule>],
+    config: &'c Config,
+    ev: &Eval<'_, '_>,
+) -> Result<Decision<'c>, NeedsDst> {
+    for rule in list {
+        let decided = |reason| Decision {
+            verdict: rule.action.into(),
+            reason,
+        };
+        match eval_refs(&rule.acls, config, ev) {
+            Match::Yes => return Ok(decided(Reason::Rule(&rule.location))),
+            Match::No => {}
+            Match::NeedDst => return Err(NeedsDst),
+            Match::Unevaluable => {
+                return Ok(Decision {
+                    verdict: Verdict::Deny,
+                    reason: Reason::Unevaluable(&rule.location),
+                })
+            }
+        }
+    }
+    Ok(match list.last() {
+        Some(last) => Decision {
+            verdict: Verdict::from(last.action).inverse(),
+            reason: Reason::Implicit(&last.location),
+        },
+        None => Decision {
+            verdict: Verdict::Deny,
+            reason: Reason::NoRules,
+        },
+    })
+}
+
+/// AND of the references, left to right, stopping at the first that fails.
+fn eval_refs(refs: &[AclRef], config: &Config, ev: &Eval<'_, '_>) -> Match {
+    for r in refs {
+        let Some(acl) = find(config, r) else {
+            return Match::Unevaluable;
+        };
+        let m = match eval_acl(acl, ev) {
+            Match::Yes if r.negated => Match::No,
+            Match::No if r.negated => Match::Yes,
+            other => other,
+        };
+        if m != Match::Yes {
+            return m;
+        }
+    }
+    Match::Yes
+}
+
+/// The ACL a reference names: by its resolved index, else by name.
+fn find<'c>(config: &'c Config, r: &AclRef) -> Option<&'c Acl> {
+    match config.acls.get(r.index) {
+        Some(acl) if acl.name.eq_ignore_ascii_case(&r.name) => Some(acl),
+        _ => config.acl(&r.name),
+    }
+}
+
+fn eval_acl(acl: &Acl, ev: &Eval<'_, '_>) -> Match {
+    let req = ev.req;
+    match &acl.data {
+        AclData::Src(entries) => ip_match(entries, req.client),
+        AclData::Dst { entries, no_lookup } => dst_match(entries, *no_lookup, ev),
+        AclData::DstDomain { entries, index, .. } => {
+            let host = ev.host();
+            if index.covers(entries.len()) {
+                index.matches_lowercase(host).into()
+            } else {
+                entries.iter().any(|e| e.matches(host)).into()
+            }
+        }
+        AclData::Port(ranges) => in_ranges(ranges, req.port),
+        AclData::Method(methods) => methods
+            .iter()
+            .any(|m| method_matches(&m.value, req.method))
+            .into(),
+        AclData::Proto(names) => {
+            let proto = request_protocol(req);
+            names.iter().any(|n| Some(n.as_str()) == proto).into()
+        }
+        AclData::LocalPort(ranges) => in_ranges(ranges, req.local_port),
+        AclData::LocalIp(entries) => match req.local_ip {
+            Some(ip) => ip_match(entries, ip),
+            None => Match::No,
+        },
+        AclData::MyPortName(names) => {
+            (!req.port_name.is_empty() && names.iter().any(|n| n.value == req.port_name)).into()
+        }
+        AclData::UrlRegex(patterns) => regex_match(patterns, ev.url()),
+        // Squid: an empty path (CONNECT) never matches.
+        AclData::UrlPathRegex(patterns) => {
+            if req.path.is_empty() {
+                Match::No
+            } else {
+                regex_match(patterns, ev.path())
+            }
+        }
+        AclData::DstDomRegex { patterns, .. } => regex_match(patterns, ev.host().as_bytes()),
+        AclData::Manager => is_manager(ev).into(),
+        AclData::Other { .. } => Match::Unevaluable,
+    }
+}
+
+/// Whether `ip` is in any entry. Host-name entries cannot be evaluated
+/// (Squid resolves them at start-up): if nothing else matched, say so.
+fn ip_match(entries: &[Located<IpAclEntry>], ip: IpAddr) -> Match {
+    if entries.iter().any(|e| e.contains(ip)) {
+        return Match::Yes;
+    }
+    if entries
+        .iter()
+        .any(|e| matches!(e.value, IpAclEntry::Host(_)))
+    {
+        return Match::Unevaluable;
+    }
+    Match::No
+}
+
+fn dst_match(entries: &[Located<IpAclEntry>], no_lookup: bool, ev: &Eval<'_, '_>) -> Match {
+    // Squid: a numeric host is its own address, with or without -n.
+    if let Some(ip) = ev.literal() {
+        return ip_match(entries, ip);
+    }
+    if no_lookup {
+        return Match::No;
+    }
+    match ev.req.dst_addrs {
+        Some(addrs) => {
+            let mut result = Match::No;
+            for &ip in addrs {
+                match ip_match(entries, ip) {
+                    Match::Yes => return Match::Yes,
+                    Match::Unevaluable => result = Match::Unevaluable,
+                    _ => {}
+                }
+            }
+            result
+        }
+        None if ev.lazy_dst => Match::NeedDst,
+        None => Match::No,
+    }
+}
+
+fn in_ranges(ranges: &[Located<PortRange>], port: u16) -> Match {
+    ranges.iter().any(|r| r.contains(port)).into()
+}
+
+fn regex_match(patterns: &[Located<AclRegex>], subject: &[u8]) -> Match {
+    patterns.iter().any(|p| p.regex.is_match(subject)).into()
+}
+
+/// The methods Squid 5 knows (Http::MethodType). With Squid's default
+/// `relaxed_header_parser on` these parse case-insensitively, in the config
+/// and in requests alike; any other method is compared exactly.
+const KNOWN_METHODS: &[&str] = &[
+    "GET",
+    "POST",
+    "PUT",
+    "HEAD",
+    "CONNECT",
+    "TRACE",
+    "OPTIONS",
+    "DELETE",
+    "CHECKOUT",
+    "CHECKIN",
+    "UNCHECKOUT",
+    "MKWORKSPACE",
+    "VERSION-CONTROL",
+    "REPORT",
+    "UPDATE",
+    "LABEL",
+    "MERGE",
+    "BASELINE-CONTROL",
+    "MKACTIVITY",
+    "PROPFIND",
+    "PROPPATCH",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "LOCK",
+    "UNLOCK",
+    "SEARCH",
+    "PURGE",
+];
+
+fn method_matches(acl_method: &str, request_method: &str) -> bool {
+    acl_method == request_method
+        || (acl_method.eq_ignore_ascii_case(request_method)
+            && KNOWN_METHODS
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(acl_method)))
+}
+
+/// Squid's protocol name for the request: `NONE` for CONNECT (Squid's URL
+/// parser leaves an authority-form target without a scheme), else the
+/// scheme's name, `None` for a scheme Squid does not know.
+fn request_protocol(req: &Request<'_>) -> Option<&'static str> {
+    if method_matches("CONNECT", req.method) || req.scheme.is_empty() {
+        return Some("NONE");
+    }
+    PROTOCOL_NAMES
+        .iter()
+        .copied()
+        .filter(|&p| p != "NONE")
+        .find(|p| p.eq_ignore_ascii_case(req.scheme))
+}
+
+/// Squid's built-in `manager`: `url_regex -i ^cache_object:// +i
+/// ^[^:]+://[^/]+/squid-internal-mgr/` over the decoded URL. cuttle also
+/// looks at the scheme and the decoded path directly, and ignores case
+/// throughout, so a URL crafted to dodge the regex (a `%2F` in the
+/// userinfo, CVE-2019-12524) is still a manager request.
+fn is_manager(ev: &Eval<'_, '_>) -> bool {
+    const MGR: &[u8] = b"/squid-internal-mgr/";
+    if ev.req.scheme.eq_ignore_ascii_case("cache_object") || starts_with_ci(ev.path(), MGR) {
+        return true;
+    }
+    let url = ev.url();
+    if starts_with_ci(url, b"cache_object://") {
+        return true;
+    }
+    // ^[^:]+://[^/]+/squid-internal-mgr/
+    let Some(colon) = url.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let Some(rest) = url.get(colon..).and_then(|r| r.strip_prefix(b"://")) else {
+        return false;
+    };
+    match rest.iter().position(|&b| b == b'/') {
+        Some(slash) if colon > 0 && slash > 0 => rest
+            .get(slash..)
+            .is_some_and(|tail| starts_with_ci(tail, MGR)),
+        _ => false,
+    }
+}
+
+fn starts_with_ci(s: &[u8], prefix: &[u8]) -> bool {
+    s.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+}
+
+/// Squid's rfc1738_unescape: `%XX` becomes the byte (except `%00`, kept as
+/// written), `%%` becomes `%`, a `%` not followed by two hex digits stays.
+/// Borrows when there is no `%`.
+fn rfc1738_unescape(s: &str) -> Cow<'_, [u8]> {
+    let bytes = s.as_bytes();
+    if !bytes.contains(&b'%') {
+        return Cow::Borrowed(bytes);
+    }
+    let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16));
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        i += 1;
+        if b != b'%' {
+            out.push(b);
+            continue;
+        }
+        if bytes.get(i) == Some(&b'%') {
+            out.push(b'%');
+            i += 1;
+            continue;
+        }
+        match (hex(bytes.get(i)), hex(bytes.get(i + 1))) {
+            (Some(hi), Some(lo)) if hi << 4 | lo != 0 => {
+                // hi, lo < 16, so the value fits a byte.
+                out.push(u8::try_from(hi << 4 | lo).unwrap_or(b'%'));
+                i += 2;
+            }
+            _ => out.push(b'%'),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The host as an IP address if it is numeric the way Squid's
+/// `Ip::Address::fromHost` reads it (getaddrinfo with AI_NUMERICHOST): an
+/// IPv6 address, bracketed or not, or an IPv4 address in inet_aton's forms
+/// (`127.0.0.1`, `127.1`, `0x7f.1`, `2130706433`).
+fn parse_ip_host(host: &str) -> Option<IpAddr> {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let inner = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if inner.contains(':') {
+        return inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    inet_aton(inner).map(IpAddr::V4)
+}
+
+/// glibc's inet_aton (exact: nothing may follow): one to four parts, each
+/// decimal, octal (leading 0) or hex (0x); the last part fills the
+/// remaining bytes.
+fn inet_aton(s: &str) -> Option<Ipv4Addr> {
+    let mut parts = [0u32; 4];
+    let mut n = 0;
+    for part in s.split('.') {
+        let slot = parts.get_mut(n)?;
+        let (digits, radix) =
+            if let Some(h) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+                (h, 16)
+            } else if part.len() > 1 && part.starts_with('0') {
+                (part.get(1..)?, 8)
+            } else {
+                (part, 10)
+            };
+        if digits.is_empty() && radix != 16 {
+            return None;
+        }
+        // "0x" alone is 0 for inet_aton.
+        *slot = if digits.is_empty() {
+            0
+        } else if digits.bytes().all(|b| (b as char).is_digit(radix)) {
+            u32::from_str_radix(digits, radix).ok()?
+        } else {
+            return None;
+        };
+        n += 1;
+    }
+    let value = match n {
+        1 => parts[0],
+        2 if parts[0] <= 0xff && parts[1] <= 0xff_ffff => parts[0] << 24 | parts[1],
+        3 if parts[0] <= 0xff && parts[1] <= 0xff && parts[2] <= 0xffff => {
+            parts[0] << 24 | parts[1] << 16 | parts[2]
+        }
+        4 if parts.iter().all(|&p| p <= 0xff) => {
+            parts[0] << 24 | parts[1] << 16 | parts[2] << 8 | parts[3]
+        }
+        _ => return None,
+    };
+    Some(Ipv4Addr::from(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_file, load_str, LoadOptions, Loaded, Severity};
+    use std::path::{Path, PathBuf};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn load(text: &str) -> Config {
+        let l = load_str(text, "t.conf", &LoadOptions::default());
+        assert!(!l.has_errors(), "{:#?}", l.diagnostics);
+        l.config
+    }
+
+    /// A request from `client` on port 3128 for `url` (absolute, or
+    /// `host:port` for CONNECT), split the way the HTTP layer would.
+    fn req<'a>(client: &str, method: &'a str, url: &'a str) -> Request<'a> {
+        let (scheme, rest) = if method == "CONNECT" {
+            ("", url)
+        } else {
+            let (s, r) = url.split_once("://").unwrap();
+            (s, r)
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) if method != "CONNECT" => (&rest[..i], &rest[i..]),
+            _ => (rest, if method == "CONNECT" { "" } else { "/" }),
+        };
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !p.contains(']') => (h, p.parse().unwrap()),
+            _ => (authority, default_port(scheme).unwrap_or(443)),
+        };
+        Request {
+            client: ip(client),
+            method,
+            scheme,
+            host,
+            port,
+            path,
+            url,
+            local_ip: Some(ip("10.0.0.254")),
+            local_port: 3128,
+            port_name: "3128",
+            dst_addrs: None,
+        }
+    }
+
+    fn get<'a>(client: &str, url: &'a str) -> Request<'a> {
+        req(client, "GET", url)
+    }
+
+    /// The verdict and the line of the deciding rule (0 for none).
+    fn verdict(list: &[Located<AccessRule>], config: &Config, r: &Request<'_>) -> (Verdict, usize) {
+        let d = check(list, config, r);
+        (d.verdict, d.location().map_or(0, |l| l.line))
+    }
+
+    use Verdict::{Allow, Deny};
+
+    // ---- the list rules
+
+    #[test]
+    fn first_match_wins() {
+        let c = load("acl a src 10.0.0.0/8\nacl b src 10.1.0.0/16\nhttp_access deny b\nhttp_access allow a\nhttp_access deny all\n");
+        let list = &c.http_access;
+        assert_eq!(verdict(list, &c, &get("10.1.2.3", "http://x/")), (Deny, 3));
+        assert_eq!(verdict(list, &c, &get("10.2.2.3", "http://x/")), (Allow, 4));
+        assert_eq!(verdict(list, &c, &get("192.0.2.1", "http://x/")), (Deny, 5));
+        let d = check(list, &c, &get("10.2.2.3", "http://x/"));
+        assert_eq!(d.reason, Reason::Rule(&list[1].location));
+        assert!(d.allowed());
+    }
+
+    #[test]
+    fn no_match_is_the_inverse_of_the_last_rule() {
+        // Last rule allow: the implicit answer is deny.
+        let c = load("acl a src 10.0.0.0/8\nhttp_access allow a\n");
+        let d = check(&c.http_access, &c, &get("192.0.2.1", "http://x/"));
+        assert_eq!(d.verdict, Deny);
+        assert_eq!(d.reason, Reason::Implicit(&c.http_access[0].location));
+        // Last rule deny: the implicit answer is allow (Squid's rule; this
+        // is why configs end with "deny all").
+        let c = load("acl a src 10.0.0.0/8\nacl b src 10.1.0.0/16\nhttp_access allow a\nhttp_access deny b\n");
+        let d = check(&c.http_access, &c, &get("192.0.2.1", "http://x/"));
+        assert_eq!(d.verdict, Allow);
+        assert_eq!(d.reason, Reason::Implicit(&c.http_access[1].location));
+        assert_eq!(d.location().unwrap().line, 4);
+    }
+
+    #[test]
+    fn an_empty_list_denies_unless_the_directive_defaults_to_allow() {
+        let c = load("http_port 3128\n");
+        let r = get("127.0.0.1", "http://x/");
+        let d = check(&c.http_access, &c, &r);
+        assert_eq!(
+            (d.verdict, d.reason, d.location()),
+            (Deny, Reason::NoRules, None)
+        );
+        // miss_access and cache_peer_access allow without rules.
+        let d = check(&c.miss_access, &c, &r).or_if_no_rules(Allow);
+        assert_eq!((d.verdict, d.reason), (Allow, Reason::NoRules));
+        // ... but rules, when present, decide.
+        let c = load("acl a src 10.0.0.0/8\nmiss_access deny a\n");
+        let d = check(&c.miss_access, &c, &get("10.0.0.1", "http://x/")).or_if_no_rules(Allow);
+        assert_eq!(d.verdict, Deny);
+    }
+
+    #[test]
+    fn acls_in_a_rule_are_anded_values_ored_and_negation_flips() {
+        let c = load(
+            "acl net src 10.0.0.0/8 192.168.0.0/16\nacl get method GET HEAD\n\
+             http_access allow net get\nhttp_access allow !net\nhttp_access deny all\n",
+        );
+        let l = &c.http_access;
+        assert_eq!(verdict(l, &c, &get("192.168.1.1", "http://x/")), (Allow, 3));
+        assert_eq!(
+            verdict(l, &c, &req("10.0.0.1", "HEAD", "http://x/")),
+            (Allow, 3)
+        );
+        assert_eq!(
+            verdict(l, &c, &req("10.0.0.1", "POST", "http://x/")),
+            (Deny, 5)
+        );
+        assert_eq!(
+            verdict(l, &c, &req("172.16.0.1", "POST", "http://x/")),
+            (Allow, 4)
+        );
+    }
+
+    #[test]
+    fn the_same_evaluator_serves_every_list() {
+        let c = load(
+            "acl sib src 10.1.0.2\nacl nocache dstdomain .internal.example.net\n\
+             cache_peer 10.1.0.2 sibling 3128 3130 name=s1\ncache_peer_access s1 deny nocache\n\
+             icp_access allow sib\nhtcp_access allow sib\nhtcp_clr_access deny all\n\
+             never_direct allow !nocache\nalways_direct allow nocache\n",
+        );
+        let from_sib = get("10.1.0.2", "http://www.example.com/");
+        assert!(check(&c.icp_access, &c, &from_sib).allowed());
+        assert!(!check(&c.icp_access, &c, &get("10.1.0.9", "http://a/")).allowed());
+        assert!(check(&c.htcp_access, &c, &from_sib).allowed());
+        assert!(!check(&c.htcp_clr_access, &c, &from_sib).allowed());
+        let inside = get("10.9.0.1", "http://db.internal.example.net/");
+        let outside = get("10.9.0.1", "http://www.example.com/");
+        let peer = &c.peer("s1").unwrap().access;
+        assert!(!check(peer, &c, &inside).or_if_no_rules(Allow).allowed());
+        assert!(check(peer, &c, &outside).or_if_no_rules(Allow).allowed());
+        assert!(check(&c.never_direct, &c, &outside).allowed());
+        assert!(!check(&c.never_direct, &c, &inside).allowed());
+        assert!(check(&c.always_direct, &c, &inside).allowed());
+        assert!(!check(&c.always_direct, &c, &outside).allowed());
+    }
+
+    #[test]
+    fn unevaluable_acls_fail_closed() {
+        // The loader refuses such rules; a hand-built one denies.
+        let mut c = load("acl u proxy_auth REQUIRED\nacl a src 10.0.0.0/8\n");
+        let rule = |action, name: &str, index| {
+            Located::new(
+                AccessRule {
+                    action,
+                    acls: vec![AclRef {
+                        name: name.into(),
+                        negated: true,
+                        index,
+                    }],
+                },
+                Location::new("hand.conf", 7),
+            )
+        };
+        c.http_access = vec![rule(Action::Allow, "u", usize::MAX)];
+        let d = check(&c.http_access, &c, &get("10.0.0.1", "http://x/"));
+        assert_eq!((d.verdict, d.location().unwrap().line), (Deny, 7));
+        assert!(matches!(d.reason, Reason::Unevaluable(_)));
+        c.http_access = vec![rule(Action::Deny, "nosuch", 0)];
+        assert!(matches!(
+            check(&c.http_access, &c, &get("10.0.0.1", "http://x/")).reason,
+            Reason::Unevaluable(_)
+        ));
+        // A stale index falls back to the name.
+        c.http_access = vec![rule(Action::Deny, "a", 0)];
+        assert_eq!(
+            check(&c.http_access, &c, &get("192.0.2.1", "http://x/")).reason,
+            Reason::Rule(&c.http_access[0].location)
+        );
+    }
+
+    #[test]
+    fn access_log_conditions() {
+        let c = load("acl a src 10.0.0.0/8\nacl g method GET\n");
+        let refs = |names: &[(&str, bool)]| -> Vec<AclRef> {
+            names
+                .iter()
+                .map(|&(n, negated)| AclRef {
+                    name: n.into(),
+                    negated,
+                    index: usize::MAX,
+                })
+                .collect()
+        };
+        let r = get("10.0.0.1", "http://x/");
+        assert!(matches_all(&refs(&[("a", false), ("g", false)]), &c, &r));
+        assert!(!matches_all(&refs(&[("a", false), ("g", true)]), &c, &r));
+        assert!(matches_all(&[], &c, &r));
+    }
+
+    // ---- each ACL type
+
+    #[test]
+    fn src_ipv4_ipv6_and_builtins() {
+        let c = load("acl v6 src 2001:db8::/32\nacl v4 src 192.0.2.0/24\n");
+        let one = |name: &str, client: &str| {
+            let acl = c.acl(name).unwrap();
+            eval_acl(acl, &Eval::new(&get(client, "http://x/"), false)) == Match::Yes
+        };
+        assert!(one("v6", "2001:db8::1"));
+        assert!(!one("v6", "2001:db9::1"));
+        assert!(!one("v6", "192.0.2.1"));
+        assert!(one("v4", "192.0.2.77"));
+        assert!(one("v4", "::ffff:192.0.2.77"), "IPv4-mapped counts as IPv4");
+        assert!(one("localhost", "127.0.0.1"));
+        assert!(one("localhost", "::1"));
+        assert!(!one("localhost", "127.0.0.2"), "Squid 5: 127.0.0.1/32 ::1");
+        assert!(one("all", "203.0.113.9"));
+        assert!(one("all", "2001:db8::5"));
+    }
+
+    #[test]
+    fn dst_uses_the_literal_or_the_callers_addresses_and_never_dns() {
+        let c = load("acl d dst 172.26.226.0/23 2001:db8::/32\nacl n dst -n 172.26.226.0/23\nhttp_access allow d\nhttp_access deny all\n");
+        let l = &c.http_access;
+        // An IP-literal host is its own address.
+        assert_eq!(
+            verdict(l, &c, &get("192.0.2.1", "http://172.26.227.9/")),
+            (Allow, 3)
+        );
+        assert_eq!(
+            verdict(l, &c, &get("192.0.2.1", "http://[2001:db8::7]/")),
+            (Allow, 3)
+        );
+        // A name without addresses: no match (Squid's answer when the lookup
+        // failed or a fast check cannot wait).
+        let mut r = get("192.0.2.1", "http://vulcan.example/");
+        assert_eq!(verdict(l, &c, &r), (Deny, 4));
+        assert_eq!(try_check(l, &c, &r), Err(NeedsDst));
+        let addrs = [ip("198.51.100.1"), ip("172.26.226.4")];
+        r.dst_addrs = Some(&addrs);
+        assert_eq!(verdict(l, &c, &r), (Allow, 3));
+        assert_eq!(try_check(l, &c, &r).unwrap().verdict, Allow);
+        r.dst_addrs = Some(&[]);
+        assert_eq!(verdict(l, &c, &r), (Deny, 4));
+        // -n: only a literal host can match.
+        let n = c.acl("n").unwrap();
+        let named = Request {
+            dst_addrs: Some(&addrs),
+            ..get("192.0.2.1", "http://vulcan.example/")
+        };
+        assert_eq!(eval_acl(n, &Eval::new(&named, true)), Match::No);
+        let literal = get("192.0.2.1", "http://172.26.226.4/");
+        assert_eq!(eval_acl(n, &Eval::new(&literal, true)), Match::Yes);
+    }
+
+    #[test]
+    fn negated_dst_without_addresses_matches_as_in_squid() {
+        let c = load("acl d dst 10.0.0.0/8\nhttp_access deny !d\nhttp_access allow all\n");
+        let r = get("192.0.2.1", "http://name.example/");
+        assert_eq!(verdict(&c.http_access, &c, &r), (Deny, 2));
+        assert_eq!(try_check(&c.http_access, &c, &r), Err(NeedsDst));
+    }
+
+    #[test]
+    fn try_check_asks_for_addresses_only_when_a_rule_reaches_dst() {
+        let c = load("acl local src 10.0.0.0/8\nacl d dst 10.0.0.0/8\nhttp_access allow local\nhttp_access deny d\nhttp_access allow all\n");
+        let l = &c.http_access;
+        assert!(needs_dst(l, &c));
+        let inside = get("10.0.0.1", "http://name.example/");
+        assert_eq!(try_check(l, &c, &inside).unwrap().verdict, Allow);
+        assert_eq!(
+            try_check(l, &c, &get("192.0.2.1", "http://name.example/")),
+            Err(NeedsDst)
+        );
+        // A literal host needs no lookup.
+        let lit = get("192.0.2.1", "http://10.1.1.1/");
+        assert_eq!(try_check(l, &c, &lit).unwrap().verdict, Deny);
+    }
+
+    #[test]
+    fn needs_dst_knows_the_builtins_and_minus_n() {
+        let c = load("acl n dst -n 10.0.0.0/8\nacl s src 10.0.0.0/8\nhttp_access deny n\nhttp_access allow s\nicp_access deny to_localhost\nmiss_access deny !to_linklocal\n");
+        assert!(!needs_dst(&c.http_access, &c));
+        assert!(needs_dst(&c.icp_access, &c));
+        assert!(needs_dst(&c.miss_access, &c));
+        assert!(!needs_dst(&c.htcp_access, &c));
+    }
+
+    #[test]
+    fn to_localhost_and_to_linklocal() {
+        let c = load(
+            "http_access deny to_localhost\nhttp_access deny to_linklocal\nhttp_access allow all\n",
+        );
+        let l = &c.http_access;
+        for url in [
+            "http://127.0.0.1/",
+            "http://127.1/",
+            "http://0x7f.0.0.1/",
+            "http://2130706433/",
+            "http://0.0.0.0/",
+            "http://[::1]/",
+            "http://[::]/",
+            "http://localhost./",
+        ] {
+            let mut r = get("10.0.0.1", url);
+            let lo = [ip("127.0.0.1")];
+            if r.host.starts_with("localhost") {
+                r.dst_addrs = Some(&lo);
+            }
+            assert_eq!(verdict(l, &c, &r), (Deny, 1), "{url}");
+        }
+        assert_eq!(
+            verdict(l, &c, &get("10.0.0.1", "http://169.254.169.254/latest/")),
+            (Deny, 2)
+        );
+        assert_eq!(
+            verdict(l, &c, &get("10.0.0.1", "http://[fe80::1]/")),
+            (Deny, 2)
+        );
+        assert_eq!(
+            verdict(l, &c, &get("10.0.0.1", "http://93.184.216.34/")),
+            (Allow, 3)
+        );
+    }
+
+    #[test]
+    fn dstdomain_dot_means_subdomains_and_case_is_ignored() {
+        let c = load("acl d dstdomain .example.com www.example.org\nhttp_access allow d\nhttp_access deny all\n");
+        let l = &c.http_access;
+        for (url, allowed) in [
+            ("http://example.com/", true),
+            ("http://www.example.com/", true),
+            ("http://a.b.example.com:8080/x", true),
+            ("http://WWW.Example.COM./", true),
+            ("http://badexample.com/", false),
+            ("http://example.com.evil.net/", false),
+            ("http://www.example.org/", true),
+            ("http://example.org/", false),
+            ("http://a.www.example.org/", false),
+            ("http://com/", false),
+        ] {
+            assert_eq!(
+                check(l, &c, &get("10.0.0.1", url)).allowed(),
+                allowed,
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn dstdomain_matches_an_ip_host_by_its_text_only() {
+        let c = load("acl d dstdomain 192.0.2.10 .example.com [2001:db8::1]\nhttp_access allow d\nhttp_access deny all\n");
+        let l = &c.http_access;
+        assert!(check(l, &c, &get("10.0.0.1", "http://192.0.2.10/")).allowed());
+        // Squid keeps a numeric host in canonical form.
+        assert!(check(l, &c, &get("10.0.0.1", "http://0xc0.0.2.10/")).allowed());
+        assert!(check(l, &c, &get("10.0.0.1", "http://[2001:DB8:0::1]/")).allowed());
+        // No reverse DNS, even if 192.0.2.11 were www.example.com.
+        let addrs = [ip("192.0.2.11")];
+        let r = Request {
+            dst_addrs: Some(&addrs),
+            ..get("10.0.0.1", "http://192.0.2.11/")
+        };
+        assert!(!check(l, &c, &r).allowed());
+    }
+
+    #[test]
+    fn dstdomain_without_an_index_scans_the_entries() {
+        let mut c =
+            load("acl d dstdomain .example.com\nhttp_access allow d\nhttp_access deny all\n");
+        let r = get("10.0.0.1", "http://www.Example.com/");
+        assert!(check(&c.http_access, &c, &r).allowed());
+        let AclData::DstDomain { index, .. } = &mut c.acls.last_mut().unwrap().data else {
+            panic!()
+        };
+        *index = crate::config::DomainIndex::default();
+        assert!(check(&c.http_access, &c, &r).allowed());
+        assert!(!check(&c.http_access, &c, &get("10.0.0.1", "http://example.net/")).allowed());
+    }
+
+    #[test]
+    fn a_large_dstdomain_list_is_indexed() {
+        let mut text = String::from("acl big dstdomain");
+        for i in 0..50_000 {
+            text.push_str(&format!(" .d{i}.example"));
+        }
+        text.push_str("\nhttp_access allow big\nhttp_access deny all\n");
+        let c = load(&text);
+        let AclData::DstDomain { entries, index, .. } = &c.acl("big").unwrap().data else {
+            panic!()
+        };
+        // Checks then probe the hash sets, one per label of the host.
+        assert!(index.covers(entries.len()));
+        assert!(check(
+            &c.http_access,
+            &c,
+            &get("10.0.0.1", "http://a.d49999.example/")
+        )
+        .allowed());
+        assert!(check(&c.http_access, &c, &get("10.0.0.1", "http://d0.example/")).allowed());
+        assert!(!check(
+            &c.http_access,
+            &c,
+            &get("10.0.0.1", "http://a.b.c.example/")
+        )
+        .allowed());
+        assert!(!check(&c.http_access, &c, &get("10.0.0.1", "http://example/")).allowed());
+    }
+
+    #[test]
+    fn port_is_the_urls_port() {
+        let c = load(
+            "acl safe port 80 443 1025-65535\nhttp_access deny !safe\nhttp_access allow all\n",
+        );
+        let l = &c.http_access;
+        assert_eq!(verdict(l, &c, &get("10.0.0.1", "http://x/")).0, Allow);
+        assert_eq!(verdict(l, &c, &get("10.0.0.1", "https://x/")).0, Allow);
+        assert_eq!(verdict(l, &c, &get("10.0.0.1", "http://x:8080/")).0, Allow);
+        assert_eq!(verdict(l, &c, &get("10.0.0.1", "ftp://x/")).0, Deny, "21");
+        assert_eq!(verdict(l, &c, &req("10.0.0.1", "CONNECT", "x:25")).0, Deny);
+        assert_eq!(
+            verdict(l, &c, &req("10.0.0.1", "CONNECT", "x:443")).0,
+            Allow
+        );
+    }
+
+    #[test]
+    fn method_case_follows_squids_relaxed_parser() {
+        let c = load("acl purge method PURGE\nacl odd method FROB\nhttp_access deny purge\nhttp_access deny odd\nhttp_access allow all\n");
+        let l = &c.http_access;
+        assert_eq!(
+            verdict(l, &c, &req("10.0.0.1", "PURGE", "http://x/")),
+            (Deny, 3)
+        );
+        // Squid parses a known method in any case (relaxed_header_parser
+        // is on by default), so "purge" is PURGE.
+        assert_eq!(
+            verdict(l, &c, &req("10.0.0.1", "purge", "http://x/")),
+            (Deny, 3)
+        );
+        // Extension methods are compared exactly.
+        assert_eq!(
+            verdict(l, &c, &req("10.0.0.1", "FROB", "http://x/")),
+            (Deny, 4)
+        );
+        assert_eq!(
+            verdict(l, &c, &req("10.0.0.1", "frob", "http://x/")),
+            (Allow, 5)
+        );
+        assert_eq!(
+            verdict(l, &c, &req("10.0.0.1", "GET", "http://x/")),
+            (Allow, 5)
+        );
+        // The built-in CONNECT.
+        let c = load("http_access deny CONNECT\nhttp_access allow all\n");
+        assert_eq!(
+            verdict(&c.http_access, &c, &req("10.0.0.1", "CONNECT", "x:443")),
+            (Deny, 1)
+        );
+    }
+
+    #[test]
+    fn proto_is_the_scheme_and_none_for_connect() {
+        let l = load_str(
+            "acl web proto HTTP https\nacl ftp proto FTP\nacl none proto NONE\nacl mgr proto cache_object\nacl junk proto SMTP\n\
+             http_access allow web\nhttp_access allow ftp\nhttp_access allow none\nhttp_access allow mgr\nhttp_access deny all\n",
+            "t.conf",
+            &LoadOptions::default(),
+        );
+        assert!(!l.has_errors());
+        // Squid ignores an unknown protocol name with a warning.
+        let w: Vec<_> = l.warnings().collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].message.contains("unknown protocol \"SMTP\""));
+        assert_eq!(w[0].location.line, 5);
+        let c = &l.config;
+        let l = &c.http_access;
+        assert_eq!(verdict(l, c, &get("10.0.0.1", "http://x/")), (Allow, 6));
+        assert_eq!(verdict(l, c, &get("10.0.0.1", "HTTPS://x/")), (Allow, 6));
+        assert_eq!(verdict(l, c, &get("10.0.0.1", "ftp://x/")), (Allow, 7));
+        assert_eq!(
+            verdict(l, c, &req("10.0.0.1", "CONNECT", "x:443")),
+            (Allow, 8)
+        );
+        assert_eq!(
+            verdict(l, c, &get("10.0.0.1", "cache_object://x/info")),
+            (Allow, 9)
+        );
+        assert_eq!(verdict(l, c, &get("10.0.0.1", "gopher://x/")), (Deny, 10));
+        assert_eq!(verdict(l, c, &get("10.0.0.1", "foo://x/")), (Deny, 10));
+    }
+
+    #[test]
+    fn localport_localip_and_myportname() {
+        let l = load_str(
+            "http_port 3128\nhttp_port 127.0.0.1:8080\nhttp_port 8081 name=admin\n\
+             acl p3128 localport 3128\nacl old myport 8080-8081\nacl lo myip 127.0.0.0/8\n\
+             acl byname myportname 127.0.0.1:8080 admin\n",
+            "t.conf",
+            &LoadOptions::default(),
+        );
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        // Squid's UPGRADE warnings for the renamed types.
+        let w: Vec<&str> = l.warnings().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            w,
+            [
+                "acl: ACL type myport has been renamed to localport; read as localport",
+                "acl: ACL type myip has been renamed to localip; read as localip"
+            ]
+        );
+        let c = &l.config;
+        assert!(matches!(c.acl("old").unwrap().data, AclData::LocalPort(_)));
+        // The default port name is the port as written.
+        let names: Vec<&str> = c.http_ports.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["3128", "127.0.0.1:8080", "admin"]);
+        let is = |acl: &str, r: &Request<'_>| eval_acl(c.acl(acl).unwrap(), &Eval::new(r, false));
+        let base = get("10.0.0.1", "http://x/");
+        assert_eq!(is("p3128", &base), Match::Yes);
+        assert_eq!(is("old", &base), Match::No);
+        let on_8080 = Request {
+            local_ip: Some(ip("127.0.0.1")),
+            local_port: 8080,
+            port_name: names[1],
+            ..base
+        };
+        assert_eq!(is("old", &on_8080), Match::Yes);
+        assert_eq!(is("lo", &on_8080), Match::Yes);
+        assert_eq!(is("lo", &base), Match::No);
+        assert_eq!(is("byname", &on_8080), Match::Yes);
+        assert_eq!(is("byname", &base), Match::No);
+        assert_eq!(
+            is(
+                "byname",
+                &Request {
+                    port_name: "ADMIN",
+                    ..base
+                }
+            ),
+            Match::No,
+            "case-sensitive"
+        );
+        // ICP/HTCP: no client connection.
+        let icp = Request {
+            local_ip: None,
+            local_port: 0,
+            port_name: "",
+            ..base
+        };
+        assert_eq!(is("lo", &icp), Match::No);
+        assert_eq!(is("p3128", &icp), Match::No);
+        assert_eq!(is("byname", &icp), Match::No);
+    }
+
+    #[test]
+    fn url_regex_with_case_flags_and_decoding() {
+        let c = load(
+            "acl u url_regex ^http://[^/]+/squid-internal-periodic/store_digest$ -i \\.EXE$ +i /CaseSensitive\n\
+             http_access deny u\nhttp_access allow all\n",
+        );
+        let l = &c.http_access;
+        let denied = |url: &str| !check(l, &c, &get("10.0.0.1", url)).allowed();
+        assert!(denied(
+            "http://10.0.0.2:3128/squid-internal-periodic/store_digest"
+        ));
+        assert!(!denied(
+            "http://10.0.0.2:3128/squid-internal-periodic/store_digest/x"
+        ));
+        assert!(denied("http://x/setup.exe"));
+        assert!(
+            denied("http://x/setup.ExE"),
+            "-i applies to the patterns after it"
+        );
+        assert!(denied("http://x/CaseSensitive"));
+        assert!(!denied("http://x/casesensitive"), "+i turns it back off");
+        // Squid matches the percent-decoded URL.
+        assert!(denied("http://x/setup%2Eexe"));
+        assert!(denied("http://x/squid-internal-periodic%2fstore_digest"));
+        let AclData::UrlRegex(p) = &c.acl("u").unwrap().data else {
+            panic!()
+        };
+        let flags: Vec<bool> = p.iter().map(|p| p.case_insensitive).collect();
+        assert_eq!(flags, [false, true, false]);
+    }
+
+    #[test]
+    fn urlpath_regex_sees_path_and_query_but_not_connect() {
+        let c = load(
+            "acl css urlpath_regex -i \\.css$ ^/w/api\\.php\nacl any_path urlpath_regex .\nacl q urlpath_regex action=raw\n\
+             http_access deny css\nhttp_access deny q\nhttp_access allow !any_path\nhttp_access deny all\n",
+        );
+        let l = &c.http_access;
+        assert_eq!(
+            verdict(l, &c, &get("10.0.0.1", "http://x/a/b.CSS")),
+            (Deny, 4)
+        );
+        assert_eq!(
+            verdict(l, &c, &get("10.0.0.1", "http://x/w/api.php?x=1")),
+            (Deny, 4)
+        );
+        assert_eq!(
+            verdict(
+                l,
+                &c,
+                &get("10.0.0.1", "http://x/index.php?title=a&action=raw")
+            ),
+            (Deny, 5)
+        );
+        assert_eq!(
+            verdict(l, &c, &get("10.0.0.1", "http://x/w/index.php")),
+            (Deny, 7)
+        );
+        // CONNECT has no path: urlpath_regex never matches it.
+        assert_eq!(
+            verdict(l, &c, &req("10.0.0.1", "CONNECT", "x:443")),
+            (Allow, 6)
+        );
+    }
+
+    #[test]
+    fn dstdom_regex_matches_the_host() {
+        let c = load("acl r dstdom_regex -n -i (^|\\.)ads\\. tracker\nhttp_access deny r\nhttp_access allow all\n");
+        let l = &c.http_access;
+        assert!(!check(l, &c, &get("10.0.0.1", "http://ads.example.com/")).allowed());
+        assert!(!check(l, &c, &get("10.0.0.1", "http://x.ADS.example.com/")).allowed());
+        assert!(!check(l, &c, &get("10.0.0.1", "http://tracker.example/")).allowed());
+        assert!(check(l, &c, &get("10.0.0.1", "http://loads.example.com/")).allowed());
+        let AclData::DstDomRegex { no_lookup, .. } = &c.acl("r").unwrap().data else {
+            panic!()
+        };
+        assert!(*no_lookup);
+    }
+
+    #[test]
+    fn manager_requests() {
+        let c = load("http_access allow localhost manager\nhttp_access deny manager\nhttp_access allow all\n");
+        let l = &c.http_access;
+        for url in [
+            "cache_object://cache1/info",
+            "CACHE_OBJECT://cache1/info",
+            "http://cache1:3128/squid-internal-mgr/menu",
+            "https://cache1:3128/squid-internal-mgr/info",
+            "http://cache1:3128/Squid-Internal-Mgr/info",
+            "http://cache1:3128/squid%2Dinternal-mgr/info",
+            // CVE-2019-12524: the decoded userinfo hides the path from the
+            // regex; the path itself still says manager.
+            "https://jeriko.one%252f@g64:3128/squid-internal-mgr/active_requests",
+        ] {
+            assert_eq!(verdict(l, &c, &get("10.0.0.1", url)), (Deny, 2), "{url}");
+            assert_eq!(verdict(l, &c, &get("127.0.0.1", url)), (Allow, 1), "{url}");
+        }
+        for url in [
+            "http://cache1/squid-internal-mgrx/menu",
+            "http://cache1/x/squid-internal-mgr/menu",
+            "http://cache1/squid-internal-periodic/store_digest",
+        ] {
+            assert_eq!(verdict(l, &c, &get("10.0.0.1", url)), (Allow, 3), "{url}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding_is_squids() {
+        assert_eq!(&*rfc1738_unescape("/a%20b"), b"/a b");
+        assert_eq!(&*rfc1738_unescape("100%%"), b"100%");
+        assert_eq!(&*rfc1738_unescape("%zz%4"), b"%zz%4");
+        assert_eq!(&*rfc1738_unescape("a%00b"), b"a%00b", "NUL is not decoded");
+        assert_eq!(&*rfc1738_unescape("%ff%2F"), b"\xff/");
+        assert!(matches!(rfc1738_unescape("/plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn numeric_hosts_as_getaddrinfo_reads_them() {
+        assert_eq!(parse_ip_host("127.0.0.1"), Some(ip("127.0.0.1")));
+        assert_eq!(parse_ip_host("127.1"), Some(ip("127.0.0.1")));
+        assert_eq!(parse_ip_host("10.1.2"), Some(ip("10.1.0.2")));
+        assert_eq!(parse_ip_host("0x7f.0.0.01"), Some(ip("127.0.0.1")));
+        assert_eq!(parse_ip_host("017700000001"), Some(ip("127.0.0.1")));
+        assert_eq!(parse_ip_host("2130706433"), Some(ip("127.0.0.1")));
+        assert_eq!(parse_ip_host("[::1]"), Some(ip("::1")));
+        assert_eq!(
+            parse_ip_host("::ffff:10.0.0.1"),
+            Some(ip("::ffff:10.0.0.1"))
+        );
+        // Squid's fromHost strips brackets before reading the address.
+        assert_eq!(parse_ip_host("[1.2.3.4]"), Some(ip("1.2.3.4")));
+        for name in [
+            "example.com",
+            "1.2.3.4.5",
+            "256.0.0.1",
+            "1..2",
+            "09.1.1.1",
+            "",
+            "1.2.3.4x",
+            "[::1",
+        ] {
+            assert_eq!(parse_ip_host(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn default_ports() {
+        assert_eq!(default_port("http"), Some(80));
+        assert_eq!(default_port("HTTPS"), Some(443));
+        assert_eq!(default_port("ftp"), Some(21));
+        assert_eq!(default_port("nope"), None);
+    }
+
+    // ---- what the loader refuses
+
+    fn errors(l: &Loaded) -> Vec<String> {
+        l.errors().map(|d| d.to_string()).collect()
+    }
+
+    fn loaded(text: &str) -> Loaded {
+        load_str(text, "t.conf", &LoadOptions::default())
+    }
+
+    #[test]
+    fn rules_using_unsupported_acl_types_are_refused_with_file_and_line() {
+        let l = loaded(
+            "acl users proxy_auth REQUIRED\nacl hours time MTWHF 08:00-17:00\nacl net src 10.0.0.0/8\n\
+             http_access allow net users\nicp_access deny !hours\nhttp_access deny all\n",
+        );
+        let e = errors(&l);
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(
+            e[0].starts_with("t.conf:4: error: http_access: ACL \"users\" (defined at t.conf:1) cannot be evaluated: cuttle does not implement ACL type proxy_auth"),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[1].starts_with("t.conf:5: error: icp_access: ACL \"hours\" (defined at t.conf:2)"),
+            "{}",
+            e[1]
+        );
+        assert!(e[1].contains("ACL type time"));
+        // The refused rules are not kept.
+        assert_eq!(l.config.http_access.len(), 1);
+        assert!(l.config.icp_access.is_empty());
+    }
+
+    #[test]
+    fn unused_unsupported_acls_stay_warnings() {
+        let l = loaded("acl users proxy_auth REQUIRED\nacl ua browser -i curl\nacl net src 10.0.0.0/8\nhttp_access allow net\n");
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        let w: Vec<usize> = l.warnings().map(|d| d.location.line).collect();
+        assert_eq!(w, [1, 2]);
+        assert!(l
+            .warnings()
+            .all(|d| d.message.contains("does not evaluate")));
+    }
+
+    #[test]
+    fn cache_peer_access_and_other_lists_are_checked_too() {
+        let l = loaded("cache_peer p parent 3128 0\nacl ext external check\nacl any any-of a b\ncache_peer_access p allow ext\nnever_direct allow any\n");
+        let e = errors(&l);
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(
+            e[0].starts_with("t.conf:4: error: cache_peer_access: ACL \"ext\""),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[1].starts_with("t.conf:5: error: never_direct: ACL \"any\""),
+            "{}",
+            e[1]
+        );
+        assert!(e[1].contains("ACL type any-of"));
+    }
+
+    #[test]
+    fn host_names_in_address_acls_are_refused_when_used() {
+        let l = loaded("acl bad dst www.example.com\nacl ok dst 10.0.0.1\nhttp_access deny bad\nhttp_access allow ok\n");
+        let e = errors(&l);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(
+            e[0].starts_with("t.conf:3: error: http_access: ACL \"bad\""),
+            "{}",
+            e[0]
+        );
+        assert!(e[0].contains("host name \"www.example.com\""), "{}", e[0]);
+    }
+
+    #[test]
+    fn access_control_directives_cuttle_lacks_are_refused() {
+        let l = loaded(
+            "auth_param basic program /usr/lib/squid/basic_ncsa_auth /etc/squid/passwd\n\
+             external_acl_type t %SRC /bin/true\nhttp_reply_access deny all\nadapted_http_access deny all\n\
+             ssl_bump peek all\nfollow_x_forwarded_for allow localhost\nredirect_program /bin/squidGuard\n\
+             icap_service s reqmod_precache icap://127.0.0.1:1344/x\nadaptation_access s allow all\n\
+             coredump_dir /var/spool/squid\n",
+        );
+        let e: Vec<usize> = l.errors().map(|d| d.location.line).collect();
+        assert_eq!(e, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        let first = l.errors().next().unwrap();
+        assert_eq!(
+            first.to_string(),
+            "t.conf:1: error: auth_param: cuttle does not implement proxy authentication; refusing the config rather than ignoring it, which could let through what Squid would deny"
+        );
+        assert!(l
+            .errors()
+            .nth(6)
+            .unwrap()
+            .message
+            .starts_with("redirect_program: cuttle does not implement URL rewriting"));
+        // A harmless unknown directive stays a warning.
+        let w: Vec<usize> = l.warnings().map(|d| d.location.line).collect();
+        assert_eq!(w, [10]);
+    }
+
+    #[test]
+    fn no_op_forms_of_refused_directives_only_warn() {
+        let l = loaded("http_reply_access allow all\nadapted_http_access allow all\nfollow_x_forwarded_for deny all\n");
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        assert_eq!(l.warnings().count(), 3);
+        let l = loaded("follow_x_forwarded_for deny badguys\nhttp_reply_access allow localhost\n");
+        assert_eq!(l.errors().count(), 2);
+    }
+
+    #[test]
+    fn bad_regexes_are_errors_with_file_and_line() {
+        let l = loaded("acl ok url_regex ^http://\nacl bad url_regex -i ok (unclosed\nacl p urlpath_regex [z-a]\n");
+        let e: Vec<(usize, String)> = l
+            .errors()
+            .map(|d| (d.location.line, d.message.clone()))
+            .collect();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(e[0].0, 2);
+        assert!(
+            e[0].1
+                .starts_with("acl: bad regular expression \"(unclosed\": "),
+            "{}",
+            e[0].1
+        );
+        assert_eq!(e[1].0, 3);
+        // A pattern from a value file is reported at its own line there.
+        let dir = std::env::temp_dir().join(format!("cuttle-access-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let list = dir.join("patterns.txt");
+        std::fs::write(&list, "# patterns\n\\.exe$\n*bad\n").unwrap();
+        let text = format!("acl f url_regex -i \"{}\"\n", list.display());
+        let l = loaded(&text);
+        let e: Vec<_> = l.errors().collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].location, Location::new(&list, 3));
+    }
+
+    #[test]
+    fn regex_acls_and_quoted_values_conflict_as_in_squid() {
+        let l = loaded("configuration_includes_quoted_values on\nacl u url_regex x\n");
+        let e = errors(&l);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].contains("configuration_includes_quoted_values"));
+    }
+
+    #[test]
+    fn flags_are_checked_per_type() {
+        let l = loaded("acl a proto -i HTTP\nacl b localport -n 80\nacl c urlpath_regex -n x\nacl d dstdom_regex -n -i x\n");
+        let e: Vec<usize> = l.errors().map(|d| d.location.line).collect();
+        assert_eq!(e, [1, 2, 3]);
+        assert!(l
+            .diagnostics
+            .iter()
+            .all(|d| d.severity == Severity::Error || d.location.line != 4));
+    }
+
+    // ---- the samples, with realistic requests
+
+    fn sample(path: &str, map: Vec<(PathBuf, PathBuf)>) -> Config {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/squid-conf");
+        let l = load_file(&root.join(path), &LoadOptions { path_map: map });
+        assert!(!l.has_errors(), "{:#?}", l.errors().collect::<Vec<_>>());
+        l.config
+    }
+
+    #[test]
+    fn sibling_mesh_http_access() {
+        let c = sample("sibling-mesh.conf", vec![]);
+        let l = &c.http_access;
+        let v = |r: Request<'_>| verdict(l, &c, &r);
+        assert_eq!(v(get("10.20.30.40", "http://example.com/")), (Allow, 32));
+        assert_eq!(
+            v(get("192.168.1.5", "http://example.com:8080/a?b")),
+            (Allow, 32)
+        );
+        assert_eq!(v(get("203.0.113.7", "http://example.com/")), (Deny, 34));
+        // CONNECT: only to 443; port 25 is not even a safe port.
+        assert_eq!(
+            v(req("10.20.30.40", "CONNECT", "mail.example.com:25")),
+            (Deny, 26)
+        );
+        assert_eq!(
+            v(req("10.20.30.40", "CONNECT", "example.com:8443")),
+            (Deny, 27)
+        );
+        assert_eq!(
+            v(req("10.20.30.40", "CONNECT", "example.com:443")),
+            (Allow, 32)
+        );
+        assert_eq!(v(get("10.20.30.40", "http://example.com:25/")), (Deny, 26));
+        // PURGE only from localhost.
+        assert_eq!(
+            v(req("127.0.0.1", "PURGE", "http://example.com/x")),
+            (Allow, 30)
+        );
+        assert_eq!(
+            v(req("10.20.30.40", "PURGE", "http://example.com/x")),
+            (Deny, 31)
+        );
+        assert_eq!(v(req("::1", "PURGE", "http://example.com/x")), (Allow, 30));
+        // The cache manager only from localhost.
+        assert_eq!(
+            v(get("127.0.0.1", "cache_object://cache1.example.net/info")),
+            (Allow, 28)
+        );
+        assert_eq!(
+            v(get(
+                "10.20.30.40",
+                "http://cache1.example.net:3128/squid-internal-mgr/info"
+            )),
+            (Deny, 29)
+        );
+        assert_eq!(
+            v(get(
+                "127.0.0.1",
+                "http://cache1.example.net:3128/squid-internal-mgr/info"
+            )),
+            (Allow, 28)
+        );
+
+        // The peer-facing lists.
+        let sib = get("10.1.0.2", "http://example.com/");
+        let stranger = get("10.1.0.9", "http://example.com/");
+        for list in [&c.icp_access, &c.htcp_access, &c.htcp_clr_access] {
+            assert!(check(list, &c, &sib).allowed());
+            assert!(!check(list, &c, &stranger).allowed());
+        }
+        assert_eq!(verdict(&c.miss_access, &c, &sib), (Deny, 42));
+        assert_eq!(verdict(&c.miss_access, &c, &stranger), (Allow, 43));
+        let internal = get("10.20.30.40", "http://wiki.internal.example.net/");
+        assert!(check(&c.always_direct, &c, &internal).allowed());
+        assert!(!check(&c.never_direct, &c, &internal).allowed());
+        assert!(check(&c.never_direct, &c, &sib).allowed());
+        let cache2 = &c.peer("cache2").unwrap().access;
+        assert!(!check(cache2, &c, &internal).allowed());
+        assert!(
+            check(cache2, &c, &sib).allowed(),
+            "implicit allow after a last deny"
+        );
+        let up1 = &c.peer("up1").unwrap().access;
+        assert!(check(up1, &c, &internal).or_if_no_rules(Allow).allowed());
+        assert!(!needs_dst(l, &c));
+    }
+
+    #[test]
+    fn debian_default_allows_only_localhost() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/squid-conf");
+        let c = sample(
+            "debian-default.conf",
+            vec![("/etc/squid/conf.d".into(), root.join("conf.d"))],
+        );
+        let l = &c.http_access;
+        assert_eq!(
+            verdict(l, &c, &get("127.0.0.1", "http://deb.debian.org/")),
+            (Allow, 1553)
+        );
+        assert_eq!(
+            verdict(l, &c, &get("10.0.0.5", "http://deb.debian.org/")),
+            (Deny, 1556)
+        );
+        assert_eq!(
+            verdict(l, &c, &get("127.0.0.1", "http://x:22/")),
+            (Deny, 1530)
+        );
+        assert_eq!(
+            verdict(l, &c, &get("10.0.0.5", "cache_object://localhost/info")),
+            (Deny, 1537)
+        );
+    }
+
+    #[test]
+    fn ualberta_vulcan_http_access() {
+        let u = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/squid-conf/ualberta-vulcan");
+        let c = sample(
+            "ualberta-vulcan/squid.conf",
+            vec![
+                ("/etc/squid/conf.d".into(), u.join("conf.d")),
+                ("/tmp/squid-conf/*.conf".into(), u.join("99-peers.conf")),
+                ("/etc/squid/whitelist.txt".into(), u.join("whitelist.txt")),
+            ],
+        );
+        let l = &c.http_access;
+        let line = |r: &Request<'_>| {
+            let d = check(l, &c, r);
+            (
+                d.verdict,
+                d.location().map(|l| {
+                    (
+                        l.file.file_name().unwrap().to_str().unwrap().to_string(),
+                        l.line,
+                    )
+                }),
+            )
+        };
+        let at = |v, f: &str, n| (v, Some((f.to_string(), n)));
+        // A sibling fetching the store digest (url_regex in http_access).
+        let digest = get(
+            "172.26.92.4",
+            "http://172.26.92.3:3128/squid-internal-periodic/store_digest",
+        );
+        assert_eq!(line(&digest), at(Allow, "squid.conf", 46));
+        // Whitelisted domains from the value file, for anyone.
+        let mut pypi = get(
+            "203.0.113.5",
+            "https://files.pythonhosted.org/packages/x.whl",
+        );
+        assert!(needs_dst(l, &c));
+        // vulcan_net (dst) comes before the whitelist: resolve only then.
+        assert_eq!(try_check(l, &c, &pypi), Err(NeedsDst));
+        let addrs = [ip("151.101.0.223")];
+        pypi.dst_addrs = Some(&addrs);
+        assert_eq!(line(&pypi), at(Allow, "01-whitelist.conf", 19));
+        // Addresses in the Vulcan network, by literal or by lookup.
+        assert_eq!(
+            line(&get("203.0.113.5", "http://172.26.227.10/")),
+            at(Allow, "01-whitelist.conf", 18)
+        );
+        let inside = [ip("172.26.93.1")];
+        let named = Request {
+            dst_addrs: Some(&inside),
+            ..get("203.0.113.5", "http://node1.vulcan.example/")
+        };
+        assert_eq!(line(&named), at(Allow, "01-whitelist.conf", 18));
+        let elsewhere = [ip("93.184.216.34")];
+        let other = Request {
+            dst_addrs: Some(&elsewhere),
+            ..get("203.0.113.5", "http://example.com/")
+        };
+        assert_eq!(line(&other), at(Deny, "01-whitelist.conf", 20));
+        // localhost (rule 51) is allowed before the include's PURGE rules.
+        assert_eq!(
+            line(&req("127.0.0.1", "PURGE", "http://x/")),
+            at(Allow, "squid.conf", 51)
+        );
+        assert_eq!(
+            line(&req("10.0.0.9", "PURGE", "http://pypi.org/")),
+            at(Deny, "01-whitelist.conf", 10)
+        );
+        assert_eq!(
+            line(&req("10.0.0.9", "CONNECT", "pypi.org:22")),
+            at(Deny, "squid.conf", 40)
+        );
+        // ICP from the local network only.
+        assert!(check(&c.icp_access, &c, &get("172.26.92.4", "http://x/")).allowed());
+        assert!(!check(&c.icp_access, &c, &get("203.0.113.5", "http://x/")).allowed());
+    }
+
+    #[test]
+    fn wikimedia_and_multicast_samples() {
+        let c = sample("wikimedia-labs-upload.conf", vec![]);
+        let l = &c.http_access;
+        assert_eq!(
+            verdict(
+                l,
+                &c,
+                &req("10.4.0.9", "PURGE", "http://upload.beta.wmflabs.org/x")
+            ),
+            (Allow, 190)
+        );
+        assert_eq!(
+            verdict(
+                l,
+                &c,
+                &req("10.5.0.9", "PURGE", "http://upload.beta.wmflabs.org/x")
+            ),
+            (Deny, 195)
+        );
+        let peer = &c.peer("deployment-imagescaler01").unwrap().access;
+        let thumb = get(
+            "10.4.0.9",
+            "http://upload.beta.wmflabs.org/wikipedia/commons/thumb/a/ab/x.jpg/120px-x.jpg",
+        );
+        assert_eq!(verdict(peer, &c, &thumb), (Allow, 167));
+        assert_eq!(
+            verdict(
+                peer,
+                &c,
+                &get(
+                    "10.4.0.9",
+                    "http://upload.beta.wmflabs.org/wikipedia/commons/a/ab/x.jpg"
+                )
+            ),
+            (Deny, 168)
+        );
+        assert!(check(&c.htcp_clr_access, &c, &get("127.0.0.1", "http://x/")).allowed());
+        assert!(!check(&c.htcp_clr_access, &c, &get("10.9.0.1", "http://x/")).allowed());
+
+        let c = sample("multicast-accel.conf", vec![]);
+        let l = &c.http_access;
+        assert_eq!(
+            verdict(l, &c, &get("198.51.100.1", "http://www.example.com/")),
+            (Allow, 13)
+        );
+        assert_eq!(
+            verdict(l, &c, &get("198.51.100.1", "http://evil.example.com/")),
+            (Deny, 14)
+        );
+        // miss_access: the mesh may only hit; the last rule is a deny, so
+        // everyone else gets the implicit allow.
+        assert_eq!(
+            verdict(
+                &c.miss_access,
+                &c,
+                &get("10.3.0.11", "http://www.example.com/")
+            ),
+            (Deny, 18)
+        );
+        let d = check(
+            &c.miss_access,
+            &c,
+            &get("198.51.100.1", "http://www.example.com/"),
+        );
+        assert_eq!(d.verdict, Allow);
+        assert!(matches!(d.reason, Reason::Implicit(_)));
+    }
+}

@@ -1,0 +1,1039 @@
+//! The access-log writer: `Logger` turns squid.conf's `access_log` lines into destinations, formats entries on the caller's task and hands them to one writer thread over a bounded queue, so logging never blocks the runtime.
+//!
+//! Lines wait in a `BufWriter` per file and are flushed at least every
+//! `flush_interval` (100 ms), on [`Logger::flush`], and when the last clone
+//! of the logger is dropped. A full queue drops the line and counts it
+//! ([`LogStats::dropped`]) instead of waiting.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::{AccessLog, AclRef, Config, Located, Location, LogDestination};
+
+use super::entry::{write_native, Entry, FormatOptions};
+
+/// Squid's compiled-in default, used when squid.conf has no `access_log`
+/// line: `access_log daemon:/var/log/squid/access.log squid`.
+pub const SQUID_DEFAULT_ACCESS_LOG: &str = "/var/log/squid/access.log";
+
+/// At most this many distinct log files (one bit each in a queued line).
+const MAX_FILES: usize = 64;
+
+/// Tuning for the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoggerOptions {
+    /// Lines that may wait for the writer thread; beyond this they are
+    /// dropped and counted.
+    pub queue_capacity: usize,
+    /// Longest time a written line stays in a buffer.
+    pub flush_interval: Duration,
+}
+
+impl Default for LoggerOptions {
+    fn default() -> Self {
+        LoggerOptions {
+            queue_capacity: 16 * 1024,
+            flush_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A log file that cannot be opened (or a destination cuttle cannot use).
+#[derive(Debug)]
+pub struct LogError {
+    /// The `access_log` line, when the destination came from one.
+    pub location: Option<Location>,
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+impl fmt::Display for LogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(at) = &self.location {
+            write!(f, "{at}: ")?;
+        }
+        write!(
+            f,
+            "access_log: cannot open {}: {}",
+            self.path.display(),
+            self.source
+        )
+    }
+}
+
+impl std::error::Error for LogError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Counters since the logger was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Lines handed to the writer (one per destination file).
+    pub queued: u64,
+    /// Lines written into a file's buffer.
+    pub written: u64,
+    /// Lines dropped because the queue was full (or the writer is gone).
+    pub dropped: u64,
+    /// Failed writes or flushes (the lines involved are lost).
+    pub write_errors: u64,
+    /// Files that could not be reopened (they keep the old handle).
+    pub reopen_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    queued: AtomicU64,
+    written: AtomicU64,
+    dropped: AtomicU64,
+    write_errors: AtomicU64,
+    reopen_errors: AtomicU64,
+}
+
+/// One `access_log` line, as the logger applies it.
+#[derive(Debug, Clone)]
+struct Rule {
+    /// Bit of the destination file; `None` for `access_log none`.
+    file: Option<usize>,
+    acls: Vec<AclRef>,
+}
+
+/// Where a destination writes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Target {
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+impl Target {
+    fn for_path(path: &str) -> Target {
+        match path {
+            "/dev/stdout" => Target::Stdout,
+            "/dev/stderr" => Target::Stderr,
+            p => Target::File(PathBuf::from(p)),
+        }
+    }
+
+    fn open(&self, buffer: usize) -> io::Result<Sink> {
+        let out: Box<dyn Write + Send> = match self {
+            Target::Stdout => Box::new(io::stdout()),
+            Target::Stderr => Box::new(io::stderr()),
+            Target::File(path) => {
+                Box::new(OpenOptions::new().append(true).create(true).open(path)?)
+            }
+        };
+        Ok(Sink {
+            out: BufWriter::with_capacity(buffer, out),
+            dirty: false,
+            failing: false,
+        })
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Target::Stdout => "/dev/stdout".into(),
+            Target::Stderr => "/dev/stderr".into(),
+            Target::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+struct Sink {
+    out: BufWriter<Box<dyn Write + Send>>,
+    dirty: bool,
+    /// Set after a failure was reported, so a broken disk logs once.
+    failing: bool,
+}
+
+/// Destination file, as the writer thread holds it.
+struct Dest {
+    target: Target,
+    buffer: usize,
+    sink: Sink,
+}
+
+enum Msg {
+    /// A formatted line (with its newline) for the files in the bit mask.
+    Line { files: u64, line: String },
+    /// Flush everything, then answer.
+    Flush(SyncSender<()>),
+    /// Look at the reopen flag.
+    Wake,
+}
+
+/// The access log: cheap to clone, shareable between tasks and threads.
+///
+/// ```no_run
+/// # use cuttle::access_log::{Entry, Logger};
+/// # fn demo(config: &cuttle::config::Config, entry: &Entry) -> Result<(), cuttle::access_log::LogError> {
+/// let logger = Logger::from_config(config)?; // every file opened, or an error naming it
+/// logger.log_if(entry, |acls| acls.iter().all(|a| a.name != "localhost"));
+/// logger.reopen(); // after logrotate moved the files
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Logger {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    rules: Vec<Rule>,
+    format: FormatOptions,
+    tx: Option<SyncSender<Msg>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    counters: Arc<Counters>,
+    reopen: Arc<AtomicBool>,
+    warnings: Vec<String>,
+}
+
+impl fmt::Debug for Logger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Logger")
+            .field("rules", &self.inner.rules)
+            .field("format", &self.inner.format)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Logger {
+    /// A logger that writes nothing.
+    pub fn disabled() -> Logger {
+        Logger {
+            inner: Arc::new(Inner {
+                rules: Vec::new(),
+                format: FormatOptions::default(),
+                tx: None,
+                thread: Mutex::new(None),
+                counters: Arc::default(),
+                reopen: Arc::default(),
+                warnings: Vec::new(),
+            }),
+        }
+    }
+
+    /// The access logs of `config` with default tuning. With no
+    /// `access_log` line this is Squid's default,
+    /// [`SQUID_DEFAULT_ACCESS_LOG`]. Every file is opened (appending,
+    /// created if missing) before this returns; one that cannot be is an
+    /// error naming its path and `access_log` line.
+    pub fn from_config(config: &Config) -> Result<Logger, LogError> {
+        Logger::with_options(config, LoggerOptions::default())
+    }
+
+    /// [`Logger::from_config`] with explicit tuning.
+    pub fn with_options(config: &Config, options: LoggerOptions) -> Result<Logger, LogError> {
+        Logger::build(config, options, None)
+    }
+
+    /// `gate`: the writer thread waits for it before reading the queue
+    /// (tests use it to fill the queue deterministically).
+    pub(crate) fn build(
+        config: &Config,
+        options: LoggerOptions,
+        gate: Option<Receiver<()>>,
+    ) -> Result<Logger, LogError> {
+        let default_line;
+        let lines: &[Located<AccessLog>] = if config.access_logs.is_empty() {
+            default_line = [Located::new(
+                AccessLog {
+                    destination: LogDestination::Daemon(SQUID_DEFAULT_ACCESS_LOG.into()),
+                    format: "squid".into(),
+                    buffer_size: None,
+                    on_error: None,
+                    rotate: None,
+                    acls: Vec::new(),
+                },
+                Location::new("<Squid's default access_log>", 0),
+            )];
+            &default_line
+        } else {
+            &config.access_logs
+        };
+        let mut warnings = Vec::new();
+        let mut warn =
+            |at: &Location, text: String| warnings.push(format!("{at}: warning: {text}"));
+        let mut rules = Vec::new();
+        let mut dests: Vec<Dest> = Vec::new();
+        let mut index: HashMap<Target, usize> = HashMap::new();
+        for line in lines {
+            let at = &line.location;
+            let path = match &line.destination {
+                LogDestination::None => {
+                    rules.push(Rule {
+                        file: None,
+                        acls: line.acls.clone(),
+                    });
+                    continue;
+                }
+                LogDestination::Stdio(p) | LogDestination::Daemon(p) => p,
+                other => {
+                    warn(
+                        at,
+                        format!(
+                            "access_log: {} is not supported by cuttle; nothing is logged there",
+                            describe(other)
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if line.format != "squid" {
+                warn(
+                    at,
+                    format!(
+                        "access_log: log format \"{}\" is not supported yet; writing the native squid format instead",
+                        line.format
+                    ),
+                );
+            } else if let Some(def) = config.logformats.iter().find(|f| f.name == "squid") {
+                warn(
+                    at,
+                    format!(
+                        "access_log: the \"logformat squid\" redefinition at {} is not supported; writing the native squid format",
+                        def.location
+                    ),
+                );
+            }
+            if let Some(n) = line.rotate {
+                warn(
+                    at,
+                    format!("access_log: rotate={n}: cuttle does not rename logs itself; rotate them with logrotate and reload cuttle, which reopens them"),
+                );
+            }
+            let target = Target::for_path(path);
+            let buffer = line
+                .buffer_size
+                .and_then(|b| usize::try_from(b).ok())
+                .unwrap_or(8 * 1024)
+                .clamp(512, 1 << 20);
+            let file = match index.get(&target) {
+                Some(&i) => i,
+                None => {
+                    if dests.len() == MAX_FILES {
+                        return Err(LogError {
+                            location: Some(at.clone()),
+                            path: PathBuf::from(path),
+                            source: io::Error::other(format!(
+                                "more than {MAX_FILES} distinct access_log files"
+                            )),
+                        });
+                    }
+                    let sink = target.open(buffer).map_err(|source| LogError {
+                        location: Some(at.clone()),
+                        path: PathBuf::from(path),
+                        source,
+                    })?;
+                    index.insert(target.clone(), dests.len());
+                    dests.push(Dest {
+                        target,
+                        buffer,
+                        sink,
+                    });
+                    dests.len() - 1
+                }
+            };
+            rules.push(Rule {
+                file: Some(file),
+                acls: line.acls.clone(),
+            });
+        }
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        let counters = Arc::new(Counters::default());
+        let reopen = Arc::new(AtomicBool::new(false));
+        let (tx, thread) = if dests.is_empty() {
+            (None, None)
+        } else {
+            let (tx, rx) = mpsc::sync_channel(options.queue_capacity.max(1));
+            let writer = Writer {
+                dests,
+                counters: Arc::clone(&counters),
+                reopen: Arc::clone(&reopen),
+                flush_interval: options.flush_interval,
+            };
+            let thread = std::thread::Builder::new()
+                .name("cuttle-access-log".into())
+                .spawn(move || {
+                    if let Some(gate) = gate {
+                        let _ = gate.recv();
+                    }
+                    writer.run(rx)
+                })
+                .map_err(|source| LogError {
+                    location: None,
+                    path: PathBuf::from("(access log writer thread)"),
+                    source,
+                })?;
+            (Some(tx), Some(thread))
+        };
+        Ok(Logger {
+            inner: Arc::new(Inner {
+                rules,
+                format: FormatOptions {
+                    strip_query_terms: config.strip_query_terms.value,
+                },
+                tx,
+                thread: Mutex::new(thread),
+                counters,
+                reopen,
+                warnings,
+            }),
+        })
+    }
+
+    /// Logs `entry` to every `access_log` line, taking each line's ACLs as
+    /// matching (use [`Logger::log_if`] when the config has ACLs on them).
+    /// Never blocks.
+    pub fn log(&self, entry: &Entry) {
+        self.log_if(entry, |_| true);
+    }
+
+    /// Logs `entry` as Squid does: the `access_log` lines are taken in
+    /// order; a line whose ACL list `matches` rejects is skipped (`matches`
+    /// is called only for lines that have ACLs; all of them must match,
+    /// `!name` negates); a matching `access_log none` stops there; every
+    /// other matching line gets the entry (once per file, even when several
+    /// matching lines name the same file; Squid would write it once per
+    /// line). Never blocks: formatting happens here, writing on the
+    /// logger's thread; a full queue drops the line and counts it.
+    pub fn log_if(&self, entry: &Entry, mut matches: impl FnMut(&[AclRef]) -> bool) {
+        let Some(tx) = &self.inner.tx else { return };
+        let mut files = 0u64;
+        for rule in &self.inner.rules {
+            if !rule.acls.is_empty() && !matches(&rule.acls) {
+                continue;
+            }
+            match rule.file {
+                None => break,
+                Some(i) => files |= 1 << i,
+            }
+        }
+        if files == 0 {
+            return;
+        }
+        let mut line = String::with_capacity(160 + entry.url.len());
+        write_native(entry, &self.inner.format, &mut line);
+        line.push('\n');
+        let n = u64::from(files.count_ones());
+        match tx.try_send(Msg::Line { files, line }) {
+            Ok(()) => self.inner.counters.queued.fetch_add(n, Ordering::Relaxed),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.inner.counters.dropped.fetch_add(n, Ordering::Relaxed)
+            }
+        };
+    }
+
+    /// Asks the writer to reopen every log file (after logrotate renamed
+    /// them; Squid's `-k rotate` without its own renaming). Returns at once;
+    /// lines queued before and after may land in either file. A file that
+    /// cannot be reopened keeps its old handle; the failure is logged
+    /// (tracing) and counted in [`LogStats::reopen_errors`].
+    pub fn reopen(&self) {
+        let Some(tx) = &self.inner.tx else { return };
+        self.inner.reopen.store(true, Ordering::Release);
+        // A full queue means the writer is busy and will see the flag soon.
+        let _ = tx.try_send(Msg::Wake);
+    }
+
+    /// Writes out everything queued so far (including a pending reopen) and
+    /// waits for it, up to 5 seconds. Blocks the calling thread: for
+    /// shutdown and tests, not for request paths.
+    pub fn flush(&self) {
+        let Some(tx) = &self.inner.tx else { return };
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        if tx.send(Msg::Flush(ack_tx)).is_ok() {
+            let _ = ack_rx.recv_timeout(Duration::from_secs(5));
+        }
+    }
+
+    /// Counters since the logger was built.
+    pub fn stats(&self) -> LogStats {
+        let c = &self.inner.counters;
+        LogStats {
+            queued: c.queued.load(Ordering::Relaxed),
+            written: c.written.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            write_errors: c.write_errors.load(Ordering::Relaxed),
+            reopen_errors: c.reopen_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// What construction warned about (also sent to tracing), each as
+    /// `FILE:LINE: warning: ...`.
+    pub fn warnings(&self) -> &[String] {
+        &self.inner.warnings
+    }
+
+    /// True when some `access_log` line has ACLs (so [`Logger::log_if`]
+    /// needs a real evaluator).
+    pub fn has_acls(&self) -> bool {
+        self.inner.rules.iter().any(|r| !r.acls.is_empty())
+    }
+
+    /// True when nothing is ever written (no usable `access_log` line).
+    pub fn is_disabled(&self) -> bool {
+        self.inner.tx.is_none()
+    }
+}
+
+impl Drop for Inner {
+    /// The last clone: close the queue, let the writer flush and exit.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        let thread = self.thread.get_mut().ok().and_then(Option::take);
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn describe(d: &LogDestination) -> String {
+    match d {
+        LogDestination::Syslog(p) if p.is_empty() => "module syslog".into(),
+        LogDestination::Syslog(p) => format!("module syslog ({p})"),
+        LogDestination::Udp(p) => format!("module udp ({p})"),
+        LogDestination::Tcp(p) => format!("module tcp ({p})"),
+        LogDestination::Other { module, place } => format!("module {module} ({place})"),
+        LogDestination::None => "none".into(),
+        LogDestination::Stdio(p) => format!("stdio:{p}"),
+        LogDestination::Daemon(p) => format!("daemon:{p}"),
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    dests: Vec<Dest>,
+    counters: Arc<Counters>,
+    reopen: Arc<AtomicBool>,
+    flush_interval: Duration,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Msg>) {
+        let mut last_flush = Instant::now();
+        let mut dropped_reported = 0;
+        loop {
+            let wait = self.flush_interval.saturating_sub(last_flush.elapsed());
+            let msg = rx.recv_timeout(wait);
+            if self.reopen.swap(false, Ordering::AcqRel) {
+                self.reopen_all();
+            }
+            match msg {
+                Ok(Msg::Line { files, line }) => self.write(files, line.as_bytes()),
+                Ok(Msg::Flush(ack)) => {
+                    self.flush_all();
+                    last_flush = Instant::now();
+                    let _ = ack.send(());
+                }
+                Ok(Msg::Wake) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if last_flush.elapsed() >= self.flush_interval {
+                self.flush_all();
+                last_flush = Instant::now();
+                let dropped = self.counters.dropped.load(Ordering::Relaxed);
+                if dropped != dropped_reported {
+                    tracing::warn!(
+                        "access_log: {} lines dropped so far: the writer could not keep up",
+                        dropped
+                    );
+                    dropped_reported = dropped;
+                }
+            }
+        }
+        self.flush_all();
+    }
+
+    fn write(&mut self, files: u64, line: &[u8]) {
+        for (i, dest) in self.dests.iter_mut().enumerate() {
+            if files & (1 << i) == 0 {
+                continue;
+            }
+            match dest.sink.out.write_all(line) {
+                Ok(()) => {
+                    dest.sink.dirty = true;
+                    self.counters.written.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => failed(&self.counters, dest, "write", &e),
+            }
+        }
+    }
+
+    fn flush_all(&mut self) {
+        for dest in &mut self.dests {
+            if !dest.sink.dirty {
+                continue;
+            }
+            match dest.sink.out.flush() {
+                Ok(()) => {
+                    dest.sink.dirty = false;
+                    dest.sink.failing = false;
+                }
+                Err(e) => {
+                    // What BufWriter kept is retried at the next flush.
+                    failed(&self.counters, dest, "flush", &e);
+                }
+            }
+        }
+    }
+
+    fn reopen_all(&mut self) {
+        self.flush_all();
+        for dest in &mut self.dests {
+            if !matches!(dest.target, Target::File(_)) {
+                continue;
+            }
+            match dest.target.open(dest.buffer) {
+                Ok(sink) => dest.sink = sink,
+                Err(e) => {
+                    self.counters.reopen_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        "access_log: cannot reopen {}: {e}; still writing to the old file",
+                        dest.target.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn failed(counters: &Counters, dest: &mut Dest, what: &str, e: &io::Error) {
+    counters.write_errors.fetch_add(1, Ordering::Relaxed);
+    if !dest.sink.failing {
+        dest.sink.failing = true;
+        tracing::error!("access_log: cannot {what} {}: {e}", dest.target.name());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access_log::{Entry, Hierarchy, HierarchyCode, ResultTag};
+    use crate::config::{load_str, LoadOptions};
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::path::Path;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::UNIX_EPOCH;
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "cuttle-access-log-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).expect("temp dir");
+            TempDir(p)
+        }
+
+        fn file(&self, name: &str) -> PathBuf {
+            self.0.join(name)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn config(text: &str) -> Config {
+        let loaded = load_str(text, "t.conf", &LoadOptions::default());
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        loaded.config
+    }
+
+    fn entry(n: u64, client: [u8; 4]) -> Entry {
+        Entry {
+            end: UNIX_EPOCH + Duration::from_millis(1_795_371_307_250 + n),
+            elapsed: Duration::from_millis(n),
+            client: Some(IpAddr::V4(Ipv4Addr::from(client))),
+            result: ResultTag::TcpMiss.into(),
+            status: 200,
+            size: 1000 + n,
+            method: "GET".into(),
+            url: format!("http://example.com/{n}?secret"),
+            user: None,
+            hierarchy: Hierarchy::new(HierarchyCode::HierDirect, Some("192.0.2.1")),
+            content_type: Some("text/plain; charset=utf-8".into()),
+        }
+    }
+
+    fn line(n: u64, client: [u8; 4]) -> String {
+        format!(
+            "{}\n",
+            entry(n, client).to_native_line(&FormatOptions::default())
+        )
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    #[test]
+    fn logger_is_shareable() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<Logger>();
+    }
+
+    #[test]
+    fn appends_to_existing_files_and_creates_missing_ones() {
+        let dir = TempDir::new();
+        let old = dir.file("old.log");
+        let new = dir.file("new.log");
+        std::fs::write(&old, "earlier line\n").unwrap();
+        let logger = Logger::from_config(&config(&format!(
+            "access_log stdio:{} squid\naccess_log daemon:{}\n",
+            old.display(),
+            new.display()
+        )))
+        .unwrap();
+        assert!(logger.warnings().is_empty(), "{:?}", logger.warnings());
+        for n in 0..3 {
+            logger.log(&entry(n, [10, 0, 0, 1]));
+        }
+        logger.flush();
+        let lines: String = (0..3).map(|n| line(n, [10, 0, 0, 1])).collect();
+        assert_eq!(read(&old), format!("earlier line\n{lines}"));
+        assert_eq!(read(&new), lines);
+        assert!(lines.contains(" http://example.com/0? "), "{lines}");
+        assert!(lines.ends_with(" HIER_DIRECT/192.0.2.1 text/plain\n"));
+        let stats = logger.stats();
+        assert_eq!((stats.queued, stats.written, stats.dropped), (6, 6, 0));
+    }
+
+    #[test]
+    fn strip_query_terms_off_keeps_queries() {
+        let dir = TempDir::new();
+        let path = dir.file("a.log");
+        let logger = Logger::from_config(&config(&format!(
+            "strip_query_terms off\naccess_log {}\n",
+            path.display()
+        )))
+        .unwrap();
+        logger.log(&entry(1, [10, 0, 0, 1]));
+        logger.flush();
+        assert!(read(&path).contains(" http://example.com/1?secret "));
+    }
+
+    #[test]
+    fn lines_reach_the_file_within_the_flush_interval() {
+        let dir = TempDir::new();
+        let path = dir.file("a.log");
+        let logger =
+            Logger::from_config(&config(&format!("access_log {}\n", path.display()))).unwrap();
+        let start = Instant::now();
+        logger.log(&entry(7, [10, 0, 0, 1]));
+        while read(&path).is_empty() && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let took = start.elapsed();
+        assert_eq!(read(&path), line(7, [10, 0, 0, 1]));
+        // 100 ms flush interval; generous slack for a loaded machine.
+        assert!(took < Duration::from_millis(1000), "took {took:?}");
+    }
+
+    #[test]
+    fn dropping_the_last_clone_flushes() {
+        let dir = TempDir::new();
+        let path = dir.file("a.log");
+        let logger = Logger::with_options(
+            &config(&format!("access_log {}\n", path.display())),
+            LoggerOptions {
+                flush_interval: Duration::from_secs(3600),
+                ..LoggerOptions::default()
+            },
+        )
+        .unwrap();
+        let clone = logger.clone();
+        clone.log(&entry(1, [10, 0, 0, 1]));
+        drop(logger);
+        clone.log(&entry(2, [10, 0, 0, 1]));
+        drop(clone);
+        assert_eq!(
+            read(&path),
+            format!("{}{}", line(1, [10, 0, 0, 1]), line(2, [10, 0, 0, 1]))
+        );
+    }
+
+    #[test]
+    fn an_unopenable_file_is_an_error_naming_it() {
+        let dir = TempDir::new();
+        let bad = dir.file("no-such-dir").join("access.log");
+        let good = dir.file("good.log");
+        let err = Logger::from_config(&config(&format!(
+            "access_log {}\naccess_log stdio:{}\n",
+            good.display(),
+            bad.display()
+        )))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("t.conf:2: access_log: cannot open "),
+            "{text}"
+        );
+        assert!(text.contains(&bad.display().to_string()), "{text}");
+        assert!(text.contains("No such file or directory"), "{text}");
+        assert_eq!(err.path, bad);
+    }
+
+    #[test]
+    fn reopen_follows_a_renamed_log() {
+        let dir = TempDir::new();
+        let path = dir.file("access.log");
+        let rotated = dir.file("access.log.1");
+        let logger =
+            Logger::from_config(&config(&format!("access_log {}\n", path.display()))).unwrap();
+        logger.log(&entry(1, [10, 0, 0, 1]));
+        logger.flush();
+        std::fs::rename(&path, &rotated).unwrap();
+        logger.log(&entry(2, [10, 0, 0, 1]));
+        logger.flush(); // still the old file (now access.log.1)
+        logger.reopen();
+        logger.log(&entry(3, [10, 0, 0, 1]));
+        logger.flush();
+        assert_eq!(
+            read(&rotated),
+            format!("{}{}", line(1, [10, 0, 0, 1]), line(2, [10, 0, 0, 1]))
+        );
+        assert_eq!(read(&path), line(3, [10, 0, 0, 1]));
+        assert_eq!(logger.stats().reopen_errors, 0);
+    }
+
+    #[test]
+    fn a_failed_reopen_keeps_the_old_file() {
+        let dir = TempDir::new();
+        let sub = dir.file("logs");
+        std::fs::create_dir(&sub).unwrap();
+        let path = sub.join("access.log");
+        let logger =
+            Logger::from_config(&config(&format!("access_log {}\n", path.display()))).unwrap();
+        let moved = dir.file("moved");
+        std::fs::rename(&sub, &moved).unwrap();
+        logger.reopen();
+        logger.log(&entry(1, [10, 0, 0, 1]));
+        logger.flush();
+        assert_eq!(logger.stats().reopen_errors, 1);
+        assert_eq!(read(&moved.join("access.log")), line(1, [10, 0, 0, 1]));
+    }
+
+    #[test]
+    fn acls_are_the_callers_and_none_stops_like_squid() {
+        let dir = TempDir::new();
+        let (a, b) = (dir.file("a.log"), dir.file("b.log"));
+        let logger = Logger::from_config(&config(&format!(
+            "acl lan src 10.0.0.0/8\n\
+             access_log {} squid lan\n\
+             access_log none localhost\n\
+             access_log {}\n",
+            a.display(),
+            b.display()
+        )))
+        .unwrap();
+        assert!(logger.has_acls());
+        // The caller's evaluator: `lan` is 10/8, `localhost` 127.0.0.1.
+        let evaluate = |client: [u8; 4]| {
+            move |acls: &[AclRef]| {
+                acls.iter().all(|acl| {
+                    let hit = match acl.name.as_str() {
+                        "lan" => client[0] == 10,
+                        "localhost" => client == [127, 0, 0, 1],
+                        other => panic!("unexpected ACL {other}"),
+                    };
+                    hit != acl.negated
+                })
+            }
+        };
+        for (n, client) in [
+            (1, [10, 0, 0, 1]),
+            (2, [127, 0, 0, 1]),
+            (3, [192, 168, 0, 1]),
+        ] {
+            logger.log_if(&entry(n, client), evaluate(client));
+        }
+        logger.flush();
+        assert_eq!(read(&a), line(1, [10, 0, 0, 1]));
+        assert_eq!(
+            read(&b),
+            format!("{}{}", line(1, [10, 0, 0, 1]), line(3, [192, 168, 0, 1]))
+        );
+        // Without an evaluator every ACL list counts as matching: the
+        // `none` line then stops everything after it.
+        logger.log(&entry(4, [192, 168, 0, 2]));
+        logger.flush();
+        assert!(read(&a).ends_with(&line(4, [192, 168, 0, 2])));
+        assert!(!read(&b).contains(&line(4, [192, 168, 0, 2])));
+    }
+
+    #[test]
+    fn one_file_named_twice_is_opened_once_and_gets_each_line_once() {
+        let dir = TempDir::new();
+        let a = dir.file("a.log");
+        let logger = Logger::from_config(&config(&format!(
+            "access_log {0}\naccess_log stdio:{0}\n",
+            a.display()
+        )))
+        .unwrap();
+        logger.log(&entry(1, [10, 0, 0, 1]));
+        logger.flush();
+        // Squid would write it twice (two handles on one file).
+        assert_eq!(read(&a), line(1, [10, 0, 0, 1]));
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_blocking() {
+        let dir = TempDir::new();
+        let path = dir.file("a.log");
+        let (open_gate, gate) = mpsc::channel();
+        let logger = Logger::build(
+            &config(&format!("access_log {}\n", path.display())),
+            LoggerOptions {
+                queue_capacity: 3,
+                ..LoggerOptions::default()
+            },
+            Some(gate),
+        )
+        .unwrap();
+        let start = Instant::now();
+        for n in 0..10 {
+            logger.log(&entry(n, [10, 0, 0, 1]));
+        }
+        assert!(start.elapsed() < Duration::from_secs(1));
+        let stats = logger.stats();
+        assert_eq!((stats.queued, stats.dropped), (3, 7));
+        open_gate.send(()).unwrap();
+        logger.flush();
+        let lines: String = (0..3).map(|n| line(n, [10, 0, 0, 1])).collect();
+        assert_eq!(read(&path), lines);
+        assert_eq!(logger.stats().written, 3);
+    }
+
+    #[test]
+    fn unsupported_destinations_and_formats_warn() {
+        let dir = TempDir::new();
+        let path = dir.file("a.log");
+        let logger = Logger::from_config(&config(&format!(
+            "logformat mine %ts %ru\n\
+             access_log syslog:local4.info\n\
+             access_log tcp://192.0.2.9:514\n\
+             access_log {} logformat=mine rotate=3\n\
+             access_log {} common\n",
+            path.display(),
+            path.display()
+        )))
+        .unwrap();
+        let w = logger.warnings();
+        assert_eq!(w.len(), 5, "{w:?}");
+        assert!(w[0].starts_with(
+            "t.conf:2: warning: access_log: module syslog (local4.info) is not supported"
+        ));
+        assert!(w[1].starts_with("t.conf:3: warning: access_log: module tcp"));
+        assert!(w[2].contains("t.conf:4: warning: access_log: log format \"mine\" is not supported yet; writing the native squid format instead"));
+        assert!(w[3].contains("t.conf:4: warning: access_log: rotate=3"));
+        assert!(w[4].contains("t.conf:5: warning: access_log: log format \"common\""));
+        logger.log(&entry(1, [10, 0, 0, 1]));
+        logger.flush();
+        assert_eq!(read(&path), line(1, [10, 0, 0, 1]));
+    }
+
+    #[test]
+    fn none_alone_writes_nothing() {
+        let logger = Logger::from_config(&config("access_log none\n")).unwrap();
+        assert!(logger.is_disabled());
+        logger.log(&entry(1, [10, 0, 0, 1]));
+        logger.reopen();
+        logger.flush();
+        assert_eq!(logger.stats(), LogStats::default());
+        assert!(Logger::disabled().is_disabled());
+    }
+
+    #[test]
+    fn many_tasks_log_whole_lines() {
+        let dir = TempDir::new();
+        let path = dir.file("a.log");
+        let logger =
+            Logger::from_config(&config(&format!("access_log {}\n", path.display()))).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let tasks: Vec<_> = (0..8u8)
+                .map(|t| {
+                    let logger = logger.clone();
+                    tokio::spawn(async move {
+                        for n in 0..1000 {
+                            logger.log(&entry(n, [10, 0, 0, t]));
+                            if n % 100 == 0 {
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        logger.flush();
+        let text = read(&path);
+        let mut got: Vec<&str> = text.lines().collect();
+        let mut want: Vec<String> = (0..8u8)
+            .flat_map(|t| (0..1000).map(move |n| line(n, [10, 0, 0, t])))
+            .collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        let want: Vec<&str> = want.iter().map(|l| l.trim_end()).collect();
+        assert_eq!(logger.stats().dropped, 0);
+        assert_eq!(got, want);
+    }
+
+    const STDOUT_CHILD: &str = "CUTTLE_ACCESS_LOG_STDOUT_CHILD";
+
+    /// Runs in a child process (see `stdio_dev_stdout_writes_to_standard_output`).
+    #[test]
+    fn stdout_child() {
+        if std::env::var_os(STDOUT_CHILD).is_none() {
+            return;
+        }
+        let logger = Logger::from_config(&config("access_log stdio:/dev/stdout\n")).unwrap();
+        logger.log(&entry(42, [10, 0, 0, 42]));
+    }
+
+    #[test]
+    fn stdio_dev_stdout_writes_to_standard_output() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "access_log::logger::tests::stdout_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(STDOUT_CHILD, "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        // libtest prints `test NAME ... ` first, on the same line.
+        assert!(
+            stdout.contains(&format!(" {}", line(42, [10, 0, 0, 42]))),
+            "{stdout}"
+        );
+    }
+}

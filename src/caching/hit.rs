@@ -1,0 +1,826 @@
+//! What to do with a stored response on a hit (RFC 9111 §4, §4.2.4, RFC 5861, with
+//! Squid's refreshCheck order), the conditional fields to revalidate it with, and the
+//! answer to a client's own conditional request.
+
+use http::header::{
+    HeaderMap, HeaderValue, AGE, CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, VARY,
+};
+use http::{Method, StatusCode};
+
+use super::directives::{MaxStale, RequestDirectives};
+use super::freshness::{age_value, current_age, lifetime_of, parse_http_date, Facts, Lifetime};
+use super::head::{parse_head, write_head, HeadError};
+use super::revalidate::Outcome;
+use super::rule::Rule;
+use crate::store::Times;
+
+/// A stored response as read back from the store: its status and fields
+/// (the header block re-parsed) and its index times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub times: Times,
+}
+
+impl StoredEntry {
+    /// Parses the stored header block (a block that does not parse is a
+    /// store miss for the proxy: release the entry).
+    pub fn from_head(head: &[u8], times: Times) -> Result<StoredEntry, HeadError> {
+        let (status, headers) = parse_head(head)?;
+        Ok(StoredEntry {
+            status,
+            headers,
+            times,
+        })
+    }
+
+    /// The header block to store.
+    pub fn head(&self) -> Vec<u8> {
+        write_head(self.status, &self.headers)
+    }
+
+    /// Its age at `now`.
+    pub fn age(&self, now: u64) -> u64 {
+        current_age(&self.times, now)
+    }
+
+    /// Its freshness lifetime under `rule` (recomputed from the stored
+    /// fields, so a reloaded refresh_pattern applies at once).
+    pub fn lifetime(&self, rule: &Rule) -> Lifetime {
+        lifetime_of(
+            self.status,
+            &Facts::parse(&self.headers),
+            rule,
+            u64::from(self.times.date),
+        )
+    }
+
+    /// The conditional fields to revalidate it with.
+    pub fn validators(&self) -> Validators {
+        Validators::of(&self.headers)
+    }
+
+    /// Its fields as sent to a client at `now`: the stored ones with `Age`
+    /// set to its current age (RFC 9111 §5.1). The proxy adds its own
+    /// (Via, X-Cache, ...).
+    pub fn headers_at(&self, now: u64) -> HeaderMap {
+        let mut h = self.headers.clone();
+        h.insert(AGE, age_value(self.age(now)));
+        h
+    }
+}
+
+/// The fields of a conditional request that revalidates a stored response
+/// (RFC 9111 §4.3.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    /// The stored ETag, when it is a well-formed entity-tag.
+    pub if_none_match: Option<HeaderValue>,
+    /// The stored Last-Modified; without it (and without an ETag), the
+    /// stored Date, as Squid does (its "effective" modification time;
+    /// RFC 9110 §13.1.3 allows it).
+    pub if_modified_since: Option<HeaderValue>,
+}
+
+fn is_entity_tag(v: &[u8]) -> bool {
+    let opaque = v.strip_prefix(b"W/").unwrap_or(v);
+    opaque.len() >= 2
+        && opaque.starts_with(b"\"")
+        && opaque.ends_with(b"\"")
+        && !opaque[1..opaque.len() - 1].contains(&b'"')
+}
+
+impl Validators {
+    /// The validators of a stored response's fields.
+    pub fn of(stored: &HeaderMap) -> Validators {
+        let if_none_match = stored
+            .get(ETAG)
+            .filter(|v| is_entity_tag(v.as_bytes().trim_ascii()))
+            .cloned();
+        let last_modified = stored
+            .get(LAST_MODIFIED)
+            .filter(|v| parse_http_date(v).is_some());
+        let if_modified_since = match (last_modified, &if_none_match) {
+            (Some(lm), _) => Some(lm.clone()),
+            (None, None) => stored
+                .get(DATE)
+                .filter(|v| parse_http_date(v).is_some())
+                .cloned(),
+            (None, Some(_)) => None,
+        };
+        Validators {
+            if_none_match,
+            if_modified_since,
+        }
+    }
+
+    /// No validator: the revalidation is a plain fetch.
+    pub fn is_empty(&self) -> bool {
+        self.if_none_match.is_none() && self.if_modified_since.is_none()
+    }
+
+    /// Puts these validators on the request to send upstream, replacing the
+    /// client's own conditional fields (the proxy evaluates those itself
+    /// against the result, with [`client_not_modified`]). Also removes
+    /// If-Match, If-Unmodified-Since and If-Range, which would change the
+    /// meaning of the revalidation.
+    pub fn apply(&self, request: &mut HeaderMap) {
+        for name in [
+            IF_NONE_MATCH,
+            IF_MODIFIED_SINCE,
+            http::header::IF_MATCH,
+            http::header::IF_UNMODIFIED_SINCE,
+            http::header::IF_RANGE,
+        ] {
+            request.remove(name);
+        }
+        if let Some(v) = &self.if_none_match {
+            request.insert(IF_NONE_MATCH, v.clone());
+        }
+        if let Some(v) = &self.if_modified_since {
+            request.insert(IF_MODIFIED_SINCE, v.clone());
+        }
+    }
+}
+
+/// Why a hit must be revalidated before it is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevalidateReason {
+    /// Stale (and not allowed to be served stale).
+    Stale,
+    /// Stale with `must-revalidate`, `proxy-revalidate` or `s-maxage`.
+    MustRevalidate,
+    /// The response has `no-cache` (or `private`, stored under
+    /// `ignore-private`): every use is revalidated.
+    NoCache,
+    /// The client's `max-age` is exceeded (or is 0).
+    ClientMaxAge,
+    /// A client reload under refresh_pattern `reload-into-ims`.
+    ReloadIntoIms,
+    /// A client If-Modified-Since under `refresh-ims`.
+    RefreshIms,
+}
+
+/// What the proxy does with a hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HitDecision {
+    /// Serve the stored response with this `Age` (TCP_HIT). `stale` when
+    /// the client's `max-stale` accepted a stale response.
+    Serve { age: u64, stale: bool },
+    /// Serve the stale response now (TCP_HIT) and revalidate it in the
+    /// background with `validators` (RFC 5861 `stale-while-revalidate`).
+    ServeStaleWhileRevalidate { age: u64, validators: Validators },
+    /// Revalidate first: send the request upstream with `validators` added
+    /// ([`Validators::apply`]; empty = a plain fetch), then handle the reply
+    /// as [`super::revalidate`] says.
+    Revalidate {
+        validators: Validators,
+        reason: RevalidateReason,
+    },
+    /// A client reload (`no-cache`, `Pragma: no-cache`): fetch afresh with no
+    /// validators and replace the entry (TCP_CLIENT_REFRESH_MISS).
+    Reload,
+    /// `only-if-cached` and the entry cannot be used without the origin:
+    /// answer 504 (ERR_ONLY_IF_CACHED_MISS).
+    OnlyIfCachedMiss,
+}
+
+/// Decides a hit on `entry` for a request with `request` directives at
+/// `now`, under `rule`. The order is Squid's refreshCheck:
+///
+/// 1. client reload (`no-cache`): ignored under `ignore-reload`; a
+///    revalidation under `reload-into-ims`; else [`HitDecision::Reload`];
+/// 2. response `no-cache`/`private`: always revalidate; stale with
+///    `must-revalidate`/`proxy-revalidate`/`s-maxage`: revalidate, nothing
+///    may serve it stale;
+/// 3. client If-Modified-Since under `refresh-ims`: revalidate;
+/// 4. client `max-age=N`: revalidate if age > N or N = 0 (Squid treats 0 as
+///    a reload), unless the response is `immutable` or `ignore-reload`
+///    applies to `max-age=0`;
+/// 5. fresh (age + `min-fresh` < lifetime): serve;
+/// 6. stale: serve if the client's `max-stale` allows the staleness; serve
+///    and revalidate in the background within `stale-while-revalidate`;
+///    else revalidate.
+///
+/// Under `only-if-cached`, every outcome that needs the origin becomes
+/// [`HitDecision::OnlyIfCachedMiss`].
+pub fn decide_hit(
+    entry: &StoredEntry,
+    request: &RequestDirectives,
+    rule: &Rule,
+    now: u64,
+) -> HitDecision {
+    let f = Facts::parse(&entry.headers);
+    let age = entry.age(now);
+    let lifetime = lifetime_of(entry.status, &f, rule, u64::from(entry.times.date)).secs;
+    let effective_age = age.saturating_add(request.min_fresh.unwrap_or(0));
+    let fresh = effective_age < lifetime;
+    let staleness = effective_age.saturating_sub(lifetime);
+    let needs_origin = |d: HitDecision| {
+        if request.only_if_cached {
+            HitDecision::OnlyIfCachedMiss
+        } else {
+            d
+        }
+    };
+    let revalidate = |reason| {
+        needs_origin(HitDecision::Revalidate {
+            validators: entry.validators(),
+            reason,
+        })
+    };
+
+    if request.no_cache && !rule.ignore_reload {
+        return if rule.reload_into_ims {
+            revalidate(RevalidateReason::ReloadIntoIms)
+        } else {
+            needs_origin(HitDecision::Reload)
+        };
+    }
+    if f.cc.revalidate_always() {
+        return revalidate(RevalidateReason::NoCache);
+    }
+    if !fresh && f.cc.revalidate_when_stale() {
+        return revalidate(RevalidateReason::MustRevalidate);
+    }
+    if request.if_modified_since && rule.refresh_ims {
+        return revalidate(RevalidateReason::RefreshIms);
+    }
+    if let Some(max_age) = request.max_age {
+        let ignored = f.cc.immutable || (rule.ignore_reload && max_age == 0);
+        if !ignored && (age > max_age || max_age == 0) {
+            return revalidate(RevalidateReason::ClientMaxAge);
+        }
+    }
+    if fresh {
+        return HitDecision::Serve { age, stale: false };
+    }
+    let client_accepts = match request.max_stale {
+        Some(MaxStale::Any) => true,
+        Some(MaxStale::Secs(n)) => staleness <= n,
+        None => false,
+    };
+    if client_accepts {
+        return HitDecision::Serve { age, stale: true };
+    }
+    if f.cc.stale_while_revalidate.is_some_and(|n| staleness <= n) {
+        return HitDecision::ServeStaleWhileRevalidate {
+            age,
+            validators: entry.validators(),
+        };
+    }
+    revalidate(RevalidateReason::Stale)
+}
+
+/// Whether the stale `entry` may be served when its revalidation failed
+/// (upstream unreachable, or a 5xx reply): TCP_REFRESH_FAIL_OLD if so,
+/// else the error goes to the client (TCP_REFRESH_FAIL_ERR).
+///
+/// Never for `no-cache`, `private`, `must-revalidate`, `proxy-revalidate`
+/// or `s-maxage` responses (RFC 9111 §4.2.4; Squid's
+/// failOnValidationError). With `stale-if-error=N` in the response or the
+/// request (RFC 5861): when the staleness is within either N. Otherwise
+/// Squid's default: when the staleness is within the pattern's `max-stale`
+/// (else the global `max_stale`, 1 week by default).
+pub fn may_serve_stale_on_error(
+    entry: &StoredEntry,
+    request: &RequestDirectives,
+    rule: &Rule,
+    now: u64,
+) -> bool {
+    let f = Facts::parse(&entry.headers);
+    if f.cc.revalidate_always() || f.cc.revalidate_when_stale() {
+        return false;
+    }
+    let lifetime = lifetime_of(entry.status, &f, rule, u64::from(entry.times.date)).secs;
+    let staleness = entry.age(now).saturating_sub(lifetime);
+    let by_response = f.cc.stale_if_error.map(|n| staleness <= n);
+    let by_request = request.stale_if_error.map(|n| staleness <= n);
+    match (by_response, by_request) {
+        (None, None) => staleness <= rule.max_stale,
+        _ => by_response == Some(true) || by_request == Some(true),
+    }
+}
+
+/// Weak comparison of two entity-tags (RFC 9110 §8.8.3.2).
+pub(crate) fn weak_match(a: &[u8], b: &[u8]) -> bool {
+    let a = a.trim_ascii();
+    let b = b.trim_ascii();
+    let a = a.strip_prefix(b"W/").unwrap_or(a);
+    let b = b.strip_prefix(b"W/").unwrap_or(b);
+    is_entity_tag(a) && a == b
+}
+
+/// Splits an If-None-Match list into its entity-tags (commas inside the
+/// quotes do not split).
+fn entity_tags(v: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    for (i, &b) in v.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => {
+                out.push(v[start..i].trim_ascii());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(v[start..].trim_ascii());
+    out.retain(|t| !t.is_empty());
+    out
+}
+
+/// A client's own conditional GET or HEAD answered from a stored (fresh,
+/// or just revalidated) response (RFC 9111 §4.3.2, RFC 9110 §13.2.2):
+/// `Some(TCP_INM_HIT)` when If-None-Match matches the stored ETag (weak
+/// comparison, `*` matches anything), `Some(TCP_IMS_HIT)` when there is no
+/// If-None-Match and the stored Last-Modified (else Date) is not after
+/// If-Modified-Since; answer 304 with [`not_modified_headers`]. `None`:
+/// send the full response.
+pub fn client_not_modified(
+    method: &Method,
+    request: &HeaderMap,
+    stored: &HeaderMap,
+) -> Option<Outcome> {
+    if method != Method::GET && method != Method::HEAD {
+        return None;
+    }
+    if request.contains_key(IF_NONE_MATCH) {
+        let etag = stored.get(ETAG)?;
+        let matched = request.get_all(IF_NONE_MATCH).iter().any(|v| {
+            entity_tags(v.as_bytes())
+                .iter()
+                .any(|t| *t == b"*" || weak_match(t, etag.as_bytes()))
+        });
+        return matched.then_some(Outcome::InmHit);
+    }
+    let since = request.get(IF_MODIFIED_SINCE).and_then(parse_http_date)?;
+    let modified = stored
+        .get(LAST_MODIFIED)
+        .and_then(parse_http_date)
+        .or_else(|| stored.get(DATE).and_then(parse_http_date))?;
+    (modified <= since).then_some(Outcome::ImsHit)
+}
+
+/// The fields of a 304 sent to a client from a stored response (RFC 9110
+/// §15.4.5): Cache-Control, Content-Location, Date, ETag, Expires, Vary, and
+/// Last-Modified when there is no ETag. Set `Age` as for a hit.
+pub fn not_modified_headers(stored: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in [CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, VARY] {
+        for v in stored.get_all(&name) {
+            out.append(name.clone(), v.clone());
+        }
+    }
+    if !stored.contains_key(ETAG) {
+        if let Some(v) = stored.get(LAST_MODIFIED) {
+            out.insert(LAST_MODIFIED, v.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderName;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    const T0: u64 = 1_700_000_000;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        m
+    }
+
+    fn date(secs: u64) -> String {
+        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
+    }
+
+    fn rule() -> Rule {
+        Rule::squid_default(Duration::from_secs(7 * 86400), Duration::ZERO)
+    }
+
+    /// A 200 born at T0 with these extra fields (Date T0 always present).
+    fn entry(pairs: &[(&str, &str)]) -> StoredEntry {
+        let mut headers = h(pairs);
+        headers.insert(DATE, HeaderValue::from_str(&date(T0)).unwrap());
+        StoredEntry {
+            status: StatusCode::OK,
+            headers,
+            times: Times {
+                date: T0 as u32,
+                expires: 0,
+                last_modified: 0,
+            },
+        }
+    }
+
+    fn req(cc: &str) -> RequestDirectives {
+        RequestDirectives::parse(&h(&[("cache-control", cc)]))
+    }
+
+    fn none() -> RequestDirectives {
+        RequestDirectives::default()
+    }
+
+    fn reason(d: &HitDecision) -> Option<RevalidateReason> {
+        match d {
+            HitDecision::Revalidate { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn fresh_then_stale() {
+        let e = entry(&[("cache-control", "max-age=100"), ("etag", "\"v1\"")]);
+        assert_eq!(
+            decide_hit(&e, &none(), &rule(), T0 + 99),
+            HitDecision::Serve {
+                age: 99,
+                stale: false
+            }
+        );
+        let d = decide_hit(&e, &none(), &rule(), T0 + 100);
+        assert_eq!(
+            d,
+            HitDecision::Revalidate {
+                validators: Validators {
+                    if_none_match: Some(HeaderValue::from_static("\"v1\"")),
+                    if_modified_since: None,
+                },
+                reason: RevalidateReason::Stale,
+            }
+        );
+    }
+
+    #[test]
+    fn headers_at_sets_age() {
+        let e = entry(&[("cache-control", "max-age=100"), ("age", "5")]);
+        let sent = e.headers_at(T0 + 42);
+        assert_eq!(sent.get_all(AGE).iter().collect::<Vec<_>>(), ["42"]);
+    }
+
+    #[test]
+    fn client_no_cache_and_squid_options() {
+        let e = entry(&[
+            ("cache-control", "max-age=100"),
+            ("last-modified", &date(T0 - 10)),
+        ]);
+        let reload = req("no-cache");
+        assert_eq!(
+            decide_hit(&e, &reload, &rule(), T0 + 1),
+            HitDecision::Reload
+        );
+        let pragma = RequestDirectives::parse(&h(&[("pragma", "no-cache")]));
+        assert_eq!(
+            decide_hit(&e, &pragma, &rule(), T0 + 1),
+            HitDecision::Reload
+        );
+        let ims = Rule {
+            reload_into_ims: true,
+            ..rule()
+        };
+        let d = decide_hit(&e, &reload, &ims, T0 + 1);
+        assert_eq!(reason(&d), Some(RevalidateReason::ReloadIntoIms));
+        let ignore = Rule {
+            ignore_reload: true,
+            ..rule()
+        };
+        assert_eq!(
+            decide_hit(&e, &reload, &ignore, T0 + 1),
+            HitDecision::Serve {
+                age: 1,
+                stale: false
+            }
+        );
+        // ignore-reload also ignores max-age=0, but not max-age=N.
+        assert_eq!(
+            decide_hit(&e, &req("max-age=0"), &ignore, T0 + 1),
+            HitDecision::Serve {
+                age: 1,
+                stale: false
+            }
+        );
+        let d = decide_hit(&e, &req("max-age=5"), &ignore, T0 + 6);
+        assert_eq!(reason(&d), Some(RevalidateReason::ClientMaxAge));
+    }
+
+    #[test]
+    fn client_max_age_and_min_fresh() {
+        let e = entry(&[("cache-control", "max-age=100")]);
+        assert_eq!(
+            decide_hit(&e, &req("max-age=50"), &rule(), T0 + 50),
+            HitDecision::Serve {
+                age: 50,
+                stale: false
+            }
+        );
+        let d = decide_hit(&e, &req("max-age=50"), &rule(), T0 + 51);
+        assert_eq!(reason(&d), Some(RevalidateReason::ClientMaxAge));
+        // max-age=0 always revalidates (Squid), even at age 0.
+        let d = decide_hit(&e, &req("max-age=0"), &rule(), T0);
+        assert_eq!(reason(&d), Some(RevalidateReason::ClientMaxAge));
+        // immutable ignores the client's max-age while fresh.
+        let imm = entry(&[("cache-control", "max-age=100, immutable")]);
+        assert_eq!(
+            decide_hit(&imm, &req("max-age=0"), &rule(), T0 + 10),
+            HitDecision::Serve {
+                age: 10,
+                stale: false
+            }
+        );
+        // min-fresh: must still be fresh min-fresh seconds from now.
+        assert_eq!(
+            decide_hit(&e, &req("min-fresh=20"), &rule(), T0 + 79),
+            HitDecision::Serve {
+                age: 79,
+                stale: false
+            }
+        );
+        let d = decide_hit(&e, &req("min-fresh=20"), &rule(), T0 + 80);
+        assert_eq!(reason(&d), Some(RevalidateReason::Stale));
+    }
+
+    #[test]
+    fn client_max_stale() {
+        let e = entry(&[("cache-control", "max-age=100")]);
+        assert_eq!(
+            decide_hit(&e, &req("max-stale=30"), &rule(), T0 + 130),
+            HitDecision::Serve {
+                age: 130,
+                stale: true
+            }
+        );
+        let d = decide_hit(&e, &req("max-stale=30"), &rule(), T0 + 131);
+        assert_eq!(reason(&d), Some(RevalidateReason::Stale));
+        assert_eq!(
+            decide_hit(&e, &req("max-stale"), &rule(), T0 + 1_000_000),
+            HitDecision::Serve {
+                age: 1_000_000,
+                stale: true
+            }
+        );
+    }
+
+    #[test]
+    fn must_revalidate_family_forbids_stale() {
+        for cc in [
+            "max-age=100, must-revalidate",
+            "max-age=100, proxy-revalidate",
+            "s-maxage=100",
+        ] {
+            let e = entry(&[("cache-control", cc), ("last-modified", &date(T0 - 10))]);
+            assert_eq!(
+                decide_hit(&e, &req("max-stale"), &rule(), T0 + 50),
+                HitDecision::Serve {
+                    age: 50,
+                    stale: false
+                },
+                "{cc}"
+            );
+            let d = decide_hit(&e, &req("max-stale"), &rule(), T0 + 100);
+            assert_eq!(reason(&d), Some(RevalidateReason::MustRevalidate), "{cc}");
+            assert!(
+                !may_serve_stale_on_error(&e, &none(), &rule(), T0 + 101),
+                "{cc}"
+            );
+        }
+    }
+
+    #[test]
+    fn response_no_cache_always_revalidates() {
+        for e in [
+            entry(&[("cache-control", "no-cache, max-age=100")]),
+            entry(&[("cache-control", "private, max-age=100")]),
+            entry(&[("pragma", "no-cache"), ("expires", &date(T0 + 100))]),
+        ] {
+            let d = decide_hit(&e, &none(), &rule(), T0 + 1);
+            assert_eq!(reason(&d), Some(RevalidateReason::NoCache));
+        }
+    }
+
+    #[test]
+    fn refresh_ims() {
+        let e = entry(&[("cache-control", "max-age=100")]);
+        let ims = RequestDirectives::parse(&h(&[("if-modified-since", &date(T0))]));
+        assert_eq!(
+            decide_hit(&e, &ims, &rule(), T0 + 1),
+            HitDecision::Serve {
+                age: 1,
+                stale: false
+            }
+        );
+        let r = Rule {
+            refresh_ims: true,
+            ..rule()
+        };
+        assert_eq!(
+            reason(&decide_hit(&e, &ims, &r, T0 + 1)),
+            Some(RevalidateReason::RefreshIms)
+        );
+    }
+
+    #[test]
+    fn stale_while_revalidate() {
+        let e = entry(&[
+            ("cache-control", "max-age=100, stale-while-revalidate=60"),
+            ("last-modified", &date(T0 - 10)),
+        ]);
+        let v = e.validators();
+        assert_eq!(
+            decide_hit(&e, &none(), &rule(), T0 + 160),
+            HitDecision::ServeStaleWhileRevalidate {
+                age: 160,
+                validators: v
+            }
+        );
+        let d = decide_hit(&e, &none(), &rule(), T0 + 161);
+        assert_eq!(reason(&d), Some(RevalidateReason::Stale));
+    }
+
+    #[test]
+    fn only_if_cached() {
+        let e = entry(&[("cache-control", "max-age=100")]);
+        let oic = req("only-if-cached");
+        assert_eq!(
+            decide_hit(&e, &oic, &rule(), T0 + 1),
+            HitDecision::Serve {
+                age: 1,
+                stale: false
+            }
+        );
+        assert_eq!(
+            decide_hit(&e, &oic, &rule(), T0 + 100),
+            HitDecision::OnlyIfCachedMiss
+        );
+        // A sibling's only-if-cached with max-stale takes the stale copy.
+        assert_eq!(
+            decide_hit(&e, &req("only-if-cached, max-stale=10"), &rule(), T0 + 105),
+            HitDecision::Serve {
+                age: 105,
+                stale: true
+            }
+        );
+        assert_eq!(
+            decide_hit(&e, &req("only-if-cached, no-cache"), &rule(), T0 + 1),
+            HitDecision::OnlyIfCachedMiss
+        );
+    }
+
+    #[test]
+    fn heuristic_hit_uses_the_rule_at_hit_time() {
+        // Modified 1000 s before birth: 20% -> fresh for 200 s.
+        let e = entry(&[("last-modified", &date(T0 - 1000))]);
+        assert_eq!(
+            decide_hit(&e, &none(), &rule(), T0 + 199),
+            HitDecision::Serve {
+                age: 199,
+                stale: false
+            }
+        );
+        let d = decide_hit(&e, &none(), &rule(), T0 + 200);
+        assert_eq!(reason(&d), Some(RevalidateReason::Stale));
+        let pct50 = Rule {
+            percent: 50,
+            ..rule()
+        };
+        assert_eq!(
+            decide_hit(&e, &none(), &pct50, T0 + 200),
+            HitDecision::Serve {
+                age: 200,
+                stale: false
+            }
+        );
+    }
+
+    #[test]
+    fn validators() {
+        let lm = date(T0 - 10);
+        let v = Validators::of(&h(&[("etag", "W/\"x\""), ("last-modified", &lm)]));
+        assert_eq!(v.if_none_match.unwrap(), "W/\"x\"");
+        assert_eq!(v.if_modified_since.unwrap(), lm.as_str());
+        // No ETag, no Last-Modified: the Date, as Squid does.
+        let d = date(T0);
+        let v = Validators::of(&h(&[("date", &d)]));
+        assert_eq!(
+            (v.if_none_match, v.if_modified_since.unwrap()),
+            (None, HeaderValue::from_str(&d).unwrap())
+        );
+        // A malformed ETag is not sent.
+        let v = Validators::of(&h(&[("etag", "unquoted")]));
+        assert!(v.is_empty());
+        let mut r = h(&[
+            ("if-none-match", "\"client\""),
+            ("if-match", "\"m\""),
+            ("accept", "*/*"),
+        ]);
+        Validators::of(&h(&[("etag", "\"s\"")])).apply(&mut r);
+        assert_eq!(r.get(IF_NONE_MATCH).unwrap(), "\"s\"");
+        assert!(!r.contains_key("if-match") && r.contains_key("accept"));
+    }
+
+    #[test]
+    fn stale_if_error() {
+        let e = entry(&[("cache-control", "max-age=100, stale-if-error=50")]);
+        assert!(may_serve_stale_on_error(&e, &none(), &rule(), T0 + 150));
+        assert!(!may_serve_stale_on_error(&e, &none(), &rule(), T0 + 151));
+        // The client's stale-if-error widens it.
+        assert!(may_serve_stale_on_error(
+            &e,
+            &req("stale-if-error=500"),
+            &rule(),
+            T0 + 151
+        ));
+        // Without stale-if-error: Squid's max_stale.
+        let e = entry(&[("cache-control", "max-age=100")]);
+        let r = Rule {
+            max_stale: 1000,
+            ..rule()
+        };
+        assert!(may_serve_stale_on_error(&e, &none(), &r, T0 + 1100));
+        assert!(!may_serve_stale_on_error(&e, &none(), &r, T0 + 1101));
+        // A fresh entry revalidated for another reason falls back too.
+        assert!(may_serve_stale_on_error(&e, &none(), &r, T0 + 10));
+        let e = entry(&[("cache-control", "no-cache, max-age=100")]);
+        assert!(!may_serve_stale_on_error(&e, &none(), &rule(), T0 + 10));
+    }
+
+    #[test]
+    fn client_conditionals() {
+        let lm = date(T0 - 100);
+        let stored = h(&[
+            ("etag", "\"a\""),
+            ("last-modified", &lm),
+            ("date", &date(T0)),
+        ]);
+        let get = Method::GET;
+        let inm = |v: &str| h(&[("if-none-match", v)]);
+        assert_eq!(
+            client_not_modified(&get, &inm("\"a\""), &stored),
+            Some(Outcome::InmHit)
+        );
+        assert_eq!(
+            client_not_modified(&get, &inm("W/\"a\""), &stored),
+            Some(Outcome::InmHit)
+        );
+        assert_eq!(
+            client_not_modified(&get, &inm("\"b\", \"a\""), &stored),
+            Some(Outcome::InmHit)
+        );
+        assert_eq!(
+            client_not_modified(&get, &inm("*"), &stored),
+            Some(Outcome::InmHit)
+        );
+        assert_eq!(client_not_modified(&get, &inm("\"b\""), &stored), None);
+        // If-None-Match present: If-Modified-Since is ignored.
+        let both = h(&[("if-none-match", "\"b\""), ("if-modified-since", &date(T0))]);
+        assert_eq!(client_not_modified(&get, &both, &stored), None);
+        let ims = |t: u64| h(&[("if-modified-since", &date(t))]);
+        assert_eq!(
+            client_not_modified(&get, &ims(T0 - 100), &stored),
+            Some(Outcome::ImsHit)
+        );
+        assert_eq!(client_not_modified(&get, &ims(T0 - 101), &stored), None);
+        // No Last-Modified: the Date (RFC 9111 §4.3.2).
+        let dated = h(&[("date", &date(T0))]);
+        assert_eq!(
+            client_not_modified(&get, &ims(T0), &dated),
+            Some(Outcome::ImsHit)
+        );
+        assert_eq!(client_not_modified(&Method::POST, &ims(T0), &dated), None);
+        let invalid = h(&[("if-modified-since", "yesterday")]);
+        assert_eq!(client_not_modified(&get, &invalid, &stored), None);
+    }
+
+    #[test]
+    fn not_modified_fields() {
+        let stored = h(&[
+            ("etag", "\"a\""),
+            ("last-modified", &date(T0)),
+            ("date", &date(T0)),
+            ("cache-control", "max-age=5"),
+            ("content-type", "text/html"),
+            ("content-length", "10"),
+            ("vary", "accept-encoding"),
+        ]);
+        let mut names: Vec<_> = not_modified_headers(&stored)
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["cache-control", "date", "etag", "vary"]);
+        let no_etag = h(&[("last-modified", &date(T0))]);
+        assert!(not_modified_headers(&no_etag).contains_key(LAST_MODIFIED));
+    }
+}

@@ -1,0 +1,236 @@
+//! Runs cuttle as a proxy: loads the config (or the embedded default),
+//! opens the store and the access logs, binds the http_ports, serves, and
+//! handles signals: SIGTERM/SIGINT stop accepting and let requests in flight
+//! finish (up to `shutdown_lifetime`) before the store is flushed; SIGHUP
+//! re-reads the config and swaps it in, keeping the old one if the new one
+//! has errors.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::access_log::Logger;
+use crate::config::{self, Config, ListenAddr, LoadOptions, Loaded, PortMode, VPort};
+use crate::http::proxy::Proxy;
+use crate::http::server::{self, Listener};
+use crate::http::target::PortKind;
+use crate::store::Store;
+
+/// Where the embedded default keeps its cache_dir and log: the first of
+/// `$XDG_CACHE_HOME/cuttle`, `$HOME/.cache/cuttle`, `/var/cache/cuttle`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("cuttle");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".cache").join("cuttle");
+    }
+    PathBuf::from("/var/cache/cuttle")
+}
+
+/// The squid.conf cuttle runs with when given none: a forward proxy on
+/// localhost:3128 for localhost only (Squid's default rules), a 256 MB
+/// cache_dir and its access.log in `dir`.
+pub fn default_config_text(dir: &Path) -> String {
+    format!(
+        "# cuttle's embedded default configuration\n\
+         http_port 127.0.0.1:3128\n\
+         acl SSL_ports port 443\n\
+         acl Safe_ports port 80 21 443 70 210 1025-65535 280 488 591 777\n\
+         http_access deny !Safe_ports\n\
+         http_access deny CONNECT !SSL_ports\n\
+         http_access allow localhost manager\n\
+         http_access deny manager\n\
+         http_access allow localhost\n\
+         http_access deny all\n\
+         cache_dir mmap {dir} 256\n\
+         access_log {dir}/access.log squid\n",
+        dir = dir.display()
+    )
+}
+
+/// How `cuttle run` was asked to start.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The squid.conf; `None` for the embedded default.
+    pub config: Option<PathBuf>,
+}
+
+fn load(options: &RunOptions) -> Loaded {
+    match &options.config {
+        Some(path) => config::load_file(path, &LoadOptions::default()),
+        None => {
+            let dir = default_cache_dir();
+            config::load_str(
+                &default_config_text(&dir),
+                "<embedded default>",
+                &LoadOptions::default(),
+            )
+        }
+    }
+}
+
+/// Prints diagnostics; true when there are errors.
+fn report(loaded: &Loaded) -> bool {
+    for d in &loaded.diagnostics {
+        match d.severity {
+            config::Severity::Error => eprintln!("{d}"),
+            config::Severity::Warning => tracing::warn!("{d}"),
+        }
+    }
+    loaded.has_errors()
+}
+
+/// The addresses to bind for one http_port.
+fn bind_addrs(address: &ListenAddr, port: u16) -> Result<Vec<SocketAddr>, String> {
+    Ok(match address {
+        ListenAddr::Any => vec![SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)],
+        ListenAddr::Ip(ip) => vec![SocketAddr::new(*ip, port)],
+        ListenAddr::Host(h) if h.eq_ignore_ascii_case("localhost") => vec![
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+        ],
+        ListenAddr::Host(h) => std::net::ToSocketAddrs::to_socket_addrs(&(h.as_str(), port))
+            .map_err(|e| format!("cannot resolve http_port host {h}: {e}"))?
+            .collect(),
+    })
+}
+
+async fn bind_all(config: &Config) -> Result<Vec<Listener>, String> {
+    let mut out = Vec::new();
+    for p in &config.http_ports {
+        let kind = match p.mode {
+            PortMode::Forward => PortKind::Forward,
+            PortMode::Accel => PortKind::Accel {
+                defaultsite: p.defaultsite.clone(),
+                vhost: p.vhost,
+                vport: match p.vport {
+                    VPort::Off => None,
+                    VPort::ListeningPort => Some(p.port),
+                    VPort::Fixed(n) => Some(n),
+                },
+            },
+            PortMode::Intercept | PortMode::Tproxy => {
+                return Err(format!(
+                    "{}: http_port interception modes are not supported",
+                    p.location
+                ))
+            }
+        };
+        for addr in bind_addrs(&p.address, p.port)? {
+            let socket = match addr {
+                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+            }
+            .map_err(|e| format!("{}: cannot open a socket: {e}", p.location))?;
+            let _ = socket.set_reuseaddr(true);
+            socket
+                .bind(addr)
+                .map_err(|e| format!("{}: cannot listen on {addr}: {e}", p.location))?;
+            let listener: TcpListener = socket
+                .listen(1024)
+                .map_err(|e| format!("{}: cannot listen on {addr}: {e}", p.location))?;
+            let shown = listener.local_addr().unwrap_or(addr);
+            let mode = if matches!(kind, PortKind::Forward) { "forward proxy" } else { "accelerator" };
+            println!("cuttle: listening on {shown} ({mode})");
+            out.push(Listener {
+                listener,
+                kind: kind.clone(),
+                name: p.name.clone(),
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err("no http_port configured: nothing to listen on".into());
+    }
+    Ok(out)
+}
+
+/// Runs the proxy until SIGTERM or SIGINT. Returns the exit status.
+pub fn run(options: RunOptions) -> std::process::ExitCode {
+    let loaded = load(&options);
+    if report(&loaded) {
+        eprintln!("cuttle: the configuration has errors; not starting");
+        return std::process::ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cuttle: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(options, loaded.config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cuttle: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
+    let (store, rebuild) = Store::open_config(&config).map_err(|e| e.to_string())?;
+    let store = Arc::new(store);
+    for u in store.usage() {
+        println!(
+            "cuttle: cache_dir {} ({} entries, {} MB)",
+            u.path.display(),
+            u.entries,
+            (u64::from(u.slots) * u64::from(u.slot_size)) >> 20
+        );
+    }
+    if rebuild.torn + rebuild.bad_chains > 0 {
+        tracing::warn!(torn = rebuild.torn, bad_chains = rebuild.bad_chains, "dropped damaged entries at start");
+    }
+    let logger = Logger::from_config(&config).map_err(|e| e.to_string())?;
+    let listeners = bind_all(&config).await?;
+    let grace = config.shutdown_lifetime.value;
+    let proxy = Arc::new(Proxy::new(Arc::new(config), Arc::clone(&store), logger.clone()));
+    let (proxy_tx, proxy_rx) = watch::channel(proxy);
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let server = tokio::spawn(server::serve(listeners, proxy_rx, stop_rx, grace));
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(&options, &proxy_tx, &logger),
+        }
+    }
+    println!("cuttle: shutting down");
+    let _ = stop_tx.send(true);
+    if let Err(e) = server.await {
+        tracing::error!("server task failed: {e}");
+    }
+    logger.flush();
+    store.flush().map_err(|e| e.to_string())?;
+    println!("cuttle: stopped");
+    Ok(())
+}
+
+/// SIGHUP: re-read the config; swap it in when it has no errors.
+fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logger) {
+    let loaded = load(options);
+    if report(&loaded) {
+        eprintln!("cuttle: the new configuration has errors; keeping the old one");
+        return;
+    }
+    let old = proxy.borrow().config();
+    if old.http_ports != loaded.config.http_ports {
+        tracing::warn!("http_port changes take effect at the next restart");
+    }
+    if old.cache_dirs.iter().map(|d| &d.value).ne(loaded.config.cache_dirs.iter().map(|d| &d.value)) {
+        tracing::warn!("cache_dir changes take effect at the next restart");
+    }
+    logger.reopen();
+    let next = proxy.borrow().with_config(Arc::new(loaded.config));
+    let _ = proxy.send(Arc::new(next));
+    println!("cuttle: configuration reloaded");
+}

@@ -1,0 +1,165 @@
+//! Response bodies cuttle sends (and request bodies it forwards): stored
+//! hits as zero-copy chunks, upstream bodies passed through, a collapsed
+//! fetch's stream, and a wrapper that counts the bytes a client received
+//! and reports them once, when the body ends or the client goes away (the
+//! moment the access.log line is written).
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::sync::mpsc;
+
+use super::collapse::Event;
+use crate::upstream::PooledBody;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every body cuttle sends or forwards.
+pub enum ProxyBody {
+    Empty,
+    /// Whole chunks in memory: a stored hit (views of the map) or a page.
+    Chunks(VecDeque<Bytes>),
+    /// A client's request body, forwarded as it arrives.
+    Incoming(Incoming),
+    /// An origin's response body, passed through without storing.
+    Upstream(Box<PooledBody<ProxyBody>>),
+    /// A fetch shared with other clients (collapsed forwarding).
+    Shared(mpsc::Receiver<Event>),
+}
+
+impl ProxyBody {
+    pub fn from_chunks(chunks: impl IntoIterator<Item = Bytes>) -> ProxyBody {
+        ProxyBody::Chunks(chunks.into_iter().filter(|c| !c.is_empty()).collect())
+    }
+
+    pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+        ProxyBody::from_chunks([bytes.into()])
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ProxyBody::Empty => Poll::Ready(None),
+            ProxyBody::Chunks(chunks) => Poll::Ready(chunks.pop_front().map(|c| Ok(Frame::data(c)))),
+            ProxyBody::Incoming(inner) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
+            ProxyBody::Upstream(inner) => Pin::new(inner.as_mut()).poll_frame(cx).map_err(Into::into),
+            ProxyBody::Shared(rx) => match rx.poll_recv(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Some(Event::Chunk(c))) => Poll::Ready(Some(Ok(Frame::data(c)))),
+                Poll::Ready(Some(Event::End) | None) => Poll::Ready(None),
+                // The upstream broke mid-body: the client must see a
+                // truncated response (the connection is closed), not a
+                // short one that looks complete.
+                Poll::Ready(Some(Event::Failed(f))) => Poll::Ready(Some(Err(f.detail.into()))),
+                Poll::Ready(Some(Event::Head(_))) => {
+                    Poll::Ready(Some(Err("response head repeated in a body".into())))
+                }
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Empty => true,
+            ProxyBody::Chunks(c) => c.is_empty(),
+            ProxyBody::Incoming(b) => b.is_end_stream(),
+            ProxyBody::Upstream(b) => b.is_end_stream(),
+            ProxyBody::Shared(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Empty => SizeHint::with_exact(0),
+            ProxyBody::Chunks(c) => SizeHint::with_exact(c.iter().map(|b| b.len() as u64).sum()),
+            ProxyBody::Incoming(b) => b.size_hint(),
+            ProxyBody::Upstream(b) => b.size_hint(),
+            ProxyBody::Shared(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// Called once with (body bytes sent, whether the body ended normally).
+pub type OnDone = Box<dyn FnOnce(u64, bool) + Send>;
+
+/// The body as a client receives it: counts bytes and reports the end.
+pub struct ClientBody {
+    inner: ProxyBody,
+    sent: u64,
+    /// The Content-Length promised, if any: hyper stops polling once it has
+    /// sent that many bytes, so reaching it is the end.
+    expected: Option<u64>,
+    done: Option<OnDone>,
+}
+
+impl ClientBody {
+    pub fn new(inner: ProxyBody, expected: Option<u64>, done: OnDone) -> ClientBody {
+        ClientBody {
+            inner,
+            sent: 0,
+            expected,
+            done: Some(done),
+        }
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(done) = self.done.take() {
+            done(self.sent, complete);
+        }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.sent += data.len() as u64;
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(true);
+                }
+            }
+            Poll::Ready(None) => this.finish(true),
+            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ClientBody {
+    fn drop(&mut self) {
+        // Not polled to its end: hyper dropped it, either because all the
+        // promised bytes were sent or there is no body to send (HEAD, 304),
+        // or because the client went away.
+        let complete = self.inner.is_end_stream() || self.expected.is_some_and(|n| self.sent >= n);
+        self.finish(complete);
+    }
+}

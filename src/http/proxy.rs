@@ -1,0 +1,1211 @@
+//! A request's path through cuttle (DESIGN.md, "A request's path"):
+//! target URL, http_access, then by method: CONNECT tunnels, PURGE removes,
+//! GET and HEAD go through the cache (fresh hits served zero-copy from the
+//! store, stale ones revalidated, misses fetched once however many clients
+//! ask: collapsed forwarding), anything else is forwarded and invalidates
+//! the URL. Every transaction ends with one access.log line.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::{Body, Incoming};
+use hyper_util::rt::TokioIo;
+
+use super::body::{ClientBody, ProxyBody};
+use super::collapse::{Collapser, Event, Failure, Head, Leader, Role};
+use super::errors::{self, ErrorKind};
+use super::server::ConnInfo;
+use super::target::Target;
+use crate::access;
+use crate::access_log::{Entry, Hierarchy, HierarchyCode, Logger, ResultCode, ResultTag};
+use crate::caching::{self, Exchange, HitDecision, Outcome, RequestDirectives, Rule, StoredEntry, VaryMarker};
+use crate::config::{Config, ForwardedFor};
+use crate::store::{Hit, Key, Store, StoreError};
+use crate::upstream::{FetchError, Timeouts, Upstream};
+use cuttle_protocol::key::{store_key, Method as KeyMethod};
+
+/// Everything a request needs; one per configuration (a reload makes a new
+/// one that shares the store, connection pools and fetches in flight).
+pub struct Proxy {
+    config: Arc<Config>,
+    store: Arc<Store>,
+    upstream: Upstream<ProxyBody>,
+    collapser: Collapser,
+    logger: Logger,
+    /// visible_hostname: names this cache in X-Cache and error pages.
+    name: String,
+    via: HeaderValue,
+    /// What a Via entry of ours contains (loop detection).
+    loop_marker: String,
+    timeouts: Timeouts,
+    /// Keys being revalidated in the background (stale-while-revalidate).
+    refreshing: Arc<Mutex<HashSet<Key>>>,
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Proxy {
+    pub fn new(config: Arc<Config>, store: Arc<Store>, logger: Logger) -> Proxy {
+        let timeouts = Timeouts {
+            connect: config.connect_timeout.value,
+            read: config.read_timeout.value,
+        };
+        let collapser = Collapser::new(config.maximum_object_size.value, timeouts.read);
+        Proxy::assemble(config, store, Upstream::new(timeouts), collapser, logger, Arc::default())
+    }
+
+    /// The same proxy under a new configuration.
+    pub fn with_config(&self, config: Arc<Config>) -> Proxy {
+        Proxy::assemble(
+            config,
+            Arc::clone(&self.store),
+            self.upstream.clone(),
+            self.collapser.clone(),
+            self.logger.clone(),
+            Arc::clone(&self.refreshing),
+        )
+    }
+
+    fn assemble(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        upstream: Upstream<ProxyBody>,
+        collapser: Collapser,
+        logger: Logger,
+        refreshing: Arc<Mutex<HashSet<Key>>>,
+    ) -> Proxy {
+        let name = config
+            .visible_hostname
+            .value
+            .clone()
+            .unwrap_or_else(system_hostname);
+        let unique = config.unique_hostname.value.clone().unwrap_or_else(|| name.clone());
+        let version = env!("CARGO_PKG_VERSION");
+        let via = HeaderValue::from_str(&format!("1.1 {unique} (cuttle/{version})"))
+            .unwrap_or_else(|_| HeaderValue::from_static("1.1 cuttle"));
+        let timeouts = Timeouts {
+            connect: config.connect_timeout.value,
+            read: config.read_timeout.value,
+        };
+        Proxy {
+            loop_marker: format!(" {unique} (cuttle/"),
+            name,
+            via,
+            config,
+            store,
+            upstream,
+            collapser,
+            logger,
+            timeouts,
+            refreshing,
+        }
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config)
+    }
+}
+
+/// Where to connect for a request.
+#[derive(Debug, Clone)]
+struct Route {
+    host: String,
+    port: u16,
+    code: HierarchyCode,
+}
+
+/// What the access.log line will say, filled in as the request goes.
+struct Txn {
+    start: Instant,
+    client: IpAddr,
+    local_port: u16,
+    method: String,
+    url: String,
+    result: ResultCode,
+    hierarchy: Hierarchy,
+}
+
+impl Txn {
+    fn new(conn: &ConnInfo, method: &Method, url: String) -> Txn {
+        Txn {
+            start: Instant::now(),
+            client: conn.client.ip(),
+            local_port: conn.local.port(),
+            method: method.as_str().to_string(),
+            url,
+            result: ResultCode::new(ResultTag::None),
+            hierarchy: Hierarchy::none(),
+        }
+    }
+
+    fn with(mut self, tag: ResultTag) -> Txn {
+        self.result = ResultCode::new(tag);
+        self
+    }
+}
+
+/// Bytes of a response head on the wire (status line, fields, blank line).
+fn head_size(status: StatusCode, headers: &HeaderMap) -> u64 {
+    let line = 9 + 3 + 1 + status.canonical_reason().map_or(0, str::len) + 2;
+    let fields: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + 2 + v.len() + 2)
+        .sum();
+    (line + fields + 2) as u64
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    caching::remove_hop_by_hop(headers);
+}
+
+impl Proxy {
+    /// Finishes a transaction: the response goes out with a body that
+    /// writes the access.log line when it ends.
+    fn respond(
+        &self,
+        txn: Txn,
+        status: StatusCode,
+        mut headers: HeaderMap,
+        body: ProxyBody,
+    ) -> Response<ClientBody> {
+        headers.append(header::VIA, self.via.clone());
+        let head_bytes = head_size(status, &headers);
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let logger = self.logger.clone();
+        // No body goes out for these whatever the fields say.
+        let expected = if status == StatusCode::NOT_MODIFIED || status == StatusCode::NO_CONTENT || txn.method == "HEAD" {
+            Some(0)
+        } else {
+            content_length(&headers)
+        };
+        let done = Box::new(move |body_bytes: u64, complete: bool| {
+            let mut result = txn.result;
+            if !complete {
+                result = result.aborted();
+            }
+            logger.log(&Entry {
+                end: SystemTime::now(),
+                elapsed: txn.start.elapsed(),
+                client: Some(txn.client),
+                result,
+                status: status.as_u16(),
+                size: head_bytes + body_bytes,
+                method: txn.method,
+                url: txn.url,
+                user: None,
+                hierarchy: txn.hierarchy,
+                content_type,
+            });
+        });
+        let mut resp = Response::new(ClientBody::new(body, expected, done));
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        resp
+    }
+
+    fn error(&self, txn: Txn, kind: ErrorKind, detail: &str) -> Response<ClientBody> {
+        let (status, mut headers, body) = errors::page(kind, &txn.url, detail, &self.name);
+        self.cache_status(&mut headers, false, None);
+        self.respond(txn, status, headers, ProxyBody::full(body))
+    }
+
+    fn fetch_error(&self, txn: Txn, e: &FetchError) -> Response<ClientBody> {
+        let kind = match e {
+            FetchError::Dns { .. } => ErrorKind::DnsFail,
+            FetchError::Connect { .. } => ErrorKind::ConnectFail,
+            FetchError::Timeout => ErrorKind::ReadTimeout,
+            FetchError::Read(_) => ErrorKind::ReadError,
+        };
+        self.error(txn, kind, &e.to_string())
+    }
+
+    /// Squid's X-Cache and X-Cache-Lookup. `lookup`: was the object in the
+    /// cache (None when the request could not be cached at all).
+    fn cache_status(&self, headers: &mut HeaderMap, hit: bool, lookup: Option<(bool, u16)>) {
+        let name = &self.name;
+        let x_cache = if hit { format!("HIT from {name}") } else { format!("MISS from {name}") };
+        if let Ok(v) = HeaderValue::from_str(&x_cache) {
+            headers.insert("x-cache", v);
+        }
+        if let Some((found, port)) = lookup {
+            let word = if found { "HIT" } else { "MISS" };
+            if let Ok(v) = HeaderValue::from_str(&format!("{word} from {name}:{port}")) {
+                headers.insert("x-cache-lookup", v);
+            }
+        }
+    }
+
+    /// The request to send upstream: origin-form, end-to-end fields of the
+    /// client's request, Host, our Via, X-Forwarded-For.
+    fn upstream_request(
+        &self,
+        method: &Method,
+        target: &Target,
+        client_headers: &HeaderMap,
+        client: IpAddr,
+        body: ProxyBody,
+    ) -> Request<ProxyBody> {
+        let mut headers = client_headers.clone();
+        remove_hop_by_hop(&mut headers);
+        if let Ok(host) = HeaderValue::from_str(&target.host_header()) {
+            headers.insert(header::HOST, host);
+        }
+        headers.append(header::VIA, self.via.clone());
+        let previous = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string);
+        let append = |value: String| match &previous {
+            Some(prev) => format!("{prev}, {value}"),
+            None => value,
+        };
+        let xff = match self.config.forwarded_for.value {
+            ForwardedFor::On => Some(append(client.to_string())),
+            ForwardedFor::Off => Some(append("unknown".into())),
+            ForwardedFor::Truncate => Some(client.to_string()),
+            ForwardedFor::Transparent => previous.clone(),
+            ForwardedFor::Delete => None,
+        };
+        headers.remove("x-forwarded-for");
+        if let Some(v) = xff.and_then(|x| HeaderValue::from_str(&x).ok()) {
+            headers.insert("x-forwarded-for", v);
+        }
+        let mut req = Request::new(body);
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = target
+            .path_and_query
+            .parse()
+            .unwrap_or_else(|_| http::Uri::from_static("/"));
+        *req.headers_mut() = headers;
+        req
+    }
+
+    /// An upstream response's fields as passed to the client.
+    fn client_headers(&self, upstream: &HeaderMap) -> HeaderMap {
+        let mut headers = upstream.clone();
+        remove_hop_by_hop(&mut headers);
+        headers
+    }
+
+    fn is_loop(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get_all(header::VIA)
+            .iter()
+            .any(|v| String::from_utf8_lossy(v.as_bytes()).contains(&self.loop_marker))
+    }
+
+    /// Where a request for `target` goes: as in Squid's accelerator setups,
+    /// to the first `originserver` cache_peer that cache_peer_access lets
+    /// it use; else straight to the URL's host. (Peer selection proper,
+    /// with ICP and parents, is the peers layer's.)
+    fn route(&self, target: &Target, client: IpAddr, method: &Method) -> Route {
+        let req = access::Request {
+            client,
+            method: method.as_str(),
+            scheme: &target.scheme,
+            host: &target.host,
+            port: target.port,
+            path: &target.path_and_query,
+            url: &target.url,
+            local_ip: None,
+            local_port: 0,
+            port_name: "",
+            dst_addrs: None,
+        };
+        for peer in &self.config.cache_peers {
+            if !peer.originserver {
+                continue;
+            }
+            let allowed = access::check(&peer.access, &self.config, &req)
+                .or_if_no_rules(access::Verdict::Allow)
+                .allowed();
+            if allowed {
+                return Route {
+                    host: peer.host.clone(),
+                    port: peer.http_port,
+                    code: HierarchyCode::FirstUpParent,
+                };
+            }
+        }
+        Route {
+            host: target.host.clone(),
+            port: target.port,
+            code: HierarchyCode::HierDirect,
+        }
+    }
+
+    /// Sends `req` along `route`, noting the server in the log line.
+    async fn send(
+        &self,
+        route: &Route,
+        req: Request<ProxyBody>,
+        hierarchy: &mut Hierarchy,
+    ) -> Result<Response<crate::upstream::PooledBody<ProxyBody>>, FetchError> {
+        let (resp, addr) = self.upstream.send(&route.host, route.port, req).await?;
+        *hierarchy = Hierarchy::new(route.code, Some(addr.ip().to_string()));
+        Ok(resp)
+    }
+
+    fn lookup(&self, key: &Key) -> Option<Hit> {
+        // The store may fault pages in from disk: let the runtime move other
+        // tasks off this thread meanwhile.
+        tokio::task::block_in_place(|| self.store.lookup(key))
+    }
+}
+
+/// Handles one request.
+pub async fn handle(proxy: Arc<Proxy>, conn: ConnInfo, req: Request<Incoming>) -> Response<ClientBody> {
+    let method = req.method().clone();
+    let target = match Target::of_request(&method, req.uri(), req.headers(), &conn.kind) {
+        Ok(t) => t,
+        Err(e) => {
+            let txn = Txn::new(&conn, &method, req.uri().to_string());
+            return proxy.error(txn, ErrorKind::InvalidUrl, &e.0);
+        }
+    };
+    let txn = Txn::new(&conn, &method, target.url.clone());
+    let config = Arc::clone(&proxy.config);
+    if !allowed(&config, &config.http_access, &conn, &method, &target).await {
+        return proxy.error(txn.with(ResultTag::TcpDenied), ErrorKind::AccessDenied, "denied by http_access");
+    }
+    if method == Method::CONNECT {
+        return tunnel(proxy, txn, target, req).await;
+    }
+    if method.as_str() == "PURGE" {
+        return purge(&proxy, txn, &target);
+    }
+    let looped = proxy.is_loop(req.headers());
+    if method == Method::GET || method == Method::HEAD {
+        return cached(proxy, txn, target, req, looped).await;
+    }
+    if looped {
+        return proxy.error(txn.with(ResultTag::TcpMiss), ErrorKind::AccessDenied, "forwarding loop detected");
+    }
+    forward(proxy, txn, target, req).await
+}
+
+/// Evaluates an access list, resolving the destination only when a `dst`
+/// ACL needs it.
+async fn allowed(
+    config: &Config,
+    list: &[crate::config::Located<crate::config::AccessRule>],
+    conn: &ConnInfo,
+    method: &Method,
+    target: &Target,
+) -> bool {
+    let path = target.path_and_query.as_str();
+    let mut req = access::Request {
+        client: conn.client.ip(),
+        method: method.as_str(),
+        scheme: &target.scheme,
+        host: &target.host,
+        port: target.port,
+        path,
+        url: &target.url,
+        local_ip: Some(conn.local.ip()),
+        local_port: conn.local.port(),
+        port_name: &conn.port_name,
+        dst_addrs: None,
+    };
+    match access::try_check(list, config, &req) {
+        Ok(decision) => decision.allowed(),
+        Err(access::NeedsDst) => {
+            let addrs: Vec<IpAddr> = tokio::net::lookup_host((target.host.trim_matches(['[', ']']), target.port))
+                .await
+                .map(|it| it.map(|a| a.ip()).collect())
+                .unwrap_or_default();
+            req.dst_addrs = Some(&addrs);
+            access::check(list, config, &req).allowed()
+        }
+    }
+}
+
+/// CONNECT: connect to the target, answer 200, then copy bytes both ways.
+async fn tunnel(proxy: Arc<Proxy>, mut txn: Txn, target: Target, req: Request<Incoming>) -> Response<ClientBody> {
+    let (mut server, addr) = match proxy.upstream.connect_tcp(&target.host, target.port).await {
+        Ok(s) => s,
+        Err(e) => return proxy.fetch_error(txn.with(ResultTag::TcpTunnel), &e),
+    };
+    txn.result = ResultCode::new(ResultTag::TcpTunnel);
+    txn.hierarchy = Hierarchy::new(HierarchyCode::HierDirect, Some(addr.ip().to_string()));
+    let logger = proxy.logger.clone();
+    tokio::spawn(async move {
+        let (mut sent, mut status) = (0u64, 200u16);
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => {
+                let mut client = TokioIo::new(upgraded);
+                match tokio::io::copy_bidirectional(&mut client, &mut server).await {
+                    Ok((_, to_client)) => sent = to_client,
+                    Err(e) => tracing::debug!("tunnel to {} ended: {e}", target.url),
+                }
+            }
+            Err(e) => {
+                status = 0;
+                tracing::debug!("CONNECT upgrade failed: {e}");
+            }
+        }
+        logger.log(&Entry {
+            end: SystemTime::now(),
+            elapsed: txn.start.elapsed(),
+            client: Some(txn.client),
+            result: txn.result,
+            status,
+            size: sent,
+            method: txn.method,
+            url: txn.url,
+            user: None,
+            hierarchy: txn.hierarchy,
+            content_type: None,
+        });
+    });
+    let mut resp = Response::new(ClientBody::new(ProxyBody::Empty, Some(0), Box::new(|_, _| {})));
+    *resp.status_mut() = StatusCode::OK;
+    resp
+}
+
+/// The keys a URL's stored objects live under (GET; HEAD is answered from
+/// the GET object).
+fn url_key(url: &str) -> Key {
+    store_key(KeyMethod::Get, url.as_bytes())
+}
+
+/// PURGE: remove the URL's object (allowed only where http_access lets the
+/// PURGE method through). Squid logs it as TCP_MISS with 200 or 404.
+fn purge(proxy: &Proxy, txn: Txn, target: &Target) -> Response<ClientBody> {
+    let store = &proxy.store;
+    let removed = tokio::task::block_in_place(|| {
+        let get = store.purge(&url_key(&target.url));
+        let head = store.purge(&store_key(KeyMethod::Head, target.url.as_bytes()));
+        get || head
+    });
+    let status = if removed { StatusCode::OK } else { StatusCode::NOT_FOUND };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    proxy.respond(txn.with(ResultTag::TcpMiss), status, headers, ProxyBody::Empty)
+}
+
+/// Any method but GET, HEAD, PURGE and CONNECT: forwarded as is, never
+/// stored; a success invalidates what is stored for the URL (RFC 9111 §4.4).
+async fn forward(proxy: Arc<Proxy>, mut txn: Txn, target: Target, req: Request<Incoming>) -> Response<ClientBody> {
+    let (parts, body) = req.into_parts();
+    let upstream_req = proxy.upstream_request(&parts.method, &target, &parts.headers, txn.client, ProxyBody::Incoming(body));
+    txn.result = ResultCode::new(ResultTag::TcpMiss);
+    let route = proxy.route(&target, txn.client, &parts.method);
+    let resp = match proxy.send(&route, upstream_req, &mut txn.hierarchy).await {
+        Ok(r) => r,
+        Err(e) => return proxy.fetch_error(txn, &e),
+    };
+    let (resp_parts, resp_body) = resp.into_parts();
+    let urls = caching::invalidated_urls(&parts.method, resp_parts.status, &target.url, &resp_parts.headers);
+    if !urls.is_empty() {
+        let store = Arc::clone(&proxy.store);
+        tokio::task::block_in_place(|| {
+            for url in &urls {
+                store.purge(&url_key(url));
+                store.purge(&store_key(KeyMethod::Head, url.as_bytes()));
+            }
+        });
+    }
+    let mut headers = proxy.client_headers(&resp_parts.headers);
+    proxy.cache_status(&mut headers, false, None);
+    proxy.respond(txn, resp_parts.status, headers, ProxyBody::Upstream(Box::new(resp_body)))
+}
+
+/// A stored entry found for a request, Vary resolved.
+struct Found {
+    hit: Hit,
+    entry: StoredEntry,
+    /// The key it is stored under.
+    key: Key,
+}
+
+/// What lookup found: the entry for this request if any, and the key a new
+/// response for this request would be stored under (a variant key when the
+/// URL's responses vary).
+struct Lookup {
+    found: Option<Found>,
+    marker: Option<VaryMarker>,
+    /// Was anything stored for the URL at all (X-Cache-Lookup).
+    anything: bool,
+}
+
+impl Proxy {
+    fn find(&self, url: &str, request: &HeaderMap) -> Lookup {
+        let base = url_key(url);
+        let Some(hit) = self.lookup(&base) else {
+            return Lookup {
+                found: None,
+                marker: None,
+                anything: false,
+            };
+        };
+        if let Some(marker) = VaryMarker::from_head(&hit.header_block) {
+            let key = url_key(&marker.variant_url(url, request));
+            let found = self.lookup(&key).and_then(|hit| {
+                let entry = StoredEntry::from_head(&hit.header_block, hit.times).ok()?;
+                marker.matches(&entry.headers).then_some(Found { hit, entry, key })
+            });
+            return Lookup {
+                found,
+                marker: Some(marker),
+                anything: true,
+            };
+        }
+        match StoredEntry::from_head(&hit.header_block, hit.times) {
+            Ok(entry) => Lookup {
+                found: Some(Found { hit, entry, key: base }),
+                marker: None,
+                anything: true,
+            },
+            Err(_) => {
+                // Unreadable head: release it and treat as a miss.
+                self.store.purge(&base);
+                Lookup {
+                    found: None,
+                    marker: None,
+                    anything: false,
+                }
+            }
+        }
+    }
+}
+
+/// GET and HEAD: the cache.
+async fn cached(proxy: Arc<Proxy>, mut txn: Txn, target: Target, req: Request<Incoming>, looped: bool) -> Response<ClientBody> {
+    let (parts, _body) = req.into_parts();
+    let directives = RequestDirectives::parse(&parts.headers);
+    let rule = Rule::for_url(&proxy.config, &target.url);
+    let lookup = proxy.find(&target.url, &parts.headers);
+    let lookup_port = txn.local_port;
+    if let Some(found) = lookup.found {
+        let now = unix_now();
+        match caching::decide_hit(&found.entry, &directives, &rule, now) {
+            HitDecision::Serve { age, .. } => {
+                txn.result = ResultCode::new(ResultTag::TcpHit);
+                return serve_hit(&proxy, txn, &parts, found, age, Outcome::Hit);
+            }
+            HitDecision::ServeStaleWhileRevalidate { age, validators } => {
+                background_refresh(&proxy, &target, &parts.headers, &found, validators, txn.client);
+                txn.result = ResultCode::new(ResultTag::TcpHit);
+                return serve_hit(&proxy, txn, &parts, found, age, Outcome::Hit);
+            }
+            HitDecision::OnlyIfCachedMiss => {
+                return proxy.error(txn.with(ResultTag::TcpHit), ErrorKind::OnlyIfCachedMiss, "stale and only-if-cached");
+            }
+            HitDecision::Revalidate { validators, .. } => {
+                if looped {
+                    return proxy.error(txn.with(ResultTag::TcpMiss), ErrorKind::AccessDenied, "forwarding loop detected");
+                }
+                return revalidate(proxy, txn, target, parts, found, validators, directives, rule).await;
+            }
+            HitDecision::Reload => {
+                txn.result = ResultCode::new(ResultTag::TcpClientRefreshMiss);
+            }
+        }
+    } else {
+        txn.result = ResultCode::new(ResultTag::TcpMiss);
+        if directives.only_if_cached {
+            return proxy.error(txn, ErrorKind::OnlyIfCachedMiss, "not in the cache and only-if-cached");
+        }
+    }
+    if looped {
+        return proxy.error(txn, ErrorKind::AccessDenied, "forwarding loop detected");
+    }
+    if parts.method == Method::HEAD {
+        // HEAD misses are forwarded as HEAD and not stored.
+        let upstream_req = proxy.upstream_request(&Method::HEAD, &target, &parts.headers, txn.client, ProxyBody::Empty);
+        let route = proxy.route(&target, txn.client, &Method::HEAD);
+        let resp = match proxy.send(&route, upstream_req, &mut txn.hierarchy).await {
+            Ok(r) => r,
+            Err(e) => return proxy.fetch_error(txn, &e),
+        };
+        let (rp, rb) = resp.into_parts();
+        let mut headers = proxy.client_headers(&rp.headers);
+        proxy.cache_status(&mut headers, false, Some((lookup.anything, lookup_port)));
+        return proxy.respond(txn, rp.status, headers, ProxyBody::Upstream(Box::new(rb)));
+    }
+    miss(proxy, txn, target, parts, directives, rule, lookup.marker, lookup.anything).await
+}
+
+/// Sends a stored entry (or a 304 when the client's own conditional matches).
+fn serve_hit(proxy: &Proxy, mut txn: Txn, parts: &http::request::Parts, found: Found, age: u64, outcome: Outcome) -> Response<ClientBody> {
+    let port = txn.local_port;
+    if let Some(cond) = caching::client_not_modified(&parts.method, &parts.headers, &found.entry.headers) {
+        txn.result = ResultCode::new(tag_of(cond));
+        let mut headers = caching::not_modified_headers(&found.entry.headers);
+        headers.insert(header::AGE, caching::age_value(age));
+        proxy.cache_status(&mut headers, true, Some((true, port)));
+        return proxy.respond(txn, StatusCode::NOT_MODIFIED, headers, ProxyBody::Empty);
+    }
+    if txn.result.tag == ResultTag::None {
+        txn.result = ResultCode::new(tag_of(outcome));
+    }
+    // A cached error response (negative caching) is Squid's NEGATIVE_HIT.
+    if txn.result.tag == ResultTag::TcpHit && found.entry.status.as_u16() >= 400 {
+        txn.result.tag = ResultTag::TcpNegativeHit;
+    }
+    let mut headers = found.entry.headers.clone();
+    headers.insert(header::AGE, caching::age_value(age));
+    proxy.cache_status(&mut headers, true, Some((true, port)));
+    let body = if parts.method == Method::HEAD {
+        ProxyBody::Empty
+    } else {
+        ProxyBody::from_chunks(found.hit.body.clone())
+    };
+    proxy.respond(txn, found.entry.status, headers, body)
+}
+
+fn tag_of(outcome: Outcome) -> ResultTag {
+    match outcome {
+        Outcome::Hit => ResultTag::TcpHit,
+        Outcome::Miss => ResultTag::TcpMiss,
+        Outcome::ClientRefreshMiss => ResultTag::TcpClientRefreshMiss,
+        Outcome::RefreshUnmodified => ResultTag::TcpRefreshUnmodified,
+        Outcome::RefreshModified => ResultTag::TcpRefreshModified,
+        Outcome::RefreshFailOld => ResultTag::TcpRefreshFailOld,
+        Outcome::RefreshFailErr => ResultTag::TcpRefreshFailErr,
+        Outcome::ImsHit => ResultTag::TcpImsHit,
+        Outcome::InmHit => ResultTag::TcpInmHit,
+    }
+}
+
+/// Stores `entry`'s new head with the body of `hit` (after a 304).
+fn restore(store: &Store, key: Key, url: &str, head: &[u8], times: crate::store::Times, hit: &Hit) {
+    let written = store
+        .writer(key, times, url.as_bytes(), head, Some(hit.body_len))
+        .and_then(|mut w| {
+            for chunk in &hit.body {
+                w.write(chunk)?;
+            }
+            w.commit()
+        });
+    if let Err(e) = written {
+        if !matches!(e, StoreError::Superseded) {
+            tracing::debug!(url, "cannot update the stored entry: {e}");
+        }
+    }
+}
+
+/// A stale hit: ask upstream with the validators; a 304 refreshes the
+/// stored copy, a new response replaces it, a failure may serve it stale.
+#[allow(clippy::too_many_arguments)]
+async fn revalidate(
+    proxy: Arc<Proxy>,
+    mut txn: Txn,
+    target: Target,
+    parts: http::request::Parts,
+    found: Found,
+    validators: caching::Validators,
+    directives: RequestDirectives,
+    rule: Rule,
+) -> Response<ClientBody> {
+    let mut headers = parts.headers.clone();
+    // The client's own conditionals are answered here, not upstream.
+    headers.remove(header::IF_NONE_MATCH);
+    headers.remove(header::IF_MODIFIED_SINCE);
+    validators.apply(&mut headers);
+    let upstream_req = proxy.upstream_request(&Method::GET, &target, &headers, txn.client, ProxyBody::Empty);
+    let request_time = unix_now();
+    let route = proxy.route(&target, txn.client, &Method::GET);
+    let sent = proxy.send(&route, upstream_req, &mut txn.hierarchy).await;
+    let now = unix_now();
+    let failed = |proxy: &Proxy, mut txn: Txn, found: Found, reason: String| {
+        if caching::may_serve_stale_on_error(&found.entry, &directives, &rule, now) {
+            txn.result = ResultCode::new(ResultTag::TcpRefreshFailOld);
+            let age = found.entry.age(now);
+            serve_hit(proxy, txn, &parts, found, age, Outcome::RefreshFailOld)
+        } else {
+            proxy.error(txn.with(ResultTag::TcpRefreshFailErr), ErrorKind::ReadError, &reason)
+        }
+    };
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) => return failed(&proxy, txn, found, e.to_string()),
+    };
+    let exchange = Exchange {
+        request_time,
+        response_time: now,
+    };
+    let status = resp.status();
+    if status == StatusCode::NOT_MODIFIED && caching::not_modified_matches(&found.entry.headers, resp.headers()) {
+        let freshened = caching::freshen(&found.entry, resp.headers(), &directives, &rule, exchange);
+        let store = Arc::clone(&proxy.store);
+        match &freshened.store {
+            Ok(plan) => tokio::task::block_in_place(|| restore(&store, found.key, &target.url, &plan.head, plan.times, &found.hit)),
+            Err(_) => {
+                store.purge(&found.key);
+            }
+        }
+        txn.result = ResultCode::new(ResultTag::TcpRefreshUnmodified);
+        let age = freshened.entry.age(now);
+        let refreshed = Found {
+            hit: found.hit,
+            entry: freshened.entry,
+            key: found.key,
+        };
+        return serve_hit(&proxy, txn, &parts, refreshed, age, Outcome::RefreshUnmodified);
+    }
+    if status.is_server_error() {
+        return failed(&proxy, txn, found, format!("the server answered {status}"));
+    }
+    // A new object (or a 304 that did not match: refetch without validators
+    // next time; this reply is passed on as it is).
+    txn.result = ResultCode::new(ResultTag::TcpRefreshModified);
+    let (rp, rb) = resp.into_parts();
+    let store_plan = caching::plan_store(&Method::GET, &directives, rp.status, &rp.headers, &rule, exchange);
+    let mut headers = proxy.client_headers(&rp.headers);
+    proxy.cache_status(&mut headers, false, Some((true, txn.local_port)));
+    match store_plan {
+        Ok(plan) if plan.vary.is_empty() && rp.status != StatusCode::NOT_MODIFIED => {
+            // Store while streaming, as for a miss, through a shared fetch.
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            let store = Arc::clone(&proxy.store);
+            let url = target.url.clone();
+            let key = found.key;
+            let read_timeout = proxy.timeouts.read;
+            tokio::spawn(async move {
+                stream_and_store(rb, Some((store, key, url, plan)), tx, read_timeout).await;
+            });
+            proxy.respond(txn, rp.status, headers, ProxyBody::Shared(rx))
+        }
+        _ => {
+            proxy.store.purge(&found.key);
+            proxy.respond(txn, rp.status, headers, ProxyBody::Upstream(Box::new(rb)))
+        }
+    }
+}
+
+/// stale-while-revalidate: refresh `found` in the background (once per key).
+fn background_refresh(proxy: &Arc<Proxy>, target: &Target, request: &HeaderMap, found: &Found, validators: caching::Validators, client: IpAddr) {
+    {
+        let mut busy = proxy.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        if !busy.insert(found.key) {
+            return;
+        }
+    }
+    let proxy = Arc::clone(proxy);
+    let target = target.clone();
+    let mut headers = request.clone();
+    headers.remove(header::IF_NONE_MATCH);
+    headers.remove(header::IF_MODIFIED_SINCE);
+    validators.apply(&mut headers);
+    let entry = found.entry.clone();
+    let hit = found.hit.clone();
+    let key = found.key;
+    tokio::spawn(async move {
+        let directives = RequestDirectives::parse(&headers);
+        let rule = Rule::for_url(&proxy.config, &target.url);
+        let upstream_req = proxy.upstream_request(&Method::GET, &target, &headers, client, ProxyBody::Empty);
+        let request_time = unix_now();
+        let route = proxy.route(&target, client, &Method::GET);
+        let mut hierarchy = Hierarchy::none();
+        if let Ok(resp) = proxy.send(&route, upstream_req, &mut hierarchy).await {
+            let exchange = Exchange {
+                request_time,
+                response_time: unix_now(),
+            };
+            if resp.status() == StatusCode::NOT_MODIFIED && caching::not_modified_matches(&entry.headers, resp.headers()) {
+                let freshened = caching::freshen(&entry, resp.headers(), &directives, &rule, exchange);
+                if let Ok(plan) = freshened.store {
+                    let store = Arc::clone(&proxy.store);
+                    let url = target.url.clone();
+                    let _ = tokio::task::spawn_blocking(move || restore(&store, key, &url, &plan.head, plan.times, &hit)).await;
+                }
+            } else if resp.status().is_success() {
+                let (rp, rb) = resp.into_parts();
+                if let Ok(plan) = caching::plan_store(&Method::GET, &directives, rp.status, &rp.headers, &rule, exchange) {
+                    if plan.vary.is_empty() {
+                        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+                        let store = Arc::clone(&proxy.store);
+                        let url = target.url.clone();
+                        let read_timeout = proxy.timeouts.read;
+                        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+                        stream_and_store(rb, Some((store, key, url, plan)), tx, read_timeout).await;
+                        let _ = drain.await;
+                    }
+                }
+            }
+        }
+        proxy.refreshing.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    });
+}
+
+/// Reads an upstream body to the end, storing it under `store_to` (when
+/// given) and sending every chunk to `out`. Used for revalidations that
+/// brought a new object.
+async fn stream_and_store(
+    mut body: crate::upstream::PooledBody<ProxyBody>,
+    store_to: Option<(Arc<Store>, Key, String, caching::StorePlan)>,
+    out: tokio::sync::mpsc::Sender<Event>,
+    read_timeout: Duration,
+) {
+    let mut writer = store_to.and_then(|(store, key, url, plan)| {
+        let content_length = content_length(&plan.headers);
+        store.writer(key, plan.times, url.as_bytes(), &plan.head, content_length).ok()
+    });
+    loop {
+        let frame = tokio::time::timeout(read_timeout, std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx))).await;
+        match frame {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if let Some(w) = writer.as_mut() {
+                        if w.write(&data).is_err() {
+                            writer = None;
+                        }
+                    }
+                    if out.send(Event::Chunk(data)).await.is_err() && writer.is_none() {
+                        return;
+                    }
+                }
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                let _ = out.send(Event::Failed(Failure::new(ErrorKind::ReadError, e.to_string()))).await;
+                return;
+            }
+            Err(_) => {
+                let _ = out.send(Event::Failed(Failure::new(ErrorKind::ReadTimeout, "read timeout".into()))).await;
+                return;
+            }
+        }
+    }
+    if let Some(w) = writer {
+        if let Err(e) = w.commit() {
+            tracing::debug!("store commit: {e}");
+        }
+    }
+    let _ = out.send(Event::End).await;
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A miss: join the fetch of this key if one runs, else start one.
+#[allow(clippy::too_many_arguments)]
+async fn miss(
+    proxy: Arc<Proxy>,
+    mut txn: Txn,
+    target: Target,
+    parts: http::request::Parts,
+    directives: RequestDirectives,
+    rule: Rule,
+    marker: Option<VaryMarker>,
+    anything: bool,
+) -> Response<ClientBody> {
+    let port = txn.local_port;
+    // Requests with credentials or cookies fetch alone: they may get a
+    // response meant for them only.
+    let private = parts.headers.contains_key(header::AUTHORIZATION) || parts.headers.contains_key(header::COOKIE);
+    let fetch_key = match &marker {
+        Some(m) => url_key(&m.variant_url(&target.url, &parts.headers)),
+        None => url_key(&target.url),
+    };
+    let (leader, mut rx) = if private {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        (Err(tx), rx)
+    } else {
+        match proxy.collapser.join_or_start(fetch_key) {
+            Role::Leader(leader, rx) => (Ok(leader), rx),
+            Role::Follower(rx) => {
+                txn.result = txn.result.collapsed();
+                txn.result.tag = ResultTag::TcpHit;
+                (Err(tokio::sync::mpsc::channel(1).0), rx)
+            }
+        }
+    };
+    let is_leader_or_alone = !txn.result.collapsed;
+    if is_leader_or_alone {
+        let upstream_req = proxy.upstream_request(&Method::GET, &target, &parts.headers, txn.client, ProxyBody::Empty);
+        let job = FetchJob {
+            proxy: Arc::clone(&proxy),
+            client: txn.client,
+            target: target.clone(),
+            request_headers: parts.headers.clone(),
+            directives: directives.clone(),
+            rule,
+            marker: marker.clone(),
+            sink: match leader {
+                Ok(l) => Sink::Shared(l),
+                Err(tx) => Sink::Alone(tx),
+            },
+        };
+        tokio::spawn(job.run(upstream_req));
+    }
+    let first = tokio::time::timeout(proxy.timeouts.read, rx.recv()).await;
+    match first {
+        Ok(Some(Event::Head(head))) => {
+            if txn.result.collapsed && !head.shareable_with(&parts.headers) {
+                // The response varies on something this request differs in.
+                txn.result = ResultCode::new(ResultTag::TcpMiss);
+                return Box::pin(uncollapsed_miss(proxy, txn, target, parts, directives, rule, marker, anything)).await;
+            }
+            if !txn.result.collapsed {
+                txn.hierarchy = head.hierarchy.clone();
+            }
+            let mut headers = proxy.client_headers(&head.headers);
+            proxy.cache_status(&mut headers, txn.result.collapsed, Some((anything, port)));
+            proxy.respond(txn, head.status, headers, ProxyBody::Shared(rx))
+        }
+        Ok(Some(Event::Failed(f))) => proxy.error(txn, f.kind, &f.detail),
+        Ok(Some(_)) | Ok(None) => proxy.error(txn, ErrorKind::ReadError, "the fetch ended without a response"),
+        Err(_) => proxy.error(txn, ErrorKind::ReadTimeout, "no response from upstream in time"),
+    }
+}
+
+/// A miss that must not share a fetch (Vary mismatch with the one running).
+#[allow(clippy::too_many_arguments)]
+async fn uncollapsed_miss(
+    proxy: Arc<Proxy>,
+    mut txn: Txn,
+    target: Target,
+    parts: http::request::Parts,
+    directives: RequestDirectives,
+    rule: Rule,
+    marker: Option<VaryMarker>,
+    anything: bool,
+) -> Response<ClientBody> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let upstream_req = proxy.upstream_request(&Method::GET, &target, &parts.headers, txn.client, ProxyBody::Empty);
+    let job = FetchJob {
+        proxy: Arc::clone(&proxy),
+        client: txn.client,
+        target: target.clone(),
+        request_headers: parts.headers.clone(),
+        directives,
+        rule,
+        marker,
+        sink: Sink::Alone(tx),
+    };
+    tokio::spawn(job.run(upstream_req));
+    match tokio::time::timeout(proxy.timeouts.read, rx.recv()).await {
+        Ok(Some(Event::Head(head))) => {
+            if !txn.result.collapsed {
+                txn.hierarchy = head.hierarchy.clone();
+            }
+            let mut headers = proxy.client_headers(&head.headers);
+            proxy.cache_status(&mut headers, false, Some((anything, txn.local_port)));
+            proxy.respond(txn, head.status, headers, ProxyBody::Shared(rx))
+        }
+        Ok(Some(Event::Failed(f))) => proxy.error(txn, f.kind, &f.detail),
+        Ok(_) => proxy.error(txn, ErrorKind::ReadError, "the fetch ended without a response"),
+        Err(_) => proxy.error(txn, ErrorKind::ReadTimeout, "no response from upstream in time"),
+    }
+}
+
+/// Where a fetch's events go: to every reader of a shared fetch, or to the
+/// one request that fetches alone.
+enum Sink {
+    Shared(Leader),
+    Alone(tokio::sync::mpsc::Sender<Event>),
+}
+
+impl Sink {
+    async fn head(&self, head: Head) {
+        match self {
+            Sink::Shared(l) => l.head(head).await,
+            Sink::Alone(tx) => {
+                let _ = tx.send(Event::Head(Arc::new(head))).await;
+            }
+        }
+    }
+
+    async fn chunk(&self, chunk: Bytes) {
+        match self {
+            Sink::Shared(l) => l.chunk(chunk).await,
+            Sink::Alone(tx) => {
+                let _ = tx.send(Event::Chunk(chunk)).await;
+            }
+        }
+    }
+
+    fn readers(&self) -> usize {
+        match self {
+            Sink::Shared(l) => l.readers(),
+            Sink::Alone(tx) => usize::from(!tx.is_closed()),
+        }
+    }
+
+    async fn finish(self, end: Event) {
+        match self {
+            Sink::Shared(l) => l.finish(end).await,
+            Sink::Alone(tx) => {
+                let _ = tx.send(end).await;
+            }
+        }
+    }
+}
+
+/// One upstream fetch of a miss: streams the response to its readers while
+/// storing it when it may be stored. Runs in a task of its own, so a client
+/// that goes away neither stops the store write nor corrupts it.
+struct FetchJob {
+    proxy: Arc<Proxy>,
+    client: IpAddr,
+    target: Target,
+    request_headers: HeaderMap,
+    directives: RequestDirectives,
+    rule: Rule,
+    marker: Option<VaryMarker>,
+    sink: Sink,
+}
+
+impl FetchJob {
+    async fn run(self, upstream_req: Request<ProxyBody>) {
+        let FetchJob {
+            proxy,
+            client,
+            target,
+            request_headers,
+            directives,
+            rule,
+            marker,
+            sink,
+        } = self;
+        let request_time = unix_now();
+        let route = proxy.route(&target, client, &Method::GET);
+        let mut hierarchy = Hierarchy::none();
+        let resp = match proxy.send(&route, upstream_req, &mut hierarchy).await {
+            Ok(r) => r,
+            Err(e) => {
+                let kind = match e {
+                    FetchError::Dns { .. } => ErrorKind::DnsFail,
+                    FetchError::Connect { .. } => ErrorKind::ConnectFail,
+                    FetchError::Timeout => ErrorKind::ReadTimeout,
+                    FetchError::Read(_) => ErrorKind::ReadError,
+                };
+                sink.finish(Event::Failed(Failure::new(kind, e.to_string()))).await;
+                return;
+            }
+        };
+        let exchange = Exchange {
+            request_time,
+            response_time: unix_now(),
+        };
+        let (rp, mut body) = resp.into_parts();
+        let plan = caching::plan_store(&Method::GET, &directives, rp.status, &rp.headers, &rule, exchange).ok();
+        let (vary, vary_star) = match caching::vary_fields(&rp.headers) {
+            Ok(fields) if fields.is_empty() => (None, false),
+            Ok(fields) => {
+                let key = caching::variant_key(&fields, &request_headers);
+                (Some((fields, key)), false)
+            }
+            Err(_) => (None, true),
+        };
+        let head = Head {
+            status: rp.status,
+            headers: rp.headers.clone(),
+            hierarchy,
+            vary,
+            vary_star,
+        };
+        // Where to store: a variant under a marker when the response varies.
+        let mut writer = None;
+        if let Some(plan) = plan {
+            let store = Arc::clone(&proxy.store);
+            let url = target.url.clone();
+            writer = tokio::task::block_in_place(|| open_writer(&store, &url, &request_headers, plan, marker.as_ref()));
+        }
+        sink.head(head).await;
+        let read_timeout = proxy.timeouts.read;
+        loop {
+            let frame = tokio::time::timeout(read_timeout, std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx))).await;
+            match frame {
+                Ok(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    if let Some(w) = writer.as_mut() {
+                        let written: Result<(), StoreError> = tokio::task::block_in_place(|| w.write(&data));
+                        if written.is_err() {
+                            // Too big (or no room): passed through, not stored.
+                            writer = None;
+                        }
+                    }
+                    sink.chunk(data).await;
+                    if writer.is_none() && sink.readers() == 0 {
+                        // Nobody listens and nothing is stored: stop.
+                        sink.finish(Event::Failed(Failure::new(ErrorKind::ReadError, "abandoned".into()))).await;
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    sink.finish(Event::Failed(Failure::new(ErrorKind::ReadError, e.to_string()))).await;
+                    return;
+                }
+                Err(_) => {
+                    sink.finish(Event::Failed(Failure::new(ErrorKind::ReadTimeout, "read timeout".into()))).await;
+                    return;
+                }
+            }
+        }
+        if let Some(w) = writer {
+            if let Err(e) = tokio::task::block_in_place(|| w.commit()) {
+                tracing::debug!(url = %target.url, "store commit: {e}");
+            }
+        }
+        sink.finish(Event::End).await;
+    }
+}
+
+/// Opens the store writer for a response that may be stored: directly
+/// under the URL, or (when it varies) as a variant under a marker.
+fn open_writer(
+    store: &Arc<Store>,
+    url: &str,
+    request_headers: &HeaderMap,
+    plan: caching::StorePlan,
+    marker: Option<&VaryMarker>,
+) -> Option<crate::store::Writer> {
+    let content_length = content_length(&plan.headers);
+    let key = if plan.vary.is_empty() {
+        url_key(url)
+    } else {
+        let marker = match marker {
+            Some(m) if m.fields == plan.vary => m.clone(),
+            _ => {
+                let fresh = VaryMarker {
+                    fields: plan.vary.clone(),
+                    epoch: SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_nanos() as u64)
+                        .unwrap_or(1),
+                };
+                let head = fresh.head();
+                let written = store
+                    .writer(url_key(url), plan.times, url.as_bytes(), &head, Some(0))
+                    .and_then(|w| w.commit());
+                if written.is_err() {
+                    return None;
+                }
+                fresh
+            }
+        };
+        url_key(&marker.variant_url(url, request_headers))
+    };
+    store.writer(key, plan.times, url.as_bytes(), &plan.head, content_length).ok()
+}

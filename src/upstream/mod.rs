@@ -1,0 +1,269 @@
+//! The HTTP client cuttle fetches with: to origin servers (and, later,
+//! peers). One keep-alive pool per (host, port): a connection goes back to
+//! its pool when the response body it carried has been read to the end.
+//! Failures are classified the way Squid names them on its error pages.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Why a fetch failed, in Squid's terms (the error page names).
+#[derive(Debug)]
+pub enum FetchError {
+    /// The host name did not resolve (ERR_DNS_FAIL).
+    Dns { host: String, reason: String },
+    /// No address accepted a connection in time (ERR_CONNECT_FAIL).
+    Connect { host: String, reason: String },
+    /// The server took too long to answer (ERR_READ_TIMEOUT).
+    Timeout,
+    /// The server broke the protocol or closed early (ERR_READ_ERROR).
+    Read(String),
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Dns { host, reason } => write!(f, "cannot resolve {host}: {reason}"),
+            FetchError::Connect { host, reason } => write!(f, "cannot connect to {host}: {reason}"),
+            FetchError::Timeout => f.write_str("read timeout"),
+            FetchError::Read(reason) => write!(f, "read error: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+/// Timeouts for fetching (squid.conf's `connect_timeout`, `read_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(60),
+            read: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// A connection's request half and the address it is connected to.
+type Sender<B> = (SendRequest<B>, SocketAddr);
+type PoolKey = (String, u16);
+
+struct Pool<B> {
+    idle: Mutex<HashMap<PoolKey, Vec<Sender<B>>>>,
+}
+
+/// The client. Cheap to clone.
+pub struct Upstream<B> {
+    pool: Arc<Pool<B>>,
+    timeouts: Timeouts,
+}
+
+impl<B> Clone for Upstream<B> {
+    fn clone(&self) -> Self {
+        Upstream {
+            pool: Arc::clone(&self.pool),
+            timeouts: self.timeouts,
+        }
+    }
+}
+
+/// Idle connections kept per server.
+const MAX_IDLE_PER_SERVER: usize = 32;
+
+impl<B> Upstream<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    pub fn new(timeouts: Timeouts) -> Self {
+        Upstream {
+            pool: Arc::new(Pool {
+                idle: Mutex::new(HashMap::new()),
+            }),
+            timeouts,
+        }
+    }
+
+    /// Sends `req` to `host:port` over a pooled or new connection and
+    /// returns the response with the server's address. The request must
+    /// already be in the form the server expects (origin-form for origins,
+    /// absolute-form for proxies) with its Host header.
+    pub async fn send(
+        &self,
+        host: &str,
+        port: u16,
+        req: Request<B>,
+    ) -> Result<(Response<PooledBody<B>>, SocketAddr), FetchError> {
+        let key = (host.to_ascii_lowercase(), port);
+        let mut req = Some(req);
+        // A pooled connection may have been closed by the server meanwhile:
+        // retry once on a fresh one when the reused one fails before sending.
+        if let Some((mut sender, addr)) = self.take_idle(&key) {
+            if let Some(r) = req.take() {
+                let sent = tokio::time::timeout(self.timeouts.read, sender.try_send_request(r))
+                    .await
+                    .map_err(|_| FetchError::Timeout)?;
+                match sent {
+                    Ok(resp) => return Ok((self.wrap(resp, (sender, addr), key), addr)),
+                    Err(mut e) => match e.take_message() {
+                        Some(back) => req = Some(back),
+                        None => return Err(FetchError::Read(e.into_error().to_string())),
+                    },
+                }
+            }
+        }
+        let Some(req) = req else {
+            return Err(FetchError::Read("request lost".into()));
+        };
+        let (mut sender, addr) = self.connect(host, port).await?;
+        let resp = tokio::time::timeout(self.timeouts.read, sender.send_request(req))
+            .await
+            .map_err(|_| FetchError::Timeout)?
+            .map_err(|e| FetchError::Read(e.to_string()))?;
+        Ok((self.wrap(resp, (sender, addr), key), addr))
+    }
+
+    /// A plain TCP connection to `host:port` (for CONNECT tunnels).
+    pub async fn connect_tcp(&self, host: &str, port: u16) -> Result<(TcpStream, SocketAddr), FetchError> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+            .await
+            .map_err(|e| FetchError::Dns {
+                host: host.to_string(),
+                reason: e.to_string(),
+            })?
+            .collect();
+        if addrs.is_empty() {
+            return Err(FetchError::Dns {
+                host: host.to_string(),
+                reason: "no address".into(),
+            });
+        }
+        let mut last = String::from("no address tried");
+        for addr in addrs {
+            match tokio::time::timeout(self.timeouts.connect, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok((stream, addr));
+                }
+                Ok(Err(e)) => last = format!("{addr}: {e}"),
+                Err(_) => last = format!("{addr}: timed out"),
+            }
+        }
+        Err(FetchError::Connect {
+            host: host.to_string(),
+            reason: last,
+        })
+    }
+
+    fn wrap(
+        &self,
+        resp: Response<Incoming>,
+        sender: Sender<B>,
+        key: PoolKey,
+    ) -> Response<PooledBody<B>> {
+        let keep = !resp
+            .headers()
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        let pool = Arc::downgrade(&self.pool);
+        resp.map(|inner| PooledBody {
+            inner,
+            back: keep.then_some((sender, key, pool)),
+        })
+    }
+
+    fn take_idle(&self, key: &PoolKey) -> Option<Sender<B>> {
+        let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(key)?;
+        while let Some(sender) = list.pop() {
+            if sender.0.is_ready() && !sender.0.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self, host: &str, port: u16) -> Result<Sender<B>, FetchError> {
+        let (stream, addr) = self.connect_tcp(host, port).await?;
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| FetchError::Connect {
+                host: host.to_string(),
+                reason: e.to_string(),
+            })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("upstream connection ended: {e}");
+            }
+        });
+        Ok((sender, addr))
+    }
+}
+
+/// A response body that returns its connection to the pool once read to
+/// the end (a body dropped half-read takes its connection with it).
+pub struct PooledBody<B> {
+    inner: Incoming,
+    back: Option<(Sender<B>, PoolKey, Weak<Pool<B>>)>,
+}
+
+impl<B> PooledBody<B> {
+    fn give_back(&mut self) {
+        if let Some((sender, key, pool)) = self.back.take() {
+            if let Some(pool) = pool.upgrade() {
+                let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+                let list = idle.entry(key).or_default();
+                if list.len() < MAX_IDLE_PER_SERVER {
+                    list.push(sender);
+                }
+            }
+        }
+    }
+}
+
+impl<B: Unpin> Body for PooledBody<B> {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.give_back(),
+            Poll::Ready(Some(Err(_))) => this.back = None,
+            _ => {}
+        }
+        if this.inner.is_end_stream() {
+            this.give_back();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
