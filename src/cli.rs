@@ -175,7 +175,9 @@ impl Cli {
             return cuttle::daemon::run(cuttle::daemon::RunOptions::default());
         };
         match command {
-            Command::Run(args) => cuttle::daemon::run(cuttle::daemon::RunOptions { config: args.file }),
+            Command::Run(args) => {
+                cuttle::daemon::run(cuttle::daemon::RunOptions { config: args.file })
+            }
             Command::Icp(IcpCommand::Decode(args)) => decode(&args, "ICP", inspect::icp_json),
             Command::Htcp(HtcpCommand::Decode(args)) => decode(&args, "HTCP", inspect::htcp_json),
             Command::Check(args) => check(&args),

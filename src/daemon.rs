@@ -90,9 +90,9 @@ fn bind_addrs(address: &ListenAddr, port: u16) -> Result<Vec<SocketAddr>, String
     Ok(match address {
         ListenAddr::Any => vec![SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)],
         ListenAddr::Ip(ip) => vec![SocketAddr::new(*ip, port)],
-        ListenAddr::Host(h) if h.eq_ignore_ascii_case("localhost") => vec![
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
-        ],
+        ListenAddr::Host(h) if h.eq_ignore_ascii_case("localhost") => {
+            vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)]
+        }
         ListenAddr::Host(h) => std::net::ToSocketAddrs::to_socket_addrs(&(h.as_str(), port))
             .map_err(|e| format!("cannot resolve http_port host {h}: {e}"))?
             .collect(),
@@ -134,7 +134,11 @@ async fn bind_all(config: &Config) -> Result<Vec<Listener>, String> {
                 .listen(1024)
                 .map_err(|e| format!("{}: cannot listen on {addr}: {e}", p.location))?;
             let shown = listener.local_addr().unwrap_or(addr);
-            let mode = if matches!(kind, PortKind::Forward) { "forward proxy" } else { "accelerator" };
+            let mode = if matches!(kind, PortKind::Forward) {
+                "forward proxy"
+            } else {
+                "accelerator"
+            };
             println!("cuttle: listening on {shown} ({mode})");
             out.push(Listener {
                 listener,
@@ -156,7 +160,10 @@ pub fn run(options: RunOptions) -> std::process::ExitCode {
         eprintln!("cuttle: the configuration has errors; not starting");
         return std::process::ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cuttle: cannot start the runtime: {e}");
@@ -184,12 +191,20 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
         );
     }
     if rebuild.torn + rebuild.bad_chains > 0 {
-        tracing::warn!(torn = rebuild.torn, bad_chains = rebuild.bad_chains, "dropped damaged entries at start");
+        tracing::warn!(
+            torn = rebuild.torn,
+            bad_chains = rebuild.bad_chains,
+            "dropped damaged entries at start"
+        );
     }
     let logger = Logger::from_config(&config).map_err(|e| e.to_string())?;
     let listeners = bind_all(&config).await?;
     let grace = config.shutdown_lifetime.value;
-    let proxy = Arc::new(Proxy::new(Arc::new(config), Arc::clone(&store), logger.clone()));
+    let proxy = Arc::new(Proxy::new(
+        Arc::new(config),
+        Arc::clone(&store),
+        logger.clone(),
+    ));
     let (proxy_tx, proxy_rx) = watch::channel(proxy);
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -226,7 +241,12 @@ fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logg
     if old.http_ports != loaded.config.http_ports {
         tracing::warn!("http_port changes take effect at the next restart");
     }
-    if old.cache_dirs.iter().map(|d| &d.value).ne(loaded.config.cache_dirs.iter().map(|d| &d.value)) {
+    if old
+        .cache_dirs
+        .iter()
+        .map(|d| &d.value)
+        .ne(loaded.config.cache_dirs.iter().map(|d| &d.value))
+    {
         tracing::warn!("cache_dir changes take effect at the next restart");
     }
     logger.reopen();

@@ -188,7 +188,8 @@ pub fn trim_values(headers: &mut HeaderMap) {
     }
     let mut out = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers.iter() {
-        let v = HeaderValue::from_bytes(trim_ows(value.as_bytes())).unwrap_or_else(|_| value.clone());
+        let v =
+            HeaderValue::from_bytes(trim_ows(value.as_bytes())).unwrap_or_else(|_| value.clone());
         out.append(name.clone(), v);
     }
     *headers = out;

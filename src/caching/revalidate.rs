@@ -133,8 +133,10 @@ fn kept_from_stored(name: &HeaderName) -> bool {
 }
 
 /// The stored fields updated by a 304 (RFC 9111 §4.3.4): each field of the
-/// 304 (other than those [`kept_from_stored`]) replaces all stored lines of
-/// that name. A 304 without Date gets `response_time` (RFC 9110 §6.6.1); a
+/// 304 replaces all stored lines of that name, except hop-by-hop fields,
+/// those describing the stored body (Content-Length, Content-Encoding,
+/// Content-Range), Vary (the variant key depends on it; Squid keeps the
+/// stored one too), Warning and cuttle's `X-Cuttle-*` fields. A 304 without Date gets `response_time` (RFC 9110 §6.6.1); a
 /// 304 without Age drops the stored Age (it described the old transfer).
 pub fn merge_not_modified(
     stored: &HeaderMap,

@@ -461,7 +461,9 @@ fn forwarded_for_setting(ctx: &mut Ctx<'_, '_>, line: &Line) {
         other => {
             ctx.error(
                 &line.location,
-                format!("forwarded_for: \"{other}\" is not on, off, transparent, delete or truncate"),
+                format!(
+                    "forwarded_for: \"{other}\" is not on, off, transparent, delete or truncate"
+                ),
             );
             return;
         }

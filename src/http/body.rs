@@ -50,9 +50,13 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ProxyBody::Empty => Poll::Ready(None),
-            ProxyBody::Chunks(chunks) => Poll::Ready(chunks.pop_front().map(|c| Ok(Frame::data(c)))),
+            ProxyBody::Chunks(chunks) => {
+                Poll::Ready(chunks.pop_front().map(|c| Ok(Frame::data(c))))
+            }
             ProxyBody::Incoming(inner) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
-            ProxyBody::Upstream(inner) => Pin::new(inner.as_mut()).poll_frame(cx).map_err(Into::into),
+            ProxyBody::Upstream(inner) => {
+                Pin::new(inner.as_mut()).poll_frame(cx).map_err(Into::into)
+            }
             ProxyBody::Shared(rx) => match rx.poll_recv(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Some(Event::Chunk(c))) => Poll::Ready(Some(Ok(Frame::data(c)))),

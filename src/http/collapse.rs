@@ -308,9 +308,8 @@ impl Fetch {
         }
         if !gone.is_empty() {
             let mut st = self.lock();
-            st.readers.retain(|r| {
-                !r.is_closed() && !gone.iter().any(|&i| readers[i].same_channel(r))
-            });
+            st.readers
+                .retain(|r| !r.is_closed() && !gone.iter().any(|&i| readers[i].same_channel(r)));
         }
     }
 }
@@ -366,7 +365,10 @@ mod tests {
         for rx in [leader_rx, early, late] {
             assert_eq!(drain(rx).await, (true, b"hello world".to_vec(), true));
         }
-        assert!(matches!(c.join_or_start([1; 16]), Role::Leader(..)), "next miss starts afresh");
+        assert!(
+            matches!(c.join_or_start([1; 16]), Role::Leader(..)),
+            "next miss starts afresh"
+        );
     }
 
     #[tokio::test]
@@ -377,7 +379,10 @@ mod tests {
         };
         fetch.head(head()).await;
         fetch.chunk(Bytes::from_static(b"12345")).await;
-        assert!(matches!(c.join_or_start([2; 16]), Role::Leader(..)), "not admitted: fetches alone");
+        assert!(
+            matches!(c.join_or_start([2; 16]), Role::Leader(..)),
+            "not admitted: fetches alone"
+        );
         fetch.finish(Event::End).await;
         assert_eq!(drain(rx).await.1, b"12345");
     }

@@ -74,7 +74,12 @@ impl ErrorKind {
 
 /// Headers and body of an error page about `url`, sent by `cache_name`.
 /// `detail` is the technical reason (shown on the page, escaped).
-pub fn page(kind: ErrorKind, url: &str, detail: &str, cache_name: &str) -> (StatusCode, HeaderMap, Bytes) {
+pub fn page(
+    kind: ErrorKind,
+    url: &str,
+    detail: &str,
+    cache_name: &str,
+) -> (StatusCode, HeaderMap, Bytes) {
     let status = kind.status();
     let body = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{status}: {name}</title></head>\n\
@@ -137,8 +142,14 @@ mod tests {
     #[test]
     fn statuses_follow_squid() {
         assert_eq!(ErrorKind::ReadTimeout.status(), StatusCode::GATEWAY_TIMEOUT);
-        assert_eq!(ErrorKind::OnlyIfCachedMiss.status(), StatusCode::GATEWAY_TIMEOUT);
-        assert_eq!(ErrorKind::ConnectFail.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ErrorKind::OnlyIfCachedMiss.status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            ErrorKind::ConnectFail.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(ErrorKind::ReadError.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(ErrorKind::AccessDenied.status(), StatusCode::FORBIDDEN);
     }

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod collapse;
 pub mod errors;
+pub mod hot;
 pub mod proxy;
 pub mod server;
 pub mod target;

@@ -19,11 +19,14 @@ use hyper_util::rt::TokioIo;
 use super::body::{ClientBody, ProxyBody};
 use super::collapse::{Collapser, Event, Failure, Head, Leader, Role};
 use super::errors::{self, ErrorKind};
+use super::hot::{HotCache, HotEntry};
 use super::server::ConnInfo;
 use super::target::Target;
 use crate::access;
 use crate::access_log::{Entry, Hierarchy, HierarchyCode, Logger, ResultCode, ResultTag};
-use crate::caching::{self, Exchange, HitDecision, Outcome, RequestDirectives, Rule, StoredEntry, VaryMarker};
+use crate::caching::{
+    self, Exchange, HitDecision, Outcome, RequestDirectives, Rule, StoredEntry, VaryMarker,
+};
 use crate::config::{Config, ForwardedFor};
 use crate::store::{Hit, Key, Store, StoreError};
 use crate::upstream::{FetchError, Timeouts, Upstream};
@@ -45,6 +48,41 @@ pub struct Proxy {
     timeouts: Timeouts,
     /// Keys being revalidated in the background (stale-while-revalidate).
     refreshing: Arc<Mutex<HashSet<Key>>>,
+    /// The memory cache (cache_mem).
+    hot: HotCache,
+    /// X-Cache and X-Cache-Lookup values, made once.
+    labels: Labels,
+}
+
+/// Squid's `X-Cache: HIT from NAME` and `X-Cache-Lookup: HIT from NAME:PORT`.
+struct Labels {
+    hit: HeaderValue,
+    miss: HeaderValue,
+    /// Per http_port: (port, hit, miss).
+    lookup: Vec<(u16, HeaderValue, HeaderValue)>,
+}
+
+impl Labels {
+    fn new(name: &str, config: &Config) -> Labels {
+        let value = |text: String| {
+            HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("cuttle"))
+        };
+        Labels {
+            hit: value(format!("HIT from {name}")),
+            miss: value(format!("MISS from {name}")),
+            lookup: config
+                .http_ports
+                .iter()
+                .map(|p| {
+                    (
+                        p.port,
+                        value(format!("HIT from {name}:{}", p.port)),
+                        value(format!("MISS from {name}:{}", p.port)),
+                    )
+                })
+                .collect(),
+        }
+    }
 }
 
 fn system_hostname() -> String {
@@ -69,7 +107,14 @@ impl Proxy {
             read: config.read_timeout.value,
         };
         let collapser = Collapser::new(config.maximum_object_size.value, timeouts.read);
-        Proxy::assemble(config, store, Upstream::new(timeouts), collapser, logger, Arc::default())
+        Proxy::assemble(
+            config,
+            store,
+            Upstream::new(timeouts),
+            collapser,
+            logger,
+            Arc::default(),
+        )
     }
 
     /// The same proxy under a new configuration.
@@ -97,7 +142,11 @@ impl Proxy {
             .value
             .clone()
             .unwrap_or_else(system_hostname);
-        let unique = config.unique_hostname.value.clone().unwrap_or_else(|| name.clone());
+        let unique = config
+            .unique_hostname
+            .value
+            .clone()
+            .unwrap_or_else(|| name.clone());
         let version = env!("CARGO_PKG_VERSION");
         let via = HeaderValue::from_str(&format!("1.1 {unique} (cuttle/{version})"))
             .unwrap_or_else(|_| HeaderValue::from_static("1.1 cuttle"));
@@ -105,7 +154,20 @@ impl Proxy {
             connect: config.connect_timeout.value,
             read: config.read_timeout.value,
         };
+        // Hot objects pin their store slots: keep them to a quarter of the
+        // store so eviction always has room to work.
+        let store_bytes: u64 = store
+            .usage()
+            .iter()
+            .map(|u| u64::from(u.slots) * u64::from(u.slot_size))
+            .sum();
+        let hot = HotCache::new(
+            config.cache_mem.value.min(store_bytes / 4),
+            config.maximum_object_size_in_memory.value,
+        );
         Proxy {
+            hot,
+            labels: Labels::new(&name, &config),
             loop_marker: format!(" {unique} (cuttle/"),
             name,
             via,
@@ -194,7 +256,10 @@ impl Proxy {
             .map(str::to_string);
         let logger = self.logger.clone();
         // No body goes out for these whatever the fields say.
-        let expected = if status == StatusCode::NOT_MODIFIED || status == StatusCode::NO_CONTENT || txn.method == "HEAD" {
+        let expected = if status == StatusCode::NOT_MODIFIED
+            || status == StatusCode::NO_CONTENT
+            || txn.method == "HEAD"
+        {
             Some(0)
         } else {
             content_length(&headers)
@@ -243,14 +308,24 @@ impl Proxy {
     /// Squid's X-Cache and X-Cache-Lookup. `lookup`: was the object in the
     /// cache (None when the request could not be cached at all).
     fn cache_status(&self, headers: &mut HeaderMap, hit: bool, lookup: Option<(bool, u16)>) {
-        let name = &self.name;
-        let x_cache = if hit { format!("HIT from {name}") } else { format!("MISS from {name}") };
-        if let Ok(v) = HeaderValue::from_str(&x_cache) {
-            headers.insert("x-cache", v);
-        }
+        let labels = &self.labels;
+        headers.insert(
+            "x-cache",
+            if hit {
+                labels.hit.clone()
+            } else {
+                labels.miss.clone()
+            },
+        );
         if let Some((found, port)) = lookup {
-            let word = if found { "HIT" } else { "MISS" };
-            if let Ok(v) = HeaderValue::from_str(&format!("{word} from {name}:{port}")) {
+            let value = match labels.lookup.iter().find(|(p, _, _)| *p == port) {
+                Some((_, hit, miss)) => Some(if found { hit.clone() } else { miss.clone() }),
+                None => {
+                    let word = if found { "HIT" } else { "MISS" };
+                    HeaderValue::from_str(&format!("{word} from {}:{port}", self.name)).ok()
+                }
+            };
+            if let Some(v) = value {
                 headers.insert("x-cache-lookup", v);
             }
         }
@@ -369,14 +444,18 @@ impl Proxy {
     }
 
     fn lookup(&self, key: &Key) -> Option<Hit> {
-        // The store may fault pages in from disk: let the runtime move other
-        // tasks off this thread meanwhile.
-        tokio::task::block_in_place(|| self.store.lookup(key))
+        // Inline: hot pages cost nothing, and handing the worker off
+        // (block_in_place) for every hit costs more than a rare page fault.
+        self.store.lookup(key)
     }
 }
 
 /// Handles one request.
-pub async fn handle(proxy: Arc<Proxy>, conn: ConnInfo, req: Request<Incoming>) -> Response<ClientBody> {
+pub async fn handle(
+    proxy: Arc<Proxy>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Response<ClientBody> {
     let method = req.method().clone();
     let target = match Target::of_request(&method, req.uri(), req.headers(), &conn.kind) {
         Ok(t) => t,
@@ -388,7 +467,11 @@ pub async fn handle(proxy: Arc<Proxy>, conn: ConnInfo, req: Request<Incoming>) -
     let txn = Txn::new(&conn, &method, target.url.clone());
     let config = Arc::clone(&proxy.config);
     if !allowed(&config, &config.http_access, &conn, &method, &target).await {
-        return proxy.error(txn.with(ResultTag::TcpDenied), ErrorKind::AccessDenied, "denied by http_access");
+        return proxy.error(
+            txn.with(ResultTag::TcpDenied),
+            ErrorKind::AccessDenied,
+            "denied by http_access",
+        );
     }
     if method == Method::CONNECT {
         return tunnel(proxy, txn, target, req).await;
@@ -401,7 +484,11 @@ pub async fn handle(proxy: Arc<Proxy>, conn: ConnInfo, req: Request<Incoming>) -
         return cached(proxy, txn, target, req, looped).await;
     }
     if looped {
-        return proxy.error(txn.with(ResultTag::TcpMiss), ErrorKind::AccessDenied, "forwarding loop detected");
+        return proxy.error(
+            txn.with(ResultTag::TcpMiss),
+            ErrorKind::AccessDenied,
+            "forwarding loop detected",
+        );
     }
     forward(proxy, txn, target, req).await
 }
@@ -432,10 +519,11 @@ async fn allowed(
     match access::try_check(list, config, &req) {
         Ok(decision) => decision.allowed(),
         Err(access::NeedsDst) => {
-            let addrs: Vec<IpAddr> = tokio::net::lookup_host((target.host.trim_matches(['[', ']']), target.port))
-                .await
-                .map(|it| it.map(|a| a.ip()).collect())
-                .unwrap_or_default();
+            let addrs: Vec<IpAddr> =
+                tokio::net::lookup_host((target.host.trim_matches(['[', ']']), target.port))
+                    .await
+                    .map(|it| it.map(|a| a.ip()).collect())
+                    .unwrap_or_default();
             req.dst_addrs = Some(&addrs);
             access::check(list, config, &req).allowed()
         }
@@ -443,7 +531,12 @@ async fn allowed(
 }
 
 /// CONNECT: connect to the target, answer 200, then copy bytes both ways.
-async fn tunnel(proxy: Arc<Proxy>, mut txn: Txn, target: Target, req: Request<Incoming>) -> Response<ClientBody> {
+async fn tunnel(
+    proxy: Arc<Proxy>,
+    mut txn: Txn,
+    target: Target,
+    req: Request<Incoming>,
+) -> Response<ClientBody> {
     let (mut server, addr) = match proxy.upstream.connect_tcp(&target.host, target.port).await {
         Ok(s) => s,
         Err(e) => return proxy.fetch_error(txn.with(ResultTag::TcpTunnel), &e),
@@ -480,7 +573,11 @@ async fn tunnel(proxy: Arc<Proxy>, mut txn: Txn, target: Target, req: Request<In
             content_type: None,
         });
     });
-    let mut resp = Response::new(ClientBody::new(ProxyBody::Empty, Some(0), Box::new(|_, _| {})));
+    let mut resp = Response::new(ClientBody::new(
+        ProxyBody::Empty,
+        Some(0),
+        Box::new(|_, _| {}),
+    ));
     *resp.status_mut() = StatusCode::OK;
     resp
 }
@@ -500,17 +597,37 @@ fn purge(proxy: &Proxy, txn: Txn, target: &Target) -> Response<ClientBody> {
         let head = store.purge(&store_key(KeyMethod::Head, target.url.as_bytes()));
         get || head
     });
-    let status = if removed { StatusCode::OK } else { StatusCode::NOT_FOUND };
+    let status = if removed {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-    proxy.respond(txn.with(ResultTag::TcpMiss), status, headers, ProxyBody::Empty)
+    proxy.respond(
+        txn.with(ResultTag::TcpMiss),
+        status,
+        headers,
+        ProxyBody::Empty,
+    )
 }
 
 /// Any method but GET, HEAD, PURGE and CONNECT: forwarded as is, never
 /// stored; a success invalidates what is stored for the URL (RFC 9111 §4.4).
-async fn forward(proxy: Arc<Proxy>, mut txn: Txn, target: Target, req: Request<Incoming>) -> Response<ClientBody> {
+async fn forward(
+    proxy: Arc<Proxy>,
+    mut txn: Txn,
+    target: Target,
+    req: Request<Incoming>,
+) -> Response<ClientBody> {
     let (parts, body) = req.into_parts();
-    let upstream_req = proxy.upstream_request(&parts.method, &target, &parts.headers, txn.client, ProxyBody::Incoming(body));
+    let upstream_req = proxy.upstream_request(
+        &parts.method,
+        &target,
+        &parts.headers,
+        txn.client,
+        ProxyBody::Incoming(body),
+    );
     txn.result = ResultCode::new(ResultTag::TcpMiss);
     let route = proxy.route(&target, txn.client, &parts.method);
     let resp = match proxy.send(&route, upstream_req, &mut txn.hierarchy).await {
@@ -518,7 +635,12 @@ async fn forward(proxy: Arc<Proxy>, mut txn: Txn, target: Target, req: Request<I
         Err(e) => return proxy.fetch_error(txn, &e),
     };
     let (resp_parts, resp_body) = resp.into_parts();
-    let urls = caching::invalidated_urls(&parts.method, resp_parts.status, &target.url, &resp_parts.headers);
+    let urls = caching::invalidated_urls(
+        &parts.method,
+        resp_parts.status,
+        &target.url,
+        &resp_parts.headers,
+    );
     if !urls.is_empty() {
         let store = Arc::clone(&proxy.store);
         tokio::task::block_in_place(|| {
@@ -530,15 +652,27 @@ async fn forward(proxy: Arc<Proxy>, mut txn: Txn, target: Target, req: Request<I
     }
     let mut headers = proxy.client_headers(&resp_parts.headers);
     proxy.cache_status(&mut headers, false, None);
-    proxy.respond(txn, resp_parts.status, headers, ProxyBody::Upstream(Box::new(resp_body)))
+    proxy.respond(
+        txn,
+        resp_parts.status,
+        headers,
+        ProxyBody::Upstream(Box::new(resp_body)),
+    )
 }
 
 /// A stored entry found for a request, Vary resolved.
 struct Found {
-    hit: Hit,
-    entry: StoredEntry,
+    obj: Arc<HotEntry>,
     /// The key it is stored under.
     key: Key,
+    /// Served from the memory cache (TCP_MEM_HIT).
+    memory: bool,
+}
+
+impl Found {
+    fn entry(&self) -> &StoredEntry {
+        &self.obj.entry
+    }
 }
 
 /// What lookup found: the entry for this request if any, and the key a new
@@ -551,9 +685,48 @@ struct Lookup {
     anything: bool,
 }
 
+/// A request that the memory cache can answer without reading its rules:
+/// no cache directives, no conditionals.
+fn plain(headers: &HeaderMap) -> bool {
+    !(headers.contains_key(header::CACHE_CONTROL)
+        || headers.contains_key(header::PRAGMA)
+        || headers.contains_key(header::IF_NONE_MATCH)
+        || headers.contains_key(header::IF_MODIFIED_SINCE)
+        || headers.contains_key(header::AUTHORIZATION))
+}
+
 impl Proxy {
-    fn find(&self, url: &str, request: &HeaderMap) -> Lookup {
+    /// A verified store hit made ready to serve, with its freshness under
+    /// `rule` precomputed for the memory cache's fast path.
+    fn hot_entry(&self, hit: Hit, entry: StoredEntry, rule: &Rule) -> HotEntry {
+        let fresh_until = if caching::ResponseDirectives::parse(&entry.headers).revalidate_always()
+        {
+            0
+        } else {
+            u64::from(entry.times.date).saturating_add(entry.lifetime(rule).secs)
+        };
+        HotEntry {
+            generation: hit.generation,
+            body_len: hit.body_len,
+            body: hit.body,
+            entry,
+            fresh_until,
+        }
+    }
+
+    fn find(&self, url: &str, request: &HeaderMap, rule: &Rule) -> Lookup {
         let base = url_key(url);
+        if let Some(obj) = self.hot.get(&base, &self.store) {
+            return Lookup {
+                found: Some(Found {
+                    obj,
+                    key: base,
+                    memory: true,
+                }),
+                marker: None,
+                anything: true,
+            };
+        }
         let Some(hit) = self.lookup(&base) else {
             return Lookup {
                 found: None,
@@ -565,7 +738,11 @@ impl Proxy {
             let key = url_key(&marker.variant_url(url, request));
             let found = self.lookup(&key).and_then(|hit| {
                 let entry = StoredEntry::from_head(&hit.header_block, hit.times).ok()?;
-                marker.matches(&entry.headers).then_some(Found { hit, entry, key })
+                marker.matches(&entry.headers).then(|| Found {
+                    obj: Arc::new(self.hot_entry(hit, entry, rule)),
+                    key,
+                    memory: false,
+                })
             });
             return Lookup {
                 found,
@@ -574,11 +751,18 @@ impl Proxy {
             };
         }
         match StoredEntry::from_head(&hit.header_block, hit.times) {
-            Ok(entry) => Lookup {
-                found: Some(Found { hit, entry, key: base }),
-                marker: None,
-                anything: true,
-            },
+            Ok(entry) => {
+                let obj = self.hot.insert(base, self.hot_entry(hit, entry, rule));
+                Lookup {
+                    found: Some(Found {
+                        obj,
+                        key: base,
+                        memory: false,
+                    }),
+                    marker: None,
+                    anything: true,
+                }
+            }
             Err(_) => {
                 // Unreadable head: release it and treat as a miss.
                 self.store.purge(&base);
@@ -593,32 +777,78 @@ impl Proxy {
 }
 
 /// GET and HEAD: the cache.
-async fn cached(proxy: Arc<Proxy>, mut txn: Txn, target: Target, req: Request<Incoming>, looped: bool) -> Response<ClientBody> {
+async fn cached(
+    proxy: Arc<Proxy>,
+    mut txn: Txn,
+    target: Target,
+    req: Request<Incoming>,
+    looped: bool,
+) -> Response<ClientBody> {
     let (parts, _body) = req.into_parts();
+    // The memory cache's fast path: a plain request for a fresh hot object.
+    if plain(&parts.headers) {
+        let key = url_key(&target.url);
+        if let Some(obj) = proxy.hot.get(&key, &proxy.store) {
+            let now = unix_now();
+            if now < obj.fresh_until {
+                txn.result = ResultCode::new(ResultTag::TcpMemHit);
+                let age = now.saturating_sub(u64::from(obj.entry.times.date));
+                let found = Found {
+                    obj,
+                    key,
+                    memory: true,
+                };
+                return serve_hit(&proxy, txn, &parts, found, age, Outcome::Hit);
+            }
+        }
+    }
     let directives = RequestDirectives::parse(&parts.headers);
     let rule = Rule::for_url(&proxy.config, &target.url);
-    let lookup = proxy.find(&target.url, &parts.headers);
+    let lookup = proxy.find(&target.url, &parts.headers, &rule);
     let lookup_port = txn.local_port;
     if let Some(found) = lookup.found {
         let now = unix_now();
-        match caching::decide_hit(&found.entry, &directives, &rule, now) {
+        let hit_tag = if found.memory {
+            ResultTag::TcpMemHit
+        } else {
+            ResultTag::TcpHit
+        };
+        match caching::decide_hit(found.entry(), &directives, &rule, now) {
             HitDecision::Serve { age, .. } => {
-                txn.result = ResultCode::new(ResultTag::TcpHit);
+                txn.result = ResultCode::new(hit_tag);
                 return serve_hit(&proxy, txn, &parts, found, age, Outcome::Hit);
             }
             HitDecision::ServeStaleWhileRevalidate { age, validators } => {
-                background_refresh(&proxy, &target, &parts.headers, &found, validators, txn.client);
-                txn.result = ResultCode::new(ResultTag::TcpHit);
+                background_refresh(
+                    &proxy,
+                    &target,
+                    &parts.headers,
+                    &found,
+                    validators,
+                    txn.client,
+                );
+                txn.result = ResultCode::new(hit_tag);
                 return serve_hit(&proxy, txn, &parts, found, age, Outcome::Hit);
             }
             HitDecision::OnlyIfCachedMiss => {
-                return proxy.error(txn.with(ResultTag::TcpHit), ErrorKind::OnlyIfCachedMiss, "stale and only-if-cached");
+                return proxy.error(
+                    txn.with(ResultTag::TcpHit),
+                    ErrorKind::OnlyIfCachedMiss,
+                    "stale and only-if-cached",
+                );
             }
             HitDecision::Revalidate { validators, .. } => {
                 if looped {
-                    return proxy.error(txn.with(ResultTag::TcpMiss), ErrorKind::AccessDenied, "forwarding loop detected");
+                    return proxy.error(
+                        txn.with(ResultTag::TcpMiss),
+                        ErrorKind::AccessDenied,
+                        "forwarding loop detected",
+                    );
                 }
-                return revalidate(proxy, txn, target, parts, found, validators, directives, rule).await;
+                return revalidate(
+                    proxy, txn, target, parts, found, validators, directives, rule,
+                )
+                .await;
             }
             HitDecision::Reload => {
                 txn.result = ResultCode::new(ResultTag::TcpClientRefreshMiss);
@@ -627,7 +857,11 @@ async fn cached(proxy: Arc<Proxy>, mut txn: Txn, target: Target, req: Request<In
     } else {
         txn.result = ResultCode::new(ResultTag::TcpMiss);
         if directives.only_if_cached {
-            return proxy.error(txn, ErrorKind::OnlyIfCachedMiss, "not in the cache and only-if-cached");
+            return proxy.error(
+                txn,
+                ErrorKind::OnlyIfCachedMiss,
+                "not in the cache and only-if-cached",
+            );
         }
     }
     if looped {
@@ -635,7 +869,13 @@ async fn cached(proxy: Arc<Proxy>, mut txn: Txn, target: Target, req: Request<In
     }
     if parts.method == Method::HEAD {
         // HEAD misses are forwarded as HEAD and not stored.
-        let upstream_req = proxy.upstream_request(&Method::HEAD, &target, &parts.headers, txn.client, ProxyBody::Empty);
+        let upstream_req = proxy.upstream_request(
+            &Method::HEAD,
+            &target,
+            &parts.headers,
+            txn.client,
+            ProxyBody::Empty,
+        );
         let route = proxy.route(&target, txn.client, &Method::HEAD);
         let resp = match proxy.send(&route, upstream_req, &mut txn.hierarchy).await {
             Ok(r) => r,
@@ -646,15 +886,34 @@ async fn cached(proxy: Arc<Proxy>, mut txn: Txn, target: Target, req: Request<In
         proxy.cache_status(&mut headers, false, Some((lookup.anything, lookup_port)));
         return proxy.respond(txn, rp.status, headers, ProxyBody::Upstream(Box::new(rb)));
     }
-    miss(proxy, txn, target, parts, directives, rule, lookup.marker, lookup.anything).await
+    miss(
+        proxy,
+        txn,
+        target,
+        parts,
+        directives,
+        rule,
+        lookup.marker,
+        lookup.anything,
+    )
+    .await
 }
 
 /// Sends a stored entry (or a 304 when the client's own conditional matches).
-fn serve_hit(proxy: &Proxy, mut txn: Txn, parts: &http::request::Parts, found: Found, age: u64, outcome: Outcome) -> Response<ClientBody> {
+fn serve_hit(
+    proxy: &Proxy,
+    mut txn: Txn,
+    parts: &http::request::Parts,
+    found: Found,
+    age: u64,
+    outcome: Outcome,
+) -> Response<ClientBody> {
     let port = txn.local_port;
-    if let Some(cond) = caching::client_not_modified(&parts.method, &parts.headers, &found.entry.headers) {
+    if let Some(cond) =
+        caching::client_not_modified(&parts.method, &parts.headers, &found.entry().headers)
+    {
         txn.result = ResultCode::new(tag_of(cond));
-        let mut headers = caching::not_modified_headers(&found.entry.headers);
+        let mut headers = caching::not_modified_headers(&found.entry().headers);
         headers.insert(header::AGE, caching::age_value(age));
         proxy.cache_status(&mut headers, true, Some((true, port)));
         return proxy.respond(txn, StatusCode::NOT_MODIFIED, headers, ProxyBody::Empty);
@@ -663,18 +922,20 @@ fn serve_hit(proxy: &Proxy, mut txn: Txn, parts: &http::request::Parts, found: F
         txn.result = ResultCode::new(tag_of(outcome));
     }
     // A cached error response (negative caching) is Squid's NEGATIVE_HIT.
-    if txn.result.tag == ResultTag::TcpHit && found.entry.status.as_u16() >= 400 {
+    if matches!(txn.result.tag, ResultTag::TcpHit | ResultTag::TcpMemHit)
+        && found.entry().status.as_u16() >= 400
+    {
         txn.result.tag = ResultTag::TcpNegativeHit;
     }
-    let mut headers = found.entry.headers.clone();
+    let mut headers = found.entry().headers.clone();
     headers.insert(header::AGE, caching::age_value(age));
     proxy.cache_status(&mut headers, true, Some((true, port)));
     let body = if parts.method == Method::HEAD {
         ProxyBody::Empty
     } else {
-        ProxyBody::from_chunks(found.hit.body.clone())
+        ProxyBody::from_chunks(found.obj.body.iter().cloned())
     };
-    proxy.respond(txn, found.entry.status, headers, body)
+    proxy.respond(txn, found.entry().status, headers, body)
 }
 
 fn tag_of(outcome: Outcome) -> ResultTag {
@@ -691,12 +952,19 @@ fn tag_of(outcome: Outcome) -> ResultTag {
     }
 }
 
-/// Stores `entry`'s new head with the body of `hit` (after a 304).
-fn restore(store: &Store, key: Key, url: &str, head: &[u8], times: crate::store::Times, hit: &Hit) {
+/// Stores a new head with the body of `obj` (after a 304).
+fn restore(
+    store: &Store,
+    key: Key,
+    url: &str,
+    head: &[u8],
+    times: crate::store::Times,
+    obj: &HotEntry,
+) {
     let written = store
-        .writer(key, times, url.as_bytes(), head, Some(hit.body_len))
+        .writer(key, times, url.as_bytes(), head, Some(obj.body_len))
         .and_then(|mut w| {
-            for chunk in &hit.body {
+            for chunk in &obj.body {
                 w.write(chunk)?;
             }
             w.commit()
@@ -726,18 +994,28 @@ async fn revalidate(
     headers.remove(header::IF_NONE_MATCH);
     headers.remove(header::IF_MODIFIED_SINCE);
     validators.apply(&mut headers);
-    let upstream_req = proxy.upstream_request(&Method::GET, &target, &headers, txn.client, ProxyBody::Empty);
+    let upstream_req = proxy.upstream_request(
+        &Method::GET,
+        &target,
+        &headers,
+        txn.client,
+        ProxyBody::Empty,
+    );
     let request_time = unix_now();
     let route = proxy.route(&target, txn.client, &Method::GET);
     let sent = proxy.send(&route, upstream_req, &mut txn.hierarchy).await;
     let now = unix_now();
     let failed = |proxy: &Proxy, mut txn: Txn, found: Found, reason: String| {
-        if caching::may_serve_stale_on_error(&found.entry, &directives, &rule, now) {
+        if caching::may_serve_stale_on_error(found.entry(), &directives, &rule, now) {
             txn.result = ResultCode::new(ResultTag::TcpRefreshFailOld);
-            let age = found.entry.age(now);
+            let age = found.entry().age(now);
             serve_hit(proxy, txn, &parts, found, age, Outcome::RefreshFailOld)
         } else {
-            proxy.error(txn.with(ResultTag::TcpRefreshFailErr), ErrorKind::ReadError, &reason)
+            proxy.error(
+                txn.with(ResultTag::TcpRefreshFailErr),
+                ErrorKind::ReadError,
+                &reason,
+            )
         }
     };
     let resp = match sent {
@@ -749,23 +1027,49 @@ async fn revalidate(
         response_time: now,
     };
     let status = resp.status();
-    if status == StatusCode::NOT_MODIFIED && caching::not_modified_matches(&found.entry.headers, resp.headers()) {
-        let freshened = caching::freshen(&found.entry, resp.headers(), &directives, &rule, exchange);
+    if status == StatusCode::NOT_MODIFIED
+        && caching::not_modified_matches(&found.entry().headers, resp.headers())
+    {
+        let freshened =
+            caching::freshen(found.entry(), resp.headers(), &directives, &rule, exchange);
         let store = Arc::clone(&proxy.store);
         match &freshened.store {
-            Ok(plan) => tokio::task::block_in_place(|| restore(&store, found.key, &target.url, &plan.head, plan.times, &found.hit)),
+            Ok(plan) => tokio::task::block_in_place(|| {
+                restore(
+                    &store,
+                    found.key,
+                    &target.url,
+                    &plan.head,
+                    plan.times,
+                    &found.obj,
+                )
+            }),
             Err(_) => {
                 store.purge(&found.key);
             }
         }
         txn.result = ResultCode::new(ResultTag::TcpRefreshUnmodified);
         let age = freshened.entry.age(now);
+        proxy.hot.remove(&found.key);
         let refreshed = Found {
-            hit: found.hit,
-            entry: freshened.entry,
+            obj: Arc::new(HotEntry {
+                generation: found.obj.generation,
+                entry: freshened.entry,
+                body: found.obj.body.clone(),
+                body_len: found.obj.body_len,
+                fresh_until: 0,
+            }),
             key: found.key,
+            memory: false,
         };
-        return serve_hit(&proxy, txn, &parts, refreshed, age, Outcome::RefreshUnmodified);
+        return serve_hit(
+            &proxy,
+            txn,
+            &parts,
+            refreshed,
+            age,
+            Outcome::RefreshUnmodified,
+        );
     }
     if status.is_server_error() {
         return failed(&proxy, txn, found, format!("the server answered {status}"));
@@ -774,7 +1078,14 @@ async fn revalidate(
     // next time; this reply is passed on as it is).
     txn.result = ResultCode::new(ResultTag::TcpRefreshModified);
     let (rp, rb) = resp.into_parts();
-    let store_plan = caching::plan_store(&Method::GET, &directives, rp.status, &rp.headers, &rule, exchange);
+    let store_plan = caching::plan_store(
+        &Method::GET,
+        &directives,
+        rp.status,
+        &rp.headers,
+        &rule,
+        exchange,
+    );
     let mut headers = proxy.client_headers(&rp.headers);
     proxy.cache_status(&mut headers, false, Some((true, txn.local_port)));
     match store_plan {
@@ -798,7 +1109,14 @@ async fn revalidate(
 }
 
 /// stale-while-revalidate: refresh `found` in the background (once per key).
-fn background_refresh(proxy: &Arc<Proxy>, target: &Target, request: &HeaderMap, found: &Found, validators: caching::Validators, client: IpAddr) {
+fn background_refresh(
+    proxy: &Arc<Proxy>,
+    target: &Target,
+    request: &HeaderMap,
+    found: &Found,
+    validators: caching::Validators,
+    client: IpAddr,
+) {
     {
         let mut busy = proxy.refreshing.lock().unwrap_or_else(|p| p.into_inner());
         if !busy.insert(found.key) {
@@ -811,13 +1129,14 @@ fn background_refresh(proxy: &Arc<Proxy>, target: &Target, request: &HeaderMap, 
     headers.remove(header::IF_NONE_MATCH);
     headers.remove(header::IF_MODIFIED_SINCE);
     validators.apply(&mut headers);
-    let entry = found.entry.clone();
-    let hit = found.hit.clone();
+    let entry = found.entry().clone();
+    let hit = Arc::clone(&found.obj);
     let key = found.key;
     tokio::spawn(async move {
         let directives = RequestDirectives::parse(&headers);
         let rule = Rule::for_url(&proxy.config, &target.url);
-        let upstream_req = proxy.upstream_request(&Method::GET, &target, &headers, client, ProxyBody::Empty);
+        let upstream_req =
+            proxy.upstream_request(&Method::GET, &target, &headers, client, ProxyBody::Empty);
         let request_time = unix_now();
         let route = proxy.route(&target, client, &Method::GET);
         let mut hierarchy = Hierarchy::none();
@@ -826,16 +1145,29 @@ fn background_refresh(proxy: &Arc<Proxy>, target: &Target, request: &HeaderMap, 
                 request_time,
                 response_time: unix_now(),
             };
-            if resp.status() == StatusCode::NOT_MODIFIED && caching::not_modified_matches(&entry.headers, resp.headers()) {
-                let freshened = caching::freshen(&entry, resp.headers(), &directives, &rule, exchange);
+            if resp.status() == StatusCode::NOT_MODIFIED
+                && caching::not_modified_matches(&entry.headers, resp.headers())
+            {
+                let freshened =
+                    caching::freshen(&entry, resp.headers(), &directives, &rule, exchange);
                 if let Ok(plan) = freshened.store {
                     let store = Arc::clone(&proxy.store);
                     let url = target.url.clone();
-                    let _ = tokio::task::spawn_blocking(move || restore(&store, key, &url, &plan.head, plan.times, &hit)).await;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        restore(&store, key, &url, &plan.head, plan.times, &hit)
+                    })
+                    .await;
                 }
             } else if resp.status().is_success() {
                 let (rp, rb) = resp.into_parts();
-                if let Ok(plan) = caching::plan_store(&Method::GET, &directives, rp.status, &rp.headers, &rule, exchange) {
+                if let Ok(plan) = caching::plan_store(
+                    &Method::GET,
+                    &directives,
+                    rp.status,
+                    &rp.headers,
+                    &rule,
+                    exchange,
+                ) {
                     if plan.vary.is_empty() {
                         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
                         let store = Arc::clone(&proxy.store);
@@ -848,7 +1180,11 @@ fn background_refresh(proxy: &Arc<Proxy>, target: &Target, request: &HeaderMap, 
                 }
             }
         }
-        proxy.refreshing.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        proxy
+            .refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
     });
 }
 
@@ -863,10 +1199,16 @@ async fn stream_and_store(
 ) {
     let mut writer = store_to.and_then(|(store, key, url, plan)| {
         let content_length = content_length(&plan.headers);
-        store.writer(key, plan.times, url.as_bytes(), &plan.head, content_length).ok()
+        store
+            .writer(key, plan.times, url.as_bytes(), &plan.head, content_length)
+            .ok()
     });
     loop {
-        let frame = tokio::time::timeout(read_timeout, std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx))).await;
+        let frame = tokio::time::timeout(
+            read_timeout,
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)),
+        )
+        .await;
         match frame {
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
@@ -882,11 +1224,21 @@ async fn stream_and_store(
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                let _ = out.send(Event::Failed(Failure::new(ErrorKind::ReadError, e.to_string()))).await;
+                let _ = out
+                    .send(Event::Failed(Failure::new(
+                        ErrorKind::ReadError,
+                        e.to_string(),
+                    )))
+                    .await;
                 return;
             }
             Err(_) => {
-                let _ = out.send(Event::Failed(Failure::new(ErrorKind::ReadTimeout, "read timeout".into()))).await;
+                let _ = out
+                    .send(Event::Failed(Failure::new(
+                        ErrorKind::ReadTimeout,
+                        "read timeout".into(),
+                    )))
+                    .await;
                 return;
             }
         }
@@ -921,7 +1273,8 @@ async fn miss(
     let port = txn.local_port;
     // Requests with credentials or cookies fetch alone: they may get a
     // response meant for them only.
-    let private = parts.headers.contains_key(header::AUTHORIZATION) || parts.headers.contains_key(header::COOKIE);
+    let private = parts.headers.contains_key(header::AUTHORIZATION)
+        || parts.headers.contains_key(header::COOKIE);
     let fetch_key = match &marker {
         Some(m) => url_key(&m.variant_url(&target.url, &parts.headers)),
         None => url_key(&target.url),
@@ -941,7 +1294,13 @@ async fn miss(
     };
     let is_leader_or_alone = !txn.result.collapsed;
     if is_leader_or_alone {
-        let upstream_req = proxy.upstream_request(&Method::GET, &target, &parts.headers, txn.client, ProxyBody::Empty);
+        let upstream_req = proxy.upstream_request(
+            &Method::GET,
+            &target,
+            &parts.headers,
+            txn.client,
+            ProxyBody::Empty,
+        );
         let job = FetchJob {
             proxy: Arc::clone(&proxy),
             client: txn.client,
@@ -963,7 +1322,10 @@ async fn miss(
             if txn.result.collapsed && !head.shareable_with(&parts.headers) {
                 // The response varies on something this request differs in.
                 txn.result = ResultCode::new(ResultTag::TcpMiss);
-                return Box::pin(uncollapsed_miss(proxy, txn, target, parts, directives, rule, marker, anything)).await;
+                return Box::pin(uncollapsed_miss(
+                    proxy, txn, target, parts, directives, rule, marker, anything,
+                ))
+                .await;
             }
             if !txn.result.collapsed {
                 txn.hierarchy = head.hierarchy.clone();
@@ -973,8 +1335,16 @@ async fn miss(
             proxy.respond(txn, head.status, headers, ProxyBody::Shared(rx))
         }
         Ok(Some(Event::Failed(f))) => proxy.error(txn, f.kind, &f.detail),
-        Ok(Some(_)) | Ok(None) => proxy.error(txn, ErrorKind::ReadError, "the fetch ended without a response"),
-        Err(_) => proxy.error(txn, ErrorKind::ReadTimeout, "no response from upstream in time"),
+        Ok(Some(_)) | Ok(None) => proxy.error(
+            txn,
+            ErrorKind::ReadError,
+            "the fetch ended without a response",
+        ),
+        Err(_) => proxy.error(
+            txn,
+            ErrorKind::ReadTimeout,
+            "no response from upstream in time",
+        ),
     }
 }
 
@@ -991,7 +1361,13 @@ async fn uncollapsed_miss(
     anything: bool,
 ) -> Response<ClientBody> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let upstream_req = proxy.upstream_request(&Method::GET, &target, &parts.headers, txn.client, ProxyBody::Empty);
+    let upstream_req = proxy.upstream_request(
+        &Method::GET,
+        &target,
+        &parts.headers,
+        txn.client,
+        ProxyBody::Empty,
+    );
     let job = FetchJob {
         proxy: Arc::clone(&proxy),
         client: txn.client,
@@ -1013,8 +1389,16 @@ async fn uncollapsed_miss(
             proxy.respond(txn, head.status, headers, ProxyBody::Shared(rx))
         }
         Ok(Some(Event::Failed(f))) => proxy.error(txn, f.kind, &f.detail),
-        Ok(_) => proxy.error(txn, ErrorKind::ReadError, "the fetch ended without a response"),
-        Err(_) => proxy.error(txn, ErrorKind::ReadTimeout, "no response from upstream in time"),
+        Ok(_) => proxy.error(
+            txn,
+            ErrorKind::ReadError,
+            "the fetch ended without a response",
+        ),
+        Err(_) => proxy.error(
+            txn,
+            ErrorKind::ReadTimeout,
+            "no response from upstream in time",
+        ),
     }
 }
 
@@ -1099,7 +1483,8 @@ impl FetchJob {
                     FetchError::Timeout => ErrorKind::ReadTimeout,
                     FetchError::Read(_) => ErrorKind::ReadError,
                 };
-                sink.finish(Event::Failed(Failure::new(kind, e.to_string()))).await;
+                sink.finish(Event::Failed(Failure::new(kind, e.to_string())))
+                    .await;
                 return;
             }
         };
@@ -1108,7 +1493,15 @@ impl FetchJob {
             response_time: unix_now(),
         };
         let (rp, mut body) = resp.into_parts();
-        let plan = caching::plan_store(&Method::GET, &directives, rp.status, &rp.headers, &rule, exchange).ok();
+        let plan = caching::plan_store(
+            &Method::GET,
+            &directives,
+            rp.status,
+            &rp.headers,
+            &rule,
+            exchange,
+        )
+        .ok();
         let (vary, vary_star) = match caching::vary_fields(&rp.headers) {
             Ok(fields) if fields.is_empty() => (None, false),
             Ok(fields) => {
@@ -1129,17 +1522,23 @@ impl FetchJob {
         if let Some(plan) = plan {
             let store = Arc::clone(&proxy.store);
             let url = target.url.clone();
-            writer = tokio::task::block_in_place(|| open_writer(&store, &url, &request_headers, plan, marker.as_ref()));
+            writer = open_writer(&store, &url, &request_headers, plan, marker.as_ref());
         }
         sink.head(head).await;
         let read_timeout = proxy.timeouts.read;
         loop {
-            let frame = tokio::time::timeout(read_timeout, std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx))).await;
+            let frame = tokio::time::timeout(
+                read_timeout,
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)),
+            )
+            .await;
             match frame {
                 Ok(Some(Ok(frame))) => {
-                    let Ok(data) = frame.into_data() else { continue };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
                     if let Some(w) = writer.as_mut() {
-                        let written: Result<(), StoreError> = tokio::task::block_in_place(|| w.write(&data));
+                        let written: Result<(), StoreError> = w.write(&data);
                         if written.is_err() {
                             // Too big (or no room): passed through, not stored.
                             writer = None;
@@ -1148,23 +1547,35 @@ impl FetchJob {
                     sink.chunk(data).await;
                     if writer.is_none() && sink.readers() == 0 {
                         // Nobody listens and nothing is stored: stop.
-                        sink.finish(Event::Failed(Failure::new(ErrorKind::ReadError, "abandoned".into()))).await;
+                        sink.finish(Event::Failed(Failure::new(
+                            ErrorKind::ReadError,
+                            "abandoned".into(),
+                        )))
+                        .await;
                         return;
                     }
                 }
                 Ok(None) => break,
                 Ok(Some(Err(e))) => {
-                    sink.finish(Event::Failed(Failure::new(ErrorKind::ReadError, e.to_string()))).await;
+                    sink.finish(Event::Failed(Failure::new(
+                        ErrorKind::ReadError,
+                        e.to_string(),
+                    )))
+                    .await;
                     return;
                 }
                 Err(_) => {
-                    sink.finish(Event::Failed(Failure::new(ErrorKind::ReadTimeout, "read timeout".into()))).await;
+                    sink.finish(Event::Failed(Failure::new(
+                        ErrorKind::ReadTimeout,
+                        "read timeout".into(),
+                    )))
+                    .await;
                     return;
                 }
             }
         }
         if let Some(w) = writer {
-            if let Err(e) = tokio::task::block_in_place(|| w.commit()) {
+            if let Err(e) = w.commit() {
                 tracing::debug!(url = %target.url, "store commit: {e}");
             }
         }
@@ -1207,5 +1618,7 @@ fn open_writer(
         };
         url_key(&marker.variant_url(url, request_headers))
     };
-    store.writer(key, plan.times, url.as_bytes(), &plan.head, content_length).ok()
+    store
+        .writer(key, plan.times, url.as_bytes(), &plan.head, content_length)
+        .ok()
 }

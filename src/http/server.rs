@@ -109,7 +109,10 @@ pub async fn serve(
         a.abort();
     }
     tracing::info!("stopped accepting; waiting up to {grace:?} for requests in flight");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown_lifetime passed with requests still in flight; closing them");
     }
 }

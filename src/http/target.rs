@@ -57,17 +57,26 @@ fn canonical(scheme: &str, host: &str, port: u16, path_and_query: &str) -> Strin
     }
 }
 
-fn from_authority(scheme: &str, authority: &Authority, path_and_query: &str) -> Result<Target, BadTarget> {
+fn from_authority(
+    scheme: &str,
+    authority: &Authority,
+    path_and_query: &str,
+) -> Result<Target, BadTarget> {
     let host = normalize_host(authority.host());
     if host.is_empty() {
         return Err(BadTarget("empty host".into()));
     }
     let port = match authority.port_u16() {
         Some(p) => p,
-        None => default_port(scheme)
-            .ok_or_else(|| BadTarget(format!("no port for scheme {scheme}")))?,
+        None => {
+            default_port(scheme).ok_or_else(|| BadTarget(format!("no port for scheme {scheme}")))?
+        }
     };
-    let path_and_query = if path_and_query.is_empty() { "/" } else { path_and_query };
+    let path_and_query = if path_and_query.is_empty() {
+        "/"
+    } else {
+        path_and_query
+    };
     Ok(Target {
         scheme: scheme.to_string(),
         url: canonical(scheme, &host, port, path_and_query),
@@ -124,7 +133,9 @@ impl Target {
                     (true, Some(h), _) => h.to_string(),
                     (_, _, Some(d)) => d.clone(),
                     (false, Some(h), None) => h.to_string(),
-                    (_, None, None) => return Err(BadTarget("no Host header and no defaultsite".into())),
+                    (_, None, None) => {
+                        return Err(BadTarget("no Host header and no defaultsite".into()))
+                    }
                 };
                 let authority: Authority = site
                     .parse()
@@ -133,7 +144,8 @@ impl Target {
                 if let Some(vport) = vport {
                     if authority.port_u16().is_none() {
                         target.port = *vport;
-                        target.url = canonical("http", &target.host, *vport, &target.path_and_query);
+                        target.url =
+                            canonical("http", &target.host, *vport, &target.path_and_query);
                     }
                 }
                 Ok(target)
@@ -155,7 +167,12 @@ impl Target {
 mod tests {
     use super::*;
 
-    fn target(method: &str, uri: &str, host: Option<&str>, kind: &PortKind) -> Result<Target, BadTarget> {
+    fn target(
+        method: &str,
+        uri: &str,
+        host: Option<&str>,
+        kind: &PortKind,
+    ) -> Result<Target, BadTarget> {
         let mut headers = HeaderMap::new();
         if let Some(h) = host {
             headers.insert(http::header::HOST, h.parse().expect("header"));
@@ -170,10 +187,17 @@ mod tests {
 
     #[test]
     fn absolute_urls_become_canonical() {
-        let t = target("GET", "http://Example.COM./a?b=1", None, &PortKind::Forward).expect("target");
+        let t =
+            target("GET", "http://Example.COM./a?b=1", None, &PortKind::Forward).expect("target");
         assert_eq!(t.url, "http://example.com/a?b=1");
         assert_eq!((t.host.as_str(), t.port), ("example.com", 80));
-        let t = target("GET", "http://127.0.0.1:18080/obj/5k", None, &PortKind::Forward).expect("target");
+        let t = target(
+            "GET",
+            "http://127.0.0.1:18080/obj/5k",
+            None,
+            &PortKind::Forward,
+        )
+        .expect("target");
         assert_eq!(t.url, "http://127.0.0.1:18080/obj/5k");
         let t = target("GET", "http://h:80", None, &PortKind::Forward).expect("target");
         assert_eq!(t.url, "http://h/");
@@ -188,14 +212,27 @@ mod tests {
             vhost: true,
             vport: None,
         };
-        assert_eq!(target("GET", "/x", Some("other.example"), &accel).expect("t").url, "http://other.example/x");
-        assert_eq!(target("GET", "/x", None, &accel).expect("t").url, "http://www.example.com/x");
+        assert_eq!(
+            target("GET", "/x", Some("other.example"), &accel)
+                .expect("t")
+                .url,
+            "http://other.example/x"
+        );
+        assert_eq!(
+            target("GET", "/x", None, &accel).expect("t").url,
+            "http://www.example.com/x"
+        );
         let no_vhost = PortKind::Accel {
             defaultsite: Some("www.example.com".into()),
             vhost: false,
             vport: None,
         };
-        assert_eq!(target("GET", "/x", Some("other.example"), &no_vhost).expect("t").url, "http://www.example.com/x");
+        assert_eq!(
+            target("GET", "/x", Some("other.example"), &no_vhost)
+                .expect("t")
+                .url,
+            "http://www.example.com/x"
+        );
     }
 
     #[test]

@@ -199,7 +199,10 @@ impl Dir {
         let st = self.shared.lock();
         let id = st.index.get(key)?;
         let r = st.index.record(id);
-        Some(Summary { times: r.times })
+        Some(Summary {
+            times: r.times,
+            generation: r.generation_lo,
+        })
     }
 
     /// Every key in the index.
@@ -568,6 +571,7 @@ impl Shared {
         };
         Some(Hit {
             key: record.key,
+            generation: record.generation_lo,
             times: record.times,
             url: one(views(url_at, header_at)),
             header_block: one(views(header_at, body_at)),

@@ -43,6 +43,8 @@ pub type Key = [u8; 16];
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub key: Key,
+    /// See [`Summary::generation`].
+    pub generation: u32,
     pub times: Times,
     pub url: Bytes,
     /// The HTTP response header block as stored.
@@ -67,6 +69,9 @@ impl Hit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
     pub times: Times,
+    /// Changes whenever the key's entry is replaced (low bits of its
+    /// generation): tells a copy made from a [`Hit`] whether it is current.
+    pub generation: u32,
 }
 
 /// What a rebuild found in one cache_dir.

@@ -139,7 +139,11 @@ where
     }
 
     /// A plain TCP connection to `host:port` (for CONNECT tunnels).
-    pub async fn connect_tcp(&self, host: &str, port: u16) -> Result<(TcpStream, SocketAddr), FetchError> {
+    pub async fn connect_tcp(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<(TcpStream, SocketAddr), FetchError> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
             .await
             .map_err(|e| FetchError::Dns {
