@@ -179,10 +179,15 @@ pub(crate) fn lifetime_of(status: StatusCode, f: &Facts, rule: &Rule, birth: u64
         }
         return Lifetime { secs, source };
     }
-    if rule.negative_ttl > 0 && squid_negative(status) {
+    if squid_negative(status) {
+        // No heuristic for these (Squid): negative_ttl or nothing.
         return Lifetime {
             secs: rule.negative_ttl,
-            source: LifetimeSource::NegativeTtl,
+            source: if rule.negative_ttl > 0 {
+                LifetimeSource::NegativeTtl
+            } else {
+                LifetimeSource::None
+            },
         };
     }
     if !(heuristically_cacheable(status) || f.cc.public) {
@@ -488,10 +493,15 @@ mod tests {
         assert_eq!(freshness_lifetime(found, &m, &r, T0).secs, 600);
         let m = h(&[("cache-control", "max-age=5")]);
         assert_eq!(freshness_lifetime(found, &m, &r, T0).secs, 5);
-        assert_eq!(
-            freshness_lifetime(StatusCode::NOT_FOUND, &HeaderMap::new(), &r, T0).secs,
-            600
-        );
+        // Squid's negative statuses get negative_ttl, never a heuristic.
+        let nf = freshness_lifetime(StatusCode::NOT_FOUND, &HeaderMap::new(), &r, T0);
+        assert_eq!((nf.secs, nf.source), (0, LifetimeSource::None));
+        let ttl = Rule {
+            negative_ttl: 30,
+            ..r
+        };
+        let nf = freshness_lifetime(StatusCode::NOT_FOUND, &HeaderMap::new(), &ttl, T0);
+        assert_eq!((nf.secs, nf.source), (30, LifetimeSource::NegativeTtl));
     }
 
     #[test]

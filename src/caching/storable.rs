@@ -186,10 +186,13 @@ fn check(
         .response_time
         .saturating_sub(super::freshness::corrected_initial_age_of(f, exchange));
     let lifetime = lifetime_of(status, f, rule, birth).secs;
-    let status_ok = heuristically_cacheable(status)
-        || cc.public
-        || (rule.negative_ttl > 0 && squid_negative(status))
-        || (has_explicit_freshness(f) && lifetime > 0);
+    // Squid caches its "negative" statuses (404, 5xx, ...) that carry no
+    // expiry of their own only for negative_ttl, never heuristically.
+    let status_ok = if squid_negative(status) && !has_explicit_freshness(f) {
+        rule.negative_ttl > 0
+    } else {
+        heuristically_cacheable(status) || cc.public || (has_explicit_freshness(f) && lifetime > 0)
+    };
     if !status_ok {
         return Err(NotStorable::Status(status));
     }
@@ -361,8 +364,16 @@ mod tests {
     fn status_codes() {
         let lm = date(T0 - 86400);
         let plain = [("last-modified", lm.as_str())];
-        for ok in [200, 203, 300, 301, 308, 404, 405, 410, 414, 501] {
+        for ok in [200, 203, 300, 301, 308, 410] {
             assert_eq!(check_simple(ok, &plain), Ok(()), "{ok}");
+        }
+        // Squid's negative statuses without an expiry: only with negative_ttl.
+        for neg in [404, 405, 414, 501] {
+            assert_eq!(
+                check_simple(neg, &plain),
+                Err(NotStorable::Status(StatusCode::from_u16(neg).unwrap())),
+                "{neg}"
+            );
         }
         assert_eq!(check_simple(206, &plain), Err(NotStorable::PartialContent));
         for no in [302, 303, 307, 403, 500, 503] {
@@ -573,7 +584,11 @@ mod tests {
             check_simple(200, &[("content-length", "0")]),
             Err(NotStorable::StaleAndEmpty)
         );
-        assert_eq!(check_simple(204, &[]), Err(NotStorable::StaleAndEmpty));
+        // 204 is one of Squid's negative statuses: not stored without expiry.
+        assert_eq!(
+            check_simple(204, &[]),
+            Err(NotStorable::Status(StatusCode::NO_CONTENT))
+        );
         assert_eq!(
             check_simple(
                 200,
@@ -596,7 +611,7 @@ mod tests {
             store_stale: true,
             ..rule()
         };
-        assert_eq!(check_with(&[], 204, &[], &r), Ok(()));
+        assert_eq!(check_with(&[], 200, &[("content-length", "0")], &r), Ok(()));
         // An Age that uses up the lifetime makes it stale on arrival.
         assert_eq!(
             check_simple(

@@ -32,13 +32,16 @@ pub struct Head {
     pub vary: Option<(Vec<HeaderName>, String)>,
     /// `Vary: *`: nobody else may use it.
     pub vary_star: bool,
+    /// May be stored, so may be shared: a response meant for one client
+    /// (`private`, a Set-Cookie, ...) is never given to another.
+    pub storable: bool,
 }
 
 impl Head {
     /// Whether a request with `headers` may take this response (it would
     /// select the same variant).
     pub fn shareable_with(&self, headers: &HeaderMap) -> bool {
-        if self.vary_star {
+        if self.vary_star || !self.storable {
             return false;
         }
         match &self.vary {
@@ -325,6 +328,7 @@ mod tests {
             hierarchy: Hierarchy::none(),
             vary: None,
             vary_star: false,
+            storable: true,
         }
     }
 

@@ -27,7 +27,7 @@ use crate::access_log::{Entry, Hierarchy, HierarchyCode, Logger, ResultCode, Res
 use crate::caching::{
     self, Exchange, HitDecision, Outcome, RequestDirectives, Rule, StoredEntry, VaryMarker,
 };
-use crate::config::{Config, ForwardedFor};
+use crate::config::{AclData, Config, ForwardedFor};
 use crate::store::{Hit, Key, Store, StoreError};
 use crate::upstream::{FetchError, Timeouts, Upstream};
 use cuttle_protocol::key::{store_key, Method as KeyMethod};
@@ -52,6 +52,8 @@ pub struct Proxy {
     hot: HotCache,
     /// X-Cache and X-Cache-Lookup values, made once.
     labels: Labels,
+    /// Some ACL names the PURGE method (Squid's condition for PURGE).
+    purge_enabled: bool,
 }
 
 /// Squid's `X-Cache: HIT from NAME` and `X-Cache-Lookup: HIT from NAME:PORT`.
@@ -165,8 +167,15 @@ impl Proxy {
             config.cache_mem.value.min(store_bytes / 4),
             config.maximum_object_size_in_memory.value,
         );
+        let purge_enabled = config.acls.iter().any(|acl| match &acl.data {
+            AclData::Method(methods) => methods
+                .iter()
+                .any(|m| m.value.eq_ignore_ascii_case("PURGE")),
+            _ => false,
+        });
         Proxy {
             hot,
+            purge_enabled,
             labels: Labels::new(&name, &config),
             loop_marker: format!(" {unique} (cuttle/"),
             name,
@@ -183,6 +192,16 @@ impl Proxy {
 
     pub fn config(&self) -> Arc<Config> {
         Arc::clone(&self.config)
+    }
+}
+
+/// The error page for a failed fetch.
+fn error_kind(e: &FetchError) -> ErrorKind {
+    match e {
+        FetchError::Dns { .. } => ErrorKind::DnsFail,
+        FetchError::Connect { .. } => ErrorKind::ConnectFail,
+        FetchError::Timeout => ErrorKind::ReadTimeout,
+        FetchError::Read(_) => ErrorKind::ReadError,
     }
 }
 
@@ -296,13 +315,7 @@ impl Proxy {
     }
 
     fn fetch_error(&self, txn: Txn, e: &FetchError) -> Response<ClientBody> {
-        let kind = match e {
-            FetchError::Dns { .. } => ErrorKind::DnsFail,
-            FetchError::Connect { .. } => ErrorKind::ConnectFail,
-            FetchError::Timeout => ErrorKind::ReadTimeout,
-            FetchError::Read(_) => ErrorKind::ReadError,
-        };
-        self.error(txn, kind, &e.to_string())
+        self.error(txn, error_kind(e), &e.to_string())
     }
 
     /// Squid's X-Cache and X-Cache-Lookup. `lookup`: was the object in the
@@ -591,6 +604,15 @@ fn url_key(url: &str) -> Key {
 /// PURGE: remove the URL's object (allowed only where http_access lets the
 /// PURGE method through). Squid logs it as TCP_MISS with 200 or 404.
 fn purge(proxy: &Proxy, txn: Txn, target: &Target) -> Response<ClientBody> {
+    if !proxy.purge_enabled {
+        // Squid honours PURGE only when the config names the method in
+        // an ACL (its enable_purge); without one it is refused.
+        return proxy.error(
+            txn.with(ResultTag::TcpDenied),
+            ErrorKind::AccessDenied,
+            "PURGE is not enabled (no acl ... method PURGE)",
+        );
+    }
     let store = &proxy.store;
     let removed = tokio::task::block_in_place(|| {
         let get = store.purge(&url_key(&target.url));
@@ -1005,22 +1027,16 @@ async fn revalidate(
     let route = proxy.route(&target, txn.client, &Method::GET);
     let sent = proxy.send(&route, upstream_req, &mut txn.hierarchy).await;
     let now = unix_now();
-    let failed = |proxy: &Proxy, mut txn: Txn, found: Found, reason: String| {
-        if caching::may_serve_stale_on_error(found.entry(), &directives, &rule, now) {
-            txn.result = ResultCode::new(ResultTag::TcpRefreshFailOld);
-            let age = found.entry().age(now);
-            serve_hit(proxy, txn, &parts, found, age, Outcome::RefreshFailOld)
-        } else {
-            proxy.error(
-                txn.with(ResultTag::TcpRefreshFailErr),
-                ErrorKind::ReadError,
-                &reason,
-            )
-        }
+    let stale_ok = caching::may_serve_stale_on_error(found.entry(), &directives, &rule, now);
+    let serve_stale = |proxy: &Proxy, mut txn: Txn, found: Found| {
+        txn.result = ResultCode::new(ResultTag::TcpRefreshFailOld);
+        let age = found.entry().age(now);
+        serve_hit(proxy, txn, &parts, found, age, Outcome::RefreshFailOld)
     };
     let resp = match sent {
         Ok(r) => r,
-        Err(e) => return failed(&proxy, txn, found, e.to_string()),
+        Err(_) if stale_ok => return serve_stale(&proxy, txn, found),
+        Err(e) => return proxy.fetch_error(txn.with(ResultTag::TcpRefreshFailErr), &e),
     };
     let exchange = Exchange {
         request_time,
@@ -1072,7 +1088,15 @@ async fn revalidate(
         );
     }
     if status.is_server_error() {
-        return failed(&proxy, txn, found, format!("the server answered {status}"));
+        if stale_ok {
+            return serve_stale(&proxy, txn, found);
+        }
+        // The origin's own error goes to the client, as Squid does.
+        txn.result = ResultCode::new(ResultTag::TcpRefreshFailErr);
+        let (rp, rb) = resp.into_parts();
+        let mut headers = proxy.client_headers(&rp.headers);
+        proxy.cache_status(&mut headers, false, Some((true, txn.local_port)));
+        return proxy.respond(txn, rp.status, headers, ProxyBody::Upstream(Box::new(rb)));
     }
     // A new object (or a 304 that did not match: refetch without validators
     // next time; this reply is passed on as it is).
@@ -1477,12 +1501,7 @@ impl FetchJob {
         let resp = match proxy.send(&route, upstream_req, &mut hierarchy).await {
             Ok(r) => r,
             Err(e) => {
-                let kind = match e {
-                    FetchError::Dns { .. } => ErrorKind::DnsFail,
-                    FetchError::Connect { .. } => ErrorKind::ConnectFail,
-                    FetchError::Timeout => ErrorKind::ReadTimeout,
-                    FetchError::Read(_) => ErrorKind::ReadError,
-                };
+                let kind = error_kind(&e);
                 sink.finish(Event::Failed(Failure::new(kind, e.to_string())))
                     .await;
                 return;
@@ -1513,6 +1532,7 @@ impl FetchJob {
         let head = Head {
             status: rp.status,
             headers: rp.headers.clone(),
+            storable: plan.is_some(),
             hierarchy,
             vary,
             vary_star,
