@@ -1678,6 +1678,34 @@ async fn connect_tunnels_bytes_both_ways() {
     assert!(log[0].bytes >= 100_005, "{}", log[0].raw);
 }
 
+/// `access_log` lines with ACLs: Squid takes them in order and a matching
+/// `access_log none` stops there, so HEADs and 127.0.0.2 go unlogged while
+/// everything else reaches the file named after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_with_acls_pick_what_is_logged() {
+    let (origin, proxy) = start(Conf::new().access(&[
+        "acl localnet src 127.0.0.0/8",
+        "acl heads method HEAD",
+        "acl quiet src 127.0.0.2",
+        "http_access allow localnet",
+        "http_access deny all",
+        "access_log none heads",
+        "access_log none quiet",
+    ]))
+    .await;
+    origin.route("/l", |_| Reply::ok("x").cc("max-age=600"));
+    let url = origin.url("/l");
+    Req::get(&url).send(&proxy).await;
+    Req::new("HEAD", &url).send(&proxy).await;
+    let quiet = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    assert_eq!(Req::get(&url).from(quiet).send(&proxy).await.status, 200);
+    Req::get(&url).send(&proxy).await;
+
+    let log = proxy.log(2).await;
+    assert_results(&log, &["TCP_MISS/200", "TCP_HIT/200"]);
+    assert!(log.iter().all(|l| l.method == "GET" && l.client == LOCAL));
+}
+
 // ------------------------------------------------------------------ 14. Via loop
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

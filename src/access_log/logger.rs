@@ -393,6 +393,12 @@ impl Logger {
         })
     }
 
+    /// Whether some `access_log` line has ACLs (so [`Logger::log_if`]
+    /// needs a way to check them).
+    pub fn has_acl_rules(&self) -> bool {
+        self.inner.rules.iter().any(|r| !r.acls.is_empty())
+    }
+
     /// Logs `entry` to every `access_log` line, taking each line's ACLs as
     /// matching (use [`Logger::log_if`] when the config has ACLs on them).
     /// Never blocks.

@@ -6,7 +6,7 @@
 //! the URL. Every transaction ends with one access.log line.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -222,10 +222,42 @@ struct Txn {
     url: String,
     result: ResultCode,
     hierarchy: Hierarchy,
+    /// What the ACLs of `access_log` lines look at; `None` when no line
+    /// has ACLs (the common case costs nothing).
+    log_scope: Option<Box<LogScope>>,
+}
+
+/// The request as an `access_log` line's ACLs see it.
+struct LogScope {
+    config: Arc<Config>,
+    local: SocketAddr,
+    port_name: Arc<str>,
+    scheme: String,
+    host: String,
+    port: u16,
+    path: String,
 }
 
 impl Txn {
-    fn new(conn: &ConnInfo, method: &Method, url: String) -> Txn {
+    /// `target` is `None` when the request had no usable URL.
+    fn new(
+        proxy: &Proxy,
+        conn: &ConnInfo,
+        method: &Method,
+        url: String,
+        target: Option<&Target>,
+    ) -> Txn {
+        let log_scope = proxy.logger.has_acl_rules().then(|| {
+            Box::new(LogScope {
+                config: Arc::clone(&proxy.config),
+                local: conn.local,
+                port_name: Arc::clone(&conn.port_name),
+                scheme: target.map(|t| t.scheme.clone()).unwrap_or_default(),
+                host: target.map(|t| t.host.clone()).unwrap_or_default(),
+                port: target.map_or(0, |t| t.port),
+                path: target.map(|t| t.path_and_query.clone()).unwrap_or_default(),
+            })
+        });
         Txn {
             start: Instant::now(),
             client: conn.client.ip(),
@@ -234,7 +266,33 @@ impl Txn {
             url,
             result: ResultCode::new(ResultTag::None),
             hierarchy: Hierarchy::none(),
+            log_scope,
         }
+    }
+
+    /// Writes the access.log line of this transaction: `entry` is what
+    /// happened, the `access_log` lines' ACLs are checked against the request.
+    fn log(logger: &Logger, scope: Option<&LogScope>, entry: &Entry) {
+        let Some(scope) = scope else {
+            logger.log(entry);
+            return;
+        };
+        let req = access::Request {
+            client: entry
+                .client
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            method: &entry.method,
+            scheme: &scope.scheme,
+            host: &scope.host,
+            port: scope.port,
+            path: &scope.path,
+            url: &entry.url,
+            local_ip: Some(scope.local.ip()),
+            local_port: scope.local.port(),
+            port_name: &scope.port_name,
+            dst_addrs: None,
+        };
+        logger.log_if(entry, |acls| access::matches_all(acls, &scope.config, &req));
     }
 
     fn with(mut self, tag: ResultTag) -> Txn {
@@ -288,7 +346,7 @@ impl Proxy {
             if !complete {
                 result = result.aborted();
             }
-            logger.log(&Entry {
+            let entry = Entry {
                 end: SystemTime::now(),
                 elapsed: txn.start.elapsed(),
                 client: Some(txn.client),
@@ -300,7 +358,8 @@ impl Proxy {
                 user: None,
                 hierarchy: txn.hierarchy,
                 content_type,
-            });
+            };
+            Txn::log(&logger, txn.log_scope.as_deref(), &entry);
         });
         let mut resp = Response::new(ClientBody::new(body, expected, done));
         *resp.status_mut() = status;
@@ -473,11 +532,11 @@ pub async fn handle(
     let target = match Target::of_request(&method, req.uri(), req.headers(), &conn.kind) {
         Ok(t) => t,
         Err(e) => {
-            let txn = Txn::new(&conn, &method, req.uri().to_string());
+            let txn = Txn::new(&proxy, &conn, &method, req.uri().to_string(), None);
             return proxy.error(txn, ErrorKind::InvalidUrl, &e.0);
         }
     };
-    let txn = Txn::new(&conn, &method, target.url.clone());
+    let txn = Txn::new(&proxy, &conn, &method, target.url.clone(), Some(&target));
     let config = Arc::clone(&proxy.config);
     if !allowed(&config, &config.http_access, &conn, &method, &target).await {
         return proxy.error(
@@ -572,7 +631,7 @@ async fn tunnel(
                 tracing::debug!("CONNECT upgrade failed: {e}");
             }
         }
-        logger.log(&Entry {
+        let entry = Entry {
             end: SystemTime::now(),
             elapsed: txn.start.elapsed(),
             client: Some(txn.client),
@@ -584,7 +643,8 @@ async fn tunnel(
             user: None,
             hierarchy: txn.hierarchy,
             content_type: None,
-        });
+        };
+        Txn::log(&logger, txn.log_scope.as_deref(), &entry);
     });
     let mut resp = Response::new(ClientBody::new(
         ProxyBody::Empty,

@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# hits.sh: cache-hit throughput of cuttle against a private Squid, Varnish
+# and nginx serving the files itself, in one run, on loopback.
+#
+# Usage
+#   benches/hits.sh [--quick] [-d SECS] [-c CONNS] [-t THREADS]
+#                   [--sizes "1k 64k 1m"] [--no-build] [--no-log] [--perf]
+#                   [--keep] [--port-base N]
+#
+#   --quick      2 s runs and a short warm-up (smoke test)
+#   -d SECS      seconds per wrk run (default 10)
+#   -c CONNS     wrk connections (default 32); -t THREADS wrk threads (1)
+#   --sizes      any of 1k 64k 1m (default all three)
+#   --no-build   skip `cargo build --release`
+#   --no-log     no access log for cuttle, Squid and nginx-direct (by
+#                default each writes one, as deployed; Varnish always
+#                writes its shared-memory log and runs no varnishncsa)
+#   --perf       perf-record cuttle during its runs; print its top symbols
+#   --nginx-copy nginx-direct with `sendfile off; output_buffers 4 256k`
+#                (default: sendfile on, as Debian's nginx.conf; on loopback
+#                copying is faster for 64 KiB and 1 MiB files)
+#   --keep       keep the work directory (configs, logs, perf data)
+#   --port-base  first of five loopback ports (default 18090)
+#
+# Environment: CUTTLE (the binary; default $CARGO_TARGET_DIR or
+# target/, release/cuttle), LOAD_CPUS (default 0), SERVER_CPUS (default 1).
+#
+# What runs, all on 127.0.0.1 and under one temp dir (mktemp):
+#   BASE    nginx, the origin of the three caches (logs every request, so
+#           the script can tell that a measured run fetched nothing)
+#   BASE+1  cuttle  accel defaultsite=127.0.0.1:BASE, cache_dir mmap 512 MB
+#   BASE+2  Squid   accel, memory cache only (cache_mem 256 MB,
+#                   maximum_object_size_in_memory 2 MB), one worker
+#   BASE+3  Varnish -b 127.0.0.1:BASE -s malloc,256m (builtin VCL)
+#   BASE+4  nginx serving the same files itself ("nginx direct"): the same
+#           nginx process as the origin, worker_processes 1, sendfile
+# Files 1k.bin, 64k.bin, 1m.bin (random bytes, Cache-Control max-age=3600).
+# Each cache is warmed (every URL requested a few times) and must answer
+# with a hit (X-Cache: HIT / X-Varnish with two ids) before it is measured.
+# wrk runs pinned to LOAD_CPUS, every server to SERVER_CPUS (taskset), so
+# each server has one core; the table shows how busy each core was
+# (a server core near 100% means the server was the limit, a load core
+# near 100% means wrk was). Nothing outside the temp dir is written;
+# everything started is stopped on exit.
+set -euo pipefail
+
+die() { echo "hits.sh: $*" >&2; exit 1; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+DUR=10 CONNS=32 THREADS=1 SIZES="1k 64k 1m" BUILD=1 LOG=1 PERF=0 KEEP=0 BASE=18090 WARM=5 NGINX_IO="sendfile on;"
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) DUR=2 WARM=3 ;;
+    -d) DUR=$2; shift ;;
+    -c) CONNS=$2; shift ;;
+    -t) THREADS=$2; shift ;;
+    --sizes) SIZES=$2; shift ;;
+    --no-build) BUILD=0 ;;
+    --no-log) LOG=0 ;;
+    --perf) PERF=1 ;;
+    --keep) KEEP=1 ;;
+    --nginx-copy) NGINX_IO="sendfile off; output_buffers 4 256k;" ;;
+    --port-base) BASE=$2; shift ;;
+    -h|--help) usage ;;
+    *) echo "hits.sh: unknown argument '$1'" >&2; usage ;;
+  esac
+  shift
+done
+[[ $DUR =~ ^[0-9]+$ && $CONNS =~ ^[0-9]+$ && $THREADS =~ ^[0-9]+$ && $BASE =~ ^[0-9]+$ ]] || die "numbers expected"
+for s in $SIZES; do [[ $s =~ ^(1k|64k|1m)$ ]] || die "unknown size '$s' (1k 64k 1m)"; done
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+for tool in nginx squid varnishd wrk curl taskset; do
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
+    die "$tool not found (apt-get install nginx-light squid varnish wrk curl util-linux)"
+done
+PATH=$PATH:/usr/sbin
+[ "$PERF" = 0 ] || command -v perf >/dev/null || die "--perf needs perf (apt-get install linux-perf)"
+
+ORIGIN_PORT=$BASE CUTTLE_PORT=$((BASE + 1)) SQUID_PORT=$((BASE + 2)) VARNISH_PORT=$((BASE + 3)) DIRECT_PORT=$((BASE + 4))
+for p in $ORIGIN_PORT $CUTTLE_PORT $SQUID_PORT $VARNISH_PORT $DIRECT_PORT; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then die "127.0.0.1:$p is in use (try --port-base)"; fi
+done
+
+NCPU=$(nproc)
+LOAD_CPUS=${LOAD_CPUS:-0} SERVER_CPUS=${SERVER_CPUS:-1}
+[ "$NCPU" -ge 2 ] || { echo "hits.sh: only $NCPU CPU: load and servers share it" >&2; LOAD_CPUS=0 SERVER_CPUS=0; }
+
+if [ "$BUILD" = 1 ]; then
+  echo "building cuttle (cargo build --release) ..."
+  (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
+fi
+CUTTLE=${CUTTLE:-${CARGO_TARGET_DIR:-$REPO/target}/release/cuttle}
+[ -x "$CUTTLE" ] || die "no cuttle binary at $CUTTLE (build it, or set CUTTLE)"
+
+# ---- work dir and cleanup ----
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cuttle-hits.XXXXXX")
+chmod 755 "$WORK"  # nginx workers and Squid run as other users when root
+SQUID_SVC="hits$$"
+declare -A PID=()
+stop_pid() { # NAME: TERM, wait up to 5 s, KILL
+  local pid=${PID[$1]:-}; [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || { unset "PID[$1]"; return 0; }
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "PID[$1]"
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for n in "${!PID[@]}"; do stop_pid "$n"; done
+  rm -f /dev/shm/"$SQUID_SVC"-* 2>/dev/null || true
+  if [ "$KEEP" = 1 ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# taskset execs its command, so $! of a backgrounded "${PIN_SERVER[@]}" CMD is CMD's pid.
+PIN_SERVER=(taskset -c "$SERVER_CPUS") PIN_LOAD=(taskset -c "$LOAD_CPUS")
+
+wait_http() { # NAME URL LOG: until the URL answers (any status), 15 s
+  for _ in $(seq 150); do
+    if curl -s -o /dev/null --max-time 1 "$2"; then return 0; fi
+    kill -0 "${PID[$1]}" 2>/dev/null || { tail -20 "$3" >&2; die "$1 exited at start; see above"; }
+    sleep 0.1
+  done
+  tail -20 "$3" >&2; die "$1 did not answer $2 within 15 s"
+}
+
+# ---- content ----
+mkdir -p "$WORK/www"
+declare -A BYTES=([1k]=1024 [64k]=65536 [1m]=1048576)
+for s in 1k 64k 1m; do head -c "${BYTES[$s]}" /dev/urandom >"$WORK/www/$s.bin"; done
+chmod -R a+rX "$WORK/www"
+
+# ---- nginx: origin and direct contender ----
+N=$WORK/nginx; mkdir -p "$N/tmp"
+if [ "$LOG" = 1 ]; then DIRECT_LOG="access_log $N/direct.log;"; else DIRECT_LOG="access_log off;"; fi
+cat >"$N/nginx.conf" <<EOF
+# generated by benches/hits.sh
+worker_processes 1;
+daemon off;
+pid $N/nginx.pid;
+error_log $N/error.log warn;
+events { worker_connections 4096; }
+http {
+  default_type application/octet-stream;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_timeout 65;
+  keepalive_requests 1000000;
+  open_file_cache max=64 inactive=60s;
+  client_body_temp_path $N/tmp/client;
+  proxy_temp_path $N/tmp/proxy;
+  fastcgi_temp_path $N/tmp/fastcgi;
+  uwsgi_temp_path $N/tmp/uwsgi;
+  scgi_temp_path $N/tmp/scgi;
+  server { listen 127.0.0.1:$ORIGIN_PORT; root $WORK/www; expires 1h; sendfile on; access_log $N/origin.log; }
+  server { listen 127.0.0.1:$DIRECT_PORT; root $WORK/www; expires 1h; $NGINX_IO $DIRECT_LOG }
+}
+EOF
+nginx -e "$N/error.log" -p "$N" -c "$N/nginx.conf" -t >"$N/test.log" 2>&1 || { cat "$N/test.log" >&2; die "nginx -t failed"; }
+"${PIN_SERVER[@]}" nginx -e "$N/error.log" -p "$N" -c "$N/nginx.conf" >"$N/stdout" 2>&1 &
+PID[nginx]=$!
+wait_http nginx "http://127.0.0.1:$ORIGIN_PORT/1k.bin" "$N/error.log"
+
+# ---- cuttle ----
+C=$WORK/cuttle; mkdir -p "$C/cache"
+if [ "$LOG" = 1 ]; then CLOG="access_log stdio:$C/access.log squid"; else CLOG="access_log none"; fi
+cat >"$C/squid.conf" <<EOF
+# generated by benches/hits.sh
+http_port 127.0.0.1:$CUTTLE_PORT accel defaultsite=127.0.0.1:$ORIGIN_PORT no-vhost
+cache_peer 127.0.0.1 parent $ORIGIN_PORT 0 no-query originserver name=origin
+http_access allow localhost
+http_access deny all
+cache_dir mmap $C/cache 512
+maximum_object_size 4 MB
+$CLOG
+visible_hostname bench-cuttle
+EOF
+"${PIN_SERVER[@]}" "$CUTTLE" run -f "$C/squid.conf" >"$C/stdout" 2>&1 &
+PID[cuttle]=$!
+wait_http cuttle "http://127.0.0.1:$CUTTLE_PORT/" "$C/stdout"
+
+# ---- Squid ----
+S=$WORK/squid; mkdir -p "$S"
+if [ "$LOG" = 1 ]; then SLOG="access_log stdio:$S/access.log squid"; else SLOG="access_log none"; fi
+cat >"$S/squid.conf" <<EOF
+# generated by benches/hits.sh; nothing outside $S
+http_port 127.0.0.1:$SQUID_PORT accel defaultsite=127.0.0.1:$ORIGIN_PORT no-vhost
+cache_peer 127.0.0.1 parent $ORIGIN_PORT 0 no-query originserver name=origin no-digest
+icp_port 0
+htcp_port 0
+cache_mem 256 MB
+maximum_object_size_in_memory 2 MB
+maximum_object_size 4 MB
+http_access allow localhost
+http_access deny all
+visible_hostname bench-squid
+pid_filename $S/squid.pid
+cache_log $S/cache.log
+$SLOG
+cache_store_log none
+netdb_filename none
+coredump_dir $S
+pinger_enable off
+dns_nameservers 127.0.0.1
+shutdown_lifetime 0 seconds
+EOF
+[ "$(id -u)" = 0 ] && chown -R proxy:proxy "$S"  # Squid drops root for cache_effective_user
+squid -n "$SQUID_SVC" -k parse -f "$S/squid.conf" >"$S/parse.log" 2>&1 ||
+  { grep -E "FATAL|ERROR" "$S/parse.log" >&2; die "squid.conf does not parse: see above"; }
+"${PIN_SERVER[@]}" squid -n "$SQUID_SVC" -N -f "$S/squid.conf" >"$S/stdout" 2>&1 &
+PID[squid]=$!
+wait_http squid "http://127.0.0.1:$SQUID_PORT/" "$S/cache.log"
+
+# ---- Varnish ----
+V=$WORK/varnish; mkdir -p "$V"
+"${PIN_SERVER[@]}" varnishd -F -a "127.0.0.1:$VARNISH_PORT" -b "127.0.0.1:$ORIGIN_PORT" -n "$V/work" \
+  -s malloc,256m >"$V/stdout" 2>&1 &
+PID[varnish]=$!
+wait_http varnish "http://127.0.0.1:$VARNISH_PORT/" "$V/stdout"
+
+# ---- versions ----
+echo
+echo "== contenders =="
+echo "cuttle:  $("$CUTTLE" --version) ($CUTTLE, git $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'))"
+echo "squid:   $(squid -v | head -1)"
+echo "varnish: $(varnishd -V 2>&1 | head -1)"
+echo "nginx:   $(nginx -v 2>&1)"
+echo "wrk:     $(wrk -v 2>&1 | head -1 | sed 's/ Copyright.*//')"
+echo "machine: $NCPU CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(uname -sr)"
+echo "nginx-direct: $NGINX_IO"
+echo "load: wrk -t$THREADS -c$CONNS -d${DUR}s on CPU $LOAD_CPUS; servers on CPU $SERVER_CPUS; access logs $([ "$LOG" = 1 ] && echo on || echo off)"
+
+declare -A URLBASE=([nginx]="http://127.0.0.1:$DIRECT_PORT" [cuttle]="http://127.0.0.1:$CUTTLE_PORT"
+                    [squid]="http://127.0.0.1:$SQUID_PORT" [varnish]="http://127.0.0.1:$VARNISH_PORT")
+SERVERS="nginx cuttle squid varnish"
+
+# ---- warm-up and hit check ----
+echo
+echo "== warm-up (each URL $WARM times; last response's cache headers) =="
+declare -A HITOK=()
+for srv in $SERVERS; do
+  for s in $SIZES; do
+    url="${URLBASE[$srv]}/$s.bin"
+    for _ in $(seq "$WARM"); do
+      hdr=$(curl -s -D - -o "$WORK/body" "$url") || die "$srv: $url failed"
+    done
+    got=$(stat -c %s "$WORK/body")
+    cmp -s "$WORK/body" "$WORK/www/$s.bin" || die "$srv $s: body differs from the file ($got bytes)"
+    case $srv in
+      nginx) show="direct (no cache)"; ok=1 ;;
+      cuttle|squid) show=$(printf '%s' "$hdr" | grep -i '^x-cache:' | tr -d '\r' | head -1)
+                    [[ ${show,,} == *"x-cache: hit"* ]] && ok=1 || ok=0 ;;
+      varnish) show=$(printf '%s' "$hdr" | grep -iE '^(x-varnish|age):' | tr -d '\r' | paste -sd' ')
+               [[ $show =~ [Xx]-[Vv]arnish:\ [0-9]+\ [0-9]+ ]] && ok=1 || ok=0 ;;
+    esac
+    HITOK[$srv.$s]=$ok
+    printf '  %-8s %-4s %s%s\n' "$srv" "$s" "$show" "$([ $ok = 1 ] || echo '   <-- NOT A HIT')"
+  done
+done
+
+# ---- measurement helpers ----
+HZ=$(getconf CLK_TCK)
+tree_pids() { # PID and all its descendants
+  local p=$1 c; echo "$p"
+  for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do tree_pids "$c"; done
+}
+proc_ticks() { # sum of utime+stime of a process tree, in clock ticks
+  local t=0 p f
+  for p in $(tree_pids "$1"); do
+    f=$(cut -d')' -f2- "/proc/$p/stat" 2>/dev/null) || continue
+    set -- $f; t=$((t + ${12} + ${13}))
+  done
+  echo "$t"
+}
+cpu_busy() { # "busy total" jiffies of cpuN
+  awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+to_mib() { # wrk's "12.34MB" -> MiB
+  awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+    f = (u == "B") ? 1/1048576 : (u == "KB") ? 1/1024 : (u == "MB") ? 1 : (u == "GB") ? 1024 : (u == "TB") ? 1048576 : 0
+    printf "%.1f", n * f }'
+}
+origin_count() { [ -f "$N/origin.log" ] && wc -l <"$N/origin.log" || echo 0; }
+
+declare -A RPS=() MIBS=() P99=() LCPU=() SCPU=() PCPU=() ORIG=() ERRS=()
+run_one() { # SERVER SIZE
+  local srv=$1 s=$2 url="${URLBASE[$1]}/$2.bin" out o0 t0 l0 s0 perfpid=""
+  local first_cpu=${LOAD_CPUS%%[,-]*} server_cpu=${SERVER_CPUS%%[,-]*}
+  o0=$(origin_count); t0=$(proc_ticks "${PID[$srv]}")
+  read -r lb0 lt0 < <(cpu_busy "$first_cpu"); read -r sb0 st0 < <(cpu_busy "$server_cpu")
+  if [ "$PERF" = 1 ] && [ "$srv" = cuttle ]; then
+    perf record -q -F 499 -g -p "${PID[cuttle]}" -o "$WORK/perf-$s.data" -- sleep "$DUR" >/dev/null 2>&1 &
+    perfpid=$!
+  fi
+  out=$("${PIN_LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --timeout 5s --latency "$url" 2>&1) ||
+    { echo "$out" >&2; die "wrk failed against $srv"; }
+  [ -z "$perfpid" ] || wait "$perfpid" || true
+  read -r lb1 lt1 < <(cpu_busy "$first_cpu"); read -r sb1 st1 < <(cpu_busy "$server_cpu")
+  echo "$out" >"$WORK/wrk-$srv-$s.txt"
+  RPS[$srv.$s]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
+  MIBS[$srv.$s]=$(to_mib "$(awk '/^Transfer\/sec:/ {print $2}' <<<"$out")")
+  P99[$srv.$s]=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  ERRS[$srv.$s]=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' <<<"$out")
+  LCPU[$srv.$s]=$(( (lb1 - lb0) * 100 / ((lt1 - lt0) > 0 ? (lt1 - lt0) : 1) ))
+  SCPU[$srv.$s]=$(( (sb1 - sb0) * 100 / ((st1 - st0) > 0 ? (st1 - st0) : 1) ))
+  PCPU[$srv.$s]=$(( ($(proc_ticks "${PID[$srv]}") - t0) * 100 / (HZ * DUR) ))
+  ORIG[$srv.$s]=$(( $(origin_count) - o0 ))
+  [ "$srv" != nginx ] || ORIG[$srv.$s]=-
+}
+
+echo
+echo "== runs (wrk -d${DUR}s each) =="
+for s in $SIZES; do
+  for srv in $SERVERS; do
+    printf '  %-8s %-4s ... ' "$srv" "$s"
+    run_one "$srv" "$s"
+    printf '%s req/s\n' "${RPS[$srv.$s]}"
+  done
+done
+
+# ---- report ----
+echo
+echo "== results =="
+printf '%-5s %-8s %10s %9s %9s %8s %8s %8s %7s %6s\n' size server "req/s" "MiB/s" "p99" "srv-cpu" "core$SERVER_CPUS" "core$LOAD_CPUS" origin errors
+for s in $SIZES; do
+  for srv in $SERVERS; do
+    k=$srv.$s
+    note=""; [ "${HITOK[$k]}" = 1 ] || note="  (not hits)"
+    printf '%-5s %-8s %10s %9s %9s %7s%% %7s%% %7s%% %7s %6s%s\n' "$s" "$srv" "${RPS[$k]}" "${MIBS[$k]}" "${P99[$k]}" \
+      "${PCPU[$k]}" "${SCPU[$k]}" "${LCPU[$k]}" "${ORIG[$k]}" "${ERRS[$k]}" "$note"
+  done
+done
+echo "srv-cpu: CPU time of the server's processes / run time; core$SERVER_CPUS, core$LOAD_CPUS: how busy each core was"
+echo "(server core, load core); origin: requests the origin saw during the run (must be 0 for a cache)."
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+echo
+echo "== cuttle ratios (req/s) and the issue's goals =="
+printf '%-5s %13s %13s %15s   %s\n' size cuttle/nginx cuttle/squid cuttle/varnish goal
+for s in $SIZES; do
+  rn=$(ratio "${RPS[cuttle.$s]}" "${RPS[nginx.$s]}")
+  rs=$(ratio "${RPS[cuttle.$s]}" "${RPS[squid.$s]}")
+  rv=$(ratio "${RPS[cuttle.$s]}" "${RPS[varnish.$s]}")
+  case $s in
+    1k)  g="cuttle/nginx >= 1.0 (and about 2x Squid)"; r=$rn; want=1.0 ;;
+    64k) g="cuttle/varnish >= 1.2"; r=$rv; want=1.2 ;;
+    1m)  g="cuttle/nginx >= 0.9"; r=$rn; want=0.9 ;;
+  esac
+  verdict=$(awk -v r="$r" -v w="$want" 'BEGIN { print (r != "-" && r + 0 >= w) ? "met" : "SHORT" }')
+  printf '%-5s %13s %13s %15s   %s: %s\n' "$s" "$rn" "$rs" "$rv" "$g" "$verdict"
+done
+
+if [ "$PERF" = 1 ]; then
+  for s in $SIZES; do
+    [ -s "$WORK/perf-$s.data" ] || continue
+    echo
+    echo "== cuttle profile, $s hits (perf, self time, top symbols) =="
+    perf report -i "$WORK/perf-$s.data" --no-children --sort dso,symbol --stdio --percent-limit 1.5 2>/dev/null |
+      grep -E '^ +[0-9.]+%' | head -25
+  done
+fi
