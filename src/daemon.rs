@@ -48,7 +48,7 @@ pub fn default_config_text(dir: &Path) -> String {
          http_access allow localhost\n\
          http_access deny all\n\
          cache_dir mmap {dir} 256\n\
-         access_log {dir}/access.log squid\n",
+         access_log stdio:{dir}/access.log squid\n",
         dir = dir.display()
     )
 }

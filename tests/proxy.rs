@@ -2088,4 +2088,11 @@ async fn embedded_default_config_here() {
     let log = read_log(&cache.join("access.log"), 2).await;
     assert_results(&log, &["TCP_MISS/200", "TCP_HIT/200"]);
     assert_eq!(log[0].url, url);
+    // Our own default must not draw warnings from our own reader.
+    let err = proxy.stderr();
+    assert!(
+        !err.iter()
+            .any(|l| l.contains("WARN") || l.contains("warning")),
+        "{err:?}"
+    );
 }
