@@ -129,6 +129,13 @@ wait_http() { # NAME URL LOG: until the URL answers (any status), 15 s
   tail -20 "$3" >&2; die "$1 did not answer $2 within 15 s"
 }
 
+start_server() { # NAME URL LOG STDOUT CMD...: start pinned, wait until URL answers
+  local name=$1 url=$2 log=$3 out=$4; shift 4
+  "${PIN_SERVER[@]}" "$@" >"$out" 2>&1 &
+  PID[$name]=$!
+  wait_http "$name" "$url" "$log"
+}
+
 # ---- content ----
 mkdir -p "$WORK/www"
 declare -A BYTES=([1k]=1024 [64k]=65536 [1m]=1048576)
@@ -162,9 +169,8 @@ http {
 }
 EOF
 nginx -e "$N/error.log" -p "$N" -c "$N/nginx.conf" -t >"$N/test.log" 2>&1 || { cat "$N/test.log" >&2; die "nginx -t failed"; }
-"${PIN_SERVER[@]}" nginx -e "$N/error.log" -p "$N" -c "$N/nginx.conf" >"$N/stdout" 2>&1 &
-PID[nginx]=$!
-wait_http nginx "http://127.0.0.1:$ORIGIN_PORT/1k.bin" "$N/error.log"
+start_server nginx "http://127.0.0.1:$ORIGIN_PORT/1k.bin" "$N/error.log" "$N/stdout" \
+  nginx -e "$N/error.log" -p "$N" -c "$N/nginx.conf"
 
 # ---- cuttle ----
 C=$WORK/cuttle; mkdir -p "$C/cache"
@@ -180,9 +186,7 @@ maximum_object_size 4 MB
 $CLOG
 visible_hostname bench-cuttle
 EOF
-"${PIN_SERVER[@]}" "$CUTTLE" run -f "$C/squid.conf" >"$C/stdout" 2>&1 &
-PID[cuttle]=$!
-wait_http cuttle "http://127.0.0.1:$CUTTLE_PORT/" "$C/stdout"
+start_server cuttle "http://127.0.0.1:$CUTTLE_PORT/" "$C/stdout" "$C/stdout" "$CUTTLE" run -f "$C/squid.conf"
 
 # ---- Squid ----
 S=$WORK/squid; mkdir -p "$S"
@@ -212,16 +216,12 @@ EOF
 [ "$(id -u)" = 0 ] && chown -R proxy:proxy "$S"  # Squid drops root for cache_effective_user
 squid -n "$SQUID_SVC" -k parse -f "$S/squid.conf" >"$S/parse.log" 2>&1 ||
   { grep -E "FATAL|ERROR" "$S/parse.log" >&2; die "squid.conf does not parse: see above"; }
-"${PIN_SERVER[@]}" squid -n "$SQUID_SVC" -N -f "$S/squid.conf" >"$S/stdout" 2>&1 &
-PID[squid]=$!
-wait_http squid "http://127.0.0.1:$SQUID_PORT/" "$S/cache.log"
+start_server squid "http://127.0.0.1:$SQUID_PORT/" "$S/cache.log" "$S/stdout" squid -n "$SQUID_SVC" -N -f "$S/squid.conf"
 
 # ---- Varnish ----
 V=$WORK/varnish; mkdir -p "$V"
-"${PIN_SERVER[@]}" varnishd -F -a "127.0.0.1:$VARNISH_PORT" -b "127.0.0.1:$ORIGIN_PORT" -n "$V/work" \
-  -s malloc,256m >"$V/stdout" 2>&1 &
-PID[varnish]=$!
-wait_http varnish "http://127.0.0.1:$VARNISH_PORT/" "$V/stdout"
+start_server varnish "http://127.0.0.1:$VARNISH_PORT/" "$V/stdout" "$V/stdout" \
+  varnishd -F -a "127.0.0.1:$VARNISH_PORT" -b "127.0.0.1:$ORIGIN_PORT" -n "$V/work" -s malloc,256m
 
 # ---- versions ----
 echo
