@@ -1,30 +1,15 @@
 //! Writes an access.log of known content through `access_log::Logger` and checks that Debian's calamaris (a Squid log analyser) reports exactly the request, hit and byte totals that were written. Fails, never skips, when calamaris is missing.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
 use cuttle::access_log::{Entry, Hierarchy, HierarchyCode, Logger, ResultCode, ResultTag};
 use cuttle::config::{load_str, LoadOptions};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let p = std::env::temp_dir().join(format!("cuttle-calamaris-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::TempDir;
 
 /// The transactions: hits, misses, a revalidation, denials, ICP answers,
 /// from four clients and two ICP peers, to three sites.
@@ -200,8 +185,8 @@ impl Tally {
 
 #[test]
 fn calamaris_reports_what_the_logger_wrote() {
-    let dir = TempDir::new();
-    let path = dir.0.join("access.log");
+    let dir = TempDir::new("calamaris");
+    let path = dir.path().join("access.log");
     let loaded = load_str(
         &format!("access_log stdio:{} squid\n", path.display()),
         "calamaris.conf",

@@ -6,6 +6,8 @@
 //! Asserts on both access.logs and on the origin's request count. Fails,
 //! never skips, when squid is missing (CI installs Debian's package).
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
@@ -14,6 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+
+use support::TempDir;
 
 const SQUID_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const CUTTLE_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
@@ -38,24 +42,6 @@ fn squid_binary() -> PathBuf {
              (.ci/run does)"
         )
     })
-}
-
-/// The test's directory: removed at the end, panics included.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let p = std::env::temp_dir().join(format!("cuttle-squid-interop-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A port that was free a moment ago on `ip` (neither cuttle nor Squid
@@ -338,9 +324,9 @@ fn log_lines(log: &Path, url: &str, want: usize) -> Vec<Vec<String>> {
 fn squid_uses_cuttle_as_its_parent_and_the_second_request_is_a_cuttle_hit() {
     let started = Instant::now();
     let squid = squid_binary();
-    let tmp = TempDir::new();
-    let squid_dir = tmp.0.join("squid");
-    let cuttle_cache = tmp.0.join("cuttle-cache");
+    let tmp = TempDir::new("squid-interop");
+    let squid_dir = tmp.path().join("squid");
+    let cuttle_cache = tmp.path().join("cuttle-cache");
     std::fs::create_dir_all(&squid_dir).unwrap();
     std::fs::create_dir_all(&cuttle_cache).unwrap();
 
@@ -348,8 +334,8 @@ fn squid_uses_cuttle_as_its_parent_and_the_second_request_is_a_cuttle_hit() {
     let cuttle_port = free_port(CUTTLE_ADDR);
     let squid_port = free_port(SQUID_ADDR);
 
-    let cuttle_log = tmp.0.join("cuttle-access.log");
-    let cuttle_conf = tmp.0.join("cuttle.conf");
+    let cuttle_log = tmp.path().join("cuttle-access.log");
+    let cuttle_conf = tmp.path().join("cuttle.conf");
     std::fs::write(
         &cuttle_conf,
         format!(
@@ -403,7 +389,7 @@ fn squid_uses_cuttle_as_its_parent_and_the_second_request_is_a_cuttle_hit() {
     .unwrap();
     // As root, Squid switches to cache_effective_user (Debian: proxy) before
     // it opens its logs: that user must own the directory.
-    if std::fs::metadata(&tmp.0).unwrap().uid() == 0 {
+    if std::fs::metadata(tmp.path()).unwrap().uid() == 0 {
         let (uid, gid) = proxy_user().expect(
             "running as root and there is no `proxy` user for Squid's cache_effective_user",
         );

@@ -311,18 +311,8 @@ impl ResponseDirectives {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::caching::test_support::h;
     use http::HeaderValue;
-
-    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (n, v) in pairs {
-            m.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        m
-    }
 
     fn req(cc: &str) -> RequestDirectives {
         RequestDirectives::parse(&h(&[("cache-control", cc)]))

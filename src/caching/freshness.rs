@@ -282,30 +282,11 @@ pub fn age_value(age: u64) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::caching::test_support::{date, h, rule};
     use http::HeaderName;
-    use std::time::Duration;
 
     /// 1994-11-06 08:49:37 UTC, RFC 9110's example date.
     pub const T0: u64 = 784_111_777;
-
-    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (n, v) in pairs {
-            m.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        m
-    }
-
-    fn date(secs: u64) -> String {
-        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
-    }
-
-    fn rule() -> Rule {
-        Rule::squid_default(Duration::from_secs(7 * 86400), Duration::ZERO)
-    }
 
     fn ok() -> StatusCode {
         StatusCode::OK

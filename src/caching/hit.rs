@@ -387,29 +387,9 @@ pub fn not_modified_headers(stored: &HeaderMap) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderName;
-    use std::time::{Duration, UNIX_EPOCH};
+    use crate::caching::test_support::{date, h, rule};
 
     const T0: u64 = 1_700_000_000;
-
-    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (n, v) in pairs {
-            m.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        m
-    }
-
-    fn date(secs: u64) -> String {
-        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
-    }
-
-    fn rule() -> Rule {
-        Rule::squid_default(Duration::from_secs(7 * 86400), Duration::ZERO)
-    }
 
     /// A 200 born at T0 with these extra fields (Date T0 always present).
     fn entry(pairs: &[(&str, &str)]) -> StoredEntry {

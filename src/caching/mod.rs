@@ -71,6 +71,8 @@ pub mod vary;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod test_support;
 
 pub use directives::{MaxStale, RequestDirectives, ResponseDirectives};
 pub use freshness::{

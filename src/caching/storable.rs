@@ -279,29 +279,10 @@ pub fn plan_store(
 mod tests {
     use super::*;
     use crate::caching::head::parse_head;
+    use crate::caching::test_support::{date, h, rule};
     use http::HeaderValue;
-    use std::time::{Duration, UNIX_EPOCH};
 
     const T0: u64 = 1_700_000_000;
-
-    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (n, v) in pairs {
-            m.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        m
-    }
-
-    fn date(secs: u64) -> String {
-        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
-    }
-
-    fn rule() -> Rule {
-        Rule::squid_default(Duration::from_secs(7 * 86400), Duration::ZERO)
-    }
 
     fn ex() -> Exchange {
         Exchange {

@@ -1276,63 +1276,20 @@ fn background_refresh(
 /// given) and sending every chunk to `out`. Used for revalidations that
 /// brought a new object.
 async fn stream_and_store(
-    mut body: crate::upstream::PooledBody<ProxyBody>,
+    body: crate::upstream::PooledBody<ProxyBody>,
     store_to: Option<(Arc<Store>, Key, String, caching::StorePlan)>,
     out: tokio::sync::mpsc::Sender<Event>,
     read_timeout: Duration,
 ) {
-    let mut writer = store_to.and_then(|(store, key, url, plan)| {
+    let mut url = String::new();
+    let writer = store_to.and_then(|(store, key, store_url, plan)| {
         let content_length = content_length(&plan.headers);
+        url = store_url;
         store
             .writer(key, plan.times, url.as_bytes(), &plan.head, content_length)
             .ok()
     });
-    loop {
-        let frame = tokio::time::timeout(
-            read_timeout,
-            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)),
-        )
-        .await;
-        match frame {
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    if let Some(w) = writer.as_mut() {
-                        if w.write(&data).is_err() {
-                            writer = None;
-                        }
-                    }
-                    if out.send(Event::Chunk(data)).await.is_err() && writer.is_none() {
-                        return;
-                    }
-                }
-            }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                let _ = out
-                    .send(Event::Failed(Failure::new(
-                        ErrorKind::ReadError,
-                        e.to_string(),
-                    )))
-                    .await;
-                return;
-            }
-            Err(_) => {
-                let _ = out
-                    .send(Event::Failed(Failure::new(
-                        ErrorKind::ReadTimeout,
-                        "read timeout".into(),
-                    )))
-                    .await;
-                return;
-            }
-        }
-    }
-    if let Some(w) = writer {
-        if let Err(e) = w.commit() {
-            tracing::debug!("store commit: {e}");
-        }
-    }
-    let _ = out.send(Event::End).await;
+    pump_body(body, writer, Sink::Alone(out), read_timeout, &url).await;
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -1378,14 +1335,7 @@ async fn miss(
     };
     let is_leader_or_alone = !txn.result.collapsed;
     if is_leader_or_alone {
-        let upstream_req = proxy.upstream_request(
-            &Method::GET,
-            &target,
-            &parts.headers,
-            txn.client,
-            ProxyBody::Empty,
-        );
-        let job = FetchJob {
+        FetchJob {
             proxy: Arc::clone(&proxy),
             client: txn.client,
             target: target.clone(),
@@ -1397,8 +1347,8 @@ async fn miss(
                 Ok(l) => Sink::Shared(l),
                 Err(tx) => Sink::Alone(tx),
             },
-        };
-        tokio::spawn(job.run(upstream_req));
+        }
+        .spawn();
     }
     let first = tokio::time::timeout(proxy.timeouts.read, rx.recv()).await;
     match first {
@@ -1445,14 +1395,7 @@ async fn uncollapsed_miss(
     anything: bool,
 ) -> Response<ClientBody> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let upstream_req = proxy.upstream_request(
-        &Method::GET,
-        &target,
-        &parts.headers,
-        txn.client,
-        ProxyBody::Empty,
-    );
-    let job = FetchJob {
+    FetchJob {
         proxy: Arc::clone(&proxy),
         client: txn.client,
         target: target.clone(),
@@ -1461,8 +1404,8 @@ async fn uncollapsed_miss(
         rule,
         marker,
         sink: Sink::Alone(tx),
-    };
-    tokio::spawn(job.run(upstream_req));
+    }
+    .spawn();
     match tokio::time::timeout(proxy.timeouts.read, rx.recv()).await {
         Ok(Some(Event::Head(head))) => {
             if !txn.result.collapsed {
@@ -1544,6 +1487,19 @@ struct FetchJob {
 }
 
 impl FetchJob {
+    /// Sends the GET upstream in a task of its own, so a client that
+    /// leaves does not stop the fetch the others (and the store) wait on.
+    fn spawn(self) {
+        let upstream_req = self.proxy.upstream_request(
+            &Method::GET,
+            &self.target,
+            &self.request_headers,
+            self.client,
+            ProxyBody::Empty,
+        );
+        tokio::spawn(self.run(upstream_req));
+    }
+
     async fn run(self, upstream_req: Request<ProxyBody>) {
         let FetchJob {
             proxy,
@@ -1571,7 +1527,7 @@ impl FetchJob {
             request_time,
             response_time: unix_now(),
         };
-        let (rp, mut body) = resp.into_parts();
+        let (rp, body) = resp.into_parts();
         let plan = caching::plan_store(
             &Method::GET,
             &directives,
@@ -1605,62 +1561,74 @@ impl FetchJob {
             writer = open_writer(&store, &url, &request_headers, plan, marker.as_ref());
         }
         sink.head(head).await;
-        let read_timeout = proxy.timeouts.read;
-        loop {
-            let frame = tokio::time::timeout(
-                read_timeout,
-                std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)),
-            )
-            .await;
-            match frame {
-                Ok(Some(Ok(frame))) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    if let Some(w) = writer.as_mut() {
-                        let written: Result<(), StoreError> = w.write(&data);
-                        if written.is_err() {
-                            // Too big (or no room): passed through, not stored.
-                            writer = None;
-                        }
-                    }
-                    sink.chunk(data).await;
-                    if writer.is_none() && sink.readers() == 0 {
-                        // Nobody listens and nothing is stored: stop.
-                        sink.finish(Event::Failed(Failure::new(
-                            ErrorKind::ReadError,
-                            "abandoned".into(),
-                        )))
-                        .await;
-                        return;
+        pump_body(body, writer, sink, proxy.timeouts.read, &target.url).await;
+    }
+}
+
+/// Reads an upstream body to the end, storing it with `writer` (when
+/// given) and handing every chunk to `sink`. A body too big for the store
+/// goes on unstored; with nobody listening and nothing stored it stops.
+async fn pump_body(
+    mut body: crate::upstream::PooledBody<ProxyBody>,
+    mut writer: Option<crate::store::Writer>,
+    sink: Sink,
+    read_timeout: Duration,
+    url: &str,
+) {
+    loop {
+        let frame = tokio::time::timeout(
+            read_timeout,
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)),
+        )
+        .await;
+        match frame {
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if let Some(w) = writer.as_mut() {
+                    let written: Result<(), StoreError> = w.write(&data);
+                    if written.is_err() {
+                        // Too big (or no room): passed through, not stored.
+                        writer = None;
                     }
                 }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => {
+                sink.chunk(data).await;
+                if writer.is_none() && sink.readers() == 0 {
+                    // Nobody listens and nothing is stored: stop.
                     sink.finish(Event::Failed(Failure::new(
                         ErrorKind::ReadError,
-                        e.to_string(),
-                    )))
-                    .await;
-                    return;
-                }
-                Err(_) => {
-                    sink.finish(Event::Failed(Failure::new(
-                        ErrorKind::ReadTimeout,
-                        "read timeout".into(),
+                        "abandoned".into(),
                     )))
                     .await;
                     return;
                 }
             }
-        }
-        if let Some(w) = writer {
-            if let Err(e) = w.commit() {
-                tracing::debug!(url = %target.url, "store commit: {e}");
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                sink.finish(Event::Failed(Failure::new(
+                    ErrorKind::ReadError,
+                    e.to_string(),
+                )))
+                .await;
+                return;
+            }
+            Err(_) => {
+                sink.finish(Event::Failed(Failure::new(
+                    ErrorKind::ReadTimeout,
+                    "read timeout".into(),
+                )))
+                .await;
+                return;
             }
         }
-        sink.finish(Event::End).await;
     }
+    if let Some(w) = writer {
+        if let Err(e) = w.commit() {
+            tracing::debug!(url, "store commit: {e}");
+        }
+    }
+    sink.finish(Event::End).await;
 }
 
 /// Opens the store writer for a response that may be stored: directly
