@@ -8,5 +8,6 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod inspect;
+pub mod peers;
 pub mod store;
 pub mod upstream;

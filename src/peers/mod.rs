@@ -1,0 +1,6 @@
+//! Neighbours: the peer table built from `cache_peer` lines, the ICP
+//! endpoints (answering peers' queries, asking peers on a miss), peer
+//! selection in Squid's order with its hierarchy codes, and peer health.
+//!
+//! Layer 4 of DESIGN.md: it uses config, access, access_log, store,
+//! caching and upstream, never http.
