@@ -10,6 +10,7 @@
 
 mod support;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 
@@ -21,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cuttle_protocol::carp::{Carp, CarpMember, SourceHash};
+use cuttle_protocol::carp::{carp_key, Carp, CarpKeyParts, CarpMember, SourceHash, UrlParts};
 use support::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -467,27 +468,30 @@ fn start_parents(first_ip: u8) -> Vec<Parent> {
         .collect()
 }
 
-/// The `cache_peer` lines for `parents` with hash option `algorithm`.
-fn peer_lines(parents: &[Parent], algorithm: &str) -> String {
+/// The `cache_peer` lines for `parents`, parent `i` with the hash options
+/// `options(i)` (`carp`, `sourcehash`, `carp carp-key=host`, ...).
+fn peer_lines(parents: &[Parent], options: impl Fn(usize) -> String) -> String {
     parents
         .iter()
         .zip(PARENTS)
-        .map(|(p, (name, weight))| {
+        .enumerate()
+        .map(|(i, (p, (name, weight)))| {
             format!(
-                "cache_peer {} parent {} 0 {algorithm} no-query no-digest no-netdb-exchange \
+                "cache_peer {} parent {} 0 {} no-query no-digest no-netdb-exchange \
                  name={name} weight={weight}\n",
                 p.addr.ip(),
-                p.addr.port()
+                p.addr.port(),
+                options(i)
             )
         })
         .collect()
 }
 
 /// Waits until Squid has probed every parent (a peer is unused until its
-/// liveness probe succeeded, squid-spec 1.8). Squid starts probes only when
-/// a request considers a peer that is not up yet, so warm-up requests
-/// (from `source`, as `user`) are sent until all were probed; they are
-/// marked `/warmup/` and left out of the comparison.
+/// liveness probe succeeded, squid-spec 1.8). Squid 5.7 probes every
+/// parent at start; should a probe be missing, warm-up requests (from
+/// `source`, as `user`) make Squid consult, and so probe, the parents not
+/// up yet. Warm-ups are marked `/warmup/` and left out of the comparison.
 fn wait_until_probed(proxy: SocketAddr, parents: &[Parent], source: Ipv4Addr, user: Option<&str>) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut round = 0;
@@ -696,7 +700,7 @@ fn carp_picks_the_same_parent_as_squid_for_every_url() {
         &tmp.path().join("squid"),
         proxy,
         "carp",
-        &(peer_lines(&parents, "carp")
+        &(peer_lines(&parents, |_| "carp".to_string())
             + "acl test_clients src 127.0.0.0/8\n\
                http_access allow test_clients\n\
                http_access deny all\n"),
@@ -757,7 +761,7 @@ fn userhash_picks_the_same_parent_as_squid_for_every_user() {
         &tmp.path().join("squid"),
         proxy,
         "userhash",
-        &(peer_lines(&parents, "userhash")
+        &(peer_lines(&parents, |_| "userhash".to_string())
             + "auth_param basic program /usr/lib/squid/basic_fake_auth\n\
                auth_param basic children 5 startup=1 idle=1\n\
                auth_param basic realm cuttle-carp-test\n\
@@ -824,7 +828,7 @@ fn sourcehash_picks_the_same_parent_as_squid_for_every_client_address() {
         &tmp.path().join("squid"),
         proxy,
         "sourcehash",
-        &(peer_lines(&parents, "sourcehash")
+        &(peer_lines(&parents, |_| "sourcehash".to_string())
             + "acl test_clients src 127.0.0.0/8\n\
                http_access allow test_clients\n\
                http_access deny all\n"),
@@ -890,4 +894,91 @@ fn wait_until_probed_once(proxy: SocketAddr, source: Ipv4Addr) {
         }
     }
     std::thread::sleep(Duration::from_millis(100));
+}
+
+/// The parts of an absolute `http://` URL as the parent received it, with
+/// the default port filled in as Squid holds it.
+fn url_parts(target: &[u8]) -> Option<UrlParts<'_>> {
+    let rest = target.strip_prefix(b"http://")?;
+    let slash = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+    let (authority, path_and_query) = rest.split_at(slash);
+    // An IPv6 literal keeps its brackets; the port follows the last `]`.
+    let host_end = authority
+        .iter()
+        .rposition(|&b| b == b']')
+        .map_or(0, |at| at + 1);
+    let (host, port) = match authority[host_end..].iter().position(|&b| b == b':') {
+        Some(at) => {
+            let (host, port) = authority.split_at(host_end + at);
+            (host, std::str::from_utf8(&port[1..]).ok()?.parse().ok()?)
+        }
+        None => (authority, 80),
+    };
+    Some(UrlParts {
+        full: target,
+        scheme: b"http",
+        host,
+        port,
+        path_and_query,
+    })
+}
+
+#[test]
+fn carp_key_picks_the_same_parent_as_squid() {
+    let started = Instant::now();
+    let tmp = TempDir::new("carp-key-squid");
+    let squid_ip = Ipv4Addr::new(127, 0, 1, 19);
+    let parents = start_parents(20);
+    let proxy = SocketAddr::from((squid_ip, free_port(squid_ip)));
+    // Each member its own carp-key (one none: the full URL), so the running
+    // hash mixes keys of different shapes, members in Squid's order.
+    let part = |scheme, host, port, path, params| CarpKeyParts {
+        scheme,
+        host,
+        port,
+        path,
+        params,
+    };
+    let keys: [(&str, Option<CarpKeyParts>); 5] = [
+        ("host", Some(part(false, true, false, false, false))),
+        ("path,host", Some(part(false, true, false, true, false))),
+        ("", None),
+        (
+            "scheme,host,port",
+            Some(part(true, true, true, false, false)),
+        ),
+        ("params,path", Some(part(false, false, false, true, true))),
+    ];
+    let squid = Squid::start(
+        &tmp.path().join("squid"),
+        proxy,
+        "carpkey",
+        &(peer_lines(&parents, |i| match keys[i].0 {
+            "" => "carp".to_string(),
+            key => format!("carp carp-key={key}"),
+        }) + "acl test_clients src 127.0.0.0/8\n\
+               http_access allow test_clients\n\
+               http_access deny all\n"),
+    );
+    wait_until_probed(proxy, &parents, squid_ip, None);
+
+    let requests = varied_urls(1000, squid_ip);
+    let outcomes = send_all(proxy, &requests);
+    let carp = Carp::new(&members());
+    let served = compare("carp-key", &requests, &outcomes, &squid, |_, o| {
+        let parts = url_parts(&o.target)?;
+        carp.choose_keyed(
+            |member| match keys[member].1 {
+                Some(selected) => carp_key(selected, &parts),
+                None => Cow::Borrowed(parts.full),
+            },
+            |_| true,
+        )
+    });
+    assert_logged_as(&squid, "CARP", "http://", &parents, &served, requests.len());
+    eprintln!(
+        "carp-key: {} URLs, 0 mismatches, per parent {served:?}, {:?}",
+        requests.len(),
+        started.elapsed()
+    );
 }

@@ -263,10 +263,11 @@ pub struct UrlParts<'a> {
     pub full: &'a [u8],
     /// Lower-case scheme name, e.g. `http`.
     pub scheme: &'a [u8],
-    /// Host as Squid stores it (lower-cased).
+    /// Host as Squid stores it: lower-cased, an IPv6 literal in brackets
+    /// (`[2001:db8::1]`), as tests/carp_squid.rs verified against Squid.
     pub host: &'a [u8],
     /// The port, with the scheme's default filled in (80 for http): Squid
-    /// prints the number even when the URL omits it.
+    /// writes `:80` in the key even when the URL omits it (verified).
     pub port: u16,
     /// Path with the query, e.g. `/a/b?x=1`.
     pub path_and_query: &'a [u8],
