@@ -18,6 +18,7 @@ use crate::config::{self, Config, ListenAddr, LoadOptions, Loaded, PortMode, VPo
 use crate::http::proxy::Proxy;
 use crate::http::server::{self, Listener};
 use crate::http::target::PortKind;
+use crate::peers::icp_server::{self, HitOnly, IcpServer, IcpServerStats};
 use crate::store::Store;
 
 /// Where the embedded default keeps its cache_dir and log: the first of
@@ -200,11 +201,16 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
     let logger = Logger::from_config(&config).map_err(|e| e.to_string())?;
     let listeners = bind_all(&config).await?;
     let grace = config.shutdown_lifetime.value;
-    let proxy = Arc::new(Proxy::new(
-        Arc::new(config),
-        Arc::clone(&store),
-        logger.clone(),
-    ));
+    let config = Arc::new(config);
+    // ICP responder (icp_port): its own thread; see peers::icp_server.
+    let icp_stats = Arc::new(IcpServerStats::default());
+    let hit_only = Arc::new(HitOnly::default());
+    let mut icp = Icp {
+        server: start_icp(&config, &store, &logger, &icp_stats, &hit_only)?,
+        stats: icp_stats,
+        hit_only,
+    };
+    let proxy = Arc::new(Proxy::new(config, Arc::clone(&store), logger.clone()));
     let (proxy_tx, proxy_rx) = watch::channel(proxy);
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -216,11 +222,17 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&options, &proxy_tx, &logger),
+            _ = hup.recv() => {
+                reload(&options, &proxy_tx, &logger);
+                icp.reload(&proxy_tx.borrow().config(), &store, &logger);
+            }
         }
     }
     println!("cuttle: shutting down");
     let _ = stop_tx.send(true);
+    if let Some(s) = icp.server.take() {
+        tokio::task::block_in_place(|| s.stop());
+    }
     if let Err(e) = server.await {
         tracing::error!("server task failed: {e}");
     }
@@ -253,4 +265,62 @@ fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logg
     let next = proxy.borrow().with_config(Arc::new(loaded.config));
     let _ = proxy.send(Arc::new(next));
     println!("cuttle: configuration reloaded");
+}
+
+/// The ICP responder and what outlives its rebinds.
+struct Icp {
+    server: Option<IcpServer>,
+    stats: Arc<IcpServerStats>,
+    hit_only: Arc<HitOnly>,
+}
+
+impl Icp {
+    /// After a reload: rebind when icp_port or udp_incoming_address
+    /// changed, else swap the config in place.
+    fn reload(&mut self, config: &Arc<Config>, store: &Arc<Store>, logger: &Logger) {
+        let wanted = icp_server::listen_addr(config);
+        let bound = self.server.as_ref().map(|s| s.local_addr());
+        if wanted == bound {
+            if let Some(s) = &self.server {
+                s.reconfigure(Arc::clone(config), logger.clone());
+            }
+            return;
+        }
+        if let Some(old) = self.server.take() {
+            tokio::task::block_in_place(|| old.stop());
+        }
+        match start_icp(config, store, logger, &self.stats, &self.hit_only) {
+            Ok(s) => self.server = s,
+            Err(e) => eprintln!("cuttle: {e}; ICP is off until the next reload"),
+        }
+    }
+}
+
+/// Starts the ICP responder when icp_port is set; prints where it listens.
+fn start_icp(
+    config: &Arc<Config>,
+    store: &Arc<Store>,
+    logger: &Logger,
+    stats: &Arc<IcpServerStats>,
+    hit_only: &Arc<HitOnly>,
+) -> Result<Option<IcpServer>, String> {
+    let server = IcpServer::start(
+        Arc::clone(config),
+        Arc::clone(store),
+        logger.clone(),
+        Arc::clone(stats),
+        Arc::clone(hit_only),
+    )
+    .map_err(|e| {
+        let at = config
+            .icp_port
+            .location
+            .as_ref()
+            .map_or(String::new(), |l| format!("{l}: "));
+        format!("{at}{e}")
+    })?;
+    if let Some(s) = &server {
+        println!("cuttle: ICP on {}", s.local_addr());
+    }
+    Ok(server)
 }

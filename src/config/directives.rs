@@ -207,6 +207,7 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "http_port" => listen::parse_http_port(ctx, line),
         "icp_port" => port_setting(ctx, line, |c| &mut c.icp_port),
         "htcp_port" => port_setting(ctx, line, |c| &mut c.htcp_port),
+        "udp_incoming_address" => address_setting(ctx, line, |c| &mut c.udp_incoming_address),
         "mcast_groups" => mcast_groups(ctx, line),
         "cache_peer" => peer::parse_cache_peer(ctx, line),
         "cache_peer_access" => peer::parse_cache_peer_access(ctx, line),
@@ -325,6 +326,7 @@ fn is_typed(name: &str) -> bool {
         "http_port",
         "icp_port",
         "htcp_port",
+        "udp_incoming_address",
         "mcast_groups",
         "cache_peer",
         "cache_peer_access",
@@ -563,6 +565,35 @@ fn hostname_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<Option<Stri
     *field(&mut ctx.config) = Setting::at(Some(word.text.clone()), line.location.clone());
 }
 
+/// An address directive (`udp_incoming_address`): an IP literal; the
+/// unspecified address (`0.0.0.0`, `::`) or Squid's `any_addr` means every
+/// address, `None`. Squid would also resolve a host name; cuttle asks for
+/// the address itself.
+fn address_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<Option<std::net::IpAddr>>) {
+    let Some(args) = args_between(ctx, line, 1) else {
+        return;
+    };
+    let Some(word) = args.first() else { return };
+    if word.text == "any_addr" {
+        *field(&mut ctx.config) = Setting::at(None, line.location.clone());
+        return;
+    }
+    match word.text.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            let value = (!ip.is_unspecified()).then_some(ip);
+            *field(&mut ctx.config) = Setting::at(value, line.location.clone());
+        }
+        Err(_) => ctx.error(
+            &line.location,
+            format!(
+                "{}: \"{}\" is not an IP address (cuttle does not resolve host names here)",
+                line.name(),
+                word.text
+            ),
+        ),
+    }
+}
+
 fn mcast_groups(ctx: &mut Ctx<'_, '_>, line: &Line) {
     if line.args().is_empty() {
         ctx.error(&line.location, "mcast_groups: missing address".into());
@@ -678,6 +709,25 @@ mod tests {
             c.mcast_groups[0].value,
             "239.128.16.128".parse::<std::net::IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn udp_incoming_address_is_an_ip_or_any() {
+        let l = load("udp_incoming_address 127.0.2.2\n");
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        assert_eq!(
+            l.config.udp_incoming_address.value,
+            Some("127.0.2.2".parse().unwrap())
+        );
+        for any in ["0.0.0.0", "any_addr", "::"] {
+            let l = load(&format!("udp_incoming_address {any}\n"));
+            assert!(!l.has_errors(), "{any}: {:?}", l.diagnostics);
+            assert_eq!(l.config.udp_incoming_address.value, None, "{any}");
+            assert!(l.config.udp_incoming_address.is_set());
+        }
+        let l = load("udp_incoming_address cache.example\n");
+        assert!(l.has_errors());
+        assert!(!l.config.udp_incoming_address.is_set());
     }
 
     #[test]

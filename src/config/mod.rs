@@ -202,6 +202,9 @@ pub struct Config {
     pub icp_port: Setting<u16>,
     /// 0 = HTCP disabled (Squid's default).
     pub htcp_port: Setting<u16>,
+    /// `udp_incoming_address`: where the ICP (and HTCP) sockets listen;
+    /// `None` = every address (Squid's default).
+    pub udp_incoming_address: Setting<Option<std::net::IpAddr>>,
     pub mcast_groups: Vec<Located<std::net::IpAddr>>,
 
     // -- neighbours
@@ -279,6 +282,7 @@ impl Default for Config {
             http_ports: Vec::new(),
             icp_port: Setting::default_value(0),
             htcp_port: Setting::default_value(0),
+            udp_incoming_address: Setting::default_value(None),
             mcast_groups: Vec::new(),
             cache_peers: Vec::new(),
             icp_query_timeout: Setting::default_value(Duration::ZERO),

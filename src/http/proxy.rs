@@ -225,6 +225,9 @@ struct Txn {
     /// What the ACLs of `access_log` lines look at; `None` when no line
     /// has ACLs (the common case costs nothing).
     log_scope: Option<Box<LogScope>>,
+    /// `miss_access` refuses this client: whatever would be forwarded
+    /// (a miss, a revalidation, another method, a tunnel) gets a 403.
+    miss_denied: bool,
 }
 
 /// The request as an `access_log` line's ACLs see it.
@@ -267,6 +270,7 @@ impl Txn {
             result: ResultCode::new(ResultTag::None),
             hierarchy: Hierarchy::none(),
             log_scope,
+            miss_denied: false,
         }
     }
 
@@ -371,6 +375,12 @@ impl Proxy {
         let (status, mut headers, body) = errors::page(kind, &txn.url, detail, &self.name);
         self.cache_status(&mut headers, false, None);
         self.respond(txn, status, headers, ProxyBody::full(body))
+    }
+
+    /// `miss_access` said no: Squid's 403 ERR_FORWARDING_DENIED, logged
+    /// with the transaction's tag (TCP_MISS/403 for a miss, HIER_NONE/-).
+    fn forwarding_denied(&self, txn: Txn) -> Response<ClientBody> {
+        self.error(txn, ErrorKind::ForwardingDenied, "denied by miss_access")
     }
 
     fn fetch_error(&self, txn: Txn, e: &FetchError) -> Response<ClientBody> {
@@ -536,7 +546,7 @@ pub async fn handle(
             return proxy.error(txn, ErrorKind::InvalidUrl, &e.0);
         }
     };
-    let txn = Txn::new(&proxy, &conn, &method, target.url.clone(), Some(&target));
+    let mut txn = Txn::new(&proxy, &conn, &method, target.url.clone(), Some(&target));
     let config = Arc::clone(&proxy.config);
     if !allowed(&config, &config.http_access, &conn, &method, &target).await {
         return proxy.error(
@@ -545,6 +555,7 @@ pub async fn handle(
             "denied by http_access",
         );
     }
+    txn.miss_denied = miss_denied(&config, &conn, &method, &target);
     if method == Method::CONNECT {
         return tunnel(proxy, txn, target, req).await;
     }
@@ -602,6 +613,31 @@ async fn allowed(
     }
 }
 
+/// `miss_access` (Squid checks it, without DNS, whenever a request would be
+/// forwarded; no rules = allow): true when it refuses this client. So
+/// siblings get hits but cannot use us as a parent for their misses.
+fn miss_denied(config: &Config, conn: &ConnInfo, method: &Method, target: &Target) -> bool {
+    if config.miss_access.is_empty() {
+        return false;
+    }
+    let req = access::Request {
+        client: conn.client.ip(),
+        method: method.as_str(),
+        scheme: &target.scheme,
+        host: &target.host,
+        port: target.port,
+        path: &target.path_and_query,
+        url: &target.url,
+        local_ip: Some(conn.local.ip()),
+        local_port: conn.local.port(),
+        port_name: &conn.port_name,
+        dst_addrs: None,
+    };
+    !access::check(&config.miss_access, config, &req)
+        .or_if_no_rules(access::Verdict::Allow)
+        .allowed()
+}
+
 /// CONNECT: connect to the target, answer 200, then copy bytes both ways.
 async fn tunnel(
     proxy: Arc<Proxy>,
@@ -609,6 +645,9 @@ async fn tunnel(
     target: Target,
     req: Request<Incoming>,
 ) -> Response<ClientBody> {
+    if txn.miss_denied {
+        return proxy.forwarding_denied(txn.with(ResultTag::TcpTunnel));
+    }
     let (mut server, addr) = match proxy.upstream.connect_tcp(&target.host, target.port).await {
         Ok(s) => s,
         Err(e) => return proxy.fetch_error(txn.with(ResultTag::TcpTunnel), &e),
@@ -702,6 +741,9 @@ async fn forward(
     target: Target,
     req: Request<Incoming>,
 ) -> Response<ClientBody> {
+    if txn.miss_denied {
+        return proxy.forwarding_denied(txn.with(ResultTag::TcpMiss));
+    }
     let (parts, body) = req.into_parts();
     let upstream_req = proxy.upstream_request(
         &parts.method,
@@ -927,6 +969,9 @@ async fn cached(
                         "forwarding loop detected",
                     );
                 }
+                if txn.miss_denied {
+                    return proxy.forwarding_denied(txn.with(ResultTag::TcpMiss));
+                }
                 return revalidate(
                     proxy, txn, target, parts, found, validators, directives, rule,
                 )
@@ -948,6 +993,9 @@ async fn cached(
     }
     if looped {
         return proxy.error(txn, ErrorKind::AccessDenied, "forwarding loop detected");
+    }
+    if txn.miss_denied {
+        return proxy.forwarding_denied(txn);
     }
     if parts.method == Method::HEAD {
         // HEAD misses are forwarded as HEAD and not stored.

@@ -4,3 +4,5 @@
 //!
 //! Layer 4 of DESIGN.md: it uses config, access, access_log, store,
 //! caching and upstream, never http.
+
+pub mod icp_server;

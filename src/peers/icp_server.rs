@@ -1,0 +1,1070 @@
+//! The ICP responder: answers peers' ICP queries on `icp_port` the way a
+//! Squid 5.7 sibling does (squid-spec 1.1-1.5, 1.11-1.13), so a Squid can
+//! use cuttle as an ICP `cache_peer`.
+//!
+//! One OS thread owns the UDP socket: receive, decide, reply from the same
+//! socket (Squid accepts replies only from the port on its `cache_peer`
+//! line), log. The decision reads the store's in-RAM index only
+//! ([`Store::peek`]) and never waits on disk or the network.
+//!
+//! What a query gets (first that applies):
+//!
+//! | case | answer |
+//! |---|---|
+//! | shorter than the header, length field ≠ datagram size, unknown opcode or version | nothing (counted) |
+//! | not a QUERY (a reply, HIT_OBJ, SECHO, ...) | nothing: never answer a reply (counted) |
+//! | QUERY whose URL is missing, unterminated or has a NUL inside | ERR with an empty URL (Squid ≥ 7.5) |
+//! | URL with whitespace or other bytes outside printable ASCII | ERR with the URL %-escaped |
+//! | URL that is not an absolute `scheme://host[:port]/path` | ERR with the URL |
+//! | `icp_access` refuses the sender (no rules: deny) | DENIED |
+//! | GET object cached and fresh 30 s from now (any age with `icp_hit_stale on`) | HIT |
+//! | hit-only mode ([`HitOnly`]) | MISS_NOFETCH |
+//! | otherwise | MISS |
+//!
+//! Replies are version 2, echo the reqnum and the query's URL byte for byte
+//! and carry no options (cuttle has no NetDB for SRC_RTT). HIT_OBJ is never
+//! sent. Squid's "cutoff" (silence towards a sender that gets more than
+//! 95 % DENIED) is not implemented: such a sender keeps getting DENIED.
+//!
+//! Freshness from the index alone: `Times::expires` is the expiry computed
+//! with the refresh_pattern in force when the object was stored. Squid
+//! re-evaluates its refresh rules on the entry; the index cannot, so a
+//! refresh_pattern changed since the object was stored is not seen until
+//! it is stored again. A Vary marker carries its variant's times and is
+//! answered from them (Squid answers from its own marker object, which is
+//! fresh for 100000 s: a HIT either way while the variant is fresh).
+
+use std::borrow::Cow;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cuttle_protocol::icp::{self, Body, Message, Opcode, Options, Version};
+use cuttle_protocol::key::{store_key, Method as KeyMethod};
+use cuttle_protocol::{ErrorKind, Text};
+
+use crate::access::{self, Verdict};
+use crate::access_log::{Entry, Hierarchy, Logger, ResultCode, ResultTag};
+use crate::caching::is_fresh;
+use crate::config::Config;
+use crate::store::{Key, Store, Times};
+
+/// Squid's `refreshCheckICP` margin: a HIT must stay fresh this much longer
+/// (the querier fetches it next).
+pub const HIT_FRESH_MARGIN_SECS: u64 = 30;
+
+/// How often the receive loop looks at the stop flag when idle.
+const IDLE_TICK: Duration = Duration::from_millis(100);
+
+/// Opcodes are bytes; Squid counts replies in an array bounded by ICP_END (24).
+const OPCODE_SLOTS: usize = 24;
+
+/// Counters of the responder (Squid's `icp.*` in mgr:counters, responder
+/// side). Shared: they outlive a rebind on reload.
+#[derive(Debug)]
+pub struct IcpServerStats {
+    /// Datagrams received (`icp.pkts_recv`).
+    pub pkts_recv: AtomicU64,
+    /// Bytes received (`icp.kbytes_recv` × 1024).
+    pub bytes_recv: AtomicU64,
+    /// QUERY datagrams received, answered or not (`icp.queries_recv`).
+    pub queries_recv: AtomicU64,
+    /// Bytes of those queries (`icp.q_kbytes_recv` × 1024).
+    pub query_bytes_recv: AtomicU64,
+    /// Replies sent (`icp.replies_sent`, `icp.pkts_sent` for a responder).
+    pub replies_sent: AtomicU64,
+    /// Bytes of those replies (`icp.r_kbytes_sent` × 1024).
+    pub reply_bytes_sent: AtomicU64,
+    /// Replies sent, by opcode (index = opcode number).
+    pub replies_by_opcode: [AtomicU64; OPCODE_SLOTS],
+    /// Datagrams dropped unanswered because they are malformed: shorter
+    /// than the header, wrong length field, unknown opcode or version.
+    pub malformed: AtomicU64,
+    /// Datagrams dropped because they are not queries (replies, HIT_OBJ,
+    /// SECHO, DECHO...): a responder never answers a reply.
+    pub not_queries: AtomicU64,
+    /// Replies the kernel refused to send (Squid's `replies_dropped`).
+    pub send_errors: AtomicU64,
+    /// Receive errors other than timeouts.
+    pub recv_errors: AtomicU64,
+}
+
+impl Default for IcpServerStats {
+    fn default() -> Self {
+        IcpServerStats {
+            pkts_recv: AtomicU64::new(0),
+            bytes_recv: AtomicU64::new(0),
+            queries_recv: AtomicU64::new(0),
+            query_bytes_recv: AtomicU64::new(0),
+            replies_sent: AtomicU64::new(0),
+            reply_bytes_sent: AtomicU64::new(0),
+            replies_by_opcode: std::array::from_fn(|_| AtomicU64::new(0)),
+            malformed: AtomicU64::new(0),
+            not_queries: AtomicU64::new(0),
+            send_errors: AtomicU64::new(0),
+            recv_errors: AtomicU64::new(0),
+        }
+    }
+}
+
+impl IcpServerStats {
+    /// Replies sent with `opcode`.
+    pub fn replies(&self, opcode: Opcode) -> u64 {
+        self.replies_by_opcode
+            .get(opcode as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// Squid's "hit-only mode": while set, misses are answered MISS_NOFETCH
+/// (we would not fetch for the peer now: offline, or upstream known to be
+/// failing). Whoever knows (the fetch path's failure ratio, an operator)
+/// sets it; the responder only reads it.
+#[derive(Debug, Default)]
+pub struct HitOnly {
+    /// Unix seconds until which misses are MISS_NOFETCH; 0 = off.
+    until: AtomicU64,
+}
+
+impl HitOnly {
+    /// Answer misses with MISS_NOFETCH until `unix_secs` (0 turns it off).
+    pub fn set_until(&self, unix_secs: u64) {
+        self.until.store(unix_secs, Ordering::Relaxed);
+    }
+
+    pub fn is_on(&self, now: u64) -> bool {
+        now < self.until.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a datagram got no reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Shorter than the header, wrong length field, unknown opcode/version.
+    Malformed,
+    /// Not a QUERY: never answered.
+    NotAQuery,
+}
+
+/// What to send back for one query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply<'d> {
+    pub opcode: Opcode,
+    pub reqnum: u32,
+    /// The URL the reply carries: the query's as received, or for ERR the
+    /// escaped or empty one Squid sends.
+    pub url: Cow<'d, [u8]>,
+    /// The query was a QUERY with a usable URL (what the log line's ACLs
+    /// can look at); false for ERR.
+    pub well_formed: bool,
+}
+
+impl Reply<'_> {
+    /// The reply datagram, appended to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), cuttle_protocol::Error> {
+        let body =
+            Body::url_only(self.opcode, Text(&self.url)).unwrap_or(Body::Err { url: Text(b"") });
+        Message {
+            version: Version::V2,
+            reqnum: self.reqnum,
+            options: Options::default(),
+            option_data: 0,
+            sender: Ipv4Addr::UNSPECIFIED,
+            body,
+        }
+        .encode(out)
+    }
+
+    /// The access.log result tag (squid-spec 1.11).
+    pub fn log_tag(&self) -> ResultTag {
+        match self.opcode {
+            Opcode::Hit => ResultTag::UdpHit,
+            Opcode::Miss => ResultTag::UdpMiss,
+            Opcode::MissNoFetch => ResultTag::UdpMissNofetch,
+            Opcode::Denied => ResultTag::UdpDenied,
+            _ => ResultTag::UdpInvalid,
+        }
+    }
+}
+
+/// The decision for one datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision<'d> {
+    Reply(Reply<'d>),
+    Drop(Dropped),
+}
+
+/// What the decision may look at besides the datagram.
+pub struct Facts<'a> {
+    pub config: &'a Config,
+    /// Unix seconds.
+    pub now: u64,
+    pub hit_only: bool,
+}
+
+/// Decides the answer to `datagram` from `from`. `peek` is the store's
+/// index lookup (times of the entry under a key). Pure: no I/O.
+pub fn decide<'d>(
+    datagram: &'d [u8],
+    from: IpAddr,
+    facts: &Facts<'_>,
+    peek: impl Fn(&Key) -> Option<Times>,
+) -> Decision<'d> {
+    let query = match icp::parse(datagram) {
+        Ok(m) => m,
+        Err(e) => return undecodable(datagram, e.kind),
+    };
+    let Body::Query { url, .. } = query.body else {
+        return Decision::Drop(Dropped::NotAQuery);
+    };
+    let reqnum = query.reqnum;
+    let url = url.as_bytes();
+    let err = |url: Cow<'d, [u8]>| {
+        Decision::Reply(Reply {
+            opcode: Opcode::Err,
+            reqnum,
+            url,
+            well_formed: false,
+        })
+    };
+    if url.is_empty() {
+        return err(Cow::Borrowed(url));
+    }
+    if url.iter().any(|&b| !(0x21..0x7f).contains(&b)) {
+        return err(Cow::Owned(escape_url(url)));
+    }
+    // Printable ASCII: valid UTF-8.
+    let Ok(text) = std::str::from_utf8(url) else {
+        return err(Cow::Owned(escape_url(url)));
+    };
+    let Some(parts) = UrlParts::split(text) else {
+        return err(Cow::Borrowed(url));
+    };
+    let reply = |opcode| {
+        Decision::Reply(Reply {
+            opcode,
+            reqnum,
+            url: Cow::Borrowed(url),
+            well_formed: true,
+        })
+    };
+    let allowed = access::check(
+        &facts.config.icp_access,
+        facts.config,
+        &parts.request(from, text),
+    )
+    .or_if_no_rules(Verdict::Deny)
+    .allowed();
+    if !allowed {
+        return reply(Opcode::Denied);
+    }
+    if let Some(times) = peek(&store_key(KeyMethod::Get, url)) {
+        if facts.config.icp_hit_stale.value
+            || is_fresh(&times, facts.now.saturating_add(HIT_FRESH_MARGIN_SECS))
+        {
+            return reply(Opcode::Hit);
+        }
+    }
+    if facts.hit_only {
+        return reply(Opcode::MissNoFetch);
+    }
+    reply(Opcode::Miss)
+}
+
+/// A datagram `icp::parse` refused: a QUERY whose header is sound but whose
+/// URL is not (missing, unterminated, NUL inside, too long) gets ERR with an
+/// empty URL, as Squid ≥ 7.5 answers; anything else is dropped.
+fn undecodable(datagram: &[u8], kind: ErrorKind) -> Decision<'_> {
+    let header_sound = datagram.len() >= icp::HEADER_LEN
+        && !matches!(
+            kind,
+            ErrorKind::LengthMismatch { .. }
+                | ErrorKind::UnknownOpcode(_)
+                | ErrorKind::UnknownVersion(_)
+        );
+    if !header_sound {
+        return Decision::Drop(Dropped::Malformed);
+    }
+    if datagram[0] != Opcode::Query as u8 {
+        return Decision::Drop(Dropped::NotAQuery);
+    }
+    let reqnum = u32::from_be_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]);
+    Decision::Reply(Reply {
+        opcode: Opcode::Err,
+        reqnum,
+        url: Cow::Borrowed(b""),
+        well_formed: false,
+    })
+}
+
+/// Squid's rfc1738 escaping of an unusable URL: controls, space, bytes
+/// above 0x7e and the RFC 1738 "unsafe" characters become `%XX`.
+pub fn escape_url(url: &[u8]) -> Vec<u8> {
+    const UNSAFE: &[u8] = b" \"#%<>{}|\\^~[]`'";
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = Vec::with_capacity(url.len() + 16);
+    for &b in url {
+        if b <= 0x20 || b >= 0x7f || UNSAFE.contains(&b) {
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        } else {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// An absolute URL cut into what an access check looks at. Borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UrlParts<'u> {
+    pub scheme: &'u str,
+    /// As written (the access check folds case); IPv6 in brackets.
+    pub host: &'u str,
+    /// The URL's port, or the scheme's default (0 when it has none).
+    pub port: u16,
+    /// Path and query; `/` when the URL has none.
+    pub path: &'u str,
+}
+
+impl<'u> UrlParts<'u> {
+    /// `scheme://[user@]host[:port][/path]`, as Squid's URL parser takes a
+    /// request-target; `None` for anything else (relative URLs, an empty or
+    /// malformed host, a bad port).
+    pub fn split(url: &'u str) -> Option<UrlParts<'u>> {
+        let (scheme, rest) = url.split_once("://")?;
+        let mut chars = scheme.bytes();
+        let scheme_ok = chars.next().is_some_and(|b| b.is_ascii_alphabetic())
+            && chars.all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.');
+        if !scheme_ok {
+            return None;
+        }
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(end);
+        let path = if path.is_empty() { "/" } else { path };
+        let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let (host, port_text) = if let Some(v6) = hostport.strip_prefix('[') {
+            let close = v6.find(']')?;
+            let inside = &v6[..close];
+            if inside.is_empty()
+                || !inside
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            {
+                return None;
+            }
+            let after = &v6[close + 1..];
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':')?),
+            };
+            (&hostport[..close + 2], port)
+        } else {
+            match hostport.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        let host_ok = !host.is_empty()
+            && (host.starts_with('[')
+                || host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'));
+        if !host_ok {
+            return None;
+        }
+        let default = access::default_port(scheme).unwrap_or(0);
+        let port = match port_text {
+            None | Some("") => default,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => return None,
+            },
+        };
+        Some(UrlParts {
+            scheme,
+            host,
+            port,
+            path,
+        })
+    }
+
+    /// Squid's checklist for an ICP query: a GET of the URL from the peer.
+    pub fn request(&self, from: IpAddr, url: &'u str) -> access::Request<'u> {
+        access::Request {
+            client: from,
+            method: "GET",
+            scheme: self.scheme,
+            host: self.host,
+            port: self.port,
+            path: self.path,
+            url,
+            local_ip: None,
+            local_port: 0,
+            port_name: "",
+            dst_addrs: None,
+        }
+    }
+}
+
+/// The squid.conf view the responder thread reads; swapped on reload.
+struct Settings {
+    config: Arc<Config>,
+    logger: Logger,
+}
+
+struct Shared {
+    settings: Mutex<Arc<Settings>>,
+    /// Bumped on every swap, so the thread re-reads `settings` only then.
+    generation: AtomicU64,
+    stop: AtomicBool,
+    store: Arc<Store>,
+    stats: Arc<IcpServerStats>,
+    hit_only: Arc<HitOnly>,
+}
+
+/// A running responder; stopped when dropped.
+pub struct IcpServer {
+    local: SocketAddr,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Where the ICP socket listens for `config`: `udp_incoming_address` (else
+/// every IPv4 address) and `icp_port`; `None` when `icp_port` is 0.
+pub fn listen_addr(config: &Config) -> Option<SocketAddr> {
+    let port = config.icp_port.value;
+    (port != 0).then(|| {
+        let ip = config
+            .udp_incoming_address
+            .value
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        SocketAddr::new(ip, port)
+    })
+}
+
+impl IcpServer {
+    /// Binds [`listen_addr`] and starts answering; `Ok(None)` when ICP is
+    /// off (`icp_port 0`).
+    pub fn start(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        logger: Logger,
+        stats: Arc<IcpServerStats>,
+        hit_only: Arc<HitOnly>,
+    ) -> io::Result<Option<IcpServer>> {
+        let Some(addr) = listen_addr(&config) else {
+            return Ok(None);
+        };
+        let socket = UdpSocket::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind ICP on {addr}: {e}")))?;
+        socket.set_read_timeout(Some(IDLE_TICK))?;
+        let local = socket.local_addr()?;
+        let shared = Arc::new(Shared {
+            settings: Mutex::new(Arc::new(Settings { config, logger })),
+            generation: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            store,
+            stats,
+            hit_only,
+        });
+        let thread = std::thread::Builder::new()
+            .name("cuttle-icp".into())
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || serve(&socket, local, &shared)
+            })?;
+        Ok(Some(IcpServer {
+            local,
+            shared,
+            thread: Some(thread),
+        }))
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Answers with `config` (icp_access, icp_hit_stale, log_icp_queries)
+    /// and logs to `logger` from the next datagram on. The socket stays:
+    /// rebind by stopping and starting when [`listen_addr`] changed.
+    pub fn reconfigure(&self, config: Arc<Config>, logger: Logger) {
+        let mut settings = self
+            .shared
+            .settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *settings = Arc::new(Settings { config, logger });
+        self.shared.generation.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn stats(&self) -> &Arc<IcpServerStats> {
+        &self.shared.stats
+    }
+
+    /// Stops the thread (within [`IDLE_TICK`]) and closes the socket.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("the ICP responder thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for IcpServer {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The responder loop: one datagram at a time, blocking receive with a
+/// short timeout so the stop flag is seen.
+fn serve(socket: &UdpSocket, local: SocketAddr, shared: &Shared) {
+    // One byte more than ICP allows, so an oversized datagram shows as such.
+    let mut datagram = vec![0u8; icp::MAX_DATAGRAM + 1];
+    let mut out = Vec::with_capacity(icp::MAX_DATAGRAM);
+    let mut seen_generation = shared.generation.load(Ordering::Acquire);
+    let mut settings = current(shared);
+    let stats = &shared.stats;
+    while !shared.stop.load(Ordering::Acquire) {
+        let (len, from) = match socket.recv_from(&mut datagram) {
+            Ok(got) => got,
+            Err(e) if is_transient(&e) => continue,
+            Err(e) => {
+                stats.recv_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("ICP receive failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        if from == local {
+            // Our own datagram (a loop): never answer it.
+            continue;
+        }
+        let generation = shared.generation.load(Ordering::Acquire);
+        if generation != seen_generation {
+            seen_generation = generation;
+            settings = current(shared);
+        }
+        answer(socket, &datagram[..len], from, &settings, shared, &mut out);
+    }
+}
+
+fn current(shared: &Shared) -> Arc<Settings> {
+    Arc::clone(&shared.settings.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Decides, replies and logs one datagram.
+fn answer(
+    socket: &UdpSocket,
+    datagram: &[u8],
+    from: SocketAddr,
+    settings: &Settings,
+    shared: &Shared,
+    out: &mut Vec<u8>,
+) {
+    let stats = &shared.stats;
+    let len = datagram.len() as u64;
+    stats.pkts_recv.fetch_add(1, Ordering::Relaxed);
+    stats.bytes_recv.fetch_add(len, Ordering::Relaxed);
+    if datagram.first() == Some(&(Opcode::Query as u8)) {
+        stats.queries_recv.fetch_add(1, Ordering::Relaxed);
+        stats.query_bytes_recv.fetch_add(len, Ordering::Relaxed);
+    }
+    let config = &*settings.config;
+    let now = unix_now();
+    let facts = Facts {
+        config,
+        now,
+        hit_only: shared.hit_only.is_on(now),
+    };
+    let client = canonical_ip(from.ip());
+    let reply = match decide(datagram, client, &facts, |key| {
+        shared.store.peek(key).map(|s| s.times)
+    }) {
+        Decision::Reply(r) => r,
+        Decision::Drop(why) => {
+            let counter = match why {
+                Dropped::Malformed => &stats.malformed,
+                Dropped::NotAQuery => &stats.not_queries,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%from, ?why, "ICP datagram dropped");
+            return;
+        }
+    };
+    out.clear();
+    if let Err(e) = reply.encode(out) {
+        // Unreachable: the URL came out of a datagram of legal size.
+        stats.send_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%from, "ICP reply not encodable: {e}");
+        return;
+    }
+    match socket.send_to(out, from) {
+        Ok(_) => {
+            stats.replies_sent.fetch_add(1, Ordering::Relaxed);
+            stats
+                .reply_bytes_sent
+                .fetch_add(out.len() as u64, Ordering::Relaxed);
+            if let Some(c) = stats.replies_by_opcode.get(reply.opcode as usize) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Err(e) => {
+            // Squid queues once and then drops; a datagram socket that
+            // refuses now is full or the peer is gone: drop and count.
+            stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%from, "ICP reply not sent: {e}");
+            return;
+        }
+    }
+    if config.log_icp_queries.value {
+        log(settings, &reply, client, out.len() as u64);
+    }
+}
+
+/// An IPv4-mapped IPv6 sender is the IPv4 address (ACLs and logs).
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// One access.log line per reply sent (squid-spec 1.11): status 000, size =
+/// reply datagram length, method ICP_QUERY, elapsed 0, HIER_NONE/-.
+fn log(settings: &Settings, reply: &Reply<'_>, client: IpAddr, size: u64) {
+    if settings.logger.is_disabled() {
+        return;
+    }
+    let url = String::from_utf8_lossy(&reply.url).into_owned();
+    let entry = Entry {
+        end: SystemTime::now(),
+        elapsed: Duration::ZERO,
+        client: Some(client),
+        result: ResultCode::new(reply.log_tag()),
+        status: 0,
+        size,
+        method: "ICP_QUERY".into(),
+        url,
+        user: None,
+        hierarchy: Hierarchy::none(),
+        content_type: None,
+    };
+    let config = &*settings.config;
+    settings.logger.log_if(&entry, |acls| {
+        // An ERR has no request: only the sender's address can match.
+        let parts = reply
+            .well_formed
+            .then(|| UrlParts::split(&entry.url))
+            .flatten()
+            .unwrap_or(UrlParts {
+                scheme: "",
+                host: "",
+                port: 0,
+                path: "",
+            });
+        access::matches_all(acls, config, &parts.request(client, &entry.url))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, LoadOptions};
+
+    const URL: &[u8] = b"http://127.0.0.1:18080/obj/5k";
+
+    fn config(text: &str) -> Config {
+        let loaded = load_str(text, "t.conf", &LoadOptions::default());
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        loaded.config
+    }
+
+    fn allow_all() -> Config {
+        config("icp_access allow all\n")
+    }
+
+    fn query(reqnum: u32, url: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Message::query(reqnum, url).encode(&mut out).unwrap();
+        out
+    }
+
+    fn from() -> IpAddr {
+        "127.0.2.9".parse().unwrap()
+    }
+
+    const NOW: u64 = 1_800_000_000;
+
+    /// The store holds `URL` (GET key) with these times.
+    fn stored(times: Times) -> impl Fn(&Key) -> Option<Times> {
+        let key = store_key(KeyMethod::Get, URL);
+        move |k| (*k == key).then_some(times)
+    }
+
+    fn expiring_in(secs: i64) -> Times {
+        Times {
+            date: (NOW - 100) as u32,
+            expires: (NOW as i64 + secs) as u32,
+            last_modified: 0,
+        }
+    }
+
+    fn decide_with(
+        datagram: &[u8],
+        config: &Config,
+        hit_only: bool,
+        peek: impl Fn(&Key) -> Option<Times>,
+    ) -> Decision<'static> {
+        let facts = Facts {
+            config,
+            now: NOW,
+            hit_only,
+        };
+        match decide(datagram, from(), &facts, peek) {
+            Decision::Reply(r) => Decision::Reply(Reply {
+                url: Cow::Owned(r.url.into_owned()),
+                ..r
+            }),
+            Decision::Drop(d) => Decision::Drop(d),
+        }
+    }
+
+    fn opcode_of(d: &Decision<'_>) -> Option<Opcode> {
+        match d {
+            Decision::Reply(r) => Some(r.opcode),
+            Decision::Drop(_) => None,
+        }
+    }
+
+    #[test]
+    fn fresh_object_is_a_hit_and_the_reply_is_squids_bytes() {
+        let wire = query(1, URL);
+        let d = decide_with(&wire, &allow_all(), false, stored(expiring_in(3600)));
+        let Decision::Reply(r) = d else {
+            panic!("no reply")
+        };
+        assert_eq!((r.opcode, r.reqnum, &*r.url), (Opcode::Hit, 1, URL));
+        let mut out = Vec::new();
+        r.encode(&mut out).unwrap();
+        // Byte for byte what Squid 5.7 sent for this query.
+        let squid: &[u8] = include_bytes!("../../fixtures/icp/v2-hit-squid57.bin");
+        assert_eq!(out, squid);
+    }
+
+    #[test]
+    fn must_stay_fresh_for_thirty_more_seconds() {
+        let c = allow_all();
+        let wire = query(2, URL);
+        let at = |secs| opcode_of(&decide_with(&wire, &c, false, stored(expiring_in(secs))));
+        assert_eq!(at(31), Some(Opcode::Hit));
+        assert_eq!(at(30), Some(Opcode::Miss));
+        assert_eq!(at(5), Some(Opcode::Miss));
+        assert_eq!(at(-10), Some(Opcode::Miss));
+    }
+
+    #[test]
+    fn icp_hit_stale_answers_hit_for_stale_objects() {
+        let c = config("icp_access allow all\nicp_hit_stale on\n");
+        let wire = query(3, URL);
+        let d = decide_with(&wire, &c, false, stored(expiring_in(-3600)));
+        assert_eq!(opcode_of(&d), Some(Opcode::Hit));
+        // Still a miss when nothing is stored.
+        let d = decide_with(&wire, &c, false, |_| None);
+        assert_eq!(opcode_of(&d), Some(Opcode::Miss));
+    }
+
+    #[test]
+    fn absent_object_is_a_miss_or_nofetch_in_hit_only_mode() {
+        let c = allow_all();
+        let wire = query(4, URL);
+        assert_eq!(
+            opcode_of(&decide_with(&wire, &c, false, |_| None)),
+            Some(Opcode::Miss)
+        );
+        assert_eq!(
+            opcode_of(&decide_with(&wire, &c, true, |_| None)),
+            Some(Opcode::MissNoFetch)
+        );
+        // Hit-only mode still answers hits.
+        assert_eq!(
+            opcode_of(&decide_with(&wire, &c, true, stored(expiring_in(600)))),
+            Some(Opcode::Hit)
+        );
+        let mut fixture = Vec::new();
+        let Decision::Reply(r) = decide_with(&query(1, URL), &c, false, |_| None) else {
+            panic!()
+        };
+        r.encode(&mut fixture).unwrap();
+        let squid: &[u8] = include_bytes!("../../fixtures/icp/v2-miss-squid57.bin");
+        // Squid's MISS fixture is for /obj/6k: compare all but the URL.
+        assert_eq!(fixture[..20], squid[..20]);
+    }
+
+    #[test]
+    fn icp_access_denies_with_denied_and_no_rules_deny_all() {
+        let wire = query(7, URL);
+        let d = decide_with(&wire, &config(""), false, stored(expiring_in(600)));
+        let Decision::Reply(r) = d else { panic!() };
+        assert_eq!(r.opcode, Opcode::Denied);
+        let mut out = Vec::new();
+        r.encode(&mut out).unwrap();
+        let squid: &[u8] = include_bytes!("../../fixtures/icp/v2-denied-squid57.bin");
+        assert_eq!(out, squid);
+
+        let c = config("acl sib src 127.0.2.0/24\nicp_access allow sib\nicp_access deny all\n");
+        assert_eq!(
+            opcode_of(&decide_with(&wire, &c, false, |_| None)),
+            Some(Opcode::Miss)
+        );
+        let c = config("acl sib src 10.0.0.0/8\nicp_access allow sib\nicp_access deny all\n");
+        assert_eq!(
+            opcode_of(&decide_with(&wire, &c, false, |_| None)),
+            Some(Opcode::Denied)
+        );
+        // ACLs on the URL work too (a GET of the queried URL).
+        let c = config(
+            "acl secret urlpath_regex ^/obj/\nicp_access deny secret\nicp_access allow all\n",
+        );
+        assert_eq!(
+            opcode_of(&decide_with(&wire, &c, false, |_| None)),
+            Some(Opcode::Denied)
+        );
+    }
+
+    #[test]
+    fn unusable_urls_get_err_like_squid() {
+        let c = allow_all();
+        let reply = |url: &[u8]| {
+            let Decision::Reply(r) = decide_with(&query(0x6d, url), &c, false, |_| None) else {
+                panic!("no reply for {url:?}")
+            };
+            let mut out = Vec::new();
+            r.encode(&mut out).unwrap();
+            (r, out)
+        };
+        let (r, out) = reply(b"not a url");
+        assert_eq!((r.opcode, &*r.url), (Opcode::Err, &b"not%20a%20url"[..]));
+        let squid: &[u8] = include_bytes!("../../fixtures/icp/v2-err-garbage-url-squid57.bin");
+        assert_eq!(out, squid);
+        assert_eq!(r.log_tag(), ResultTag::UdpInvalid);
+
+        let (r, out) = reply(b"/obj/19k");
+        assert_eq!((r.opcode, &*r.url), (Opcode::Err, &b"/obj/19k"[..]));
+        let squid: &[u8] = include_bytes!("../../fixtures/icp/v2-err-relative-url-squid57.bin");
+        assert_eq!(out[20..], squid[20..]);
+
+        let (r, out) = reply(b"");
+        assert_eq!((r.opcode, &*r.url), (Opcode::Err, &b""[..]));
+        let squid: &[u8] = include_bytes!("../../fixtures/icp/v2-err-empty-url-squid57.bin");
+        assert_eq!(out[20..], squid[20..]);
+        assert_eq!(out[..4], squid[..4]);
+
+        for bad in [
+            &b"http://"[..],
+            b"http://a b/",
+            b"http://h:99999/",
+            b"http://h:x/",
+            b"ht tp://h/",
+            b"http://[zz]/",
+        ] {
+            assert_eq!(
+                reply(bad).0.opcode,
+                Opcode::Err,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(
+            reply(b"http://h\x01/").0.url,
+            Cow::Borrowed(&b"http://h%01/"[..])
+        );
+    }
+
+    #[test]
+    fn a_query_without_a_usable_url_field_gets_err_with_an_empty_url() {
+        let c = allow_all();
+        let mut wire = query(0x1234_5678, b"http://a/");
+        let last = wire.len() - 1;
+        wire[last] = b'x'; // no NUL
+        let Decision::Reply(r) = decide_with(&wire, &c, false, |_| None) else {
+            panic!()
+        };
+        assert_eq!(
+            (r.opcode, r.reqnum, &*r.url),
+            (Opcode::Err, 0x1234_5678, &b""[..])
+        );
+        let mut inner = query(9, b"http://a/b");
+        inner[24 + 8] = 0; // a NUL inside
+        let d = decide_with(&inner, &c, false, |_| None);
+        assert!(matches!(
+            d,
+            Decision::Reply(Reply {
+                opcode: Opcode::Err,
+                reqnum: 9,
+                ..
+            })
+        ));
+        // No room for the requester field.
+        let mut short = query(5, b"")[..20].to_vec();
+        short[3] = 20;
+        let d = decide_with(&short, &c, false, |_| None);
+        assert!(matches!(
+            d,
+            Decision::Reply(Reply {
+                opcode: Opcode::Err,
+                reqnum: 5,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn malformed_datagrams_and_replies_are_dropped() {
+        let c = allow_all();
+        let mut wrong_len = query(1, URL);
+        wrong_len[3] += 1;
+        let mut bad_version = query(1, URL);
+        bad_version[1] = 9;
+        let mut bad_opcode = query(1, URL);
+        bad_opcode[0] = 99;
+        for (what, d) in [
+            ("too short", &[1u8, 2, 0][..]),
+            ("length", &wrong_len),
+            ("version", &bad_version),
+            ("opcode", &bad_opcode),
+        ] {
+            assert_eq!(
+                decide_with(d, &c, false, |_| None),
+                Decision::Drop(Dropped::Malformed),
+                "{what}"
+            );
+        }
+        // Replies (ours or anyone's) are never answered.
+        for fixture in [
+            &include_bytes!("../../fixtures/icp/v2-hit-squid57.bin")[..],
+            include_bytes!("../../fixtures/icp/v2-miss-squid57.bin"),
+            include_bytes!("../../fixtures/icp/v2-denied-squid57.bin"),
+            include_bytes!("../../fixtures/icp/v2-decho-squid57.bin"),
+            include_bytes!("../../fixtures/icp/v2-err-empty-url-squid57.bin"),
+        ] {
+            assert_eq!(
+                decide_with(fixture, &c, false, |_| None),
+                Decision::Drop(Dropped::NotAQuery)
+            );
+        }
+    }
+
+    #[test]
+    fn squid_queries_are_answered_never_with_hit_obj() {
+        let c = allow_all();
+        for fixture in [
+            &include_bytes!("../../fixtures/icp/v2-query-squid57.bin")[..],
+            include_bytes!("../../fixtures/icp/v2-query-src-rtt-squid57.bin"),
+            include_bytes!("../../fixtures/icp/v3-query-crafted.bin"),
+        ] {
+            let mut hit_obj_asked = fixture.to_vec();
+            hit_obj_asked[8] |= 0x80; // ICP_FLAG_HIT_OBJ
+            for wire in [fixture.to_vec(), hit_obj_asked] {
+                let Decision::Reply(r) = decide_with(&wire, &c, false, |_| Some(expiring_in(600)))
+                else {
+                    panic!()
+                };
+                assert_eq!(r.opcode, Opcode::Hit);
+                assert_eq!(
+                    r.reqnum,
+                    u32::from_be_bytes([wire[4], wire[5], wire[6], wire[7]])
+                );
+                let mut out = Vec::new();
+                r.encode(&mut out).unwrap();
+                assert_eq!(out[1], 2, "always version 2");
+                assert_eq!(&out[8..20], &[0; 12], "no options, no RTT, no address");
+                assert_eq!(&out[20..], &wire[24..], "the URL and its NUL, echoed");
+            }
+        }
+        // The v3 query's answer is Squid's, byte for byte but the URL/reqnum.
+        let squid: &[u8] =
+            include_bytes!("../../fixtures/icp/v2-hit-answer-to-v3-query-squid57.bin");
+        assert_eq!(squid[..2], [2, 2]);
+    }
+
+    #[test]
+    fn url_parts_follow_squid_request_targets() {
+        let p = UrlParts::split("http://Example.COM:8080/a/b?c").unwrap();
+        assert_eq!(
+            (p.scheme, p.host, p.port, p.path),
+            ("http", "Example.COM", 8080, "/a/b?c")
+        );
+        let p = UrlParts::split("https://h").unwrap();
+        assert_eq!((p.port, p.path), (443, "/"));
+        let p = UrlParts::split("http://u:pw@h:81/x").unwrap();
+        assert_eq!((p.host, p.port), ("h", 81));
+        let p = UrlParts::split("http://[::1]:3128/x").unwrap();
+        assert_eq!((p.host, p.port), ("[::1]", 3128));
+        let p = UrlParts::split("http://h?q").unwrap();
+        assert_eq!((p.host, p.path), ("h", "?q"));
+        for bad in [
+            "/x",
+            "h/x",
+            "://h/",
+            "1http://h/",
+            "http://:80/",
+            "http://h:0/",
+            "http://h:+80/",
+        ] {
+            assert!(UrlParts::split(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn escaping_matches_squids_rfc1738() {
+        assert_eq!(escape_url(b"not a url"), b"not%20a%20url");
+        assert_eq!(escape_url(b"a%b\"c\x7f\xc3"), b"a%25b%22c%7F%C3");
+        assert_eq!(escape_url(b"http://h/a-b_c.d"), b"http://h/a-b_c.d");
+    }
+
+    #[test]
+    fn hit_only_expires() {
+        let h = HitOnly::default();
+        assert!(!h.is_on(NOW));
+        h.set_until(NOW + 5);
+        assert!(h.is_on(NOW) && h.is_on(NOW + 4) && !h.is_on(NOW + 5));
+        h.set_until(0);
+        assert!(!h.is_on(NOW));
+    }
+
+    #[test]
+    fn listen_addr_follows_icp_port_and_udp_incoming_address() {
+        assert_eq!(listen_addr(&config("")), None);
+        assert_eq!(
+            listen_addr(&config("icp_port 3130\n")),
+            Some("0.0.0.0:3130".parse().unwrap())
+        );
+        assert_eq!(
+            listen_addr(&config("icp_port 3130\nudp_incoming_address 127.0.2.2\n")),
+            Some("127.0.2.2:3130".parse().unwrap())
+        );
+    }
+}
