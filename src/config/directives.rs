@@ -229,6 +229,8 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "prefer_direct" => onoff_setting(ctx, line, |c| &mut c.prefer_direct),
         "nonhierarchical_direct" => onoff_setting(ctx, line, |c| &mut c.nonhierarchical_direct),
         "digest_generation" => onoff_setting(ctx, line, |c| &mut c.digest_generation),
+        "udp_outgoing_address" => udp_outgoing_address(ctx, line),
+        "tcp_outgoing_address" => tcp_outgoing_address(ctx, line),
         "acl" => acl::parse_acl(ctx, line),
         "http_access" => access_rule(ctx, line, |c| &mut c.http_access),
         "icp_access" => access_rule(ctx, line, |c| &mut c.icp_access),
@@ -341,6 +343,8 @@ fn is_typed(name: &str) -> bool {
         "prefer_direct",
         "nonhierarchical_direct",
         "digest_generation",
+        "udp_outgoing_address",
+        "tcp_outgoing_address",
         "acl",
         "http_access",
         "icp_access",
@@ -561,6 +565,61 @@ fn hostname_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<Option<Stri
         return;
     }
     *field(&mut ctx.config) = Setting::at(Some(word.text.clone()), line.location.clone());
+}
+
+/// `udp_outgoing_address ADDR`; Squid's 255.255.255.255 means "not set".
+fn udp_outgoing_address(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    let Some(args) = args_between(ctx, line, 1) else {
+        return;
+    };
+    let Some(word) = args.first() else { return };
+    match word.text.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) if v4.is_broadcast() => {
+            ctx.config.udp_outgoing_address = Setting::at(None, line.location.clone());
+        }
+        Ok(ip) => ctx.config.udp_outgoing_address = Setting::at(Some(ip), line.location.clone()),
+        Err(_) => ctx.error(
+            &line.location,
+            format!(
+                "udp_outgoing_address: \"{}\" is not an IP address",
+                word.text
+            ),
+        ),
+    }
+}
+
+/// `tcp_outgoing_address ADDR [[!]acl ...]`.
+fn tcp_outgoing_address(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    let args = line.args();
+    let Some(word) = args.first() else {
+        ctx.error(
+            &line.location,
+            "tcp_outgoing_address: missing address".into(),
+        );
+        return;
+    };
+    let Ok(address) = word.text.parse::<std::net::IpAddr>() else {
+        ctx.error(
+            &line.location,
+            format!(
+                "tcp_outgoing_address: \"{}\" is not an IP address",
+                word.text
+            ),
+        );
+        return;
+    };
+    let Some(acls) = acl::parse_acl_refs(
+        ctx,
+        line,
+        "tcp_outgoing_address",
+        args.get(1..).unwrap_or(&[]),
+    ) else {
+        return;
+    };
+    ctx.config.tcp_outgoing_address.push(Located::new(
+        super::OutgoingAddress { address, acls },
+        line.location.clone(),
+    ));
 }
 
 fn mcast_groups(ctx: &mut Ctx<'_, '_>, line: &Line) {

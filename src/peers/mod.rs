@@ -4,3 +4,7 @@
 //!
 //! Layer 4 of DESIGN.md: it uses config, access, access_log, store,
 //! caching and upstream, never http.
+
+pub mod icp_client;
+pub mod select;
+pub mod table;
