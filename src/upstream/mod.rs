@@ -110,16 +110,19 @@ where
         port: u16,
         req: Request<B>,
     ) -> Result<(Response<PooledBody<B>>, SocketAddr), FetchError> {
-        self.send_from(host, port, None, req).await
+        self.send_from(host, port, None, None, req).await
     }
 
     /// [`Upstream::send`] from the local address `local`
-    /// (`tcp_outgoing_address`; `None` = the kernel's choice).
+    /// (`tcp_outgoing_address`; `None` = the kernel's choice), connecting
+    /// within `connect_timeout` (a peer's connect-timeout=; `None` = the
+    /// configured connect_timeout).
     pub async fn send_from(
         &self,
         host: &str,
         port: u16,
         local: Option<IpAddr>,
+        connect_timeout: Option<Duration>,
         req: Request<B>,
     ) -> Result<(Response<PooledBody<B>>, SocketAddr), FetchError> {
         let key = (host.to_ascii_lowercase(), port, local);
@@ -143,7 +146,8 @@ where
         let Some(req) = req else {
             return Err(FetchError::Read("request lost".into()));
         };
-        let (mut sender, addr) = self.connect(host, port, local).await?;
+        let timeout = connect_timeout.unwrap_or(self.timeouts.connect);
+        let (mut sender, addr) = self.connect(host, port, local, timeout).await?;
         let resp = tokio::time::timeout(self.timeouts.read, sender.send_request(req))
             .await
             .map_err(|_| FetchError::Timeout)?
@@ -234,10 +238,9 @@ where
         host: &str,
         port: u16,
         local: Option<IpAddr>,
+        timeout: Duration,
     ) -> Result<Sender<B>, FetchError> {
-        let (stream, addr) = self
-            .connect_tcp_from(host, port, local, self.timeouts.connect)
-            .await?;
+        let (stream, addr) = self.connect_tcp_from(host, port, local, timeout).await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
