@@ -593,16 +593,36 @@ impl Proxy {
                 *req.uri_mut() = uri;
             }
         }
-        if source.only_if_cached {
+        if source.absolute_form {
+            // As Squid toward any cache peer (squid-spec 3.6): `max-age` of
+            // the refresh_pattern unless the client set max-age or
+            // no-cache; `only-if-cached` to siblings.
             let headers = req.headers_mut();
-            let value = match headers
-                .get(header::CACHE_CONTROL)
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(cc) if !cc.trim().is_empty() => format!("{cc}, only-if-cached"),
-                _ => "only-if-cached".to_string(),
+            let current: Vec<String> = headers
+                .get_all(header::CACHE_CONTROL)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(|d| d.trim().to_string())
+                .filter(|d| !d.is_empty())
+                .collect();
+            let mut directives = current.clone();
+            let named = |d: &String, name: &str| {
+                d.split('=')
+                    .next()
+                    .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
             };
-            if let Ok(v) = HeaderValue::from_str(&value) {
+            if !current
+                .iter()
+                .any(|d| named(d, "max-age") || named(d, "no-cache"))
+            {
+                let max = Rule::for_url(&self.config, &route.url).max;
+                directives.push(format!("max-age={max}"));
+            }
+            if source.only_if_cached && !current.iter().any(|d| named(d, "only-if-cached")) {
+                directives.push("only-if-cached".to_string());
+            }
+            if let Ok(v) = HeaderValue::from_str(&directives.join(", ")) {
                 headers.insert(header::CACHE_CONTROL, v);
             }
         }
