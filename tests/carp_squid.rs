@@ -793,6 +793,11 @@ fn userhash_picks_the_same_parent_as_squid_for_every_user() {
     let squid_ip = Ipv4Addr::new(127, 0, 1, 7);
     let parents = start_parents(8);
     let proxy = SocketAddr::from((squid_ip, free_port(squid_ip)));
+    let helper = "/usr/lib/squid/basic_fake_auth";
+    assert!(
+        Path::new(helper).is_file(),
+        "{helper} not found: Debian's squid package ships it (apt-get install squid)"
+    );
     // basic_fake_auth accepts every user. `casesensitive` stays at its
     // default (off): Squid lower-cases Basic user names before hashing.
     let squid = Squid::start(
@@ -800,7 +805,8 @@ fn userhash_picks_the_same_parent_as_squid_for_every_user() {
         proxy,
         "userhash",
         &(peer_lines(&parents, |_| "userhash".to_string())
-            + "auth_param basic program /usr/lib/squid/basic_fake_auth\n\
+            + &format!("auth_param basic program {helper}\n")
+            + "\
                auth_param basic children 5 startup=1 idle=1\n\
                auth_param basic realm cuttle-carp-test\n\
                acl authenticated proxy_auth REQUIRED\n\
