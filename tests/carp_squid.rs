@@ -5,8 +5,11 @@
 //! with its own name and the request target it saw (Squid's canonical URL).
 //! For every request, `cuttle_protocol::carp` must pick the parent Squid
 //! picked, and Squid's access.log must say it chose by hash (`CARP/`,
-//! `USERHASH_PARENT/`, `SOURCEHASH_PARENT/`), never a fallback. Fails, never
-//! skips, when squid is missing (CI installs Debian's package).
+//! `USERHASH_PARENT/`, `SOURCEHASH_PARENT/`), never a fallback. Runs: plain
+//! CARP over 1,200 varied URLs, a different `carp-key=` per member, CARP
+//! with one parent dead (the running hash still passes through it), 1,000
+//! Basic-auth users, 30 client addresses. Fails, never skips, when squid
+//! is missing (CI installs Debian's package).
 
 mod support;
 
@@ -18,7 +21,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,28 +95,54 @@ struct Parent {
     addr: SocketAddr,
     /// Connections accepted, Squid's empty liveness probes included.
     accepted: Arc<AtomicUsize>,
+    /// Set by `stop`: the listener closes (connections are refused) and
+    /// open connections close without an answer.
+    stopped: Arc<AtomicBool>,
 }
 
 impl Parent {
     fn start(name: &'static str, ip: Ipv4Addr) -> Parent {
         let listener = TcpListener::bind((ip, 0)).expect("parent bind");
         let addr = listener.local_addr().expect("parent addr");
+        // Non-blocking accepts, so the loop notices `stopped` and drops
+        // (closes) the listening socket.
+        listener.set_nonblocking(true).expect("parent nonblocking");
         let accepted = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&accepted);
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (count, stop) = (Arc::clone(&accepted), Arc::clone(&stopped));
         std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                count.fetch_add(1, Ordering::SeqCst);
-                std::thread::spawn(move || Parent::serve(name, stream));
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let stop = Arc::clone(&stop);
+                        let _ = stream.set_nonblocking(false);
+                        std::thread::spawn(move || Parent::serve(name, stream, &stop));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
             }
         });
         Parent {
             name,
             addr,
             accepted,
+            stopped,
         }
     }
 
-    fn serve(name: &str, stream: TcpStream) {
+    /// Closes the parent: Squid's next connection to it is refused.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        // The accept loop polls every 2 ms; after this its socket is gone.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            assert!(Instant::now() < deadline, "{} still accepts", self.name);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn serve(name: &str, stream: TcpStream, stopped: &AtomicBool) {
         let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
         let Ok(reader) = stream.try_clone() else {
             return;
@@ -136,6 +165,9 @@ impl Parent {
                     break;
                 }
             }
+            if stopped.load(Ordering::SeqCst) {
+                return;
+            }
             // "GET <target> HTTP/1.1": the target may hold raw UTF-8.
             let target: Vec<u8> = request_line
                 .split(|&b| b == b' ')
@@ -144,12 +176,18 @@ impl Parent {
                 .unwrap_or_default();
             let mut body = format!("{name}\n").into_bytes();
             body.extend_from_slice(&target);
+            // Warm-ups close their connection: Squid logs the hierarchy code
+            // a pooled connection was opened with for every request that
+            // reuses it, so a connection opened by a warm-up's fallback
+            // (ANY_OLD_PARENT) must not serve the compared requests.
+            let warmup = target.windows(8).any(|w| w == b"/warmup/");
             let head = format!(
                 "HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Type: text/plain\r\n\
-                 Content-Length: {}\r\n\r\n",
-                body.len()
+                 Content-Length: {}\r\n{}\r\n",
+                body.len(),
+                if warmup { "Connection: close\r\n" } else { "" }
             );
-            if out.write_all(head.as_bytes()).is_err() || out.write_all(&body).is_err() {
+            if out.write_all(head.as_bytes()).is_err() || out.write_all(&body).is_err() || warmup {
                 return;
             }
         }
@@ -755,6 +793,11 @@ fn userhash_picks_the_same_parent_as_squid_for_every_user() {
     let squid_ip = Ipv4Addr::new(127, 0, 1, 7);
     let parents = start_parents(8);
     let proxy = SocketAddr::from((squid_ip, free_port(squid_ip)));
+    let helper = "/usr/lib/squid/basic_fake_auth";
+    assert!(
+        Path::new(helper).is_file(),
+        "{helper} not found: Debian's squid package ships it (apt-get install squid)"
+    );
     // basic_fake_auth accepts every user. `casesensitive` stays at its
     // default (off): Squid lower-cases Basic user names before hashing.
     let squid = Squid::start(
@@ -762,7 +805,8 @@ fn userhash_picks_the_same_parent_as_squid_for_every_user() {
         proxy,
         "userhash",
         &(peer_lines(&parents, |_| "userhash".to_string())
-            + "auth_param basic program /usr/lib/squid/basic_fake_auth\n\
+            + &format!("auth_param basic program {helper}\n")
+            + "\
                auth_param basic children 5 startup=1 idle=1\n\
                auth_param basic realm cuttle-carp-test\n\
                acl authenticated proxy_auth REQUIRED\n\
@@ -978,6 +1022,93 @@ fn carp_key_picks_the_same_parent_as_squid() {
     assert_logged_as(&squid, "CARP", "http://", &parents, &served, requests.len());
     eprintln!(
         "carp-key: {} URLs, 0 mismatches, per parent {served:?}, {:?}",
+        requests.len(),
+        started.elapsed()
+    );
+}
+
+#[test]
+fn carp_skips_a_dead_parent_without_moving_the_other_parents_urls() {
+    // Squid scores every member and tests liveness only when comparing, so
+    // the running URL hash still passes through a dead member: cuttle's
+    // `choose(url, |i| i != dead)` must give Squid's choice.
+    let started = Instant::now();
+    let tmp = TempDir::new("carp-dead-squid");
+    let squid_ip = Ipv4Addr::new(127, 0, 1, 25);
+    let parents = start_parents(26);
+    let proxy = SocketAddr::from((squid_ip, free_port(squid_ip)));
+    // connect-fail-limit=1: one refused connection makes a parent DEAD.
+    let squid = Squid::start(
+        &tmp.path().join("squid"),
+        proxy,
+        "carpdead",
+        &(peer_lines(&parents, |_| "carp connect-fail-limit=1".to_string())
+            + "acl test_clients src 127.0.0.0/8\n\
+               http_access allow test_clients\n\
+               http_access deny all\n"),
+    );
+    wait_until_probed(proxy, &parents, squid_ip, None);
+
+    // Beta (weight 3, second of the equal-weight pair) goes away before
+    // Squid has a connection to it; a request CARP gives to Beta then
+    // fails over to another parent and Squid declares Beta dead.
+    let dead = 1;
+    parents[dead].stop();
+    let carp = Carp::new(&members());
+    let killer = (0..1000)
+        .map(|i| format!("http://warmup.example.test/warmup/dead/{i}"))
+        .find(|url| carp.choose(url.as_bytes(), |_| true) == Some(dead))
+        .expect("some URL maps to the dead parent");
+    let first = send_all(
+        proxy,
+        &[Request {
+            url: killer.clone().into_bytes(),
+            host: "warmup.example.test".into(),
+            source: squid_ip,
+            user: None,
+        }],
+    );
+    match first.first() {
+        Some(Ok(o)) if o.status == 200 => {}
+        other => panic!("request to the dead parent did not fail over: {other:?}"),
+    }
+    let cache_log = tmp.path().join("squid/cache.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&cache_log)
+        .unwrap_or_default()
+        .contains("Detected DEAD Parent: Beta")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Squid did not declare Beta dead; cache.log:\n{}",
+            squid.cache_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let requests = varied_urls(1000, squid_ip);
+    let outcomes = send_all(proxy, &requests);
+    let mut moved = 0;
+    let served = compare(
+        "carp with a dead parent",
+        &requests,
+        &outcomes,
+        &squid,
+        |_, o| {
+            let all_up = carp.choose(&o.target, |_| true);
+            let chosen = carp.choose(&o.target, |i| i != dead);
+            if all_up == Some(dead) {
+                moved += 1;
+            }
+            chosen
+        },
+    );
+    assert!(!served.contains_key("Beta"), "{served:?}");
+    assert!(moved > 100, "only {moved} URLs belonged to Beta");
+    assert_logged_as(&squid, "CARP", "http://", &parents, &served, requests.len());
+    eprintln!(
+        "carp, Beta dead: {} URLs ({moved} of them Beta's, moved), 0 mismatches, per parent \
+         {served:?}, {:?}",
         requests.len(),
         started.elapsed()
     );

@@ -207,7 +207,10 @@ impl Carp {
 /// (no accumulation). The key is the client's IP address as text for
 /// `sourcehash` (`127.0.0.1`, IPv6 without brackets, e.g. `::1`) and the
 /// authenticated user name for `userhash` (no user: no choice, the caller
-/// skips the algorithm). Squid tries sourcehash, then userhash, then CARP.
+/// skips the algorithm). Squid hashes the user name as its auth scheme
+/// stores it: Basic with `casesensitive off` (the default) lower-cases
+/// ASCII letters first (verified against Squid 5.7 in tests/carp_squid.rs).
+/// Squid tries sourcehash, then userhash, then CARP.
 /// Build one table per option from the parents that carry it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SourceHash {
