@@ -6,24 +6,66 @@
 //! the parent `cuttle_protocol::carp::Carp::choose` predicts for the URL's
 //! canonical form, and cuttle's access.log must say `CARP/<that parent's
 //! address>` for it, as Squid logs it. A second run does the same for
-//! `sourcehash` parents with clients on 16 source addresses.
+//! `sourcehash` parents with clients on 16 source addresses. A third stops
+//! one CARP parent (its first URL fails over as ANY_OLD_PARENT, then only
+//! its URLs move, each to the member the hash ranks next) and reloads with
+//! the dead parent gone and another weight: routing follows the rebuilt
+//! member set.
 
 mod peer_lab;
 mod support;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cuttle_protocol::carp::{Carp, CarpMember, SourceHash};
 use peer_lab::{start_cuttle, CuttleNode};
-use support::{Conn, Req, TempDir};
+use support::{Conf, Conn, Cuttle, Req, TempDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// Concurrent clients.
 const CLIENTS: usize = 8;
+
+/// A running cuttle as these checks see it (started by peer_lab on an
+/// address of ours, or by support when the test signals it).
+trait Proxy {
+    fn addr(&self) -> SocketAddr;
+    fn log(&self) -> PathBuf;
+    fn output(&self) -> String;
+}
+
+impl Proxy for CuttleNode {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    fn log(&self) -> PathBuf {
+        self.log.clone()
+    }
+    fn output(&self) -> String {
+        CuttleNode::output(self)
+    }
+}
+
+impl Proxy for Cuttle {
+    fn addr(&self) -> SocketAddr {
+        Cuttle::addr(self)
+    }
+    fn log(&self) -> PathBuf {
+        self.log_path()
+    }
+    fn output(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout().join("\n"),
+            self.stderr().join("\n")
+        )
+    }
+}
 
 /// An in-test parent: answers every request with its name and records the
 /// request target (what cuttle sent it: the absolute URL) and how many
@@ -33,6 +75,7 @@ struct Parent {
     addr: SocketAddr,
     targets: Arc<Mutex<Vec<String>>>,
     accepted: Arc<Mutex<usize>>,
+    stop: watch::Sender<bool>,
 }
 
 impl Parent {
@@ -44,9 +87,15 @@ impl Parent {
         let targets = Arc::new(Mutex::new(Vec::new()));
         let accepted = Arc::new(Mutex::new(0));
         let (t, a) = (Arc::clone(&targets), Arc::clone(&accepted));
+        let (stop, mut stopped) = watch::channel(false);
         tokio::spawn(async move {
             loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
+                // Returning drops the listener: connections are refused.
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = stopped.changed() => return,
+                };
+                let Ok((mut stream, _)) = accepted else {
                     continue;
                 };
                 *a.lock().unwrap_or_else(|p| p.into_inner()) += 1;
@@ -85,7 +134,13 @@ impl Parent {
             addr,
             targets,
             accepted,
+            stop,
         }
+    }
+
+    /// Stops listening: the parent is gone (connections refused).
+    fn stop(&self) {
+        let _ = self.stop.send(true);
     }
 
     fn targets(&self) -> Vec<String> {
@@ -112,40 +167,47 @@ async fn start_parents(first: u8) -> Vec<Parent> {
 
 const WEIGHTS: [u32; 3] = [1, 3, 2];
 
+fn member(p: &Parent, weight: u32) -> CarpMember<'static> {
+    CarpMember {
+        name: p.name,
+        weight,
+    }
+}
+
+/// The members of `peer_lines(parents, ..)`, in configuration order.
 fn members(parents: &[Parent]) -> Vec<CarpMember<'static>> {
     parents
         .iter()
         .zip(WEIGHTS)
-        .map(|(p, weight)| CarpMember {
-            name: p.name,
-            weight,
-        })
+        .map(|(p, w)| member(p, w))
         .collect()
+}
+
+fn peer_line(p: &Parent, weight: u32, option: &str) -> String {
+    format!(
+        "cache_peer {} parent {} 0 {option} no-query name={} weight={weight}\n",
+        p.addr.ip(),
+        p.addr.port(),
+        p.name
+    )
 }
 
 fn peer_lines(parents: &[Parent], option: &str) -> String {
     parents
         .iter()
         .zip(WEIGHTS)
-        .map(|(p, w)| {
-            format!(
-                "cache_peer {} parent {} 0 {option} no-query name={} weight={w}\n",
-                p.addr.ip(),
-                p.addr.port(),
-                p.name
-            )
-        })
+        .map(|(p, w)| peer_line(p, w, option))
         .collect()
 }
 
 /// cuttle probes its parents (a TCP connect) before it uses them: send
 /// warm-up requests until every parent accepted a connection and a
 /// warm-up came back 200 from a parent.
-async fn warm_up(cuttle: &CuttleNode, parents: &[Parent], from: Ipv4Addr) {
+async fn warm_up(cuttle: &impl Proxy, parents: &[Parent], from: Ipv4Addr) {
     let deadline = Instant::now() + Duration::from_secs(10);
     for i in 0.. {
         let url = format!("http://warmup.example.test/warmup/{i}");
-        let status = match Conn::open_from(cuttle.addr, Some(IpAddr::V4(from)))
+        let status = match Conn::open_from(cuttle.addr(), Some(IpAddr::V4(from)))
             .await
             .try_send(Req::get(&url))
             .await
@@ -175,10 +237,10 @@ struct Sent {
     from: Ipv4Addr,
 }
 
-/// 360 distinct URLs; the canonical form lower-cases the host and drops
-/// an explicit `:80`.
-fn varied_urls(from: Ipv4Addr) -> Vec<Sent> {
-    (0..360)
+/// `count` distinct URLs whose path starts with `/tag/`; the canonical
+/// form lower-cases the host and drops an explicit `:80`.
+fn varied_urls(from: Ipv4Addr, tag: &str, count: usize) -> Vec<Sent> {
+    (0..count)
         .map(|i| {
             let (host, canonical_host) = match i % 5 {
                 0 => (
@@ -222,8 +284,8 @@ fn varied_urls(from: Ipv4Addr) -> Vec<Sent> {
                 _ => format!("?a=1&b={}&c=%C3%A9", i * 7),
             };
             Sent {
-                url: format!("http://{host}{port}{path}{query}"),
-                canonical: format!("http://{canonical_host}{canonical_port}{path}{query}"),
+                url: format!("http://{host}{port}/{tag}{path}{query}"),
+                canonical: format!("http://{canonical_host}{canonical_port}/{tag}{path}{query}"),
                 from,
             }
         })
@@ -232,14 +294,14 @@ fn varied_urls(from: Ipv4Addr) -> Vec<Sent> {
 
 /// Sends every request through cuttle, `CLIENTS` at a time; all must be
 /// answered 200 by a parent. Returns the parent name each got.
-async fn send_all(cuttle: &CuttleNode, sent: &[Sent]) -> Vec<String> {
+async fn send_all(cuttle: &impl Proxy, sent: &[Sent]) -> Vec<String> {
     let queue = Arc::new(Mutex::new(
         sent.iter().cloned().enumerate().collect::<Vec<_>>(),
     ));
     let answers = Arc::new(Mutex::new(vec![String::new(); sent.len()]));
     let mut workers = Vec::new();
     for _ in 0..CLIENTS {
-        let (queue, answers, addr) = (Arc::clone(&queue), Arc::clone(&answers), cuttle.addr);
+        let (queue, answers, addr) = (Arc::clone(&queue), Arc::clone(&answers), cuttle.addr());
         workers.push(tokio::spawn(async move {
             loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
@@ -267,15 +329,15 @@ async fn send_all(cuttle: &CuttleNode, sent: &[Sent]) -> Vec<String> {
 /// cuttle's access.log hierarchy field (`CODE/address`) by logged URL
 /// (the query stripped after the `?`: strip_query_terms), waiting for
 /// `want` lines with the marker.
-async fn logged_hierarchy(cuttle: &CuttleNode, want: usize) -> BTreeMap<String, String> {
+async fn logged_hierarchy(cuttle: &impl Proxy, tag: &str, want: usize) -> BTreeMap<String, String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let text = std::fs::read_to_string(&cuttle.log).unwrap_or_default();
+        let text = std::fs::read_to_string(cuttle.log()).unwrap_or_default();
         let mut by_url = BTreeMap::new();
         for line in text.lines() {
             let f: Vec<&str> = line.split_whitespace().collect();
             if let (Some(url), Some(hier)) = (f.get(6), f.get(8)) {
-                if !url.contains("/warmup/") {
+                if url.contains(&format!("/{tag}/")) {
                     by_url.insert(url.to_string(), hier.to_string());
                 }
             }
@@ -296,7 +358,8 @@ async fn logged_hierarchy(cuttle: &CuttleNode, want: usize) -> BTreeMap<String, 
 /// parent received exactly the canonical URL, and the access.log line says
 /// `code/<its address>`. Returns requests per parent.
 async fn check(
-    cuttle: &CuttleNode,
+    cuttle: &impl Proxy,
+    tag: &str,
     parents: &[Parent],
     sent: &[Sent],
     answers: &[String],
@@ -328,7 +391,7 @@ async fn check(
         let mut got: Vec<String> = p
             .targets()
             .into_iter()
-            .filter(|t| !t.contains("/warmup/"))
+            .filter(|t| t.contains(&format!("/{tag}/")))
             .collect();
         let mut want: Vec<String> = sent
             .iter()
@@ -339,7 +402,7 @@ async fn check(
         want.sort();
         assert_eq!(got, want, "targets received by {}", p.name);
     }
-    let logged = logged_hierarchy(cuttle, sent.len()).await;
+    let logged = logged_hierarchy(cuttle, tag, sent.len()).await;
     for s in sent {
         // strip_query_terms keeps the `?`, as Squid does.
         let logged_url = match s.canonical.find('?') {
@@ -369,10 +432,10 @@ async fn carp_parents_get_the_urls_squid_would_send_them() {
     );
     warm_up(&cuttle, &parents, cuttle_ip).await;
 
-    let sent = varied_urls(cuttle_ip);
+    let sent = varied_urls(cuttle_ip, "carp", 360);
     let answers = send_all(&cuttle, &sent).await;
     let carp = Carp::new(&members(&parents));
-    let per_parent = check(&cuttle, &parents, &sent, &answers, "CARP", |s| {
+    let per_parent = check(&cuttle, "carp", &parents, &sent, &answers, "CARP", |s| {
         carp.choose(s.canonical.as_bytes(), |_| true)
             .expect("a member")
     })
@@ -417,7 +480,7 @@ async fn sourcehash_parents_get_each_client_address_squid_would_send_them() {
         }
         let url = format!("http://warmup.example.test/warmup/{last}");
         let from = IpAddr::V4(Ipv4Addr::new(127, 0, 4, last));
-        let _ = Conn::open_from(cuttle.addr, Some(from))
+        let _ = Conn::open_from(cuttle.addr(), Some(from))
             .await
             .try_send(Req::get(&url))
             .await;
@@ -428,7 +491,7 @@ async fn sourcehash_parents_get_each_client_address_squid_would_send_them() {
     // 16 client addresses, 20 URLs each.
     let sent: Vec<Sent> = (0..320)
         .map(|i| {
-            let url = format!("http://sourcehash.example.test/s/{i}?k={}", i * 3);
+            let url = format!("http://sourcehash.example.test/sh/{i}?k={}", i * 3);
             Sent {
                 canonical: url.clone(),
                 url,
@@ -440,6 +503,7 @@ async fn sourcehash_parents_get_each_client_address_squid_would_send_them() {
     let hash = SourceHash::new(&members(&parents));
     let per_parent = check(
         &cuttle,
+        "sh",
         &parents,
         &sent,
         &answers,
@@ -458,4 +522,96 @@ async fn sourcehash_parents_get_each_client_address_squid_would_send_them() {
         "sourcehash: {} requests, per parent {per_parent:?}",
         sent.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn carp_skips_a_dead_parent_and_a_reload_rebuilds_the_member_set() {
+    let parents = start_parents(22).await;
+    // connect-fail-limit=1: one refused connection makes a parent dead.
+    let option = "carp connect-fail-limit=1";
+    let conf = |lines: &str| Conf::new().extra(lines).extra("never_direct allow all");
+    let cuttle = Cuttle::start(&conf(&peer_lines(&parents, option)));
+    let client = Ipv4Addr::LOCALHOST;
+    warm_up(&cuttle, &parents, client).await;
+    let carp = Carp::new(&members(&parents));
+
+    // All up.
+    let sent = varied_urls(client, "up", 120);
+    let answers = send_all(&cuttle, &sent).await;
+    check(&cuttle, "up", &parents, &sent, &answers, "CARP", |s| {
+        carp.choose(s.canonical.as_bytes(), |_| true)
+            .expect("a member")
+    })
+    .await;
+
+    // beta.Parent goes away. The first URL CARP gives it fails over to
+    // the next source, the first other parent (ANY_OLD_PARENT, as Squid
+    // falls down its list), and the refused connection marks beta dead.
+    let dead = 1;
+    parents[dead].stop();
+    let failover = varied_urls(client, "failover", 100)
+        .into_iter()
+        .find(|s| carp.choose(s.canonical.as_bytes(), |_| true) == Some(dead))
+        .expect("a URL of beta.Parent");
+    let answers = send_all(&cuttle, std::slice::from_ref(&failover)).await;
+    assert_eq!(answers, ["Alpha"], "{}", cuttle.output());
+    let logged = logged_hierarchy(&cuttle, "failover", 1).await;
+    assert_eq!(
+        logged.values().collect::<Vec<_>>(),
+        [&format!("ANY_OLD_PARENT/{}", parents[0].addr.ip())]
+    );
+
+    // beta dead: only its URLs move, each to the member the hash ranks
+    // next; everyone else's URLs stay where they were.
+    let sent = varied_urls(client, "dead", 200);
+    let answers = send_all(&cuttle, &sent).await;
+    check(&cuttle, "dead", &parents, &sent, &answers, "CARP", |s| {
+        carp.choose(s.canonical.as_bytes(), |m| m != dead)
+            .expect("a member")
+    })
+    .await;
+    let moved = sent
+        .iter()
+        .filter(|s| carp.choose(s.canonical.as_bytes(), |_| true) == Some(dead))
+        .count();
+    assert!(moved > 30, "only {moved} URLs were beta's");
+
+    // Reload without beta and with Alpha's weight raised from 1 to 4: the
+    // member set, order and multipliers are rebuilt from the new lines.
+    cuttle.rewrite_config(&conf(
+        &(peer_line(&parents[0], 4, option) + &peer_line(&parents[2], 2, option)),
+    ));
+    cuttle.signal("HUP");
+    cuttle.wait_output("configuration reloaded", false).await;
+    let reloaded = Carp::new(&[member(&parents[0], 4), member(&parents[2], 2)]);
+    let to_parent = [0, 2];
+    let sent = varied_urls(client, "reloaded", 200);
+    let answers = send_all(&cuttle, &sent).await;
+    check(
+        &cuttle,
+        "reloaded",
+        &parents,
+        &sent,
+        &answers,
+        "CARP",
+        |s| {
+            reloaded
+                .choose(s.canonical.as_bytes(), |_| true)
+                .map(|m| to_parent[m])
+                .expect("a member")
+        },
+    )
+    .await;
+    let reweighted = sent
+        .iter()
+        .filter(|s| {
+            let before = carp.choose(s.canonical.as_bytes(), |m| m != dead);
+            let after = reloaded
+                .choose(s.canonical.as_bytes(), |_| true)
+                .map(|m| to_parent[m]);
+            before != after
+        })
+        .count();
+    assert!(reweighted > 0, "the new weights moved no URL");
+    eprintln!("carp: {moved} URLs moved off the dead parent, {reweighted} by the reload");
 }
