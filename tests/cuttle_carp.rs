@@ -10,7 +10,10 @@
 //! one CARP parent (its first URL fails over as ANY_OLD_PARENT, then only
 //! its URLs move, each to the member the hash ranks next) and reloads with
 //! the dead parent gone and another weight: routing follows the rebuilt
-//! member set.
+//! member set. A fourth puts a real Squid 5.7 and cuttle in front of the
+//! same three parents: for 372 URLs (IPv6 literals, escapes, raw UTF-8, a
+//! trailing dot, dot segments) both pick the same parent and send it the
+//! same URL. Fails, never skips, when squid is missing.
 
 mod peer_lab;
 mod support;
@@ -22,14 +25,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cuttle_protocol::carp::{Carp, CarpMember, SourceHash};
-use peer_lab::{start_cuttle, CuttleNode};
-use support::{Conf, Conn, Cuttle, Req, TempDir};
+use peer_lab::{start_cuttle, CuttleNode, Squid};
+use support::{connect, Conf, Conn, Cuttle, Req, TempDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Concurrent clients.
 const CLIENTS: usize = 8;
+/// Source addresses of the sourcehash clients: 127.0.4.9 and up.
+const CLIENT_ADDRESSES: usize = 12;
 
 /// A running cuttle as these checks see it (started by peer_lab on an
 /// address of ours, or by support when the test signals it).
@@ -48,6 +53,18 @@ impl Proxy for CuttleNode {
     }
     fn output(&self) -> String {
         CuttleNode::output(self)
+    }
+}
+
+impl Proxy for Squid {
+    fn addr(&self) -> SocketAddr {
+        self.http_addr()
+    }
+    fn log(&self) -> PathBuf {
+        self.access_log()
+    }
+    fn output(&self) -> String {
+        peer_lab::tail(&self.dir.join("cache.log"), 30)
     }
 }
 
@@ -74,7 +91,8 @@ struct Parent {
     name: &'static str,
     addr: SocketAddr,
     targets: Arc<Mutex<Vec<String>>>,
-    accepted: Arc<Mutex<usize>>,
+    /// The source address of every connection accepted.
+    accepted: Arc<Mutex<Vec<IpAddr>>>,
     stop: watch::Sender<bool>,
 }
 
@@ -85,7 +103,7 @@ impl Parent {
             .unwrap_or_else(|e| panic!("bind {ip}:0 ({e}); is 127.0.0.0/8 routed to lo?"));
         let addr = listener.local_addr().expect("parent addr");
         let targets = Arc::new(Mutex::new(Vec::new()));
-        let accepted = Arc::new(Mutex::new(0));
+        let accepted = Arc::new(Mutex::new(Vec::new()));
         let (t, a) = (Arc::clone(&targets), Arc::clone(&accepted));
         let (stop, mut stopped) = watch::channel(false);
         tokio::spawn(async move {
@@ -95,10 +113,10 @@ impl Parent {
                     accepted = listener.accept() => accepted,
                     _ = stopped.changed() => return,
                 };
-                let Ok((mut stream, _)) = accepted else {
+                let Ok((mut stream, from)) = accepted else {
                     continue;
                 };
-                *a.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                a.lock().unwrap_or_else(|p| p.into_inner()).push(from.ip());
                 let t = Arc::clone(&t);
                 tokio::spawn(async move {
                     // One request per connection (we answer Connection:
@@ -117,12 +135,14 @@ impl Parent {
                         .nth(1)
                         .unwrap_or_default()
                         .to_string();
+                    // The body says who answered and what it was asked.
+                    let body = format!("{name} {target}");
                     t.lock().unwrap_or_else(|p| p.into_inner()).push(target);
                     let reply = format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
                          Cache-Control: no-store\r\nContent-Length: {}\r\n\
-                         Connection: close\r\n\r\n{name}",
-                        name.len()
+                         Connection: close\r\n\r\n{body}",
+                        body.len()
                     );
                     let _ = stream.write_all(reply.as_bytes()).await;
                     let _ = stream.shutdown().await;
@@ -150,8 +170,14 @@ impl Parent {
             .clone()
     }
 
-    fn accepted(&self) -> usize {
-        *self.accepted.lock().unwrap_or_else(|p| p.into_inner())
+    /// Connections accepted from `proxy` (its tcp_outgoing_address).
+    fn accepted_from(&self, proxy: IpAddr) -> usize {
+        self.accepted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|&&ip| ip == proxy)
+            .count()
     }
 }
 
@@ -200,10 +226,12 @@ fn peer_lines(parents: &[Parent], option: &str) -> String {
         .collect()
 }
 
-/// cuttle probes its parents (a TCP connect) before it uses them: send
-/// warm-up requests until every parent accepted a connection and a
-/// warm-up came back 200 from a parent.
-async fn warm_up(cuttle: &impl Proxy, parents: &[Parent], from: Ipv4Addr) {
+/// cuttle probes its parents (a TCP connect) before it uses them, Squid
+/// at start: send warm-up requests until every parent accepted a
+/// connection from the proxy's `outgoing` address and a warm-up came back
+/// 200 from a parent.
+async fn warm_up(cuttle: &impl Proxy, parents: &[Parent], from: Ipv4Addr, outgoing: Ipv4Addr) {
+    let outgoing = IpAddr::V4(outgoing);
     let deadline = Instant::now() + Duration::from_secs(10);
     for i in 0.. {
         let url = format!("http://warmup.example.test/warmup/{i}");
@@ -215,13 +243,18 @@ async fn warm_up(cuttle: &impl Proxy, parents: &[Parent], from: Ipv4Addr) {
             Ok(r) => r.status,
             Err(_) => 0,
         };
-        if status == 200 && parents.iter().all(|p| p.accepted() > 0) {
+        if status == 200 && parents.iter().all(|p| p.accepted_from(outgoing) > 0) {
+            // The proxy notes a probe's success just after our accept.
+            tokio::time::sleep(Duration::from_millis(300)).await;
             return;
         }
         assert!(
             Instant::now() < deadline,
             "parents not probed: accepted {:?}, last status {status}; cuttle output:\n{}",
-            parents.iter().map(Parent::accepted).collect::<Vec<_>>(),
+            parents
+                .iter()
+                .map(|p| p.accepted_from(outgoing))
+                .collect::<Vec<_>>(),
             cuttle.output()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -290,6 +323,11 @@ fn varied_urls(from: Ipv4Addr, tag: &str, count: usize) -> Vec<Sent> {
             }
         })
         .collect()
+}
+
+/// The answering parent's name in a response body (`name target`).
+fn parent_of(answer: &str) -> &str {
+    answer.split(' ').next().unwrap_or_default()
 }
 
 /// Sends every request through cuttle, `CLIENTS` at a time; all must be
@@ -371,7 +409,7 @@ async fn check(
     for (s, answer) in sent.iter().zip(answers) {
         let want = &parents[predicted(s)];
         *per_parent.entry(want.name).or_insert(0) += 1;
-        if answer != want.name {
+        if parent_of(answer) != want.name {
             wrong.push(format!(
                 "{} from {}: got {answer:?}, want {}",
                 s.url, s.from, want.name
@@ -428,9 +466,10 @@ async fn carp_parents_get_the_urls_squid_would_send_them() {
     let cuttle = start_cuttle(
         tmp.path(),
         cuttle_ip,
-        &(peer_lines(&parents, "carp") + "never_direct allow all\n"),
+        &(peer_lines(&parents, "carp")
+            + &format!("never_direct allow all\ntcp_outgoing_address {cuttle_ip}\n")),
     );
-    warm_up(&cuttle, &parents, cuttle_ip).await;
+    warm_up(&cuttle, &parents, cuttle_ip, cuttle_ip).await;
 
     let sent = varied_urls(cuttle_ip, "carp", 360);
     let answers = send_all(&cuttle, &sent).await;
@@ -465,19 +504,25 @@ async fn carp_parents_get_the_urls_squid_would_send_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sourcehash_parents_get_each_client_address_squid_would_send_them() {
     let tmp = TempDir::new("cuttle-sourcehash");
-    let parents = start_parents(12).await;
-    let cuttle_ip = Ipv4Addr::new(127, 0, 4, 11);
+    let parents = start_parents(6).await;
+    let cuttle_ip = Ipv4Addr::new(127, 0, 4, 5);
     let cuttle = start_cuttle(
         tmp.path(),
         cuttle_ip,
-        &(peer_lines(&parents, "sourcehash") + "never_direct allow all\n"),
+        &(peer_lines(&parents, "sourcehash")
+            + &format!("never_direct allow all\ntcp_outgoing_address {cuttle_ip}\n")),
     );
+    let client = |k: usize| Ipv4Addr::new(127, 0, 4, 9 + (k % CLIENT_ADDRESSES) as u8);
     // One client address always hashes to one parent: warm up from
     // several until every parent was probed.
-    for last in 15..=30 {
-        if parents.iter().all(|p| p.accepted() > 0) {
+    for k in 0..CLIENT_ADDRESSES {
+        if parents
+            .iter()
+            .all(|p| p.accepted_from(IpAddr::V4(cuttle_ip)) > 0)
+        {
             break;
         }
+        let last = client(k).octets()[3];
         let url = format!("http://warmup.example.test/warmup/{last}");
         let from = IpAddr::V4(Ipv4Addr::new(127, 0, 4, last));
         let _ = Conn::open_from(cuttle.addr(), Some(from))
@@ -486,16 +531,16 @@ async fn sourcehash_parents_get_each_client_address_squid_would_send_them() {
             .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    warm_up(&cuttle, &parents, cuttle_ip).await;
+    warm_up(&cuttle, &parents, cuttle_ip, cuttle_ip).await;
 
-    // 16 client addresses, 20 URLs each.
-    let sent: Vec<Sent> = (0..320)
+    // 12 client addresses, 25 URLs each.
+    let sent: Vec<Sent> = (0..300)
         .map(|i| {
             let url = format!("http://sourcehash.example.test/sh/{i}?k={}", i * 3);
             Sent {
                 canonical: url.clone(),
                 url,
-                from: Ipv4Addr::new(127, 0, 4, 15 + (i % 16) as u8),
+                from: client(i),
             }
         })
         .collect();
@@ -516,7 +561,7 @@ async fn sourcehash_parents_get_each_client_address_squid_would_send_them() {
     .await;
     assert!(
         per_parent.len() >= 2,
-        "16 addresses, one parent: {per_parent:?}"
+        "{CLIENT_ADDRESSES} addresses, one parent: {per_parent:?}"
     );
     eprintln!(
         "sourcehash: {} requests, per parent {per_parent:?}",
@@ -526,13 +571,20 @@ async fn sourcehash_parents_get_each_client_address_squid_would_send_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn carp_skips_a_dead_parent_and_a_reload_rebuilds_the_member_set() {
-    let parents = start_parents(22).await;
+    let parents = start_parents(21).await;
     // connect-fail-limit=1: one refused connection makes a parent dead.
     let option = "carp connect-fail-limit=1";
-    let conf = |lines: &str| Conf::new().extra(lines).extra("never_direct allow all");
+    let outgoing = Ipv4Addr::new(127, 0, 4, 24);
+    let conf = |lines: &str| {
+        Conf::new()
+            .extra(lines)
+            .extra("never_direct allow all")
+            .extra(&format!("tcp_outgoing_address {outgoing}"))
+    };
+    // support's cuttle (it can be sent SIGHUP) listens on 127.0.0.1.
     let cuttle = Cuttle::start(&conf(&peer_lines(&parents, option)));
     let client = Ipv4Addr::LOCALHOST;
-    warm_up(&cuttle, &parents, client).await;
+    warm_up(&cuttle, &parents, client, outgoing).await;
     let carp = Carp::new(&members(&parents));
 
     // All up.
@@ -554,7 +606,12 @@ async fn carp_skips_a_dead_parent_and_a_reload_rebuilds_the_member_set() {
         .find(|s| carp.choose(s.canonical.as_bytes(), |_| true) == Some(dead))
         .expect("a URL of beta.Parent");
     let answers = send_all(&cuttle, std::slice::from_ref(&failover)).await;
-    assert_eq!(answers, ["Alpha"], "{}", cuttle.output());
+    assert_eq!(
+        answers.iter().map(|a| parent_of(a)).collect::<Vec<_>>(),
+        ["Alpha"],
+        "{}",
+        cuttle.output()
+    );
     let logged = logged_hierarchy(&cuttle, "failover", 1).await;
     assert_eq!(
         logged.values().collect::<Vec<_>>(),
@@ -614,4 +671,170 @@ async fn carp_skips_a_dead_parent_and_a_reload_rebuilds_the_member_set() {
         .count();
     assert!(reweighted > 0, "the new weights moved no URL");
     eprintln!("carp: {moved} URLs moved off the dead parent, {reweighted} by the reload");
+}
+
+/// A GET of `url` (raw bytes: UTF-8 goes on the wire as is) through
+/// `proxy` from `from`; the status and body.
+async fn raw_get(proxy: SocketAddr, from: Ipv4Addr, url: &[u8], host: &str) -> (u16, String) {
+    let mut stream = connect(proxy, Some(IpAddr::V4(from))).await;
+    let mut request = b"GET ".to_vec();
+    request.extend_from_slice(url);
+    request.extend_from_slice(
+        format!(" HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    if stream.write_all(&request).await.is_err() {
+        return (0, "write failed".into());
+    }
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response));
+    if !matches!(read.await, Ok(Ok(_))) {
+        return (0, "no complete response".into());
+    }
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// The URLs of the Squid comparison: `varied_urls` plus forms a
+/// canonicaliser may treat differently (IPv6 literals, lower-case escapes,
+/// raw UTF-8, a trailing dot, dot segments). With the Host header to send.
+fn mesh_urls() -> Vec<(Vec<u8>, String)> {
+    let mut urls: Vec<(Vec<u8>, String)> = varied_urls(Ipv4Addr::LOCALHOST, "mesh", 300)
+        .into_iter()
+        .map(|s| {
+            let host = s
+                .url
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            (s.url.into_bytes(), host)
+        })
+        .collect();
+    for i in 0..12 {
+        let extra = [
+            format!("http://[2001:DB8::{:x}]/mesh/v6/{i}", i + 1),
+            format!("http://[2001:db8::1]:8080/mesh/v6port/{i}?x={i}"),
+            format!("http://escapes.example.test/mesh/caf%c3%a9/{i}"),
+            format!("http://utf8.example.test/mesh/café/naïve/{i}"),
+            format!("http://Trailing.Example.TEST./mesh/dot/{i}"),
+            format!("http://segments.example.test/mesh/a/../b/./{i}"),
+        ];
+        for url in extra {
+            let host = url
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            urls.push((url.into_bytes(), host));
+        }
+    }
+    urls
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cuttle_and_squid_send_every_url_to_the_same_carp_parent() {
+    // One mesh: a real Squid 5.7 and cuttle with the same three carp
+    // parents. For every URL both must pick the same parent and send it
+    // the same URL (the CARP key): that is what lets a Squid and a cuttle
+    // share parents without storing objects twice.
+    let tmp = TempDir::new("cuttle-carp-squid");
+    let parents = start_parents(27).await;
+    let squid_ip = Ipv4Addr::new(127, 0, 4, 25);
+    let cuttle_ip = Ipv4Addr::new(127, 0, 4, 26);
+    let lines = peer_lines(&parents, "carp") + "never_direct allow all\n";
+    let squid = Squid::start(
+        &tmp.path().join("squid"),
+        squid_ip,
+        &cuttle_ip.to_string(),
+        &(lines.clone() + "cache deny all\n"),
+    );
+    let cuttle = start_cuttle(
+        &tmp.path().join("cuttle"),
+        cuttle_ip,
+        &(lines + &format!("tcp_outgoing_address {cuttle_ip}\n")),
+    );
+    warm_up(&squid, &parents, squid_ip, squid_ip).await;
+    warm_up(&cuttle, &parents, cuttle_ip, cuttle_ip).await;
+
+    let urls = Arc::new(mesh_urls());
+    let queue = Arc::new(Mutex::new((0..urls.len()).collect::<Vec<_>>()));
+    let results = Arc::new(Mutex::new(vec![
+        ((0, String::new()), (0, String::new()));
+        urls.len()
+    ]));
+    let mut workers = Vec::new();
+    for _ in 0..CLIENTS {
+        let (urls, queue, results) = (Arc::clone(&urls), Arc::clone(&queue), Arc::clone(&results));
+        let (squid_addr, cuttle_addr) = (squid.http_addr(), cuttle.addr);
+        workers.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some(i) = next else { return };
+                let (url, host) = &urls[i];
+                let by_squid = raw_get(squid_addr, squid_ip, url, host).await;
+                let by_cuttle = raw_get(cuttle_addr, cuttle_ip, url, host).await;
+                results.lock().unwrap_or_else(|p| p.into_inner())[i] = (by_squid, by_cuttle);
+            }
+        }));
+    }
+    for w in workers {
+        w.await.expect("client task");
+    }
+    let results = results.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut differ = Vec::new();
+    let mut per_parent: BTreeMap<String, usize> = BTreeMap::new();
+    for ((url, _), (by_squid, by_cuttle)) in urls.iter().zip(&results) {
+        let url = String::from_utf8_lossy(url);
+        assert_eq!(
+            by_squid.0,
+            200,
+            "Squid: {url}: {by_squid:?}\n{}",
+            squid.output()
+        );
+        if by_cuttle != by_squid {
+            differ.push(format!("{url}: Squid {by_squid:?}, cuttle {by_cuttle:?}"));
+        }
+        *per_parent
+            .entry(parent_of(&by_squid.1).to_string())
+            .or_default() += 1;
+    }
+    assert!(
+        differ.is_empty(),
+        "cuttle and Squid differ on {} of {} URLs:\n{}",
+        differ.len(),
+        urls.len(),
+        differ[..differ.len().min(15)].join("\n")
+    );
+    assert_eq!(per_parent.len(), 3, "{per_parent:?}");
+    // cuttle logged each as CARP/<the parent's address>.
+    let logged = logged_hierarchy(&cuttle, "mesh", urls.len()).await;
+    for (_, by_cuttle) in &results {
+        let (name, target) = by_cuttle.1.split_once(' ').unwrap_or_default();
+        let parent = parents.iter().find(|p| p.name == name).expect("a parent");
+        let logged_url = match target.find('?') {
+            Some(at) => &target[..=at],
+            None => target,
+        };
+        assert_eq!(
+            logged.get(logged_url),
+            Some(&format!("CARP/{}", parent.addr.ip())),
+            "access.log hierarchy for {logged_url}"
+        );
+    }
+    eprintln!(
+        "carp mesh: {} URLs, cuttle and Squid agree on every parent and key, per parent \
+         {per_parent:?}",
+        urls.len()
+    );
 }
