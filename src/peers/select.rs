@@ -501,8 +501,9 @@ pub fn select(
     }
 }
 
-/// The peers layer as the HTTP layer uses it: the table, the ICP client
-/// (shared across reloads, made on first use) and the outgoing addresses.
+/// The peers layer as the HTTP layer uses it: the table and its hash
+/// member sets (both rebuilt on reload), the ICP client (shared across
+/// reloads, made on first use) and the outgoing addresses.
 pub struct Neighbours {
     pub table: Arc<PeerTable>,
     /// The hash-based parent sets of `table`'s configuration.
@@ -1487,6 +1488,39 @@ mod tests {
             run(only_userhash, &get(), None)[0],
             "FIRSTUP_PARENT/127.0.0.3"
         );
+    }
+
+    #[test]
+    fn a_carp_member_made_a_sibling_for_a_domain_is_skipped_for_a_client_reload() {
+        // Squid's peerAllowedToUse: a peer that is a sibling for this host
+        // (neighbor_type_domain) is not used for a client reload; CARP
+        // itself never asks whether the member is a parent here.
+        let text = format!("{CARP_MESH}neighbor_type_domain beta-2 sibling .example.test\n");
+        let c = config(&text);
+        let t = table(&c);
+        let h = HashParents::new(&t);
+        let carp = carp_mesh_members();
+        let (host, url) = urls(100)
+            .into_iter()
+            .find(|(_, u)| carp.choose(u.as_bytes(), |_| true) == Some(1))
+            .expect("a URL of beta-2");
+        let mut req = request_for(&host, &url);
+        let first = |req: &SelectRequest<'_>| {
+            codes(&select(
+                &t,
+                &h,
+                &c,
+                req,
+                Direct::Maybe,
+                None,
+                Instant::now(),
+            ))[0]
+                .clone()
+        };
+        assert_eq!(first(&req), "CARP/127.0.0.4");
+        req.siblings_ok = false;
+        let next = carp.choose(url.as_bytes(), |m| m != 1).expect("a member");
+        assert_eq!(first(&req), format!("CARP/{}", CARP_HOSTS[next]));
     }
 
     #[test]
