@@ -3,10 +3,19 @@
 //! replies, the ordered list of sources the HTTP layer walks (a peer with
 //! its hierarchy code, or DIRECT), falling back down the list on failure.
 //!
-//! Not implemented: CARP, sourcehash and userhash parents (they need the
-//! CARP hash; such parents are still used as first-up/any-old parents),
-//! cache digests, NetDB (cuttle has no ICMP data, so CLOSEST_* never
-//! happen) and multicast queries (multicast peers are accepted, not asked).
+//! The "some parent" step tries sourcehash, userhash and CARP parents
+//! before round-robin and first-up, as Squid does (squid-spec 3.2, 3.4, 4):
+//! the member sets ([`HashParents`]) are built once per configuration and
+//! scored with `cuttle_protocol::carp`, so cuttle sends a URL (or a client
+//! address) to the same parent a Squid with the same `cache_peer` lines
+//! would. `userhash` never picks by hash: cuttle has no proxy
+//! authentication (configs with `proxy_auth` are refused), so there is never
+//! a user name, and Squid skips userhash for a request without one; such
+//! parents are still used by the later algorithms (first-up, any-old).
+//!
+//! Not implemented: cache digests, NetDB (cuttle has no ICMP data, so
+//! CLOSEST_* never happen) and multicast queries (multicast peers are
+//! accepted, not asked).
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -17,6 +26,7 @@ use super::table::{PeerId, PeerTable};
 use crate::access::{self, Verdict};
 use crate::access_log::HierarchyCode;
 use crate::config::{CachePeer, Config, PeerLogin, PeerType};
+use cuttle_protocol::carp::{carp_key, Carp, CarpKeyParts, CarpMember, SourceHash, UrlParts};
 
 /// Squid's "direct" decision (peer_select.cc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,13 +231,187 @@ fn usable_parents(
         .collect()
 }
 
-/// Squid's selectSomeParent: round-robin, weighted-round-robin,
-/// first-up, default (the hash-based ones are not implemented).
+/// The hash-based parent sets of one configuration (squid-spec 4.2, 4.5):
+/// the `sourcehash`, `userhash` and `carp` parents in configuration order
+/// with their member hashes and load multipliers. Built with the peer
+/// table, so a reload rebuilds them; liveness is not part of them (a down
+/// member is skipped per request, after scoring, as Squid does).
+#[derive(Debug, Clone, Default)]
+pub struct HashParents {
+    carp: MemberSet<Carp>,
+    sourcehash: MemberSet<SourceHash>,
+    /// Built like Squid, never consulted: there is no authenticated user.
+    userhash: MemberSet<SourceHash>,
+}
+
+/// One algorithm's member table and, per member index, its peer.
+#[derive(Debug, Clone, Default)]
+struct MemberSet<T> {
+    hash: T,
+    peers: Vec<PeerId>,
+}
+
+impl<T> MemberSet<T> {
+    fn build(
+        table: &PeerTable,
+        member: fn(&CachePeer) -> bool,
+        new: fn(&[CarpMember<'_>]) -> T,
+    ) -> MemberSet<T> {
+        let peers: Vec<PeerId> = (0..table.peers.len())
+            .filter(|&id| table.get(id).is_some_and(|p| member(&p.config)))
+            .collect();
+        let members: Vec<CarpMember<'_>> = peers
+            .iter()
+            .filter_map(|&id| table.get(id))
+            .map(|p| CarpMember {
+                name: &p.config.name,
+                weight: p.config.weight,
+            })
+            .collect();
+        MemberSet {
+            hash: new(&members),
+            peers,
+        }
+    }
+}
+
+impl HashParents {
+    /// The member sets of `table`'s configuration. The config reader only
+    /// accepts `carp`, `sourcehash` and `userhash` on parents, as Squid.
+    pub fn new(table: &PeerTable) -> HashParents {
+        HashParents {
+            carp: MemberSet::build(table, |p| p.carp, Carp::new),
+            sourcehash: MemberSet::build(table, |p| p.sourcehash, SourceHash::new),
+            userhash: MemberSet::build(table, |p| p.userhash, SourceHash::new),
+        }
+    }
+
+    /// The CARP members' peers, by member index.
+    pub fn carp_peers(&self) -> &[PeerId] {
+        &self.carp.peers
+    }
+
+    /// The sourcehash members' peers, by member index.
+    pub fn sourcehash_peers(&self) -> &[PeerId] {
+        &self.sourcehash.peers
+    }
+
+    /// The userhash members' peers, by member index.
+    pub fn userhash_peers(&self) -> &[PeerId] {
+        &self.userhash.peers
+    }
+
+    /// Squid's peerSourceHashSelectParent, peerUserHashSelectParent and
+    /// carpSelectParent, in that order: the first that picks a parent.
+    fn choose(
+        &self,
+        table: &PeerTable,
+        config: &Config,
+        req: &SelectRequest<'_>,
+        now: Instant,
+    ) -> Option<(PeerId, HierarchyCode)> {
+        let eligible = |set_peers: &[PeerId], member: usize| {
+            set_peers
+                .get(member)
+                .is_some_and(|&id| hash_parent_okay(table, config, req, id, now))
+        };
+        if !self.sourcehash.peers.is_empty() {
+            let key = client_address_text(req.access.client);
+            let peers = &self.sourcehash.peers;
+            if let Some(id) = self
+                .sourcehash
+                .hash
+                .choose(key.as_bytes(), |m| eligible(peers, m))
+                .and_then(|m| peers.get(m))
+            {
+                return Some((*id, HierarchyCode::SourcehashParent));
+            }
+        }
+        // userhash: Squid hashes the authenticated user name and skips the
+        // algorithm when the request has none. cuttle refuses proxy_auth,
+        // so no request has one and userhash never picks here.
+        if !self.carp.peers.is_empty() {
+            let url = UrlParts {
+                full: req.access.url.as_bytes(),
+                scheme: req.access.scheme.as_bytes(),
+                host: req.access.host.as_bytes(),
+                port: req.access.port,
+                path_and_query: req.access.path.as_bytes(),
+            };
+            let peers = &self.carp.peers;
+            let key_of = |m: usize| {
+                let parts = peers
+                    .get(m)
+                    .and_then(|&id| table.get(id))
+                    .and_then(|p| p.config.carp_key);
+                match parts {
+                    Some(k) => carp_key(
+                        CarpKeyParts {
+                            scheme: k.scheme,
+                            host: k.host,
+                            port: k.port,
+                            path: k.path,
+                            params: k.params,
+                        },
+                        &url,
+                    ),
+                    None => std::borrow::Cow::Borrowed(url.full),
+                }
+            };
+            if let Some(id) = self
+                .carp
+                .hash
+                .choose_keyed(key_of, |m| eligible(peers, m))
+                .and_then(|m| peers.get(m))
+            {
+                return Some((*id, HierarchyCode::Carp));
+            }
+        }
+        None
+    }
+}
+
+/// Squid's peerHTTPOkay for a hash member: up, below max-conn, allowed by
+/// cache_peer_access and, should neighbor_type_domain make it a sibling
+/// for this host, allowed to use siblings. Like Squid, the hash algorithms
+/// do not ask whether the member is a parent for this host.
+fn hash_parent_okay(
+    table: &PeerTable,
+    config: &Config,
+    req: &SelectRequest<'_>,
+    id: PeerId,
+    now: Instant,
+) -> bool {
+    let Some(p) = table.get(id) else {
+        return false;
+    };
+    let sibling_here = peer_type_for(&p.config, req.access.host) == PeerType::Sibling;
+    (!sibling_here || req.siblings_ok)
+        && peer_allowed(config, &p.config, &req.access)
+        && table.http_okay(id, now)
+}
+
+/// The client address as Squid prints it for the sourcehash key: dotted
+/// IPv4 (also for IPv4-mapped IPv6 clients of a dual-stack port), IPv6
+/// compressed and without brackets.
+fn client_address_text(client: IpAddr) -> String {
+    client.to_canonical().to_string()
+}
+
+/// Squid's selectSomeParent: sourcehash, userhash, CARP, round-robin,
+/// weighted-round-robin, first-up (default is never reached, squid-spec
+/// 3.2).
 fn some_parent(
     table: &PeerTable,
+    hashes: &HashParents,
+    config: &Config,
+    req: &SelectRequest<'_>,
     parents: &[PeerId],
     now: Instant,
 ) -> Option<(PeerId, HierarchyCode)> {
+    if let Some(chosen) = hashes.choose(table, config, req, now) {
+        return Some(chosen);
+    }
     let with = |f: fn(&CachePeer) -> bool| -> Vec<PeerId> {
         parents
             .iter()
@@ -250,6 +434,7 @@ fn some_parent(
 /// The ordered sources (squid-spec 3.2), given the ICP replies if any.
 pub fn select(
     table: &PeerTable,
+    hashes: &HashParents,
     config: &Config,
     req: &SelectRequest<'_>,
     direct: Direct,
@@ -283,7 +468,7 @@ pub fn select(
     }
     let parents = |sources: &mut Vec<Source>| {
         let usable = usable_parents(table, config, req, now);
-        if let Some((id, code)) = some_parent(table, &usable, now) {
+        if let Some((id, code)) = some_parent(table, hashes, config, req, &usable, now) {
             add(sources, id, code);
         }
         for &id in &usable {
@@ -316,18 +501,23 @@ pub fn select(
     }
 }
 
-/// The peers layer as the HTTP layer uses it: the table, the ICP client
-/// (shared across reloads, made on first use) and the outgoing addresses.
+/// The peers layer as the HTTP layer uses it: the table and its hash
+/// member sets (both rebuilt on reload), the ICP client (shared across
+/// reloads, made on first use) and the outgoing addresses.
 pub struct Neighbours {
     pub table: Arc<PeerTable>,
+    /// The hash-based parent sets of `table`'s configuration.
+    pub hashes: Arc<HashParents>,
     icp: Arc<Mutex<Option<Arc<IcpClient>>>>,
     udp_local: Option<IpAddr>,
 }
 
 impl Neighbours {
     pub fn new(config: &Config) -> Neighbours {
+        let table = PeerTable::new(config, None);
         Neighbours {
-            table: Arc::new(PeerTable::new(config, None)),
+            hashes: Arc::new(HashParents::new(&table)),
+            table: Arc::new(table),
             icp: Arc::default(),
             udp_local: config.udp_outgoing_address.value,
         }
@@ -341,6 +531,7 @@ impl Neighbours {
             c.set_table(Arc::clone(&table));
         }
         Neighbours {
+            hashes: Arc::new(HashParents::new(&table)),
             table,
             icp: Arc::clone(&self.icp),
             udp_local: self.udp_local,
@@ -395,6 +586,7 @@ impl Neighbours {
         }
         select(
             &self.table,
+            &self.hashes,
             config,
             req,
             direct,
@@ -406,7 +598,15 @@ impl Neighbours {
     /// Selection without ICP (revalidations, other methods).
     pub fn select_without_queries(&self, config: &Config, req: &SelectRequest<'_>) -> Selection {
         let direct = direct(config, req);
-        select(&self.table, config, req, direct, None, Instant::now())
+        select(
+            &self.table,
+            &self.hashes,
+            config,
+            req,
+            direct,
+            None,
+            Instant::now(),
+        )
     }
 
     /// A fetch from peer `id` is starting: counts it against max-conn
@@ -572,7 +772,15 @@ mod tests {
         let c = config(text);
         let t = table(&c);
         let d = direct(&c, req);
-        codes(&select(&t, &c, req, d, r, Instant::now()))
+        codes(&select(
+            &t,
+            &HashParents::new(&t),
+            &c,
+            req,
+            d,
+            r,
+            Instant::now(),
+        ))
     }
 
     const MESH: &str = "cache_peer 127.0.0.2 sibling 3128 3130\n\
@@ -612,7 +820,15 @@ mod tests {
         let r = replies(None, Some(2), true);
         let c = config(MESH);
         let t = table(&c);
-        let s = select(&t, &c, &get(), Direct::Maybe, Some(&r), Instant::now());
+        let s = select(
+            &t,
+            &HashParents::new(&t),
+            &c,
+            &get(),
+            Direct::Maybe,
+            Some(&r),
+            Instant::now(),
+        );
         assert!(s.timed_out);
         assert_eq!(
             codes(&s),
@@ -686,7 +902,18 @@ mod tests {
         let c = config(text);
         let t = table(&c);
         let firsts: Vec<String> = (0..4)
-            .map(|_| codes(&select(&t, &c, &get(), Direct::Maybe, None, Instant::now()))[0].clone())
+            .map(|_| {
+                codes(&select(
+                    &t,
+                    &HashParents::new(&t),
+                    &c,
+                    &get(),
+                    Direct::Maybe,
+                    None,
+                    Instant::now(),
+                ))[0]
+                    .clone()
+            })
             .collect();
         assert_eq!(
             firsts,
@@ -718,7 +945,15 @@ mod tests {
         let c = config(MESH);
         let t = PeerTable::new(&c, None);
         t.note_tcp_success(2);
-        let s = select(&t, &c, &get(), Direct::Maybe, None, Instant::now());
+        let s = select(
+            &t,
+            &HashParents::new(&t),
+            &c,
+            &get(),
+            Direct::Maybe,
+            None,
+            Instant::now(),
+        );
         assert_eq!(
             codes(&s),
             vec!["FIRSTUP_PARENT/127.0.0.4", "HIER_DIRECT/example.test"]
@@ -736,11 +971,27 @@ mod tests {
         let t = table(&c);
         let other = request("GET", "www.other.test", "http://www.other.test/x");
         assert_eq!(
-            codes(&select(&t, &c, &other, Direct::Maybe, None, Instant::now())),
+            codes(&select(
+                &t,
+                &HashParents::new(&t),
+                &c,
+                &other,
+                Direct::Maybe,
+                None,
+                Instant::now()
+            )),
             vec!["HIER_DIRECT/www.other.test"],
             "the parent is denied, the sibling stays a sibling"
         );
-        let s = select(&t, &c, &get(), Direct::Maybe, None, Instant::now());
+        let s = select(
+            &t,
+            &HashParents::new(&t),
+            &c,
+            &get(),
+            Direct::Maybe,
+            None,
+            Instant::now(),
+        );
         assert_eq!(
             codes(&s),
             vec![
@@ -754,6 +1005,7 @@ mod tests {
         assert_eq!(
             codes(&select(
                 &t,
+                &HashParents::new(&t),
                 &c,
                 &get(),
                 Direct::Maybe,
@@ -811,6 +1063,7 @@ mod tests {
         let t = table(&c);
         let s = select(
             &t,
+            &HashParents::new(&t),
             &c,
             &get(),
             Direct::Maybe,
@@ -821,6 +1074,7 @@ mod tests {
         assert!(sib.only_if_cached && sib.proxy_only && sib.absolute_form);
         let s = select(
             &t,
+            &HashParents::new(&t),
             &c,
             &get(),
             Direct::Maybe,
@@ -870,6 +1124,436 @@ mod tests {
             tcp_outgoing_address(&c, &get().access),
             Some(IpAddr::V4(Ipv4Addr::new(127, 0, 3, 8)))
         );
+    }
+
+    /// CARP parents after a round-robin parent, names unequal to hosts.
+    const CARP_MESH: &str = "cache_peer 127.0.0.2 parent 3128 0 round-robin\n\
+                             cache_peer 127.0.0.3 parent 3128 0 carp name=Alpha weight=1\n\
+                             cache_peer 127.0.0.4 parent 3128 0 carp name=beta-2 weight=3\n\
+                             cache_peer 127.0.0.5 parent 3128 0 carp name=Gamma weight=2\n";
+
+    /// The CARP members of CARP_MESH, in config order (member index 0..3
+    /// is peer id 1..4).
+    fn carp_mesh_members() -> Carp {
+        Carp::new(&[
+            CarpMember {
+                name: "Alpha",
+                weight: 1,
+            },
+            CarpMember {
+                name: "beta-2",
+                weight: 3,
+            },
+            CarpMember {
+                name: "Gamma",
+                weight: 2,
+            },
+        ])
+    }
+
+    const CARP_HOSTS: [&str; 3] = ["127.0.0.3", "127.0.0.4", "127.0.0.5"];
+
+    fn urls(n: usize) -> Vec<(String, String)> {
+        (0..n)
+            .map(|i| {
+                let host = format!("site{}.example.test", i % 17);
+                let url = format!("http://{host}/obj/{i}?v={}", i * 7);
+                (host, url)
+            })
+            .collect()
+    }
+
+    /// `request` with the path taken from the URL (the CARP key parts).
+    fn request_for<'a>(host: &'a str, url: &'a str) -> SelectRequest<'a> {
+        let mut r = request("GET", host, url);
+        let after_scheme = url.strip_prefix("http://").unwrap_or(url);
+        r.access.path = after_scheme.find('/').map_or("/", |at| &after_scheme[at..]);
+        r
+    }
+
+    #[test]
+    fn hash_member_sets_follow_the_config() {
+        let text = format!(
+            "{CARP_MESH}cache_peer 127.0.0.6 parent 3128 0 sourcehash\n\
+             cache_peer 127.0.0.7 parent 3128 0 userhash\n"
+        );
+        let c = config(&text);
+        let t = table(&c);
+        let h = HashParents::new(&t);
+        assert_eq!(h.carp_peers(), &[1, 2, 3]);
+        assert_eq!(h.sourcehash_peers(), &[4]);
+        assert_eq!(h.userhash_peers(), &[5]);
+        // A reload rebuilds them from the new lines.
+        let n = Neighbours::new(&c);
+        assert_eq!(n.hashes.carp_peers(), &[1, 2, 3]);
+        let n = n.reconfigure(&config(
+            "cache_peer 127.0.0.5 parent 3128 0 carp name=Gamma\n\
+             cache_peer 127.0.0.9 parent 3128 0\n",
+        ));
+        assert_eq!(n.hashes.carp_peers(), &[0]);
+        assert!(n.hashes.sourcehash_peers().is_empty());
+    }
+
+    #[test]
+    fn carp_beats_round_robin_and_first_up_and_matches_the_hash() {
+        let c = config(CARP_MESH);
+        let t = table(&c);
+        let h = HashParents::new(&t);
+        let carp = carp_mesh_members();
+        let mut per_member = [0usize; 3];
+        for (host, url) in urls(300) {
+            let req = request_for(&host, &url);
+            let got = codes(&select(
+                &t,
+                &h,
+                &c,
+                &req,
+                Direct::Maybe,
+                None,
+                Instant::now(),
+            ));
+            let member = carp.choose(url.as_bytes(), |_| true).expect("a member");
+            per_member[member] += 1;
+            let first = format!("CARP/{}", CARP_HOSTS[member]);
+            assert_eq!(got[0], first, "{url}");
+            // Then every other usable parent, in config order, then DIRECT.
+            let mut rest: Vec<String> = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
+                .iter()
+                .filter(|&&ip| ip != CARP_HOSTS[member])
+                .map(|ip| format!("ANY_OLD_PARENT/{ip}"))
+                .collect();
+            rest.push(format!("HIER_DIRECT/{host}"));
+            assert_eq!(got[1..], rest[..], "{url}");
+        }
+        assert!(per_member.iter().all(|&n| n > 30), "{per_member:?}");
+        // Heavier members get more URLs (weights 1, 3, 2).
+        assert!(per_member[1] > per_member[2] && per_member[2] > per_member[0]);
+    }
+
+    #[test]
+    fn a_dead_or_denied_carp_member_is_skipped_and_only_its_urls_move() {
+        let c = config(CARP_MESH);
+        let all_up = table(&c);
+        let h = HashParents::new(&all_up);
+        // beta-2 (peer 2) never came up.
+        let t = PeerTable::new(&c, None);
+        for id in [0, 1, 3] {
+            t.note_tcp_success(id);
+        }
+        let (mut moved, mut kept) = (0, 0);
+        for (host, url) in urls(300) {
+            let req = request_for(&host, &url);
+            let before = codes(&select(
+                &all_up,
+                &h,
+                &c,
+                &req,
+                Direct::Maybe,
+                None,
+                Instant::now(),
+            ))[0]
+                .clone();
+            let after = codes(&select(
+                &t,
+                &h,
+                &c,
+                &req,
+                Direct::Maybe,
+                None,
+                Instant::now(),
+            ))[0]
+                .clone();
+            assert!(after.starts_with("CARP/"), "{url}: {after}");
+            assert_ne!(after, "CARP/127.0.0.4", "{url}");
+            if before == "CARP/127.0.0.4" {
+                moved += 1;
+                let member = carp_mesh_members()
+                    .choose(url.as_bytes(), |m| m != 1)
+                    .expect("a member");
+                assert_eq!(after, format!("CARP/{}", CARP_HOSTS[member]), "{url}");
+            } else {
+                kept += 1;
+                assert_eq!(after, before, "{url} moved though its parent is up");
+            }
+        }
+        assert!(moved > 50 && kept > 50, "moved {moved}, kept {kept}");
+
+        // cache_peer_access denying beta-2 for one domain: the same.
+        let text = format!(
+            "acl deny_site0 dstdomain site0.example.test\n{CARP_MESH}\
+             cache_peer_access beta-2 deny deny_site0\n"
+        );
+        let c = config(&text);
+        let t = table(&c);
+        let h = HashParents::new(&t);
+        let carp = carp_mesh_members();
+        let mut denied_moves = 0;
+        for (host, url) in urls(300) {
+            let req = request_for(&host, &url);
+            let first = codes(&select(
+                &t,
+                &h,
+                &c,
+                &req,
+                Direct::Maybe,
+                None,
+                Instant::now(),
+            ))[0]
+                .clone();
+            let site0 = host == "site0.example.test";
+            let member = carp
+                .choose(url.as_bytes(), |m| !(site0 && m == 1))
+                .expect("a member");
+            if site0 && carp.choose(url.as_bytes(), |_| true) == Some(1) {
+                denied_moves += 1;
+            }
+            assert_eq!(first, format!("CARP/{}", CARP_HOSTS[member]), "{url}");
+        }
+        assert!(denied_moves > 0, "no site0 URL belonged to beta-2");
+    }
+
+    #[test]
+    fn carp_falls_through_to_round_robin_when_every_member_is_down() {
+        let c = config(CARP_MESH);
+        let t = PeerTable::new(&c, None);
+        t.note_tcp_success(0);
+        let h = HashParents::new(&t);
+        assert_eq!(
+            codes(&select(
+                &t,
+                &h,
+                &c,
+                &get(),
+                Direct::Maybe,
+                None,
+                Instant::now()
+            )),
+            vec!["ROUNDROBIN_PARENT/127.0.0.2", "HIER_DIRECT/example.test"]
+        );
+    }
+
+    #[test]
+    fn carp_key_selects_the_url_parts_per_member() {
+        // Alpha hashes only the host: every URL of one host goes to the
+        // same parent when Alpha wins, whatever the path.
+        let text = "cache_peer 127.0.0.3 parent 3128 0 carp name=Alpha carp-key=host\n\
+                    cache_peer 127.0.0.4 parent 3128 0 carp name=beta-2 carp-key=path,params\n\
+                    cache_peer 127.0.0.5 parent 3128 0 carp name=Gamma\n";
+        let c = config(text);
+        let t = table(&c);
+        let h = HashParents::new(&t);
+        let carp = Carp::new(&[
+            CarpMember {
+                name: "Alpha",
+                weight: 1,
+            },
+            CarpMember {
+                name: "beta-2",
+                weight: 1,
+            },
+            CarpMember {
+                name: "Gamma",
+                weight: 1,
+            },
+        ]);
+        let mut differs_from_plain = 0;
+        for (host, url) in urls(300) {
+            let req = request_for(&host, &url);
+            let parts = UrlParts {
+                full: url.as_bytes(),
+                scheme: b"http",
+                host: host.as_bytes(),
+                port: 80,
+                path_and_query: req.access.path.as_bytes(),
+            };
+            let host_only = CarpKeyParts {
+                host: true,
+                ..CarpKeyParts::default()
+            };
+            let path_params = CarpKeyParts {
+                path: true,
+                params: true,
+                ..CarpKeyParts::default()
+            };
+            let member = carp
+                .choose_keyed(
+                    |m| match m {
+                        0 => carp_key(host_only, &parts),
+                        1 => carp_key(path_params, &parts),
+                        _ => std::borrow::Cow::Borrowed(parts.full),
+                    },
+                    |_| true,
+                )
+                .expect("a member");
+            if carp.choose(url.as_bytes(), |_| true) != Some(member) {
+                differs_from_plain += 1;
+            }
+            let got = codes(&select(
+                &t,
+                &h,
+                &c,
+                &req,
+                Direct::Maybe,
+                None,
+                Instant::now(),
+            ));
+            assert_eq!(got[0], format!("CARP/{}", CARP_HOSTS[member]), "{url}");
+        }
+        assert!(
+            differs_from_plain > 30,
+            "carp-key changed only {differs_from_plain}"
+        );
+    }
+
+    #[test]
+    fn sourcehash_comes_before_carp_and_hashes_the_client_address() {
+        let text = format!(
+            "{CARP_MESH}cache_peer 127.0.0.6 parent 3128 0 sourcehash name=s1\n\
+             cache_peer 127.0.0.7 parent 3128 0 sourcehash name=S2 weight=2\n"
+        );
+        let c = config(&text);
+        let t = table(&c);
+        let h = HashParents::new(&t);
+        let hash = SourceHash::new(&[
+            CarpMember {
+                name: "s1",
+                weight: 1,
+            },
+            CarpMember {
+                name: "S2",
+                weight: 2,
+            },
+        ]);
+        let mut seen = std::collections::BTreeSet::new();
+        for last in 1..=40u8 {
+            let client = IpAddr::V4(Ipv4Addr::new(127, 0, 4, last));
+            let mut req = get();
+            req.access.client = client;
+            let member = hash
+                .choose(client.to_string().as_bytes(), |_| true)
+                .expect("a member");
+            let want = format!("SOURCEHASH_PARENT/127.0.0.{}", 6 + member);
+            let got = codes(&select(
+                &t,
+                &h,
+                &c,
+                &req,
+                Direct::Maybe,
+                None,
+                Instant::now(),
+            ));
+            assert_eq!(got[0], want, "{client}");
+            seen.insert(want);
+            // An IPv4-mapped IPv6 client hashes as its IPv4 text.
+            req.access.client = IpAddr::V6(Ipv4Addr::new(127, 0, 4, last).to_ipv6_mapped());
+            let mapped = codes(&select(
+                &t,
+                &h,
+                &c,
+                &req,
+                Direct::Maybe,
+                None,
+                Instant::now(),
+            ));
+            assert_eq!(mapped[0], got[0], "{client} mapped");
+        }
+        assert_eq!(seen.len(), 2, "40 clients reached one parent: {seen:?}");
+        // IPv6 text as Squid prints it: compressed, no brackets.
+        assert_eq!(
+            client_address_text("2001:db8:0:0:0:0:0:1".parse().expect("ip")),
+            "2001:db8::1"
+        );
+    }
+
+    #[test]
+    fn userhash_never_picks_without_a_user() {
+        // cuttle has no proxy authentication, so userhash parents are used
+        // as Squid uses them for a request without a user: by the later
+        // algorithms only.
+        let text = "cache_peer 127.0.0.3 parent 3128 0 userhash name=u1\n\
+                    cache_peer 127.0.0.4 parent 3128 0 userhash name=u2\n\
+                    cache_peer 127.0.0.5 parent 3128 0 carp\n";
+        assert_eq!(
+            run(text, &get(), None),
+            vec![
+                "CARP/127.0.0.5",
+                "ANY_OLD_PARENT/127.0.0.3",
+                "ANY_OLD_PARENT/127.0.0.4",
+                "HIER_DIRECT/example.test"
+            ]
+        );
+        let only_userhash = "cache_peer 127.0.0.3 parent 3128 0 userhash name=u1\n\
+                             cache_peer 127.0.0.4 parent 3128 0 userhash name=u2\n";
+        assert_eq!(
+            run(only_userhash, &get(), None)[0],
+            "FIRSTUP_PARENT/127.0.0.3"
+        );
+    }
+
+    #[test]
+    fn a_carp_member_made_a_sibling_for_a_domain_is_skipped_for_a_client_reload() {
+        // Squid's peerAllowedToUse: a peer that is a sibling for this host
+        // (neighbor_type_domain) is not used for a client reload; CARP
+        // itself never asks whether the member is a parent here.
+        let text = format!("{CARP_MESH}neighbor_type_domain beta-2 sibling .example.test\n");
+        let c = config(&text);
+        let t = table(&c);
+        let h = HashParents::new(&t);
+        let carp = carp_mesh_members();
+        let (host, url) = urls(100)
+            .into_iter()
+            .find(|(_, u)| carp.choose(u.as_bytes(), |_| true) == Some(1))
+            .expect("a URL of beta-2");
+        let mut req = request_for(&host, &url);
+        let first = |req: &SelectRequest<'_>| {
+            codes(&select(
+                &t,
+                &h,
+                &c,
+                req,
+                Direct::Maybe,
+                None,
+                Instant::now(),
+            ))[0]
+                .clone()
+        };
+        assert_eq!(first(&req), "CARP/127.0.0.4");
+        req.siblings_ok = false;
+        let next = carp.choose(url.as_bytes(), |m| m != 1).expect("a member");
+        assert_eq!(first(&req), format!("CARP/{}", CARP_HOSTS[next]));
+    }
+
+    #[test]
+    fn a_carp_member_at_max_conn_is_skipped() {
+        let text = "cache_peer 127.0.0.3 parent 3128 0 carp name=Alpha max-conn=1\n\
+                    cache_peer 127.0.0.4 parent 3128 0 carp name=beta-2\n";
+        let c = config(text);
+        let n = Neighbours::new(&c);
+        for id in 0..2 {
+            n.table.note_tcp_success(id);
+        }
+        // A URL that belongs to Alpha.
+        let carp = Carp::new(&[
+            CarpMember {
+                name: "Alpha",
+                weight: 1,
+            },
+            CarpMember {
+                name: "beta-2",
+                weight: 1,
+            },
+        ]);
+        let (host, url) = urls(100)
+            .into_iter()
+            .find(|(_, u)| carp.choose(u.as_bytes(), |_| true) == Some(0))
+            .expect("a URL of Alpha");
+        let req = request_for(&host, &url);
+        let first = |n: &Neighbours| codes(&n.select_without_queries(&c, &req))[0].clone();
+        assert_eq!(first(&n), "CARP/127.0.0.3");
+        let guard = n.open(0);
+        assert_eq!(first(&n), "CARP/127.0.0.4", "Alpha is at max-conn");
+        drop(guard);
+        assert_eq!(first(&n), "CARP/127.0.0.3");
     }
 
     #[tokio::test]
@@ -940,7 +1624,15 @@ mod tests {
         assert_eq!(client.counters.from_non_peer.load(Relaxed), 1);
         assert_eq!(client.counters.unmatched.load(Relaxed), 1);
         assert_eq!(client.counters.malformed.load(Relaxed), 1);
-        let s = select(&n.table, &c, &req, Direct::Maybe, Some(&r), Instant::now());
+        let s = select(
+            &n.table,
+            &n.hashes,
+            &c,
+            &req,
+            Direct::Maybe,
+            Some(&r),
+            Instant::now(),
+        );
         assert_eq!(codes(&s)[0], "SIBLING_HIT/127.0.0.1");
     }
 }
