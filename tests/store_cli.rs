@@ -37,10 +37,20 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Opens the store, waiting out a lock that only a sibling test's child
+/// can hold: a process forked by another test (to run cuttle) keeps a copy
+/// of our just-closed descriptor, and with it the flock, until it execs.
 fn open_store(path: &Path) -> Store {
     let spec = DirSpec::new(path.to_path_buf(), 1 << 20, 4096);
-    let (store, _) = Store::open(&[spec], StoreOptions::default()).expect("store opens");
-    store
+    for _ in 0..100 {
+        match Store::open(std::slice::from_ref(&spec), StoreOptions::default()) {
+            Err(cuttle::store::StoreError::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            opened => return opened.expect("store opens").0,
+        }
+    }
+    panic!("{} stayed locked for 2 s", path.display());
 }
 
 fn key_of(url: &str) -> Key {
