@@ -25,6 +25,7 @@ Examples:
   curl -x 127.0.0.1:3128 http://example.com/
   cuttle check -f /etc/squid/squid.conf
   cuttle icp decode fixtures/icp/v2-query-squid57.bin
+  cuttle icp query --peer 127.0.0.2:3130 http://example.com/
   cuttle htcp decode --hex reply.hex
   cuttle store verify /var/spool/cuttle
 
@@ -54,7 +55,7 @@ old one if the new one has errors. Without -f, the embedded default is used
     /// Work with ICP datagrams (RFC 2186).
     #[command(
         subcommand,
-        after_help = "Examples:\n  cuttle icp decode fixtures/icp/v2-query-squid57.bin"
+        after_help = "Examples:\n  cuttle icp decode fixtures/icp/v2-query-squid57.bin\n  cuttle icp query --peer 127.0.0.2:3130 http://example.com/"
     )]
     Icp(IcpCommand),
     /// Work with HTCP datagrams (RFC 2756).
@@ -119,6 +120,35 @@ Examples:
 
 A malformed datagram exits with status 1 and one line naming the field and offset.")]
     Decode(DecodeArgs),
+    /// Ask a peer (Squid or cuttle) about URLs with real ICP queries.
+    #[command(after_help = "\
+Examples:
+  cuttle icp query --peer 127.0.0.2:3130 http://example.com/
+  cuttle icp query --peer 127.0.0.2:3130 --from 127.0.0.3 http://a.test/1 http://a.test/2
+
+Prints one line per URL: the URL, the reply's opcode (ICP_HIT, ICP_MISS,
+ICP_DENIED, ...) and the round-trip time, tab-separated; `TIMEOUT` when no
+reply came in time. The peer looks the URL up exactly as written, so give it
+in Squid's canonical form (lower-case scheme and host, no default port).
+Squid ignores ICP from its own address: query from another one (--from).
+Exits 0 when every URL got a reply, 1 otherwise.")]
+    Query(QueryArgs),
+}
+
+#[derive(Debug, Args)]
+struct QueryArgs {
+    /// The peer's ICP address (its icp_port).
+    #[arg(long, value_name = "HOST:PORT")]
+    peer: String,
+    /// Send from this local address (like udp_outgoing_address).
+    #[arg(long, value_name = "ADDR")]
+    from: Option<std::net::IpAddr>,
+    /// How long to wait for each reply, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    timeout: u64,
+    /// The URLs to ask about.
+    #[arg(required = true, value_name = "URL")]
+    urls: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,12 +209,74 @@ impl Cli {
                 cuttle::daemon::run(cuttle::daemon::RunOptions { config: args.file })
             }
             Command::Icp(IcpCommand::Decode(args)) => decode(&args, "ICP", inspect::icp_json),
+            Command::Icp(IcpCommand::Query(args)) => icp_query(&args),
             Command::Htcp(HtcpCommand::Decode(args)) => decode(&args, "HTCP", inspect::htcp_json),
             Command::Check(args) => check(&args),
             Command::Store(StoreCommand::Verify(args)) => store_verify(&args.dir),
             Command::Store(StoreCommand::Ls(args)) => store_ls(&args.dir),
         }
     }
+}
+
+/// `cuttle icp query`: one query per URL, in order, each waiting for its reply.
+fn icp_query(args: &QueryArgs) -> ExitCode {
+    let peer = match std::net::ToSocketAddrs::to_socket_addrs(args.peer.as_str())
+        .map(|mut it| it.next())
+    {
+        Ok(Some(a)) => a,
+        Ok(None) | Err(_) => {
+            eprintln!(
+                "cuttle: --peer {}: not a HOST:PORT that resolves",
+                args.peer
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cuttle: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let timeout = Duration::from_millis(args.timeout);
+    runtime.block_on(async {
+        let client = match cuttle::peers::icp_client::IcpClient::bind_plain(args.from) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("cuttle: cannot open a UDP socket: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut all_answered = true;
+        for url in &args.urls {
+            match client.query_one(peer, url, timeout).await {
+                Ok(Some((opcode, rtt, _reqnum))) => {
+                    println!(
+                        "{url}\t{}\t{:.3} ms",
+                        opcode.name(),
+                        rtt.as_secs_f64() * 1000.0
+                    );
+                }
+                Ok(None) => {
+                    println!("{url}\tTIMEOUT\t-");
+                    all_answered = false;
+                }
+                Err(e) => {
+                    eprintln!("cuttle: {url}: {e}");
+                    all_answered = false;
+                }
+            }
+        }
+        if all_answered {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
 }
 
 fn decode(

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod carp;
 pub mod error;
 pub mod htcp;
 pub mod icp;

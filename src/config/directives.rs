@@ -230,6 +230,8 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "prefer_direct" => onoff_setting(ctx, line, |c| &mut c.prefer_direct),
         "nonhierarchical_direct" => onoff_setting(ctx, line, |c| &mut c.nonhierarchical_direct),
         "digest_generation" => onoff_setting(ctx, line, |c| &mut c.digest_generation),
+        "udp_outgoing_address" => address_setting(ctx, line, |c| &mut c.udp_outgoing_address),
+        "tcp_outgoing_address" => tcp_outgoing_address(ctx, line),
         "acl" => acl::parse_acl(ctx, line),
         "http_access" => access_rule(ctx, line, |c| &mut c.http_access),
         "icp_access" => access_rule(ctx, line, |c| &mut c.icp_access),
@@ -343,6 +345,8 @@ fn is_typed(name: &str) -> bool {
         "prefer_direct",
         "nonhierarchical_direct",
         "digest_generation",
+        "udp_outgoing_address",
+        "tcp_outgoing_address",
         "acl",
         "http_access",
         "icp_access",
@@ -565,10 +569,11 @@ fn hostname_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<Option<Stri
     *field(&mut ctx.config) = Setting::at(Some(word.text.clone()), line.location.clone());
 }
 
-/// An address directive (`udp_incoming_address`): an IP literal; the
-/// unspecified address (`0.0.0.0`, `::`) or Squid's `any_addr` means every
-/// address, `None`. Squid would also resolve a host name; cuttle asks for
-/// the address itself.
+/// An address directive (`udp_incoming_address`, `udp_outgoing_address`):
+/// an IP literal; the unspecified address (`0.0.0.0`, `::`), Squid's
+/// `any_addr`, or 255.255.255.255 (Squid's "not set" for
+/// udp_outgoing_address) mean `None`. Squid would also resolve a host name;
+/// cuttle asks for the address itself.
 fn address_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<Option<std::net::IpAddr>>) {
     let Some(args) = args_between(ctx, line, 1) else {
         return;
@@ -580,7 +585,11 @@ fn address_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<Option<std::
     }
     match word.text.parse::<std::net::IpAddr>() {
         Ok(ip) => {
-            let value = (!ip.is_unspecified()).then_some(ip);
+            let unset = match ip {
+                std::net::IpAddr::V4(v4) => v4.is_unspecified() || v4.is_broadcast(),
+                std::net::IpAddr::V6(v6) => v6.is_unspecified(),
+            };
+            let value = (!unset).then_some(ip);
             *field(&mut ctx.config) = Setting::at(value, line.location.clone());
         }
         Err(_) => ctx.error(
@@ -592,6 +601,40 @@ fn address_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<Option<std::
             ),
         ),
     }
+}
+
+/// `tcp_outgoing_address ADDR [[!]acl ...]`.
+fn tcp_outgoing_address(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    let args = line.args();
+    let Some(word) = args.first() else {
+        ctx.error(
+            &line.location,
+            "tcp_outgoing_address: missing address".into(),
+        );
+        return;
+    };
+    let Ok(address) = word.text.parse::<std::net::IpAddr>() else {
+        ctx.error(
+            &line.location,
+            format!(
+                "tcp_outgoing_address: \"{}\" is not an IP address",
+                word.text
+            ),
+        );
+        return;
+    };
+    let Some(acls) = acl::parse_acl_refs(
+        ctx,
+        line,
+        "tcp_outgoing_address",
+        args.get(1..).unwrap_or(&[]),
+    ) else {
+        return;
+    };
+    ctx.config.tcp_outgoing_address.push(Located::new(
+        super::OutgoingAddress { address, acls },
+        line.location.clone(),
+    ));
 }
 
 fn mcast_groups(ctx: &mut Ctx<'_, '_>, line: &Line) {

@@ -222,6 +222,12 @@ pub struct Config {
     pub prefer_direct: Setting<bool>,
     pub nonhierarchical_direct: Setting<bool>,
     pub digest_generation: Setting<bool>,
+    /// `udp_outgoing_address`: the source address of ICP queries; `None`
+    /// = Squid's 255.255.255.255 (the kernel's choice).
+    pub udp_outgoing_address: Setting<Option<std::net::IpAddr>>,
+    /// `tcp_outgoing_address ADDR [acl...]` lines in order: the first whose
+    /// ACLs match gives the local address of connections to servers and peers.
+    pub tcp_outgoing_address: Vec<Located<OutgoingAddress>>,
 
     // -- access control (ACLs in definition order, Squid's built-ins first)
     pub acls: Vec<Acl>,
@@ -274,6 +280,14 @@ pub struct Config {
     pub other: Vec<Located<OtherDirective>>,
 }
 
+/// One `tcp_outgoing_address` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingAddress {
+    pub address: std::net::IpAddr,
+    /// All must match (none = always).
+    pub acls: Vec<AclRef>,
+}
+
 const MB: u64 = 1024 * 1024;
 
 impl Default for Config {
@@ -297,6 +311,8 @@ impl Default for Config {
             prefer_direct: Setting::default_value(false),
             nonhierarchical_direct: Setting::default_value(true),
             digest_generation: Setting::default_value(true),
+            udp_outgoing_address: Setting::default_value(None),
+            tcp_outgoing_address: Vec::new(),
             acls: acl::builtin_acls(),
             http_access: Vec::new(),
             icp_access: Vec::new(),

@@ -28,6 +28,7 @@ use crate::caching::{
     self, Exchange, HitDecision, Outcome, RequestDirectives, Rule, StoredEntry, VaryMarker,
 };
 use crate::config::{AclData, Config, ForwardedFor};
+use crate::peers::select::{self as peer_select, Neighbours, SelectRequest, Source};
 use crate::store::{Hit, Key, Store, StoreError};
 use crate::upstream::{FetchError, Timeouts, Upstream};
 use cuttle_protocol::key::{store_key, Method as KeyMethod};
@@ -54,6 +55,8 @@ pub struct Proxy {
     labels: Labels,
     /// Some ACL names the PURGE method (Squid's condition for PURGE).
     purge_enabled: bool,
+    /// cache_peers: selection, ICP queries, peer health.
+    neighbours: Arc<Neighbours>,
 }
 
 /// Squid's `X-Cache: HIT from NAME` and `X-Cache-Lookup: HIT from NAME:PORT`.
@@ -109,6 +112,7 @@ impl Proxy {
             read: config.read_timeout.value,
         };
         let collapser = Collapser::new(config.maximum_object_size.value, timeouts.read);
+        let neighbours = Arc::new(Neighbours::new(&config));
         Proxy::assemble(
             config,
             store,
@@ -116,11 +120,13 @@ impl Proxy {
             collapser,
             logger,
             Arc::default(),
+            neighbours,
         )
     }
 
     /// The same proxy under a new configuration.
     pub fn with_config(&self, config: Arc<Config>) -> Proxy {
+        let neighbours = Arc::new(self.neighbours.reconfigure(&config));
         Proxy::assemble(
             config,
             Arc::clone(&self.store),
@@ -128,6 +134,7 @@ impl Proxy {
             self.collapser.clone(),
             self.logger.clone(),
             Arc::clone(&self.refreshing),
+            neighbours,
         )
     }
 
@@ -138,6 +145,7 @@ impl Proxy {
         collapser: Collapser,
         logger: Logger,
         refreshing: Arc<Mutex<HashSet<Key>>>,
+        neighbours: Arc<Neighbours>,
     ) -> Proxy {
         let name = config
             .visible_hostname
@@ -173,7 +181,15 @@ impl Proxy {
                 .any(|m| m.value.eq_ignore_ascii_case("PURGE")),
             _ => false,
         });
+        // Squid probes its peers' HTTP ports before using them (1.8).
+        if tokio::runtime::Handle::try_current().is_ok() {
+            neighbours.probe_down_peers(
+                config.tcp_outgoing_address.first().map(|l| l.address),
+                config.peer_connect_timeout.value,
+            );
+        }
         Proxy {
+            neighbours,
             hot,
             purge_enabled,
             labels: Labels::new(&name, &config),
@@ -205,12 +221,16 @@ fn error_kind(e: &FetchError) -> ErrorKind {
     }
 }
 
-/// Where to connect for a request.
+/// Where to connect for a request: a source chosen by peer selection.
 #[derive(Debug, Clone)]
 struct Route {
-    host: String,
-    port: u16,
-    code: HierarchyCode,
+    source: Source,
+    /// tcp_outgoing_address for this request.
+    local: Option<IpAddr>,
+    /// The ICP wait timed out (`TIMEOUT_` in the log).
+    timed_out: bool,
+    /// The absolute URL, sent as the request target to proxy peers.
+    url: String,
 }
 
 /// What the access.log line will say, filled in as the request goes.
@@ -473,55 +493,182 @@ impl Proxy {
             .any(|v| String::from_utf8_lossy(v.as_bytes()).contains(&self.loop_marker))
     }
 
-    /// Where a request for `target` goes: as in Squid's accelerator setups,
-    /// to the first `originserver` cache_peer that cache_peer_access lets
-    /// it use; else straight to the URL's host. (Peer selection proper,
-    /// with ICP and parents, is the peers layer's.)
-    fn route(&self, target: &Target, client: IpAddr, method: &Method) -> Route {
-        let req = access::Request {
-            client,
-            method: method.as_str(),
-            scheme: &target.scheme,
-            host: &target.host,
-            port: target.port,
-            path: &target.path_and_query,
-            url: &target.url,
-            local_ip: None,
-            local_port: 0,
-            port_name: "",
-            dst_addrs: None,
-        };
-        for peer in &self.config.cache_peers {
-            if !peer.originserver {
-                continue;
-            }
-            let allowed = access::check(&peer.access, &self.config, &req)
-                .or_if_no_rules(access::Verdict::Allow)
-                .allowed();
-            if allowed {
-                return Route {
-                    host: peer.host.clone(),
-                    port: peer.http_port,
-                    code: HierarchyCode::FirstUpParent,
-                };
-            }
-        }
-        Route {
-            host: target.host.clone(),
-            port: target.port,
-            code: HierarchyCode::HierDirect,
+    /// What peer selection looks at for this request.
+    fn select_request<'a>(
+        &self,
+        target: &'a Target,
+        client: IpAddr,
+        method: &'a Method,
+        headers: &HeaderMap,
+        siblings_ok: bool,
+    ) -> SelectRequest<'a> {
+        let has_auth = headers.contains_key(header::AUTHORIZATION);
+        let hierarchical = peer_select::hierarchical(method.as_str(), has_auth, false, false);
+        SelectRequest {
+            access: access::Request {
+                client,
+                method: method.as_str(),
+                scheme: &target.scheme,
+                host: &target.host,
+                port: target.port,
+                path: &target.path_and_query,
+                url: &target.url,
+                local_ip: None,
+                local_port: 0,
+                port_name: "",
+                dst_addrs: None,
+            },
+            hierarchical,
+            siblings_ok,
+            looped: false,
         }
     }
 
-    /// Sends `req` along `route`, noting the server in the log line.
+    fn routes_of(
+        &self,
+        target: &Target,
+        req: &SelectRequest<'_>,
+        selection: peer_select::Selection,
+    ) -> Vec<Route> {
+        let local = peer_select::tcp_outgoing_address(&self.config, &req.access);
+        self.neighbours
+            .probe_down_peers(local, self.config.peer_connect_timeout.value);
+        selection
+            .sources
+            .into_iter()
+            .map(|source| Route {
+                source,
+                local,
+                timed_out: selection.timed_out,
+                url: target.url.clone(),
+            })
+            .collect()
+    }
+
+    /// Where a request that is not a cacheable miss goes: the first source
+    /// of Squid's selection without ICP queries and without siblings (an
+    /// `originserver` parent for accelerators, parents, else DIRECT).
+    fn route(&self, target: &Target, client: IpAddr, method: &Method) -> Route {
+        let req = self.select_request(target, client, method, &HeaderMap::new(), false);
+        let selection = self.neighbours.select_without_queries(&self.config, &req);
+        self.routes_of(target, &req, selection)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Route {
+                source: Source {
+                    peer: None,
+                    code: HierarchyCode::HierDirect,
+                    host: target.host.clone(),
+                    port: target.port,
+                    only_if_cached: false,
+                    absolute_form: false,
+                    proxy_only: false,
+                    authorization: None,
+                    connect_timeout: None,
+                },
+                local: None,
+                timed_out: false,
+                url: target.url.clone(),
+            })
+    }
+
+    /// Where a cacheable miss may be fetched from, in order: Squid's peer
+    /// selection with ICP queries to the peers it would ask.
+    async fn miss_routes(
+        &self,
+        target: &Target,
+        client: IpAddr,
+        headers: &HeaderMap,
+        directives: &RequestDirectives,
+    ) -> Vec<Route> {
+        let method = Method::GET;
+        // A client reload must not be answered by a sibling (squid-spec 3.1).
+        let req = self.select_request(target, client, &method, headers, !directives.no_cache);
+        let selection = self.neighbours.select(&self.config, &req).await;
+        self.routes_of(target, &req, selection)
+    }
+
+    /// Sends `req` along `route`, noting the server in the log line: to a
+    /// proxy peer in absolute-form, to a sibling with only-if-cached, with
+    /// the peer's login= credentials; the outcome feeds the peer's health.
     async fn send(
         &self,
         route: &Route,
-        req: Request<ProxyBody>,
+        mut req: Request<ProxyBody>,
         hierarchy: &mut Hierarchy,
     ) -> Result<Response<crate::upstream::PooledBody<ProxyBody>>, FetchError> {
-        let (resp, addr) = self.upstream.send(&route.host, route.port, req).await?;
-        *hierarchy = Hierarchy::new(route.code, Some(addr.ip().to_string()));
+        let source = &route.source;
+        if source.absolute_form {
+            if let Ok(uri) = route.url.parse() {
+                *req.uri_mut() = uri;
+            }
+        }
+        if source.absolute_form {
+            // As Squid toward any cache peer (squid-spec 3.6): `max-age` of
+            // the refresh_pattern unless the client set max-age or
+            // no-cache; `only-if-cached` to siblings.
+            let headers = req.headers_mut();
+            let current: Vec<String> = headers
+                .get_all(header::CACHE_CONTROL)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(|d| d.trim().to_string())
+                .filter(|d| !d.is_empty())
+                .collect();
+            let mut directives = current.clone();
+            let named = |d: &String, name: &str| {
+                d.split('=')
+                    .next()
+                    .is_some_and(|n| n.trim().eq_ignore_ascii_case(name))
+            };
+            if !current
+                .iter()
+                .any(|d| named(d, "max-age") || named(d, "no-cache"))
+            {
+                let max = Rule::for_url(&self.config, &route.url).max;
+                directives.push(format!("max-age={max}"));
+            }
+            if source.only_if_cached && !current.iter().any(|d| named(d, "only-if-cached")) {
+                directives.push("only-if-cached".to_string());
+            }
+            if let Ok(v) = HeaderValue::from_str(&directives.join(", ")) {
+                headers.insert(header::CACHE_CONTROL, v);
+            }
+        }
+        if let Some(credentials) = &source.authorization {
+            let name = if source.absolute_form {
+                header::PROXY_AUTHORIZATION
+            } else {
+                header::AUTHORIZATION
+            };
+            if let Ok(v) = HeaderValue::from_str(credentials) {
+                req.headers_mut().insert(name, v);
+            }
+        }
+        let sent = self
+            .upstream
+            .send_from(
+                &source.host,
+                source.port,
+                route.local,
+                source.connect_timeout,
+                req,
+            )
+            .await;
+        if let Some(id) = source.peer {
+            match &sent {
+                Ok(_) => self.neighbours.note_connect(id, true),
+                Err(FetchError::Connect { .. }) => self.neighbours.note_connect(id, false),
+                Err(_) => {}
+            }
+        }
+        let (resp, addr) = sent?;
+        let mut h = Hierarchy::new(source.code, Some(addr.ip().to_string()));
+        if route.timed_out {
+            h = h.timed_out();
+        }
+        *hierarchy = h;
         Ok(resp)
     }
 
@@ -648,7 +795,16 @@ async fn tunnel(
     if txn.miss_denied {
         return proxy.forwarding_denied(txn.with(ResultTag::TcpTunnel));
     }
-    let (mut server, addr) = match proxy.upstream.connect_tcp(&target.host, target.port).await {
+    let local = {
+        let method = Method::CONNECT;
+        let req = proxy.select_request(&target, txn.client, &method, &HeaderMap::new(), false);
+        peer_select::tcp_outgoing_address(&proxy.config, &req.access)
+    };
+    let connecting =
+        proxy
+            .upstream
+            .connect_tcp_from(&target.host, target.port, local, proxy.timeouts.connect);
+    let (mut server, addr) = match connecting.await {
         Ok(s) => s,
         Err(e) => return proxy.fetch_error(txn.with(ResultTag::TcpTunnel), &e),
     };
@@ -1538,17 +1694,10 @@ impl FetchJob {
     /// Sends the GET upstream in a task of its own, so a client that
     /// leaves does not stop the fetch the others (and the store) wait on.
     fn spawn(self) {
-        let upstream_req = self.proxy.upstream_request(
-            &Method::GET,
-            &self.target,
-            &self.request_headers,
-            self.client,
-            ProxyBody::Empty,
-        );
-        tokio::spawn(self.run(upstream_req));
+        tokio::spawn(self.run());
     }
 
-    async fn run(self, upstream_req: Request<ProxyBody>) {
+    async fn run(self) {
         let FetchJob {
             proxy,
             client,
@@ -1560,22 +1709,60 @@ impl FetchJob {
             sink,
         } = self;
         let request_time = unix_now();
-        let route = proxy.route(&target, client, &Method::GET);
+        let routes = proxy
+            .miss_routes(&target, client, &request_headers, &directives)
+            .await;
         let mut hierarchy = Hierarchy::none();
-        let resp = match proxy.send(&route, upstream_req, &mut hierarchy).await {
-            Ok(r) => r,
-            Err(e) => {
-                let kind = error_kind(&e);
-                sink.finish(Event::Failed(Failure::new(kind, e.to_string())))
-                    .await;
-                return;
+        // Walk the sources in order: a connect failure, or a 502/504 (a
+        // sibling's false hit answers only-if-cached with 504), moves on to
+        // the next one, as Squid re-forwards (squid-spec 3.2).
+        let mut fetched = None;
+        let mut last_error = None;
+        let count = routes.len();
+        for (n, route) in routes.into_iter().enumerate() {
+            let upstream_req = proxy.upstream_request(
+                &Method::GET,
+                &target,
+                &request_headers,
+                client,
+                ProxyBody::Empty,
+            );
+            let guard = route.source.peer.map(|id| proxy.neighbours.open(id));
+            match proxy.send(&route, upstream_req, &mut hierarchy).await {
+                Ok(r) => {
+                    let retry = matches!(
+                        r.status(),
+                        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
+                    );
+                    if retry && n + 1 < count {
+                        tracing::debug!(url = %target.url, source = %route.source.host, status = %r.status(), "trying the next source");
+                        continue;
+                    }
+                    fetched = Some((r, route.source.proxy_only, guard));
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(url = %target.url, source = %route.source.host, "fetch failed: {e}");
+                    last_error = Some(e);
+                }
             }
+        }
+        let Some((resp, proxy_only, _conn_slot)) = fetched else {
+            let e = last_error.unwrap_or(FetchError::Connect {
+                host: target.host.clone(),
+                reason: "no source to fetch from".into(),
+            });
+            let kind = error_kind(&e);
+            sink.finish(Event::Failed(Failure::new(kind, e.to_string())))
+                .await;
+            return;
         };
         let exchange = Exchange {
             request_time,
             response_time: unix_now(),
         };
         let (rp, body) = resp.into_parts();
+        // proxy-only: what this peer sends is delivered, not stored.
         let plan = caching::plan_store(
             &Method::GET,
             &directives,
@@ -1584,7 +1771,8 @@ impl FetchJob {
             &rule,
             exchange,
         )
-        .ok();
+        .ok()
+        .filter(|_| !proxy_only);
         let (vary, vary_star) = match caching::vary_fields(&rp.headers) {
             Ok(fields) if fields.is_empty() => (None, false),
             Ok(fields) => {

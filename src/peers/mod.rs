@@ -5,4 +5,7 @@
 //! Layer 4 of DESIGN.md: it uses config, access, access_log, store,
 //! caching and upstream, never http.
 
+pub mod icp_client;
 pub mod icp_server;
+pub mod select;
+pub mod table;

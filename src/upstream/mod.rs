@@ -4,7 +4,7 @@
 //! Failures are classified the way Squid names them on its error pages.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
@@ -61,7 +61,8 @@ impl Default for Timeouts {
 
 /// A connection's request half and the address it is connected to.
 type Sender<B> = (SendRequest<B>, SocketAddr);
-type PoolKey = (String, u16);
+/// (server host, server port, local address bound: tcp_outgoing_address).
+type PoolKey = (String, u16, Option<IpAddr>);
 
 struct Pool<B> {
     idle: Mutex<HashMap<PoolKey, Vec<Sender<B>>>>,
@@ -109,7 +110,22 @@ where
         port: u16,
         req: Request<B>,
     ) -> Result<(Response<PooledBody<B>>, SocketAddr), FetchError> {
-        let key = (host.to_ascii_lowercase(), port);
+        self.send_from(host, port, None, None, req).await
+    }
+
+    /// [`Upstream::send`] from the local address `local`
+    /// (`tcp_outgoing_address`; `None` = the kernel's choice), connecting
+    /// within `connect_timeout` (a peer's connect-timeout=; `None` = the
+    /// configured connect_timeout).
+    pub async fn send_from(
+        &self,
+        host: &str,
+        port: u16,
+        local: Option<IpAddr>,
+        connect_timeout: Option<Duration>,
+        req: Request<B>,
+    ) -> Result<(Response<PooledBody<B>>, SocketAddr), FetchError> {
+        let key = (host.to_ascii_lowercase(), port, local);
         let mut req = Some(req);
         // A pooled connection may have been closed by the server meanwhile:
         // retry once on a fresh one when the reused one fails before sending.
@@ -130,7 +146,8 @@ where
         let Some(req) = req else {
             return Err(FetchError::Read("request lost".into()));
         };
-        let (mut sender, addr) = self.connect(host, port).await?;
+        let timeout = connect_timeout.unwrap_or(self.timeouts.connect);
+        let (mut sender, addr) = self.connect(host, port, local, timeout).await?;
         let resp = tokio::time::timeout(self.timeouts.read, sender.send_request(req))
             .await
             .map_err(|_| FetchError::Timeout)?
@@ -143,6 +160,19 @@ where
         &self,
         host: &str,
         port: u16,
+    ) -> Result<(TcpStream, SocketAddr), FetchError> {
+        self.connect_tcp_from(host, port, None, self.timeouts.connect)
+            .await
+    }
+
+    /// A plain TCP connection to `host:port` from the local address `local`
+    /// (port chosen by the kernel), each address tried for `timeout`.
+    pub async fn connect_tcp_from(
+        &self,
+        host: &str,
+        port: u16,
+        local: Option<IpAddr>,
+        timeout: Duration,
     ) -> Result<(TcpStream, SocketAddr), FetchError> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
             .await
@@ -159,7 +189,7 @@ where
         }
         let mut last = String::from("no address tried");
         for addr in addrs {
-            match tokio::time::timeout(self.timeouts.connect, TcpStream::connect(addr)).await {
+            match tokio::time::timeout(timeout, connect_from(addr, local)).await {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
                     return Ok((stream, addr));
@@ -203,8 +233,14 @@ where
         None
     }
 
-    async fn connect(&self, host: &str, port: u16) -> Result<Sender<B>, FetchError> {
-        let (stream, addr) = self.connect_tcp(host, port).await?;
+    async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+        local: Option<IpAddr>,
+        timeout: Duration,
+    ) -> Result<Sender<B>, FetchError> {
+        let (stream, addr) = self.connect_tcp_from(host, port, local, timeout).await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -219,6 +255,19 @@ where
         });
         Ok((sender, addr))
     }
+}
+
+/// Connects to `addr`, first binding `local` when it is of the same family
+/// (a v4 tcp_outgoing_address does not apply to a v6 server, as in Squid).
+pub async fn connect_from(addr: SocketAddr, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    if let Some(ip) = local.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    socket.connect(addr).await
 }
 
 /// A response body that returns its connection to the pool once read to

@@ -1,0 +1,425 @@
+//! The ICP client: asks peers whether they hold a URL (squid-spec 1.4,
+//! 1.6, 1.7). One UDP socket bound to `udp_outgoing_address` (ephemeral
+//! port: peers answer to the query's source), a request-number allocator
+//! that never yields 0, and a receive task that matches replies by reqnum
+//! AND by sender (IP and the configured ICP port, as Squid's whichPeer);
+//! anything else is counted and dropped.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use cuttle_protocol::icp::{self, Message, Opcode};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::table::{query_timeout, PeerId, PeerTable};
+use crate::config::PeerType;
+
+/// One reply that matched a query in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    pub peer: PeerId,
+    pub opcode: Opcode,
+    /// From sending the queries to receiving this reply.
+    pub rtt: Duration,
+}
+
+/// What a round of queries brought back.
+#[derive(Debug, Clone, Default)]
+pub struct Replies {
+    /// The first peer to answer HIT ("first HIT wins").
+    pub hit: Option<PeerId>,
+    /// The parent whose MISS came first (by weighted time).
+    pub first_parent_miss: Option<PeerId>,
+    /// The wait ended by timeout rather than by all expected replies (or a HIT).
+    pub timed_out: bool,
+    /// Every matched reply, in arrival order.
+    pub replies: Vec<Reply>,
+    /// Queries sent / replies expected (up peers among them).
+    pub sent: usize,
+    pub expected: usize,
+    /// How long the wait was allowed to last.
+    pub timeout: Duration,
+}
+
+/// Counters of datagrams the client dropped.
+#[derive(Debug, Default)]
+pub struct ClientCounters {
+    pub queries_sent: AtomicU64,
+    pub replies_matched: AtomicU64,
+    /// Not a valid ICP datagram.
+    pub malformed: AtomicU64,
+    /// From an address/port that is no peer's ICP address (stray or spoofed).
+    pub from_non_peer: AtomicU64,
+    /// From a peer, but for no query in flight to that peer (late, replayed
+    /// or spoofed reqnum).
+    pub unmatched: AtomicU64,
+    /// Opcodes a querier ignores (ERR, QUERY, HIT_OBJ, SECHO).
+    pub ignored_opcode: AtomicU64,
+}
+
+struct Pending {
+    table: Arc<PeerTable>,
+    sent_at: Instant,
+    /// Peers queried, and whether each already answered.
+    targets: Vec<(PeerId, bool)>,
+    tx: mpsc::UnboundedSender<Reply>,
+}
+
+type PendingMap = Arc<Mutex<HashMap<u32, Pending>>>;
+
+/// The client. Dropping it stops its receive task.
+pub struct IcpClient {
+    socket: Arc<UdpSocket>,
+    next_reqnum: AtomicU32,
+    pending: PendingMap,
+    current: Arc<RwLock<Arc<PeerTable>>>,
+    pub counters: Arc<ClientCounters>,
+    receiver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for IcpClient {
+    fn drop(&mut self) {
+        self.receiver.abort();
+    }
+}
+
+/// Largest reqnum before wrapping to 1 (Squid wraps at INT_MAX).
+const REQNUM_MAX: u32 = i32::MAX as u32;
+
+impl IcpClient {
+    /// Binds the socket on `local` (udp_outgoing_address; unspecified when
+    /// `None`) with an ephemeral port and starts the receive task. Must run
+    /// inside a tokio runtime.
+    pub fn bind(local: Option<IpAddr>, table: Arc<PeerTable>) -> std::io::Result<IcpClient> {
+        let ip = local.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
+        std_socket.set_nonblocking(true)?;
+        let socket = Arc::new(UdpSocket::from_std(std_socket)?);
+        let pending: PendingMap = Arc::default();
+        let current = Arc::new(RwLock::new(table));
+        let counters = Arc::new(ClientCounters::default());
+        let receiver = tokio::spawn(receive_loop(
+            Arc::clone(&socket),
+            Arc::clone(&pending),
+            Arc::clone(&current),
+            Arc::clone(&counters),
+        ));
+        Ok(IcpClient {
+            socket,
+            next_reqnum: AtomicU32::new(0),
+            pending,
+            current,
+            counters,
+            receiver,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Replies that match no query in flight are credited to peers of this
+    /// table (after a reload).
+    pub fn set_table(&self, table: Arc<PeerTable>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = table;
+    }
+
+    /// The next request number: counts up, wraps from INT_MAX to 1, never 0
+    /// (a reply with reqnum 0 would disable a Squid peer's private keys).
+    pub fn next_reqnum(&self) -> u32 {
+        let prev = self
+            .next_reqnum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(if n >= REQNUM_MAX { 1 } else { n + 1 })
+            })
+            .unwrap_or(0);
+        if prev >= REQNUM_MAX {
+            1
+        } else {
+            prev + 1
+        }
+    }
+
+    /// Queries `targets` (peer and its type for this URL) about `url` in
+    /// parallel and waits as Squid does: until a HIT, until every expected
+    /// reply arrived (up peers; DENIED does not count), or until the
+    /// dynamic timeout. `url` must be in Squid's canonical form: the peer
+    /// looks it up verbatim.
+    pub async fn query(
+        &self,
+        table: &Arc<PeerTable>,
+        url: &str,
+        targets: &[(PeerId, PeerType)],
+    ) -> Replies {
+        let now = Instant::now();
+        let reqnum = self.next_reqnum();
+        let mut datagram = Vec::new();
+        if Message::query(reqnum, url.as_bytes())
+            .encode(&mut datagram)
+            .is_err()
+        {
+            // A URL ICP cannot carry (NUL inside, too long): nothing asked.
+            return Replies::default();
+        }
+        let expected_rtts: Vec<(PeerType, u64)> = targets
+            .iter()
+            .filter(|(id, _)| table.is_up(*id, now))
+            .filter_map(|(id, t)| table.get(*id).map(|p| (*t, p.state().rtt_ms)))
+            .collect();
+        let expected = expected_rtts.len();
+        let timeout = query_timeout(&table.timing, &expected_rtts);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        lock(&self.pending).insert(
+            reqnum,
+            Pending {
+                table: Arc::clone(table),
+                sent_at: now,
+                targets: targets.iter().map(|(id, _)| (*id, false)).collect(),
+                tx,
+            },
+        );
+        let mut sent = 0;
+        for (id, _) in targets {
+            let Some(addr) = table.get(*id).and_then(|p| p.icp_addr) else {
+                continue;
+            };
+            table.note_query_sent(*id, now);
+            match self.socket.send_to(&datagram, addr).await {
+                Ok(_) => {
+                    sent += 1;
+                    self.counters.queries_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => tracing::debug!(%addr, "ICP query not sent: {e}"),
+            }
+        }
+        let mut out = Replies {
+            sent,
+            expected,
+            timeout,
+            ..Replies::default()
+        };
+        if expected > 0 {
+            let deadline = tokio::time::Instant::from_std(now) + timeout;
+            let mut counted = 0usize;
+            let mut best_parent: Option<(PeerId, u64)> = None;
+            loop {
+                let reply = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
+                    Err(_) => {
+                        out.timed_out = true;
+                        break;
+                    }
+                };
+                out.replies.push(reply);
+                let peer_type = targets
+                    .iter()
+                    .find(|(id, _)| *id == reply.peer)
+                    .map_or(PeerType::Sibling, |(_, t)| *t);
+                match reply.opcode {
+                    Opcode::Hit => {
+                        out.hit = Some(reply.peer);
+                        break;
+                    }
+                    Opcode::Miss | Opcode::Decho if peer_type == PeerType::Parent => {
+                        if let Some(p) = table.get(reply.peer).filter(|p| !p.config.closest_only) {
+                            let base = p.config.basetime.as_millis() as u64;
+                            let w = ((reply.rtt.as_millis() as u64).saturating_sub(base)
+                                / u64::from(p.config.weight.max(1)))
+                            .max(1);
+                            if best_parent.is_none_or(|(_, bw)| w < bw) {
+                                best_parent = Some((reply.peer, w));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                if reply.opcode != Opcode::Denied {
+                    counted += 1;
+                }
+                if counted >= expected {
+                    break;
+                }
+            }
+            out.first_parent_miss = best_parent.map(|(id, _)| id);
+        }
+        lock(&self.pending).remove(&reqnum);
+        out
+    }
+
+    /// Sends one query to `to` and waits up to `timeout` for the reply from
+    /// exactly that address with the same reqnum (for `cuttle icp query`).
+    /// Returns the opcode and the round-trip time, or `None` on timeout.
+    pub async fn query_one(
+        &self,
+        to: SocketAddr,
+        url: &str,
+        timeout: Duration,
+    ) -> std::io::Result<Option<(Opcode, Duration, u32)>> {
+        let reqnum = self.next_reqnum();
+        let mut datagram = Vec::new();
+        Message::query(reqnum, url.as_bytes())
+            .encode(&mut datagram)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let start = Instant::now();
+        self.socket.send_to(&datagram, to).await?;
+        let deadline = tokio::time::Instant::from_std(start) + timeout;
+        let mut buf = vec![0u8; icp::MAX_DATAGRAM];
+        loop {
+            let got = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf)).await;
+            let (n, from) = match got {
+                Err(_) => return Ok(None),
+                Ok(r) => r?,
+            };
+            let Some(data) = buf.get(..n) else { continue };
+            let Ok(msg) = icp::parse(data) else {
+                self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            if from != to || msg.reqnum != reqnum {
+                self.counters.from_non_peer.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            return Ok(Some((msg.opcode(), start.elapsed(), reqnum)));
+        }
+    }
+
+    /// A bare client for one-off queries (no receive task reading the
+    /// socket, so [`IcpClient::query_one`] can read it).
+    pub fn bind_plain(local: Option<IpAddr>) -> std::io::Result<IcpClient> {
+        let ip = local.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
+        std_socket.set_nonblocking(true)?;
+        let socket = Arc::new(UdpSocket::from_std(std_socket)?);
+        let config = crate::config::Config::default();
+        Ok(IcpClient {
+            socket,
+            next_reqnum: AtomicU32::new(0),
+            pending: Arc::default(),
+            current: Arc::new(RwLock::new(Arc::new(PeerTable::new(&config, None)))),
+            counters: Arc::default(),
+            receiver: tokio::spawn(async {}),
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads replies for as long as the client lives.
+async fn receive_loop(
+    socket: Arc<UdpSocket>,
+    pending: PendingMap,
+    current: Arc<RwLock<Arc<PeerTable>>>,
+    counters: Arc<ClientCounters>,
+) {
+    let mut buf = vec![0u8; icp::MAX_DATAGRAM];
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP port-unreachable from an earlier send surfaces here
+                // on some systems: not fatal.
+                tracing::debug!("ICP client receive: {e}");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+        };
+        let received = Instant::now();
+        let Some(data) = buf.get(..n) else { continue };
+        let msg = match icp::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                counters.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%from, "malformed ICP reply dropped: {e}");
+                continue;
+            }
+        };
+        handle_reply(&msg, from, received, &pending, &current, &counters);
+    }
+}
+
+fn handle_reply(
+    msg: &Message<'_>,
+    from: SocketAddr,
+    received: Instant,
+    pending: &PendingMap,
+    current: &RwLock<Arc<PeerTable>>,
+    counters: &ClientCounters,
+) {
+    let opcode = msg.opcode();
+    // Squid's querier: ERR, HIT_OBJ and anything not a reply have no side
+    // effects at all (the peer is not even marked alive).
+    if !matches!(
+        opcode,
+        Opcode::Hit | Opcode::Miss | Opcode::MissNoFetch | Opcode::Denied | Opcode::Decho
+    ) {
+        counters.ignored_opcode.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let version = match msg.version {
+        icp::Version::V3 => 3,
+        _ => 2,
+    };
+    let mut map = lock(pending);
+    if let Some(p) = map.get_mut(&msg.reqnum) {
+        let table = Arc::clone(&p.table);
+        let Some(peer) = table.by_icp_addr(from) else {
+            counters.from_non_peer.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%from, "ICP {} from a non-peer ignored", opcode.name());
+            return;
+        };
+        table.note_reply(peer, opcode as u8, version, received);
+        let Some(slot) = p
+            .targets
+            .iter_mut()
+            .find(|(id, done)| *id == peer && !*done)
+        else {
+            // A peer we did not ask with this reqnum, or a duplicate.
+            counters.unmatched.fetch_add(1, Ordering::Relaxed);
+            table.note_ignored(peer);
+            return;
+        };
+        slot.1 = true;
+        let rtt = received.saturating_duration_since(p.sent_at);
+        table.note_rtt(peer, rtt);
+        counters.replies_matched.fetch_add(1, Ordering::Relaxed);
+        let _ = p.tx.send(Reply { peer, opcode, rtt });
+        return;
+    }
+    drop(map);
+    // No query in flight: a late reply still shows the peer alive.
+    let table = Arc::clone(&current.read().unwrap_or_else(|p| p.into_inner()));
+    match table.by_icp_addr(from) {
+        Some(peer) => {
+            table.note_reply(peer, opcode as u8, version, received);
+            table.note_ignored(peer);
+            counters.unmatched.fetch_add(1, Ordering::Relaxed);
+        }
+        None => {
+            counters.from_non_peer.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reqnums_count_up_and_skip_zero_when_wrapping() {
+        let c = IcpClient::bind_plain(Some(IpAddr::V4(Ipv4Addr::LOCALHOST))).expect("bind");
+        assert_eq!(c.next_reqnum(), 1);
+        assert_eq!(c.next_reqnum(), 2);
+        c.next_reqnum.store(REQNUM_MAX - 1, Ordering::Relaxed);
+        assert_eq!(c.next_reqnum(), REQNUM_MAX);
+        assert_eq!(c.next_reqnum(), 1, "wraps from INT_MAX to 1, never 0");
+        c.next_reqnum.store(u32::MAX, Ordering::Relaxed);
+        assert_eq!(c.next_reqnum(), 1);
+    }
+}

@@ -1,0 +1,357 @@
+//! Shared by the peer tests: a private Squid 5.7 on a loopback address of
+//! the test's own (with ICP), cuttle started on another loopback address,
+//! both stopped on drop, and readers for their access.logs. Each node gets
+//! its own address because Squid ignores ICP from its own IP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const STARTUP: Duration = Duration::from_secs(15);
+
+/// Debian's squid: /usr/sbin/squid, else `squid` on PATH. Panics (the test
+/// fails, never skips) when there is none.
+pub fn squid_binary() -> PathBuf {
+    let debian = PathBuf::from("/usr/sbin/squid");
+    if debian.is_file() {
+        return debian;
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("squid"))
+            .find(|p| p.is_file())
+    });
+    on_path.unwrap_or_else(|| {
+        panic!("squid not found (/usr/sbin/squid or PATH): install Debian's squid package")
+    })
+}
+
+/// A TCP port free on `ip` a moment ago.
+pub fn free_tcp_port(ip: Ipv4Addr) -> u16 {
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("cannot bind {ip}:0 ({e}); is 127.0.0.0/8 routed to lo?"))
+        .port()
+}
+
+/// A UDP port free on `ip` a moment ago.
+pub fn free_udp_port(ip: Ipv4Addr) -> u16 {
+    UdpSocket::bind((ip, 0))
+        .and_then(|s| s.local_addr())
+        .unwrap_or_else(|e| panic!("cannot bind udp {ip}:0 ({e})"))
+        .port()
+}
+
+fn proxy_user() -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let line = passwd.lines().find(|l| l.starts_with("proxy:"))?;
+    let f: Vec<&str> = line.split(':').collect();
+    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+}
+
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()));
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A process this test started; stopped on drop, panics included.
+pub struct Node {
+    child: Child,
+    squid_service: Option<String>,
+    pub output: Arc<Mutex<String>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(svc) = &self.squid_service {
+            // SIGTERM lets Squid remove its /dev/shm segments.
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            if let Ok(entries) = std::fs::read_dir("/dev/shm") {
+                let prefix = format!("{svc}-");
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(&prefix) {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+        } else {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A private Squid with ICP on `ip`.
+pub struct Squid {
+    pub node: Node,
+    pub ip: Ipv4Addr,
+    pub http_port: u16,
+    pub icp_port: u16,
+    pub dir: PathBuf,
+}
+
+impl Squid {
+    /// Starts Squid on `ip` (HTTP and ICP on free ports) answering ICP from
+    /// `icp_clients` (src ACL text) with `extra` config lines; `dir` holds
+    /// its files. Lab settings of squid-interop.md: pinger off,
+    /// minimum_direct_rtt 0, own addresses for everything.
+    pub fn start(dir: &Path, ip: Ipv4Addr, icp_clients: &str, extra: &str) -> Squid {
+        let squid = squid_binary();
+        std::fs::create_dir_all(dir).expect("squid dir");
+        let http_port = free_tcp_port(ip);
+        let icp_port = free_udp_port(ip);
+        let d = dir.display();
+        let conf = dir.join("squid.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "# private Squid for a cuttle test; nothing outside {d}\n\
+                 http_port {ip}:{http_port}\n\
+                 icp_port {icp_port}\n\
+                 htcp_port 0\n\
+                 udp_incoming_address {ip}\n\
+                 udp_outgoing_address {ip}\n\
+                 tcp_outgoing_address {ip}\n\
+                 visible_hostname squid-{ip}\n\
+                 pid_filename {d}/squid.pid\n\
+                 cache_log {d}/cache.log\n\
+                 access_log stdio:{d}/access.log squid\n\
+                 cache_store_log none\n\
+                 netdb_filename none\n\
+                 coredump_dir {d}\n\
+                 cache_mem 8 MB\n\
+                 pinger_enable off\n\
+                 minimum_direct_rtt 0\n\
+                 dns_nameservers 127.0.0.1\n\
+                 shutdown_lifetime 0 seconds\n\
+                 acl icp_clients src {icp_clients}\n\
+                 icp_access allow icp_clients\n\
+                 icp_access deny all\n\
+                 acl test_clients src 127.0.0.0/8\n\
+                 http_access allow test_clients\n\
+                 http_access deny all\n\
+                 {extra}\n"
+            ),
+        )
+        .expect("squid.conf");
+        if std::fs::metadata(dir).expect("dir").uid() == 0 {
+            let (uid, gid) =
+                proxy_user().expect("running as root and there is no `proxy` user for Squid");
+            for p in [dir, conf.as_path()] {
+                std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown to proxy");
+            }
+        }
+        let service = format!("cuttlepeer{}x{}", std::process::id(), ip.octets()[3]);
+        let parse = Command::new(&squid)
+            .args(["-n", &service, "-k", "parse", "-f"])
+            .arg(&conf)
+            .output()
+            .expect("run squid -k parse");
+        let text = String::from_utf8_lossy(&parse.stderr).to_string()
+            + &String::from_utf8_lossy(&parse.stdout);
+        assert!(
+            parse.status.success() && !text.contains("FATAL") && !text.contains("ERROR"),
+            "squid -k parse rejects the test's squid.conf:\n{text}"
+        );
+        let stdio = std::fs::File::create(dir.join("squid.stdout")).expect("squid.stdout");
+        let child = Command::new(&squid)
+            .args(["-n", &service, "-N", "-f"])
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(stdio.try_clone().expect("clone"))
+            .stderr(stdio)
+            .spawn()
+            .expect("spawn squid");
+        let mut node = Node {
+            child,
+            squid_service: Some(service),
+            output: Arc::default(),
+        };
+        let cache_log = dir.join("cache.log");
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            let log = std::fs::read_to_string(&cache_log).unwrap_or_default();
+            if log.contains("Accepting HTTP Socket connections")
+                && log.contains("Accepting ICP messages")
+            {
+                break;
+            }
+            if let Ok(Some(status)) = node.child.try_wait() {
+                panic!(
+                    "squid exited at start ({status}); cache.log:\n{}",
+                    tail(&cache_log, 20)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "squid did not start within {STARTUP:?}; cache.log:\n{}",
+                tail(&cache_log, 20)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Squid {
+            node,
+            ip,
+            http_port,
+            icp_port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.ip, self.http_port))
+    }
+
+    pub fn access_log(&self) -> PathBuf {
+        self.dir.join("access.log")
+    }
+}
+
+/// A cuttle on its own loopback address.
+pub struct CuttleNode {
+    pub node: Node,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+/// Starts `cuttle run -f` with `lines` plus http_port on `ip`, a cache_dir
+/// and an access.log in `dir`; waits for its "listening on" line.
+pub fn start_cuttle(dir: &Path, ip: Ipv4Addr, lines: &str) -> CuttleNode {
+    std::fs::create_dir_all(dir).expect("cuttle dir");
+    let port = free_tcp_port(ip);
+    let log = dir.join("access.log");
+    let conf = dir.join("cuttle.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "http_port {ip}:{port}\n\
+             acl test_clients src 127.0.0.0/8\n\
+             http_access allow test_clients\n\
+             http_access deny all\n\
+             cache_dir mmap {}/cache 16\n\
+             access_log stdio:{} squid\n\
+             visible_hostname cuttle-{ip}\n\
+             {lines}\n",
+            dir.display(),
+            log.display()
+        ),
+    )
+    .expect("cuttle.conf");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cuttle"))
+        .args(["run", "-f"])
+        .arg(&conf)
+        .env("RUST_LOG", "cuttle=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cuttle");
+    let output = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = mpsc::channel();
+    for pipe in [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ] {
+        let (output, tx) = (Arc::clone(&output), tx.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                output
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_str(&format!("{line}\n"));
+                if line.starts_with("cuttle: listening on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+    }
+    let node = Node {
+        child,
+        squid_service: None,
+        output: Arc::clone(&output),
+    };
+    if rx.recv_timeout(STARTUP).is_err() {
+        panic!(
+            "cuttle did not start listening; its output:\n{}",
+            output.lock().unwrap_or_else(|p| p.into_inner())
+        );
+    }
+    CuttleNode {
+        node,
+        addr: SocketAddr::from((ip, port)),
+        log,
+    }
+}
+
+impl CuttleNode {
+    pub fn output(&self) -> String {
+        self.node
+            .output
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Lines of `log` whose URL field is `url`, split into fields, waiting up
+/// to 5 s for `want` of them (logs are buffered for a moment).
+pub fn log_lines(log: &Path, url: &str, want: usize) -> Vec<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<Vec<String>> = text
+            .lines()
+            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .filter(|f| f.get(6).is_some_and(|u| u == url))
+            .collect();
+        if lines.len() >= want || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `cuttle icp query` output lines (URL, opcode, RTT), and its exit success.
+pub fn icp_query(
+    peer: SocketAddr,
+    from: Ipv4Addr,
+    urls: &[&str],
+) -> (Vec<Vec<String>>, bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cuttle"))
+        .args(["icp", "query", "--timeout", "3000", "--peer"])
+        .arg(peer.to_string())
+        .arg("--from")
+        .arg(from.to_string())
+        .args(urls)
+        .output()
+        .expect("run cuttle icp query");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines = stdout
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    (
+        lines,
+        out.status.success(),
+        stdout + &String::from_utf8_lossy(&out.stderr),
+    )
+}
