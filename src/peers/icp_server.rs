@@ -278,7 +278,9 @@ pub fn decide<'d>(
 /// URL is not (missing, unterminated, NUL inside, too long) gets ERR with an
 /// empty URL, as Squid ≥ 7.5 answers; anything else is dropped.
 fn undecodable(datagram: &[u8], kind: ErrorKind) -> Decision<'_> {
-    let header_sound = datagram.len() >= icp::HEADER_LEN
+    // Oversized datagrams (cut by the receive buffer) are dropped as Squid
+    // drops them: their length field cannot match.
+    let header_sound = (icp::HEADER_LEN..=icp::MAX_DATAGRAM).contains(&datagram.len())
         && !matches!(
             kind,
             ErrorKind::LengthMismatch { .. }
@@ -950,7 +952,11 @@ mod tests {
         bad_version[1] = 9;
         let mut bad_opcode = query(1, URL);
         bad_opcode[0] = 99;
+        let mut oversized = query(1, &[b'a'; 8000]);
+        oversized.extend_from_slice(&[0; icp::MAX_DATAGRAM]);
+        oversized.truncate(icp::MAX_DATAGRAM + 1);
         for (what, d) in [
+            ("oversized", &oversized[..]),
             ("too short", &[1u8, 2, 0][..]),
             ("length", &wrong_len),
             ("version", &bad_version),
