@@ -1811,6 +1811,8 @@ async fn pump_body(
     read_timeout: Duration,
     url: &str,
 ) {
+    let expected = body.size_hint().exact();
+    let mut received = 0u64;
     loop {
         let frame = tokio::time::timeout(
             read_timeout,
@@ -1822,6 +1824,7 @@ async fn pump_body(
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
+                received += data.len() as u64;
                 if let Some(w) = writer.as_mut() {
                     let written: Result<(), StoreError> = w.write(&data);
                     if written.is_err() {
@@ -1829,8 +1832,16 @@ async fn pump_body(
                         writer = None;
                     }
                 }
+                // The last bytes of a sized body: commit before the client
+                // can see the end, so a request sent right after it hits.
+                let complete = expected == Some(received);
+                if complete {
+                    if let Some(w) = writer.take() {
+                        commit_entry(w, url);
+                    }
+                }
                 sink.chunk(data).await;
-                if writer.is_none() && sink.readers() == 0 {
+                if !complete && writer.is_none() && sink.readers() == 0 {
                     // Nobody listens and nothing is stored: stop.
                     sink.finish(Event::Failed(Failure::new(
                         ErrorKind::ReadError,
@@ -1860,11 +1871,15 @@ async fn pump_body(
         }
     }
     if let Some(w) = writer {
-        if let Err(e) = w.commit() {
-            tracing::debug!(url, "store commit: {e}");
-        }
+        commit_entry(w, url);
     }
     sink.finish(Event::End).await;
+}
+
+fn commit_entry(writer: crate::store::Writer, url: &str) {
+    if let Err(e) = writer.commit() {
+        tracing::debug!(url, "store commit: {e}");
+    }
 }
 
 /// Opens the store writer for a response that may be stored: directly
