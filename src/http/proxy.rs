@@ -122,31 +122,35 @@ impl Proxy {
         };
         let collapser = Collapser::new(config.maximum_object_size.value, timeouts.read);
         let neighbours = Arc::new(Neighbours::new(&config));
-        Proxy::assemble(
-            config,
-            store,
-            Upstream::new(timeouts),
-            collapser,
-            logger,
-            Arc::default(),
-            neighbours,
+        Proxy {
             hit_only,
-        )
+            ..Proxy::assemble(
+                config,
+                store,
+                Upstream::new(timeouts),
+                collapser,
+                logger,
+                Arc::default(),
+                neighbours,
+            )
+        }
     }
 
     /// The same proxy under a new configuration.
     pub fn with_config(&self, config: Arc<Config>) -> Proxy {
         let neighbours = Arc::new(self.neighbours.reconfigure(&config));
-        Proxy::assemble(
-            config,
-            Arc::clone(&self.store),
-            self.upstream.clone(),
-            self.collapser.clone(),
-            self.logger.clone(),
-            Arc::clone(&self.refreshing),
-            neighbours,
-            Arc::clone(&self.hit_only),
-        )
+        Proxy {
+            hit_only: Arc::clone(&self.hit_only),
+            ..Proxy::assemble(
+                config,
+                Arc::clone(&self.store),
+                self.upstream.clone(),
+                self.collapser.clone(),
+                self.logger.clone(),
+                Arc::clone(&self.refreshing),
+                neighbours,
+            )
+        }
     }
 
     fn assemble(
@@ -157,7 +161,6 @@ impl Proxy {
         logger: Logger,
         refreshing: Arc<Mutex<HashSet<Key>>>,
         neighbours: Arc<Neighbours>,
-        hit_only: Arc<HitOnly>,
     ) -> Proxy {
         let name = config
             .visible_hostname
@@ -215,7 +218,8 @@ impl Proxy {
             logger,
             timeouts,
             refreshing,
-            hit_only,
+            // The callers put in the shared one.
+            hit_only: Arc::default(),
         }
     }
 
