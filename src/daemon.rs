@@ -210,7 +210,12 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
         stats: icp_stats,
         hit_only,
     };
-    let proxy = Arc::new(Proxy::new(config, Arc::clone(&store), logger.clone()));
+    let proxy = Arc::new(Proxy::new(
+        config,
+        Arc::clone(&store),
+        logger.clone(),
+        Arc::clone(&icp.hit_only),
+    ));
     let (proxy_tx, proxy_rx) = watch::channel(proxy);
     let (stop_tx, stop_rx) = watch::channel(false);
 

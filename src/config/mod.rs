@@ -219,6 +219,10 @@ pub struct Config {
     pub peer_connect_timeout: Setting<Duration>,
     pub icp_hit_stale: Setting<bool>,
     pub log_icp_queries: Setting<bool>,
+    /// `offline_mode`: never revalidate cached objects (stale hits are
+    /// served as TCP_OFFLINE_HIT); the ICP responder answers misses
+    /// MISS_NOFETCH.
+    pub offline_mode: Setting<bool>,
     pub prefer_direct: Setting<bool>,
     pub nonhierarchical_direct: Setting<bool>,
     pub digest_generation: Setting<bool>,
@@ -308,6 +312,7 @@ impl Default for Config {
             peer_connect_timeout: Setting::default_value(Duration::from_secs(30)),
             icp_hit_stale: Setting::default_value(false),
             log_icp_queries: Setting::default_value(true),
+            offline_mode: Setting::default_value(false),
             prefer_direct: Setting::default_value(false),
             nonhierarchical_direct: Setting::default_value(true),
             digest_generation: Setting::default_value(true),

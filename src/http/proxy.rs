@@ -28,6 +28,7 @@ use crate::caching::{
     self, Exchange, HitDecision, Outcome, RequestDirectives, Rule, StoredEntry, VaryMarker,
 };
 use crate::config::{AclData, Config, ForwardedFor};
+use crate::peers::icp_server::HitOnly;
 use crate::peers::select::{self as peer_select, Neighbours, SelectRequest, Source};
 use crate::store::{Hit, Key, Store, StoreError};
 use crate::upstream::{FetchError, Timeouts, Upstream};
@@ -57,6 +58,9 @@ pub struct Proxy {
     purge_enabled: bool,
     /// cache_peers: selection, ICP queries, peer health.
     neighbours: Arc<Neighbours>,
+    /// Squid's failure ratio and hit-only mode, shared with the ICP
+    /// responder: fed every forwarded request's outcome.
+    hit_only: Arc<HitOnly>,
 }
 
 /// Squid's `X-Cache: HIT from NAME` and `X-Cache-Lookup: HIT from NAME:PORT`.
@@ -106,36 +110,47 @@ fn unix_now() -> u64 {
 }
 
 impl Proxy {
-    pub fn new(config: Arc<Config>, store: Arc<Store>, logger: Logger) -> Proxy {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        logger: Logger,
+        hit_only: Arc<HitOnly>,
+    ) -> Proxy {
         let timeouts = Timeouts {
             connect: config.connect_timeout.value,
             read: config.read_timeout.value,
         };
         let collapser = Collapser::new(config.maximum_object_size.value, timeouts.read);
         let neighbours = Arc::new(Neighbours::new(&config));
-        Proxy::assemble(
-            config,
-            store,
-            Upstream::new(timeouts),
-            collapser,
-            logger,
-            Arc::default(),
-            neighbours,
-        )
+        Proxy {
+            hit_only,
+            ..Proxy::assemble(
+                config,
+                store,
+                Upstream::new(timeouts),
+                collapser,
+                logger,
+                Arc::default(),
+                neighbours,
+            )
+        }
     }
 
     /// The same proxy under a new configuration.
     pub fn with_config(&self, config: Arc<Config>) -> Proxy {
         let neighbours = Arc::new(self.neighbours.reconfigure(&config));
-        Proxy::assemble(
-            config,
-            Arc::clone(&self.store),
-            self.upstream.clone(),
-            self.collapser.clone(),
-            self.logger.clone(),
-            Arc::clone(&self.refreshing),
-            neighbours,
-        )
+        Proxy {
+            hit_only: Arc::clone(&self.hit_only),
+            ..Proxy::assemble(
+                config,
+                Arc::clone(&self.store),
+                self.upstream.clone(),
+                self.collapser.clone(),
+                self.logger.clone(),
+                Arc::clone(&self.refreshing),
+                neighbours,
+            )
+        }
     }
 
     fn assemble(
@@ -203,11 +218,29 @@ impl Proxy {
             logger,
             timeouts,
             refreshing,
+            // The callers put in the shared one.
+            hit_only: Arc::default(),
         }
     }
 
     pub fn config(&self) -> Arc<Config> {
         Arc::clone(&self.config)
+    }
+
+    /// A forwarded client request ended with `error` or without (its last
+    /// attempt when several sources were tried): feeds the failure ratio that puts
+    /// ICP into hit-only mode (squid-spec 1.5). As Squid: DNS, connect and
+    /// read errors count as failures, anything else (a read timeout too)
+    /// as success; nothing is counted while ICP is off.
+    fn note_forwarding(&self, error: Option<&FetchError>) {
+        if self.config.icp_port.value == 0 {
+            return;
+        }
+        let failed = matches!(
+            error,
+            Some(FetchError::Dns { .. } | FetchError::Connect { .. } | FetchError::Read(_))
+        );
+        self.hit_only.note_forwarding(failed, unix_now());
     }
 }
 
@@ -804,7 +837,9 @@ async fn tunnel(
         proxy
             .upstream
             .connect_tcp_from(&target.host, target.port, local, proxy.timeouts.connect);
-    let (mut server, addr) = match connecting.await {
+    let connected = connecting.await;
+    proxy.note_forwarding(connected.as_ref().err());
+    let (mut server, addr) = match connected {
         Ok(s) => s,
         Err(e) => return proxy.fetch_error(txn.with(ResultTag::TcpTunnel), &e),
     };
@@ -910,7 +945,9 @@ async fn forward(
     );
     txn.result = ResultCode::new(ResultTag::TcpMiss);
     let route = proxy.route(&target, txn.client, &parts.method);
-    let resp = match proxy.send(&route, upstream_req, &mut txn.hierarchy).await {
+    let sent = proxy.send(&route, upstream_req, &mut txn.hierarchy).await;
+    proxy.note_forwarding(sent.as_ref().err());
+    let resp = match sent {
         Ok(r) => r,
         Err(e) => return proxy.fetch_error(txn, &e),
     };
@@ -1088,12 +1125,29 @@ async fn cached(
     let lookup_port = txn.local_port;
     if let Some(found) = lookup.found {
         let now = unix_now();
-        let hit_tag = if found.memory {
-            ResultTag::TcpMemHit
-        } else {
-            ResultTag::TcpHit
+        let offline = proxy.config.offline_mode.value;
+        // Squid tags a hit from disk TCP_OFFLINE_HIT under offline_mode.
+        let hit_tag = match (found.memory, offline) {
+            (true, _) => ResultTag::TcpMemHit,
+            (false, true) => ResultTag::TcpOfflineHit,
+            (false, false) => ResultTag::TcpHit,
         };
-        match caching::decide_hit(found.entry(), &directives, &rule, now) {
+        let decision = match caching::decide_hit(found.entry(), &directives, &rule, now) {
+            // offline_mode: never validate, whatever made the entry stale
+            // (a client reload still fetches).
+            HitDecision::Revalidate { .. }
+            | HitDecision::ServeStaleWhileRevalidate { .. }
+            | HitDecision::OnlyIfCachedMiss
+                if offline =>
+            {
+                HitDecision::Serve {
+                    age: found.entry().age(now),
+                    stale: true,
+                }
+            }
+            decision => decision,
+        };
+        match decision {
             HitDecision::Serve { age, .. } => {
                 txn.result = ResultCode::new(hit_tag);
                 return serve_hit(&proxy, txn, &parts, found, age, Outcome::Hit);
@@ -1163,7 +1217,9 @@ async fn cached(
             ProxyBody::Empty,
         );
         let route = proxy.route(&target, txn.client, &Method::HEAD);
-        let resp = match proxy.send(&route, upstream_req, &mut txn.hierarchy).await {
+        let sent = proxy.send(&route, upstream_req, &mut txn.hierarchy).await;
+        proxy.note_forwarding(sent.as_ref().err());
+        let resp = match sent {
             Ok(r) => r,
             Err(e) => return proxy.fetch_error(txn, &e),
         };
@@ -1208,8 +1264,10 @@ fn serve_hit(
         txn.result = ResultCode::new(tag_of(outcome));
     }
     // A cached error response (negative caching) is Squid's NEGATIVE_HIT.
-    if matches!(txn.result.tag, ResultTag::TcpHit | ResultTag::TcpMemHit)
-        && found.entry().status.as_u16() >= 400
+    if matches!(
+        txn.result.tag,
+        ResultTag::TcpHit | ResultTag::TcpMemHit | ResultTag::TcpOfflineHit
+    ) && found.entry().status.as_u16() >= 400
     {
         txn.result.tag = ResultTag::TcpNegativeHit;
     }
@@ -1290,6 +1348,7 @@ async fn revalidate(
     let request_time = unix_now();
     let route = proxy.route(&target, txn.client, &Method::GET);
     let sent = proxy.send(&route, upstream_req, &mut txn.hierarchy).await;
+    proxy.note_forwarding(sent.as_ref().err());
     let now = unix_now();
     let stale_ok = caching::may_serve_stale_on_error(found.entry(), &directives, &rule, now);
     let serve_stale = |proxy: &Proxy, mut txn: Txn, found: Found| {
@@ -1746,6 +1805,10 @@ impl FetchJob {
                     last_error = Some(e);
                 }
             }
+        }
+        if count > 0 {
+            // No source at all is Squid's HIER_NONE: not counted.
+            proxy.note_forwarding(fetched.is_none().then_some(last_error.as_ref()).flatten());
         }
         let Some((resp, proxy_only, _conn_slot)) = fetched else {
             let e = last_error.unwrap_or(FetchError::Connect {

@@ -18,7 +18,7 @@
 //! | URL that is not an absolute `scheme://host[:port]/path` | ERR with the URL |
 //! | `icp_access` refuses the sender (no rules: deny) | DENIED |
 //! | GET object cached and fresh 30 s from now (any age with `icp_hit_stale on`) | HIT |
-//! | hit-only mode ([`HitOnly`]) | MISS_NOFETCH |
+//! | hit-only mode ([`HitOnly`]: the failure ratio tripped) or `offline_mode on` | MISS_NOFETCH |
 //! | otherwise | MISS |
 //!
 //! Replies are version 2, echo the reqnum and the query's URL byte for byte
@@ -119,14 +119,19 @@ impl IcpServerStats {
     }
 }
 
+/// How long hit-only mode lasts once the failure ratio trips (Squid's
+/// FAILURE_MODE_TIME, 5 minutes).
+pub const HIT_ONLY_SECS: u64 = 300;
+
 /// Squid's "hit-only mode": while set, misses are answered MISS_NOFETCH
-/// (we would not fetch for the peer now: offline, or upstream known to be
-/// failing). Whoever knows (the fetch path's failure ratio, an operator)
-/// sets it; the responder only reads it.
+/// (we would not fetch for the peer now: upstream known to be failing).
+/// The fetch path feeds it every forwarded request's outcome
+/// ([`HitOnly::note_forwarding`]); the responder only reads it.
 #[derive(Debug, Default)]
 pub struct HitOnly {
     /// Unix seconds until which misses are MISS_NOFETCH; 0 = off.
     until: AtomicU64,
+    ratio: Mutex<FailureRatio>,
 }
 
 impl HitOnly {
@@ -137,6 +142,75 @@ impl HitOnly {
 
     pub fn is_on(&self, now: u64) -> bool {
         now < self.until.load(Ordering::Relaxed)
+    }
+
+    /// One forwarded request ended (`failed`: a DNS, connect or read
+    /// error). When the failure ratio trips, hit-only mode starts for
+    /// [`HIT_ONLY_SECS`] from `now`, with a warning as Squid logs it.
+    /// Returns whether it tripped.
+    pub fn note_forwarding(&self, failed: bool, now: u64) -> bool {
+        let mut ratio = self.ratio.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(at) = ratio.note(failed, self.is_on(now)) else {
+            return false;
+        };
+        self.set_until(now.saturating_add(HIT_ONLY_SECS));
+        tracing::warn!(
+            "Failure Ratio at {at:.3}; ICP going into hit-only mode for {} minutes: \
+             misses are answered MISS_NOFETCH",
+            HIT_ONLY_SECS / 60
+        );
+        true
+    }
+
+    /// The current failure ratio (failures per success, decayed).
+    pub fn failure_ratio(&self) -> f64 {
+        self.ratio.lock().unwrap_or_else(|p| p.into_inner()).value()
+    }
+}
+
+/// Squid's request failure ratio (`checkFailureRatio`, squid-spec 1.5):
+/// failures per success over a decaying window of about 100 requests.
+/// Each outcome rebuilds the window's counts from the ratio (good =
+/// 100 / (1 + ratio), bad = 100 - good), adds itself to one of them and
+/// takes bad / good again, so old outcomes fade as new ones come. From a
+/// clean start 70 failures in a row trip it. Pure: no clock, no I/O.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FailureRatio {
+    ratio: f64,
+}
+
+impl FailureRatio {
+    /// Requests the window stands for (Squid's `magic_factor`).
+    const WINDOW: f64 = 100.0;
+    /// At or above this ratio (as many failures as successes) the ratio
+    /// trips (Squid returns early only while below 1.0).
+    pub const LIMIT: f64 = 1.0;
+    /// Where the ratio restarts after tripping: just under the limit, so
+    /// failures that go on trip it again soon after hit-only mode ends.
+    const AFTER_TRIP: f64 = 0.8;
+
+    pub fn value(&self) -> f64 {
+        self.ratio
+    }
+
+    /// Notes one forwarded request's outcome. `hit_only` says hit-only mode
+    /// is already on: the ratio moves but cannot trip. Returns the ratio it
+    /// tripped at (the caller starts hit-only mode); the ratio then
+    /// restarts at 0.8.
+    pub fn note(&mut self, failed: bool, hit_only: bool) -> Option<f64> {
+        let good = Self::WINDOW / (1.0 + self.ratio);
+        let bad = Self::WINDOW - good;
+        self.ratio = if failed {
+            (bad + 1.0) / good
+        } else {
+            bad / (good + 1.0)
+        };
+        if hit_only || self.ratio < Self::LIMIT {
+            return None;
+        }
+        let at = self.ratio;
+        self.ratio = Self::AFTER_TRIP;
+        Some(at)
     }
 }
 
@@ -268,7 +342,9 @@ pub fn decide<'d>(
             return reply(Opcode::Hit);
         }
     }
-    if facts.hit_only {
+    // Not fetching for peers now: upstream failing (hit-only mode) or
+    // offline_mode (cuttle's choice; Squid 5.7 answers MISS there).
+    if facts.hit_only || facts.config.offline_mode.value {
         return reply(Opcode::MissNoFetch);
     }
     reply(Opcode::Miss)
@@ -1049,6 +1125,120 @@ mod tests {
         assert_eq!(escape_url(b"not a url"), b"not%20a%20url");
         assert_eq!(escape_url(b"a%b\"c\x7f\xc3"), b"a%25b%22c%7F%C3");
         assert_eq!(escape_url(b"http://h/a-b_c.d"), b"http://h/a-b_c.d");
+    }
+
+    #[test]
+    fn offline_mode_answers_misses_nofetch_and_hits_hit() {
+        let c = config("icp_access allow all\noffline_mode on\n");
+        let wire = query(5, URL);
+        assert_eq!(
+            opcode_of(&decide_with(&wire, &c, false, |_| None)),
+            Some(Opcode::MissNoFetch)
+        );
+        // A stale object is not a HIT (icp_hit_stale off): MISS_NOFETCH.
+        assert_eq!(
+            opcode_of(&decide_with(&wire, &c, false, stored(expiring_in(10)))),
+            Some(Opcode::MissNoFetch)
+        );
+        assert_eq!(
+            opcode_of(&decide_with(&wire, &c, false, stored(expiring_in(600)))),
+            Some(Opcode::Hit)
+        );
+    }
+
+    /// Failures in a row from a clean start until the ratio trips.
+    fn failures_to_trip(ratio: &mut FailureRatio) -> usize {
+        (1..=1000)
+            .find(|_| ratio.note(true, false).is_some())
+            .expect("the ratio never tripped")
+    }
+
+    #[test]
+    fn failure_ratio_trips_after_seventy_failures_in_a_row() {
+        let mut r = FailureRatio::default();
+        // The first failure: bad 1 against good 100.
+        assert_eq!(r.note(true, false), None);
+        assert!((r.value() - 0.01).abs() < 1e-12, "{}", r.value());
+        let mut r = FailureRatio::default();
+        assert_eq!(failures_to_trip(&mut r), 70);
+        // After tripping the ratio restarts at 0.8: 11 more failures trip it.
+        assert!((r.value() - 0.8).abs() < 1e-12);
+        assert_eq!(failures_to_trip(&mut r), 11);
+    }
+
+    #[test]
+    fn failure_ratio_trips_at_exactly_one() {
+        // Ratio 99/101 is good 50.5, bad 49.5: one more failure makes
+        // them equal, ratio exactly 1.0, which trips.
+        let mut r = FailureRatio {
+            ratio: 99.0 / 101.0,
+        };
+        assert_eq!(r.note(true, false), Some(1.0));
+        // Just below: no trip.
+        let mut r = FailureRatio {
+            ratio: 98.9 / 101.1,
+        };
+        assert_eq!(r.note(true, false), None);
+        assert!(r.value() < FailureRatio::LIMIT);
+    }
+
+    #[test]
+    fn successes_decay_the_failure_ratio() {
+        let mut r = FailureRatio::default();
+        for _ in 0..60 {
+            assert_eq!(r.note(true, false), None);
+        }
+        let high = r.value();
+        assert_eq!(r.note(false, false), None);
+        assert!(r.value() < high);
+        // Enough successes bring it back near zero ...
+        for _ in 0..500 {
+            r.note(false, false);
+        }
+        assert!(r.value() < 0.01, "{}", r.value());
+        // ... so it takes nearly as many failures again to trip.
+        assert!(failures_to_trip(&mut r) >= 69);
+        // One failure per two successes settles near 0.5: never trips.
+        let mut r = FailureRatio::default();
+        for _ in 0..5000 {
+            assert_eq!(r.note(true, false), None);
+            assert_eq!(r.note(false, false), None);
+            assert_eq!(r.note(false, false), None);
+        }
+        assert!((0.4..0.6).contains(&r.value()), "{}", r.value());
+        // As many failures as successes does, eventually (ratio 1).
+        let tripped = (0..5000).any(|_| {
+            let failed = r.note(true, false).is_some();
+            r.note(false, false);
+            failed
+        });
+        assert!(tripped);
+    }
+
+    #[test]
+    fn failure_ratio_does_not_trip_while_hit_only() {
+        let mut r = FailureRatio::default();
+        for _ in 0..200 {
+            assert_eq!(r.note(true, true), None);
+        }
+        assert!(r.value() > 1.0);
+        // Hit-only mode over: the next failure trips at once.
+        assert!(r.note(true, false).is_some());
+    }
+
+    #[test]
+    fn hit_only_starts_for_five_minutes_when_the_ratio_trips() {
+        let h = HitOnly::default();
+        for n in 1..70 {
+            assert!(!h.note_forwarding(true, NOW), "tripped after {n}");
+        }
+        assert!(!h.is_on(NOW));
+        assert!(h.note_forwarding(true, NOW));
+        assert!(h.is_on(NOW) && h.is_on(NOW + HIT_ONLY_SECS - 1));
+        assert!(!h.is_on(NOW + HIT_ONLY_SECS));
+        // While on, more failures do not extend it.
+        assert!(!h.note_forwarding(true, NOW + 10));
+        assert!(!h.is_on(NOW + HIT_ONLY_SECS));
     }
 
     #[test]
