@@ -446,6 +446,30 @@ pub fn listen_addr(config: &Config) -> Option<SocketAddr> {
     })
 }
 
+/// `mcast_groups`: the ICP socket joins each IPv4 group on the interface
+/// of `udp_incoming_address` (any interface when unset), so queries sent
+/// to a group reach it (squid-spec 1.9); replies still go unicast to the
+/// sender. A group that cannot be joined is logged and skipped, as Squid
+/// only reports it in cache.log.
+fn join_mcast_groups(socket: &UdpSocket, config: &Config) {
+    let interface = match config.udp_incoming_address.value {
+        Some(IpAddr::V4(v4)) => v4,
+        _ => Ipv4Addr::UNSPECIFIED,
+    };
+    for group in &config.mcast_groups {
+        match group.value {
+            IpAddr::V4(g) if g.is_multicast() => {
+                if let Err(e) = socket.join_multicast_v4(&g, &interface) {
+                    tracing::warn!(group = %g, "mcast_groups: cannot join: {e}");
+                }
+            }
+            other => {
+                tracing::warn!(group = %other, "mcast_groups: not an IPv4 multicast group; skipped")
+            }
+        }
+    }
+}
+
 impl IcpServer {
     /// Binds [`listen_addr`] and starts answering; `Ok(None)` when ICP is
     /// off (`icp_port 0`).
@@ -462,6 +486,7 @@ impl IcpServer {
         let socket = UdpSocket::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind ICP on {addr}: {e}")))?;
         socket.set_read_timeout(Some(IDLE_TICK))?;
+        join_mcast_groups(&socket, &config);
         let local = socket.local_addr()?;
         let shared = Arc::new(Shared {
             settings: Mutex::new(Arc::new(Settings { config, logger })),
