@@ -293,6 +293,12 @@ impl PeerTable {
         if p.state().disabled {
             return false;
         }
+        // A multicast group is asked every round: it is never fetched from
+        // (no TCP state) and never answers itself (no ICP-dead clock); its
+        // responders' replies are what count.
+        if p.config.peer_type == PeerType::Multicast {
+            return true;
+        }
         let last = p.state().last_query;
         let quiet =
             last.is_none_or(|t| now.saturating_duration_since(t) > self.timing.dead_peer_timeout);
@@ -740,6 +746,9 @@ mod tests {
         // The group itself never gets a dead-peer clock.
         t.note_mcast_query_sent(0, now);
         assert!(t.peers[0].state().icp_probe_start.is_none());
+        // ...and is asked every round, though it has no TCP credit.
+        assert!(!t.is_up(0, now));
+        assert!(t.ping_due(0, now));
     }
 
     #[test]
