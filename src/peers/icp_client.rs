@@ -101,6 +101,15 @@ impl IcpClient {
         let ip = local.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
         std_socket.set_nonblocking(true)?;
+        if let IpAddr::V4(v4) = ip {
+            if !v4.is_unspecified() {
+                // Queries to a multicast group leave by the interface of
+                // udp_outgoing_address, not the default route's.
+                if let Err(e) = set_multicast_if_v4(&std_socket, v4) {
+                    tracing::warn!(%v4, "IP_MULTICAST_IF not set: {e}");
+                }
+            }
+        }
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
         let pending: PendingMap = Arc::default();
         let current = Arc::new(RwLock::new(table));
@@ -479,6 +488,11 @@ fn handle_reply(
     }
 }
 
+/// IP_MULTICAST_IF by interface address (std has no setter for it).
+fn set_multicast_if_v4(socket: &std::net::UdpSocket, interface: Ipv4Addr) -> std::io::Result<()> {
+    socket2::SockRef::from(socket).set_multicast_if_v4(&interface)
+}
+
 /// The type a multicast responder answers as: a sibling when a queried
 /// group has `multicast-siblings`, else its own `cache_peer` type.
 fn responder_type(
@@ -505,6 +519,15 @@ fn responder_type(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multicast_interface_is_set_by_a_local_address_only() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        // A byte-order mistake would name 1.0.0.127, which is no local
+        // address, and fail like the documentation address below.
+        set_multicast_if_v4(&s, Ipv4Addr::LOCALHOST).expect("lo's address");
+        assert!(set_multicast_if_v4(&s, Ipv4Addr::new(192, 0, 2, 1)).is_err());
+    }
 
     #[tokio::test]
     async fn reqnums_count_up_and_skip_zero_when_wrapping() {
