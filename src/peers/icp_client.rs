@@ -3,7 +3,12 @@
 //! port: peers answer to the query's source), a request-number allocator
 //! that never yields 0, and a receive task that matches replies by reqnum
 //! AND by sender (IP and the configured ICP port, as Squid's whichPeer);
-//! anything else is counted and dropped.
+//! anything else is counted and dropped. A multicast peer gets one query
+//! sent to its group (TTL from `ttl=`, out of udp_outgoing_address's
+//! interface); replies to it come from `multicast-responder` peers, which
+//! are matched like any peer. A group due a count makes the round a
+//! counting round: it waits mcast_icp_query_timeout (or a HIT) and feeds
+//! the number of responders into the group-size average (squid-spec 1.9).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -6,6 +6,10 @@
 //! socket (Squid accepts replies only from the port on its `cache_peer`
 //! line), log. The decision reads the store's in-RAM index only
 //! ([`Store::peek`]) and never waits on disk or the network.
+//! With `mcast_groups` the socket also joins those groups (squid-spec
+//! 1.9); a query that came to a group is answered unicast like any other.
+//! Only a socket on the wildcard address receives group traffic, so
+//! `udp_incoming_address` then only picks the interface joined.
 //!
 //! What a query gets (first that applies):
 //!

@@ -2,6 +2,9 @@
 //! state as Squid keeps it (RTT average, TCP credit, ICP liveness,
 //! round-robin counters, counters for reports), rebuilt on reload while
 //! keeping the state of peers that stay (squid-spec 1.6, 1.7, 1.8, 3.4).
+//! A multicast group keeps the running average of how many responders
+//! answer it (squid-spec 1.9): counted on the first query and every 15
+//! minutes after, averaged over 10 counts.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
