@@ -8,8 +8,9 @@
 //! ([`Store::peek`]) and never waits on disk or the network.
 //! With `mcast_groups` the socket also joins those groups (squid-spec
 //! 1.9); a query that came to a group is answered unicast like any other.
-//! Only a socket on the wildcard address receives group traffic, so
-//! `udp_incoming_address` then only picks the interface joined.
+//! On Linux a socket bound to a unicast address receives no group
+//! traffic, so a node joining groups should leave `udp_incoming_address`
+//! unset (a warning says so otherwise).
 //!
 //! What a query gets (first that applies):
 //!
@@ -460,6 +461,13 @@ fn join_mcast_groups(socket: &UdpSocket, config: &Config) {
         Some(IpAddr::V4(v4)) => v4,
         _ => Ipv4Addr::UNSPECIFIED,
     };
+    if !config.mcast_groups.is_empty() && !interface.is_unspecified() {
+        tracing::warn!(
+            %interface,
+            "mcast_groups: the ICP socket is bound to udp_incoming_address, \
+             which receives no group traffic on Linux; leave it unset to get queries sent to the groups"
+        );
+    }
     for group in &config.mcast_groups {
         match group.value {
             IpAddr::V4(g) if g.is_multicast() => {
