@@ -3,7 +3,12 @@
 //! port: peers answer to the query's source), a request-number allocator
 //! that never yields 0, and a receive task that matches replies by reqnum
 //! AND by sender (IP and the configured ICP port, as Squid's whichPeer);
-//! anything else is counted and dropped.
+//! anything else is counted and dropped. A multicast peer gets one query
+//! sent to its group (TTL from `ttl=`, out of udp_outgoing_address's
+//! interface); replies to it come from `multicast-responder` peers, which
+//! are matched like any peer. A group due a count makes the round a
+//! counting round: it waits mcast_icp_query_timeout (or a HIT) and feeds
+//! the number of responders into the group-size average (squid-spec 1.9).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -15,7 +20,7 @@ use cuttle_protocol::icp::{self, Message, Opcode};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::table::{query_timeout, PeerId, PeerTable};
+use super::table::{mcast_replies_expected, query_timeout, PeerId, PeerTable};
 use crate::config::PeerType;
 
 /// One reply that matched a query in flight.
@@ -66,6 +71,9 @@ struct Pending {
     sent_at: Instant,
     /// Peers queried, and whether each already answered.
     targets: Vec<(PeerId, bool)>,
+    /// A multicast group was among the targets: replies from
+    /// `multicast-responder` peers are accepted (squid-spec 1.9).
+    via_group: bool,
     tx: mpsc::UnboundedSender<Reply>,
 }
 
@@ -98,6 +106,15 @@ impl IcpClient {
         let ip = local.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
         std_socket.set_nonblocking(true)?;
+        if let IpAddr::V4(v4) = ip {
+            if !v4.is_unspecified() {
+                // Queries to a multicast group leave by the interface of
+                // udp_outgoing_address, not the default route's.
+                if let Err(e) = set_multicast_if_v4(&std_socket, v4) {
+                    tracing::warn!(%v4, "IP_MULTICAST_IF not set: {e}");
+                }
+            }
+        }
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
         let pending: PendingMap = Arc::default();
         let current = Arc::new(RwLock::new(table));
@@ -165,13 +182,42 @@ impl IcpClient {
             // A URL ICP cannot carry (NUL inside, too long): nothing asked.
             return Replies::default();
         }
-        let expected_rtts: Vec<(PeerType, u64)> = targets
-            .iter()
-            .filter(|(id, _)| table.is_up(*id, now))
-            .filter_map(|(id, t)| table.get(*id).map(|p| (*t, p.state().rtt_ms)))
-            .collect();
-        let expected = expected_rtts.len();
-        let timeout = query_timeout(&table.timing, &expected_rtts);
+        let is_group = |id: PeerId| {
+            table
+                .get(id)
+                .is_some_and(|p| p.config.peer_type == PeerType::Multicast)
+        };
+        // Unicast peers count when up; a group counts its expected size,
+        // or, when due a count, makes this round a counting round that
+        // waits mcast_icp_query_timeout (or until a HIT) and then updates
+        // the group-size average (squid-spec 1.7, 1.9).
+        let mut expected_rtts: Vec<(PeerType, u64)> = Vec::new();
+        let mut expected = 0usize;
+        let mut counting: Vec<PeerId> = Vec::new();
+        for (id, t) in targets {
+            let Some(p) = table.get(*id) else { continue };
+            if is_group(*id) {
+                let state = p.state();
+                match mcast_replies_expected(&state, now) {
+                    Some(n) => {
+                        expected += n as usize;
+                        if n > 0 {
+                            expected_rtts.push((PeerType::Multicast, state.rtt_ms));
+                        }
+                    }
+                    None => counting.push(*id),
+                }
+            } else if table.is_up(*id, now) {
+                expected += 1;
+                expected_rtts.push((*t, p.state().rtt_ms));
+            }
+        }
+        let timeout = if counting.is_empty() {
+            query_timeout(&table.timing, &expected_rtts)
+        } else {
+            table.timing.mcast_icp_query_timeout
+        };
+        let via_group = targets.iter().any(|(id, _)| is_group(*id));
         let (tx, mut rx) = mpsc::unbounded_channel();
         lock(&self.pending).insert(
             reqnum,
@@ -179,15 +225,24 @@ impl IcpClient {
                 table: Arc::clone(table),
                 sent_at: now,
                 targets: targets.iter().map(|(id, _)| (*id, false)).collect(),
+                via_group,
                 tx,
             },
         );
         let mut sent = 0;
         for (id, _) in targets {
-            let Some(addr) = table.get(*id).and_then(|p| p.icp_addr) else {
-                continue;
-            };
-            table.note_query_sent(*id, now);
+            let Some(p) = table.get(*id) else { continue };
+            let Some(addr) = p.icp_addr else { continue };
+            if is_group(*id) {
+                // One datagram to the group, with the peer's ttl= (0 keeps
+                // it on this host, as Squid's mcastSetTtl would).
+                if let Err(e) = self.socket.set_multicast_ttl_v4(u32::from(p.config.ttl)) {
+                    tracing::debug!(%addr, "multicast TTL not set: {e}");
+                }
+                table.note_mcast_query_sent(*id, now);
+            } else {
+                table.note_query_sent(*id, now);
+            }
             match self.socket.send_to(&datagram, addr).await {
                 Ok(_) => {
                     sent += 1;
@@ -202,7 +257,7 @@ impl IcpClient {
             timeout,
             ..Replies::default()
         };
-        if expected > 0 {
+        if expected > 0 || !counting.is_empty() {
             let deadline = tokio::time::Instant::from_std(now) + timeout;
             let mut counted = 0usize;
             let mut best_parent: Option<(PeerId, u64)> = None;
@@ -219,7 +274,9 @@ impl IcpClient {
                 let peer_type = targets
                     .iter()
                     .find(|(id, _)| *id == reply.peer)
-                    .map_or(PeerType::Sibling, |(_, t)| *t);
+                    .map(|(_, t)| *t)
+                    .or_else(|| responder_type(table, targets, reply.peer))
+                    .unwrap_or(PeerType::Sibling);
                 match reply.opcode {
                     Opcode::Hit => {
                         out.hit = Some(reply.peer);
@@ -241,13 +298,32 @@ impl IcpClient {
                 if reply.opcode != Opcode::Denied {
                     counted += 1;
                 }
-                if counted >= expected {
+                // A counting round waits its whole timeout (or a HIT).
+                if counting.is_empty() && counted >= expected {
                     break;
                 }
             }
             out.first_parent_miss = best_parent.map(|(id, _)| id);
         }
         lock(&self.pending).remove(&reqnum);
+        if !counting.is_empty() {
+            let responders = out
+                .replies
+                .iter()
+                .filter(|r| {
+                    table
+                        .get(r.peer)
+                        .is_some_and(|p| p.config.multicast_responder)
+                })
+                .count() as u64;
+            for id in counting {
+                table.note_mcast_count(id, responders, Instant::now());
+            }
+            // A counting round that ended by HIT or ran out is not a
+            // timeout of the ordinary kind (Squid's count is a separate
+            // probe): only report one when nothing was heard at all.
+            out.timed_out = out.timed_out && out.replies.is_empty() && expected > 0;
+        }
         out
     }
 
@@ -375,6 +451,16 @@ fn handle_reply(
             return;
         };
         table.note_reply(peer, opcode as u8, version, received);
+        let responder = p.via_group
+            && table
+                .get(peer)
+                .is_some_and(|c| c.config.multicast_responder)
+            && !p.targets.iter().any(|(id, _)| *id == peer);
+        if responder {
+            // First reply from this group member: it joins the targets, so
+            // a duplicate is dropped like any other.
+            p.targets.push((peer, false));
+        }
         let Some(slot) = p
             .targets
             .iter_mut()
@@ -407,9 +493,46 @@ fn handle_reply(
     }
 }
 
+/// IP_MULTICAST_IF by interface address (std has no setter for it).
+fn set_multicast_if_v4(socket: &std::net::UdpSocket, interface: Ipv4Addr) -> std::io::Result<()> {
+    socket2::SockRef::from(socket).set_multicast_if_v4(&interface)
+}
+
+/// The type a multicast responder answers as: a sibling when a queried
+/// group has `multicast-siblings`, else its own `cache_peer` type.
+fn responder_type(
+    table: &PeerTable,
+    targets: &[(PeerId, PeerType)],
+    responder: PeerId,
+) -> Option<PeerType> {
+    let p = table.get(responder)?;
+    if !p.config.multicast_responder {
+        return None;
+    }
+    let siblings = targets.iter().any(|(id, _)| {
+        table.get(*id).is_some_and(|g| {
+            g.config.peer_type == PeerType::Multicast && g.config.multicast_siblings
+        })
+    });
+    Some(if siblings {
+        PeerType::Sibling
+    } else {
+        p.config.peer_type
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multicast_interface_is_set_by_a_local_address_only() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        // A byte-order mistake would name 1.0.0.127, which is no local
+        // address, and fail like the documentation address below.
+        set_multicast_if_v4(&s, Ipv4Addr::LOCALHOST).expect("lo's address");
+        assert!(set_multicast_if_v4(&s, Ipv4Addr::new(192, 0, 2, 1)).is_err());
+    }
 
     #[tokio::test]
     async fn reqnums_count_up_and_skip_zero_when_wrapping() {

@@ -6,6 +6,11 @@
 //! socket (Squid accepts replies only from the port on its `cache_peer`
 //! line), log. The decision reads the store's in-RAM index only
 //! ([`Store::peek`]) and never waits on disk or the network.
+//! With `mcast_groups` the socket also joins those groups (squid-spec
+//! 1.9); a query that came to a group is answered unicast like any other.
+//! On Linux a socket bound to a unicast address receives no group
+//! traffic, so a node joining groups should leave `udp_incoming_address`
+//! unset (a warning says so otherwise).
 //!
 //! What a query gets (first that applies):
 //!
@@ -522,6 +527,37 @@ pub fn listen_addr(config: &Config) -> Option<SocketAddr> {
     })
 }
 
+/// `mcast_groups`: the ICP socket joins each IPv4 group on the interface
+/// of `udp_incoming_address` (any interface when unset), so queries sent
+/// to a group reach it (squid-spec 1.9); replies still go unicast to the
+/// sender. A group that cannot be joined is logged and skipped, as Squid
+/// only reports it in cache.log.
+fn join_mcast_groups(socket: &UdpSocket, config: &Config) {
+    let interface = match config.udp_incoming_address.value {
+        Some(IpAddr::V4(v4)) => v4,
+        _ => Ipv4Addr::UNSPECIFIED,
+    };
+    if !config.mcast_groups.is_empty() && !interface.is_unspecified() {
+        tracing::warn!(
+            %interface,
+            "mcast_groups: the ICP socket is bound to udp_incoming_address, \
+             which receives no group traffic on Linux; leave it unset to get queries sent to the groups"
+        );
+    }
+    for group in &config.mcast_groups {
+        match group.value {
+            IpAddr::V4(g) if g.is_multicast() => {
+                if let Err(e) = socket.join_multicast_v4(&g, &interface) {
+                    tracing::warn!(group = %g, "mcast_groups: cannot join: {e}");
+                }
+            }
+            other => {
+                tracing::warn!(group = %other, "mcast_groups: not an IPv4 multicast group; skipped")
+            }
+        }
+    }
+}
+
 impl IcpServer {
     /// Binds [`listen_addr`] and starts answering; `Ok(None)` when ICP is
     /// off (`icp_port 0`).
@@ -538,6 +574,7 @@ impl IcpServer {
         let socket = UdpSocket::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind ICP on {addr}: {e}")))?;
         socket.set_read_timeout(Some(IDLE_TICK))?;
+        join_mcast_groups(&socket, &config);
         let local = socket.local_addr()?;
         let shared = Arc::new(Shared {
             settings: Mutex::new(Arc::new(Settings { config, logger })),

@@ -13,9 +13,14 @@
 //! a user name, and Squid skips userhash for a request without one; such
 //! parents are still used by the later algorithms (first-up, any-old).
 //!
-//! Not implemented: cache digests, NetDB (cuttle has no ICMP data, so
-//! CLOSEST_* never happen) and multicast queries (multicast peers are
-//! accepted, not asked).
+//! Multicast (squid-spec 1.9): a `multicast` peer is asked with one query
+//! to its group; replies come from the `multicast-responder` peers, which
+//! are never asked directly and are the ones fetched from (SIBLING_HIT or
+//! PARENT_HIT by their type; `multicast-siblings` makes them siblings).
+//! The multicast peer itself is never a source.
+//!
+//! Not implemented: cache digests and NetDB (cuttle has no ICMP data, so
+//! CLOSEST_* never happen).
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -187,7 +192,9 @@ pub fn to_ping(
     for k in 0..n {
         let id = (start + k) % n;
         let Some(p) = table.get(id) else { continue };
-        if !p.queryable() || p.config.peer_type == PeerType::Multicast {
+        // A multicast group is asked with one datagram to the group; its
+        // responders are never asked directly (not queryable).
+        if !p.queryable() {
             continue;
         }
         let t = peer_type_for(&p.config, req.access.host);
@@ -456,7 +463,14 @@ pub fn select(
     if direct != Direct::Yes {
         if let Some(r) = replies {
             if let Some(id) = r.hit {
+                let as_sibling = table.get(id).is_some_and(|p| {
+                    p.config.multicast_responder
+                        && table.peers.iter().any(|g| {
+                            g.config.peer_type == PeerType::Multicast && g.config.multicast_siblings
+                        })
+                });
                 let code = match table.get(id).map(|p| peer_type_for(&p.config, host)) {
+                    _ if as_sibling => HierarchyCode::SiblingHit,
                     Some(PeerType::Parent) => HierarchyCode::ParentHit,
                     _ => HierarchyCode::SiblingHit,
                 };
@@ -1038,19 +1052,41 @@ mod tests {
         let now = Instant::now();
         assert_eq!(
             to_ping(&t, &c, &get(), 0, now),
-            vec![(0, PeerType::Sibling), (3, PeerType::Parent)]
+            vec![
+                (0, PeerType::Sibling),
+                (3, PeerType::Parent),
+                (4, PeerType::Multicast)
+            ]
         );
         // Rotating start.
         assert_eq!(
             to_ping(&t, &c, &get(), 2, now),
-            vec![(3, PeerType::Parent), (0, PeerType::Sibling)]
+            vec![
+                (3, PeerType::Parent),
+                (4, PeerType::Multicast),
+                (0, PeerType::Sibling)
+            ]
         );
         // Siblings are not asked for a client reload (no-cache).
         let mut reload = get();
         reload.siblings_ok = false;
         assert_eq!(
             to_ping(&t, &c, &reload, 0, now),
-            vec![(3, PeerType::Parent)]
+            vec![(3, PeerType::Parent), (4, PeerType::Multicast)]
+        );
+    }
+
+    #[test]
+    fn multicast_responders_are_never_pinged_directly() {
+        let text = "cache_peer 239.255.77.1 multicast 3128 3130 ttl=1
+                    cache_peer 127.0.0.2 sibling 3128 3130 multicast-responder
+                    cache_peer 127.0.0.3 parent 3128 3130 multicast-responder
+";
+        let c = config(text);
+        let t = table(&c);
+        assert_eq!(
+            to_ping(&t, &c, &get(), 0, Instant::now()),
+            vec![(0, PeerType::Multicast)]
         );
     }
 

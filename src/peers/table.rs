@@ -2,6 +2,9 @@
 //! state as Squid keeps it (RTT average, TCP credit, ICP liveness,
 //! round-robin counters, counters for reports), rebuilt on reload while
 //! keeping the state of peers that stay (squid-spec 1.6, 1.7, 1.8, 3.4).
+//! A multicast group keeps the running average of how many responders
+//! answer it (squid-spec 1.9): counted on the first query and every 15
+//! minutes after, averaged over 10 counts.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +62,12 @@ pub struct PeerState {
     pub open_conns: u32,
     /// Disabled by the DENIED-ratio rule until the next reconfigure.
     pub disabled: bool,
+    /// Multicast peers: running average of the group's responders
+    /// (Squid's mcast.avg_n_members) and how many counts made it.
+    pub mcast_avg_members: f64,
+    pub mcast_times_counted: u64,
+    /// When the group's responders were last counted.
+    pub mcast_last_count: Option<Instant>,
 }
 
 /// One `cache_peer` and its state.
@@ -98,6 +107,8 @@ pub struct Timing {
     pub icp_query_timeout: Duration,
     pub maximum_icp_query_timeout: Duration,
     pub minimum_icp_query_timeout: Duration,
+    /// How long a counting round of a multicast group waits.
+    pub mcast_icp_query_timeout: Duration,
 }
 
 impl Timing {
@@ -107,6 +118,7 @@ impl Timing {
             icp_query_timeout: config.icp_query_timeout.value,
             maximum_icp_query_timeout: config.maximum_icp_query_timeout.value,
             minimum_icp_query_timeout: config.minimum_icp_query_timeout.value,
+            mcast_icp_query_timeout: config.mcast_icp_query_timeout.value,
         }
     }
 }
@@ -128,9 +140,33 @@ pub fn int_average(avg: u64, sample: u64, n: u64, max: u64) -> u64 {
     (avg * (n - 1) + sample) / n
 }
 
+/// Weight of the multicast group-size average (Squid averages over 10).
+const MCAST_AV_FACTOR: u64 = 10;
+/// A multicast group's responders are recounted this often (Squid's
+/// MCAST_COUNT_RATE, 15 minutes).
+pub const MCAST_COUNT_PERIOD: Duration = Duration::from_secs(900);
+
+/// Squid's doubleAverage: `(avg * (n - 1) + sample) / n`, n clamped to 1..=max.
+pub fn double_average(avg: f64, sample: f64, n: u64, max: u64) -> f64 {
+    let n = n.clamp(1, max) as f64;
+    (avg * (n - 1.0) + sample) / n
+}
+
+/// How many replies a query to a multicast group should wait for: `None`
+/// when the group is due a counting round (never counted, or counted more
+/// than [`MCAST_COUNT_PERIOD`] ago), else the whole part of the running
+/// average (Squid's mcast.n_replies_expected).
+pub fn mcast_replies_expected(state: &PeerState, now: Instant) -> Option<u64> {
+    let fresh = state
+        .mcast_last_count
+        .is_some_and(|t| now.saturating_duration_since(t) < MCAST_COUNT_PERIOD);
+    fresh.then_some(state.mcast_avg_members as u64)
+}
+
 /// The ICP wait as Squid computes it (squid-spec 1.7): `icp_query_timeout`
 /// when set, else twice the mean RTT of the expected parents, or of the
-/// expected siblings when no parent is expected, or 2 s when nobody is;
+/// multicast groups when replies from a group are expected, or of the
+/// expected siblings, or 2 s when nobody is;
 /// clamped to the maximum, then raised to the minimum.
 pub fn query_timeout(timing: &Timing, expected: &[(PeerType, u64)]) -> Duration {
     if !timing.icp_query_timeout.is_zero() {
@@ -144,7 +180,10 @@ pub fn query_timeout(timing: &Timing, expected: &[(PeerType, u64)]) -> Duration 
             .collect();
         (!rtts.is_empty()).then(|| rtts.iter().sum::<u64>() / rtts.len() as u64)
     };
-    let dynamic = match mean(PeerType::Parent).or_else(|| mean(PeerType::Sibling)) {
+    let dynamic = match mean(PeerType::Parent)
+        .or_else(|| mean(PeerType::Multicast))
+        .or_else(|| mean(PeerType::Sibling))
+    {
         Some(ms) => Duration::from_millis(2 * ms),
         None => Duration::from_millis(2000),
     };
@@ -257,6 +296,12 @@ impl PeerTable {
         if p.state().disabled {
             return false;
         }
+        // A multicast group is asked every round: it is never fetched from
+        // (no TCP state) and never answers itself (no ICP-dead clock); its
+        // responders' replies are what count.
+        if p.config.peer_type == PeerType::Multicast {
+            return true;
+        }
         let last = p.state().last_query;
         let quiet =
             last.is_none_or(|t| now.saturating_duration_since(t) > self.timing.dead_peer_timeout);
@@ -317,6 +362,31 @@ impl PeerTable {
         };
         let mut s = p.state();
         s.rtt_ms = int_average(s.rtt_ms, ms, s.pings_acked, max);
+    }
+
+    /// A counting round of multicast group `id` heard `responders` replies
+    /// within mcast_icp_query_timeout: folds it into the group-size average.
+    pub fn note_mcast_count(&self, id: PeerId, responders: u64, now: Instant) {
+        let Some(p) = self.get(id) else { return };
+        let mut s = p.state();
+        s.mcast_times_counted += 1;
+        s.mcast_avg_members = double_average(
+            s.mcast_avg_members,
+            responders as f64,
+            s.mcast_times_counted,
+            MCAST_AV_FACTOR,
+        );
+        s.mcast_last_count = Some(now);
+    }
+
+    /// A query went to multicast group `id`: counted, but no dead-peer
+    /// clock (the group itself never answers; its responders do).
+    pub fn note_mcast_query_sent(&self, id: PeerId, now: Instant) {
+        if let Some(p) = self.get(id) {
+            let mut s = p.state();
+            s.pings_sent += 1;
+            s.last_query = Some(now);
+        }
     }
 
     pub fn note_ignored(&self, id: PeerId) {
@@ -530,6 +600,7 @@ mod tests {
             icp_query_timeout: Duration::from_millis(fixed),
             maximum_icp_query_timeout: Duration::from_millis(2000),
             minimum_icp_query_timeout: Duration::from_millis(5),
+            mcast_icp_query_timeout: Duration::from_millis(2000),
         }
     }
 
@@ -652,5 +723,43 @@ mod tests {
         let again = PeerTable::new(&loaded.config, Some(&t));
         assert!(!again.peers[0].state().disabled);
         assert_eq!(again.peers[0].state().pings_acked, 101, "state kept");
+    }
+
+    #[test]
+    fn multicast_group_size_is_counted_then_averaged_over_ten() {
+        let t = table("cache_peer 239.255.77.1 multicast 3128 3130 ttl=1\n");
+        let now = Instant::now();
+        // Never counted: the next query is a counting round.
+        assert_eq!(mcast_replies_expected(&t.peers[0].state(), now), None);
+        t.note_mcast_count(0, 3, now);
+        assert_eq!(mcast_replies_expected(&t.peers[0].state(), now), Some(3));
+        // (3 * 1 + 1) / 2 = 2
+        t.note_mcast_count(0, 1, now);
+        assert_eq!(mcast_replies_expected(&t.peers[0].state(), now), Some(2));
+        // After 15 minutes the group is counted again.
+        let later = now + MCAST_COUNT_PERIOD;
+        assert_eq!(mcast_replies_expected(&t.peers[0].state(), later), None);
+        // The weight stops growing at 10: a zero count after many keeps 9/10.
+        let mut avg = 0.0;
+        for n in 1..=20 {
+            avg = double_average(avg, 10.0, n, MCAST_AV_FACTOR);
+        }
+        assert!((avg - 10.0).abs() < 1e-9);
+        assert!((double_average(avg, 0.0, 21, MCAST_AV_FACTOR) - 9.0).abs() < 1e-9);
+        // The group itself never gets a dead-peer clock.
+        t.note_mcast_query_sent(0, now);
+        assert!(t.peers[0].state().icp_probe_start.is_none());
+        // ...and is asked every round, though it has no TCP credit.
+        assert!(!t.is_up(0, now));
+        assert!(t.ping_due(0, now));
+    }
+
+    #[test]
+    fn multicast_rtt_sets_the_wait_when_no_parent_is_expected() {
+        let tm = timing(0);
+        let w = query_timeout(&tm, &[(PeerType::Sibling, 400), (PeerType::Multicast, 30)]);
+        assert_eq!(w, Duration::from_millis(60));
+        let w = query_timeout(&tm, &[(PeerType::Parent, 100), (PeerType::Multicast, 30)]);
+        assert_eq!(w, Duration::from_millis(200));
     }
 }
