@@ -11,6 +11,7 @@
 //! Basic-auth users, 30 client addresses. Fails, never skips, when squid
 //! is missing (CI installs Debian's package).
 
+mod peer_lab;
 mod support;
 
 use std::borrow::Cow;
@@ -18,18 +19,16 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cuttle_protocol::carp::{carp_key, Carp, CarpKeyParts, CarpMember, SourceHash, UrlParts};
+use peer_lab::{free_tcp_port, Squid};
 use support::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const STARTUP: Duration = Duration::from_secs(10);
 /// Concurrent client connections to Squid.
 const CLIENT_THREADS: usize = 8;
 
@@ -43,50 +42,6 @@ const PARENTS: [(&str, u32); 5] = [
     ("Delta.Parent", 3),
     ("épsilon", 5),
 ];
-
-/// Debian's squid: /usr/sbin/squid, else `squid` on PATH.
-fn squid_binary() -> PathBuf {
-    let debian = PathBuf::from("/usr/sbin/squid");
-    if debian.is_file() {
-        return debian;
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("squid"))
-            .find(|p| p.is_file())
-    });
-    on_path.unwrap_or_else(|| {
-        panic!(
-            "squid not found (looked for /usr/sbin/squid and `squid` on PATH): this test \
-             compares cuttle's CARP with a real Squid 5.7; install it with \
-             `apt-get install squid` (.ci/run does)"
-        )
-    })
-}
-
-/// A port that was free a moment ago on `ip` (Squid does not accept port 0
-/// in http_port).
-fn free_port(ip: Ipv4Addr) -> u16 {
-    TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .unwrap_or_else(|e| panic!("cannot bind {ip}:0 ({e}); is 127.0.0.0/8 routed to lo?"))
-        .port()
-}
-
-/// uid and gid of the `proxy` user, Squid's cache_effective_user on Debian.
-fn proxy_user() -> Option<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    let line = passwd.lines().find(|l| l.starts_with("proxy:"))?;
-    let f: Vec<&str> = line.split(':').collect();
-    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()));
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
 
 /// One parent: keep-alive HTTP/1.1, a thread per connection. Every request
 /// is answered 200, `no-store`, with a body of `name` LF request-target.
@@ -194,150 +149,43 @@ impl Parent {
     }
 }
 
-/// The Squid process; stopped on drop (panics included), its shared memory
-/// segments removed.
-struct Squid {
-    child: Child,
-    service: String,
-    dir: PathBuf,
-}
-
-impl Drop for Squid {
-    fn drop(&mut self) {
-        // SIGTERM lets Squid remove its /dev/shm segments; it exits within
-        // about a second with shutdown_lifetime 0.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Ok(entries) = std::fs::read_dir("/dev/shm") {
-            let prefix = format!("{}-", self.service);
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&prefix) {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-    }
+/// A Squid for one run on `addr`: `extra` holds the run's own lines
+/// (cache_peer, auth); `tag` names it.
+fn start_squid(dir: &Path, addr: SocketAddr, tag: &str, extra: &str) -> Squid {
+    let SocketAddr::V4(addr) = addr else {
+        panic!("{addr}: the lab's Squids listen on 127.0.0.0/8")
+    };
+    let d = dir.display();
+    let ip = addr.ip();
+    // Memory only and `cache deny all`: every request is forwarded;
+    // never_direct: only to a parent. no-netdb-exchange and no-digest
+    // keep Squid's own fetches from the parents out of the counts.
+    let conf = format!(
+        "# private Squid for tests/carp_squid.rs; nothing outside {d}\n\
+         http_port {addr}\n\
+         icp_port 0\n\
+         htcp_port 0\n\
+         visible_hostname carp-{tag}\n\
+         pid_filename {d}/squid.pid\n\
+         cache_log {d}/cache.log\n\
+         access_log stdio:{d}/access.log squid\n\
+         cache_store_log none\n\
+         netdb_filename none\n\
+         coredump_dir {d}\n\
+         cache_mem 8 MB\n\
+         cache deny all\n\
+         pinger_enable off\n\
+         minimum_direct_rtt 0\n\
+         dns_nameservers 127.0.0.1\n\
+         shutdown_lifetime 0 seconds\n\
+         tcp_outgoing_address {ip}\n\
+         never_direct allow all\n\
+         {extra}"
+    );
+    Squid::start_with_conf(dir, *ip, addr.port(), 0, &conf)
 }
 
 impl Squid {
-    /// Writes squid.conf (`extra` holds the run's own lines: cache_peer,
-    /// auth), checks it with `squid -k parse`, starts `squid -N` and waits
-    /// until it accepts HTTP connections.
-    fn start(dir: &Path, addr: SocketAddr, tag: &str, extra: &str) -> Squid {
-        let squid = squid_binary();
-        std::fs::create_dir_all(dir).expect("squid dir");
-        let d = dir.display();
-        let ip = addr.ip();
-        let conf = dir.join("squid.conf");
-        // Memory only and `cache deny all`: every request is forwarded;
-        // never_direct: only to a parent. no-netdb-exchange and no-digest
-        // keep Squid's own fetches from the parents out of the counts.
-        std::fs::write(
-            &conf,
-            format!(
-                "# private Squid for tests/carp_squid.rs; nothing outside {d}\n\
-                 http_port {addr}\n\
-                 icp_port 0\n\
-                 htcp_port 0\n\
-                 visible_hostname carp-{tag}\n\
-                 pid_filename {d}/squid.pid\n\
-                 cache_log {d}/cache.log\n\
-                 access_log stdio:{d}/access.log squid\n\
-                 cache_store_log none\n\
-                 netdb_filename none\n\
-                 coredump_dir {d}\n\
-                 cache_mem 8 MB\n\
-                 cache deny all\n\
-                 pinger_enable off\n\
-                 minimum_direct_rtt 0\n\
-                 dns_nameservers 127.0.0.1\n\
-                 shutdown_lifetime 0 seconds\n\
-                 tcp_outgoing_address {ip}\n\
-                 never_direct allow all\n\
-                 {extra}"
-            ),
-        )
-        .expect("write squid.conf");
-        // As root, Squid switches to cache_effective_user (Debian: proxy)
-        // before it opens its logs: that user must own the directory.
-        if std::fs::metadata(dir).expect("squid dir").uid() == 0 {
-            let (uid, gid) = proxy_user().expect(
-                "running as root and there is no `proxy` user for Squid's cache_effective_user",
-            );
-            for p in [dir, conf.as_path()] {
-                std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown to proxy");
-            }
-        }
-        let service = format!("carptest{}{tag}", std::process::id());
-        let parse = Command::new(&squid)
-            .args(["-n", &service, "-k", "parse", "-f"])
-            .arg(&conf)
-            .output()
-            .expect("run squid -k parse");
-        let parse_text = String::from_utf8_lossy(&parse.stderr).to_string()
-            + &String::from_utf8_lossy(&parse.stdout);
-        let complaints: Vec<&str> = parse_text
-            .lines()
-            .filter(|l| l.contains("FATAL") || l.contains("ERROR") || l.contains("WARNING"))
-            .collect();
-        assert!(
-            parse.status.success() && complaints.is_empty(),
-            "squid -k parse rejects the test's squid.conf ({}):\n{parse_text}",
-            parse.status
-        );
-        let stdio = std::fs::File::create(dir.join("squid.stdout")).expect("squid.stdout");
-        let child = Command::new(&squid)
-            .args(["-n", &service, "-N", "-f"])
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(stdio.try_clone().expect("clone"))
-            .stderr(stdio)
-            .spawn()
-            .expect("spawn squid");
-        let mut node = Squid {
-            child,
-            service,
-            dir: dir.to_path_buf(),
-        };
-        let cache_log = dir.join("cache.log");
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            let log = std::fs::read_to_string(&cache_log).unwrap_or_default();
-            if log.contains("Accepting HTTP Socket connections") {
-                return node;
-            }
-            if let Ok(Some(status)) = node.child.try_wait() {
-                panic!(
-                    "squid exited at start ({status}); cache.log:\n{}\nstdout/stderr:\n{}",
-                    tail(&cache_log, 20),
-                    tail(&dir.join("squid.stdout"), 20)
-                );
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "squid did not accept connections within {STARTUP:?}; cache.log:\n{}",
-                    tail(&cache_log, 20)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn cache_log(&self) -> String {
-        tail(&self.dir.join("cache.log"), 30)
-    }
-
     /// Hierarchy fields (`CARP/127.0.1.2`, ...) of access.log lines for
     /// URLs containing `marker` (warm-ups left out), waiting up to 10 s for `want` of them
     /// (Squid buffers its log for a moment).
@@ -733,8 +581,8 @@ fn carp_picks_the_same_parent_as_squid_for_every_url() {
     let tmp = TempDir::new("carp-squid");
     let squid_ip = Ipv4Addr::new(127, 0, 1, 1);
     let parents = start_parents(2);
-    let proxy = SocketAddr::from((squid_ip, free_port(squid_ip)));
-    let squid = Squid::start(
+    let proxy = SocketAddr::from((squid_ip, free_tcp_port(squid_ip)));
+    let squid = start_squid(
         &tmp.path().join("squid"),
         proxy,
         "carp",
@@ -792,7 +640,7 @@ fn userhash_picks_the_same_parent_as_squid_for_every_user() {
     let tmp = TempDir::new("userhash-squid");
     let squid_ip = Ipv4Addr::new(127, 0, 1, 7);
     let parents = start_parents(8);
-    let proxy = SocketAddr::from((squid_ip, free_port(squid_ip)));
+    let proxy = SocketAddr::from((squid_ip, free_tcp_port(squid_ip)));
     let helper = "/usr/lib/squid/basic_fake_auth";
     assert!(
         Path::new(helper).is_file(),
@@ -800,7 +648,7 @@ fn userhash_picks_the_same_parent_as_squid_for_every_user() {
     );
     // basic_fake_auth accepts every user. `casesensitive` stays at its
     // default (off): Squid lower-cases Basic user names before hashing.
-    let squid = Squid::start(
+    let squid = start_squid(
         &tmp.path().join("squid"),
         proxy,
         "userhash",
@@ -867,8 +715,8 @@ fn sourcehash_picks_the_same_parent_as_squid_for_every_client_address() {
     let tmp = TempDir::new("sourcehash-squid");
     let squid_ip = Ipv4Addr::new(127, 0, 1, 13);
     let parents = start_parents(14);
-    let proxy = SocketAddr::from((squid_ip, free_port(squid_ip)));
-    let squid = Squid::start(
+    let proxy = SocketAddr::from((squid_ip, free_tcp_port(squid_ip)));
+    let squid = start_squid(
         &tmp.path().join("squid"),
         proxy,
         "sourcehash",
@@ -973,7 +821,7 @@ fn carp_key_picks_the_same_parent_as_squid() {
     let tmp = TempDir::new("carp-key-squid");
     let squid_ip = Ipv4Addr::new(127, 0, 1, 19);
     let parents = start_parents(20);
-    let proxy = SocketAddr::from((squid_ip, free_port(squid_ip)));
+    let proxy = SocketAddr::from((squid_ip, free_tcp_port(squid_ip)));
     // Each member its own carp-key (one none: the full URL), so the running
     // hash mixes keys of different shapes, members in Squid's order.
     let part = |scheme, host, port, path, params| CarpKeyParts {
@@ -993,7 +841,7 @@ fn carp_key_picks_the_same_parent_as_squid() {
         ),
         ("params,path", Some(part(false, false, false, true, true))),
     ];
-    let squid = Squid::start(
+    let squid = start_squid(
         &tmp.path().join("squid"),
         proxy,
         "carpkey",
@@ -1036,9 +884,9 @@ fn carp_skips_a_dead_parent_without_moving_the_other_parents_urls() {
     let tmp = TempDir::new("carp-dead-squid");
     let squid_ip = Ipv4Addr::new(127, 0, 1, 25);
     let parents = start_parents(26);
-    let proxy = SocketAddr::from((squid_ip, free_port(squid_ip)));
+    let proxy = SocketAddr::from((squid_ip, free_tcp_port(squid_ip)));
     // connect-fail-limit=1: one refused connection makes a parent DEAD.
-    let squid = Squid::start(
+    let squid = start_squid(
         &tmp.path().join("squid"),
         proxy,
         "carpdead",

@@ -64,7 +64,7 @@ impl Proxy for Squid {
         self.access_log()
     }
     fn output(&self) -> String {
-        peer_lab::tail(&self.dir.join("cache.log"), 30)
+        self.cache_log()
     }
 }
 

@@ -27,11 +27,15 @@ pub fn squid_binary() -> PathBuf {
             .find(|p| p.is_file())
     });
     on_path.unwrap_or_else(|| {
-        panic!("squid not found (/usr/sbin/squid or PATH): install Debian's squid package")
+        panic!(
+            "squid not found (looked for /usr/sbin/squid and `squid` on PATH): this test runs \
+             a real Squid 5.7; install it with `apt-get install squid` (.ci/run does)"
+        )
     })
 }
 
-/// A TCP port free on `ip` a moment ago.
+/// A TCP port free on `ip` a moment ago (neither cuttle nor Squid accepts
+/// port 0 in http_port).
 pub fn free_tcp_port(ip: Ipv4Addr) -> u16 {
     TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
@@ -47,6 +51,7 @@ pub fn free_udp_port(ip: Ipv4Addr) -> u16 {
         .port()
 }
 
+/// uid and gid of the `proxy` user, Squid's cache_effective_user on Debian.
 fn proxy_user() -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     let line = passwd.lines().find(|l| l.starts_with("proxy:"))?;
@@ -71,7 +76,8 @@ pub struct Node {
 impl Drop for Node {
     fn drop(&mut self) {
         if let Some(svc) = &self.squid_service {
-            // SIGTERM lets Squid remove its /dev/shm segments.
+            // SIGTERM lets Squid remove its /dev/shm segments; it exits within
+            // about a second with shutdown_lifetime 0.
             let _ = Command::new("kill")
                 .args(["-TERM", &self.child.id().to_string()])
                 .stderr(Stdio::null())
@@ -115,67 +121,91 @@ impl Squid {
     /// its files. Lab settings of squid-interop.md: pinger off,
     /// minimum_direct_rtt 0, own addresses for everything.
     pub fn start(dir: &Path, ip: Ipv4Addr, icp_clients: &str, extra: &str) -> Squid {
-        let squid = squid_binary();
-        std::fs::create_dir_all(dir).expect("squid dir");
         let http_port = free_tcp_port(ip);
         let icp_port = free_udp_port(ip);
         let d = dir.display();
-        let conf = dir.join("squid.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "# private Squid for a cuttle test; nothing outside {d}\n\
-                 http_port {ip}:{http_port}\n\
-                 icp_port {icp_port}\n\
-                 htcp_port 0\n\
-                 udp_incoming_address {ip}\n\
-                 udp_outgoing_address {ip}\n\
-                 tcp_outgoing_address {ip}\n\
-                 visible_hostname squid-{ip}\n\
-                 pid_filename {d}/squid.pid\n\
-                 cache_log {d}/cache.log\n\
-                 access_log stdio:{d}/access.log squid\n\
-                 cache_store_log none\n\
-                 netdb_filename none\n\
-                 coredump_dir {d}\n\
-                 cache_mem 8 MB\n\
-                 pinger_enable off\n\
-                 minimum_direct_rtt 0\n\
-                 dns_nameservers 127.0.0.1\n\
-                 shutdown_lifetime 0 seconds\n\
-                 acl icp_clients src {icp_clients}\n\
-                 icp_access allow icp_clients\n\
-                 icp_access deny all\n\
-                 acl test_clients src 127.0.0.0/8\n\
-                 http_access allow test_clients\n\
-                 http_access deny all\n\
-                 {extra}\n"
-            ),
-        )
-        .expect("squid.conf");
+        let conf = format!(
+            "# private Squid for a cuttle test; nothing outside {d}\n\
+             http_port {ip}:{http_port}\n\
+             icp_port {icp_port}\n\
+             htcp_port 0\n\
+             udp_incoming_address {ip}\n\
+             udp_outgoing_address {ip}\n\
+             tcp_outgoing_address {ip}\n\
+             visible_hostname squid-{ip}\n\
+             pid_filename {d}/squid.pid\n\
+             cache_log {d}/cache.log\n\
+             access_log stdio:{d}/access.log squid\n\
+             cache_store_log none\n\
+             netdb_filename none\n\
+             coredump_dir {d}\n\
+             cache_mem 8 MB\n\
+             pinger_enable off\n\
+             minimum_direct_rtt 0\n\
+             dns_nameservers 127.0.0.1\n\
+             shutdown_lifetime 0 seconds\n\
+             acl icp_clients src {icp_clients}\n\
+             icp_access allow icp_clients\n\
+             icp_access deny all\n\
+             acl test_clients src 127.0.0.0/8\n\
+             http_access allow test_clients\n\
+             http_access deny all\n\
+             {extra}\n"
+        );
+        Squid::start_with_conf(dir, ip, http_port, icp_port, &conf)
+    }
+
+    /// Starts Squid from `conf`, a whole squid.conf the caller wrote: HTTP
+    /// on `ip`:`http_port`, ICP on `icp_port` (0: none), every file in
+    /// `dir` (pid, cache.log, access.log). Writes it to dir/squid.conf,
+    /// lets `squid -k parse` check it (no FATAL, ERROR or WARNING line),
+    /// runs `squid -N` and waits until cache.log says it accepts HTTP
+    /// connections (and ICP messages, with ICP). Waiting on cache.log, not
+    /// a probe connection, keeps access.log free of the test's own lines.
+    pub fn start_with_conf(
+        dir: &Path,
+        ip: Ipv4Addr,
+        http_port: u16,
+        icp_port: u16,
+        conf: &str,
+    ) -> Squid {
+        let squid = squid_binary();
+        std::fs::create_dir_all(dir).expect("squid dir");
+        let conf_path = dir.join("squid.conf");
+        std::fs::write(&conf_path, conf).expect("squid.conf");
+        // As root, Squid switches to cache_effective_user (Debian: proxy)
+        // before it opens its logs: that user must own the directory.
         if std::fs::metadata(dir).expect("dir").uid() == 0 {
-            let (uid, gid) =
-                proxy_user().expect("running as root and there is no `proxy` user for Squid");
-            for p in [dir, conf.as_path()] {
+            let (uid, gid) = proxy_user().expect(
+                "running as root and there is no `proxy` user for Squid's cache_effective_user",
+            );
+            for p in [dir, conf_path.as_path()] {
                 std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown to proxy");
             }
         }
+        // Squid names its shared-memory segments after the service (-n):
+        // one per test process and address, so parallel Squids never meet.
         let service = format!("cuttlepeer{}x{}", std::process::id(), ip.octets()[3]);
         let parse = Command::new(&squid)
             .args(["-n", &service, "-k", "parse", "-f"])
-            .arg(&conf)
+            .arg(&conf_path)
             .output()
             .expect("run squid -k parse");
         let text = String::from_utf8_lossy(&parse.stderr).to_string()
             + &String::from_utf8_lossy(&parse.stdout);
+        let complaints: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("FATAL") || l.contains("ERROR") || l.contains("WARNING"))
+            .collect();
         assert!(
-            parse.status.success() && !text.contains("FATAL") && !text.contains("ERROR"),
-            "squid -k parse rejects the test's squid.conf:\n{text}"
+            parse.status.success() && complaints.is_empty(),
+            "squid -k parse rejects the test's squid.conf ({}):\n{text}",
+            parse.status
         );
         let stdio = std::fs::File::create(dir.join("squid.stdout")).expect("squid.stdout");
         let child = Command::new(&squid)
             .args(["-n", &service, "-N", "-f"])
-            .arg(&conf)
+            .arg(&conf_path)
             .stdin(Stdio::null())
             .stdout(stdio.try_clone().expect("clone"))
             .stderr(stdio)
@@ -191,14 +221,15 @@ impl Squid {
         loop {
             let log = std::fs::read_to_string(&cache_log).unwrap_or_default();
             if log.contains("Accepting HTTP Socket connections")
-                && log.contains("Accepting ICP messages")
+                && (icp_port == 0 || log.contains("Accepting ICP messages"))
             {
                 break;
             }
             if let Ok(Some(status)) = node.child.try_wait() {
                 panic!(
-                    "squid exited at start ({status}); cache.log:\n{}",
-                    tail(&cache_log, 20)
+                    "squid exited at start ({status}); cache.log:\n{}\nstdout/stderr:\n{}",
+                    tail(&cache_log, 20),
+                    tail(&dir.join("squid.stdout"), 20)
                 );
             }
             assert!(
@@ -223,6 +254,26 @@ impl Squid {
 
     pub fn access_log(&self) -> PathBuf {
         self.dir.join("access.log")
+    }
+
+    /// The last 30 lines of its cache.log, for failure messages.
+    pub fn cache_log(&self) -> String {
+        tail(&self.dir.join("cache.log"), 30)
+    }
+}
+
+impl Drop for Squid {
+    /// A failing test shows what Squid logged (its node stops after this).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- squid {} cache.log:\n{}\n--- squid {} access.log:\n{}",
+                self.ip,
+                self.cache_log(),
+                self.ip,
+                tail(&self.access_log(), 30)
+            );
+        }
     }
 }
 
@@ -256,9 +307,19 @@ pub fn start_cuttle(dir: &Path, ip: Ipv4Addr, lines: &str) -> CuttleNode {
         ),
     )
     .expect("cuttle.conf");
+    CuttleNode {
+        node: spawn_cuttle(&conf),
+        addr: SocketAddr::from((ip, port)),
+        log,
+    }
+}
+
+/// Runs `cuttle run -f conf` (a config the caller wrote) and waits for its
+/// "listening on" line; its stdout and stderr gather in `Node::output`.
+pub fn spawn_cuttle(conf: &Path) -> Node {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cuttle"))
         .args(["run", "-f"])
-        .arg(&conf)
+        .arg(conf)
         .env("RUST_LOG", "cuttle=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -291,15 +352,11 @@ pub fn start_cuttle(dir: &Path, ip: Ipv4Addr, lines: &str) -> CuttleNode {
     };
     if rx.recv_timeout(STARTUP).is_err() {
         panic!(
-            "cuttle did not start listening; its output:\n{}",
+            "cuttle did not start listening within {STARTUP:?}; its output:\n{}",
             output.lock().unwrap_or_else(|p| p.into_inner())
         );
     }
-    CuttleNode {
-        node,
-        addr: SocketAddr::from((ip, port)),
-        log,
-    }
+    node
 }
 
 impl CuttleNode {
