@@ -1107,3 +1107,38 @@ pub async fn read_head(s: &mut TcpStream) -> (String, Vec<u8>) {
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+// ------------------------------------------------------------------- ICP
+
+/// A UDP port free on `ip` a moment ago.
+pub fn free_udp_port(ip: Ipv4Addr) -> u16 {
+    std::net::UdpSocket::bind((ip, 0))
+        .and_then(|s| s.local_addr())
+        .unwrap_or_else(|e| panic!("cannot bind UDP {ip}:0 ({e}); is 127.0.0.0/8 routed to lo?"))
+        .port()
+}
+
+/// A version-2 ICP_OP_QUERY as Squid sends it.
+pub fn query(reqnum: u32, url: &str) -> Vec<u8> {
+    let len = 20 + 4 + url.len() + 1;
+    let mut q = vec![1, 2];
+    q.extend_from_slice(&(len as u16).to_be_bytes());
+    q.extend_from_slice(&reqnum.to_be_bytes());
+    q.extend_from_slice(&[0; 16]);
+    q.extend_from_slice(url.as_bytes());
+    q.push(0);
+    q
+}
+
+/// The reply Squid would send: `opcode`, version 2, reqnum, no options,
+/// then `url` and a NUL.
+pub fn expected_reply(opcode: u8, reqnum: u32, url: &str) -> Vec<u8> {
+    let len = 20 + url.len() + 1;
+    let mut r = vec![opcode, 2];
+    r.extend_from_slice(&(len as u16).to_be_bytes());
+    r.extend_from_slice(&reqnum.to_be_bytes());
+    r.extend_from_slice(&[0; 12]);
+    r.extend_from_slice(url.as_bytes());
+    r.push(0);
+    r
+}
