@@ -189,24 +189,32 @@ impl From<ResultTag> for ResultCode {
     }
 }
 
-impl fmt::Display for ResultCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl ResultCode {
+    /// Appends the code as [`Display`](fmt::Display) writes it.
+    pub fn push_to(&self, out: &mut String) {
         let (protocol, rest) = self.tag.parts();
-        f.write_str(protocol)?;
+        out.push_str(protocol);
         if self.collapsed {
-            f.write_str("_CF")?;
+            out.push_str("_CF");
         }
-        f.write_str(rest)?;
+        out.push_str(rest);
         if self.ignored {
-            f.write_str("_IGNORED")?;
+            out.push_str("_IGNORED");
         }
         if self.timed_out {
-            f.write_str("_TIMEDOUT")?;
+            out.push_str("_TIMEDOUT");
         }
         if self.aborted {
-            f.write_str("_ABORTED")?;
+            out.push_str("_ABORTED");
         }
-        Ok(())
+    }
+}
+
+impl fmt::Display for ResultCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = String::with_capacity(32);
+        self.push_to(&mut text);
+        f.write_str(&text)
     }
 }
 
@@ -419,17 +427,28 @@ impl Default for Hierarchy {
     }
 }
 
+impl Hierarchy {
+    /// Appends the field as [`Display`](fmt::Display) writes it.
+    pub fn push_to(&self, out: &mut String) {
+        if self.timed_out {
+            out.push_str("TIMEOUT_");
+        }
+        out.push_str(self.code.as_str());
+        out.push('/');
+        out.push_str(
+            self.host
+                .as_deref()
+                .filter(|h| !h.is_empty())
+                .unwrap_or("-"),
+        );
+    }
+}
+
 impl fmt::Display for Hierarchy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.timed_out {
-            f.write_str("TIMEOUT_")?;
-        }
-        let host = self
-            .host
-            .as_deref()
-            .filter(|h| !h.is_empty())
-            .unwrap_or("-");
-        write!(f, "{}/{}", self.code, host)
+        let mut text = String::with_capacity(48);
+        self.push_to(&mut text);
+        f.write_str(&text)
     }
 }
 

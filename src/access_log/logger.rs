@@ -163,12 +163,56 @@ struct Dest {
 }
 
 enum Msg {
-    /// A formatted line (with its newline) for the files in the bit mask.
-    Line { files: u64, line: String },
+    /// `count` formatted lines (each with its newline) for the files in
+    /// the bit mask.
+    Lines {
+        files: u64,
+        text: String,
+        count: u64,
+    },
     /// Flush everything, then answer.
     Flush(SyncSender<()>),
     /// Look at the reopen flag.
     Wake,
+}
+
+/// Lines formatted by one thread that reach the writer together
+/// ([`Logger::log_batched`]). Its owner sends it when it is
+/// [`full`](LineBatch::is_full) or [`older`](LineBatch::age) than it wants a
+/// line to wait, and before it stops: lines still in a batch that is dropped
+/// are lost.
+#[derive(Debug, Default)]
+pub struct LineBatch {
+    files: u64,
+    text: String,
+    count: u64,
+    since: Option<Instant>,
+}
+
+impl LineBatch {
+    /// Bytes after which a batch is sent before the next line is added.
+    const FULL: usize = 16 * 1024;
+
+    pub fn new() -> LineBatch {
+        LineBatch {
+            text: String::with_capacity(LineBatch::FULL + 512),
+            ..LineBatch::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.text.len() >= LineBatch::FULL
+    }
+
+    /// How long its oldest line has waited; zero when empty.
+    pub fn age(&self, now: Instant) -> Duration {
+        self.since
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
 }
 
 /// The access log: cheap to clone, shareable between tasks and threads.
@@ -414,8 +458,68 @@ impl Logger {
     /// matching lines name the same file; Squid would write it once per
     /// line). Never blocks: formatting happens here, writing on the
     /// logger's thread; a full queue drops the line and counts it.
-    pub fn log_if(&self, entry: &Entry, mut matches: impl FnMut(&[AclRef]) -> bool) {
-        let Some(tx) = &self.inner.tx else { return };
+    pub fn log_if(&self, entry: &Entry, matches: impl FnMut(&[AclRef]) -> bool) {
+        if self.inner.tx.is_none() {
+            return;
+        }
+        let files = self.files_for(matches);
+        if files == 0 {
+            return;
+        }
+        let mut text = String::with_capacity(160 + entry.url.len());
+        write_native(entry, &self.inner.format, &mut text);
+        text.push('\n');
+        self.send(files, text, 1);
+    }
+
+    /// [`Logger::log_if`] into `batch`: the line is formatted now and
+    /// reaches the writer with the rest of the batch ([`Logger::send_batch`]).
+    /// For a thread that logs many lines a second (the ICP and HTCP
+    /// responders): one queue message per line cost more than formatting it,
+    /// and a writer draining thousands of messages stalls the core it shares.
+    pub fn log_batched(
+        &self,
+        batch: &mut LineBatch,
+        entry: &Entry,
+        matches: impl FnMut(&[AclRef]) -> bool,
+    ) {
+        if self.inner.tx.is_none() {
+            return;
+        }
+        let files = self.files_for(matches);
+        if files == 0 {
+            return;
+        }
+        if batch.files != files || batch.text.len() >= LineBatch::FULL {
+            self.send_batch(batch);
+        }
+        if batch.count == 0 {
+            batch.files = files;
+            batch.since = Some(Instant::now());
+        }
+        write_native(entry, &self.inner.format, &mut batch.text);
+        batch.text.push('\n');
+        batch.count += 1;
+    }
+
+    /// Hands what `batch` holds to the writer (never blocks; a full queue
+    /// drops the lines and counts them) and empties it.
+    pub fn send_batch(&self, batch: &mut LineBatch) {
+        if batch.count == 0 {
+            return;
+        }
+        let text = std::mem::replace(
+            &mut batch.text,
+            String::with_capacity(LineBatch::FULL + 512),
+        );
+        self.send(batch.files, text, batch.count);
+        batch.count = 0;
+        batch.since = None;
+    }
+
+    /// The files an entry goes to (a bit each), `access_log` lines taken in
+    /// order as [`Logger::log_if`] describes.
+    fn files_for(&self, mut matches: impl FnMut(&[AclRef]) -> bool) -> u64 {
         let mut files = 0u64;
         for rule in &self.inner.rules {
             if !rule.acls.is_empty() && !matches(&rule.acls) {
@@ -426,14 +530,13 @@ impl Logger {
                 Some(i) => files |= 1 << i,
             }
         }
-        if files == 0 {
-            return;
-        }
-        let mut line = String::with_capacity(160 + entry.url.len());
-        write_native(entry, &self.inner.format, &mut line);
-        line.push('\n');
-        let n = u64::from(files.count_ones());
-        match tx.try_send(Msg::Line { files, line }) {
+        files
+    }
+
+    fn send(&self, files: u64, text: String, count: u64) {
+        let Some(tx) = &self.inner.tx else { return };
+        let n = u64::from(files.count_ones()) * count;
+        match tx.try_send(Msg::Lines { files, text, count }) {
             Ok(()) => self.inner.counters.queued.fetch_add(n, Ordering::Relaxed),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.inner.counters.dropped.fetch_add(n, Ordering::Relaxed)
@@ -538,7 +641,9 @@ impl Writer {
         loop {
             loop {
                 match rx.try_recv() {
-                    Ok(Msg::Line { files, line }) => self.write(files, line.as_bytes()),
+                    Ok(Msg::Lines { files, text, count }) => {
+                        self.write(files, text.as_bytes(), count)
+                    }
                     Ok(Msg::Flush(ack)) => {
                         self.flush_all();
                         last_flush = Instant::now();
@@ -577,15 +682,15 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, files: u64, line: &[u8]) {
+    fn write(&mut self, files: u64, lines: &[u8], count: u64) {
         for (i, dest) in self.dests.iter_mut().enumerate() {
             if files & (1 << i) == 0 {
                 continue;
             }
-            match dest.sink.out.write_all(line) {
+            match dest.sink.out.write_all(lines) {
                 Ok(()) => {
                     dest.sink.dirty = true;
-                    self.counters.written.fetch_add(1, Ordering::Relaxed);
+                    self.counters.written.fetch_add(count, Ordering::Relaxed);
                 }
                 Err(e) => failed(&self.counters, dest, "write", &e),
             }
@@ -900,6 +1005,74 @@ mod tests {
         logger.flush();
         assert!(read(&a).ends_with(&line(4, [192, 168, 0, 2])));
         assert!(!read(&b).contains(&line(4, [192, 168, 0, 2])));
+    }
+
+    #[test]
+    fn batched_lines_arrive_in_order_with_their_own_files_and_counts() {
+        let dir = TempDir::new();
+        let (a, b) = (dir.file("a.log"), dir.file("b.log"));
+        let logger = Logger::from_config(&config(&format!(
+            "acl lan src 10.0.0.0/8\n\
+             access_log {} squid lan\n\
+             access_log {}\n",
+            a.display(),
+            b.display()
+        )))
+        .unwrap();
+        let lan = |client: [u8; 4]| move |_: &[AclRef]| client[0] == 10;
+        let mut batch = LineBatch::new();
+        // Two lines for a and b, then one for b alone: the file set changed,
+        // so the first two leave as one message before the third is added.
+        logger.log_batched(&mut batch, &entry(1, [10, 0, 0, 1]), lan([10, 0, 0, 1]));
+        logger.log_batched(&mut batch, &entry(2, [10, 0, 0, 2]), lan([10, 0, 0, 2]));
+        assert_eq!(logger.stats().queued, 0, "nothing leaves before it must");
+        logger.log_batched(&mut batch, &entry(3, [192, 0, 2, 3]), lan([192, 0, 2, 3]));
+        assert_eq!(logger.stats().queued, 4);
+        assert!(!batch.is_empty());
+        logger.send_batch(&mut batch);
+        assert!(batch.is_empty() && batch.age(Instant::now()) == Duration::ZERO);
+        logger.send_batch(&mut batch); // empty: sends nothing
+        logger.flush();
+        assert_eq!(
+            read(&a),
+            format!("{}{}", line(1, [10, 0, 0, 1]), line(2, [10, 0, 0, 2]))
+        );
+        assert_eq!(
+            read(&b),
+            format!(
+                "{}{}{}",
+                line(1, [10, 0, 0, 1]),
+                line(2, [10, 0, 0, 2]),
+                line(3, [192, 0, 2, 3])
+            )
+        );
+        let stats = logger.stats();
+        assert_eq!((stats.queued, stats.written, stats.dropped), (5, 5, 0));
+    }
+
+    #[test]
+    fn a_batch_is_sent_once_full() {
+        let dir = TempDir::new();
+        let path = dir.file("a.log");
+        let logger =
+            Logger::from_config(&config(&format!("access_log {}\n", path.display()))).unwrap();
+        let mut batch = LineBatch::new();
+        let mut n = 0;
+        while !batch.is_full() {
+            logger.log_batched(&mut batch, &entry(n, [10, 0, 0, 1]), |_| true);
+            n += 1;
+        }
+        assert_eq!(logger.stats().queued, 0);
+        logger.log_batched(&mut batch, &entry(n, [10, 0, 0, 1]), |_| true);
+        assert_eq!(
+            logger.stats().queued,
+            n,
+            "the full batch left before line {n}"
+        );
+        logger.send_batch(&mut batch);
+        logger.flush();
+        let lines: String = (0..=n).map(|i| line(i, [10, 0, 0, 1])).collect();
+        assert_eq!(read(&path), lines);
     }
 
     #[test]

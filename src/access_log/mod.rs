@@ -18,4 +18,4 @@ mod fixture_tests;
 
 pub use codes::{Hierarchy, HierarchyCode, ResultCode, ResultTag, UnknownCode};
 pub use entry::{write_native, Entry, FormatOptions};
-pub use logger::{LogError, LogStats, Logger, LoggerOptions, SQUID_DEFAULT_ACCESS_LOG};
+pub use logger::{LineBatch, LogError, LogStats, Logger, LoggerOptions, SQUID_DEFAULT_ACCESS_LOG};

@@ -42,27 +42,29 @@
 use std::borrow::Cow;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cuttle_protocol::icp::{self, Body, Message, Opcode, Options, Version};
 use cuttle_protocol::key::{store_key, Method as KeyMethod};
 use cuttle_protocol::{ErrorKind, Text};
 
 use crate::access::{self, Verdict};
-use crate::access_log::{Entry, Hierarchy, Logger, ResultCode, ResultTag};
+use crate::access_log::{Entry, Hierarchy, LineBatch, Logger, ResultCode, ResultTag};
 use crate::caching::is_fresh;
 use crate::config::Config;
 use crate::store::{Key, Store, Times};
+
+use super::responder::{Handler, Responder};
 
 /// Squid's `refreshCheckICP` margin: a HIT must stay fresh this much longer
 /// (the querier fetches it next).
 pub const HIT_FRESH_MARGIN_SECS: u64 = 30;
 
-/// How often the receive loop looks at the stop flag when idle.
-const IDLE_TICK: Duration = Duration::from_millis(100);
+/// Longest an ICP log line waits in the responder's batch while the socket
+/// stays busy.
+const LOG_BATCH_WAIT: Duration = Duration::from_millis(5);
 
 /// Opcodes are bytes; Squid counts replies in an array bounded by ICP_END (24).
 const OPCODE_SLOTS: usize = 24;
@@ -416,17 +418,28 @@ impl<'u> UrlParts<'u> {
     /// request-target; `None` for anything else (relative URLs, an empty or
     /// malformed host, a bad port).
     pub fn split(url: &'u str) -> Option<UrlParts<'u>> {
-        let (scheme, rest) = url.split_once("://")?;
-        let mut chars = scheme.bytes();
-        let scheme_ok = chars.next().is_some_and(|b| b.is_ascii_alphabetic())
-            && chars.all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.');
-        if !scheme_ok {
+        // Byte scans, not str patterns: this runs for every ICP query.
+        let bytes = url.as_bytes();
+        if !bytes.first()?.is_ascii_alphabetic() {
             return None;
         }
-        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let scheme_len = bytes
+            .iter()
+            .position(|&b| !(b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.'))?;
+        if bytes.get(scheme_len..scheme_len + 3) != Some(b"://".as_slice()) {
+            return None;
+        }
+        let (scheme, rest) = (&url[..scheme_len], &url[scheme_len + 3..]);
+        let end = rest
+            .bytes()
+            .position(|b| b == b'/' || b == b'?')
+            .unwrap_or(rest.len());
         let (authority, path) = rest.split_at(end);
         let path = if path.is_empty() { "/" } else { path };
-        let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let hostport = match authority.bytes().rposition(|b| b == b'@') {
+            Some(at) => &authority[at + 1..],
+            None => authority,
+        };
         let (host, port_text) = if let Some(v6) = hostport.strip_prefix('[') {
             let close = v6.find(']')?;
             let inside = &v6[..close];
@@ -444,8 +457,8 @@ impl<'u> UrlParts<'u> {
             };
             (&hostport[..close + 2], port)
         } else {
-            match hostport.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
+            match hostport.bytes().position(|b| b == b':') {
+                Some(colon) => (&hostport[..colon], Some(&hostport[colon + 1..])),
                 None => (hostport, None),
             }
         };
@@ -457,9 +470,8 @@ impl<'u> UrlParts<'u> {
         if !host_ok {
             return None;
         }
-        let default = access::default_port(scheme).unwrap_or(0);
         let port = match port_text {
-            None | Some("") => default,
+            None | Some("") => access::default_port(scheme).unwrap_or(0),
             Some(p) => match p.parse::<u16>() {
                 Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
                 _ => return None,
@@ -501,7 +513,6 @@ struct Shared {
     settings: Mutex<Arc<Settings>>,
     /// Bumped on every swap, so the thread re-reads `settings` only then.
     generation: AtomicU64,
-    stop: AtomicBool,
     store: Arc<Store>,
     stats: Arc<IcpServerStats>,
     hit_only: Arc<HitOnly>,
@@ -509,9 +520,8 @@ struct Shared {
 
 /// A running responder; stopped when dropped.
 pub struct IcpServer {
-    local: SocketAddr,
+    responder: Responder,
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
 }
 
 /// Where the ICP socket listens for `config`: `udp_incoming_address` (else
@@ -573,33 +583,28 @@ impl IcpServer {
         };
         let socket = UdpSocket::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind ICP on {addr}: {e}")))?;
-        socket.set_read_timeout(Some(IDLE_TICK))?;
         join_mcast_groups(&socket, &config);
-        let local = socket.local_addr()?;
         let shared = Arc::new(Shared {
             settings: Mutex::new(Arc::new(Settings { config, logger })),
             generation: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
             store,
             stats,
             hit_only,
         });
-        let thread = std::thread::Builder::new()
-            .name("cuttle-icp".into())
-            .spawn({
-                let shared = Arc::clone(&shared);
-                move || serve(&socket, local, &shared)
-            })?;
-        Ok(Some(IcpServer {
-            local,
-            shared,
-            thread: Some(thread),
-        }))
+        let handler = Answerer {
+            settings: current(&shared),
+            seen_generation: shared.generation.load(Ordering::Acquire),
+            shared: Arc::clone(&shared),
+            out: Vec::with_capacity(icp::MAX_DATAGRAM),
+            batch: LineBatch::new(),
+        };
+        let responder = Responder::spawn("cuttle-icp", socket, icp::MAX_DATAGRAM, handler)?;
+        Ok(Some(IcpServer { responder, shared }))
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local
+        self.responder.local_addr()
     }
 
     /// Answers with `config` (icp_access, icp_hit_stale, log_icp_queries)
@@ -619,24 +624,9 @@ impl IcpServer {
         &self.shared.stats
     }
 
-    /// Stops the thread (within [`IDLE_TICK`]) and closes the socket.
-    pub fn stop(mut self) {
-        self.halt();
-    }
-
-    fn halt(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                tracing::error!("the ICP responder thread panicked");
-            }
-        }
-    }
-}
-
-impl Drop for IcpServer {
-    fn drop(&mut self) {
-        self.halt();
+    /// Stops the thread and closes the socket.
+    pub fn stop(self) {
+        self.responder.stop();
     }
 }
 
@@ -646,48 +636,58 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The responder loop: one datagram at a time, blocking receive with a
-/// short timeout so the stop flag is seen.
-fn serve(socket: &UdpSocket, local: SocketAddr, shared: &Shared) {
-    // One byte more than ICP allows, so an oversized datagram shows as such.
-    let mut datagram = vec![0u8; icp::MAX_DATAGRAM + 1];
-    let mut out = Vec::with_capacity(icp::MAX_DATAGRAM);
-    let mut seen_generation = shared.generation.load(Ordering::Acquire);
-    let mut settings = current(shared);
-    let stats = &shared.stats;
-    while !shared.stop.load(Ordering::Acquire) {
-        let (len, from) = match socket.recv_from(&mut datagram) {
-            Ok(got) => got,
-            Err(e) if is_transient(&e) => continue,
-            Err(e) => {
-                stats.recv_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("ICP receive failed: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        if from == local {
-            // Our own datagram (a loop): never answer it.
-            continue;
+/// The responder thread's state. Log lines are batched ([`LineBatch`]):
+/// sent when the socket has nothing more queued, when the batch is full, or
+/// when its oldest line has waited [`LOG_BATCH_WAIT`] (a socket that never
+/// empties).
+struct Answerer {
+    shared: Arc<Shared>,
+    settings: Arc<Settings>,
+    seen_generation: u64,
+    out: Vec<u8>,
+    batch: LineBatch,
+}
+
+impl Handler for Answerer {
+    fn datagram(&mut self, socket: &UdpSocket, datagram: &[u8], from: SocketAddr) {
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        if generation != self.seen_generation {
+            self.seen_generation = generation;
+            // Lines logged so far belong to the old logger's files.
+            self.settings.logger.send_batch(&mut self.batch);
+            self.settings = current(&self.shared);
         }
-        let generation = shared.generation.load(Ordering::Acquire);
-        if generation != seen_generation {
-            seen_generation = generation;
-            settings = current(shared);
+        answer(
+            socket,
+            datagram,
+            from,
+            &self.settings,
+            &self.shared,
+            &mut self.out,
+            &mut self.batch,
+        );
+        if !self.batch.is_empty()
+            && (self.batch.is_full() || self.batch.age(Instant::now()) >= LOG_BATCH_WAIT)
+        {
+            self.settings.logger.send_batch(&mut self.batch);
         }
-        answer(socket, &datagram[..len], from, &settings, shared, &mut out);
+    }
+
+    fn idle(&mut self) {
+        self.settings.logger.send_batch(&mut self.batch);
+    }
+
+    fn recv_error(&mut self, error: &io::Error) {
+        self.shared
+            .stats
+            .recv_errors
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("ICP receive failed: {error}");
     }
 }
 
 fn current(shared: &Shared) -> Arc<Settings> {
     Arc::clone(&shared.settings.lock().unwrap_or_else(|p| p.into_inner()))
-}
-
-fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }
 
 /// Decides, replies and logs one datagram.
@@ -698,6 +698,7 @@ fn answer(
     settings: &Settings,
     shared: &Shared,
     out: &mut Vec<u8>,
+    batch: &mut LineBatch,
 ) {
     let stats = &shared.stats;
     let len = datagram.len() as u64;
@@ -755,7 +756,7 @@ fn answer(
         }
     }
     if config.log_icp_queries.value {
-        log(settings, &reply, client, out.len() as u64);
+        log(settings, &reply, client, out.len() as u64, batch);
     }
 }
 
@@ -769,11 +770,15 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 
 /// One access.log line per reply sent (squid-spec 1.11): status 000, size =
 /// reply datagram length, method ICP_QUERY, elapsed 0, HIER_NONE/-.
-fn log(settings: &Settings, reply: &Reply<'_>, client: IpAddr, size: u64) {
+fn log(settings: &Settings, reply: &Reply<'_>, client: IpAddr, size: u64, batch: &mut LineBatch) {
     if settings.logger.is_disabled() {
         return;
     }
-    let url = String::from_utf8_lossy(&reply.url).into_owned();
+    // Answered URLs are printable ASCII (decide checked); ERR ones escaped.
+    let url = match std::str::from_utf8(&reply.url) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(&reply.url).into_owned(),
+    };
     let entry = Entry {
         end: SystemTime::now(),
         elapsed: Duration::ZERO,
@@ -788,7 +793,7 @@ fn log(settings: &Settings, reply: &Reply<'_>, client: IpAddr, size: u64) {
         content_type: None,
     };
     let config = &*settings.config;
-    settings.logger.log_if(&entry, |acls| {
+    settings.logger.log_batched(batch, &entry, |acls| {
         // An ERR has no request: only the sender's address can match.
         let parts = reply
             .well_formed

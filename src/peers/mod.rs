@@ -7,5 +7,6 @@
 
 pub mod icp_client;
 pub mod icp_server;
+pub mod responder;
 pub mod select;
 pub mod table;
