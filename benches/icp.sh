@@ -24,6 +24,9 @@
 #   127.0.2.2           cuttle: http_port BASE+1, icp_port BASE+2
 #   127.0.2.1           Squid 5.7: http_port BASE+3, icp_port BASE+4,
 #                       memory cache only, one worker
+#   127.0.2.3           icpecho (benches/icpecho.c, compiled here): the floor,
+#                       a C responder that only echoes each query as a MISS
+#                       (no access check, lookup or log) on port BASE+5
 #   127.0.2.20          icpload (benches/icpload.c, compiled here), the asker;
 #                       icp_access allows it on both
 # Each server gets /obj.bin fetched through it once (so both hold it as a
@@ -64,8 +67,8 @@ for tool in nginx squid curl taskset cc; do
 done
 [ "$PERF" = 0 ] || command -v perf >/dev/null || die "--perf needs perf (apt-get install linux-perf)"
 
-CUTTLE_IP=127.0.2.2 SQUID_IP=127.0.2.1 LOAD_IP=127.0.2.20
-ORIGIN_PORT=$BASE CUTTLE_HTTP=$((BASE + 1)) CUTTLE_ICP=$((BASE + 2)) SQUID_HTTP=$((BASE + 3)) SQUID_ICP=$((BASE + 4))
+CUTTLE_IP=127.0.2.2 SQUID_IP=127.0.2.1 ECHO_IP=127.0.2.3 LOAD_IP=127.0.2.20
+ORIGIN_PORT=$BASE CUTTLE_HTTP=$((BASE + 1)) CUTTLE_ICP=$((BASE + 2)) SQUID_HTTP=$((BASE + 3)) SQUID_ICP=$((BASE + 4)) ECHO_ICP=$((BASE + 5))
 for hp in 127.0.0.1:$ORIGIN_PORT $CUTTLE_IP:$CUTTLE_HTTP $SQUID_IP:$SQUID_HTTP; do
   if (exec 3<>"/dev/tcp/${hp%:*}/${hp#*:}") 2>/dev/null; then die "$hp is in use (try --port-base)"; fi
 done
@@ -76,6 +79,7 @@ BENCH=icp
 
 # ---- icpload ----
 cc -O2 -o "$WORK/icpload" "$REPO/benches/icpload.c" || die "cannot compile benches/icpload.c"
+cc -O2 -o "$WORK/icpecho" "$REPO/benches/icpecho.c" || die "cannot compile benches/icpecho.c"
 
 # ---- origin ----
 mkdir -p "$WORK/www"
@@ -157,8 +161,12 @@ squid -n "$SQUID_SVC" -k parse -f "$S/squid.conf" >"$S/parse.log" 2>&1 ||
   { grep -E "FATAL|ERROR" "$S/parse.log" >&2; die "squid.conf does not parse: see above"; }
 start_server squid "http://$SQUID_IP:$SQUID_HTTP/" "$S/cache.log" "$S/stdout" squid -n "$SQUID_SVC" -N -f "$S/squid.conf"
 
+# ---- the floor ----
+"${PIN_SERVER[@]}" "$WORK/icpecho" "$ECHO_IP" "$ECHO_ICP" >"$WORK/icpecho.out" 2>&1 &
+PID[icpecho]=$!
+
 declare -A HTTP=([cuttle]="$CUTTLE_IP:$CUTTLE_HTTP" [squid]="$SQUID_IP:$SQUID_HTTP")
-declare -A ICP=([cuttle]="$CUTTLE_IP $CUTTLE_ICP" [squid]="$SQUID_IP $SQUID_ICP")
+declare -A ICP=([cuttle]="$CUTTLE_IP $CUTTLE_ICP" [squid]="$SQUID_IP $SQUID_ICP" [floor]="$ECHO_IP $ECHO_ICP")
 HIT_URL="http://127.0.0.1:$ORIGIN_PORT/obj.bin"
 MISS_URL="http://127.0.0.1:$ORIGIN_PORT/absent.bin"
 
@@ -214,6 +222,9 @@ run_one() { # SERVER CASE URL
 }
 echo
 echo "== runs (icpload ${DUR}s each) =="
+printf '  %-6s %-4s ... ' floor any
+run_one floor any "$MISS_URL"
+printf '%s replies/s (%s)\n' "${RPS[floor.any]}" "${OPS[floor.any]}"
 for case in hit miss; do
   url=$([ "$case" = hit ] && echo "$HIT_URL" || echo "$MISS_URL")
   for srv in cuttle squid; do
@@ -226,13 +237,17 @@ done
 echo
 echo "== results =="
 printf '%-5s %-7s %11s %9s %9s %7s %9s %9s\n' case server "replies/s" "p50 us" "p99 us" lost "srv-core" "load-core"
+printf '%-5s %-7s %11s %9s %9s %7s %8s%% %8s%%\n' any floor "${RPS[floor.any]}" "${P50[floor.any]}" "${P99[floor.any]}" "${LOST[floor.any]}" "${SCPU[floor.any]}" "${LCPU[floor.any]}"
 for case in hit miss; do
   for srv in cuttle squid; do
     printf '%-5s %-7s %11s %9s %9s %7s %8s%% %8s%%\n' "$case" "$srv" "${RPS[$srv.$case]}" "${P50[$srv.$case]}" "${P99[$srv.$case]}" "${LOST[$srv.$case]}" "${SCPU[$srv.$case]}" "${LCPU[$srv.$case]}"
   done
   awk -v c="${RPS[cuttle.$case]}" -v s="${RPS[squid.$case]}" -v cp="${P99[cuttle.$case]}" -v sp="${P99[squid.$case]}" -v k="$case" \
-    'BEGIN { printf "%-5s cuttle/squid: %.1fx replies/s, p99 %.2fx (goal: >= 5x, p99 < 100 us)\n", k, (s > 0 ? c / s : 0), (sp > 0 ? cp / sp : 0) }'
+    -v f="${RPS[floor.any]}" \
+    'BEGIN { printf "%-5s cuttle/squid: %.1fx replies/s, p99 %.2fx (goal: >= 5x, p99 < 100 us); cuttle/floor %.2f, squid/floor %.2f\n", k, (s > 0 ? c / s : 0), (sp > 0 ? cp / sp : 0), (f > 0 ? c / f : 0), (f > 0 ? s / f : 0) }'
 done
+awk -v f="${RPS[floor.any]}" -v s1="${RPS[squid.hit]}" -v s2="${RPS[squid.miss]}" \
+  'BEGIN { s = (s1 > s2 ? s1 : s2); if (s > 0) printf "the floor is %.1fx Squid here: no responder can reach more than that under this load\n", f / s }'
 count_icp_lines() { grep -c ICP_QUERY "$1" 2>/dev/null || true; }
 echo "ICP lines in access.log: cuttle $(count_icp_lines "$C/access.log"), squid $(count_icp_lines "$S/access.log")"
 
