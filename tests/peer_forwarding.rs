@@ -3,7 +3,8 @@
 //! revalidations, bodies) walks the ordered sources as Squid does, with
 //! its retry rules (502/504, retry_on_error, forward_max_tries, a body sent
 //! at most once); accelerator ports without allow-direct never go DIRECT;
-//! and login= gives each parent the credentials Squid would.
+//! login= gives each parent the credentials Squid would; and the ICP
+//! client follows udp_outgoing_address on reload.
 
 mod peer_lab;
 mod support;
@@ -427,4 +428,37 @@ async fn login_gives_each_parent_the_credentials_squid_sends() {
     assert_eq!((pa, a), (String::new(), bearer.clone()), "NEGOTIATE");
     let (pa, a, _) = got(6);
     assert_eq!((pa, a), (alice.clone(), bearer), "PASS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_icp_client_follows_udp_outgoing_address_on_reload() {
+    let s = FakePeer::start(ip(63), IcpMode::Answer(Opcode::Hit), HttpMode::Ok).await;
+    let lines = |udp: Ipv4Addr| {
+        format!(
+            "{}\nudp_outgoing_address {udp}\ntcp_outgoing_address {}\nicp_query_timeout 2000",
+            s.line("sibling", ""),
+            ip(60)
+        )
+    };
+    let tmp = TempDir::new("fwd-icp-reload");
+    let cuttle = start_cuttle(tmp.path(), ip(60), &lines(ip(61)));
+    s.wait_probed().await;
+    for (n, from) in [(1, ip(61)), (2, ip(62))] {
+        if n == 2 {
+            cuttle.reload(&lines(from));
+        }
+        let url = format!("http://icp-reload.test/{n}");
+        let r = Req::get(&url).send_to(cuttle.addr).await;
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "from peer"),
+            "{}",
+            cuttle.output()
+        );
+        // The reply reached the socket that asked: a SIBLING_HIT.
+        assert_eq!(line(&cuttle, &url)[8], format!("SIBLING_HIT/{}", ip(63)));
+        let sources = s.query_sources.lock().unwrap().clone();
+        assert_eq!(sources.len(), n, "{sources:?}");
+        assert_eq!(sources[n - 1].ip(), from, "{sources:?}");
+    }
 }

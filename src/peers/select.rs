@@ -641,55 +641,83 @@ pub fn select(
 }
 
 /// The peers layer as the HTTP layer uses it: the table and its hash
-/// member sets (both rebuilt on reload), the ICP client (shared across
-/// reloads, made on first use) and the outgoing addresses.
+/// member sets (both rebuilt on reload) and the ICP client (shared across
+/// reloads, made on first use).
 pub struct Neighbours {
     pub table: Arc<PeerTable>,
     /// The hash-based parent sets of `table`'s configuration.
     pub hashes: Arc<HashParents>,
-    icp: Arc<Mutex<Option<Arc<IcpClient>>>>,
-    udp_local: Option<IpAddr>,
+    icp: Arc<Mutex<IcpShared>>,
 }
 
-impl Neighbours {
-    pub fn new(config: &Config) -> Neighbours {
-        let table = PeerTable::new(config, None);
-        Neighbours {
-            hashes: Arc::new(HashParents::new(&table)),
-            table: Arc::new(table),
-            icp: Arc::default(),
-            udp_local: config.udp_outgoing_address.value,
-        }
-    }
+/// What every generation of [`Neighbours`] shares: the ICP client and the
+/// address it is to be bound to (udp_outgoing_address of the newest
+/// configuration).
+struct IcpShared {
+    local: Option<IpAddr>,
+    /// The newest table: replies that match no query are credited to it.
+    table: Arc<PeerTable>,
+    client: Option<Arc<IcpClient>>,
+}
 
-    /// The same neighbours under a new config: peers that stay keep their
-    /// state; the ICP client is kept (its address changes at restart).
-    pub fn reconfigure(&self, config: &Config) -> Neighbours {
-        let table = Arc::new(PeerTable::new(config, Some(&self.table)));
-        if let Some(c) = self.icp.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            c.set_table(Arc::clone(&table));
-        }
-        Neighbours {
-            hashes: Arc::new(HashParents::new(&table)),
-            table,
-            icp: Arc::clone(&self.icp),
-            udp_local: self.udp_local,
-        }
-    }
-
+impl IcpShared {
     /// The ICP client, bound on first use (inside the runtime).
-    pub fn icp_client(&self) -> Option<Arc<IcpClient>> {
-        let mut slot = self.icp.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            match IcpClient::bind(self.udp_local, Arc::clone(&self.table)) {
-                Ok(c) => *slot = Some(Arc::new(c)),
+    fn client(&mut self) -> Option<Arc<IcpClient>> {
+        if self.client.is_none() {
+            match IcpClient::bind(self.local, Arc::clone(&self.table)) {
+                Ok(c) => self.client = Some(Arc::new(c)),
                 Err(e) => {
                     tracing::warn!("cannot open the ICP client socket: {e}");
                     return None;
                 }
             }
         }
-        slot.clone()
+        self.client.clone()
+    }
+}
+
+impl Neighbours {
+    pub fn new(config: &Config) -> Neighbours {
+        let table = Arc::new(PeerTable::new(config, None));
+        Neighbours {
+            hashes: Arc::new(HashParents::new(&table)),
+            icp: Arc::new(Mutex::new(IcpShared {
+                local: config.udp_outgoing_address.value,
+                table: Arc::clone(&table),
+                client: None,
+            })),
+            table,
+        }
+    }
+
+    /// The same neighbours under a new config: peers that stay keep their
+    /// state. The ICP client is kept unless udp_outgoing_address changed:
+    /// then the next query binds a new one there. Queries in flight hold
+    /// the old client, whose socket lives until they end; replies that
+    /// reach it later are dropped (their queries are over).
+    pub fn reconfigure(&self, config: &Config) -> Neighbours {
+        let table = Arc::new(PeerTable::new(config, Some(&self.table)));
+        {
+            let mut icp = self.icp.lock().unwrap_or_else(|p| p.into_inner());
+            icp.table = Arc::clone(&table);
+            let local = config.udp_outgoing_address.value;
+            if icp.local != local {
+                icp.local = local;
+                icp.client = None;
+            } else if let Some(c) = &icp.client {
+                c.set_table(Arc::clone(&table));
+            }
+        }
+        Neighbours {
+            hashes: Arc::new(HashParents::new(&table)),
+            table,
+            icp: Arc::clone(&self.icp),
+        }
+    }
+
+    /// The ICP client, bound on first use (inside the runtime).
+    pub fn icp_client(&self) -> Option<Arc<IcpClient>> {
+        self.icp.lock().unwrap_or_else(|p| p.into_inner()).client()
     }
 
     /// Starts TCP liveness probes of peers that are down (at most one per
@@ -1848,6 +1876,26 @@ mod tests {
         assert_eq!(first(&n), "CARP/127.0.0.4", "Alpha is at max-conn");
         drop(guard);
         assert_eq!(first(&n), "CARP/127.0.0.3");
+    }
+
+    #[tokio::test]
+    async fn the_icp_client_is_rebound_when_udp_outgoing_address_changes() {
+        let at = |last: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 9, last));
+        let n1 = Neighbours::new(&config("udp_outgoing_address 127.0.9.71\n"));
+        let first = n1.icp_client().expect("bound");
+        assert_eq!(first.local_addr().expect("addr").ip(), at(71));
+        let n2 = n1.reconfigure(&config(
+            "udp_outgoing_address 127.0.9.71\nicp_query_timeout 50\n",
+        ));
+        let same = n2.icp_client().expect("bound");
+        assert!(Arc::ptr_eq(&first, &same), "same address: same socket");
+        let n3 = n2.reconfigure(&config("udp_outgoing_address 127.0.9.72\n"));
+        let moved = n3.icp_client().expect("bound");
+        assert_eq!(moved.local_addr().expect("addr").ip(), at(72));
+        // An older generation (a request still in flight) asks from the
+        // new socket too; the old one lives while its holders do.
+        assert!(Arc::ptr_eq(&moved, &n1.icp_client().expect("bound")));
+        assert_eq!(first.local_addr().expect("addr").ip(), at(71));
     }
 
     #[tokio::test]
