@@ -14,6 +14,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use cuttle_protocol::icp::Opcode;
 use peer_lab::{
     free_tcp_port, log_lines, start_cuttle, CuttleNode, FakePeer, HttpMode, HttpSeen, IcpMode,
+    STARTUP,
 };
 use support::{Req, TempDir};
 
@@ -277,7 +278,7 @@ async fn an_accelerator_port_without_allow_direct_never_goes_direct() {
     let tmp = TempDir::new("fwd-accel");
     let cuttle = start_cuttle(tmp.path(), ip(40), &ports);
     for port in [strict, open] {
-        cuttle.wait_output(&format!("listening on {}:{port}", ip(40)));
+        cuttle.wait_output(&format!("listening on {}:{port}", ip(40)), STARTUP);
     }
     let get = |port: u16, path: &str| {
         Req::get(path)

@@ -198,12 +198,14 @@ impl Proxy {
                 .any(|m| m.value.eq_ignore_ascii_case("PURGE")),
             _ => false,
         });
-        // Squid probes its peers' HTTP ports before using them (1.8).
+        // Squid probes its peers' HTTP ports before using them (1.8), and
+        // counts its multicast groups' members (1.9).
         if tokio::runtime::Handle::try_current().is_ok() {
             neighbours.probe_down_peers(
                 config.tcp_outgoing_address.first().map(|l| l.address),
                 config.peer_connect_timeout.value,
             );
+            neighbours.start_multicast_counts();
         }
         Proxy {
             neighbours,

@@ -652,12 +652,53 @@ pub struct Neighbours {
 
 /// What every generation of [`Neighbours`] shares: the ICP client and the
 /// address it is to be bound to (udp_outgoing_address of the newest
-/// configuration).
+/// configuration), and the task counting multicast groups.
 struct IcpShared {
     local: Option<IpAddr>,
-    /// The newest table: replies that match no query are credited to it.
+    /// The newest table: replies that match no query are credited to it,
+    /// and its multicast groups are the ones counted.
     table: Arc<PeerTable>,
     client: Option<Arc<IcpClient>>,
+    counter: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for IcpShared {
+    fn drop(&mut self) {
+        if let Some(task) = self.counter.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Counts the responders of every multicast group of the newest table
+/// when its count is due (squid-spec 1.9), for as long as any generation
+/// of [`Neighbours`] lives.
+async fn count_multicast_groups(shared: std::sync::Weak<Mutex<IcpShared>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let (table, client) = {
+            let mut icp = shared.lock().unwrap_or_else(|p| p.into_inner());
+            let table = Arc::clone(&icp.table);
+            if !table
+                .peers
+                .iter()
+                .any(|p| p.config.peer_type == PeerType::Multicast)
+            {
+                continue;
+            }
+            (table, icp.client())
+        };
+        drop(shared);
+        let Some(client) = client else { continue };
+        for id in table.mcast_counts_due(Instant::now()) {
+            let (client, table) = (Arc::clone(&client), Arc::clone(&table));
+            tokio::spawn(async move { client.count_group(&table, id).await });
+        }
+    }
 }
 
 impl IcpShared {
@@ -685,6 +726,7 @@ impl Neighbours {
                 local: config.udp_outgoing_address.value,
                 table: Arc::clone(&table),
                 client: None,
+                counter: None,
             })),
             table,
         }
@@ -718,6 +760,24 @@ impl Neighbours {
     /// The ICP client, bound on first use (inside the runtime).
     pub fn icp_client(&self) -> Option<Arc<IcpClient>> {
         self.icp.lock().unwrap_or_else(|p| p.into_inner()).client()
+    }
+
+    /// Starts counting multicast groups' responders in the background
+    /// (inside the runtime), once for all generations, when this one has a
+    /// multicast peer. Client queries never count: they wait for the
+    /// average of these counts (squid-spec 1.9).
+    pub fn start_multicast_counts(&self) {
+        let multicast = self
+            .table
+            .peers
+            .iter()
+            .any(|p| p.config.peer_type == PeerType::Multicast);
+        let mut icp = self.icp.lock().unwrap_or_else(|p| p.into_inner());
+        if multicast && icp.counter.is_none() {
+            icp.counter = Some(tokio::spawn(count_multicast_groups(Arc::downgrade(
+                &self.icp,
+            ))));
+        }
     }
 
     /// Starts TCP liveness probes of peers that are down (at most one per

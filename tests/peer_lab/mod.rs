@@ -401,13 +401,14 @@ impl CuttleNode {
         }
     }
 
-    /// Waits until cuttle's output has a line containing `needle`.
-    pub fn wait_output(&self, needle: &str) {
-        let deadline = Instant::now() + STARTUP;
+    /// Waits up to `within` until cuttle's output has a line containing
+    /// `needle`.
+    pub fn wait_output(&self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
         while !self.output().contains(needle) {
             assert!(
                 Instant::now() < deadline,
-                "no {needle:?} from cuttle within {STARTUP:?}:\n{}",
+                "no {needle:?} from cuttle within {within:?}:\n{}",
                 self.output()
             );
             std::thread::sleep(Duration::from_millis(20));
