@@ -3,7 +3,10 @@
 //! GET and HEAD go through the cache (fresh hits served zero-copy from the
 //! store, stale ones revalidated, misses fetched once however many clients
 //! ask: collapsed forwarding), anything else is forwarded and invalidates
-//! the URL. Every transaction ends with one access.log line.
+//! the URL. Whatever is forwarded (a miss, a revalidation, another method)
+//! walks the sources peer selection lists, as Squid's forwarding does
+//! (`Proxy::forward_along`). Every transaction ends with one access.log
+//! line.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};

@@ -1,7 +1,10 @@
 //! Peer selection in Squid's order (squid-spec 3.1-3.4): decide whether a
-//! miss may go direct, which peers to ask with ICP, and, from their
-//! replies, the ordered list of sources the HTTP layer walks (a peer with
-//! its hierarchy code, or DIRECT), falling back down the list on failure.
+//! request may go direct (always_direct, never_direct, an accelerator
+//! port without allow-direct, a loop), which peers to ask with ICP, and,
+//! from their replies, the ordered list of sources the HTTP layer walks (a
+//! peer with its hierarchy code, or DIRECT), falling back down the list on
+//! failure. Each source carries what the peer's `login=` makes of the
+//! client's credentials ([`credentials`], squid-spec 3.6).
 //!
 //! The "some parent" step tries sourcehash, userhash and CARP parents
 //! before round-robin and first-up, as Squid does (squid-spec 3.2, 3.4, 4):
@@ -17,7 +20,9 @@
 //! to its group; replies come from the `multicast-responder` peers, which
 //! are never asked directly and are the ones fetched from (SIBLING_HIT or
 //! PARENT_HIT by their type; `multicast-siblings` makes them siblings).
-//! The multicast peer itself is never a source.
+//! The multicast peer itself is never a source. How many responders a
+//! query waits for is counted by a background probe of each group
+//! ([`Neighbours::start_multicast_counts`]), never by client queries.
 //!
 //! Not implemented: cache digests and NetDB (cuttle has no ICMP data, so
 //! CLOSEST_* never happen).
