@@ -113,6 +113,7 @@ async fn bind_all(config: &Config) -> Result<Vec<Listener>, String> {
                     VPort::ListeningPort => Some(p.port),
                     VPort::Fixed(n) => Some(n),
                 },
+                allow_direct: p.allow_direct,
             },
             PortMode::Intercept | PortMode::Tproxy => {
                 return Err(format!(

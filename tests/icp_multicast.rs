@@ -3,9 +3,12 @@
 //! that `lo` can carry multicast without touching the host:
 //! node A (127.0.7.2) joins 239.255.77.1 with `mcast_groups` and holds an
 //! object; node B (127.0.7.3) has `cache_peer 239.255.77.1 multicast ...`
-//! and A as a `multicast-responder` sibling. B must ask the group, take
-//! A's HIT and fetch from A (SIBLING_HIT/127.0.7.2, origin not contacted),
-//! and go DIRECT for what A lacks.
+//! and A as a `multicast-responder` sibling. B counts the group's members
+//! by itself first, as Squid does: a probe query for the group's own URL
+//! (A answers it) 10 s after start, whose count client queries then wait
+//! for. B must ask the group, take A's HIT and fetch from A
+//! (SIBLING_HIT/127.0.7.2, origin not contacted), and go DIRECT for what
+//! A lacks, having heard the one reply it waited for (no TIMEOUT_).
 //!
 //! In the namespace the local route's preferred source is 127.0.7.2:
 //! A's ICP socket listens on the wildcard address (a socket bound to a
@@ -17,6 +20,7 @@ mod peer_lab;
 mod support;
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use peer_lab::{free_udp_port, log_lines, start_cuttle};
 use support::{Origin, Reply, Req, TempDir};
@@ -90,8 +94,30 @@ async fn in_namespace() {
              udp_outgoing_address {b_ip}\n\
              tcp_outgoing_address {b_ip}\n\
              cache_peer {GROUP} multicast 3128 {a_icp} ttl=1\n\
-             cache_peer {a_ip} sibling {a_http} {a_icp} multicast-responder\n"
+             cache_peer {a_ip} sibling {a_http} {a_icp} multicast-responder\n\
+             mcast_icp_query_timeout 500\n\
+             icp_query_timeout 2000\n"
         ),
+    );
+    // The group's RTT is never learnt (its members answer, not the group),
+    // so the dynamic wait would be the 5 ms floor: icp_query_timeout above
+    // keeps a loaded machine from turning A's answers into timeouts.
+    //
+    // B counts the group with a query of its own, without any client
+    // request: 10 s after start, then every 15 minutes.
+    b.wait_output("multicast group counted", Duration::from_secs(40));
+    assert!(
+        b.output().contains("responders=1"),
+        "B counted:\n{}",
+        b.output()
+    );
+    let probe = format!("http://{GROUP}:{a_icp}/");
+    let probed = log_lines(&a.log, &probe, 1);
+    assert!(
+        probed
+            .iter()
+            .any(|l| l[2] == b_ip.to_string() && l[5] == "ICP_QUERY"),
+        "A's log for {probe}: {probed:?}"
     );
     let r = Req::get(&hot).send_to(b.addr).await;
     assert_eq!(
@@ -125,8 +151,9 @@ async fn in_namespace() {
     assert_eq!((r.status, r.text().as_str()), (200, "nobody has it"));
     let lines = log_lines(&b.log, &cold, 1);
     assert_eq!(lines.len(), 1, "B's log for {cold}:\n{}", b.output());
-    assert!(
-        lines[0][8].ends_with("HIER_DIRECT/127.0.0.1"),
+    assert_eq!(
+        lines[0][8],
+        "HIER_DIRECT/127.0.0.1",
         "{:?}\nB:\n{}",
         lines[0],
         b.output()

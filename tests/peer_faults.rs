@@ -12,128 +12,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cuttle_protocol::icp::{self, Opcode};
-use peer_lab::{free_tcp_port, free_udp_port, log_lines, start_cuttle, CuttleNode};
+use cuttle_protocol::icp::Opcode;
+use peer_lab::{
+    free_tcp_port, free_udp_port, log_lines, start_cuttle, CuttleNode, FakePeer, HttpMode, IcpMode,
+};
 use support::{Origin, Reply, Req, TempDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum IcpMode {
-    Silent,
-    Garbage,
-    Answer(Opcode),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HttpMode {
-    /// Accept and answer 504 (Squid's only-if-cached miss).
-    GatewayTimeout,
-    /// Accept and answer 200 with a body.
-    Ok,
-}
-
-/// A fake peer: an ICP socket and an HTTP listener on `ip`.
-struct FakePeer {
-    ip: Ipv4Addr,
-    icp_port: u16,
-    http_port: u16,
-    icp_mode: Arc<Mutex<IcpMode>>,
-    /// Request heads received over HTTP.
-    http_seen: Arc<Mutex<Vec<String>>>,
-    /// Queries received (reqnum, URL).
-    queries: Arc<Mutex<Vec<(u32, String)>>>,
-}
-
-impl FakePeer {
-    async fn start(ip: Ipv4Addr, icp_mode: IcpMode, http_mode: HttpMode) -> FakePeer {
-        let udp = UdpSocket::bind((ip, 0)).await.expect("fake icp bind");
-        let icp_port = udp.local_addr().expect("addr").port();
-        let tcp = TcpListener::bind((ip, 0)).await.expect("fake http bind");
-        let http_port = tcp.local_addr().expect("addr").port();
-        let mode = Arc::new(Mutex::new(icp_mode));
-        let queries = Arc::new(Mutex::new(Vec::new()));
-        let (m, q) = (Arc::clone(&mode), Arc::clone(&queries));
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 16384];
-            loop {
-                let Ok((n, from)) = udp.recv_from(&mut buf).await else {
-                    return;
-                };
-                let Ok(query) = icp::parse(&buf[..n]) else {
-                    continue;
-                };
-                q.lock().unwrap().push((
-                    query.reqnum,
-                    String::from_utf8_lossy(query.body.url().0).to_string(),
-                ));
-                let mode = *m.lock().unwrap();
-                let mut out = Vec::new();
-                match mode {
-                    IcpMode::Silent => continue,
-                    IcpMode::Garbage => out.extend_from_slice(b"\x02\x02\x00\x99not icp at all"),
-                    IcpMode::Answer(op) => {
-                        if let Some(reply) = query.reply(op) {
-                            reply.encode(&mut out).expect("encode reply");
-                        }
-                    }
-                }
-                let _ = udp.send_to(&out, from).await;
-            }
-        });
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = Arc::clone(&seen);
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut stream, _)) = tcp.accept().await else {
-                    return;
-                };
-                let s = Arc::clone(&s);
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return, // a liveness probe
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    s.lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&head).to_string());
-                    let response: &[u8] = match http_mode {
-                        HttpMode::GatewayTimeout => {
-                            b"HTTP/1.1 504 Gateway Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        }
-                        HttpMode::Ok => {
-                            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: max-age=600\r\nContent-Length: 9\r\nConnection: close\r\n\r\nfrom peer"
-                        }
-                    };
-                    let _ = stream.write_all(response).await;
-                });
-            }
-        });
-        FakePeer {
-            ip,
-            icp_port,
-            http_port,
-            icp_mode: mode,
-            http_seen: seen,
-            queries,
-        }
-    }
-
-    fn set_icp(&self, mode: IcpMode) {
-        *self.icp_mode.lock().unwrap() = mode;
-    }
-
-    fn line(&self, kind: &str, options: &str) -> String {
-        format!(
-            "cache_peer {} {kind} {} {} {options}",
-            self.ip, self.http_port, self.icp_port
-        )
-    }
-}
+use tokio::net::TcpListener;
 
 async fn origin() -> Origin {
     let origin = Origin::start().await;

@@ -1854,7 +1854,7 @@ async fn accelerator_mode_serves_and_caches_origin_form_requests() {
         Reply::ok(format!("accel v{}", s.n)).cc("max-age=600")
     });
     let line = format!(
-        "http_port 127.0.0.1:{{port}} accel defaultsite=127.0.0.1:{} vhost",
+        "http_port 127.0.0.1:{{port}} accel defaultsite=127.0.0.1:{} vhost allow-direct",
         origin.port()
     );
     let proxy = Cuttle::start(&Conf::new().port_line(&line));

@@ -8,8 +8,8 @@ use super::cache::{self, ReplacementPolicy};
 use super::lexer::{Files, Line};
 use super::squid_names::{case_insensitive_match, classify, Known};
 use super::values::{
-    parse_onoff, parse_port_number, parse_size, parse_time, SizeUnit, TimeSpec, MILLISECONDS,
-    SECONDS,
+    parse_onoff, parse_port_number, parse_size, parse_time, parse_uint, SizeUnit, TimeSpec,
+    MILLISECONDS, SECONDS,
 };
 use super::{listen, logging, peer};
 use super::{Config, Diagnostic, ForwardedFor, Located, Location, Setting, Severity};
@@ -230,6 +230,8 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "offline_mode" => onoff_setting(ctx, line, |c| &mut c.offline_mode),
         "prefer_direct" => onoff_setting(ctx, line, |c| &mut c.prefer_direct),
         "nonhierarchical_direct" => onoff_setting(ctx, line, |c| &mut c.nonhierarchical_direct),
+        "forward_max_tries" => count_setting(ctx, line, |c| &mut c.forward_max_tries),
+        "retry_on_error" => onoff_setting(ctx, line, |c| &mut c.retry_on_error),
         "digest_generation" => onoff_setting(ctx, line, |c| &mut c.digest_generation),
         "udp_outgoing_address" => address_setting(ctx, line, |c| &mut c.udp_outgoing_address),
         "tcp_outgoing_address" => tcp_outgoing_address(ctx, line),
@@ -346,6 +348,8 @@ fn is_typed(name: &str) -> bool {
         "offline_mode",
         "prefer_direct",
         "nonhierarchical_direct",
+        "forward_max_tries",
+        "retry_on_error",
         "digest_generation",
         "udp_outgoing_address",
         "tcp_outgoing_address",
@@ -485,6 +489,20 @@ fn onoff_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<bool>) {
     };
     let Some(word) = args.first() else { return };
     match parse_onoff(&word.text) {
+        Ok(v) => *field(&mut ctx.config) = Setting::at(v, line.location.clone()),
+        Err(reason) => ctx.error(&line.location, format!("{}: {reason}", line.name())),
+    }
+}
+
+/// A whole number (`forward_max_tries`).
+fn count_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<u32>) {
+    let Some(args) = args_between(ctx, line, 1) else {
+        return;
+    };
+    let Some(word) = args.first() else { return };
+    match parse_uint(&word.text)
+        .and_then(|n| u32::try_from(n).map_err(|_| format!("\"{}\" is too large", word.text)))
+    {
         Ok(v) => *field(&mut ctx.config) = Setting::at(v, line.location.clone()),
         Err(reason) => ctx.error(&line.location, format!("{}: {reason}", line.name())),
     }
@@ -722,7 +740,7 @@ mod tests {
             "icp_query_timeout 20\ndead_peer_timeout  10 seconds\nmax_stale 1 month\nnegative_ttl 5 minutes\n\
              cache_mem 16384 MB\nmaximum_object_size 10240 MB           # 10GB\nicp_hit_stale on\n\
              prefer_direct disable\ncache_replacement_policy heap LFUDA\nvisible_hostname cache1.example.net\n\
-             mcast_groups 239.128.16.128\noffline_mode on\n",
+             mcast_groups 239.128.16.128\noffline_mode on\nforward_max_tries 3\nretry_on_error on\n",
         );
         assert!(
             !l.has_errors() && l.warnings().count() == 0,
@@ -742,6 +760,9 @@ mod tests {
         assert_eq!(c.maximum_object_size.value, 10240 << 20);
         assert!(c.icp_hit_stale.value);
         assert!(c.offline_mode.value && !Config::default().offline_mode.value);
+        assert_eq!(c.forward_max_tries.value, 3);
+        assert_eq!(Config::default().forward_max_tries.value, 25);
+        assert!(c.retry_on_error.value && !Config::default().retry_on_error.value);
         assert!(!c.prefer_direct.value && c.prefer_direct.is_set());
         assert_eq!(
             c.cache_replacement_policy.value,

@@ -55,6 +55,9 @@ pub struct HttpPort {
     pub name: String,
     /// `ssl-bump`.
     pub ssl_bump: bool,
+    /// `allow-direct`: accelerated requests may go DIRECT; without it they
+    /// go only to parents, as under never_direct (squid-spec 3.2 step 3).
+    pub allow_direct: bool,
     /// Every other option, in order (key without `=`, value).
     pub options: Vec<(String, Option<String>)>,
 }
@@ -62,7 +65,6 @@ pub struct HttpPort {
 /// Options Squid 5 documents for http_port that cuttle keeps as key/value.
 const OTHER_SQUID_OPTIONS: &[&str] = &[
     "protocol",
-    "allow-direct",
     "act-as-origin",
     "ignore-cc",
     "require-proxy-header",
@@ -148,6 +150,7 @@ pub(crate) fn parse_http_port(ctx: &mut Ctx<'_, '_>, line: &Line) {
         vport: VPort::Off,
         name: spec.text.clone(),
         ssl_bump: false,
+        allow_direct: false,
         options: Vec::new(),
     };
     let mut no_vhost = false;
@@ -165,6 +168,7 @@ pub(crate) fn parse_http_port(ctx: &mut Ctx<'_, '_>, line: &Line) {
             ("intercept" | "transparent", None) => modes.push(PortMode::Intercept),
             ("tproxy", None) => modes.push(PortMode::Tproxy),
             ("ssl-bump", None) => p.ssl_bump = true,
+            ("allow-direct", None) => p.allow_direct = true,
             ("defaultsite", Some(v)) => p.defaultsite = Some(v.to_string()),
             ("vhost", None) => {
                 p.vhost = true;
@@ -238,6 +242,10 @@ pub(crate) fn parse_http_port(ctx: &mut Ctx<'_, '_>, line: &Line) {
         ctx.error(loc, "http_port: defaultsite= requires accel".into());
         bad = true;
     }
+    if p.allow_direct && p.mode != PortMode::Accel {
+        ctx.error(loc, "http_port: allow-direct requires accel".into());
+        bad = true;
+    }
     if p.mode == PortMode::Accel {
         p.vhost = !no_vhost;
     }
@@ -280,7 +288,7 @@ mod tests {
 
     #[test]
     fn accelerator_options() {
-        let l = load("http_port 80 accel defaultsite=www.example.com vhost name=front\n");
+        let l = load("http_port 80 accel defaultsite=www.example.com vhost name=front\nhttp_port 81 accel allow-direct\n");
         assert!(
             !l.has_errors() && l.warnings().count() == 0,
             "{:?}",
@@ -292,6 +300,9 @@ mod tests {
         assert!(p.vhost);
         assert_eq!(p.name, "front");
         assert_eq!(p.vport, VPort::Off);
+        assert!(!p.allow_direct && p.options.is_empty());
+        assert!(l.config.http_ports[1].allow_direct);
+        assert!(l.config.http_ports[1].options.is_empty());
     }
 
     #[test]
@@ -326,9 +337,9 @@ mod tests {
 
     #[test]
     fn errors() {
-        let l = load("http_port\nhttp_port 80 defaultsite=x\nhttp_port 80 accel intercept\nhttp_port 80 accel vport=x\n");
+        let l = load("http_port\nhttp_port 80 defaultsite=x\nhttp_port 80 accel intercept\nhttp_port 80 accel vport=x\nhttp_port 80 allow-direct\n");
         let lines: Vec<usize> = l.errors().map(|d| d.location.line).collect();
-        assert_eq!(lines, [1, 2, 3, 4]);
+        assert_eq!(lines, [1, 2, 3, 4, 5]);
         assert!(l.config.http_ports.is_empty());
     }
 }

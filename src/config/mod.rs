@@ -225,6 +225,12 @@ pub struct Config {
     pub offline_mode: Setting<bool>,
     pub prefer_direct: Setting<bool>,
     pub nonhierarchical_direct: Setting<bool>,
+    /// `forward_max_tries`: at most this many sources are tried for one
+    /// request (Squid's default 25).
+    pub forward_max_tries: Setting<u32>,
+    /// `retry_on_error`: a 403, 500, 501 or 503 also moves on to the next
+    /// source (502 and 504 always do).
+    pub retry_on_error: Setting<bool>,
     pub digest_generation: Setting<bool>,
     /// `udp_outgoing_address`: the source address of ICP queries; `None`
     /// = Squid's 255.255.255.255 (the kernel's choice).
@@ -315,6 +321,8 @@ impl Default for Config {
             offline_mode: Setting::default_value(false),
             prefer_direct: Setting::default_value(false),
             nonhierarchical_direct: Setting::default_value(true),
+            forward_max_tries: Setting::default_value(25),
+            retry_on_error: Setting::default_value(false),
             digest_generation: Setting::default_value(true),
             udp_outgoing_address: Setting::default_value(None),
             tcp_outgoing_address: Vec::new(),

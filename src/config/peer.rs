@@ -446,7 +446,17 @@ pub(crate) fn parse_cache_peer(ctx: &mut Ctx<'_, '_>, line: &Line) {
             }
             ("forceddomain", Some(v)) => p.forceddomain = Some(v.to_string()),
             ("login", Some(v)) => match parse_login(v) {
-                Some(l) => p.login = Some(l),
+                Some(l) => {
+                    if matches!(l, PeerLogin::Negotiate(_)) {
+                        // Kept so the config loads as Squid's would; the
+                        // admin must know the peer will see no credentials.
+                        ctx.warn(
+                            loc,
+                            format!("cache_peer: {text}: cuttle has no Kerberos (Negotiate) support; requests to this peer carry no credentials"),
+                        );
+                    }
+                    p.login = Some(l);
+                }
                 None => option_error(ctx, "login= needs a value".into()),
             },
             ("connection-auth", Some(v)) => match v {
@@ -708,6 +718,29 @@ mod tests {
             Some(PeerLogin::ClientUser(":secret".into()))
         );
         assert_eq!(parse_login(""), None);
+    }
+
+    #[test]
+    fn login_negotiate_is_kept_with_a_warning_naming_the_line() {
+        let l = load("\ncache_peer p parent 3128 0 login=NEGOTIATE:HTTP/p@R\n");
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        let w: Vec<String> = l.warnings().map(|d| d.to_string()).collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("squid.conf:2: warning: cache_peer: login=NEGOTIATE:HTTP/p@R: cuttle has no Kerberos"),
+            "{}",
+            w[0]
+        );
+        assert_eq!(
+            l.config.cache_peers[0].login,
+            Some(PeerLogin::Negotiate(Some("HTTP/p@R".into())))
+        );
+        assert_eq!(
+            load("cache_peer p parent 3128 0 login=PASS\n")
+                .warnings()
+                .count(),
+            0
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Response bodies cuttle sends (and request bodies it forwards): stored
 //! hits as zero-copy chunks, upstream bodies passed through, a collapsed
-//! fetch's stream, and a wrapper that counts the bytes a client received
-//! and reports them once, when the body ends or the client goes away (the
-//! moment the access.log line is written).
+//! fetch's stream, a client's request body shared by the attempts to
+//! forward it (sent at most once), and a wrapper that counts the bytes a
+//! client received and reports them once, when the body ends or the
+//! client goes away (the moment the access.log line is written).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -22,8 +24,8 @@ pub enum ProxyBody {
     Empty,
     /// Whole chunks in memory: a stored hit (views of the map) or a page.
     Chunks(VecDeque<Bytes>),
-    /// A client's request body, forwarded as it arrives.
-    Incoming(Incoming),
+    /// A client's request body, forwarded as it arrives by one attempt.
+    Incoming(BodyAttempt),
     /// An origin's response body, passed through without storing.
     Upstream(Box<PooledBody<ProxyBody>>),
     /// A fetch shared with other clients (collapsed forwarding).
@@ -53,7 +55,7 @@ impl Body for ProxyBody {
             ProxyBody::Chunks(chunks) => {
                 Poll::Ready(chunks.pop_front().map(|c| Ok(Frame::data(c))))
             }
-            ProxyBody::Incoming(inner) => Pin::new(inner).poll_frame(cx).map_err(Into::into),
+            ProxyBody::Incoming(attempt) => attempt.poll_frame(cx),
             ProxyBody::Upstream(inner) => {
                 Pin::new(inner.as_mut()).poll_frame(cx).map_err(Into::into)
             }
@@ -76,7 +78,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Empty => true,
             ProxyBody::Chunks(c) => c.is_empty(),
-            ProxyBody::Incoming(b) => b.is_end_stream(),
+            ProxyBody::Incoming(a) => a.is_end_stream(),
             ProxyBody::Upstream(b) => b.is_end_stream(),
             ProxyBody::Shared(_) => false,
         }
@@ -86,9 +88,89 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Empty => SizeHint::with_exact(0),
             ProxyBody::Chunks(c) => SizeHint::with_exact(c.iter().map(|b| b.len() as u64).sum()),
-            ProxyBody::Incoming(b) => b.size_hint(),
+            ProxyBody::Incoming(a) => a.size_hint(),
             ProxyBody::Upstream(b) => b.size_hint(),
             ProxyBody::Shared(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// A client's request body shared by the attempts to forward it (one per
+/// source tried): the first attempt that reads it takes it, so it is sent
+/// at most once; an attempt that never read it (its connection failed)
+/// leaves it whole for the next. Squid re-forwards a request only while
+/// its body is untouched ("nibbled"); [`RequestBody::replayable`] is that
+/// test.
+#[derive(Clone)]
+pub struct RequestBody {
+    slot: Arc<Mutex<Option<Incoming>>>,
+    /// There was nothing to send: any attempt may send "it" again.
+    empty: bool,
+}
+
+impl RequestBody {
+    pub fn new(body: Incoming) -> RequestBody {
+        RequestBody {
+            empty: body.is_end_stream(),
+            slot: Arc::new(Mutex::new(Some(body))),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Incoming>> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether another attempt can still send the whole body.
+    pub fn replayable(&self) -> bool {
+        self.empty || self.lock().is_some()
+    }
+
+    /// The body of one attempt.
+    pub fn attempt(&self) -> ProxyBody {
+        ProxyBody::Incoming(BodyAttempt {
+            shared: self.clone(),
+            taken: None,
+        })
+    }
+}
+
+/// One attempt's view of a [`RequestBody`]: takes it on the first read.
+pub struct BodyAttempt {
+    shared: RequestBody,
+    taken: Option<Incoming>,
+}
+
+impl BodyAttempt {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.taken.is_none() {
+            self.taken = self.shared.lock().take();
+        }
+        match &mut self.taken {
+            Some(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            None if self.shared.empty => Poll::Ready(None),
+            // Another attempt read it: sending part of it again would
+            // corrupt the request; the walk never lets this happen.
+            None => Poll::Ready(Some(Err("the request body was already sent".into()))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.taken {
+            Some(body) => body.is_end_stream(),
+            None => {
+                self.shared.empty || self.shared.lock().as_ref().is_none_or(Body::is_end_stream)
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.taken {
+            Some(body) => body.size_hint(),
+            None => self
+                .shared
+                .lock()
+                .as_ref()
+                .map_or_else(|| SizeHint::with_exact(0), Body::size_hint),
         }
     }
 }

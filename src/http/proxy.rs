@@ -3,7 +3,10 @@
 //! GET and HEAD go through the cache (fresh hits served zero-copy from the
 //! store, stale ones revalidated, misses fetched once however many clients
 //! ask: collapsed forwarding), anything else is forwarded and invalidates
-//! the URL. Every transaction ends with one access.log line.
+//! the URL. Whatever is forwarded (a miss, a revalidation, another method)
+//! walks the sources peer selection lists, as Squid's forwarding does
+//! (`Proxy::forward_along`). Every transaction ends with one access.log
+//! line.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -16,12 +19,12 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 
-use super::body::{ClientBody, ProxyBody};
+use super::body::{ClientBody, ProxyBody, RequestBody};
 use super::collapse::{Collapser, Event, Failure, Head, Leader, Role};
 use super::errors::{self, ErrorKind};
 use super::hot::{HotCache, HotEntry};
 use super::server::ConnInfo;
-use super::target::Target;
+use super::target::{PortKind, Target};
 use crate::access;
 use crate::access_log::{Entry, Hierarchy, HierarchyCode, Logger, ResultCode, ResultTag};
 use crate::caching::{
@@ -29,7 +32,9 @@ use crate::caching::{
 };
 use crate::config::{AclData, Config, ForwardedFor};
 use crate::peers::icp_server::HitOnly;
-use crate::peers::select::{self as peer_select, Neighbours, SelectRequest, Source};
+use crate::peers::select::{
+    self as peer_select, ClientCredentials, ConnGuard, Neighbours, SelectRequest,
+};
 use crate::store::{Hit, Key, Store, StoreError};
 use crate::upstream::{FetchError, Timeouts, Upstream};
 use cuttle_protocol::key::{store_key, Method as KeyMethod};
@@ -196,12 +201,14 @@ impl Proxy {
                 .any(|m| m.value.eq_ignore_ascii_case("PURGE")),
             _ => false,
         });
-        // Squid probes its peers' HTTP ports before using them (1.8).
+        // Squid probes its peers' HTTP ports before using them (1.8), and
+        // counts its multicast groups' members (1.9).
         if tokio::runtime::Handle::try_current().is_ok() {
             neighbours.probe_down_peers(
                 config.tcp_outgoing_address.first().map(|l| l.address),
                 config.peer_connect_timeout.value,
             );
+            neighbours.start_multicast_counts();
         }
         Proxy {
             neighbours,
@@ -254,16 +261,109 @@ fn error_kind(e: &FetchError) -> ErrorKind {
     }
 }
 
+/// The error page when nothing answered. With no source at all Squid 5.7
+/// answers 502 ERR_READ_ERROR ([V]: an accelerator port without
+/// allow-direct and without a parent), a status a downstream cache
+/// re-forwards; cuttle answers the same.
+fn not_forwarded_page(e: &NotForwarded) -> (ErrorKind, String) {
+    match e {
+        NotForwarded::NoSource => (
+            ErrorKind::ReadError,
+            "no forwarding destination: nothing may go direct (never_direct, or an accelerator port without allow-direct) and no parent is usable".into(),
+        ),
+        NotForwarded::Failed(e) => (error_kind(e), e.to_string()),
+    }
+}
+
 /// Where to connect for a request: a source chosen by peer selection.
 #[derive(Debug, Clone)]
 struct Route {
-    source: Source,
+    source: peer_select::Source,
     /// tcp_outgoing_address for this request.
     local: Option<IpAddr>,
     /// The ICP wait timed out (`TIMEOUT_` in the log).
     timed_out: bool,
     /// The absolute URL, sent as the request target to proxy peers.
     url: String,
+}
+
+/// The kind of http_port a request arrived on, as forwarding sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    Forward,
+    /// An accelerator port: without allow-direct nothing of it goes DIRECT
+    /// (squid-spec 3.2 step 3), and a user's credentials are in
+    /// Authorization.
+    Accel {
+        allow_direct: bool,
+    },
+}
+
+impl Arrival {
+    fn of(kind: &PortKind) -> Arrival {
+        match kind {
+            PortKind::Forward => Arrival::Forward,
+            PortKind::Accel { allow_direct, .. } => Arrival::Accel {
+                allow_direct: *allow_direct,
+            },
+        }
+    }
+}
+
+/// One client request to forward, as each attempt along the sources sends
+/// it (squid-spec 3.2, 3.6).
+struct Forwarding<'a> {
+    method: &'a Method,
+    target: &'a Target,
+    /// The client's fields (with our validators, for a revalidation).
+    headers: &'a HeaderMap,
+    client: IpAddr,
+    arrival: Arrival,
+    /// Siblings may be asked and used: not for a client reload nor a
+    /// revalidation (squid-spec 3.1).
+    siblings_ok: bool,
+    /// The client's request body, when the method carries one.
+    body: Option<RequestBody>,
+}
+
+impl Forwarding<'_> {
+    /// Whether a failed attempt may be followed by another: always, unless
+    /// the body has been (partly) sent and could not be sent whole again.
+    fn replayable(&self) -> bool {
+        self.body.as_ref().is_none_or(RequestBody::replayable)
+    }
+}
+
+/// A response from the source that answered.
+struct Fetched {
+    resp: Response<crate::upstream::PooledBody<ProxyBody>>,
+    /// proxy-only: deliver, do not store.
+    proxy_only: bool,
+    /// The peer's max-conn slot, held while its body streams.
+    _conn_slot: Option<ConnGuard>,
+}
+
+/// Why nothing answered.
+#[derive(Debug)]
+enum NotForwarded {
+    /// Selection left no source (never_direct, or an accelerator port
+    /// without allow-direct, and no usable parent).
+    NoSource,
+    /// The last source tried failed so.
+    Failed(FetchError),
+}
+
+/// Squid's IsReforwardableStatus (squid-spec 3.2): 502 and 504 always
+/// move on to the next source, 403, 500, 501 and 503 with retry_on_error.
+fn reforwardable(status: StatusCode, retry_on_error: bool) -> bool {
+    match status {
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => true,
+        StatusCode::FORBIDDEN
+        | StatusCode::INTERNAL_SERVER_ERROR
+        | StatusCode::NOT_IMPLEMENTED
+        | StatusCode::SERVICE_UNAVAILABLE => retry_on_error,
+        _ => false,
+    }
 }
 
 /// What the access.log line will say, filled in as the request goes.
@@ -281,6 +381,7 @@ struct Txn {
     /// `miss_access` refuses this client: whatever would be forwarded
     /// (a miss, a revalidation, another method, a tunnel) gets a 403.
     miss_denied: bool,
+    arrival: Arrival,
 }
 
 /// The request as an `access_log` line's ACLs see it.
@@ -324,6 +425,7 @@ impl Txn {
             hierarchy: Hierarchy::none(),
             log_scope,
             miss_denied: false,
+            arrival: Arrival::of(&conn.kind),
         }
     }
 
@@ -440,6 +542,11 @@ impl Proxy {
         self.error(txn, error_kind(e), &e.to_string())
     }
 
+    fn not_forwarded(&self, txn: Txn, e: &NotForwarded) -> Response<ClientBody> {
+        let (kind, detail) = not_forwarded_page(e);
+        self.error(txn, kind, &detail)
+    }
+
     /// Squid's X-Cache and X-Cache-Lookup. `lookup`: was the object in the
     /// cache (None when the request could not be cached at all).
     fn cache_status(&self, headers: &mut HeaderMap, hit: bool, lookup: Option<(bool, u16)>) {
@@ -534,6 +641,7 @@ impl Proxy {
         method: &'a Method,
         headers: &HeaderMap,
         siblings_ok: bool,
+        arrival: Arrival,
     ) -> SelectRequest<'a> {
         let has_auth = headers.contains_key(header::AUTHORIZATION);
         let hierarchical = peer_select::hierarchical(method.as_str(), has_auth, false, false);
@@ -554,15 +662,27 @@ impl Proxy {
             hierarchical,
             siblings_ok,
             looped: false,
+            accel_no_direct: arrival
+                == Arrival::Accel {
+                    allow_direct: false,
+                },
         }
     }
 
-    fn routes_of(
-        &self,
-        target: &Target,
-        req: &SelectRequest<'_>,
-        selection: peer_select::Selection,
-    ) -> Vec<Route> {
+    /// Where `fwd` may go, in order: Squid's peer selection, with ICP
+    /// queries to the peers it would ask (none for a non-hierarchical
+    /// request unless nothing may go direct; no siblings when
+    /// `siblings_ok` is false).
+    async fn routes(&self, fwd: &Forwarding<'_>) -> Vec<Route> {
+        let req = self.select_request(
+            fwd.target,
+            fwd.client,
+            fwd.method,
+            fwd.headers,
+            fwd.siblings_ok,
+            fwd.arrival,
+        );
+        let selection = self.neighbours.select(&self.config, &req).await;
         let local = peer_select::tcp_outgoing_address(&self.config, &req.access);
         self.neighbours
             .probe_down_peers(local, self.config.peer_connect_timeout.value);
@@ -573,64 +693,85 @@ impl Proxy {
                 source,
                 local,
                 timed_out: selection.timed_out,
-                url: target.url.clone(),
+                url: fwd.target.url.clone(),
             })
             .collect()
     }
 
-    /// Where a request that is not a cacheable miss goes: the first source
-    /// of Squid's selection without ICP queries and without siblings (an
-    /// `originserver` parent for accelerators, parents, else DIRECT).
-    fn route(&self, target: &Target, client: IpAddr, method: &Method) -> Route {
-        let req = self.select_request(target, client, method, &HeaderMap::new(), false);
-        let selection = self.neighbours.select_without_queries(&self.config, &req);
-        self.routes_of(target, &req, selection)
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| Route {
-                source: Source {
-                    peer: None,
-                    code: HierarchyCode::HierDirect,
-                    host: target.host.clone(),
-                    port: target.port,
-                    only_if_cached: false,
-                    absolute_form: false,
-                    proxy_only: false,
-                    authorization: None,
-                    connect_timeout: None,
-                },
-                local: None,
-                timed_out: false,
-                url: target.url.clone(),
-            })
-    }
-
-    /// Where a cacheable miss may be fetched from, in order: Squid's peer
-    /// selection with ICP queries to the peers it would ask.
-    async fn miss_routes(
+    /// Squid's forwarding (squid-spec 3.2): selects the sources of `fwd`
+    /// and tries them in order until one answers. A failed attempt
+    /// (connect, read or timeout) or a re-forwardable status
+    /// ([`reforwardable`]) moves on to the next source, for at most
+    /// forward_max_tries attempts, and only while the request body is
+    /// untouched (an attempt that sent any of it is the last: the body
+    /// would be lost or sent twice). The last source's answer is kept
+    /// whatever its status; `hierarchy` names the source that gave it.
+    async fn forward_along(
         &self,
-        target: &Target,
-        client: IpAddr,
-        headers: &HeaderMap,
-        directives: &RequestDirectives,
-    ) -> Vec<Route> {
-        let method = Method::GET;
-        // A client reload must not be answered by a sibling (squid-spec 3.1).
-        let req = self.select_request(target, client, &method, headers, !directives.no_cache);
-        let selection = self.neighbours.select(&self.config, &req).await;
-        self.routes_of(target, &req, selection)
+        fwd: &Forwarding<'_>,
+        hierarchy: &mut Hierarchy,
+    ) -> Result<Fetched, NotForwarded> {
+        let mut routes = self.routes(fwd).await;
+        routes.truncate(self.config.forward_max_tries.value.max(1) as usize);
+        let count = routes.len();
+        let mut last_error = None;
+        let mut fetched = None;
+        for (n, route) in routes.into_iter().enumerate() {
+            let more = n + 1 < count;
+            let conn_slot = route.source.peer.map(|id| self.neighbours.open(id));
+            match self.send(&route, fwd, hierarchy).await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    if more
+                        && reforwardable(status, self.config.retry_on_error.value)
+                        && fwd.replayable()
+                    {
+                        tracing::debug!(url = %fwd.target.url, source = %route.source.host, %status, "trying the next source");
+                        continue;
+                    }
+                    fetched = Some(Fetched {
+                        resp,
+                        proxy_only: route.source.proxy_only,
+                        _conn_slot: conn_slot,
+                    });
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(url = %fwd.target.url, source = %route.source.host, "fetch failed: {e}");
+                    last_error = Some(e);
+                    if !fwd.replayable() {
+                        break;
+                    }
+                }
+            }
+        }
+        if count > 0 {
+            // No source at all is Squid's HIER_NONE: not counted.
+            self.note_forwarding(fetched.is_none().then_some(last_error.as_ref()).flatten());
+        }
+        match (fetched, last_error) {
+            (Some(f), _) => Ok(f),
+            (None, Some(e)) => Err(NotForwarded::Failed(e)),
+            (None, None) => Err(NotForwarded::NoSource),
+        }
     }
 
-    /// Sends `req` along `route`, noting the server in the log line: to a
-    /// proxy peer in absolute-form, to a sibling with only-if-cached, with
-    /// the peer's login= credentials; the outcome feeds the peer's health.
+    /// One attempt of `fwd` along `route`, noting the server in the log
+    /// line: to a proxy peer in absolute-form, to a sibling with
+    /// only-if-cached, with the credentials login= calls for; the outcome
+    /// feeds the peer's health.
     async fn send(
         &self,
         route: &Route,
-        mut req: Request<ProxyBody>,
+        fwd: &Forwarding<'_>,
         hierarchy: &mut Hierarchy,
     ) -> Result<Response<crate::upstream::PooledBody<ProxyBody>>, FetchError> {
         let source = &route.source;
+        let body = fwd
+            .body
+            .as_ref()
+            .map_or(ProxyBody::Empty, RequestBody::attempt);
+        let mut req = self.upstream_request(fwd.method, fwd.target, fwd.headers, fwd.client, body);
         if source.absolute_form {
             if let Ok(uri) = route.url.parse() {
                 *req.uri_mut() = uri;
@@ -669,14 +810,23 @@ impl Proxy {
                 headers.insert(header::CACHE_CONTROL, v);
             }
         }
-        if let Some(credentials) = &source.authorization {
-            let name = if source.absolute_form {
-                header::PROXY_AUTHORIZATION
-            } else {
-                header::AUTHORIZATION
-            };
-            if let Ok(v) = HeaderValue::from_str(credentials) {
-                req.headers_mut().insert(name, v);
+        let field = |name| fwd.headers.get(name).and_then(|v| v.to_str().ok());
+        let credentials = peer_select::credentials(
+            source,
+            &ClientCredentials {
+                proxy_authorization: field(header::PROXY_AUTHORIZATION),
+                authorization: field(header::AUTHORIZATION),
+                accelerated: fwd.arrival != Arrival::Forward,
+            },
+        );
+        let headers = req.headers_mut();
+        for (name, value) in [
+            (header::PROXY_AUTHORIZATION, credentials.proxy_authorization),
+            (header::AUTHORIZATION, credentials.authorization),
+        ] {
+            headers.remove(&name);
+            if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                headers.insert(name, v);
             }
         }
         let sent = self
@@ -830,7 +980,14 @@ async fn tunnel(
     }
     let local = {
         let method = Method::CONNECT;
-        let req = proxy.select_request(&target, txn.client, &method, &HeaderMap::new(), false);
+        let req = proxy.select_request(
+            &target,
+            txn.client,
+            &method,
+            &HeaderMap::new(),
+            false,
+            txn.arrival,
+        );
         peer_select::tcp_outgoing_address(&proxy.config, &req.access)
     };
     let connecting =
@@ -936,20 +1093,20 @@ async fn forward(
         return proxy.forwarding_denied(txn.with(ResultTag::TcpMiss));
     }
     let (parts, body) = req.into_parts();
-    let upstream_req = proxy.upstream_request(
-        &parts.method,
-        &target,
-        &parts.headers,
-        txn.client,
-        ProxyBody::Incoming(body),
-    );
     txn.result = ResultCode::new(ResultTag::TcpMiss);
-    let route = proxy.route(&target, txn.client, &parts.method);
-    let sent = proxy.send(&route, upstream_req, &mut txn.hierarchy).await;
-    proxy.note_forwarding(sent.as_ref().err());
+    let fwd = Forwarding {
+        method: &parts.method,
+        target: &target,
+        headers: &parts.headers,
+        client: txn.client,
+        arrival: txn.arrival,
+        siblings_ok: !RequestDirectives::parse(&parts.headers).no_cache,
+        body: Some(RequestBody::new(body)),
+    };
+    let sent = proxy.forward_along(&fwd, &mut txn.hierarchy).await;
     let resp = match sent {
-        Ok(r) => r,
-        Err(e) => return proxy.fetch_error(txn, &e),
+        Ok(f) => f.resp,
+        Err(e) => return proxy.not_forwarded(txn, &e),
     };
     let (resp_parts, resp_body) = resp.into_parts();
     let urls = caching::invalidated_urls(
@@ -1153,14 +1310,7 @@ async fn cached(
                 return serve_hit(&proxy, txn, &parts, found, age, Outcome::Hit);
             }
             HitDecision::ServeStaleWhileRevalidate { age, validators } => {
-                background_refresh(
-                    &proxy,
-                    &target,
-                    &parts.headers,
-                    &found,
-                    validators,
-                    txn.client,
-                );
+                background_refresh(&proxy, &target, &parts.headers, &found, validators, &txn);
                 txn.result = ResultCode::new(hit_tag);
                 return serve_hit(&proxy, txn, &parts, found, age, Outcome::Hit);
             }
@@ -1209,19 +1359,19 @@ async fn cached(
     }
     if parts.method == Method::HEAD {
         // HEAD misses are forwarded as HEAD and not stored.
-        let upstream_req = proxy.upstream_request(
-            &Method::HEAD,
-            &target,
-            &parts.headers,
-            txn.client,
-            ProxyBody::Empty,
-        );
-        let route = proxy.route(&target, txn.client, &Method::HEAD);
-        let sent = proxy.send(&route, upstream_req, &mut txn.hierarchy).await;
-        proxy.note_forwarding(sent.as_ref().err());
+        let fwd = Forwarding {
+            method: &Method::HEAD,
+            target: &target,
+            headers: &parts.headers,
+            client: txn.client,
+            arrival: txn.arrival,
+            siblings_ok: !directives.no_cache,
+            body: None,
+        };
+        let sent = proxy.forward_along(&fwd, &mut txn.hierarchy).await;
         let resp = match sent {
-            Ok(r) => r,
-            Err(e) => return proxy.fetch_error(txn, &e),
+            Ok(f) => f.resp,
+            Err(e) => return proxy.not_forwarded(txn, &e),
         };
         let (rp, rb) = resp.into_parts();
         let mut headers = proxy.client_headers(&rp.headers);
@@ -1338,17 +1488,22 @@ async fn revalidate(
     headers.remove(header::IF_NONE_MATCH);
     headers.remove(header::IF_MODIFIED_SINCE);
     validators.apply(&mut headers);
-    let upstream_req = proxy.upstream_request(
-        &Method::GET,
-        &target,
-        &headers,
-        txn.client,
-        ProxyBody::Empty,
-    );
     let request_time = unix_now();
-    let route = proxy.route(&target, txn.client, &Method::GET);
-    let sent = proxy.send(&route, upstream_req, &mut txn.hierarchy).await;
-    proxy.note_forwarding(sent.as_ref().err());
+    // A revalidation may use parents (and ask them with ICP), never
+    // siblings (squid-spec 3.1).
+    let fwd = Forwarding {
+        method: &Method::GET,
+        target: &target,
+        headers: &headers,
+        client: txn.client,
+        arrival: txn.arrival,
+        siblings_ok: false,
+        body: None,
+    };
+    let sent = proxy
+        .forward_along(&fwd, &mut txn.hierarchy)
+        .await
+        .map(|f| f.resp);
     let now = unix_now();
     let stale_ok = caching::may_serve_stale_on_error(found.entry(), &directives, &rule, now);
     let serve_stale = |proxy: &Proxy, mut txn: Txn, found: Found| {
@@ -1359,7 +1514,7 @@ async fn revalidate(
     let resp = match sent {
         Ok(r) => r,
         Err(_) if stale_ok => return serve_stale(&proxy, txn, found),
-        Err(e) => return proxy.fetch_error(txn.with(ResultTag::TcpRefreshFailErr), &e),
+        Err(e) => return proxy.not_forwarded(txn.with(ResultTag::TcpRefreshFailErr), &e),
     };
     let exchange = Exchange {
         request_time,
@@ -1462,8 +1617,9 @@ fn background_refresh(
     request: &HeaderMap,
     found: &Found,
     validators: caching::Validators,
-    client: IpAddr,
+    txn: &Txn,
 ) {
+    let (client, arrival) = (txn.client, txn.arrival);
     {
         let mut busy = proxy.refreshing.lock().unwrap_or_else(|p| p.into_inner());
         if !busy.insert(found.key) {
@@ -1482,12 +1638,18 @@ fn background_refresh(
     tokio::spawn(async move {
         let directives = RequestDirectives::parse(&headers);
         let rule = Rule::for_url(&proxy.config, &target.url);
-        let upstream_req =
-            proxy.upstream_request(&Method::GET, &target, &headers, client, ProxyBody::Empty);
         let request_time = unix_now();
-        let route = proxy.route(&target, client, &Method::GET);
+        let fwd = Forwarding {
+            method: &Method::GET,
+            target: &target,
+            headers: &headers,
+            client,
+            arrival,
+            siblings_ok: false,
+            body: None,
+        };
         let mut hierarchy = Hierarchy::none();
-        if let Ok(resp) = proxy.send(&route, upstream_req, &mut hierarchy).await {
+        if let Ok(Fetched { resp, .. }) = proxy.forward_along(&fwd, &mut hierarchy).await {
             let exchange = Exchange {
                 request_time,
                 response_time: unix_now(),
@@ -1601,6 +1763,7 @@ async fn miss(
         FetchJob {
             proxy: Arc::clone(&proxy),
             client: txn.client,
+            arrival: txn.arrival,
             target: target.clone(),
             request_headers: parts.headers.clone(),
             directives: directives.clone(),
@@ -1661,6 +1824,7 @@ async fn uncollapsed_miss(
     FetchJob {
         proxy: Arc::clone(&proxy),
         client: txn.client,
+        arrival: txn.arrival,
         target: target.clone(),
         request_headers: parts.headers.clone(),
         directives,
@@ -1741,6 +1905,7 @@ impl Sink {
 struct FetchJob {
     proxy: Arc<Proxy>,
     client: IpAddr,
+    arrival: Arrival,
     target: Target,
     request_headers: HeaderMap,
     directives: RequestDirectives,
@@ -1760,6 +1925,7 @@ impl FetchJob {
         let FetchJob {
             proxy,
             client,
+            arrival,
             target,
             request_headers,
             directives,
@@ -1768,57 +1934,29 @@ impl FetchJob {
             sink,
         } = self;
         let request_time = unix_now();
-        let routes = proxy
-            .miss_routes(&target, client, &request_headers, &directives)
-            .await;
+        // A client reload must not be answered by a sibling (squid-spec 3.1).
+        let fwd = Forwarding {
+            method: &Method::GET,
+            target: &target,
+            headers: &request_headers,
+            client,
+            arrival,
+            siblings_ok: !directives.no_cache,
+            body: None,
+        };
         let mut hierarchy = Hierarchy::none();
-        // Walk the sources in order: a connect failure, or a 502/504 (a
-        // sibling's false hit answers only-if-cached with 504), moves on to
-        // the next one, as Squid re-forwards (squid-spec 3.2).
-        let mut fetched = None;
-        let mut last_error = None;
-        let count = routes.len();
-        for (n, route) in routes.into_iter().enumerate() {
-            let upstream_req = proxy.upstream_request(
-                &Method::GET,
-                &target,
-                &request_headers,
-                client,
-                ProxyBody::Empty,
-            );
-            let guard = route.source.peer.map(|id| proxy.neighbours.open(id));
-            match proxy.send(&route, upstream_req, &mut hierarchy).await {
-                Ok(r) => {
-                    let retry = matches!(
-                        r.status(),
-                        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT
-                    );
-                    if retry && n + 1 < count {
-                        tracing::debug!(url = %target.url, source = %route.source.host, status = %r.status(), "trying the next source");
-                        continue;
-                    }
-                    fetched = Some((r, route.source.proxy_only, guard));
-                    break;
-                }
-                Err(e) => {
-                    tracing::debug!(url = %target.url, source = %route.source.host, "fetch failed: {e}");
-                    last_error = Some(e);
-                }
+        let fetched = proxy.forward_along(&fwd, &mut hierarchy).await;
+        let Fetched {
+            resp,
+            proxy_only,
+            _conn_slot,
+        } = match fetched {
+            Ok(f) => f,
+            Err(e) => {
+                let (kind, detail) = not_forwarded_page(&e);
+                sink.finish(Event::Failed(Failure::new(kind, detail))).await;
+                return;
             }
-        }
-        if count > 0 {
-            // No source at all is Squid's HIER_NONE: not counted.
-            proxy.note_forwarding(fetched.is_none().then_some(last_error.as_ref()).flatten());
-        }
-        let Some((resp, proxy_only, _conn_slot)) = fetched else {
-            let e = last_error.unwrap_or(FetchError::Connect {
-                host: target.host.clone(),
-                reason: "no source to fetch from".into(),
-            });
-            let kind = error_kind(&e);
-            sink.finish(Event::Failed(Failure::new(kind, e.to_string())))
-                .await;
-            return;
         };
         let exchange = Exchange {
             request_time,

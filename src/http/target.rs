@@ -15,6 +15,8 @@ pub enum PortKind {
         vhost: bool,
         /// Port to put in accelerated URLs (`vport=`); `None` = the URL's.
         vport: Option<u16>,
+        /// `allow-direct`: accelerated requests may go DIRECT.
+        allow_direct: bool,
     },
 }
 
@@ -124,6 +126,7 @@ impl Target {
                 defaultsite,
                 vhost,
                 vport,
+                ..
             } => {
                 let host_header = headers
                     .get(http::header::HOST)
@@ -211,6 +214,7 @@ mod tests {
             defaultsite: Some("www.example.com".into()),
             vhost: true,
             vport: None,
+            allow_direct: false,
         };
         assert_eq!(
             target("GET", "/x", Some("other.example"), &accel)
@@ -226,6 +230,7 @@ mod tests {
             defaultsite: Some("www.example.com".into()),
             vhost: false,
             vport: None,
+            allow_direct: false,
         };
         assert_eq!(
             target("GET", "/x", Some("other.example"), &no_vhost)

@@ -1,14 +1,16 @@
 //! The ICP client: asks peers whether they hold a URL (squid-spec 1.4,
 //! 1.6, 1.7). One UDP socket bound to `udp_outgoing_address` (ephemeral
-//! port: peers answer to the query's source), a request-number allocator
-//! that never yields 0, and a receive task that matches replies by reqnum
-//! AND by sender (IP and the configured ICP port, as Squid's whichPeer);
-//! anything else is counted and dropped. A multicast peer gets one query
-//! sent to its group (TTL from `ttl=`, out of udp_outgoing_address's
-//! interface); replies to it come from `multicast-responder` peers, which
-//! are matched like any peer. A group due a count makes the round a
-//! counting round: it waits mcast_icp_query_timeout (or a HIT) and feeds
-//! the number of responders into the group-size average (squid-spec 1.9).
+//! port: peers answer to the query's source; a reload that changes the
+//! address makes a new client, see `select::Neighbours`), a
+//! request-number allocator that never yields 0, and a receive task that
+//! matches replies by reqnum AND by sender (IP and the configured ICP
+//! port, as Squid's whichPeer); anything else is counted and dropped. A
+//! multicast peer gets one query sent to its group (TTL from `ttl=`, out
+//! of udp_outgoing_address's interface); replies to it come from
+//! `multicast-responder` peers, which are matched like any peer. A client
+//! query waits for as many of them as the group's average count; the
+//! count itself is a separate probe ([`IcpClient::count_group`]) that
+//! waits mcast_icp_query_timeout (squid-spec 1.9).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -187,36 +189,25 @@ impl IcpClient {
                 .get(id)
                 .is_some_and(|p| p.config.peer_type == PeerType::Multicast)
         };
-        // Unicast peers count when up; a group counts its expected size,
-        // or, when due a count, makes this round a counting round that
-        // waits mcast_icp_query_timeout (or until a HIT) and then updates
-        // the group-size average (squid-spec 1.7, 1.9).
+        // Unicast peers count when up; a group counts the whole part of
+        // its average number of responders (squid-spec 1.7, 1.9).
         let mut expected_rtts: Vec<(PeerType, u64)> = Vec::new();
         let mut expected = 0usize;
-        let mut counting: Vec<PeerId> = Vec::new();
         for (id, t) in targets {
             let Some(p) = table.get(*id) else { continue };
             if is_group(*id) {
                 let state = p.state();
-                match mcast_replies_expected(&state, now) {
-                    Some(n) => {
-                        expected += n as usize;
-                        if n > 0 {
-                            expected_rtts.push((PeerType::Multicast, state.rtt_ms));
-                        }
-                    }
-                    None => counting.push(*id),
+                let n = mcast_replies_expected(&state);
+                expected += n as usize;
+                if n > 0 {
+                    expected_rtts.push((PeerType::Multicast, state.rtt_ms));
                 }
             } else if table.is_up(*id, now) {
                 expected += 1;
                 expected_rtts.push((*t, p.state().rtt_ms));
             }
         }
-        let timeout = if counting.is_empty() {
-            query_timeout(&table.timing, &expected_rtts)
-        } else {
-            table.timing.mcast_icp_query_timeout
-        };
+        let timeout = query_timeout(&table.timing, &expected_rtts);
         let via_group = targets.iter().any(|(id, _)| is_group(*id));
         let (tx, mut rx) = mpsc::unbounded_channel();
         lock(&self.pending).insert(
@@ -257,7 +248,7 @@ impl IcpClient {
             timeout,
             ..Replies::default()
         };
-        if expected > 0 || !counting.is_empty() {
+        if expected > 0 {
             let deadline = tokio::time::Instant::from_std(now) + timeout;
             let mut counted = 0usize;
             let mut best_parent: Option<(PeerId, u64)> = None;
@@ -298,33 +289,76 @@ impl IcpClient {
                 if reply.opcode != Opcode::Denied {
                     counted += 1;
                 }
-                // A counting round waits its whole timeout (or a HIT).
-                if counting.is_empty() && counted >= expected {
+                if counted >= expected {
                     break;
                 }
             }
             out.first_parent_miss = best_parent.map(|(id, _)| id);
         }
         lock(&self.pending).remove(&reqnum);
-        if !counting.is_empty() {
-            let responders = out
-                .replies
-                .iter()
-                .filter(|r| {
-                    table
-                        .get(r.peer)
-                        .is_some_and(|p| p.config.multicast_responder)
-                })
-                .count() as u64;
-            for id in counting {
-                table.note_mcast_count(id, responders, Instant::now());
-            }
-            // A counting round that ended by HIT or ran out is not a
-            // timeout of the ordinary kind (Squid's count is a separate
-            // probe): only report one when nothing was heard at all.
-            out.timed_out = out.timed_out && out.replies.is_empty() && expected > 0;
-        }
         out
+    }
+
+    /// Counts the responders of multicast group `id` as Squid does
+    /// (squid-spec 1.9): one query of its own, for the group's URL
+    /// (`http://GROUP:PORT/`), sent to the group; every
+    /// `multicast-responder` peer that answers within
+    /// mcast_icp_query_timeout counts, and the count is folded into the
+    /// group's average, which client queries then wait for. Returns the
+    /// count (`None` when nothing could be sent).
+    pub async fn count_group(&self, table: &Arc<PeerTable>, id: PeerId) -> Option<u64> {
+        let group = table.get(id)?;
+        let addr = group.icp_addr?;
+        let url = format!("http://{addr}/");
+        let reqnum = self.next_reqnum();
+        let mut datagram = Vec::new();
+        Message::query(reqnum, url.as_bytes())
+            .encode(&mut datagram)
+            .ok()?;
+        let now = Instant::now();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // No targets: only responders' replies match (via_group).
+        lock(&self.pending).insert(
+            reqnum,
+            Pending {
+                table: Arc::clone(table),
+                sent_at: now,
+                targets: Vec::new(),
+                via_group: true,
+                tx,
+            },
+        );
+        if let Err(e) = self
+            .socket
+            .set_multicast_ttl_v4(u32::from(group.config.ttl))
+        {
+            tracing::debug!(%addr, "multicast TTL not set: {e}");
+        }
+        table.note_mcast_query_sent(id, now);
+        match self.socket.send_to(&datagram, addr).await {
+            Ok(_) => {
+                self.counters.queries_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                lock(&self.pending).remove(&reqnum);
+                tracing::debug!(%addr, "multicast count query not sent: {e}");
+                return None;
+            }
+        }
+        let deadline = tokio::time::Instant::from_std(now) + table.timing.mcast_icp_query_timeout;
+        let mut responders = 0u64;
+        while let Ok(Some(_)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+            responders += 1;
+        }
+        lock(&self.pending).remove(&reqnum);
+        table.note_mcast_count(id, responders, Instant::now());
+        tracing::debug!(
+            group = %group.config.name,
+            responders,
+            expected = mcast_replies_expected(&group.state()),
+            "multicast group counted"
+        );
+        Some(responders)
     }
 
     /// Sends one query to `to` and waits up to `timeout` for the reply from
@@ -532,6 +566,73 @@ mod tests {
         // address, and fail like the documentation address below.
         set_multicast_if_v4(&s, Ipv4Addr::LOCALHOST).expect("lo's address");
         assert!(set_multicast_if_v4(&s, Ipv4Addr::new(192, 0, 2, 1)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_group_is_counted_by_a_probe_and_queries_wait_for_that_many() {
+        use tokio::net::UdpSocket;
+        let bind = |last: u8| UdpSocket::bind((Ipv4Addr::new(127, 0, 9, last), 0));
+        let (group, responder, stranger) = (
+            bind(81).await.expect("bind"),
+            bind(82).await.expect("bind"),
+            bind(83).await.expect("bind"),
+        );
+        let port = |s: &UdpSocket| s.local_addr().expect("addr").port();
+        // A unicast stand-in for the group; a long icp_query_timeout, so
+        // only the expected count can end a query early.
+        let text = format!(
+            "cache_peer 127.0.9.81 multicast 3128 {} ttl=1\n\
+             cache_peer 127.0.9.82 sibling 3128 {} multicast-responder\n\
+             cache_peer 127.0.9.83 sibling 3128 {}\n\
+             mcast_icp_query_timeout 300\nicp_query_timeout 5000\n",
+            port(&group),
+            port(&responder),
+            port(&stranger)
+        );
+        let loaded = crate::config::load_str_sandboxed(&text, "test");
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let table = Arc::new(PeerTable::new(&loaded.config, None));
+        let local = IpAddr::V4(Ipv4Addr::new(127, 0, 9, 80));
+        let client = IcpClient::bind(Some(local), Arc::clone(&table)).expect("bind");
+        // The "group" hands each query to its members; both answer, but
+        // only the multicast-responder counts.
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&asked);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; icp::MAX_DATAGRAM];
+            while let Ok((n, from)) = group.recv_from(&mut buf).await {
+                let q = icp::parse(&buf[..n]).expect("a query");
+                lock(&seen).push(String::from_utf8_lossy(q.body.url().0).to_string());
+                let mut reply = Vec::new();
+                q.reply(Opcode::Miss)
+                    .expect("reply")
+                    .encode(&mut reply)
+                    .expect("encode");
+                for member in [&responder, &stranger] {
+                    member.send_to(&reply, from).await.expect("send");
+                }
+            }
+        });
+        assert_eq!(mcast_replies_expected(&table.peers[0].state()), 0);
+        assert_eq!(client.count_group(&table, 0).await, Some(1));
+        assert_eq!(
+            lock(&asked).clone(),
+            [format!("http://127.0.9.81:{}/", port_of(&table, 0))]
+        );
+        assert_eq!(mcast_replies_expected(&table.peers[0].state()), 1);
+        // A client query expects one reply and ends with it.
+        let r = client
+            .query(&table, "http://example.test/x", &[(0, PeerType::Multicast)])
+            .await;
+        assert_eq!((r.expected, r.timed_out), (1, false), "{r:?}");
+        assert_eq!(r.replies.first().map(|r| r.peer), Some(1), "{r:?}");
+    }
+
+    fn port_of(table: &PeerTable, id: PeerId) -> u16 {
+        table
+            .get(id)
+            .and_then(|p| p.icp_addr)
+            .map_or(0, |a| a.port())
     }
 
     #[tokio::test]

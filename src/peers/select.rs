@@ -1,7 +1,10 @@
 //! Peer selection in Squid's order (squid-spec 3.1-3.4): decide whether a
-//! miss may go direct, which peers to ask with ICP, and, from their
-//! replies, the ordered list of sources the HTTP layer walks (a peer with
-//! its hierarchy code, or DIRECT), falling back down the list on failure.
+//! request may go direct (always_direct, never_direct, an accelerator
+//! port without allow-direct, a loop), which peers to ask with ICP, and,
+//! from their replies, the ordered list of sources the HTTP layer walks (a
+//! peer with its hierarchy code, or DIRECT), falling back down the list on
+//! failure. Each source carries what the peer's `login=` makes of the
+//! client's credentials ([`credentials`], squid-spec 3.6).
 //!
 //! The "some parent" step tries sourcehash, userhash and CARP parents
 //! before round-robin and first-up, as Squid does (squid-spec 3.2, 3.4, 4):
@@ -17,7 +20,9 @@
 //! to its group; replies come from the `multicast-responder` peers, which
 //! are never asked directly and are the ones fetched from (SIBLING_HIT or
 //! PARENT_HIT by their type; `multicast-siblings` makes them siblings).
-//! The multicast peer itself is never a source.
+//! The multicast peer itself is never a source. How many responders a
+//! query waits for is counted by a background probe of each group
+//! ([`Neighbours::start_multicast_counts`]), never by client queries.
 //!
 //! Not implemented: cache digests and NetDB (cuttle has no ICMP data, so
 //! CLOSEST_* never happen).
@@ -52,6 +57,9 @@ pub struct SelectRequest<'a> {
     pub siblings_ok: bool,
     /// Our Via was in the request.
     pub looped: bool,
+    /// Accelerated, on an http_port without `allow-direct` (Squid's
+    /// noDirect): parents only, as under never_direct.
+    pub accel_no_direct: bool,
 }
 
 /// Squid's clientHierarchical (squid-spec 3.1): GET (or TRACE), no
@@ -79,8 +87,8 @@ pub struct Source {
     pub absolute_form: bool,
     /// proxy-only: do not store what this peer sends.
     pub proxy_only: bool,
-    /// `Proxy-Authorization` (or `Authorization` for originserver) to send.
-    pub authorization: Option<String>,
+    /// What `login=` makes of the client's credentials (see [`credentials`]).
+    pub login: Option<PeerAuth>,
     /// connect-timeout= of the peer.
     pub connect_timeout: Option<Duration>,
 }
@@ -95,7 +103,7 @@ impl Source {
             only_if_cached: false,
             absolute_form: false,
             proxy_only: false,
-            authorization: None,
+            login: None,
             connect_timeout: None,
         }
     }
@@ -109,13 +117,135 @@ impl Source {
             only_if_cached: peer_type == PeerType::Sibling && !p.allow_miss,
             absolute_form: !p.originserver,
             proxy_only: p.proxy_only,
-            authorization: match &p.login {
-                Some(PeerLogin::Credentials(c)) => Some(format!("Basic {}", base64(&unescape(c)))),
-                _ => None,
-            },
+            login: p.login.as_ref().and_then(PeerAuth::of),
             connect_timeout: p.connect_timeout,
         }
     }
+}
+
+/// A peer's `login=` as it is applied to each request (squid-spec 3.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAuth {
+    /// `login=user:password`: these Basic credentials, ready to send.
+    Basic(String),
+    /// `login=*SUFFIX:password`: the client's user name, then these bytes
+    /// (SUFFIX, `:`, password), as Basic credentials.
+    ClientUser(Vec<u8>),
+    /// `login=PASSTHRU`, and `login=PASS` (which differs only with
+    /// external ACL credentials, and cuttle has no external ACLs): the
+    /// client's credentials go through.
+    Relay,
+    /// `login=PROXYPASS`: as Relay, and an originserver peer gets the
+    /// client's Basic Proxy-Authorization as its Authorization.
+    ProxyPass,
+}
+
+impl PeerAuth {
+    /// `None` for `login=NEGOTIATE` (no Kerberos here; the config reader
+    /// warned): such a peer gets no credentials.
+    fn of(login: &PeerLogin) -> Option<PeerAuth> {
+        Some(match login {
+            PeerLogin::Credentials(c) => PeerAuth::Basic(format!("Basic {}", base64(&unescape(c)))),
+            PeerLogin::ClientUser(rest) => PeerAuth::ClientUser(unescape(rest)),
+            PeerLogin::Pass | PeerLogin::PassThru => PeerAuth::Relay,
+            PeerLogin::ProxyPass => PeerAuth::ProxyPass,
+            PeerLogin::Negotiate(_) => return None,
+        })
+    }
+}
+
+/// The credential fields of the request a client sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientCredentials<'a> {
+    pub proxy_authorization: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+    /// Arrived on an accelerator port, where a user's credentials are in
+    /// Authorization (on a forward port, in Proxy-Authorization).
+    pub accelerated: bool,
+}
+
+/// The `Proxy-Authorization` and `Authorization` fields of a request to
+/// `source` (`None`: the field is not sent), as Squid builds them
+/// (squid-spec 3.6): the client's Proxy-Authorization goes only to a proxy
+/// peer whose login= relays (PASS, PASSTHRU, PROXYPASS), its Authorization
+/// to the origin and proxy peers, and to an originserver peer only when
+/// login= relays; then, when the peer's own field (Proxy-Authorization, or
+/// Authorization for an originserver) is still empty, login= fills it.
+pub fn credentials(source: &Source, client: &ClientCredentials<'_>) -> Credentials {
+    let relays = matches!(source.login, Some(PeerAuth::Relay | PeerAuth::ProxyPass));
+    let to_peer = source.peer.is_some();
+    let to_origin_peer = to_peer && !source.absolute_form;
+    let mut out = Credentials {
+        proxy_authorization: client
+            .proxy_authorization
+            .filter(|_| to_peer && !to_origin_peer && relays)
+            .map(str::to_string),
+        authorization: client
+            .authorization
+            .filter(|_| !to_origin_peer || relays)
+            .map(str::to_string),
+    };
+    if !to_peer {
+        return out;
+    }
+    let field = if to_origin_peer {
+        &mut out.authorization
+    } else {
+        &mut out.proxy_authorization
+    };
+    if field.is_some() {
+        return out;
+    }
+    *field = match &source.login {
+        None | Some(PeerAuth::Relay) => None,
+        Some(PeerAuth::ProxyPass) => client
+            .proxy_authorization
+            .filter(|v| to_origin_peer && basic_token(v).is_some())
+            .map(str::to_string),
+        Some(PeerAuth::ClientUser(rest)) => {
+            // Squid sends "-" when it knows no user name.
+            let user = client_user(client).unwrap_or_else(|| b"-".to_vec());
+            let mut plain = user;
+            plain.extend_from_slice(rest);
+            Some(format!("Basic {}", base64(&plain)))
+        }
+        Some(PeerAuth::Basic(value)) => Some(value.clone()),
+    };
+    out
+}
+
+/// The fields [`credentials`] decided on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    pub proxy_authorization: Option<String>,
+    pub authorization: Option<String>,
+}
+
+/// The token of a `Basic` credentials field.
+fn basic_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("basic").then(|| token.trim())
+}
+
+/// The user name in the client's Basic credentials: Proxy-Authorization,
+/// or Authorization on an accelerator port. Squid takes the name its own
+/// proxy authentication verified; cuttle has none, so this is the name
+/// the client claims.
+fn client_user(client: &ClientCredentials<'_>) -> Option<Vec<u8>> {
+    let field = if client.accelerated {
+        client.authorization
+    } else {
+        client.proxy_authorization
+    }?;
+    use base64::Engine as _;
+    let plain = base64::engine::general_purpose::STANDARD
+        .decode(basic_token(field)?)
+        .ok()?;
+    let user = match plain.iter().position(|&b| b == b':') {
+        Some(colon) => plain.get(..colon)?.to_vec(),
+        None => plain,
+    };
+    (!user.is_empty()).then_some(user)
 }
 
 /// The ordered sources, and whether the ICP wait timed out (`TIMEOUT_`).
@@ -136,13 +266,13 @@ fn allow_listed(
 }
 
 /// Steps 1-6 of squid-spec 3.2 that cuttle can evaluate: always_direct,
-/// never_direct, loop; else MAYBE. (The accelerator rule is left out:
-/// cuttle's accelerator ports go direct when no originserver peer applies.)
+/// never_direct, an accelerated request on a port without allow-direct,
+/// loop; else MAYBE (no NetDB here).
 pub fn direct(config: &Config, req: &SelectRequest<'_>) -> Direct {
     if allow_listed(&config.always_direct, config, &req.access) {
         return Direct::Yes;
     }
-    if allow_listed(&config.never_direct, config, &req.access) {
+    if allow_listed(&config.never_direct, config, &req.access) || req.accel_no_direct {
         return Direct::No;
     }
     if req.looped {
@@ -516,55 +646,143 @@ pub fn select(
 }
 
 /// The peers layer as the HTTP layer uses it: the table and its hash
-/// member sets (both rebuilt on reload), the ICP client (shared across
-/// reloads, made on first use) and the outgoing addresses.
+/// member sets (both rebuilt on reload) and the ICP client (shared across
+/// reloads, made on first use).
 pub struct Neighbours {
     pub table: Arc<PeerTable>,
     /// The hash-based parent sets of `table`'s configuration.
     pub hashes: Arc<HashParents>,
-    icp: Arc<Mutex<Option<Arc<IcpClient>>>>,
-    udp_local: Option<IpAddr>,
+    icp: Arc<Mutex<IcpShared>>,
 }
 
-impl Neighbours {
-    pub fn new(config: &Config) -> Neighbours {
-        let table = PeerTable::new(config, None);
-        Neighbours {
-            hashes: Arc::new(HashParents::new(&table)),
-            table: Arc::new(table),
-            icp: Arc::default(),
-            udp_local: config.udp_outgoing_address.value,
+/// What every generation of [`Neighbours`] shares: the ICP client and the
+/// address it is to be bound to (udp_outgoing_address of the newest
+/// configuration), and the task counting multicast groups.
+struct IcpShared {
+    local: Option<IpAddr>,
+    /// The newest table: replies that match no query are credited to it,
+    /// and its multicast groups are the ones counted.
+    table: Arc<PeerTable>,
+    client: Option<Arc<IcpClient>>,
+    counter: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for IcpShared {
+    fn drop(&mut self) {
+        if let Some(task) = self.counter.take() {
+            task.abort();
         }
     }
+}
 
-    /// The same neighbours under a new config: peers that stay keep their
-    /// state; the ICP client is kept (its address changes at restart).
-    pub fn reconfigure(&self, config: &Config) -> Neighbours {
-        let table = Arc::new(PeerTable::new(config, Some(&self.table)));
-        if let Some(c) = self.icp.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            c.set_table(Arc::clone(&table));
-        }
-        Neighbours {
-            hashes: Arc::new(HashParents::new(&table)),
-            table,
-            icp: Arc::clone(&self.icp),
-            udp_local: self.udp_local,
+/// Counts the responders of every multicast group of the newest table
+/// when its count is due (squid-spec 1.9), for as long as any generation
+/// of [`Neighbours`] lives.
+async fn count_multicast_groups(shared: std::sync::Weak<Mutex<IcpShared>>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let (table, client) = {
+            let mut icp = shared.lock().unwrap_or_else(|p| p.into_inner());
+            let table = Arc::clone(&icp.table);
+            if !table
+                .peers
+                .iter()
+                .any(|p| p.config.peer_type == PeerType::Multicast)
+            {
+                continue;
+            }
+            (table, icp.client())
+        };
+        drop(shared);
+        let Some(client) = client else { continue };
+        for id in table.mcast_counts_due(Instant::now()) {
+            let (client, table) = (Arc::clone(&client), Arc::clone(&table));
+            tokio::spawn(async move { client.count_group(&table, id).await });
         }
     }
+}
 
+impl IcpShared {
     /// The ICP client, bound on first use (inside the runtime).
-    pub fn icp_client(&self) -> Option<Arc<IcpClient>> {
-        let mut slot = self.icp.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            match IcpClient::bind(self.udp_local, Arc::clone(&self.table)) {
-                Ok(c) => *slot = Some(Arc::new(c)),
+    fn client(&mut self) -> Option<Arc<IcpClient>> {
+        if self.client.is_none() {
+            match IcpClient::bind(self.local, Arc::clone(&self.table)) {
+                Ok(c) => self.client = Some(Arc::new(c)),
                 Err(e) => {
                     tracing::warn!("cannot open the ICP client socket: {e}");
                     return None;
                 }
             }
         }
-        slot.clone()
+        self.client.clone()
+    }
+}
+
+impl Neighbours {
+    pub fn new(config: &Config) -> Neighbours {
+        let table = Arc::new(PeerTable::new(config, None));
+        Neighbours {
+            hashes: Arc::new(HashParents::new(&table)),
+            icp: Arc::new(Mutex::new(IcpShared {
+                local: config.udp_outgoing_address.value,
+                table: Arc::clone(&table),
+                client: None,
+                counter: None,
+            })),
+            table,
+        }
+    }
+
+    /// The same neighbours under a new config: peers that stay keep their
+    /// state. The ICP client is kept unless udp_outgoing_address changed:
+    /// then the next query binds a new one there. Queries in flight hold
+    /// the old client, whose socket lives until they end; replies that
+    /// reach it later are dropped (their queries are over).
+    pub fn reconfigure(&self, config: &Config) -> Neighbours {
+        let table = Arc::new(PeerTable::new(config, Some(&self.table)));
+        {
+            let mut icp = self.icp.lock().unwrap_or_else(|p| p.into_inner());
+            icp.table = Arc::clone(&table);
+            let local = config.udp_outgoing_address.value;
+            if icp.local != local {
+                icp.local = local;
+                icp.client = None;
+            } else if let Some(c) = &icp.client {
+                c.set_table(Arc::clone(&table));
+            }
+        }
+        Neighbours {
+            hashes: Arc::new(HashParents::new(&table)),
+            table,
+            icp: Arc::clone(&self.icp),
+        }
+    }
+
+    /// The ICP client, bound on first use (inside the runtime).
+    pub fn icp_client(&self) -> Option<Arc<IcpClient>> {
+        self.icp.lock().unwrap_or_else(|p| p.into_inner()).client()
+    }
+
+    /// Starts counting multicast groups' responders in the background
+    /// (inside the runtime), once for all generations, when this one has a
+    /// multicast peer. Client queries never count: they wait for the
+    /// average of these counts (squid-spec 1.9).
+    pub fn start_multicast_counts(&self) {
+        let multicast = self
+            .table
+            .peers
+            .iter()
+            .any(|p| p.config.peer_type == PeerType::Multicast);
+        let mut icp = self.icp.lock().unwrap_or_else(|p| p.into_inner());
+        if multicast && icp.counter.is_none() {
+            icp.counter = Some(tokio::spawn(count_multicast_groups(Arc::downgrade(
+                &self.icp,
+            ))));
+        }
     }
 
     /// Starts TCP liveness probes of peers that are down (at most one per
@@ -671,51 +889,42 @@ pub fn tcp_outgoing_address(config: &Config, req: &access::Request<'_>) -> Optio
         .map(|line| line.address)
 }
 
-/// `%XX` escapes in a login= value decoded (Squid allows them).
+/// A login= value with its %-escapes decoded as Squid decodes them: `%%`
+/// is `%`, `%XX` is that byte unless it is 0; anything else stays as it is.
 fn unescape(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
-    while i < b.len() {
+    while let Some(&c) = b.get(i) {
+        i += 1;
+        if c != b'%' {
+            out.push(c);
+            continue;
+        }
+        if b.get(i) == Some(&b'%') {
+            out.push(b'%');
+            i += 1;
+            continue;
+        }
         let hex = b
-            .get(i + 1..i + 3)
+            .get(i..i + 2)
             .and_then(|h| std::str::from_utf8(h).ok())
+            .filter(|h| h.bytes().all(|d| d.is_ascii_hexdigit()))
             .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b.get(i), hex) {
-            (Some(b'%'), Some(v)) => {
+        match hex {
+            Some(v) if v != 0 => {
                 out.push(v);
-                i += 3;
+                i += 2;
             }
-            (Some(&c), _) => {
-                out.push(c);
-                i += 1;
-            }
-            (None, _) => break,
+            _ => out.push(b'%'),
         }
     }
     out
 }
 
 fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                let idx = ((n >> (18 - 6 * k)) & 63) as usize;
-                out.push(char::from(ALPHABET.get(idx).copied().unwrap_or(b'=')));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 #[cfg(test)]
@@ -758,6 +967,7 @@ mod tests {
             hierarchical: hierarchical(method, false, false, false),
             siblings_ok: true,
             looped: false,
+            accel_no_direct: false,
         }
     }
 
@@ -1124,20 +1334,161 @@ mod tests {
             .find(|s| s.peer == Some(2))
             .expect("parent listed");
         assert!(!parent.only_if_cached && !parent.absolute_form);
-        assert_eq!(parent.authorization.as_deref(), Some("Basic dXNlcjpwQHNz"));
+        assert_eq!(
+            parent.login,
+            Some(PeerAuth::Basic("Basic dXNlcjpwQHNz".into()))
+        );
     }
 
     #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(i.as_bytes()), o);
+    fn login_values_are_unescaped_as_squid_does() {
+        // %% is %, %XX a byte (but never NUL), anything else stays.
+        assert_eq!(unescape("a%%41%41%00%zz%4"), b"a%41A%00%zz%4");
+        assert_eq!(unescape("p%40ss%20w"), b"p@ss w");
+    }
+
+    fn b64(s: &str) -> String {
+        format!("Basic {}", base64(s.as_bytes()))
+    }
+
+    /// The fields sent to peer `id` of `text`'s config (DIRECT when
+    /// `None`) for a client with these credentials.
+    fn creds(
+        text: &str,
+        id: Option<PeerId>,
+        pa: Option<&str>,
+        a: Option<&str>,
+        accelerated: bool,
+    ) -> (Option<String>, Option<String>) {
+        let c = config(text);
+        let t = table(&c);
+        let source = match id {
+            Some(id) => {
+                let p = t.get(id).expect("peer");
+                Source::peer(id, &p.config, HierarchyCode::AnyOldParent, PeerType::Parent)
+            }
+            None => Source::direct("example.test", 80),
+        };
+        let out = credentials(
+            &source,
+            &ClientCredentials {
+                proxy_authorization: pa,
+                authorization: a,
+                accelerated,
+            },
+        );
+        (out.proxy_authorization, out.authorization)
+    }
+
+    #[test]
+    fn login_variants_build_the_credentials_squid_sends() {
+        let text = "cache_peer 127.0.0.2 parent 3128 0 login=user:p%40ss%%41\n\
+                    cache_peer 127.0.0.3 parent 3128 0 login=PASSTHRU\n\
+                    cache_peer 127.0.0.4 parent 80 0 originserver login=PASSTHRU\n\
+                    cache_peer 127.0.0.5 parent 3128 0 login=*:fixed\n\
+                    cache_peer 127.0.0.6 parent 3128 0 login=*@edge:fi%20xed\n\
+                    cache_peer 127.0.0.7 parent 3128 0 login=PASS\n\
+                    cache_peer 127.0.0.8 parent 80 0 originserver login=PROXYPASS\n\
+                    cache_peer 127.0.0.9 parent 80 0 originserver\n\
+                    cache_peer 127.0.0.10 parent 3128 0 login=NEGOTIATE\n\
+                    cache_peer 127.0.0.11 parent 3128 0\n\
+                    cache_peer 127.0.0.12 parent 80 0 originserver login=*:fixed\n\
+                    cache_peer 127.0.0.13 parent 80 0 originserver login=u:p\n";
+        let alice = b64("alice:secret");
+        let pa = Some(alice.as_str());
+        let bearer = Some("Bearer tok");
+        let s = |v: &str| Some(v.to_string());
+        // Direct: no Proxy-Authorization, the client's Authorization.
+        assert_eq!(
+            creds(text, None, pa, bearer, false),
+            (None, s("Bearer tok"))
+        );
+        // user:password, %-escapes decoded; Authorization still passes.
+        assert_eq!(
+            creds(text, Some(0), pa, bearer, false),
+            (Some(b64("user:p@ss%41")), s("Bearer tok"))
+        );
+        // PASSTHRU and PASS relay the client's Proxy-Authorization...
+        for id in [1, 5] {
+            assert_eq!(
+                creds(text, Some(id), pa, bearer, false),
+                (Some(alice.clone()), s("Bearer tok"))
+            );
+            assert_eq!(creds(text, Some(id), None, None, false), (None, None));
         }
+        // ...and to an originserver, the Authorization.
+        assert_eq!(
+            creds(text, Some(2), pa, bearer, false),
+            (None, s("Bearer tok"))
+        );
+        // *:password: the client's user with the fixed password; "-" when
+        // the client sent no Basic credentials.
+        assert_eq!(
+            creds(text, Some(3), pa, bearer, false),
+            (Some(b64("alice:fixed")), s("Bearer tok"))
+        );
+        assert_eq!(
+            creds(text, Some(3), Some("Digest x=1"), None, false),
+            (Some(b64("-:fixed")), None)
+        );
+        assert_eq!(
+            creds(text, Some(4), pa, None, false),
+            (Some(b64("alice@edge:fi xed")), None)
+        );
+        // PROXYPASS to an originserver: the client's Authorization if
+        // any, else its Basic Proxy-Authorization.
+        assert_eq!(
+            creds(text, Some(6), pa, bearer, false),
+            (None, s("Bearer tok"))
+        );
+        assert_eq!(
+            creds(text, Some(6), pa, None, false),
+            (None, Some(alice.clone()))
+        );
+        assert_eq!(
+            creds(text, Some(6), Some("Digest x=1"), None, false),
+            (None, None)
+        );
+        // An originserver without a relaying login= gets neither.
+        assert_eq!(creds(text, Some(7), pa, bearer, false), (None, None));
+        // NEGOTIATE (no Kerberos) and no login=: no Proxy-Authorization.
+        for id in [8, 9] {
+            assert_eq!(
+                creds(text, Some(id), pa, bearer, false),
+                (None, s("Bearer tok"))
+            );
+        }
+        // On an accelerator port the user is in Authorization.
+        assert_eq!(
+            creds(text, Some(10), None, Some(&b64("bob:pw")), true),
+            (None, Some(b64("bob:fixed")))
+        );
+        // user:password to an originserver is its Authorization.
+        assert_eq!(
+            creds(text, Some(11), pa, bearer, false),
+            (None, Some(b64("u:p")))
+        );
+    }
+
+    #[test]
+    fn an_accelerated_request_without_allow_direct_never_goes_direct() {
+        let mut req = get();
+        req.accel_no_direct = true;
+        assert_eq!(
+            run(MESH, &req, None),
+            vec!["FIRSTUP_PARENT/127.0.0.3", "ANY_OLD_PARENT/127.0.0.4"]
+        );
+        assert!(run("", &req, None).is_empty(), "no parent: nowhere to go");
+        // always_direct is checked first, as in Squid.
+        let text = format!("{MESH}always_direct allow all\n");
+        assert_eq!(run(&text, &req, None), vec!["HIER_DIRECT/example.test"]);
+        // Not hierarchical (HEAD): still parents, never DIRECT.
+        let mut head = request("HEAD", "example.test", "http://example.test/x");
+        head.accel_no_direct = true;
+        assert_eq!(run(MESH, &head, None)[0], "FIRSTUP_PARENT/127.0.0.3");
+        assert!(!run(MESH, &head, None)
+            .iter()
+            .any(|c| c.starts_with("HIER_DIRECT")));
     }
 
     #[test]
@@ -1590,6 +1941,26 @@ mod tests {
         assert_eq!(first(&n), "CARP/127.0.0.4", "Alpha is at max-conn");
         drop(guard);
         assert_eq!(first(&n), "CARP/127.0.0.3");
+    }
+
+    #[tokio::test]
+    async fn the_icp_client_is_rebound_when_udp_outgoing_address_changes() {
+        let at = |last: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 9, last));
+        let n1 = Neighbours::new(&config("udp_outgoing_address 127.0.9.71\n"));
+        let first = n1.icp_client().expect("bound");
+        assert_eq!(first.local_addr().expect("addr").ip(), at(71));
+        let n2 = n1.reconfigure(&config(
+            "udp_outgoing_address 127.0.9.71\nicp_query_timeout 50\n",
+        ));
+        let same = n2.icp_client().expect("bound");
+        assert!(Arc::ptr_eq(&first, &same), "same address: same socket");
+        let n3 = n2.reconfigure(&config("udp_outgoing_address 127.0.9.72\n"));
+        let moved = n3.icp_client().expect("bound");
+        assert_eq!(moved.local_addr().expect("addr").ip(), at(72));
+        // An older generation (a request still in flight) asks from the
+        // new socket too; the old one lives while its holders do.
+        assert!(Arc::ptr_eq(&moved, &n1.icp_client().expect("bound")));
+        assert_eq!(first.local_addr().expect("addr").ip(), at(71));
     }
 
     #[tokio::test]

@@ -3,8 +3,9 @@
 //! round-robin counters, counters for reports), rebuilt on reload while
 //! keeping the state of peers that stay (squid-spec 1.6, 1.7, 1.8, 3.4).
 //! A multicast group keeps the running average of how many responders
-//! answer it (squid-spec 1.9): counted on the first query and every 15
-//! minutes after, averaged over 10 counts.
+//! answer it (squid-spec 1.9), from counts made by a probe of its own 10
+//! seconds after the group appears and every 15 minutes after, averaged
+//! over 10 counts.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,6 +69,8 @@ pub struct PeerState {
     pub mcast_times_counted: u64,
     /// When the group's responders were last counted.
     pub mcast_last_count: Option<Instant>,
+    /// When they are counted next (multicast peers only).
+    pub mcast_next_count: Option<Instant>,
 }
 
 /// One `cache_peer` and its state.
@@ -107,7 +110,7 @@ pub struct Timing {
     pub icp_query_timeout: Duration,
     pub maximum_icp_query_timeout: Duration,
     pub minimum_icp_query_timeout: Duration,
-    /// How long a counting round of a multicast group waits.
+    /// How long a count of a multicast group's responders waits.
     pub mcast_icp_query_timeout: Duration,
 }
 
@@ -145,6 +148,9 @@ const MCAST_AV_FACTOR: u64 = 10;
 /// A multicast group's responders are recounted this often (Squid's
 /// MCAST_COUNT_RATE, 15 minutes).
 pub const MCAST_COUNT_PERIOD: Duration = Duration::from_secs(900);
+/// A new multicast group is first counted this long after it appears
+/// (Squid counts 10 s after resolving the peer, at start and reconfigure).
+pub const MCAST_FIRST_COUNT: Duration = Duration::from_secs(10);
 
 /// Squid's doubleAverage: `(avg * (n - 1) + sample) / n`, n clamped to 1..=max.
 pub fn double_average(avg: f64, sample: f64, n: u64, max: u64) -> f64 {
@@ -152,15 +158,12 @@ pub fn double_average(avg: f64, sample: f64, n: u64, max: u64) -> f64 {
     (avg * (n - 1.0) + sample) / n
 }
 
-/// How many replies a query to a multicast group should wait for: `None`
-/// when the group is due a counting round (never counted, or counted more
-/// than [`MCAST_COUNT_PERIOD`] ago), else the whole part of the running
-/// average (Squid's mcast.n_replies_expected).
-pub fn mcast_replies_expected(state: &PeerState, now: Instant) -> Option<u64> {
-    let fresh = state
-        .mcast_last_count
-        .is_some_and(|t| now.saturating_duration_since(t) < MCAST_COUNT_PERIOD);
-    fresh.then_some(state.mcast_avg_members as u64)
+/// How many replies a query to a multicast group should wait for: the
+/// whole part of the running average of its counts (Squid's
+/// mcast.n_replies_expected), 0 until the first count: until then a query
+/// to the group waits for nobody (as in Squid).
+pub fn mcast_replies_expected(state: &PeerState) -> u64 {
+    state.mcast_avg_members as u64
 }
 
 /// The ICP wait as Squid computes it (squid-spec 1.7): `icp_query_timeout`
@@ -219,6 +222,8 @@ impl PeerTable {
                     }
                     None => PeerState {
                         icp_version: 2,
+                        mcast_next_count: (cp.peer_type == PeerType::Multicast)
+                            .then(|| Instant::now() + MCAST_FIRST_COUNT),
                         ..PeerState::default()
                     },
                 };
@@ -364,8 +369,8 @@ impl PeerTable {
         s.rtt_ms = int_average(s.rtt_ms, ms, s.pings_acked, max);
     }
 
-    /// A counting round of multicast group `id` heard `responders` replies
-    /// within mcast_icp_query_timeout: folds it into the group-size average.
+    /// A count of multicast group `id` heard `responders` replies within
+    /// mcast_icp_query_timeout: folds it into the group-size average.
     pub fn note_mcast_count(&self, id: PeerId, responders: u64, now: Instant) {
         let Some(p) = self.get(id) else { return };
         let mut s = p.state();
@@ -377,6 +382,21 @@ impl PeerTable {
             MCAST_AV_FACTOR,
         );
         s.mcast_last_count = Some(now);
+    }
+
+    /// The multicast groups due a count at `now`; each is next due
+    /// [`MCAST_COUNT_PERIOD`] later (Squid schedules the next count when
+    /// one starts).
+    pub fn mcast_counts_due(&self, now: Instant) -> Vec<PeerId> {
+        let mut due = Vec::new();
+        for (id, p) in self.peers.iter().enumerate() {
+            let mut s = p.state();
+            if s.mcast_next_count.is_some_and(|t| t <= now) {
+                s.mcast_next_count = Some(now + MCAST_COUNT_PERIOD);
+                due.push(id);
+            }
+        }
+        due
     }
 
     /// A query went to multicast group `id`: counted, but no dead-peer
@@ -727,18 +747,34 @@ mod tests {
 
     #[test]
     fn multicast_group_size_is_counted_then_averaged_over_ten() {
-        let t = table("cache_peer 239.255.77.1 multicast 3128 3130 ttl=1\n");
-        let now = Instant::now();
-        // Never counted: the next query is a counting round.
-        assert_eq!(mcast_replies_expected(&t.peers[0].state(), now), None);
+        let start = Instant::now();
+        let t = table(
+            "cache_peer 239.255.77.1 multicast 3128 3130 ttl=1\n\
+                       cache_peer 127.0.9.2 sibling 3128 3130 multicast-responder\n",
+        );
+        // Never counted: nobody is waited for.
+        assert_eq!(mcast_replies_expected(&t.peers[0].state()), 0);
+        // The first count is due 10 s after the group appeared, the next
+        // 15 minutes after that one started; only groups are counted.
+        let first = start + MCAST_FIRST_COUNT;
+        assert!(t.mcast_counts_due(start).is_empty());
+        let now = first + Duration::from_secs(1);
+        assert_eq!(t.mcast_counts_due(now), vec![0]);
+        assert!(t.mcast_counts_due(now + MCAST_COUNT_PERIOD / 2).is_empty());
+        assert_eq!(t.mcast_counts_due(now + MCAST_COUNT_PERIOD), vec![0]);
         t.note_mcast_count(0, 3, now);
-        assert_eq!(mcast_replies_expected(&t.peers[0].state(), now), Some(3));
+        assert_eq!(mcast_replies_expected(&t.peers[0].state()), 3);
         // (3 * 1 + 1) / 2 = 2
         t.note_mcast_count(0, 1, now);
-        assert_eq!(mcast_replies_expected(&t.peers[0].state(), now), Some(2));
-        // After 15 minutes the group is counted again.
-        let later = now + MCAST_COUNT_PERIOD;
-        assert_eq!(mcast_replies_expected(&t.peers[0].state(), later), None);
+        assert_eq!(mcast_replies_expected(&t.peers[0].state()), 2);
+        // A reload keeps the average and the schedule.
+        let loaded = load_str_sandboxed(
+            "cache_peer 239.255.77.1 multicast 3128 3130 ttl=1\n",
+            "test",
+        );
+        let again = PeerTable::new(&loaded.config, Some(&t));
+        assert_eq!(mcast_replies_expected(&again.peers[0].state()), 2);
+        assert!(again.mcast_counts_due(now + MCAST_COUNT_PERIOD).is_empty());
         // The weight stops growing at 10: a zero count after many keeps 9/10.
         let mut avg = 0.0;
         for n in 1..=20 {

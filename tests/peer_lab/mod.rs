@@ -1,7 +1,9 @@
 //! Shared by the peer tests: a private Squid 5.7 on a loopback address of
-//! the test's own (with ICP), cuttle started on another loopback address,
-//! both stopped on drop, and readers for their access.logs. Each node gets
-//! its own address because Squid ignores ICP from its own IP.
+//! the test's own (with ICP), cuttle started on another loopback address
+//! (and reloaded with new lines), both stopped on drop, a fake peer
+//! written here (ICP and HTTP, recording what it gets), and readers for
+//! their access.logs. Each node gets its own address because Squid
+//! ignores ICP from its own IP.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
@@ -282,35 +284,40 @@ pub struct CuttleNode {
     pub node: Node,
     pub addr: SocketAddr,
     pub log: PathBuf,
+    /// Its cuttle.conf and cache directory.
+    pub dir: PathBuf,
+}
+
+/// cuttle.conf of a [`CuttleNode`]: http_port on `addr`, a cache_dir and
+/// an access.log in `dir`, then `lines`.
+fn cuttle_conf(dir: &Path, addr: SocketAddr, lines: &str) -> String {
+    let ip = addr.ip();
+    format!(
+        "http_port {addr}\n\
+         acl test_clients src 127.0.0.0/8\n\
+         http_access allow test_clients\n\
+         http_access deny all\n\
+         cache_dir mmap {}/cache 16\n\
+         access_log stdio:{}/access.log squid\n\
+         visible_hostname cuttle-{ip}\n\
+         {lines}\n",
+        dir.display(),
+        dir.display()
+    )
 }
 
 /// Starts `cuttle run -f` with `lines` plus http_port on `ip`, a cache_dir
 /// and an access.log in `dir`; waits for its "listening on" line.
 pub fn start_cuttle(dir: &Path, ip: Ipv4Addr, lines: &str) -> CuttleNode {
     std::fs::create_dir_all(dir).expect("cuttle dir");
-    let port = free_tcp_port(ip);
-    let log = dir.join("access.log");
+    let addr = SocketAddr::from((ip, free_tcp_port(ip)));
     let conf = dir.join("cuttle.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "http_port {ip}:{port}\n\
-             acl test_clients src 127.0.0.0/8\n\
-             http_access allow test_clients\n\
-             http_access deny all\n\
-             cache_dir mmap {}/cache 16\n\
-             access_log stdio:{} squid\n\
-             visible_hostname cuttle-{ip}\n\
-             {lines}\n",
-            dir.display(),
-            log.display()
-        ),
-    )
-    .expect("cuttle.conf");
+    std::fs::write(&conf, cuttle_conf(dir, addr, lines)).expect("cuttle.conf");
     CuttleNode {
         node: spawn_cuttle(&conf),
-        addr: SocketAddr::from((ip, port)),
-        log,
+        addr,
+        log: dir.join("access.log"),
+        dir: dir.to_path_buf(),
     }
 }
 
@@ -366,6 +373,263 @@ impl CuttleNode {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Rewrites cuttle.conf with `lines` in place of the ones it started
+    /// with, sends SIGHUP and waits until cuttle says it reloaded.
+    pub fn reload(&self, lines: &str) {
+        let reloaded = |out: &str| out.matches("cuttle: configuration reloaded").count();
+        let before = reloaded(&self.output());
+        std::fs::write(
+            self.dir.join("cuttle.conf"),
+            cuttle_conf(&self.dir, self.addr, lines),
+        )
+        .expect("cuttle.conf");
+        let status = Command::new("kill")
+            .args(["-HUP", &self.node.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
+        let deadline = Instant::now() + STARTUP;
+        while reloaded(&self.output()) == before {
+            assert!(
+                Instant::now() < deadline,
+                "cuttle did not reload within {STARTUP:?}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `within` until cuttle's output has a line containing
+    /// `needle`.
+    pub fn wait_output(&self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.output().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} from cuttle within {within:?}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// How a [`FakePeer`] answers ICP queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcpMode {
+    Silent,
+    Garbage,
+    Answer(cuttle_protocol::icp::Opcode),
+}
+
+/// How a [`FakePeer`] answers HTTP requests (after reading the whole
+/// request, body included).
+#[derive(Debug, Clone, Copy)]
+pub enum HttpMode {
+    /// 504 (Squid's only-if-cached miss).
+    GatewayTimeout,
+    /// 200 "from peer", fresh for 10 minutes.
+    Ok,
+    /// This status, empty body.
+    Status(u16),
+    /// The response this function writes for the request.
+    Reply(fn(&HttpSeen) -> String),
+}
+
+/// One HTTP request a [`FakePeer`] received.
+#[derive(Debug, Clone)]
+pub struct HttpSeen {
+    /// Request line and fields, as received.
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl HttpSeen {
+    /// The value of field `name` (case-insensitive), "" when absent.
+    pub fn header(&self, name: &str) -> String {
+        self.head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The request line.
+    pub fn line(&self) -> &str {
+        self.head.lines().next().unwrap_or("")
+    }
+}
+
+/// A fake peer written here: an ICP socket and an HTTP listener on `ip`,
+/// recording the queries (with their source) and requests it gets.
+pub struct FakePeer {
+    pub ip: Ipv4Addr,
+    pub icp_port: u16,
+    pub http_port: u16,
+    icp_mode: Arc<Mutex<IcpMode>>,
+    /// Request heads received over HTTP.
+    pub http_seen: Arc<Mutex<Vec<String>>>,
+    /// Requests received over HTTP, bodies included.
+    pub requests: Arc<Mutex<Vec<HttpSeen>>>,
+    /// Queries received (reqnum, URL).
+    pub queries: Arc<Mutex<Vec<(u32, String)>>>,
+    /// Where each query came from.
+    pub query_sources: Arc<Mutex<Vec<SocketAddr>>>,
+    /// TCP connections accepted (cuttle's liveness probe is the first).
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FakePeer {
+    /// Must run inside a tokio runtime.
+    pub async fn start(ip: Ipv4Addr, icp_mode: IcpMode, http_mode: HttpMode) -> FakePeer {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let udp = tokio::net::UdpSocket::bind((ip, 0))
+            .await
+            .expect("fake icp bind");
+        let icp_port = udp.local_addr().expect("addr").port();
+        let tcp = tokio::net::TcpListener::bind((ip, 0))
+            .await
+            .expect("fake http bind");
+        let http_port = tcp.local_addr().expect("addr").port();
+        let mode = Arc::new(Mutex::new(icp_mode));
+        let queries = Arc::new(Mutex::new(Vec::new()));
+        let query_sources = Arc::new(Mutex::new(Vec::new()));
+        let (m, q, qs) = (
+            Arc::clone(&mode),
+            Arc::clone(&queries),
+            Arc::clone(&query_sources),
+        );
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 16384];
+            loop {
+                let Ok((n, from)) = udp.recv_from(&mut buf).await else {
+                    return;
+                };
+                let Ok(query) = cuttle_protocol::icp::parse(&buf[..n]) else {
+                    continue;
+                };
+                q.lock().unwrap().push((
+                    query.reqnum,
+                    String::from_utf8_lossy(query.body.url().0).to_string(),
+                ));
+                qs.lock().unwrap().push(from);
+                let mode = *m.lock().unwrap();
+                let mut out = Vec::new();
+                match mode {
+                    IcpMode::Silent => continue,
+                    IcpMode::Garbage => out.extend_from_slice(b"\x02\x02\x00\x99not icp at all"),
+                    IcpMode::Answer(op) => {
+                        if let Some(reply) = query.reply(op) {
+                            reply.encode(&mut out).expect("encode reply");
+                        }
+                    }
+                }
+                let _ = udp.send_to(&out, from).await;
+            }
+        });
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, r, a) = (
+            Arc::clone(&seen),
+            Arc::clone(&requests),
+            Arc::clone(&accepted),
+        );
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = tcp.accept().await else {
+                    return;
+                };
+                a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (s, r) = (Arc::clone(&s), Arc::clone(&r));
+                tokio::spawn(async move {
+                    let mut data = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    let head_end = loop {
+                        if let Some(at) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break at + 4;
+                        }
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return, // a liveness probe
+                            Ok(n) => data.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&data[..head_end]).to_string();
+                    let mut seen = HttpSeen {
+                        head: head.clone(),
+                        body: data[head_end..].to_vec(),
+                    };
+                    let length: usize = seen.header("content-length").parse().unwrap_or(0);
+                    while seen.body.len() < length {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => seen.body.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    s.lock().unwrap().push(head);
+                    r.lock().unwrap().push(seen.clone());
+                    let response = match http_mode {
+                        HttpMode::GatewayTimeout => "HTTP/1.1 504 Gateway Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                        HttpMode::Ok => "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: max-age=600\r\nContent-Length: 9\r\nConnection: close\r\n\r\nfrom peer".to_string(),
+                        HttpMode::Status(code) => format!("HTTP/1.1 {code} Status {code}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                        HttpMode::Reply(f) => f(&seen),
+                    };
+                    let _ = stream.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        FakePeer {
+            ip,
+            icp_port,
+            http_port,
+            icp_mode: mode,
+            http_seen: seen,
+            requests,
+            queries,
+            query_sources,
+            accepted,
+        }
+    }
+
+    /// Waits until cuttle's liveness probe reached this peer (cuttle uses
+    /// a peer only after one succeeded), then a moment for cuttle to note it.
+    pub async fn wait_probed(&self) {
+        let deadline = Instant::now() + STARTUP;
+        while self.accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "cuttle never probed the peer at {}",
+                self.ip
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    pub fn set_icp(&self, mode: IcpMode) {
+        *self.icp_mode.lock().unwrap() = mode;
+    }
+
+    /// The cache_peer line for this peer.
+    pub fn line(&self, kind: &str, options: &str) -> String {
+        format!(
+            "cache_peer {} {kind} {} {} {options}",
+            self.ip, self.http_port, self.icp_port
+        )
+    }
+
+    /// `http://IP:PORT` of its HTTP listener, to use it as an origin.
+    pub fn origin(&self) -> String {
+        format!("http://{}:{}", self.ip, self.http_port)
+    }
+
+    /// The requests received so far.
+    pub fn requests(&self) -> Vec<HttpSeen> {
+        self.requests.lock().unwrap().clone()
     }
 }
 
