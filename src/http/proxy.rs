@@ -25,7 +25,8 @@ use super::target::Target;
 use crate::access;
 use crate::access_log::{Entry, Hierarchy, HierarchyCode, Logger, ResultCode, ResultTag};
 use crate::caching::{
-    self, Exchange, HitDecision, Outcome, RequestDirectives, Rule, StoredEntry, VaryMarker,
+    self, Exchange, HitDecision, KnownMarkers, Outcome, RequestDirectives, Rule, StoredEntry,
+    VaryMarker,
 };
 use crate::config::{AclData, Config, ForwardedFor};
 use crate::peers::icp_server::HitOnly;
@@ -61,6 +62,8 @@ pub struct Proxy {
     /// Squid's failure ratio and hit-only mode, shared with the ICP
     /// responder: fed every forwarded request's outcome.
     hit_only: Arc<HitOnly>,
+    /// Vary markers met, for the HTCP responder (see [`KnownMarkers`]).
+    known_markers: Arc<KnownMarkers>,
 }
 
 /// Squid's `X-Cache: HIT from NAME` and `X-Cache-Lookup: HIT from NAME:PORT`.
@@ -141,6 +144,7 @@ impl Proxy {
         let neighbours = Arc::new(self.neighbours.reconfigure(&config));
         Proxy {
             hit_only: Arc::clone(&self.hit_only),
+            known_markers: Arc::clone(&self.known_markers),
             ..Proxy::assemble(
                 config,
                 Arc::clone(&self.store),
@@ -218,13 +222,20 @@ impl Proxy {
             logger,
             timeouts,
             refreshing,
-            // The callers put in the shared one.
+            // The callers put in the shared ones.
             hit_only: Arc::default(),
+            known_markers: Arc::default(),
         }
     }
 
     pub fn config(&self) -> Arc<Config> {
         Arc::clone(&self.config)
+    }
+
+    /// The Vary markers this proxy (and those before it, across reloads)
+    /// read or wrote: the HTCP responder answers Vary-aware from them.
+    pub fn known_markers(&self) -> Arc<KnownMarkers> {
+        Arc::clone(&self.known_markers)
     }
 
     /// A forwarded client request ended with `error` or without (its last
@@ -1052,6 +1063,7 @@ impl Proxy {
             };
         };
         if let Some(marker) = VaryMarker::from_head(&hit.header_block) {
+            self.known_markers.note(base, hit.generation, &marker);
             let key = url_key(&marker.variant_url(url, request));
             let found = self.lookup(&key).and_then(|hit| {
                 let entry = StoredEntry::from_head(&hit.header_block, hit.times).ok()?;
@@ -1857,7 +1869,14 @@ impl FetchJob {
         if let Some(plan) = plan {
             let store = Arc::clone(&proxy.store);
             let url = target.url.clone();
-            writer = open_writer(&store, &url, &request_headers, plan, marker.as_ref());
+            writer = open_writer(
+                &store,
+                &proxy.known_markers,
+                &url,
+                &request_headers,
+                plan,
+                marker.as_ref(),
+            );
         }
         sink.head(head).await;
         pump_body(body, writer, sink, proxy.timeouts.read, &target.url).await;
@@ -1949,6 +1968,7 @@ fn commit_entry(writer: crate::store::Writer, url: &str) {
 /// under the URL, or (when it varies) as a variant under a marker.
 fn open_writer(
     store: &Arc<Store>,
+    known_markers: &KnownMarkers,
     url: &str,
     request_headers: &HeaderMap,
     plan: caching::StorePlan,
@@ -1974,6 +1994,11 @@ fn open_writer(
                     .and_then(|w| w.commit());
                 if written.is_err() {
                     return None;
+                }
+                // Best effort: a writer racing us may have replaced it already,
+                // which costs the HTCP responder at most a false hit.
+                if let Some(now) = store.peek(&url_key(url)) {
+                    known_markers.note(url_key(url), now.generation, &fresh);
                 }
                 fresh
             }

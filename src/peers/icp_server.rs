@@ -640,7 +640,7 @@ impl Drop for IcpServer {
     }
 }
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -683,7 +683,7 @@ fn current(shared: &Shared) -> Arc<Settings> {
     Arc::clone(&shared.settings.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-fn is_transient(e: &io::Error) -> bool {
+pub(super) fn is_transient(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
@@ -760,7 +760,7 @@ fn answer(
 }
 
 /// An IPv4-mapped IPv6 sender is the IPv4 address (ACLs and logs).
-fn canonical_ip(ip: IpAddr) -> IpAddr {
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

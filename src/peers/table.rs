@@ -570,7 +570,7 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 /// The peer's first address and ICP port; `None` without an ICP port or an
 /// address. Host names are resolved once, here (std's blocking resolver:
 /// tables are built at start and reload, not per request).
-fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+pub fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
     if port == 0 {
         return None;
     }
