@@ -29,6 +29,7 @@ use crate::caching::{
     VaryMarker,
 };
 use crate::config::{AclData, Config, ForwardedFor};
+use crate::peers::htcp_client::ClrTrigger;
 use crate::peers::icp_server::HitOnly;
 use crate::peers::select::{self as peer_select, Neighbours, SelectRequest, Source};
 use crate::store::{Hit, Key, Store, StoreError};
@@ -628,7 +629,7 @@ impl Proxy {
         let method = Method::GET;
         // A client reload must not be answered by a sibling (squid-spec 3.1).
         let req = self.select_request(target, client, &method, headers, !directives.no_cache);
-        let selection = self.neighbours.select(&self.config, &req).await;
+        let selection = self.neighbours.select(&self.config, &req, headers).await;
         self.routes_of(target, &req, selection)
     }
 
@@ -920,6 +921,8 @@ fn purge(proxy: &Proxy, txn: Txn, target: &Target) -> Response<ClientBody> {
         let head = store.purge(&store_key(KeyMethod::Head, target.url.as_bytes()));
         get || head
     });
+    // The mesh purges too, whether or not we held it (squid-spec 2.6).
+    proxy.neighbours.send_clr(&target.url, ClrTrigger::Purge);
     let status = if removed {
         StatusCode::OK
     } else {
@@ -977,6 +980,9 @@ async fn forward(
                 store.purge(&store_key(KeyMethod::Head, url.as_bytes()));
             }
         });
+        for url in &urls {
+            proxy.neighbours.send_clr(url, ClrTrigger::Invalidation);
+        }
     }
     let mut headers = proxy.client_headers(&resp_parts.headers);
     proxy.cache_status(&mut headers, false, None);

@@ -26,6 +26,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::htcp_client::{ClrTrigger, HtcpClient};
 use super::icp_client::{IcpClient, Replies};
 use super::table::{PeerId, PeerTable};
 use crate::access::{self, Verdict};
@@ -523,6 +524,8 @@ pub struct Neighbours {
     /// The hash-based parent sets of `table`'s configuration.
     pub hashes: Arc<HashParents>,
     icp: Arc<Mutex<Option<Arc<IcpClient>>>>,
+    /// The HTCP client (TST and CLR), shared and made like the ICP one.
+    htcp: Arc<Mutex<Option<Arc<HtcpClient>>>>,
     udp_local: Option<IpAddr>,
 }
 
@@ -533,6 +536,7 @@ impl Neighbours {
             hashes: Arc::new(HashParents::new(&table)),
             table: Arc::new(table),
             icp: Arc::default(),
+            htcp: Arc::default(),
             udp_local: config.udp_outgoing_address.value,
         }
     }
@@ -544,10 +548,14 @@ impl Neighbours {
         if let Some(c) = self.icp.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             c.set_table(Arc::clone(&table));
         }
+        if let Some(c) = self.htcp.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            c.set_table(Arc::clone(&table));
+        }
         Neighbours {
             hashes: Arc::new(HashParents::new(&table)),
             table,
             icp: Arc::clone(&self.icp),
+            htcp: Arc::clone(&self.htcp),
             udp_local: self.udp_local,
         }
     }
@@ -567,6 +575,31 @@ impl Neighbours {
         slot.clone()
     }
 
+    /// The HTCP client, bound on first use (inside the runtime).
+    pub fn htcp_client(&self) -> Option<Arc<HtcpClient>> {
+        let mut slot = self.htcp.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            match HtcpClient::bind(self.udp_local, Arc::clone(&self.table)) {
+                Ok(c) => *slot = Some(Arc::new(c)),
+                Err(e) => {
+                    tracing::warn!("cannot open the HTCP client socket: {e}");
+                    return None;
+                }
+            }
+        }
+        slot.clone()
+    }
+
+    /// Sends HTCP CLRs for `url` to the `htcp` peers whose options allow it
+    /// (squid-spec 2.6); returns how many datagrams went out.
+    pub fn send_clr(&self, url: &str, trigger: ClrTrigger) -> usize {
+        if !self.table.peers.iter().any(|p| p.speaks_htcp()) {
+            return 0;
+        }
+        self.htcp_client()
+            .map_or(0, |c| c.send_clr(&self.table, url, trigger))
+    }
+
     /// Starts TCP liveness probes of peers that are down (at most one per
     /// peer per second), as Squid does whenever it consults a down peer.
     pub fn probe_down_peers(&self, tcp_local: Option<IpAddr>, default_timeout: Duration) {
@@ -583,18 +616,50 @@ impl Neighbours {
         }
     }
 
-    /// Full selection for a miss: the direct decision, ICP queries to the
-    /// peers that would be pinged (when any), then the source list.
-    pub async fn select(&self, config: &Config, req: &SelectRequest<'_>) -> Selection {
+    /// Full selection for a miss: the direct decision, ICP queries (HTCP
+    /// TST for `htcp` peers, carrying the request's `headers`) to the peers
+    /// that would be pinged (when any), then the source list.
+    pub async fn select(
+        &self,
+        config: &Config,
+        req: &SelectRequest<'_>,
+        headers: &http::HeaderMap,
+    ) -> Selection {
         let now = Instant::now();
         let direct = direct(config, req);
         let mut replies = None;
         if direct != Direct::Yes && (req.hierarchical || direct == Direct::No) {
             let start = self.table.next_ping_start();
-            let targets = to_ping(&self.table, config, req, start, now);
+            let mut targets = to_ping(&self.table, config, req, start, now);
             if !targets.is_empty() {
                 if let Some(client) = self.icp_client() {
-                    replies = Some(client.query(&self.table, req.access.url, &targets).await);
+                    let htcp_peers: Vec<PeerId> = targets
+                        .iter()
+                        .map(|(id, _)| *id)
+                        .filter(|id| self.table.get(*id).is_some_and(|p| p.speaks_htcp()))
+                        .collect();
+                    let htcp = if htcp_peers.is_empty() {
+                        None
+                    } else {
+                        self.htcp_client()
+                    };
+                    if htcp.is_none() {
+                        // No HTCP socket: its peers are not asked nor waited for.
+                        targets.retain(|(id, _)| !htcp_peers.contains(id));
+                    }
+                    let round = htcp
+                        .as_ref()
+                        .map(|c| c.round(&self.table, req.access.url, headers));
+                    let send = |at: Instant, tx: &_| {
+                        round.as_ref().map_or(0, |r| r.send(&htcp_peers, at, tx))
+                    };
+                    let co: Option<&super::icp_client::CoQuery<'_>> =
+                        round.is_some().then_some(&send);
+                    replies = Some(
+                        client
+                            .query_with(&self.table, req.access.url, &targets, co)
+                            .await,
+                    );
                 }
             }
         }
