@@ -1449,4 +1449,50 @@ mod tests {
             Some("127.0.10.2:4827".parse().unwrap())
         );
     }
+
+    /// The exchange captured between a real Squid 5.7 and cuttle (a UDP
+    /// relay between them recorded it; Squid then logged SIBLING_HIT for
+    /// the found URL and HIER_DIRECT at once for the other): cuttle's
+    /// replies are in the shape Squid took, and deciding on Squid's
+    /// requests again gives the same bytes but the Age and date values.
+    #[test]
+    fn the_exchange_captured_with_squid_replays() {
+        let url = "http://127.0.10.1:18182/hit";
+        let tst: &[u8] = include_bytes!("../../fixtures/htcp/tst-request-squid57-to-cuttle.bin");
+        let hit: &[u8] = include_bytes!("../../fixtures/htcp/tst-response-hit-cuttle.bin");
+        let miss: &[u8] = include_bytes!("../../fixtures/htcp/tst-response-miss-cuttle.bin");
+        let clr: &[u8] =
+            include_bytes!("../../fixtures/htcp/clr-request-purge-squid57-to-cuttle.bin");
+        let q = htcp::parse(tst).unwrap();
+        let h = htcp::parse(hit).unwrap();
+        assert_eq!(
+            (h.trans_id, h.response, h.f1, h.minor),
+            (q.trans_id, 0, false, 1)
+        );
+        let Op::TstResponse(TstReply::Detail(d)) = h.op else {
+            panic!("{h:?}")
+        };
+        assert!(d.resp_hdrs.to_string().starts_with("Age: "));
+        assert!(d.entity_hdrs.to_string().starts_with("Expires: "));
+        // The miss Squid took: its own form, three empty fields.
+        let squid_miss: &[u8] = include_bytes!("../../fixtures/htcp/tst-response-miss-squid57.bin");
+        assert_eq!((miss[..8], miss[12..]), (squid_miss[..8], squid_miss[12..]));
+
+        let cache = Fake::with(url, expiring_in(600));
+        cache
+            .entries
+            .borrow_mut()
+            .values_mut()
+            .for_each(|s| s.times.last_modified = 0);
+        let again = reply(&run(tst, &allow_all(), &cache));
+        assert_eq!(again.len(), hit.len() + 2, "Age: 100 against Age: 5");
+        // MINOR, opcode, flags, transaction id; the lengths differ by 2.
+        assert_eq!((again[2..4], again[6..12]), (hit[2..4], hit[6..12]));
+        let d = run(clr, &allow_all(), &cache);
+        assert_eq!(
+            (d.method.as_str(), d.log),
+            ("PURGE", Some(ResultTag::UdpHit))
+        );
+        assert!(!cache.holds(KeyMethod::Get, url));
+    }
 }
