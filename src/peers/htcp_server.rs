@@ -1476,7 +1476,10 @@ mod tests {
         assert!(d.entity_hdrs.to_string().starts_with("Expires: "));
         // The miss Squid took: its own form, three empty fields.
         let squid_miss: &[u8] = include_bytes!("../../fixtures/htcp/tst-response-miss-squid57.bin");
-        assert_eq!((miss[..8], miss[12..]), (squid_miss[..8], squid_miss[12..]));
+        assert_eq!(
+            (&miss[..8], &miss[12..]),
+            (&squid_miss[..8], &squid_miss[12..])
+        );
 
         let cache = Fake::with(url, expiring_in(600));
         cache
@@ -1487,7 +1490,7 @@ mod tests {
         let again = reply(&run(tst, &allow_all(), &cache));
         assert_eq!(again.len(), hit.len() + 2, "Age: 100 against Age: 5");
         // MINOR, opcode, flags, transaction id; the lengths differ by 2.
-        assert_eq!((again[2..4], again[6..12]), (hit[2..4], hit[6..12]));
+        assert_eq!((&again[2..4], &again[6..12]), (&hit[2..4], &hit[6..12]));
         let d = run(clr, &allow_all(), &cache);
         assert_eq!(
             (d.method.as_str(), d.log),
