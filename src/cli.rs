@@ -27,6 +27,8 @@ Examples:
   cuttle icp decode fixtures/icp/v2-query-squid57.bin
   cuttle icp query --peer 127.0.0.2:3130 http://example.com/
   cuttle htcp decode --hex reply.hex
+  cuttle htcp tst --peer 127.0.0.2:4827 http://example.com/
+  cuttle htcp clr --peer 127.0.0.2:4827 http://example.com/
   cuttle store verify /var/spool/cuttle
 
 Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.";
@@ -61,7 +63,7 @@ old one if the new one has errors. Without -f, the embedded default is used
     /// Work with HTCP datagrams (RFC 2756).
     #[command(
         subcommand,
-        after_help = "Examples:\n  cuttle htcp decode fixtures/htcp/tst-request-squid57.bin"
+        after_help = "Examples:\n  cuttle htcp decode fixtures/htcp/tst-request-squid57.bin\n  cuttle htcp tst --peer 127.0.0.2:4827 http://example.com/\n  cuttle htcp clr --peer 127.0.0.2:4827 http://example.com/"
     )]
     Htcp(HtcpCommand),
     /// Check a squid.conf, like `squid -k parse`: print errors and warnings.
@@ -161,6 +163,61 @@ Examples:
 
 A malformed datagram exits with status 1 and one line naming the field and offset.")]
     Decode(DecodeArgs),
+    /// Ask a peer (Squid or cuttle) whether it holds URLs, with HTCP TST.
+    #[command(after_help = "\
+Examples:
+  cuttle htcp tst --peer 127.0.0.2:4827 http://example.com/
+  cuttle htcp tst --peer 127.0.0.2 --from 127.0.0.3 -H 'Accept-Language: de' http://a.test/1
+  cuttle htcp tst --peer 127.0.0.2:4827 --json http://example.com/
+
+Prints one line per URL: the URL, the answer (FOUND or NOT_FOUND), the
+round-trip time and the response's DETAIL headers, tab-separated (--json:
+the whole response decoded instead); `TIMEOUT` when no answer came (Squid
+sends none to a sender its htcp_access refuses). The port defaults to 4827.
+Squid ignores HTCP from its own address: ask from another one (--from).
+Exits 0 when every URL got an answer, 1 otherwise.")]
+    Tst(HtcpArgs),
+    /// Purge URLs from a peer (Squid or cuttle) with HTCP CLR.
+    #[command(after_help = "\
+Examples:
+  cuttle htcp clr --peer 127.0.0.2:4827 http://example.com/
+  cuttle htcp clr --peer 127.0.0.2 --method HEAD http://example.com/a http://example.com/b
+
+Sends a CLR that wants a response and prints one line per URL: the URL, the
+answer (PURGED, NOT_FOUND or KEPT) and the round-trip time, tab-separated
+(--json: the response decoded); `TIMEOUT` when none came (Squid answers
+nothing to a sender its htcp_clr_access refuses). The method defaults to
+GET: Squid purges for GET and HEAD, not for PURGE. Exits 0 when every URL
+got an answer, 1 otherwise.")]
+    Clr(HtcpArgs),
+}
+
+#[derive(Debug, Args)]
+struct HtcpArgs {
+    /// The peer's HTCP address (its htcp_port; 4827 when not given).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    peer: String,
+    /// Send from this local address (like udp_outgoing_address).
+    #[arg(long, value_name = "ADDR")]
+    from: Option<std::net::IpAddr>,
+    /// How long to wait for each answer, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    timeout: u64,
+    /// The SPECIFIER's method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// A request header to send in the SPECIFIER (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Use the MINOR-0 layout (`htcp=oldsquid`, MediaWiki's purger).
+    #[arg(long)]
+    oldsquid: bool,
+    /// Print each response decoded as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The URLs.
+    #[arg(required = true, value_name = "URL")]
+    urls: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +268,8 @@ impl Cli {
             Command::Icp(IcpCommand::Decode(args)) => decode(&args, "ICP", inspect::icp_json),
             Command::Icp(IcpCommand::Query(args)) => icp_query(&args),
             Command::Htcp(HtcpCommand::Decode(args)) => decode(&args, "HTCP", inspect::htcp_json),
+            Command::Htcp(HtcpCommand::Tst(args)) => htcp_exchange(&args, false),
+            Command::Htcp(HtcpCommand::Clr(args)) => htcp_exchange(&args, true),
             Command::Check(args) => check(&args),
             Command::Store(StoreCommand::Verify(args)) => store_verify(&args.dir),
             Command::Store(StoreCommand::Ls(args)) => store_ls(&args.dir),
@@ -270,6 +329,133 @@ fn icp_query(args: &QueryArgs) -> ExitCode {
                     all_answered = false;
                 }
             }
+        }
+        if all_answered {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// `cuttle htcp tst|clr`: one request per URL, in order, each waiting for
+/// its response.
+fn htcp_exchange(args: &HtcpArgs, clr: bool) -> ExitCode {
+    use cuttle::peers::htcp_client::HtcpClient;
+    use cuttle_protocol::htcp::{self, Message, Op, Specifier, TstReply};
+    let with_port = if args.peer.parse::<std::net::SocketAddr>().is_ok()
+        || args.peer.rsplit_once(':').is_some_and(|(h, p)| {
+            !h.is_empty() && !h.ends_with(':') && p.bytes().all(|b| b.is_ascii_digit())
+        }) {
+        args.peer.clone()
+    } else {
+        format!("{}:4827", args.peer)
+    };
+    let Some(peer) = std::net::ToSocketAddrs::to_socket_addrs(with_port.as_str())
+        .ok()
+        .and_then(|mut it| it.next())
+    else {
+        eprintln!(
+            "cuttle: --peer {}: not a HOST[:PORT] that resolves",
+            args.peer
+        );
+        return ExitCode::FAILURE;
+    };
+    let mut req_hdrs = String::new();
+    for h in &args.headers {
+        if !h.contains(':') || h.contains(['\r', '\n']) {
+            eprintln!("cuttle: --header {h:?}: expected NAME: VALUE");
+            return ExitCode::FAILURE;
+        }
+        req_hdrs.push_str(h);
+        req_hdrs.push_str("\r\n");
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cuttle: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let timeout = Duration::from_millis(args.timeout);
+    runtime.block_on(async {
+        let client = match HtcpClient::bind_plain(args.from) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("cuttle: cannot open a UDP socket: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut all_answered = true;
+        for url in &args.urls {
+            let trans_id = client.next_trans_id();
+            let mut spec = Specifier::new(&args.method, url);
+            spec.req_hdrs = req_hdrs.as_str().into();
+            let mut msg = if clr {
+                Message::clr_request(trans_id, htcp::clr::REASON_UNSPECIFIED, spec, true)
+            } else {
+                Message::tst_request(trans_id, spec)
+            };
+            if args.oldsquid {
+                msg.minor = htcp::MINOR_OLD;
+            }
+            let mut datagram = Vec::new();
+            if let Err(e) = msg.encode(&mut datagram) {
+                eprintln!("cuttle: {url}: cannot be sent in HTCP: {e}");
+                all_answered = false;
+                continue;
+            }
+            let (wire, rtt) = match client.exchange(peer, &datagram, trans_id, timeout).await {
+                Ok(Some(got)) => got,
+                Ok(None) => {
+                    println!("{url}\tTIMEOUT\t-");
+                    all_answered = false;
+                    continue;
+                }
+                Err(e) => {
+                    eprintln!("cuttle: {url}: {e}");
+                    all_answered = false;
+                    continue;
+                }
+            };
+            if args.json {
+                match inspect::htcp_json(&wire) {
+                    Ok(v) => println!("{v:#}"),
+                    Err(e) => println!("{url}\tMALFORMED\t{e}"),
+                }
+                continue;
+            }
+            let Ok(reply) = htcp::parse(&wire) else {
+                println!("{url}\tMALFORMED\t-");
+                all_answered = false;
+                continue;
+            };
+            let answer = match (reply.is_overall_response(), &reply.op, reply.response) {
+                (true, _, code) => format!("ERROR_{code}"),
+                (false, Op::TstResponse(_), htcp::tst::FOUND) => "FOUND".into(),
+                (false, Op::TstResponse(_), _) => "NOT_FOUND".into(),
+                (false, Op::ClrResponse, htcp::clr::PURGED) => "PURGED".into(),
+                (false, Op::ClrResponse, htcp::clr::KEPT) => "KEPT".into(),
+                (false, Op::ClrResponse, _) => "NOT_FOUND".into(),
+                (false, op, code) => format!("{}_{code}", op.opcode().name()),
+            };
+            let mut line = format!("{url}\t{answer}\t{:.3} ms", rtt.as_secs_f64() * 1000.0);
+            if let Op::TstResponse(TstReply::Detail(d)) = reply.op {
+                for block in [d.resp_hdrs, d.entity_hdrs, d.cache_hdrs] {
+                    for field in block
+                        .to_string_lossy()
+                        .split("\r\n")
+                        .filter(|f| !f.is_empty())
+                    {
+                        line.push('\t');
+                        line.push_str(field);
+                    }
+                }
+            }
+            println!("{line}");
         }
         if all_answered {
             ExitCode::SUCCESS

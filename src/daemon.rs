@@ -14,10 +14,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::access_log::Logger;
+use crate::caching::KnownMarkers;
 use crate::config::{self, Config, ListenAddr, LoadOptions, Loaded, PortMode, VPort};
 use crate::http::proxy::Proxy;
 use crate::http::server::{self, Listener};
 use crate::http::target::PortKind;
+use crate::peers::htcp_server::{self, HtcpServer, HtcpServerStats};
 use crate::peers::icp_server::{self, HitOnly, IcpServer, IcpServerStats};
 use crate::store::Store;
 
@@ -217,6 +219,13 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
         logger.clone(),
         Arc::clone(&icp.hit_only),
     ));
+    // HTCP responder (htcp_port): its own thread; see peers::htcp_server.
+    let mut htcp = Htcp {
+        stats: Arc::new(HtcpServerStats::default()),
+        markers: proxy.known_markers(),
+        server: None,
+    };
+    htcp.server = htcp.start(&proxy.config(), &store, &logger)?;
     let (proxy_tx, proxy_rx) = watch::channel(proxy);
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -231,12 +240,16 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
             _ = hup.recv() => {
                 reload(&options, &proxy_tx, &logger);
                 icp.reload(&proxy_tx.borrow().config(), &store, &logger);
+                htcp.reload(&proxy_tx.borrow().config(), &store, &logger);
             }
         }
     }
     println!("cuttle: shutting down");
     let _ = stop_tx.send(true);
     if let Some(s) = icp.server.take() {
+        tokio::task::block_in_place(|| s.stop());
+    }
+    if let Some(s) = htcp.server.take() {
         tokio::task::block_in_place(|| s.stop());
     }
     if let Err(e) = server.await {
@@ -329,4 +342,61 @@ fn start_icp(
         println!("cuttle: ICP on {}", s.local_addr());
     }
     Ok(server)
+}
+
+/// The HTCP responder and what outlives its rebinds.
+struct Htcp {
+    server: Option<HtcpServer>,
+    stats: Arc<HtcpServerStats>,
+    markers: Arc<KnownMarkers>,
+}
+
+impl Htcp {
+    /// Starts the responder when htcp_port is set; prints where it listens.
+    fn start(
+        &self,
+        config: &Arc<Config>,
+        store: &Arc<Store>,
+        logger: &Logger,
+    ) -> Result<Option<HtcpServer>, String> {
+        let server = HtcpServer::start(
+            Arc::clone(config),
+            Arc::clone(store),
+            Arc::clone(&self.markers),
+            logger.clone(),
+            Arc::clone(&self.stats),
+        )
+        .map_err(|e| {
+            let at = config
+                .htcp_port
+                .location
+                .as_ref()
+                .map_or(String::new(), |l| format!("{l}: "));
+            format!("{at}{e}")
+        })?;
+        if let Some(s) = &server {
+            println!("cuttle: HTCP on {}", s.local_addr());
+        }
+        Ok(server)
+    }
+
+    /// After a reload: rebind when htcp_port or udp_incoming_address
+    /// changed, else swap the config in place.
+    fn reload(&mut self, config: &Arc<Config>, store: &Arc<Store>, logger: &Logger) {
+        let wanted = htcp_server::listen_addr(config);
+        let bound = self.server.as_ref().map(|s| s.local_addr());
+        if wanted == bound {
+            if let Some(s) = &self.server {
+                s.reconfigure(Arc::clone(config), logger.clone());
+            }
+            return;
+        }
+        if let Some(old) = self.server.take() {
+            tokio::task::block_in_place(|| old.stop());
+        }
+        match self.start(config, store, logger) {
+            Ok(s) => self.server = s,
+            Err(e) => eprintln!("cuttle: {e}; HTCP is off until the next reload"),
+        }
+    }
 }

@@ -493,6 +493,54 @@ fn htcp_clr_responses_have_no_op_data() {
     }
 }
 
+/// The exchange between a real Squid 5.7 and cuttle as its `htcp` sibling
+/// (recorded by a UDP relay between them): Squid's TST and CLR, cuttle's
+/// replies, which Squid took (SIBLING_HIT; HIER_DIRECT without waiting).
+#[test]
+fn htcp_exchange_between_squid_and_cuttle() {
+    let url = b"http://127.0.10.1:18182/hit";
+    let wire = fixture("htcp/tst-request-squid57-to-cuttle.bin");
+    let m = htcp_roundtrip(&wire);
+    assert_eq!((m.minor, m.trans_id, m.response_desired()), (1, 3, true));
+    let Op::TstRequest(spec) = m.op else {
+        panic!("{m:?}")
+    };
+    assert_eq!((spec.method.0, spec.uri.0), (&b"GET"[..], &url[..]));
+
+    let wire = fixture("htcp/tst-response-hit-cuttle.bin");
+    let m = htcp_roundtrip(&wire);
+    assert_rfc_response(&m, 3, htcp::tst::FOUND);
+    let Op::TstResponse(TstReply::Detail(d)) = m.op else {
+        panic!("{m:?}")
+    };
+    assert_eq!(d.resp_hdrs.0, b"Age: 5\r\n");
+    assert_eq!(
+        d.entity_hdrs.0,
+        b"Expires: Thu, 03 Dec 2026 18:40:04 GMT\r\n"
+    );
+    assert!(d.cache_hdrs.0.is_empty());
+
+    let wire = fixture("htcp/tst-response-miss-cuttle.bin");
+    let m = htcp_roundtrip(&wire);
+    assert_rfc_response(&m, 4, htcp::tst::NOT_FOUND);
+    assert_eq!(m.op, Op::TstResponse(TstReply::Detail(Detail::default())));
+
+    let wire = fixture("htcp/clr-request-purge-squid57-to-cuttle.bin");
+    let m = htcp_roundtrip(&wire);
+    assert_eq!((m.trans_id, m.response_desired()), (5, false));
+    let Op::ClrRequest {
+        reason, specifier, ..
+    } = m.op
+    else {
+        panic!("{m:?}")
+    };
+    assert_eq!(reason, htcp::clr::REASON_UNSPECIFIED);
+    assert_eq!(
+        (specifier.method.0, specifier.uri.0),
+        (&b"PURGE"[..], &url[..])
+    );
+}
+
 /// Every captured file is covered by a test above; a new capture must get one.
 #[test]
 fn every_fixture_is_asserted() {

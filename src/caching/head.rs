@@ -101,6 +101,29 @@ pub fn parse_head(block: &[u8]) -> Result<(StatusCode, HeaderMap), HeadError> {
         return Err(HeadError::StatusLine);
     }
     let status = parse_status_line(status_line)?;
+    Ok((status, parse_field_lines(lines)?))
+}
+
+/// Parses a bare block of field lines, as HTCP carries request and
+/// response headers ("Name: value\r\n" each, no status line; a final
+/// empty line and a missing last CRLF are accepted, an empty block is no
+/// fields). Same strictness
+/// and bounds as [`parse_head`]; line 1 is the first field line.
+pub fn parse_fields(block: &[u8]) -> Result<HeaderMap, HeadError> {
+    if block.len() > MAX_HEAD_LEN {
+        return Err(HeadError::TooLarge(block.len()));
+    }
+    if block.is_empty() || block == b"\r\n" {
+        return Ok(HeaderMap::new());
+    }
+    let text = block.strip_suffix(b"\r\n\r\n").unwrap_or(block);
+    // Lenient on input: the last line's CRLF may be missing.
+    let text = text.strip_suffix(b"\r\n").unwrap_or(text);
+    parse_field_lines(crlf_lines(text))
+}
+
+/// Field lines (without their CRLF); errors number them from 1.
+fn parse_field_lines<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Result<HeaderMap, HeadError> {
     let mut headers = HeaderMap::new();
     for (i, line) in lines.enumerate() {
         let n = i + 1;
@@ -133,7 +156,20 @@ pub fn parse_head(block: &[u8]) -> Result<(StatusCode, HeaderMap), HeadError> {
             .map_err(|_| field("control character in value"))?;
         headers.append(name, value);
     }
-    Ok((status, headers))
+    Ok(headers)
+}
+
+/// Writes `headers` as a bare block of field lines ("name: value\r\n"
+/// each, no empty line): the inverse of [`parse_fields`].
+pub fn write_fields(headers: &HeaderMap) -> Vec<u8> {
+    let mut out = Vec::with_capacity(headers.len() * 32);
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 /// The lines of `text` split at each CRLF (a lone CR or LF stays inside its line).
@@ -167,12 +203,7 @@ pub fn write_head(status: StatusCode, headers: &HeaderMap) -> Vec<u8> {
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    out.extend_from_slice(&write_fields(headers));
     out.extend_from_slice(b"\r\n");
     out
 }
@@ -364,5 +395,29 @@ mod tests {
         remove_hop_by_hop(&mut headers);
         let left: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["content-type", "cache-control"]);
+    }
+
+    #[test]
+    fn bare_field_blocks_parse_and_write_back() {
+        let h = parse_fields(b"Cache-Control: max-age=0\r\nAccept-Language:  en \r\n").unwrap();
+        assert_eq!(h.get("cache-control").unwrap(), "max-age=0");
+        assert_eq!(h.get("accept-language").unwrap(), "en");
+        assert_eq!(parse_fields(&write_fields(&h)).unwrap(), h);
+        assert_eq!(
+            write_fields(&h),
+            b"cache-control: max-age=0\r\naccept-language: en\r\n"
+        );
+        assert!(parse_fields(b"").unwrap().is_empty());
+        assert!(parse_fields(b"\r\n").unwrap().is_empty());
+        assert_eq!(parse_fields(b"A: 1\r\n\r\n").unwrap().len(), 1);
+        assert_eq!(parse_fields(b"A: 1").unwrap().len(), 1);
+        assert_eq!(
+            parse_fields(b"A: 1\r\nno colon\r\n"),
+            Err(HeadError::Field {
+                line: 2,
+                reason: "no colon"
+            })
+        );
+        assert!(parse_fields(b"A: 1\r\n\r\nB: 2\r\n").is_err());
     }
 }

@@ -6,7 +6,7 @@ use http::header::{HeaderMap, CONTENT_LOCATION, LOCATION};
 use http::{Method, StatusCode};
 
 /// Safe methods (RFC 9110 §9.2.1) never invalidate.
-fn is_safe(method: &Method) -> bool {
+pub fn is_safe(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE

@@ -81,18 +81,18 @@ pub use freshness::{
     LifetimeSource,
 };
 pub use head::{
-    is_hop_by_hop, parse_head, remove_hop_by_hop, write_head, HeadError, HOP_BY_HOP, MAX_FIELDS,
-    MAX_HEAD_LEN,
+    is_hop_by_hop, parse_fields, parse_head, remove_hop_by_hop, write_fields, write_head,
+    HeadError, HOP_BY_HOP, MAX_FIELDS, MAX_HEAD_LEN,
 };
 pub use hit::{
     client_not_modified, decide_hit, may_serve_stale_on_error, not_modified_headers, HitDecision,
     RevalidateReason, StoredEntry, Validators,
 };
-pub use invalidate::{invalidated_urls, invalidates};
+pub use invalidate::{invalidated_urls, invalidates, is_safe};
 pub use revalidate::{
     classify_revalidation, freshen, merge_not_modified, not_modified_matches, revalidation_outcome,
     Freshened, Outcome, RevalidationReply,
 };
 pub use rule::Rule;
 pub use storable::{check_storable, plan_store, NotStorable, StorePlan, MINIMUM_EXPIRY_TIME};
-pub use vary::{variant_key, vary_fields, UnusableVary, VaryMarker};
+pub use vary::{variant_key, vary_fields, KnownMarkers, UnusableVary, VaryMarker};

@@ -182,6 +182,44 @@ impl VaryMarker {
     }
 }
 
+/// Most markers [`KnownMarkers`] holds; past it, it starts over (markers
+/// come back as the proxy meets them again).
+pub const KNOWN_MARKERS_MAX: usize = 65_536;
+
+/// The Vary markers the proxy has read or written, in RAM, each with the
+/// store generation of its entry. ICP and HTCP answers read only the
+/// store's index, which says an entry exists but not that it is a marker
+/// nor what it varies on (that is in its header block, on disk): with this
+/// an HTCP TST finds the variant for the querier's request headers. A
+/// marker is used only while the store holds the same generation of its
+/// key, so a replaced or purged marker is never used. Markers stored
+/// before a restart are unknown until the proxy meets them again; until
+/// then a TST is answered from the marker's own times (as ICP always is).
+#[derive(Debug, Default)]
+pub struct KnownMarkers {
+    inner: std::sync::Mutex<std::collections::HashMap<crate::store::Key, (u32, VaryMarker)>>,
+}
+
+impl KnownMarkers {
+    /// `marker` is stored under `key` (a URL's plain key) at `generation`.
+    pub fn note(&self, key: crate::store::Key, generation: u32, marker: &VaryMarker) {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= KNOWN_MARKERS_MAX && !map.contains_key(&key) {
+            map.clear();
+        }
+        map.insert(key, (generation, marker.clone()));
+    }
+
+    /// The marker under `key` if the store's entry there is the one noted
+    /// (same `generation`).
+    pub fn get(&self, key: &crate::store::Key, generation: u32) -> Option<VaryMarker> {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|(g, _)| *g == generation)
+            .map(|(_, m)| m.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,5 +338,25 @@ mod tests {
         assert!(m.matches(&h(&[("vary", "accept-encoding")])));
         assert!(!m.matches(&h(&[("vary", "accept-encoding, cookie")])));
         assert!(!m.matches(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn known_markers_answer_only_for_the_noted_generation() {
+        let known = KnownMarkers::default();
+        let m = VaryMarker {
+            fields: vec![HeaderName::from_static("accept-language")],
+            epoch: 7,
+        };
+        known.note([1; 16], 3, &m);
+        assert_eq!(known.get(&[1; 16], 3), Some(m.clone()));
+        assert_eq!(known.get(&[1; 16], 4), None, "replaced since");
+        assert_eq!(known.get(&[2; 16], 3), None);
+        for i in 0..KNOWN_MARKERS_MAX as u32 {
+            let mut key = [0; 16];
+            key[..4].copy_from_slice(&i.to_be_bytes());
+            key[15] = 9;
+            known.note(key, 1, &m);
+        }
+        assert!(known.inner.lock().unwrap().len() <= KNOWN_MARKERS_MAX);
     }
 }

@@ -28,9 +28,11 @@ use super::target::{PortKind, Target};
 use crate::access;
 use crate::access_log::{Entry, Hierarchy, HierarchyCode, Logger, ResultCode, ResultTag};
 use crate::caching::{
-    self, Exchange, HitDecision, Outcome, RequestDirectives, Rule, StoredEntry, VaryMarker,
+    self, Exchange, HitDecision, KnownMarkers, Outcome, RequestDirectives, Rule, StoredEntry,
+    VaryMarker,
 };
 use crate::config::{AclData, Config, ForwardedFor};
+use crate::peers::htcp_client::ClrTrigger;
 use crate::peers::icp_server::HitOnly;
 use crate::peers::select::{
     self as peer_select, ClientCredentials, ConnGuard, Neighbours, SelectRequest,
@@ -66,6 +68,8 @@ pub struct Proxy {
     /// Squid's failure ratio and hit-only mode, shared with the ICP
     /// responder: fed every forwarded request's outcome.
     hit_only: Arc<HitOnly>,
+    /// Vary markers met, for the HTCP responder (see [`KnownMarkers`]).
+    known_markers: Arc<KnownMarkers>,
 }
 
 /// Squid's `X-Cache: HIT from NAME` and `X-Cache-Lookup: HIT from NAME:PORT`.
@@ -146,6 +150,7 @@ impl Proxy {
         let neighbours = Arc::new(self.neighbours.reconfigure(&config));
         Proxy {
             hit_only: Arc::clone(&self.hit_only),
+            known_markers: Arc::clone(&self.known_markers),
             ..Proxy::assemble(
                 config,
                 Arc::clone(&self.store),
@@ -225,13 +230,20 @@ impl Proxy {
             logger,
             timeouts,
             refreshing,
-            // The callers put in the shared one.
+            // The callers put in the shared ones.
             hit_only: Arc::default(),
+            known_markers: Arc::default(),
         }
     }
 
     pub fn config(&self) -> Arc<Config> {
         Arc::clone(&self.config)
+    }
+
+    /// The Vary markers this proxy (and those before it, across reloads)
+    /// read or wrote: the HTCP responder answers Vary-aware from them.
+    pub fn known_markers(&self) -> Arc<KnownMarkers> {
+        Arc::clone(&self.known_markers)
     }
 
     /// A forwarded client request ended with `error` or without (its last
@@ -682,7 +694,10 @@ impl Proxy {
             fwd.siblings_ok,
             fwd.arrival,
         );
-        let selection = self.neighbours.select(&self.config, &req).await;
+        let selection = self
+            .neighbours
+            .select(&self.config, &req, fwd.headers)
+            .await;
         let local = peer_select::tcp_outgoing_address(&self.config, &req.access);
         self.neighbours
             .probe_down_peers(local, self.config.peer_connect_timeout.value);
@@ -1066,6 +1081,8 @@ fn purge(proxy: &Proxy, txn: Txn, target: &Target) -> Response<ClientBody> {
         let head = store.purge(&store_key(KeyMethod::Head, target.url.as_bytes()));
         get || head
     });
+    // The mesh purges too, whether or not we held it (squid-spec 2.6).
+    proxy.neighbours.send_clr(&target.url, ClrTrigger::Purge);
     let status = if removed {
         StatusCode::OK
     } else {
@@ -1123,6 +1140,9 @@ async fn forward(
                 store.purge(&store_key(KeyMethod::Head, url.as_bytes()));
             }
         });
+        for url in &urls {
+            proxy.neighbours.send_clr(url, ClrTrigger::Invalidation);
+        }
     }
     let mut headers = proxy.client_headers(&resp_parts.headers);
     proxy.cache_status(&mut headers, false, None);
@@ -1209,6 +1229,7 @@ impl Proxy {
             };
         };
         if let Some(marker) = VaryMarker::from_head(&hit.header_block) {
+            self.known_markers.note(base, hit.generation, &marker);
             let key = url_key(&marker.variant_url(url, request));
             let found = self.lookup(&key).and_then(|hit| {
                 let entry = StoredEntry::from_head(&hit.header_block, hit.times).ok()?;
@@ -1995,7 +2016,14 @@ impl FetchJob {
         if let Some(plan) = plan {
             let store = Arc::clone(&proxy.store);
             let url = target.url.clone();
-            writer = open_writer(&store, &url, &request_headers, plan, marker.as_ref());
+            writer = open_writer(
+                &store,
+                &proxy.known_markers,
+                &url,
+                &request_headers,
+                plan,
+                marker.as_ref(),
+            );
         }
         sink.head(head).await;
         pump_body(body, writer, sink, proxy.timeouts.read, &target.url).await;
@@ -2087,6 +2115,7 @@ fn commit_entry(writer: crate::store::Writer, url: &str) {
 /// under the URL, or (when it varies) as a variant under a marker.
 fn open_writer(
     store: &Arc<Store>,
+    known_markers: &KnownMarkers,
     url: &str,
     request_headers: &HeaderMap,
     plan: caching::StorePlan,
@@ -2112,6 +2141,11 @@ fn open_writer(
                     .and_then(|w| w.commit());
                 if written.is_err() {
                     return None;
+                }
+                // Best effort: a writer racing us may have replaced it already,
+                // which costs the HTCP responder at most a false hit.
+                if let Some(now) = store.peek(&url_key(url)) {
+                    known_markers.note(url_key(url), now.generation, &fresh);
                 }
                 fresh
             }

@@ -52,6 +52,10 @@ pub struct Replies {
     pub timeout: Duration,
 }
 
+/// Another protocol's queries in an ICP round (HTCP TST): called with the
+/// round's start and reply channel, returns how many queries went out.
+pub type CoQuery<'a> = dyn Fn(Instant, &mpsc::UnboundedSender<Reply>) -> usize + Send + Sync + 'a;
+
 /// Counters of datagrams the client dropped.
 #[derive(Debug, Default)]
 pub struct ClientCounters {
@@ -174,6 +178,20 @@ impl IcpClient {
         url: &str,
         targets: &[(PeerId, PeerType)],
     ) -> Replies {
+        self.query_with(table, url, targets, None).await
+    }
+
+    /// [`IcpClient::query`] with the `htcp` peers among `targets` asked by
+    /// `htcp` (HTCP TST, squid-spec 2.5) in the same round: it gets the
+    /// round's start and reply channel and returns how many it asked. Their
+    /// replies count like ICP ones (same timeout, RTT and dead-peer rules).
+    pub async fn query_with(
+        &self,
+        table: &Arc<PeerTable>,
+        url: &str,
+        targets: &[(PeerId, PeerType)],
+        htcp: Option<&CoQuery<'_>>,
+    ) -> Replies {
         let now = Instant::now();
         let reqnum = self.next_reqnum();
         let mut datagram = Vec::new();
@@ -217,13 +235,17 @@ impl IcpClient {
                 sent_at: now,
                 targets: targets.iter().map(|(id, _)| (*id, false)).collect(),
                 via_group,
-                tx,
+                tx: tx.clone(),
             },
         );
         let mut sent = 0;
         for (id, _) in targets {
             let Some(p) = table.get(*id) else { continue };
             let Some(addr) = p.icp_addr else { continue };
+            if p.speaks_htcp() {
+                // Asked with TST by `htcp`, below.
+                continue;
+            }
             if is_group(*id) {
                 // One datagram to the group, with the peer's ttl= (0 keeps
                 // it on this host, as Squid's mcastSetTtl would).
@@ -242,6 +264,10 @@ impl IcpClient {
                 Err(e) => tracing::debug!(%addr, "ICP query not sent: {e}"),
             }
         }
+        if let Some(htcp) = htcp {
+            sent += htcp(now, &tx);
+        }
+        drop(tx);
         let mut out = Replies {
             sent,
             expected,

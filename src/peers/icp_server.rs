@@ -51,12 +51,12 @@ use cuttle_protocol::key::{store_key, Method as KeyMethod};
 use cuttle_protocol::{ErrorKind, Text};
 
 use crate::access::{self, Verdict};
-use crate::access_log::{Entry, Hierarchy, LineBatch, Logger, ResultCode, ResultTag};
+use crate::access_log::{LineBatch, Logger, ResultTag};
 use crate::caching::is_fresh;
 use crate::config::Config;
 use crate::store::{Key, Store, Times};
 
-use super::responder::{Handler, Responder};
+use super::responder::{AnswerLine, Handler, Responder};
 
 /// Squid's `refreshCheckICP` margin: a HIT must stay fresh this much longer
 /// (the querier fetches it next).
@@ -630,7 +630,7 @@ impl IcpServer {
     }
 }
 
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -761,7 +761,7 @@ fn answer(
 }
 
 /// An IPv4-mapped IPv6 sender is the IPv4 address (ACLs and logs).
-fn canonical_ip(ip: IpAddr) -> IpAddr {
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -771,42 +771,25 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 /// One access.log line per reply sent (squid-spec 1.11): status 000, size =
 /// reply datagram length, method ICP_QUERY, elapsed 0, HIER_NONE/-.
 fn log(settings: &Settings, reply: &Reply<'_>, client: IpAddr, size: u64, batch: &mut LineBatch) {
-    if settings.logger.is_disabled() {
-        return;
-    }
     // Answered URLs are printable ASCII (decide checked); ERR ones escaped.
     let url = match std::str::from_utf8(&reply.url) {
-        Ok(text) => text.to_owned(),
-        Err(_) => String::from_utf8_lossy(&reply.url).into_owned(),
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(&reply.url),
     };
-    let entry = Entry {
-        end: SystemTime::now(),
-        elapsed: Duration::ZERO,
-        client: Some(client),
-        result: ResultCode::new(reply.log_tag()),
-        status: 0,
+    let line = AnswerLine {
+        tag: reply.log_tag(),
+        method: "ICP_QUERY",
+        url: &url,
         size,
-        method: "ICP_QUERY".into(),
-        url,
-        user: None,
-        hierarchy: Hierarchy::none(),
-        content_type: None,
-    };
-    let config = &*settings.config;
-    settings.logger.log_batched(batch, &entry, |acls| {
+        client,
         // An ERR has no request: only the sender's address can match.
-        let parts = reply
+        asked: reply
             .well_formed
-            .then(|| UrlParts::split(&entry.url))
+            .then(|| UrlParts::split(&url))
             .flatten()
-            .unwrap_or(UrlParts {
-                scheme: "",
-                host: "",
-                port: 0,
-                path: "",
-            });
-        access::matches_all(acls, config, &parts.request(client, &entry.url))
-    });
+            .map(|parts| (parts, "GET")),
+    };
+    line.log(&settings.logger, &settings.config, batch);
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
-//! Neighbours: the peer table built from `cache_peer` lines, the ICP
-//! endpoints (answering peers' queries, asking peers on a miss), peer
-//! selection in Squid's order with its hierarchy codes, and peer health.
+//! Neighbours: the peer table built from `cache_peer` lines, the ICP and
+//! HTCP endpoints (answering peers' queries and CLRs, asking peers on a
+//! miss, sending CLRs), peer selection in Squid's order with its hierarchy
+//! codes, and peer health.
 //!
 //! Layer 4 of DESIGN.md: it uses config, access, access_log, store,
 //! caching and upstream, never http.
 
+pub mod htcp_client;
+pub mod htcp_server;
 pub mod icp_client;
 pub mod icp_server;
 pub mod responder;

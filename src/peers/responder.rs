@@ -1,7 +1,8 @@
-//! The receive loop of cuttle's datagram responders (ICP, HTCP): one OS
-//! thread owns a UDP socket, drains it without blocking, hands each
+//! What cuttle's datagram responders (ICP, HTCP) share: the receive loop
+//! (one OS thread owns a UDP socket, drains it without blocking, hands each
 //! datagram to a [`Handler`], and tells the handler when the socket has
-//! nothing more queued so it can send what it batched (log lines).
+//! nothing more queued so it can send what it batched) and the access.log
+//! line of an answer ([`AnswerLine`]).
 //!
 //! Why the shape: at hundreds of thousands of queries a second the per-query
 //! cost is the kernel's UDP path plus whatever the answer does; batching
@@ -12,7 +13,7 @@
 //! queue is empty, so a busy responder makes one `recvfrom` per datagram.
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,6 +22,11 @@ use std::time::Duration;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+
+use super::icp_server::UrlParts;
+use crate::access;
+use crate::access_log::{Entry, Hierarchy, LineBatch, Logger, ResultCode, ResultTag};
+use crate::config::Config;
 
 /// How often an idle loop looks at the stop flag.
 const IDLE_TICK: Duration = Duration::from_millis(100);
@@ -135,4 +141,54 @@ fn serve(
         }
     }
     handler.idle();
+}
+
+/// The access.log line of a datagram answered (squid-spec 1.11, 2.4, 2.6):
+/// status 000, elapsed 0, `HIER_NONE/-`.
+pub struct AnswerLine<'a> {
+    pub tag: ResultTag,
+    /// `ICP_QUERY`, `HTCP_TST`, `HTCP_CLR`.
+    pub method: &'static str,
+    pub url: &'a str,
+    /// Bytes of the reply (ICP); 0 for HTCP, as Squid logs it.
+    pub size: u64,
+    pub client: IpAddr,
+    /// The request the datagram asked about (URL parts and method), what
+    /// `access_log` ACLs look at; `None` when it named no usable URL (only
+    /// the sender's address can match then).
+    pub asked: Option<(UrlParts<'a>, &'a str)>,
+}
+
+impl AnswerLine<'_> {
+    /// Adds the line to `batch` (for the `access_log` lines it matches).
+    pub fn log(&self, logger: &Logger, config: &Config, batch: &mut LineBatch) {
+        if logger.is_disabled() {
+            return;
+        }
+        let entry = Entry {
+            end: std::time::SystemTime::now(),
+            elapsed: Duration::ZERO,
+            client: Some(self.client),
+            result: ResultCode::new(self.tag),
+            status: 0,
+            size: self.size,
+            method: self.method.into(),
+            url: self.url.into(),
+            user: None,
+            hierarchy: Hierarchy::none(),
+            content_type: None,
+        };
+        logger.log_batched(batch, &entry, |acls| {
+            let nothing = UrlParts {
+                scheme: "",
+                host: "",
+                port: 0,
+                path: "",
+            };
+            let (parts, method) = self.asked.unwrap_or((nothing, "GET"));
+            let mut req = parts.request(self.client, self.url);
+            req.method = method;
+            access::matches_all(acls, config, &req)
+        });
+    }
 }

@@ -31,6 +31,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::htcp_client::{ClrTrigger, HtcpClient};
 use super::icp_client::{IcpClient, Replies};
 use super::table::{PeerId, PeerTable};
 use crate::access::{self, Verdict};
@@ -655,15 +656,16 @@ pub struct Neighbours {
     icp: Arc<Mutex<IcpShared>>,
 }
 
-/// What every generation of [`Neighbours`] shares: the ICP client and the
-/// address it is to be bound to (udp_outgoing_address of the newest
-/// configuration), and the task counting multicast groups.
+/// What every generation of [`Neighbours`] shares: the ICP and HTCP
+/// clients and the address they are to be bound to (udp_outgoing_address of
+/// the newest configuration), and the task counting multicast groups.
 struct IcpShared {
     local: Option<IpAddr>,
     /// The newest table: replies that match no query are credited to it,
     /// and its multicast groups are the ones counted.
     table: Arc<PeerTable>,
     client: Option<Arc<IcpClient>>,
+    htcp: Option<Arc<HtcpClient>>,
     counter: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -720,6 +722,20 @@ impl IcpShared {
         }
         self.client.clone()
     }
+
+    /// The HTCP client, bound on first use (inside the runtime).
+    fn htcp_client(&mut self) -> Option<Arc<HtcpClient>> {
+        if self.htcp.is_none() {
+            match HtcpClient::bind(self.local, Arc::clone(&self.table)) {
+                Ok(c) => self.htcp = Some(Arc::new(c)),
+                Err(e) => {
+                    tracing::warn!("cannot open the HTCP client socket: {e}");
+                    return None;
+                }
+            }
+        }
+        self.htcp.clone()
+    }
 }
 
 impl Neighbours {
@@ -731,6 +747,7 @@ impl Neighbours {
                 local: config.udp_outgoing_address.value,
                 table: Arc::clone(&table),
                 client: None,
+                htcp: None,
                 counter: None,
             })),
             table,
@@ -738,10 +755,10 @@ impl Neighbours {
     }
 
     /// The same neighbours under a new config: peers that stay keep their
-    /// state. The ICP client is kept unless udp_outgoing_address changed:
-    /// then the next query binds a new one there. Queries in flight hold
-    /// the old client, whose socket lives until they end; replies that
-    /// reach it later are dropped (their queries are over).
+    /// state. The ICP and HTCP clients are kept unless udp_outgoing_address
+    /// changed: then the next query binds new ones there. Queries in flight
+    /// hold the old clients, whose sockets live until they end; replies that
+    /// reach them later are dropped (their queries are over).
     pub fn reconfigure(&self, config: &Config) -> Neighbours {
         let table = Arc::new(PeerTable::new(config, Some(&self.table)));
         {
@@ -751,8 +768,14 @@ impl Neighbours {
             if icp.local != local {
                 icp.local = local;
                 icp.client = None;
-            } else if let Some(c) = &icp.client {
-                c.set_table(Arc::clone(&table));
+                icp.htcp = None;
+            } else {
+                if let Some(c) = &icp.client {
+                    c.set_table(Arc::clone(&table));
+                }
+                if let Some(c) = &icp.htcp {
+                    c.set_table(Arc::clone(&table));
+                }
             }
         }
         Neighbours {
@@ -785,6 +808,24 @@ impl Neighbours {
         }
     }
 
+    /// The HTCP client, bound on first use (inside the runtime).
+    pub fn htcp_client(&self) -> Option<Arc<HtcpClient>> {
+        self.icp
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .htcp_client()
+    }
+
+    /// Sends HTCP CLRs for `url` to the `htcp` peers whose options allow it
+    /// (squid-spec 2.6); returns how many datagrams went out.
+    pub fn send_clr(&self, url: &str, trigger: ClrTrigger) -> usize {
+        if !self.table.peers.iter().any(|p| p.speaks_htcp()) {
+            return 0;
+        }
+        self.htcp_client()
+            .map_or(0, |c| c.send_clr(&self.table, url, trigger))
+    }
+
     /// Starts TCP liveness probes of peers that are down (at most one per
     /// peer per second), as Squid does whenever it consults a down peer.
     pub fn probe_down_peers(&self, tcp_local: Option<IpAddr>, default_timeout: Duration) {
@@ -801,18 +842,50 @@ impl Neighbours {
         }
     }
 
-    /// Full selection for a miss: the direct decision, ICP queries to the
-    /// peers that would be pinged (when any), then the source list.
-    pub async fn select(&self, config: &Config, req: &SelectRequest<'_>) -> Selection {
+    /// Full selection for a miss: the direct decision, ICP queries (HTCP
+    /// TST for `htcp` peers, carrying the request's `headers`) to the peers
+    /// that would be pinged (when any), then the source list.
+    pub async fn select(
+        &self,
+        config: &Config,
+        req: &SelectRequest<'_>,
+        headers: &http::HeaderMap,
+    ) -> Selection {
         let now = Instant::now();
         let direct = direct(config, req);
         let mut replies = None;
         if direct != Direct::Yes && (req.hierarchical || direct == Direct::No) {
             let start = self.table.next_ping_start();
-            let targets = to_ping(&self.table, config, req, start, now);
+            let mut targets = to_ping(&self.table, config, req, start, now);
             if !targets.is_empty() {
                 if let Some(client) = self.icp_client() {
-                    replies = Some(client.query(&self.table, req.access.url, &targets).await);
+                    let htcp_peers: Vec<PeerId> = targets
+                        .iter()
+                        .map(|(id, _)| *id)
+                        .filter(|id| self.table.get(*id).is_some_and(|p| p.speaks_htcp()))
+                        .collect();
+                    let htcp = if htcp_peers.is_empty() {
+                        None
+                    } else {
+                        self.htcp_client()
+                    };
+                    if htcp.is_none() {
+                        // No HTCP socket: its peers are not asked nor waited for.
+                        targets.retain(|(id, _)| !htcp_peers.contains(id));
+                    }
+                    let round = htcp
+                        .as_ref()
+                        .map(|c| c.round(&self.table, req.access.url, headers));
+                    let send = |at: Instant, tx: &_| {
+                        round.as_ref().map_or(0, |r| r.send(&htcp_peers, at, tx))
+                    };
+                    let co: Option<&super::icp_client::CoQuery<'_>> =
+                        round.is_some().then_some(&send);
+                    replies = Some(
+                        client
+                            .query_with(&self.table, req.access.url, &targets, co)
+                            .await,
+                    );
                 }
             }
         }

@@ -41,6 +41,11 @@ pub struct PeerState {
     pub pings_acked: u64,
     /// Replies by opcode number (index = opcode, 0..24).
     pub replies_by_opcode: [u64; 24],
+    /// HTCP TST replies: [not found, found] (Squid's two-bucket histogram
+    /// of server_list for `htcp` peers).
+    pub htcp_replies: [u64; 2],
+    /// HTCP CLR datagrams sent to this peer.
+    pub clrs_sent: u64,
     /// Replies that matched no query in flight (late, or not asked).
     pub replies_ignored: u64,
     /// When the oldest unanswered query was sent (Squid's probe_start);
@@ -92,14 +97,19 @@ impl Peer {
         &self.config.name
     }
 
-    /// Whether this peer is queried at all (ICP port, not no-query, not a
-    /// multicast responder, not HTCP, which this client does not speak).
+    /// Whether this peer is queried at all (ICP or HTCP port, not no-query,
+    /// not a multicast responder, not `htcp=only-clr`).
     pub fn queryable(&self) -> bool {
         self.config.icp_port != 0
             && !self.config.no_query
             && !self.config.multicast_responder
-            && self.config.htcp.is_none()
+            && !self.config.htcp.is_some_and(|h| h.only_clr)
             && self.icp_addr.is_some()
+    }
+
+    /// Queried with HTCP TST rather than ICP (`htcp` option).
+    pub fn speaks_htcp(&self) -> bool {
+        self.config.htcp.is_some()
     }
 }
 
@@ -325,28 +335,46 @@ impl PeerTable {
         }
     }
 
-    /// Any accepted reply from the peer (Squid's neighborAlive): clears the
-    /// dead-peer clock, counts an acked ping. Returns whether the peer was
-    /// dead before (it revives now).
+    /// Any accepted ICP reply from the peer (Squid's neighborAlive): clears
+    /// the dead-peer clock, counts an acked ping. Returns whether the peer
+    /// was dead before (it revives now).
     pub fn note_reply(&self, id: PeerId, opcode: u8, version: u8, now: Instant) -> bool {
+        self.note_alive(id, now, |p, s| {
+            s.icp_version = version;
+            if let Some(slot) = s.replies_by_opcode.get_mut(usize::from(opcode)) {
+                *slot += 1;
+            }
+            let denied = s.replies_by_opcode.get(22).copied().unwrap_or(0);
+            if s.pings_acked > DENIED_MIN_ACKED && denied * 100 > s.pings_acked * 95 && !s.disabled
+            {
+                s.disabled = true;
+                tracing::warn!(
+                    peer = %p.config.name,
+                    "disabling cache_peer until reconfigure: over 95% of its replies are UDP_DENIED"
+                );
+            }
+        })
+    }
+
+    /// Any accepted HTCP TST reply (Squid's neighborAliveHtcp): the same
+    /// liveness rules as ICP; `found` feeds the two-bucket histogram.
+    pub fn note_htcp_reply(&self, id: PeerId, found: bool, now: Instant) -> bool {
+        self.note_alive(id, now, |_, s| s.htcp_replies[usize::from(found)] += 1)
+    }
+
+    fn note_alive(
+        &self,
+        id: PeerId,
+        now: Instant,
+        count: impl FnOnce(&Peer, &mut PeerState),
+    ) -> bool {
         let was_dead = self.icp_dead(id, now);
         let Some(p) = self.get(id) else { return false };
         let mut s = p.state();
         s.pings_acked += 1;
         s.icp_probe_start = None;
         s.last_reply = Some(now);
-        s.icp_version = version;
-        if let Some(slot) = s.replies_by_opcode.get_mut(usize::from(opcode)) {
-            *slot += 1;
-        }
-        let denied = s.replies_by_opcode.get(22).copied().unwrap_or(0);
-        if s.pings_acked > DENIED_MIN_ACKED && denied * 100 > s.pings_acked * 95 && !s.disabled {
-            s.disabled = true;
-            tracing::warn!(
-                peer = %p.config.name,
-                "disabling cache_peer until reconfigure: over 95% of its replies are UDP_DENIED"
-            );
-        }
+        count(p, &mut s);
         if was_dead {
             tracing::warn!(peer = %p.config.name, "Detected REVIVED {}", kind(&p.config));
         }
@@ -590,7 +618,7 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 /// The peer's first address and ICP port; `None` without an ICP port or an
 /// address. Host names are resolved once, here (std's blocking resolver:
 /// tables are built at start and reload, not per request).
-fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+pub fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
     if port == 0 {
         return None;
     }

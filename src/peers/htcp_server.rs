@@ -1,0 +1,1461 @@
+//! The HTCP responder: answers peers' HTCP messages on `htcp_port` the way a
+//! Squid 5.7 peer does (squid-spec 2.1-2.8), so a Squid can use cuttle as an
+//! `htcp` cache_peer and purge objects in it with CLR.
+//!
+//! Shaped like the ICP responder ([`super::icp_server`], both on
+//! [`super::responder`]): one OS thread owns the UDP socket, replies go out
+//! from it (Squid accepts a TST reply only
+//! from the address and port it asked), the decision reads only the store's
+//! in-RAM index ([`Store::peek`]) and never waits on disk or the network.
+//! CLR purges through [`Store::purge`] (index and slot table, written
+//! through), as PURGE does.
+//!
+//! Both header layouts are read: MINOR 1 (Squid today) and MINOR 0 with the
+//! opcode in the low nibble (`htcp=oldsquid`, MediaWiki's purger); a reply
+//! uses the layout and transaction id of its request. A malformed AUTH
+//! section is ignored, as Squid never reads AUTH.
+//!
+//! | message | answer | access.log |
+//! |---|---|---|
+//! | not HTCP (length, MAJOR, opcode, section lengths) | nothing (counted) | - |
+//! | a response (RR set) | nothing: never answer a reply | - |
+//! | TST without RD | nothing (Squid's rule) | - |
+//! | TST/CLR whose SPECIFIER has no usable absolute URI | nothing | `UDP_INVALID` |
+//! | TST refused by `htcp_access` (no rules: deny) | nothing | `UDP_DENIED` |
+//! | TST, fresh object held (10 s margin, request's max-age/min-fresh) | 0 (found) + DETAIL `Age` / `Expires`, `Last-Modified` / empty CACHE-HDRS | `UDP_HIT` |
+//! | TST otherwise | 1 (not found) + DETAIL of three empty fields | `UDP_MISS` |
+//! | CLR refused by `htcp_clr_access` (no rules: deny) | nothing | `UDP_DENIED` |
+//! | CLR | purge; with RD: 0 (purged) or 2 (not held) | `UDP_HIT` / `UDP_MISS` |
+//! | NOP with RD, allowed by `htcp_access` | NOP response 0 | - |
+//! | MON, SET with RD, allowed by `htcp_access` | MO set, 2 (opcode not implemented) | - |
+//!
+//! Where cuttle differs from Squid, knowingly:
+//! - CLR naming GET, HEAD, PURGE or any unsafe method (POST, PUT, DELETE,
+//!   ...) purges the URL's GET and HEAD entries (a Vary marker takes its
+//!   variants along). Squid 5.7 looks up the named method's own key, so the
+//!   CLRs Squid sends after a PURGE (method PURGE) or an invalidation
+//!   (method POST...) remove nothing there; they do here. A safe method
+//!   other than GET/HEAD (OPTIONS, TRACE) names only its own key.
+//! - Squid answers NOP, MON and SET with silence and never sets MO; cuttle
+//!   answers NOP (an HTCP ping) and says "opcode not implemented" (RFC 2756
+//!   overall response 2) to MON and SET, to senders `htcp_access` allows.
+//! - A TST reply in the MINOR-0 layout echoes the transaction id (Squid 5.7
+//!   sends 0 there, which its own querier then cannot match).
+//! - A CLR that `htcp_clr_access` allowed is relayed to the `htcp=forward-clr`
+//!   peers as fresh CLRs for GET and HEAD (no reply wanted), never back to
+//!   its sender, and a URL relayed in the last [`FORWARD_DEDUP`] is not
+//!   relayed again (a ring of forward-clr peers would loop). Squid ≤ 7
+//!   relays the datagram verbatim, even one it refused.
+//!
+//! Freshness from the index alone, as ICP: `Times::expires` as computed
+//! when the object was stored. Vary: when the TST carries request headers
+//! and the URL's entry is a Vary marker the proxy has met
+//! ([`KnownMarkers`]), the answer is about the variant those headers
+//! select. Without request headers (Squid never sends them: squid-spec 2.3)
+//! the marker's own times answer, as for ICP: the querier's fetch then
+//! carries its client's real headers, and a variant we lack is a 504.
+//! `Cache-to-Origin` is never sent: cuttle has no NetDB (Squid also leaves
+//! it out when its NetDB knows nothing of the origin).
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use cuttle_protocol::htcp::{self, Detail, Message, Op, Opcode, Specifier, TstReply};
+use cuttle_protocol::key::{store_key, Method as KeyMethod};
+use cuttle_protocol::Text;
+use http::HeaderMap;
+
+use super::icp_server::{canonical_ip, unix_now, UrlParts};
+use super::responder::{AnswerLine, Handler, Responder};
+use crate::access::{self, Verdict};
+use crate::access_log::{LineBatch, Logger, ResultTag};
+use crate::caching::{current_age, is_fresh, parse_fields, KnownMarkers, RequestDirectives};
+use crate::config::Config;
+use crate::store::{Key, Store, Summary, Times};
+
+/// Squid's `refreshCheckHTCP` margin: a hit must stay fresh this much longer.
+pub const HIT_FRESH_MARGIN_SECS: u64 = 10;
+
+/// Squid reads at most this much of a datagram (and never builds bigger).
+pub const MAX_DATAGRAM: usize = 8191;
+
+/// How long a relayed CLR's URL is remembered, so that it is not relayed
+/// again (a ring of `forward-clr` peers would pass it round forever).
+pub const FORWARD_DEDUP: Duration = Duration::from_secs(2);
+
+/// URLs remembered for [`FORWARD_DEDUP`] at most.
+const FORWARD_DEDUP_MAX: usize = 1024;
+
+/// Longest an HTCP log line waits in the responder's batch while the
+/// socket stays busy.
+const LOG_BATCH_WAIT: Duration = Duration::from_millis(5);
+
+/// Counters of the responder (HTCP packet totals of mgr:info and more).
+/// Shared: they outlive a rebind on reload.
+#[derive(Debug, Default)]
+pub struct HtcpServerStats {
+    /// Datagrams received ("Number of HTCP messages received").
+    pub pkts_recv: AtomicU64,
+    pub bytes_recv: AtomicU64,
+    /// Datagrams sent: replies and relayed CLRs ("Number of HTCP messages sent").
+    pub pkts_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    /// TST requests answered found / not found; refused by htcp_access.
+    pub tst_hits: AtomicU64,
+    pub tst_misses: AtomicU64,
+    pub tst_denied: AtomicU64,
+    /// CLR requests that purged something / found nothing; refused.
+    pub clr_purged: AtomicU64,
+    pub clr_not_found: AtomicU64,
+    pub clr_denied: AtomicU64,
+    /// CLRs relayed to forward-clr peers (one per datagram sent).
+    pub clr_forwarded: AtomicU64,
+    /// NOP requests answered; MON/SET answered "not implemented".
+    pub nop_answered: AtomicU64,
+    pub not_implemented: AtomicU64,
+    /// Not HTCP, or a section that does not add up: dropped.
+    pub malformed: AtomicU64,
+    /// TST/CLR whose SPECIFIER is unusable (logged UDP_INVALID).
+    pub invalid: AtomicU64,
+    /// Responses received (never answered).
+    pub not_requests: AtomicU64,
+    /// TST, NOP, MON or SET without RD, or refused NOP/MON/SET: nothing to send.
+    pub no_reply: AtomicU64,
+    pub send_errors: AtomicU64,
+    pub recv_errors: AtomicU64,
+}
+
+/// Why a datagram got no reply and no log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Not a well-formed HTCP message.
+    Malformed,
+    /// A response: never answered.
+    NotARequest,
+    /// TST/NOP/MON/SET without RD, or NOP/MON/SET from a sender
+    /// htcp_access refuses.
+    NoReplyWanted,
+}
+
+/// What to send back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// TST: the object is held; the DETAIL's fields.
+    Found {
+        age: u64,
+        expires: u32,
+        last_modified: u32,
+    },
+    /// TST: not held (three empty DETAIL fields, the only miss Squid takes).
+    NotFound,
+    /// CLR response code ([`htcp::clr`]).
+    Clr(u8),
+    /// NOP response.
+    Nop,
+    /// MO set, RESPONSE 2: MON and SET.
+    NotImplemented,
+}
+
+/// The decision for one datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The request's MINOR version and transaction id (the reply's).
+    pub minor: u8,
+    pub trans_id: u32,
+    pub opcode: Option<Opcode>,
+    /// What to reply; `None`: nothing.
+    pub answer: Option<Answer>,
+    /// The access.log result (TST and CLR only).
+    pub log: Option<ResultTag>,
+    /// The SPECIFIER's URI (empty when unusable) and method, for the log
+    /// line's URL and ACLs.
+    pub url: String,
+    pub method: String,
+    /// A CLR allowed here: relay it to the forward-clr peers.
+    pub forward: Option<u8>,
+    /// Why nothing at all happened (no reply, no log).
+    pub dropped: Option<Dropped>,
+}
+
+impl Decision {
+    fn dropped(why: Dropped) -> Decision {
+        Decision {
+            minor: htcp::MINOR_RFC,
+            trans_id: 0,
+            opcode: None,
+            answer: None,
+            log: None,
+            url: String::new(),
+            method: String::new(),
+            forward: None,
+            dropped: Some(why),
+        }
+    }
+
+    /// The reply datagram, appended to `out` (nothing when there is none).
+    pub fn encode_reply(&self, out: &mut Vec<u8>) -> Result<(), cuttle_protocol::Error> {
+        let (Some(answer), Some(opcode)) = (&self.answer, self.opcode) else {
+            return Ok(());
+        };
+        let mut reply = Message {
+            minor: self.minor,
+            response: 0,
+            f1: false,
+            reserved: 0,
+            trans_id: self.trans_id,
+            op: Op::NopResponse,
+            auth: htcp::Auth::None,
+        };
+        let (age, dates);
+        match answer {
+            Answer::Found {
+                age: a,
+                expires,
+                last_modified,
+            } => {
+                age = format!("Age: {a}\r\n");
+                dates = entity_headers(*expires, *last_modified);
+                reply.response = htcp::tst::FOUND;
+                reply.op = Op::TstResponse(TstReply::Detail(Detail {
+                    resp_hdrs: Text(age.as_bytes()),
+                    entity_hdrs: Text(dates.as_bytes()),
+                    cache_hdrs: Text(b""),
+                }));
+            }
+            Answer::NotFound => {
+                reply.response = htcp::tst::NOT_FOUND;
+                reply.op = Op::TstResponse(TstReply::Detail(Detail::default()));
+            }
+            Answer::Clr(code) => {
+                reply.response = *code;
+                reply.op = Op::ClrResponse;
+            }
+            Answer::Nop => reply.op = Op::NopResponse,
+            Answer::NotImplemented => {
+                reply.f1 = true;
+                reply.response = htcp::overall::OPCODE_NOT_IMPLEMENTED;
+                reply.op = match opcode {
+                    Opcode::Mon => Op::MonResponse(None),
+                    Opcode::Set => Op::SetResponse,
+                    // Only MON and SET get this answer.
+                    Opcode::Nop | Opcode::Tst | Opcode::Clr => Op::NopResponse,
+                };
+            }
+        }
+        reply.encode(out)
+    }
+}
+
+/// ENTITY-HDRS of a hit: `Expires` and `Last-Modified` when known.
+fn entity_headers(expires: u32, last_modified: u32) -> String {
+    let mut out = String::new();
+    for (name, secs) in [("Expires", expires), ("Last-Modified", last_modified)] {
+        if secs != 0 {
+            let when = UNIX_EPOCH + Duration::from_secs(u64::from(secs));
+            out.push_str(&format!("{name}: {}\r\n", httpdate::fmt_http_date(when)));
+        }
+    }
+    out
+}
+
+/// What the decision reads and changes in the cache.
+pub trait Cache {
+    /// The index's view of `key` (never the disk).
+    fn peek(&self, key: &Key) -> Option<Summary>;
+    /// The Vary marker stored under `key` at `generation`, if known.
+    fn marker(&self, key: &Key, generation: u32) -> Option<crate::caching::VaryMarker>;
+    /// Removes `key`; true if something was removed.
+    fn purge(&self, key: &Key) -> bool;
+}
+
+/// The daemon's cache: the store and the proxy's known Vary markers.
+pub struct StoreCache<'a> {
+    pub store: &'a Store,
+    pub markers: &'a KnownMarkers,
+}
+
+impl Cache for StoreCache<'_> {
+    fn peek(&self, key: &Key) -> Option<Summary> {
+        self.store.peek(key)
+    }
+
+    fn marker(&self, key: &Key, generation: u32) -> Option<crate::caching::VaryMarker> {
+        self.markers.get(key, generation)
+    }
+
+    fn purge(&self, key: &Key) -> bool {
+        self.store.purge(key)
+    }
+}
+
+/// What the decision may look at besides the datagram.
+pub struct Facts<'a> {
+    pub config: &'a Config,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+/// Parses `datagram`, ignoring a malformed AUTH section (Squid never reads
+/// AUTH): when the whole fails to parse but HEADER and DATA are sound, the
+/// DATA alone is parsed from `scratch`.
+fn parse_lenient<'d>(
+    datagram: &'d [u8],
+    scratch: &'d mut Vec<u8>,
+) -> Result<Message<'d>, cuttle_protocol::Error> {
+    let err = match htcp::parse(datagram) {
+        Ok(m) => return Ok(m),
+        Err(e) => e,
+    };
+    let data_len = datagram
+        .get(4..6)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+    let declared = datagram
+        .get(0..2)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+    match (data_len, declared) {
+        (Some(d), Some(total)) if total == datagram.len() && d >= 8 && 4 + d < datagram.len() => {
+            scratch.clear();
+            scratch.extend_from_slice(&datagram[..4 + d]);
+            let len = (4 + d) as u16;
+            scratch[0..2].copy_from_slice(&len.to_be_bytes());
+            htcp::parse(scratch)
+        }
+        _ => Err(err),
+    }
+}
+
+/// Decides the answer to `datagram` from `from`, purging for an allowed CLR.
+pub fn decide(datagram: &[u8], from: IpAddr, facts: &Facts<'_>, cache: &impl Cache) -> Decision {
+    let mut scratch = Vec::new();
+    let Ok(msg) = parse_lenient(datagram, &mut scratch) else {
+        return Decision::dropped(Dropped::Malformed);
+    };
+    if msg.is_response() {
+        return Decision::dropped(Dropped::NotARequest);
+    }
+    let mut d = Decision {
+        minor: msg.minor,
+        trans_id: msg.trans_id,
+        opcode: Some(msg.opcode()),
+        answer: None,
+        log: None,
+        url: String::new(),
+        method: String::new(),
+        forward: None,
+        dropped: None,
+    };
+    let config = facts.config;
+    match msg.op {
+        Op::TstRequest(spec) => {
+            if !msg.response_desired() {
+                d.dropped = Some(Dropped::NoReplyWanted);
+                return d;
+            }
+            let Some(url) = usable_url(&spec, &mut d) else {
+                d.log = Some(ResultTag::UdpInvalid);
+                return d;
+            };
+            let parts_ok = UrlParts::split(&url);
+            let allowed = parts_ok.is_some_and(|parts| {
+                let mut req = parts.request(from, &url);
+                req.method = &d.method;
+                access::check(&config.htcp_access, config, &req)
+                    .or_if_no_rules(Verdict::Deny)
+                    .allowed()
+            });
+            if !allowed {
+                d.log = Some(ResultTag::UdpDenied);
+                return d;
+            }
+            d.answer = Some(match tst_hit(&spec, &d.method, &url, facts.now, cache) {
+                Some(times) => {
+                    d.log = Some(ResultTag::UdpHit);
+                    Answer::Found {
+                        age: current_age(&times, facts.now),
+                        expires: times.expires,
+                        last_modified: times.last_modified,
+                    }
+                }
+                None => {
+                    d.log = Some(ResultTag::UdpMiss);
+                    Answer::NotFound
+                }
+            });
+            d
+        }
+        Op::ClrRequest {
+            reason, specifier, ..
+        } => {
+            let Some(url) = usable_url(&specifier, &mut d) else {
+                d.log = Some(ResultTag::UdpInvalid);
+                return d;
+            };
+            let allowed = UrlParts::split(&url).is_some_and(|parts| {
+                let mut req = parts.request(from, &url);
+                req.method = &d.method;
+                access::check(&config.htcp_clr_access, config, &req)
+                    .or_if_no_rules(Verdict::Deny)
+                    .allowed()
+            });
+            if !allowed {
+                d.log = Some(ResultTag::UdpDenied);
+                return d;
+            }
+            let purged = clr_keys(&d.method, &url)
+                .iter()
+                .fold(false, |any, key| cache.purge(key) | any);
+            d.log = Some(if purged {
+                ResultTag::UdpHit
+            } else {
+                ResultTag::UdpMiss
+            });
+            if msg.response_desired() {
+                d.answer = Some(Answer::Clr(if purged {
+                    htcp::clr::PURGED
+                } else {
+                    htcp::clr::NOT_FOUND
+                }));
+            }
+            d.forward = Some(reason);
+            d
+        }
+        Op::NopRequest | Op::MonRequest { .. } | Op::SetRequest(_) => {
+            let allowed = msg.response_desired()
+                && access::check(
+                    &config.htcp_access,
+                    config,
+                    &UrlParts {
+                        scheme: "",
+                        host: "",
+                        port: 0,
+                        path: "",
+                    }
+                    .request(from, ""),
+                )
+                .or_if_no_rules(Verdict::Deny)
+                .allowed();
+            if !allowed {
+                d.dropped = Some(Dropped::NoReplyWanted);
+                return d;
+            }
+            d.answer = Some(if matches!(msg.op, Op::NopRequest) {
+                Answer::Nop
+            } else {
+                Answer::NotImplemented
+            });
+            d
+        }
+        // Responses were dropped above.
+        _ => Decision::dropped(Dropped::NotARequest),
+    }
+}
+
+/// The SPECIFIER's URI when it is an absolute URL of printable ASCII; sets
+/// the decision's method (empty counts as GET, as in Squid) and URL.
+fn usable_url(spec: &Specifier<'_>, d: &mut Decision) -> Option<String> {
+    d.method = match spec.method.to_str() {
+        Some("") => "GET".into(),
+        Some(m) if m.bytes().all(crate::caching::head::is_tchar) => m.to_ascii_uppercase(),
+        _ => "-".into(),
+    };
+    let uri = spec.uri.as_bytes();
+    let printable = !uri.is_empty() && uri.iter().all(|&b| (0x21..0x7f).contains(&b));
+    let url = printable.then(|| String::from_utf8_lossy(uri).into_owned())?;
+    if d.method == "-" || UrlParts::split(&url).is_none() {
+        return None;
+    }
+    d.url.clone_from(&url);
+    Some(url)
+}
+
+/// The key a lookup of `method` uses: HEAD is answered from the GET object.
+fn lookup_method(method: &str) -> KeyMethod {
+    match KeyMethod::from_name(method.as_bytes()) {
+        KeyMethod::Head => KeyMethod::Get,
+        other => other,
+    }
+}
+
+/// The times of the object a TST for `spec` finds, if it is fresh for
+/// [`HIT_FRESH_MARGIN_SECS`] more seconds under the request's own
+/// `max-age` / `min-fresh` (a `no-cache` request finds nothing).
+fn tst_hit(
+    spec: &Specifier<'_>,
+    method: &str,
+    url: &str,
+    now: u64,
+    cache: &impl Cache,
+) -> Option<Times> {
+    // Unparseable request headers: a miss, as in Squid.
+    let headers = parse_fields(spec.req_hdrs.as_bytes()).ok()?;
+    let method = lookup_method(method);
+    let base = store_key(method, url.as_bytes());
+    let found = cache.peek(&base)?;
+    let times = if method == KeyMethod::Get && !headers.is_empty() {
+        match cache.marker(&base, found.generation) {
+            Some(marker) => {
+                let variant = marker.variant_url(url, &headers);
+                cache
+                    .peek(&store_key(KeyMethod::Get, variant.as_bytes()))?
+                    .times
+            }
+            None => found.times,
+        }
+    } else {
+        found.times
+    };
+    fresh_for(&times, &headers, now).then_some(times)
+}
+
+/// Fresh [`HIT_FRESH_MARGIN_SECS`] from `now` for a request with `headers`.
+fn fresh_for(times: &Times, headers: &HeaderMap, now: u64) -> bool {
+    let req = RequestDirectives::parse(headers);
+    let at = now
+        .saturating_add(HIT_FRESH_MARGIN_SECS)
+        .saturating_add(req.min_fresh.unwrap_or(0));
+    let young_enough = req
+        .max_age
+        .is_none_or(|max| current_age(times, now).saturating_add(HIT_FRESH_MARGIN_SECS) <= max);
+    !req.no_cache && young_enough && is_fresh(times, at)
+}
+
+/// The keys a CLR for `method` `url` removes: GET, HEAD, PURGE and unsafe
+/// methods mean the URL's GET and HEAD entries; another safe method only
+/// its own key.
+pub fn clr_keys(method: &str, url: &str) -> Vec<Key> {
+    let named = KeyMethod::from_name(method.as_bytes());
+    let whole_url = match http::Method::from_bytes(method.as_bytes()) {
+        Ok(m) => m == http::Method::GET || m == http::Method::HEAD || !crate::caching::is_safe(&m),
+        Err(_) => true,
+    };
+    if whole_url {
+        vec![
+            store_key(KeyMethod::Get, url.as_bytes()),
+            store_key(KeyMethod::Head, url.as_bytes()),
+        ]
+    } else {
+        vec![store_key(named, url.as_bytes())]
+    }
+}
+
+/// A peer CLRs are relayed to (`htcp=forward-clr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardTarget {
+    pub addr: SocketAddr,
+    /// `htcp=oldsquid`: MINOR 0 and the old layout.
+    pub oldsquid: bool,
+}
+
+/// The forward-clr peers of `config` that have an address.
+pub fn forward_targets(config: &Config) -> Vec<ForwardTarget> {
+    config
+        .cache_peers
+        .iter()
+        .filter_map(|p| {
+            let h = p.htcp.filter(|h| h.forward_clr)?;
+            let addr = super::table::resolve(&p.host, p.icp_port)?;
+            Some(ForwardTarget {
+                addr,
+                oldsquid: h.oldsquid,
+            })
+        })
+        .collect()
+}
+
+/// CLR datagrams for `url` as cuttle sends them: one naming GET and one
+/// naming HEAD (a Squid peer purges for those, not for PURGE), VERSION
+/// `1/1` and no request headers as Squid sends, MINOR per `oldsquid`.
+pub fn clr_datagrams(
+    url: &str,
+    reason: u8,
+    oldsquid: bool,
+    response_desired: bool,
+    mut trans_id: impl FnMut() -> u32,
+) -> Vec<Vec<u8>> {
+    ["GET", "HEAD"]
+        .iter()
+        .filter_map(|method| {
+            let mut m = Message::clr_request(
+                trans_id(),
+                reason,
+                Specifier::new(method, url),
+                response_desired,
+            );
+            if oldsquid {
+                m.minor = htcp::MINOR_OLD;
+            }
+            let mut out = Vec::new();
+            m.encode(&mut out).ok().map(|()| out)
+        })
+        .collect()
+}
+
+/// The squid.conf view the responder thread reads; swapped on reload.
+struct Settings {
+    config: Arc<Config>,
+    logger: Logger,
+    forward: Vec<ForwardTarget>,
+}
+
+struct Shared {
+    settings: Mutex<Arc<Settings>>,
+    /// Bumped on every swap, so the thread re-reads `settings` only then.
+    generation: AtomicU64,
+    store: Arc<Store>,
+    markers: Arc<KnownMarkers>,
+    stats: Arc<HtcpServerStats>,
+    next_trans_id: AtomicU32,
+}
+
+/// A running responder; stopped when dropped.
+pub struct HtcpServer {
+    responder: Responder,
+    shared: Arc<Shared>,
+}
+
+/// Where the HTCP socket listens for `config`: `udp_incoming_address` (else
+/// every IPv4 address) and `htcp_port`; `None` when `htcp_port` is 0.
+pub fn listen_addr(config: &Config) -> Option<SocketAddr> {
+    let port = config.htcp_port.value;
+    (port != 0).then(|| {
+        let ip = config
+            .udp_incoming_address
+            .value
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        SocketAddr::new(ip, port)
+    })
+}
+
+impl HtcpServer {
+    /// Binds [`listen_addr`] and starts answering; `Ok(None)` when HTCP is
+    /// off (`htcp_port 0`).
+    pub fn start(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        markers: Arc<KnownMarkers>,
+        logger: Logger,
+        stats: Arc<HtcpServerStats>,
+    ) -> io::Result<Option<HtcpServer>> {
+        let Some(addr) = listen_addr(&config) else {
+            return Ok(None);
+        };
+        let socket = UdpSocket::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind HTCP on {addr}: {e}")))?;
+        let forward = forward_targets(&config);
+        let shared = Arc::new(Shared {
+            settings: Mutex::new(Arc::new(Settings {
+                config,
+                logger,
+                forward,
+            })),
+            generation: AtomicU64::new(0),
+            store,
+            markers,
+            stats,
+            next_trans_id: AtomicU32::new(1),
+        });
+        let handler = Answerer {
+            settings: current(&shared),
+            seen_generation: shared.generation.load(Ordering::Acquire),
+            shared: Arc::clone(&shared),
+            out: Vec::with_capacity(MAX_DATAGRAM),
+            batch: LineBatch::new(),
+            relayed: Relayed::new(),
+        };
+        let responder = Responder::spawn("cuttle-htcp", socket, MAX_DATAGRAM, handler)?;
+        Ok(Some(HtcpServer { responder, shared }))
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.responder.local_addr()
+    }
+
+    /// Answers with `config` (htcp_access, htcp_clr_access, forward-clr
+    /// peers, log_icp_queries) and logs to `logger` from the next datagram
+    /// on. Rebind by stopping and starting when [`listen_addr`] changed.
+    pub fn reconfigure(&self, config: Arc<Config>, logger: Logger) {
+        let forward = forward_targets(&config);
+        let mut settings = self
+            .shared
+            .settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *settings = Arc::new(Settings {
+            config,
+            logger,
+            forward,
+        });
+        self.shared.generation.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn stats(&self) -> &Arc<HtcpServerStats> {
+        &self.shared.stats
+    }
+
+    /// Stops the thread and closes the socket.
+    pub fn stop(self) {
+        self.responder.stop();
+    }
+}
+
+/// URLs relayed lately, oldest first.
+type Relayed = VecDeque<(String, Instant)>;
+
+/// The responder thread's state; log lines are batched as the ICP
+/// responder's are.
+struct Answerer {
+    shared: Arc<Shared>,
+    settings: Arc<Settings>,
+    seen_generation: u64,
+    out: Vec<u8>,
+    batch: LineBatch,
+    relayed: Relayed,
+}
+
+impl Handler for Answerer {
+    fn datagram(&mut self, socket: &UdpSocket, datagram: &[u8], from: SocketAddr) {
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        if generation != self.seen_generation {
+            self.seen_generation = generation;
+            // Lines logged so far belong to the old logger's files.
+            self.settings.logger.send_batch(&mut self.batch);
+            self.settings = current(&self.shared);
+        }
+        answer(socket, datagram, from, self);
+        if self.batch.is_full() || self.batch.age(Instant::now()) >= LOG_BATCH_WAIT {
+            self.settings.logger.send_batch(&mut self.batch);
+        }
+    }
+
+    fn idle(&mut self) {
+        self.settings.logger.send_batch(&mut self.batch);
+    }
+
+    fn recv_error(&mut self, error: &io::Error) {
+        self.shared
+            .stats
+            .recv_errors
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("HTCP receive failed: {error}");
+    }
+}
+
+fn current(shared: &Shared) -> Arc<Settings> {
+    Arc::clone(&shared.settings.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Decides, replies, logs and relays one datagram.
+fn answer(socket: &UdpSocket, datagram: &[u8], from: SocketAddr, state: &mut Answerer) {
+    let Answerer {
+        shared,
+        settings,
+        out,
+        batch,
+        relayed,
+        ..
+    } = state;
+    let (settings, shared): (&Settings, &Shared) = (settings, shared);
+    let stats = &shared.stats;
+    stats.pkts_recv.fetch_add(1, Ordering::Relaxed);
+    stats
+        .bytes_recv
+        .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+    let config = &*settings.config;
+    let facts = Facts {
+        config,
+        now: unix_now(),
+    };
+    let client = canonical_ip(from.ip());
+    let cache = StoreCache {
+        store: &shared.store,
+        markers: &shared.markers,
+    };
+    let d = if datagram.len() > MAX_DATAGRAM {
+        Decision::dropped(Dropped::Malformed)
+    } else {
+        decide(datagram, client, &facts, &cache)
+    };
+    count(stats, &d);
+    if let Some(why) = d.dropped {
+        tracing::debug!(%from, ?why, "HTCP datagram not answered");
+        return;
+    }
+    out.clear();
+    match d.encode_reply(out) {
+        Ok(()) if out.is_empty() => {}
+        Ok(()) => send(socket, out, from, stats),
+        Err(e) => {
+            // Unreachable: replies are small and fixed in shape.
+            stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%from, "HTCP reply not encodable: {e}");
+        }
+    }
+    if let (Some(tag), Some(opcode)) = (d.log, d.opcode) {
+        if config.log_icp_queries.value {
+            log(settings, tag, opcode, &d, client, batch);
+        }
+    }
+    if let Some(reason) = d.forward {
+        relay(socket, &d.url, reason, from, settings, shared, relayed);
+    }
+}
+
+fn count(stats: &HtcpServerStats, d: &Decision) {
+    let counter = match (d.dropped, &d.answer, d.log, d.opcode) {
+        (Some(Dropped::Malformed), ..) => &stats.malformed,
+        (Some(Dropped::NotARequest), ..) => &stats.not_requests,
+        (Some(Dropped::NoReplyWanted), ..) => &stats.no_reply,
+        (_, _, Some(ResultTag::UdpInvalid), _) => &stats.invalid,
+        (_, _, Some(ResultTag::UdpDenied), Some(Opcode::Clr)) => &stats.clr_denied,
+        (_, _, Some(ResultTag::UdpDenied), _) => &stats.tst_denied,
+        (_, _, Some(ResultTag::UdpHit), Some(Opcode::Clr)) => &stats.clr_purged,
+        (_, _, Some(_), Some(Opcode::Clr)) => &stats.clr_not_found,
+        (_, Some(Answer::Found { .. }), ..) => &stats.tst_hits,
+        (_, Some(Answer::NotFound), ..) => &stats.tst_misses,
+        (_, Some(Answer::Nop), ..) => &stats.nop_answered,
+        _ => &stats.not_implemented,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+fn send(socket: &UdpSocket, datagram: &[u8], to: SocketAddr, stats: &HtcpServerStats) {
+    match socket.send_to(datagram, to) {
+        Ok(_) => {
+            stats.pkts_sent.fetch_add(1, Ordering::Relaxed);
+            stats
+                .bytes_sent
+                .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+        }
+        Err(e) => {
+            // A datagram socket that refuses now is full or the peer is
+            // gone: drop and count, as the ICP responder does.
+            stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%to, "HTCP datagram not sent: {e}");
+        }
+    }
+}
+
+/// Relays an allowed CLR to the forward-clr peers (not its sender), unless
+/// its URL was relayed within [`FORWARD_DEDUP`].
+fn relay(
+    socket: &UdpSocket,
+    url: &str,
+    reason: u8,
+    from: SocketAddr,
+    settings: &Settings,
+    shared: &Shared,
+    relayed: &mut Relayed,
+) {
+    let targets: Vec<&ForwardTarget> = settings
+        .forward
+        .iter()
+        .filter(|t| canonical_ip(t.addr.ip()) != canonical_ip(from.ip()))
+        .collect();
+    if targets.is_empty() {
+        return;
+    }
+    let now = Instant::now();
+    while relayed
+        .front()
+        .is_some_and(|(_, at)| now.saturating_duration_since(*at) > FORWARD_DEDUP)
+        || relayed.len() >= FORWARD_DEDUP_MAX
+    {
+        relayed.pop_front();
+    }
+    if relayed.iter().any(|(u, _)| u == url) {
+        tracing::debug!(url, "CLR relayed lately; not relayed again");
+        return;
+    }
+    relayed.push_back((url.to_string(), now));
+    for t in targets {
+        let next = || shared.next_trans_id.fetch_add(1, Ordering::Relaxed);
+        for datagram in clr_datagrams(url, reason, t.oldsquid, false, next) {
+            send(socket, &datagram, t.addr, &shared.stats);
+            shared.stats.clr_forwarded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One access.log line per TST or CLR decided (squid-spec 2.4, 2.6): status
+/// 000, size 0, method HTCP_TST / HTCP_CLR, elapsed 0, HIER_NONE/-.
+fn log(
+    settings: &Settings,
+    tag: ResultTag,
+    opcode: Opcode,
+    d: &Decision,
+    client: IpAddr,
+    batch: &mut LineBatch,
+) {
+    let line = AnswerLine {
+        tag,
+        method: opcode.name(),
+        url: if d.url.is_empty() { "-" } else { &d.url },
+        size: 0,
+        client,
+        asked: UrlParts::split(&d.url).map(|parts| (parts, d.method.as_str())),
+    };
+    line.log(&settings.logger, &settings.config, batch);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caching::VaryMarker;
+    use crate::config::{load_str, LoadOptions};
+    use http::HeaderName;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn config(text: &str) -> Config {
+        let loaded = load_str(text, "t.conf", &LoadOptions::default());
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        loaded.config
+    }
+
+    fn allow_all() -> Config {
+        config("htcp_access allow all\nhtcp_clr_access allow all\n")
+    }
+
+    /// A cache of index entries and known markers; purges are recorded.
+    #[derive(Default)]
+    struct Fake {
+        entries: RefCell<HashMap<Key, Summary>>,
+        markers: HashMap<Key, VaryMarker>,
+        purged: RefCell<Vec<Key>>,
+    }
+
+    impl Fake {
+        fn with(url: &str, times: Times) -> Fake {
+            let f = Fake::default();
+            f.put(KeyMethod::Get, url, times);
+            f
+        }
+
+        fn put(&self, method: KeyMethod, url: &str, times: Times) {
+            self.entries.borrow_mut().insert(
+                store_key(method, url.as_bytes()),
+                Summary {
+                    times,
+                    generation: 1,
+                },
+            );
+        }
+
+        fn holds(&self, method: KeyMethod, url: &str) -> bool {
+            self.entries
+                .borrow()
+                .contains_key(&store_key(method, url.as_bytes()))
+        }
+    }
+
+    impl Cache for Fake {
+        fn peek(&self, key: &Key) -> Option<Summary> {
+            self.entries.borrow().get(key).copied()
+        }
+        fn marker(&self, key: &Key, generation: u32) -> Option<VaryMarker> {
+            (generation == 1).then(|| self.markers.get(key).cloned())?
+        }
+        fn purge(&self, key: &Key) -> bool {
+            self.purged.borrow_mut().push(*key);
+            self.entries.borrow_mut().remove(key).is_some()
+        }
+    }
+
+    fn expiring_in(secs: i64) -> Times {
+        Times {
+            date: (NOW - 100) as u32,
+            expires: (NOW as i64 + secs) as u32,
+            last_modified: (NOW - 86_400) as u32,
+        }
+    }
+
+    fn from() -> IpAddr {
+        "127.0.10.9".parse().unwrap()
+    }
+
+    fn run(datagram: &[u8], config: &Config, cache: &Fake) -> Decision {
+        let facts = Facts { config, now: NOW };
+        decide(datagram, from(), &facts, cache)
+    }
+
+    fn reply(d: &Decision) -> Vec<u8> {
+        let mut out = Vec::new();
+        d.encode_reply(&mut out).unwrap();
+        out
+    }
+
+    fn tst(url: &str, req_hdrs: &str) -> Vec<u8> {
+        let mut spec = Specifier::new("GET", url);
+        spec.req_hdrs = req_hdrs.into();
+        let mut out = Vec::new();
+        Message::tst_request(42, spec).encode(&mut out).unwrap();
+        out
+    }
+
+    const SQUID_TST: &[u8] = include_bytes!("../../fixtures/htcp/tst-request-squid57.bin");
+    const SQUID_TST_URL: &str = "http://127.0.0.1:18080/obj/5k";
+
+    #[test]
+    fn squids_tst_for_a_fresh_object_is_found_with_age_and_dates() {
+        let cache = Fake::with(SQUID_TST_URL, expiring_in(3600));
+        let d = run(SQUID_TST, &allow_all(), &cache);
+        assert_eq!(d.log, Some(ResultTag::UdpHit));
+        assert_eq!(d.url, SQUID_TST_URL);
+        let wire = reply(&d);
+        let m = htcp::parse(&wire).unwrap();
+        assert_eq!((m.minor, m.trans_id, m.response, m.f1), (1, 1, 0, false));
+        let Op::TstResponse(TstReply::Detail(detail)) = m.op else {
+            panic!("{m:?}")
+        };
+        assert_eq!(detail.resp_hdrs.as_bytes(), b"Age: 100\r\n");
+        assert_eq!(
+            detail.entity_hdrs.to_str().unwrap(),
+            "Expires: Fri, 15 Jan 2027 09:00:00 GMT\r\nLast-Modified: Thu, 14 Jan 2027 08:00:00 GMT\r\n"
+        );
+        assert!(detail.cache_hdrs.is_empty());
+        // The shape of Squid's own hit reply (no Cache-to-Origin: no NetDB).
+        let squid: &[u8] =
+            include_bytes!("../../fixtures/htcp/tst-response-hit-no-cache-to-origin-squid57.bin");
+        let sm = htcp::parse(squid).unwrap();
+        assert_eq!((sm.minor, sm.response, sm.f1), (m.minor, m.response, m.f1));
+        // Squid's said `Age: 8`, ours `Age: 100`: otherwise the same lengths.
+        assert_eq!(squid.len() + 2, wire.len(), "same fields as Squid's");
+    }
+
+    #[test]
+    fn a_miss_is_squids_bytes_three_empty_fields() {
+        let d = run(SQUID_TST, &allow_all(), &Fake::default());
+        assert_eq!(d.log, Some(ResultTag::UdpMiss));
+        let squid: &[u8] = include_bytes!("../../fixtures/htcp/tst-response-miss-squid57.bin");
+        assert_eq!(reply(&d), squid);
+        // Stale within the 10 s margin: a miss too.
+        let cache = Fake::with(SQUID_TST_URL, expiring_in(10));
+        assert_eq!(
+            run(SQUID_TST, &allow_all(), &cache).log,
+            Some(ResultTag::UdpMiss)
+        );
+        let cache = Fake::with(SQUID_TST_URL, expiring_in(11));
+        assert_eq!(
+            run(SQUID_TST, &allow_all(), &cache).log,
+            Some(ResultTag::UdpHit)
+        );
+    }
+
+    #[test]
+    fn old_layout_requests_get_old_layout_replies_with_their_trans_id() {
+        let url = "http://127.0.0.1:28180/obj/13k";
+        let mut req =
+            include_bytes!("../../fixtures/htcp/tst-request-oldsquid-squid57.bin").to_vec();
+        // Squid's oldsquid query has trans-id 0; give it one to echo.
+        req[8..12].copy_from_slice(&7u32.to_be_bytes());
+        let d = run(&req, &allow_all(), &Fake::default());
+        let wire = reply(&d);
+        let squid: &[u8] =
+            include_bytes!("../../fixtures/htcp/tst-response-miss-oldsquid-squid57.bin");
+        assert_eq!(wire[..8], squid[..8], "MINOR 0, opcode in the low nibble");
+        assert_eq!(wire[8..12], 7u32.to_be_bytes());
+        assert_eq!(wire[12..], squid[12..]);
+        let cache = Fake::with(url, expiring_in(3600));
+        let wire = reply(&run(&req, &allow_all(), &cache));
+        let squid: &[u8] =
+            include_bytes!("../../fixtures/htcp/tst-response-hit-oldsquid-squid57.bin");
+        assert_eq!((wire[3], wire[6], wire[7]), (squid[3], squid[6], squid[7]));
+    }
+
+    #[test]
+    fn tst_without_rd_is_ignored_and_not_logged() {
+        let mut req = SQUID_TST.to_vec();
+        req[7] &= !0x02; // RD off
+        let d = run(
+            &req,
+            &allow_all(),
+            &Fake::with(SQUID_TST_URL, expiring_in(600)),
+        );
+        assert_eq!(
+            (d.dropped, d.log, d.answer),
+            (Some(Dropped::NoReplyWanted), None, None)
+        );
+    }
+
+    #[test]
+    fn htcp_access_denies_silently_but_logs_and_no_rules_deny() {
+        let cache = Fake::with(SQUID_TST_URL, expiring_in(600));
+        for text in [
+            "",
+            "acl far src 10.0.0.0/8\nhtcp_access allow far\nhtcp_access deny all\n",
+        ] {
+            let d = run(SQUID_TST, &config(text), &cache);
+            assert_eq!(
+                (d.log, d.answer.clone()),
+                (Some(ResultTag::UdpDenied), None),
+                "{text}"
+            );
+            assert!(reply(&d).is_empty());
+        }
+        let near = config("acl near src 127.0.10.0/24\nhtcp_access allow near\n");
+        assert_eq!(run(SQUID_TST, &near, &cache).log, Some(ResultTag::UdpHit));
+        // htcp_access is for TST: it does not let CLRs through.
+        let clr: &[u8] = include_bytes!("../../fixtures/htcp/clr-request-get-crafted.bin");
+        assert_eq!(run(clr, &near, &cache).log, Some(ResultTag::UdpDenied));
+    }
+
+    #[test]
+    fn head_tst_is_answered_from_the_get_object_and_other_methods_miss() {
+        let cache = Fake::with("http://a.test/x", expiring_in(600));
+        let mut out = Vec::new();
+        Message::tst_request(3, Specifier::new("HEAD", "http://a.test/x"))
+            .encode(&mut out)
+            .unwrap();
+        assert_eq!(run(&out, &allow_all(), &cache).log, Some(ResultTag::UdpHit));
+        out.clear();
+        Message::tst_request(3, Specifier::new("POST", "http://a.test/x"))
+            .encode(&mut out)
+            .unwrap();
+        assert_eq!(
+            run(&out, &allow_all(), &cache).log,
+            Some(ResultTag::UdpMiss)
+        );
+    }
+
+    #[test]
+    fn request_headers_tighten_freshness() {
+        let cache = Fake::with("http://a.test/x", expiring_in(600));
+        let at = |hdrs: &str| run(&tst("http://a.test/x", hdrs), &allow_all(), &cache).log;
+        assert_eq!(at(""), Some(ResultTag::UdpHit));
+        // Age 100 (+ 10 s margin) against max-age.
+        assert_eq!(
+            at("Cache-Control: max-age=110\r\n"),
+            Some(ResultTag::UdpHit)
+        );
+        assert_eq!(
+            at("Cache-Control: max-age=109\r\n"),
+            Some(ResultTag::UdpMiss)
+        );
+        assert_eq!(
+            at("Cache-Control: min-fresh=589\r\n"),
+            Some(ResultTag::UdpHit)
+        );
+        assert_eq!(
+            at("Cache-Control: min-fresh=590\r\n"),
+            Some(ResultTag::UdpMiss)
+        );
+        assert_eq!(at("Cache-Control: no-cache\r\n"), Some(ResultTag::UdpMiss));
+        // Headers that do not parse: a miss, as Squid.
+        assert_eq!(at("no colon here\r\n"), Some(ResultTag::UdpMiss));
+    }
+
+    #[test]
+    fn vary_picks_the_variant_of_the_request_headers() {
+        let url = "http://a.test/v";
+        let marker = VaryMarker {
+            fields: vec![HeaderName::from_static("accept-language")],
+            epoch: 5,
+        };
+        let mut cache = Fake::with(url, expiring_in(600));
+        cache
+            .markers
+            .insert(store_key(KeyMethod::Get, url.as_bytes()), marker.clone());
+        let mut en = HeaderMap::new();
+        en.insert("accept-language", "en".parse().unwrap());
+        cache.put(
+            KeyMethod::Get,
+            &marker.variant_url(url, &en),
+            expiring_in(600),
+        );
+        let at = |hdrs: &str| run(&tst(url, hdrs), &allow_all(), &cache).log;
+        assert_eq!(at("Accept-Language: en\r\n"), Some(ResultTag::UdpHit));
+        assert_eq!(at("Accept-Language: de\r\n"), Some(ResultTag::UdpMiss));
+        assert_eq!(
+            at("User-Agent: x\r\n"),
+            Some(ResultTag::UdpMiss),
+            "no language: another variant"
+        );
+        // No request headers at all (Squid's TST): the marker answers.
+        assert_eq!(at(""), Some(ResultTag::UdpHit));
+    }
+
+    #[test]
+    fn unusable_specifiers_are_logged_invalid_and_not_answered() {
+        for url in ["", "/obj/1", "not a url", "http://"] {
+            let d = run(&tst(url, ""), &allow_all(), &Fake::default());
+            assert_eq!(
+                (d.log, d.answer.clone()),
+                (Some(ResultTag::UdpInvalid), None),
+                "{url:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_datagrams_and_responses_are_dropped() {
+        let c = allow_all();
+        let cache = Fake::default();
+        let mut wrong_len = SQUID_TST.to_vec();
+        wrong_len[1] += 1;
+        let mut major = SQUID_TST.to_vec();
+        major[2] = 1;
+        for bad in [&b""[..], b"\x00\x04\x00", &wrong_len, &major] {
+            assert_eq!(run(bad, &c, &cache).dropped, Some(Dropped::Malformed));
+        }
+        for response in [
+            &include_bytes!("../../fixtures/htcp/tst-response-hit-squid57.bin")[..],
+            include_bytes!("../../fixtures/htcp/tst-response-miss-squid57.bin"),
+            include_bytes!("../../fixtures/htcp/clr-response-squid57.bin"),
+            include_bytes!("../../fixtures/htcp/clr-response-forwarded-bounce-squid57.bin"),
+        ] {
+            assert_eq!(
+                run(response, &c, &cache).dropped,
+                Some(Dropped::NotARequest)
+            );
+        }
+    }
+
+    #[test]
+    fn a_malformed_auth_section_is_ignored_as_squid_does() {
+        let mut req = SQUID_TST.to_vec();
+        req.truncate(req.len() - 2);
+        req.extend_from_slice(&[0, 9, 1, 2, 3]); // AUTH length 9, 3 bytes
+        let len = req.len() as u16;
+        req[..2].copy_from_slice(&len.to_be_bytes());
+        assert!(htcp::parse(&req).is_err());
+        let d = run(&req, &allow_all(), &Fake::default());
+        assert_eq!(d.log, Some(ResultTag::UdpMiss));
+    }
+
+    #[test]
+    fn clr_from_squid_naming_purge_removes_get_and_head() {
+        let url = "http://127.0.0.1:18080/obj/5k";
+        let cache = Fake::with(url, expiring_in(600));
+        cache.put(KeyMethod::Head, url, expiring_in(600));
+        let clr: &[u8] = include_bytes!("../../fixtures/htcp/clr-request-purge-squid57.bin");
+        let d = run(clr, &allow_all(), &cache);
+        assert_eq!(d.log, Some(ResultTag::UdpHit));
+        assert!(!cache.holds(KeyMethod::Get, url) && !cache.holds(KeyMethod::Head, url));
+        assert_eq!(d.answer, None, "Squid's CLRs want no reply");
+        assert_eq!(d.forward, Some(0));
+        // Again: nothing left.
+        assert_eq!(run(clr, &allow_all(), &cache).log, Some(ResultTag::UdpMiss));
+    }
+
+    #[test]
+    fn clr_with_rd_is_answered_like_squid() {
+        let url = "http://127.0.0.1:18080/obj/11k";
+        let clr: &[u8] = include_bytes!("../../fixtures/htcp/clr-request-get-crafted.bin");
+        let cache = Fake::with(url, expiring_in(600));
+        let d = run(clr, &allow_all(), &cache);
+        let squid: &[u8] = include_bytes!("../../fixtures/htcp/clr-response-squid57.bin");
+        assert_eq!(reply(&d), squid);
+        let d = run(clr, &allow_all(), &cache);
+        let wire = reply(&d);
+        let squid: &[u8] = include_bytes!("../../fixtures/htcp/clr-response-not-found-squid57.bin");
+        assert_eq!(wire[..8], squid[..8]);
+        assert_eq!(wire[12..], squid[12..]);
+    }
+
+    #[test]
+    fn mediawiki_head_clr_in_the_old_layout_purges_the_get_object() {
+        let url = "http://127.0.0.1:18191/obj/2k.a";
+        let cache = Fake::with(url, expiring_in(600));
+        let clr: &[u8] =
+            include_bytes!("../../fixtures/htcp/clr-request-mediawiki-head-crafted.bin");
+        let d = run(clr, &allow_all(), &cache);
+        assert_eq!((d.log, d.minor), (Some(ResultTag::UdpHit), 0));
+        assert!(!cache.holds(KeyMethod::Get, url));
+    }
+
+    #[test]
+    fn invalidation_clrs_purge_and_denied_ones_do_not() {
+        let url = "http://127.0.0.1:28180/obj/61k";
+        for fixture in [
+            &include_bytes!("../../fixtures/htcp/clr-request-post-squid57.bin")[..],
+            include_bytes!("../../fixtures/htcp/clr-request-delete-squid57.bin"),
+        ] {
+            let cache = Fake::with(url, expiring_in(600));
+            let d = run(fixture, &config(""), &cache);
+            assert_eq!((d.log, d.forward), (Some(ResultTag::UdpDenied), None));
+            assert!(cache.purged.borrow().is_empty() && cache.holds(KeyMethod::Get, url));
+            let d = run(fixture, &allow_all(), &cache);
+            assert_eq!(d.log, Some(ResultTag::UdpHit));
+            assert!(!cache.holds(KeyMethod::Get, url));
+        }
+    }
+
+    #[test]
+    fn clr_keys_by_method() {
+        let url = "http://a/";
+        let get = store_key(KeyMethod::Get, url.as_bytes());
+        let head = store_key(KeyMethod::Head, url.as_bytes());
+        for m in ["GET", "HEAD", "PURGE", "POST", "DELETE", "BREW"] {
+            assert_eq!(clr_keys(m, url), vec![get, head], "{m}");
+        }
+        assert_eq!(
+            clr_keys("OPTIONS", url),
+            vec![store_key(KeyMethod::Options, url.as_bytes())]
+        );
+    }
+
+    #[test]
+    fn nop_is_answered_and_mon_set_are_not_implemented() {
+        let c = allow_all();
+        let cache = Fake::default();
+        let request = |op| {
+            let m = Message {
+                minor: 1,
+                response: 0,
+                f1: true,
+                reserved: 0,
+                trans_id: 9,
+                op,
+                auth: htcp::Auth::None,
+            };
+            let mut out = Vec::new();
+            m.encode(&mut out).unwrap();
+            out
+        };
+        let d = run(&request(Op::NopRequest), &c, &cache);
+        let m = htcp::parse(&reply(&d)).unwrap().to_owned_op();
+        assert_eq!(m, (Opcode::Nop, 0, false, 9));
+        for op in [
+            Op::MonRequest { time: 30 },
+            Op::SetRequest(htcp::Identity::default()),
+        ] {
+            let d = run(&request(op), &c, &cache);
+            assert_eq!(d.log, None, "not logged, as in Squid");
+            let m = htcp::parse(&reply(&d)).unwrap().to_owned_op();
+            assert_eq!(
+                m,
+                (op.opcode(), 2, true, 9),
+                "MO set: opcode not implemented"
+            );
+        }
+        // Refused senders and RD=0 get nothing.
+        let d = run(&request(Op::NopRequest), &config(""), &cache);
+        assert_eq!(d.dropped, Some(Dropped::NoReplyWanted));
+    }
+
+    trait Summarise {
+        fn to_owned_op(&self) -> (Opcode, u8, bool, u32);
+    }
+
+    impl Summarise for Message<'_> {
+        fn to_owned_op(&self) -> (Opcode, u8, bool, u32) {
+            assert!(self.is_response());
+            (self.opcode(), self.response, self.f1, self.trans_id)
+        }
+    }
+
+    #[test]
+    fn clr_datagrams_name_get_and_head_in_the_peers_layout() {
+        let mut n = 0;
+        let wires = clr_datagrams("http://a/x", 0, false, false, || {
+            n += 1;
+            n
+        });
+        let methods: Vec<(String, u32, u8, bool)> = wires
+            .iter()
+            .map(|w| {
+                let m = htcp::parse(w).unwrap();
+                let Op::ClrRequest { specifier, .. } = m.op else {
+                    panic!()
+                };
+                (specifier.method.to_string(), m.trans_id, m.minor, m.f1)
+            })
+            .collect();
+        assert_eq!(
+            methods,
+            [("GET".into(), 1, 1, false), ("HEAD".into(), 2, 1, false)]
+        );
+        let old = clr_datagrams("http://a/x", 1, true, true, || 5);
+        assert!(old
+            .iter()
+            .all(|w| w[3] == 0 && w[6] == 0x04 && w[7] == 0x40));
+    }
+
+    #[test]
+    fn forward_targets_are_the_forward_clr_peers() {
+        let c = config(
+            "cache_peer 127.0.10.2 sibling 3128 4827 htcp=forward-clr\n\
+             cache_peer 127.0.10.3 sibling 3128 4828 htcp=forward-clr,oldsquid\n\
+             cache_peer 127.0.10.4 sibling 3128 4829 htcp\n\
+             cache_peer 127.0.10.5 sibling 3128 3130\n",
+        );
+        assert_eq!(
+            forward_targets(&c),
+            [
+                ForwardTarget {
+                    addr: "127.0.10.2:4827".parse().unwrap(),
+                    oldsquid: false
+                },
+                ForwardTarget {
+                    addr: "127.0.10.3:4828".parse().unwrap(),
+                    oldsquid: true
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn listen_addr_follows_htcp_port_and_udp_incoming_address() {
+        assert_eq!(listen_addr(&config("")), None);
+        assert_eq!(
+            listen_addr(&config("htcp_port 4827\nudp_incoming_address 127.0.10.2\n")),
+            Some("127.0.10.2:4827".parse().unwrap())
+        );
+    }
+
+    /// The exchange captured between a real Squid 5.7 and cuttle (a UDP
+    /// relay between them recorded it; Squid then logged SIBLING_HIT for
+    /// the found URL and HIER_DIRECT at once for the other): cuttle's
+    /// replies are in the shape Squid took, and deciding on Squid's
+    /// requests again gives the same bytes but the Age and date values.
+    #[test]
+    fn the_exchange_captured_with_squid_replays() {
+        let url = "http://127.0.10.1:18182/hit";
+        let tst: &[u8] = include_bytes!("../../fixtures/htcp/tst-request-squid57-to-cuttle.bin");
+        let hit: &[u8] = include_bytes!("../../fixtures/htcp/tst-response-hit-cuttle.bin");
+        let miss: &[u8] = include_bytes!("../../fixtures/htcp/tst-response-miss-cuttle.bin");
+        let clr: &[u8] =
+            include_bytes!("../../fixtures/htcp/clr-request-purge-squid57-to-cuttle.bin");
+        let q = htcp::parse(tst).unwrap();
+        let h = htcp::parse(hit).unwrap();
+        assert_eq!(
+            (h.trans_id, h.response, h.f1, h.minor),
+            (q.trans_id, 0, false, 1)
+        );
+        let Op::TstResponse(TstReply::Detail(d)) = h.op else {
+            panic!("{h:?}")
+        };
+        assert!(d.resp_hdrs.to_string().starts_with("Age: "));
+        assert!(d.entity_hdrs.to_string().starts_with("Expires: "));
+        // The miss Squid took: its own form, three empty fields.
+        let squid_miss: &[u8] = include_bytes!("../../fixtures/htcp/tst-response-miss-squid57.bin");
+        assert_eq!(
+            (&miss[..8], &miss[12..]),
+            (&squid_miss[..8], &squid_miss[12..])
+        );
+
+        let cache = Fake::with(url, expiring_in(600));
+        cache
+            .entries
+            .borrow_mut()
+            .values_mut()
+            .for_each(|s| s.times.last_modified = 0);
+        let again = reply(&run(tst, &allow_all(), &cache));
+        assert_eq!(again.len(), hit.len() + 2, "Age: 100 against Age: 5");
+        // MINOR, opcode, flags, transaction id; the lengths differ by 2.
+        assert_eq!((&again[2..4], &again[6..12]), (&hit[2..4], &hit[6..12]));
+        let d = run(clr, &allow_all(), &cache);
+        assert_eq!(
+            (d.method.as_str(), d.log),
+            ("PURGE", Some(ResultTag::UdpHit))
+        );
+        assert!(!cache.holds(KeyMethod::Get, url));
+    }
+}
