@@ -228,6 +228,7 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "icp_hit_stale" => onoff_setting(ctx, line, |c| &mut c.icp_hit_stale),
         "log_icp_queries" => onoff_setting(ctx, line, |c| &mut c.log_icp_queries),
         "offline_mode" => onoff_setting(ctx, line, |c| &mut c.offline_mode),
+        "query_icmp" => onoff_setting(ctx, line, |c| &mut c.query_icmp),
         "prefer_direct" => onoff_setting(ctx, line, |c| &mut c.prefer_direct),
         "nonhierarchical_direct" => onoff_setting(ctx, line, |c| &mut c.nonhierarchical_direct),
         "digest_generation" => onoff_setting(ctx, line, |c| &mut c.digest_generation),
@@ -344,6 +345,7 @@ fn is_typed(name: &str) -> bool {
         "icp_hit_stale",
         "log_icp_queries",
         "offline_mode",
+        "query_icmp",
         "prefer_direct",
         "nonhierarchical_direct",
         "digest_generation",
@@ -722,7 +724,7 @@ mod tests {
             "icp_query_timeout 20\ndead_peer_timeout  10 seconds\nmax_stale 1 month\nnegative_ttl 5 minutes\n\
              cache_mem 16384 MB\nmaximum_object_size 10240 MB           # 10GB\nicp_hit_stale on\n\
              prefer_direct disable\ncache_replacement_policy heap LFUDA\nvisible_hostname cache1.example.net\n\
-             mcast_groups 239.128.16.128\noffline_mode on\n",
+             mcast_groups 239.128.16.128\noffline_mode on\nquery_icmp on\n",
         );
         assert!(
             !l.has_errors() && l.warnings().count() == 0,
@@ -742,6 +744,8 @@ mod tests {
         assert_eq!(c.maximum_object_size.value, 10240 << 20);
         assert!(c.icp_hit_stale.value);
         assert!(c.offline_mode.value && !Config::default().offline_mode.value);
+        assert!(c.query_icmp.value && !Config::default().query_icmp.value);
+        assert_eq!(c.query_icmp.location, Some(Location::new("squid.conf", 13)));
         assert!(!c.prefer_direct.value && c.prefer_direct.is_set());
         assert_eq!(
             c.cache_replacement_policy.value,
