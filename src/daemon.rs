@@ -19,6 +19,7 @@ use crate::http::proxy::Proxy;
 use crate::http::server::{self, Listener};
 use crate::http::target::PortKind;
 use crate::peers::icp_server::{self, HitOnly, IcpServer, IcpServerStats};
+use crate::peers::netdb::NetDb;
 use crate::store::Store;
 
 /// Where the embedded default keeps its cache_dir and log: the first of
@@ -205,16 +206,20 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
     // ICP responder (icp_port): its own thread; see peers::icp_server.
     let icp_stats = Arc::new(IcpServerStats::default());
     let hit_only = Arc::new(HitOnly::default());
+    // Origin RTTs: DIRECT fetches write them, SRC_RTT answers read them.
+    let netdb = Arc::new(NetDb::default());
     let mut icp = Icp {
-        server: start_icp(&config, &store, &logger, &icp_stats, &hit_only)?,
+        server: start_icp(&config, &store, &logger, &icp_stats, &hit_only, &netdb)?,
         stats: icp_stats,
         hit_only,
+        netdb,
     };
     let proxy = Arc::new(Proxy::new(
         config,
         Arc::clone(&store),
         logger.clone(),
         Arc::clone(&icp.hit_only),
+        Arc::clone(&icp.netdb),
     ));
     let (proxy_tx, proxy_rx) = watch::channel(proxy);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -277,6 +282,7 @@ struct Icp {
     server: Option<IcpServer>,
     stats: Arc<IcpServerStats>,
     hit_only: Arc<HitOnly>,
+    netdb: Arc<NetDb>,
 }
 
 impl Icp {
@@ -294,7 +300,14 @@ impl Icp {
         if let Some(old) = self.server.take() {
             tokio::task::block_in_place(|| old.stop());
         }
-        match start_icp(config, store, logger, &self.stats, &self.hit_only) {
+        match start_icp(
+            config,
+            store,
+            logger,
+            &self.stats,
+            &self.hit_only,
+            &self.netdb,
+        ) {
             Ok(s) => self.server = s,
             Err(e) => eprintln!("cuttle: {e}; ICP is off until the next reload"),
         }
@@ -308,6 +321,7 @@ fn start_icp(
     logger: &Logger,
     stats: &Arc<IcpServerStats>,
     hit_only: &Arc<HitOnly>,
+    netdb: &Arc<NetDb>,
 ) -> Result<Option<IcpServer>, String> {
     let server = IcpServer::start(
         Arc::clone(config),
@@ -315,6 +329,7 @@ fn start_icp(
         logger.clone(),
         Arc::clone(stats),
         Arc::clone(hit_only),
+        Arc::clone(netdb),
     )
     .map_err(|e| {
         let at = config

@@ -29,9 +29,10 @@ use crate::caching::{
 };
 use crate::config::{AclData, Config, ForwardedFor};
 use crate::peers::icp_server::HitOnly;
+use crate::peers::netdb::NetDb;
 use crate::peers::select::{self as peer_select, Neighbours, SelectRequest, Source};
 use crate::store::{Hit, Key, Store, StoreError};
-use crate::upstream::{FetchError, Timeouts, Upstream};
+use crate::upstream::{FetchError, NewConnection, Timeouts, Upstream};
 use cuttle_protocol::key::{store_key, Method as KeyMethod};
 
 /// Everything a request needs; one per configuration (a reload makes a new
@@ -61,6 +62,8 @@ pub struct Proxy {
     /// Squid's failure ratio and hit-only mode, shared with the ICP
     /// responder: fed every forwarded request's outcome.
     hit_only: Arc<HitOnly>,
+    /// Origin RTTs, shared with the ICP responder: fed by DIRECT fetches.
+    netdb: Arc<NetDb>,
 }
 
 /// Squid's `X-Cache: HIT from NAME` and `X-Cache-Lookup: HIT from NAME:PORT`.
@@ -115,6 +118,7 @@ impl Proxy {
         store: Arc<Store>,
         logger: Logger,
         hit_only: Arc<HitOnly>,
+        netdb: Arc<NetDb>,
     ) -> Proxy {
         let timeouts = Timeouts {
             connect: config.connect_timeout.value,
@@ -124,6 +128,7 @@ impl Proxy {
         let neighbours = Arc::new(Neighbours::new(&config));
         Proxy {
             hit_only,
+            netdb,
             ..Proxy::assemble(
                 config,
                 store,
@@ -141,6 +146,7 @@ impl Proxy {
         let neighbours = Arc::new(self.neighbours.reconfigure(&config));
         Proxy {
             hit_only: Arc::clone(&self.hit_only),
+            netdb: Arc::clone(&self.netdb),
             ..Proxy::assemble(
                 config,
                 Arc::clone(&self.store),
@@ -218,8 +224,9 @@ impl Proxy {
             logger,
             timeouts,
             refreshing,
-            // The callers put in the shared one.
+            // The callers put in the shared ones.
             hit_only: Arc::default(),
+            netdb: Arc::default(),
         }
     }
 
@@ -694,6 +701,12 @@ impl Proxy {
                 Ok(_) => self.neighbours.note_connect(id, true),
                 Err(FetchError::Connect { .. }) => self.neighbours.note_connect(id, false),
                 Err(_) => {}
+            }
+        } else if let Ok((resp, addr)) = &sent {
+            // DIRECT on a new connection: its handshake timed the origin.
+            if let Some(c) = resp.extensions().get::<NewConnection>() {
+                self.netdb
+                    .note_connect(&source.host, addr.ip(), c.handshake);
             }
         }
         let (resp, addr) = sent?;
