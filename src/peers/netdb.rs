@@ -524,6 +524,36 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_read_alongside_a_writer_is_never_torn() {
+        // The writer keeps all four words equal; a read that mixed two
+        // writes would show different ones.
+        let slot: Arc<Slot<4>> = Arc::default();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (slot, done) = (Arc::clone(&slot), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    i += 1;
+                    slot.write(|_| Some([i; 4]));
+                }
+            })
+        };
+        let mut whole = 0u32;
+        for _ in 0..2_000_000 {
+            if let Some(w) = slot.read() {
+                assert!(w.iter().all(|&x| x == w[0]), "torn read: {w:?}");
+                if w[0] != 0 {
+                    whole += 1;
+                }
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        writer.join().expect("writer");
+        assert!(whole > 0, "no read ever completed");
+    }
+
+    #[test]
     fn concurrent_writers_and_readers_see_whole_entries() {
         // Each writer keeps one host on its own network with a constant
         // RTT, so any answer that mixes two entries would show a wrong
