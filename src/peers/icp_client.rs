@@ -51,7 +51,8 @@ pub struct Reply {
 pub struct Replies {
     /// The first peer to answer HIT ("first HIT wins").
     pub hit: Option<PeerId>,
-    /// The parent whose MISS came first (by weighted time).
+    /// The parent whose MISS came first (by weighted time). Like the
+    /// closest, set even when the wait then timed out; selection decides.
     pub first_parent_miss: Option<PeerId>,
     /// The parent whose MISS reported the smallest origin RTT (SRC_RTT,
     /// `query_icmp on`).

@@ -22,7 +22,11 @@
 //! CLOSEST_PARENT_MISS (squid-spec 3.2): with `query_icmp on`, a parent
 //! whose ICP MISS reported the smallest origin RTT (SRC_RTT) is the next
 //! source, before the first parent to answer (FIRST_PARENT_MISS); see
-//! [`super::icp_client::ParentMisses`].
+//! [`super::icp_client::ParentMisses`]. Neither is used when the wait ran
+//! out: Squid 5.7 then skips the replies that did arrive and goes on with
+//! the parent algorithms, logged with the TIMEOUT_ prefix (seen: a parent
+//! that answered MISS with SRC_RTT while another stayed silent gave
+//! `TIMEOUT_FIRSTUP_PARENT/<first parent in config order>`).
 //!
 //! Not implemented: cache digests, and the decisions Squid takes from its
 //! own NetDB: CLOSEST_PARENT (no queries), CLOSEST_DIRECT (the origin
@@ -482,6 +486,8 @@ pub fn select(
                     _ => HierarchyCode::SiblingHit,
                 };
                 add(&mut sources, id, code);
+            } else if r.timed_out {
+                // Squid 5.7 reads no MISS after a timeout (see the module doc).
             } else if let Some(id) = r.closest_parent_miss {
                 add(&mut sources, id, HierarchyCode::ClosestParentMiss);
             } else if let Some(id) = r.first_parent_miss {
@@ -839,25 +845,41 @@ mod tests {
     }
 
     #[test]
-    fn first_parent_miss_leads_when_no_hit() {
-        let r = replies(None, Some(2), true);
+    fn first_parent_miss_leads_when_no_hit_unless_the_wait_timed_out() {
         let c = config(MESH);
         let t = table(&c);
-        let s = select(
-            &t,
-            &HashParents::new(&t),
-            &c,
-            &get(),
-            Direct::Maybe,
-            Some(&r),
-            Instant::now(),
-        );
-        assert!(s.timed_out);
+        let run = |r: &Replies| {
+            select(
+                &t,
+                &HashParents::new(&t),
+                &c,
+                &get(),
+                Direct::Maybe,
+                Some(r),
+                Instant::now(),
+            )
+        };
+        let s = run(&replies(None, Some(2), false));
+        assert!(!s.timed_out);
         assert_eq!(
             codes(&s),
             vec![
                 "FIRST_PARENT_MISS/127.0.0.4",
                 "FIRSTUP_PARENT/127.0.0.3",
+                "HIER_DIRECT/example.test"
+            ]
+        );
+        // Timed out: the MISSes that came are not used (Squid 5.7, seen),
+        // for a closest parent neither; the list is logged TIMEOUT_.
+        let mut late = replies(None, Some(2), true);
+        late.closest_parent_miss = Some(2);
+        let s = run(&late);
+        assert!(s.timed_out);
+        assert_eq!(
+            codes(&s),
+            vec![
+                "FIRSTUP_PARENT/127.0.0.3",
+                "ANY_OLD_PARENT/127.0.0.4",
                 "HIER_DIRECT/example.test"
             ]
         );
