@@ -1678,12 +1678,12 @@ mod tests {
     #[tokio::test]
     async fn query_icmp_asks_v2_parents_for_their_rtt_and_the_closest_leads() {
         use tokio::net::UdpSocket;
-        let a = UdpSocket::bind("127.0.8.21:0").await.expect("bind");
-        let b = UdpSocket::bind("127.0.8.22:0").await.expect("bind");
+        let a = UdpSocket::bind("127.0.8.41:0").await.expect("bind");
+        let b = UdpSocket::bind("127.0.8.42:0").await.expect("bind");
         let text = format!(
             "query_icmp on\nicp_query_timeout 5000\n\
-             cache_peer 127.0.8.21 parent 3128 {} name=a\n\
-             cache_peer 127.0.8.22 parent 3128 {} name=b\n",
+             cache_peer 127.0.8.41 parent 3128 {} name=a\n\
+             cache_peer 127.0.8.42 parent 3128 {} name=b\n",
             a.local_addr().expect("addr").port(),
             b.local_addr().expect("addr").port()
         );
@@ -1714,7 +1714,7 @@ mod tests {
             Some(&asked),
             Instant::now(),
         );
-        assert_eq!(codes(&s)[0], "CLOSEST_PARENT_MISS/127.0.8.22");
+        assert_eq!(codes(&s)[0], "CLOSEST_PARENT_MISS/127.0.8.42");
         // Round 2: a answered version 3, so it is no longer asked.
         let targets = to_ping(&n.table, &c, &req, 0, Instant::now());
         let (_, [qa, qb]) = tokio::join!(

@@ -550,6 +550,7 @@ impl PeerTable {
         }
         p.state().probing = false;
         if ok {
+            tracing::debug!(peer = %p.config.name, "TCP probe succeeded");
             self.note_tcp_success(id);
         } else {
             tracing::debug!(peer = %p.config.name, "TCP probe failed");
