@@ -21,6 +21,7 @@ use crate::http::server::{self, Listener};
 use crate::http::target::PortKind;
 use crate::peers::htcp_server::{self, HtcpServer, HtcpServerStats};
 use crate::peers::icp_server::{self, HitOnly, IcpServer, IcpServerStats};
+use crate::peers::netdb::NetDb;
 use crate::store::Store;
 
 /// Where the embedded default keeps its cache_dir and log: the first of
@@ -208,16 +209,20 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
     // ICP responder (icp_port): its own thread; see peers::icp_server.
     let icp_stats = Arc::new(IcpServerStats::default());
     let hit_only = Arc::new(HitOnly::default());
+    // Origin RTTs: DIRECT fetches write them, SRC_RTT answers read them.
+    let netdb = Arc::new(NetDb::default());
     let mut icp = Icp {
-        server: start_icp(&config, &store, &logger, &icp_stats, &hit_only)?,
+        server: start_icp(&config, &store, &logger, &icp_stats, &hit_only, &netdb)?,
         stats: icp_stats,
         hit_only,
+        netdb,
     };
     let proxy = Arc::new(Proxy::new(
         config,
         Arc::clone(&store),
         logger.clone(),
         Arc::clone(&icp.hit_only),
+        Arc::clone(&icp.netdb),
     ));
     // HTCP responder (htcp_port): its own thread; see peers::htcp_server.
     let mut htcp = Htcp {
@@ -291,6 +296,7 @@ struct Icp {
     server: Option<IcpServer>,
     stats: Arc<IcpServerStats>,
     hit_only: Arc<HitOnly>,
+    netdb: Arc<NetDb>,
 }
 
 impl Icp {
@@ -308,7 +314,14 @@ impl Icp {
         if let Some(old) = self.server.take() {
             tokio::task::block_in_place(|| old.stop());
         }
-        match start_icp(config, store, logger, &self.stats, &self.hit_only) {
+        match start_icp(
+            config,
+            store,
+            logger,
+            &self.stats,
+            &self.hit_only,
+            &self.netdb,
+        ) {
             Ok(s) => self.server = s,
             Err(e) => eprintln!("cuttle: {e}; ICP is off until the next reload"),
         }
@@ -322,6 +335,7 @@ fn start_icp(
     logger: &Logger,
     stats: &Arc<IcpServerStats>,
     hit_only: &Arc<HitOnly>,
+    netdb: &Arc<NetDb>,
 ) -> Result<Option<IcpServer>, String> {
     let server = IcpServer::start(
         Arc::clone(config),
@@ -329,6 +343,7 @@ fn start_icp(
         logger.clone(),
         Arc::clone(stats),
         Arc::clone(hit_only),
+        Arc::clone(netdb),
     )
     .map_err(|e| {
         let at = config

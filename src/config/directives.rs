@@ -228,6 +228,7 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "icp_hit_stale" => onoff_setting(ctx, line, |c| &mut c.icp_hit_stale),
         "log_icp_queries" => onoff_setting(ctx, line, |c| &mut c.log_icp_queries),
         "offline_mode" => onoff_setting(ctx, line, |c| &mut c.offline_mode),
+        "query_icmp" => onoff_setting(ctx, line, |c| &mut c.query_icmp),
         "prefer_direct" => onoff_setting(ctx, line, |c| &mut c.prefer_direct),
         "nonhierarchical_direct" => onoff_setting(ctx, line, |c| &mut c.nonhierarchical_direct),
         "forward_max_tries" => count_setting(ctx, line, |c| &mut c.forward_max_tries),
@@ -346,6 +347,7 @@ fn is_typed(name: &str) -> bool {
         "icp_hit_stale",
         "log_icp_queries",
         "offline_mode",
+        "query_icmp",
         "prefer_direct",
         "nonhierarchical_direct",
         "forward_max_tries",
@@ -740,7 +742,7 @@ mod tests {
             "icp_query_timeout 20\ndead_peer_timeout  10 seconds\nmax_stale 1 month\nnegative_ttl 5 minutes\n\
              cache_mem 16384 MB\nmaximum_object_size 10240 MB           # 10GB\nicp_hit_stale on\n\
              prefer_direct disable\ncache_replacement_policy heap LFUDA\nvisible_hostname cache1.example.net\n\
-             mcast_groups 239.128.16.128\noffline_mode on\nforward_max_tries 3\nretry_on_error on\n",
+             mcast_groups 239.128.16.128\noffline_mode on\nquery_icmp on\nforward_max_tries 3\nretry_on_error on\n",
         );
         assert!(
             !l.has_errors() && l.warnings().count() == 0,
@@ -763,6 +765,8 @@ mod tests {
         assert_eq!(c.forward_max_tries.value, 3);
         assert_eq!(Config::default().forward_max_tries.value, 25);
         assert!(c.retry_on_error.value && !Config::default().retry_on_error.value);
+        assert!(c.query_icmp.value && !Config::default().query_icmp.value);
+        assert_eq!(c.query_icmp.location, Some(Location::new("squid.conf", 13)));
         assert!(!c.prefer_direct.value && c.prefer_direct.is_set());
         assert_eq!(
             c.cache_replacement_policy.value,

@@ -223,6 +223,10 @@ pub struct Config {
     /// served as TCP_OFFLINE_HIT); the ICP responder answers misses
     /// MISS_NOFETCH.
     pub offline_mode: Setting<bool>,
+    /// `query_icmp`: ask ICP peers for their RTT to the origin (SRC_RTT)
+    /// and send a miss to the parent that reports the smallest one
+    /// (CLOSEST_PARENT_MISS).
+    pub query_icmp: Setting<bool>,
     pub prefer_direct: Setting<bool>,
     pub nonhierarchical_direct: Setting<bool>,
     /// `forward_max_tries`: at most this many sources are tried for one
@@ -319,6 +323,7 @@ impl Default for Config {
             icp_hit_stale: Setting::default_value(false),
             log_icp_queries: Setting::default_value(true),
             offline_mode: Setting::default_value(false),
+            query_icmp: Setting::default_value(false),
             prefer_direct: Setting::default_value(false),
             nonhierarchical_direct: Setting::default_value(true),
             forward_max_tries: Setting::default_value(25),

@@ -107,6 +107,9 @@ pub struct CachePeer {
     pub proxy_only: bool,
     pub no_query: bool,
     pub no_digest: bool,
+    /// `closest-only`: an ICP MISS makes this parent the next source only
+    /// as the closest parent (SRC_RTT, CLOSEST_PARENT_MISS), never as the
+    /// first to answer (FIRST_PARENT_MISS).
     pub closest_only: bool,
     pub background_ping: bool,
     pub round_robin: bool,

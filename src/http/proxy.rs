@@ -34,11 +34,12 @@ use crate::caching::{
 use crate::config::{AclData, Config, ForwardedFor};
 use crate::peers::htcp_client::ClrTrigger;
 use crate::peers::icp_server::HitOnly;
+use crate::peers::netdb::NetDb;
 use crate::peers::select::{
     self as peer_select, ClientCredentials, ConnGuard, Neighbours, SelectRequest,
 };
 use crate::store::{Hit, Key, Store, StoreError};
-use crate::upstream::{FetchError, Timeouts, Upstream};
+use crate::upstream::{FetchError, NewConnection, Timeouts, Upstream};
 use cuttle_protocol::key::{store_key, Method as KeyMethod};
 
 /// Everything a request needs; one per configuration (a reload makes a new
@@ -70,6 +71,8 @@ pub struct Proxy {
     hit_only: Arc<HitOnly>,
     /// Vary markers met, for the HTCP responder (see [`KnownMarkers`]).
     known_markers: Arc<KnownMarkers>,
+    /// Origin RTTs, shared with the ICP responder: fed by DIRECT fetches.
+    netdb: Arc<NetDb>,
 }
 
 /// Squid's `X-Cache: HIT from NAME` and `X-Cache-Lookup: HIT from NAME:PORT`.
@@ -124,6 +127,7 @@ impl Proxy {
         store: Arc<Store>,
         logger: Logger,
         hit_only: Arc<HitOnly>,
+        netdb: Arc<NetDb>,
     ) -> Proxy {
         let timeouts = Timeouts {
             connect: config.connect_timeout.value,
@@ -133,6 +137,7 @@ impl Proxy {
         let neighbours = Arc::new(Neighbours::new(&config));
         Proxy {
             hit_only,
+            netdb,
             ..Proxy::assemble(
                 config,
                 store,
@@ -151,6 +156,7 @@ impl Proxy {
         Proxy {
             hit_only: Arc::clone(&self.hit_only),
             known_markers: Arc::clone(&self.known_markers),
+            netdb: Arc::clone(&self.netdb),
             ..Proxy::assemble(
                 config,
                 Arc::clone(&self.store),
@@ -233,6 +239,7 @@ impl Proxy {
             // The callers put in the shared ones.
             hit_only: Arc::default(),
             known_markers: Arc::default(),
+            netdb: Arc::default(),
         }
     }
 
@@ -859,6 +866,12 @@ impl Proxy {
                 Ok(_) => self.neighbours.note_connect(id, true),
                 Err(FetchError::Connect { .. }) => self.neighbours.note_connect(id, false),
                 Err(_) => {}
+            }
+        } else if let Ok((resp, addr)) = &sent {
+            // DIRECT on a new connection: its handshake timed the origin.
+            if let Some(c) = resp.extensions().get::<NewConnection>() {
+                self.netdb
+                    .note_connect(&source.host, addr.ip(), c.handshake);
             }
         }
         let (resp, addr) = sent?;

@@ -444,6 +444,9 @@ fn handle_reply(
             peer: p.peer,
             opcode,
             rtt,
+            // Squid never reads Cache-to-Origin back (squid-spec 2.5): HTCP
+            // never makes a closest parent.
+            src_rtt: None,
         });
         return;
     }

@@ -11,6 +11,17 @@
 //! query waits for as many of them as the group's average count; the
 //! count itself is a separate probe ([`IcpClient::count_group`]) that
 //! waits mcast_icp_query_timeout (squid-spec 1.9).
+//!
+//! SRC_RTT (squid-spec 1.3, 1.6): with `query_icmp on`, a query to a peer
+//! whose last reply was version 2 (a new peer counts as 2) sets
+//! ICP_FLAG_SRC_RTT. A parent's MISS or DECHO carrying the flag reports
+//! its RTT to the origin (low 16 bits of the option data; hops in the high
+//! 16): the parent with the smallest non-zero RTT becomes the closest
+//! parent miss, ties to the first to answer, 0xFFFF included, as Squid 5.7
+//! chooses (seen). A `closest-only` parent, and any parent answering once
+//! a closest one is known, never becomes the first parent miss
+//! ([`ParentMisses`]). Squid also files each reported RTT in its NetDB
+//! under the parent (for CLOSEST_PARENT without queries); cuttle does not.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -22,8 +33,9 @@ use cuttle_protocol::icp::{self, Message, Opcode};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::netdb::SrcRtt;
 use super::table::{mcast_replies_expected, query_timeout, PeerId, PeerTable};
-use crate::config::PeerType;
+use crate::config::{CachePeer, PeerType};
 
 /// One reply that matched a query in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +44,8 @@ pub struct Reply {
     pub opcode: Opcode,
     /// From sending the queries to receiving this reply.
     pub rtt: Duration,
+    /// The reply carried ICP_FLAG_SRC_RTT: the peer's RTT to the origin.
+    pub src_rtt: Option<SrcRtt>,
 }
 
 /// What a round of queries brought back.
@@ -39,8 +53,12 @@ pub struct Reply {
 pub struct Replies {
     /// The first peer to answer HIT ("first HIT wins").
     pub hit: Option<PeerId>,
-    /// The parent whose MISS came first (by weighted time).
+    /// The parent whose MISS came first (by weighted time). Like the
+    /// closest, set even when the wait then timed out; selection decides.
     pub first_parent_miss: Option<PeerId>,
+    /// The parent whose MISS reported the smallest origin RTT (SRC_RTT,
+    /// `query_icmp on`).
+    pub closest_parent_miss: Option<PeerId>,
     /// The wait ended by timeout rather than by all expected replies (or a HIT).
     pub timed_out: bool,
     /// Every matched reply, in arrival order.
@@ -195,12 +213,18 @@ impl IcpClient {
         let now = Instant::now();
         let reqnum = self.next_reqnum();
         let mut datagram = Vec::new();
-        if Message::query(reqnum, url.as_bytes())
-            .encode(&mut datagram)
-            .is_err()
-        {
+        let mut query = Message::query(reqnum, url.as_bytes());
+        if query.encode(&mut datagram).is_err() {
             // A URL ICP cannot carry (NUL inside, too long): nothing asked.
             return Replies::default();
+        }
+        // The same query asking for the origin RTT, for the peers that get it.
+        let mut asking_rtt = Vec::new();
+        if table.query_icmp {
+            query.options = icp::Options(icp::Options::SRC_RTT);
+            if query.encode(&mut asking_rtt).is_err() {
+                asking_rtt.clear();
+            }
         }
         let is_group = |id: PeerId| {
             table
@@ -256,7 +280,12 @@ impl IcpClient {
             } else {
                 table.note_query_sent(*id, now);
             }
-            match self.socket.send_to(&datagram, addr).await {
+            let wire = if asks_src_rtt(table, p) && !asking_rtt.is_empty() {
+                &asking_rtt
+            } else {
+                &datagram
+            };
+            match self.socket.send_to(wire, addr).await {
                 Ok(_) => {
                     sent += 1;
                     self.counters.queries_sent.fetch_add(1, Ordering::Relaxed);
@@ -277,7 +306,7 @@ impl IcpClient {
         if expected > 0 {
             let deadline = tokio::time::Instant::from_std(now) + timeout;
             let mut counted = 0usize;
-            let mut best_parent: Option<(PeerId, u64)> = None;
+            let mut misses = ParentMisses::default();
             loop {
                 let reply = match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Ok(Some(r)) => r,
@@ -300,14 +329,8 @@ impl IcpClient {
                         break;
                     }
                     Opcode::Miss | Opcode::Decho if peer_type == PeerType::Parent => {
-                        if let Some(p) = table.get(reply.peer).filter(|p| !p.config.closest_only) {
-                            let base = p.config.basetime.as_millis() as u64;
-                            let w = ((reply.rtt.as_millis() as u64).saturating_sub(base)
-                                / u64::from(p.config.weight.max(1)))
-                            .max(1);
-                            if best_parent.is_none_or(|(_, bw)| w < bw) {
-                                best_parent = Some((reply.peer, w));
-                            }
+                        if let Some(p) = table.get(reply.peer) {
+                            misses.note(&reply, &p.config, table.query_icmp);
                         }
                     }
                     _ => {}
@@ -319,7 +342,8 @@ impl IcpClient {
                     break;
                 }
             }
-            out.first_parent_miss = best_parent.map(|(id, _)| id);
+            out.first_parent_miss = misses.first.map(|(id, _)| id);
+            out.closest_parent_miss = misses.closest.map(|(id, _)| id);
         }
         lock(&self.pending).remove(&reqnum);
         out
@@ -535,7 +559,16 @@ fn handle_reply(
         let rtt = received.saturating_duration_since(p.sent_at);
         table.note_rtt(peer, rtt);
         counters.replies_matched.fetch_add(1, Ordering::Relaxed);
-        let _ = p.tx.send(Reply { peer, opcode, rtt });
+        let src_rtt = msg.options.src_rtt().then(|| {
+            let (rtt_ms, hops) = icp::split_src_rtt(msg.option_data);
+            SrcRtt { rtt_ms, hops }
+        });
+        let _ = p.tx.send(Reply {
+            peer,
+            opcode,
+            rtt,
+            src_rtt,
+        });
         return;
     }
     drop(map);
@@ -549,6 +582,49 @@ fn handle_reply(
         }
         None => {
             counters.from_non_peer.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether a query to `peer` sets ICP_FLAG_SRC_RTT: `query_icmp on` and
+/// the peer's last reply was version 2 (Squid stops asking a peer that
+/// answered version 3; a peer not heard yet counts as version 2).
+fn asks_src_rtt(table: &PeerTable, peer: &super::table::Peer) -> bool {
+    table.query_icmp && peer.state().icp_version == 2
+}
+
+/// Squid's handleIcpParentMiss over one round of queries (squid-spec 1.3,
+/// 1.6): fed every MISS or DECHO from a peer that is a parent for the URL,
+/// in arrival order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParentMisses {
+    /// The parent that reported the smallest non-zero origin RTT, and it.
+    pub closest: Option<(PeerId, u16)>,
+    /// The parent whose MISS came first by weighted time, and that time:
+    /// max(1, (ms since the queries went out - basetime) / weight).
+    pub first: Option<(PeerId, u64)>,
+}
+
+impl ParentMisses {
+    /// One parent's MISS (or DECHO). Its RTT report counts only with
+    /// `query_icmp` on; a smaller one replaces the closest, a tie keeps the
+    /// earlier. It is a first-parent-miss candidate unless it is
+    /// `closest-only` or a closest parent is known by now.
+    pub fn note(&mut self, reply: &Reply, parent: &CachePeer, query_icmp: bool) {
+        if let Some(r) = reply.src_rtt.filter(|_| query_icmp) {
+            if r.rtt_ms != 0 && self.closest.is_none_or(|(_, best)| r.rtt_ms < best) {
+                self.closest = Some((reply.peer, r.rtt_ms));
+            }
+        }
+        if parent.closest_only || self.closest.is_some() {
+            return;
+        }
+        let base = parent.basetime.as_millis() as u64;
+        let w = ((reply.rtt.as_millis() as u64).saturating_sub(base)
+            / u64::from(parent.weight.max(1)))
+        .max(1);
+        if self.first.is_none_or(|(_, best)| w < best) {
+            self.first = Some((reply.peer, w));
         }
     }
 }
@@ -592,6 +668,116 @@ mod tests {
         // address, and fail like the documentation address below.
         set_multicast_if_v4(&s, Ipv4Addr::LOCALHOST).expect("lo's address");
         assert!(set_multicast_if_v4(&s, Ipv4Addr::new(192, 0, 2, 1)).is_err());
+    }
+
+    fn parent(options: &str) -> CachePeer {
+        let text = format!("cache_peer 127.0.8.50 parent 3128 3130 {options}\n");
+        let loaded = crate::config::load_str_sandboxed(&text, "test");
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        loaded.config.cache_peers[0].value.clone()
+    }
+
+    /// A MISS from `peer` after `ms`, with SRC_RTT option data when given.
+    fn miss(peer: PeerId, ms: u64, option_data: Option<u32>) -> Reply {
+        Reply {
+            peer,
+            opcode: Opcode::Miss,
+            rtt: Duration::from_millis(ms),
+            src_rtt: option_data.map(|d| {
+                let (rtt_ms, hops) = icp::split_src_rtt(d);
+                SrcRtt { rtt_ms, hops }
+            }),
+        }
+    }
+
+    /// The round's (closest, first) after these replies, in this order.
+    fn round(
+        replies: &[(Reply, &CachePeer)],
+        query_icmp: bool,
+    ) -> (Option<PeerId>, Option<PeerId>) {
+        let mut m = ParentMisses::default();
+        for (r, p) in replies {
+            m.note(r, p, query_icmp);
+        }
+        (m.closest.map(|c| c.0), m.first.map(|f| f.0))
+    }
+
+    // Each case below is one Squid 5.7 was seen to decide (two fake
+    // parents answering a child with query_icmp on).
+
+    #[test]
+    fn the_smallest_reported_rtt_is_the_closest_whatever_the_order_or_hops() {
+        let p = parent("");
+        // rtt 5 first, rtt 3 later: the later one.
+        let r = [(miss(1, 1, Some(5)), &p), (miss(2, 2, Some(3)), &p)];
+        assert_eq!(round(&r, true).0, Some(2));
+        // hops (high half) do not count: rtt 2 with hops 0xFFFF beats 3.
+        let r = [
+            (miss(2, 1, Some(3)), &p),
+            (miss(1, 2, Some(0xFFFF_0002)), &p),
+        ];
+        assert_eq!(round(&r, true).0, Some(1));
+        // 0xFFFF is an RTT like any other (Squid chose that parent).
+        let r = [(miss(2, 1, None), &p), (miss(1, 2, Some(0xFFFF)), &p)];
+        assert_eq!(round(&r, true), (Some(1), Some(2)));
+        // A tie keeps the first to answer.
+        for (a, b) in [(1, 2), (2, 1)] {
+            let r = [(miss(a, 1, Some(1)), &p), (miss(b, 2, Some(1)), &p)];
+            assert_eq!(round(&r, true).0, Some(a));
+        }
+    }
+
+    #[test]
+    fn no_closest_without_a_flagged_nonzero_rtt_or_with_query_icmp_off() {
+        let p = parent("");
+        // The flag with rtt 0 (hops 1): no closest; the first to answer is
+        // the first parent miss.
+        let r = [(miss(1, 1, Some(0x0001_0000)), &p), (miss(2, 2, None), &p)];
+        assert_eq!(round(&r, true), (None, Some(1)));
+        // Option data without the flag never gets here (no src_rtt).
+        let r = [(miss(1, 1, None), &p), (miss(2, 2, None), &p)];
+        assert_eq!(round(&r, true), (None, Some(1)));
+        // query_icmp off: a reported RTT is ignored.
+        let r = [(miss(2, 1, None), &p), (miss(1, 2, Some(1)), &p)];
+        assert_eq!(round(&r, false), (None, Some(2)));
+    }
+
+    #[test]
+    fn once_a_closest_parent_is_known_later_misses_are_not_first() {
+        let p = parent("");
+        // Flagged first: it is the closest; the later plain MISS is not
+        // made the first parent miss.
+        let r = [(miss(1, 1, Some(4)), &p), (miss(2, 2, None), &p)];
+        assert_eq!(round(&r, true), (Some(1), None));
+        // A first parent miss from before stays (selection prefers the
+        // closest anyway).
+        let r = [(miss(1, 1, None), &p), (miss(2, 2, Some(9)), &p)];
+        assert_eq!(round(&r, true), (Some(2), Some(1)));
+    }
+
+    #[test]
+    fn closest_only_parents_are_never_the_first_parent_miss() {
+        let only = parent("closest-only");
+        let plain = parent("");
+        let r = [(miss(1, 1, None), &only), (miss(2, 2, None), &plain)];
+        assert_eq!(round(&r, true), (None, Some(2)));
+        let r = [(miss(1, 1, None), &only), (miss(2, 2, None), &only)];
+        assert_eq!(round(&r, true), (None, None));
+        // ... but one may be the closest.
+        let r = [(miss(2, 1, None), &only), (miss(1, 2, Some(4)), &only)];
+        assert_eq!(round(&r, true), (Some(1), None));
+    }
+
+    #[test]
+    fn first_parent_miss_time_is_weighted() {
+        // 30 ms / weight 3 = 10 beats 20 ms / 1; basetime comes off first.
+        let heavy = parent("weight=3");
+        let plain = parent("");
+        let r = [(miss(1, 20, None), &plain), (miss(2, 30, None), &heavy)];
+        assert_eq!(round(&r, false).1, Some(2));
+        let based = parent("basetime=15");
+        let r = [(miss(1, 10, None), &plain), (miss(2, 20, None), &based)];
+        assert_eq!(round(&r, false).1, Some(2), "max(1, 20 - 15) < 10");
     }
 
     #[tokio::test]

@@ -26,9 +26,13 @@
 //! | hit-only mode ([`HitOnly`]: the failure ratio tripped) or `offline_mode on` | MISS_NOFETCH |
 //! | otherwise | MISS |
 //!
-//! Replies are version 2, echo the reqnum and the query's URL byte for byte
-//! and carry no options (cuttle has no NetDB for SRC_RTT). HIT_OBJ is never
-//! sent. Squid's "cutoff" (silence towards a sender that gets more than
+//! Replies are version 2 and echo the reqnum and the query's URL byte for
+//! byte. A version-2 query with ICP_FLAG_SRC_RTT gets its HIT, MISS or
+//! MISS_NOFETCH with the flag and option data `(hops << 16) | rtt_ms` when
+//! the [`NetDb`] knows the URL's host (cuttle fetched from it directly);
+//! otherwise, and for DENIED, ERR and version-3 queries, no options: what
+//! Squid 5.7 answers (squid-spec 1.3, 1.10; DENIED and ERR seen). HIT_OBJ
+//! is never sent. Squid's "cutoff" (silence towards a sender that gets more than
 //! 95 % DENIED) is not implemented: such a sender keeps getting DENIED.
 //!
 //! Freshness from the index alone: `Times::expires` is the expiry computed
@@ -50,6 +54,7 @@ use cuttle_protocol::icp::{self, Body, Message, Opcode, Options, Version};
 use cuttle_protocol::key::{store_key, Method as KeyMethod};
 use cuttle_protocol::{ErrorKind, Text};
 
+use super::netdb::{NetDb, SrcRtt};
 use crate::access::{self, Verdict};
 use crate::access_log::{LineBatch, Logger, ResultTag};
 use crate::caching::is_fresh;
@@ -241,6 +246,9 @@ pub struct Reply<'d> {
     /// The query was a QUERY with a usable URL (what the log line's ACLs
     /// can look at); false for ERR.
     pub well_formed: bool,
+    /// Sent as ICP_FLAG_SRC_RTT and its option data: the query asked and
+    /// the NetDB knows the host.
+    pub src_rtt: Option<SrcRtt>,
 }
 
 impl Reply<'_> {
@@ -248,11 +256,15 @@ impl Reply<'_> {
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), cuttle_protocol::Error> {
         let body =
             Body::url_only(self.opcode, Text(&self.url)).unwrap_or(Body::Err { url: Text(b"") });
+        let (options, option_data) = match self.src_rtt {
+            Some(r) => (Options(Options::SRC_RTT), r.option_data()),
+            None => (Options::default(), 0),
+        };
         Message {
             version: Version::V2,
             reqnum: self.reqnum,
-            options: Options::default(),
-            option_data: 0,
+            options,
+            option_data,
             sender: Ipv4Addr::UNSPECIFIED,
             body,
         }
@@ -284,6 +296,8 @@ pub struct Facts<'a> {
     /// Unix seconds.
     pub now: u64,
     pub hit_only: bool,
+    /// Origin RTTs for SRC_RTT answers (`None`: nothing known).
+    pub netdb: Option<&'a NetDb>,
 }
 
 /// Decides the answer to `datagram` from `from`. `peek` is the store's
@@ -309,6 +323,7 @@ pub fn decide<'d>(
             reqnum,
             url,
             well_formed: false,
+            src_rtt: None,
         })
     };
     if url.is_empty() {
@@ -324,12 +339,13 @@ pub fn decide<'d>(
     let Some(parts) = UrlParts::split(text) else {
         return err(Cow::Borrowed(url));
     };
-    let reply = |opcode| {
+    let reply = |opcode, src_rtt| {
         Decision::Reply(Reply {
             opcode,
             reqnum,
             url: Cow::Borrowed(url),
             well_formed: true,
+            src_rtt,
         })
     };
     let allowed = access::check(
@@ -340,21 +356,26 @@ pub fn decide<'d>(
     .or_if_no_rules(Verdict::Deny)
     .allowed();
     if !allowed {
-        return reply(Opcode::Denied);
+        return reply(Opcode::Denied, None);
     }
+    // Asked in a version-2 query (Squid's v3 answers never carry it) and
+    // known: a lock-free table read, nothing waited for.
+    let src_rtt = (query.version == Version::V2 && query.options.src_rtt())
+        .then(|| facts.netdb.and_then(|db| db.lookup(parts.host)))
+        .flatten();
     if let Some(times) = peek(&store_key(KeyMethod::Get, url)) {
         if facts.config.icp_hit_stale.value
             || is_fresh(&times, facts.now.saturating_add(HIT_FRESH_MARGIN_SECS))
         {
-            return reply(Opcode::Hit);
+            return reply(Opcode::Hit, src_rtt);
         }
     }
     // Not fetching for peers now: upstream failing (hit-only mode) or
     // offline_mode (cuttle's choice; Squid 5.7 answers MISS there).
     if facts.hit_only || facts.config.offline_mode.value {
-        return reply(Opcode::MissNoFetch);
+        return reply(Opcode::MissNoFetch, src_rtt);
     }
-    reply(Opcode::Miss)
+    reply(Opcode::Miss, src_rtt)
 }
 
 /// A datagram `icp::parse` refused: a QUERY whose header is sound but whose
@@ -382,6 +403,7 @@ fn undecodable(datagram: &[u8], kind: ErrorKind) -> Decision<'_> {
         reqnum,
         url: Cow::Borrowed(b""),
         well_formed: false,
+        src_rtt: None,
     })
 }
 
@@ -516,6 +538,7 @@ struct Shared {
     store: Arc<Store>,
     stats: Arc<IcpServerStats>,
     hit_only: Arc<HitOnly>,
+    netdb: Arc<NetDb>,
 }
 
 /// A running responder; stopped when dropped.
@@ -570,13 +593,15 @@ fn join_mcast_groups(socket: &UdpSocket, config: &Config) {
 
 impl IcpServer {
     /// Binds [`listen_addr`] and starts answering; `Ok(None)` when ICP is
-    /// off (`icp_port 0`).
+    /// off (`icp_port 0`). `netdb` holds the origin RTTs SRC_RTT answers
+    /// give.
     pub fn start(
         config: Arc<Config>,
         store: Arc<Store>,
         logger: Logger,
         stats: Arc<IcpServerStats>,
         hit_only: Arc<HitOnly>,
+        netdb: Arc<NetDb>,
     ) -> io::Result<Option<IcpServer>> {
         let Some(addr) = listen_addr(&config) else {
             return Ok(None);
@@ -590,6 +615,7 @@ impl IcpServer {
             store,
             stats,
             hit_only,
+            netdb,
         });
         let handler = Answerer {
             settings: current(&shared),
@@ -714,6 +740,7 @@ fn answer(
         config,
         now,
         hit_only: shared.hit_only.is_on(now),
+        netdb: Some(&shared.netdb),
     };
     let client = canonical_ip(from.ip());
     let reply = match decide(datagram, client, &facts, |key| {
@@ -841,10 +868,21 @@ mod tests {
         hit_only: bool,
         peek: impl Fn(&Key) -> Option<Times>,
     ) -> Decision<'static> {
+        decide_knowing(datagram, config, hit_only, None, peek)
+    }
+
+    fn decide_knowing(
+        datagram: &[u8],
+        config: &Config,
+        hit_only: bool,
+        netdb: Option<&NetDb>,
+        peek: impl Fn(&Key) -> Option<Times>,
+    ) -> Decision<'static> {
         let facts = Facts {
             config,
             now: NOW,
             hit_only,
+            netdb,
         };
         match decide(datagram, from(), &facts, peek) {
             Decision::Reply(r) => Decision::Reply(Reply {
@@ -1115,6 +1153,149 @@ mod tests {
         let squid: &[u8] =
             include_bytes!("../../fixtures/icp/v2-hit-answer-to-v3-query-squid57.bin");
         assert_eq!(squid[..2], [2, 2]);
+    }
+
+    /// A NetDB that timed a connection to the fixtures' origin host.
+    fn knows_fixture_origin() -> NetDb {
+        let db = NetDb::default();
+        let addr: IpAddr = "127.0.0.1".parse().unwrap();
+        db.note_connect("127.0.0.1", addr, Duration::from_micros(90));
+        db
+    }
+
+    fn encoded(d: Decision<'_>) -> Vec<u8> {
+        let Decision::Reply(r) = d else {
+            panic!("no reply")
+        };
+        let mut out = Vec::new();
+        r.encode(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn src_rtt_answers_are_squids_bytes_when_the_host_is_known() {
+        let c = allow_all();
+        let db = knows_fixture_origin();
+        let q: &[u8] = include_bytes!("../../fixtures/icp/v2-query-src-rtt-squid57.bin");
+        let url17 = b"http://127.0.0.1:28180/obj/17k";
+        let fresh17 = {
+            let key = store_key(KeyMethod::Get, url17);
+            move |k: &Key| (*k == key).then_some(expiring_in(600))
+        };
+        // Squid's answers to its own SRC_RTT queries, byte for byte: the
+        // flag and option data 1 (hops 0, rtt 1 ms), on a HIT and a MISS.
+        let hit = encoded(decide_knowing(q, &c, false, Some(&db), fresh17));
+        let squid_hit: &[u8] = include_bytes!("../../fixtures/icp/v2-hit-src-rtt-squid57.bin");
+        assert_eq!(hit, squid_hit);
+        let mut q18 = Vec::new();
+        let mut m = Message::query(2, b"http://127.0.0.1:28180/obj/18k");
+        m.options = Options(Options::SRC_RTT);
+        m.encode(&mut q18).unwrap();
+        let miss = encoded(decide_knowing(&q18, &c, false, Some(&db), |_| None));
+        let squid_miss: &[u8] = include_bytes!("../../fixtures/icp/v2-miss-src-rtt-squid57.bin");
+        assert_eq!(miss, squid_miss);
+        // MISS_NOFETCH carries it too; a slower origin reports its RTT.
+        db.note_connect(
+            "127.0.0.1",
+            "127.0.0.1".parse().unwrap(),
+            Duration::from_millis(40),
+        );
+        let nofetch = encoded(decide_knowing(&q18, &c, true, Some(&db), |_| None));
+        assert_eq!(nofetch[0], Opcode::MissNoFetch as u8);
+        assert_eq!(
+            nofetch[8..16],
+            [0x40, 0, 0, 0, 0, 0, 0, 21],
+            "(0.09 + 40) / 2 ms, rounded up"
+        );
+    }
+
+    #[test]
+    fn src_rtt_only_when_asked_in_v2_for_a_known_name_and_answered_hit_or_miss() {
+        let db = knows_fixture_origin();
+        let options = |d: Decision<'_>| {
+            let out = encoded(d);
+            (out[0], out[8..16].to_vec())
+        };
+        let none = vec![0u8; 8];
+        let flagged = |reqnum: u32, url: &[u8]| {
+            let mut out = Vec::new();
+            let mut m = Message::query(reqnum, url);
+            m.options = Options(Options::SRC_RTT);
+            m.encode(&mut out).unwrap();
+            out
+        };
+        let c = allow_all();
+        let known = b"http://127.0.0.1:28180/x";
+        // Not asked: nothing, though known.
+        assert_eq!(
+            options(decide_knowing(
+                &query(1, known),
+                &c,
+                false,
+                Some(&db),
+                |_| None
+            )),
+            (Opcode::Miss as u8, none.clone())
+        );
+        // Asked, known (the host's case does not matter).
+        let with = vec![0x40, 0, 0, 0, 0, 0, 0, 1];
+        assert_eq!(
+            options(decide_knowing(
+                &flagged(2, known),
+                &c,
+                false,
+                Some(&db),
+                |_| None
+            )),
+            (Opcode::Miss as u8, with)
+        );
+        // Asked, unknown: another host, or the same address by another
+        // name (Squid 5.7 answers that one without the flag too).
+        for url in [
+            &b"http://127.0.0.2:28180/x"[..],
+            b"http://localhost:28180/x",
+        ] {
+            assert_eq!(
+                options(decide_knowing(
+                    &flagged(3, url),
+                    &c,
+                    false,
+                    Some(&db),
+                    |_| None
+                )),
+                (Opcode::Miss as u8, none.clone()),
+                "{}",
+                String::from_utf8_lossy(url)
+            );
+        }
+        // Asked in a version-3 query: never (squid-spec 1.10).
+        let mut v3 = flagged(4, known);
+        v3[1] = 3;
+        assert_eq!(
+            options(decide_knowing(&v3, &c, false, Some(&db), |_| None)),
+            (Opcode::Miss as u8, none.clone())
+        );
+        // DENIED and ERR: never (Squid 5.7, seen).
+        assert_eq!(
+            options(decide_knowing(
+                &flagged(5, known),
+                &config(""),
+                false,
+                Some(&db),
+                |_| None
+            )),
+            (Opcode::Denied as u8, none.clone())
+        );
+        assert_eq!(
+            options(decide_knowing(
+                &flagged(6, b"not a url"),
+                &c,
+                false,
+                Some(&db),
+                |_| None
+            )),
+            (Opcode::Err as u8, none)
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Neighbours: the peer table built from `cache_peer` lines, the ICP and
 //! HTCP endpoints (answering peers' queries and CLRs, asking peers on a
 //! miss, sending CLRs), peer selection in Squid's order with its hierarchy
-//! codes, and peer health.
+//! codes, peer health, and the NetDB of origin RTTs behind SRC_RTT answers.
 //!
 //! Layer 4 of DESIGN.md: it uses config, access, access_log, store,
 //! caching and upstream, never http.
@@ -10,6 +10,7 @@ pub mod htcp_client;
 pub mod htcp_server;
 pub mod icp_client;
 pub mod icp_server;
+pub mod netdb;
 pub mod responder;
 pub mod select;
 pub mod table;

@@ -24,8 +24,19 @@
 //! query waits for is counted by a background probe of each group
 //! ([`Neighbours::start_multicast_counts`]), never by client queries.
 //!
-//! Not implemented: cache digests and NetDB (cuttle has no ICMP data, so
-//! CLOSEST_* never happen).
+//! CLOSEST_PARENT_MISS (squid-spec 3.2): with `query_icmp on`, a parent
+//! whose ICP MISS reported the smallest origin RTT (SRC_RTT) is the next
+//! source, before the first parent to answer (FIRST_PARENT_MISS); see
+//! [`super::icp_client::ParentMisses`]. Neither is used when the wait ran
+//! out: Squid 5.7 then skips the replies that did arrive and goes on with
+//! the parent algorithms, logged with the TIMEOUT_ prefix (seen: a parent
+//! that answered MISS with SRC_RTT while another stayed silent gave
+//! `TIMEOUT_FIRSTUP_PARENT/<first parent in config order>`).
+//!
+//! Not implemented: cache digests, and the decisions Squid takes from its
+//! own NetDB: CLOSEST_PARENT (no queries), CLOSEST_DIRECT (the origin
+//! nearer than the closest parent's report) and `minimum_direct_rtt`.
+//! cuttle's NetDB (from its own DIRECT handshakes) only answers peers.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -606,6 +617,10 @@ pub fn select(
                     _ => HierarchyCode::SiblingHit,
                 };
                 add(&mut sources, id, code);
+            } else if r.timed_out {
+                // Squid 5.7 reads no MISS after a timeout (see the module doc).
+            } else if let Some(id) = r.closest_parent_miss {
+                add(&mut sources, id, HierarchyCode::ClosestParentMiss);
             } else if let Some(id) = r.first_parent_miss {
                 add(&mut sources, id, HierarchyCode::FirstParentMiss);
             }
@@ -1113,20 +1128,22 @@ mod tests {
     }
 
     #[test]
-    fn first_parent_miss_leads_when_no_hit() {
-        let r = replies(None, Some(2), true);
+    fn first_parent_miss_leads_when_no_hit_unless_the_wait_timed_out() {
         let c = config(MESH);
         let t = table(&c);
-        let s = select(
-            &t,
-            &HashParents::new(&t),
-            &c,
-            &get(),
-            Direct::Maybe,
-            Some(&r),
-            Instant::now(),
-        );
-        assert!(s.timed_out);
+        let run = |r: &Replies| {
+            select(
+                &t,
+                &HashParents::new(&t),
+                &c,
+                &get(),
+                Direct::Maybe,
+                Some(r),
+                Instant::now(),
+            )
+        };
+        let s = run(&replies(None, Some(2), false));
+        assert!(!s.timed_out);
         assert_eq!(
             codes(&s),
             vec![
@@ -1134,6 +1151,43 @@ mod tests {
                 "FIRSTUP_PARENT/127.0.0.3",
                 "HIER_DIRECT/example.test"
             ]
+        );
+        // Timed out: the MISSes that came are not used (Squid 5.7, seen),
+        // for a closest parent neither; the list is logged TIMEOUT_.
+        let mut late = replies(None, Some(2), true);
+        late.closest_parent_miss = Some(2);
+        let s = run(&late);
+        assert!(s.timed_out);
+        assert_eq!(
+            codes(&s),
+            vec![
+                "FIRSTUP_PARENT/127.0.0.3",
+                "ANY_OLD_PARENT/127.0.0.4",
+                "HIER_DIRECT/example.test"
+            ]
+        );
+    }
+
+    #[test]
+    fn closest_parent_miss_leads_before_first_parent_miss_but_after_a_hit() {
+        let mut r = replies(None, Some(1), false);
+        r.closest_parent_miss = Some(2);
+        assert_eq!(
+            run(MESH, &get(), Some(&r)),
+            vec![
+                "CLOSEST_PARENT_MISS/127.0.0.4",
+                "FIRSTUP_PARENT/127.0.0.3",
+                "HIER_DIRECT/example.test"
+            ]
+        );
+        r.hit = Some(0);
+        assert_eq!(run(MESH, &get(), Some(&r))[0], "SIBLING_HIT/127.0.0.2");
+        // never_direct: the closest parent, then the others.
+        let text = format!("{MESH}never_direct allow all\n");
+        r.hit = None;
+        assert_eq!(
+            run(&text, &get(), Some(&r)),
+            vec!["CLOSEST_PARENT_MISS/127.0.0.4", "FIRSTUP_PARENT/127.0.0.3"]
         );
     }
 
@@ -2014,6 +2068,102 @@ mod tests {
         assert_eq!(first(&n), "CARP/127.0.0.4", "Alpha is at max-conn");
         drop(guard);
         assert_eq!(first(&n), "CARP/127.0.0.3");
+    }
+
+    /// Receives one ICP query on each socket, then answers them MISS in
+    /// the order given (so they arrive in that order at the client's one
+    /// socket), each with its version and, when given, SRC_RTT option data.
+    /// Returns each query's options word.
+    async fn answer_misses(answers: [(&tokio::net::UdpSocket, u8, Option<u32>); 2]) -> [u32; 2] {
+        let mut replies = Vec::new();
+        for (sock, version, src_rtt) in answers {
+            let mut buf = [0u8; 2048];
+            let (len, from) = sock.recv_from(&mut buf).await.expect("query");
+            let q = cuttle_protocol::icp::parse(&buf[..len]).expect("valid query");
+            let mut reply = q.reply(Opcode::Miss).expect("reply");
+            if let Some(data) = src_rtt {
+                reply.options =
+                    cuttle_protocol::icp::Options(cuttle_protocol::icp::Options::SRC_RTT);
+                reply.option_data = data;
+            }
+            let mut out = Vec::new();
+            reply.encode(&mut out).expect("encode");
+            out[1] = version;
+            replies.push((sock, out, from, q.options.0));
+        }
+        let mut asked = [0; 2];
+        for (i, (sock, out, from, options)) in replies.into_iter().enumerate() {
+            sock.send_to(&out, from).await.expect("send");
+            asked[i] = options;
+        }
+        asked
+    }
+
+    #[tokio::test]
+    async fn query_icmp_asks_v2_parents_for_their_rtt_and_the_closest_leads() {
+        use tokio::net::UdpSocket;
+        let a = UdpSocket::bind("127.0.8.41:0").await.expect("bind");
+        let b = UdpSocket::bind("127.0.8.42:0").await.expect("bind");
+        let text = format!(
+            "query_icmp on\nicp_query_timeout 5000\n\
+             cache_peer 127.0.8.41 parent 3128 {} name=a\n\
+             cache_peer 127.0.8.42 parent 3128 {} name=b\n",
+            a.local_addr().expect("addr").port(),
+            b.local_addr().expect("addr").port()
+        );
+        let c = config(&text);
+        let n = Neighbours::new(&c);
+        for id in 0..2 {
+            n.table.note_tcp_success(id);
+        }
+        let client = n.icp_client().expect("client");
+        let req = get();
+        let flag = cuttle_protocol::icp::Options::SRC_RTT;
+        // Round 1: a answers first without an RTT (and as version 3), b
+        // next with 7 ms: b is the closest, a only the first.
+        let targets = to_ping(&n.table, &c, &req, 0, Instant::now());
+        let (asked, [qa, qb]) = tokio::join!(
+            client.query(&n.table, "http://example.test/x", &targets),
+            answer_misses([(&a, 3, None), (&b, 2, Some(7))])
+        );
+        assert_eq!((qa, qb), (flag, flag), "both peers are version 2 so far");
+        assert_eq!(asked.first_parent_miss, Some(0));
+        assert_eq!(asked.closest_parent_miss, Some(1));
+        let s = select(
+            &n.table,
+            &n.hashes,
+            &c,
+            &req,
+            Direct::Maybe,
+            Some(&asked),
+            Instant::now(),
+        );
+        assert_eq!(codes(&s)[0], "CLOSEST_PARENT_MISS/127.0.8.42");
+        // Round 2: a answered version 3, so it is no longer asked.
+        let targets = to_ping(&n.table, &c, &req, 0, Instant::now());
+        let (_, [qa, qb]) = tokio::join!(
+            client.query(&n.table, "http://example.test/y", &targets),
+            answer_misses([(&a, 2, None), (&b, 2, None)])
+        );
+        assert_eq!((qa, qb), (0, flag));
+
+        // query_icmp off: nobody is asked, and a reported RTT is ignored.
+        let c = config(&text.replace("query_icmp on", "query_icmp off"));
+        let n = Neighbours::new(&c);
+        for id in 0..2 {
+            n.table.note_tcp_success(id);
+        }
+        let client = n.icp_client().expect("client");
+        let targets = to_ping(&n.table, &c, &req, 0, Instant::now());
+        let (asked, [qb, qa]) = tokio::join!(
+            client.query(&n.table, "http://example.test/z", &targets),
+            answer_misses([(&b, 2, None), (&a, 2, Some(1))])
+        );
+        assert_eq!((qa, qb), (0, 0));
+        assert_eq!(
+            (asked.closest_parent_miss, asked.first_parent_miss),
+            (None, Some(1))
+        );
     }
 
     #[tokio::test]

@@ -141,6 +141,10 @@ impl Timing {
 pub struct PeerTable {
     pub peers: Vec<Peer>,
     pub timing: Timing,
+    /// `query_icmp`: queries to peers whose last reply was version 2 ask
+    /// for their origin RTT (SRC_RTT), and parents' answers pick the
+    /// closest parent (squid-spec 1.3, 1.6).
+    pub query_icmp: bool,
     /// When round-robin counters were last reset.
     rr_reset: Mutex<Instant>,
     /// Where the next ping round starts (Squid rotates the first peer).
@@ -247,6 +251,7 @@ impl PeerTable {
         PeerTable {
             peers,
             timing: Timing::of(config),
+            query_icmp: config.query_icmp.value,
             rr_reset: Mutex::new(Instant::now()),
             next_to_ping: AtomicU64::new(0),
         }
@@ -593,6 +598,7 @@ impl PeerTable {
         }
         p.state().probing = false;
         if ok {
+            tracing::debug!(peer = %p.config.name, "TCP probe succeeded");
             self.note_tcp_success(id);
         } else {
             tracing::debug!(peer = %p.config.name, "TCP probe failed");

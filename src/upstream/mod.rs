@@ -2,13 +2,16 @@
 //! peers). One keep-alive pool per (host, port): a connection goes back to
 //! its pool when the response body it carried has been read to the end.
 //! Failures are classified the way Squid names them on its error pages.
+//! A response that came over a connection made for it carries the TCP
+//! handshake time ([`NewConnection`]), which the NetDB behind ICP's
+//! SRC_RTT answers is fed from.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -42,6 +45,14 @@ impl std::fmt::Display for FetchError {
 }
 
 impl std::error::Error for FetchError {}
+
+/// In the extensions of a response that came over a new connection (not
+/// one from the pool): how long its TCP handshake with the server took,
+/// about one round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewConnection {
+    pub handshake: Duration,
+}
 
 /// Timeouts for fetching (squid.conf's `connect_timeout`, `read_timeout`).
 #[derive(Debug, Clone, Copy)]
@@ -147,11 +158,12 @@ where
             return Err(FetchError::Read("request lost".into()));
         };
         let timeout = connect_timeout.unwrap_or(self.timeouts.connect);
-        let (mut sender, addr) = self.connect(host, port, local, timeout).await?;
-        let resp = tokio::time::timeout(self.timeouts.read, sender.send_request(req))
+        let ((mut sender, addr), handshake) = self.connect(host, port, local, timeout).await?;
+        let mut resp = tokio::time::timeout(self.timeouts.read, sender.send_request(req))
             .await
             .map_err(|_| FetchError::Timeout)?
             .map_err(|e| FetchError::Read(e.to_string()))?;
+        resp.extensions_mut().insert(NewConnection { handshake });
         Ok((self.wrap(resp, (sender, addr), key), addr))
     }
 
@@ -174,6 +186,20 @@ where
         local: Option<IpAddr>,
         timeout: Duration,
     ) -> Result<(TcpStream, SocketAddr), FetchError> {
+        self.connect_timed(host, port, local, timeout)
+            .await
+            .map(|(stream, addr, _)| (stream, addr))
+    }
+
+    /// [`Upstream::connect_tcp_from`], with how long the handshake with the
+    /// address that accepted took.
+    async fn connect_timed(
+        &self,
+        host: &str,
+        port: u16,
+        local: Option<IpAddr>,
+        timeout: Duration,
+    ) -> Result<(TcpStream, SocketAddr, Duration), FetchError> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
             .await
             .map_err(|e| FetchError::Dns {
@@ -189,10 +215,12 @@ where
         }
         let mut last = String::from("no address tried");
         for addr in addrs {
+            let start = Instant::now();
             match tokio::time::timeout(timeout, connect_from(addr, local)).await {
                 Ok(Ok(stream)) => {
+                    let handshake = start.elapsed();
                     let _ = stream.set_nodelay(true);
-                    return Ok((stream, addr));
+                    return Ok((stream, addr, handshake));
                 }
                 Ok(Err(e)) => last = format!("{addr}: {e}"),
                 Err(_) => last = format!("{addr}: timed out"),
@@ -239,8 +267,8 @@ where
         port: u16,
         local: Option<IpAddr>,
         timeout: Duration,
-    ) -> Result<Sender<B>, FetchError> {
-        let (stream, addr) = self.connect_tcp_from(host, port, local, timeout).await?;
+    ) -> Result<(Sender<B>, Duration), FetchError> {
+        let (stream, addr, handshake) = self.connect_timed(host, port, local, timeout).await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -253,7 +281,7 @@ where
                 tracing::debug!("upstream connection ended: {e}");
             }
         });
-        Ok((sender, addr))
+        Ok(((sender, addr), handshake))
     }
 }
 
@@ -318,5 +346,71 @@ impl<B: Unpin> Body for PooledBody<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Empty};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A keep-alive server on `ip` answering every request with "ok";
+    /// returns its port and a count of connections accepted.
+    async fn server(ip: &str) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        let Ok(n) = s.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                            if s.write_all(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_new_connection_carries_its_handshake_time_and_a_pooled_one_does_not() {
+        let (port, accepted) = server("127.0.8.1").await;
+        let up: Upstream<Empty<Bytes>> = Upstream::new(Timeouts::default());
+        let get = || {
+            Request::get("/")
+                .header("host", "127.0.8.1")
+                .body(Empty::new())
+                .expect("request")
+        };
+        let (resp, _) = up.send("127.0.8.1", port, get()).await.expect("first");
+        let first = resp.extensions().get::<NewConnection>().copied();
+        assert!(first.is_some(), "a new connection is marked");
+        // Read to the end: the connection goes back to the pool.
+        resp.into_body().collect().await.expect("body");
+        let (resp, _) = up.send("127.0.8.1", port, get()).await.expect("second");
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "reused"
+        );
+        assert_eq!(resp.extensions().get::<NewConnection>(), None);
     }
 }

@@ -214,8 +214,9 @@ struct OriginState {
     finished: HashMap<String, usize>,
 }
 
-/// An HTTP/1.1 origin on 127.0.0.1 with scripted routes (by path, query
-/// ignored) that records every request. Unknown paths get a 404.
+/// An HTTP/1.1 origin on 127.0.0.1 (or an address of the test's own,
+/// [`Origin::start_on`]) with scripted routes (by path, query ignored)
+/// that records every request. Unknown paths get a 404.
 pub struct Origin {
     pub addr: SocketAddr,
     state: Arc<Mutex<OriginState>>,
@@ -228,7 +229,12 @@ fn path_of(target: &str) -> String {
 
 impl Origin {
     pub async fn start() -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("origin bind");
+        Origin::start_on(Ipv4Addr::LOCALHOST).await
+    }
+
+    /// An origin on `ip` (a port of its own).
+    pub async fn start_on(ip: Ipv4Addr) -> Origin {
+        let listener = TcpListener::bind((ip, 0)).await.expect("origin bind");
         let addr = listener.local_addr().expect("origin addr");
         let state = Arc::new(Mutex::new(OriginState::default()));
         let (stop, mut stopped) = watch::channel(false);
@@ -266,7 +272,7 @@ impl Origin {
             .insert(path.to_string(), Arc::new(handler));
     }
 
-    /// `http://127.0.0.1:PORT` + `path`.
+    /// `http://ADDR:PORT` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
