@@ -9,5 +9,6 @@ pub mod daemon;
 pub mod http;
 pub mod inspect;
 pub mod peers;
+pub mod stats;
 pub mod store;
 pub mod upstream;

@@ -54,6 +54,12 @@ pub struct Replies {
 #[derive(Debug, Default)]
 pub struct ClientCounters {
     pub queries_sent: AtomicU64,
+    /// Bytes of the queries sent (`icp.q_kbytes_sent`).
+    pub query_bytes_sent: AtomicU64,
+    /// Well-formed datagrams received, matched or not (`icp.replies_recv`).
+    pub replies_recv: AtomicU64,
+    /// Their bytes (`icp.r_kbytes_recv`).
+    pub reply_bytes_recv: AtomicU64,
     pub replies_matched: AtomicU64,
     /// Not a valid ICP datagram.
     pub malformed: AtomicU64,
@@ -244,9 +250,12 @@ impl IcpClient {
                 table.note_query_sent(*id, now);
             }
             match self.socket.send_to(&datagram, addr).await {
-                Ok(_) => {
+                Ok(n) => {
                     sent += 1;
                     self.counters.queries_sent.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .query_bytes_sent
+                        .fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) => tracing::debug!(%addr, "ICP query not sent: {e}"),
             }
@@ -416,6 +425,10 @@ async fn receive_loop(
                 continue;
             }
         };
+        counters.replies_recv.fetch_add(1, Ordering::Relaxed);
+        counters
+            .reply_bytes_recv
+            .fetch_add(n as u64, Ordering::Relaxed);
         handle_reply(&msg, from, received, &pending, &current, &counters);
     }
 }

@@ -552,6 +552,12 @@ impl Neighbours {
         }
     }
 
+    /// The ICP client's counters, if it was bound yet (never binds it).
+    pub fn icp_counters(&self) -> Option<Arc<super::icp_client::ClientCounters>> {
+        let slot = self.icp.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref().map(|c| Arc::clone(&c.counters))
+    }
+
     /// The ICP client, bound on first use (inside the runtime).
     pub fn icp_client(&self) -> Option<Arc<IcpClient>> {
         let mut slot = self.icp.lock().unwrap_or_else(|p| p.into_inner());
