@@ -15,9 +15,10 @@ use tokio::sync::watch;
 
 use crate::access_log::Logger;
 use crate::config::{self, Config, ListenAddr, LoadOptions, Loaded, PortMode, VPort};
-use crate::http::proxy::Proxy;
+use crate::http::proxy::{self, Proxy};
 use crate::http::server::{self, Listener};
 use crate::http::target::PortKind;
+use crate::mgr::Manager;
 use crate::peers::icp_server::{self, HitOnly, IcpServer, IcpServerStats};
 use crate::store::Store;
 
@@ -215,8 +216,11 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
         Arc::clone(&store),
         logger.clone(),
         Arc::clone(&icp.hit_only),
+        Arc::new(Manager::new(Arc::clone(&icp.stats))),
     ));
     let (proxy_tx, proxy_rx) = watch::channel(proxy);
+    // The cache manager's samples (5min/60min, the status page's charts).
+    let sampler = tokio::spawn(proxy::sampler(proxy_rx.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -234,6 +238,7 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
         }
     }
     println!("cuttle: shutting down");
+    sampler.abort();
     let _ = stop_tx.send(true);
     if let Some(s) = icp.server.take() {
         tokio::task::block_in_place(|| s.stop());

@@ -3,7 +3,8 @@
 //! GET and HEAD go through the cache (fresh hits served zero-copy from the
 //! store, stale ones revalidated, misses fetched once however many clients
 //! ask: collapsed forwarding), anything else is forwarded and invalidates
-//! the URL. Every transaction ends with one access.log line.
+//! the URL. Every transaction ends with one access.log line. Cache
+//! manager requests are answered by [`manage`].
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -28,11 +29,15 @@ use crate::caching::{
     self, Exchange, HitDecision, Outcome, RequestDirectives, Rule, StoredEntry, VaryMarker,
 };
 use crate::config::{AclData, Config, ForwardedFor};
+use crate::mgr::Manager;
 use crate::peers::icp_server::HitOnly;
 use crate::peers::select::{self as peer_select, Neighbours, SelectRequest, Source};
 use crate::store::{Hit, Key, Store, StoreError};
 use crate::upstream::{FetchError, Timeouts, Upstream};
 use cuttle_protocol::key::{store_key, Method as KeyMethod};
+
+mod manage;
+pub use manage::sampler;
 
 /// Everything a request needs; one per configuration (a reload makes a new
 /// one that shares the store, connection pools and fetches in flight).
@@ -61,6 +66,9 @@ pub struct Proxy {
     /// Squid's failure ratio and hit-only mode, shared with the ICP
     /// responder: fed every forwarded request's outcome.
     hit_only: Arc<HitOnly>,
+    /// The cache manager and the counters it reports; fed every
+    /// transaction as it is logged.
+    mgr: Arc<Manager>,
 }
 
 /// Squid's `X-Cache: HIT from NAME` and `X-Cache-Lookup: HIT from NAME:PORT`.
@@ -115,6 +123,7 @@ impl Proxy {
         store: Arc<Store>,
         logger: Logger,
         hit_only: Arc<HitOnly>,
+        mgr: Arc<Manager>,
     ) -> Proxy {
         let timeouts = Timeouts {
             connect: config.connect_timeout.value,
@@ -124,6 +133,7 @@ impl Proxy {
         let neighbours = Arc::new(Neighbours::new(&config));
         Proxy {
             hit_only,
+            mgr,
             ..Proxy::assemble(
                 config,
                 store,
@@ -141,6 +151,7 @@ impl Proxy {
         let neighbours = Arc::new(self.neighbours.reconfigure(&config));
         Proxy {
             hit_only: Arc::clone(&self.hit_only),
+            mgr: Arc::clone(&self.mgr),
             ..Proxy::assemble(
                 config,
                 Arc::clone(&self.store),
@@ -218,13 +229,19 @@ impl Proxy {
             logger,
             timeouts,
             refreshing,
-            // The callers put in the shared one.
+            // The callers put in the shared ones.
             hit_only: Arc::default(),
+            mgr: Arc::default(),
         }
     }
 
     pub fn config(&self) -> Arc<Config> {
         Arc::clone(&self.config)
+    }
+
+    /// The client-side counters (the connection layer counts bytes in).
+    pub fn stats(&self) -> Arc<crate::stats::Stats> {
+        Arc::clone(&self.mgr.stats)
     }
 
     /// A forwarded client request ended with `error` or without (its last
@@ -389,6 +406,7 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let logger = self.logger.clone();
+        let stats = self.stats();
         // No body goes out for these whatever the fields say.
         let expected = if status == StatusCode::NOT_MODIFIED
             || status == StatusCode::NO_CONTENT
@@ -416,6 +434,7 @@ impl Proxy {
                 hierarchy: txn.hierarchy,
                 content_type,
             };
+            stats.note_transaction(&entry);
             Txn::log(&logger, txn.log_scope.as_deref(), &entry);
         });
         let mut resp = Response::new(ClientBody::new(body, expected, done));
@@ -719,12 +738,15 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ClientBody> {
     let method = req.method().clone();
-    let target = match Target::of_request(&method, req.uri(), req.headers(), &conn.kind) {
-        Ok(t) => t,
-        Err(e) => {
-            let txn = Txn::new(&proxy, &conn, &method, req.uri().to_string(), None);
-            return proxy.error(txn, ErrorKind::InvalidUrl, &e.0);
-        }
+    let (target, mgr_page) = match manage::recognise(&proxy, &conn, req.uri()) {
+        Some((target, page)) => (target, Some(page)),
+        None => match Target::of_request(&method, req.uri(), req.headers(), &conn.kind) {
+            Ok(t) => (t, None),
+            Err(e) => {
+                let txn = Txn::new(&proxy, &conn, &method, req.uri().to_string(), None);
+                return proxy.error(txn, ErrorKind::InvalidUrl, &e.0);
+            }
+        },
     };
     let mut txn = Txn::new(&proxy, &conn, &method, target.url.clone(), Some(&target));
     let config = Arc::clone(&proxy.config);
@@ -734,6 +756,9 @@ pub async fn handle(
             ErrorKind::AccessDenied,
             "denied by http_access",
         );
+    }
+    if let Some(page) = mgr_page {
+        return manage::answer(&proxy, txn, &target, &page, req.headers());
     }
     txn.miss_denied = miss_denied(&config, &conn, &method, &target);
     if method == Method::CONNECT {
@@ -846,6 +871,7 @@ async fn tunnel(
     txn.result = ResultCode::new(ResultTag::TcpTunnel);
     txn.hierarchy = Hierarchy::new(HierarchyCode::HierDirect, Some(addr.ip().to_string()));
     let logger = proxy.logger.clone();
+    let stats = proxy.stats();
     tokio::spawn(async move {
         let (mut sent, mut status) = (0u64, 200u16);
         match hyper::upgrade::on(req).await {
@@ -874,6 +900,7 @@ async fn tunnel(
             hierarchy: txn.hierarchy,
             content_type: None,
         };
+        stats.note_transaction(&entry);
         Txn::log(&logger, txn.log_scope.as_deref(), &entry);
     });
     let mut resp = Response::new(ClientBody::new(
