@@ -228,7 +228,12 @@ fn path_of(target: &str) -> String {
 
 impl Origin {
     pub async fn start() -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("origin bind");
+        Origin::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST)).await
+    }
+
+    /// An origin listening on `ip` (a free port).
+    pub async fn start_on(ip: IpAddr) -> Origin {
+        let listener = TcpListener::bind((ip, 0)).await.expect("origin bind");
         let addr = listener.local_addr().expect("origin addr");
         let state = Arc::new(Mutex::new(OriginState::default()));
         let (stop, mut stopped) = watch::channel(false);
