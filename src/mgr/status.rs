@@ -27,6 +27,10 @@ fn esc(s: &str) -> String {
     out
 }
 
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// One chart point per interval between samples: (end time, requests per
 /// second, hit ratio in %, or `None` without requests).
 fn points(history: &[Sample]) -> Vec<(SystemTime, f64, Option<f64>)> {
@@ -173,18 +177,18 @@ pub fn render(m: &Manager, s: &Sources<'_>) -> String {
          <div class=\"card\"><h3>Requests</h3><p id=\"requests\">{}</p><small>{} hits, {:.1}% since start</small></div>\
          <div class=\"card\"><h3>Store</h3><p id=\"store-fill\">{fill:.1}%</p>\
          <div class=\"bar\"><div style=\"width:{fill:.1}%\"></div></div>\
-         <small>{} objects, {} of {} MB</small></div>\
-         <div class=\"card\"><h3>Memory cache</h3><p>{}</p><small>objects, {} of {} MB</small></div>\
+         <small>{} objects, {:.1} of {:.1} MB</small></div>\
+         <div class=\"card\"><h3>Memory cache</h3><p>{}</p><small>objects, {:.1} of {:.1} MB</small></div>\
          </section>",
         t.requests,
         t.hits,
         all_ratio,
         entries,
-        used >> 20,
-        total >> 20,
+        mb(used),
+        mb(total),
         mem_objects,
-        mem_bytes >> 20,
-        mem_limit >> 20,
+        mb(mem_bytes),
+        mb(mem_limit),
     );
     let _ = writeln!(
         o,
