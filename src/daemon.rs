@@ -16,9 +16,10 @@ use tokio::sync::watch;
 use crate::access_log::Logger;
 use crate::caching::KnownMarkers;
 use crate::config::{self, Config, ListenAddr, LoadOptions, Loaded, PortMode, VPort};
-use crate::http::proxy::Proxy;
+use crate::http::proxy::{self, Proxy};
 use crate::http::server::{self, Listener};
 use crate::http::target::PortKind;
+use crate::mgr::Manager;
 use crate::peers::htcp_server::{self, HtcpServer, HtcpServerStats};
 use crate::peers::icp_server::{self, HitOnly, IcpServer, IcpServerStats};
 use crate::peers::netdb::NetDb;
@@ -217,21 +218,28 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
         hit_only,
         netdb,
     };
+    let htcp_stats = Arc::new(HtcpServerStats::default());
     let proxy = Arc::new(Proxy::new(
         config,
         Arc::clone(&store),
         logger.clone(),
         Arc::clone(&icp.hit_only),
         Arc::clone(&icp.netdb),
+        Arc::new(Manager::new(
+            Arc::clone(&icp.stats),
+            Arc::clone(&htcp_stats),
+        )),
     ));
     // HTCP responder (htcp_port): its own thread; see peers::htcp_server.
     let mut htcp = Htcp {
-        stats: Arc::new(HtcpServerStats::default()),
+        stats: htcp_stats,
         markers: proxy.known_markers(),
         server: None,
     };
     htcp.server = htcp.start(&proxy.config(), &store, &logger)?;
     let (proxy_tx, proxy_rx) = watch::channel(proxy);
+    // The cache manager's samples (5min/60min, the status page's charts).
+    let sampler = tokio::spawn(proxy::sampler(proxy_rx.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -250,6 +258,7 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
         }
     }
     println!("cuttle: shutting down");
+    sampler.abort();
     let _ = stop_tx.send(true);
     if let Some(s) = icp.server.take() {
         tokio::task::block_in_place(|| s.stop());

@@ -8,6 +8,8 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod inspect;
+pub mod mgr;
 pub mod peers;
+pub mod stats;
 pub mod store;
 pub mod upstream;

@@ -12,7 +12,9 @@ use super::values::{
     MILLISECONDS, SECONDS,
 };
 use super::{listen, logging, peer};
-use super::{Config, Diagnostic, ForwardedFor, Located, Location, Setting, Severity};
+use super::{
+    CachemgrPasswd, Config, Diagnostic, ForwardedFor, Located, Location, Setting, Severity,
+};
 
 /// How cuttle treats a directive it keeps untyped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +181,9 @@ pub(crate) fn apply(
     let mut ctx = Ctx::new(files, diags);
     for line in &lines {
         dispatch(&mut ctx, line);
+        ctx.config
+            .lines
+            .push(Located::new(shown(line), line.location.clone()));
     }
     acl::check_domain_overlaps(&mut ctx);
     acl::finish(&mut ctx);
@@ -276,6 +281,12 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "forwarded_for" => forwarded_for_setting(ctx, line),
         "configuration_includes_quoted_values" => {
             onoff_setting(ctx, line, |c| &mut c.configuration_includes_quoted_values)
+        }
+        "cachemgr_passwd" => cachemgr_passwd(ctx, line),
+        "cache_mgr" => {
+            if let Some(word) = args_between(ctx, line, 1).and_then(|a| a.first()) {
+                ctx.config.cache_mgr = Setting::at(word.text.clone(), line.location.clone());
+            }
         }
         _ => match refused_feature(name, line) {
             Some(feature) => refuse(ctx, line, feature),
@@ -384,8 +395,57 @@ fn is_typed(name: &str) -> bool {
         "read_timeout",
         "forwarded_for",
         "configuration_includes_quoted_values",
+        "cachemgr_passwd",
+        "cache_mgr",
     ];
     TYPED.contains(&name)
+}
+
+/// `cachemgr_passwd PASSWORD ACTION...`.
+fn cachemgr_passwd(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    let args = line.args();
+    let (Some(password), Some(_)) = (args.first(), args.get(1)) else {
+        ctx.error(
+            &line.location,
+            "cachemgr_passwd: needs a password and at least one action".into(),
+        );
+        return;
+    };
+    let actions = args
+        .get(1..)
+        .unwrap_or(&[])
+        .iter()
+        .map(|t| t.text.clone())
+        .collect();
+    ctx.config.cachemgr_passwd.push(Located::new(
+        CachemgrPasswd {
+            password: password.text.clone(),
+            actions,
+        },
+        line.location.clone(),
+    ));
+}
+
+/// A line as the cache manager's `config` page shows it: its words, with
+/// secrets (cachemgr_passwd passwords, the password of a cache_peer
+/// `login=user:password`) replaced by `XXXXXXXX`.
+fn shown(line: &Line) -> String {
+    const MASK: &str = "XXXXXXXX";
+    let name = line.name();
+    let mut words = vec![name.to_string()];
+    for (i, t) in line.args().iter().enumerate() {
+        let text = &t.text;
+        let masked = if name == "cachemgr_passwd" && i == 0 {
+            MASK.to_string()
+        } else if name == "cache_peer" && text.starts_with("login=") && text.contains(':') {
+            let user = text.split(':').next().unwrap_or("login=");
+            format!("{user}:{MASK}")
+        } else {
+            text.clone()
+        };
+        words.push(masked);
+    }
+    words.join(" ")
 }
 
 /// Keep a directive cuttle does not use, with a warning saying what it is.

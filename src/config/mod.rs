@@ -290,8 +290,27 @@ pub struct Config {
     pub forwarded_for: Setting<ForwardedFor>,
     pub configuration_includes_quoted_values: Setting<bool>,
 
+    // -- cache manager
+    /// `cachemgr_passwd` lines in order: the first naming an action (or
+    /// `all`) gives its password.
+    pub cachemgr_passwd: Vec<Located<CachemgrPasswd>>,
+    /// `cache_mgr`: the administrator's e-mail address (Squid's default
+    /// `webmaster`).
+    pub cache_mgr: Setting<String>,
+
     /// Directives read but not (yet) typed, in file order.
     pub other: Vec<Located<OtherDirective>>,
+    /// Every directive line as read (includes expanded, comments dropped),
+    /// passwords masked: what the cache manager's `config` page shows.
+    pub lines: Vec<Located<String>>,
+}
+
+/// One `cachemgr_passwd PASSWORD ACTION...` line. `disable` and `none` are
+/// the password words Squid gives a meaning (refuse always, no password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachemgrPasswd {
+    pub password: String,
+    pub actions: Vec<String>,
 }
 
 /// One `tcp_outgoing_address` line.
@@ -360,7 +379,10 @@ impl Default for Config {
             read_timeout: Setting::default_value(Duration::from_secs(15 * 60)),
             forwarded_for: Setting::default_value(ForwardedFor::On),
             configuration_includes_quoted_values: Setting::default_value(false),
+            cachemgr_passwd: Vec::new(),
+            cache_mgr: Setting::default_value("webmaster".to_string()),
             other: Vec::new(),
+            lines: Vec::new(),
         }
     }
 }

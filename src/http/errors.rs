@@ -20,6 +20,10 @@ pub enum ErrorKind {
     CannotForward,
     OnlyIfCachedMiss,
     ZeroSizeObject,
+    /// A cache manager page that needs a password (cachemgr_passwd).
+    CacheMgrAccessDenied,
+    /// A cache manager page that does not exist (Squid: 404 ERR_INVALID_URL).
+    NoSuchMgrPage,
 }
 
 impl ErrorKind {
@@ -37,6 +41,8 @@ impl ErrorKind {
             ErrorKind::CannotForward => "ERR_CANNOT_FORWARD",
             ErrorKind::OnlyIfCachedMiss => "ERR_ONLY_IF_CACHED_MISS",
             ErrorKind::ZeroSizeObject => "ERR_ZERO_SIZE_OBJECT",
+            ErrorKind::CacheMgrAccessDenied => "ERR_CACHE_MGR_ACCESS_DENIED",
+            ErrorKind::NoSuchMgrPage => "ERR_INVALID_URL",
         }
     }
 
@@ -51,6 +57,8 @@ impl ErrorKind {
             }
             ErrorKind::ReadTimeout | ErrorKind::OnlyIfCachedMiss => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::ReadError | ErrorKind::ZeroSizeObject => StatusCode::BAD_GATEWAY,
+            ErrorKind::CacheMgrAccessDenied => StatusCode::UNAUTHORIZED,
+            ErrorKind::NoSuchMgrPage => StatusCode::NOT_FOUND,
         }
     }
 
@@ -68,6 +76,8 @@ impl ErrorKind {
             ErrorKind::CannotForward => "No route to the server could be found.",
             ErrorKind::OnlyIfCachedMiss => "The object is not in the cache and only-if-cached was requested.",
             ErrorKind::ZeroSizeObject => "The server closed the connection without sending any data.",
+            ErrorKind::CacheMgrAccessDenied => "This cache manager page needs a password (cachemgr_passwd).",
+            ErrorKind::NoSuchMgrPage => "There is no such cache manager page; see the menu.",
         }
     }
 }

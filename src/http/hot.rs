@@ -120,9 +120,14 @@ impl HotCache {
         }
     }
 
-    /// (objects, body bytes) held.
-    pub fn usage(&self) -> (usize, u64) {
+    /// (objects, body bytes held, bytes allowed).
+    pub fn usage(&self) -> (usize, u64, u64) {
         let inner = self.lock();
-        (inner.map.len(), inner.bytes)
+        (inner.map.len(), inner.bytes, self.limit)
+    }
+
+    /// The keys held (the cache manager's `vm_objects`).
+    pub fn keys(&self) -> Vec<Key> {
+        self.lock().map.keys().copied().collect()
     }
 }

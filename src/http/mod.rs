@@ -1,7 +1,8 @@
 //! The proxy server: accepting connections, routing requests through the
-//! cache, collapsed forwarding, error pages.
+//! cache, collapsed forwarding, error pages, cache manager requests.
 
 pub mod body;
+pub mod client_io;
 pub mod collapse;
 pub mod errors;
 pub mod hot;

@@ -6,7 +6,7 @@
 //! the URL. Whatever is forwarded (a miss, a revalidation, another method)
 //! walks the sources peer selection lists, as Squid's forwarding does
 //! (`Proxy::forward_along`). Every transaction ends with one access.log
-//! line.
+//! line. Cache manager requests are answered by [`manage`].
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -32,6 +32,7 @@ use crate::caching::{
     VaryMarker,
 };
 use crate::config::{AclData, Config, ForwardedFor};
+use crate::mgr::Manager;
 use crate::peers::htcp_client::ClrTrigger;
 use crate::peers::icp_server::HitOnly;
 use crate::peers::netdb::NetDb;
@@ -41,6 +42,9 @@ use crate::peers::select::{
 use crate::store::{Hit, Key, Store, StoreError};
 use crate::upstream::{FetchError, NewConnection, Timeouts, Upstream};
 use cuttle_protocol::key::{store_key, Method as KeyMethod};
+
+mod manage;
+pub use manage::sampler;
 
 /// Everything a request needs; one per configuration (a reload makes a new
 /// one that shares the store, connection pools and fetches in flight).
@@ -73,6 +77,9 @@ pub struct Proxy {
     known_markers: Arc<KnownMarkers>,
     /// Origin RTTs, shared with the ICP responder: fed by DIRECT fetches.
     netdb: Arc<NetDb>,
+    /// The cache manager and the counters it reports; fed every
+    /// transaction as it is logged.
+    mgr: Arc<Manager>,
 }
 
 /// Squid's `X-Cache: HIT from NAME` and `X-Cache-Lookup: HIT from NAME:PORT`.
@@ -128,6 +135,7 @@ impl Proxy {
         logger: Logger,
         hit_only: Arc<HitOnly>,
         netdb: Arc<NetDb>,
+        mgr: Arc<Manager>,
     ) -> Proxy {
         let timeouts = Timeouts {
             connect: config.connect_timeout.value,
@@ -138,6 +146,7 @@ impl Proxy {
         Proxy {
             hit_only,
             netdb,
+            mgr,
             ..Proxy::assemble(
                 config,
                 store,
@@ -157,6 +166,7 @@ impl Proxy {
             hit_only: Arc::clone(&self.hit_only),
             known_markers: Arc::clone(&self.known_markers),
             netdb: Arc::clone(&self.netdb),
+            mgr: Arc::clone(&self.mgr),
             ..Proxy::assemble(
                 config,
                 Arc::clone(&self.store),
@@ -240,6 +250,7 @@ impl Proxy {
             hit_only: Arc::default(),
             known_markers: Arc::default(),
             netdb: Arc::default(),
+            mgr: Arc::default(),
         }
     }
 
@@ -251,6 +262,11 @@ impl Proxy {
     /// read or wrote: the HTCP responder answers Vary-aware from them.
     pub fn known_markers(&self) -> Arc<KnownMarkers> {
         Arc::clone(&self.known_markers)
+    }
+
+    /// The client-side counters (the connection layer counts bytes in).
+    pub fn stats(&self) -> Arc<crate::stats::Stats> {
+        Arc::clone(&self.mgr.stats)
     }
 
     /// A forwarded client request ended with `error` or without (its last
@@ -510,6 +526,7 @@ impl Proxy {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let logger = self.logger.clone();
+        let stats = self.stats();
         // No body goes out for these whatever the fields say.
         let expected = if status == StatusCode::NOT_MODIFIED
             || status == StatusCode::NO_CONTENT
@@ -537,6 +554,7 @@ impl Proxy {
                 hierarchy: txn.hierarchy,
                 content_type,
             };
+            stats.note_transaction(&entry);
             Txn::log(&logger, txn.log_scope.as_deref(), &entry);
         });
         let mut resp = Response::new(ClientBody::new(body, expected, done));
@@ -897,12 +915,15 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ClientBody> {
     let method = req.method().clone();
-    let target = match Target::of_request(&method, req.uri(), req.headers(), &conn.kind) {
-        Ok(t) => t,
-        Err(e) => {
-            let txn = Txn::new(&proxy, &conn, &method, req.uri().to_string(), None);
-            return proxy.error(txn, ErrorKind::InvalidUrl, &e.0);
-        }
+    let (target, mgr_page) = match manage::recognise(&proxy, &conn, req.uri()) {
+        Some((target, page)) => (target, Some(page)),
+        None => match Target::of_request(&method, req.uri(), req.headers(), &conn.kind) {
+            Ok(t) => (t, None),
+            Err(e) => {
+                let txn = Txn::new(&proxy, &conn, &method, req.uri().to_string(), None);
+                return proxy.error(txn, ErrorKind::InvalidUrl, &e.0);
+            }
+        },
     };
     let mut txn = Txn::new(&proxy, &conn, &method, target.url.clone(), Some(&target));
     let config = Arc::clone(&proxy.config);
@@ -912,6 +933,9 @@ pub async fn handle(
             ErrorKind::AccessDenied,
             "denied by http_access",
         );
+    }
+    if let Some(page) = mgr_page {
+        return manage::answer(&proxy, txn, &target, &page, req.headers());
     }
     txn.miss_denied = miss_denied(&config, &conn, &method, &target);
     if method == Method::CONNECT {
@@ -1031,6 +1055,7 @@ async fn tunnel(
     txn.result = ResultCode::new(ResultTag::TcpTunnel);
     txn.hierarchy = Hierarchy::new(HierarchyCode::HierDirect, Some(addr.ip().to_string()));
     let logger = proxy.logger.clone();
+    let stats = proxy.stats();
     tokio::spawn(async move {
         let (mut sent, mut status) = (0u64, 200u16);
         match hyper::upgrade::on(req).await {
@@ -1059,6 +1084,7 @@ async fn tunnel(
             hierarchy: txn.hierarchy,
             content_type: None,
         };
+        stats.note_transaction(&entry);
         Txn::log(&logger, txn.log_scope.as_deref(), &entry);
     });
     let mut resp = Response::new(ClientBody::new(

@@ -1,7 +1,9 @@
 //! Accepting connections on the http_ports: hyper 1 over tokio, HTTP/1
 //! only, with upgrades (CONNECT) and graceful shutdown together, as
 //! hyper-util's auto builder allows. Idle connections that sent nothing
-//! (Squid's liveness probes of its peers) are closed quietly.
+//! (Squid's liveness probes of its peers) are closed quietly. Each
+//! connection is read through [`ClientIo`] (bytes counted; Squid's
+//! `cache_object://` request line made parsable).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,6 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::client_io::ClientIo;
 use super::proxy::{self, Proxy};
 use super::target::PortKind;
 
@@ -87,6 +90,7 @@ pub async fn serve(
             next = conn_rx.recv() => {
                 let Some((stream, info)) = next else { break };
                 let _ = stream.set_nodelay(true);
+                let stream = ClientIo::new(stream, proxy.borrow().stats());
                 let proxy = proxy.clone();
                 let conn_info = info.clone();
                 let service = service_fn(move |req| {

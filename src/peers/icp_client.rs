@@ -78,6 +78,12 @@ pub type CoQuery<'a> = dyn Fn(Instant, &mpsc::UnboundedSender<Reply>) -> usize +
 #[derive(Debug, Default)]
 pub struct ClientCounters {
     pub queries_sent: AtomicU64,
+    /// Bytes of the queries sent (`icp.q_kbytes_sent`).
+    pub query_bytes_sent: AtomicU64,
+    /// Well-formed datagrams received, matched or not (`icp.replies_recv`).
+    pub replies_recv: AtomicU64,
+    /// Their bytes (`icp.r_kbytes_recv`).
+    pub reply_bytes_recv: AtomicU64,
     pub replies_matched: AtomicU64,
     /// Not a valid ICP datagram.
     pub malformed: AtomicU64,
@@ -286,9 +292,12 @@ impl IcpClient {
                 &datagram
             };
             match self.socket.send_to(wire, addr).await {
-                Ok(_) => {
+                Ok(n) => {
                     sent += 1;
                     self.counters.queries_sent.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .query_bytes_sent
+                        .fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) => tracing::debug!(%addr, "ICP query not sent: {e}"),
             }
@@ -500,6 +509,10 @@ async fn receive_loop(
                 continue;
             }
         };
+        counters.replies_recv.fetch_add(1, Ordering::Relaxed);
+        counters
+            .reply_bytes_recv
+            .fetch_add(n as u64, Ordering::Relaxed);
         handle_reply(&msg, from, received, &pending, &current, &counters);
     }
 }

@@ -805,6 +805,18 @@ impl Neighbours {
         self.icp.lock().unwrap_or_else(|p| p.into_inner()).client()
     }
 
+    /// The ICP client's counters, if it was bound yet (never binds it).
+    pub fn icp_counters(&self) -> Option<Arc<super::icp_client::ClientCounters>> {
+        let shared = self.icp.lock().unwrap_or_else(|p| p.into_inner());
+        shared.client.as_ref().map(|c| Arc::clone(&c.counters))
+    }
+
+    /// The HTCP client's counters, if it was bound yet (never binds it).
+    pub fn htcp_counters(&self) -> Option<Arc<super::htcp_client::HtcpClientCounters>> {
+        let shared = self.icp.lock().unwrap_or_else(|p| p.into_inner());
+        shared.htcp.as_ref().map(|c| Arc::clone(&c.counters))
+    }
+
     /// Starts counting multicast groups' responders in the background
     /// (inside the runtime), once for all generations, when this one has a
     /// multicast peer. Client queries never count: they wait for the

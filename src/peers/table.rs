@@ -76,6 +76,35 @@ pub struct PeerState {
     pub mcast_last_count: Option<Instant>,
     /// When they are counted next (multicast peers only).
     pub mcast_next_count: Option<Instant>,
+    /// Every RTT sample of a matched reply, sub-millisecond ones included
+    /// (for the cache manager's metrics; the average above skips those).
+    pub rtt_histogram: RttHistogram,
+}
+
+/// Upper bounds of the RTT histogram's buckets, in microseconds.
+pub const RTT_BUCKETS_US: [u64; 12] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000,
+];
+
+/// RTT samples by bucket (cumulative counts are the reader's job).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RttHistogram {
+    /// Samples at or below each bound of [`RTT_BUCKETS_US`]' bucket (not cumulative).
+    pub buckets: [u64; RTT_BUCKETS_US.len()],
+    pub count: u64,
+    pub sum_us: u64,
+}
+
+impl RttHistogram {
+    pub fn add(&mut self, sample: Duration) {
+        let us = sample.as_micros() as u64;
+        if let Some(i) = RTT_BUCKETS_US.iter().position(|&b| us <= b) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum_us += us;
+    }
 }
 
 /// One `cache_peer` and its state.
@@ -389,6 +418,7 @@ impl PeerTable {
     /// An RTT sample for a reply to a query still in flight.
     pub fn note_rtt(&self, id: PeerId, sample: Duration) {
         let Some(p) = self.get(id) else { return };
+        p.state().rtt_histogram.add(sample);
         let ms = sample.as_millis() as u64;
         if !(1..=RTT_SAMPLE_MAX_MS).contains(&ms) {
             return;

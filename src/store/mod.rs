@@ -440,6 +440,7 @@ impl VerifyReport {
 /// One entry, as `cuttle store ls` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
+    pub key: Key,
     pub url: String,
     pub body_len: u64,
     pub times: Times,
@@ -497,8 +498,13 @@ impl Store {
         let mut out: Vec<Listed> = self
             .dirs
             .iter()
-            .flat_map(|d| d.keys().into_iter().filter_map(|k| d.head(&k)))
-            .map(|(url, body_len, times)| Listed {
+            .flat_map(|d| {
+                d.keys()
+                    .into_iter()
+                    .filter_map(|k| d.head(&k).map(|h| (k, h)))
+            })
+            .map(|(key, (url, body_len, times))| Listed {
+                key,
                 url,
                 body_len,
                 times,

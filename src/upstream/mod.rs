@@ -5,10 +5,13 @@
 //! A response that came over a connection made for it carries the TCP
 //! handshake time ([`NewConnection`]), which the NetDB behind ICP's
 //! SRC_RTT answers is fed from.
+//!
+//! Traffic is counted for the cache manager's `server.*` lines.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -79,10 +82,22 @@ struct Pool<B> {
     idle: Mutex<HashMap<PoolKey, Vec<Sender<B>>>>,
 }
 
+/// Server-side traffic since start (Squid's `server.all.*`, all of it
+/// HTTP): requests sent to origins and peers, the ones that failed, and
+/// bytes written and read (heads and bodies).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+}
+
 /// The client. Cheap to clone.
 pub struct Upstream<B> {
     pool: Arc<Pool<B>>,
     timeouts: Timeouts,
+    counters: Arc<Counters>,
 }
 
 impl<B> Clone for Upstream<B> {
@@ -90,8 +105,38 @@ impl<B> Clone for Upstream<B> {
         Upstream {
             pool: Arc::clone(&self.pool),
             timeouts: self.timeouts,
+            counters: Arc::clone(&self.counters),
         }
     }
+}
+
+impl<B> Upstream<B> {
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+/// Bytes of a request head on the wire (request line, fields, blank line),
+/// plus its body when the length is known.
+fn request_size<B: Body>(req: &Request<B>) -> u64 {
+    let line = req.method().as_str().len() + 1 + req.uri().to_string().len() + 11;
+    let fields: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + 2 + v.len() + 2)
+        .sum();
+    (line + fields + 2) as u64 + req.body().size_hint().exact().unwrap_or(0)
+}
+
+/// Bytes of a response head on the wire.
+fn response_head_size<B>(resp: &Response<B>) -> u64 {
+    let line = 13 + resp.status().canonical_reason().map_or(0, str::len) + 2;
+    let fields: usize = resp
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + 2 + v.len() + 2)
+        .sum();
+    (line + fields + 2) as u64
 }
 
 /// Idle connections kept per server.
@@ -108,6 +153,7 @@ where
                 idle: Mutex::new(HashMap::new()),
             }),
             timeouts,
+            counters: Arc::default(),
         }
     }
 
@@ -129,6 +175,26 @@ where
     /// within `connect_timeout` (a peer's connect-timeout=; `None` = the
     /// configured connect_timeout).
     pub async fn send_from(
+        &self,
+        host: &str,
+        port: u16,
+        local: Option<IpAddr>,
+        connect_timeout: Option<Duration>,
+        req: Request<B>,
+    ) -> Result<(Response<PooledBody<B>>, SocketAddr), FetchError> {
+        let c = &self.counters;
+        c.requests.fetch_add(1, Ordering::Relaxed);
+        c.bytes_out.fetch_add(request_size(&req), Ordering::Relaxed);
+        let sent = self
+            .send_counted(host, port, local, connect_timeout, req)
+            .await;
+        if sent.is_err() {
+            c.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    async fn send_counted(
         &self,
         host: &str,
         port: u16,
@@ -244,9 +310,14 @@ where
             .iter()
             .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
         let pool = Arc::downgrade(&self.pool);
+        self.counters
+            .bytes_in
+            .fetch_add(response_head_size(&resp), Ordering::Relaxed);
+        let counters = Arc::clone(&self.counters);
         resp.map(|inner| PooledBody {
             inner,
             back: keep.then_some((sender, key, pool)),
+            counters,
         })
     }
 
@@ -303,6 +374,8 @@ pub async fn connect_from(addr: SocketAddr, local: Option<IpAddr>) -> std::io::R
 pub struct PooledBody<B> {
     inner: Incoming,
     back: Option<(Sender<B>, PoolKey, Weak<Pool<B>>)>,
+    /// Body bytes read count as `server.all.kbytes_in`.
+    counters: Arc<Counters>,
 }
 
 impl<B> PooledBody<B> {
@@ -330,6 +403,13 @@ impl<B: Unpin> Body for PooledBody<B> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.counters
+                        .bytes_in
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+            }
             Poll::Ready(None) => this.give_back(),
             Poll::Ready(Some(Err(_))) => this.back = None,
             _ => {}

@@ -232,8 +232,9 @@ impl Origin {
         Origin::start_on(Ipv4Addr::LOCALHOST).await
     }
 
-    /// An origin on `ip` (a port of its own).
-    pub async fn start_on(ip: Ipv4Addr) -> Origin {
+    /// An origin listening on `ip` (a free port).
+    pub async fn start_on(ip: impl Into<IpAddr>) -> Origin {
+        let ip: IpAddr = ip.into();
         let listener = TcpListener::bind((ip, 0)).await.expect("origin bind");
         let addr = listener.local_addr().expect("origin addr");
         let state = Arc::new(Mutex::new(OriginState::default()));
