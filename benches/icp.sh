@@ -29,8 +29,8 @@
 #                       htcp_port BASE+6, memory cache only, one worker
 #   127.0.2.3           icpecho (benches/icpecho.c, compiled here): the floor,
 #                       a C responder that only echoes each query as a MISS
-#                       (no access check, lookup or log) on port BASE+7; ICP
-#                       runs only
+#                       (no access check, lookup or log) and never sleeps
+#                       (busy-polls its socket), on port BASE+7; ICP runs only
 #   127.0.2.20          icpload (benches/icpload.c, compiled here), the asker;
 #                       icp_access and htcp_access allow it on both
 # Each server gets /obj.bin fetched through it once (so both hold it as a
@@ -172,12 +172,6 @@ squid -n "$SQUID_SVC" -k parse -f "$S/squid.conf" >"$S/parse.log" 2>&1 ||
   { grep -E "FATAL|ERROR" "$S/parse.log" >&2; die "squid.conf does not parse: see above"; }
 start_server squid "http://$SQUID_IP:$SQUID_HTTP/" "$S/cache.log" "$S/stdout" squid -n "$SQUID_SVC" -N -f "$S/squid.conf"
 
-# ---- the floor (ICP only) ----
-if [ "$PROTO" = icp ]; then
-  "${PIN_SERVER[@]}" "$WORK/icpecho" "$ECHO_IP" "$ECHO_ICP" >"$WORK/icpecho.out" 2>&1 &
-  PID[icpecho]=$!
-fi
-
 declare -A HTTP=([cuttle]="$CUTTLE_IP:$CUTTLE_HTTP" [squid]="$SQUID_IP:$SQUID_HTTP")
 if [ "$PROTO" = htcp ]; then
   declare -A ICP=([cuttle]="$CUTTLE_IP $CUTTLE_HTCP" [squid]="$SQUID_IP $SQUID_HTCP")
@@ -242,9 +236,13 @@ run_one() { # SERVER CASE URL
 echo
 echo "== runs (icpload ${DUR}s each) =="
 if [ "$PROTO" = icp ]; then
+  # Started for its run only: it busy-polls the server core.
+  "${PIN_SERVER[@]}" "$WORK/icpecho" "$ECHO_IP" "$ECHO_ICP" >"$WORK/icpecho.out" 2>&1 &
+  PID[icpecho]=$!
   printf '  %-6s %-4s ... ' floor any
   run_one floor any "$MISS_URL"
   printf '%s replies/s (%s)\n' "${RPS[floor.any]}" "${OPS[floor.any]}"
+  stop_pid icpecho
 fi
 for case in hit miss; do
   url=$([ "$case" = hit ] && echo "$HIT_URL" || echo "$MISS_URL")
@@ -265,13 +263,13 @@ for case in hit miss; do
     printf '%-5s %-7s %11s %9s %9s %7s %8s%% %8s%%\n' "$case" "$srv" "${RPS[$srv.$case]}" "${P50[$srv.$case]}" "${P99[$srv.$case]}" "${LOST[$srv.$case]}" "${SCPU[$srv.$case]}" "${LCPU[$srv.$case]}"
   done
   awk -v c="${RPS[cuttle.$case]}" -v s="${RPS[squid.$case]}" -v cp="${P99[cuttle.$case]}" -v sp="${P99[squid.$case]}" -v k="$case" \
-    -v f="${RPS[floor.any]}" \
+    -v f="${RPS[floor.any]:-0}" \
     'BEGIN { printf "%-5s cuttle/squid: %.1fx replies/s, p99 %.2fx (goal: >= 5x, p99 < 100 us)", k, (s > 0 ? c / s : 0), (sp > 0 ? cp / sp : 0)
              if (f > 0) printf "; cuttle/floor %.2f, squid/floor %.2f", c / f, s / f
              printf "\n" }'
 done
 if [ "$PROTO" = icp ]; then
-  awk -v f="${RPS[floor.any]}" -v s1="${RPS[squid.hit]}" -v s2="${RPS[squid.miss]}" \
+  awk -v f="${RPS[floor.any]:-0}" -v s1="${RPS[squid.hit]}" -v s2="${RPS[squid.miss]}" \
     'BEGIN { s = (s1 > s2 ? s1 : s2); if (s > 0) printf "the floor is %.1fx Squid here: no responder can reach more than that under this load\n", f / s }'
 fi
 count_lines() { grep -c "$LINES" "$1" 2>/dev/null || true; }
