@@ -101,6 +101,48 @@ async fn a_head_miss_walks_the_parents_without_icp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hierarchy_stoplist_words_keep_a_get_from_the_peers() {
+    let s = FakePeer::start(ip(91), IcpMode::Answer(Opcode::Hit), HttpMode::Ok).await;
+    let origin = support::Origin::start_on(ip(92)).await;
+    for path in ["/cgi-bin/run", "/plain"] {
+        origin.route(path, |_| support::Reply::ok("from the origin"));
+    }
+    let tmp = TempDir::new("fwd-stoplist");
+    let cuttle = start_cuttle(
+        tmp.path(),
+        ip(90),
+        &format!(
+            "{}
+hierarchy_stoplist cgi-bin ?
+udp_outgoing_address {me}
+             tcp_outgoing_address {me}
+icp_query_timeout 2000",
+            s.line("sibling", ""),
+            me = ip(90)
+        ),
+    );
+    s.wait_probed().await;
+    // A stoplisted URL: no ICP, no sibling, straight to the origin.
+    let stopped = format!("http://{}/cgi-bin/run", origin.addr);
+    let r = Req::get(&stopped).send_to(cuttle.addr).await;
+    assert_eq!(r.status, 200, "{}", cuttle.output());
+    assert_eq!(
+        line(&cuttle, &stopped)[8],
+        format!("HIER_DIRECT/{}", ip(92))
+    );
+    assert!(
+        s.queries.lock().unwrap().is_empty(),
+        "ICP for a stoplisted URL"
+    );
+    // Any other URL still asks the sibling, and takes its hit.
+    let asked = format!("http://{}/plain", origin.addr);
+    let r = Req::get(&asked).send_to(cuttle.addr).await;
+    assert_eq!(r.status, 200, "{}", cuttle.output());
+    assert_eq!(line(&cuttle, &asked)[8], format!("SIBLING_HIT/{}", ip(91)));
+    assert_eq!(s.queries.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revalidation_asks_and_walks_the_parents_never_a_sibling() {
     let s = FakePeer::start(ip(21), IcpMode::Answer(Opcode::Miss), HttpMode::Ok).await;
     let a = FakePeer::start(

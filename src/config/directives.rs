@@ -214,6 +214,7 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "htcp_port" => port_setting(ctx, line, |c| &mut c.htcp_port),
         "udp_incoming_address" => address_setting(ctx, line, |c| &mut c.udp_incoming_address),
         "mcast_groups" => mcast_groups(ctx, line),
+        "hierarchy_stoplist" => hierarchy_stoplist(ctx, line),
         "cache_peer" => peer::parse_cache_peer(ctx, line),
         "cache_peer_access" => peer::parse_cache_peer_access(ctx, line),
         "neighbor_type_domain" => peer::parse_neighbor_type_domain(ctx, line),
@@ -345,6 +346,7 @@ fn is_typed(name: &str) -> bool {
         "htcp_port",
         "udp_incoming_address",
         "mcast_groups",
+        "hierarchy_stoplist",
         "cache_peer",
         "cache_peer_access",
         "neighbor_type_domain",
@@ -738,6 +740,28 @@ fn mcast_groups(ctx: &mut Ctx<'_, '_>, line: &Line) {
                 format!("mcast_groups: \"{}\" is not an IP address", t.text),
             ),
         }
+    }
+}
+
+/// Squid 3.4's `hierarchy_stoplist WORD...`: a URL containing any word is
+/// not hierarchical (no peer is asked; DIRECT unless never_direct). Squid
+/// 3.5 removed it and Squid 5 refuses a config that has it; cuttle honours
+/// it, so an old config keeps its meaning, and says so.
+fn hierarchy_stoplist(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    if line.args().is_empty() {
+        ctx.error(&line.location, "hierarchy_stoplist: missing word".into());
+        return;
+    }
+    ctx.warn(
+        &line.location,
+        "hierarchy_stoplist: removed from Squid 3.5 (Squid 5 refuses it; use always_direct or \
+         cache_peer_access there); cuttle honours it: URLs containing these words ask no peer"
+            .into(),
+    );
+    for t in line.args() {
+        ctx.config
+            .hierarchy_stoplist
+            .push(Located::new(t.text.to_string(), line.location.clone()));
     }
 }
 

@@ -206,6 +206,9 @@ pub struct Config {
     /// `None` = every address (Squid's default).
     pub udp_incoming_address: Setting<Option<std::net::IpAddr>>,
     pub mcast_groups: Vec<Located<std::net::IpAddr>>,
+    /// Words that make a URL non-hierarchical (Squid 3.4's
+    /// `hierarchy_stoplist`; removed from Squid 3.5).
+    pub hierarchy_stoplist: Vec<Located<String>>,
 
     // -- neighbours
     pub cache_peers: Vec<Located<CachePeer>>,
@@ -331,6 +334,7 @@ impl Default for Config {
             htcp_port: Setting::default_value(0),
             udp_incoming_address: Setting::default_value(None),
             mcast_groups: Vec::new(),
+            hierarchy_stoplist: Vec::new(),
             cache_peers: Vec::new(),
             icp_query_timeout: Setting::default_value(Duration::ZERO),
             maximum_icp_query_timeout: Setting::default_value(Duration::from_millis(2000)),

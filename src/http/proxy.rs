@@ -681,7 +681,8 @@ impl Proxy {
         arrival: Arrival,
     ) -> SelectRequest<'a> {
         let has_auth = headers.contains_key(header::AUTHORIZATION);
-        let hierarchical = peer_select::hierarchical(method.as_str(), has_auth, false, false);
+        let hierarchical = peer_select::hierarchical(method.as_str(), has_auth, false, false)
+            && !peer_select::stoplisted(&self.config, &target.url);
         SelectRequest {
             access: access::Request {
                 client,

@@ -85,6 +85,15 @@ pub fn hierarchical(
     (method == "GET" || method == "TRACE") && !has_authorization && !url_has_userinfo && !looped
 }
 
+/// The URL holds a `hierarchy_stoplist` word (Squid 3.4's rule): it is
+/// not hierarchical then.
+pub fn stoplisted(config: &Config, url: &str) -> bool {
+    config
+        .hierarchy_stoplist
+        .iter()
+        .any(|word| url.contains(word.value.as_str()))
+}
+
 /// One place to fetch from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
