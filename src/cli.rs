@@ -15,7 +15,8 @@ use cuttle::store::{RebuildReport, Store, StoreError, VerifyReport};
 
 const EXAMPLES: &str = "\
 With no command, cuttle runs as a caching proxy on the embedded default:
-http_port 127.0.0.1:3128, access from localhost only, a 256 MB cache_dir and
+http_port 127.0.0.1:3128, access from localhost only, ICP on 127.0.0.1:3130
+and HTCP on 127.0.0.1:4827 (answering localhost), a 256 MB cache_dir and
 its access.log in $XDG_CACHE_HOME/cuttle (else ~/.cache/cuttle, else
 /var/cache/cuttle).
 

@@ -38,8 +38,10 @@ pub fn default_cache_dir() -> PathBuf {
 }
 
 /// The squid.conf cuttle runs with when given none: a forward proxy on
-/// localhost:3128 for localhost only (Squid's default rules), a 256 MB
-/// cache_dir and its access.log in `dir`.
+/// localhost:3128 for localhost only (Squid's default rules), ICP on the
+/// standard port 3130 and HTCP on 4827 answering localhost only, a 256 MB
+/// cache_dir and its access.log in `dir`. (A squid.conf without
+/// `icp_port`/`htcp_port` has neither, as in Squid.)
 pub fn default_config_text(dir: &Path) -> String {
     format!(
         "# cuttle's embedded default configuration\n\
@@ -52,6 +54,15 @@ pub fn default_config_text(dir: &Path) -> String {
          http_access deny manager\n\
          http_access allow localhost\n\
          http_access deny all\n\
+         icp_port 3130\n\
+         htcp_port 4827\n\
+         udp_incoming_address 127.0.0.1\n\
+         icp_access allow localhost\n\
+         icp_access deny all\n\
+         htcp_access allow localhost\n\
+         htcp_access deny all\n\
+         htcp_clr_access allow localhost\n\
+         htcp_clr_access deny all\n\
          cache_dir mmap {dir} 256\n\
          access_log stdio:{dir}/access.log squid\n",
         dir = dir.display()

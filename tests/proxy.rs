@@ -2055,8 +2055,11 @@ async fn embedded_default_config() {
         return;
     }
     assert!(
-        std::net::TcpListener::bind("127.0.0.1:3128").is_ok(),
-        "cannot test the embedded default: `unshare -rn` is not available and 127.0.0.1:3128 is in use"
+        std::net::TcpListener::bind("127.0.0.1:3128").is_ok()
+            && std::net::UdpSocket::bind("127.0.0.1:3130").is_ok()
+            && std::net::UdpSocket::bind("127.0.0.1:4827").is_ok(),
+        "cannot test the embedded default: `unshare -rn` is not available and 127.0.0.1:3128 \
+         (TCP), 3130 or 4827 (UDP) is in use"
     );
     embedded_default_config_here().await;
 }
@@ -2088,6 +2091,24 @@ async fn embedded_default_config_here() {
     let log = read_log(&cache.join("access.log"), 2).await;
     assert_results(&log, &["TCP_MISS/200", "TCP_HIT/200"]);
     assert_eq!(log[0].url, url);
+    // ICP and HTCP on their standard ports, for localhost.
+    let out = proxy.stdout();
+    for line in [
+        "cuttle: ICP on 127.0.0.1:3130",
+        "cuttle: HTCP on 127.0.0.1:4827",
+    ] {
+        assert!(out.iter().any(|l| l == line), "no {line:?} in {out:?}");
+    }
+    let asker = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    asker
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    asker
+        .send_to(&support::query(7, &url), "127.0.0.1:3130")
+        .expect("send ICP");
+    let mut reply = [0u8; 512];
+    let n = asker.recv(&mut reply).expect("an ICP reply");
+    assert_eq!(&reply[..n], support::expected_reply(2, 7, &url).as_slice());
     // Our own default must not draw warnings from our own reader.
     let err = proxy.stderr();
     assert!(
