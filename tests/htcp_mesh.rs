@@ -6,6 +6,8 @@
 //!    datagram (and forwards TCP, so the peer's HTTP port is the tap's too).
 //!    A Squid 5.7 asking that way takes no answer at all, cuttle's or a
 //!    Squid's; cuttle asking a Squid that way works.
+//! 2. `htcp=forward-clr`: a CLR from Squid A relayed by cuttle to Squid B;
+//!    a CLR cuttle refuses is not relayed.
 //!
 //! Fails, never skips, when squid is missing.
 
@@ -14,6 +16,7 @@ mod support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -581,4 +584,170 @@ async fn cuttle_asks_an_oldsquid_squid() {
         assert_eq!(reply[2..4], [0, 0], "{reply:02x?}");
         assert_eq!(data_fields(&reply), (code, 0x80, 0), "{url}: {reply:02x?}");
     }
+}
+
+// ---------------------------------------------------------- 2. forward-clr
+
+/// Lines of `log` for `url` with `method` (any result, any client).
+fn lines_with(log: &Path, url: &str, method: &str) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .filter(|f| f.get(6).is_some_and(|u| u == url) && f.get(5).is_some_and(|m| m == method))
+        .collect()
+}
+
+/// `cuttle htcp SUB --timeout MS --peer PEER --from FROM URL...`: its
+/// output lines split at tabs, whether it exited 0, and all it printed.
+fn htcp_cli(
+    sub: &str,
+    peer: SocketAddr,
+    from: Ipv4Addr,
+    timeout_ms: u32,
+    urls: &[&str],
+) -> (Vec<Vec<String>>, bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cuttle"))
+        .args(["htcp", sub, "--timeout", &timeout_ms.to_string(), "--peer"])
+        .arg(peer.to_string())
+        .arg("--from")
+        .arg(from.to_string())
+        .args(urls)
+        .output()
+        .expect("run cuttle htcp");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines = stdout
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    (
+        lines,
+        out.status.success(),
+        stdout + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// 2. A PURGE at Squid A sends a CLR (method PURGE) to cuttle (A's
+/// `htcp=only-clr` peer); cuttle, whose htcp_clr_access allows A, purges
+/// and relays it to Squid B, its `htcp=forward-clr` peer, as CLRs for GET
+/// and HEAD: B logs the CLR from cuttle and its next request for the
+/// object is a miss. A CLR cuttle refuses (a sender htcp_clr_access denies)
+/// is not relayed: B keeps that object and its next request is a hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_clr_relays_a_squid_purge_to_another_squid() {
+    squid_binary();
+    const A: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 21);
+    const CUTTLE: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 22);
+    const B: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 23);
+    const CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 24);
+    const STRANGER: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 25);
+    let origin = origin(
+        Ipv4Addr::new(127, 0, 13, 26),
+        &["/relayed", "/refused", "/marker"],
+    )
+    .await;
+    let tmp = TempDir::new("htcp-forward-clr");
+    let (b, b_htcp) = start_squid(
+        &tmp.path().join("b"),
+        B,
+        &format!(
+            "acl cuttle src {CUTTLE}\n\
+             htcp_clr_access allow cuttle\n\
+             htcp_clr_access deny all\n\
+             acl asker src {CLIENT}\n\
+             htcp_access allow asker\n\
+             htcp_access deny all\n"
+        ),
+    );
+    let (cuttle, cuttle_htcp) = cuttle_with_htcp(
+        &tmp.path().join("cuttle"),
+        CUTTLE,
+        &format!(
+            "acl squid_a src {A}\n\
+             htcp_clr_access allow squid_a\n\
+             htcp_clr_access deny all\n\
+             cache_peer {B} sibling {} {b_htcp} htcp=forward-clr no-digest name=b\n",
+            b.http_port
+        ),
+    );
+    // `no-query`: without it Squid 5.7 queries an `only-clr` peer with ICP
+    // (sent to the HTCP port, with icp_port set: seen, every request then
+    // waits out the timeout).
+    let (a, _) = start_squid(
+        &tmp.path().join("a"),
+        A,
+        &format!(
+            "cache_peer {CUTTLE} sibling {} {} htcp=only-clr no-query no-digest \
+             no-netdb-exchange name=cuttle\n",
+            cuttle.addr.port(),
+            cuttle_htcp.port()
+        ),
+    );
+    wait_peers_up(&a, 1).await;
+
+    let relayed = origin.url("/relayed");
+    let refused = origin.url("/refused");
+    let marker = origin.url("/marker");
+    // B holds all three; A holds what it will purge (PURGE sends CLRs
+    // only for objects it held).
+    for url in [&relayed, &refused, &marker] {
+        assert_eq!(get(b.http_addr(), CLIENT, url).await.0, 200);
+        let (lines, _, text) = htcp_cli("tst", SocketAddr::from((B, b_htcp)), CLIENT, 3000, &[url]);
+        assert_eq!(lines[0][1], "FOUND", "{text}");
+    }
+    for url in [&relayed, &marker] {
+        assert_eq!(get(a.http_addr(), CLIENT, url).await.0, 200);
+    }
+
+    // Relayed: A's CLR reaches cuttle (which held nothing), B purges.
+    let r = Req::new("PURGE", &relayed)
+        .from(IpAddr::V4(CLIENT))
+        .send_to(a.http_addr())
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    wait_line(&cuttle.log, A, &relayed, "UDP_MISS/000", "HTCP_CLR");
+    wait_line(&b.access_log(), CUTTLE, &relayed, "UDP_HIT/000", "HTCP_CLR");
+    let (lines, _, text) = htcp_cli(
+        "tst",
+        SocketAddr::from((B, b_htcp)),
+        CLIENT,
+        3000,
+        &[&relayed],
+    );
+    assert_eq!(lines[0][1], "NOT_FOUND", "B kept it:\n{text}");
+    assert_eq!(
+        get(b.http_addr(), CLIENT, &relayed).await,
+        (200, body("/relayed"))
+    );
+    let fetches = log_lines(&b.access_log(), &relayed, 2);
+    let gets: Vec<&Vec<String>> = fetches.iter().filter(|l| l[5] == "GET").collect();
+    assert_eq!(gets.len(), 2, "{fetches:?}");
+    assert_eq!(gets[1][3], "TCP_MISS/200", "{:?}", gets[1]);
+    assert_eq!(origin.count("/relayed"), 3, "B, A, then B again");
+
+    // Refused: a CLR from a sender cuttle's htcp_clr_access denies is
+    // logged UDP_DENIED and not relayed. A relayed CLR after it (A's PURGE
+    // of the marker) shows B has had everything cuttle sent before.
+    let (lines, ok, text) = htcp_cli("clr", cuttle_htcp, STRANGER, 500, &[&refused]);
+    assert!(!ok && lines[0][1] == "TIMEOUT", "{text}");
+    wait_line(
+        &cuttle.log,
+        STRANGER,
+        &refused,
+        "UDP_DENIED/000",
+        "HTCP_CLR",
+    );
+    let r = Req::new("PURGE", &marker)
+        .from(IpAddr::V4(CLIENT))
+        .send_to(a.http_addr())
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    wait_line(&b.access_log(), CUTTLE, &marker, "UDP_HIT/000", "HTCP_CLR");
+    let clrs = lines_with(&b.access_log(), &refused, "HTCP_CLR");
+    assert!(clrs.is_empty(), "relayed a refused CLR: {clrs:?}");
+    assert_eq!(
+        get(b.http_addr(), CLIENT, &refused).await,
+        (200, body("/refused"))
+    );
+    wait_line(&b.access_log(), CLIENT, &refused, "TCP_MEM_HIT/200", "GET");
+    assert_eq!(origin.count("/refused"), 1, "B's first fetch only");
 }
