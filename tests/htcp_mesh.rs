@@ -8,6 +8,7 @@
 //!    Squid's; cuttle asking a Squid that way works.
 //! 2. `htcp=forward-clr`: a CLR from Squid A relayed by cuttle to Squid B;
 //!    a CLR cuttle refuses is not relayed.
+//! 3. NOP, MON and SET: Squid answers none; cuttle answers each.
 //!
 //! Fails, never skips, when squid is missing.
 
@@ -750,4 +751,187 @@ async fn forward_clr_relays_a_squid_purge_to_another_squid() {
     );
     wait_line(&b.access_log(), CLIENT, &refused, "TCP_MEM_HIT/200", "GET");
     assert_eq!(origin.count("/refused"), 1, "B's first fetch only");
+}
+
+// ------------------------------------------------------ 3. NOP, MON, SET
+
+/// A request with RD set (unless `rd` is false), MINOR `minor`.
+fn request(minor: u8, trans_id: u32, rd: bool, op: Op<'_>) -> Vec<u8> {
+    let m = htcp::Message {
+        minor,
+        response: 0,
+        f1: rd,
+        reserved: 0,
+        trans_id,
+        op,
+        auth: htcp::Auth::None,
+    };
+    let mut out = Vec::new();
+    m.encode(&mut out).expect("encode");
+    out
+}
+
+/// Sends `datagrams` from `socket` to `to`, then a TST for `url` with id
+/// `barrier`, and returns every datagram that came back up to and with the
+/// TST's answer (the node answers in order: nothing else will follow).
+async fn answers_before_tst(
+    socket: &tokio::net::UdpSocket,
+    to: SocketAddr,
+    datagrams: &[Vec<u8>],
+    barrier: u32,
+    url: &str,
+) -> Vec<Vec<u8>> {
+    for d in datagrams {
+        socket.send_to(d, to).await.expect("send");
+    }
+    let tst = htcp::Message::tst_request(barrier, htcp::Specifier::new("GET", url));
+    let mut out = Vec::new();
+    tst.encode(&mut out).expect("encode");
+    socket.send_to(&out, to).await.expect("send");
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 9000];
+    loop {
+        let (n, from) = tokio::time::timeout(support::WAIT, socket.recv_from(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no answer to the TST from {to}; got {got:02x?}"))
+            .expect("recv");
+        assert_eq!(from, to);
+        got.push(buf[..n].to_vec());
+        let parsed = htcp::parse(&buf[..n]);
+        if matches!(parsed, Ok(m) if m.trans_id == barrier && matches!(m.op, Op::TstResponse(_))) {
+            return got;
+        }
+    }
+}
+
+/// 3. NOP, MON and SET (RD set) to a Squid 5.7 and to cuttle, each followed
+/// by a TST whose answer closes the exchange. Squid answers none of the
+/// three and logs none; cuttle answers NOP with a NOP response (code 0,
+/// MINOR and id of the request) and MON and SET with RFC 2756's overall
+/// "opcode not implemented" (MO set, code 2). Without RD, or from a sender
+/// cuttle's htcp_access refuses, cuttle answers nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nop_mon_set_squid_answers_none_cuttle_nop_and_not_implemented() {
+    squid_binary();
+    const SQUID: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 31);
+    const CUTTLE: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 32);
+    const SENDER: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 33);
+    const STRANGER: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 34);
+    let tmp = TempDir::new("htcp-nop-mon-set");
+    let (squid, squid_htcp) = start_squid(
+        &tmp.path().join("squid"),
+        SQUID,
+        &format!(
+            "debug_options ALL,1 31,3\n\
+             acl sender src {SENDER}\n\
+             htcp_access allow sender\n\
+             htcp_access deny all\n\
+             htcp_clr_access allow sender\n\
+             htcp_clr_access deny all\n"
+        ),
+    );
+    let (cuttle, cuttle_htcp) = cuttle_with_htcp(
+        &tmp.path().join("cuttle"),
+        CUTTLE,
+        &format!(
+            "acl sender src {SENDER}\n\
+             htcp_access allow sender\n\
+             htcp_access deny all\n"
+        ),
+    );
+    let url = "http://127.0.13.35/nop-mon-set";
+    let identity = htcp::Identity {
+        specifier: htcp::Specifier::new("GET", url),
+        detail: htcp::Detail {
+            resp_hdrs: "Age: 5\r\n".into(),
+            entity_hdrs: "Expires: Thu, 01 Jan 2037 00:00:00 GMT\r\n".into(),
+            cache_hdrs: "".into(),
+        },
+    };
+    let asks = [
+        request(1, 101, true, Op::NopRequest),
+        request(1, 102, true, Op::MonRequest { time: 60 }),
+        request(1, 103, true, Op::SetRequest(identity)),
+        request(0, 104, true, Op::NopRequest),
+        request(1, 105, false, Op::NopRequest),
+        request(1, 106, false, Op::MonRequest { time: 60 }),
+    ];
+    let socket = tokio::net::UdpSocket::bind((SENDER, 0))
+        .await
+        .expect("bind");
+
+    let got = answers_before_tst(
+        &socket,
+        SocketAddr::from((SQUID, squid_htcp)),
+        &asks,
+        107,
+        url,
+    )
+    .await;
+    assert_eq!(got.len(), 1, "Squid answered: {got:02x?}");
+    wait_line(&squid.access_log(), SENDER, url, "UDP_MISS/000", "HTCP_TST");
+    let logged = std::fs::read_to_string(squid.access_log()).unwrap_or_default();
+    let squid_lines: Vec<&str> = logged.lines().filter(|l| l.contains("HTCP_")).collect();
+    assert_eq!(squid_lines.len(), 1, "{squid_lines:?}");
+    // It read each (debug section 31 at level 3 says so) and dropped it.
+    let cache_log = std::fs::read_to_string(squid.dir.join("cache.log")).unwrap_or_default();
+    for (what, times) in [("NOP", 3), ("MON", 2), ("SET", 1)] {
+        let said = format!("HTCP {what} not implemented");
+        assert_eq!(cache_log.matches(&said).count(), times, "{said}");
+    }
+
+    let got = answers_before_tst(&socket, cuttle_htcp, &asks, 107, url).await;
+    let replies: Vec<htcp::Message<'_>> = got
+        .iter()
+        .map(|d| htcp::parse(d).expect("well-formed"))
+        .collect();
+    let summary: Vec<(u8, u32, htcp::Opcode, bool, u8)> = replies
+        .iter()
+        .map(|m| (m.minor, m.trans_id, m.opcode(), m.f1, m.response))
+        .collect();
+    use htcp::Opcode::{Mon, Nop, Set, Tst};
+    assert_eq!(
+        summary,
+        [
+            (1, 101, Nop, false, 0),
+            (1, 102, Mon, true, htcp::overall::OPCODE_NOT_IMPLEMENTED),
+            (1, 103, Set, true, htcp::overall::OPCODE_NOT_IMPLEMENTED),
+            (0, 104, Nop, false, 0),
+            (1, 107, Tst, false, htcp::tst::NOT_FOUND),
+        ],
+        "{replies:?}"
+    );
+    assert!(replies.iter().all(|m| m.is_response()));
+    assert_eq!(replies[0].op, Op::NopResponse);
+    assert_eq!(replies[1].op, Op::MonResponse(None));
+    assert_eq!(replies[2].op, Op::SetResponse);
+    let cuttle_lines: Vec<Vec<String>> = std::fs::read_to_string(&cuttle.log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    assert!(
+        cuttle_lines.iter().all(|l| l[5] == "HTCP_TST"),
+        "{cuttle_lines:?}"
+    );
+
+    // From a sender htcp_access refuses: nothing, not even for the TST
+    // (logged UDP_DENIED once its turn came, after the three before it).
+    let stranger = tokio::net::UdpSocket::bind((STRANGER, 0))
+        .await
+        .expect("bind");
+    for d in &asks[..3] {
+        stranger.send_to(d, cuttle_htcp).await.expect("send");
+    }
+    let tst = htcp::Message::tst_request(108, htcp::Specifier::new("GET", url));
+    let mut out = Vec::new();
+    tst.encode(&mut out).expect("encode");
+    stranger.send_to(&out, cuttle_htcp).await.expect("send");
+    wait_line(&cuttle.log, STRANGER, url, "UDP_DENIED/000", "HTCP_TST");
+    let mut buf = [0u8; 2048];
+    let stray = stranger.try_recv_from(&mut buf);
+    assert!(
+        matches!(&stray, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "cuttle answered a refused sender: {stray:?}"
+    );
 }
