@@ -451,34 +451,11 @@ fn handle_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access;
-    use crate::config::{load_str_sandboxed, PeerType};
-    use crate::peers::select::{hierarchical, Neighbours, SelectRequest};
+    use crate::config::PeerType;
+    use crate::peers::select::tests::{config, neighbours_up, request};
+    use crate::peers::select::Neighbours;
     use cuttle_protocol::htcp::{Detail, TstReply};
-    use std::net::Ipv4Addr;
     use std::sync::atomic::Ordering::Relaxed;
-
-    fn request(url: &str) -> SelectRequest<'_> {
-        SelectRequest {
-            access: access::Request {
-                client: IpAddr::V4(Ipv4Addr::new(127, 0, 10, 1)),
-                method: "GET",
-                scheme: "http",
-                host: "example.test",
-                port: 80,
-                path: "/x",
-                url,
-                local_ip: None,
-                local_port: 0,
-                port_name: "",
-                dst_addrs: None,
-            },
-            hierarchical: hierarchical("GET", false, false, false),
-            siblings_ok: true,
-            looped: false,
-            accel_no_direct: false,
-        }
-    }
 
     fn tst_reply(q: &Message<'_>, response: u8, mo: bool) -> Vec<u8> {
         let mut r = q.response(
@@ -507,13 +484,8 @@ mod tests {
             icp.local_addr().expect("addr").port(),
             htcp_peer.local_addr().expect("addr").port()
         );
-        let loaded = load_str_sandboxed(&text, "test");
-        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-        let c = loaded.config;
-        let n = Neighbours::new(&c);
-        for id in 0..2 {
-            n.table.note_tcp_success(id);
-        }
+        let c = config(&text);
+        let n = neighbours_up(&c);
         let icp_task = tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             let (len, from) = icp.recv_from(&mut buf).await.expect("query");
@@ -562,7 +534,9 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("accept-language", "de".parse().unwrap());
         headers.insert("connection", "keep-alive".parse().unwrap());
-        let s = n.select(&c, &request(url), &headers).await;
+        let s = n
+            .select(&c, &request("GET", "example.test", url), &headers)
+            .await;
         icp_task.await.expect("icp peer");
         htcp_task.await.expect("htcp peer");
         let first = &s.sources[0];
@@ -606,9 +580,7 @@ mod tests {
             port(2),
             port(3)
         );
-        let loaded = load_str_sandboxed(&text, "test");
-        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-        let n = Neighbours::new(&loaded.config);
+        let n = Neighbours::new(&config(&text));
         let url = "http://example.test/gone";
         assert_eq!(
             n.send_clr(url, ClrTrigger::Purge),
