@@ -59,7 +59,7 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -605,7 +605,8 @@ pub struct Htcp {
     store: Arc<Store>,
     markers: Arc<KnownMarkers>,
     stats: Arc<HtcpServerStats>,
-    next_trans_id: AtomicU32,
+    /// Of the CLRs it relays.
+    next_trans_id: u32,
     out: Vec<u8>,
     relayed: Relayed,
 }
@@ -617,7 +618,7 @@ impl Htcp {
             store,
             markers,
             stats,
-            next_trans_id: AtomicU32::new(1),
+            next_trans_id: 1,
             out: Vec::with_capacity(MAX_DATAGRAM),
             relayed: Relayed::new(),
         }
@@ -767,7 +768,11 @@ impl Htcp {
         }
         relayed.push_back((url.to_string(), now));
         for t in targets {
-            let next = || self.next_trans_id.fetch_add(1, Ordering::Relaxed);
+            let next = || {
+                let id = self.next_trans_id;
+                self.next_trans_id = id.wrapping_add(1);
+                id
+            };
             for datagram in clr_datagrams(url, reason, t.oldsquid, false, next) {
                 send(socket, &datagram, t.addr, &self.stats);
                 self.stats.clr_forwarded.fetch_add(1, Ordering::Relaxed);
@@ -1352,5 +1357,89 @@ mod tests {
             ("PURGE", Some(ResultTag::UdpHit))
         );
         assert!(!cache.holds(KeyMethod::Get, url));
+    }
+
+    /// What the responder thread does with an allowed CLR, over real
+    /// sockets: the reply goes to the sender, and the CLR is relayed to the
+    /// forward-clr peer as CLRs for GET and HEAD wanting no reply (ids
+    /// counting from 1); the same URL again within FORWARD_DEDUP is not
+    /// relayed, nor is a CLR the peer itself sent.
+    #[test]
+    fn an_allowed_clr_is_relayed_once_to_the_forward_clr_peers() {
+        use crate::access_log::Logger;
+        use crate::store::StoreOptions;
+        use std::net::UdpSocket;
+        let bind = |ip: &str| {
+            let s = UdpSocket::bind((ip, 0)).expect("bind");
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .expect("timeout");
+            s
+        };
+        let (responder, sender, peer) = (
+            bind("127.0.10.30"),
+            bind("127.0.10.32"),
+            bind("127.0.10.31"),
+        );
+        let port = |s: &UdpSocket| s.local_addr().expect("addr");
+        let c = config(&format!(
+            "htcp_clr_access allow all\n\
+             cache_peer 127.0.10.31 sibling 3128 {} htcp=forward-clr\n",
+            port(&peer).port()
+        ));
+        let settings = Settings {
+            derived: forward_targets(&c),
+            config: Arc::new(c),
+            logger: Logger::disabled(),
+        };
+        let (store, _) = Store::open(&[], StoreOptions::default()).expect("an empty store");
+        let stats = Arc::new(HtcpServerStats::default());
+        let mut htcp = Htcp::new(Arc::new(store), Arc::default(), Arc::clone(&stats));
+        let url = "http://example.test/gone";
+        let clr = |url: &str, rd: bool| clr_datagrams(url, 0, false, rd, || 77).remove(0);
+        let mut lines = LineBatch::new();
+        let mut buf = [0u8; 9000];
+
+        htcp.answer(
+            &responder,
+            &clr(url, true),
+            port(&sender),
+            &settings,
+            &mut lines,
+        );
+        let (n, from) = sender.recv_from(&mut buf).expect("the CLR reply");
+        assert_eq!(from, port(&responder));
+        let r = htcp::parse(&buf[..n]).expect("HTCP");
+        assert_eq!((r.op, r.response), (Op::ClrResponse, htcp::clr::NOT_FOUND));
+        for (id, method) in [(1, "GET"), (2, "HEAD")] {
+            let (n, from) = peer.recv_from(&mut buf).expect("a relayed CLR");
+            assert_eq!(from, port(&responder));
+            let m = htcp::parse(&buf[..n]).expect("HTCP");
+            let Op::ClrRequest { specifier, .. } = m.op else {
+                panic!("{m:?}")
+            };
+            assert_eq!((m.trans_id, m.response_desired()), (id, false));
+            assert_eq!(specifier.method.to_str(), Some(method));
+            assert_eq!(specifier.uri.as_bytes(), url.as_bytes());
+        }
+        assert_eq!(stats.clr_forwarded.load(Ordering::Relaxed), 2);
+
+        // Relayed lately; and the peer's own CLR never goes back to it.
+        htcp.answer(
+            &responder,
+            &clr(url, false),
+            port(&sender),
+            &settings,
+            &mut lines,
+        );
+        let own = "http://example.test/peers-own";
+        htcp.answer(
+            &responder,
+            &clr(own, false),
+            port(&peer),
+            &settings,
+            &mut lines,
+        );
+        assert!(peer.recv_from(&mut buf).is_err(), "relayed again");
+        assert_eq!(stats.clr_forwarded.load(Ordering::Relaxed), 2);
     }
 }
