@@ -292,6 +292,33 @@ fn icp_query(args: &QueryArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let timeout = Duration::from_millis(args.timeout);
+    for_each_url(
+        &args.urls,
+        || cuttle::peers::icp_client::IcpClient::bind_plain(args.from),
+        async |client, url| {
+            let got = client.query_one(peer, url, timeout).await;
+            let Some((opcode, rtt, _reqnum)) = answered(url, got) else {
+                return false;
+            };
+            println!(
+                "{url}\t{}\t{:.3} ms",
+                opcode.name(),
+                rtt.as_secs_f64() * 1000.0
+            );
+            true
+        },
+    )
+}
+
+/// Runs `ask` for each URL in turn (on a one-thread runtime, with the
+/// client `bind` opens there); exits 0 when `ask` says every URL got its
+/// answer.
+fn for_each_url<C>(
+    urls: &[String],
+    bind: impl FnOnce() -> std::io::Result<C>,
+    ask: impl AsyncFn(&C, &str) -> bool,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -302,9 +329,8 @@ fn icp_query(args: &QueryArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let timeout = Duration::from_millis(args.timeout);
     runtime.block_on(async {
-        let client = match cuttle::peers::icp_client::IcpClient::bind_plain(args.from) {
+        let client = match bind() {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("cuttle: cannot open a UDP socket: {e}");
@@ -312,24 +338,9 @@ fn icp_query(args: &QueryArgs) -> ExitCode {
             }
         };
         let mut all_answered = true;
-        for url in &args.urls {
-            match client.query_one(peer, url, timeout).await {
-                Ok(Some((opcode, rtt, _reqnum))) => {
-                    println!(
-                        "{url}\t{}\t{:.3} ms",
-                        opcode.name(),
-                        rtt.as_secs_f64() * 1000.0
-                    );
-                }
-                Ok(None) => {
-                    println!("{url}\tTIMEOUT\t-");
-                    all_answered = false;
-                }
-                Err(e) => {
-                    eprintln!("cuttle: {url}: {e}");
-                    all_answered = false;
-                }
-            }
+        for url in urls {
+            // Every URL is asked, answered or not.
+            all_answered &= ask(&client, url).await;
         }
         if all_answered {
             ExitCode::SUCCESS
@@ -337,6 +348,22 @@ fn icp_query(args: &QueryArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     })
+}
+
+/// The answer of a one-off query to `url`; `None` once the URL's TIMEOUT
+/// line or its error is printed.
+fn answered<T>(url: &str, got: std::io::Result<Option<T>>) -> Option<T> {
+    match got {
+        Ok(Some(answer)) => Some(answer),
+        Ok(None) => {
+            println!("{url}\tTIMEOUT\t-");
+            None
+        }
+        Err(e) => {
+            eprintln!("cuttle: {url}: {e}");
+            None
+        }
+    }
 }
 
 /// `cuttle htcp tst|clr`: one request per URL, in order, each waiting for
@@ -371,27 +398,11 @@ fn htcp_exchange(args: &HtcpArgs, clr: bool) -> ExitCode {
         req_hdrs.push_str(h);
         req_hdrs.push_str("\r\n");
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cuttle: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let timeout = Duration::from_millis(args.timeout);
-    runtime.block_on(async {
-        let client = match HtcpClient::bind_plain(args.from) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("cuttle: cannot open a UDP socket: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let mut all_answered = true;
-        for url in &args.urls {
+    for_each_url(
+        &args.urls,
+        || HtcpClient::bind_plain(args.from),
+        async |client, url| {
             let trans_id = client.next_trans_id();
             let mut spec = Specifier::new(&args.method, url);
             spec.req_hdrs = req_hdrs.as_str().into();
@@ -406,33 +417,22 @@ fn htcp_exchange(args: &HtcpArgs, clr: bool) -> ExitCode {
             let mut datagram = Vec::new();
             if let Err(e) = msg.encode(&mut datagram) {
                 eprintln!("cuttle: {url}: cannot be sent in HTCP: {e}");
-                all_answered = false;
-                continue;
+                return false;
             }
-            let (wire, rtt) = match client.exchange(peer, &datagram, trans_id, timeout).await {
-                Ok(Some(got)) => got,
-                Ok(None) => {
-                    println!("{url}\tTIMEOUT\t-");
-                    all_answered = false;
-                    continue;
-                }
-                Err(e) => {
-                    eprintln!("cuttle: {url}: {e}");
-                    all_answered = false;
-                    continue;
-                }
+            let got = client.exchange(peer, &datagram, trans_id, timeout).await;
+            let Some((wire, rtt)) = answered(url, got) else {
+                return false;
             };
             if args.json {
                 match inspect::htcp_json(&wire) {
                     Ok(v) => println!("{v:#}"),
                     Err(e) => println!("{url}\tMALFORMED\t{e}"),
                 }
-                continue;
+                return true;
             }
             let Ok(reply) = htcp::parse(&wire) else {
                 println!("{url}\tMALFORMED\t-");
-                all_answered = false;
-                continue;
+                return false;
             };
             let answer = match (reply.is_overall_response(), &reply.op, reply.response) {
                 (true, _, code) => format!("ERROR_{code}"),
@@ -457,13 +457,9 @@ fn htcp_exchange(args: &HtcpArgs, clr: bool) -> ExitCode {
                 }
             }
             println!("{line}");
-        }
-        if all_answered {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }
-    })
+            true
+        },
+    )
 }
 
 fn decode(

@@ -14,15 +14,15 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::access_log::Logger;
-use crate::caching::KnownMarkers;
 use crate::config::{self, Config, ListenAddr, LoadOptions, Loaded, PortMode, VPort};
 use crate::http::proxy::{self, Proxy};
 use crate::http::server::{self, Listener};
 use crate::http::target::PortKind;
 use crate::mgr::Manager;
-use crate::peers::htcp_server::{self, HtcpServer, HtcpServerStats};
-use crate::peers::icp_server::{self, HitOnly, IcpServer, IcpServerStats};
+use crate::peers::htcp_server::{Htcp, HtcpServerStats};
+use crate::peers::icp_server::{HitOnly, Icp, IcpServerStats};
 use crate::peers::netdb::NetDb;
+use crate::peers::responder::{Protocol, Responder};
 use crate::store::Store;
 
 /// Where the embedded default keeps its cache_dir and log: the first of
@@ -223,31 +223,38 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
     let hit_only = Arc::new(HitOnly::default());
     // Origin RTTs: DIRECT fetches write them, SRC_RTT answers read them.
     let netdb = Arc::new(NetDb::default());
-    let mut icp = Icp {
-        server: start_icp(&config, &store, &logger, &icp_stats, &hit_only, &netdb)?,
-        stats: icp_stats,
-        hit_only,
-        netdb,
-    };
+    let mut icp = Udp::start(&config, &logger, {
+        let (store, stats) = (Arc::clone(&store), Arc::clone(&icp_stats));
+        let (hit_only, netdb) = (Arc::clone(&hit_only), Arc::clone(&netdb));
+        move || {
+            Icp::new(
+                Arc::clone(&store),
+                Arc::clone(&stats),
+                Arc::clone(&hit_only),
+                Arc::clone(&netdb),
+            )
+        }
+    })?;
     let htcp_stats = Arc::new(HtcpServerStats::default());
     let proxy = Arc::new(Proxy::new(
         config,
         Arc::clone(&store),
         logger.clone(),
-        Arc::clone(&icp.hit_only),
-        Arc::clone(&icp.netdb),
-        Arc::new(Manager::new(
-            Arc::clone(&icp.stats),
-            Arc::clone(&htcp_stats),
-        )),
+        hit_only,
+        netdb,
+        Arc::new(Manager::new(icp_stats, Arc::clone(&htcp_stats))),
     ));
     // HTCP responder (htcp_port): its own thread; see peers::htcp_server.
-    let mut htcp = Htcp {
-        stats: htcp_stats,
-        markers: proxy.known_markers(),
-        server: None,
-    };
-    htcp.server = htcp.start(&proxy.config(), &store, &logger)?;
+    let mut htcp = Udp::start(&proxy.config(), &logger, {
+        let (store, markers) = (Arc::clone(&store), proxy.known_markers());
+        move || {
+            Htcp::new(
+                Arc::clone(&store),
+                Arc::clone(&markers),
+                Arc::clone(&htcp_stats),
+            )
+        }
+    })?;
     let (proxy_tx, proxy_rx) = watch::channel(proxy);
     // The cache manager's samples (5min/60min, the status page's charts).
     let sampler = tokio::spawn(proxy::sampler(proxy_rx.clone()));
@@ -263,20 +270,16 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
             _ = int.recv() => break,
             _ = hup.recv() => {
                 reload(&options, &proxy_tx, &logger);
-                icp.reload(&proxy_tx.borrow().config(), &store, &logger);
-                htcp.reload(&proxy_tx.borrow().config(), &store, &logger);
+                icp.reload(&proxy_tx.borrow().config(), &logger);
+                htcp.reload(&proxy_tx.borrow().config(), &logger);
             }
         }
     }
     println!("cuttle: shutting down");
     sampler.abort();
     let _ = stop_tx.send(true);
-    if let Some(s) = icp.server.take() {
-        tokio::task::block_in_place(|| s.stop());
-    }
-    if let Some(s) = htcp.server.take() {
-        tokio::task::block_in_place(|| s.stop());
-    }
+    icp.stop();
+    htcp.stop();
     if let Err(e) = server.await {
         tracing::error!("server task failed: {e}");
     }
@@ -311,114 +314,51 @@ fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logg
     println!("cuttle: configuration reloaded");
 }
 
-/// The ICP responder and what outlives its rebinds.
-struct Icp {
-    server: Option<IcpServer>,
-    stats: Arc<IcpServerStats>,
-    hit_only: Arc<HitOnly>,
-    netdb: Arc<NetDb>,
+/// A datagram responder (ICP, HTCP) across reloads: rebound when where it
+/// listens changed, reconfigured in place otherwise.
+struct Udp<P: Protocol> {
+    server: Option<Responder<P>>,
+    /// The protocol's side for each (re)start, made of what outlives a
+    /// rebind (counters, hit-only mode, the NetDB...).
+    protocol: Box<dyn Fn() -> P + Send>,
 }
 
-impl Icp {
-    /// After a reload: rebind when icp_port or udp_incoming_address
-    /// changed, else swap the config in place.
-    fn reload(&mut self, config: &Arc<Config>, store: &Arc<Store>, logger: &Logger) {
-        let wanted = icp_server::listen_addr(config);
-        let bound = self.server.as_ref().map(|s| s.local_addr());
-        if wanted == bound {
-            if let Some(s) = &self.server {
-                s.reconfigure(Arc::clone(config), logger.clone());
-            }
-            return;
-        }
-        if let Some(old) = self.server.take() {
-            tokio::task::block_in_place(|| old.stop());
-        }
-        match start_icp(
-            config,
-            store,
-            logger,
-            &self.stats,
-            &self.hit_only,
-            &self.netdb,
-        ) {
-            Ok(s) => self.server = s,
-            Err(e) => eprintln!("cuttle: {e}; ICP is off until the next reload"),
-        }
-    }
-}
-
-/// Starts the ICP responder when icp_port is set; prints where it listens.
-fn start_icp(
-    config: &Arc<Config>,
-    store: &Arc<Store>,
-    logger: &Logger,
-    stats: &Arc<IcpServerStats>,
-    hit_only: &Arc<HitOnly>,
-    netdb: &Arc<NetDb>,
-) -> Result<Option<IcpServer>, String> {
-    let server = IcpServer::start(
-        Arc::clone(config),
-        Arc::clone(store),
-        logger.clone(),
-        Arc::clone(stats),
-        Arc::clone(hit_only),
-        Arc::clone(netdb),
-    )
-    .map_err(|e| {
-        let at = config
-            .icp_port
-            .location
-            .as_ref()
-            .map_or(String::new(), |l| format!("{l}: "));
-        format!("{at}{e}")
-    })?;
-    if let Some(s) = &server {
-        println!("cuttle: ICP on {}", s.local_addr());
-    }
-    Ok(server)
-}
-
-/// The HTCP responder and what outlives its rebinds.
-struct Htcp {
-    server: Option<HtcpServer>,
-    stats: Arc<HtcpServerStats>,
-    markers: Arc<KnownMarkers>,
-}
-
-impl Htcp {
-    /// Starts the responder when htcp_port is set; prints where it listens.
+impl<P: Protocol> Udp<P> {
+    /// Starts the responder when its port is set.
     fn start(
-        &self,
         config: &Arc<Config>,
-        store: &Arc<Store>,
         logger: &Logger,
-    ) -> Result<Option<HtcpServer>, String> {
-        let server = HtcpServer::start(
-            Arc::clone(config),
-            Arc::clone(store),
-            Arc::clone(&self.markers),
-            logger.clone(),
-            Arc::clone(&self.stats),
-        )
-        .map_err(|e| {
-            let at = config
-                .htcp_port
-                .location
-                .as_ref()
-                .map_or(String::new(), |l| format!("{l}: "));
-            format!("{at}{e}")
-        })?;
+        protocol: impl Fn() -> P + Send + 'static,
+    ) -> Result<Udp<P>, String> {
+        let mut udp = Udp {
+            server: None,
+            protocol: Box::new(protocol),
+        };
+        udp.server = udp.bind(config, logger)?;
+        Ok(udp)
+    }
+
+    /// Binds and starts a responder when its port is set; prints where it
+    /// listens.
+    fn bind(&self, config: &Arc<Config>, logger: &Logger) -> Result<Option<Responder<P>>, String> {
+        let server = Responder::start(Arc::clone(config), logger.clone(), (self.protocol)())
+            .map_err(|e| {
+                let at = P::port(config)
+                    .location
+                    .as_ref()
+                    .map_or(String::new(), |l| format!("{l}: "));
+                format!("{at}{e}")
+            })?;
         if let Some(s) = &server {
-            println!("cuttle: HTCP on {}", s.local_addr());
+            println!("cuttle: {} on {}", P::NAME, s.local_addr());
         }
         Ok(server)
     }
 
-    /// After a reload: rebind when htcp_port or udp_incoming_address
+    /// After a reload: rebind when the port or udp_incoming_address
     /// changed, else swap the config in place.
-    fn reload(&mut self, config: &Arc<Config>, store: &Arc<Store>, logger: &Logger) {
-        let wanted = htcp_server::listen_addr(config);
+    fn reload(&mut self, config: &Arc<Config>, logger: &Logger) {
+        let wanted = Responder::<P>::listen_addr(config);
         let bound = self.server.as_ref().map(|s| s.local_addr());
         if wanted == bound {
             if let Some(s) = &self.server {
@@ -426,12 +366,18 @@ impl Htcp {
             }
             return;
         }
+        self.stop();
+        match self.bind(config, logger) {
+            Ok(s) => self.server = s,
+            Err(e) => eprintln!("cuttle: {e}; {} is off until the next reload", P::NAME),
+        }
+    }
+
+    /// Stops the responder's thread (it notices within a tick) and closes
+    /// its socket.
+    fn stop(&mut self) {
         if let Some(old) = self.server.take() {
             tokio::task::block_in_place(|| old.stop());
-        }
-        match self.start(config, store, logger) {
-            Ok(s) => self.server = s,
-            Err(e) => eprintln!("cuttle: {e}; HTCP is off until the next reload"),
         }
     }
 }

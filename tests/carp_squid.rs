@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cuttle_protocol::carp::{carp_key, Carp, CarpKeyParts, CarpMember, SourceHash, UrlParts};
-use peer_lab::{free_tcp_port, Squid};
+use peer_lab::{free_tcp_port, squid_lab_lines, Squid};
 use support::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -166,21 +166,12 @@ fn start_squid(dir: &Path, addr: SocketAddr, tag: &str, extra: &str) -> Squid {
          icp_port 0\n\
          htcp_port 0\n\
          visible_hostname carp-{tag}\n\
-         pid_filename {d}/squid.pid\n\
-         cache_log {d}/cache.log\n\
-         access_log stdio:{d}/access.log squid\n\
-         cache_store_log none\n\
-         netdb_filename none\n\
-         coredump_dir {d}\n\
-         cache_mem 8 MB\n\
+         {lab}\
          cache deny all\n\
-         pinger_enable off\n\
-         minimum_direct_rtt 0\n\
-         dns_nameservers 127.0.0.1\n\
-         shutdown_lifetime 0 seconds\n\
          tcp_outgoing_address {ip}\n\
          never_direct allow all\n\
-         {extra}"
+         {extra}",
+        lab = squid_lab_lines(dir)
     );
     Squid::start_with_conf(dir, *ip, addr.port(), 0, &conf)
 }

@@ -24,35 +24,15 @@ mod support;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use peer_lab::{free_udp_port, log_lines, start_cuttle, tail, CuttleNode, Squid, STARTUP};
-use support::{Origin, Reply, Req, TempDir};
+use peer_lab::{
+    free_udp_port, get, lines_where, log_lines, start_cuttle, tail, text_body, text_origin,
+    CuttleNode, Squid, STARTUP,
+};
+use support::TempDir;
 
 const SRC_RTT: u32 = 0x4000_0000;
-
-fn body(tag: &str) -> String {
-    (0..100).map(|i| format!("{tag} {i:04}\n")).collect()
-}
-
-/// An origin on `ip` serving `paths` (cacheable text).
-async fn origin_on(ip: Ipv4Addr, paths: &[&str]) -> Origin {
-    let origin = Origin::start_on(ip).await;
-    for p in paths {
-        let text = body(p);
-        origin.route(p, move |_| {
-            Reply::ok(text.clone())
-                .cc("max-age=3600")
-                .header("content-type", "text/plain")
-        });
-    }
-    origin
-}
-
-async fn get(proxy: SocketAddr, url: &str) -> (u16, String) {
-    let r = Req::get(url).send_to(proxy).await;
-    (r.status, r.text())
-}
 
 /// Sends an ICP query for `url` with ICP_FLAG_SRC_RTT from `from` to `to`;
 /// returns the reply's (opcode, options, option data).
@@ -69,38 +49,6 @@ fn ask_src_rtt(from: Ipv4Addr, to: SocketAddr, url: &str) -> (u8, u32, u32) {
     let word = |at: usize| u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
     assert_eq!(word(4), 0x5eed, "reqnum echoed");
     (buf[0], word(8), word(12))
-}
-
-/// Waits until `log` contains every one of `lines`.
-fn wait_for(what: &str, read: impl Fn() -> String, lines: &[String]) {
-    let deadline = Instant::now() + STARTUP;
-    loop {
-        let text = read();
-        if lines.iter().all(|l| text.contains(l.as_str())) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {lines:?} not seen in:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The lines of `log` for `url` that `want` accepts, waiting up to 5 s
-/// for at least one (logs are written a moment after the reply).
-fn lines_where(log: &Path, url: &str, want: impl Fn(&[String]) -> bool) -> Vec<Vec<String>> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let found: Vec<Vec<String>> = log_lines(log, url, 0)
-            .into_iter()
-            .filter(|l| want(l))
-            .collect();
-        if !found.is_empty() || Instant::now() > deadline {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The hierarchy field of the single GET line for `url` in `log`.
@@ -120,7 +68,7 @@ async fn squid_child_sends_its_miss_to_cuttle_which_reports_the_origin_rtt() {
     let child_ip = Ipv4Addr::new(127, 0, 8, 4);
     let asker_ip = Ipv4Addr::new(127, 0, 8, 5);
     let tmp = TempDir::new("closest-squid-child");
-    let origin = origin_on(origin_ip, &["/warm", "/a", "/b"]).await;
+    let origin = text_origin(origin_ip, &["/warm", "/a", "/b"]).await;
 
     // cuttle, a parent answering ICP to the child and to this test.
     let icp_port = free_udp_port(cuttle_ip);
@@ -138,11 +86,7 @@ async fn squid_child_sends_its_miss_to_cuttle_which_reports_the_origin_rtt() {
         ),
     );
     let cuttle_icp = SocketAddr::from((cuttle_ip, icp_port));
-    wait_for(
-        "cuttle's ICP socket",
-        || cuttle.output(),
-        &[format!("cuttle: ICP on {cuttle_icp}")],
-    );
+    cuttle.wait_output(&format!("cuttle: ICP on {cuttle_icp}"), STARTUP);
 
     // Before cuttle has fetched from the origin: no RTT to report.
     let asked = origin.url("/asked");
@@ -197,18 +141,9 @@ async fn squid_child_sends_its_miss_to_cuttle_which_reports_the_origin_rtt() {
             cuttle.addr.port()
         ),
     );
-    let cache_log = child.dir.join("cache.log");
-    wait_for(
-        "the child's TCP probes of its parents",
-        || std::fs::read_to_string(&cache_log).unwrap_or_default(),
-        &[
-            format!("TCP connection to {other_ip}/{} succeeded", other.http_port),
-            format!(
-                "TCP connection to {cuttle_ip}/{} succeeded",
-                cuttle.addr.port()
-            ),
-        ],
-    );
+    // The child's TCP probes of its parents.
+    child.wait_probed(other.http_addr());
+    child.wait_probed(cuttle.addr);
     let diag = || {
         format!(
             "\nchild access.log:\n{}\nother access.log:\n{}\ncuttle access.log:\n{}",
@@ -220,7 +155,7 @@ async fn squid_child_sends_its_miss_to_cuttle_which_reports_the_origin_rtt() {
 
     for path in ["/a", "/b"] {
         let url = origin.url(path);
-        assert_eq!(get(child.http_addr(), &url).await, (200, body(path)));
+        assert_eq!(get(child.http_addr(), &url).await, (200, text_body(path)));
         assert_eq!(
             hierarchy_of(&child.access_log(), &url),
             format!("CLOSEST_PARENT_MISS/{cuttle_ip}"),
@@ -265,11 +200,9 @@ fn start_child(dir: &Path, ip: Ipv4Addr, parents: [(&Squid, &str, &str); 2]) -> 
         ));
     }
     let cuttle = start_cuttle(dir, ip, &lines);
-    let probes: Vec<String> = parents
-        .iter()
-        .map(|(_, name, _)| format!("TCP probe succeeded peer={name}"))
-        .collect();
-    wait_for("cuttle's TCP probes", || cuttle.output(), &probes);
+    for (_, name, _) in &parents {
+        cuttle.wait_output(&format!("TCP probe succeeded peer={name}"), STARTUP);
+    }
     cuttle
 }
 
@@ -286,10 +219,10 @@ async fn cuttle_child_sends_its_miss_to_the_squid_that_reports_the_origin_rtt() 
     let third_ip = Ipv4Addr::new(127, 0, 8, 29);
     let tmp = TempDir::new("closest-cuttle-child");
     let paths = ["/warm", "/x", "/y", "/z", "/u1", "/u2", "/u4"];
-    let origin = origin_on(origin_ip, &paths).await;
+    let origin = text_origin(origin_ip, &paths).await;
     // Two more origin hosts neither Squid has fetched from.
-    let unknown = origin_on(unknown_ip, &paths).await;
-    let third = origin_on(third_ip, &paths).await;
+    let unknown = text_origin(unknown_ip, &paths).await;
+    let third = text_origin(third_ip, &paths).await;
 
     let clients = format!("{cuttle_ip}/32 {cuttle2_ip}/32 {cuttle3_ip}/32 {asker_ip}/32");
     let near = Squid::start(&tmp.path().join("near"), near_ip, &clients, "");
@@ -335,7 +268,7 @@ async fn cuttle_child_sends_its_miss_to_the_squid_that_reports_the_origin_rtt() 
     };
     for path in ["/x", "/y"] {
         let url = origin.url(path);
-        assert_eq!(get(cuttle.addr, &url).await, (200, body(path)));
+        assert_eq!(get(cuttle.addr, &url).await, (200, text_body(path)));
         assert_eq!(
             hierarchy_of(&cuttle.log, &url),
             format!("CLOSEST_PARENT_MISS/{near_ip}"),
@@ -404,7 +337,7 @@ async fn cuttle_child_sends_its_miss_to_the_squid_that_reports_the_origin_rtt() 
         ],
     );
     let url = third.url("/u4");
-    assert_eq!(get(cuttle.addr, &url).await, (200, body("/u4")));
+    assert_eq!(get(cuttle.addr, &url).await, (200, text_body("/u4")));
     assert_eq!(
         hierarchy_of(&cuttle.log, &url),
         format!("FIRSTUP_PARENT/{far_ip}"),

@@ -12,31 +12,8 @@ mod support;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use peer_lab::{icp_query, log_lines, start_cuttle, tail, Squid};
-use support::{Origin, Reply, Req, TempDir};
-
-fn body(tag: &str) -> String {
-    (0..200).map(|i| format!("{tag} {i:04}\n")).collect()
-}
-
-async fn origin_with(paths: &[&str]) -> Origin {
-    let origin = Origin::start().await;
-    for p in paths {
-        let text = body(p);
-        origin.route(p, move |_| {
-            Reply::ok(text.clone())
-                .cc("max-age=3600")
-                .header("content-type", "text/plain")
-        });
-    }
-    origin
-}
-
-/// GET through a proxy at `addr`; returns (status, body).
-async fn get(addr: SocketAddr, url: &str) -> (u16, String) {
-    let r = Req::get(url).send_to(addr).await;
-    (r.status, r.text())
-}
+use peer_lab::{cuttle_query, get, log_lines, start_cuttle, tail, text_body, text_origin, Squid};
+use support::TempDir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cuttle_queries_squid_sibling_fetches_its_hit_and_goes_direct_for_its_miss() {
@@ -44,7 +21,7 @@ async fn cuttle_queries_squid_sibling_fetches_its_hit_and_goes_direct_for_its_mi
     let cuttle_ip = Ipv4Addr::new(127, 0, 3, 2);
     let cli_ip = Ipv4Addr::new(127, 0, 3, 3);
     let tmp = TempDir::new("icp-sibling");
-    let origin = origin_with(&["/cached", "/other"]).await;
+    let origin = text_origin(Ipv4Addr::LOCALHOST, &["/cached", "/other"]).await;
     let cached = origin.url("/cached");
     let other = origin.url("/other");
 
@@ -57,14 +34,14 @@ async fn cuttle_queries_squid_sibling_fetches_its_hit_and_goes_direct_for_its_mi
     // Squid fetches and keeps the object.
     assert_eq!(
         get(squid.http_addr(), &cached).await,
-        (200, body("/cached"))
+        (200, text_body("/cached"))
     );
     assert_eq!(origin.count("/cached"), 1);
 
     // `cuttle icp query` against the real Squid: HIT for what it holds,
     // MISS for what it does not.
     let icp = SocketAddr::from((squid_ip, squid.icp_port));
-    let (lines, ok, text) = icp_query(icp, cli_ip, &[&cached, &other]);
+    let (lines, ok, text) = cuttle_query(&["icp", "query"], icp, cli_ip, &[&cached, &other]);
     assert!(ok, "cuttle icp query failed:\n{text}");
     assert_eq!(lines.len(), 2, "{text}");
     assert_eq!(lines[0][0], cached);
@@ -103,7 +80,7 @@ async fn cuttle_queries_squid_sibling_fetches_its_hit_and_goes_direct_for_its_mi
 
     let (status, text) = get(cuttle.addr, &cached).await;
     assert_eq!(status, 200, "{}", diag());
-    assert_eq!(text, body("/cached"));
+    assert_eq!(text, text_body("/cached"));
     assert_eq!(
         origin.count("/cached"),
         1,
@@ -145,7 +122,7 @@ async fn cuttle_queries_squid_sibling_fetches_its_hit_and_goes_direct_for_its_mi
 
     // What Squid lacks: its ICP_MISS arrives in time, cuttle goes DIRECT.
     let (status, text) = get(cuttle.addr, &other).await;
-    assert_eq!((status, text), (200, body("/other")), "{}", diag());
+    assert_eq!((status, text), (200, text_body("/other")), "{}", diag());
     assert_eq!(origin.count("/other"), 1);
     let ours = log_lines(&cuttle.log, &other, 1);
     assert_eq!(ours[0][3], "TCP_MISS/200", "{}", diag());
@@ -179,7 +156,7 @@ async fn cuttle_with_squid_as_parent_logs_parent_hit_and_first_parent_miss() {
     let squid_ip = Ipv4Addr::new(127, 0, 3, 4);
     let cuttle_ip = Ipv4Addr::new(127, 0, 3, 5);
     let tmp = TempDir::new("icp-parent");
-    let origin = origin_with(&["/p-cached", "/p-miss"]).await;
+    let origin = text_origin(Ipv4Addr::LOCALHOST, &["/p-cached", "/p-miss"]).await;
     let cached = origin.url("/p-cached");
     let missing = origin.url("/p-miss");
 
@@ -216,7 +193,7 @@ async fn cuttle_with_squid_as_parent_logs_parent_hit_and_first_parent_miss() {
 
     for _ in 0..2 {
         let (status, text) = get(cuttle.addr, &cached).await;
-        assert_eq!((status, text), (200, body("/p-cached")), "{}", diag());
+        assert_eq!((status, text), (200, text_body("/p-cached")), "{}", diag());
     }
     assert_eq!(origin.count("/p-cached"), 1, "{}", diag());
     let ours = log_lines(&cuttle.log, &cached, 2);
@@ -229,7 +206,7 @@ async fn cuttle_with_squid_as_parent_logs_parent_hit_and_first_parent_miss() {
     // A URL the parent lacks: its MISS makes it the FIRST_PARENT_MISS, and
     // the object comes through it (a parent gets no only-if-cached).
     let (status, text) = get(cuttle.addr, &missing).await;
-    assert_eq!((status, text), (200, body("/p-miss")), "{}", diag());
+    assert_eq!((status, text), (200, text_body("/p-miss")), "{}", diag());
     let ours = log_lines(&cuttle.log, &missing, 1);
     assert_eq!(
         ours[0][8],

@@ -22,11 +22,14 @@ mod peer_lab;
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use peer_lab::{free_tcp_port, free_udp_port, log_lines, squid_binary, start_cuttle, tail, Squid};
-use support::{Origin, Reply, Req, TempDir};
+use peer_lab::{
+    cuttle_query, free_tcp_port, free_udp_port, get, lines_where, log_lines, mgr_page as mgr,
+    squid_binary, squid_lab_lines, start_cuttle, tail, text_body as body, text_origin,
+    wait_peer_up, Squid, STARTUP,
+};
+use support::{Req, TempDir};
 
 const SQUID_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 11, 1);
 const CUTTLE_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 11, 2);
@@ -34,44 +37,10 @@ const CLI_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 11, 3);
 /// Where the test's own HTTP requests come from.
 const LOCAL: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 
-fn body(tag: &str) -> String {
-    (0..100).map(|i| format!("{tag} {i:04}\n")).collect()
-}
-
-/// GET through a proxy at `addr`; returns (status, body).
-async fn get(addr: SocketAddr, url: &str) -> (u16, String) {
-    let r = Req::get(url).send_to(addr).await;
-    (r.status, r.text())
-}
-
-/// A page of Squid's cache manager.
-async fn mgr(squid: SocketAddr, page: &str) -> String {
-    let request =
-        format!("GET cache_object://{SQUID_IP}/{page} HTTP/1.0\r\nHost: {SQUID_IP}\r\n\r\n");
-    support::raw(squid, request.as_bytes()).await
-}
-
 /// `cuttle htcp SUBCOMMAND --peer PEER --from CLI_IP URL...`: its output
 /// lines split at tabs, and whether it exited 0.
 fn htcp_cli(sub: &str, peer: SocketAddr, urls: &[&str]) -> (Vec<Vec<String>>, bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cuttle"))
-        .args(["htcp", sub, "--timeout", "3000", "--peer"])
-        .arg(peer.to_string())
-        .arg("--from")
-        .arg(CLI_IP.to_string())
-        .args(urls)
-        .output()
-        .expect("run cuttle htcp");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let lines = stdout
-        .lines()
-        .map(|l| l.split('\t').map(str::to_string).collect())
-        .collect();
-    (
-        lines,
-        out.status.success(),
-        stdout + &String::from_utf8_lossy(&out.stderr),
-    )
+    cuttle_query(&["htcp", sub], peer, CLI_IP, urls)
 }
 
 /// Waits until `log` has a line for `url` from `client` whose result and
@@ -83,28 +52,24 @@ fn wait_line(
     result: &str,
     method: &str,
 ) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = log_lines(log, url, 1)
-            .into_iter()
-            .find(|l| l[2] == client.to_string() && l[3] == result && l[5] == method);
-        if let Some(l) = found {
-            return l;
-        }
-        assert!(
-            Instant::now() < deadline,
+    let client = client.to_string();
+    lines_where(log, url, |l| {
+        l[2] == client && l[3] == result && l[5] == method
+    })
+    .into_iter()
+    .next()
+    .unwrap_or_else(|| {
+        panic!(
             "no `{result} {method} {url}` line in {}:\n{}",
             log.display(),
             tail(log, 20)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        )
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn htcp_both_ways_with_a_real_squid_tst_clr_and_purge() {
     squid_binary();
-    let origin = Origin::start().await;
     let paths = [
         "/in-cuttle",
         "/nowhere",
@@ -114,14 +79,7 @@ async fn htcp_both_ways_with_a_real_squid_tst_clr_and_purge() {
         "/cli",
         "/warm",
     ];
-    for p in paths {
-        let text = body(p);
-        origin.route(p, move |_| {
-            Reply::ok(text.clone())
-                .cc("max-age=3600")
-                .header("content-type", "text/plain")
-        });
-    }
+    let origin = text_origin(LOCAL, &paths).await;
     let tmp = TempDir::new("htcp-squid");
 
     let squid_http = free_tcp_port(SQUID_IP);
@@ -148,11 +106,7 @@ async fn htcp_both_ways_with_a_real_squid_tst_clr_and_purge() {
              cache_peer {SQUID_IP} sibling {squid_http} {squid_htcp} htcp no-digest name=squid\n"
         ),
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !cuttle.output().contains("cuttle: HTCP on") {
-        assert!(Instant::now() < deadline, "{}", cuttle.output());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cuttle.wait_output("cuttle: HTCP on", STARTUP);
 
     let dir = tmp.path().join("squid");
     let d = dir.display();
@@ -165,18 +119,8 @@ async fn htcp_both_ways_with_a_real_squid_tst_clr_and_purge() {
          udp_outgoing_address {SQUID_IP}\n\
          tcp_outgoing_address {SQUID_IP}\n\
          visible_hostname squid-htcp-test\n\
-         pid_filename {d}/squid.pid\n\
-         cache_log {d}/cache.log\n\
-         access_log stdio:{d}/access.log squid\n\
-         cache_store_log none\n\
-         netdb_filename none\n\
-         coredump_dir {d}\n\
-         cache_mem 8 MB\n\
-         pinger_enable off\n\
-         minimum_direct_rtt 0\n\
+         {lab}\
          icp_query_timeout 3000\n\
-         dns_nameservers 127.0.0.1\n\
-         shutdown_lifetime 0 seconds\n\
          cache_peer {CUTTLE_IP} sibling {} {cuttle_htcp} htcp no-digest no-netdb-exchange name=cuttle\n\
          acl peers src {CUTTLE_IP} {CLI_IP}\n\
          htcp_access allow peers\n\
@@ -188,7 +132,8 @@ async fn htcp_both_ways_with_a_real_squid_tst_clr_and_purge() {
          http_access allow purge test_clients\n\
          http_access allow test_clients\n\
          http_access deny all\n",
-        cuttle.addr.port()
+        cuttle.addr.port(),
+        lab = squid_lab_lines(&dir)
     );
     let squid = Squid::start_with_conf(&dir, SQUID_IP, squid_http, 0, &conf);
     let squid_addr = squid.http_addr();
@@ -196,18 +141,7 @@ async fn htcp_both_ways_with_a_real_squid_tst_clr_and_purge() {
     let cuttle_log = cuttle.log.clone();
 
     // Squid uses a peer once its TCP probe succeeded: wait for "Up".
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let page = mgr(squid_addr, "server_list").await;
-        if page.contains("Status     : Up") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cuttle never up in Squid:\n{page}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_peer_up(async || mgr(squid_addr, "server_list").await).await;
 
     // cuttle probed Squid's HTTP port before Squid ran, so it holds Squid
     // down until a probe (at most one a second, when a request consults

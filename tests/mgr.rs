@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use peer_lab::{free_tcp_port, free_udp_port, log_lines, spawn_cuttle, tail, Node, Squid};
-use support::{Origin, Reply, Req, TempDir};
+use peer_lab::{
+    free_tcp_port, free_udp_port, log_lines, spawn_cuttle, tail, text_origin, wait_peer_up, Node,
+    Squid,
+};
+use support::{Origin, Req, TempDir};
 
 const PASSWORD: &str = "s3cret";
 
@@ -117,10 +120,6 @@ async fn raw_from(to: SocketAddr, from: Ipv4Addr, request: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn text_body(tag: &str) -> String {
-    (0..300).map(|i| format!("{tag} {i:04}\n")).collect()
-}
-
 /// cuttle with a real Squid as its ICP sibling, and an origin, all on
 /// 127.0.12.`net`+1..3; some traffic has gone through cuttle: a sibling
 /// hit, a miss fetched direct, and a local hit.
@@ -140,15 +139,7 @@ impl Mesh {
         let ip = Ipv4Addr::new(127, 0, 12, net + 2);
         let origin_ip = Ipv4Addr::new(127, 0, 12, net + 3);
         let tmp = TempDir::new(tag);
-        let origin = Origin::start_on(IpAddr::V4(origin_ip)).await;
-        for path in ["/cached", "/other"] {
-            let text = text_body(path);
-            origin.route(path, move |_| {
-                Reply::ok(text.clone())
-                    .cc("max-age=3600")
-                    .header("content-type", "text/plain")
-            });
-        }
+        let origin = text_origin(origin_ip, &["/cached", "/other"]).await;
         let squid = Squid::start(&tmp.path().join("squid"), squid_ip, &ip.to_string(), "");
         // Squid holds /cached.
         let r = Req::get(&origin.url("/cached"))
@@ -199,7 +190,7 @@ impl Mesh {
             ip,
             log,
         };
-        mesh.wait_peer_up().await;
+        wait_peer_up(async || squidclient(mesh.addr, "server_list").await).await;
         let get = |path: &str| Req::get(&mesh.origin.url(path)).send_to(mesh.addr);
         assert_eq!(get("/cached").await.status, 200);
         assert_eq!(get("/other").await.status, 200);
@@ -213,23 +204,6 @@ impl Mesh {
         );
         log_lines(&mesh.log, &mesh.origin.url("/other"), 2);
         mesh
-    }
-
-    /// Until server_list says the sibling is Up (cuttle probes its HTTP
-    /// port at start, as Squid does).
-    async fn wait_peer_up(&self) {
-        let deadline = Instant::now() + support::WAIT;
-        loop {
-            let page = squidclient(self.addr, "server_list").await;
-            if page.contains("Status     : Up") {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the sibling never came up:\n{page}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 }
 

@@ -12,35 +12,15 @@
 mod peer_lab;
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use peer_lab::{free_udp_port, log_lines, start_cuttle, tail, CuttleNode, Squid, STARTUP};
-use support::{Origin, Reply, Req, TempDir};
-
-fn body(tag: &str) -> String {
-    (0..200).map(|i| format!("{tag} {i:04}\n")).collect()
-}
-
-async fn origin_with(paths: &[&str]) -> Origin {
-    let origin = Origin::start().await;
-    for p in paths {
-        let text = body(p);
-        origin.route(p, move |_| {
-            Reply::ok(text.clone())
-                .cc("max-age=3600")
-                .header("content-type", "text/plain")
-        });
-    }
-    origin
-}
-
-/// GET through a proxy at `addr`; returns (status, body).
-async fn get(addr: SocketAddr, url: &str) -> (u16, String) {
-    let r = Req::get(url).send_to(addr).await;
-    (r.status, r.text())
-}
+use peer_lab::{
+    free_udp_port, get, log_lines, start_cuttle, tail, text_body, text_origin, CuttleNode, Squid,
+    STARTUP,
+};
+use support::TempDir;
 
 /// cuttle on `cuttle_ip` answering ICP on its own address to `squid_ip`
 /// only, every ICP reply logged; returns it and its ICP port.
@@ -59,16 +39,7 @@ fn start_parent(dir: &Path, cuttle_ip: Ipv4Addr, squid_ip: Ipv4Addr) -> (CuttleN
         ),
     );
     // cuttle prints where ICP listens once the socket is bound.
-    let ready = format!("cuttle: ICP on {cuttle_ip}:{icp_port}");
-    let deadline = Instant::now() + STARTUP;
-    while !cuttle.output().contains(&ready) {
-        assert!(
-            Instant::now() < deadline,
-            "no ICP socket:\n{}",
-            cuttle.output()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cuttle.wait_output(&format!("cuttle: ICP on {cuttle_ip}:{icp_port}"), STARTUP);
     (cuttle, icp_port)
 }
 
@@ -109,24 +80,7 @@ fn start_child(
             cuttle.addr.port()
         ),
     );
-    let probed = format!(
-        "TCP connection to {}/{} succeeded",
-        cuttle.addr.ip(),
-        cuttle.addr.port()
-    );
-    let cache_log = squid.dir.join("cache.log");
-    let deadline = Instant::now() + STARTUP;
-    while !std::fs::read_to_string(&cache_log)
-        .unwrap_or_default()
-        .contains(&probed)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "Squid's probe of cuttle did not succeed; cache.log:\n{}",
-            tail(&cache_log, 20)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    squid.wait_probed(cuttle.addr);
     squid
 }
 
@@ -224,13 +178,13 @@ async fn squid_child_gets_parent_hit_from_cuttle_and_sends_its_miss_through_cutt
     let cuttle_ip = Ipv4Addr::new(127, 0, 5, 2);
     let (sq, cu) = (squid_ip.to_string(), cuttle_ip.to_string());
     let tmp = TempDir::new("squid-child");
-    let origin = origin_with(&["/held", "/lacking"]).await;
+    let origin = text_origin(Ipv4Addr::LOCALHOST, &["/held", "/lacking"]).await;
     let held = origin.url("/held");
     let lacking = origin.url("/lacking");
 
     let (cuttle, icp) = start_parent(&tmp.path().join("cuttle"), cuttle_ip, squid_ip);
     // cuttle holds /held before Squid exists.
-    assert_eq!(get(cuttle.addr, &held).await, (200, body("/held")));
+    assert_eq!(get(cuttle.addr, &held).await, (200, text_body("/held")));
     assert_eq!(origin.count("/held"), 1);
 
     // never_direct: Squid may only go through its parent.
@@ -251,7 +205,7 @@ async fn squid_child_gets_parent_hit_from_cuttle_and_sends_its_miss_through_cutt
     // 1. What cuttle holds: ICP_HIT, fetched from cuttle, origin untouched.
     assert_eq!(
         get(squid.http_addr(), &held).await,
-        (200, body("/held")),
+        (200, text_body("/held")),
         "{}",
         lab.diag()
     );
@@ -284,7 +238,7 @@ async fn squid_child_gets_parent_hit_from_cuttle_and_sends_its_miss_through_cutt
     // parent to miss and gets the request; cuttle fetches and keeps it.
     assert_eq!(
         get(squid.http_addr(), &lacking).await,
-        (200, body("/lacking")),
+        (200, text_body("/lacking")),
         "{}",
         lab.diag()
     );
@@ -313,7 +267,7 @@ async fn squid_child_gets_parent_hit_from_cuttle_and_sends_its_miss_through_cutt
     // 3. Now cuttle holds it: the next request through Squid is a parent hit.
     assert_eq!(
         get(squid.http_addr(), &lacking).await,
-        (200, body("/lacking")),
+        (200, text_body("/lacking")),
         "{}",
         lab.diag()
     );
@@ -349,7 +303,7 @@ async fn squid_child_free_to_go_direct_still_sends_its_miss_through_cuttle() {
     let cuttle_ip = Ipv4Addr::new(127, 0, 5, 4);
     let (sq, cu) = (squid_ip.to_string(), cuttle_ip.to_string());
     let tmp = TempDir::new("squid-child-direct");
-    let origin = origin_with(&["/lacking"]).await;
+    let origin = text_origin(Ipv4Addr::LOCALHOST, &["/lacking"]).await;
     let lacking = origin.url("/lacking");
 
     let (cuttle, icp) = start_parent(&tmp.path().join("cuttle"), cuttle_ip, squid_ip);
@@ -362,7 +316,7 @@ async fn squid_child_free_to_go_direct_still_sends_its_miss_through_cuttle() {
     for _ in 0..2 {
         assert_eq!(
             get(squid.http_addr(), &lacking).await,
-            (200, body("/lacking")),
+            (200, text_body("/lacking")),
             "{}",
             lab.diag()
         );

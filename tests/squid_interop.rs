@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use peer_lab::{free_tcp_port, log_lines, spawn_cuttle, squid_binary, tail, Squid};
+use peer_lab::{
+    free_tcp_port, log_lines, spawn_cuttle, squid_binary, squid_lab_lines, tail, Squid,
+};
 use support::TempDir;
 
 const SQUID_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -164,24 +166,15 @@ fn squid_uses_cuttle_as_its_parent_and_the_second_request_is_a_cuttle_hit() {
              icp_port 0\n\
              htcp_port 0\n\
              visible_hostname squid-child\n\
-             pid_filename {d}/squid.pid\n\
-             cache_log {d}/cache.log\n\
-             access_log stdio:{d}/access.log squid\n\
-             cache_store_log none\n\
-             netdb_filename none\n\
-             coredump_dir {d}\n\
-             cache_mem 8 MB\n\
+             {lab}\
              cache deny all\n\
-             pinger_enable off\n\
-             minimum_direct_rtt 0\n\
-             dns_nameservers 127.0.0.1\n\
-             shutdown_lifetime 0 seconds\n\
              tcp_outgoing_address {SQUID_ADDR}\n\
              cache_peer {CUTTLE_ADDR} parent {cuttle_port} 0 no-query default no-digest no-netdb-exchange\n\
              never_direct allow all\n\
              acl test_clients src 127.0.0.0/8\n\
              http_access allow test_clients\n\
-             http_access deny all\n"
+             http_access deny all\n",
+            lab = squid_lab_lines(&squid_dir)
         );
 
     let cuttle = spawn_cuttle(&cuttle_conf);

@@ -20,23 +20,17 @@
 mod peer_lab;
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use peer_lab::{free_tcp_port, free_udp_port, log_lines, squid_binary, tail, Squid, STARTUP};
+use peer_lab::{
+    free_tcp_port, free_udp_port, log_lines, mgr_page, squid_binary, squid_lab_lines, tail,
+    wait_peer_up, Squid, STARTUP,
+};
 use support::{Conf, Cuttle, Origin, Reply, Req, TempDir};
 
 const SQUID_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 2, 1);
 const CUTTLE_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 2, 2);
-
-/// Squid's `mgr:server_list` page, through its HTTP port.
-async fn server_list(squid: SocketAddr) -> String {
-    // Written by hand: `cache_object` is not a scheme `http::Uri` accepts.
-    let request = format!(
-        "GET cache_object://{SQUID_ADDR}/server_list HTTP/1.0\r\nHost: {SQUID_ADDR}\r\n\r\n"
-    );
-    support::raw(squid, request.as_bytes()).await
-}
 
 /// The count after `label :` in the server_list histogram.
 fn histogram(page: &str, label: &str) -> u64 {
@@ -88,8 +82,7 @@ async fn squid_gets_sibling_hits_from_cuttle_and_goes_direct_on_its_misses() {
     let squid_port = free_tcp_port(SQUID_ADDR);
     let squid_icp = free_udp_port(SQUID_ADDR);
     let d = dir.display();
-    // pinger_enable off + minimum_direct_rtt 0: else NetDB sends known
-    // sites DIRECT without asking peers. icp_query_timeout: the dynamic one
+    // icp_query_timeout: the dynamic one
     // starts at a 5 ms floor (squid-interop.md); cuttle answers in
     // microseconds, and Squid stops waiting as soon as the reply is in, so
     // a generous fixed timeout only guards against a slow test machine.
@@ -102,40 +95,20 @@ async fn squid_gets_sibling_hits_from_cuttle_and_goes_direct_on_its_misses() {
              udp_outgoing_address {SQUID_ADDR}\n\
              tcp_outgoing_address {SQUID_ADDR}\n\
              visible_hostname squid-sibling-test\n\
-             pid_filename {d}/squid.pid\n\
-             cache_log {d}/cache.log\n\
-             access_log stdio:{d}/access.log squid\n\
-             cache_store_log none\n\
-             netdb_filename none\n\
-             coredump_dir {d}\n\
-             cache_mem 8 MB\n\
-             pinger_enable off\n\
-             minimum_direct_rtt 0\n\
+             {lab}\
              icp_query_timeout 2000\n\
-             dns_nameservers 127.0.0.1\n\
-             shutdown_lifetime 0 seconds\n\
              cache_peer {CUTTLE_ADDR} sibling {cuttle_http} {cuttle_icp} no-digest no-netdb-exchange\n\
              acl test_clients src 127.0.0.0/8\n\
              http_access allow test_clients\n\
-             http_access deny all\n"
+             http_access deny all\n",
+            lab = squid_lab_lines(&dir)
         );
     let squid_node = Squid::start_with_conf(&dir, SQUID_ADDR, squid_port, squid_icp, &conf);
     let squid = squid_node.http_addr();
 
     // Squid uses a peer only after its TCP probe of the peer's HTTP port
     // succeeded (squid-spec 1.8): wait for "Status : Up".
-    let deadline = Instant::now() + STARTUP;
-    loop {
-        let page = server_list(squid).await;
-        if page.contains("Status     : Up") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cuttle never came up in Squid:\n{page}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_peer_up(async || mgr_page(squid, "server_list").await).await;
 
     // 1. In cuttle only: fetched through cuttle, then asked of Squid.
     let held = origin.url("/in-cuttle");
@@ -214,7 +187,7 @@ async fn squid_gets_sibling_hits_from_cuttle_and_goes_direct_on_its_misses() {
     assert_eq!(nowhere_lines[0][2], SQUID_ADDR.to_string());
 
     // Squid counted both replies as coming from its peer.
-    let page = server_list(squid).await;
+    let page = mgr_page(squid, "server_list").await;
     assert!(histogram(&page, "ICP_HIT") >= 1, "{page}");
     assert!(histogram(&page, "ICP_MISS") >= 1, "{page}");
 }

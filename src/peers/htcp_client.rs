@@ -22,9 +22,9 @@
 //! reply is matched to the oldest query in flight to its sender.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cuttle_protocol::htcp::{self, Message, Op, Specifier};
@@ -35,6 +35,7 @@ use tokio::sync::mpsc;
 
 use super::htcp_server::{clr_datagrams, MAX_DATAGRAM};
 use super::icp_client::Reply;
+use super::querier::{self, lock, CurrentTable};
 use super::table::{PeerId, PeerTable};
 use crate::caching::{is_hop_by_hop, write_fields};
 
@@ -92,7 +93,7 @@ pub struct HtcpClient {
     recent: Arc<Mutex<VecDeque<(u32, SocketAddr)>>>,
     next_trans_id: AtomicU32,
     pending: PendingMap,
-    current: Arc<RwLock<Arc<PeerTable>>>,
+    current: CurrentTable,
     pub counters: Arc<HtcpClientCounters>,
     receiver: tokio::task::JoinHandle<()>,
 }
@@ -108,20 +109,18 @@ impl HtcpClient {
     /// `None`) with an ephemeral port and starts the receive task. Must run
     /// inside a tokio runtime.
     pub fn bind(local: Option<IpAddr>, table: Arc<PeerTable>) -> std::io::Result<HtcpClient> {
-        let ip = local.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
-        std_socket.set_nonblocking(true)?;
+        let std_socket = querier::bind(local)?;
         let sender = std_socket.try_clone()?;
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
         let pending: PendingMap = Arc::default();
         let recent = Arc::default();
-        let current = Arc::new(RwLock::new(table));
+        let current = CurrentTable::new(table);
         let counters = Arc::new(HtcpClientCounters::default());
         let receiver = tokio::spawn(receive_loop(
             Arc::clone(&socket),
             Arc::clone(&pending),
             Arc::clone(&recent),
-            Arc::clone(&current),
+            current.clone(),
             Arc::clone(&counters),
         ));
         Ok(HtcpClient {
@@ -142,7 +141,7 @@ impl HtcpClient {
 
     /// Late replies are credited to peers of this table (after a reload).
     pub fn set_table(&self, table: Arc<PeerTable>) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = table;
+        self.current.set(table);
     }
 
     /// The next transaction id: counts up from 1, never 0 (Squid's oldsquid
@@ -219,45 +218,37 @@ impl HtcpClient {
         let start = Instant::now();
         self.socket.send_to(datagram, to).await?;
         let deadline = tokio::time::Instant::from_std(start) + timeout;
-        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-        loop {
-            let got = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf)).await;
-            let (n, from) = match got {
-                Err(_) => return Ok(None),
-                Ok(r) => r?,
-            };
-            let Some(data) = buf.get(..n) else { continue };
+        let reply = querier::first_reply(&self.socket, MAX_DATAGRAM + 1, deadline, |data, from| {
             let Ok(msg) = htcp::parse(data) else {
                 self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                continue;
+                return None;
             };
             // Squid answers a MINOR-0 request with transaction id 0.
             let same =
                 msg.trans_id == trans_id || (msg.minor == htcp::MINOR_OLD && msg.trans_id == 0);
             if from != to || !same || !msg.is_response() {
                 self.counters.from_non_peer.fetch_add(1, Ordering::Relaxed);
-                continue;
+                return None;
             }
-            return Ok(Some((data.to_vec(), start.elapsed())));
-        }
+            Some(data.to_vec())
+        })
+        .await?;
+        Ok(reply.map(|wire| (wire, start.elapsed())))
     }
 
     /// A bare client for one-off exchanges (no receive task reading the
     /// socket, so [`HtcpClient::exchange`] can read it).
     pub fn bind_plain(local: Option<IpAddr>) -> std::io::Result<HtcpClient> {
-        let ip = local.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
-        std_socket.set_nonblocking(true)?;
+        let std_socket = querier::bind(local)?;
         let sender = std_socket.try_clone()?;
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
-        let config = crate::config::Config::default();
         Ok(HtcpClient {
             socket,
             sender,
             recent: Arc::default(),
             next_trans_id: AtomicU32::new(0),
             pending: Arc::default(),
-            current: Arc::new(RwLock::new(Arc::new(PeerTable::new(&config, None)))),
+            current: CurrentTable::empty(),
             counters: Arc::default(),
             receiver: tokio::spawn(async {}),
         })
@@ -363,41 +354,26 @@ impl Drop for TstRound<'_> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Reads replies for as long as the client lives.
 async fn receive_loop(
     socket: Arc<UdpSocket>,
     pending: PendingMap,
     recent: Arc<Mutex<VecDeque<(u32, SocketAddr)>>>,
-    current: Arc<RwLock<Arc<PeerTable>>>,
+    current: CurrentTable,
     counters: Arc<HtcpClientCounters>,
 ) {
-    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-    loop {
-        let (n, from) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                // ICMP port-unreachable from an earlier send surfaces here.
-                tracing::debug!("HTCP client receive: {e}");
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                continue;
-            }
-        };
-        let received = Instant::now();
-        let Some(data) = buf.get(..n) else { continue };
+    querier::receive("HTCP", &socket, MAX_DATAGRAM + 1, |data, from, received| {
         let msg = match htcp::parse(data) {
             Ok(m) => m,
             Err(e) => {
                 counters.malformed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%from, "malformed HTCP reply dropped: {e}");
-                continue;
+                return;
             }
         };
         handle_reply(&msg, from, received, &pending, &recent, &current, &counters);
-    }
+    })
+    .await;
 }
 
 fn handle_reply(
@@ -406,7 +382,7 @@ fn handle_reply(
     received: Instant,
     pending: &PendingMap,
     recent: &Mutex<VecDeque<(u32, SocketAddr)>>,
-    current: &RwLock<Arc<PeerTable>>,
+    current: &CurrentTable,
     counters: &HtcpClientCounters,
 ) {
     // Only TST responses matter; MO set is an error condition (Squid
@@ -456,7 +432,7 @@ fn handle_reply(
     let asked = lock(recent)
         .iter()
         .any(|&(id, to)| to == from && (id == msg.trans_id || msg.trans_id == 0));
-    let table = Arc::clone(&current.read().unwrap_or_else(|p| p.into_inner()));
+    let table = current.get();
     match (table.by_icp_addr(from), asked) {
         (Some(peer), true) => {
             table.note_htcp_reply(peer, found, received);
@@ -475,33 +451,11 @@ fn handle_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access;
-    use crate::config::{load_str_sandboxed, PeerType};
-    use crate::peers::select::{hierarchical, Neighbours, SelectRequest};
+    use crate::config::PeerType;
+    use crate::peers::select::tests::{config, neighbours_up, request};
+    use crate::peers::select::Neighbours;
     use cuttle_protocol::htcp::{Detail, TstReply};
     use std::sync::atomic::Ordering::Relaxed;
-
-    fn request(url: &str) -> SelectRequest<'_> {
-        SelectRequest {
-            access: access::Request {
-                client: IpAddr::V4(Ipv4Addr::new(127, 0, 10, 1)),
-                method: "GET",
-                scheme: "http",
-                host: "example.test",
-                port: 80,
-                path: "/x",
-                url,
-                local_ip: None,
-                local_port: 0,
-                port_name: "",
-                dst_addrs: None,
-            },
-            hierarchical: hierarchical("GET", false, false, false),
-            siblings_ok: true,
-            looped: false,
-            accel_no_direct: false,
-        }
-    }
 
     fn tst_reply(q: &Message<'_>, response: u8, mo: bool) -> Vec<u8> {
         let mut r = q.response(
@@ -530,13 +484,8 @@ mod tests {
             icp.local_addr().expect("addr").port(),
             htcp_peer.local_addr().expect("addr").port()
         );
-        let loaded = load_str_sandboxed(&text, "test");
-        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-        let c = loaded.config;
-        let n = Neighbours::new(&c);
-        for id in 0..2 {
-            n.table.note_tcp_success(id);
-        }
+        let c = config(&text);
+        let n = neighbours_up(&c);
         let icp_task = tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             let (len, from) = icp.recv_from(&mut buf).await.expect("query");
@@ -585,7 +534,9 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("accept-language", "de".parse().unwrap());
         headers.insert("connection", "keep-alive".parse().unwrap());
-        let s = n.select(&c, &request(url), &headers).await;
+        let s = n
+            .select(&c, &request("GET", "example.test", url), &headers)
+            .await;
         icp_task.await.expect("icp peer");
         htcp_task.await.expect("htcp peer");
         let first = &s.sources[0];
@@ -629,9 +580,7 @@ mod tests {
             port(2),
             port(3)
         );
-        let loaded = load_str_sandboxed(&text, "test");
-        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-        let n = Neighbours::new(&loaded.config);
+        let n = Neighbours::new(&config(&text));
         let url = "http://example.test/gone";
         assert_eq!(
             n.send_clr(url, ClrTrigger::Purge),

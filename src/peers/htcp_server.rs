@@ -58,10 +58,9 @@
 //! it out when its NetDB knows nothing of the origin).
 
 use std::collections::VecDeque;
-use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use cuttle_protocol::htcp::{self, Detail, Message, Op, Opcode, Specifier, TstReply};
@@ -70,11 +69,11 @@ use cuttle_protocol::Text;
 use http::HeaderMap;
 
 use super::icp_server::{canonical_ip, unix_now, UrlParts};
-use super::responder::{AnswerLine, Handler, Responder};
+use super::responder::{AnswerLine, Protocol, Responder, Settings};
 use crate::access::{self, Verdict};
-use crate::access_log::{LineBatch, Logger, ResultTag};
+use crate::access_log::{LineBatch, ResultTag};
 use crate::caching::{current_age, is_fresh, parse_fields, KnownMarkers, RequestDirectives};
-use crate::config::Config;
+use crate::config::{Config, Setting};
 use crate::store::{Key, Store, Summary, Times};
 
 /// Squid's `refreshCheckHTCP` margin: a hit must stay fresh this much longer.
@@ -89,10 +88,6 @@ pub const FORWARD_DEDUP: Duration = Duration::from_secs(2);
 
 /// URLs remembered for [`FORWARD_DEDUP`] at most.
 const FORWARD_DEDUP_MAX: usize = 1024;
-
-/// Longest an HTCP log line waits in the responder's batch while the
-/// socket stays busy.
-const LOG_BATCH_WAIT: Duration = Duration::from_millis(5);
 
 /// Counters of the responder (HTCP packet totals of mgr:info and more).
 /// Shared: they outlive a rebind on reload.
@@ -594,214 +589,114 @@ pub fn clr_datagrams(
         .collect()
 }
 
-/// The squid.conf view the responder thread reads; swapped on reload.
-struct Settings {
-    config: Arc<Config>,
-    logger: Logger,
-    forward: Vec<ForwardTarget>,
-}
-
-struct Shared {
-    settings: Mutex<Arc<Settings>>,
-    /// Bumped on every swap, so the thread re-reads `settings` only then.
-    generation: AtomicU64,
-    store: Arc<Store>,
-    markers: Arc<KnownMarkers>,
-    stats: Arc<HtcpServerStats>,
-    next_trans_id: AtomicU32,
-}
-
-/// A running responder; stopped when dropped.
-pub struct HtcpServer {
-    responder: Responder,
-    shared: Arc<Shared>,
-}
-
-/// Where the HTCP socket listens for `config`: `udp_incoming_address` (else
-/// every IPv4 address) and `htcp_port`; `None` when `htcp_port` is 0.
-pub fn listen_addr(config: &Config) -> Option<SocketAddr> {
-    let port = config.htcp_port.value;
-    (port != 0).then(|| {
-        let ip = config
-            .udp_incoming_address
-            .value
-            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        SocketAddr::new(ip, port)
-    })
-}
-
-impl HtcpServer {
-    /// Binds [`listen_addr`] and starts answering; `Ok(None)` when HTCP is
-    /// off (`htcp_port 0`).
-    pub fn start(
-        config: Arc<Config>,
-        store: Arc<Store>,
-        markers: Arc<KnownMarkers>,
-        logger: Logger,
-        stats: Arc<HtcpServerStats>,
-    ) -> io::Result<Option<HtcpServer>> {
-        let Some(addr) = listen_addr(&config) else {
-            return Ok(None);
-        };
-        let socket = UdpSocket::bind(addr)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind HTCP on {addr}: {e}")))?;
-        let forward = forward_targets(&config);
-        let shared = Arc::new(Shared {
-            settings: Mutex::new(Arc::new(Settings {
-                config,
-                logger,
-                forward,
-            })),
-            generation: AtomicU64::new(0),
-            store,
-            markers,
-            stats,
-            next_trans_id: AtomicU32::new(1),
-        });
-        let handler = Answerer {
-            settings: current(&shared),
-            seen_generation: shared.generation.load(Ordering::Acquire),
-            shared: Arc::clone(&shared),
-            out: Vec::with_capacity(MAX_DATAGRAM),
-            batch: LineBatch::new(),
-            relayed: Relayed::new(),
-        };
-        let responder = Responder::spawn("cuttle-htcp", socket, MAX_DATAGRAM, handler)?;
-        Ok(Some(HtcpServer { responder, shared }))
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.responder.local_addr()
-    }
-
-    /// Answers with `config` (htcp_access, htcp_clr_access, forward-clr
-    /// peers, log_icp_queries) and logs to `logger` from the next datagram
-    /// on. Rebind by stopping and starting when [`listen_addr`] changed.
-    pub fn reconfigure(&self, config: Arc<Config>, logger: Logger) {
-        let forward = forward_targets(&config);
-        let mut settings = self
-            .shared
-            .settings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        *settings = Arc::new(Settings {
-            config,
-            logger,
-            forward,
-        });
-        self.shared.generation.fetch_add(1, Ordering::Release);
-    }
-
-    pub fn stats(&self) -> &Arc<HtcpServerStats> {
-        &self.shared.stats
-    }
-
-    /// Stops the thread and closes the socket.
-    pub fn stop(self) {
-        self.responder.stop();
-    }
-}
+/// A running HTCP responder ([`Htcp`] on a [`Responder`]); stopped when
+/// dropped.
+pub type HtcpServer = Responder<Htcp>;
 
 /// URLs relayed lately, oldest first.
 type Relayed = VecDeque<(String, Instant)>;
 
-/// The responder thread's state; log lines are batched as the ICP
-/// responder's are.
-struct Answerer {
-    shared: Arc<Shared>,
-    settings: Arc<Settings>,
-    seen_generation: u64,
+/// The HTCP side of a responder: what the answers read and purge (the
+/// store's index and the proxy's known Vary markers), its counters, the
+/// reply buffer and the CLRs relayed lately. Settings from the config:
+/// htcp_port, udp_incoming_address, htcp_access, htcp_clr_access, the
+/// forward-clr peers, log_icp_queries.
+pub struct Htcp {
+    store: Arc<Store>,
+    markers: Arc<KnownMarkers>,
+    stats: Arc<HtcpServerStats>,
+    /// Of the CLRs it relays.
+    next_trans_id: u32,
     out: Vec<u8>,
-    batch: LineBatch,
     relayed: Relayed,
 }
 
-impl Handler for Answerer {
-    fn datagram(&mut self, socket: &UdpSocket, datagram: &[u8], from: SocketAddr) {
-        let generation = self.shared.generation.load(Ordering::Acquire);
-        if generation != self.seen_generation {
-            self.seen_generation = generation;
-            // Lines logged so far belong to the old logger's files.
-            self.settings.logger.send_batch(&mut self.batch);
-            self.settings = current(&self.shared);
+impl Htcp {
+    /// `stats` outlive a rebind on reload.
+    pub fn new(store: Arc<Store>, markers: Arc<KnownMarkers>, stats: Arc<HtcpServerStats>) -> Htcp {
+        Htcp {
+            store,
+            markers,
+            stats,
+            next_trans_id: 1,
+            out: Vec::with_capacity(MAX_DATAGRAM),
+            relayed: Relayed::new(),
         }
-        answer(socket, datagram, from, self);
-        if self.batch.is_full() || self.batch.age(Instant::now()) >= LOG_BATCH_WAIT {
-            self.settings.logger.send_batch(&mut self.batch);
-        }
-    }
-
-    fn idle(&mut self) {
-        self.settings.logger.send_batch(&mut self.batch);
-    }
-
-    fn recv_error(&mut self, error: &io::Error) {
-        self.shared
-            .stats
-            .recv_errors
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!("HTCP receive failed: {error}");
     }
 }
 
-fn current(shared: &Shared) -> Arc<Settings> {
-    Arc::clone(&shared.settings.lock().unwrap_or_else(|p| p.into_inner()))
-}
+impl Protocol for Htcp {
+    const NAME: &'static str = "HTCP";
+    const THREAD: &'static str = "cuttle-htcp";
+    const MAX_DATAGRAM: usize = MAX_DATAGRAM;
+    /// The forward-clr peers.
+    type Derived = Vec<ForwardTarget>;
 
-/// Decides, replies, logs and relays one datagram.
-fn answer(socket: &UdpSocket, datagram: &[u8], from: SocketAddr, state: &mut Answerer) {
-    let Answerer {
-        shared,
-        settings,
-        out,
-        batch,
-        relayed,
-        ..
-    } = state;
-    let (settings, shared): (&Settings, &Shared) = (settings, shared);
-    let stats = &shared.stats;
-    stats.pkts_recv.fetch_add(1, Ordering::Relaxed);
-    stats
-        .bytes_recv
-        .fetch_add(datagram.len() as u64, Ordering::Relaxed);
-    let config = &*settings.config;
-    let facts = Facts {
-        config,
-        now: unix_now(),
-    };
-    let client = canonical_ip(from.ip());
-    let cache = StoreCache {
-        store: &shared.store,
-        markers: &shared.markers,
-    };
-    let d = if datagram.len() > MAX_DATAGRAM {
-        Decision::dropped(Dropped::Malformed)
-    } else {
-        decide(datagram, client, &facts, &cache)
-    };
-    count(stats, &d);
-    if let Some(why) = d.dropped {
-        tracing::debug!(%from, ?why, "HTCP datagram not answered");
-        return;
+    fn port(config: &Config) -> &Setting<u16> {
+        &config.htcp_port
     }
-    out.clear();
-    match d.encode_reply(out) {
-        Ok(()) if out.is_empty() => {}
-        Ok(()) => send(socket, out, from, stats),
-        Err(e) => {
-            // Unreachable: replies are small and fixed in shape.
-            stats.send_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%from, "HTCP reply not encodable: {e}");
+
+    fn derive(config: &Config) -> Vec<ForwardTarget> {
+        forward_targets(config)
+    }
+
+    /// Decides, replies, logs and relays one datagram.
+    fn answer(
+        &mut self,
+        socket: &UdpSocket,
+        datagram: &[u8],
+        from: SocketAddr,
+        settings: &Settings<Vec<ForwardTarget>>,
+        lines: &mut LineBatch,
+    ) {
+        let stats = &*self.stats;
+        stats.pkts_recv.fetch_add(1, Ordering::Relaxed);
+        stats
+            .bytes_recv
+            .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+        let config = &*settings.config;
+        let facts = Facts {
+            config,
+            now: unix_now(),
+        };
+        let client = canonical_ip(from.ip());
+        let cache = StoreCache {
+            store: &self.store,
+            markers: &self.markers,
+        };
+        let d = if datagram.len() > MAX_DATAGRAM {
+            Decision::dropped(Dropped::Malformed)
+        } else {
+            decide(datagram, client, &facts, &cache)
+        };
+        count(stats, &d);
+        if let Some(why) = d.dropped {
+            tracing::debug!(%from, ?why, "HTCP datagram not answered");
+            return;
+        }
+        let out = &mut self.out;
+        out.clear();
+        match d.encode_reply(out) {
+            Ok(()) if out.is_empty() => {}
+            Ok(()) => send(socket, out, from, stats),
+            Err(e) => {
+                // Unreachable: replies are small and fixed in shape.
+                stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%from, "HTCP reply not encodable: {e}");
+            }
+        }
+        if let (Some(tag), Some(opcode)) = (d.log, d.opcode) {
+            if config.log_icp_queries.value {
+                log(settings, tag, opcode, &d, client, lines);
+            }
+        }
+        if let Some(reason) = d.forward {
+            self.relay(socket, &d.url, reason, from, &settings.derived);
         }
     }
-    if let (Some(tag), Some(opcode)) = (d.log, d.opcode) {
-        if config.log_icp_queries.value {
-            log(settings, tag, opcode, &d, client, batch);
-        }
-    }
-    if let Some(reason) = d.forward {
-        relay(socket, &d.url, reason, from, settings, shared, relayed);
+
+    fn recv_error(&mut self) {
+        self.stats.recv_errors.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -840,43 +735,48 @@ fn send(socket: &UdpSocket, datagram: &[u8], to: SocketAddr, stats: &HtcpServerS
     }
 }
 
-/// Relays an allowed CLR to the forward-clr peers (not its sender), unless
-/// its URL was relayed within [`FORWARD_DEDUP`].
-fn relay(
-    socket: &UdpSocket,
-    url: &str,
-    reason: u8,
-    from: SocketAddr,
-    settings: &Settings,
-    shared: &Shared,
-    relayed: &mut Relayed,
-) {
-    let targets: Vec<&ForwardTarget> = settings
-        .forward
-        .iter()
-        .filter(|t| canonical_ip(t.addr.ip()) != canonical_ip(from.ip()))
-        .collect();
-    if targets.is_empty() {
-        return;
-    }
-    let now = Instant::now();
-    while relayed
-        .front()
-        .is_some_and(|(_, at)| now.saturating_duration_since(*at) > FORWARD_DEDUP)
-        || relayed.len() >= FORWARD_DEDUP_MAX
-    {
-        relayed.pop_front();
-    }
-    if relayed.iter().any(|(u, _)| u == url) {
-        tracing::debug!(url, "CLR relayed lately; not relayed again");
-        return;
-    }
-    relayed.push_back((url.to_string(), now));
-    for t in targets {
-        let next = || shared.next_trans_id.fetch_add(1, Ordering::Relaxed);
-        for datagram in clr_datagrams(url, reason, t.oldsquid, false, next) {
-            send(socket, &datagram, t.addr, &shared.stats);
-            shared.stats.clr_forwarded.fetch_add(1, Ordering::Relaxed);
+impl Htcp {
+    /// Relays an allowed CLR to the `forward` peers (not its sender),
+    /// unless its URL was relayed within [`FORWARD_DEDUP`].
+    fn relay(
+        &mut self,
+        socket: &UdpSocket,
+        url: &str,
+        reason: u8,
+        from: SocketAddr,
+        forward: &[ForwardTarget],
+    ) {
+        let targets: Vec<&ForwardTarget> = forward
+            .iter()
+            .filter(|t| canonical_ip(t.addr.ip()) != canonical_ip(from.ip()))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let relayed = &mut self.relayed;
+        let now = Instant::now();
+        while relayed
+            .front()
+            .is_some_and(|(_, at)| now.saturating_duration_since(*at) > FORWARD_DEDUP)
+            || relayed.len() >= FORWARD_DEDUP_MAX
+        {
+            relayed.pop_front();
+        }
+        if relayed.iter().any(|(u, _)| u == url) {
+            tracing::debug!(url, "CLR relayed lately; not relayed again");
+            return;
+        }
+        relayed.push_back((url.to_string(), now));
+        for t in targets {
+            let next = || {
+                let id = self.next_trans_id;
+                self.next_trans_id = id.wrapping_add(1);
+                id
+            };
+            for datagram in clr_datagrams(url, reason, t.oldsquid, false, next) {
+                send(socket, &datagram, t.addr, &self.stats);
+                self.stats.clr_forwarded.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -884,7 +784,7 @@ fn relay(
 /// One access.log line per TST or CLR decided (squid-spec 2.4, 2.6): status
 /// 000, size 0, method HTCP_TST / HTCP_CLR, elapsed 0, HIER_NONE/-.
 fn log(
-    settings: &Settings,
+    settings: &Settings<Vec<ForwardTarget>>,
     tag: ResultTag,
     opcode: Opcode,
     d: &Decision,
@@ -1403,9 +1303,9 @@ mod tests {
 
     #[test]
     fn listen_addr_follows_htcp_port_and_udp_incoming_address() {
-        assert_eq!(listen_addr(&config("")), None);
+        assert_eq!(HtcpServer::listen_addr(&config("")), None);
         assert_eq!(
-            listen_addr(&config("htcp_port 4827\nudp_incoming_address 127.0.10.2\n")),
+            HtcpServer::listen_addr(&config("htcp_port 4827\nudp_incoming_address 127.0.10.2\n")),
             Some("127.0.10.2:4827".parse().unwrap())
         );
     }
@@ -1457,5 +1357,89 @@ mod tests {
             ("PURGE", Some(ResultTag::UdpHit))
         );
         assert!(!cache.holds(KeyMethod::Get, url));
+    }
+
+    /// What the responder thread does with an allowed CLR, over real
+    /// sockets: the reply goes to the sender, and the CLR is relayed to the
+    /// forward-clr peer as CLRs for GET and HEAD wanting no reply (ids
+    /// counting from 1); the same URL again within FORWARD_DEDUP is not
+    /// relayed, nor is a CLR the peer itself sent.
+    #[test]
+    fn an_allowed_clr_is_relayed_once_to_the_forward_clr_peers() {
+        use crate::access_log::Logger;
+        use crate::store::StoreOptions;
+        use std::net::UdpSocket;
+        let bind = |ip: &str| {
+            let s = UdpSocket::bind((ip, 0)).expect("bind");
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .expect("timeout");
+            s
+        };
+        let (responder, sender, peer) = (
+            bind("127.0.10.30"),
+            bind("127.0.10.32"),
+            bind("127.0.10.31"),
+        );
+        let port = |s: &UdpSocket| s.local_addr().expect("addr");
+        let c = config(&format!(
+            "htcp_clr_access allow all\n\
+             cache_peer 127.0.10.31 sibling 3128 {} htcp=forward-clr\n",
+            port(&peer).port()
+        ));
+        let settings = Settings {
+            derived: forward_targets(&c),
+            config: Arc::new(c),
+            logger: Logger::disabled(),
+        };
+        let (store, _) = Store::open(&[], StoreOptions::default()).expect("an empty store");
+        let stats = Arc::new(HtcpServerStats::default());
+        let mut htcp = Htcp::new(Arc::new(store), Arc::default(), Arc::clone(&stats));
+        let url = "http://example.test/gone";
+        let clr = |url: &str, rd: bool| clr_datagrams(url, 0, false, rd, || 77).remove(0);
+        let mut lines = LineBatch::new();
+        let mut buf = [0u8; 9000];
+
+        htcp.answer(
+            &responder,
+            &clr(url, true),
+            port(&sender),
+            &settings,
+            &mut lines,
+        );
+        let (n, from) = sender.recv_from(&mut buf).expect("the CLR reply");
+        assert_eq!(from, port(&responder));
+        let r = htcp::parse(&buf[..n]).expect("HTCP");
+        assert_eq!((r.op, r.response), (Op::ClrResponse, htcp::clr::NOT_FOUND));
+        for (id, method) in [(1, "GET"), (2, "HEAD")] {
+            let (n, from) = peer.recv_from(&mut buf).expect("a relayed CLR");
+            assert_eq!(from, port(&responder));
+            let m = htcp::parse(&buf[..n]).expect("HTCP");
+            let Op::ClrRequest { specifier, .. } = m.op else {
+                panic!("{m:?}")
+            };
+            assert_eq!((m.trans_id, m.response_desired()), (id, false));
+            assert_eq!(specifier.method.to_str(), Some(method));
+            assert_eq!(specifier.uri.as_bytes(), url.as_bytes());
+        }
+        assert_eq!(stats.clr_forwarded.load(Ordering::Relaxed), 2);
+
+        // Relayed lately; and the peer's own CLR never goes back to it.
+        htcp.answer(
+            &responder,
+            &clr(url, false),
+            port(&sender),
+            &settings,
+            &mut lines,
+        );
+        let own = "http://example.test/peers-own";
+        htcp.answer(
+            &responder,
+            &clr(own, false),
+            port(&peer),
+            &settings,
+            &mut lines,
+        );
+        assert!(peer.recv_from(&mut buf).is_err(), "relayed again");
+        assert_eq!(stats.clr_forwarded.load(Ordering::Relaxed), 2);
     }
 }

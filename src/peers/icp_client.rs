@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cuttle_protocol::icp::{self, Message, Opcode};
@@ -34,6 +34,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::netdb::SrcRtt;
+use super::querier::{self, lock, CurrentTable};
 use super::table::{mcast_replies_expected, query_timeout, PeerId, PeerTable};
 use crate::config::{CachePeer, PeerType};
 
@@ -114,7 +115,7 @@ pub struct IcpClient {
     socket: Arc<UdpSocket>,
     next_reqnum: AtomicU32,
     pending: PendingMap,
-    current: Arc<RwLock<Arc<PeerTable>>>,
+    current: CurrentTable,
     pub counters: Arc<ClientCounters>,
     receiver: tokio::task::JoinHandle<()>,
 }
@@ -133,10 +134,8 @@ impl IcpClient {
     /// `None`) with an ephemeral port and starts the receive task. Must run
     /// inside a tokio runtime.
     pub fn bind(local: Option<IpAddr>, table: Arc<PeerTable>) -> std::io::Result<IcpClient> {
-        let ip = local.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
-        std_socket.set_nonblocking(true)?;
-        if let IpAddr::V4(v4) = ip {
+        let std_socket = querier::bind(local)?;
+        if let Some(IpAddr::V4(v4)) = local {
             if !v4.is_unspecified() {
                 // Queries to a multicast group leave by the interface of
                 // udp_outgoing_address, not the default route's.
@@ -147,12 +146,12 @@ impl IcpClient {
         }
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
         let pending: PendingMap = Arc::default();
-        let current = Arc::new(RwLock::new(table));
+        let current = CurrentTable::new(table);
         let counters = Arc::new(ClientCounters::default());
         let receiver = tokio::spawn(receive_loop(
             Arc::clone(&socket),
             Arc::clone(&pending),
-            Arc::clone(&current),
+            current.clone(),
             Arc::clone(&counters),
         ));
         Ok(IcpClient {
@@ -172,7 +171,7 @@ impl IcpClient {
     /// Replies that match no query in flight are credited to peers of this
     /// table (after a reload).
     pub fn set_table(&self, table: Arc<PeerTable>) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = table;
+        self.current.set(table);
     }
 
     /// The next request number: counts up, wraps from INT_MAX to 1, never 0
@@ -437,84 +436,60 @@ impl IcpClient {
         let start = Instant::now();
         self.socket.send_to(&datagram, to).await?;
         let deadline = tokio::time::Instant::from_std(start) + timeout;
-        let mut buf = vec![0u8; icp::MAX_DATAGRAM];
-        loop {
-            let got = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf)).await;
-            let (n, from) = match got {
-                Err(_) => return Ok(None),
-                Ok(r) => r?,
-            };
-            let Some(data) = buf.get(..n) else { continue };
-            let Ok(msg) = icp::parse(data) else {
-                self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            if from != to || msg.reqnum != reqnum {
-                self.counters.from_non_peer.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            return Ok(Some((msg.opcode(), start.elapsed(), reqnum)));
-        }
+        let reply =
+            querier::first_reply(&self.socket, icp::MAX_DATAGRAM, deadline, |data, from| {
+                let Ok(msg) = icp::parse(data) else {
+                    self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                };
+                if from != to || msg.reqnum != reqnum {
+                    self.counters.from_non_peer.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                Some(msg.opcode())
+            })
+            .await?;
+        Ok(reply.map(|opcode| (opcode, start.elapsed(), reqnum)))
     }
 
     /// A bare client for one-off queries (no receive task reading the
     /// socket, so [`IcpClient::query_one`] can read it).
     pub fn bind_plain(local: Option<IpAddr>) -> std::io::Result<IcpClient> {
-        let ip = local.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
-        std_socket.set_nonblocking(true)?;
-        let socket = Arc::new(UdpSocket::from_std(std_socket)?);
-        let config = crate::config::Config::default();
+        let socket = Arc::new(UdpSocket::from_std(querier::bind(local)?)?);
         Ok(IcpClient {
             socket,
             next_reqnum: AtomicU32::new(0),
             pending: Arc::default(),
-            current: Arc::new(RwLock::new(Arc::new(PeerTable::new(&config, None)))),
+            current: CurrentTable::empty(),
             counters: Arc::default(),
             receiver: tokio::spawn(async {}),
         })
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Reads replies for as long as the client lives.
 async fn receive_loop(
     socket: Arc<UdpSocket>,
     pending: PendingMap,
-    current: Arc<RwLock<Arc<PeerTable>>>,
+    current: CurrentTable,
     counters: Arc<ClientCounters>,
 ) {
-    let mut buf = vec![0u8; icp::MAX_DATAGRAM];
-    loop {
-        let (n, from) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                // ICMP port-unreachable from an earlier send surfaces here
-                // on some systems: not fatal.
-                tracing::debug!("ICP client receive: {e}");
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                continue;
-            }
-        };
-        let received = Instant::now();
-        let Some(data) = buf.get(..n) else { continue };
+    querier::receive("ICP", &socket, icp::MAX_DATAGRAM, |data, from, received| {
         let msg = match icp::parse(data) {
             Ok(m) => m,
             Err(e) => {
                 counters.malformed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%from, "malformed ICP reply dropped: {e}");
-                continue;
+                return;
             }
         };
         counters.replies_recv.fetch_add(1, Ordering::Relaxed);
         counters
             .reply_bytes_recv
-            .fetch_add(n as u64, Ordering::Relaxed);
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         handle_reply(&msg, from, received, &pending, &current, &counters);
-    }
+    })
+    .await;
 }
 
 fn handle_reply(
@@ -522,7 +497,7 @@ fn handle_reply(
     from: SocketAddr,
     received: Instant,
     pending: &PendingMap,
-    current: &RwLock<Arc<PeerTable>>,
+    current: &CurrentTable,
     counters: &ClientCounters,
 ) {
     let opcode = msg.opcode();
@@ -586,7 +561,7 @@ fn handle_reply(
     }
     drop(map);
     // No query in flight: a late reply still shows the peer alive.
-    let table = Arc::clone(&current.read().unwrap_or_else(|p| p.into_inner()));
+    let table = current.get();
     match table.by_icp_addr(from) {
         Some(peer) => {
             table.note_reply(peer, opcode as u8, version, received);

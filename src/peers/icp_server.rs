@@ -44,11 +44,10 @@
 //! fresh for 100000 s: a HIT either way while the variant is fresh).
 
 use std::borrow::Cow;
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use cuttle_protocol::icp::{self, Body, Message, Opcode, Options, Version};
 use cuttle_protocol::key::{store_key, Method as KeyMethod};
@@ -56,20 +55,16 @@ use cuttle_protocol::{ErrorKind, Text};
 
 use super::netdb::{NetDb, SrcRtt};
 use crate::access::{self, Verdict};
-use crate::access_log::{LineBatch, Logger, ResultTag};
+use crate::access_log::{LineBatch, ResultTag};
 use crate::caching::is_fresh;
-use crate::config::Config;
+use crate::config::{Config, Setting};
 use crate::store::{Key, Store, Times};
 
-use super::responder::{AnswerLine, Handler, Responder};
+use super::responder::{AnswerLine, Protocol, Responder, Settings};
 
 /// Squid's `refreshCheckICP` margin: a HIT must stay fresh this much longer
 /// (the querier fetches it next).
 pub const HIT_FRESH_MARGIN_SECS: u64 = 30;
-
-/// Longest an ICP log line waits in the responder's batch while the socket
-/// stays busy.
-const LOG_BATCH_WAIT: Duration = Duration::from_millis(5);
 
 /// Opcodes are bytes; Squid counts replies in an array bounded by ICP_END (24).
 const OPCODE_SLOTS: usize = 24;
@@ -525,40 +520,9 @@ impl<'u> UrlParts<'u> {
     }
 }
 
-/// The squid.conf view the responder thread reads; swapped on reload.
-struct Settings {
-    config: Arc<Config>,
-    logger: Logger,
-}
-
-struct Shared {
-    settings: Mutex<Arc<Settings>>,
-    /// Bumped on every swap, so the thread re-reads `settings` only then.
-    generation: AtomicU64,
-    store: Arc<Store>,
-    stats: Arc<IcpServerStats>,
-    hit_only: Arc<HitOnly>,
-    netdb: Arc<NetDb>,
-}
-
-/// A running responder; stopped when dropped.
-pub struct IcpServer {
-    responder: Responder,
-    shared: Arc<Shared>,
-}
-
-/// Where the ICP socket listens for `config`: `udp_incoming_address` (else
-/// every IPv4 address) and `icp_port`; `None` when `icp_port` is 0.
-pub fn listen_addr(config: &Config) -> Option<SocketAddr> {
-    let port = config.icp_port.value;
-    (port != 0).then(|| {
-        let ip = config
-            .udp_incoming_address
-            .value
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        SocketAddr::new(ip, port)
-    })
-}
+/// A running ICP responder ([`Icp`] on a [`Responder`]); stopped when
+/// dropped.
+pub type IcpServer = Responder<Icp>;
 
 /// `mcast_groups`: the ICP socket joins each IPv4 group on the interface
 /// of `udp_incoming_address` (any interface when unset), so queries sent
@@ -591,199 +555,133 @@ fn join_mcast_groups(socket: &UdpSocket, config: &Config) {
     }
 }
 
-impl IcpServer {
-    /// Binds [`listen_addr`] and starts answering; `Ok(None)` when ICP is
-    /// off (`icp_port 0`). `netdb` holds the origin RTTs SRC_RTT answers
-    /// give.
-    pub fn start(
-        config: Arc<Config>,
-        store: Arc<Store>,
-        logger: Logger,
-        stats: Arc<IcpServerStats>,
-        hit_only: Arc<HitOnly>,
-        netdb: Arc<NetDb>,
-    ) -> io::Result<Option<IcpServer>> {
-        let Some(addr) = listen_addr(&config) else {
-            return Ok(None);
-        };
-        let socket = UdpSocket::bind(addr)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind ICP on {addr}: {e}")))?;
-        join_mcast_groups(&socket, &config);
-        let shared = Arc::new(Shared {
-            settings: Mutex::new(Arc::new(Settings { config, logger })),
-            generation: AtomicU64::new(0),
-            store,
-            stats,
-            hit_only,
-            netdb,
-        });
-        let handler = Answerer {
-            settings: current(&shared),
-            seen_generation: shared.generation.load(Ordering::Acquire),
-            shared: Arc::clone(&shared),
-            out: Vec::with_capacity(icp::MAX_DATAGRAM),
-            batch: LineBatch::new(),
-        };
-        let responder = Responder::spawn("cuttle-icp", socket, icp::MAX_DATAGRAM, handler)?;
-        Ok(Some(IcpServer { responder, shared }))
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.responder.local_addr()
-    }
-
-    /// Answers with `config` (icp_access, icp_hit_stale, log_icp_queries)
-    /// and logs to `logger` from the next datagram on. The socket stays:
-    /// rebind by stopping and starting when [`listen_addr`] changed.
-    pub fn reconfigure(&self, config: Arc<Config>, logger: Logger) {
-        let mut settings = self
-            .shared
-            .settings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        *settings = Arc::new(Settings { config, logger });
-        self.shared.generation.fetch_add(1, Ordering::Release);
-    }
-
-    pub fn stats(&self) -> &Arc<IcpServerStats> {
-        &self.shared.stats
-    }
-
-    /// Stops the thread and closes the socket.
-    pub fn stop(self) {
-        self.responder.stop();
-    }
-}
-
 pub(super) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-/// The responder thread's state. Log lines are batched ([`LineBatch`]):
-/// sent when the socket has nothing more queued, when the batch is full, or
-/// when its oldest line has waited [`LOG_BATCH_WAIT`] (a socket that never
-/// empties).
-struct Answerer {
-    shared: Arc<Shared>,
-    settings: Arc<Settings>,
-    seen_generation: u64,
+/// The ICP side of a responder: what the answers read (the store's index,
+/// hit-only mode, the NetDB behind SRC_RTT), its counters, and the reply
+/// buffer. Settings from the config: icp_port, udp_incoming_address,
+/// mcast_groups, icp_access, icp_hit_stale, offline_mode, log_icp_queries.
+pub struct Icp {
+    store: Arc<Store>,
+    stats: Arc<IcpServerStats>,
+    hit_only: Arc<HitOnly>,
+    netdb: Arc<NetDb>,
     out: Vec<u8>,
-    batch: LineBatch,
 }
 
-impl Handler for Answerer {
-    fn datagram(&mut self, socket: &UdpSocket, datagram: &[u8], from: SocketAddr) {
-        let generation = self.shared.generation.load(Ordering::Acquire);
-        if generation != self.seen_generation {
-            self.seen_generation = generation;
-            // Lines logged so far belong to the old logger's files.
-            self.settings.logger.send_batch(&mut self.batch);
-            self.settings = current(&self.shared);
-        }
-        answer(
-            socket,
-            datagram,
-            from,
-            &self.settings,
-            &self.shared,
-            &mut self.out,
-            &mut self.batch,
-        );
-        if !self.batch.is_empty()
-            && (self.batch.is_full() || self.batch.age(Instant::now()) >= LOG_BATCH_WAIT)
-        {
-            self.settings.logger.send_batch(&mut self.batch);
+impl Icp {
+    /// `netdb` holds the origin RTTs SRC_RTT answers give; `stats` and
+    /// `hit_only` outlive a rebind on reload.
+    pub fn new(
+        store: Arc<Store>,
+        stats: Arc<IcpServerStats>,
+        hit_only: Arc<HitOnly>,
+        netdb: Arc<NetDb>,
+    ) -> Icp {
+        Icp {
+            store,
+            stats,
+            hit_only,
+            netdb,
+            out: Vec::with_capacity(icp::MAX_DATAGRAM),
         }
     }
-
-    fn idle(&mut self) {
-        self.settings.logger.send_batch(&mut self.batch);
-    }
-
-    fn recv_error(&mut self, error: &io::Error) {
-        self.shared
-            .stats
-            .recv_errors
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!("ICP receive failed: {error}");
-    }
 }
 
-fn current(shared: &Shared) -> Arc<Settings> {
-    Arc::clone(&shared.settings.lock().unwrap_or_else(|p| p.into_inner()))
-}
+impl Protocol for Icp {
+    const NAME: &'static str = "ICP";
+    const THREAD: &'static str = "cuttle-icp";
+    const MAX_DATAGRAM: usize = icp::MAX_DATAGRAM;
+    type Derived = ();
 
-/// Decides, replies and logs one datagram.
-fn answer(
-    socket: &UdpSocket,
-    datagram: &[u8],
-    from: SocketAddr,
-    settings: &Settings,
-    shared: &Shared,
-    out: &mut Vec<u8>,
-    batch: &mut LineBatch,
-) {
-    let stats = &shared.stats;
-    let len = datagram.len() as u64;
-    stats.pkts_recv.fetch_add(1, Ordering::Relaxed);
-    stats.bytes_recv.fetch_add(len, Ordering::Relaxed);
-    if datagram.first() == Some(&(Opcode::Query as u8)) {
-        stats.queries_recv.fetch_add(1, Ordering::Relaxed);
-        stats.query_bytes_recv.fetch_add(len, Ordering::Relaxed);
+    fn port(config: &Config) -> &Setting<u16> {
+        &config.icp_port
     }
-    let config = &*settings.config;
-    let now = unix_now();
-    let facts = Facts {
-        config,
-        now,
-        hit_only: shared.hit_only.is_on(now),
-        netdb: Some(&shared.netdb),
-    };
-    let client = canonical_ip(from.ip());
-    let reply = match decide(datagram, client, &facts, |key| {
-        shared.store.peek(key).map(|s| s.times)
-    }) {
-        Decision::Reply(r) => r,
-        Decision::Drop(why) => {
-            let counter = match why {
-                Dropped::Malformed => &stats.malformed,
-                Dropped::NotAQuery => &stats.not_queries,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%from, ?why, "ICP datagram dropped");
+
+    fn derive(_config: &Config) {}
+
+    fn bound(socket: &UdpSocket, config: &Config) {
+        join_mcast_groups(socket, config);
+    }
+
+    /// Decides, replies and logs one datagram.
+    fn answer(
+        &mut self,
+        socket: &UdpSocket,
+        datagram: &[u8],
+        from: SocketAddr,
+        settings: &Settings<()>,
+        lines: &mut LineBatch,
+    ) {
+        let stats = &*self.stats;
+        let len = datagram.len() as u64;
+        stats.pkts_recv.fetch_add(1, Ordering::Relaxed);
+        stats.bytes_recv.fetch_add(len, Ordering::Relaxed);
+        if datagram.first() == Some(&(Opcode::Query as u8)) {
+            stats.queries_recv.fetch_add(1, Ordering::Relaxed);
+            stats.query_bytes_recv.fetch_add(len, Ordering::Relaxed);
+        }
+        let config = &*settings.config;
+        let now = unix_now();
+        let facts = Facts {
+            config,
+            now,
+            hit_only: self.hit_only.is_on(now),
+            netdb: Some(&self.netdb),
+        };
+        let client = canonical_ip(from.ip());
+        let store = &self.store;
+        let reply = match decide(datagram, client, &facts, |key| {
+            store.peek(key).map(|s| s.times)
+        }) {
+            Decision::Reply(r) => r,
+            Decision::Drop(why) => {
+                let counter = match why {
+                    Dropped::Malformed => &stats.malformed,
+                    Dropped::NotAQuery => &stats.not_queries,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%from, ?why, "ICP datagram dropped");
+                return;
+            }
+        };
+        let out = &mut self.out;
+        out.clear();
+        if let Err(e) = reply.encode(out) {
+            // Unreachable: the URL came out of a datagram of legal size.
+            stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%from, "ICP reply not encodable: {e}");
             return;
         }
-    };
-    out.clear();
-    if let Err(e) = reply.encode(out) {
-        // Unreachable: the URL came out of a datagram of legal size.
-        stats.send_errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%from, "ICP reply not encodable: {e}");
-        return;
-    }
-    match socket.send_to(out, from) {
-        Ok(_) => {
-            stats.replies_sent.fetch_add(1, Ordering::Relaxed);
-            stats
-                .reply_bytes_sent
-                .fetch_add(out.len() as u64, Ordering::Relaxed);
-            if let Some(c) = stats.replies_by_opcode.get(reply.opcode as usize) {
-                c.fetch_add(1, Ordering::Relaxed);
+        match socket.send_to(out, from) {
+            Ok(_) => {
+                stats.replies_sent.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .reply_bytes_sent
+                    .fetch_add(out.len() as u64, Ordering::Relaxed);
+                if let Some(c) = stats.replies_by_opcode.get(reply.opcode as usize) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                // Squid queues once and then drops; a datagram socket that
+                // refuses now is full or the peer is gone: drop and count.
+                stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%from, "ICP reply not sent: {e}");
+                return;
             }
         }
-        Err(e) => {
-            // Squid queues once and then drops; a datagram socket that
-            // refuses now is full or the peer is gone: drop and count.
-            stats.send_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%from, "ICP reply not sent: {e}");
-            return;
+        if config.log_icp_queries.value {
+            log(settings, &reply, client, out.len() as u64, lines);
         }
     }
-    if config.log_icp_queries.value {
-        log(settings, &reply, client, out.len() as u64, batch);
+
+    fn recv_error(&mut self) {
+        self.stats.recv_errors.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -797,7 +695,13 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 
 /// One access.log line per reply sent (squid-spec 1.11): status 000, size =
 /// reply datagram length, method ICP_QUERY, elapsed 0, HIER_NONE/-.
-fn log(settings: &Settings, reply: &Reply<'_>, client: IpAddr, size: u64, batch: &mut LineBatch) {
+fn log(
+    settings: &Settings<()>,
+    reply: &Reply<'_>,
+    client: IpAddr,
+    size: u64,
+    batch: &mut LineBatch,
+) {
     // Answered URLs are printable ASCII (decide checked); ERR ones escaped.
     let url = match std::str::from_utf8(&reply.url) {
         Ok(text) => Cow::Borrowed(text),
@@ -823,6 +727,7 @@ fn log(settings: &Settings, reply: &Reply<'_>, client: IpAddr, size: u64, batch:
 mod tests {
     use super::*;
     use crate::config::{load_str, LoadOptions};
+    use std::time::Duration;
 
     const URL: &[u8] = b"http://127.0.0.1:18080/obj/5k";
 
@@ -1459,13 +1364,13 @@ mod tests {
 
     #[test]
     fn listen_addr_follows_icp_port_and_udp_incoming_address() {
-        assert_eq!(listen_addr(&config("")), None);
+        assert_eq!(IcpServer::listen_addr(&config("")), None);
         assert_eq!(
-            listen_addr(&config("icp_port 3130\n")),
+            IcpServer::listen_addr(&config("icp_port 3130\n")),
             Some("0.0.0.0:3130".parse().unwrap())
         );
         assert_eq!(
-            listen_addr(&config("icp_port 3130\nudp_incoming_address 127.0.2.2\n")),
+            IcpServer::listen_addr(&config("icp_port 3130\nudp_incoming_address 127.0.2.2\n")),
             Some("127.0.2.2:3130".parse().unwrap())
         );
     }

@@ -11,6 +11,7 @@ pub mod htcp_server;
 pub mod icp_client;
 pub mod icp_server;
 pub mod netdb;
+pub mod querier;
 pub mod responder;
 pub mod select;
 pub mod table;

@@ -1,8 +1,10 @@
 //! What cuttle's datagram responders (ICP, HTCP) share: the receive loop
-//! (one OS thread owns a UDP socket, drains it without blocking, hands each
-//! datagram to a [`Handler`], and tells the handler when the socket has
-//! nothing more queued so it can send what it batched) and the access.log
-//! line of an answer ([`AnswerLine`]).
+//! (one OS thread owns a UDP socket, drains it without blocking, answers
+//! each datagram, and sends the access.log lines it batched when the
+//! socket has nothing more queued), binding the socket where the config
+//! says, the settings swapped in on reload, and the access.log line of an
+//! answer ([`AnswerLine`]). Each protocol brings a [`Protocol`]: what it
+//! answers and counts; a running one is a [`Responder`].
 //!
 //! Why the shape: at hundreds of thousands of queries a second the per-query
 //! cost is the kernel's UDP path plus whatever the answer does; batching
@@ -11,14 +13,17 @@
 //! the log at once and in order with the HTTP lines that follow them. The
 //! socket is non-blocking; the thread sleeps in `epoll` (mio) only when the
 //! queue is empty, so a busy responder makes one `recvfrom` per datagram.
+//! A reload swaps the settings behind a lock the thread never takes on a
+//! datagram: it compares a generation counter (one atomic load) and takes
+//! the lock only when the counter moved.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -26,7 +31,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::icp_server::UrlParts;
 use crate::access;
 use crate::access_log::{Entry, Hierarchy, LineBatch, Logger, ResultCode, ResultTag};
-use crate::config::Config;
+use crate::config::{Config, Setting};
 
 /// How often an idle loop looks at the stop flag.
 const IDLE_TICK: Duration = Duration::from_millis(100);
@@ -39,37 +44,196 @@ const IDLE_TICK: Duration = Duration::from_millis(100);
 /// burst.
 const SPIN: Duration = Duration::from_micros(50);
 
-/// What a responder does with its datagrams.
-pub trait Handler: Send + 'static {
-    /// Answers (or drops) one datagram; replies go out on `socket`, the one
-    /// it came in on (Squid accepts replies only from the port it asked).
+/// Longest an access.log line waits in a responder's batch while the
+/// socket stays busy.
+const LOG_BATCH_WAIT: Duration = Duration::from_millis(5);
+
+/// One datagram protocol's part of a responder: how it answers and what it
+/// counts. Called on the responder's thread only, so it may keep mutable
+/// state (reply buffers) without locks.
+pub trait Protocol: Send + 'static {
+    /// `ICP`, `HTCP`: in messages.
+    const NAME: &'static str;
+    /// The responder thread's name.
+    const THREAD: &'static str;
+    /// The largest datagram it reads (one byte more is read, so an
+    /// oversized datagram shows as such).
+    const MAX_DATAGRAM: usize;
+    /// What it works out from the config at start and on each reload,
+    /// rather than per datagram (HTCP: its forward-clr peers).
+    type Derived: Send + Sync + 'static;
+
+    /// Its port directive (`icp_port`, `htcp_port`); 0 turns it off.
+    fn port(config: &Config) -> &Setting<u16>;
+
+    fn derive(config: &Config) -> Self::Derived;
+
+    /// The socket is bound and not yet served (ICP joins its multicast
+    /// groups here).
+    fn bound(_socket: &UdpSocket, _config: &Config) {}
+
+    /// Answers (or drops) one datagram; replies go out on `socket`, the
+    /// one it came in on (Squid accepts replies only from the port it
+    /// asked). Log lines go into `lines`, which the responder sends.
+    fn answer(
+        &mut self,
+        socket: &UdpSocket,
+        datagram: &[u8],
+        from: SocketAddr,
+        settings: &Settings<Self::Derived>,
+        lines: &mut LineBatch,
+    );
+
+    /// A receive failed (not "would block"): count it.
+    fn recv_error(&mut self);
+}
+
+/// The squid.conf view a responder answers with; swapped on reload.
+pub struct Settings<D> {
+    pub config: Arc<Config>,
+    pub logger: Logger,
+    /// What the protocol works out from `config` ([`Protocol::Derived`]).
+    pub derived: D,
+}
+
+impl<D> Settings<D> {
+    fn new<P: Protocol<Derived = D>>(config: Arc<Config>, logger: Logger) -> Settings<D> {
+        Settings {
+            derived: P::derive(&config),
+            config,
+            logger,
+        }
+    }
+}
+
+/// Settings one thread reads on every datagram and another swaps. The
+/// reader keeps its own `Arc` and re-reads it only when the generation
+/// moved: one atomic load per datagram, no lock.
+struct Swappable<S> {
+    current: Mutex<Arc<S>>,
+    /// Bumped on every swap.
+    generation: AtomicU64,
+}
+
+impl<S> Swappable<S> {
+    fn new(settings: S) -> Swappable<S> {
+        Swappable {
+            current: Mutex::new(Arc::new(settings)),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    fn swap(&self, settings: S) {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        *current = Arc::new(settings);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn current(&self) -> Arc<S> {
+        Arc::clone(&self.current.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// What the receive loop does with its datagrams.
+trait Handler: Send + 'static {
+    /// Answers (or drops) one datagram that came in on `socket`.
     fn datagram(&mut self, socket: &UdpSocket, datagram: &[u8], from: SocketAddr);
 
     /// Nothing more is queued on the socket, or the loop is stopping: send
     /// whatever waits.
     fn idle(&mut self);
 
-    /// A receive failed (not "would block"); counted by the handler.
+    /// A receive failed (not "would block").
     fn recv_error(&mut self, error: &io::Error);
 }
 
-/// A running receive loop; stopped (and its socket closed) on drop.
-pub struct Responder {
+/// The responder thread's state around its protocol's: the settings it
+/// answers with, followed across reloads, and the access.log lines not yet
+/// sent. Lines are sent when the socket has nothing more queued, when the
+/// batch is full, or when its oldest line has waited [`LOG_BATCH_WAIT`] (a
+/// socket that never empties).
+struct Answering<P: Protocol> {
+    protocol: P,
+    shared: Arc<Swappable<Settings<P::Derived>>>,
+    settings: Arc<Settings<P::Derived>>,
+    seen_generation: u64,
+    batch: LineBatch,
+}
+
+impl<P: Protocol> Handler for Answering<P> {
+    fn datagram(&mut self, socket: &UdpSocket, datagram: &[u8], from: SocketAddr) {
+        let generation = self.shared.generation();
+        if generation != self.seen_generation {
+            self.seen_generation = generation;
+            // Lines logged so far belong to the old logger's files.
+            self.settings.logger.send_batch(&mut self.batch);
+            self.settings = self.shared.current();
+        }
+        self.protocol
+            .answer(socket, datagram, from, &self.settings, &mut self.batch);
+        if !self.batch.is_empty()
+            && (self.batch.is_full() || self.batch.age(Instant::now()) >= LOG_BATCH_WAIT)
+        {
+            self.settings.logger.send_batch(&mut self.batch);
+        }
+    }
+
+    fn idle(&mut self) {
+        self.settings.logger.send_batch(&mut self.batch);
+    }
+
+    fn recv_error(&mut self, error: &io::Error) {
+        self.protocol.recv_error();
+        tracing::warn!("{} receive failed: {error}", P::NAME);
+    }
+}
+
+/// A running responder of protocol `P`; stopped (and its socket closed)
+/// on drop.
+pub struct Responder<P: Protocol> {
     local: SocketAddr,
+    settings: Arc<Swappable<Settings<P::Derived>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Responder {
-    /// Starts a thread named `name` serving `socket` with `handler`; the
-    /// buffer holds datagrams of up to `max_datagram` bytes (one byte more
-    /// is read, so an oversized datagram shows as such).
-    pub fn spawn(
-        name: &str,
-        socket: UdpSocket,
-        max_datagram: usize,
-        handler: impl Handler,
-    ) -> io::Result<Responder> {
+impl<P: Protocol> Responder<P> {
+    /// Where the socket listens for `config`: `udp_incoming_address` (else
+    /// every IPv4 address) and the protocol's port; `None` when that is 0.
+    pub fn listen_addr(config: &Config) -> Option<SocketAddr> {
+        let port = P::port(config).value;
+        (port != 0).then(|| {
+            let ip = config
+                .udp_incoming_address
+                .value
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            SocketAddr::new(ip, port)
+        })
+    }
+
+    /// Binds [`Responder::listen_addr`] and starts answering with
+    /// `protocol` on a thread of its own; `Ok(None)` when the protocol's
+    /// port is 0.
+    pub fn start(config: Arc<Config>, logger: Logger, protocol: P) -> io::Result<Option<Self>> {
+        let Some(addr) = Self::listen_addr(&config) else {
+            return Ok(None);
+        };
+        let socket = UdpSocket::bind(addr).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot bind {} on {addr}: {e}", P::NAME))
+        })?;
+        P::bound(&socket, &config);
+        let shared = Arc::new(Swappable::new(Settings::new::<P>(config, logger)));
+        let handler = Answering {
+            protocol,
+            settings: shared.current(),
+            seen_generation: shared.generation(),
+            shared: Arc::clone(&shared),
+            batch: LineBatch::new(),
+        };
         let local = socket.local_addr()?;
         socket.set_nonblocking(true)?;
         let poll = Poll::new()?;
@@ -79,19 +243,28 @@ impl Responder {
             Interest::READABLE,
         )?;
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::Builder::new().name(name.into()).spawn({
+        let thread = std::thread::Builder::new().name(P::THREAD.into()).spawn({
             let stop = Arc::clone(&stop);
-            move || serve(socket, local, poll, max_datagram, &stop, handler)
+            move || serve(socket, local, poll, P::MAX_DATAGRAM, &stop, handler)
         })?;
-        Ok(Responder {
+        Ok(Some(Responder {
             local,
+            settings: shared,
             stop,
             thread: Some(thread),
-        })
+        }))
     }
 
+    /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Answers with `config` and logs to `logger` from the next datagram
+    /// on. The socket stays: rebind by stopping and starting when
+    /// [`Responder::listen_addr`] changed.
+    pub fn reconfigure(&self, config: Arc<Config>, logger: Logger) {
+        self.settings.swap(Settings::new::<P>(config, logger));
     }
 
     /// Stops the thread (within [`IDLE_TICK`]) and closes the socket.
@@ -109,7 +282,7 @@ impl Responder {
     }
 }
 
-impl Drop for Responder {
+impl<P: Protocol> Drop for Responder<P> {
     fn drop(&mut self) {
         self.halt();
     }
@@ -118,7 +291,7 @@ impl Drop for Responder {
 /// Watches the socket for [`SPIN`] without sleeping; true when a datagram
 /// is queued (left for the caller to receive).
 fn spin_for_datagram(socket: &UdpSocket) -> bool {
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     let mut probe = [0u8; 1];
     while start.elapsed() < SPIN {
         match socket.peek_from(&mut probe) {

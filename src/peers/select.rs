@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use super::htcp_client::{ClrTrigger, HtcpClient};
 use super::icp_client::{IcpClient, Replies};
+use super::querier::lock;
 use super::table::{PeerId, PeerTable};
 use crate::access::{self, Verdict};
 use crate::access_log::HierarchyCode;
@@ -712,7 +713,7 @@ async fn count_multicast_groups(shared: std::sync::Weak<Mutex<IcpShared>>) {
             return;
         };
         let (table, client) = {
-            let mut icp = shared.lock().unwrap_or_else(|p| p.into_inner());
+            let mut icp = lock(&shared);
             let table = Arc::clone(&icp.table);
             if !table
                 .peers
@@ -735,31 +736,36 @@ async fn count_multicast_groups(shared: std::sync::Weak<Mutex<IcpShared>>) {
 impl IcpShared {
     /// The ICP client, bound on first use (inside the runtime).
     fn client(&mut self) -> Option<Arc<IcpClient>> {
-        if self.client.is_none() {
-            match IcpClient::bind(self.local, Arc::clone(&self.table)) {
-                Ok(c) => self.client = Some(Arc::new(c)),
-                Err(e) => {
-                    tracing::warn!("cannot open the ICP client socket: {e}");
-                    return None;
-                }
-            }
-        }
-        self.client.clone()
+        bound_once(&mut self.client, "ICP", || {
+            IcpClient::bind(self.local, Arc::clone(&self.table))
+        })
     }
 
     /// The HTCP client, bound on first use (inside the runtime).
     fn htcp_client(&mut self) -> Option<Arc<HtcpClient>> {
-        if self.htcp.is_none() {
-            match HtcpClient::bind(self.local, Arc::clone(&self.table)) {
-                Ok(c) => self.htcp = Some(Arc::new(c)),
-                Err(e) => {
-                    tracing::warn!("cannot open the HTCP client socket: {e}");
-                    return None;
-                }
+        bound_once(&mut self.htcp, "HTCP", || {
+            HtcpClient::bind(self.local, Arc::clone(&self.table))
+        })
+    }
+}
+
+/// The client in `slot`, bound by `bind` first when there is none yet; a
+/// failure is logged and left for the next use to retry.
+fn bound_once<C>(
+    slot: &mut Option<Arc<C>>,
+    protocol: &str,
+    bind: impl FnOnce() -> std::io::Result<C>,
+) -> Option<Arc<C>> {
+    if slot.is_none() {
+        match bind() {
+            Ok(c) => *slot = Some(Arc::new(c)),
+            Err(e) => {
+                tracing::warn!("cannot open the {protocol} client socket: {e}");
+                return None;
             }
         }
-        self.htcp.clone()
     }
+    slot.clone()
 }
 
 impl Neighbours {
@@ -786,7 +792,7 @@ impl Neighbours {
     pub fn reconfigure(&self, config: &Config) -> Neighbours {
         let table = Arc::new(PeerTable::new(config, Some(&self.table)));
         {
-            let mut icp = self.icp.lock().unwrap_or_else(|p| p.into_inner());
+            let mut icp = lock(&self.icp);
             icp.table = Arc::clone(&table);
             let local = config.udp_outgoing_address.value;
             if icp.local != local {
@@ -811,18 +817,18 @@ impl Neighbours {
 
     /// The ICP client, bound on first use (inside the runtime).
     pub fn icp_client(&self) -> Option<Arc<IcpClient>> {
-        self.icp.lock().unwrap_or_else(|p| p.into_inner()).client()
+        lock(&self.icp).client()
     }
 
     /// The ICP client's counters, if it was bound yet (never binds it).
     pub fn icp_counters(&self) -> Option<Arc<super::icp_client::ClientCounters>> {
-        let shared = self.icp.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = lock(&self.icp);
         shared.client.as_ref().map(|c| Arc::clone(&c.counters))
     }
 
     /// The HTCP client's counters, if it was bound yet (never binds it).
     pub fn htcp_counters(&self) -> Option<Arc<super::htcp_client::HtcpClientCounters>> {
-        let shared = self.icp.lock().unwrap_or_else(|p| p.into_inner());
+        let shared = lock(&self.icp);
         shared.htcp.as_ref().map(|c| Arc::clone(&c.counters))
     }
 
@@ -836,7 +842,7 @@ impl Neighbours {
             .peers
             .iter()
             .any(|p| p.config.peer_type == PeerType::Multicast);
-        let mut icp = self.icp.lock().unwrap_or_else(|p| p.into_inner());
+        let mut icp = lock(&self.icp);
         if multicast && icp.counter.is_none() {
             icp.counter = Some(tokio::spawn(count_multicast_groups(Arc::downgrade(
                 &self.icp,
@@ -846,10 +852,7 @@ impl Neighbours {
 
     /// The HTCP client, bound on first use (inside the runtime).
     pub fn htcp_client(&self) -> Option<Arc<HtcpClient>> {
-        self.icp
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .htcp_client()
+        lock(&self.icp).htcp_client()
     }
 
     /// Sends HTCP CLRs for `url` to the `htcp` peers whose options allow it
@@ -1037,13 +1040,13 @@ fn base64(data: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::load_str_sandboxed;
     use cuttle_protocol::icp::Opcode;
     use std::net::Ipv4Addr;
 
-    fn config(text: &str) -> Config {
+    pub(crate) fn config(text: &str) -> Config {
         let loaded = load_str_sandboxed(text, "test");
         assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
         loaded.config
@@ -1058,7 +1061,16 @@ mod tests {
         t
     }
 
-    fn request<'a>(method: &'a str, host: &'a str, url: &'a str) -> SelectRequest<'a> {
+    /// Neighbours of `config` with every peer TCP-up (probed).
+    pub(crate) fn neighbours_up(config: &Config) -> Neighbours {
+        let n = Neighbours::new(config);
+        for id in 0..n.table.peers.len() {
+            n.table.note_tcp_success(id);
+        }
+        n
+    }
+
+    pub(crate) fn request<'a>(method: &'a str, host: &'a str, url: &'a str) -> SelectRequest<'a> {
         SelectRequest {
             access: access::Request {
                 client: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
@@ -2063,10 +2075,7 @@ mod tests {
         let text = "cache_peer 127.0.0.3 parent 3128 0 carp name=Alpha max-conn=1\n\
                     cache_peer 127.0.0.4 parent 3128 0 carp name=beta-2\n";
         let c = config(text);
-        let n = Neighbours::new(&c);
-        for id in 0..2 {
-            n.table.note_tcp_success(id);
-        }
+        let n = neighbours_up(&c);
         // A URL that belongs to Alpha.
         let carp = Carp::new(&[
             CarpMember {
@@ -2133,10 +2142,7 @@ mod tests {
             b.local_addr().expect("addr").port()
         );
         let c = config(&text);
-        let n = Neighbours::new(&c);
-        for id in 0..2 {
-            n.table.note_tcp_success(id);
-        }
+        let n = neighbours_up(&c);
         let client = n.icp_client().expect("client");
         let req = get();
         let flag = cuttle_protocol::icp::Options::SRC_RTT;
@@ -2170,10 +2176,7 @@ mod tests {
 
         // query_icmp off: nobody is asked, and a reported RTT is ignored.
         let c = config(&text.replace("query_icmp on", "query_icmp off"));
-        let n = Neighbours::new(&c);
-        for id in 0..2 {
-            n.table.note_tcp_success(id);
-        }
+        let n = neighbours_up(&c);
         let client = n.icp_client().expect("client");
         let targets = to_ping(&n.table, &c, &req, 0, Instant::now());
         let (asked, [qb, qa]) = tokio::join!(
@@ -2218,10 +2221,7 @@ mod tests {
             b.local_addr().expect("addr").port()
         );
         let c = config(&text);
-        let n = Neighbours::new(&c);
-        for id in 0..2 {
-            n.table.note_tcp_success(id);
-        }
+        let n = neighbours_up(&c);
         let client = n.icp_client().expect("client");
         let url = "http://example.test/x";
         let req = get();

@@ -1,8 +1,9 @@
 //! Shared by the peer tests: a private Squid 5.7 on a loopback address of
 //! the test's own (with ICP), cuttle started on another loopback address
 //! (and reloaded with new lines), both stopped on drop, a fake peer
-//! written here (ICP and HTTP, recording what it gets), and readers for
-//! their access.logs. Each node gets its own address because Squid
+//! written here (ICP and HTTP, recording what it gets), an origin serving
+//! text, readers for their access.logs and cache manager pages, and
+//! `cuttle icp|htcp` runs. Each node gets its own address because Squid
 //! ignores ICP from its own IP.
 #![allow(dead_code)]
 
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::support::{Origin, Reply, Req};
 
 pub const STARTUP: Duration = Duration::from_secs(15);
 
@@ -135,24 +138,15 @@ impl Squid {
              udp_outgoing_address {ip}\n\
              tcp_outgoing_address {ip}\n\
              visible_hostname squid-{ip}\n\
-             pid_filename {d}/squid.pid\n\
-             cache_log {d}/cache.log\n\
-             access_log stdio:{d}/access.log squid\n\
-             cache_store_log none\n\
-             netdb_filename none\n\
-             coredump_dir {d}\n\
-             cache_mem 8 MB\n\
-             pinger_enable off\n\
-             minimum_direct_rtt 0\n\
-             dns_nameservers 127.0.0.1\n\
-             shutdown_lifetime 0 seconds\n\
+             {lab}\
              acl icp_clients src {icp_clients}\n\
              icp_access allow icp_clients\n\
              icp_access deny all\n\
              acl test_clients src 127.0.0.0/8\n\
              http_access allow test_clients\n\
              http_access deny all\n\
-             {extra}\n"
+             {extra}\n",
+            lab = squid_lab_lines(dir)
         );
         Squid::start_with_conf(dir, ip, http_port, icp_port, &conf)
     }
@@ -262,6 +256,49 @@ impl Squid {
     pub fn cache_log(&self) -> String {
         tail(&self.dir.join("cache.log"), 30)
     }
+
+    /// Waits until cache.log says Squid's TCP probe of the peer at `peer`
+    /// (its HTTP port) succeeded: Squid uses no peer before that
+    /// (squid-spec 1.8). Needs `debug_options ALL,1 15,2`.
+    pub fn wait_probed(&self, peer: SocketAddr) {
+        let probed = format!("TCP connection to {}/{} succeeded", peer.ip(), peer.port());
+        let cache_log = self.dir.join("cache.log");
+        let deadline = Instant::now() + STARTUP;
+        while !std::fs::read_to_string(&cache_log)
+            .unwrap_or_default()
+            .contains(&probed)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "Squid's probe of {peer} did not succeed; cache.log:\n{}",
+                tail(&cache_log, 20)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The squid.conf lines every private Squid of these tests has: all its
+/// files in `dir` and none elsewhere (no store log, no netdb file, memory
+/// only), the lab settings of squid-interop.md (pinger off and
+/// minimum_direct_rtt 0, else NetDB sends known sites DIRECT without
+/// asking peers), a name server that knows nothing (origins are IP
+/// addresses) and no wait at shutdown.
+pub fn squid_lab_lines(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "pid_filename {d}/squid.pid\n\
+         cache_log {d}/cache.log\n\
+         access_log stdio:{d}/access.log squid\n\
+         cache_store_log none\n\
+         netdb_filename none\n\
+         coredump_dir {d}\n\
+         cache_mem 8 MB\n\
+         pinger_enable off\n\
+         minimum_direct_rtt 0\n\
+         dns_nameservers 127.0.0.1\n\
+         shutdown_lifetime 0 seconds\n"
+    )
 }
 
 impl Drop for Squid {
@@ -633,6 +670,58 @@ impl FakePeer {
     }
 }
 
+/// What the peer tests' origins serve at `path`: numbered lines naming it
+/// (a body from another URL shows), 300 of them, so a few fetches move the
+/// byte counters by kilobytes.
+pub fn text_body(path: &str) -> String {
+    (0..300).map(|i| format!("{path} {i:04}\n")).collect()
+}
+
+/// An origin on `ip` serving each of `paths` as its [`text_body`],
+/// cacheable for an hour.
+pub async fn text_origin(ip: Ipv4Addr, paths: &[&str]) -> Origin {
+    let origin = Origin::start_on(ip).await;
+    for p in paths {
+        let text = text_body(p);
+        origin.route(p, move |_| {
+            Reply::ok(text.clone())
+                .cc("max-age=3600")
+                .header("content-type", "text/plain")
+        });
+    }
+    origin
+}
+
+/// GET `url` through the proxy at `proxy`: (status, body).
+pub async fn get(proxy: SocketAddr, url: &str) -> (u16, String) {
+    let r = Req::get(url).send_to(proxy).await;
+    (r.status, r.text())
+}
+
+/// A cache manager page of the proxy (Squid or cuttle) at `proxy`, head
+/// included, asked as squidclient asks: `cache_object://HOST/PAGE`.
+pub async fn mgr_page(proxy: SocketAddr, page: &str) -> String {
+    // Written by hand: `cache_object` is not a scheme `http::Uri` accepts.
+    let host = proxy.ip();
+    let request = format!("GET cache_object://{host}/{page} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+    crate::support::raw(proxy, request.as_bytes()).await
+}
+
+/// Waits until `server_list` (a proxy's mgr:server_list page) says a peer
+/// is Up: a proxy uses a peer only once its TCP probe of the peer's HTTP
+/// port succeeded (squid-spec 1.8).
+pub async fn wait_peer_up(server_list: impl AsyncFn() -> String) {
+    let deadline = Instant::now() + STARTUP;
+    loop {
+        let page = server_list().await;
+        if page.contains("Status     : Up") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the peer never came up:\n{page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Lines of `log` whose URL field is `url`, split into fields, waiting up
 /// to 5 s for `want` of them (logs are buffered for a moment).
 pub fn log_lines(log: &Path, url: &str, want: usize) -> Vec<Vec<String>> {
@@ -651,20 +740,40 @@ pub fn log_lines(log: &Path, url: &str, want: usize) -> Vec<Vec<String>> {
     }
 }
 
-/// `cuttle icp query` output lines (URL, opcode, RTT), and its exit success.
-pub fn icp_query(
+/// The lines of `log` for `url` that `want` accepts, waiting up to 10 s
+/// for at least one (a log line is written a moment after the reply).
+pub fn lines_where(log: &Path, url: &str, want: impl Fn(&[String]) -> bool) -> Vec<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found: Vec<Vec<String>> = log_lines(log, url, 0)
+            .into_iter()
+            .filter(|l| want(l))
+            .collect();
+        if !found.is_empty() || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `cuttle COMMAND --timeout 3000 --peer PEER --from FROM URL...` (`icp
+/// query`, `htcp tst`, `htcp clr`): its output lines split at tabs (URL,
+/// answer, RTT...), whether it exited 0, and all it printed.
+pub fn cuttle_query(
+    command: &[&str],
     peer: SocketAddr,
     from: Ipv4Addr,
     urls: &[&str],
 ) -> (Vec<Vec<String>>, bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_cuttle"))
-        .args(["icp", "query", "--timeout", "3000", "--peer"])
+        .args(command)
+        .args(["--timeout", "3000", "--peer"])
         .arg(peer.to_string())
         .arg("--from")
         .arg(from.to_string())
         .args(urls)
         .output()
-        .expect("run cuttle icp query");
+        .unwrap_or_else(|e| panic!("run cuttle {}: {e}", command.join(" ")));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let lines = stdout
         .lines()
