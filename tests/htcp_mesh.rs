@@ -23,27 +23,10 @@ use std::time::{Duration, Instant};
 
 use cuttle_protocol::htcp::{self, Op};
 use peer_lab::{
-    free_tcp_port, free_udp_port, log_lines, squid_binary, start_cuttle, tail, CuttleNode, Squid,
+    free_tcp_port, free_udp_port, log_lines, squid_binary, start_cuttle, tail, text_body,
+    text_origin, CuttleNode, Squid,
 };
-use support::{Origin, Reply, Req, TempDir};
-
-fn body(tag: &str) -> String {
-    (0..100).map(|i| format!("{tag} {i:04}\n")).collect()
-}
-
-/// An origin on `ip` serving `paths`, each fresh for an hour.
-async fn origin(ip: Ipv4Addr, paths: &[&str]) -> Origin {
-    let origin = Origin::start_on(ip).await;
-    for p in paths {
-        let text = body(p);
-        origin.route(p, move |_| {
-            Reply::ok(text.clone())
-                .cc("max-age=3600")
-                .header("content-type", "text/plain")
-        });
-    }
-    origin
-}
+use support::{Req, TempDir};
 
 /// GET `url` through the proxy at `proxy`, from `client`; (status, body).
 async fn get(proxy: SocketAddr, client: Ipv4Addr, url: &str) -> (u16, String) {
@@ -322,7 +305,7 @@ async fn oldsquid_squid_asks_cuttle_and_a_squid() {
     const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 4);
     const OTHER_TAP: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 5);
     const CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 6);
-    let origin = origin(
+    let origin = text_origin(
         Ipv4Addr::new(127, 0, 13, 7),
         &["/only-cuttle", "/only-squid", "/nowhere", "/purged"],
     )
@@ -500,7 +483,7 @@ async fn cuttle_asks_an_oldsquid_squid() {
     const CUTTLE: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 12);
     const TAP: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 13);
     const CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 14);
-    let origin = origin(
+    let origin = text_origin(
         Ipv4Addr::new(127, 0, 13, 15),
         &["/in-squid", "/nowhere", "/also-in-squid"],
     )
@@ -545,7 +528,7 @@ async fn cuttle_asks_an_oldsquid_squid() {
     ] {
         assert_eq!(
             get(cuttle.addr, CLIENT, url).await,
-            (200, body(path)),
+            (200, text_body(path)),
             "{url}"
         );
     }
@@ -641,7 +624,7 @@ async fn forward_clr_relays_a_squid_purge_to_another_squid() {
     const B: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 23);
     const CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 24);
     const STRANGER: Ipv4Addr = Ipv4Addr::new(127, 0, 13, 25);
-    let origin = origin(
+    let origin = text_origin(
         Ipv4Addr::new(127, 0, 13, 26),
         &["/relayed", "/refused", "/marker"],
     )
@@ -717,7 +700,7 @@ async fn forward_clr_relays_a_squid_purge_to_another_squid() {
     assert_eq!(lines[0][1], "NOT_FOUND", "B kept it:\n{text}");
     assert_eq!(
         get(b.http_addr(), CLIENT, &relayed).await,
-        (200, body("/relayed"))
+        (200, text_body("/relayed"))
     );
     let fetches = log_lines(&b.access_log(), &relayed, 2);
     let gets: Vec<&Vec<String>> = fetches.iter().filter(|l| l[5] == "GET").collect();
@@ -747,7 +730,7 @@ async fn forward_clr_relays_a_squid_purge_to_another_squid() {
     assert!(clrs.is_empty(), "relayed a refused CLR: {clrs:?}");
     assert_eq!(
         get(b.http_addr(), CLIENT, &refused).await,
-        (200, body("/refused"))
+        (200, text_body("/refused"))
     );
     wait_line(&b.access_log(), CLIENT, &refused, "TCP_MEM_HIT/200", "GET");
     assert_eq!(origin.count("/refused"), 1, "B's first fetch only");
