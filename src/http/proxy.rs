@@ -1485,6 +1485,11 @@ fn serve_hit(
     let mut headers = found.entry().headers.clone();
     headers.insert(header::AGE, caching::age_value(age));
     proxy.cache_status(&mut headers, true, Some((true, port)));
+    // Framed by the bytes sent (HEAD: the bytes a GET would get), never by
+    // a stored field: a wrong length would let a pipelining client read
+    // part of this body as its next response.
+    let body_len = found.obj.body.iter().map(|c| c.len() as u64).sum();
+    caching::frame_by_body(&mut headers, found.entry().status, body_len);
     let body = if parts.method == Method::HEAD {
         ProxyBody::Empty
     } else {
