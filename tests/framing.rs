@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{Conf, Cuttle, WAIT};
+use support::{Conf, Cuttle, Origin, Reply, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -529,4 +529,79 @@ async fn collapsed_readers_of_a_response_framed_by_both_fields_get_its_chunks() 
         assert_real(&c.response(false).await, &what);
     }
     assert_eq!(origin.count("/slow"), 1, "one fetch for all three");
+}
+
+// ------------------------------------------------------------- item 7
+
+/// Writes `request` on a new connection; the response text and whether the
+/// server closed the connection after it (within WAIT).
+async fn exchange(addr: SocketAddr, request: &[u8]) -> (String, bool) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transfer_coding_other_than_chunked_gets_501_unsup_req_and_goes_nowhere() {
+    let origin = Origin::start().await;
+    origin.route("/te", |s| Reply::ok(s.body.clone()));
+    let cuttle = Cuttle::start(&Conf::new());
+    let url = origin.url("/te");
+    let host = url.trim_start_matches("http://").trim_end_matches("/te");
+
+    // Squid 5.7 answers 501 ERR_UNSUP_REQ, and closes, for any
+    // Transfer-Encoding but "chunked" alone (checked on a private Squid).
+    for te in ["gzip, chunked", "chunked, chunked", "x-custom;a=1, chunked"] {
+        let request = format!(
+            "POST {url} HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: {te}\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        let (resp, closed) = exchange(cuttle.addr(), request.as_bytes()).await;
+        assert!(
+            resp.starts_with("HTTP/1.1 501 Not Implemented\r\n"),
+            "Transfer-Encoding: {te}: {resp}"
+        );
+        assert!(
+            resp.to_ascii_lowercase()
+                .contains("\r\nx-squid-error: err_unsup_req 0\r\n"),
+            "{resp}"
+        );
+        assert!(closed, "the connection must close after the 501: {resp}");
+    }
+    assert_eq!(origin.count("/te"), 0, "nothing was forwarded");
+
+    // Plain chunked is forwarded, its body whole.
+    let request = format!(
+        "POST {url} HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    );
+    let (resp, _) = exchange(cuttle.addr(), request.as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+    assert!(resp.ends_with("hello"), "{resp}");
+    assert_eq!(origin.last("/te").body.as_ref(), b"hello");
+
+    // Logged as Squid does: NONE_NONE/501 ... POST url - HIER_NONE/- text/html.
+    let log = cuttle.log(4).await;
+    let lines: Vec<String> = log
+        .iter()
+        .map(|l| {
+            format!(
+                "{} {} {} {} {}",
+                l.result(),
+                l.method,
+                l.url,
+                l.hierarchy,
+                l.content_type
+            )
+        })
+        .collect();
+    let refused = format!("NONE_NONE/501 POST {url} HIER_NONE/- text/html");
+    assert_eq!(
+        lines[..3],
+        [refused.clone(), refused.clone(), refused],
+        "{log:#?}"
+    );
+    assert!(lines[3].starts_with("TCP_MISS/200 POST"), "{log:#?}");
 }

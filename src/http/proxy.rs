@@ -19,7 +19,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 
-use super::body::{ClientBody, ProxyBody, RequestBody};
+use super::body::{transfer_coding_supported, ClientBody, ProxyBody, RequestBody};
 use super::collapse::{Collapser, Event, Failure, Head, Leader, Role};
 use super::errors::{self, ErrorKind};
 use super::hot::{HotCache, HotEntry};
@@ -569,6 +569,16 @@ impl Proxy {
         self.respond(txn, status, headers, ProxyBody::full(body))
     }
 
+    /// An error after which the client's connection closes: what it sent
+    /// next on it cannot be framed (its request body was not or could not
+    /// be read).
+    fn error_closing(&self, txn: Txn, kind: ErrorKind, detail: &str) -> Response<ClientBody> {
+        let mut resp = self.error(txn, kind, detail);
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        resp
+    }
+
     /// `miss_access` said no: Squid's 403 ERR_FORWARDING_DENIED, logged
     /// with the transaction's tag (TCP_MISS/403 for a miss, HIER_NONE/-).
     fn forwarding_denied(&self, txn: Txn) -> Response<ClientBody> {
@@ -927,6 +937,14 @@ pub async fn handle(
         },
     };
     let mut txn = Txn::new(&proxy, &conn, &method, target.url.clone(), Some(&target));
+    // As Squid, before http_access: logged NONE_NONE/501, HIER_NONE.
+    if !transfer_coding_supported(req.headers()) {
+        return proxy.error_closing(
+            txn,
+            ErrorKind::UnsupportedRequest,
+            "unsupported Transfer-Encoding: only chunked is implemented",
+        );
+    }
     let config = Arc::clone(&proxy.config);
     if !allowed(&config, &config.http_access, &conn, &method, &target).await {
         return proxy.error(
