@@ -14,11 +14,11 @@
 mod support;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{Conf, Cuttle, Origin, Reply, WAIT};
+use support::{expected_reply, free_udp_port, query, Conf, Cuttle, Origin, Reply, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -604,4 +604,85 @@ async fn a_transfer_coding_other_than_chunked_gets_501_unsup_req_and_goes_nowher
         "{log:#?}"
     );
     assert!(lines[3].starts_with("TCP_MISS/200 POST"), "{log:#?}");
+}
+
+// ------------------------------------------------------------- item 9
+
+const ICP_MISS: u8 = 3;
+const ICP_MISS_NOFETCH: u8 = 21;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_request_bodies_are_the_clients_error_and_never_trip_hit_only_mode() {
+    let origin = Origin::start().await;
+    origin.route("/post", |s| {
+        Reply::ok(format!("got {} bytes", s.body.len()))
+    });
+    let (icp_ip, asker_ip) = (Ipv4Addr::new(127, 0, 21, 1), Ipv4Addr::new(127, 0, 21, 2));
+    let icp_port = free_udp_port(icp_ip);
+    let cuttle = Cuttle::start(
+        &Conf::new()
+            .extra(&format!("icp_port {icp_port}"))
+            .extra(&format!("udp_incoming_address {icp_ip}"))
+            .extra(&format!("acl siblings src {asker_ip}"))
+            .extra("icp_access allow siblings")
+            .extra("icp_access deny all"),
+    );
+    let icp = SocketAddr::from((icp_ip, icp_port));
+    cuttle
+        .wait_output(&format!("cuttle: ICP on {icp}"), false)
+        .await;
+    let url = origin.url("/post");
+    let host = url.trim_start_matches("http://").trim_end_matches("/post");
+
+    // Far more than the 70 failures in a row that trip hit-only mode.
+    const POSTS: usize = 100;
+    let request = format!(
+        "POST {url} HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
+    );
+    for n in 1..=POSTS {
+        let (resp, closed) = exchange(cuttle.addr(), request.as_bytes()).await;
+        assert!(
+            resp.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "POST {n} with an invalid chunk size: {resp}"
+        );
+        assert!(
+            resp.to_ascii_lowercase()
+                .contains("\r\nx-squid-error: err_invalid_req 0\r\n"),
+            "{resp}"
+        );
+        assert!(closed, "the connection must close after the 400: {resp}");
+    }
+
+    // The origin is healthy: ICP still answers MISS, not MISS_NOFETCH.
+    let asker = UdpSocket::bind((asker_ip, 0)).expect("bind asker");
+    asker.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let uncached = origin.url("/never-fetched");
+    asker
+        .send_to(&query(7, &uncached), icp)
+        .expect("send query");
+    let mut buf = [0u8; 17000];
+    let (n, _) = asker.recv_from(&mut buf).expect("an ICP reply");
+    assert_ne!(
+        buf[0], ICP_MISS_NOFETCH,
+        "hit-only mode after client errors"
+    );
+    assert_eq!(buf[..n], expected_reply(ICP_MISS, 7, &uncached));
+    assert!(
+        !cuttle.stderr().iter().any(|l| l.contains("hit-only mode")),
+        "{:#?}",
+        cuttle.stderr()
+    );
+
+    // Each is logged as the client's error.
+    let log = cuttle.log(POSTS + 1).await;
+    let posts: Vec<_> = log.iter().filter(|l| l.method == "POST").collect();
+    assert_eq!(posts.len(), POSTS, "{log:#?}");
+    for l in posts {
+        assert_eq!(
+            (l.result(), l.url.as_str(), l.hierarchy.as_str()),
+            ("TCP_MISS/400".to_string(), url.as_str(), "HIER_NONE/-"),
+            "{}",
+            l.raw
+        );
+    }
 }

@@ -15,7 +15,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::mpsc;
 
 use super::collapse::Event;
-use crate::upstream::PooledBody;
+use crate::upstream::{PooledBody, RequestBodyError};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -165,7 +165,11 @@ impl BodyAttempt {
             self.taken = self.shared.lock().take();
         }
         match &mut self.taken {
-            Some(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            // Marked as the client's failure, not the server's (upstream
+            // classifies it FetchError::RequestBody).
+            Some(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|e| Box::new(RequestBodyError(error_chain(&e))) as BoxError),
             None if self.shared.empty => Poll::Ready(None),
             // Another attempt read it: sending part of it again would
             // corrupt the request; the walk never lets this happen.
@@ -192,6 +196,18 @@ impl BodyAttempt {
                 .map_or_else(|| SizeHint::with_exact(0), Body::size_hint),
         }
     }
+}
+
+/// An error and its causes, "outer: inner: ...".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Called once with (body bytes sent, whether the body ended normally).

@@ -273,9 +273,10 @@ impl Proxy {
     /// attempt when several sources were tried): feeds the failure ratio that puts
     /// ICP into hit-only mode (squid-spec 1.5). As Squid: DNS, connect and
     /// read errors count as failures, anything else (a read timeout too)
-    /// as success; nothing is counted while ICP is off.
+    /// as success; nothing is counted while ICP is off, nor when the
+    /// client's own request body failed (no word on the server).
     fn note_forwarding(&self, error: Option<&FetchError>) {
-        if self.config.icp_port.value == 0 {
+        if self.config.icp_port.value == 0 || matches!(error, Some(FetchError::RequestBody(_))) {
             return;
         }
         let failed = matches!(
@@ -293,6 +294,7 @@ fn error_kind(e: &FetchError) -> ErrorKind {
         FetchError::Connect { .. } => ErrorKind::ConnectFail,
         FetchError::Timeout => ErrorKind::ReadTimeout,
         FetchError::Read(_) => ErrorKind::ReadError,
+        FetchError::RequestBody(_) => ErrorKind::InvalidRequest,
     }
 }
 
@@ -591,6 +593,10 @@ impl Proxy {
 
     fn not_forwarded(&self, txn: Txn, e: &NotForwarded) -> Response<ClientBody> {
         let (kind, detail) = not_forwarded_page(e);
+        if matches!(e, NotForwarded::Failed(FetchError::RequestBody(_))) {
+            // The rest of its body cannot be framed: the connection goes.
+            return self.error_closing(txn, kind, &detail);
+        }
         self.error(txn, kind, &detail)
     }
 
@@ -789,8 +795,10 @@ impl Proxy {
                 }
                 Err(e) => {
                     tracing::debug!(url = %fwd.target.url, source = %route.source.host, "fetch failed: {e}");
+                    // The client's body failed: no other source would fare better.
+                    let clients_fault = matches!(e, FetchError::RequestBody(_));
                     last_error = Some(e);
-                    if !fwd.replayable() {
+                    if clients_fault || !fwd.replayable() {
                         break;
                     }
                 }
