@@ -4,7 +4,9 @@
 
 use std::fmt;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING,
+};
 use http::StatusCode;
 
 /// Largest header block accepted (Squid's `reply_header_max_size` default, 64 KB).
@@ -246,9 +248,17 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// Removes the hop-by-hop fields: those listed in `Connection` (and
-/// `Proxy-Connection`) and every field of [`HOP_BY_HOP`]. Use it on a
-/// response before storing it and on any message before forwarding it.
+/// `Proxy-Connection`) and every field of [`HOP_BY_HOP`]. A `Content-Length`
+/// received with `Transfer-Encoding` goes too: it did not frame the body
+/// (RFC 9112 §6.3: Transfer-Encoding overrides it, and an intermediary
+/// must remove it before forwarding), and kept once Transfer-Encoding is
+/// gone it would frame the message for the next recipient, a smuggling
+/// vector. Use it on a response before storing it and on any message
+/// before forwarding it.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(TRANSFER_ENCODING) {
+        headers.remove(CONTENT_LENGTH);
+    }
     let mut listed: Vec<HeaderName> = Vec::new();
     for name in [CONNECTION, HeaderName::from_static("proxy-connection")] {
         for value in headers.get_all(&name) {
@@ -264,6 +274,22 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
     for name in HOP_BY_HOP {
         headers.remove(name);
+    }
+}
+
+/// Frames a response whose whole body is at hand (a stored one) by that
+/// body: `Content-Length` is its real length, whatever the stored head
+/// says, and no `Transfer-Encoding`. Statuses that never carry content
+/// (1xx, 204, 304) get no `Content-Length`. So a head can never promise a
+/// length other than the bytes that follow it.
+pub fn frame_by_body(headers: &mut HeaderMap, status: StatusCode, body_len: u64) {
+    headers.remove(TRANSFER_ENCODING);
+    headers.remove(CONTENT_LENGTH);
+    let no_content = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if !no_content {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body_len));
     }
 }
 
@@ -395,6 +421,38 @@ mod tests {
         remove_hop_by_hop(&mut headers);
         let left: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["content-type", "cache-control"]);
+    }
+
+    #[test]
+    fn a_content_length_beside_transfer_encoding_goes_with_it() {
+        let mut both = h(&[
+            ("Content-Length", "5"),
+            ("Transfer-Encoding", "chunked"),
+            ("Content-Type", "text/plain"),
+        ]);
+        remove_hop_by_hop(&mut both);
+        let left: Vec<_> = both.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["content-type"]);
+        let mut alone = h(&[("Content-Length", "5")]);
+        remove_hop_by_hop(&mut alone);
+        assert_eq!(alone.get("content-length").unwrap(), "5");
+    }
+
+    #[test]
+    fn a_body_at_hand_frames_its_response() {
+        let mut headers = h(&[
+            ("Content-Length", "5"),
+            ("Content-Length", "5"),
+            ("Transfer-Encoding", "chunked"),
+            ("ETag", "\"a\""),
+        ]);
+        frame_by_body(&mut headers, StatusCode::OK, 93);
+        assert_eq!(headers, h(&[("ETag", "\"a\""), ("Content-Length", "93")]));
+        for status in [StatusCode::NO_CONTENT, StatusCode::NOT_MODIFIED] {
+            let mut headers = h(&[("Content-Length", "5")]);
+            frame_by_body(&mut headers, status, 0);
+            assert!(headers.is_empty(), "{status}");
+        }
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //!    [`StoredEntry::from_head`] (an error: release it, treat as a miss). No entry and
 //!    `req.only_if_cached`: answer 504 ERR_ONLY_IF_CACHED_MISS.
 //! 4. **Hit.** [`decide_hit`]`(&entry, &req, &rule, now)`:
-//!    * `Serve { age, .. }`: send `entry.headers_at(now)` (Age set) and the body. If
+//!    * `Serve { age, .. }`: send `entry.headers_at(now)` (Age set, framed by the stored
+//!      body's real length with [`frame_by_body`], never by the stored fields) and the body. If
 //!      [`client_not_modified`] gives an outcome, send a 304 with
 //!      [`not_modified_headers`] (+ Age) instead and log that outcome (TCP_IMS_HIT /
 //!      TCP_INM_HIT), else TCP_HIT.
@@ -81,8 +82,8 @@ pub use freshness::{
     LifetimeSource,
 };
 pub use head::{
-    is_hop_by_hop, parse_fields, parse_head, remove_hop_by_hop, write_fields, write_head,
-    HeadError, HOP_BY_HOP, MAX_FIELDS, MAX_HEAD_LEN,
+    frame_by_body, is_hop_by_hop, parse_fields, parse_head, remove_hop_by_hop, write_fields,
+    write_head, HeadError, HOP_BY_HOP, MAX_FIELDS, MAX_HEAD_LEN,
 };
 pub use hit::{
     client_not_modified, decide_hit, may_serve_stale_on_error, not_modified_headers, HitDecision,

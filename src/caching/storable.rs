@@ -221,7 +221,8 @@ pub struct StorePlan {
 }
 
 /// Decides whether to store a response received in `exchange` and, if so,
-/// what. The hop-by-hop fields are removed first (and values trimmed of
+/// what. The hop-by-hop fields are removed first (with a Content-Length
+/// that came beside Transfer-Encoding: it does not describe the body; and values trimmed of
 /// surrounding whitespace, as the stored block keeps them) and the rest judged by
 /// [`check_storable`]. The stored fields then lose those that must not
 /// reach other users: `Set-Cookie`/`Set-Cookie2` (stored only under
@@ -617,6 +618,8 @@ mod tests {
             ("connection", "x-hop"),
             ("x-hop", "1"),
             ("transfer-encoding", "chunked"),
+            // Did not frame the body (Transfer-Encoding did): not stored.
+            ("content-length", "5"),
             ("set-cookie", "s=1"),
             ("x-user", "alice"),
             ("x-secret", "s"),

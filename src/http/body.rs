@@ -15,7 +15,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::mpsc;
 
 use super::collapse::Event;
-use crate::upstream::PooledBody;
+use crate::upstream::{PooledBody, RequestBodyError};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -95,6 +95,25 @@ impl Body for ProxyBody {
     }
 }
 
+/// Whether cuttle implements a request's transfer codings: none, or
+/// `chunked` alone (hyper has decoded it). Any other coding (`gzip,
+/// chunked`, `chunked, chunked`, a parameter) would be forwarded with the
+/// coding dropped and the bytes still coded; Squid 5.7 answers such a
+/// request 501 ERR_UNSUP_REQ, and so does cuttle.
+pub fn transfer_coding_supported(headers: &http::HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty());
+    match (codings.next(), codings.next()) {
+        (None, _) => !headers.contains_key(http::header::TRANSFER_ENCODING),
+        (Some(only), None) => only.eq_ignore_ascii_case(b"chunked"),
+        (Some(_), Some(_)) => false,
+    }
+}
+
 /// A client's request body shared by the attempts to forward it (one per
 /// source tried): the first attempt that reads it takes it, so it is sent
 /// at most once; an attempt that never read it (its connection failed)
@@ -146,7 +165,11 @@ impl BodyAttempt {
             self.taken = self.shared.lock().take();
         }
         match &mut self.taken {
-            Some(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            // Marked as the client's failure, not the server's (upstream
+            // classifies it FetchError::RequestBody).
+            Some(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|e| Box::new(RequestBodyError(error_chain(&e))) as BoxError),
             None if self.shared.empty => Poll::Ready(None),
             // Another attempt read it: sending part of it again would
             // corrupt the request; the walk never lets this happen.
@@ -173,6 +196,18 @@ impl BodyAttempt {
                 .map_or_else(|| SizeHint::with_exact(0), Body::size_hint),
         }
     }
+}
+
+/// An error and its causes, "outer: inner: ...".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Called once with (body bytes sent, whether the body ended normally).
@@ -247,5 +282,40 @@ impl Drop for ClientBody {
         // or because the client went away.
         let complete = self.inner.is_end_stream() || self.expected.is_some_and(|n| self.sent >= n);
         self.finish(complete);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderMap, HeaderValue};
+
+    fn te(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(
+                http::header::TRANSFER_ENCODING,
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn only_chunked_alone_is_a_supported_transfer_coding() {
+        assert!(transfer_coding_supported(&HeaderMap::new()));
+        assert!(transfer_coding_supported(&te(&["chunked"])));
+        assert!(transfer_coding_supported(&te(&["Chunked"])));
+        assert!(transfer_coding_supported(&te(&[" chunked ,"])));
+        for bad in [
+            &["gzip, chunked"][..],
+            &["chunked, chunked"],
+            &["identity, chunked"],
+            &["gzip", "chunked"],
+            &["chunked;a=1"],
+            &[""],
+        ] {
+            assert!(!transfer_coding_supported(&te(bad)), "{bad:?}");
+        }
     }
 }

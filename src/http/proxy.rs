@@ -19,7 +19,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 
-use super::body::{ClientBody, ProxyBody, RequestBody};
+use super::body::{transfer_coding_supported, ClientBody, ProxyBody, RequestBody};
 use super::collapse::{Collapser, Event, Failure, Head, Leader, Role};
 use super::errors::{self, ErrorKind};
 use super::hot::{HotCache, HotEntry};
@@ -273,9 +273,10 @@ impl Proxy {
     /// attempt when several sources were tried): feeds the failure ratio that puts
     /// ICP into hit-only mode (squid-spec 1.5). As Squid: DNS, connect and
     /// read errors count as failures, anything else (a read timeout too)
-    /// as success; nothing is counted while ICP is off.
+    /// as success; nothing is counted while ICP is off, nor when the
+    /// client's own request body failed (no word on the server).
     fn note_forwarding(&self, error: Option<&FetchError>) {
-        if self.config.icp_port.value == 0 {
+        if self.config.icp_port.value == 0 || matches!(error, Some(FetchError::RequestBody(_))) {
             return;
         }
         let failed = matches!(
@@ -293,6 +294,7 @@ fn error_kind(e: &FetchError) -> ErrorKind {
         FetchError::Connect { .. } => ErrorKind::ConnectFail,
         FetchError::Timeout => ErrorKind::ReadTimeout,
         FetchError::Read(_) => ErrorKind::ReadError,
+        FetchError::RequestBody(_) => ErrorKind::InvalidRequest,
     }
 }
 
@@ -569,6 +571,16 @@ impl Proxy {
         self.respond(txn, status, headers, ProxyBody::full(body))
     }
 
+    /// An error after which the client's connection closes: what it sent
+    /// next on it cannot be framed (its request body was not or could not
+    /// be read).
+    fn error_closing(&self, txn: Txn, kind: ErrorKind, detail: &str) -> Response<ClientBody> {
+        let mut resp = self.error(txn, kind, detail);
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        resp
+    }
+
     /// `miss_access` said no: Squid's 403 ERR_FORWARDING_DENIED, logged
     /// with the transaction's tag (TCP_MISS/403 for a miss, HIER_NONE/-).
     fn forwarding_denied(&self, txn: Txn) -> Response<ClientBody> {
@@ -581,6 +593,10 @@ impl Proxy {
 
     fn not_forwarded(&self, txn: Txn, e: &NotForwarded) -> Response<ClientBody> {
         let (kind, detail) = not_forwarded_page(e);
+        if matches!(e, NotForwarded::Failed(FetchError::RequestBody(_))) {
+            // The rest of its body cannot be framed: the connection goes.
+            return self.error_closing(txn, kind, &detail);
+        }
         self.error(txn, kind, &detail)
     }
 
@@ -779,8 +795,10 @@ impl Proxy {
                 }
                 Err(e) => {
                     tracing::debug!(url = %fwd.target.url, source = %route.source.host, "fetch failed: {e}");
+                    // The client's body failed: no other source would fare better.
+                    let clients_fault = matches!(e, FetchError::RequestBody(_));
                     last_error = Some(e);
-                    if !fwd.replayable() {
+                    if clients_fault || !fwd.replayable() {
                         break;
                     }
                 }
@@ -927,6 +945,14 @@ pub async fn handle(
         },
     };
     let mut txn = Txn::new(&proxy, &conn, &method, target.url.clone(), Some(&target));
+    // As Squid, before http_access: logged NONE_NONE/501, HIER_NONE.
+    if !transfer_coding_supported(req.headers()) {
+        return proxy.error_closing(
+            txn,
+            ErrorKind::UnsupportedRequest,
+            "unsupported Transfer-Encoding: only chunked is implemented",
+        );
+    }
     let config = Arc::clone(&proxy.config);
     if !allowed(&config, &config.http_access, &conn, &method, &target).await {
         return proxy.error(
@@ -1485,6 +1511,11 @@ fn serve_hit(
     let mut headers = found.entry().headers.clone();
     headers.insert(header::AGE, caching::age_value(age));
     proxy.cache_status(&mut headers, true, Some((true, port)));
+    // Framed by the bytes sent (HEAD: the bytes a GET would get), never by
+    // a stored field: a wrong length would let a pipelining client read
+    // part of this body as its next response.
+    let body_len = found.obj.body.iter().map(|c| c.len() as u64).sum();
+    caching::frame_by_body(&mut headers, found.entry().status, body_len);
     let body = if parts.method == Method::HEAD {
         ProxyBody::Empty
     } else {

@@ -34,6 +34,39 @@ pub enum FetchError {
     Timeout,
     /// The server broke the protocol or closed early (ERR_READ_ERROR).
     Read(String),
+    /// The request's own body failed while being sent (the body handed to
+    /// [`Upstream::send`] returned a [`RequestBodyError`]): a client's
+    /// malformed or cut-short body, its error (ERR_INVALID_REQ), which
+    /// says nothing about the server.
+    RequestBody(String),
+}
+
+/// The error a request body given to [`Upstream::send`] fails with when it
+/// cannot be read from whoever supplies it (a client's malformed chunking,
+/// a client gone mid-body), so the failure is classified
+/// [`FetchError::RequestBody`], not blamed on the server.
+#[derive(Debug)]
+pub struct RequestBodyError(pub String);
+
+impl std::fmt::Display for RequestBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RequestBodyError {}
+
+/// A failed exchange, in Squid's terms: the request body's own failure if
+/// that is what stopped it, else a read error.
+fn classify(e: hyper::Error) -> FetchError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        if let Some(body) = c.downcast_ref::<RequestBodyError>() {
+            return FetchError::RequestBody(body.0.clone());
+        }
+        cause = c.source();
+    }
+    FetchError::Read(e.to_string())
 }
 
 impl std::fmt::Display for FetchError {
@@ -43,6 +76,9 @@ impl std::fmt::Display for FetchError {
             FetchError::Connect { host, reason } => write!(f, "cannot connect to {host}: {reason}"),
             FetchError::Timeout => f.write_str("read timeout"),
             FetchError::Read(reason) => write!(f, "read error: {reason}"),
+            FetchError::RequestBody(reason) => {
+                write!(f, "the client's request body could not be read: {reason}")
+            }
         }
     }
 }
@@ -188,7 +224,8 @@ where
         let sent = self
             .send_counted(host, port, local, connect_timeout, req)
             .await;
-        if sent.is_err() {
+        // A client's bad request body is no server error.
+        if matches!(&sent, Err(e) if !matches!(e, FetchError::RequestBody(_))) {
             c.errors.fetch_add(1, Ordering::Relaxed);
         }
         sent
@@ -215,7 +252,7 @@ where
                     Ok(resp) => return Ok((self.wrap(resp, (sender, addr), key), addr)),
                     Err(mut e) => match e.take_message() {
                         Some(back) => req = Some(back),
-                        None => return Err(FetchError::Read(e.into_error().to_string())),
+                        None => return Err(classify(e.into_error())),
                     },
                 }
             }
@@ -228,7 +265,7 @@ where
         let mut resp = tokio::time::timeout(self.timeouts.read, sender.send_request(req))
             .await
             .map_err(|_| FetchError::Timeout)?
-            .map_err(|e| FetchError::Read(e.to_string()))?;
+            .map_err(classify)?;
         resp.extensions_mut().insert(NewConnection { handshake });
         Ok((self.wrap(resp, (sender, addr), key), addr))
     }
@@ -468,6 +505,37 @@ mod tests {
             }
         });
         (port, accepted)
+    }
+
+    /// A request body that fails at once, as a client's bad chunking does.
+    struct FailingBody;
+
+    impl Body for FailingBody {
+        type Data = Bytes;
+        type Error = RequestBodyError;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, RequestBodyError>>> {
+            Poll::Ready(Some(Err(RequestBodyError("invalid chunk size".into()))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_request_body_is_its_own_error_not_the_servers() {
+        let (port, _) = server("127.0.8.1").await;
+        let up: Upstream<FailingBody> = Upstream::new(Timeouts::default());
+        let post = Request::post("/")
+            .header("host", "127.0.8.1")
+            .header("transfer-encoding", "chunked")
+            .body(FailingBody)
+            .expect("request");
+        match up.send("127.0.8.1", port, post).await {
+            Err(FetchError::RequestBody(reason)) => assert_eq!(reason, "invalid chunk size"),
+            other => panic!("{:?}", other.map(|(r, _)| r.status())),
+        }
+        assert_eq!(up.counters().errors.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]
