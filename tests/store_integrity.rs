@@ -26,9 +26,7 @@ fn corrupt_on_disk(data_file: &Path, body: &[u8]) {
         .position(|w| w == body)
         .expect("the body is stored in one piece");
     assert!(
-        bytes[at + 1..]
-            .windows(body.len())
-            .all(|w| w != body),
+        bytes[at + 1..].windows(body.len()).all(|w| w != body),
         "the body is stored once"
     );
     let victim = at + body.len() / 2;

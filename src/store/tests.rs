@@ -466,7 +466,13 @@ fn freeing_an_entry_clears_every_slot_header_of_its_chain() {
         abandoned.write(&[7u8; 20_000]).expect("write");
         drop(abandoned);
         let mut older = store
-            .writer(key(97), Times::default(), b"http://example.com/97", b"H", None)
+            .writer(
+                key(97),
+                Times::default(),
+                b"http://example.com/97",
+                b"H",
+                None,
+            )
             .expect("writer");
         older.write(&[8u8; 20_000]).expect("write");
         put(&store, 97, 3, 10_000);
