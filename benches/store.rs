@@ -1,6 +1,8 @@
 //! Store benchmarks: a verified 4 KiB hit, an insert into a full store
-//! (eviction on every write), the index rebuild of a 1,000,000-entry
-//! cache_dir (page cache warm and cold), and the index's bytes per entry.
+//! (eviction on every write), the memory cache (a hit verified and copied
+//! into it, against a hit verified alone and a hit from it, at 4 KiB and
+//! 256 KiB), the index rebuild of a 1,000,000-entry cache_dir (page cache
+//! warm and cold), and the index's bytes per entry.
 //!
 //! Run with `cargo bench --bench store`. The cache_dirs live under the
 //! system temp dir and are removed at the end; the big one is ~600 MB.
@@ -13,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput};
 
+use cuttle::caching::StoredEntry;
 use cuttle::config::ReplacementPolicy;
+use cuttle::http::hot::{HotCache, HotEntry};
 use cuttle::store::{DirSpec, Key, Store, StoreOptions, Times, DATA_FILE};
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -139,6 +143,88 @@ fn insert(c: &mut Criterion) {
         .load(std::sync::atomic::Ordering::Relaxed)
         - before;
     eprintln!("insert: {evictions} evictions while measuring");
+}
+
+/// (c) The memory cache, per object size: a store hit (lookup, CRC
+/// checked) for comparison; the same hit admitted to the memory cache,
+/// which copies the body out of the map (paid once per object, by the
+/// TCP_HIT that brings it in); and a hit from the memory cache
+/// (TCP_MEM_HIT: index check, no checksum, no copy). Timed in this
+/// thread's CPU time, so that time the thread spends descheduled on a
+/// busy machine does not skew the ratios between the three.
+fn memory_cache(c: &mut Criterion) {
+    const OBJECTS: u64 = 64;
+    for (name, len) in [("4 KiB", 4096usize), ("256 KiB", 256 << 10)] {
+        let dir = TempDir::new("memory");
+        let store = open(&spec(&dir.0, 64 << 20, 16 * 1024));
+        let body = vec![0x3cu8; len];
+        for n in 0..OBJECTS {
+            put(&store, n, &body);
+        }
+        let hot = HotCache::new(1 << 30, 1 << 20);
+        let entry = |hit: &cuttle::store::Hit| HotEntry {
+            generation: hit.generation,
+            entry: StoredEntry {
+                status: http::StatusCode::OK,
+                headers: http::HeaderMap::new(),
+                times: hit.times,
+            },
+            body: hit.body.clone(),
+            body_len: hit.body_len,
+            fresh_until: u64::MAX,
+        };
+        let mut group = c.benchmark_group("memory cache");
+        group.throughput(Throughput::Elements(1));
+        let mut n = 0u64;
+        group.bench_function(format!("{name}: store hit (CRC verified)"), |b| {
+            b.iter_custom(|iters| {
+                cpu_time(iters, || {
+                    n = (n + 1) % OBJECTS;
+                    let hit = store.lookup(black_box(&key(n))).expect("a hit");
+                    black_box(entry(&hit));
+                })
+            })
+        });
+        group.bench_function(
+            format!("{name}: store hit admitted (verified, copied)"),
+            |b| {
+                b.iter_custom(|iters| {
+                    cpu_time(iters, || {
+                        n = (n + 1) % OBJECTS;
+                        let hit = store.lookup(black_box(&key(n))).expect("a hit");
+                        black_box(hot.insert(key(n), entry(&hit)));
+                    })
+                })
+            },
+        );
+        group.bench_function(format!("{name}: memory hit"), |b| {
+            b.iter_custom(|iters| {
+                cpu_time(iters, || {
+                    n = (n + 1) % OBJECTS;
+                    black_box(hot.get(black_box(&key(n)), &store).expect("in memory"));
+                })
+            })
+        });
+        group.finish();
+    }
+}
+
+/// This thread's CPU time for `iters` calls of `f`.
+fn cpu_time(iters: u64, mut f: impl FnMut()) -> Duration {
+    fn now() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes only the timespec it is given.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+    let start = now();
+    for _ in 0..iters {
+        f();
+    }
+    now() - start
 }
 
 const REBUILD_ENTRIES: u64 = 1_000_000;
@@ -276,6 +362,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     lookup(&mut c);
     insert(&mut c);
+    memory_cache(&mut c);
     rebuild(&mut c);
     c.final_summary();
 }

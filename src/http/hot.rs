@@ -1,8 +1,11 @@
 //! The memory cache (squid.conf's `cache_mem`): recently served objects
-//! kept ready to send, their header block parsed and their body as the
-//! store's zero-copy views, verified once when they came in. A hit here
-//! costs an index check and no parsing, no checksum and no copy; Squid logs
-//! such hits as TCP_MEM_HIT. Bounded by `cache_mem` (body bytes held) and
+//! kept ready to send, their header block parsed and their body copied
+//! into memory of its own right after the store verified it. Like Squid's
+//! cache_mem it holds its own copy: what it serves cannot change with the
+//! cache_dir file (a write to the file, a bad disk under the page cache),
+//! and it pins no store slots. A hit here costs an index check and no
+//! parsing, no checksum and no copy; Squid logs such hits as TCP_MEM_HIT.
+//! Bounded by `cache_mem` (body bytes held) and
 //! `maximum_object_size_in_memory` (per object). An entry is used only
 //! while the store still holds the same generation of its key, so a
 //! replacement, purge or eviction in the store retires it at once.
@@ -10,7 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 
 use crate::caching::StoredEntry;
@@ -20,6 +23,8 @@ use crate::store::{Key, Store, Times};
 pub struct HotEntry {
     pub generation: u32,
     pub entry: StoredEntry,
+    /// Views into the store's map until the entry is admitted here; one
+    /// owned copy once it is.
     pub body: Vec<Bytes>,
     pub body_len: u64,
     /// When it stops being fresh under the rules in force when it came in
@@ -89,11 +94,14 @@ impl HotCache {
         self.limit > 0 && len <= self.max_object && len <= self.limit
     }
 
-    pub fn insert(&self, key: Key, entry: HotEntry) -> Arc<HotEntry> {
-        let entry = Arc::new(entry);
+    /// Keeps `entry` (a verified store hit) if it is admitted, its body
+    /// copied out of the map; returns it to serve either way.
+    pub fn insert(&self, key: Key, mut entry: HotEntry) -> Arc<HotEntry> {
         if !self.admits(entry.body_len) {
-            return entry;
+            return Arc::new(entry);
         }
+        entry.body = owned_copy(&entry.body);
+        let entry = Arc::new(entry);
         let mut inner = self.lock();
         if let Some(old) = inner.map.insert(key, Arc::clone(&entry)) {
             inner.bytes -= old.body_len;
@@ -130,4 +138,18 @@ impl HotCache {
     pub fn keys(&self) -> Vec<Key> {
         self.lock().map.keys().copied().collect()
     }
+}
+
+/// The body in one buffer of its own, so nothing the store's file goes
+/// through can change it (and dropping the views unpins the store slots).
+fn owned_copy(body: &[Bytes]) -> Vec<Bytes> {
+    let len = body.iter().map(Bytes::len).sum();
+    if len == 0 {
+        return Vec::new();
+    }
+    let mut copy = BytesMut::with_capacity(len);
+    for part in body {
+        copy.extend_from_slice(part);
+    }
+    vec![copy.freeze()]
 }

@@ -205,15 +205,8 @@ impl Proxy {
             connect: config.connect_timeout.value,
             read: config.read_timeout.value,
         };
-        // Hot objects pin their store slots: keep them to a quarter of the
-        // store so eviction always has room to work.
-        let store_bytes: u64 = store
-            .usage()
-            .iter()
-            .map(|u| u64::from(u.slots) * u64::from(u.slot_size))
-            .sum();
         let hot = HotCache::new(
-            config.cache_mem.value.min(store_bytes / 4),
+            config.cache_mem.value,
             config.maximum_object_size_in_memory.value,
         );
         let purge_enabled = config.acls.iter().any(|acl| match &acl.data {

@@ -617,7 +617,11 @@ impl Shared {
         record.first_slot
     }
 
-    /// Returns an unlinked, unleased entry's slots to the free set.
+    /// Returns an unlinked, unleased entry's slots to the free set,
+    /// clearing each continuation header on the way: a valid header left
+    /// on a free slot is an orphan to the next rebuild (a clean stop must
+    /// leave none; only a crash between the first slot's clear and these
+    /// can).
     fn free_chain(&self, st: &mut State, record: &Record) {
         let mut slot = record.first_slot;
         let mut steps = 0u32;
@@ -639,6 +643,8 @@ impl Shared {
                         && next.key == record.key
                         && !next.is_first() =>
                 {
+                    self.region
+                        .store_generation(self.geometry.header_offset(slot), 0);
                     st.free.release(slot);
                     header = Some(next);
                 }
@@ -908,6 +914,11 @@ impl Drop for DirWriter {
         self.shared.counters.aborted.fetch_add(1, Ordering::Relaxed);
         let mut st = self.shared.lock();
         for &slot in self.slots.iter().chain(&self.reserved) {
+            // Full slots already carry their header: clear it, or the next
+            // rebuild finds an orphan. Ours to write until released.
+            self.shared
+                .region
+                .store_generation(self.shared.geometry.header_offset(slot), 0);
             st.free.release(slot);
         }
     }
@@ -1067,11 +1078,13 @@ pub(crate) fn hex_key(key: &[u8; 16]) -> String {
 
 /// Rebuilds the index from the header table: committed first slots whose
 /// chains hold together become entries (newest wins per key); everything
-/// else is freed and counted. Payload CRCs are checked when read, not here.
+/// else is freed and counted, and (unless only inspecting) cleared on disk,
+/// so what a crash left is reported once and not again after a clean stop.
+/// Payload CRCs are checked when read, not here.
 fn rebuild(region: &Region, g: Geometry, policy: Box<dyn Policy>) -> (State, RebuildReport, u64) {
     let n = g.slot_count;
-    // Dropped commits are cleared on disk so they stay dropped (not when
-    // only inspecting).
+    // Dropped commits, torn headers and orphans are cleared on disk so they
+    // stay dropped (not when only inspecting).
     let clear = |slot: u32| {
         if region.is_writable() {
             region.store_generation(g.header_offset(slot), 0);
@@ -1090,7 +1103,10 @@ fn rebuild(region: &Region, g: Geometry, policy: Box<dyn Policy>) -> (State, Reb
             continue; // free, or cleared by a purge or eviction
         }
         match SlotHeader::decode(&raw) {
-            None => report.torn += 1,
+            None => {
+                report.torn += 1;
+                clear(slot);
+            }
             Some(h) => {
                 max_generation = max_generation.max(h.generation);
                 if h.is_first() {
@@ -1135,6 +1151,7 @@ fn rebuild(region: &Region, g: Geometry, policy: Box<dyn Policy>) -> (State, Reb
         if !claimed.get(slot) {
             if continuation.get(slot) {
                 report.orphaned += 1;
+                clear(slot);
             }
             free.release(slot);
         }

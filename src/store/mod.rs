@@ -266,6 +266,17 @@ impl Store {
                 bad_chains = r.bad_chains,
                 "cache_dir opened"
             );
+            if !spec.read_only && r.torn + r.orphaned + r.bad_chains > 0 {
+                // Only a crash mid-write leaves these; they are cleared now,
+                // so this is their one report.
+                tracing::warn!(
+                    dir = %spec.path.display(),
+                    torn = r.torn,
+                    orphaned = r.orphaned,
+                    bad_chains = r.bad_chains,
+                    "cache_dir had slots left by an unclean stop; freed and cleared"
+                );
+            }
             report.add(&r);
             dirs.push(dir);
         }
