@@ -341,6 +341,7 @@ where
     ) -> Result<(Sender<B>, Duration), FetchError> {
         let (stream, addr, handshake) = self.connect_timed(host, port, local, timeout).await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(READ_BUFFER)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| FetchError::Connect {
@@ -355,6 +356,13 @@ where
         Ok(((sender, addr), handshake))
     }
 }
+
+/// The most one read from a server takes (hyper's default is 408 KiB).
+/// A body chunk is a view of this buffer and keeps all of it alive while
+/// a fetch's read-ahead window holds it, so this bounds the memory a
+/// stalled client costs. It also caps a response head at 64 KiB, Squid's
+/// `reply_header_max_size` default.
+const READ_BUFFER: usize = 64 * 1024;
 
 /// Connects to `addr`, first binding `local` when it is of the same family
 /// (a v4 tcp_outgoing_address does not apply to a v6 server, as in Squid).
