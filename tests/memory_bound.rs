@@ -276,3 +276,53 @@ async fn stalled_clients_of_large_misses_keep_memory_bounded() {
     );
     eprintln!("took {:?}", started.elapsed());
 }
+
+/// A client that stalls for good holds its fetch up for `read_timeout` at
+/// most: then it is cut off (its response ends short) and the fetch goes
+/// on, so the object is stored whole and the next request is a hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stalled_past_read_timeout_is_cut_off_and_the_store_write_completes() {
+    let origin = BigOrigin::start().await;
+    let conf = Conf::new()
+        .extra("maximum_object_size 200 MB")
+        .extra("cache_dir mmap {dir}/big 200")
+        .extra("read_timeout 2 seconds");
+    let cuttle = Cuttle::start(&conf);
+    let req = format!(
+        "GET http://127.0.0.1:{}/big/1 HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+        origin.port, origin.port
+    );
+    let mut stalled = TcpStream::connect(cuttle.addr()).await.expect("connect");
+    stalled.write_all(req.as_bytes()).await.expect("send request");
+    // It reads nothing; the window stops the fetch until the client is cut
+    // off, then the origin sends the rest.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while origin.sent() < OBJECT {
+        assert!(
+            Instant::now() < deadline,
+            "the fetch stayed stalled: the origin sent {} MiB of {} MiB",
+            origin.sent() / MIB,
+            OBJECT / MIB
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its response was cut short.
+    let head = read_head(&mut stalled).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let got = tokio::time::timeout(Duration::from_secs(20), read_body(&mut stalled, 1))
+        .await
+        .expect("the cut response ends");
+    assert!(got < OBJECT, "the stalled client got all {got} bytes");
+    // The object was stored whole: a hit, every byte right.
+    let mut again = TcpStream::connect(cuttle.addr()).await.expect("connect");
+    again.write_all(req.as_bytes()).await.expect("send request");
+    let head = read_head(&mut again).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let got = tokio::time::timeout(Duration::from_secs(20), read_body(&mut again, 1))
+        .await
+        .expect("hit read in time");
+    assert_eq!(got, OBJECT, "the hit is whole");
+    assert_eq!(origin.requests.load(Ordering::Relaxed), 1, "asked twice");
+    let log = cuttle.log(2).await;
+    assert!(log[1].code.contains("HIT"), "{}", log[1].raw);
+}
