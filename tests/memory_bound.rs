@@ -293,7 +293,10 @@ async fn a_client_stalled_past_read_timeout_is_cut_off_and_the_store_write_compl
         origin.port, origin.port
     );
     let mut stalled = TcpStream::connect(cuttle.addr()).await.expect("connect");
-    stalled.write_all(req.as_bytes()).await.expect("send request");
+    stalled
+        .write_all(req.as_bytes())
+        .await
+        .expect("send request");
     // It reads nothing; the window stops the fetch until the client is cut
     // off, then the origin sends the rest.
     let deadline = Instant::now() + Duration::from_secs(20);

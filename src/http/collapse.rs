@@ -1,10 +1,10 @@
-//! Collapsed forwarding and the read-ahead window, as one small type: a
-//! fetch feeds one or more readers (the clients that get its response)
-//! from one buffer. Concurrent misses on one store key share a single
-//! upstream fetch: the first request starts it and is its first reader;
-//! later ones join and get the response head and every body chunk so far,
-//! then follow live. A fetch that ends (or fails) leaves the table, so the
-//! next miss starts afresh.
+//! Collapsed forwarding and the read-ahead window: a fetch feeds one or
+//! more readers (the clients that get its response) from one buffer.
+//! Concurrent misses on one store key share a single upstream fetch: the
+//! first request starts it and is its first reader; later ones join and
+//! get the response head and every body chunk so far, then follow live. A
+//! fetch that ends (or fails) leaves the table, so the next miss starts
+//! afresh.
 //!
 //! Memory per fetch is bounded, whatever the object's size: the fetch
 //! reads from upstream only while it holds less than `read_ahead_gap`
@@ -75,7 +75,7 @@ impl Failure {
     }
 }
 
-/// What a reader of a shared fetch receives, in order: a `Head` (or a
+/// What a reader of a fetch receives, in order: a `Head` (or a
 /// `Failed` before any head), `Chunk`s, then `End` (or `Failed`).
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -340,11 +340,6 @@ impl Leader {
         }
         st.trim();
         st.wake_readers();
-    }
-
-    /// Readers still attached.
-    pub fn readers(&self) -> usize {
-        self.fetch.lock().attached()
     }
 
     /// Ends the fetch (`Event::End` or `Event::Failed`).
