@@ -357,11 +357,10 @@ where
     }
 }
 
-/// The most one read from a server takes (hyper's default is 408 KiB).
-/// A body chunk is a view of this buffer and keeps all of it alive while
-/// a fetch's read-ahead window holds it, so this bounds the memory a
-/// stalled client costs. It also caps a response head at 64 KiB, Squid's
-/// `reply_header_max_size` default.
+/// What hyper's read buffer for a server grows to (its default is
+/// 408 KiB), so about the most one read takes. A body chunk is a view of
+/// that buffer and keeps its allocation alive while a fetch's read-ahead
+/// window holds it: this bounds the memory a stalled client costs.
 const READ_BUFFER: usize = 64 * 1024;
 
 /// Connects to `addr`, first binding `local` when it is of the same family
