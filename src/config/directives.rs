@@ -271,6 +271,7 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "negative_ttl" => time_setting(ctx, line, SECONDS, |c| &mut c.negative_ttl),
         "max_stale" => time_setting(ctx, line, SECONDS, |c| &mut c.max_stale),
         "collapsed_forwarding" => onoff_setting(ctx, line, |c| &mut c.collapsed_forwarding),
+        "read_ahead_gap" => size_setting(ctx, line, SizeUnit::Bytes, |c| &mut c.read_ahead_gap),
         "access_log" => logging::parse_access_log(ctx, line),
         "logformat" => logging::parse_logformat(ctx, line),
         "strip_query_terms" => onoff_setting(ctx, line, |c| &mut c.strip_query_terms),
@@ -387,6 +388,7 @@ fn is_typed(name: &str) -> bool {
         "negative_ttl",
         "max_stale",
         "collapsed_forwarding",
+        "read_ahead_gap",
         "access_log",
         "logformat",
         "strip_query_terms",
@@ -818,6 +820,18 @@ mod tests {
         assert_eq!(l.config.icp_port.value, 3130);
         assert_eq!(l.config.access_logs.len(), 1);
         assert_eq!(l.warnings().count(), 2);
+    }
+
+    #[test]
+    fn read_ahead_gap_is_a_size_with_squids_default() {
+        assert_eq!(Config::default().read_ahead_gap.value, 16 * 1024);
+        let l = load("read_ahead_gap 64 KB\n");
+        assert!(
+            !l.has_errors() && l.warnings().count() == 0,
+            "{:?}",
+            l.diagnostics
+        );
+        assert_eq!(l.config.read_ahead_gap.value, 64 * 1024);
     }
 
     #[test]

@@ -272,6 +272,9 @@ pub struct Config {
     pub negative_ttl: Setting<Duration>,
     pub max_stale: Setting<Duration>,
     pub collapsed_forwarding: Setting<bool>,
+    /// `read_ahead_gap`, bytes: how far a fetch may read from the server
+    /// ahead of the slowest client it feeds.
+    pub read_ahead_gap: Setting<u64>,
 
     // -- logging
     /// Empty means Squid's default: `access_log daemon:/var/log/squid/access.log squid`.
@@ -373,6 +376,7 @@ impl Default for Config {
             negative_ttl: Setting::default_value(Duration::ZERO),
             max_stale: Setting::default_value(Duration::from_secs(7 * 24 * 3600)),
             collapsed_forwarding: Setting::default_value(false),
+            read_ahead_gap: Setting::default_value(16 * 1024),
             access_logs: Vec::new(),
             logformats: Vec::new(),
             strip_query_terms: Setting::default_value(true),

@@ -12,9 +12,8 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use tokio::sync::mpsc;
 
-use super::collapse::Event;
+use super::collapse::{Event, Reader};
 use crate::upstream::{PooledBody, RequestBodyError};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -28,8 +27,9 @@ pub enum ProxyBody {
     Incoming(BodyAttempt),
     /// An origin's response body, passed through without storing.
     Upstream(Box<PooledBody<ProxyBody>>),
-    /// A fetch shared with other clients (collapsed forwarding).
-    Shared(mpsc::Receiver<Event>),
+    /// A fetch's body as one of its readers gets it (paced by the fetch's
+    /// read-ahead window; shared with other clients when collapsed).
+    Shared(Reader),
 }
 
 impl ProxyBody {
@@ -59,7 +59,7 @@ impl Body for ProxyBody {
             ProxyBody::Upstream(inner) => {
                 Pin::new(inner.as_mut()).poll_frame(cx).map_err(Into::into)
             }
-            ProxyBody::Shared(rx) => match rx.poll_recv(cx) {
+            ProxyBody::Shared(reader) => match reader.poll_event(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Some(Event::Chunk(c))) => Poll::Ready(Some(Ok(Frame::data(c)))),
                 Poll::Ready(Some(Event::End) | None) => Poll::Ready(None),

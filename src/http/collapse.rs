@@ -1,19 +1,30 @@
-//! Collapsed forwarding as one small type: concurrent misses on one store
-//! key share a single upstream fetch. The first request starts the fetch
-//! and is its first reader; later ones join and get the response head and
-//! every body chunk so far, then follow live. A fetch that ends (or fails)
-//! leaves the table, so the next miss starts afresh. Readers are paced by
-//! bounded channels: the fetch runs at the speed of its slowest reader
-//! (one stuck for longer than the read timeout is dropped).
+//! Collapsed forwarding and the read-ahead window: a fetch feeds one or
+//! more readers (the clients that get its response) from one buffer.
+//! Concurrent misses on one store key share a single upstream fetch: the
+//! first request starts it and is its first reader; later ones join and
+//! get the response head and every body chunk so far, then follow live. A
+//! fetch that ends (or fails) leaves the table, so the next miss starts
+//! afresh.
+//!
+//! Memory per fetch is bounded, whatever the object's size: the fetch
+//! reads from upstream only while it holds less than `read_ahead_gap`
+//! bytes beyond what its slowest reader has taken (Squid's rule), and drops
+//! what every reader has taken. While latecomers may still join, it keeps
+//! the body from its start instead, up to `join_limit` bytes; past that,
+//! joining closes (a later miss fetches on its own). A reader that takes
+//! nothing for `stall` while it holds the fetch up is cut off (its
+//! response ends short), so one stuck client cannot stop the store write
+//! or the other readers for ever.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderMap, StatusCode};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use super::errors::ErrorKind;
 use crate::access_log::Hierarchy;
@@ -64,7 +75,7 @@ impl Failure {
     }
 }
 
-/// What a reader of a shared fetch receives, in order: a `Head` (or a
+/// What a reader of a fetch receives, in order: a `Head` (or a
 /// `Failed` before any head), `Chunk`s, then `End` (or `Failed`).
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -74,55 +85,125 @@ pub enum Event {
     Failed(Failure),
 }
 
-/// Chunks buffered per reader before the fetch waits for it.
-const READER_CHANNEL: usize = 32;
+/// The limits every fetch keeps to.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// `read_ahead_gap`: how far upstream reads may run ahead of the
+    /// slowest reader.
+    pub gap: u64,
+    /// Body bytes kept from the start for readers that join late.
+    pub join_limit: u64,
+    /// How long a reader may hold the fetch up before it is cut off.
+    pub stall: Duration,
+}
+
+/// One reader's place in a fetch.
+struct Cursor {
+    /// Body offset of the next chunk it gets.
+    pos: u64,
+    head_sent: bool,
+    /// Cut off for holding the fetch up too long.
+    cut: bool,
+    /// Got its last event.
+    done: bool,
+    waker: Option<Waker>,
+}
 
 struct State {
     head: Option<Arc<Head>>,
-    /// Everything so far, for readers that join late; dropped (and joining
-    /// closed) once the body is bigger than a store could keep.
-    retained: Vec<Bytes>,
-    retained_len: u64,
+    /// Body chunks some reader has yet to take (while admitting, every
+    /// chunk so far), each with its offset in the body.
+    buffered: VecDeque<(u64, Bytes)>,
+    /// Body bytes received so far.
+    received: u64,
     admitting: bool,
-    readers: Vec<mpsc::Sender<Event>>,
+    readers: HashMap<u64, Cursor>,
+    next_reader: u64,
     finished: Option<Event>,
 }
 
+impl State {
+    /// How far the slowest reader still attached has got (everything
+    /// received when there is none).
+    fn slowest(&self) -> u64 {
+        self.readers
+            .values()
+            .filter(|c| !c.cut)
+            .map(|c| c.pos)
+            .min()
+            .unwrap_or(self.received)
+    }
+
+    fn attached(&self) -> usize {
+        self.readers.values().filter(|c| !c.cut).count()
+    }
+
+    /// Drops what every reader has taken, unless latecomers may still
+    /// join and need it.
+    fn trim(&mut self) {
+        if self.admitting {
+            return;
+        }
+        let slowest = self.slowest();
+        while let Some((at, chunk)) = self.buffered.front() {
+            if at + chunk.len() as u64 > slowest {
+                break;
+            }
+            self.buffered.pop_front();
+        }
+    }
+
+    fn wake_readers(&mut self) {
+        for c in self.readers.values_mut() {
+            if let Some(w) = c.waker.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+type Table = Arc<Mutex<HashMap<Key, Arc<Fetch>>>>;
+
 /// One fetch in flight.
 pub struct Fetch {
-    key: Key,
-    table: Arc<Mutex<HashMap<Key, Arc<Fetch>>>>,
+    /// Its key in the table, when others may join it.
+    key: Option<Key>,
+    table: Table,
     state: Mutex<State>,
-    retain_limit: u64,
-    send_timeout: Duration,
+    window: Window,
+    /// Wakes the fetch when a reader takes a chunk or leaves.
+    progress: Notify,
 }
 
 /// The table of fetches in flight, by store key.
 #[derive(Clone)]
 pub struct Collapser {
-    table: Arc<Mutex<HashMap<Key, Arc<Fetch>>>>,
-    retain_limit: u64,
-    send_timeout: Duration,
+    table: Table,
+    window: Window,
 }
 
 /// What [`Collapser::join_or_start`] gives a request.
 pub enum Role {
     /// Nobody fetches this key: the caller must run the fetch, feeding the
-    /// `Leader`, and read the response from the receiver like any joiner.
-    Leader(Leader, mpsc::Receiver<Event>),
-    /// A fetch is running: read it from the receiver.
-    Follower(mpsc::Receiver<Event>),
+    /// `Leader`, and read the response from the `Reader` like any joiner.
+    Leader(Leader, Reader),
+    /// A fetch is running: read it.
+    Follower(Reader),
 }
 
 impl Collapser {
-    /// `retain_limit`: the most body bytes kept for late joiners (the
-    /// largest object the store would keep); `send_timeout`: how long a
-    /// reader may hold the fetch up.
-    pub fn new(retain_limit: u64, send_timeout: Duration) -> Collapser {
+    pub fn new(window: Window) -> Collapser {
         Collapser {
-            table: Arc::new(Mutex::new(HashMap::new())),
-            retain_limit,
-            send_timeout,
+            table: Arc::default(),
+            window,
+        }
+    }
+
+    /// The same fetches in flight, new fetches under new limits (a reload).
+    pub fn with_window(&self, window: Window) -> Collapser {
+        Collapser {
+            table: Arc::clone(&self.table),
+            window,
         }
     }
 
@@ -130,34 +211,70 @@ impl Collapser {
     pub fn join_or_start(&self, key: Key) -> Role {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(fetch) = table.get(&key) {
-            if let Some(rx) = fetch.join() {
-                return Role::Follower(rx);
+            if let Some(reader) = Fetch::join(fetch) {
+                return Role::Follower(reader);
             }
         }
-        let fetch = Arc::new(Fetch {
-            key,
-            table: Arc::clone(&self.table),
-            state: Mutex::new(State {
-                head: None,
-                retained: Vec::new(),
-                retained_len: 0,
-                admitting: true,
-                readers: Vec::new(),
-                finished: None,
-            }),
-            retain_limit: self.retain_limit,
-            send_timeout: self.send_timeout,
-        });
+        let fetch = self.fetch(Some(key));
         table.insert(key, Arc::clone(&fetch));
-        // A fresh fetch always admits its leader.
-        let rx = fetch.join().unwrap_or_else(|| mpsc::channel(1).1);
+        let reader = Fetch::attach(&fetch, &mut fetch.lock());
         Role::Leader(
             Leader {
                 fetch,
                 finished: false,
             },
-            rx,
+            reader,
         )
+    }
+
+    /// A fetch nobody joins (a response meant for one client), under the
+    /// same limits.
+    pub fn alone(&self) -> (Leader, Reader) {
+        self.alone_with(false)
+    }
+
+    /// Like [`Collapser::alone`] for a body whose head the caller sends
+    /// itself (a revalidation): its reader gets no `Head`.
+    pub fn alone_body(&self) -> (Leader, Reader) {
+        self.alone_with(true)
+    }
+
+    fn alone_with(&self, head_known: bool) -> (Leader, Reader) {
+        let fetch = self.fetch(None);
+        let reader = {
+            let mut st = fetch.lock();
+            st.admitting = false;
+            let reader = Fetch::attach(&fetch, &mut st);
+            if let Some(c) = st.readers.get_mut(&reader.id) {
+                c.head_sent = head_known;
+            }
+            reader
+        };
+        (
+            Leader {
+                fetch,
+                finished: false,
+            },
+            reader,
+        )
+    }
+
+    fn fetch(&self, key: Option<Key>) -> Arc<Fetch> {
+        Arc::new(Fetch {
+            key,
+            table: Arc::clone(&self.table),
+            state: Mutex::new(State {
+                head: None,
+                buffered: VecDeque::new(),
+                received: 0,
+                admitting: true,
+                readers: HashMap::new(),
+                next_reader: 0,
+                finished: None,
+            }),
+            window: self.window,
+            progress: Notify::new(),
+        })
     }
 
     /// Fetches in flight (for tests and the status page).
@@ -174,22 +291,61 @@ pub struct Leader {
 }
 
 impl Leader {
-    pub async fn head(&self, head: Head) {
-        self.fetch.head(head).await
+    /// Publishes the response head.
+    pub fn head(&self, head: Head) {
+        let mut st = self.fetch.lock();
+        st.head = Some(Arc::new(head));
+        st.wake_readers();
     }
 
-    pub async fn chunk(&self, chunk: Bytes) {
-        self.fetch.chunk(chunk).await
+    /// Waits until the fetch may read more from upstream: until it holds
+    /// less than `read_ahead_gap` beyond what the slowest reader took. A
+    /// reader that takes nothing for the stall time while the fetch waits
+    /// on it is cut off. Returns whether any reader is still attached
+    /// (without one there is no need to wait; reading on is only worth it
+    /// for the store).
+    pub async fn room(&self) -> bool {
+        let window = self.fetch.window;
+        loop {
+            {
+                let st = self.fetch.lock();
+                if st.attached() == 0 {
+                    return false;
+                }
+                if st.received - st.slowest() < window.gap {
+                    return true;
+                }
+            }
+            // A reader's progress stores a permit if nobody waits yet, so
+            // none is missed between the check and the wait.
+            let moved = tokio::time::timeout(window.stall, self.fetch.progress.notified()).await;
+            if moved.is_err() {
+                self.fetch.cut_slowest();
+            }
+        }
     }
 
-    pub fn readers(&self) -> usize {
-        self.fetch.readers()
+    /// Publishes a body chunk.
+    pub fn chunk(&self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        let mut st = self.fetch.lock();
+        let at = st.received;
+        st.received += chunk.len() as u64;
+        st.buffered.push_back((at, chunk));
+        if st.admitting && st.received > self.fetch.window.join_limit {
+            // Too much to keep for latecomers: close the door.
+            st.admitting = false;
+        }
+        st.trim();
+        st.wake_readers();
     }
 
     /// Ends the fetch (`Event::End` or `Event::Failed`).
-    pub async fn finish(mut self, end: Event) {
+    pub fn finish(mut self, end: Event) {
         self.finished = true;
-        self.fetch.finish(end).await
+        self.fetch.end(end);
     }
 }
 
@@ -203,117 +359,157 @@ fn abandoned() -> Event {
 impl Drop for Leader {
     fn drop(&mut self) {
         if !self.finished {
-            self.fetch.leave_table();
-            let readers = {
-                let mut st = self.fetch.lock();
-                st.finished = Some(abandoned());
-                std::mem::take(&mut st.readers)
-            };
-            for r in readers {
-                let _ = r.try_send(abandoned());
-            }
+            self.fetch.end(abandoned());
         }
     }
 }
 
 impl Fetch {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new reader: replays what came so far, then follows.
-    fn join(&self) -> Option<mpsc::Receiver<Event>> {
-        let mut st = self.lock();
+    /// A new reader, if latecomers are still let in: it gets what came so
+    /// far, then follows.
+    fn join(fetch: &Arc<Fetch>) -> Option<Reader> {
+        let mut st = fetch.lock();
         if !st.admitting {
             return None;
         }
-        // Room for the replay plus the usual lead.
-        let (tx, rx) = mpsc::channel(st.retained.len() + READER_CHANNEL + 2);
-        if let Some(head) = &st.head {
-            let _ = tx.try_send(Event::Head(Arc::clone(head)));
-        }
-        for chunk in &st.retained {
-            let _ = tx.try_send(Event::Chunk(chunk.clone()));
-        }
-        if let Some(end) = &st.finished {
-            let _ = tx.try_send(end.clone());
-        } else {
-            st.readers.push(tx);
-        }
-        Some(rx)
+        Some(Fetch::attach(fetch, &mut st))
     }
 
-    /// Readers still attached.
-    fn readers(&self) -> usize {
+    fn attach(fetch: &Arc<Fetch>, st: &mut State) -> Reader {
+        let id = st.next_reader;
+        st.next_reader += 1;
+        st.readers.insert(
+            id,
+            Cursor {
+                pos: 0,
+                head_sent: false,
+                cut: false,
+                done: false,
+                waker: None,
+            },
+        );
+        Reader {
+            fetch: Arc::clone(fetch),
+            id,
+        }
+    }
+
+    /// Cuts off the readers that hold the fetch up.
+    fn cut_slowest(&self) {
         let mut st = self.lock();
-        st.readers.retain(|r| !r.is_closed());
-        st.readers.len()
-    }
-
-    /// Publishes the response head.
-    async fn head(&self, head: Head) {
-        let head = Arc::new(head);
-        let readers = {
-            let mut st = self.lock();
-            st.head = Some(Arc::clone(&head));
-            st.readers.clone()
-        };
-        self.broadcast(readers, Event::Head(head)).await;
-    }
-
-    /// Publishes a body chunk, waiting for slow readers (up to the timeout).
-    async fn chunk(&self, chunk: Bytes) {
-        let readers = {
-            let mut st = self.lock();
-            if st.admitting {
-                st.retained_len += chunk.len() as u64;
-                if st.retained_len > self.retain_limit {
-                    // Too big to keep for latecomers: close the door.
-                    st.admitting = false;
-                    st.retained = Vec::new();
-                } else {
-                    st.retained.push(chunk.clone());
+        let slowest = st.slowest();
+        for c in st.readers.values_mut() {
+            if !c.cut && c.pos == slowest {
+                c.cut = true;
+                if let Some(w) = c.waker.take() {
+                    w.wake();
                 }
             }
-            st.readers.clone()
-        };
-        self.broadcast(readers, Event::Chunk(chunk)).await;
+        }
+        st.trim();
     }
 
-    /// Ends the fetch and leaves the table.
-    async fn finish(&self, end: Event) {
-        let readers = {
+    /// Ends the fetch and leaves the table; readers get what is buffered,
+    /// then `end`.
+    fn end(&self, end: Event) {
+        {
             let mut st = self.lock();
-            st.finished = Some(end.clone());
-            std::mem::take(&mut st.readers)
-        };
+            st.finished = Some(end);
+            st.wake_readers();
+        }
         self.leave_table();
-        self.broadcast(readers, end).await;
     }
 
     fn leave_table(&self) {
+        let Some(key) = self.key else {
+            return;
+        };
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         if table
-            .get(&self.key)
+            .get(&key)
             .is_some_and(|f| std::ptr::eq(Arc::as_ptr(f), self))
         {
-            table.remove(&self.key);
+            table.remove(&key);
         }
     }
+}
 
-    async fn broadcast(&self, readers: Vec<mpsc::Sender<Event>>, event: Event) {
-        let mut gone = Vec::new();
-        for (i, r) in readers.iter().enumerate() {
-            match tokio::time::timeout(self.send_timeout, r.send(event.clone())).await {
-                Ok(Ok(())) => {}
-                _ => gone.push(i),
+fn too_slow(stall: Duration) -> Event {
+    Event::Failed(Failure::new(
+        ErrorKind::ReadTimeout,
+        format!("the client took nothing for {stall:?}: cut off so the fetch goes on"),
+    ))
+}
+
+/// One reader of a fetch: the events in order (see [`Event`]).
+pub struct Reader {
+    fetch: Arc<Fetch>,
+    id: u64,
+}
+
+impl Reader {
+    /// The next event; `None` after the last one.
+    pub fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let mut guard = self.fetch.lock();
+        let st = &mut *guard;
+        let Some(cursor) = st.readers.get_mut(&self.id) else {
+            return Poll::Ready(None);
+        };
+        if cursor.done {
+            return Poll::Ready(None);
+        }
+        if cursor.cut {
+            cursor.done = true;
+            return Poll::Ready(Some(too_slow(self.fetch.window.stall)));
+        }
+        if !cursor.head_sent {
+            if let Some(head) = &st.head {
+                cursor.head_sent = true;
+                return Poll::Ready(Some(Event::Head(Arc::clone(head))));
             }
+        } else if cursor.pos < st.received {
+            let i = st.buffered.partition_point(|(at, _)| *at < cursor.pos);
+            let chunk = match st.buffered.get(i) {
+                Some((at, chunk)) if *at == cursor.pos => chunk.clone(),
+                // Dropped while this reader still needed it: never, as
+                // only what every attached reader took is dropped.
+                _ => {
+                    cursor.done = true;
+                    return Poll::Ready(Some(abandoned()));
+                }
+            };
+            cursor.pos += chunk.len() as u64;
+            st.trim();
+            drop(guard);
+            self.fetch.progress.notify_one();
+            return Poll::Ready(Some(Event::Chunk(chunk)));
         }
-        if !gone.is_empty() {
-            let mut st = self.lock();
-            st.readers
-                .retain(|r| !r.is_closed() && !gone.iter().any(|&i| readers[i].same_channel(r)));
+        // Caught up (or no head yet): the end, if it came, else wait.
+        if let Some(end) = &st.finished {
+            cursor.done = true;
+            return Poll::Ready(Some(end.clone()));
         }
+        cursor.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    pub async fn next(&mut self) -> Option<Event> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        {
+            let mut st = self.fetch.lock();
+            st.readers.remove(&self.id);
+            st.trim();
+        }
+        self.fetch.progress.notify_one();
     }
 }
 
@@ -332,10 +528,18 @@ mod tests {
         }
     }
 
-    async fn drain(mut rx: mpsc::Receiver<Event>) -> (bool, Vec<u8>, bool) {
+    fn window(gap: u64, join_limit: u64) -> Window {
+        Window {
+            gap,
+            join_limit,
+            stall: Duration::from_secs(5),
+        }
+    }
+
+    async fn drain(mut reader: Reader) -> (bool, Vec<u8>, bool) {
         let mut saw_head = false;
         let mut body = Vec::new();
-        while let Some(e) = rx.recv().await {
+        while let Some(e) = reader.next().await {
             match e {
                 Event::Head(_) => saw_head = true,
                 Event::Chunk(c) => body.extend_from_slice(&c),
@@ -346,9 +550,23 @@ mod tests {
         (saw_head, body, false)
     }
 
+    fn buffered(leader: &Leader) -> u64 {
+        let st = leader.fetch.lock();
+        st.buffered.iter().map(|(_, c)| c.len() as u64).sum()
+    }
+
+    /// Feeds `chunks` through the window as pump_body does.
+    async fn feed(leader: Leader, chunks: Vec<Bytes>) {
+        for c in chunks {
+            leader.room().await;
+            leader.chunk(c);
+        }
+        leader.finish(Event::End);
+    }
+
     #[tokio::test]
     async fn one_leader_and_late_followers_see_everything() {
-        let c = Collapser::new(1 << 20, Duration::from_secs(5));
+        let c = Collapser::new(window(1 << 20, 1 << 20));
         let Role::Leader(fetch, leader_rx) = c.join_or_start([1; 16]) else {
             panic!("first is the leader");
         };
@@ -356,15 +574,15 @@ mod tests {
             Role::Follower(rx) => rx,
             Role::Leader(..) => panic!("second joins"),
         };
-        fetch.head(head()).await;
-        fetch.chunk(Bytes::from_static(b"hello ")).await;
+        fetch.head(head());
+        fetch.chunk(Bytes::from_static(b"hello "));
         let late = match c.join_or_start([1; 16]) {
             Role::Follower(rx) => rx,
             Role::Leader(..) => panic!("third joins"),
         };
-        fetch.chunk(Bytes::from_static(b"world")).await;
+        fetch.chunk(Bytes::from_static(b"world"));
         assert_eq!(c.in_flight(), 1);
-        fetch.finish(Event::End).await;
+        fetch.finish(Event::End);
         assert_eq!(c.in_flight(), 0, "a finished fetch leaves the table");
         for rx in [leader_rx, early, late] {
             assert_eq!(drain(rx).await, (true, b"hello world".to_vec(), true));
@@ -376,24 +594,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn too_big_to_retain_closes_the_door() {
-        let c = Collapser::new(4, Duration::from_secs(5));
+    async fn past_the_join_limit_the_door_closes() {
+        let c = Collapser::new(window(1 << 20, 4));
         let Role::Leader(fetch, rx) = c.join_or_start([2; 16]) else {
             panic!("leader");
         };
-        fetch.head(head()).await;
-        fetch.chunk(Bytes::from_static(b"12345")).await;
+        fetch.head(head());
+        fetch.chunk(Bytes::from_static(b"12345"));
         assert!(
             matches!(c.join_or_start([2; 16]), Role::Leader(..)),
             "not admitted: fetches alone"
         );
-        fetch.finish(Event::End).await;
+        fetch.finish(Event::End);
         assert_eq!(drain(rx).await.1, b"12345");
     }
 
     #[tokio::test]
     async fn an_abandoned_fetch_fails_its_readers() {
-        let c = Collapser::new(1 << 20, Duration::from_secs(5));
+        let c = Collapser::new(window(1 << 20, 1 << 20));
         let Role::Leader(fetch, rx) = c.join_or_start([3; 16]) else {
             panic!("leader");
         };
@@ -405,5 +623,91 @@ mod tests {
         assert_eq!(c.in_flight(), 0);
         assert_eq!(drain(rx).await, (false, vec![], false));
         assert_eq!(drain(follower).await, (false, vec![], false));
+    }
+
+    #[tokio::test]
+    async fn the_fetch_runs_at_most_the_gap_ahead_of_its_slowest_reader() {
+        let c = Collapser::new(window(10, 0));
+        let Role::Leader(fetch, mut slow) = c.join_or_start([4; 16]) else {
+            panic!("leader");
+        };
+        fetch.head(head());
+        assert!(matches!(slow.next().await, Some(Event::Head(_))));
+        // Under the gap: room at once.
+        fetch.chunk(Bytes::from(vec![1; 6]));
+        assert!(fetch.room().await);
+        fetch.chunk(Bytes::from(vec![2; 6]));
+        // 12 bytes ahead of the reader: no room until it takes some.
+        let waited = tokio::time::timeout(Duration::from_millis(100), fetch.room()).await;
+        assert!(
+            waited.is_err(),
+            "read on while the reader is 12 bytes behind"
+        );
+        assert_eq!(buffered(&fetch), 12);
+        assert!(matches!(slow.next().await, Some(Event::Chunk(c)) if c.len() == 6));
+        assert!(fetch.room().await);
+        assert_eq!(buffered(&fetch), 6, "what every reader took is dropped");
+        assert!(matches!(slow.next().await, Some(Event::Chunk(c)) if c.len() == 6));
+        assert_eq!(buffered(&fetch), 0);
+        // Nobody left: nothing to wait for, nothing kept.
+        drop(slow);
+        assert!(!fetch.room().await);
+        fetch.chunk(Bytes::from(vec![3; 100]));
+        assert_eq!(buffered(&fetch), 0);
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_gets_the_whole_body_through_a_small_window() {
+        let c = Collapser::new(window(16, 0));
+        let (fetch, reader) = c.alone();
+        fetch.head(head());
+        let body: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+        let chunks = body.chunks(7).map(Bytes::copy_from_slice).collect();
+        let feeding = tokio::spawn(feed(fetch, chunks));
+        assert_eq!(drain(reader).await, (true, body, true));
+        feeding.await.expect("feeder");
+    }
+
+    #[tokio::test]
+    async fn joiners_within_the_join_limit_get_everything_at_their_own_pace() {
+        let c = Collapser::new(window(16, 1 << 20));
+        let Role::Leader(fetch, leader_rx) = c.join_or_start([5; 16]) else {
+            panic!("leader");
+        };
+        fetch.head(head());
+        let body: Vec<u8> = (0..=255u8).cycle().take(5_000).collect();
+        fetch.chunk(Bytes::copy_from_slice(&body[..100]));
+        let Role::Follower(follower) = c.join_or_start([5; 16]) else {
+            panic!("joins");
+        };
+        let chunks = body[100..].chunks(50).map(Bytes::copy_from_slice).collect();
+        let feeding = tokio::spawn(feed(fetch, chunks));
+        let (a, b) = tokio::join!(drain(leader_rx), drain(follower));
+        assert_eq!(a, (true, body.clone(), true));
+        assert_eq!(b, (true, body, true));
+        feeding.await.expect("feeder");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_reader_is_cut_off_and_the_others_go_on() {
+        let c = Collapser::new(Window {
+            stall: Duration::from_millis(100),
+            ..window(8, 0)
+        });
+        let Role::Leader(fetch, stalled) = c.join_or_start([6; 16]) else {
+            panic!("leader");
+        };
+        let Role::Follower(reading) = c.join_or_start([6; 16]) else {
+            panic!("joins");
+        };
+        fetch.head(head());
+        let body: Vec<u8> = (0..=255u8).cycle().take(1_000).collect();
+        let chunks = body.chunks(8).map(Bytes::copy_from_slice).collect();
+        let feeding = tokio::spawn(feed(fetch, chunks));
+        // The reading one gets everything once the stalled one (which
+        // never polls) is cut off, after the stall time.
+        assert_eq!(drain(reading).await, (true, body, true));
+        feeding.await.expect("feeder");
+        assert_eq!(drain(stalled).await, (false, vec![], false), "cut off");
     }
 }

@@ -13,14 +13,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 
 use super::body::{transfer_coding_supported, ClientBody, ProxyBody, RequestBody};
-use super::collapse::{Collapser, Event, Failure, Head, Leader, Role};
+use super::collapse::{Collapser, Event, Failure, Head, Leader, Role, Window};
 use super::errors::{self, ErrorKind};
 use super::hot::{HotCache, HotEntry};
 use super::server::ConnInfo;
@@ -141,7 +140,7 @@ impl Proxy {
             connect: config.connect_timeout.value,
             read: config.read_timeout.value,
         };
-        let collapser = Collapser::new(config.maximum_object_size.value, timeouts.read);
+        let collapser = Collapser::new(fetch_window(&config));
         let neighbours = Arc::new(Neighbours::new(&config));
         Proxy {
             hit_only,
@@ -162,6 +161,7 @@ impl Proxy {
     /// The same proxy under a new configuration.
     pub fn with_config(&self, config: Arc<Config>) -> Proxy {
         let neighbours = Arc::new(self.neighbours.reconfigure(&config));
+        let collapser = self.collapser.with_window(fetch_window(&config));
         Proxy {
             hit_only: Arc::clone(&self.hit_only),
             known_markers: Arc::clone(&self.known_markers),
@@ -171,7 +171,7 @@ impl Proxy {
                 config,
                 Arc::clone(&self.store),
                 self.upstream.clone(),
-                self.collapser.clone(),
+                collapser,
                 self.logger.clone(),
                 Arc::clone(&self.refreshing),
                 neighbours,
@@ -1677,16 +1677,16 @@ async fn revalidate(
     proxy.cache_status(&mut headers, false, Some((true, txn.local_port)));
     match store_plan {
         Ok(plan) if plan.vary.is_empty() && rp.status != StatusCode::NOT_MODIFIED => {
-            // Store while streaming, as for a miss, through a shared fetch.
-            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            // Store while streaming, as for a miss, through a fetch of its own.
+            let (leader, reader) = proxy.collapser.alone_body();
             let store = Arc::clone(&proxy.store);
             let url = target.url.clone();
             let key = found.key;
             let read_timeout = proxy.timeouts.read;
             tokio::spawn(async move {
-                stream_and_store(rb, Some((store, key, url, plan)), tx, read_timeout).await;
+                stream_and_store(rb, Some((store, key, url, plan)), leader, read_timeout).await;
             });
-            proxy.respond(txn, rp.status, headers, ProxyBody::Shared(rx))
+            proxy.respond(txn, rp.status, headers, ProxyBody::Shared(reader))
         }
         _ => {
             proxy.store.purge(&found.key);
@@ -1763,13 +1763,13 @@ fn background_refresh(
                     exchange,
                 ) {
                     if plan.vary.is_empty() {
-                        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+                        // No client reads it: the store alone paces it.
+                        let (leader, _) = proxy.collapser.alone_body();
                         let store = Arc::clone(&proxy.store);
                         let url = target.url.clone();
                         let read_timeout = proxy.timeouts.read;
-                        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
-                        stream_and_store(rb, Some((store, key, url, plan)), tx, read_timeout).await;
-                        let _ = drain.await;
+                        stream_and_store(rb, Some((store, key, url, plan)), leader, read_timeout)
+                            .await;
                     }
                 }
             }
@@ -1783,12 +1783,12 @@ fn background_refresh(
 }
 
 /// Reads an upstream body to the end, storing it under `store_to` (when
-/// given) and sending every chunk to `out`. Used for revalidations that
-/// brought a new object.
+/// given) and handing every chunk to the readers of `leader`. Used for
+/// revalidations that brought a new object.
 async fn stream_and_store(
     body: crate::upstream::PooledBody<ProxyBody>,
     store_to: Option<(Arc<Store>, Key, String, caching::StorePlan)>,
-    out: tokio::sync::mpsc::Sender<Event>,
+    leader: Leader,
     read_timeout: Duration,
 ) {
     let mut url = String::new();
@@ -1799,7 +1799,7 @@ async fn stream_and_store(
             .writer(key, plan.times, url.as_bytes(), &plan.head, content_length)
             .ok()
     });
-    pump_body(body, writer, Sink::Alone(out), read_timeout, &url).await;
+    pump_body(body, writer, leader, read_timeout, &url).await;
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -1807,6 +1807,22 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The limits of every fetch under `config`: Squid's `read_ahead_gap`;
+/// latecomers join while the body so far fits what the memory cache would
+/// keep of an object (as Squid's collapsed readers read an object in
+/// transit from memory); a reader holds the fetch up for `read_timeout` at
+/// most.
+fn fetch_window(config: &Config) -> Window {
+    Window {
+        gap: config.read_ahead_gap.value.max(1),
+        join_limit: config
+            .maximum_object_size_in_memory
+            .value
+            .min(config.maximum_object_size.value),
+        stall: config.read_timeout.value,
+    }
 }
 
 /// A miss: join the fetch of this key if one runs, else start one.
@@ -1830,21 +1846,20 @@ async fn miss(
         Some(m) => url_key(&m.variant_url(&target.url, &parts.headers)),
         None => url_key(&target.url),
     };
-    let (leader, mut rx) = if private {
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        (Err(tx), rx)
+    let (leader, mut reader) = if private {
+        let (leader, reader) = proxy.collapser.alone();
+        (Some(leader), reader)
     } else {
         match proxy.collapser.join_or_start(fetch_key) {
-            Role::Leader(leader, rx) => (Ok(leader), rx),
-            Role::Follower(rx) => {
+            Role::Leader(leader, reader) => (Some(leader), reader),
+            Role::Follower(reader) => {
                 txn.result = txn.result.collapsed();
                 txn.result.tag = ResultTag::TcpHit;
-                (Err(tokio::sync::mpsc::channel(1).0), rx)
+                (None, reader)
             }
         }
     };
-    let is_leader_or_alone = !txn.result.collapsed;
-    if is_leader_or_alone {
+    if let Some(leader) = leader {
         FetchJob {
             proxy: Arc::clone(&proxy),
             client: txn.client,
@@ -1854,18 +1869,18 @@ async fn miss(
             directives: directives.clone(),
             rule,
             marker: marker.clone(),
-            sink: match leader {
-                Ok(l) => Sink::Shared(l),
-                Err(tx) => Sink::Alone(tx),
-            },
+            leader,
         }
         .spawn();
     }
-    let first = tokio::time::timeout(proxy.timeouts.read, rx.recv()).await;
+    let first = tokio::time::timeout(proxy.timeouts.read, reader.next()).await;
     match first {
         Ok(Some(Event::Head(head))) => {
             if txn.result.collapsed && !head.shareable_with(&parts.headers) {
                 // The response varies on something this request differs in.
+                // Let go of the shared fetch first: a reader that takes
+                // nothing would hold it (and its other clients) up.
+                drop(reader);
                 txn.result = ResultCode::new(ResultTag::TcpMiss);
                 return Box::pin(uncollapsed_miss(
                     proxy, txn, target, parts, directives, rule, marker, anything,
@@ -1877,7 +1892,7 @@ async fn miss(
             }
             let mut headers = proxy.client_headers(&head.headers);
             proxy.cache_status(&mut headers, txn.result.collapsed, Some((anything, port)));
-            proxy.respond(txn, head.status, headers, ProxyBody::Shared(rx))
+            proxy.respond(txn, head.status, headers, ProxyBody::Shared(reader))
         }
         Ok(Some(Event::Failed(f))) => proxy.error(txn, f.kind, &f.detail),
         Ok(Some(_)) | Ok(None) => proxy.error(
@@ -1905,7 +1920,7 @@ async fn uncollapsed_miss(
     marker: Option<VaryMarker>,
     anything: bool,
 ) -> Response<ClientBody> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let (leader, mut reader) = proxy.collapser.alone();
     FetchJob {
         proxy: Arc::clone(&proxy),
         client: txn.client,
@@ -1915,17 +1930,17 @@ async fn uncollapsed_miss(
         directives,
         rule,
         marker,
-        sink: Sink::Alone(tx),
+        leader,
     }
     .spawn();
-    match tokio::time::timeout(proxy.timeouts.read, rx.recv()).await {
+    match tokio::time::timeout(proxy.timeouts.read, reader.next()).await {
         Ok(Some(Event::Head(head))) => {
             if !txn.result.collapsed {
                 txn.hierarchy = head.hierarchy.clone();
             }
             let mut headers = proxy.client_headers(&head.headers);
             proxy.cache_status(&mut headers, false, Some((anything, txn.local_port)));
-            proxy.respond(txn, head.status, headers, ProxyBody::Shared(rx))
+            proxy.respond(txn, head.status, headers, ProxyBody::Shared(reader))
         }
         Ok(Some(Event::Failed(f))) => proxy.error(txn, f.kind, &f.detail),
         Ok(_) => proxy.error(
@@ -1941,49 +1956,6 @@ async fn uncollapsed_miss(
     }
 }
 
-/// Where a fetch's events go: to every reader of a shared fetch, or to the
-/// one request that fetches alone.
-enum Sink {
-    Shared(Leader),
-    Alone(tokio::sync::mpsc::Sender<Event>),
-}
-
-impl Sink {
-    async fn head(&self, head: Head) {
-        match self {
-            Sink::Shared(l) => l.head(head).await,
-            Sink::Alone(tx) => {
-                let _ = tx.send(Event::Head(Arc::new(head))).await;
-            }
-        }
-    }
-
-    async fn chunk(&self, chunk: Bytes) {
-        match self {
-            Sink::Shared(l) => l.chunk(chunk).await,
-            Sink::Alone(tx) => {
-                let _ = tx.send(Event::Chunk(chunk)).await;
-            }
-        }
-    }
-
-    fn readers(&self) -> usize {
-        match self {
-            Sink::Shared(l) => l.readers(),
-            Sink::Alone(tx) => usize::from(!tx.is_closed()),
-        }
-    }
-
-    async fn finish(self, end: Event) {
-        match self {
-            Sink::Shared(l) => l.finish(end).await,
-            Sink::Alone(tx) => {
-                let _ = tx.send(end).await;
-            }
-        }
-    }
-}
-
 /// One upstream fetch of a miss: streams the response to its readers while
 /// storing it when it may be stored. Runs in a task of its own, so a client
 /// that goes away neither stops the store write nor corrupts it.
@@ -1996,7 +1968,9 @@ struct FetchJob {
     directives: RequestDirectives,
     rule: Rule,
     marker: Option<VaryMarker>,
-    sink: Sink,
+    /// Feeds the readers: the clients that share the fetch, or the one
+    /// that fetches alone.
+    leader: Leader,
 }
 
 impl FetchJob {
@@ -2016,7 +1990,7 @@ impl FetchJob {
             directives,
             rule,
             marker,
-            sink,
+            leader,
         } = self;
         let request_time = unix_now();
         // A client reload must not be answered by a sibling (squid-spec 3.1).
@@ -2039,7 +2013,7 @@ impl FetchJob {
             Ok(f) => f,
             Err(e) => {
                 let (kind, detail) = not_forwarded_page(&e);
-                sink.finish(Event::Failed(Failure::new(kind, detail))).await;
+                leader.finish(Event::Failed(Failure::new(kind, detail)));
                 return;
             }
         };
@@ -2089,24 +2063,37 @@ impl FetchJob {
                 marker.as_ref(),
             );
         }
-        sink.head(head).await;
-        pump_body(body, writer, sink, proxy.timeouts.read, &target.url).await;
+        leader.head(head);
+        pump_body(body, writer, leader, proxy.timeouts.read, &target.url).await;
     }
 }
 
 /// Reads an upstream body to the end, storing it with `writer` (when
-/// given) and handing every chunk to `sink`. A body too big for the store
-/// goes on unstored; with nobody listening and nothing stored it stops.
+/// given) and handing every chunk to the readers of `leader`. It reads
+/// only as far ahead of the slowest reader as `read_ahead_gap` allows, so
+/// the memory a fetch holds does not grow with the object (see
+/// [`Leader::room`]); with no reader left it reads on for the store alone.
+/// A body too big for the store goes on unstored; with nobody listening
+/// and nothing stored it stops.
 async fn pump_body(
     mut body: crate::upstream::PooledBody<ProxyBody>,
     mut writer: Option<crate::store::Writer>,
-    sink: Sink,
+    leader: Leader,
     read_timeout: Duration,
     url: &str,
 ) {
     let expected = body.size_hint().exact();
     let mut received = 0u64;
     loop {
+        let listened = leader.room().await;
+        if !listened && writer.is_none() && expected != Some(received) {
+            // Nobody listens and nothing is stored: stop.
+            leader.finish(Event::Failed(Failure::new(
+                ErrorKind::ReadError,
+                "abandoned".into(),
+            )));
+            return;
+        }
         let frame = tokio::time::timeout(
             read_timeout,
             std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)),
@@ -2127,38 +2114,26 @@ async fn pump_body(
                 }
                 // The last bytes of a sized body: commit before the client
                 // can see the end, so a request sent right after it hits.
-                let complete = expected == Some(received);
-                if complete {
+                if expected == Some(received) {
                     if let Some(w) = writer.take() {
                         commit_entry(w, url);
                     }
                 }
-                sink.chunk(data).await;
-                if !complete && writer.is_none() && sink.readers() == 0 {
-                    // Nobody listens and nothing is stored: stop.
-                    sink.finish(Event::Failed(Failure::new(
-                        ErrorKind::ReadError,
-                        "abandoned".into(),
-                    )))
-                    .await;
-                    return;
-                }
+                leader.chunk(data);
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                sink.finish(Event::Failed(Failure::new(
+                leader.finish(Event::Failed(Failure::new(
                     ErrorKind::ReadError,
                     e.to_string(),
-                )))
-                .await;
+                )));
                 return;
             }
             Err(_) => {
-                sink.finish(Event::Failed(Failure::new(
+                leader.finish(Event::Failed(Failure::new(
                     ErrorKind::ReadTimeout,
                     "read timeout".into(),
-                )))
-                .await;
+                )));
                 return;
             }
         }
@@ -2166,7 +2141,7 @@ async fn pump_body(
     if let Some(w) = writer {
         commit_entry(w, url);
     }
-    sink.finish(Event::End).await;
+    leader.finish(Event::End);
 }
 
 fn commit_entry(writer: crate::store::Writer, url: &str) {

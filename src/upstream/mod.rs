@@ -378,6 +378,7 @@ where
     ) -> Result<(Sender<B>, Duration), FetchError> {
         let (stream, addr, handshake) = self.connect_timed(host, port, local, timeout).await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(READ_BUFFER)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| FetchError::Connect {
@@ -392,6 +393,12 @@ where
         Ok(((sender, addr), handshake))
     }
 }
+
+/// What hyper's read buffer for a server grows to (its default is
+/// 408 KiB), so about the most one read takes. A body chunk is a view of
+/// that buffer and keeps its allocation alive while a fetch's read-ahead
+/// window holds it: this bounds the memory a stalled client costs.
+const READ_BUFFER: usize = 64 * 1024;
 
 /// Connects to `addr`, first binding `local` when it is of the same family
 /// (a v4 tcp_outgoing_address does not apply to a v6 server, as in Squid).
