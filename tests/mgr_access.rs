@@ -19,6 +19,8 @@ use support::{connect, free_port, read_log, Conf, Cuttle, Origin, Req, TempDir, 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NAME: &str = "mgrself";
+/// unique_hostname: names cuttle too, and its Via entry.
+const UNIQUE: &str = "mgrself-1";
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const LAN: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
@@ -93,6 +95,7 @@ fn self_conf(wild: u16, any: u16, extra: &[&str]) -> Conf {
             "http_access deny all",
         ]);
     conf.name = NAME.to_string();
+    conf = conf.extra(&format!("unique_hostname {UNIQUE}"));
     for line in extra {
         conf = conf.extra(line);
     }
@@ -112,6 +115,7 @@ fn own_authorities(port: u16, wild: u16, any: u16) -> Vec<String> {
         format!("LocalHost.:{port}"),
         format!("{NAME}:{port}"),
         format!("{}.:{port}", NAME.to_ascii_uppercase()),
+        format!("{UNIQUE}:{port}"),
         format!("127.0.0.1:{wild}"),
         format!("127.0.0.9:{wild}"),
         format!("0.0.0.0:{wild}"),
@@ -318,7 +322,7 @@ async fn requests_to_cuttle_itself_are_refused_as_loops() {
 async fn a_manager_request_that_came_through_cuttle_is_a_loop() {
     let (wild, any) = (free_port(), free_port());
     let cuttle = Cuttle::start(&self_conf(wild, any, &[]));
-    let via = format!("{}0.1)", cuttle.via_header());
+    let via = format!("1.1 {UNIQUE} (cuttle/0.1)");
     let plain = raw_from(
         cuttle.addr(),
         LOCALHOST,

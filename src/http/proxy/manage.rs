@@ -346,3 +346,50 @@ pub async fn sampler(proxy: watch::Receiver<Arc<Proxy>>) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    #[test]
+    fn which_sockets_a_destination_reaches() {
+        // A specific address: that address, in any spelling.
+        assert!(accepts(ip("127.0.0.1"), ip("127.0.0.1")));
+        assert!(accepts(ip("127.0.0.1"), ip("::ffff:127.0.0.1")));
+        assert!(!accepts(ip("127.0.0.1"), ip("127.0.0.2")));
+        assert!(!accepts(ip("127.0.0.1"), ip("::1")));
+        // 0.0.0.0 and :: as destinations reach loopback.
+        assert!(accepts(ip("127.0.0.1"), ip("0.0.0.0")));
+        assert!(accepts(ip("::1"), ip("::")));
+        assert!(!accepts(ip("127.0.0.3"), ip("0.0.0.0")));
+        // A wildcard: every local address, nothing else.
+        for wildcard in ["0.0.0.0", "::"] {
+            assert!(accepts(ip(wildcard), ip("127.0.0.9")));
+            assert!(accepts(ip(wildcard), ip("0.0.0.0")));
+            assert!(!accepts(ip(wildcard), ip("192.0.2.77")));
+            assert!(!accepts(ip(wildcard), ip("2001:db8::77")));
+        }
+    }
+
+    #[test]
+    fn manager_paths() {
+        assert_eq!(manager_page("/metrics").as_deref(), Some("metrics"));
+        assert_eq!(manager_page("/metrics?a=1").as_deref(), Some("metrics?a=1"));
+        assert_eq!(
+            manager_page("/squid-internal-mgr/config@pw").as_deref(),
+            Some("config@pw")
+        );
+        for other in [
+            "/metricsx",
+            "/metrics/x",
+            "/x/metrics",
+            "/squid-internal-mgr",
+        ] {
+            assert_eq!(manager_page(other), None, "{other}");
+        }
+    }
+}
