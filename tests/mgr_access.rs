@@ -79,13 +79,16 @@ fn has_ipv6_loopback() -> bool {
     std::net::TcpListener::bind("[::1]:0").is_ok()
 }
 
-/// cuttle on 127.0.0.1:{port}, on 0.0.0.0:`wild` and on every address
-/// (`http_port PORT`, [::] dual-stack) :`any`; managers only from
-/// localhost, other loopback clients may proxy.
-fn self_conf(wild: u16, any: u16, extra: &[&str]) -> Conf {
+/// cuttle on 127.0.0.1:{port}, on 0.0.0.0:`wild`, on every address
+/// (`http_port PORT`, [::] dual-stack) :`any`, and an accelerator that may
+/// go direct on 127.0.0.1:`accel`; managers only from localhost, other
+/// loopback clients may proxy.
+fn self_conf(ports: Ports, extra: &[&str]) -> Conf {
+    let Ports { wild, any, accel } = ports;
     let mut conf = Conf::new()
         .port_line(&format!(
-            "http_port 127.0.0.1:{{port}}\nhttp_port 0.0.0.0:{wild}\nhttp_port {any}"
+            "http_port 127.0.0.1:{{port}}\nhttp_port 0.0.0.0:{wild}\nhttp_port {any}\n\
+             http_port 127.0.0.1:{accel} accel vhost allow-direct"
         ))
         .access(&[
             "acl loopback src 127.0.0.0/8 ::1",
@@ -100,6 +103,24 @@ fn self_conf(wild: u16, any: u16, extra: &[&str]) -> Conf {
         conf = conf.extra(line);
     }
     conf
+}
+
+/// cuttle's listening ports besides {port}.
+#[derive(Clone, Copy)]
+struct Ports {
+    wild: u16,
+    any: u16,
+    accel: u16,
+}
+
+impl Ports {
+    fn free() -> Ports {
+        Ports {
+            wild: free_port(),
+            any: free_port(),
+            accel: free_port(),
+        }
+    }
 }
 
 /// Every way an absolute URL can name one of cuttle's listening sockets:
@@ -141,8 +162,9 @@ fn own_authorities(port: u16, wild: u16, any: u16) -> Vec<String> {
 /// self-fetch).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manager_urls_naming_cuttle_are_checked_against_the_client() {
-    let (wild, any) = (free_port(), free_port());
-    let cuttle = Cuttle::start(&self_conf(wild, any, &[]));
+    let ports = Ports::free();
+    let Ports { wild, any, accel } = ports;
+    let cuttle = Cuttle::start(&self_conf(ports, &[]));
     let port = cuttle.port;
     let mut lines = 0;
     let mut failures = Vec::new();
@@ -165,6 +187,16 @@ async fn manager_urls_naming_cuttle_are_checked_against_the_client() {
             p,
             format!("GET cache_object://{NAME}/info HTTP/1.0\r\n\r\n"),
         ));
+    }
+    // Refused: an accelerated site that is another of cuttle's sockets.
+    let accel_sites = [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{wild}"),
+        format!("{NAME}:{any}"),
+    ];
+    for site in &accel_sites {
+        refused.push((accel, request("GET", "/metrics", site)));
+        refused.push((accel, request("GET", "/squid-internal-mgr/info", site)));
     }
     // Refused: absolute-form, every name of every socket, any scheme.
     let authorities = own_authorities(port, wild, any);
@@ -197,14 +229,23 @@ async fn manager_urls_naming_cuttle_are_checked_against_the_client() {
 
     // Allowed from localhost: the page comes from cuttle itself.
     let mut allowed = 0;
-    for authority in &authorities {
-        let url = format!("http://{authority}/metrics");
-        let got = raw_from(cuttle.addr(), LOCALHOST, &request("GET", &url, authority)).await;
+    let mut pages: Vec<(u16, String)> = authorities
+        .iter()
+        .map(|a| (port, request("GET", &format!("http://{a}/metrics"), a)))
+        .collect();
+    pages.extend(
+        accel_sites
+            .iter()
+            .map(|site| (accel, request("GET", "/metrics", site))),
+    );
+    for (p, req) in &pages {
+        let got = raw_from(SocketAddr::new(LOCALHOST, *p), LOCALHOST, req).await;
         lines += 1;
         allowed += 1;
         if got.status != 200 || !got.body.contains("# TYPE ") {
             failures.push(format!(
-                "from localhost: GET {url} -> {} {:?}",
+                "from localhost to :{p}: {:?} -> {} {:?}",
+                req.lines().next().unwrap_or(""),
                 got.status,
                 squid_error(&got.head)
             ));
@@ -249,8 +290,9 @@ async fn manager_urls_naming_cuttle_are_checked_against_the_client() {
 /// Requests to another port of the same address still go through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_to_cuttle_itself_are_refused_as_loops() {
-    let (wild, any) = (free_port(), free_port());
-    let cuttle = Cuttle::start(&self_conf(wild, any, &[]));
+    let ports = Ports::free();
+    let Ports { wild, any, accel } = ports;
+    let cuttle = Cuttle::start(&self_conf(ports, &[]));
     let port = cuttle.port;
     let origin = Origin::start().await;
     origin.route("/fine", |_| support::Reply::ok("fine"));
@@ -283,10 +325,37 @@ async fn requests_to_cuttle_itself_are_refused_as_loops() {
             }
         }
     }
-    // Another port on the same address is not cuttle.
+    // An accelerated site that is another of cuttle's sockets.
+    for site in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{wild}"),
+        format!("{NAME}:{any}"),
+    ] {
+        let req = request("GET", "/some/other", &site);
+        let got = raw_from(SocketAddr::new(LOCALHOST, accel), LOCALHOST, &req).await;
+        lines += 1;
+        if got.status != 403 || !got.head.contains("ERR_ACCESS_DENIED") {
+            failures.push(format!(
+                "to the accelerator: GET /some/other, Host {site} -> {} {:?}",
+                got.status,
+                squid_error(&got.head)
+            ));
+        }
+    }
+    // Another port on the same address is not cuttle, proxied or
+    // accelerated.
     let fine = Req::get(&origin.url("/fine")).send(&cuttle).await;
     lines += 1;
     assert_eq!(fine.status, 200, "a request to {}", origin.url("/fine"));
+    let site = format!("127.0.0.1:{}", origin.port());
+    let fine = raw_from(
+        SocketAddr::new(LOCALHOST, accel),
+        LOCALHOST,
+        &request("GET", "/fine", &site),
+    )
+    .await;
+    lines += 1;
+    assert_eq!(fine.status, 200, "GET /fine for {site} to the accelerator");
 
     let log = read_log(&cuttle.log_path(), lines).await;
     // Refused, not fetched: no hierarchy code but HIER_NONE.
@@ -302,7 +371,7 @@ async fn requests_to_cuttle_itself_are_refused_as_loops() {
         })
         .count();
     assert!(
-        failures.is_empty() && log.len() == lines && loops == lines - 1,
+        failures.is_empty() && log.len() == lines && loops == lines - 2,
         "{} requests answered wrongly:\n{}\naccess.log: {} lines ({loops} refused loops) for {lines} requests:\n{}",
         failures.len(),
         failures.join("\n"),
@@ -320,8 +389,7 @@ async fn requests_to_cuttle_itself_are_refused_as_loops() {
 /// is refused as a loop rather than answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manager_request_that_came_through_cuttle_is_a_loop() {
-    let (wild, any) = (free_port(), free_port());
-    let cuttle = Cuttle::start(&self_conf(wild, any, &[]));
+    let cuttle = Cuttle::start(&self_conf(Ports::free(), &[]));
     let via = format!("1.1 {UNIQUE} (cuttle/0.1)");
     let plain = raw_from(
         cuttle.addr(),
@@ -357,10 +425,8 @@ const WRONG: &str = "wr0ngPW";
 /// cuttle's (RUST_LOG=trace) shows it either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_manager_password_is_never_logged() {
-    let (wild, any) = (free_port(), free_port());
     let conf = self_conf(
-        wild,
-        any,
+        Ports::free(),
         &[
             &format!("cachemgr_passwd {PASSWORD} config"),
             "cachemgr_passwd none all",

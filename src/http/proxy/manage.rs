@@ -9,9 +9,10 @@
 //! - origin-form `/metrics` on a forward-proxy port: the page `metrics`
 //!   (on an accelerator port `/metrics` belongs to the site);
 //! - absolute-form `/squid-internal-mgr/NAME` or `/metrics`, any scheme,
-//!   naming one of this cache's own listening sockets (see [`names_us`]).
+//!   naming one of this cache's own listening sockets (see [`names_us`]),
+//!   or origin-form on an accelerator port whose Host names another one.
 //!
-//! Any other absolute-form request (or CONNECT) naming one of them would be
+//! Any other such request (or a CONNECT naming one of them) would be
 //! forwarded to this cache itself: the inner request would come from this
 //! host and pass `allow localhost manager` whatever the real client, so it
 //! is a forwarding loop, refused without being sent.
@@ -71,10 +72,12 @@ pub(super) async fn classify(
         return Ok(Addressed::Manager(target, page));
     }
     let target = Target::of_request(method, uri, headers, &conn.kind)?;
-    // Origin-form on an accelerator port names the site, not the cache (it
-    // goes to the site's cache_peer).
+    // Origin-form on an accelerator port names the site, which may well be
+    // this cache on that port (its cache_peer serves it); a site on another
+    // of this cache's ports is this cache.
     let absolute = method == Method::CONNECT || uri.scheme().is_some();
-    if !absolute || !names_us(proxy, &target).await {
+    let may_be_us = absolute || target.port != conn.local.port();
+    if !may_be_us || !names_us(proxy, &target).await {
         return Ok(Addressed::Elsewhere(target));
     }
     if method != Method::CONNECT {
