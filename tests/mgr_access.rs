@@ -7,7 +7,10 @@
 //! made. Every case is proved by the access.log: one line per client
 //! request, none for an inner one. Also: the cache manager password of
 //! `config@PASSWORD` never reaches access.log or cuttle's own log output.
-//! All on loopback; the refused client binds 127.0.0.2.
+//! The refused client binds 127.0.0.2. Two of cuttle's http_ports are
+//! wildcards (0.0.0.0, and a bare port), as the item asks; its ACLs let
+//! only loopback clients in, and every request is sent over loopback (to
+//! this host's interface address too, which the kernel keeps local).
 
 mod support;
 
@@ -123,8 +126,8 @@ impl Ports {
     }
 }
 
-/// Every way an absolute URL can name one of cuttle's listening sockets:
-/// `(authority, what it is)`.
+/// Ways an absolute URL's authority can name one of cuttle's listening
+/// sockets (`port`: 127.0.0.1, `wild`: 0.0.0.0, `any`: every address).
 fn own_authorities(port: u16, wild: u16, any: u16) -> Vec<String> {
     let mut out = vec![
         format!("127.0.0.1:{port}"),
