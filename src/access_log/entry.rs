@@ -1,5 +1,6 @@
 //! One logged transaction (`Entry`) and the formatter for Squid's native `squid` logformat, byte for byte as Squid 5.7 writes it.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -189,7 +190,52 @@ fn push_token(out: &mut String, text: &str) {
     }
 }
 
-/// The URL field: strip_query_terms, CONNECT as `host:port`, then Squid's
+/// What a cache manager password is logged as.
+pub const MASKED_PASSWORD: &str = "XXXXXXXX";
+
+/// `url` with the cache manager password of a manager URL
+/// (`cache_object://HOST/NAME@PASSWORD`, `SCHEME://HOST/squid-internal-mgr/NAME@PASSWORD`,
+/// the password running to `?` or `#`) replaced by [`MASKED_PASSWORD`].
+/// Squid logs it in the clear; a log is read by more people than the
+/// manager's password is meant for.
+pub fn mask_manager_password(url: &str) -> Cow<'_, str> {
+    const MGR: &str = "/squid-internal-mgr/";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Cow::Borrowed(url);
+    };
+    let Some(path_start) = rest.find(['/', '?', '#']) else {
+        return Cow::Borrowed(url);
+    };
+    let path = &rest[path_start..];
+    let page_start = if scheme.eq_ignore_ascii_case("cache_object")
+        || scheme.eq_ignore_ascii_case("cache-object")
+    {
+        1
+    } else if path
+        .get(..MGR.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(MGR))
+    {
+        MGR.len()
+    } else {
+        return Cow::Borrowed(url);
+    };
+    let Some(page) = path.get(page_start..).filter(|_| path.starts_with('/')) else {
+        return Cow::Borrowed(url);
+    };
+    let page = &page[..page.find(['?', '#']).unwrap_or(page.len())];
+    let Some(at) = page.find('@').filter(|at| at + 1 < page.len()) else {
+        return Cow::Borrowed(url);
+    };
+    let password_start = url.len() - rest.len() + path_start + page_start + at + 1;
+    let password_end = password_start + (page.len() - at - 1);
+    let mut masked = String::with_capacity(url.len());
+    masked.push_str(&url[..password_start]);
+    masked.push_str(MASKED_PASSWORD);
+    masked.push_str(&url[password_end..]);
+    Cow::Owned(masked)
+}
+
+/// The URL field: the manager password masked, strip_query_terms, CONNECT as `host:port`, then Squid's
 /// escaping when the URL holds control characters, cut to `MAX_URL - 1`.
 fn push_url(out: &mut String, method: &str, url: &str, options: &FormatOptions) {
     if url.is_empty() {
@@ -197,7 +243,8 @@ fn push_url(out: &mut String, method: &str, url: &str, options: &FormatOptions) 
         return;
     }
     let connect = method == "CONNECT";
-    let mut url = truncate(url, MAX_URL - 1);
+    let masked = mask_manager_password(url);
+    let mut url = truncate(&masked, MAX_URL - 1);
     let authority;
     if connect {
         authority = connect_authority(url);
@@ -399,6 +446,56 @@ mod tests {
                 line(&e)
             );
         }
+    }
+
+    #[test]
+    fn manager_passwords_are_masked() {
+        let masked = |url: &str| mask_manager_password(url).into_owned();
+        for (given, logged) in [
+            (
+                "cache_object://127.0.0.1/config@s3cret",
+                "cache_object://127.0.0.1/config@XXXXXXXX",
+            ),
+            (
+                "cache-object://h:3128/config@s3cret?x=1",
+                "cache-object://h:3128/config@XXXXXXXX?x=1",
+            ),
+            (
+                "http://cache1:3128/squid-internal-mgr/config@pw/with/slash#f",
+                "http://cache1:3128/squid-internal-mgr/config@XXXXXXXX#f",
+            ),
+            (
+                "HTTPS://u:p@cache1/Squid-Internal-Mgr/info@pw",
+                "HTTPS://u:p@cache1/Squid-Internal-Mgr/info@XXXXXXXX",
+            ),
+            // Not a password: none given, or not a manager URL.
+            ("cache_object://h/config@", "cache_object://h/config@"),
+            (
+                "cache_object://h/config?a=@b",
+                "cache_object://h/config?a=@b",
+            ),
+            (
+                "http://user:pw@h/x/squid-internal-mgr/a@b",
+                "http://user:pw@h/x/squid-internal-mgr/a@b",
+            ),
+            (
+                "http://h?/squid-internal-mgr/a@b",
+                "http://h?/squid-internal-mgr/a@b",
+            ),
+            ("h:443", "h:443"),
+        ] {
+            assert_eq!(masked(given), logged, "{given}");
+        }
+        let line = Entry {
+            method: "GET".into(),
+            url: "http://cache1:3128/squid-internal-mgr/config@s3cret?x".into(),
+            ..base()
+        }
+        .to_native_line(&FormatOptions::default());
+        assert!(
+            line.contains(" http://cache1:3128/squid-internal-mgr/config@XXXXXXXX? "),
+            "{line}"
+        );
     }
 
     #[test]

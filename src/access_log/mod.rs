@@ -17,5 +17,5 @@ mod logger;
 mod fixture_tests;
 
 pub use codes::{Hierarchy, HierarchyCode, ResultCode, ResultTag, UnknownCode};
-pub use entry::{write_native, Entry, FormatOptions};
+pub use entry::{mask_manager_password, write_native, Entry, FormatOptions, MASKED_PASSWORD};
 pub use logger::{LineBatch, LogError, LogStats, Logger, LoggerOptions, SQUID_DEFAULT_ACCESS_LOG};

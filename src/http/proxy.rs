@@ -927,15 +927,17 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ClientBody> {
     let method = req.method().clone();
-    let (target, mgr_page) = match manage::recognise(&proxy, &conn, req.uri()) {
-        Some((target, page)) => (target, Some(page)),
-        None => match Target::of_request(&method, req.uri(), req.headers(), &conn.kind) {
-            Ok(t) => (t, None),
-            Err(e) => {
-                let txn = Txn::new(&proxy, &conn, &method, req.uri().to_string(), None);
-                return proxy.error(txn, ErrorKind::InvalidUrl, &e.0);
-            }
-        },
+    let addressed = match manage::classify(&proxy, &conn, &method, req.uri(), req.headers()).await {
+        Ok(addressed) => addressed,
+        Err(e) => {
+            let txn = Txn::new(&proxy, &conn, &method, req.uri().to_string(), None);
+            return proxy.error(txn, ErrorKind::InvalidUrl, &e.0);
+        }
+    };
+    let (target, mgr_page, to_ourselves) = match addressed {
+        manage::Addressed::Manager(target, page) => (target, Some(page), false),
+        manage::Addressed::Ourselves(target) => (target, None, true),
+        manage::Addressed::Elsewhere(target) => (target, None, false),
     };
     let mut txn = Txn::new(&proxy, &conn, &method, target.url.clone(), Some(&target));
     // As Squid, before http_access: logged NONE_NONE/501, HIER_NONE.
@@ -952,6 +954,21 @@ pub async fn handle(
             txn.with(ResultTag::TcpDenied),
             ErrorKind::AccessDenied,
             "denied by http_access",
+        );
+    }
+    // Sent on, a request to this cache comes back from this host, and the
+    // manager ACL would judge this host instead of the client; a manager
+    // request carrying our Via already made that trip.
+    if to_ourselves || (mgr_page.is_some() && proxy.is_loop(req.headers())) {
+        let tag = if method == Method::CONNECT {
+            ResultTag::TcpTunnel
+        } else {
+            ResultTag::TcpMiss
+        };
+        return proxy.error(
+            txn.with(tag),
+            ErrorKind::AccessDenied,
+            "forwarding loop detected",
         );
     }
     if let Some(page) = mgr_page {

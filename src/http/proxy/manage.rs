@@ -1,31 +1,40 @@
-//! Cache manager requests on the http_ports: which requests are the manager's, how its pages go out, and the sampling task behind its averages.
+//! Cache manager requests on the http_ports: which requests are the manager's (and which name this cache without being the manager's), how its pages go out, and the sampling task behind its averages.
 //!
 //! A request is the manager's (answered here, after http_access, where
 //! Squid's `manager` ACL applies) when it is:
 //! - `cache_object://HOST/NAME` (squidclient, the Debian exporter; any host,
 //!   as Squid), which [`crate::http::client_io`] hands over as `cache-object:`;
 //! - origin-form `/squid-internal-mgr/NAME` on any port, as Squid 5 answers
-//!   it; absolute-form `http://HOST:PORT/squid-internal-mgr/NAME` when HOST
-//!   is this cache (visible or unique hostname, or the address the client
-//!   connected to) and PORT the port it connected to;
+//!   it;
 //! - origin-form `/metrics` on a forward-proxy port: the page `metrics`
-//!   (on an accelerator port `/metrics` belongs to the site).
+//!   (on an accelerator port `/metrics` belongs to the site);
+//! - absolute-form `/squid-internal-mgr/NAME` or `/metrics`, any scheme,
+//!   naming one of this cache's own listening sockets (see [`names_us`]),
+//!   or origin-form on an accelerator port whose Host names another one.
 //!
-//! Its URL (for ACLs and access.log) is the `cache_object://` URL as sent
-//! (a password in it masked: Squid logs it in the clear), or `http://VISIBLE_HOSTNAME:PORT/squid-internal-mgr/NAME`, so `/metrics`
-//! is logged, and access-checked, as that manager URL. Pages are logged as
-//! Squid logs them: `TCP_MISS/200 ... HIER_NONE/- text/plain`.
+//! Any other such request (or a CONNECT naming one of them) would be
+//! forwarded to this cache itself: the inner request would come from this
+//! host and pass `allow localhost manager` whatever the real client, so it
+//! is a forwarding loop, refused without being sent.
+//!
+//! Its URL (for ACLs and access.log) is the `cache_object://` URL as sent,
+//! or `http://VISIBLE_HOSTNAME:PORT/squid-internal-mgr/NAME`, so `/metrics`
+//! is logged, and access-checked, as that manager URL; a password in it is
+//! masked (Squid logs it in the clear). Pages are logged as Squid logs
+//! them: `TCP_MISS/200 ... HIER_NONE/- text/plain`.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::uri::Authority;
-use http::{Response, StatusCode, Uri};
+use http::{Method, Response, StatusCode, Uri};
 use tokio::sync::watch;
 
 use super::{ClientBody, ConnInfo, ErrorKind, Proxy, ProxyBody, ResultTag, Target, Txn};
-use crate::http::target::PortKind;
+use crate::access_log::mask_manager_password;
+use crate::config::ListenAddr;
+use crate::http::target::{BadTarget, PortKind};
 use crate::mgr::{self, Page, Sources, SAMPLE_PERIOD};
 
 const PREFIX: &str = "/squid-internal-mgr/";
@@ -39,24 +48,73 @@ pub(super) struct MgrPage {
     cache_object: bool,
 }
 
-/// The manager's target and page, when the request is for the manager.
-pub(super) fn recognise(proxy: &Proxy, conn: &ConnInfo, uri: &Uri) -> Option<(Target, MgrPage)> {
+/// What a request is, as far as this cache itself is concerned.
+pub(super) enum Addressed {
+    /// A cache manager request: answered here, after http_access.
+    Manager(Target, MgrPage),
+    /// Names one of this cache's own listening sockets but is not for the
+    /// manager: sending it on would send it back here.
+    Ourselves(Target),
+    /// Anything else: to serve from the cache or forward.
+    Elsewhere(Target),
+}
+
+/// Sorts `method uri` out: the manager's, one to this cache itself, or
+/// one to serve or forward (Err: no usable target).
+pub(super) async fn classify(
+    proxy: &Proxy,
+    conn: &ConnInfo,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Addressed, BadTarget> {
+    if let Some((target, page)) = recognise(proxy, conn, uri) {
+        return Ok(Addressed::Manager(target, page));
+    }
+    let target = Target::of_request(method, uri, headers, &conn.kind)?;
+    // Origin-form on an accelerator port names the site, which may well be
+    // this cache on that port (its cache_peer serves it); a site on another
+    // of this cache's ports is this cache.
+    let absolute = method == Method::CONNECT || uri.scheme().is_some();
+    let may_be_us = absolute || target.port != conn.local.port();
+    if !may_be_us || !names_us(proxy, &target).await {
+        return Ok(Addressed::Elsewhere(target));
+    }
+    if method != Method::CONNECT {
+        if let Some(rest) = manager_page(&target.path_and_query) {
+            return Ok(Addressed::Manager(
+                manager_target(proxy, target.port, &rest),
+                MgrPage {
+                    path: rest,
+                    cache_object: false,
+                },
+            ));
+        }
+    }
+    Ok(Addressed::Ourselves(target))
+}
+
+/// The manager's target and page for the forms that need no look-up:
+/// `cache_object:` and origin-form.
+fn recognise(proxy: &Proxy, conn: &ConnInfo, uri: &Uri) -> Option<(Target, MgrPage)> {
     let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
     if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
         if scheme.eq_ignore_ascii_case("cache-object")
             || scheme.eq_ignore_ascii_case("cache_object")
         {
-            // squidclient puts the password in the URL (`NAME@PASSWORD`);
-            // Squid logs it as is, cuttle masks it.
-            let shown = match path_and_query.split_once('@') {
-                Some((name, _)) => format!("{name}@XXXXXXXX"),
-                None => path_and_query.to_string(),
-            };
+            // squidclient puts the password in the URL (`NAME@PASSWORD`).
+            let url =
+                mask_manager_password(&format!("cache_object://{}{path_and_query}", authority))
+                    .into_owned();
+            let shown = url
+                .get("cache_object://".len() + authority.as_str().len()..)
+                .unwrap_or("/")
+                .to_string();
             let target = Target {
                 scheme: "cache_object".into(),
                 host: authority.host().to_ascii_lowercase(),
                 port: authority.port_u16().unwrap_or(CACHE_OBJECT_PORT),
-                url: format!("cache_object://{}{shown}", authority.as_str()),
+                url,
                 path_and_query: shown,
             };
             let page = MgrPage {
@@ -66,30 +124,15 @@ pub(super) fn recognise(proxy: &Proxy, conn: &ConnInfo, uri: &Uri) -> Option<(Ta
             return Some((target, page));
         }
     }
-    let absolute = uri.scheme().is_some();
-    if absolute && !uri.authority().is_some_and(|a| is_us(proxy, conn, a)) {
+    if uri.scheme().is_some() {
         return None;
     }
     let rest = match path_and_query.strip_prefix(PREFIX) {
         Some(rest) => rest.to_string(),
-        None if !absolute && matches!(conn.kind, PortKind::Forward) => {
-            let query = path_and_query.strip_prefix("/metrics")?;
-            if !(query.is_empty() || query.starts_with('?')) {
-                return None;
-            }
-            format!("metrics{query}")
-        }
+        None if matches!(conn.kind, PortKind::Forward) => manager_page(path_and_query)?,
         None => return None,
     };
-    let port = conn.local.port();
-    let path_and_query = format!("{PREFIX}{rest}");
-    let target = Target {
-        scheme: "http".into(),
-        host: proxy.name.to_ascii_lowercase(),
-        port,
-        url: format!("http://{}:{port}{path_and_query}", proxy.name),
-        path_and_query,
-    };
+    let target = manager_target(proxy, conn.local.port(), &rest);
     let page = MgrPage {
         path: rest,
         cache_object: false,
@@ -97,20 +140,124 @@ pub(super) fn recognise(proxy: &Proxy, conn: &ConnInfo, uri: &Uri) -> Option<(Ta
     Some((target, page))
 }
 
-/// Whether an absolute URL's authority names this cache on the port the
-/// client connected to.
-fn is_us(proxy: &Proxy, conn: &ConnInfo, authority: &Authority) -> bool {
-    let port = authority.port_u16().unwrap_or(80);
-    if port != conn.local.port() {
+/// The page a manager path asks for (`NAME[@PASSWORD][?params]`):
+/// `/squid-internal-mgr/NAME...`, or `/metrics[?params]` for `metrics`.
+fn manager_page(path_and_query: &str) -> Option<String> {
+    if let Some(rest) = path_and_query.strip_prefix(PREFIX) {
+        return Some(rest.to_string());
+    }
+    let query = path_and_query.strip_prefix("/metrics")?;
+    (query.is_empty() || query.starts_with('?')).then(|| format!("metrics{query}"))
+}
+
+/// `http://VISIBLE_HOSTNAME:PORT/squid-internal-mgr/PAGE`, the password in
+/// PAGE masked.
+fn manager_target(proxy: &Proxy, port: u16, page: &str) -> Target {
+    let origin = format!("http://{}:{port}", proxy.name);
+    let url = mask_manager_password(&format!("{origin}{PREFIX}{page}")).into_owned();
+    let path_and_query = url.get(origin.len()..).unwrap_or(PREFIX).to_string();
+    Target {
+        scheme: "http".into(),
+        host: proxy.name.to_ascii_lowercase(),
+        port,
+        url,
+        path_and_query,
+    }
+}
+
+/// Whether `target` names one of this cache's own listening sockets: its
+/// port is an http_port's and its host is visible_hostname or
+/// unique_hostname, or an address (literal or resolved, as a fetch would
+/// resolve it) that http_port accepts on.
+async fn names_us(proxy: &Proxy, target: &Target) -> bool {
+    let ports: Vec<&ListenAddr> = proxy
+        .config
+        .http_ports
+        .iter()
+        .filter(|p| p.port == target.port)
+        .map(|p| &p.address)
+        .collect();
+    if ports.is_empty() {
         return false;
     }
-    let host = authority.host().trim_matches(['[', ']']);
-    let unique = proxy.config.unique_hostname.value.as_deref();
-    host.eq_ignore_ascii_case(&proxy.name)
-        || unique.is_some_and(|u| host.eq_ignore_ascii_case(u))
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip == conn.local.ip())
+    let host = target.host.trim_matches(['[', ']']);
+    let is_name = |name: &str| host.eq_ignore_ascii_case(name.trim_end_matches('.'));
+    if is_name(&proxy.name)
+        || proxy
+            .config
+            .unique_hostname
+            .value
+            .as_deref()
+            .is_some_and(is_name)
+    {
+        return true;
+    }
+    let destinations = resolve(host, target.port).await;
+    if destinations.is_empty() {
+        return false;
+    }
+    for address in ports {
+        let bound = match address {
+            ListenAddr::Any => vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)],
+            ListenAddr::Ip(ip) => vec![*ip],
+            ListenAddr::Host(name) => resolve(name, target.port).await,
+        };
+        if destinations
+            .iter()
+            .any(|d| bound.iter().any(|b| accepts(*b, *d)))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// `host`'s addresses (an address literal as is), none when it does not
+/// resolve.
+async fn resolve(host: &str, port: u16) -> Vec<IpAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return vec![ip];
+    }
+    tokio::net::lookup_host((host, port))
+        .await
+        .map(|it| it.map(|a| a.ip()).collect())
+        .unwrap_or_default()
+}
+
+/// Whether a socket bound to `bound` gets a connection made to
+/// `destination` (same port).
+fn accepts(bound: IpAddr, destination: IpAddr) -> bool {
+    let destination = match destination.to_canonical() {
+        // Connecting to 0.0.0.0 or :: reaches this host's loopback.
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        d => d,
+    };
+    let bound = bound.to_canonical();
+    if bound.is_unspecified() {
+        is_local(destination)
+    } else {
+        bound == destination
+    }
+}
+
+/// Whether `ip` is one of this host's own addresses: loopback, or one the
+/// kernel routes locally (a connected UDP socket's source address is the
+/// destination itself; nothing is sent).
+fn is_local(ip: IpAddr) -> bool {
+    if ip.is_loopback() {
+        return true;
+    }
+    let any = match ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    UdpSocket::bind(SocketAddr::new(any, 0))
+        .and_then(|s| {
+            s.connect(SocketAddr::new(ip, 9))?;
+            s.local_addr()
+        })
+        .is_ok_and(|local| local.ip() == ip)
 }
 
 /// The live parts of `proxy` the manager reads; `memory_keys` only when
@@ -200,5 +347,52 @@ pub async fn sampler(proxy: watch::Receiver<Arc<Proxy>>) {
         tokio::task::block_in_place(|| {
             with_sources(&current, false, |s| current.mgr.record(s));
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    #[test]
+    fn which_sockets_a_destination_reaches() {
+        // A specific address: that address, in any spelling.
+        assert!(accepts(ip("127.0.0.1"), ip("127.0.0.1")));
+        assert!(accepts(ip("127.0.0.1"), ip("::ffff:127.0.0.1")));
+        assert!(!accepts(ip("127.0.0.1"), ip("127.0.0.2")));
+        assert!(!accepts(ip("127.0.0.1"), ip("::1")));
+        // 0.0.0.0 and :: as destinations reach loopback.
+        assert!(accepts(ip("127.0.0.1"), ip("0.0.0.0")));
+        assert!(accepts(ip("::1"), ip("::")));
+        assert!(!accepts(ip("127.0.0.3"), ip("0.0.0.0")));
+        // A wildcard: every local address, nothing else.
+        for wildcard in ["0.0.0.0", "::"] {
+            assert!(accepts(ip(wildcard), ip("127.0.0.9")));
+            assert!(accepts(ip(wildcard), ip("0.0.0.0")));
+            assert!(!accepts(ip(wildcard), ip("192.0.2.77")));
+            assert!(!accepts(ip(wildcard), ip("2001:db8::77")));
+        }
+    }
+
+    #[test]
+    fn manager_paths() {
+        assert_eq!(manager_page("/metrics").as_deref(), Some("metrics"));
+        assert_eq!(manager_page("/metrics?a=1").as_deref(), Some("metrics?a=1"));
+        assert_eq!(
+            manager_page("/squid-internal-mgr/config@pw").as_deref(),
+            Some("config@pw")
+        );
+        for other in [
+            "/metricsx",
+            "/metrics/x",
+            "/x/metrics",
+            "/squid-internal-mgr",
+        ] {
+            assert_eq!(manager_page(other), None, "{other}");
+        }
     }
 }
