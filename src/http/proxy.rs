@@ -25,7 +25,9 @@ use super::hot::{HotCache, HotEntry};
 use super::server::ConnInfo;
 use super::target::{PortKind, Target};
 use crate::access;
-use crate::access_log::{Entry, Hierarchy, HierarchyCode, Logger, ResultCode, ResultTag};
+use crate::access_log::{
+    mask_manager_password, Entry, Hierarchy, HierarchyCode, Logger, ResultCode, ResultTag,
+};
 use crate::caching::{
     self, Exchange, HitDecision, KnownMarkers, Outcome, RequestDirectives, Rule, StoredEntry,
     VaryMarker,
@@ -776,7 +778,7 @@ impl Proxy {
                         && reforwardable(status, self.config.retry_on_error.value)
                         && fwd.replayable()
                     {
-                        tracing::debug!(url = %fwd.target.url, source = %route.source.host, %status, "trying the next source");
+                        tracing::debug!(url = %mask_manager_password(&fwd.target.url), source = %route.source.host, %status, "trying the next source");
                         continue;
                     }
                     fetched = Some(Fetched {
@@ -787,7 +789,8 @@ impl Proxy {
                     break;
                 }
                 Err(e) => {
-                    tracing::debug!(url = %fwd.target.url, source = %route.source.host, "fetch failed: {e}");
+                    // Another cache's manager URL may carry its password: never in our logs.
+                    tracing::debug!(url = %mask_manager_password(&fwd.target.url), source = %route.source.host, "fetch failed: {e}");
                     // The client's body failed: no other source would fare better.
                     let clients_fault = matches!(e, FetchError::RequestBody(_));
                     last_error = Some(e);
