@@ -289,9 +289,9 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "request_header_max_size" => size_setting(ctx, line, SizeUnit::Bytes, |c| {
             &mut c.request_header_max_size
         }),
-        "reply_header_max_size" => size_setting(ctx, line, SizeUnit::Bytes, |c| {
-            &mut c.reply_header_max_size
-        }),
+        "reply_header_max_size" => {
+            size_setting(ctx, line, SizeUnit::Bytes, |c| &mut c.reply_header_max_size)
+        }
         "forwarded_for" => forwarded_for_setting(ctx, line),
         "configuration_includes_quoted_values" => {
             onoff_setting(ctx, line, |c| &mut c.configuration_includes_quoted_values)
@@ -856,7 +856,10 @@ mod tests {
         assert_eq!(l.warnings().count(), 1, "{:?}", l.diagnostics);
         assert_eq!(l.config.request_start_timeout.value, Duration::from_secs(1));
         assert_eq!(l.config.request_timeout.value, Duration::from_secs(120));
-        assert_eq!(l.config.client_idle_pconn_timeout.value, Duration::from_secs(30));
+        assert_eq!(
+            l.config.client_idle_pconn_timeout.value,
+            Duration::from_secs(30)
+        );
         assert_eq!(l.config.request_header_max_size.value, 8 * 1024);
         assert_eq!(l.config.reply_header_max_size.value, 1024 * 1024);
     }

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use hyper_util::rt::TokioIo;
 
 use super::body::{ClientBody, ProxyBody, RequestBody};
+use super::client_io::IncomingBody;
 use super::collapse::{Collapser, Event, Failure, Head, Leader, Role};
 use super::errors::{self, ErrorKind};
 use super::hot::{HotCache, HotEntry};
@@ -143,6 +144,8 @@ impl Proxy {
         };
         let collapser = Collapser::new(config.maximum_object_size.value, timeouts.read);
         let neighbours = Arc::new(Neighbours::new(&config));
+        let upstream =
+            Upstream::new(timeouts).with_reply_header_max_size(config.reply_header_max_size.value);
         Proxy {
             hit_only,
             netdb,
@@ -150,7 +153,7 @@ impl Proxy {
             ..Proxy::assemble(
                 config,
                 store,
-                Upstream::new(timeouts),
+                upstream,
                 collapser,
                 logger,
                 Arc::default(),
@@ -162,6 +165,10 @@ impl Proxy {
     /// The same proxy under a new configuration.
     pub fn with_config(&self, config: Arc<Config>) -> Proxy {
         let neighbours = Arc::new(self.neighbours.reconfigure(&config));
+        let upstream = self
+            .upstream
+            .clone()
+            .with_reply_header_max_size(config.reply_header_max_size.value);
         Proxy {
             hit_only: Arc::clone(&self.hit_only),
             known_markers: Arc::clone(&self.known_markers),
@@ -170,7 +177,7 @@ impl Proxy {
             ..Proxy::assemble(
                 config,
                 Arc::clone(&self.store),
-                self.upstream.clone(),
+                upstream,
                 self.collapser.clone(),
                 self.logger.clone(),
                 Arc::clone(&self.refreshing),
@@ -913,7 +920,7 @@ impl Proxy {
 pub async fn handle(
     proxy: Arc<Proxy>,
     conn: ConnInfo,
-    req: Request<Incoming>,
+    req: Request<IncomingBody>,
 ) -> Response<ClientBody> {
     let method = req.method().clone();
     let (target, mgr_page) = match manage::recognise(&proxy, &conn, req.uri()) {
@@ -1026,7 +1033,7 @@ async fn tunnel(
     proxy: Arc<Proxy>,
     mut txn: Txn,
     target: Target,
-    req: Request<Incoming>,
+    req: Request<IncomingBody>,
 ) -> Response<ClientBody> {
     if txn.miss_denied {
         return proxy.forwarding_denied(txn.with(ResultTag::TcpTunnel));
@@ -1144,7 +1151,7 @@ async fn forward(
     proxy: Arc<Proxy>,
     mut txn: Txn,
     target: Target,
-    req: Request<Incoming>,
+    req: Request<IncomingBody>,
 ) -> Response<ClientBody> {
     if txn.miss_denied {
         return proxy.forwarding_denied(txn.with(ResultTag::TcpMiss));
@@ -1316,7 +1323,7 @@ async fn cached(
     proxy: Arc<Proxy>,
     mut txn: Txn,
     target: Target,
-    req: Request<Incoming>,
+    req: Request<IncomingBody>,
     looped: bool,
 ) -> Response<ClientBody> {
     let (parts, _body) = req.into_parts();

@@ -97,6 +97,9 @@ pub struct Counters {
 pub struct Upstream<B> {
     pool: Arc<Pool<B>>,
     timeouts: Timeouts,
+    /// `reply_header_max_size`: bytes of a reply's status line and fields;
+    /// a larger head is a read error (Squid's 502).
+    reply_header_max: usize,
     counters: Arc<Counters>,
 }
 
@@ -105,6 +108,7 @@ impl<B> Clone for Upstream<B> {
         Upstream {
             pool: Arc::clone(&self.pool),
             timeouts: self.timeouts,
+            reply_header_max: self.reply_header_max,
             counters: Arc::clone(&self.counters),
         }
     }
@@ -113,6 +117,13 @@ impl<B> Clone for Upstream<B> {
 impl<B> Upstream<B> {
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The same client (pool, counters) with another
+    /// `reply_header_max_size`, for connections made from now on.
+    pub fn with_reply_header_max_size(mut self, bytes: u64) -> Self {
+        self.reply_header_max = usize::try_from(bytes).unwrap_or(usize::MAX);
+        self
     }
 }
 
@@ -139,6 +150,33 @@ fn response_head_size<B>(resp: &Response<B>) -> u64 {
     (line + fields + 2) as u64
 }
 
+// Limits of hyper's HTTP/1 parser, for replies here and for requests in
+// the proxy server.
+
+/// hyper's default read buffer limit (about 400 KB); raised when a
+/// request header may be larger.
+const HYPER_DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
+/// The shortest header field line ("a:\r\n"): the field count that cannot
+/// bind before a byte limit does.
+const SHORTEST_FIELD: usize = 4;
+/// hyper also wants a field count; this many cost 1 MB of parser space
+/// (at 64 bytes per field), and fit Squid's default 64 KB of header.
+pub const MAX_HEADER_FIELDS: usize = 16 * 1024;
+
+/// hyper's field count for a header of at most `bytes`: never the limit
+/// that binds first, up to [`MAX_HEADER_FIELDS`].
+pub fn header_field_limit(bytes: usize) -> usize {
+    (bytes / SHORTEST_FIELD + 1).min(MAX_HEADER_FIELDS)
+}
+
+/// hyper's read buffer limit for a header of at most `bytes`.
+pub fn read_buffer_limit(bytes: usize) -> usize {
+    HYPER_DEFAULT_MAX_BUF.max(bytes.saturating_add(8192))
+}
+
+/// Squid's default `reply_header_max_size` (and `request_header_max_size`).
+pub const DEFAULT_HEADER_MAX_SIZE: u64 = 64 * 1024;
+
 /// Idle connections kept per server.
 const MAX_IDLE_PER_SERVER: usize = 32;
 
@@ -153,6 +191,7 @@ where
                 idle: Mutex::new(HashMap::new()),
             }),
             timeouts,
+            reply_header_max: DEFAULT_HEADER_MAX_SIZE as usize,
             counters: Arc::default(),
         }
     }
@@ -341,6 +380,9 @@ where
     ) -> Result<(Sender<B>, Duration), FetchError> {
         let (stream, addr, handshake) = self.connect_timed(host, port, local, timeout).await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .max_header_size(self.reply_header_max)
+            .max_headers(header_field_limit(self.reply_header_max))
+            .max_buf_size(read_buffer_limit(self.reply_header_max))
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| FetchError::Connect {
