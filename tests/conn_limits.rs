@@ -258,6 +258,8 @@ async fn an_oversize_request_header_gets_431_and_an_oversize_reply_header_502() 
 
     let resp = Req::get(&origin.url("/big")).send(&proxy).await;
     assert_eq!(resp.status, 502, "reply header over reply_header_max_size");
+    // Squid 5.7 names it so (and keeps the client connection).
+    assert_eq!(resp.header("x-squid-error"), "ERR_TOO_BIG 0");
 }
 
 #[tokio::test]

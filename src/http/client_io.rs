@@ -161,7 +161,8 @@ impl Activity {
     /// a keep-alive connection waiting for its next request.
     pub fn idle_since(&self) -> Option<Instant> {
         let s = self.lock();
-        if s.in_flight || s.tunnel || s.head_started.is_some() {
+        // One already asked to close is on its way out.
+        if s.in_flight || s.tunnel || s.head_started.is_some() || s.evict {
             return None;
         }
         s.idle_since

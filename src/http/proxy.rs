@@ -287,7 +287,12 @@ impl Proxy {
         }
         let failed = matches!(
             error,
-            Some(FetchError::Dns { .. } | FetchError::Connect { .. } | FetchError::Read(_))
+            Some(
+                FetchError::Dns { .. }
+                    | FetchError::Connect { .. }
+                    | FetchError::Read(_)
+                    | FetchError::TooBig(_)
+            )
         );
         self.hit_only.note_forwarding(failed, unix_now());
     }
@@ -300,6 +305,7 @@ fn error_kind(e: &FetchError) -> ErrorKind {
         FetchError::Connect { .. } => ErrorKind::ConnectFail,
         FetchError::Timeout => ErrorKind::ReadTimeout,
         FetchError::Read(_) => ErrorKind::ReadError,
+        FetchError::TooBig(_) => ErrorKind::TooBig,
     }
 }
 

@@ -354,6 +354,8 @@ mod tests {
         assert!(!idle[2].evicted());
         assert!(!busy.evicted(), "a request in flight is never cut");
         assert!(!never_asked.evicted(), "only keep-alive connections");
+        assert_eq!(evict_idle(&registry, 8), 1, "not the same ones again");
+        assert!(idle[2].evicted());
         drop(held);
         assert!(lock(&registry).open.is_empty(), "ended connections leave");
     }

@@ -34,6 +34,9 @@ pub enum FetchError {
     Timeout,
     /// The server broke the protocol or closed early (ERR_READ_ERROR).
     Read(String),
+    /// The server's reply head was over `reply_header_max_size`
+    /// (Squid's 502 ERR_TOO_BIG).
+    TooBig(String),
 }
 
 impl std::fmt::Display for FetchError {
@@ -43,11 +46,21 @@ impl std::fmt::Display for FetchError {
             FetchError::Connect { host, reason } => write!(f, "cannot connect to {host}: {reason}"),
             FetchError::Timeout => f.write_str("read timeout"),
             FetchError::Read(reason) => write!(f, "read error: {reason}"),
+            FetchError::TooBig(reason) => write!(f, "reply too big: {reason}"),
         }
     }
 }
 
 impl std::error::Error for FetchError {}
+
+/// A failure to get a reply head, in Squid's terms.
+fn read_error(e: &hyper::Error) -> FetchError {
+    if e.is_parse_too_large() {
+        FetchError::TooBig(e.to_string())
+    } else {
+        FetchError::Read(e.to_string())
+    }
+}
 
 /// In the extensions of a response that came over a new connection (not
 /// one from the pool): how long its TCP handshake with the server took,
@@ -254,7 +267,7 @@ where
                     Ok(resp) => return Ok((self.wrap(resp, (sender, addr), key), addr)),
                     Err(mut e) => match e.take_message() {
                         Some(back) => req = Some(back),
-                        None => return Err(FetchError::Read(e.into_error().to_string())),
+                        None => return Err(read_error(&e.into_error())),
                     },
                 }
             }
@@ -267,7 +280,7 @@ where
         let mut resp = tokio::time::timeout(self.timeouts.read, sender.send_request(req))
             .await
             .map_err(|_| FetchError::Timeout)?
-            .map_err(|e| FetchError::Read(e.to_string()))?;
+            .map_err(|e| read_error(&e))?;
         resp.extensions_mut().insert(NewConnection { handshake });
         Ok((self.wrap(resp, (sender, addr), key), addr))
     }
