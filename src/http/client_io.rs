@@ -23,8 +23,8 @@
 //! `request_start_timeout` (from the accept); while a request head is
 //! incomplete, `request_timeout` (from the accept for the first request,
 //! from its first byte for later ones); between requests,
-//! `client_idle_pconn_timeout`; while a request body is being received, a
-//! read may wait at most `read_timeout`. A connection that waits too long
+//! `client_idle_pconn_timeout`; while the proxy waits for more of a request
+//! body, `read_timeout`. A connection that waits too long
 //! for a request is closed quietly (as Squid does); a stalled body is a
 //! read error, which ends the request and the connection. Tunnels
 //! (CONNECT) are not timed here.
@@ -75,6 +75,10 @@ struct ActivityState {
     in_flight: bool,
     /// The request in flight has a body that has not been read to its end.
     body_open: bool,
+    /// Since when the proxy has been waiting for more of that body. Only
+    /// then is a quiet client stalling it: when the proxy does not ask
+    /// (its server is slow to take the body), hyper does not read.
+    body_wanted_since: Option<Instant>,
     /// The connection became a tunnel (CONNECT): bytes, not requests.
     tunnel: bool,
     /// When the last response ended.
@@ -111,6 +115,7 @@ impl Activity {
                 requests: 0,
                 in_flight: false,
                 body_open: false,
+                body_wanted_since: None,
                 tunnel: false,
                 idle_since: None,
                 head_started: None,
@@ -130,6 +135,7 @@ impl Activity {
         s.requests += 1;
         s.in_flight = true;
         s.body_open = has_body;
+        s.body_wanted_since = None;
         s.idle_since = None;
         s.head_started = None;
     }
@@ -140,7 +146,21 @@ impl Activity {
     }
 
     fn body_ended(&self) {
-        self.lock().body_open = false;
+        let mut s = self.lock();
+        s.body_open = false;
+        s.body_wanted_since = None;
+    }
+
+    /// The proxy asked for more of the request body and must wait.
+    fn body_wanted(&self) {
+        self.lock()
+            .body_wanted_since
+            .get_or_insert_with(Instant::now);
+    }
+
+    /// The proxy got a piece of the request body.
+    fn body_delivered(&self) {
+        self.lock().body_wanted_since = None;
     }
 
     /// The response in flight was sent (or abandoned).
@@ -196,8 +216,8 @@ impl Activity {
         if s.tunnel {
             None
         } else if s.in_flight {
-            s.body_open
-                .then(|| (waiting_since + t.read, Expiry::BodyStalled))
+            let wanted = s.body_wanted_since.filter(|_| s.body_open)?;
+            Some((wanted.max(waiting_since) + t.read, Expiry::BodyStalled))
         } else if let Some(started) = s.head_started {
             Some((started + t.request, Expiry::Quiet))
         } else if let Some(idle) = s.idle_since {
@@ -257,7 +277,15 @@ impl Body for IncomingBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) else {
+            if let Some(a) = &this.activity {
+                a.body_wanted();
+            }
+            return Poll::Pending;
+        };
+        if let Some(a) = &this.activity {
+            a.body_delivered();
+        }
         if !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream() {
             this.ended();
         }
@@ -652,11 +680,25 @@ mod tests {
         a.note_bytes();
         assert_eq!(deadline(start), Some((start + t.request, Expiry::Quiet)));
         a.request_started(true);
-        let later = start + Duration::from_secs(5);
-        assert_eq!(deadline(later), Some((later + t.read, Expiry::BodyStalled)));
+        let read_began = Instant::now();
+        assert_eq!(deadline(read_began), None, "the proxy wants no body yet");
+        a.body_wanted();
+        assert_eq!(
+            deadline(read_began),
+            Some((read_began + t.read, Expiry::BodyStalled))
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        a.body_delivered();
+        a.body_wanted();
+        let wanted = Instant::now();
+        assert_eq!(
+            deadline(read_began),
+            Some((wanted + t.read, Expiry::BodyStalled)),
+            "from when the proxy asked, when it asked after the read began"
+        );
         a.body_ended();
-        assert_eq!(deadline(later), None, "waiting for the response");
-        tokio::time::advance(Duration::from_secs(7)).await;
+        assert_eq!(deadline(read_began), None, "waiting for the response");
+        tokio::time::advance(Duration::from_secs(5)).await;
         a.response_ended();
         let idle = Instant::now();
         assert_eq!(a.idle_since(), Some(idle));
