@@ -331,3 +331,39 @@ async fn when_descriptors_run_out_idle_keep_alive_connections_make_room() {
         proxy.stderr()
     );
 }
+
+/// The attack of issue 12: connections that never send a request hold
+/// every descriptor. When no keep-alive connection is idle, those waiting
+/// longest for a request are closed to make room, so a new client is
+/// served before request_start_timeout (5 minutes here) frees anything.
+#[tokio::test]
+async fn when_descriptors_run_out_silent_connections_make_room() {
+    let origin = Origin::start().await;
+    origin.route("/hot", |_| Reply::ok("hot").cc("max-age=3600"));
+    let proxy = Cuttle::start(&Conf::new());
+    let url = origin.url("/hot");
+    assert_eq!(Req::get(&url).send(&proxy).await.status, 200);
+
+    let limit = open_descriptors(proxy.pid()) + 10;
+    let status = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", proxy.pid()))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .expect("run prlimit");
+    assert!(status.success(), "prlimit failed");
+
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(connect(proxy.addr(), None).await);
+    }
+    let resp = Conn::open(proxy.addr())
+        .await
+        .try_send(Req::get(&url))
+        .await
+        .unwrap_or_else(|e| panic!("a client after 20 silent ones, {limit} descriptors: {e}"));
+    assert_eq!(resp.status, 200);
+    let first = until_closed(&mut silent[0])
+        .await
+        .unwrap_or_else(|e| panic!("the oldest silent connection: {e}"));
+    assert!(first.is_empty());
+}

@@ -177,18 +177,25 @@ impl Activity {
         }
     }
 
-    /// Since when the connection has been idle between requests, if it is:
-    /// a keep-alive connection waiting for its next request.
-    pub fn idle_since(&self) -> Option<Instant> {
+    /// Where the connection stands in line to be closed when descriptors
+    /// run out, if it may be: first (0) keep-alive connections idle between
+    /// requests, by when they became idle; then (1) connections waiting
+    /// for a request head (nothing sent yet, or part of a head), by when
+    /// they began waiting. Never one with a request in flight or a tunnel.
+    pub fn eviction_rank(&self) -> Option<(u8, Instant)> {
         let s = self.lock();
         // One already asked to close is on its way out.
-        if s.in_flight || s.tunnel || s.head_started.is_some() || s.evict {
+        if s.in_flight || s.tunnel || s.evict {
             return None;
         }
-        s.idle_since
+        Some(match (s.idle_since, s.head_started) {
+            (Some(idle), None) => (0, idle),
+            (_, Some(started)) => (1, started),
+            (None, None) => (1, s.accepted),
+        })
     }
 
-    /// Closes the connection if it is still idle between requests.
+    /// Closes the connection if it is still waiting for a request.
     pub fn evict(&self) {
         let mut s = self.lock();
         s.evict = true;
@@ -227,10 +234,11 @@ impl Activity {
         }
     }
 
-    /// Whether the connection was asked to close and is idle.
+    /// Whether the connection was asked to close and is still waiting for
+    /// a request.
     pub(super) fn evicted(&self) -> bool {
         let s = self.lock();
-        s.evict && !s.in_flight && !s.tunnel && s.head_started.is_none()
+        s.evict && !s.in_flight && !s.tunnel
     }
 
     fn park(&self, waker: &Waker) {
@@ -701,15 +709,20 @@ mod tests {
         tokio::time::advance(Duration::from_secs(5)).await;
         a.response_ended();
         let idle = Instant::now();
-        assert_eq!(a.idle_since(), Some(idle));
+        assert_eq!(a.eviction_rank(), Some((0, idle)));
         assert_eq!(deadline(idle), Some((idle + t.idle, Expiry::Quiet)));
         tokio::time::advance(Duration::from_secs(1)).await;
         a.note_bytes();
         let second = Instant::now();
-        assert_eq!(a.idle_since(), None, "a request is arriving");
+        assert_eq!(
+            a.eviction_rank(),
+            Some((1, second)),
+            "a request is arriving"
+        );
         assert_eq!(deadline(second), Some((second + t.request, Expiry::Quiet)));
         a.request_started(false);
         assert_eq!(deadline(second), None);
+        assert_eq!(a.eviction_rank(), None, "a request in flight");
         a.tunnel_opened();
         a.response_ended();
         assert_eq!(deadline(second), None, "tunnels are not timed");

@@ -10,9 +10,12 @@
 //! current when the connection is accepted, so after a reload new
 //! connections use the new values.
 //!
-//! When accepting fails for want of file descriptors, the connections
-//! idle longest between requests are closed to make room (as Squid does),
-//! and the shortage is logged at most once per [`SHORTAGE_LOG_EVERY`].
+//! When accepting fails for want of file descriptors, connections waiting
+//! for a request are closed to make room: keep-alive connections idle
+//! longest first, then those waiting longest for a request head (which
+//! otherwise hold their descriptor for `request_start_timeout` or
+//! `request_timeout`, 5 minutes). The shortage is logged at most once per
+//! [`SHORTAGE_LOG_EVERY`].
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -54,7 +57,7 @@ pub struct ConnInfo {
 
 /// At most one line about a descriptor shortage per this long.
 pub const SHORTAGE_LOG_EVERY: Duration = Duration::from_secs(10);
-/// Idle connections closed at a time when descriptors run out: a new
+/// Waiting connections closed at a time when descriptors run out: a new
 /// client may need one for itself and one for its server.
 const EVICT_BATCH: usize = 8;
 /// How long to wait before accepting again after a failure.
@@ -124,20 +127,21 @@ impl Drop for Registered {
     }
 }
 
-/// Asks the `n` connections idle longest between requests to close; how
-/// many were asked.
-fn evict_idle(registry: &Registry, n: usize) -> usize {
-    let mut idle: Vec<(Instant, Arc<Activity>)> = lock(registry)
+/// Asks `n` connections waiting for a request to close: those idle longest
+/// between requests first, then those waiting longest for their request
+/// ([`Activity::eviction_rank`]); how many were asked.
+fn evict_waiting(registry: &Registry, n: usize) -> usize {
+    let mut waiting: Vec<((u8, Instant), Arc<Activity>)> = lock(registry)
         .open
         .values()
-        .filter_map(|a| a.idle_since().map(|since| (since, Arc::clone(a))))
+        .filter_map(|a| a.eviction_rank().map(|rank| (rank, Arc::clone(a))))
         .collect();
-    idle.sort_by_key(|(since, _)| *since);
-    idle.truncate(n);
-    for (_, a) in &idle {
+    waiting.sort_by_key(|(rank, _)| *rank);
+    waiting.truncate(n);
+    for (_, a) in &waiting {
         a.evict();
     }
-    idle.len()
+    waiting.len()
 }
 
 /// Whether an accept error means the process or system is out of
@@ -168,7 +172,7 @@ impl ShortageLog {
         };
         if out_of_descriptors(e) {
             tracing::warn!(
-                "accept failed, out of file descriptors: {e}; closed {evicted} idle keep-alive connections to make room{also}"
+                "accept failed, out of file descriptors: {e}; closed {evicted} connections waiting for a request to make room{also}"
             );
         } else {
             tracing::warn!("accept failed: {e}{also}");
@@ -219,7 +223,7 @@ pub async fn serve(
                         }
                         Err(e) => {
                             let evicted = if out_of_descriptors(&e) {
-                                evict_idle(&registry, EVICT_BATCH)
+                                evict_waiting(&registry, EVICT_BATCH)
                             } else {
                                 0
                             };
@@ -346,16 +350,18 @@ mod tests {
             .into_iter()
             .map(|a| Registered::new(&registry, Arc::clone(a)))
             .collect();
-        assert_eq!(evict_idle(&registry, 2), 2);
+        assert_eq!(evict_waiting(&registry, 2), 2);
         assert!(
             idle[0].evicted() && idle[1].evicted(),
             "the two idle longest"
         );
         assert!(!idle[2].evicted());
         assert!(!busy.evicted(), "a request in flight is never cut");
-        assert!(!never_asked.evicted(), "only keep-alive connections");
-        assert_eq!(evict_idle(&registry, 8), 1, "not the same ones again");
+        assert!(!never_asked.evicted(), "keep-alive connections first");
+        assert_eq!(evict_waiting(&registry, 2), 2, "not the same ones again");
         assert!(idle[2].evicted());
+        assert!(never_asked.evicted(), "then those waiting for a request");
+        assert_eq!(evict_waiting(&registry, 8), 0);
         drop(held);
         assert!(lock(&registry).open.is_empty(), "ended connections leave");
     }
