@@ -24,10 +24,10 @@
 //! incomplete, `request_timeout` (from the accept for the first request,
 //! from its first byte for later ones); between requests,
 //! `client_idle_pconn_timeout`; while the proxy waits for more of a request
-//! body, `read_timeout`. A connection that waits too long
-//! for a request is closed quietly (as Squid does); a stalled body is a
-//! read error, which ends the request and the connection. Tunnels
-//! (CONNECT) are not timed here.
+//! body, `read_timeout`. A connection that waits too long for a request is
+//! closed quietly (as Squid does); a stalled body is a read error, which
+//! ends the request and the connection. Tunnels (CONNECT) are not timed
+//! here.
 
 use std::future::Future;
 use std::io;
@@ -62,7 +62,7 @@ pub struct ClientTimeouts {
     pub request: Duration,
     /// `client_idle_pconn_timeout`: between requests.
     pub idle: Duration,
-    /// `read_timeout`: for each read of a request body.
+    /// `read_timeout`: while the proxy waits for more of a request body.
     pub read: Duration,
 }
 
@@ -85,7 +85,8 @@ struct ActivityState {
     idle_since: Option<Instant>,
     /// When the request head being read began, once it has.
     head_started: Option<Instant>,
-    /// Close the connection if it is idle (descriptors are short).
+    /// Close the connection while it waits for a request (descriptors are
+    /// short).
     evict: bool,
     /// The task reading the connection, to wake on changes.
     reader: Option<Waker>,
@@ -172,7 +173,9 @@ impl Activity {
         s.in_flight = false;
         s.body_open = false;
         s.idle_since = Some(Instant::now());
-        if let Some(w) = s.reader.take() {
+        let reader = s.reader.take();
+        drop(s);
+        if let Some(w) = reader {
             w.wake();
         }
     }
@@ -199,7 +202,9 @@ impl Activity {
     pub fn evict(&self) {
         let mut s = self.lock();
         s.evict = true;
-        if let Some(w) = s.reader.take() {
+        let reader = s.reader.take();
+        drop(s);
+        if let Some(w) = reader {
             w.wake();
         }
     }

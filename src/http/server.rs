@@ -62,6 +62,9 @@ pub const SHORTAGE_LOG_EVERY: Duration = Duration::from_secs(10);
 const EVICT_BATCH: usize = 8;
 /// How long to wait before accepting again after a failure.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// How long closing connections get to release their descriptors before
+/// the next accept (closing one takes well under this).
+const EVICTION_PAUSE: Duration = Duration::from_millis(10);
 
 /// The client timeouts a configuration asks for.
 fn client_timeouts(config: &Config) -> ClientTimeouts {
@@ -231,7 +234,7 @@ pub async fn serve(
                             // Let the evicted connections close (or, with
                             // none to close, do not spin).
                             tokio::time::sleep(if evicted > 0 {
-                                Duration::from_millis(1)
+                                EVICTION_PAUSE
                             } else {
                                 ACCEPT_BACKOFF
                             })
@@ -335,6 +338,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_longest_idle_connections_are_evicted_first() {
         let registry: Registry = Arc::default();
+        // Waiting longest of all, but for its first request: after the
+        // keep-alive ones all the same.
+        let never_asked = Activity::new();
         let busy = Activity::new();
         busy.request_started(false);
         let mut idle = Vec::new();
@@ -345,7 +351,6 @@ mod tests {
             idle.push(a);
             tokio::time::advance(Duration::from_secs(1)).await;
         }
-        let never_asked = Activity::new();
         let held: Vec<Registered> = [&busy, &idle[2], &idle[0], &idle[1], &never_asked]
             .into_iter()
             .map(|a| Registered::new(&registry, Arc::clone(a)))
