@@ -15,7 +15,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::{connect, read_head, Conf, Conn, Cuttle, Origin, Reply, Req, WAIT};
+use support::{connect, echo_server, read_head, Conf, Conn, Cuttle, Origin, Reply, Req, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -95,6 +95,44 @@ async fn an_idle_keep_alive_connection_is_closed_after_client_idle_pconn_timeout
         b"hello",
         "only the body, then the close"
     );
+}
+
+/// Every client timeout at a second: what is in flight is not cut. A
+/// reply that takes three seconds (its origin never silent for a second)
+/// arrives whole, and a CONNECT tunnel left quiet for two seconds still
+/// carries bytes.
+#[tokio::test]
+async fn replies_in_flight_and_tunnels_are_not_cut_by_client_timeouts() {
+    let origin = Origin::start().await;
+    origin.route("/slow", |_| {
+        Reply::ok(vec![b'x'; 10]).pieces(10, Duration::from_millis(300))
+    });
+    let echo = echo_server().await;
+    let proxy = Cuttle::start(
+        &Conf::new()
+            .access(&["http_access allow all"])
+            .extra("request_start_timeout 1 second")
+            .extra("request_timeout 1 second")
+            .extra("client_idle_pconn_timeout 1 second")
+            .extra("read_timeout 1 second"),
+    );
+    let resp = Req::get(&origin.url("/slow")).send(&proxy).await;
+    assert_eq!((resp.status, resp.text()), (200, "x".repeat(10)));
+
+    let mut s = connect(proxy.addr(), None).await;
+    s.write_all(format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let (head, _) = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    s.write_all(b"still there?").await.expect("write");
+    let mut back = [0u8; 12];
+    tokio::time::timeout(WAIT, s.read_exact(&mut back))
+        .await
+        .expect("echo in time")
+        .expect("the tunnel is open");
+    assert_eq!(&back, b"still there?");
 }
 
 /// An origin that answers at once, never reads the request body, and
