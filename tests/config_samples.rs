@@ -531,20 +531,24 @@ fn wikimedia_labs_upload() {
         "wikimedia-labs-upload.conf:96: warning: client_db: Squid directive not used by cuttle yet"
     ));
     assert!(has("wikimedia-labs-upload.conf:69: warning: cache_dir: type aufs is kept in cuttle's own memory-mapped format"));
-    // 24: the five url_regex/urlpath_regex ACLs (145-156) no longer warn,
-    // nor do read_timeout (52), read_ahead_gap (59) and cache_mgr, which
-    // cuttle now uses.
-    assert_eq!(warnings.len(), 24, "{warnings:#?}");
+    // 22: the five url_regex/urlpath_regex ACLs (145-156) no longer warn,
+    // nor do read_timeout (52), read_ahead_gap (59), cache_mgr,
+    // request_header_max_size (41) and request_timeout (53), which cuttle
+    // now uses.
+    assert_eq!(warnings.len(), 22, "{warnings:#?}");
     assert_eq!(c.read_timeout.value, Duration::from_secs(60));
     assert_eq!(c.read_ahead_gap.value, 64 * 1024);
+    assert_eq!(c.request_timeout.value, Duration::from_secs(60));
+    assert_eq!(c.client_idle_pconn_timeout.value, Duration::from_secs(600));
+    assert_eq!(c.request_header_max_size.value, 15 * 1024);
     // The untyped directives are kept in order for later use.
     let first: Vec<&str> = c.other.iter().take(3).map(|o| o.name.as_str()).collect();
     assert_eq!(
         first,
         [
-            "request_header_max_size",
             "uri_whitespace",
-            "request_body_max_size"
+            "request_body_max_size",
+            "half_closed_clients"
         ]
     );
 }

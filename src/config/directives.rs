@@ -280,6 +280,19 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "shutdown_lifetime" => time_setting(ctx, line, SECONDS, |c| &mut c.shutdown_lifetime),
         "connect_timeout" => time_setting(ctx, line, SECONDS, |c| &mut c.connect_timeout),
         "read_timeout" => time_setting(ctx, line, SECONDS, |c| &mut c.read_timeout),
+        "request_start_timeout" => {
+            time_setting(ctx, line, SECONDS, |c| &mut c.request_start_timeout)
+        }
+        "request_timeout" => time_setting(ctx, line, SECONDS, |c| &mut c.request_timeout),
+        "client_idle_pconn_timeout" => {
+            time_setting(ctx, line, SECONDS, |c| &mut c.client_idle_pconn_timeout)
+        }
+        "request_header_max_size" => size_setting(ctx, line, SizeUnit::Bytes, |c| {
+            &mut c.request_header_max_size
+        }),
+        "reply_header_max_size" => {
+            size_setting(ctx, line, SizeUnit::Bytes, |c| &mut c.reply_header_max_size)
+        }
         "forwarded_for" => forwarded_for_setting(ctx, line),
         "configuration_includes_quoted_values" => {
             onoff_setting(ctx, line, |c| &mut c.configuration_includes_quoted_values)
@@ -397,6 +410,11 @@ fn is_typed(name: &str) -> bool {
         "shutdown_lifetime",
         "connect_timeout",
         "read_timeout",
+        "request_start_timeout",
+        "request_timeout",
+        "client_idle_pconn_timeout",
+        "request_header_max_size",
+        "reply_header_max_size",
         "forwarded_for",
         "configuration_includes_quoted_values",
         "cachemgr_passwd",
@@ -832,6 +850,32 @@ mod tests {
             l.diagnostics
         );
         assert_eq!(l.config.read_ahead_gap.value, 64 * 1024);
+    }
+
+    #[test]
+    fn client_connection_limits() {
+        let d = Config::default();
+        assert_eq!(d.request_start_timeout.value, Duration::from_secs(300));
+        assert_eq!(d.request_timeout.value, Duration::from_secs(300));
+        assert_eq!(d.client_idle_pconn_timeout.value, Duration::from_secs(120));
+        assert_eq!(d.request_header_max_size.value, 64 * 1024);
+        assert_eq!(d.reply_header_max_size.value, 64 * 1024);
+        let l = load(
+            "request_start_timeout 1 second\nrequest_timeout 2 minutes\n\
+             persistent_request_timeout 30 seconds\nrequest_header_max_size 8 KB\n\
+             reply_header_max_size 1 MB\n",
+        );
+        assert!(!l.has_errors());
+        // Only the old name persistent_request_timeout is worth a word.
+        assert_eq!(l.warnings().count(), 1, "{:?}", l.diagnostics);
+        assert_eq!(l.config.request_start_timeout.value, Duration::from_secs(1));
+        assert_eq!(l.config.request_timeout.value, Duration::from_secs(120));
+        assert_eq!(
+            l.config.client_idle_pconn_timeout.value,
+            Duration::from_secs(30)
+        );
+        assert_eq!(l.config.request_header_max_size.value, 8 * 1024);
+        assert_eq!(l.config.reply_header_max_size.value, 1024 * 1024);
     }
 
     #[test]

@@ -290,8 +290,25 @@ pub struct Config {
     pub shutdown_lifetime: Setting<Duration>,
     /// `connect_timeout`: how long to wait for a server's TCP handshake.
     pub connect_timeout: Setting<Duration>,
-    /// `read_timeout`: how long a server may stay silent.
+    /// `read_timeout`: how long a server may stay silent, and a client
+    /// that is sending a request body.
     pub read_timeout: Setting<Duration>,
+
+    // -- client connections
+    /// `request_start_timeout`: how long a new connection may wait before
+    /// its first byte.
+    pub request_start_timeout: Setting<Duration>,
+    /// `request_timeout`: how long after the connection's start (or, on a
+    /// kept-alive connection, the next request's first byte) the request
+    /// head must be complete.
+    pub request_timeout: Setting<Duration>,
+    /// `client_idle_pconn_timeout`: how long a kept-alive connection may
+    /// wait for its next request.
+    pub client_idle_pconn_timeout: Setting<Duration>,
+    /// `request_header_max_size`: bytes of a request's line and fields.
+    pub request_header_max_size: Setting<u64>,
+    /// `reply_header_max_size`: bytes of a server reply's line and fields.
+    pub reply_header_max_size: Setting<u64>,
     /// `forwarded_for`: what to do with X-Forwarded-For.
     pub forwarded_for: Setting<ForwardedFor>,
     pub configuration_includes_quoted_values: Setting<bool>,
@@ -385,6 +402,11 @@ impl Default for Config {
             shutdown_lifetime: Setting::default_value(Duration::from_secs(30)),
             connect_timeout: Setting::default_value(Duration::from_secs(60)),
             read_timeout: Setting::default_value(Duration::from_secs(15 * 60)),
+            request_start_timeout: Setting::default_value(Duration::from_secs(5 * 60)),
+            request_timeout: Setting::default_value(Duration::from_secs(5 * 60)),
+            client_idle_pconn_timeout: Setting::default_value(Duration::from_secs(2 * 60)),
+            request_header_max_size: Setting::default_value(64 * 1024),
+            reply_header_max_size: Setting::default_value(64 * 1024),
             forwarded_for: Setting::default_value(ForwardedFor::On),
             configuration_includes_quoted_values: Setting::default_value(false),
             cachemgr_passwd: Vec::new(),

@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 
+use super::client_io::IncomingBody;
 use super::collapse::{Event, Reader};
 use crate::upstream::{PooledBody, RequestBodyError};
 
@@ -122,20 +123,20 @@ pub fn transfer_coding_supported(headers: &http::HeaderMap) -> bool {
 /// test.
 #[derive(Clone)]
 pub struct RequestBody {
-    slot: Arc<Mutex<Option<Incoming>>>,
+    slot: Arc<Mutex<Option<IncomingBody>>>,
     /// There was nothing to send: any attempt may send "it" again.
     empty: bool,
 }
 
 impl RequestBody {
-    pub fn new(body: Incoming) -> RequestBody {
+    pub fn new(body: IncomingBody) -> RequestBody {
         RequestBody {
             empty: body.is_end_stream(),
             slot: Arc::new(Mutex::new(Some(body))),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Incoming>> {
+    fn lock(&self) -> MutexGuard<'_, Option<IncomingBody>> {
         self.slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -156,7 +157,7 @@ impl RequestBody {
 /// One attempt's view of a [`RequestBody`]: takes it on the first read.
 pub struct BodyAttempt {
     shared: RequestBody,
-    taken: Option<Incoming>,
+    taken: Option<IncomingBody>,
 }
 
 impl BodyAttempt {

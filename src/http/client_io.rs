@@ -1,4 +1,7 @@
-//! A client connection as hyper reads it: counts the bytes clients send (`client_http.kbytes_in`) and makes Squid's cache manager URL parsable.
+//! A client connection as hyper reads it: counts the bytes clients send
+//! (`client_http.kbytes_in`), makes Squid's cache manager URL parsable,
+//! answers the HTTP/2 preface as Squid does, and closes connections that
+//! wait too long, with Squid's timeouts.
 //!
 //! `squidclient mgr:info` and the Prometheus squid exporter send
 //! `GET cache_object://HOST/info HTTP/1.0`. RFC 3986 allows no `_` in a
@@ -9,13 +12,34 @@
 //! recognises that spelling. Only the first request of a connection is
 //! looked at: those tools send one request per connection, and the
 //! manager's answer closes it, as Squid's does.
+//!
+//! An http_port speaks HTTP/1 only. A connection opening with the HTTP/2
+//! preface (`PRI * HTTP/2.0`) is handed to hyper as the HTTP/1.1 request
+//! `PRI *` with `Connection: close`, which the proxy answers 400
+//! ERR_INVALID_URL, as Squid 5.7 does; nothing after that line is read.
+//!
+//! The timeouts depend on what the connection is doing, which its service
+//! and bodies report to an [`Activity`]: before the first byte,
+//! `request_start_timeout` (from the accept); while a request head is
+//! incomplete, `request_timeout` (from the accept for the first request,
+//! from its first byte for later ones); between requests,
+//! `client_idle_pconn_timeout`; while the proxy waits for more of a request
+//! body, `read_timeout`. A connection that waits too long for a request is
+//! closed quietly (as Squid does); a stalled body is a read error, which
+//! ends the request and the connection. Tunnels (CONNECT) are not timed
+//! here.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
 
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 use crate::stats::Stats;
 
@@ -23,6 +47,316 @@ use crate::stats::Stats;
 const SQUID_SCHEME: &[u8] = b"cache_object:";
 /// Enough of a request line to decide: a method, a space, the scheme.
 const LOOKAHEAD: usize = 64;
+/// The first line of the HTTP/2 connection preface (RFC 9113, 3.4).
+const H2_PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0\r\n";
+/// What hyper is given instead: an HTTP/1 request the proxy refuses.
+const H2_PREFACE_AS_HTTP1: &[u8] = b"PRI * HTTP/1.1\r\nConnection: close\r\n\r\n";
+
+/// How long a client connection may wait, in each state (squid.conf's
+/// values when the connection was accepted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientTimeouts {
+    /// `request_start_timeout`: for the first byte.
+    pub request_start: Duration,
+    /// `request_timeout`: for a complete request head.
+    pub request: Duration,
+    /// `client_idle_pconn_timeout`: between requests.
+    pub idle: Duration,
+    /// `read_timeout`: while the proxy waits for more of a request body.
+    pub read: Duration,
+}
+
+#[derive(Debug)]
+struct ActivityState {
+    accepted: Instant,
+    /// Requests handed to the proxy so far.
+    requests: u64,
+    /// A request is being answered: its response has not ended.
+    in_flight: bool,
+    /// The request in flight has a body that has not been read to its end.
+    body_open: bool,
+    /// Since when the proxy has been waiting for more of that body. Only
+    /// then is a quiet client stalling it: when the proxy does not ask
+    /// (its server is slow to take the body), hyper does not read.
+    body_wanted_since: Option<Instant>,
+    /// The connection became a tunnel (CONNECT): bytes, not requests.
+    tunnel: bool,
+    /// When the last response ended.
+    idle_since: Option<Instant>,
+    /// When the request head being read began, once it has.
+    head_started: Option<Instant>,
+    /// Close the connection while it waits for a request (descriptors are
+    /// short).
+    evict: bool,
+    /// The task reading the connection, to wake on changes.
+    reader: Option<Waker>,
+}
+
+/// What a client connection is doing, shared by its reader ([`ClientIo`]),
+/// its service and the bodies of its requests and responses.
+#[derive(Debug)]
+pub struct Activity {
+    state: Mutex<ActivityState>,
+}
+
+/// Why a waiting read ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    /// No request, or an incomplete one: close quietly.
+    Quiet,
+    /// A request body stalled.
+    BodyStalled,
+}
+
+impl Activity {
+    pub fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            state: Mutex::new(ActivityState {
+                accepted: Instant::now(),
+                requests: 0,
+                in_flight: false,
+                body_open: false,
+                body_wanted_since: None,
+                tunnel: false,
+                idle_since: None,
+                head_started: None,
+                evict: false,
+                reader: None,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ActivityState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A request head was parsed and goes to the proxy.
+    pub fn request_started(&self, has_body: bool) {
+        let mut s = self.lock();
+        s.requests += 1;
+        s.in_flight = true;
+        s.body_open = has_body;
+        s.body_wanted_since = None;
+        s.idle_since = None;
+        s.head_started = None;
+    }
+
+    /// The request in flight became a tunnel.
+    pub fn tunnel_opened(&self) {
+        self.lock().tunnel = true;
+    }
+
+    fn body_ended(&self) {
+        let mut s = self.lock();
+        s.body_open = false;
+        s.body_wanted_since = None;
+    }
+
+    /// The proxy asked for more of the request body and must wait.
+    fn body_wanted(&self) {
+        self.lock()
+            .body_wanted_since
+            .get_or_insert_with(Instant::now);
+    }
+
+    /// The proxy got a piece of the request body.
+    fn body_delivered(&self) {
+        self.lock().body_wanted_since = None;
+    }
+
+    /// The response in flight was sent (or abandoned).
+    pub fn response_ended(&self) {
+        let mut s = self.lock();
+        if !s.in_flight {
+            return;
+        }
+        s.in_flight = false;
+        s.body_open = false;
+        s.idle_since = Some(Instant::now());
+        let reader = s.reader.take();
+        drop(s);
+        if let Some(w) = reader {
+            w.wake();
+        }
+    }
+
+    /// Where the connection stands in line to be closed when descriptors
+    /// run out, if it may be: first (0) keep-alive connections idle between
+    /// requests, by when they became idle; then (1) connections waiting
+    /// for a request head (nothing sent yet, or part of a head), by when
+    /// they began waiting. Never one with a request in flight or a tunnel.
+    pub fn eviction_rank(&self) -> Option<(u8, Instant)> {
+        let s = self.lock();
+        // One already asked to close is on its way out.
+        if s.in_flight || s.tunnel || s.evict {
+            return None;
+        }
+        Some(match (s.idle_since, s.head_started) {
+            (Some(idle), None) => (0, idle),
+            (_, Some(started)) => (1, started),
+            (None, None) => (1, s.accepted),
+        })
+    }
+
+    /// Closes the connection if it is still waiting for a request.
+    pub fn evict(&self) {
+        let mut s = self.lock();
+        s.evict = true;
+        let reader = s.reader.take();
+        drop(s);
+        if let Some(w) = reader {
+            w.wake();
+        }
+    }
+
+    /// Bytes arrived from the client.
+    fn note_bytes(&self) {
+        let mut s = self.lock();
+        if !s.in_flight && s.head_started.is_none() {
+            // Squid times the first request from the connection's start.
+            s.head_started = Some(if s.requests == 0 {
+                s.accepted
+            } else {
+                Instant::now()
+            });
+        }
+    }
+
+    /// When a read pending since `waiting_since` must end, and how.
+    fn deadline(&self, t: &ClientTimeouts, waiting_since: Instant) -> Option<(Instant, Expiry)> {
+        let s = self.lock();
+        if s.tunnel {
+            None
+        } else if s.in_flight {
+            let wanted = s.body_wanted_since.filter(|_| s.body_open)?;
+            Some((wanted.max(waiting_since) + t.read, Expiry::BodyStalled))
+        } else if let Some(started) = s.head_started {
+            Some((started + t.request, Expiry::Quiet))
+        } else if let Some(idle) = s.idle_since {
+            Some((idle + t.idle, Expiry::Quiet))
+        } else {
+            Some((s.accepted + t.request_start, Expiry::Quiet))
+        }
+    }
+
+    /// Whether the connection was asked to close and is still waiting for
+    /// a request.
+    pub(super) fn evicted(&self) -> bool {
+        let s = self.lock();
+        s.evict && !s.in_flight && !s.tunnel
+    }
+
+    fn park(&self, waker: &Waker) {
+        let mut s = self.lock();
+        match &s.reader {
+            Some(w) if w.will_wake(waker) => {}
+            _ => s.reader = Some(waker.clone()),
+        }
+    }
+}
+
+/// A client's request body as hyper delivers it; tells the connection's
+/// [`Activity`] when it has been read to its end (or given up).
+pub struct IncomingBody {
+    inner: Incoming,
+    activity: Option<Arc<Activity>>,
+}
+
+impl IncomingBody {
+    pub fn new(inner: Incoming, activity: Arc<Activity>) -> IncomingBody {
+        let activity = (!inner.is_end_stream()).then_some(activity);
+        IncomingBody { inner, activity }
+    }
+
+    fn ended(&mut self) {
+        if let Some(a) = self.activity.take() {
+            a.body_ended();
+        }
+    }
+}
+
+impl Drop for IncomingBody {
+    fn drop(&mut self) {
+        self.ended();
+    }
+}
+
+impl Body for IncomingBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) else {
+            if let Some(a) = &this.activity {
+                a.body_wanted();
+            }
+            return Poll::Pending;
+        };
+        if let Some(a) = &this.activity {
+            a.body_delivered();
+        }
+        if !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream() {
+            this.ended();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that tells the connection's [`Activity`] when it has
+/// been sent or abandoned.
+pub struct TrackedBody<B> {
+    inner: B,
+    activity: Arc<Activity>,
+}
+
+impl<B> TrackedBody<B> {
+    pub fn new(inner: B, activity: Arc<Activity>) -> TrackedBody<B> {
+        TrackedBody { inner, activity }
+    }
+}
+
+impl<B> Drop for TrackedBody<B> {
+    fn drop(&mut self) {
+        self.activity.response_ended();
+    }
+}
+
+impl<B: Body + Unpin> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.get_mut();
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        if !matches!(frame, Some(Ok(_))) {
+            this.activity.response_ended();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 enum State {
     /// Reading the start of the first request line.
@@ -30,42 +364,189 @@ enum State {
     /// Handing hyper what was read ahead, from this offset.
     Replaying(Vec<u8>, usize),
     Passing,
+    /// Handing hyper the stand-in for the HTTP/2 preface; nothing more is
+    /// read from the client after it.
+    Refusing(Vec<u8>, usize),
+    /// After the stand-in: the proxy's answer closes the connection.
+    Refused,
 }
 
 pub struct ClientIo<S> {
     inner: S,
     state: State,
     stats: Arc<Stats>,
+    activity: Arc<Activity>,
+    timeouts: ClientTimeouts,
+    /// Since when the read hyper is waiting on has been pending.
+    waiting_since: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> ClientIo<S> {
-    pub fn new(inner: S, stats: Arc<Stats>) -> ClientIo<S> {
+    pub fn new(
+        inner: S,
+        stats: Arc<Stats>,
+        activity: Arc<Activity>,
+        timeouts: ClientTimeouts,
+    ) -> ClientIo<S> {
         ClientIo {
             inner,
             state: State::Looking(Vec::new()),
             stats,
+            activity,
+            timeouts,
+            waiting_since: None,
+            timer: None,
         }
     }
 }
 
-/// Whether `head` (the start of a request) shows enough to decide, and
-/// where the `_` of a `cache_object:` target is, if it is one.
-fn decide(head: &[u8]) -> Option<Option<usize>> {
+/// What the start of a connection shows.
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    /// Not enough yet.
+    Wait,
+    /// An ordinary request: pass it on as it is.
+    Pass,
+    /// Squid's manager scheme; the `_` is at this offset.
+    SquidScheme(usize),
+    /// The HTTP/2 connection preface.
+    H2Preface,
+}
+
+/// What `head` (the start of a connection) is.
+fn decide(head: &[u8]) -> Decision {
+    let n = head.len().min(H2_PREFACE_LINE.len());
+    if head[..n] == H2_PREFACE_LINE[..n] {
+        return if n == H2_PREFACE_LINE.len() {
+            Decision::H2Preface
+        } else {
+            Decision::Wait
+        };
+    }
     let line_end = head.iter().position(|&b| b == b'\n');
+    let line_over = line_end.is_some() || head.len() >= LOOKAHEAD;
     let line = &head[..line_end.unwrap_or(head.len())];
     let Some(space) = line.iter().position(|&b| b == b' ') else {
         // No space yet: wait for more, unless the line is already over.
-        return (line_end.is_some() || head.len() >= LOOKAHEAD).then_some(None);
+        return if line_over {
+            Decision::Pass
+        } else {
+            Decision::Wait
+        };
     };
     let target = &line[space + 1..];
     let n = target.len().min(SQUID_SCHEME.len());
     if !target[..n].eq_ignore_ascii_case(&SQUID_SCHEME[..n]) {
-        return Some(None);
+        return Decision::Pass;
     }
     if n == SQUID_SCHEME.len() {
-        return Some(Some(space + 1 + 5));
+        return Decision::SquidScheme(space + 1 + 5);
     }
-    (line_end.is_some() || head.len() >= LOOKAHEAD).then_some(None)
+    if line_over {
+        Decision::Pass
+    } else {
+        Decision::Wait
+    }
+}
+
+impl<S: AsyncRead + Unpin> ClientIo<S> {
+    /// Reads from the client, counting the bytes.
+    fn poll_inner(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.stats.note_bytes_in(n as u64);
+            self.activity.note_bytes();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_states(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            match &mut self.state {
+                State::Passing => return self.poll_inner(cx, buf),
+                State::Replaying(held, at) | State::Refusing(held, at) => {
+                    let rest = held.get(*at..).unwrap_or(&[]);
+                    let n = rest.len().min(buf.remaining());
+                    buf.put_slice(&rest[..n]);
+                    *at += n;
+                    if *at >= held.len() {
+                        self.state = match self.state {
+                            State::Refusing(..) => State::Refused,
+                            _ => State::Passing,
+                        };
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                State::Refused => return Poll::Pending,
+                State::Looking(_) => {
+                    let mut chunk = [0u8; 4096];
+                    let mut read = ReadBuf::new(&mut chunk);
+                    ready!(self.poll_inner(cx, &mut read))?;
+                    let got = read.filled();
+                    let State::Looking(held) = &mut self.state else {
+                        continue;
+                    };
+                    held.extend_from_slice(got);
+                    let decision = if got.is_empty() {
+                        // The client closed: hand over what came.
+                        Decision::Pass
+                    } else {
+                        decide(held)
+                    };
+                    let mut held = match decision {
+                        Decision::Wait => continue,
+                        _ => std::mem::take(held),
+                    };
+                    self.state = match decision {
+                        Decision::H2Preface => State::Refusing(H2_PREFACE_AS_HTTP1.to_vec(), 0),
+                        _ if held.is_empty() => State::Passing,
+                        _ => {
+                            if let Decision::SquidScheme(i) = decision {
+                                if let Some(b) = held.get_mut(i) {
+                                    *b = b'-';
+                                }
+                            }
+                            State::Replaying(held, 0)
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    /// The read is pending: ends it when the connection has waited too
+    /// long in its state.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.activity.park(cx.waker());
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        let Some((at, expiry)) = self.activity.deadline(&self.timeouts, since) else {
+            self.timer = None;
+            return Poll::Pending;
+        };
+        let timer = match &mut self.timer {
+            Some(t) => {
+                if t.deadline() != at {
+                    t.as_mut().reset(at);
+                }
+                t
+            }
+            None => self.timer.insert(Box::pin(tokio::time::sleep_until(at))),
+        };
+        ready!(timer.as_mut().poll(cx));
+        self.timer = None;
+        self.waiting_since = None;
+        Poll::Ready(match expiry {
+            // End of input: hyper closes without an answer, as Squid does.
+            Expiry::Quiet => Ok(()),
+            Expiry::BodyStalled => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request body stalled for read_timeout",
+            )),
+        })
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
@@ -75,52 +556,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        loop {
-            match &mut this.state {
-                State::Passing => {
-                    let before = buf.filled().len();
-                    ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-                    let n = buf.filled().len() - before;
-                    this.stats.note_bytes_in(n as u64);
-                    return Poll::Ready(Ok(()));
-                }
-                State::Replaying(held, at) => {
-                    let rest = held.get(*at..).unwrap_or(&[]);
-                    let n = rest.len().min(buf.remaining());
-                    buf.put_slice(&rest[..n]);
-                    *at += n;
-                    if *at >= held.len() {
-                        this.state = State::Passing;
-                    }
-                    return Poll::Ready(Ok(()));
-                }
-                State::Looking(held) => {
-                    let mut chunk = [0u8; 4096];
-                    let mut read = ReadBuf::new(&mut chunk);
-                    ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
-                    let got = read.filled();
-                    this.stats.note_bytes_in(got.len() as u64);
-                    held.extend_from_slice(got);
-                    let decision = if got.is_empty() {
-                        // The client closed: hand over what came.
-                        Some(None)
-                    } else {
-                        decide(held)
-                    };
-                    if let Some(underscore) = decision {
-                        let mut held = std::mem::take(held);
-                        if let Some(i) = underscore {
-                            if let Some(b) = held.get_mut(i) {
-                                *b = b'-';
-                            }
-                        }
-                        this.state = if held.is_empty() {
-                            State::Passing
-                        } else {
-                            State::Replaying(held, 0)
-                        };
-                    }
-                }
+        if this.activity.evicted() {
+            return Poll::Ready(Ok(()));
+        }
+        match this.poll_states(cx, buf) {
+            Poll::Pending => this.poll_deadline(cx),
+            ready => {
+                this.waiting_since = None;
+                ready
             }
         }
     }
@@ -161,24 +604,41 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    const LONG: Duration = Duration::from_secs(3600);
+
+    fn timeouts() -> ClientTimeouts {
+        ClientTimeouts {
+            request_start: LONG,
+            request: LONG,
+            idle: LONG,
+            read: LONG,
+        }
+    }
+
     #[test]
     fn decides_on_the_request_line() {
         assert_eq!(
             decide(b"GET cache_object://h/info HTTP/1.0\r\n"),
-            Some(Some(9))
+            Decision::SquidScheme(9)
         );
-        assert_eq!(decide(b"GET CACHE_OBJECT://h/"), Some(Some(9)));
-        assert_eq!(decide(b"GET http://h/ HTTP/1.1\r\n"), Some(None));
-        assert_eq!(decide(b"GET cache_ob"), None, "not enough yet");
-        assert_eq!(decide(b"GE"), None);
-        assert_eq!(decide(b"GET /x\r\n"), Some(None));
+        assert_eq!(decide(b"GET CACHE_OBJECT://h/"), Decision::SquidScheme(9));
+        assert_eq!(decide(b"GET http://h/ HTTP/1.1\r\n"), Decision::Pass);
+        assert_eq!(decide(b"GET cache_ob"), Decision::Wait, "not enough yet");
+        assert_eq!(decide(b"GE"), Decision::Wait);
+        assert_eq!(decide(b"GET /x\r\n"), Decision::Pass);
+        assert_eq!(decide(b"PRI * HTTP/2"), Decision::Wait);
+        assert_eq!(
+            decide(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            Decision::H2Preface
+        );
+        assert_eq!(decide(b"PRI * HTTP/1.1\r\n"), Decision::Pass);
     }
 
     #[tokio::test]
     async fn rewrites_the_scheme_even_when_it_arrives_in_pieces() {
         let (mut client, server) = tokio::io::duplex(64);
         let stats = Arc::new(Stats::default());
-        let mut io = ClientIo::new(server, Arc::clone(&stats));
+        let mut io = ClientIo::new(server, Arc::clone(&stats), Activity::new(), timeouts());
         let request = b"GET cache_object://127.0.0.1/info HTTP/1.0\r\n\r\n";
         let writer = tokio::spawn(async move {
             for piece in request.chunks(5) {
@@ -192,5 +652,116 @@ mod tests {
         assert_eq!(&got, b"GET cache-object://127.0.0.1/info HTTP/1.0\r\n\r\n");
         assert_eq!(stats.bytes_in(), request.len() as u64);
         drop(writer.await);
+    }
+
+    #[tokio::test]
+    async fn the_http2_preface_becomes_a_closing_http1_request() {
+        let (mut client, server) = tokio::io::duplex(256);
+        let mut io = ClientIo::new(
+            server,
+            Arc::new(Stats::default()),
+            Activity::new(),
+            timeouts(),
+        );
+        client
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\x12\x04\0\0\0\0\0")
+            .await
+            .expect("write");
+        let mut got = vec![0u8; H2_PREFACE_AS_HTTP1.len()];
+        io.read_exact(&mut got).await.expect("read");
+        assert_eq!(got, H2_PREFACE_AS_HTTP1);
+        let mut more = [0u8; 1];
+        let next = tokio::time::timeout(Duration::from_millis(50), io.read(&mut more)).await;
+        assert!(next.is_err(), "nothing after the stand-in: {next:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_state_has_its_timeout() {
+        let t = ClientTimeouts {
+            request_start: Duration::from_secs(10),
+            request: Duration::from_secs(20),
+            idle: Duration::from_secs(30),
+            read: Duration::from_secs(40),
+        };
+        let a = Activity::new();
+        let start = Instant::now();
+        let deadline = |since| a.deadline(&t, since);
+        assert_eq!(
+            deadline(start),
+            Some((start + t.request_start, Expiry::Quiet))
+        );
+        a.note_bytes();
+        assert_eq!(deadline(start), Some((start + t.request, Expiry::Quiet)));
+        a.request_started(true);
+        let read_began = Instant::now();
+        assert_eq!(deadline(read_began), None, "the proxy wants no body yet");
+        a.body_wanted();
+        assert_eq!(
+            deadline(read_began),
+            Some((read_began + t.read, Expiry::BodyStalled))
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        a.body_delivered();
+        a.body_wanted();
+        let wanted = Instant::now();
+        assert_eq!(
+            deadline(read_began),
+            Some((wanted + t.read, Expiry::BodyStalled)),
+            "from when the proxy asked, when it asked after the read began"
+        );
+        a.body_ended();
+        assert_eq!(deadline(read_began), None, "waiting for the response");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        a.response_ended();
+        let idle = Instant::now();
+        assert_eq!(a.eviction_rank(), Some((0, idle)));
+        assert_eq!(deadline(idle), Some((idle + t.idle, Expiry::Quiet)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        a.note_bytes();
+        let second = Instant::now();
+        assert_eq!(
+            a.eviction_rank(),
+            Some((1, second)),
+            "a request is arriving"
+        );
+        assert_eq!(deadline(second), Some((second + t.request, Expiry::Quiet)));
+        a.request_started(false);
+        assert_eq!(deadline(second), None);
+        assert_eq!(a.eviction_rank(), None, "a request in flight");
+        a.tunnel_opened();
+        a.response_ended();
+        assert_eq!(deadline(second), None, "tunnels are not timed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_reads_as_closed_after_request_start_timeout() {
+        let (_client, server) = tokio::io::duplex(64);
+        let t = ClientTimeouts {
+            request_start: Duration::from_secs(10),
+            ..timeouts()
+        };
+        let mut io = ClientIo::new(server, Arc::new(Stats::default()), Activity::new(), t);
+        let mut buf = [0u8; 16];
+        let n = io.read(&mut buf).await.expect("a quiet end, not an error");
+        assert_eq!(n, 0);
+    }
+
+    #[tokio::test]
+    async fn an_evicted_idle_connection_reads_as_closed() {
+        let (_client, server) = tokio::io::duplex(64);
+        let a = Activity::new();
+        a.request_started(false);
+        a.response_ended();
+        let mut io = ClientIo::new(
+            server,
+            Arc::new(Stats::default()),
+            Arc::clone(&a),
+            timeouts(),
+        );
+        let mut buf = [0u8; 16];
+        let reading = tokio::spawn(async move { io.read(&mut buf).await.expect("read") });
+        tokio::task::yield_now().await;
+        a.evict();
+        assert_eq!(reading.await.expect("join"), 0);
     }
 }

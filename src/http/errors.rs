@@ -17,6 +17,8 @@ pub enum ErrorKind {
     ConnectFail,
     ReadTimeout,
     ReadError,
+    /// A server's reply head over reply_header_max_size.
+    TooBig,
     CannotForward,
     OnlyIfCachedMiss,
     ZeroSizeObject,
@@ -38,6 +40,7 @@ impl ErrorKind {
             ErrorKind::ConnectFail => "ERR_CONNECT_FAIL",
             ErrorKind::ReadTimeout => "ERR_READ_TIMEOUT",
             ErrorKind::ReadError => "ERR_READ_ERROR",
+            ErrorKind::TooBig => "ERR_TOO_BIG",
             ErrorKind::CannotForward => "ERR_CANNOT_FORWARD",
             ErrorKind::OnlyIfCachedMiss => "ERR_ONLY_IF_CACHED_MISS",
             ErrorKind::ZeroSizeObject => "ERR_ZERO_SIZE_OBJECT",
@@ -56,7 +59,9 @@ impl ErrorKind {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ErrorKind::ReadTimeout | ErrorKind::OnlyIfCachedMiss => StatusCode::GATEWAY_TIMEOUT,
-            ErrorKind::ReadError | ErrorKind::ZeroSizeObject => StatusCode::BAD_GATEWAY,
+            ErrorKind::ReadError | ErrorKind::TooBig | ErrorKind::ZeroSizeObject => {
+                StatusCode::BAD_GATEWAY
+            }
             ErrorKind::CacheMgrAccessDenied => StatusCode::UNAUTHORIZED,
             ErrorKind::NoSuchMgrPage => StatusCode::NOT_FOUND,
         }
@@ -73,6 +78,7 @@ impl ErrorKind {
             ErrorKind::ConnectFail => "The server did not accept a connection.",
             ErrorKind::ReadTimeout => "The server did not answer in time.",
             ErrorKind::ReadError => "The connection to the server broke while reading its answer.",
+            ErrorKind::TooBig => "The server's reply header is larger than this cache accepts.",
             ErrorKind::CannotForward => "No route to the server could be found.",
             ErrorKind::OnlyIfCachedMiss => "The object is not in the cache and only-if-cached was requested.",
             ErrorKind::ZeroSizeObject => "The server closed the connection without sending any data.",
@@ -161,6 +167,7 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(ErrorKind::ReadError.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(ErrorKind::TooBig.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(ErrorKind::AccessDenied.status(), StatusCode::FORBIDDEN);
     }
 }

@@ -15,10 +15,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use hyper_util::rt::TokioIo;
 
 use super::body::{transfer_coding_supported, ClientBody, ProxyBody, RequestBody};
+use super::client_io::IncomingBody;
 use super::collapse::{Collapser, Event, Failure, Head, Leader, Role, Window};
 use super::errors::{self, ErrorKind};
 use super::hot::{HotCache, HotEntry};
@@ -144,6 +145,8 @@ impl Proxy {
         };
         let collapser = Collapser::new(fetch_window(&config));
         let neighbours = Arc::new(Neighbours::new(&config));
+        let upstream =
+            Upstream::new(timeouts).with_reply_header_max_size(config.reply_header_max_size.value);
         Proxy {
             hit_only,
             netdb,
@@ -151,7 +154,7 @@ impl Proxy {
             ..Proxy::assemble(
                 config,
                 store,
-                Upstream::new(timeouts),
+                upstream,
                 collapser,
                 logger,
                 Arc::default(),
@@ -164,6 +167,10 @@ impl Proxy {
     pub fn with_config(&self, config: Arc<Config>) -> Proxy {
         let neighbours = Arc::new(self.neighbours.reconfigure(&config));
         let collapser = self.collapser.with_window(fetch_window(&config));
+        let upstream = self
+            .upstream
+            .clone()
+            .with_reply_header_max_size(config.reply_header_max_size.value);
         Proxy {
             hit_only: Arc::clone(&self.hit_only),
             known_markers: Arc::clone(&self.known_markers),
@@ -172,7 +179,7 @@ impl Proxy {
             ..Proxy::assemble(
                 config,
                 Arc::clone(&self.store),
-                self.upstream.clone(),
+                upstream,
                 collapser,
                 self.logger.clone(),
                 Arc::clone(&self.refreshing),
@@ -276,7 +283,12 @@ impl Proxy {
         }
         let failed = matches!(
             error,
-            Some(FetchError::Dns { .. } | FetchError::Connect { .. } | FetchError::Read(_))
+            Some(
+                FetchError::Dns { .. }
+                    | FetchError::Connect { .. }
+                    | FetchError::Read(_)
+                    | FetchError::TooBig(_)
+            )
         );
         self.hit_only.note_forwarding(failed, unix_now());
     }
@@ -290,6 +302,7 @@ fn error_kind(e: &FetchError) -> ErrorKind {
         FetchError::Timeout => ErrorKind::ReadTimeout,
         FetchError::Read(_) => ErrorKind::ReadError,
         FetchError::RequestBody(_) => ErrorKind::InvalidRequest,
+        FetchError::TooBig(_) => ErrorKind::TooBig,
     }
 }
 
@@ -927,7 +940,7 @@ impl Proxy {
 pub async fn handle(
     proxy: Arc<Proxy>,
     conn: ConnInfo,
-    req: Request<Incoming>,
+    req: Request<IncomingBody>,
 ) -> Response<ClientBody> {
     let method = req.method().clone();
     let addressed = match manage::classify(&proxy, &conn, &method, req.uri(), req.headers()).await {
@@ -1065,7 +1078,7 @@ async fn tunnel(
     proxy: Arc<Proxy>,
     mut txn: Txn,
     target: Target,
-    req: Request<Incoming>,
+    req: Request<IncomingBody>,
 ) -> Response<ClientBody> {
     if txn.miss_denied {
         return proxy.forwarding_denied(txn.with(ResultTag::TcpTunnel));
@@ -1183,7 +1196,7 @@ async fn forward(
     proxy: Arc<Proxy>,
     mut txn: Txn,
     target: Target,
-    req: Request<Incoming>,
+    req: Request<IncomingBody>,
 ) -> Response<ClientBody> {
     if txn.miss_denied {
         return proxy.forwarding_denied(txn.with(ResultTag::TcpMiss));
@@ -1355,7 +1368,7 @@ async fn cached(
     proxy: Arc<Proxy>,
     mut txn: Txn,
     target: Target,
-    req: Request<Incoming>,
+    req: Request<IncomingBody>,
     looped: bool,
 ) -> Response<ClientBody> {
     let (parts, _body) = req.into_parts();

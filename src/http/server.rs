@@ -1,25 +1,42 @@
-//! Accepting connections on the http_ports: hyper 1 over tokio, HTTP/1
-//! only, with upgrades (CONNECT) and graceful shutdown together, as
-//! hyper-util's auto builder allows. Idle connections that sent nothing
-//! (Squid's liveness probes of its peers) are closed quietly. Each
-//! connection is read through [`ClientIo`] (bytes counted; Squid's
-//! `cache_object://` request line made parsable).
+//! Accepting connections on the http_ports: hyper 1's HTTP/1 server over
+//! tokio, with upgrades (CONNECT) and graceful shutdown. HTTP/1 only: no
+//! HTTP/2 code is built in (hyper-util's `auto` builder, used before,
+//! sniffed the HTTP/2 preface even when told `http1_only`, because
+//! `serve_connection_with_upgrades` ignores that setting).
+//!
+//! Each connection is read through [`ClientIo`] (bytes counted; Squid's
+//! `cache_object://` request line made parsable; the HTTP/2 preface
+//! refused; Squid's client timeouts). Limits come from the configuration
+//! current when the connection is accepted, so after a reload new
+//! connections use the new values.
+//!
+//! When accepting fails for want of file descriptors, connections waiting
+//! for a request are closed to make room: keep-alive connections idle
+//! longest first, then those waiting longest for a request head (which
+//! otherwise hold their descriptor for `request_start_timeout` or
+//! `request_timeout`, 5 minutes). The shortage is logged at most once per
+//! [`SHORTAGE_LOG_EVERY`].
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper::{Method, Request};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use super::client_io::ClientIo;
+use super::client_io::{Activity, ClientIo, ClientTimeouts, IncomingBody, TrackedBody};
 use super::proxy::{self, Proxy};
 use super::target::PortKind;
+use crate::config::Config;
+use crate::upstream::{header_field_limit, read_buffer_limit};
 
 /// One listening http_port.
 pub struct Listener {
@@ -38,6 +55,144 @@ pub struct ConnInfo {
     pub port_name: Arc<str>,
 }
 
+/// At most one line about a descriptor shortage per this long.
+pub const SHORTAGE_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Waiting connections closed at a time when descriptors run out: a new
+/// client may need one for itself and one for its server.
+const EVICT_BATCH: usize = 8;
+/// How long to wait before accepting again after a failure.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// How long closing connections get to release their descriptors before
+/// the next accept (closing one takes well under this).
+const EVICTION_PAUSE: Duration = Duration::from_millis(10);
+
+/// The client timeouts a configuration asks for.
+fn client_timeouts(config: &Config) -> ClientTimeouts {
+    ClientTimeouts {
+        request_start: config.request_start_timeout.value,
+        request: config.request_timeout.value,
+        idle: config.client_idle_pconn_timeout.value,
+        read: config.read_timeout.value,
+    }
+}
+
+/// The HTTP/1 server settings a configuration asks for.
+fn http1_builder(config: &Config) -> http1::Builder {
+    let header_max = usize::try_from(config.request_header_max_size.value).unwrap_or(usize::MAX);
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // ClientIo times the request head (request_timeout); hyper's own
+        // timer would also cut idle keep-alive connections.
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .max_header_size(header_max)
+        .max_headers(header_field_limit(header_max))
+        .max_buf_size(read_buffer_limit(header_max));
+    builder
+}
+
+/// The connections open now, to find idle ones when descriptors run out.
+#[derive(Default)]
+struct OpenConnections {
+    next: u64,
+    open: HashMap<u64, Arc<Activity>>,
+}
+
+type Registry = Arc<Mutex<OpenConnections>>;
+
+fn lock(registry: &Registry) -> std::sync::MutexGuard<'_, OpenConnections> {
+    registry.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Takes a connection off the registry when its task ends.
+struct Registered {
+    registry: Registry,
+    id: u64,
+}
+
+impl Registered {
+    fn new(registry: &Registry, activity: Arc<Activity>) -> Registered {
+        let mut r = lock(registry);
+        let id = r.next;
+        r.next += 1;
+        r.open.insert(id, activity);
+        Registered {
+            registry: Arc::clone(registry),
+            id,
+        }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        lock(&self.registry).open.remove(&self.id);
+    }
+}
+
+/// Asks `n` connections waiting for a request to close: those idle longest
+/// between requests first, then those waiting longest for their request
+/// ([`Activity::eviction_rank`]); how many were asked.
+fn evict_waiting(registry: &Registry, n: usize) -> usize {
+    let mut waiting: Vec<((u8, Instant), Arc<Activity>)> = lock(registry)
+        .open
+        .values()
+        .filter_map(|a| a.eviction_rank().map(|rank| (rank, Arc::clone(a))))
+        .collect();
+    waiting.sort_by_key(|(rank, _)| *rank);
+    waiting.truncate(n);
+    for (_, a) in &waiting {
+        a.evict();
+    }
+    waiting.len()
+}
+
+/// Whether an accept error means the process or system is out of
+/// descriptors.
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Logs accept failures at a bounded rate.
+struct ShortageLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl ShortageLog {
+    fn note(&mut self, e: &io::Error, evicted: usize) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < SHORTAGE_LOG_EVERY)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        let also = match self.suppressed {
+            0 => String::new(),
+            n => format!(" ({n} more failed accepts since the last report)"),
+        };
+        if out_of_descriptors(e) {
+            tracing::warn!(
+                "accept failed, out of file descriptors: {e}; closed {evicted} connections waiting for a request to make room{also}"
+            );
+        } else {
+            tracing::warn!("accept failed: {e}{also}");
+        }
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+/// Resolves when `stop` turns true; never when its sender is gone.
+async fn until_stopping(mut stop: watch::Receiver<bool>) {
+    let stopping = stop.wait_for(|stopping| *stopping).await.is_ok();
+    if !stopping {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Serves every listener until `shutdown` turns true, then stops accepting
 /// and waits up to `grace` for in-flight requests to finish.
 pub async fn serve(
@@ -46,14 +201,19 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
+    let registry: Registry = Arc::default();
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(1024);
     let mut accepters = Vec::new();
     for l in listeners {
         let tx = conn_tx.clone();
         let mut stop = shutdown.clone();
         let name: Arc<str> = Arc::from(l.name.as_str());
+        let registry = Arc::clone(&registry);
         accepters.push(tokio::spawn(async move {
+            let mut log = ShortageLog {
+                last: None,
+                suppressed: 0,
+            };
             loop {
                 tokio::select! {
                     accepted = l.listener.accept() => match accepted {
@@ -65,9 +225,20 @@ pub async fn serve(
                             }
                         }
                         Err(e) => {
-                            // Out of descriptors and the like: back off, do not spin.
-                            tracing::warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            let evicted = if out_of_descriptors(&e) {
+                                evict_waiting(&registry, EVICT_BATCH)
+                            } else {
+                                0
+                            };
+                            log.note(&e, evicted);
+                            // Let the evicted connections close (or, with
+                            // none to close, do not spin).
+                            tokio::time::sleep(if evicted > 0 {
+                                EVICTION_PAUSE
+                            } else {
+                                ACCEPT_BACKOFF
+                            })
+                            .await;
                         }
                     },
                     _ = stop.changed() => return,
@@ -77,31 +248,60 @@ pub async fn serve(
     }
     drop(conn_tx);
 
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(60))
-        .keep_alive(true);
-    let builder = Arc::new(builder);
-
+    // Every connection task holds a receiver: the sender's `closed()` is
+    // the moment the last one ended.
+    let (alive, _) = watch::channel(());
     loop {
         tokio::select! {
             next = conn_rx.recv() => {
                 let Some((stream, info)) = next else { break };
                 let _ = stream.set_nodelay(true);
-                let stream = ClientIo::new(stream, proxy.borrow().stats());
+                let current = Arc::clone(&proxy.borrow());
+                let config = current.config();
+                let activity = Activity::new();
+                let registered = Registered::new(&registry, Arc::clone(&activity));
+                let stream = ClientIo::new(
+                    stream,
+                    current.stats(),
+                    Arc::clone(&activity),
+                    client_timeouts(&config),
+                );
+                let builder = http1_builder(&config);
+                drop(current);
                 let proxy = proxy.clone();
                 let conn_info = info.clone();
-                let service = service_fn(move |req| {
+                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let proxy = Arc::clone(&proxy.borrow());
                     let info = conn_info.clone();
-                    async move { Ok::<_, Infallible>(proxy::handle(proxy, info, req).await) }
+                    let activity = Arc::clone(&activity);
+                    async move {
+                        let connect = req.method() == Method::CONNECT;
+                        activity.request_started(!hyper::body::Body::is_end_stream(req.body()));
+                        let req = req.map(|body| IncomingBody::new(body, Arc::clone(&activity)));
+                        let resp = proxy::handle(proxy, info, req).await;
+                        if connect && resp.status().is_success() {
+                            activity.tunnel_opened();
+                        }
+                        Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, activity)))
+                    }
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                let stop = shutdown.clone();
+                let alive = alive.subscribe();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let _registered = registered;
+                    let _alive = alive;
+                    let mut conn = std::pin::pin!(conn);
+                    let ended = tokio::select! {
+                        ended = conn.as_mut() => ended,
+                        () = until_stopping(stop) => {
+                            conn.as_mut().graceful_shutdown();
+                            conn.await
+                        }
+                    };
+                    if let Err(e) = ended {
                         tracing::debug!(client = %info.client, "connection ended: {e}");
                     }
                 });
@@ -113,10 +313,61 @@ pub async fn serve(
         a.abort();
     }
     tracing::info!("stopped accepting; waiting up to {grace:?} for requests in flight");
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, alive.closed()).await.is_err() {
         tracing::warn!("shutdown_lifetime passed with requests still in flight; closing them");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_out_of_descriptors_errors_evict() {
+        assert!(out_of_descriptors(&io::Error::from_raw_os_error(
+            libc::EMFILE
+        )));
+        assert!(out_of_descriptors(&io::Error::from_raw_os_error(
+            libc::ENFILE
+        )));
+        assert!(!out_of_descriptors(&io::Error::from_raw_os_error(
+            libc::ECONNABORTED
+        )));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_longest_idle_connections_are_evicted_first() {
+        let registry: Registry = Arc::default();
+        // Waiting longest of all, but for its first request: after the
+        // keep-alive ones all the same.
+        let never_asked = Activity::new();
+        let busy = Activity::new();
+        busy.request_started(false);
+        let mut idle = Vec::new();
+        for _ in 0..3 {
+            let a = Activity::new();
+            a.request_started(false);
+            a.response_ended();
+            idle.push(a);
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        let held: Vec<Registered> = [&busy, &idle[2], &idle[0], &idle[1], &never_asked]
+            .into_iter()
+            .map(|a| Registered::new(&registry, Arc::clone(a)))
+            .collect();
+        assert_eq!(evict_waiting(&registry, 2), 2);
+        assert!(
+            idle[0].evicted() && idle[1].evicted(),
+            "the two idle longest"
+        );
+        assert!(!idle[2].evicted());
+        assert!(!busy.evicted(), "a request in flight is never cut");
+        assert!(!never_asked.evicted(), "keep-alive connections first");
+        assert_eq!(evict_waiting(&registry, 2), 2, "not the same ones again");
+        assert!(idle[2].evicted());
+        assert!(never_asked.evicted(), "then those waiting for a request");
+        assert_eq!(evict_waiting(&registry, 8), 0);
+        drop(held);
+        assert!(lock(&registry).open.is_empty(), "ended connections leave");
     }
 }

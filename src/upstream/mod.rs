@@ -39,6 +39,9 @@ pub enum FetchError {
     /// malformed or cut-short body, its error (ERR_INVALID_REQ), which
     /// says nothing about the server.
     RequestBody(String),
+    /// The server's reply head was over `reply_header_max_size`
+    /// (Squid's 502 ERR_TOO_BIG).
+    TooBig(String),
 }
 
 /// The error a request body given to [`Upstream::send`] fails with when it
@@ -57,7 +60,7 @@ impl std::fmt::Display for RequestBodyError {
 impl std::error::Error for RequestBodyError {}
 
 /// A failed exchange, in Squid's terms: the request body's own failure if
-/// that is what stopped it, else a read error.
+/// that is what stopped it, else what [`read_error`] makes of it.
 fn classify(e: hyper::Error) -> FetchError {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
     while let Some(c) = cause {
@@ -66,7 +69,7 @@ fn classify(e: hyper::Error) -> FetchError {
         }
         cause = c.source();
     }
-    FetchError::Read(e.to_string())
+    read_error(&e)
 }
 
 impl std::fmt::Display for FetchError {
@@ -79,11 +82,21 @@ impl std::fmt::Display for FetchError {
             FetchError::RequestBody(reason) => {
                 write!(f, "the client's request body could not be read: {reason}")
             }
+            FetchError::TooBig(reason) => write!(f, "reply too big: {reason}"),
         }
     }
 }
 
 impl std::error::Error for FetchError {}
+
+/// A failure to get a reply head, in Squid's terms.
+fn read_error(e: &hyper::Error) -> FetchError {
+    if e.is_parse_too_large() {
+        FetchError::TooBig(e.to_string())
+    } else {
+        FetchError::Read(e.to_string())
+    }
+}
 
 /// In the extensions of a response that came over a new connection (not
 /// one from the pool): how long its TCP handshake with the server took,
@@ -133,6 +146,9 @@ pub struct Counters {
 pub struct Upstream<B> {
     pool: Arc<Pool<B>>,
     timeouts: Timeouts,
+    /// `reply_header_max_size`: bytes of a reply's status line and fields;
+    /// a larger head is a read error (Squid's 502).
+    reply_header_max: usize,
     counters: Arc<Counters>,
 }
 
@@ -141,6 +157,7 @@ impl<B> Clone for Upstream<B> {
         Upstream {
             pool: Arc::clone(&self.pool),
             timeouts: self.timeouts,
+            reply_header_max: self.reply_header_max,
             counters: Arc::clone(&self.counters),
         }
     }
@@ -149,6 +166,13 @@ impl<B> Clone for Upstream<B> {
 impl<B> Upstream<B> {
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The same client (pool, counters) with another
+    /// `reply_header_max_size`, for connections made from now on.
+    pub fn with_reply_header_max_size(mut self, bytes: u64) -> Self {
+        self.reply_header_max = usize::try_from(bytes).unwrap_or(usize::MAX);
+        self
     }
 }
 
@@ -175,6 +199,33 @@ fn response_head_size<B>(resp: &Response<B>) -> u64 {
     (line + fields + 2) as u64
 }
 
+// Limits of hyper's HTTP/1 parser, for replies here and for requests in
+// the proxy server.
+
+/// hyper's default read buffer limit (about 400 KB); raised when a
+/// request header may be larger.
+const HYPER_DEFAULT_MAX_BUF: usize = 8192 + 4096 * 100;
+/// The shortest header field line ("a:" and a bare LF, which hyper
+/// accepts): the field count that cannot bind before a byte limit does.
+const SHORTEST_FIELD: usize = 3;
+/// hyper also wants a field count; this many fill Squid's default 64 KB of
+/// head and cost hyper 1.4 MB of parser space per head (64 bytes a field).
+const MAX_HEADER_FIELDS: usize = DEFAULT_HEADER_MAX_SIZE as usize / SHORTEST_FIELD + 1;
+
+/// hyper's field count for a header of at most `bytes`: never the limit
+/// that binds first, up to [`MAX_HEADER_FIELDS`].
+pub fn header_field_limit(bytes: usize) -> usize {
+    (bytes / SHORTEST_FIELD + 1).min(MAX_HEADER_FIELDS)
+}
+
+/// hyper's read buffer limit for a header of at most `bytes`.
+pub fn read_buffer_limit(bytes: usize) -> usize {
+    HYPER_DEFAULT_MAX_BUF.max(bytes.saturating_add(8192))
+}
+
+/// Squid's default `reply_header_max_size` (and `request_header_max_size`).
+pub const DEFAULT_HEADER_MAX_SIZE: u64 = 64 * 1024;
+
 /// Idle connections kept per server.
 const MAX_IDLE_PER_SERVER: usize = 32;
 
@@ -189,6 +240,7 @@ where
                 idle: Mutex::new(HashMap::new()),
             }),
             timeouts,
+            reply_header_max: DEFAULT_HEADER_MAX_SIZE as usize,
             counters: Arc::default(),
         }
     }
@@ -378,7 +430,9 @@ where
     ) -> Result<(Sender<B>, Duration), FetchError> {
         let (stream, addr, handshake) = self.connect_timed(host, port, local, timeout).await?;
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .max_buf_size(READ_BUFFER)
+            .max_header_size(self.reply_header_max)
+            .max_headers(header_field_limit(self.reply_header_max))
+            .max_buf_size(READ_BUFFER.max(self.reply_header_max.saturating_add(8192)))
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| FetchError::Connect {
@@ -397,7 +451,8 @@ where
 /// What hyper's read buffer for a server grows to (its default is
 /// 408 KiB), so about the most one read takes. A body chunk is a view of
 /// that buffer and keeps its allocation alive while a fetch's read-ahead
-/// window holds it: this bounds the memory a stalled client costs.
+/// window holds it: this bounds the memory a stalled client costs. Raised
+/// to hold a reply head of `reply_header_max_size` when that is larger.
 const READ_BUFFER: usize = 64 * 1024;
 
 /// Connects to `addr`, first binding `local` when it is of the same family
@@ -567,5 +622,63 @@ mod tests {
             "reused"
         );
         assert_eq!(resp.extensions().get::<NewConnection>(), None);
+    }
+
+    /// Answers the first request of each connection with `reply`.
+    async fn replying(reply: Vec<u8>) -> u16 {
+        let listener = tokio::net::TcpListener::bind(("127.0.8.2", 0))
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let reply = reply.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                    }
+                    let _ = s.write_all(&reply).await;
+                });
+            }
+        });
+        port
+    }
+
+    /// Squid limits a reply head by bytes only: the densest head that fits
+    /// in 64 KB (one field per 3 bytes, "a:" and a bare LF) is read, and one
+    /// byte more is ERR_TOO_BIG.
+    #[tokio::test]
+    async fn reply_heads_are_limited_by_bytes_not_fields() {
+        let status = b"HTTP/1.1 200 OK\n".as_slice();
+        let end = b"Content-Length: 0\n\n".as_slice();
+        let fields = (DEFAULT_HEADER_MAX_SIZE as usize - status.len() - end.len()) / 3;
+        let head = |fields: usize, pad: &[u8]| [status, &b"a:\n".repeat(fields), pad, end].concat();
+        let densest = head(fields, b"");
+        assert!(densest.len() <= DEFAULT_HEADER_MAX_SIZE as usize);
+        assert!(fields > 21_000, "{fields}");
+        let over = head(
+            fields,
+            &b"b".repeat(DEFAULT_HEADER_MAX_SIZE as usize + 1 - densest.len()),
+        );
+        let get = || {
+            Request::get("/")
+                .header("host", "127.0.8.2")
+                .body(Empty::<Bytes>::new())
+                .expect("request")
+        };
+        let up: Upstream<Empty<Bytes>> = Upstream::new(Timeouts::default());
+        let port = replying(densest).await;
+        let (resp, _) = up.send("127.0.8.2", port, get()).await.expect("densest");
+        assert_eq!(resp.headers().get_all("a").iter().count(), fields);
+        let port = replying(over).await;
+        match up.send("127.0.8.2", port, get()).await {
+            Err(FetchError::TooBig(_)) => {}
+            other => panic!("one byte over: {:?}", other.map(|(r, _)| r.status())),
+        }
     }
 }
