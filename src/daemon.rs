@@ -150,13 +150,6 @@ async fn bind_all(config: &Config) -> Result<Vec<Listener>, String> {
             let listener: TcpListener = socket
                 .listen(1024)
                 .map_err(|e| format!("{}: cannot listen on {addr}: {e}", p.location))?;
-            let shown = listener.local_addr().unwrap_or(addr);
-            let mode = if matches!(kind, PortKind::Forward) {
-                "forward proxy"
-            } else {
-                "accelerator"
-            };
-            println!("cuttle: listening on {shown} ({mode})");
             out.push(Listener {
                 listener,
                 kind: kind.clone(),
@@ -166,6 +159,20 @@ async fn bind_all(config: &Config) -> Result<Vec<Listener>, String> {
     }
     if out.is_empty() {
         return Err("no http_port configured: nothing to listen on".into());
+    }
+    // Said only once every port is bound: a "listening" line is never
+    // followed by a failure to listen on the next port.
+    for l in &out {
+        let shown = l
+            .listener
+            .local_addr()
+            .map_or_else(|_| l.name.clone(), |a| a.to_string());
+        let mode = if matches!(l.kind, PortKind::Forward) {
+            "forward proxy"
+        } else {
+            "accelerator"
+        };
+        println!("cuttle: listening on {shown} ({mode})");
     }
     Ok(out)
 }

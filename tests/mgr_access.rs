@@ -108,6 +108,22 @@ fn self_conf(ports: Ports, extra: &[&str]) -> Conf {
     conf
 }
 
+/// cuttle started on `self_conf` with `extra`, on ports found free; new
+/// ones are picked when another test took one between the probe and
+/// cuttle's bind.
+fn start_self(extra: &[&str]) -> (Cuttle, Ports) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let ports = Ports::free();
+        match Cuttle::try_start(&self_conf(ports, extra)) {
+            Ok(cuttle) => return (cuttle, ports),
+            Err(e) if e.contains("cannot listen") => last = e,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("no free ports for cuttle:\n{last}");
+}
+
 /// cuttle's listening ports besides {port}.
 #[derive(Clone, Copy)]
 struct Ports {
@@ -165,9 +181,8 @@ fn own_authorities(port: u16, wild: u16, any: u16) -> Vec<String> {
 /// self-fetch).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manager_urls_naming_cuttle_are_checked_against_the_client() {
-    let ports = Ports::free();
+    let (cuttle, ports) = start_self(&[]);
     let Ports { wild, any, accel } = ports;
-    let cuttle = Cuttle::start(&self_conf(ports, &[]));
     let port = cuttle.port;
     let mut lines = 0;
     let mut failures = Vec::new();
@@ -293,9 +308,8 @@ async fn manager_urls_naming_cuttle_are_checked_against_the_client() {
 /// Requests to another port of the same address still go through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_to_cuttle_itself_are_refused_as_loops() {
-    let ports = Ports::free();
+    let (cuttle, ports) = start_self(&[]);
     let Ports { wild, any, accel } = ports;
-    let cuttle = Cuttle::start(&self_conf(ports, &[]));
     let port = cuttle.port;
     let origin = Origin::start().await;
     origin.route("/fine", |_| support::Reply::ok("fine"));
@@ -392,7 +406,7 @@ async fn requests_to_cuttle_itself_are_refused_as_loops() {
 /// is refused as a loop rather than answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manager_request_that_came_through_cuttle_is_a_loop() {
-    let cuttle = Cuttle::start(&self_conf(Ports::free(), &[]));
+    let (cuttle, _) = start_self(&[]);
     let via = format!("1.1 {UNIQUE} (cuttle/0.1)");
     let plain = raw_from(
         cuttle.addr(),
@@ -428,13 +442,16 @@ const WRONG: &str = "wr0ngPW";
 /// cuttle's (RUST_LOG=trace) shows it either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_manager_password_is_never_logged() {
+    // One port: this test starts cuttle itself (for RUST_LOG) and so
+    // cannot pick new ports for the others if one was taken.
     let conf = self_conf(
         Ports::free(),
         &[
             &format!("cachemgr_passwd {PASSWORD} config"),
             "cachemgr_passwd none all",
         ],
-    );
+    )
+    .port_line("http_port 127.0.0.1:{port}");
     let dir = TempDir::new("mgrpw");
     let port = free_port();
     let conf_path = dir.path().join("squid.conf");

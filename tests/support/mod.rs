@@ -562,6 +562,13 @@ pub struct Cuttle {
 impl Cuttle {
     /// Starts `cuttle run -f CONF` on a free port and waits until it listens.
     pub fn start(conf: &Conf) -> Cuttle {
+        Cuttle::try_start(conf).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Cuttle::start`], with its failure (cuttle's output) as an error,
+    /// for tests whose config names more ports than `{port}` and that pick
+    /// new ones when another process took one.
+    pub fn try_start(conf: &Conf) -> Result<Cuttle, String> {
         let dir = TempDir::new("proxy");
         let conf_path = dir.path().join("squid.conf");
         let mut last = String::new();
@@ -575,7 +582,7 @@ impl Cuttle {
             ];
             match Cuttle::spawn(&args, &[], port) {
                 Ok((child, output)) => {
-                    return Cuttle {
+                    return Ok(Cuttle {
                         child,
                         port,
                         name: conf.name.clone(),
@@ -583,14 +590,14 @@ impl Cuttle {
                         conf_path,
                         output,
                         exited: None,
-                    }
+                    })
                 }
                 // Someone took the port between our probe and cuttle's bind.
-                Err(e) if e.contains("cannot listen") => last = e,
-                Err(e) => panic!("cuttle did not start:\n{e}"),
+                Err(e) if e.contains(&format!(":{port}: ")) => last = e,
+                Err(e) => return Err(format!("cuttle did not start:\n{e}")),
             }
         }
-        panic!("cuttle could not get a free port:\n{last}");
+        Err(format!("cuttle could not get a free port:\n{last}"))
     }
 
     /// Starts the binary with `args` and `env`, expecting it to listen on
