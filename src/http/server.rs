@@ -36,7 +36,7 @@ use super::client_io::{Activity, ClientIo, ClientTimeouts, IncomingBody, Tracked
 use super::proxy::{self, Proxy};
 use super::target::PortKind;
 use crate::config::Config;
-use crate::upstream::{header_field_limit, read_buffer_limit};
+use crate::upstream::{read_buffer_limit, request_field_limit};
 
 /// One listening http_port.
 pub struct Listener {
@@ -87,7 +87,7 @@ fn http1_builder(config: &Config) -> http1::Builder {
         .header_read_timeout(None)
         .keep_alive(true)
         .max_header_size(header_max)
-        .max_headers(header_field_limit(header_max))
+        .max_headers(request_field_limit(header_max))
         .max_buf_size(read_buffer_limit(header_max));
     builder
 }
