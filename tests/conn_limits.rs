@@ -339,6 +339,19 @@ fn open_descriptors(pid: i32) -> usize {
         .count()
 }
 
+/// Lowers cuttle's descriptor limit (prlimit) to what it has open now plus
+/// `room`; returns the new limit.
+fn leave_descriptors(proxy: &Cuttle, room: usize) -> usize {
+    let limit = open_descriptors(proxy.pid()) + room;
+    let status = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", proxy.pid()))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .expect("run prlimit");
+    assert!(status.success(), "prlimit failed");
+    limit
+}
+
 /// With few descriptors left, idle keep-alive connections give way to new
 /// clients (oldest idle first), and the shortage is logged a bounded number
 /// of times rather than once per failed accept.
@@ -354,13 +367,7 @@ async fn when_descriptors_run_out_idle_keep_alive_connections_make_room() {
     assert_eq!(first.send(Req::get(&url)).await.x_cache(), "HIT");
 
     // Room for about ten more connections.
-    let limit = open_descriptors(proxy.pid()) + 10;
-    let status = std::process::Command::new("prlimit")
-        .arg(format!("--pid={}", proxy.pid()))
-        .arg(format!("--nofile={limit}:{limit}"))
-        .status()
-        .expect("run prlimit");
-    assert!(status.success(), "prlimit failed");
+    let limit = leave_descriptors(&proxy, 10);
 
     let mut held = Vec::new();
     for i in 0..30 {
@@ -400,13 +407,7 @@ async fn when_descriptors_run_out_silent_connections_make_room() {
     let url = origin.url("/hot");
     assert_eq!(Req::get(&url).send(&proxy).await.status, 200);
 
-    let limit = open_descriptors(proxy.pid()) + 10;
-    let status = std::process::Command::new("prlimit")
-        .arg(format!("--pid={}", proxy.pid()))
-        .arg(format!("--nofile={limit}:{limit}"))
-        .status()
-        .expect("run prlimit");
-    assert!(status.success(), "prlimit failed");
+    let limit = leave_descriptors(&proxy, 10);
 
     let mut silent = Vec::new();
     for _ in 0..20 {
