@@ -206,7 +206,13 @@ pub fn run(options: RunOptions) -> std::process::ExitCode {
 async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
     let (store, rebuild) = Store::open_config(&config).map_err(|e| e.to_string())?;
     let store = Arc::new(store);
-    for u in store.usage() {
+    if store.is_memory() {
+        println!(
+            "cuttle: no cache_dir: caching in memory (cache_mem {} MB)",
+            config.cache_mem.value >> 20
+        );
+    }
+    for u in store.usage().iter().filter(|_| !store.is_memory()) {
         println!(
             "cuttle: cache_dir {} ({} entries, {} MB)",
             u.path.display(),
@@ -314,6 +320,9 @@ fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logg
         .ne(loaded.config.cache_dirs.iter().map(|d| &d.value))
     {
         tracing::warn!("cache_dir changes take effect at the next restart");
+    }
+    if crate::store::memory_only(&old) && old.cache_mem.value != loaded.config.cache_mem.value {
+        tracing::warn!("with no cache_dir, cache_mem changes take effect at the next restart");
     }
     logger.reopen();
     let next = proxy.borrow().with_config(Arc::new(loaded.config));

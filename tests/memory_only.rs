@@ -63,6 +63,9 @@ async fn no_cache_dir_caches_in_memory_and_logs_mem_hits() {
         codes(&cuttle.log(3).await),
         ["TCP_MISS/200", "TCP_MEM_HIT/200", "TCP_MEM_HIT/200"]
     );
+    // mgr:info counts the object as held in memory (one 16 KB slot).
+    let info = mgr_page(&cuttle, "info").await;
+    assert!(info.contains("\tStorage Mem size:\t16 KB\n"), "{info}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
