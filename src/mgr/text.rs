@@ -246,7 +246,15 @@ fn info(m: &Manager, s: &Sources<'_>) -> String {
         ("Files queued for open:", 0),
         ("Available number of file descriptors:", free),
         ("Reserved number of file descriptors:", 0),
-        ("Store Disk files open:", s.store.usage().len() as u64),
+        (
+            "Store Disk files open:",
+            // A memory store (no cache_dir) has no file.
+            if s.store.is_memory() {
+                0
+            } else {
+                s.store.usage().len() as u64
+            },
+        ),
     ] {
         let _ = writeln!(o, "\t{label:<38}{value:>4}");
     }
