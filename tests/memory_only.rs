@@ -265,3 +265,26 @@ async fn mgr_info_mean_object_size_is_the_mean_object_size() {
     // 1000 body bytes plus URL, headers and the entry's prefix each.
     assert!((1.0..1.5).contains(&mean), "Mean Object Size {mean} KB:\n{info}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_refreshed_by_a_304_stays_a_memory_hit() {
+    let origin = Origin::start().await;
+    origin.route("/etag", |seen| {
+        if seen.header("if-none-match") == "\"v1\"" {
+            Reply::status(304).header("etag", "\"v1\"").cc("max-age=600")
+        } else {
+            Reply::ok("refreshed\n").header("etag", "\"v1\"").cc("max-age=0")
+        }
+    });
+    let cuttle = Cuttle::start(&Conf::new());
+    let url = origin.url("/etag");
+    for _ in 0..3 {
+        let r = Req::get(&url).send(&cuttle).await;
+        assert_eq!(r.text(), "refreshed\n");
+    }
+    assert_eq!(origin.count("/etag"), 2);
+    assert_eq!(
+        codes(&cuttle.log(3).await),
+        ["TCP_MISS/200", "TCP_REFRESH_UNMODIFIED/200", "TCP_MEM_HIT/200"]
+    );
+}

@@ -1677,6 +1677,10 @@ async fn revalidate(
         txn.result = ResultCode::new(ResultTag::TcpRefreshUnmodified);
         let age = freshened.entry.age(now);
         proxy.hot.remove(&found.key);
+        // The refreshed copy is kept in memory, as the first one was.
+        if proxy.hot.admits(found.obj.body_len) {
+            tokio::task::block_in_place(|| proxy.remember(found.key, &target.url, &rule));
+        }
         let refreshed = Found {
             obj: Arc::new(HotEntry {
                 generation: found.obj.generation,
@@ -2194,17 +2198,28 @@ impl Proxy {
     fn commit_and_remember(&self, writer: crate::store::Writer, url: &str, rule: &Rule) {
         let key = writer.key();
         // The whole entry fitting means its body fits too.
-        let fits = key == url_key(url) && self.hot.admits(writer.written());
+        let fits = self.hot.admits(writer.written());
         if let Err(e) = writer.commit() {
             tracing::debug!(url, "store commit: {e}");
             return;
         }
-        if !fits {
+        if fits {
+            self.remember(key, url, rule);
+        }
+    }
+
+    /// Copies the stored object of `key` into the memory cache when it is
+    /// the URL's own entry (not a variant) and fits.
+    fn remember(&self, key: Key, url: &str, rule: &Rule) {
+        if key != url_key(url) {
             return;
         }
         let Some(hit) = self.store.read(&key) else {
             return;
         };
+        if !self.hot.admits(hit.body_len) {
+            return;
+        }
         if let Ok(entry) = StoredEntry::from_head(&hit.header_block, hit.times) {
             self.hot.insert(key, self.hot_entry(hit, entry, rule));
         }
