@@ -36,7 +36,11 @@ fn start_memory_only(extra: &[&str]) -> Cuttle {
     }
     let conf = dir.path().join("squid.conf");
     std::fs::write(&conf, text).expect("write config");
-    let args = ["run".to_string(), "-f".to_string(), conf.display().to_string()];
+    let args = [
+        "run".to_string(),
+        "-f".to_string(),
+        conf.display().to_string(),
+    ];
     Cuttle::start_raw(&args, &[], port, dir, "memonly")
 }
 
@@ -50,7 +54,10 @@ async fn no_cache_dir_caches_in_memory_and_logs_mem_hits() {
     origin.route("/obj", |_| Reply::ok("kept in memory\n").cc("max-age=600"));
     let cuttle = start_memory_only(&[]);
     cuttle
-        .wait_output("cuttle: no cache_dir: caching in memory (cache_mem 256 MB)", false)
+        .wait_output(
+            "cuttle: no cache_dir: caching in memory (cache_mem 256 MB)",
+            false,
+        )
         .await;
     let url = origin.url("/obj");
     for _ in 0..3 {
@@ -81,7 +88,9 @@ async fn vary_and_revalidation_work_in_memory() {
         if seen.header("if-none-match") == "\"v1\"" {
             Reply::status(304).header("etag", "\"v1\"").cc("max-age=0")
         } else {
-            Reply::ok("validated\n").header("etag", "\"v1\"").cc("max-age=0")
+            Reply::ok("validated\n")
+                .header("etag", "\"v1\"")
+                .cc("max-age=0")
         }
     });
     let cuttle = start_memory_only(&[]);
@@ -120,11 +129,16 @@ async fn a_small_cache_mem_evicts_the_oldest_objects() {
     origin.route("/big", |_| Reply::ok(vec![b'x'; 100_000]).cc("max-age=600"));
     let cuttle = start_memory_only(&["cache_mem 1 MB"]);
     cuttle
-        .wait_output("cuttle: no cache_dir: caching in memory (cache_mem 1 MB)", false)
+        .wait_output(
+            "cuttle: no cache_dir: caching in memory (cache_mem 1 MB)",
+            false,
+        )
         .await;
     // 30 objects of 100 KB do not fit in 1 MB.
     for i in 0..30 {
-        let r = Req::get(&origin.url(&format!("/big?{i}"))).send(&cuttle).await;
+        let r = Req::get(&origin.url(&format!("/big?{i}")))
+            .send(&cuttle)
+            .await;
         assert_eq!(r.body.len(), 100_000);
     }
     let last = Req::get(&origin.url("/big?29")).send(&cuttle).await;
@@ -140,7 +154,9 @@ async fn icp_answers_hit_for_an_object_cached_in_memory() {
     let icp_ip = Ipv4Addr::new(127, 0, 9, 1);
     let asker_ip = Ipv4Addr::new(127, 0, 9, 2);
     let origin = Origin::start().await;
-    origin.route("/obj", |_| Reply::ok("for the siblings\n").cc("max-age=3600"));
+    origin.route("/obj", |_| {
+        Reply::ok("for the siblings\n").cc("max-age=3600")
+    });
     let icp_port = free_udp_port(icp_ip);
     let cuttle = start_memory_only(&[
         &format!("icp_port {icp_port}"),
@@ -200,7 +216,9 @@ async fn mgr_page(cuttle: &Cuttle, page: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_object_is_a_memory_hit_from_its_first_hit() {
     let origin = Origin::start().await;
-    origin.route("/obj", |_| Reply::ok("first hit from memory\n").cc("max-age=600"));
+    origin.route("/obj", |_| {
+        Reply::ok("first hit from memory\n").cc("max-age=600")
+    });
     let cuttle = Cuttle::start(&Conf::new());
     let url = origin.url("/obj");
     for _ in 0..3 {
@@ -216,7 +234,9 @@ async fn a_stored_object_is_a_memory_hit_from_its_first_hit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_keeps_the_memory_cache_and_every_counter() {
     let origin = Origin::start().await;
-    origin.route("/obj", |_| Reply::ok("survives a reload\n").cc("max-age=600"));
+    origin.route("/obj", |_| {
+        Reply::ok("survives a reload\n").cc("max-age=600")
+    });
     let cuttle = Cuttle::start(&Conf::new());
     let url = origin.url("/obj");
     for _ in 0..3 {
@@ -228,7 +248,9 @@ async fn sighup_keeps_the_memory_cache_and_every_counter() {
     assert!(before["client_http.hits"] >= 2.0, "{before:?}");
 
     cuttle.signal("HUP");
-    cuttle.wait_output("cuttle: configuration reloaded", false).await;
+    cuttle
+        .wait_output("cuttle: configuration reloaded", false)
+        .await;
     let r = Req::get(&url).send(&cuttle).await;
     assert_eq!(r.text(), "survives a reload\n");
     let log = cuttle.log(5).await;
@@ -253,7 +275,9 @@ async fn mgr_info_mean_object_size_is_the_mean_object_size() {
     origin.route("/small", |_| Reply::ok(vec![b's'; 1000]).cc("max-age=600"));
     let cuttle = Cuttle::start(&Conf::new());
     for i in 0..4 {
-        Req::get(&origin.url(&format!("/small?{i}"))).send(&cuttle).await;
+        Req::get(&origin.url(&format!("/small?{i}")))
+            .send(&cuttle)
+            .await;
     }
     let info = mgr_page(&cuttle, "info").await;
     let mean: f64 = info
@@ -263,7 +287,10 @@ async fn mgr_info_mean_object_size_is_the_mean_object_size() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no Mean Object Size in\n{info}"));
     // 1000 body bytes plus URL, headers and the entry's prefix each.
-    assert!((1.0..1.5).contains(&mean), "Mean Object Size {mean} KB:\n{info}");
+    assert!(
+        (1.0..1.5).contains(&mean),
+        "Mean Object Size {mean} KB:\n{info}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,9 +298,13 @@ async fn an_object_refreshed_by_a_304_stays_a_memory_hit() {
     let origin = Origin::start().await;
     origin.route("/etag", |seen| {
         if seen.header("if-none-match") == "\"v1\"" {
-            Reply::status(304).header("etag", "\"v1\"").cc("max-age=600")
+            Reply::status(304)
+                .header("etag", "\"v1\"")
+                .cc("max-age=600")
         } else {
-            Reply::ok("refreshed\n").header("etag", "\"v1\"").cc("max-age=0")
+            Reply::ok("refreshed\n")
+                .header("etag", "\"v1\"")
+                .cc("max-age=0")
         }
     });
     let cuttle = Cuttle::start(&Conf::new());
@@ -285,6 +316,10 @@ async fn an_object_refreshed_by_a_304_stays_a_memory_hit() {
     assert_eq!(origin.count("/etag"), 2);
     assert_eq!(
         codes(&cuttle.log(3).await),
-        ["TCP_MISS/200", "TCP_REFRESH_UNMODIFIED/200", "TCP_MEM_HIT/200"]
+        [
+            "TCP_MISS/200",
+            "TCP_REFRESH_UNMODIFIED/200",
+            "TCP_MEM_HIT/200"
+        ]
     );
 }

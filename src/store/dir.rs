@@ -692,10 +692,7 @@ impl Shared {
         let raw = self
             .region
             .read_header(self.geometry.header_offset(first_slot));
-        raw[32..40]
-            .try_into()
-            .map(u64::from_le_bytes)
-            .unwrap_or(0)
+        raw[32..40].try_into().map(u64::from_le_bytes).unwrap_or(0)
     }
 
     /// The first slot's header as written at commit (its generation word has

@@ -539,7 +539,10 @@ fn usage_counts_the_bytes_of_entries_not_of_their_slots() {
         let (store, _) = open(&dir.0, 4 << 20, 4096);
         put(&store, 1, 1, 10);
         put(&store, 2, 1, 100_000);
-        assert_eq!(bytes(&store), entry_len(1, 1, 10) + entry_len(2, 1, 100_000));
+        assert_eq!(
+            bytes(&store),
+            entry_len(1, 1, 10) + entry_len(2, 1, 100_000)
+        );
         put(&store, 2, 2, 5000);
         assert_eq!(bytes(&store), entry_len(1, 1, 10) + entry_len(2, 2, 5000));
         put(&store, 3, 1, 700);

@@ -267,14 +267,18 @@ fn memory_usage(proxy: &Proxy) -> (usize, u64, u64) {
     if !proxy.store.is_memory() {
         return proxy.hot.usage();
     }
-    proxy.store.usage().iter().fold((0, 0, 0), |(n, used, all), d| {
-        let slot = u64::from(d.slot_size);
-        (
-            n + d.entries,
-            used + u64::from(d.slots - d.free_slots) * slot,
-            all + u64::from(d.slots) * slot,
-        )
-    })
+    proxy
+        .store
+        .usage()
+        .iter()
+        .fold((0, 0, 0), |(n, used, all), d| {
+            let slot = u64::from(d.slot_size);
+            (
+                n + d.entries,
+                used + u64::from(d.slots - d.free_slots) * slot,
+                all + u64::from(d.slots) * slot,
+            )
+        })
 }
 
 /// The live parts of `proxy` the manager reads; `memory_keys` only when
