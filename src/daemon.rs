@@ -397,3 +397,22 @@ impl<P: Protocol> Udp<P> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_keeps_its_cache_dir_rather_than_caching_in_memory() {
+        let dir = PathBuf::from("/nonexistent/cuttle-default");
+        let loaded = config::load_str(
+            &default_config_text(&dir),
+            "<embedded default>",
+            &LoadOptions::default(),
+        );
+        assert!(!crate::store::memory_only(&loaded.config));
+        let specs = crate::store::specs_from_config(&loaded.config);
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].path, dir);
+    }
+}

@@ -621,11 +621,4 @@ fn a_config_without_cache_dir_opens_a_memory_store_of_cache_mem() {
     let (store, _) = Store::open_config(&load("cache_mem 0\n")).expect("no store");
     assert!(!store.is_memory());
     assert!(store.usage().is_empty());
-    // The embedded default keeps its cache_dir.
-    let dir = TempDir::new("embedded-default");
-    let config = load(&crate::daemon::default_config_text(&dir.0));
-    assert!(!memory_only(&config));
-    let (store, _) = Store::open_config(&config).expect("default store");
-    assert!(!store.is_memory());
-    assert_eq!(store.usage()[0].path, dir.0);
 }
