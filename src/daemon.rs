@@ -207,10 +207,13 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
     let (store, rebuild) = Store::open_config(&config).map_err(|e| e.to_string())?;
     let store = Arc::new(store);
     if store.is_memory() {
-        println!(
-            "cuttle: no cache_dir: caching in memory (cache_mem {} MB)",
-            config.cache_mem.value >> 20
-        );
+        let bytes = config.cache_mem.value;
+        let size = if bytes.is_multiple_of(1 << 20) {
+            format!("{} MB", bytes >> 20)
+        } else {
+            format!("{} KB", bytes >> 10)
+        };
+        println!("cuttle: no cache_dir: caching in memory (cache_mem {size})");
     }
     for u in store.usage().iter().filter(|_| !store.is_memory()) {
         println!(

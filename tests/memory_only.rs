@@ -202,6 +202,19 @@ fn counters(page: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// The Prometheus counters (`*_total` series) of a /metrics page.
+fn metric_totals(page: &str) -> BTreeMap<String, f64> {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let name = series.split('{').next()?;
+            name.ends_with("_total")
+                .then(|| Some((series.to_string(), value.parse().ok()?)))?
+        })
+        .collect()
+}
+
 async fn mgr_page(cuttle: &Cuttle, page: &str) -> String {
     let r = Req::get(&format!(
         "http://127.0.0.1:{}/squid-internal-mgr/{page}",
@@ -245,6 +258,8 @@ async fn sighup_keeps_the_memory_cache_and_every_counter() {
     let log = cuttle.log(3).await;
     assert_eq!(log[2].result(), "TCP_MEM_HIT/200", "warmed into memory");
     let before = counters(&mgr_page(&cuttle, "counters").await);
+    let metrics_before = metric_totals(&mgr_page(&cuttle, "metrics").await);
+    assert!(!metrics_before.is_empty());
     assert!(before["client_http.hits"] >= 2.0, "{before:?}");
 
     cuttle.signal("HUP");
@@ -253,8 +268,18 @@ async fn sighup_keeps_the_memory_cache_and_every_counter() {
         .await;
     let r = Req::get(&url).send(&cuttle).await;
     assert_eq!(r.text(), "survives a reload\n");
-    let log = cuttle.log(5).await;
-    assert_eq!(log[4].result(), "TCP_MEM_HIT/200", "still in memory");
+    // Three hits before, two manager pages, then this one.
+    let log = cuttle.log(6).await;
+    let hits: Vec<String> = log
+        .iter()
+        .filter(|l| l.url == url)
+        .map(LogLine::result)
+        .collect();
+    assert_eq!(
+        hits.last().map(String::as_str),
+        Some("TCP_MEM_HIT/200"),
+        "still in memory: {hits:?}"
+    );
     let after = counters(&mgr_page(&cuttle, "counters").await);
     let went_down: Vec<_> = before
         .iter()
@@ -264,6 +289,16 @@ async fn sighup_keeps_the_memory_cache_and_every_counter() {
         .map(|(name, value)| format!("{name}: {value} -> {}", after[name]))
         .collect();
     assert!(went_down.is_empty(), "counters went down: {went_down:?}");
+    let metrics_after = metric_totals(&mgr_page(&cuttle, "metrics").await);
+    let metrics_down: Vec<_> = metrics_before
+        .iter()
+        .filter(|(name, value)| metrics_after.get(*name).is_none_or(|a| a < *value))
+        .map(|(name, value)| format!("{name}: {value} -> {:?}", metrics_after.get(name)))
+        .collect();
+    assert!(
+        metrics_down.is_empty(),
+        "/metrics counters went down: {metrics_down:?}"
+    );
     assert!(after["client_http.requests"] > before["client_http.requests"]);
     assert!(after["client_http.hits"] > before["client_http.hits"]);
     assert_eq!(origin.count("/obj"), 1);
