@@ -1,6 +1,7 @@
-//! The memory cache (squid.conf's `cache_mem`): recently served objects
-//! kept ready to send, their header block parsed and their body copied
-//! into memory of its own right after the store verified it. Like Squid's
+//! The memory cache (squid.conf's `cache_mem`): recently stored or served
+//! objects kept ready to send, their header block parsed and their body
+//! copied into memory of its own right after the store verified it (read
+//! back when the object is stored, or on a store hit). Like Squid's
 //! cache_mem it holds its own copy: what it serves cannot change with the
 //! cache_dir file (a write to the file, a bad disk under the page cache),
 //! and it pins no store slots. A hit here costs an index check and no
