@@ -206,7 +206,16 @@ pub fn run(options: RunOptions) -> std::process::ExitCode {
 async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
     let (store, rebuild) = Store::open_config(&config).map_err(|e| e.to_string())?;
     let store = Arc::new(store);
-    for u in store.usage() {
+    if store.is_memory() {
+        let bytes = config.cache_mem.value;
+        let size = if bytes.is_multiple_of(1 << 20) {
+            format!("{} MB", bytes >> 20)
+        } else {
+            format!("{} KB", bytes >> 10)
+        };
+        println!("cuttle: no cache_dir: caching in memory (cache_mem {size})");
+    }
+    for u in store.usage().iter().filter(|_| !store.is_memory()) {
         println!(
             "cuttle: cache_dir {} ({} entries, {} MB)",
             u.path.display(),
@@ -315,6 +324,9 @@ fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logg
     {
         tracing::warn!("cache_dir changes take effect at the next restart");
     }
+    if crate::store::memory_only(&old) && old.cache_mem.value != loaded.config.cache_mem.value {
+        tracing::warn!("with no cache_dir, cache_mem changes take effect at the next restart");
+    }
     logger.reopen();
     let next = proxy.borrow().with_config(Arc::new(loaded.config));
     let _ = proxy.send(Arc::new(next));
@@ -386,5 +398,24 @@ impl<P: Protocol> Udp<P> {
         if let Some(old) = self.server.take() {
             tokio::task::block_in_place(|| old.stop());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_keeps_its_cache_dir_rather_than_caching_in_memory() {
+        let dir = PathBuf::from("/nonexistent/cuttle-default");
+        let loaded = config::load_str(
+            &default_config_text(&dir),
+            "<embedded default>",
+            &LoadOptions::default(),
+        );
+        assert!(!crate::store::memory_only(&loaded.config));
+        let specs = crate::store::specs_from_config(&loaded.config);
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].path, dir);
     }
 }

@@ -429,7 +429,7 @@ async fn hits_of_a_response_framed_by_both_fields_are_framed_by_the_stored_body(
         poisoned_lines,
         [
             "GET TCP_MISS/200",
-            "GET TCP_HIT/200",
+            "GET TCP_MEM_HIT/200",
             "GET TCP_MEM_HIT/200",
             "HEAD TCP_MEM_HIT/200"
         ],

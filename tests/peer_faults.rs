@@ -153,7 +153,8 @@ async fn a_false_hit_falls_back_direct_and_the_sibling_got_squids_request() {
     let (status, _, _) = get(&cuttle, &url).await;
     assert_eq!(status, 200);
     let lines = log_lines(&cuttle.log, &url, 2);
-    assert_eq!(lines[1][3], "TCP_HIT/200", "{lines:?}");
+    // Kept in memory when stored: its first hit is a memory hit.
+    assert_eq!(lines[1][3], "TCP_MEM_HIT/200", "{lines:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

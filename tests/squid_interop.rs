@@ -264,7 +264,7 @@ fn squid_uses_cuttle_as_its_parent_and_the_second_request_is_a_cuttle_hit() {
         "cuttle: {miss:?}"
     );
     assert_eq!(hit[2], SQUID_ADDR.to_string(), "cuttle: {hit:?}");
-    assert_eq!(hit[3], "TCP_HIT/200", "cuttle: {hit:?}");
+    assert_eq!(hit[3], "TCP_MEM_HIT/200", "cuttle: {hit:?}");
     assert_eq!(hit[8], "HIER_NONE/-", "cuttle: {hit:?}");
 
     eprintln!(

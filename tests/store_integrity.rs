@@ -56,7 +56,7 @@ async fn a_memory_hit_is_not_served_from_bytes_changed_on_disk() {
     let log = read_log(&proxy.log_path(), 3).await;
     assert_eq!(
         results(&log),
-        ["TCP_MISS/200", "TCP_HIT/200", "TCP_MEM_HIT/200"]
+        ["TCP_MISS/200", "TCP_MEM_HIT/200", "TCP_MEM_HIT/200"]
     );
 
     corrupt_on_disk(&proxy.dir.path().join("cache/cuttle.store"), &body);

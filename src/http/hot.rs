@@ -1,12 +1,16 @@
-//! The memory cache (squid.conf's `cache_mem`): recently served objects
-//! kept ready to send, their header block parsed and their body copied
-//! into memory of its own right after the store verified it. Like Squid's
+//! The memory cache (squid.conf's `cache_mem`): recently stored or served
+//! objects kept ready to send, their header block parsed and their body
+//! copied into memory of its own right after the store verified it (read
+//! back when the object is stored, or on a store hit). Like Squid's
 //! cache_mem it holds its own copy: what it serves cannot change with the
 //! cache_dir file (a write to the file, a bad disk under the page cache),
 //! and it pins no store slots. A hit here costs an index check and no
 //! parsing, no checksum and no copy; Squid logs such hits as TCP_MEM_HIT.
 //! Bounded by `cache_mem` (body bytes held) and
-//! `maximum_object_size_in_memory` (per object). An entry is used only
+//! `maximum_object_size_in_memory` (per object); both may change at a
+//! reload, which keeps what fits. With no cache_dir the store itself is
+//! in memory and `cache_mem` bounds it, so this cache is off (limit 0)
+//! rather than hold a second copy. An entry is used only
 //! while the store still holds the same generation of its key, so a
 //! replacement, purge or eviction in the store retires it at once.
 
@@ -52,12 +56,30 @@ struct Inner {
     /// that leaves comes back at its next hit).
     order: VecDeque<Key>,
     bytes: u64,
+    limit: u64,
+    max_object: u64,
+}
+
+impl Inner {
+    /// Drops the oldest objects until the rest fit the limit.
+    fn shrink_to_limit(&mut self) {
+        while self.bytes > self.limit {
+            let Some(victim) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = self.map.remove(&victim) {
+                self.bytes -= old.body_len;
+            }
+        }
+    }
+
+    fn admits(&self, len: u64) -> bool {
+        self.limit > 0 && len <= self.max_object && len <= self.limit
+    }
 }
 
 pub struct HotCache {
     inner: Mutex<Inner>,
-    limit: u64,
-    max_object: u64,
 }
 
 impl HotCache {
@@ -67,10 +89,31 @@ impl HotCache {
                 map: HashMap::new(),
                 order: VecDeque::new(),
                 bytes: 0,
+                limit,
+                max_object,
             }),
-            limit,
-            max_object,
         }
+    }
+
+    /// New bounds (a reload): objects that no longer fit leave, the
+    /// oldest first; the rest stay.
+    pub fn resize(&self, limit: u64, max_object: u64) {
+        let mut inner = self.lock();
+        inner.limit = limit;
+        inner.max_object = max_object;
+        let too_big: Vec<Key> = inner
+            .map
+            .iter()
+            .filter(|(_, e)| e.body_len > max_object)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in too_big {
+            if let Some(old) = inner.map.remove(&key) {
+                inner.bytes -= old.body_len;
+                inner.order.retain(|k| *k != key);
+            }
+        }
+        inner.shrink_to_limit();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -91,7 +134,7 @@ impl HotCache {
 
     /// Whether an object of `len` body bytes may be kept here.
     pub fn admits(&self, len: u64) -> bool {
-        self.limit > 0 && len <= self.max_object && len <= self.limit
+        self.lock().admits(len)
     }
 
     /// Keeps `entry` (a verified store hit) if it is admitted, its body
@@ -103,20 +146,17 @@ impl HotCache {
         entry.body = owned_copy(&entry.body);
         let entry = Arc::new(entry);
         let mut inner = self.lock();
+        // Checked again: a reload may have changed the bounds meanwhile.
+        if !inner.admits(entry.body_len) {
+            return entry;
+        }
         if let Some(old) = inner.map.insert(key, Arc::clone(&entry)) {
             inner.bytes -= old.body_len;
         } else {
             inner.order.push_back(key);
         }
         inner.bytes += entry.body_len;
-        while inner.bytes > self.limit {
-            let Some(victim) = inner.order.pop_front() else {
-                break;
-            };
-            if let Some(old) = inner.map.remove(&victim) {
-                inner.bytes -= old.body_len;
-            }
-        }
+        inner.shrink_to_limit();
         entry
     }
 
@@ -131,7 +171,7 @@ impl HotCache {
     /// (objects, body bytes held, bytes allowed).
     pub fn usage(&self) -> (usize, u64, u64) {
         let inner = self.lock();
-        (inner.map.len(), inner.bytes, self.limit)
+        (inner.map.len(), inner.bytes, inner.limit)
     }
 
     /// The keys held (the cache manager's `vm_objects`).
@@ -152,4 +192,52 @@ fn owned_copy(body: &[Bytes]) -> Vec<Bytes> {
         copy.extend_from_slice(part);
     }
     vec![copy.freeze()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caching::StoredEntry;
+
+    fn entry(len: usize) -> HotEntry {
+        HotEntry {
+            generation: 1,
+            entry: StoredEntry {
+                status: StatusCode::OK,
+                headers: HeaderMap::new(),
+                times: Times::default(),
+            },
+            body: vec![Bytes::from(vec![b'x'; len])],
+            body_len: len as u64,
+            fresh_until: 0,
+        }
+    }
+
+    fn held(hot: &HotCache) -> Vec<u8> {
+        let mut keys: Vec<u8> = hot.keys().iter().map(|k| k[0]).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    #[test]
+    fn resize_keeps_what_fits_and_drops_the_oldest_first() {
+        let hot = HotCache::new(1000, 500);
+        for (n, len) in [(1u8, 300), (2, 300), (3, 100), (4, 200)] {
+            hot.insert([n; 16], entry(len));
+        }
+        assert_eq!(held(&hot), [1, 2, 3, 4]);
+        // A smaller per-object bound drops the big ones only.
+        hot.resize(1000, 250);
+        assert_eq!(held(&hot), [3, 4]);
+        assert_eq!(hot.usage(), (2, 300, 1000));
+        // A smaller cache_mem drops the oldest until the rest fit.
+        hot.resize(250, 250);
+        assert_eq!(held(&hot), [4]);
+        assert!(!hot.admits(300));
+        // Off (a memory store): nothing is kept.
+        hot.resize(0, 250);
+        assert_eq!(hot.usage(), (0, 0, 0));
+        hot.insert([5; 16], entry(10));
+        assert!(held(&hot).is_empty());
+    }
 }

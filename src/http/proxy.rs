@@ -64,8 +64,8 @@ pub struct Proxy {
     timeouts: Timeouts,
     /// Keys being revalidated in the background (stale-while-revalidate).
     refreshing: Arc<Mutex<HashSet<Key>>>,
-    /// The memory cache (cache_mem).
-    hot: HotCache,
+    /// The memory cache (cache_mem); kept across reloads.
+    hot: Arc<HotCache>,
     /// X-Cache and X-Cache-Lookup values, made once.
     labels: Labels,
     /// Some ACL names the PURGE method (Squid's condition for PURGE).
@@ -113,6 +113,18 @@ impl Labels {
                 .collect(),
         }
     }
+}
+
+/// The memory cache's (bytes, per-object) bounds: cache_mem and
+/// maximum_object_size_in_memory, or nothing when the store is itself in
+/// memory (no cache_dir), where cache_mem bounds the store instead.
+fn hot_bounds(config: &Config, store: &Store) -> (u64, u64) {
+    let limit = if store.is_memory() {
+        0
+    } else {
+        config.cache_mem.value
+    };
+    (limit, config.maximum_object_size_in_memory.value)
 }
 
 fn system_hostname() -> String {
@@ -171,7 +183,11 @@ impl Proxy {
             .upstream
             .clone()
             .with_reply_header_max_size(config.reply_header_max_size.value);
+        // The memory cache stays warm across a reload, within the new bounds.
+        let (limit, max_object) = hot_bounds(&config, &self.store);
+        self.hot.resize(limit, max_object);
         Proxy {
+            hot: Arc::clone(&self.hot),
             hit_only: Arc::clone(&self.hit_only),
             known_markers: Arc::clone(&self.known_markers),
             netdb: Arc::clone(&self.netdb),
@@ -214,10 +230,8 @@ impl Proxy {
             connect: config.connect_timeout.value,
             read: config.read_timeout.value,
         };
-        let hot = HotCache::new(
-            config.cache_mem.value,
-            config.maximum_object_size_in_memory.value,
-        );
+        let (limit, max_object) = hot_bounds(&config, &store);
+        let hot = Arc::new(HotCache::new(limit, max_object));
         let purge_enabled = config.acls.iter().any(|acl| match &acl.data {
             AclData::Method(methods) => methods
                 .iter()
@@ -1328,7 +1342,7 @@ impl Proxy {
                 marker.matches(&entry.headers).then(|| Found {
                     obj: Arc::new(self.hot_entry(hit, entry, rule)),
                     key,
-                    memory: false,
+                    memory: self.store.is_memory(),
                 })
             });
             return Lookup {
@@ -1344,7 +1358,7 @@ impl Proxy {
                     found: Some(Found {
                         obj,
                         key: base,
-                        memory: false,
+                        memory: self.store.is_memory(),
                     }),
                     marker: None,
                     anything: true,
@@ -1663,6 +1677,10 @@ async fn revalidate(
         txn.result = ResultCode::new(ResultTag::TcpRefreshUnmodified);
         let age = freshened.entry.age(now);
         proxy.hot.remove(&found.key);
+        // The refreshed copy is kept in memory, as the first one was.
+        if proxy.hot.admits(found.obj.body_len) {
+            tokio::task::block_in_place(|| proxy.remember(found.key, &target.url, &rule));
+        }
         let refreshed = Found {
             obj: Arc::new(HotEntry {
                 generation: found.obj.generation,
@@ -1712,12 +1730,9 @@ async fn revalidate(
         Ok(plan) if plan.vary.is_empty() && rp.status != StatusCode::NOT_MODIFIED => {
             // Store while streaming, as for a miss, through a fetch of its own.
             let (leader, reader) = proxy.collapser.alone_body();
-            let store = Arc::clone(&proxy.store);
-            let url = target.url.clone();
-            let key = found.key;
-            let read_timeout = proxy.timeouts.read;
+            let (fetcher, url, key) = (Arc::clone(&proxy), target.url.clone(), found.key);
             tokio::spawn(async move {
-                stream_and_store(rb, Some((store, key, url, plan)), leader, read_timeout).await;
+                stream_and_store(&fetcher, rb, key, &url, plan, rule, leader).await;
             });
             proxy.respond(txn, rp.status, headers, ProxyBody::Shared(reader))
         }
@@ -1798,11 +1813,7 @@ fn background_refresh(
                     if plan.vary.is_empty() {
                         // No client reads it: the store alone paces it.
                         let (leader, _) = proxy.collapser.alone_body();
-                        let store = Arc::clone(&proxy.store);
-                        let url = target.url.clone();
-                        let read_timeout = proxy.timeouts.read;
-                        stream_and_store(rb, Some((store, key, url, plan)), leader, read_timeout)
-                            .await;
+                        stream_and_store(&proxy, rb, key, &target.url, plan, rule, leader).await;
                     }
                 }
             }
@@ -1815,24 +1826,25 @@ fn background_refresh(
     });
 }
 
-/// Reads an upstream body to the end, storing it under `store_to` (when
-/// given) and handing every chunk to the readers of `leader`. Used for
-/// revalidations that brought a new object.
+/// Reads an upstream body to the end, storing it under `key` and handing
+/// every chunk to the readers of `leader`. Used for revalidations that
+/// brought a new object.
 async fn stream_and_store(
+    proxy: &Proxy,
     body: crate::upstream::PooledBody<ProxyBody>,
-    store_to: Option<(Arc<Store>, Key, String, caching::StorePlan)>,
+    key: Key,
+    url: &str,
+    plan: caching::StorePlan,
+    rule: Rule,
     leader: Leader,
-    read_timeout: Duration,
 ) {
-    let mut url = String::new();
-    let writer = store_to.and_then(|(store, key, store_url, plan)| {
-        let content_length = content_length(&plan.headers);
-        url = store_url;
-        store
-            .writer(key, plan.times, url.as_bytes(), &plan.head, content_length)
-            .ok()
-    });
-    pump_body(body, writer, leader, read_timeout, &url).await;
+    let content_length = content_length(&plan.headers);
+    let writer = proxy
+        .store
+        .writer(key, plan.times, url.as_bytes(), &plan.head, content_length)
+        .ok();
+    let stored = |writer| proxy.commit_and_remember(writer, url, &rule);
+    pump_body(body, writer, leader, proxy.timeouts.read, &stored).await;
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -2097,7 +2109,8 @@ impl FetchJob {
             );
         }
         leader.head(head);
-        pump_body(body, writer, leader, proxy.timeouts.read, &target.url).await;
+        let stored = |writer| proxy.commit_and_remember(writer, &target.url, &rule);
+        pump_body(body, writer, leader, proxy.timeouts.read, &stored).await;
     }
 }
 
@@ -2107,13 +2120,13 @@ impl FetchJob {
 /// the memory a fetch holds does not grow with the object (see
 /// [`Leader::room`]); with no reader left it reads on for the store alone.
 /// A body too big for the store goes on unstored; with nobody listening
-/// and nothing stored it stops.
+/// and nothing stored it stops. `commit` finishes a complete entry.
 async fn pump_body(
     mut body: crate::upstream::PooledBody<ProxyBody>,
     mut writer: Option<crate::store::Writer>,
     leader: Leader,
     read_timeout: Duration,
-    url: &str,
+    commit: &(dyn Fn(crate::store::Writer) + Sync),
 ) {
     let expected = body.size_hint().exact();
     let mut received = 0u64;
@@ -2149,7 +2162,7 @@ async fn pump_body(
                 // can see the end, so a request sent right after it hits.
                 if expected == Some(received) {
                     if let Some(w) = writer.take() {
-                        commit_entry(w, url);
+                        commit(w);
                     }
                 }
                 leader.chunk(data);
@@ -2172,14 +2185,44 @@ async fn pump_body(
         }
     }
     if let Some(w) = writer {
-        commit_entry(w, url);
+        commit(w);
     }
     leader.finish(Event::End);
 }
 
-fn commit_entry(writer: crate::store::Writer, url: &str) {
-    if let Err(e) = writer.commit() {
-        tracing::debug!(url, "store commit: {e}");
+impl Proxy {
+    /// Commits a fetched object and, when the memory cache takes it, puts
+    /// it there at once (as Squid keeps a just-fetched object in memory),
+    /// so its first hit is a memory hit. Variants stay in the store only:
+    /// the memory cache holds objects under their URL's key.
+    fn commit_and_remember(&self, writer: crate::store::Writer, url: &str, rule: &Rule) {
+        let key = writer.key();
+        // The whole entry fitting means its body fits too.
+        let fits = self.hot.admits(writer.written());
+        if let Err(e) = writer.commit() {
+            tracing::debug!(url, "store commit: {e}");
+            return;
+        }
+        if fits {
+            self.remember(key, url, rule);
+        }
+    }
+
+    /// Copies the stored object of `key` into the memory cache when it is
+    /// the URL's own entry (not a variant) and fits.
+    fn remember(&self, key: Key, url: &str, rule: &Rule) {
+        if key != url_key(url) {
+            return;
+        }
+        let Some(hit) = self.store.read(&key) else {
+            return;
+        };
+        if !self.hot.admits(hit.body_len) {
+            return;
+        }
+        if let Ok(entry) = StoredEntry::from_head(&hit.header_block, hit.times) {
+            self.hot.insert(key, self.hot_entry(hit, entry, rule));
+        }
     }
 }
 

@@ -195,10 +195,13 @@ fn info(m: &Manager, s: &Sources<'_>) -> String {
         mem_used,
         100.0 - mem_used
     );
+    // Squid divides the objects' bytes by their count; `used` counts
+    // whole slots, so it would say a slot's size for every small object.
+    let object_bytes: u64 = s.store.usage().iter().map(|d| d.bytes).sum();
     let mean = if entries == 0 {
         0.0
     } else {
-        used as f64 / 1024.0 / entries as f64
+        object_bytes as f64 / 1024.0 / entries as f64
     };
     let _ = writeln!(o, "\tMean Object Size:\t{mean:.2} KB");
     let _ = writeln!(o, "\tRequests given to unlinkd:\t0");
@@ -243,7 +246,15 @@ fn info(m: &Manager, s: &Sources<'_>) -> String {
         ("Files queued for open:", 0),
         ("Available number of file descriptors:", free),
         ("Reserved number of file descriptors:", 0),
-        ("Store Disk files open:", s.store.usage().len() as u64),
+        (
+            "Store Disk files open:",
+            // A memory store (no cache_dir) has no file.
+            if s.store.is_memory() {
+                0
+            } else {
+                s.store.usage().len() as u64
+            },
+        ),
     ] {
         let _ = writeln!(o, "\t{label:<38}{value:>4}");
     }

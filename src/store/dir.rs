@@ -27,6 +27,8 @@ use crate::config::ReplacementPolicy;
 
 /// The data file's name inside a cache_dir.
 pub const DATA_FILE: &str = "cuttle.store";
+/// What a memory store (no cache_dir) calls its path in reports.
+pub const MEMORY_PATH: &str = "(memory)";
 /// Slot size when the config gives none (rock's default).
 pub const DEFAULT_SLOT_SIZE: u32 = 16 * 1024;
 
@@ -92,6 +94,9 @@ struct State {
     index: Index,
     free: FreeSlots,
     policy: Box<dyn Policy>,
+    /// Bytes of the indexed entries (prefix, URL, header block, body):
+    /// what mgr:info's Mean Object Size divides.
+    bytes: u64,
 }
 
 impl Dir {
@@ -115,6 +120,29 @@ impl Dir {
             shared_with,
             file_path,
         )
+    }
+
+    /// A store of `capacity` bytes of `slot_size`-byte slots in memory of
+    /// this process (no file): for a config without cache_dir. Same slot
+    /// format, so everything above works unchanged; nothing survives exit.
+    /// Objects over `max_object` bytes are not kept.
+    pub fn open_memory(
+        capacity: u64,
+        slot_size: u32,
+        max_object: u64,
+        policy: ReplacementPolicy,
+        shared_with: &StoreShared,
+    ) -> Result<Dir, StoreError> {
+        let spec = DirSpec {
+            max_size: Some(max_object),
+            ..DirSpec::new(MEMORY_PATH, capacity, slot_size)
+        };
+        let geometry = Geometry::for_capacity(capacity, slot_size);
+        let region = Region::anonymous(geometry.file_len())
+            .map_err(|e| StoreError::io(&spec.path, "allocate memory for", e))?;
+        let path = spec.path.clone();
+        let (dir, _) = Self::from_region(&spec, region, geometry, true, policy, shared_with, path)?;
+        Ok(dir)
     }
 
     fn from_region(
@@ -183,14 +211,16 @@ impl Dir {
         self.shared.max_size
     }
 
-    /// (entries, free slots, slot count, bytes held by the index)
-    pub fn usage(&self) -> (usize, u32, u32, usize) {
+    /// (entries, free slots, slot count, bytes held by the index, bytes
+    /// of the entries)
+    pub fn usage(&self) -> (usize, u32, u32, usize, u64) {
         let st = self.shared.lock();
         (
             st.index.len(),
             st.free.free_count(),
             self.shared.geometry.slot_count,
             st.index.heap_bytes() + st.free.heap_bytes() + st.policy.heap_bytes(),
+            st.bytes,
         )
     }
 
@@ -600,6 +630,7 @@ impl Shared {
 
     fn remove_id(&self, st: &mut State, id: EntryId, evicted: bool) -> u32 {
         let record = *st.index.record(id);
+        st.bytes = st.bytes.saturating_sub(self.entry_len(record.first_slot));
         if evicted {
             st.policy.evict(id);
             self.counters.evictions.fetch_add(1, Ordering::Relaxed);
@@ -653,6 +684,15 @@ impl Shared {
                 _ => return,
             }
         }
+    }
+
+    /// The entry length (`total_len`) in a committed first slot's header.
+    /// Read raw: bytes 8..64 stay as committed until the slot is reused.
+    fn entry_len(&self, first_slot: u32) -> u64 {
+        let raw = self
+            .region
+            .read_header(self.geometry.header_offset(first_slot));
+        raw[32..40].try_into().map(u64::from_le_bytes).unwrap_or(0)
     }
 
     /// The first slot's header as written at commit (its generation word has
@@ -896,6 +936,7 @@ impl DirWriter {
             .index
             .insert(Record::new(self.key, first, self.generation, self.times));
         st.policy.insert(id, self.total);
+        st.bytes += self.total;
         // Slots now belong to the entry; give back any taken in advance.
         self.slots.clear();
         for slot in self.reserved.drain(..) {
@@ -1160,6 +1201,7 @@ fn rebuild(region: &Region, g: Geometry, policy: Box<dyn Policy>) -> (State, Reb
         index,
         free,
         policy,
+        bytes: report.bytes,
     };
     // Oldest first into the policy, so recency follows commit order.
     for &(id, size) in accepted.iter().rev() {

@@ -1,5 +1,6 @@
-//! The one file of the store with `unsafe`: the mapped data file as raw
-//! memory (memmap2's `MmapRaw`, never a shared `MmapMut`), reads and writes
+//! The one file of the store with `unsafe`: the mapped data file (or, with
+//! no cache_dir, an anonymous mapping) as raw memory (memmap2's `MmapRaw`,
+//! never a shared `MmapMut`), reads and writes
 //! into it, the atomic generation word of each slot header, zero-copy
 //! `Bytes` views under a lease, and `posix_fallocate`.
 //!
@@ -15,7 +16,8 @@
 //!   readers may look, and it is accessed only atomically;
 //! - the data file is locked exclusively (a second cuttle is refused), and
 //!   never truncated while mapped. A process outside cuttle writing the
-//!   file would break these rules; nothing can prevent that.
+//!   file would break these rules; nothing can prevent that. An anonymous
+//!   mapping is private to this process: nobody else can reach it.
 
 use std::fs::File;
 use std::io;
@@ -39,6 +41,9 @@ pub(crate) struct Region {
 enum Backing {
     /// The real thing: the locked data file, mapped shared.
     File { map: MmapRaw, _file: File },
+    /// Memory of this process only (the store of a config without
+    /// cache_dir): zero-filled, gone at exit; nothing to flush.
+    Anonymous { _map: MmapRaw },
     /// Test memory that records every write since the last flush, so a test
     /// can build the image a power cut would leave.
     #[cfg(test)]
@@ -74,6 +79,23 @@ impl Region {
             len: len_usize,
             writable,
             backing: Backing::File { map, _file: file },
+        })
+    }
+
+    /// A private anonymous mapping of `len` bytes, zero-filled (an empty
+    /// image, which reads as a fresh store). Pages are taken as they are
+    /// first written.
+    pub(crate) fn anonymous(len: u64) -> io::Result<Region> {
+        let len_usize = usize::try_from(len).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "memory store too large to map")
+        })?;
+        // Turned into raw memory at once: nothing ever holds it as `&mut`.
+        let map = MmapRaw::from(MmapOptions::new().len(len_usize).map_anon()?);
+        Ok(Region {
+            ptr: map.as_mut_ptr(),
+            len: len_usize,
+            writable: true,
+            backing: Backing::Anonymous { _map: map },
         })
     }
 
@@ -176,6 +198,7 @@ impl Region {
         let at = self.check(off, len);
         match &self.backing {
             Backing::File { map, .. } => map.flush_range(at, len),
+            Backing::Anonymous { .. } => Ok(()),
             #[cfg(test)]
             Backing::Heap { .. } => self.heap_flush_range(at, len),
         }
@@ -185,6 +208,7 @@ impl Region {
     pub(crate) fn flush(&self) -> io::Result<()> {
         match &self.backing {
             Backing::File { map, .. } => map.flush(),
+            Backing::Anonymous { .. } => Ok(()),
             #[cfg(test)]
             Backing::Heap { .. } => self.heap_flush(),
         }
@@ -266,7 +290,7 @@ pub(crate) mod journal {
         fn journal(&self) -> Option<&std::sync::Mutex<Journal>> {
             match &self.backing {
                 Backing::Heap { journal, .. } => Some(journal),
-                Backing::File { .. } => None,
+                Backing::File { .. } | Backing::Anonymous { .. } => None,
             }
         }
 

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use bytes::Bytes;
-pub use dir::{DirSpec, DirWriter, DATA_FILE, DEFAULT_SLOT_SIZE};
+pub use dir::{DirSpec, DirWriter, DATA_FILE, DEFAULT_SLOT_SIZE, MEMORY_PATH};
 pub use layout::Times;
 
 use crate::config::{self, ReplacementPolicy};
@@ -236,6 +236,9 @@ pub struct DirUsage {
     pub free_slots: u32,
     /// Heap bytes of the index, free-slot set and policy.
     pub index_bytes: usize,
+    /// Bytes of the entries held (URL, header block, body and the entry's
+    /// own prefix), not of the slots they take.
+    pub bytes: u64,
 }
 
 /// All cache_dirs of one cuttle.
@@ -244,6 +247,8 @@ pub struct Store {
     dirs: Arc<[Dir]>,
     options: StoreOptions,
     counters: Arc<Counters>,
+    /// Held in memory only (no cache_dir): every hit is a memory hit.
+    in_memory: bool,
 }
 
 impl Store {
@@ -288,20 +293,60 @@ impl Store {
                 dirs: dirs.into(),
                 options,
                 counters: shared.counters,
+                in_memory: false,
             },
             report,
         ))
     }
 
-    /// The cache_dirs of a config, as specs (see [`specs_from_config`]).
+    /// A store of `capacity` bytes in memory of this process, as Squid's
+    /// `cache_mem` with no cache_dir: same slots, lookups and eviction as a
+    /// cache_dir, but no file, and nothing survives a restart. Objects over
+    /// `max_object` bytes (Squid's `maximum_object_size_in_memory`) are not
+    /// kept.
+    pub fn open_memory(
+        capacity: u64,
+        max_object: u64,
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        let shared = StoreShared::default();
+        let dir = Dir::open_memory(
+            capacity,
+            DEFAULT_SLOT_SIZE,
+            max_object,
+            options.policy,
+            &shared,
+        )?;
+        Ok(Store {
+            dirs: vec![dir].into(),
+            options,
+            counters: shared.counters,
+            in_memory: true,
+        })
+    }
+
+    /// Whether this store lives in memory only (see [`Store::open_memory`]).
+    pub fn is_memory(&self) -> bool {
+        self.in_memory
+    }
+
+    /// The cache_dirs of a config, as specs (see [`specs_from_config`]);
+    /// with no cache_dir line at all, a memory store of `cache_mem` bytes
+    /// (none when cache_mem is 0), as Squid caches in memory then.
     pub fn open_config(config: &config::Config) -> Result<(Store, RebuildReport), StoreError> {
-        Store::open(
-            &specs_from_config(config),
-            StoreOptions {
-                maximum_object_size: config.maximum_object_size.value,
-                policy: config.cache_replacement_policy.value,
-            },
-        )
+        let options = StoreOptions {
+            maximum_object_size: config.maximum_object_size.value,
+            policy: config.cache_replacement_policy.value,
+        };
+        if memory_only(config) {
+            let store = Store::open_memory(
+                config.cache_mem.value,
+                config.maximum_object_size_in_memory.value,
+                options,
+            )?;
+            return Ok((store, RebuildReport::default()));
+        }
+        Store::open(&specs_from_config(config), options)
     }
 
     pub fn counters(&self) -> &Counters {
@@ -312,7 +357,7 @@ impl Store {
         self.dirs
             .iter()
             .map(|d| {
-                let (entries, free_slots, slots, index_bytes) = d.usage();
+                let (entries, free_slots, slots, index_bytes, bytes) = d.usage();
                 DirUsage {
                     path: d.path().to_path_buf(),
                     file: d.file().to_path_buf(),
@@ -321,6 +366,7 @@ impl Store {
                     slots,
                     free_slots,
                     index_bytes,
+                    bytes,
                 }
             })
             .collect()
@@ -335,6 +381,12 @@ impl Store {
             self.counters.hits.fetch_add(1, Ordering::Relaxed);
         }
         hit
+    }
+
+    /// [`Store::lookup`] without counting it: for copying an entry into
+    /// the memory cache right after it was stored.
+    pub fn read(&self, key: &Key) -> Option<Hit> {
+        self.dirs.iter().find_map(|d| d.lookup(key))
     }
 
     /// What the index knows of `key`, without touching the disk: for the
@@ -544,6 +596,11 @@ impl Writer {
         self.inner.written()
     }
 
+    /// The key the entry is stored under.
+    pub fn key(&self) -> Key {
+        self.inner.key()
+    }
+
     /// Makes the entry visible, replacing any older one for the key (in any
     /// cache_dir).
     pub fn commit(self) -> Result<(), StoreError> {
@@ -582,6 +639,12 @@ fn settle_duplicates(dirs: &[Dir]) -> u64 {
         }
     }
     dropped
+}
+
+/// Whether `config` caches in memory only: it has no cache_dir line and
+/// some cache_mem.
+pub fn memory_only(config: &config::Config) -> bool {
+    config.cache_dirs.is_empty() && config.cache_mem.value > 0
 }
 
 /// The store's view of the config's `cache_dir` lines: every Squid type is

@@ -522,3 +522,103 @@ fn orphans_left_by_a_crash_are_reported_once_then_cleared() {
     assert_eq!(report.entries, 1, "{report:?}");
     assert_entry(&store, 1, 1, 10_000);
 }
+
+/// The bytes `put(n, version, len)` stores: prefix, URL, header block, body.
+fn entry_len(n: u64, version: u64, len: usize) -> u64 {
+    let url = format!("http://example.com/{n}");
+    let headers =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nX-Version: {version}\r\n\r\n");
+    (layout::ENTRY_PREFIX_LEN + url.len() + headers.len() + len) as u64
+}
+
+#[test]
+fn usage_counts_the_bytes_of_entries_not_of_their_slots() {
+    let dir = TempDir::new("entry-bytes");
+    let bytes = |store: &Store| store.usage()[0].bytes;
+    {
+        let (store, _) = open(&dir.0, 4 << 20, 4096);
+        put(&store, 1, 1, 10);
+        put(&store, 2, 1, 100_000);
+        assert_eq!(
+            bytes(&store),
+            entry_len(1, 1, 10) + entry_len(2, 1, 100_000)
+        );
+        put(&store, 2, 2, 5000);
+        assert_eq!(bytes(&store), entry_len(1, 1, 10) + entry_len(2, 2, 5000));
+        put(&store, 3, 1, 700);
+        assert!(store.purge(&key(3)));
+        assert_eq!(bytes(&store), entry_len(1, 1, 10) + entry_len(2, 2, 5000));
+    }
+    let (store, _) = open(&dir.0, 4 << 20, 4096);
+    assert_eq!(
+        bytes(&store),
+        entry_len(1, 1, 10) + entry_len(2, 2, 5000),
+        "a rebuild counts the same"
+    );
+    // Evictions take their bytes with them.
+    let small = TempDir::new("entry-bytes-evict");
+    let (store, _) = open(&small.0, 16 * 4096, 4096);
+    for n in 0..100 {
+        put(&store, n, 1, 3000);
+    }
+    let held: u64 = (0..100)
+        .filter(|&n| store.peek(&key(n)).is_some())
+        .map(|n| entry_len(n, 1, 3000))
+        .sum();
+    assert_eq!(bytes(&store), held);
+}
+
+fn memory_options() -> StoreOptions {
+    StoreOptions {
+        maximum_object_size: u64::MAX,
+        policy: ReplacementPolicy::Lru,
+    }
+}
+
+#[test]
+fn a_memory_store_stores_replaces_purges_and_evicts() {
+    let slot = u64::from(DEFAULT_SLOT_SIZE);
+    let store = Store::open_memory(64 * slot, 512 << 10, memory_options()).expect("memory store");
+    assert!(store.is_memory());
+    assert_eq!(store.usage()[0].path, Path::new(MEMORY_PATH));
+    put(&store, 1, 1, 10);
+    put(&store, 2, 1, 100_000);
+    assert_entry(&store, 1, 1, 10);
+    assert_entry(&store, 2, 1, 100_000);
+    put(&store, 2, 2, 5000);
+    assert_entry(&store, 2, 2, 5000);
+    assert!(store.purge(&key(1)));
+    assert!(store.lookup(&key(1)).is_none());
+    // Over maximum_object_size_in_memory: not kept.
+    assert!(store
+        .writer(key(9), Times::default(), b"u", b"h", Some(600 << 10))
+        .is_err());
+    // 200 one-slot objects in 64 slots: the newest stay (LRU).
+    for n in 10..210 {
+        put(&store, n, 1, 3000);
+    }
+    let present: Vec<u64> = (10..210)
+        .filter(|&n| store.lookup(&key(n)).is_some())
+        .collect();
+    assert!(present.len() >= 50 && present.len() <= 64, "{present:?}");
+    assert!(present.iter().all(|&n| n >= 210 - 64), "{present:?}");
+    for &n in &present {
+        assert_entry(&store, n, 1, 3000);
+    }
+}
+
+#[test]
+fn a_config_without_cache_dir_opens_a_memory_store_of_cache_mem() {
+    let load = |text: &str| {
+        crate::config::load_str(text, "test", &crate::config::LoadOptions::default()).config
+    };
+    let (store, _) =
+        Store::open_config(&load("http_port 3128\ncache_mem 2 MB\n")).expect("memory store");
+    assert!(store.is_memory());
+    let u = &store.usage()[0];
+    assert_eq!(u64::from(u.slots) * u64::from(u.slot_size), 2 << 20);
+    // cache_mem 0 and no cache_dir: nothing is cached, as in Squid.
+    let (store, _) = Store::open_config(&load("cache_mem 0\n")).expect("no store");
+    assert!(!store.is_memory());
+    assert!(store.usage().is_empty());
+}

@@ -260,6 +260,27 @@ fn is_local(ip: IpAddr) -> bool {
         .is_ok_and(|local| local.ip() == ip)
 }
 
+/// What is held in memory: (objects, bytes, bytes allowed). With no
+/// cache_dir that is the memory store (its slots in use), else the memory
+/// cache.
+fn memory_usage(proxy: &Proxy) -> (usize, u64, u64) {
+    if !proxy.store.is_memory() {
+        return proxy.hot.usage();
+    }
+    proxy
+        .store
+        .usage()
+        .iter()
+        .fold((0, 0, 0), |(n, used, all), d| {
+            let slot = u64::from(d.slot_size);
+            (
+                n + d.entries,
+                used + u64::from(d.slots - d.free_slots) * slot,
+                all + u64::from(d.slots) * slot,
+            )
+        })
+}
+
 /// The live parts of `proxy` the manager reads; `memory_keys` only when
 /// the page lists them.
 fn with_sources<T>(proxy: &Proxy, memory_keys: bool, f: impl FnOnce(&Sources<'_>) -> T) -> T {
@@ -273,11 +294,11 @@ fn with_sources<T>(proxy: &Proxy, memory_keys: bool, f: impl FnOnce(&Sources<'_>
         htcp_server: &proxy.mgr.htcp_server,
         htcp_client: htcp.as_deref(),
         upstream: proxy.upstream.counters(),
-        memory: proxy.hot.usage(),
-        memory_keys: if memory_keys {
-            proxy.hot.keys()
-        } else {
-            Vec::new()
+        memory: memory_usage(proxy),
+        memory_keys: match (memory_keys, proxy.store.is_memory()) {
+            (false, _) => Vec::new(),
+            (true, false) => proxy.hot.keys(),
+            (true, true) => proxy.store.keys(),
         },
         name: &proxy.name,
     };
