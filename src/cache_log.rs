@@ -87,10 +87,18 @@ pub fn toggle_debug() -> Option<String> {
 
 /// Opens (appending, created if missing) `path` as the cache_log, or
 /// closes it with `None`. A file already open at the same path is kept.
+/// `/dev/stderr` (also as `stdio:/dev/stderr`) opens nothing: messages go
+/// there anyway.
 pub fn open(path: Option<&Path>) -> io::Result<()> {
+    let path = path.map(|p| {
+        p.to_str()
+            .and_then(|s| s.strip_prefix("stdio:"))
+            .map_or(p, Path::new)
+    });
     let mut current = file();
     match path {
         None => *current = None,
+        Some(p) if p == Path::new("/dev/stderr") => *current = None,
         Some(p) if current.as_ref().is_some_and(|o| o.path == p) => {}
         Some(p) => {
             let file = OpenOptions::new().append(true).create(true).open(p)?;
