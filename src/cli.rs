@@ -13,6 +13,9 @@ use cuttle::config::{self, LoadOptions};
 use cuttle::inspect;
 use cuttle::store::{RebuildReport, Store, StoreError, VerifyReport};
 
+/// The config `-k` reads without `-f`, as squid does.
+const SQUID_DEFAULT_CONFIG: &str = "/etc/squid/squid.conf";
+
 const EXAMPLES: &str = "\
 With no command, cuttle runs as a caching proxy on the embedded default:
 http_port 127.0.0.1:3128, access from localhost only, ICP on 127.0.0.1:3130
@@ -37,9 +40,9 @@ Examples:
   cuttle htcp clr --peer 127.0.0.2:4827 http://example.com/
   cuttle store verify /var/spool/cuttle
 
--k finds the running instance through the config's pid_filename (Squid's
-default /run/squid.pid; the embedded default has none) and exits 1 with
-Squid's FATAL message when it cannot signal it.
+-k finds the running instance through the pid_filename of the config (-f,
+else /etc/squid/squid.conf as for squid; Squid's default /run/squid.pid)
+and exits 1 with Squid's FATAL message when it cannot signal it.
 
 Messages go to stderr and to cache_log when the config sets one; set
 RUST_LOG (e.g. RUST_LOG=debug) for more, or send SIGUSR2 to toggle debug.";
@@ -56,7 +59,7 @@ pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Signal the running instance, as `squid -k` (it is found through the
-    /// config's pid_filename).
+    /// pid_filename of -f FILE, else of /etc/squid/squid.conf).
     #[arg(short = 'k', value_name = "ACTION", value_enum)]
     action: Option<KAction>,
     /// The squid.conf: with -k, the one the running instance uses; alone,
@@ -309,12 +312,10 @@ impl Cli {
         let signal = match self.action {
             None => None,
             Some(KAction::Parse) => {
-                let Some(file) = options.config else {
-                    eprintln!("cuttle: -k parse needs -f FILE");
-                    return ExitCode::FAILURE;
-                };
                 return check(&CheckArgs {
-                    file,
+                    file: options
+                        .config
+                        .unwrap_or_else(|| PathBuf::from(SQUID_DEFAULT_CONFIG)),
                     map: Vec::new(),
                 });
             }
@@ -327,6 +328,15 @@ impl Cli {
             Some(KAction::Check) => Some(0),
         };
         if let Some(signal) = signal {
+            // As squid: without -f, the running instance's config is
+            // Squid's default one (the embedded default has no pid file).
+            let options = cuttle::daemon::RunOptions {
+                config: Some(
+                    options
+                        .config
+                        .unwrap_or_else(|| PathBuf::from(SQUID_DEFAULT_CONFIG)),
+                ),
+            };
             return cuttle::daemon::signal_running(&options, signal);
         }
         let Some(command) = self.command else {

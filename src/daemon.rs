@@ -193,7 +193,11 @@ impl Drop for PidFile {
 /// exit status 1 when that fails.
 pub fn signal_running(options: &RunOptions, signal: i32) -> std::process::ExitCode {
     let loaded = load(options);
-    if report(&loaded) {
+    // Warnings are for `cuttle check`; squid -k is silent about them too.
+    if loaded.has_errors() {
+        for d in loaded.diagnostics.iter().filter(|d| d.severity == config::Severity::Error) {
+            eprintln!("{d}");
+        }
         fatal("the configuration has errors");
         return std::process::ExitCode::FAILURE;
     }
