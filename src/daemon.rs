@@ -195,7 +195,11 @@ pub fn signal_running(options: &RunOptions, signal: i32) -> std::process::ExitCo
     let loaded = load(options);
     // Warnings are for `cuttle check`; squid -k is silent about them too.
     if loaded.has_errors() {
-        for d in loaded.diagnostics.iter().filter(|d| d.severity == config::Severity::Error) {
+        for d in loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == config::Severity::Error)
+        {
             eprintln!("{d}");
         }
         fatal("the configuration has errors");
@@ -324,7 +328,12 @@ pub fn run(options: RunOptions) -> std::process::ExitCode {
     let loaded = load(&options);
     // Opened first, so the config's warnings are in it too.
     if let Err(e) = cache_log::open(loaded.config.cache_log.value.as_deref()) {
-        let path = loaded.config.cache_log.value.as_deref().unwrap_or(Path::new(""));
+        let path = loaded
+            .config
+            .cache_log
+            .value
+            .as_deref()
+            .unwrap_or(Path::new(""));
         eprintln!("cuttle: cache_log: cannot open {}: {e}", path.display());
         return std::process::ExitCode::FAILURE;
     }
@@ -333,7 +342,13 @@ pub fn run(options: RunOptions) -> std::process::ExitCode {
         cache_log::note("FATAL: the configuration has errors; not starting");
         return std::process::ExitCode::FAILURE;
     }
-    let _pid_file = match loaded.config.pid_filename.value.as_deref().map(PidFile::create) {
+    let _pid_file = match loaded
+        .config
+        .pid_filename
+        .value
+        .as_deref()
+        .map(PidFile::create)
+    {
         None => None,
         Some(Ok(p)) => Some(p),
         Some(Err(e)) => {

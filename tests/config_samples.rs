@@ -378,7 +378,8 @@ fn debian_default_with_conf_d() {
     assert_eq!(c.logfile_rotate.value, 0);
     let at = c.logfile_rotate.location.as_ref().map(ToString::to_string);
     assert!(
-        at.as_deref().is_some_and(|l| l.ends_with("conf.d/debian.conf:6")),
+        at.as_deref()
+            .is_some_and(|l| l.ends_with("conf.d/debian.conf:6")),
         "{at:?}"
     );
     let w: Vec<String> = loaded.warnings().map(Diagnostic::to_string).collect();

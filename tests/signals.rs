@@ -87,11 +87,7 @@ fn is_squid_time_stamped(line: &str) -> bool {
         && b[13] == b':'
         && b[16] == b':'
         && &line[19..21] == "| "
-        && line[..19]
-            .bytes()
-            .filter(u8::is_ascii_digit)
-            .count()
-            == 14
+        && line[..19].bytes().filter(u8::is_ascii_digit).count() == 14
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +117,10 @@ async fn sigusr1_rotates_the_access_log_as_logfile_rotate_says_losing_nothing() 
             "{tag}: {batch:?}"
         );
     }
-    assert!(!numbered(&log, 2).exists(), "logfile_rotate 2 keeps .0 and .1");
+    assert!(
+        !numbered(&log, 2).exists(),
+        "logfile_rotate 2 keeps .0 and .1"
+    );
     // Still serving after two rotations.
     requests(&cuttle, &origin, "after", 1).await;
 }
@@ -152,7 +151,8 @@ async fn the_pid_file_is_written_at_start_and_removed_at_a_clean_stop() {
         std::fs::read_to_string(&pid_file).unwrap_or_default(),
         format!("{}\n", cuttle.pid())
     );
-    cuttle.wait_output(&format!("pid_filename {}", pid_file.display()), false)
+    cuttle
+        .wait_output(&format!("pid_filename {}", pid_file.display()), false)
         .await;
     cuttle.signal("TERM");
     assert!(cuttle.wait_exit().await.success());
@@ -194,7 +194,9 @@ async fn k_reconfigure_reloads_the_running_instance_and_k_shutdown_stops_it() {
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = cuttle_cmd(&["-k", "reconfigure", "-f", &conf]);
     assert_eq!(code, 0, "{err}");
-    cuttle.wait_output("cuttle: configuration reloaded", false).await;
+    cuttle
+        .wait_output("cuttle: configuration reloaded", false)
+        .await;
     let (code, _, err) = cuttle_cmd(&["-k", "rotate", "-f", &conf]);
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = cuttle_cmd(&["-k", "shutdown", "-f", &conf]);
@@ -217,7 +219,14 @@ fn k_without_a_running_instance_says_what_squid_says() {
     )
     .unwrap();
     let conf = conf.display().to_string();
-    for action in ["reconfigure", "rotate", "shutdown", "interrupt", "kill", "check"] {
+    for action in [
+        "reconfigure",
+        "rotate",
+        "shutdown",
+        "interrupt",
+        "kill",
+        "check",
+    ] {
         let (code, _, err) = cuttle_cmd(&["-k", action, "-f", &conf]);
         assert_eq!(code, 1, "-k {action}: {err}");
         let line = err.lines().next().unwrap_or_default();
@@ -245,11 +254,18 @@ fn k_without_a_running_instance_says_what_squid_says() {
         "{err}"
     );
     // pid_filename none.
-    std::fs::write(dir.path().join("none.conf"), "http_port 3128\npid_filename none\n").unwrap();
+    std::fs::write(
+        dir.path().join("none.conf"),
+        "http_port 3128\npid_filename none\n",
+    )
+    .unwrap();
     let none = dir.path().join("none.conf").display().to_string();
     let (code, _, err) = cuttle_cmd(&["-k", "reconfigure", "-f", &none]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.ends_with("| FATAL: no pid_filename configured\n"), "{err}");
+    assert!(
+        err.ends_with("| FATAL: no pid_filename configured\n"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,14 +289,18 @@ async fn cache_log_gets_squid_form_lines_and_rotates() {
         )
         .await;
     let got = lines(&cache_log);
-    assert!(!got.is_empty() && got.iter().all(|l| is_squid_time_stamped(l)), "{got:?}");
+    assert!(
+        !got.is_empty() && got.iter().all(|l| is_squid_time_stamped(l)),
+        "{got:?}"
+    );
     assert!(
         got.iter()
             .any(|l| l.contains("| WARNING: ") && l.contains("coredump_dir")),
         "{got:?}"
     );
     assert!(
-        got.iter().any(|l| l.contains("| cuttle: listening on 127.0.0.1:")),
+        got.iter()
+            .any(|l| l.contains("| cuttle: listening on 127.0.0.1:")),
         "{got:?}"
     );
     cuttle.signal("USR1");
@@ -325,7 +345,11 @@ async fn a_sibling_going_down_then_up_is_logged_dead_then_revived_once_each() {
     let dead = format!("Detected DEAD Sibling: {peer_ip}");
     let revived = format!("Detected REVIVED Sibling: {peer_ip}");
     // Up from the start: neither line.
-    assert!(!cuttle.output().contains("Detected "), "{}", cuttle.output());
+    assert!(
+        !cuttle.output().contains("Detected "),
+        "{}",
+        cuttle.output()
+    );
     peer.set_icp(IcpMode::Silent);
     get("/2").await;
     tokio::time::sleep(Duration::from_millis(1300)).await;

@@ -1240,7 +1240,10 @@ mod tests {
         logger.flush();
         assert_eq!(read(&numbered(&a, 1)), line(1, [10, 0, 0, 1]));
         assert_eq!(read(&numbered(&a, 0)), line(2, [10, 0, 0, 1]));
-        assert!(!numbered(&a, 2).exists(), "logfile_rotate 2 keeps .0 and .1");
+        assert!(
+            !numbered(&a, 2).exists(),
+            "logfile_rotate 2 keeps .0 and .1"
+        );
         assert_eq!(read(&a), line(3, [10, 0, 0, 1]));
         // rotate=0: reopened in place, nothing renamed.
         assert!(!numbered(&b, 0).exists());
