@@ -139,27 +139,7 @@ pub fn note(message: &str) {
 
 /// Now as Squid stamps cache.log lines: local `YYYY/MM/DD HH:MM:SS`.
 pub fn squid_time_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let t = libc::time_t::try_from(secs).unwrap_or(0);
-    // SAFETY: localtime_r writes only into `tm`, which outlives the call.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            libc::gmtime_r(&t, &mut tm);
-        }
-        tm
-    };
-    format!(
-        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
+    chrono::Local::now().format("%Y/%m/%d %H:%M:%S").to_string()
 }
 
 /// Squid's cache.log line: time stamp, then `WARNING: ` or `ERROR: ` for

@@ -132,11 +132,24 @@ fn read_pid(path: &Path) -> PidRead {
     }
 }
 
+/// Sends `signal` to `pid`; 0 only checks that it could be sent.
+fn send_signal(pid: i32, signal: i32) -> std::io::Result<()> {
+    use rustix::process::{kill_process, test_kill_process, Pid, Signal};
+    let invalid = || std::io::Error::from_raw_os_error(libc::EINVAL);
+    let pid = Pid::from_raw(pid).ok_or_else(invalid)?;
+    let sent = match signal {
+        0 => test_kill_process(pid),
+        n => kill_process(pid, Signal::from_named_raw(n).ok_or_else(invalid)?),
+    };
+    sent.map_err(std::io::Error::from)
+}
+
 /// Whether process `pid` exists (one of another user's counts).
 fn process_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process can be signalled.
-    let sent = unsafe { libc::kill(pid, 0) };
-    sent == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    match send_signal(pid, 0) {
+        Ok(()) => true,
+        Err(e) => e.raw_os_error() == Some(libc::EPERM),
+    }
 }
 
 /// An OS error as Squid prints it: `(2) No such file or directory`.
@@ -224,9 +237,7 @@ pub fn signal_running(options: &RunOptions, signal: i32) -> std::process::ExitCo
             return std::process::ExitCode::FAILURE;
         }
     };
-    // SAFETY: kill(2) with a pid read from the pid file; no memory involved.
-    if unsafe { libc::kill(pid, signal) } != 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = send_signal(pid, signal) {
         fatal(&format!(
             "failed to send signal {signal} to cuttle instance with PID {pid}: {}",
             squid_errno(&e)
