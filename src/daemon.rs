@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::access_log::Logger;
@@ -353,6 +353,29 @@ pub fn run(options: RunOptions) -> std::process::ExitCode {
         cache_log::note("FATAL: the configuration has errors; not starting");
         return std::process::ExitCode::FAILURE;
     }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cuttle: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Before the pid file exists: from then on `-k` may signal us, and
+    // no signal of Squid's may kill cuttle (their default action would,
+    // leaving the pid file and losing buffered log lines).
+    let signals = {
+        let _in_runtime = runtime.enter();
+        match Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cuttle: cannot handle signals: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    };
     let _pid_file = match loaded
         .config
         .pid_filename
@@ -367,17 +390,7 @@ pub fn run(options: RunOptions) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cuttle: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(options, loaded.config)) {
+    match runtime.block_on(serve(options, loaded.config, signals)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // The access logs were flushed when serve() dropped the logger.
@@ -388,14 +401,36 @@ pub fn run(options: RunOptions) -> std::process::ExitCode {
     }
 }
 
-async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
-    // First: none of Squid's signals may kill cuttle once it is starting
-    // (their default action would, losing buffered log lines).
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-    let mut usr1 = signal(SignalKind::user_defined1()).map_err(|e| e.to_string())?;
-    let mut usr2 = signal(SignalKind::user_defined2()).map_err(|e| e.to_string())?;
+/// The signals Squid uses, caught.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+    usr1: Signal,
+    usr2: Signal,
+}
+
+impl Signals {
+    /// Needs a runtime context (tokio's signal driver).
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
+    }
+}
+
+async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<(), String> {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+        mut usr1,
+        mut usr2,
+    } = signals;
     match &config.cache_log.value {
         Some(path) => say(&format!("cache_log {}", path.display())),
         None => say("cache_log none (messages go to stderr)"),
