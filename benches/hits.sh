@@ -134,6 +134,7 @@ http_access deny all
 cache_dir mmap $C/cache 512
 maximum_object_size 4 MB
 $CLOG
+pid_filename $C/cuttle.pid
 visible_hostname bench-cuttle
 EOF
 start_server cuttle "http://127.0.0.1:$CUTTLE_PORT/" "$C/stdout" "$C/stdout" "$CUTTLE" run -f "$C/squid.conf"

@@ -132,6 +132,7 @@ htcp_access deny all
 log_icp_queries $LOGQ
 cache_dir mmap $C/cache 64
 access_log stdio:$C/access.log squid
+pid_filename $C/cuttle.pid
 visible_hostname bench-cuttle
 EOF
 start_server cuttle "http://$CUTTLE_IP:$CUTTLE_HTTP/" "$C/stdout" "$C/stdout" "$CUTTLE" run -f "$C/squid.conf"

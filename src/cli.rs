@@ -6,12 +6,15 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cuttle::config::{self, LoadOptions};
 use cuttle::inspect;
 use cuttle::store::{RebuildReport, Store, StoreError, VerifyReport};
+
+/// The config `-k` reads without `-f`, as squid does.
+const SQUID_DEFAULT_CONFIG: &str = "/etc/squid/squid.conf";
 
 const EXAMPLES: &str = "\
 With no command, cuttle runs as a caching proxy on the embedded default:
@@ -22,8 +25,13 @@ its access.log in $XDG_CACHE_HOME/cuttle (else ~/.cache/cuttle, else
 
 Examples:
   cuttle run -f /etc/cuttle/squid.conf
+  cuttle -f /etc/squid/squid.conf       # the same, as `squid -N -f`
   cuttle                      # the embedded default
   curl -x 127.0.0.1:3128 http://example.com/
+  cuttle -k reconfigure -f /etc/squid/squid.conf   # re-read it (SIGHUP)
+  cuttle -k rotate -f /etc/squid/squid.conf        # rotate the logs (SIGUSR1)
+  cuttle -k shutdown -f /etc/squid/squid.conf      # stop (SIGTERM)
+  cuttle -k check -f /etc/squid/squid.conf && echo running
   cuttle check -f /etc/squid/squid.conf
   cuttle icp decode fixtures/icp/v2-query-squid57.bin
   cuttle icp query --peer 127.0.0.2:3130 http://example.com/
@@ -32,14 +40,53 @@ Examples:
   cuttle htcp clr --peer 127.0.0.2:4827 http://example.com/
   cuttle store verify /var/spool/cuttle
 
-Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more.";
+-k finds the running instance through the pid_filename of the config (-f,
+else /etc/squid/squid.conf as for squid; Squid's default /run/squid.pid)
+and exits 1 with Squid's FATAL message when it cannot signal it.
+
+Messages go to stderr and to cache_log when the config sets one; set
+RUST_LOG (e.g. RUST_LOG=debug) for more, or send SIGUSR2 to toggle debug.";
 
 /// A caching HTTP proxy that speaks Squid's peer protocols (ICP, HTCP).
 #[derive(Debug, Parser)]
-#[command(name = "cuttle", version, after_help = EXAMPLES)]
+#[command(
+    name = "cuttle",
+    version,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Signal the running instance, as `squid -k` (it is found through the
+    /// pid_filename of -f FILE, else of /etc/squid/squid.conf).
+    #[arg(short = 'k', value_name = "ACTION", value_enum)]
+    action: Option<KAction>,
+    /// The squid.conf: with -k, the one the running instance uses; alone,
+    /// run with it (as `cuttle run -f FILE`).
+    #[arg(short = 'f', value_name = "FILE")]
+    file: Option<PathBuf>,
+}
+
+/// `squid -k` actions and the signal each sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KAction {
+    /// Re-read the config (SIGHUP).
+    Reconfigure,
+    /// Rotate the logs as logfile_rotate says (SIGUSR1).
+    Rotate,
+    /// Stop, letting requests in flight finish (SIGTERM).
+    Shutdown,
+    /// Stop (SIGINT).
+    Interrupt,
+    /// Kill at once (SIGKILL; buffered log lines are lost).
+    Kill,
+    /// Toggle full debugging (SIGUSR2).
+    Debug,
+    /// Exit 0 when the instance runs (signal 0).
+    Check,
+    /// Check the config and exit, as `cuttle check`.
+    Parse,
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,10 +97,12 @@ Examples:
   cuttle run -f /etc/cuttle/squid.conf
   RUST_LOG=debug cuttle run -f squid.conf
 
-Prints where it listens. SIGTERM or SIGINT stop it (requests in flight may
-finish, up to shutdown_lifetime); SIGHUP re-reads the config and keeps the
-old one if the new one has errors. Without -f, the embedded default is used
-(see `cuttle --help`).")]
+Prints where it listens and where its logs go. SIGTERM or SIGINT stop it
+(requests in flight may finish, up to shutdown_lifetime); SIGHUP re-reads
+the config and keeps the old one if the new one has errors; SIGUSR1 rotates
+the logs (logfile_rotate); SIGUSR2 toggles debug messages. `cuttle -k
+reconfigure|rotate|shutdown|check -f FILE` sends them through pid_filename.
+Without -f, the embedded default is used (see `cuttle --help`).")]
     Run(RunArgs),
     /// Work with ICP datagrams (RFC 2186).
     #[command(
@@ -259,8 +308,39 @@ fn parse_mapping(s: &str) -> Result<(PathBuf, PathBuf), String> {
 
 impl Cli {
     pub fn run(self) -> ExitCode {
+        let options = cuttle::daemon::RunOptions { config: self.file };
+        let signal = match self.action {
+            None => None,
+            Some(KAction::Parse) => {
+                return check(&CheckArgs {
+                    file: options
+                        .config
+                        .unwrap_or_else(|| PathBuf::from(SQUID_DEFAULT_CONFIG)),
+                    map: Vec::new(),
+                });
+            }
+            Some(KAction::Reconfigure) => Some(libc::SIGHUP),
+            Some(KAction::Rotate) => Some(libc::SIGUSR1),
+            Some(KAction::Shutdown) => Some(libc::SIGTERM),
+            Some(KAction::Interrupt) => Some(libc::SIGINT),
+            Some(KAction::Kill) => Some(libc::SIGKILL),
+            Some(KAction::Debug) => Some(libc::SIGUSR2),
+            Some(KAction::Check) => Some(0),
+        };
+        if let Some(signal) = signal {
+            // As squid: without -f, the running instance's config is
+            // Squid's default one (the embedded default has no pid file).
+            let options = cuttle::daemon::RunOptions {
+                config: Some(
+                    options
+                        .config
+                        .unwrap_or_else(|| PathBuf::from(SQUID_DEFAULT_CONFIG)),
+                ),
+            };
+            return cuttle::daemon::signal_running(&options, signal);
+        }
         let Some(command) = self.command else {
-            return cuttle::daemon::run(cuttle::daemon::RunOptions::default());
+            return cuttle::daemon::run(options);
         };
         match command {
             Command::Run(args) => {

@@ -1,19 +1,23 @@
 //! Runs cuttle as a proxy: loads the config (or the embedded default),
-//! opens the store and the access logs, binds the http_ports, serves, and
-//! handles signals: SIGTERM/SIGINT stop accepting and let requests in flight
-//! finish (up to `shutdown_lifetime`) before the store is flushed; SIGHUP
-//! re-reads the config and swaps it in, keeping the old one if the new one
-//! has errors.
+//! opens the cache_log, writes the pid file, opens the store and the access
+//! logs, binds the http_ports, serves, and handles Squid's signals:
+//! SIGTERM/SIGINT stop accepting and let requests in flight finish (up to
+//! `shutdown_lifetime`) before the store is flushed; SIGHUP re-reads the
+//! config and swaps it in, keeping the old one if the new one has errors;
+//! SIGUSR1 rotates the logs (`logfile_rotate`); SIGUSR2 toggles full
+//! debugging. [`signal_running`] is `cuttle -k ACTION`: it signals the
+//! instance named by the pid file.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::access_log::Logger;
+use crate::cache_log;
 use crate::config::{self, Config, ListenAddr, LoadOptions, Loaded, PortMode, VPort};
 use crate::http::proxy::{self, Proxy};
 use crate::http::server::{self, Listener};
@@ -64,7 +68,8 @@ pub fn default_config_text(dir: &Path) -> String {
          htcp_clr_access allow localhost\n\
          htcp_clr_access deny all\n\
          cache_dir mmap {dir} 256\n\
-         access_log stdio:{dir}/access.log squid\n",
+         access_log stdio:{dir}/access.log squid\n\
+         pid_filename none\n",
         dir = dir.display()
     )
 }
@@ -88,6 +93,158 @@ fn load(options: &RunOptions) -> Loaded {
             )
         }
     }
+}
+
+/// A start-up line on stdout (`cuttle: MESSAGE`), also in the cache_log.
+fn say(message: &str) {
+    println!("cuttle: {message}");
+    cache_log::note(&format!("cuttle: {message}"));
+}
+
+/// Squid's form of a fatal error, on stderr and in the cache_log.
+fn fatal(message: &str) {
+    eprintln!("{}| FATAL: {message}", cache_log::squid_time_now());
+    cache_log::note(&format!("FATAL: {message}"));
+}
+
+/// The pid file of a running cuttle: written at start, removed when
+/// dropped (at any exit of [`run`] after it was written), unless another
+/// process rewrote it meanwhile.
+struct PidFile {
+    path: PathBuf,
+    pid: i32,
+}
+
+/// What a pid file says.
+enum PidRead {
+    Pid(i32),
+    Malformed,
+    Unreadable(std::io::Error),
+}
+
+fn read_pid(path: &Path) -> PidRead {
+    match std::fs::read_to_string(path) {
+        Ok(text) => match text.trim().parse::<i32>() {
+            Ok(pid) if pid > 0 => PidRead::Pid(pid),
+            _ => PidRead::Malformed,
+        },
+        Err(e) => PidRead::Unreadable(e),
+    }
+}
+
+/// Sends `signal` to `pid`; 0 only checks that it could be sent.
+fn send_signal(pid: i32, signal: i32) -> std::io::Result<()> {
+    use rustix::process::{kill_process, test_kill_process, Pid, Signal};
+    let invalid = || std::io::Error::from_raw_os_error(libc::EINVAL);
+    let pid = Pid::from_raw(pid).ok_or_else(invalid)?;
+    let sent = match signal {
+        0 => test_kill_process(pid),
+        n => kill_process(pid, Signal::from_named_raw(n).ok_or_else(invalid)?),
+    };
+    sent.map_err(std::io::Error::from)
+}
+
+/// Whether process `pid` exists (one of another user's counts).
+fn process_alive(pid: i32) -> bool {
+    match send_signal(pid, 0) {
+        Ok(()) => true,
+        Err(e) => e.raw_os_error() == Some(libc::EPERM),
+    }
+}
+
+/// An OS error as Squid prints it: `(2) No such file or directory`.
+fn squid_errno(e: &std::io::Error) -> String {
+    let code = e.raw_os_error().unwrap_or(0);
+    let text = e.to_string();
+    let text = text
+        .strip_suffix(&format!(" (os error {code})"))
+        .unwrap_or(&text)
+        .to_string();
+    format!("({code}) {text}")
+}
+
+impl PidFile {
+    /// Writes our pid to `path`, unless a live process other than us is
+    /// named there (a stale file is replaced).
+    fn create(path: &Path) -> Result<PidFile, String> {
+        let pid = std::process::id() as i32;
+        if let PidRead::Pid(other) = read_pid(path) {
+            if other != pid && process_alive(other) {
+                return Err(format!(
+                    "cuttle is already running: Found fresh instance PID file ({}) with PID {other}",
+                    path.display()
+                ));
+            }
+        }
+        // Written aside and renamed: a reader never sees a partial pid.
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(format!(".new-{pid}"));
+        let aside = PathBuf::from(aside);
+        std::fs::write(&aside, format!("{pid}\n"))
+            .and_then(|()| std::fs::rename(&aside, path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&aside);
+                format!("failed to write {}: {}", path.display(), squid_errno(&e))
+            })?;
+        Ok(PidFile {
+            path: path.to_path_buf(),
+            pid,
+        })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if matches!(read_pid(&self.path), PidRead::Pid(p) if p == self.pid) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// `cuttle -k ACTION`: sends `signal` (0 for `check`) to the instance whose
+/// pid `pid_filename` names, as `squid -k` does, with Squid's messages and
+/// exit status 1 when that fails.
+pub fn signal_running(options: &RunOptions, signal: i32) -> std::process::ExitCode {
+    let loaded = load(options);
+    // Warnings are for `cuttle check`; squid -k is silent about them too.
+    if loaded.has_errors() {
+        for d in loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == config::Severity::Error)
+        {
+            eprintln!("{d}");
+        }
+        fatal("the configuration has errors");
+        return std::process::ExitCode::FAILURE;
+    }
+    let Some(path) = &loaded.config.pid_filename.value else {
+        fatal("no pid_filename configured");
+        return std::process::ExitCode::FAILURE;
+    };
+    let pid = match read_pid(path) {
+        PidRead::Pid(pid) => pid,
+        PidRead::Malformed => {
+            fatal(&format!("Malformed PID file ({})", path.display()));
+            return std::process::ExitCode::FAILURE;
+        }
+        PidRead::Unreadable(e) => {
+            fatal(&format!(
+                "failed to open {}: {}",
+                path.display(),
+                squid_errno(&e)
+            ));
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = send_signal(pid, signal) {
+        fatal(&format!(
+            "failed to send signal {signal} to cuttle instance with PID {pid}: {}",
+            squid_errno(&e)
+        ));
+        return std::process::ExitCode::FAILURE;
+    }
+    std::process::ExitCode::SUCCESS
 }
 
 /// Prints diagnostics; true when there are errors.
@@ -172,7 +329,7 @@ async fn bind_all(config: &Config) -> Result<Vec<Listener>, String> {
         } else {
             "accelerator"
         };
-        println!("cuttle: listening on {shown} ({mode})");
+        say(&format!("listening on {shown} ({mode})"));
     }
     Ok(out)
 }
@@ -180,8 +337,20 @@ async fn bind_all(config: &Config) -> Result<Vec<Listener>, String> {
 /// Runs the proxy until SIGTERM or SIGINT. Returns the exit status.
 pub fn run(options: RunOptions) -> std::process::ExitCode {
     let loaded = load(&options);
+    // Opened first, so the config's warnings are in it too.
+    if let Err(e) = cache_log::open(loaded.config.cache_log.value.as_deref()) {
+        let path = loaded
+            .config
+            .cache_log
+            .value
+            .as_deref()
+            .unwrap_or(Path::new(""));
+        eprintln!("cuttle: cache_log: cannot open {}: {e}", path.display());
+        return std::process::ExitCode::FAILURE;
+    }
     if report(&loaded) {
         eprintln!("cuttle: the configuration has errors; not starting");
+        cache_log::note("FATAL: the configuration has errors; not starting");
         return std::process::ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -194,16 +363,81 @@ pub fn run(options: RunOptions) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(options, loaded.config)) {
+    // Before the pid file exists: from then on `-k` may signal us, and
+    // no signal of Squid's may kill cuttle (their default action would,
+    // leaving the pid file and losing buffered log lines).
+    let signals = {
+        let _in_runtime = runtime.enter();
+        match Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cuttle: cannot handle signals: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    };
+    let _pid_file = match loaded
+        .config
+        .pid_filename
+        .value
+        .as_deref()
+        .map(PidFile::create)
+    {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            fatal(&e);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(options, loaded.config, signals)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            // The access logs were flushed when serve() dropped the logger.
             eprintln!("cuttle: {e}");
+            cache_log::note(&format!("FATAL: {e}"));
             std::process::ExitCode::FAILURE
         }
     }
 }
 
-async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
+/// The signals Squid uses, caught.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+    usr1: Signal,
+    usr2: Signal,
+}
+
+impl Signals {
+    /// Needs a runtime context (tokio's signal driver).
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
+    }
+}
+
+async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<(), String> {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+        mut usr1,
+        mut usr2,
+    } = signals;
+    match &config.cache_log.value {
+        Some(path) => say(&format!("cache_log {}", path.display())),
+        None => say("cache_log none (messages go to stderr)"),
+    }
+    if let Some(path) = &config.pid_filename.value {
+        say(&format!("pid_filename {}", path.display()));
+    }
     let (store, rebuild) = Store::open_config(&config).map_err(|e| e.to_string())?;
     let store = Arc::new(store);
     if store.is_memory() {
@@ -213,15 +447,17 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
         } else {
             format!("{} KB", bytes >> 10)
         };
-        println!("cuttle: no cache_dir: caching in memory (cache_mem {size})");
+        say(&format!(
+            "no cache_dir: caching in memory (cache_mem {size})"
+        ));
     }
     for u in store.usage().iter().filter(|_| !store.is_memory()) {
-        println!(
-            "cuttle: cache_dir {} ({} entries, {} MB)",
+        say(&format!(
+            "cache_dir {} ({} entries, {} MB)",
             u.path.display(),
             u.entries,
             (u64::from(u.slots) * u64::from(u.slot_size)) >> 20
-        );
+        ));
     }
     if rebuild.torn + rebuild.bad_chains > 0 {
         tracing::warn!(
@@ -231,6 +467,12 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
         );
     }
     let logger = Logger::from_config(&config).map_err(|e| e.to_string())?;
+    if logger.is_disabled() {
+        say("access_log none");
+    }
+    for path in logger.paths() {
+        say(&format!("access_log {path}"));
+    }
     let listeners = bind_all(&config).await?;
     let grace = config.shutdown_lifetime.value;
     let config = Arc::new(config);
@@ -276,9 +518,6 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
     let sampler = tokio::spawn(proxy::sampler(proxy_rx.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let server = tokio::spawn(server::serve(listeners, proxy_rx, stop_rx, grace));
     loop {
         tokio::select! {
@@ -289,9 +528,21 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
                 icp.reload(&proxy_tx.borrow().config(), &logger);
                 htcp.reload(&proxy_tx.borrow().config(), &logger);
             }
+            _ = usr1.recv() => {
+                let keep = proxy_tx.borrow().config().logfile_rotate.value;
+                logger.rotate(keep);
+                if let Err(e) = cache_log::rotate(keep) {
+                    tracing::error!("cache_log: cannot rotate: {e}");
+                }
+                say("logs rotated");
+            }
+            _ = usr2.recv() => match cache_log::toggle_debug() {
+                Some(filter) => say(&format!("SIGUSR2: debugging now at {filter:?} (RUST_LOG)")),
+                None => say("SIGUSR2: ignored (debugging level not adjustable)"),
+            },
         }
     }
-    println!("cuttle: shutting down");
+    say("shutting down");
     sampler.abort();
     let _ = stop_tx.send(true);
     icp.stop();
@@ -301,7 +552,7 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
     }
     logger.flush();
     store.flush().map_err(|e| e.to_string())?;
-    println!("cuttle: stopped");
+    say("stopped");
     Ok(())
 }
 
@@ -327,10 +578,16 @@ fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logg
     if crate::store::memory_only(&old) && old.cache_mem.value != loaded.config.cache_mem.value {
         tracing::warn!("with no cache_dir, cache_mem changes take effect at the next restart");
     }
+    if old.pid_filename.value != loaded.config.pid_filename.value {
+        tracing::warn!("pid_filename changes take effect at the next restart");
+    }
+    if let Err(e) = cache_log::open(loaded.config.cache_log.value.as_deref()) {
+        tracing::error!("cache_log: cannot open: {e}; keeping the old one");
+    }
     logger.reopen();
     let next = proxy.borrow().with_config(Arc::new(loaded.config));
     let _ = proxy.send(Arc::new(next));
-    println!("cuttle: configuration reloaded");
+    say("configuration reloaded");
 }
 
 /// A datagram responder (ICP, HTCP) across reloads: rebound when where it
@@ -369,7 +626,7 @@ impl<P: Protocol> Udp<P> {
                 format!("{at}{e}")
             })?;
         if let Some(s) = &server {
-            println!("cuttle: {} on {}", P::NAME, s.local_addr());
+            say(&format!("{} on {}", P::NAME, s.local_addr()));
         }
         Ok(server)
     }

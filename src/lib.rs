@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod access_log;
+pub mod cache_log;
 pub mod caching;
 pub mod config;
 pub mod daemon;

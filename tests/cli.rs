@@ -146,7 +146,7 @@ fn check_reports_file_line_and_fails_on_errors() {
     assert_eq!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("fixtures/squid-conf/sibling-mesh.conf:72: warning: cache_log"),
+        err.contains("fixtures/squid-conf/sibling-mesh.conf:65: warning: refresh_pattern"),
         "{err}"
     );
 
@@ -171,9 +171,10 @@ fn check_reports_file_line_and_fails_on_errors() {
     assert_eq!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("conf.d/debian.conf:6: warning: logfile_rotate"),
+        err.contains("debian-default.conf:4894: warning: coredump_dir"),
         "{err}"
     );
+    assert!(err.contains(": 0 error(s), 1 warning(s)"), "{err}");
 }
 
 #[test]

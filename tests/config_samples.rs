@@ -270,12 +270,9 @@ fn sibling_mesh() {
     assert_eq!(c.shutdown_lifetime.value, Duration::from_secs(5));
 
     // 58 and 60: the rock and aufs dirs are kept in cuttle's own format;
-    // then the obsolete refresh option and the unused cache_log.
-    assert_eq!(
-        warning_lines(&loaded, "sibling-mesh.conf"),
-        [58, 60, 65, 72]
-    );
-    assert_eq!(loaded.diagnostics.len(), 4);
+    // then the obsolete refresh option (cache_log, 72, is used now).
+    assert_eq!(warning_lines(&loaded, "sibling-mesh.conf"), [58, 60, 65]);
+    assert_eq!(loaded.diagnostics.len(), 3);
 }
 
 #[test]
@@ -377,11 +374,17 @@ fn debian_default_with_conf_d() {
         ]
     );
     assert_eq!(c.refresh_patterns[3].max, Duration::from_secs(4320 * 60));
-    // The include was read: its logfile_rotate is reported in conf.d/debian.conf.
+    // The include was read: its logfile_rotate comes from conf.d/debian.conf.
+    assert_eq!(c.logfile_rotate.value, 0);
+    let at = c.logfile_rotate.location.as_ref().map(ToString::to_string);
+    assert!(
+        at.as_deref()
+            .is_some_and(|l| l.ends_with("conf.d/debian.conf:6")),
+        "{at:?}"
+    );
     let w: Vec<String> = loaded.warnings().map(Diagnostic::to_string).collect();
-    assert_eq!(w.len(), 2, "{w:?}");
-    assert!(w[0].ends_with("conf.d/debian.conf:6: warning: logfile_rotate: Squid directive not used by cuttle yet; ignored"), "{}", w[0]);
-    assert!(w[1].ends_with("debian-default.conf:4894: warning: coredump_dir: Squid directive not used by cuttle yet; ignored"), "{}", w[1]);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].ends_with("debian-default.conf:4894: warning: coredump_dir: Squid directive not used by cuttle yet; ignored"), "{}", w[0]);
     // Defaults stay Squid's.
     assert_eq!(c.icp_port.value, 0);
     assert!(c.cache_dirs.is_empty());
@@ -534,8 +537,8 @@ fn wikimedia_labs_upload() {
     // 22: the five url_regex/urlpath_regex ACLs (145-156) no longer warn,
     // nor do read_timeout (52), read_ahead_gap (59), cache_mgr,
     // request_header_max_size (41) and request_timeout (53), which cuttle
-    // now uses.
-    assert_eq!(warnings.len(), 22, "{warnings:#?}");
+    // now uses, nor logfile_rotate (106) and cache_log (115).
+    assert_eq!(warnings.len(), 20, "{warnings:#?}");
     assert_eq!(c.read_timeout.value, Duration::from_secs(60));
     assert_eq!(c.read_ahead_gap.value, 64 * 1024);
     assert_eq!(c.request_timeout.value, Duration::from_secs(60));
@@ -671,15 +674,16 @@ fn ualberta_vulcan() {
         LogDestination::Stdio("/dev/stdout".into())
     );
 
-    // 19: the url_regex ACLs at squid.conf:45 and :47 no longer warn.
-    assert_eq!(loaded.warnings().count(), 19);
+    // 17: the url_regex ACLs at squid.conf:45 and :47 no longer warn, nor
+    // pid_filename (72) and cache_log (83).
+    assert_eq!(loaded.warnings().count(), 17);
     assert_eq!(
         warning_lines(&loaded, "02-cache.conf"),
         [10, 24, 25, 26, 27, 30, 31, 35, 36, 37]
     );
     assert_eq!(
         warning_lines(&loaded, "squid.conf"),
-        [69, 72, 75, 76, 77, 78, 79, 83, 84]
+        [69, 75, 76, 77, 78, 79, 84]
     );
 }
 

@@ -172,9 +172,11 @@ impl Mesh {
                  cache_peer {squid_ip} sibling {} {} no-digest name=squid-sibling\n\
                  icp_query_timeout 3000\n\
                  cache_dir mmap {}/cache 16\n\
+                 pid_filename {}/cuttle.pid\n\
                  access_log stdio:{} squid\n",
                 squid.http_port,
                 squid.icp_port,
+                dir.display(),
                 dir.display(),
                 log.display()
             ),

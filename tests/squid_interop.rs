@@ -148,9 +148,11 @@ fn squid_uses_cuttle_as_its_parent_and_the_second_request_is_a_cuttle_hit() {
              http_access deny all\n\
              cache_dir mmap {} 16\n\
              access_log stdio:{} squid\n\
+             pid_filename {}/cuttle.pid\n\
              visible_hostname cuttle-parent\n",
             cuttle_cache.display(),
-            cuttle_log.display()
+            cuttle_log.display(),
+            tmp.path().display()
         ),
     )
     .unwrap();

@@ -128,8 +128,10 @@ async fn a_clean_stop_after_eviction_leaves_a_clean_store() {
          http_access deny all\n\
          cache_dir mmap {store} 2\n\
          access_log none\n\
+         pid_filename {pid}\n\
          visible_hostname integrity\n",
-        store = store_dir.display()
+        store = store_dir.display(),
+        pid = dir.path().join("cuttle.pid").display()
     );
     let conf_path = dir.path().join("squid.conf");
     std::fs::write(&conf_path, conf).expect("write config");

@@ -76,6 +76,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("shutdown", 2),
     ("access", 2),
     ("access_log", 2),
+    ("cache_log", 2),
     ("store", 2),
     ("caching", 3),
     ("upstream", 3),

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -159,7 +159,36 @@ struct Sink {
 struct Dest {
     target: Target,
     buffer: usize,
+    /// `rotate=N` of its access_log line; else `logfile_rotate` applies.
+    rotate: Option<u32>,
     sink: Sink,
+}
+
+/// Squid's renaming on `-k rotate`: `path.keep-2` becomes `path.keep-1`, ...,
+/// `path.0` becomes `path.1`, then `path` becomes `path.0`; `keep` 0
+/// renames nothing. Missing files are skipped; the first other failure is
+/// returned after the rest were tried.
+pub fn rotate_file_names(path: &Path, keep: u32) -> io::Result<()> {
+    let numbered = |i: u32| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".{i}"));
+        PathBuf::from(name)
+    };
+    let mut first_error = None;
+    let mut rename = |from: &Path, to: &Path| match std::fs::rename(from, to) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            first_error.get_or_insert(e);
+        }
+        _ => {}
+    };
+    if keep == 0 {
+        return Ok(());
+    }
+    for i in (1..keep).rev() {
+        rename(&numbered(i - 1), &numbered(i));
+    }
+    rename(path, &numbered(0));
+    first_error.map_or(Ok(()), Err)
 }
 
 enum Msg {
@@ -237,7 +266,17 @@ struct Inner {
     thread: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
     reopen: Arc<AtomicBool>,
+    rotation: Arc<Rotation>,
+    /// The files, for telling where the log goes.
+    paths: Vec<String>,
     warnings: Vec<String>,
+}
+
+/// A pending `-k rotate` and the `logfile_rotate` it uses.
+#[derive(Default)]
+struct Rotation {
+    wanted: AtomicBool,
+    keep: AtomicU32,
 }
 
 impl fmt::Debug for Logger {
@@ -261,6 +300,8 @@ impl Logger {
                 thread: Mutex::new(None),
                 counters: Arc::default(),
                 reopen: Arc::default(),
+                rotation: Arc::default(),
+                paths: Vec::new(),
                 warnings: Vec::new(),
             }),
         }
@@ -349,12 +390,6 @@ impl Logger {
                     ),
                 );
             }
-            if let Some(n) = line.rotate {
-                warn(
-                    at,
-                    format!("access_log: rotate={n}: cuttle does not rename logs itself; rotate them with logrotate and reload cuttle, which reopens them"),
-                );
-            }
             let target = Target::for_path(path);
             let buffer = line
                 .buffer_size
@@ -382,6 +417,7 @@ impl Logger {
                     dests.push(Dest {
                         target,
                         buffer,
+                        rotate: line.rotate,
                         sink,
                     });
                     dests.len() - 1
@@ -397,6 +433,8 @@ impl Logger {
         }
         let counters = Arc::new(Counters::default());
         let reopen = Arc::new(AtomicBool::new(false));
+        let rotation = Arc::new(Rotation::default());
+        let paths = dests.iter().map(|d| d.target.name()).collect();
         let (tx, thread) = if dests.is_empty() {
             (None, None)
         } else {
@@ -405,6 +443,7 @@ impl Logger {
                 dests,
                 counters: Arc::clone(&counters),
                 reopen: Arc::clone(&reopen),
+                rotation: Arc::clone(&rotation),
                 flush_interval: options.flush_interval,
             };
             let thread = std::thread::Builder::new()
@@ -432,6 +471,8 @@ impl Logger {
                 thread: Mutex::new(thread),
                 counters,
                 reopen,
+                rotation,
+                paths,
                 warnings,
             }),
         })
@@ -556,6 +597,25 @@ impl Logger {
         let _ = tx.try_send(Msg::Wake);
     }
 
+    /// `-k rotate` (SIGUSR1), as Squid's stdio logs: every log file is
+    /// flushed, renamed to `FILE.0` (older ones shifted up to
+    /// `FILE.N-1`, N being the line's `rotate=N`, else `keep`, Squid's
+    /// `logfile_rotate`) and opened anew; N = 0 only reopens. Returns at
+    /// once; lines queued before are in the renamed file, lines logged
+    /// after in the new one. Failures are logged and counted as in
+    /// [`Logger::reopen`].
+    pub fn rotate(&self, keep: u32) {
+        let Some(tx) = &self.inner.tx else { return };
+        self.inner.rotation.keep.store(keep, Ordering::Release);
+        self.inner.rotation.wanted.store(true, Ordering::Release);
+        let _ = tx.try_send(Msg::Wake);
+    }
+
+    /// The files written (paths as configured; `/dev/stdout`...).
+    pub fn paths(&self) -> &[String] {
+        &self.inner.paths
+    }
+
     /// Writes out everything queued so far (including a pending reopen) and
     /// waits for it, up to 5 seconds. Blocks the calling thread: for
     /// shutdown and tests, not for request paths.
@@ -626,6 +686,7 @@ struct Writer {
     dests: Vec<Dest>,
     counters: Arc<Counters>,
     reopen: Arc<AtomicBool>,
+    rotation: Arc<Rotation>,
     flush_interval: Duration,
 }
 
@@ -651,11 +712,7 @@ impl Writer {
                     }
                     // In queue order: lines logged after reopen() go to
                     // the new files.
-                    Ok(Msg::Wake) => {
-                        if self.reopen.swap(false, Ordering::AcqRel) {
-                            self.reopen_all();
-                        }
-                    }
+                    Ok(Msg::Wake) => self.reopen_if_asked(),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         self.flush_all();
@@ -663,9 +720,7 @@ impl Writer {
                     }
                 }
             }
-            if self.reopen.swap(false, Ordering::AcqRel) {
-                self.reopen_all();
-            }
+            self.reopen_if_asked();
             if last_flush.elapsed() >= self.flush_interval {
                 self.flush_all();
                 last_flush = Instant::now();
@@ -712,6 +767,26 @@ impl Writer {
                     failed(&self.counters, dest, "flush", &e);
                 }
             }
+        }
+    }
+
+    /// A rotation (which reopens) or a plain reopen, when one is pending.
+    fn reopen_if_asked(&mut self) {
+        if self.rotation.wanted.swap(false, Ordering::AcqRel) {
+            self.reopen.store(false, Ordering::Release);
+            self.flush_all();
+            let keep = self.rotation.keep.load(Ordering::Acquire);
+            for dest in &self.dests {
+                let Target::File(path) = &dest.target else {
+                    continue;
+                };
+                if let Err(e) = rotate_file_names(path, dest.rotate.unwrap_or(keep)) {
+                    tracing::error!("access_log: cannot rotate {}: {e}", path.display());
+                }
+            }
+            self.reopen_all();
+        } else if self.reopen.swap(false, Ordering::AcqRel) {
+            self.reopen_all();
         }
     }
 
@@ -1133,17 +1208,47 @@ mod tests {
         )))
         .unwrap();
         let w = logger.warnings();
-        assert_eq!(w.len(), 5, "{w:?}");
+        assert_eq!(w.len(), 4, "{w:?}");
         assert!(w[0].starts_with(
             "t.conf:2: warning: access_log: module syslog (local4.info) is not supported"
         ));
         assert!(w[1].starts_with("t.conf:3: warning: access_log: module tcp"));
         assert!(w[2].contains("t.conf:4: warning: access_log: log format \"mine\" is not supported yet; writing the native squid format instead"));
-        assert!(w[3].contains("t.conf:4: warning: access_log: rotate=3"));
-        assert!(w[4].contains("t.conf:5: warning: access_log: log format \"common\""));
+        assert!(w[3].contains("t.conf:5: warning: access_log: log format \"common\""));
         logger.log(&entry(1, [10, 0, 0, 1]));
         logger.flush();
         assert_eq!(read(&path), line(1, [10, 0, 0, 1]));
+    }
+
+    #[test]
+    fn rotate_renames_as_squid_and_rotate_option_overrides_logfile_rotate() {
+        let dir = TempDir::new();
+        let (a, b) = (dir.file("a.log"), dir.file("b.log"));
+        let logger = Logger::from_config(&config(&format!(
+            "access_log {}\naccess_log {} rotate=0\n",
+            a.display(),
+            b.display()
+        )))
+        .unwrap();
+        let numbered = |p: &Path, i: u32| PathBuf::from(format!("{}.{i}", p.display()));
+        for n in 0..3 {
+            logger.log(&entry(n, [10, 0, 0, 1]));
+            logger.rotate(2);
+            logger.flush();
+        }
+        logger.log(&entry(3, [10, 0, 0, 1]));
+        logger.flush();
+        assert_eq!(read(&numbered(&a, 1)), line(1, [10, 0, 0, 1]));
+        assert_eq!(read(&numbered(&a, 0)), line(2, [10, 0, 0, 1]));
+        assert!(
+            !numbered(&a, 2).exists(),
+            "logfile_rotate 2 keeps .0 and .1"
+        );
+        assert_eq!(read(&a), line(3, [10, 0, 0, 1]));
+        // rotate=0: reopened in place, nothing renamed.
+        assert!(!numbered(&b, 0).exists());
+        let all: String = (0..4).map(|n| line(n, [10, 0, 0, 1])).collect();
+        assert_eq!(read(&b), all);
     }
 
     #[test]

@@ -18,4 +18,7 @@ mod fixture_tests;
 
 pub use codes::{Hierarchy, HierarchyCode, ResultCode, ResultTag, UnknownCode};
 pub use entry::{mask_manager_password, write_native, Entry, FormatOptions, MASKED_PASSWORD};
-pub use logger::{LineBatch, LogError, LogStats, Logger, LoggerOptions, SQUID_DEFAULT_ACCESS_LOG};
+pub use logger::{
+    rotate_file_names, LineBatch, LogError, LogStats, Logger, LoggerOptions,
+    SQUID_DEFAULT_ACCESS_LOG,
+};

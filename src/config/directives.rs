@@ -277,6 +277,9 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "strip_query_terms" => onoff_setting(ctx, line, |c| &mut c.strip_query_terms),
         "visible_hostname" => hostname_setting(ctx, line, |c| &mut c.visible_hostname),
         "unique_hostname" => hostname_setting(ctx, line, |c| &mut c.unique_hostname),
+        "logfile_rotate" => count_setting(ctx, line, |c| &mut c.logfile_rotate),
+        "cache_log" => path_setting(ctx, line, |c| &mut c.cache_log),
+        "pid_filename" => path_setting(ctx, line, |c| &mut c.pid_filename),
         "shutdown_lifetime" => time_setting(ctx, line, SECONDS, |c| &mut c.shutdown_lifetime),
         "connect_timeout" => time_setting(ctx, line, SECONDS, |c| &mut c.connect_timeout),
         "read_timeout" => time_setting(ctx, line, SECONDS, |c| &mut c.read_timeout),
@@ -408,6 +411,9 @@ fn is_typed(name: &str) -> bool {
         "visible_hostname",
         "unique_hostname",
         "shutdown_lifetime",
+        "logfile_rotate",
+        "cache_log",
+        "pid_filename",
         "connect_timeout",
         "read_timeout",
         "request_start_timeout",
@@ -590,6 +596,16 @@ fn count_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<u32>) {
         Ok(v) => *field(&mut ctx.config) = Setting::at(v, line.location.clone()),
         Err(reason) => ctx.error(&line.location, format!("{}: {reason}", line.name())),
     }
+}
+
+/// A file path, or `none` for no file (`pid_filename`, `cache_log`).
+fn path_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<Option<std::path::PathBuf>>) {
+    let Some(args) = args_between(ctx, line, 1) else {
+        return;
+    };
+    let Some(word) = args.first() else { return };
+    let value = (word.text != "none").then(|| std::path::PathBuf::from(&word.text));
+    *field(&mut ctx.config) = Setting::at(value, line.location.clone());
 }
 
 fn port_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<u16>) {

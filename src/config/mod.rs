@@ -80,6 +80,9 @@ impl<T> Deref for Located<T> {
     }
 }
 
+/// Debian's Squid 5.7 default `pid_filename` (`--with-pidfile`).
+pub const DEFAULT_PID_FILENAME: &str = "/run/squid.pid";
+
 /// A single-valued directive: its effective value, and where it was set
 /// (`None` when Squid's default applies). The last occurrence wins, as in Squid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,6 +284,13 @@ pub struct Config {
     pub access_logs: Vec<Located<AccessLog>>,
     pub logformats: Vec<Located<LogFormat>>,
     pub strip_query_terms: Setting<bool>,
+    /// `logfile_rotate N`: how many old access.log (and cache_log) files
+    /// `-k rotate` (SIGUSR1) keeps, as FILE.0 (newest) to FILE.N-1; 0 only
+    /// reopens them (Debian's default, for logrotate).
+    pub logfile_rotate: Setting<u32>,
+    /// `cache_log PATH`: where operational messages go besides stderr;
+    /// `None` (no line, or `none`): stderr only.
+    pub cache_log: Setting<Option<PathBuf>>,
 
     // -- identity and process
     /// `None` = the system host name (Squid's default).
@@ -288,6 +298,9 @@ pub struct Config {
     /// `None` = same as visible_hostname.
     pub unique_hostname: Setting<Option<String>>,
     pub shutdown_lifetime: Setting<Duration>,
+    /// `pid_filename PATH`; `None` for `pid_filename none`. The embedded
+    /// default configuration sets none.
+    pub pid_filename: Setting<Option<PathBuf>>,
     /// `connect_timeout`: how long to wait for a server's TCP handshake.
     pub connect_timeout: Setting<Duration>,
     /// `read_timeout`: how long a server may stay silent, and a client
@@ -397,9 +410,12 @@ impl Default for Config {
             access_logs: Vec::new(),
             logformats: Vec::new(),
             strip_query_terms: Setting::default_value(true),
+            logfile_rotate: Setting::default_value(0),
+            cache_log: Setting::default_value(None),
             visible_hostname: Setting::default_value(None),
             unique_hostname: Setting::default_value(None),
             shutdown_lifetime: Setting::default_value(Duration::from_secs(30)),
+            pid_filename: Setting::default_value(Some(PathBuf::from(DEFAULT_PID_FILENAME))),
             connect_timeout: Setting::default_value(Duration::from_secs(60)),
             read_timeout: Setting::default_value(Duration::from_secs(15 * 60)),
             request_start_timeout: Setting::default_value(Duration::from_secs(5 * 60)),

@@ -68,6 +68,9 @@ pub struct PeerState {
     pub open_conns: u32,
     /// Disabled by the DENIED-ratio rule until the next reconfigure.
     pub disabled: bool,
+    /// "Detected DEAD" was logged and "Detected REVIVED" not yet (Squid's
+    /// logged_state): each is said once per going down and coming back.
+    pub logged_dead: bool,
     /// Multicast peers: running average of the group's responders
     /// (Squid's mcast.avg_n_members) and how many counts made it.
     pub mcast_avg_members: f64,
@@ -306,14 +309,21 @@ impl PeerTable {
     }
 
     /// ICP-dead: a query unanswered for longer than dead_peer_timeout.
+    /// The first time a peer is found so, "Detected DEAD" is logged.
     pub fn icp_dead(&self, id: PeerId, now: Instant) -> bool {
         let Some(p) = self.get(id) else { return true };
-        if p.config.no_query {
-            return false;
+        let mut s = p.state();
+        let dead = self.icp_dead_in(p, &s, now);
+        if dead {
+            log_dead(p, &mut s);
         }
-        let s = p.state();
-        s.icp_probe_start
-            .is_some_and(|t| now.saturating_duration_since(t) > self.timing.dead_peer_timeout)
+        dead
+    }
+
+    fn icp_dead_in(&self, p: &Peer, s: &PeerState, now: Instant) -> bool {
+        !p.config.no_query
+            && s.icp_probe_start
+                .is_some_and(|t| now.saturating_duration_since(t) > self.timing.dead_peer_timeout)
     }
 
     /// Squid's neighborUp: TCP up and (no-query or not ICP-dead).
@@ -402,15 +412,15 @@ impl PeerTable {
         now: Instant,
         count: impl FnOnce(&Peer, &mut PeerState),
     ) -> bool {
-        let was_dead = self.icp_dead(id, now);
         let Some(p) = self.get(id) else { return false };
         let mut s = p.state();
+        let was_dead = self.icp_dead_in(p, &s, now);
         s.pings_acked += 1;
         s.icp_probe_start = None;
         s.last_reply = Some(now);
         count(p, &mut s);
-        if was_dead {
-            tracing::warn!(peer = %p.config.name, "Detected REVIVED {}", kind(&p.config));
+        if s.tcp_up > 0 {
+            log_revived(p, &mut s);
         }
         was_dead
     }
@@ -486,10 +496,12 @@ impl PeerTable {
             let mut s = p.state();
             let revived = s.tcp_up == 0 && s.last_tcp_probe.is_some();
             s.tcp_up = p.config.connect_fail_limit.max(1);
+            if !self.icp_dead_in(p, &s, Instant::now()) {
+                log_revived(p, &mut s);
+            }
             revived
         };
         if revived {
-            tracing::warn!(peer = %p.config.name, "Detected REVIVED {}", kind(&p.config));
             self.reset_rr();
         }
     }
@@ -501,7 +513,7 @@ impl PeerTable {
         if s.tcp_up > 0 {
             s.tcp_up -= 1;
             if s.tcp_up == 0 {
-                tracing::warn!(peer = %p.config.name, "Detected DEAD {}", kind(&p.config));
+                log_dead(p, &mut s);
             }
         }
     }
@@ -633,6 +645,23 @@ impl PeerTable {
         } else {
             tracing::debug!(peer = %p.config.name, "TCP probe failed");
         }
+    }
+}
+
+/// "Detected DEAD Sibling: NAME", once until the peer revives.
+fn log_dead(p: &Peer, s: &mut PeerState) {
+    if !s.logged_dead {
+        s.logged_dead = true;
+        tracing::warn!("Detected DEAD {}: {}", kind(&p.config), p.config.name);
+    }
+}
+
+/// "Detected REVIVED Sibling: NAME", only after a logged DEAD (not at
+/// start-up, nor for a peer just added).
+fn log_revived(p: &Peer, s: &mut PeerState) {
+    if s.logged_dead {
+        s.logged_dead = false;
+        tracing::warn!("Detected REVIVED {}: {}", kind(&p.config), p.config.name);
     }
 }
 

@@ -336,8 +336,10 @@ fn cuttle_conf(dir: &Path, addr: SocketAddr, lines: &str) -> String {
          http_access deny all\n\
          cache_dir mmap {}/cache 16\n\
          access_log stdio:{}/access.log squid\n\
+         pid_filename {}/cuttle.pid\n\
          visible_hostname cuttle-{ip}\n\
          {lines}\n",
+        dir.display(),
         dir.display(),
         dir.display()
     )

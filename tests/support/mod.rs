@@ -529,6 +529,8 @@ impl Conf {
         lines.extend(self.access.iter().cloned());
         lines.push("cache_dir mmap {dir}/cache 32".into());
         lines.push("access_log stdio:{dir}/access.log squid".into());
+        // Squid's default (/run/squid.pid) would be shared by every test.
+        lines.push("pid_filename {dir}/cuttle.pid".into());
         lines.push(format!("visible_hostname {}", self.name));
         lines.extend(self.extra.iter().cloned());
         let mut text = lines.join("\n");
