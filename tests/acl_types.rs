@@ -160,7 +160,11 @@ async fn http_reply_access_denies_by_rep_header_and_http_status() {
     let got: Vec<String> = log.iter().map(|l| l.result()).collect();
     assert_eq!(
         got,
-        ["TCP_MISS/200", "TCP_DENIED_REPLY/403", "TCP_DENIED_REPLY/403"],
+        [
+            "TCP_MISS/200",
+            "TCP_DENIED_REPLY/403",
+            "TCP_DENIED_REPLY/403"
+        ],
         "{log:#?}"
     );
 }

@@ -248,6 +248,7 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "htcp_access" => access_rule(ctx, line, |c| &mut c.htcp_access),
         "htcp_clr_access" => access_rule(ctx, line, |c| &mut c.htcp_clr_access),
         "miss_access" => access_rule(ctx, line, |c| &mut c.miss_access),
+        "http_reply_access" => access_rule(ctx, line, |c| &mut c.http_reply_access),
         "never_direct" => access_rule(ctx, line, |c| &mut c.never_direct),
         "always_direct" => access_rule(ctx, line, |c| &mut c.always_direct),
         "cache_dir" => cache::parse_cache_dir(ctx, line),
@@ -325,7 +326,6 @@ fn refused_feature(name: &str, line: &Line) -> Option<&'static str> {
     match name {
         "auth_param" => Some("proxy authentication"),
         "external_acl_type" => Some("external ACL helpers"),
-        "http_reply_access" if !only("allow", "all") => Some("access control on replies"),
         "adapted_http_access" if !only("allow", "all") => {
             Some("access control after adaptation and URL rewriting")
         }
@@ -388,6 +388,7 @@ fn is_typed(name: &str) -> bool {
         "htcp_access",
         "htcp_clr_access",
         "miss_access",
+        "http_reply_access",
         "never_direct",
         "always_direct",
         "cache_dir",
