@@ -139,10 +139,11 @@ async fn http_reply_access_denies_by_rep_header_and_http_status() {
         Reply::ok("secret\n").header("x-classified", "yes")
     });
     origin.route("/gone", |_| Reply::status(410).body("gone\n"));
+    origin.route("/unchanged", |_| Reply::status(304));
     let cuttle = Cuttle::start(
         &Conf::new()
             .extra("acl flagged rep_header X-Classified ^yes")
-            .extra("acl gone http_status 404 410-499")
+            .extra("acl gone http_status 304 404 410-499")
             .extra("http_reply_access deny flagged")
             .extra("http_reply_access deny gone")
             .extra("http_reply_access allow all"),
@@ -156,14 +157,24 @@ async fn http_reply_access_denies_by_rep_header_and_http_status() {
     let r = Req::get(&origin.url("/gone")).send(&cuttle).await;
     assert_eq!(r.status, 403, "{r:?}");
 
-    let log = cuttle.log(3).await;
-    let got: Vec<String> = log.iter().map(|l| l.result()).collect();
+    // As in Squid, a 304 passes whatever the rules say.
+    let r = Req::get(&origin.url("/unchanged")).send(&cuttle).await;
+    assert_eq!(r.status, 304, "{r:?}");
+
+    // Squid 5.7 logs these TCP_DENIED_REPLY/403 HIER_DIRECT/127.0.0.1.
+    let log = cuttle.log(4).await;
+    let got: Vec<(String, String)> = log
+        .iter()
+        .map(|l| (l.result(), l.hierarchy.clone()))
+        .collect();
+    let direct = "HIER_DIRECT/127.0.0.1".to_string();
     assert_eq!(
         got,
         [
-            "TCP_MISS/200",
-            "TCP_DENIED_REPLY/403",
-            "TCP_DENIED_REPLY/403"
+            ("TCP_MISS/200".to_string(), direct.clone()),
+            ("TCP_DENIED_REPLY/403".to_string(), direct.clone()),
+            ("TCP_DENIED_REPLY/403".to_string(), direct.clone()),
+            ("TCP_MISS/304".to_string(), direct),
         ],
         "{log:#?}"
     );

@@ -1,6 +1,6 @@
 //! Logging directives: `access_log` (destination module and place, log format, options, ACLs) and `logformat` definitions.
 
-use super::acl::{parse_acl_refs, AclRef};
+use super::acl::{parse_acl_refs, AclData, AclRef};
 use super::directives::Ctx;
 use super::lexer::Line;
 use super::values::{parse_size_word, parse_uint};
@@ -222,6 +222,31 @@ pub(crate) fn check_access_logs(ctx: &mut Ctx<'_, '_>) {
     let mut warnings = Vec::new();
     for log in &ctx.config.access_logs {
         let at = log.location.clone();
+        // The log line's ACLs see the request line and client only.
+        for r in &log.acls {
+            let Some(acl) = ctx.config.acls.get(r.index) else {
+                continue;
+            };
+            if matches!(
+                acl.data,
+                AclData::Browser(_)
+                    | AclData::RefererRegex(_)
+                    | AclData::ReqHeader { .. }
+                    | AclData::RepHeader { .. }
+                    | AclData::HttpStatus(_)
+                    | AclData::MaxConn(_)
+                    | AclData::SrcDomain(_)
+            ) {
+                warnings.push((
+                    at.clone(),
+                    format!(
+                        "access_log: ACL \"{}\" ({}) never matches in an access_log line: cuttle checks these against the request line and client address only; use another ACL type here",
+                        r.name,
+                        acl.data.type_name()
+                    ),
+                ));
+            }
+        }
         match &log.destination {
             // An unknown module was warned about when read.
             LogDestination::None | LogDestination::Other { .. } => continue,
@@ -412,6 +437,20 @@ mod tests {
         assert!(w[5]
             .1
             .contains("module udp (//10.0.0.1:514) is not supported by cuttle"));
+    }
+
+    #[test]
+    fn access_log_acls_needing_headers_warn() {
+        let l = load("acl ua browser curl\nacl lan src 10.0.0.0/8\naccess_log stdio:/a lan\naccess_log stdio:/b ua\n");
+        let w: Vec<(usize, String)> = l
+            .warnings()
+            .map(|d| (d.location.line, d.message.clone()))
+            .collect();
+        assert_eq!(w.len(), 1, "{w:#?}");
+        assert_eq!(w[0].0, 4);
+        assert!(w[0]
+            .1
+            .contains("ACL \"ua\" (browser) never matches in an access_log line"));
     }
 
     #[test]
