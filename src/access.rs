@@ -34,6 +34,12 @@
 //! - `dstdomain` / `dstdom_regex` match the host's text only. Squid would
 //!   reverse-resolve an IP-literal host unless `-n` is given; cuttle never
 //!   does, so an IP host matches only an entry spelling that IP.
+//! - `browser`, `referer_regex`, `req_header`, `rep_header`, `http_status`,
+//!   `maxconn` and `srcdomain` look at [`Details`] ([`check_with`]): what is
+//!   not there (no headers for ICP/HTCP, no reply in http_access, a client
+//!   name not looked up) makes them not match, as Squid's ACLs answer
+//!   without their data. `time` reads the local clock, `arp` the kernel's
+//!   /proc/net/arp, when a rule reaches them.
 //! - An ACL that cannot be evaluated (an untyped [`AclData::Other`], a host
 //!   name in a src/dst list, a name not in the config) makes the check deny
 //!   at that rule ([`Reason::Unevaluable`]). The loader refuses configs whose
@@ -48,10 +54,41 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use http::HeaderMap;
+
 use crate::config::{
     AccessRule, Acl, AclData, AclRef, AclRegex, Action, Config, IpAclEntry, Located, Location,
     PortRange, PROTOCOL_NAMES,
 };
+
+/// What some ACL types look at beyond [`Request`]: the request's headers
+/// (`browser`, `referer_regex`, `req_header`), the reply (`rep_header`,
+/// `http_status`: http_reply_access), the client's open connections
+/// (`maxconn`) and its reverse-DNS name (`srcdomain`). What is missing
+/// makes those ACLs not match, as Squid's ACLs without their data do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Details<'a> {
+    pub request_headers: Option<&'a HeaderMap>,
+    pub reply: Option<ReplyInfo<'a>>,
+    /// Connections open from the client's address, this one included; 0
+    /// when there is no client connection (ICP/HTCP).
+    pub client_connections: usize,
+    /// The client's name from a reverse lookup (`none` when the lookup
+    /// failed, as Squid names it); `None` when not looked up.
+    pub client_name: Option<&'a str>,
+    /// Local weekday (0 = Sunday) and minute of the day for `time`; `None`:
+    /// the current local time.
+    pub local_time: Option<(u32, u16)>,
+    /// The text of /proc/net/arp for `arp`; `None`: read the kernel's.
+    pub arp_table: Option<&'a str>,
+}
+
+/// The reply an http_reply_access check looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyInfo<'a> {
+    pub status: u16,
+    pub headers: &'a HeaderMap,
+}
 
 /// What an access check looks at: one request as Squid's ACL checklist
 /// sees it. Strings borrow from the caller; nothing is copied.
@@ -178,7 +215,17 @@ pub fn check<'c>(
     config: &'c Config,
     req: &Request<'_>,
 ) -> Decision<'c> {
-    match run(list, config, &Eval::new(req, false)) {
+    check_with(list, config, req, &Details::default())
+}
+
+/// [`check`] with the [`Details`] some ACL types need.
+pub fn check_with<'c>(
+    list: &'c [Located<AccessRule>],
+    config: &'c Config,
+    req: &Request<'_>,
+    details: &Details<'_>,
+) -> Decision<'c> {
+    match run(list, config, &Eval::new(req, details, false)) {
         Ok(d) => d,
         // Unreachable: only a lazy evaluation asks for addresses.
         Err(NeedsDst) => Decision {
@@ -197,7 +244,27 @@ pub fn try_check<'c>(
     config: &'c Config,
     req: &Request<'_>,
 ) -> Result<Decision<'c>, NeedsDst> {
-    run(list, config, &Eval::new(req, true))
+    try_check_with(list, config, req, &Details::default())
+}
+
+/// [`try_check`] with the [`Details`] some ACL types need.
+pub fn try_check_with<'c>(
+    list: &'c [Located<AccessRule>],
+    config: &'c Config,
+    req: &Request<'_>,
+    details: &Details<'_>,
+) -> Result<Decision<'c>, NeedsDst> {
+    run(list, config, &Eval::new(req, details, true))
+}
+
+/// Whether checking `list` can reach a `srcdomain` ACL, so the client's
+/// name must be looked up first.
+pub fn needs_client_name(list: &[Located<AccessRule>], config: &Config) -> bool {
+    list.iter().any(|rule| {
+        rule.acls
+            .iter()
+            .any(|r| find(config, r).is_some_and(|acl| matches!(acl.data, AclData::SrcDomain(_))))
+    })
 }
 
 /// Whether checking `list` can need the destination's addresses: some rule
@@ -223,7 +290,7 @@ pub fn needs_dst(list: &[Located<AccessRule>], config: &Config) -> bool {
 /// of an `access_log` line. An ACL that cannot be evaluated, or a `dst` ACL
 /// without addresses, does not match.
 pub fn matches_all(refs: &[AclRef], config: &Config, req: &Request<'_>) -> bool {
-    eval_refs(refs, config, &Eval::new(req, false)) == Match::Yes
+    eval_refs(refs, config, &Eval::new(req, &Details::default(), false)) == Match::Yes
 }
 
 /// Squid's default port for a URL scheme (AnyP::UriScheme::defaultPort),
@@ -271,6 +338,7 @@ impl From<bool> for Match {
 /// at most once, and only if an ACL needs it.
 struct Eval<'r, 'a> {
     req: &'r Request<'a>,
+    details: &'r Details<'r>,
     /// Stop with `NeedDst` instead of treating missing addresses as no match.
     lazy_dst: bool,
     /// The host as an IP address, if it is an IP literal.
@@ -284,9 +352,10 @@ struct Eval<'r, 'a> {
 }
 
 impl<'r, 'a> Eval<'r, 'a> {
-    fn new(req: &'r Request<'a>, lazy_dst: bool) -> Self {
+    fn new(req: &'r Request<'a>, details: &'r Details<'r>, lazy_dst: bool) -> Self {
         Eval {
             req,
+            details,
             lazy_dst,
             literal: OnceCell::new(),
             host: OnceCell::new(),
@@ -427,9 +496,104 @@ fn eval_acl(acl: &Acl, ev: &Eval<'_, '_>) -> Match {
             }
         }
         AclData::DstDomRegex { patterns, .. } => regex_match(patterns, ev.host().as_bytes()),
+        AclData::Browser(patterns) => header_match(
+            ev.details.request_headers,
+            http::header::USER_AGENT.as_str(),
+            patterns,
+        ),
+        AclData::RefererRegex(patterns) => header_match(
+            ev.details.request_headers,
+            http::header::REFERER.as_str(),
+            patterns,
+        ),
+        AclData::ReqHeader { header, patterns } => {
+            header_match(ev.details.request_headers, header, patterns)
+        }
+        AclData::RepHeader { header, patterns } => {
+            header_match(ev.details.reply.map(|r| r.headers), header, patterns)
+        }
+        AclData::HttpStatus(ranges) => ev
+            .details
+            .reply
+            .is_some_and(|r| ranges.iter().any(|s| s.contains(r.status)))
+            .into(),
+        AclData::Time(specs) => {
+            let (weekday, minute) = ev.details.local_time.unwrap_or_else(local_time_now);
+            specs.iter().any(|s| s.matches(weekday, minute)).into()
+        }
+        AclData::MaxConn(limit) => {
+            (u64::try_from(ev.details.client_connections).unwrap_or(u64::MAX) > limit.value).into()
+        }
+        AclData::SrcDomain(entries) => ev
+            .details
+            .client_name
+            .is_some_and(|name| entries.iter().any(|e| e.matches(name)))
+            .into(),
+        AclData::Arp(macs) => {
+            let mac = match ev.details.arp_table {
+                Some(table) => arp_lookup(table, req.client),
+                None => std::fs::read_to_string("/proc/net/arp")
+                    .ok()
+                    .and_then(|table| arp_lookup(&table, req.client)),
+            };
+            mac.is_some_and(|mac| macs.iter().any(|m| m.value == mac))
+                .into()
+        }
         AclData::Manager => is_manager(ev).into(),
         AclData::Other { .. } => Match::Unevaluable,
     }
+}
+
+/// A regex header ACL: the header's fields joined with ", " (Squid's
+/// combined value); no such header, no match.
+fn header_match(headers: Option<&HeaderMap>, name: &str, patterns: &[Located<AclRegex>]) -> Match {
+    let Some(headers) = headers else {
+        return Match::No;
+    };
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Match::No;
+    };
+    let rest: Vec<&[u8]> = values.map(|v| v.as_bytes()).collect();
+    if rest.is_empty() {
+        return regex_match(patterns, first.as_bytes());
+    }
+    let mut joined = first.as_bytes().to_vec();
+    for v in rest {
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(v);
+    }
+    regex_match(patterns, &joined)
+}
+
+/// The local weekday (0 = Sunday) and minute of the day, now.
+fn local_time_now() -> (u32, u16) {
+    use chrono::{Datelike, Timelike};
+    let now = chrono::Local::now();
+    let minute = now.hour() * 60 + now.minute();
+    (
+        now.weekday().num_days_from_sunday(),
+        u16::try_from(minute).unwrap_or(0),
+    )
+}
+
+/// The MAC address of `ip` in a /proc/net/arp table: complete entries only
+/// (flag ATF_COM, 0x2). IPv6 clients have no ARP entry.
+pub fn arp_lookup(table: &str, ip: IpAddr) -> Option<[u8; 6]> {
+    let IpAddr::V4(ip) = ip.to_canonical() else {
+        return None;
+    };
+    table.lines().skip(1).find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let addr: Ipv4Addr = fields.next()?.parse().ok()?;
+        let _hw_type = fields.next()?;
+        let flags = u32::from_str_radix(fields.next()?.trim_start_matches("0x"), 16).ok()?;
+        let mac = fields.next()?;
+        if addr != ip || flags & 0x2 == 0 {
+            return None;
+        }
+        crate::config::parse_mac(mac).ok()
+    })
 }
 
 /// Whether `ip` is in any entry. Host-name entries cannot be evaluated
@@ -878,7 +1042,10 @@ mod tests {
         let c = load("acl v6 src 2001:db8::/32\nacl v4 src 192.0.2.0/24\n");
         let one = |name: &str, client: &str| {
             let acl = c.acl(name).unwrap();
-            eval_acl(acl, &Eval::new(&get(client, "http://x/"), false)) == Match::Yes
+            eval_acl(
+                acl,
+                &Eval::new(&get(client, "http://x/"), &Details::default(), false),
+            ) == Match::Yes
         };
         assert!(one("v6", "2001:db8::1"));
         assert!(!one("v6", "2001:db9::1"));
@@ -922,9 +1089,15 @@ mod tests {
             dst_addrs: Some(&addrs),
             ..get("192.0.2.1", "http://vulcan.example/")
         };
-        assert_eq!(eval_acl(n, &Eval::new(&named, true)), Match::No);
+        assert_eq!(
+            eval_acl(n, &Eval::new(&named, &Details::default(), true)),
+            Match::No
+        );
         let literal = get("192.0.2.1", "http://172.26.226.4/");
-        assert_eq!(eval_acl(n, &Eval::new(&literal, true)), Match::Yes);
+        assert_eq!(
+            eval_acl(n, &Eval::new(&literal, &Details::default(), true)),
+            Match::Yes
+        );
     }
 
     #[test]
@@ -1188,7 +1361,12 @@ mod tests {
         // The default port name is the port as written.
         let names: Vec<&str> = c.http_ports.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["3128", "127.0.0.1:8080", "admin"]);
-        let is = |acl: &str, r: &Request<'_>| eval_acl(c.acl(acl).unwrap(), &Eval::new(r, false));
+        let is = |acl: &str, r: &Request<'_>| {
+            eval_acl(
+                c.acl(acl).unwrap(),
+                &Eval::new(r, &Details::default(), false),
+            )
+        };
         let base = get("10.0.0.1", "http://x/");
         assert_eq!(is("p3128", &base), Match::Yes);
         assert_eq!(is("old", &base), Match::No);
@@ -1392,7 +1570,7 @@ mod tests {
     #[test]
     fn rules_using_unsupported_acl_types_are_refused_with_file_and_line() {
         let l = loaded(
-            "acl users proxy_auth REQUIRED\nacl hours time MTWHF 08:00-17:00\nacl net src 10.0.0.0/8\n\
+            "acl users proxy_auth REQUIRED\nacl hours ext_user -i worker\nacl net src 10.0.0.0/8\n\
              http_access allow net users\nicp_access deny !hours\nhttp_access deny all\n",
         );
         let e = errors(&l);
@@ -1407,7 +1585,7 @@ mod tests {
             "{}",
             e[1]
         );
-        assert!(e[1].contains("ACL type time"));
+        assert!(e[1].contains("ACL type ext_user"));
         // The refused rules are not kept.
         assert_eq!(l.config.http_access.len(), 1);
         assert!(l.config.icp_access.is_empty());
@@ -1415,7 +1593,7 @@ mod tests {
 
     #[test]
     fn unused_unsupported_acls_stay_warnings() {
-        let l = loaded("acl users proxy_auth REQUIRED\nacl ua browser -i curl\nacl net src 10.0.0.0/8\nhttp_access allow net\n");
+        let l = loaded("acl users proxy_auth REQUIRED\nacl ua rep_mime_type -i ^text/\nacl net src 10.0.0.0/8\nhttp_access allow net\n");
         assert!(!l.has_errors(), "{:?}", l.diagnostics);
         let w: Vec<usize> = l.warnings().map(|d| d.location.line).collect();
         assert_eq!(w, [1, 2]);
@@ -1459,13 +1637,14 @@ mod tests {
     fn access_control_directives_cuttle_lacks_are_refused() {
         let l = loaded(
             "auth_param basic program /usr/lib/squid/basic_ncsa_auth /etc/squid/passwd\n\
-             external_acl_type t %SRC /bin/true\nhttp_reply_access deny all\nadapted_http_access deny all\n\
+             external_acl_type t %SRC /bin/true\nhttp_reply_access deny !all\nadapted_http_access deny all\n\
              ssl_bump peek all\nfollow_x_forwarded_for allow localhost\nredirect_program /bin/squidGuard\n\
              icap_service s reqmod_precache icap://127.0.0.1:1344/x\nadaptation_access s allow all\n\
              coredump_dir /var/spool/squid\n",
         );
         let e: Vec<usize> = l.errors().map(|d| d.location.line).collect();
-        assert_eq!(e, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        // http_reply_access (line 3) is implemented.
+        assert_eq!(e, [1, 2, 4, 5, 6, 7, 8, 9]);
         let first = l.errors().next().unwrap();
         assert_eq!(
             first.to_string(),
@@ -1473,7 +1652,7 @@ mod tests {
         );
         assert!(l
             .errors()
-            .nth(6)
+            .nth(5)
             .unwrap()
             .message
             .starts_with("redirect_program: cuttle does not implement URL rewriting"));
@@ -1484,10 +1663,11 @@ mod tests {
 
     #[test]
     fn no_op_forms_of_refused_directives_only_warn() {
-        let l = loaded("http_reply_access allow all\nadapted_http_access allow all\nfollow_x_forwarded_for deny all\n");
+        let l = loaded("adapted_http_access allow all\nfollow_x_forwarded_for deny all\n");
         assert!(!l.has_errors(), "{:?}", l.diagnostics);
-        assert_eq!(l.warnings().count(), 3);
-        let l = loaded("follow_x_forwarded_for deny badguys\nhttp_reply_access allow localhost\n");
+        assert_eq!(l.warnings().count(), 2);
+        let l =
+            loaded("follow_x_forwarded_for deny badguys\nadapted_http_access allow localhost\n");
         assert_eq!(l.errors().count(), 2);
     }
 
@@ -1797,5 +1977,153 @@ mod tests {
         );
         assert_eq!(d.verdict, Allow);
         assert!(matches!(d.reason, Reason::Implicit(_)));
+    }
+
+    // ---- ACL types that look beyond the request line
+
+    fn decide(c: &Config, r: &Request<'_>, d: &Details<'_>) -> Verdict {
+        check_with(&c.http_access, c, r, d).verdict
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn browser_and_referer_match_their_headers() {
+        let c = load("acl ua browser -i ^mozilla\nacl ref referer_regex ^http://in/\nhttp_access allow ua ref\n");
+        let r = get("10.0.0.1", "http://x/");
+        let both = headers(&[("user-agent", "Mozilla/5.0"), ("referer", "http://in/a")]);
+        let with = |h| Details {
+            request_headers: Some(h),
+            ..Details::default()
+        };
+        assert_eq!(decide(&c, &r, &with(&both)), Allow);
+        let no_ref = headers(&[("user-agent", "Mozilla/5.0")]);
+        assert_eq!(decide(&c, &r, &with(&no_ref)), Deny);
+        let other_ua = headers(&[("user-agent", "curl"), ("referer", "http://in/a")]);
+        assert_eq!(decide(&c, &r, &with(&other_ua)), Deny);
+        // No headers at all (ICP): no match.
+        assert_eq!(decide(&c, &r, &Details::default()), Deny);
+    }
+
+    #[test]
+    fn req_header_joins_repeated_fields() {
+        let c = load("acl h req_header Accept-Language (^|,)[[:space:]]*fr\nhttp_access allow h\n");
+        let r = get("10.0.0.1", "http://x/");
+        let h = headers(&[("accept-language", "en"), ("Accept-Language", "fr-CA")]);
+        let d = Details {
+            request_headers: Some(&h),
+            ..Details::default()
+        };
+        assert_eq!(decide(&c, &r, &d), Allow);
+        let h = headers(&[("accept-language", "en")]);
+        let d = Details {
+            request_headers: Some(&h),
+            ..Details::default()
+        };
+        assert_eq!(decide(&c, &r, &d), Deny);
+    }
+
+    #[test]
+    fn reply_acls_need_a_reply() {
+        let c = load("acl rh rep_header Content-Type -i ^video/\nacl st http_status 400-499\nhttp_reply_access deny rh\nhttp_reply_access deny st\nhttp_reply_access allow all\n");
+        let list = &c.http_reply_access;
+        let r = get("10.0.0.1", "http://x/");
+        let video = headers(&[("content-type", "Video/mp4")]);
+        let html = headers(&[("content-type", "text/html")]);
+        let reply = |status, headers| Details {
+            reply: Some(ReplyInfo { status, headers }),
+            ..Details::default()
+        };
+        assert_eq!(check_with(list, &c, &r, &reply(200, &video)).verdict, Deny);
+        assert_eq!(check_with(list, &c, &r, &reply(200, &html)).verdict, Allow);
+        assert_eq!(check_with(list, &c, &r, &reply(404, &html)).verdict, Deny);
+        // Without a reply (an http_access check) neither matches.
+        assert_eq!(check_with(list, &c, &r, &Details::default()).verdict, Allow);
+    }
+
+    #[test]
+    fn time_matches_local_weekday_and_minute() {
+        let c = load("acl work time MTWHF 09:00-17:00\nhttp_access allow work\n");
+        let r = get("10.0.0.1", "http://x/");
+        let at = |weekday, minute| Details {
+            local_time: Some((weekday, minute)),
+            ..Details::default()
+        };
+        assert_eq!(decide(&c, &r, &at(1, 9 * 60)), Allow);
+        assert_eq!(decide(&c, &r, &at(5, 17 * 60)), Allow);
+        assert_eq!(decide(&c, &r, &at(5, 17 * 60 + 1)), Deny);
+        assert_eq!(decide(&c, &r, &at(0, 12 * 60)), Deny);
+        assert_eq!(decide(&c, &r, &at(6, 12 * 60)), Deny);
+    }
+
+    #[test]
+    fn maxconn_matches_above_the_limit() {
+        let c = load("acl many maxconn 2\nhttp_access deny many\nhttp_access allow all\n");
+        let r = get("10.0.0.1", "http://x/");
+        let open = |n| Details {
+            client_connections: n,
+            ..Details::default()
+        };
+        assert_eq!(decide(&c, &r, &open(2)), Allow);
+        assert_eq!(decide(&c, &r, &open(3)), Deny);
+        assert_eq!(decide(&c, &r, &open(0)), Allow);
+    }
+
+    #[test]
+    fn srcdomain_matches_the_client_name() {
+        let c = load("acl ours srcdomain .example.com\nacl unnamed srcdomain none\nhttp_access allow ours\nhttp_access deny unnamed\nhttp_access allow all\n");
+        assert!(needs_client_name(&c.http_access, &c));
+        assert!(!needs_client_name(&c.icp_access, &c));
+        let r = get("10.0.0.1", "http://x/");
+        let named = |n| Details {
+            client_name: Some(n),
+            ..Details::default()
+        };
+        let d = check_with(&c.http_access, &c, &r, &named("pc7.Example.com"));
+        assert_eq!((d.verdict, d.location().unwrap().line), (Allow, 3));
+        // A failed lookup is Squid's "none".
+        let d = check_with(&c.http_access, &c, &r, &named("none"));
+        assert_eq!((d.verdict, d.location().unwrap().line), (Deny, 4));
+        // Not looked up: no srcdomain ACL matches.
+        let d = check_with(&c.http_access, &c, &r, &Details::default());
+        assert_eq!((d.verdict, d.location().unwrap().line), (Allow, 5));
+    }
+
+    #[test]
+    fn arp_reads_complete_entries_of_the_table() {
+        let table = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/proc/net-arp"),
+        )
+        .unwrap();
+        assert_eq!(
+            arp_lookup(&table, ip("192.168.1.1")),
+            Some([0x00, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e])
+        );
+        assert_eq!(arp_lookup(&table, ip("192.168.1.7")), None, "incomplete");
+        assert_eq!(
+            arp_lookup(&table, ip("::ffff:192.168.1.9")),
+            Some([0xa0, 0xb1, 0xc2, 0xd3, 0xe4, 0xf5])
+        );
+        assert_eq!(arp_lookup(&table, ip("192.168.1.2")), None);
+        assert_eq!(arp_lookup(&table, ip("fe80::1")), None);
+
+        let c = load("acl mac arp 00:1A:2b:3c:4d:5e\nhttp_access allow mac\n");
+        let d = Details {
+            arp_table: Some(&table),
+            ..Details::default()
+        };
+        assert_eq!(decide(&c, &get("192.168.1.1", "http://x/"), &d), Allow);
+        assert_eq!(decide(&c, &get("192.168.1.9", "http://x/"), &d), Deny);
+        // Loopback has no ARP entry: never matches.
+        assert_eq!(decide(&c, &get("127.0.0.1", "http://x/"), &d), Deny);
     }
 }

@@ -273,6 +273,12 @@ fn sibling_mesh() {
     // then the obsolete refresh option (cache_log, 72, is used now).
     assert_eq!(warning_lines(&loaded, "sibling-mesh.conf"), [58, 60, 65]);
     assert_eq!(loaded.diagnostics.len(), 3);
+    let w: Vec<String> = loaded.warnings().map(Diagnostic::to_string).collect();
+    assert!(
+        w[0].ends_with("Squid's cache files there are neither read nor removed; `cache_dir mmap` is the quiet spelling"),
+        "{}",
+        w[0]
+    );
 }
 
 #[test]
@@ -384,7 +390,7 @@ fn debian_default_with_conf_d() {
     );
     let w: Vec<String> = loaded.warnings().map(Diagnostic::to_string).collect();
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].ends_with("debian-default.conf:4894: warning: coredump_dir: Squid directive not used by cuttle yet; ignored"), "{}", w[0]);
+    assert!(w[0].ends_with("debian-default.conf:4894: warning: coredump_dir: ignored: cuttle has no core-dump directory (the system's core_pattern decides where cores go); harmless"), "{}", w[0]);
     // Defaults stay Squid's.
     assert_eq!(c.icp_port.value, 0);
     assert!(c.cache_dirs.is_empty());
@@ -525,16 +531,33 @@ fn wikimedia_labs_upload() {
         has("wikimedia-labs-upload.conf:70: warning: cache_dir: type \"coss\" is not supported"),
         "{warnings:#?}"
     );
-    assert!(has("wikimedia-labs-upload.conf:72: warning: cache_swap_log: Squid directive (old name of cache_swap_state) not used by cuttle yet"));
+    assert!(has("wikimedia-labs-upload.conf:72: warning: cache_swap_log (old name of cache_swap_state): ignored: cuttle has no swap state file: its cache_dir keeps its own index; harmless"));
     assert!(has("wikimedia-labs-upload.conf:74: warning: refresh_pattern: option stale-while-revalidate=21600 is obsolete"));
     assert!(has(
         "wikimedia-labs-upload.conf:128: warning: acl: \"all\" is predefined by Squid"
     ));
     assert!(has(
-        "wikimedia-labs-upload.conf:96: warning: client_db: Squid directive not used by cuttle yet"
+        "wikimedia-labs-upload.conf:96: warning: client_db: ignored: cuttle has no client database (maxconn ACLs count connections whatever this says); harmless"
     ));
+    // Whether ignoring a directive matters, per directive and value.
+    for (line, text) in [
+        (44, "uri_whitespace: ignored: a URL with whitespace is refused (400), as with deny; harmless"),
+        (46, "request_body_max_size: ignored: this changes behaviour: request bodies are not limited in size (Squid refuses larger ones with 413)"),
+        (49, "half_closed_clients: ignored: a client that half-closes its connection has it closed, as with off; harmless"),
+        (50, "pipeline_prefetch: ignored: cuttle has no pipeline prefetch: pipelined requests are answered one at a time, in order; harmless"),
+        (56, "quick_abort_min: ignored: this changes behaviour: when the client of a storable miss goes away, cuttle fetches the rest and stores it whatever its size (Squid's quick_abort_min -1)"),
+        (84, "cache_effective_user: ignored: this changes behaviour: cuttle does not switch user or group; start it as the account it should run as"),
+        (89, "debug_options: ignored: cuttle has no debug sections: its log detail is set with RUST_LOG; harmless"),
+        (105, "log_mime_hdrs: ignored: access.log lines carry no headers, as with off; harmless"),
+        (120, "cache_store_log: ignored: cuttle has no store log, as with none; harmless"),
+    ] {
+        let want = format!("wikimedia-labs-upload.conf:{line}: warning: {text}");
+        assert!(has(&want), "{want}\nnot in {warnings:#?}");
+    }
+    assert!(!has("not used by cuttle yet"), "{warnings:#?}");
+    assert!(!has("logfile_rotate"), "{warnings:#?}");
     assert!(has("wikimedia-labs-upload.conf:69: warning: cache_dir: type aufs is kept in cuttle's own memory-mapped format"));
-    // 22: the five url_regex/urlpath_regex ACLs (145-156) no longer warn,
+    // 20: the five url_regex/urlpath_regex ACLs (145-156) no longer warn,
     // nor do read_timeout (52), read_ahead_gap (59), cache_mgr,
     // request_header_max_size (41) and request_timeout (53), which cuttle
     // now uses, nor logfile_rotate (106) and cache_log (115).
@@ -685,6 +708,18 @@ fn ualberta_vulcan() {
         warning_lines(&loaded, "squid.conf"),
         [69, 75, 76, 77, 78, 79, 84]
     );
+    let warnings: Vec<String> = loaded.warnings().map(Diagnostic::to_string).collect();
+    let has = |needle: &str| warnings.iter().any(|w| w.ends_with(needle));
+    for want in [
+        "02-cache.conf:24: warning: workers: ignored: cuttle has no worker processes: one process uses every core; harmless",
+        "02-cache.conf:25: warning: ipcache_size: ignored: cuttle has no IP or FQDN cache to size; harmless",
+        "02-cache.conf:35: warning: max_filedescriptors: ignored: this changes behaviour: cuttle uses the open-file limit it is started with; raise that (ulimit -n, LimitNOFILE=) instead",
+        "02-cache.conf:36: warning: client_persistent_connections: ignored: connections are persistent, as with on; harmless",
+        "squid.conf:79: warning: client_lifetime: ignored: this changes behaviour: client connections are not closed after a lifetime (Squid closes them after this long, 1 day by default)",
+        "squid.conf:84: warning: cache_store_log: ignored: this changes behaviour: cuttle has no store log; nothing is written to stdio:/dev/stderr",
+    ] {
+        assert!(has(want), "{want}\nnot in {warnings:#?}");
+    }
 }
 
 #[test]
@@ -765,7 +800,7 @@ fn unknown_directives_and_bad_values_name_file_and_line() {
             format!(
                 "{extra}:4: error: cache_peer: icp port \"x\" is not a port number or service name"
             ),
-            format!("{main}:3: warning: workers: Squid directive not used by cuttle yet; ignored"),
+            format!("{main}:3: warning: workers: ignored: cuttle has no worker processes: one process uses every core; harmless"),
             format!(
                 "{main}:4: error: cache_peer: http port \"x\" is not a port number or service name"
             ),

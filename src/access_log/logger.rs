@@ -428,9 +428,8 @@ impl Logger {
                 acls: line.acls.clone(),
             });
         }
-        for w in &warnings {
-            tracing::warn!("{w}");
-        }
+        // Not printed: the config loader reports the same (config::logging::
+        // check_access_logs), so `cuttle check` and `cuttle run` agree.
         let counters = Arc::new(Counters::default());
         let reopen = Arc::new(AtomicBool::new(false));
         let rotation = Arc::new(Rotation::default());

@@ -1,4 +1,4 @@
-//! ACLs (`acl` lines: typed src/dst/dstdomain/port/method/proto/localport/localip/myportname/url_regex/urlpath_regex/dstdom_regex, Squid's built-ins, other types kept untyped) and access rule lists (`allow|deny [!]acl ...`), refusing rules that use an ACL cuttle cannot evaluate.
+//! ACLs (`acl` lines: typed src/dst/dstdomain/port/method/proto/localport/localip/myportname/url_regex/urlpath_regex/dstdom_regex/browser/referer_regex/req_header/rep_header/http_status/time/maxconn/srcdomain/arp, Squid's built-ins, other types kept untyped) and access rule lists (`allow|deny [!]acl ...`), refusing rules that use an ACL cuttle cannot evaluate.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -72,6 +72,37 @@ pub enum AclData {
         /// `-n`: never reverse-resolve an IP host to match.
         no_lookup: bool,
     },
+    /// `browser`: the request's User-Agent header (no header: no match).
+    Browser(Vec<Located<AclRegex>>),
+    /// `referer_regex`: the request's Referer header (no header: no match).
+    RefererRegex(Vec<Located<AclRegex>>),
+    /// `req_header NAME regex...`: the named request header, its fields
+    /// joined with ", " (no such header: no match).
+    ReqHeader {
+        /// Lower-case header name.
+        header: String,
+        patterns: Vec<Located<AclRegex>>,
+    },
+    /// `rep_header NAME regex...`: the named reply header; only a reply
+    /// check (http_reply_access) has one, elsewhere it never matches.
+    RepHeader {
+        /// Lower-case header name.
+        header: String,
+        patterns: Vec<Located<AclRegex>>,
+    },
+    /// `http_status`: the reply's status code; no reply, no match.
+    HttpStatus(Vec<Located<StatusRange>>),
+    /// `time`: days of the week and a time of day, in local time.
+    Time(Vec<Located<TimeSpec>>),
+    /// `maxconn N`: the client's address has more than N connections open.
+    /// A later line replaces the number, as in Squid.
+    MaxConn(Located<u64>),
+    /// `srcdomain`: the client's name from a reverse lookup of its address
+    /// (`none` when the lookup fails), matched like dstdomain.
+    SrcDomain(Vec<Located<DomainEntry>>),
+    /// `arp`: the client's MAC address from the kernel's ARP table (IPv4
+    /// clients on a directly attached network only).
+    Arp(Vec<Located<[u8; 6]>>),
     /// Squid's built-in `manager`: cache manager requests
     /// (`cache_object://` and `/squid-internal-mgr/` URLs).
     Manager,
@@ -94,6 +125,38 @@ pub struct AclRegex {
     /// ASCII case folding, `.` matches a newline (Squid uses regcomp with
     /// REG_EXTENDED and no REG_NEWLINE).
     pub regex: BytesRegex,
+}
+
+/// A `time` ACL entry: matches when the local weekday is in `days` and the
+/// minute of the day is in `start..=end` (Squid compares whole minutes,
+/// both ends included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeSpec {
+    /// Bit 0 is Sunday ... bit 6 Saturday.
+    pub days: u8,
+    /// Minutes since midnight.
+    pub start: u16,
+    pub end: u16,
+}
+
+impl TimeSpec {
+    /// `weekday`: 0 = Sunday; `minute`: minutes since local midnight.
+    pub fn matches(&self, weekday: u32, minute: u16) -> bool {
+        weekday < 7 && self.days & (1 << weekday) != 0 && self.start <= minute && minute <= self.end
+    }
+}
+
+/// An `http_status` item: `200`, `300-399` or `500-` (to 999).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl StatusRange {
+    pub fn contains(&self, status: u16) -> bool {
+        self.first <= status && status <= self.last
+    }
 }
 
 impl PartialEq for AclRegex {
@@ -188,6 +251,15 @@ impl AclData {
             AclData::UrlRegex(_) => "url_regex",
             AclData::UrlPathRegex(_) => "urlpath_regex",
             AclData::DstDomRegex { .. } => "dstdom_regex",
+            AclData::Browser(_) => "browser",
+            AclData::RefererRegex(_) => "referer_regex",
+            AclData::ReqHeader { .. } => "req_header",
+            AclData::RepHeader { .. } => "rep_header",
+            AclData::HttpStatus(_) => "http_status",
+            AclData::Time(_) => "time",
+            AclData::MaxConn(_) => "maxconn",
+            AclData::SrcDomain(_) => "srcdomain",
+            AclData::Arp(_) => "arp",
             AclData::Manager => "url_regex",
             AclData::Other { acl_type, .. } => acl_type,
         }
@@ -661,6 +733,15 @@ const EVALUATED_TYPES: &[&str] = &[
     "url_regex",
     "urlpath_regex",
     "dstdom_regex",
+    "browser",
+    "referer_regex",
+    "req_header",
+    "rep_header",
+    "http_status",
+    "time",
+    "maxconn",
+    "srcdomain",
+    "arp",
 ];
 
 /// ACL types Squid 5 renamed, read under the new name with Squid's
@@ -701,7 +782,9 @@ fn flag_allowed(acl_type: &str, flag: &str) -> bool {
         "dst" => flag == "-n",
         "dstdomain" => flag == "-n" || flag == "-i",
         "dstdom_regex" => matches!(flag, "-n" | "-i" | "+i"),
-        "url_regex" | "urlpath_regex" => matches!(flag, "-i" | "+i"),
+        "url_regex" | "urlpath_regex" | "browser" | "referer_regex" => {
+            matches!(flag, "-i" | "+i")
+        }
         _ => false,
     }
 }
@@ -788,7 +871,16 @@ pub(crate) fn parse_acl(ctx: &mut Ctx<'_, '_>, line: &Line) {
     }
     let rest = args.get(2..).unwrap_or(&[]);
     let typed = EVALUATED_TYPES.contains(&acl_type);
-    let regex_type = matches!(acl_type, "url_regex" | "urlpath_regex" | "dstdom_regex");
+    let regex_type = matches!(
+        acl_type,
+        "url_regex"
+            | "urlpath_regex"
+            | "dstdom_regex"
+            | "browser"
+            | "referer_regex"
+            | "req_header"
+            | "rep_header"
+    );
 
     let mut flags = Flags::default();
     let mut start = 0;
@@ -918,12 +1010,210 @@ pub(crate) fn parse_acl(ctx: &mut Ctx<'_, '_>, line: &Line) {
             patterns: each(ctx, values, &mut pattern),
             no_lookup: flags.no_lookup,
         },
+        "browser" => AclData::Browser(each(ctx, values, &mut pattern)),
+        "referer_regex" => AclData::RefererRegex(each(ctx, values, &mut pattern)),
+        "req_header" | "rep_header" => {
+            let mut values = values.into_iter();
+            let Some(header) = values.next() else {
+                ctx.error(loc, format!("acl: {acl_type} needs a header name"));
+                return;
+            };
+            if header.value.is_empty() || !header.value.bytes().all(is_tchar) {
+                ctx.error(
+                    &header.location,
+                    format!("acl: \"{}\" is not a header name", header.value),
+                );
+                return;
+            }
+            let patterns = each(ctx, values.collect(), &mut pattern);
+            if patterns.is_empty() {
+                ctx.error(
+                    loc,
+                    format!(
+                        "acl: {acl_type} {} needs a regular expression",
+                        header.value
+                    ),
+                );
+                return;
+            }
+            let header = header.value.to_ascii_lowercase();
+            if acl_type == "req_header" {
+                AclData::ReqHeader { header, patterns }
+            } else {
+                AclData::RepHeader { header, patterns }
+            }
+        }
+        "http_status" => AclData::HttpStatus(each(ctx, values, |_, v| {
+            parse_status_range(&v.value).map(Some)
+        })),
+        "time" => match parse_time_specs(&values) {
+            Ok(specs) => AclData::Time(specs),
+            Err((at, reason)) => {
+                ctx.error(&at, format!("acl: {reason}"));
+                return;
+            }
+        },
+        "maxconn" => {
+            let mut values = values.into_iter();
+            let Some(first) = values.next() else {
+                return;
+            };
+            let Ok(limit) = first.value.parse::<u64>() else {
+                ctx.error(
+                    &first.location,
+                    format!(
+                        "acl: maxconn takes a number of connections, not \"{}\"",
+                        first.value
+                    ),
+                );
+                return;
+            };
+            if let Some(extra) = values.next() {
+                // Squid: "Ignoring data after max client connections".
+                ctx.warn(
+                    &extra.location,
+                    format!("acl: maxconn takes one number; \"{}\" and what follows are ignored, as Squid does", extra.value),
+                );
+            }
+            AclData::MaxConn(Located::new(limit, first.location))
+        }
+        "srcdomain" => {
+            AclData::SrcDomain(each(ctx, values, |_, v| parse_domain(&v.value).map(Some)))
+        }
+        "arp" => AclData::Arp(each(ctx, values, |_, v| parse_mac(&v.value).map(Some))),
         other => AclData::Other {
             acl_type: other.to_string(),
             values,
         },
     };
     add_acl(ctx, loc, name, data);
+}
+
+/// Parse one `http_status` value: `200`, `300-399`, or `500-` (to 999).
+pub(crate) fn parse_status_range(s: &str) -> Result<StatusRange, String> {
+    let code = |t: &str| -> Result<u16, String> {
+        match t.parse::<u16>() {
+            Ok(n) if t.bytes().all(|b| b.is_ascii_digit()) && n <= 999 => Ok(n),
+            _ => Err(format!(
+                "\"{s}\" is not an HTTP status code or range (e.g. 200, 300-399, 500-)"
+            )),
+        }
+    };
+    let (first, last) = match s.split_once('-') {
+        Some((a, "")) => (code(a)?, 999),
+        Some((a, b)) => (code(a)?, code(b)?),
+        None => {
+            let n = code(s)?;
+            (n, n)
+        }
+    };
+    if first > last {
+        return Err(format!("\"{s}\": the range starts after it ends"));
+    }
+    Ok(StatusRange { first, last })
+}
+
+/// Parse `HH:MM-HH:MM` into minutes since midnight (hours 0-24, minutes 0-59).
+fn parse_time_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("\"{s}\" is not a time range h1:m1-h2:m2 (e.g. 08:00-17:30)");
+    let minute = |t: &str| -> Result<u16, String> {
+        let (h, m) = t.split_once(':').ok_or_else(bad)?;
+        let digits =
+            |x: &str| !x.is_empty() && x.len() <= 2 && x.bytes().all(|b| b.is_ascii_digit());
+        if !digits(h) || !digits(m) {
+            return Err(bad());
+        }
+        let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 24 || m > 59 {
+            return Err(bad());
+        }
+        Ok(h * 60 + m)
+    };
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (start, end) = (minute(a)?, minute(b)?);
+    if start > end {
+        return Err(format!(
+            "\"{s}\": the time range is reversed (h1:m1 must be less than h2:m2; split a range across midnight into two ACL lines)"
+        ));
+    }
+    Ok((start, end))
+}
+
+/// Parse the values of one `time` line: day letters (S M T W H F A, and
+/// Squid's D for Monday to Friday) and `h1:m1-h2:m2` ranges. Each range
+/// applies to the days written before it (every day if none); days with
+/// no range cover the whole day.
+pub(crate) fn parse_time_specs(
+    values: &[Located<String>],
+) -> Result<Vec<Located<TimeSpec>>, (Location, String)> {
+    const ALL_DAYS: u8 = 0x7f;
+    let mut days = 0u8;
+    let mut specs = Vec::new();
+    let mut last_location = None;
+    for v in values {
+        last_location = Some(v.location.clone());
+        if v.value.starts_with(|c: char| c.is_ascii_digit()) {
+            let (start, end) = parse_time_range(&v.value).map_err(|e| (v.location.clone(), e))?;
+            let days = if days == 0 { ALL_DAYS } else { days };
+            specs.push(Located::new(
+                TimeSpec { days, start, end },
+                v.location.clone(),
+            ));
+            continue;
+        }
+        for c in v.value.chars() {
+            days |= match c {
+                'S' => 1,
+                'M' => 1 << 1,
+                'T' => 1 << 2,
+                'W' => 1 << 3,
+                'H' => 1 << 4,
+                'F' => 1 << 5,
+                'A' => 1 << 6,
+                'D' => 0b0011_1110,
+                _ => {
+                    return Err((
+                        v.location.clone(),
+                        format!(
+                            "\"{}\": '{c}' is not a day letter (S M T W H F A) and this is not a time range h1:m1-h2:m2",
+                            v.value
+                        ),
+                    ))
+                }
+            };
+        }
+    }
+    if specs.is_empty() {
+        if let Some(location) = last_location {
+            specs.push(Located::new(
+                TimeSpec {
+                    days,
+                    start: 0,
+                    end: 24 * 60,
+                },
+                location,
+            ));
+        }
+    }
+    Ok(specs)
+}
+
+/// Parse a MAC address `xx:xx:xx:xx:xx:xx` (one or two hex digits each).
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("\"{s}\" is not a MAC address (xx:xx:xx:xx:xx:xx)");
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for byte in &mut mac {
+        let part = parts.next().ok_or_else(bad)?;
+        if part.is_empty() || part.len() > 2 {
+            return Err(bad());
+        }
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok(mac)
 }
 
 /// Define a new ACL or append to an existing one of the same type.
@@ -973,6 +1263,7 @@ fn add_acl(ctx: &mut Ctx<'_, '_>, loc: &Location, name: String, data: AclData) {
         }
         return;
     }
+    let mut header_conflict = None;
     let appended = match (&mut existing.data, data) {
         (AclData::Src(a), AclData::Src(b)) => {
             a.extend(b);
@@ -1041,12 +1332,69 @@ fn add_acl(ctx: &mut Ctx<'_, '_>, loc: &Location, name: String, data: AclData) {
             a.extend(b);
             true
         }
+        (AclData::Browser(a), AclData::Browser(b))
+        | (AclData::RefererRegex(a), AclData::RefererRegex(b)) => {
+            a.extend(b);
+            true
+        }
+        (
+            AclData::ReqHeader {
+                header: ha,
+                patterns: a,
+            },
+            AclData::ReqHeader {
+                header: hb,
+                patterns: b,
+            },
+        )
+        | (
+            AclData::RepHeader {
+                header: ha,
+                patterns: a,
+            },
+            AclData::RepHeader {
+                header: hb,
+                patterns: b,
+            },
+        ) => {
+            if *ha != hb {
+                header_conflict = Some(format!("acl: ACL \"{name}\" tests header {ha}; one ACL cannot test another header ({hb}): define a second ACL"));
+                false
+            } else {
+                a.extend(b);
+                true
+            }
+        }
+        (AclData::HttpStatus(a), AclData::HttpStatus(b)) => {
+            a.extend(b);
+            true
+        }
+        (AclData::Time(a), AclData::Time(b)) => {
+            a.extend(b);
+            true
+        }
+        (AclData::MaxConn(a), AclData::MaxConn(b)) => {
+            *a = b;
+            true
+        }
+        (AclData::SrcDomain(a), AclData::SrcDomain(b)) => {
+            a.extend(b);
+            true
+        }
+        (AclData::Arp(a), AclData::Arp(b)) => {
+            a.extend(b);
+            true
+        }
         (AclData::Other { values: a, .. }, AclData::Other { values: b, .. }) => {
             a.extend(b);
             true
         }
         _ => false,
     };
+    if let Some(message) = header_conflict {
+        ctx.error(loc, message);
+        return;
+    }
     // Squid appends to its predefined ACLs silently, but adding to `all` or
     // `localhost` is a leftover from Squid 2.x/3.0 configs worth pointing out.
     // CONNECT is left alone: every Squid 3 config had to define it.
@@ -1096,6 +1444,23 @@ pub(crate) fn parse_rule(
             format!("{directive}: rule names no ACL; Squid skips it"),
         );
         return None;
+    }
+    // Squid warns at run time ("used in context without an HTTP response.
+    // Assuming mismatch"); the config already says so.
+    if directive != "http_reply_access" {
+        for r in &acls {
+            let Some(acl) = ctx.config.acls.get(r.index) else {
+                continue;
+            };
+            if matches!(acl.data, AclData::RepHeader { .. } | AclData::HttpStatus(_)) {
+                let message = format!(
+                    "{directive}: ACL \"{}\" ({}) looks at the reply, which {directive} does not have: it never matches here (as in Squid); use it in http_reply_access",
+                    r.name,
+                    acl.data.type_name()
+                );
+                ctx.warn(loc, message);
+            }
+        }
     }
     // A rule cuttle cannot evaluate as Squid would is refused: skipping it
     // or guessing could let in what the config keeps out.
@@ -1454,17 +1819,174 @@ mod tests {
     }
 
     #[test]
+    fn production_acl_types_load_for_access_rules() {
+        let l = load(concat!(
+            "acl ua browser -i ^Mozilla\n",
+            "acl ref referer_regex ^http://intranet/\n",
+            "acl tok req_header X-Token -i ^abc\n",
+            "acl tok req_header x-token def\n",
+            "acl rh rep_header Content-Type ^text/\n",
+            "acl st http_status 200 300-399 500-\n",
+            "acl work time MTWHF 08:00-12:00 13:00-17:30\n",
+            "acl weekend time SA\n",
+            "acl many maxconn 10\n",
+            "acl names srcdomain .example.com\n",
+            "acl mac arp 00:1a:2B:3c:4d:5e\n",
+            "http_access allow ua ref tok work !weekend !many names mac\n",
+            "http_reply_access deny rh st\n",
+            "http_access deny st\n",
+        ));
+        assert!(!l.has_errors(), "{:#?}", l.diagnostics);
+        let w: Vec<_> = l
+            .warnings()
+            .map(|d| (d.location.line, d.message.clone()))
+            .collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].0, 14);
+        assert!(w[0].1.contains("it never matches here"), "{}", w[0].1);
+        assert_eq!(l.config.http_access.len(), 2);
+        assert_eq!(l.config.http_reply_access.len(), 1);
+        let type_of = |name: &str| l.config.acl(name).unwrap().data.type_name().to_string();
+        for (name, t) in [
+            ("ua", "browser"),
+            ("ref", "referer_regex"),
+            ("tok", "req_header"),
+            ("rh", "rep_header"),
+            ("st", "http_status"),
+            ("work", "time"),
+            ("many", "maxconn"),
+            ("names", "srcdomain"),
+            ("mac", "arp"),
+        ] {
+            assert_eq!(type_of(name), t);
+        }
+        let AclData::ReqHeader { header, patterns } = &l.config.acl("tok").unwrap().data else {
+            panic!()
+        };
+        assert_eq!(header, "x-token");
+        assert_eq!(patterns.len(), 2);
+        assert!(patterns[0].case_insensitive && !patterns[1].case_insensitive);
+        let AclData::Time(specs) = &l.config.acl("work").unwrap().data else {
+            panic!()
+        };
+        let weekdays = 0b0011_1110;
+        assert_eq!(
+            specs.iter().map(|s| s.value).collect::<Vec<_>>(),
+            [
+                TimeSpec {
+                    days: weekdays,
+                    start: 480,
+                    end: 720
+                },
+                TimeSpec {
+                    days: weekdays,
+                    start: 780,
+                    end: 1050
+                },
+            ]
+        );
+        assert!(specs[0].matches(1, 480) && specs[0].matches(5, 720));
+        assert!(!specs[0].matches(0, 600) && !specs[0].matches(2, 721));
+        let AclData::Time(weekend) = &l.config.acl("weekend").unwrap().data else {
+            panic!()
+        };
+        assert!(weekend[0].matches(6, 0) && weekend[0].matches(0, 1439));
+        assert!(!weekend[0].matches(3, 600));
+        let AclData::HttpStatus(st) = &l.config.acl("st").unwrap().data else {
+            panic!()
+        };
+        let got: Vec<(u16, u16)> = st.iter().map(|r| (r.first, r.last)).collect();
+        assert_eq!(got, [(200, 200), (300, 399), (500, 999)]);
+        let AclData::Arp(macs) = &l.config.acl("mac").unwrap().data else {
+            panic!()
+        };
+        assert_eq!(macs[0].value, [0x00, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e]);
+    }
+
+    #[test]
+    fn bad_values_of_production_acl_types_are_errors_at_their_line() {
+        let l = load(concat!(
+            "acl t1 time MX\n",
+            "acl t2 time 17:00-08:00\n",
+            "acl t3 time 25:00-26:00\n",
+            "acl s1 http_status 2xx\n",
+            "acl s2 http_status 500-400\n",
+            "acl m maxconn many\n",
+            "acl a arp 00:11:22:33:44\n",
+            "acl h1 req_header\n",
+            "acl h2 rep_header X-A\n",
+            "acl b browser (unclosed\n",
+            "acl d srcdomain http://x/\n",
+            "acl r referer_regex [\n",
+            "acl h3 req_header Bad:Name x\n",
+        ));
+        let errors: Vec<(usize, String)> = l
+            .errors()
+            .map(|d| (d.location.line, d.message.clone()))
+            .collect();
+        let expect = [
+            (1, "'X' is not a day letter"),
+            (2, "the time range is reversed"),
+            (3, "is not a time range h1:m1-h2:m2"),
+            (4, "is not an HTTP status code"),
+            (5, "the range starts after it ends"),
+            (6, "maxconn takes a number of connections"),
+            (7, "is not a MAC address"),
+            (8, "req_header needs a header name"),
+            (9, "rep_header X-A needs a regular expression"),
+            (10, "bad regular expression"),
+            (11, "is not a domain name"),
+            (12, "bad regular expression"),
+            (13, "is not a header name"),
+        ];
+        assert_eq!(errors.len(), expect.len(), "{errors:#?}");
+        for ((line, message), (want_line, want)) in errors.iter().zip(expect) {
+            assert_eq!(*line, want_line, "{message}");
+            assert!(message.contains(want), "line {line}: {message}");
+        }
+    }
+
+    #[test]
+    fn maxconn_takes_one_number_and_a_later_line_replaces_it() {
+        let l = load("acl m maxconn 5 7\nacl m maxconn 3\n");
+        assert!(!l.has_errors(), "{:#?}", l.diagnostics);
+        let w: Vec<_> = l
+            .warnings()
+            .map(|d| (d.location.line, d.message.clone()))
+            .collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].1.contains("takes one number"));
+        let AclData::MaxConn(limit) = &l.config.acl("m").unwrap().data else {
+            panic!()
+        };
+        assert_eq!((limit.value, limit.location.line), (3, 2));
+    }
+
+    #[test]
+    fn one_header_acl_tests_one_header() {
+        let l = load("acl h req_header X-A a\nacl h req_header X-B b\n");
+        let e: Vec<_> = l
+            .errors()
+            .map(|d| (d.location.line, d.message.clone()))
+            .collect();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, 2);
+        assert!(e[0].1.contains("cannot test another header"), "{}", e[0].1);
+    }
+
+    #[test]
     fn other_types_are_kept_with_a_warning() {
-        // (urlpath_regex was the example here until cuttle evaluated it.)
-        let l = load("acl w browser -i ^Mozilla\nacl w browser MSIE\n");
+        // (urlpath_regex, then browser, were the example here until cuttle
+        // evaluated them.)
+        let l = load("acl w rep_mime_type -i ^text/\nacl w rep_mime_type image/\n");
         assert!(!l.has_errors());
         let acl = l.config.acl("w").unwrap();
         let AclData::Other { acl_type, values } = &acl.data else {
             panic!()
         };
-        assert_eq!(acl_type, "browser");
+        assert_eq!(acl_type, "rep_mime_type");
         let v: Vec<&str> = values.iter().map(|v| v.value.as_str()).collect();
-        assert_eq!(v, ["-i", "^Mozilla", "MSIE"]);
+        assert_eq!(v, ["-i", "^text/", "image/"]);
         // One warning per ACL, not per line.
         assert_eq!(l.warnings().count(), 1);
         assert!(l

@@ -305,7 +305,8 @@ pub(crate) fn parse_cache_dir(ctx: &mut Ctx<'_, '_>, line: &Line) {
                 loc,
                 format!(
                     "cache_dir: type {} is kept in cuttle's own memory-mapped format in {}; \
-                     Squid's cache files there are neither read nor removed",
+                     Squid's cache files there are neither read nor removed; \
+                     `cache_dir mmap` is the quiet spelling",
                     type_t.text, dir.path
                 ),
             );
@@ -426,7 +427,7 @@ pub(crate) fn parse_refresh_pattern(ctx: &mut Ctx<'_, '_>, line: &Line) {
         } else if OBSOLETE_REFRESH_OPTIONS.contains(&key) {
             ctx.warn(
                 loc,
-                format!("refresh_pattern: option {word} is obsolete (not in Squid 5); ignored"),
+                format!("refresh_pattern: option {word} is obsolete (not in Squid 5); ignored (delete it from the line)"),
             );
         } else {
             ctx.warn(

@@ -186,6 +186,8 @@ pub(crate) fn apply(
             .push(Located::new(shown(line), line.location.clone()));
     }
     acl::check_domain_overlaps(&mut ctx);
+    logging::check_access_logs(&mut ctx);
+    check_mcast_interface(&mut ctx);
     acl::finish(&mut ctx);
     ctx.refine_pending();
     ctx.config
@@ -248,6 +250,7 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "htcp_access" => access_rule(ctx, line, |c| &mut c.htcp_access),
         "htcp_clr_access" => access_rule(ctx, line, |c| &mut c.htcp_clr_access),
         "miss_access" => access_rule(ctx, line, |c| &mut c.miss_access),
+        "http_reply_access" => access_rule(ctx, line, |c| &mut c.http_reply_access),
         "never_direct" => access_rule(ctx, line, |c| &mut c.never_direct),
         "always_direct" => access_rule(ctx, line, |c| &mut c.always_direct),
         "cache_dir" => cache::parse_cache_dir(ctx, line),
@@ -328,7 +331,6 @@ fn refused_feature(name: &str, line: &Line) -> Option<&'static str> {
     match name {
         "auth_param" => Some("proxy authentication"),
         "external_acl_type" => Some("external ACL helpers"),
-        "http_reply_access" if !only("allow", "all") => Some("access control on replies"),
         "adapted_http_access" if !only("allow", "all") => {
             Some("access control after adaptation and URL rewriting")
         }
@@ -391,6 +393,7 @@ fn is_typed(name: &str) -> bool {
         "htcp_access",
         "htcp_clr_access",
         "miss_access",
+        "http_reply_access",
         "never_direct",
         "always_direct",
         "cache_dir",
@@ -479,22 +482,31 @@ fn shown(line: &Line) -> String {
 /// Keep a directive cuttle does not use, with a warning saying what it is.
 fn other(ctx: &mut Ctx<'_, '_>, line: &Line) {
     let name = line.name();
-    let (status, message) = match classify(name) {
-        Known::Current(_) => (
-            DirectiveStatus::NotUsed,
-            format!("{name}: Squid directive not used by cuttle yet; ignored"),
+    let first_arg = line.args().first().map(|t| t.text.as_str()).unwrap_or("");
+    let ignored = |name: &str, lookup: &str| {
+        match ignored_impact(lookup, first_arg) {
+        Some(Impact::Harmless(why)) => format!("{name}: ignored: {why}; harmless"),
+        Some(Impact::Changes(what)) => {
+            format!("{name}: ignored: this changes behaviour: {what}")
+        }
+        None => format!(
+            "{name}: ignored: cuttle does not implement it; check that this config does not rely on it"
         ),
+    }
+    };
+    let (status, message) = match classify(name) {
+        Known::Current(_) => (DirectiveStatus::NotUsed, Some(ignored(name, name))),
         Known::Alias(current) => (
             DirectiveStatus::AliasNotUsed {
                 current: current.to_string(),
             },
-            format!(
-                "{name}: Squid directive (old name of {current}) not used by cuttle yet; ignored"
-            ),
+            Some(ignored(&format!("{name} (old name of {current})"), current)),
         ),
         Known::Obsolete => (
             DirectiveStatus::Obsolete,
-            format!("{name}: obsolete Squid directive, removed from Squid; ignored"),
+            Some(format!(
+                "{name}: obsolete Squid directive, removed from Squid; ignored (delete the line)"
+            )),
         ),
         Known::Unknown => {
             let hint = case_insensitive_match(name)
@@ -502,11 +514,13 @@ fn other(ctx: &mut Ctx<'_, '_>, line: &Line) {
                 .unwrap_or_default();
             (
                 DirectiveStatus::Unknown,
-                format!("{name}: not a Squid directive; ignored{hint}"),
+                Some(format!("{name}: not a Squid directive; ignored{hint}")),
             )
         }
     };
-    ctx.warn(&line.location, message);
+    if let Some(message) = message {
+        ctx.warn(&line.location, message);
+    }
     ctx.config.other.push(Located::new(
         OtherDirective {
             name: name.to_string(),
@@ -515,6 +529,101 @@ fn other(ctx: &mut Ctx<'_, '_>, line: &Line) {
         },
         line.location.clone(),
     ));
+}
+
+/// What ignoring a Squid directive cuttle does not implement means.
+enum Impact {
+    /// Nothing the admin would notice: why.
+    Harmless(String),
+    /// cuttle behaves otherwise than Squid would with it: how.
+    Changes(String),
+}
+
+/// Whether ignoring `name` (with first argument `arg`) matters, for the
+/// directives seen in production configs; `None` when not assessed.
+fn ignored_impact(name: &str, arg: &str) -> Option<Impact> {
+    use Impact::{Changes, Harmless};
+    let h = |s: &str| Some(Harmless(s.to_string()));
+    let c = |s: &str| Some(Changes(s.to_string()));
+    match name {
+        "coredump_dir" => {
+            h("cuttle has no core-dump directory (the system's core_pattern decides where cores go)")
+        }
+        "workers" => h("cuttle has no worker processes: one process uses every core"),
+        "ipcache_size" | "ipcache_low" | "ipcache_high" | "fqdncache_size" => {
+            h("cuttle has no IP or FQDN cache to size")
+        }
+        "client_db" => h(
+            "cuttle has no client database (maxconn ACLs count connections whatever this says)",
+        ),
+        "pipeline_prefetch" => h(
+            "cuttle has no pipeline prefetch: pipelined requests are answered one at a time, in order",
+        ),
+        "max_filedescriptors" => c(
+            "cuttle uses the open-file limit it is started with; raise that (ulimit -n, LimitNOFILE=) instead",
+        ),
+        "client_persistent_connections" | "server_persistent_connections" => {
+            if arg == "off" {
+                c("connections stay persistent as with on")
+            } else {
+                h("connections are persistent, as with on")
+            }
+        }
+        "client_lifetime" => c(
+            "client connections are not closed after a lifetime (Squid closes them after this long, 1 day by default)",
+        ),
+        "cache_store_log" => {
+            if arg == "none" || arg.is_empty() {
+                h("cuttle has no store log, as with none")
+            } else {
+                Some(Changes(format!(
+                    "cuttle has no store log; nothing is written to {arg}"
+                )))
+            }
+        }
+        "cache_effective_user" | "cache_effective_group" => c(
+            "cuttle does not switch user or group; start it as the account it should run as",
+        ),
+        "debug_options" => h("cuttle has no debug sections: its log detail is set with RUST_LOG"),
+        "log_mime_hdrs" => {
+            if arg == "on" {
+                c("access.log lines lack the request and reply headers Squid appends with on")
+            } else {
+                h("access.log lines carry no headers, as with off")
+            }
+        }
+        "uri_whitespace" => {
+            if arg == "deny" {
+                h("a URL with whitespace is refused (400), as with deny")
+            } else {
+                Some(Changes(format!(
+                    "a URL with whitespace is refused (400) rather than handled as {} says",
+                    if arg.is_empty() { "strip" } else { arg }
+                )))
+            }
+        }
+        "request_body_max_size" => {
+            if arg == "0" {
+                h("request bodies have no size limit, as with 0")
+            } else {
+                c("request bodies are not limited in size (Squid refuses larger ones with 413)")
+            }
+        }
+        "half_closed_clients" => {
+            if arg == "on" {
+                c("a client that half-closes its connection has it closed, not kept open as with on")
+            } else {
+                h("a client that half-closes its connection has it closed, as with off")
+            }
+        }
+        "quick_abort_min" | "quick_abort_max" | "quick_abort_pct" => c(
+            "when the client of a storable miss goes away, cuttle fetches the rest and stores it whatever its size (Squid's quick_abort_min -1)",
+        ),
+        "cache_swap_state" => {
+            h("cuttle has no swap state file: its cache_dir keeps its own index")
+        }
+        _ => None,
+    }
 }
 
 /// The single argument of `line`; `max` more are allowed (a unit), extras
@@ -763,10 +872,17 @@ fn mcast_groups(ctx: &mut Ctx<'_, '_>, line: &Line) {
     }
     for t in line.args() {
         match t.text.parse::<std::net::IpAddr>() {
-            Ok(ip) if ip.is_multicast() => ctx
-                .config
-                .mcast_groups
-                .push(Located::new(ip, line.location.clone())),
+            Ok(ip) if ip.is_multicast() => {
+                if ip.is_ipv6() {
+                    ctx.warn(
+                        &line.location,
+                        format!("mcast_groups: {ip}: cuttle joins IPv4 groups only; this group is skipped (list IPv4 groups)"),
+                    );
+                }
+                ctx.config
+                    .mcast_groups
+                    .push(Located::new(ip, line.location.clone()))
+            }
             Ok(ip) => ctx.error(
                 &line.location,
                 format!("mcast_groups: {ip} is not a multicast address"),
@@ -777,6 +893,25 @@ fn mcast_groups(ctx: &mut Ctx<'_, '_>, line: &Line) {
             ),
         }
     }
+}
+
+/// At the end of loading: groups joined on a socket bound to one address
+/// receive nothing on Linux (the ICP socket binds udp_incoming_address).
+fn check_mcast_interface(ctx: &mut Ctx<'_, '_>) {
+    let bound = &ctx.config.udp_incoming_address;
+    let Some(std::net::IpAddr::V4(v4)) = bound.value else {
+        return;
+    };
+    if ctx.config.mcast_groups.is_empty() || v4.is_unspecified() {
+        return;
+    }
+    let Some(at) = bound.location.clone() else {
+        return;
+    };
+    ctx.warn(
+        &at,
+        format!("udp_incoming_address {v4}: the ICP socket is bound to it, which receives no mcast_groups traffic on Linux; leave it unset to get queries sent to the groups"),
+    );
 }
 
 /// Squid 3.4's `hierarchy_stoplist WORD...`: a URL containing any word is
@@ -822,18 +957,51 @@ mod tests {
     }
 
     #[test]
+    fn mcast_groups_cuttle_cannot_receive_warn_at_load() {
+        let l = load("udp_incoming_address 10.0.0.5\nmcast_groups 239.1.2.3 ff0e::1\n");
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        let w: Vec<(usize, String)> = l
+            .warnings()
+            .map(|d| (d.location.line, d.message.clone()))
+            .collect();
+        assert_eq!(w.len(), 2, "{w:#?}");
+        assert_eq!(w[0].0, 2);
+        assert!(
+            w[0].1.contains("ff0e::1: cuttle joins IPv4 groups only"),
+            "{}",
+            w[0].1
+        );
+        assert_eq!(w[1].0, 1);
+        assert!(
+            w[1].1
+                .contains("receives no mcast_groups traffic on Linux; leave it unset"),
+            "{}",
+            w[1].1
+        );
+        // Unbound, or no groups: nothing to say.
+        assert_eq!(load("mcast_groups 239.1.2.3\n").warnings().count(), 0);
+        assert_eq!(
+            load("udp_incoming_address 10.0.0.5\n").warnings().count(),
+            0
+        );
+    }
+
+    #[test]
     fn unknown_and_unused_directives_are_worded_differently() {
-        let l = load("coredump_dir /var/spool/squid\nfrobnicate 1\ncache_swap_log /x/%s\nhttpd_accel_host x\nHTTP_PORT 3128\n");
+        let l = load("coredump_dir /var/spool/squid\nfrobnicate 1\ncache_swap_log /x/%s\nhttpd_accel_host x\nHTTP_PORT 3128\nlogfile_rotate 3\nwccp2_router 10.0.0.1\nclient_persistent_connections off\n");
         assert!(!l.has_errors());
         let w: Vec<String> = l.warnings().map(|d| d.to_string()).collect();
         assert_eq!(
             w,
             [
-                "squid.conf:1: warning: coredump_dir: Squid directive not used by cuttle yet; ignored",
+                "squid.conf:1: warning: coredump_dir: ignored: cuttle has no core-dump directory (the system's core_pattern decides where cores go); harmless",
                 "squid.conf:2: warning: frobnicate: not a Squid directive; ignored",
-                "squid.conf:3: warning: cache_swap_log: Squid directive (old name of cache_swap_state) not used by cuttle yet; ignored",
-                "squid.conf:4: warning: httpd_accel_host: obsolete Squid directive, removed from Squid; ignored",
+                "squid.conf:3: warning: cache_swap_log (old name of cache_swap_state): ignored: cuttle has no swap state file: its cache_dir keeps its own index; harmless",
+                "squid.conf:4: warning: httpd_accel_host: obsolete Squid directive, removed from Squid; ignored (delete the line)",
                 "squid.conf:5: warning: HTTP_PORT: not a Squid directive; ignored (directive names are case-sensitive: did you mean http_port?)",
+                // logfile_rotate (6) is known: no warning.
+                "squid.conf:7: warning: wccp2_router: ignored: cuttle does not implement it; check that this config does not rely on it",
+                "squid.conf:8: warning: client_persistent_connections: ignored: this changes behaviour: connections stay persistent as with on",
             ]
         );
         let kept: Vec<(&str, &DirectiveStatus)> = l

@@ -1,6 +1,6 @@
 //! Logging directives: `access_log` (destination module and place, log format, options, ACLs) and `logformat` definitions.
 
-use super::acl::{parse_acl_refs, AclRef};
+use super::acl::{parse_acl_refs, AclData, AclRef};
 use super::directives::Ctx;
 use super::lexer::Line;
 use super::values::{parse_size_word, parse_uint};
@@ -87,7 +87,7 @@ fn parse_destination(ctx: &mut Ctx<'_, '_>, line: &Line, spec: &str) -> LogDesti
             m if !m.is_empty() && m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
                 ctx.warn(
                     &line.location,
-                    format!("access_log: \"{m}\" is not a Squid log module (stdio, daemon, syslog, udp, tcp)"),
+                    format!("access_log: \"{m}\" is not a Squid log module (stdio, daemon, syslog, udp, tcp); nothing is logged there"),
                 );
                 return LogDestination::Other {
                     module: m.to_string(),
@@ -194,6 +194,102 @@ pub(crate) fn parse_access_log(ctx: &mut Ctx<'_, '_>, line: &Line) {
     }
 }
 
+impl LogDestination {
+    /// How warnings name it: `module syslog (local4.info)`, `stdio:PATH`.
+    pub fn describe(&self) -> String {
+        match self {
+            LogDestination::Syslog(p) if p.is_empty() => "module syslog".into(),
+            LogDestination::Syslog(p) => format!("module syslog ({p})"),
+            LogDestination::Udp(p) => format!("module udp ({p})"),
+            LogDestination::Tcp(p) => format!("module tcp ({p})"),
+            LogDestination::Other { module, place } => format!("module {module} ({place})"),
+            LogDestination::None => "none".into(),
+            LogDestination::Stdio(p) => format!("stdio:{p}"),
+            LogDestination::Daemon(p) => format!("daemon:{p}"),
+        }
+    }
+}
+
+/// At the end of loading: what the access.log writer will not do as the
+/// config asks, so that `cuttle check` says it as `cuttle run` would.
+pub(crate) fn check_access_logs(ctx: &mut Ctx<'_, '_>) {
+    let squid_redefined = ctx
+        .config
+        .logformats
+        .iter()
+        .find(|f| f.name == "squid")
+        .map(|f| f.location.clone());
+    let mut warnings = Vec::new();
+    for log in &ctx.config.access_logs {
+        let at = log.location.clone();
+        // The log line's ACLs see the request line and client only.
+        for r in &log.acls {
+            let Some(acl) = ctx.config.acls.get(r.index) else {
+                continue;
+            };
+            if matches!(
+                acl.data,
+                AclData::Browser(_)
+                    | AclData::RefererRegex(_)
+                    | AclData::ReqHeader { .. }
+                    | AclData::RepHeader { .. }
+                    | AclData::HttpStatus(_)
+                    | AclData::MaxConn(_)
+                    | AclData::SrcDomain(_)
+            ) {
+                warnings.push((
+                    at.clone(),
+                    format!(
+                        "access_log: ACL \"{}\" ({}) never matches in an access_log line: cuttle checks these against the request line and client address only; use another ACL type here",
+                        r.name,
+                        acl.data.type_name()
+                    ),
+                ));
+            }
+        }
+        match &log.destination {
+            // An unknown module was warned about when read.
+            LogDestination::None | LogDestination::Other { .. } => continue,
+            LogDestination::Stdio(_) | LogDestination::Daemon(_) => {}
+            other => {
+                warnings.push((
+                    at,
+                    format!(
+                        "access_log: {} is not supported by cuttle; nothing is logged there (log to stdio:PATH and ship that file instead)",
+                        other.describe()
+                    ),
+                ));
+                continue;
+            }
+        }
+        if log.format != "squid" {
+            warnings.push((
+                at.clone(),
+                format!(
+                    "access_log: log format \"{}\" is not supported yet; writing the native squid format instead (name the format squid, or none, to say so)",
+                    log.format
+                ),
+            ));
+        } else if let Some(def) = &squid_redefined {
+            warnings.push((
+                at.clone(),
+                format!(
+                    "access_log: the \"logformat squid\" redefinition at {def} is not supported; writing the native squid format (delete the redefinition to say so)"
+                ),
+            ));
+        }
+        if let Some(n) = log.rotate {
+            warnings.push((
+                at,
+                format!("access_log: rotate={n}: cuttle does not rename logs itself; rotate them with logrotate and reload cuttle, which reopens them"),
+            ));
+        }
+    }
+    for (at, message) in warnings {
+        ctx.warn(&at, message);
+    }
+}
+
 /// Parse a `logformat NAME FORMAT...` line.
 pub(crate) fn parse_logformat(ctx: &mut Ctx<'_, '_>, line: &Line) {
     let loc = &line.location;
@@ -250,11 +346,16 @@ mod tests {
     #[test]
     fn modules_and_legacy_format() {
         let l = load("access_log daemon:/var/log/squid/access.log squid\naccess_log stdio:/dev/stdout\naccess_log none all\naccess_log syslog:local4.info common\n");
-        assert!(
-            !l.has_errors() && l.warnings().count() == 0,
-            "{:?}",
-            l.diagnostics
-        );
+        // The one warning: cuttle does not write to syslog.
+        let w: Vec<_> = l
+            .warnings()
+            .map(|d| (d.location.line, d.message.clone()))
+            .collect();
+        assert!(!l.has_errors() && w.len() == 1, "{:?}", l.diagnostics);
+        assert_eq!(w[0].0, 4);
+        assert!(w[0]
+            .1
+            .contains("module syslog (local4.info) is not supported by cuttle"));
         let a = &l.config.access_logs;
         assert_eq!(
             a[0].destination,
@@ -279,6 +380,8 @@ mod tests {
     fn options_custom_format_and_acls() {
         let l = load("logformat mine %ts %ru  # c\nacl lan src 10.0.0.0/8\naccess_log tcp://10.0.0.9:514 logformat=mine buffer-size=64KB on-error=drop rotate=3 lan !localhost\n");
         assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        // tcp is not written (and so neither is its format nor rotation).
+        assert_eq!(l.warnings().count(), 1, "{:?}", l.diagnostics);
         assert_eq!(l.config.logformats[0].format, "%ts %ru");
         let a = &l.config.access_logs[0];
         assert_eq!(a.destination, LogDestination::Tcp("//10.0.0.9:514".into()));
@@ -311,6 +414,43 @@ mod tests {
             l.config.access_logs[0].destination,
             LogDestination::Stdio("/var/log/a.log".into())
         );
+    }
+
+    #[test]
+    fn what_the_writer_does_otherwise_is_a_warning_at_load() {
+        let l = load("logformat mine %ts\nlogformat squid %ts %ru\naccess_log stdio:/a logformat=mine rotate=2\naccess_log stdio:/b combined\naccess_log stdio:/c\naccess_log udp://10.0.0.1:514\n");
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        let w: Vec<(usize, String)> = l
+            .warnings()
+            .map(|d| (d.location.line, d.message.clone()))
+            .collect();
+        let lines: Vec<usize> = w.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [2, 3, 3, 4, 5, 6], "{w:#?}");
+        assert!(w[1].1.contains("log format \"mine\" is not supported yet; writing the native squid format instead (name the format squid"));
+        assert!(w[2]
+            .1
+            .contains("rotate=2: cuttle does not rename logs itself"));
+        assert!(w[3].1.contains("log format \"combined\""));
+        assert!(w[4]
+            .1
+            .contains("the \"logformat squid\" redefinition at t.conf:2 is not supported"));
+        assert!(w[5]
+            .1
+            .contains("module udp (//10.0.0.1:514) is not supported by cuttle"));
+    }
+
+    #[test]
+    fn access_log_acls_needing_headers_warn() {
+        let l = load("acl ua browser curl\nacl lan src 10.0.0.0/8\naccess_log stdio:/a lan\naccess_log stdio:/b ua\n");
+        let w: Vec<(usize, String)> = l
+            .warnings()
+            .map(|d| (d.location.line, d.message.clone()))
+            .collect();
+        assert_eq!(w.len(), 1, "{w:#?}");
+        assert_eq!(w[0].0, 4);
+        assert!(w[0]
+            .1
+            .contains("ACL \"ua\" (browser) never matches in an access_log line"));
     }
 
     #[test]

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use acl::{
-    AccessRule, Acl, AclData, AclRef, AclRegex, Action, DomainEntry, DomainIndex, IpAclEntry,
-    PortRange, BUILTIN_FILE, PROTOCOL_NAMES,
+    parse_mac, AccessRule, Acl, AclData, AclRef, AclRegex, Action, DomainEntry, DomainIndex,
+    IpAclEntry, PortRange, StatusRange, TimeSpec, BUILTIN_FILE, PROTOCOL_NAMES,
 };
 pub use cache::{CacheDir, CacheDirType, RefreshPattern, ReplacementPolicy};
 pub use directives::{DirectiveStatus, OtherDirective};
@@ -256,6 +256,9 @@ pub struct Config {
     pub htcp_access: AccessList,
     pub htcp_clr_access: AccessList,
     pub miss_access: AccessList,
+    /// Checked against each reply before it goes to the client (no rules:
+    /// allow); a denied reply becomes 403 ERR_ACCESS_DENIED.
+    pub http_reply_access: AccessList,
     pub never_direct: AccessList,
     pub always_direct: AccessList,
 
@@ -393,6 +396,7 @@ impl Default for Config {
             htcp_access: Vec::new(),
             htcp_clr_access: Vec::new(),
             miss_access: Vec::new(),
+            http_reply_access: Vec::new(),
             never_direct: Vec::new(),
             always_direct: Vec::new(),
             cache_dirs: Vec::new(),

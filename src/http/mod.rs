@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod client_io;
+pub mod client_name;
 pub mod collapse;
 pub mod errors;
 pub mod hot;

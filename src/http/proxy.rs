@@ -441,6 +441,9 @@ struct Txn {
     /// (a miss, a revalidation, another method, a tunnel) gets a 403.
     miss_denied: bool,
     arrival: Arrival,
+    /// http_reply_access to apply to the reply; `None` when there are no
+    /// rules (or for CONNECT and cuttle's own denials, as in Squid).
+    reply_check: Option<Box<ReplyCheck>>,
 }
 
 /// The request as an `access_log` line's ACLs see it.
@@ -485,6 +488,7 @@ impl Txn {
             log_scope,
             miss_denied: false,
             arrival: Arrival::of(&conn.kind),
+            reply_check: None,
         }
     }
 
@@ -538,11 +542,22 @@ impl Proxy {
     /// writes the access.log line when it ends.
     fn respond(
         &self,
-        txn: Txn,
+        mut txn: Txn,
         status: StatusCode,
         mut headers: HeaderMap,
         body: ProxyBody,
     ) -> Response<ClientBody> {
+        if let Some(check) = txn.reply_check.take() {
+            if !check.allows(txn.client, &txn.method, status, &headers) {
+                // Squid's TCP_DENIED_REPLY: the reply is dropped unsent.
+                drop(body);
+                return self.error(
+                    txn.with(ResultTag::TcpDeniedReply),
+                    ErrorKind::AccessDenied,
+                    "denied by http_reply_access",
+                );
+            }
+        }
         headers.append(header::VIA, self.via.clone());
         let head_bytes = head_size(status, &headers);
         let content_type = headers
@@ -979,7 +994,17 @@ pub async fn handle(
         );
     }
     let config = Arc::clone(&proxy.config);
-    if !allowed(&config, &config.http_access, &conn, &method, &target).await {
+    let details = RequestDetails::of(&config, &conn).await;
+    if !allowed(
+        &config,
+        &config.http_access,
+        &conn,
+        &method,
+        &target,
+        &details.get(req.headers()),
+    )
+    .await
+    {
         return proxy.error(
             txn.with(ResultTag::TcpDenied),
             ErrorKind::AccessDenied,
@@ -1004,7 +1029,24 @@ pub async fn handle(
     if let Some(page) = mgr_page {
         return manage::answer(&proxy, txn, &target, &page, req.headers());
     }
-    txn.miss_denied = miss_denied(&config, &conn, &method, &target);
+    txn.miss_denied = miss_denied(
+        &config,
+        &conn,
+        &method,
+        &target,
+        &details.get(req.headers()),
+    );
+    if method != Method::CONNECT && !config.http_reply_access.is_empty() {
+        txn.reply_check = Some(Box::new(ReplyCheck {
+            config: Arc::clone(&config),
+            local: conn.local,
+            port_name: Arc::clone(&conn.port_name),
+            target: target.clone(),
+            request_headers: req.headers().clone(),
+            client_connections: details.client_connections,
+            client_name: details.client_name.clone(),
+        }));
+    }
     if method == Method::CONNECT {
         return tunnel(proxy, txn, target, req).await;
     }
@@ -1025,6 +1067,102 @@ pub async fn handle(
     forward(proxy, txn, target, req).await
 }
 
+/// What ACLs beyond the request line need from this request's connection:
+/// its client's open connections and, when some rule of the list can
+/// reach a `srcdomain` ACL, its name (looked up, cached, off the executor)
+/// before the rules are checked.
+struct RequestDetails {
+    client_connections: usize,
+    client_name: Option<Arc<str>>,
+}
+
+impl RequestDetails {
+    async fn of(config: &Config, conn: &ConnInfo) -> RequestDetails {
+        let lists = [
+            &config.http_access,
+            &config.miss_access,
+            &config.http_reply_access,
+        ];
+        let client_name = if lists
+            .iter()
+            .any(|list| access::needs_client_name(list, config))
+        {
+            Some(super::client_name::lookup(conn.client.ip()).await)
+        } else {
+            None
+        };
+        RequestDetails {
+            client_connections: conn.per_client.open_from(conn.client.ip()),
+            client_name,
+        }
+    }
+
+    fn get<'a>(&'a self, headers: &'a HeaderMap) -> access::Details<'a> {
+        access::Details {
+            request_headers: Some(headers),
+            client_connections: self.client_connections,
+            client_name: self.client_name.as_deref(),
+            ..access::Details::default()
+        }
+    }
+}
+
+/// What http_reply_access looks at once the reply is known.
+struct ReplyCheck {
+    config: Arc<Config>,
+    local: SocketAddr,
+    port_name: Arc<str>,
+    target: Target,
+    request_headers: HeaderMap,
+    client_connections: usize,
+    client_name: Option<Arc<str>>,
+}
+
+impl ReplyCheck {
+    /// Squid's http_reply_access (no rules: allow). As Squid, interim and
+    /// partial answers (1xx, 206, 304) are always let through.
+    fn allows(
+        &self,
+        client: IpAddr,
+        method: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> bool {
+        if status.is_informational()
+            || status == StatusCode::PARTIAL_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return true;
+        }
+        let req = access::Request {
+            client,
+            method,
+            scheme: &self.target.scheme,
+            host: &self.target.host,
+            port: self.target.port,
+            path: &self.target.path_and_query,
+            url: &self.target.url,
+            local_ip: Some(self.local.ip()),
+            local_port: self.local.port(),
+            port_name: &self.port_name,
+            dst_addrs: None,
+        };
+        let details = access::Details {
+            request_headers: Some(&self.request_headers),
+            reply: Some(access::ReplyInfo {
+                status: status.as_u16(),
+                headers,
+            }),
+            client_connections: self.client_connections,
+            client_name: self.client_name.as_deref(),
+            ..access::Details::default()
+        };
+        access::check_with(&self.config.http_reply_access, &self.config, &req, &details)
+            .or_if_no_rules(access::Verdict::Allow)
+            .allowed()
+    }
+}
+
 /// Evaluates an access list, resolving the destination only when a `dst`
 /// ACL needs it.
 async fn allowed(
@@ -1033,6 +1171,7 @@ async fn allowed(
     conn: &ConnInfo,
     method: &Method,
     target: &Target,
+    details: &access::Details<'_>,
 ) -> bool {
     let path = target.path_and_query.as_str();
     let mut req = access::Request {
@@ -1048,7 +1187,7 @@ async fn allowed(
         port_name: &conn.port_name,
         dst_addrs: None,
     };
-    match access::try_check(list, config, &req) {
+    match access::try_check_with(list, config, &req, details) {
         Ok(decision) => decision.allowed(),
         Err(access::NeedsDst) => {
             let addrs: Vec<IpAddr> =
@@ -1057,7 +1196,7 @@ async fn allowed(
                     .map(|it| it.map(|a| a.ip()).collect())
                     .unwrap_or_default();
             req.dst_addrs = Some(&addrs);
-            access::check(list, config, &req).allowed()
+            access::check_with(list, config, &req, details).allowed()
         }
     }
 }
@@ -1065,7 +1204,13 @@ async fn allowed(
 /// `miss_access` (Squid checks it, without DNS, whenever a request would be
 /// forwarded; no rules = allow): true when it refuses this client. So
 /// siblings get hits but cannot use us as a parent for their misses.
-fn miss_denied(config: &Config, conn: &ConnInfo, method: &Method, target: &Target) -> bool {
+fn miss_denied(
+    config: &Config,
+    conn: &ConnInfo,
+    method: &Method,
+    target: &Target,
+    details: &access::Details<'_>,
+) -> bool {
     if config.miss_access.is_empty() {
         return false;
     }
@@ -1082,7 +1227,7 @@ fn miss_denied(config: &Config, conn: &ConnInfo, method: &Method, target: &Targe
         port_name: &conn.port_name,
         dst_addrs: None,
     };
-    !access::check(&config.miss_access, config, &req)
+    !access::check_with(&config.miss_access, config, &req, details)
         .or_if_no_rules(access::Verdict::Allow)
         .allowed()
 }

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +53,53 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     pub kind: PortKind,
     pub port_name: Arc<str>,
+    /// Connections open per client address, for `maxconn` ACLs.
+    pub per_client: PerClient,
+}
+
+/// How many connections each client address has open (`maxconn` ACLs).
+#[derive(Debug, Clone, Default)]
+pub struct PerClient(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+impl PerClient {
+    /// Connections open from `ip` now.
+    pub fn open_from(&self, ip: IpAddr) -> usize {
+        let counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        counts.get(&ip.to_canonical()).copied().unwrap_or(0)
+    }
+
+    /// Counts a connection from `ip` until the returned guard drops.
+    fn opened(&self, ip: IpAddr) -> CountedConnection {
+        let ip = ip.to_canonical();
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(ip)
+            .or_insert(0) += 1;
+        CountedConnection {
+            per_client: self.clone(),
+            ip,
+        }
+    }
+}
+
+/// One connection counted in [`PerClient`].
+struct CountedConnection {
+    per_client: PerClient,
+    ip: IpAddr,
+}
+
+impl Drop for CountedConnection {
+    fn drop(&mut self) {
+        let mut counts = self.per_client.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// At most one line about a descriptor shortage per this long.
@@ -202,6 +249,7 @@ pub async fn serve(
     grace: Duration,
 ) {
     let registry: Registry = Arc::default();
+    let per_client = PerClient::default();
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(1024);
     let mut accepters = Vec::new();
     for l in listeners {
@@ -209,6 +257,7 @@ pub async fn serve(
         let mut stop = shutdown.clone();
         let name: Arc<str> = Arc::from(l.name.as_str());
         let registry = Arc::clone(&registry);
+        let per_client = per_client.clone();
         accepters.push(tokio::spawn(async move {
             let mut log = ShortageLog {
                 last: None,
@@ -219,7 +268,7 @@ pub async fn serve(
                     accepted = l.listener.accept() => match accepted {
                         Ok((stream, client)) => {
                             let local = stream.local_addr().unwrap_or(client);
-                            let info = ConnInfo { client, local, kind: l.kind.clone(), port_name: Arc::clone(&name) };
+                            let info = ConnInfo { client, local, kind: l.kind.clone(), port_name: Arc::clone(&name), per_client: per_client.clone() };
                             if tx.send((stream, info)).await.is_err() {
                                 return;
                             }
@@ -260,6 +309,7 @@ pub async fn serve(
                 let config = current.config();
                 let activity = Activity::new();
                 let registered = Registered::new(&registry, Arc::clone(&activity));
+                let counted = info.per_client.opened(info.client.ip());
                 let stream = ClientIo::new(
                     stream,
                     current.stats(),
@@ -292,6 +342,7 @@ pub async fn serve(
                 let alive = alive.subscribe();
                 tokio::spawn(async move {
                     let _registered = registered;
+                    let _counted = counted;
                     let _alive = alive;
                     let mut conn = std::pin::pin!(conn);
                     let ended = tokio::select! {

@@ -534,13 +534,8 @@ fn join_mcast_groups(socket: &UdpSocket, config: &Config) {
         Some(IpAddr::V4(v4)) => v4,
         _ => Ipv4Addr::UNSPECIFIED,
     };
-    if !config.mcast_groups.is_empty() && !interface.is_unspecified() {
-        tracing::warn!(
-            %interface,
-            "mcast_groups: the ICP socket is bound to udp_incoming_address, \
-             which receives no group traffic on Linux; leave it unset to get queries sent to the groups"
-        );
-    }
+    // A bound interface receiving no group traffic, and IPv6 groups, are
+    // reported by the config loader (cuttle check says it too).
     for group in &config.mcast_groups {
         match group.value {
             IpAddr::V4(g) if g.is_multicast() => {
@@ -548,9 +543,7 @@ fn join_mcast_groups(socket: &UdpSocket, config: &Config) {
                     tracing::warn!(group = %g, "mcast_groups: cannot join: {e}");
                 }
             }
-            other => {
-                tracing::warn!(group = %other, "mcast_groups: not an IPv4 multicast group; skipped")
-            }
+            _ => {}
         }
     }
 }
