@@ -97,7 +97,17 @@ async fn offline_mode_answers_misses_nofetch_and_serves_stale_hits_unvalidated()
             .header("date", http_date(-100))
     });
     let asker_ip = Ipv4Addr::new(127, 0, 6, 2);
-    let (cuttle, icp) = start(Ipv4Addr::new(127, 0, 6, 1), asker_ip, &["offline_mode on"]).await;
+    let (cuttle, icp) = start(
+        Ipv4Addr::new(127, 0, 6, 1),
+        asker_ip,
+        &[
+            "offline_mode on",
+            // Served from the cache_dir: Squid tags that TCP_OFFLINE_HIT
+            // (a hit from memory stays TCP_MEM_HIT, in Squid as here).
+            "maximum_object_size_in_memory 0 KB",
+        ],
+    )
+    .await;
     let asker = Asker::new(asker_ip, icp);
 
     // Not cached: MISS_NOFETCH, byte for byte.

@@ -412,8 +412,8 @@ async fn login_gives_each_parent_the_credentials_squid_sends() {
     for p in &peers {
         p.wait_probed().await;
     }
-    // The warning names the line of login=NEGOTIATE (the header is 7 lines).
-    let negotiate_line = 7 + 1 + 5 * 4 + 2;
+    // The warning names the line of login=NEGOTIATE (the header is 8 lines).
+    let negotiate_line = 8 + 1 + 5 * 4 + 2;
     assert!(
         cuttle.output().contains(&format!(
             "cuttle.conf:{negotiate_line}: warning: cache_peer: login=NEGOTIATE: cuttle has no Kerberos"

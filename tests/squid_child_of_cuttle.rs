@@ -221,7 +221,7 @@ async fn squid_child_gets_parent_hit_from_cuttle_and_sends_its_miss_through_cutt
             vec![icp_line(&sq, "UDP_HIT/000", &held)],
             vec![
                 get_line("127.0.0.1", "TCP_MISS/200", "HIER_DIRECT/127.0.0.1"),
-                get_line(&sq, "TCP_HIT/200", "HIER_NONE/-"),
+                get_line(&sq, "TCP_MEM_HIT/200", "HIER_NONE/-"),
             ]
         ),
         "{}",
@@ -286,7 +286,7 @@ async fn squid_child_gets_parent_hit_from_cuttle_and_sends_its_miss_through_cutt
     );
     assert_eq!(
         http_lines[1..],
-        [get_line(&sq, "TCP_HIT/200", "HIER_NONE/-")],
+        [get_line(&sq, "TCP_MEM_HIT/200", "HIER_NONE/-")],
         "{}",
         lab.diag()
     );
@@ -343,7 +343,7 @@ async fn squid_child_free_to_go_direct_still_sends_its_miss_through_cuttle() {
             ],
             vec![
                 get_line(&sq, "TCP_MISS/200", "HIER_DIRECT/127.0.0.1"),
-                get_line(&sq, "TCP_HIT/200", "HIER_NONE/-"),
+                get_line(&sq, "TCP_MEM_HIT/200", "HIER_NONE/-"),
             ]
         ),
         "{}",
