@@ -22,6 +22,7 @@ use crate::mgr::Manager;
 use crate::peers::htcp_server::{Htcp, HtcpServerStats};
 use crate::peers::icp_server::{HitOnly, Icp, IcpServerStats};
 use crate::peers::netdb::NetDb;
+use crate::peers::querier::{QuerySockets, Slot};
 use crate::peers::responder::{Protocol, Responder};
 use crate::store::Store;
 
@@ -230,7 +231,9 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
     let hit_only = Arc::new(HitOnly::default());
     // Origin RTTs: DIRECT fetches write them, SRC_RTT answers read them.
     let netdb = Arc::new(NetDb::default());
-    let mut icp = Udp::start(&config, &logger, {
+    // The responders' sockets, which the proxy's ICP/HTCP queries leave from.
+    let query_sockets = Arc::new(QuerySockets::default());
+    let mut icp = Udp::start(&config, &logger, (&query_sockets, |s| &s.icp), {
         let (store, stats) = (Arc::clone(&store), Arc::clone(&icp_stats));
         let (hit_only, netdb) = (Arc::clone(&hit_only), Arc::clone(&netdb));
         move || {
@@ -250,9 +253,10 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
         hit_only,
         netdb,
         Arc::new(Manager::new(icp_stats, Arc::clone(&htcp_stats))),
+        Arc::clone(&query_sockets),
     ));
     // HTCP responder (htcp_port): its own thread; see peers::htcp_server.
-    let mut htcp = Udp::start(&proxy.config(), &logger, {
+    let mut htcp = Udp::start(&proxy.config(), &logger, (&query_sockets, |s| &s.htcp), {
         let (store, markers) = (Arc::clone(&store), proxy.known_markers());
         move || {
             Htcp::new(
@@ -322,9 +326,15 @@ fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logg
 }
 
 /// A datagram responder (ICP, HTCP) across reloads: rebound when where it
-/// listens changed, reconfigured in place otherwise.
+/// listens changed, reconfigured in place otherwise. With
+/// udp_outgoing_address, a second one on that address and the same port
+/// is the socket queries leave from, as Squid's outgoing socket.
 struct Udp<P: Protocol> {
     server: Option<Responder<P>>,
+    outgoing: Option<Responder<P>>,
+    /// Where the socket queries leave from is published.
+    sockets: Arc<QuerySockets>,
+    slot: fn(&QuerySockets) -> &Slot,
     /// The protocol's side for each (re)start, made of what outlives a
     /// rebind (counters, hit-only mode, the NetDB...).
     protocol: Box<dyn Fn() -> P + Send>,
@@ -335,14 +345,54 @@ impl<P: Protocol> Udp<P> {
     fn start(
         config: &Arc<Config>,
         logger: &Logger,
+        (sockets, slot): (&Arc<QuerySockets>, fn(&QuerySockets) -> &Slot),
         protocol: impl Fn() -> P + Send + 'static,
     ) -> Result<Udp<P>, String> {
         let mut udp = Udp {
             server: None,
+            outgoing: None,
+            sockets: Arc::clone(sockets),
+            slot,
             protocol: Box::new(protocol),
         };
         udp.server = udp.bind(config, logger)?;
+        udp.outgoing = udp.bind_outgoing(config, logger);
+        udp.publish();
         Ok(udp)
+    }
+
+    /// Where the outgoing socket goes: udp_outgoing_address and the port,
+    /// when that address is set and is not where the responder listens.
+    fn outgoing_addr(config: &Config) -> Option<std::net::SocketAddr> {
+        let listen = Responder::<P>::listen_addr(config)?;
+        let ip = config.udp_outgoing_address.value?;
+        (ip != listen.ip()).then(|| std::net::SocketAddr::new(ip, listen.port()))
+    }
+
+    /// Binds the outgoing socket; on failure queries leave from the
+    /// listening socket (said once).
+    fn bind_outgoing(&self, config: &Arc<Config>, logger: &Logger) -> Option<Responder<P>> {
+        let addr = Self::outgoing_addr(config)?;
+        match Responder::start_at(addr, Arc::clone(config), logger.clone(), (self.protocol)()) {
+            Ok(r) => {
+                println!("cuttle: {} queries from {addr}", P::NAME);
+                Some(r)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cannot bind {} on udp_outgoing_address {addr} ({e}); queries leave from the {} socket",
+                    P::NAME,
+                    P::NAME
+                );
+                None
+            }
+        }
+    }
+
+    /// Tells the queriers which socket to send from.
+    fn publish(&self) {
+        let from = self.outgoing.as_ref().or(self.server.as_ref());
+        (self.slot)(&self.sockets).set(from.map(Responder::query_socket));
     }
 
     /// Binds and starts a responder when its port is set; prints where it
@@ -365,10 +415,16 @@ impl<P: Protocol> Udp<P> {
     /// After a reload: rebind when the port or udp_incoming_address
     /// changed, else swap the config in place.
     fn reload(&mut self, config: &Arc<Config>, logger: &Logger) {
-        let wanted = Responder::<P>::listen_addr(config);
-        let bound = self.server.as_ref().map(|s| s.local_addr());
+        let wanted = (
+            Responder::<P>::listen_addr(config),
+            Self::outgoing_addr(config),
+        );
+        let bound = (
+            self.server.as_ref().map(|s| s.local_addr()),
+            self.outgoing.as_ref().map(|s| s.local_addr()),
+        );
         if wanted == bound {
-            if let Some(s) = &self.server {
+            for s in self.server.iter().chain(&self.outgoing) {
                 s.reconfigure(Arc::clone(config), logger.clone());
             }
             return;
@@ -378,12 +434,15 @@ impl<P: Protocol> Udp<P> {
             Ok(s) => self.server = s,
             Err(e) => eprintln!("cuttle: {e}; {} is off until the next reload", P::NAME),
         }
+        self.outgoing = self.bind_outgoing(config, logger);
+        self.publish();
     }
 
     /// Stops the responder's thread (it notices within a tick) and closes
     /// its socket.
     fn stop(&mut self) {
-        if let Some(old) = self.server.take() {
+        (self.slot)(&self.sockets).set(None);
+        for old in [self.server.take(), self.outgoing.take()].into_iter().flatten() {
             tokio::task::block_in_place(|| old.stop());
         }
     }

@@ -187,6 +187,7 @@ pub(crate) fn apply(
     }
     acl::check_domain_overlaps(&mut ctx);
     acl::finish(&mut ctx);
+    peer::warn_never_asked(&mut ctx);
     ctx.refine_pending();
     ctx.config
 }

@@ -138,13 +138,14 @@ impl Proxy {
         hit_only: Arc<HitOnly>,
         netdb: Arc<NetDb>,
         mgr: Arc<Manager>,
+        query_sockets: Arc<crate::peers::querier::QuerySockets>,
     ) -> Proxy {
         let timeouts = Timeouts {
             connect: config.connect_timeout.value,
             read: config.read_timeout.value,
         };
         let collapser = Collapser::new(fetch_window(&config));
-        let neighbours = Arc::new(Neighbours::new(&config));
+        let neighbours = Arc::new(Neighbours::on_sockets(&config, query_sockets));
         let upstream =
             Upstream::new(timeouts).with_reply_header_max_size(config.reply_header_max_size.value);
         Proxy {

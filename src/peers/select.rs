@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use super::htcp_client::{ClrTrigger, HtcpClient};
 use super::icp_client::{IcpClient, Replies};
-use super::querier::lock;
+use super::querier::{lock, QuerySocket, QuerySockets};
 use super::table::{PeerId, PeerTable};
 use crate::access::{self, Verdict};
 use crate::access_log::HierarchyCode;
@@ -686,6 +686,12 @@ pub struct Neighbours {
 /// the newest configuration), and the task counting multicast groups.
 struct IcpShared {
     local: Option<IpAddr>,
+    /// The responders' sockets the clients send from (the daemon's);
+    /// `None`: each client binds an ephemeral socket of its own (tests).
+    sockets: Option<Arc<QuerySockets>>,
+    /// The sockets the current clients were made on.
+    icp_on: Option<QuerySocket>,
+    htcp_on: Option<QuerySocket>,
     /// The newest table: replies that match no query are credited to it,
     /// and its multicast groups are the ones counted.
     table: Arc<PeerTable>,
@@ -734,18 +740,51 @@ async fn count_multicast_groups(shared: std::sync::Weak<Mutex<IcpShared>>) {
 }
 
 impl IcpShared {
-    /// The ICP client, bound on first use (inside the runtime).
+    /// The ICP client, made on first use (inside the runtime) and again
+    /// when the ICP responder's socket changed. With no icp_port it is
+    /// one that sends no ICP query (Squid's "ICP is disabled!").
     fn client(&mut self) -> Option<Arc<IcpClient>> {
-        bound_once(&mut self.client, "ICP", || {
-            IcpClient::bind(self.local, Arc::clone(&self.table))
-        })
+        let Some(sockets) = &self.sockets else {
+            return bound_once(&mut self.client, "ICP", || {
+                IcpClient::bind(self.local, Arc::clone(&self.table))
+            });
+        };
+        let now = sockets.icp.get();
+        if self.client.is_none() || !same_socket(&now, &self.icp_on) {
+            self.client = Some(Arc::new(IcpClient::on(
+                now.as_ref(),
+                self.local,
+                Arc::clone(&self.table),
+            )));
+            self.icp_on = now;
+        }
+        self.client.clone()
     }
 
-    /// The HTCP client, bound on first use (inside the runtime).
+    /// The HTCP client, made on first use (inside the runtime) and again
+    /// when the HTCP responder's socket changed; none without htcp_port.
     fn htcp_client(&mut self) -> Option<Arc<HtcpClient>> {
-        bound_once(&mut self.htcp, "HTCP", || {
-            HtcpClient::bind(self.local, Arc::clone(&self.table))
-        })
+        let Some(sockets) = &self.sockets else {
+            return bound_once(&mut self.htcp, "HTCP", || {
+                HtcpClient::bind(self.local, Arc::clone(&self.table))
+            });
+        };
+        let now = sockets.htcp.get();
+        if self.htcp.is_none() || !same_socket(&now, &self.htcp_on) {
+            self.htcp = now
+                .as_ref()
+                .map(|q| Arc::new(HtcpClient::on(q, Arc::clone(&self.table))));
+            self.htcp_on = now;
+        }
+        self.htcp.clone()
+    }
+}
+
+fn same_socket(a: &Option<QuerySocket>, b: &Option<QuerySocket>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.same(b),
+        _ => false,
     }
 }
 
@@ -769,11 +808,26 @@ fn bound_once<C>(
 }
 
 impl Neighbours {
+    /// Neighbours whose ICP and HTCP clients bind ephemeral sockets of
+    /// their own on udp_outgoing_address (tests).
     pub fn new(config: &Config) -> Neighbours {
+        Neighbours::build(config, None)
+    }
+
+    /// Neighbours whose queries leave from the responders' sockets in
+    /// `sockets`, as Squid's do (the daemon's).
+    pub fn on_sockets(config: &Config, sockets: Arc<QuerySockets>) -> Neighbours {
+        Neighbours::build(config, Some(sockets))
+    }
+
+    fn build(config: &Config, sockets: Option<Arc<QuerySockets>>) -> Neighbours {
         let table = Arc::new(PeerTable::new(config, None));
         Neighbours {
             hashes: Arc::new(HashParents::new(&table)),
             icp: Arc::new(Mutex::new(IcpShared {
+                sockets,
+                icp_on: None,
+                htcp_on: None,
                 local: config.udp_outgoing_address.value,
                 table: Arc::clone(&table),
                 client: None,
@@ -909,8 +963,17 @@ impl Neighbours {
                         self.htcp_client()
                     };
                     if htcp.is_none() {
-                        // No HTCP socket: its peers are not asked nor waited for.
-                        targets.retain(|(id, _)| !htcp_peers.contains(id));
+                        // No HTCP socket: its peers are not asked nor
+                        // waited for, and Squid says so for each.
+                        targets.retain(|(id, _)| {
+                            let asked = !htcp_peers.contains(id);
+                            if !asked {
+                                tracing::warn!(
+                                    "HTCP is disabled! Cannot send HTCP request to peer."
+                                );
+                            }
+                            asked
+                        });
                     }
                     let round = htcp
                         .as_ref()

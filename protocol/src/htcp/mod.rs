@@ -337,6 +337,16 @@ impl<'a> Message<'a> {
     }
 }
 
+/// The RR bit of a datagram, from its header and DATA bytes alone (no
+/// parse): true for a response. For telling responses from requests on a
+/// socket that gets both; a datagram too short to hold the bit is not one.
+pub fn is_response_datagram(datagram: &[u8]) -> bool {
+    let (Some(&minor), Some(&flags)) = (datagram.get(3), datagram.get(HEADER_LEN + 3)) else {
+        return false;
+    };
+    Layout::of_minor(minor).split_flags(flags).0
+}
+
 /// Parses one HTCP datagram. Strict: the header LENGTH must equal the
 /// datagram size, MAJOR must be 0, every COUNTSTR and section must fit its
 /// enclosing length exactly, and nothing may be left over.
