@@ -280,9 +280,12 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                reload(&options, &proxy_tx, &logger);
-                icp.reload(&proxy_tx.borrow().config(), &logger);
-                htcp.reload(&proxy_tx.borrow().config(), &logger);
+                if reload(&options, &proxy_tx, &logger) {
+                    icp.reload(&proxy_tx.borrow().config(), &logger);
+                    htcp.reload(&proxy_tx.borrow().config(), &logger);
+                    // Only now: the queriers send from the new sockets.
+                    println!("cuttle: configuration reloaded");
+                }
             }
         }
     }
@@ -300,12 +303,12 @@ async fn serve(options: RunOptions, config: Config) -> Result<(), String> {
     Ok(())
 }
 
-/// SIGHUP: re-read the config; swap it in when it has no errors.
-fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logger) {
+/// SIGHUP: re-read the config; swap it in when it has no errors (true).
+fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logger) -> bool {
     let loaded = load(options);
     if report(&loaded) {
         eprintln!("cuttle: the new configuration has errors; keeping the old one");
-        return;
+        return false;
     }
     let old = proxy.borrow().config();
     if old.http_ports != loaded.config.http_ports {
@@ -322,7 +325,7 @@ fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logg
     logger.reopen();
     let next = proxy.borrow().with_config(Arc::new(loaded.config));
     let _ = proxy.send(Arc::new(next));
-    println!("cuttle: configuration reloaded");
+    true
 }
 
 /// A datagram responder (ICP, HTCP) across reloads: rebound when where it
@@ -429,7 +432,7 @@ impl<P: Protocol> Udp<P> {
             }
             return;
         }
-        self.stop();
+        self.halt();
         match self.bind(config, logger) {
             Ok(s) => self.server = s,
             Err(e) => eprintln!("cuttle: {e}; {} is off until the next reload", P::NAME),
@@ -442,6 +445,12 @@ impl<P: Protocol> Udp<P> {
     /// its socket.
     fn stop(&mut self) {
         (self.slot)(&self.sockets).set(None);
+        self.halt();
+    }
+
+    /// Stops the responders; queries keep the socket published until the
+    /// next one is.
+    fn halt(&mut self) {
         for old in [self.server.take(), self.outgoing.take()].into_iter().flatten() {
             tokio::task::block_in_place(|| old.stop());
         }

@@ -90,7 +90,7 @@ pub struct HtcpClient {
     /// Where queries and CLRs leave from, sent from synchronous code (a
     /// new tokio socket refuses `try_send_to` until it has polled
     /// writable).
-    sender: Arc<std::net::UdpSocket>,
+    sender: querier::SendSocket,
     /// Queries sent lately, oldest first (Squid's ring of 8192): a reply
     /// after its round ended shows its peer alive only if it is one of them.
     recent: Arc<Mutex<VecDeque<(u32, SocketAddr)>>>,
@@ -116,7 +116,7 @@ impl HtcpClient {
         let sender = Arc::new(std_socket.try_clone()?);
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
         Ok(HtcpClient::start(
-            sender,
+            querier::SendSocket::Own(sender),
             querier::Incoming::Socket(socket),
             table,
         ))
@@ -127,14 +127,14 @@ impl HtcpClient {
     /// a tokio runtime.
     pub fn on(on: &querier::QuerySocket, table: Arc<PeerTable>) -> HtcpClient {
         HtcpClient::start(
-            Arc::clone(&on.socket),
+            querier::SendSocket::Lent(on.socket.clone()),
             querier::Incoming::Inbox(on.inbox.listen()),
             table,
         )
     }
 
     fn start(
-        sender: Arc<std::net::UdpSocket>,
+        sender: querier::SendSocket,
         incoming: querier::Incoming,
         table: Arc<PeerTable>,
     ) -> HtcpClient {
@@ -163,7 +163,10 @@ impl HtcpClient {
 
     /// Where queries leave from.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.sender.local_addr()
+        self.sender
+            .get()
+            .ok_or_else(|| std::io::Error::other("the HTCP socket is closed"))?
+            .local_addr()
     }
 
     /// Late replies are credited to peers of this table (after a reload).
@@ -209,6 +212,9 @@ impl HtcpClient {
             ClrTrigger::Purge => htcp::clr::REASON_UNSPECIFIED,
             ClrTrigger::Invalidation => htcp::clr::REASON_GONE,
         };
+        let Some(sender) = self.sender.get() else {
+            return 0;
+        };
         let mut sent = 0;
         for p in &table.peers {
             let Some(h) = p.config.htcp else { continue };
@@ -219,7 +225,7 @@ impl HtcpClient {
             for datagram in clr_datagrams(url, reason, h.oldsquid, false, || self.next_trans_id()) {
                 // Sent from any task: a full socket buffer drops the CLR,
                 // as it would drop any datagram.
-                match self.sender.send_to(&datagram, addr) {
+                match sender.send_to(&datagram, addr) {
                     Ok(_) => {
                         sent += 1;
                         p.state().clrs_sent += 1;
@@ -275,7 +281,7 @@ impl HtcpClient {
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
         Ok(HtcpClient {
             socket: Some(socket),
-            sender,
+            sender: querier::SendSocket::Own(sender),
             recent: Arc::default(),
             next_trans_id: AtomicU32::new(0),
             pending: Arc::default(),
@@ -360,7 +366,10 @@ impl TstRound<'_> {
                 }
                 recent.push_back((trans_id, addr));
             }
-            match self.client.sender.send_to(&datagram, addr) {
+            let Some(sender) = self.client.sender.get() else {
+                continue;
+            };
+            match sender.send_to(&datagram, addr) {
                 Ok(_) => {
                     sent += 1;
                     self.client

@@ -115,7 +115,7 @@ pub struct IcpClient {
     /// A socket of its own, read by [`IcpClient::query_one`] (the CLI's).
     socket: Option<Arc<UdpSocket>>,
     /// Where queries leave from; `None`: ICP is disabled (no icp_port).
-    sender: Option<Arc<std::net::UdpSocket>>,
+    sender: Option<querier::SendSocket>,
     next_reqnum: AtomicU32,
     pending: PendingMap,
     current: CurrentTable,
@@ -142,7 +142,7 @@ impl IcpClient {
         let sender = Arc::new(std_socket.try_clone()?);
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
         Ok(IcpClient::start(
-            Some(sender),
+            Some(querier::SendSocket::Own(sender)),
             querier::Incoming::Socket(socket),
             table,
         ))
@@ -159,9 +159,11 @@ impl IcpClient {
     ) -> IcpClient {
         match on {
             Some(q) => {
-                set_multicast_interface(&q.socket, multicast_interface);
+                if let Some(socket) = q.socket.upgrade() {
+                    set_multicast_interface(&socket, multicast_interface);
+                }
                 IcpClient::start(
-                    Some(Arc::clone(&q.socket)),
+                    Some(querier::SendSocket::Lent(q.socket.clone())),
                     querier::Incoming::Inbox(q.inbox.listen()),
                     table,
                 )
@@ -175,7 +177,7 @@ impl IcpClient {
     }
 
     fn start(
-        sender: Option<Arc<std::net::UdpSocket>>,
+        sender: Option<querier::SendSocket>,
         incoming: querier::Incoming,
         table: Arc<PeerTable>,
     ) -> IcpClient {
@@ -201,7 +203,7 @@ impl IcpClient {
 
     /// Where queries leave from.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        match &self.sender {
+        match self.sender.as_ref().and_then(querier::SendSocket::get) {
             Some(s) => s.local_addr(),
             None => Err(std::io::Error::other("ICP is disabled")),
         }
@@ -254,7 +256,7 @@ impl IcpClient {
         targets: &[(PeerId, PeerType)],
         htcp: Option<&CoQuery<'_>>,
     ) -> Replies {
-        let Some(sender) = &self.sender else {
+        let Some(sender) = self.sender.as_ref().and_then(querier::SendSocket::get) else {
             // Squid skips each ICP peer with this line; HTCP peers are
             // still asked.
             let htcp_only: Vec<(PeerId, PeerType)> = targets
@@ -273,7 +275,7 @@ impl IcpClient {
             }
             return self.round(table, url, &htcp_only, htcp, None).await;
         };
-        self.round(table, url, targets, htcp, Some(sender)).await
+        self.round(table, url, targets, htcp, Some(&sender)).await
     }
 
     /// One round of [`IcpClient::query_with`]; ICP queries go out on
@@ -441,7 +443,7 @@ impl IcpClient {
     pub async fn count_group(&self, table: &Arc<PeerTable>, id: PeerId) -> Option<u64> {
         let group = table.get(id)?;
         let addr = group.icp_addr?;
-        let sender = self.sender.as_ref()?;
+        let sender = self.sender.as_ref()?.get()?;
         let url = format!("http://{addr}/");
         let reqnum = self.next_reqnum();
         let mut datagram = Vec::new();
@@ -535,7 +537,7 @@ impl IcpClient {
         let sender = Arc::new(std_socket.try_clone()?);
         Ok(IcpClient {
             socket: Some(Arc::new(UdpSocket::from_std(std_socket)?)),
-            sender: Some(sender),
+            sender: Some(querier::SendSocket::Own(sender)),
             next_reqnum: AtomicU32::new(0),
             pending: Arc::default(),
             current: CurrentTable::empty(),

@@ -15,7 +15,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
@@ -69,12 +69,32 @@ impl Inbox {
 }
 
 /// A responder's socket lent to its protocol's querier: queries are sent
-/// on `socket` (a duplicate of the responder's; never read here), replies
-/// come through `inbox`.
+/// on `socket` (a duplicate of the responder's, never read here; weak, so
+/// it closes with the responder and a rebind on reload finds the port
+/// free), replies come through `inbox`.
 #[derive(Debug, Clone)]
 pub struct QuerySocket {
-    pub socket: Arc<std::net::UdpSocket>,
+    pub socket: Weak<std::net::UdpSocket>,
     pub inbox: Arc<Inbox>,
+}
+
+/// The socket a client sends on.
+#[derive(Debug)]
+pub enum SendSocket {
+    /// Its own (one-off queries, tests).
+    Own(Arc<std::net::UdpSocket>),
+    /// A responder's, while it runs.
+    Lent(Weak<std::net::UdpSocket>),
+}
+
+impl SendSocket {
+    /// The socket, unless its responder stopped.
+    pub fn get(&self) -> Option<Arc<std::net::UdpSocket>> {
+        match self {
+            SendSocket::Own(s) => Some(Arc::clone(s)),
+            SendSocket::Lent(s) => s.upgrade(),
+        }
+    }
 }
 
 impl QuerySocket {

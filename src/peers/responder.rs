@@ -212,8 +212,11 @@ impl<P: Protocol> Handler for Answering<P> {
 /// on drop.
 pub struct Responder<P: Protocol> {
     local: SocketAddr,
-    /// The socket (a duplicate) and inbox lent to the querier.
-    query_socket: QuerySocket,
+    /// A duplicate of the socket, lent (weakly) to the querier: it closes
+    /// when the responder goes.
+    sending: Arc<UdpSocket>,
+    /// Where replies to the querier's queries go.
+    inbox: Arc<Inbox>,
     settings: Arc<Swappable<Settings<P::Derived>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -257,13 +260,11 @@ impl<P: Protocol> Responder<P> {
         })?;
         P::bound(&socket, &config);
         let shared = Arc::new(Swappable::new(Settings::new::<P>(config, logger)));
-        let query_socket = QuerySocket {
-            socket: Arc::new(socket.try_clone()?),
-            inbox: Arc::new(Inbox::default()),
-        };
+        let sending = Arc::new(socket.try_clone()?);
+        let inbox = Arc::new(Inbox::default());
         let handler = Answering {
             protocol,
-            inbox: Arc::clone(&query_socket.inbox),
+            inbox: Arc::clone(&inbox),
             settings: shared.current(),
             seen_generation: shared.generation(),
             shared: Arc::clone(&shared),
@@ -284,7 +285,8 @@ impl<P: Protocol> Responder<P> {
         })?;
         Ok(Responder {
             local,
-            query_socket,
+            sending,
+            inbox,
             settings: shared,
             stop,
             thread: Some(thread),
@@ -294,7 +296,10 @@ impl<P: Protocol> Responder<P> {
     /// The socket cuttle's own queries of this protocol leave from, and
     /// the inbox their replies reach.
     pub fn query_socket(&self) -> QuerySocket {
-        self.query_socket.clone()
+        QuerySocket {
+            socket: Arc::downgrade(&self.sending),
+            inbox: Arc::clone(&self.inbox),
+        }
     }
 
     /// The bound address.
