@@ -95,7 +95,13 @@ async fn absolute_form_internal_urls_naming_cuttle_and_any_port_kind() {
         assert_eq!(r.status, 404, "{host}: {}", r.text());
         assert_eq!(r.text(), "This cache is currently building its digest.\n");
     }
-    let log = cuttle.log(4).await;
+    // Not the manager's (Squid's own check): an unknown internal object.
+    let r = Req::get(&format!("http://127.0.0.1:{port}/squid-internal-mgr%2Finfo"))
+        .send_to(cuttle.addr())
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.header("x-squid-error"), "ERR_INVALID_REQ 0");
+    let log = cuttle.log(5).await;
     for l in &log {
         assert!(
             l.url.starts_with(&format!("http://{name}:{port}/squid-internal-")),
