@@ -451,7 +451,10 @@ impl<P: Protocol> Udp<P> {
     /// Stops the responders; queries keep the socket published until the
     /// next one is.
     fn halt(&mut self) {
-        for old in [self.server.take(), self.outgoing.take()].into_iter().flatten() {
+        for old in [self.server.take(), self.outgoing.take()]
+            .into_iter()
+            .flatten()
+        {
             tokio::task::block_in_place(|| old.stop());
         }
     }

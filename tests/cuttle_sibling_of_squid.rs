@@ -12,7 +12,9 @@ mod support;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use peer_lab::{cuttle_query, free_udp_port, get, log_lines, start_cuttle, tail, text_body, text_origin, Squid};
+use peer_lab::{
+    cuttle_query, free_udp_port, get, log_lines, start_cuttle, tail, text_body, text_origin, Squid,
+};
 use support::TempDir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,15 +96,18 @@ async fn absolute_form_internal_urls_naming_cuttle_and_any_port_kind() {
         assert_eq!(r.text(), "This cache is currently building its digest.\n");
     }
     // Not the manager's (Squid's own check): an unknown internal object.
-    let r = Req::get(&format!("http://127.0.0.1:{port}/squid-internal-mgr%2Finfo"))
-        .send_to(cuttle.addr())
-        .await;
+    let r = Req::get(&format!(
+        "http://127.0.0.1:{port}/squid-internal-mgr%2Finfo"
+    ))
+    .send_to(cuttle.addr())
+    .await;
     assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(r.header("x-squid-error"), "ERR_INVALID_REQ 0");
     let log = cuttle.log(5).await;
     for l in &log {
         assert!(
-            l.url.starts_with(&format!("http://{name}:{port}/squid-internal-")),
+            l.url
+                .starts_with(&format!("http://{name}:{port}/squid-internal-")),
             "{l:?}"
         );
         assert_eq!(l.hierarchy, "HIER_NONE/-", "{l:?}");
@@ -169,7 +172,9 @@ async fn a_squid_sibling_fetching_cuttles_digest_logs_no_error() {
     // asks again later); a 400 or 403 would be "(Bad Request)" or
     // "(Forbidden)".
     assert!(
-        cache_log.contains(&format!("temporary disabling (Not Found) digest from {cuttle_ip}")),
+        cache_log.contains(&format!(
+            "temporary disabling (Not Found) digest from {cuttle_ip}"
+        )),
         "{}",
         squid.cache_log()
     );

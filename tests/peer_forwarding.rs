@@ -13,8 +13,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use cuttle_protocol::icp::Opcode;
 use peer_lab::{
-    free_tcp_port, free_udp_port, log_lines, start_cuttle, CuttleNode, FakePeer, HttpMode, HttpSeen, IcpMode,
-    STARTUP,
+    free_tcp_port, free_udp_port, log_lines, start_cuttle, CuttleNode, FakePeer, HttpMode,
+    HttpSeen, IcpMode, STARTUP,
 };
 use support::{Req, TempDir};
 

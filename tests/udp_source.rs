@@ -203,7 +203,12 @@ async fn a_squid_sibling_allowing_only_cuttles_icp_address_answers_hit() {
     let tmp = TempDir::new("udpsrc-squid");
     let origin = text_origin(Ipv4Addr::LOCALHOST, &["/cached"]).await;
     let cached = origin.url("/cached");
-    let squid = Squid::start(&tmp.path().join("squid"), squid_ip, &cuttle_ip.to_string(), "");
+    let squid = Squid::start(
+        &tmp.path().join("squid"),
+        squid_ip,
+        &cuttle_ip.to_string(),
+        "",
+    );
     assert_eq!(get(squid.http_addr(), &cached).await.0, 200);
     let icp_port = free_udp_port(cuttle_ip);
     let cuttle = start_cuttle(

@@ -402,17 +402,22 @@ async fn receive_loop(
     current: CurrentTable,
     counters: Arc<HtcpClientCounters>,
 ) {
-    querier::receive("HTCP", incoming, MAX_DATAGRAM + 1, |data, from, received| {
-        let msg = match htcp::parse(data) {
-            Ok(m) => m,
-            Err(e) => {
-                counters.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%from, "malformed HTCP reply dropped: {e}");
-                return;
-            }
-        };
-        handle_reply(&msg, from, received, &pending, &recent, &current, &counters);
-    })
+    querier::receive(
+        "HTCP",
+        incoming,
+        MAX_DATAGRAM + 1,
+        |data, from, received| {
+            let msg = match htcp::parse(data) {
+                Ok(m) => m,
+                Err(e) => {
+                    counters.malformed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%from, "malformed HTCP reply dropped: {e}");
+                    return;
+                }
+            };
+            handle_reply(&msg, from, received, &pending, &recent, &current, &counters);
+        },
+    )
     .await;
 }
 

@@ -514,19 +514,18 @@ impl IcpClient {
         let start = Instant::now();
         socket.send_to(&datagram, to).await?;
         let deadline = tokio::time::Instant::from_std(start) + timeout;
-        let reply =
-            querier::first_reply(socket, icp::MAX_DATAGRAM, deadline, |data, from| {
-                let Ok(msg) = icp::parse(data) else {
-                    self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                    return None;
-                };
-                if from != to || msg.reqnum != reqnum {
-                    self.counters.from_non_peer.fetch_add(1, Ordering::Relaxed);
-                    return None;
-                }
-                Some(msg.opcode())
-            })
-            .await?;
+        let reply = querier::first_reply(socket, icp::MAX_DATAGRAM, deadline, |data, from| {
+            let Ok(msg) = icp::parse(data) else {
+                self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                return None;
+            };
+            if from != to || msg.reqnum != reqnum {
+                self.counters.from_non_peer.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            Some(msg.opcode())
+        })
+        .await?;
         Ok(reply.map(|opcode| (opcode, start.elapsed(), reqnum)))
     }
 
@@ -554,21 +553,26 @@ async fn receive_loop(
     current: CurrentTable,
     counters: Arc<ClientCounters>,
 ) {
-    querier::receive("ICP", incoming, icp::MAX_DATAGRAM, |data, from, received| {
-        let msg = match icp::parse(data) {
-            Ok(m) => m,
-            Err(e) => {
-                counters.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%from, "malformed ICP reply dropped: {e}");
-                return;
-            }
-        };
-        counters.replies_recv.fetch_add(1, Ordering::Relaxed);
-        counters
-            .reply_bytes_recv
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        handle_reply(&msg, from, received, &pending, &current, &counters);
-    })
+    querier::receive(
+        "ICP",
+        incoming,
+        icp::MAX_DATAGRAM,
+        |data, from, received| {
+            let msg = match icp::parse(data) {
+                Ok(m) => m,
+                Err(e) => {
+                    counters.malformed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%from, "malformed ICP reply dropped: {e}");
+                    return;
+                }
+            };
+            counters.replies_recv.fetch_add(1, Ordering::Relaxed);
+            counters
+                .reply_bytes_recv
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            handle_reply(&msg, from, received, &pending, &current, &counters);
+        },
+    )
     .await;
 }
 
