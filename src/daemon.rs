@@ -376,7 +376,8 @@ impl<P: Protocol> Udp<P> {
     /// listening socket (said once).
     fn bind_outgoing(&self, config: &Arc<Config>, logger: &Logger) -> Option<Responder<P>> {
         let addr = Self::outgoing_addr(config)?;
-        match Responder::start_at(addr, Arc::clone(config), logger.clone(), (self.protocol)()) {
+        let protocol = (self.protocol)();
+        match Responder::start_at(addr, true, Arc::clone(config), logger.clone(), protocol) {
             Ok(r) => {
                 println!("cuttle: {} queries from {addr}", P::NAME);
                 Some(r)

@@ -91,6 +91,28 @@ async fn with_udp_outgoing_address_icp_queries_leave_from_it_on_the_icp_port() {
     assert_eq!(line[8], "HIER_DIRECT/127.0.0.1", "{line:?}\n{output}");
 }
 
+/// Squid binds its outgoing socket beside a wildcard listening one (both
+/// on the icp_port); so does cuttle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_udp_outgoing_address_and_no_udp_incoming_address_too() {
+    let (peer_ip, outgoing) = (Ipv4Addr::new(127, 0, 41, 51), Ipv4Addr::new(127, 0, 41, 52));
+    let tmp = TempDir::new("udpsrc-wildcard");
+    let icp_port = free_udp_port(Ipv4Addr::UNSPECIFIED);
+    let (sources, line, output) = one_query(
+        &tmp,
+        peer_ip,
+        outgoing,
+        &format!("icp_port {icp_port}\nudp_outgoing_address {outgoing}"),
+    )
+    .await;
+    assert_eq!(
+        sources,
+        [SocketAddr::from((outgoing, icp_port))],
+        "queries' sources\n{output}"
+    );
+    assert_eq!(line[8], "HIER_DIRECT/127.0.0.1", "{line:?}\n{output}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_icp_port_no_icp_query_is_sent_and_cuttle_says_so_as_squid_does() {
     let (peer_ip, cuttle_ip) = (Ipv4Addr::new(127, 0, 41, 21), Ipv4Addr::new(127, 0, 41, 22));
@@ -136,6 +158,44 @@ async fn without_htcp_port_no_htcp_query_is_sent_and_cuttle_says_so_as_squid_doe
     cuttle.wait_output(
         "HTCP is disabled! Cannot send HTCP request to peer.",
         Duration::from_secs(5),
+    );
+}
+
+/// HTCP TSTs leave from the htcp_port socket, with or without an ICP
+/// port (here without: the HTCP peer is still asked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn htcp_queries_leave_from_the_htcp_port() {
+    let (peer_ip, cuttle_ip) = (Ipv4Addr::new(127, 0, 41, 61), Ipv4Addr::new(127, 0, 41, 62));
+    let tmp = TempDir::new("udpsrc-htcp");
+    let origin = text_origin(Ipv4Addr::LOCALHOST, &["/asked"]).await;
+    let htcp = tokio::net::UdpSocket::bind((peer_ip, 0)).await.unwrap();
+    let peer = FakePeer::start(peer_ip, IcpMode::Silent, HttpMode::Ok).await;
+    let htcp_port = free_udp_port(cuttle_ip);
+    let cuttle = start_cuttle(
+        &tmp.path().join("cuttle"),
+        cuttle_ip,
+        &format!(
+            "cache_peer {peer_ip} sibling {} {} htcp no-digest\n\
+             htcp_port {htcp_port}\nudp_incoming_address {cuttle_ip}\nicp_query_timeout 500",
+            peer.http_port,
+            htcp.local_addr().unwrap().port(),
+        ),
+    );
+    peer.wait_probed().await;
+    let url = origin.url("/asked");
+    assert_eq!(get(cuttle.addr, &url).await, (200, text_body("/asked")));
+    let mut buf = [0u8; 2048];
+    let (n, from) = tokio::time::timeout(Duration::from_secs(2), htcp.recv_from(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("no HTCP query arrived\n{}", cuttle.output()))
+        .unwrap();
+    let tst = cuttle_protocol::htcp::parse(&buf[..n]).expect("an HTCP datagram");
+    assert_eq!(tst.opcode(), cuttle_protocol::htcp::Opcode::Tst);
+    assert_eq!(
+        from,
+        SocketAddr::from((cuttle_ip, htcp_port)),
+        "{}",
+        cuttle.output()
     );
 }
 

@@ -243,19 +243,27 @@ impl<P: Protocol> Responder<P> {
         let Some(addr) = Self::listen_addr(&config) else {
             return Ok(None);
         };
-        Self::start_at(addr, config, logger, protocol).map(Some)
+        // A separate outgoing socket will share the port.
+        let shared = config
+            .udp_outgoing_address
+            .value
+            .is_some_and(|ip| ip != addr.ip());
+        Self::start_at(addr, shared, config, logger, protocol).map(Some)
     }
 
     /// Binds `addr` and starts answering there with `protocol` (the
     /// listening socket, or Squid's separate outgoing one on
-    /// udp_outgoing_address).
+    /// udp_outgoing_address). `shared_port`: the listening and the
+    /// outgoing socket share the port (SO_REUSEADDR on both, as Squid
+    /// binds them), which a wildcard listening address needs.
     pub fn start_at(
         addr: SocketAddr,
+        shared_port: bool,
         config: Arc<Config>,
         logger: Logger,
         protocol: P,
     ) -> io::Result<Self> {
-        let socket = UdpSocket::bind(addr).map_err(|e| {
+        let socket = bind_udp(addr, shared_port).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot bind {} on {addr}: {e}", P::NAME))
         })?;
         P::bound(&socket, &config);
@@ -333,6 +341,21 @@ impl<P: Protocol> Drop for Responder<P> {
     fn drop(&mut self) {
         self.halt();
     }
+}
+
+/// A UDP socket bound to `addr`, with SO_REUSEADDR when `shared_port`.
+fn bind_udp(addr: SocketAddr, shared_port: bool) -> io::Result<UdpSocket> {
+    if !shared_port {
+        return UdpSocket::bind(addr);
+    }
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// Watches the socket for [`SPIN`] without sleeping; true when a datagram
