@@ -40,19 +40,24 @@ pub struct Forwarded {
     pub received: Instant,
 }
 
+/// Replies waiting for the querier's task; more are dropped, as a full
+/// socket buffer would drop them (a flood of forged replies cannot grow
+/// memory).
+const INBOX_DEPTH: usize = 4096;
+
 /// Where a responder hands the replies it receives: the querier that
 /// listens last (one per socket), or nowhere.
 #[derive(Debug, Default)]
-pub struct Inbox(Mutex<Option<mpsc::UnboundedSender<Forwarded>>>);
+pub struct Inbox(Mutex<Option<mpsc::Sender<Forwarded>>>);
 
 impl Inbox {
-    /// Hands a reply to the listening querier; dropped when none listens.
-    /// Called on the responder's thread, for replies only (queries never
-    /// take this lock).
+    /// Hands a reply to the listening querier; dropped when none listens
+    /// or [`INBOX_DEPTH`] wait. Called on the responder's thread, for
+    /// replies only (queries never take this lock).
     pub fn deliver(&self, data: &[u8], from: SocketAddr) {
         let received = Instant::now();
         if let Some(tx) = lock(&self.0).as_ref() {
-            let _ = tx.send(Forwarded {
+            let _ = tx.try_send(Forwarded {
                 data: data.to_vec(),
                 from,
                 received,
@@ -61,8 +66,8 @@ impl Inbox {
     }
 
     /// The replies from now on go to the returned receiver.
-    pub fn listen(&self) -> mpsc::UnboundedReceiver<Forwarded> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn listen(&self) -> mpsc::Receiver<Forwarded> {
+        let (tx, rx) = mpsc::channel(INBOX_DEPTH);
         *lock(&self.0) = Some(tx);
         rx
     }
@@ -130,7 +135,7 @@ impl Slot {
 /// responder whose socket it sends on.
 pub enum Incoming {
     Socket(Arc<UdpSocket>),
-    Inbox(mpsc::UnboundedReceiver<Forwarded>),
+    Inbox(mpsc::Receiver<Forwarded>),
 }
 
 /// Reads replies of up to `max_datagram` bytes from `incoming` for as
