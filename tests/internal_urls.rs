@@ -186,3 +186,54 @@ async fn a_squid_sibling_fetching_cuttles_digest_logs_no_error() {
         );
     }
 }
+
+/// A Squid sibling of cuttle that exchanges NetDBs (no
+/// `no-netdb-exchange`) asks for cuttle's 20 to 40 seconds after start
+/// (Squid's schedule), gets an empty one, and logs no error about it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squid_sibling_exchanging_netdbs_gets_an_empty_one_quietly() {
+    let (squid_ip, cuttle_ip) = (Ipv4Addr::new(127, 0, 42, 11), Ipv4Addr::new(127, 0, 42, 12));
+    let tmp = TempDir::new("internal-netdb");
+    let cuttle = peer_lab::start_cuttle(&tmp.path().join("cuttle"), cuttle_ip, "");
+    let squid = peer_lab::Squid::start(
+        &tmp.path().join("squid"),
+        squid_ip,
+        "127.0.0.1",
+        &format!(
+            "cache_peer {cuttle_ip} sibling {} 0 no-query no-digest name=cuttle\n\
+             debug_options ALL,1 15,2 38,3",
+            cuttle.addr.port()
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(50);
+    let line = loop {
+        let log = std::fs::read_to_string(&cuttle.log).unwrap_or_default();
+        if let Some(l) = log.lines().find(|l| l.contains(NETDB)) {
+            break l.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Squid never asked for cuttle's NetDB\n{}\n{}",
+            cuttle.output(),
+            squid.cache_log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[2], squid_ip.to_string(), "{line}");
+    assert_eq!(fields[3], "TCP_MISS/200", "{line}");
+    assert_eq!(
+        fields[6],
+        format!("http://cuttle-{cuttle_ip}:{}{NETDB}", cuttle.addr.port()),
+        "{line}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cache_log = std::fs::read_to_string(squid.dir.join("cache.log")).unwrap();
+    for alarming in ["ERROR", "WARNING", "Bad Request", "Forbidden", "disabling"] {
+        assert!(
+            !cache_log.contains(alarming),
+            "Squid's cache.log says {alarming:?}:\n{}",
+            squid.cache_log()
+        );
+    }
+}
