@@ -2254,6 +2254,42 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn clients_send_from_the_published_responder_sockets_and_follow_them() {
+        use crate::peers::querier::{Inbox, QuerySocket, QuerySockets};
+        let sockets = Arc::new(QuerySockets::default());
+        let n = Neighbours::on_sockets(&config(""), Arc::clone(&sockets));
+        // No icp_port, no htcp_port: an ICP client that sends nothing, no
+        // HTCP client.
+        assert!(n.icp_client().expect("client").local_addr().is_err());
+        assert!(n.htcp_client().is_none());
+        let lend = |socket: &Arc<std::net::UdpSocket>| QuerySocket {
+            socket: Arc::downgrade(socket),
+            inbox: Arc::new(Inbox::default()),
+        };
+        let bind = || Arc::new(std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"));
+        let (icp, htcp) = (bind(), bind());
+        sockets.icp.set(Some(lend(&icp)));
+        sockets.htcp.set(Some(lend(&htcp)));
+        let first = n.icp_client().expect("client");
+        assert_eq!(first.local_addr().ok(), icp.local_addr().ok());
+        assert_eq!(
+            n.htcp_client().expect("client").local_addr().ok(),
+            htcp.local_addr().ok()
+        );
+        assert!(Arc::ptr_eq(&first, &n.icp_client().expect("client")));
+        // A rebound responder: the next query sends from its new socket.
+        let moved = bind();
+        sockets.icp.set(Some(lend(&moved)));
+        assert_eq!(
+            n.icp_client().expect("client").local_addr().ok(),
+            moved.local_addr().ok()
+        );
+        // A stopped one: its socket is closed, nothing is sent from it.
+        drop(moved);
+        assert!(n.icp_client().expect("client").local_addr().is_err());
+    }
+
+    #[tokio::test]
     async fn the_icp_client_is_rebound_when_udp_outgoing_address_changes() {
         let at = |last: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 9, last));
         let n1 = Neighbours::new(&config("udp_outgoing_address 127.0.9.71\n"));
