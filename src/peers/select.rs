@@ -682,8 +682,9 @@ pub struct Neighbours {
 }
 
 /// What every generation of [`Neighbours`] shares: the ICP and HTCP
-/// clients and the address they are to be bound to (udp_outgoing_address of
-/// the newest configuration), and the task counting multicast groups.
+/// clients, the responders' sockets they send from (or, in tests, the
+/// address they bind their own to: udp_outgoing_address of the newest
+/// configuration), and the task counting multicast groups.
 struct IcpShared {
     local: Option<IpAddr>,
     /// The responders' sockets the clients send from (the daemon's);
@@ -840,9 +841,10 @@ impl Neighbours {
 
     /// The same neighbours under a new config: peers that stay keep their
     /// state. The ICP and HTCP clients are kept unless udp_outgoing_address
-    /// changed: then the next query binds new ones there. Queries in flight
-    /// hold the old clients, whose sockets live until they end; replies that
-    /// reach them later are dropped (their queries are over).
+    /// changed: then the next query makes new ones (on the responders'
+    /// sockets, which the daemon rebinds; in tests, on new sockets of their
+    /// own). Queries in flight hold the old clients; replies that reach
+    /// them later are dropped (their queries are over).
     pub fn reconfigure(&self, config: &Config) -> Neighbours {
         let table = Arc::new(PeerTable::new(config, Some(&self.table)));
         {
