@@ -26,6 +26,7 @@ use crate::mgr::Manager;
 use crate::peers::htcp_server::{Htcp, HtcpServerStats};
 use crate::peers::icp_server::{HitOnly, Icp, IcpServerStats};
 use crate::peers::netdb::NetDb;
+use crate::peers::querier::{QuerySockets, Slot};
 use crate::peers::responder::{Protocol, Responder};
 use crate::store::Store;
 
@@ -481,7 +482,9 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
     let hit_only = Arc::new(HitOnly::default());
     // Origin RTTs: DIRECT fetches write them, SRC_RTT answers read them.
     let netdb = Arc::new(NetDb::default());
-    let mut icp = Udp::start(&config, &logger, {
+    // The responders' sockets, which the proxy's ICP/HTCP queries leave from.
+    let query_sockets = Arc::new(QuerySockets::default());
+    let mut icp = Udp::start(&config, &logger, (&query_sockets, |s| &s.icp), {
         let (store, stats) = (Arc::clone(&store), Arc::clone(&icp_stats));
         let (hit_only, netdb) = (Arc::clone(&hit_only), Arc::clone(&netdb));
         move || {
@@ -501,9 +504,10 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
         hit_only,
         netdb,
         Arc::new(Manager::new(icp_stats, Arc::clone(&htcp_stats))),
+        Arc::clone(&query_sockets),
     ));
     // HTCP responder (htcp_port): its own thread; see peers::htcp_server.
-    let mut htcp = Udp::start(&proxy.config(), &logger, {
+    let mut htcp = Udp::start(&proxy.config(), &logger, (&query_sockets, |s| &s.htcp), {
         let (store, markers) = (Arc::clone(&store), proxy.known_markers());
         move || {
             Htcp::new(
@@ -524,9 +528,12 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                reload(&options, &proxy_tx, &logger);
-                icp.reload(&proxy_tx.borrow().config(), &logger);
-                htcp.reload(&proxy_tx.borrow().config(), &logger);
+                if reload(&options, &proxy_tx, &logger) {
+                    icp.reload(&proxy_tx.borrow().config(), &logger);
+                    htcp.reload(&proxy_tx.borrow().config(), &logger);
+                    // Only now: the queriers send from the new sockets.
+                    say("configuration reloaded");
+                }
             }
             _ = usr1.recv() => {
                 let keep = proxy_tx.borrow().config().logfile_rotate.value;
@@ -556,12 +563,12 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
     Ok(())
 }
 
-/// SIGHUP: re-read the config; swap it in when it has no errors.
-fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logger) {
+/// SIGHUP: re-read the config; swap it in when it has no errors (true).
+fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logger) -> bool {
     let loaded = load(options);
     if report(&loaded) {
         eprintln!("cuttle: the new configuration has errors; keeping the old one");
-        return;
+        return false;
     }
     let old = proxy.borrow().config();
     if old.http_ports != loaded.config.http_ports {
@@ -587,13 +594,19 @@ fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logg
     logger.reopen();
     let next = proxy.borrow().with_config(Arc::new(loaded.config));
     let _ = proxy.send(Arc::new(next));
-    say("configuration reloaded");
+    true
 }
 
 /// A datagram responder (ICP, HTCP) across reloads: rebound when where it
-/// listens changed, reconfigured in place otherwise.
+/// listens changed, reconfigured in place otherwise. With
+/// udp_outgoing_address, a second one on that address and the same port
+/// is the socket queries leave from, as Squid's outgoing socket.
 struct Udp<P: Protocol> {
     server: Option<Responder<P>>,
+    outgoing: Option<Responder<P>>,
+    /// Where the socket queries leave from is published.
+    sockets: Arc<QuerySockets>,
+    slot: fn(&QuerySockets) -> &Slot,
     /// The protocol's side for each (re)start, made of what outlives a
     /// rebind (counters, hit-only mode, the NetDB...).
     protocol: Box<dyn Fn() -> P + Send>,
@@ -604,14 +617,55 @@ impl<P: Protocol> Udp<P> {
     fn start(
         config: &Arc<Config>,
         logger: &Logger,
+        (sockets, slot): (&Arc<QuerySockets>, fn(&QuerySockets) -> &Slot),
         protocol: impl Fn() -> P + Send + 'static,
     ) -> Result<Udp<P>, String> {
         let mut udp = Udp {
             server: None,
+            outgoing: None,
+            sockets: Arc::clone(sockets),
+            slot,
             protocol: Box::new(protocol),
         };
         udp.server = udp.bind(config, logger)?;
+        udp.outgoing = udp.bind_outgoing(config, logger);
+        udp.publish();
         Ok(udp)
+    }
+
+    /// Where the outgoing socket goes: udp_outgoing_address and the port,
+    /// when that address is set and is not where the responder listens.
+    fn outgoing_addr(config: &Config) -> Option<std::net::SocketAddr> {
+        let listen = Responder::<P>::listen_addr(config)?;
+        let ip = config.udp_outgoing_address.value?;
+        (ip != listen.ip()).then(|| std::net::SocketAddr::new(ip, listen.port()))
+    }
+
+    /// Binds the outgoing socket; on failure queries leave from the
+    /// listening socket (said once).
+    fn bind_outgoing(&self, config: &Arc<Config>, logger: &Logger) -> Option<Responder<P>> {
+        let addr = Self::outgoing_addr(config)?;
+        let protocol = (self.protocol)();
+        match Responder::start_at(addr, true, Arc::clone(config), logger.clone(), protocol) {
+            Ok(r) => {
+                println!("cuttle: {} queries from {addr}", P::NAME);
+                Some(r)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cannot bind {} on udp_outgoing_address {addr} ({e}); queries leave from the {} socket",
+                    P::NAME,
+                    P::NAME
+                );
+                None
+            }
+        }
+    }
+
+    /// Tells the queriers which socket to send from.
+    fn publish(&self) {
+        let from = self.outgoing.as_ref().or(self.server.as_ref());
+        (self.slot)(&self.sockets).set(from.map(Responder::query_socket));
     }
 
     /// Binds and starts a responder when its port is set; prints where it
@@ -634,25 +688,43 @@ impl<P: Protocol> Udp<P> {
     /// After a reload: rebind when the port or udp_incoming_address
     /// changed, else swap the config in place.
     fn reload(&mut self, config: &Arc<Config>, logger: &Logger) {
-        let wanted = Responder::<P>::listen_addr(config);
-        let bound = self.server.as_ref().map(|s| s.local_addr());
+        let wanted = (
+            Responder::<P>::listen_addr(config),
+            Self::outgoing_addr(config),
+        );
+        let bound = (
+            self.server.as_ref().map(|s| s.local_addr()),
+            self.outgoing.as_ref().map(|s| s.local_addr()),
+        );
         if wanted == bound {
-            if let Some(s) = &self.server {
+            for s in self.server.iter().chain(&self.outgoing) {
                 s.reconfigure(Arc::clone(config), logger.clone());
             }
             return;
         }
-        self.stop();
+        self.halt();
         match self.bind(config, logger) {
             Ok(s) => self.server = s,
             Err(e) => eprintln!("cuttle: {e}; {} is off until the next reload", P::NAME),
         }
+        self.outgoing = self.bind_outgoing(config, logger);
+        self.publish();
     }
 
     /// Stops the responder's thread (it notices within a tick) and closes
     /// its socket.
     fn stop(&mut self) {
-        if let Some(old) = self.server.take() {
+        (self.slot)(&self.sockets).set(None);
+        self.halt();
+    }
+
+    /// Stops the responders; queries keep the socket published until the
+    /// next one is.
+    fn halt(&mut self) {
+        for old in [self.server.take(), self.outgoing.take()]
+            .into_iter()
+            .flatten()
+        {
             tokio::task::block_in_place(|| old.stop());
         }
     }

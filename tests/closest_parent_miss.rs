@@ -191,7 +191,10 @@ fn start_child(dir: &Path, ip: Ipv4Addr, parents: [(&Squid, &str, &str); 2]) -> 
         "query_icmp on\n\
          icp_query_timeout 5000\n\
          udp_outgoing_address {ip}\n\
-         tcp_outgoing_address {ip}\n"
+         udp_incoming_address {ip}\n\
+         icp_port {icp}\n\
+         tcp_outgoing_address {ip}\n",
+        icp = free_udp_port(ip)
     );
     for (squid, name, options) in &parents {
         lines.push_str(&format!(

@@ -12,7 +12,9 @@ mod support;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use peer_lab::{cuttle_query, get, log_lines, start_cuttle, tail, text_body, text_origin, Squid};
+use peer_lab::{
+    cuttle_query, free_udp_port, get, log_lines, start_cuttle, tail, text_body, text_origin, Squid,
+};
 use support::TempDir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,9 +65,13 @@ async fn cuttle_queries_squid_sibling_fetches_its_hit_and_goes_direct_for_its_mi
         &format!(
             "cache_peer {squid_ip} sibling {} {} no-digest\n\
              udp_outgoing_address {cuttle_ip}\n\
+             udp_incoming_address {cuttle_ip}\n\
+             icp_port {icp}\n\
              tcp_outgoing_address {cuttle_ip}\n\
              icp_query_timeout 3000",
-            squid.http_port, squid.icp_port
+            squid.http_port,
+            squid.icp_port,
+            icp = free_udp_port(cuttle_ip)
         ),
     );
     // The TCP liveness probe of the peer runs at start.
@@ -177,9 +183,13 @@ async fn cuttle_with_squid_as_parent_logs_parent_hit_and_first_parent_miss() {
         &format!(
             "cache_peer {squid_ip} parent {} {} no-digest proxy-only\n\
              udp_outgoing_address {cuttle_ip}\n\
+             udp_incoming_address {cuttle_ip}\n\
+             icp_port {icp}\n\
              tcp_outgoing_address {cuttle_ip}\n\
              icp_query_timeout 3000",
-            squid.http_port, squid.icp_port
+            squid.http_port,
+            squid.icp_port,
+            icp = free_udp_port(cuttle_ip)
         ),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;

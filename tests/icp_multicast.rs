@@ -86,11 +86,13 @@ async fn in_namespace() {
     assert_eq!(origin.count("/hot"), 1);
 
     let a_http = a.addr.port();
+    let b_icp = free_udp_port(b_ip);
     let b = start_cuttle(
         &tmp.path().join("b"),
         b_ip,
         &format!(
-            "icp_port 0\n\
+            "icp_port {b_icp}\n\
+             udp_incoming_address {b_ip}\n\
              udp_outgoing_address {b_ip}\n\
              tcp_outgoing_address {b_ip}\n\
              cache_peer {GROUP} multicast 3128 {a_icp} ttl=1\n\

@@ -320,9 +320,11 @@ async fn requests_to_cuttle_itself_are_refused_as_loops() {
         for (method, target) in [
             ("GET", format!("http://{authority}/some/other")),
             ("HEAD", format!("http://{authority}/")),
+            // (`/squid-internal-*` paths are answered here, as Squid's
+            // internal objects: tests/internal_urls.rs.)
             (
                 "GET",
-                format!("http://{authority}/squid-internal-mgr%2Finfo"),
+                format!("http://{authority}/x/squid-internal-mgr/info"),
             ),
             ("POST", format!("http://{authority}/form")),
             ("CONNECT", authority.clone()),

@@ -68,9 +68,10 @@ async fn silent_garbage_and_down_peers_cost_at_most_the_icp_timeout() {
         tmp.path(),
         Ipv4Addr::new(127, 0, 3, 9),
         &format!(
-            "{}\n{}\n{down}\nudp_outgoing_address 127.0.3.9\nicp_query_timeout 300",
+            "{}\n{}\n{down}\nudp_incoming_address 127.0.3.9\nicp_port {icp}\nicp_query_timeout 300",
             silent.line("sibling", ""),
-            garbage.line("sibling", "")
+            garbage.line("sibling", ""),
+            icp = free_udp_port(Ipv4Addr::new(127, 0, 3, 9))
         ),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -117,8 +118,9 @@ async fn a_false_hit_falls_back_direct_and_the_sibling_got_squids_request() {
         tmp.path(),
         Ipv4Addr::new(127, 0, 3, 13),
         &format!(
-            "{}\nudp_outgoing_address 127.0.3.13\ntcp_outgoing_address 127.0.3.13\nicp_query_timeout 1000",
-            liar.line("sibling", "")
+            "{}\nudp_incoming_address 127.0.3.13\nicp_port {icp}\ntcp_outgoing_address 127.0.3.13\nicp_query_timeout 1000",
+            liar.line("sibling", ""),
+            icp = free_udp_port(Ipv4Addr::new(127, 0, 3, 13))
         ),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -166,8 +168,9 @@ async fn a_silent_sibling_is_marked_dead_and_its_next_reply_revives_it() {
         tmp.path(),
         Ipv4Addr::new(127, 0, 3, 15),
         &format!(
-            "{}\nudp_outgoing_address 127.0.3.15\nicp_query_timeout 200\ndead_peer_timeout 1 second",
-            peer.line("sibling", "")
+            "{}\nudp_incoming_address 127.0.3.15\nicp_port {icp}\nicp_query_timeout 200\ndead_peer_timeout 1 second",
+            peer.line("sibling", ""),
+            icp = free_udp_port(Ipv4Addr::new(127, 0, 3, 15))
         ),
     );
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -13,8 +13,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use cuttle_protocol::icp::Opcode;
 use peer_lab::{
-    free_tcp_port, log_lines, start_cuttle, CuttleNode, FakePeer, HttpMode, HttpSeen, IcpMode,
-    STARTUP,
+    free_tcp_port, free_udp_port, log_lines, start_cuttle, CuttleNode, FakePeer, HttpMode,
+    HttpSeen, IcpMode, STARTUP,
 };
 use support::{Req, TempDir};
 
@@ -69,12 +69,13 @@ async fn a_head_miss_walks_the_parents_without_icp() {
         tmp.path(),
         ip(10),
         &format!(
-            "{}\n{}\n{}\nnonhierarchical_direct off\nudp_outgoing_address {me}\n\
+            "{}\n{}\n{}\nnonhierarchical_direct off\nudp_incoming_address {me}\nicp_port {icp}\n\
              tcp_outgoing_address {me}\nicp_query_timeout 2000",
             a.line("parent", ""),
             b.line("parent", ""),
             s.line("sibling", ""),
-            me = ip(10)
+            me = ip(10),
+            icp = free_udp_port(ip(10))
         ),
     );
     for p in [&a, &b, &s] {
@@ -114,11 +115,12 @@ async fn hierarchy_stoplist_words_keep_a_get_from_the_peers() {
         &format!(
             "{}
 hierarchy_stoplist cgi-bin ?
-udp_outgoing_address {me}
+udp_incoming_address {me}\nicp_port {icp}
              tcp_outgoing_address {me}
 icp_query_timeout 2000",
             s.line("sibling", ""),
-            me = ip(90)
+            me = ip(90),
+            icp = free_udp_port(ip(90))
         ),
     );
     s.wait_probed().await;
@@ -162,12 +164,13 @@ async fn a_revalidation_asks_and_walks_the_parents_never_a_sibling() {
         tmp.path(),
         ip(20),
         &format!(
-            "{}\n{}\n{}\nnever_direct allow all\nudp_outgoing_address {me}\n\
+            "{}\n{}\n{}\nnever_direct allow all\nudp_incoming_address {me}\nicp_port {icp}\n\
              tcp_outgoing_address {me}\nicp_query_timeout 2000",
             s.line("sibling", ""),
             a.line("parent", ""),
             b.line("parent", ""),
-            me = ip(20)
+            me = ip(20),
+            icp = free_udp_port(ip(20))
         ),
     );
     for p in [&s, &a, &b] {
@@ -315,7 +318,7 @@ async fn an_accelerator_port_without_allow_direct_never_goes_direct() {
         "http_port {me}:{strict} accel defaultsite={site}\n\
          http_port {me}:{open} accel defaultsite={site} allow-direct\n\
          tcp_outgoing_address {me}",
-        me = ip(40)
+        me = ip(40),
     );
     let tmp = TempDir::new("fwd-accel");
     let cuttle = start_cuttle(tmp.path(), ip(40), &ports);
@@ -476,11 +479,15 @@ async fn login_gives_each_parent_the_credentials_squid_sends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_icp_client_follows_udp_outgoing_address_on_reload() {
     let s = FakePeer::start(ip(63), IcpMode::Answer(Opcode::Hit), HttpMode::Ok).await;
+    // Queries leave from a socket on udp_outgoing_address and the
+    // icp_port, as Squid's do.
+    let icp = free_udp_port(ip(60));
     let lines = |udp: Ipv4Addr| {
         format!(
-            "{}\nudp_outgoing_address {udp}\ntcp_outgoing_address {}\nicp_query_timeout 2000",
+            "{}\nicp_port {icp}\nudp_incoming_address {me}\nudp_outgoing_address {udp}\n\
+             tcp_outgoing_address {me}\nicp_query_timeout 2000",
             s.line("sibling", ""),
-            ip(60)
+            me = ip(60)
         )
     };
     let tmp = TempDir::new("fwd-icp-reload");
@@ -502,6 +509,6 @@ async fn the_icp_client_follows_udp_outgoing_address_on_reload() {
         assert_eq!(line(&cuttle, &url)[8], format!("SIBLING_HIT/{}", ip(63)));
         let sources = s.query_sources.lock().unwrap().clone();
         assert_eq!(sources.len(), n, "{sources:?}");
-        assert_eq!(sources[n - 1].ip(), from, "{sources:?}");
+        assert_eq!(sources[n - 1], SocketAddr::from((from, icp)), "{sources:?}");
     }
 }

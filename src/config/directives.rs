@@ -189,6 +189,7 @@ pub(crate) fn apply(
     logging::check_access_logs(&mut ctx);
     check_mcast_interface(&mut ctx);
     acl::finish(&mut ctx);
+    peer::warn_never_asked(&mut ctx);
     ctx.refine_pending();
     ctx.config
 }

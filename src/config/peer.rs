@@ -565,6 +565,36 @@ pub(crate) fn parse_cache_peer(ctx: &mut Ctx<'_, '_>, line: &Line) {
 }
 
 /// `cache_peer_access PEER allow|deny [!]acl...`
+/// Warns about each `cache_peer` that would be queried but never will be:
+/// ICP and HTCP queries leave from the icp_port / htcp_port socket, and
+/// with no such port Squid (and cuttle) sends none ("ICP is disabled!").
+pub(crate) fn warn_never_asked(ctx: &mut Ctx<'_, '_>) {
+    let (icp, htcp) = (ctx.config.icp_port.value, ctx.config.htcp_port.value);
+    let mut warnings = Vec::new();
+    for p in &ctx.config.cache_peers {
+        let queried = p.icp_port != 0
+            && !p.no_query
+            && !p.multicast_responder
+            && !p.htcp.is_some_and(|h| h.only_clr);
+        let missing = match p.htcp {
+            _ if !queried => continue,
+            Some(_) if htcp == 0 => ("HTCP", "htcp_port"),
+            None if icp == 0 => ("ICP", "icp_port"),
+            _ => continue,
+        };
+        warnings.push((
+            p.location.clone(),
+            format!(
+                "cache_peer {} will never be asked: {} is disabled (no {}); add {}, or mark the peer no-query",
+                p.host, missing.0, missing.1, missing.1
+            ),
+        ));
+    }
+    for (at, message) in warnings {
+        ctx.warn(&at, message);
+    }
+}
+
 pub(crate) fn parse_cache_peer_access(ctx: &mut Ctx<'_, '_>, line: &Line) {
     let loc = &line.location;
     let Some(name_t) = line.args().first() else {

@@ -26,6 +26,9 @@ pub enum ErrorKind {
     CacheMgrAccessDenied,
     /// A cache manager page that does not exist (Squid: 404 ERR_INVALID_URL).
     NoSuchMgrPage,
+    /// A `/squid-internal-*` object this cache does not have (Squid: 404
+    /// ERR_INVALID_REQ).
+    NoSuchInternalObject,
 }
 
 impl ErrorKind {
@@ -46,6 +49,7 @@ impl ErrorKind {
             ErrorKind::ZeroSizeObject => "ERR_ZERO_SIZE_OBJECT",
             ErrorKind::CacheMgrAccessDenied => "ERR_CACHE_MGR_ACCESS_DENIED",
             ErrorKind::NoSuchMgrPage => "ERR_INVALID_URL",
+            ErrorKind::NoSuchInternalObject => "ERR_INVALID_REQ",
         }
     }
 
@@ -63,7 +67,7 @@ impl ErrorKind {
                 StatusCode::BAD_GATEWAY
             }
             ErrorKind::CacheMgrAccessDenied => StatusCode::UNAUTHORIZED,
-            ErrorKind::NoSuchMgrPage => StatusCode::NOT_FOUND,
+            ErrorKind::NoSuchMgrPage | ErrorKind::NoSuchInternalObject => StatusCode::NOT_FOUND,
         }
     }
 
@@ -84,6 +88,7 @@ impl ErrorKind {
             ErrorKind::ZeroSizeObject => "The server closed the connection without sending any data.",
             ErrorKind::CacheMgrAccessDenied => "This cache manager page needs a password (cachemgr_passwd).",
             ErrorKind::NoSuchMgrPage => "There is no such cache manager page; see the menu.",
+            ErrorKind::NoSuchInternalObject => "This cache has no such internal object.",
         }
     }
 }

@@ -150,13 +150,14 @@ impl Proxy {
         hit_only: Arc<HitOnly>,
         netdb: Arc<NetDb>,
         mgr: Arc<Manager>,
+        query_sockets: Arc<crate::peers::querier::QuerySockets>,
     ) -> Proxy {
         let timeouts = Timeouts {
             connect: config.connect_timeout.value,
             read: config.read_timeout.value,
         };
         let collapser = Collapser::new(fetch_window(&config));
-        let neighbours = Arc::new(Neighbours::new(&config));
+        let neighbours = Arc::new(Neighbours::on_sockets(&config, query_sockets));
         let upstream =
             Upstream::new(timeouts).with_reply_header_max_size(config.reply_header_max_size.value);
         Proxy {
@@ -979,10 +980,11 @@ pub async fn handle(
             return proxy.error(txn, ErrorKind::InvalidUrl, &e.0);
         }
     };
-    let (target, mgr_page, to_ourselves) = match addressed {
-        manage::Addressed::Manager(target, page) => (target, Some(page), false),
-        manage::Addressed::Ourselves(target) => (target, None, true),
-        manage::Addressed::Elsewhere(target) => (target, None, false),
+    let (target, mgr_page, internal, to_ourselves) = match addressed {
+        manage::Addressed::Manager(target, page) => (target, Some(page), None, false),
+        manage::Addressed::Internal(target, object) => (target, None, Some(object), false),
+        manage::Addressed::Ourselves(target) => (target, None, None, true),
+        manage::Addressed::Elsewhere(target) => (target, None, None, false),
     };
     let mut txn = Txn::new(&proxy, &conn, &method, target.url.clone(), Some(&target));
     // As Squid, before http_access: logged NONE_NONE/501, HIER_NONE.
@@ -1028,6 +1030,9 @@ pub async fn handle(
     }
     if let Some(page) = mgr_page {
         return manage::answer(&proxy, txn, &target, &page, req.headers());
+    }
+    if let Some(object) = internal {
+        return manage::answer_internal(&proxy, txn, &target, object);
     }
     txn.miss_denied = miss_denied(
         &config,

@@ -2,8 +2,9 @@
 //! round as the ICP queries (squid-spec 2.5), and sends CLR to purge a URL
 //! across the mesh (2.6).
 //!
-//! One UDP socket bound to `udp_outgoing_address` (ephemeral port: peers
-//! answer to the query's source). Each TST carries its own transaction id;
+//! The proxy's client sends from the HTCP responder's socket (htcp_port,
+//! see `querier`) and hears replies through it; with no htcp_port there
+//! is no client ("HTCP is disabled!", as Squid logs). Each TST carries its own transaction id;
 //! a reply is taken only from exactly the queried address and port, only
 //! while its round waits, and never with MO set (Squid's rules). Its answer
 //! joins the round as an ICP HIT or MISS would ([`Reply`]), so the wait,
@@ -84,10 +85,12 @@ type PendingMap = Arc<Mutex<HashMap<u32, Pending>>>;
 
 /// The client. Dropping it stops its receive task.
 pub struct HtcpClient {
-    socket: Arc<UdpSocket>,
-    /// The same socket for sending from synchronous code (a new tokio
-    /// socket refuses `try_send_to` until it has polled writable).
-    sender: std::net::UdpSocket,
+    /// A socket of its own, read by [`HtcpClient::exchange`] (the CLI's).
+    socket: Option<Arc<UdpSocket>>,
+    /// Where queries and CLRs leave from, sent from synchronous code (a
+    /// new tokio socket refuses `try_send_to` until it has polled
+    /// writable).
+    sender: querier::SendSocket,
     /// Queries sent lately, oldest first (Squid's ring of 8192): a reply
     /// after its round ended shows its peer alive only if it is one of them.
     recent: Arc<Mutex<VecDeque<(u32, SocketAddr)>>>,
@@ -110,21 +113,44 @@ impl HtcpClient {
     /// inside a tokio runtime.
     pub fn bind(local: Option<IpAddr>, table: Arc<PeerTable>) -> std::io::Result<HtcpClient> {
         let std_socket = querier::bind(local)?;
-        let sender = std_socket.try_clone()?;
+        let sender = Arc::new(std_socket.try_clone()?);
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
+        Ok(HtcpClient::start(
+            querier::SendSocket::Own(sender),
+            querier::Incoming::Socket(socket),
+            table,
+        ))
+    }
+
+    /// A client sending from the HTCP responder's socket `on` (htcp_port,
+    /// as Squid sends), hearing replies through its inbox. Must run inside
+    /// a tokio runtime.
+    pub fn on(on: &querier::QuerySocket, table: Arc<PeerTable>) -> HtcpClient {
+        HtcpClient::start(
+            querier::SendSocket::Lent(on.socket.clone()),
+            querier::Incoming::Inbox(on.inbox.listen()),
+            table,
+        )
+    }
+
+    fn start(
+        sender: querier::SendSocket,
+        incoming: querier::Incoming,
+        table: Arc<PeerTable>,
+    ) -> HtcpClient {
         let pending: PendingMap = Arc::default();
         let recent = Arc::default();
         let current = CurrentTable::new(table);
         let counters = Arc::new(HtcpClientCounters::default());
         let receiver = tokio::spawn(receive_loop(
-            Arc::clone(&socket),
+            incoming,
             Arc::clone(&pending),
             Arc::clone(&recent),
             current.clone(),
             Arc::clone(&counters),
         ));
-        Ok(HtcpClient {
-            socket,
+        HtcpClient {
+            socket: None,
             sender,
             recent,
             next_trans_id: AtomicU32::new(0),
@@ -132,11 +158,15 @@ impl HtcpClient {
             current,
             counters,
             receiver,
-        })
+        }
     }
 
+    /// Where queries leave from.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.local_addr()
+        self.sender
+            .get()
+            .ok_or_else(|| std::io::Error::other("the HTCP socket is closed"))?
+            .local_addr()
     }
 
     /// Late replies are credited to peers of this table (after a reload).
@@ -182,6 +212,9 @@ impl HtcpClient {
             ClrTrigger::Purge => htcp::clr::REASON_UNSPECIFIED,
             ClrTrigger::Invalidation => htcp::clr::REASON_GONE,
         };
+        let Some(sender) = self.sender.get() else {
+            return 0;
+        };
         let mut sent = 0;
         for p in &table.peers {
             let Some(h) = p.config.htcp else { continue };
@@ -192,7 +225,7 @@ impl HtcpClient {
             for datagram in clr_datagrams(url, reason, h.oldsquid, false, || self.next_trans_id()) {
                 // Sent from any task: a full socket buffer drops the CLR,
                 // as it would drop any datagram.
-                match self.sender.send_to(&datagram, addr) {
+                match sender.send_to(&datagram, addr) {
                     Ok(_) => {
                         sent += 1;
                         p.state().clrs_sent += 1;
@@ -215,10 +248,14 @@ impl HtcpClient {
         trans_id: u32,
         timeout: Duration,
     ) -> std::io::Result<Option<(Vec<u8>, Duration)>> {
+        let socket = self
+            .socket
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("not a one-off client"))?;
         let start = Instant::now();
-        self.socket.send_to(datagram, to).await?;
+        socket.send_to(datagram, to).await?;
         let deadline = tokio::time::Instant::from_std(start) + timeout;
-        let reply = querier::first_reply(&self.socket, MAX_DATAGRAM + 1, deadline, |data, from| {
+        let reply = querier::first_reply(socket, MAX_DATAGRAM + 1, deadline, |data, from| {
             let Ok(msg) = htcp::parse(data) else {
                 self.counters.malformed.fetch_add(1, Ordering::Relaxed);
                 return None;
@@ -240,11 +277,11 @@ impl HtcpClient {
     /// socket, so [`HtcpClient::exchange`] can read it).
     pub fn bind_plain(local: Option<IpAddr>) -> std::io::Result<HtcpClient> {
         let std_socket = querier::bind(local)?;
-        let sender = std_socket.try_clone()?;
+        let sender = Arc::new(std_socket.try_clone()?);
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
         Ok(HtcpClient {
-            socket,
-            sender,
+            socket: Some(socket),
+            sender: querier::SendSocket::Own(sender),
             recent: Arc::default(),
             next_trans_id: AtomicU32::new(0),
             pending: Arc::default(),
@@ -329,7 +366,10 @@ impl TstRound<'_> {
                 }
                 recent.push_back((trans_id, addr));
             }
-            match self.client.sender.send_to(&datagram, addr) {
+            let Some(sender) = self.client.sender.get() else {
+                continue;
+            };
+            match sender.send_to(&datagram, addr) {
                 Ok(_) => {
                     sent += 1;
                     self.client
@@ -356,23 +396,28 @@ impl Drop for TstRound<'_> {
 
 /// Reads replies for as long as the client lives.
 async fn receive_loop(
-    socket: Arc<UdpSocket>,
+    incoming: querier::Incoming,
     pending: PendingMap,
     recent: Arc<Mutex<VecDeque<(u32, SocketAddr)>>>,
     current: CurrentTable,
     counters: Arc<HtcpClientCounters>,
 ) {
-    querier::receive("HTCP", &socket, MAX_DATAGRAM + 1, |data, from, received| {
-        let msg = match htcp::parse(data) {
-            Ok(m) => m,
-            Err(e) => {
-                counters.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%from, "malformed HTCP reply dropped: {e}");
-                return;
-            }
-        };
-        handle_reply(&msg, from, received, &pending, &recent, &current, &counters);
-    })
+    querier::receive(
+        "HTCP",
+        incoming,
+        MAX_DATAGRAM + 1,
+        |data, from, received| {
+            let msg = match htcp::parse(data) {
+                Ok(m) => m,
+                Err(e) => {
+                    counters.malformed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%from, "malformed HTCP reply dropped: {e}");
+                    return;
+                }
+            };
+            handle_reply(&msg, from, received, &pending, &recent, &current, &counters);
+        },
+    )
     .await;
 }
 

@@ -636,6 +636,11 @@ impl Protocol for Htcp {
         &config.htcp_port
     }
 
+    /// Responses (the RR bit) answer our TSTs and CLRs.
+    fn is_reply(datagram: &[u8]) -> bool {
+        htcp::is_response_datagram(datagram)
+    }
+
     fn derive(config: &Config) -> Vec<ForwardTarget> {
         forward_targets(config)
     }

@@ -1,7 +1,7 @@
 //! The ICP client: asks peers whether they hold a URL (squid-spec 1.4,
-//! 1.6, 1.7). One UDP socket bound to `udp_outgoing_address` (ephemeral
-//! port: peers answer to the query's source; a reload that changes the
-//! address makes a new client, see `select::Neighbours`), a
+//! 1.6, 1.7). The proxy's client sends from the ICP responder's socket
+//! (icp_port, see `querier`) and hears replies through it; with no
+//! icp_port it sends no query ("ICP is disabled!", as Squid logs). A
 //! request-number allocator that never yields 0, and a receive task that
 //! matches replies by reqnum AND by sender (IP and the configured ICP
 //! port, as Squid's whichPeer); anything else is counted and dropped. A
@@ -112,7 +112,10 @@ type PendingMap = Arc<Mutex<HashMap<u32, Pending>>>;
 
 /// The client. Dropping it stops its receive task.
 pub struct IcpClient {
-    socket: Arc<UdpSocket>,
+    /// A socket of its own, read by [`IcpClient::query_one`] (the CLI's).
+    socket: Option<Arc<UdpSocket>>,
+    /// Where queries leave from; `None`: ICP is disabled (no icp_port).
+    sender: Option<querier::SendSocket>,
     next_reqnum: AtomicU32,
     pending: PendingMap,
     current: CurrentTable,
@@ -135,37 +138,75 @@ impl IcpClient {
     /// inside a tokio runtime.
     pub fn bind(local: Option<IpAddr>, table: Arc<PeerTable>) -> std::io::Result<IcpClient> {
         let std_socket = querier::bind(local)?;
-        if let Some(IpAddr::V4(v4)) = local {
-            if !v4.is_unspecified() {
-                // Queries to a multicast group leave by the interface of
-                // udp_outgoing_address, not the default route's.
-                if let Err(e) = set_multicast_if_v4(&std_socket, v4) {
-                    tracing::warn!(%v4, "IP_MULTICAST_IF not set: {e}");
-                }
-            }
-        }
+        set_multicast_interface(&std_socket, local);
+        let sender = Arc::new(std_socket.try_clone()?);
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
+        Ok(IcpClient::start(
+            Some(querier::SendSocket::Own(sender)),
+            querier::Incoming::Socket(socket),
+            table,
+        ))
+    }
+
+    /// A client sending from the ICP responder's socket `on` (Squid's
+    /// one ICP socket), hearing replies through its inbox; with `None` (no
+    /// icp_port) a client that asks no ICP peer. `multicast_interface`:
+    /// udp_outgoing_address. Must run inside a tokio runtime.
+    pub fn on(
+        on: Option<&querier::QuerySocket>,
+        multicast_interface: Option<IpAddr>,
+        table: Arc<PeerTable>,
+    ) -> IcpClient {
+        match on {
+            Some(q) => {
+                if let Some(socket) = q.socket.upgrade() {
+                    set_multicast_interface(&socket, multicast_interface);
+                }
+                IcpClient::start(
+                    Some(querier::SendSocket::Lent(q.socket.clone())),
+                    querier::Incoming::Inbox(q.inbox.listen()),
+                    table,
+                )
+            }
+            None => IcpClient::start(
+                None,
+                querier::Incoming::Inbox(querier::Inbox::default().listen()),
+                table,
+            ),
+        }
+    }
+
+    fn start(
+        sender: Option<querier::SendSocket>,
+        incoming: querier::Incoming,
+        table: Arc<PeerTable>,
+    ) -> IcpClient {
         let pending: PendingMap = Arc::default();
         let current = CurrentTable::new(table);
         let counters = Arc::new(ClientCounters::default());
         let receiver = tokio::spawn(receive_loop(
-            Arc::clone(&socket),
+            incoming,
             Arc::clone(&pending),
             current.clone(),
             Arc::clone(&counters),
         ));
-        Ok(IcpClient {
-            socket,
+        IcpClient {
+            socket: None,
+            sender,
             next_reqnum: AtomicU32::new(0),
             pending,
             current,
             counters,
             receiver,
-        })
+        }
     }
 
+    /// Where queries leave from.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.local_addr()
+        match self.sender.as_ref().and_then(querier::SendSocket::get) {
+            Some(s) => s.local_addr(),
+            None => Err(std::io::Error::other("ICP is disabled")),
+        }
     }
 
     /// Replies that match no query in flight are credited to peers of this
@@ -214,6 +255,38 @@ impl IcpClient {
         url: &str,
         targets: &[(PeerId, PeerType)],
         htcp: Option<&CoQuery<'_>>,
+    ) -> Replies {
+        let Some(sender) = self.sender.as_ref().and_then(querier::SendSocket::get) else {
+            // Squid skips each ICP peer with this line; HTCP peers are
+            // still asked.
+            let htcp_only: Vec<(PeerId, PeerType)> = targets
+                .iter()
+                .filter(|(id, _)| {
+                    let by_htcp = table.get(*id).is_some_and(|p| p.speaks_htcp());
+                    if !by_htcp {
+                        tracing::warn!("ICP is disabled! Cannot send ICP request to peer.");
+                    }
+                    by_htcp
+                })
+                .copied()
+                .collect();
+            if htcp_only.is_empty() {
+                return Replies::default();
+            }
+            return self.round(table, url, &htcp_only, htcp, None).await;
+        };
+        self.round(table, url, targets, htcp, Some(&sender)).await
+    }
+
+    /// One round of [`IcpClient::query_with`]; ICP queries go out on
+    /// `sender` (`None`: only the HTCP ones).
+    async fn round(
+        &self,
+        table: &Arc<PeerTable>,
+        url: &str,
+        targets: &[(PeerId, PeerType)],
+        htcp: Option<&CoQuery<'_>>,
+        sender: Option<&Arc<std::net::UdpSocket>>,
     ) -> Replies {
         let now = Instant::now();
         let reqnum = self.next_reqnum();
@@ -275,10 +348,11 @@ impl IcpClient {
                 // Asked with TST by `htcp`, below.
                 continue;
             }
+            let Some(sender) = sender else { continue };
             if is_group(*id) {
                 // One datagram to the group, with the peer's ttl= (0 keeps
                 // it on this host, as Squid's mcastSetTtl would).
-                if let Err(e) = self.socket.set_multicast_ttl_v4(u32::from(p.config.ttl)) {
+                if let Err(e) = sender.set_multicast_ttl_v4(u32::from(p.config.ttl)) {
                     tracing::debug!(%addr, "multicast TTL not set: {e}");
                 }
                 table.note_mcast_query_sent(*id, now);
@@ -290,7 +364,9 @@ impl IcpClient {
             } else {
                 &datagram
             };
-            match self.socket.send_to(wire, addr).await {
+            // Non-blocking: a full socket buffer drops the query, as
+            // Squid's second failed try does.
+            match sender.send_to(wire, addr) {
                 Ok(n) => {
                     sent += 1;
                     self.counters.queries_sent.fetch_add(1, Ordering::Relaxed);
@@ -367,6 +443,7 @@ impl IcpClient {
     pub async fn count_group(&self, table: &Arc<PeerTable>, id: PeerId) -> Option<u64> {
         let group = table.get(id)?;
         let addr = group.icp_addr?;
+        let sender = self.sender.as_ref()?.get()?;
         let url = format!("http://{addr}/");
         let reqnum = self.next_reqnum();
         let mut datagram = Vec::new();
@@ -386,14 +463,11 @@ impl IcpClient {
                 tx,
             },
         );
-        if let Err(e) = self
-            .socket
-            .set_multicast_ttl_v4(u32::from(group.config.ttl))
-        {
+        if let Err(e) = sender.set_multicast_ttl_v4(u32::from(group.config.ttl)) {
             tracing::debug!(%addr, "multicast TTL not set: {e}");
         }
         table.note_mcast_query_sent(id, now);
-        match self.socket.send_to(&datagram, addr).await {
+        match sender.send_to(&datagram, addr) {
             Ok(_) => {
                 self.counters.queries_sent.fetch_add(1, Ordering::Relaxed);
             }
@@ -433,31 +507,36 @@ impl IcpClient {
         Message::query(reqnum, url.as_bytes())
             .encode(&mut datagram)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let socket = self
+            .socket
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("not a one-off client"))?;
         let start = Instant::now();
-        self.socket.send_to(&datagram, to).await?;
+        socket.send_to(&datagram, to).await?;
         let deadline = tokio::time::Instant::from_std(start) + timeout;
-        let reply =
-            querier::first_reply(&self.socket, icp::MAX_DATAGRAM, deadline, |data, from| {
-                let Ok(msg) = icp::parse(data) else {
-                    self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                    return None;
-                };
-                if from != to || msg.reqnum != reqnum {
-                    self.counters.from_non_peer.fetch_add(1, Ordering::Relaxed);
-                    return None;
-                }
-                Some(msg.opcode())
-            })
-            .await?;
+        let reply = querier::first_reply(socket, icp::MAX_DATAGRAM, deadline, |data, from| {
+            let Ok(msg) = icp::parse(data) else {
+                self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                return None;
+            };
+            if from != to || msg.reqnum != reqnum {
+                self.counters.from_non_peer.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            Some(msg.opcode())
+        })
+        .await?;
         Ok(reply.map(|opcode| (opcode, start.elapsed(), reqnum)))
     }
 
     /// A bare client for one-off queries (no receive task reading the
     /// socket, so [`IcpClient::query_one`] can read it).
     pub fn bind_plain(local: Option<IpAddr>) -> std::io::Result<IcpClient> {
-        let socket = Arc::new(UdpSocket::from_std(querier::bind(local)?)?);
+        let std_socket = querier::bind(local)?;
+        let sender = Arc::new(std_socket.try_clone()?);
         Ok(IcpClient {
-            socket,
+            socket: Some(Arc::new(UdpSocket::from_std(std_socket)?)),
+            sender: Some(querier::SendSocket::Own(sender)),
             next_reqnum: AtomicU32::new(0),
             pending: Arc::default(),
             current: CurrentTable::empty(),
@@ -469,26 +548,31 @@ impl IcpClient {
 
 /// Reads replies for as long as the client lives.
 async fn receive_loop(
-    socket: Arc<UdpSocket>,
+    incoming: querier::Incoming,
     pending: PendingMap,
     current: CurrentTable,
     counters: Arc<ClientCounters>,
 ) {
-    querier::receive("ICP", &socket, icp::MAX_DATAGRAM, |data, from, received| {
-        let msg = match icp::parse(data) {
-            Ok(m) => m,
-            Err(e) => {
-                counters.malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%from, "malformed ICP reply dropped: {e}");
-                return;
-            }
-        };
-        counters.replies_recv.fetch_add(1, Ordering::Relaxed);
-        counters
-            .reply_bytes_recv
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        handle_reply(&msg, from, received, &pending, &current, &counters);
-    })
+    querier::receive(
+        "ICP",
+        incoming,
+        icp::MAX_DATAGRAM,
+        |data, from, received| {
+            let msg = match icp::parse(data) {
+                Ok(m) => m,
+                Err(e) => {
+                    counters.malformed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%from, "malformed ICP reply dropped: {e}");
+                    return;
+                }
+            };
+            counters.replies_recv.fetch_add(1, Ordering::Relaxed);
+            counters
+                .reply_bytes_recv
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            handle_reply(&msg, from, received, &pending, &current, &counters);
+        },
+    )
     .await;
 }
 
@@ -618,6 +702,18 @@ impl ParentMisses {
 }
 
 /// IP_MULTICAST_IF by interface address (std has no setter for it).
+/// Queries to a multicast group leave by the interface of
+/// udp_outgoing_address (`local`), not the default route's.
+fn set_multicast_interface(socket: &std::net::UdpSocket, local: Option<IpAddr>) {
+    if let Some(IpAddr::V4(v4)) = local {
+        if !v4.is_unspecified() {
+            if let Err(e) = set_multicast_if_v4(socket, v4) {
+                tracing::warn!(%v4, "IP_MULTICAST_IF not set: {e}");
+            }
+        }
+    }
+}
+
 fn set_multicast_if_v4(socket: &std::net::UdpSocket, interface: Ipv4Addr) -> std::io::Result<()> {
     socket2::SockRef::from(socket).set_multicast_if_v4(&interface)
 }

@@ -595,6 +595,15 @@ impl Protocol for Icp {
         &config.icp_port
     }
 
+    /// Every opcode but QUERY is a reply (Squid's icpHandleUdp splits the
+    /// same way); unknown opcodes stay with the responder, which drops them.
+    fn is_reply(datagram: &[u8]) -> bool {
+        datagram
+            .first()
+            .and_then(|&b| Opcode::from_u8(b))
+            .is_some_and(|op| op != Opcode::Query)
+    }
+
     fn derive(_config: &Config) {}
 
     fn bound(socket: &UdpSocket, config: &Config) {

@@ -3,7 +3,11 @@
 //! each datagram, and sends the access.log lines it batched when the
 //! socket has nothing more queued), binding the socket where the config
 //! says, the settings swapped in on reload, and the access.log line of an
-//! answer ([`AnswerLine`]). Each protocol brings a [`Protocol`]: what it
+//! answer ([`AnswerLine`]). The socket is also the one cuttle's own
+//! queries of that protocol leave from (as Squid's do): replies to them
+//! arrive here and go to the querier's [`Inbox`] untouched; a look at a
+//! byte or two tells them from queries, and only they take the inbox's
+//! lock. Each protocol brings a [`Protocol`]: what it
 //! answers and counts; a running one is a [`Responder`].
 //!
 //! Why the shape: at hundreds of thousands of queries a second the per-query
@@ -29,6 +33,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::icp_server::UrlParts;
+use super::querier::{Inbox, QuerySocket};
 use crate::access;
 use crate::access_log::{Entry, Hierarchy, LineBatch, Logger, ResultCode, ResultTag};
 use crate::config::{Config, Setting};
@@ -67,6 +72,11 @@ pub trait Protocol: Send + 'static {
     fn port(config: &Config) -> &Setting<u16>;
 
     fn derive(config: &Config) -> Self::Derived;
+
+    /// Whether `datagram` is a reply to cuttle's own queries (for the
+    /// querier) rather than something to answer. Runs on every datagram:
+    /// it looks at a byte or two, no more.
+    fn is_reply(datagram: &[u8]) -> bool;
 
     /// The socket is bound and not yet served (ICP joins its multicast
     /// groups here).
@@ -158,6 +168,8 @@ trait Handler: Send + 'static {
 /// socket that never empties).
 struct Answering<P: Protocol> {
     protocol: P,
+    /// Where replies to our own queries go.
+    inbox: Arc<Inbox>,
     shared: Arc<Swappable<Settings<P::Derived>>>,
     settings: Arc<Settings<P::Derived>>,
     seen_generation: u64,
@@ -166,6 +178,10 @@ struct Answering<P: Protocol> {
 
 impl<P: Protocol> Handler for Answering<P> {
     fn datagram(&mut self, socket: &UdpSocket, datagram: &[u8], from: SocketAddr) {
+        if P::is_reply(datagram) {
+            self.inbox.deliver(datagram, from);
+            return;
+        }
         let generation = self.shared.generation();
         if generation != self.seen_generation {
             self.seen_generation = generation;
@@ -196,6 +212,11 @@ impl<P: Protocol> Handler for Answering<P> {
 /// on drop.
 pub struct Responder<P: Protocol> {
     local: SocketAddr,
+    /// A duplicate of the socket, lent (weakly) to the querier: it closes
+    /// when the responder goes.
+    sending: Arc<UdpSocket>,
+    /// Where replies to the querier's queries go.
+    inbox: Arc<Inbox>,
     settings: Arc<Swappable<Settings<P::Derived>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -222,13 +243,36 @@ impl<P: Protocol> Responder<P> {
         let Some(addr) = Self::listen_addr(&config) else {
             return Ok(None);
         };
-        let socket = UdpSocket::bind(addr).map_err(|e| {
+        // A separate outgoing socket will share the port.
+        let shared = config
+            .udp_outgoing_address
+            .value
+            .is_some_and(|ip| ip != addr.ip());
+        Self::start_at(addr, shared, config, logger, protocol).map(Some)
+    }
+
+    /// Binds `addr` and starts answering there with `protocol` (the
+    /// listening socket, or Squid's separate outgoing one on
+    /// udp_outgoing_address). `shared_port`: the listening and the
+    /// outgoing socket share the port (SO_REUSEADDR on both, as Squid
+    /// binds them), which a wildcard listening address needs.
+    pub fn start_at(
+        addr: SocketAddr,
+        shared_port: bool,
+        config: Arc<Config>,
+        logger: Logger,
+        protocol: P,
+    ) -> io::Result<Self> {
+        let socket = bind_udp(addr, shared_port).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot bind {} on {addr}: {e}", P::NAME))
         })?;
         P::bound(&socket, &config);
         let shared = Arc::new(Swappable::new(Settings::new::<P>(config, logger)));
+        let sending = Arc::new(socket.try_clone()?);
+        let inbox = Arc::new(Inbox::default());
         let handler = Answering {
             protocol,
+            inbox: Arc::clone(&inbox),
             settings: shared.current(),
             seen_generation: shared.generation(),
             shared: Arc::clone(&shared),
@@ -247,12 +291,23 @@ impl<P: Protocol> Responder<P> {
             let stop = Arc::clone(&stop);
             move || serve(socket, local, poll, P::MAX_DATAGRAM, &stop, handler)
         })?;
-        Ok(Some(Responder {
+        Ok(Responder {
             local,
+            sending,
+            inbox,
             settings: shared,
             stop,
             thread: Some(thread),
-        }))
+        })
+    }
+
+    /// The socket cuttle's own queries of this protocol leave from, and
+    /// the inbox their replies reach.
+    pub fn query_socket(&self) -> QuerySocket {
+        QuerySocket {
+            socket: Arc::downgrade(&self.sending),
+            inbox: Arc::clone(&self.inbox),
+        }
     }
 
     /// The bound address.
@@ -286,6 +341,21 @@ impl<P: Protocol> Drop for Responder<P> {
     fn drop(&mut self) {
         self.halt();
     }
+}
+
+/// A UDP socket bound to `addr`, with SO_REUSEADDR when `shared_port`.
+fn bind_udp(addr: SocketAddr, shared_port: bool) -> io::Result<UdpSocket> {
+    if !shared_port {
+        return UdpSocket::bind(addr);
+    }
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// Watches the socket for [`SPIN`] without sleeping; true when a datagram

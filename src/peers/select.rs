@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 
 use super::htcp_client::{ClrTrigger, HtcpClient};
 use super::icp_client::{IcpClient, Replies};
-use super::querier::lock;
+use super::querier::{lock, QuerySocket, QuerySockets};
 use super::table::{PeerId, PeerTable};
 use crate::access::{self, Verdict};
 use crate::access_log::HierarchyCode;
@@ -682,10 +682,17 @@ pub struct Neighbours {
 }
 
 /// What every generation of [`Neighbours`] shares: the ICP and HTCP
-/// clients and the address they are to be bound to (udp_outgoing_address of
-/// the newest configuration), and the task counting multicast groups.
+/// clients, the responders' sockets they send from (or, in tests, the
+/// address they bind their own to: udp_outgoing_address of the newest
+/// configuration), and the task counting multicast groups.
 struct IcpShared {
     local: Option<IpAddr>,
+    /// The responders' sockets the clients send from (the daemon's);
+    /// `None`: each client binds an ephemeral socket of its own (tests).
+    sockets: Option<Arc<QuerySockets>>,
+    /// The sockets the current clients were made on.
+    icp_on: Option<QuerySocket>,
+    htcp_on: Option<QuerySocket>,
     /// The newest table: replies that match no query are credited to it,
     /// and its multicast groups are the ones counted.
     table: Arc<PeerTable>,
@@ -734,18 +741,51 @@ async fn count_multicast_groups(shared: std::sync::Weak<Mutex<IcpShared>>) {
 }
 
 impl IcpShared {
-    /// The ICP client, bound on first use (inside the runtime).
+    /// The ICP client, made on first use (inside the runtime) and again
+    /// when the ICP responder's socket changed. With no icp_port it is
+    /// one that sends no ICP query (Squid's "ICP is disabled!").
     fn client(&mut self) -> Option<Arc<IcpClient>> {
-        bound_once(&mut self.client, "ICP", || {
-            IcpClient::bind(self.local, Arc::clone(&self.table))
-        })
+        let Some(sockets) = &self.sockets else {
+            return bound_once(&mut self.client, "ICP", || {
+                IcpClient::bind(self.local, Arc::clone(&self.table))
+            });
+        };
+        let now = sockets.icp.get();
+        if self.client.is_none() || !same_socket(&now, &self.icp_on) {
+            self.client = Some(Arc::new(IcpClient::on(
+                now.as_ref(),
+                self.local,
+                Arc::clone(&self.table),
+            )));
+            self.icp_on = now;
+        }
+        self.client.clone()
     }
 
-    /// The HTCP client, bound on first use (inside the runtime).
+    /// The HTCP client, made on first use (inside the runtime) and again
+    /// when the HTCP responder's socket changed; none without htcp_port.
     fn htcp_client(&mut self) -> Option<Arc<HtcpClient>> {
-        bound_once(&mut self.htcp, "HTCP", || {
-            HtcpClient::bind(self.local, Arc::clone(&self.table))
-        })
+        let Some(sockets) = &self.sockets else {
+            return bound_once(&mut self.htcp, "HTCP", || {
+                HtcpClient::bind(self.local, Arc::clone(&self.table))
+            });
+        };
+        let now = sockets.htcp.get();
+        if self.htcp.is_none() || !same_socket(&now, &self.htcp_on) {
+            self.htcp = now
+                .as_ref()
+                .map(|q| Arc::new(HtcpClient::on(q, Arc::clone(&self.table))));
+            self.htcp_on = now;
+        }
+        self.htcp.clone()
+    }
+}
+
+fn same_socket(a: &Option<QuerySocket>, b: &Option<QuerySocket>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.same(b),
+        _ => false,
     }
 }
 
@@ -769,11 +809,26 @@ fn bound_once<C>(
 }
 
 impl Neighbours {
+    /// Neighbours whose ICP and HTCP clients bind ephemeral sockets of
+    /// their own on udp_outgoing_address (tests).
     pub fn new(config: &Config) -> Neighbours {
+        Neighbours::build(config, None)
+    }
+
+    /// Neighbours whose queries leave from the responders' sockets in
+    /// `sockets`, as Squid's do (the daemon's).
+    pub fn on_sockets(config: &Config, sockets: Arc<QuerySockets>) -> Neighbours {
+        Neighbours::build(config, Some(sockets))
+    }
+
+    fn build(config: &Config, sockets: Option<Arc<QuerySockets>>) -> Neighbours {
         let table = Arc::new(PeerTable::new(config, None));
         Neighbours {
             hashes: Arc::new(HashParents::new(&table)),
             icp: Arc::new(Mutex::new(IcpShared {
+                sockets,
+                icp_on: None,
+                htcp_on: None,
                 local: config.udp_outgoing_address.value,
                 table: Arc::clone(&table),
                 client: None,
@@ -786,9 +841,10 @@ impl Neighbours {
 
     /// The same neighbours under a new config: peers that stay keep their
     /// state. The ICP and HTCP clients are kept unless udp_outgoing_address
-    /// changed: then the next query binds new ones there. Queries in flight
-    /// hold the old clients, whose sockets live until they end; replies that
-    /// reach them later are dropped (their queries are over).
+    /// changed: then the next query makes new ones (on the responders'
+    /// sockets, which the daemon rebinds; in tests, on new sockets of their
+    /// own). Queries in flight hold the old clients; replies that reach
+    /// them later are dropped (their queries are over).
     pub fn reconfigure(&self, config: &Config) -> Neighbours {
         let table = Arc::new(PeerTable::new(config, Some(&self.table)));
         {
@@ -909,8 +965,17 @@ impl Neighbours {
                         self.htcp_client()
                     };
                     if htcp.is_none() {
-                        // No HTCP socket: its peers are not asked nor waited for.
-                        targets.retain(|(id, _)| !htcp_peers.contains(id));
+                        // No HTCP socket: its peers are not asked nor
+                        // waited for, and Squid says so for each.
+                        targets.retain(|(id, _)| {
+                            let asked = !htcp_peers.contains(id);
+                            if !asked {
+                                tracing::warn!(
+                                    "HTCP is disabled! Cannot send HTCP request to peer."
+                                );
+                            }
+                            asked
+                        });
                     }
                     let round = htcp
                         .as_ref()
@@ -2188,6 +2253,42 @@ pub(crate) mod tests {
             (asked.closest_parent_miss, asked.first_parent_miss),
             (None, Some(1))
         );
+    }
+
+    #[tokio::test]
+    async fn clients_send_from_the_published_responder_sockets_and_follow_them() {
+        use crate::peers::querier::{Inbox, QuerySocket, QuerySockets};
+        let sockets = Arc::new(QuerySockets::default());
+        let n = Neighbours::on_sockets(&config(""), Arc::clone(&sockets));
+        // No icp_port, no htcp_port: an ICP client that sends nothing, no
+        // HTCP client.
+        assert!(n.icp_client().expect("client").local_addr().is_err());
+        assert!(n.htcp_client().is_none());
+        let lend = |socket: &Arc<std::net::UdpSocket>| QuerySocket {
+            socket: Arc::downgrade(socket),
+            inbox: Arc::new(Inbox::default()),
+        };
+        let bind = || Arc::new(std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"));
+        let (icp, htcp) = (bind(), bind());
+        sockets.icp.set(Some(lend(&icp)));
+        sockets.htcp.set(Some(lend(&htcp)));
+        let first = n.icp_client().expect("client");
+        assert_eq!(first.local_addr().ok(), icp.local_addr().ok());
+        assert_eq!(
+            n.htcp_client().expect("client").local_addr().ok(),
+            htcp.local_addr().ok()
+        );
+        assert!(Arc::ptr_eq(&first, &n.icp_client().expect("client")));
+        // A rebound responder: the next query sends from its new socket.
+        let moved = bind();
+        sockets.icp.set(Some(lend(&moved)));
+        assert_eq!(
+            n.icp_client().expect("client").local_addr().ok(),
+            moved.local_addr().ok()
+        );
+        // A stopped one: its socket is closed, nothing is sent from it.
+        drop(moved);
+        assert!(n.icp_client().expect("client").local_addr().is_err());
     }
 
     #[tokio::test]

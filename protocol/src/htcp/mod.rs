@@ -337,6 +337,16 @@ impl<'a> Message<'a> {
     }
 }
 
+/// The RR bit of a datagram, from its header and DATA bytes alone (no
+/// parse): true for a response. For telling responses from requests on a
+/// socket that gets both; a datagram too short to hold the bit is not one.
+pub fn is_response_datagram(datagram: &[u8]) -> bool {
+    let (Some(&minor), Some(&flags)) = (datagram.get(3), datagram.get(HEADER_LEN + 3)) else {
+        return false;
+    };
+    Layout::of_minor(minor).split_flags(flags).0
+}
+
 /// Parses one HTCP datagram. Strict: the header LENGTH must equal the
 /// datagram size, MAJOR must be 0, every COUNTSTR and section must fit its
 /// enclosing length exactly, and nothing may be left over.
@@ -630,6 +640,7 @@ mod tests {
                     };
                     let wire = encode(&m);
                     assert_eq!(parse(&wire), Ok(m), "{m:?}");
+                    assert_eq!(is_response_datagram(&wire), op.is_response(), "{m:?}");
                     let auth_at = wire.len() - auth.encoded_len();
                     assert_eq!(
                         auth_at,
@@ -638,6 +649,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn squids_captures_tell_responses_by_the_rr_bit_alone() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/htcp/");
+        for (file, response) in [
+            ("tst-request-squid57.bin", false),
+            ("tst-request-oldsquid-squid57.bin", false),
+            ("clr-request-purge-squid57.bin", false),
+            ("tst-response-hit-squid57.bin", true),
+            ("tst-response-miss-oldsquid-squid57.bin", true),
+            ("clr-response-purged-squid57.bin", true),
+        ] {
+            let wire = std::fs::read(format!("{dir}{file}")).expect(file);
+            assert_eq!(is_response_datagram(&wire), response, "{file}");
+        }
+        assert!(!is_response_datagram(&[0, 8, 0, 1, 0, 4, 0x20]));
     }
 
     #[test]

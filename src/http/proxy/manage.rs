@@ -12,6 +12,11 @@
 //!   naming one of this cache's own listening sockets (see [`names_us`]),
 //!   or origin-form on an accelerator port whose Host names another one.
 //!
+//! Other `/squid-internal-*` URLs (origin-form on any port, or
+//! absolute-form naming this cache) are what Squid peers ask each other
+//! for: the cache digest and the NetDB exchange ([`Internal`]), answered
+//! here as a Squid 5.7 with no digest built and an empty NetDB answers.
+//!
 //! Any other such request (or a CONNECT naming one of them) would be
 //! forwarded to this cache itself: the inner request would come from this
 //! host and pass `allow localhost manager` whatever the real client, so it
@@ -38,6 +43,37 @@ use crate::http::target::{BadTarget, PortKind};
 use crate::mgr::{self, Page, Sources, SAMPLE_PERIOD};
 
 const PREFIX: &str = "/squid-internal-mgr/";
+/// Squid's internal URLs' path prefix (internalCheck).
+const INTERNAL: &str = "/squid-internal-";
+const STORE_DIGEST: &str = "/squid-internal-periodic/store_digest";
+const NETDB: &str = "/squid-internal-dynamic/netdb";
+
+/// A `/squid-internal-*` object other than the manager's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Internal {
+    /// The cache digest a Squid peer fetches (squid-spec 5.3). cuttle
+    /// builds none: 404, as a Squid that has not built one yet.
+    StoreDigest,
+    /// The NetDB exchange: 200 with no records, as a Squid whose NetDB is
+    /// empty (cuttle measures no ICMP RTTs to offer).
+    NetDb,
+    /// Anything else: Squid's 404 ERR_INVALID_REQ.
+    Unknown,
+}
+
+impl Internal {
+    fn of_path(path_and_query: &str) -> Option<Internal> {
+        if !path_and_query.starts_with(INTERNAL) {
+            return None;
+        }
+        let path = path_and_query.split('?').next().unwrap_or_default();
+        Some(match path {
+            STORE_DIGEST => Internal::StoreDigest,
+            NETDB => Internal::NetDb,
+            _ => Internal::Unknown,
+        })
+    }
+}
 /// Squid's default port for `cache_object://` URLs.
 const CACHE_OBJECT_PORT: u16 = 3128;
 
@@ -52,6 +88,8 @@ pub(super) struct MgrPage {
 pub(super) enum Addressed {
     /// A cache manager request: answered here, after http_access.
     Manager(Target, MgrPage),
+    /// A Squid internal object: answered here, after http_access.
+    Internal(Target, Internal),
     /// Names one of this cache's own listening sockets but is not for the
     /// manager: sending it on would send it back here.
     Ourselves(Target),
@@ -71,6 +109,15 @@ pub(super) async fn classify(
     if let Some((target, page)) = recognise(proxy, conn, uri) {
         return Ok(Addressed::Manager(target, page));
     }
+    if uri.scheme().is_none() && method != Method::CONNECT {
+        let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+        if let Some(object) = Internal::of_path(path_and_query) {
+            return Ok(Addressed::Internal(
+                internal_target(proxy, conn.local.port(), path_and_query),
+                object,
+            ));
+        }
+    }
     let target = Target::of_request(method, uri, headers, &conn.kind)?;
     // Origin-form on an accelerator port names the site, which may well be
     // this cache on that port (its cache_peer serves it); a site on another
@@ -88,6 +135,12 @@ pub(super) async fn classify(
                     path: rest,
                     cache_object: false,
                 },
+            ));
+        }
+        if let Some(object) = Internal::of_path(&target.path_and_query) {
+            return Ok(Addressed::Internal(
+                internal_target(proxy, target.port, &target.path_and_query),
+                object,
             ));
         }
     }
@@ -163,6 +216,50 @@ fn manager_target(proxy: &Proxy, port: u16, page: &str) -> Target {
         url,
         path_and_query,
     }
+}
+
+/// `http://VISIBLE_HOSTNAME:PORT/squid-internal-...`, as Squid rewrites
+/// and logs internal URLs.
+fn internal_target(proxy: &Proxy, port: u16, path_and_query: &str) -> Target {
+    Target {
+        scheme: "http".into(),
+        host: proxy.name.to_ascii_lowercase(),
+        port,
+        url: format!("http://{}:{port}{path_and_query}", proxy.name),
+        path_and_query: path_and_query.to_string(),
+    }
+}
+
+/// Answers a Squid internal object (after http_access allowed it), as
+/// Squid 5.7 does with no digest built and an empty NetDB (seen), logged
+/// `TCP_MISS/STATUS ... HIER_NONE/-`.
+pub(super) fn answer_internal(
+    proxy: &Proxy,
+    txn: Txn,
+    target: &Target,
+    object: Internal,
+) -> Response<ClientBody> {
+    let txn = txn.with(ResultTag::TcpMiss);
+    let (status, body) = match object {
+        Internal::StoreDigest => (
+            StatusCode::NOT_FOUND,
+            "This cache is currently building its digest.\n",
+        ),
+        Internal::NetDb => (StatusCode::OK, ""),
+        Internal::Unknown => {
+            return proxy.error(txn, ErrorKind::NoSuchInternalObject, &target.url);
+        }
+    };
+    let mut headers = HeaderMap::new();
+    if !body.is_empty() {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
+    if let Ok(now) = HeaderValue::from_str(&httpdate::fmt_http_date(SystemTime::now())) {
+        headers.insert(header::LAST_MODIFIED, now);
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    proxy.cache_status(&mut headers, false, Some((false, txn.local_port)));
+    proxy.respond(txn, status, headers, ProxyBody::full(body))
 }
 
 /// Whether `target` names one of this cache's own listening sockets: its
