@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cuttle_protocol::icp::Opcode;
-use peer_lab::{start_cuttle, FakePeer, HttpMode, IcpMode};
+use peer_lab::{free_udp_port, start_cuttle, FakePeer, HttpMode, IcpMode};
 use support::{Conf, Cuttle, Origin, Reply, Req, TempDir, WAIT};
 
 async fn origin() -> Origin {
@@ -328,11 +328,14 @@ async fn a_sibling_going_down_then_up_is_logged_dead_then_revived_once_each() {
     let peer_ip = Ipv4Addr::new(127, 0, 23, 2);
     let peer = FakePeer::start(peer_ip, IcpMode::Answer(Opcode::Miss), HttpMode::Ok).await;
     let tmp = TempDir::new("dead-revived");
+    let own_ip = Ipv4Addr::new(127, 0, 23, 1);
+    // ICP queries leave from the icp_port, as Squid's: no port, no queries.
+    let icp = free_udp_port(own_ip);
     let cuttle = start_cuttle(
         tmp.path(),
-        Ipv4Addr::new(127, 0, 23, 1),
+        own_ip,
         &format!(
-            "{}\nudp_outgoing_address 127.0.23.1\nicp_query_timeout 200\ndead_peer_timeout 1 second",
+            "{}\nudp_incoming_address 127.0.23.1\nicp_port {icp}\nicp_query_timeout 200\ndead_peer_timeout 1 second",
             peer.line("sibling", "")
         ),
     );
