@@ -173,12 +173,15 @@ async fn squid_gets_sibling_hits_from_cuttle_and_goes_direct_on_its_misses() {
         .map(|l| (l[3].clone(), l[5].clone()))
         .collect();
     assert_eq!(from_squid.len(), 2, "{held_lines:?}");
-    assert_eq!(
-        from_squid[0],
-        ("UDP_HIT/000".to_string(), "ICP_QUERY".to_string())
+    // ICP lines are written in batches (up to 5 ms late), so the two lines
+    // may be in either order in the file.
+    assert!(
+        from_squid.contains(&("UDP_HIT/000".to_string(), "ICP_QUERY".to_string())),
+        "{held_lines:?}"
     );
     assert!(
-        matches!(from_squid[1].0.as_str(), "TCP_HIT/200" | "TCP_MEM_HIT/200"),
+        from_squid.iter().any(|(code, method)| method == "GET"
+            && matches!(code.as_str(), "TCP_HIT/200" | "TCP_MEM_HIT/200")),
         "{held_lines:?}"
     );
     let nowhere_lines = log_lines(&cuttle_log, &nowhere, 1);
