@@ -367,7 +367,7 @@ pub fn decide<'d>(
     }
     // Not fetching for peers now: upstream failing (hit-only mode) or
     // offline_mode (cuttle's choice; Squid 5.7 answers MISS there).
-    if facts.hit_only || facts.config.offline_mode.value {
+    if facts.hit_only || facts.config.offline() {
         return reply(Opcode::MissNoFetch, src_rtt);
     }
     reply(Opcode::Miss, src_rtt)
