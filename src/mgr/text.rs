@@ -1022,8 +1022,8 @@ fn filedescriptors(s: &Sources<'_>) -> String {
         };
         let _ = writeln!(
             o,
-            "{fd:>4} {kind:<6.6} {:>4} {:>7}{} {:>7}{} {address:<21} {description}",
-            0, 0, ' ', 0, ' '
+            "{fd:>4} {kind:<6.6} {:>4} {:>7}  {:>7}  {address:<21} {description}",
+            0, 0, 0
         );
     }
     o
@@ -1074,8 +1074,8 @@ fn fqdncache() -> String {
     o.push_str("FQDN Cache Contents:\n\n");
     let _ = writeln!(
         o,
-        "{:<45.45} {:>3} {:>3} {:>3} {}",
-        "Address", "Flg", "TTL", "Cnt", "Hostnames"
+        "{:<45.45} {:>3} {:>3} {:>3} Hostnames",
+        "Address", "Flg", "TTL", "Cnt"
     );
     o
 }
@@ -1092,8 +1092,8 @@ fn events(m: &Manager) -> String {
     );
     let _ = writeln!(
         o,
-        "{:<25}\t{:<15}\t{}\t{}",
-        "Operation", "Next Execution", "Weight", "Callback Valid?"
+        "{:<25}\t{:<15}\tWeight\tCallback Valid?",
+        "Operation", "Next Execution"
     );
     let next = last.map_or(Duration::ZERO, |at| {
         (at + super::SAMPLE_PERIOD)
@@ -1102,11 +1102,10 @@ fn events(m: &Manager) -> String {
     });
     let _ = writeln!(
         o,
-        "{:<25}\t{:.3} sec\t{:>5}\t {}",
+        "{:<25}\t{:.3} sec\t{:>5}\t N/A",
         "statAvgTick",
         next.as_secs_f64(),
-        1,
-        "N/A"
+        1
     );
     o
 }
