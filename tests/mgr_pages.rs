@@ -3,7 +3,8 @@
 //! ipcache, fqdncache and events answer in Squid 5.7's layout with cuttle's
 //! data; the actions shutdown, reconfigure, rotate and offline_toggle need
 //! their cachemgr_passwd (401 without) and then do what Squid does.
-//! Addresses: cuttle's ICP on 127.0.13.1, the asker on 127.0.13.2.
+//! Addresses: cuttle's ICP on 127.0.13.1 and 127.0.13.3, askers on
+//! 127.0.13.2 and 127.0.13.4.
 
 mod support;
 
@@ -289,4 +290,42 @@ async fn shutdown_with_the_password_stops_the_process_cleanly() {
     assert_eq!((status, body.as_str()), (200, ""));
     let exit = cuttle.wait_exit().await;
     assert_eq!(exit.code(), Some(0), "{exit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_list_counts_a_clients_icp_queries() {
+    let icp_ip = Ipv4Addr::new(127, 0, 13, 3);
+    let asker_ip = Ipv4Addr::new(127, 0, 13, 4);
+    let icp_port = free_udp_port(icp_ip);
+    let cuttle = Cuttle::start(
+        &Conf::new()
+            .extra(&format!("icp_port {icp_port}"))
+            .extra(&format!("udp_incoming_address {icp_ip}"))
+            .extra("icp_access allow all"),
+    );
+    let icp = SocketAddr::from((icp_ip, icp_port));
+    cuttle
+        .wait_output(&format!("cuttle: ICP on {icp}"), false)
+        .await;
+    let socket = UdpSocket::bind((asker_ip, 0)).expect("bind asker");
+    socket.set_read_timeout(Some(WAIT)).expect("read timeout");
+    for n in 0..2 {
+        socket
+            .send_to(&query(n, "http://127.0.0.1:9/absent"), icp)
+            .expect("send query");
+        let mut buf = [0u8; 4096];
+        socket.recv_from(&mut buf).expect("ICP reply");
+    }
+    let (status, page) = mgr(&cuttle, "client_list", None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(
+            "Address: 127.0.13.4\nName:    127.0.13.4\nCurrently established connections: 0\n    ICP  Requests 2\n        ICP_MISS                   2 100%\n    HTTP Requests 0\n\n"
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains("\nTOTALS\nICP : 2 Queries, 0 Hits (  0%)\n"),
+        "{page}"
+    );
 }

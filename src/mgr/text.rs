@@ -852,21 +852,37 @@ fn active_requests(m: &Manager) -> String {
     o
 }
 
-/// `client_list`: per client address, its open connections and HTTP
-/// requests by result tag, then the totals. cuttle's ICP responder does
-/// not count per client: its lines say 0.
+/// `client_list`: per client address, its open connections, the ICP
+/// replies it got by opcode and its HTTP requests by result tag, then the
+/// totals.
 fn client_list(m: &Manager, s: &Sources<'_>) -> String {
     use crate::access_log::ResultCode;
-    let mut o = String::from("Cache Clients:\n");
-    let (mut requests, mut hits) = (0u64, 0u64);
+    use std::collections::BTreeMap;
+    let mut clients: BTreeMap<std::net::IpAddr, (BTreeMap<String, u64>, BTreeMap<&str, u64>)> =
+        BTreeMap::new();
     for (ip, by_tag) in m.stats.client_results() {
-        let total: u64 = by_tag.values().sum();
+        clients.entry(ip).or_default().0 = by_tag;
+    }
+    for (ip, by_opcode) in m.icp_server.client_replies() {
+        clients.entry(ip).or_default().1 = by_opcode;
+    }
+    let mut o = String::from("Cache Clients:\n");
+    let (mut requests, mut hits, mut queries, mut icp_hits) = (0u64, 0u64, 0u64, 0u64);
+    for (ip, (by_tag, by_opcode)) in clients {
         let open = s.connections.map_or(0, |f| f(ip));
         let _ = writeln!(o, "Address: {ip}");
         // No FQDN cache: Squid prints the address when it has no name.
         let _ = writeln!(o, "Name:    {ip}");
         let _ = writeln!(o, "Currently established connections: {open}");
-        let _ = writeln!(o, "    ICP  Requests 0");
+        let icp: u64 = by_opcode.values().sum();
+        let _ = writeln!(o, "    ICP  Requests {icp}");
+        for (name, n) in &by_opcode {
+            let _ = writeln!(o, "        {name:<20.20} {n:>7} {:>3}%", percent(*n, icp));
+            if *name == "ICP_HIT" {
+                icp_hits += n;
+            }
+        }
+        let total: u64 = by_tag.values().sum();
         let _ = writeln!(o, "    HTTP Requests {total}");
         for (tag, n) in &by_tag {
             let _ = writeln!(o, "        {tag:<20.20} {n:>7} {:>3}%", percent(*n, total));
@@ -876,9 +892,14 @@ fn client_list(m: &Manager, s: &Sources<'_>) -> String {
         }
         let _ = writeln!(o);
         requests += total;
+        queries += icp;
     }
     let _ = writeln!(o, "TOTALS");
-    let _ = writeln!(o, "ICP : 0 Queries, 0 Hits (  0%)");
+    let _ = writeln!(
+        o,
+        "ICP : {queries} Queries, {icp_hits} Hits ({:>3}%)",
+        percent(icp_hits, queries)
+    );
     let _ = writeln!(
         o,
         "HTTP: {requests} Requests, {hits} Hits ({:>3}%)",
