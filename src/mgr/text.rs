@@ -858,8 +858,9 @@ fn active_requests(m: &Manager) -> String {
 fn client_list(m: &Manager, s: &Sources<'_>) -> String {
     use crate::access_log::ResultCode;
     use std::collections::BTreeMap;
-    let mut clients: BTreeMap<std::net::IpAddr, (BTreeMap<String, u64>, BTreeMap<&str, u64>)> =
-        BTreeMap::new();
+    // Per address: HTTP requests by result tag, ICP replies by opcode.
+    type Counts<'a> = (BTreeMap<String, u64>, BTreeMap<&'a str, u64>);
+    let mut clients: BTreeMap<std::net::IpAddr, Counts<'_>> = BTreeMap::new();
     for (ip, by_tag) in m.stats.client_results() {
         clients.entry(ip).or_default().0 = by_tag;
     }
