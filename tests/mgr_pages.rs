@@ -281,6 +281,22 @@ async fn offline_toggle_flips_the_icp_answers() {
     let (status, body) = mgr(&cuttle, "offline_toggle", Some(PASSWORD)).await;
     assert_eq!((status, body.as_str()), (200, "offline_mode is now OFF\n"));
     assert_eq!(ask(3), ICP_MISS);
+    // Toggled on, then a reconfigure: back to the configured value (off).
+    let (_, body) = mgr(&cuttle, "offline_toggle", Some(PASSWORD)).await;
+    assert_eq!(body, "offline_mode is now ON\n");
+    assert_eq!(ask(4), ICP_MISS_NOFETCH);
+    let (status, _) = mgr(&cuttle, "reconfigure", Some(PASSWORD)).await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + WAIT;
+    let mut n = 5;
+    while ask(n) != ICP_MISS {
+        assert!(
+            Instant::now() < deadline,
+            "offline_mode still on after reconfigure"
+        );
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
