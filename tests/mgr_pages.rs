@@ -119,6 +119,14 @@ async fn active_requests_lists_a_slow_request_in_flight() {
     );
     assert!(page.contains("\nout.offset 0, out.size 0\n"), "{page}");
     assert!(page.contains(" seconds ago)\n"), "{page}");
+    // Its upstream connection, as filedescriptors sees it.
+    let (_, fds) = mgr(&cuttle, "filedescriptors", None).await;
+    let origin_addr = format!("127.0.0.1:{}", origin.port());
+    assert!(
+        fds.lines()
+            .any(|l| l.contains(&origin_addr) && l.ends_with("Server connection")),
+        "{fds}"
+    );
     assert_eq!(slow.await.expect("slow request").status, 200);
     // Finished: no longer listed.
     let (_, page) = mgr(&cuttle, "active_requests", None).await;
