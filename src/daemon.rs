@@ -592,6 +592,8 @@ fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logg
         tracing::error!("cache_log: cannot open: {e}; keeping the old one");
     }
     logger.reopen();
+    // Squid re-reads offline_mode: a run-time toggle ends here.
+    crate::config::OFFLINE_TOGGLED.store(false, std::sync::atomic::Ordering::Relaxed);
     let next = proxy.borrow().with_config(Arc::new(loaded.config));
     let _ = proxy.send(Arc::new(next));
     true

@@ -4,11 +4,11 @@
 //! components count their own traffic (the store, the upstream client, the
 //! ICP endpoints); the cache manager (`mgr`) reads them all.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
 
 use crate::access_log::{Entry, HierarchyCode, ResultTag};
 
@@ -208,12 +208,102 @@ pub struct Stats {
     /// `client_http.kbytes_in`. Counted by the connection, not the
     /// transaction, so it is an atomic of its own.
     bytes_in: AtomicU64,
+    /// Requests in flight (`mgr:active_requests`), by registration number.
+    active: Mutex<BTreeMap<u64, Weak<ActiveRequest>>>,
+    next_active: AtomicU64,
+    /// Per client address: HTTP requests by result tag (`mgr:client_list`).
+    per_client: Mutex<HashMap<IpAddr, BTreeMap<String, u64>>>,
+}
+
+/// A request in flight, as `mgr:active_requests` lists it.
+#[derive(Debug)]
+pub struct ActiveRequest {
+    pub id: u64,
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    pub method: String,
+    pub url: String,
+    pub start: SystemTime,
+    /// Body bytes sent to the client so far.
+    pub bytes_out: AtomicU64,
+}
+
+/// Keeps a request listed as active until dropped (with its transaction).
+#[derive(Debug)]
+pub struct ActiveGuard {
+    request: Arc<ActiveRequest>,
+    stats: Weak<Stats>,
+}
+
+impl ActiveGuard {
+    pub fn request(&self) -> &Arc<ActiveRequest> {
+        &self.request
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        if let Some(stats) = self.stats.upgrade() {
+            let mut active = stats.active.lock().unwrap_or_else(|p| p.into_inner());
+            active.remove(&self.request.id);
+        }
+    }
 }
 
 impl Stats {
+    /// A request started: listed until the guard is dropped.
+    pub fn begin_request(
+        self: &Arc<Self>,
+        client: SocketAddr,
+        local: SocketAddr,
+        method: &str,
+        url: &str,
+    ) -> ActiveGuard {
+        let id = self.next_active.fetch_add(1, Ordering::Relaxed);
+        let request = Arc::new(ActiveRequest {
+            id,
+            client,
+            local,
+            method: method.to_string(),
+            url: url.to_string(),
+            start: SystemTime::now(),
+            bytes_out: AtomicU64::new(0),
+        });
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        active.insert(id, Arc::downgrade(&request));
+        ActiveGuard {
+            request,
+            stats: Arc::downgrade(self),
+        }
+    }
+
+    /// The requests in flight, oldest first.
+    pub fn active_requests(&self) -> Vec<Arc<ActiveRequest>> {
+        let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        active.values().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Per client address: its HTTP requests by result tag (Squid's names).
+    pub fn client_results(&self) -> Vec<(IpAddr, BTreeMap<String, u64>)> {
+        let clients = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        let mut list: Vec<_> = clients.iter().map(|(ip, m)| (*ip, m.clone())).collect();
+        list.sort_by_key(|(ip, _)| *ip);
+        list
+    }
+
     /// One HTTP transaction ended (its access.log line is `entry`).
     pub fn note_transaction(&self, entry: &Entry) {
         let tag = entry.result.tag;
+        if let Some(ip) = entry.client {
+            let mut clients = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+            if clients.len() < MAX_HOSTS || clients.contains_key(&ip) {
+                *clients
+                    .entry(ip)
+                    .or_default()
+                    .entry(crate::access_log::ResultCode::new(tag).to_string())
+                    .or_default() += 1;
+            }
+        }
         let hit = entry.result.is_hit();
         use HierarchyCode as H;
         let code = entry.hierarchy.code;

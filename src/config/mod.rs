@@ -437,7 +437,19 @@ impl Default for Config {
     }
 }
 
+/// `mgr:offline_toggle` flipped offline_mode at run time (Squid's toggle
+/// of its global setting); a reconfigure clears it, as Squid re-reads the
+/// setting then. One per process, as the setting is in Squid.
+pub static OFFLINE_TOGGLED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 impl Config {
+    /// Whether offline_mode is on now: the configured value, flipped by
+    /// each `mgr:offline_toggle` since the last (re)configuration.
+    pub fn offline(&self) -> bool {
+        self.offline_mode.value ^ OFFLINE_TOGGLED.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The ACL with this name (Squid compares ACL names case-insensitively).
     pub fn acl(&self, name: &str) -> Option<&Acl> {
         self.acls.iter().find(|a| a.name.eq_ignore_ascii_case(name))

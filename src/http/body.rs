@@ -222,15 +222,24 @@ pub struct ClientBody {
     /// sent that many bytes, so reaching it is the end.
     expected: Option<u64>,
     done: Option<OnDone>,
+    /// The active request whose bytes out this body counts.
+    progress: Option<Arc<crate::stats::ActiveRequest>>,
 }
 
 impl ClientBody {
+    /// Counts the bytes sent into `request` as they go.
+    pub fn counting_into(mut self, request: Arc<crate::stats::ActiveRequest>) -> ClientBody {
+        self.progress = Some(request);
+        self
+    }
+
     pub fn new(inner: ProxyBody, expected: Option<u64>, done: OnDone) -> ClientBody {
         ClientBody {
             inner,
             sent: 0,
             expected,
             done: Some(done),
+            progress: None,
         }
     }
 
@@ -255,6 +264,10 @@ impl Body for ClientBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.sent += data.len() as u64;
+                    if let Some(p) = &this.progress {
+                        p.bytes_out
+                            .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
                 if this.inner.is_end_stream() {
                     this.finish(true);

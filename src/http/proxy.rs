@@ -445,6 +445,8 @@ struct Txn {
     /// http_reply_access to apply to the reply; `None` when there are no
     /// rules (or for CONNECT and cuttle's own denials, as in Squid).
     reply_check: Option<Box<ReplyCheck>>,
+    /// Lists it in `mgr:active_requests` until the transaction ends.
+    active: crate::stats::ActiveGuard,
 }
 
 /// The request as an `access_log` line's ACLs see it.
@@ -478,7 +480,11 @@ impl Txn {
                 path: target.map(|t| t.path_and_query.clone()).unwrap_or_default(),
             })
         });
+        let active = proxy
+            .stats()
+            .begin_request(conn.client, conn.local, method.as_str(), &url);
         Txn {
+            active,
             start: Instant::now(),
             client: conn.client.ip(),
             local_port: conn.local.port(),
@@ -576,7 +582,10 @@ impl Proxy {
         } else {
             content_length(&headers)
         };
+        let progress = Arc::clone(txn.active.request());
         let done = Box::new(move |body_bytes: u64, complete: bool| {
+            // Listed as active until its log line is written.
+            let _active = txn.active;
             let mut result = txn.result;
             if !complete {
                 result = result.aborted();
@@ -597,7 +606,7 @@ impl Proxy {
             stats.note_transaction(&entry);
             Txn::log(&logger, txn.log_scope.as_deref(), &entry);
         });
-        let mut resp = Response::new(ClientBody::new(body, expected, done));
+        let mut resp = Response::new(ClientBody::new(body, expected, done).counting_into(progress));
         *resp.status_mut() = status;
         *resp.headers_mut() = headers;
         resp
@@ -1029,7 +1038,7 @@ pub async fn handle(
         );
     }
     if let Some(page) = mgr_page {
-        return manage::answer(&proxy, txn, &target, &page, req.headers());
+        return manage::answer(&proxy, txn, &target, &page, req.headers(), &conn.per_client);
     }
     if let Some(object) = internal {
         return manage::answer_internal(&proxy, txn, &target, object);
@@ -1559,7 +1568,7 @@ async fn cached(
     let lookup_port = txn.local_port;
     if let Some(found) = lookup.found {
         let now = unix_now();
-        let offline = proxy.config.offline_mode.value;
+        let offline = proxy.config.offline();
         // Squid tags a hit from disk TCP_OFFLINE_HIT under offline_mode.
         let hit_tag = match (found.memory, offline) {
             (true, _) => ResultTag::TcpMemHit,

@@ -6,7 +6,11 @@
 //! checks `http_access` (Squid's `manager` ACL), and asks [`Manager::page`].
 //!
 //! - [`text`]: menu, info, counters, 5min, 60min, service_times,
-//!   server_list, storedir, config, objects, vm_objects.
+//!   server_list, storedir, config, objects, vm_objects, utilization,
+//!   active_requests, client_list, filedescriptors, ipcache, fqdncache,
+//!   events.
+//! - the actions shutdown, reconfigure, rotate (the daemon's signals sent
+//!   to this process) and offline_toggle.
 //! - [`metrics`]: the Prometheus text format.
 //! - [`status`]: the HTML status page (peers, charts, store, hierarchy codes).
 //!
@@ -78,6 +82,9 @@ pub struct Sources<'a> {
     pub memory_keys: Vec<Key>,
     /// visible_hostname (or the system's).
     pub name: &'a str,
+    /// Client connections open from an address now (`client_list`);
+    /// `None` where no connection table is at hand (the sampler).
+    pub connections: Option<&'a (dyn Fn(std::net::IpAddr) -> usize + Sync)>,
 }
 
 /// HTCP message totals (`mgr:info`'s "Number of HTCP messages ...").
@@ -328,11 +335,42 @@ impl Manager {
         }
         let (content_type, body) = match action.name {
             "metrics" => (metrics::CONTENT_TYPE, metrics::render(self, s)),
+            "shutdown" | "reconfigure" | "rotate" | "offline_toggle" => {
+                ("text/plain;charset=utf-8", act(action.name, s.config))
+            }
             "status" => ("text/html;charset=utf-8", status::render(self, s)),
             name => ("text/plain;charset=utf-8", text::render(name, self, s)),
         };
         Page::Ok { content_type, body }
     }
+}
+
+/// Does what an action page asks, as Squid: `shutdown`, `reconfigure`
+/// and `rotate` are the daemon's SIGTERM, SIGHUP and SIGUSR1 sent to this
+/// process (handled by the daemon once this answer is on its way);
+/// `offline_toggle` flips offline_mode until the next reconfigure. The
+/// text is Squid's.
+fn act(name: &str, config: &Config) -> String {
+    use rustix::process::{getpid, kill_process, Signal};
+    let (signal, said) = match name {
+        "shutdown" => (Signal::TERM, ""),
+        "reconfigure" => (Signal::HUP, "Reconfiguring Squid Process ...."),
+        "rotate" => (Signal::USR1, "Rotating Squid Process Logs ...."),
+        _ => {
+            crate::config::OFFLINE_TOGGLED.fetch_xor(true, Ordering::Relaxed);
+            let state = if config.offline() { "ON" } else { "OFF" };
+            tracing::info!("cache manager: offline_mode is now {state}");
+            return format!("offline_mode is now {state}\n");
+        }
+    };
+    tracing::info!(action = name, "cache manager: signalling this process");
+    if let Err(e) = kill_process(getpid(), signal) {
+        tracing::error!(
+            action = name,
+            "cache manager: cannot signal this process: {e}"
+        );
+    }
+    said.to_string()
 }
 
 /// What a manager request asks for.
@@ -409,9 +447,44 @@ pub const ACTIONS: &[Action] = &[
         needs_password: false,
     },
     Action {
+        name: "offline_toggle",
+        description: "Toggle offline_mode setting",
+        needs_password: true,
+    },
+    Action {
+        name: "shutdown",
+        description: "Shut Down the Squid Process",
+        needs_password: true,
+    },
+    Action {
+        name: "reconfigure",
+        description: "Reconfigure Squid",
+        needs_password: true,
+    },
+    Action {
+        name: "rotate",
+        description: "Rotate Squid Logs",
+        needs_password: true,
+    },
+    Action {
         name: "config",
         description: "Current Squid Configuration",
         needs_password: true,
+    },
+    Action {
+        name: "client_list",
+        description: "Cache Client List",
+        needs_password: false,
+    },
+    Action {
+        name: "ipcache",
+        description: "IP Cache Stats and Contents",
+        needs_password: false,
+    },
+    Action {
+        name: "fqdncache",
+        description: "FQDN Cache Stats and Contents",
+        needs_password: false,
     },
     Action {
         name: "info",
@@ -421,6 +494,11 @@ pub const ACTIONS: &[Action] = &[
     Action {
         name: "service_times",
         description: "Service Times (Percentiles)",
+        needs_password: false,
+    },
+    Action {
+        name: "filedescriptors",
+        description: "Process Filedescriptor Allocation",
         needs_password: false,
     },
     Action {
@@ -449,8 +527,23 @@ pub const ACTIONS: &[Action] = &[
         needs_password: false,
     },
     Action {
+        name: "utilization",
+        description: "Cache Utilization",
+        needs_password: false,
+    },
+    Action {
+        name: "active_requests",
+        description: "Client-side Active Requests",
+        needs_password: false,
+    },
+    Action {
         name: "storedir",
         description: "Store Directory Stats",
+        needs_password: false,
+    },
+    Action {
+        name: "events",
+        description: "Event Queue",
         needs_password: false,
     },
     Action {

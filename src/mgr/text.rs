@@ -1,4 +1,4 @@
-//! Squid's text pages, line for line in Squid 5.7's layout (see fixtures/squid-mgr/), so that tools which parse Squid's pages parse cuttle's: menu, info, counters, 5min, 60min, service_times, server_list, storedir, config, objects and vm_objects.
+//! Squid's text pages, line for line in Squid 5.7's layout (see fixtures/squid-mgr/), so that tools which parse Squid's pages parse cuttle's: menu, info, counters, 5min, 60min, service_times, server_list, storedir, config, objects, vm_objects, utilization, active_requests, client_list, filedescriptors, ipcache, fqdncache and events.
 //!
 //! Where cuttle has no such thing (a select loop, memory pools, FTP, DNS
 //! timing, a disk-I/O layer) the line is kept with 0, so parsers find every
@@ -35,6 +35,13 @@ pub fn render(name: &str, m: &Manager, s: &Sources<'_>) -> String {
         "config" => config(s),
         "objects" => objects(s, false),
         "vm_objects" => objects(s, true),
+        "utilization" => utilization(m, s),
+        "active_requests" => active_requests(m),
+        "client_list" => client_list(m, s),
+        "filedescriptors" => filedescriptors(s),
+        "ipcache" => ipcache(),
+        "fqdncache" => fqdncache(),
+        "events" => events(m),
         _ => String::new(),
     }
 }
@@ -779,4 +786,370 @@ fn objects(s: &Sources<'_>, memory_only: bool) -> String {
         let _ = writeln!(o, "\tobject_sz: {}\n", e.body_len);
     }
     o
+}
+
+/// `utilization`: Squid's periods, each the per-second averages (the
+/// `5min` layout) when the samples cover it, then the totals (`counters`).
+/// cuttle keeps an hour of samples, so the longer periods are never filled.
+fn utilization(m: &Manager, s: &Sources<'_>) -> String {
+    let history = m.history();
+    let covered = match (history.first(), history.last()) {
+        (Some(first), Some(last)) => last.at.duration_since(first.at).unwrap_or(Duration::ZERO),
+        _ => Duration::ZERO,
+    };
+    let mut o = String::from("Cache Utilisation:\n\n");
+    for (label, minutes) in [
+        ("Last 5 minutes", 5),
+        ("Last 15 minutes", 15),
+        ("Last hour", 60),
+        ("Last 8 hours", 8 * 60),
+        ("Last day", 24 * 60),
+        ("Last 3 days", 3 * 24 * 60),
+    ] {
+        let span = Duration::from_secs(minutes * 60);
+        let _ = writeln!(o, "{label}:");
+        if covered >= span && span <= HOUR {
+            o.push_str(&averages(m, s, span));
+        } else {
+            o.push_str("(no values recorded yet)\n");
+        }
+        o.push('\n');
+    }
+    o.push_str("Totals since cache startup:\n");
+    o.push_str(&counters(m, s));
+    o
+}
+
+/// `active_requests`: every request in flight with its client, URL, start
+/// and the body bytes sent so far, in Squid's per-request layout. cuttle
+/// keeps no descriptor number, read count or memory addresses: those are 0.
+fn active_requests(m: &Manager) -> String {
+    let now = SystemTime::now();
+    let mut o = String::new();
+    for r in m.stats.active_requests() {
+        let out = r.bytes_out.load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(o, "Connection: 0x{:x}", r.id);
+        let _ = writeln!(o, "\tFD 0, read 0, wrote {out}");
+        let _ = writeln!(o, "\tFD desc: {} {}", r.method, r.url);
+        let _ = writeln!(o, "\tin: buf 0x0, used 0, free 0");
+        let _ = writeln!(o, "\tremote: {}", r.client);
+        let _ = writeln!(o, "\tlocal: {}", r.local);
+        let _ = writeln!(o, "\tnrequests: 1");
+        let _ = writeln!(o, "uri {}", r.url);
+        let _ = writeln!(o, "logType NONE_NONE");
+        let _ = writeln!(o, "out.offset {out}, out.size {out}");
+        let _ = writeln!(o, "req_sz 0");
+        let _ = writeln!(o, "entry 0x0/-");
+        let _ = writeln!(
+            o,
+            "start {} ({:.6} seconds ago)",
+            squid_time(r.start),
+            seconds_since(r.start, now)
+        );
+        let _ = writeln!(o, "username -");
+        let _ = writeln!(o, "delay_pool 0\n");
+    }
+    o
+}
+
+/// `client_list`: per client address, its open connections, the ICP
+/// replies it got by opcode and its HTTP requests by result tag, then the
+/// totals.
+fn client_list(m: &Manager, s: &Sources<'_>) -> String {
+    use crate::access_log::ResultCode;
+    use std::collections::BTreeMap;
+    // Per address: HTTP requests by result tag, ICP replies by opcode.
+    type Counts<'a> = (BTreeMap<String, u64>, BTreeMap<&'a str, u64>);
+    let mut clients: BTreeMap<std::net::IpAddr, Counts<'_>> = BTreeMap::new();
+    for (ip, by_tag) in m.stats.client_results() {
+        clients.entry(ip).or_default().0 = by_tag;
+    }
+    for (ip, by_opcode) in m.icp_server.client_replies() {
+        clients.entry(ip).or_default().1 = by_opcode;
+    }
+    let mut o = String::from("Cache Clients:\n");
+    let (mut requests, mut hits, mut queries, mut icp_hits) = (0u64, 0u64, 0u64, 0u64);
+    for (ip, (by_tag, by_opcode)) in clients {
+        let open = s.connections.map_or(0, |f| f(ip));
+        let _ = writeln!(o, "Address: {ip}");
+        // No FQDN cache: Squid prints the address when it has no name.
+        let _ = writeln!(o, "Name:    {ip}");
+        let _ = writeln!(o, "Currently established connections: {open}");
+        let icp: u64 = by_opcode.values().sum();
+        let _ = writeln!(o, "    ICP  Requests {icp}");
+        for (name, n) in &by_opcode {
+            let _ = writeln!(o, "        {name:<20.20} {n:>7} {:>3}%", percent(*n, icp));
+            if *name == "ICP_HIT" {
+                icp_hits += n;
+            }
+        }
+        let total: u64 = by_tag.values().sum();
+        let _ = writeln!(o, "    HTTP Requests {total}");
+        for (tag, n) in &by_tag {
+            let _ = writeln!(o, "        {tag:<20.20} {n:>7} {:>3}%", percent(*n, total));
+            if tag.parse::<ResultCode>().is_ok_and(|c| c.is_hit()) {
+                hits += n;
+            }
+        }
+        let _ = writeln!(o);
+        requests += total;
+        queries += icp;
+    }
+    let _ = writeln!(o, "TOTALS");
+    let _ = writeln!(
+        o,
+        "ICP : {queries} Queries, {icp_hits} Hits ({:>3}%)",
+        percent(icp_hits, queries)
+    );
+    let _ = writeln!(
+        o,
+        "HTTP: {requests} Requests, {hits} Hits ({:>3}%)",
+        percent(hits, requests)
+    );
+    o
+}
+
+/// A socket of /proc/net/{tcp,udp}{,6}: local, remote, listening.
+#[derive(Debug, Clone, Copy)]
+struct SocketRow {
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+    listening: bool,
+    udp: bool,
+}
+
+/// `0100007F:0CEA` (IPv4) or 32 hex digits (IPv6, four host-order words)
+/// and a port, as /proc/net/* prints addresses.
+fn proc_addr(text: &str) -> Option<std::net::SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let ip: std::net::IpAddr = match ip.len() {
+        8 => std::net::Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.to_le_bytes()).into(),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for (i, chunk) in bytes.chunks_mut(4).enumerate() {
+                let word = u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16).ok()?;
+                chunk.copy_from_slice(&word.to_le_bytes());
+            }
+            let v6 = std::net::Ipv6Addr::from(bytes);
+            v6.to_ipv4_mapped().map_or(v6.into(), Into::into)
+        }
+        _ => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
+/// The sockets of this network namespace, by inode.
+fn sockets() -> std::collections::HashMap<u64, SocketRow> {
+    let mut found = std::collections::HashMap::new();
+    for (file, udp) in [
+        ("/proc/self/net/tcp", false),
+        ("/proc/self/net/tcp6", false),
+        ("/proc/self/net/udp", true),
+        ("/proc/self/net/udp6", true),
+    ] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(remote), Some(state), Some(inode)) =
+                (f.get(1), f.get(2), f.get(3), f.get(9))
+            else {
+                continue;
+            };
+            let (Some(local), Some(remote), Ok(inode)) =
+                (proc_addr(local), proc_addr(remote), inode.parse())
+            else {
+                continue;
+            };
+            // 0A is TCP_LISTEN.
+            let listening = !udp && *state == "0A";
+            found.insert(
+                inode,
+                SocketRow {
+                    local,
+                    remote,
+                    listening,
+                    udp,
+                },
+            );
+        }
+    }
+    found
+}
+
+/// `filedescriptors`: the process's open descriptors from /proc/self/fd,
+/// each as Squid types and describes it as far as cuttle can tell.
+/// cuttle keeps no timeouts or per-descriptor byte counts: those are 0.
+fn filedescriptors(s: &Sources<'_>) -> String {
+    let mut o = String::from("Active file descriptors:\n");
+    o.push_str("File Type   Tout Nread  * Nwrite * Remote Address        Description\n");
+    o.push_str(
+        "---- ------ ---- -------- -------- --------------------- ------------------------------\n",
+    );
+    let mut fds: Vec<(u64, String)> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let fd = e.file_name().to_str()?.parse().ok()?;
+                    let target = std::fs::read_link(e.path()).ok()?;
+                    Some((fd, target.display().to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // The directory listing's own descriptor is not the process's.
+    let listing = format!("/proc/{}/fd", std::process::id());
+    fds.retain(|(_, target)| *target != listing);
+    fds.sort();
+    let table = sockets();
+    let http_ports: Vec<u16> = table
+        .values()
+        .filter(|r| r.listening)
+        .map(|r| r.local.port())
+        .collect();
+    let icp = s.config.icp_port.value;
+    let htcp = s.config.htcp_port.value;
+    for (fd, target) in fds {
+        let inode = target
+            .strip_prefix("socket:[")
+            .and_then(|t| t.strip_suffix(']'))
+            .and_then(|t| t.parse::<u64>().ok());
+        let (kind, address, description) = match inode.and_then(|i| table.get(&i)) {
+            Some(r) if r.listening => ("Socket", r.local.to_string(), "HTTP Socket".to_string()),
+            Some(r) if r.udp => {
+                let port = r.local.port();
+                let what = if port != 0 && port == icp {
+                    "ICP Socket"
+                } else if port != 0 && port == htcp {
+                    "HTCP Socket"
+                } else {
+                    "UDP Socket"
+                };
+                ("Socket", r.local.to_string(), what.to_string())
+            }
+            Some(r) if http_ports.contains(&r.local.port()) => (
+                "Socket",
+                r.remote.to_string(),
+                "Client connection".to_string(),
+            ),
+            Some(r) => (
+                "Socket",
+                r.remote.to_string(),
+                "Server connection".to_string(),
+            ),
+            None if inode.is_some() => ("Socket", String::new(), "Socket".to_string()),
+            None if target.starts_with("pipe:") => ("Pipe", String::new(), target),
+            None if target.starts_with('/') => ("File", String::new(), target),
+            None => ("Unknown", String::new(), target),
+        };
+        let _ = writeln!(
+            o,
+            "{fd:>4} {kind:<6.6} {:>4} {:>7}  {:>7}  {address:<21} {description}",
+            0, 0, 0
+        );
+    }
+    o
+}
+
+/// `ipcache`: Squid's statistics and table header. cuttle resolves names
+/// through the system's resolver and keeps no IP cache: every count is 0.
+fn ipcache() -> String {
+    let mut o = String::from("IP Cache Statistics:\n");
+    for (label, pad) in [
+        ("Entries Cached:", 2),
+        ("Requests:", 1),
+        ("Hits:", 12),
+        ("Negative Hits:", 7),
+        ("Numeric Hits:", 8),
+        ("Misses:", 10),
+        ("Retrieved A:", 5),
+        ("Retrieved AAAA:", 2),
+        ("Retrieved CNAME:", 1),
+        ("CNAME-Only Response:", 1),
+        ("Invalid Request:", 1),
+    ] {
+        let _ = writeln!(o, "IPcache {label}{:pad$}0", "");
+    }
+    o.push_str("\n\nIP Cache Contents:\n\n");
+    let _ = writeln!(
+        o,
+        " {:<31.31} {:>3} {:>6} {:>6}  {:>4}",
+        "Hostname", "Flg", "lstref", "TTL", "N(b)"
+    );
+    o
+}
+
+/// `fqdncache`: Squid's statistics and table header; cuttle keeps no FQDN
+/// cache: every count is 0.
+fn fqdncache() -> String {
+    let mut o = String::from("FQDN Cache Statistics:\n");
+    for label in [
+        "Entries In Use",
+        "Entries Cached",
+        "Requests",
+        "Hits",
+        "Negative Hits",
+        "Misses",
+    ] {
+        let _ = writeln!(o, "FQDNcache {label}: 0");
+    }
+    o.push_str("FQDN Cache Contents:\n\n");
+    let _ = writeln!(
+        o,
+        "{:<45.45} {:>3} {:>3} {:>3} Hostnames",
+        "Address", "Flg", "TTL", "Cnt"
+    );
+    o
+}
+
+/// `events`: cuttle's one periodic task it can time, the counters sampler
+/// (every [`super::SAMPLE_PERIOD`]), in Squid's event-queue layout.
+fn events(m: &Manager) -> String {
+    let last = m.history().last().map(|s| s.at);
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "Last event to run: {}\n",
+        if last.is_some() { "statAvgTick" } else { "" }
+    );
+    let _ = writeln!(
+        o,
+        "{:<25}\t{:<15}\tWeight\tCallback Valid?",
+        "Operation", "Next Execution"
+    );
+    let next = last.map_or(Duration::ZERO, |at| {
+        (at + super::SAMPLE_PERIOD)
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+    });
+    let _ = writeln!(
+        o,
+        "{:<25}\t{:.3} sec\t{:>5}\t N/A",
+        "statAvgTick",
+        next.as_secs_f64(),
+        1
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_addresses_parse() {
+        assert_eq!(
+            proc_addr("0100007F:0CEA"),
+            Some("127.0.0.1:3306".parse().expect("addr"))
+        );
+        assert_eq!(
+            proc_addr("00000000000000000000000001000000:0050"),
+            Some("[::1]:80".parse().expect("addr"))
+        );
+        assert_eq!(
+            proc_addr("0000000000000000FFFF00000100007F:0050"),
+            Some("127.0.0.1:80".parse().expect("addr"))
+        );
+        assert_eq!(proc_addr("zz:1"), None);
+    }
 }

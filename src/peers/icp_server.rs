@@ -97,6 +97,9 @@ pub struct IcpServerStats {
     pub send_errors: AtomicU64,
     /// Receive errors other than timeouts.
     pub recv_errors: AtomicU64,
+    /// Replies sent per client address, by opcode name (`mgr:client_list`).
+    per_client:
+        Mutex<std::collections::HashMap<IpAddr, std::collections::BTreeMap<&'static str, u64>>>,
 }
 
 impl Default for IcpServerStats {
@@ -113,11 +116,34 @@ impl Default for IcpServerStats {
             not_queries: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
             recv_errors: AtomicU64::new(0),
+            per_client: Mutex::default(),
         }
     }
 }
 
+/// Client addresses remembered for `mgr:client_list`; past this, new ones
+/// are not counted.
+const MAX_CLIENTS: usize = 65_536;
+
 impl IcpServerStats {
+    /// A reply with `opcode` went to `client`.
+    fn note_client_reply(&self, client: IpAddr, opcode: Opcode) {
+        let mut clients = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        if clients.len() < MAX_CLIENTS || clients.contains_key(&client) {
+            *clients
+                .entry(client)
+                .or_default()
+                .entry(opcode.name())
+                .or_default() += 1;
+        }
+    }
+
+    /// Per client address: the replies it got, by opcode name.
+    pub fn client_replies(&self) -> Vec<(IpAddr, std::collections::BTreeMap<&'static str, u64>)> {
+        let clients = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        clients.iter().map(|(ip, m)| (*ip, m.clone())).collect()
+    }
+
     /// Replies sent with `opcode`.
     pub fn replies(&self, opcode: Opcode) -> u64 {
         self.replies_by_opcode
@@ -367,7 +393,7 @@ pub fn decide<'d>(
     }
     // Not fetching for peers now: upstream failing (hit-only mode) or
     // offline_mode (cuttle's choice; Squid 5.7 answers MISS there).
-    if facts.hit_only || facts.config.offline_mode.value {
+    if facts.hit_only || facts.config.offline() {
         return reply(Opcode::MissNoFetch, src_rtt);
     }
     reply(Opcode::Miss, src_rtt)
@@ -668,6 +694,7 @@ impl Protocol for Icp {
                 if let Some(c) = stats.replies_by_opcode.get(reply.opcode as usize) {
                     c.fetch_add(1, Ordering::Relaxed);
                 }
+                stats.note_client_reply(client, reply.opcode);
             }
             Err(e) => {
                 // Squid queues once and then drops; a datagram socket that

@@ -380,7 +380,12 @@ fn memory_usage(proxy: &Proxy) -> (usize, u64, u64) {
 
 /// The live parts of `proxy` the manager reads; `memory_keys` only when
 /// the page lists them.
-fn with_sources<T>(proxy: &Proxy, memory_keys: bool, f: impl FnOnce(&Sources<'_>) -> T) -> T {
+fn with_sources<T>(
+    proxy: &Proxy,
+    memory_keys: bool,
+    connections: Option<&(dyn Fn(IpAddr) -> usize + Sync)>,
+    f: impl FnOnce(&Sources<'_>) -> T,
+) -> T {
     let icp = proxy.neighbours.icp_counters();
     let htcp = proxy.neighbours.htcp_counters();
     let sources = Sources {
@@ -398,6 +403,7 @@ fn with_sources<T>(proxy: &Proxy, memory_keys: bool, f: impl FnOnce(&Sources<'_>
             (true, true) => proxy.store.keys(),
         },
         name: &proxy.name,
+        connections,
     };
     f(&sources)
 }
@@ -409,6 +415,7 @@ pub(super) fn answer(
     target: &Target,
     page: &MgrPage,
     request: &HeaderMap,
+    per_client: &crate::http::server::PerClient,
 ) -> Response<ClientBody> {
     let authorization = request
         .get(header::AUTHORIZATION)
@@ -418,7 +425,8 @@ pub(super) fn answer(
     // Pages read /proc and the store (`objects` reads every entry's first
     // slot): off the async worker.
     let answer = tokio::task::block_in_place(|| {
-        with_sources(proxy, req.action == "vm_objects", |s| {
+        let connections = |ip: IpAddr| per_client.open_from(ip);
+        with_sources(proxy, req.action == "vm_objects", Some(&connections), |s| {
             proxy.mgr.page(&req, s)
         })
     });
@@ -463,7 +471,7 @@ pub async fn sampler(proxy: watch::Receiver<Arc<Proxy>>) {
         tick.tick().await;
         let current = Arc::clone(&proxy.borrow());
         tokio::task::block_in_place(|| {
-            with_sources(&current, false, |s| current.mgr.record(s));
+            with_sources(&current, false, None, |s| current.mgr.record(s));
         });
     }
 }
