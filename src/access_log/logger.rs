@@ -367,7 +367,7 @@ impl Logger {
                         at,
                         format!(
                             "access_log: {} is not supported by cuttle; nothing is logged there",
-                            describe(other)
+                            other.describe()
                         ),
                     );
                     continue;
@@ -664,19 +664,6 @@ impl Drop for Inner {
         if let Some(thread) = thread {
             let _ = thread.join();
         }
-    }
-}
-
-fn describe(d: &LogDestination) -> String {
-    match d {
-        LogDestination::Syslog(p) if p.is_empty() => "module syslog".into(),
-        LogDestination::Syslog(p) => format!("module syslog ({p})"),
-        LogDestination::Udp(p) => format!("module udp ({p})"),
-        LogDestination::Tcp(p) => format!("module tcp ({p})"),
-        LogDestination::Other { module, place } => format!("module {module} ({place})"),
-        LogDestination::None => "none".into(),
-        LogDestination::Stdio(p) => format!("stdio:{p}"),
-        LogDestination::Daemon(p) => format!("daemon:{p}"),
     }
 }
 
