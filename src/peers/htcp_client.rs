@@ -111,7 +111,11 @@ impl HtcpClient {
     /// Binds the socket on `local` (udp_outgoing_address; unspecified when
     /// `None`) with an ephemeral port and starts the receive task. Must run
     /// inside a tokio runtime.
-    pub fn bind(local: Option<IpAddr>, table: Arc<PeerTable>) -> std::io::Result<HtcpClient> {
+    pub fn bind(
+        local: Option<IpAddr>,
+        table: Arc<PeerTable>,
+        counters: Arc<HtcpClientCounters>,
+    ) -> std::io::Result<HtcpClient> {
         let std_socket = querier::bind(local)?;
         let sender = Arc::new(std_socket.try_clone()?);
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
@@ -119,17 +123,24 @@ impl HtcpClient {
             querier::SendSocket::Own(sender),
             querier::Incoming::Socket(socket),
             table,
+            counters,
         ))
     }
 
     /// A client sending from the HTCP responder's socket `on` (htcp_port,
     /// as Squid sends), hearing replies through its inbox. Must run inside
-    /// a tokio runtime.
-    pub fn on(on: &querier::QuerySocket, table: Arc<PeerTable>) -> HtcpClient {
+    /// a tokio runtime. `counters` outlive the client (see
+    /// [`crate::peers::icp_client::IcpClient::on`]).
+    pub fn on(
+        on: &querier::QuerySocket,
+        table: Arc<PeerTable>,
+        counters: Arc<HtcpClientCounters>,
+    ) -> HtcpClient {
         HtcpClient::start(
             querier::SendSocket::Lent(on.socket.clone()),
             querier::Incoming::Inbox(on.inbox.listen()),
             table,
+            counters,
         )
     }
 
@@ -137,11 +148,11 @@ impl HtcpClient {
         sender: querier::SendSocket,
         incoming: querier::Incoming,
         table: Arc<PeerTable>,
+        counters: Arc<HtcpClientCounters>,
     ) -> HtcpClient {
         let pending: PendingMap = Arc::default();
         let recent = Arc::default();
         let current = CurrentTable::new(table);
-        let counters = Arc::new(HtcpClientCounters::default());
         let receiver = tokio::spawn(receive_loop(
             incoming,
             Arc::clone(&pending),

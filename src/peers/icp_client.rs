@@ -136,7 +136,11 @@ impl IcpClient {
     /// Binds the socket on `local` (udp_outgoing_address; unspecified when
     /// `None`) with an ephemeral port and starts the receive task. Must run
     /// inside a tokio runtime.
-    pub fn bind(local: Option<IpAddr>, table: Arc<PeerTable>) -> std::io::Result<IcpClient> {
+    pub fn bind(
+        local: Option<IpAddr>,
+        table: Arc<PeerTable>,
+        counters: Arc<ClientCounters>,
+    ) -> std::io::Result<IcpClient> {
         let std_socket = querier::bind(local)?;
         set_multicast_interface(&std_socket, local);
         let sender = Arc::new(std_socket.try_clone()?);
@@ -145,17 +149,21 @@ impl IcpClient {
             Some(querier::SendSocket::Own(sender)),
             querier::Incoming::Socket(socket),
             table,
+            counters,
         ))
     }
 
     /// A client sending from the ICP responder's socket `on` (Squid's
     /// one ICP socket), hearing replies through its inbox; with `None` (no
     /// icp_port) a client that asks no ICP peer. `multicast_interface`:
-    /// udp_outgoing_address. Must run inside a tokio runtime.
+    /// udp_outgoing_address. `counters` outlive the client, so a client
+    /// made anew (after a reload) keeps counting where the last one was.
+    /// Must run inside a tokio runtime.
     pub fn on(
         on: Option<&querier::QuerySocket>,
         multicast_interface: Option<IpAddr>,
         table: Arc<PeerTable>,
+        counters: Arc<ClientCounters>,
     ) -> IcpClient {
         match on {
             Some(q) => {
@@ -166,12 +174,14 @@ impl IcpClient {
                     Some(querier::SendSocket::Lent(q.socket.clone())),
                     querier::Incoming::Inbox(q.inbox.listen()),
                     table,
+                    counters,
                 )
             }
             None => IcpClient::start(
                 None,
                 querier::Incoming::Inbox(querier::Inbox::default().listen()),
                 table,
+                counters,
             ),
         }
     }
@@ -180,10 +190,10 @@ impl IcpClient {
         sender: Option<querier::SendSocket>,
         incoming: querier::Incoming,
         table: Arc<PeerTable>,
+        counters: Arc<ClientCounters>,
     ) -> IcpClient {
         let pending: PendingMap = Arc::default();
         let current = CurrentTable::new(table);
-        let counters = Arc::new(ClientCounters::default());
         let receiver = tokio::spawn(receive_loop(
             incoming,
             Arc::clone(&pending),
@@ -889,7 +899,8 @@ mod tests {
         assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
         let table = Arc::new(PeerTable::new(&loaded.config, None));
         let local = IpAddr::V4(Ipv4Addr::new(127, 0, 9, 80));
-        let client = IcpClient::bind(Some(local), Arc::clone(&table)).expect("bind");
+        let client =
+            IcpClient::bind(Some(local), Arc::clone(&table), Arc::default()).expect("bind");
         // The "group" hands each query to its members; both answer, but
         // only the multicast-responder counts.
         let asked = Arc::new(Mutex::new(Vec::new()));

@@ -698,6 +698,10 @@ struct IcpShared {
     table: Arc<PeerTable>,
     client: Option<Arc<IcpClient>>,
     htcp: Option<Arc<HtcpClient>>,
+    /// The clients' counters, kept across the clients a reload makes anew
+    /// (mgr pages and /metrics never go backwards).
+    icp_counters: Arc<super::icp_client::ClientCounters>,
+    htcp_counters: Arc<super::htcp_client::HtcpClientCounters>,
     counter: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -747,7 +751,11 @@ impl IcpShared {
     fn client(&mut self) -> Option<Arc<IcpClient>> {
         let Some(sockets) = &self.sockets else {
             return bound_once(&mut self.client, "ICP", || {
-                IcpClient::bind(self.local, Arc::clone(&self.table))
+                IcpClient::bind(
+                    self.local,
+                    Arc::clone(&self.table),
+                    Arc::clone(&self.icp_counters),
+                )
             });
         };
         let now = sockets.icp.get();
@@ -756,6 +764,7 @@ impl IcpShared {
                 now.as_ref(),
                 self.local,
                 Arc::clone(&self.table),
+                Arc::clone(&self.icp_counters),
             )));
             self.icp_on = now;
         }
@@ -767,14 +776,22 @@ impl IcpShared {
     fn htcp_client(&mut self) -> Option<Arc<HtcpClient>> {
         let Some(sockets) = &self.sockets else {
             return bound_once(&mut self.htcp, "HTCP", || {
-                HtcpClient::bind(self.local, Arc::clone(&self.table))
+                HtcpClient::bind(
+                    self.local,
+                    Arc::clone(&self.table),
+                    Arc::clone(&self.htcp_counters),
+                )
             });
         };
         let now = sockets.htcp.get();
         if self.htcp.is_none() || !same_socket(&now, &self.htcp_on) {
-            self.htcp = now
-                .as_ref()
-                .map(|q| Arc::new(HtcpClient::on(q, Arc::clone(&self.table))));
+            self.htcp = now.as_ref().map(|q| {
+                Arc::new(HtcpClient::on(
+                    q,
+                    Arc::clone(&self.table),
+                    Arc::clone(&self.htcp_counters),
+                ))
+            });
             self.htcp_on = now;
         }
         self.htcp.clone()
@@ -833,6 +850,8 @@ impl Neighbours {
                 table: Arc::clone(&table),
                 client: None,
                 htcp: None,
+                icp_counters: Arc::default(),
+                htcp_counters: Arc::default(),
                 counter: None,
             })),
             table,
@@ -876,16 +895,15 @@ impl Neighbours {
         lock(&self.icp).client()
     }
 
-    /// The ICP client's counters, if it was bound yet (never binds it).
+    /// The ICP client's counters, across every client a reload made
+    /// (never binds one).
     pub fn icp_counters(&self) -> Option<Arc<super::icp_client::ClientCounters>> {
-        let shared = lock(&self.icp);
-        shared.client.as_ref().map(|c| Arc::clone(&c.counters))
+        Some(Arc::clone(&lock(&self.icp).icp_counters))
     }
 
-    /// The HTCP client's counters, if it was bound yet (never binds it).
+    /// The HTCP client's counters, as [`Neighbours::icp_counters`].
     pub fn htcp_counters(&self) -> Option<Arc<super::htcp_client::HtcpClientCounters>> {
-        let shared = lock(&self.icp);
-        shared.htcp.as_ref().map(|c| Arc::clone(&c.counters))
+        Some(Arc::clone(&lock(&self.icp).htcp_counters))
     }
 
     /// Starts counting multicast groups' responders in the background
@@ -2293,6 +2311,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn the_icp_client_is_rebound_when_udp_outgoing_address_changes() {
+        use std::sync::atomic::Ordering;
         let at = |last: u8| IpAddr::V4(Ipv4Addr::new(127, 0, 9, last));
         let n1 = Neighbours::new(&config("udp_outgoing_address 127.0.9.71\n"));
         let first = n1.icp_client().expect("bound");
@@ -2302,9 +2321,18 @@ pub(crate) mod tests {
         ));
         let same = n2.icp_client().expect("bound");
         assert!(Arc::ptr_eq(&first, &same), "same address: same socket");
+        first.counters.queries_sent.fetch_add(3, Ordering::Relaxed);
         let n3 = n2.reconfigure(&config("udp_outgoing_address 127.0.9.72\n"));
         let moved = n3.icp_client().expect("bound");
         assert_eq!(moved.local_addr().expect("addr").ip(), at(72));
+        // The new client counts on from the old one's figures: mgr pages
+        // and /metrics never go backwards across a reload.
+        let counted = |n: &Neighbours| {
+            n.icp_counters()
+                .map(|c| c.queries_sent.load(Ordering::Relaxed))
+        };
+        assert_eq!(moved.counters.queries_sent.load(Ordering::Relaxed), 3);
+        assert_eq!(counted(&n3), Some(3));
         // An older generation (a request still in flight) asks from the
         // new socket too; the old one lives while its holders do.
         assert!(Arc::ptr_eq(&moved, &n1.icp_client().expect("bound")));
