@@ -681,17 +681,29 @@ pub(crate) fn parse_port_range(s: &str) -> Result<PortRange, String> {
         t.parse()
             .map_err(|_| format!("\"{s}\" is not a port or port range (0-65535)"))
     };
-    let (first, last) = match s.split_once('-') {
-        Some((a, b)) => (num(a)?, num(b)?),
-        None => {
-            let p = num(s)?;
-            (p, p)
+    let (first, last) = parse_range(s, num, None)?;
+    Ok(PortRange { first, last })
+}
+
+/// `N` or `N-M` (and `N-` when `open_end` says where it ends), each number
+/// read by `num`; a range that starts after it ends is an error.
+fn parse_range(
+    s: &str,
+    num: impl Fn(&str) -> Result<u16, String>,
+    open_end: Option<u16>,
+) -> Result<(u16, u16), String> {
+    let (first, last) = match (s.split_once('-'), open_end) {
+        (Some((a, "")), Some(end)) => (num(a)?, end),
+        (Some((a, b)), _) => (num(a)?, num(b)?),
+        (None, _) => {
+            let n = num(s)?;
+            (n, n)
         }
     };
     if first > last {
         return Err(format!("\"{s}\": the range starts after it ends"));
     }
-    Ok(PortRange { first, last })
+    Ok((first, last))
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -1099,17 +1111,7 @@ pub(crate) fn parse_status_range(s: &str) -> Result<StatusRange, String> {
             )),
         }
     };
-    let (first, last) = match s.split_once('-') {
-        Some((a, "")) => (code(a)?, 999),
-        Some((a, b)) => (code(a)?, code(b)?),
-        None => {
-            let n = code(s)?;
-            (n, n)
-        }
-    };
-    if first > last {
-        return Err(format!("\"{s}\": the range starts after it ends"));
-    }
+    let (first, last) = parse_range(s, code, Some(999))?;
     Ok(StatusRange { first, last })
 }
 
