@@ -187,7 +187,7 @@ impl Totals {
 }
 
 /// What one address did: as a client, and as the server of hits.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Host {
     /// It sent us requests.
     pub client: bool,
@@ -196,6 +196,8 @@ pub struct Host {
     /// Requests we fetched from it as a peer hit (SIBLING_HIT, PARENT_HIT,
     /// CD_SIBLING_HIT, CD_PARENT_HIT).
     pub hits_taken: u64,
+    /// Its HTTP requests by result tag (`mgr:client_list`).
+    pub by_result: BTreeMap<ResultTag, u64>,
 }
 
 /// The client-side counters of one cuttle process: shared by every
@@ -211,8 +213,6 @@ pub struct Stats {
     /// Requests in flight (`mgr:active_requests`), by registration number.
     active: Mutex<BTreeMap<u64, Weak<ActiveRequest>>>,
     next_active: AtomicU64,
-    /// Per client address: HTTP requests by result tag (`mgr:client_list`).
-    per_client: Mutex<HashMap<IpAddr, BTreeMap<String, u64>>>,
 }
 
 /// A request in flight, as `mgr:active_requests` lists it.
@@ -285,8 +285,19 @@ impl Stats {
 
     /// Per client address: its HTTP requests by result tag (Squid's names).
     pub fn client_results(&self) -> Vec<(IpAddr, BTreeMap<String, u64>)> {
-        let clients = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
-        let mut list: Vec<_> = clients.iter().map(|(ip, m)| (*ip, m.clone())).collect();
+        let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut list: Vec<_> = hosts
+            .iter()
+            .filter(|(_, h)| h.client)
+            .map(|(ip, h)| {
+                let by_name = h
+                    .by_result
+                    .iter()
+                    .map(|(tag, n)| (crate::access_log::ResultCode::new(*tag).to_string(), *n))
+                    .collect();
+                (*ip, by_name)
+            })
+            .collect();
         list.sort_by_key(|(ip, _)| *ip);
         list
     }
@@ -294,16 +305,6 @@ impl Stats {
     /// One HTTP transaction ended (its access.log line is `entry`).
     pub fn note_transaction(&self, entry: &Entry) {
         let tag = entry.result.tag;
-        if let Some(ip) = entry.client {
-            let mut clients = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
-            if clients.len() < MAX_HOSTS || clients.contains_key(&ip) {
-                *clients
-                    .entry(ip)
-                    .or_default()
-                    .entry(crate::access_log::ResultCode::new(tag).to_string())
-                    .or_default() += 1;
-            }
-        }
         let hit = entry.result.is_hit();
         use HierarchyCode as H;
         let code = entry.hierarchy.code;
@@ -327,6 +328,7 @@ impl Stats {
                 note(ip, &|h| {
                     h.client = true;
                     h.hits_served += u64::from(hit);
+                    *h.by_result.entry(tag).or_default() += 1;
                 });
             }
             if let Some(ip) = taken_from {
@@ -401,7 +403,7 @@ impl Stats {
     /// What `ip` did (zero when never seen).
     pub fn host(&self, ip: IpAddr) -> Host {
         let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-        hosts.get(&ip).copied().unwrap_or_default()
+        hosts.get(&ip).cloned().unwrap_or_default()
     }
 }
 
@@ -463,13 +465,16 @@ mod tests {
         assert_eq!(t.service.hit.total(), 1);
         assert_eq!(s.clients(), 1);
         let local: IpAddr = "127.0.0.1".parse().expect("ip");
+        let host = s.host(local);
         assert_eq!(
-            s.host(local),
-            Host {
-                client: true,
-                hits_served: 1,
-                hits_taken: 1
-            }
+            (host.client, host.hits_served, host.hits_taken),
+            (true, 1, 1)
+        );
+        assert_eq!(host.by_result.values().sum::<u64>(), 5, "{host:?}");
+        assert_eq!(
+            s.client_results()[0].1.values().sum::<u64>(),
+            5,
+            "client_list's counts come from the same place"
         );
     }
 
