@@ -1,6 +1,6 @@
 //! Unit tests of Squid's text pages.
 
-use super::*;
+use super::process::proc_addr;
 
 #[test]
 fn proc_net_addresses_parse() {
