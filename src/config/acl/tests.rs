@@ -1,5 +1,6 @@
 //! Unit tests of acl lines and access rule lists.
 
+use super::values::{parse_domain, parse_port_range};
 use super::*;
 use crate::config::{load_str, LoadOptions, Severity};
 
