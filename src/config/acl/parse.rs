@@ -2,14 +2,14 @@
 
 use regex::bytes::{Regex as BytesRegex, RegexBuilder as BytesRegexBuilder};
 
-use super::super::directives::Ctx;
-use super::super::lexer::{value_file_words, Line, Token, TokenKind};
-use super::super::{Located, Location};
 use super::values::{
     is_tchar, parse_domain, parse_ip_entry, parse_mac, parse_method, parse_port_range,
     parse_status_range, parse_time_specs,
 };
 use super::{Acl, AclData, AclRegex, DomainIndex, IpAclEntry, PROTOCOL_NAMES, SQUID_ACL_TYPES};
+use crate::config::directives::Ctx;
+use crate::config::lexer::{value_file_words, Line, Token, TokenKind};
+use crate::config::{Located, Location};
 
 /// Leading option flags of an `acl` line.
 #[derive(Debug, Default)]

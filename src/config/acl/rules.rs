@@ -2,10 +2,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::super::directives::Ctx;
-use super::super::lexer::{Line, Token};
-use super::super::Location;
 use super::{AccessRule, AclData, AclRef, Action, DomainEntry, DomainIndex};
+use crate::config::directives::Ctx;
+use crate::config::lexer::{Line, Token};
+use crate::config::Location;
 
 /// Parse `allow|deny [!]acl ...` (the arguments after any leading fields)
 /// and check that every ACL named is defined. Returns `None` (after a

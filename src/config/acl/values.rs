@@ -2,8 +2,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::super::{Located, Location};
 use super::{DomainEntry, IpAclEntry, PortRange, StatusRange, TimeSpec};
+use crate::config::{Located, Location};
 
 fn parse_addr(s: &str) -> Option<IpAddr> {
     let inner = s

@@ -1,6 +1,9 @@
 //! Unit tests of directive dispatch and the single-valued settings.
 
 use super::*;
+use std::time::Duration;
+
+use crate::config::ReplacementPolicy;
 use crate::config::{load_str, LoadOptions, Loaded};
 
 fn load(text: &str) -> Loaded {

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use super::super::{http_date, squid_time, Manager, Sample, Sources};
+use crate::mgr::{http_date, squid_time, Manager, Sample, Sources};
 
 use super::{kb, median, ratio, seconds_since, window, FIVE_MIN, HOUR};
 use crate::stats::Histogram;

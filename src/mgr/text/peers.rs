@@ -5,7 +5,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use cuttle_protocol::icp::Opcode;
 
-use super::super::{htcp_peer, percent, Sources};
+use crate::mgr::{htcp_peer, percent, Sources};
 
 use crate::config::{CachePeer, ConnectionAuth, PeerType};
 use crate::peers::table::{Peer, PeerTable};

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::super::Sources;
+use crate::mgr::Sources;
 
 /// A socket of /proc/net/{tcp,udp}{,6}: local, remote, listening.
 #[derive(Debug, Clone, Copy)]
