@@ -559,7 +559,5 @@ pub const PROTOCOL_NAMES: &[&str] = &[
     "AUTHORITY_FORM",
 ];
 
-/// The option flags each evaluated type accepts (Squid's per-type options).
-
 #[cfg(test)]
 mod tests;

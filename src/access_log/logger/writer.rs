@@ -150,7 +150,7 @@ impl Writer {
         }
     }
 
-    pub(super) fn write(&mut self, files: u64, lines: &[u8], count: u64) {
+    fn write(&mut self, files: u64, lines: &[u8], count: u64) {
         for (i, dest) in self.dests.iter_mut().enumerate() {
             if files & (1 << i) == 0 {
                 continue;
@@ -165,7 +165,7 @@ impl Writer {
         }
     }
 
-    pub(super) fn flush_all(&mut self) {
+    fn flush_all(&mut self) {
         for dest in &mut self.dests {
             if !dest.sink.dirty {
                 continue;
@@ -184,7 +184,7 @@ impl Writer {
     }
 
     /// A rotation (which reopens) or a plain reopen, when one is pending.
-    pub(super) fn reopen_if_asked(&mut self) {
+    fn reopen_if_asked(&mut self) {
         if self.rotation.wanted.swap(false, Ordering::AcqRel) {
             self.reopen.store(false, Ordering::Release);
             self.flush_all();
@@ -203,7 +203,7 @@ impl Writer {
         }
     }
 
-    pub(super) fn reopen_all(&mut self) {
+    fn reopen_all(&mut self) {
         self.flush_all();
         for dest in &mut self.dests {
             if !matches!(dest.target, Target::File(_)) {
@@ -223,7 +223,7 @@ impl Writer {
     }
 }
 
-pub(super) fn failed(counters: &Counters, dest: &mut Dest, what: &str, e: &io::Error) {
+fn failed(counters: &Counters, dest: &mut Dest, what: &str, e: &io::Error) {
     counters.write_errors.fetch_add(1, Ordering::Relaxed);
     if !dest.sink.failing {
         dest.sink.failing = true;

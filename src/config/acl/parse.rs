@@ -58,6 +58,7 @@ const RENAMED_TYPES: &[(&str, &str)] = &[
     ("clientside_mark", "client_connection_mark"),
 ];
 
+/// The option flags each evaluated type accepts (Squid's per-type options).
 fn flag_allowed(acl_type: &str, flag: &str) -> bool {
     match acl_type {
         "dst" => flag == "-n",

@@ -263,7 +263,7 @@ pub(super) fn rebuild(
 /// slot of this entry (generation and key) and claimed by no other, lengths
 /// adding up. Claims the slots it walks (the caller unclaims on failure),
 /// which also stops cycles.
-pub(super) fn chain_holds(
+fn chain_holds(
     region: &Region,
     g: Geometry,
     first: u32,
