@@ -1,6 +1,8 @@
 //! Access control: evaluates an `allow`/`deny` rule list (http_access, icp_access, htcp_access, htcp_clr_access, miss_access, never_direct, always_direct, cache_peer_access) for one request, with Squid's first-match order and implicit last rule, and no DNS of its own.
 //!
-//! Layer 2 of DESIGN.md: it uses only `config`.
+//! Layer 2 of DESIGN.md: it uses only `config`. One ACL's test lives in
+//! `access/eval.rs`, Squid's reading of URLs and hosts in
+//! `access/squid_url.rs`.
 //!
 //! # Squid's rules, as implemented
 //!

@@ -3,7 +3,8 @@
 //! Lines wait in a `BufWriter` per file and are flushed at least every
 //! `flush_interval` (100 ms), on [`Logger::flush`], and when the last clone
 //! of the logger is dropped. A full queue drops the line and counts it
-//! ([`LogStats::dropped`]) instead of waiting.
+//! ([`LogStats::dropped`]) instead of waiting. The writer thread and its
+//! destinations live in `logger/writer.rs`.
 
 use std::collections::HashMap;
 use std::fmt;

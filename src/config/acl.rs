@@ -1,4 +1,8 @@
 //! ACLs (`acl` lines: typed src/dst/dstdomain/port/method/proto/localport/localip/myportname/url_regex/urlpath_regex/dstdom_regex/browser/referer_regex/req_header/rep_header/http_status/time/maxconn/srcdomain/arp, Squid's built-ins, other types kept untyped) and access rule lists (`allow|deny [!]acl ...`), refusing rules that use an ACL cuttle cannot evaluate.
+//!
+//! The types and the built-ins are here; the `acl` line parser is in
+//! `acl/parse.rs`, value parsers in `acl/values.rs`, rule lists in
+//! `acl/rules.rs`.
 
 use std::collections::HashSet;
 use std::fmt;

@@ -1,4 +1,4 @@
-//! Directive dispatch: turns each expanded line into a typed `Config` field (single-valued settings parsed here, the rest in their own modules) and keeps every directive cuttle does not use yet, with a warning saying which kind it is.
+//! Directive dispatch: turns each expanded line into a typed `Config` field (single-valued settings in `directives/settings.rs`, the rest in their own modules) and keeps every directive cuttle does not use yet, with a warning saying which kind it is (`directives/untyped.rs`).
 
 use std::collections::HashMap;
 

@@ -2,7 +2,8 @@
 //!
 //! Where cuttle has no such thing (a select loop, memory pools, FTP, DNS
 //! timing, a disk-I/O layer) the line is kept with 0, so parsers find every
-//! label they expect.
+//! label they expect. The counter pages live in `text/counter_pages.rs`,
+//! server_list in `text/peers.rs`, the process pages in `text/process.rs`.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};

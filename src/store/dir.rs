@@ -4,7 +4,8 @@
 //! header last, verified zero-copy lookups under a lease, purge, and
 //! eviction. It keeps the slot ownership protocol that `map.rs` relies on:
 //! slots are written only while reserved by one writer, and read only while
-//! a lease pins the committed entry they belong to.
+//! a lease pins the committed entry they belong to. Opening and the rebuild
+//! live in `dir/open.rs`, the writer in `dir/writer.rs`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
