@@ -152,85 +152,119 @@ fn the_layer_table_matches_the_tree() {
     }
 }
 
-/// Every top-level module a text names through `crate::`, as (1-based line,
-/// module): plain paths (`crate::config::Config`), grouped imports
+/// Every top-level module a text names, as (1-based line, module), in a
+/// file whose module is `depth` modules below the crate root (src/a.rs and
+/// src/a/mod.rs: 1, src/a/b.rs: 2): through `crate::` (and `$crate::` in
+/// macros), or through a chain of `super::` that climbs to the crate root.
+/// Plain paths (`crate::config::Config`) and grouped imports
 /// (`use crate::{http, store::{Dir, Hit}};`, over as many lines as they
-/// take) and `$crate::` in macros. `self` and `*` in a group name no module.
-fn crate_paths(text: &str) -> Vec<(usize, String)> {
+/// take) are read; `self` and `*` in a group name no module. Inline modules
+/// are not counted in `depth`: in one, a chain reported as reaching the root
+/// stops a module short of it (harmless while no module declares a child
+/// named like a top-level module).
+fn crate_paths(text: &str, depth: usize) -> Vec<(usize, String)> {
+    let bytes = text.as_bytes();
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut found = Vec::new();
+    let mut from = 0;
+    while from < bytes.len() {
+        let rest = &text[from..];
+        let next = [rest.find("crate::"), rest.find("super::")]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(offset) = next else { break };
+        let at = from + offset;
+        if at > 0 && (is_ident(bytes[at - 1]) || bytes[at - 1] == b':') {
+            // `some_crate::`, or the middle of a `super::` chain already read
+            from = at + 1;
+            continue;
+        }
+        let (mut i, at_root) = if text[at..].starts_with("crate::") {
+            (at + "crate::".len(), true)
+        } else {
+            let mut i = at;
+            let mut climbs = 0;
+            while text[i..].starts_with("super::") {
+                i += "super::".len();
+                climbs += 1;
+            }
+            (i, climbs >= depth)
+        };
+        if at_root {
+            i = names_after(text, i, &mut found);
+        }
+        from = i.max(at + 1);
+    }
+    found
+}
+
+/// Reads the path after `crate::` starting at byte `i`: its first name, or
+/// the first name of each item of a group. Returns where reading stopped.
+fn names_after(text: &str, mut i: usize, found: &mut Vec<(usize, String)>) -> usize {
     let bytes = text.as_bytes();
     let line_at = |i: usize| text[..i].matches('\n').count() + 1;
     let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    let skip_space = |mut i: usize| {
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        i
-    };
     let ident_at = |i: usize| {
         let end = (i..bytes.len())
             .find(|&j| !is_ident(bytes[j]))
             .unwrap_or(bytes.len());
         &text[i..end]
     };
-    let mut found = Vec::new();
-    let mut from = 0;
-    while let Some(offset) = text[from..].find("crate::") {
-        let at = from + offset;
-        from = at + "crate::".len();
-        if at > 0 && is_ident(bytes[at - 1]) {
-            continue; // `some_crate::`, not this crate
-        }
-        let mut i = skip_space(from);
-        if bytes.get(i) != Some(&b'{') {
-            let name = ident_at(i);
-            if !name.is_empty() {
-                found.push((line_at(i), name.to_string()));
-            }
-            continue;
-        }
-        // A group: the first name of each item at depth 1 is a module.
-        let mut depth = 0usize;
-        let mut item_start = true;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'{' => {
-                    depth += 1;
-                    item_start = depth == 1;
-                }
-                b'}' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        break;
-                    }
-                }
-                b',' if depth == 1 => item_start = true,
-                b if item_start && is_ident(b) => {
-                    let name = ident_at(i);
-                    if name != "self" {
-                        found.push((line_at(i), name.to_string()));
-                    }
-                    item_start = false;
-                    i += name.len();
-                    continue;
-                }
-                b if !b.is_ascii_whitespace() => item_start = false,
-                _ => {}
-            }
-            i += 1;
-        }
-        from = i.max(from);
+    while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+        i += 1;
     }
-    found
+    if bytes.get(i) != Some(&b'{') {
+        let name = ident_at(i);
+        if !name.is_empty() && name != "self" {
+            found.push((line_at(i), name.to_string()));
+        }
+        return i + name.len();
+    }
+    // A group: the first name of each item at depth 1 is a module.
+    let mut depth = 0usize;
+    let mut item_start = true;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' => {
+                depth += 1;
+                item_start = depth == 1;
+            }
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+            b',' if depth == 1 => item_start = true,
+            b if item_start && is_ident(b) => {
+                let name = ident_at(i);
+                if name != "self" {
+                    found.push((line_at(i), name.to_string()));
+                }
+                item_start = false;
+                i += name.len();
+                continue;
+            }
+            b if !b.is_ascii_whitespace() => item_start = false,
+            _ => {}
+        }
+        i += 1;
+    }
+    i
 }
 
 #[test]
-fn crate_paths_sees_plain_grouped_and_multi_line_imports() {
+fn crate_paths_sees_plain_grouped_multi_line_and_super_imports() {
     let sample = "use crate::config::Config;\n\
                   use crate::{http, store::{Dir, Hit}};\n\
                   use crate::{\n    self,\n    peers::select,\n    mgr::{self, text},\n    *,\n};\n\
                   let x = crate::upstream::connect(); // not_a_crate::daemon\n\
-                  $crate::stats::count!();\n";
-    let paths = crate_paths(sample);
+                  $crate::stats::count!();\n\
+                  use super::super::{caching, store::Dir};\n\
+                  use super::sibling;\n\
+                  pub(super) fn f() -> super::super::daemon::Daemon {}\n";
+    let paths = crate_paths(sample, 2);
     let seen: Vec<(usize, &str)> = paths
         .iter()
         .map(|(line, name)| (*line, name.as_str()))
@@ -245,6 +279,9 @@ fn crate_paths_sees_plain_grouped_and_multi_line_imports() {
             (6, "mgr"),
             (9, "upstream"),
             (10, "stats"),
+            (11, "caching"),
+            (11, "store"),
+            (13, "daemon"),
         ]
     );
 }
@@ -271,8 +308,9 @@ fn modules_import_only_lower_layers() {
         let own = layer_of(&module).unwrap_or_else(|| {
             panic!("src/{module} has no layer: add it to LAYERS in tests/tidy.rs")
         });
+        let depth = rel.components().count() - usize::from(rel.ends_with("mod.rs"));
         let text = std::fs::read_to_string(&path).expect("source is UTF-8");
-        for (line, name) in crate_paths(&text) {
+        for (line, name) in crate_paths(&text, depth) {
             if let Some(theirs) = layer_of(&name) {
                 if theirs > own {
                     violations.push(format!(
