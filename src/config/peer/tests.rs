@@ -1,0 +1,278 @@
+//! Unit tests of cache_peer lines, cache_peer_access and neighbor_type_domain.
+
+use super::*;
+use crate::config::{load_str, LoadOptions, Loaded};
+
+fn load(text: &str) -> Loaded {
+    load_str(text, "squid.conf", &LoadOptions::default())
+}
+
+fn one_peer(text: &str) -> CachePeer {
+    let l = load(text);
+    assert!(!l.has_errors(), "{:?}", l.diagnostics);
+    assert_eq!(l.config.cache_peers.len(), 1);
+    l.config.cache_peers[0].value.clone()
+}
+
+#[test]
+fn basic_fields_and_defaults() {
+    let p = one_peer("cache_peer Cache2.Example.NET sibling 3128 3130\n");
+    assert_eq!(p.host, "cache2.example.net");
+    assert_eq!(p.name, "Cache2.Example.NET");
+    assert_eq!(p.peer_type, PeerType::Sibling);
+    assert_eq!((p.http_port, p.icp_port), (3128, 3130));
+    assert_eq!(p.weight, 1);
+    assert_eq!(p.connect_fail_limit, 10);
+    assert_eq!(p.connection_auth, ConnectionAuth::Auto);
+    assert!(p.htcp.is_none() && !p.proxy_only && p.connect_timeout.is_none());
+}
+
+#[test]
+fn every_flag_option() {
+    let p = one_peer(
+        "cache_peer p parent 80 0 proxy-only no-query no-digest closest-only background-ping \
+             round-robin weighted-round-robin carp userhash sourcehash default multicast-responder \
+             multicast-siblings allow-miss originserver auth-no-keytab no-netdb-exchange no-delay no-tproxy tls\n",
+    );
+    assert!(p.proxy_only && p.no_query && p.no_digest && p.closest_only && p.background_ping);
+    assert!(p.round_robin && p.weighted_round_robin && p.carp && p.userhash && p.sourcehash);
+    assert!(p.default_parent && p.multicast_responder && p.multicast_siblings && p.allow_miss);
+    assert!(
+        p.originserver
+            && p.auth_no_keytab
+            && p.no_netdb_exchange
+            && p.no_delay
+            && p.no_tproxy
+            && p.tls
+    );
+}
+
+#[test]
+fn valued_options() {
+    let p = one_peer(
+        "cache_peer p parent 3128 3130 weight=5 basetime=20 connect-timeout=2 connect-fail-limit=3 \
+             max-conn=100 standby=4 name=up1 forceddomain=www.example.com login=u:p%20w \
+             connection-auth=off digest-url=http://p/d carp carp-key=host,path \
+             tls-cafile=/x.pem sslflags=DONT_VERIFY_PEER front-end-https=auto\n",
+    );
+    assert_eq!(p.weight, 5);
+    assert_eq!(p.basetime, Duration::from_millis(20));
+    assert_eq!(p.connect_timeout, Some(Duration::from_secs(2)));
+    assert_eq!(p.connect_fail_limit, 3);
+    assert_eq!((p.max_conn, p.standby), (Some(100), Some(4)));
+    assert_eq!(p.name, "up1");
+    assert_eq!(p.forceddomain.as_deref(), Some("www.example.com"));
+    assert_eq!(p.login, Some(PeerLogin::Credentials("u:p%20w".into())));
+    assert_eq!(p.connection_auth, ConnectionAuth::Off);
+    assert_eq!(p.digest_url.as_deref(), Some("http://p/d"));
+    assert_eq!(
+        p.carp_key,
+        Some(CarpKey {
+            host: true,
+            path: true,
+            ..CarpKey::default()
+        })
+    );
+    assert_eq!(
+        p.tls_options,
+        [
+            ("tls-cafile".to_string(), Some("/x.pem".to_string())),
+            ("sslflags".to_string(), Some("DONT_VERIFY_PEER".to_string()))
+        ]
+    );
+    assert_eq!(p.front_end_https, Some(FrontEndHttps::Auto));
+}
+
+#[test]
+fn login_variants() {
+    assert_eq!(parse_login("PASSTHRU"), Some(PeerLogin::PassThru));
+    assert_eq!(
+        parse_login("NEGOTIATE:HTTP/p@R"),
+        Some(PeerLogin::Negotiate(Some("HTTP/p@R".into())))
+    );
+    assert_eq!(
+        parse_login("*:secret"),
+        Some(PeerLogin::ClientUser(":secret".into()))
+    );
+    assert_eq!(parse_login(""), None);
+}
+
+#[test]
+fn login_negotiate_is_kept_with_a_warning_naming_the_line() {
+    let l = load("\ncache_peer p parent 3128 0 login=NEGOTIATE:HTTP/p@R\n");
+    assert!(!l.has_errors(), "{:?}", l.diagnostics);
+    let w: Vec<String> = l.warnings().map(|d| d.to_string()).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with(
+            "squid.conf:2: warning: cache_peer: login=NEGOTIATE:HTTP/p@R: cuttle has no Kerberos"
+        ),
+        "{}",
+        w[0]
+    );
+    assert_eq!(
+        l.config.cache_peers[0].login,
+        Some(PeerLogin::Negotiate(Some("HTTP/p@R".into())))
+    );
+    assert_eq!(
+        load("cache_peer p parent 3128 0 login=PASS\n")
+            .warnings()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn squid_normalisations() {
+    let p = one_peer("cache_peer m multicast 3128 3130 weight=0 connect-fail-limit=0 ttl=300\n");
+    assert_eq!(p.weight, 1);
+    assert_eq!(p.connect_fail_limit, 10);
+    assert_eq!(p.ttl, 128);
+    // multicast implies no-digest and no-netdb-exchange.
+    assert!(p.no_digest && p.no_netdb_exchange);
+    assert_eq!(one_peer("cache_peer m multicast 3128 3130 ttl=-4\n").ttl, 0);
+    assert_eq!(one_peer("cache_peer m parent 3128 0 weight=-7\n").weight, 1);
+}
+
+#[test]
+fn htcp_options_comma_separated_and_deprecated_spelling() {
+    let p = one_peer("cache_peer s sibling 3128 4827 htcp=oldsquid,no-purge-clr,forward-clr\n");
+    assert_eq!(
+        p.htcp,
+        Some(HtcpOptions {
+            oldsquid: true,
+            no_purge_clr: true,
+            forward_clr: true,
+            ..Default::default()
+        })
+    );
+    assert_eq!(
+        one_peer("cache_peer s sibling 3128 4827 htcp\n").htcp,
+        Some(HtcpOptions::default())
+    );
+    let l = load("cache_peer s sibling 3128 4827 htcp-oldsquid htcp-only-clr\n");
+    assert!(!l.has_errors());
+    assert_eq!(l.warnings().count(), 2);
+    let h = l.config.cache_peers[0].htcp.unwrap();
+    assert!(h.oldsquid && h.only_clr);
+}
+
+#[test]
+fn htcp_no_clr_with_only_clr_is_an_error() {
+    let l = load("cache_peer s sibling 3128 4827 htcp=no-clr,only-clr\n");
+    let e: Vec<_> = l.errors().collect();
+    assert_eq!(e.len(), 1);
+    assert!(e[0].message.contains("no-clr and only-clr"));
+    assert!(l.config.cache_peers.is_empty());
+    assert!(load("cache_peer s sibling 3128 4827 htcp=bogus\n").has_errors());
+}
+
+#[test]
+fn hashing_on_non_parents_is_an_error() {
+    for opt in ["carp", "userhash", "sourcehash"] {
+        let l = load(&format!("cache_peer s sibling 3128 3130 {opt}\n"));
+        let e: Vec<_> = l.errors().collect();
+        assert_eq!(e.len(), 1, "{opt}");
+        assert!(
+            e[0].message
+                .contains(&format!("{opt} is only allowed on parent peers")),
+            "{}",
+            e[0]
+        );
+    }
+}
+
+#[test]
+fn carp_key_requires_carp() {
+    let l = load("cache_peer p parent 3128 0 carp-key=host\n");
+    assert!(l
+        .errors()
+        .next()
+        .unwrap()
+        .message
+        .contains("requires the carp option"));
+    assert!(load("cache_peer p parent 3128 0 carp carp-key=host,bogus\n").has_errors());
+}
+
+#[test]
+fn names_must_be_unique_case_insensitively() {
+    let l = load("cache_peer a.example sibling 3128 3130\ncache_peer A.EXAMPLE parent 3128 0\ncache_peer A.EXAMPLE parent 3128 0 name=other\n");
+    let e: Vec<_> = l.errors().collect();
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].location.line, 2);
+    assert!(
+        e[0].message
+            .contains("already used by the cache_peer at squid.conf:1"),
+        "{}",
+        e[0]
+    );
+    assert_eq!(l.config.cache_peers.len(), 2);
+}
+
+#[test]
+fn bad_ports_and_types() {
+    let l = load("cache_peer p parent x 3130\n");
+    assert_eq!(
+        l.errors().next().unwrap().to_string(),
+        "squid.conf:1: error: cache_peer: http port \"x\" is not a port number or service name"
+    );
+    let l = load(
+        "cache_peer p parnet 3128 3130\ncache_peer q parent 3128 70000\ncache_peer r parent 3128\n",
+    );
+    let lines: Vec<usize> = l.errors().map(|d| d.location.line).collect();
+    assert_eq!(lines, [1, 2, 3]);
+    assert!(l.config.cache_peers.is_empty());
+    // Service names are accepted.
+    let p = one_peer("cache_peer p parent http icp\n");
+    assert_eq!((p.http_port, p.icp_port), (80, 3130));
+}
+
+#[test]
+fn bad_option_values_and_unknown_options() {
+    let l = load("cache_peer p parent 3128 0 weight=x connect-timeout=-1 connection-auth=maybe\n");
+    assert_eq!(l.errors().count(), 3);
+    let l = load("cache_peer p parent 3128 0 monitorurl=http://x/ sparkle\n");
+    assert!(!l.has_errors());
+    let w: Vec<_> = l.warnings().map(|d| d.message.clone()).collect();
+    assert_eq!(w.len(), 2);
+    assert!(w[0].contains("unknown option \"monitorurl=http://x/\""));
+}
+
+#[test]
+fn standby_cannot_exceed_max_conn() {
+    assert!(load("cache_peer p parent 3128 0 max-conn=2 standby=5\n").has_errors());
+    assert!(!load("cache_peer p parent 3128 0 max-conn=5 standby=5\n").has_errors());
+}
+
+#[test]
+fn cache_peer_access_and_type_domains() {
+    let l = load(
+        "acl n dstdomain .internal\ncache_peer 10.1.0.2 sibling 3128 3130 name=cache2\n\
+             cache_peer_access CACHE2 deny n\ncache_peer_access cache2 allow all\n\
+             neighbor_type_domain cache2 parent .Example.org\n",
+    );
+    assert!(!l.has_errors(), "{:?}", l.diagnostics);
+    let p = l.config.peer("cache2").unwrap();
+    assert_eq!(p.access.len(), 2);
+    assert_eq!(p.access[0].location.line, 3);
+    assert_eq!(p.access[0].acls[0].name, "n");
+    assert_eq!(p.type_domains[0].peer_type, PeerType::Parent);
+    assert_eq!(p.type_domains[0].domains, [".example.org"]);
+}
+
+#[test]
+fn cache_peer_access_needs_an_existing_peer() {
+    let l = load("cache_peer_access nosuch allow all\ncache_peer_access late deny all\ncache_peer x parent 1 0 name=late\n");
+    let e: Vec<_> = l.errors().collect();
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].message.contains("no cache_peer named \"nosuch\""),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].message.contains("defined later, at squid.conf:3"),
+        "{}",
+        e[1]
+    );
+}
