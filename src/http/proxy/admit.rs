@@ -1,8 +1,9 @@
 //! Access checks: http_access, miss_access and http_reply_access, and the
 //! one ACL view of a request they and peer selection share.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use http::header::HeaderMap;
 use http::{Method, StatusCode};
@@ -10,7 +11,106 @@ use http::{Method, StatusCode};
 use crate::access;
 use crate::config::Config;
 use crate::http::server::ConnInfo;
-use crate::http::target::Target;
+use crate::http::target::{PortKind, Target};
+
+use super::txn::Txn;
+
+/// The http_port a request came in on, as forwarding and every ACL check
+/// see it. Copy: each attempt, fetch and background refresh of the
+/// request carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Arrival {
+    pub(super) kind: PortUse,
+    /// The address the client connected to (`localip`, `localport`).
+    pub(super) local: SocketAddr,
+    /// The http_port's name (`myportname`).
+    pub(super) port_name: &'static str,
+}
+
+/// What kind of http_port a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PortUse {
+    Forward,
+    /// An accelerator port: without allow-direct nothing of it goes DIRECT
+    /// (squid-spec 3.2 step 3), and a user's credentials are in
+    /// Authorization.
+    Accel {
+        allow_direct: bool,
+    },
+}
+
+impl Arrival {
+    pub(super) fn of(conn: &ConnInfo) -> Arrival {
+        Arrival {
+            kind: match &conn.kind {
+                PortKind::Forward => PortUse::Forward,
+                PortKind::Accel { allow_direct, .. } => PortUse::Accel {
+                    allow_direct: *allow_direct,
+                },
+            },
+            local: conn.local,
+            port_name: interned(&conn.port_name),
+        }
+    }
+
+    /// An accelerator port's request: a user's credentials are in
+    /// Authorization.
+    pub(super) fn accelerated(&self) -> bool {
+        self.kind != PortUse::Forward
+    }
+
+    /// An accelerator port without allow-direct: nothing goes DIRECT.
+    pub(super) fn no_direct(&self) -> bool {
+        self.kind
+            == PortUse::Accel {
+                allow_direct: false,
+            }
+    }
+
+    /// The request as every ACL check sees it: http_access, miss_access,
+    /// http_reply_access, access_log, and peer selection's
+    /// cache_peer_access, always_direct, never_direct and
+    /// tcp_outgoing_address. One constructor, so that none of them loses
+    /// the port (`localip`, `localport`, `myportname`).
+    pub(super) fn acl_request<'a>(
+        &self,
+        client: IpAddr,
+        method: &'a str,
+        target: &'a Target,
+    ) -> access::Request<'a> {
+        access::Request {
+            client,
+            method,
+            scheme: &target.scheme,
+            host: &target.host,
+            port: target.port,
+            path: &target.path_and_query,
+            url: &target.url,
+            local_ip: Some(self.local.ip()),
+            local_port: self.local.port(),
+            port_name: self.port_name,
+            dst_addrs: None,
+        }
+    }
+}
+
+/// `name` with a static lifetime, so that [`Arrival`] can be Copy. Port
+/// names come from the configuration: each distinct one is kept once for
+/// the life of the process.
+fn interned(name: &str) -> &'static str {
+    static NAMES: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    let names = NAMES.get_or_init(RwLock::default);
+    if let Some(known) = names.read().unwrap_or_else(|p| p.into_inner()).get(name) {
+        return known;
+    }
+    let mut names = names.write().unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    leaked
+}
 
 /// What ACLs beyond the request line need from this request's connection:
 /// its client's open connections and, when some rule of the list can
@@ -55,8 +155,7 @@ impl RequestDetails {
 /// What http_reply_access looks at once the reply is known.
 pub(super) struct ReplyCheck {
     pub(super) config: Arc<Config>,
-    pub(super) local: SocketAddr,
-    pub(super) port_name: Arc<str>,
+    pub(super) arrival: Arrival,
     pub(super) target: Target,
     pub(super) request_headers: HeaderMap,
     pub(super) client_connections: usize,
@@ -79,19 +178,7 @@ impl ReplyCheck {
         {
             return true;
         }
-        let req = access::Request {
-            client,
-            method,
-            scheme: &self.target.scheme,
-            host: &self.target.host,
-            port: self.target.port,
-            path: &self.target.path_and_query,
-            url: &self.target.url,
-            local_ip: Some(self.local.ip()),
-            local_port: self.local.port(),
-            port_name: &self.port_name,
-            dst_addrs: None,
-        };
+        let req = self.arrival.acl_request(client, method, &self.target);
         let details = access::Details {
             request_headers: Some(&self.request_headers),
             reply: Some(access::ReplyInfo {
@@ -113,25 +200,12 @@ impl ReplyCheck {
 pub(super) async fn allowed(
     config: &Config,
     list: &[crate::config::Located<crate::config::AccessRule>],
-    conn: &ConnInfo,
+    txn: &Txn,
     method: &Method,
     target: &Target,
     details: &access::Details<'_>,
 ) -> bool {
-    let path = target.path_and_query.as_str();
-    let mut req = access::Request {
-        client: conn.client.ip(),
-        method: method.as_str(),
-        scheme: &target.scheme,
-        host: &target.host,
-        port: target.port,
-        path,
-        url: &target.url,
-        local_ip: Some(conn.local.ip()),
-        local_port: conn.local.port(),
-        port_name: &conn.port_name,
-        dst_addrs: None,
-    };
+    let mut req = txn.arrival.acl_request(txn.client, method.as_str(), target);
     match access::try_check_with(list, config, &req, details) {
         Ok(decision) => decision.allowed(),
         Err(access::NeedsDst) => {
@@ -151,7 +225,7 @@ pub(super) async fn allowed(
 /// siblings get hits but cannot use us as a parent for their misses.
 pub(super) fn miss_denied(
     config: &Config,
-    conn: &ConnInfo,
+    txn: &Txn,
     method: &Method,
     target: &Target,
     details: &access::Details<'_>,
@@ -159,19 +233,7 @@ pub(super) fn miss_denied(
     if config.miss_access.is_empty() {
         return false;
     }
-    let req = access::Request {
-        client: conn.client.ip(),
-        method: method.as_str(),
-        scheme: &target.scheme,
-        host: &target.host,
-        port: target.port,
-        path: &target.path_and_query,
-        url: &target.url,
-        local_ip: Some(conn.local.ip()),
-        local_port: conn.local.port(),
-        port_name: &conn.port_name,
-        dst_addrs: None,
-    };
+    let req = txn.arrival.acl_request(txn.client, method.as_str(), target);
     !access::check_with(&config.miss_access, config, &req, details)
         .or_if_no_rules(access::Verdict::Allow)
         .allowed()

@@ -19,7 +19,8 @@ use crate::http::errors::ErrorKind;
 use crate::http::target::Target;
 use crate::store::{Key, Store, StoreError};
 
-use super::forward::{Arrival, Fetched, Forwarding};
+use super::admit::Arrival;
+use super::forward::{Fetched, Forwarding};
 use super::headers::content_length;
 use super::txn::not_forwarded_page;
 use super::{unix_now, url_key, Proxy};

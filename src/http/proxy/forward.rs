@@ -6,14 +6,14 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use crate::access;
 use crate::access_log::{mask_manager_password, Hierarchy};
 use crate::caching::Rule;
 use crate::http::body::{ProxyBody, RequestBody};
-use crate::http::target::{PortKind, Target};
+use crate::http::target::Target;
 use crate::peers::select::{self as peer_select, ClientCredentials, ConnGuard, SelectRequest};
 use crate::upstream::{FetchError, NewConnection};
 
+use super::admit::Arrival;
 use super::Proxy;
 
 /// Where to connect for a request: a source chosen by peer selection.
@@ -26,29 +26,6 @@ pub(super) struct Route {
     pub(super) timed_out: bool,
     /// The absolute URL, sent as the request target to proxy peers.
     pub(super) url: String,
-}
-
-/// The kind of http_port a request arrived on, as forwarding sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Arrival {
-    Forward,
-    /// An accelerator port: without allow-direct nothing of it goes DIRECT
-    /// (squid-spec 3.2 step 3), and a user's credentials are in
-    /// Authorization.
-    Accel {
-        allow_direct: bool,
-    },
-}
-
-impl Arrival {
-    pub(super) fn of(kind: &PortKind) -> Arrival {
-        match kind {
-            PortKind::Forward => Arrival::Forward,
-            PortKind::Accel { allow_direct, .. } => Arrival::Accel {
-                allow_direct: *allow_direct,
-            },
-        }
-    }
 }
 
 /// One client request to forward, as each attempt along the sources sends
@@ -122,26 +99,11 @@ impl Proxy {
         let hierarchical = peer_select::hierarchical(method.as_str(), has_auth, false, false)
             && !peer_select::stoplisted(&self.config, &target.url);
         SelectRequest {
-            access: access::Request {
-                client,
-                method: method.as_str(),
-                scheme: &target.scheme,
-                host: &target.host,
-                port: target.port,
-                path: &target.path_and_query,
-                url: &target.url,
-                local_ip: None,
-                local_port: 0,
-                port_name: "",
-                dst_addrs: None,
-            },
+            access: arrival.acl_request(client, method.as_str(), target),
             hierarchical,
             siblings_ok,
             looped: false,
-            accel_no_direct: arrival
-                == Arrival::Accel {
-                    allow_direct: false,
-                },
+            accel_no_direct: arrival.no_direct(),
         }
     }
 
@@ -298,7 +260,7 @@ impl Proxy {
             &ClientCredentials {
                 proxy_authorization: field(header::PROXY_AUTHORIZATION),
                 authorization: field(header::AUTHORIZATION),
-                accelerated: fwd.arrival != Arrival::Forward,
+                accelerated: fwd.arrival.accelerated(),
             },
         );
         let headers = req.headers_mut();

@@ -322,7 +322,7 @@ pub async fn handle(
     if !allowed(
         &config,
         &config.http_access,
-        &conn,
+        &txn,
         &method,
         &target,
         &details.get(req.headers()),
@@ -356,18 +356,11 @@ pub async fn handle(
     if let Some(object) = internal {
         return manage::answer_internal(&proxy, txn, &target, object);
     }
-    txn.miss_denied = miss_denied(
-        &config,
-        &conn,
-        &method,
-        &target,
-        &details.get(req.headers()),
-    );
+    txn.miss_denied = miss_denied(&config, &txn, &method, &target, &details.get(req.headers()));
     if method != Method::CONNECT && !config.http_reply_access.is_empty() {
         txn.reply_check = Some(Box::new(ReplyCheck {
             config: Arc::clone(&config),
-            local: conn.local,
-            port_name: Arc::clone(&conn.port_name),
+            arrival: txn.arrival,
             target: target.clone(),
             request_headers: req.headers().clone(),
             client_connections: details.client_connections,

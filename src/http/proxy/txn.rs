@@ -1,7 +1,7 @@
 //! A transaction and its ending: the access.log line it writes, the
 //! response that carries it, the error pages.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -17,8 +17,9 @@ use crate::http::server::ConnInfo;
 use crate::http::target::Target;
 use crate::upstream::FetchError;
 
+use super::admit::Arrival;
 use super::admit::ReplyCheck;
-use super::forward::{Arrival, NotForwarded};
+use super::forward::NotForwarded;
 use super::headers::content_length;
 use super::Proxy;
 
@@ -74,12 +75,9 @@ pub(super) struct Txn {
 /// The request as an `access_log` line's ACLs see it.
 pub(super) struct LogScope {
     pub(super) config: Arc<Config>,
-    pub(super) local: SocketAddr,
-    pub(super) port_name: Arc<str>,
-    pub(super) scheme: String,
-    pub(super) host: String,
-    pub(super) port: u16,
-    pub(super) path: String,
+    pub(super) arrival: Arrival,
+    /// Blank when the request had no usable URL.
+    pub(super) target: Target,
 }
 
 impl Txn {
@@ -91,15 +89,18 @@ impl Txn {
         url: String,
         target: Option<&Target>,
     ) -> Txn {
+        let arrival = Arrival::of(conn);
         let log_scope = proxy.logger.has_acl_rules().then(|| {
             Box::new(LogScope {
                 config: Arc::clone(&proxy.config),
-                local: conn.local,
-                port_name: Arc::clone(&conn.port_name),
-                scheme: target.map(|t| t.scheme.clone()).unwrap_or_default(),
-                host: target.map(|t| t.host.clone()).unwrap_or_default(),
-                port: target.map_or(0, |t| t.port),
-                path: target.map(|t| t.path_and_query.clone()).unwrap_or_default(),
+                arrival,
+                target: target.cloned().unwrap_or_else(|| Target {
+                    scheme: String::new(),
+                    host: String::new(),
+                    port: 0,
+                    path_and_query: String::new(),
+                    url: String::new(),
+                }),
             })
         });
         let active = proxy
@@ -116,7 +117,7 @@ impl Txn {
             hierarchy: Hierarchy::none(),
             log_scope,
             miss_denied: false,
-            arrival: Arrival::of(&conn.kind),
+            arrival,
             reply_check: None,
         }
     }
@@ -128,21 +129,14 @@ impl Txn {
             logger.log(entry);
             return;
         };
-        let req = access::Request {
-            client: entry
-                .client
-                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-            method: &entry.method,
-            scheme: &scope.scheme,
-            host: &scope.host,
-            port: scope.port,
-            path: &scope.path,
-            url: &entry.url,
-            local_ip: Some(scope.local.ip()),
-            local_port: scope.local.port(),
-            port_name: &scope.port_name,
-            dst_addrs: None,
-        };
+        let client = entry
+            .client
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let mut req = scope
+            .arrival
+            .acl_request(client, &entry.method, &scope.target);
+        // The URL as logged (the request line's when it had no usable one).
+        req.url = &entry.url;
         logger.log_if(entry, |acls| access::matches_all(acls, &scope.config, &req));
     }
 
