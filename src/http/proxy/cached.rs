@@ -2,17 +2,18 @@
 
 use std::sync::Arc;
 
-use http::{Method, Request, Response};
+use http::{Request, Response};
 
 use crate::access_log::{ResultCode, ResultTag};
-use crate::caching::{self, HitDecision, Outcome, RequestDirectives, Rule};
+use crate::caching::plan::{self, Denial, Plan};
+use crate::caching::{RequestDirectives, Rule};
 use crate::http::body::{ClientBody, ProxyBody};
 use crate::http::client_io::IncomingBody;
 use crate::http::errors::ErrorKind;
 use crate::http::target::Target;
 
 use super::forward::Forwarding;
-use super::hit::serve_hit;
+use super::hit::{not_modified, send_entry};
 use super::lookup::{plain, Found};
 use super::miss::miss;
 use super::revalidate::{background_refresh, revalidate};
@@ -34,14 +35,14 @@ pub(super) async fn cached(
         if let Some(obj) = proxy.hot.get(&key, &proxy.store) {
             let now = unix_now();
             if now < obj.fresh_until {
-                txn.result = ResultCode::new(ResultTag::TcpMemHit);
+                txn.result = ResultCode::new(plan::hit_tag(true, false, obj.entry.status));
                 let age = now.saturating_sub(u64::from(obj.entry.times.date));
                 let found = Found {
                     obj,
                     key,
                     memory: true,
                 };
-                return serve_hit(&proxy, txn, &parts, found, age, Outcome::Hit);
+                return send_entry(&proxy, txn, &parts, found, age);
             }
         }
     }
@@ -49,92 +50,75 @@ pub(super) async fn cached(
     let rule = Rule::for_url(&proxy.config, &target.url);
     let lookup = proxy.find(&target.url, &parts.headers, &rule);
     let lookup_port = txn.local_port;
-    if let Some(found) = lookup.found {
-        let now = unix_now();
-        let offline = proxy.config.offline();
-        // Squid tags a hit from disk TCP_OFFLINE_HIT under offline_mode.
-        let hit_tag = match (found.memory, offline) {
-            (true, _) => ResultTag::TcpMemHit,
-            (false, true) => ResultTag::TcpOfflineHit,
-            (false, false) => ResultTag::TcpHit,
-        };
-        let decision = match caching::decide_hit(found.entry(), &directives, &rule, now) {
-            // offline_mode: never validate, whatever made the entry stale
-            // (a client reload still fetches).
-            HitDecision::Revalidate { .. }
-            | HitDecision::ServeStaleWhileRevalidate { .. }
-            | HitDecision::OnlyIfCachedMiss
-                if offline =>
-            {
-                HitDecision::Serve {
-                    age: found.entry().age(now),
-                    stale: true,
-                }
-            }
-            decision => decision,
-        };
-        match decision {
-            HitDecision::Serve { age, .. } => {
-                txn.result = ResultCode::new(hit_tag);
-                return serve_hit(&proxy, txn, &parts, found, age, Outcome::Hit);
-            }
-            HitDecision::ServeStaleWhileRevalidate { age, validators } => {
+    let request = plan::Request {
+        method: &parts.method,
+        headers: &parts.headers,
+        directives: &directives,
+        looped,
+        miss_denied: txn.miss_denied,
+    };
+    let stored = lookup.found.as_ref().map(|found| plan::Stored {
+        entry: found.entry(),
+        memory: found.memory,
+    });
+    let policy = plan::Policy {
+        offline: proxy.config.offline(),
+    };
+    let fetch = match (
+        plan::plan(&request, stored, &rule, policy, unix_now()),
+        lookup.found,
+    ) {
+        (Plan::Serve { tag, age, refresh }, Some(found))
+        | (Plan::NotModified { tag, age, refresh }, Some(found)) => {
+            if let Some(validators) = refresh {
                 background_refresh(&proxy, &target, &parts.headers, &found, validators, &txn);
-                txn.result = ResultCode::new(hit_tag);
-                return serve_hit(&proxy, txn, &parts, found, age, Outcome::Hit);
             }
-            HitDecision::OnlyIfCachedMiss => {
-                return proxy.error(
-                    txn.with(ResultTag::TcpHit),
+            txn.result = ResultCode::new(tag);
+            return if matches!(tag, ResultTag::TcpImsHit | ResultTag::TcpInmHit) {
+                not_modified(&proxy, txn, &found, age)
+            } else {
+                send_entry(&proxy, txn, &parts, found, age)
+            };
+        }
+        (Plan::Revalidate { validators }, Some(found)) => {
+            return revalidate(
+                proxy, txn, target, parts, found, validators, directives, rule,
+            )
+            .await;
+        }
+        (Plan::Deny { tag, why }, found) => {
+            let txn = txn.with(tag);
+            return match why {
+                Denial::OnlyIfCached if found.is_some() => {
+                    proxy.error(txn, ErrorKind::OnlyIfCachedMiss, "stale and only-if-cached")
+                }
+                Denial::OnlyIfCached => proxy.error(
+                    txn,
                     ErrorKind::OnlyIfCachedMiss,
-                    "stale and only-if-cached",
-                );
-            }
-            HitDecision::Revalidate { validators, .. } => {
-                if looped {
-                    return proxy.error(
-                        txn.with(ResultTag::TcpMiss),
-                        ErrorKind::AccessDenied,
-                        "forwarding loop detected",
-                    );
+                    "not in the cache and only-if-cached",
+                ),
+                Denial::Loop => {
+                    proxy.error(txn, ErrorKind::AccessDenied, "forwarding loop detected")
                 }
-                if txn.miss_denied {
-                    return proxy.forwarding_denied(txn.with(ResultTag::TcpMiss));
-                }
-                return revalidate(
-                    proxy, txn, target, parts, found, validators, directives, rule,
-                )
-                .await;
-            }
-            HitDecision::Reload => {
-                txn.result = ResultCode::new(ResultTag::TcpClientRefreshMiss);
-            }
+                Denial::MissAccess => proxy.forwarding_denied(txn),
+            };
         }
-    } else {
-        txn.result = ResultCode::new(ResultTag::TcpMiss);
-        if directives.only_if_cached {
-            return proxy.error(
-                txn,
-                ErrorKind::OnlyIfCachedMiss,
-                "not in the cache and only-if-cached",
-            );
+        (Plan::Fetch(fetch), _) => fetch,
+        // The plan serves and revalidates only what was found.
+        (Plan::Serve { .. } | Plan::NotModified { .. } | Plan::Revalidate { .. }, None) => {
+            return proxy.error(txn, ErrorKind::ReadError, "no stored entry to serve");
         }
-    }
-    if looped {
-        return proxy.error(txn, ErrorKind::AccessDenied, "forwarding loop detected");
-    }
-    if txn.miss_denied {
-        return proxy.forwarding_denied(txn);
-    }
-    if parts.method == Method::HEAD {
-        // HEAD misses are forwarded as HEAD and not stored.
+    };
+    txn.result = ResultCode::new(fetch.tag);
+    if !fetch.store {
+        // A HEAD miss: forwarded as HEAD, nothing stored.
         let fwd = Forwarding {
-            method: &Method::HEAD,
+            method: &parts.method,
             target: &target,
             headers: &parts.headers,
             client: txn.client,
             arrival: txn.arrival,
-            siblings_ok: !directives.no_cache,
+            siblings_ok: fetch.siblings_ok,
             body: None,
         };
         let sent = proxy.forward_along(&fwd, &mut txn.hierarchy).await;
@@ -147,6 +131,8 @@ pub(super) async fn cached(
         proxy.cache_status(&mut headers, false, Some((lookup.anything, lookup_port)));
         return proxy.respond(txn, rp.status, headers, ProxyBody::Upstream(Box::new(rb)));
     }
+    // The fetch's collapse, siblings and store rules (plan::Fetch) are
+    // applied again inside miss() and its FetchJob.
     miss(
         proxy,
         txn,

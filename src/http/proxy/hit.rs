@@ -4,6 +4,7 @@ use http::header;
 use http::{Method, Response, StatusCode};
 
 use crate::access_log::{ResultCode, ResultTag};
+use crate::caching::plan::tag_of;
 use crate::caching::{self, Outcome};
 use crate::http::body::{ClientBody, ProxyBody};
 
@@ -11,7 +12,8 @@ use super::lookup::Found;
 use super::txn::Txn;
 use super::Proxy;
 
-/// Sends a stored entry (or a 304 when the client's own conditional matches).
+/// Sends a stored entry (or a 304 when the client's own conditional
+/// matches), logged with the transaction's tag, else `outcome`'s.
 pub(super) fn serve_hit(
     proxy: &Proxy,
     mut txn: Txn,
@@ -20,27 +22,41 @@ pub(super) fn serve_hit(
     age: u64,
     outcome: Outcome,
 ) -> Response<ClientBody> {
-    let port = txn.local_port;
     if let Some(cond) =
         caching::client_not_modified(&parts.method, &parts.headers, &found.entry().headers)
     {
         txn.result = ResultCode::new(tag_of(cond));
-        let mut headers = caching::not_modified_headers(&found.entry().headers);
-        headers.insert(header::AGE, caching::age_value(age));
-        proxy.cache_status(&mut headers, true, Some((true, port)));
-        return proxy.respond(txn, StatusCode::NOT_MODIFIED, headers, ProxyBody::Empty);
+        return not_modified(proxy, txn, &found, age);
     }
     if txn.result.tag == ResultTag::None {
         txn.result = ResultCode::new(tag_of(outcome));
     }
-    // A cached error response (negative caching) is Squid's NEGATIVE_HIT.
-    if matches!(
-        txn.result.tag,
-        ResultTag::TcpHit | ResultTag::TcpMemHit | ResultTag::TcpOfflineHit
-    ) && found.entry().status.as_u16() >= 400
-    {
-        txn.result.tag = ResultTag::TcpNegativeHit;
-    }
+    send_entry(proxy, txn, parts, found, age)
+}
+
+/// A 304 from the stored entry, to the client's own conditional.
+pub(super) fn not_modified(
+    proxy: &Proxy,
+    txn: Txn,
+    found: &Found,
+    age: u64,
+) -> Response<ClientBody> {
+    let port = txn.local_port;
+    let mut headers = caching::not_modified_headers(&found.entry().headers);
+    headers.insert(header::AGE, caching::age_value(age));
+    proxy.cache_status(&mut headers, true, Some((true, port)));
+    proxy.respond(txn, StatusCode::NOT_MODIFIED, headers, ProxyBody::Empty)
+}
+
+/// The stored entry itself, with this `Age`.
+pub(super) fn send_entry(
+    proxy: &Proxy,
+    txn: Txn,
+    parts: &http::request::Parts,
+    found: Found,
+    age: u64,
+) -> Response<ClientBody> {
+    let port = txn.local_port;
     let mut headers = found.entry().headers.clone();
     headers.insert(header::AGE, caching::age_value(age));
     proxy.cache_status(&mut headers, true, Some((true, port)));
@@ -55,18 +71,4 @@ pub(super) fn serve_hit(
         ProxyBody::from_chunks(found.obj.body.iter().cloned())
     };
     proxy.respond(txn, found.entry().status, headers, body)
-}
-
-pub(super) fn tag_of(outcome: Outcome) -> ResultTag {
-    match outcome {
-        Outcome::Hit => ResultTag::TcpHit,
-        Outcome::Miss => ResultTag::TcpMiss,
-        Outcome::ClientRefreshMiss => ResultTag::TcpClientRefreshMiss,
-        Outcome::RefreshUnmodified => ResultTag::TcpRefreshUnmodified,
-        Outcome::RefreshModified => ResultTag::TcpRefreshModified,
-        Outcome::RefreshFailOld => ResultTag::TcpRefreshFailOld,
-        Outcome::RefreshFailErr => ResultTag::TcpRefreshFailErr,
-        Outcome::ImsHit => ResultTag::TcpImsHit,
-        Outcome::InmHit => ResultTag::TcpInmHit,
-    }
 }

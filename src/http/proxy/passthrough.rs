@@ -6,6 +6,7 @@ use std::sync::Arc;
 use http::{Request, Response};
 
 use crate::access_log::{ResultCode, ResultTag};
+use crate::caching::plan::{self, Purpose};
 use crate::caching::{self, RequestDirectives};
 use crate::http::body::{ClientBody, ProxyBody, RequestBody};
 use crate::http::client_io::IncomingBody;
@@ -30,13 +31,14 @@ pub(super) async fn forward(
     }
     let (parts, body) = req.into_parts();
     txn.result = ResultCode::new(ResultTag::TcpMiss);
+    let siblings_ok = plan::siblings_ok(Purpose::Fetch, &RequestDirectives::parse(&parts.headers));
     let fwd = Forwarding {
         method: &parts.method,
         target: &target,
         headers: &parts.headers,
         client: txn.client,
         arrival: txn.arrival,
-        siblings_ok: !RequestDirectives::parse(&parts.headers).no_cache,
+        siblings_ok,
         body: Some(RequestBody::new(body)),
     };
     let sent = proxy.forward_along(&fwd, &mut txn.hierarchy).await;

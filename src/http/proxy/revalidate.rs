@@ -4,14 +4,16 @@
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap};
-use http::{Method, Response, StatusCode};
+use http::{Method, Response};
 
 use crate::access_log::{Hierarchy, ResultCode, ResultTag};
-use crate::caching::{self, Exchange, Outcome, RequestDirectives, Rule};
+use crate::caching::plan::{self, Purpose, Revalidated};
+use crate::caching::{self, Exchange, Outcome, RequestDirectives, Rule, StoredEntry};
 use crate::http::body::{ClientBody, ProxyBody};
 use crate::http::hot::HotEntry;
 use crate::http::target::Target;
 use crate::store::{Key, Store, StoreError};
+use crate::upstream::PooledBody;
 
 use super::fetch::stream_and_store;
 use super::forward::{Fetched, Forwarding};
@@ -63,15 +65,14 @@ pub(super) async fn revalidate(
     headers.remove(header::IF_MODIFIED_SINCE);
     validators.apply(&mut headers);
     let request_time = unix_now();
-    // A revalidation may use parents (and ask them with ICP), never
-    // siblings (squid-spec 3.1).
+    // A revalidation may use parents (and ask them with ICP).
     let fwd = Forwarding {
         method: &Method::GET,
         target: &target,
         headers: &headers,
         client: txn.client,
         arrival: txn.arrival,
-        siblings_ok: false,
+        siblings_ok: plan::siblings_ok(Purpose::Revalidate, &directives),
         body: None,
     };
     let sent = proxy
@@ -94,93 +95,130 @@ pub(super) async fn revalidate(
         request_time,
         response_time: now,
     };
-    let status = resp.status();
-    if status == StatusCode::NOT_MODIFIED
-        && caching::not_modified_matches(&found.entry().headers, resp.headers())
-    {
-        let freshened =
-            caching::freshen(found.entry(), resp.headers(), &directives, &rule, exchange);
-        let store = Arc::clone(&proxy.store);
-        match &freshened.store {
-            Ok(plan) => tokio::task::block_in_place(|| {
-                restore(
-                    &store,
-                    found.key,
-                    &target.url,
-                    &plan.head,
-                    plan.times,
-                    &found.obj,
-                )
-            }),
-            Err(_) => {
-                store.purge(&found.key);
-            }
+    let entry = found.entry().clone();
+    let stored = Stored {
+        key: found.key,
+        obj: &found.obj,
+        url: &target.url,
+    };
+    match apply_reply(&proxy, stored, &entry, resp, &directives, rule, exchange).await {
+        Applied::Unmodified(freshened) => {
+            txn.result = ResultCode::new(ResultTag::TcpRefreshUnmodified);
+            let age = freshened.age(now);
+            let refreshed = Found {
+                obj: Arc::new(HotEntry {
+                    generation: found.obj.generation,
+                    entry: freshened,
+                    body: found.obj.body.clone(),
+                    body_len: found.obj.body_len,
+                    fresh_until: 0,
+                }),
+                key: found.key,
+                memory: false,
+            };
+            serve_hit(
+                &proxy,
+                txn,
+                &parts,
+                refreshed,
+                age,
+                Outcome::RefreshUnmodified,
+            )
         }
-        txn.result = ResultCode::new(ResultTag::TcpRefreshUnmodified);
-        let age = freshened.entry.age(now);
-        proxy.hot.remove(&found.key);
-        // The refreshed copy is kept in memory, as the first one was.
-        if proxy.hot.admits(found.obj.body_len) {
-            tokio::task::block_in_place(|| proxy.remember(found.key, &target.url, &rule));
+        Applied::Failed(_) if stale_ok => serve_stale(&proxy, txn, found),
+        Applied::Failed(resp) => {
+            // The origin's own error goes to the client, as Squid does.
+            txn.result = ResultCode::new(ResultTag::TcpRefreshFailErr);
+            let (rp, rb) = resp.into_parts();
+            let mut headers = proxy.client_headers(&rp.headers);
+            proxy.cache_status(&mut headers, false, Some((true, txn.local_port)));
+            proxy.respond(txn, rp.status, headers, ProxyBody::Upstream(Box::new(rb)))
         }
-        let refreshed = Found {
-            obj: Arc::new(HotEntry {
-                generation: found.obj.generation,
-                entry: freshened.entry,
-                body: found.obj.body.clone(),
-                body_len: found.obj.body_len,
-                fresh_until: 0,
-            }),
-            key: found.key,
-            memory: false,
-        };
-        return serve_hit(
-            &proxy,
-            txn,
-            &parts,
-            refreshed,
-            age,
-            Outcome::RefreshUnmodified,
-        );
+        Applied::Modified(rp, body) => {
+            // A new object (or a 304 that did not match: refetch without
+            // validators next time; this reply is passed on as it is).
+            txn.result = ResultCode::new(ResultTag::TcpRefreshModified);
+            let mut headers = proxy.client_headers(&rp.headers);
+            proxy.cache_status(&mut headers, false, Some((true, txn.local_port)));
+            proxy.respond(txn, rp.status, headers, body)
+        }
     }
-    if status.is_server_error() {
-        if stale_ok {
-            return serve_stale(&proxy, txn, found);
-        }
-        // The origin's own error goes to the client, as Squid does.
-        txn.result = ResultCode::new(ResultTag::TcpRefreshFailErr);
-        let (rp, rb) = resp.into_parts();
-        let mut headers = proxy.client_headers(&rp.headers);
-        proxy.cache_status(&mut headers, false, Some((true, txn.local_port)));
-        return proxy.respond(txn, rp.status, headers, ProxyBody::Upstream(Box::new(rb)));
-    }
-    // A new object (or a 304 that did not match: refetch without validators
-    // next time; this reply is passed on as it is).
-    txn.result = ResultCode::new(ResultTag::TcpRefreshModified);
-    let (rp, rb) = resp.into_parts();
-    let store_plan = caching::plan_store(
-        &Method::GET,
-        &directives,
-        rp.status,
-        &rp.headers,
+}
+
+/// The stored entry a revalidation is about.
+#[derive(Clone, Copy)]
+struct Stored<'a> {
+    key: Key,
+    obj: &'a Arc<HotEntry>,
+    url: &'a str,
+}
+
+/// What a revalidation's reply did to the stored entry.
+enum Applied {
+    /// A 304 freshened it: the entry to serve now.
+    Unmodified(StoredEntry),
+    /// A 5xx: the entry stays; the reply, to pass on or not.
+    Failed(Response<PooledBody<ProxyBody>>),
+    /// A new object replaced it: its head, and its body (being stored when
+    /// it may be).
+    Modified(http::response::Parts, ProxyBody),
+}
+
+/// Applies a revalidation's reply to the stored entry by
+/// [`plan::revalidated`]: the one implementation for the foreground and
+/// the background.
+async fn apply_reply(
+    proxy: &Arc<Proxy>,
+    stored: Stored<'_>,
+    entry: &StoredEntry,
+    resp: Response<PooledBody<ProxyBody>>,
+    directives: &RequestDirectives,
+    rule: Rule,
+    exchange: Exchange,
+) -> Applied {
+    let verdict = plan::revalidated(
+        entry,
+        resp.status(),
+        resp.headers(),
+        directives,
         &rule,
         exchange,
     );
-    let mut headers = proxy.client_headers(&rp.headers);
-    proxy.cache_status(&mut headers, false, Some((true, txn.local_port)));
-    match store_plan {
-        Ok(plan) if plan.vary.is_empty() && rp.status != StatusCode::NOT_MODIFIED => {
+    match verdict {
+        Revalidated::Unmodified(freshened) => {
+            let store = Arc::clone(&proxy.store);
+            match &freshened.store {
+                Ok(plan) => tokio::task::block_in_place(|| {
+                    restore(
+                        &store, stored.key, stored.url, &plan.head, plan.times, stored.obj,
+                    )
+                }),
+                Err(_) => {
+                    store.purge(&stored.key);
+                }
+            }
+            proxy.hot.remove(&stored.key);
+            // The refreshed copy is kept in memory, as the first one was.
+            if proxy.hot.admits(stored.obj.body_len) {
+                tokio::task::block_in_place(|| proxy.remember(stored.key, stored.url, &rule));
+            }
+            Applied::Unmodified(freshened.entry)
+        }
+        Revalidated::Failed => Applied::Failed(resp),
+        Revalidated::Modified(Some(plan)) => {
+            let (rp, rb) = resp.into_parts();
             // Store while streaming, as for a miss, through a fetch of its own.
             let (leader, reader) = proxy.collapser.alone_body();
-            let (fetcher, url, key) = (Arc::clone(&proxy), target.url.clone(), found.key);
+            let (fetcher, url, key) = (Arc::clone(proxy), stored.url.to_string(), stored.key);
             tokio::spawn(async move {
                 stream_and_store(&fetcher, rb, key, &url, plan, rule, leader).await;
             });
-            proxy.respond(txn, rp.status, headers, ProxyBody::Shared(reader))
+            Applied::Modified(rp, ProxyBody::Shared(reader))
         }
-        _ => {
-            proxy.store.purge(&found.key);
-            proxy.respond(txn, rp.status, headers, ProxyBody::Upstream(Box::new(rb)))
+        Revalidated::Modified(None) => {
+            proxy.store.purge(&stored.key);
+            let (rp, rb) = resp.into_parts();
+            Applied::Modified(rp, ProxyBody::Upstream(Box::new(rb)))
         }
     }
 }
@@ -220,7 +258,7 @@ pub(super) fn background_refresh(
             headers: &headers,
             client,
             arrival,
-            siblings_ok: false,
+            siblings_ok: plan::siblings_ok(Purpose::Revalidate, &directives),
             body: None,
         };
         let mut hierarchy = Hierarchy::none();
@@ -229,36 +267,14 @@ pub(super) fn background_refresh(
                 request_time,
                 response_time: unix_now(),
             };
-            if resp.status() == StatusCode::NOT_MODIFIED
-                && caching::not_modified_matches(&entry.headers, resp.headers())
-            {
-                let freshened =
-                    caching::freshen(&entry, resp.headers(), &directives, &rule, exchange);
-                if let Ok(plan) = freshened.store {
-                    let store = Arc::clone(&proxy.store);
-                    let url = target.url.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        restore(&store, key, &url, &plan.head, plan.times, &hit)
-                    })
-                    .await;
-                }
-            } else if resp.status().is_success() {
-                let (rp, rb) = resp.into_parts();
-                if let Ok(plan) = caching::plan_store(
-                    &Method::GET,
-                    &directives,
-                    rp.status,
-                    &rp.headers,
-                    &rule,
-                    exchange,
-                ) {
-                    if plan.vary.is_empty() {
-                        // No client reads it: the store alone paces it.
-                        let (leader, _) = proxy.collapser.alone_body();
-                        stream_and_store(&proxy, rb, key, &target.url, plan, rule, leader).await;
-                    }
-                }
-            }
+            let stored = Stored {
+                key,
+                obj: &hit,
+                url: &target.url,
+            };
+            // No client reads it: a new object's body is read for the
+            // store alone.
+            apply_reply(&proxy, stored, &entry, resp, &directives, rule, exchange).await;
         }
         proxy
             .refreshing
