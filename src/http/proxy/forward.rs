@@ -179,7 +179,7 @@ impl Proxy {
                 }
                 Err(e) => {
                     // Another cache's manager URL may carry its password: never in our logs.
-                    tracing::debug!(url = %mask_manager_password(&fwd.target.url), source = %route.source.host, "fetch failed: {e}");
+                    tracing::debug!(url = %mask_manager_password(&fwd.target.url), source = %route.source.host, error = %e, "fetch failed");
                     // The client's body failed: no other source would fare better.
                     let clients_fault = matches!(e, FetchError::RequestBody(_));
                     last_error = Some(e);

@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::HeaderValue;
 use http::{Method, Request, Response};
+use tracing::Instrument;
 
 use super::body::{transfer_coding_supported, ClientBody, ProxyBody};
 use super::client_io::IncomingBody;
@@ -22,7 +23,7 @@ use super::errors::ErrorKind;
 use super::hot::HotCache;
 use super::server::ConnInfo;
 use super::target::Target;
-use crate::access_log::{Logger, ResultTag};
+use crate::access_log::{mask_manager_password, Logger, ResultTag};
 use crate::caching::KnownMarkers;
 use crate::config::{AclData, Config};
 use crate::mgr::Manager;
@@ -289,10 +290,35 @@ impl Proxy {
 }
 
 /// Handles one request.
+///
+/// Runs in a `request` span (disabled, it costs next to nothing) with the
+/// method, then the URL, the result code and the status as they are known.
 pub async fn handle(
     proxy: Arc<Proxy>,
     conn: ConnInfo,
     req: Request<IncomingBody>,
+) -> Response<ClientBody> {
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        url = tracing::field::Empty,
+        code = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let resp = dispatch(proxy, conn, req, &span)
+        .instrument(span.clone())
+        .await;
+    span.record("status", resp.status().as_u16());
+    resp
+}
+
+/// Routes a request to its stage: manager, internal object, tunnel, purge,
+/// the cache (GET, HEAD) or plain forwarding.
+async fn dispatch(
+    proxy: Arc<Proxy>,
+    conn: ConnInfo,
+    req: Request<IncomingBody>,
+    span: &tracing::Span,
 ) -> Response<ClientBody> {
     let method = req.method().clone();
     let addressed = match manage::classify(&proxy, &conn, &method, req.uri(), req.headers()).await {
@@ -308,6 +334,13 @@ pub async fn handle(
         manage::Addressed::Ourselves(target) => (target, None, None, true),
         manage::Addressed::Elsewhere(target) => (target, None, None, false),
     };
+    if !span.is_disabled() {
+        // Another cache's manager URL may carry its password: never in our logs.
+        span.record(
+            "url",
+            tracing::field::display(mask_manager_password(&target.url)),
+        );
+    }
     let mut txn = Txn::new(&proxy, &conn, &method, target.url.clone(), Some(&target));
     // As Squid, before http_access: logged NONE_NONE/501, HIER_NONE.
     if !transfer_coding_supported(req.headers()) {

@@ -41,7 +41,7 @@ pub(super) fn restore(
         });
     if let Err(e) = written {
         if !matches!(e, StoreError::Superseded) {
-            tracing::debug!(url, "cannot update the stored entry: {e}");
+            tracing::debug!(url, error = %e, "cannot update the stored entry");
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::http::client_io::IncomingBody;
 use crate::http::target::Target;
 use crate::peers::select::{self as peer_select};
 
-use super::txn::Txn;
+use super::txn::{note_code, Txn};
 use super::Proxy;
 
 /// CONNECT: connect to the target, answer 200, then copy bytes both ways.
@@ -49,6 +49,7 @@ pub(super) async fn tunnel(
         Err(e) => return proxy.fetch_error(txn.with(ResultTag::TcpTunnel), &e),
     };
     txn.result = ResultCode::new(ResultTag::TcpTunnel);
+    note_code(&txn.result);
     txn.hierarchy = Hierarchy::new(HierarchyCode::HierDirect, Some(addr.ip().to_string()));
     let logger = proxy.logger.clone();
     let stats = proxy.stats();
@@ -59,12 +60,12 @@ pub(super) async fn tunnel(
                 let mut client = TokioIo::new(upgraded);
                 match tokio::io::copy_bidirectional(&mut client, &mut server).await {
                     Ok((_, to_client)) => sent = to_client,
-                    Err(e) => tracing::debug!("tunnel to {} ended: {e}", target.url),
+                    Err(e) => tracing::debug!(url = %target.url, error = %e, "tunnel ended"),
                 }
             }
             Err(e) => {
                 status = 0;
-                tracing::debug!("CONNECT upgrade failed: {e}");
+                tracing::debug!(url = %target.url, error = %e, "CONNECT upgrade failed");
             }
         }
         let entry = Entry {

@@ -146,6 +146,14 @@ impl Txn {
     }
 }
 
+/// Records the result code on the request's span (when it is enabled).
+pub(super) fn note_code(code: &ResultCode) {
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.record("code", tracing::field::display(code));
+    }
+}
+
 /// Bytes of a response head on the wire (status line, fields, blank line).
 pub(super) fn head_size(status: StatusCode, headers: &HeaderMap) -> u64 {
     let line = 9 + 3 + 1 + status.canonical_reason().map_or(0, str::len) + 2;
@@ -177,6 +185,7 @@ impl Proxy {
                 );
             }
         }
+        note_code(&txn.result);
         headers.append(header::VIA, self.via.clone());
         let head_bytes = head_size(status, &headers);
         let content_type = headers
