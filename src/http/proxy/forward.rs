@@ -14,7 +14,7 @@ use crate::peers::select::{self as peer_select, ClientCredentials, ConnGuard, Se
 use crate::upstream::{FetchError, NewConnection};
 
 use super::admit::Arrival;
-use super::Proxy;
+use super::{unix_now, Proxy};
 
 /// Where to connect for a request: a source chosen by peer selection.
 #[derive(Debug, Clone)]
@@ -85,6 +85,28 @@ pub(super) fn reforwardable(status: StatusCode, retry_on_error: bool) -> bool {
 }
 
 impl Proxy {
+    /// A forwarded client request ended with `error` or without (its last
+    /// attempt when several sources were tried): feeds the failure ratio that puts
+    /// ICP into hit-only mode (squid-spec 1.5). As Squid: DNS, connect and
+    /// read errors count as failures, anything else (a read timeout too)
+    /// as success; nothing is counted while ICP is off, nor when the
+    /// client's own request body failed (no word on the server).
+    pub(super) fn note_forwarding(&self, error: Option<&FetchError>) {
+        if self.config.icp_port.value == 0 || matches!(error, Some(FetchError::RequestBody(_))) {
+            return;
+        }
+        let failed = matches!(
+            error,
+            Some(
+                FetchError::Dns { .. }
+                    | FetchError::Connect { .. }
+                    | FetchError::Read(_)
+                    | FetchError::TooBig(_)
+            )
+        );
+        self.hit_only.note_forwarding(failed, unix_now());
+    }
+
     /// What peer selection looks at for this request.
     pub(super) fn select_request<'a>(
         &self,

@@ -31,7 +31,7 @@ use crate::peers::icp_server::HitOnly;
 use crate::peers::netdb::NetDb;
 use crate::peers::select::Neighbours;
 use crate::store::{Key, Store};
-use crate::upstream::{FetchError, Timeouts, Upstream};
+use crate::upstream::{Timeouts, Upstream};
 use cuttle_protocol::key::{store_key, Method as KeyMethod};
 
 mod admit;
@@ -264,28 +264,6 @@ impl Proxy {
     /// The client-side counters (the connection layer counts bytes in).
     pub fn stats(&self) -> Arc<crate::stats::Stats> {
         Arc::clone(&self.mgr.stats)
-    }
-
-    /// A forwarded client request ended with `error` or without (its last
-    /// attempt when several sources were tried): feeds the failure ratio that puts
-    /// ICP into hit-only mode (squid-spec 1.5). As Squid: DNS, connect and
-    /// read errors count as failures, anything else (a read timeout too)
-    /// as success; nothing is counted while ICP is off, nor when the
-    /// client's own request body failed (no word on the server).
-    fn note_forwarding(&self, error: Option<&FetchError>) {
-        if self.config.icp_port.value == 0 || matches!(error, Some(FetchError::RequestBody(_))) {
-            return;
-        }
-        let failed = matches!(
-            error,
-            Some(
-                FetchError::Dns { .. }
-                    | FetchError::Connect { .. }
-                    | FetchError::Read(_)
-                    | FetchError::TooBig(_)
-            )
-        );
-        self.hit_only.note_forwarding(failed, unix_now());
     }
 }
 
