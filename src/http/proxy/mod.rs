@@ -43,6 +43,7 @@ mod hit;
 mod lookup;
 mod manage;
 mod miss;
+mod ourselves;
 mod passthrough;
 mod purge;
 mod revalidate;
