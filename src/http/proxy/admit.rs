@@ -1,6 +1,7 @@
 //! Access checks: http_access, miss_access and http_reply_access, and the
 //! one ACL view of a request they and peer selection share.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -96,8 +97,22 @@ impl Arrival {
 
 /// `name` with a static lifetime, so that [`Arrival`] can be Copy. Port
 /// names come from the configuration: each distinct one is kept once for
-/// the life of the process.
+/// the life of the process. Each thread remembers the last one it met, so
+/// the common case (every request on the same port) takes no lock.
 fn interned(name: &str) -> &'static str {
+    thread_local! {
+        static LAST: Cell<&'static str> = const { Cell::new("") };
+    }
+    let last = LAST.get();
+    if last == name {
+        return last;
+    }
+    let found = intern_shared(name);
+    LAST.set(found);
+    found
+}
+
+fn intern_shared(name: &str) -> &'static str {
     static NAMES: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
     let names = NAMES.get_or_init(RwLock::default);
     if let Some(known) = names.read().unwrap_or_else(|p| p.into_inner()).get(name) {
@@ -237,4 +252,19 @@ pub(super) fn miss_denied(
     !access::check_with(&config.miss_access, config, &req, details)
         .or_if_no_rules(access::Verdict::Allow)
         .allowed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_names_are_kept_once() {
+        let a = interned(&String::from("porta"));
+        let b = interned(&String::from("portb"));
+        assert_eq!((a, b), ("porta", "portb"));
+        assert!(std::ptr::eq(a, interned("porta")));
+        assert!(std::ptr::eq(b, interned("portb")));
+        assert_eq!(interned(""), "");
+    }
 }
