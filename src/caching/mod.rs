@@ -65,6 +65,7 @@ pub mod freshness;
 pub mod head;
 pub mod hit;
 pub mod invalidate;
+pub mod plan;
 pub mod revalidate;
 pub mod rule;
 pub mod storable;

@@ -1,0 +1,318 @@
+//! One upstream fetch of a miss or a revalidation: its body streamed to
+//! the readers and into the store.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::HeaderMap;
+use http::Method;
+use hyper::body::Body;
+
+use crate::access_log::Hierarchy;
+use crate::caching::{
+    self, Exchange, KnownMarkers, RequestDirectives, Rule, StoredEntry, VaryMarker,
+};
+use crate::http::body::ProxyBody;
+use crate::http::collapse::{Event, Failure, Head, Leader};
+use crate::http::errors::ErrorKind;
+use crate::http::target::Target;
+use crate::store::{Key, Store, StoreError};
+
+use super::admit::Arrival;
+use super::forward::{Fetched, Forwarding};
+use super::headers::content_length;
+use super::txn::not_forwarded_page;
+use super::{unix_now, url_key, Proxy};
+
+/// Reads an upstream body to the end, storing it under `key` and handing
+/// every chunk to the readers of `leader`. Used for revalidations that
+/// brought a new object.
+pub(super) async fn stream_and_store(
+    proxy: &Proxy,
+    body: crate::upstream::PooledBody<ProxyBody>,
+    key: Key,
+    url: &str,
+    plan: caching::StorePlan,
+    rule: Rule,
+    leader: Leader,
+) {
+    let content_length = content_length(&plan.headers);
+    let writer = proxy
+        .store
+        .writer(key, plan.times, url.as_bytes(), &plan.head, content_length)
+        .ok();
+    let stored = |writer| proxy.commit_and_remember(writer, url, &rule);
+    pump_body(body, writer, leader, proxy.timeouts.read, &stored).await;
+}
+
+/// One upstream fetch of a miss: streams the response to its readers while
+/// storing it when it may be stored. Runs in a task of its own, so a client
+/// that goes away neither stops the store write nor corrupts it.
+pub(super) struct FetchJob {
+    pub(super) proxy: Arc<Proxy>,
+    pub(super) client: IpAddr,
+    pub(super) arrival: Arrival,
+    pub(super) target: Target,
+    pub(super) request_headers: HeaderMap,
+    pub(super) directives: RequestDirectives,
+    pub(super) rule: Rule,
+    pub(super) marker: Option<VaryMarker>,
+    /// Feeds the readers: the clients that share the fetch, or the one
+    /// that fetches alone.
+    pub(super) leader: Leader,
+}
+
+impl FetchJob {
+    /// Sends the GET upstream in a task of its own, so a client that
+    /// leaves does not stop the fetch the others (and the store) wait on.
+    pub(super) fn spawn(self) {
+        tokio::spawn(self.run());
+    }
+
+    pub(super) async fn run(self) {
+        let FetchJob {
+            proxy,
+            client,
+            arrival,
+            target,
+            request_headers,
+            directives,
+            rule,
+            marker,
+            leader,
+        } = self;
+        let request_time = unix_now();
+        // A client reload must not be answered by a sibling (squid-spec 3.1).
+        let fwd = Forwarding {
+            method: &Method::GET,
+            target: &target,
+            headers: &request_headers,
+            client,
+            arrival,
+            siblings_ok: !directives.no_cache,
+            body: None,
+        };
+        let mut hierarchy = Hierarchy::none();
+        let fetched = proxy.forward_along(&fwd, &mut hierarchy).await;
+        let Fetched {
+            resp,
+            proxy_only,
+            _conn_slot,
+        } = match fetched {
+            Ok(f) => f,
+            Err(e) => {
+                let (kind, detail) = not_forwarded_page(&e);
+                leader.finish(Event::Failed(Failure::new(kind, detail)));
+                return;
+            }
+        };
+        let exchange = Exchange {
+            request_time,
+            response_time: unix_now(),
+        };
+        let (rp, body) = resp.into_parts();
+        // proxy-only: what this peer sends is delivered, not stored.
+        let plan = caching::plan_store(
+            &Method::GET,
+            &directives,
+            rp.status,
+            &rp.headers,
+            &rule,
+            exchange,
+        )
+        .ok()
+        .filter(|_| !proxy_only);
+        let (vary, vary_star) = match caching::vary_fields(&rp.headers) {
+            Ok(fields) if fields.is_empty() => (None, false),
+            Ok(fields) => {
+                let key = caching::variant_key(&fields, &request_headers);
+                (Some((fields, key)), false)
+            }
+            Err(_) => (None, true),
+        };
+        let head = Head {
+            status: rp.status,
+            headers: rp.headers.clone(),
+            storable: plan.is_some(),
+            hierarchy,
+            vary,
+            vary_star,
+        };
+        // Where to store: a variant under a marker when the response varies.
+        let mut writer = None;
+        if let Some(plan) = plan {
+            let store = Arc::clone(&proxy.store);
+            let url = target.url.clone();
+            writer = open_writer(
+                &store,
+                &proxy.known_markers,
+                &url,
+                &request_headers,
+                plan,
+                marker.as_ref(),
+            );
+        }
+        leader.head(head);
+        let stored = |writer| proxy.commit_and_remember(writer, &target.url, &rule);
+        pump_body(body, writer, leader, proxy.timeouts.read, &stored).await;
+    }
+}
+
+/// Reads an upstream body to the end, storing it with `writer` (when
+/// given) and handing every chunk to the readers of `leader`. It reads
+/// only as far ahead of the slowest reader as `read_ahead_gap` allows, so
+/// the memory a fetch holds does not grow with the object (see
+/// [`Leader::room`]); with no reader left it reads on for the store alone.
+/// A body too big for the store goes on unstored; with nobody listening
+/// and nothing stored it stops. `commit` finishes a complete entry.
+pub(super) async fn pump_body(
+    mut body: crate::upstream::PooledBody<ProxyBody>,
+    mut writer: Option<crate::store::Writer>,
+    leader: Leader,
+    read_timeout: Duration,
+    commit: &(dyn Fn(crate::store::Writer) + Sync),
+) {
+    let expected = body.size_hint().exact();
+    let mut received = 0u64;
+    loop {
+        let listened = leader.room().await;
+        if !listened && writer.is_none() && expected != Some(received) {
+            // Nobody listens and nothing is stored: stop.
+            leader.finish(Event::Failed(Failure::new(
+                ErrorKind::ReadError,
+                "abandoned".into(),
+            )));
+            return;
+        }
+        let frame = tokio::time::timeout(
+            read_timeout,
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)),
+        )
+        .await;
+        match frame {
+            Ok(Some(Ok(frame))) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                received += data.len() as u64;
+                if let Some(w) = writer.as_mut() {
+                    let written: Result<(), StoreError> = w.write(&data);
+                    if written.is_err() {
+                        // Too big (or no room): passed through, not stored.
+                        writer = None;
+                    }
+                }
+                // The last bytes of a sized body: commit before the client
+                // can see the end, so a request sent right after it hits.
+                if expected == Some(received) {
+                    if let Some(w) = writer.take() {
+                        commit(w);
+                    }
+                }
+                leader.chunk(data);
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                leader.finish(Event::Failed(Failure::new(
+                    ErrorKind::ReadError,
+                    e.to_string(),
+                )));
+                return;
+            }
+            Err(_) => {
+                leader.finish(Event::Failed(Failure::new(
+                    ErrorKind::ReadTimeout,
+                    "read timeout".into(),
+                )));
+                return;
+            }
+        }
+    }
+    if let Some(w) = writer {
+        commit(w);
+    }
+    leader.finish(Event::End);
+}
+
+impl Proxy {
+    /// Commits a fetched object and, when the memory cache takes it, puts
+    /// it there at once (as Squid keeps a just-fetched object in memory),
+    /// so its first hit is a memory hit. Variants stay in the store only:
+    /// the memory cache holds objects under their URL's key.
+    pub(super) fn commit_and_remember(&self, writer: crate::store::Writer, url: &str, rule: &Rule) {
+        let key = writer.key();
+        // The whole entry fitting means its body fits too.
+        let fits = self.hot.admits(writer.written());
+        if let Err(e) = writer.commit() {
+            tracing::debug!(url, "store commit: {e}");
+            return;
+        }
+        if fits {
+            self.remember(key, url, rule);
+        }
+    }
+
+    /// Copies the stored object of `key` into the memory cache when it is
+    /// the URL's own entry (not a variant) and fits.
+    pub(super) fn remember(&self, key: Key, url: &str, rule: &Rule) {
+        if key != url_key(url) {
+            return;
+        }
+        let Some(hit) = self.store.read(&key) else {
+            return;
+        };
+        if !self.hot.admits(hit.body_len) {
+            return;
+        }
+        if let Ok(entry) = StoredEntry::from_head(&hit.header_block, hit.times) {
+            self.hot.insert(key, self.hot_entry(hit, entry, rule));
+        }
+    }
+}
+
+/// Opens the store writer for a response that may be stored: directly
+/// under the URL, or (when it varies) as a variant under a marker.
+pub(super) fn open_writer(
+    store: &Arc<Store>,
+    known_markers: &KnownMarkers,
+    url: &str,
+    request_headers: &HeaderMap,
+    plan: caching::StorePlan,
+    marker: Option<&VaryMarker>,
+) -> Option<crate::store::Writer> {
+    let content_length = content_length(&plan.headers);
+    let key = if plan.vary.is_empty() {
+        url_key(url)
+    } else {
+        let marker = match marker {
+            Some(m) if m.fields == plan.vary => m.clone(),
+            _ => {
+                let fresh = VaryMarker {
+                    fields: plan.vary.clone(),
+                    epoch: SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_nanos() as u64)
+                        .unwrap_or(1),
+                };
+                let head = fresh.head();
+                let written = store
+                    .writer(url_key(url), plan.times, url.as_bytes(), &head, Some(0))
+                    .and_then(|w| w.commit());
+                if written.is_err() {
+                    return None;
+                }
+                // Best effort: a writer racing us may have replaced it already,
+                // which costs the HTCP responder at most a false hit.
+                if let Some(now) = store.peek(&url_key(url)) {
+                    known_markers.note(url_key(url), now.generation, &fresh);
+                }
+                fresh
+            }
+        };
+        url_key(&marker.variant_url(url, request_headers))
+    };
+    store
+        .writer(key, plan.times, url.as_bytes(), &plan.head, content_length)
+        .ok()
+}

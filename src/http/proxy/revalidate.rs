@@ -1,0 +1,285 @@
+//! Revalidating a stale entry, in the foreground (the client waits) and
+//! in the background (stale-while-revalidate).
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap};
+use http::{Method, Response};
+
+use crate::access_log::{Hierarchy, ResultCode, ResultTag};
+use crate::caching::plan::{self, Purpose, Revalidated};
+use crate::caching::{self, Exchange, Outcome, RequestDirectives, Rule, StoredEntry};
+use crate::http::body::{ClientBody, ProxyBody};
+use crate::http::hot::HotEntry;
+use crate::http::target::Target;
+use crate::store::{Key, Store, StoreError};
+use crate::upstream::PooledBody;
+
+use super::fetch::stream_and_store;
+use super::forward::{Fetched, Forwarding};
+use super::hit::serve_hit;
+use super::lookup::Found;
+use super::txn::Txn;
+use super::{unix_now, Proxy};
+
+/// Stores a new head with the body of `obj` (after a 304).
+pub(super) fn restore(
+    store: &Store,
+    key: Key,
+    url: &str,
+    head: &[u8],
+    times: crate::store::Times,
+    obj: &HotEntry,
+) {
+    let written = store
+        .writer(key, times, url.as_bytes(), head, Some(obj.body_len))
+        .and_then(|mut w| {
+            for chunk in &obj.body {
+                w.write(chunk)?;
+            }
+            w.commit()
+        });
+    if let Err(e) = written {
+        if !matches!(e, StoreError::Superseded) {
+            tracing::debug!(url, error = %e, "cannot update the stored entry");
+        }
+    }
+}
+
+/// A stale hit: ask upstream with the validators; a 304 refreshes the
+/// stored copy, a new response replaces it, a failure may serve it stale.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn revalidate(
+    proxy: Arc<Proxy>,
+    mut txn: Txn,
+    target: Target,
+    parts: http::request::Parts,
+    found: Found,
+    validators: caching::Validators,
+    directives: RequestDirectives,
+    rule: Rule,
+) -> Response<ClientBody> {
+    let mut headers = parts.headers.clone();
+    // The client's own conditionals are answered here, not upstream.
+    headers.remove(header::IF_NONE_MATCH);
+    headers.remove(header::IF_MODIFIED_SINCE);
+    validators.apply(&mut headers);
+    let request_time = unix_now();
+    // A revalidation may use parents (and ask them with ICP).
+    let fwd = Forwarding {
+        method: &Method::GET,
+        target: &target,
+        headers: &headers,
+        client: txn.client,
+        arrival: txn.arrival,
+        siblings_ok: plan::siblings_ok(Purpose::Revalidate, &directives),
+        body: None,
+    };
+    let sent = proxy
+        .forward_along(&fwd, &mut txn.hierarchy)
+        .await
+        .map(|f| f.resp);
+    let now = unix_now();
+    let stale_ok = caching::may_serve_stale_on_error(found.entry(), &directives, &rule, now);
+    let serve_stale = |proxy: &Proxy, mut txn: Txn, found: Found| {
+        txn.result = ResultCode::new(ResultTag::TcpRefreshFailOld);
+        let age = found.entry().age(now);
+        serve_hit(proxy, txn, &parts, found, age, Outcome::RefreshFailOld)
+    };
+    let resp = match sent {
+        Ok(r) => r,
+        Err(_) if stale_ok => return serve_stale(&proxy, txn, found),
+        Err(e) => return proxy.not_forwarded(txn.with(ResultTag::TcpRefreshFailErr), &e),
+    };
+    let exchange = Exchange {
+        request_time,
+        response_time: now,
+    };
+    let entry = found.entry().clone();
+    let stored = Stored {
+        key: found.key,
+        obj: &found.obj,
+        url: &target.url,
+    };
+    match apply_reply(&proxy, stored, &entry, resp, &directives, rule, exchange).await {
+        Applied::Unmodified(freshened) => {
+            txn.result = ResultCode::new(ResultTag::TcpRefreshUnmodified);
+            let age = freshened.age(now);
+            let refreshed = Found {
+                obj: Arc::new(HotEntry {
+                    generation: found.obj.generation,
+                    entry: freshened,
+                    body: found.obj.body.clone(),
+                    body_len: found.obj.body_len,
+                    fresh_until: 0,
+                }),
+                key: found.key,
+                memory: false,
+            };
+            serve_hit(
+                &proxy,
+                txn,
+                &parts,
+                refreshed,
+                age,
+                Outcome::RefreshUnmodified,
+            )
+        }
+        Applied::Failed(_) if stale_ok => serve_stale(&proxy, txn, found),
+        Applied::Failed(resp) => {
+            // The origin's own error goes to the client, as Squid does.
+            txn.result = ResultCode::new(ResultTag::TcpRefreshFailErr);
+            let (rp, rb) = resp.into_parts();
+            let mut headers = proxy.client_headers(&rp.headers);
+            proxy.cache_status(&mut headers, false, Some((true, txn.local_port)));
+            proxy.respond(txn, rp.status, headers, ProxyBody::Upstream(Box::new(rb)))
+        }
+        Applied::Modified(rp, body) => {
+            // A new object (or a 304 that did not match: refetch without
+            // validators next time; this reply is passed on as it is).
+            txn.result = ResultCode::new(ResultTag::TcpRefreshModified);
+            let mut headers = proxy.client_headers(&rp.headers);
+            proxy.cache_status(&mut headers, false, Some((true, txn.local_port)));
+            proxy.respond(txn, rp.status, headers, body)
+        }
+    }
+}
+
+/// The stored entry a revalidation is about.
+#[derive(Clone, Copy)]
+struct Stored<'a> {
+    key: Key,
+    obj: &'a Arc<HotEntry>,
+    url: &'a str,
+}
+
+/// What a revalidation's reply did to the stored entry.
+enum Applied {
+    /// A 304 freshened it: the entry to serve now.
+    Unmodified(StoredEntry),
+    /// A 5xx: the entry stays; the reply, to pass on or not.
+    Failed(Response<PooledBody<ProxyBody>>),
+    /// A new object replaced it: its head, and its body (being stored when
+    /// it may be).
+    Modified(http::response::Parts, ProxyBody),
+}
+
+/// Applies a revalidation's reply to the stored entry by
+/// [`plan::revalidated`]: the one implementation for the foreground and
+/// the background.
+async fn apply_reply(
+    proxy: &Arc<Proxy>,
+    stored: Stored<'_>,
+    entry: &StoredEntry,
+    resp: Response<PooledBody<ProxyBody>>,
+    directives: &RequestDirectives,
+    rule: Rule,
+    exchange: Exchange,
+) -> Applied {
+    let verdict = plan::revalidated(
+        entry,
+        resp.status(),
+        resp.headers(),
+        directives,
+        &rule,
+        exchange,
+    );
+    match verdict {
+        Revalidated::Unmodified(freshened) => {
+            let store = Arc::clone(&proxy.store);
+            match &freshened.store {
+                Ok(plan) => tokio::task::block_in_place(|| {
+                    restore(
+                        &store, stored.key, stored.url, &plan.head, plan.times, stored.obj,
+                    )
+                }),
+                Err(_) => {
+                    store.purge(&stored.key);
+                }
+            }
+            proxy.hot.remove(&stored.key);
+            // The refreshed copy is kept in memory, as the first one was.
+            if proxy.hot.admits(stored.obj.body_len) {
+                tokio::task::block_in_place(|| proxy.remember(stored.key, stored.url, &rule));
+            }
+            Applied::Unmodified(freshened.entry)
+        }
+        Revalidated::Failed => Applied::Failed(resp),
+        Revalidated::Modified(Some(plan)) => {
+            let (rp, rb) = resp.into_parts();
+            // Store while streaming, as for a miss, through a fetch of its own.
+            let (leader, reader) = proxy.collapser.alone_body();
+            let (fetcher, url, key) = (Arc::clone(proxy), stored.url.to_string(), stored.key);
+            tokio::spawn(async move {
+                stream_and_store(&fetcher, rb, key, &url, plan, rule, leader).await;
+            });
+            Applied::Modified(rp, ProxyBody::Shared(reader))
+        }
+        Revalidated::Modified(None) => {
+            proxy.store.purge(&stored.key);
+            let (rp, rb) = resp.into_parts();
+            Applied::Modified(rp, ProxyBody::Upstream(Box::new(rb)))
+        }
+    }
+}
+
+/// stale-while-revalidate: refresh `found` in the background (once per key).
+pub(super) fn background_refresh(
+    proxy: &Arc<Proxy>,
+    target: &Target,
+    request: &HeaderMap,
+    found: &Found,
+    validators: caching::Validators,
+    txn: &Txn,
+) {
+    let (client, arrival) = (txn.client, txn.arrival);
+    {
+        let mut busy = proxy.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        if !busy.insert(found.key) {
+            return;
+        }
+    }
+    let proxy = Arc::clone(proxy);
+    let target = target.clone();
+    let mut headers = request.clone();
+    headers.remove(header::IF_NONE_MATCH);
+    headers.remove(header::IF_MODIFIED_SINCE);
+    validators.apply(&mut headers);
+    let entry = found.entry().clone();
+    let hit = Arc::clone(&found.obj);
+    let key = found.key;
+    tokio::spawn(async move {
+        let directives = RequestDirectives::parse(&headers);
+        let rule = Rule::for_url(&proxy.config, &target.url);
+        let request_time = unix_now();
+        let fwd = Forwarding {
+            method: &Method::GET,
+            target: &target,
+            headers: &headers,
+            client,
+            arrival,
+            siblings_ok: plan::siblings_ok(Purpose::Revalidate, &directives),
+            body: None,
+        };
+        let mut hierarchy = Hierarchy::none();
+        if let Ok(Fetched { resp, .. }) = proxy.forward_along(&fwd, &mut hierarchy).await {
+            let exchange = Exchange {
+                request_time,
+                response_time: unix_now(),
+            };
+            let stored = Stored {
+                key,
+                obj: &hit,
+                url: &target.url,
+            };
+            // No client reads it: a new object's body is read for the
+            // store alone.
+            apply_reply(&proxy, stored, &entry, resp, &directives, rule, exchange).await;
+        }
+        proxy
+            .refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+    });
+}

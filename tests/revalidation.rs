@@ -1,0 +1,68 @@
+//! A revalidation's reply does the same to the stored entry whether a
+//! client waits for it or it runs in the background
+//! (stale-while-revalidate): a 304 freshens it, a 5xx leaves it, any other
+//! reply replaces it, and the old entry goes when the new reply may not be
+//! stored (RFC 9111 §4.3.3, Squid's TCP_REFRESH_MODIFIED).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{http_date, Conf, Cuttle, Origin, Reply, Req};
+
+/// An origin whose `/r` is first a stale `v1` (within
+/// stale-while-revalidate), then `vN` that may not be stored.
+async fn origin() -> Origin {
+    let origin = Origin::start().await;
+    origin.route("/r", |s| match s.n {
+        1 => Reply::ok("v1")
+            .header("etag", "\"r1\"")
+            .cc("max-age=1, stale-while-revalidate=600")
+            .header("date", http_date(-30)),
+        n => Reply::ok(format!("v{n}")).cc("no-store"),
+    });
+    origin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_refresh_that_may_not_be_stored_releases_the_old_entry() {
+    let origin = origin().await;
+    let proxy = Cuttle::start(&Conf::new());
+    let url = origin.url("/r");
+    assert_eq!(Req::get(&url).send(&proxy).await.text(), "v1");
+    // Stale: served, and refreshed in the background.
+    assert_eq!(Req::get(&url).send(&proxy).await.text(), "v1");
+    origin.wait_finished("/r", 2).await;
+    // The refresh brought a new object that may not be stored: the stale
+    // one must not be served again (as a foreground revalidation does).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = Req::get(&url).send(&proxy).await.text();
+        if text != "v1" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stale v1 is still served after a refresh replaced it"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreground_revalidation_that_may_not_be_stored_releases_the_old_entry() {
+    let origin = Origin::start().await;
+    origin.route("/f", |s| match s.n {
+        1 => Reply::ok("v1")
+            .header("etag", "\"f1\"")
+            .cc("max-age=1")
+            .header("date", http_date(-30)),
+        n => Reply::ok(format!("v{n}")).cc("no-store"),
+    });
+    let proxy = Cuttle::start(&Conf::new());
+    let url = origin.url("/f");
+    assert_eq!(Req::get(&url).send(&proxy).await.text(), "v1");
+    assert_eq!(Req::get(&url).send(&proxy).await.text(), "v2");
+    assert_eq!(Req::get(&url).send(&proxy).await.text(), "v3");
+    assert_eq!(origin.count("/f"), 3);
+}
