@@ -6,6 +6,13 @@
 //! fetch that ends (or fails) leaves the table, so the next miss starts
 //! afresh.
 //!
+//! [`Collapser::forward`] takes a miss from there to its response head
+//! and says how it got it ([`Outcome`]): it led the fetch, followed
+//! another's, fetched alone (a private request, or a response not
+//! shareable with it), or got none (the fetch failed, or no head came in
+//! time). [`Leader::pump`] is the fan-out sink that feeds a fetch's
+//! readers and the store from the upstream body.
+//!
 //! Memory per fetch is bounded, whatever the object's size: the fetch
 //! reads from upstream only while it holds less than `read_ahead_gap`
 //! bytes beyond what its slowest reader has taken (Squid's rule), and drops
@@ -17,6 +24,7 @@
 //! or the other readers for ever.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Display;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -24,12 +32,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderMap, StatusCode};
+use hyper::body::Body;
 use tokio::sync::Notify;
 
 use super::errors::ErrorKind;
 use crate::access_log::Hierarchy;
 use crate::caching;
-use crate::store::Key;
+use crate::store::{Key, Writer};
 
 /// The response head every reader of a fetch receives.
 #[derive(Debug, Clone)]
@@ -182,8 +191,48 @@ pub struct Collapser {
     window: Window,
 }
 
+/// A miss to answer through collapsed forwarding.
+pub struct Miss<'a> {
+    /// The store key it may share a fetch under; `None` when it must fetch
+    /// alone (it may get a response meant for it only).
+    pub key: Option<Key>,
+    /// For the logs.
+    pub url: &'a str,
+    /// Its fields: it takes another's response only when it would select
+    /// the same variant.
+    pub headers: &'a HeaderMap,
+    /// How long it waits for a response head (`read_timeout`).
+    pub wait: Duration,
+}
+
+/// A response head and the reader of its body.
+pub struct Answer {
+    pub head: Arc<Head>,
+    pub reader: Reader,
+}
+
+/// How a miss got its response, or why it got none.
+pub enum Outcome {
+    /// It ran the fetch, others may have followed it.
+    Lead(Answer),
+    /// It took the response of a fetch another request runs (Squid's
+    /// collapsed hit).
+    Follow(Answer),
+    /// It fetched alone from the start ([`Miss::key`] was `None`).
+    Uncollapsed(Answer),
+    /// It gave up following: the response was not shareable with it
+    /// (one client's, or a variant it does not select), so it fetched
+    /// alone.
+    GaveUp(Answer),
+    /// Its own fetch failed before a response head.
+    Failed(Failure),
+    /// No response head within the wait; `following`: while waiting on
+    /// another's fetch.
+    TimedOut { following: bool },
+}
+
 /// What [`Collapser::join_or_start`] gives a request.
-pub enum Role {
+enum Role {
     /// Nobody fetches this key: the caller must run the fetch, feeding the
     /// `Leader`, and read the response from the `Reader` like any joiner.
     Leader(Leader, Reader),
@@ -207,8 +256,48 @@ impl Collapser {
         }
     }
 
+    /// Gets `miss` a response head: it joins the fetch of its key, or
+    /// starts one with `fetch` (which runs the fetch, feeding the
+    /// [`Leader`] it is given, e.g. with [`Leader::pump`]), and waits for
+    /// the head within [`Miss::wait`]. A follower that finds the response
+    /// not shareable with it lets go of the shared fetch and fetches alone.
+    pub async fn forward(&self, miss: Miss<'_>, fetch: impl FnOnce(Leader)) -> Outcome {
+        let Some(key) = miss.key else {
+            let (leader, reader) = self.alone();
+            fetch(leader);
+            return own_head(reader, miss.wait, Outcome::Uncollapsed).await;
+        };
+        let mut reader = match self.join_or_start(key) {
+            Role::Leader(leader, reader) => {
+                fetch(leader);
+                return own_head(reader, miss.wait, Outcome::Lead).await;
+            }
+            Role::Follower(reader) => reader,
+        };
+        match tokio::time::timeout(miss.wait, reader.next()).await {
+            Ok(Some(Event::Head(head))) if head.shareable_with(miss.headers) => {
+                Outcome::Follow(Answer { head, reader })
+            }
+            Ok(Some(Event::Head(_))) => {
+                // A reader that takes nothing would hold the shared fetch
+                // (and its other clients) up: let go of it first.
+                drop(reader);
+                tracing::debug!(
+                    url = miss.url,
+                    "collapsed: the response is not shareable with this request; fetching alone"
+                );
+                let (leader, reader) = self.alone();
+                fetch(leader);
+                own_head(reader, miss.wait, Outcome::GaveUp).await
+            }
+            Ok(Some(Event::Failed(f))) => Outcome::Failed(f),
+            Ok(_) => Outcome::Failed(ended_without_head()),
+            Err(_) => Outcome::TimedOut { following: true },
+        }
+    }
+
     /// Joins the fetch of `key`, or starts one.
-    pub fn join_or_start(&self, key: Key) -> Role {
+    fn join_or_start(&self, key: Key) -> Role {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(fetch) = table.get(&key) {
             if let Some(reader) = Fetch::join(fetch) {
@@ -229,7 +318,7 @@ impl Collapser {
 
     /// A fetch nobody joins (a response meant for one client), under the
     /// same limits.
-    pub fn alone(&self) -> (Leader, Reader) {
+    fn alone(&self) -> (Leader, Reader) {
         self.alone_with(false)
     }
 
@@ -281,6 +370,23 @@ impl Collapser {
     pub fn in_flight(&self) -> usize {
         self.table.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
+}
+
+/// Waits (at most `wait`) for the head of a fetch this request runs.
+async fn own_head(mut reader: Reader, wait: Duration, answered: fn(Answer) -> Outcome) -> Outcome {
+    match tokio::time::timeout(wait, reader.next()).await {
+        Ok(Some(Event::Head(head))) => answered(Answer { head, reader }),
+        Ok(Some(Event::Failed(f))) => Outcome::Failed(f),
+        Ok(_) => Outcome::Failed(ended_without_head()),
+        Err(_) => Outcome::TimedOut { following: false },
+    }
+}
+
+fn ended_without_head() -> Failure {
+    Failure::new(
+        ErrorKind::ReadError,
+        "the fetch ended without a response".into(),
+    )
 }
 
 /// The one who runs a fetch. Dropped before [`Leader::finish`] (the task
@@ -346,6 +452,86 @@ impl Leader {
     pub fn finish(mut self, end: Event) {
         self.finished = true;
         self.fetch.end(end);
+    }
+
+    /// The fan-out sink: reads an upstream body to its end, storing it
+    /// with `writer` (when given) and handing every chunk to the readers.
+    /// It reads only as far ahead of the slowest reader as
+    /// `read_ahead_gap` allows, so the memory a fetch holds does not grow
+    /// with the object (see [`Leader::room`]); with no reader left it reads
+    /// on for the store alone. A body too big for the store goes on
+    /// unstored; with nobody listening and nothing stored it stops.
+    /// `commit` finishes a complete entry.
+    pub async fn pump<B>(
+        self,
+        mut body: B,
+        mut writer: Option<Writer>,
+        read_timeout: Duration,
+        commit: &(dyn Fn(Writer) + Sync),
+    ) where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Display,
+    {
+        let expected = body.size_hint().exact();
+        let mut received = 0u64;
+        loop {
+            let listened = self.room().await;
+            if !listened && writer.is_none() && expected != Some(received) {
+                // Nobody listens and nothing is stored: stop.
+                self.finish(Event::Failed(Failure::new(
+                    ErrorKind::ReadError,
+                    "abandoned".into(),
+                )));
+                return;
+            }
+            let frame = tokio::time::timeout(
+                read_timeout,
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)),
+            )
+            .await;
+            match frame {
+                Ok(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    received += data.len() as u64;
+                    if let Some(w) = writer.as_mut() {
+                        if w.write(&data).is_err() {
+                            // Too big (or no room): passed through, not stored.
+                            writer = None;
+                        }
+                    }
+                    // The last bytes of a sized body: commit before the
+                    // client can see the end, so a request sent right after
+                    // it hits.
+                    if expected == Some(received) {
+                        if let Some(w) = writer.take() {
+                            commit(w);
+                        }
+                    }
+                    self.chunk(data);
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    self.finish(Event::Failed(Failure::new(
+                        ErrorKind::ReadError,
+                        e.to_string(),
+                    )));
+                    return;
+                }
+                Err(_) => {
+                    self.finish(Event::Failed(Failure::new(
+                        ErrorKind::ReadTimeout,
+                        "read timeout".into(),
+                    )));
+                    return;
+                }
+            }
+        }
+        if let Some(w) = writer {
+            commit(w);
+        }
+        self.finish(Event::End);
     }
 }
 

@@ -11,16 +11,15 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Body;
 use hyper_util::rt::TokioIo;
 
 use super::body::{transfer_coding_supported, ClientBody, ProxyBody, RequestBody};
 use super::client_io::IncomingBody;
-use super::collapse::{Collapser, Event, Failure, Head, Leader, Role, Window};
+use super::collapse::{self, Answer, Collapser, Event, Failure, Head, Leader, Miss, Window};
 use super::errors::{self, ErrorKind};
 use super::hot::{HotCache, HotEntry};
 use super::server::ConnInfo;
@@ -2003,7 +2002,9 @@ async fn stream_and_store(
         .writer(key, plan.times, url.as_bytes(), &plan.head, content_length)
         .ok();
     let stored = |writer| proxy.commit_and_remember(writer, url, &rule);
-    pump_body(body, writer, leader, proxy.timeouts.read, &stored).await;
+    leader
+        .pump(body, writer, proxy.timeouts.read, &stored)
+        .await;
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -2041,7 +2042,6 @@ async fn miss(
     marker: Option<VaryMarker>,
     anything: bool,
 ) -> Response<ClientBody> {
-    let port = txn.local_port;
     // Requests with credentials or cookies fetch alone: they may get a
     // response meant for them only.
     let private = parts.headers.contains_key(header::AUTHORIZATION)
@@ -2050,114 +2050,55 @@ async fn miss(
         Some(m) => url_key(&m.variant_url(&target.url, &parts.headers)),
         None => url_key(&target.url),
     };
-    let (leader, mut reader) = if private {
-        let (leader, reader) = proxy.collapser.alone();
-        (Some(leader), reader)
-    } else {
-        match proxy.collapser.join_or_start(fetch_key) {
-            Role::Leader(leader, reader) => (Some(leader), reader),
-            Role::Follower(reader) => {
-                txn.result = txn.result.collapsed();
-                txn.result.tag = ResultTag::TcpHit;
-                (None, reader)
-            }
-        }
+    let miss = Miss {
+        key: (!private).then_some(fetch_key),
+        url: &target.url,
+        headers: &parts.headers,
+        wait: proxy.timeouts.read,
     };
-    if let Some(leader) = leader {
+    let (client, arrival) = (txn.client, txn.arrival);
+    let fetch = |leader| {
         FetchJob {
             proxy: Arc::clone(&proxy),
-            client: txn.client,
-            arrival: txn.arrival,
+            client,
+            arrival,
             target: target.clone(),
             request_headers: parts.headers.clone(),
-            directives: directives.clone(),
+            directives,
             rule,
-            marker: marker.clone(),
+            marker,
             leader,
         }
         .spawn();
-    }
-    let first = tokio::time::timeout(proxy.timeouts.read, reader.next()).await;
-    match first {
-        Ok(Some(Event::Head(head))) => {
-            if txn.result.collapsed && !head.shareable_with(&parts.headers) {
-                // The response varies on something this request differs in.
-                // Let go of the shared fetch first: a reader that takes
-                // nothing would hold it (and its other clients) up.
-                drop(reader);
-                txn.result = ResultCode::new(ResultTag::TcpMiss);
-                return Box::pin(uncollapsed_miss(
-                    proxy, txn, target, parts, directives, rule, marker, anything,
-                ))
-                .await;
-            }
-            if !txn.result.collapsed {
-                txn.hierarchy = head.hierarchy.clone();
-            }
-            let mut headers = proxy.client_headers(&head.headers);
-            proxy.cache_status(&mut headers, txn.result.collapsed, Some((anything, port)));
-            proxy.respond(txn, head.status, headers, ProxyBody::Shared(reader))
+    };
+    let (answer, followed) = match proxy.collapser.forward(miss, fetch).await {
+        collapse::Outcome::Lead(r) | collapse::Outcome::Uncollapsed(r) => (r, false),
+        collapse::Outcome::GaveUp(r) => {
+            txn.result = ResultCode::new(ResultTag::TcpMiss);
+            (r, false)
         }
-        Ok(Some(Event::Failed(f))) => proxy.error(txn, f.kind, &f.detail),
-        Ok(Some(_)) | Ok(None) => proxy.error(
-            txn,
-            ErrorKind::ReadError,
-            "the fetch ended without a response",
-        ),
-        Err(_) => proxy.error(
-            txn,
-            ErrorKind::ReadTimeout,
-            "no response from upstream in time",
-        ),
-    }
-}
-
-/// A miss that must not share a fetch (Vary mismatch with the one running).
-#[allow(clippy::too_many_arguments)]
-async fn uncollapsed_miss(
-    proxy: Arc<Proxy>,
-    mut txn: Txn,
-    target: Target,
-    parts: http::request::Parts,
-    directives: RequestDirectives,
-    rule: Rule,
-    marker: Option<VaryMarker>,
-    anything: bool,
-) -> Response<ClientBody> {
-    let (leader, mut reader) = proxy.collapser.alone();
-    FetchJob {
-        proxy: Arc::clone(&proxy),
-        client: txn.client,
-        arrival: txn.arrival,
-        target: target.clone(),
-        request_headers: parts.headers.clone(),
-        directives,
-        rule,
-        marker,
-        leader,
-    }
-    .spawn();
-    match tokio::time::timeout(proxy.timeouts.read, reader.next()).await {
-        Ok(Some(Event::Head(head))) => {
-            if !txn.result.collapsed {
-                txn.hierarchy = head.hierarchy.clone();
+        collapse::Outcome::Follow(r) => (r, true),
+        collapse::Outcome::Failed(f) => return proxy.error(txn, f.kind, &f.detail),
+        collapse::Outcome::TimedOut { following } => {
+            if following {
+                txn.result = txn.result.collapsed();
+                txn.result.tag = ResultTag::TcpHit;
             }
-            let mut headers = proxy.client_headers(&head.headers);
-            proxy.cache_status(&mut headers, false, Some((anything, txn.local_port)));
-            proxy.respond(txn, head.status, headers, ProxyBody::Shared(reader))
+            let detail = "no response from upstream in time";
+            return proxy.error(txn, ErrorKind::ReadTimeout, detail);
         }
-        Ok(Some(Event::Failed(f))) => proxy.error(txn, f.kind, &f.detail),
-        Ok(_) => proxy.error(
-            txn,
-            ErrorKind::ReadError,
-            "the fetch ended without a response",
-        ),
-        Err(_) => proxy.error(
-            txn,
-            ErrorKind::ReadTimeout,
-            "no response from upstream in time",
-        ),
+    };
+    let Answer { head, reader } = answer;
+    if followed {
+        txn.result = txn.result.collapsed();
+        txn.result.tag = ResultTag::TcpHit;
+    } else {
+        txn.hierarchy = head.hierarchy.clone();
     }
+    let mut headers = proxy.client_headers(&head.headers);
+    let lookup = Some((anything, txn.local_port));
+    proxy.cache_status(&mut headers, followed, lookup);
+    proxy.respond(txn, head.status, headers, ProxyBody::Shared(reader))
 }
 
 /// One upstream fetch of a miss: streams the response to its readers while
@@ -2269,84 +2210,10 @@ impl FetchJob {
         }
         leader.head(head);
         let stored = |writer| proxy.commit_and_remember(writer, &target.url, &rule);
-        pump_body(body, writer, leader, proxy.timeouts.read, &stored).await;
+        leader
+            .pump(body, writer, proxy.timeouts.read, &stored)
+            .await;
     }
-}
-
-/// Reads an upstream body to the end, storing it with `writer` (when
-/// given) and handing every chunk to the readers of `leader`. It reads
-/// only as far ahead of the slowest reader as `read_ahead_gap` allows, so
-/// the memory a fetch holds does not grow with the object (see
-/// [`Leader::room`]); with no reader left it reads on for the store alone.
-/// A body too big for the store goes on unstored; with nobody listening
-/// and nothing stored it stops. `commit` finishes a complete entry.
-async fn pump_body(
-    mut body: crate::upstream::PooledBody<ProxyBody>,
-    mut writer: Option<crate::store::Writer>,
-    leader: Leader,
-    read_timeout: Duration,
-    commit: &(dyn Fn(crate::store::Writer) + Sync),
-) {
-    let expected = body.size_hint().exact();
-    let mut received = 0u64;
-    loop {
-        let listened = leader.room().await;
-        if !listened && writer.is_none() && expected != Some(received) {
-            // Nobody listens and nothing is stored: stop.
-            leader.finish(Event::Failed(Failure::new(
-                ErrorKind::ReadError,
-                "abandoned".into(),
-            )));
-            return;
-        }
-        let frame = tokio::time::timeout(
-            read_timeout,
-            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)),
-        )
-        .await;
-        match frame {
-            Ok(Some(Ok(frame))) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                received += data.len() as u64;
-                if let Some(w) = writer.as_mut() {
-                    let written: Result<(), StoreError> = w.write(&data);
-                    if written.is_err() {
-                        // Too big (or no room): passed through, not stored.
-                        writer = None;
-                    }
-                }
-                // The last bytes of a sized body: commit before the client
-                // can see the end, so a request sent right after it hits.
-                if expected == Some(received) {
-                    if let Some(w) = writer.take() {
-                        commit(w);
-                    }
-                }
-                leader.chunk(data);
-            }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                leader.finish(Event::Failed(Failure::new(
-                    ErrorKind::ReadError,
-                    e.to_string(),
-                )));
-                return;
-            }
-            Err(_) => {
-                leader.finish(Event::Failed(Failure::new(
-                    ErrorKind::ReadTimeout,
-                    "read timeout".into(),
-                )));
-                return;
-            }
-        }
-    }
-    if let Some(w) = writer {
-        commit(w);
-    }
-    leader.finish(Event::End);
 }
 
 impl Proxy {
