@@ -193,3 +193,273 @@ async fn a_stalled_reader_is_cut_off_and_the_others_go_on() {
     feeding.await.expect("feeder");
     assert_eq!(drain(stalled).await, (false, vec![], false), "cut off");
 }
+
+// ------------------------------------------------------ Collapser::forward
+
+type Leaders = Arc<Mutex<Vec<Leader>>>;
+
+/// `Collapser::forward` for a plain GET of `key` (`None`: a private one)
+/// with `headers`; the fetch it starts, if any, goes to `leaders`.
+async fn forward(
+    c: Collapser,
+    key: Option<Key>,
+    headers: HeaderMap,
+    wait: Duration,
+    leaders: Leaders,
+) -> Outcome {
+    let miss = Miss {
+        key,
+        url: "http://example.test/x",
+        headers: &headers,
+        wait,
+    };
+    let fetch = |leader| leaders.lock().expect("leaders").push(leader);
+    c.forward(miss, fetch).await
+}
+
+/// Readers attached to the fetch of `key` in flight.
+fn readers(c: &Collapser, key: Key) -> usize {
+    let table = c.table.lock().expect("table");
+    table.get(&key).map_or(0, |f| f.lock().readers.len())
+}
+
+/// Lets the spawned requests run until `done` holds (a bounded number of
+/// turns of the current-thread runtime).
+async fn settle(done: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+fn take_leader(leaders: &Leaders) -> Leader {
+    leaders
+        .lock()
+        .expect("leaders")
+        .pop()
+        .expect("a fetch started")
+}
+
+async fn body_of(outcome: Outcome) -> (&'static str, Vec<u8>) {
+    let (role, answer) = match outcome {
+        Outcome::Lead(a) => ("lead", a),
+        Outcome::Follow(a) => ("follow", a),
+        Outcome::Uncollapsed(a) => ("uncollapsed", a),
+        Outcome::GaveUp(a) => ("gave up", a),
+        Outcome::Failed(f) => return ("failed", f.detail.into_bytes()),
+        Outcome::TimedOut { .. } => return ("timed out", vec![]),
+    };
+    let (_, body, complete) = drain(answer.reader).await;
+    assert!(complete, "{role}: the body ended short");
+    (role, body)
+}
+
+/// Three requests for one key; the first one's fetch ends by `vanish`
+/// before any head: one of the other two must fetch again, the last one
+/// following it.
+async fn a_vanished_leader_is_succeeded(vanish: impl FnOnce(Leader)) {
+    let c = Collapser::new(window(1 << 20, 1 << 20));
+    let key = [7; 16];
+    let leaders = Leaders::default();
+    let wait = Duration::from_secs(60);
+    let spawn = || {
+        let (c, leaders) = (c.clone(), Arc::clone(&leaders));
+        tokio::spawn(forward(c, Some(key), HeaderMap::new(), wait, leaders))
+    };
+    let first = spawn();
+    settle(|| readers(&c, key) == 1).await;
+    let others = [spawn(), spawn()];
+    settle(|| readers(&c, key) == 3).await;
+    assert_eq!(readers(&c, key), 3, "the two others follow the first");
+    vanish(take_leader(&leaders));
+    settle(|| !leaders.lock().expect("leaders").is_empty()).await;
+    assert_eq!(
+        leaders.lock().expect("leaders").len(),
+        1,
+        "a follower of the vanished fetch leads a new one"
+    );
+    let successor = take_leader(&leaders);
+    successor.head(head());
+    successor.chunk(Bytes::from_static(b"again"));
+    successor.finish(Event::End);
+
+    let (role, _) = body_of(first.await.expect("first")).await;
+    assert_eq!(role, "failed", "the first request's own fetch failed");
+    let mut got = Vec::new();
+    for o in others {
+        got.push(body_of(o.await.expect("follower")).await);
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [("follow", b"again".to_vec()), ("lead", b"again".to_vec())]
+    );
+    assert!(leaders.lock().expect("leaders").is_empty(), "one new fetch");
+    assert_eq!(c.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn followers_of_a_dropped_leader_elect_a_new_one() {
+    a_vanished_leader_is_succeeded(drop).await;
+}
+
+#[tokio::test]
+async fn followers_of_a_fetch_failed_before_its_head_elect_a_new_one() {
+    a_vanished_leader_is_succeeded(|leader| {
+        leader.finish(Event::Failed(Failure::new(
+            ErrorKind::ReadError,
+            "connection reset".into(),
+        )))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_fetch_failing_after_its_head_ends_its_followers_short() {
+    let c = Collapser::new(window(1 << 20, 1 << 20));
+    let key = [8; 16];
+    let leaders = Leaders::default();
+    let wait = Duration::from_secs(60);
+    let first = tokio::spawn(forward(
+        c.clone(),
+        Some(key),
+        HeaderMap::new(),
+        wait,
+        Arc::clone(&leaders),
+    ));
+    settle(|| readers(&c, key) == 1).await;
+    let follower = tokio::spawn(forward(
+        c.clone(),
+        Some(key),
+        HeaderMap::new(),
+        wait,
+        Arc::clone(&leaders),
+    ));
+    settle(|| readers(&c, key) == 2).await;
+    let leader = take_leader(&leaders);
+    leader.head(head());
+    leader.chunk(Bytes::from_static(b"half"));
+    leader.finish(Event::Failed(Failure::new(
+        ErrorKind::ReadError,
+        "cut".into(),
+    )));
+    for (task, want) in [(first, "lead"), (follower, "follow")] {
+        let outcome = task.await.expect("request");
+        let answer = match outcome {
+            Outcome::Lead(a) if want == "lead" => a,
+            Outcome::Follow(a) if want == "follow" => a,
+            _ => panic!("{want}: another outcome"),
+        };
+        assert_eq!(drain(answer.reader).await, (false, b"half".to_vec(), false));
+    }
+    assert!(leaders.lock().expect("leaders").is_empty(), "no new fetch");
+}
+
+#[tokio::test]
+async fn a_follower_the_response_is_not_for_gives_up_and_fetches_alone() {
+    let c = Collapser::new(window(1 << 20, 1 << 20));
+    let key = [9; 16];
+    let leaders = Leaders::default();
+    let wait = Duration::from_secs(60);
+    let first = tokio::spawn(forward(
+        c.clone(),
+        Some(key),
+        HeaderMap::new(),
+        wait,
+        Arc::clone(&leaders),
+    ));
+    settle(|| readers(&c, key) == 1).await;
+    let mut french = HeaderMap::new();
+    french.insert(http::header::ACCEPT_LANGUAGE, "fr".parse().expect("value"));
+    let follower = tokio::spawn(forward(
+        c.clone(),
+        Some(key),
+        french,
+        wait,
+        Arc::clone(&leaders),
+    ));
+    settle(|| readers(&c, key) == 2).await;
+    let leader = take_leader(&leaders);
+    let fields = vec![http::header::ACCEPT_LANGUAGE];
+    leader.head(Head {
+        vary: Some((
+            fields.clone(),
+            caching::variant_key(&fields, &HeaderMap::new()),
+        )),
+        ..head()
+    });
+    settle(|| !leaders.lock().expect("leaders").is_empty()).await;
+    let alone = take_leader(&leaders);
+    alone.head(head());
+    alone.chunk(Bytes::from_static(b"fr"));
+    alone.finish(Event::End);
+    leader.chunk(Bytes::from_static(b"en"));
+    leader.finish(Event::End);
+    assert_eq!(
+        body_of(first.await.expect("first")).await,
+        ("lead", b"en".to_vec())
+    );
+    assert_eq!(
+        body_of(follower.await.expect("follower")).await,
+        ("gave up", b"fr".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn a_private_miss_fetches_alone() {
+    let c = Collapser::new(window(1 << 20, 1 << 20));
+    let leaders = Leaders::default();
+    let wait = Duration::from_secs(60);
+    let request = tokio::spawn(forward(
+        c.clone(),
+        None,
+        HeaderMap::new(),
+        wait,
+        Arc::clone(&leaders),
+    ));
+    settle(|| !leaders.lock().expect("leaders").is_empty()).await;
+    assert_eq!(c.in_flight(), 0, "nobody can join it");
+    let leader = take_leader(&leaders);
+    leader.head(head());
+    leader.finish(Event::End);
+    assert_eq!(
+        body_of(request.await.expect("request")).await,
+        ("uncollapsed", vec![])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_head_within_the_wait_times_out_leader_and_follower() {
+    let c = Collapser::new(window(1 << 20, 1 << 20));
+    let key = [10; 16];
+    let leaders = Leaders::default();
+    let wait = Duration::from_secs(30);
+    let first = tokio::spawn(forward(
+        c.clone(),
+        Some(key),
+        HeaderMap::new(),
+        wait,
+        Arc::clone(&leaders),
+    ));
+    settle(|| readers(&c, key) == 1).await;
+    let follower = tokio::spawn(forward(
+        c.clone(),
+        Some(key),
+        HeaderMap::new(),
+        wait,
+        Arc::clone(&leaders),
+    ));
+    settle(|| readers(&c, key) == 2).await;
+    // The fetch runs on, silent, past both waits (virtual time).
+    let _leader = take_leader(&leaders);
+    assert!(matches!(
+        first.await.expect("first"),
+        Outcome::TimedOut { following: false }
+    ));
+    assert!(matches!(
+        follower.await.expect("follower"),
+        Outcome::TimedOut { following: true }
+    ));
+}
