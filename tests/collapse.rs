@@ -155,5 +155,6 @@ async fn followers_of_a_fetch_that_fails_before_its_head_fetch_once_more() {
         .map(|l| l.result())
         .collect();
     results.sort();
+    assert_eq!(results.len(), 3, "{log:#?}");
     assert_eq!(results[..2], ["TCP_CF_HIT/200", "TCP_MISS/200"], "{log:#?}");
 }

@@ -213,7 +213,9 @@ pub struct Answer {
 
 /// How a miss got its response, or why it got none.
 pub enum Outcome {
-    /// It ran the fetch, others may have followed it.
+    /// It ran the fetch, and others may have followed it: it was the first
+    /// to miss, or a follower elected when the fetch it followed ended
+    /// without a response head.
     Lead(Answer),
     /// It took the response of a fetch another request runs (Squid's
     /// collapsed hit).
@@ -224,7 +226,8 @@ pub enum Outcome {
     /// (one client's, or a variant it does not select), so it fetched
     /// alone.
     GaveUp(Answer),
-    /// Its own fetch failed before a response head.
+    /// Its own fetch failed before a response head (a follower never
+    /// gets another's failure: it leads or follows a new fetch instead).
     Failed(Failure),
     /// No response head within the wait; `following`: while waiting on
     /// another's fetch.
@@ -260,39 +263,56 @@ impl Collapser {
     /// starts one with `fetch` (which runs the fetch, feeding the
     /// [`Leader`] it is given, e.g. with [`Leader::pump`]), and waits for
     /// the head within [`Miss::wait`]. A follower that finds the response
-    /// not shareable with it lets go of the shared fetch and fetches alone.
+    /// not shareable with it lets go of the shared fetch and fetches alone;
+    /// one whose fetch ends before its head (the leader failed, or its task
+    /// went away) joins again: the first to do so leads a new fetch, the
+    /// others follow it, as pingora-cache's lock elects a new writer.
     pub async fn forward(&self, miss: Miss<'_>, fetch: impl FnOnce(Leader)) -> Outcome {
         let Some(key) = miss.key else {
             let (leader, reader) = self.alone();
             fetch(leader);
             return own_head(reader, miss.wait, Outcome::Uncollapsed).await;
         };
-        let mut reader = match self.join_or_start(key) {
-            Role::Leader(leader, reader) => {
-                fetch(leader);
-                return own_head(reader, miss.wait, Outcome::Lead).await;
+        // Following, however many leaders it takes, has one deadline; a
+        // fetch of its own then gets the whole wait, as any leader's.
+        let deadline = tokio::time::Instant::now() + miss.wait;
+        loop {
+            let mut reader = match self.join_or_start(key) {
+                Role::Leader(leader, reader) => {
+                    fetch(leader);
+                    return own_head(reader, miss.wait, Outcome::Lead).await;
+                }
+                Role::Follower(reader) => reader,
+            };
+            match tokio::time::timeout_at(deadline, reader.next()).await {
+                Ok(Some(Event::Head(head))) if head.shareable_with(miss.headers) => {
+                    return Outcome::Follow(Answer { head, reader });
+                }
+                Ok(Some(Event::Head(_))) => {
+                    // A reader that takes nothing would hold the shared
+                    // fetch (and its other clients) up: let go of it first.
+                    drop(reader);
+                    tracing::debug!(
+                        url = miss.url,
+                        "collapsed: the response is not shareable with this request; fetching alone"
+                    );
+                    let (leader, reader) = self.alone();
+                    fetch(leader);
+                    return own_head(reader, miss.wait, Outcome::GaveUp).await;
+                }
+                Ok(ended) => {
+                    let failure = match ended {
+                        Some(Event::Failed(f)) => f,
+                        _ => ended_without_head(),
+                    };
+                    tracing::debug!(
+                        url = miss.url,
+                        failure = failure.detail,
+                        "collapsed: the fetch followed ended without a response; joining anew"
+                    );
+                }
+                Err(_) => return Outcome::TimedOut { following: true },
             }
-            Role::Follower(reader) => reader,
-        };
-        match tokio::time::timeout(miss.wait, reader.next()).await {
-            Ok(Some(Event::Head(head))) if head.shareable_with(miss.headers) => {
-                Outcome::Follow(Answer { head, reader })
-            }
-            Ok(Some(Event::Head(_))) => {
-                // A reader that takes nothing would hold the shared fetch
-                // (and its other clients) up: let go of it first.
-                drop(reader);
-                tracing::debug!(
-                    url = miss.url,
-                    "collapsed: the response is not shareable with this request; fetching alone"
-                );
-                let (leader, reader) = self.alone();
-                fetch(leader);
-                own_head(reader, miss.wait, Outcome::GaveUp).await
-            }
-            Ok(Some(Event::Failed(f))) => Outcome::Failed(f),
-            Ok(_) => Outcome::Failed(ended_without_head()),
-            Err(_) => Outcome::TimedOut { following: true },
         }
     }
 
@@ -602,12 +622,12 @@ impl Fetch {
     /// Ends the fetch and leaves the table; readers get what is buffered,
     /// then `end`.
     fn end(&self, end: Event) {
-        {
-            let mut st = self.lock();
-            st.finished = Some(end);
-            st.wake_readers();
-        }
+        // Out of the table first: a follower that wakes to a failure
+        // before any head joins again, and must find a new fetch, not this.
         self.leave_table();
+        let mut st = self.lock();
+        st.finished = Some(end);
+        st.wake_readers();
     }
 
     fn leave_table(&self) {
