@@ -196,7 +196,7 @@ pub struct Miss<'a> {
     /// The store key it may share a fetch under; `None` when it must fetch
     /// alone (it may get a response meant for it only).
     pub key: Option<Key>,
-    /// For the logs.
+    /// For tracing events.
     pub url: &'a str,
     /// Its fields: it takes another's response only when it would select
     /// the same variant.
@@ -260,7 +260,8 @@ impl Collapser {
     }
 
     /// Gets `miss` a response head: it joins the fetch of its key, or
-    /// starts one with `fetch` (which runs the fetch, feeding the
+    /// starts one with `fetch` (which runs the fetch in a task of its own,
+    /// so it goes on for the others if this request goes away, feeding the
     /// [`Leader`] it is given, e.g. with [`Leader::pump`]), and waits for
     /// the head within [`Miss::wait`]. A follower that finds the response
     /// not shareable with it lets go of the shared fetch and fetches alone;
@@ -410,7 +411,9 @@ fn ended_without_head() -> Failure {
 }
 
 /// The one who runs a fetch. Dropped before [`Leader::finish`] (the task
-/// failed or was cancelled), it fails every reader so nobody waits forever.
+/// failed or was cancelled), it fails every reader so nobody waits forever
+/// (those still waiting for the head in [`Collapser::forward`] then elect
+/// a new leader).
 pub struct Leader {
     fetch: Arc<Fetch>,
     finished: bool,
