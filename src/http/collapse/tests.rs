@@ -1,3 +1,7 @@
+//! Collapsed forwarding through its API: leaders, followers and late
+//! joiners, the read-ahead window, cut-off readers, and every outcome of
+//! `Collapser::forward` (the election of a new leader among them).
+
 use super::*;
 
 fn head() -> Head {
