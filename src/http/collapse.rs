@@ -6,6 +6,13 @@
 //! fetch that ends (or fails) leaves the table, so the next miss starts
 //! afresh.
 //!
+//! [`Collapser::forward`] takes a miss from there to its response head
+//! and says how it got it ([`Outcome`]): it led the fetch, followed
+//! another's, fetched alone (a private request, or a response not
+//! shareable with it), or got none (the fetch failed, or no head came in
+//! time). [`Leader::pump`] is the fan-out sink that feeds a fetch's
+//! readers and the store from the upstream body.
+//!
 //! Memory per fetch is bounded, whatever the object's size: the fetch
 //! reads from upstream only while it holds less than `read_ahead_gap`
 //! bytes beyond what its slowest reader has taken (Squid's rule), and drops
@@ -17,6 +24,7 @@
 //! or the other readers for ever.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Display;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -24,12 +32,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderMap, StatusCode};
+use hyper::body::Body;
 use tokio::sync::Notify;
 
 use super::errors::ErrorKind;
 use crate::access_log::Hierarchy;
 use crate::caching;
-use crate::store::Key;
+use crate::store::{Key, Writer};
 
 /// The response head every reader of a fetch receives.
 #[derive(Debug, Clone)]
@@ -182,8 +191,51 @@ pub struct Collapser {
     window: Window,
 }
 
+/// A miss to answer through collapsed forwarding.
+pub struct Miss<'a> {
+    /// The store key it may share a fetch under; `None` when it must fetch
+    /// alone (it may get a response meant for it only).
+    pub key: Option<Key>,
+    /// For tracing events.
+    pub url: &'a str,
+    /// Its fields: it takes another's response only when it would select
+    /// the same variant.
+    pub headers: &'a HeaderMap,
+    /// How long it waits for a response head (`read_timeout`).
+    pub wait: Duration,
+}
+
+/// A response head and the reader of its body.
+pub struct Answer {
+    pub head: Arc<Head>,
+    pub reader: Reader,
+}
+
+/// How a miss got its response, or why it got none.
+pub enum Outcome {
+    /// It ran the fetch, and others may have followed it: it was the first
+    /// to miss, or a follower elected when the fetch it followed ended
+    /// without a response head.
+    Lead(Answer),
+    /// It took the response of a fetch another request runs (Squid's
+    /// collapsed hit).
+    Follow(Answer),
+    /// It fetched alone from the start ([`Miss::key`] was `None`).
+    Uncollapsed(Answer),
+    /// It gave up following: the response was not shareable with it
+    /// (one client's, or a variant it does not select), so it fetched
+    /// alone.
+    GaveUp(Answer),
+    /// Its own fetch failed before a response head (a follower never
+    /// gets another's failure: it leads or follows a new fetch instead).
+    Failed(Failure),
+    /// No response head within the wait; `following`: while waiting on
+    /// another's fetch.
+    TimedOut { following: bool },
+}
+
 /// What [`Collapser::join_or_start`] gives a request.
-pub enum Role {
+enum Role {
     /// Nobody fetches this key: the caller must run the fetch, feeding the
     /// `Leader`, and read the response from the `Reader` like any joiner.
     Leader(Leader, Reader),
@@ -207,8 +259,66 @@ impl Collapser {
         }
     }
 
+    /// Gets `miss` a response head: it joins the fetch of its key, or
+    /// starts one with `fetch` (which runs the fetch in a task of its own,
+    /// so it goes on for the others if this request goes away, feeding the
+    /// [`Leader`] it is given, e.g. with [`Leader::pump`]), and waits for
+    /// the head within [`Miss::wait`]. A follower that finds the response
+    /// not shareable with it lets go of the shared fetch and fetches alone;
+    /// one whose fetch ends before its head (the leader failed, or its task
+    /// went away) joins again: the first to do so leads a new fetch, the
+    /// others follow it, as pingora-cache's lock elects a new writer.
+    pub async fn forward(&self, miss: Miss<'_>, fetch: impl FnOnce(Leader)) -> Outcome {
+        let Some(key) = miss.key else {
+            let (leader, reader) = self.alone();
+            fetch(leader);
+            return own_head(reader, miss.wait, Outcome::Uncollapsed).await;
+        };
+        // Following, however many leaders it takes, has one deadline; a
+        // fetch of its own then gets the whole wait, as any leader's.
+        let deadline = tokio::time::Instant::now() + miss.wait;
+        loop {
+            let mut reader = match self.join_or_start(key) {
+                Role::Leader(leader, reader) => {
+                    fetch(leader);
+                    return own_head(reader, miss.wait, Outcome::Lead).await;
+                }
+                Role::Follower(reader) => reader,
+            };
+            match tokio::time::timeout_at(deadline, reader.next()).await {
+                Ok(Some(Event::Head(head))) if head.shareable_with(miss.headers) => {
+                    return Outcome::Follow(Answer { head, reader });
+                }
+                Ok(Some(Event::Head(_))) => {
+                    // A reader that takes nothing would hold the shared
+                    // fetch (and its other clients) up: let go of it first.
+                    drop(reader);
+                    tracing::debug!(
+                        url = miss.url,
+                        "collapsed: the response is not shareable with this request; fetching alone"
+                    );
+                    let (leader, reader) = self.alone();
+                    fetch(leader);
+                    return own_head(reader, miss.wait, Outcome::GaveUp).await;
+                }
+                Ok(ended) => {
+                    let failure = match ended {
+                        Some(Event::Failed(f)) => f,
+                        _ => ended_without_head(),
+                    };
+                    tracing::debug!(
+                        url = miss.url,
+                        failure = failure.detail,
+                        "collapsed: the fetch followed ended without a response; joining anew"
+                    );
+                }
+                Err(_) => return Outcome::TimedOut { following: true },
+            }
+        }
+    }
+
     /// Joins the fetch of `key`, or starts one.
-    pub fn join_or_start(&self, key: Key) -> Role {
+    fn join_or_start(&self, key: Key) -> Role {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(fetch) = table.get(&key) {
             if let Some(reader) = Fetch::join(fetch) {
@@ -229,7 +339,7 @@ impl Collapser {
 
     /// A fetch nobody joins (a response meant for one client), under the
     /// same limits.
-    pub fn alone(&self) -> (Leader, Reader) {
+    fn alone(&self) -> (Leader, Reader) {
         self.alone_with(false)
     }
 
@@ -283,8 +393,27 @@ impl Collapser {
     }
 }
 
+/// Waits (at most `wait`) for the head of a fetch this request runs.
+async fn own_head(mut reader: Reader, wait: Duration, answered: fn(Answer) -> Outcome) -> Outcome {
+    match tokio::time::timeout(wait, reader.next()).await {
+        Ok(Some(Event::Head(head))) => answered(Answer { head, reader }),
+        Ok(Some(Event::Failed(f))) => Outcome::Failed(f),
+        Ok(_) => Outcome::Failed(ended_without_head()),
+        Err(_) => Outcome::TimedOut { following: false },
+    }
+}
+
+fn ended_without_head() -> Failure {
+    Failure::new(
+        ErrorKind::ReadError,
+        "the fetch ended without a response".into(),
+    )
+}
+
 /// The one who runs a fetch. Dropped before [`Leader::finish`] (the task
-/// failed or was cancelled), it fails every reader so nobody waits forever.
+/// failed or was cancelled), it fails every reader so nobody waits forever
+/// (those still waiting for the head in [`Collapser::forward`] then elect
+/// a new leader).
 pub struct Leader {
     fetch: Arc<Fetch>,
     finished: bool,
@@ -346,6 +475,86 @@ impl Leader {
     pub fn finish(mut self, end: Event) {
         self.finished = true;
         self.fetch.end(end);
+    }
+
+    /// The fan-out sink: reads an upstream body to its end, storing it
+    /// with `writer` (when given) and handing every chunk to the readers.
+    /// It reads only as far ahead of the slowest reader as
+    /// `read_ahead_gap` allows, so the memory a fetch holds does not grow
+    /// with the object (see [`Leader::room`]); with no reader left it reads
+    /// on for the store alone. A body too big for the store goes on
+    /// unstored; with nobody listening and nothing stored it stops.
+    /// `commit` finishes a complete entry.
+    pub async fn pump<B>(
+        self,
+        mut body: B,
+        mut writer: Option<Writer>,
+        read_timeout: Duration,
+        commit: &(dyn Fn(Writer) + Sync),
+    ) where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Display,
+    {
+        let expected = body.size_hint().exact();
+        let mut received = 0u64;
+        loop {
+            let listened = self.room().await;
+            if !listened && writer.is_none() && expected != Some(received) {
+                // Nobody listens and nothing is stored: stop.
+                self.finish(Event::Failed(Failure::new(
+                    ErrorKind::ReadError,
+                    "abandoned".into(),
+                )));
+                return;
+            }
+            let frame = tokio::time::timeout(
+                read_timeout,
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)),
+            )
+            .await;
+            match frame {
+                Ok(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    received += data.len() as u64;
+                    if let Some(w) = writer.as_mut() {
+                        if w.write(&data).is_err() {
+                            // Too big (or no room): passed through, not stored.
+                            writer = None;
+                        }
+                    }
+                    // The last bytes of a sized body: commit before the
+                    // client can see the end, so a request sent right after
+                    // it hits.
+                    if expected == Some(received) {
+                        if let Some(w) = writer.take() {
+                            commit(w);
+                        }
+                    }
+                    self.chunk(data);
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    self.finish(Event::Failed(Failure::new(
+                        ErrorKind::ReadError,
+                        e.to_string(),
+                    )));
+                    return;
+                }
+                Err(_) => {
+                    self.finish(Event::Failed(Failure::new(
+                        ErrorKind::ReadTimeout,
+                        "read timeout".into(),
+                    )));
+                    return;
+                }
+            }
+        }
+        if let Some(w) = writer {
+            commit(w);
+        }
+        self.finish(Event::End);
     }
 }
 
@@ -416,12 +625,12 @@ impl Fetch {
     /// Ends the fetch and leaves the table; readers get what is buffered,
     /// then `end`.
     fn end(&self, end: Event) {
-        {
-            let mut st = self.lock();
-            st.finished = Some(end);
-            st.wake_readers();
-        }
+        // Out of the table first: a follower that wakes to a failure
+        // before any head joins again, and must find a new fetch, not this.
         self.leave_table();
+        let mut st = self.lock();
+        st.finished = Some(end);
+        st.wake_readers();
     }
 
     fn leave_table(&self) {
@@ -514,200 +723,4 @@ impl Drop for Reader {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn head() -> Head {
-        Head {
-            status: StatusCode::OK,
-            headers: HeaderMap::new(),
-            hierarchy: Hierarchy::none(),
-            vary: None,
-            vary_star: false,
-            storable: true,
-        }
-    }
-
-    fn window(gap: u64, join_limit: u64) -> Window {
-        Window {
-            gap,
-            join_limit,
-            stall: Duration::from_secs(5),
-        }
-    }
-
-    async fn drain(mut reader: Reader) -> (bool, Vec<u8>, bool) {
-        let mut saw_head = false;
-        let mut body = Vec::new();
-        while let Some(e) = reader.next().await {
-            match e {
-                Event::Head(_) => saw_head = true,
-                Event::Chunk(c) => body.extend_from_slice(&c),
-                Event::End => return (saw_head, body, true),
-                Event::Failed(_) => return (saw_head, body, false),
-            }
-        }
-        (saw_head, body, false)
-    }
-
-    fn buffered(leader: &Leader) -> u64 {
-        let st = leader.fetch.lock();
-        st.buffered.iter().map(|(_, c)| c.len() as u64).sum()
-    }
-
-    /// Feeds `chunks` through the window as pump_body does.
-    async fn feed(leader: Leader, chunks: Vec<Bytes>) {
-        for c in chunks {
-            leader.room().await;
-            leader.chunk(c);
-        }
-        leader.finish(Event::End);
-    }
-
-    #[tokio::test]
-    async fn one_leader_and_late_followers_see_everything() {
-        let c = Collapser::new(window(1 << 20, 1 << 20));
-        let Role::Leader(fetch, leader_rx) = c.join_or_start([1; 16]) else {
-            panic!("first is the leader");
-        };
-        let early = match c.join_or_start([1; 16]) {
-            Role::Follower(rx) => rx,
-            Role::Leader(..) => panic!("second joins"),
-        };
-        fetch.head(head());
-        fetch.chunk(Bytes::from_static(b"hello "));
-        let late = match c.join_or_start([1; 16]) {
-            Role::Follower(rx) => rx,
-            Role::Leader(..) => panic!("third joins"),
-        };
-        fetch.chunk(Bytes::from_static(b"world"));
-        assert_eq!(c.in_flight(), 1);
-        fetch.finish(Event::End);
-        assert_eq!(c.in_flight(), 0, "a finished fetch leaves the table");
-        for rx in [leader_rx, early, late] {
-            assert_eq!(drain(rx).await, (true, b"hello world".to_vec(), true));
-        }
-        assert!(
-            matches!(c.join_or_start([1; 16]), Role::Leader(..)),
-            "next miss starts afresh"
-        );
-    }
-
-    #[tokio::test]
-    async fn past_the_join_limit_the_door_closes() {
-        let c = Collapser::new(window(1 << 20, 4));
-        let Role::Leader(fetch, rx) = c.join_or_start([2; 16]) else {
-            panic!("leader");
-        };
-        fetch.head(head());
-        fetch.chunk(Bytes::from_static(b"12345"));
-        assert!(
-            matches!(c.join_or_start([2; 16]), Role::Leader(..)),
-            "not admitted: fetches alone"
-        );
-        fetch.finish(Event::End);
-        assert_eq!(drain(rx).await.1, b"12345");
-    }
-
-    #[tokio::test]
-    async fn an_abandoned_fetch_fails_its_readers() {
-        let c = Collapser::new(window(1 << 20, 1 << 20));
-        let Role::Leader(fetch, rx) = c.join_or_start([3; 16]) else {
-            panic!("leader");
-        };
-        let follower = match c.join_or_start([3; 16]) {
-            Role::Follower(rx) => rx,
-            Role::Leader(..) => panic!("joins"),
-        };
-        drop(fetch);
-        assert_eq!(c.in_flight(), 0);
-        assert_eq!(drain(rx).await, (false, vec![], false));
-        assert_eq!(drain(follower).await, (false, vec![], false));
-    }
-
-    #[tokio::test]
-    async fn the_fetch_runs_at_most_the_gap_ahead_of_its_slowest_reader() {
-        let c = Collapser::new(window(10, 0));
-        let Role::Leader(fetch, mut slow) = c.join_or_start([4; 16]) else {
-            panic!("leader");
-        };
-        fetch.head(head());
-        assert!(matches!(slow.next().await, Some(Event::Head(_))));
-        // Under the gap: room at once.
-        fetch.chunk(Bytes::from(vec![1; 6]));
-        assert!(fetch.room().await);
-        fetch.chunk(Bytes::from(vec![2; 6]));
-        // 12 bytes ahead of the reader: no room until it takes some.
-        let waited = tokio::time::timeout(Duration::from_millis(100), fetch.room()).await;
-        assert!(
-            waited.is_err(),
-            "read on while the reader is 12 bytes behind"
-        );
-        assert_eq!(buffered(&fetch), 12);
-        assert!(matches!(slow.next().await, Some(Event::Chunk(c)) if c.len() == 6));
-        assert!(fetch.room().await);
-        assert_eq!(buffered(&fetch), 6, "what every reader took is dropped");
-        assert!(matches!(slow.next().await, Some(Event::Chunk(c)) if c.len() == 6));
-        assert_eq!(buffered(&fetch), 0);
-        // Nobody left: nothing to wait for, nothing kept.
-        drop(slow);
-        assert!(!fetch.room().await);
-        fetch.chunk(Bytes::from(vec![3; 100]));
-        assert_eq!(buffered(&fetch), 0);
-    }
-
-    #[tokio::test]
-    async fn a_slow_reader_gets_the_whole_body_through_a_small_window() {
-        let c = Collapser::new(window(16, 0));
-        let (fetch, reader) = c.alone();
-        fetch.head(head());
-        let body: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
-        let chunks = body.chunks(7).map(Bytes::copy_from_slice).collect();
-        let feeding = tokio::spawn(feed(fetch, chunks));
-        assert_eq!(drain(reader).await, (true, body, true));
-        feeding.await.expect("feeder");
-    }
-
-    #[tokio::test]
-    async fn joiners_within_the_join_limit_get_everything_at_their_own_pace() {
-        let c = Collapser::new(window(16, 1 << 20));
-        let Role::Leader(fetch, leader_rx) = c.join_or_start([5; 16]) else {
-            panic!("leader");
-        };
-        fetch.head(head());
-        let body: Vec<u8> = (0..=255u8).cycle().take(5_000).collect();
-        fetch.chunk(Bytes::copy_from_slice(&body[..100]));
-        let Role::Follower(follower) = c.join_or_start([5; 16]) else {
-            panic!("joins");
-        };
-        let chunks = body[100..].chunks(50).map(Bytes::copy_from_slice).collect();
-        let feeding = tokio::spawn(feed(fetch, chunks));
-        let (a, b) = tokio::join!(drain(leader_rx), drain(follower));
-        assert_eq!(a, (true, body.clone(), true));
-        assert_eq!(b, (true, body, true));
-        feeding.await.expect("feeder");
-    }
-
-    #[tokio::test]
-    async fn a_stalled_reader_is_cut_off_and_the_others_go_on() {
-        let c = Collapser::new(Window {
-            stall: Duration::from_millis(100),
-            ..window(8, 0)
-        });
-        let Role::Leader(fetch, stalled) = c.join_or_start([6; 16]) else {
-            panic!("leader");
-        };
-        let Role::Follower(reading) = c.join_or_start([6; 16]) else {
-            panic!("joins");
-        };
-        fetch.head(head());
-        let body: Vec<u8> = (0..=255u8).cycle().take(1_000).collect();
-        let chunks = body.chunks(8).map(Bytes::copy_from_slice).collect();
-        let feeding = tokio::spawn(feed(fetch, chunks));
-        // The reading one gets everything once the stalled one (which
-        // never polls) is cut off, after the stall time.
-        assert_eq!(drain(reading).await, (true, body, true));
-        feeding.await.expect("feeder");
-        assert_eq!(drain(stalled).await, (false, vec![], false), "cut off");
-    }
-}
+mod tests;

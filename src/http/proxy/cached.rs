@@ -131,8 +131,6 @@ pub(super) async fn cached(
         proxy.cache_status(&mut headers, false, Some((lookup.anything, lookup_port)));
         return proxy.respond(txn, rp.status, headers, ProxyBody::Upstream(Box::new(rb)));
     }
-    // The fetch's collapse, siblings and store rules (plan::Fetch) are
-    // applied again inside miss() and its FetchJob.
     miss(
         proxy,
         txn,
@@ -140,6 +138,7 @@ pub(super) async fn cached(
         parts,
         directives,
         rule,
+        fetch,
         lookup.marker,
         lookup.anything,
     )

@@ -3,21 +3,21 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::HeaderMap;
 use http::Method;
-use hyper::body::Body;
 
 use crate::access_log::Hierarchy;
+use crate::caching::plan::keeps_fetched;
 use crate::caching::{
     self, Exchange, KnownMarkers, RequestDirectives, Rule, StoredEntry, VaryMarker,
 };
 use crate::http::body::ProxyBody;
 use crate::http::collapse::{Event, Failure, Head, Leader};
-use crate::http::errors::ErrorKind;
+
 use crate::http::target::Target;
-use crate::store::{Key, Store, StoreError};
+use crate::store::{Key, Store};
 
 use super::admit::Arrival;
 use super::forward::{Fetched, Forwarding};
@@ -43,7 +43,9 @@ pub(super) async fn stream_and_store(
         .writer(key, plan.times, url.as_bytes(), &plan.head, content_length)
         .ok();
     let stored = |writer| proxy.commit_and_remember(writer, url, &rule);
-    pump_body(body, writer, leader, proxy.timeouts.read, &stored).await;
+    leader
+        .pump(body, writer, proxy.timeouts.read, &stored)
+        .await;
 }
 
 /// One upstream fetch of a miss: streams the response to its readers while
@@ -58,6 +60,8 @@ pub(super) struct FetchJob {
     pub(super) directives: RequestDirectives,
     pub(super) rule: Rule,
     pub(super) marker: Option<VaryMarker>,
+    /// Siblings may be asked and used (the plan's `siblings_ok`).
+    pub(super) siblings_ok: bool,
     /// Feeds the readers: the clients that share the fetch, or the one
     /// that fetches alone.
     pub(super) leader: Leader,
@@ -80,17 +84,18 @@ impl FetchJob {
             directives,
             rule,
             marker,
+            siblings_ok,
             leader,
         } = self;
         let request_time = unix_now();
-        // A client reload must not be answered by a sibling (squid-spec 3.1).
+        // siblings_ok is the plan's: never for a client reload (squid-spec 3.1).
         let fwd = Forwarding {
             method: &Method::GET,
             target: &target,
             headers: &request_headers,
             client,
             arrival,
-            siblings_ok: !directives.no_cache,
+            siblings_ok,
             body: None,
         };
         let mut hierarchy = Hierarchy::none();
@@ -122,7 +127,7 @@ impl FetchJob {
             exchange,
         )
         .ok()
-        .filter(|_| !proxy_only);
+        .filter(|_| keeps_fetched(true, proxy_only));
         let (vary, vary_star) = match caching::vary_fields(&rp.headers) {
             Ok(fields) if fields.is_empty() => (None, false),
             Ok(fields) => {
@@ -155,84 +160,10 @@ impl FetchJob {
         }
         leader.head(head);
         let stored = |writer| proxy.commit_and_remember(writer, &target.url, &rule);
-        pump_body(body, writer, leader, proxy.timeouts.read, &stored).await;
+        leader
+            .pump(body, writer, proxy.timeouts.read, &stored)
+            .await;
     }
-}
-
-/// Reads an upstream body to the end, storing it with `writer` (when
-/// given) and handing every chunk to the readers of `leader`. It reads
-/// only as far ahead of the slowest reader as `read_ahead_gap` allows, so
-/// the memory a fetch holds does not grow with the object (see
-/// [`Leader::room`]); with no reader left it reads on for the store alone.
-/// A body too big for the store goes on unstored; with nobody listening
-/// and nothing stored it stops. `commit` finishes a complete entry.
-pub(super) async fn pump_body(
-    mut body: crate::upstream::PooledBody<ProxyBody>,
-    mut writer: Option<crate::store::Writer>,
-    leader: Leader,
-    read_timeout: Duration,
-    commit: &(dyn Fn(crate::store::Writer) + Sync),
-) {
-    let expected = body.size_hint().exact();
-    let mut received = 0u64;
-    loop {
-        let listened = leader.room().await;
-        if !listened && writer.is_none() && expected != Some(received) {
-            // Nobody listens and nothing is stored: stop.
-            leader.finish(Event::Failed(Failure::new(
-                ErrorKind::ReadError,
-                "abandoned".into(),
-            )));
-            return;
-        }
-        let frame = tokio::time::timeout(
-            read_timeout,
-            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)),
-        )
-        .await;
-        match frame {
-            Ok(Some(Ok(frame))) => {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                received += data.len() as u64;
-                if let Some(w) = writer.as_mut() {
-                    let written: Result<(), StoreError> = w.write(&data);
-                    if written.is_err() {
-                        // Too big (or no room): passed through, not stored.
-                        writer = None;
-                    }
-                }
-                // The last bytes of a sized body: commit before the client
-                // can see the end, so a request sent right after it hits.
-                if expected == Some(received) {
-                    if let Some(w) = writer.take() {
-                        commit(w);
-                    }
-                }
-                leader.chunk(data);
-            }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                leader.finish(Event::Failed(Failure::new(
-                    ErrorKind::ReadError,
-                    e.to_string(),
-                )));
-                return;
-            }
-            Err(_) => {
-                leader.finish(Event::Failed(Failure::new(
-                    ErrorKind::ReadTimeout,
-                    "read timeout".into(),
-                )));
-                return;
-            }
-        }
-    }
-    if let Some(w) = writer {
-        commit(w);
-    }
-    leader.finish(Event::End);
 }
 
 impl Proxy {

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use http::header;
 use http::Response;
 
 use crate::access_log::{ResultCode, ResultTag};
+use crate::caching::plan;
 use crate::caching::{RequestDirectives, Rule, VaryMarker};
 use crate::config::Config;
 use crate::http::body::{ClientBody, ProxyBody};
-use crate::http::collapse::{Event, Role, Window};
+use crate::http::collapse::{self, Answer, Miss, Window};
 use crate::http::errors::ErrorKind;
 use crate::http::target::Target;
 
@@ -43,124 +43,62 @@ pub(super) async fn miss(
     parts: http::request::Parts,
     directives: RequestDirectives,
     rule: Rule,
+    plan: plan::Fetch,
     marker: Option<VaryMarker>,
     anything: bool,
 ) -> Response<ClientBody> {
-    let port = txn.local_port;
-    // Requests with credentials or cookies fetch alone: they may get a
-    // response meant for them only.
-    let private = parts.headers.contains_key(header::AUTHORIZATION)
-        || parts.headers.contains_key(header::COOKIE);
     let fetch_key = match &marker {
         Some(m) => url_key(&m.variant_url(&target.url, &parts.headers)),
         None => url_key(&target.url),
     };
-    let (leader, mut reader) = if private {
-        let (leader, reader) = proxy.collapser.alone();
-        (Some(leader), reader)
-    } else {
-        match proxy.collapser.join_or_start(fetch_key) {
-            Role::Leader(leader, reader) => (Some(leader), reader),
-            Role::Follower(reader) => {
-                txn.result = txn.result.collapsed();
-                txn.result.tag = ResultTag::TcpHit;
-                (None, reader)
-            }
-        }
+    let miss = Miss {
+        key: plan.collapse.then_some(fetch_key),
+        url: &target.url,
+        headers: &parts.headers,
+        wait: proxy.timeouts.read,
     };
-    if let Some(leader) = leader {
+    let (client, arrival) = (txn.client, txn.arrival);
+    let fetch = |leader| {
         FetchJob {
             proxy: Arc::clone(&proxy),
-            client: txn.client,
-            arrival: txn.arrival,
+            client,
+            arrival,
             target: target.clone(),
             request_headers: parts.headers.clone(),
-            directives: directives.clone(),
+            directives,
             rule,
-            marker: marker.clone(),
+            marker,
+            siblings_ok: plan.siblings_ok,
             leader,
         }
         .spawn();
-    }
-    let first = tokio::time::timeout(proxy.timeouts.read, reader.next()).await;
-    match first {
-        Ok(Some(Event::Head(head))) => {
-            if txn.result.collapsed && !head.shareable_with(&parts.headers) {
-                // The response varies on something this request differs in.
-                // Let go of the shared fetch first: a reader that takes
-                // nothing would hold it (and its other clients) up.
-                drop(reader);
-                txn.result = ResultCode::new(ResultTag::TcpMiss);
-                return Box::pin(uncollapsed_miss(
-                    proxy, txn, target, parts, directives, rule, marker, anything,
-                ))
-                .await;
-            }
-            if !txn.result.collapsed {
-                txn.hierarchy = head.hierarchy.clone();
-            }
-            let mut headers = proxy.client_headers(&head.headers);
-            proxy.cache_status(&mut headers, txn.result.collapsed, Some((anything, port)));
-            proxy.respond(txn, head.status, headers, ProxyBody::Shared(reader))
+    };
+    let (answer, followed) = match proxy.collapser.forward(miss, fetch).await {
+        collapse::Outcome::Lead(r) | collapse::Outcome::Uncollapsed(r) => (r, false),
+        collapse::Outcome::GaveUp(r) => {
+            txn.result = ResultCode::new(ResultTag::TcpMiss);
+            (r, false)
         }
-        Ok(Some(Event::Failed(f))) => proxy.error(txn, f.kind, &f.detail),
-        Ok(Some(_)) | Ok(None) => proxy.error(
-            txn,
-            ErrorKind::ReadError,
-            "the fetch ended without a response",
-        ),
-        Err(_) => proxy.error(
-            txn,
-            ErrorKind::ReadTimeout,
-            "no response from upstream in time",
-        ),
-    }
-}
-
-/// A miss that must not share a fetch (Vary mismatch with the one running).
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn uncollapsed_miss(
-    proxy: Arc<Proxy>,
-    mut txn: Txn,
-    target: Target,
-    parts: http::request::Parts,
-    directives: RequestDirectives,
-    rule: Rule,
-    marker: Option<VaryMarker>,
-    anything: bool,
-) -> Response<ClientBody> {
-    let (leader, mut reader) = proxy.collapser.alone();
-    FetchJob {
-        proxy: Arc::clone(&proxy),
-        client: txn.client,
-        arrival: txn.arrival,
-        target: target.clone(),
-        request_headers: parts.headers.clone(),
-        directives,
-        rule,
-        marker,
-        leader,
-    }
-    .spawn();
-    match tokio::time::timeout(proxy.timeouts.read, reader.next()).await {
-        Ok(Some(Event::Head(head))) => {
-            if !txn.result.collapsed {
-                txn.hierarchy = head.hierarchy.clone();
+        collapse::Outcome::Follow(r) => (r, true),
+        collapse::Outcome::Failed(f) => return proxy.error(txn, f.kind, &f.detail),
+        collapse::Outcome::TimedOut { following } => {
+            if following {
+                txn.result = txn.result.collapsed();
+                txn.result.tag = ResultTag::TcpHit;
             }
-            let mut headers = proxy.client_headers(&head.headers);
-            proxy.cache_status(&mut headers, false, Some((anything, txn.local_port)));
-            proxy.respond(txn, head.status, headers, ProxyBody::Shared(reader))
+            let detail = "no response from upstream in time";
+            return proxy.error(txn, ErrorKind::ReadTimeout, detail);
         }
-        Ok(Some(Event::Failed(f))) => proxy.error(txn, f.kind, &f.detail),
-        Ok(_) => proxy.error(
-            txn,
-            ErrorKind::ReadError,
-            "the fetch ended without a response",
-        ),
-        Err(_) => proxy.error(
-            txn,
-            ErrorKind::ReadTimeout,
-            "no response from upstream in time",
-        ),
+    };
+    let Answer { head, reader } = answer;
+    if followed {
+        txn.result = txn.result.collapsed();
+        txn.result.tag = ResultTag::TcpHit;
+    } else {
+        txn.hierarchy = head.hierarchy.clone();
     }
+    let mut headers = proxy.client_headers(&head.headers);
+    let lookup = Some((anything, txn.local_port));
+    proxy.cache_status(&mut headers, followed, lookup);
+    proxy.respond(txn, head.status, headers, ProxyBody::Shared(reader))
 }
