@@ -13,8 +13,8 @@ pub fn icp_json(datagram: &[u8]) -> Result<Value, Error> {
     let mut obj = Map::new();
     obj.insert("protocol".into(), json!("icp"));
     obj.insert("opcode".into(), json!(m.opcode().name()));
-    obj.insert("opcode_number".into(), json!(m.opcode() as u8));
-    obj.insert("version".into(), json!(m.version as u8));
+    obj.insert("opcode_number".into(), json!(m.opcode().value()));
+    obj.insert("version".into(), json!(m.version.value()));
     obj.insert("length".into(), json!(datagram.len()));
     obj.insert("reqnum".into(), json!(m.reqnum));
     obj.insert("options".into(), json!(m.options.0));
@@ -39,6 +39,11 @@ pub fn icp_json(datagram: &[u8]) -> Result<Value, Error> {
         Body::HitObj { object, .. } => {
             obj.insert("object_length".into(), json!(object.len()));
             obj.insert("object_hex".into(), json!(hex::encode(object)));
+        }
+        Body::Unknown { payload, .. } => {
+            // No layout known: no URL, the payload as bytes.
+            obj.insert("payload_hex".into(), json!(hex::encode(payload)));
+            return Ok(Value::Object(obj));
         }
         _ => {}
     }
@@ -66,7 +71,7 @@ pub fn htcp_json(datagram: &[u8]) -> Result<Value, Error> {
         .unwrap_or_default();
     obj.insert("data_length".into(), json!(data_length));
     obj.insert("opcode".into(), json!(m.opcode().name()));
-    obj.insert("opcode_number".into(), json!(m.opcode() as u8));
+    obj.insert("opcode_number".into(), json!(m.opcode().value()));
     obj.insert("rr".into(), json!(m.is_response()));
     obj.insert("response".into(), json!(m.response));
     if let Some(meaning) = response_meaning(&m) {
@@ -114,6 +119,9 @@ pub fn htcp_json(datagram: &[u8]) -> Result<Value, Error> {
             obj.insert("clr_reserved".into(), json!(reserved));
             obj.insert("reason".into(), json!(reason));
             obj.insert("specifier".into(), specifier_json(&specifier));
+        }
+        Op::Unknown { op_data, .. } => {
+            obj.insert("op_data_hex".into(), json!(hex::encode(op_data)));
         }
     }
     obj.insert("auth".into(), auth_json(&m.auth));
@@ -189,6 +197,9 @@ fn auth_json(auth: &Auth<'_>) -> Value {
                 "signature_hex".into(),
                 json!(hex::encode(signature.as_bytes())),
             );
+        }
+        Auth::Unparsed(section) => {
+            obj.insert("unparsed_hex".into(), json!(hex::encode(section)));
         }
     }
     Value::Object(obj)

@@ -616,7 +616,7 @@ fn handle_reply(
             tracing::debug!(%from, "ICP {} from a non-peer ignored", opcode.name());
             return;
         };
-        table.note_reply(peer, opcode as u8, version, received);
+        table.note_reply(peer, opcode.value(), version, received);
         let responder = p.via_group
             && table
                 .get(peer)
@@ -658,7 +658,7 @@ fn handle_reply(
     let table = current.get();
     match table.by_icp_addr(from) {
         Some(peer) => {
-            table.note_reply(peer, opcode as u8, version, received);
+            table.note_reply(peer, opcode.value(), version, received);
             table.note_ignored(peer);
             counters.unmatched.fetch_add(1, Ordering::Relaxed);
         }

@@ -35,29 +35,48 @@ pub const MINOR_RFC: u8 = 1;
 /// The MINOR version of Squid's old bit layout.
 pub const MINOR_OLD: u8 = 0;
 
-/// The five opcodes of RFC 2756; 5..=15 parse as [`ErrorKind::UnknownOpcode`].
+/// The 4-bit OPCODE: the five of RFC 2756 by name, 5..=15 kept as
+/// [`Opcode::Unknown`] (with their OP-DATA whole in [`Op::Unknown`]), so a
+/// well-framed datagram always parses and its receiver decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Opcode {
-    Nop = 0,
-    Tst = 1,
-    Mon = 2,
-    Set = 3,
-    Clr = 4,
+    Nop,
+    Tst,
+    Mon,
+    Set,
+    Clr,
+    /// A value RFC 2756 does not define (never 0..=4).
+    Unknown(u8),
 }
 
 impl Opcode {
+    /// The named opcode with this value; `None` for any other.
     pub fn from_u8(value: u8) -> Option<Opcode> {
-        Some(match value {
-            0 => Opcode::Nop,
-            1 => Opcode::Tst,
-            2 => Opcode::Mon,
-            3 => Opcode::Set,
-            4 => Opcode::Clr,
-            _ => return None,
-        })
+        match Opcode::from(value) {
+            Opcode::Unknown(_) => None,
+            known => Some(known),
+        }
     }
 
-    /// The name Squid logs (`HTCP_TST`, ...).
+    /// The value on the wire.
+    pub fn value(self) -> u8 {
+        match self {
+            Opcode::Nop => 0,
+            Opcode::Tst => 1,
+            Opcode::Mon => 2,
+            Opcode::Set => 3,
+            Opcode::Clr => 4,
+            Opcode::Unknown(value) => value,
+        }
+    }
+
+    /// False for [`Opcode::Unknown`].
+    pub fn is_known(self) -> bool {
+        !matches!(self, Opcode::Unknown(_))
+    }
+
+    /// The name Squid logs (`HTCP_TST`, ...); `HTCP_UNKNOWN` for a value
+    /// RFC 2756 does not define.
     pub fn name(self) -> &'static str {
         match self {
             Opcode::Nop => "HTCP_NOP",
@@ -65,7 +84,27 @@ impl Opcode {
             Opcode::Mon => "HTCP_MON",
             Opcode::Set => "HTCP_SET",
             Opcode::Clr => "HTCP_CLR",
+            Opcode::Unknown(_) => "HTCP_UNKNOWN",
         }
+    }
+}
+
+impl From<u8> for Opcode {
+    fn from(value: u8) -> Opcode {
+        match value {
+            0 => Opcode::Nop,
+            1 => Opcode::Tst,
+            2 => Opcode::Mon,
+            3 => Opcode::Set,
+            4 => Opcode::Clr,
+            other => Opcode::Unknown(other),
+        }
+    }
+}
+
+impl From<Opcode> for u8 {
+    fn from(opcode: Opcode) -> u8 {
+        opcode.value()
     }
 }
 
@@ -147,6 +186,15 @@ pub enum Op<'a> {
     },
     /// CLR response: no OP-DATA; the result is the response code.
     ClrResponse,
+    /// An opcode RFC 2756 does not define: its layout is unknown, so the
+    /// OP-DATA is kept whole, as received.
+    Unknown {
+        /// The 4-bit opcode (a value [`Opcode::from_u8`] does not know).
+        opcode: u8,
+        /// The RR bit: a response.
+        rr: bool,
+        op_data: &'a [u8],
+    },
 }
 
 impl Op<'_> {
@@ -157,6 +205,7 @@ impl Op<'_> {
             Op::MonRequest { .. } | Op::MonResponse(_) => Opcode::Mon,
             Op::SetRequest(_) | Op::SetResponse => Opcode::Set,
             Op::ClrRequest { .. } | Op::ClrResponse => Opcode::Clr,
+            Op::Unknown { opcode, .. } => Opcode::from(*opcode),
         }
     }
 
@@ -169,6 +218,7 @@ impl Op<'_> {
                 | Op::MonResponse(_)
                 | Op::SetResponse
                 | Op::ClrResponse
+                | Op::Unknown { rr: true, .. }
         )
     }
 }
@@ -297,7 +347,7 @@ impl<'a> Message<'a> {
 
     /// Appends the datagram to `out`. Fails, leaving `out` as it was, when a
     /// string or section is too long for its 16-bit length field or the
-    /// response code does not fit in 4 bits.
+    /// response code or an unknown opcode does not fit in 4 bits.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         let start = out.len();
         let result = self.encode_inner(out, start);
@@ -322,11 +372,19 @@ impl<'a> Message<'a> {
                 7,
             ));
         }
+        let opcode = self.opcode().value();
+        if opcode > 0x0f {
+            return Err(Error::new(
+                ErrorKind::Invalid("opcode does not fit in 4 bits"),
+                "opcode",
+                6,
+            ));
+        }
         let layout = self.layout();
         out.extend_from_slice(&[0, 0, 0, self.minor]);
         let data_at = out.len();
         out.extend_from_slice(&[0, 0]);
-        out.push(layout.join_op_byte(self.opcode() as u8, self.response));
+        out.push(layout.join_op_byte(opcode, self.response));
         out.push(layout.join_flags(self.is_response(), self.f1, self.reserved));
         out.extend_from_slice(&self.trans_id.to_be_bytes());
         body::encode_op(&self.op, out, start)?;
@@ -348,8 +406,10 @@ pub fn is_response_datagram(datagram: &[u8]) -> bool {
 }
 
 /// Parses one HTCP datagram. Strict: the header LENGTH must equal the
-/// datagram size, MAJOR must be 0, every COUNTSTR and section must fit its
-/// enclosing length exactly, and nothing may be left over.
+/// datagram size, MAJOR must be 0, every COUNTSTR and section of DATA must
+/// fit its enclosing length exactly, and nothing may be left over. Not an
+/// error: an unknown opcode ([`Op::Unknown`]) and an AUTH section that does
+/// not parse ([`Auth::Unparsed`]; Squid never reads AUTH): both are kept.
 pub fn parse(datagram: &[u8]) -> Result<Message<'_>, Error> {
     finish(datagram, message(datagram))
 }
@@ -388,18 +448,17 @@ fn message(datagram: &[u8]) -> PResult<'_, Message<'_>> {
     let (data_section, auth_section) = data.split_at(data_len);
     let (op_rest, op_byte) = u8_field("opcode").parse(&data_section[2..])?;
     let (raw_opcode, response) = layout.split_op_byte(op_byte);
-    let Some(opcode) = Opcode::from_u8(raw_opcode) else {
-        return fail(
-            &data_section[2..],
-            "opcode",
-            ErrorKind::UnknownOpcode(raw_opcode),
-        );
-    };
     let (rest, flags) = u8_field("flags").parse(op_rest)?;
     let (rr, f1, reserved) = layout.split_flags(flags);
     let (op_data, trans_id) = u32_field("trans_id").parse(rest)?;
-    let (_, op) = body::op(opcode, rr, op_data)?;
-    let (rest, auth) = body::auth(auth_section)?;
+    let (_, op) = body::op(Opcode::from(raw_opcode), rr, op_data)?;
+    // Kept as received when it does not parse: nobody reads AUTH (Squid
+    // neither), and a bad one must not cost the message.
+    let auth = match body::auth(auth_section) {
+        Ok((_, auth)) => auth,
+        Err(_) => Auth::Unparsed(auth_section),
+    };
+    let rest = &auth_section[auth_section.len()..];
     Ok((
         rest,
         Message {
@@ -515,14 +574,47 @@ mod tests {
     }
 
     #[test]
-    fn unknown_opcode_in_either_layout() {
+    fn unknown_opcode_parses_and_keeps_its_value_in_either_layout() {
         let mut wire = encode(&tst());
         wire[6] = 0x90; // RFC layout: opcode 9
-        assert_eq!(err_of(&wire), (ErrorKind::UnknownOpcode(9), "opcode", 6));
+        let parsed = parse(&wire).expect("a well-framed datagram with an unknown opcode parses");
+        assert_eq!(parsed.opcode(), Opcode::Unknown(9));
+        assert!(!parsed.opcode().is_known());
+        assert_eq!(
+            parsed.op,
+            Op::Unknown {
+                opcode: 9,
+                rr: false,
+                op_data: &wire[12..wire.len() - 2]
+            }
+        );
+        assert!(parsed.response_desired(), "RD is still read");
+        assert_eq!(encode(&parsed), wire, "re-encodes byte for byte");
+        wire[7] |= 0x01; // RR: an unknown response
+        assert!(parse(&wire).expect("parses").is_response());
         wire[3] = 0; // old layout reads the low nibble: 0 = NOP, then OP-DATA is left over
         assert_eq!(err_of(&wire).1, "op_data");
         wire[6] = 0x07;
-        assert_eq!(err_of(&wire), (ErrorKind::UnknownOpcode(7), "opcode", 6));
+        let old = parse(&wire).expect("opcode 7 in the old layout");
+        assert_eq!(old.opcode(), Opcode::Unknown(7));
+        assert_eq!(encode(&old), wire);
+        for value in 0..16 {
+            assert_eq!(u8::from(Opcode::from(value)), value);
+            assert_eq!(Opcode::from_u8(value).is_some(), value < 5);
+        }
+    }
+
+    #[test]
+    fn unknown_opcode_that_does_not_fit_a_nibble_is_not_encoded() {
+        let mut m = tst();
+        m.op = Op::Unknown {
+            opcode: 16,
+            rr: false,
+            op_data: b"",
+        };
+        let mut out = Vec::new();
+        assert_eq!(m.encode(&mut out).unwrap_err().field, "opcode");
+        assert!(out.is_empty());
     }
 
     #[test]
@@ -563,21 +655,26 @@ mod tests {
     }
 
     #[test]
-    fn auth_length_must_cover_the_rest() {
+    fn malformed_auth_is_kept_unparsed() {
         let mut wire = encode(&tst());
         let at = wire.len() - 2;
         wire[at..].copy_from_slice(&4u16.to_be_bytes());
-        assert_eq!(
-            err_of(&wire),
-            (
-                ErrorKind::LengthMismatch {
-                    declared: 4,
-                    actual: 2
-                },
-                "auth_length",
-                at
-            )
-        );
+        let parsed = parse(&wire).expect("DATA is sound; AUTH is not read");
+        assert_eq!(parsed.auth, Auth::Unparsed(&[0, 4]));
+        assert_eq!(parsed.op, tst().op);
+        assert_eq!(encode(&parsed), wire, "re-encodes byte for byte");
+        // One byte of AUTH, and a signed AUTH whose KEY-NAME overruns.
+        for auth in [&[7u8][..], &[0, 14, 0, 0, 0, 1, 0, 0, 0, 2, 0, 9, 0, 0]] {
+            let mut wire = encode(&tst());
+            wire.truncate(wire.len() - 2);
+            wire.extend_from_slice(auth);
+            let len = wire.len() as u16;
+            wire[0..2].copy_from_slice(&len.to_be_bytes());
+            let parsed = parse(&wire).expect("AUTH is not read");
+            assert_eq!(parsed.auth, Auth::Unparsed(auth));
+            assert_eq!(parsed.auth.encoded_len(), auth.len());
+            assert_eq!(encode(&parsed), wire);
+        }
     }
 
     #[test]
@@ -615,6 +712,16 @@ mod tests {
                 specifier: spec,
             },
             Op::ClrResponse,
+            Op::Unknown {
+                opcode: 9,
+                rr: false,
+                op_data: b"\x00\x01x",
+            },
+            Op::Unknown {
+                opcode: 15,
+                rr: true,
+                op_data: b"",
+            },
         ];
         let auths = [
             Auth::None,
@@ -625,6 +732,7 @@ mod tests {
                 key_name: "k".into(),
                 signature: Text(&[0xde, 0xad, 0xbe, 0xef]),
             },
+            Auth::Unparsed(&[0, 9, 1]),
         ];
         for minor in [MINOR_OLD, MINOR_RFC, 7] {
             for op in ops {
