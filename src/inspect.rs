@@ -242,6 +242,24 @@ mod tests {
     }
 
     #[test]
+    fn unknown_opcodes_are_decoded_by_number_with_their_bytes_in_hex() {
+        // An ICP QUERY for http://a/ with opcode 99.
+        let mut icp = vec![99, 2, 0, 34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        icp.extend_from_slice(b"\0\0\0\0http://a/\0");
+        let v = icp_json(&icp).expect("a well-framed datagram decodes");
+        assert_eq!(v["opcode_number"], 99);
+        assert_eq!(v["payload_hex"], "00000000687474703a2f2f612f00");
+        // An HTCP request with opcode 9, OP-DATA "ab" and an AUTH LENGTH of 9.
+        let htcp = [
+            0, 18, 0, 1, 0, 10, 0x90, 0, 0, 0, 0, 7, b'a', b'b', 0, 9, 1, 2,
+        ];
+        let v = htcp_json(&htcp).expect("a well-framed datagram decodes");
+        assert_eq!(v["opcode_number"], 9);
+        assert_eq!(v["op_data_hex"], "6162");
+        assert_eq!(v["auth"]["unparsed_hex"], "00090102");
+    }
+
+    #[test]
     fn non_utf8_text_keeps_its_bytes_in_hex() {
         let mut obj = Map::new();
         put_text(&mut obj, "url", Text(b"http://a/\xff"));
