@@ -64,11 +64,11 @@ pub fn htcp_json(datagram: &[u8]) -> Result<Value, Error> {
         htcp::Layout::Old => "old",
     };
     obj.insert("layout".into(), json!(layout));
-    // DATA LENGTH is the datagram minus the header and the AUTH section.
+    // DATA LENGTH is the datagram minus the header and the AUTH section
+    // (which the parse kept whole, even unparsed).
     let data_length = datagram
-        .get(4..6)
-        .map(|b| u16::from_be_bytes([b[0], b[1]]))
-        .unwrap_or_default();
+        .len()
+        .saturating_sub(htcp::HEADER_LEN + m.auth.encoded_len());
     obj.insert("data_length".into(), json!(data_length));
     obj.insert("opcode".into(), json!(m.opcode().name()));
     obj.insert("opcode_number".into(), json!(m.opcode().value()));
@@ -256,6 +256,7 @@ mod tests {
         let v = htcp_json(&htcp).expect("a well-framed datagram decodes");
         assert_eq!(v["opcode_number"], 9);
         assert_eq!(v["op_data_hex"], "6162");
+        assert_eq!(v["data_length"], 10);
         assert_eq!(v["auth"]["unparsed_hex"], "00090102");
     }
 
