@@ -474,6 +474,9 @@ fn check_size(datagram: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+// Inlined into `message`: a call returning the header through memory cost
+// the ICP responder's parse about 15 % (codecs bench, icp/parse/query).
+#[inline(always)]
 fn header(datagram: &[u8]) -> PResult<'_, Header> {
     let (rest, opcode) = u8_field("opcode").parse(datagram)?;
     let (after_version, version) = u8_field("version").parse(rest)?;
