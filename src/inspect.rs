@@ -13,8 +13,8 @@ pub fn icp_json(datagram: &[u8]) -> Result<Value, Error> {
     let mut obj = Map::new();
     obj.insert("protocol".into(), json!("icp"));
     obj.insert("opcode".into(), json!(m.opcode().name()));
-    obj.insert("opcode_number".into(), json!(m.opcode() as u8));
-    obj.insert("version".into(), json!(m.version as u8));
+    obj.insert("opcode_number".into(), json!(m.opcode().value()));
+    obj.insert("version".into(), json!(m.version.value()));
     obj.insert("length".into(), json!(datagram.len()));
     obj.insert("reqnum".into(), json!(m.reqnum));
     obj.insert("options".into(), json!(m.options.0));
@@ -40,6 +40,11 @@ pub fn icp_json(datagram: &[u8]) -> Result<Value, Error> {
             obj.insert("object_length".into(), json!(object.len()));
             obj.insert("object_hex".into(), json!(hex::encode(object)));
         }
+        Body::Unknown { payload, .. } => {
+            // No layout known: no URL, the payload as bytes.
+            obj.insert("payload_hex".into(), json!(hex::encode(payload)));
+            return Ok(Value::Object(obj));
+        }
         _ => {}
     }
     put_text(&mut obj, "url", m.body.url());
@@ -59,14 +64,14 @@ pub fn htcp_json(datagram: &[u8]) -> Result<Value, Error> {
         htcp::Layout::Old => "old",
     };
     obj.insert("layout".into(), json!(layout));
-    // DATA LENGTH is the datagram minus the header and the AUTH section.
+    // DATA LENGTH is the datagram minus the header and the AUTH section
+    // (which the parse kept whole, even unparsed).
     let data_length = datagram
-        .get(4..6)
-        .map(|b| u16::from_be_bytes([b[0], b[1]]))
-        .unwrap_or_default();
+        .len()
+        .saturating_sub(htcp::HEADER_LEN + m.auth.encoded_len());
     obj.insert("data_length".into(), json!(data_length));
     obj.insert("opcode".into(), json!(m.opcode().name()));
-    obj.insert("opcode_number".into(), json!(m.opcode() as u8));
+    obj.insert("opcode_number".into(), json!(m.opcode().value()));
     obj.insert("rr".into(), json!(m.is_response()));
     obj.insert("response".into(), json!(m.response));
     if let Some(meaning) = response_meaning(&m) {
@@ -114,6 +119,9 @@ pub fn htcp_json(datagram: &[u8]) -> Result<Value, Error> {
             obj.insert("clr_reserved".into(), json!(reserved));
             obj.insert("reason".into(), json!(reason));
             obj.insert("specifier".into(), specifier_json(&specifier));
+        }
+        Op::Unknown { op_data, .. } => {
+            obj.insert("op_data_hex".into(), json!(hex::encode(op_data)));
         }
     }
     obj.insert("auth".into(), auth_json(&m.auth));
@@ -190,6 +198,9 @@ fn auth_json(auth: &Auth<'_>) -> Value {
                 json!(hex::encode(signature.as_bytes())),
             );
         }
+        Auth::Unparsed(section) => {
+            obj.insert("unparsed_hex".into(), json!(hex::encode(section)));
+        }
     }
     Value::Object(obj)
 }
@@ -228,6 +239,25 @@ mod tests {
         assert_eq!(bytes_from_hex("01 02\n0a ff\n"), Ok(vec![1, 2, 10, 255]));
         assert!(bytes_from_hex("0g").unwrap_err().contains("'g'"));
         assert!(bytes_from_hex("abc").unwrap_err().contains("odd"));
+    }
+
+    #[test]
+    fn unknown_opcodes_are_decoded_by_number_with_their_bytes_in_hex() {
+        // An ICP QUERY for http://a/ with opcode 99.
+        let mut icp = vec![99, 2, 0, 34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        icp.extend_from_slice(b"\0\0\0\0http://a/\0");
+        let v = icp_json(&icp).expect("a well-framed datagram decodes");
+        assert_eq!(v["opcode_number"], 99);
+        assert_eq!(v["payload_hex"], "00000000687474703a2f2f612f00");
+        // An HTCP request with opcode 9, OP-DATA "ab" and an AUTH LENGTH of 9.
+        let htcp = [
+            0, 18, 0, 1, 0, 10, 0x90, 0, 0, 0, 0, 7, b'a', b'b', 0, 9, 1, 2,
+        ];
+        let v = htcp_json(&htcp).expect("a well-framed datagram decodes");
+        assert_eq!(v["opcode_number"], 9);
+        assert_eq!(v["op_data_hex"], "6162");
+        assert_eq!(v["data_length"], 10);
+        assert_eq!(v["auth"]["unparsed_hex"], "00090102");
     }
 
     #[test]

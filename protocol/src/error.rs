@@ -22,9 +22,11 @@ pub enum ErrorKind {
     Truncated,
     /// A length field disagrees with the bytes that are there.
     LengthMismatch { declared: usize, actual: usize },
-    /// An opcode this protocol does not define (or that is obsolete).
+    /// An opcode this protocol does not define. No codec reports it now:
+    /// unknown opcodes are kept as values (`Opcode::Unknown`).
     UnknownOpcode(u8),
-    /// A protocol version we do not speak.
+    /// A protocol version we do not speak (HTCP's MAJOR; ICP keeps an
+    /// unknown version as a value).
     UnknownVersion(u8),
     /// A string that must end with a NUL byte has none.
     MissingNul,

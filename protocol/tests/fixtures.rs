@@ -162,7 +162,7 @@ fn icp_miss_nofetch() {
             url: url("http://127.0.0.1:28180/obj/16k")
         }
     );
-    assert_eq!(m.opcode() as u8, 21);
+    assert_eq!(m.opcode().value(), 21);
 }
 
 #[test]

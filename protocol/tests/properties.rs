@@ -38,9 +38,14 @@ impl IcpParts {
                 url,
                 object: &self.object,
             },
-            op => icp::Opcode::from_u8(op)
-                .and_then(|op| Body::url_only(op, url))
-                .expect("strategy yields known opcodes"),
+            op => match icp::Opcode::from(op) {
+                // Unknown: the payload is anything, kept whole.
+                icp::Opcode::Unknown(opcode) => Body::Unknown {
+                    opcode,
+                    payload: &self.object,
+                },
+                known => Body::url_only(known, url).expect("a URL-only opcode"),
+            },
         };
         icp::Message {
             version: self.version,
@@ -62,8 +67,12 @@ fn url_bytes() -> impl Strategy<Value = Vec<u8>> {
 
 fn icp_parts() -> impl Strategy<Value = IcpParts> {
     (
-        prop::sample::select(vec![1u8, 2, 3, 4, 10, 11, 21, 22, 23]),
-        prop_oneof![Just(Version::V2), Just(Version::V3)],
+        prop::sample::select(vec![1u8, 2, 3, 4, 10, 11, 21, 22, 23, 0, 5, 99, 255]),
+        prop_oneof![
+            Just(Version::V2),
+            Just(Version::V3),
+            (4u8..=255).prop_map(Version::Unknown)
+        ],
         any::<u32>(),
         any::<u32>(),
         any::<u32>(),
@@ -102,6 +111,7 @@ struct HtcpParts {
     strings: Vec<Vec<u8>>,
     auth_kind: u8,
     sig: (u32, u32),
+    unparsed_auth: Vec<u8>,
 }
 
 impl HtcpParts {
@@ -132,7 +142,7 @@ impl HtcpParts {
             specifier: self.specifier(),
             detail: self.detail(),
         };
-        let op = match self.op_kind % 13 {
+        let op = match self.op_kind % 14 {
             0 => Op::NopRequest,
             1 => Op::NopResponse,
             2 => Op::TstRequest(self.specifier()),
@@ -168,11 +178,18 @@ impl HtcpParts {
                 reason: reason & 0x0f,
                 specifier: self.specifier(),
             },
-            _ => Op::ClrResponse,
+            12 => Op::ClrResponse,
+            _ => Op::Unknown {
+                opcode: 5 + time % 11,
+                rr: self.f1,
+                op_data: self.text(0).as_bytes(),
+            },
         };
-        let auth = match self.auth_kind % 3 {
+        let auth = match self.auth_kind % 4 {
             0 => Auth::None,
             1 => Auth::Omitted,
+            // An AUTH LENGTH no section of these sizes has: kept unparsed.
+            2 => Auth::Unparsed(&self.unparsed_auth),
             _ => Auth::Signed {
                 sig_time: self.sig.0,
                 sig_expire: self.sig.1,
@@ -207,6 +224,7 @@ fn htcp_parts() -> impl Strategy<Value = HtcpParts> {
     )
         .prop_map(
             |(minor, response, f1, reserved, trans_id, op_kind, small, strings, auth_kind, sig)| {
+                let unparsed_auth = [&[0xff, 0xff][..], &strings[7]].concat();
                 HtcpParts {
                     minor,
                     response,
@@ -218,6 +236,7 @@ fn htcp_parts() -> impl Strategy<Value = HtcpParts> {
                     strings,
                     auth_kind,
                     sig,
+                    unparsed_auth,
                 }
             },
         )

@@ -267,7 +267,7 @@ impl HtcpClient {
         socket.send_to(datagram, to).await?;
         let deadline = tokio::time::Instant::from_std(start) + timeout;
         let reply = querier::first_reply(socket, MAX_DATAGRAM + 1, deadline, |data, from| {
-            let Ok(msg) = htcp::parse(data) else {
+            let Some(msg) = htcp::parse(data).ok().filter(is_strict) else {
                 self.counters.malformed.fetch_add(1, Ordering::Relaxed);
                 return None;
             };
@@ -419,7 +419,12 @@ async fn receive_loop(
         MAX_DATAGRAM + 1,
         |data, from, received| {
             let msg = match htcp::parse(data) {
-                Ok(m) => m,
+                Ok(m) if is_strict(&m) => m,
+                Ok(_) => {
+                    counters.malformed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%from, "HTCP reply with an unknown opcode or bad AUTH dropped");
+                    return;
+                }
                 Err(e) => {
                     counters.malformed.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%from, "malformed HTCP reply dropped: {e}");
@@ -430,6 +435,12 @@ async fn receive_loop(
         },
     )
     .await;
+}
+
+/// What the codec keeps but a querier counts as malformed: an unknown
+/// opcode, an AUTH section that does not parse.
+fn is_strict(msg: &Message<'_>) -> bool {
+    msg.opcode().is_known() && !matches!(msg.auth, htcp::Auth::Unparsed(_))
 }
 
 fn handle_reply(

@@ -525,7 +525,9 @@ impl IcpClient {
         socket.send_to(&datagram, to).await?;
         let deadline = tokio::time::Instant::from_std(start) + timeout;
         let reply = querier::first_reply(socket, icp::MAX_DATAGRAM, deadline, |data, from| {
-            let Ok(msg) = icp::parse(data) else {
+            // The codec keeps unknown opcodes and versions; to a querier
+            // they are malformed.
+            let Some(msg) = icp::parse(data).ok().filter(is_known) else {
                 self.counters.malformed.fetch_add(1, Ordering::Relaxed);
                 return None;
             };
@@ -569,7 +571,12 @@ async fn receive_loop(
         icp::MAX_DATAGRAM,
         |data, from, received| {
             let msg = match icp::parse(data) {
-                Ok(m) => m,
+                Ok(m) if is_known(&m) => m,
+                Ok(m) => {
+                    counters.malformed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%from, opcode = m.opcode().value(), "unknown ICP reply dropped");
+                    return;
+                }
                 Err(e) => {
                     counters.malformed.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%from, "malformed ICP reply dropped: {e}");
@@ -584,6 +591,11 @@ async fn receive_loop(
         },
     )
     .await;
+}
+
+/// An opcode and version the codec names (it keeps others as values).
+fn is_known(msg: &Message<'_>) -> bool {
+    msg.opcode().is_known() && msg.version.is_known()
 }
 
 fn handle_reply(
@@ -616,7 +628,7 @@ fn handle_reply(
             tracing::debug!(%from, "ICP {} from a non-peer ignored", opcode.name());
             return;
         };
-        table.note_reply(peer, opcode as u8, version, received);
+        table.note_reply(peer, opcode.value(), version, received);
         let responder = p.via_group
             && table
                 .get(peer)
@@ -658,7 +670,7 @@ fn handle_reply(
     let table = current.get();
     match table.by_icp_addr(from) {
         Some(peer) => {
-            table.note_reply(peer, opcode as u8, version, received);
+            table.note_reply(peer, opcode.value(), version, received);
             table.note_ignored(peer);
             counters.unmatched.fetch_add(1, Ordering::Relaxed);
         }

@@ -204,7 +204,7 @@ impl<P: Protocol> Handler for Answering<P> {
 
     fn recv_error(&mut self, error: &io::Error) {
         self.protocol.recv_error();
-        tracing::warn!("{} receive failed: {error}", P::NAME);
+        tracing::warn!(protocol = P::NAME, %error, "datagram receive failed");
     }
 }
 
@@ -398,7 +398,7 @@ fn serve(
                 // datagram wakes us.
                 if let Err(e) = poll.poll(&mut events, Some(IDLE_TICK)) {
                     if e.kind() != io::ErrorKind::Interrupted {
-                        tracing::warn!("datagram responder: poll failed: {e}");
+                        tracing::warn!(error = %e, "datagram responder: poll failed");
                         std::thread::sleep(Duration::from_millis(10));
                     }
                 }

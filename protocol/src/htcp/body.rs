@@ -154,6 +154,10 @@ pub enum Auth<'a> {
         key_name: Text<'a>,
         signature: Text<'a>,
     },
+    /// A section that does not parse (its LENGTH disagrees, a COUNTSTR
+    /// overruns...), kept as received: Squid never reads AUTH, so a bad one
+    /// costs nothing but its own meaning. Never empty when parsed.
+    Unparsed(&'a [u8]),
 }
 
 impl Auth<'_> {
@@ -167,6 +171,7 @@ impl Auth<'_> {
                 signature,
                 ..
             } => 2 + 4 + 4 + 2 + key_name.len() + 2 + signature.len(),
+            Auth::Unparsed(section) => section.len(),
         }
     }
 }
@@ -280,6 +285,14 @@ pub(super) fn op(opcode: Opcode, rr: bool, input: &[u8]) -> PResult<'_, Op<'_>> 
             )
         }
         (Opcode::Clr, true) => (input, Op::ClrResponse),
+        (Opcode::Unknown(opcode), rr) => (
+            &input[input.len()..],
+            Op::Unknown {
+                opcode,
+                rr,
+                op_data: input,
+            },
+        ),
     };
     expect_end(rest, "op_data")?;
     Ok((rest, op))
@@ -346,6 +359,10 @@ pub(super) fn encode_op(op: &Op<'_>, out: &mut Vec<u8>, start: usize) -> Result<
     match op {
         Op::NopRequest | Op::NopResponse | Op::SetResponse | Op::ClrResponse => Ok(()),
         Op::MonResponse(None) => Ok(()),
+        Op::Unknown { op_data, .. } => {
+            out.extend_from_slice(op_data);
+            Ok(())
+        }
         Op::TstRequest(s) => put_specifier(out, s, start),
         Op::TstResponse(TstReply::Detail(d)) => put_detail(out, d, start),
         Op::TstResponse(TstReply::CacheHdrs(c)) => put_countstr(out, *c, "cache_hdrs", start),
@@ -382,6 +399,10 @@ pub(super) fn encode_op(op: &Op<'_>, out: &mut Vec<u8>, start: usize) -> Result<
 pub(super) fn encode_auth(auth: &Auth<'_>, out: &mut Vec<u8>, start: usize) -> Result<(), Error> {
     match auth {
         Auth::Omitted => Ok(()),
+        Auth::Unparsed(section) => {
+            out.extend_from_slice(section);
+            Ok(())
+        }
         Auth::None => {
             out.extend_from_slice(&2u16.to_be_bytes());
             Ok(())

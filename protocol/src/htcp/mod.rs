@@ -35,29 +35,48 @@ pub const MINOR_RFC: u8 = 1;
 /// The MINOR version of Squid's old bit layout.
 pub const MINOR_OLD: u8 = 0;
 
-/// The five opcodes of RFC 2756; 5..=15 parse as [`ErrorKind::UnknownOpcode`].
+/// The 4-bit OPCODE: the five of RFC 2756 by name, 5..=15 kept as
+/// [`Opcode::Unknown`] (with their OP-DATA whole in [`Op::Unknown`]), so a
+/// well-framed datagram always parses and its receiver decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Opcode {
-    Nop = 0,
-    Tst = 1,
-    Mon = 2,
-    Set = 3,
-    Clr = 4,
+    Nop,
+    Tst,
+    Mon,
+    Set,
+    Clr,
+    /// A value RFC 2756 does not define (never 0..=4).
+    Unknown(u8),
 }
 
 impl Opcode {
+    /// The named opcode with this value; `None` for any other.
     pub fn from_u8(value: u8) -> Option<Opcode> {
-        Some(match value {
-            0 => Opcode::Nop,
-            1 => Opcode::Tst,
-            2 => Opcode::Mon,
-            3 => Opcode::Set,
-            4 => Opcode::Clr,
-            _ => return None,
-        })
+        match Opcode::from(value) {
+            Opcode::Unknown(_) => None,
+            known => Some(known),
+        }
     }
 
-    /// The name Squid logs (`HTCP_TST`, ...).
+    /// The value on the wire.
+    pub fn value(self) -> u8 {
+        match self {
+            Opcode::Nop => 0,
+            Opcode::Tst => 1,
+            Opcode::Mon => 2,
+            Opcode::Set => 3,
+            Opcode::Clr => 4,
+            Opcode::Unknown(value) => value,
+        }
+    }
+
+    /// False for [`Opcode::Unknown`].
+    pub fn is_known(self) -> bool {
+        !matches!(self, Opcode::Unknown(_))
+    }
+
+    /// The name Squid logs (`HTCP_TST`, ...); `HTCP_UNKNOWN` for a value
+    /// RFC 2756 does not define.
     pub fn name(self) -> &'static str {
         match self {
             Opcode::Nop => "HTCP_NOP",
@@ -65,7 +84,27 @@ impl Opcode {
             Opcode::Mon => "HTCP_MON",
             Opcode::Set => "HTCP_SET",
             Opcode::Clr => "HTCP_CLR",
+            Opcode::Unknown(_) => "HTCP_UNKNOWN",
         }
+    }
+}
+
+impl From<u8> for Opcode {
+    fn from(value: u8) -> Opcode {
+        match value {
+            0 => Opcode::Nop,
+            1 => Opcode::Tst,
+            2 => Opcode::Mon,
+            3 => Opcode::Set,
+            4 => Opcode::Clr,
+            other => Opcode::Unknown(other),
+        }
+    }
+}
+
+impl From<Opcode> for u8 {
+    fn from(opcode: Opcode) -> u8 {
+        opcode.value()
     }
 }
 
@@ -147,6 +186,15 @@ pub enum Op<'a> {
     },
     /// CLR response: no OP-DATA; the result is the response code.
     ClrResponse,
+    /// An opcode RFC 2756 does not define: its layout is unknown, so the
+    /// OP-DATA is kept whole, as received.
+    Unknown {
+        /// The 4-bit opcode (a value [`Opcode::from_u8`] does not know).
+        opcode: u8,
+        /// The RR bit: a response.
+        rr: bool,
+        op_data: &'a [u8],
+    },
 }
 
 impl Op<'_> {
@@ -157,6 +205,7 @@ impl Op<'_> {
             Op::MonRequest { .. } | Op::MonResponse(_) => Opcode::Mon,
             Op::SetRequest(_) | Op::SetResponse => Opcode::Set,
             Op::ClrRequest { .. } | Op::ClrResponse => Opcode::Clr,
+            Op::Unknown { opcode, .. } => Opcode::from(*opcode),
         }
     }
 
@@ -169,6 +218,7 @@ impl Op<'_> {
                 | Op::MonResponse(_)
                 | Op::SetResponse
                 | Op::ClrResponse
+                | Op::Unknown { rr: true, .. }
         )
     }
 }
@@ -297,7 +347,7 @@ impl<'a> Message<'a> {
 
     /// Appends the datagram to `out`. Fails, leaving `out` as it was, when a
     /// string or section is too long for its 16-bit length field or the
-    /// response code does not fit in 4 bits.
+    /// response code or an unknown opcode does not fit in 4 bits.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         let start = out.len();
         let result = self.encode_inner(out, start);
@@ -322,11 +372,19 @@ impl<'a> Message<'a> {
                 7,
             ));
         }
+        let opcode = self.opcode().value();
+        if opcode > 0x0f {
+            return Err(Error::new(
+                ErrorKind::Invalid("opcode does not fit in 4 bits"),
+                "opcode",
+                6,
+            ));
+        }
         let layout = self.layout();
         out.extend_from_slice(&[0, 0, 0, self.minor]);
         let data_at = out.len();
         out.extend_from_slice(&[0, 0]);
-        out.push(layout.join_op_byte(self.opcode() as u8, self.response));
+        out.push(layout.join_op_byte(opcode, self.response));
         out.push(layout.join_flags(self.is_response(), self.f1, self.reserved));
         out.extend_from_slice(&self.trans_id.to_be_bytes());
         body::encode_op(&self.op, out, start)?;
@@ -348,8 +406,10 @@ pub fn is_response_datagram(datagram: &[u8]) -> bool {
 }
 
 /// Parses one HTCP datagram. Strict: the header LENGTH must equal the
-/// datagram size, MAJOR must be 0, every COUNTSTR and section must fit its
-/// enclosing length exactly, and nothing may be left over.
+/// datagram size, MAJOR must be 0, every COUNTSTR and section of DATA must
+/// fit its enclosing length exactly, and nothing may be left over. Not an
+/// error: an unknown opcode ([`Op::Unknown`]) and an AUTH section that does
+/// not parse ([`Auth::Unparsed`]; Squid never reads AUTH): both are kept.
 pub fn parse(datagram: &[u8]) -> Result<Message<'_>, Error> {
     finish(datagram, message(datagram))
 }
@@ -388,18 +448,17 @@ fn message(datagram: &[u8]) -> PResult<'_, Message<'_>> {
     let (data_section, auth_section) = data.split_at(data_len);
     let (op_rest, op_byte) = u8_field("opcode").parse(&data_section[2..])?;
     let (raw_opcode, response) = layout.split_op_byte(op_byte);
-    let Some(opcode) = Opcode::from_u8(raw_opcode) else {
-        return fail(
-            &data_section[2..],
-            "opcode",
-            ErrorKind::UnknownOpcode(raw_opcode),
-        );
-    };
     let (rest, flags) = u8_field("flags").parse(op_rest)?;
     let (rr, f1, reserved) = layout.split_flags(flags);
     let (op_data, trans_id) = u32_field("trans_id").parse(rest)?;
-    let (_, op) = body::op(opcode, rr, op_data)?;
-    let (rest, auth) = body::auth(auth_section)?;
+    let (_, op) = body::op(Opcode::from(raw_opcode), rr, op_data)?;
+    // Kept as received when it does not parse: nobody reads AUTH (Squid
+    // neither), and a bad one must not cost the message.
+    let auth = match body::auth(auth_section) {
+        Ok((_, auth)) => auth,
+        Err(_) => Auth::Unparsed(auth_section),
+    };
+    let rest = &auth_section[auth_section.len()..];
     Ok((
         rest,
         Message {
@@ -448,252 +507,4 @@ fn put_countstr(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn encode(m: &Message<'_>) -> Vec<u8> {
-        let mut out = Vec::new();
-        m.encode(&mut out).expect("encodable");
-        out
-    }
-
-    fn tst() -> Message<'static> {
-        Message::tst_request(5, Specifier::new("GET", "http://a/"))
-    }
-
-    fn err_of(wire: &[u8]) -> (ErrorKind, &'static str, usize) {
-        let e = parse(wire).expect_err("must not parse");
-        (e.kind, e.field, e.offset)
-    }
-
-    #[test]
-    fn header_length_must_match() {
-        let mut wire = encode(&tst());
-        wire.push(0);
-        let len = wire.len();
-        assert_eq!(
-            err_of(&wire),
-            (
-                ErrorKind::LengthMismatch {
-                    declared: len - 1,
-                    actual: len
-                },
-                "length",
-                0
-            )
-        );
-    }
-
-    #[test]
-    fn major_must_be_zero() {
-        let mut wire = encode(&tst());
-        wire[2] = 1;
-        assert_eq!(err_of(&wire), (ErrorKind::UnknownVersion(1), "major", 2));
-    }
-
-    #[test]
-    fn data_length_out_of_range() {
-        let mut wire = encode(&tst());
-        wire[4..6].copy_from_slice(&7u16.to_be_bytes());
-        assert!(matches!(
-            err_of(&wire),
-            (
-                ErrorKind::LengthMismatch { declared: 7, .. },
-                "data_length",
-                4
-            )
-        ));
-        wire[4..6].copy_from_slice(&500u16.to_be_bytes());
-        assert!(matches!(
-            err_of(&wire),
-            (
-                ErrorKind::LengthMismatch { declared: 500, .. },
-                "data_length",
-                4
-            )
-        ));
-    }
-
-    #[test]
-    fn unknown_opcode_in_either_layout() {
-        let mut wire = encode(&tst());
-        wire[6] = 0x90; // RFC layout: opcode 9
-        assert_eq!(err_of(&wire), (ErrorKind::UnknownOpcode(9), "opcode", 6));
-        wire[3] = 0; // old layout reads the low nibble: 0 = NOP, then OP-DATA is left over
-        assert_eq!(err_of(&wire).1, "op_data");
-        wire[6] = 0x07;
-        assert_eq!(err_of(&wire), (ErrorKind::UnknownOpcode(7), "opcode", 6));
-    }
-
-    #[test]
-    fn countstr_overrunning_its_section_is_truncated() {
-        let mut wire = encode(&tst());
-        // METHOD length 3 -> 60: runs past DATA into AUTH.
-        wire[12..14].copy_from_slice(&60u16.to_be_bytes());
-        // What DATA holds after the METHOD length: all but header, DATA header,
-        // the length itself and the 2-byte AUTH.
-        let in_data = wire.len() - 4 - 8 - 2 - 2;
-        assert_eq!(
-            err_of(&wire),
-            (
-                ErrorKind::LengthMismatch {
-                    declared: 60,
-                    actual: in_data
-                },
-                "method",
-                12
-            )
-        );
-    }
-
-    #[test]
-    fn op_data_must_be_consumed_exactly() {
-        let mut m = tst();
-        m.op = Op::NopRequest;
-        let mut wire = encode(&m);
-        // Grow DATA by one byte of junk before AUTH.
-        wire.insert(12, 0xaa);
-        let len = wire.len() as u16;
-        wire[0..2].copy_from_slice(&len.to_be_bytes());
-        wire[4..6].copy_from_slice(&9u16.to_be_bytes());
-        assert_eq!(
-            err_of(&wire),
-            (ErrorKind::TrailingData { len: 1 }, "op_data", 12)
-        );
-    }
-
-    #[test]
-    fn auth_length_must_cover_the_rest() {
-        let mut wire = encode(&tst());
-        let at = wire.len() - 2;
-        wire[at..].copy_from_slice(&4u16.to_be_bytes());
-        assert_eq!(
-            err_of(&wire),
-            (
-                ErrorKind::LengthMismatch {
-                    declared: 4,
-                    actual: 2
-                },
-                "auth_length",
-                at
-            )
-        );
-    }
-
-    #[test]
-    fn all_opcodes_round_trip_in_both_layouts() {
-        let spec = Specifier::new("GET", "http://a/");
-        let detail = Detail {
-            resp_hdrs: "Age: 1\r\n".into(),
-            entity_hdrs: "".into(),
-            cache_hdrs: "Cache-Flags: incomplete\r\n".into(),
-        };
-        let identity = Identity {
-            specifier: spec,
-            detail,
-        };
-        let ops = [
-            Op::NopRequest,
-            Op::NopResponse,
-            Op::TstRequest(spec),
-            Op::TstResponse(TstReply::Detail(detail)),
-            Op::TstResponse(TstReply::CacheHdrs("Cache-Policy: no-cache\r\n".into())),
-            Op::TstResponse(TstReply::Empty),
-            Op::MonRequest { time: 30 },
-            Op::MonResponse(None),
-            Op::MonResponse(Some(MonReply {
-                time: 29,
-                action: MonAction::Replaced,
-                reason: MonReason::Expired,
-                identity,
-            })),
-            Op::SetRequest(identity),
-            Op::SetResponse,
-            Op::ClrRequest {
-                reserved: 0,
-                reason: clr::REASON_GONE,
-                specifier: spec,
-            },
-            Op::ClrResponse,
-        ];
-        let auths = [
-            Auth::None,
-            Auth::Omitted,
-            Auth::Signed {
-                sig_time: 1,
-                sig_expire: 2,
-                key_name: "k".into(),
-                signature: Text(&[0xde, 0xad, 0xbe, 0xef]),
-            },
-        ];
-        for minor in [MINOR_OLD, MINOR_RFC, 7] {
-            for op in ops {
-                for auth in auths {
-                    let m = Message {
-                        minor,
-                        response: if op.is_response() { 3 } else { 0 },
-                        f1: true,
-                        reserved: 0x15,
-                        trans_id: 0xfeed_f00d,
-                        op,
-                        auth,
-                    };
-                    let wire = encode(&m);
-                    assert_eq!(parse(&wire), Ok(m), "{m:?}");
-                    assert_eq!(is_response_datagram(&wire), op.is_response(), "{m:?}");
-                    let auth_at = wire.len() - auth.encoded_len();
-                    assert_eq!(
-                        auth_at,
-                        usize::from(u16::from_be_bytes([wire[4], wire[5]])) + 4
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn squids_captures_tell_responses_by_the_rr_bit_alone() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/htcp/");
-        for (file, response) in [
-            ("tst-request-squid57.bin", false),
-            ("tst-request-oldsquid-squid57.bin", false),
-            ("clr-request-purge-squid57.bin", false),
-            ("tst-response-hit-squid57.bin", true),
-            ("tst-response-miss-oldsquid-squid57.bin", true),
-            ("clr-response-purged-squid57.bin", true),
-        ] {
-            let wire = std::fs::read(format!("{dir}{file}")).expect(file);
-            assert_eq!(is_response_datagram(&wire), response, "{file}");
-        }
-        assert!(!is_response_datagram(&[0, 8, 0, 1, 0, 4, 0x20]));
-    }
-
-    #[test]
-    fn response_uses_request_layout_and_transaction() {
-        let mut req = tst();
-        req.minor = MINOR_OLD;
-        req.trans_id = 0;
-        let resp = req.response(
-            tst::NOT_FOUND,
-            Op::TstResponse(TstReply::Detail(Detail::default())),
-        );
-        let wire = encode(&resp);
-        assert_eq!(
-            wire,
-            [0, 20, 0, 0, 0, 14, 0x11, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]
-        );
-    }
-
-    #[test]
-    fn encode_rejects_what_cannot_be_represented() {
-        let long = "x".repeat(70_000);
-        let m = Message::tst_request(1, Specifier::new("GET", &long));
-        let mut out = vec![9];
-        let err = m.encode(&mut out).unwrap_err();
-        assert_eq!(err.field, "uri");
-        assert_eq!(out, [9], "nothing is left behind");
-        let mut bad = tst();
-        bad.response = 16;
-        assert!(bad.encode(&mut out).is_err());
-    }
-}
+mod tests;
