@@ -337,8 +337,6 @@ const IN_PROGRESS_ELSEWHERE: &[&str] = &[
     "src/peers/select.rs",
     "src/peers/icp_client.rs",
     "src/peers/table.rs",
-    "src/peers/icp_server.rs",
-    "src/peers/htcp_server.rs",
 ];
 
 /// The files that may declare the module in `path` (under the crate root
