@@ -1374,6 +1374,35 @@ async fn collapsed_forwarding_fetches_once_for_twenty_clients() {
     }
 }
 
+/// `collapsed_forwarding off` (Squid's default, which cuttle does not
+/// share: it collapses unless told not to) makes every concurrent miss
+/// fetch on its own, as in Squid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collapsed_forwarding_off_fetches_once_per_client() {
+    let (origin, proxy) = start(Conf::new().extra("collapsed_forwarding off")).await;
+    origin.route("/slow", |_| {
+        Reply::ok("slow object")
+            .cc("max-age=600")
+            .delay(Duration::from_millis(300))
+    });
+    let url = origin.url("/slow");
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        conns.push(Conn::open(proxy.addr()).await);
+    }
+    let mut tasks = Vec::new();
+    for mut c in conns {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move { c.send(Req::get(&url)).await }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("client task").status, 200);
+    }
+    assert_eq!(origin.count("/slow"), 3, "the misses were collapsed");
+    let log = proxy.log(3).await;
+    assert!(log.iter().all(|l| l.result() == "TCP_MISS/200"), "{log:#?}");
+}
+
 /// Squid's collapsed_forwarding: the waiting requests use the first one's
 /// response only "if it happens to be cachable". A `private` response with
 /// a Set-Cookie is one user's: it must not reach the other waiting clients.

@@ -47,6 +47,8 @@ pub struct Stored<'a> {
 pub struct Policy {
     /// offline_mode: a stored entry is never validated.
     pub offline: bool,
+    /// collapsed_forwarding: concurrent misses on one key share a fetch.
+    pub collapse: bool,
 }
 
 /// What to do with the request.
@@ -237,7 +239,7 @@ pub fn plan(
     Plan::Fetch(Fetch {
         tag: miss_tag,
         store: get,
-        collapse: get && !private(req.headers),
+        collapse: policy.collapse && get && !private(req.headers),
         siblings_ok: siblings_ok(Purpose::Fetch, req.directives),
     })
 }
@@ -345,6 +347,14 @@ mod tests {
         }
 
         fn plan(&self, stored: Option<Stored<'_>>, offline: bool, now: u64) -> Plan {
+            let policy = Policy {
+                offline,
+                collapse: true,
+            };
+            self.plan_with(stored, policy, now)
+        }
+
+        fn plan_with(&self, stored: Option<Stored<'_>>, policy: Policy, now: u64) -> Plan {
             let directives = RequestDirectives::parse(&self.headers);
             let req = Request {
                 method: &self.method,
@@ -353,7 +363,7 @@ mod tests {
                 looped: self.looped,
                 miss_denied: self.miss_denied,
             };
-            plan(&req, stored, &rule(), Policy { offline }, now)
+            plan(&req, stored, &rule(), policy, now)
         }
     }
 
@@ -490,6 +500,16 @@ mod tests {
             assert!(!f.collapse, "{field}");
             assert!(f.store, "{field}: storable if the response says so");
         }
+    }
+
+    #[test]
+    fn collapsed_forwarding_off_collapses_nothing() {
+        let policy = Policy {
+            offline: false,
+            collapse: false,
+        };
+        let f = fetch(Case::get(&[]).plan_with(None, policy, T0));
+        assert!(!f.collapse && f.store);
     }
 
     #[test]

@@ -409,7 +409,8 @@ impl Default for Config {
             refresh_patterns: Vec::new(),
             negative_ttl: Setting::default_value(Duration::ZERO),
             max_stale: Setting::default_value(Duration::from_secs(7 * 24 * 3600)),
-            collapsed_forwarding: Setting::default_value(false),
+            // On unless turned off: Squid's default is off (README, "Coming from Squid").
+            collapsed_forwarding: Setting::default_value(true),
             read_ahead_gap: Setting::default_value(16 * 1024),
             access_logs: Vec::new(),
             logformats: Vec::new(),

@@ -63,6 +63,7 @@ pub(super) async fn cached(
     });
     let policy = plan::Policy {
         offline: proxy.config.offline(),
+        collapse: proxy.config.collapsed_forwarding.value,
     };
     let fetch = match (
         plan::plan(&request, stored, &rule, policy, unix_now()),
