@@ -284,6 +284,11 @@ pub async fn handle(
         code = tracing::field::Empty,
         status = tracing::field::Empty,
     );
+    if span.is_disabled() {
+        // No subscriber wants it: not wrapping the (large) request future
+        // saves moving it, which the hit path would feel.
+        return dispatch(proxy, conn, req, &span).await;
+    }
     let resp = dispatch(proxy, conn, req, &span)
         .instrument(span.clone())
         .await;
