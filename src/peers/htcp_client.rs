@@ -590,6 +590,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("accept-language", "de".parse().unwrap());
         headers.insert("connection", "keep-alive".parse().unwrap());
+        n.open_clients();
         let s = n
             .select(&c, &request("GET", "example.test", url), &headers)
             .await;
