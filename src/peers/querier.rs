@@ -179,7 +179,7 @@ pub async fn receive(
             Err(e) => {
                 // ICMP port-unreachable from an earlier send surfaces here
                 // on some systems: not fatal.
-                tracing::debug!("{protocol} client receive: {e}");
+                tracing::debug!(protocol, error = %e, "client receive failed");
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 continue;
             }

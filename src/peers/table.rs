@@ -653,7 +653,14 @@ impl PeerView for PeerTable {
 fn log_dead(p: &Peer, s: &mut PeerState) {
     if !s.logged_dead {
         s.logged_dead = true;
-        tracing::warn!("Detected DEAD {}: {}", kind(&p.config), p.config.name);
+        // Squid's cache.log wording, which operators grep for; the name is
+        // a field too.
+        tracing::warn!(
+            peer = %p.config.name,
+            "Detected DEAD {}: {}",
+            kind(&p.config),
+            p.config.name
+        );
     }
 }
 
@@ -662,7 +669,14 @@ fn log_dead(p: &Peer, s: &mut PeerState) {
 fn log_revived(p: &Peer, s: &mut PeerState) {
     if s.logged_dead {
         s.logged_dead = false;
-        tracing::warn!("Detected REVIVED {}: {}", kind(&p.config), p.config.name);
+        // Squid's cache.log wording, which operators grep for; the name is
+        // a field too.
+        tracing::warn!(
+            peer = %p.config.name,
+            "Detected REVIVED {}: {}",
+            kind(&p.config),
+            p.config.name
+        );
     }
 }
 

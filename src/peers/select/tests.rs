@@ -1,3 +1,4 @@
+use super::credentials::{base64, unescape};
 use super::*;
 use crate::config::load_str_sandboxed;
 use crate::peers::core::decide::{client_address_text, to_ping};
