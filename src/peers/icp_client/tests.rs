@@ -1,3 +1,6 @@
+//! Unit tests of the ICP client: closest and first parent misses, multicast
+//! group counts, request numbers.
+
 use super::*;
 use crate::config::CachePeer;
 use crate::peers::resolve::PeerAddrs;

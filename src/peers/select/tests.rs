@@ -1,3 +1,6 @@
+//! Unit tests of selection: the decision in Squid's order, pings, hash
+//! parents, credentials, and rounds over real loopback sockets.
+
 use super::credentials::{base64, unescape};
 use super::*;
 use crate::config::load_str_sandboxed;

@@ -1,3 +1,6 @@
+//! Unit tests of the peer table: RTT averages, dynamic timeouts, dead and
+//! revived peers, TCP credit, the DENIED ratio, multicast group sizes.
+
 use super::*;
 use crate::config::load_str_sandboxed;
 use crate::peers::resolve::PeerAddrs;
