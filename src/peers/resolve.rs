@@ -63,3 +63,31 @@ impl PeerAddrs {
 fn bare_host(host: &str) -> &str {
     host.trim_matches(['[', ']'])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peers::select::tests::config;
+
+    #[tokio::test]
+    async fn names_are_resolved_ahead_and_an_unresolved_one_has_no_address() {
+        let c = config(
+            "cache_peer localhost sibling 3128 3130 name=a\n\
+             cache_peer nonexistent.invalid sibling 3128 3130 name=b\n\
+             cache_peer 127.0.0.9 sibling 3128 3130 name=c\n",
+        );
+        let addrs = PeerAddrs::resolve(&c).await;
+        assert!(addrs
+            .icp_addr("localhost", 3130)
+            .is_some_and(|a| a.ip().is_loopback() && a.port() == 3130));
+        assert_eq!(addrs.icp_addr("nonexistent.invalid", 3130), None);
+        assert_eq!(addrs.icp_addr("localhost", 0), None);
+        // Addresses need no resolving; names do.
+        let none = PeerAddrs::literal_only();
+        assert_eq!(
+            none.icp_addr("[127.0.0.9]", 3130),
+            Some(SocketAddr::from(([127, 0, 0, 9], 3130)))
+        );
+        assert_eq!(none.icp_addr("localhost", 3130), None);
+    }
+}

@@ -28,7 +28,10 @@ pub fn http_okay(p: &PeerInfo<'_>, timing: &Timing, now: Instant) -> bool {
 
 /// [`http_okay`] with the caller's `is_up` (which may note a dead peer).
 pub fn http_okay_with(p: &PeerInfo<'_>, is_up: impl FnOnce() -> bool) -> bool {
-    p.config.max_conn.is_none_or(|max| p.health.open_conns < max) && is_up()
+    p.config
+        .max_conn
+        .is_none_or(|max| p.health.open_conns < max)
+        && is_up()
 }
 
 /// Whether a ping round at `now` includes this (otherwise eligible) peer:

@@ -1295,3 +1295,18 @@ async fn icp_round_over_real_sockets_first_hit_wins_strays_counted() {
     );
     assert_eq!(codes(&s)[0], "SIBLING_HIT/127.0.0.1");
 }
+
+/// Selecting never binds a socket: a round needs clients opened by the
+/// explicit step ([`Neighbours::open_clients`]); without them no peer is
+/// asked and the request goes on as after an empty round.
+#[tokio::test]
+async fn selecting_binds_no_socket() {
+    let c = config("cache_peer 127.0.0.1 parent 3128 3130\nicp_query_timeout 50\n");
+    let n = neighbours_up(&c);
+    let s = n.select(&c, &get(), &http::HeaderMap::new()).await;
+    assert!(lock(&n.icp).client.is_none(), "an ICP socket was bound");
+    assert!(s.replies.is_none());
+    assert_eq!(codes(&s)[0], "FIRSTUP_PARENT/127.0.0.1");
+    n.open_clients();
+    assert!(lock(&n.icp).client.is_some());
+}
