@@ -6,6 +6,16 @@
 //! failure. Each source carries what the peer's `login=` makes of the
 //! client's credentials ([`credentials`], squid-spec 3.6).
 //!
+//! The deciding is done by the sans-IO core ([`super::core`]): who to ask
+//! ([`to_ping`](super::core::decide::to_ping)), the query round
+//! ([`super::core::round`]) and the ordered sources ([`decide`]). This
+//! module holds the request and source types and [`Neighbours`], the async
+//! side: it sends the core's queries over the clients' sockets (opened by
+//! [`Neighbours::open_clients`] or the responders', never by selecting),
+//! feeds replies and the deadline back, and applies the core's effects to
+//! the live table. Each round runs in a `peer_query` span (field `url`);
+//! each reply is an event with `peer` and `code`.
+//!
 //! The "some parent" step tries sourcehash, userhash and CARP parents
 //! before round-robin and first-up, as Squid does (squid-spec 3.2, 3.4, 4):
 //! the member sets ([`HashParents`]) are built once per configuration and

@@ -375,3 +375,31 @@ fn deciding_changes_nothing_until_the_effects_are_applied() {
     let next = decide(&t, &hashes, &c, &req, direct(&c, &req), None, now);
     assert_eq!(codes(&next.selection)[0], "ROUNDROBIN_PARENT/127.0.0.7");
 }
+
+/// The core stays sans-IO: no runtime, socket, clock or resolver in its
+/// code (the async side in `select`, `icp_client` and `htcp_client` does
+/// those).
+#[test]
+fn the_core_reads_no_clock_socket_dns_or_runtime() {
+    let files = [
+        ("mod.rs", include_str!("mod.rs")),
+        ("decide.rs", include_str!("decide.rs")),
+        ("health.rs", include_str!("health.rs")),
+        ("round.rs", include_str!("round.rs")),
+    ];
+    for (name, text) in files {
+        for banned in [
+            "tokio",
+            "Instant::now",
+            "SystemTime",
+            "UdpSocket",
+            "TcpStream",
+            "lookup_host",
+            "to_socket_addrs",
+            "std::thread",
+            "Mutex",
+        ] {
+            assert!(!text.contains(banned), "core/{name} uses {banned}");
+        }
+    }
+}
