@@ -7,7 +7,7 @@
 //! client's credentials ([`credentials`], squid-spec 3.6).
 //!
 //! The deciding is done by the sans-IO core ([`super::core`]): who to ask
-//! ([`to_ping`](super::core::decide::to_ping)), the query round
+//! ([`super::core::decide::to_ping`]), the query round
 //! ([`super::core::round`]) and the ordered sources ([`decide`]). This
 //! module holds the request and source types and [`Neighbours`], the async
 //! side: it sends the core's queries over the clients' sockets (opened by
