@@ -42,8 +42,10 @@ use crate::config::PeerType;
 pub use super::core::round::{ParentMisses, Replies, Reply};
 
 /// Another protocol's queries in an ICP round (HTCP TST): called with the
-/// round's start and reply channel, returns how many queries went out.
-pub type CoQuery<'a> = dyn Fn(Instant, &mpsc::UnboundedSender<Reply>) -> usize + Send + Sync + 'a;
+/// peers the core asks that way, the round's start and reply channel;
+/// returns how many queries went out.
+pub type CoQuery<'a> =
+    dyn Fn(&[PeerId], Instant, &mpsc::UnboundedSender<Reply>) -> usize + Send + Sync + 'a;
 
 /// Counters of datagrams the client dropped.
 #[derive(Debug, Default)]
@@ -348,8 +350,14 @@ impl IcpClient {
                 Err(e) => tracing::debug!(addr = %q.to, error = %e, "ICP query not sent"),
             }
         }
-        if let Some(htcp) = htcp {
-            sent += htcp(now, &tx);
+        // The peers the core asks with TST.
+        let tst: Vec<PeerId> = queries
+            .iter()
+            .filter(|q| q.protocol == Protocol::Htcp)
+            .map(|q| q.peer)
+            .collect();
+        if let (Some(htcp), false) = (htcp, tst.is_empty()) {
+            sent += htcp(&tst, now, &tx);
         }
         drop(tx);
         round.note_sent(sent);

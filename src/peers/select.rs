@@ -579,7 +579,9 @@ impl Neighbours {
         let round = htcp
             .as_ref()
             .map(|c| c.round(&self.table, req.access.url, headers));
-        let send = |at: Instant, tx: &_| round.as_ref().map_or(0, |r| r.send(&htcp_peers, at, tx));
+        let send = |peers: &[PeerId], at: Instant, tx: &_| {
+            round.as_ref().map_or(0, |r| r.send(peers, at, tx))
+        };
         let co: Option<&super::icp_client::CoQuery<'_>> = round.is_some().then_some(&send);
         let (replies, ended) = client
             .query_with(&self.table, req.access.url, req.access.host, &targets, co)
