@@ -229,7 +229,9 @@ impl IcpClient {
             .ok()
             .and_then(|u| u.host().map(str::to_string))
             .unwrap_or_default();
-        self.query_with(table, url, &host, targets, None).await.0
+        self.query_with(table, url, &host, targets, None, Instant::now())
+            .await
+            .0
     }
 
     /// [`IcpClient::query`] for a request to `host`, with the `htcp` peers
@@ -237,7 +239,8 @@ impl IcpClient {
     /// same round: it gets the round's start and reply channel and returns
     /// how many it asked. Their replies count like ICP ones (same timeout,
     /// RTT and dead-peer rules). Returns the replies and when the round
-    /// ended (the last reply's arrival, or the deadline).
+    /// ended (the last reply's arrival, or the deadline). `now`: when the
+    /// request's selection started (the caller's one clock read).
     pub async fn query_with(
         &self,
         table: &Arc<PeerTable>,
@@ -245,6 +248,7 @@ impl IcpClient {
         host: &str,
         targets: &[(PeerId, PeerType)],
         htcp: Option<&CoQuery<'_>>,
+        now: Instant,
     ) -> (Replies, Instant) {
         let Some(sender) = self.sender.as_ref().and_then(querier::SendSocket::get) else {
             // Squid skips each ICP peer with this line; HTCP peers are
@@ -262,11 +266,13 @@ impl IcpClient {
                 .copied()
                 .collect();
             if htcp_only.is_empty() {
-                return (Replies::default(), Instant::now());
+                return (Replies::default(), now);
             }
-            return self.round(table, url, host, &htcp_only, htcp, None).await;
+            return self
+                .round(table, url, host, &htcp_only, htcp, None, now)
+                .await;
         };
-        self.round(table, url, host, targets, htcp, Some(&sender))
+        self.round(table, url, host, targets, htcp, Some(&sender), now)
             .await
     }
 
@@ -281,8 +287,8 @@ impl IcpClient {
         targets: &[(PeerId, PeerType)],
         htcp: Option<&CoQuery<'_>>,
         sender: Option<&Arc<std::net::UdpSocket>>,
+        now: Instant,
     ) -> (Replies, Instant) {
-        let now = Instant::now();
         let reqnum = self.next_reqnum();
         let mut datagram = Vec::new();
         let mut query = Message::query(reqnum, url.as_bytes());

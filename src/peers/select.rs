@@ -523,7 +523,7 @@ impl Neighbours {
             if !targets.is_empty() {
                 let span = tracing::debug_span!("peer_query", url = req.access.url);
                 if let Some((r, ended)) = self
-                    .query_round(req, headers, targets)
+                    .query_round(req, headers, targets, now)
                     .instrument(span)
                     .await
                 {
@@ -552,6 +552,7 @@ impl Neighbours {
         req: &SelectRequest<'_>,
         headers: &http::HeaderMap,
         mut targets: Vec<(PeerId, PeerType)>,
+        now: Instant,
     ) -> Option<(Replies, Instant)> {
         let client = self.current_icp_client()?;
         let htcp_peers: Vec<PeerId> = targets
@@ -584,7 +585,14 @@ impl Neighbours {
         };
         let co: Option<&super::icp_client::CoQuery<'_>> = round.is_some().then_some(&send);
         let (replies, ended) = client
-            .query_with(&self.table, req.access.url, req.access.host, &targets, co)
+            .query_with(
+                &self.table,
+                req.access.url,
+                req.access.host,
+                &targets,
+                co,
+                now,
+            )
             .await;
         tracing::debug!(
             sent = replies.sent,
