@@ -403,3 +403,25 @@ fn the_core_reads_no_clock_socket_dns_or_runtime() {
         }
     }
 }
+
+/// The logic of tests/peer_faults.rs's down-parent test on a virtual
+/// clock: a parent never probed is skipped (DIRECT); a probe is due at
+/// most once a second; once a probe succeeds the next miss uses it.
+#[test]
+fn a_down_parent_is_skipped_until_a_probe_finds_it_up() {
+    let text = "cache_peer 127.0.0.18 parent 3128 0 no-query\n";
+    let t0 = Instant::now();
+    let t = PeerTable::new(&config(text), None, t0, &PeerAddrs::literal_only());
+    let (codes, _) = request_at(&t, text, t0, &[]);
+    assert_eq!(codes, vec!["HIER_DIRECT/example.test"]);
+    assert_eq!(t.probes_due(t0), vec![0]);
+    // A probe starts (and fails): the next is due a second later.
+    t.get(0).expect("peer").state().last_tcp_probe = Some(t0);
+    assert!(t.probes_due(t0 + Duration::from_millis(999)).is_empty());
+    let t1 = t0 + Duration::from_secs(1);
+    assert_eq!(t.probes_due(t1), vec![0]);
+    // That one connects: up, and used.
+    t.note_tcp_success_at(0, t1);
+    let (codes, _) = request_at(&t, text, t1, &[]);
+    assert_eq!(codes[0], "FIRSTUP_PARENT/127.0.0.18");
+}
