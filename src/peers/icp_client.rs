@@ -41,6 +41,16 @@ use crate::config::PeerType;
 
 pub use super::core::round::{ParentMisses, Replies, Reply};
 
+/// What a round asks about: the URL (in Squid's canonical form: the peer
+/// looks it up verbatim), its host (the peers' types depend on it), and
+/// when the request's selection started (the caller's one clock read).
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    pub url: &'a str,
+    pub host: &'a str,
+    pub now: Instant,
+}
+
 /// Another protocol's queries in an ICP round (HTCP TST): called with the
 /// peers the core asks that way, the round's start and reply channel;
 /// returns how many queries went out.
@@ -229,26 +239,26 @@ impl IcpClient {
             .ok()
             .and_then(|u| u.host().map(str::to_string))
             .unwrap_or_default();
-        self.query_with(table, url, &host, targets, None, Instant::now())
-            .await
-            .0
+        let ask = Ask {
+            url,
+            host: &host,
+            now: Instant::now(),
+        };
+        self.query_with(table, ask, targets, None).await.0
     }
 
-    /// [`IcpClient::query`] for a request to `host`, with the `htcp` peers
+    /// [`IcpClient::query`] for `ask`, with the `htcp` peers
     /// among `targets` asked by `htcp` (HTCP TST, squid-spec 2.5) in the
     /// same round: it gets the round's start and reply channel and returns
     /// how many it asked. Their replies count like ICP ones (same timeout,
     /// RTT and dead-peer rules). Returns the replies and when the round
-    /// ended (the last reply's arrival, or the deadline). `now`: when the
-    /// request's selection started (the caller's one clock read).
+    /// ended (the last reply's arrival, or the deadline).
     pub async fn query_with(
         &self,
         table: &Arc<PeerTable>,
-        url: &str,
-        host: &str,
+        ask: Ask<'_>,
         targets: &[(PeerId, PeerType)],
         htcp: Option<&CoQuery<'_>>,
-        now: Instant,
     ) -> (Replies, Instant) {
         let Some(sender) = self.sender.as_ref().and_then(querier::SendSocket::get) else {
             // Squid skips each ICP peer with this line; HTCP peers are
@@ -266,14 +276,11 @@ impl IcpClient {
                 .copied()
                 .collect();
             if htcp_only.is_empty() {
-                return (Replies::default(), now);
+                return (Replies::default(), ask.now);
             }
-            return self
-                .round(table, url, host, &htcp_only, htcp, None, now)
-                .await;
+            return self.round(table, ask, &htcp_only, htcp, None).await;
         };
-        self.round(table, url, host, targets, htcp, Some(&sender), now)
-            .await
+        self.round(table, ask, targets, htcp, Some(&sender)).await
     }
 
     /// One round of [`IcpClient::query_with`], driving the core's
@@ -282,13 +289,12 @@ impl IcpClient {
     async fn round(
         &self,
         table: &Arc<PeerTable>,
-        url: &str,
-        host: &str,
+        ask: Ask<'_>,
         targets: &[(PeerId, PeerType)],
         htcp: Option<&CoQuery<'_>>,
         sender: Option<&Arc<std::net::UdpSocket>>,
-        now: Instant,
     ) -> (Replies, Instant) {
+        let Ask { url, host, now } = ask;
         let reqnum = self.next_reqnum();
         let mut datagram = Vec::new();
         let mut query = Message::query(reqnum, url.as_bytes());

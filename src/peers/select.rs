@@ -56,7 +56,7 @@ use tracing::Instrument;
 
 use super::core::decide::{decide, to_ping};
 use super::htcp_client::{ClrTrigger, HtcpClient};
-use super::icp_client::{IcpClient, Replies};
+use super::icp_client::{Ask, IcpClient, Replies};
 use super::querier::{lock, QuerySocket, QuerySockets};
 use super::resolve::PeerAddrs;
 use super::table::{PeerId, PeerTable};
@@ -587,11 +587,13 @@ impl Neighbours {
         let (replies, ended) = client
             .query_with(
                 &self.table,
-                req.access.url,
-                req.access.host,
+                Ask {
+                    url: req.access.url,
+                    host: req.access.host,
+                    now,
+                },
                 &targets,
                 co,
-                now,
             )
             .await;
         tracing::debug!(
