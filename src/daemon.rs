@@ -27,6 +27,7 @@ use crate::peers::htcp_server::{Htcp, HtcpServerStats};
 use crate::peers::icp_server::{HitOnly, Icp, IcpServerStats};
 use crate::peers::netdb::NetDb;
 use crate::peers::querier::{QuerySockets, Slot};
+use crate::peers::resolve::PeerAddrs;
 use crate::peers::responder::{Protocol, Responder};
 use crate::store::Store;
 
@@ -484,6 +485,8 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
     let netdb = Arc::new(NetDb::default());
     // The responders' sockets, which the proxy's ICP/HTCP queries leave from.
     let query_sockets = Arc::new(QuerySockets::default());
+    // Peer names are resolved here, before the peer table is built from them.
+    query_sockets.set_peer_addrs(PeerAddrs::resolve(&config).await);
     let mut icp = Udp::start(&config, &logger, (&query_sockets, |s| &s.icp), {
         let (store, stats) = (Arc::clone(&store), Arc::clone(&icp_stats));
         let (hit_only, netdb) = (Arc::clone(&hit_only), Arc::clone(&netdb));
@@ -528,7 +531,7 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                if reload(&options, &proxy_tx, &logger) {
+                if reload(&options, &proxy_tx, &logger, &query_sockets).await {
                     icp.reload(&proxy_tx.borrow().config(), &logger);
                     htcp.reload(&proxy_tx.borrow().config(), &logger);
                     // Only now: the queriers send from the new sockets.
@@ -564,7 +567,12 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
 }
 
 /// SIGHUP: re-read the config; swap it in when it has no errors (true).
-fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logger) -> bool {
+async fn reload(
+    options: &RunOptions,
+    proxy: &watch::Sender<Arc<Proxy>>,
+    logger: &Logger,
+    query_sockets: &QuerySockets,
+) -> bool {
     let loaded = load(options);
     if report(&loaded) {
         eprintln!("cuttle: the new configuration has errors; keeping the old one");
@@ -594,6 +602,8 @@ fn reload(options: &RunOptions, proxy: &watch::Sender<Arc<Proxy>>, logger: &Logg
     logger.reopen();
     // Squid re-reads offline_mode: a run-time toggle ends here.
     crate::config::OFFLINE_TOGGLED.store(false, std::sync::atomic::Ordering::Relaxed);
+    // The new peers' names, resolved before their table is built.
+    query_sockets.set_peer_addrs(PeerAddrs::resolve(&loaded.config).await);
     let next = proxy.borrow().with_config(Arc::new(loaded.config));
     let _ = proxy.send(Arc::new(next));
     true

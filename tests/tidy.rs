@@ -331,14 +331,6 @@ const MAX_LINES: usize = 800;
 /// Code files allowed past [`MAX_LINES`], each with the reason.
 const LONG_FILES: &[(&str, &str)] = &[];
 
-/// Files other helpers of issue 14 are splitting on their own branches;
-/// the lead empties this list when merging them.
-const IN_PROGRESS_ELSEWHERE: &[&str] = &[
-    "src/peers/select.rs",
-    "src/peers/icp_client.rs",
-    "src/peers/table.rs",
-];
-
 /// The files that may declare the module in `path` (under the crate root
 /// folder `crate_dir`); none for a crate root itself.
 fn declaring_files(crate_dir: &Path, path: &Path) -> Vec<PathBuf> {
@@ -437,11 +429,7 @@ fn no_code_file_is_over_800_lines() {
                     "{rel} is {lines} lines now: remove it from LONG_FILES in tests/tidy.rs"
                 );
             }
-            if lines > MAX_LINES
-                && !excepted
-                && !IN_PROGRESS_ELSEWHERE.contains(&rel.as_str())
-                && !is_test_only(&crate_dir, &path)
-            {
+            if lines > MAX_LINES && !excepted && !is_test_only(&crate_dir, &path) {
                 too_long.push(format!("{rel}: {lines} lines"));
             }
         }

@@ -242,7 +242,7 @@ impl HtcpClient {
                         p.state().clrs_sent += 1;
                         self.counters.clr_sent.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(e) => tracing::debug!(%addr, "HTCP CLR not sent: {e}"),
+                    Err(e) => tracing::debug!(%addr, error = %e, "HTCP CLR not sent"),
                 }
             }
         }
@@ -388,7 +388,7 @@ impl TstRound<'_> {
                         .tst_sent
                         .fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => tracing::debug!(%addr, "HTCP TST not sent: {e}"),
+                Err(e) => tracing::debug!(%addr, error = %e, "HTCP TST not sent"),
             }
         }
         sent
@@ -427,7 +427,7 @@ async fn receive_loop(
                 }
                 Err(e) => {
                     counters.malformed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%from, "malformed HTCP reply dropped: {e}");
+                    tracing::debug!(%from, error = %e, "malformed HTCP reply dropped");
                     return;
                 }
             };
@@ -601,6 +601,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("accept-language", "de".parse().unwrap());
         headers.insert("connection", "keep-alive".parse().unwrap());
+        n.open_clients();
         let s = n
             .select(&c, &request("GET", "example.test", url), &headers)
             .await;

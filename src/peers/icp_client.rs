@@ -33,47 +33,29 @@ use cuttle_protocol::icp::{self, Message, Opcode};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::core::round::{Protocol, QueryRound, Step};
 use super::netdb::SrcRtt;
 use super::querier::{self, lock, CurrentTable};
-use super::table::{mcast_replies_expected, query_timeout, PeerId, PeerTable};
-use crate::config::{CachePeer, PeerType};
+use super::table::{mcast_replies_expected, PeerId, PeerTable};
+use crate::config::PeerType;
 
-/// One reply that matched a query in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reply {
-    pub peer: PeerId,
-    pub opcode: Opcode,
-    /// From sending the queries to receiving this reply.
-    pub rtt: Duration,
-    /// The reply carried ICP_FLAG_SRC_RTT: the peer's RTT to the origin.
-    pub src_rtt: Option<SrcRtt>,
-}
+pub use super::core::round::{ParentMisses, Replies, Reply};
 
-/// What a round of queries brought back.
-#[derive(Debug, Clone, Default)]
-pub struct Replies {
-    /// The first peer to answer HIT ("first HIT wins").
-    pub hit: Option<PeerId>,
-    /// The parent whose MISS came first (by weighted time). Like the
-    /// closest, set even when the wait then timed out; selection decides.
-    pub first_parent_miss: Option<PeerId>,
-    /// The parent whose MISS reported the smallest origin RTT (SRC_RTT,
-    /// `query_icmp on`).
-    pub closest_parent_miss: Option<PeerId>,
-    /// The wait ended by timeout rather than by all expected replies (or a HIT).
-    pub timed_out: bool,
-    /// Every matched reply, in arrival order.
-    pub replies: Vec<Reply>,
-    /// Queries sent / replies expected (up peers among them).
-    pub sent: usize,
-    pub expected: usize,
-    /// How long the wait was allowed to last.
-    pub timeout: Duration,
+/// What a round asks about: the URL (in Squid's canonical form: the peer
+/// looks it up verbatim), its host (the peers' types depend on it), and
+/// when the request's selection started (the caller's one clock read).
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    pub url: &'a str,
+    pub host: &'a str,
+    pub now: Instant,
 }
 
 /// Another protocol's queries in an ICP round (HTCP TST): called with the
-/// round's start and reply channel, returns how many queries went out.
-pub type CoQuery<'a> = dyn Fn(Instant, &mpsc::UnboundedSender<Reply>) -> usize + Send + Sync + 'a;
+/// peers the core asks that way, the round's start and reply channel;
+/// returns how many queries went out.
+pub type CoQuery<'a> =
+    dyn Fn(&[PeerId], Instant, &mpsc::UnboundedSender<Reply>) -> usize + Send + Sync + 'a;
 
 /// Counters of datagrams the client dropped.
 #[derive(Debug, Default)]
@@ -252,20 +234,32 @@ impl IcpClient {
         url: &str,
         targets: &[(PeerId, PeerType)],
     ) -> Replies {
-        self.query_with(table, url, targets, None).await
+        let host = url
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_string))
+            .unwrap_or_default();
+        let ask = Ask {
+            url,
+            host: &host,
+            now: Instant::now(),
+        };
+        self.query_with(table, ask, targets, None).await.0
     }
 
-    /// [`IcpClient::query`] with the `htcp` peers among `targets` asked by
-    /// `htcp` (HTCP TST, squid-spec 2.5) in the same round: it gets the
-    /// round's start and reply channel and returns how many it asked. Their
-    /// replies count like ICP ones (same timeout, RTT and dead-peer rules).
+    /// [`IcpClient::query`] for `ask`, with the `htcp` peers
+    /// among `targets` asked by `htcp` (HTCP TST, squid-spec 2.5) in the
+    /// same round: it gets the round's start and reply channel and returns
+    /// how many it asked. Their replies count like ICP ones (same timeout,
+    /// RTT and dead-peer rules). Returns the replies and when the round
+    /// ended (the last reply's arrival, or the deadline).
     pub async fn query_with(
         &self,
         table: &Arc<PeerTable>,
-        url: &str,
+        ask: Ask<'_>,
         targets: &[(PeerId, PeerType)],
         htcp: Option<&CoQuery<'_>>,
-    ) -> Replies {
+    ) -> (Replies, Instant) {
         let Some(sender) = self.sender.as_ref().and_then(querier::SendSocket::get) else {
             // Squid skips each ICP peer with this line; HTCP peers are
             // still asked.
@@ -274,37 +268,39 @@ impl IcpClient {
                 .filter(|(id, _)| {
                     let by_htcp = table.get(*id).is_some_and(|p| p.speaks_htcp());
                     if !by_htcp {
-                        tracing::warn!("ICP is disabled! Cannot send ICP request to peer.");
+                        let peer = table.get(*id).map_or("", |p| p.name());
+                        tracing::warn!(peer, "ICP is disabled! Cannot send ICP request to peer.");
                     }
                     by_htcp
                 })
                 .copied()
                 .collect();
             if htcp_only.is_empty() {
-                return Replies::default();
+                return (Replies::default(), ask.now);
             }
-            return self.round(table, url, &htcp_only, htcp, None).await;
+            return self.round(table, ask, &htcp_only, htcp, None).await;
         };
-        self.round(table, url, targets, htcp, Some(&sender)).await
+        self.round(table, ask, targets, htcp, Some(&sender)).await
     }
 
-    /// One round of [`IcpClient::query_with`]; ICP queries go out on
-    /// `sender` (`None`: only the HTCP ones).
+    /// One round of [`IcpClient::query_with`], driving the core's
+    /// [`QueryRound`]: ICP queries go out on `sender` (`None`: only the
+    /// HTCP ones), replies and the deadline go back in.
     async fn round(
         &self,
         table: &Arc<PeerTable>,
-        url: &str,
+        ask: Ask<'_>,
         targets: &[(PeerId, PeerType)],
         htcp: Option<&CoQuery<'_>>,
         sender: Option<&Arc<std::net::UdpSocket>>,
-    ) -> Replies {
-        let now = Instant::now();
+    ) -> (Replies, Instant) {
+        let Ask { url, host, now } = ask;
         let reqnum = self.next_reqnum();
         let mut datagram = Vec::new();
         let mut query = Message::query(reqnum, url.as_bytes());
         if query.encode(&mut datagram).is_err() {
             // A URL ICP cannot carry (NUL inside, too long): nothing asked.
-            return Replies::default();
+            return (Replies::default(), now);
         }
         // The same query asking for the origin RTT, for the peers that get it.
         let mut asking_rtt = Vec::new();
@@ -314,31 +310,15 @@ impl IcpClient {
                 asking_rtt.clear();
             }
         }
-        let is_group = |id: PeerId| {
-            table
-                .get(id)
-                .is_some_and(|p| p.config.peer_type == PeerType::Multicast)
-        };
-        // Unicast peers count when up; a group counts the whole part of
-        // its average number of responders (squid-spec 1.7, 1.9).
-        let mut expected_rtts: Vec<(PeerType, u64)> = Vec::new();
-        let mut expected = 0usize;
-        for (id, t) in targets {
-            let Some(p) = table.get(*id) else { continue };
-            if is_group(*id) {
-                let state = p.state();
-                let n = mcast_replies_expected(&state);
-                expected += n as usize;
-                if n > 0 {
-                    expected_rtts.push((PeerType::Multicast, state.rtt_ms));
-                }
-            } else if table.is_up(*id, now) {
-                expected += 1;
-                expected_rtts.push((*t, p.state().rtt_ms));
-            }
-        }
-        let timeout = query_timeout(&table.timing, &expected_rtts);
-        let via_group = targets.iter().any(|(id, _)| is_group(*id));
+        let (mut round, queries, effects) =
+            QueryRound::start(table.as_ref(), host, targets, sender.is_some(), now);
+        table.apply_all(&effects);
+        let via_group = queries.iter().any(|q| q.multicast_ttl.is_some())
+            || targets.iter().any(|(id, _)| {
+                table
+                    .get(*id)
+                    .is_some_and(|p| p.config.peer_type == PeerType::Multicast)
+            });
         let (tx, mut rx) = mpsc::unbounded_channel();
         lock(&self.pending).insert(
             reqnum,
@@ -351,32 +331,27 @@ impl IcpClient {
             },
         );
         let mut sent = 0;
-        for (id, _) in targets {
-            let Some(p) = table.get(*id) else { continue };
-            let Some(addr) = p.icp_addr else { continue };
-            if p.speaks_htcp() {
-                // Asked with TST by `htcp`, below.
+        for q in &queries {
+            // HTCP peers are asked with TST by `htcp`, below.
+            let (Protocol::Icp { src_rtt }, Some(sender)) = (q.protocol, sender) else {
                 continue;
-            }
-            let Some(sender) = sender else { continue };
-            if is_group(*id) {
+            };
+            if let Some(ttl) = q.multicast_ttl {
                 // One datagram to the group, with the peer's ttl= (0 keeps
                 // it on this host, as Squid's mcastSetTtl would).
-                if let Err(e) = sender.set_multicast_ttl_v4(u32::from(p.config.ttl)) {
-                    tracing::debug!(%addr, "multicast TTL not set: {e}");
+                if let Err(e) = sender.set_multicast_ttl_v4(u32::from(ttl)) {
+                    tracing::debug!(addr = %q.to, error = %e, "multicast TTL not set");
                 }
-                table.note_mcast_query_sent(*id, now);
-            } else {
-                table.note_query_sent(*id, now);
             }
-            let wire = if asks_src_rtt(table, p) && !asking_rtt.is_empty() {
+            table.apply(&q.effect);
+            let wire = if src_rtt && !asking_rtt.is_empty() {
                 &asking_rtt
             } else {
                 &datagram
             };
             // Non-blocking: a full socket buffer drops the query, as
             // Squid's second failed try does.
-            match sender.send_to(wire, addr) {
+            match sender.send_to(wire, q.to) {
                 Ok(n) => {
                     sent += 1;
                     self.counters.queries_sent.fetch_add(1, Ordering::Relaxed);
@@ -384,63 +359,43 @@ impl IcpClient {
                         .query_bytes_sent
                         .fetch_add(n as u64, Ordering::Relaxed);
                 }
-                Err(e) => tracing::debug!(%addr, "ICP query not sent: {e}"),
+                Err(e) => tracing::debug!(addr = %q.to, error = %e, "ICP query not sent"),
             }
         }
-        if let Some(htcp) = htcp {
-            sent += htcp(now, &tx);
+        // The peers the core asks with TST.
+        let tst: Vec<PeerId> = queries
+            .iter()
+            .filter(|q| q.protocol == Protocol::Htcp)
+            .map(|q| q.peer)
+            .collect();
+        if let (Some(htcp), false) = (htcp, tst.is_empty()) {
+            sent += htcp(&tst, now, &tx);
         }
         drop(tx);
-        let mut out = Replies {
-            sent,
-            expected,
-            timeout,
-            ..Replies::default()
+        round.note_sent(sent);
+        let mut step = round.step();
+        let mut ended = now;
+        let out = loop {
+            let deadline = match step {
+                Step::Done(replies) => break replies,
+                Step::Wait { deadline } => deadline,
+            };
+            step = match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                Ok(Some(reply)) => {
+                    ended = Instant::now();
+                    let peer = table.get(reply.peer).map_or("", |p| p.name());
+                    tracing::debug!(peer, code = reply.opcode.name(), rtt = ?reply.rtt, "peer reply");
+                    round.on_reply(table.as_ref(), reply, ended)
+                }
+                Ok(None) => round.on_closed(),
+                Err(_) => {
+                    ended = deadline;
+                    round.on_timeout(deadline)
+                }
+            };
         };
-        if expected > 0 {
-            let deadline = tokio::time::Instant::from_std(now) + timeout;
-            let mut counted = 0usize;
-            let mut misses = ParentMisses::default();
-            loop {
-                let reply = match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(r)) => r,
-                    Ok(None) => break,
-                    Err(_) => {
-                        out.timed_out = true;
-                        break;
-                    }
-                };
-                out.replies.push(reply);
-                let peer_type = targets
-                    .iter()
-                    .find(|(id, _)| *id == reply.peer)
-                    .map(|(_, t)| *t)
-                    .or_else(|| responder_type(table, targets, reply.peer))
-                    .unwrap_or(PeerType::Sibling);
-                match reply.opcode {
-                    Opcode::Hit => {
-                        out.hit = Some(reply.peer);
-                        break;
-                    }
-                    Opcode::Miss | Opcode::Decho if peer_type == PeerType::Parent => {
-                        if let Some(p) = table.get(reply.peer) {
-                            misses.note(&reply, &p.config, table.query_icmp);
-                        }
-                    }
-                    _ => {}
-                }
-                if reply.opcode != Opcode::Denied {
-                    counted += 1;
-                }
-                if counted >= expected {
-                    break;
-                }
-            }
-            out.first_parent_miss = misses.first.map(|(id, _)| id);
-            out.closest_parent_miss = misses.closest.map(|(id, _)| id);
-        }
         lock(&self.pending).remove(&reqnum);
-        out
+        (out, ended)
     }
 
     /// Counts the responders of multicast group `id` as Squid does
@@ -474,7 +429,7 @@ impl IcpClient {
             },
         );
         if let Err(e) = sender.set_multicast_ttl_v4(u32::from(group.config.ttl)) {
-            tracing::debug!(%addr, "multicast TTL not set: {e}");
+            tracing::debug!(%addr, error = %e, "multicast TTL not set");
         }
         table.note_mcast_query_sent(id, now);
         match sender.send_to(&datagram, addr) {
@@ -483,7 +438,7 @@ impl IcpClient {
             }
             Err(e) => {
                 lock(&self.pending).remove(&reqnum);
-                tracing::debug!(%addr, "multicast count query not sent: {e}");
+                tracing::debug!(%addr, error = %e, "multicast count query not sent");
                 return None;
             }
         }
@@ -579,7 +534,7 @@ async fn receive_loop(
                 }
                 Err(e) => {
                     counters.malformed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%from, "malformed ICP reply dropped: {e}");
+                    tracing::debug!(%from, error = %e, "malformed ICP reply dropped");
                     return;
                 }
             };
@@ -625,7 +580,7 @@ fn handle_reply(
         let table = Arc::clone(&p.table);
         let Some(peer) = table.by_icp_addr(from) else {
             counters.from_non_peer.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%from, "ICP {} from a non-peer ignored", opcode.name());
+            tracing::debug!(%from, code = opcode.name(), "ICP reply from a non-peer ignored");
             return;
         };
         table.note_reply(peer, opcode.value(), version, received);
@@ -680,49 +635,6 @@ fn handle_reply(
     }
 }
 
-/// Whether a query to `peer` sets ICP_FLAG_SRC_RTT: `query_icmp on` and
-/// the peer's last reply was version 2 (Squid stops asking a peer that
-/// answered version 3; a peer not heard yet counts as version 2).
-fn asks_src_rtt(table: &PeerTable, peer: &super::table::Peer) -> bool {
-    table.query_icmp && peer.state().icp_version == 2
-}
-
-/// Squid's handleIcpParentMiss over one round of queries (squid-spec 1.3,
-/// 1.6): fed every MISS or DECHO from a peer that is a parent for the URL,
-/// in arrival order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ParentMisses {
-    /// The parent that reported the smallest non-zero origin RTT, and it.
-    pub closest: Option<(PeerId, u16)>,
-    /// The parent whose MISS came first by weighted time, and that time:
-    /// max(1, (ms since the queries went out - basetime) / weight).
-    pub first: Option<(PeerId, u64)>,
-}
-
-impl ParentMisses {
-    /// One parent's MISS (or DECHO). Its RTT report counts only with
-    /// `query_icmp` on; a smaller one replaces the closest, a tie keeps the
-    /// earlier. It is a first-parent-miss candidate unless it is
-    /// `closest-only` or a closest parent is known by now.
-    pub fn note(&mut self, reply: &Reply, parent: &CachePeer, query_icmp: bool) {
-        if let Some(r) = reply.src_rtt.filter(|_| query_icmp) {
-            if r.rtt_ms != 0 && self.closest.is_none_or(|(_, best)| r.rtt_ms < best) {
-                self.closest = Some((reply.peer, r.rtt_ms));
-            }
-        }
-        if parent.closest_only || self.closest.is_some() {
-            return;
-        }
-        let base = parent.basetime.as_millis() as u64;
-        let w = ((reply.rtt.as_millis() as u64).saturating_sub(base)
-            / u64::from(parent.weight.max(1)))
-        .max(1);
-        if self.first.is_none_or(|(_, best)| w < best) {
-            self.first = Some((reply.peer, w));
-        }
-    }
-}
-
 /// IP_MULTICAST_IF by interface address (std has no setter for it).
 /// Queries to a multicast group leave by the interface of
 /// udp_outgoing_address (`local`), not the default route's.
@@ -730,7 +642,7 @@ fn set_multicast_interface(socket: &std::net::UdpSocket, local: Option<IpAddr>) 
     if let Some(IpAddr::V4(v4)) = local {
         if !v4.is_unspecified() {
             if let Err(e) = set_multicast_if_v4(socket, v4) {
-                tracing::warn!(%v4, "IP_MULTICAST_IF not set: {e}");
+                tracing::warn!(%v4, error = %e, "IP_MULTICAST_IF not set");
             }
         }
     }
@@ -740,229 +652,5 @@ fn set_multicast_if_v4(socket: &std::net::UdpSocket, interface: Ipv4Addr) -> std
     socket2::SockRef::from(socket).set_multicast_if_v4(&interface)
 }
 
-/// The type a multicast responder answers as: a sibling when a queried
-/// group has `multicast-siblings`, else its own `cache_peer` type.
-fn responder_type(
-    table: &PeerTable,
-    targets: &[(PeerId, PeerType)],
-    responder: PeerId,
-) -> Option<PeerType> {
-    let p = table.get(responder)?;
-    if !p.config.multicast_responder {
-        return None;
-    }
-    let siblings = targets.iter().any(|(id, _)| {
-        table.get(*id).is_some_and(|g| {
-            g.config.peer_type == PeerType::Multicast && g.config.multicast_siblings
-        })
-    });
-    Some(if siblings {
-        PeerType::Sibling
-    } else {
-        p.config.peer_type
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn multicast_interface_is_set_by_a_local_address_only() {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        // A byte-order mistake would name 1.0.0.127, which is no local
-        // address, and fail like the documentation address below.
-        set_multicast_if_v4(&s, Ipv4Addr::LOCALHOST).expect("lo's address");
-        assert!(set_multicast_if_v4(&s, Ipv4Addr::new(192, 0, 2, 1)).is_err());
-    }
-
-    fn parent(options: &str) -> CachePeer {
-        let text = format!("cache_peer 127.0.8.50 parent 3128 3130 {options}\n");
-        let loaded = crate::config::load_str_sandboxed(&text, "test");
-        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-        loaded.config.cache_peers[0].value.clone()
-    }
-
-    /// A MISS from `peer` after `ms`, with SRC_RTT option data when given.
-    fn miss(peer: PeerId, ms: u64, option_data: Option<u32>) -> Reply {
-        Reply {
-            peer,
-            opcode: Opcode::Miss,
-            rtt: Duration::from_millis(ms),
-            src_rtt: option_data.map(|d| {
-                let (rtt_ms, hops) = icp::split_src_rtt(d);
-                SrcRtt { rtt_ms, hops }
-            }),
-        }
-    }
-
-    /// The round's (closest, first) after these replies, in this order.
-    fn round(
-        replies: &[(Reply, &CachePeer)],
-        query_icmp: bool,
-    ) -> (Option<PeerId>, Option<PeerId>) {
-        let mut m = ParentMisses::default();
-        for (r, p) in replies {
-            m.note(r, p, query_icmp);
-        }
-        (m.closest.map(|c| c.0), m.first.map(|f| f.0))
-    }
-
-    // Each case below is one Squid 5.7 was seen to decide (two fake
-    // parents answering a child with query_icmp on).
-
-    #[test]
-    fn the_smallest_reported_rtt_is_the_closest_whatever_the_order_or_hops() {
-        let p = parent("");
-        // rtt 5 first, rtt 3 later: the later one.
-        let r = [(miss(1, 1, Some(5)), &p), (miss(2, 2, Some(3)), &p)];
-        assert_eq!(round(&r, true).0, Some(2));
-        // hops (high half) do not count: rtt 2 with hops 0xFFFF beats 3.
-        let r = [
-            (miss(2, 1, Some(3)), &p),
-            (miss(1, 2, Some(0xFFFF_0002)), &p),
-        ];
-        assert_eq!(round(&r, true).0, Some(1));
-        // 0xFFFF is an RTT like any other (Squid chose that parent).
-        let r = [(miss(2, 1, None), &p), (miss(1, 2, Some(0xFFFF)), &p)];
-        assert_eq!(round(&r, true), (Some(1), Some(2)));
-        // A tie keeps the first to answer.
-        for (a, b) in [(1, 2), (2, 1)] {
-            let r = [(miss(a, 1, Some(1)), &p), (miss(b, 2, Some(1)), &p)];
-            assert_eq!(round(&r, true).0, Some(a));
-        }
-    }
-
-    #[test]
-    fn no_closest_without_a_flagged_nonzero_rtt_or_with_query_icmp_off() {
-        let p = parent("");
-        // The flag with rtt 0 (hops 1): no closest; the first to answer is
-        // the first parent miss.
-        let r = [(miss(1, 1, Some(0x0001_0000)), &p), (miss(2, 2, None), &p)];
-        assert_eq!(round(&r, true), (None, Some(1)));
-        // Option data without the flag never gets here (no src_rtt).
-        let r = [(miss(1, 1, None), &p), (miss(2, 2, None), &p)];
-        assert_eq!(round(&r, true), (None, Some(1)));
-        // query_icmp off: a reported RTT is ignored.
-        let r = [(miss(2, 1, None), &p), (miss(1, 2, Some(1)), &p)];
-        assert_eq!(round(&r, false), (None, Some(2)));
-    }
-
-    #[test]
-    fn once_a_closest_parent_is_known_later_misses_are_not_first() {
-        let p = parent("");
-        // Flagged first: it is the closest; the later plain MISS is not
-        // made the first parent miss.
-        let r = [(miss(1, 1, Some(4)), &p), (miss(2, 2, None), &p)];
-        assert_eq!(round(&r, true), (Some(1), None));
-        // A first parent miss from before stays (selection prefers the
-        // closest anyway).
-        let r = [(miss(1, 1, None), &p), (miss(2, 2, Some(9)), &p)];
-        assert_eq!(round(&r, true), (Some(2), Some(1)));
-    }
-
-    #[test]
-    fn closest_only_parents_are_never_the_first_parent_miss() {
-        let only = parent("closest-only");
-        let plain = parent("");
-        let r = [(miss(1, 1, None), &only), (miss(2, 2, None), &plain)];
-        assert_eq!(round(&r, true), (None, Some(2)));
-        let r = [(miss(1, 1, None), &only), (miss(2, 2, None), &only)];
-        assert_eq!(round(&r, true), (None, None));
-        // ... but one may be the closest.
-        let r = [(miss(2, 1, None), &only), (miss(1, 2, Some(4)), &only)];
-        assert_eq!(round(&r, true), (Some(1), None));
-    }
-
-    #[test]
-    fn first_parent_miss_time_is_weighted() {
-        // 30 ms / weight 3 = 10 beats 20 ms / 1; basetime comes off first.
-        let heavy = parent("weight=3");
-        let plain = parent("");
-        let r = [(miss(1, 20, None), &plain), (miss(2, 30, None), &heavy)];
-        assert_eq!(round(&r, false).1, Some(2));
-        let based = parent("basetime=15");
-        let r = [(miss(1, 10, None), &plain), (miss(2, 20, None), &based)];
-        assert_eq!(round(&r, false).1, Some(2), "max(1, 20 - 15) < 10");
-    }
-
-    #[tokio::test]
-    async fn a_group_is_counted_by_a_probe_and_queries_wait_for_that_many() {
-        use tokio::net::UdpSocket;
-        let bind = |last: u8| UdpSocket::bind((Ipv4Addr::new(127, 0, 9, last), 0));
-        let (group, responder, stranger) = (
-            bind(81).await.expect("bind"),
-            bind(82).await.expect("bind"),
-            bind(83).await.expect("bind"),
-        );
-        let port = |s: &UdpSocket| s.local_addr().expect("addr").port();
-        // A unicast stand-in for the group; a long icp_query_timeout, so
-        // only the expected count can end a query early.
-        let text = format!(
-            "cache_peer 127.0.9.81 multicast 3128 {} ttl=1\n\
-             cache_peer 127.0.9.82 sibling 3128 {} multicast-responder\n\
-             cache_peer 127.0.9.83 sibling 3128 {}\n\
-             mcast_icp_query_timeout 300\nicp_query_timeout 5000\n",
-            port(&group),
-            port(&responder),
-            port(&stranger)
-        );
-        let loaded = crate::config::load_str_sandboxed(&text, "test");
-        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-        let table = Arc::new(PeerTable::new(&loaded.config, None));
-        let local = IpAddr::V4(Ipv4Addr::new(127, 0, 9, 80));
-        let client =
-            IcpClient::bind(Some(local), Arc::clone(&table), Arc::default()).expect("bind");
-        // The "group" hands each query to its members; both answer, but
-        // only the multicast-responder counts.
-        let asked = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&asked);
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; icp::MAX_DATAGRAM];
-            while let Ok((n, from)) = group.recv_from(&mut buf).await {
-                let q = icp::parse(&buf[..n]).expect("a query");
-                lock(&seen).push(String::from_utf8_lossy(q.body.url().0).to_string());
-                let mut reply = Vec::new();
-                q.reply(Opcode::Miss)
-                    .expect("reply")
-                    .encode(&mut reply)
-                    .expect("encode");
-                for member in [&responder, &stranger] {
-                    member.send_to(&reply, from).await.expect("send");
-                }
-            }
-        });
-        assert_eq!(mcast_replies_expected(&table.peers[0].state()), 0);
-        assert_eq!(client.count_group(&table, 0).await, Some(1));
-        assert_eq!(
-            lock(&asked).clone(),
-            [format!("http://127.0.9.81:{}/", port_of(&table, 0))]
-        );
-        assert_eq!(mcast_replies_expected(&table.peers[0].state()), 1);
-        // A client query expects one reply and ends with it.
-        let r = client
-            .query(&table, "http://example.test/x", &[(0, PeerType::Multicast)])
-            .await;
-        assert_eq!((r.expected, r.timed_out), (1, false), "{r:?}");
-        assert_eq!(r.replies.first().map(|r| r.peer), Some(1), "{r:?}");
-    }
-
-    fn port_of(table: &PeerTable, id: PeerId) -> u16 {
-        table
-            .get(id)
-            .and_then(|p| p.icp_addr)
-            .map_or(0, |a| a.port())
-    }
-
-    #[tokio::test]
-    async fn reqnums_count_up_and_skip_zero_when_wrapping() {
-        let c = IcpClient::bind_plain(Some(IpAddr::V4(Ipv4Addr::LOCALHOST))).expect("bind");
-        assert_eq!(c.next_reqnum(), 1);
-        assert_eq!(c.next_reqnum(), 2);
-        c.next_reqnum.store(REQNUM_MAX - 1, Ordering::Relaxed);
-        assert_eq!(c.next_reqnum(), REQNUM_MAX);
-        assert_eq!(c.next_reqnum(), 1, "wraps from INT_MAX to 1, never 0");
-        c.next_reqnum.store(u32::MAX, Ordering::Relaxed);
-        assert_eq!(c.next_reqnum(), 1);
-    }
-}
+mod tests;

@@ -6,12 +6,14 @@
 //! Layer 4 of DESIGN.md: it uses config, access, access_log, store,
 //! caching and upstream, never http.
 
+pub mod core;
 pub mod htcp_client;
 pub mod htcp_server;
 pub mod icp_client;
 pub mod icp_server;
 pub mod netdb;
 pub mod querier;
+pub mod resolve;
 pub mod responder;
 pub mod select;
 pub mod table;

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::resolve::PeerAddrs;
 use super::table::PeerTable;
 
 /// A non-blocking UDP socket on `local` (udp_outgoing_address; every
@@ -115,6 +116,21 @@ impl QuerySocket {
 pub struct QuerySockets {
     pub icp: Slot,
     pub htcp: Slot,
+    /// The peers' addresses the daemon resolved for the newest
+    /// configuration; tables are built from them.
+    peer_addrs: Mutex<PeerAddrs>,
+}
+
+impl QuerySockets {
+    /// Addresses for the next tables built (the daemon's, before it
+    /// builds or reloads the proxy).
+    pub fn set_peer_addrs(&self, addrs: PeerAddrs) {
+        *lock(&self.peer_addrs) = addrs;
+    }
+
+    pub fn peer_addrs(&self) -> PeerAddrs {
+        lock(&self.peer_addrs).clone()
+    }
 }
 
 /// One protocol's [`QuerySocket`], if its responder runs.
@@ -163,7 +179,7 @@ pub async fn receive(
             Err(e) => {
                 // ICMP port-unreachable from an earlier send surfaces here
                 // on some systems: not fatal.
-                tracing::debug!("{protocol} client receive: {e}");
+                tracing::debug!(protocol, error = %e, "client receive failed");
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 continue;
             }
@@ -212,6 +228,8 @@ impl CurrentTable {
         CurrentTable::new(Arc::new(PeerTable::new(
             &crate::config::Config::default(),
             None,
+            Instant::now(),
+            &PeerAddrs::literal_only(),
         )))
     }
 

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::core::{health, Effect, Health, PeerInfo, PeerView};
+use super::resolve::PeerAddrs;
 use crate::config::{CachePeer, Config, PeerType};
 
 /// Index of a peer in its [`PeerTable`] (config order).
@@ -23,10 +25,6 @@ const RTT_SAMPLE_MAX_MS: u64 = 10_000;
 /// weighted-round-robin peers.
 const RTT_AV_FACTOR: u64 = 50;
 const RTT_WRR_AV_FACTOR: u64 = 25;
-/// Round-robin counters are reset this often (Squid's peerClearRR event).
-const RR_RESET_PERIOD: Duration = Duration::from_secs(300);
-/// Weighted-round-robin counters are reset past this value.
-const WRR_COUNT_LIMIT: u64 = 1_000_000;
 /// At most one TCP probe round per peer per second (Squid's peerProbeConnect).
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// The DENIED-ratio rule: over 100 acked pings and over 95 % denied.
@@ -132,11 +130,27 @@ impl Peer {
     /// Whether this peer is queried at all (ICP or HTCP port, not no-query,
     /// not a multicast responder, not `htcp=only-clr`).
     pub fn queryable(&self) -> bool {
-        self.config.icp_port != 0
-            && !self.config.no_query
-            && !self.config.multicast_responder
-            && !self.config.htcp.is_some_and(|h| h.only_clr)
-            && self.icp_addr.is_some()
+        health::queryable(&self.info())
+    }
+
+    /// What the decision core reads about this peer now.
+    pub fn info(&self) -> PeerInfo<'_> {
+        let s = self.state();
+        PeerInfo {
+            config: &self.config,
+            icp_addr: self.icp_addr,
+            health: Health {
+                tcp_up: s.tcp_up,
+                disabled: s.disabled,
+                icp_probe_start: s.icp_probe_start,
+                last_query: s.last_query,
+                open_conns: s.open_conns,
+                rtt_ms: s.rtt_ms,
+                rr_count: s.rr_count,
+                icp_version: s.icp_version,
+                mcast_avg_members: s.mcast_avg_members,
+            },
+        }
     }
 
     /// Queried with HTCP TST rather than ICP (`htcp` option).
@@ -242,16 +256,23 @@ pub fn query_timeout(timing: &Timing, expected: &[(PeerType, u64)]) -> Duration 
 }
 
 impl PeerTable {
-    /// The table for `config`; peers of `old` with the same name keep their
-    /// state (RTT, liveness, counters), except the DENIED-ratio disabling
-    /// and round-robin counters, which a reconfigure clears as in Squid.
-    pub fn new(config: &Config, old: Option<&PeerTable>) -> PeerTable {
+    /// The table for `config` at `now`, with the peers' ICP addresses from
+    /// `addrs` (resolved beforehand: a name missing there has none); peers
+    /// of `old` with the same name keep their state (RTT, liveness,
+    /// counters), except the DENIED-ratio disabling and round-robin
+    /// counters, which a reconfigure clears as in Squid.
+    pub fn new(
+        config: &Config,
+        old: Option<&PeerTable>,
+        now: Instant,
+        addrs: &PeerAddrs,
+    ) -> PeerTable {
         let peers = config
             .cache_peers
             .iter()
             .map(|located| {
                 let cp = located.value.clone();
-                let icp_addr = resolve(&cp.host, cp.icp_port);
+                let icp_addr = addrs.icp_addr(&cp.host, cp.icp_port);
                 let kept = old.and_then(|o| {
                     o.peers
                         .iter()
@@ -269,7 +290,7 @@ impl PeerTable {
                     None => PeerState {
                         icp_version: 2,
                         mcast_next_count: (cp.peer_type == PeerType::Multicast)
-                            .then(|| Instant::now() + MCAST_FIRST_COUNT),
+                            .then(|| now + MCAST_FIRST_COUNT),
                         ..PeerState::default()
                     },
                 };
@@ -284,7 +305,7 @@ impl PeerTable {
             peers,
             timing: Timing::of(config),
             query_icmp: config.query_icmp.value,
-            rr_reset: Mutex::new(Instant::now()),
+            rr_reset: Mutex::new(now),
             next_to_ping: AtomicU64::new(0),
         }
     }
@@ -312,59 +333,77 @@ impl PeerTable {
     /// The first time a peer is found so, "Detected DEAD" is logged.
     pub fn icp_dead(&self, id: PeerId, now: Instant) -> bool {
         let Some(p) = self.get(id) else { return true };
-        let mut s = p.state();
-        let dead = self.icp_dead_in(p, &s, now);
+        let dead = health::icp_dead(&p.info(), &self.timing, now);
         if dead {
-            log_dead(p, &mut s);
+            log_dead(p, &mut p.state());
         }
         dead
     }
 
-    fn icp_dead_in(&self, p: &Peer, s: &PeerState, now: Instant) -> bool {
-        !p.config.no_query
-            && s.icp_probe_start
-                .is_some_and(|t| now.saturating_duration_since(t) > self.timing.dead_peer_timeout)
+    fn icp_dead_in(&self, p: &Peer, now: Instant) -> bool {
+        health::icp_dead(&p.info(), &self.timing, now)
     }
 
     /// Squid's neighborUp: TCP up and (no-query or not ICP-dead).
     pub fn is_up(&self, id: PeerId, now: Instant) -> bool {
         let Some(p) = self.get(id) else { return false };
-        let tcp = {
-            let s = p.state();
-            s.tcp_up > 0 && !s.disabled
-        };
-        tcp && !self.icp_dead(id, now)
+        let up = health::is_up(&p.info(), &self.timing, now);
+        self.icp_dead(id, now);
+        up
     }
 
     /// Squid's peerHTTPOkay without the access check: up and below max-conn.
     pub fn http_okay(&self, id: PeerId, now: Instant) -> bool {
-        let Some(p) = self.get(id) else { return false };
-        if let Some(max) = p.config.max_conn {
-            if p.state().open_conns >= max {
-                return false;
-            }
-        }
-        self.is_up(id, now)
+        self.get(id)
+            .is_some_and(|p| health::http_okay_with(&p.info(), || self.is_up(id, now)))
     }
 
     /// Whether a ping round at `now` includes this (otherwise eligible)
     /// peer: up peers always, down ones when not queried for more than
     /// dead_peer_timeout (squid-spec 1.8, 3.3).
     pub fn ping_due(&self, id: PeerId, now: Instant) -> bool {
-        let Some(p) = self.get(id) else { return false };
-        if p.state().disabled {
-            return false;
+        self.get(id).is_some_and(|p| {
+            health::ping_due_with(&p.info(), &self.timing, now, || self.is_up(id, now))
+        })
+    }
+
+    /// Applies one of the decision core's effects.
+    pub fn apply(&self, effect: &Effect) {
+        match *effect {
+            Effect::QuerySent {
+                peer,
+                at,
+                multicast: false,
+            } => self.note_query_sent(peer, at),
+            Effect::QuerySent {
+                peer,
+                at,
+                multicast: true,
+            } => self.note_mcast_query_sent(peer, at),
+            Effect::RoundRobinStep { peer, by } => {
+                if let Some(p) = self.get(peer) {
+                    p.state().rr_count += by;
+                }
+            }
+            Effect::ResetRoundRobin { at } => self.reset_rr(at),
+            Effect::ClearRoundRobin => {
+                for p in &self.peers {
+                    p.state().rr_count = 0;
+                }
+            }
+            Effect::FoundDead { peer } => {
+                if let Some(p) = self.get(peer) {
+                    log_dead(p, &mut p.state());
+                }
+            }
         }
-        // A multicast group is asked every round: it is never fetched from
-        // (no TCP state) and never answers itself (no ICP-dead clock); its
-        // responders' replies are what count.
-        if p.config.peer_type == PeerType::Multicast {
-            return true;
+    }
+
+    /// Applies every effect, in order.
+    pub fn apply_all(&self, effects: &[Effect]) {
+        for e in effects {
+            self.apply(e);
         }
-        let last = p.state().last_query;
-        let quiet =
-            last.is_none_or(|t| now.saturating_duration_since(t) > self.timing.dead_peer_timeout);
-        quiet || self.is_up(id, now)
     }
 
     /// A query went to the peer at `now`.
@@ -413,8 +452,8 @@ impl PeerTable {
         count: impl FnOnce(&Peer, &mut PeerState),
     ) -> bool {
         let Some(p) = self.get(id) else { return false };
+        let was_dead = self.icp_dead_in(p, now);
         let mut s = p.state();
-        let was_dead = self.icp_dead_in(p, &s, now);
         s.pings_acked += 1;
         s.icp_probe_start = None;
         s.last_reply = Some(now);
@@ -488,21 +527,27 @@ impl PeerTable {
         }
     }
 
-    /// A TCP connection to the peer succeeded: full credit; a revival
-    /// resets every round-robin counter (Squid's peerConnectSucceded).
+    /// A TCP connection to the peer succeeded (now).
     pub fn note_tcp_success(&self, id: PeerId) {
+        self.note_tcp_success_at(id, Instant::now());
+    }
+
+    /// A TCP connection to the peer succeeded at `now`: full credit; a
+    /// revival resets every round-robin counter (Squid's peerConnectSucceded).
+    pub fn note_tcp_success_at(&self, id: PeerId, now: Instant) {
         let Some(p) = self.get(id) else { return };
+        let dead = self.icp_dead_in(p, now);
         let revived = {
             let mut s = p.state();
             let revived = s.tcp_up == 0 && s.last_tcp_probe.is_some();
             s.tcp_up = p.config.connect_fail_limit.max(1);
-            if !self.icp_dead_in(p, &s, Instant::now()) {
+            if !dead {
                 log_revived(p, &mut s);
             }
             revived
         };
         if revived {
-            self.reset_rr();
+            self.reset_rr(now);
         }
     }
 
@@ -518,79 +563,13 @@ impl PeerTable {
         }
     }
 
-    /// Round-robin counters: reset every 5 minutes (and on revival).
-    pub fn reset_rr(&self) {
+    /// Round-robin counters: reset every 5 minutes (and on revival), the
+    /// period restarting at `now`.
+    pub fn reset_rr(&self, now: Instant) {
         for p in &self.peers {
             p.state().rr_count = 0;
         }
-        *self.rr_reset.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-    }
-
-    fn maybe_reset_rr(&self, now: Instant) {
-        let due = {
-            let last = self.rr_reset.lock().unwrap_or_else(|p| p.into_inner());
-            now.saturating_duration_since(*last) >= RR_RESET_PERIOD
-        };
-        if due {
-            self.reset_rr();
-        }
-    }
-
-    /// Round-robin among `candidates`: the smallest rr_count / weight, ties
-    /// to the later peer; its counter goes up by one.
-    pub fn pick_round_robin(&self, candidates: &[PeerId], now: Instant) -> Option<PeerId> {
-        self.maybe_reset_rr(now);
-        let mut best: Option<(PeerId, u64, u64)> = None;
-        for &id in candidates {
-            let Some(p) = self.get(id) else { continue };
-            let count = p.state().rr_count;
-            let weight = u64::from(p.config.weight.max(1));
-            // count/weight <= best_count/best_weight, compared without division.
-            let better = match best {
-                None => true,
-                Some((_, bc, bw)) => count * bw <= bc * weight,
-            };
-            if better {
-                best = Some((id, count, weight));
-            }
-        }
-        let (id, _, _) = best?;
-        if let Some(p) = self.get(id) {
-            p.state().rr_count += 1;
-        }
-        Some(id)
-    }
-
-    /// Weighted round-robin: the smallest rr_count, ties to the later peer;
-    /// it grows by max(1, (rtt - basetime) / weight).
-    pub fn pick_weighted_round_robin(&self, candidates: &[PeerId], now: Instant) -> Option<PeerId> {
-        self.maybe_reset_rr(now);
-        let mut best: Option<(PeerId, u64)> = None;
-        for &id in candidates {
-            let Some(p) = self.get(id) else { continue };
-            let count = p.state().rr_count;
-            if best.is_none_or(|(_, bc)| count <= bc) {
-                best = Some((id, count));
-            }
-        }
-        let (id, _) = best?;
-        let p = self.get(id)?;
-        let step = {
-            let s = p.state();
-            let base = p.config.basetime.as_millis() as u64;
-            (s.rtt_ms.saturating_sub(base) / u64::from(p.config.weight.max(1))).max(1)
-        };
-        let overflow = {
-            let mut s = p.state();
-            s.rr_count += step;
-            s.rr_count > WRR_COUNT_LIMIT
-        };
-        if overflow {
-            for q in &self.peers {
-                q.state().rr_count = 0;
-            }
-        }
-        Some(id)
+        *self.rr_reset.lock().unwrap_or_else(|p| p.into_inner()) = now;
     }
 
     /// Peers whose TCP state is down and whose last probe is over a second
@@ -648,11 +627,40 @@ impl PeerTable {
     }
 }
 
+impl PeerView for PeerTable {
+    fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    fn peer(&self, id: PeerId) -> Option<PeerInfo<'_>> {
+        self.get(id).map(Peer::info)
+    }
+
+    fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    fn query_icmp(&self) -> bool {
+        self.query_icmp
+    }
+
+    fn rr_reset_at(&self) -> Instant {
+        *self.rr_reset.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// "Detected DEAD Sibling: NAME", once until the peer revives.
 fn log_dead(p: &Peer, s: &mut PeerState) {
     if !s.logged_dead {
         s.logged_dead = true;
-        tracing::warn!("Detected DEAD {}: {}", kind(&p.config), p.config.name);
+        // Squid's cache.log wording, which operators grep for; the name is
+        // a field too.
+        tracing::warn!(
+            peer = %p.config.name,
+            "Detected DEAD {}: {}",
+            kind(&p.config),
+            p.config.name
+        );
     }
 }
 
@@ -661,7 +669,14 @@ fn log_dead(p: &Peer, s: &mut PeerState) {
 fn log_revived(p: &Peer, s: &mut PeerState) {
     if s.logged_dead {
         s.logged_dead = false;
-        tracing::warn!("Detected REVIVED {}: {}", kind(&p.config), p.config.name);
+        // Squid's cache.log wording, which operators grep for; the name is
+        // a field too.
+        tracing::warn!(
+            peer = %p.config.name,
+            "Detected REVIVED {}: {}",
+            kind(&p.config),
+            p.config.name
+        );
     }
 }
 
@@ -681,8 +696,8 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 }
 
 /// The peer's first address and ICP port; `None` without an ICP port or an
-/// address. Host names are resolved once, here (std's blocking resolver:
-/// tables are built at start and reload, not per request).
+/// address, with std's blocking resolver (the HTCP responder's; the table
+/// takes addresses the daemon resolved, see [`PeerAddrs`]).
 pub fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
     if port == 0 {
         return None;
@@ -697,198 +712,4 @@ pub fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::load_str_sandboxed;
-
-    fn table(text: &str) -> PeerTable {
-        let loaded = load_str_sandboxed(text, "test");
-        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-        PeerTable::new(&loaded.config, None)
-    }
-
-    fn timing(fixed: u64) -> Timing {
-        Timing {
-            dead_peer_timeout: Duration::from_secs(10),
-            icp_query_timeout: Duration::from_millis(fixed),
-            maximum_icp_query_timeout: Duration::from_millis(2000),
-            minimum_icp_query_timeout: Duration::from_millis(5),
-            mcast_icp_query_timeout: Duration::from_millis(2000),
-        }
-    }
-
-    #[test]
-    fn rtt_average_is_squids_int_average_with_window_50() {
-        let t = table("cache_peer 127.0.0.9 sibling 3128 3130\n");
-        let now = Instant::now();
-        t.note_reply(0, 3, 2, now);
-        t.note_rtt(0, Duration::from_millis(20));
-        assert_eq!(t.peers[0].state().rtt_ms, 20, "n = 1: the sample itself");
-        t.note_reply(0, 3, 2, now);
-        t.note_rtt(0, Duration::from_millis(40));
-        assert_eq!(t.peers[0].state().rtt_ms, 30, "(20*1 + 40)/2");
-        t.note_reply(0, 3, 2, now);
-        t.note_rtt(0, Duration::from_millis(31));
-        assert_eq!(
-            t.peers[0].state().rtt_ms,
-            30,
-            "(30*2 + 31)/3 = 30 (integer)"
-        );
-        // Samples below 1 ms or above 10 s are discarded.
-        t.note_rtt(0, Duration::from_micros(500));
-        t.note_rtt(0, Duration::from_secs(11));
-        assert_eq!(t.peers[0].state().rtt_ms, 30);
-        assert_eq!(int_average(100, 200, 80, 50), (100 * 49 + 200) / 50);
-        assert_eq!(int_average(100, 200, 80, 25), (100 * 24 + 200) / 25);
-    }
-
-    #[test]
-    fn timeout_is_dynamic_as_squid_computes_it() {
-        let t = timing(0);
-        // Nobody expected: 2 s.
-        assert_eq!(query_timeout(&t, &[]), Duration::from_millis(2000));
-        // RTT not learnt yet: the 5 ms floor (the bootstrapping trap).
-        assert_eq!(
-            query_timeout(&t, &[(PeerType::Sibling, 0)]),
-            Duration::from_millis(5)
-        );
-        // Siblings only: twice their mean.
-        assert_eq!(
-            query_timeout(&t, &[(PeerType::Sibling, 10), (PeerType::Sibling, 30)]),
-            Duration::from_millis(40)
-        );
-        // Parents expected: only parents count.
-        assert_eq!(
-            query_timeout(&t, &[(PeerType::Sibling, 500), (PeerType::Parent, 7)]),
-            Duration::from_millis(14)
-        );
-        // Clamped to maximum_icp_query_timeout.
-        assert_eq!(
-            query_timeout(&t, &[(PeerType::Parent, 5000)]),
-            Duration::from_millis(2000)
-        );
-        // A fixed icp_query_timeout is used as is.
-        assert_eq!(
-            query_timeout(&timing(700), &[(PeerType::Parent, 5000)]),
-            Duration::from_millis(700)
-        );
-    }
-
-    #[test]
-    fn dead_peer_after_dead_peer_timeout_unanswered_and_revived_by_a_reply() {
-        let t = table("dead_peer_timeout 2 seconds\ncache_peer 127.0.0.9 sibling 3128 3130\n");
-        t.note_tcp_success(0);
-        let t0 = Instant::now();
-        assert!(t.is_up(0, t0));
-        t.note_query_sent(0, t0);
-        // A later query does not move the clock of the oldest unanswered one.
-        t.note_query_sent(0, t0 + Duration::from_secs(1));
-        assert!(t.is_up(0, t0 + Duration::from_secs(2)));
-        let later = t0 + Duration::from_millis(2001);
-        assert!(t.icp_dead(0, later) && !t.is_up(0, later));
-        // Dead and queried within dead_peer_timeout: not pinged again yet.
-        assert!(!t.ping_due(0, later));
-        assert!(t.ping_due(0, t0 + Duration::from_millis(3001)));
-        assert!(t.note_reply(0, 3, 2, later), "the reply revives it");
-        assert!(t.is_up(0, later));
-    }
-
-    #[test]
-    fn tcp_credit_starts_at_zero_and_connect_fail_limit_failures_kill() {
-        let t = table("cache_peer 127.0.0.9 parent 3128 0 connect-fail-limit=2\n");
-        let now = Instant::now();
-        assert!(!t.is_up(0, now), "unusable until a probe succeeds");
-        assert_eq!(t.probes_due(now), vec![0]);
-        t.note_tcp_success(0);
-        assert!(t.is_up(0, now) && t.probes_due(now).is_empty());
-        t.note_tcp_failure(0);
-        assert!(t.is_up(0, now));
-        t.note_tcp_failure(0);
-        assert!(!t.is_up(0, now));
-    }
-
-    #[test]
-    fn round_robin_ties_go_to_the_later_peer_and_weights_divide() {
-        let t = table(
-            "cache_peer 127.0.0.7 parent 3128 0 round-robin\n\
-             cache_peer 127.0.0.8 parent 3128 0 round-robin weight=2\n",
-        );
-        let now = Instant::now();
-        let picks: Vec<PeerId> = (0..6)
-            .map(|_| t.pick_round_robin(&[0, 1], now).unwrap_or(9))
-            .collect();
-        // counts (0,0): tie -> 1; (0,1): 0/1 <= 1/2 -> 0; (1,1): 1/2 < 1 -> 1;
-        // (1,2): 2/2 <= 1/1 -> 1 (tie, later); (1,3): 1 < 3/2 -> 0; (2,3): 3/2 <= 2 -> 1
-        assert_eq!(picks, vec![1, 0, 1, 1, 0, 1]);
-    }
-
-    #[test]
-    fn denied_ratio_disables_the_peer_until_reconfigure() {
-        let text = "cache_peer 127.0.0.9 sibling 3128 3130\n";
-        let t = table(text);
-        let now = Instant::now();
-        for _ in 0..101 {
-            t.note_reply(0, 22, 2, now);
-        }
-        assert!(t.peers[0].state().disabled);
-        assert!(!t.ping_due(0, now));
-        let loaded = load_str_sandboxed(text, "test");
-        let again = PeerTable::new(&loaded.config, Some(&t));
-        assert!(!again.peers[0].state().disabled);
-        assert_eq!(again.peers[0].state().pings_acked, 101, "state kept");
-    }
-
-    #[test]
-    fn multicast_group_size_is_counted_then_averaged_over_ten() {
-        let start = Instant::now();
-        let t = table(
-            "cache_peer 239.255.77.1 multicast 3128 3130 ttl=1\n\
-                       cache_peer 127.0.9.2 sibling 3128 3130 multicast-responder\n",
-        );
-        // Never counted: nobody is waited for.
-        assert_eq!(mcast_replies_expected(&t.peers[0].state()), 0);
-        // The first count is due 10 s after the group appeared, the next
-        // 15 minutes after that one started; only groups are counted.
-        let first = start + MCAST_FIRST_COUNT;
-        assert!(t.mcast_counts_due(start).is_empty());
-        let now = first + Duration::from_secs(1);
-        assert_eq!(t.mcast_counts_due(now), vec![0]);
-        assert!(t.mcast_counts_due(now + MCAST_COUNT_PERIOD / 2).is_empty());
-        assert_eq!(t.mcast_counts_due(now + MCAST_COUNT_PERIOD), vec![0]);
-        t.note_mcast_count(0, 3, now);
-        assert_eq!(mcast_replies_expected(&t.peers[0].state()), 3);
-        // (3 * 1 + 1) / 2 = 2
-        t.note_mcast_count(0, 1, now);
-        assert_eq!(mcast_replies_expected(&t.peers[0].state()), 2);
-        // A reload keeps the average and the schedule.
-        let loaded = load_str_sandboxed(
-            "cache_peer 239.255.77.1 multicast 3128 3130 ttl=1\n",
-            "test",
-        );
-        let again = PeerTable::new(&loaded.config, Some(&t));
-        assert_eq!(mcast_replies_expected(&again.peers[0].state()), 2);
-        assert!(again.mcast_counts_due(now + MCAST_COUNT_PERIOD).is_empty());
-        // The weight stops growing at 10: a zero count after many keeps 9/10.
-        let mut avg = 0.0;
-        for n in 1..=20 {
-            avg = double_average(avg, 10.0, n, MCAST_AV_FACTOR);
-        }
-        assert!((avg - 10.0).abs() < 1e-9);
-        assert!((double_average(avg, 0.0, 21, MCAST_AV_FACTOR) - 9.0).abs() < 1e-9);
-        // The group itself never gets a dead-peer clock.
-        t.note_mcast_query_sent(0, now);
-        assert!(t.peers[0].state().icp_probe_start.is_none());
-        // ...and is asked every round, though it has no TCP credit.
-        assert!(!t.is_up(0, now));
-        assert!(t.ping_due(0, now));
-    }
-
-    #[test]
-    fn multicast_rtt_sets_the_wait_when_no_parent_is_expected() {
-        let tm = timing(0);
-        let w = query_timeout(&tm, &[(PeerType::Sibling, 400), (PeerType::Multicast, 30)]);
-        assert_eq!(w, Duration::from_millis(60));
-        let w = query_timeout(&tm, &[(PeerType::Parent, 100), (PeerType::Multicast, 30)]);
-        assert_eq!(w, Duration::from_millis(200));
-    }
-}
+mod tests;

@@ -1,0 +1,587 @@
+//! The decision of peer selection (squid-spec 3.1-3.4, 4): whether the
+//! request may go direct, which peers a round asks, and from the round's
+//! replies the ordered sources with their hierarchy codes. Pure: it reads
+//! peers through a [`PeerView`] and returns the round-robin steps and
+//! resets as [`Effect`]s instead of touching the table.
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::round::{answer_type, Replies};
+use super::{health, Effect, PeerId, PeerInfo, PeerView, Timing};
+use crate::access::{self, Verdict};
+use crate::access_log::HierarchyCode;
+use crate::config::{CachePeer, Config, PeerType};
+use crate::peers::select::{SelectRequest, Selection, Source};
+use cuttle_protocol::carp::{carp_key, Carp, CarpKeyParts, CarpMember, SourceHash, UrlParts};
+
+/// Round-robin counters are reset this often (Squid's peerClearRR event).
+pub const RR_RESET_PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
+/// Weighted-round-robin counters are reset past this value.
+const WRR_COUNT_LIMIT: u64 = 1_000_000;
+
+/// Squid's "direct" decision (peer_select.cc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direct {
+    Yes,
+    No,
+    Maybe,
+}
+
+/// A decision: the sources in order, and what to apply to the table.
+#[derive(Debug, Clone, Default)]
+pub struct Decision {
+    pub selection: Selection,
+    pub effects: Vec<Effect>,
+}
+
+/// The view at one `now`, collecting the effects of what it is asked
+/// (peers found dead, round-robin steps and resets).
+struct At<'v, V> {
+    view: &'v V,
+    timing: Timing,
+    now: Instant,
+    effects: RefCell<Vec<Effect>>,
+    /// Round-robin counters as this decision changed them (a reset zeroes
+    /// every one; a step adds to one).
+    rr: RefCell<RoundRobin>,
+}
+
+#[derive(Default)]
+struct RoundRobin {
+    zeroed: bool,
+    steps: Vec<(PeerId, u64)>,
+}
+
+impl<'v, V: PeerView> At<'v, V> {
+    fn new(view: &'v V, now: Instant) -> At<'v, V> {
+        At {
+            view,
+            timing: view.timing(),
+            now,
+            effects: RefCell::default(),
+            rr: RefCell::default(),
+        }
+    }
+
+    fn peer(&self, id: PeerId) -> Option<PeerInfo<'v>> {
+        self.view.peer(id)
+    }
+
+    fn note(&self, effect: Effect) {
+        let mut effects = self.effects.borrow_mut();
+        // A dead peer is reported once per decision.
+        if matches!(effect, Effect::FoundDead { .. }) && effects.contains(&effect) {
+            return;
+        }
+        effects.push(effect);
+    }
+
+    /// Squid's neighborUp; a peer found ICP-dead is reported.
+    fn is_up(&self, id: PeerId) -> bool {
+        let Some(p) = self.peer(id) else { return false };
+        if health::icp_dead(&p, &self.timing, self.now) {
+            self.note(Effect::FoundDead { peer: id });
+        }
+        health::is_up(&p, &self.timing, self.now)
+    }
+
+    fn http_okay(&self, id: PeerId) -> bool {
+        self.peer(id)
+            .is_some_and(|p| health::http_okay_with(&p, || self.is_up(id)))
+    }
+
+    fn ping_due(&self, id: PeerId) -> bool {
+        self.peer(id)
+            .is_some_and(|p| health::ping_due_with(&p, &self.timing, self.now, || self.is_up(id)))
+    }
+
+    /// The peer's round-robin counter as this decision sees it.
+    fn rr_count(&self, id: PeerId) -> u64 {
+        let rr = self.rr.borrow();
+        let base = if rr.zeroed {
+            0
+        } else {
+            self.peer(id).map_or(0, |p| p.health.rr_count)
+        };
+        base + rr
+            .steps
+            .iter()
+            .filter(|(p, _)| *p == id)
+            .map(|(_, by)| by)
+            .sum::<u64>()
+    }
+
+    /// Squid's 5-minute peerClearRR, checked before each pick.
+    fn maybe_reset_rr(&self) {
+        let due = self.now.saturating_duration_since(self.view.rr_reset_at()) >= RR_RESET_PERIOD;
+        let already = self
+            .effects
+            .borrow()
+            .iter()
+            .any(|e| matches!(e, Effect::ResetRoundRobin { .. }));
+        if due && !already {
+            self.zero_rr();
+            self.note(Effect::ResetRoundRobin { at: self.now });
+        }
+    }
+
+    fn zero_rr(&self) {
+        let mut rr = self.rr.borrow_mut();
+        rr.zeroed = true;
+        rr.steps.clear();
+    }
+
+    fn step_rr(&self, peer: PeerId, by: u64) {
+        self.rr.borrow_mut().steps.push((peer, by));
+        self.note(Effect::RoundRobinStep { peer, by });
+    }
+
+    /// Round-robin among `candidates`: the smallest rr_count / weight, ties
+    /// to the later peer; its counter goes up by one.
+    fn pick_round_robin(&self, candidates: &[PeerId]) -> Option<PeerId> {
+        self.maybe_reset_rr();
+        let mut best: Option<(PeerId, u64, u64)> = None;
+        for &id in candidates {
+            let Some(p) = self.peer(id) else { continue };
+            let count = self.rr_count(id);
+            let weight = u64::from(p.config.weight.max(1));
+            // count/weight <= best_count/best_weight, compared without division.
+            let better = match best {
+                None => true,
+                Some((_, bc, bw)) => count * bw <= bc * weight,
+            };
+            if better {
+                best = Some((id, count, weight));
+            }
+        }
+        let (id, _, _) = best?;
+        self.step_rr(id, 1);
+        Some(id)
+    }
+
+    /// Weighted round-robin: the smallest rr_count, ties to the later peer;
+    /// it grows by max(1, (rtt - basetime) / weight).
+    fn pick_weighted_round_robin(&self, candidates: &[PeerId]) -> Option<PeerId> {
+        self.maybe_reset_rr();
+        let mut best: Option<(PeerId, u64)> = None;
+        for &id in candidates {
+            if self.peer(id).is_none() {
+                continue;
+            }
+            let count = self.rr_count(id);
+            if best.is_none_or(|(_, bc)| count <= bc) {
+                best = Some((id, count));
+            }
+        }
+        let (id, count) = best?;
+        let p = self.peer(id)?;
+        let base = p.config.basetime.as_millis() as u64;
+        let step =
+            (p.health.rtt_ms.saturating_sub(base) / u64::from(p.config.weight.max(1))).max(1);
+        self.step_rr(id, step);
+        if count + step > WRR_COUNT_LIMIT {
+            self.zero_rr();
+            self.note(Effect::ClearRoundRobin);
+        }
+        Some(id)
+    }
+
+    fn finish(self) -> Vec<Effect> {
+        self.effects.into_inner()
+    }
+}
+
+fn allow_listed(
+    list: &crate::config::AccessList,
+    config: &Config,
+    req: &access::Request<'_>,
+) -> bool {
+    !list.is_empty() && access::check(list, config, req).allowed()
+}
+
+/// Steps 1-6 of squid-spec 3.2 that cuttle can evaluate: always_direct,
+/// never_direct, an accelerated request on a port without allow-direct,
+/// loop; else MAYBE (no NetDB here).
+pub fn direct(config: &Config, req: &SelectRequest<'_>) -> Direct {
+    if allow_listed(&config.always_direct, config, &req.access) {
+        return Direct::Yes;
+    }
+    if allow_listed(&config.never_direct, config, &req.access) || req.accel_no_direct {
+        return Direct::No;
+    }
+    if req.looped {
+        return Direct::Yes;
+    }
+    Direct::Maybe
+}
+
+/// Whether this request makes a query round at all (squid-spec 3.2 c).
+pub fn queries_wanted(direct: Direct, req: &SelectRequest<'_>) -> bool {
+    direct != Direct::Yes && (req.hierarchical || direct == Direct::No)
+}
+
+/// The peer's type for this host after `neighbor_type_domain` (the last
+/// matching line wins, as Squid walks the list keeping the last match).
+pub fn peer_type_for(p: &CachePeer, host: &str) -> PeerType {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let mut t = p.peer_type;
+    for td in &p.type_domains {
+        if td.domains.iter().any(|d| domain_matches(d, &host)) {
+            t = td.peer_type;
+        }
+    }
+    t
+}
+
+fn domain_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix('.') {
+        Some(suffix) => host == suffix || host.ends_with(&format!(".{suffix}")),
+        None => host == pattern,
+    }
+}
+
+/// cache_peer_access (no rules = allowed).
+pub fn peer_allowed(config: &Config, p: &CachePeer, req: &access::Request<'_>) -> bool {
+    access::check(&p.access, config, req)
+        .or_if_no_rules(Verdict::Allow)
+        .allowed()
+}
+
+/// Squid's peerWouldBePinged for every peer, in Squid's rotating order
+/// starting at `start`: the peers to ask, with their type for this URL,
+/// and the effects of looking (peers found dead).
+pub fn to_ping(
+    view: &impl PeerView,
+    config: &Config,
+    req: &SelectRequest<'_>,
+    start: usize,
+    now: Instant,
+) -> (Vec<(PeerId, PeerType)>, Vec<Effect>) {
+    let at = At::new(view, now);
+    let n = view.peer_count();
+    let mut out = Vec::new();
+    for k in 0..n {
+        let id = (start + k) % n;
+        let Some(p) = at.peer(id) else { continue };
+        // A multicast group is asked with one datagram to the group; its
+        // responders are never asked directly (not queryable).
+        if !health::queryable(&p) {
+            continue;
+        }
+        let t = peer_type_for(p.config, req.access.host);
+        if t == PeerType::Sibling && !(req.hierarchical && req.siblings_ok) {
+            continue;
+        }
+        if p.config.background_ping {
+            let recent = p.health.last_query.is_some_and(|q| {
+                now.saturating_duration_since(q) < config.background_ping_rate.value
+            });
+            if recent {
+                continue;
+            }
+        }
+        if !peer_allowed(config, p.config, &req.access) {
+            continue;
+        }
+        if !at.ping_due(id) {
+            continue;
+        }
+        out.push((id, t));
+    }
+    (out, at.finish())
+}
+
+/// Parents usable by HTTP for this request, in config order.
+fn usable_parents<V: PeerView>(
+    at: &At<'_, V>,
+    config: &Config,
+    req: &SelectRequest<'_>,
+) -> Vec<PeerId> {
+    (0..at.view.peer_count())
+        .filter(|&id| {
+            at.peer(id).is_some_and(|p| {
+                p.config.peer_type != PeerType::Multicast
+                    && peer_type_for(p.config, req.access.host) == PeerType::Parent
+                    && peer_allowed(config, p.config, &req.access)
+            }) && at.http_okay(id)
+        })
+        .collect()
+}
+
+/// The hash-based parent sets of one configuration (squid-spec 4.2, 4.5):
+/// the `sourcehash`, `userhash` and `carp` parents in configuration order
+/// with their member hashes and load multipliers. Built with the peer
+/// table, so a reload rebuilds them; liveness is not part of them (a down
+/// member is skipped per request, after scoring, as Squid does).
+#[derive(Debug, Clone, Default)]
+pub struct HashParents {
+    carp: MemberSet<Carp>,
+    sourcehash: MemberSet<SourceHash>,
+    /// Built like Squid, never consulted: there is no authenticated user.
+    userhash: MemberSet<SourceHash>,
+}
+
+/// One algorithm's member table and, per member index, its peer.
+#[derive(Debug, Clone, Default)]
+struct MemberSet<T> {
+    hash: T,
+    peers: Vec<PeerId>,
+}
+
+impl<T> MemberSet<T> {
+    fn build(
+        view: &impl PeerView,
+        member: fn(&CachePeer) -> bool,
+        new: fn(&[CarpMember<'_>]) -> T,
+    ) -> MemberSet<T> {
+        let configs: Vec<(PeerId, PeerInfo<'_>)> = (0..view.peer_count())
+            .filter_map(|id| view.peer(id).map(|p| (id, p)))
+            .filter(|(_, p)| member(p.config))
+            .collect();
+        let members: Vec<CarpMember<'_>> = configs
+            .iter()
+            .map(|(_, p)| CarpMember {
+                name: &p.config.name,
+                weight: p.config.weight,
+            })
+            .collect();
+        MemberSet {
+            hash: new(&members),
+            peers: configs.iter().map(|(id, _)| *id).collect(),
+        }
+    }
+}
+
+impl HashParents {
+    /// The member sets of the view's configuration. The config reader only
+    /// accepts `carp`, `sourcehash` and `userhash` on parents, as Squid.
+    pub fn new(view: &impl PeerView) -> HashParents {
+        HashParents {
+            carp: MemberSet::build(view, |p| p.carp, Carp::new),
+            sourcehash: MemberSet::build(view, |p| p.sourcehash, SourceHash::new),
+            userhash: MemberSet::build(view, |p| p.userhash, SourceHash::new),
+        }
+    }
+
+    /// The CARP members' peers, by member index.
+    pub fn carp_peers(&self) -> &[PeerId] {
+        &self.carp.peers
+    }
+
+    /// The sourcehash members' peers, by member index.
+    pub fn sourcehash_peers(&self) -> &[PeerId] {
+        &self.sourcehash.peers
+    }
+
+    /// The userhash members' peers, by member index.
+    pub fn userhash_peers(&self) -> &[PeerId] {
+        &self.userhash.peers
+    }
+
+    /// Squid's peerSourceHashSelectParent, peerUserHashSelectParent and
+    /// carpSelectParent, in that order: the first that picks a parent.
+    fn choose<V: PeerView>(
+        &self,
+        at: &At<'_, V>,
+        config: &Config,
+        req: &SelectRequest<'_>,
+    ) -> Option<(PeerId, HierarchyCode)> {
+        let eligible = |set_peers: &[PeerId], member: usize| {
+            set_peers
+                .get(member)
+                .is_some_and(|&id| hash_parent_okay(at, config, req, id))
+        };
+        if !self.sourcehash.peers.is_empty() {
+            let key = client_address_text(req.access.client);
+            let peers = &self.sourcehash.peers;
+            if let Some(id) = self
+                .sourcehash
+                .hash
+                .choose(key.as_bytes(), |m| eligible(peers, m))
+                .and_then(|m| peers.get(m))
+            {
+                return Some((*id, HierarchyCode::SourcehashParent));
+            }
+        }
+        // userhash: Squid hashes the authenticated user name and skips the
+        // algorithm when the request has none. cuttle refuses proxy_auth,
+        // so no request has one and userhash never picks here.
+        if !self.carp.peers.is_empty() {
+            let url = UrlParts {
+                full: req.access.url.as_bytes(),
+                scheme: req.access.scheme.as_bytes(),
+                host: req.access.host.as_bytes(),
+                port: req.access.port,
+                path_and_query: req.access.path.as_bytes(),
+            };
+            let peers = &self.carp.peers;
+            let key_of = |m: usize| {
+                let parts = peers
+                    .get(m)
+                    .and_then(|&id| at.peer(id))
+                    .and_then(|p| p.config.carp_key);
+                match parts {
+                    Some(k) => carp_key(
+                        CarpKeyParts {
+                            scheme: k.scheme,
+                            host: k.host,
+                            port: k.port,
+                            path: k.path,
+                            params: k.params,
+                        },
+                        &url,
+                    ),
+                    None => std::borrow::Cow::Borrowed(url.full),
+                }
+            };
+            if let Some(id) = self
+                .carp
+                .hash
+                .choose_keyed(key_of, |m| eligible(peers, m))
+                .and_then(|m| peers.get(m))
+            {
+                return Some((*id, HierarchyCode::Carp));
+            }
+        }
+        None
+    }
+}
+
+/// Squid's peerHTTPOkay for a hash member: up, below max-conn, allowed by
+/// cache_peer_access and, should neighbor_type_domain make it a sibling
+/// for this host, allowed to use siblings. Like Squid, the hash algorithms
+/// do not ask whether the member is a parent for this host.
+fn hash_parent_okay<V: PeerView>(
+    at: &At<'_, V>,
+    config: &Config,
+    req: &SelectRequest<'_>,
+    id: PeerId,
+) -> bool {
+    let Some(p) = at.peer(id) else {
+        return false;
+    };
+    let sibling_here = peer_type_for(p.config, req.access.host) == PeerType::Sibling;
+    (!sibling_here || req.siblings_ok)
+        && peer_allowed(config, p.config, &req.access)
+        && at.http_okay(id)
+}
+
+/// The client address as Squid prints it for the sourcehash key: dotted
+/// IPv4 (also for IPv4-mapped IPv6 clients of a dual-stack port), IPv6
+/// compressed and without brackets.
+pub(crate) fn client_address_text(client: IpAddr) -> String {
+    client.to_canonical().to_string()
+}
+
+/// Squid's selectSomeParent: sourcehash, userhash, CARP, round-robin,
+/// weighted-round-robin, first-up (default is never reached, squid-spec
+/// 3.2).
+fn some_parent<V: PeerView>(
+    at: &At<'_, V>,
+    hashes: &HashParents,
+    config: &Config,
+    req: &SelectRequest<'_>,
+    parents: &[PeerId],
+) -> Option<(PeerId, HierarchyCode)> {
+    if let Some(chosen) = hashes.choose(at, config, req) {
+        return Some(chosen);
+    }
+    let with = |f: fn(&CachePeer) -> bool| -> Vec<PeerId> {
+        parents
+            .iter()
+            .copied()
+            .filter(|&id| at.peer(id).is_some_and(|p| f(p.config)))
+            .collect()
+    };
+    if let Some(id) = at.pick_round_robin(&with(|p| p.round_robin)) {
+        return Some((id, HierarchyCode::RoundrobinParent));
+    }
+    if let Some(id) = at.pick_weighted_round_robin(&with(|p| p.weighted_round_robin)) {
+        return Some((id, HierarchyCode::RoundrobinParent));
+    }
+    if let Some(&id) = parents.first() {
+        return Some((id, HierarchyCode::FirstUpParent));
+    }
+    None
+}
+
+/// The ordered sources (squid-spec 3.2), given the round's replies if
+/// any, and the effects to apply (round-robin steps, resets, dead peers).
+pub fn decide(
+    view: &impl PeerView,
+    hashes: &HashParents,
+    config: &Config,
+    req: &SelectRequest<'_>,
+    direct: Direct,
+    replies: Option<&Replies>,
+    now: Instant,
+) -> Decision {
+    let at = At::new(view, now);
+    let mut sources: Vec<Source> = Vec::new();
+    let host = req.access.host;
+    let port = req.access.port;
+    let add = |sources: &mut Vec<Source>, id: PeerId, code: HierarchyCode| {
+        if sources.iter().any(|s| s.peer == Some(id)) {
+            return;
+        }
+        if let Some(p) = at.peer(id) {
+            let t = peer_type_for(p.config, host);
+            sources.push(Source::peer(id, p.config, code, t));
+        }
+    };
+    if direct != Direct::Yes {
+        if let Some(r) = replies {
+            if let Some(id) = r.hit {
+                let code = match answer_type(view, &r.asked, id, host) {
+                    PeerType::Parent => HierarchyCode::ParentHit,
+                    _ => HierarchyCode::SiblingHit,
+                };
+                add(&mut sources, id, code);
+            } else if r.timed_out {
+                // Squid 5.7 reads no MISS after a timeout (see select's doc).
+            } else if let Some(id) = r.closest_parent_miss {
+                add(&mut sources, id, HierarchyCode::ClosestParentMiss);
+            } else if let Some(id) = r.first_parent_miss {
+                add(&mut sources, id, HierarchyCode::FirstParentMiss);
+            }
+        }
+    }
+    let parents = |sources: &mut Vec<Source>| {
+        let usable = usable_parents(&at, config, req);
+        if let Some((id, code)) = some_parent(&at, hashes, config, req, &usable) {
+            add(sources, id, code);
+        }
+        for &id in &usable {
+            add(sources, id, HierarchyCode::AnyOldParent);
+        }
+        // Squid then appends the default parent as DEFAULT_PARENT; it is
+        // always already listed (squid-spec 3.2), so nothing changes.
+    };
+    let direct_source = Source::direct(host, port);
+    match direct {
+        Direct::Yes => sources.push(direct_source),
+        Direct::No => parents(&mut sources),
+        Direct::Maybe => {
+            let prefer = config.prefer_direct.value;
+            if prefer {
+                sources.push(direct_source.clone());
+            }
+            if req.hierarchical || !config.nonhierarchical_direct.value {
+                parents(&mut sources);
+            }
+            if !prefer {
+                sources.push(direct_source);
+            }
+        }
+    }
+    Decision {
+        selection: Selection {
+            sources,
+            timed_out: replies.is_some_and(|r| r.timed_out),
+            replies: replies.cloned(),
+        },
+        effects: at.finish(),
+    }
+}

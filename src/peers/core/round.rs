@@ -1,0 +1,326 @@
+//! One ICP/HTCP query round as a state machine (squid-spec 1.6, 1.7,
+//! 1.9, 2.5): [`QueryRound::start`] says which peers to ask, how, and
+//! until when; every matched reply goes in through
+//! [`QueryRound::on_reply`] and the deadline through
+//! [`QueryRound::on_timeout`]; the round ends on the first HIT ("first
+//! HIT wins"), when every expected reply arrived (up peers, plus each
+//! multicast group's average count of responders; DENIED does not count),
+//! or at the dynamic timeout. Parents' MISSes pick the first parent miss
+//! and, with `query_icmp on`, the closest parent ([`ParentMisses`]).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use cuttle_protocol::icp::Opcode;
+
+use super::decide::peer_type_for;
+use super::health;
+use super::{Effect, PeerId, PeerView};
+use crate::config::{CachePeer, PeerType};
+use crate::peers::netdb::SrcRtt;
+use crate::peers::table::query_timeout;
+
+/// One reply that matched a query in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    pub peer: PeerId,
+    pub opcode: Opcode,
+    /// From sending the queries to receiving this reply.
+    pub rtt: Duration,
+    /// The reply carried ICP_FLAG_SRC_RTT: the peer's RTT to the origin.
+    pub src_rtt: Option<SrcRtt>,
+}
+
+/// What a round of queries brought back.
+#[derive(Debug, Clone, Default)]
+pub struct Replies {
+    /// The first peer to answer HIT ("first HIT wins").
+    pub hit: Option<PeerId>,
+    /// The parent whose MISS came first (by weighted time). Like the
+    /// closest, set even when the wait then timed out; selection decides.
+    pub first_parent_miss: Option<PeerId>,
+    /// The parent whose MISS reported the smallest origin RTT (SRC_RTT,
+    /// `query_icmp on`).
+    pub closest_parent_miss: Option<PeerId>,
+    /// The wait ended by timeout rather than by all expected replies (or a HIT).
+    pub timed_out: bool,
+    /// Every matched reply, in arrival order.
+    pub replies: Vec<Reply>,
+    /// Queries sent / replies expected (up peers among them).
+    pub sent: usize,
+    pub expected: usize,
+    /// How long the wait was allowed to last.
+    pub timeout: Duration,
+    /// The peers asked, with their type for the URL (a multicast group as
+    /// itself): what a responder's reply counts as depends on them.
+    pub asked: Vec<(PeerId, PeerType)>,
+}
+
+/// How a query goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// An ICP_QUERY; `src_rtt`: with ICP_FLAG_SRC_RTT set.
+    Icp { src_rtt: bool },
+    /// An HTCP TST.
+    Htcp,
+}
+
+/// One query the caller sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Query {
+    pub peer: PeerId,
+    pub to: SocketAddr,
+    pub protocol: Protocol,
+    /// A multicast group: one datagram to the group with this TTL.
+    pub multicast_ttl: Option<u8>,
+    /// What to apply to the table when it goes out.
+    pub effect: Effect,
+}
+
+/// What the caller does next.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Wait for replies until `deadline`, then call `on_timeout`.
+    Wait { deadline: Instant },
+    /// The round is over.
+    Done(Replies),
+}
+
+/// A round in progress.
+#[derive(Debug, Clone)]
+pub struct QueryRound {
+    host: String,
+    query_icmp: bool,
+    started: Instant,
+    deadline: Instant,
+    counted: usize,
+    misses: ParentMisses,
+    out: Replies,
+    done: bool,
+}
+
+impl QueryRound {
+    /// A round asking `targets` (peer and its type for the URL of `host`)
+    /// at `now`; `icp` and `htcp` say which protocols can be sent (a peer
+    /// whose protocol cannot is neither asked nor waited for: the caller
+    /// leaves it out of `targets`). Returns the round, its queries, and
+    /// the effects of looking (peers found dead are not waited for).
+    pub fn start(
+        view: &impl PeerView,
+        host: &str,
+        targets: &[(PeerId, PeerType)],
+        icp: bool,
+        now: Instant,
+    ) -> (QueryRound, Vec<Query>, Vec<Effect>) {
+        let timing = view.timing();
+        // Unicast peers count when up; a group counts the whole part of
+        // its average number of responders (squid-spec 1.7, 1.9).
+        let mut expected_rtts: Vec<(PeerType, u64)> = Vec::new();
+        let mut expected = 0usize;
+        let mut queries = Vec::new();
+        let mut effects = Vec::new();
+        for &(id, t) in targets {
+            let Some(p) = view.peer(id) else { continue };
+            let group = p.config.peer_type == PeerType::Multicast;
+            if group {
+                let n = p.health.mcast_avg_members as u64;
+                expected += n as usize;
+                if n > 0 {
+                    expected_rtts.push((PeerType::Multicast, p.health.rtt_ms));
+                }
+            } else if health::icp_dead(&p, &timing, now) {
+                effects.push(Effect::FoundDead { peer: id });
+            } else if health::is_up(&p, &timing, now) {
+                expected += 1;
+                expected_rtts.push((t, p.health.rtt_ms));
+            }
+            let Some(to) = p.icp_addr else { continue };
+            let protocol = if p.config.htcp.is_some() {
+                Protocol::Htcp
+            } else if icp {
+                // Squid stops asking a peer that answered version 3; a peer
+                // not heard yet counts as version 2.
+                Protocol::Icp {
+                    src_rtt: view.query_icmp() && p.health.icp_version == 2,
+                }
+            } else {
+                continue;
+            };
+            queries.push(Query {
+                peer: id,
+                to,
+                protocol,
+                multicast_ttl: group.then_some(p.config.ttl),
+                effect: Effect::QuerySent {
+                    peer: id,
+                    at: now,
+                    multicast: group,
+                },
+            });
+        }
+        let timeout = query_timeout(&timing, &expected_rtts);
+        let round = QueryRound {
+            host: host.to_string(),
+            query_icmp: view.query_icmp(),
+            started: now,
+            deadline: now + timeout,
+            counted: 0,
+            misses: ParentMisses::default(),
+            out: Replies {
+                expected,
+                timeout,
+                asked: targets.to_vec(),
+                ..Replies::default()
+            },
+            done: false,
+        };
+        (round, queries, effects)
+    }
+
+    /// When the queries went out (replies' RTTs count from here).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// How many queries actually left (the caller's count).
+    pub fn note_sent(&mut self, sent: usize) {
+        self.out.sent = sent;
+    }
+
+    /// The step after sending: done at once when no reply is expected.
+    pub fn step(&mut self) -> Step {
+        if self.out.expected == 0 {
+            return self.finish(false);
+        }
+        Step::Wait {
+            deadline: self.deadline,
+        }
+    }
+
+    /// A matched reply at `now`.
+    pub fn on_reply(&mut self, view: &impl PeerView, reply: Reply, _now: Instant) -> Step {
+        if self.done {
+            return Step::Done(self.out.clone());
+        }
+        self.out.replies.push(reply);
+        let peer_type = answer_type(view, &self.out.asked, reply.peer, &self.host);
+        match reply.opcode {
+            Opcode::Hit => {
+                self.out.hit = Some(reply.peer);
+                return self.finish(false);
+            }
+            Opcode::Miss | Opcode::Decho if peer_type == PeerType::Parent => {
+                if let Some(p) = view.peer(reply.peer) {
+                    self.misses.note(&reply, p.config, self.query_icmp);
+                }
+            }
+            _ => {}
+        }
+        if reply.opcode != Opcode::Denied {
+            self.counted += 1;
+        }
+        if self.counted >= self.out.expected {
+            return self.finish(false);
+        }
+        Step::Wait {
+            deadline: self.deadline,
+        }
+    }
+
+    /// The deadline passed (a wake-up before it changes nothing).
+    pub fn on_timeout(&mut self, now: Instant) -> Step {
+        if self.done {
+            return Step::Done(self.out.clone());
+        }
+        if now < self.deadline {
+            return Step::Wait {
+                deadline: self.deadline,
+            };
+        }
+        self.finish(true)
+    }
+
+    /// The replies channel closed before the end: what arrived counts.
+    pub fn on_closed(&mut self) -> Step {
+        self.finish(false)
+    }
+
+    fn finish(&mut self, timed_out: bool) -> Step {
+        if !self.done {
+            self.done = true;
+            self.out.timed_out = timed_out;
+            self.out.first_parent_miss = self.misses.first.map(|(id, _)| id);
+            self.out.closest_parent_miss = self.misses.closest.map(|(id, _)| id);
+        }
+        Step::Done(self.out.clone())
+    }
+}
+
+/// The type `peer`'s reply counts as for a request about `host` whose
+/// round asked `asked`: a peer asked directly answers as the type it was
+/// asked as; a `multicast-responder` (Squid matches the reply's sender
+/// against its neighbours) answers as a sibling when a group asked in
+/// this round has `multicast-siblings`, else as its own type for this
+/// host; anyone else as its own type for this host.
+pub fn answer_type(
+    view: &impl PeerView,
+    asked: &[(PeerId, PeerType)],
+    peer: PeerId,
+    host: &str,
+) -> PeerType {
+    if let Some(&(_, t)) = asked.iter().find(|(id, _)| *id == peer) {
+        return t;
+    }
+    let Some(p) = view.peer(peer) else {
+        return PeerType::Sibling;
+    };
+    if !p.config.multicast_responder {
+        return peer_type_for(p.config, host);
+    }
+    let sibling_group = asked.iter().any(|(id, _)| {
+        view.peer(*id).is_some_and(|g| {
+            g.config.peer_type == PeerType::Multicast && g.config.multicast_siblings
+        })
+    });
+    if sibling_group {
+        PeerType::Sibling
+    } else {
+        peer_type_for(p.config, host)
+    }
+}
+
+/// Squid's handleIcpParentMiss over one round of queries (squid-spec 1.3,
+/// 1.6): fed every MISS or DECHO from a peer that is a parent for the URL,
+/// in arrival order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParentMisses {
+    /// The parent that reported the smallest non-zero origin RTT, and it.
+    pub closest: Option<(PeerId, u16)>,
+    /// The parent whose MISS came first by weighted time, and that time:
+    /// max(1, (ms since the queries went out - basetime) / weight).
+    pub first: Option<(PeerId, u64)>,
+}
+
+impl ParentMisses {
+    /// One parent's MISS (or DECHO). Its RTT report counts only with
+    /// `query_icmp` on; a smaller one replaces the closest, a tie keeps the
+    /// earlier. It is a first-parent-miss candidate unless it is
+    /// `closest-only` or a closest parent is known by now.
+    pub fn note(&mut self, reply: &Reply, parent: &CachePeer, query_icmp: bool) {
+        if let Some(r) = reply.src_rtt.filter(|_| query_icmp) {
+            if r.rtt_ms != 0 && self.closest.is_none_or(|(_, best)| r.rtt_ms < best) {
+                self.closest = Some((reply.peer, r.rtt_ms));
+            }
+        }
+        if parent.closest_only || self.closest.is_some() {
+            return;
+        }
+        let base = parent.basetime.as_millis() as u64;
+        let w = ((reply.rtt.as_millis() as u64).saturating_sub(base)
+            / u64::from(parent.weight.max(1)))
+        .max(1);
+        if self.first.is_none_or(|(_, best)| w < best) {
+            self.first = Some((reply.peer, w));
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The core on a virtual clock: every event carries its `now`, so timeouts
+//! and dead-peer rules are crossed by adding durations, never by sleeping.
+
+use std::time::{Duration, Instant};
+
+use cuttle_protocol::icp::Opcode;
+
+use super::decide::{decide, direct, to_ping, HashParents};
+use super::round::{answer_type, QueryRound, Reply, Step};
+use super::{Effect, PeerView};
+use crate::config::PeerType;
+use crate::peers::resolve::PeerAddrs;
+use crate::peers::select::tests::{config, request};
+use crate::peers::select::Selection;
+use crate::peers::table::PeerTable;
+
+/// The table of `text` at `now`, every peer TCP-up (probed).
+fn table_up(text: &str, now: Instant) -> PeerTable {
+    let t = PeerTable::new(&config(text), None, now, &PeerAddrs::literal_only());
+    for id in 0..t.peers.len() {
+        t.note_tcp_success_at(id, now);
+    }
+    t
+}
+
+/// The sources as access.log shows them (`TIMEOUT_` when the wait ran out).
+fn codes(s: &Selection) -> Vec<String> {
+    let prefix = if s.timed_out { "TIMEOUT_" } else { "" };
+    s.sources
+        .iter()
+        .map(|src| format!("{prefix}{}/{}", src.code.as_str(), src.host))
+        .collect()
+}
+
+fn reply(peer: usize, opcode: Opcode, rtt_ms: u64) -> Reply {
+    Reply {
+        peer,
+        opcode,
+        rtt: Duration::from_millis(rtt_ms),
+        src_rtt: None,
+    }
+}
+
+/// What one request does at `now`, as `Neighbours::select` drives it: the
+/// peers to ask, a round fed `replies` (each `at` a time after `now`; a
+/// round still waiting after them times out at its deadline), then the
+/// decision; effects applied in order. Returns the codes and the effects.
+fn request_at(
+    t: &PeerTable,
+    text: &str,
+    now: Instant,
+    replies: &[(Duration, Reply)],
+) -> (Vec<String>, Vec<Effect>) {
+    let c = config(text);
+    let req = request("GET", "example.test", "http://example.test/x");
+    let d = direct(&c, &req);
+    let (targets, mut effects) = to_ping(t, &c, &req, 0, now);
+    t.apply_all(&effects);
+    let mut end = now;
+    let mut round_replies = None;
+    if !targets.is_empty() {
+        let (mut round, queries, looked) =
+            QueryRound::start(t, "example.test", &targets, true, now);
+        t.apply_all(&looked);
+        effects.extend(looked);
+        for q in &queries {
+            t.apply(&q.effect);
+            effects.push(q.effect);
+        }
+        round.note_sent(queries.len());
+        let mut step = round.step();
+        for (after, r) in replies {
+            let Step::Wait { deadline } = step else { break };
+            let at = now + *after;
+            if at >= deadline {
+                break;
+            }
+            // The receive path notes every accepted reply in the table.
+            t.note_reply(r.peer, r.opcode.value(), 2, at);
+            end = at;
+            step = round.on_reply(t, *r, at);
+        }
+        if let Step::Wait { deadline } = step {
+            end = deadline;
+            step = round.on_timeout(deadline);
+        }
+        let Step::Done(r) = step else {
+            panic!("a round past its deadline is over")
+        };
+        round_replies = Some(r);
+    }
+    let decision = decide(
+        t,
+        &HashParents::new(t),
+        &c,
+        &req,
+        d,
+        round_replies.as_ref(),
+        end,
+    );
+    t.apply_all(&decision.effects);
+    effects.extend(decision.effects);
+    (codes(&decision.selection), effects)
+}
+
+const SIBLING: &str =
+    "cache_peer 127.0.0.2 sibling 3128 3130\nicp_query_timeout 200\ndead_peer_timeout 1 second\n";
+
+/// The logic of tests/peer_faults.rs's silent-sibling test on a virtual
+/// clock: an unanswered query times out; dead_peer_timeout later the peer
+/// is dead (asked, not waited for, its HIT unused); the reply to that
+/// query revives it and its next HIT is used.
+#[test]
+fn a_silent_sibling_is_marked_dead_and_its_next_reply_revives_it() {
+    let t0 = Instant::now();
+    let t = table_up(SIBLING, t0);
+    let dead_after = t.timing.dead_peer_timeout;
+    // 1. Unanswered: the full wait, TIMEOUT_.
+    let (codes, effects) = request_at(&t, SIBLING, t0, &[]);
+    assert_eq!(codes, vec!["TIMEOUT_HIER_DIRECT/example.test"]);
+    assert!(effects.contains(&Effect::QuerySent {
+        peer: 0,
+        at: t0,
+        multicast: false
+    }));
+    // 2. Past dead_peer_timeout: asked again (quiet that long) but dead, so
+    // nothing is awaited: no TIMEOUT_, and a HIT arriving later is unused.
+    let t1 = t0 + dead_after + Duration::from_millis(300);
+    let (codes, effects) = request_at(&t, SIBLING, t1, &[]);
+    assert_eq!(codes, vec!["HIER_DIRECT/example.test"]);
+    assert!(
+        effects.contains(&Effect::FoundDead { peer: 0 }),
+        "{effects:?}"
+    );
+    assert!(effects.contains(&Effect::QuerySent {
+        peer: 0,
+        at: t1,
+        multicast: false
+    }));
+    assert_eq!(t.get(0).map(|p| p.state().pings_sent), Some(2));
+    // Its late HIT revives it.
+    let late = t1 + Duration::from_millis(10);
+    assert!(t.note_reply(0, Opcode::Hit.value(), 2, late), "it was dead");
+    // 3. The next miss waits for it and uses its HIT.
+    let t2 = late + Duration::from_millis(200);
+    let (codes, _) = request_at(
+        &t,
+        SIBLING,
+        t2,
+        &[(Duration::from_millis(5), reply(0, Opcode::Hit, 5))],
+    );
+    assert_eq!(codes[0], "SIBLING_HIT/127.0.0.2");
+}
+
+#[test]
+fn a_dead_peer_is_asked_only_once_per_dead_peer_timeout() {
+    let t0 = Instant::now();
+    let t = table_up(SIBLING, t0);
+    let dead_after = t.timing.dead_peer_timeout;
+    request_at(&t, SIBLING, t0, &[]);
+    let t1 = t0 + dead_after + Duration::from_millis(1);
+    request_at(&t, SIBLING, t1, &[]);
+    // Dead and queried less than dead_peer_timeout ago: not asked.
+    let (_, effects) = request_at(&t, SIBLING, t1 + dead_after, &[]);
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::QuerySent { .. })),
+        "{effects:?}"
+    );
+    // Quiet for longer than that: asked again.
+    let (_, effects) = request_at(&t, SIBLING, t1 + dead_after + Duration::from_millis(1), &[]);
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, Effect::QuerySent { .. })));
+}
+
+const MESH: &str = "cache_peer 127.0.0.2 sibling 3128 3130\n\
+                    cache_peer 127.0.0.3 parent 3128 3130\n\
+                    cache_peer 127.0.0.4 parent 3128 3130\n\
+                    icp_query_timeout 500\n";
+
+#[test]
+fn the_first_hit_ends_the_round_and_wins() {
+    let t0 = Instant::now();
+    let t = table_up(MESH, t0);
+    let (codes, _) = request_at(
+        &t,
+        MESH,
+        t0,
+        &[
+            (Duration::from_millis(1), reply(2, Opcode::Miss, 1)),
+            (Duration::from_millis(2), reply(0, Opcode::Hit, 2)),
+            (Duration::from_millis(3), reply(1, Opcode::Hit, 3)),
+        ],
+    );
+    assert_eq!(codes[0], "SIBLING_HIT/127.0.0.2");
+}
+
+#[test]
+fn a_round_ends_when_every_expected_reply_arrived_and_denied_does_not_count() {
+    let t0 = Instant::now();
+    let t = table_up(MESH, t0);
+    let c = config(MESH);
+    let req = request("GET", "example.test", "http://example.test/x");
+    let (targets, _) = to_ping(&t, &c, &req, 0, t0);
+    let (mut round, queries, _) = QueryRound::start(&t, "example.test", &targets, true, t0);
+    assert_eq!(queries.len(), 3);
+    let Step::Wait { deadline } = round.step() else {
+        panic!("three replies are expected")
+    };
+    assert_eq!(deadline, t0 + Duration::from_millis(500));
+    let at = t0 + Duration::from_millis(4);
+    assert!(matches!(
+        round.on_reply(&t, reply(0, Opcode::Denied, 4), at),
+        Step::Wait { .. }
+    ));
+    assert!(matches!(
+        round.on_reply(&t, reply(2, Opcode::Miss, 4), at),
+        Step::Wait { .. }
+    ));
+    // An early wake-up changes nothing.
+    assert!(matches!(round.on_timeout(at), Step::Wait { .. }));
+    assert!(matches!(
+        round.on_reply(&t, reply(1, Opcode::Miss, 6), at),
+        Step::Wait { .. }
+    ));
+    // The deadline: over, timed out, the first parent miss known.
+    let Step::Done(r) = round.on_timeout(deadline) else {
+        panic!("the deadline ends it")
+    };
+    assert!(r.timed_out);
+    assert_eq!(r.first_parent_miss, Some(2));
+    assert_eq!(r.replies.len(), 3);
+}
+
+#[test]
+fn no_expected_reply_ends_the_round_at_once() {
+    let t0 = Instant::now();
+    // TCP-down peers are asked but not waited for.
+    let t = PeerTable::new(&config(MESH), None, t0, &PeerAddrs::literal_only());
+    let (mut round, queries, _) = QueryRound::start(
+        &t,
+        "example.test",
+        &[(1, PeerType::Parent), (2, PeerType::Parent)],
+        true,
+        t0,
+    );
+    assert_eq!(queries.len(), 2);
+    let Step::Done(r) = round.step() else {
+        panic!("nothing to wait for")
+    };
+    assert!(!r.timed_out);
+    assert_eq!(r.expected, 0);
+}
+
+#[test]
+fn the_timeout_is_twice_the_mean_rtt_of_the_expected_parents() {
+    let text = "cache_peer 127.0.0.2 sibling 3128 3130\n\
+                cache_peer 127.0.0.3 parent 3128 3130\n";
+    let t0 = Instant::now();
+    let t = table_up(text, t0);
+    for (id, ms) in [(0, 300), (1, 40)] {
+        t.note_reply(id, Opcode::Miss.value(), 2, t0);
+        t.note_rtt(id, Duration::from_millis(ms));
+    }
+    let (round, _, _) = QueryRound::start(
+        &t,
+        "example.test",
+        &[(0, PeerType::Sibling), (1, PeerType::Parent)],
+        true,
+        t0,
+    );
+    let mut round = round;
+    let Step::Wait { deadline } = round.step() else {
+        panic!("two replies are expected")
+    };
+    assert_eq!(deadline - t0, Duration::from_millis(80));
+}
+
+/// A multicast responder's reply counts as its own type unless a group
+/// asked in this round has `multicast-siblings` (squid-spec 1.9: Squid
+/// matches the reply's sender against its neighbours; its type is the one
+/// it has for this request). A sibling group that was not asked (here:
+/// denied for the request) changes nothing.
+#[test]
+fn a_responder_answers_as_a_sibling_only_for_a_sibling_group_that_was_asked() {
+    let text = "cache_peer 224.0.9.1 multicast 3128 3130 ttl=1 multicast-siblings name=sibgroup\n\
+                cache_peer 224.0.9.2 multicast 3128 3130 ttl=1 name=pargroup\n\
+                cache_peer 127.0.0.5 parent 3128 3130 multicast-responder name=resp\n\
+                acl nowhere dstdomain nowhere.test\n\
+                cache_peer_access sibgroup allow nowhere\n";
+    let t0 = Instant::now();
+    let t = table_up(text, t0);
+    let c = config(text);
+    let req = request("GET", "example.test", "http://example.test/x");
+    let (targets, _) = to_ping(&t, &c, &req, 0, t0);
+    assert_eq!(targets, vec![(1, PeerType::Multicast)]);
+    assert_eq!(
+        answer_type(&t, &targets, 2, "example.test"),
+        PeerType::Parent
+    );
+    let asked_both = [(0, PeerType::Multicast), (1, PeerType::Multicast)];
+    assert_eq!(
+        answer_type(&t, &asked_both, 2, "example.test"),
+        PeerType::Sibling
+    );
+    // The round and the decision agree: its HIT is a PARENT_HIT.
+    let (mut round, _, _) = QueryRound::start(&t, "example.test", &targets, true, t0);
+    let Step::Done(r) = round.on_reply(&t, reply(2, Opcode::Hit, 3), t0) else {
+        panic!("a HIT ends the round")
+    };
+    let d = decide(
+        &t,
+        &HashParents::new(&t),
+        &c,
+        &req,
+        direct(&c, &req),
+        Some(&r),
+        t0,
+    );
+    assert_eq!(codes(&d.selection)[0], "PARENT_HIT/127.0.0.5");
+}
+
+#[test]
+fn round_robin_ties_go_to_the_later_peer_and_weights_divide() {
+    let text = "cache_peer 127.0.0.7 parent 3128 0 round-robin\n\
+                cache_peer 127.0.0.8 parent 3128 0 round-robin weight=2\n";
+    let now = Instant::now();
+    let t = table_up(text, now);
+    let picks: Vec<String> = (0..6)
+        .map(|_| request_at(&t, text, now, &[]).0[0].clone())
+        .collect();
+    // counts (0,0): tie -> 1; (0,1): 0/1 <= 1/2 -> 0; (1,1): 1/2 < 1 -> 1;
+    // (1,2): 2/2 <= 1/1 -> 1 (tie, later); (1,3): 1 < 3/2 -> 0; (2,3): 3/2 <= 2 -> 1
+    let want = [8, 7, 8, 8, 7, 8].map(|n| format!("ROUNDROBIN_PARENT/127.0.0.{n}"));
+    assert_eq!(picks, want);
+}
+
+#[test]
+fn round_robin_counters_reset_every_five_minutes_at_the_time_given() {
+    let text = "cache_peer 127.0.0.7 parent 3128 0 round-robin\n\
+                cache_peer 127.0.0.8 parent 3128 0 round-robin\n";
+    let t0 = Instant::now();
+    let t = table_up(text, t0);
+    for _ in 0..3 {
+        request_at(&t, text, t0, &[]);
+    }
+    assert_eq!(t.get(1).map(|p| p.state().rr_count), Some(2));
+    let later = t0 + super::decide::RR_RESET_PERIOD;
+    let (codes, effects) = request_at(&t, text, later, &[]);
+    assert_eq!(effects[0], Effect::ResetRoundRobin { at: later });
+    // After the reset the tie goes to the later peer again.
+    assert_eq!(codes[0], "ROUNDROBIN_PARENT/127.0.0.8");
+    assert_eq!(t.rr_reset_at(), later);
+}
+
+#[test]
+fn deciding_changes_nothing_until_the_effects_are_applied() {
+    let text = "cache_peer 127.0.0.7 parent 3128 0 round-robin\n\
+                cache_peer 127.0.0.8 parent 3128 0 round-robin\n";
+    let now = Instant::now();
+    let t = table_up(text, now);
+    let c = config(text);
+    let req = request("GET", "example.test", "http://example.test/x");
+    let hashes = HashParents::new(&t);
+    let first = decide(&t, &hashes, &c, &req, direct(&c, &req), None, now);
+    let again = decide(&t, &hashes, &c, &req, direct(&c, &req), None, now);
+    assert_eq!(codes(&first.selection), codes(&again.selection));
+    assert_eq!(
+        first.effects,
+        vec![Effect::RoundRobinStep { peer: 1, by: 1 }]
+    );
+    t.apply_all(&first.effects);
+    let next = decide(&t, &hashes, &c, &req, direct(&c, &req), None, now);
+    assert_eq!(codes(&next.selection)[0], "ROUNDROBIN_PARENT/127.0.0.7");
+}
+
+/// The core stays sans-IO: no runtime, socket, clock or resolver in its
+/// code (the async side in `select`, `icp_client` and `htcp_client` does
+/// those).
+#[test]
+fn the_core_reads_no_clock_socket_dns_or_runtime() {
+    let files = [
+        ("mod.rs", include_str!("mod.rs")),
+        ("decide.rs", include_str!("decide.rs")),
+        ("health.rs", include_str!("health.rs")),
+        ("round.rs", include_str!("round.rs")),
+    ];
+    for (name, text) in files {
+        for banned in [
+            "tokio",
+            "Instant::now",
+            "SystemTime",
+            "UdpSocket",
+            "TcpStream",
+            "lookup_host",
+            "to_socket_addrs",
+            "std::thread",
+            "Mutex",
+        ] {
+            assert!(!text.contains(banned), "core/{name} uses {banned}");
+        }
+    }
+}
+
+/// The logic of tests/peer_faults.rs's down-parent test on a virtual
+/// clock: a parent never probed is skipped (DIRECT); a probe is due at
+/// most once a second; once a probe succeeds the next miss uses it.
+#[test]
+fn a_down_parent_is_skipped_until_a_probe_finds_it_up() {
+    let text = "cache_peer 127.0.0.18 parent 3128 0 no-query\n";
+    let t0 = Instant::now();
+    let t = PeerTable::new(&config(text), None, t0, &PeerAddrs::literal_only());
+    let (codes, _) = request_at(&t, text, t0, &[]);
+    assert_eq!(codes, vec!["HIER_DIRECT/example.test"]);
+    assert_eq!(t.probes_due(t0), vec![0]);
+    // A probe starts (and fails): the next is due a second later.
+    t.get(0).expect("peer").state().last_tcp_probe = Some(t0);
+    assert!(t.probes_due(t0 + Duration::from_millis(999)).is_empty());
+    let t1 = t0 + Duration::from_secs(1);
+    assert_eq!(t.probes_due(t1), vec![0]);
+    // That one connects: up, and used.
+    t.note_tcp_success_at(0, t1);
+    let (codes, _) = request_at(&t, text, t1, &[]);
+    assert_eq!(codes[0], "FIRSTUP_PARENT/127.0.0.18");
+}
