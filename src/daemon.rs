@@ -658,7 +658,15 @@ impl<P: Protocol> Udp<P> {
     fn bind_outgoing(&self, config: &Arc<Config>, logger: &Logger) -> Option<Responder<P>> {
         let addr = Self::outgoing_addr(config)?;
         let protocol = (self.protocol)();
-        match Responder::start_at(addr, true, Arc::clone(config), logger.clone(), protocol) {
+        let addrs = self.sockets.peer_addrs();
+        match Responder::start_at(
+            addr,
+            true,
+            Arc::clone(config),
+            &addrs,
+            logger.clone(),
+            protocol,
+        ) {
             Ok(r) => {
                 println!("cuttle: {} queries from {addr}", P::NAME);
                 Some(r)
@@ -683,14 +691,20 @@ impl<P: Protocol> Udp<P> {
     /// Binds and starts a responder when its port is set; prints where it
     /// listens.
     fn bind(&self, config: &Arc<Config>, logger: &Logger) -> Result<Option<Responder<P>>, String> {
-        let server = Responder::start(Arc::clone(config), logger.clone(), (self.protocol)())
-            .map_err(|e| {
-                let at = P::port(config)
-                    .location
-                    .as_ref()
-                    .map_or(String::new(), |l| format!("{l}: "));
-                format!("{at}{e}")
-            })?;
+        let addrs = self.sockets.peer_addrs();
+        let server = Responder::start(
+            Arc::clone(config),
+            &addrs,
+            logger.clone(),
+            (self.protocol)(),
+        )
+        .map_err(|e| {
+            let at = P::port(config)
+                .location
+                .as_ref()
+                .map_or(String::new(), |l| format!("{l}: "));
+            format!("{at}{e}")
+        })?;
         if let Some(s) = &server {
             say(&format!("{} on {}", P::NAME, s.local_addr()));
         }
@@ -709,8 +723,9 @@ impl<P: Protocol> Udp<P> {
             self.outgoing.as_ref().map(|s| s.local_addr()),
         );
         if wanted == bound {
+            let addrs = self.sockets.peer_addrs();
             for s in self.server.iter().chain(&self.outgoing) {
-                s.reconfigure(Arc::clone(config), logger.clone());
+                s.reconfigure(Arc::clone(config), &addrs, logger.clone());
             }
             return;
         }

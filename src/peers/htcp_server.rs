@@ -69,6 +69,7 @@ use cuttle_protocol::Text;
 use http::HeaderMap;
 
 use super::icp_server::{canonical_ip, unix_now, UrlParts};
+use super::resolve::PeerAddrs;
 use super::responder::{AnswerLine, Protocol, Responder, Settings};
 use crate::access::{self, Verdict};
 use crate::access_log::{LineBatch, ResultTag};
@@ -521,14 +522,15 @@ pub struct ForwardTarget {
     pub oldsquid: bool,
 }
 
-/// The forward-clr peers of `config` that have an address.
-pub fn forward_targets(config: &Config) -> Vec<ForwardTarget> {
+/// The forward-clr peers of `config` that have an address (a name's, as
+/// the daemon resolved it beforehand: answering never waits on DNS).
+pub fn forward_targets(config: &Config, addrs: &PeerAddrs) -> Vec<ForwardTarget> {
     config
         .cache_peers
         .iter()
         .filter_map(|p| {
             let h = p.htcp.filter(|h| h.forward_clr)?;
-            let addr = super::table::resolve(&p.host, p.icp_port)?;
+            let addr = addrs.icp_addr(&p.host, p.icp_port)?;
             Some(ForwardTarget {
                 addr,
                 oldsquid: h.oldsquid,
@@ -617,8 +619,8 @@ impl Protocol for Htcp {
         htcp::is_response_datagram(datagram)
     }
 
-    fn derive(config: &Config) -> Vec<ForwardTarget> {
-        forward_targets(config)
+    fn derive(config: &Config, addrs: &PeerAddrs) -> Vec<ForwardTarget> {
+        forward_targets(config, addrs)
     }
 
     /// Decides, replies, logs and relays one datagram.

@@ -60,6 +60,7 @@ use crate::caching::is_fresh;
 use crate::config::{Config, Setting};
 use crate::store::{Key, Store, Times};
 
+use super::resolve::PeerAddrs;
 use super::responder::{AnswerLine, Protocol, Responder, Settings};
 
 /// Squid's `refreshCheckICP` margin: a HIT must stay fresh this much longer
@@ -628,7 +629,7 @@ impl Protocol for Icp {
         icp::opcode_of(datagram).is_some_and(|op| op.is_known() && op != Opcode::Query)
     }
 
-    fn derive(_config: &Config) {}
+    fn derive(_config: &Config, _addrs: &PeerAddrs) {}
 
     fn bound(socket: &UdpSocket, config: &Config) {
         join_mcast_groups(socket, config);

@@ -34,6 +34,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::icp_server::UrlParts;
 use super::querier::{Inbox, QuerySocket};
+use super::resolve::PeerAddrs;
 use crate::access;
 use crate::access_log::{Entry, Hierarchy, LineBatch, Logger, ResultCode, ResultTag};
 use crate::config::{Config, Setting};
@@ -71,7 +72,7 @@ pub trait Protocol: Send + 'static {
     /// Its port directive (`icp_port`, `htcp_port`); 0 turns it off.
     fn port(config: &Config) -> &Setting<u16>;
 
-    fn derive(config: &Config) -> Self::Derived;
+    fn derive(config: &Config, addrs: &PeerAddrs) -> Self::Derived;
 
     /// Whether `datagram` is a reply to cuttle's own queries (for the
     /// querier) rather than something to answer. Runs on every datagram:
@@ -107,9 +108,13 @@ pub struct Settings<D> {
 }
 
 impl<D> Settings<D> {
-    fn new<P: Protocol<Derived = D>>(config: Arc<Config>, logger: Logger) -> Settings<D> {
+    fn new<P: Protocol<Derived = D>>(
+        config: Arc<Config>,
+        addrs: &PeerAddrs,
+        logger: Logger,
+    ) -> Settings<D> {
         Settings {
-            derived: P::derive(&config),
+            derived: P::derive(&config, addrs),
             config,
             logger,
         }
@@ -239,7 +244,12 @@ impl<P: Protocol> Responder<P> {
     /// Binds [`Responder::listen_addr`] and starts answering with
     /// `protocol` on a thread of its own; `Ok(None)` when the protocol's
     /// port is 0.
-    pub fn start(config: Arc<Config>, logger: Logger, protocol: P) -> io::Result<Option<Self>> {
+    pub fn start(
+        config: Arc<Config>,
+        addrs: &PeerAddrs,
+        logger: Logger,
+        protocol: P,
+    ) -> io::Result<Option<Self>> {
         let Some(addr) = Self::listen_addr(&config) else {
             return Ok(None);
         };
@@ -248,7 +258,7 @@ impl<P: Protocol> Responder<P> {
             .udp_outgoing_address
             .value
             .is_some_and(|ip| ip != addr.ip());
-        Self::start_at(addr, shared, config, logger, protocol).map(Some)
+        Self::start_at(addr, shared, config, addrs, logger, protocol).map(Some)
     }
 
     /// Binds `addr` and starts answering there with `protocol` (the
@@ -260,6 +270,7 @@ impl<P: Protocol> Responder<P> {
         addr: SocketAddr,
         shared_port: bool,
         config: Arc<Config>,
+        addrs: &PeerAddrs,
         logger: Logger,
         protocol: P,
     ) -> io::Result<Self> {
@@ -267,7 +278,7 @@ impl<P: Protocol> Responder<P> {
             io::Error::new(e.kind(), format!("cannot bind {} on {addr}: {e}", P::NAME))
         })?;
         P::bound(&socket, &config);
-        let shared = Arc::new(Swappable::new(Settings::new::<P>(config, logger)));
+        let shared = Arc::new(Swappable::new(Settings::new::<P>(config, addrs, logger)));
         let sending = Arc::new(socket.try_clone()?);
         let inbox = Arc::new(Inbox::default());
         let handler = Answering {
@@ -318,8 +329,9 @@ impl<P: Protocol> Responder<P> {
     /// Answers with `config` and logs to `logger` from the next datagram
     /// on. The socket stays: rebind by stopping and starting when
     /// [`Responder::listen_addr`] changed.
-    pub fn reconfigure(&self, config: Arc<Config>, logger: Logger) {
-        self.settings.swap(Settings::new::<P>(config, logger));
+    pub fn reconfigure(&self, config: Arc<Config>, addrs: &PeerAddrs, logger: Logger) {
+        self.settings
+            .swap(Settings::new::<P>(config, addrs, logger));
     }
 
     /// Stops the thread (within [`IDLE_TICK`]) and closes the socket.

@@ -695,21 +695,5 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The peer's first address and ICP port; `None` without an ICP port or an
-/// address, with std's blocking resolver (the HTCP responder's; the table
-/// takes addresses the daemon resolved, see [`PeerAddrs`]).
-pub fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
-    if port == 0 {
-        return None;
-    }
-    let bare = host.trim_matches(['[', ']']);
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Some(SocketAddr::new(ip, port));
-    }
-    std::net::ToSocketAddrs::to_socket_addrs(&(bare, port))
-        .ok()
-        .and_then(|mut it| it.next())
-}
-
 #[cfg(test)]
 mod tests;

@@ -499,6 +499,18 @@ fn clr_datagrams_name_get_and_head_in_the_peers_layout() {
         .all(|w| w[3] == 0 && w[6] == 0x04 && w[7] == 0x40));
 }
 
+/// A forward-clr peer named by a host name takes the address the daemon
+/// resolved ahead; building the responder's settings never asks DNS.
+#[tokio::test]
+async fn forward_targets_take_names_resolved_ahead() {
+    let c = config("cache_peer localhost sibling 3128 4827 htcp=forward-clr\n");
+    assert_eq!(forward_targets(&c, &PeerAddrs::literal_only()), []);
+    let resolved = forward_targets(&c, &PeerAddrs::resolve(&c).await);
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    assert!(resolved[0].addr.ip().is_loopback());
+    assert_eq!(resolved[0].addr.port(), 4827);
+}
+
 #[test]
 fn forward_targets_are_the_forward_clr_peers() {
     let c = config(
@@ -508,7 +520,7 @@ fn forward_targets_are_the_forward_clr_peers() {
          cache_peer 127.0.10.5 sibling 3128 3130\n",
     );
     assert_eq!(
-        forward_targets(&c),
+        forward_targets(&c, &PeerAddrs::literal_only()),
         [
             ForwardTarget {
                 addr: "127.0.10.2:4827".parse().unwrap(),
@@ -608,7 +620,7 @@ fn an_allowed_clr_is_relayed_once_to_the_forward_clr_peers() {
         port(&peer).port()
     ));
     let settings = Settings {
-        derived: forward_targets(&c),
+        derived: forward_targets(&c, &PeerAddrs::literal_only()),
         config: Arc::new(c),
         logger: Logger::disabled(),
     };
