@@ -542,7 +542,7 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
                 let keep = proxy_tx.borrow().config().logfile_rotate.value;
                 logger.rotate(keep);
                 if let Err(e) = cache_log::rotate(keep) {
-                    tracing::error!("cache_log: cannot rotate: {e}");
+                    tracing::error!(error = %e, "cache_log: cannot rotate");
                 }
                 say("logs rotated");
             }
@@ -558,7 +558,7 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
     icp.stop();
     htcp.stop();
     if let Err(e) = server.await {
-        tracing::error!("server task failed: {e}");
+        tracing::error!(error = %e, "server task failed");
     }
     logger.flush();
     store.flush().map_err(|e| e.to_string())?;
@@ -597,7 +597,7 @@ async fn reload(
         tracing::warn!("pid_filename changes take effect at the next restart");
     }
     if let Err(e) = cache_log::open(loaded.config.cache_log.value.as_deref()) {
-        tracing::error!("cache_log: cannot open: {e}; keeping the old one");
+        tracing::error!(error = %e, "cache_log: cannot open; keeping the old one");
     }
     logger.reopen();
     // Squid re-reads offline_mode: a run-time toggle ends here.

@@ -225,7 +225,7 @@ impl ShortageLog {
                 "accept failed, out of file descriptors: {e}; closed {evicted} connections waiting for a request to make room{also}"
             );
         } else {
-            tracing::warn!("accept failed: {e}{also}");
+            tracing::warn!(error = %e, "accept failed{also}");
         }
         self.last = Some(now);
         self.suppressed = 0;
@@ -353,7 +353,7 @@ pub async fn serve(
                         }
                     };
                     if let Err(e) = ended {
-                        tracing::debug!(client = %info.client, "connection ended: {e}");
+                        tracing::debug!(client = %info.client, error = %e, "connection ended");
                     }
                 });
             }
@@ -363,7 +363,7 @@ pub async fn serve(
     for a in accepters {
         a.abort();
     }
-    tracing::info!("stopped accepting; waiting up to {grace:?} for requests in flight");
+    tracing::info!(grace = ?grace, "stopped accepting; waiting for requests in flight");
     if tokio::time::timeout(grace, alive.closed()).await.is_err() {
         tracing::warn!("shutdown_lifetime passed with requests still in flight; closing them");
     }

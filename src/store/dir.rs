@@ -345,7 +345,7 @@ impl Dir {
             .region
             .flush_range(g.table_offset(), table as usize)
         {
-            tracing::error!(file = %self.shared.file.display(), "cannot write a purge to disk: {e}");
+            tracing::error!(file = %self.shared.file.display(), error = %e, "cannot write a purge to disk");
         }
         removed
     }

@@ -453,7 +453,7 @@ where
             })?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!("upstream connection ended: {e}");
+                tracing::debug!(error = %e, "upstream connection ended");
             }
         });
         Ok(((sender, addr), handshake))

@@ -194,7 +194,7 @@ impl Writer {
                     continue;
                 };
                 if let Err(e) = rotate_file_names(path, dest.rotate.unwrap_or(keep)) {
-                    tracing::error!("access_log: cannot rotate {}: {e}", path.display());
+                    tracing::error!(file = %path.display(), error = %e, "access_log: cannot rotate");
                 }
             }
             self.reopen_all();

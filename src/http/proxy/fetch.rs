@@ -176,7 +176,7 @@ impl Proxy {
         // The whole entry fitting means its body fits too.
         let fits = self.hot.admits(writer.written());
         if let Err(e) = writer.commit() {
-            tracing::debug!(url, "store commit: {e}");
+            tracing::debug!(url, error = %e, "store commit failed");
             return;
         }
         if fits {
