@@ -328,7 +328,12 @@ pub async fn serve(
                         let connect = req.method() == Method::CONNECT;
                         activity.request_started(!hyper::body::Body::is_end_stream(req.body()));
                         let req = req.map(|body| IncomingBody::new(body, Arc::clone(&activity)));
-                        let resp = proxy::handle(proxy, info, req).await;
+                        let span = proxy::request_span(&req);
+                        let resp = if span.is_disabled() {
+                            proxy::dispatch(proxy, info, req).await
+                        } else {
+                            proxy::handle(proxy, info, req, span).await
+                        };
                         if connect && resp.status().is_success() {
                             activity.tunnel_opened();
                         }

@@ -49,7 +49,7 @@ pub(super) async fn tunnel(
         Err(e) => return proxy.fetch_error(txn.with(ResultTag::TcpTunnel), &e),
     };
     txn.result = ResultCode::new(ResultTag::TcpTunnel);
-    note_code(&txn.result);
+    note_code(&txn.result, http::StatusCode::OK);
     txn.hierarchy = Hierarchy::new(HierarchyCode::HierDirect, Some(addr.ip().to_string()));
     let logger = proxy.logger.clone();
     let stats = proxy.stats();

@@ -146,11 +146,13 @@ impl Txn {
     }
 }
 
-/// Records the result code on the request's span (when it is enabled).
-pub(super) fn note_code(code: &ResultCode) {
+/// Records the result code and the status on the request's span (when it
+/// is enabled).
+pub(super) fn note_code(code: &ResultCode, status: StatusCode) {
     let span = tracing::Span::current();
     if !span.is_disabled() {
         span.record("code", tracing::field::display(code));
+        span.record("status", status.as_u16());
     }
 }
 
@@ -185,7 +187,7 @@ impl Proxy {
                 );
             }
         }
-        note_code(&txn.result);
+        note_code(&txn.result, status);
         headers.append(header::VIA, self.via.clone());
         let head_bytes = head_size(status, &headers);
         let content_type = headers

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# hit_instructions.sh: CPU instructions cuttle spends per cache hit (1 KiB
+# object, one keep-alive client), counted by valgrind's callgrind, so the
+# figure is the same whatever else the machine is doing; to compare
+# builds where wrk's req/s would be noise (a shared or busy machine).
+#
+# Usage
+#   benches/hit_instructions.sh [-n HITS] [--port-base N] [BINARY...]
+#
+#   BINARY       cuttle binaries to measure, one after the other (default
+#                target/release/cuttle, built if missing); with several,
+#                each one's ratio to the first is printed
+#   -n HITS      hits counted (default 2000), after 50 not counted
+#   --port-base  first of two loopback ports (default 18398)
+#
+# What runs, on 127.0.0.1, under one temp dir (mktemp): a small Python
+# origin (BASE+1) answering 1 KiB with Cache-Control: max-age=3600, and
+# cuttle (BASE) under callgrind with a forward http_port, cache_mem 64 MB
+# and no cache_dir. The counters are zeroed after the warm-up and dumped
+# after the counted hits: only the hits are counted, in every thread.
+# Needs valgrind, python3, curl.
+set -euo pipefail
+n=2000
+base=18398
+bins=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -n) n=$2; shift 2 ;;
+        --port-base) base=$2; shift 2 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) bins+=("$1"); shift ;;
+    esac
+done
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [ ${#bins[@]} -eq 0 ]; then
+    bins=("${CARGO_TARGET_DIR:-$root/target}/release/cuttle")
+    [ -x "${bins[0]}" ] || (cd "$root" && cargo build --release --bin cuttle)
+fi
+for tool in valgrind callgrind_control python3 curl; do
+    command -v "$tool" >/dev/null || { echo "hit_instructions.sh: needs $tool" >&2; exit 1; }
+done
+work=$(mktemp -d)
+origin_pid=
+cleanup() {
+    [ -n "$origin_pid" ] && kill "$origin_pid" 2>/dev/null || true
+    pkill -f "callgrind-out-file=$work/" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+cat >"$work/origin.py" <<PY
+import http.server
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = b"x" * 1024
+        self.send_response(200)
+        self.send_header("Cache-Control", "max-age=3600")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", $((base + 1))), Handler).serve_forever()
+PY
+cat >"$work/client.py" <<PY
+import http.client, sys
+conn = http.client.HTTPConnection("127.0.0.1", $base)
+for _ in range(int(sys.argv[1])):
+    conn.request("GET", "http://127.0.0.1:$((base + 1))/object")
+    reply = conn.getresponse()
+    reply.read()
+    if reply.status != 200:
+        sys.exit(f"status {reply.status}")
+PY
+python3 "$work/origin.py" &
+origin_pid=$!
+printf 'http_port 127.0.0.1:%s\nhttp_access allow all\npid_filename none\naccess_log %s/access.log\ncache_mem 64 MB\n' \
+    "$base" "$work" >"$work/squid.conf"
+first=
+for bin in "${bins[@]}"; do
+    out="$work/cg.$(basename "$bin").$$"
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" run -f "$work/squid.conf" \
+        >/dev/null 2>"$work/valgrind.log" &
+    pid=$!
+    for _ in $(seq 150); do
+        curl -s -o /dev/null -x "127.0.0.1:$base" "http://127.0.0.1:$((base + 1))/object" && break
+        sleep 0.2
+    done
+    python3 "$work/client.py" 50
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    python3 "$work/client.py" "$n"
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    [ -n "${KEEP_PROFILE:-}" ] && cp "$out.1" "$KEEP_PROFILE.$(basename "$bin")"
+    # The dump after the counted hits is the file named .1.
+    total=$(awk '/^(summary|totals):/ {print $2; exit}' "$out.1")
+    per=$((total / n))
+    if [ -z "$first" ]; then
+        first=$per
+        echo "$bin: $per instructions per hit ($n hits)"
+    else
+        ratio=$(awk -v a="$per" -v b="$first" 'BEGIN {printf "%.3f", a / b}')
+        echo "$bin: $per instructions per hit ($n hits), $ratio of the first"
+    fi
+done
