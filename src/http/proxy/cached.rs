@@ -82,9 +82,10 @@ pub(super) async fn cached(
             };
         }
         (Plan::Revalidate { validators }, Some(found)) => {
-            return revalidate(
+            // Boxed (as the miss below): a hit's future stays small.
+            return Box::pin(revalidate(
                 proxy, txn, target, parts, found, validators, directives, rule,
-            )
+            ))
             .await;
         }
         (Plan::Deny { tag, why }, found) => {
@@ -122,7 +123,7 @@ pub(super) async fn cached(
             siblings_ok: fetch.siblings_ok,
             body: None,
         };
-        let sent = proxy.forward_along(&fwd, &mut txn.hierarchy).await;
+        let sent = Box::pin(proxy.forward_along(&fwd, &mut txn.hierarchy)).await;
         let resp = match sent {
             Ok(f) => f.resp,
             Err(e) => return proxy.not_forwarded(txn, &e),
@@ -132,7 +133,7 @@ pub(super) async fn cached(
         proxy.cache_status(&mut headers, false, Some((lookup.anything, lookup_port)));
         return proxy.respond(txn, rp.status, headers, ProxyBody::Upstream(Box::new(rb)));
     }
-    miss(
+    Box::pin(miss(
         proxy,
         txn,
         target,
@@ -142,6 +143,6 @@ pub(super) async fn cached(
         fetch,
         lookup.marker,
         lookup.anything,
-    )
+    ))
     .await
 }

@@ -383,7 +383,9 @@ pub async fn dispatch(
         }));
     }
     if method == Method::CONNECT {
-        return tunnel(proxy, txn, target, req).await;
+        // Boxed, as every large path a hit does not take: inline, its future
+        // would grow every request's, which is moved per request.
+        return Box::pin(tunnel(proxy, txn, target, req)).await;
     }
     if method.as_str() == "PURGE" {
         return purge(&proxy, txn, &target);
@@ -399,7 +401,7 @@ pub async fn dispatch(
             "forwarding loop detected",
         );
     }
-    forward(proxy, txn, target, req).await
+    Box::pin(forward(proxy, txn, target, req)).await
 }
 
 /// The keys a URL's stored objects live under (GET; HEAD is answered from
