@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
@@ -54,6 +55,7 @@ pub fn init_tracing() {
     let to_file = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .event_format(SquidLine)
+        .fmt_fields(CacheLogFields::default())
         .with_writer(CacheLogWriter);
     if tracing_subscriber::registry()
         .with(filter)
@@ -165,6 +167,19 @@ where
         }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
+    }
+}
+
+/// The cache_log layer's field formatter, a type of its own: the
+/// registry keeps a span's formatted fields per formatter type, so two
+/// layers with the same type would both append a recorded field there
+/// (`request{url=.. url=..}`).
+#[derive(Default)]
+struct CacheLogFields(DefaultFields);
+
+impl<'w> FormatFields<'w> for CacheLogFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> std::fmt::Result {
+        self.0.format_fields(writer, fields)
     }
 }
 

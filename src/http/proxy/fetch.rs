@@ -8,6 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::header::HeaderMap;
 use http::Method;
 
+use tracing::Instrument;
+
 use crate::access_log::Hierarchy;
 use crate::caching::plan::keeps_fetched;
 use crate::caching::{
@@ -71,7 +73,9 @@ impl FetchJob {
     /// Sends the GET upstream in a task of its own, so a client that
     /// leaves does not stop the fetch the others (and the store) wait on.
     pub(super) fn spawn(self) {
-        tokio::spawn(self.run());
+        // In the request's span, so its peer query round and events are
+        // seen under the request that started the fetch.
+        tokio::spawn(self.run().in_current_span());
     }
 
     pub(super) async fn run(self) {

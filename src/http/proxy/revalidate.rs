@@ -6,6 +6,8 @@ use std::sync::Arc;
 use http::header::{self, HeaderMap};
 use http::{Method, Response};
 
+use tracing::Instrument;
+
 use crate::access_log::{Hierarchy, ResultCode, ResultTag};
 use crate::caching::plan::{self, Purpose, Revalidated};
 use crate::caching::{self, Exchange, Outcome, RequestDirectives, Rule, StoredEntry};
@@ -248,38 +250,42 @@ pub(super) fn background_refresh(
     let entry = found.entry().clone();
     let hit = Arc::clone(&found.obj);
     let key = found.key;
-    tokio::spawn(async move {
-        let directives = RequestDirectives::parse(&headers);
-        let rule = Rule::for_url(&proxy.config, &target.url);
-        let request_time = unix_now();
-        let fwd = Forwarding {
-            method: &Method::GET,
-            target: &target,
-            headers: &headers,
-            client,
-            arrival,
-            siblings_ok: plan::siblings_ok(Purpose::Revalidate, &directives),
-            body: None,
-        };
-        let mut hierarchy = Hierarchy::none();
-        if let Ok(Fetched { resp, .. }) = proxy.forward_along(&fwd, &mut hierarchy).await {
-            let exchange = Exchange {
-                request_time,
-                response_time: unix_now(),
+    // In the request's span, as a miss's fetch.
+    tokio::spawn(
+        async move {
+            let directives = RequestDirectives::parse(&headers);
+            let rule = Rule::for_url(&proxy.config, &target.url);
+            let request_time = unix_now();
+            let fwd = Forwarding {
+                method: &Method::GET,
+                target: &target,
+                headers: &headers,
+                client,
+                arrival,
+                siblings_ok: plan::siblings_ok(Purpose::Revalidate, &directives),
+                body: None,
             };
-            let stored = Stored {
-                key,
-                obj: &hit,
-                url: &target.url,
-            };
-            // No client reads it: a new object's body is read for the
-            // store alone.
-            apply_reply(&proxy, stored, &entry, resp, &directives, rule, exchange).await;
+            let mut hierarchy = Hierarchy::none();
+            if let Ok(Fetched { resp, .. }) = proxy.forward_along(&fwd, &mut hierarchy).await {
+                let exchange = Exchange {
+                    request_time,
+                    response_time: unix_now(),
+                };
+                let stored = Stored {
+                    key,
+                    obj: &hit,
+                    url: &target.url,
+                };
+                // No client reads it: a new object's body is read for the
+                // store alone.
+                apply_reply(&proxy, stored, &entry, resp, &directives, rule, exchange).await;
+            }
+            proxy
+                .refreshing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
         }
-        proxy
-            .refreshing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
-    });
+        .in_current_span(),
+    );
 }
