@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod carp;
+pub mod digest;
 pub mod error;
 pub mod htcp;
 pub mod icp;
