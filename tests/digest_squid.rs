@@ -83,7 +83,11 @@ async fn a_squid_sibling_takes_what_cuttles_digest_says_without_garbling() {
     );
     squid.wait_probed(cuttle.addr);
     // Squid's first lookup asks cuttle for its digest.
-    let (status, _) = peer_lab::get(squid.http_addr(), &origin.url(&format!("/absent/{}", HELD / STRIDE))).await;
+    let (status, _) = peer_lab::get(
+        squid.http_addr(),
+        &origin.url(&format!("/absent/{}", HELD / STRIDE)),
+    )
+    .await;
     assert_eq!(status, 200);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -144,7 +148,10 @@ async fn a_squid_sibling_takes_what_cuttles_digest_says_without_garbling() {
     let mut hits = 0;
     for url in held.iter().chain(&absent) {
         let in_mask = digest.contains(&store_key(Method::Get, url.as_bytes()));
-        let got = chosen.get(url).map(String::as_str).unwrap_or("(not logged)");
+        let got = chosen
+            .get(url)
+            .map(String::as_str)
+            .unwrap_or("(not logged)");
         let expected = if in_mask {
             from_cuttle.as_str()
         } else {
@@ -163,7 +170,12 @@ async fn a_squid_sibling_takes_what_cuttles_digest_says_without_garbling() {
         wrong.len(),
         held.len() + absent.len(),
         held.len(),
-        wrong.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+        wrong
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert_eq!(hits, held.len(), "every held object is a digest hit");
 }

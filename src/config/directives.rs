@@ -15,8 +15,9 @@ mod untyped;
 
 use settings::{
     access_rule, address_setting, args_between, check_mcast_interface, count_setting,
-    digest_bits_per_entry, digest_rebuild_period, forwarded_for_setting, hierarchy_stoplist, hostname_setting, mcast_groups, onoff_setting,
-    path_setting, policy_setting, port_setting, size_setting, tcp_outgoing_address, time_setting,
+    digest_bits_per_entry, digest_rebuild_period, forwarded_for_setting, hierarchy_stoplist,
+    hostname_setting, mcast_groups, onoff_setting, path_setting, policy_setting, port_setting,
+    size_setting, tcp_outgoing_address, time_setting,
 };
 use untyped::{other, shown};
 

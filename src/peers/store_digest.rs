@@ -103,7 +103,9 @@ impl StoreDigest {
         let period = config.digest_rebuild_period.value;
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(served) = current.as_ref() {
-            if served.bits_per_entry == bits_per_entry && served.period == period && now < served.expires
+            if served.bits_per_entry == bits_per_entry
+                && served.period == period
+                && now < served.expires
             {
                 return Arc::clone(served);
             }
@@ -170,7 +172,13 @@ mod tests {
             last_modified: 0,
         };
         let mut w = store
-            .writer(key, times, url.as_bytes(), b"HTTP/1.1 200 OK\r\n\r\n", Some(5))
+            .writer(
+                key,
+                times,
+                url.as_bytes(),
+                b"HTTP/1.1 200 OK\r\n\r\n",
+                Some(5),
+            )
             .expect("writer");
         w.write(b"hello").expect("write");
         w.commit().expect("commit");

@@ -322,8 +322,14 @@ fn digest_settings_and_their_errors() {
         .collect();
     assert_eq!(errors.len(), 3, "{errors:#?}");
     assert_eq!(errors[0].0, 2);
-    assert!(errors[0].1.starts_with("digest_bits_per_entry: "), "{errors:?}");
+    assert!(
+        errors[0].1.starts_with("digest_bits_per_entry: "),
+        "{errors:?}"
+    );
     assert_eq!(errors[1].0, 3);
     assert_eq!(errors[2].0, 4);
-    assert!(errors[2].1.starts_with("digest_rebuild_period: "), "{errors:?}");
+    assert!(
+        errors[2].1.starts_with("digest_rebuild_period: "),
+        "{errors:?}"
+    );
 }

@@ -281,9 +281,7 @@ fn answer_digest(proxy: &Proxy, txn: Txn) -> Response<ClientBody> {
     let now = SystemTime::now();
     // A due rebuild walks the whole index: off the async worker.
     let served = tokio::task::block_in_place(|| {
-        proxy
-            .store_digest
-            .current(&proxy.store, &proxy.config, now)
+        proxy.store_digest.current(&proxy.store, &proxy.config, now)
     });
     let txn = txn.with(ResultTag::TcpHit);
     let mut headers = HeaderMap::new();
@@ -300,7 +298,10 @@ fn answer_digest(proxy: &Proxy, txn: Txn) -> Response<ClientBody> {
             headers.insert(name, v);
         }
     }
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(served.bytes.len()));
+    headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(served.bytes.len()),
+    );
     proxy.cache_status(&mut headers, true, Some((true, txn.local_port)));
     let body = ProxyBody::paced(served.header_bytes(), DIGEST_MASK_PAUSE, served.mask());
     let mut resp = proxy.respond(txn, StatusCode::OK, headers, body);
