@@ -385,4 +385,34 @@ mod tests {
             assert!(!transfer_coding_supported(&te(bad)), "{bad:?}");
         }
     }
+
+    /// The second piece waits out the pause after the first went out, and
+    /// the body is pending meanwhile (when hyper flushes the first).
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_body_pauses_between_its_pieces() {
+        let mut body = ProxyBody::paced(
+            Bytes::from_static(b"head"),
+            Duration::from_millis(100),
+            Bytes::from_static(b"mask"),
+        );
+        assert_eq!(body.size_hint().exact(), Some(8));
+        let poll = |body: &mut ProxyBody| {
+            let waker = std::task::Waker::noop();
+            let mut cx = Context::from_waker(waker);
+            match Pin::new(body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => Some(frame.into_data().ok()),
+                Poll::Ready(None) => Some(None),
+                Poll::Ready(Some(Err(e))) => panic!("{e}"),
+                Poll::Pending => None,
+            }
+        };
+        assert_eq!(poll(&mut body), Some(Some(Bytes::from_static(b"head"))));
+        assert_eq!(poll(&mut body), None);
+        tokio::time::advance(Duration::from_millis(99)).await;
+        assert_eq!(poll(&mut body), None);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(poll(&mut body), Some(Some(Bytes::from_static(b"mask"))));
+        assert_eq!(poll(&mut body), Some(None));
+        assert!(body.is_end_stream());
+    }
 }

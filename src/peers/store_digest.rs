@@ -34,8 +34,10 @@ pub fn capacity(entries: u64, stored_bytes: u64, cache_bytes: u64, bits_per_entr
 
 /// A digest of the entries of `store` still fresh at `now + period` (a
 /// peer trusts it until the next rebuild; Squid leaves out what expires
-/// sooner). The index keeps only entries within maximum_object_size and
-/// only cachable GET responses under their public key.
+/// sooner). The store holds only cachable responses within
+/// maximum_object_size, under their public GET key. The index knows no
+/// status: a cached error response fresh that long is in too (Squid
+/// leaves out those it caches by `negative_ttl` alone).
 pub fn build(store: &Store, bits_per_entry: u8, now: u64, period: Duration) -> Digest {
     let (entries, stored, whole) = store.usage().iter().fold((0, 0, 0), |(n, b, all), d| {
         (
