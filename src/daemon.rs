@@ -523,6 +523,9 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
     let (proxy_tx, proxy_rx) = watch::channel(proxy);
     // The cache manager's samples (5min/60min, the status page's charts).
     let sampler = tokio::spawn(proxy::sampler(proxy_rx.clone()));
+    // The Cache Digest peers fetch: built now (the index is loaded), then
+    // each digest_rebuild_period.
+    let digest_builder = tokio::spawn(proxy::digest_builder(proxy_rx.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let server = tokio::spawn(server::serve(listeners, proxy_rx, stop_rx, grace));
@@ -554,6 +557,7 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
     }
     say("shutting down");
     sampler.abort();
+    digest_builder.abort();
     let _ = stop_tx.send(true);
     icp.stop();
     htcp.stop();

@@ -1,6 +1,7 @@
 //! `/squid-internal-*` URLs, which Squid peers request from each other
 //! (the cache digest, the NetDB exchange), answered on every port as a
-//! Squid 5.7 with no digest built and an empty NetDB answers them (seen:
+//! Squid 5.7 with no digest built (`digest_generation off` here; the digest
+//! served is tests/digest_serve.rs's) and an empty NetDB answers them (seen:
 //! `digest_generation off`, `pinger_enable off`): the digest 404
 //! text/plain "This cache is currently building its digest.", the NetDB
 //! 200 with an empty body, any other internal path 404 ERR_INVALID_REQ;
@@ -21,7 +22,7 @@ const NETDB: &str = "/squid-internal-dynamic/netdb";
 
 #[tokio::test]
 async fn origin_form_internal_urls_get_squids_answers_on_a_forward_port() {
-    let cuttle = Cuttle::start(&Conf::new());
+    let cuttle = Cuttle::start(&Conf::new().extra("digest_generation off"));
     let name = &cuttle.name;
     let port = cuttle.port;
 
@@ -81,7 +82,7 @@ async fn origin_form_internal_urls_get_squids_answers_on_a_forward_port() {
 
 #[tokio::test]
 async fn absolute_form_internal_urls_naming_cuttle_and_any_port_kind() {
-    let cuttle = Cuttle::start(&Conf::new());
+    let cuttle = Cuttle::start(&Conf::new().extra("digest_generation off"));
     let (name, port) = (cuttle.name.clone(), cuttle.port);
     // By address and by visible_hostname.
     for host in ["127.0.0.1".to_string(), name.clone()] {
@@ -115,7 +116,9 @@ async fn absolute_form_internal_urls_naming_cuttle_and_any_port_kind() {
 
     // An accelerator port answers origin-form internal URLs too.
     let accel = Cuttle::start(
-        &Conf::new().port_line("http_port 127.0.0.1:{port} accel defaultsite=www.example.test"),
+        &Conf::new()
+            .port_line("http_port 127.0.0.1:{port} accel defaultsite=www.example.test")
+            .extra("digest_generation off"),
     );
     let r = Req::get(DIGEST).send_to(accel.addr()).await;
     assert_eq!(r.status, 404, "{}", r.text());
@@ -131,7 +134,11 @@ async fn a_squid_sibling_fetching_cuttles_digest_logs_no_error() {
     let (squid_ip, cuttle_ip) = (Ipv4Addr::new(127, 0, 42, 1), Ipv4Addr::new(127, 0, 42, 2));
     let tmp = TempDir::new("internal-squid");
     let origin = peer_lab::text_origin(Ipv4Addr::LOCALHOST, &["/page"]).await;
-    let cuttle = peer_lab::start_cuttle(&tmp.path().join("cuttle"), cuttle_ip, "");
+    let cuttle = peer_lab::start_cuttle(
+        &tmp.path().join("cuttle"),
+        cuttle_ip,
+        "digest_generation off",
+    );
     let squid = peer_lab::Squid::start(
         &tmp.path().join("squid"),
         squid_ip,

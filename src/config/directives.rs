@@ -15,8 +15,9 @@ mod untyped;
 
 use settings::{
     access_rule, address_setting, args_between, check_mcast_interface, count_setting,
-    forwarded_for_setting, hierarchy_stoplist, hostname_setting, mcast_groups, onoff_setting,
-    path_setting, policy_setting, port_setting, size_setting, tcp_outgoing_address, time_setting,
+    digest_bits_per_entry, digest_rebuild_period, forwarded_for_setting, hierarchy_stoplist,
+    hostname_setting, mcast_groups, onoff_setting, path_setting, policy_setting, port_setting,
+    size_setting, tcp_outgoing_address, time_setting,
 };
 use untyped::{other, shown};
 
@@ -247,6 +248,8 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "forward_max_tries" => count_setting(ctx, line, |c| &mut c.forward_max_tries),
         "retry_on_error" => onoff_setting(ctx, line, |c| &mut c.retry_on_error),
         "digest_generation" => onoff_setting(ctx, line, |c| &mut c.digest_generation),
+        "digest_bits_per_entry" => digest_bits_per_entry(ctx, line),
+        "digest_rebuild_period" => digest_rebuild_period(ctx, line),
         "udp_outgoing_address" => address_setting(ctx, line, |c| &mut c.udp_outgoing_address),
         "tcp_outgoing_address" => tcp_outgoing_address(ctx, line),
         "acl" => acl::parse_acl(ctx, line),
@@ -390,6 +393,8 @@ fn is_typed(name: &str) -> bool {
         "forward_max_tries",
         "retry_on_error",
         "digest_generation",
+        "digest_bits_per_entry",
+        "digest_rebuild_period",
         "udp_outgoing_address",
         "tcp_outgoing_address",
         "acl",

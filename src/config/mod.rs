@@ -242,6 +242,12 @@ pub struct Config {
     /// source (502 and 504 always do).
     pub retry_on_error: Setting<bool>,
     pub digest_generation: Setting<bool>,
+    /// `digest_bits_per_entry`: mask bits per entry of the served digest
+    /// (1-255: one byte in the digest header).
+    pub digest_bits_per_entry: Setting<u32>,
+    /// `digest_rebuild_period`: how often the served digest is rebuilt
+    /// (and the Expires it announces); more than 0.
+    pub digest_rebuild_period: Setting<Duration>,
     /// `udp_outgoing_address`: the source address of ICP queries; `None`
     /// = Squid's 255.255.255.255 (the kernel's choice).
     pub udp_outgoing_address: Setting<Option<std::net::IpAddr>>,
@@ -388,6 +394,8 @@ impl Default for Config {
             forward_max_tries: Setting::default_value(25),
             retry_on_error: Setting::default_value(false),
             digest_generation: Setting::default_value(true),
+            digest_bits_per_entry: Setting::default_value(5),
+            digest_rebuild_period: Setting::default_value(Duration::from_secs(3600)),
             udp_outgoing_address: Setting::default_value(None),
             tcp_outgoing_address: Vec::new(),
             acls: acl::builtin_acls(),

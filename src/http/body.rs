@@ -6,9 +6,11 @@
 //! client goes away (the moment the access.log line is written).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
@@ -31,6 +33,44 @@ pub enum ProxyBody {
     /// A fetch's body as one of its readers gets it (paced by the fetch's
     /// read-ahead window; shared with other clients when collapsed).
     Shared(Reader),
+    /// Two pieces with a pause between them (see [`Paced`]).
+    Paced(Box<Paced>),
+}
+
+/// A body sent as `first`, then, after `pause`, `rest`: hyper flushes what
+/// it holds (the head and `first`) while the body is pending, so the peer
+/// gets them in a read of their own. The Cache Digest needs this: Squid
+/// garbles a digest whose header and mask come in one read (squid-spec 5.5).
+pub struct Paced {
+    first: Option<Bytes>,
+    pause: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    rest: Option<Bytes>,
+}
+
+impl Paced {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(first) = self.first.take() {
+            // The pause starts once the first piece is on its way.
+            self.sleep = Some(Box::pin(tokio::time::sleep(self.pause)));
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        if let Some(sleep) = self.sleep.as_mut() {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.sleep = None;
+        }
+        Poll::Ready(self.rest.take().map(|r| Ok(Frame::data(r))))
+    }
+
+    fn len(&self) -> u64 {
+        [&self.first, &self.rest]
+            .iter()
+            .filter_map(|b| b.as_ref())
+            .map(|b| b.len() as u64)
+            .sum()
+    }
 }
 
 impl ProxyBody {
@@ -40,6 +80,16 @@ impl ProxyBody {
 
     pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
         ProxyBody::from_chunks([bytes.into()])
+    }
+
+    /// `first`, a pause, then `rest` (see [`Paced`]).
+    pub fn paced(first: Bytes, pause: Duration, rest: Bytes) -> ProxyBody {
+        ProxyBody::Paced(Box::new(Paced {
+            first: Some(first).filter(|b| !b.is_empty()),
+            pause,
+            sleep: None,
+            rest: Some(rest).filter(|b| !b.is_empty()),
+        }))
     }
 }
 
@@ -57,6 +107,7 @@ impl Body for ProxyBody {
                 Poll::Ready(chunks.pop_front().map(|c| Ok(Frame::data(c))))
             }
             ProxyBody::Incoming(attempt) => attempt.poll_frame(cx),
+            ProxyBody::Paced(paced) => paced.poll_frame(cx),
             ProxyBody::Upstream(inner) => {
                 Pin::new(inner.as_mut()).poll_frame(cx).map_err(Into::into)
             }
@@ -82,6 +133,7 @@ impl Body for ProxyBody {
             ProxyBody::Incoming(a) => a.is_end_stream(),
             ProxyBody::Upstream(b) => b.is_end_stream(),
             ProxyBody::Shared(_) => false,
+            ProxyBody::Paced(p) => p.first.is_none() && p.rest.is_none(),
         }
     }
 
@@ -92,6 +144,7 @@ impl Body for ProxyBody {
             ProxyBody::Incoming(a) => a.size_hint(),
             ProxyBody::Upstream(b) => b.size_hint(),
             ProxyBody::Shared(_) => SizeHint::default(),
+            ProxyBody::Paced(p) => SizeHint::with_exact(p.len()),
         }
     }
 }
@@ -331,5 +384,35 @@ mod tests {
         ] {
             assert!(!transfer_coding_supported(&te(bad)), "{bad:?}");
         }
+    }
+
+    /// The second piece waits out the pause after the first went out, and
+    /// the body is pending meanwhile (when hyper flushes the first).
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_body_pauses_between_its_pieces() {
+        let mut body = ProxyBody::paced(
+            Bytes::from_static(b"head"),
+            Duration::from_millis(100),
+            Bytes::from_static(b"mask"),
+        );
+        assert_eq!(body.size_hint().exact(), Some(8));
+        let poll = |body: &mut ProxyBody| {
+            let waker = std::task::Waker::noop();
+            let mut cx = Context::from_waker(waker);
+            match Pin::new(body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => Some(frame.into_data().ok()),
+                Poll::Ready(None) => Some(None),
+                Poll::Ready(Some(Err(e))) => panic!("{e}"),
+                Poll::Pending => None,
+            }
+        };
+        assert_eq!(poll(&mut body), Some(Some(Bytes::from_static(b"head"))));
+        assert_eq!(poll(&mut body), None);
+        tokio::time::advance(Duration::from_millis(99)).await;
+        assert_eq!(poll(&mut body), None);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(poll(&mut body), Some(Some(Bytes::from_static(b"mask"))));
+        assert_eq!(poll(&mut body), Some(None));
+        assert!(body.is_end_stream());
     }
 }

@@ -16,4 +16,5 @@ pub mod querier;
 pub mod resolve;
 pub mod responder;
 pub mod select;
+pub mod store_digest;
 pub mod table;

@@ -237,6 +237,15 @@ impl Dir {
         })
     }
 
+    /// Calls `f` with each entry's key and times, under the index lock
+    /// (the index only, no slot is read): keep `f` short.
+    pub fn for_each_entry(&self, f: &mut dyn FnMut(&[u8; 16], &Times)) {
+        let st = self.shared.lock();
+        for (_, r) in st.index.iter() {
+            f(&r.key, &r.times);
+        }
+    }
+
     /// Every key in the index.
     pub fn keys(&self) -> Vec<[u8; 16]> {
         let st = self.shared.lock();

@@ -473,6 +473,15 @@ impl Store {
         Ok(())
     }
 
+    /// Calls `f` with every entry's key and index times (the cache digest
+    /// is built from these): no object is read, and each cache_dir's index
+    /// is locked while its entries are visited, so `f` must be quick.
+    pub fn for_each_entry(&self, mut f: impl FnMut(&Key, &Times)) {
+        for d in self.dirs.iter() {
+            d.for_each_entry(&mut f);
+        }
+    }
+
     /// Every key in the store.
     pub fn keys(&self) -> Vec<Key> {
         self.dirs.iter().flat_map(|d| d.keys()).collect()

@@ -7,7 +7,7 @@ use crate::config::acl::{self, parse_rule, AccessRule};
 use crate::config::cache::{self, ReplacementPolicy};
 use crate::config::lexer::Line;
 use crate::config::values::{
-    parse_onoff, parse_port_number, parse_size, parse_time, parse_uint, SizeUnit, TimeSpec,
+    parse_onoff, parse_port_number, parse_size, parse_time, parse_uint, SizeUnit, TimeSpec, SECONDS,
 };
 use crate::config::{Config, ForwardedFor, Located, Setting};
 
@@ -89,6 +89,33 @@ pub(super) fn count_setting(ctx: &mut Ctx<'_, '_>, line: &Line, field: Field<u32
     {
         Ok(v) => *field(&mut ctx.config) = Setting::at(v, line.location.clone()),
         Err(reason) => ctx.error(&line.location, format!("{}: {reason}", line.name())),
+    }
+}
+
+/// `digest_bits_per_entry N`: 1 to 255, as the digest header holds it in
+/// one byte.
+pub(super) fn digest_bits_per_entry(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    count_setting(ctx, line, |c| &mut c.digest_bits_per_entry);
+    let bits = ctx.config.digest_bits_per_entry.value;
+    if !(1..=255).contains(&bits) {
+        ctx.error(
+            &line.location,
+            format!("digest_bits_per_entry: {bits} is not between 1 and 255"),
+        );
+        ctx.config.digest_bits_per_entry = Setting::default_value(5);
+    }
+}
+
+/// `digest_rebuild_period TIME`: more than 0 (the digest is rebuilt, and
+/// fetched again, at that pace).
+pub(super) fn digest_rebuild_period(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    time_setting(ctx, line, SECONDS, |c| &mut c.digest_rebuild_period);
+    if ctx.config.digest_rebuild_period.value.is_zero() {
+        ctx.error(
+            &line.location,
+            "digest_rebuild_period: must be more than 0".to_string(),
+        );
+        ctx.config.digest_rebuild_period = Setting::default_value(Duration::from_secs(3600));
     }
 }
 

@@ -296,3 +296,40 @@ fn hostile_inputs_do_not_panic() {
         let _ = crate::config::load_str_sandboxed(text, "fuzz.conf");
     }
 }
+
+#[test]
+fn digest_settings_and_their_errors() {
+    let l = load("digest_bits_per_entry 8\ndigest_rebuild_period 10 minutes\n");
+    assert!(
+        !l.has_errors() && l.warnings().count() == 0,
+        "{:?}",
+        l.diagnostics
+    );
+    assert_eq!(l.config.digest_bits_per_entry.value, 8);
+    assert_eq!(
+        l.config.digest_rebuild_period.value,
+        Duration::from_secs(600)
+    );
+    let d = Config::default();
+    assert_eq!(d.digest_bits_per_entry.value, 5);
+    assert_eq!(d.digest_rebuild_period.value, Duration::from_secs(3600));
+    let l = load("\ndigest_bits_per_entry 0\ndigest_bits_per_entry 256\ndigest_rebuild_period 0\n");
+    let errors: Vec<(usize, String)> = l
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == crate::config::Severity::Error)
+        .map(|d| (d.location.line, d.message.clone()))
+        .collect();
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert_eq!(errors[0].0, 2);
+    assert!(
+        errors[0].1.starts_with("digest_bits_per_entry: "),
+        "{errors:?}"
+    );
+    assert_eq!(errors[1].0, 3);
+    assert_eq!(errors[2].0, 4);
+    assert!(
+        errors[2].1.starts_with("digest_rebuild_period: "),
+        "{errors:?}"
+    );
+}

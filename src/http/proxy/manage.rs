@@ -15,7 +15,8 @@
 //! Other `/squid-internal-*` URLs (origin-form on any port, or
 //! absolute-form naming this cache) are what Squid peers ask each other
 //! for: the cache digest and the NetDB exchange ([`Internal`]), answered
-//! here as a Squid 5.7 with no digest built and an empty NetDB answers.
+//! here as a Squid 5.7 answers: the digest built from the store (see
+//! [`crate::peers::store_digest`]), and an empty NetDB.
 //!
 //! Any other such request (or a CONNECT naming one of them) would be
 //! forwarded to this cache itself: the inner request would come from this
@@ -30,7 +31,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode, Uri};
@@ -51,8 +52,8 @@ const NETDB: &str = "/squid-internal-dynamic/netdb";
 /// A `/squid-internal-*` object other than the manager's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Internal {
-    /// The cache digest a Squid peer fetches (squid-spec 5.3). cuttle
-    /// builds none: 404, as a Squid that has not built one yet.
+    /// The cache digest a Squid peer fetches (squid-spec 5.3); with
+    /// `digest_generation off`, 404, as a Squid that has not built one.
     StoreDigest,
     /// The NetDB exchange: 200 with no records, as a Squid whose NetDB is
     /// empty (cuttle measures no ICMP RTTs to offer).
@@ -230,15 +231,24 @@ fn internal_target(proxy: &Proxy, port: u16, path_and_query: &str) -> Target {
     }
 }
 
+/// How long the digest's mask waits after its header has gone out, so that
+/// Squid reads the header alone and the mask lands unshifted (squid-spec
+/// 5.5: 20 ms and 300 ms were verified; digests are fetched hourly).
+const DIGEST_MASK_PAUSE: Duration = Duration::from_millis(100);
+
 /// Answers a Squid internal object (after http_access allowed it), as
-/// Squid 5.7 does with no digest built and an empty NetDB (seen), logged
-/// `TCP_MISS/STATUS ... HIER_NONE/-`.
+/// Squid 5.7 does: the digest (see [`answer_digest`]) or, with
+/// `digest_generation off`, the 404 of a Squid with no digest built; an
+/// empty NetDB (seen); logged `TCP_MISS/STATUS ... HIER_NONE/-`.
 pub(super) fn answer_internal(
     proxy: &Proxy,
     txn: Txn,
     target: &Target,
     object: Internal,
 ) -> Response<ClientBody> {
+    if object == Internal::StoreDigest && proxy.config.digest_generation.value {
+        return answer_digest(proxy, txn);
+    }
     let txn = txn.with(ResultTag::TcpMiss);
     let (status, body) = match object {
         Internal::StoreDigest => (
@@ -260,6 +270,68 @@ pub(super) fn answer_internal(
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     proxy.cache_status(&mut headers, false, Some((false, txn.local_port)));
     proxy.respond(txn, status, headers, ProxyBody::full(body))
+}
+
+/// The store digest as Squid serves it: `200 Cache Digest OK`,
+/// `application/cache-digest`, Last-Modified at the build, Expires at the
+/// next rebuild (Squid's peers fetch again after it), logged
+/// `TCP_HIT/200 ... HIER_NONE/- application/cache-digest`. The mask goes
+/// out [`DIGEST_MASK_PAUSE`] after the header (squid-spec 5.5).
+fn answer_digest(proxy: &Proxy, txn: Txn) -> Response<ClientBody> {
+    let now = SystemTime::now();
+    // A due rebuild walks the whole index: off the async worker.
+    let served = tokio::task::block_in_place(|| {
+        proxy.store_digest.current(&proxy.store, &proxy.config, now)
+    });
+    let txn = txn.with(ResultTag::TcpHit);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/cache-digest"),
+    );
+    for (name, at) in [
+        (header::DATE, now),
+        (header::LAST_MODIFIED, served.built),
+        (header::EXPIRES, served.expires),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
+            headers.insert(name, v);
+        }
+    }
+    headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(served.bytes.len()),
+    );
+    proxy.cache_status(&mut headers, true, Some((true, txn.local_port)));
+    let body = ProxyBody::paced(served.header_bytes(), DIGEST_MASK_PAUSE, served.mask());
+    let mut resp = proxy.respond(txn, StatusCode::OK, headers, body);
+    resp.extensions_mut()
+        .insert(hyper::ext::ReasonPhrase::from_static(b"Cache Digest OK"));
+    resp
+}
+
+/// Builds the store digest at start (the index is loaded by then) and
+/// again each `digest_rebuild_period`, so no peer waits for a build; a
+/// request finding it due rebuilds it too. Runs until aborted.
+pub async fn digest_builder(proxy: watch::Receiver<Arc<Proxy>>) {
+    loop {
+        let current = Arc::clone(&proxy.borrow());
+        let period = current.config.digest_rebuild_period.value;
+        if current.config.digest_generation.value {
+            let served = tokio::task::block_in_place(|| {
+                current
+                    .store_digest
+                    .current(&current.store, &current.config, SystemTime::now())
+            });
+            let left = served
+                .expires
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            tokio::time::sleep(left.max(Duration::from_secs(1))).await;
+        } else {
+            tokio::time::sleep(period).await;
+        }
+    }
 }
 
 /// What is held in memory: (objects, bytes, bytes allowed). With no

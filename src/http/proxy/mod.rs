@@ -30,6 +30,7 @@ use crate::mgr::Manager;
 use crate::peers::icp_server::HitOnly;
 use crate::peers::netdb::NetDb;
 use crate::peers::select::Neighbours;
+use crate::peers::store_digest::StoreDigest;
 use crate::store::{Key, Store};
 use crate::upstream::{Timeouts, Upstream};
 use cuttle_protocol::key::{store_key, Method as KeyMethod};
@@ -49,7 +50,7 @@ mod purge;
 mod revalidate;
 mod tunnel;
 mod txn;
-pub use manage::sampler;
+pub use manage::{digest_builder, sampler};
 
 use admit::{allowed, miss_denied, ReplyCheck, RequestDetails};
 use cached::cached;
@@ -94,6 +95,8 @@ pub struct Proxy {
     /// The cache manager and the counters it reports; fed every
     /// transaction as it is logged.
     mgr: Arc<Manager>,
+    /// The Cache Digest served to peers; kept across reloads.
+    store_digest: Arc<StoreDigest>,
 }
 
 /// The memory cache's (bytes, per-object) bounds: cache_mem and
@@ -174,6 +177,7 @@ impl Proxy {
             known_markers: Arc::clone(&self.known_markers),
             netdb: Arc::clone(&self.netdb),
             mgr: Arc::clone(&self.mgr),
+            store_digest: Arc::clone(&self.store_digest),
             ..Proxy::assemble(
                 config,
                 Arc::clone(&self.store),
@@ -249,6 +253,7 @@ impl Proxy {
             known_markers: Arc::default(),
             netdb: Arc::default(),
             mgr: Arc::default(),
+            store_digest: Arc::default(),
         }
     }
 
