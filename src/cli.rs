@@ -1,6 +1,6 @@
 //! Command-line arguments (clap) and what each subcommand runs.
 
-use std::io::{BufRead, IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -10,10 +10,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cuttle::config::{self, LoadOptions};
-use cuttle_protocol::digest::{self, DigestRef};
-use cuttle_protocol::key::{store_key, Method};
 use cuttle::inspect;
 use cuttle::store::{RebuildReport, Store, StoreError, VerifyReport};
+
+mod digest;
+use digest::DigestCommand;
 
 /// The config `-k` reads without `-f`, as squid does.
 const SQUID_DEFAULT_CONFIG: &str = "/etc/squid/squid.conf";
@@ -280,52 +281,6 @@ struct HtcpArgs {
     urls: Vec<String>,
 }
 
-#[derive(Debug, Subcommand)]
-enum DigestCommand {
-    /// Print a Cache Digest's header as JSON, with the share of mask bits set.
-    #[command(after_help = "\
-Examples:
-  cuttle digest decode store_digest.bin
-  xxd -p store_digest.bin | cuttle digest decode --hex -
-  curl -s http://127.0.0.2:3128/squid-internal-periodic/store_digest > store_digest.bin
-
-FILE is the response body of /squid-internal-periodic/store_digest: the
-128-byte header, then the mask. A malformed digest exits with status 1 and
-one line naming the field and offset.")]
-    Decode(DigestFileArgs),
-    /// Say for each URL whether a Cache Digest claims it (HIT) or not (MISS).
-    #[command(after_help = "\
-Examples:
-  cuttle digest lookup store_digest.bin http://example.com/ http://example.com/logo.png
-  cuttle store ls /var/spool/cuttle | cut -f1 | cuttle digest lookup store_digest.bin -
-
-Prints one line per URL, `HIT URL` or `MISS URL`, from the digest's mask and
-Squid's public store key for a GET of the URL exactly as written (give it in
-Squid's canonical form: lower-case scheme and host, no default port). A HIT
-may be false: a digest is a Bloom filter. `-` reads URLs from stdin, one a
-line. A malformed digest exits with status 1 and one line naming the field
-and offset.")]
-    Lookup(DigestLookupArgs),
-}
-
-#[derive(Debug, Args)]
-struct DigestFileArgs {
-    /// The digest: a file holding one store_digest response body (`-` for stdin).
-    file: PathBuf,
-    /// Read FILE as hex text (whitespace ignored) instead of raw bytes.
-    #[arg(long)]
-    hex: bool,
-}
-
-#[derive(Debug, Args)]
-struct DigestLookupArgs {
-    #[command(flatten)]
-    digest: DigestFileArgs,
-    /// The URLs to look up (`-`: read URLs from stdin, one a line).
-    #[arg(required = true, value_name = "URL")]
-    urls: Vec<String>,
-}
-
 #[derive(Debug, Args)]
 struct DecodeArgs {
     /// The datagram: a file holding exactly one UDP payload (`-` for stdin).
@@ -407,8 +362,8 @@ impl Cli {
             Command::Htcp(HtcpCommand::Decode(args)) => decode(&args, "HTCP", inspect::htcp_json),
             Command::Htcp(HtcpCommand::Tst(args)) => htcp_exchange(&args, false),
             Command::Htcp(HtcpCommand::Clr(args)) => htcp_exchange(&args, true),
-            Command::Digest(DigestCommand::Decode(args)) => digest_decode(&args),
-            Command::Digest(DigestCommand::Lookup(args)) => digest_lookup(&args),
+            Command::Digest(DigestCommand::Decode(args)) => digest::decode(&args),
+            Command::Digest(DigestCommand::Lookup(args)) => digest::lookup(&args),
             Command::Check(args) => check(&args),
             Command::Store(StoreCommand::Verify(args)) => store_verify(&args.dir),
             Command::Store(StoreCommand::Ls(args)) => store_ls(&args.dir),
@@ -622,79 +577,6 @@ fn decode(
             eprintln!("cuttle: {shown}: malformed {protocol} datagram: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Reads and parses the digest file of `args`, saying on stderr what is
-/// wrong when it cannot.
-fn with_digest(args: &DigestFileArgs, then: impl FnOnce(&[u8], DigestRef<'_>)) -> ExitCode {
-    let shown = args.file.display();
-    let bytes = match read_input(&args.file, args.hex) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            eprintln!("cuttle: {shown}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match digest::parse(&bytes) {
-        Ok(parsed) => {
-            then(&bytes, parsed);
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("cuttle: {shown}: malformed cache digest: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn digest_decode(args: &DigestFileArgs) -> ExitCode {
-    with_digest(args, |bytes, parsed| {
-        println!("{:#}", inspect::digest_json(bytes.len(), &parsed));
-    })
-}
-
-/// `cuttle digest lookup`: the URLs in order, `-` standing for stdin's lines.
-fn digest_lookup(args: &DigestLookupArgs) -> ExitCode {
-    // stdin is read once, where the first `-` stands.
-    let mut stdin_read = false;
-    let mut failed = false;
-    let code = with_digest(&args.digest, |_, parsed| {
-        let mut out = std::io::stdout().lock();
-        let answer = |out: &mut std::io::StdoutLock<'_>, url: &str| {
-            let key = store_key(Method::Get, url.as_bytes());
-            let verdict = if parsed.contains(&key) { "HIT" } else { "MISS" };
-            writeln!(out, "{verdict} {url}")
-        };
-        for url in &args.urls {
-            if url != "-" {
-                failed |= answer(&mut out, url).is_err();
-                continue;
-            }
-            if std::mem::replace(&mut stdin_read, true) {
-                continue;
-            }
-            for line in std::io::stdin().lock().lines() {
-                match line {
-                    Ok(line) => {
-                        let url = line.trim();
-                        if !url.is_empty() {
-                            failed |= answer(&mut out, url).is_err();
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("cuttle: stdin: cannot read: {e}");
-                        failed = true;
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        code
     }
 }
 

@@ -174,3 +174,28 @@ fn digest_help_has_a_description_and_an_example() {
         );
     }
 }
+
+#[test]
+fn lookup_finds_every_object_a_real_squid_put_in_its_digest() {
+    // fixtures/digest/README.md: Squid 5.7 had cached obj1..obj40.
+    let urls: String = (1..=40)
+        .map(|i| format!("http://127.0.0.61:28080/obj{i}\n"))
+        .collect();
+    let out = cuttle(
+        &["digest", "lookup", "fixtures/digest/store-digest-squid57.bin", "-"],
+        urls.as_bytes(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 40, "{stdout}");
+    assert!(stdout.lines().all(|l| l.starts_with("HIT ")), "{stdout}");
+
+    let out = cuttle(
+        &["digest", "decode", "fixtures/digest/store-digest-squid57.bin"],
+        b"",
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON value");
+    assert_eq!(v["capacity"], 91);
+    assert_eq!(v["count"], 91);
+    assert_eq!(v["mask_size"], 57);
+}
