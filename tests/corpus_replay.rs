@@ -81,7 +81,11 @@ fn digest_check(data: &[u8], path: &Path) {
         let _ = parsed.contains(key);
     }
     let ratio = parsed.fill_ratio();
-    assert!((0.0..=1.0).contains(&ratio), "{}: fill ratio {ratio}", path.display());
+    assert!(
+        (0.0..=1.0).contains(&ratio),
+        "{}: fill ratio {ratio}",
+        path.display()
+    );
     let mut wire = Vec::new();
     digest::encode_header(&parsed.header, &mut wire);
     assert_eq!(wire[..22], data[..22], "{}: header changed", path.display());

@@ -95,7 +95,10 @@ fn a_malformed_digest_is_one_line_naming_field_and_offset_and_status_1() {
     assert!(out.stdout.is_empty());
     let err = stderr_line(&out);
     assert!(err.contains("malformed cache digest"), "{err}");
-    assert!(err.contains(&format!("field mask at offset {HEADER_LEN}")), "{err}");
+    assert!(
+        err.contains(&format!("field mask at offset {HEADER_LEN}")),
+        "{err}"
+    );
 
     // A header announcing a mask size its capacity does not give.
     let mut bad = wire.clone();
@@ -107,7 +110,12 @@ fn a_malformed_digest_is_one_line_naming_field_and_offset_and_status_1() {
 
     // lookup refuses the same file the same way, printing nothing.
     let out = cuttle(
-        &["digest", "lookup", path.to_str().expect("utf-8"), "http://a.test/1"],
+        &[
+            "digest",
+            "lookup",
+            path.to_str().expect("utf-8"),
+            "http://a.test/1",
+        ],
         b"",
     );
     assert_eq!(out.status.code(), Some(1));
@@ -139,7 +147,11 @@ fn lookup_says_hit_or_miss_per_url_as_the_mask_says() {
     let mut args = vec!["digest", "lookup", path.to_str().expect("utf-8")];
     args.extend(urls.iter().map(String::as_str));
     let out = cuttle(&args, b"");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
 
     // `-` reads the URLs from stdin, one a line, in place among the others.
@@ -154,7 +166,11 @@ fn lookup_says_hit_or_miss_per_url_as_the_mask_says() {
         ],
         stdin.as_bytes(),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
 }
 
@@ -182,16 +198,29 @@ fn lookup_finds_every_object_a_real_squid_put_in_its_digest() {
         .map(|i| format!("http://127.0.0.61:28080/obj{i}\n"))
         .collect();
     let out = cuttle(
-        &["digest", "lookup", "fixtures/digest/store-digest-squid57.bin", "-"],
+        &[
+            "digest",
+            "lookup",
+            "fixtures/digest/store-digest-squid57.bin",
+            "-",
+        ],
         urls.as_bytes(),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.lines().count(), 40, "{stdout}");
     assert!(stdout.lines().all(|l| l.starts_with("HIT ")), "{stdout}");
 
     let out = cuttle(
-        &["digest", "decode", "fixtures/digest/store-digest-squid57.bin"],
+        &[
+            "digest",
+            "decode",
+            "fixtures/digest/store-digest-squid57.bin",
+        ],
         b"",
     );
     let v: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON value");
