@@ -13,6 +13,9 @@ use cuttle::config::{self, LoadOptions};
 use cuttle::inspect;
 use cuttle::store::{RebuildReport, Store, StoreError, VerifyReport};
 
+mod digest;
+use digest::DigestCommand;
+
 /// The config `-k` reads without `-f`, as squid does.
 const SQUID_DEFAULT_CONFIG: &str = "/etc/squid/squid.conf";
 
@@ -38,6 +41,8 @@ Examples:
   cuttle htcp decode --hex reply.hex
   cuttle htcp tst --peer 127.0.0.2:4827 http://example.com/
   cuttle htcp clr --peer 127.0.0.2:4827 http://example.com/
+  cuttle digest decode store_digest.bin
+  cuttle digest lookup store_digest.bin http://example.com/
   cuttle store verify /var/spool/cuttle
 
 -k finds the running instance through the pid_filename of the config (-f,
@@ -116,6 +121,12 @@ Without -f, the embedded default is used (see `cuttle --help`).")]
         after_help = "Examples:\n  cuttle htcp decode fixtures/htcp/tst-request-squid57.bin\n  cuttle htcp tst --peer 127.0.0.2:4827 http://example.com/\n  cuttle htcp clr --peer 127.0.0.2:4827 http://example.com/"
     )]
     Htcp(HtcpCommand),
+    /// Read Cache Digests (Squid's `application/cache-digest`).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  cuttle digest decode store_digest.bin\n  cuttle digest lookup store_digest.bin http://example.com/"
+    )]
+    Digest(DigestCommand),
     /// Check a squid.conf, like `squid -k parse`: print errors and warnings.
     #[command(after_help = "\
 Examples:
@@ -351,6 +362,8 @@ impl Cli {
             Command::Htcp(HtcpCommand::Decode(args)) => decode(&args, "HTCP", inspect::htcp_json),
             Command::Htcp(HtcpCommand::Tst(args)) => htcp_exchange(&args, false),
             Command::Htcp(HtcpCommand::Clr(args)) => htcp_exchange(&args, true),
+            Command::Digest(DigestCommand::Decode(args)) => digest::decode(&args),
+            Command::Digest(DigestCommand::Lookup(args)) => digest::lookup(&args),
             Command::Check(args) => check(&args),
             Command::Store(StoreCommand::Verify(args)) => store_verify(&args.dir),
             Command::Store(StoreCommand::Ls(args)) => store_ls(&args.dir),

@@ -2,6 +2,7 @@
 //! objects (snake_case fields, numbers as numbers, URLs and header blocks as
 //! strings, opaque bytes as hex), and reading hex dumps back into bytes.
 
+use cuttle_protocol::digest::DigestRef;
 use cuttle_protocol::htcp::{self, Auth, Detail, Identity, Op, Specifier, TstReply};
 use cuttle_protocol::icp::{self, Body};
 use cuttle_protocol::{Error, Text};
@@ -203,6 +204,24 @@ fn auth_json(auth: &Auth<'_>) -> Value {
         }
     }
     Value::Object(obj)
+}
+
+/// A Cache Digest's header (every field, as Squid names them) and the share
+/// of its mask's bits set; `length` is the bytes of the whole file.
+pub fn digest_json(length: usize, d: &DigestRef<'_>) -> Value {
+    let h = &d.header;
+    json!({
+        "current_version": h.current_version,
+        "required_version": h.required_version,
+        "capacity": h.capacity,
+        "count": h.count,
+        "del_count": h.del_count,
+        "mask_size": h.mask_size,
+        "bits_per_entry": h.bits_per_entry,
+        "hash_functions": h.hash_functions,
+        "length": length,
+        "fill_ratio": d.fill_ratio(),
+    })
 }
 
 /// Text fields are JSON strings; bytes that are not UTF-8 are replaced in the

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use cuttle::config::load_str_sandboxed;
+use cuttle_protocol::digest::{self, HEADER_LEN};
+use cuttle_protocol::key::{store_key, Method};
 use cuttle_protocol::{htcp, icp};
 
 fn root() -> PathBuf {
@@ -60,6 +62,36 @@ fn htcp_reencode(data: &[u8]) -> Option<Vec<u8>> {
     Some(wire)
 }
 
+/// The checks of the `digest_parse` fuzz target: what parses answers
+/// lookups, has a fill ratio in [0, 1], and its header re-encodes to the
+/// same first 22 bytes (the rest is reserved) and parses back the same.
+fn digest_check(data: &[u8], path: &Path) {
+    let Ok(parsed) = digest::parse(data) else {
+        return;
+    };
+    let mut keys = vec![
+        [0u8; 16],
+        [0xff; 16],
+        store_key(Method::Get, b"http://example.com/"),
+    ];
+    if let Some(bytes) = data.get(HEADER_LEN..HEADER_LEN + 16) {
+        keys.push(bytes.try_into().expect("16 bytes"));
+    }
+    for key in &keys {
+        let _ = parsed.contains(key);
+    }
+    let ratio = parsed.fill_ratio();
+    assert!(
+        (0.0..=1.0).contains(&ratio),
+        "{}: fill ratio {ratio}",
+        path.display()
+    );
+    let mut wire = Vec::new();
+    digest::encode_header(&parsed.header, &mut wire);
+    assert_eq!(wire[..22], data[..22], "{}: header changed", path.display());
+    assert_eq!(digest::parse_header(&wire), Ok(parsed.header));
+}
+
 /// The call of the `squid_conf` fuzz target.
 fn squid_conf_check(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
@@ -70,6 +102,7 @@ fn squid_conf_check(data: &[u8]) {
 fn fuzz_corpora_replay_cleanly() {
     let corpus = root().join("fuzz/corpus");
     let mut replayed = 0;
+    let mut digests_parsed = 0;
     for target in std::fs::read_dir(&corpus).expect("fuzz/corpus exists") {
         let target = target.expect("entry").path();
         let name = target
@@ -82,12 +115,19 @@ fn fuzz_corpora_replay_cleanly() {
                 "icp_parse" | "icp_roundtrip" => roundtrip_check(&data, &path, icp_reencode),
                 "htcp_parse" | "htcp_roundtrip" => roundtrip_check(&data, &path, htcp_reencode),
                 "squid_conf" => squid_conf_check(&data),
+                "digest_parse" => {
+                    digest_check(&data, &path);
+                    digests_parsed += usize::from(digest::parse(&data).is_ok());
+                }
                 other => panic!("corpus for unknown target {other}: add it here"),
             }
             replayed += 1;
         }
     }
     assert!(replayed > 100, "only {replayed} corpus files found");
+    // The digest seeds include well-formed digests, so the checks past
+    // parsing run.
+    assert!(digests_parsed >= 3, "{digests_parsed} digest seeds parse");
 }
 
 #[test]
@@ -98,6 +138,7 @@ fn every_fixture_goes_through_every_parser() {
         let data = std::fs::read(&path).expect("readable fixture");
         roundtrip_check(&data, &path, icp_reencode);
         roundtrip_check(&data, &path, htcp_reencode);
+        digest_check(&data, &path);
         squid_conf_check(&data);
     }
 }

@@ -556,3 +556,30 @@ fn every_fixture_is_asserted() {
         }
     }
 }
+
+/// The digest Squid 5.7 served after caching obj1..obj40
+/// (fixtures/digest/README.md): the header as Squid wrote it, every cached
+/// URL in the mask, and the header re-encoded byte for byte (reserved
+/// bytes included: Squid zeroes them).
+#[test]
+fn squid57_store_digest() {
+    use cuttle_protocol::digest::{self, HEADER_LEN};
+    use cuttle_protocol::key::{store_key, Method};
+
+    let wire = fixture("digest/store-digest-squid57.bin");
+    let d = digest::parse(&wire).unwrap_or_else(|e| panic!("parse: {e}"));
+    assert_eq!(
+        (d.header.current_version, d.header.required_version),
+        (5, 3)
+    );
+    assert_eq!((d.header.capacity, d.header.count), (91, 91));
+    assert_eq!((d.header.del_count, d.header.mask_size), (0, 57));
+    assert_eq!((d.header.bits_per_entry, d.header.hash_functions), (5, 4));
+    for i in 1..=40 {
+        let url = format!("http://127.0.0.61:28080/obj{i}");
+        assert!(d.contains(&store_key(Method::Get, url.as_bytes())), "{url}");
+    }
+    let mut header = Vec::new();
+    digest::encode_header(&d.header, &mut header);
+    assert_eq!(header, wire[..HEADER_LEN]);
+}
