@@ -228,6 +228,7 @@ impl Proxy {
                 config.peer_connect_timeout.value,
             );
             neighbours.start_multicast_counts();
+            neighbours.start_digest_fetches(timeouts);
         }
         Proxy {
             neighbours,
