@@ -48,7 +48,10 @@ async fn line_for(cuttle: &Cuttle, url: &str) -> LogLine {
     let deadline = Instant::now() + WAIT;
     loop {
         let text = std::fs::read_to_string(cuttle.log_path()).unwrap_or_default();
-        if let Some(l) = text.lines().find(|l| l.split_whitespace().nth(6) == Some(url)) {
+        if let Some(l) = text
+            .lines()
+            .find(|l| l.split_whitespace().nth(6) == Some(url))
+        {
             return LogLine::parse(l);
         }
         assert!(Instant::now() < deadline, "no line for {url}:\n{text}");
@@ -69,7 +72,10 @@ async fn first_logged_as(cuttle: &Cuttle, urls: &[String], hierarchy: &str) -> u
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let text = std::fs::read_to_string(cuttle.log_path()).unwrap_or_default();
-    panic!("no request logged {hierarchy}:\n{text}\n{:?}", cuttle.stdout());
+    panic!(
+        "no request logged {hierarchy}:\n{text}\n{:?}",
+        cuttle.stdout()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +173,11 @@ async fn a_malformed_digest_is_refused_naming_the_peer_and_the_field() {
             assert!(l.contains("field mask"), "{l}");
             break;
         }
-        assert!(Instant::now() < deadline, "no refusal logged:\n{}", out.join("\n"));
+        assert!(
+            Instant::now() < deadline,
+            "no refusal logged:\n{}",
+            out.join("\n")
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Without a usable digest the URL goes DIRECT (the peer is no-query).
