@@ -30,8 +30,7 @@ async fn line_for(log: &std::path::Path, url: &str) -> LogLine {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(l) = text
             .lines()
-            .filter(|l| l.split_whitespace().nth(6) == Some(url))
-            .last()
+            .rfind(|l| l.split_whitespace().nth(6) == Some(url))
         {
             return LogLine::parse(l);
         }

@@ -43,7 +43,12 @@
 //! that answered MISS with SRC_RTT while another stayed silent gave
 //! `TIMEOUT_FIRSTUP_PARENT/<first parent in config order>`).
 //!
-//! Not implemented: cache digests, and the decisions Squid takes from its
+//! Cache digests (squid-spec 3.2 a, 5.4): before any query, a peer whose
+//! digest ([`super::peer_digest`]) predicts a hit and is usable is the
+//! first source (CD_SIBLING_HIT, CD_PARENT_HIT) and nobody is asked; else
+//! peers with a usable digest are left out of the query round.
+//!
+//! Not implemented: the decisions Squid takes from its
 //! own NetDB: CLOSEST_PARENT (no queries), CLOSEST_DIRECT (the origin
 //! nearer than the closest parent's report) and `minimum_direct_rtt`.
 //! cuttle's NetDB (from its own DIRECT handshakes) only answers peers.
