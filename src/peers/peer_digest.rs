@@ -20,6 +20,7 @@
 //! ([`MAX_MASK_LEN`], checked before reading), or more than 65 % of its
 //! bits are set (Squid's "useless" rule).
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -216,7 +217,7 @@ pub fn client(timeouts: Timeouts) -> DigestClient {
 /// Fetches `p`'s digest once. Never panics on what the peer sends: the
 /// Content-Length is checked against the largest digest before the body
 /// is read, and the body is read with that limit in any case.
-pub async fn fetch(client: &DigestClient, p: &CachePeer) -> Outcome {
+pub async fn fetch(client: &DigestClient, p: &CachePeer, local: Option<IpAddr>) -> Outcome {
     let Some((host, port, path)) = digest_location(p) else {
         return Outcome::Failed("digest-url= is not an http URL".into());
     };
@@ -234,7 +235,10 @@ pub async fn fetch(client: &DigestClient, p: &CachePeer) -> Outcome {
         Ok(r) => r,
         Err(e) => return Outcome::Failed(format!("bad request: {e}")),
     };
-    let resp = match client.send(&host, port, req).await {
+    let resp = match client
+        .send_from(&host, port, local, p.connect_timeout, req)
+        .await
+    {
         Ok((resp, _)) => resp,
         Err(e) => return Outcome::Failed(format!("fetch failed: {e}")),
     };
@@ -274,18 +278,20 @@ fn expires_in(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// Fetches, for as long as `table` yields the newest peer table, every
-/// peer's digest when it is due, one at a time and at least
-/// [`GLOBAL_MIN_GAP`] apart.
+/// Fetches, for as long as `newest` yields the newest peer table (and
+/// the local address to connect from), every peer's digest when it is
+/// due, one at a time and at least [`GLOBAL_MIN_GAP`] apart.
 pub async fn run<F>(client: DigestClient, newest: F)
 where
-    F: Fn() -> Option<Arc<super::table::PeerTable>>,
+    F: Fn() -> Option<(Arc<super::table::PeerTable>, Option<IpAddr>)>,
 {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_any: Option<Instant> = None;
     loop {
         tick.tick().await;
-        let Some(table) = newest() else { return };
+        let Some((table, local)) = newest() else {
+            return;
+        };
         let now = Instant::now();
         if last_any.is_some_and(|at| now.saturating_duration_since(at) < GLOBAL_MIN_GAP) {
             continue;
@@ -299,7 +305,7 @@ where
         let slot = Arc::clone(&peer.digest);
         drop(table);
         last_any = Some(now);
-        let outcome = fetch(&client, &config).await;
+        let outcome = fetch(&client, &config, local).await;
         match &outcome {
             Outcome::Digest { bytes, .. } => {
                 let entries = digest::parse(bytes).map_or(0, |d| d.header.count);

@@ -208,8 +208,10 @@ struct IcpShared {
     icp_counters: Arc<super::icp_client::ClientCounters>,
     htcp_counters: Arc<super::htcp_client::HtcpClientCounters>,
     counter: Option<tokio::task::JoinHandle<()>>,
-    /// The task fetching peers' Cache Digests.
+    /// The task fetching peers' Cache Digests, and the local address its
+    /// connections leave from (the newest tcp_outgoing_address).
     digests: Option<tokio::task::JoinHandle<()>>,
+    digest_local: Option<IpAddr>,
 }
 
 impl Drop for IcpShared {
@@ -367,6 +369,7 @@ impl Neighbours {
                 htcp_counters: Arc::default(),
                 counter: None,
                 digests: None,
+                digest_local: None,
             })),
             table,
         }
@@ -484,16 +487,24 @@ impl Neighbours {
     /// Starts fetching peers' Cache Digests in the background (inside the
     /// runtime), once for all generations, when this one has a peer that
     /// wants one; the task follows the newest table (squid-spec 5.4).
-    pub fn start_digest_fetches(&self, timeouts: crate::upstream::Timeouts) {
+    /// Its connections leave from `local` (tcp_outgoing_address; the
+    /// newest generation's).
+    pub fn start_digest_fetches(&self, timeouts: crate::upstream::Timeouts, local: Option<IpAddr>) {
         let wanted = self
             .table
             .peers
             .iter()
             .any(|p| super::peer_digest::wants_digest(&p.config));
         let mut icp = lock(&self.icp);
+        icp.digest_local = local;
         if wanted && icp.digests.is_none() {
             let shared = Arc::downgrade(&self.icp);
-            let newest = move || shared.upgrade().map(|s| Arc::clone(&lock(&s).table));
+            let newest = move || {
+                shared.upgrade().map(|s| {
+                    let s = lock(&s);
+                    (Arc::clone(&s.table), s.digest_local)
+                })
+            };
             let client = super::peer_digest::client(timeouts);
             icp.digests = Some(tokio::spawn(super::peer_digest::run(client, newest)));
         }
