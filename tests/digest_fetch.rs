@@ -165,13 +165,25 @@ async fn a_malformed_digest_is_refused_naming_the_peer_and_the_field() {
     origin.route("/first", |_| Reply::ok("from origin"));
     assert_eq!(Req::get(&first).send(&cuttle).await.status, 200);
     peer.wait_count(DIGEST_PATH, 1).await;
+    let l = refusal(&cuttle).await;
+    assert!(l.contains("fake"), "{l}");
+    assert!(l.contains("field mask"), "{l}");
+    // Without a usable digest the URL goes DIRECT (the peer is no-query).
+    let r = Req::get(&url).send(&cuttle).await;
+    assert_eq!(r.text(), "from origin");
+    assert_eq!(
+        line_for(&cuttle, &url).await.hierarchy,
+        "HIER_DIRECT/127.0.0.1"
+    );
+}
+
+/// Waits for the one "peer digest refused" line and returns it.
+async fn refusal(cuttle: &Cuttle) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
         let out: Vec<String> = cuttle.stdout().into_iter().chain(cuttle.stderr()).collect();
         if let Some(l) = out.iter().find(|l| l.contains("peer digest refused")) {
-            assert!(l.contains("fake"), "{l}");
-            assert!(l.contains("field mask"), "{l}");
-            break;
+            return l.clone();
         }
         assert!(
             Instant::now() < deadline,
@@ -180,11 +192,29 @@ async fn a_malformed_digest_is_refused_naming_the_peer_and_the_field() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Without a usable digest the URL goes DIRECT (the peer is no-query).
-    let r = Req::get(&url).send(&cuttle).await;
-    assert_eq!(r.text(), "from origin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_announcing_more_than_the_largest_mask_is_refused_before_reading() {
+    let origin = Origin::start().await;
+    let peer = Origin::start().await;
+    // 1 GB announced, nothing sent: cuttle must not wait for it nor
+    // make room for it.
+    peer.route(DIGEST_PATH, |_| {
+        Reply::ok("")
+            .header("Content-Type", "application/cache-digest")
+            .header("Content-Length", "1000000000")
+            .cut_after(0)
+    });
+    origin.route("/first", |_| Reply::ok("from origin"));
+    let cuttle = cuttle_with_sibling(&peer);
     assert_eq!(
-        line_for(&cuttle, &url).await.hierarchy,
-        "HIER_DIRECT/127.0.0.1"
+        Req::get(&origin.url("/first")).send(&cuttle).await.status,
+        200
     );
+    peer.wait_count(DIGEST_PATH, 1).await;
+    let l = refusal(&cuttle).await;
+    assert!(l.contains("fake"), "{l}");
+    assert!(l.contains("Content-Length 1000000000"), "{l}");
+    assert!(l.contains("field mask_size"), "{l}");
 }
