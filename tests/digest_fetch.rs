@@ -147,6 +147,21 @@ async fn a_sibling_digest_hit_is_cd_sibling_hit_and_others_go_direct() {
     assert_eq!(peer.count("/gone"), 1);
     let l = line_for(&cuttle, &gone).await;
     assert_eq!(l.hierarchy, "HIER_DIRECT/127.0.0.1", "{}", l.raw);
+
+    // mgr:counters counts the transactions a digest chose (cd.times_used).
+    let counters = Req::get(&format!(
+        "http://{}/squid-internal-mgr/counters",
+        cuttle.addr()
+    ))
+    .send(&cuttle)
+    .await
+    .text();
+    let cd_used = counters
+        .lines()
+        .find_map(|l| l.strip_prefix("cd.times_used = "))
+        .unwrap_or_else(|| panic!("no cd.times_used in:\n{counters}"));
+    let want = if i + 1 < held.len() { "2" } else { "1" };
+    assert_eq!(cd_used.trim(), want, "{counters}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
