@@ -100,7 +100,7 @@ pub struct Received {
 #[derive(Debug, Default, Clone)]
 struct Schedule {
     next_check: Option<Instant>,
-    last_fetch: Option<Instant>,
+    /// Failures in a row (the back-off doubles with each).
     failures: u32,
 }
 
@@ -159,7 +159,6 @@ impl DigestSlot {
     /// the next fetch at Expires + 5 minutes, or drops it and backs off.
     pub fn note(&self, outcome: Outcome, now: Instant) {
         let mut s = self.schedule();
-        s.last_fetch = Some(now);
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
         match outcome {
             Outcome::Digest { bytes, expires_in } => {

@@ -45,8 +45,9 @@
 //!
 //! Cache digests (squid-spec 3.2 a, 5.4): before any query, a peer whose
 //! digest ([`super::peer_digest`]) predicts a hit and is usable is the
-//! first source (CD_SIBLING_HIT, CD_PARENT_HIT) and nobody is asked; else
-//! peers with a usable digest are left out of the query round.
+//! first source (CD_SIBLING_HIT, CD_PARENT_HIT) and nobody is asked; when
+//! no digest predicts a hit the query round asks every peer it would
+//! have asked without digests, as Squid 5.7 does.
 //!
 //! Not implemented: the decisions Squid takes from its
 //! own NetDB: CLOSEST_PARENT (no queries), CLOSEST_DIRECT (the origin

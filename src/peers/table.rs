@@ -660,12 +660,6 @@ impl PeerView for PeerTable {
         p.digest.holds(&store_key(Method::Get, url.as_bytes()))
     }
 
-    fn has_digest(&self, id: PeerId) -> bool {
-        self.peers
-            .get(id)
-            .is_some_and(|p| wants_digest(&p.config) && p.digest.current().is_some())
-    }
-
     fn rr_reset_at(&self) -> Instant {
         *self.rr_reset.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -285,11 +285,9 @@ pub fn to_ping(
         if !peer_allowed(config, p.config, &req.access) {
             continue;
         }
-        // Its digest already answered for this URL (a miss, or selection
-        // would have gone to it): no query.
-        if req.hierarchical && view.has_digest(id) {
-            continue;
-        }
+        // A peer whose digest said miss is still asked, as Squid 5.7 does
+        // (squid-spec 3.2): objects it stored since its digest was built
+        // are not in the digest.
         if !at.ping_due(id) {
             continue;
         }

@@ -70,11 +70,6 @@ pub trait PeerView {
     fn digest_holds(&self, _id: PeerId, _url: &str) -> Option<bool> {
         None
     }
-    /// Whether peer `id` has a usable Cache Digest now (without a lookup:
-    /// such a peer is not asked with ICP or HTCP).
-    fn has_digest(&self, _id: PeerId) -> bool {
-        false
-    }
     /// What a MON subscription says peer `id` holds for `url`.
     fn mon_holds(&self, _id: PeerId, _url: &str) -> Option<bool> {
         None
