@@ -310,6 +310,14 @@ pub enum HierarchyCode {
 }
 
 impl HierarchyCode {
+    /// A peer's Cache Digest predicted the hit (CD_PARENT_HIT, CD_SIBLING_HIT).
+    pub fn is_digest_hit(self) -> bool {
+        matches!(
+            self,
+            HierarchyCode::CdParentHit | HierarchyCode::CdSiblingHit
+        )
+    }
+
     /// Every code: Squid 5.7's enum order, then the two Squid 2.x legacy ones.
     pub const ALL: [HierarchyCode; 25] = [
         HierarchyCode::HierNone,

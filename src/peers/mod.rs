@@ -12,6 +12,7 @@ pub mod htcp_server;
 pub mod icp_client;
 pub mod icp_server;
 pub mod netdb;
+pub mod peer_digest;
 pub mod querier;
 pub mod resolve;
 pub mod responder;

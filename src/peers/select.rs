@@ -43,7 +43,13 @@
 //! that answered MISS with SRC_RTT while another stayed silent gave
 //! `TIMEOUT_FIRSTUP_PARENT/<first parent in config order>`).
 //!
-//! Not implemented: cache digests, and the decisions Squid takes from its
+//! Cache digests (squid-spec 3.2 a, 5.4): before any query, a peer whose
+//! digest ([`super::peer_digest`]) predicts a hit and is usable is the
+//! first source (CD_SIBLING_HIT, CD_PARENT_HIT) and nobody is asked; when
+//! no digest predicts a hit the query round asks every peer it would
+//! have asked without digests, as Squid 5.7 does.
+//!
+//! Not implemented: the decisions Squid takes from its
 //! own NetDB: CLOSEST_PARENT (no queries), CLOSEST_DIRECT (the origin
 //! nearer than the closest parent's report) and `minimum_direct_rtt`.
 //! cuttle's NetDB (from its own DIRECT handshakes) only answers peers.
@@ -54,7 +60,7 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
-use super::core::decide::{decide, to_ping};
+use super::core::decide::{decide, decide_with_digest, digest_choice, to_ping};
 use super::htcp_client::{ClrTrigger, HtcpClient};
 use super::icp_client::{Ask, IcpClient, Replies};
 use super::querier::{lock, QuerySocket, QuerySockets};
@@ -203,11 +209,18 @@ struct IcpShared {
     icp_counters: Arc<super::icp_client::ClientCounters>,
     htcp_counters: Arc<super::htcp_client::HtcpClientCounters>,
     counter: Option<tokio::task::JoinHandle<()>>,
+    /// The task fetching peers' Cache Digests, and the local address its
+    /// connections leave from (the newest tcp_outgoing_address).
+    digests: Option<tokio::task::JoinHandle<()>>,
+    digest_local: Option<IpAddr>,
 }
 
 impl Drop for IcpShared {
     fn drop(&mut self) {
         if let Some(task) = self.counter.take() {
+            task.abort();
+        }
+        if let Some(task) = self.digests.take() {
             task.abort();
         }
     }
@@ -356,6 +369,8 @@ impl Neighbours {
                 icp_counters: Arc::default(),
                 htcp_counters: Arc::default(),
                 counter: None,
+                digests: None,
+                digest_local: None,
             })),
             table,
         }
@@ -470,6 +485,40 @@ impl Neighbours {
         }
     }
 
+    /// Starts fetching peers' Cache Digests in the background (inside the
+    /// runtime), once for all generations, when this one has a peer that
+    /// wants one; the task follows the newest table (squid-spec 5.4).
+    /// Its connections leave from `local` (tcp_outgoing_address; the
+    /// newest generation's).
+    pub fn start_digest_fetches(&self, timeouts: crate::upstream::Timeouts, local: Option<IpAddr>) {
+        let wanted = self
+            .table
+            .peers
+            .iter()
+            .any(|p| super::peer_digest::wants_digest(&p.config));
+        let mut icp = lock(&self.icp);
+        icp.digest_local = local;
+        if wanted && icp.digests.is_none() {
+            let shared = Arc::downgrade(&self.icp);
+            let newest = move || {
+                shared.upgrade().map(|s| {
+                    let s = lock(&s);
+                    (Arc::clone(&s.table), s.digest_local)
+                })
+            };
+            let client = super::peer_digest::client(timeouts);
+            icp.digests = Some(tokio::spawn(super::peer_digest::run(client, newest)));
+        }
+    }
+
+    /// Notes that peer `id` answered a fetch its digest predicted as a
+    /// hit with 504 (it did not have the object).
+    pub fn note_digest_false_hit(&self, id: PeerId) {
+        if let Some(p) = self.table.get(id) {
+            p.digest.note_false_hit();
+        }
+    }
+
     /// The HTCP client, bound on first use (inside the runtime).
     pub fn htcp_client(&self) -> Option<Arc<HtcpClient>> {
         lock(&self.icp).htcp_client()
@@ -518,6 +567,23 @@ impl Neighbours {
         let mut replies = None;
         if queries_wanted(direct, req) {
             let start = self.table.next_ping_start();
+            // A peer whose digest predicts a hit is used without asking.
+            let (hit, effects) = digest_choice(self.table.as_ref(), config, req, start, now);
+            self.table.apply_all(&effects);
+            if let Some(hit) = hit {
+                let decision = decide_with_digest(
+                    self.table.as_ref(),
+                    &self.hashes,
+                    config,
+                    req,
+                    direct,
+                    Some(hit),
+                    None,
+                    now,
+                );
+                self.table.apply_all(&decision.effects);
+                return decision.selection;
+            }
             let (targets, effects) = to_ping(self.table.as_ref(), config, req, start, now);
             self.table.apply_all(&effects);
             if !targets.is_empty() {

@@ -13,8 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::core::{health, Effect, Health, PeerInfo, PeerView};
+use super::peer_digest::{wants_digest, DigestSlot};
 use super::resolve::PeerAddrs;
 use crate::config::{CachePeer, Config, PeerType};
+use cuttle_protocol::key::{store_key, Method};
 
 /// Index of a peer in its [`PeerTable`] (config order).
 pub type PeerId = usize;
@@ -116,6 +118,8 @@ pub struct Peer {
     /// when the host is not an address and did not resolve.
     pub icp_addr: Option<SocketAddr>,
     state: Mutex<PeerState>,
+    /// Its Cache Digest and when it is fetched next.
+    pub digest: Arc<DigestSlot>,
 }
 
 impl Peer {
@@ -273,13 +277,16 @@ impl PeerTable {
             .map(|located| {
                 let cp = located.value.clone();
                 let icp_addr = addrs.icp_addr(&cp.host, cp.icp_port);
-                let kept = old.and_then(|o| {
+                let same = old.and_then(|o| {
                     o.peers
                         .iter()
                         .find(|p| p.config.name.eq_ignore_ascii_case(&cp.name))
                         .filter(|p| p.config.host == cp.host && p.config.http_port == cp.http_port)
-                        .map(|p| p.state().clone())
                 });
+                let kept = same.map(|p| p.state().clone());
+                let digest = same
+                    .filter(|p| p.config.digest_url == cp.digest_url)
+                    .map_or_else(Arc::default, |p| Arc::clone(&p.digest));
                 let state = match kept {
                     Some(mut s) => {
                         s.disabled = false;
@@ -298,6 +305,7 @@ impl PeerTable {
                     config: cp,
                     icp_addr,
                     state: Mutex::new(state),
+                    digest,
                 }
             })
             .collect();
@@ -642,6 +650,14 @@ impl PeerView for PeerTable {
 
     fn query_icmp(&self) -> bool {
         self.query_icmp
+    }
+
+    fn digest_holds(&self, id: PeerId, url: &str) -> Option<bool> {
+        let p = self.peers.get(id)?;
+        if !wants_digest(&p.config) {
+            return None;
+        }
+        p.digest.holds(&store_key(Method::Get, url.as_bytes()))
     }
 
     fn rr_reset_at(&self) -> Instant {

@@ -185,6 +185,11 @@ impl Proxy {
             match self.send(&route, fwd, hierarchy).await {
                 Ok(resp) => {
                     let status = resp.status();
+                    if status == StatusCode::GATEWAY_TIMEOUT && route.source.code.is_digest_hit() {
+                        if let Some(id) = route.source.peer {
+                            self.neighbours.note_digest_false_hit(id);
+                        }
+                    }
                     if more
                         && reforwardable(status, self.config.retry_on_error.value)
                         && fwd.replayable()

@@ -285,12 +285,62 @@ pub fn to_ping(
         if !peer_allowed(config, p.config, &req.access) {
             continue;
         }
+        // A peer whose digest said miss is still asked, as Squid 5.7 does
+        // (squid-spec 3.2): objects it stored since its digest was built
+        // are not in the digest.
         if !at.ping_due(id) {
             continue;
         }
         out.push((id, t));
     }
     (out, at.finish())
+}
+
+/// Squid's neighborsDigestSelect (squid-spec 3.2 a, 5.4), for a
+/// hierarchical request that may use peers: every peer with a usable
+/// digest is looked up, in the rotating order starting at `start`; of
+/// those predicting a hit and usable by HTTP (and, for siblings, allowed
+/// to use siblings), the one with the smallest known RTT, else the first.
+/// Returns it with its type for this URL, and the effects of looking.
+pub fn digest_choice(
+    view: &impl PeerView,
+    config: &Config,
+    req: &SelectRequest<'_>,
+    start: usize,
+    now: Instant,
+) -> (Option<(PeerId, PeerType)>, Vec<Effect>) {
+    let at = At::new(view, now);
+    if !req.hierarchical {
+        return (None, at.finish());
+    }
+    let n = view.peer_count();
+    let mut best: Option<(PeerId, PeerType, u64)> = None;
+    for k in 0..n {
+        let id = (start + k) % n;
+        let Some(p) = at.peer(id) else { continue };
+        if p.config.peer_type == PeerType::Multicast {
+            continue;
+        }
+        let t = peer_type_for(p.config, req.access.host);
+        if t == PeerType::Sibling && !req.siblings_ok {
+            continue;
+        }
+        if !peer_allowed(config, p.config, &req.access) {
+            continue;
+        }
+        if view.digest_holds(id, req.access.url) != Some(true) || !at.http_okay(id) {
+            continue;
+        }
+        let rtt = p.health.rtt_ms;
+        let better = match best {
+            None => true,
+            Some((_, _, b)) => rtt > 0 && (b == 0 || rtt < b),
+        };
+        if better {
+            best = Some((id, t, rtt));
+        }
+    }
+    (best.map(|(id, t, _)| (id, t)), at.finish())
 }
 
 /// Parents usable by HTTP for this request, in config order.
@@ -518,6 +568,22 @@ pub fn decide(
     replies: Option<&Replies>,
     now: Instant,
 ) -> Decision {
+    decide_with_digest(view, hashes, config, req, direct, None, replies, now)
+}
+
+/// [`decide`] after a digest lookup: a peer whose digest predicted a hit
+/// ([`digest_choice`]) comes first, as CD_SIBLING_HIT or CD_PARENT_HIT.
+#[allow(clippy::too_many_arguments)]
+pub fn decide_with_digest(
+    view: &impl PeerView,
+    hashes: &HashParents,
+    config: &Config,
+    req: &SelectRequest<'_>,
+    direct: Direct,
+    digest_hit: Option<(PeerId, PeerType)>,
+    replies: Option<&Replies>,
+    now: Instant,
+) -> Decision {
     let at = At::new(view, now);
     let mut sources: Vec<Source> = Vec::new();
     let host = req.access.host;
@@ -532,6 +598,13 @@ pub fn decide(
         }
     };
     if direct != Direct::Yes {
+        if let Some((id, t)) = digest_hit {
+            let code = match t {
+                PeerType::Parent => HierarchyCode::CdParentHit,
+                _ => HierarchyCode::CdSiblingHit,
+            };
+            add(&mut sources, id, code);
+        }
         if let Some(r) = replies {
             if let Some(id) = r.hit {
                 let code = match answer_type(view, &r.asked, id, host) {

@@ -425,3 +425,205 @@ fn a_down_parent_is_skipped_until_a_probe_finds_it_up() {
     let (codes, _) = request_at(&t, text, t1, &[]);
     assert_eq!(codes[0], "FIRSTUP_PARENT/127.0.0.18");
 }
+
+// Cache Digests (squid-spec 3.2 a, 5.4).
+
+use crate::peers::peer_digest::{self, Outcome};
+use cuttle_protocol::digest::Digest;
+use cuttle_protocol::key::{store_key, Method};
+use std::sync::Arc;
+
+/// A digest holding `urls`, as a peer serves it.
+fn digest_bytes(urls: &[&str]) -> Arc<[u8]> {
+    let mut d = Digest::new(100, 5);
+    for url in urls {
+        d.add(&store_key(Method::Get, url.as_bytes()));
+    }
+    let mut out = Vec::new();
+    d.encode(&mut out);
+    Arc::from(out)
+}
+
+fn give_digest(t: &PeerTable, id: usize, urls: &[&str], now: Instant) {
+    let bytes = digest_bytes(urls);
+    t.peers[id].digest.note(
+        Outcome::Digest {
+            bytes,
+            expires_in: Some(Duration::from_secs(3600)),
+        },
+        now,
+    );
+}
+
+/// Selection as `Neighbours::select` drives it, up to the query round:
+/// the digest's choice, else the peers a round would ask (as
+/// `PING:<id>`), else the decision without a round.
+fn digest_step(t: &PeerTable, text: &str, url: &str, now: Instant) -> Vec<String> {
+    let c = config(text);
+    let req = request("GET", "example.test", url);
+    let d = direct(&c, &req);
+    let (hit, effects) = super::decide::digest_choice(t, &c, &req, 0, now);
+    t.apply_all(&effects);
+    if hit.is_some() {
+        let decision =
+            super::decide::decide_with_digest(t, &HashParents::new(t), &c, &req, d, hit, None, now);
+        return codes(&decision.selection);
+    }
+    let (targets, _) = to_ping(t, &c, &req, 0, now);
+    targets.iter().map(|(id, _)| format!("PING:{id}")).collect()
+}
+
+const DIGEST_SIBLINGS: &str = "cache_peer 127.0.0.2 sibling 3128 3130\n\
+     cache_peer 127.0.0.3 sibling 3128 3130\n";
+
+#[test]
+fn a_digest_hit_picks_the_sibling_without_a_query() {
+    let t0 = Instant::now();
+    let t = table_up(DIGEST_SIBLINGS, t0);
+    give_digest(&t, 1, &["http://example.test/held"], t0);
+    assert_eq!(
+        digest_step(&t, DIGEST_SIBLINGS, "http://example.test/held", t0),
+        vec!["CD_SIBLING_HIT/127.0.0.3", "HIER_DIRECT/example.test"]
+    );
+    let slot = &t.peers[1].digest;
+    assert_eq!(slot.hits.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_digest_hit_on_a_parent_is_cd_parent_hit() {
+    let text = "cache_peer 127.0.0.2 parent 3128 3130\n";
+    let t0 = Instant::now();
+    let t = table_up(text, t0);
+    give_digest(&t, 0, &["http://example.test/held"], t0);
+    assert_eq!(
+        digest_step(&t, text, "http://example.test/held", t0),
+        vec!["CD_PARENT_HIT/127.0.0.2", "HIER_DIRECT/example.test"]
+    );
+}
+
+#[test]
+fn a_digest_miss_still_asks_every_peer_as_squid_does() {
+    let t0 = Instant::now();
+    let t = table_up(DIGEST_SIBLINGS, t0);
+    give_digest(&t, 0, &[], t0);
+    give_digest(&t, 1, &["http://example.test/held"], t0);
+    // squid-spec 3.2 [V]: a usable digest saying miss does not stop the
+    // query (the peer may have stored it since its digest was built).
+    assert_eq!(
+        digest_step(&t, DIGEST_SIBLINGS, "http://example.test/other", t0),
+        vec!["PING:0", "PING:1"]
+    );
+    let slot = &t.peers[1].digest;
+    assert_eq!(slot.lookups.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(slot.hits.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+#[test]
+fn a_digest_hit_on_a_peer_down_is_not_used() {
+    let t0 = Instant::now();
+    let t = PeerTable::new(
+        &config(DIGEST_SIBLINGS),
+        None,
+        t0,
+        &PeerAddrs::literal_only(),
+    );
+    t.note_tcp_success_at(0, t0);
+    give_digest(&t, 1, &["http://example.test/held"], t0);
+    // Peer 1 never answered its TCP probe: its digest is read, not used
+    // (and, down and never asked, it is asked now: Squid's ping_due).
+    let got = digest_step(&t, DIGEST_SIBLINGS, "http://example.test/held", t0);
+    assert!(got.iter().all(|c| c.starts_with("PING:")), "{got:?}");
+}
+
+#[test]
+fn no_digest_peers_are_never_looked_up_and_stay_queried() {
+    let text = "cache_peer 127.0.0.2 sibling 3128 3130 no-digest\n";
+    let t0 = Instant::now();
+    let t = table_up(text, t0);
+    give_digest(&t, 0, &["http://example.test/held"], t0);
+    assert_eq!(
+        digest_step(&t, text, "http://example.test/held", t0),
+        vec!["PING:0"]
+    );
+}
+
+#[test]
+fn the_digest_schedule_follows_squid() {
+    let t0 = Instant::now();
+    let t = table_up(DIGEST_SIBLINGS, t0);
+    let slot = &t.peers[0].digest;
+    // Not wanted until a lookup asks for it; then due at once.
+    assert!(!slot.due(t0));
+    assert_eq!(slot.holds(&store_key(Method::Get, b"http://a/")), None);
+    assert!(slot.due(t0));
+    // A success: next at Expires + 5 minutes.
+    give_digest(&t, 0, &[], t0);
+    assert_eq!(
+        slot.next_check(),
+        Some(t0 + Duration::from_secs(3600 + 300))
+    );
+    assert!(!slot.due(t0 + Duration::from_secs(3899)));
+    assert!(slot.due(t0 + Duration::from_secs(3900)));
+    // Expires already past: never sooner than 5 minutes.
+    slot.note(
+        Outcome::Digest {
+            bytes: digest_bytes(&[]),
+            expires_in: Some(Duration::ZERO),
+        },
+        t0,
+    );
+    assert_eq!(slot.next_check(), Some(t0 + Duration::from_secs(300)));
+    // Failures drop the digest and back off 5, 10, 20 minutes.
+    for minutes in [5, 10, 20] {
+        slot.note(Outcome::Failed("the peer answered 404".into()), t0);
+        assert_eq!(
+            slot.next_check(),
+            Some(t0 + Duration::from_secs(minutes * 60))
+        );
+        assert!(slot.current().is_none());
+    }
+    // A success resets the back-off.
+    give_digest(&t, 0, &[], t0);
+    slot.note(Outcome::Failed("again".into()), t0);
+    assert_eq!(slot.next_check(), Some(t0 + Duration::from_secs(300)));
+}
+
+#[test]
+fn a_failed_fetch_drops_the_digest_and_its_hits() {
+    let t0 = Instant::now();
+    let t = table_up(DIGEST_SIBLINGS, t0);
+    give_digest(&t, 1, &["http://example.test/held"], t0);
+    assert_eq!(
+        digest_step(&t, DIGEST_SIBLINGS, "http://example.test/held", t0),
+        vec!["CD_SIBLING_HIT/127.0.0.3", "HIER_DIRECT/example.test"]
+    );
+    t.peers[1]
+        .digest
+        .note(Outcome::Failed("the peer answered 404".into()), t0);
+    assert_eq!(
+        digest_step(&t, DIGEST_SIBLINGS, "http://example.test/held", t0),
+        vec!["PING:0", "PING:1"]
+    );
+}
+
+#[test]
+fn malformed_and_useless_digests_are_refused_naming_the_field() {
+    let good = digest_bytes(&["http://example.test/held"]);
+    assert!(peer_digest::validate(&good).is_ok());
+    // A mask shorter than announced.
+    let short = &good[..good.len() - 1];
+    let why = peer_digest::validate(short).unwrap_err();
+    assert!(why.contains("field mask"), "{why}");
+    // Absurd capacity: mask_size disagrees.
+    let mut absurd = good.to_vec();
+    absurd[4..8].copy_from_slice(&0x7fff_0000u32.to_be_bytes());
+    let why = peer_digest::validate(&absurd).unwrap_err();
+    assert!(why.contains("mask_size"), "{why}");
+    // Over 65 % of the bits set.
+    let mut full = good.to_vec();
+    for b in &mut full[128..] {
+        *b = 0xff;
+    }
+    let why = peer_digest::validate(&full).unwrap_err();
+    assert!(why.contains("useless"), "{why}");
+}
