@@ -201,3 +201,31 @@ async fn status_page_shows_each_peers_digest_age_and_false_hit_ratio() {
         .unwrap_or_else(|| panic!("no false-hits cell: {row}"));
     assert!(cell.starts_with("1/2 (50.0%)"), "{cell}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_list_of_a_digest_peer_has_no_digest_lines_as_in_squid() {
+    let (cuttle, _origin, _peer) = cuttle_after_a_hit_and_a_false_hit().await;
+    let (status, page) = mgr(&cuttle, "server_list").await;
+    assert_eq!(status, 200);
+    let squid = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/squid-mgr/server_list-digest-sibling.txt"),
+    )
+    .expect("fixture");
+    // Squid 5.7 with a usable peer digest: no digest line, and the flags
+    // lack no-digest. cuttle's page for its digest peer is alike.
+    for text in [&squid, &page] {
+        let flags = text
+            .lines()
+            .find(|l| l.starts_with("Flags      : "))
+            .unwrap_or_else(|| panic!("no Flags line:\n{text}"));
+        assert!(!flags.contains("no-digest"), "{flags}");
+        assert!(
+            !text
+                .lines()
+                .skip_while(|l| !l.is_empty())
+                .any(|l| l.to_lowercase().contains("digest")),
+            "{text}"
+        );
+    }
+}
