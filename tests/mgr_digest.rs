@@ -111,6 +111,15 @@ async fn cuttle_after_a_hit_and_a_false_hit() -> (Cuttle, Origin, Origin) {
     (cuttle, origin, peer)
 }
 
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/squid-mgr")
+            .join(name),
+    )
+    .expect("fixture")
+}
+
 /// The lines of `page` that start a section of Squid's digest report, in
 /// order.
 fn sections(page: &str) -> Vec<String> {
@@ -139,11 +148,7 @@ async fn digest_stats_shows_peer_and_local_digests_in_squids_layout() {
     let (cuttle, _origin, _peer) = cuttle_after_a_hit_and_a_false_hit().await;
     let (status, page) = mgr(&cuttle, "digest_stats").await;
     assert_eq!(status, 200, "{page}");
-    let squid = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures/squid-mgr/digest_stats-digest-sibling.txt"),
-    )
-    .expect("fixture");
+    let squid = fixture("digest_stats-digest-sibling.txt");
     assert_eq!(sections(&page), sections(&squid), "{page}");
 
     let size = mask_len(CAPACITY, 5);
@@ -169,6 +174,23 @@ async fn digest_stats_shows_peer_and_local_digests_in_squids_layout() {
         .unwrap_or_else(|| panic!("no lookups line:\n{page}"));
     assert!(lookups.contains(" false hits: 1 "), "{lookups}");
     assert!(!lookups.contains(" hits: 0 "), "{lookups}");
+    // Algorithm usage as Squid's after digest hits and no ICP.
+    let squid_hits = fixture("digest_stats-digest-sibling-cd-hits.txt");
+    let icp = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("Icp:"))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no Icp line:\n{text}"))
+    };
+    assert_eq!(icp(&page), icp(&squid_hits));
+    let cd = page
+        .lines()
+        .find(|l| l.starts_with("Cache Digest:"))
+        .unwrap_or_else(|| panic!("no Cache Digest line:\n{page}"));
+    assert!(
+        cd.ends_with(" (100%)") && cd.len() == "Cache Digest:       5 (100%)".len(),
+        "{cd}"
+    );
     // The local digest (cuttle serves one: digest_generation is on).
     assert!(page.contains("\nstore digest: size: "), "{page}");
     assert!(page.contains("\n\t bits: per entry: 5 on: "), "{page}");
@@ -207,11 +229,7 @@ async fn server_list_of_a_digest_peer_has_no_digest_lines_as_in_squid() {
     let (cuttle, _origin, _peer) = cuttle_after_a_hit_and_a_false_hit().await;
     let (status, page) = mgr(&cuttle, "server_list").await;
     assert_eq!(status, 200);
-    let squid = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures/squid-mgr/server_list-digest-sibling.txt"),
-    )
-    .expect("fixture");
+    let squid = fixture("server_list-digest-sibling.txt");
     // Squid 5.7 with a usable peer digest: no digest line, and the flags
     // lack no-digest. cuttle's page for its digest peer is alike.
     for text in [&squid, &page] {

@@ -3,10 +3,11 @@
 //! 5-minute averages, then each peer's digest (its fetch history, state,
 //! traffic and structure), the algorithm usage and cuttle's own digest.
 //!
-//! Squid's per-peer "guess stats" block (true and false hits and misses,
-//! known only by fetching anyway) has no capture to follow; where cuttle
-//! has looked a key up in a digest it prints its own counters there:
-//! lookups, predicted hits and false hits (the peer answered 504).
+//! Squid 5.7 prints "no guess stats" even after digest hits (see
+//! digest_stats-digest-sibling-cd-hits.txt), so there is no layout of its
+//! guess stats to follow; once cuttle has looked a key up in a digest it
+//! prints its own counters there: lookups, predicted hits and false hits
+//! (the peer answered 504).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
