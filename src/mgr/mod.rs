@@ -8,7 +8,7 @@
 //! - [`text`]: menu, info, counters, 5min, 60min, service_times,
 //!   server_list, storedir, config, objects, vm_objects, utilization,
 //!   active_requests, client_list, filedescriptors, ipcache, fqdncache,
-//!   events.
+//!   events, digest_stats.
 //! - the actions shutdown, reconfigure, rotate (the daemon's signals sent
 //!   to this process) and offline_toggle.
 //! - [`metrics`]: the Prometheus text format.
@@ -82,6 +82,8 @@ pub struct Sources<'a> {
     pub memory_keys: Vec<Key>,
     /// visible_hostname (or the system's).
     pub name: &'a str,
+    /// The digest this cache serves (built on demand by `digest_stats`).
+    pub store_digest: Option<&'a crate::peers::store_digest::StoreDigest>,
     /// Client connections open from an address now (`client_list`);
     /// `None` where no connection table is at hand (the sampler).
     pub connections: Option<&'a (dyn Fn(std::net::IpAddr) -> usize + Sync)>,
@@ -514,6 +516,11 @@ pub const ACTIONS: &[Action] = &[
     Action {
         name: "counters",
         description: "Traffic and Resource Counters",
+        needs_password: false,
+    },
+    Action {
+        name: "digest_stats",
+        description: "Cache Digest and ICP blob",
         needs_password: false,
     },
     Action {

@@ -1,11 +1,14 @@
-//! The status page (`/squid-internal-mgr/status`): one HTML page showing the mesh as this cache sees it, the "routing status page" of self-configuring hierarchies: the peer table, hit ratio and request rate of the last minutes as inline SVG charts, the store's fill and the hierarchy codes seen. A small script fetches the page again every few seconds and swaps in its `<main>`, so it stays live without a reload.
+//! The status page (`/squid-internal-mgr/status`): one HTML page showing the mesh as this cache sees it, the "routing status page" of self-configuring hierarchies: the peer table (with each peer's digest age and false-hit ratio), hit ratio and request rate of the last minutes as inline SVG charts, the store's fill and the hierarchy codes seen. A small script fetches the page again every few seconds and swaps in its `<main>`, so it stays live without a reload.
 
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::text::addresses;
 use super::{http_date, Manager, Sample, Sources};
 use crate::access_log::HierarchyCode;
+use crate::peers::peer_digest::wants_digest;
+use crate::peers::table::Peer;
 
 /// How far back the charts go.
 const CHART_SPAN: Duration = Duration::from_secs(600);
@@ -200,7 +203,8 @@ pub fn render(m: &Manager, s: &Sources<'_>) -> String {
     o.push_str(
         "<section><h2>Peers</h2><table id=\"peers\"><thead><tr><th>Peer</th><th>Type</th>\
          <th>Address</th><th>Status</th><th>RTT</th><th>Queries</th><th>Replies</th>\
-         <th>Hits served</th><th>Hits taken</th><th>Fetches</th></tr></thead><tbody>\n",
+         <th>Hits served</th><th>Hits taken</th><th>Fetches</th><th>Digest age</th><th>False hits</th>\
+         </tr></thead><tbody>\n",
     );
     let table = s.peers;
     let instant = Instant::now();
@@ -226,7 +230,7 @@ pub fn render(m: &Manager, s: &Sources<'_>) -> String {
             "<tr class=\"peer {cls}\" data-peer=\"{n}\"><td>{n}</td><td>{ty}</td>\
              <td>{host}:{http}/{icp} <small>{protocol}</small></td>\
              <td class=\"state\">{state}</td><td>{rtt} ms</td><td>{sent}</td><td>{acked}</td>\
-             <td>{served}</td><td>{taken}</td><td>{fetches}</td></tr>",
+             <td>{served}</td><td>{taken}</td><td>{fetches}</td>{digest}</tr>",
             cls = if alive { "alive" } else { "dead" },
             n = esc(&c.name),
             ty = c.peer_type.name(),
@@ -238,10 +242,11 @@ pub fn render(m: &Manager, s: &Sources<'_>) -> String {
             sent = st.pings_sent,
             acked = st.pings_acked,
             fetches = st.fetches,
+            digest = digest_cells(p, instant),
         );
     }
     if table.peers.is_empty() {
-        o.push_str("<tr><td colspan=\"10\">no cache_peer configured</td></tr>\n");
+        o.push_str("<tr><td colspan=\"12\">no cache_peer configured</td></tr>\n");
     }
     o.push_str("</tbody></table></section>\n");
 
@@ -272,6 +277,28 @@ pub fn render(m: &Manager, s: &Sources<'_>) -> String {
 
 /// Fetches the page again and swaps in its `<main>`; counts successful
 /// refreshes in `body[data-refreshes]`.
+/// A peer's digest cells: how old the digest held is, and how many of the
+/// hits it predicted were false (the peer answered 504).
+fn digest_cells(p: &Peer, now: Instant) -> String {
+    if !wants_digest(&p.config) {
+        return "<td class=\"digest-age\">no-digest</td><td class=\"false-hits\">-</td>".into();
+    }
+    let age = match p.digest.current() {
+        Some(d) => format!("{} s", now.saturating_duration_since(d.at).as_secs()),
+        None => "none".into(),
+    };
+    let hits = p.digest.hits.load(Ordering::Relaxed);
+    let false_hits = p.digest.false_hits.load(Ordering::Relaxed);
+    let ratio = if hits == 0 {
+        0.0
+    } else {
+        false_hits as f64 * 100.0 / hits as f64
+    };
+    format!(
+        "<td class=\"digest-age\">{age}</td><td class=\"false-hits\">{false_hits}/{hits} ({ratio:.1}%)</td>"
+    )
+}
+
 fn script() -> String {
     format!(
         "(function(){{\n\

@@ -1,4 +1,4 @@
-//! Squid's text pages, line for line in Squid 5.7's layout (see fixtures/squid-mgr/), so that tools which parse Squid's pages parse cuttle's: menu, info, counters, 5min, 60min, service_times, server_list, storedir, config, objects, vm_objects, utilization, active_requests, client_list, filedescriptors, ipcache, fqdncache and events.
+//! Squid's text pages, line for line in Squid 5.7's layout (see fixtures/squid-mgr/), so that tools which parse Squid's pages parse cuttle's: menu, info, counters, 5min, 60min, service_times, server_list, storedir, config, objects, vm_objects, utilization, active_requests, client_list, filedescriptors, ipcache, fqdncache, events and digest_stats.
 //!
 //! Where cuttle has no such thing (a select loop, memory pools, FTP, DNS
 //! timing, a disk-I/O layer) the line is kept with 0, so parsers find every
@@ -16,10 +16,12 @@ use crate::stats::Histogram;
 use crate::store::Listed;
 
 mod counter_pages;
+mod digests;
 mod peers;
 mod process;
 
 use counter_pages::{averages, counters, service_classes, service_times};
+use digests::digest_stats;
 use peers::server_list;
 pub use peers::{addresses, flags, server_list_of};
 use process::{filedescriptors, fqdncache, ipcache};
@@ -37,6 +39,7 @@ pub fn render(name: &str, m: &Manager, s: &Sources<'_>) -> String {
         "60min" => averages(m, s, HOUR),
         "service_times" => service_times(m, s),
         "server_list" => server_list(s),
+        "digest_stats" => digest_stats(m, s),
         "storedir" => storedir(s),
         "config" => config(s),
         "objects" => objects(s, false),

@@ -87,6 +87,51 @@ pub struct DigestSlot {
     pub lookups: AtomicU64,
     pub hits: AtomicU64,
     pub false_hits: AtomicU64,
+    /// What `mgr:digest_stats` reports of the fetches.
+    events: Mutex<Events>,
+}
+
+/// The history of a peer's digest fetches, for `mgr:digest_stats`.
+#[derive(Debug, Clone)]
+pub struct Events {
+    /// When the slot was made (the peer configured).
+    pub initialized: SystemTime,
+    /// When a lookup first wanted the digest.
+    pub needed: Option<SystemTime>,
+    /// When the last fetch started.
+    pub requested: Option<SystemTime>,
+    /// When the last usable digest arrived.
+    pub received: Option<SystemTime>,
+    /// A fetch is under way.
+    pub in_flight: bool,
+    /// Fetches started.
+    pub requests: u64,
+    /// Digests received, and their bytes.
+    pub replies: u64,
+    pub reply_bytes: u64,
+    /// How long the last fetch took, and what came of it.
+    pub last_response_time: Duration,
+    pub last_result: String,
+    /// The back-off set after the last failure (zero after a success).
+    pub last_retry_delay: Duration,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            initialized: SystemTime::now(),
+            needed: None,
+            requested: None,
+            received: None,
+            in_flight: false,
+            requests: 0,
+            replies: 0,
+            reply_bytes: 0,
+            last_response_time: Duration::ZERO,
+            last_result: String::new(),
+            last_retry_delay: Duration::ZERO,
+        }
+    }
 }
 
 /// A validated digest.
@@ -120,8 +165,8 @@ impl DigestSlot {
     /// What the digest says of `key`: `None` without a usable one. The
     /// first call marks the digest wanted.
     pub fn holds(&self, key: &StoreKey) -> Option<bool> {
-        if !self.needed.load(Ordering::Relaxed) {
-            self.needed.store(true, Ordering::Relaxed);
+        if !self.needed.swap(true, Ordering::Relaxed) {
+            self.events().needed = Some(SystemTime::now());
         }
         let current = self.current.read().unwrap_or_else(|p| p.into_inner());
         let received = current.as_ref()?;
@@ -151,6 +196,28 @@ impl DigestSlot {
         s.next_check.is_none_or(|at| now >= at)
     }
 
+    fn events(&self) -> std::sync::MutexGuard<'_, Events> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The fetch history (a copy).
+    pub fn history(&self) -> Events {
+        self.events().clone()
+    }
+
+    /// Whether a lookup has wanted the digest yet.
+    pub fn is_needed(&self) -> bool {
+        self.needed.load(Ordering::Relaxed)
+    }
+
+    /// A fetch starts now.
+    pub fn note_request(&self) {
+        let mut e = self.events();
+        e.requested = Some(SystemTime::now());
+        e.in_flight = true;
+        e.requests += 1;
+    }
+
     fn schedule(&self) -> std::sync::MutexGuard<'_, Schedule> {
         self.schedule.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -160,17 +227,31 @@ impl DigestSlot {
     pub fn note(&self, outcome: Outcome, now: Instant) {
         let mut s = self.schedule();
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let mut e = self.events();
+        e.in_flight = false;
+        if let Some(asked) = e.requested {
+            e.last_response_time = SystemTime::now()
+                .duration_since(asked)
+                .unwrap_or(Duration::ZERO);
+        }
         match outcome {
             Outcome::Digest { bytes, expires_in } => {
+                e.received = Some(SystemTime::now());
+                e.replies += 1;
+                e.reply_bytes += bytes.len() as u64;
+                e.last_result = "success".into();
+                e.last_retry_delay = Duration::ZERO;
                 s.failures = 0;
                 let after = expires_in.map_or(PEER_MIN_GAP, |e| e + PEER_MIN_GAP);
                 s.next_check = Some(now + after.max(PEER_MIN_GAP));
                 *current = Some(Received { bytes, at: now });
             }
-            Outcome::Failed(_) => {
+            Outcome::Failed(why) => {
                 let back_off = FIRST_RETRY
                     .saturating_mul(1u32 << s.failures.min(16))
                     .min(MAX_RETRY);
+                e.last_result = why;
+                e.last_retry_delay = back_off;
                 s.failures = s.failures.saturating_add(1);
                 s.next_check = Some(now + back_off);
                 *current = None;
@@ -304,6 +385,7 @@ where
         let slot = Arc::clone(&peer.digest);
         drop(table);
         last_any = Some(now);
+        slot.note_request();
         let outcome = fetch(&client, &config, local).await;
         match &outcome {
             Outcome::Digest { bytes, .. } => {

@@ -69,6 +69,9 @@ pub struct Served {
     pub built: SystemTime,
     /// Expires: the next rebuild.
     pub expires: SystemTime,
+    /// Entries in the store when it was built (those not added were
+    /// left out as not fresh long enough: `mgr:digest_stats`' "rejected").
+    pub considered: u64,
     /// The settings it was built under (a reload changing them rebuilds).
     bits_per_entry: u8,
     period: Duration,
@@ -117,6 +120,7 @@ impl StoreDigest {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let considered = store.usage().iter().map(|d| d.entries as u64).sum();
         let digest = build(store, bits_per_entry, secs, period);
         let mut bytes = Vec::with_capacity(HEADER_LEN + digest.mask().len());
         digest.encode(&mut bytes);
@@ -135,6 +139,7 @@ impl StoreDigest {
             header,
             built: now,
             expires: now + period,
+            considered,
             bits_per_entry,
             period,
         });

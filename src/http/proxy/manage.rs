@@ -380,6 +380,7 @@ fn with_sources<T>(
             (true, true) => proxy.store.keys(),
         },
         name: &proxy.name,
+        store_digest: Some(&proxy.store_digest),
         connections,
     };
     f(&sources)

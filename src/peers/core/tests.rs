@@ -627,3 +627,38 @@ fn malformed_and_useless_digests_are_refused_naming_the_field() {
     let why = peer_digest::validate(&full).unwrap_err();
     assert!(why.contains("useless"), "{why}");
 }
+
+#[test]
+fn a_slot_keeps_the_fetch_history_digest_stats_shows() {
+    let t0 = Instant::now();
+    let t = table_up(DIGEST_SIBLINGS, t0);
+    let slot = &t.peers[0].digest;
+    let e = slot.history();
+    assert!(e.needed.is_none() && e.requested.is_none() && e.received.is_none());
+    assert_eq!(slot.holds(&store_key(Method::Get, b"http://a/")), None);
+    assert!(slot.history().needed.is_some());
+    slot.note_request();
+    let e = slot.history();
+    assert!(e.in_flight && e.requested.is_some());
+    assert_eq!(e.requests, 1);
+    slot.note(Outcome::Failed("the peer answered 404".into()), t0);
+    let e = slot.history();
+    assert!(!e.in_flight && e.received.is_none());
+    assert_eq!(e.last_result, "the peer answered 404");
+    assert_eq!(e.last_retry_delay, Duration::from_secs(300));
+    slot.note_request();
+    let bytes = digest_bytes(&[]);
+    let len = bytes.len() as u64;
+    slot.note(
+        Outcome::Digest {
+            bytes,
+            expires_in: None,
+        },
+        t0,
+    );
+    let e = slot.history();
+    assert_eq!((e.requests, e.replies, e.reply_bytes), (2, 1, len));
+    assert_eq!(e.last_result, "success");
+    assert_eq!(e.last_retry_delay, Duration::ZERO);
+    assert!(e.received.is_some());
+}
