@@ -10,22 +10,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cuttle_protocol::digest::Digest;
-use cuttle_protocol::key::{store_key, Method};
-use support::{Conf, Cuttle, LogLine, Origin, Reply, Req, WAIT};
+use support::{Conf, Cuttle, Origin, Reply, Req, WAIT};
 
 const DIGEST_PATH: &str = "/squid-internal-periodic/store_digest";
-
-/// A digest of `urls` as a Squid would serve it.
-fn digest_of(urls: &[String]) -> Vec<u8> {
-    let mut d = Digest::new(1000, 5);
-    for url in urls {
-        d.add(&store_key(Method::Get, url.as_bytes()));
-    }
-    let mut out = Vec::new();
-    d.encode(&mut out);
-    out
-}
 
 fn serve_digest(peer: &Origin, body: Vec<u8>) {
     peer.route(DIGEST_PATH, move |_| {
@@ -43,22 +30,6 @@ fn cuttle_with_sibling(peer: &Origin) -> Cuttle {
     )))
 }
 
-/// The access.log line for `url` (waits for it).
-async fn line_for(cuttle: &Cuttle, url: &str) -> LogLine {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read_to_string(cuttle.log_path()).unwrap_or_default();
-        if let Some(l) = text
-            .lines()
-            .find(|l| l.split_whitespace().nth(6) == Some(url))
-        {
-            return LogLine::parse(l);
-        }
-        assert!(Instant::now() < deadline, "no line for {url}:\n{text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Requests `urls` one by one until one is logged with `hierarchy`
 /// (cuttle uses the digest as soon as it has parsed it, a moment after the
 /// peer sent it); returns the index of that URL.
@@ -66,7 +37,11 @@ async fn first_logged_as(cuttle: &Cuttle, urls: &[String], hierarchy: &str) -> u
     for (i, url) in urls.iter().enumerate() {
         let r = Req::get(url).send(cuttle).await;
         assert_eq!(r.status, 200, "{url}");
-        if line_for(cuttle, url).await.hierarchy == hierarchy {
+        if support::log_line_for(&cuttle.log_path(), url)
+            .await
+            .hierarchy
+            == hierarchy
+        {
             return i;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -86,7 +61,7 @@ async fn a_sibling_digest_hit_is_cd_sibling_hit_and_others_go_direct() {
     let gone = origin.url("/gone");
     let mut in_digest = held.clone();
     in_digest.push(gone.clone());
-    serve_digest(&peer, digest_of(&in_digest));
+    serve_digest(&peer, support::digest_of(1000, &in_digest));
     for i in 0..40 {
         let path = format!("/held/{i}");
         origin.route(&path, |_| Reply::ok("from origin").cc("max-age=600"));
@@ -113,7 +88,7 @@ async fn a_sibling_digest_hit_is_cd_sibling_hit_and_others_go_direct() {
 
     let i = first_logged_as(&cuttle, &held, "CD_SIBLING_HIT/127.0.0.1").await;
     let url = &held[i];
-    let l = line_for(&cuttle, url).await;
+    let l = support::log_line_for(&cuttle.log_path(), url).await;
     assert_eq!(l.result(), "TCP_MISS/200", "{}", l.raw);
     let path = format!("/held/{i}");
     assert_eq!(origin.count(&path), 0, "went to the origin too");
@@ -128,7 +103,9 @@ async fn a_sibling_digest_hit_is_cd_sibling_hit_and_others_go_direct() {
         let r = Req::get(next).send(&cuttle).await;
         assert_eq!(r.text(), "from sibling");
         assert_eq!(
-            line_for(&cuttle, next).await.hierarchy,
+            support::log_line_for(&cuttle.log_path(), next)
+                .await
+                .hierarchy,
             "CD_SIBLING_HIT/127.0.0.1"
         );
     }
@@ -137,7 +114,7 @@ async fn a_sibling_digest_hit_is_cd_sibling_hit_and_others_go_direct() {
     let other = origin.url("/other");
     let r = Req::get(&other).send(&cuttle).await;
     assert_eq!(r.text(), "from origin");
-    let l = line_for(&cuttle, &other).await;
+    let l = support::log_line_for(&cuttle.log_path(), &other).await;
     assert_eq!(l.hierarchy, "HIER_DIRECT/127.0.0.1", "{}", l.raw);
 
     // A false hit: the sibling's 504 sends the request on to the origin.
@@ -145,7 +122,7 @@ async fn a_sibling_digest_hit_is_cd_sibling_hit_and_others_go_direct() {
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "from origin");
     assert_eq!(peer.count("/gone"), 1);
-    let l = line_for(&cuttle, &gone).await;
+    let l = support::log_line_for(&cuttle.log_path(), &gone).await;
     assert_eq!(l.hierarchy, "HIER_DIRECT/127.0.0.1", "{}", l.raw);
 
     // mgr:counters counts the transactions a digest chose (cd.times_used).
@@ -169,7 +146,7 @@ async fn a_malformed_digest_is_refused_naming_the_peer_and_the_field() {
     let origin = Origin::start().await;
     let peer = Origin::start().await;
     let url = origin.url("/held");
-    let mut body = digest_of(std::slice::from_ref(&url));
+    let mut body = support::digest_of(1000, std::slice::from_ref(&url));
     // The mask cut short of what the header announces.
     body.truncate(body.len() - 10);
     serve_digest(&peer, body);
@@ -187,7 +164,9 @@ async fn a_malformed_digest_is_refused_naming_the_peer_and_the_field() {
     let r = Req::get(&url).send(&cuttle).await;
     assert_eq!(r.text(), "from origin");
     assert_eq!(
-        line_for(&cuttle, &url).await.hierarchy,
+        support::log_line_for(&cuttle.log_path(), &url)
+            .await
+            .hierarchy,
         "HIER_DIRECT/127.0.0.1"
     );
 }

@@ -15,29 +15,13 @@ use std::time::{Duration, Instant};
 
 use cuttle_protocol::key::{store_key, Method};
 use peer_lab::{free_tcp_port, squid_binary, squid_lab_lines, tail, Squid, STARTUP};
-use support::{Conf, Cuttle, LogLine, Origin, Reply, Req, TempDir, WAIT};
+use support::{Conf, Cuttle, Origin, Reply, Req, TempDir, WAIT};
 
 const SQUID_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 31, 1);
 /// Where the test itself asks Squid for its digest from (cuttle is on
 /// 127.0.0.1).
 const TEST_CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 31, 9);
 const DIGEST_PATH: &str = "/squid-internal-periodic/store_digest";
-
-/// The access.log line for `url` in `log` (waits for it).
-async fn line_for(log: &std::path::Path, url: &str) -> LogLine {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(l) = text
-            .lines()
-            .rfind(|l| l.split_whitespace().nth(6) == Some(url))
-        {
-            return LogLine::parse(l);
-        }
-        assert!(Instant::now() < deadline, "no line for {url}:\n{text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// `squid -z` for `conf`'s cache_dir: Squid builds its own digest only
 /// once a disk store has finished loading (a memory-only Squid never
@@ -182,7 +166,7 @@ async fn cuttle_uses_a_real_squid_siblings_digest() {
     for url in &held {
         let r = Req::get(url).send(&cuttle).await;
         assert_eq!(r.status, 200, "{url}");
-        let l = line_for(&cuttle.log_path(), url).await;
+        let l = support::log_line_for(&cuttle.log_path(), url).await;
         if l.hierarchy == format!("CD_SIBLING_HIT/{SQUID_ADDR}") {
             hits += 1;
         } else {
@@ -197,7 +181,7 @@ async fn cuttle_uses_a_real_squid_siblings_digest() {
     );
     // Squid served them from its cache (only-if-cached hits).
     let last = held.last().expect("held");
-    let l = line_for(&squid_log, last).await;
+    let l = support::log_line_for(&squid_log, last).await;
     assert!(
         matches!(l.code.as_str(), "TCP_HIT" | "TCP_MEM_HIT"),
         "{}",
@@ -210,7 +194,9 @@ async fn cuttle_uses_a_real_squid_siblings_digest() {
     let other = origin.url("/other");
     assert_eq!(Req::get(&other).send(&cuttle).await.status, 200);
     assert_eq!(
-        line_for(&cuttle.log_path(), &other).await.hierarchy,
+        support::log_line_for(&cuttle.log_path(), &other)
+            .await
+            .hierarchy,
         "HIER_DIRECT/127.0.0.1"
     );
 }

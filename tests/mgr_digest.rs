@@ -8,25 +8,14 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use cuttle_protocol::digest::{mask_len, Digest};
-use cuttle_protocol::key::{store_key, Method};
-use support::{raw, Conf, Cuttle, LogLine, Origin, Reply, Req, WAIT};
+use cuttle_protocol::digest::mask_len;
+use support::{raw, Conf, Cuttle, Origin, Reply, Req};
 
 const DIGEST_PATH: &str = "/squid-internal-periodic/store_digest";
 /// The capacity of the fake sibling's digest.
 const CAPACITY: u32 = 1000;
-
-fn digest_of(urls: &[String]) -> Vec<u8> {
-    let mut d = Digest::new(CAPACITY, 5);
-    for url in urls {
-        d.add(&store_key(Method::Get, url.as_bytes()));
-    }
-    let mut out = Vec::new();
-    d.encode(&mut out);
-    out
-}
 
 /// `GET cache_object://127.0.0.1/PAGE`: the status code and the body.
 async fn mgr(cuttle: &Cuttle, page: &str) -> (u16, String) {
@@ -46,21 +35,6 @@ async fn mgr(cuttle: &Cuttle, page: &str) -> (u16, String) {
     (status, body)
 }
 
-async fn line_for(cuttle: &Cuttle, url: &str) -> LogLine {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read_to_string(cuttle.log_path()).unwrap_or_default();
-        if let Some(l) = text
-            .lines()
-            .find(|l| l.split_whitespace().nth(6) == Some(url))
-        {
-            return LogLine::parse(l);
-        }
-        assert!(Instant::now() < deadline, "no line for {url}:\n{text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A cuttle whose sibling's digest gave one hit taken from the sibling and
 /// one false hit (41 URLs in the digest).
 async fn cuttle_after_a_hit_and_a_false_hit() -> (Cuttle, Origin, Origin) {
@@ -70,7 +44,7 @@ async fn cuttle_after_a_hit_and_a_false_hit() -> (Cuttle, Origin, Origin) {
     let gone = origin.url("/gone");
     let mut in_digest = held.clone();
     in_digest.push(gone.clone());
-    let body = digest_of(&in_digest);
+    let body = support::digest_of(CAPACITY, &in_digest);
     peer.route(DIGEST_PATH, move |_| {
         Reply::ok(body.clone())
             .header("Content-Type", "application/cache-digest")
@@ -98,7 +72,11 @@ async fn cuttle_after_a_hit_and_a_false_hit() -> (Cuttle, Origin, Origin) {
     let mut hit = false;
     for url in &held {
         assert_eq!(Req::get(url).send(&cuttle).await.status, 200);
-        if line_for(&cuttle, url).await.hierarchy == "CD_SIBLING_HIT/127.0.0.1" {
+        if support::log_line_for(&cuttle.log_path(), url)
+            .await
+            .hierarchy
+            == "CD_SIBLING_HIT/127.0.0.1"
+        {
             hit = true;
             break;
         }

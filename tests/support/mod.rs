@@ -1158,3 +1158,35 @@ pub fn expected_reply(opcode: u8, reqnum: u32, url: &str) -> Vec<u8> {
     r.push(0);
     r
 }
+
+// ------------------------------------------------------------ cache digests
+
+/// A Cache Digest in Squid's format sized for `capacity` entries (5 bits
+/// each) that holds the GET keys of `urls`.
+pub fn digest_of(capacity: u32, urls: &[String]) -> Vec<u8> {
+    use cuttle_protocol::digest::Digest;
+    use cuttle_protocol::key::{store_key, Method as KeyMethod};
+    let mut d = Digest::new(capacity, 5);
+    for url in urls {
+        d.add(&store_key(KeyMethod::Get, url.as_bytes()));
+    }
+    let mut out = Vec::new();
+    d.encode(&mut out);
+    out
+}
+
+/// The last line of the access.log at `log` for `url` (waits for one).
+pub async fn log_line_for(log: &Path, url: &str) -> LogLine {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(l) = text
+            .lines()
+            .rfind(|l| l.split_whitespace().nth(6) == Some(url))
+        {
+            return LogLine::parse(l);
+        }
+        assert!(Instant::now() < deadline, "no line for {url}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
