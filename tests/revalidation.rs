@@ -66,3 +66,39 @@ async fn a_foreground_revalidation_that_may_not_be_stored_releases_the_old_entry
     assert_eq!(Req::get(&url).send(&proxy).await.text(), "v3");
     assert_eq!(origin.count("/f"), 3);
 }
+
+/// A 304 whose ETag is not the stored one cannot freshen it (RFC 9111
+/// §4.3.4), and a client that sent no validator must never receive a 304:
+/// cuttle asks again without validators and passes that response on
+/// (cache-tests `304-etag-update-response-ETag` got a 304 with no body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_304_for_another_etag_gets_an_unconditional_client_the_object() {
+    let origin = Origin::start().await;
+    origin.route("/e", |s| {
+        if s.n == 1 {
+            return Reply::ok("first")
+                .header("etag", "\"e1\"")
+                .cc("max-age=1")
+                .header("date", http_date(-30));
+        }
+        if s.has("if-none-match") {
+            return Reply::status(304)
+                .header("etag", "\"e2\"")
+                .cc("max-age=600");
+        }
+        Reply::ok("second")
+            .header("etag", "\"e2\"")
+            .cc("max-age=600")
+    });
+    let proxy = Cuttle::start(&Conf::new());
+    let url = origin.url("/e");
+    assert_eq!(Req::get(&url).send(&proxy).await.text(), "first");
+    let r = Req::get(&url).send(&proxy).await;
+    assert_eq!(r.status, 200, "an unconditional GET got {}", r.status);
+    assert_eq!(r.text(), "second");
+    assert_eq!(r.header("etag"), "\"e2\"");
+    // The new object is stored: the next request is a hit.
+    let r = Req::get(&url).send(&proxy).await;
+    assert_eq!(r.text(), "second");
+    assert_eq!(origin.count("/e"), 3, "the third request was not a hit");
+}

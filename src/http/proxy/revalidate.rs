@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap};
-use http::{Method, Response};
+use http::{Method, Response, StatusCode};
 
 use tracing::Instrument;
 
@@ -21,6 +21,7 @@ use super::fetch::stream_and_store;
 use super::forward::{Fetched, Forwarding};
 use super::hit::serve_hit;
 use super::lookup::Found;
+use super::miss::miss;
 use super::txn::Txn;
 use super::{unix_now, Proxy};
 
@@ -136,15 +137,38 @@ pub(super) async fn revalidate(
             proxy.cache_status(&mut headers, false, Some((true, txn.local_port)));
             proxy.respond(txn, rp.status, headers, ProxyBody::Upstream(Box::new(rb)))
         }
+        Applied::Modified(rp, _)
+            if rp.status == StatusCode::NOT_MODIFIED && !client_conditional(&parts.headers) =>
+        {
+            // A 304 for another validator freshens nothing (RFC 9111
+            // 4.3.4), and a client that sent no validator must get the
+            // object: ask again without validators, as a miss that stores.
+            txn.result = ResultCode::new(ResultTag::TcpRefreshModified);
+            let fetch = plan::Fetch {
+                tag: ResultTag::TcpRefreshModified,
+                store: true,
+                collapse: false,
+                siblings_ok: false,
+            };
+            Box::pin(miss(
+                proxy, txn, target, parts, directives, rule, fetch, None, true,
+            ))
+            .await
+        }
         Applied::Modified(rp, body) => {
-            // A new object (or a 304 that did not match: refetch without
-            // validators next time; this reply is passed on as it is).
+            // A new object, or a 304 for another validator to a client's
+            // own conditional request: passed on as it is.
             txn.result = ResultCode::new(ResultTag::TcpRefreshModified);
             let mut headers = proxy.client_headers(&rp.headers);
             proxy.cache_status(&mut headers, false, Some((true, txn.local_port)));
             proxy.respond(txn, rp.status, headers, body)
         }
     }
+}
+
+/// The client asked conditionally itself (a 304 may answer it).
+fn client_conditional(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::IF_NONE_MATCH) || headers.contains_key(header::IF_MODIFIED_SINCE)
 }
 
 /// The stored entry a revalidation is about.
