@@ -11,29 +11,11 @@ mod support;
 use std::time::Duration;
 
 use cuttle_protocol::digest::mask_len;
-use support::{raw, Conf, Cuttle, Origin, Reply, Req};
+use support::{Conf, Cuttle, Origin, Reply, Req};
 
 const DIGEST_PATH: &str = "/squid-internal-periodic/store_digest";
 /// The capacity of the fake sibling's digest.
 const CAPACITY: u32 = 1000;
-
-/// `GET cache_object://127.0.0.1/PAGE`: the status code and the body.
-async fn mgr(cuttle: &Cuttle, page: &str) -> (u16, String) {
-    let text = raw(
-        cuttle.addr(),
-        format!("GET cache_object://127.0.0.1/{page} HTTP/1.0\r\n\r\n").as_bytes(),
-    )
-    .await;
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_string());
-    (status, body)
-}
 
 /// A cuttle whose sibling's digest gave one hit taken from the sibling and
 /// one false hit (41 URLs in the digest).
@@ -124,7 +106,7 @@ fn sections(page: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digest_stats_shows_peer_and_local_digests_in_squids_layout() {
     let (cuttle, _origin, _peer) = cuttle_after_a_hit_and_a_false_hit().await;
-    let (status, page) = mgr(&cuttle, "digest_stats").await;
+    let (status, page) = support::mgr_page(&cuttle, "digest_stats").await;
     assert_eq!(status, 200, "{page}");
     let squid = fixture("digest_stats-digest-sibling.txt");
     assert_eq!(sections(&page), sections(&squid), "{page}");
@@ -173,14 +155,14 @@ async fn digest_stats_shows_peer_and_local_digests_in_squids_layout() {
     assert!(page.contains("\nstore digest: size: "), "{page}");
     assert!(page.contains("\n\t bits: per entry: 5 on: "), "{page}");
     // The menu lists the page.
-    let (_, menu) = mgr(&cuttle, "menu").await;
+    let (_, menu) = support::mgr_page(&cuttle, "menu").await;
     assert!(menu.contains(" digest_stats "), "{menu}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_shows_each_peers_digest_age_and_false_hit_ratio() {
     let (cuttle, _origin, _peer) = cuttle_after_a_hit_and_a_false_hit().await;
-    let (status, page) = mgr(&cuttle, "status").await;
+    let (status, page) = support::mgr_page(&cuttle, "status").await;
     assert_eq!(status, 200);
     assert!(
         page.contains("<th>Digest age</th><th>False hits</th>"),
@@ -205,7 +187,7 @@ async fn status_page_shows_each_peers_digest_age_and_false_hit_ratio() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_list_of_a_digest_peer_has_no_digest_lines_as_in_squid() {
     let (cuttle, _origin, _peer) = cuttle_after_a_hit_and_a_false_hit().await;
-    let (status, page) = mgr(&cuttle, "server_list").await;
+    let (status, page) = support::mgr_page(&cuttle, "server_list").await;
     assert_eq!(status, 200);
     let squid = fixture("server_list-digest-sibling.txt");
     // Squid 5.7 with a usable peer digest: no digest line, and the flags

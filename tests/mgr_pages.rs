@@ -11,7 +11,7 @@ mod support;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use support::{free_udp_port, query, raw, Conf, Cuttle, Origin, Reply, Req, WAIT};
+use support::{free_udp_port, query, Conf, Cuttle, Origin, Reply, Req, WAIT};
 
 const PASSWORD: &str = "pw13";
 
@@ -22,20 +22,7 @@ async fn mgr(cuttle: &Cuttle, page: &str, password: Option<&str>) -> (u16, Strin
         Some(p) => format!("{page}@{p}"),
         None => page.to_string(),
     };
-    let text = raw(
-        cuttle.addr(),
-        format!("GET cache_object://127.0.0.1/{name} HTTP/1.0\r\n\r\n").as_bytes(),
-    )
-    .await;
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_string());
-    (status, body)
+    support::mgr_page(cuttle, &name).await
 }
 
 fn with_passwords() -> Conf {

@@ -1190,3 +1190,22 @@ pub async fn log_line_for(log: &Path, url: &str) -> LogLine {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// `GET cache_object://127.0.0.1/NAME` (NAME is `PAGE` or `PAGE@PASSWORD`)
+/// from `cuttle`: the status code and the body.
+pub async fn mgr_page(cuttle: &Cuttle, name: &str) -> (u16, String) {
+    let text = raw(
+        cuttle.addr(),
+        format!("GET cache_object://127.0.0.1/{name} HTTP/1.0\r\n\r\n").as_bytes(),
+    )
+    .await;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
