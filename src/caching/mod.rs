@@ -69,6 +69,7 @@ pub mod plan;
 pub mod revalidate;
 pub mod rule;
 pub mod storable;
+pub mod targeted;
 pub mod vary;
 
 #[cfg(test)]
