@@ -307,3 +307,49 @@ async fn directive_none_turns_targeted_fields_off() {
         s.proxy.stderr()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_304_updates_the_targeted_field_or_keeps_the_stored_one() {
+    let origin = Origin::start().await;
+    // Stale by its targeted field at once; each 304 brings a long one.
+    origin.route("/renewed", |s| {
+        let reply = if s.has("if-none-match") {
+            Reply::status(304)
+        } else {
+            Reply::ok("r")
+        };
+        reply
+            .header("etag", "\"r1\"")
+            .cc("max-age=10000")
+            .header("date", http_date(0))
+            .header(
+                "cdn-cache-control",
+                if s.n == 1 {
+                    "max-age=0"
+                } else {
+                    "max-age=10000"
+                },
+            )
+    });
+    // Stale by its targeted field; the 304s bring only Cache-Control, which must not win.
+    origin.route("/kept", |s| {
+        let reply = if s.has("if-none-match") {
+            Reply::status(304)
+        } else {
+            Reply::ok("k").header("cdn-cache-control", "max-age=0")
+        };
+        reply
+            .header("etag", "\"k1\"")
+            .cc("max-age=10000")
+            .header("date", http_date(0))
+    });
+    let s = setup(&[]);
+    for _ in 0..3 {
+        assert_eq!(s.accel(&origin, "/renewed").await.text(), "r");
+        assert_eq!(s.accel(&origin, "/kept").await.text(), "k");
+    }
+    // /renewed: the first fetch, one revalidation, then hits.
+    assert_eq!(origin.count("/renewed"), 2);
+    // /kept: revalidated every time.
+    assert_eq!(origin.count("/kept"), 3);
+}
