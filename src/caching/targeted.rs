@@ -461,6 +461,22 @@ mod tests {
     }
 
     #[test]
+    fn every_structured_field_type_is_understood() {
+        for (text, want) in [
+            ("foo=:aGVsbG8=:, max-age=1", "max-age=1"),
+            ("foo=(a b;p=1 \"s\");q, max-age=1", "max-age=1"),
+            ("foo=(), max-age=1", "max-age=1"),
+            ("*foo=tok/en:x, max-age=1", "max-age=1"),
+            ("foo=1.5, foo2=-3, max-age=1", "max-age=1"),
+            ("foo=\"a \\\"b\\\"\", max-age=1", "max-age=1"),
+            ("max-age=1\t,\tno-store", "max-age=1, no-store"),
+            ("no-store;a;b=?0", "no-store"),
+        ] {
+            assert_eq!(d(text).as_deref(), Some(want), "{text:?}");
+        }
+    }
+
+    #[test]
     fn invalid_or_empty_fields_are_ignored() {
         for text in [
             "",
@@ -477,6 +493,18 @@ mod tests {
             "max-age=1234567890123456",
             "private=:AAA",
             "x=\"unterminated",
+            "x=\"bad \\n escape\"",
+            "x=?2",
+            "x=(a",
+            "x=(a,b)",
+            "x=1.",
+            "x=1.2345",
+            "x=:not base64!:",
+            "\tmax-age=1",
+            "max-age=1;",
+            "max-age=1,,no-store",
+            "max-age=1 no-store",
+            "private=(1)",
         ] {
             assert_eq!(d(text), None, "{text:?}");
         }
@@ -553,5 +581,20 @@ mod tests {
         assert!(!heads.contains_key(INTERNAL_FIELD));
         assert_eq!(heads["cdn-cache-control"], "max-age=600");
         assert!(matches!(effective(&heads), Cow::Borrowed(_)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_parse_without_panicking_and_give_cache_control(value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            if let Some(text) = directives_of(&value) {
+                // What is recorded must be a valid field value, as intake stores it.
+                proptest::prop_assert!(HeaderValue::from_str(&text).is_ok(), "{text:?}");
+            }
+        }
+
+        #[test]
+        fn dictionary_like_text_parses_without_panicking(value in "[a-z*?=\"(): ;,.0-9\\-]{0,40}") {
+            let _ = directives_of(value.as_bytes());
+        }
     }
 }
