@@ -511,6 +511,15 @@ mod tests {
     }
 
     #[test]
+    fn the_config_refuses_the_internal_field() {
+        let loaded = crate::config::load_str_sandboxed(
+            &format!("targeted_cache_control {INTERNAL_FIELD}\n"),
+            "squid.conf",
+        );
+        assert!(loaded.has_errors(), "{:?}", loaded.diagnostics);
+    }
+
+    #[test]
     fn first_valid_field_of_the_list_wins() {
         let heads = h(&[
             ("cuttle-cache-control", "max-age=\"bad\""),

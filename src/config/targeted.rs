@@ -27,7 +27,8 @@ impl Default for TargetedCacheControl {
     }
 }
 
-/// The name cuttle keeps its record of the field in force under (must not be listed).
+/// The name cuttle keeps its record of the field in force under (must not be listed):
+/// `caching::targeted::INTERNAL_FIELD`, which a test there ties to this one.
 const INTERNAL: &str = "cuttle-targeted-cache-control";
 
 fn is_field_name(name: &str) -> bool {
