@@ -253,6 +253,7 @@ impl ResponseDirectives {
     /// Reads the response's Cache-Control (and Pragma) fields. Unknown
     /// directives are ignored.
     pub fn parse(headers: &HeaderMap) -> ResponseDirectives {
+        let headers = &*super::targeted::effective(headers); // RFC 9213: in place of CC
         let mut out = ResponseDirectives::default();
         for d in directives(headers, &CACHE_CONTROL) {
             let value = d.value.as_deref();

@@ -67,6 +67,7 @@ pub(crate) struct Facts {
 
 impl Facts {
     pub fn parse(headers: &HeaderMap) -> Facts {
+        let headers = &*super::targeted::effective(headers); // RFC 9213: in place of CC, Expires
         Facts {
             cc: ResponseDirectives::parse(headers),
             date: headers.get(DATE).and_then(parse_http_date),

@@ -51,6 +51,11 @@
 //! 7. **ICP/HTCP** answer from the index alone: fresh iff [`is_fresh`]`(&times, now)`
 //!    (`now < times.expires`); the age is [`current_age`]`(&times, now)`.
 //!
+//! Every response head from upstream (misses, revalidations, 304s) first goes through
+//! [`targeted::intake`], which records the RFC 9213 targeted field in force for a request
+//! of an accelerator port; every head that leaves cuttle goes through
+//! [`targeted::remove_internal`].
+//!
 //! # Stored times
 //!
 //! [`store::Times`](crate::store::Times) holds, as [`entry_times`] computes them:
@@ -69,6 +74,7 @@ pub mod plan;
 pub mod revalidate;
 pub mod rule;
 pub mod storable;
+pub mod targeted;
 pub mod vary;
 
 #[cfg(test)]

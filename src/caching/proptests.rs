@@ -27,6 +27,8 @@ const NAMES: &[&str] = &[
     "if-modified-since",
     "if-none-match",
     "x-cuttle-vary-marker",
+    "cdn-cache-control",
+    "cuttle-targeted-cache-control",
     "accept-encoding",
 ];
 

@@ -7,7 +7,7 @@ use super::cache::{self};
 use super::lexer::{Files, Line};
 use super::squid_names::{classify, Known};
 use super::values::{SizeUnit, MILLISECONDS, SECONDS};
-use super::{listen, logging, peer};
+use super::{listen, logging, peer, targeted};
 use super::{CachemgrPasswd, Config, Diagnostic, Located, Location, Setting, Severity};
 
 mod settings;
@@ -283,6 +283,7 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "max_stale" => time_setting(ctx, line, SECONDS, |c| &mut c.max_stale),
         "collapsed_forwarding" => onoff_setting(ctx, line, |c| &mut c.collapsed_forwarding),
         "read_ahead_gap" => size_setting(ctx, line, SizeUnit::Bytes, |c| &mut c.read_ahead_gap),
+        "targeted_cache_control" => targeted::parse_targeted_cache_control(ctx, line),
         "access_log" => logging::parse_access_log(ctx, line),
         "logformat" => logging::parse_logformat(ctx, line),
         "strip_query_terms" => onoff_setting(ctx, line, |c| &mut c.strip_query_terms),
@@ -418,6 +419,7 @@ fn is_typed(name: &str) -> bool {
         "max_stale",
         "collapsed_forwarding",
         "read_ahead_gap",
+        "targeted_cache_control",
         "access_log",
         "logformat",
         "strip_query_terms",

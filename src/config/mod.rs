@@ -14,6 +14,7 @@ mod listen;
 mod logging;
 mod peer;
 mod squid_names;
+mod targeted;
 mod values;
 
 use std::fmt;
@@ -32,6 +33,7 @@ pub use logging::{AccessLog, LogDestination, LogFormat, LogOnError};
 pub use peer::{
     CachePeer, CarpKey, ConnectionAuth, FrontEndHttps, HtcpOptions, PeerLogin, PeerType, TypeDomain,
 };
+pub use targeted::TargetedCacheControl;
 
 /// Where a value came from: a file and a 1-based line number. Line 0 means
 /// "the file as a whole" (for example a file that cannot be opened).
@@ -287,6 +289,9 @@ pub struct Config {
     /// `read_ahead_gap`, bytes: how far a fetch may read from the server
     /// ahead of the slowest client it feeds.
     pub read_ahead_gap: Setting<u64>,
+    /// `targeted_cache_control` (cuttle's own): the RFC 9213 fields obeyed on
+    /// accelerator ports; `CDN-Cache-Control` unless set.
+    pub targeted_cache_control: Setting<TargetedCacheControl>,
 
     // -- logging
     /// Empty means Squid's default: `access_log daemon:/var/log/squid/access.log squid`.
@@ -420,6 +425,7 @@ impl Default for Config {
             // On unless turned off: Squid's default is off (README, "Coming from Squid").
             collapsed_forwarding: Setting::default_value(true),
             read_ahead_gap: Setting::default_value(16 * 1024),
+            targeted_cache_control: Setting::default_value(TargetedCacheControl::default()),
             access_logs: Vec::new(),
             logformats: Vec::new(),
             strip_query_terms: Setting::default_value(true),

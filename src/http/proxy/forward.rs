@@ -323,7 +323,8 @@ impl Proxy {
                     .note_connect(&source.host, addr.ip(), c.handshake);
             }
         }
-        let (resp, addr) = sent?;
+        let (mut resp, addr) = sent?;
+        self.take_targeted(resp.headers_mut(), fwd.arrival);
         let mut h = Hierarchy::new(source.code, Some(addr.ip().to_string()));
         if route.timed_out {
             h = h.timed_out();

@@ -11,6 +11,7 @@ use crate::config::{Config, ForwardedFor};
 use crate::http::body::ProxyBody;
 use crate::http::target::Target;
 
+use super::admit::Arrival;
 use super::Proxy;
 
 /// Squid's `X-Cache: HIT from NAME` and `X-Cache-Lookup: HIT from NAME:PORT`.
@@ -123,6 +124,22 @@ impl Proxy {
             .unwrap_or_else(|_| http::Uri::from_static("/"));
         *req.headers_mut() = headers;
         req
+    }
+
+    /// Prepares the head of every response from upstream for the caching rules: records
+    /// the targeted cache-control field in force (RFC 9213) for a request that came in on
+    /// an accelerator port, removing the fields when `remove=on` says so; and drops any
+    /// record of one the response came with (only cuttle writes it).
+    pub(super) fn take_targeted(&self, headers: &mut HeaderMap, arrival: Arrival) {
+        let targeted = &self.config.targeted_cache_control.value;
+        caching::targeted::intake(
+            headers,
+            caching::targeted::Intake {
+                targets: &targeted.fields,
+                accelerated: arrival.accelerated(),
+                remove: targeted.remove,
+            },
+        );
     }
 
     /// An upstream response's fields as passed to the client.

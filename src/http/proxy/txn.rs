@@ -10,6 +10,7 @@ use http::{Method, Response, StatusCode};
 
 use crate::access;
 use crate::access_log::{Entry, Hierarchy, Logger, ResultCode, ResultTag};
+use crate::caching;
 use crate::config::Config;
 use crate::http::body::{ClientBody, ProxyBody};
 use crate::http::errors::{self, ErrorKind};
@@ -188,6 +189,8 @@ impl Proxy {
             }
         }
         note_code(&txn.result, status);
+        // Every response leaves here: cuttle's record of a targeted field must not.
+        caching::targeted::remove_internal(&mut headers);
         headers.append(header::VIA, self.via.clone());
         let head_bytes = head_size(status, &headers);
         let content_type = headers
