@@ -47,11 +47,14 @@ impl ByteRange {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ranged {
     /// The whole response (200): no usable Range, an If-Range that does
-    /// not hold, or more than one range (cuttle does not send
-    /// multipart/byteranges).
+    /// not hold, or ranges that overlap (together more bytes than the
+    /// body: a request could otherwise make one stored byte cost many
+    /// sent, RFC 9110 §14.2).
     Whole,
     /// 206 with this one range.
     Partial(ByteRange),
+    /// 206 multipart/byteranges with these ranges, in the client's order.
+    Multiple(Vec<ByteRange>),
     /// 416: no range overlaps the body.
     Unsatisfiable,
 }
@@ -177,10 +180,73 @@ pub fn select(request: &HeaderMap, stored: &HeaderMap, len: u64) -> Ranged {
     if len == 0 {
         return Ranged::Whole;
     }
-    match satisfy(&specs, len).as_slice() {
+    let ranges = satisfy(&specs, len);
+    match ranges.as_slice() {
         [] => Ranged::Unsatisfiable,
         [one] => Ranged::Partial(*one),
-        _ => Ranged::Whole,
+        _ if overlap(&ranges) => Ranged::Whole,
+        _ => Ranged::Multiple(ranges),
+    }
+}
+
+/// Whether some byte is in two of `ranges`.
+fn overlap(ranges: &[ByteRange]) -> bool {
+    let mut sorted = ranges.to_vec();
+    sorted.sort_unstable_by_key(|r| r.first);
+    sorted.windows(2).any(|w| w[1].first <= w[0].last)
+}
+
+/// A multipart/byteranges body (RFC 9110 §14.6).
+pub struct Multipart {
+    /// `multipart/byteranges; boundary=...`.
+    pub content_type: HeaderValue,
+    /// Part heads and views of the stored body, in order.
+    pub body: Vec<bytes::Bytes>,
+    pub len: u64,
+}
+
+/// The parts for `ranges` of a body of `complete` bytes held in `chunks`,
+/// each headed by the stored `part_type` (if any) and its Content-Range,
+/// separated by `boundary` (which the caller makes unlikely to occur in
+/// the body: 1 to 70 characters of `bchars`, RFC 2046 §5.1.1).
+pub fn multipart(
+    ranges: &[ByteRange],
+    chunks: &[bytes::Bytes],
+    complete: u64,
+    part_type: Option<&HeaderValue>,
+    boundary: &str,
+) -> Multipart {
+    let mut body = Vec::with_capacity(ranges.len() * 2 + 1);
+    for (n, range) in ranges.iter().enumerate() {
+        let mut head = Vec::with_capacity(96);
+        if n > 0 {
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        if let Some(t) = part_type {
+            head.extend_from_slice(b"Content-Type: ");
+            head.extend_from_slice(t.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(
+            format!(
+                "Content-Range: bytes {}-{}/{complete}\r\n\r\n",
+                range.first, range.last
+            )
+            .as_bytes(),
+        );
+        body.push(bytes::Bytes::from(head));
+        body.extend(slice_chunks(chunks, *range));
+    }
+    body.push(bytes::Bytes::from(format!("\r\n--{boundary}--\r\n")));
+    let len = body.iter().map(|b| b.len() as u64).sum();
+    let content_type =
+        HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}"))
+            .unwrap_or(HeaderValue::from_static("multipart/byteranges"));
+    Multipart {
+        content_type,
+        body,
+        len,
     }
 }
 
@@ -300,7 +366,17 @@ mod tests {
         assert_eq!(ask(&[("range", "bytes=0-1")], 11), Ranged::Partial(r(0, 1)));
         assert_eq!(ask(&[("range", "bytes=20-")], 11), Ranged::Unsatisfiable);
         assert_eq!(ask(&[("range", "bytes=1-0")], 11), Ranged::Whole);
-        assert_eq!(ask(&[("range", "bytes=0-1,3-4")], 11), Ranged::Whole);
+        assert_eq!(
+            ask(&[("range", "bytes=3-4,0-1")], 11),
+            Ranged::Multiple(vec![r(3, 4), r(0, 1)])
+        );
+        // Overlapping ranges: the whole response rather than bytes twice.
+        assert_eq!(ask(&[("range", "bytes=0-4,4-5")], 11), Ranged::Whole);
+        assert_eq!(ask(&[("range", "bytes=0-,-1")], 11), Ranged::Whole);
+        assert_eq!(
+            ask(&[("range", "bytes=0-4,5-")], 11),
+            Ranged::Multiple(vec![r(0, 4), r(5, 10)])
+        );
         assert_eq!(ask(&[("range", "bytes=0-1,30-")], 11), Ranged::Partial(r(0, 1)));
         assert_eq!(ask(&[("range", "bytes=0-1"), ("range", "bytes=2-3")], 11), Ranged::Whole);
         assert_eq!(ask(&[("range", "bytes=0-1")], 0), Ranged::Whole);
@@ -315,6 +391,24 @@ mod tests {
         );
         let partial = h(&[("content-range", "bytes 0-4/10")]);
         assert_eq!(select(&h(&[("range", "bytes=0-1")]), &partial, 5), Ranged::Whole);
+    }
+
+    #[test]
+    fn multipart_heads_each_part_and_closes() {
+        let chunks = [Bytes::from_static(b"01234"), Bytes::from_static(b"56789")];
+        let t = HeaderValue::from_static("text/plain");
+        let m = multipart(&[r(4, 5), r(0, 0)], &chunks, 10, Some(&t), "B");
+        let text = String::from_utf8(m.body.concat()).unwrap();
+        assert_eq!(
+            text,
+            "--B\r\nContent-Type: text/plain\r\nContent-Range: bytes 4-5/10\r\n\r\n45\
+             \r\n--B\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-0/10\r\n\r\n0\
+             \r\n--B--\r\n"
+        );
+        assert_eq!(m.len, text.len() as u64);
+        assert_eq!(m.content_type, "multipart/byteranges; boundary=B");
+        let untyped = multipart(&[r(0, 0), r(9, 9)], &chunks, 10, None, "B");
+        assert!(!String::from_utf8(untyped.body.concat()).unwrap().contains("Content-Type"));
     }
 
     #[test]
