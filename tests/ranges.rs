@@ -286,3 +286,83 @@ async fn a_stored_error_is_sent_whole() {
     assert_eq!((again.status, again.text().as_str()), (404, "not here"));
     assert_eq!(origin.count("/gone"), 1);
 }
+
+/// A miss forwards the client's Range (as Squid with its default
+/// range_offset_limit 0): an origin's 206 is passed on and not stored; an
+/// origin's whole 200 of known length is stored, and the client that
+/// asked for a range gets its 206 cut from it as it streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_that_brings_the_whole_object_sends_the_range() {
+    let origin = origin().await;
+    origin.route("/chunked", |_| {
+        Reply::ok(BODY).cc("max-age=3600").chunked()
+    });
+    origin.route("/partial", |s| {
+        if s.has("range") {
+            return Reply::status(206)
+                .body("12")
+                .header("content-range", "bytes 1-2/11")
+                .cc("max-age=3600");
+        }
+        Reply::ok(BODY).cc("max-age=3600")
+    });
+    let proxy = Cuttle::start(&Conf::new());
+    let url = origin.url("/r");
+    let resp = Req::get(&url)
+        .header("range", "bytes=2-4")
+        .send(&proxy)
+        .await;
+    assert_partial(&resp, "234", "bytes 2-4/11");
+    assert_eq!(origin.last("/r").header("range"), "bytes=2-4");
+    // What was stored is the whole object.
+    assert_whole(&Req::get(&url).send(&proxy).await);
+    assert_eq!(origin.count("/r"), 1);
+    let log = proxy.log(2).await;
+    assert_eq!(log[0].result(), "TCP_MISS/206", "{log:#?}");
+    assert_eq!(log[1].result(), "TCP_MEM_HIT/200", "{log:#?}");
+    // No length known before the body ends: the whole 200.
+    let chunked = origin.url("/chunked");
+    let resp = Req::get(&chunked).header("range", "bytes=2-4").send(&proxy).await;
+    assert_eq!((resp.status, resp.text().as_str()), (200, BODY));
+    // The origin's own 206 is passed on, and not stored.
+    let partial = origin.url("/partial");
+    let resp = Req::get(&partial).header("range", "bytes=1-2").send(&proxy).await;
+    assert_eq!((resp.status, resp.text().as_str()), (206, "12"));
+    assert_eq!(resp.header("content-range"), "bytes 1-2/11");
+    assert_eq!(Req::get(&partial).send(&proxy).await.text(), BODY);
+    assert_eq!(origin.count("/partial"), 2);
+}
+
+/// The client that asked for the first bytes of a big miss is done long
+/// before the body is: the fetch goes on and stores the whole object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_at_the_start_of_a_big_miss_leaves_the_whole_object_stored() {
+    let origin = Origin::start().await;
+    let big = support::pattern(7, 300_000);
+    let sent = big.clone();
+    origin.route("/big", move |_| {
+        Reply::ok(sent.clone())
+            .cc("max-age=3600")
+            .pieces(6, std::time::Duration::from_millis(20))
+    });
+    let proxy = Cuttle::start(&Conf::new());
+    let url = origin.url("/big");
+    let resp = Req::get(&url).header("range", "bytes=10-19").send(&proxy).await;
+    assert_eq!(resp.status, 206, "{resp:?}");
+    assert_eq!(resp.body, big[10..20]);
+    assert_eq!(resp.header("content-range"), "bytes 10-19/300000");
+    origin.wait_finished("/big", 1).await;
+    // Stored whole: a later range deep inside it is a hit.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let resp = Req::get(&url).header("range", "bytes=299990-").send(&proxy).await;
+        if resp.x_cache() == "HIT" {
+            assert_eq!(resp.status, 206, "{resp:?}");
+            assert_eq!(resp.body, big[299_990..]);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never stored");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(origin.count("/big"), 1);
+}

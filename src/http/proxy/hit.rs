@@ -12,6 +12,7 @@ use crate::caching::range::{self, ByteRange, Ranged};
 use crate::caching::{self, Outcome};
 use crate::http::body::{ClientBody, ProxyBody};
 
+use super::headers::content_length;
 use super::lookup::Found;
 use super::txn::Txn;
 use super::Proxy;
@@ -72,7 +73,10 @@ pub(super) fn send_entry(
             Ranged::Whole => {}
             Ranged::Partial(one) => return send_range(proxy, txn, found, age, one, len),
             Ranged::Multiple(ranges) => return send_ranges(proxy, txn, found, age, &ranges, len),
-            Ranged::Unsatisfiable => return unsatisfiable(proxy, txn, age, len),
+            Ranged::Unsatisfiable => {
+                let cache = (true, Some((true, txn.local_port)));
+                return unsatisfiable(proxy, txn, Some(age), len, cache);
+            }
         }
     }
     let port = txn.local_port;
@@ -152,13 +156,25 @@ fn boundary() -> String {
     format!("cuttle-{:016x}", RandomState::new().hash_one(nanos))
 }
 
-/// 416 for a stored body of `len` bytes: none of the stored fields, which
+/// X-Cache and X-Cache-Lookup as [`Proxy::cache_status`] takes them: (a
+/// hit, (anything stored, port)).
+type CacheStatus = (bool, Option<(bool, u16)>);
+
+/// 416 for a body of `len` bytes: none of the response's fields, which
 /// describe a 200 (a downstream cache must not keep this as the object).
-fn unsatisfiable(proxy: &Proxy, txn: Txn, age: u64, len: u64) -> Response<ClientBody> {
+fn unsatisfiable(
+    proxy: &Proxy,
+    txn: Txn,
+    age: Option<u64>,
+    len: u64,
+    (hit, lookup): CacheStatus,
+) -> Response<ClientBody> {
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_RANGE, range::unsatisfied_content_range(len));
-    headers.insert(header::AGE, caching::age_value(age));
-    proxy.cache_status(&mut headers, true, Some((true, txn.local_port)));
+    if let Some(age) = age {
+        headers.insert(header::AGE, caching::age_value(age));
+    }
+    proxy.cache_status(&mut headers, hit, lookup);
     caching::frame_by_body(&mut headers, StatusCode::RANGE_NOT_SATISFIABLE, 0);
     proxy.respond(
         txn,
@@ -166,4 +182,36 @@ fn unsatisfiable(proxy: &Proxy, txn: Txn, age: u64, len: u64) -> Response<Client
         headers,
         ProxyBody::Empty,
     )
+}
+
+/// A fetched response (a miss) to a GET with Range: a whole 200 of known
+/// length goes out as the asked range, cut as it streams (the store keeps
+/// the whole); anything else as it came: the origin's own 206, several
+/// ranges (multipart is made from stored bodies only), a body whose length
+/// is known only at its end.
+pub(super) fn send_fetched_range(
+    proxy: &Proxy,
+    txn: Txn,
+    parts: &http::request::Parts,
+    (status, mut headers, body): (StatusCode, HeaderMap, ProxyBody),
+    (hit, lookup): CacheStatus,
+) -> Response<ClientBody> {
+    let len = (parts.method == Method::GET && status == StatusCode::OK)
+        .then(|| content_length(&headers))
+        .flatten();
+    let ranged = len.map(|len| (len, range::select(&parts.headers, &headers, len)));
+    match ranged {
+        Some((len, Ranged::Partial(one))) => {
+            headers.insert(header::CONTENT_RANGE, one.content_range(len));
+            caching::frame_by_body(&mut headers, StatusCode::PARTIAL_CONTENT, one.size());
+            proxy.cache_status(&mut headers, hit, lookup);
+            let body = body.window(one.first, one.size());
+            proxy.respond(txn, StatusCode::PARTIAL_CONTENT, headers, body)
+        }
+        Some((len, Ranged::Unsatisfiable)) => unsatisfiable(proxy, txn, None, len, (hit, lookup)),
+        _ => {
+            proxy.cache_status(&mut headers, hit, lookup);
+            proxy.respond(txn, status, headers, body)
+        }
+    }
 }
