@@ -62,12 +62,32 @@ async fn a_memory_hit_serves_byte_open_ended_and_suffix_ranges() {
     let origin = origin().await;
     let proxy = Cuttle::start(&Conf::new());
     let url = stored(&origin, &proxy).await;
-    assert_partial(&ranged(&url, &proxy, "bytes=0-1").await, "01", "bytes 0-1/11");
-    assert_partial(&ranged(&url, &proxy, "bytes=1-").await, "1234567890", "bytes 1-10/11");
-    assert_partial(&ranged(&url, &proxy, "bytes=-1").await, "0", "bytes 10-10/11");
+    assert_partial(
+        &ranged(&url, &proxy, "bytes=0-1").await,
+        "01",
+        "bytes 0-1/11",
+    );
+    assert_partial(
+        &ranged(&url, &proxy, "bytes=1-").await,
+        "1234567890",
+        "bytes 1-10/11",
+    );
+    assert_partial(
+        &ranged(&url, &proxy, "bytes=-1").await,
+        "0",
+        "bytes 10-10/11",
+    );
     // Past the end is clipped; a suffix longer than the body is all of it.
-    assert_partial(&ranged(&url, &proxy, "bytes=9-99").await, "90", "bytes 9-10/11");
-    assert_partial(&ranged(&url, &proxy, "bytes=-50").await, BODY, "bytes 0-10/11");
+    assert_partial(
+        &ranged(&url, &proxy, "bytes=9-99").await,
+        "90",
+        "bytes 9-10/11",
+    );
+    assert_partial(
+        &ranged(&url, &proxy, "bytes=-50").await,
+        BODY,
+        "bytes 0-10/11",
+    );
     assert_eq!(origin.count("/r"), 1, "all from the cache");
     let results: Vec<String> = proxy.log(6).await.iter().map(|l| l.result()).collect();
     assert_eq!(
@@ -89,7 +109,11 @@ async fn a_disk_hit_serves_a_range() {
     // Nothing fits the memory cache: every hit is read from the cache_dir.
     let proxy = Cuttle::start(&Conf::new().extra("maximum_object_size_in_memory 0 KB"));
     let url = stored(&origin, &proxy).await;
-    assert_partial(&ranged(&url, &proxy, "bytes=3-5").await, "345", "bytes 3-5/11");
+    assert_partial(
+        &ranged(&url, &proxy, "bytes=3-5").await,
+        "345",
+        "bytes 3-5/11",
+    );
     assert_eq!(origin.count("/r"), 1);
     let log = proxy.log(2).await;
     assert_eq!(log[1].result(), "TCP_HIT/206", "{log:#?}");
@@ -119,7 +143,11 @@ async fn an_invalid_range_is_ignored() {
     let proxy = Cuttle::start(&Conf::new());
     let url = stored(&origin, &proxy).await;
     // A valid one first, so this test fails where ranges are not served.
-    assert_partial(&ranged(&url, &proxy, "bytes=0-0").await, "0", "bytes 0-0/11");
+    assert_partial(
+        &ranged(&url, &proxy, "bytes=0-0").await,
+        "0",
+        "bytes 0-0/11",
+    );
     for range in ["bytes=5-2", "items=0-1", "bytes=a-", "bytes=", "bytes 0-1"] {
         assert_whole(&ranged(&url, &proxy, range).await);
     }
@@ -128,7 +156,10 @@ async fn an_invalid_range_is_ignored() {
         .header("range", "bytes=0-1")
         .send(&proxy)
         .await;
-    assert_eq!((head.status, head.header("content-length").as_str()), (200, "11"));
+    assert_eq!(
+        (head.status, head.header("content-length").as_str()),
+        (200, "11")
+    );
     assert_eq!(origin.count("/r"), 1);
 }
 
@@ -171,7 +202,11 @@ async fn a_conditional_that_matches_comes_before_the_range() {
     let origin = origin().await;
     let proxy = Cuttle::start(&Conf::new());
     let url = stored(&origin, &proxy).await;
-    assert_partial(&ranged(&url, &proxy, "bytes=0-1").await, "01", "bytes 0-1/11");
+    assert_partial(
+        &ranged(&url, &proxy, "bytes=0-1").await,
+        "01",
+        "bytes 0-1/11",
+    );
     let matched = Req::get(&url)
         .header("range", "bytes=0-1")
         .header("if-none-match", "\"r1\"")
@@ -255,9 +290,7 @@ async fn a_revalidated_hit_serves_the_range() {
         if s.header("if-none-match") == "\"s1\"" {
             return Reply::status(304).header("etag", "\"s1\"").cc("max-age=0");
         }
-        Reply::ok(BODY)
-            .header("etag", "\"s1\"")
-            .cc("max-age=0")
+        Reply::ok(BODY).header("etag", "\"s1\"").cc("max-age=0")
     });
     let proxy = Cuttle::start(&Conf::new());
     let url = origin.url("/s");
@@ -276,10 +309,16 @@ async fn a_revalidated_hit_serves_the_range() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_error_is_sent_whole() {
     let origin = origin().await;
-    origin.route("/gone", |_| Reply::status(404).body("not here").cc("max-age=3600"));
+    origin.route("/gone", |_| {
+        Reply::status(404).body("not here").cc("max-age=3600")
+    });
     let proxy = Cuttle::start(&Conf::new());
     let url = stored(&origin, &proxy).await;
-    assert_partial(&ranged(&url, &proxy, "bytes=0-1").await, "01", "bytes 0-1/11");
+    assert_partial(
+        &ranged(&url, &proxy, "bytes=0-1").await,
+        "01",
+        "bytes 0-1/11",
+    );
     let gone = origin.url("/gone");
     assert_eq!(Req::get(&gone).send(&proxy).await.status, 404);
     let again = ranged(&gone, &proxy, "bytes=0-1").await;
@@ -294,9 +333,7 @@ async fn a_stored_error_is_sent_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_miss_that_brings_the_whole_object_sends_the_range() {
     let origin = origin().await;
-    origin.route("/chunked", |_| {
-        Reply::ok(BODY).cc("max-age=3600").chunked()
-    });
+    origin.route("/chunked", |_| Reply::ok(BODY).cc("max-age=3600").chunked());
     origin.route("/partial", |s| {
         if s.has("range") {
             return Reply::status(206)
@@ -322,11 +359,17 @@ async fn a_miss_that_brings_the_whole_object_sends_the_range() {
     assert_eq!(log[1].result(), "TCP_MEM_HIT/200", "{log:#?}");
     // No length known before the body ends: the whole 200.
     let chunked = origin.url("/chunked");
-    let resp = Req::get(&chunked).header("range", "bytes=2-4").send(&proxy).await;
+    let resp = Req::get(&chunked)
+        .header("range", "bytes=2-4")
+        .send(&proxy)
+        .await;
     assert_eq!((resp.status, resp.text().as_str()), (200, BODY));
     // The origin's own 206 is passed on, and not stored.
     let partial = origin.url("/partial");
-    let resp = Req::get(&partial).header("range", "bytes=1-2").send(&proxy).await;
+    let resp = Req::get(&partial)
+        .header("range", "bytes=1-2")
+        .send(&proxy)
+        .await;
     assert_eq!((resp.status, resp.text().as_str()), (206, "12"));
     assert_eq!(resp.header("content-range"), "bytes 1-2/11");
     assert_eq!(Req::get(&partial).send(&proxy).await.text(), BODY);
@@ -347,7 +390,10 @@ async fn a_range_at_the_start_of_a_big_miss_leaves_the_whole_object_stored() {
     });
     let proxy = Cuttle::start(&Conf::new());
     let url = origin.url("/big");
-    let resp = Req::get(&url).header("range", "bytes=10-19").send(&proxy).await;
+    let resp = Req::get(&url)
+        .header("range", "bytes=10-19")
+        .send(&proxy)
+        .await;
     assert_eq!(resp.status, 206, "{resp:?}");
     assert_eq!(resp.body, big[10..20]);
     assert_eq!(resp.header("content-range"), "bytes 10-19/300000");
@@ -355,7 +401,10 @@ async fn a_range_at_the_start_of_a_big_miss_leaves_the_whole_object_stored() {
     // Stored whole: a later range deep inside it is a hit.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let resp = Req::get(&url).header("range", "bytes=299990-").send(&proxy).await;
+        let resp = Req::get(&url)
+            .header("range", "bytes=299990-")
+            .send(&proxy)
+            .await;
         if resp.x_cache() == "HIT" {
             assert_eq!(resp.status, 206, "{resp:?}");
             assert_eq!(resp.body, big[299_990..]);

@@ -240,9 +240,8 @@ pub fn multipart(
     }
     body.push(bytes::Bytes::from(format!("\r\n--{boundary}--\r\n")));
     let len = body.iter().map(|b| b.len() as u64).sum();
-    let content_type =
-        HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}"))
-            .unwrap_or(HeaderValue::from_static("multipart/byteranges"));
+    let content_type = HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}"))
+        .unwrap_or(HeaderValue::from_static("multipart/byteranges"));
     Multipart {
         content_type,
         body,
@@ -300,8 +299,14 @@ mod tests {
         assert_eq!(p("bytes=0-1"), Some(vec![from(0, Some(1))]));
         assert_eq!(p("bytes=1-"), Some(vec![from(1, None)]));
         assert_eq!(p("bytes=-5"), Some(vec![Spec::Suffix(5)]));
-        assert_eq!(p("Bytes=0-0, -1"), Some(vec![from(0, Some(0)), Spec::Suffix(1)]));
-        assert_eq!(p(" bytes=0-1 ,,2-3"), Some(vec![from(0, Some(1)), from(2, Some(3))]));
+        assert_eq!(
+            p("Bytes=0-0, -1"),
+            Some(vec![from(0, Some(0)), Spec::Suffix(1)])
+        );
+        assert_eq!(
+            p(" bytes=0-1 ,,2-3"),
+            Some(vec![from(0, Some(1)), from(2, Some(3))])
+        );
         assert_eq!(
             p("bytes=99999999999999999999999-"),
             Some(vec![from(u64::MAX, None)])
@@ -311,8 +316,20 @@ mod tests {
     #[test]
     fn rejects_what_is_not_a_bytes_range_set() {
         for bad in [
-            "", "bytes", "bytes=", "bytes=,", "items=0-1", "bytes=a-b", "bytes=1-0", "bytes=-",
-            "bytes=0-1-2", "bytes=+1-2", "bytes=0-1,x", "bytes = 0-1", "bytes=- 1", "bytes=1",
+            "",
+            "bytes",
+            "bytes=",
+            "bytes=,",
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=1-0",
+            "bytes=-",
+            "bytes=0-1-2",
+            "bytes=+1-2",
+            "bytes=0-1,x",
+            "bytes = 0-1",
+            "bytes=- 1",
+            "bytes=1",
         ] {
             assert_eq!(p(bad), None, "{bad:?}");
         }
@@ -377,8 +394,14 @@ mod tests {
             ask(&[("range", "bytes=0-4,5-")], 11),
             Ranged::Multiple(vec![r(0, 4), r(5, 10)])
         );
-        assert_eq!(ask(&[("range", "bytes=0-1,30-")], 11), Ranged::Partial(r(0, 1)));
-        assert_eq!(ask(&[("range", "bytes=0-1"), ("range", "bytes=2-3")], 11), Ranged::Whole);
+        assert_eq!(
+            ask(&[("range", "bytes=0-1,30-")], 11),
+            Ranged::Partial(r(0, 1))
+        );
+        assert_eq!(
+            ask(&[("range", "bytes=0-1"), ("range", "bytes=2-3")], 11),
+            Ranged::Whole
+        );
         assert_eq!(ask(&[("range", "bytes=0-1")], 0), Ranged::Whole);
         let if_range = |tag| ask(&[("range", "bytes=0-1"), ("if-range", tag)], 11);
         assert_eq!(if_range("\"v1\""), Ranged::Partial(r(0, 1)));
@@ -390,7 +413,10 @@ mod tests {
             Ranged::Whole
         );
         let partial = h(&[("content-range", "bytes 0-4/10")]);
-        assert_eq!(select(&h(&[("range", "bytes=0-1")]), &partial, 5), Ranged::Whole);
+        assert_eq!(
+            select(&h(&[("range", "bytes=0-1")]), &partial, 5),
+            Ranged::Whole
+        );
     }
 
     #[test]
@@ -408,12 +434,18 @@ mod tests {
         assert_eq!(m.len, text.len() as u64);
         assert_eq!(m.content_type, "multipart/byteranges; boundary=B");
         let untyped = multipart(&[r(0, 0), r(9, 9)], &chunks, 10, None, "B");
-        assert!(!String::from_utf8(untyped.body.concat()).unwrap().contains("Content-Type"));
+        assert!(!String::from_utf8(untyped.body.concat())
+            .unwrap()
+            .contains("Content-Type"));
     }
 
     #[test]
     fn slices_across_chunks_without_copying() {
-        let chunks = [Bytes::from_static(b"0123"), Bytes::from_static(b"4567"), Bytes::from_static(b"89")];
+        let chunks = [
+            Bytes::from_static(b"0123"),
+            Bytes::from_static(b"4567"),
+            Bytes::from_static(b"89"),
+        ];
         let text = |range| -> Vec<u8> { slice_chunks(&chunks, range).concat() };
         assert_eq!(text(r(0, 1)), b"01");
         assert_eq!(text(r(3, 8)), b"345678");
