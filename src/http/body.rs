@@ -444,6 +444,33 @@ mod tests {
         }
     }
 
+    /// A window takes its bytes across chunk edges, ends once they are
+    /// out without reading the rest, and fails when the body is short.
+    #[tokio::test]
+    async fn a_window_sends_its_bytes_only() {
+        use http_body_util::BodyExt;
+        let chunks = || {
+            ProxyBody::from_chunks(
+                ["0123", "4567", "89"].map(|s: &'static str| Bytes::from_static(s.as_bytes())),
+            )
+        };
+        let mut body = chunks().window(3, 4);
+        let mut got = Vec::new();
+        while let Some(frame) = body.frame().await {
+            got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        assert_eq!(got, b"3456");
+        assert!(body.is_end_stream());
+        let ProxyBody::Window(w) = &body else {
+            panic!("not a window")
+        };
+        // The rest ("89") was never read: the inner body is gone.
+        assert!(matches!(w.inner, ProxyBody::Empty));
+        let all = chunks().window(0, 10).collect().await.unwrap().to_bytes();
+        assert_eq!(all, "0123456789");
+        assert!(chunks().window(8, 5).collect().await.is_err());
+    }
+
     /// The second piece waits out the pause after the first went out, and
     /// the body is pending meanwhile (when hyper flushes the first).
     #[tokio::test(start_paused = true)]
