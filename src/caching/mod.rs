@@ -71,6 +71,7 @@ pub mod head;
 pub mod hit;
 pub mod invalidate;
 pub mod plan;
+pub mod range;
 pub mod revalidate;
 pub mod rule;
 pub mod storable;

@@ -35,6 +35,52 @@ pub enum ProxyBody {
     Shared(Reader),
     /// Two pieces with a pause between them (see [`Paced`]).
     Paced(Box<Paced>),
+    /// One range of another body as it streams (see [`Window`]).
+    Window(Box<Window>),
+}
+
+/// The bytes `skip .. skip + take` of a streamed body: the range a client
+/// asked for, cut from a whole 200 as it arrives. The rest of the body is
+/// dropped unread once the range is sent (a fetch it came from goes on
+/// storing without this reader).
+pub struct Window {
+    inner: ProxyBody,
+    skip: u64,
+    left: u64,
+}
+
+impl Window {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            if self.left == 0 {
+                self.inner = ProxyBody::Empty;
+                return Poll::Ready(None);
+            }
+            let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    // Shorter than its Content-Length said: the client
+                    // must see a truncated response, not a short one.
+                    return Poll::Ready(Some(Err("body ended before the range".into())));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let len = data.len() as u64;
+            if self.skip >= len {
+                self.skip -= len;
+                continue;
+            }
+            let from = self.skip as usize;
+            let to = (self.skip + self.left).min(len) as usize;
+            self.skip = 0;
+            self.left -= (to - from) as u64;
+            return Poll::Ready(Some(Ok(Frame::data(data.slice(from..to)))));
+        }
+    }
 }
 
 /// A body sent as `first`, then, after `pause`, `rest`: hyper flushes what
@@ -78,6 +124,15 @@ impl ProxyBody {
         ProxyBody::Chunks(chunks.into_iter().filter(|c| !c.is_empty()).collect())
     }
 
+    /// `take` bytes of `self` after the first `skip`.
+    pub fn window(self, skip: u64, take: u64) -> ProxyBody {
+        ProxyBody::Window(Box::new(Window {
+            inner: self,
+            skip,
+            left: take,
+        }))
+    }
+
     pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
         ProxyBody::from_chunks([bytes.into()])
     }
@@ -108,6 +163,7 @@ impl Body for ProxyBody {
             }
             ProxyBody::Incoming(attempt) => attempt.poll_frame(cx),
             ProxyBody::Paced(paced) => paced.poll_frame(cx),
+            ProxyBody::Window(window) => window.poll_frame(cx),
             ProxyBody::Upstream(inner) => {
                 Pin::new(inner.as_mut()).poll_frame(cx).map_err(Into::into)
             }
@@ -134,6 +190,7 @@ impl Body for ProxyBody {
             ProxyBody::Upstream(b) => b.is_end_stream(),
             ProxyBody::Shared(_) => false,
             ProxyBody::Paced(p) => p.first.is_none() && p.rest.is_none(),
+            ProxyBody::Window(w) => w.left == 0,
         }
     }
 
@@ -145,6 +202,7 @@ impl Body for ProxyBody {
             ProxyBody::Upstream(b) => b.size_hint(),
             ProxyBody::Shared(_) => SizeHint::default(),
             ProxyBody::Paced(p) => SizeHint::with_exact(p.len()),
+            ProxyBody::Window(_) => SizeHint::default(),
         }
     }
 }
@@ -384,6 +442,33 @@ mod tests {
         ] {
             assert!(!transfer_coding_supported(&te(bad)), "{bad:?}");
         }
+    }
+
+    /// A window takes its bytes across chunk edges, ends once they are
+    /// out without reading the rest, and fails when the body is short.
+    #[tokio::test]
+    async fn a_window_sends_its_bytes_only() {
+        use http_body_util::BodyExt;
+        let chunks = || {
+            ProxyBody::from_chunks(
+                ["0123", "4567", "89"].map(|s: &'static str| Bytes::from_static(s.as_bytes())),
+            )
+        };
+        let mut body = chunks().window(3, 4);
+        let mut got = Vec::new();
+        while let Some(frame) = body.frame().await {
+            got.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        assert_eq!(got, b"3456");
+        assert!(body.is_end_stream());
+        let ProxyBody::Window(w) = &body else {
+            panic!("not a window")
+        };
+        // The rest ("89") was never read: the inner body is gone.
+        assert!(matches!(w.inner, ProxyBody::Empty));
+        let all = chunks().window(0, 10).collect().await.unwrap().to_bytes();
+        assert_eq!(all, "0123456789");
+        assert!(chunks().window(8, 5).collect().await.is_err());
     }
 
     /// The second piece waits out the pause after the first went out, and

@@ -15,6 +15,7 @@ use crate::http::errors::ErrorKind;
 use crate::http::target::Target;
 
 use super::fetch::FetchJob;
+use super::hit::send_fetched_range;
 use super::txn::Txn;
 use super::{url_key, Proxy};
 
@@ -99,6 +100,11 @@ pub(super) async fn miss(
     }
     let mut headers = proxy.client_headers(&head.headers);
     let lookup = Some((anything, txn.local_port));
+    let body = ProxyBody::Shared(reader);
+    if parts.headers.contains_key(http::header::RANGE) {
+        let fetched = (head.status, headers, body);
+        return send_fetched_range(&proxy, txn, &parts, fetched, (followed, lookup));
+    }
     proxy.cache_status(&mut headers, followed, lookup);
-    proxy.respond(txn, head.status, headers, ProxyBody::Shared(reader))
+    proxy.respond(txn, head.status, headers, body)
 }
