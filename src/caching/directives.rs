@@ -493,7 +493,10 @@ mod tests {
         assert_eq!(resp("max-age =3600").max_age, Some(0));
         assert_eq!(resp("max-age= 3600").max_age, Some(0));
         assert_eq!(resp("s-maxage = 3600").s_maxage, Some(0));
-        assert_eq!(resp("stale-while-revalidate =30").stale_while_revalidate, None);
+        assert_eq!(
+            resp("stale-while-revalidate =30").stale_while_revalidate,
+            None
+        );
         // A malformed field list is taken as the unqualified (stricter) form.
         assert!(resp("private= \"x-user\"").private);
         assert!(resp("no-cache =\"x-a\"").no_cache);
