@@ -292,7 +292,10 @@ pub struct Lifetime {
 /// cache: `s-maxage`, else `max-age`, else `Expires − Date` (Date absent:
 /// `birth`), else Squid's heuristic for `rule`:
 ///
-/// * `negative_ttl` > 0 and a status Squid caches negatively: `negative_ttl`;
+/// * a status Squid caches negatively (404, 5xx, ...): for those RFC 9110
+///   §15.1 calls heuristically cacheable (204, 404, 405, 414, 501) with a
+///   Last-Modified before `birth`, the last-modified factor below (if > 0);
+///   else `negative_ttl` (0 = not cached);
 /// * only for heuristically cacheable statuses or `public` responses:
 /// * with a Last-Modified before `birth`: `(birth − Last-Modified) × percent`
 ///   (computed in floating point and truncated, exactly as Squid does),
@@ -334,7 +337,20 @@ pub(crate) fn lifetime_of(status: StatusCode, f: &Facts, rule: &Rule, birth: u64
         return Lifetime { secs, source };
     }
     if squid_negative(status) {
-        // No heuristic for these (Squid): negative_ttl or nothing.
+        // RFC 9110 §15.1 allows a heuristic for 204, 404, 405, 414 and 501;
+        // cuttle gives them one only from a Last-Modified (a pattern's
+        // `min` alone would keep every missing page), else Squid's rule for
+        // all its negative statuses: negative_ttl or nothing.
+        if heuristically_cacheable(status) {
+            let l = heuristic(f, rule, birth);
+            let from_last_modified = matches!(
+                l.source,
+                LifetimeSource::LastModifiedFactor | LifetimeSource::OverrideLastmod
+            );
+            if from_last_modified && l.secs > 0 {
+                return l;
+            }
+        }
         return Lifetime {
             secs: rule.negative_ttl,
             source: if rule.negative_ttl > 0 {
@@ -350,6 +366,12 @@ pub(crate) fn lifetime_of(status: StatusCode, f: &Facts, rule: &Rule, birth: u64
             source: LifetimeSource::None,
         };
     }
+    heuristic(f, rule, birth)
+}
+
+/// Squid's refresh_pattern heuristic: the last-modified factor when a
+/// Last-Modified precedes `birth`, else the pattern's `min`.
+fn heuristic(f: &Facts, rule: &Rule, birth: u64) -> Lifetime {
     match f.last_modified.filter(|&lm| lm < birth) {
         Some(lm) => {
             let delta = birth - lm;
@@ -707,6 +729,41 @@ mod tests {
         };
         let nf = freshness_lifetime(StatusCode::NOT_FOUND, &HeaderMap::new(), &ttl, T0);
         assert_eq!((nf.secs, nf.source), (30, LifetimeSource::NegativeTtl));
+    }
+
+    /// RFC 9110 §15.1: 204, 404, 405, 414 and 501 are heuristically cacheable.
+    /// cuttle gives them the refresh_pattern's last-modified factor when they
+    /// have a Last-Modified; otherwise they stay Squid's negative statuses.
+    #[test]
+    fn heuristically_cacheable_negative_statuses_use_the_last_modified_factor() {
+        let r = Rule { min: 600, ..rule() };
+        let lm = h(&[("last-modified", &date(T0 - 10_000))]);
+        for code in [204, 404, 405, 414, 501] {
+            let status = StatusCode::from_u16(code).unwrap();
+            let l = freshness_lifetime(status, &lm, &r, T0);
+            assert_eq!(
+                (l.secs, l.source),
+                (2000, LifetimeSource::LastModifiedFactor),
+                "{code}"
+            );
+            // No Last-Modified: no heuristic (the pattern's min is not used).
+            let l = freshness_lifetime(status, &HeaderMap::new(), &r, T0);
+            assert_eq!((l.secs, l.source), (0, LifetimeSource::None), "{code}");
+        }
+        // Squid's other negative statuses never get a heuristic.
+        for code in [400, 403, 500, 503] {
+            let status = StatusCode::from_u16(code).unwrap();
+            let l = freshness_lifetime(status, &lm, &r, T0);
+            assert_eq!((l.secs, l.source), (0, LifetimeSource::None), "{code}");
+        }
+        // refresh_pattern still rules: 0% gives nothing, and negative_ttl is left.
+        let zero = Rule {
+            percent: 0,
+            negative_ttl: 30,
+            ..r
+        };
+        let l = freshness_lifetime(StatusCode::NOT_FOUND, &lm, &zero, T0);
+        assert_eq!((l.secs, l.source), (30, LifetimeSource::NegativeTtl));
     }
 
     #[test]
