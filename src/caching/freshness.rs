@@ -151,7 +151,7 @@ fn date_secs(year: u64, month: u64, day: u64, time: &str) -> Option<u64> {
         digits(&time[3..5])?,
         digits(&time[6..])?,
     );
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
     let month_days = match month {
         2 if leap => 29,
         2 => 28,
