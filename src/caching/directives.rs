@@ -1,5 +1,7 @@
 //! Cache-Control (and Pragma) parsing for requests and responses (RFC 9111 §5.2, §5.4),
-//! lenient about spacing, quoting, case and duplicates, never failing.
+//! lenient about quoting, case and duplicates, never failing. Whitespace around `=` is
+//! tolerated in requests; in a response it makes the directive malformed (§5.2's grammar
+//! has none there), which for a freshness directive means stale (§4.2.1).
 
 use http::header::{
     HeaderMap, HeaderName, AUTHORIZATION, CACHE_CONTROL, IF_MODIFIED_SINCE, PRAGMA,
@@ -14,6 +16,9 @@ pub const DELTA_SECONDS_MAX: u64 = 1 << 31;
 pub(crate) struct Directive {
     pub name: String,
     pub value: Option<String>,
+    /// Whitespace before or after the `=` (`max-age = 60`), which the
+    /// grammar does not allow.
+    pub loose_equals: bool,
 }
 
 /// Splits a comma-separated list of directives, honouring quoted strings
@@ -47,15 +52,24 @@ fn push_directive(item: &str, out: &mut Vec<Directive>) {
     if item.is_empty() {
         return;
     }
-    let (name, value) = match item.split_once('=') {
-        Some((n, v)) => (n, Some(unquote(v.trim_matches([' ', '\t'])))),
-        None => (item, None),
+    let is_space = |c: char| c == ' ' || c == '\t';
+    let (name, value, loose_equals) = match item.split_once('=') {
+        Some((n, v)) => (
+            n,
+            Some(unquote(v.trim_matches([' ', '\t']))),
+            n.ends_with(is_space) || v.starts_with(is_space),
+        ),
+        None => (item, None, false),
     };
     let name = name.trim_matches([' ', '\t']).to_ascii_lowercase();
     if name.is_empty() {
         return;
     }
-    out.push(Directive { name, value });
+    out.push(Directive {
+        name,
+        value,
+        loose_equals,
+    });
 }
 
 /// The content of a quoted-string (escapes resolved; an unterminated one runs
@@ -220,8 +234,8 @@ pub struct ResponseDirectives {
     pub proxy_revalidate: bool,
     pub must_understand: bool,
     pub immutable: bool,
-    /// Conflicting duplicates or an invalid value: 0 (stale), as RFC 9111
-    /// §4.2.1 allows.
+    /// Duplicates: the first (RFC 9111 §4.2.1). An invalid value (not
+    /// digits, or whitespace around `=`): 0, stale, as §4.2.1 encourages.
     pub max_age: Option<u64>,
     /// As `max_age`.
     pub s_maxage: Option<u64>,
@@ -238,15 +252,13 @@ fn field_list(v: &str) -> Vec<HeaderName> {
         .collect()
 }
 
-/// Keeps an explicit-freshness directive: conflicting duplicates and
-/// invalid values mean "stale" (0).
+/// Keeps the first occurrence of an explicit-freshness directive (RFC 9111
+/// §4.2.1 allows the first or "stale"; most published caches take the
+/// first); an invalid value means "stale" (0).
 fn keep_freshness(slot: &mut Option<u64>, value: Option<&str>) {
-    let v = value.and_then(delta_seconds).unwrap_or(0);
-    *slot = match *slot {
-        None => Some(v),
-        Some(old) if old == v => Some(v),
-        Some(_) => Some(0),
-    };
+    if slot.is_none() {
+        *slot = Some(value.and_then(delta_seconds).unwrap_or(0));
+    }
 }
 
 impl ResponseDirectives {
@@ -256,7 +268,14 @@ impl ResponseDirectives {
         let headers = &*super::targeted::effective(headers); // RFC 9213: in place of CC
         let mut out = ResponseDirectives::default();
         for d in directives(headers, &CACHE_CONTROL) {
-            let value = d.value.as_deref();
+            // A malformed argument is kept as an empty one: invalid for a
+            // number (stale, or ignored) and, for `private`/`no-cache`, the
+            // stricter unqualified form.
+            let value = if d.loose_equals {
+                Some("")
+            } else {
+                d.value.as_deref()
+            };
             match d.name.as_str() {
                 "public" => out.public = true,
                 "private" => match value.map(field_list) {
@@ -441,13 +460,49 @@ mod tests {
     }
 
     #[test]
-    fn response_freshness_conflicts_mean_stale() {
+    fn response_freshness_invalid_means_stale() {
         assert_eq!(resp("max-age=60, max-age=60").max_age, Some(60));
-        assert_eq!(resp("max-age=60, max-age=120").max_age, Some(0));
+        assert_eq!(resp("max-age=60, max-age=120").max_age, Some(60));
         assert_eq!(resp("max-age=abc").max_age, Some(0));
         assert_eq!(resp("max-age").max_age, Some(0));
         assert_eq!(resp("s-maxage=-5").s_maxage, Some(0));
         assert_eq!(resp("max-age=\"30\"").max_age, Some(30));
+    }
+
+    /// RFC 9111 §4.2.1: of duplicates "the first occurrence should be used or the
+    /// response should be considered stale"; the first, as most published caches do
+    /// (cache-tests freshness-max-age-two-*).
+    #[test]
+    fn response_freshness_duplicates_take_the_first() {
+        assert_eq!(resp("max-age=1800, max-age=1").max_age, Some(1800));
+        assert_eq!(resp("max-age=1, max-age=1800").max_age, Some(1));
+        let two_lines = |a: &str, b: &str| {
+            ResponseDirectives::parse(&h(&[("cache-control", a), ("cache-control", b)]))
+        };
+        assert_eq!(two_lines("max-age=1800", "max-age=1").max_age, Some(1800));
+        assert_eq!(two_lines("max-age=1", "max-age=1800").max_age, Some(1));
+        assert_eq!(resp("s-maxage=30, s-maxage=0").s_maxage, Some(30));
+        // An invalid first occurrence is still the one used: stale.
+        assert_eq!(resp("max-age=soon, max-age=60").max_age, Some(0));
+    }
+
+    /// The §5.2 grammar (`token [ "=" ( token / quoted-string ) ]`) has no
+    /// whitespace around `=`: such a response directive is malformed, and a
+    /// malformed freshness directive means stale (§4.2.1).
+    #[test]
+    fn response_space_around_equals_is_invalid() {
+        assert_eq!(resp("max-age =3600").max_age, Some(0));
+        assert_eq!(resp("max-age= 3600").max_age, Some(0));
+        assert_eq!(resp("s-maxage = 3600").s_maxage, Some(0));
+        assert_eq!(
+            resp("stale-while-revalidate =30").stale_while_revalidate,
+            None
+        );
+        // A malformed field list is taken as the unqualified (stricter) form.
+        assert!(resp("private= \"x-user\"").private);
+        assert!(resp("no-cache =\"x-a\"").no_cache);
+        // Whitespace around the directive itself is list syntax (OWS): fine.
+        assert_eq!(resp(" max-age=3600 ,\tpublic").max_age, Some(3600));
     }
 
     #[test]

@@ -169,7 +169,7 @@ pub fn merge_not_modified(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Freshened {
     /// What to serve now: the merged fields (to this client even those not
-    /// stored, e.g. a Set-Cookie of the 304) and the new times.
+    /// stored, e.g. a field the 304 names in `private="..."`) and the new times.
     pub entry: StoredEntry,
     /// What to store in place of the old entry (same body), or why the
     /// merged response may no longer be stored (then release the entry).
@@ -368,7 +368,7 @@ mod tests {
         let nm = h(&[("etag", "\"a\""), ("cache-control", "no-store")]);
         let f = freshen(&stored, &nm, &RequestDirectives::default(), &rule(), ex);
         assert_eq!(f.store, Err(NotStorable::ResponseNoStore));
-        // A Set-Cookie on the 304 reaches this client but is not stored.
+        // A Set-Cookie on the 304 reaches this client and is stored (RFC 9111 §3.1).
         let nm = h(&[
             ("etag", "\"a\""),
             ("cache-control", "public, max-age=10"),
@@ -376,6 +376,6 @@ mod tests {
         ]);
         let f = freshen(&stored, &nm, &RequestDirectives::default(), &rule(), ex);
         assert!(f.entry.headers.contains_key("set-cookie"));
-        assert!(!f.store.unwrap().headers.contains_key("set-cookie"));
+        assert!(f.store.unwrap().headers.contains_key("set-cookie"));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use http::header::{HeaderMap, HeaderName, CONTENT_LENGTH, CONTENT_TYPE, DATE, SET_COOKIE};
+use http::header::{HeaderMap, HeaderName, CONTENT_LENGTH, CONTENT_TYPE, DATE};
 use http::{Method, StatusCode};
 
 use super::directives::RequestDirectives;
@@ -44,8 +44,6 @@ pub enum NotStorable {
     Authorization,
     /// `Vary: *`, or a Vary that is not a list of field names.
     Vary,
-    /// `Set-Cookie` without `public` or `s-maxage`.
-    SetCookie,
     /// `multipart/x-mixed-replace` (server push), never reusable.
     MultipartReplace,
     /// Stale on arrival (fresh for less than [`MINIMUM_EXPIRY_TIME`]) and
@@ -76,7 +74,6 @@ impl fmt::Display for NotStorable {
                 f.write_str("authorized request without public, s-maxage or must-revalidate")
             }
             NotStorable::Vary => f.write_str("response varies on everything (Vary: *)"),
-            NotStorable::SetCookie => f.write_str("Set-Cookie without public or s-maxage"),
             NotStorable::MultipartReplace => f.write_str("multipart/x-mixed-replace"),
             NotStorable::StaleAndEmpty => f.write_str("stale on arrival and empty"),
             NotStorable::HeadTooLarge => f.write_str("header block too large"),
@@ -113,10 +110,13 @@ fn empty_body(status: StatusCode, headers: &HeaderMap) -> bool {
 /// response `no-store` (unless `must-understand` with a known status, or
 /// `ignore-no-store`); `private` (unless `ignore-private`); `Authorization`
 /// in the request without `public`, `s-maxage` or `must-revalidate`;
-/// `Vary: *`; `Set-Cookie` without `public` or `s-maxage`;
-/// `multipart/x-mixed-replace`. Then the status: a heuristically cacheable
-/// one ([`heuristically_cacheable`]), `public`, a status Squid caches
-/// negatively when `negative_ttl` > 0, or any other final status with a
+/// `Vary: *`; `multipart/x-mixed-replace`. (A `Set-Cookie` does not
+/// prevent storing, RFC 9111 §7.3; the origin keeps it out with `private`
+/// or `private="Set-Cookie"`.) Then the status: one Squid caches
+/// negatively ([`squid_negative`]) without an explicit expiry only while it
+/// has a lifetime (`negative_ttl`, or for 204/404/405/414/501 the
+/// last-modified heuristic); else a heuristically cacheable one
+/// ([`heuristically_cacheable`]), `public`, or any final status with a
 /// positive explicit lifetime. Last, Squid's reusability rule: a response
 /// that is stale on arrival (fresh for less than [`MINIMUM_EXPIRY_TIME`], or
 /// always to be revalidated) is still stored, to be revalidated on its
@@ -171,9 +171,6 @@ fn check(
     if vary_fields(headers).is_err() {
         return Err(NotStorable::Vary);
     }
-    if headers.contains_key(SET_COOKIE) && !(cc.public || cc.s_maxage.is_some()) {
-        return Err(NotStorable::SetCookie);
-    }
     if headers.get(CONTENT_TYPE).is_some_and(|v| {
         v.as_bytes()
             .trim_ascii_start()
@@ -186,10 +183,11 @@ fn check(
         .response_time
         .saturating_sub(super::freshness::corrected_initial_age_of(f, exchange));
     let lifetime = lifetime_of(status, f, rule, birth).secs;
-    // Squid caches its "negative" statuses (404, 5xx, ...) that carry no
-    // expiry of their own only for negative_ttl, never heuristically.
+    // Squid's "negative" statuses (404, 5xx, ...) without an expiry of
+    // their own: only while they have a lifetime (negative_ttl, or the
+    // last-modified heuristic for 204/404/405/414/501, see lifetime_of).
     let status_ok = if squid_negative(status) && !has_explicit_freshness(f) {
-        rule.negative_ttl > 0
+        lifetime > 0
     } else {
         heuristically_cacheable(status) || cc.public || (has_explicit_freshness(f) && lifetime > 0)
     };
@@ -225,10 +223,9 @@ pub struct StorePlan {
 /// that came beside Transfer-Encoding: it does not describe the body; and values trimmed of
 /// surrounding whitespace, as the stored block keeps them) and the rest judged by
 /// [`check_storable`]. The stored fields then lose those that must not
-/// reach other users: `Set-Cookie`/`Set-Cookie2` (stored only under
-/// `public`/`s-maxage`, and even then one user's cookie is not replayed to
-/// the next), the fields named by `private="..."` and `no-cache="..."`,
-/// and cuttle's internal `X-Cuttle-*` fields. A `Date` is added when missing
+/// reach other users: the fields named by `private="..."` and
+/// `no-cache="..."`, and cuttle's internal `X-Cuttle-*` fields. Everything
+/// else is kept, `Set-Cookie` and `Set-Cookie2` included (RFC 9111 §3.1). A `Date` is added when missing
 /// (RFC 9110 §6.6.1: the response time). The times come from
 /// [`super::entry_times`] on the stored fields.
 pub fn plan_store(
@@ -244,8 +241,6 @@ pub fn plan_store(
     trim_values(&mut headers);
     let f = Facts::parse(&headers);
     check(method, request, status, &headers, &f, rule, exchange)?;
-    headers.remove(SET_COOKIE);
-    headers.remove("set-cookie2");
     for name in f.cc.private_fields.iter().chain(&f.cc.no_cache_fields) {
         headers.remove(name);
     }
@@ -349,10 +344,13 @@ mod tests {
         for ok in [200, 203, 300, 301, 308, 410] {
             assert_eq!(check_simple(ok, &plain), Ok(()), "{ok}");
         }
-        // Squid's negative statuses without an expiry: only with negative_ttl.
-        for neg in [404, 405, 414, 501] {
+        // RFC 9110 §15.1's heuristically cacheable ones among Squid's
+        // negative statuses: with a Last-Modified, the heuristic; without,
+        // only with negative_ttl.
+        for neg in [204, 404, 405, 414, 501] {
+            assert_eq!(check_simple(neg, &plain), Ok(()), "{neg}");
             assert_eq!(
-                check_simple(neg, &plain),
+                check_simple(neg, &[]),
                 Err(NotStorable::Status(StatusCode::from_u16(neg).unwrap())),
                 "{neg}"
             );
@@ -505,8 +503,54 @@ mod tests {
         }
     }
 
+    /// RFC 9111 §3.1/§7.3: Set-Cookie does not prevent storing in a shared
+    /// cache, and it is stored with the rest unless `private="..."` or
+    /// `no-cache="..."` names it.
     #[test]
-    fn vary_star_and_set_cookie_and_push() {
+    fn set_cookie_is_stored_unless_named_private_or_no_cache() {
+        assert_eq!(
+            check_simple(
+                200,
+                &[("cache-control", "max-age=60"), ("set-cookie", "s=1")]
+            ),
+            Ok(())
+        );
+        let plan = |cc: &str| {
+            plan_store(
+                &get(),
+                &RequestDirectives::default(),
+                StatusCode::OK,
+                &h(&[
+                    ("cache-control", cc),
+                    ("set-cookie", "s=1"),
+                    ("set-cookie", "t=2"),
+                    ("set-cookie2", "a=c"),
+                    ("content-length", "3"),
+                ]),
+                &rule(),
+                ex(),
+            )
+            .unwrap()
+            .headers
+        };
+        let kept = plan("max-age=60");
+        let cookies: Vec<_> = kept.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["s=1", "t=2"]);
+        assert_eq!(kept.get("set-cookie2").unwrap(), "a=c");
+        for cc in [
+            "max-age=60, private=\"Set-Cookie\"",
+            "max-age=60, no-cache=\"set-cookie, Set-Cookie2\"",
+        ] {
+            let h = plan(cc);
+            assert!(!h.contains_key("set-cookie"), "{cc}");
+        }
+        assert!(
+            !plan("max-age=60, no-cache=\"set-cookie, Set-Cookie2\"").contains_key("set-cookie2")
+        );
+    }
+
+    #[test]
+    fn vary_star_and_push() {
         assert_eq!(
             check_simple(
                 200,
@@ -525,23 +569,6 @@ mod tests {
             check_simple(
                 200,
                 &[("cache-control", "max-age=60"), ("vary", "accept-encoding")]
-            ),
-            Ok(())
-        );
-        assert_eq!(
-            check_simple(
-                200,
-                &[("cache-control", "max-age=60"), ("set-cookie", "s=1")]
-            ),
-            Err(NotStorable::SetCookie)
-        );
-        assert_eq!(
-            check_simple(
-                200,
-                &[
-                    ("cache-control", "public, max-age=60"),
-                    ("set-cookie", "s=1")
-                ]
             ),
             Ok(())
         );
@@ -642,7 +669,16 @@ mod tests {
         .unwrap();
         let mut names: Vec<_> = plan.headers.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
-        assert_eq!(names, ["cache-control", "content-type", "date", "vary"]);
+        assert_eq!(
+            names,
+            [
+                "cache-control",
+                "content-type",
+                "date",
+                "set-cookie",
+                "vary"
+            ]
+        );
         assert_eq!(plan.headers.get("date").unwrap(), date(T0).as_str());
         assert_eq!(plan.vary, ["accept-encoding", "accept-language"]);
         // No Date and a 1 s delay: born 1 s before receipt.

@@ -53,7 +53,7 @@ pub struct Head {
     /// `Vary: *`: nobody else may use it.
     pub vary_star: bool,
     /// May be stored, so may be shared: a response meant for one client
-    /// (`private`, a Set-Cookie, ...) is never given to another.
+    /// (`private`, `no-store`, ...) is never given to another.
     pub storable: bool,
 }
 
