@@ -100,11 +100,19 @@ fn node_version() -> (String, (u32, u32, u32)) {
 /// `engines.node`, `>=20.18.1` for undici 7).
 fn undici_min_node() -> (String, (u32, u32, u32)) {
     let manifest = suite_dir().join("node_modules/undici/package.json");
-    let text = std::fs::read_to_string(&manifest)
-        .unwrap_or_else(|e| panic!("undici is not installed ({}: {e}): {SETUP_HINT}", manifest.display()));
+    let text = std::fs::read_to_string(&manifest).unwrap_or_else(|e| {
+        panic!(
+            "undici is not installed ({}: {e}): {SETUP_HINT}",
+            manifest.display()
+        )
+    });
     let manifest: Value = serde_json::from_str(&text).expect("undici's package.json");
-    let range = manifest["engines"]["node"].as_str().unwrap_or(">=0.0.0").to_string();
-    let version = parse_version(&range).unwrap_or_else(|| panic!("undici's engines.node {range:?}"));
+    let range = manifest["engines"]["node"]
+        .as_str()
+        .unwrap_or(">=0.0.0")
+        .to_string();
+    let version =
+        parse_version(&range).unwrap_or_else(|| panic!("undici's engines.node {range:?}"));
     (range, version)
 }
 
@@ -355,7 +363,10 @@ fn cache_tests_suite_matches_expectations() {
         let status = statuses.get(&test.id).and_then(Value::as_str);
         if test.browser_only {
             if status != Some(BROWSER_ONLY) {
-                problems.push(format!("{}: only a browser cache runs it; list it as {BROWSER_ONLY:?}", test.id));
+                problems.push(format!(
+                    "{}: only a browser cache runs it; list it as {BROWSER_ONLY:?}",
+                    test.id
+                ));
             }
             new_statuses.insert(test.id.clone(), json!(BROWSER_ONLY));
             continue;
