@@ -11,7 +11,7 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -305,6 +305,12 @@ where node is as new as undici asks (package.json engines) and otherwise reporte
 skipped. Rewrite with CUTTLE_CACHE_TESTS_UPDATE=1 cargo test --test cache_tests \
 (reasons already written are kept).";
 
+/// Writes to the real stderr, past the test harness's capture: a passing
+/// run's newly passing, flaky and skipped tests must show in CI's log.
+fn notice(text: String) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
 const BROWSER_ONLY: &str = "untested: only a browser cache runs it";
 
 #[test]
@@ -421,25 +427,27 @@ fn cache_tests_suite_matches_expectations() {
     drop(origin);
 
     let needs_undici: Vec<&str> = suite_undici.iter().copied().collect();
-    println!(
+    notice(format!(
         "cache-tests: {passes} of {ran} pass (required: {required_passes} of {required}), in {:.0?}",
         started.elapsed()
-    );
+    ));
     if !skipped.is_empty() {
-        println!(
+        notice(format!(
             "SKIPPED on node {node_text} (undici needs node {undici_range}): {}",
             skipped.join(", ")
-        );
+        ));
     }
     for f in &flaky {
-        println!("FLAKY (failed in the suite's run, passed alone): {f}");
+        notice(format!(
+            "FLAKY (failed in the suite's run, passed alone): {f}"
+        ));
     }
     if !newly_passing.is_empty() {
-        println!(
+        notice(format!(
             "NEWLY PASSING (mark them \"pass\" in {}, or rerun with {UPDATE_ENV}=1): {}",
             expectations_path().display(),
             newly_passing.join(", ")
-        );
+        ));
     }
 
     if update {
@@ -452,7 +460,7 @@ fn cache_tests_suite_matches_expectations() {
         let mut text = serde_json::to_string_pretty(&file).expect("serialize");
         text.push('\n');
         std::fs::write(expectations_path(), text).expect("write expectations.json");
-        println!("rewrote {}", expectations_path().display());
+        notice(format!("rewrote {}", expectations_path().display()));
         return;
     }
 
