@@ -460,7 +460,20 @@ fn cache_tests_suite_matches_expectations() {
         let mut text = serde_json::to_string_pretty(&file).expect("serialize");
         text.push('\n');
         std::fs::write(expectations_path(), text).expect("write expectations.json");
-        notice(format!("rewrote {}", expectations_path().display()));
+        for (id, failure) in &regressions {
+            notice(format!(
+                "NO LONGER PASSING, now \"not yet\": {id}: {failure}"
+            ));
+        }
+        notice(format!(
+            "rewrote {} (it had: {})",
+            expectations_path().display(),
+            if problems.is_empty() {
+                "no other problem".to_string()
+            } else {
+                problems.join("; ")
+            }
+        ));
         return;
     }
 
