@@ -28,7 +28,8 @@
 //!      background as below (no client waiting; collapse with other revalidations).
 //!    * `Revalidate { validators, .. }`: forward the request with `validators.apply(&mut
 //!      headers)` (always as a GET) and go to 5.
-//!    * `Reload`: forward without validators, handle as a miss (log
+//!    * `Reload` (a client reload of a response without ETag or Last-Modified): forward
+//!      without validators, handle as a miss (log
 //!      TCP_CLIENT_REFRESH_MISS).
 //!    * `OnlyIfCachedMiss`: answer 504 ERR_ONLY_IF_CACHED_MISS.
 //! 5. **Revalidation reply** ([`classify_revalidation`], logged by

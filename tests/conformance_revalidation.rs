@@ -1,0 +1,94 @@
+//! Conditional behaviour the cache-tests suite checks (issue 16): a
+//! client's `no-cache` revalidates what can be revalidated, HEAD on a stale
+//! entry goes upstream as HEAD, Authorization reaches an originserver
+//! parent.
+
+mod support;
+
+use support::{http_date, Conf, Cuttle, Origin, Reply, Req};
+
+/// Answers 304 when the request's validator matches `etag`, else a new
+/// 200 `vN` with that ETag, fresh for an hour.
+fn conditional(etag: &'static str) -> impl Fn(&support::Seen) -> Reply + Send + Sync {
+    move |s| {
+        if s.header("if-none-match") == etag {
+            Reply::status(304).header("etag", etag)
+        } else {
+            Reply::ok(format!("v{}", s.n))
+                .header("etag", etag)
+                .cc("max-age=3600")
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_no_cache_revalidates_a_stored_etag() {
+    let origin = Origin::start().await;
+    origin.route("/e", conditional("\"e1\""));
+    let proxy = Cuttle::start(&Conf::new());
+    let url = origin.url("/e");
+    assert_eq!(Req::get(&url).send(&proxy).await.text(), "v1");
+    for reload in [("cache-control", "no-cache"), ("pragma", "no-cache")] {
+        let r = Req::get(&url).header(reload.0, reload.1).send(&proxy).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "v1", "{reload:?}: the stored body, revalidated");
+        assert_eq!(
+            origin.last("/e").header("if-none-match"),
+            "\"e1\"",
+            "{reload:?}: the reload asks conditionally"
+        );
+    }
+    assert_eq!(origin.count("/e"), 3);
+    let results: Vec<String> = proxy.log(3).await.iter().map(|l| l.result()).collect();
+    assert_eq!(
+        results,
+        ["TCP_MISS/200", "TCP_REFRESH_UNMODIFIED/200", "TCP_REFRESH_UNMODIFIED/200"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_no_cache_revalidates_a_stored_last_modified() {
+    let origin = Origin::start().await;
+    let lm = http_date(-10_000);
+    let stored_lm = lm.clone();
+    origin.route("/lm", move |s| {
+        if s.header("if-modified-since") == stored_lm {
+            Reply::status(304)
+        } else {
+            Reply::ok(format!("v{}", s.n))
+                .header("last-modified", stored_lm.clone())
+                .cc("max-age=3600")
+        }
+    });
+    let proxy = Cuttle::start(&Conf::new());
+    let url = origin.url("/lm");
+    Req::get(&url).send(&proxy).await;
+    let r = Req::get(&url)
+        .header("cache-control", "no-cache")
+        .send(&proxy)
+        .await;
+    assert_eq!(r.text(), "v1");
+    assert_eq!(origin.last("/lm").header("if-modified-since"), lm);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_no_cache_without_a_stored_validator_refetches_unconditionally() {
+    let origin = Origin::start().await;
+    origin.route("/n", |s| Reply::ok(format!("v{}", s.n)).cc("max-age=3600"));
+    let proxy = Cuttle::start(&Conf::new());
+    let url = origin.url("/n");
+    Req::get(&url).send(&proxy).await;
+    let r = Req::get(&url)
+        .header("cache-control", "no-cache")
+        .send(&proxy)
+        .await;
+    assert_eq!(r.text(), "v2");
+    let seen = origin.last("/n");
+    assert!(
+        !seen.has("if-modified-since") && !seen.has("if-none-match"),
+        "no validator of the origin's to send: {:?}",
+        seen.headers
+    );
+    let results: Vec<String> = proxy.log(2).await.iter().map(|l| l.result()).collect();
+    assert_eq!(results, ["TCP_MISS/200", "TCP_CLIENT_REFRESH_MISS/200"]);
+}
