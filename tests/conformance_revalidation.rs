@@ -92,3 +92,62 @@ async fn a_client_no_cache_without_a_stored_validator_refetches_unconditionally(
     let results: Vec<String> = proxy.log(2).await.iter().map(|l| l.result()).collect();
     assert_eq!(results, ["TCP_MISS/200", "TCP_CLIENT_REFRESH_MISS/200"]);
 }
+
+/// cuttle as an accelerator in front of `origin`, an originserver parent
+/// with `peer_options` on its cache_peer line.
+fn accelerator(origin: &Origin, peer_options: &str) -> Cuttle {
+    let conf = Conf::new()
+        .port_line("http_port 127.0.0.1:{port} accel defaultsite=localhost no-vhost")
+        .extra(&format!(
+            "cache_peer 127.0.0.1 parent {} 0 no-query no-digest originserver {peer_options} name=origin",
+            origin.port()
+        ));
+    Cuttle::start(&conf)
+}
+
+fn accel_get(path: &str) -> Req {
+    Req::new("GET", path).header("host", "localhost")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_originserver_parent_gets_the_clients_authorization() {
+    let origin = Origin::start().await;
+    origin.route("/private", |s| Reply::ok(format!("v{}", s.n)).cc("max-age=3600"));
+    origin.route("/public", |s| {
+        Reply::ok(format!("v{}", s.n)).cc("max-age=3600, public")
+    });
+    let proxy = accelerator(&origin, "");
+    for _ in 0..2 {
+        let r = accel_get("/private")
+            .header("authorization", "FOO")
+            .send(&proxy)
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(origin.last("/private").header("authorization"), "FOO");
+    }
+    // RFC 9111 3.5: not reused without public, s-maxage or must-revalidate...
+    assert_eq!(origin.count("/private"), 2);
+    // ...and reused with public.
+    for _ in 0..2 {
+        let r = accel_get("/public")
+            .header("authorization", "FOO")
+            .send(&proxy)
+            .await;
+        assert_eq!(r.text(), "v1");
+    }
+    assert_eq!(origin.last("/public").header("authorization"), "FOO");
+    assert_eq!(origin.count("/public"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_login_keeps_squids_meaning_for_an_originserver_parent() {
+    let origin = Origin::start().await;
+    origin.route("/a", |_| Reply::ok("a"));
+    // login=user:password: the peer's own credentials replace the client's.
+    let proxy = accelerator(&origin, "login=u:p");
+    accel_get("/a")
+        .header("authorization", "FOO")
+        .send(&proxy)
+        .await;
+    assert_eq!(origin.last("/a").header("authorization"), "Basic dTpw");
+}
