@@ -151,3 +151,64 @@ async fn an_explicit_login_keeps_squids_meaning_for_an_originserver_parent() {
         .await;
     assert_eq!(origin.last("/a").header("authorization"), "Basic dTpw");
 }
+
+fn head(url: &str) -> Req {
+    Req::new("HEAD", url)
+}
+
+/// `/h`: first a stale 200 `body` (Template-A: 1, ETag "h1"), then what
+/// `later` answers.
+async fn stale_then(later: fn(&support::Seen) -> Reply) -> (Origin, Cuttle, String) {
+    let origin = Origin::start().await;
+    origin.route("/h", move |s| match s.n {
+        1 => Reply::ok("body")
+            .header("etag", "\"h1\"")
+            .header("template-a", "1")
+            .cc("max-age=1")
+            .header("date", http_date(-30)),
+        _ => later(s),
+    });
+    let proxy = Cuttle::start(&Conf::new());
+    let url = origin.url("/h");
+    assert_eq!(Req::get(&url).send(&proxy).await.text(), "body");
+    (origin, proxy, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_for_a_stale_entry_goes_upstream_as_head_and_updates_it() {
+    let (origin, proxy, url) = stale_then(|_| {
+        // Content-Length 4, as the stored body.
+        Reply::ok("body")
+            .header("etag", "\"h1\"")
+            .header("template-b", "2")
+            .cc("max-age=3600")
+    })
+    .await;
+    let r = head(&url).send(&proxy).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(origin.last("/h").method, "HEAD", "written through as HEAD");
+    assert_eq!(r.header("template-a"), "1", "stored fields are kept");
+    assert_eq!(r.header("template-b"), "2", "the HEAD's fields are applied");
+    // The HEAD's freshness now applies to the stored GET response.
+    let r = Req::get(&url).send(&proxy).await;
+    assert_eq!(r.text(), "body");
+    assert_eq!(r.header("template-b"), "2");
+    assert_eq!(origin.count("/h"), 2, "the GET is a hit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_200_for_another_entity_releases_the_stored_entry() {
+    let (origin, proxy, url) = stale_then(|s| {
+        Reply::ok(format!("v{}", s.n))
+            .header("etag", "\"h2\"")
+            .cc("max-age=3600")
+    })
+    .await;
+    let r = head(&url).send(&proxy).await;
+    assert_eq!((r.status, r.header("etag").as_str()), (200, "\"h2\""));
+    assert_eq!(origin.last("/h").method, "HEAD");
+    // Neither the old body nor the new head alone may answer a GET.
+    let r = Req::get(&url).send(&proxy).await;
+    assert_eq!(r.text(), "v3");
+    assert_eq!(origin.count("/h"), 3);
+}

@@ -15,7 +15,7 @@ use http::{HeaderMap, Method, StatusCode};
 
 use super::directives::RequestDirectives;
 use super::hit::{client_not_modified, decide_hit, HitDecision, StoredEntry, Validators};
-use super::revalidate::{freshen, not_modified_matches, Freshened, Outcome};
+use super::revalidate::{freshen, head_matches, not_modified_matches, Freshened, Outcome};
 use super::rule::Rule;
 use super::storable::{plan_store, StorePlan};
 use super::Exchange;
@@ -71,7 +71,8 @@ pub enum Plan {
         refresh: Option<Validators>,
     },
     /// Ask upstream with `validators` (parents only: see [`siblings_ok`]),
-    /// then apply [`revalidated`] to the reply.
+    /// as a GET, or a HEAD for a HEAD (RFC 9111 §4.3.5), then apply
+    /// [`revalidated`] to the reply.
     Revalidate { validators: Validators },
     /// Fetch from upstream.
     Fetch(Fetch),
@@ -277,9 +278,13 @@ pub enum Revalidated {
 }
 
 /// Applies the revalidation rule to a reply of `status` with `headers` to
-/// a GET revalidating `entry`.
+/// a request revalidating `entry`: a GET, or a client's HEAD (`head`: the
+/// stored body's length). A 200 to a HEAD updates the entry as a 304 does
+/// when it describes the same body ([`head_matches`], RFC 9111 §4.3.5);
+/// any other reply to a HEAD, having no body to store, releases the entry.
 pub fn revalidated(
     entry: &StoredEntry,
+    head: Option<u64>,
     status: StatusCode,
     headers: &HeaderMap,
     directives: &RequestDirectives,
@@ -291,6 +296,12 @@ pub fn revalidated(
     }
     if status.is_server_error() {
         return Revalidated::Failed;
+    }
+    if let Some(stored_len) = head {
+        if status == StatusCode::OK && head_matches(&entry.headers, stored_len, headers) {
+            return Revalidated::Unmodified(freshen(entry, headers, directives, rule, exchange));
+        }
+        return Revalidated::Modified(None);
     }
     let plan = plan_store(&Method::GET, directives, status, headers, rule, exchange)
         .ok()
@@ -578,6 +589,7 @@ mod tests {
         headers.insert(DATE, HeaderValue::from_str(&date(T0 + 100)).unwrap());
         revalidated(
             stored,
+            None,
             StatusCode::from_u16(status).unwrap(),
             &headers,
             &RequestDirectives::default(),

@@ -1,7 +1,7 @@
 //! After a revalidation: classifying the reply, folding a 304 into the stored response
 //! (RFC 9111 §4.3.3–4.3.4), and the Squid result names the proxy logs.
 
-use http::header::{HeaderMap, HeaderName, AGE, DATE, ETAG, LAST_MODIFIED};
+use http::header::{HeaderMap, HeaderName, AGE, CONTENT_LENGTH, DATE, ETAG, LAST_MODIFIED};
 use http::{Method, StatusCode};
 
 use super::directives::RequestDirectives;
@@ -118,6 +118,32 @@ pub fn not_modified_matches(stored: &HeaderMap, not_modified: &HeaderMap) -> boo
         return parse_http_date(new).is_some() && parse_http_date(new) == old;
     }
     true
+}
+
+/// Whether a 200 to a HEAD describes the stored response, so that its
+/// fields may update it (RFC 9111 §4.3.5): the same ETag and Last-Modified
+/// (both absent counts as the same: the origin has none to change) and, if
+/// it has a Content-Length, the stored body's length.
+pub fn head_matches(stored: &HeaderMap, stored_len: u64, head: &HeaderMap) -> bool {
+    let same_etag = match (stored.get(ETAG), head.get(ETAG)) {
+        (None, None) => true,
+        (Some(old), Some(new)) => old.as_bytes().trim_ascii() == new.as_bytes().trim_ascii(),
+        _ => false,
+    };
+    let same_lm = match (stored.get(LAST_MODIFIED), head.get(LAST_MODIFIED)) {
+        (None, None) => true,
+        (Some(old), Some(new)) => {
+            parse_http_date(new).is_some() && parse_http_date(old) == parse_http_date(new)
+        }
+        _ => false,
+    };
+    let same_len = head.get(CONTENT_LENGTH).is_none_or(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            == Some(stored_len)
+    });
+    same_etag && same_lm && same_len
 }
 
 /// Fields of a 304 that never replace the stored ones: those describing the
@@ -277,6 +303,26 @@ mod tests {
             &HeaderMap::new(),
             &h(&[("etag", "\"a\"")])
         ));
+    }
+
+    #[test]
+    fn a_head_200_matches_the_same_validators_and_length() {
+        let stored = h(&[("etag", "\"a\""), ("last-modified", &date(T0))]);
+        let same = h(&[
+            ("etag", "\"a\""),
+            ("last-modified", &date(T0)),
+            ("content-length", "5"),
+        ]);
+        assert!(head_matches(&stored, 5, &same));
+        assert!(!head_matches(&stored, 6, &same), "another length");
+        assert!(!head_matches(&stored, 5, &h(&[("etag", "\"b\"")])));
+        assert!(
+            !head_matches(&stored, 5, &h(&[("last-modified", &date(T0))])),
+            "the ETag went away"
+        );
+        // Neither has a validator: nothing says the body changed.
+        assert!(head_matches(&HeaderMap::new(), 5, &HeaderMap::new()));
+        assert!(!head_matches(&HeaderMap::new(), 5, &h(&[("etag", "\"a\"")])));
     }
 
     #[test]

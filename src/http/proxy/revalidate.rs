@@ -68,9 +68,17 @@ pub(super) async fn revalidate(
     headers.remove(header::IF_MODIFIED_SINCE);
     validators.apply(&mut headers);
     let request_time = unix_now();
+    // A HEAD asks for no body (RFC 9111 4.3.5): its reply updates the
+    // stored fields only.
+    let head = (parts.method == Method::HEAD).then_some(found.obj.body_len);
+    let method = if head.is_some() {
+        Method::HEAD
+    } else {
+        Method::GET
+    };
     // A revalidation may use parents (and ask them with ICP).
     let fwd = Forwarding {
-        method: &Method::GET,
+        method: &method,
         target: &target,
         headers: &headers,
         client: txn.client,
@@ -104,7 +112,7 @@ pub(super) async fn revalidate(
         obj: &found.obj,
         url: &target.url,
     };
-    match apply_reply(&proxy, stored, &entry, resp, &directives, rule, exchange).await {
+    match apply_reply(&proxy, stored, &entry, head, resp, &directives, rule, exchange).await {
         Applied::Unmodified(freshened) => {
             txn.result = ResultCode::new(ResultTag::TcpRefreshUnmodified);
             let age = freshened.age(now);
@@ -192,11 +200,14 @@ enum Applied {
 
 /// Applies a revalidation's reply to the stored entry by
 /// [`plan::revalidated`]: the one implementation for the foreground and
-/// the background.
+/// the background. `head`: the request was a HEAD, for a stored body of
+/// this length.
+#[allow(clippy::too_many_arguments)]
 async fn apply_reply(
     proxy: &Arc<Proxy>,
     stored: Stored<'_>,
     entry: &StoredEntry,
+    head: Option<u64>,
     resp: Response<PooledBody<ProxyBody>>,
     directives: &RequestDirectives,
     rule: Rule,
@@ -204,6 +215,7 @@ async fn apply_reply(
 ) -> Applied {
     let verdict = plan::revalidated(
         entry,
+        head,
         resp.status(),
         resp.headers(),
         directives,
@@ -302,7 +314,8 @@ pub(super) fn background_refresh(
                 };
                 // No client reads it: a new object's body is read for the
                 // store alone.
-                apply_reply(&proxy, stored, &entry, resp, &directives, rule, exchange).await;
+                apply_reply(&proxy, stored, &entry, None, resp, &directives, rule, exchange)
+                    .await;
             }
             proxy
                 .refreshing
