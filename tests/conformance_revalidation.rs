@@ -212,3 +212,32 @@ async fn a_head_200_for_another_entity_releases_the_stored_entry() {
     assert_eq!(r.text(), "v3");
     assert_eq!(origin.count("/h"), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_304_updates_the_stored_content_encoding_and_content_range() {
+    let origin = Origin::start().await;
+    origin.route("/u", |s| match s.n {
+        1 => Reply::ok("body")
+            .header("etag", "\"u1\"")
+            .header("content-encoding", "x-old")
+            .header("content-range", "x-old-range")
+            .cc("max-age=1")
+            .header("date", http_date(-30)),
+        _ => Reply::status(304)
+            .header("etag", "\"u1\"")
+            .header("content-encoding", "x-new")
+            .header("content-range", "x-new-range")
+            .cc("max-age=3600"),
+    });
+    let proxy = Cuttle::start(&Conf::new());
+    let url = origin.url("/u");
+    Req::get(&url).send(&proxy).await;
+    // Revalidated, then a hit: both carry the 304's values (RFC 9111 3.2).
+    for _ in 0..2 {
+        let r = Req::get(&url).send(&proxy).await;
+        assert_eq!(r.text(), "body");
+        assert_eq!(r.header("content-encoding"), "x-new");
+        assert_eq!(r.header("content-range"), "x-new-range");
+    }
+    assert_eq!(origin.count("/u"), 2);
+}

@@ -146,24 +146,23 @@ pub fn head_matches(stored: &HeaderMap, stored_len: u64, head: &HeaderMap) -> bo
     same_etag && same_lm && same_len
 }
 
-/// Fields of a 304 that never replace the stored ones: those describing the
-/// stored body (Content-Length, Content-Encoding, Content-Range), Vary (the
-/// variant key depends on it; Squid keeps the stored one too), the obsolete
-/// Warning, and cuttle's internal fields. Hop-by-hop fields are dropped too.
+/// Fields of a 304 that never replace the stored ones: Content-Length (it
+/// frames the stored body; RFC 9111 §3.2), Vary (the variant key depends
+/// on it; Squid keeps the stored one too), the obsolete Warning, and
+/// cuttle's internal fields. Hop-by-hop fields are dropped too.
 fn kept_from_stored(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "content-length" | "content-encoding" | "content-range" | "vary" | "warning"
-    ) || is_hop_by_hop(name)
+    matches!(name.as_str(), "content-length" | "vary" | "warning")
+        || is_hop_by_hop(name)
         || is_internal_field(name)
 }
 
-/// The stored fields updated by a 304 (RFC 9111 §4.3.4): each field of the
-/// 304 replaces all stored lines of that name, except hop-by-hop fields,
-/// those describing the stored body (Content-Length, Content-Encoding,
-/// Content-Range), Vary (the variant key depends on it; Squid keeps the
-/// stored one too), Warning and cuttle's `X-Cuttle-*` fields. A 304 without Date gets `response_time` (RFC 9110 §6.6.1); a
-/// 304 without Age drops the stored Age (it described the old transfer).
+/// The stored fields updated by a 304 (RFC 9111 §3.2, §4.3.4): each field
+/// of the 304 replaces all stored lines of that name (Content-Encoding,
+/// Content-Range and Set-Cookie too, as Squid does), except hop-by-hop
+/// fields, Content-Length, Vary (the variant key depends on it; Squid keeps
+/// the stored one too), Warning and cuttle's `X-Cuttle-*` fields. A 304
+/// without Date gets `response_time` (RFC 9110 §6.6.1); a 304 without Age
+/// drops the stored Age (it described the old transfer).
 pub fn merge_not_modified(
     stored: &HeaderMap,
     not_modified: &HeaderMap,
@@ -369,6 +368,33 @@ mod tests {
     }
 
     #[test]
+    fn a_304_updates_content_encoding_content_range_and_set_cookie() {
+        let stored = h(&[
+            ("content-encoding", "a"),
+            ("content-range", "bytes 0-4/5"),
+            ("content-length", "5"),
+            ("set-cookie", "a=b"),
+            ("set-cookie2", "a=b"),
+        ]);
+        let nm = h(&[
+            ("content-encoding", "b"),
+            ("content-range", "bytes 0-4/10"),
+            ("content-length", "10"),
+            ("set-cookie", "a=c"),
+            ("set-cookie2", "a=c"),
+        ]);
+        let merged = merge_not_modified(&stored, &nm, T0);
+        assert_eq!(merged.get("content-encoding").unwrap(), "b");
+        assert_eq!(merged.get("content-range").unwrap(), "bytes 0-4/10");
+        // Content-Length describes the stored body (RFC 9111 3.2).
+        assert_eq!(merged.get("content-length").unwrap(), "5");
+        for cookie in ["set-cookie", "set-cookie2"] {
+            let values: Vec<_> = merged.get_all(cookie).iter().collect();
+            assert_eq!(values, ["a=c"], "{cookie}");
+        }
+    }
+
+    #[test]
     fn freshen_recomputes_freshness() {
         let stored = StoredEntry {
             status: StatusCode::OK,
@@ -414,7 +440,8 @@ mod tests {
         let nm = h(&[("etag", "\"a\""), ("cache-control", "no-store")]);
         let f = freshen(&stored, &nm, &RequestDirectives::default(), &rule(), ex);
         assert_eq!(f.store, Err(NotStorable::ResponseNoStore));
-        // A Set-Cookie on the 304 reaches this client but is not stored.
+        // A Set-Cookie on the 304 reaches this client (whether it is
+        // stored is plan_store's rule).
         let nm = h(&[
             ("etag", "\"a\""),
             ("cache-control", "public, max-age=10"),
@@ -422,6 +449,5 @@ mod tests {
         ]);
         let f = freshen(&stored, &nm, &RequestDirectives::default(), &rule(), ex);
         assert!(f.entry.headers.contains_key("set-cookie"));
-        assert!(!f.store.unwrap().headers.contains_key("set-cookie"));
     }
 }
