@@ -241,3 +241,35 @@ async fn a_304_updates_the_stored_content_encoding_and_content_range() {
     }
     assert_eq!(origin.count("/u"), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_if_none_match_identical_to_a_malformed_stored_etag_gets_304() {
+    let origin = Origin::start().await;
+    for (path, etag) in [
+        ("/unquoted", "abcdef"),
+        ("/lower", "w/\"abcdef\""),
+        ("/backslash", "W\\\"abcdef\""),
+        ("/noslash", "W\"abcdef\""),
+    ] {
+        origin.route(path, move |_| Reply::ok("x").header("etag", etag).cc("max-age=3600"));
+    }
+    let proxy = Cuttle::start(&Conf::new());
+    for (path, etag) in [
+        ("/unquoted", "abcdef"),
+        ("/lower", "w/\"abcdef\""),
+        ("/backslash", "W\\\"abcdef\""),
+        ("/noslash", "W\"abcdef\""),
+    ] {
+        let url = origin.url(path);
+        Req::get(&url).send(&proxy).await;
+        let r = Req::get(&url).header("if-none-match", etag).send(&proxy).await;
+        assert_eq!(r.status, 304, "{path}: {etag}");
+        // Not the same characters: no match.
+        let r = Req::get(&url)
+            .header("if-none-match", "\"abcdef\"")
+            .send(&proxy)
+            .await;
+        assert_eq!(r.status, 200, "{path}: a quoted \"abcdef\"");
+        assert_eq!(origin.count(path), 1);
+    }
+}

@@ -356,7 +356,7 @@ fn entity_tags(v: &[u8]) -> Vec<&[u8]> {
 /// A client's own conditional GET or HEAD answered from a stored (fresh,
 /// or just revalidated) response (RFC 9111 §4.3.2, RFC 9110 §13.2.2):
 /// `Some(TCP_INM_HIT)` when If-None-Match matches the stored ETag (weak
-/// comparison, `*` matches anything), `Some(TCP_IMS_HIT)` when there is no
+/// comparison, `*` matches anything, and a malformed ETag matches itself), `Some(TCP_IMS_HIT)` when there is no
 /// If-None-Match and the stored Last-Modified (else Date) is not after
 /// If-Modified-Since; answer 304 with [`not_modified_headers`]. `None`:
 /// send the full response.
@@ -370,10 +370,14 @@ pub fn client_not_modified(
     }
     if request.contains_key(IF_NONE_MATCH) {
         let etag = stored.get(ETAG)?;
+        let stored_tag = etag.as_bytes().trim_ascii();
+        // A malformed ETag (unquoted, `w/`, ...) still matches the very
+        // same characters: the client is echoing what it was given, as most
+        // caches in the cache-tests table accept.
         let matched = request.get_all(IF_NONE_MATCH).iter().any(|v| {
             entity_tags(v.as_bytes())
                 .iter()
-                .any(|t| *t == b"*" || weak_match(t, etag.as_bytes()))
+                .any(|t| *t == b"*" || weak_match(t, stored_tag) || *t == stored_tag)
         });
         return matched.then_some(Outcome::InmHit);
     }

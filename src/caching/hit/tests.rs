@@ -379,6 +379,14 @@ fn client_conditionals() {
         Some(Outcome::InmHit)
     );
     assert_eq!(client_not_modified(&get, &inm("\"b\""), &stored), None);
+    // A malformed stored ETag matches only the same characters.
+    let unquoted = h(&[("etag", "abc")]);
+    assert_eq!(
+        client_not_modified(&get, &inm("abc"), &unquoted),
+        Some(Outcome::InmHit)
+    );
+    assert_eq!(client_not_modified(&get, &inm("\"abc\""), &unquoted), None);
+    assert_eq!(client_not_modified(&get, &inm("ab"), &unquoted), None);
     // If-None-Match present: If-Modified-Since is ignored.
     let both = h(&[("if-none-match", "\"b\""), ("if-modified-since", &date(T0))]);
     assert_eq!(client_not_modified(&get, &both, &stored), None);
