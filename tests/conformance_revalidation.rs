@@ -42,7 +42,11 @@ async fn a_client_no_cache_revalidates_a_stored_etag() {
     let results: Vec<String> = proxy.log(3).await.iter().map(|l| l.result()).collect();
     assert_eq!(
         results,
-        ["TCP_MISS/200", "TCP_REFRESH_UNMODIFIED/200", "TCP_REFRESH_UNMODIFIED/200"]
+        [
+            "TCP_MISS/200",
+            "TCP_REFRESH_UNMODIFIED/200",
+            "TCP_REFRESH_UNMODIFIED/200"
+        ]
     );
 }
 
@@ -112,7 +116,9 @@ fn accel_get(path: &str) -> Req {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_originserver_parent_gets_the_clients_authorization() {
     let origin = Origin::start().await;
-    origin.route("/private", |s| Reply::ok(format!("v{}", s.n)).cc("max-age=3600"));
+    origin.route("/private", |s| {
+        Reply::ok(format!("v{}", s.n)).cc("max-age=3600")
+    });
     origin.route("/public", |s| {
         Reply::ok(format!("v{}", s.n)).cc("max-age=3600, public")
     });
@@ -251,7 +257,9 @@ async fn an_if_none_match_identical_to_a_malformed_stored_etag_gets_304() {
         ("/backslash", "W\\\"abcdef\""),
         ("/noslash", "W\"abcdef\""),
     ] {
-        origin.route(path, move |_| Reply::ok("x").header("etag", etag).cc("max-age=3600"));
+        origin.route(path, move |_| {
+            Reply::ok("x").header("etag", etag).cc("max-age=3600")
+        });
     }
     let proxy = Cuttle::start(&Conf::new());
     for (path, etag) in [
@@ -262,7 +270,10 @@ async fn an_if_none_match_identical_to_a_malformed_stored_etag_gets_304() {
     ] {
         let url = origin.url(path);
         Req::get(&url).send(&proxy).await;
-        let r = Req::get(&url).header("if-none-match", etag).send(&proxy).await;
+        let r = Req::get(&url)
+            .header("if-none-match", etag)
+            .send(&proxy)
+            .await;
         assert_eq!(r.status, 304, "{path}: {etag}");
         // Not the same characters: no match.
         let r = Req::get(&url)

@@ -95,8 +95,7 @@ pub use hit::{
 pub use invalidate::{invalidated_urls, invalidates, is_safe};
 pub use revalidate::{
     classify_revalidation, freshen, head_matches, merge_not_modified, not_modified_matches,
-    revalidation_outcome,
-    Freshened, Outcome, RevalidationReply,
+    revalidation_outcome, Freshened, Outcome, RevalidationReply,
 };
 pub use rule::Rule;
 pub use storable::{check_storable, plan_store, NotStorable, StorePlan, MINIMUM_EXPIRY_TIME};

@@ -138,10 +138,7 @@ pub fn head_matches(stored: &HeaderMap, stored_len: u64, head: &HeaderMap) -> bo
         _ => false,
     };
     let same_len = head.get(CONTENT_LENGTH).is_none_or(|v| {
-        v.to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            == Some(stored_len)
+        v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) == Some(stored_len)
     });
     same_etag && same_lm && same_len
 }
@@ -321,7 +318,11 @@ mod tests {
         );
         // Neither has a validator: nothing says the body changed.
         assert!(head_matches(&HeaderMap::new(), 5, &HeaderMap::new()));
-        assert!(!head_matches(&HeaderMap::new(), 5, &h(&[("etag", "\"a\"")])));
+        assert!(!head_matches(
+            &HeaderMap::new(),
+            5,
+            &h(&[("etag", "\"a\"")])
+        ));
     }
 
     #[test]

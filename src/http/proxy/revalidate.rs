@@ -111,8 +111,9 @@ pub(super) async fn revalidate(
         key: found.key,
         obj: &found.obj,
         url: &target.url,
+        head: head.is_some(),
     };
-    match apply_reply(&proxy, stored, &entry, head, resp, &directives, rule, exchange).await {
+    match apply_reply(&proxy, stored, &entry, resp, &directives, rule, exchange).await {
         Applied::Unmodified(freshened) => {
             txn.result = ResultCode::new(ResultTag::TcpRefreshUnmodified);
             let age = freshened.age(now);
@@ -185,6 +186,8 @@ struct Stored<'a> {
     key: Key,
     obj: &'a Arc<HotEntry>,
     url: &'a str,
+    /// Revalidated by the client's HEAD (RFC 9111 4.3.5), not a GET.
+    head: bool,
 }
 
 /// What a revalidation's reply did to the stored entry.
@@ -200,14 +203,11 @@ enum Applied {
 
 /// Applies a revalidation's reply to the stored entry by
 /// [`plan::revalidated`]: the one implementation for the foreground and
-/// the background. `head`: the request was a HEAD, for a stored body of
-/// this length.
-#[allow(clippy::too_many_arguments)]
+/// the background.
 async fn apply_reply(
     proxy: &Arc<Proxy>,
     stored: Stored<'_>,
     entry: &StoredEntry,
-    head: Option<u64>,
     resp: Response<PooledBody<ProxyBody>>,
     directives: &RequestDirectives,
     rule: Rule,
@@ -215,7 +215,7 @@ async fn apply_reply(
 ) -> Applied {
     let verdict = plan::revalidated(
         entry,
-        head,
+        stored.head.then_some(stored.obj.body_len),
         resp.status(),
         resp.headers(),
         directives,
@@ -311,11 +311,11 @@ pub(super) fn background_refresh(
                     key,
                     obj: &hit,
                     url: &target.url,
+                    head: false,
                 };
                 // No client reads it: a new object's body is read for the
                 // store alone.
-                apply_reply(&proxy, stored, &entry, None, resp, &directives, rule, exchange)
-                    .await;
+                apply_reply(&proxy, stored, &entry, resp, &directives, rule, exchange).await;
             }
             proxy
                 .refreshing
