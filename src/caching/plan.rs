@@ -298,7 +298,11 @@ pub fn revalidated(
         return Revalidated::Failed;
     }
     if let Some(stored_len) = head {
-        if status == StatusCode::OK && head_matches(&entry.headers, stored_len, headers) {
+        // Only a stored 200 is described by a 200 (not a cached 404).
+        if status == StatusCode::OK
+            && entry.status == StatusCode::OK
+            && head_matches(&entry.headers, stored_len, headers)
+        {
             return Revalidated::Unmodified(freshen(entry, headers, directives, rule, exchange));
         }
         return Revalidated::Modified(None);
@@ -630,5 +634,49 @@ mod tests {
         ));
         // A 404 replaces the object as any other full response does.
         assert!(matches!(reply(&e, 404, &[]), Revalidated::Modified(_)));
+    }
+
+    fn head_reply(stored: &StoredEntry, status: u16, pairs: &[(&str, &str)]) -> Revalidated {
+        revalidated(
+            stored,
+            Some(5),
+            StatusCode::from_u16(status).unwrap(),
+            &h(pairs),
+            &RequestDirectives::default(),
+            &rule(),
+            exchange(),
+        )
+    }
+
+    #[test]
+    fn a_head_reply_updates_or_releases_the_entry() {
+        let e = entry(200, &[("cache-control", "max-age=10"), ("etag", "\"v1\"")]);
+        let same = [("etag", "\"v1\""), ("cache-control", "max-age=60")];
+        assert!(matches!(
+            head_reply(&e, 200, &same),
+            Revalidated::Unmodified(_)
+        ));
+        assert!(matches!(
+            head_reply(&e, 304, &[("etag", "\"v1\"")]),
+            Revalidated::Unmodified(_)
+        ));
+        // Another entity, another status: nothing to store, the entry goes.
+        for (status, pairs) in [
+            (200, &[("etag", "\"v2\"")][..]),
+            (200, &[("etag", "\"v1\""), ("content-length", "6")][..]),
+            (410, &same[..]),
+        ] {
+            assert!(
+                matches!(head_reply(&e, status, pairs), Revalidated::Modified(None)),
+                "{status} {pairs:?}"
+            );
+        }
+        assert!(matches!(head_reply(&e, 503, &[]), Revalidated::Failed));
+        // A stored 404 is not what a 200 describes.
+        let negative = entry(404, &[("cache-control", "max-age=10")]);
+        assert!(matches!(
+            head_reply(&negative, 200, &[]),
+            Revalidated::Modified(None)
+        ));
     }
 }
