@@ -465,9 +465,10 @@ async fn login_gives_each_parent_the_credentials_squid_sends() {
     let (pa, _, _) = got(3);
     assert_eq!(pa, basic("u@x:p%w"), "user:password with escapes");
     let (pa, a, _) = got(4);
+    // Unlike Squid, as login=PASSTHRU (issue 16).
     assert_eq!(
         (pa, a),
-        (String::new(), String::new()),
+        (String::new(), bearer.clone()),
         "originserver, no login="
     );
     let (pa, a, _) = got(5);

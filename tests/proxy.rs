@@ -580,16 +580,18 @@ async fn client_reload_with_no_cache_and_pragma() {
         .send(&proxy)
         .await;
     assert_eq!(r.text(), "v2");
-    assert!(
-        !origin.last("/reload").has("if-none-match"),
-        "a reload carries no validator"
+    // RFC 9111 5.2.1.4: a reload validates the stored response (issue 16).
+    assert_eq!(
+        origin.last("/reload").header("if-none-match"),
+        "\"r1\"",
+        "a reload carries the stored validator"
     );
     let r = Req::get(&url)
         .header("pragma", "no-cache")
         .send(&proxy)
         .await;
     assert_eq!(r.text(), "v3");
-    assert!(!origin.last("/reload").has("if-none-match"));
+    assert_eq!(origin.last("/reload").header("if-none-match"), "\"r2\"");
     // The reloads replaced the stored object.
     let r = Req::get(&url).send(&proxy).await;
     assert_hit(&r, &proxy);
@@ -600,8 +602,8 @@ async fn client_reload_with_no_cache_and_pragma() {
         &proxy.log(4).await,
         &[
             "TCP_MISS/200",
-            "TCP_CLIENT_REFRESH_MISS/200",
-            "TCP_CLIENT_REFRESH_MISS/200",
+            "TCP_REFRESH_MODIFIED/200",
+            "TCP_REFRESH_MODIFIED/200",
             "TCP_HIT/200",
         ],
     );

@@ -145,6 +145,17 @@ impl Validators {
     }
 }
 
+/// The response carries a validator of the origin's (a well-formed ETag or
+/// a Last-Modified date), not only the Date [`Validators::of`] falls back to.
+fn has_own_validator(stored: &HeaderMap) -> bool {
+    stored
+        .get(ETAG)
+        .is_some_and(|v| is_entity_tag(v.as_bytes().trim_ascii()))
+        || stored
+            .get(LAST_MODIFIED)
+            .is_some_and(|v| parse_http_date(v).is_some())
+}
+
 /// Why a hit must be revalidated before it is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevalidateReason {
@@ -159,6 +170,10 @@ pub enum RevalidateReason {
     ClientMaxAge,
     /// A client reload under refresh_pattern `reload-into-ims`.
     ReloadIntoIms,
+    /// A client reload (`no-cache`) of a response with a validator of its
+    /// own (ETag or Last-Modified): RFC 9111 §5.2.1.4 asks only that the
+    /// stored response be validated, and a 304 spares the body.
+    ClientNoCache,
     /// A client If-Modified-Since under `refresh-ims`.
     RefreshIms,
 }
@@ -179,8 +194,9 @@ pub enum HitDecision {
         validators: Validators,
         reason: RevalidateReason,
     },
-    /// A client reload (`no-cache`, `Pragma: no-cache`): fetch afresh with no
-    /// validators and replace the entry (TCP_CLIENT_REFRESH_MISS).
+    /// A client reload (`no-cache`, `Pragma: no-cache`) of a response with no
+    /// validator of its own: fetch afresh with no validators and replace the
+    /// entry (TCP_CLIENT_REFRESH_MISS).
     Reload,
     /// `only-if-cached` and the entry cannot be used without the origin:
     /// answer 504 (ERR_ONLY_IF_CACHED_MISS).
@@ -191,7 +207,8 @@ pub enum HitDecision {
 /// `now`, under `rule`. The order is Squid's refreshCheck:
 ///
 /// 1. client reload (`no-cache`): ignored under `ignore-reload`; a
-///    revalidation under `reload-into-ims`; else [`HitDecision::Reload`];
+///    revalidation under `reload-into-ims` or when the response has an ETag
+///    or Last-Modified; else [`HitDecision::Reload`];
 /// 2. response `no-cache`/`private`: always revalidate; stale with
 ///    `must-revalidate`/`proxy-revalidate`/`s-maxage`: revalidate, nothing
 ///    may serve it stale;
@@ -235,6 +252,8 @@ pub fn decide_hit(
     if request.no_cache && !rule.ignore_reload {
         return if rule.reload_into_ims {
             revalidate(RevalidateReason::ReloadIntoIms)
+        } else if has_own_validator(&entry.headers) {
+            revalidate(RevalidateReason::ClientNoCache)
         } else {
             needs_origin(HitDecision::Reload)
         };
@@ -337,7 +356,7 @@ fn entity_tags(v: &[u8]) -> Vec<&[u8]> {
 /// A client's own conditional GET or HEAD answered from a stored (fresh,
 /// or just revalidated) response (RFC 9111 §4.3.2, RFC 9110 §13.2.2):
 /// `Some(TCP_INM_HIT)` when If-None-Match matches the stored ETag (weak
-/// comparison, `*` matches anything), `Some(TCP_IMS_HIT)` when there is no
+/// comparison, `*` matches anything, and a malformed ETag matches itself), `Some(TCP_IMS_HIT)` when there is no
 /// If-None-Match and the stored Last-Modified (else Date) is not after
 /// If-Modified-Since; answer 304 with [`not_modified_headers`]. `None`:
 /// send the full response.
@@ -351,10 +370,14 @@ pub fn client_not_modified(
     }
     if request.contains_key(IF_NONE_MATCH) {
         let etag = stored.get(ETAG)?;
+        let stored_tag = etag.as_bytes().trim_ascii();
+        // A malformed ETag (unquoted, `w/`, ...) still matches the very
+        // same characters: the client is echoing what it was given, as most
+        // caches in the cache-tests table accept.
         let matched = request.get_all(IF_NONE_MATCH).iter().any(|v| {
             entity_tags(v.as_bytes())
                 .iter()
-                .any(|t| *t == b"*" || weak_match(t, etag.as_bytes()))
+                .any(|t| *t == b"*" || weak_match(t, stored_tag) || *t == stored_tag)
         });
         return matched.then_some(Outcome::InmHit);
     }

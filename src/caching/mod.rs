@@ -27,8 +27,10 @@
 //!    * `ServeStaleWhileRevalidate { age, validators }`: the same, then revalidate in the
 //!      background as below (no client waiting; collapse with other revalidations).
 //!    * `Revalidate { validators, .. }`: forward the request with `validators.apply(&mut
-//!      headers)` (always as a GET) and go to 5.
-//!    * `Reload`: forward without validators, handle as a miss (log
+//!      headers)` (as a GET, or a HEAD for a HEAD: RFC 9111 4.3.5, see
+//!      [`head_matches`]) and go to 5.
+//!    * `Reload` (a client reload of a response without ETag or Last-Modified): forward
+//!      without validators, handle as a miss (log
 //!      TCP_CLIENT_REFRESH_MISS).
 //!    * `OnlyIfCachedMiss`: answer 504 ERR_ONLY_IF_CACHED_MISS.
 //! 5. **Revalidation reply** ([`classify_revalidation`], logged by
@@ -99,8 +101,8 @@ pub use hit::{
 };
 pub use invalidate::{invalidated_urls, invalidates, is_safe};
 pub use revalidate::{
-    classify_revalidation, freshen, merge_not_modified, not_modified_matches, revalidation_outcome,
-    Freshened, Outcome, RevalidationReply,
+    classify_revalidation, freshen, head_matches, merge_not_modified, not_modified_matches,
+    revalidation_outcome, Freshened, Outcome, RevalidationReply,
 };
 pub use rule::Rule;
 pub use storable::{check_storable, plan_store, NotStorable, StorePlan, MINIMUM_EXPIRY_TIME};

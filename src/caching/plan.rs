@@ -15,7 +15,7 @@ use http::{HeaderMap, Method, StatusCode};
 
 use super::directives::RequestDirectives;
 use super::hit::{client_not_modified, decide_hit, HitDecision, StoredEntry, Validators};
-use super::revalidate::{freshen, not_modified_matches, Freshened, Outcome};
+use super::revalidate::{freshen, head_matches, not_modified_matches, Freshened, Outcome};
 use super::rule::Rule;
 use super::storable::{plan_store, StorePlan};
 use super::Exchange;
@@ -71,7 +71,8 @@ pub enum Plan {
         refresh: Option<Validators>,
     },
     /// Ask upstream with `validators` (parents only: see [`siblings_ok`]),
-    /// then apply [`revalidated`] to the reply.
+    /// as a GET, or a HEAD for a HEAD (RFC 9111 §4.3.5), then apply
+    /// [`revalidated`] to the reply.
     Revalidate { validators: Validators },
     /// Fetch from upstream.
     Fetch(Fetch),
@@ -277,9 +278,13 @@ pub enum Revalidated {
 }
 
 /// Applies the revalidation rule to a reply of `status` with `headers` to
-/// a GET revalidating `entry`.
+/// a request revalidating `entry`: a GET, or a client's HEAD (`head`: the
+/// stored body's length). A 200 to a HEAD updates the entry as a 304 does
+/// when it describes the same body ([`head_matches`], RFC 9111 §4.3.5);
+/// any other reply to a HEAD, having no body to store, releases the entry.
 pub fn revalidated(
     entry: &StoredEntry,
+    head: Option<u64>,
     status: StatusCode,
     headers: &HeaderMap,
     directives: &RequestDirectives,
@@ -291,6 +296,16 @@ pub fn revalidated(
     }
     if status.is_server_error() {
         return Revalidated::Failed;
+    }
+    if let Some(stored_len) = head {
+        // Only a stored 200 is described by a 200 (not a cached 404).
+        if status == StatusCode::OK
+            && entry.status == StatusCode::OK
+            && head_matches(&entry.headers, stored_len, headers)
+        {
+            return Revalidated::Unmodified(freshen(entry, headers, directives, rule, exchange));
+        }
+        return Revalidated::Modified(None);
     }
     let plan = plan_store(&Method::GET, directives, status, headers, rule, exchange)
         .ok()
@@ -578,6 +593,7 @@ mod tests {
         headers.insert(DATE, HeaderValue::from_str(&date(T0 + 100)).unwrap());
         revalidated(
             stored,
+            None,
             StatusCode::from_u16(status).unwrap(),
             &headers,
             &RequestDirectives::default(),
@@ -618,5 +634,49 @@ mod tests {
         ));
         // A 404 replaces the object as any other full response does.
         assert!(matches!(reply(&e, 404, &[]), Revalidated::Modified(_)));
+    }
+
+    fn head_reply(stored: &StoredEntry, status: u16, pairs: &[(&str, &str)]) -> Revalidated {
+        revalidated(
+            stored,
+            Some(5),
+            StatusCode::from_u16(status).unwrap(),
+            &h(pairs),
+            &RequestDirectives::default(),
+            &rule(),
+            exchange(),
+        )
+    }
+
+    #[test]
+    fn a_head_reply_updates_or_releases_the_entry() {
+        let e = entry(200, &[("cache-control", "max-age=10"), ("etag", "\"v1\"")]);
+        let same = [("etag", "\"v1\""), ("cache-control", "max-age=60")];
+        assert!(matches!(
+            head_reply(&e, 200, &same),
+            Revalidated::Unmodified(_)
+        ));
+        assert!(matches!(
+            head_reply(&e, 304, &[("etag", "\"v1\"")]),
+            Revalidated::Unmodified(_)
+        ));
+        // Another entity, another status: nothing to store, the entry goes.
+        for (status, pairs) in [
+            (200, &[("etag", "\"v2\"")][..]),
+            (200, &[("etag", "\"v1\""), ("content-length", "6")][..]),
+            (410, &same[..]),
+        ] {
+            assert!(
+                matches!(head_reply(&e, status, pairs), Revalidated::Modified(None)),
+                "{status} {pairs:?}"
+            );
+        }
+        assert!(matches!(head_reply(&e, 503, &[]), Revalidated::Failed));
+        // A stored 404 is not what a 200 describes.
+        let negative = entry(404, &[("cache-control", "max-age=10")]);
+        assert!(matches!(
+            head_reply(&negative, 200, &[]),
+            Revalidated::Modified(None)
+        ));
     }
 }

@@ -1,7 +1,7 @@
 //! After a revalidation: classifying the reply, folding a 304 into the stored response
 //! (RFC 9111 §4.3.3–4.3.4), and the Squid result names the proxy logs.
 
-use http::header::{HeaderMap, HeaderName, AGE, DATE, ETAG, LAST_MODIFIED};
+use http::header::{HeaderMap, HeaderName, AGE, CONTENT_LENGTH, DATE, ETAG, LAST_MODIFIED};
 use http::{Method, StatusCode};
 
 use super::directives::RequestDirectives;
@@ -120,24 +120,46 @@ pub fn not_modified_matches(stored: &HeaderMap, not_modified: &HeaderMap) -> boo
     true
 }
 
-/// Fields of a 304 that never replace the stored ones: those describing the
-/// stored body (Content-Length, Content-Encoding, Content-Range), Vary (the
-/// variant key depends on it; Squid keeps the stored one too), the obsolete
-/// Warning, and cuttle's internal fields. Hop-by-hop fields are dropped too.
+/// Whether a 200 to a HEAD describes the stored response, so that its
+/// fields may update it (RFC 9111 §4.3.5): the same ETag and Last-Modified
+/// (both absent counts as the same: the origin has none to change) and, if
+/// it has a Content-Length, the stored body's length.
+pub fn head_matches(stored: &HeaderMap, stored_len: u64, head: &HeaderMap) -> bool {
+    let same_etag = match (stored.get(ETAG), head.get(ETAG)) {
+        (None, None) => true,
+        (Some(old), Some(new)) => old.as_bytes().trim_ascii() == new.as_bytes().trim_ascii(),
+        _ => false,
+    };
+    let same_lm = match (stored.get(LAST_MODIFIED), head.get(LAST_MODIFIED)) {
+        (None, None) => true,
+        (Some(old), Some(new)) => {
+            parse_http_date(new).is_some() && parse_http_date(old) == parse_http_date(new)
+        }
+        _ => false,
+    };
+    let same_len = head.get(CONTENT_LENGTH).is_none_or(|v| {
+        v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) == Some(stored_len)
+    });
+    same_etag && same_lm && same_len
+}
+
+/// Fields of a 304 that never replace the stored ones: Content-Length (it
+/// frames the stored body; RFC 9111 §3.2), Vary (the variant key depends
+/// on it; Squid keeps the stored one too), the obsolete Warning, and
+/// cuttle's internal fields. Hop-by-hop fields are dropped too.
 fn kept_from_stored(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "content-length" | "content-encoding" | "content-range" | "vary" | "warning"
-    ) || is_hop_by_hop(name)
+    matches!(name.as_str(), "content-length" | "vary" | "warning")
+        || is_hop_by_hop(name)
         || is_internal_field(name)
 }
 
-/// The stored fields updated by a 304 (RFC 9111 §4.3.4): each field of the
-/// 304 replaces all stored lines of that name, except hop-by-hop fields,
-/// those describing the stored body (Content-Length, Content-Encoding,
-/// Content-Range), Vary (the variant key depends on it; Squid keeps the
-/// stored one too), Warning and cuttle's `X-Cuttle-*` fields. A 304 without Date gets `response_time` (RFC 9110 §6.6.1); a
-/// 304 without Age drops the stored Age (it described the old transfer).
+/// The stored fields updated by a 304 (RFC 9111 §3.2, §4.3.4): each field
+/// of the 304 replaces all stored lines of that name (Content-Encoding,
+/// Content-Range and Set-Cookie too, as Squid does), except hop-by-hop
+/// fields, Content-Length, Vary (the variant key depends on it; Squid keeps
+/// the stored one too), Warning and cuttle's `X-Cuttle-*` fields. A 304
+/// without Date gets `response_time` (RFC 9110 §6.6.1); a 304 without Age
+/// drops the stored Age (it described the old transfer).
 pub fn merge_not_modified(
     stored: &HeaderMap,
     not_modified: &HeaderMap,
@@ -280,6 +302,30 @@ mod tests {
     }
 
     #[test]
+    fn a_head_200_matches_the_same_validators_and_length() {
+        let stored = h(&[("etag", "\"a\""), ("last-modified", &date(T0))]);
+        let same = h(&[
+            ("etag", "\"a\""),
+            ("last-modified", &date(T0)),
+            ("content-length", "5"),
+        ]);
+        assert!(head_matches(&stored, 5, &same));
+        assert!(!head_matches(&stored, 6, &same), "another length");
+        assert!(!head_matches(&stored, 5, &h(&[("etag", "\"b\"")])));
+        assert!(
+            !head_matches(&stored, 5, &h(&[("last-modified", &date(T0))])),
+            "the ETag went away"
+        );
+        // Neither has a validator: nothing says the body changed.
+        assert!(head_matches(&HeaderMap::new(), 5, &HeaderMap::new()));
+        assert!(!head_matches(
+            &HeaderMap::new(),
+            5,
+            &h(&[("etag", "\"a\"")])
+        ));
+    }
+
+    #[test]
     fn merge_rfc_9111_4_3_4() {
         let stored = h(&[
             ("date", &date(T0)),
@@ -320,6 +366,33 @@ mod tests {
         // A 304 without Date is dated on receipt.
         let merged = merge_not_modified(&stored, &h(&[("etag", "\"a\"")]), T0 + 900);
         assert_eq!(merged.get("date").unwrap(), date(T0 + 900).as_str());
+    }
+
+    #[test]
+    fn a_304_updates_content_encoding_content_range_and_set_cookie() {
+        let stored = h(&[
+            ("content-encoding", "a"),
+            ("content-range", "bytes 0-4/5"),
+            ("content-length", "5"),
+            ("set-cookie", "a=b"),
+            ("set-cookie2", "a=b"),
+        ]);
+        let nm = h(&[
+            ("content-encoding", "b"),
+            ("content-range", "bytes 0-4/10"),
+            ("content-length", "10"),
+            ("set-cookie", "a=c"),
+            ("set-cookie2", "a=c"),
+        ]);
+        let merged = merge_not_modified(&stored, &nm, T0);
+        assert_eq!(merged.get("content-encoding").unwrap(), "b");
+        assert_eq!(merged.get("content-range").unwrap(), "bytes 0-4/10");
+        // Content-Length describes the stored body (RFC 9111 3.2).
+        assert_eq!(merged.get("content-length").unwrap(), "5");
+        for cookie in ["set-cookie", "set-cookie2"] {
+            let values: Vec<_> = merged.get_all(cookie).iter().collect();
+            assert_eq!(values, ["a=c"], "{cookie}");
+        }
     }
 
     #[test]

@@ -162,7 +162,12 @@ impl Source {
             only_if_cached: peer_type == PeerType::Sibling && !p.allow_miss,
             absolute_form: !p.originserver,
             proxy_only: p.proxy_only,
-            login: p.login.as_ref().and_then(PeerAuth::of),
+            login: match &p.login {
+                // An accelerator's origin expects its users' Authorization
+                // (Squid drops it unless login=PASSTHRU; issue 16).
+                None if p.originserver => Some(PeerAuth::Relay),
+                login => login.as_ref().and_then(PeerAuth::of),
+            },
             connect_timeout: p.connect_timeout,
         }
     }

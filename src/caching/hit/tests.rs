@@ -72,15 +72,17 @@ fn client_no_cache_and_squid_options() {
         ("last-modified", &date(T0 - 10)),
     ]);
     let reload = req("no-cache");
-    assert_eq!(
-        decide_hit(&e, &reload, &rule(), T0 + 1),
-        HitDecision::Reload
-    );
     let pragma = RequestDirectives::parse(&h(&[("pragma", "no-cache")]));
-    assert_eq!(
-        decide_hit(&e, &pragma, &rule(), T0 + 1),
-        HitDecision::Reload
-    );
+    // A validator of the origin's: the reload revalidates with it.
+    for r in [&reload, &pragma] {
+        let d = decide_hit(&e, r, &rule(), T0 + 1);
+        assert_eq!(reason(&d), Some(RevalidateReason::ClientNoCache));
+    }
+    // None (only Date): a plain refetch.
+    let bare = entry(&[("cache-control", "max-age=100")]);
+    for r in [&reload, &pragma] {
+        assert_eq!(decide_hit(&bare, r, &rule(), T0 + 1), HitDecision::Reload);
+    }
     let ims = Rule {
         reload_into_ims: true,
         ..rule()
@@ -377,6 +379,14 @@ fn client_conditionals() {
         Some(Outcome::InmHit)
     );
     assert_eq!(client_not_modified(&get, &inm("\"b\""), &stored), None);
+    // A malformed stored ETag matches only the same characters.
+    let unquoted = h(&[("etag", "abc")]);
+    assert_eq!(
+        client_not_modified(&get, &inm("abc"), &unquoted),
+        Some(Outcome::InmHit)
+    );
+    assert_eq!(client_not_modified(&get, &inm("\"abc\""), &unquoted), None);
+    assert_eq!(client_not_modified(&get, &inm("ab"), &unquoted), None);
     // If-None-Match present: If-Modified-Since is ignored.
     let both = h(&[("if-none-match", "\"b\""), ("if-modified-since", &date(T0))]);
     assert_eq!(client_not_modified(&get, &both, &stored), None);

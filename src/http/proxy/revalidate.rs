@@ -68,9 +68,17 @@ pub(super) async fn revalidate(
     headers.remove(header::IF_MODIFIED_SINCE);
     validators.apply(&mut headers);
     let request_time = unix_now();
+    // A HEAD asks for no body (RFC 9111 4.3.5): its reply updates the
+    // stored fields only.
+    let head = (parts.method == Method::HEAD).then_some(found.obj.body_len);
+    let method = if head.is_some() {
+        Method::HEAD
+    } else {
+        Method::GET
+    };
     // A revalidation may use parents (and ask them with ICP).
     let fwd = Forwarding {
-        method: &Method::GET,
+        method: &method,
         target: &target,
         headers: &headers,
         client: txn.client,
@@ -103,6 +111,7 @@ pub(super) async fn revalidate(
         key: found.key,
         obj: &found.obj,
         url: &target.url,
+        head: head.is_some(),
     };
     match apply_reply(&proxy, stored, &entry, resp, &directives, rule, exchange).await {
         Applied::Unmodified(freshened) => {
@@ -177,6 +186,8 @@ struct Stored<'a> {
     key: Key,
     obj: &'a Arc<HotEntry>,
     url: &'a str,
+    /// Revalidated by the client's HEAD (RFC 9111 4.3.5), not a GET.
+    head: bool,
 }
 
 /// What a revalidation's reply did to the stored entry.
@@ -204,6 +215,7 @@ async fn apply_reply(
 ) -> Applied {
     let verdict = plan::revalidated(
         entry,
+        stored.head.then_some(stored.obj.body_len),
         resp.status(),
         resp.headers(),
         directives,
@@ -299,6 +311,7 @@ pub(super) fn background_refresh(
                     key,
                     obj: &hit,
                     url: &target.url,
+                    head: false,
                 };
                 // No client reads it: a new object's body is read for the
                 // store alone.

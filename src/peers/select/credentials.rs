@@ -51,7 +51,8 @@ pub struct ClientCredentials<'a> {
 /// (squid-spec 3.6): the client's Proxy-Authorization goes only to a proxy
 /// peer whose login= relays (PASS, PASSTHRU, PROXYPASS), its Authorization
 /// to the origin and proxy peers, and to an originserver peer only when
-/// login= relays; then, when the peer's own field (Proxy-Authorization, or
+/// login= relays (an originserver peer without login= gets
+/// [`PeerAuth::Relay`], unlike in Squid); then, when the peer's own field (Proxy-Authorization, or
 /// Authorization for an originserver) is still empty, login= fills it.
 pub fn credentials(source: &Source, client: &ClientCredentials<'_>) -> Credentials {
     let relays = matches!(source.login, Some(PeerAuth::Relay | PeerAuth::ProxyPass));

@@ -573,8 +573,12 @@ fn login_variants_build_the_credentials_squid_sends() {
         creds(text, Some(6), Some("Digest x=1"), None, false),
         (None, None)
     );
-    // An originserver without a relaying login= gets neither.
-    assert_eq!(creds(text, Some(7), pa, bearer, false), (None, None));
+    // An originserver without login= gets the client's Authorization
+    // (Squid sends neither), as with login=PASSTHRU.
+    assert_eq!(
+        creds(text, Some(7), pa, bearer, false),
+        (None, s("Bearer tok"))
+    );
     // NEGOTIATE (no Kerberos) and no login=: no Proxy-Authorization.
     for id in [8, 9] {
         assert_eq!(
