@@ -304,6 +304,37 @@ async fn a_revalidated_hit_serves_the_range() {
     assert_eq!(log[1].result(), "TCP_REFRESH_UNMODIFIED/206", "{log:#?}");
 }
 
+/// A revalidation asks for the whole object, never the client's range: an
+/// origin that honours Range would otherwise answer a changed object with a
+/// 206, which cannot replace the stored one (the entry was lost and the
+/// next client missed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revalidation_asks_for_the_whole_object() {
+    let origin = Origin::start().await;
+    origin.route("/v", |s| {
+        let body = if s.n == 1 { BODY } else { "abcdefghijk" };
+        if s.header("range") == "bytes=2-3" {
+            return Reply::status(206)
+                .body(&body[2..4])
+                .header("content-range", "bytes 2-3/11")
+                .header("etag", "\"v2\"")
+                .cc("max-age=0");
+        }
+        let etag = if s.n == 1 { "\"v1\"" } else { "\"v2\"" };
+        Reply::ok(body).header("etag", etag).cc("max-age=0")
+    });
+    let proxy = Cuttle::start(&Conf::new());
+    let url = origin.url("/v");
+    assert_eq!(Req::get(&url).send(&proxy).await.text(), BODY);
+    let resp = ranged(&url, &proxy, "bytes=2-3").await;
+    assert_eq!((resp.status, resp.text().as_str()), (200, "abcdefghijk"));
+    assert!(!origin.last("/v").has("range"), "{:?}", origin.last("/v"));
+    // The changed object was stored: the next request revalidates it.
+    let whole = Req::get(&url).send(&proxy).await;
+    assert_eq!((whole.status, whole.text().as_str()), (200, "abcdefghijk"));
+    assert_eq!(origin.last("/v").header("if-none-match"), "\"v2\"");
+}
+
 /// Only a stored 200 is a representation to take ranges of: a stored 404
 /// is sent whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,9 +125,12 @@ impl Validators {
     /// client's own conditional fields (the proxy evaluates those itself
     /// against the result, with [`client_not_modified`]). Also removes
     /// If-Match, If-Unmodified-Since and If-Range, which would change the
-    /// meaning of the revalidation.
+    /// meaning of the revalidation, and Range: the revalidation asks for the
+    /// whole object, whose reply may replace the stored one (a client's
+    /// range is cut from the stored object afterwards).
     pub fn apply(&self, request: &mut HeaderMap) {
         for name in [
+            http::header::RANGE,
             IF_NONE_MATCH,
             IF_MODIFIED_SINCE,
             http::header::IF_MATCH,
