@@ -28,20 +28,33 @@
 //! closed quietly (as Squid does); a stalled body is a read error, which
 //! ends the request and the connection. Tunnels (CONNECT) are not timed
 //! here.
+//!
+//! 1xx interim responses an origin sends (103 Early Hints, 102) are written
+//! here, as hyper's server has no way to send them: a fetch relays them to
+//! the connection's [`Activity`] ([`InterimSink`]), which queues their
+//! bytes and wakes the connection's task; its next flush writes them. hyper
+//! flushes through to this IO only with nothing of its own buffered, so an
+//! interim response never lands inside an earlier response, and the
+//! request's service holds its final response back until they are written
+//! ([`Activity::interim_written`]), so none comes after it. A connection
+//! whose request never fetched pays one atomic operation for this.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::stats::Stats;
+use crate::upstream::InterimSink;
 
 /// The scheme as Squid's tools send it, and as hyper is given it.
 const SQUID_SCHEME: &[u8] = b"cache_object:";
@@ -90,6 +103,58 @@ struct ActivityState {
     evict: bool,
     /// The task reading the connection, to wake on changes.
     reader: Option<Waker>,
+    /// Interim responses for the request in flight.
+    interim: InterimQueue,
+}
+
+/// Interim responses waiting to be written before the final response of
+/// the request in flight.
+#[derive(Debug, Default)]
+struct InterimQueue {
+    /// Their bytes, complete responses one after the other.
+    bytes: Vec<u8>,
+    /// How much of `bytes` is written.
+    written: usize,
+    /// The connection's task, to write them when they come.
+    flusher: Option<Waker>,
+    /// The request's service, waiting for them before its final response.
+    waiter: Option<Waker>,
+}
+
+/// More queued interim bytes than this (a server sending 1xx after 1xx to
+/// a client that does not read) and further ones are dropped.
+const MAX_INTERIM_QUEUED: usize = 64 * 1024;
+
+/// Where a request stands about interim responses, in the low bits of
+/// [`Activity::interim_phase`] (the request's number is above them): none
+/// yet and they may come;
+const INTERIM_IDLE: u64 = 0;
+/// a fetch may relay them (the connection's flushes look at the queue);
+const INTERIM_ARMED: u64 = 1;
+/// the final response is on its way: no more.
+const INTERIM_FINAL: u64 = 2;
+const INTERIM_PHASE_BITS: u32 = 2;
+
+fn interim_phase(request: u64, phase: u64) -> u64 {
+    (request << INTERIM_PHASE_BITS) | phase
+}
+
+/// An interim response as written to the client: its status line and its
+/// fields but the hop-by-hop ones (a 1xx has no content to frame).
+fn interim_head(status: StatusCode, fields: &HeaderMap) -> Vec<u8> {
+    let mut fields = fields.clone();
+    crate::caching::remove_hop_by_hop(&mut fields);
+    fields.remove(http::header::CONTENT_LENGTH);
+    let reason = status.canonical_reason().unwrap_or("");
+    let mut out = format!("HTTP/1.1 {} {reason}\r\n", status.as_u16()).into_bytes();
+    for (name, value) in &fields {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// What a client connection is doing, shared by its reader ([`ClientIo`]),
@@ -97,6 +162,10 @@ struct ActivityState {
 #[derive(Debug)]
 pub struct Activity {
     state: Mutex<ActivityState>,
+    /// The request in flight's number and its interim phase
+    /// ([`INTERIM_ARMED`] and the others), lock-free so that a request
+    /// that never fetches costs no lock for it.
+    interim_phase: AtomicU64,
 }
 
 /// Why a waiting read ends.
@@ -122,7 +191,9 @@ impl Activity {
                 head_started: None,
                 evict: false,
                 reader: None,
+                interim: InterimQueue::default(),
             }),
+            interim_phase: AtomicU64::new(interim_phase(0, INTERIM_FINAL)),
         })
     }
 
@@ -130,8 +201,9 @@ impl Activity {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A request head was parsed and goes to the proxy.
-    pub fn request_started(&self, has_body: bool) {
+    /// A request head was parsed and goes to the proxy; its number on the
+    /// connection (from 1).
+    pub fn request_started(&self, has_body: bool) -> u64 {
         let mut s = self.lock();
         s.requests += 1;
         s.in_flight = true;
@@ -139,6 +211,59 @@ impl Activity {
         s.body_wanted_since = None;
         s.idle_since = None;
         s.head_started = None;
+        if !s.interim.bytes.is_empty() {
+            // Left by an earlier request that ended early.
+            s.interim.bytes.clear();
+            s.interim.written = 0;
+        }
+        s.interim.waiter = None;
+        self.interim_phase
+            .store(interim_phase(s.requests, INTERIM_IDLE), Ordering::Release);
+        s.requests
+    }
+
+    /// Waits until the interim responses relayed for `request` are written,
+    /// then lets no more come: its final response goes next. Immediate when
+    /// no fetch of the request could relay any.
+    pub fn interim_written(&self, request: u64) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| self.poll_interim_written(request, cx))
+    }
+
+    fn poll_interim_written(&self, request: u64, cx: &mut Context<'_>) -> Poll<()> {
+        let armed = interim_phase(request, INTERIM_ARMED);
+        let closed = interim_phase(request, INTERIM_FINAL);
+        let idle = interim_phase(request, INTERIM_IDLE);
+        match self.interim_phase.compare_exchange(
+            idle,
+            closed,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => return Poll::Ready(()),
+            Err(now) if now != armed => return Poll::Ready(()),
+            Err(_) => {}
+        }
+        let mut s = self.lock();
+        let q = &mut s.interim;
+        if q.written < q.bytes.len() {
+            match &q.waiter {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => q.waiter = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        q.bytes.clear();
+        q.written = 0;
+        q.waiter = None;
+        q.flusher = None;
+        self.interim_phase.store(closed, Ordering::Release);
+        Poll::Ready(())
+    }
+
+    /// Whether the connection's flushes must look at the interim queue.
+    fn interim_armed(&self) -> bool {
+        self.interim_phase.load(Ordering::Acquire) & ((1 << INTERIM_PHASE_BITS) - 1)
+            == INTERIM_ARMED
     }
 
     /// The request in flight became a tunnel.
@@ -251,6 +376,41 @@ impl Activity {
         match &s.reader {
             Some(w) if w.will_wake(waker) => {}
             _ => s.reader = Some(waker.clone()),
+        }
+    }
+}
+
+impl InterimSink for Activity {
+    fn arm(&self, request: u64) -> bool {
+        let armed = interim_phase(request, INTERIM_ARMED);
+        match self.interim_phase.compare_exchange(
+            interim_phase(request, INTERIM_IDLE),
+            armed,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => true,
+            Err(now) => now == armed,
+        }
+    }
+
+    fn relay(&self, request: u64, status: StatusCode, fields: &HeaderMap) {
+        let head = interim_head(status, fields);
+        let mut s = self.lock();
+        // Checked under the lock: the final response is not on its way.
+        if self.interim_phase.load(Ordering::Acquire) != interim_phase(request, INTERIM_ARMED) {
+            return;
+        }
+        let q = &mut s.interim;
+        if q.bytes.len() - q.written + head.len() > MAX_INTERIM_QUEUED {
+            tracing::debug!(status = %status, "interim response dropped: too many queued");
+            return;
+        }
+        q.bytes.extend_from_slice(&head);
+        let flusher = q.flusher.clone();
+        drop(s);
+        if let Some(w) = flusher {
+            w.wake();
         }
     }
 }
@@ -569,13 +729,49 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
     }
 }
 
+impl<S: AsyncWrite + Unpin> ClientIo<S> {
+    /// Writes the queued interim responses. `started_only`: only the rest of
+    /// one already begun, before bytes of hyper's go out (which may belong
+    /// to an earlier response when nothing is begun).
+    fn poll_interim(&mut self, cx: &mut Context<'_>, started_only: bool) -> Poll<io::Result<()>> {
+        let mut s = self.activity.lock();
+        let q = &mut s.interim;
+        match &q.flusher {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => q.flusher = Some(cx.waker().clone()),
+        }
+        if started_only && q.written == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        while q.written < q.bytes.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &q.bytes[q.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            q.written += n;
+        }
+        q.bytes.clear();
+        q.written = 0;
+        let waiter = q.waiter.take();
+        drop(s);
+        if let Some(w) = waiter {
+            w.wake();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+        let this = self.get_mut();
+        if this.activity.interim_armed() {
+            ready!(this.poll_interim(cx, true))?;
+        }
+        Pin::new(&mut this.inner).poll_write(cx, data)
     }
 
     fn poll_write_vectored(
@@ -583,15 +779,25 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if this.activity.interim_armed() {
+            ready!(this.poll_interim(cx, true))?;
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
 
+    /// hyper flushes through to here only with nothing of its own
+    /// buffered: the moment interim responses may go out.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        if this.activity.interim_armed() {
+            ready!(this.poll_interim(cx, false))?;
+        }
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
