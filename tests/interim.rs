@@ -24,6 +24,8 @@ enum Part {
     Send(Vec<u8>),
     /// Waits until the test says so.
     Hold(Arc<Notify>),
+    /// Reads this many bytes of the request body.
+    ReadBody(usize),
 }
 
 /// A loopback origin that answers each path with its script of parts, on
@@ -50,18 +52,21 @@ fn final_200(body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Reads one request head from `s` (the requests here have no body).
-async fn read_request(s: &mut TcpStream) -> Option<String> {
-    let mut buf = Vec::new();
+/// Reads one request head from `s` into `buf`, taking it off `buf` (what
+/// came after it stays there).
+async fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
     let mut chunk = [0u8; 4096];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head: Vec<u8> = buf.drain(..i + 4).collect();
+            return Some(String::from_utf8_lossy(&head).into_owned());
+        }
         let n = s.read(&mut chunk).await.ok()?;
         if n == 0 || buf.len() > 65536 {
             return None;
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
 impl RawOrigin {
@@ -78,7 +83,8 @@ impl RawOrigin {
                 };
                 let (scripts, counts) = (Arc::clone(&s), Arc::clone(&c));
                 tokio::spawn(async move {
-                    while let Some(head) = read_request(&mut conn).await {
+                    let mut buf = Vec::new();
+                    while let Some(head) = read_request(&mut conn, &mut buf).await {
                         let path = head.split(' ').nth(1).unwrap_or("").to_string();
                         *counts.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
                         let script = scripts.lock().unwrap().get(&path).cloned();
@@ -93,6 +99,18 @@ impl RawOrigin {
                                     }
                                 }
                                 Part::Hold(go) => go.notified().await,
+                                Part::ReadBody(n) => {
+                                    let mut chunk = [0u8; 4096];
+                                    while buf.len() < n {
+                                        match conn.read(&mut chunk).await {
+                                            Ok(got) if got > 0 => {
+                                                buf.extend_from_slice(&chunk[..got])
+                                            }
+                                            _ => return,
+                                        }
+                                    }
+                                    buf.drain(..n);
+                                }
                             }
                         }
                     }
@@ -332,13 +350,16 @@ async fn expect_continue_still_gets_one_100_continue() {
     let (origin, cuttle) = start().await;
     // The origin's own 100 Continue is not relayed: cuttle answers the
     // client's Expect itself, once.
-    origin.route("/upload", {
-        let mut bytes = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
-        bytes.extend_from_slice(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nuploaded",
-        );
-        vec![Part::Send(bytes)]
-    });
+    origin.route(
+        "/upload",
+        vec![
+            Part::Send(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()),
+            Part::ReadBody(5),
+            Part::Send(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nuploaded".to_vec(),
+            ),
+        ],
+    );
     let url = origin.url("/upload");
     let host = url.trim_start_matches("http://").split('/').next().unwrap().to_string();
     let mut client = Client::open(&cuttle).await;
@@ -352,4 +373,59 @@ async fn expect_continue_still_gets_one_100_continue() {
     let (head, body) = client.final_response("the final response").await;
     assert!(head.starts_with("HTTP/1.1 200 "), "one 100 Continue only: {head:?}");
     assert_eq!(body, "uploaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_post_gets_its_interim_responses_too() {
+    let (origin, cuttle) = start().await;
+    origin.route("/form", {
+        let mut bytes = EARLY_HINTS.as_bytes().to_vec();
+        bytes.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nsent");
+        vec![Part::Send(bytes)]
+    });
+    let url = origin.url("/form");
+    let host = url.trim_start_matches("http://").split('/').next().unwrap().to_string();
+    let mut client = Client::open(&cuttle).await;
+    let req = format!("POST {url} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n");
+    client.s.write_all(req.as_bytes()).await.expect("write");
+    let interim = client.head("the 103 of a POST").await;
+    assert_eq!(status_line(&interim), "HTTP/1.1 103 Early Hints", "{interim:?}");
+    let (head, body) = client.final_response("the final response").await;
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head:?}");
+    assert_eq!(body, "sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sharing_a_collapsed_fetch_gets_no_interim_response() {
+    let (origin, cuttle) = start().await;
+    let go = Arc::new(Notify::new());
+    origin.route(
+        "/shared",
+        vec![
+            Part::Send(EARLY_HINTS.as_bytes().to_vec()),
+            Part::Hold(Arc::clone(&go)),
+            Part::Send(final_200("shared")),
+        ],
+    );
+    let url = origin.url("/shared");
+    let mut first = Client::open(&cuttle).await;
+    first.get(&url, "HTTP/1.1").await;
+    let interim = first.head("the 103 to the client that started the fetch").await;
+    assert_eq!(status_line(&interim), "HTTP/1.1 103 Early Hints", "{interim:?}");
+    // The second client joins the fetch in flight (the origin holds it).
+    let mut second = Client::open(&cuttle).await;
+    second.get(&url, "HTTP/1.1").await;
+    // cuttle shows no sign of a request joining a fetch before it ends: give
+    // it a moment to arrive. Arriving later, it is a hit, which must carry
+    // no interim response either; the origin's count tells them apart.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    go.notify_one();
+    let (head, body) = first.final_response("the first final response").await;
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head:?}");
+    assert_eq!(body, "shared");
+    let (head, body) = second.final_response("the shared response").await;
+    assert!(head.starts_with("HTTP/1.1 200 "), "no interim response: {head:?}");
+    assert_eq!(field(&head, "link"), None, "{head:?}");
+    assert_eq!(body, "shared");
+    assert_eq!(origin.count("/shared"), 1, "one fetch, shared");
 }
