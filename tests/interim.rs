@@ -89,7 +89,9 @@ impl RawOrigin {
                         *counts.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
                         let script = scripts.lock().unwrap().get(&path).cloned();
                         let script = script.unwrap_or_else(|| {
-                            vec![Part::Send(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec())]
+                            vec![Part::Send(
+                                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+                            )]
                         });
                         for part in script {
                             match part {
@@ -247,7 +249,11 @@ async fn early_hints_reach_the_client_before_the_final_response_and_are_never_st
     let interim = client
         .head("the 103 while the origin holds the final response")
         .await;
-    assert_eq!(status_line(&interim), "HTTP/1.1 103 Early Hints", "{interim:?}");
+    assert_eq!(
+        status_line(&interim),
+        "HTTP/1.1 103 Early Hints",
+        "{interim:?}"
+    );
     assert_eq!(
         field(&interim, "link").as_deref(),
         Some("</styles.css>; rel=preload; as=style")
@@ -261,21 +267,37 @@ async fn early_hints_reach_the_client_before_the_final_response_and_are_never_st
     assert!(head.starts_with("HTTP/1.1 200 "), "{head:?}");
     assert_eq!(body, "styled page");
     for name in ["link", "x-my-header"] {
-        assert_eq!(field(&head, name), None, "an interim field in the final response: {head:?}");
+        assert_eq!(
+            field(&head, name),
+            None,
+            "an interim field in the final response: {head:?}"
+        );
     }
 
     // The same connection, then another one: hits, with no interim
     // response and none of its fields.
     client.get(&url, "HTTP/1.1").await;
-    let (head, body) = client.final_response("the hit on the same connection").await;
-    assert!(head.starts_with("HTTP/1.1 200 "), "no interim response on a hit: {head:?}");
+    let (head, body) = client
+        .final_response("the hit on the same connection")
+        .await;
+    assert!(
+        head.starts_with("HTTP/1.1 200 "),
+        "no interim response on a hit: {head:?}"
+    );
     assert_eq!(body, "styled page");
     let mut other = Client::open(&cuttle).await;
     other.get(&url, "HTTP/1.1").await;
     let (head, _) = other.final_response("the hit on a new connection").await;
-    assert!(head.starts_with("HTTP/1.1 200 "), "no interim response on a hit: {head:?}");
+    assert!(
+        head.starts_with("HTTP/1.1 200 "),
+        "no interim response on a hit: {head:?}"
+    );
     for name in ["link", "x-my-header"] {
-        assert_eq!(field(&head, name), None, "an interim field stored: {head:?}");
+        assert_eq!(
+            field(&head, name),
+            None,
+            "an interim field stored: {head:?}"
+        );
     }
     assert_eq!(origin.count("/hinted"), 1, "the later requests were hits");
 }
@@ -295,7 +317,11 @@ async fn processing_is_relayed_too() {
     let mut client = Client::open(&cuttle).await;
     client.get(&origin.url("/slow"), "HTTP/1.1").await;
     let interim = client.head("the 102 while the origin works").await;
-    assert_eq!(status_line(&interim), "HTTP/1.1 102 Processing", "{interim:?}");
+    assert_eq!(
+        status_line(&interim),
+        "HTTP/1.1 102 Processing",
+        "{interim:?}"
+    );
     go.notify_one();
     let (head, body) = client.final_response("the final response").await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head:?}");
@@ -316,7 +342,11 @@ async fn several_interim_responses_come_in_order() {
     let first = client.head("the 102").await;
     assert_eq!(status_line(&first), "HTTP/1.1 102 Processing", "{first:?}");
     let second = client.head("the 103").await;
-    assert_eq!(status_line(&second), "HTTP/1.1 103 Early Hints", "{second:?}");
+    assert_eq!(
+        status_line(&second),
+        "HTTP/1.1 103 Early Hints",
+        "{second:?}"
+    );
     let (head, body) = client.final_response("the final response").await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head:?}");
     assert_eq!(body, "both");
@@ -334,7 +364,10 @@ async fn an_http10_client_gets_no_interim_response() {
     client.get(&origin.url("/old"), "HTTP/1.0").await;
     let (head, body) = client.final_response("the response").await;
     // hyper answers an HTTP/1.0 request in HTTP/1.0.
-    assert!(head.starts_with("HTTP/1.0 200 "), "the first head: {head:?}");
+    assert!(
+        head.starts_with("HTTP/1.0 200 "),
+        "the first head: {head:?}"
+    );
     assert_eq!(field(&head, "link"), None, "{head:?}");
     assert_eq!(body, "plain");
     // The HTTP/1.1 client afterwards is served from the cache.
@@ -356,12 +389,18 @@ async fn expect_continue_still_gets_one_100_continue() {
             Part::Send(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()),
             Part::ReadBody(5),
             Part::Send(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nuploaded".to_vec(),
+                b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nuploaded"
+                    .to_vec(),
             ),
         ],
     );
     let url = origin.url("/upload");
-    let host = url.trim_start_matches("http://").split('/').next().unwrap().to_string();
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     let mut client = Client::open(&cuttle).await;
     let head = format!(
         "POST {url} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
@@ -371,7 +410,10 @@ async fn expect_continue_still_gets_one_100_continue() {
     assert_eq!(status_line(&cont), "HTTP/1.1 100 Continue", "{cont:?}");
     client.s.write_all(b"hello").await.expect("write body");
     let (head, body) = client.final_response("the final response").await;
-    assert!(head.starts_with("HTTP/1.1 200 "), "one 100 Continue only: {head:?}");
+    assert!(
+        head.starts_with("HTTP/1.1 200 "),
+        "one 100 Continue only: {head:?}"
+    );
     assert_eq!(body, "uploaded");
 }
 
@@ -384,12 +426,21 @@ async fn a_forwarded_post_gets_its_interim_responses_too() {
         vec![Part::Send(bytes)]
     });
     let url = origin.url("/form");
-    let host = url.trim_start_matches("http://").split('/').next().unwrap().to_string();
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     let mut client = Client::open(&cuttle).await;
     let req = format!("POST {url} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n");
     client.s.write_all(req.as_bytes()).await.expect("write");
     let interim = client.head("the 103 of a POST").await;
-    assert_eq!(status_line(&interim), "HTTP/1.1 103 Early Hints", "{interim:?}");
+    assert_eq!(
+        status_line(&interim),
+        "HTTP/1.1 103 Early Hints",
+        "{interim:?}"
+    );
     let (head, body) = client.final_response("the final response").await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head:?}");
     assert_eq!(body, "sent");
@@ -410,8 +461,14 @@ async fn a_client_sharing_a_collapsed_fetch_gets_no_interim_response() {
     let url = origin.url("/shared");
     let mut first = Client::open(&cuttle).await;
     first.get(&url, "HTTP/1.1").await;
-    let interim = first.head("the 103 to the client that started the fetch").await;
-    assert_eq!(status_line(&interim), "HTTP/1.1 103 Early Hints", "{interim:?}");
+    let interim = first
+        .head("the 103 to the client that started the fetch")
+        .await;
+    assert_eq!(
+        status_line(&interim),
+        "HTTP/1.1 103 Early Hints",
+        "{interim:?}"
+    );
     // The second client joins the fetch in flight (the origin holds it).
     let mut second = Client::open(&cuttle).await;
     second.get(&url, "HTTP/1.1").await;
@@ -424,7 +481,10 @@ async fn a_client_sharing_a_collapsed_fetch_gets_no_interim_response() {
     assert!(head.starts_with("HTTP/1.1 200 "), "{head:?}");
     assert_eq!(body, "shared");
     let (head, body) = second.final_response("the shared response").await;
-    assert!(head.starts_with("HTTP/1.1 200 "), "no interim response: {head:?}");
+    assert!(
+        head.starts_with("HTTP/1.1 200 "),
+        "no interim response: {head:?}"
+    );
     assert_eq!(field(&head, "link"), None, "{head:?}");
     assert_eq!(body, "shared");
     assert_eq!(origin.count("/shared"), 1, "one fetch, shared");

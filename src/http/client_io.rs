@@ -233,12 +233,10 @@ impl Activity {
         let armed = interim_phase(request, INTERIM_ARMED);
         let closed = interim_phase(request, INTERIM_FINAL);
         let idle = interim_phase(request, INTERIM_IDLE);
-        match self.interim_phase.compare_exchange(
-            idle,
-            closed,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
+        match self
+            .interim_phase
+            .compare_exchange(idle, closed, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => return Poll::Ready(()),
             Err(now) if now != armed => return Poll::Ready(()),
             Err(_) => {}
@@ -969,5 +967,119 @@ mod tests {
         tokio::task::yield_now().await;
         a.evict();
         assert_eq!(reading.await.expect("join"), 0);
+    }
+
+    fn early_hints() -> HeaderMap {
+        let mut fields = HeaderMap::new();
+        fields.insert("link", "</s.css>; rel=preload".parse().expect("value"));
+        fields.insert("connection", "x-hop".parse().expect("value"));
+        fields.insert("x-hop", "1".parse().expect("value"));
+        fields
+    }
+
+    const EARLY_HINTS_OUT: &[u8] =
+        b"HTTP/1.1 103 Early Hints\r\nlink: </s.css>; rel=preload\r\n\r\n";
+
+    #[test]
+    fn an_interim_response_goes_out_without_its_hop_by_hop_fields() {
+        assert_eq!(
+            interim_head(StatusCode::EARLY_HINTS, &early_hints()),
+            EARLY_HINTS_OUT
+        );
+        assert_eq!(
+            interim_head(
+                StatusCode::from_u16(150).expect("status"),
+                &HeaderMap::new()
+            ),
+            b"HTTP/1.1 150 \r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_final_response_waits_for_interim_ones_and_none_comes_after_it() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let a = Activity::new();
+        let mut io = ClientIo::new(
+            server,
+            Arc::new(Stats::default()),
+            Arc::clone(&a),
+            timeouts(),
+        );
+        let first = a.request_started(false);
+        assert!(a.arm(first));
+        a.relay(first, StatusCode::EARLY_HINTS, &early_hints());
+        let written = a.interim_written(first);
+        let mut written = std::pin::pin!(written);
+        assert!(
+            futures_poll(written.as_mut()).is_pending(),
+            "held until the 103 is written"
+        );
+        io.flush().await.expect("flush");
+        assert!(futures_poll(written.as_mut()).is_ready());
+        assert!(!a.arm(first), "the final response is on its way");
+        a.relay(first, StatusCode::EARLY_HINTS, &early_hints());
+        io.write_all(b"HTTP/1.1 200 OK\r\n\r\n")
+            .await
+            .expect("write");
+        io.flush().await.expect("flush");
+        // A later request: an earlier one's fetch relays no more.
+        let second = a.request_started(false);
+        assert!(!a.arm(first));
+        assert!(a.arm(second));
+        a.relay(first, StatusCode::EARLY_HINTS, &early_hints());
+        io.flush().await.expect("flush");
+        drop(io);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.expect("read");
+        let mut want = EARLY_HINTS_OUT.to_vec();
+        want.extend_from_slice(b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_interim_response_begun_is_finished_before_other_bytes() {
+        let (mut client, server) = tokio::io::duplex(8);
+        let a = Activity::new();
+        let mut io = ClientIo::new(
+            server,
+            Arc::new(Stats::default()),
+            Arc::clone(&a),
+            timeouts(),
+        );
+        let n = a.request_started(true);
+        assert!(a.arm(n));
+        a.relay(n, StatusCode::EARLY_HINTS, &early_hints());
+        let flushed = std::future::poll_fn(|cx| Pin::new(&mut io).poll_flush(cx));
+        assert!(
+            futures_poll(std::pin::pin!(flushed)).is_pending(),
+            "8 bytes fit"
+        );
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.expect("read");
+            got
+        });
+        // hyper's own interim answer (100 Continue) after the 103 begun.
+        io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .expect("write");
+        io.flush().await.expect("flush");
+        drop(io);
+        let got = reader.await.expect("join");
+        let mut want = EARLY_HINTS_OUT.to_vec();
+        want.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want)
+        );
+    }
+
+    /// Polls `f` once with a waker that does nothing.
+    fn futures_poll<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
+        let mut cx = Context::from_waker(Waker::noop());
+        f.poll(&mut cx)
     }
 }
