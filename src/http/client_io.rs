@@ -54,6 +54,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::stats::Stats;
+use crate::upstream::interim::SinkId;
 use crate::upstream::InterimSink;
 
 /// The scheme as Squid's tools send it, and as hyper is given it.
@@ -166,6 +167,8 @@ pub struct Activity {
     /// ([`INTERIM_ARMED`] and the others), lock-free so that a request
     /// that never fetches costs no lock for it.
     interim_phase: AtomicU64,
+    /// Where the fetches of its requests find it.
+    sink_id: SinkId,
 }
 
 /// Why a waiting read ends.
@@ -179,7 +182,7 @@ enum Expiry {
 
 impl Activity {
     pub fn new() -> Arc<Activity> {
-        Arc::new(Activity {
+        Arc::new_cyclic(|me: &std::sync::Weak<Activity>| Activity {
             state: Mutex::new(ActivityState {
                 accepted: Instant::now(),
                 requests: 0,
@@ -194,7 +197,14 @@ impl Activity {
                 interim: InterimQueue::default(),
             }),
             interim_phase: AtomicU64::new(interim_phase(0, INTERIM_FINAL)),
+            sink_id: SinkId::register(me.clone()),
         })
+    }
+
+    /// Where the fetches of its requests find this connection
+    /// ([`crate::upstream::interim::Serving`]).
+    pub fn sink_id(&self) -> &SinkId {
+        &self.sink_id
     }
 
     fn lock(&self) -> MutexGuard<'_, ActivityState> {
@@ -202,8 +212,9 @@ impl Activity {
     }
 
     /// A request head was parsed and goes to the proxy; its number on the
-    /// connection (from 1).
-    pub fn request_started(&self, has_body: bool) -> u64 {
+    /// connection (from 1). `interim`: its client may get interim
+    /// responses (RFC 9110 15.2: not an HTTP/1.0 one).
+    pub fn request_started(&self, has_body: bool, interim: bool) -> u64 {
         let mut s = self.lock();
         s.requests += 1;
         s.in_flight = true;
@@ -217,8 +228,9 @@ impl Activity {
             s.interim.written = 0;
         }
         s.interim.waiter = None;
+        let phase = if interim { INTERIM_IDLE } else { INTERIM_FINAL };
         self.interim_phase
-            .store(interim_phase(s.requests, INTERIM_IDLE), Ordering::Release);
+            .store(interim_phase(s.requests, phase), Ordering::Release);
         s.requests
     }
 
@@ -232,14 +244,11 @@ impl Activity {
     fn poll_interim_written(&self, request: u64, cx: &mut Context<'_>) -> Poll<()> {
         let armed = interim_phase(request, INTERIM_ARMED);
         let closed = interim_phase(request, INTERIM_FINAL);
-        let idle = interim_phase(request, INTERIM_IDLE);
-        match self
-            .interim_phase
-            .compare_exchange(idle, closed, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => return Poll::Ready(()),
-            Err(now) if now != armed => return Poll::Ready(()),
-            Err(_) => {}
+        if self.interim_phase.load(Ordering::Acquire) != armed {
+            // An arm racing this store fails to relay: relays check the
+            // phase under the lock, and flushes write only while armed.
+            self.interim_phase.store(closed, Ordering::Release);
+            return Poll::Ready(());
         }
         let mut s = self.lock();
         let q = &mut s.interim;
@@ -379,6 +388,12 @@ impl Activity {
 }
 
 impl InterimSink for Activity {
+    fn relayable_request(&self) -> Option<u64> {
+        let phase = self.interim_phase.load(Ordering::Acquire);
+        (phase & ((1 << INTERIM_PHASE_BITS) - 1) != INTERIM_FINAL)
+            .then_some(phase >> INTERIM_PHASE_BITS)
+    }
+
     fn arm(&self, request: u64) -> bool {
         let armed = interim_phase(request, INTERIM_ARMED);
         match self.interim_phase.compare_exchange(
@@ -896,7 +911,7 @@ mod tests {
         );
         a.note_bytes();
         assert_eq!(deadline(start), Some((start + t.request, Expiry::Quiet)));
-        a.request_started(true);
+        a.request_started(true, true);
         let read_began = Instant::now();
         assert_eq!(deadline(read_began), None, "the proxy wants no body yet");
         a.body_wanted();
@@ -929,7 +944,7 @@ mod tests {
             "a request is arriving"
         );
         assert_eq!(deadline(second), Some((second + t.request, Expiry::Quiet)));
-        a.request_started(false);
+        a.request_started(false, true);
         assert_eq!(deadline(second), None);
         assert_eq!(a.eviction_rank(), None, "a request in flight");
         a.tunnel_opened();
@@ -954,7 +969,7 @@ mod tests {
     async fn an_evicted_idle_connection_reads_as_closed() {
         let (_client, server) = tokio::io::duplex(64);
         let a = Activity::new();
-        a.request_started(false);
+        a.request_started(false, true);
         a.response_ended();
         let mut io = ClientIo::new(
             server,
@@ -1005,7 +1020,7 @@ mod tests {
             Arc::clone(&a),
             timeouts(),
         );
-        let first = a.request_started(false);
+        let first = a.request_started(false, true);
         assert!(a.arm(first));
         a.relay(first, StatusCode::EARLY_HINTS, &early_hints());
         let written = a.interim_written(first);
@@ -1023,10 +1038,17 @@ mod tests {
             .expect("write");
         io.flush().await.expect("flush");
         // A later request: an earlier one's fetch relays no more.
-        let second = a.request_started(false);
+        let second = a.request_started(false, true);
         assert!(!a.arm(first));
+        assert_eq!(a.relayable_request(), Some(second));
         assert!(a.arm(second));
         a.relay(first, StatusCode::EARLY_HINTS, &early_hints());
+        io.flush().await.expect("flush");
+        // An HTTP/1.0 request gets none.
+        let third = a.request_started(false, false);
+        assert_eq!(a.relayable_request(), None);
+        assert!(!a.arm(third));
+        a.relay(third, StatusCode::EARLY_HINTS, &early_hints());
         io.flush().await.expect("flush");
         drop(io);
         let mut got = Vec::new();
@@ -1049,7 +1071,7 @@ mod tests {
             Arc::clone(&a),
             timeouts(),
         );
-        let n = a.request_started(true);
+        let n = a.request_started(true, true);
         assert!(a.arm(n));
         a.relay(n, StatusCode::EARLY_HINTS, &early_hints());
         let flushed = std::future::poll_fn(|cx| Pin::new(&mut io).poll_flush(cx));

@@ -8,7 +8,7 @@
 //! `cache_object://` request line made parsable; the HTTP/2 preface
 //! refused; Squid's client timeouts; interim responses written). An
 //! HTTP/1.1 request's fetches relay the 1xx interim responses they get to
-//! its connection ([`relaying_interim`]). Limits come from the configuration
+//! its connection ([`Serving`]). Limits come from the configuration
 //! current when the connection is accepted, so after a reload new
 //! connections use the new values.
 //!
@@ -38,9 +38,8 @@ use super::client_io::{Activity, ClientIo, ClientTimeouts, IncomingBody, Tracked
 use super::proxy::{self, Proxy};
 use super::target::PortKind;
 use crate::config::Config;
-use crate::upstream::{
-    read_buffer_limit, relaying_interim, request_field_limit, InterimSink, InterimTarget,
-};
+use crate::upstream::interim::Serving;
+use crate::upstream::{read_buffer_limit, request_field_limit};
 
 /// One listening http_port.
 pub struct Listener {
@@ -330,22 +329,22 @@ pub async fn serve(
                     let activity = Arc::clone(&activity);
                     async move {
                         let connect = req.method() == Method::CONNECT;
-                        let request = activity.request_started(!hyper::body::Body::is_end_stream(req.body()));
                         // RFC 9110 15.2: no 1xx to an HTTP/1.0 client.
-                        let interim = (req.version() == Version::HTTP_11).then(|| InterimTarget {
-                            sink: Arc::clone(&activity) as Arc<dyn InterimSink>,
-                            request,
-                        });
+                        let request = activity.request_started(
+                            !hyper::body::Body::is_end_stream(req.body()),
+                            req.version() == Version::HTTP_11,
+                        );
                         let req = req.map(|body| IncomingBody::new(body, Arc::clone(&activity)));
                         let span = proxy::request_span(&req);
-                        // Pinned in place: the scope holds a reference, not a
+                        // Served so that its fetches find the connection;
+                        // pinned in place: `Serving` holds a reference, not a
                         // copy of the large future.
                         let resp = if span.is_disabled() {
                             let dispatching = std::pin::pin!(proxy::dispatch(proxy, info, req));
-                            relaying_interim(interim, dispatching).await
+                            Serving::new(activity.sink_id(), dispatching).await
                         } else {
                             let handling = std::pin::pin!(proxy::handle(proxy, info, req, span));
-                            relaying_interim(interim, handling).await
+                            Serving::new(activity.sink_id(), handling).await
                         };
                         activity.interim_written(request).await;
                         if connect && resp.status().is_success() {
@@ -412,11 +411,11 @@ mod tests {
         // keep-alive ones all the same.
         let never_asked = Activity::new();
         let busy = Activity::new();
-        busy.request_started(false);
+        busy.request_started(false, true);
         let mut idle = Vec::new();
         for _ in 0..3 {
             let a = Activity::new();
-            a.request_started(false);
+            a.request_started(false, true);
             a.response_ended();
             idle.push(a);
             tokio::time::advance(Duration::from_secs(1)).await;

@@ -9,10 +9,8 @@
 //! Traffic is counted for the cache manager's `server.*` lines.
 //!
 //! 1xx interim responses (103 Early Hints, 102 Processing) are relayed as
-//! they arrive (RFC 9110 15.2) to the [`InterimTarget`] the fetch runs
-//! under ([`relaying_interim`]): the client connection of the request that
-//! caused it, when that client may get them. hyper handles a 100 Continue
-//! itself on each side, so it is never relayed; a 101 is not interim here.
+//! they arrive (RFC 9110 15.2) to the client connection whose request
+//! caused the fetch ([`interim`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -23,11 +21,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+pub mod interim;
+pub use interim::{interim_target, relaying_interim, InterimSink, InterimTarget};
 
 /// Why a fetch failed, in Squid's terms (the error page names).
 #[derive(Debug)]
@@ -102,66 +103,6 @@ fn read_error(e: &hyper::Error) -> FetchError {
     } else {
         FetchError::Read(e.to_string())
     }
-}
-
-/// Where a fetch's 1xx interim responses go: a client connection that
-/// writes them before the final response of one of its requests.
-pub trait InterimSink: Send + Sync {
-    /// Whether `request` may still get interim responses (its final
-    /// response has not begun); readies the connection to write them as
-    /// they come. Called first in the client connection's own task.
-    fn arm(&self, request: u64) -> bool;
-    /// An interim response for `request`, as the server sent it.
-    fn relay(&self, request: u64, status: StatusCode, fields: &HeaderMap);
-}
-
-/// The request (numbered within its connection) whose fetches relay their
-/// interim responses to `sink`.
-#[derive(Clone)]
-pub struct InterimTarget {
-    pub sink: Arc<dyn InterimSink>,
-    pub request: u64,
-}
-
-tokio::task_local! {
-    static INTERIM: Option<InterimTarget>;
-}
-
-/// Runs `fetching` with its fetches relaying interim responses to `target`
-/// (`None`: to nobody, as for an HTTP/1.0 client).
-pub fn relaying_interim<F: std::future::Future>(
-    target: Option<InterimTarget>,
-    fetching: F,
-) -> tokio::task::futures::TaskLocalFuture<Option<InterimTarget>, F> {
-    INTERIM.scope(target, fetching)
-}
-
-/// The target the current task's fetches relay interim responses to, armed
-/// ([`InterimSink::arm`]); `None` outside [`relaying_interim`], for a
-/// client that may not get them, or once its final response has begun.
-/// Take it in the client's task before handing a fetch to another task.
-pub fn interim_target() -> Option<InterimTarget> {
-    INTERIM
-        .try_with(|t| t.clone())
-        .ok()
-        .flatten()
-        .filter(|t| t.sink.arm(t.request))
-}
-
-/// Has hyper hand `req`'s interim responses to the current task's
-/// [`interim_target`]. Not a 100 Continue: each side's hyper answers
-/// `Expect` itself.
-fn relay_interim_of<B>(req: &mut Request<B>) {
-    let Some(target) = interim_target() else {
-        return;
-    };
-    hyper::ext::on_informational(req, move |res| {
-        if res.status() != StatusCode::CONTINUE {
-            target
-                .sink
-                .relay(target.request, res.status(), res.headers());
-        }
-    });
 }
 
 /// In the extensions of a response that came over a new connection (not
@@ -348,7 +289,7 @@ where
         connect_timeout: Option<Duration>,
         mut req: Request<B>,
     ) -> Result<(Response<PooledBody<B>>, SocketAddr), FetchError> {
-        relay_interim_of(&mut req);
+        interim::relay_interim_of(&mut req);
         let c = &self.counters;
         c.requests.fetch_add(1, Ordering::Relaxed);
         c.bytes_out.fetch_add(request_size(&req), Ordering::Relaxed);
