@@ -156,3 +156,67 @@ pub(super) fn relay_interim_of<B>(req: &mut Request<B>) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    /// A connection whose request 7 may get interim responses while `open`.
+    struct Fake {
+        open: AtomicBool,
+    }
+
+    impl InterimSink for Fake {
+        fn relayable_request(&self) -> Option<u64> {
+            self.open.load(Ordering::Relaxed).then_some(7)
+        }
+        fn arm(&self, request: u64) -> bool {
+            request == 7
+        }
+        fn relay(&self, _: u64, _: StatusCode, _: &HeaderMap) {}
+    }
+
+    fn found() -> Option<u64> {
+        interim_target().map(|t| t.request)
+    }
+
+    #[tokio::test]
+    async fn fetches_find_the_request_being_served_and_only_it() {
+        let fake = Arc::new(Fake {
+            open: AtomicBool::new(true),
+        });
+        let weak: Weak<dyn InterimSink> = Arc::downgrade(&fake) as Weak<dyn InterimSink>;
+        let id = SinkId::register(weak);
+        assert_eq!(found(), None, "outside a request's service");
+        let service = std::pin::pin!(async { found() });
+        assert_eq!(Serving::new(&id, service).await, Some(7));
+        assert_eq!(found(), None, "the thread-local is put back");
+        fake.open.store(false, Ordering::Relaxed);
+        let service = std::pin::pin!(async { found() });
+        assert_eq!(
+            Serving::new(&id, service).await,
+            None,
+            "an HTTP/1.0 request, or a final response begun"
+        );
+        // A fetch in a task of its own relays where it was told to.
+        fake.open.store(true, Ordering::Relaxed);
+        let service = std::pin::pin!(async {
+            let target = interim_target();
+            tokio::spawn(relaying_interim(target, async { found() }))
+                .await
+                .expect("join")
+        });
+        assert_eq!(Serving::new(&id, service).await, Some(7));
+        let spawned_alone = tokio::spawn(async { found() }).await.expect("join");
+        assert_eq!(spawned_alone, None);
+        let gone = SinkId(id.0);
+        drop(id);
+        let service = std::pin::pin!(async { found() });
+        assert_eq!(
+            Serving::new(&gone, service).await,
+            None,
+            "a connection no longer registered"
+        );
+    }
+}
