@@ -36,8 +36,9 @@
 //! flushes through to this IO only with nothing of its own buffered, so an
 //! interim response never lands inside an earlier response, and the
 //! request's service holds its final response back until they are written
-//! ([`Activity::interim_written`]), so none comes after it. A connection
-//! whose request never fetched pays one atomic operation for this.
+//! ([`Activity::interim_written`]), so none comes after it. A request that
+//! never fetches (a hit) takes no lock for this: a few plain atomic loads
+//! and stores.
 
 use std::future::Future;
 use std::io;
