@@ -28,20 +28,35 @@
 //! closed quietly (as Squid does); a stalled body is a read error, which
 //! ends the request and the connection. Tunnels (CONNECT) are not timed
 //! here.
+//!
+//! 1xx interim responses an origin sends (103 Early Hints, 102) are written
+//! here, as hyper's server has no way to send them: a fetch relays them to
+//! the connection's [`Activity`] ([`InterimSink`]), which queues their
+//! bytes and wakes the connection's task; its next flush writes them. hyper
+//! flushes through to this IO only with nothing of its own buffered, so an
+//! interim response never lands inside an earlier response, and the
+//! request's service holds its final response back until they are written
+//! ([`Activity::interim_written`]), so none comes after it. A request that
+//! never fetches (a hit) takes no lock for this: a few plain atomic loads
+//! and stores.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::stats::Stats;
+use crate::upstream::interim::SinkId;
+use crate::upstream::InterimSink;
 
 /// The scheme as Squid's tools send it, and as hyper is given it.
 const SQUID_SCHEME: &[u8] = b"cache_object:";
@@ -90,6 +105,58 @@ struct ActivityState {
     evict: bool,
     /// The task reading the connection, to wake on changes.
     reader: Option<Waker>,
+    /// Interim responses for the request in flight.
+    interim: InterimQueue,
+}
+
+/// Interim responses waiting to be written before the final response of
+/// the request in flight.
+#[derive(Debug, Default)]
+struct InterimQueue {
+    /// Their bytes, complete responses one after the other.
+    bytes: Vec<u8>,
+    /// How much of `bytes` is written.
+    written: usize,
+    /// The connection's task, to write them when they come.
+    flusher: Option<Waker>,
+    /// The request's service, waiting for them before its final response.
+    waiter: Option<Waker>,
+}
+
+/// More queued interim bytes than this (a server sending 1xx after 1xx to
+/// a client that does not read) and further ones are dropped.
+const MAX_INTERIM_QUEUED: usize = 64 * 1024;
+
+/// Where a request stands about interim responses, in the low bits of
+/// [`Activity::interim_phase`] (the request's number is above them): none
+/// yet and they may come;
+const INTERIM_IDLE: u64 = 0;
+/// a fetch may relay them (the connection's flushes look at the queue);
+const INTERIM_ARMED: u64 = 1;
+/// the final response is on its way: no more.
+const INTERIM_FINAL: u64 = 2;
+const INTERIM_PHASE_BITS: u32 = 2;
+
+fn interim_phase(request: u64, phase: u64) -> u64 {
+    (request << INTERIM_PHASE_BITS) | phase
+}
+
+/// An interim response as written to the client: its status line and its
+/// fields but the hop-by-hop ones (a 1xx has no content to frame).
+fn interim_head(status: StatusCode, fields: &HeaderMap) -> Vec<u8> {
+    let mut fields = fields.clone();
+    crate::caching::remove_hop_by_hop(&mut fields);
+    fields.remove(http::header::CONTENT_LENGTH);
+    let reason = status.canonical_reason().unwrap_or("");
+    let mut out = format!("HTTP/1.1 {} {reason}\r\n", status.as_u16()).into_bytes();
+    for (name, value) in &fields {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// What a client connection is doing, shared by its reader ([`ClientIo`]),
@@ -97,6 +164,12 @@ struct ActivityState {
 #[derive(Debug)]
 pub struct Activity {
     state: Mutex<ActivityState>,
+    /// The request in flight's number and its interim phase
+    /// ([`INTERIM_ARMED`] and the others), lock-free so that a request
+    /// that never fetches costs no lock for it.
+    interim_phase: AtomicU64,
+    /// Where the fetches of its requests find it.
+    sink_id: SinkId,
 }
 
 /// Why a waiting read ends.
@@ -110,7 +183,7 @@ enum Expiry {
 
 impl Activity {
     pub fn new() -> Arc<Activity> {
-        Arc::new(Activity {
+        Arc::new_cyclic(|me: &std::sync::Weak<Activity>| Activity {
             state: Mutex::new(ActivityState {
                 accepted: Instant::now(),
                 requests: 0,
@@ -122,16 +195,27 @@ impl Activity {
                 head_started: None,
                 evict: false,
                 reader: None,
+                interim: InterimQueue::default(),
             }),
+            interim_phase: AtomicU64::new(interim_phase(0, INTERIM_FINAL)),
+            sink_id: SinkId::register(me.clone()),
         })
+    }
+
+    /// Where the fetches of its requests find this connection
+    /// ([`crate::upstream::interim::Serving`]).
+    pub fn sink_id(&self) -> &SinkId {
+        &self.sink_id
     }
 
     fn lock(&self) -> MutexGuard<'_, ActivityState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A request head was parsed and goes to the proxy.
-    pub fn request_started(&self, has_body: bool) {
+    /// A request head was parsed and goes to the proxy; its number on the
+    /// connection (from 1). `interim`: its client may get interim
+    /// responses (RFC 9110 15.2: not an HTTP/1.0 one).
+    pub fn request_started(&self, has_body: bool, interim: bool) -> u64 {
         let mut s = self.lock();
         s.requests += 1;
         s.in_flight = true;
@@ -139,6 +223,55 @@ impl Activity {
         s.body_wanted_since = None;
         s.idle_since = None;
         s.head_started = None;
+        if !s.interim.bytes.is_empty() {
+            // Left by an earlier request that ended early.
+            s.interim.bytes.clear();
+            s.interim.written = 0;
+        }
+        s.interim.waiter = None;
+        let phase = if interim { INTERIM_IDLE } else { INTERIM_FINAL };
+        self.interim_phase
+            .store(interim_phase(s.requests, phase), Ordering::Release);
+        s.requests
+    }
+
+    /// Waits until the interim responses relayed for `request` are written,
+    /// then lets no more come: its final response goes next. Immediate when
+    /// no fetch of the request could relay any.
+    pub fn interim_written(&self, request: u64) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| self.poll_interim_written(request, cx))
+    }
+
+    fn poll_interim_written(&self, request: u64, cx: &mut Context<'_>) -> Poll<()> {
+        let armed = interim_phase(request, INTERIM_ARMED);
+        let closed = interim_phase(request, INTERIM_FINAL);
+        if self.interim_phase.load(Ordering::Acquire) != armed {
+            // An arm racing this store fails to relay: relays check the
+            // phase under the lock, and flushes write only while armed.
+            self.interim_phase.store(closed, Ordering::Release);
+            return Poll::Ready(());
+        }
+        let mut s = self.lock();
+        let q = &mut s.interim;
+        if q.written < q.bytes.len() {
+            match &q.waiter {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => q.waiter = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+        q.bytes.clear();
+        q.written = 0;
+        q.waiter = None;
+        q.flusher = None;
+        self.interim_phase.store(closed, Ordering::Release);
+        Poll::Ready(())
+    }
+
+    /// Whether the connection's flushes must look at the interim queue.
+    fn interim_armed(&self) -> bool {
+        self.interim_phase.load(Ordering::Acquire) & ((1 << INTERIM_PHASE_BITS) - 1)
+            == INTERIM_ARMED
     }
 
     /// The request in flight became a tunnel.
@@ -251,6 +384,47 @@ impl Activity {
         match &s.reader {
             Some(w) if w.will_wake(waker) => {}
             _ => s.reader = Some(waker.clone()),
+        }
+    }
+}
+
+impl InterimSink for Activity {
+    fn relayable_request(&self) -> Option<u64> {
+        let phase = self.interim_phase.load(Ordering::Acquire);
+        (phase & ((1 << INTERIM_PHASE_BITS) - 1) != INTERIM_FINAL)
+            .then_some(phase >> INTERIM_PHASE_BITS)
+    }
+
+    fn arm(&self, request: u64) -> bool {
+        let armed = interim_phase(request, INTERIM_ARMED);
+        match self.interim_phase.compare_exchange(
+            interim_phase(request, INTERIM_IDLE),
+            armed,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => true,
+            Err(now) => now == armed,
+        }
+    }
+
+    fn relay(&self, request: u64, status: StatusCode, fields: &HeaderMap) {
+        let head = interim_head(status, fields);
+        let mut s = self.lock();
+        // Checked under the lock: the final response is not on its way.
+        if self.interim_phase.load(Ordering::Acquire) != interim_phase(request, INTERIM_ARMED) {
+            return;
+        }
+        let q = &mut s.interim;
+        if q.bytes.len() - q.written + head.len() > MAX_INTERIM_QUEUED {
+            tracing::debug!(status = %status, "interim response dropped: too many queued");
+            return;
+        }
+        q.bytes.extend_from_slice(&head);
+        let flusher = q.flusher.clone();
+        drop(s);
+        if let Some(w) = flusher {
+            w.wake();
         }
     }
 }
@@ -569,13 +743,49 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
     }
 }
 
+impl<S: AsyncWrite + Unpin> ClientIo<S> {
+    /// Writes the queued interim responses. `started_only`: only the rest of
+    /// one already begun, before bytes of hyper's go out (which may belong
+    /// to an earlier response when nothing is begun).
+    fn poll_interim(&mut self, cx: &mut Context<'_>, started_only: bool) -> Poll<io::Result<()>> {
+        let mut s = self.activity.lock();
+        let q = &mut s.interim;
+        match &q.flusher {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => q.flusher = Some(cx.waker().clone()),
+        }
+        if started_only && q.written == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        while q.written < q.bytes.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &q.bytes[q.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            q.written += n;
+        }
+        q.bytes.clear();
+        q.written = 0;
+        let waiter = q.waiter.take();
+        drop(s);
+        if let Some(w) = waiter {
+            w.wake();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+        let this = self.get_mut();
+        if this.activity.interim_armed() {
+            ready!(this.poll_interim(cx, true))?;
+        }
+        Pin::new(&mut this.inner).poll_write(cx, data)
     }
 
     fn poll_write_vectored(
@@ -583,15 +793,25 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if this.activity.interim_armed() {
+            ready!(this.poll_interim(cx, true))?;
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
 
+    /// hyper flushes through to here only with nothing of its own
+    /// buffered: the moment interim responses may go out.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        if this.activity.interim_armed() {
+            ready!(this.poll_interim(cx, false))?;
+        }
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -692,7 +912,7 @@ mod tests {
         );
         a.note_bytes();
         assert_eq!(deadline(start), Some((start + t.request, Expiry::Quiet)));
-        a.request_started(true);
+        a.request_started(true, true);
         let read_began = Instant::now();
         assert_eq!(deadline(read_began), None, "the proxy wants no body yet");
         a.body_wanted();
@@ -725,7 +945,7 @@ mod tests {
             "a request is arriving"
         );
         assert_eq!(deadline(second), Some((second + t.request, Expiry::Quiet)));
-        a.request_started(false);
+        a.request_started(false, true);
         assert_eq!(deadline(second), None);
         assert_eq!(a.eviction_rank(), None, "a request in flight");
         a.tunnel_opened();
@@ -750,7 +970,7 @@ mod tests {
     async fn an_evicted_idle_connection_reads_as_closed() {
         let (_client, server) = tokio::io::duplex(64);
         let a = Activity::new();
-        a.request_started(false);
+        a.request_started(false, true);
         a.response_ended();
         let mut io = ClientIo::new(
             server,
@@ -763,5 +983,126 @@ mod tests {
         tokio::task::yield_now().await;
         a.evict();
         assert_eq!(reading.await.expect("join"), 0);
+    }
+
+    fn early_hints() -> HeaderMap {
+        let mut fields = HeaderMap::new();
+        fields.insert("link", "</s.css>; rel=preload".parse().expect("value"));
+        fields.insert("connection", "x-hop".parse().expect("value"));
+        fields.insert("x-hop", "1".parse().expect("value"));
+        fields
+    }
+
+    const EARLY_HINTS_OUT: &[u8] =
+        b"HTTP/1.1 103 Early Hints\r\nlink: </s.css>; rel=preload\r\n\r\n";
+
+    #[test]
+    fn an_interim_response_goes_out_without_its_hop_by_hop_fields() {
+        assert_eq!(
+            interim_head(StatusCode::EARLY_HINTS, &early_hints()),
+            EARLY_HINTS_OUT
+        );
+        assert_eq!(
+            interim_head(
+                StatusCode::from_u16(150).expect("status"),
+                &HeaderMap::new()
+            ),
+            b"HTTP/1.1 150 \r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_final_response_waits_for_interim_ones_and_none_comes_after_it() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let a = Activity::new();
+        let mut io = ClientIo::new(
+            server,
+            Arc::new(Stats::default()),
+            Arc::clone(&a),
+            timeouts(),
+        );
+        let first = a.request_started(false, true);
+        assert!(a.arm(first));
+        a.relay(first, StatusCode::EARLY_HINTS, &early_hints());
+        let written = a.interim_written(first);
+        let mut written = std::pin::pin!(written);
+        assert!(
+            futures_poll(written.as_mut()).is_pending(),
+            "held until the 103 is written"
+        );
+        io.flush().await.expect("flush");
+        assert!(futures_poll(written.as_mut()).is_ready());
+        assert!(!a.arm(first), "the final response is on its way");
+        a.relay(first, StatusCode::EARLY_HINTS, &early_hints());
+        io.write_all(b"HTTP/1.1 200 OK\r\n\r\n")
+            .await
+            .expect("write");
+        io.flush().await.expect("flush");
+        // A later request: an earlier one's fetch relays no more.
+        let second = a.request_started(false, true);
+        assert!(!a.arm(first));
+        assert_eq!(a.relayable_request(), Some(second));
+        assert!(a.arm(second));
+        a.relay(first, StatusCode::EARLY_HINTS, &early_hints());
+        io.flush().await.expect("flush");
+        // An HTTP/1.0 request gets none.
+        let third = a.request_started(false, false);
+        assert_eq!(a.relayable_request(), None);
+        assert!(!a.arm(third));
+        a.relay(third, StatusCode::EARLY_HINTS, &early_hints());
+        io.flush().await.expect("flush");
+        drop(io);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.expect("read");
+        let mut want = EARLY_HINTS_OUT.to_vec();
+        want.extend_from_slice(b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_interim_response_begun_is_finished_before_other_bytes() {
+        let (mut client, server) = tokio::io::duplex(8);
+        let a = Activity::new();
+        let mut io = ClientIo::new(
+            server,
+            Arc::new(Stats::default()),
+            Arc::clone(&a),
+            timeouts(),
+        );
+        let n = a.request_started(true, true);
+        assert!(a.arm(n));
+        a.relay(n, StatusCode::EARLY_HINTS, &early_hints());
+        let flushed = std::future::poll_fn(|cx| Pin::new(&mut io).poll_flush(cx));
+        assert!(
+            futures_poll(std::pin::pin!(flushed)).is_pending(),
+            "8 bytes fit"
+        );
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.expect("read");
+            got
+        });
+        // hyper's own interim answer (100 Continue) after the 103 begun.
+        io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .expect("write");
+        io.flush().await.expect("flush");
+        drop(io);
+        let got = reader.await.expect("join");
+        let mut want = EARLY_HINTS_OUT.to_vec();
+        want.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want)
+        );
+    }
+
+    /// Polls `f` once with a waker that does nothing.
+    fn futures_poll<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
+        let mut cx = Context::from_waker(Waker::noop());
+        f.poll(&mut cx)
     }
 }

@@ -6,7 +6,9 @@
 //!
 //! Each connection is read through [`ClientIo`] (bytes counted; Squid's
 //! `cache_object://` request line made parsable; the HTTP/2 preface
-//! refused; Squid's client timeouts). Limits come from the configuration
+//! refused; Squid's client timeouts; interim responses written). An
+//! HTTP/1.1 request's fetches relay the 1xx interim responses they get to
+//! its connection ([`Serving`]). Limits come from the configuration
 //! current when the connection is accepted, so after a reload new
 //! connections use the new values.
 //!
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request};
+use hyper::{Method, Request, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -36,6 +38,7 @@ use super::client_io::{Activity, ClientIo, ClientTimeouts, IncomingBody, Tracked
 use super::proxy::{self, Proxy};
 use super::target::PortKind;
 use crate::config::Config;
+use crate::upstream::interim::Serving;
 use crate::upstream::{read_buffer_limit, request_field_limit};
 
 /// One listening http_port.
@@ -326,14 +329,24 @@ pub async fn serve(
                     let activity = Arc::clone(&activity);
                     async move {
                         let connect = req.method() == Method::CONNECT;
-                        activity.request_started(!hyper::body::Body::is_end_stream(req.body()));
+                        // RFC 9110 15.2: no 1xx to an HTTP/1.0 client.
+                        let request = activity.request_started(
+                            !hyper::body::Body::is_end_stream(req.body()),
+                            req.version() == Version::HTTP_11,
+                        );
                         let req = req.map(|body| IncomingBody::new(body, Arc::clone(&activity)));
                         let span = proxy::request_span(&req);
+                        // Served so that its fetches find the connection;
+                        // pinned in place: `Serving` holds a reference, not a
+                        // copy of the large future.
                         let resp = if span.is_disabled() {
-                            proxy::dispatch(proxy, info, req).await
+                            let dispatching = std::pin::pin!(proxy::dispatch(proxy, info, req));
+                            Serving::new(activity.sink_id(), dispatching).await
                         } else {
-                            proxy::handle(proxy, info, req, span).await
+                            let handling = std::pin::pin!(proxy::handle(proxy, info, req, span));
+                            Serving::new(activity.sink_id(), handling).await
                         };
+                        activity.interim_written(request).await;
                         if connect && resp.status().is_success() {
                             activity.tunnel_opened();
                         }
@@ -398,11 +411,11 @@ mod tests {
         // keep-alive ones all the same.
         let never_asked = Activity::new();
         let busy = Activity::new();
-        busy.request_started(false);
+        busy.request_started(false, true);
         let mut idle = Vec::new();
         for _ in 0..3 {
             let a = Activity::new();
-            a.request_started(false);
+            a.request_started(false, true);
             a.response_ended();
             idle.push(a);
             tokio::time::advance(Duration::from_secs(1)).await;

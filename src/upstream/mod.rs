@@ -7,6 +7,10 @@
 //! SRC_RTT answers is fed from.
 //!
 //! Traffic is counted for the cache manager's `server.*` lines.
+//!
+//! 1xx interim responses (103 Early Hints, 102 Processing) are relayed as
+//! they arrive (RFC 9110 15.2) to the client connection whose request
+//! caused the fetch ([`interim`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +26,9 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+pub mod interim;
+pub use interim::{interim_target, relaying_interim, InterimSink, InterimTarget};
 
 /// Why a fetch failed, in Squid's terms (the error page names).
 #[derive(Debug)]
@@ -280,8 +287,9 @@ where
         port: u16,
         local: Option<IpAddr>,
         connect_timeout: Option<Duration>,
-        req: Request<B>,
+        mut req: Request<B>,
     ) -> Result<(Response<PooledBody<B>>, SocketAddr), FetchError> {
+        interim::relay_interim_of(&mut req);
         let c = &self.counters;
         c.requests.fetch_add(1, Ordering::Relaxed);
         c.bytes_out.fetch_add(request_size(&req), Ordering::Relaxed);

@@ -74,8 +74,10 @@ impl FetchJob {
     /// leaves does not stop the fetch the others (and the store) wait on.
     pub(super) fn spawn(self) {
         // In the request's span, so its peer query round and events are
-        // seen under the request that started the fetch.
-        tokio::spawn(self.run().in_current_span());
+        // seen under the request that started the fetch; relaying interim
+        // responses to the client that started it (none to followers).
+        let interim = crate::upstream::interim_target();
+        tokio::spawn(crate::upstream::relaying_interim(interim, self.run()).in_current_span());
     }
 
     pub(super) async fn run(self) {
