@@ -71,6 +71,7 @@ pub mod directives;
 pub mod freshness;
 pub mod head;
 pub mod hit;
+pub mod http_date;
 pub mod invalidate;
 pub mod plan;
 pub mod range;
