@@ -265,7 +265,14 @@ impl ResponseDirectives {
     /// Reads the response's Cache-Control (and Pragma) fields. Unknown
     /// directives are ignored.
     pub fn parse(headers: &HeaderMap) -> ResponseDirectives {
-        let headers = &*super::targeted::effective(headers); // RFC 9213: in place of CC
+        // RFC 9213: a targeted field in force counts in place of Cache-Control.
+        Self::parse_effective(&super::targeted::effective(headers))
+    }
+
+    /// [`ResponseDirectives::parse`] of a head [`super::targeted::effective`]
+    /// already made (a hit reads its directives several times; each look
+    /// for the targeted record hashes its name).
+    pub(crate) fn parse_effective(headers: &HeaderMap) -> ResponseDirectives {
         let mut out = ResponseDirectives::default();
         for d in directives(headers, &CACHE_CONTROL) {
             // A malformed argument is kept as an empty one: invalid for a

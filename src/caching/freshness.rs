@@ -52,7 +52,7 @@ impl Facts {
     pub fn parse(headers: &HeaderMap) -> Facts {
         let headers = &*super::targeted::effective(headers); // RFC 9213: in place of CC, Expires
         Facts {
-            cc: ResponseDirectives::parse(headers),
+            cc: ResponseDirectives::parse_effective(headers),
             date: headers.get(DATE).and_then(parse_http_date),
             expires: headers
                 .get(EXPIRES)

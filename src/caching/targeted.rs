@@ -17,11 +17,14 @@
 
 use std::borrow::Cow;
 
-use http::header::{HeaderMap, HeaderValue, CACHE_CONTROL, EXPIRES, PRAGMA};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, EXPIRES, PRAGMA};
 
 /// Where the directives of the targeted field in force are kept, in Cache-Control syntax.
 /// Not `x-cuttle-*`: those are dropped from stored heads, and this one must be stored.
 pub const INTERNAL_FIELD: &str = "cuttle-targeted-cache-control";
+/// The same, parsed once: a hit looks it up several times, and a `&str` key is parsed on
+/// every lookup.
+const INTERNAL: HeaderName = HeaderName::from_static(INTERNAL_FIELD);
 
 /// A structured field value's bare item (RFC 8941 §3.3).
 #[derive(Debug, Clone, PartialEq)]
@@ -387,13 +390,13 @@ pub struct Intake<'a, S> {
 /// cuttle writes it), then, for an accelerated request, records the targeted field in
 /// force and, when asked, removes the configured fields.
 pub fn intake<S: AsRef<str>>(headers: &mut HeaderMap, how: Intake<'_, S>) {
-    headers.remove(INTERNAL_FIELD);
+    headers.remove(INTERNAL);
     if !how.accelerated || how.targets.is_empty() {
         return;
     }
     if let Some(text) = select(headers, how.targets) {
         if let Ok(v) = HeaderValue::from_str(&text) {
-            headers.insert(INTERNAL_FIELD, v);
+            headers.insert(INTERNAL, v);
         }
     }
     if how.remove {
@@ -407,20 +410,20 @@ pub fn intake<S: AsRef<str>>(headers: &mut HeaderMap, how: Intake<'_, S>) {
 /// a copy whose Cache-Control is that field's directives and which has no Expires or
 /// Pragma (RFC 9213 §2.1: the targeted field is used instead of them).
 pub fn effective(headers: &HeaderMap) -> Cow<'_, HeaderMap> {
-    let Some(recorded) = headers.get(INTERNAL_FIELD) else {
+    let Some(recorded) = headers.get(INTERNAL) else {
         return Cow::Borrowed(headers);
     };
     let mut view = headers.clone();
     view.insert(CACHE_CONTROL, recorded.clone());
     view.remove(EXPIRES);
     view.remove(PRAGMA);
-    view.remove(INTERNAL_FIELD);
+    view.remove(INTERNAL);
     Cow::Owned(view)
 }
 
 /// Removes cuttle's record of the targeted field from a head about to leave cuttle.
 pub fn remove_internal(headers: &mut HeaderMap) {
-    headers.remove(INTERNAL_FIELD);
+    headers.remove(INTERNAL);
 }
 
 #[cfg(test)]
