@@ -318,11 +318,30 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
                 ctx.config.cache_mgr = Setting::at(word.text.clone(), line.location.clone());
             }
         }
+        _ if asks_for_tls(name) => ctx.error(
+            &line.location,
+            format!(
+                "{name}: {}, rather than run without the TLS it asks for",
+                super::peer::NO_TLS
+            ),
+        ),
         _ => match refused_feature(name, line) {
             Some(feature) => refuse(ctx, line, feature),
             None => other(ctx, line),
         },
     }
+}
+
+/// Directives that only configure TLS (Squid 5.7's `https_port`,
+/// `sslproxy_*`, `tls_*`, `ssl_*` helpers and options). `ssl_bump` is an
+/// access rule and refused as one.
+fn asks_for_tls(name: &str) -> bool {
+    name == "https_port"
+        || name.starts_with("sslproxy_")
+        || name.starts_with("tls_")
+        || (name.starts_with("sslcrtd_") || name.starts_with("sslcrtvalidator_"))
+        || name == "ssl_unclean_shutdown"
+        || name == "ssl_engine"
 }
 
 /// Squid access-control features cuttle does not implement: a directive

@@ -53,8 +53,6 @@ pub struct HttpPort {
     pub vport: VPort,
     /// `name=`, else the port specification as written.
     pub name: String,
-    /// `ssl-bump`.
-    pub ssl_bump: bool,
     /// `allow-direct`: accelerated requests may go DIRECT; without it they
     /// go only to parents, as under never_direct (squid-spec 3.2 step 3).
     pub allow_direct: bool,
@@ -149,7 +147,6 @@ pub(crate) fn parse_http_port(ctx: &mut Ctx<'_, '_>, line: &Line) {
         vhost: false,
         vport: VPort::Off,
         name: spec.text.clone(),
-        ssl_bump: false,
         allow_direct: false,
         options: Vec::new(),
     };
@@ -167,7 +164,21 @@ pub(crate) fn parse_http_port(ctx: &mut Ctx<'_, '_>, line: &Line) {
             ("accel", None) => modes.push(PortMode::Accel),
             ("intercept" | "transparent", None) => modes.push(PortMode::Intercept),
             ("tproxy", None) => modes.push(PortMode::Tproxy),
-            ("ssl-bump", None) => p.ssl_bump = true,
+            // No TLS yet: a port asking for it must not run without it.
+            (k, _)
+                if k.starts_with("tls-")
+                    || k.starts_with("ssl")
+                    || matches!(
+                        k,
+                        "cert"
+                            | "key"
+                            | "generate-host-certificates"
+                            | "dynamic_cert_mem_cache_size"
+                    ) =>
+            {
+                ctx.error(loc, format!("http_port: {text}: {}", super::peer::NO_TLS));
+                bad = true;
+            }
             ("allow-direct", None) => p.allow_direct = true,
             ("defaultsite", Some(v)) => p.defaultsite = Some(v.to_string()),
             ("vhost", None) => {
@@ -191,9 +202,7 @@ pub(crate) fn parse_http_port(ctx: &mut Ctx<'_, '_>, line: &Line) {
             },
             ("name", Some(v)) if !v.is_empty() => p.name = v.to_string(),
             (k, v) => {
-                let known = OTHER_SQUID_OPTIONS.contains(&k)
-                    || k.starts_with("tls-")
-                    || k.starts_with("ssl");
+                let known = OTHER_SQUID_OPTIONS.contains(&k);
                 if !known {
                     ctx.warn(
                         loc,
@@ -320,7 +329,7 @@ mod tests {
 
     #[test]
     fn other_options_are_kept() {
-        let l = load("http_port 3128 intercept tcpkeepalive=60,30,3 tls-cert=/c.pem sparkle=1\n");
+        let l = load("http_port 3128 intercept tcpkeepalive=60,30,3 sparkle=1\n");
         assert!(!l.has_errors());
         assert_eq!(l.warnings().count(), 1, "only sparkle is unknown to Squid");
         let p = &l.config.http_ports[0];
@@ -329,10 +338,23 @@ mod tests {
             p.options,
             [
                 ("tcpkeepalive".to_string(), Some("60,30,3".to_string())),
-                ("tls-cert".to_string(), Some("/c.pem".to_string())),
                 ("sparkle".to_string(), Some("1".to_string()))
             ]
         );
+    }
+
+    /// Until cuttle speaks TLS, a port asking for it is an error naming
+    /// the line (issue 17), and so are the TLS-only directives.
+    #[test]
+    fn tls_refuses_the_config() {
+        let l = load(
+            "http_port 3128 ssl-bump tls-cert=/c.pem\nhttp_port 3129 cert=/c.pem\nhttps_port 443 accel\nsslproxy_cafile /x.pem\ntls_outgoing_options min-version=1.2\nhttp_port 3130\n",
+        );
+        let lines: Vec<usize> = l.errors().map(|d| d.location.line).collect();
+        assert_eq!(lines, [1, 1, 2, 3, 4, 5], "{:?}", l.diagnostics);
+        assert!(l
+            .errors()
+            .all(|d| d.message.contains("cuttle does not implement TLS")));
     }
 
     #[test]

@@ -305,6 +305,9 @@ fn set_flag(p: &mut CachePeer, option: &str) -> bool {
 }
 
 /// Parse a `cache_peer` line and add the peer.
+/// Why a TLS option refuses the config (cuttle has no TLS client or server yet).
+pub(crate) const NO_TLS: &str = "cuttle does not implement TLS yet; refusing the config";
+
 pub(crate) fn parse_cache_peer(ctx: &mut Ctx<'_, '_>, line: &Line) {
     let loc = &line.location;
     let args = line.args();
@@ -534,6 +537,22 @@ pub(crate) fn parse_cache_peer(ctx: &mut Ctx<'_, '_>, line: &Line) {
             );
             bad = true;
         }
+    }
+    // No TLS client yet: a peer configured for TLS must never get cleartext.
+    let tls_asked: Vec<&str> = (p.tls.then_some("tls"))
+        .into_iter()
+        .chain(p.tls_options.iter().map(|(k, _)| k.as_str()))
+        .collect();
+    if !tls_asked.is_empty() {
+        ctx.error(
+            loc,
+            format!(
+                "cache_peer {}: {}: {NO_TLS}, rather than speak cleartext HTTP to a peer configured for TLS",
+                p.name,
+                tls_asked.join(", ")
+            ),
+        );
+        bad = true;
     }
     if p.peer_type == PeerType::Multicast {
         // A multicast group has no digest or netdb to fetch.

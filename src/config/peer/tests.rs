@@ -32,19 +32,12 @@ fn every_flag_option() {
     let p = one_peer(
         "cache_peer p parent 80 0 proxy-only no-query no-digest closest-only background-ping \
              round-robin weighted-round-robin carp userhash sourcehash default multicast-responder \
-             multicast-siblings allow-miss originserver auth-no-keytab no-netdb-exchange no-delay no-tproxy tls\n",
+             multicast-siblings allow-miss originserver auth-no-keytab no-netdb-exchange no-delay no-tproxy\n",
     );
     assert!(p.proxy_only && p.no_query && p.no_digest && p.closest_only && p.background_ping);
     assert!(p.round_robin && p.weighted_round_robin && p.carp && p.userhash && p.sourcehash);
     assert!(p.default_parent && p.multicast_responder && p.multicast_siblings && p.allow_miss);
-    assert!(
-        p.originserver
-            && p.auth_no_keytab
-            && p.no_netdb_exchange
-            && p.no_delay
-            && p.no_tproxy
-            && p.tls
-    );
+    assert!(p.originserver && p.auth_no_keytab && p.no_netdb_exchange && p.no_delay && p.no_tproxy);
 }
 
 #[test]
@@ -53,7 +46,7 @@ fn valued_options() {
         "cache_peer p parent 3128 3130 weight=5 basetime=20 connect-timeout=2 connect-fail-limit=3 \
              max-conn=100 standby=4 name=up1 forceddomain=www.example.com login=u:p%20w \
              connection-auth=off digest-url=http://p/d carp carp-key=host,path \
-             tls-cafile=/x.pem sslflags=DONT_VERIFY_PEER front-end-https=auto\n",
+             front-end-https=auto\n",
     );
     assert_eq!(p.weight, 5);
     assert_eq!(p.basetime, Duration::from_millis(20));
@@ -73,14 +66,32 @@ fn valued_options() {
             ..CarpKey::default()
         })
     );
-    assert_eq!(
-        p.tls_options,
-        [
-            ("tls-cafile".to_string(), Some("/x.pem".to_string())),
-            ("sslflags".to_string(), Some("DONT_VERIFY_PEER".to_string()))
-        ]
-    );
     assert_eq!(p.front_end_https, Some(FrontEndHttps::Auto));
+}
+
+/// Until cuttle speaks TLS, a peer configured for it is an error naming
+/// the line, never a peer spoken to in cleartext (issue 17).
+#[test]
+fn tls_options_refuse_the_config() {
+    let l = load(
+        "cache_peer a parent 443 0 originserver tls\n\
+         cache_peer b parent 3128 0 ssl\n\
+         cache_peer c sibling 3128 3130 tls-cafile=/x.pem sslflags=DONT_VERIFY_PEER\n\
+         cache_peer d sibling 3128 3130\n",
+    );
+    let errors: Vec<_> = l
+        .errors()
+        .map(|d| (d.location.line, d.message.clone()))
+        .collect();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert_eq!(errors.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(
+        errors[0]
+            .1
+            .contains("cache_peer a: tls: cuttle does not implement TLS"),
+        "{errors:?}"
+    );
+    assert!(errors[2].1.contains("tls-cafile, sslflags"), "{errors:?}");
 }
 
 #[test]
