@@ -229,31 +229,42 @@ async fn start() -> (RawOrigin, Cuttle) {
     (origin, cuttle)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn early_hints_reach_the_client_before_the_final_response_and_are_never_stored() {
-    let (origin, cuttle) = start().await;
+/// Routes `path` to a 103, then the final 200 of `body` once the returned
+/// signal is given: the test decides when the final response may come.
+fn route_held_early_hints(origin: &RawOrigin, path: &str, body: &str) -> Arc<Notify> {
     let go = Arc::new(Notify::new());
     origin.route(
-        "/hinted",
+        path,
         vec![
             Part::Send(EARLY_HINTS.as_bytes().to_vec()),
             Part::Hold(Arc::clone(&go)),
-            Part::Send(final_200("styled page")),
+            Part::Send(final_200(body)),
         ],
     );
+    go
+}
+
+/// Reads the next response head from `client`, which must be the 103.
+async fn expect_early_hints(client: &mut Client, what: &str) -> String {
+    let head = client.head(what).await;
+    assert_eq!(status_line(&head), "HTTP/1.1 103 Early Hints", "{head:?}");
+    head
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_hints_reach_the_client_before_the_final_response_and_are_never_stored() {
+    let (origin, cuttle) = start().await;
+    let go = route_held_early_hints(&origin, "/hinted", "styled page");
     let url = origin.url("/hinted");
     let mut client = Client::open(&cuttle).await;
     client.get(&url, "HTTP/1.1").await;
     // The origin sends the final response only once the client has seen
     // the 103: it is relayed as it comes, not with the final response.
-    let interim = client
-        .head("the 103 while the origin holds the final response")
-        .await;
-    assert_eq!(
-        status_line(&interim),
-        "HTTP/1.1 103 Early Hints",
-        "{interim:?}"
-    );
+    let interim = expect_early_hints(
+        &mut client,
+        "the 103 while the origin holds the final response",
+    )
+    .await;
     assert_eq!(
         field(&interim, "link").as_deref(),
         Some("</styles.css>; rel=preload; as=style")
@@ -341,12 +352,7 @@ async fn several_interim_responses_come_in_order() {
     client.get(&origin.url("/two"), "HTTP/1.1").await;
     let first = client.head("the 102").await;
     assert_eq!(status_line(&first), "HTTP/1.1 102 Processing", "{first:?}");
-    let second = client.head("the 103").await;
-    assert_eq!(
-        status_line(&second),
-        "HTTP/1.1 103 Early Hints",
-        "{second:?}"
-    );
+    expect_early_hints(&mut client, "the 103").await;
     let (head, body) = client.final_response("the final response").await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head:?}");
     assert_eq!(body, "both");
@@ -435,12 +441,7 @@ async fn a_forwarded_post_gets_its_interim_responses_too() {
     let mut client = Client::open(&cuttle).await;
     let req = format!("POST {url} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n");
     client.s.write_all(req.as_bytes()).await.expect("write");
-    let interim = client.head("the 103 of a POST").await;
-    assert_eq!(
-        status_line(&interim),
-        "HTTP/1.1 103 Early Hints",
-        "{interim:?}"
-    );
+    expect_early_hints(&mut client, "the 103 of a POST").await;
     let (head, body) = client.final_response("the final response").await;
     assert!(head.starts_with("HTTP/1.1 200 "), "{head:?}");
     assert_eq!(body, "sent");
@@ -449,26 +450,11 @@ async fn a_forwarded_post_gets_its_interim_responses_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_sharing_a_collapsed_fetch_gets_no_interim_response() {
     let (origin, cuttle) = start().await;
-    let go = Arc::new(Notify::new());
-    origin.route(
-        "/shared",
-        vec![
-            Part::Send(EARLY_HINTS.as_bytes().to_vec()),
-            Part::Hold(Arc::clone(&go)),
-            Part::Send(final_200("shared")),
-        ],
-    );
+    let go = route_held_early_hints(&origin, "/shared", "shared");
     let url = origin.url("/shared");
     let mut first = Client::open(&cuttle).await;
     first.get(&url, "HTTP/1.1").await;
-    let interim = first
-        .head("the 103 to the client that started the fetch")
-        .await;
-    assert_eq!(
-        status_line(&interim),
-        "HTTP/1.1 103 Early Hints",
-        "{interim:?}"
-    );
+    expect_early_hints(&mut first, "the 103 to the client that started the fetch").await;
     // The second client joins the fetch in flight (the origin holds it).
     let mut second = Client::open(&cuttle).await;
     second.get(&url, "HTTP/1.1").await;
