@@ -4,6 +4,8 @@
 //! and an access.log reader.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -234,7 +236,15 @@ impl Origin {
 
     /// An origin listening on `ip` (a free port).
     pub async fn start_on(ip: impl Into<IpAddr>) -> Origin {
-        let ip: IpAddr = ip.into();
+        Origin::start_with(ip.into(), None).await
+    }
+
+    /// An HTTPS origin on 127.0.0.1 presenting `cert` (see [`tls::Pki`]).
+    pub async fn start_tls(cert: &tls::Leaf) -> Origin {
+        Origin::start_with(Ipv4Addr::LOCALHOST.into(), Some(cert.acceptor())).await
+    }
+
+    async fn start_with(ip: IpAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> Origin {
         let listener = TcpListener::bind((ip, 0)).await.expect("origin bind");
         let addr = listener.local_addr().expect("origin addr");
         let state = Arc::new(Mutex::new(OriginState::default()));
@@ -251,11 +261,20 @@ impl Origin {
                         // this, Nagle and delayed ACKs add 40 ms to replies.
                         let _ = stream.set_nodelay(true);
                         let st = Arc::clone(&st);
+                        let tls = tls.clone();
                         conns.spawn(async move {
                             let service = service_fn(move |req| answer(Arc::clone(&st), req));
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await;
+                            let http = hyper::server::conn::http1::Builder::new();
+                            match tls {
+                                None => {
+                                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                                }
+                                Some(acceptor) => {
+                                    // A client that refuses our certificate ends here.
+                                    let Ok(stream) = acceptor.accept(stream).await else { return };
+                                    let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                                }
+                            }
                         });
                     }
                     _ = stopped.changed() => return,
@@ -1026,8 +1045,23 @@ impl Conn {
         Conn::open_from(addr, None).await
     }
 
+    /// A connection over TLS to `addr`, sending `server_name` as SNI and
+    /// trusting only the CA in `ca` (a PEM file).
+    pub async fn open_tls(addr: SocketAddr, server_name: &str, ca: &Path) -> Conn {
+        let stream = tls::connect(addr, server_name, ca)
+            .await
+            .unwrap_or_else(|e| panic!("TLS to {addr} as {server_name}: {e}"));
+        Conn::over(stream).await
+    }
+
     pub async fn open_from(addr: SocketAddr, from: Option<IpAddr>) -> Conn {
-        let stream = connect(addr, from).await;
+        Conn::over(connect(addr, from).await).await
+    }
+
+    async fn over<S>(stream: S) -> Conn
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .expect("client handshake");
