@@ -11,6 +11,7 @@ pub mod http;
 pub mod inspect;
 pub mod mgr;
 pub mod peers;
+pub mod sim;
 pub mod stats;
 pub mod store;
 pub mod upstream;

@@ -83,6 +83,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("upstream", 3),
     ("peers", 4),
     ("mgr", 5),
+    ("sim", 5),
     ("http", 6),
     ("daemon", 7),
 ];
