@@ -1,0 +1,318 @@
+//! Mesh files: the nodes of a simulated (or lab) mesh, each with its own
+//! squid.conf, and the network between them, as TOML:
+//!
+//! ```toml
+//! origin_latency_ms = 80          # node -> origin, one way, unless a link says otherwise
+//! [nodes.pop1]
+//! config = "pop1.conf"            # path relative to MESH.toml
+//! address = "10.0.1.1"            # the address other nodes' cache_peer lines use for it
+//! clients = ["10.1.0.0/16"]       # trace client addresses served by this node
+//! kind = "cuttle"                 # or "squid" (which program the mesh lab starts)
+//! origin_via = "igr1"             # reach the origin through this node (default: directly)
+//! [[links]]
+//! a = "pop1"
+//! b = "igr1"
+//! latency_ms = 4
+//! bandwidth_mbps = 1000
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::config::{self, Config, LoadOptions};
+
+/// Which program a node is in the real mesh lab (the simulator runs
+/// cuttle's decision code for both, with each node's own squid.conf).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    #[default]
+    Cuttle,
+    Squid,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeshFile {
+    #[serde(default = "default_origin_latency")]
+    origin_latency_ms: f64,
+    #[serde(default)]
+    origin_bandwidth_mbps: Option<f64>,
+    nodes: BTreeMap<String, NodeFile>,
+    #[serde(default)]
+    links: Vec<LinkFile>,
+}
+
+fn default_origin_latency() -> f64 {
+    80.0
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeFile {
+    config: PathBuf,
+    address: IpAddr,
+    #[serde(default)]
+    clients: Vec<String>,
+    #[serde(default)]
+    kind: Kind,
+    #[serde(default)]
+    origin_via: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkFile {
+    a: String,
+    b: String,
+    latency_ms: f64,
+    #[serde(default)]
+    bandwidth_mbps: Option<f64>,
+}
+
+/// An address range of trace clients (`10.1.0.0/16`, a bare address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientRange {
+    pub network: IpAddr,
+    pub prefix: u8,
+}
+
+impl ClientRange {
+    pub fn parse(text: &str) -> Result<ClientRange, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let network: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{text:?} is not an address or address/prefix"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?}: the prefix must be 0..={max}"))?,
+        };
+        Ok(ClientRange { network, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
+            let keep = u32::from(prefix);
+            let shift = u32::from(width) - keep;
+            if keep == 0 {
+                0
+            } else {
+                (bits >> shift) << shift
+            }
+        }
+        match (self.network, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                masked(u32::from(n).into(), self.prefix, 32)
+                    == masked(u32::from(a).into(), self.prefix, 32)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                masked(u128::from(n), self.prefix, 128) == masked(u128::from(a), self.prefix, 128)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One node of a mesh.
+#[derive(Debug)]
+pub struct Node {
+    pub name: String,
+    pub config_path: PathBuf,
+    pub config: Config,
+    pub address: IpAddr,
+    pub clients: Vec<ClientRange>,
+    pub kind: Kind,
+    /// The node through which this one reaches the origin (`None`:
+    /// directly, one hop plus the origin latency).
+    pub origin_via: Option<usize>,
+}
+
+/// A link between two nodes (indexes into [`Mesh::nodes`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Link {
+    pub a: usize,
+    pub b: usize,
+    pub latency_ms: f64,
+    pub bandwidth_mbps: Option<f64>,
+}
+
+/// A mesh read from its file, every node's squid.conf loaded.
+#[derive(Debug)]
+pub struct Mesh {
+    pub path: PathBuf,
+    pub origin_latency_ms: f64,
+    pub origin_bandwidth_mbps: Option<f64>,
+    /// In name order (the TOML table's keys, sorted).
+    pub nodes: Vec<Node>,
+    pub links: Vec<Link>,
+}
+
+impl Mesh {
+    /// Reads `path` and each node's squid.conf (relative to `path`'s
+    /// directory). Errors name the file and what is wrong.
+    pub fn load(path: &Path) -> Result<Mesh, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        Mesh::from_str(&text, path)
+    }
+
+    /// [`Mesh::load`] of `text` as if read from `path`.
+    pub fn from_str(text: &str, path: &Path) -> Result<Mesh, String> {
+        let file: MeshFile =
+            toml::from_str(text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let names: Vec<&String> = file.nodes.keys().collect();
+        let index = |name: &str, what: &str| -> Result<usize, String> {
+            names
+                .iter()
+                .position(|n| n.as_str() == name)
+                .ok_or_else(|| format!("{}: {what} names no node {name:?}", path.display()))
+        };
+        let mut nodes = Vec::with_capacity(file.nodes.len());
+        for (name, node) in &file.nodes {
+            let config_path = dir.join(&node.config);
+            let loaded = config::load_file(&config_path, &LoadOptions::default());
+            if let Some(error) = loaded
+                .diagnostics
+                .iter()
+                .find(|d| d.severity == config::Severity::Error)
+            {
+                return Err(format!("{} (node {name}): {error}", path.display()));
+            }
+            let clients = node
+                .clients
+                .iter()
+                .map(|c| ClientRange::parse(c))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{}: node {name}: clients: {e}", path.display()))?;
+            let origin_via = match &node.origin_via {
+                Some(via) => Some(index(via, &format!("node {name}'s origin_via"))?),
+                None => None,
+            };
+            nodes.push(Node {
+                name: name.clone(),
+                config_path,
+                config: loaded.config,
+                address: node.address,
+                clients,
+                kind: node.kind,
+                origin_via,
+            });
+        }
+        let mut links = Vec::with_capacity(file.links.len());
+        for link in &file.links {
+            let a = index(&link.a, "a link")?;
+            let b = index(&link.b, "a link")?;
+            if !(link.latency_ms.is_finite() && link.latency_ms >= 0.0) {
+                return Err(format!(
+                    "{}: link {}-{}: latency_ms must be 0 or more",
+                    path.display(),
+                    link.a,
+                    link.b
+                ));
+            }
+            links.push(Link {
+                a,
+                b,
+                latency_ms: link.latency_ms,
+                bandwidth_mbps: link.bandwidth_mbps,
+            });
+        }
+        Ok(Mesh {
+            path: path.to_path_buf(),
+            origin_latency_ms: file.origin_latency_ms,
+            origin_bandwidth_mbps: file.origin_bandwidth_mbps,
+            nodes,
+            links,
+        })
+    }
+
+    /// The node that serves trace client `ip`: the first (in name order)
+    /// whose `clients` contain it.
+    pub fn node_for_client(&self, ip: IpAddr) -> Option<usize> {
+        self.nodes
+            .iter()
+            .position(|n| n.clients.iter().any(|c| c.contains(ip)))
+    }
+
+    /// The node whose `address` is `ip` (what a cache_peer line names).
+    pub fn node_at(&self, ip: IpAddr) -> Option<usize> {
+        self.nodes.iter().position(|n| n.address == ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ranges_match_by_prefix() {
+        let r = ClientRange::parse("10.1.0.0/16").unwrap();
+        assert!(r.contains("10.1.200.3".parse().unwrap()));
+        assert!(!r.contains("10.2.0.1".parse().unwrap()));
+        assert!(!r.contains("::1".parse().unwrap()));
+        assert!(ClientRange::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("192.0.2.1".parse().unwrap()));
+        assert!(ClientRange::parse("::1")
+            .unwrap()
+            .contains("::1".parse().unwrap()));
+        assert!(ClientRange::parse("10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn a_mesh_file_loads_its_nodes_configs_and_names_its_errors() {
+        let dir = std::env::temp_dir().join(format!("cuttle-mesh-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.conf"), "http_port 3128\npid_filename none\n").unwrap();
+        std::fs::write(
+            dir.join("b.conf"),
+            "http_port 3128\npid_filename none\ncache_peer 10.0.0.1 sibling 3128 3130\n",
+        )
+        .unwrap();
+        let path = dir.join("mesh.toml");
+        let text = r#"
+origin_latency_ms = 50
+[nodes.a]
+config = "a.conf"
+address = "10.0.0.1"
+clients = ["10.1.0.0/16"]
+[nodes.b]
+config = "b.conf"
+address = "10.0.0.2"
+clients = ["10.2.0.0/16"]
+kind = "squid"
+origin_via = "a"
+[[links]]
+a = "a"
+b = "b"
+latency_ms = 4
+bandwidth_mbps = 1000
+"#;
+        let mesh = Mesh::from_str(text, &path).unwrap();
+        assert_eq!(mesh.nodes.len(), 2);
+        assert_eq!(mesh.origin_latency_ms, 50.0);
+        assert_eq!(mesh.nodes[1].kind, Kind::Squid);
+        assert_eq!(mesh.nodes[1].origin_via, Some(0));
+        assert_eq!(mesh.nodes[1].config.cache_peers.len(), 1);
+        assert_eq!(mesh.node_for_client("10.2.3.4".parse().unwrap()), Some(1));
+        assert_eq!(mesh.node_at("10.0.0.1".parse().unwrap()), Some(0));
+        let bad = text.replace("b = \"b\"", "b = \"c\"");
+        let e = Mesh::from_str(&bad, &path).unwrap_err();
+        assert!(e.contains("a link names no node \"c\""), "{e}");
+        let e = Mesh::from_str(&text.replace("a.conf", "missing.conf"), &path).unwrap_err();
+        assert!(e.contains("missing.conf"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
