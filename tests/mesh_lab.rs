@@ -91,6 +91,11 @@ fn assert_sane(mesh: &str, report: &LabReport, requests: u64) {
         total.origin_requests, report.origin_requests,
         "{mesh}: origin requests\n{shown}"
     );
+    assert_eq!(
+        total.peer_requests_served,
+        total.to_parent + total.sibling_hits,
+        "{mesh}: every request a node sent to a peer is logged once there\n{shown}"
+    );
     assert_eq!(report.origin_unattributed, 0, "{mesh}\n{shown}");
     assert_eq!(total.origin_bytes, report.origin_bytes, "{mesh}\n{shown}");
     assert!(

@@ -8,13 +8,12 @@
 //! Included by tests/mesh_lab.rs (CI's short form, and the full form
 //! benches/mesh.sh runs); it has no `main` of its own.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,8 +24,12 @@ use hyper::body::{Body as _, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
-use cuttle::access_log::{HierarchyCode, ResultCode};
 use cuttle::sim::{AccessLogReader, Kind, Mesh};
+
+#[path = "report.rs"]
+mod report;
+use report::read_logs;
+pub use report::{full_report, table, LabReport, OriginTotals};
 
 /// The lifetime the lab origin gives every document (Cache-Control
 /// max-age, seconds): longer than any trace the lab replays, so nothing
@@ -49,132 +52,6 @@ pub struct LabOptions {
     pub squid: PathBuf,
     /// Where node configs, logs and the rewritten trace go (created).
     pub work: PathBuf,
-}
-
-/// One node's figures, from its access.log (and the origin's count of
-/// requests from its address).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct NodeFigures {
-    pub name: String,
-    /// Requests the replayer sent this node.
-    pub sent: u64,
-    /// Client (replayer) lines in its access.log.
-    pub requests: u64,
-    pub local_hits: u64,
-    /// Misses a sibling answered (SIBLING_HIT, CD_SIBLING_HIT).
-    pub sibling_hits: u64,
-    /// Misses sent to a parent that the parent answered from its cache.
-    pub parent_hits: u64,
-    /// Misses sent to a parent (hit there or not).
-    pub to_parent: u64,
-    /// Requests it sent to the origin (HIER_DIRECT lines, any client).
-    pub origin_requests: u64,
-    /// Body bytes the origin sent it.
-    pub origin_bytes: u64,
-    /// Requests from other nodes it served, and their bytes.
-    pub peer_requests_served: u64,
-    pub peer_bytes_served: u64,
-    /// Client lines with an error status, plus replayer failures.
-    pub client_errors: u64,
-    /// ICP and HTCP queries it answered (UDP lines; Squid logs them only
-    /// with log_icp_queries on, the lab's default).
-    pub udp_queries: u64,
-}
-
-/// What a lab run measured.
-#[derive(Debug, Clone, Default)]
-pub struct LabReport {
-    pub nodes: Vec<NodeFigures>,
-    /// Requests the lab origin answered, and the body bytes it sent.
-    pub origin_requests: u64,
-    pub origin_bytes: u64,
-    /// Requests whose reply the replayer could not use (connection
-    /// failures, status other than 200, short bodies), by node.
-    pub replay_errors: u64,
-    /// Origin requests from an address that is no node's.
-    pub origin_unattributed: u64,
-    pub elapsed: Duration,
-}
-
-impl LabReport {
-    pub fn total(&self) -> NodeFigures {
-        let mut t = NodeFigures {
-            name: "total".into(),
-            ..NodeFigures::default()
-        };
-        for n in &self.nodes {
-            t.sent += n.sent;
-            t.requests += n.requests;
-            t.local_hits += n.local_hits;
-            t.sibling_hits += n.sibling_hits;
-            t.parent_hits += n.parent_hits;
-            t.to_parent += n.to_parent;
-            t.origin_requests += n.origin_requests;
-            t.origin_bytes += n.origin_bytes;
-            t.peer_requests_served += n.peer_requests_served;
-            t.peer_bytes_served += n.peer_bytes_served;
-            t.client_errors += n.client_errors;
-            t.udp_queries += n.udp_queries;
-        }
-        t
-    }
-}
-
-fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
-    }
-}
-
-/// The lab's table: one row per node and a total.
-pub fn table(report: &LabReport) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<10} {:>8} {:>7} {:>7} {:>7} {:>9} {:>13} {:>9} {:>13} {:>8} {:>6}",
-        "node",
-        "requests",
-        "local%",
-        "sibl%",
-        "parent%",
-        "origin",
-        "origin_bytes",
-        "to_parent",
-        "peer_served",
-        "icp/htcp",
-        "errors"
-    );
-    let mut rows: Vec<NodeFigures> = report.nodes.clone();
-    rows.push(report.total());
-    for n in &rows {
-        let _ = writeln!(
-            out,
-            "{:<10} {:>8} {:>7.1} {:>7.1} {:>7.1} {:>9} {:>13} {:>9} {:>13} {:>8} {:>6}",
-            n.name,
-            n.requests,
-            percent(n.local_hits, n.requests),
-            percent(n.sibling_hits, n.requests),
-            percent(n.parent_hits, n.requests),
-            n.origin_requests,
-            n.origin_bytes,
-            n.to_parent,
-            format!("{}/{}", n.peer_requests_served, n.peer_bytes_served),
-            n.udp_queries,
-            n.client_errors,
-        );
-    }
-    let _ = writeln!(
-        out,
-        "lab origin: {} requests, {} body bytes ({} from no node's address); replay errors: {}; {:.1} s",
-        report.origin_requests,
-        report.origin_bytes,
-        report.origin_unattributed,
-        report.replay_errors,
-        report.elapsed.as_secs_f64()
-    );
-    out
 }
 
 /// A document of the trace as the lab serves it.
@@ -641,7 +518,17 @@ pub async fn run(options: &LabOptions) -> Result<LabReport, String> {
     // Back in mesh order (the report's and `sent`'s).
     running.sort_by_key(|r| mesh.nodes.iter().position(|n| n.name == r.name));
 
-    let mut report = read_logs(&mesh, &running, &counts)?;
+    let logs: Vec<PathBuf> = running.iter().map(|r| r.dir.join("access.log")).collect();
+    let totals = OriginTotals {
+        requests: counts.requests.load(Ordering::Relaxed),
+        bytes: counts.bytes.load(Ordering::Relaxed),
+        by_source: counts
+            .by_source
+            .lock()
+            .map_err(|_| "the origin's counts are poisoned")?
+            .clone(),
+    };
+    let mut report = read_logs(&mesh, &logs, &totals);
     for (i, n) in report.nodes.iter_mut().enumerate() {
         n.sent = sent[i];
         n.client_errors += failed[i];
@@ -686,263 +573,4 @@ fn write_lab_trace(
 
 pub fn lab_trace_path(options: &LabOptions) -> PathBuf {
     options.work.join("lab-trace.log")
-}
-
-/// One TCP line of a native access.log: client, result, status, size,
-/// hierarchy code and peer.
-struct LogLine {
-    client: IpAddr,
-    result: ResultCode,
-    status: u16,
-    size: u64,
-    hierarchy: HierarchyCode,
-}
-
-fn parse_log_line(line: &str) -> Option<LogLine> {
-    let f: Vec<&str> = line.split_whitespace().collect();
-    if f.len() < 9 {
-        return None;
-    }
-    let client = IpAddr::from_str(f[2]).ok()?;
-    let (code, status) = f[3].split_once('/')?;
-    let result = ResultCode::from_str(code).ok()?;
-    let status = status.parse().ok()?;
-    let size = f[4].parse().ok()?;
-    let (hier, _peer) = f[8].split_once('/')?;
-    let hierarchy = HierarchyCode::from_str(hier.trim_start_matches("TIMEOUT_")).ok()?;
-    Some(LogLine {
-        client,
-        result,
-        status,
-        size,
-        hierarchy,
-    })
-}
-
-fn is_sibling_hit(code: HierarchyCode) -> bool {
-    matches!(
-        code,
-        HierarchyCode::SiblingHit | HierarchyCode::CdSiblingHit
-    )
-}
-
-fn is_parent(code: HierarchyCode) -> bool {
-    use HierarchyCode::*;
-    matches!(
-        code,
-        ParentHit
-            | DefaultParent
-            | SingleParent
-            | FirstUpParent
-            | FirstParentMiss
-            | ClosestParentMiss
-            | ClosestParent
-            | RoundrobinParent
-            | CdParentHit
-            | Carp
-            | AnyOldParent
-            | UserhashParent
-            | SourcehashParent
-    )
-}
-
-fn read_logs(mesh: &Mesh, running: &[Running], counts: &OriginCounts) -> Result<LabReport, String> {
-    let client: IpAddr = CLIENT_ADDRESS.parse().map_err(|_| "CLIENT_ADDRESS")?;
-    let mut nodes: Vec<NodeFigures> = mesh
-        .nodes
-        .iter()
-        .map(|n| NodeFigures {
-            name: n.name.clone(),
-            ..NodeFigures::default()
-        })
-        .collect();
-    // Hits a node served to each other node (its parent hits, seen from
-    // the parent's log).
-    let mut served_hits: BTreeMap<usize, u64> = BTreeMap::new();
-    for (i, node) in running.iter().enumerate() {
-        let path = node.dir.join("access.log");
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let figures = &mut nodes[i];
-        for line in text.lines() {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.get(3).is_some_and(|c| c.starts_with("UDP_")) {
-                figures.udp_queries += 1;
-                continue;
-            }
-            let Some(l) = parse_log_line(line) else {
-                continue;
-            };
-            if l.hierarchy == HierarchyCode::HierDirect {
-                figures.origin_requests += 1;
-            }
-            if l.client == client {
-                figures.requests += 1;
-                if l.status != 200 {
-                    figures.client_errors += 1;
-                } else if l.result.is_hit() {
-                    figures.local_hits += 1;
-                } else if is_sibling_hit(l.hierarchy) {
-                    figures.sibling_hits += 1;
-                } else if is_parent(l.hierarchy) {
-                    figures.to_parent += 1;
-                }
-            } else {
-                figures.peer_requests_served += 1;
-                figures.peer_bytes_served += l.size;
-                if let Some(from) = mesh.node_at(l.client) {
-                    if l.status == 200 && l.result.is_hit() {
-                        *served_hits.entry(from).or_default() += 1;
-                    }
-                }
-            }
-        }
-    }
-    // A parent's hit for a child's request is the child's parent hit.
-    // Sibling requests are always hits (siblings are asked only for hits),
-    // so only those sent to parents are counted here.
-    for (from, hits) in served_hits {
-        let n = &mut nodes[from];
-        n.parent_hits = hits.saturating_sub(n.sibling_hits).min(n.to_parent);
-    }
-    let by_source = counts
-        .by_source
-        .lock()
-        .map_err(|_| "origin counts poisoned")?
-        .clone();
-    let mut unattributed = 0;
-    for (ip, (requests, bytes)) in by_source {
-        match mesh.node_at(ip) {
-            Some(i) => nodes[i].origin_bytes += bytes,
-            None => unattributed += requests,
-        }
-        let _ = requests;
-    }
-    Ok(LabReport {
-        nodes,
-        origin_requests: counts.requests.load(Ordering::Relaxed),
-        origin_bytes: counts.bytes.load(Ordering::Relaxed),
-        origin_unattributed: unattributed,
-        ..LabReport::default()
-    })
-}
-
-/// `cuttle simulate MESH TRACE --json --ttl T` on the trace the lab
-/// replayed, when the binary has the subcommand; `None` when it has not.
-pub fn simulate(options: &LabOptions) -> Option<Result<serde_json::Value, String>> {
-    let has_simulate = Command::new(&options.cuttle)
-        .args(["simulate", "--help"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_simulate {
-        return None;
-    }
-    let out = Command::new(&options.cuttle)
-        .arg("simulate")
-        .arg(&options.mesh)
-        .arg(lab_trace_path(options))
-        .args(["--json", "--ttl", &ORIGIN_TTL_SECS.to_string()])
-        .output();
-    Some(match out {
-        Err(e) => Err(e.to_string()),
-        Ok(out) if !out.status.success() => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
-        Ok(out) => serde_json::from_slice(&out.stdout).map_err(|e| e.to_string()),
-    })
-}
-
-/// THE ONE PLACE TO ADAPT to `cuttle simulate --json`'s output: the
-/// simulator's prediction as rows comparable with the lab's, (node, hit
-/// ratio %, origin requests, origin bytes). It looks for a `nodes` array
-/// (or object keyed by node name) of objects and reads the first key it
-/// finds for each figure; anything else is shown raw by the caller.
-pub fn prediction_rows(
-    json: &serde_json::Value,
-) -> Vec<(String, Option<f64>, Option<f64>, Option<f64>)> {
-    fn number(v: &serde_json::Value, keys: &[&str]) -> Option<f64> {
-        keys.iter().find_map(|k| v.get(*k).and_then(|x| x.as_f64()))
-    }
-    let row = |name: String, v: &serde_json::Value| {
-        (
-            name,
-            number(v, &["hit_ratio", "hit_ratio_percent", "hit_percent"]),
-            number(v, &["origin_requests"]),
-            number(v, &["origin_bytes"]),
-        )
-    };
-    let mut rows = Vec::new();
-    match json.get("nodes") {
-        Some(serde_json::Value::Array(items)) => {
-            for v in items {
-                let name = v.get("name").and_then(|n| n.as_str()).unwrap_or("?");
-                rows.push(row(name.to_string(), v));
-            }
-        }
-        Some(serde_json::Value::Object(map)) => {
-            for (name, v) in map {
-                rows.push(row(name.clone(), v));
-            }
-        }
-        _ => {}
-    }
-    if let Some(total) = json.get("total") {
-        rows.push(row("total".into(), total));
-    }
-    rows
-}
-
-/// The lab table, then the simulator's prediction or why there is none.
-pub fn full_report(options: &LabOptions, report: &LabReport) -> String {
-    let mut out = table(report);
-    match simulate(options) {
-        None => out.push_str("simulator: not available\n"),
-        Some(Err(e)) => {
-            let _ = writeln!(out, "simulator: failed: {e}");
-        }
-        Some(Ok(json)) => {
-            let rows = prediction_rows(&json);
-            if rows.is_empty() {
-                let _ = writeln!(out, "simulator (raw JSON, keys not recognised):\n{json}");
-            } else {
-                let _ = writeln!(
-                    out,
-                    "simulator (--ttl {ORIGIN_TTL_SECS}): {:<10} {:>7} {:>9} {:>13}",
-                    "node", "hit%", "origin", "origin_bytes"
-                );
-                let shown = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
-                for (name, hit, requests, bytes) in rows {
-                    let _ = writeln!(
-                        out,
-                        "                     {:<10} {:>7} {:>9} {:>13}",
-                        name,
-                        shown(hit),
-                        shown(requests),
-                        shown(bytes)
-                    );
-                }
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_lines_are_classified_as_squid_writes_them() {
-        let l = parse_log_line("1796569032.014     34 127.18.255.254 TCP_MISS/200 90901 GET http://127.0.0.1:43545/a - FIRST_PARENT_MISS/127.18.5.10 application/octet-stream").unwrap();
-        assert_eq!(l.status, 200);
-        assert!(!l.result.is_hit());
-        assert!(is_parent(l.hierarchy));
-        let l = parse_log_line("1796569032.014      0 127.18.255.254 TCP_MEM_HIT/200 4361 GET http://127.0.0.1:43545/a - HIER_NONE/- application/octet-stream").unwrap();
-        assert!(l.result.is_hit());
-        let l = parse_log_line("1796569032.014      2 127.18.255.254 TCP_CF_HIT/200 4361 GET http://127.0.0.1:43545/a - HIER_NONE/- application/octet-stream").unwrap();
-        assert!(l.result.is_hit());
-        let l = parse_log_line("1796569032.014      2 127.18.255.254 TCP_MISS/200 4361 GET http://127.0.0.1:43545/a - TIMEOUT_FIRSTUP_PARENT/127.18.5.10 application/octet-stream").unwrap();
-        assert!(is_parent(l.hierarchy));
-        let l = parse_log_line("1796569032.014      2 127.18.255.254 TCP_MISS/200 4361 GET http://127.0.0.1:43545/a - SIBLING_HIT/127.18.5.2 application/octet-stream").unwrap();
-        assert!(is_sibling_hit(l.hierarchy));
-    }
 }

@@ -241,8 +241,19 @@ pub fn write_line(request: &GeneratedRequest, out: &mut impl Write) -> std::io::
         Some("css") => "text/css",
         _ => "application/octet-stream",
     };
+    // --start and --duration are the user's: a time past what a
+    // SystemTime holds is an error, not a panic.
+    let end = Duration::try_from_secs_f64(request.time)
+        .ok()
+        .and_then(|since| UNIX_EPOCH.checked_add(since))
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("time stamp {} is out of range", request.time),
+            )
+        })?;
     let entry = Entry {
-        end: UNIX_EPOCH + Duration::from_secs_f64(request.time),
+        end,
         // A plausible service time: a round trip plus transfer at ~1 MB/s.
         elapsed: Duration::from_millis(40 + request.size / 1000),
         client: Some(request.client),
