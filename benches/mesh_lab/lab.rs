@@ -478,6 +478,7 @@ pub async fn run(options: &LabOptions) -> Result<LabReport, String> {
     let mut running: Vec<Running> = running.into_iter().flatten().collect();
     let mut sent = vec![0u64; mesh.nodes.len()];
     let mut failed = vec![0u64; mesh.nodes.len()];
+    let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); mesh.nodes.len()];
     if result.is_ok() {
         // In trace order, at most `concurrency` at a time.
         let permits = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
@@ -499,14 +500,17 @@ pub async fn run(options: &LabOptions) -> Result<LabReport, String> {
             let (node, size) = (*node, *size);
             sent[node] += 1;
             tasks.spawn(async move {
+                let began = Instant::now();
                 let ok = replay_one(proxy, url, size).await;
                 drop(permit);
-                (node, ok)
+                (node, ok, began.elapsed().as_secs_f64() * 1000.0)
             });
         }
         while let Some(done) = tasks.join_next().await {
-            if let Ok((node, false)) = done {
-                failed[node] += 1;
+            match done {
+                Ok((node, true, ms)) => latencies[node].push(ms),
+                Ok((node, false, _)) => failed[node] += 1,
+                Err(_) => {}
             }
         }
     }
@@ -532,6 +536,7 @@ pub async fn run(options: &LabOptions) -> Result<LabReport, String> {
     for (i, n) in report.nodes.iter_mut().enumerate() {
         n.sent = sent[i];
         n.client_errors += failed[i];
+        n.latencies_ms = std::mem::take(&mut latencies[i]);
         report.replay_errors += failed[i];
     }
     report.elapsed = started.elapsed();

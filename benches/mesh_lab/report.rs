@@ -43,6 +43,10 @@ pub struct NodeFigures {
     /// ICP and HTCP queries it answered (UDP lines; Squid logs them only
     /// with log_icp_queries on, the lab's default).
     pub udp_queries: u64,
+    /// How long each answered request took, as the replayer saw it,
+    /// milliseconds (the origin delay shows here; link latencies do not
+    /// exist in the lab).
+    pub latencies_ms: Vec<f64>,
 }
 
 /// What a lab run measured.
@@ -79,6 +83,7 @@ impl LabReport {
             t.peer_bytes_served += n.peer_bytes_served;
             t.client_errors += n.client_errors;
             t.udp_queries += n.udp_queries;
+            t.latencies_ms.extend_from_slice(&n.latencies_ms);
         }
         t
     }
@@ -92,12 +97,25 @@ fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
+/// `mean/p50/p99` of `ms` (nearest rank), or `-` when there are none.
+pub fn latency_summary(ms: &[f64]) -> String {
+    if ms.is_empty() {
+        return "-".into();
+    }
+    let mut sorted = ms.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank =
+        |q: f64| sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+    let mean = sorted.iter().sum::<f64>() / sorted.len() as f64;
+    format!("{mean:.1}/{:.1}/{:.1}", rank(0.50), rank(0.99))
+}
+
 /// The lab's table: one row per node and a total.
 pub fn table(report: &LabReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<10} {:>8} {:>7} {:>7} {:>7} {:>9} {:>13} {:>9} {:>13} {:>8} {:>6}",
+        "{:<10} {:>8} {:>7} {:>7} {:>7} {:>9} {:>13} {:>9} {:>13} {:>8} {:>6} {:>17}",
         "node",
         "requests",
         "local%",
@@ -108,14 +126,15 @@ pub fn table(report: &LabReport) -> String {
         "to_parent",
         "peer_served",
         "icp/htcp",
-        "errors"
+        "errors",
+        "ms mean/p50/p99"
     );
     let mut rows: Vec<NodeFigures> = report.nodes.clone();
     rows.push(report.total());
     for n in &rows {
         let _ = writeln!(
             out,
-            "{:<10} {:>8} {:>7.1} {:>7.1} {:>7.1} {:>9} {:>13} {:>9} {:>13} {:>8} {:>6}",
+            "{:<10} {:>8} {:>7.1} {:>7.1} {:>7.1} {:>9} {:>13} {:>9} {:>13} {:>8} {:>6} {:>17}",
             n.name,
             n.requests,
             percent(n.local_hits, n.requests),
@@ -127,6 +146,7 @@ pub fn table(report: &LabReport) -> String {
             format!("{}/{}", n.peer_requests_served, n.peer_bytes_served),
             n.udp_queries,
             n.client_errors,
+            latency_summary(&n.latencies_ms),
         );
     }
     let _ = writeln!(
@@ -501,5 +521,13 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn latency_percentiles_are_nearest_rank() {
+        let ms: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(latency_summary(&ms), "50.5/50.0/99.0");
+        assert_eq!(latency_summary(&[7.0]), "7.0/7.0/7.0");
+        assert_eq!(latency_summary(&[]), "-");
     }
 }
