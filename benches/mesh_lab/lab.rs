@@ -32,8 +32,9 @@ use report::read_logs;
 pub use report::{full_report, table, LabReport, OriginTotals};
 
 /// The lifetime the lab origin gives every document (Cache-Control
-/// max-age, seconds): longer than any trace the lab replays, so nothing
-/// is revalidated. Run `cuttle simulate --ttl` with the same figure.
+/// max-age, seconds): longer than a replay takes and than a generated
+/// trace spans (an hour by default), so neither the lab nor the simulator
+/// (`cuttle simulate --ttl` with the same figure) revalidates.
 pub const ORIGIN_TTL_SECS: u64 = 86_400;
 /// The address the replayer sends from: a node's access.log line from it
 /// is a client request, a line from another node's address is a peer's.
