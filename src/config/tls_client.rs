@@ -169,7 +169,8 @@ pub fn read_key(path: &PathBuf) -> Result<PrivateKeyDer<'static>, String> {
 }
 
 /// `tls_outgoing_options option...`: TLS to origin servers. Lines add up,
-/// as Squid's do.
+/// as Squid's do. `domain=` is refused: one name for every origin would
+/// fail each other one.
 pub(crate) fn parse_tls_outgoing_options(ctx: &mut Ctx<'_, '_>, line: &Line) {
     let loc = &line.location;
     let mut opts = ctx.config.tls_outgoing_options.value.clone();
@@ -179,7 +180,13 @@ pub(crate) fn parse_tls_outgoing_options(ctx: &mut Ctx<'_, '_>, line: &Line) {
             Some((k, v)) => (k, Some(v)),
             None => (word.text.as_str(), None),
         };
-        match apply(&mut opts, key, value) {
+        let applied = match key {
+            "domain" | "no-default-ca" => Err(format!(
+                "{key}: cuttle does not implement this option of tls_outgoing_options; refusing the config"
+            )),
+            _ => apply(&mut opts, key, value),
+        };
+        match applied {
             Ok(Applied::Done) => {}
             Ok(Applied::Warn(w)) => ctx.warn(loc, format!("tls_outgoing_options: {w}")),
             Err(e) => {
@@ -212,7 +219,7 @@ mod tests {
     #[test]
     fn tls_outgoing_options_subset() {
         let l = load_str(
-            "tls_outgoing_options min-version=1.3 default-ca=off\ntls_outgoing_options flags=DONT_VERIFY_PEER\ntls_outgoing_options cipher=HIGH\ntls_outgoing_options cafile=/nonexistent/ca.pem\n",
+            "tls_outgoing_options min-version=1.3 default-ca=off\ntls_outgoing_options flags=DONT_VERIFY_PEER\ntls_outgoing_options cipher=HIGH\ntls_outgoing_options cafile=/nonexistent/ca.pem\ntls_outgoing_options domain=www.example.com\n",
             "squid.conf",
             &LoadOptions::default(),
         );
