@@ -197,3 +197,145 @@ impl TlsClients {
         self.origins.as_ref().map_err(String::as_str)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use http::Request;
+    use http_body_util::{BodyExt, Empty};
+    use rustls::pki_types::PrivateKeyDer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::upstream::{FetchError, Timeouts, Upstream};
+
+    /// A keep-alive HTTPS server for "localhost" on 127.0.8.3 answering
+    /// "ok"; its port, the count of handshakes completed, and the PEM of
+    /// the (self-signed) certificate it presents.
+    async fn https_server() -> (u16, Arc<AtomicUsize>, String) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let pem = made.cert.pem();
+        let key = PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![made.cert.der().clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind(("127.0.8.3", 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handshakes = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&handshakes);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, count) = (acceptor.clone(), Arc::clone(&count));
+                tokio::spawn(async move {
+                    let Ok(mut s) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut chunk).await {
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                            if s.write_all(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (port, handshakes, pem)
+    }
+
+    fn get() -> Request<Empty<Bytes>> {
+        Request::get("/")
+            .header("host", "localhost")
+            .body(Empty::new())
+            .unwrap()
+    }
+
+    /// The pool keys connections by TLS identity: a TLS connection is
+    /// reused by the same client, never by another TLS client nor by a
+    /// cleartext request to the same host and port.
+    #[tokio::test]
+    async fn the_pool_keeps_tls_connections_apart_by_identity() {
+        let (port, handshakes, pem) = https_server().await;
+        let dir = std::env::temp_dir().join(format!("cuttle-upstream-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, pem).unwrap();
+        let verified = TlsClient::build(&TlsClientOptions {
+            cafiles: vec![ca],
+            default_ca: false,
+            domain: Some("localhost".into()),
+            ..TlsClientOptions::default()
+        })
+        .unwrap();
+        let unverified = TlsClient::build(&TlsClientOptions {
+            dont_verify_peer: true,
+            ..TlsClientOptions::default()
+        })
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let up: Upstream<Empty<Bytes>> = Upstream::new(Timeouts::default());
+        let send = |tls: Option<&TlsClient>| {
+            let up = up.clone();
+            let tls = tls.cloned();
+            async move {
+                let (resp, _) = up
+                    .send_from("127.0.8.3", port, None, None, tls.as_ref(), get())
+                    .await?;
+                let body = resp.into_body().collect().await;
+                Ok::<_, FetchError>(body.map(|b| b.to_bytes()).unwrap_or_default())
+            }
+        };
+        for _ in 0..2 {
+            assert_eq!(send(Some(&verified)).await.unwrap(), "ok");
+        }
+        assert_eq!(handshakes.load(Ordering::SeqCst), 1, "reused");
+        assert_eq!(send(Some(&unverified)).await.unwrap(), "ok");
+        assert_eq!(handshakes.load(Ordering::SeqCst), 2, "another identity");
+        // Cleartext to a TLS port fails: it took no pooled TLS connection.
+        assert!(send(None).await.is_err());
+        assert_eq!(handshakes.load(Ordering::SeqCst), 2);
+    }
+
+    /// A certificate the client does not trust is a handshake failure
+    /// (ERR_SECURE_CONNECT_FAIL), not a read error.
+    #[tokio::test]
+    async fn an_untrusted_certificate_is_a_secure_connect_failure() {
+        let (port, handshakes, _) = https_server().await;
+        let strict = TlsClient::build(&TlsClientOptions {
+            default_ca: false,
+            domain: Some("localhost".into()),
+            ..TlsClientOptions::default()
+        })
+        .unwrap();
+        let up: Upstream<Empty<Bytes>> = Upstream::new(Timeouts::default());
+        match up
+            .send_from("127.0.8.3", port, None, None, Some(&strict), get())
+            .await
+        {
+            Err(FetchError::SecureConnect { reason, .. }) => {
+                assert!(reason.contains("UnknownIssuer"), "{reason}")
+            }
+            other => panic!("{:?}", other.map(|(r, _)| r.status())),
+        }
+        assert_eq!(handshakes.load(Ordering::SeqCst), 0);
+    }
+}
