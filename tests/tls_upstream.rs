@@ -416,3 +416,35 @@ fn check_accepts_the_implemented_options_and_refuses_the_rest() {
         assert!(text.contains(says), "{bad}: {text}");
     }
 }
+
+/// A `tls` sibling's Cache Digest is fetched over its TLS link too: the
+/// test peer speaks only TLS, so a request it counted came over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_siblings_digest_is_fetched_over_tls() {
+    let tmp = dir("digest");
+    let pki = Pki::new(tmp.path(), "sibling");
+    let sibling = https_origin(&pki.leaf("sibling", &["localhost"])).await;
+    let origin = Origin::start().await;
+    origin.route("/first", |_| Reply::ok("from origin"));
+    let held = origin.url("/held");
+    let digest = support::digest_of(1000, std::slice::from_ref(&held));
+    sibling.route("/squid-internal-periodic/store_digest", move |_| {
+        Reply::ok(digest.clone())
+            .header("Content-Type", "application/cache-digest")
+            .header("Expires", support::http_date(3600))
+    });
+    let proxy = started(&Conf::new().extra(&format!(
+        "cache_peer 127.0.0.1 sibling {} 0 no-query {} name=sibling",
+        sibling.port(),
+        ca_option(&pki)
+    )))
+    .await;
+    // The first lookup wants the digest.
+    assert_eq!(
+        Req::get(&origin.url("/first")).send(&proxy).await.status,
+        200
+    );
+    sibling
+        .wait_count("/squid-internal-periodic/store_digest", 1)
+        .await;
+}
