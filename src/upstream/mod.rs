@@ -351,7 +351,15 @@ where
         let mut resp = tokio::time::timeout(self.timeouts.read, sender.send_request(req))
             .await
             .map_err(|_| FetchError::Timeout)?
-            .map_err(classify)?;
+            .map_err(|e| match tls.and_then(|_| tls::refusal(&e)) {
+                // TLS 1.3: the server judges our certificate after our
+                // handshake is over; its refusal comes with the first read.
+                Some(reason) => FetchError::SecureConnect {
+                    host: host.to_string(),
+                    reason: format!("{addr}: {reason}"),
+                },
+                None => classify(e),
+            })?;
         resp.extensions_mut().insert(NewConnection { handshake });
         Ok((self.wrap(resp, (sender, addr), key), addr))
     }

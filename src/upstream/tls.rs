@@ -106,6 +106,23 @@ impl TlsClient {
     }
 }
 
+/// The TLS error (an alert the server sent, ...) behind a failed exchange,
+/// if that is what failed it. tokio-rustls hands rustls errors up inside
+/// an `io::Error`, whose own `source()` skips them: look inside.
+pub(super) fn refusal(e: &hyper::Error) -> Option<String> {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let inner = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+        if let Some(tls) = inner.and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            return Some(tls.to_string());
+        }
+        cause = c.source();
+    }
+    None
+}
+
 /// The system's trusted CAs, read once (the count is logged).
 fn system_roots() -> &'static RootCertStore {
     static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
