@@ -133,11 +133,16 @@ fn system_roots() -> &'static RootCertStore {
         }
         let mut roots = RootCertStore::empty();
         let (added, ignored) = roots.add_parsable_certificates(found.certs);
-        tracing::info!(
-            added,
-            ignored,
-            "loaded {added} CA certificates from the system store for TLS to peers and origins"
-        );
+        if added == 0 {
+            // Every certificate not signed by a tls-cafile= CA will fail.
+            tracing::warn!("no CA certificate found in the system store (is ca-certificates installed?); TLS to peers and origins trusts only tls-cafile= / cafile=");
+        } else {
+            tracing::info!(
+                added,
+                ignored,
+                "loaded {added} CA certificates from the system store for TLS to peers and origins"
+            );
+        }
         roots
     })
 }
