@@ -305,9 +305,10 @@ impl Proxy {
         // TLS; a client that could not be built fails the attempt (never
         // cleartext instead).
         let peer = source.peer.and_then(|id| self.neighbours.table.get(id));
-        let tls = match (peer, source.peer) {
-            (Some(p), _) => p.tls.as_ref().map(|t| t.as_ref().map_err(String::as_str)),
-            (None, None) if fwd.target.scheme == "https" => Some(self.tls.origins()),
+        let tls = match (source.peer, peer) {
+            (Some(_), Some(p)) => p.tls.as_ref().map(|t| t.as_ref().map_err(String::as_str)),
+            (Some(_), None) => Some(Err("the peer is no longer configured")),
+            (None, _) if fwd.target.scheme == "https" => Some(self.tls.origins()),
             (None, _) => None,
         };
         let tls = match tls {
