@@ -41,13 +41,16 @@ fn routes(origin: &Origin) {
 /// originserver `tls` peer named "origin" with `tls_options`, once its
 /// peer is up.
 async fn accelerator(origin: &Origin, tls_options: &str) -> Cuttle {
-    let conf = Conf::new()
+    started(&accel_conf(origin, tls_options)).await
+}
+
+fn accel_conf(origin: &Origin, tls_options: &str) -> Conf {
+    Conf::new()
         .port_line("http_port 127.0.0.1:{port} accel defaultsite=localhost no-vhost")
         .extra(&format!(
             "cache_peer 127.0.0.1 parent {} 0 no-query no-digest originserver tls {tls_options} name=origin",
             origin.port()
-        ));
-    started(&conf).await
+        ))
 }
 
 /// Starts cuttle and waits until its TCP probe found its peer up: a peer
@@ -497,4 +500,26 @@ fn run_refuses_an_unreadable_ca_file_naming_it() {
         .err()
         .expect("cuttle refused to run");
     assert!(e.contains("/nonexistent/peer-ca.pem"), "{e}");
+}
+
+/// TLS settings are read again on reload (the clients are built per
+/// configuration): trusting the right CA after SIGHUP makes the peer work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_new_tls_settings() {
+    let tmp = dir("reload");
+    let trusted = Pki::new(tmp.path(), "trusted");
+    let other = Pki::new(tmp.path(), "other");
+    let origin = https_origin(&trusted.leaf("origin", &["localhost"])).await;
+    let proxy = accelerator(&origin, &ca_option(&other)).await;
+    assert_eq!(accel_get("/obj").send(&proxy).await.status, 503);
+    proxy.rewrite_config(&accel_conf(&origin, &ca_option(&trusted)));
+    proxy.signal("HUP");
+    proxy.wait_output("configuration reloaded", false).await;
+    let r = accel_get("/obj").send(&proxy).await;
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "object 1".to_string()),
+        "{}",
+        output(&proxy)
+    );
 }
