@@ -318,6 +318,7 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
                 ctx.config.cache_mgr = Setting::at(word.text.clone(), line.location.clone());
             }
         }
+        "tls_outgoing_options" => super::tls_client::parse_tls_outgoing_options(ctx, line),
         _ if asks_for_tls(name) => ctx.error(
             &line.location,
             format!(

@@ -15,6 +15,7 @@ mod logging;
 mod peer;
 mod squid_names;
 mod targeted;
+mod tls_client;
 mod values;
 
 use std::fmt;
@@ -34,6 +35,7 @@ pub use peer::{
     CachePeer, CarpKey, ConnectionAuth, FrontEndHttps, HtcpOptions, PeerLogin, PeerType, TypeDomain,
 };
 pub use targeted::TargetedCacheControl;
+pub use tls_client::{read_certificates, read_key, TlsClientOptions, TlsMinVersion};
 
 /// Where a value came from: a file and a 1-based line number. Line 0 means
 /// "the file as a whole" (for example a file that cannot be opened).
@@ -217,6 +219,8 @@ pub struct Config {
 
     // -- neighbours
     pub cache_peers: Vec<Located<CachePeer>>,
+    /// `tls_outgoing_options`: TLS to origin servers (https:// URLs).
+    pub tls_outgoing_options: Setting<TlsClientOptions>,
     /// 0 = dynamic (Squid's default).
     pub icp_query_timeout: Setting<Duration>,
     pub maximum_icp_query_timeout: Setting<Duration>,
@@ -383,6 +387,7 @@ impl Default for Config {
             mcast_groups: Vec::new(),
             hierarchy_stoplist: Vec::new(),
             cache_peers: Vec::new(),
+            tls_outgoing_options: Setting::default_value(TlsClientOptions::default()),
             icp_query_timeout: Setting::default_value(Duration::ZERO),
             maximum_icp_query_timeout: Setting::default_value(Duration::from_millis(2000)),
             minimum_icp_query_timeout: Setting::default_value(Duration::from_millis(5)),

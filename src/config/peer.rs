@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::acl::{parse_rule, AccessRule};
 use super::directives::Ctx;
 use super::lexer::Line;
+use super::tls_client::{self, Applied, TlsClientOptions};
 use super::values::{parse_int, parse_service, parse_uint, Proto};
 use super::Located;
 
@@ -147,10 +148,11 @@ pub struct CachePeer {
     pub no_netdb_exchange: bool,
     pub no_delay: bool,
     pub no_tproxy: bool,
-    /// `tls` (or legacy `ssl`): connect to the peer over TLS.
+    /// `tls` (or legacy `ssl`, or any `tls-*`/`ssl*` option, as in
+    /// Squid): connect to the peer over TLS.
     pub tls: bool,
-    /// `tls-*=`, `ssl*=` options as written (key without `=`, value).
-    pub tls_options: Vec<(String, Option<String>)>,
+    /// `tls-*=`, `ssl*=` options (meaningful when `tls`).
+    pub tls_options: TlsClientOptions,
     pub front_end_https: Option<FrontEndHttps>,
 
     /// `cache_peer_access` rules for this peer, in order.
@@ -200,7 +202,7 @@ impl CachePeer {
             no_delay: false,
             no_tproxy: false,
             tls: false,
-            tls_options: Vec::new(),
+            tls_options: TlsClientOptions::default(),
             front_end_https: None,
             access: Vec::new(),
             type_domains: Vec::new(),
@@ -304,10 +306,10 @@ fn set_flag(p: &mut CachePeer, option: &str) -> bool {
     true
 }
 
-/// Parse a `cache_peer` line and add the peer.
-/// Why a TLS option refuses the config (cuttle has no TLS client or server yet).
+/// Why a TLS option cuttle does not implement refuses the config.
 pub(crate) const NO_TLS: &str = "cuttle does not implement TLS yet; refusing the config";
 
+/// Parse a `cache_peer` line and add the peer.
 pub(crate) fn parse_cache_peer(ctx: &mut Ctx<'_, '_>, line: &Line) {
     let loc = &line.location;
     let args = line.args();
@@ -489,8 +491,17 @@ pub(crate) fn parse_cache_peer(ctx: &mut Ctx<'_, '_>, line: &Line) {
                     format!("front-end-https={v}: expected on, off or auto"),
                 ),
             },
-            (k, v) if k.starts_with("tls-") || k.starts_with("ssl") => {
-                p.tls_options.push((k.to_string(), v.map(str::to_string)));
+            (k, v) if tls_client::peer_option_name(k).is_some() => {
+                let name = tls_client::peer_option_name(k).unwrap_or(k);
+                // Squid: any TLS option asks for TLS to the peer.
+                p.tls = true;
+                match tls_client::apply(&mut p.tls_options, name, v) {
+                    Ok(Applied::Done) => {}
+                    Ok(Applied::Warn(w)) => {
+                        ctx.warn(loc, format!("cache_peer {}: {k}: {w}", p.name))
+                    }
+                    Err(e) => option_error(ctx, format!("{} {k}: {e}", p.name)),
+                }
             }
             _ => ctx.warn(
                 loc,
@@ -538,21 +549,17 @@ pub(crate) fn parse_cache_peer(ctx: &mut Ctx<'_, '_>, line: &Line) {
             bad = true;
         }
     }
-    // No TLS client yet: a peer configured for TLS must never get cleartext.
-    let tls_asked: Vec<&str> = (p.tls.then_some("tls"))
-        .into_iter()
-        .chain(p.tls_options.iter().map(|(k, _)| k.as_str()))
-        .collect();
-    if !tls_asked.is_empty() {
-        ctx.error(
-            loc,
-            format!(
-                "cache_peer {}: {}: {NO_TLS}, rather than speak cleartext HTTP to a peer configured for TLS",
-                p.name,
-                tls_asked.join(", ")
-            ),
-        );
-        bad = true;
+    if p.tls {
+        if let Err(e) = tls_client::check_files(&p.tls_options) {
+            ctx.error(loc, format!("cache_peer {}: {e}", p.name));
+            bad = true;
+        }
+        if p.tls_options.dont_verify_peer {
+            ctx.warn(
+                loc,
+                format!("WARNING: cache_peer {}: DONT_VERIFY_PEER: its TLS certificate is NOT verified; anyone on the path can impersonate this peer", p.name),
+            );
+        }
     }
     if p.peer_type == PeerType::Multicast {
         // A multicast group has no digest or netdb to fetch.

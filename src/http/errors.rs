@@ -15,6 +15,8 @@ pub enum ErrorKind {
     UnsupportedRequest,
     DnsFail,
     ConnectFail,
+    /// A TLS handshake with a peer or origin failed (Squid's name).
+    SecureConnectFail,
     ReadTimeout,
     ReadError,
     /// A server's reply head over reply_header_max_size.
@@ -41,6 +43,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedRequest => "ERR_UNSUP_REQ",
             ErrorKind::DnsFail => "ERR_DNS_FAIL",
             ErrorKind::ConnectFail => "ERR_CONNECT_FAIL",
+            ErrorKind::SecureConnectFail => "ERR_SECURE_CONNECT_FAIL",
             ErrorKind::ReadTimeout => "ERR_READ_TIMEOUT",
             ErrorKind::ReadError => "ERR_READ_ERROR",
             ErrorKind::TooBig => "ERR_TOO_BIG",
@@ -59,9 +62,10 @@ impl ErrorKind {
             ErrorKind::AccessDenied | ErrorKind::ForwardingDenied => StatusCode::FORBIDDEN,
             ErrorKind::InvalidUrl | ErrorKind::InvalidRequest => StatusCode::BAD_REQUEST,
             ErrorKind::UnsupportedRequest => StatusCode::NOT_IMPLEMENTED,
-            ErrorKind::DnsFail | ErrorKind::ConnectFail | ErrorKind::CannotForward => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ErrorKind::DnsFail
+            | ErrorKind::ConnectFail
+            | ErrorKind::SecureConnectFail
+            | ErrorKind::CannotForward => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::ReadTimeout | ErrorKind::OnlyIfCachedMiss => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::ReadError | ErrorKind::TooBig | ErrorKind::ZeroSizeObject => {
                 StatusCode::BAD_GATEWAY
@@ -80,6 +84,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedRequest => "This proxy does not support that request method or protocol.",
             ErrorKind::DnsFail => "The server's host name could not be resolved.",
             ErrorKind::ConnectFail => "The server did not accept a connection.",
+            ErrorKind::SecureConnectFail => "A secure (TLS) connection to the server could not be established.",
             ErrorKind::ReadTimeout => "The server did not answer in time.",
             ErrorKind::ReadError => "The connection to the server broke while reading its answer.",
             ErrorKind::TooBig => "The server's reply header is larger than this cache accepts.",

@@ -32,7 +32,7 @@ use http::{header, Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
 
 use crate::config::{CachePeer, PeerType};
-use crate::upstream::{Timeouts, Upstream};
+use crate::upstream::{Timeouts, TlsClient, Upstream};
 
 /// The path Squid serves its digest at.
 pub const DIGEST_PATH: &str = "/squid-internal-periodic/store_digest";
@@ -297,7 +297,12 @@ pub fn client(timeouts: Timeouts) -> DigestClient {
 /// Fetches `p`'s digest once. Never panics on what the peer sends: the
 /// Content-Length is checked against the largest digest before the body
 /// is read, and the body is read with that limit in any case.
-pub async fn fetch(client: &DigestClient, p: &CachePeer, local: Option<IpAddr>) -> Outcome {
+pub async fn fetch(
+    client: &DigestClient,
+    p: &CachePeer,
+    tls: Option<&Result<TlsClient, String>>,
+    local: Option<IpAddr>,
+) -> Outcome {
     let Some((host, port, path)) = digest_location(p) else {
         return Outcome::Failed("digest-url= is not an http URL".into());
     };
@@ -315,8 +320,14 @@ pub async fn fetch(client: &DigestClient, p: &CachePeer, local: Option<IpAddr>) 
         Ok(r) => r,
         Err(e) => return Outcome::Failed(format!("bad request: {e}")),
     };
+    // The peer's own digest comes over its TLS link, as its objects do.
+    let tls = match tls.filter(|_| host == p.host && port == p.http_port) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => return Outcome::Failed(format!("TLS: {e}")),
+        None => None,
+    };
     let resp = match client
-        .send_from(&host, port, local, p.connect_timeout, req)
+        .send_from(&host, port, local, p.connect_timeout, tls, req)
         .await
     {
         Ok((resp, _)) => resp,
@@ -382,11 +393,12 @@ where
             .find(|p| wants_digest(&p.config) && p.digest.due(now));
         let Some(peer) = due else { continue };
         let config = peer.config.clone();
+        let tls = peer.tls.clone();
         let slot = Arc::clone(&peer.digest);
         drop(table);
         last_any = Some(now);
         slot.note_request();
-        let outcome = fetch(&client, &config, local).await;
+        let outcome = fetch(&client, &config, tls.as_ref(), local).await;
         match &outcome {
             Outcome::Digest { bytes, .. } => {
                 let entries = digest::parse(bytes).map_or(0, |d| d.header.count);

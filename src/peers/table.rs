@@ -16,6 +16,7 @@ use super::core::{health, Effect, Health, PeerInfo, PeerView};
 use super::peer_digest::{wants_digest, DigestSlot};
 use super::resolve::PeerAddrs;
 use crate::config::{CachePeer, Config, PeerType};
+use crate::upstream::TlsClient;
 use cuttle_protocol::key::{store_key, Method};
 
 /// Index of a peer in its [`PeerTable`] (config order).
@@ -120,6 +121,9 @@ pub struct Peer {
     state: Mutex<PeerState>,
     /// Its Cache Digest and when it is fetched next.
     pub digest: Arc<DigestSlot>,
+    /// `tls` peers: the TLS client its connections use (built with the
+    /// table, once per config load), or why it could not be built.
+    pub tls: Option<Result<TlsClient, String>>,
 }
 
 impl Peer {
@@ -301,11 +305,17 @@ impl PeerTable {
                         ..PeerState::default()
                     },
                 };
+                let tls = cp.tls.then(|| {
+                    TlsClient::build(&cp.tls_options).inspect_err(|e| {
+                        tracing::error!(peer = %cp.name, "cache_peer {}: TLS: {e}; connections to it will fail", cp.name)
+                    })
+                });
                 Peer {
                     config: cp,
                     icp_addr,
                     state: Mutex::new(state),
                     digest,
+                    tls,
                 }
             })
             .collect();

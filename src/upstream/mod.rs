@@ -1,6 +1,7 @@
-//! The HTTP client cuttle fetches with: to origin servers (and, later,
-//! peers). One keep-alive pool per (host, port): a connection goes back to
-//! its pool when the response body it carried has been read to the end.
+//! The HTTP client cuttle fetches with: to origin servers and peers, in
+//! cleartext or over TLS ([`tls`]). One keep-alive pool per (host, port,
+//! local address, TLS identity): a connection goes back to its pool when
+//! the response body it carried has been read to the end.
 //! Failures are classified the way Squid names them on its error pages.
 //! A response that came over a connection made for it carries the TCP
 //! handshake time ([`NewConnection`]), which the NetDB behind ICP's
@@ -28,7 +29,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 pub mod interim;
+pub mod tls;
 pub use interim::{interim_target, relaying_interim, InterimSink, InterimTarget};
+pub use tls::{TlsClient, TlsClients};
 
 /// Why a fetch failed, in Squid's terms (the error page names).
 #[derive(Debug)]
@@ -37,6 +40,10 @@ pub enum FetchError {
     Dns { host: String, reason: String },
     /// No address accepted a connection in time (ERR_CONNECT_FAIL).
     Connect { host: String, reason: String },
+    /// The TLS handshake failed: a certificate refused, no common
+    /// protocol... (Squid's 503 ERR_SECURE_CONNECT_FAIL). A connect
+    /// failure for the peer's health.
+    SecureConnect { host: String, reason: String },
     /// The server took too long to answer (ERR_READ_TIMEOUT).
     Timeout,
     /// The server broke the protocol or closed early (ERR_READ_ERROR).
@@ -84,6 +91,9 @@ impl std::fmt::Display for FetchError {
         match self {
             FetchError::Dns { host, reason } => write!(f, "cannot resolve {host}: {reason}"),
             FetchError::Connect { host, reason } => write!(f, "cannot connect to {host}: {reason}"),
+            FetchError::SecureConnect { host, reason } => {
+                write!(f, "TLS handshake with {host} failed: {reason}")
+            }
             FetchError::Timeout => f.write_str("read timeout"),
             FetchError::Read(reason) => write!(f, "read error: {reason}"),
             FetchError::RequestBody(reason) => {
@@ -131,8 +141,9 @@ impl Default for Timeouts {
 
 /// A connection's request half and the address it is connected to.
 type Sender<B> = (SendRequest<B>, SocketAddr);
-/// (server host, server port, local address bound: tcp_outgoing_address).
-type PoolKey = (String, u16, Option<IpAddr>);
+/// (server host, server port, local address bound: tcp_outgoing_address,
+/// TLS identity: `None` for cleartext).
+type PoolKey = (String, u16, Option<IpAddr>, Option<Arc<str>>);
 
 struct Pool<B> {
     idle: Mutex<HashMap<PoolKey, Vec<Sender<B>>>>,
@@ -274,19 +285,20 @@ where
         port: u16,
         req: Request<B>,
     ) -> Result<(Response<PooledBody<B>>, SocketAddr), FetchError> {
-        self.send_from(host, port, None, None, req).await
+        self.send_from(host, port, None, None, None, req).await
     }
 
     /// [`Upstream::send`] from the local address `local`
     /// (`tcp_outgoing_address`; `None` = the kernel's choice), connecting
     /// within `connect_timeout` (a peer's connect-timeout=; `None` = the
-    /// configured connect_timeout).
+    /// configured connect_timeout), over TLS with `tls` when given.
     pub async fn send_from(
         &self,
         host: &str,
         port: u16,
         local: Option<IpAddr>,
         connect_timeout: Option<Duration>,
+        tls: Option<&TlsClient>,
         mut req: Request<B>,
     ) -> Result<(Response<PooledBody<B>>, SocketAddr), FetchError> {
         interim::relay_interim_of(&mut req);
@@ -294,7 +306,7 @@ where
         c.requests.fetch_add(1, Ordering::Relaxed);
         c.bytes_out.fetch_add(request_size(&req), Ordering::Relaxed);
         let sent = self
-            .send_counted(host, port, local, connect_timeout, req)
+            .send_counted(host, port, local, connect_timeout, tls, req)
             .await;
         // A client's bad request body is no server error.
         if matches!(&sent, Err(e) if !matches!(e, FetchError::RequestBody(_))) {
@@ -309,9 +321,11 @@ where
         port: u16,
         local: Option<IpAddr>,
         connect_timeout: Option<Duration>,
+        tls: Option<&TlsClient>,
         req: Request<B>,
     ) -> Result<(Response<PooledBody<B>>, SocketAddr), FetchError> {
-        let key = (host.to_ascii_lowercase(), port, local);
+        let identity = tls.map(|t| Arc::clone(t.identity()));
+        let key = (host.to_ascii_lowercase(), port, local, identity);
         let mut req = Some(req);
         // A pooled connection may have been closed by the server meanwhile:
         // retry once on a fresh one when the reused one fails before sending.
@@ -333,11 +347,19 @@ where
             return Err(FetchError::Read("request lost".into()));
         };
         let timeout = connect_timeout.unwrap_or(self.timeouts.connect);
-        let ((mut sender, addr), handshake) = self.connect(host, port, local, timeout).await?;
+        let ((mut sender, addr), handshake) = self.connect(host, port, local, timeout, tls).await?;
         let mut resp = tokio::time::timeout(self.timeouts.read, sender.send_request(req))
             .await
             .map_err(|_| FetchError::Timeout)?
-            .map_err(classify)?;
+            .map_err(|e| match tls.and_then(|_| tls::refusal(&e)) {
+                // TLS 1.3: the server judges our certificate after our
+                // handshake is over; its refusal comes with the first read.
+                Some(reason) => FetchError::SecureConnect {
+                    host: host.to_string(),
+                    reason: format!("{addr}: {reason}"),
+                },
+                None => classify(e),
+            })?;
         resp.extensions_mut().insert(NewConnection { handshake });
         Ok((self.wrap(resp, (sender, addr), key), addr))
     }
@@ -447,13 +469,38 @@ where
         port: u16,
         local: Option<IpAddr>,
         timeout: Duration,
+        tls: Option<&TlsClient>,
     ) -> Result<(Sender<B>, Duration), FetchError> {
         let (stream, addr, handshake) = self.connect_timed(host, port, local, timeout).await?;
+        let sender = match tls {
+            None => self.http1(host, stream).await?,
+            Some(tls) => {
+                let secure_fail = |reason: String| FetchError::SecureConnect {
+                    host: host.to_string(),
+                    reason,
+                };
+                let name = tls.server_name(host).map_err(secure_fail)?;
+                let connector = tokio_rustls::TlsConnector::from(tls.config());
+                let stream = tokio::time::timeout(timeout, connector.connect(name, stream))
+                    .await
+                    .map_err(|_| secure_fail(format!("{addr}: TLS handshake timed out")))?
+                    .map_err(|e| secure_fail(format!("{addr}: {e}")))?;
+                self.http1(host, stream).await?
+            }
+        };
+        Ok(((sender, addr), handshake))
+    }
+
+    /// An HTTP/1.1 client connection over `io`, driven by a task of its own.
+    async fn http1<T>(&self, host: &str, io: T) -> Result<SendRequest<B>, FetchError>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .max_header_size(self.reply_header_max)
             .max_headers(header_field_limit(self.reply_header_max))
             .max_buf_size(READ_BUFFER.max(self.reply_header_max.saturating_add(8192)))
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(io))
             .await
             .map_err(|e| FetchError::Connect {
                 host: host.to_string(),
@@ -464,7 +511,7 @@ where
                 tracing::debug!(error = %e, "upstream connection ended");
             }
         });
-        Ok(((sender, addr), handshake))
+        Ok(sender)
     }
 }
 

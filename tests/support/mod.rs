@@ -104,6 +104,8 @@ pub struct Seen {
     pub method: Method,
     /// Path and query as received.
     pub target: String,
+    /// The request-target as received (absolute-form when a proxy sent it).
+    pub uri: String,
     pub headers: HeaderMap,
     pub body: Bytes,
     /// 1 for the first request to this path, 2 for the second, ...
@@ -214,6 +216,8 @@ struct OriginState {
     counts: HashMap<String, usize>,
     /// Bodies sent to the end, per path.
     finished: HashMap<String, usize>,
+    /// Connections accepted (for TLS: handshakes completed).
+    connections: usize,
 }
 
 /// An HTTP/1.1 origin on 127.0.0.1 (or an address of the test's own,
@@ -244,6 +248,17 @@ impl Origin {
         Origin::start_with(Ipv4Addr::LOCALHOST.into(), Some(cert.acceptor())).await
     }
 
+    /// An HTTPS origin on 127.0.0.1 with a TLS setup of the test's own
+    /// (for example one that asks for a client certificate).
+    pub async fn start_tls_acceptor(acceptor: tokio_rustls::TlsAcceptor) -> Origin {
+        Origin::start_with(Ipv4Addr::LOCALHOST.into(), Some(acceptor)).await
+    }
+
+    /// Connections accepted so far (HTTPS: handshakes completed).
+    pub fn connections(&self) -> usize {
+        self.lock().connections
+    }
+
     async fn start_with(ip: IpAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> Origin {
         let listener = TcpListener::bind((ip, 0)).await.expect("origin bind");
         let addr = listener.local_addr().expect("origin addr");
@@ -263,15 +278,19 @@ impl Origin {
                         let st = Arc::clone(&st);
                         let tls = tls.clone();
                         conns.spawn(async move {
+                            let connected = Arc::clone(&st);
                             let service = service_fn(move |req| answer(Arc::clone(&st), req));
                             let http = hyper::server::conn::http1::Builder::new();
+                            let count = move || connected.lock().unwrap_or_else(|p| p.into_inner()).connections += 1;
                             match tls {
                                 None => {
+                                    count();
                                     let _ = http.serve_connection(TokioIo::new(stream), service).await;
                                 }
                                 Some(acceptor) => {
                                     // A client that refuses our certificate ends here.
                                     let Ok(stream) = acceptor.accept(stream).await else { return };
+                                    count();
                                     let _ = http.serve_connection(TokioIo::new(stream), service).await;
                                 }
                             }
@@ -413,6 +432,7 @@ async fn answer(
         let seen = Seen {
             method: parts.method.clone(),
             target,
+            uri: parts.uri.to_string(),
             headers: parts.headers.clone(),
             body,
             n,

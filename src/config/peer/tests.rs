@@ -69,29 +69,143 @@ fn valued_options() {
     assert_eq!(p.front_end_https, Some(FrontEndHttps::Auto));
 }
 
-/// Until cuttle speaks TLS, a peer configured for it is an error naming
-/// the line, never a peer spoken to in cleartext (issue 17).
+/// A scratch directory with a throwaway certificate and key (rcgen),
+/// removed when dropped.
+struct Pem {
+    dir: std::path::PathBuf,
+}
+
+impl Pem {
+    fn new(tag: &str) -> Pem {
+        let dir =
+            std::env::temp_dir().join(format!("cuttle-peer-tls-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(dir.join("ca.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.join("client.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.join("client.key"), cert.signing_key.serialize_pem()).unwrap();
+        Pem { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+}
+
+impl Drop for Pem {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Squid 5.7's TLS options of cache_peer, and their legacy ssl* names,
+/// typed; DONT_VERIFY_PEER is a loud warning naming the peer.
 #[test]
-fn tls_options_refuse_the_config() {
+fn tls_options_are_typed_in_both_spellings() {
+    let pem = Pem::new("typed");
+    let (ca, cert, key) = (
+        pem.path("ca.pem"),
+        pem.path("client.pem"),
+        pem.path("client.key"),
+    );
+    let l = load(&format!(
+        "cache_peer a parent 443 0 originserver tls tls-cafile={ca} tls-domain=www.example.com tls-cert={cert} tls-key={key} tls-min-version=1.3 tls-no-default-ca\n\
+         cache_peer b parent 3128 0 ssl sslcafile={ca} ssldomain=b.example.com sslcert={cert} sslkey={key} sslflags=DONT_VERIFY_PEER tls-default-ca=off\n\
+         cache_peer c sibling 3128 0 tls-cafile={ca}\n\
+         cache_peer d sibling 3128 0\n"
+    ));
+    assert!(!l.has_errors(), "{:?}", l.diagnostics);
+    let peers: Vec<&CachePeer> = l.config.cache_peers.iter().map(|p| &p.value).collect();
+    let a = &peers[0];
+    assert!(a.tls);
+    assert_eq!(a.tls_options.cafiles, [std::path::PathBuf::from(&ca)]);
+    assert_eq!(a.tls_options.domain.as_deref(), Some("www.example.com"));
+    assert_eq!(a.tls_options.cert, Some(cert.clone().into()));
+    assert_eq!(a.tls_options.key, Some(key.clone().into()));
+    assert_eq!(
+        a.tls_options.min_version,
+        crate::config::TlsMinVersion::Tls13
+    );
+    assert!(!a.tls_options.default_ca && !a.tls_options.dont_verify_peer);
+    let b = &peers[1];
+    assert!(b.tls && b.tls_options.dont_verify_peer && !b.tls_options.default_ca);
+    assert_eq!(b.tls_options.domain.as_deref(), Some("b.example.com"));
+    assert_eq!(b.tls_options.cert, Some(cert.into()));
+    // Any TLS option asks for TLS, as in Squid: never cleartext.
+    assert!(peers[2].tls && peers[2].tls_options.default_ca);
+    assert!(!peers[3].tls);
+    let warnings: Vec<_> = l
+        .warnings()
+        .map(|d| (d.location.line, d.message.clone()))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].0, 2);
+    assert!(
+        warnings[0]
+            .1
+            .contains("WARNING: cache_peer b: DONT_VERIFY_PEER"),
+        "{warnings:?}"
+    );
+}
+
+/// TLS options cuttle does not implement stay errors with the line, so
+/// no TLS setting is ever silently ignored (issue 17).
+#[test]
+fn unimplemented_tls_options_refuse_the_config() {
     let l = load(
-        "cache_peer a parent 443 0 originserver tls\n\
-         cache_peer b parent 3128 0 ssl\n\
-         cache_peer c sibling 3128 3130 tls-cafile=/x.pem sslflags=DONT_VERIFY_PEER\n\
+        "cache_peer a parent 443 0 tls tls-capath=/etc/ssl/certs\n\
+         cache_peer b parent 3128 0 ssl sslcipher=HIGH\n\
+         cache_peer c sibling 3128 3130 tls-flags=DONT_VERIFY_DOMAIN\n\
+         cache_peer e sibling 3128 3130 tls-min-version=2.0\n\
+         cache_peer f sibling 3128 3130 tls-options=NO_TICKET\n\
          cache_peer d sibling 3128 3130\n",
     );
     let errors: Vec<_> = l
         .errors()
         .map(|d| (d.location.line, d.message.clone()))
         .collect();
-    assert_eq!(errors.len(), 3, "{errors:?}");
-    assert_eq!(errors.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        errors.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5],
+        "{errors:?}"
+    );
     assert!(
         errors[0]
             .1
-            .contains("cache_peer a: tls: cuttle does not implement TLS"),
+            .contains("tls-capath: capath: cuttle does not implement this TLS option"),
         "{errors:?}"
     );
-    assert!(errors[2].1.contains("tls-cafile, sslflags"), "{errors:?}");
+    assert!(
+        errors[2].1.contains("flags=DONT_VERIFY_DOMAIN"),
+        "{errors:?}"
+    );
+    assert_eq!(l.config.cache_peers.len(), 1);
+}
+
+/// A CA file, certificate or key that cannot be read is an error naming
+/// the file (at check and at run: both load the config).
+#[test]
+fn unreadable_tls_files_are_errors_naming_them() {
+    let pem = Pem::new("files");
+    let ca = pem.path("ca.pem");
+    let l = load(&format!(
+        "cache_peer a parent 443 0 tls tls-cafile=/nonexistent/ca.pem\n\
+         cache_peer b parent 443 0 tls tls-cert={ca} tls-key=/nonexistent/b.key\n\
+         cache_peer c parent 443 0 tls tls-cafile={key}\n",
+        key = pem.path("client.key")
+    ));
+    let errors: Vec<_> = l
+        .errors()
+        .map(|d| (d.location.line, d.message.clone()))
+        .collect();
+    assert_eq!(
+        errors.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "{errors:?}"
+    );
+    assert!(errors[0].1.contains("/nonexistent/ca.pem"), "{errors:?}");
+    assert!(errors[1].1.contains("/nonexistent/b.key"), "{errors:?}");
+    assert!(errors[2].1.contains("client.key"), "{errors:?}");
 }
 
 #[test]

@@ -100,6 +100,7 @@ impl Proxy {
             Some(
                 FetchError::Dns { .. }
                     | FetchError::Connect { .. }
+                    | FetchError::SecureConnect { .. }
                     | FetchError::Read(_)
                     | FetchError::TooBig(_)
             )
@@ -300,6 +301,26 @@ impl Proxy {
                 headers.insert(name, v);
             }
         }
+        // A TLS peer, or an https:// URL going direct, is spoken to over
+        // TLS; a client that could not be built fails the attempt (never
+        // cleartext instead).
+        let peer = source.peer.and_then(|id| self.neighbours.table.get(id));
+        let tls = match (source.peer, peer) {
+            (Some(_), Some(p)) => p.tls.as_ref().map(|t| t.as_ref().map_err(String::as_str)),
+            (Some(_), None) => Some(Err("the peer is no longer configured")),
+            (None, _) if fwd.target.scheme == "https" => Some(self.tls.origins()),
+            (None, _) => None,
+        };
+        let tls = match tls {
+            Some(Err(reason)) => {
+                return Err(FetchError::SecureConnect {
+                    host: source.host.clone(),
+                    reason: reason.to_string(),
+                })
+            }
+            Some(Ok(t)) => Some(t),
+            None => None,
+        };
         let sent = self
             .upstream
             .send_from(
@@ -307,13 +328,22 @@ impl Proxy {
                 source.port,
                 route.local,
                 source.connect_timeout,
+                tls,
                 req,
             )
             .await;
+        if let Err(e @ FetchError::SecureConnect { .. }) = &sent {
+            // Squid logs these at level 1 too: the admin must see them.
+            let name = peer.map_or(source.host.as_str(), |p| p.name());
+            tracing::warn!(peer = %name, "TLS connection to {name} failed: {e}");
+        }
         if let Some(id) = source.peer {
             match &sent {
                 Ok(_) => self.neighbours.note_connect(id, true),
-                Err(FetchError::Connect { .. }) => self.neighbours.note_connect(id, false),
+                // A refused handshake is a failed connect (dead-peer rules).
+                Err(FetchError::Connect { .. } | FetchError::SecureConnect { .. }) => {
+                    self.neighbours.note_connect(id, false)
+                }
                 Err(_) => {}
             }
         } else if let Ok((resp, addr)) = &sent {

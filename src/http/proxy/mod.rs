@@ -32,7 +32,7 @@ use crate::peers::netdb::NetDb;
 use crate::peers::select::Neighbours;
 use crate::peers::store_digest::StoreDigest;
 use crate::store::{Key, Store};
-use crate::upstream::{Timeouts, Upstream};
+use crate::upstream::{Timeouts, TlsClients, Upstream};
 use cuttle_protocol::key::{store_key, Method as KeyMethod};
 
 mod admit;
@@ -97,6 +97,8 @@ pub struct Proxy {
     mgr: Arc<Manager>,
     /// The Cache Digest served to peers; kept across reloads.
     store_digest: Arc<StoreDigest>,
+    /// TLS to https:// origins (tls_outgoing_options), built per config.
+    tls: TlsClients,
 }
 
 /// The memory cache's (bytes, per-object) bounds: cache_mem and
@@ -238,6 +240,7 @@ impl Proxy {
             );
         }
         Proxy {
+            tls: TlsClients::of(&config),
             neighbours,
             hot,
             purge_enabled,

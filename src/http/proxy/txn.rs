@@ -29,6 +29,7 @@ pub(super) fn error_kind(e: &FetchError) -> ErrorKind {
     match e {
         FetchError::Dns { .. } => ErrorKind::DnsFail,
         FetchError::Connect { .. } => ErrorKind::ConnectFail,
+        FetchError::SecureConnect { .. } => ErrorKind::SecureConnectFail,
         FetchError::Timeout => ErrorKind::ReadTimeout,
         FetchError::Read(_) => ErrorKind::ReadError,
         FetchError::RequestBody(_) => ErrorKind::InvalidRequest,
