@@ -15,6 +15,7 @@ mod logging;
 mod peer;
 mod squid_names;
 mod targeted;
+pub mod tls_port;
 mod values;
 
 use std::fmt;
@@ -34,6 +35,7 @@ pub use peer::{
     CachePeer, CarpKey, ConnectionAuth, FrontEndHttps, HtcpOptions, PeerLogin, PeerType, TypeDomain,
 };
 pub use targeted::TargetedCacheControl;
+pub use tls_port::{CertKeyFiles, TlsPort};
 
 /// Where a value came from: a file and a 1-based line number. Line 0 means
 /// "the file as a whole" (for example a file that cannot be opened).
