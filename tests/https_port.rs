@@ -203,3 +203,50 @@ async fn sighup_presents_a_new_certificate_and_keeps_old_connections() {
     let r = old.send(get("/obj")).await;
     assert_eq!(r.status, 200, "the connection made before the reload");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_accel_it_is_a_forward_proxy_over_tls() {
+    let certs = TempDir::new("https-port-certs");
+    let pki = Pki::new(certs.path(), "test");
+    let leaf = pki.leaf("proxy", &["proxy.example.com"]);
+    let origin = Origin::start().await;
+    origin.route("/fwd", |_| Reply::ok("forwarded").cc("max-age=600"));
+    let conf = Conf::new().port_line(&format!(
+        "https_port 127.0.0.1:{{port}} tls-cert={} tls-key={}",
+        leaf.cert_path.display(),
+        leaf.key_path.display()
+    ));
+    let proxy = Cuttle::start(&conf);
+    let mut conn = Conn::open_tls(proxy.addr(), "proxy.example.com", pki.ca_path()).await;
+    let r = conn.send(Req::get(&origin.url("/fwd"))).await;
+    assert_eq!((r.status, r.text()), (200, "forwarded".to_string()));
+    assert_eq!(proxy.log(1).await[0].url, origin.url("/fwd"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_an_unreadable_key_keeps_the_old_certificate() {
+    let certs = TempDir::new("https-port-certs");
+    let pki = Pki::new(certs.path(), "test");
+    let leaf = pki.leaf("www", &["www.example.com"]);
+    let origin = Origin::start().await;
+    let proxy = Cuttle::start(&accelerator(&origin, &[&leaf]));
+
+    std::fs::remove_file(&leaf.key_path).expect("remove key");
+    proxy.signal("HUP");
+    proxy
+        .wait_output(
+            "the new configuration has errors; keeping the old one",
+            true,
+        )
+        .await;
+    let said = proxy.stderr().join("\n");
+    assert!(
+        said.contains(&format!(
+            "unable to load private key file '{}'",
+            leaf.key_path.display()
+        )),
+        "{said}"
+    );
+    let got = presented(&proxy, "www.example.com", pki.ca_path()).await;
+    assert_eq!(got.expect("the old certificate"), cert_in(&leaf.cert_path));
+}
