@@ -250,3 +250,42 @@ async fn a_reload_with_an_unreadable_key_keeps_the_old_certificate() {
     let got = presented(&proxy, "www.example.com", pki.ca_path()).await;
     assert_eq!(got.expect("the old certificate"), cert_in(&leaf.cert_path));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_http_client_and_a_silent_one_are_cache_log_lines() {
+    let certs = TempDir::new("https-port-certs");
+    let pki = Pki::new(certs.path(), "test");
+    let leaf = pki.leaf("www", &["www.example.com"]);
+    let origin = Origin::start().await;
+    let proxy =
+        Cuttle::start(&accelerator(&origin, &[&leaf]).extra("request_start_timeout 1 second"));
+
+    let answer = support::raw(
+        proxy.addr(),
+        b"GET /obj HTTP/1.1\r\nHost: www.example.com\r\n\r\n",
+    )
+    .await;
+    assert!(
+        !answer.contains("HTTP/1.1"),
+        "no HTTP answer in cleartext: {answer:?}"
+    );
+    let line = cache_log_line(proxy.dir.path(), "TLS handshake with 127.0.0.1:").await;
+    assert!(line.contains("failed"), "{line}");
+
+    // A client that sends nothing is cut at request_start_timeout.
+    let mut silent = support::connect(proxy.addr(), None).await;
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read_to_end(&mut silent, &mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "the silent connection stayed open");
+    cache_log_line(proxy.dir.path(), "(request_start_timeout)").await;
+    assert!(
+        std::fs::read_to_string(proxy.log_path())
+            .unwrap_or_default()
+            .is_empty(),
+        "neither is an access.log line"
+    );
+}
