@@ -508,7 +508,23 @@ async fn reload(
         return false;
     }
     let old = proxy.borrow().config();
-    if old.http_ports != loaded.config.http_ports {
+    // An https_port's certificate files are re-read now (reload_certificates).
+    let listening = |ports: &[config::Located<config::HttpPort>]| {
+        ports
+            .iter()
+            .map(|p| {
+                let port = config::HttpPort {
+                    tls: p
+                        .tls
+                        .as_ref()
+                        .map(|_| config::TlsPort { certs: Vec::new() }),
+                    ..p.value.clone()
+                };
+                config::Located::new(port, p.location.clone())
+            })
+            .collect::<Vec<_>>()
+    };
+    if listening(&old.http_ports) != listening(&loaded.config.http_ports) {
         tracing::warn!("http_port changes take effect at the next restart");
     }
     if old

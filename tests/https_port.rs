@@ -289,3 +289,28 @@ async fn a_plain_http_client_and_a_silent_one_are_cache_log_lines() {
         "neither is an access.log line"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_naming_other_certificate_files_uses_them_without_a_restart() {
+    let certs = TempDir::new("https-port-certs");
+    let old_ca = Pki::new(certs.path(), "old");
+    let new_ca = Pki::new(certs.path(), "new");
+    let leaf = old_ca.leaf("www", &["www.example.com"]);
+    let origin = Origin::start().await;
+    let proxy = Cuttle::start(&accelerator(&origin, &[&leaf]));
+
+    let renewed = new_ca.leaf("www-2027", &["www.example.com"]);
+    proxy.rewrite_config(&accelerator(&origin, &[&renewed]));
+    proxy.signal("HUP");
+    proxy.wait_output("configuration reloaded", false).await;
+    let got = presented(&proxy, "www.example.com", new_ca.ca_path()).await;
+    assert_eq!(
+        got.expect("the new files' certificate"),
+        cert_in(&renewed.cert_path)
+    );
+    let said = proxy.stderr().join("\n");
+    assert!(
+        !said.contains("take effect at the next restart"),
+        "new certificate files need no restart:\n{said}"
+    );
+}
