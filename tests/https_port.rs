@@ -314,3 +314,21 @@ async fn a_reload_naming_other_certificate_files_uses_them_without_a_restart() {
         "new certificate files need no restart:\n{said}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_in_progress_does_not_hold_up_shutdown() {
+    let certs = TempDir::new("https-port-certs");
+    let pki = Pki::new(certs.path(), "test");
+    let leaf = pki.leaf("www", &["www.example.com"]);
+    let origin = Origin::start().await;
+    // Far longer than the test waits: only a dropped handshake lets it end.
+    let conf = accelerator(&origin, &[&leaf]).extra("shutdown_lifetime 1 minute");
+    let mut proxy = Cuttle::start(&conf);
+    let _silent = support::connect(proxy.addr(), None).await;
+    cache_log_line(proxy.dir.path(), "listening on").await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // accepted, handshaking
+    proxy.signal("TERM");
+    assert!(proxy.wait_exit().await.success());
+    let said = proxy.stderr().join("\n");
+    assert!(!said.contains("still in flight"), "{said}");
+}

@@ -404,7 +404,13 @@ pub async fn serve(
                 let (proxy, registry, stop) = (proxy.clone(), Arc::clone(&registry), shutdown.clone());
                 let alive = alive.subscribe();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(handshake_limit, tls.accept(stream)).await {
+                    let handshake = tokio::time::timeout(handshake_limit, tls.accept(stream));
+                    // At shutdown a handshake is dropped: no request is in it.
+                    let done = tokio::select! {
+                        done = handshake => done,
+                        () = until_stopping(stop.clone()) => return,
+                    };
+                    match done {
                         Ok(Ok(stream)) => start_connection(stream, info, &proxy, &registry, &stop, alive),
                         Ok(Err(e)) => tracing::warn!(
                             "TLS handshake with {} on https_port {} failed: {e}",
