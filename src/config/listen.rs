@@ -315,6 +315,13 @@ fn parse_port(ctx: &mut Ctx<'_, '_>, line: &Line, https: bool) {
     if p.allow_direct && p.mode != PortMode::Accel {
         ctx.error(loc, format!("{directive}: allow-direct requires accel"));
         bad = true;
+    } else if p.allow_direct && https {
+        // Its URLs are https://, which Squid fetches DIRECT over TLS.
+        ctx.error(
+            loc,
+            "https_port: allow-direct would fetch its https:// URLs DIRECT, and cuttle has no TLS client for origins yet; refusing the config rather than fetch them in cleartext (use an originserver cache_peer)".into(),
+        );
+        bad = true;
     }
     if p.mode == PortMode::Accel {
         p.vhost = !no_vhost;
@@ -490,6 +497,22 @@ mod tests {
         assert_eq!(forward.mode, PortMode::Forward, "TLS to a forward proxy");
         assert!(forward.tls.is_some());
         assert!(l.config.http_ports.iter().all(|p| p.options.is_empty()));
+    }
+
+    /// Its URLs are https://: DIRECT would need the TLS client cuttle does
+    /// not have yet, and must never go in cleartext.
+    #[test]
+    fn https_port_refuses_allow_direct() {
+        let (dir, cert, key) = cert_files("direct");
+        let l = load(&format!(
+            "https_port 443 accel defaultsite=x allow-direct tls-cert={} tls-key={}\n",
+            cert.display(),
+            key.display()
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let errors: Vec<&str> = l.errors().map(|d| d.message.as_str()).collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("allow-direct") && errors[0].contains("cleartext"));
     }
 
     #[test]
