@@ -114,7 +114,8 @@ if [ "$HTTPS" = 1 ]; then
   SCHEME=https DIRECT_TLS="ssl_certificate $T/cert.pem; ssl_certificate_key $T/key.pem; ssl_protocols TLSv1.2 TLSv1.3;"
   CUTTLE_PORT_LINE="https_port 127.0.0.1:$CUTTLE_PORT accel tls-cert=$T/cert.pem tls-key=$T/key.pem"
 fi
-DIRECT_LISTEN="listen 127.0.0.1:$DIRECT_PORT$([ "$HTTPS" = 1 ] && echo ' ssl');"
+DIRECT_LISTEN="listen 127.0.0.1:$DIRECT_PORT;"
+[ "$HTTPS" = 0 ] || DIRECT_LISTEN="listen 127.0.0.1:$DIRECT_PORT ssl;"
 
 # ---- nginx: origin and direct contender ----
 N=$WORK/nginx; mkdir -p "$N/tmp"
