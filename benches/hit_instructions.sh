@@ -5,13 +5,17 @@
 # builds where wrk's req/s would be noise (a shared or busy machine).
 #
 # Usage
-#   benches/hit_instructions.sh [-n HITS] [--port-base N] [BINARY...]
+#   benches/hit_instructions.sh [-n HITS] [--port-base N] [--https] [BINARY...]
 #
 #   BINARY       cuttle binaries to measure, one after the other (default
 #                target/release/cuttle, built if missing); with several,
 #                each one's ratio to the first is printed
 #   -n HITS      hits counted (default 2000), after 50 not counted
 #   --port-base  first of two loopback ports (default 18398)
+#   --https      the client reaches cuttle over TLS: an https_port (forward
+#                proxy) presenting a throwaway ECDSA P-256 certificate made
+#                with openssl in the temp dir (needs openssl); with
+#                KEEP_PROFILE=FILE, callgrind_annotate shows where it goes
 #
 # What runs, on 127.0.0.1, under one temp dir (mktemp): a small Python
 # origin (BASE+1) answering 1 KiB with Cache-Control: max-age=3600, and
@@ -22,12 +26,14 @@
 set -euo pipefail
 n=2000
 base=18398
+https=0
 bins=()
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) n=$2; shift 2 ;;
         --port-base) base=$2; shift 2 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --https) https=1; shift ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) bins+=("$1"); shift ;;
     esac
 done
@@ -41,9 +47,10 @@ for tool in valgrind callgrind_control python3 curl; do
 done
 work=$(mktemp -d)
 origin_pid=
+pid=
 cleanup() {
     [ -n "$origin_pid" ] && kill "$origin_pid" 2>/dev/null || true
-    pkill -f "callgrind-out-file=$work/" 2>/dev/null || true
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true  # cuttle under valgrind
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -62,9 +69,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", $((base + 1))), Handler).serve_forever()
 PY
+port_line="http_port 127.0.0.1:$base" connection='http.client.HTTPConnection("127.0.0.1", '$base')' proxy="127.0.0.1:$base"
+if [ "$https" = 1 ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+        -keyout "$work/key.pem" -out "$work/cert.pem" >/dev/null 2>&1
+    port_line="https_port 127.0.0.1:$base tls-cert=$work/cert.pem tls-key=$work/key.pem"
+    connection='http.client.HTTPSConnection("127.0.0.1", '$base', context=ssl.create_default_context(cafile="'$work/cert.pem'"))'
+    proxy="https://127.0.0.1:$base --proxy-insecure"
+fi
 cat >"$work/client.py" <<PY
-import http.client, sys
-conn = http.client.HTTPConnection("127.0.0.1", $base)
+import http.client, ssl, sys
+conn = $connection
 for _ in range(int(sys.argv[1])):
     conn.request("GET", "http://127.0.0.1:$((base + 1))/object")
     reply = conn.getresponse()
@@ -74,16 +90,17 @@ for _ in range(int(sys.argv[1])):
 PY
 python3 "$work/origin.py" &
 origin_pid=$!
-printf 'http_port 127.0.0.1:%s\nhttp_access allow all\npid_filename none\naccess_log %s/access.log\ncache_mem 64 MB\n' \
-    "$base" "$work" >"$work/squid.conf"
+printf '%s\nhttp_access allow all\npid_filename none\naccess_log %s/access.log\ncache_mem 64 MB\n' \
+    "$port_line" "$work" >"$work/squid.conf"
 first=
 for bin in "${bins[@]}"; do
     out="$work/cg.$(basename "$bin").$$"
-    valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" run -f "$work/squid.conf" \
+    valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$out" "$bin" run -f "$work/squid.conf" \
         >/dev/null 2>"$work/valgrind.log" &
     pid=$!
     for _ in $(seq 150); do
-        curl -s -o /dev/null -x "127.0.0.1:$base" "http://127.0.0.1:$((base + 1))/object" && break
+        # shellcheck disable=SC2086 # $proxy may carry --proxy-insecure
+        curl -s -o /dev/null -x $proxy "http://127.0.0.1:$((base + 1))/object" && break
         sleep 0.2
     done
     python3 "$work/client.py" 50
@@ -91,6 +108,7 @@ for bin in "${bins[@]}"; do
     python3 "$work/client.py" "$n"
     callgrind_control -d "$pid" >/dev/null 2>&1
     kill "$pid"; wait "$pid" 2>/dev/null || true
+    pid=
     [ -n "${KEEP_PROFILE:-}" ] && cp "$out.1" "$KEEP_PROFILE.$(basename "$bin")"
     # The dump after the counted hits is the file named .1.
     total=$(awk '/^(summary|totals):/ {print $2; exit}' "$out.1")

@@ -41,9 +41,10 @@ trap 'exit 130' INT TERM
 # taskset execs its command, so $! of a backgrounded "${PIN_SERVER[@]}" CMD is CMD's pid.
 PIN_SERVER=(taskset -c "$SERVER_CPUS") PIN_LOAD=(taskset -c "$LOAD_CPUS")
 
-wait_http() { # NAME URL LOG: until the URL answers (any status), 15 s
+wait_http() { # NAME URL LOG: until the URL answers (any status), 15 s; -k: a
+  # bench's own throwaway certificate
   for _ in $(seq 150); do
-    if curl -s -o /dev/null --max-time 1 "$2"; then return 0; fi
+    if curl -sk -o /dev/null --max-time 1 "$2"; then return 0; fi
     kill -0 "${PID[$1]}" 2>/dev/null || { tail -20 "$3" >&2; die "$1 exited at start; see above"; }
     sleep 0.1
   done

@@ -8,20 +8,17 @@
 //! debugging. [`signal_running`] is `cuttle -k ACTION`: it signals the
 //! instance named by the pid file.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::access_log::Logger;
 use crate::cache_log;
-use crate::config::{self, Config, ListenAddr, LoadOptions, Loaded, PortMode, VPort};
+use crate::config::{self, Config, LoadOptions, Loaded};
 use crate::http::proxy::{self, Proxy};
-use crate::http::server::{self, Listener};
-use crate::http::target::PortKind;
+use crate::http::server;
 use crate::mgr::Manager;
 use crate::peers::htcp_server::{Htcp, HtcpServerStats};
 use crate::peers::icp_server::{HitOnly, Icp, IcpServerStats};
@@ -30,6 +27,9 @@ use crate::peers::querier::{QuerySockets, Slot};
 use crate::peers::resolve::PeerAddrs;
 use crate::peers::responder::{Protocol, Responder};
 use crate::store::Store;
+
+mod ports;
+use ports::{bind_all, reload_certificates};
 
 /// Where the embedded default keeps its cache_dir and log: the first of
 /// `$XDG_CACHE_HOME/cuttle`, `$HOME/.cache/cuttle`, `/var/cache/cuttle`.
@@ -260,82 +260,6 @@ fn report(loaded: &Loaded) -> bool {
     loaded.has_errors()
 }
 
-/// The addresses to bind for one http_port.
-fn bind_addrs(address: &ListenAddr, port: u16) -> Result<Vec<SocketAddr>, String> {
-    Ok(match address {
-        ListenAddr::Any => vec![SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)],
-        ListenAddr::Ip(ip) => vec![SocketAddr::new(*ip, port)],
-        ListenAddr::Host(h) if h.eq_ignore_ascii_case("localhost") => {
-            vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)]
-        }
-        ListenAddr::Host(h) => std::net::ToSocketAddrs::to_socket_addrs(&(h.as_str(), port))
-            .map_err(|e| format!("cannot resolve http_port host {h}: {e}"))?
-            .collect(),
-    })
-}
-
-async fn bind_all(config: &Config) -> Result<Vec<Listener>, String> {
-    let mut out = Vec::new();
-    for p in &config.http_ports {
-        let kind = match p.mode {
-            PortMode::Forward => PortKind::Forward,
-            PortMode::Accel => PortKind::Accel {
-                defaultsite: p.defaultsite.clone(),
-                vhost: p.vhost,
-                vport: match p.vport {
-                    VPort::Off => None,
-                    VPort::ListeningPort => Some(p.port),
-                    VPort::Fixed(n) => Some(n),
-                },
-                allow_direct: p.allow_direct,
-            },
-            PortMode::Intercept | PortMode::Tproxy => {
-                return Err(format!(
-                    "{}: http_port interception modes are not supported",
-                    p.location
-                ))
-            }
-        };
-        for addr in bind_addrs(&p.address, p.port)? {
-            let socket = match addr {
-                SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
-                SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
-            }
-            .map_err(|e| format!("{}: cannot open a socket: {e}", p.location))?;
-            let _ = socket.set_reuseaddr(true);
-            socket
-                .bind(addr)
-                .map_err(|e| format!("{}: cannot listen on {addr}: {e}", p.location))?;
-            let listener: TcpListener = socket
-                .listen(1024)
-                .map_err(|e| format!("{}: cannot listen on {addr}: {e}", p.location))?;
-            out.push(Listener {
-                listener,
-                kind: kind.clone(),
-                name: p.name.clone(),
-            });
-        }
-    }
-    if out.is_empty() {
-        return Err("no http_port configured: nothing to listen on".into());
-    }
-    // Said only once every port is bound: a "listening" line is never
-    // followed by a failure to listen on the next port.
-    for l in &out {
-        let shown = l
-            .listener
-            .local_addr()
-            .map_or_else(|_| l.name.clone(), |a| a.to_string());
-        let mode = if matches!(l.kind, PortKind::Forward) {
-            "forward proxy"
-        } else {
-            "accelerator"
-        };
-        say(&format!("listening on {shown} ({mode})"));
-    }
-    Ok(out)
-}
-
 /// Runs the proxy until SIGTERM or SIGINT. Returns the exit status.
 pub fn run(options: RunOptions) -> std::process::ExitCode {
     let loaded = load(&options);
@@ -475,7 +399,7 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
     for path in logger.paths() {
         say(&format!("access_log {path}"));
     }
-    let listeners = bind_all(&config).await?;
+    let (listeners, port_certs) = bind_all(&config).await?;
     let grace = config.shutdown_lifetime.value;
     let config = Arc::new(config);
     // ICP responder (icp_port): its own thread; see peers::icp_server.
@@ -535,6 +459,7 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
             _ = int.recv() => break,
             _ = hup.recv() => {
                 if reload(&options, &proxy_tx, &logger, &query_sockets).await {
+                    reload_certificates(&proxy_tx.borrow().config(), &port_certs);
                     icp.reload(&proxy_tx.borrow().config(), &logger);
                     htcp.reload(&proxy_tx.borrow().config(), &logger);
                     // Only now: the queriers send from the new sockets.
@@ -583,7 +508,23 @@ async fn reload(
         return false;
     }
     let old = proxy.borrow().config();
-    if old.http_ports != loaded.config.http_ports {
+    // An https_port's certificate files are re-read now (reload_certificates).
+    let listening = |ports: &[config::Located<config::HttpPort>]| {
+        ports
+            .iter()
+            .map(|p| {
+                let port = config::HttpPort {
+                    tls: p
+                        .tls
+                        .as_ref()
+                        .map(|_| config::TlsPort { certs: Vec::new() }),
+                    ..p.value.clone()
+                };
+                config::Located::new(port, p.location.clone())
+            })
+            .collect::<Vec<_>>()
+    };
+    if listening(&old.http_ports) != listening(&loaded.config.http_ports) {
         tracing::warn!("http_port changes take effect at the next restart");
     }
     if old

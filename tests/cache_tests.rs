@@ -7,6 +7,13 @@
 //! updated. `CUTTLE_CACHE_TESTS_UPDATE=1` rewrites the file from the run
 //! (keeping the reasons already written for tests that still do not pass).
 //! Takes about a minute: the suite pauses between requests.
+//!
+//! `CUTTLE_CACHE_TESTS_HTTPS=1` runs the suite through an `https_port`
+//! instead (issue 17): the same squid.conf with its http_port line made an
+//! https_port presenting a throwaway certificate for `localhost` (made at
+//! run time, its CA given to node with NODE_EXTRA_CA_CERTS), the suite's
+//! base URL `https://localhost:PORT`, and the results compared with the
+//! same expectations.json.
 
 mod support;
 
@@ -21,6 +28,7 @@ use serde_json::{json, Map, Value};
 use support::{free_port, Cuttle, TempDir};
 
 const UPDATE_ENV: &str = "CUTTLE_CACHE_TESTS_UPDATE";
+const HTTPS_ENV: &str = "CUTTLE_CACHE_TESTS_HTTPS";
 const SETUP_HINT: &str =
     "run ./.ci/run: it installs nodejs and npm, then `npm ci --prefix tests/cache-tests`";
 /// A whole run takes about a minute; a hung one is cut off here.
@@ -197,20 +205,50 @@ fn start_origin(dir: &Path) -> (Reaped, u16) {
     panic!("the suite's origin server did not start:\n{last}");
 }
 
+/// How the suite's CLI reaches cuttle.
+struct Front {
+    /// `http://localhost:PORT` or `https://localhost:PORT`.
+    base: String,
+    /// With HTTPS: the test CA's PEM file, for NODE_EXTRA_CA_CERTS.
+    ca: Option<PathBuf>,
+}
+
 /// cuttle configured as the suite's docker/squid/squid.conf configures
 /// Squid (an accelerator with the origin as `originserver` parent), with a
-/// cache_dir, pid file and logs in its temp dir.
-fn start_cuttle(origin_port: u16) -> Cuttle {
+/// cache_dir, pid file and logs in its temp dir; with `https`, on an
+/// https_port.
+fn start_cuttle(origin_port: u16, https: bool) -> (Cuttle, Front) {
     let dir = TempDir::new("cache-tests");
     let port = free_port();
     let squid_conf = std::fs::read_to_string(suite_dir().join("docker/squid/squid.conf"))
         .expect("docker/squid/squid.conf");
-    let mut conf = squid_conf
-        .replace("http_port 8001 ", &format!("http_port 127.0.0.1:{port} "))
-        .replace(
-            "cache_peer localhost parent 8000 ",
-            &format!("cache_peer 127.0.0.1 parent {origin_port} "),
-        );
+    let (port_line, front) = if https {
+        let pki = support::tls::Pki::new(dir.path(), "cache-tests");
+        let leaf = pki.leaf("localhost", &["localhost"]);
+        (
+            format!(
+                "https_port 127.0.0.1:{port} tls-cert={} tls-key={} ",
+                leaf.cert_path.display(),
+                leaf.key_path.display()
+            ),
+            Front {
+                base: format!("https://localhost:{port}"),
+                ca: Some(pki.ca_path().to_path_buf()),
+            },
+        )
+    } else {
+        (
+            format!("http_port 127.0.0.1:{port} "),
+            Front {
+                base: format!("http://localhost:{port}"),
+                ca: None,
+            },
+        )
+    };
+    let mut conf = squid_conf.replace("http_port 8001 ", &port_line).replace(
+        "cache_peer localhost parent 8000 ",
+        &format!("cache_peer 127.0.0.1 parent {origin_port} "),
+    );
     assert!(
         conf.contains(&format!(":{port} ")) && conf.contains(&format!(" {origin_port} ")),
         "docker/squid/squid.conf no longer has the http_port and cache_peer lines this test rewrites:\n{squid_conf}"
@@ -227,15 +265,22 @@ fn start_cuttle(origin_port: u16) -> Cuttle {
         "-f".to_string(),
         conf_path.display().to_string(),
     ];
-    Cuttle::start_raw(&args, &[], port, dir, "cache-tests")
+    (
+        Cuttle::start_raw(&args, &[], port, dir, "cache-tests"),
+        front,
+    )
 }
 
 /// Runs the suite's CLI against cuttle: the whole suite (`id` empty) or one
 /// test; its stdout.
-fn run_cli(cuttle_port: u16, id: &str, limit: Duration) -> String {
-    let mut child = node()
+fn run_cli(front: &Front, id: &str, limit: Duration) -> String {
+    let mut cmd = node();
+    if let Some(ca) = &front.ca {
+        cmd.env("NODE_EXTRA_CA_CERTS", ca);
+    }
+    let mut child = cmd
         .args(["--no-warnings", "test-engine/cli.mjs"])
-        .env("npm_config_base", format!("http://localhost:{cuttle_port}"))
+        .env("npm_config_base", &front.base)
         // Empty: the whole suite. The CLI crashes when it is unset.
         .env("npm_package_config_id", id)
         .stdin(Stdio::null())
@@ -335,8 +380,9 @@ fn cache_tests_suite_matches_expectations() {
     let started = Instant::now();
     let scratch = TempDir::new("cache-tests-origin");
     let (origin, origin_port) = start_origin(scratch.path());
-    let cuttle = start_cuttle(origin_port);
-    let output = run_cli(cuttle.port, "", SUITE_LIMIT);
+    let https = std::env::var_os(HTTPS_ENV).is_some();
+    let (cuttle, front) = start_cuttle(origin_port, https);
+    let output = run_cli(&front, "", SUITE_LIMIT);
     let results: Map<String, Value> = serde_json::from_str(&output)
         .unwrap_or_else(|e| panic!("the suite's CLI printed no JSON ({e}):\n{output}"));
     let passed = |id: &str| results.get(id) == Some(&Value::Bool(true));
@@ -420,7 +466,7 @@ fn cache_tests_suite_matches_expectations() {
     // a regression must also fail when run alone, so that a test that lost
     // a race once is reported as such instead of failing CI.
     regressions.retain(|(id, failure)| {
-        let alone = run_cli(cuttle.port, id, ONE_LIMIT);
+        let alone = run_cli(&front, id, ONE_LIMIT);
         let verdict = alone.lines().last().unwrap_or_default();
         let passes_alone = verdict.starts_with("\u{2705} ") || verdict.starts_with("Y ");
         if passes_alone {
@@ -435,7 +481,8 @@ fn cache_tests_suite_matches_expectations() {
 
     let needs_undici: Vec<&str> = suite_undici.iter().copied().collect();
     notice(format!(
-        "cache-tests: {passes} of {ran} pass (required: {required_passes} of {required}), in {:.0?}",
+        "cache-tests{}: {passes} of {ran} pass (required: {required_passes} of {required}), in {:.0?}",
+        if https { " through https_port" } else { "" },
         started.elapsed()
     ));
     if !skipped.is_empty() {

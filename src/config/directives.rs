@@ -218,6 +218,7 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
     };
     match name {
         "http_port" => listen::parse_http_port(ctx, line),
+        "https_port" => listen::parse_https_port(ctx, line),
         "icp_port" => port_setting(ctx, line, |c| &mut c.icp_port),
         "htcp_port" => port_setting(ctx, line, |c| &mut c.htcp_port),
         "udp_incoming_address" => address_setting(ctx, line, |c| &mut c.udp_incoming_address),
@@ -333,12 +334,11 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
     }
 }
 
-/// Directives that only configure TLS (Squid 5.7's `https_port`,
-/// `sslproxy_*`, `tls_*`, `ssl_*` helpers and options). `ssl_bump` is an
-/// access rule and refused as one.
+/// Directives that only configure TLS cuttle does not implement (Squid
+/// 5.7's `sslproxy_*`, `tls_*`, `ssl_*` helpers and options). `ssl_bump` is
+/// an access rule and refused as one.
 fn asks_for_tls(name: &str) -> bool {
-    name == "https_port"
-        || name.starts_with("sslproxy_")
+    name.starts_with("sslproxy_")
         || name.starts_with("tls_")
         || (name.starts_with("sslcrtd_") || name.starts_with("sslcrtvalidator_"))
         || name == "ssl_unclean_shutdown"

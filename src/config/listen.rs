@@ -1,9 +1,11 @@
-//! `http_port` lines: the listening address and port, the mode (forward proxy, accelerator, interception), accelerator options, and other options kept as key/value.
+//! `http_port` and `https_port` lines: the listening address and port, the mode (forward proxy, accelerator, interception), accelerator options, an https_port's certificates, and other options kept as key/value.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use super::directives::Ctx;
 use super::lexer::Line;
+use super::tls_port::{CertKeyFiles, TlsPort};
 use super::values::parse_port_number;
 use super::Located;
 
@@ -58,7 +60,13 @@ pub struct HttpPort {
     pub allow_direct: bool,
     /// Every other option, in order (key without `=`, value).
     pub options: Vec<(String, Option<String>)>,
+    /// An https_port's certificates; `None` on an http_port.
+    pub tls: Option<TlsPort>,
 }
+
+/// Why an https_port option is refused.
+const TLS_OPTION_REFUSED: &str =
+    "cuttle does not implement this TLS option; refusing the config rather than run without it";
 
 /// Options Squid 5 documents for http_port that cuttle keeps as key/value.
 const OTHER_SQUID_OPTIONS: &[&str] = &[
@@ -127,15 +135,25 @@ fn parse_spec(spec: &str) -> Result<(ListenAddr, u16), String> {
 
 /// Parse an `http_port` line.
 pub(crate) fn parse_http_port(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    parse_port(ctx, line, false);
+}
+
+/// Parse an `https_port` line: an http_port with certificates.
+pub(crate) fn parse_https_port(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    parse_port(ctx, line, true);
+}
+
+fn parse_port(ctx: &mut Ctx<'_, '_>, line: &Line, https: bool) {
     let loc = &line.location;
+    let directive = if https { "https_port" } else { "http_port" };
     let Some(spec) = line.args().first() else {
-        ctx.error(loc, "http_port: missing port".into());
+        ctx.error(loc, format!("{directive}: missing port"));
         return;
     };
     let (address, port) = match parse_spec(&spec.text) {
         Ok(v) => v,
         Err(reason) => {
-            ctx.error(loc, format!("http_port: {reason}"));
+            ctx.error(loc, format!("{directive}: {reason}"));
             return;
         }
     };
@@ -149,7 +167,9 @@ pub(crate) fn parse_http_port(ctx: &mut Ctx<'_, '_>, line: &Line) {
         name: spec.text.clone(),
         allow_direct: false,
         options: Vec::new(),
+        tls: None,
     };
+    let mut certs: Vec<CertKeyFiles> = Vec::new();
     let mut no_vhost = false;
     let mut implied_accel: Vec<&str> = Vec::new();
     let mut modes: Vec<PortMode> = Vec::new();
@@ -164,7 +184,48 @@ pub(crate) fn parse_http_port(ctx: &mut Ctx<'_, '_>, line: &Line) {
             ("accel", None) => modes.push(PortMode::Accel),
             ("intercept" | "transparent", None) => modes.push(PortMode::Intercept),
             ("tproxy", None) => modes.push(PortMode::Tproxy),
-            // No TLS yet: a port asking for it must not run without it.
+            ("tls-cert" | "cert", Some(v)) if https && !v.is_empty() => certs.push(CertKeyFiles {
+                cert: PathBuf::from(v),
+                key: None,
+            }),
+            ("tls-key" | "key", Some(v)) if https && !v.is_empty() => match certs.last_mut() {
+                Some(CertKeyFiles {
+                    key: key @ None, ..
+                }) => *key = Some(PathBuf::from(v)),
+                _ => {
+                    ctx.error(
+                        loc,
+                        format!("https_port: {text}: a tls-key= follows the tls-cert= it is for"),
+                    );
+                    bad = true;
+                }
+            },
+            // TLS options cuttle does not implement: a port asking for one
+            // must not run without it.
+            (k, _)
+                if https
+                    && (k.starts_with("tls-")
+                        || k.starts_with("ssl")
+                        || matches!(
+                            k,
+                            "cert"
+                                | "key"
+                                | "generate-host-certificates"
+                                | "dynamic_cert_mem_cache_size"
+                                | "cipher"
+                                | "options"
+                                | "clientca"
+                                | "cafile"
+                                | "capath"
+                                | "crlfile"
+                                | "dhparams"
+                                | "version"
+                        )) =>
+            {
+                ctx.error(loc, format!("https_port: {text}: {TLS_OPTION_REFUSED}"));
+                bad = true;
+            }
+            // No TLS on an http_port: a port asking for it must not run without it.
             (k, _)
                 if k.starts_with("tls-")
                     || k.starts_with("ssl")
@@ -206,7 +267,7 @@ pub(crate) fn parse_http_port(ctx: &mut Ctx<'_, '_>, line: &Line) {
                 if !known {
                     ctx.warn(
                         loc,
-                        format!("http_port: unknown option \"{text}\" kept but not used"),
+                        format!("{directive}: unknown option \"{text}\" kept but not used"),
                     );
                 }
                 p.options.push((k.to_string(), v.map(str::to_string)));
@@ -220,14 +281,14 @@ pub(crate) fn parse_http_port(ctx: &mut Ctx<'_, '_>, line: &Line) {
     if accel && intercepting {
         ctx.error(
             loc,
-            "http_port: accel cannot be combined with intercept or tproxy on one port".into(),
+            format!("{directive}: accel cannot be combined with intercept or tproxy on one port"),
         );
         bad = true;
     }
     if modes.contains(&PortMode::Intercept) && modes.contains(&PortMode::Tproxy) {
         ctx.error(
             loc,
-            "http_port: intercept and tproxy exclude each other".into(),
+            format!("{directive}: intercept and tproxy exclude each other"),
         );
         bad = true;
     }
@@ -237,7 +298,7 @@ pub(crate) fn parse_http_port(ctx: &mut Ctx<'_, '_>, line: &Line) {
         ctx.warn(
             loc,
             format!(
-                "http_port: {} without accel is deprecated; Squid treats the port as accel",
+                "{directive}: {} without accel is deprecated; Squid treats the port as accel",
                 implied_accel.join(" and ")
             ),
         );
@@ -248,15 +309,34 @@ pub(crate) fn parse_http_port(ctx: &mut Ctx<'_, '_>, line: &Line) {
         }
     }
     if p.defaultsite.is_some() && p.mode != PortMode::Accel {
-        ctx.error(loc, "http_port: defaultsite= requires accel".into());
+        ctx.error(loc, format!("{directive}: defaultsite= requires accel"));
         bad = true;
     }
     if p.allow_direct && p.mode != PortMode::Accel {
-        ctx.error(loc, "http_port: allow-direct requires accel".into());
+        ctx.error(loc, format!("{directive}: allow-direct requires accel"));
         bad = true;
     }
     if p.mode == PortMode::Accel {
         p.vhost = !no_vhost;
+    }
+    if https {
+        if certs.is_empty() {
+            // Squid: "https_port requires a cert= parameter".
+            ctx.error(loc, "https_port requires a tls-cert= parameter".into());
+            bad = true;
+        }
+        // Read now, so `cuttle check` and the start name a bad file.
+        if !bad {
+            let unreadable: Vec<String> = certs
+                .iter()
+                .filter_map(|files| super::tls_port::load_certified_key(files).err())
+                .collect();
+            for reason in unreadable {
+                ctx.error(loc, format!("https_port {}: {reason}", spec.text));
+                bad = true;
+            }
+        }
+        p.tls = Some(TlsPort { certs });
     }
     if bad {
         return;
@@ -348,13 +428,119 @@ mod tests {
     #[test]
     fn tls_refuses_the_config() {
         let l = load(
-            "http_port 3128 ssl-bump tls-cert=/c.pem\nhttp_port 3129 cert=/c.pem\nhttps_port 443 accel\nsslproxy_cafile /x.pem\ntls_outgoing_options cipher=HIGH\nhttp_port 3130\n",
+            "http_port 3128 ssl-bump tls-cert=/c.pem\nhttp_port 3129 cert=/c.pem\nsslproxy_cafile /x.pem\ntls_outgoing_options cipher=HIGH\nhttp_port 3130\n",
         );
         let lines: Vec<usize> = l.errors().map(|d| d.location.line).collect();
-        assert_eq!(lines, [1, 1, 2, 3, 4, 5], "{:?}", l.diagnostics);
+        assert_eq!(lines, [1, 1, 2, 3, 4], "{:?}", l.diagnostics);
         assert!(l
             .errors()
             .all(|d| d.message.contains("cuttle does not implement")));
+    }
+
+    /// A throwaway certificate and key, as PEM files in a new directory.
+    fn cert_files(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("cuttle-listen-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = rcgen::generate_simple_self_signed(vec!["www.example.com".to_string()]).unwrap();
+        let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&cert, c.cert.pem()).unwrap();
+        std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+        (dir, cert, key)
+    }
+
+    #[test]
+    fn https_port_takes_certificates_and_the_http_port_options() {
+        let (dir, cert, key) = cert_files("ok");
+        let both = dir.join("both.pem");
+        let text =
+            std::fs::read_to_string(&cert).unwrap() + &std::fs::read_to_string(&key).unwrap();
+        std::fs::write(&both, text).unwrap();
+        let l = load(&format!(
+            "https_port 127.0.0.1:443 accel defaultsite=www.example.com name=tls tls-cert={c} tls-key={k} cert={b}\nhttps_port 3129 tls-cert={c} key={k}\n",
+            c = cert.display(),
+            k = key.display(),
+            b = both.display()
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            !l.has_errors() && l.warnings().count() == 0,
+            "{:?}",
+            l.diagnostics
+        );
+        let p = &l.config.http_ports[0];
+        assert_eq!(
+            (p.mode, p.name.as_str(), p.vhost),
+            (PortMode::Accel, "tls", true)
+        );
+        let tls = p.tls.as_ref().unwrap();
+        assert_eq!(
+            tls.certs,
+            [
+                CertKeyFiles {
+                    cert: cert.clone(),
+                    key: Some(key.clone())
+                },
+                CertKeyFiles {
+                    cert: both,
+                    key: None
+                },
+            ]
+        );
+        let forward = &l.config.http_ports[1];
+        assert_eq!(forward.mode, PortMode::Forward, "TLS to a forward proxy");
+        assert!(forward.tls.is_some());
+        assert!(l.config.http_ports.iter().all(|p| p.options.is_empty()));
+    }
+
+    #[test]
+    fn https_port_errors_name_the_line_and_file() {
+        let (dir, cert, key) = cert_files("bad");
+        let (other_dir, _, other_key) = cert_files("other");
+        let (c, k) = (cert.display(), key.display());
+        let l = load(&format!(
+            "https_port 443 accel defaultsite=x\n\
+             https_port 444 accel defaultsite=x tls-cert={c} tls-key={d}/missing.pem\n\
+             https_port 445 accel defaultsite=x tls-cert={c}\n\
+             https_port 446 accel defaultsite=x tls-cert={c} tls-key={o}\n\
+             https_port 447 accel defaultsite=x tls-key={k} tls-cert={c}\n\
+             https_port 448 accel defaultsite=x ssl-bump tls-cert={c} tls-key={k} clientca={c}\n\
+             http_port 449 tls-cert={c}\n",
+            d = dir.display(),
+            o = other_key.display(),
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&other_dir).unwrap();
+        let errors: Vec<(usize, &str)> = l
+            .errors()
+            .map(|d| (d.location.line, d.message.as_str()))
+            .collect();
+        assert_eq!(errors.len(), 8, "{errors:#?}");
+        assert!(errors[0]
+            .1
+            .contains("https_port requires a tls-cert= parameter"));
+        assert!(errors[1].1.contains(&format!(
+            "https_port 444: unable to load private key file '{}/missing.pem'",
+            dir.display()
+        )));
+        assert!(errors[2]
+            .1
+            .contains(&format!("missing private key in '{c}'")));
+        assert!(
+            errors[3].1.contains("does not match the certificate"),
+            "{errors:?}"
+        );
+        assert!(errors[4]
+            .1
+            .contains("a tls-key= follows the tls-cert= it is for"));
+        assert!(errors[5]
+            .1
+            .contains("ssl-bump: cuttle does not implement this TLS option"));
+        assert!(errors[6].1.contains("clientca="));
+        assert_eq!(
+            errors.iter().map(|e| e.0).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6, 6, 7]
+        );
+        assert!(l.config.http_ports.is_empty());
     }
 
     #[test]

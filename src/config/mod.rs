@@ -16,6 +16,7 @@ mod peer;
 mod squid_names;
 mod targeted;
 mod tls_client;
+pub mod tls_port;
 mod values;
 
 use std::fmt;
@@ -36,6 +37,7 @@ pub use peer::{
 };
 pub use targeted::TargetedCacheControl;
 pub use tls_client::{read_certificates, read_key, TlsClientOptions, TlsMinVersion};
+pub use tls_port::{CertKeyFiles, TlsPort};
 
 /// Where a value came from: a file and a 1-based line number. Line 0 means
 /// "the file as a whole" (for example a file that cannot be opened).

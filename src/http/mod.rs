@@ -10,3 +10,4 @@ pub mod hot;
 pub mod proxy;
 pub mod server;
 pub mod target;
+pub mod tls_accept;

@@ -1,5 +1,8 @@
-//! Accepting connections on the http_ports: hyper 1's HTTP/1 server over
-//! tokio, with upgrades (CONNECT) and graceful shutdown. HTTP/1 only: no
+//! Accepting connections on the http_ports and https_ports: hyper 1's
+//! HTTP/1 server over tokio, with upgrades (CONNECT) and graceful shutdown;
+//! on an https_port after a TLS handshake (see [`super::tls_accept`]) done
+//! in the connection's own task, within `request_start_timeout`; a failed
+//! handshake is a cache.log line, never an access.log one. HTTP/1 only: no
 //! HTTP/2 code is built in (hyper-util's `auto` builder, used before,
 //! sniffed the HTTP/2 preface even when told `http1_only`, because
 //! `serve_connection_with_upgrades` ignores that setting).
@@ -30,9 +33,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use super::client_io::{Activity, ClientIo, ClientTimeouts, IncomingBody, TrackedBody};
 use super::proxy::{self, Proxy};
@@ -47,6 +52,8 @@ pub struct Listener {
     pub kind: PortKind,
     /// `name=` of the http_port (or its text as written).
     pub name: String,
+    /// An https_port's TLS settings (certificates, ALPN).
+    pub tls: Option<TlsAcceptor>,
 }
 
 /// What a request knows about the connection it came on.
@@ -243,6 +250,85 @@ async fn until_stopping(mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Serves HTTP/1.1 on one accepted connection (plain, or TLS once its
+/// handshake is done) in a task of its own.
+fn start_connection<S>(
+    stream: S,
+    info: ConnInfo,
+    proxy: &watch::Receiver<Arc<Proxy>>,
+    registry: &Registry,
+    shutdown: &watch::Receiver<bool>,
+    alive: watch::Receiver<()>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let current = Arc::clone(&proxy.borrow());
+    let config = current.config();
+    let activity = Activity::new();
+    let registered = Registered::new(registry, Arc::clone(&activity));
+    let counted = info.per_client.opened(info.client.ip());
+    let stream = ClientIo::new(
+        stream,
+        current.stats(),
+        Arc::clone(&activity),
+        client_timeouts(&config),
+    );
+    let builder = http1_builder(&config);
+    drop(current);
+    let proxy = proxy.clone();
+    let conn_info = info.clone();
+    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+        let proxy = Arc::clone(&proxy.borrow());
+        let info = conn_info.clone();
+        let activity = Arc::clone(&activity);
+        async move {
+            let connect = req.method() == Method::CONNECT;
+            // RFC 9110 15.2: no 1xx to an HTTP/1.0 client.
+            let request = activity.request_started(
+                !hyper::body::Body::is_end_stream(req.body()),
+                req.version() == Version::HTTP_11,
+            );
+            let req = req.map(|body| IncomingBody::new(body, Arc::clone(&activity)));
+            let span = proxy::request_span(&req);
+            // Served so that its fetches find the connection; pinned in
+            // place: `Serving` holds a reference, not a copy of the large
+            // future.
+            let resp = if span.is_disabled() {
+                let dispatching = std::pin::pin!(proxy::dispatch(proxy, info, req));
+                Serving::new(activity.sink_id(), dispatching).await
+            } else {
+                let handling = std::pin::pin!(proxy::handle(proxy, info, req, span));
+                Serving::new(activity.sink_id(), handling).await
+            };
+            activity.interim_written(request).await;
+            if connect && resp.status().is_success() {
+                activity.tunnel_opened();
+            }
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, activity)))
+        }
+    });
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _registered = registered;
+        let _counted = counted;
+        let _alive = alive;
+        let mut conn = std::pin::pin!(conn);
+        let ended = tokio::select! {
+            ended = conn.as_mut() => ended,
+            () = until_stopping(stop) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(client = %info.client, error = %e, "connection ended");
+        }
+    });
+}
+
 /// Serves every listener until `shutdown` turns true, then stops accepting
 /// and waits up to `grace` for in-flight requests to finish.
 pub async fn serve(
@@ -272,7 +358,7 @@ pub async fn serve(
                         Ok((stream, client)) => {
                             let local = stream.local_addr().unwrap_or(client);
                             let info = ConnInfo { client, local, kind: l.kind.clone(), port_name: Arc::clone(&name), per_client: per_client.clone() };
-                            if tx.send((stream, info)).await.is_err() {
+                            if tx.send((stream, info, l.tls.clone())).await.is_err() {
                                 return;
                             }
                         }
@@ -306,72 +392,34 @@ pub async fn serve(
     loop {
         tokio::select! {
             next = conn_rx.recv() => {
-                let Some((stream, info)) = next else { break };
+                let Some((stream, info, tls)) = next else { break };
                 let _ = stream.set_nodelay(true);
-                let current = Arc::clone(&proxy.borrow());
-                let config = current.config();
-                let activity = Activity::new();
-                let registered = Registered::new(&registry, Arc::clone(&activity));
-                let counted = info.per_client.opened(info.client.ip());
-                let stream = ClientIo::new(
-                    stream,
-                    current.stats(),
-                    Arc::clone(&activity),
-                    client_timeouts(&config),
-                );
-                let builder = http1_builder(&config);
-                drop(current);
-                let proxy = proxy.clone();
-                let conn_info = info.clone();
-                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let proxy = Arc::clone(&proxy.borrow());
-                    let info = conn_info.clone();
-                    let activity = Arc::clone(&activity);
-                    async move {
-                        let connect = req.method() == Method::CONNECT;
-                        // RFC 9110 15.2: no 1xx to an HTTP/1.0 client.
-                        let request = activity.request_started(
-                            !hyper::body::Body::is_end_stream(req.body()),
-                            req.version() == Version::HTTP_11,
-                        );
-                        let req = req.map(|body| IncomingBody::new(body, Arc::clone(&activity)));
-                        let span = proxy::request_span(&req);
-                        // Served so that its fetches find the connection;
-                        // pinned in place: `Serving` holds a reference, not a
-                        // copy of the large future.
-                        let resp = if span.is_disabled() {
-                            let dispatching = std::pin::pin!(proxy::dispatch(proxy, info, req));
-                            Serving::new(activity.sink_id(), dispatching).await
-                        } else {
-                            let handling = std::pin::pin!(proxy::handle(proxy, info, req, span));
-                            Serving::new(activity.sink_id(), handling).await
-                        };
-                        activity.interim_written(request).await;
-                        if connect && resp.status().is_success() {
-                            activity.tunnel_opened();
-                        }
-                        Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, activity)))
-                    }
-                });
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                let stop = shutdown.clone();
+                let Some(tls) = tls else {
+                    start_connection(stream, info, &proxy, &registry, &shutdown, alive.subscribe());
+                    continue;
+                };
+                // The handshake runs in its own task: a slow client never
+                // holds up the accept loop.
+                let handshake_limit = proxy.borrow().config().request_start_timeout.value;
+                let (proxy, registry, stop) = (proxy.clone(), Arc::clone(&registry), shutdown.clone());
                 let alive = alive.subscribe();
                 tokio::spawn(async move {
-                    let _registered = registered;
-                    let _counted = counted;
-                    let _alive = alive;
-                    let mut conn = std::pin::pin!(conn);
-                    let ended = tokio::select! {
-                        ended = conn.as_mut() => ended,
-                        () = until_stopping(stop) => {
-                            conn.as_mut().graceful_shutdown();
-                            conn.await
-                        }
+                    let handshake = tokio::time::timeout(handshake_limit, tls.accept(stream));
+                    // At shutdown a handshake is dropped: no request is in it.
+                    let done = tokio::select! {
+                        done = handshake => done,
+                        () = until_stopping(stop.clone()) => return,
                     };
-                    if let Err(e) = ended {
-                        tracing::debug!(client = %info.client, error = %e, "connection ended");
+                    match done {
+                        Ok(Ok(stream)) => start_connection(stream, info, &proxy, &registry, &stop, alive),
+                        Ok(Err(e)) => tracing::warn!(
+                            "TLS handshake with {} on https_port {} failed: {e}",
+                            info.client, info.port_name
+                        ),
+                        Err(_) => tracing::warn!(
+                            "TLS handshake with {} on https_port {} failed: not done in {handshake_limit:?} (request_start_timeout)",
+                            info.client, info.port_name
+                        ),
                     }
                 });
             }

@@ -17,6 +17,9 @@ pub enum PortKind {
         vport: Option<u16>,
         /// `allow-direct`: accelerated requests may go DIRECT.
         allow_direct: bool,
+        /// An https_port: its requests' URLs are `https://`, as Squid
+        /// makes them.
+        https: bool,
     },
 }
 
@@ -126,8 +129,14 @@ impl Target {
                 defaultsite,
                 vhost,
                 vport,
+                https,
                 ..
             } => {
+                let scheme = if *https {
+                    Scheme::HTTPS.as_str()
+                } else {
+                    Scheme::HTTP.as_str()
+                };
                 let host_header = headers
                     .get(http::header::HOST)
                     .and_then(|h| h.to_str().ok())
@@ -143,12 +152,12 @@ impl Target {
                 let authority: Authority = site
                     .parse()
                     .map_err(|_| BadTarget(format!("bad host {site:?}")))?;
-                let mut target = from_authority(Scheme::HTTP.as_str(), &authority, path_and_query)?;
+                let mut target = from_authority(scheme, &authority, path_and_query)?;
                 if let Some(vport) = vport {
                     if authority.port_u16().is_none() {
                         target.port = *vport;
                         target.url =
-                            canonical("http", &target.host, *vport, &target.path_and_query);
+                            canonical(scheme, &target.host, *vport, &target.path_and_query);
                     }
                 }
                 Ok(target)
@@ -215,6 +224,7 @@ mod tests {
             vhost: true,
             vport: None,
             allow_direct: false,
+            https: false,
         };
         assert_eq!(
             target("GET", "/x", Some("other.example"), &accel)
@@ -231,6 +241,7 @@ mod tests {
             vhost: false,
             vport: None,
             allow_direct: false,
+            https: false,
         };
         assert_eq!(
             target("GET", "/x", Some("other.example"), &no_vhost)
@@ -238,6 +249,16 @@ mod tests {
                 .url,
             "http://www.example.com/x"
         );
+        let https = PortKind::Accel {
+            defaultsite: Some("www.example.com".into()),
+            vhost: true,
+            vport: None,
+            allow_direct: false,
+            https: true,
+        };
+        let t = target("GET", "/x", Some("www.example.com:443"), &https).expect("t");
+        assert_eq!(t.url, "https://www.example.com/x");
+        assert_eq!(t.host_header(), "www.example.com");
     }
 
     #[test]
