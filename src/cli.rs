@@ -15,6 +15,7 @@ use cuttle::store::{RebuildReport, Store, StoreError, VerifyReport};
 
 mod digest;
 use digest::DigestCommand;
+mod simulate;
 
 /// The config `-k` reads without `-f`, as squid does.
 const SQUID_DEFAULT_CONFIG: &str = "/etc/squid/squid.conf";
@@ -141,6 +142,8 @@ Exits 0 when the file has no errors (warnings allowed), 1 otherwise.")]
         after_help = "Examples:\n  cuttle store verify /var/spool/cuttle\n  cuttle store ls /var/spool/cuttle"
     )]
     Store(StoreCommand),
+    /// Replay access logs over a mesh of squid.confs on a virtual clock.
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -367,6 +370,7 @@ impl Cli {
             Command::Check(args) => check(&args),
             Command::Store(StoreCommand::Verify(args)) => store_verify(&args.dir),
             Command::Store(StoreCommand::Ls(args)) => store_ls(&args.dir),
+            Command::Simulate(args) => simulate::simulate(&args),
         }
     }
 }

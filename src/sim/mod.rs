@@ -2,6 +2,7 @@
 //! virtual clock, driving the same decision code the proxy runs (peer
 //! selection's sans-IO core, freshness, the store's replacement policy).
 
+pub mod chart;
 pub mod engine;
 pub mod mesh;
 pub mod node;

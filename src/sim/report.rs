@@ -281,6 +281,77 @@ impl Report {
     }
 }
 
+/// The totals of two runs side by side, with B's change from A.
+pub fn compare_lines(a: &Report, b: &Report) -> String {
+    let (x, y) = (&a.total, &b.total);
+    let hits = |r: &Row| (r.hit_ratio_local + r.hit_ratio_sibling + r.hit_ratio_parent) * 100.0;
+    let change = |from: f64, to: f64| {
+        if from == 0.0 {
+            "-".to_string()
+        } else {
+            format!("{:+.1}%", (to - from) / from * 100.0)
+        }
+    };
+    let mut out = format!("\n{:<18} {:>14} {:>14} {:>9}\n", "total", "A", "B", "B vs A");
+    let mut line = |name: &str, va: f64, vb: f64, shown: &dyn Fn(f64) -> String, delta: String| {
+        out.push_str(&format!(
+            "{:<18} {:>14} {:>14} {:>9}\n",
+            name,
+            shown(va),
+            shown(vb),
+            delta
+        ));
+    };
+    line(
+        "hit ratio %",
+        hits(x),
+        hits(y),
+        &|v| format!("{v:.2}"),
+        format!("{:+.2}pp", hits(y) - hits(x)),
+    );
+    let bytes = |v: f64| human_bytes(v);
+    line(
+        "origin bytes",
+        x.origin_bytes as f64,
+        y.origin_bytes as f64,
+        &bytes,
+        change(x.origin_bytes as f64, y.origin_bytes as f64),
+    );
+    line(
+        "bytes x hops",
+        x.bytes_hops,
+        y.bytes_hops,
+        &bytes,
+        change(x.bytes_hops, y.bytes_hops),
+    );
+    let ms = |v: f64| format!("{v:.1}");
+    line(
+        "mean latency ms",
+        x.latency_mean_ms,
+        y.latency_mean_ms,
+        &ms,
+        change(x.latency_mean_ms, y.latency_mean_ms),
+    );
+    line(
+        "p99 latency ms",
+        x.latency_p99_ms,
+        y.latency_p99_ms,
+        &ms,
+        change(x.latency_p99_ms, y.latency_p99_ms),
+    );
+    line(
+        "icp+htcp sent",
+        (x.icp_sent + x.htcp_sent) as f64,
+        (y.icp_sent + y.htcp_sent) as f64,
+        &|v| format!("{v:.0}"),
+        change(
+            (x.icp_sent + x.htcp_sent) as f64,
+            (y.icp_sent + y.htcp_sent) as f64,
+        ),
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
