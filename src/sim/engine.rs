@@ -215,9 +215,7 @@ impl<'m> Engine<'m> {
         let looped = self.chain.contains(&at);
         self.chain.push(at);
         let node = &mut self.nodes[at];
-        let start = arrive.max(node.busy_until_ms);
-        let ready = start + node.service_ms;
-        node.busy_until_ms = ready;
+        let ready = node.serve(arrive);
         if let Some(held) = node.store.peek(object) {
             if is_fresh(&held.times, unix(epoch, ready)) {
                 node.store.touch(object);
@@ -417,9 +415,7 @@ impl<'m> Engine<'m> {
             let got = if source.only_if_cached {
                 // A sibling without allow-miss: only what it holds fresh.
                 let node = &mut self.nodes[peer];
-                let start = arrive.max(node.busy_until_ms);
-                let ready = start + node.service_ms;
-                node.busy_until_ms = ready;
+                let ready = node.serve(arrive);
                 match node.store.peek(object) {
                     Some(held) if is_fresh(&held.times, unix(epoch, ready)) => {
                         node.store.touch(object);
