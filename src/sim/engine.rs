@@ -19,6 +19,7 @@
 //! (no revalidation), nothing fails but what the mesh cannot reach, and
 //! digests are exact (no false hits).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,8 @@ pub struct Options {
 }
 
 struct Object {
-    url: Box<str>,
+    /// Shared, so a request holds it without copying it.
+    url: std::rc::Rc<str>,
     last_modified: u64,
 }
 
@@ -92,6 +94,9 @@ pub struct Engine<'m> {
     /// Nodes a request is passing through (loop detection, as Via does).
     chain: Vec<usize>,
     replies: Vec<(f64, Reply)>,
+    /// The node of each client address seen (grows with clients, not
+    /// with the trace).
+    clients: HashMap<std::net::IpAddr, Option<usize>>,
     /// Replies after their round's end: (when, peer, RTT ms).
     late: Vec<(f64, usize, u64)>,
     unrouted: u64,
@@ -131,6 +136,7 @@ impl<'m> Engine<'m> {
             chain: Vec::new(),
             replies: Vec::new(),
             late: Vec::new(),
+            clients: HashMap::new(),
             unrouted: 0,
         })
     }
@@ -161,7 +167,12 @@ impl<'m> Engine<'m> {
     /// Replays one trace request.
     pub fn request(&mut self, r: &TraceRequest) {
         let epoch = *self.epoch.get_or_insert(r.time);
-        let Some(at) = self.mesh.node_for_client(r.client) else {
+        let mesh = self.mesh;
+        let at = *self
+            .clients
+            .entry(r.client)
+            .or_insert_with(|| mesh.node_for_client(r.client));
+        let Some(at) = at else {
             self.unrouted += 1;
             return;
         };
@@ -291,18 +302,23 @@ impl<'m> Engine<'m> {
     /// query round (if any) ended, and the URL's host; `None` for a URL
     /// that is not absolute (fetched direct).
     #[allow(clippy::too_many_arguments)]
-    fn select(
+    fn select<'u>(
         &mut self,
         at: usize,
         object: u32,
         head: bool,
         client: std::net::IpAddr,
-        url: &str,
+        url: &'u str,
         looped: bool,
         ready: f64,
-    ) -> Option<(Vec<Source>, f64, String)> {
+    ) -> Option<(Vec<Source>, f64, Cow<'u, str>)> {
         let parts = UrlParts::split(url)?;
-        let host = parts.host.to_ascii_lowercase();
+        // The access check's host is lower-case (Squid keeps it so).
+        let host: Cow<'u, str> = if parts.host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(parts.host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(parts.host)
+        };
         let method = if head { "HEAD" } else { "GET" };
         let config = self.nodes[at].config;
         let access = access::Request {
