@@ -44,6 +44,9 @@ use crate::peers::select::{
     direct, hierarchical, queries_wanted, stoplisted, SelectRequest, Source,
 };
 
+/// How many client addresses' nodes are remembered.
+const CLIENT_CACHE: usize = 1 << 16;
+
 /// Options of a run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -94,8 +97,8 @@ pub struct Engine<'m> {
     /// Nodes a request is passing through (loop detection, as Via does).
     chain: Vec<usize>,
     replies: Vec<(f64, Reply)>,
-    /// The node of each client address seen (grows with clients, not
-    /// with the trace).
+    /// The node of client addresses seen lately (cleared when it holds
+    /// [`CLIENT_CACHE`] of them: memory must not grow with the trace).
     clients: HashMap<std::net::IpAddr, Option<usize>>,
     /// Replies after their round's end: (when, peer, RTT ms).
     late: Vec<(f64, usize, u64)>,
@@ -168,6 +171,9 @@ impl<'m> Engine<'m> {
     pub fn request(&mut self, r: &TraceRequest) {
         let epoch = *self.epoch.get_or_insert(r.time);
         let mesh = self.mesh;
+        if self.clients.len() >= CLIENT_CACHE {
+            self.clients.clear();
+        }
         let at = *self
             .clients
             .entry(r.client)
