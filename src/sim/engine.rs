@@ -230,9 +230,19 @@ impl<'m> Engine<'m> {
     ) -> Served {
         let epoch = self.epoch.unwrap_or(0.0);
         let looped = self.chain.contains(&at);
-        self.chain.push(at);
         let node = &mut self.nodes[at];
         let ready = node.serve(arrive);
+        // A loop the config keeps forwarding (never_direct) would never
+        // end: it fails after twice as many hops as the mesh has nodes.
+        if self.chain.len() >= 2 * self.mesh.nodes.len() {
+            return Served {
+                class: Class::Failed,
+                done_ms: ready,
+                bytes_hops: 0.0,
+                birth: 0,
+            };
+        }
+        self.chain.push(at);
         if let Some(held) = node.store.peek(object) {
             if is_fresh(&held.times, unix(epoch, ready)) {
                 node.store.touch(object);

@@ -403,3 +403,16 @@ fn every_run_passes_the_conservation_checks() {
     assert_eq!(s.requests, s.hits() + s.misses + s.failed);
     assert_eq!(report.total.requests, 200);
 }
+
+#[test]
+fn a_forwarding_loop_fails_instead_of_recursing() {
+    // a and b are each other's parent and may not go direct: a request
+    // goes round until the hop limit (2 x 2 nodes), then fails.
+    let conf = |other: &str| {
+        format!("cache_mem 1 MB\nnever_direct allow all\ncache_peer {other} parent 3128 0 no-query\n")
+    };
+    let (_dir, mesh) = mesh("loop", PAIR, &[("a", &conf("10.0.0.2")), ("b", &conf("10.0.0.1"))]);
+    let (_, report) = run(&mesh, Options::default(), &[get(0.0, "10.1.0.1", "/x", 100)]);
+    let a = node(&report, "a");
+    assert_eq!((a.requests, a.failed, a.origin_requests), (1, 1, 0));
+}
