@@ -8,7 +8,8 @@ struct Dir(PathBuf);
 
 impl Dir {
     fn new(tag: &str) -> Dir {
-        let path = std::env::temp_dir().join(format!("cuttle-simulate-{tag}-{}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("cuttle-simulate-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&path).unwrap();
         Dir(path)
     }
@@ -74,7 +75,11 @@ fn simulate_prints_a_table_json_a_comparison_and_a_chart() {
 
     let out = cuttle(&[&siblings, &trace]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let total = stdout.lines().find(|l| l.starts_with("total")).unwrap();
     // 3 requests; a: one sibling hit (ICP), one local hit; b: a miss.
     assert!(total.split_whitespace().nth(1) == Some("3"), "{stdout}");
@@ -103,16 +108,26 @@ fn simulate_prints_a_table_json_a_comparison_and_a_chart() {
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("B vs A") && stdout.contains("parent.toml"), "{stdout}");
+    assert!(
+        stdout.contains("B vs A") && stdout.contains("parent.toml"),
+        "{stdout}"
+    );
     let chart = std::fs::read_to_string(&svg).unwrap();
-    assert!(chart.starts_with("<svg") && chart.contains("hit ratio %"), "{chart}");
+    assert!(
+        chart.starts_with("<svg") && chart.contains("hit ratio %"),
+        "{chart}"
+    );
 }
 
 #[test]
 fn a_bad_mesh_exits_1_naming_the_file() {
     let dir = Dir::new("bad");
     let mesh = dir.0.join("mesh.toml");
-    std::fs::write(&mesh, "[nodes.a]\nconfig = \"missing.conf\"\naddress = \"10.0.0.1\"\n").unwrap();
+    std::fs::write(
+        &mesh,
+        "[nodes.a]\nconfig = \"missing.conf\"\naddress = \"10.0.0.1\"\n",
+    )
+    .unwrap();
     let trace = dir.0.join("access.log");
     std::fs::write(&trace, TRACE).unwrap();
     let out = cuttle(&[&mesh, &trace]);

@@ -33,8 +33,16 @@ pub fn svg(runs: &[Report]) -> String {
             |r| r.bytes_hops / 1048576.0,
             |v| format!("{v:.1}"),
         ),
-        ("mean latency ms", |r| r.latency_mean_ms, |v| format!("{v:.1}")),
-        ("p99 latency ms", |r| r.latency_p99_ms, |v| format!("{v:.1}")),
+        (
+            "mean latency ms",
+            |r| r.latency_mean_ms,
+            |v| format!("{v:.1}"),
+        ),
+        (
+            "p99 latency ms",
+            |r| r.latency_p99_ms,
+            |v| format!("{v:.1}"),
+        ),
     ];
     let bar_w = 36.0;
     let group_w = bar_w * runs.len().max(1) as f64 + 40.0;
@@ -51,10 +59,7 @@ pub fn svg(runs: &[Report]) -> String {
     let base = top + chart_h;
     for (f, (label, value, show)) in figures.iter().enumerate() {
         let x0 = 40.0 + group_w * f as f64;
-        let max = runs
-            .iter()
-            .map(|r| value(&r.total))
-            .fold(0.0_f64, f64::max);
+        let max = runs.iter().map(|r| value(&r.total)).fold(0.0_f64, f64::max);
         for (i, run) in runs.iter().enumerate() {
             let v = value(&run.total);
             let h = if max > 0.0 { v / max * chart_h } else { 0.0 };

@@ -582,8 +582,7 @@ impl<'m> Engine<'m> {
                     .allowed()
             };
             let opcode = if htcp {
-                if answerer.config.htcp_port.value == 0 || !rule_of(&answerer.config.htcp_access)
-                {
+                if answerer.config.htcp_port.value == 0 || !rule_of(&answerer.config.htcp_access) {
                     continue;
                 }
                 match held {

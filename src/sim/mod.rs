@@ -16,5 +16,5 @@ mod tests;
 
 pub use engine::{Engine, Options};
 pub use mesh::{ClientRange, Kind, Link, Mesh, Node};
-pub use trace::{AccessLogReader, SkipCounts, Skipped, TraceRequest};
 pub use report::{NodeStats, Report, Row};
+pub use trace::{AccessLogReader, SkipCounts, Skipped, TraceRequest};

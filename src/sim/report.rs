@@ -292,7 +292,10 @@ pub fn compare_lines(a: &Report, b: &Report) -> String {
             format!("{:+.1}%", (to - from) / from * 100.0)
         }
     };
-    let mut out = format!("\n{:<18} {:>14} {:>14} {:>9}\n", "total", "A", "B", "B vs A");
+    let mut out = format!(
+        "\n{:<18} {:>14} {:>14} {:>9}\n",
+        "total", "A", "B", "B vs A"
+    );
     let mut line = |name: &str, va: f64, vb: f64, shown: &dyn Fn(f64) -> String, delta: String| {
         out.push_str(&format!(
             "{:<18} {:>14} {:>14} {:>9}\n",
@@ -362,7 +365,11 @@ mod tests {
         for ms in 1..=100 {
             l.add(f64::from(ms));
         }
-        assert!((l.quantile_ms(0.5) - 50.0).abs() < 0.05, "{}", l.quantile_ms(0.5));
+        assert!(
+            (l.quantile_ms(0.5) - 50.0).abs() < 0.05,
+            "{}",
+            l.quantile_ms(0.5)
+        );
         assert!((l.quantile_ms(0.99) - 99.0).abs() < 0.1);
         assert!((l.mean_ms() - 50.5).abs() < 1e-9);
     }

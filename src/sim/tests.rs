@@ -130,9 +130,21 @@ fn a_line_of_child_parent_and_origin_worked_by_hand() {
     assert_eq!(child.bytes_hops, 7000.0);
     // (123 + 1 + 124 + 23) / 4 = 67.75; sorted 1, 23, 123, 124: the median
     // (2nd) is 23, p99 (4th) is 124.
-    assert!(close(child.latency_mean_ms, 67.75), "{}", child.latency_mean_ms);
-    assert!(close(child.latency_p50_ms, 23.0), "{}", child.latency_p50_ms);
-    assert!(close(child.latency_p99_ms, 124.0), "{}", child.latency_p99_ms);
+    assert!(
+        close(child.latency_mean_ms, 67.75),
+        "{}",
+        child.latency_mean_ms
+    );
+    assert!(
+        close(child.latency_p50_ms, 23.0),
+        "{}",
+        child.latency_p50_ms
+    );
+    assert!(
+        close(child.latency_p99_ms, 124.0),
+        "{}",
+        child.latency_p99_ms
+    );
     assert_eq!(report.total.bytes_hops, 7000.0);
     assert_eq!(report.total.origin_bytes, 3000);
 }
@@ -308,7 +320,11 @@ fn origin_via_routes_the_fetch_through_another_node() {
         &toml,
         &[("a", "cache_mem 1 MB\n"), ("b", "cache_mem 1 MB\n")],
     );
-    let (_, report) = run(&mesh, Options::default(), &[get(0.0, "10.1.0.1", "/x", 100)]);
+    let (_, report) = run(
+        &mesh,
+        Options::default(),
+        &[get(0.0, "10.1.0.1", "/x", 100)],
+    );
     let a = node(&report, "a");
     assert_eq!(a.origin_requests, 1);
     assert_eq!(a.bytes_hops, 200.0);
@@ -354,14 +370,22 @@ latency_ms = 1
     let mut trace = Vec::new();
     for round in 0..2 {
         for i in 0..20 {
-            trace.push(get(f64::from(round * 20 + i), "10.1.0.1", &format!("/{i}"), 100));
+            trace.push(get(
+                f64::from(round * 20 + i),
+                "10.1.0.1",
+                &format!("/{i}"),
+                100,
+            ));
         }
     }
     let (_, report) = run(&mesh, Options::default(), &trace);
     let (p1, p2) = (node(&report, "p1"), node(&report, "p2"));
     // Both parents got some URLs, and the second round found each URL at
     // the parent that fetched it: 20 parent hits, 20 origin fetches.
-    assert!(p1.origin_requests > 0 && p2.origin_requests > 0, "{report:?}");
+    assert!(
+        p1.origin_requests > 0 && p2.origin_requests > 0,
+        "{report:?}"
+    );
     assert_eq!(p1.origin_requests + p2.origin_requests, 20);
     assert_eq!(node(&report, "c").hit_ratio_parent, 0.5);
 }
@@ -396,7 +420,14 @@ fn every_run_passes_the_conservation_checks() {
         ],
     );
     let trace: Vec<TraceRequest> = (0..200u32)
-        .map(|i| get(f64::from(i), "10.1.0.1", &format!("/{}", i * 7 % 13), 300 + u64::from(i)))
+        .map(|i| {
+            get(
+                f64::from(i),
+                "10.1.0.1",
+                &format!("/{}", i * 7 % 13),
+                300 + u64::from(i),
+            )
+        })
         .collect();
     let (engine, report) = run(&mesh, Options::default(), &trace);
     let s = &engine.stats()[0];
@@ -409,10 +440,20 @@ fn a_forwarding_loop_fails_instead_of_recursing() {
     // a and b are each other's parent and may not go direct: a request
     // goes round until the hop limit (2 x 2 nodes), then fails.
     let conf = |other: &str| {
-        format!("cache_mem 1 MB\nnever_direct allow all\ncache_peer {other} parent 3128 0 no-query\n")
+        format!(
+            "cache_mem 1 MB\nnever_direct allow all\ncache_peer {other} parent 3128 0 no-query\n"
+        )
     };
-    let (_dir, mesh) = mesh("loop", PAIR, &[("a", &conf("10.0.0.2")), ("b", &conf("10.0.0.1"))]);
-    let (_, report) = run(&mesh, Options::default(), &[get(0.0, "10.1.0.1", "/x", 100)]);
+    let (_dir, mesh) = mesh(
+        "loop",
+        PAIR,
+        &[("a", &conf("10.0.0.2")), ("b", &conf("10.0.0.1"))],
+    );
+    let (_, report) = run(
+        &mesh,
+        Options::default(),
+        &[get(0.0, "10.1.0.1", "/x", 100)],
+    );
     let a = node(&report, "a");
     assert_eq!((a.requests, a.failed, a.origin_requests), (1, 1, 0));
 }
