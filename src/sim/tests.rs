@@ -457,3 +457,46 @@ fn a_forwarding_loop_fails_instead_of_recursing() {
     let a = node(&report, "a");
     assert_eq!((a.requests, a.failed, a.origin_requests), (1, 1, 0));
 }
+
+#[test]
+fn htcp_siblings_find_each_others_objects_and_htcp_access_refuses_silently() {
+    // Siblings 1 ms apart queried with HTCP TST (the `htcp` option); the
+    // round trip (2 ms) is inside the 5 ms floor, so the first round counts.
+    let sib = |other: &str, access: &str| {
+        format!(
+            "icp_port 3130\nhtcp_port 4827\n{access}digest_generation off\ncache_mem 1 MB\n\
+             cache_peer {other} sibling 3128 4827 htcp\n"
+        )
+    };
+    let toml = PAIR.replace("\nlatency_ms = 5\n", "\nlatency_ms = 1\n");
+    let trace = [
+        get(0.0, "10.2.0.1", "/x", 1000),
+        get(10.0, "10.1.0.1", "/x", 1000),
+    ];
+    let allow = "htcp_access allow all\n";
+    let (_dir, mesh) = mesh(
+        "htcp",
+        &toml,
+        &[
+            ("a", &sib("10.0.0.2", allow)),
+            ("b", &sib("10.0.0.1", allow)),
+        ],
+    );
+    let (_, report) = run(&mesh, Options::default(), &trace);
+    let (a, b) = (node(&report, "a"), node(&report, "b"));
+    assert_eq!(a.hit_ratio_sibling, 1.0, "{report:#?}");
+    // A TST and a reply each; no ICP.
+    assert_eq!((a.htcp_sent, b.htcp_sent, a.icp_sent), (2, 2, 0));
+    // Without htcp_access (deny): no reply at all, the wait runs out.
+    let (_dir2, denied) = super::tests::mesh(
+        "htcp-denied",
+        &toml,
+        &[("a", &sib("10.0.0.2", "")), ("b", &sib("10.0.0.1", ""))],
+    );
+    let (_, report) = run(&denied, Options::default(), &trace);
+    let (a, b) = (node(&report, "a"), node(&report, "b"));
+    assert_eq!(a.hit_ratio_sibling, 0.0);
+    assert_eq!((a.htcp_sent, b.htcp_sent), (1, 1));
+    // 0.5 service + 5 ms (the wait runs out) + 100 to the origin.
+    assert!(close(a.latency_mean_ms, 105.5), "{}", a.latency_mean_ms);
+}
