@@ -30,7 +30,7 @@ use http::StatusCode;
 use super::mesh::Mesh;
 use super::node::{Digest, SimNode, View};
 use super::report::{check_conservation, NodeStats, Report, Row};
-use super::store::Held;
+use super::store::{Held, Holdings};
 use super::topology::Topology;
 use super::trace::{SkipCounts, TraceRequest};
 use crate::access::{self, Verdict};
@@ -89,6 +89,8 @@ pub struct Engine<'m> {
     topology: Topology,
     nodes: Vec<SimNode<'m>>,
     stats: Vec<NodeStats>,
+    /// What every node holds (the stores' entries, object by object).
+    holdings: Holdings,
     ids: HashMap<[u8; 16], u32>,
     objects: Vec<Object>,
     clock: Instant,
@@ -132,6 +134,7 @@ impl<'m> Engine<'m> {
             topology,
             nodes,
             stats: vec![NodeStats::default(); mesh.nodes.len()],
+            holdings: Holdings::new(mesh.nodes.len()),
             ids: HashMap::new(),
             objects: Vec::new(),
             clock,
@@ -208,9 +211,9 @@ impl<'m> Engine<'m> {
     }
 
     fn rebuild_digests(&mut self, now_ms: f64) {
-        for node in &mut self.nodes {
+        for (i, node) in self.nodes.iter_mut().enumerate() {
             if node.config.digest_generation.value && now_ms >= node.next_digest_ms {
-                node.digest = Digest::of(&node.store);
+                node.digest = Digest::of(&self.holdings, i);
                 let period = node.config.digest_rebuild_period.value.as_secs_f64() * 1000.0;
                 node.next_digest_ms = now_ms + period.max(1.0);
             }
@@ -243,9 +246,9 @@ impl<'m> Engine<'m> {
             };
         }
         self.chain.push(at);
-        if let Some(held) = node.store.peek(object) {
+        if let Some(held) = node.store.peek(&self.holdings, object) {
             if is_fresh(&held.times, unix(epoch, ready)) {
-                node.store.touch(object);
+                node.store.touch(&self.holdings, object);
                 self.chain.pop();
                 return Served {
                     class: Class::Local,
@@ -279,7 +282,9 @@ impl<'m> Engine<'m> {
             &Rule::for_url(config, &url),
             exchange,
         );
-        self.nodes[at].store.insert(object, Held { size, times });
+        self.nodes[at]
+            .store
+            .insert(&mut self.holdings, object, Held { size, times });
         s
     }
 
@@ -448,9 +453,9 @@ impl<'m> Engine<'m> {
                 // A sibling without allow-miss: only what it holds fresh.
                 let node = &mut self.nodes[peer];
                 let ready = node.serve(arrive);
-                match node.store.peek(object) {
+                match node.store.peek(&self.holdings, object) {
                     Some(held) if is_fresh(&held.times, unix(epoch, ready)) => {
-                        node.store.touch(object);
+                        node.store.touch(&self.holdings, object);
                         Served {
                             class: Class::Sibling,
                             done_ms: ready,
@@ -572,7 +577,7 @@ impl<'m> Engine<'m> {
                 continue;
             }
             let answerer = &self.nodes[peer];
-            let held = answerer.store.peek(object);
+            let held = answerer.store.peek(&self.holdings, object);
             let mut asking = req.access;
             asking.client = from;
             asking.local_ip = None;

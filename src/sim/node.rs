@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use super::mesh::Mesh;
-use super::store::SimStore;
+use super::store::{Holdings, SimStore};
 use crate::config::{CachePeer, Config};
 use crate::peers::core::{Effect, Health, PeerId, PeerInfo, PeerView, Timing};
 use crate::peers::select::HashParents;
@@ -40,9 +40,10 @@ pub struct Digest {
 }
 
 impl Digest {
-    pub fn of(store: &SimStore) -> Digest {
+    /// The objects node `node` holds now.
+    pub fn of(table: &Holdings, node: usize) -> Digest {
         let mut bits = Vec::new();
-        for (object, _) in store.held_objects() {
+        for object in table.held_by(node) {
             let word = object as usize / 64;
             if bits.len() <= word {
                 bits.resize(word + 1, 0);
@@ -135,7 +136,7 @@ impl<'m> SimNode<'m> {
             config,
             address: node.address,
             service_ms: node.service_ms,
-            store: SimStore::of(config),
+            store: SimStore::of(config, index),
             peers,
             hashes: HashParents::default(),
             timing: Timing::of(config),

@@ -3,7 +3,9 @@
 //! without cache_dir caches in memory, `cache_mem`), evicting with the
 //! replacement policy the config names through the real store's policy
 //! code (`store::Policy`). Objects are numbered by the engine (one number
-//! per store key), so an entry is a slot in a vector: no hashing here.
+//! per store key), and what every node holds lives in one object-major
+//! table ([`Holdings`]): a request that asks several nodes about one
+//! object (a query round, a parent chain) reads neighbouring memory.
 
 use crate::config::Config;
 use crate::store::{self, new_policy, Policy, Times};
@@ -15,13 +17,92 @@ pub struct Held {
     pub times: Times,
 }
 
+/// One node's entry for one object: 16 bytes, `size == EMPTY` when none.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    size: u32,
+    date: u32,
+    expires: u32,
+    last_modified: u32,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+const NONE: Slot = Slot {
+    size: EMPTY,
+    date: 0,
+    expires: 0,
+    last_modified: 0,
+};
+
+/// What every node holds of every object, object by object.
+#[derive(Debug, Clone)]
+pub struct Holdings {
+    nodes: usize,
+    slots: Vec<Slot>,
+}
+
+impl Holdings {
+    pub fn new(nodes: usize) -> Holdings {
+        Holdings {
+            nodes: nodes.max(1),
+            slots: Vec::new(),
+        }
+    }
+
+    fn index(&self, node: usize, object: u32) -> usize {
+        object as usize * self.nodes + node
+    }
+
+    pub fn get(&self, node: usize, object: u32) -> Option<Held> {
+        let slot = self.slots.get(self.index(node, object))?;
+        (slot.size != EMPTY).then_some(Held {
+            size: u64::from(slot.size),
+            times: Times {
+                date: slot.date,
+                expires: slot.expires,
+                last_modified: slot.last_modified,
+            },
+        })
+    }
+
+    fn set(&mut self, node: usize, object: u32, held: Option<Held>) {
+        let i = self.index(node, object);
+        if self.slots.len() <= i {
+            let objects = object as usize + 1;
+            self.slots.resize(objects * self.nodes, NONE);
+        }
+        self.slots[i] = match held {
+            Some(h) => Slot {
+                size: h.size as u32,
+                date: h.times.date,
+                expires: h.times.expires,
+                last_modified: h.times.last_modified,
+            },
+            None => NONE,
+        };
+    }
+
+    /// The objects `node` holds.
+    pub fn held_by(&self, node: usize) -> impl Iterator<Item = u32> + '_ {
+        self.slots
+            .iter()
+            .skip(node)
+            .step_by(self.nodes)
+            .enumerate()
+            .filter(|(_, s)| s.size != EMPTY)
+            .map(|(i, _)| i as u32)
+    }
+}
+
 pub struct SimStore {
+    node: usize,
     capacity: u64,
     used: u64,
     /// Objects larger than this are not stored (maximum_object_size, and a
-    /// memory-only node's maximum_object_size_in_memory).
+    /// memory-only node's maximum_object_size_in_memory; never 4 GiB or
+    /// more, the table's limit).
     max_object: u64,
-    entries: Vec<Option<Held>>,
     policy: Box<dyn Policy>,
     held: usize,
 }
@@ -40,7 +121,7 @@ impl SimStore {
     /// The store `config` describes: its cache_dirs' total size with
     /// cache_replacement_policy, or, with no cache_dir, cache_mem with
     /// memory_replacement_policy (as the proxy's store opens).
-    pub fn of(config: &Config) -> SimStore {
+    pub fn of(config: &Config, node: usize) -> SimStore {
         let specs = store::specs_from_config(config);
         let (capacity, policy, mut max_object) = if specs.is_empty() {
             (
@@ -56,28 +137,28 @@ impl SimStore {
             )
         };
         max_object = max_object.min(config.maximum_object_size.value);
-        SimStore::new(capacity, max_object, new_policy(policy))
+        SimStore::new(node, capacity, max_object, new_policy(policy))
     }
 
-    fn new(capacity: u64, max_object: u64, policy: Box<dyn Policy>) -> SimStore {
+    fn new(node: usize, capacity: u64, max_object: u64, policy: Box<dyn Policy>) -> SimStore {
         SimStore {
+            node,
             capacity,
             used: 0,
-            max_object,
-            entries: Vec::new(),
+            max_object: max_object.min(u64::from(EMPTY - 1)),
             policy,
             held: 0,
         }
     }
 
     /// What the store holds of `object`, without counting it as a use.
-    pub fn peek(&self, object: u32) -> Option<Held> {
-        self.entries.get(object as usize).copied().flatten()
+    pub fn peek(&self, table: &Holdings, object: u32) -> Option<Held> {
+        table.get(self.node, object)
     }
 
     /// `object` was served from here (the policy learns of the use).
-    pub fn touch(&mut self, object: u32) {
-        if self.peek(object).is_some() {
+    pub fn touch(&mut self, table: &Holdings, object: u32) {
+        if self.peek(table, object).is_some() {
             self.policy.touch(object);
         }
     }
@@ -85,8 +166,8 @@ impl SimStore {
     /// Stores `object` (replacing what was held of it), evicting by the
     /// policy until it fits. Returns whether it was stored (too big for the
     /// store or for maximum_object_size: not).
-    pub fn insert(&mut self, object: u32, held: Held) -> bool {
-        self.remove(object);
+    pub fn insert(&mut self, table: &mut Holdings, object: u32, held: Held) -> bool {
+        self.remove(table, object);
         if held.size > self.max_object || held.size > self.capacity {
             return false;
         }
@@ -95,15 +176,13 @@ impl SimStore {
                 break;
             };
             self.policy.evict(victim);
-            if let Some(old) = self.take(victim) {
+            if let Some(old) = table.get(self.node, victim) {
+                table.set(self.node, victim, None);
                 self.used -= old.size;
+                self.held -= 1;
             }
         }
-        let slot = object as usize;
-        if self.entries.len() <= slot {
-            self.entries.resize(slot + 1, None);
-        }
-        self.entries[slot] = Some(held);
+        table.set(self.node, object, Some(held));
         self.used += held.size;
         self.held += 1;
         self.policy.insert(object, held.size);
@@ -111,27 +190,13 @@ impl SimStore {
     }
 
     /// Drops `object` if held.
-    pub fn remove(&mut self, object: u32) {
-        if let Some(old) = self.take(object) {
+    pub fn remove(&mut self, table: &mut Holdings, object: u32) {
+        if let Some(old) = table.get(self.node, object) {
+            table.set(self.node, object, None);
             self.used -= old.size;
+            self.held -= 1;
             self.policy.remove(object);
         }
-    }
-
-    fn take(&mut self, object: u32) -> Option<Held> {
-        let old = self.entries.get_mut(object as usize)?.take();
-        if old.is_some() {
-            self.held -= 1;
-        }
-        old
-    }
-
-    /// Every object held (for a digest rebuild).
-    pub fn held_objects(&self) -> impl Iterator<Item = (u32, Held)> + '_ {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter_map(|(i, h)| h.map(|h| (i as u32, h)))
     }
 
     pub fn used(&self) -> u64 {
@@ -165,18 +230,22 @@ mod tests {
 
     #[test]
     fn evicts_by_the_policy_until_the_new_object_fits() {
-        let mut s = SimStore::new(300, u64::MAX, new_policy(ReplacementPolicy::Lru));
-        assert!(s.insert(0, held(100)));
-        assert!(s.insert(1, held(100)));
-        assert!(s.insert(2, held(100)));
-        s.touch(0);
-        assert!(s.insert(3, held(150)));
+        let mut t = Holdings::new(2);
+        let mut s = SimStore::new(1, 300, u64::MAX, new_policy(ReplacementPolicy::Lru));
+        assert!(s.insert(&mut t, 0, held(100)));
+        assert!(s.insert(&mut t, 1, held(100)));
+        assert!(s.insert(&mut t, 2, held(100)));
+        s.touch(&t, 0);
+        assert!(s.insert(&mut t, 3, held(150)));
         // LRU: 1 then 2 leave; 0 was used last.
-        assert_eq!(s.peek(1), None);
-        assert_eq!(s.peek(2), None);
-        assert!(s.peek(0).is_some() && s.peek(3).is_some());
+        assert_eq!(s.peek(&t, 1), None);
+        assert_eq!(s.peek(&t, 2), None);
+        assert!(s.peek(&t, 0).is_some() && s.peek(&t, 3).is_some());
         assert_eq!((s.used(), s.len()), (250, 2));
-        assert!(!s.insert(4, held(301)), "bigger than the store");
+        assert!(!s.insert(&mut t, 4, held(301)), "bigger than the store");
         assert_eq!(s.used(), 250);
+        // Node 0's column is its own.
+        assert_eq!(t.get(0, 0), None);
+        assert_eq!(t.held_by(1).collect::<Vec<_>>(), [0, 3]);
     }
 }
