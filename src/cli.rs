@@ -15,6 +15,7 @@ use cuttle::store::{RebuildReport, Store, StoreError, VerifyReport};
 
 mod digest;
 use digest::DigestCommand;
+mod simulate;
 mod trace;
 
 /// The config `-k` reads without `-f`, as squid does.
@@ -145,6 +146,8 @@ Exits 0 when the file has no errors (warnings allowed), 1 otherwise.")]
     /// Make traces (Squid access.logs) for `cuttle simulate` and the mesh lab.
     #[command(subcommand)]
     Trace(trace::TraceCommand),
+    /// Replay access logs over a mesh of squid.confs on a virtual clock.
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,6 +375,7 @@ impl Cli {
             Command::Store(StoreCommand::Verify(args)) => store_verify(&args.dir),
             Command::Store(StoreCommand::Ls(args)) => store_ls(&args.dir),
             Command::Trace(command) => trace::run(&command),
+            Command::Simulate(args) => simulate::simulate(&args),
         }
     }
 }

@@ -483,6 +483,12 @@ fn tst_hit(
     fresh_for(&times, &headers, now).then_some(times)
 }
 
+/// Whether a TST without request headers finds an object with `times`
+/// at `now` (the simulator's HTCP answers).
+pub fn tst_finds(times: &Times, now: u64) -> bool {
+    fresh_for(times, &HeaderMap::new(), now)
+}
+
 /// Fresh [`HIT_FRESH_MARGIN_SECS`] from `now` for a request with `headers`.
 fn fresh_for(times: &Times, headers: &HeaderMap, now: u64) -> bool {
     let req = RequestDirectives::parse(headers);

@@ -394,9 +394,7 @@ pub fn decide<'d>(
         .then(|| facts.netdb.and_then(|db| db.lookup(parts.host)))
         .flatten();
     if let Some(times) = peek(&store_key(KeyMethod::Get, url)) {
-        if facts.config.icp_hit_stale.value
-            || is_fresh(&times, facts.now.saturating_add(HIT_FRESH_MARGIN_SECS))
-        {
+        if answers_hit(facts.config, &times, facts.now) {
             return reply(Opcode::Hit, src_rtt);
         }
     }
@@ -406,6 +404,13 @@ pub fn decide<'d>(
         return reply(Opcode::MissNoFetch, src_rtt);
     }
     reply(Opcode::Miss, src_rtt)
+}
+
+/// Whether an object with `times` held at `now` is a HIT for an allowed
+/// query: fresh [`HIT_FRESH_MARGIN_SECS`] from now, or any age with
+/// `icp_hit_stale on` (the simulator answers its queries with this too).
+pub fn answers_hit(config: &Config, times: &Times, now: u64) -> bool {
+    config.icp_hit_stale.value || is_fresh(times, now.saturating_add(HIT_FRESH_MARGIN_SECS))
 }
 
 /// A datagram `icp::parse` refused: a QUERY whose header is sound but whose

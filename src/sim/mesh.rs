@@ -9,12 +9,17 @@
 //! clients = ["10.1.0.0/16"]       # trace client addresses served by this node
 //! kind = "cuttle"                 # or "squid" (which program the mesh lab starts)
 //! origin_via = "igr1"             # reach the origin through this node (default: directly)
+//! service_ms = 0.5                # per-request service time (FIFO), simulator only
 //! [[links]]
 //! a = "pop1"
 //! b = "igr1"
 //! latency_ms = 4
-//! bandwidth_mbps = 1000
+//! bandwidth_mbps = 1000           # optional: no transfer time on the link without it
 //! ```
+//!
+//! `origin_bandwidth_mbps` (top level, optional) is the bandwidth of each
+//! node's own path to the origin. Hops between nodes are the links of the
+//! shortest-latency path (see `topology`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -61,6 +66,16 @@ struct NodeFile {
     kind: Kind,
     #[serde(default)]
     origin_via: Option<String>,
+    #[serde(default = "default_service_ms")]
+    service_ms: f64,
+}
+
+/// A proxy's own time per request when the mesh file says nothing: small
+/// beside any link latency.
+pub const DEFAULT_SERVICE_MS: f64 = 0.5;
+
+fn default_service_ms() -> f64 {
+    DEFAULT_SERVICE_MS
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +151,8 @@ pub struct Node {
     /// The node through which this one reaches the origin (`None`:
     /// directly, one hop plus the origin latency).
     pub origin_via: Option<usize>,
+    /// The node's service time per request in the simulator (FIFO).
+    pub service_ms: f64,
 }
 
 /// A link between two nodes (indexes into [`Mesh::nodes`]).
@@ -196,6 +213,12 @@ impl Mesh {
                 .map(|c| ClientRange::parse(c))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("{}: node {name}: clients: {e}", path.display()))?;
+            if !(node.service_ms.is_finite() && node.service_ms >= 0.0) {
+                return Err(format!(
+                    "{}: node {name}: service_ms must be 0 or more",
+                    path.display()
+                ));
+            }
             let origin_via = match &node.origin_via {
                 Some(via) => Some(index(via, &format!("node {name}'s origin_via"))?),
                 None => None,
@@ -208,6 +231,7 @@ impl Mesh {
                 clients,
                 kind: node.kind,
                 origin_via,
+                service_ms: node.service_ms,
             });
         }
         let mut links = Vec::with_capacity(file.links.len());

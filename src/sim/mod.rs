@@ -2,9 +2,20 @@
 //! virtual clock, driving the same decision code the proxy runs (peer
 //! selection's sans-IO core, freshness, the store's replacement policy).
 
+pub mod chart;
+pub mod engine;
 pub mod generate;
 pub mod mesh;
+pub mod node;
+pub mod report;
+pub mod store;
+pub mod topology;
 pub mod trace;
 
+#[cfg(test)]
+mod tests;
+
+pub use engine::{Engine, Options};
 pub use mesh::{ClientRange, Kind, Link, Mesh, Node};
+pub use report::{NodeStats, Report, Row};
 pub use trace::{AccessLogReader, SkipCounts, Skipped, TraceRequest};

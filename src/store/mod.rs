@@ -31,6 +31,7 @@ use std::sync::Arc;
 pub use bytes::Bytes;
 pub use dir::{DirSpec, DirWriter, DATA_FILE, DEFAULT_SLOT_SIZE, MEMORY_PATH};
 pub use layout::Times;
+pub(crate) use policy::{new_policy, Policy};
 
 use crate::config::{self, ReplacementPolicy};
 use dir::{Dir, StoreShared};

@@ -225,6 +225,10 @@ pub fn queries_wanted(direct: Direct, req: &SelectRequest<'_>) -> bool {
 /// The peer's type for this host after `neighbor_type_domain` (the last
 /// matching line wins, as Squid walks the list keeping the last match).
 pub fn peer_type_for(p: &CachePeer, host: &str) -> PeerType {
+    // Most peers have no neighbor_type_domain: no host to fold then.
+    if p.type_domains.is_empty() {
+        return p.peer_type;
+    }
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     let mut t = p.peer_type;
     for td in &p.type_domains {

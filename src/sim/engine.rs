@@ -1,0 +1,723 @@
+//! The simulation: trace requests replayed over the mesh on a virtual
+//! clock (the trace's own times). A request at its node is a local hit
+//! when the node holds a fresh copy (`caching::is_fresh`); else peer
+//! selection runs the proxy's sans-IO core (`peers::core`: digest choice,
+//! who to ping, the query round, the decision) over the node's
+//! [`PeerView`](crate::peers::core::PeerView), the queried nodes answering
+//! from their simulated stores by the responders' own rules
+//! (`icp_server::answers_hit`, `htcp_server::tst_finds`, `icp_access`,
+//! `htcp_access`). The sources are tried in order: a sibling serves only
+//! what it holds fresh (unless `allow-miss`); a parent runs the whole
+//! request path itself; DIRECT goes to the origin (through `origin_via`).
+//! The requesting node stores what it got unless the peer is `proxy-only`,
+//! the request is a HEAD or the object is too big, with times computed by
+//! the proxy's freshness code from a synthetic Last-Modified (a document
+//! was last modified 1 hour to 30 days, fixed by its URL, before the
+//! trace began) or, with `--ttl`, an explicit max-age.
+//!
+//! Simplifications, each on purpose: a stale copy is fetched again in full
+//! (no revalidation), nothing fails but what the mesh cannot reach, and
+//! digests are exact (no false hits).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::{Duration, Instant};
+
+use cuttle_protocol::icp::Opcode;
+use cuttle_protocol::key::{store_key, Method as KeyMethod};
+use http::StatusCode;
+
+use super::mesh::Mesh;
+use super::node::{Digest, SimNode, View};
+use super::report::{check_conservation, NodeStats, Report, Row};
+use super::store::{Held, Holdings};
+use super::topology::Topology;
+use super::trace::{SkipCounts, TraceRequest};
+use crate::access::{self, Verdict};
+use crate::caching::freshness::{is_fresh, times_of, Exchange, Facts};
+use crate::caching::Rule;
+use crate::peers::core::decide::{decide, decide_with_digest, digest_choice, to_ping};
+use crate::peers::core::round::{QueryRound, Reply, Step};
+use crate::peers::htcp_server::tst_finds;
+use crate::peers::icp_server::{answers_hit, UrlParts};
+use crate::peers::select::{
+    direct, hierarchical, queries_wanted, stoplisted, SelectRequest, Source,
+};
+
+/// Hashes a store key by its first 8 bytes: it is an MD5 already, as
+/// evenly spread as any hash of it would be.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, b) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*b) << (8 * i);
+        }
+    }
+}
+
+/// How many client addresses' nodes are remembered.
+const CLIENT_CACHE: usize = 1 << 16;
+
+/// Options of a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Every document's lifetime (an explicit max-age) instead of the
+    /// refresh_pattern heuristics on its synthetic Last-Modified.
+    pub ttl: Option<u64>,
+}
+
+struct Object {
+    /// Shared, so a request holds it without copying it.
+    url: std::rc::Rc<str>,
+    last_modified: u64,
+}
+
+/// Where a request's object came from, as the node that asked sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Local,
+    Sibling,
+    Parent,
+    Origin,
+    Failed,
+}
+
+/// A request's outcome at one node.
+#[derive(Debug, Clone, Copy)]
+struct Served {
+    class: Class,
+    /// When the node has the whole object (ms since the trace's start).
+    done_ms: f64,
+    bytes_hops: f64,
+    /// When the copy served was born (its Date), unix seconds.
+    birth: u64,
+}
+
+/// A mesh being simulated.
+pub struct Engine<'m> {
+    mesh: &'m Mesh,
+    options: Options,
+    topology: Topology,
+    nodes: Vec<SimNode<'m>>,
+    stats: Vec<NodeStats>,
+    /// What every node holds (the stores' entries, object by object).
+    holdings: Holdings,
+    /// The earliest of the nodes' next digest rebuilds (ms).
+    next_digest_ms: f64,
+    ids: HashMap<[u8; 16], u32, BuildHasherDefault<KeyHasher>>,
+    objects: Vec<Object>,
+    clock: Instant,
+    /// The trace's first time (unix seconds): ms count from here.
+    epoch: Option<f64>,
+    /// Nodes a request is passing through (loop detection, as Via does).
+    chain: Vec<usize>,
+    replies: Vec<(f64, Reply)>,
+    /// The node of client addresses seen lately (cleared when it holds
+    /// [`CLIENT_CACHE`] of them: memory must not grow with the trace).
+    clients: HashMap<std::net::IpAddr, Option<usize>>,
+    /// Replies after their round's end: (when, peer, RTT ms).
+    late: Vec<(f64, usize, u64)>,
+    unrouted: u64,
+}
+
+/// Unix seconds, whole, for the freshness code.
+fn unix(epoch: f64, ms: f64) -> u64 {
+    (epoch + ms / 1000.0).max(0.0) as u64
+}
+
+/// Seconds from 1 hour to 30 days, fixed by the key: how long before the
+/// trace began a document was last modified.
+fn modified_before(key: &[u8; 16]) -> u64 {
+    let spread = u64::from_le_bytes([
+        key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7],
+    ]);
+    3600 + spread % (30 * 86_400 - 3600)
+}
+
+impl<'m> Engine<'m> {
+    pub fn new(mesh: &'m Mesh, options: Options) -> Result<Engine<'m>, String> {
+        let topology = Topology::of(mesh)?;
+        let clock = Instant::now();
+        let nodes = (0..mesh.nodes.len())
+            .map(|i| SimNode::new(mesh, i, clock))
+            .collect();
+        Ok(Engine {
+            mesh,
+            options,
+            topology,
+            nodes,
+            stats: vec![NodeStats::default(); mesh.nodes.len()],
+            holdings: Holdings::new(mesh.nodes.len()),
+            next_digest_ms: 0.0,
+            ids: HashMap::default(),
+            objects: Vec::new(),
+            clock,
+            epoch: None,
+            chain: Vec::new(),
+            replies: Vec::new(),
+            late: Vec::new(),
+            clients: HashMap::new(),
+            unrouted: 0,
+        })
+    }
+
+    /// Distinct objects seen so far.
+    pub fn objects(&self) -> usize {
+        self.objects.len()
+    }
+
+    fn instant(&self, ms: f64) -> Instant {
+        // Whole nanoseconds: cheaper than from_secs_f64, and as exact here.
+        self.clock + Duration::from_nanos((ms.max(0.0) * 1e6) as u64)
+    }
+
+    fn object_id(&mut self, url: &str, epoch: f64) -> u32 {
+        let key = store_key(KeyMethod::Get, url.as_bytes());
+        if let Some(&id) = self.ids.get(&key) {
+            return id;
+        }
+        let id = self.objects.len() as u32;
+        self.ids.insert(key, id);
+        self.objects.push(Object {
+            url: url.into(),
+            last_modified: (epoch as u64).saturating_sub(modified_before(&key)),
+        });
+        id
+    }
+
+    /// Replays one trace request.
+    pub fn request(&mut self, r: &TraceRequest) {
+        let epoch = *self.epoch.get_or_insert(r.time);
+        let mesh = self.mesh;
+        if self.clients.len() >= CLIENT_CACHE {
+            self.clients.clear();
+        }
+        let at = *self
+            .clients
+            .entry(r.client)
+            .or_insert_with(|| mesh.node_for_client(r.client));
+        let Some(at) = at else {
+            self.unrouted += 1;
+            return;
+        };
+        let object = self.object_id(&r.url, epoch);
+        let arrive = (r.time - epoch) * 1000.0;
+        let head = r.method == http::Method::HEAD;
+        self.rebuild_digests(arrive);
+        self.chain.clear();
+        let served = self.serve(at, object, r.size, head, r.client, arrive);
+        let s = &mut self.stats[at];
+        s.requests += 1;
+        s.client_bytes += r.size;
+        s.bytes_hops += served.bytes_hops;
+        match served.class {
+            Class::Local => s.local_hits += 1,
+            Class::Sibling => s.sibling_hits += 1,
+            Class::Parent => s.parent_hits += 1,
+            Class::Origin => {
+                s.misses += 1;
+                s.miss_bytes += r.size;
+            }
+            Class::Failed => s.failed += 1,
+        }
+        if served.class != Class::Failed {
+            s.latency.add(served.done_ms - arrive);
+        }
+    }
+
+    fn rebuild_digests(&mut self, now_ms: f64) {
+        if now_ms < self.next_digest_ms {
+            return;
+        }
+        self.next_digest_ms = f64::INFINITY;
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if node.config.digest_generation.value && now_ms >= node.next_digest_ms {
+                node.digest = Digest::of(&self.holdings, i);
+                let period = node.config.digest_rebuild_period.value.as_secs_f64() * 1000.0;
+                node.next_digest_ms = now_ms + period.max(1.0);
+            }
+            if node.config.digest_generation.value {
+                self.next_digest_ms = self.next_digest_ms.min(node.next_digest_ms);
+            }
+        }
+    }
+
+    /// A request for `object` arriving at node `at` at `arrive` (ms) from
+    /// `client` (a trace client, or the asking node's address).
+    fn serve(
+        &mut self,
+        at: usize,
+        object: u32,
+        size: u64,
+        head: bool,
+        client: std::net::IpAddr,
+        arrive: f64,
+    ) -> Served {
+        let epoch = self.epoch.unwrap_or(0.0);
+        let looped = self.chain.contains(&at);
+        let node = &mut self.nodes[at];
+        let ready = node.serve(arrive);
+        // A loop the config keeps forwarding (never_direct) would never
+        // end: it fails after twice as many hops as the mesh has nodes.
+        if self.chain.len() >= 2 * self.mesh.nodes.len() {
+            return Served {
+                class: Class::Failed,
+                done_ms: ready,
+                bytes_hops: 0.0,
+                birth: 0,
+            };
+        }
+        self.chain.push(at);
+        if let Some(held) = node.store.peek(&self.holdings, object) {
+            if is_fresh(&held.times, unix(epoch, ready)) {
+                node.store.touch(&self.holdings, object);
+                self.chain.pop();
+                return Served {
+                    class: Class::Local,
+                    done_ms: ready,
+                    bytes_hops: 0.0,
+                    birth: u64::from(held.times.date),
+                };
+            }
+        }
+        let url = self.objects[object as usize].url.clone();
+        let served = self.forward(at, object, size, head, client, &url, looped, ready);
+        self.chain.pop();
+        if matches!(served.0.class, Class::Failed) || head || served.1 {
+            return served.0;
+        }
+        let s = served.0;
+        let config = self.nodes[at].config;
+        let mut facts = Facts {
+            date: Some(s.birth),
+            last_modified: Some(self.objects[object as usize].last_modified),
+            ..Facts::default()
+        };
+        facts.cc.max_age = self.options.ttl;
+        let exchange = Exchange {
+            request_time: unix(epoch, ready),
+            response_time: unix(epoch, s.done_ms),
+        };
+        let times = times_of(
+            StatusCode::OK,
+            &facts,
+            &Rule::for_url(config, &url),
+            exchange,
+        );
+        self.nodes[at]
+            .store
+            .insert(&mut self.holdings, object, Held { size, times });
+        s
+    }
+
+    /// [`Engine::walk`], then the round's late replies: each revives its
+    /// peer, and teaches its RTT when it came before the object did.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &mut self,
+        at: usize,
+        object: u32,
+        size: u64,
+        head: bool,
+        client: std::net::IpAddr,
+        url: &str,
+        looped: bool,
+        ready: f64,
+    ) -> (Served, bool) {
+        let Some((sources, now_ms, host)) =
+            self.select(at, object, head, client, url, looped, ready)
+        else {
+            let epoch = self.epoch.unwrap_or(0.0);
+            return (self.origin(at, size, ready, epoch), false);
+        };
+        let mut late = std::mem::take(&mut self.late);
+        let served = self.fetch(at, object, size, head, &host, &sources, now_ms);
+        for &(when, peer, rtt_ms) in &late {
+            let in_flight = when <= served.0.done_ms;
+            self.nodes[at].note_reply(peer, in_flight.then_some(rtt_ms));
+        }
+        late.clear();
+        self.late = late;
+        served
+    }
+
+    /// Peer selection as the proxy runs it: the ordered sources, when the
+    /// query round (if any) ended, and the URL's host; `None` for a URL
+    /// that is not absolute (fetched direct).
+    #[allow(clippy::too_many_arguments)]
+    fn select<'u>(
+        &mut self,
+        at: usize,
+        object: u32,
+        head: bool,
+        client: std::net::IpAddr,
+        url: &'u str,
+        looped: bool,
+        ready: f64,
+    ) -> Option<(Vec<Source>, f64, Cow<'u, str>)> {
+        let parts = UrlParts::split(url)?;
+        // The access check's host is lower-case (Squid keeps it so).
+        let host: Cow<'u, str> = if parts.host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(parts.host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(parts.host)
+        };
+        let method = if head { "HEAD" } else { "GET" };
+        let config = self.nodes[at].config;
+        let access = access::Request {
+            client,
+            method,
+            scheme: parts.scheme,
+            host: &host,
+            port: parts.port,
+            path: parts.path,
+            url,
+            local_ip: Some(self.nodes[at].address),
+            local_port: 0,
+            port_name: "",
+            dst_addrs: None,
+        };
+        let req = SelectRequest {
+            access,
+            hierarchical: hierarchical(method, false, false, looped) && !stoplisted(config, url),
+            siblings_ok: !looped,
+            looped,
+            accel_no_direct: false,
+        };
+        let mut now_ms = ready;
+        let now = self.instant(ready);
+        let direct = direct(config, &req);
+        let mut replies = None;
+        let mut digest_hit = None;
+        if queries_wanted(direct, &req) {
+            let start = self.nodes[at].next_ping_start();
+            let view = View {
+                nodes: &self.nodes,
+                at,
+                object,
+            };
+            let (hit, effects) = digest_choice(&view, config, &req, start, now);
+            let (targets, more) = if hit.is_none() {
+                to_ping(&view, config, &req, start, now)
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            self.nodes[at].apply_all(&effects);
+            self.nodes[at].apply_all(&more);
+            digest_hit = hit;
+            if !targets.is_empty() {
+                let (r, ended) = self.query_round(at, object, &req, &host, targets, ready);
+                replies = r;
+                now_ms = ended;
+            }
+        }
+        let view = View {
+            nodes: &self.nodes,
+            at,
+            object,
+        };
+        let decision = if digest_hit.is_some() {
+            decide_with_digest(
+                &view,
+                &self.nodes[at].hashes,
+                config,
+                &req,
+                direct,
+                digest_hit,
+                None,
+                now,
+            )
+        } else {
+            decide(
+                &view,
+                &self.nodes[at].hashes,
+                config,
+                &req,
+                direct,
+                replies.as_ref(),
+                self.instant(now_ms),
+            )
+        };
+        self.nodes[at].apply_all(&decision.effects);
+        Some((decision.selection.sources, now_ms, host))
+    }
+
+    /// The walk down the sources from `now_ms`; the flag: the copy is not
+    /// to be stored (proxy-only, or nothing got).
+    #[allow(clippy::too_many_arguments)]
+    fn fetch(
+        &mut self,
+        at: usize,
+        object: u32,
+        size: u64,
+        head: bool,
+        host: &str,
+        sources: &[Source],
+        mut now_ms: f64,
+    ) -> (Served, bool) {
+        let epoch = self.epoch.unwrap_or(0.0);
+        let config = self.nodes[at].config;
+        let from = self.nodes[at].address;
+        for source in sources {
+            let Some(id) = source.peer else {
+                return (self.origin(at, size, now_ms, epoch), false);
+            };
+            let Some(peer) = self.nodes[at].peers.get(id).and_then(|p| p.node) else {
+                continue;
+            };
+            let path = self.topology.path(at, peer);
+            if path.unreachable || peer == at {
+                continue;
+            }
+            let arrive = now_ms + path.latency_ms;
+            self.stats[peer].peer_requests += 1;
+            let got = if source.only_if_cached {
+                // A sibling without allow-miss: only what it holds fresh.
+                let node = &mut self.nodes[peer];
+                let ready = node.serve(arrive);
+                match node.store.peek(&self.holdings, object) {
+                    Some(held) if is_fresh(&held.times, unix(epoch, ready)) => {
+                        node.store.touch(&self.holdings, object);
+                        Served {
+                            class: Class::Sibling,
+                            done_ms: ready,
+                            bytes_hops: 0.0,
+                            birth: u64::from(held.times.date),
+                        }
+                    }
+                    _ => {
+                        // Refused (504): the next source, after the round trip.
+                        now_ms = ready + path.latency_ms;
+                        continue;
+                    }
+                }
+            } else {
+                let got = self.serve(peer, object, size, head, from, arrive);
+                if got.class == Class::Failed {
+                    now_ms = got.done_ms + path.latency_ms;
+                    continue;
+                }
+                got
+            };
+            let class = match got.class {
+                Class::Origin => Class::Origin,
+                _ if source.only_if_cached => Class::Sibling,
+                _ => {
+                    let cp = &config.cache_peers[id].value;
+                    match crate::peers::select::peer_type_for(cp, host) {
+                        crate::config::PeerType::Parent => Class::Parent,
+                        _ => Class::Sibling,
+                    }
+                }
+            };
+            return (
+                Served {
+                    class,
+                    done_ms: got.done_ms + path.latency_ms + path.transfer_ms(size),
+                    bytes_hops: got.bytes_hops + size as f64 * f64::from(path.hops),
+                    birth: got.birth,
+                },
+                source.proxy_only,
+            );
+        }
+        (
+            Served {
+                class: Class::Failed,
+                done_ms: now_ms,
+                bytes_hops: 0.0,
+                birth: 0,
+            },
+            true,
+        )
+    }
+
+    /// A fetch from the origin by node `at`, starting at `now_ms`.
+    fn origin(&mut self, at: usize, size: u64, now_ms: f64, epoch: f64) -> Served {
+        let path = self.topology.origin(at);
+        let s = &mut self.stats[at];
+        s.origin_requests += 1;
+        s.origin_bytes += size;
+        let done_ms = now_ms + 2.0 * path.latency_ms + path.transfer_ms(size);
+        Served {
+            class: Class::Origin,
+            done_ms,
+            bytes_hops: size as f64 * f64::from(path.hops),
+            birth: unix(epoch, done_ms),
+        }
+    }
+
+    /// One ICP/HTCP round run by the core, the queried nodes answering
+    /// from their stores; returns the replies and when the wait ended (ms).
+    #[allow(clippy::too_many_arguments)]
+    fn query_round(
+        &mut self,
+        at: usize,
+        object: u32,
+        req: &SelectRequest<'_>,
+        host: &str,
+        mut targets: Vec<(usize, crate::config::PeerType)>,
+        ready: f64,
+    ) -> (Option<crate::peers::core::round::Replies>, f64) {
+        let epoch = self.epoch.unwrap_or(0.0);
+        let config = self.nodes[at].config;
+        // No icp_port: the proxy's ICP client sends nothing (Squid's "ICP
+        // is disabled!"); no htcp_port: HTCP peers are not asked.
+        if config.icp_port.value == 0 {
+            return (None, ready);
+        }
+        if config.htcp_port.value == 0 {
+            targets.retain(|(id, _)| {
+                config
+                    .cache_peers
+                    .get(*id)
+                    .is_some_and(|cp| cp.value.htcp.is_none())
+            });
+        }
+        let now = self.instant(ready);
+        let view = View {
+            nodes: &self.nodes,
+            at,
+            object,
+        };
+        let (mut round, queries, effects) = QueryRound::start(&view, host, &targets, true, now);
+        round.note_sent(queries.len());
+        let from = self.nodes[at].address;
+        let unix_now = unix(epoch, ready);
+        self.replies.clear();
+        for q in &queries {
+            let htcp = matches!(q.protocol, crate::peers::core::round::Protocol::Htcp);
+            if htcp {
+                self.stats[at].htcp_sent += 1;
+            } else {
+                self.stats[at].icp_sent += 1;
+            }
+            let Some(peer) = self.nodes[at].peers.get(q.peer).and_then(|p| p.node) else {
+                continue;
+            };
+            let path = self.topology.path(at, peer);
+            if path.unreachable {
+                continue;
+            }
+            let answerer = &self.nodes[peer];
+            let held = answerer.store.peek(&self.holdings, object);
+            let mut asking = req.access;
+            asking.client = from;
+            asking.local_ip = None;
+            let rule_of = |list: &crate::config::AccessList| {
+                access::check(list, answerer.config, &asking)
+                    .or_if_no_rules(Verdict::Deny)
+                    .allowed()
+            };
+            let opcode = if htcp {
+                if answerer.config.htcp_port.value == 0 || !rule_of(&answerer.config.htcp_access) {
+                    continue;
+                }
+                match held {
+                    Some(h) if tst_finds(&h.times, unix_now) => Opcode::Hit,
+                    _ => Opcode::Miss,
+                }
+            } else {
+                if answerer.config.icp_port.value == 0 {
+                    continue;
+                }
+                if !rule_of(&answerer.config.icp_access) {
+                    Opcode::Denied
+                } else {
+                    match held {
+                        Some(h) if answers_hit(answerer.config, &h.times, unix_now) => Opcode::Hit,
+                        _ if answerer.config.offline() => Opcode::MissNoFetch,
+                        _ => Opcode::Miss,
+                    }
+                }
+            };
+            if htcp {
+                self.stats[peer].htcp_sent += 1;
+            } else {
+                self.stats[peer].icp_sent += 1;
+            }
+            let rtt_ms = 2.0 * path.latency_ms;
+            self.replies.push((
+                rtt_ms,
+                Reply {
+                    peer: q.peer,
+                    opcode,
+                    rtt: Duration::from_nanos((rtt_ms * 1e6) as u64),
+                    src_rtt: None,
+                },
+            ));
+        }
+        self.replies.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut step = round.step();
+        let mut ended = ready;
+        for (rtt_ms, reply) in &self.replies {
+            let Step::Wait { deadline } = step else { break };
+            let at_ms = ready + rtt_ms;
+            if self.instant(at_ms) > deadline {
+                break;
+            }
+            ended = at_ms;
+            step = round.on_reply(&view, *reply, self.instant(at_ms));
+        }
+        if let Step::Wait { deadline } = step {
+            ended = ready + deadline.saturating_duration_since(now).as_secs_f64() * 1000.0;
+            step = round.on_timeout(deadline);
+        }
+        if let Step::Wait { .. } = step {
+            step = round.on_closed();
+        }
+        let Step::Done(replies) = step else {
+            return (None, ended);
+        };
+        let node = &mut self.nodes[at];
+        node.apply_all(&effects);
+        for q in &queries {
+            node.apply(&q.effect);
+        }
+        // Replies after the round still revive the peer; their RTT counts
+        // only if they come while the request is in flight (see `forward`).
+        self.late.clear();
+        for (rtt_ms, reply) in &self.replies {
+            if ready + rtt_ms <= ended {
+                node.note_reply(reply.peer, Some(*rtt_ms as u64));
+            } else {
+                self.late.push((ready + rtt_ms, reply.peer, *rtt_ms as u64));
+            }
+        }
+        (Some(replies), ended)
+    }
+
+    /// The run's figures, after the conservation checks.
+    pub fn finish(&self, skipped: SkipCounts) -> Result<Report, String> {
+        let names: Vec<&str> = self.mesh.nodes.iter().map(|n| n.name.as_str()).collect();
+        check_conservation(&names, &self.stats)?;
+        let mut total = NodeStats::default();
+        for s in &self.stats {
+            total.add(s);
+        }
+        Ok(Report {
+            mesh: self.mesh.path.display().to_string(),
+            nodes: names
+                .iter()
+                .zip(&self.stats)
+                .map(|(n, s)| Row::of(n, s))
+                .collect(),
+            total: Row::of("total", &total),
+            skipped_malformed: skipped.malformed,
+            skipped_not_cacheable: skipped.not_cacheable,
+            skipped_errors: skipped.errors,
+            unrouted: self.unrouted,
+        })
+    }
+
+    /// The raw counts per node (mesh order).
+    pub fn stats(&self) -> &[NodeStats] {
+        &self.stats
+    }
+}

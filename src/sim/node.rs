@@ -1,0 +1,319 @@
+//! One simulated node: its squid.conf, its simulated store, its peers
+//! (its cache_peer lines, each mapped to the mesh node at that address)
+//! with their live state, and the [`PeerView`] through which peer
+//! selection's sans-IO core reads them, exactly as the proxy's peer table
+//! is read. Effects the core returns are applied here as the table applies
+//! them (`PeerTable::apply`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use super::mesh::Mesh;
+use super::store::{Holdings, SimStore};
+use crate::config::{CachePeer, Config};
+use crate::peers::core::{Effect, Health, PeerId, PeerInfo, PeerView, Timing};
+use crate::peers::select::HashParents;
+use crate::peers::table::int_average;
+
+/// Squid's RTT_AV_FACTOR and RTT_WRR_AV_FACTOR (the table's averaging).
+const RTT_AV_FACTOR: u64 = 50;
+const RTT_WRR_AV_FACTOR: u64 = 25;
+/// RTT samples above this are not averaged (the table's bound).
+const RTT_SAMPLE_MAX_MS: u64 = 10_000;
+
+/// One cache_peer line of a node, as the simulation sees it.
+#[derive(Debug, Clone)]
+pub struct SimPeer {
+    /// The mesh node at the peer's address (`None`: not in the mesh, it
+    /// never answers and cannot be fetched from).
+    pub node: Option<usize>,
+    pub icp_addr: Option<SocketAddr>,
+    pub health: Health,
+    pub pings_acked: u64,
+}
+
+/// What a node publishes as its Cache Digest: the objects it held at its
+/// last rebuild (exactly; a real digest also has false hits).
+#[derive(Debug, Clone, Default)]
+pub struct Digest {
+    bits: Vec<u64>,
+}
+
+impl Digest {
+    /// The objects node `node` holds now.
+    pub fn of(table: &Holdings, node: usize) -> Digest {
+        let mut bits = Vec::new();
+        for object in table.held_by(node) {
+            let word = object as usize / 64;
+            if bits.len() <= word {
+                bits.resize(word + 1, 0);
+            }
+            bits[word] |= 1 << (object % 64);
+        }
+        Digest { bits }
+    }
+
+    pub fn holds(&self, object: u32) -> bool {
+        self.bits
+            .get(object as usize / 64)
+            .is_some_and(|w| w & (1 << (object % 64)) != 0)
+    }
+}
+
+/// A FIFO server with a fixed service time, kept as its backlog (ms of
+/// work queued) as of the latest arrival. The trace is replayed request by
+/// request, so a node can see an arrival earlier than one it already saw
+/// (a nested fetch runs ahead in virtual time): that one waits for the
+/// backlog as last known, and the backlog never runs ahead of the clock
+/// (a queue of reservations would, and feed on itself).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fifo {
+    backlog_ms: f64,
+    at_ms: f64,
+}
+
+impl Fifo {
+    /// A request arriving at `arrive` (ms) needing `service_ms`: when it
+    /// is done.
+    pub fn serve(&mut self, arrive: f64, service_ms: f64) -> f64 {
+        if arrive > self.at_ms {
+            self.backlog_ms = (self.backlog_ms - (arrive - self.at_ms)).max(0.0);
+            self.at_ms = arrive;
+        }
+        let done = arrive + self.backlog_ms + service_ms;
+        self.backlog_ms += service_ms;
+        done
+    }
+}
+
+#[derive(Debug)]
+pub struct SimNode<'m> {
+    pub name: &'m str,
+    pub config: &'m Config,
+    pub address: IpAddr,
+    pub service_ms: f64,
+    pub store: SimStore,
+    pub peers: Vec<SimPeer>,
+    pub hashes: HashParents,
+    pub timing: Timing,
+    pub rr_reset_at: Instant,
+    pub next_ping: u64,
+    /// The node's FIFO queue of work.
+    pub queue: Fifo,
+    /// The digest it publishes, and when (ms) it is rebuilt next.
+    pub digest: Digest,
+    pub next_digest_ms: f64,
+}
+
+impl<'m> SimNode<'m> {
+    pub fn new(mesh: &'m Mesh, index: usize, clock: Instant) -> SimNode<'m> {
+        let node = &mesh.nodes[index];
+        let config = &node.config;
+        let peers = config
+            .cache_peers
+            .iter()
+            .map(|located| {
+                let cp: &CachePeer = &located.value;
+                let ip: Option<IpAddr> = cp.host.parse().ok();
+                SimPeer {
+                    node: ip.and_then(|ip| mesh.node_at(ip)),
+                    icp_addr: ip
+                        .filter(|_| cp.icp_port != 0)
+                        .map(|ip| SocketAddr::new(ip, cp.icp_port)),
+                    health: Health {
+                        // Every peer starts up: the simulation has no
+                        // connection failures.
+                        tcp_up: cp.connect_fail_limit.max(1),
+                        icp_version: 2,
+                        ..Health::default()
+                    },
+                    pings_acked: 0,
+                }
+            })
+            .collect();
+        let mut sim = SimNode {
+            name: &node.name,
+            config,
+            address: node.address,
+            service_ms: node.service_ms,
+            store: SimStore::of(config, index),
+            peers,
+            hashes: HashParents::default(),
+            timing: Timing::of(config),
+            rr_reset_at: clock,
+            next_ping: 0,
+            queue: Fifo::default(),
+            digest: Digest::default(),
+            next_digest_ms: 0.0,
+        };
+        sim.hashes = HashParents::new(&sim);
+        sim
+    }
+
+    /// Squid rotates the first peer of each ping round.
+    pub fn next_ping_start(&mut self) -> usize {
+        let n = self.peers.len().max(1) as u64;
+        let start = self.next_ping % n;
+        self.next_ping += 1;
+        start as usize
+    }
+
+    /// A request arriving at `arrive` (ms): when the node has served it.
+    pub fn serve(&mut self, arrive: f64) -> f64 {
+        let service = self.service_ms;
+        self.queue.serve(arrive, service)
+    }
+
+    pub fn apply(&mut self, effect: &Effect) {
+        match *effect {
+            Effect::QuerySent { peer, at, .. } => {
+                if let Some(p) = self.peers.get_mut(peer) {
+                    p.health.last_query = Some(at);
+                    p.health.icp_probe_start.get_or_insert(at);
+                }
+            }
+            Effect::RoundRobinStep { peer, by } => {
+                if let Some(p) = self.peers.get_mut(peer) {
+                    p.health.rr_count += by;
+                }
+            }
+            Effect::ResetRoundRobin { at } => {
+                self.rr_reset_at = at;
+                self.peers.iter_mut().for_each(|p| p.health.rr_count = 0);
+            }
+            Effect::ClearRoundRobin => {
+                self.peers.iter_mut().for_each(|p| p.health.rr_count = 0);
+            }
+            Effect::FoundDead { .. } => {}
+        }
+    }
+
+    pub fn apply_all(&mut self, effects: &[Effect]) {
+        for e in effects {
+            self.apply(e);
+        }
+    }
+
+    /// A reply from peer `id` (Squid's neighborAlive) and, when it came
+    /// while its request was in flight, its RTT sample (squid-spec 1.7: a
+    /// later reply teaches nothing).
+    pub fn note_reply(&mut self, id: PeerId, rtt_ms: Option<u64>) {
+        let Some(p) = self.peers.get_mut(id) else {
+            return;
+        };
+        p.pings_acked += 1;
+        p.health.icp_probe_start = None;
+        let Some(rtt_ms) = rtt_ms else { return };
+        if (1..=RTT_SAMPLE_MAX_MS).contains(&rtt_ms) {
+            let weighted = self
+                .config
+                .cache_peers
+                .get(id)
+                .is_some_and(|cp| cp.value.weighted_round_robin);
+            let max = if weighted {
+                RTT_WRR_AV_FACTOR
+            } else {
+                RTT_AV_FACTOR
+            };
+            p.health.rtt_ms = int_average(p.health.rtt_ms, rtt_ms, p.pings_acked, max);
+        }
+    }
+}
+
+impl PeerView for SimNode<'_> {
+    fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    fn peer(&self, id: PeerId) -> Option<PeerInfo<'_>> {
+        let p = self.peers.get(id)?;
+        Some(PeerInfo {
+            config: &self.config.cache_peers.get(id)?.value,
+            icp_addr: p.icp_addr,
+            health: p.health,
+        })
+    }
+
+    fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    fn query_icmp(&self) -> bool {
+        self.config.query_icmp.value
+    }
+
+    fn rr_reset_at(&self) -> Instant {
+        self.rr_reset_at
+    }
+}
+
+/// A node's view for one request: its own peers, and what its peers'
+/// published digests say of the requested object.
+pub struct View<'a, 'm> {
+    pub nodes: &'a [SimNode<'m>],
+    pub at: usize,
+    pub object: u32,
+}
+
+impl View<'_, '_> {
+    fn node(&self) -> &SimNode<'_> {
+        &self.nodes[self.at]
+    }
+}
+
+impl PeerView for View<'_, '_> {
+    fn peer_count(&self) -> usize {
+        self.node().peer_count()
+    }
+
+    fn peer(&self, id: PeerId) -> Option<PeerInfo<'_>> {
+        self.nodes[self.at].peer(id)
+    }
+
+    fn timing(&self) -> Timing {
+        self.node().timing
+    }
+
+    fn query_icmp(&self) -> bool {
+        self.node().query_icmp()
+    }
+
+    fn rr_reset_at(&self) -> Instant {
+        self.node().rr_reset_at
+    }
+
+    /// The request's object in the peer's published digest; `None` when
+    /// the peer line says `no-digest`, the peer is not in the mesh or does
+    /// not generate digests (`digest_generation off`).
+    fn digest_holds(&self, id: PeerId, _url: &str) -> Option<bool> {
+        let node = self.node();
+        let cp = &node.config.cache_peers.get(id)?.value;
+        if cp.no_digest {
+            return None;
+        }
+        let peer = &self.nodes[node.peers.get(id)?.node?];
+        if !peer.config.digest_generation.value {
+            return None;
+        }
+        Some(peer.digest.holds(self.object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fifo;
+
+    #[test]
+    fn the_fifo_queues_and_drains_with_the_clock() {
+        let mut q = Fifo::default();
+        // 1 ms each: two at 0 -> done at 1 and 2; at 0.5 the backlog is
+        // 1.5 ms -> 3; at 10 it has drained -> 11.
+        assert_eq!(q.serve(0.0, 1.0), 1.0);
+        assert_eq!(q.serve(0.0, 1.0), 2.0);
+        assert_eq!(q.serve(0.5, 1.0), 3.0);
+        assert_eq!(q.serve(10.0, 1.0), 11.0);
+        // An arrival earlier than the last waits for the backlog as of the
+        // last (1 ms), not for work reserved further ahead.
+        assert_eq!(q.serve(5.0, 1.0), 7.0);
+    }
+}
