@@ -209,7 +209,8 @@ async fn dont_verify_peer_accepts_any_certificate_and_is_warned() {
 
     let r = accel_get("/obj").send(&proxy).await;
     assert_eq!((r.status, r.text()), (200, "object 1".to_string()));
-    let warning = "WARNING: cache_peer origin: DONT_VERIFY_PEER";
+    let warning =
+        "warning: cache_peer origin: DONT_VERIFY_PEER: its TLS certificate is NOT verified";
     assert!(output(&proxy).contains(warning), "{}", output(&proxy));
 
     let check = std::process::Command::new(env!("CARGO_BIN_EXE_cuttle"))

@@ -557,7 +557,7 @@ pub(crate) fn parse_cache_peer(ctx: &mut Ctx<'_, '_>, line: &Line) {
         if p.tls_options.dont_verify_peer {
             ctx.warn(
                 loc,
-                format!("WARNING: cache_peer {}: DONT_VERIFY_PEER: its TLS certificate is NOT verified; anyone on the path can impersonate this peer", p.name),
+                format!("cache_peer {}: DONT_VERIFY_PEER: its TLS certificate is NOT verified; anyone on the path can impersonate this peer", p.name),
             );
         }
     }

@@ -202,7 +202,7 @@ pub(crate) fn parse_tls_outgoing_options(ctx: &mut Ctx<'_, '_>, line: &Line) {
     if opts.dont_verify_peer {
         ctx.warn(
             loc,
-            "WARNING: tls_outgoing_options flags=DONT_VERIFY_PEER: certificates of https:// origin servers are NOT verified; anyone on the path can impersonate them".into(),
+            "tls_outgoing_options flags=DONT_VERIFY_PEER: certificates of https:// origin servers are NOT verified; anyone on the path can impersonate them".into(),
         );
     }
     if !bad {
@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(o.min_version, super::TlsMinVersion::Tls13);
         assert!(!o.default_ca && o.dont_verify_peer);
         assert!(l.warnings().any(|d| d.location.line == 2
-            && d.message.contains("WARNING")
+            && d.message.contains("DONT_VERIFY_PEER")
             && d.message.contains("NOT verified")));
     }
 }

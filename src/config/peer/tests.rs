@@ -143,7 +143,7 @@ fn tls_options_are_typed_in_both_spellings() {
     assert!(
         warnings[0]
             .1
-            .contains("WARNING: cache_peer b: DONT_VERIFY_PEER"),
+            .contains("cache_peer b: DONT_VERIFY_PEER: its TLS certificate is NOT verified"),
         "{warnings:?}"
     );
 }
