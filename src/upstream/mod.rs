@@ -596,7 +596,7 @@ impl<B: Unpin> Body for PooledBody<B> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use http_body_util::{BodyExt, Empty};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -609,31 +609,34 @@ mod tests {
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = Arc::clone(&accepted);
         tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
+            while let Ok((s, _)) = listener.accept().await {
                 count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 1024];
-                    loop {
-                        let Ok(n) = s.read(&mut chunk).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            buf.drain(..end + 4);
-                            let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                            if s.write_all(reply).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
+                tokio::spawn(answer_ok(s));
             }
         });
         (port, accepted)
+    }
+
+    /// Answers every request on `s` with "ok", keeping the connection.
+    pub(super) async fn answer_ok<S>(mut s: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while let Ok(n) = s.read(&mut chunk).await {
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                buf.drain(..end + 4);
+                let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                if s.write_all(reply).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 
     /// A request body that fails at once, as a client's bad chunking does.

@@ -228,7 +228,6 @@ mod tests {
     use http::Request;
     use http_body_util::{BodyExt, Empty};
     use rustls::pki_types::PrivateKeyDer;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
     use crate::upstream::{FetchError, Timeouts, Upstream};
@@ -259,25 +258,11 @@ mod tests {
             while let Ok((tcp, _)) = listener.accept().await {
                 let (acceptor, count) = (acceptor.clone(), Arc::clone(&count));
                 tokio::spawn(async move {
-                    let Ok(mut s) = acceptor.accept(tcp).await else {
+                    let Ok(s) = acceptor.accept(tcp).await else {
                         return;
                     };
                     count.fetch_add(1, Ordering::SeqCst);
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 1024];
-                    while let Ok(n) = s.read(&mut chunk).await {
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            buf.drain(..end + 4);
-                            let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                            if s.write_all(reply).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
+                    crate::upstream::tests::answer_ok(s).await;
                 });
             }
         });
