@@ -440,17 +440,46 @@ fn hyper_failure(e: &hyper::Error) -> String {
     }
 }
 
+/// A socket bound to [`CLIENT_ADDRESS`] whose port is chosen at connect,
+/// not at bind (IP_BIND_ADDRESS_NO_PORT). Bound with port 0, the kernel
+/// must pick a port free for every destination, and every port still in
+/// TIME_WAIT from an earlier connection counts as taken: the replayer
+/// closes first, so each request leaves one behind for 60 s, and two full
+/// runs back to back (40,000 connections within a minute) outgrow the
+/// 28,232 ports of net.ipv4.ip_local_port_range: bind failed with
+/// EADDRINUSE for thousands of the second run's requests. Chosen at
+/// connect, a port need only be unique for its node's address, and on
+/// loopback the kernel reuses TIME_WAIT ports (net.ipv4.tcp_tw_reuse).
+fn replayer_socket() -> std::io::Result<tokio::net::TcpSocket> {
+    use std::os::fd::AsRawFd;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    let on: libc::c_int = 1;
+    // Safety: setsockopt(2) on a socket we own, with a c_int option value
+    // of the size given.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let from: IpAddr = CLIENT_ADDRESS
+        .parse()
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    Ok(socket)
+}
+
 /// Sends one proxy request from [`CLIENT_ADDRESS`]; Ok when it got a 200
 /// with the whole body, else why not.
 async fn replay_one(proxy: SocketAddr, url: String, size: u64) -> Result<(), ReplayFailure> {
     let attempt = async {
-        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| ReplayFailure::Bind(e.kind()))?;
-        let from: IpAddr = CLIENT_ADDRESS
-            .parse()
-            .map_err(|_| ReplayFailure::Bind(std::io::ErrorKind::InvalidInput))?;
-        socket
-            .bind(SocketAddr::new(from, 0))
-            .map_err(|e| ReplayFailure::Bind(e.kind()))?;
+        let socket = replayer_socket().map_err(|e| ReplayFailure::Bind(e.kind()))?;
         let stream = socket
             .connect(proxy)
             .await
@@ -667,4 +696,26 @@ fn write_lab_trace(
 
 pub fn lab_trace_path(options: &LabOptions) -> PathBuf {
     options.work.join("lab-trace.log")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_replayer_s_port_is_chosen_at_connect_not_at_bind() {
+        let socket = replayer_socket().unwrap();
+        // Bound to the client address, no port reserved yet: a port taken
+        // at bind would have to be free towards every destination (see
+        // `replayer_socket`).
+        let bound = socket.local_addr().unwrap();
+        assert_eq!(bound.ip().to_string(), CLIENT_ADDRESS);
+        assert_eq!(bound.port(), 0, "the port is left to connect");
+        let node = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = socket.connect(node.local_addr().unwrap()).await.unwrap();
+        let (_, seen) = node.accept().await.unwrap();
+        assert_eq!(seen, stream.local_addr().unwrap());
+        assert_eq!(seen.ip().to_string(), CLIENT_ADDRESS);
+        assert_ne!(seen.port(), 0);
+    }
 }
