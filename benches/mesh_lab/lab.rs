@@ -286,6 +286,15 @@ fn start_node(mesh: &Mesh, index: usize, options: &LabOptions) -> Result<Running
         .map(|p| p.value.port)
         .ok_or_else(|| format!("node {}: its squid.conf has no http_port", node.name))?;
     let listen = SocketAddr::new(node.address, port);
+    // Something already answering there (another lab run on the same
+    // mesh) would take this run's requests into its logs and pass the
+    // readiness check for a node that failed to bind: refuse instead.
+    if std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(500)).is_ok() {
+        return Err(format!(
+            "node {}: something already listens on {listen} (another mesh lab running?)",
+            node.name
+        ));
+    }
     let out = std::fs::File::create(dir.join("stdout.log")).map_err(|e| e.to_string())?;
     let err = std::fs::File::create(dir.join("stderr.log")).map_err(|e| e.to_string())?;
     let child = match node.kind {
@@ -701,6 +710,36 @@ pub fn lab_trace_path(options: &LabOptions) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_address_already_answering_is_refused() {
+        let taken = std::net::TcpListener::bind("127.18.9.7:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("mesh-lab-taken-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("a.conf"),
+            format!("http_port 127.18.9.7:{port}\npid_filename none\n"),
+        )
+        .unwrap();
+        let mesh = Mesh::from_str(
+            "[nodes.a]\nconfig = \"a.conf\"\naddress = \"127.18.9.7\"\nclients = [\"10.1.0.0/16\"]\n",
+            &dir.join("mesh.toml"),
+        )
+        .unwrap();
+        let options = LabOptions {
+            mesh: dir.join("mesh.toml"),
+            trace: dir.join("trace.log"),
+            requests: 1,
+            concurrency: 1,
+            cuttle: dir.join("no-such-cuttle"),
+            squid: dir.join("no-such-squid"),
+            work: dir.join("work"),
+        };
+        let refused = start_node(&mesh, 0, &options).map(|_| ()).unwrap_err();
+        assert!(refused.contains("already listens"), "{refused}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[tokio::test]
     async fn the_replayer_s_port_is_chosen_at_connect_not_at_bind() {
