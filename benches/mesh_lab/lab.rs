@@ -8,7 +8,7 @@
 //! Included by tests/mesh_lab.rs (CI's short form, and the full form
 //! benches/mesh.sh runs); it has no `main` of its own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::{IpAddr, SocketAddr};
@@ -286,6 +286,15 @@ fn start_node(mesh: &Mesh, index: usize, options: &LabOptions) -> Result<Running
         .map(|p| p.value.port)
         .ok_or_else(|| format!("node {}: its squid.conf has no http_port", node.name))?;
     let listen = SocketAddr::new(node.address, port);
+    // Something already answering there (another lab run on the same
+    // mesh) would take this run's requests into its logs and pass the
+    // readiness check for a node that failed to bind: refuse instead.
+    if std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(500)).is_ok() {
+        return Err(format!(
+            "node {}: something already listens on {listen} (another mesh lab running?)",
+            node.name
+        ));
+    }
     let out = std::fs::File::create(dir.join("stdout.log")).map_err(|e| e.to_string())?;
     let err = std::fs::File::create(dir.join("stderr.log")).map_err(|e| e.to_string())?;
     let child = match node.kind {
@@ -378,33 +387,145 @@ fn stop_node(node: &mut Running) {
     let _ = node.child.wait();
 }
 
-/// Sends one proxy request from [`CLIENT_ADDRESS`]; true when it got a 200
-/// with the whole body.
-async fn replay_one(proxy: SocketAddr, url: String, size: u64) -> bool {
+/// Why a replayed request did not count as answered: the step that
+/// failed and, for I/O, the error's kind (so a run's failures can be
+/// counted by cause).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReplayFailure {
+    /// The replayer's socket could not be opened or bound to
+    /// [`CLIENT_ADDRESS`].
+    Bind(std::io::ErrorKind),
+    /// The TCP connect to the node failed.
+    Connect(std::io::ErrorKind),
+    /// The request could not be sent or its response head read: the
+    /// node closed or reset the connection first (`detail` says which).
+    Exchange(String),
+    /// A response, but not a 200.
+    Status(u16),
+    /// The body broke off (`detail` as for `Exchange`).
+    Body(String),
+    /// A whole body, shorter or longer than the document's size.
+    WrongSize { got: u64, want: u64 },
+    /// No answer within [`REPLAY_TIMEOUT`].
+    Timeout,
+}
+
+impl std::fmt::Display for ReplayFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplayFailure::Bind(kind) => write!(f, "bind: {kind:?}"),
+            ReplayFailure::Connect(kind) => write!(f, "connect: {kind:?}"),
+            ReplayFailure::Exchange(detail) => write!(f, "exchange: {detail}"),
+            ReplayFailure::Status(status) => write!(f, "status {status}"),
+            ReplayFailure::Body(detail) => write!(f, "body: {detail}"),
+            ReplayFailure::WrongSize { got, want } if got < want => write!(f, "short body"),
+            ReplayFailure::WrongSize { .. } => write!(f, "long body"),
+            ReplayFailure::Timeout => write!(f, "timeout"),
+        }
+    }
+}
+
+/// How long one replayed request may take.
+pub const REPLAY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a hyper client error was, as briefly as a count can key it: the
+/// I/O error kind underneath when there is one, else hyper's class.
+fn hyper_failure(e: &hyper::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return format!("{:?}", io.kind());
+        }
+        source = s.source();
+    }
+    if e.is_incomplete_message() {
+        "closed before a whole message".into()
+    } else if e.is_closed() || e.is_canceled() {
+        "connection closed".into()
+    } else if e.is_parse() {
+        "unparsable response".into()
+    } else {
+        e.to_string()
+    }
+}
+
+/// A socket bound to [`CLIENT_ADDRESS`] whose port is chosen at connect,
+/// not at bind (IP_BIND_ADDRESS_NO_PORT). Bound with port 0, the kernel
+/// must pick a port free for every destination, and every port still in
+/// TIME_WAIT from an earlier connection counts as taken: the replayer
+/// closes first, so each request leaves one behind for 60 s, and two full
+/// runs back to back (40,000 connections within a minute) outgrow the
+/// 28,232 ports of net.ipv4.ip_local_port_range: bind failed with
+/// EADDRINUSE for thousands of the second run's requests. Chosen at
+/// connect, a port need only be unique for its node's address, and on
+/// loopback the kernel reuses TIME_WAIT ports (net.ipv4.tcp_tw_reuse).
+fn replayer_socket() -> std::io::Result<tokio::net::TcpSocket> {
+    use std::os::fd::AsRawFd;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    let on: libc::c_int = 1;
+    // Safety: setsockopt(2) on a socket we own, with a c_int option value
+    // of the size given.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let from: IpAddr = CLIENT_ADDRESS
+        .parse()
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    Ok(socket)
+}
+
+/// Sends one proxy request from [`CLIENT_ADDRESS`]; Ok when it got a 200
+/// with the whole body, else why not.
+async fn replay_one(proxy: SocketAddr, url: String, size: u64) -> Result<(), ReplayFailure> {
     let attempt = async {
-        let socket = tokio::net::TcpSocket::new_v4().ok()?;
-        let from: IpAddr = CLIENT_ADDRESS.parse().ok()?;
-        socket.bind(SocketAddr::new(from, 0)).ok()?;
-        let stream = socket.connect(proxy).await.ok()?;
+        let socket = replayer_socket().map_err(|e| ReplayFailure::Bind(e.kind()))?;
+        let stream = socket
+            .connect(proxy)
+            .await
+            .map_err(|e| ReplayFailure::Connect(e.kind()))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .ok()?;
+            .map_err(|e| ReplayFailure::Exchange(hyper_failure(&e)))?;
         tokio::spawn(conn);
-        let host = url.split('/').nth(2)?.to_string();
+        let host = url.split('/').nth(2).unwrap_or_default().to_string();
         let request = Request::get(url.as_str())
             .header("host", host)
             .body(Full::new(Bytes::new()))
-            .ok()?;
-        let response = sender.send_request(request).await.ok()?;
-        let ok = response.status() == hyper::StatusCode::OK;
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        Some(ok && body.len() as u64 == size)
+            .map_err(|e| ReplayFailure::Exchange(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| ReplayFailure::Exchange(hyper_failure(&e)))?;
+        if response.status() != hyper::StatusCode::OK {
+            return Err(ReplayFailure::Status(response.status().as_u16()));
+        }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ReplayFailure::Body(hyper_failure(&e)))?
+            .to_bytes();
+        if body.len() as u64 != size {
+            return Err(ReplayFailure::WrongSize {
+                got: body.len() as u64,
+                want: size,
+            });
+        }
+        Ok(())
     };
-    tokio::time::timeout(Duration::from_secs(60), attempt)
+    tokio::time::timeout(REPLAY_TIMEOUT, attempt)
         .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
+        .unwrap_or(Err(ReplayFailure::Timeout))
 }
 
 /// Runs the lab: every node started, the trace replayed, the nodes
@@ -480,6 +601,7 @@ pub async fn run(options: &LabOptions) -> Result<LabReport, String> {
     let mut sent = vec![0u64; mesh.nodes.len()];
     let mut failed = vec![0u64; mesh.nodes.len()];
     let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); mesh.nodes.len()];
+    let mut failures: BTreeMap<String, u64> = BTreeMap::new();
     if result.is_ok() {
         // In trace order, at most `concurrency` at a time.
         let permits = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
@@ -502,15 +624,18 @@ pub async fn run(options: &LabOptions) -> Result<LabReport, String> {
             sent[node] += 1;
             tasks.spawn(async move {
                 let began = Instant::now();
-                let ok = replay_one(proxy, url, size).await;
+                let outcome = replay_one(proxy, url, size).await;
                 drop(permit);
-                (node, ok, began.elapsed().as_secs_f64() * 1000.0)
+                (node, outcome, began.elapsed().as_secs_f64() * 1000.0)
             });
         }
         while let Some(done) = tasks.join_next().await {
             match done {
-                Ok((node, true, ms)) => latencies[node].push(ms),
-                Ok((node, false, _)) => failed[node] += 1,
+                Ok((node, Ok(()), ms)) => latencies[node].push(ms),
+                Ok((node, Err(why), _)) => {
+                    failed[node] += 1;
+                    *failures.entry(why.to_string()).or_insert(0) += 1;
+                }
                 Err(_) => {}
             }
         }
@@ -540,6 +665,7 @@ pub async fn run(options: &LabOptions) -> Result<LabReport, String> {
         n.latencies_ms = std::mem::take(&mut latencies[i]);
         report.replay_errors += failed[i];
     }
+    report.replay_failures = failures;
     report.elapsed = started.elapsed();
     Ok(report)
 }
@@ -579,4 +705,56 @@ fn write_lab_trace(
 
 pub fn lab_trace_path(options: &LabOptions) -> PathBuf {
     options.work.join("lab-trace.log")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_address_already_answering_is_refused() {
+        let taken = std::net::TcpListener::bind("127.18.9.7:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("mesh-lab-taken-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("a.conf"),
+            format!("http_port 127.18.9.7:{port}\npid_filename none\n"),
+        )
+        .unwrap();
+        let mesh = Mesh::from_str(
+            "[nodes.a]\nconfig = \"a.conf\"\naddress = \"127.18.9.7\"\nclients = [\"10.1.0.0/16\"]\n",
+            &dir.join("mesh.toml"),
+        )
+        .unwrap();
+        let options = LabOptions {
+            mesh: dir.join("mesh.toml"),
+            trace: dir.join("trace.log"),
+            requests: 1,
+            concurrency: 1,
+            cuttle: dir.join("no-such-cuttle"),
+            squid: dir.join("no-such-squid"),
+            work: dir.join("work"),
+        };
+        let refused = start_node(&mesh, 0, &options).map(|_| ()).unwrap_err();
+        assert!(refused.contains("already listens"), "{refused}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_replayer_s_port_is_chosen_at_connect_not_at_bind() {
+        let socket = replayer_socket().unwrap();
+        // Bound to the client address, no port reserved yet: a port taken
+        // at bind would have to be free towards every destination (see
+        // `replayer_socket`).
+        let bound = socket.local_addr().unwrap();
+        assert_eq!(bound.ip().to_string(), CLIENT_ADDRESS);
+        assert_eq!(bound.port(), 0, "the port is left to connect");
+        let node = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = socket.connect(node.local_addr().unwrap()).await.unwrap();
+        let (_, seen) = node.accept().await.unwrap();
+        assert_eq!(seen, stream.local_addr().unwrap());
+        assert_eq!(seen.ip().to_string(), CLIENT_ADDRESS);
+        assert_ne!(seen.port(), 0);
+    }
 }

@@ -59,6 +59,9 @@ pub struct LabReport {
     /// Requests whose reply the replayer could not use (connection
     /// failures, status other than 200, short bodies), by node.
     pub replay_errors: u64,
+    /// The replay errors by cause (`ReplayFailure`'s text), for finding
+    /// out why.
+    pub replay_failures: std::collections::BTreeMap<String, u64>,
     /// Origin requests from an address that is no node's.
     pub origin_unattributed: u64,
     pub elapsed: Duration,
@@ -158,6 +161,14 @@ pub fn table(report: &LabReport) -> String {
         report.replay_errors,
         report.elapsed.as_secs_f64()
     );
+    if !report.replay_failures.is_empty() {
+        let causes: Vec<String> = report
+            .replay_failures
+            .iter()
+            .map(|(why, n)| format!("{why}: {n}"))
+            .collect();
+        let _ = writeln!(out, "replay errors by cause: {}", causes.join(", "));
+    }
     out
 }
 
@@ -342,54 +353,139 @@ pub fn simulate(options: &LabOptions) -> Option<Result<serde_json::Value, String
     })
 }
 
-/// One node's (or the total's) figures as the simulator predicts them.
-#[derive(Debug, Clone, PartialEq)]
+/// One node's (or the total's) figures as the simulator predicts them:
+/// a row of `cuttle simulate --json` (src/sim/report.rs `Row`; only the
+/// keys the lab compares are read, the others are ignored).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct PredictionRow {
     pub node: String,
-    /// Every number the simulator gives for it, by its JSON key.
-    pub figures: Vec<(String, f64)>,
+    pub requests: u64,
+    /// Fractions of `requests` (0..1), as the simulator gives them.
+    pub hit_ratio_local: f64,
+    pub hit_ratio_sibling: f64,
+    pub hit_ratio_parent: f64,
+    pub origin_requests: u64,
+    pub origin_bytes: u64,
 }
 
-/// THE ONE PLACE TO ADAPT to `cuttle simulate --json`'s output (the
-/// simulator is another work item; no key names were agreed): rows to
-/// show beside the lab's table. It reads a `nodes` array (each with a
-/// `name`) or object (keyed by node name) and a `total` object, and keeps
-/// every number of each, so whatever keys the simulator uses are shown.
-pub fn prediction_rows(json: &serde_json::Value) -> Vec<PredictionRow> {
-    let row = |node: String, v: &serde_json::Value| PredictionRow {
-        node,
-        figures: v
-            .as_object()
-            .map(|fields| {
-                fields
-                    .iter()
-                    .filter_map(|(k, x)| x.as_f64().map(|x| (k.clone(), x)))
-                    .collect()
-            })
-            .unwrap_or_default(),
+/// One run of `cuttle simulate --json`.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct SimulatedRun {
+    nodes: Vec<PredictionRow>,
+    total: PredictionRow,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct SimulateOutput {
+    runs: Vec<SimulatedRun>,
+}
+
+/// The rows of `cuttle simulate --json`'s first (the lab runs one mesh
+/// at a time: only) run: every node in mesh order, then the total (named
+/// "total").
+pub fn prediction_rows(json: &serde_json::Value) -> Result<Vec<PredictionRow>, String> {
+    let output: SimulateOutput = serde_json::from_value(json.clone())
+        .map_err(|e| format!("`cuttle simulate --json` output not understood: {e}"))?;
+    let run = output
+        .runs
+        .into_iter()
+        .next()
+        .ok_or("`cuttle simulate --json` printed no run")?;
+    let mut rows = run.nodes;
+    rows.push(run.total);
+    Ok(rows)
+}
+
+/// The issue's bounds on the simulator's error: hit ratios within this
+/// many percentage points of the lab's, origin bytes within this percent.
+pub const HIT_RATIO_BOUND_POINTS: f64 = 3.0;
+pub const ORIGIN_BYTES_BOUND_PERCENT: f64 = 5.0;
+
+/// The lab's figures and the simulator's, node by node, in the lab
+/// table's units, then how far apart they are in total against the
+/// issue's bounds.
+pub fn comparison(report: &LabReport, predicted: &[PredictionRow]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "lab vs simulator (--ttl {ORIGIN_TTL_SECS}), lab/sim:\n{:<10} {:>13} {:>11} {:>11} {:>11} {:>13} {:>23}",
+        "node", "requests", "local%", "sibl%", "parent%", "origin", "origin_bytes"
+    );
+    let mut lab_rows: Vec<NodeFigures> = report.nodes.clone();
+    lab_rows.push(report.total());
+    for lab in &lab_rows {
+        let Some(sim) = predicted.iter().find(|p| p.node == lab.name) else {
+            let _ = writeln!(out, "{:<10} (not in the simulator's output)", lab.name);
+            continue;
+        };
+        let pct = |x: f64| x * 100.0;
+        let _ = writeln!(
+            out,
+            "{:<10} {:>13} {:>11} {:>11} {:>11} {:>13} {:>23}",
+            lab.name,
+            format!("{}/{}", lab.requests, sim.requests),
+            format!(
+                "{:.1}/{:.1}",
+                percent(lab.local_hits, lab.requests),
+                pct(sim.hit_ratio_local)
+            ),
+            format!(
+                "{:.1}/{:.1}",
+                percent(lab.sibling_hits, lab.requests),
+                pct(sim.hit_ratio_sibling)
+            ),
+            format!(
+                "{:.1}/{:.1}",
+                percent(lab.parent_hits, lab.requests),
+                pct(sim.hit_ratio_parent)
+            ),
+            format!("{}/{}", lab.origin_requests, sim.origin_requests),
+            format!("{}/{}", lab.origin_bytes, sim.origin_bytes),
+        );
+    }
+    if let Some(sim) = predicted.iter().find(|p| p.node == "total") {
+        let _ = writeln!(out, "{}", differences(&report.total(), sim));
+    }
+    out
+}
+
+/// `sim - lab` in total: hit ratios in percentage points, origin bytes in
+/// percent of the lab's, each marked ok or over against the bounds.
+pub fn differences(lab: &NodeFigures, sim: &PredictionRow) -> String {
+    let mark = |d: f64, bound: f64| if d.abs() <= bound { "ok" } else { "over" };
+    let points =
+        |lab_part: u64, sim_ratio: f64| sim_ratio * 100.0 - percent(lab_part, lab.requests);
+    let mut parts: Vec<String> = [
+        ("local", points(lab.local_hits, sim.hit_ratio_local)),
+        ("sibling", points(lab.sibling_hits, sim.hit_ratio_sibling)),
+        ("parent", points(lab.parent_hits, sim.hit_ratio_parent)),
+    ]
+    .iter()
+    .map(|(name, d)| format!("{name} {d:+.1} pt {}", mark(*d, HIT_RATIO_BOUND_POINTS)))
+    .collect();
+    let bytes = if lab.origin_bytes == 0 {
+        if sim.origin_bytes == 0 {
+            "origin bytes +0.0% ok".to_string()
+        } else {
+            "origin bytes (none in the lab) over".to_string()
+        }
+    } else {
+        let d =
+            (sim.origin_bytes as f64 - lab.origin_bytes as f64) * 100.0 / lab.origin_bytes as f64;
+        format!(
+            "origin bytes {d:+.1}% {}",
+            mark(d, ORIGIN_BYTES_BOUND_PERCENT)
+        )
     };
-    let mut rows = Vec::new();
-    match json.get("nodes") {
-        Some(serde_json::Value::Array(items)) => {
-            for v in items {
-                let name = v.get("name").and_then(|n| n.as_str()).unwrap_or("?");
-                rows.push(row(name.to_string(), v));
-            }
-        }
-        Some(serde_json::Value::Object(map)) => {
-            for (name, v) in map {
-                rows.push(row(name.clone(), v));
-            }
-        }
-        _ => {}
-    }
-    if let Some(total) = json.get("total") {
-        rows.push(row("total".into(), total));
-    }
-    rows
+    parts.push(bytes);
+    format!(
+        "sim - lab (bounds {HIT_RATIO_BOUND_POINTS} pt, {ORIGIN_BYTES_BOUND_PERCENT}%): {}",
+        parts.join(", ")
+    )
 }
 
-/// The lab table, then the simulator's prediction or why there is none.
+/// The lab table, then the simulator's prediction beside it or why there
+/// is none.
 pub fn full_report(options: &LabOptions, report: &LabReport) -> String {
     let mut out = table(report);
     match simulate(options) {
@@ -397,21 +493,12 @@ pub fn full_report(options: &LabOptions, report: &LabReport) -> String {
         Some(Err(e)) => {
             let _ = writeln!(out, "simulator: failed: {e}");
         }
-        Some(Ok(json)) => {
-            let rows = prediction_rows(&json);
-            if rows.is_empty() {
-                let _ = writeln!(out, "simulator (JSON not recognised):\n{json}");
-            } else {
-                let _ = writeln!(out, "simulator (--ttl {ORIGIN_TTL_SECS}):");
-                for row in rows {
-                    let _ = write!(out, "{:<10}", row.node);
-                    for (key, value) in row.figures {
-                        let _ = write!(out, " {key}={value}");
-                    }
-                    out.push('\n');
-                }
+        Some(Ok(json)) => match prediction_rows(&json) {
+            Ok(rows) => out.push_str(&comparison(report, &rows)),
+            Err(e) => {
+                let _ = writeln!(out, "simulator: {e}:\n{json}");
             }
-        }
+        },
     }
     out
 }
@@ -501,25 +588,77 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// `cuttle simulate --json` on examples/mesh5/squid.toml and a
+    /// 20,000-request lab trace, as the first full lab run printed it.
+    const CAPTURED_SIMULATE_JSON: &str = r#"{"runs":[{"mesh":"/work/main/examples/mesh5/squid.toml","nodes":[{"node":"parent","requests":0,"hit_ratio_local":0.0,"hit_ratio_sibling":0.0,"hit_ratio_parent":0.0,"origin_requests":8221,"origin_bytes":110508486,"bytes_hops":0.0,"latency_mean_ms":0.0,"latency_p50_ms":0.0,"latency_p99_ms":0.0,"icp_sent":11355,"htcp_sent":0,"peer_requests":8221,"failed":0},{"node":"sibling1","requests":6797,"hit_ratio_local":0.4378402236280712,"hit_ratio_sibling":0.1543327938796528,"hit_ratio_parent":0.0,"origin_requests":0,"origin_bytes":0,"bytes_hops":107197222.0,"latency_mean_ms":26.48639106834673,"latency_p50_ms":8.999715848792048,"latency_p99_ms":61.022102961652806,"icp_sent":18997,"htcp_sent":0,"peer_requests":1107,"failed":0},{"node":"sibling2","requests":6626,"hit_ratio_local":0.42680350135828554,"hit_ratio_sibling":0.16163597947479627,"hit_ratio_parent":0.0,"origin_requests":0,"origin_bytes":0,"bytes_hops":77205573.0,"latency_mean_ms":26.77467553909905,"latency_p50_ms":8.999715848792048,"latency_p99_ms":61.022102961652806,"icp_sent":18951,"htcp_sent":0,"peer_requests":1017,"failed":0},{"node":"sibling3","requests":6577,"hit_ratio_local":0.4319598601185951,"hit_ratio_sibling":0.15417363539607723,"hit_ratio_parent":0.0,"origin_requests":0,"origin_bytes":0,"bytes_hops":76936981.0,"latency_mean_ms":26.849931589027697,"latency_p50_ms":8.999715848792048,"latency_p99_ms":61.022102961652806,"icp_sent":18827,"htcp_sent":0,"peer_requests":1010,"failed":0}],"total":{"node":"total","requests":20000,"hit_ratio_local":0.43225,"hit_ratio_sibling":0.1567,"hit_ratio_parent":0.0,"origin_requests":8221,"origin_bytes":110508486,"bytes_hops":261339776.0,"latency_mean_ms":26.70145001373291,"latency_p50_ms":8.999715848792048,"latency_p99_ms":61.022102961652806,"icp_sent":68130,"htcp_sent":0,"peer_requests":11355,"failed":0},"skipped_malformed":0,"skipped_not_cacheable":0,"skipped_errors":0,"unrouted":0}]}"#;
+
     #[test]
-    fn every_number_of_the_simulator_s_nodes_and_total_is_kept() {
-        let json: serde_json::Value = serde_json::from_str(
-            r#"{"nodes": [{"name": "a", "hit_ratio": 0.5, "note": "x"}], "total": {"origin_bytes": 10}}"#,
-        )
-        .unwrap();
-        let rows = prediction_rows(&json);
+    fn the_simulator_s_json_is_read_node_by_node_and_in_total() {
+        let json: serde_json::Value = serde_json::from_str(CAPTURED_SIMULATE_JSON).unwrap();
+        let rows = prediction_rows(&json).unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r.node.as_str()).collect();
         assert_eq!(
-            rows,
-            vec![
-                PredictionRow {
-                    node: "a".into(),
-                    figures: vec![("hit_ratio".into(), 0.5)]
-                },
-                PredictionRow {
-                    node: "total".into(),
-                    figures: vec![("origin_bytes".into(), 10.0)]
-                },
-            ]
+            names,
+            ["parent", "sibling1", "sibling2", "sibling3", "total"]
+        );
+        assert_eq!(
+            rows[1],
+            PredictionRow {
+                node: "sibling1".into(),
+                requests: 6797,
+                hit_ratio_local: 0.4378402236280712,
+                hit_ratio_sibling: 0.1543327938796528,
+                hit_ratio_parent: 0.0,
+                origin_requests: 0,
+                origin_bytes: 0,
+            }
+        );
+        assert_eq!(
+            (rows[0].origin_requests, rows[0].origin_bytes),
+            (8221, 110508486)
+        );
+        assert_eq!(
+            (rows[4].requests, rows[4].hit_ratio_local),
+            (20000, 0.43225)
+        );
+        assert!(prediction_rows(&serde_json::json!({"nodes": []})).is_err());
+    }
+
+    #[test]
+    fn the_differences_are_points_and_percent_marked_against_the_bounds() {
+        // The lab's total of the same run: 20000 requests, 8640 local hits
+        // (43.2%), 1580 sibling hits (7.9%), 1540 parent hits (7.7%),
+        // 110718919 origin bytes.
+        let lab = NodeFigures {
+            name: "total".into(),
+            requests: 20000,
+            local_hits: 8640,
+            sibling_hits: 1580,
+            parent_hits: 1540,
+            origin_bytes: 110718919,
+            ..NodeFigures::default()
+        };
+        let json: serde_json::Value = serde_json::from_str(CAPTURED_SIMULATE_JSON).unwrap();
+        let sim = prediction_rows(&json).unwrap().pop().unwrap();
+        // local 43.225 - 43.2 = +0.025 pt; sibling 15.67 - 7.9 = +7.77 pt;
+        // parent 0 - 7.7 = -7.7 pt; bytes (110508486 - 110718919) /
+        // 110718919 = -0.19%.
+        assert_eq!(
+            differences(&lab, &sim),
+            "sim - lab (bounds 3 pt, 5%): local +0.0 pt ok, sibling +7.8 pt over, \
+             parent -7.7 pt over, origin bytes -0.2% ok"
+        );
+        let report = LabReport {
+            nodes: vec![NodeFigures {
+                name: "sibling1".into(),
+                ..lab.clone()
+            }],
+            ..LabReport::default()
+        };
+        let shown = comparison(&report, &prediction_rows(&json).unwrap());
+        assert!(
+            shown.contains("sibling1      20000/6797   43.2/43.8    7.9/15.4     7.7/0.0"),
+            "{shown}"
         );
     }
 
