@@ -36,6 +36,10 @@ pub(super) struct SimulateArgs {
     /// of refresh_pattern's heuristics on its synthetic Last-Modified.
     #[arg(long, value_name = "SECS")]
     ttl: Option<u64>,
+    /// Seed of the ICP/HTCP reply jitter (the mesh's reply_jitter_ms): the
+    /// same seed gives the same figures.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    seed: u64,
     /// Print the figures as JSON (`{"runs": [...]}`) instead of a table.
     #[arg(long)]
     json: bool,
@@ -64,7 +68,13 @@ impl<R: Read> Read for Counted<R> {
 
 fn run_one(mesh_path: &Path, args: &SimulateArgs) -> Result<Report, String> {
     let mesh = Mesh::load(mesh_path)?;
-    let mut engine = Engine::new(&mesh, Options { ttl: args.ttl })?;
+    let mut engine = Engine::new(
+        &mesh,
+        Options {
+            ttl: args.ttl,
+            seed: args.seed,
+        },
+    )?;
     let total: u64 = args
         .traces
         .iter()

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use cuttle_protocol::icp::Opcode;
 use cuttle_protocol::key::{store_key, Method as KeyMethod};
 use http::StatusCode;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use super::mesh::Mesh;
 use super::node::{Digest, SimNode, View};
@@ -71,6 +73,8 @@ pub struct Options {
     /// Every document's lifetime (an explicit max-age) instead of the
     /// refresh_pattern heuristics on its synthetic Last-Modified.
     pub ttl: Option<u64>,
+    /// Seeds the reply jitter: a seed gives the same run every time.
+    pub seed: u64,
 }
 
 struct Object {
@@ -125,6 +129,8 @@ pub struct Engine<'m> {
     /// Replies after their round's end: (when, peer, RTT ms).
     late: Vec<(f64, usize, u64)>,
     unrouted: u64,
+    /// Draws each ICP/HTCP reply's jitter (seeded: a run is repeatable).
+    jitter: StdRng,
 }
 
 /// Unix seconds, whole, for the freshness code.
@@ -165,6 +171,7 @@ impl<'m> Engine<'m> {
             late: Vec::new(),
             clients: HashMap::new(),
             unrouted: 0,
+            jitter: StdRng::seed_from_u64(options.seed),
         })
     }
 
@@ -642,7 +649,12 @@ impl<'m> Engine<'m> {
             } else {
                 self.stats[peer].icp_sent += 1;
             }
-            let rtt_ms = 2.0 * path.latency_ms;
+            // Equally near peers race: scheduling noise, not the order the
+            // queries left in, decides whose reply comes first.
+            let mut rtt_ms = 2.0 * path.latency_ms;
+            if self.mesh.reply_jitter_ms > 0.0 {
+                rtt_ms += self.mesh.reply_jitter_ms * self.jitter.gen::<f64>();
+            }
             self.replies.push((
                 rtt_ms,
                 Reply {

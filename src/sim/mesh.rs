@@ -18,7 +18,10 @@
 //! ```
 //!
 //! `origin_bandwidth_mbps` (top level, optional) is the bandwidth of each
-//! node's own path to the origin. Hops between nodes are the links of the
+//! node's own path to the origin. `reply_jitter_ms` (top level, default
+//! [`DEFAULT_REPLY_JITTER_MS`]) delays each ICP/HTCP reply by a seeded
+//! uniform draw in `[0, reply_jitter_ms)`: the scheduling noise that
+//! decides which of several equally near peers answers first. Hops between nodes are the links of the
 //! shortest-latency path (see `topology`).
 
 use std::collections::BTreeMap;
@@ -49,6 +52,18 @@ struct MeshFile {
     nodes: BTreeMap<String, NodeFile>,
     #[serde(default)]
     links: Vec<LinkFile>,
+    #[serde(default = "default_reply_jitter")]
+    reply_jitter_ms: f64,
+}
+
+/// The reply jitter when the mesh file says nothing: the spread of a
+/// busy proxy's event loop on a LAN or loopback (a fraction of a
+/// millisecond), enough to split ties between equally near peers and too
+/// small to reorder peers whose links differ by a millisecond or more.
+pub const DEFAULT_REPLY_JITTER_MS: f64 = 0.2;
+
+fn default_reply_jitter() -> f64 {
+    DEFAULT_REPLY_JITTER_MS
 }
 
 fn default_origin_latency() -> f64 {
@@ -173,6 +188,8 @@ pub struct Mesh {
     /// In name order (the TOML table's keys, sorted).
     pub nodes: Vec<Node>,
     pub links: Vec<Link>,
+    /// Each ICP/HTCP reply is delayed by a uniform draw in `[0, this)`.
+    pub reply_jitter_ms: f64,
 }
 
 impl Mesh {
@@ -253,7 +270,14 @@ impl Mesh {
                 bandwidth_mbps: link.bandwidth_mbps,
             });
         }
+        if !(file.reply_jitter_ms.is_finite() && file.reply_jitter_ms >= 0.0) {
+            return Err(format!(
+                "{}: reply_jitter_ms must be 0 or more",
+                path.display()
+            ));
+        }
         Ok(Mesh {
+            reply_jitter_ms: file.reply_jitter_ms,
             path: path.to_path_buf(),
             origin_latency_ms: file.origin_latency_ms,
             origin_bandwidth_mbps: file.origin_bandwidth_mbps,
@@ -335,6 +359,14 @@ bandwidth_mbps = 1000
         let bad = text.replace("b = \"b\"", "b = \"c\"");
         let e = Mesh::from_str(&bad, &path).unwrap_err();
         assert!(e.contains("a link names no node \"c\""), "{e}");
+        assert_eq!(mesh.reply_jitter_ms, DEFAULT_REPLY_JITTER_MS);
+        let jittery = format!("reply_jitter_ms = 0.5\n{text}");
+        assert_eq!(
+            Mesh::from_str(&jittery, &path).unwrap().reply_jitter_ms,
+            0.5
+        );
+        let e = Mesh::from_str(&format!("reply_jitter_ms = -1\n{text}"), &path).unwrap_err();
+        assert!(e.contains("reply_jitter_ms must be 0 or more"), "{e}");
         let e = Mesh::from_str(&text.replace("a.conf", "missing.conf"), &path).unwrap_err();
         assert!(e.contains("missing.conf"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();

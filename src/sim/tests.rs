@@ -66,6 +66,7 @@ fn close(a: f64, b: f64) -> bool {
 
 const LINE: &str = r#"
 origin_latency_ms = 50
+reply_jitter_ms = 0
 [nodes.child]
 config = "child.conf"
 address = "10.0.0.1"
@@ -151,6 +152,7 @@ fn a_line_of_child_parent_and_origin_worked_by_hand() {
 
 const PAIR: &str = r#"
 origin_latency_ms = 50
+reply_jitter_ms = 0
 [nodes.a]
 config = "a.conf"
 address = "10.0.0.1"
@@ -399,7 +401,14 @@ fn ttl_sets_every_lifetime() {
         get(30.0, "10.1.0.1", "/x", 100),
         get(100.0, "10.1.0.1", "/x", 100),
     ];
-    let (_, report) = run(&mesh, Options { ttl: Some(60) }, &trace);
+    let (_, report) = run(
+        &mesh,
+        Options {
+            ttl: Some(60),
+            ..Options::default()
+        },
+        &trace,
+    );
     let a = node(&report, "a");
     assert_eq!((a.origin_requests, a.hit_ratio_local), (2, 1.0 / 3.0));
     let (_, report) = run(&mesh, Options::default(), &trace);
@@ -499,4 +508,102 @@ fn htcp_siblings_find_each_others_objects_and_htcp_access_refuses_silently() {
     assert_eq!((a.htcp_sent, b.htcp_sent), (1, 1));
     // 0.5 service + 5 ms (the wait runs out) + 100 to the origin.
     assert!(close(a.latency_mean_ms, 105.5), "{}", a.latency_mean_ms);
+}
+
+/// `asker` queries two siblings, s1 1 ms away and s2 `{s2_ms}` ms, that
+/// each hold every object; `{jitter}` is the mesh's reply_jitter_ms line.
+const TIE: &str = r#"
+origin_latency_ms = 50
+{jitter}
+[nodes.asker]
+config = "asker.conf"
+address = "10.0.0.1"
+clients = ["10.1.0.0/16"]
+[nodes.s1]
+config = "s1.conf"
+address = "10.0.0.2"
+clients = ["10.2.0.0/16"]
+[nodes.s2]
+config = "s2.conf"
+address = "10.0.0.3"
+clients = ["10.3.0.0/16"]
+[[links]]
+a = "asker"
+b = "s1"
+latency_ms = 1
+[[links]]
+a = "asker"
+b = "s2"
+latency_ms = {s2_ms}
+"#;
+
+/// The TIE mesh: s1 and s2 fetch objects 0..n from the origin, then the
+/// asker asks for each; returns (served by s1, served by s2) and the report.
+fn race(tag: &str, s2_ms: f64, jitter_line: &str, seed: u64, n: u32) -> ((u64, u64), Report) {
+    let answering = "icp_port 3130\nicp_access allow all\ndigest_generation off\ncache_mem 1 MB\n";
+    let (_dir, mesh) = mesh(
+        tag,
+        &TIE.replace("{jitter}", jitter_line)
+            .replace("{s2_ms}", &s2_ms.to_string()),
+        &[
+            (
+                "asker",
+                "icp_port 3130\ndigest_generation off\ncache_mem 1 MB\n\
+                 cache_peer 10.0.0.2 sibling 3128 3130\n\
+                 cache_peer 10.0.0.3 sibling 3128 3130\n",
+            ),
+            ("s1", answering),
+            ("s2", answering),
+        ],
+    );
+    let mut trace = Vec::new();
+    for i in 0..n {
+        let path = format!("/{i}");
+        let t = f64::from(i);
+        trace.push(get(t, "10.2.0.1", &path, 100));
+        trace.push(get(t + 0.1, "10.3.0.1", &path, 100));
+        trace.push(get(t + 0.2, "10.1.0.1", &path, 100));
+    }
+    let options = Options {
+        seed,
+        ..Options::default()
+    };
+    let (engine, report) = run(&mesh, options, &trace);
+    let served = |i: usize| engine.stats()[i].peer_requests;
+    ((served(1), served(2)), report)
+}
+
+#[test]
+fn ties_between_equally_near_siblings_are_split() {
+    // Both siblings answer HIT after the same 2 ms round trip. Without
+    // jitter the first queried wins, and the asker starts its queries at
+    // the next peer each round (as Squid does): an exact alternation.
+    let ((s1, s2), report) = race("tie0", 1.0, "reply_jitter_ms = 0", 1, 50);
+    assert_eq!(node(&report, "asker").hit_ratio_sibling, 1.0, "{report:#?}");
+    assert_eq!((s1, s2), (25, 25));
+    // With the default jitter, about half each.
+    let ((s1, s2), _) = race("tie", 1.0, "", 1, 200);
+    assert_eq!(s1 + s2, 200);
+    assert!(s1 >= 70 && s2 >= 70, "s1 served {s1}, s2 served {s2}");
+}
+
+#[test]
+fn reply_jitter_lets_a_slightly_farther_sibling_win_some_races() {
+    // s2's round trip is 0.1 ms longer. Without jitter s1 always answers
+    // first. With 1 ms of jitter s2 wins when its draw is more than 0.1 ms
+    // below s1's: probability 0.9^2 / 2 = 0.405, about 81 of 200 races.
+    let ((s1, s2), _) = race("near0", 1.05, "reply_jitter_ms = 0", 1, 200);
+    assert_eq!((s1, s2), (200, 0));
+    let ((s1, s2), _) = race("near", 1.05, "reply_jitter_ms = 1", 1, 200);
+    assert_eq!(s1 + s2, 200);
+    assert!((50..=115).contains(&s2), "s1 served {s1}, s2 served {s2}");
+}
+
+#[test]
+fn reply_jitter_is_the_same_for_a_seed_and_differs_between_seeds() {
+    let (a, _) = race("seed-a", 1.05, "reply_jitter_ms = 1", 7, 100);
+    let (b, _) = race("seed-b", 1.05, "reply_jitter_ms = 1", 7, 100);
+    let (c, _) = race("seed-c", 1.05, "reply_jitter_ms = 1", 8, 100);
+    assert_eq!(a, b);
+    assert_ne!(a, c);
 }
