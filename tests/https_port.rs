@@ -366,3 +366,53 @@ async fn allow_direct_fetches_the_https_site_over_tls() {
     assert_eq!(log[0].url, format!("https://{site}/obj"));
     assert!(log[0].hierarchy.starts_with("HIER_DIRECT/"), "{:?}", log[0]);
 }
+
+/// A peer's TCP probe (connect, then close without a byte: Squid probes
+/// its peers' ports so) is no handshake failure: no cache.log warning,
+/// while a real failure after it still is one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_that_sends_nothing_is_not_a_handshake_failure() {
+    let certs = TempDir::new("https-port-certs");
+    let pki = Pki::new(certs.path(), "test");
+    let leaf = pki.leaf("www", &["www.example.com"]);
+    let origin = Origin::start().await;
+    let proxy = Cuttle::start(&accelerator(&origin, &[&leaf]));
+
+    // A client that does not trust the certificate (a real failure), a
+    // probe, and that client again: the probe's line, if any, comes
+    // before the second failure's.
+    let other = Pki::new(certs.path(), "other");
+    let log_path = proxy.dir.path().join("cache.log");
+    let failures = || {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("TLS handshake with"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    for probe in [false, true, false] {
+        if probe {
+            drop(support::connect(proxy.addr(), None).await);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let before = failures().len();
+        assert!(
+            tls::connect(proxy.addr(), "www.example.com", other.ca_path())
+                .await
+                .is_err()
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while failures().len() == before {
+            assert!(Instant::now() < deadline, "no failure line");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let lines = failures();
+    assert_eq!(
+        lines.len(),
+        2,
+        "only the untrusting client fails: {lines:#?}"
+    );
+}

@@ -412,6 +412,12 @@ pub async fn serve(
                     };
                     match done {
                         Ok(Ok(stream)) => start_connection(stream, info, &proxy, &registry, &stop, alive),
+                        // A peer's TCP probe (Squid's, cuttle's) connects and
+                        // closes without a byte: no failure worth a warning.
+                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => tracing::debug!(
+                            "TLS handshake with {} on https_port {}: closed before a handshake ({e})",
+                            info.client, info.port_name
+                        ),
                         Ok(Err(e)) => tracing::warn!(
                             "TLS handshake with {} on https_port {} failed: {e}",
                             info.client, info.port_name
