@@ -153,8 +153,20 @@ fn cuttle_offices_share_more_through_digests_than_squid_offices() {
     let dir = Dir::new("digests");
     let trace = dir.0.join("access.log");
     let generated = Command::new(env!("CARGO_BIN_EXE_cuttle"))
-        .args(["trace", "generate", "--requests", "6000", "--duration", "86400"])
-        .args(["--clients", "10.1.0.0/16,10.2.0.0/16,10.3.0.0/16", "--seed", "15"])
+        .args([
+            "trace",
+            "generate",
+            "--requests",
+            "6000",
+            "--duration",
+            "86400",
+        ])
+        .args([
+            "--clients",
+            "10.1.0.0/16,10.2.0.0/16,10.3.0.0/16",
+            "--seed",
+            "15",
+        ])
         .arg("-o")
         .arg(&trace)
         .output()

@@ -13,10 +13,10 @@ use cuttle_protocol::key::StoreKey;
 
 use super::mesh::{Kind, Mesh};
 use super::store::{Holdings, SimStore};
-use crate::peers::store_digest;
 use crate::config::{CachePeer, Config};
 use crate::peers::core::{Effect, Health, PeerId, PeerInfo, PeerView, Timing};
 use crate::peers::select::HashParents;
+use crate::peers::store_digest;
 use crate::peers::table::int_average;
 
 /// Squid's RTT_AV_FACTOR and RTT_WRR_AV_FACTOR (the table's averaging).
@@ -114,8 +114,9 @@ pub fn squid_received_mask(mask: &[u8]) -> Vec<u8> {
     let header = digest::HEADER_LEN;
     let first = SQUID_READ_BUFFER.min(header + mask.len());
     let mut out = mask.to_vec();
-    for j in header..first.saturating_sub(header) {
-        out[j] = mask[j - header];
+    let end = first.saturating_sub(header);
+    if end > header {
+        out[header..end].copy_from_slice(&mask[..end - header]);
     }
     out
 }
@@ -402,9 +403,20 @@ mod tests {
         let by_squid = Digest::served(exact.clone(), true);
         let by_cuttle = Digest::served(exact, false);
         let squid_of_squid = found(&by_squid, true);
-        assert!(squid_of_squid < 500, "a Squid found {squid_of_squid}/1500 in a Squid's digest");
-        assert_eq!(found(&by_cuttle, true), 1500, "a Squid reading cuttle's digest");
-        assert_eq!(found(&by_squid, false), 1500, "cuttle reading a Squid's digest");
+        assert!(
+            squid_of_squid < 500,
+            "a Squid found {squid_of_squid}/1500 in a Squid's digest"
+        );
+        assert_eq!(
+            found(&by_cuttle, true),
+            1500,
+            "a Squid reading cuttle's digest"
+        );
+        assert_eq!(
+            found(&by_squid, false),
+            1500,
+            "cuttle reading a Squid's digest"
+        );
         assert_eq!(found(&by_cuttle, false), 1500);
     }
 
