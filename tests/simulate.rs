@@ -135,3 +135,61 @@ fn a_bad_mesh_exits_1_naming_the_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("missing.conf"), "{stderr}");
 }
+
+/// The totals row of run `run` of a `--json` output.
+fn total(json: &serde_json::Value, run: usize) -> (f64, u64) {
+    let t = &json["runs"][run]["total"];
+    (
+        t["hit_ratio_sibling"].as_f64().unwrap(),
+        t["origin_bytes"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn cuttle_offices_share_more_through_digests_than_squid_offices() {
+    // examples/digests: three small offices that share only through Cache
+    // Digests. A Squid garbles the digests Squids serve it (squid-spec
+    // 5.5); cuttle serves around that and reads any digest exactly.
+    let dir = Dir::new("digests");
+    let trace = dir.0.join("access.log");
+    let generated = Command::new(env!("CARGO_BIN_EXE_cuttle"))
+        .args([
+            "trace",
+            "generate",
+            "--requests",
+            "6000",
+            "--duration",
+            "86400",
+        ])
+        .args([
+            "--clients",
+            "10.1.0.0/16,10.2.0.0/16,10.3.0.0/16",
+            "--seed",
+            "15",
+        ])
+        .arg("-o")
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(generated.status.success(), "{generated:?}");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/digests");
+    let out = cuttle(&[
+        &examples.join("squid.toml"),
+        &trace,
+        Path::new("--compare"),
+        &examples.join("cuttle.toml"),
+        Path::new("--json"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (squid_sibling, squid_origin) = total(&json, 0);
+    let (cuttle_sibling, cuttle_origin) = total(&json, 1);
+    assert!(
+        cuttle_sibling > squid_sibling,
+        "sibling hit ratio: cuttle {cuttle_sibling}, squid {squid_sibling}"
+    );
+    assert!(
+        cuttle_origin < squid_origin,
+        "origin bytes: cuttle {cuttle_origin}, squid {squid_origin}"
+    );
+}

@@ -16,8 +16,9 @@
 //! trace began) or, with `--ttl`, an explicit max-age.
 //!
 //! Simplifications, each on purpose: a stale copy is fetched again in full
-//! (no revalidation), nothing fails but what the mesh cannot reach, and
-//! digests are exact (no false hits).
+//! (no revalidation) and nothing fails but what the mesh cannot reach.
+//! Digests are real Cache Digests (with their false hits), and a Squid
+//! node reads a Squid node's digest garbled as Squid does (squid-spec 5.5).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -30,7 +31,7 @@ use http::StatusCode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::mesh::Mesh;
+use super::mesh::{Kind, Mesh};
 use super::node::{Digest, SimNode, View};
 use super::report::{check_conservation, NodeStats, Report, Row};
 use super::store::{Held, Holdings};
@@ -117,6 +118,8 @@ pub struct Engine<'m> {
     next_digest_ms: f64,
     ids: HashMap<[u8; 16], u32, BuildHasherDefault<KeyHasher>>,
     objects: Vec<Object>,
+    /// Each object's store key (what digests hold), by object id.
+    keys: Vec<[u8; 16]>,
     clock: Instant,
     /// The trace's first time (unix seconds): ms count from here.
     epoch: Option<f64>,
@@ -164,6 +167,7 @@ impl<'m> Engine<'m> {
             next_digest_ms: 0.0,
             ids: HashMap::default(),
             objects: Vec::new(),
+            keys: Vec::new(),
             clock,
             epoch: None,
             chain: Vec::new(),
@@ -192,6 +196,7 @@ impl<'m> Engine<'m> {
         }
         let id = self.objects.len() as u32;
         self.ids.insert(key, id);
+        self.keys.push(key);
         self.objects.push(Object {
             url: url.into(),
             last_modified: (epoch as u64).saturating_sub(modified_before(&key)),
@@ -246,7 +251,17 @@ impl<'m> Engine<'m> {
         self.next_digest_ms = f64::INFINITY;
         for (i, node) in self.nodes.iter_mut().enumerate() {
             if node.config.digest_generation.value && now_ms >= node.next_digest_ms {
-                node.digest = Digest::of(&self.holdings, i);
+                let bits_per_entry =
+                    u8::try_from(node.config.digest_bits_per_entry.value.clamp(1, 255))
+                        .unwrap_or(5);
+                node.digest = Digest::of(
+                    &self.holdings,
+                    i,
+                    &self.keys,
+                    &node.store,
+                    bits_per_entry,
+                    node.kind == Kind::Squid,
+                );
                 let period = node.config.digest_rebuild_period.value.as_secs_f64() * 1000.0;
                 node.next_digest_ms = now_ms + period.max(1.0);
             }
@@ -408,7 +423,7 @@ impl<'m> Engine<'m> {
             let view = View {
                 nodes: &self.nodes,
                 at,
-                object,
+                key: &self.keys[object as usize],
             };
             let (hit, effects) = digest_choice(&view, config, &req, start, now);
             let (targets, more) = if hit.is_none() {
@@ -428,7 +443,7 @@ impl<'m> Engine<'m> {
         let view = View {
             nodes: &self.nodes,
             at,
-            object,
+            key: &self.keys[object as usize],
         };
         let decision = if digest_hit.is_some() {
             decide_with_digest(
@@ -591,7 +606,7 @@ impl<'m> Engine<'m> {
         let view = View {
             nodes: &self.nodes,
             at,
-            object,
+            key: &self.keys[object as usize],
         };
         let (mut round, queries, effects) = QueryRound::start(&view, host, &targets, true, now);
         round.note_sent(queries.len());

@@ -33,7 +33,8 @@ use serde::Deserialize;
 use crate::config::{self, Config, LoadOptions};
 
 /// Which program a node is in the real mesh lab (the simulator runs
-/// cuttle's decision code for both, with each node's own squid.conf).
+/// cuttle's decision code for both, with each node's own squid.conf; the
+/// one difference it models: a Squid garbles the Squid digests it reads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {

@@ -8,11 +8,15 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use super::mesh::Mesh;
+use cuttle_protocol::digest;
+use cuttle_protocol::key::StoreKey;
+
+use super::mesh::{Kind, Mesh};
 use super::store::{Holdings, SimStore};
 use crate::config::{CachePeer, Config};
 use crate::peers::core::{Effect, Health, PeerId, PeerInfo, PeerView, Timing};
 use crate::peers::select::HashParents;
+use crate::peers::store_digest;
 use crate::peers::table::int_average;
 
 /// Squid's RTT_AV_FACTOR and RTT_WRR_AV_FACTOR (the table's averaging).
@@ -32,32 +36,89 @@ pub struct SimPeer {
     pub pings_acked: u64,
 }
 
-/// What a node publishes as its Cache Digest: the objects it held at its
-/// last rebuild (exactly; a real digest also has false hits).
+/// What a node publishes as its Cache Digest: a real one (the proxy's
+/// own Bloom filter, sized as the proxy sizes it) of the objects it held
+/// at its last rebuild, so lookups have its false hits; and, for a Squid
+/// node, the mask as a Squid peer receives it (squid-spec 5.5).
 #[derive(Debug, Clone, Default)]
 pub struct Digest {
-    bits: Vec<u64>,
+    exact: Option<digest::Digest>,
+    /// The mask a Squid reader builds from this digest when a Squid serves
+    /// it (Bug 5510); `None` when the server is cuttle (it serves around
+    /// the bug, so every reader gets the exact mask).
+    garbled: Option<Vec<u8>>,
 }
 
 impl Digest {
-    /// The objects node `node` holds now.
-    pub fn of(table: &Holdings, node: usize) -> Digest {
-        let mut bits = Vec::new();
+    /// The objects node `node` holds now (`keys`: each object's store
+    /// key), with the capacity the proxy's store digest would give it.
+    pub fn of(
+        table: &Holdings,
+        node: usize,
+        keys: &[StoreKey],
+        store: &SimStore,
+        bits_per_entry: u8,
+        served_by_squid: bool,
+    ) -> Digest {
+        let capacity = store_digest::capacity(
+            store.len() as u64,
+            store.used(),
+            store.capacity(),
+            bits_per_entry,
+        );
+        let mut exact = digest::Digest::new(capacity, bits_per_entry);
         for object in table.held_by(node) {
-            let word = object as usize / 64;
-            if bits.len() <= word {
-                bits.resize(word + 1, 0);
+            if let Some(key) = keys.get(object as usize) {
+                exact.add(key);
             }
-            bits[word] |= 1 << (object % 64);
         }
-        Digest { bits }
+        Digest::served(exact, served_by_squid)
     }
 
-    pub fn holds(&self, object: u32) -> bool {
-        self.bits
-            .get(object as usize / 64)
-            .is_some_and(|w| w & (1 << (object % 64)) != 0)
+    /// `exact` as served by a Squid (`served_by_squid`) or by cuttle.
+    pub fn served(exact: digest::Digest, served_by_squid: bool) -> Digest {
+        let garbled = served_by_squid.then(|| squid_received_mask(exact.mask()));
+        Digest {
+            exact: Some(exact),
+            garbled,
+        }
     }
+
+    /// Whether a reader finds `key` in this digest (`squid_reader`: the
+    /// reader is a Squid, which garbles what a Squid serves).
+    pub fn holds(&self, key: &StoreKey, squid_reader: bool) -> bool {
+        let Some(exact) = &self.exact else {
+            return false;
+        };
+        match (&self.garbled, squid_reader) {
+            (Some(mask), true) => digest::DigestRef {
+                header: exact.header(),
+                mask,
+            }
+            .contains(key),
+            _ => exact.contains(key),
+        }
+    }
+}
+
+/// Squid's reader buffer (squid-spec 5.5): 4 KiB.
+const SQUID_READ_BUFFER: usize = 4096;
+
+/// The mask a Squid up to 7.6 builds from `mask` served in one burst
+/// (squid-spec 5.5, Bug 5510): its first read holds the 128-byte header
+/// and the start of the mask in a 4 KiB buffer, of which it slides only
+/// 128 bytes after the header, so `mask'[j] = mask[j - 128]` for `128 <=
+/// j < first - 128` (`first`: the bytes of the first read, header
+/// included); the rest is read correctly.
+pub fn squid_received_mask(mask: &[u8]) -> Vec<u8> {
+    let header = digest::HEADER_LEN;
+    let first = SQUID_READ_BUFFER.min(header + mask.len());
+    let mut out = mask.to_vec();
+    let end = first.saturating_sub(header);
+    if end > header {
+        out[header..end].copy_from_slice(&mask[..end - header]);
+    }
+    out
 }
 
 /// A FIFO server with a fixed service time, kept as its backlog (ms of
@@ -89,6 +150,8 @@ impl Fifo {
 #[derive(Debug)]
 pub struct SimNode<'m> {
     pub name: &'m str,
+    /// Squid nodes garble the Squid digests they read (squid-spec 5.5).
+    pub kind: Kind,
     pub config: &'m Config,
     pub address: IpAddr,
     pub service_ms: f64,
@@ -133,6 +196,7 @@ impl<'m> SimNode<'m> {
             .collect();
         let mut sim = SimNode {
             name: &node.name,
+            kind: node.kind,
             config,
             address: node.address,
             service_ms: node.service_ms,
@@ -252,7 +316,7 @@ impl PeerView for SimNode<'_> {
 pub struct View<'a, 'm> {
     pub nodes: &'a [SimNode<'m>],
     pub at: usize,
-    pub object: u32,
+    pub key: &'a StoreKey,
 }
 
 impl View<'_, '_> {
@@ -295,13 +359,66 @@ impl PeerView for View<'_, '_> {
         if !peer.config.digest_generation.value {
             return None;
         }
-        Some(peer.digest.holds(self.object))
+        Some(peer.digest.holds(self.key, node.kind == Kind::Squid))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Fifo;
+    use super::{squid_received_mask, Digest, Fifo};
+    use cuttle_protocol::digest;
+    use cuttle_protocol::key::{store_key, Method};
+
+    #[test]
+    fn a_squid_reader_shifts_mask_bytes_128_to_3967_by_128() {
+        // Every byte names its position (mod 251, a prime: no period of 128).
+        let mask: Vec<u8> = (0..5000).map(|i| (i % 251) as u8).collect();
+        let got = squid_received_mask(&mask);
+        assert_eq!(got.len(), 5000);
+        assert_eq!(got[..128], mask[..128]);
+        assert_eq!(got[128..3968], mask[..3840]);
+        assert_eq!(got[3968..], mask[3968..]);
+        // A mask whose whole digest fits the first read: damaged to its end.
+        let small: Vec<u8> = (0..1000).map(|i| (i % 251) as u8).collect();
+        let got = squid_received_mask(&small);
+        assert_eq!(got[..128], small[..128]);
+        assert_eq!(got[128..], small[..872]);
+        // Up to 128 bytes of mask: nothing to shift.
+        let tiny: Vec<u8> = (0..128).map(|i| i as u8).collect();
+        assert_eq!(squid_received_mask(&tiny), tiny);
+    }
+
+    #[test]
+    fn only_a_squid_reading_a_squid_digest_misses_members() {
+        // squid-spec 5.5's case: capacity 16,000 (a 10,000-byte mask), 1,500 URLs.
+        let keys: Vec<_> = (0..1500)
+            .map(|i| store_key(Method::Get, format!("http://example.com/o/{i}").as_bytes()))
+            .collect();
+        let mut exact = digest::Digest::new(16_000, 5);
+        keys.iter().for_each(|k| exact.add(k));
+        assert_eq!(exact.mask().len(), 10_000);
+        let found = |d: &Digest, squid_reader: bool| {
+            keys.iter().filter(|k| d.holds(k, squid_reader)).count()
+        };
+        let by_squid = Digest::served(exact.clone(), true);
+        let by_cuttle = Digest::served(exact, false);
+        let squid_of_squid = found(&by_squid, true);
+        assert!(
+            squid_of_squid < 500,
+            "a Squid found {squid_of_squid}/1500 in a Squid's digest"
+        );
+        assert_eq!(
+            found(&by_cuttle, true),
+            1500,
+            "a Squid reading cuttle's digest"
+        );
+        assert_eq!(
+            found(&by_squid, false),
+            1500,
+            "cuttle reading a Squid's digest"
+        );
+        assert_eq!(found(&by_cuttle, false), 1500);
+    }
 
     #[test]
     fn the_fifo_queues_and_drains_with_the_clock() {
