@@ -143,7 +143,14 @@ fn an_oversized_datagram_in_a_burst_is_dropped_and_counted_its_neighbours_answer
     let (server, stats) = start_icp();
     let to = server.local_addr();
     let a = asker();
+    // Its first MAX_DATAGRAM bytes are a query of that length (the URL's
+    // NUL is the last of them): read cut to the limit, it would be
+    // answered.
     let mut oversized = icp_query(99);
+    oversized.pop();
+    oversized.resize(icp::MAX_DATAGRAM - 1, b'a');
+    oversized.push(0);
+    oversized[2..4].copy_from_slice(&(icp::MAX_DATAGRAM as u16).to_be_bytes());
     oversized.resize(icp::MAX_DATAGRAM + 100, b'x');
     for reqnum in 1..=3 {
         a.send_to(&icp_query(reqnum), to).expect("send");
