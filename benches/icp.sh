@@ -4,7 +4,7 @@
 #
 # Usage
 #   benches/icp.sh [--quick] [--htcp] [-d SECS] [-w WINDOW] [--no-build]
-#                  [--no-log] [--perf] [--keep] [--port-base N]
+#                  [--no-log] [--perf] [--count] [--keep] [--port-base N]
 #
 #   --quick      2 s runs (smoke test)
 #   --htcp       load the HTCP responders with TST queries (Squid's form:
@@ -16,6 +16,9 @@
 #   --no-log     log_icp_queries off on both (default: on, Squid's default,
 #                so each answered query writes an access.log line)
 #   --perf       perf-record cuttle during its HIT run; print its top symbols
+#   --count      perf-stat cuttle during its HIT run: instructions (user and
+#                kernel, as root) and system calls per reply, figures a busy
+#                machine leaves comparable between builds (CUTTLE=...)
 #   --keep       keep the work directory (configs, logs, perf data)
 #   --port-base  first of nine ports (default 18190)
 #
@@ -53,7 +56,7 @@ set -euo pipefail
 die() { echo "icp.sh: $*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-DUR=5 WINDOW=16 BUILD=1 LOG=1 PERF=0 KEEP=0 BASE=18190 PROTO=icp
+DUR=5 WINDOW=16 BUILD=1 LOG=1 PERF=0 COUNT=0 KEEP=0 BASE=18190 PROTO=icp
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) DUR=2 ;;
@@ -63,6 +66,7 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0 ;;
     --no-log) LOG=0 ;;
     --perf) PERF=1 ;;
+    --count) COUNT=1 ;;
     --keep) KEEP=1 ;;
     --port-base) BASE=$2; shift ;;
     -h|--help) usage ;;
@@ -77,7 +81,7 @@ PATH=$PATH:/usr/sbin
 for tool in nginx squid curl taskset cc; do
   command -v "$tool" >/dev/null || die "$tool not found (apt-get install nginx-light squid curl util-linux gcc)"
 done
-[ "$PERF" = 0 ] || command -v perf >/dev/null || die "--perf needs perf (apt-get install linux-perf)"
+[ "$PERF$COUNT" = 00 ] || command -v perf >/dev/null || die "--perf and --count need perf (apt-get install linux-perf)"
 
 CUTTLE_IP=127.0.2.2 SQUID_IP=127.0.2.1 ECHO_IP=127.0.2.3 ECHO_MM_IP=127.0.2.4 LOAD_IP=127.0.2.20
 ORIGIN_PORT=$BASE CUTTLE_HTTP=$((BASE + 1)) CUTTLE_ICP=$((BASE + 2)) SQUID_HTTP=$((BASE + 3)) SQUID_ICP=$((BASE + 4))
@@ -221,18 +225,23 @@ done
 cpu_busy() { # "busy total" jiffies of cpuN
   awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
 }
-declare -A RPS=() P50=() P99=() LOST=() OPS=() LCPU=() SCPU=()
+declare -A RPS=() P50=() P99=() LOST=() OPS=() LCPU=() SCPU=() REPLIES=()
 run_one() { # SERVER CASE URL [WINDOW]
-  local srv=$1 case=$2 url=$3 window=${4:-$WINDOW} out perfpid=""
+  local srv=$1 case=$2 url=$3 window=${4:-$WINDOW} out perfpid="" statpid=""
   local load_cpu=${LOAD_CPUS%%[,-]*} server_cpu=${SERVER_CPUS%%[,-]*}
   read -r lb0 lt0 < <(cpu_busy "$load_cpu"); read -r sb0 st0 < <(cpu_busy "$server_cpu")
   if [ "$PERF" = 1 ] && [ "$srv" = cuttle ] && [ "$case" = hit ]; then
     perf record -q -F 999 -g -p "${PID[cuttle]}" -o "$WORK/perf.data" -- sleep "$DUR" >/dev/null 2>&1 &
     perfpid=$!
   fi
+  if [ "$COUNT" = 1 ] && [ "$srv" = cuttle ] && [ "$case" = hit ]; then
+    perf stat -x, -e instructions,raw_syscalls:sys_enter -p "${PID[cuttle]}" -o "$WORK/stat.txt" -- sleep "$DUR" >/dev/null 2>&1 &
+    statpid=$!
+  fi
   out=$("${PIN_LOAD[@]}" "${LOADER[@]}" "$LOAD_IP" ${ICP[$srv]} "$url" "$DUR" "$window") ||
     { echo "$out" >&2; die "icpload failed against $srv"; }
   [ -z "$perfpid" ] || wait "$perfpid" || true
+  [ -z "$statpid" ] || wait "$statpid" || true
   read -r lb1 lt1 < <(cpu_busy "$load_cpu"); read -r sb1 st1 < <(cpu_busy "$server_cpu")
   LCPU[$srv.$case]=$(( (lb1 - lb0) * 100 / ((lt1 - lt0) > 0 ? (lt1 - lt0) : 1) ))
   SCPU[$srv.$case]=$(( (sb1 - sb0) * 100 / ((st1 - st0) > 0 ? (st1 - st0) : 1) ))
@@ -242,6 +251,7 @@ run_one() { # SERVER CASE URL [WINDOW]
   P99[$srv.$case]=$(awk '{print $6}' <<<"$out")
   LOST[$srv.$case]=$(awk '{print $10}' <<<"$out")
   OPS[$srv.$case]=$(awk '{print "hit " $12 " miss " $14 " denied " $16}' <<<"$out")
+  REPLIES[$srv.$case]=$(awk '{print $8}' <<<"$out")
 }
 echo
 echo "== runs (icpload ${DUR}s each) =="
@@ -301,6 +311,14 @@ if [ "$PROTO" = icp ]; then
 fi
 count_lines() { grep -c "$LINES" "$1" 2>/dev/null || true; }
 echo "$LINES lines in access.log: cuttle $(count_lines "$C/access.log"), squid $(count_lines "$S/access.log")"
+
+if [ "$COUNT" = 1 ] && [ -f "$WORK/stat.txt" ]; then
+  # perf stat -x, lines: value,unit,event,...; the stat covers the run
+  # (icpload runs as long), so per reply is total / replies received.
+  awk -F, -v r="${REPLIES[cuttle.hit]}" '
+    $3 ~ /^instructions/ { i = $1 } $3 ~ /sys_enter/ { c = $1 }
+    END { if (r > 0) printf "cuttle HIT run: %.0f instructions and %.2f system calls per reply (%s replies)\n", i / r, c / r, r }' "$WORK/stat.txt"
+fi
 
 if [ "$PERF" = 1 ] && [ -f "$WORK/perf.data" ]; then
   echo
