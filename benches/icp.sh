@@ -16,9 +16,10 @@
 #   --no-log     log_icp_queries off on both (default: on, Squid's default,
 #                so each answered query writes an access.log line)
 #   --perf       perf-record cuttle during its HIT run; print its top symbols
-#   --count      perf-stat cuttle during its HIT run: instructions (user and
-#                kernel, as root) and system calls per reply, figures a busy
-#                machine leaves comparable between builds (CUTTLE=...)
+#   --count      perf-stat cuttle during its HIT run: system calls, CPU time
+#                and (where the CPU counts them; not on every VM)
+#                instructions per reply, figures a busy machine disturbs
+#                less than replies/s, to compare builds (CUTTLE=...)
 #   --keep       keep the work directory (configs, logs, perf data)
 #   --port-base  first of nine ports (default 18190)
 #
@@ -235,7 +236,7 @@ run_one() { # SERVER CASE URL [WINDOW]
     perfpid=$!
   fi
   if [ "$COUNT" = 1 ] && [ "$srv" = cuttle ] && [ "$case" = hit ]; then
-    perf stat -x, -e instructions,raw_syscalls:sys_enter -p "${PID[cuttle]}" -o "$WORK/stat.txt" -- sleep "$DUR" >/dev/null 2>&1 &
+    perf stat -x, -e instructions,task-clock,raw_syscalls:sys_enter -p "${PID[cuttle]}" -o "$WORK/stat.txt" -- sleep "$DUR" >/dev/null 2>&1 &
     statpid=$!
   fi
   out=$("${PIN_LOAD[@]}" "${LOADER[@]}" "$LOAD_IP" ${ICP[$srv]} "$url" "$DUR" "$window") ||
@@ -316,8 +317,9 @@ if [ "$COUNT" = 1 ] && [ -f "$WORK/stat.txt" ]; then
   # perf stat -x, lines: value,unit,event,...; the stat covers the run
   # (icpload runs as long), so per reply is total / replies received.
   awk -F, -v r="${REPLIES[cuttle.hit]}" '
-    $3 ~ /^instructions/ { i = $1 } $3 ~ /sys_enter/ { c = $1 }
-    END { if (r > 0) printf "cuttle HIT run: %.0f instructions and %.2f system calls per reply (%s replies)\n", i / r, c / r, r }' "$WORK/stat.txt"
+    $3 ~ /^instructions/ { i = $1 } $3 ~ /^task-clock/ { t = $1 } $3 ~ /sys_enter/ { c = $1 }
+    END { if (r > 0) printf "cuttle HIT run, per reply: %.2f system calls, %.2f us of CPU, %s instructions (%s replies)\n",
+            c / r, t * 1000 / r, (i ~ /^[0-9]+$/ ? sprintf("%.0f", i / r) : "uncounted"), r }' "$WORK/stat.txt"
 fi
 
 if [ "$PERF" = 1 ] && [ -f "$WORK/perf.data" ]; then
