@@ -62,11 +62,12 @@ fn a_queued_burst_is_received_in_batches_each_datagram_with_its_sender() {
     // Loopback keeps one sender's order, and here the senders alternate
     // on one thread, so the arrival order is the sending order.
     assert_eq!(got, sent);
+    // All were queued before the first receive (loopback delivers within
+    // the send, unless the kernel defers it), so receives take several.
     assert!(
-        calls.iter().all(|&n| n <= BATCH) && calls.len() < sent.len(),
+        calls.iter().all(|&n| n <= BATCH) && calls.iter().any(|&n| n > 1),
         "receives of {calls:?} datagrams"
     );
-    assert_eq!(calls.first(), Some(&BATCH), "a full queue fills a batch");
 }
 
 #[test]
