@@ -159,3 +159,44 @@ fn a_datagram_refused_inside_a_batch_fails_alone_and_the_rest_go_out() {
         assert_eq!(&buf[..len], expected);
     }
 }
+
+#[test]
+fn ipv6_and_v4_mapped_senders_are_received_and_answered_where_they_are() {
+    // A dual-stack socket, as a responder on `udp_incoming_address ::`.
+    let server = UdpSocket::bind("[::]:0").expect("bind [::]");
+    let port = addr(&server).port();
+    let v6 = UdpSocket::bind("[::1]:0").expect("bind [::1]");
+    let v4 = bound();
+    v6.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    v6.send_to(b"from v6", ("::1", port)).expect("send");
+    v4.send_to(b"from v4", ("127.0.0.1", port)).expect("send");
+    let mut batch = RecvBatch::new(64);
+    let (got, _) = receive(&server, &mut batch, 2);
+    let mapped: SocketAddr = format!("[::ffff:127.0.0.1]:{}", addr(&v4).port())
+        .parse()
+        .expect("addr");
+    assert_eq!(
+        got,
+        vec![
+            (b"from v6".to_vec(), addr(&v6)),
+            (b"from v4".to_vec(), mapped),
+        ]
+    );
+    let mut replies = SendBatch::new();
+    for (datagram, from) in &got {
+        replies.push(datagram, *from, ());
+    }
+    let mut sent = 0;
+    replies.send(&server, |(), _, result| {
+        result.expect("sent");
+        sent += 1;
+    });
+    assert_eq!(sent, 2);
+    let mut buf = [0u8; 64];
+    for (socket, expected) in [(&v6, &b"from v6"[..]), (&v4, b"from v4")] {
+        let (len, from) = socket.recv_from(&mut buf).expect("the answer");
+        assert_eq!(&buf[..len], expected);
+        assert_eq!(from.port(), port);
+    }
+}
