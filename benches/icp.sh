@@ -4,19 +4,24 @@
 #
 # Usage
 #   benches/icp.sh [--quick] [--htcp] [-d SECS] [-w WINDOW] [--no-build]
-#                  [--no-log] [--perf] [--keep] [--port-base N]
+#                  [--no-log] [--perf] [--count] [--keep] [--port-base N]
 #
 #   --quick      2 s runs (smoke test)
 #   --htcp       load the HTCP responders with TST queries (Squid's form:
 #                MINOR 1, RD, no request headers) instead of ICP
 #   -d SECS      seconds per icpload run (default 5)
-#   -w WINDOW    queries outstanding at once (default 16)
+#   -w WINDOW    queries outstanding at once (default 16); cuttle's HIT
+#                latency is also measured at window 8 (the goal's p99)
 #   --no-build   skip `cargo build --release`
 #   --no-log     log_icp_queries off on both (default: on, Squid's default,
 #                so each answered query writes an access.log line)
 #   --perf       perf-record cuttle during its HIT run; print its top symbols
+#   --count      perf-stat cuttle during its HIT run: system calls, CPU time
+#                and (where the CPU counts them; not on every VM)
+#                instructions per reply, figures a busy machine disturbs
+#                less than replies/s, to compare builds (CUTTLE=...)
 #   --keep       keep the work directory (configs, logs, perf data)
-#   --port-base  first of seven ports (default 18190)
+#   --port-base  first of nine ports (default 18190)
 #
 # Environment: CUTTLE (the binary; default $CARGO_TARGET_DIR or target/,
 # release/cuttle), LOAD_CPUS (default 0), SERVER_CPUS (default 1).
@@ -30,13 +35,19 @@
 #   127.0.2.3           icpecho (benches/icpecho.c, compiled here): the floor,
 #                       a C responder that only echoes each query as a MISS
 #                       (no access check, lookup or log) and never sleeps
-#                       (busy-polls its socket), on port BASE+7; ICP runs only
+#                       (busy-polls its socket), one recvfrom and one sendto
+#                       per query, on port BASE+7; ICP runs only
+#   127.0.2.4           icpecho_mmsg (benches/icpecho_mmsg.c): the same echo
+#                       with one recvmmsg for what is queued and one sendmmsg
+#                       for its replies (the batched floor, "floor-mm"), on
+#                       port BASE+8; ICP runs only
 #   127.0.2.20          icpload (benches/icpload.c, compiled here), the asker;
 #                       icp_access and htcp_access allow it on both
 # Each server gets /obj.bin fetched through it once (so both hold it as a
 # fresh object) and must answer ICP_HIT for it before it is measured; then
 # icpload runs for SECS against each, first the cached URL (HIT path), then
-# a URL neither holds (MISS path). icpload is pinned to LOAD_CPUS and the
+# a URL neither holds (MISS path), and cuttle's HIT path once more at
+# window 8 for its latency. icpload is pinned to LOAD_CPUS and the
 # servers to SERVER_CPUS (taskset): one core each. Results: replies/s,
 # reply latency p50/p99 in microseconds (send to receive, measured by
 # icpload), lost queries, and cuttle/Squid ratios. Everything started is
@@ -46,7 +57,7 @@ set -euo pipefail
 die() { echo "icp.sh: $*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-DUR=5 WINDOW=16 BUILD=1 LOG=1 PERF=0 KEEP=0 BASE=18190 PROTO=icp
+DUR=5 WINDOW=16 BUILD=1 LOG=1 PERF=0 COUNT=0 KEEP=0 BASE=18190 PROTO=icp
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) DUR=2 ;;
@@ -56,6 +67,7 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0 ;;
     --no-log) LOG=0 ;;
     --perf) PERF=1 ;;
+    --count) COUNT=1 ;;
     --keep) KEEP=1 ;;
     --port-base) BASE=$2; shift ;;
     -h|--help) usage ;;
@@ -70,11 +82,11 @@ PATH=$PATH:/usr/sbin
 for tool in nginx squid curl taskset cc; do
   command -v "$tool" >/dev/null || die "$tool not found (apt-get install nginx-light squid curl util-linux gcc)"
 done
-[ "$PERF" = 0 ] || command -v perf >/dev/null || die "--perf needs perf (apt-get install linux-perf)"
+[ "$PERF$COUNT" = 00 ] || command -v perf >/dev/null || die "--perf and --count need perf (apt-get install linux-perf)"
 
-CUTTLE_IP=127.0.2.2 SQUID_IP=127.0.2.1 ECHO_IP=127.0.2.3 LOAD_IP=127.0.2.20
+CUTTLE_IP=127.0.2.2 SQUID_IP=127.0.2.1 ECHO_IP=127.0.2.3 ECHO_MM_IP=127.0.2.4 LOAD_IP=127.0.2.20
 ORIGIN_PORT=$BASE CUTTLE_HTTP=$((BASE + 1)) CUTTLE_ICP=$((BASE + 2)) SQUID_HTTP=$((BASE + 3)) SQUID_ICP=$((BASE + 4))
-CUTTLE_HTCP=$((BASE + 5)) SQUID_HTCP=$((BASE + 6)) ECHO_ICP=$((BASE + 7))
+CUTTLE_HTCP=$((BASE + 5)) SQUID_HTCP=$((BASE + 6)) ECHO_ICP=$((BASE + 7)) ECHO_MM_ICP=$((BASE + 8))
 for hp in 127.0.0.1:$ORIGIN_PORT $CUTTLE_IP:$CUTTLE_HTTP $SQUID_IP:$SQUID_HTTP; do
   if (exec 3<>"/dev/tcp/${hp%:*}/${hp#*:}") 2>/dev/null; then die "$hp is in use (try --port-base)"; fi
 done
@@ -86,6 +98,7 @@ BENCH=icp
 # ---- icpload ----
 cc -O2 -o "$WORK/icpload" "$REPO/benches/icpload.c" || die "cannot compile benches/icpload.c"
 cc -O2 -o "$WORK/icpecho" "$REPO/benches/icpecho.c" || die "cannot compile benches/icpecho.c"
+cc -O2 -o "$WORK/icpecho_mmsg" "$REPO/benches/icpecho_mmsg.c" || die "cannot compile benches/icpecho_mmsg.c"
 
 # ---- origin ----
 mkdir -p "$WORK/www"
@@ -178,7 +191,8 @@ if [ "$PROTO" = htcp ]; then
   declare -A ICP=([cuttle]="$CUTTLE_IP $CUTTLE_HTCP" [squid]="$SQUID_IP $SQUID_HTCP")
   LOADER=("$WORK/icpload" --htcp) HITNAME="HTCP TST found" LINES=HTCP_TST
 else
-  declare -A ICP=([cuttle]="$CUTTLE_IP $CUTTLE_ICP" [squid]="$SQUID_IP $SQUID_ICP" [floor]="$ECHO_IP $ECHO_ICP")
+  declare -A ICP=([cuttle]="$CUTTLE_IP $CUTTLE_ICP" [squid]="$SQUID_IP $SQUID_ICP" [floor]="$ECHO_IP $ECHO_ICP"
+    [floor-mm]="$ECHO_MM_IP $ECHO_MM_ICP")
   LOADER=("$WORK/icpload") HITNAME=ICP_HIT LINES=ICP_QUERY
 fi
 HIT_URL="http://127.0.0.1:$ORIGIN_PORT/obj.bin"
@@ -212,18 +226,23 @@ done
 cpu_busy() { # "busy total" jiffies of cpuN
   awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
 }
-declare -A RPS=() P50=() P99=() LOST=() OPS=() LCPU=() SCPU=()
-run_one() { # SERVER CASE URL
-  local srv=$1 case=$2 url=$3 out perfpid=""
+declare -A RPS=() P50=() P99=() LOST=() OPS=() LCPU=() SCPU=() REPLIES=()
+run_one() { # SERVER CASE URL [WINDOW]
+  local srv=$1 case=$2 url=$3 window=${4:-$WINDOW} out perfpid="" statpid=""
   local load_cpu=${LOAD_CPUS%%[,-]*} server_cpu=${SERVER_CPUS%%[,-]*}
   read -r lb0 lt0 < <(cpu_busy "$load_cpu"); read -r sb0 st0 < <(cpu_busy "$server_cpu")
   if [ "$PERF" = 1 ] && [ "$srv" = cuttle ] && [ "$case" = hit ]; then
     perf record -q -F 999 -g -p "${PID[cuttle]}" -o "$WORK/perf.data" -- sleep "$DUR" >/dev/null 2>&1 &
     perfpid=$!
   fi
-  out=$("${PIN_LOAD[@]}" "${LOADER[@]}" "$LOAD_IP" ${ICP[$srv]} "$url" "$DUR" "$WINDOW") ||
+  if [ "$COUNT" = 1 ] && [ "$srv" = cuttle ] && [ "$case" = hit ]; then
+    perf stat -x, -e instructions,task-clock,raw_syscalls:sys_enter -p "${PID[cuttle]}" -o "$WORK/stat.txt" -- sleep "$DUR" >/dev/null 2>&1 &
+    statpid=$!
+  fi
+  out=$("${PIN_LOAD[@]}" "${LOADER[@]}" "$LOAD_IP" ${ICP[$srv]} "$url" "$DUR" "$window") ||
     { echo "$out" >&2; die "icpload failed against $srv"; }
   [ -z "$perfpid" ] || wait "$perfpid" || true
+  [ -z "$statpid" ] || wait "$statpid" || true
   read -r lb1 lt1 < <(cpu_busy "$load_cpu"); read -r sb1 st1 < <(cpu_busy "$server_cpu")
   LCPU[$srv.$case]=$(( (lb1 - lb0) * 100 / ((lt1 - lt0) > 0 ? (lt1 - lt0) : 1) ))
   SCPU[$srv.$case]=$(( (sb1 - sb0) * 100 / ((st1 - st0) > 0 ? (st1 - st0) : 1) ))
@@ -233,6 +252,7 @@ run_one() { # SERVER CASE URL
   P99[$srv.$case]=$(awk '{print $6}' <<<"$out")
   LOST[$srv.$case]=$(awk '{print $10}' <<<"$out")
   OPS[$srv.$case]=$(awk '{print "hit " $12 " miss " $14 " denied " $16}' <<<"$out")
+  REPLIES[$srv.$case]=$(awk '{print $8}' <<<"$out")
 }
 echo
 echo "== runs (icpload ${DUR}s each) =="
@@ -240,41 +260,67 @@ if [ "$PROTO" = icp ]; then
   # Started for its run only: it busy-polls the server core.
   "${PIN_SERVER[@]}" "$WORK/icpecho" "$ECHO_IP" "$ECHO_ICP" >"$WORK/icpecho.out" 2>&1 &
   PID[icpecho]=$!
-  printf '  %-6s %-4s ... ' floor any
+  printf '  %-8s %-4s ... ' floor any
   run_one floor any "$MISS_URL"
   printf '%s replies/s (%s)\n' "${RPS[floor.any]}" "${OPS[floor.any]}"
   stop_pid icpecho
+  "${PIN_SERVER[@]}" "$WORK/icpecho_mmsg" "$ECHO_MM_IP" "$ECHO_MM_ICP" >"$WORK/icpecho_mmsg.out" 2>&1 &
+  PID[icpecho_mmsg]=$!
+  printf '  %-8s %-4s ... ' floor-mm any
+  run_one floor-mm any "$MISS_URL"
+  printf '%s replies/s (%s)\n' "${RPS[floor-mm.any]}" "${OPS[floor-mm.any]}"
+  stop_pid icpecho_mmsg
 fi
 for case in hit miss; do
   url=$([ "$case" = hit ] && echo "$HIT_URL" || echo "$MISS_URL")
   for srv in cuttle squid; do
-    printf '  %-6s %-4s ... ' "$srv" "$case"
+    printf '  %-8s %-4s ... ' "$srv" "$case"
     run_one "$srv" "$case" "$url"
     printf '%s replies/s (%s)\n' "${RPS[$srv.$case]}" "${OPS[$srv.$case]}"
   done
 done
+printf '  %-8s %-4s ... ' cuttle hit8
+run_one cuttle hit8 "$HIT_URL" 8
+printf '%s replies/s at window 8 (%s)\n' "${RPS[cuttle.hit8]}" "${OPS[cuttle.hit8]}"
 
 echo
 echo "== results =="
-printf '%-5s %-7s %11s %9s %9s %7s %9s %9s\n' case server "replies/s" "p50 us" "p99 us" lost "srv-core" "load-core"
-[ "$PROTO" != icp ] ||
-  printf '%-5s %-7s %11s %9s %9s %7s %8s%% %8s%%\n' any floor "${RPS[floor.any]}" "${P50[floor.any]}" "${P99[floor.any]}" "${LOST[floor.any]}" "${SCPU[floor.any]}" "${LCPU[floor.any]}"
+row() { # CASE SERVER KEY
+  printf '%-5s %-8s %11s %9s %9s %7s %8s%% %8s%%\n' "$1" "$2" "${RPS[$3]}" "${P50[$3]}" "${P99[$3]}" "${LOST[$3]}" "${SCPU[$3]}" "${LCPU[$3]}"
+}
+printf '%-5s %-8s %11s %9s %9s %7s %9s %9s\n' case server "replies/s" "p50 us" "p99 us" lost "srv-core" "load-core"
+if [ "$PROTO" = icp ]; then
+  row any floor floor.any
+  row any floor-mm floor-mm.any
+fi
 for case in hit miss; do
   for srv in cuttle squid; do
-    printf '%-5s %-7s %11s %9s %9s %7s %8s%% %8s%%\n' "$case" "$srv" "${RPS[$srv.$case]}" "${P50[$srv.$case]}" "${P99[$srv.$case]}" "${LOST[$srv.$case]}" "${SCPU[$srv.$case]}" "${LCPU[$srv.$case]}"
+    row "$case" "$srv" "$srv.$case"
   done
   awk -v c="${RPS[cuttle.$case]}" -v s="${RPS[squid.$case]}" -v cp="${P99[cuttle.$case]}" -v sp="${P99[squid.$case]}" -v k="$case" \
-    -v f="${RPS[floor.any]:-0}" \
-    'BEGIN { printf "%-5s cuttle/squid: %.1fx replies/s, p99 %.2fx (goal: >= 5x, p99 < 100 us)", k, (s > 0 ? c / s : 0), (sp > 0 ? cp / sp : 0)
-             if (f > 0) printf "; cuttle/floor %.2f, squid/floor %.2f", c / f, s / f
+    -v f="${RPS[floor.any]:-0}" -v fm="${RPS[floor-mm.any]:-0}" \
+    'BEGIN { printf "%-5s cuttle/squid: %.1fx replies/s, p99 %.2fx", k, (s > 0 ? c / s : 0), (sp > 0 ? cp / sp : 0)
+             if (f > 0) printf "; cuttle/floor %.2f (goal for hit: >= 1.3), squid/floor %.2f", c / f, s / f
+             if (fm > 0) printf "; cuttle/floor-mm %.2f", c / fm
              printf "\n" }'
 done
+row hit8 cuttle cuttle.hit8
+awk -v p="${P99[cuttle.hit8]}" 'BEGIN { printf "hit8  cuttle at window 8: p99 %s us (goal: < 100 us)\n", p }'
 if [ "$PROTO" = icp ]; then
-  awk -v f="${RPS[floor.any]:-0}" -v s1="${RPS[squid.hit]}" -v s2="${RPS[squid.miss]}" \
-    'BEGIN { s = (s1 > s2 ? s1 : s2); if (s > 0) printf "the floor is %.1fx Squid here: no responder can reach more than that under this load\n", f / s }'
+  awk -v f="${RPS[floor.any]:-0}" -v fm="${RPS[floor-mm.any]:-0}" -v s1="${RPS[squid.hit]}" -v s2="${RPS[squid.miss]}" \
+    'BEGIN { s = (s1 > s2 ? s1 : s2); if (s > 0) printf "the floors are %.1fx (floor) and %.1fx (floor-mm) Squid here\n", f / s, fm / s }'
 fi
 count_lines() { grep -c "$LINES" "$1" 2>/dev/null || true; }
 echo "$LINES lines in access.log: cuttle $(count_lines "$C/access.log"), squid $(count_lines "$S/access.log")"
+
+if [ "$COUNT" = 1 ] && [ -f "$WORK/stat.txt" ]; then
+  # perf stat -x, lines: value,unit,event,...; the stat covers the run
+  # (icpload runs as long), so per reply is total / replies received.
+  awk -F, -v r="${REPLIES[cuttle.hit]}" '
+    $3 ~ /^instructions/ { i = $1 } $3 ~ /^task-clock/ { t = $1 } $3 ~ /sys_enter/ { c = $1 }
+    END { if (r > 0) printf "cuttle HIT run, per reply: %.2f system calls, %.2f us of CPU, %s instructions (%s replies)\n",
+            c / r, t * 1000 / r, (i ~ /^[0-9]+$/ ? sprintf("%.0f", i / r) : "uncounted"), r }' "$WORK/stat.txt"
+fi
 
 if [ "$PERF" = 1 ] && [ -f "$WORK/perf.data" ]; then
   echo

@@ -34,6 +34,7 @@ use http::HeaderMap;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::batch_io::SendBatch;
 use super::htcp_server::{clr_datagrams, MAX_DATAGRAM};
 use super::icp_client::Reply;
 use super::querier::{self, lock, CurrentTable};
@@ -226,7 +227,7 @@ impl HtcpClient {
         let Some(sender) = self.sender.get() else {
             return 0;
         };
-        let mut sent = 0;
+        let mut batch = SendBatch::new();
         for p in &table.peers {
             let Some(h) = p.config.htcp else { continue };
             if h.no_clr || (trigger == ClrTrigger::Purge && h.no_purge_clr) {
@@ -234,18 +235,20 @@ impl HtcpClient {
             }
             let Some(addr) = p.icp_addr else { continue };
             for datagram in clr_datagrams(url, reason, h.oldsquid, false, || self.next_trans_id()) {
-                // Sent from any task: a full socket buffer drops the CLR,
-                // as it would drop any datagram.
-                match sender.send_to(&datagram, addr) {
-                    Ok(_) => {
-                        sent += 1;
-                        p.state().clrs_sent += 1;
-                        self.counters.clr_sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => tracing::debug!(%addr, error = %e, "HTCP CLR not sent"),
-                }
+                batch.push(&datagram, addr, p);
             }
         }
+        // All in one sendmmsg, from any task: a full socket buffer drops a
+        // CLR, as it would drop any datagram.
+        let mut sent = 0;
+        batch.send(&*sender, |p, addr, outcome| match outcome {
+            Ok(_) => {
+                sent += 1;
+                p.state().clrs_sent += 1;
+                self.counters.clr_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!(%addr, error = %e, "HTCP CLR not sent"),
+        });
         sent
     }
 
@@ -338,7 +341,7 @@ impl TstRound<'_> {
         sent_at: Instant,
         tx: &mpsc::UnboundedSender<Reply>,
     ) -> usize {
-        let mut sent = 0;
+        let mut batch = SendBatch::new();
         for &id in targets {
             let Some(p) = self.table.get(id) else {
                 continue;
@@ -377,20 +380,21 @@ impl TstRound<'_> {
                 }
                 recent.push_back((trans_id, addr));
             }
-            let Some(sender) = self.client.sender.get() else {
-                continue;
-            };
-            match sender.send_to(&datagram, addr) {
-                Ok(_) => {
-                    sent += 1;
-                    self.client
-                        .counters
-                        .tst_sent
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => tracing::debug!(%addr, error = %e, "HTCP TST not sent"),
-            }
+            batch.push(&datagram, addr, ());
         }
+        // The round's TSTs in one sendmmsg.
+        let Some(sender) = self.client.sender.get() else {
+            return 0;
+        };
+        let mut sent = 0;
+        batch.send(&*sender, |(), addr, outcome| match outcome {
+            Ok(_) => {
+                sent += 1;
+                let counters = &self.client.counters;
+                counters.tst_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!(%addr, error = %e, "HTCP TST not sent"),
+        });
         sent
     }
 }

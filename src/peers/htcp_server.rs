@@ -4,11 +4,10 @@
 //!
 //! Shaped like the ICP responder ([`super::icp_server`], both on
 //! [`super::responder`]): one OS thread owns the UDP socket, replies go out
-//! from it (Squid accepts a TST reply only
-//! from the address and port it asked), the decision reads only the store's
-//! in-RAM index ([`Store::peek`]) and never waits on disk or the network.
-//! CLR purges through [`Store::purge`] (index and slot table, written
-//! through), as PURGE does.
+//! from it in batches (Squid accepts a TST reply only from the address and
+//! port it asked), the decision reads only the store's in-RAM index
+//! ([`Store::peek`]) and never waits on disk or the network. CLR purges
+//! through [`Store::purge`] (index and slot table, written through).
 //!
 //! Both header layouts are read: MINOR 1 (Squid today) and MINOR 0 with the
 //! opcode in the low nibble (`htcp=oldsquid`, MediaWiki's purger); a reply
@@ -58,7 +57,7 @@
 //! it out when its NetDB knows nothing of the origin).
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -68,6 +67,7 @@ use cuttle_protocol::key::{store_key, Method as KeyMethod};
 use cuttle_protocol::Text;
 use http::HeaderMap;
 
+use super::batch_io::SendBatch;
 use super::icp_server::{canonical_ip, unix_now, UrlParts};
 use super::resolve::PeerAddrs;
 use super::responder::{AnswerLine, Protocol, Responder, Settings};
@@ -615,6 +615,7 @@ impl Protocol for Htcp {
     const MAX_DATAGRAM: usize = MAX_DATAGRAM;
     /// The forward-clr peers.
     type Derived = Vec<ForwardTarget>;
+    type Sent = ();
 
     fn port(config: &Config) -> &Setting<u16> {
         &config.htcp_port
@@ -629,20 +630,19 @@ impl Protocol for Htcp {
         forward_targets(config, addrs)
     }
 
-    /// Decides, replies, logs and relays one datagram.
+    /// Decides, logs, and queues the reply and relayed CLRs of a datagram.
     fn answer(
         &mut self,
-        socket: &UdpSocket,
         datagram: &[u8],
         from: SocketAddr,
         settings: &Settings<Vec<ForwardTarget>>,
+        replies: &mut SendBatch<()>,
         lines: &mut LineBatch,
     ) {
         let stats = &*self.stats;
         stats.pkts_recv.fetch_add(1, Ordering::Relaxed);
-        stats
-            .bytes_recv
-            .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+        let len = datagram.len() as u64;
+        stats.bytes_recv.fetch_add(len, Ordering::Relaxed);
         let config = &*settings.config;
         let facts = Facts {
             config,
@@ -667,7 +667,7 @@ impl Protocol for Htcp {
         out.clear();
         match d.encode_reply(out) {
             Ok(()) if out.is_empty() => {}
-            Ok(()) => send(socket, out, from, stats),
+            Ok(()) => replies.push(out, from, ()),
             Err(e) => {
                 // Unreachable: replies are small and fixed in shape.
                 stats.send_errors.fetch_add(1, Ordering::Relaxed);
@@ -680,7 +680,30 @@ impl Protocol for Htcp {
             }
         }
         if let Some(reason) = d.forward {
-            self.relay(socket, &d.url, reason, from, &settings.derived);
+            self.relay(replies, &d.url, reason, from, &settings.derived);
+        }
+    }
+
+    /// Counts a datagram sent, or refused (dropped).
+    fn sent(
+        &mut self,
+        _tag: (),
+        to: SocketAddr,
+        outcome: std::io::Result<usize>,
+        _settings: &Settings<Vec<ForwardTarget>>,
+        _lines: &mut LineBatch,
+    ) {
+        match outcome {
+            Ok(len) => {
+                self.stats.pkts_sent.fetch_add(1, Ordering::Relaxed);
+                let len = len as u64;
+                self.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
+            }
+            // Full, or the peer is gone: dropped, as ICP's (batch_io).
+            Err(e) => {
+                self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %to, error = %e, "HTCP datagram not sent");
+            }
         }
     }
 
@@ -707,29 +730,12 @@ fn count(stats: &HtcpServerStats, d: &Decision) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-fn send(socket: &UdpSocket, datagram: &[u8], to: SocketAddr, stats: &HtcpServerStats) {
-    match socket.send_to(datagram, to) {
-        Ok(_) => {
-            stats.pkts_sent.fetch_add(1, Ordering::Relaxed);
-            stats
-                .bytes_sent
-                .fetch_add(datagram.len() as u64, Ordering::Relaxed);
-        }
-        Err(e) => {
-            // A datagram socket that refuses now is full or the peer is
-            // gone: drop and count, as the ICP responder does.
-            stats.send_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(peer = %to, error = %e, "HTCP datagram not sent");
-        }
-    }
-}
-
 impl Htcp {
     /// Relays an allowed CLR to the `forward` peers (not its sender),
     /// unless its URL was relayed within [`FORWARD_DEDUP`].
     fn relay(
         &mut self,
-        socket: &UdpSocket,
+        out: &mut SendBatch<()>,
         url: &str,
         reason: u8,
         from: SocketAddr,
@@ -742,8 +748,7 @@ impl Htcp {
         if targets.is_empty() {
             return;
         }
-        let relayed = &mut self.relayed;
-        let now = Instant::now();
+        let (relayed, now) = (&mut self.relayed, Instant::now());
         while relayed
             .front()
             .is_some_and(|(_, at)| now.saturating_duration_since(*at) > FORWARD_DEDUP)
@@ -763,7 +768,7 @@ impl Htcp {
                 id
             };
             for datagram in clr_datagrams(url, reason, t.oldsquid, false, next) {
-                send(socket, &datagram, t.addr, &self.stats);
+                out.push(&datagram, t.addr, ());
                 self.stats.clr_forwarded.fetch_add(1, Ordering::Relaxed);
             }
         }

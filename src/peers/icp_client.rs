@@ -10,7 +10,9 @@
 //! `multicast-responder` peers, which are matched like any peer. A client
 //! query waits for as many of them as the group's average count; the
 //! count itself is a separate probe ([`IcpClient::count_group`]) that
-//! waits mcast_icp_query_timeout (squid-spec 1.9).
+//! waits mcast_icp_query_timeout (squid-spec 1.9). A round's queries go
+//! out together, in one `sendmmsg` ([`super::batch_io`]); only a multicast
+//! group with another TTL than one already queued starts a second batch.
 //!
 //! SRC_RTT (squid-spec 1.3, 1.6): with `query_icmp on`, a query to a peer
 //! whose last reply was version 2 (a new peer counts as 2) sets
@@ -33,6 +35,7 @@ use cuttle_protocol::icp::{self, Message, Opcode};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::batch_io::SendBatch;
 use super::core::round::{Protocol, QueryRound, Step};
 use super::netdb::SrcRtt;
 use super::querier::{self, lock, CurrentTable};
@@ -331,12 +334,20 @@ impl IcpClient {
             },
         );
         let mut sent = 0;
+        let mut batch = SendBatch::new();
+        // The multicast TTL the queued queries need: the socket's when the
+        // batch goes out.
+        let mut queued_ttl = None;
         for q in &queries {
             // HTCP peers are asked with TST by `htcp`, below.
             let (Protocol::Icp { src_rtt }, Some(sender)) = (q.protocol, sender) else {
                 continue;
             };
             if let Some(ttl) = q.multicast_ttl {
+                if queued_ttl.is_some_and(|queued| queued != ttl) {
+                    sent += self.send_queries(sender, &mut batch);
+                }
+                queued_ttl = Some(ttl);
                 // One datagram to the group, with the peer's ttl= (0 keeps
                 // it on this host, as Squid's mcastSetTtl would).
                 if let Err(e) = sender.set_multicast_ttl_v4(u32::from(ttl)) {
@@ -349,18 +360,10 @@ impl IcpClient {
             } else {
                 &datagram
             };
-            // Non-blocking: a full socket buffer drops the query, as
-            // Squid's second failed try does.
-            match sender.send_to(wire, q.to) {
-                Ok(n) => {
-                    sent += 1;
-                    self.counters.queries_sent.fetch_add(1, Ordering::Relaxed);
-                    self.counters
-                        .query_bytes_sent
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                }
-                Err(e) => tracing::debug!(addr = %q.to, error = %e, "ICP query not sent"),
-            }
+            batch.push(wire, q.to, ());
+        }
+        if let Some(sender) = sender {
+            sent += self.send_queries(sender, &mut batch);
         }
         // The peers the core asks with TST.
         let tst: Vec<PeerId> = queries
@@ -396,6 +399,24 @@ impl IcpClient {
         };
         lock(&self.pending).remove(&reqnum);
         (out, ended)
+    }
+
+    /// Sends the queries in `batch`; returns how many went out. Without
+    /// waiting: a full socket buffer drops a query, as Squid's second
+    /// failed try does.
+    fn send_queries(&self, sender: &std::net::UdpSocket, batch: &mut SendBatch<()>) -> usize {
+        let mut sent = 0;
+        batch.send(sender, |(), to, outcome| match outcome {
+            Ok(n) => {
+                sent += 1;
+                self.counters.queries_sent.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .query_bytes_sent
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!(addr = %to, error = %e, "ICP query not sent"),
+        });
+        sent
     }
 
     /// Counts the responders of multicast group `id` as Squid does

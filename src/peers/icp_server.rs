@@ -60,6 +60,7 @@ use crate::caching::is_fresh;
 use crate::config::{Config, Setting};
 use crate::store::{Key, Store, Times};
 
+use super::batch_io::SendBatch;
 use super::resolve::PeerAddrs;
 use super::responder::{AnswerLine, Protocol, Responder, Settings};
 
@@ -618,11 +619,27 @@ impl Icp {
     }
 }
 
+/// A queued ICP reply: what is counted and logged once it went out.
+pub struct IcpSent {
+    opcode: Opcode,
+    client: IpAddr,
+    /// `None` when no line is written (log_icp_queries off, no log).
+    logged: Option<LoggedReply>,
+}
+
+/// What the access.log line of a reply needs.
+struct LoggedReply {
+    tag: ResultTag,
+    url: Vec<u8>,
+    well_formed: bool,
+}
+
 impl Protocol for Icp {
     const NAME: &'static str = "ICP";
     const THREAD: &'static str = "cuttle-icp";
     const MAX_DATAGRAM: usize = icp::MAX_DATAGRAM;
     type Derived = ();
+    type Sent = IcpSent;
 
     fn port(config: &Config) -> &Setting<u16> {
         &config.icp_port
@@ -640,14 +657,14 @@ impl Protocol for Icp {
         join_mcast_groups(socket, config);
     }
 
-    /// Decides, replies and logs one datagram.
+    /// Decides one datagram and queues its reply.
     fn answer(
         &mut self,
-        socket: &UdpSocket,
         datagram: &[u8],
         from: SocketAddr,
         settings: &Settings<()>,
-        lines: &mut LineBatch,
+        replies: &mut SendBatch<IcpSent>,
+        _lines: &mut LineBatch,
     ) {
         let stats = &*self.stats;
         let len = datagram.len() as u64;
@@ -689,30 +706,49 @@ impl Protocol for Icp {
             tracing::warn!(peer = %from, error = %e, "ICP reply not encodable");
             return;
         }
-        match socket.send_to(out, from) {
-            Ok(_) => {
-                stats.replies_sent.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .reply_bytes_sent
-                    .fetch_add(out.len() as u64, Ordering::Relaxed);
-                if let Some(c) = stats
-                    .replies_by_opcode
-                    .get(usize::from(reply.opcode.value()))
-                {
-                    c.fetch_add(1, Ordering::Relaxed);
-                }
-                stats.note_client_reply(client, reply.opcode);
-            }
+        // Logged once sent; the URL is copied only for a line to write.
+        let logged =
+            (config.log_icp_queries.value && !settings.logger.is_disabled()).then(|| LoggedReply {
+                tag: reply.log_tag(),
+                url: reply.url.to_vec(),
+                well_formed: reply.well_formed,
+            });
+        let tag = IcpSent {
+            opcode: reply.opcode,
+            client,
+            logged,
+        };
+        replies.push(out, from, tag);
+    }
+
+    /// Counts (and logs) a reply sent, or counts it refused.
+    fn sent(
+        &mut self,
+        tag: IcpSent,
+        to: SocketAddr,
+        outcome: std::io::Result<usize>,
+        settings: &Settings<()>,
+        lines: &mut LineBatch,
+    ) {
+        let stats = &*self.stats;
+        let size = match outcome {
+            Ok(size) => size as u64,
             Err(e) => {
                 // Squid queues once and then drops; a datagram socket that
                 // refuses now is full or the peer is gone: drop and count.
                 stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(peer = %from, error = %e, "ICP reply not sent");
+                tracing::debug!(peer = %to, error = %e, "ICP reply not sent");
                 return;
             }
+        };
+        stats.replies_sent.fetch_add(1, Ordering::Relaxed);
+        stats.reply_bytes_sent.fetch_add(size, Ordering::Relaxed);
+        if let Some(c) = stats.replies_by_opcode.get(usize::from(tag.opcode.value())) {
+            c.fetch_add(1, Ordering::Relaxed);
         }
-        if config.log_icp_queries.value {
-            log(settings, &reply, client, out.len() as u64, lines);
+        stats.note_client_reply(tag.client, tag.opcode);
+        if let Some(logged) = &tag.logged {
+            log(settings, logged, tag.client, size, lines);
         }
     }
 
@@ -733,7 +769,7 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 /// reply datagram length, method ICP_QUERY, elapsed 0, HIER_NONE/-.
 fn log(
     settings: &Settings<()>,
-    reply: &Reply<'_>,
+    reply: &LoggedReply,
     client: IpAddr,
     size: u64,
     batch: &mut LineBatch,
@@ -744,7 +780,7 @@ fn log(
         Err(_) => String::from_utf8_lossy(&reply.url),
     };
     let line = AnswerLine {
-        tag: reply.log_tag(),
+        tag: reply.tag,
         method: "ICP_QUERY",
         url: &url,
         size,

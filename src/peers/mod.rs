@@ -6,6 +6,7 @@
 //! Layer 4 of DESIGN.md: it uses config, access, access_log, store,
 //! caching and upstream, never http.
 
+pub mod batch_io;
 pub mod core;
 pub mod htcp_client;
 pub mod htcp_server;

@@ -1,7 +1,8 @@
 //! What cuttle's datagram responders (ICP, HTCP) share: the receive loop
-//! (one OS thread owns a UDP socket, drains it without blocking, answers
-//! each datagram, and sends the access.log lines it batched when the
-//! socket has nothing more queued), binding the socket where the config
+//! (one OS thread owns a UDP socket, takes whatever is queued on it in one
+//! `recvmmsg`, answers each datagram into a send batch that goes out in one
+//! `sendmmsg`, and sends the access.log lines it batched when the socket
+//! has nothing more queued), binding the socket where the config
 //! says, the settings swapped in on reload, and the access.log line of an
 //! answer ([`AnswerLine`]). The socket is also the one cuttle's own
 //! queries of that protocol leave from (as Squid's do): replies to them
@@ -11,15 +12,24 @@
 //! answers and counts; a running one is a [`Responder`].
 //!
 //! Why the shape: at hundreds of thousands of queries a second the per-query
-//! cost is the kernel's UDP path plus whatever the answer does; batching
-//! the access.log lines saves most of the latter, and "the queue is empty"
-//! is the moment to hand a batch over, so an idle responder's lines reach
-//! the log at once and in order with the HTTP lines that follow them. The
-//! socket is non-blocking; the thread sleeps in `epoll` (mio) only when the
-//! queue is empty, so a busy responder makes one `recvfrom` per datagram.
-//! A reload swaps the settings behind a lock the thread never takes on a
-//! datagram: it compares a generation counter (one atomic load) and takes
-//! the lock only when the counter moved.
+//! cost is the kernel's UDP path plus whatever the answer does. Most of the
+//! kernel's part is the cost of a system call, so the loop receives and
+//! sends in batches ([`super::batch_io`], which says why `recvmmsg` and
+//! `sendmmsg` over libc): a receive takes what is queued, up to 32
+//! datagrams, and never waits for more, so at low load a batch is one
+//! datagram and its answer leaves at once; under load one call each way
+//! serves the whole queue. A reply is counted (and, for ICP, logged) when
+//! the send says it went out; one the kernel refuses is dropped and counted
+//! as a send error, as a lone `sendto` was (see [`SendBatch::send`]).
+//! Batching the access.log lines saves most of the answer's own cost, and
+//! "the queue is empty" is the moment to hand a batch over, so an idle
+//! responder's lines reach the log at once and in order with the HTTP lines
+//! that follow them. The socket is non-blocking; the thread sleeps in
+//! `epoll` (mio) only when the queue stayed empty for [`SPIN`]. A reload
+//! swaps the settings behind a lock the thread never takes on a datagram:
+//! it compares a generation counter (one atomic load) and takes the lock
+//! only when the counter moved (after sending the replies answered with the
+//! old settings).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -32,6 +42,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+use super::batch_io::{RecvBatch, SendBatch};
 use super::icp_server::UrlParts;
 use super::querier::{Inbox, QuerySocket};
 use super::resolve::PeerAddrs;
@@ -68,6 +79,9 @@ pub trait Protocol: Send + 'static {
     /// What it works out from the config at start and on each reload,
     /// rather than per datagram (HTCP: its forward-clr peers).
     type Derived: Send + Sync + 'static;
+    /// What a queued reply carries to [`Protocol::sent`]: what to count
+    /// and log once it is known to have gone out.
+    type Sent: Send + 'static;
 
     /// Its port directive (`icp_port`, `htcp_port`); 0 turns it off.
     fn port(config: &Config) -> &Setting<u16>;
@@ -83,14 +97,26 @@ pub trait Protocol: Send + 'static {
     /// groups here).
     fn bound(_socket: &UdpSocket, _config: &Config) {}
 
-    /// Answers (or drops) one datagram; replies go out on `socket`, the
-    /// one it came in on (Squid accepts replies only from the port it
-    /// asked). Log lines go into `lines`, which the responder sends.
+    /// Answers (or drops) one datagram; replies go into `replies`, which
+    /// the responder sends on the socket the datagram came in on (Squid
+    /// accepts replies only from the port it asked), with the rest of the
+    /// batch. Log lines go into `lines`, which the responder sends.
     fn answer(
         &mut self,
-        socket: &UdpSocket,
         datagram: &[u8],
         from: SocketAddr,
+        settings: &Settings<Self::Derived>,
+        replies: &mut SendBatch<Self::Sent>,
+        lines: &mut LineBatch,
+    );
+
+    /// A reply queued by [`Protocol::answer`] was sent to `to` (`Ok`: its
+    /// length) or refused by the kernel (dropped).
+    fn sent(
+        &mut self,
+        tag: Self::Sent,
+        to: SocketAddr,
+        outcome: io::Result<usize>,
         settings: &Settings<Self::Derived>,
         lines: &mut LineBatch,
     );
@@ -155,8 +181,12 @@ impl<S> Swappable<S> {
 
 /// What the receive loop does with its datagrams.
 trait Handler: Send + 'static {
-    /// Answers (or drops) one datagram that came in on `socket`.
+    /// Answers (or drops) one datagram that came in on `socket`; its
+    /// replies wait for [`Handler::flush`].
     fn datagram(&mut self, socket: &UdpSocket, datagram: &[u8], from: SocketAddr);
+
+    /// The datagrams of one receive are answered: send the replies.
+    fn flush(&mut self, socket: &UdpSocket);
 
     /// Nothing more is queued on the socket, or the loop is stopping: send
     /// whatever waits.
@@ -179,6 +209,23 @@ struct Answering<P: Protocol> {
     settings: Arc<Settings<P::Derived>>,
     seen_generation: u64,
     batch: LineBatch,
+    replies: SendBatch<P::Sent>,
+}
+
+impl<P: Protocol> Answering<P> {
+    /// Sends the queued replies and hands each outcome to the protocol.
+    fn send_replies(&mut self, socket: &UdpSocket) {
+        let Answering {
+            protocol,
+            settings,
+            batch,
+            replies,
+            ..
+        } = self;
+        replies.send(socket, |tag, to, outcome| {
+            protocol.sent(tag, to, outcome, settings, batch);
+        });
+    }
 }
 
 impl<P: Protocol> Handler for Answering<P> {
@@ -190,12 +237,23 @@ impl<P: Protocol> Handler for Answering<P> {
         let generation = self.shared.generation();
         if generation != self.seen_generation {
             self.seen_generation = generation;
-            // Lines logged so far belong to the old logger's files.
+            // Replies answered so far, and their lines, belong to the old
+            // settings and the old logger's files.
+            self.send_replies(socket);
             self.settings.logger.send_batch(&mut self.batch);
             self.settings = self.shared.current();
         }
-        self.protocol
-            .answer(socket, datagram, from, &self.settings, &mut self.batch);
+        self.protocol.answer(
+            datagram,
+            from,
+            &self.settings,
+            &mut self.replies,
+            &mut self.batch,
+        );
+    }
+
+    fn flush(&mut self, socket: &UdpSocket) {
+        self.send_replies(socket);
         if !self.batch.is_empty()
             && (self.batch.is_full() || self.batch.age(Instant::now()) >= LOG_BATCH_WAIT)
         {
@@ -288,6 +346,7 @@ impl<P: Protocol> Responder<P> {
             seen_generation: shared.generation(),
             shared: Arc::clone(&shared),
             batch: LineBatch::new(),
+            replies: SendBatch::new(),
         };
         let local = socket.local_addr()?;
         socket.set_nonblocking(true)?;
@@ -370,22 +429,6 @@ fn bind_udp(addr: SocketAddr, shared_port: bool) -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
-/// Watches the socket for [`SPIN`] without sleeping; true when a datagram
-/// is queued (left for the caller to receive).
-fn spin_for_datagram(socket: &UdpSocket) -> bool {
-    let start = Instant::now();
-    let mut probe = [0u8; 1];
-    while start.elapsed() < SPIN {
-        match socket.peek_from(&mut probe) {
-            Ok(_) => return true,
-            // A datagram larger than the probe still counts as queued.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
-            Err(_) => return true,
-        }
-    }
-    false
-}
-
 fn serve(
     socket: UdpSocket,
     local: SocketAddr,
@@ -394,18 +437,35 @@ fn serve(
     stop: &AtomicBool,
     mut handler: impl Handler,
 ) {
-    let mut datagram = vec![0u8; max_datagram + 1];
+    // One byte more than the largest datagram: an oversized one shows.
+    let mut received = RecvBatch::new(max_datagram + 1);
     let mut events = Events::with_capacity(4);
+    // When the queue was found empty: the thread watches it for SPIN
+    // (receiving, without sleeping) before it sleeps in epoll.
+    let mut emptied: Option<Instant> = None;
     while !stop.load(Ordering::Acquire) {
-        match socket.recv_from(&mut datagram) {
-            // Our own datagram (a loop): never answer it.
-            Ok((_, from)) if from == local => {}
-            Ok((len, from)) => handler.datagram(&socket, &datagram[..len], from),
+        match received.recv(&socket) {
+            Ok(_) => {
+                emptied = None;
+                for (datagram, from) in received.datagrams() {
+                    match from {
+                        // Our own datagram (a loop): never answer it.
+                        Some(from) if from != local => handler.datagram(&socket, datagram, from),
+                        _ => {}
+                    }
+                }
+                handler.flush(&socket);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                handler.idle();
-                if spin_for_datagram(&socket) {
+                let since = *emptied.get_or_insert_with(|| {
+                    handler.idle();
+                    Instant::now()
+                });
+                if since.elapsed() < SPIN {
+                    std::hint::spin_loop();
                     continue;
                 }
+                emptied = None;
                 // Edge-triggered: the queue was drained above, so the next
                 // datagram wakes us.
                 if let Err(e) = poll.poll(&mut events, Some(IDLE_TICK)) {
@@ -422,6 +482,7 @@ fn serve(
             }
         }
     }
+    handler.flush(&socket);
     handler.idle();
 }
 

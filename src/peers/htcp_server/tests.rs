@@ -597,6 +597,23 @@ fn the_exchange_captured_with_squid_replays() {
 /// forward-clr peer as CLRs for GET and HEAD wanting no reply (ids
 /// counting from 1); the same URL again within FORWARD_DEDUP is not
 /// relayed, nor is a CLR the peer itself sent.
+/// What the responder's loop does with one datagram: answer it, then send
+/// the batch of replies (and relayed CLRs) on `socket`.
+fn answer_and_send(
+    htcp: &mut Htcp,
+    socket: &std::net::UdpSocket,
+    datagram: &[u8],
+    from: SocketAddr,
+    settings: &Settings<Vec<ForwardTarget>>,
+    lines: &mut LineBatch,
+) {
+    let mut replies = SendBatch::new();
+    htcp.answer(datagram, from, settings, &mut replies, lines);
+    replies.send(socket, |tag, to, outcome| {
+        htcp.sent(tag, to, outcome, settings, lines);
+    });
+}
+
 #[test]
 fn an_allowed_clr_is_relayed_once_to_the_forward_clr_peers() {
     use crate::access_log::Logger;
@@ -632,7 +649,8 @@ fn an_allowed_clr_is_relayed_once_to_the_forward_clr_peers() {
     let mut lines = LineBatch::new();
     let mut buf = [0u8; 9000];
 
-    htcp.answer(
+    answer_and_send(
+        &mut htcp,
         &responder,
         &clr(url, true),
         port(&sender),
@@ -657,7 +675,8 @@ fn an_allowed_clr_is_relayed_once_to_the_forward_clr_peers() {
     assert_eq!(stats.clr_forwarded.load(Ordering::Relaxed), 2);
 
     // Relayed lately; and the peer's own CLR never goes back to it.
-    htcp.answer(
+    answer_and_send(
+        &mut htcp,
         &responder,
         &clr(url, false),
         port(&sender),
@@ -665,7 +684,8 @@ fn an_allowed_clr_is_relayed_once_to_the_forward_clr_peers() {
         &mut lines,
     );
     let own = "http://example.test/peers-own";
-    htcp.answer(
+    answer_and_send(
+        &mut htcp,
         &responder,
         &clr(own, false),
         port(&peer),
