@@ -148,8 +148,9 @@ async fn cuttle_a_forwards_n_sibling_hits_from_cuttle_b_then_stores() {
         a.output()
     );
     assert_eq!(origin.count("/popular"), 1, "the origin saw only B's fetch");
-    // B served A n+1 times from its store.
-    let served: Vec<Vec<String>> = log_lines(&b.log, &url, 0)
+    // B served A n+1 times from its store (its lines: its own fetch and
+    // probe, then a query and a GET per peer hit).
+    let served: Vec<Vec<String>> = log_lines(&b.log, &url, 2 + 2 * (n + 1))
         .into_iter()
         .filter(|f| f[2] == a_ip.to_string() && f[5] == "GET")
         .collect();
@@ -196,7 +197,7 @@ async fn cuttle_a_forwards_n_sibling_hits_from_squid_b_then_stores() {
         tail(&squid.access_log(), 20)
     );
     assert_eq!(origin.count("/squid-held"), 1, "the origin saw only Squid's fetch");
-    let served = log_lines(&squid.access_log(), &url, 0)
+    let served = log_lines(&squid.access_log(), &url, 1 + 2 * (n + 1))
         .into_iter()
         .filter(|f| f[2] == a_ip.to_string() && f[5] == "GET")
         .count();

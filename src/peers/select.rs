@@ -705,6 +705,14 @@ impl Neighbours {
         }
     }
 
+    /// Peer `id`'s hit was delivered without being stored
+    /// (`peer_store_threshold`).
+    pub fn note_hit_not_stored(&self, id: PeerId) {
+        if let Some(p) = self.table.get(id) {
+            p.state().hits_not_stored += 1;
+        }
+    }
+
     /// The outcome of connecting to peer `id`.
     pub fn note_connect(&self, id: PeerId, ok: bool) {
         if ok {
