@@ -62,7 +62,10 @@ async fn wait_stored(proxy: SocketAddr, url: &str) -> usize {
 fn expected(n: usize, k: usize, probes: usize, b: Ipv4Addr) -> Vec<String> {
     let sibling = format!("TCP_MISS/200 SIBLING_HIT/{b}");
     let mut out = vec![sibling; n + 1];
-    out.extend(std::iter::repeat_n("TCP_MISS/504 HIER_NONE/-".to_string(), probes));
+    out.extend(std::iter::repeat_n(
+        "TCP_MISS/504 HIER_NONE/-".to_string(),
+        probes,
+    ));
     out.extend(std::iter::repeat_n("HIT".to_string(), k - n));
     out
 }
@@ -132,11 +135,18 @@ async fn cuttle_a_forwards_n_sibling_hits_from_cuttle_b_then_stores() {
     assert_eq!(origin.count("/popular"), 1);
 
     let (n, k) = (2, 6);
-    let peer = format!("cache_peer {b_ip} sibling {} {b_icp} no-digest", b.addr.port());
+    let peer = format!(
+        "cache_peer {b_ip} sibling {} {b_icp} no-digest",
+        b.addr.port()
+    );
     let a = start_cuttle(
         &tmp.path().join("a"),
         a_ip,
-        &node_a_lines(a_ip, &peer, &format!("peer_store_threshold {n} window=1hour")),
+        &node_a_lines(
+            a_ip,
+            &peer,
+            &format!("peer_store_threshold {n} window=1hour"),
+        ),
     );
     wait_up(&a).await;
     let probes = ask_k_times(&a, &url, &text_body("/popular"), n, k).await;
@@ -158,7 +168,9 @@ async fn cuttle_a_forwards_n_sibling_hits_from_cuttle_b_then_stores() {
     // A's server_list counts the hits it delivered without storing.
     let page = mgr_page(a.addr, "server_list").await;
     assert!(
-        page.contains(&format!("NOT STORED : {n:>8} peer hits under peer_store_threshold")),
+        page.contains(&format!(
+            "NOT STORED : {n:>8} peer hits under peer_store_threshold"
+        )),
         "{page}"
     );
 }
@@ -196,7 +208,11 @@ async fn cuttle_a_forwards_n_sibling_hits_from_squid_b_then_stores() {
         a.output(),
         tail(&squid.access_log(), 20)
     );
-    assert_eq!(origin.count("/squid-held"), 1, "the origin saw only Squid's fetch");
+    assert_eq!(
+        origin.count("/squid-held"),
+        1,
+        "the origin saw only Squid's fetch"
+    );
     let served = log_lines(&squid.access_log(), &url, 1 + 2 * (n + 1))
         .into_iter()
         .filter(|f| f[2] == a_ip.to_string() && f[5] == "GET")
@@ -220,7 +236,10 @@ async fn reference_counts_survive_a_reload() {
     wait_stored(b.addr, &url).await;
 
     let n = 3;
-    let peer = format!("cache_peer {b_ip} sibling {} {b_icp} no-digest", b.addr.port());
+    let peer = format!(
+        "cache_peer {b_ip} sibling {} {b_icp} no-digest",
+        b.addr.port()
+    );
     let lines = node_a_lines(a_ip, &peer, &format!("peer_store_threshold {n}"));
     let a = start_cuttle(&tmp.path().join("a"), a_ip, &lines);
     wait_up(&a).await;
@@ -255,7 +274,11 @@ struct DelayedSibling {
 }
 
 impl DelayedSibling {
-    async fn start(ip: Ipv4Addr, opcode_for: fn(&str) -> Opcode, delay_for: fn(&str) -> Duration) -> DelayedSibling {
+    async fn start(
+        ip: Ipv4Addr,
+        opcode_for: fn(&str) -> Opcode,
+        delay_for: fn(&str) -> Duration,
+    ) -> DelayedSibling {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let udp = Arc::new(tokio::net::UdpSocket::bind((ip, 0)).await.expect("udp"));
         let icp_port = udp.local_addr().expect("addr").port();
@@ -266,8 +289,12 @@ impl DelayedSibling {
         tokio::spawn(async move {
             let mut buf = vec![0u8; 16384];
             loop {
-                let Ok((n, from)) = udp.recv_from(&mut buf).await else { return };
-                let Ok(query) = icp::parse(&buf[..n]) else { continue };
+                let Ok((n, from)) = udp.recv_from(&mut buf).await else {
+                    return;
+                };
+                let Ok(query) = icp::parse(&buf[..n]) else {
+                    continue;
+                };
                 let url = String::from_utf8_lossy(query.body.url().0).to_string();
                 q.lock().unwrap().push(url.clone());
                 let mut out = Vec::new();
@@ -286,7 +313,9 @@ impl DelayedSibling {
         let name = ip.to_string();
         tokio::spawn(async move {
             loop {
-                let Ok((mut stream, _)) = tcp.accept().await else { return };
+                let Ok((mut stream, _)) = tcp.accept().await else {
+                    return;
+                };
                 let (g, name) = (Arc::clone(&g), name.clone());
                 tokio::spawn(async move {
                     let mut data = Vec::new();
@@ -307,7 +336,13 @@ impl DelayedSibling {
                 });
             }
         });
-        DelayedSibling { ip, icp_port, http_port, gets, queries }
+        DelayedSibling {
+            ip,
+            icp_port,
+            http_port,
+            gets,
+            queries,
+        }
     }
 
     fn line(&self) -> String {
@@ -331,7 +366,13 @@ async fn several_holders_the_copy_comes_from_the_nearest_by_rtt() {
     // Warm-up URLs: both miss, the far one slowly (its RTT average grows
     // to ~150 ms, the near one's to ~10 ms). The held URL: the far one's
     // HIT comes at once, the near one's after 60 ms.
-    let hit_if_held = |url: &str| if url.contains("/held") { Opcode::Hit } else { Opcode::Miss };
+    let hit_if_held = |url: &str| {
+        if url.contains("/held") {
+            Opcode::Hit
+        } else {
+            Opcode::Miss
+        }
+    };
     let near = DelayedSibling::start(near_ip, hit_if_held, |url| {
         Duration::from_millis(if url.contains("/held") { 60 } else { 10 })
     })
@@ -345,7 +386,12 @@ async fn several_holders_the_copy_comes_from_the_nearest_by_rtt() {
     let addr = a.addr;
     // Both up.
     let deadline = Instant::now() + STARTUP;
-    while mgr_page(addr, "server_list").await.matches("Status     : Up").count() < 2 {
+    while mgr_page(addr, "server_list")
+        .await
+        .matches("Status     : Up")
+        .count()
+        < 2
+    {
         assert!(Instant::now() < deadline, "peers never came up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -367,7 +413,11 @@ async fn several_holders_the_copy_comes_from_the_nearest_by_rtt() {
     assert_eq!(text, format!("copy held by {near_ip}\n"), "{diag}");
     assert_eq!(far.gets.load(Ordering::SeqCst), 0, "{diag}");
     let got = outcomes(&a.log, &held, 1);
-    assert_eq!(got, [format!("TCP_MISS/200 SIBLING_HIT/{near_ip}")], "{diag}");
+    assert_eq!(
+        got,
+        [format!("TCP_MISS/200 SIBLING_HIT/{near_ip}")],
+        "{diag}"
+    );
     let page = mgr_page(addr, "server_list").await;
     assert!(
         page.contains("NEAREST    :        1 of several holders, 1 over an earlier HIT"),

@@ -64,7 +64,10 @@ pub(crate) fn parse_peer_store_threshold(ctx: &mut Ctx<'_, '_>, line: &Line) {
         let Some(value) = option.text.strip_prefix("window=") else {
             ctx.error(
                 &line.location,
-                format!("{name}: unknown option \"{}\" (only window=TIME)", option.text),
+                format!(
+                    "{name}: unknown option \"{}\" (only window=TIME)",
+                    option.text
+                ),
             );
             return;
         };
@@ -76,7 +79,10 @@ pub(crate) fn parse_peer_store_threshold(ctx: &mut Ctx<'_, '_>, line: &Line) {
         match parse_time(number, unit, SECONDS) {
             Ok((w, _)) if !w.is_zero() => window = w,
             Ok(_) => {
-                ctx.error(&line.location, format!("{name}: window must be more than 0"));
+                ctx.error(
+                    &line.location,
+                    format!("{name}: window must be more than 0"),
+                );
                 return;
             }
             Err(reason) => {
@@ -118,11 +124,19 @@ mod tests {
                 window: Duration::from_secs(600)
             }
         );
-        let l = load_str("peer_store_threshold 2\n", "squid.conf", &LoadOptions::default());
+        let l = load_str(
+            "peer_store_threshold 2\n",
+            "squid.conf",
+            &LoadOptions::default(),
+        );
         assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
         assert_eq!(l.config.peer_store_threshold.value.count, 2);
         assert_eq!(l.config.peer_store_threshold.value.window, DEFAULT_WINDOW);
-        let l = load_str("peer_store_threshold 1 window=90\n", "squid.conf", &LoadOptions::default());
+        let l = load_str(
+            "peer_store_threshold 1 window=90\n",
+            "squid.conf",
+            &LoadOptions::default(),
+        );
         assert_eq!(
             l.config.peer_store_threshold.value.window,
             Duration::from_secs(90)

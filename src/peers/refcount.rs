@@ -32,6 +32,9 @@ pub const WIDTH: usize = 1 << 16;
 /// The bytes the sketch takes once allocated.
 pub const MEMORY_BYTES: usize = 2 * DEPTH * WIDTH * std::mem::size_of::<u16>();
 
+// The module doc promises 1 MiB.
+const _: () = assert!(MEMORY_BYTES == 1 << 20);
+
 /// The reference counter of one cache; shared by every request (and kept
 /// across reloads by the daemon).
 #[derive(Debug)]
@@ -136,7 +139,11 @@ impl RefCounts {
         };
         let current = self.current.load(Ordering::Acquire) & 1;
         let clear = |half: usize| {
-            for c in counters.iter().skip(half * DEPTH * WIDTH).take(DEPTH * WIDTH) {
+            for c in counters
+                .iter()
+                .skip(half * DEPTH * WIDTH)
+                .take(DEPTH * WIDTH)
+            {
                 c.store(0, Ordering::Relaxed);
             }
         };
@@ -249,7 +256,6 @@ mod tests {
         let n = c.note(&rare, t0);
         // The bound above: e * 100000 / 65536 ≈ 4 over, nearly always.
         assert!((1..=5).contains(&n), "{n}");
-        assert!(MEMORY_BYTES == 1 << 20);
     }
 
     #[test]

@@ -146,7 +146,12 @@ latency_ms = 5
         let report = engine.finish(SkipCounts::default()).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         let a = &engine.stats()[0];
-        (a.local_hits, a.sibling_hits, report.total.origin_requests, report.stored)
+        (
+            a.local_hits,
+            a.sibling_hits,
+            report.total.origin_requests,
+            report.stored,
+        )
     }
 
     #[test]

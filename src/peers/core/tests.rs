@@ -703,7 +703,10 @@ fn equal_rtts_keep_the_first_hit_and_end_the_round_at_it() {
     let Step::Done(r) = round.on_reply(&t, reply(0, Opcode::Hit, 2), t0) else {
         panic!("no nearer peer to wait for: the round ends at the first HIT")
     };
-    assert_eq!((r.hit, r.hits.clone(), r.timed_out), (Some(0), vec![0], false));
+    assert_eq!(
+        (r.hit, r.hits.clone(), r.timed_out),
+        (Some(0), vec![0], false)
+    );
 }
 
 #[test]
