@@ -424,3 +424,59 @@ async fn several_holders_the_copy_comes_from_the_nearest_by_rtt() {
         "{page}"
     );
 }
+
+/// `cuttle simulate` on the shipped examples/forwarding, as Squids and as
+/// cuttle with threshold 2, over a small generated trace: both run (the
+/// conservation checks pass), and the threshold turns local hits into
+/// sibling hits (the copies it did not store) while the origin serves no
+/// more.
+#[test]
+fn the_forwarding_example_runs_and_its_threshold_forwards_sibling_hits() {
+    let tmp = TempDir::new("threshold-sim");
+    let trace = tmp.path().join("trace.log");
+    let cuttle = env!("CARGO_BIN_EXE_cuttle");
+    let generated = std::process::Command::new(cuttle)
+        .args([
+            "trace",
+            "generate",
+            "--requests",
+            "4000",
+            "--objects",
+            "400",
+        ])
+        .args([
+            "--clients",
+            "10.1.0.0/16,10.2.0.0/16,10.3.0.0/16,10.4.0.0/16",
+            "-o",
+        ])
+        .arg(&trace)
+        .output()
+        .expect("run cuttle trace generate");
+    assert!(generated.status.success(), "{generated:?}");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/forwarding");
+    let total = |mesh: &str| -> serde_json::Value {
+        let out = std::process::Command::new(cuttle)
+            .arg("simulate")
+            .arg(examples.join(mesh))
+            .arg(&trace)
+            .arg("--json")
+            .output()
+            .expect("run cuttle simulate");
+        assert!(out.status.success(), "{mesh}: {out:?}");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        json["runs"][0].clone()
+    };
+    let squid = total("squid.toml");
+    let t2 = total("cuttle-t2.toml");
+    let f = |run: &serde_json::Value, key: &str| run["total"][key].as_f64().unwrap();
+    assert!(
+        f(&t2, "hit_ratio_sibling") > f(&squid, "hit_ratio_sibling")
+            && f(&t2, "hit_ratio_local") < f(&squid, "hit_ratio_local"),
+        "squid {squid}\nt2 {t2}"
+    );
+    assert!(
+        f(&t2, "origin_bytes") <= f(&squid, "origin_bytes"),
+        "squid {squid}\nt2 {t2}"
+    );
+    assert!(t2["stored"]["distinct_objects"].as_u64().unwrap() > 0);
+}
