@@ -73,18 +73,23 @@ pub struct Stored {
 
 /// What the mesh's stores hold.
 pub fn stored(holdings: &Holdings, nodes: usize) -> Stored {
-    let mut distinct = std::collections::HashSet::new();
-    let mut copies = 0u64;
+    // Object ids are dense (0..objects): a flag per id, not a hash set.
+    let mut held = Vec::new();
+    let mut out = Stored::default();
     for node in 0..nodes {
         for object in holdings.held_by(node) {
-            copies += 1;
-            distinct.insert(object);
+            out.copies += 1;
+            let i = object as usize;
+            if held.len() <= i {
+                held.resize(i + 1, false);
+            }
+            if let Some(seen) = held.get_mut(i) {
+                out.distinct_objects += u64::from(!*seen);
+                *seen = true;
+            }
         }
     }
-    Stored {
-        distinct_objects: distinct.len() as u64,
-        copies,
-    }
+    out
 }
 
 #[cfg(test)]
