@@ -363,8 +363,10 @@ impl<'m> Engine<'m> {
             return (self.origin(at, size, ready, epoch), false);
         };
         let mut late = std::mem::take(&mut self.late);
-        let now = self.instant(ready);
-        self.thresholds.note(at, &self.keys[object as usize], now);
+        if !head {
+            let now = self.instant(ready);
+            self.thresholds.note(at, &self.keys[object as usize], now);
+        }
         let served = self.fetch(at, object, size, head, &host, &sources, now_ms);
         for &(when, peer, rtt_ms) in &late {
             let in_flight = when <= served.0.done_ms;

@@ -1,8 +1,8 @@
 //! `peer_store_threshold` in the simulator (issue 19): each node reads its
 //! own directive from its squid.conf and counts references with the
 //! proxy's own counter ([`RefCounts`], same sketch, same window) on the
-//! virtual clock, counting where the proxy counts (a request that is not
-//! a fresh local hit and goes to its sources), and deciding with the
+//! virtual clock, counting where the proxy counts (a GET that is not a
+//! fresh local hit and goes to its sources), and deciding with the
 //! proxy's own rule ([`peer_hit_forwarded`]). Also the mesh-wide figures
 //! of what the stores hold at the end of a run.
 
