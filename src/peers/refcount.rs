@@ -7,8 +7,10 @@
 //! and the previous window): 1 MiB whatever the number of URLs, allocated
 //! on the first count (a cache without a threshold never allocates it).
 //! A URL touches one counter per row, 8 bytes per window, shared with
-//! the URLs that hash alike. A count is never under-estimated; with `n`
-//! references in a window it is over-estimated by more than
+//! the URLs that hash alike. A count errs high, not low (but for two
+//! references to one URL counted at the same instant on two threads,
+//! which may count once); with `n` references in a window it is
+//! over-estimated by more than
 //! `e * n / WIDTH` (41 for a million) with probability below `e^-DEPTH`
 //! (2%), and less in practice with conservative update (only the rows at
 //! the minimum grow). An over-estimate stores a copy sooner: Squid's
