@@ -130,14 +130,7 @@ impl FetchJob {
         // enough yet is delivered, not stored (a per-URL proxy-only).
         let threshold = proxy.config.peer_store_threshold.value.count;
         let forwarded = peer_hit_forwarded(hierarchy.code, threshold, seen);
-        if forwarded && !proxy_only {
-            if let Some(id) = peer {
-                proxy.neighbours.note_hit_not_stored(id);
-            }
-        }
-        let proxy_only = proxy_only || forwarded;
-        // proxy-only: what this peer sends is delivered, not stored.
-        let plan = caching::plan_store(
+        let storable = caching::plan_store(
             &Method::GET,
             &directives,
             rp.status,
@@ -145,8 +138,14 @@ impl FetchJob {
             &rule,
             exchange,
         )
-        .ok()
-        .filter(|_| keeps_fetched(true, proxy_only));
+        .ok();
+        if forwarded && !proxy_only && storable.is_some() {
+            if let Some(id) = peer {
+                proxy.neighbours.note_hit_not_stored(id);
+            }
+        }
+        // proxy-only: what this peer sends is delivered, not stored.
+        let plan = storable.filter(|_| keeps_fetched(true, proxy_only || forwarded));
         let (vary, vary_star) = match caching::vary_fields(&rp.headers) {
             Ok(fields) if fields.is_empty() => (None, false),
             Ok(fields) => {
