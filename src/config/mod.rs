@@ -9,6 +9,7 @@
 mod acl;
 mod cache;
 mod directives;
+mod forwarding;
 mod lexer;
 mod listen;
 mod logging;
@@ -30,6 +31,7 @@ pub use acl::{
 };
 pub use cache::{CacheDir, CacheDirType, RefreshPattern, ReplacementPolicy};
 pub use directives::{DirectiveStatus, OtherDirective};
+pub use forwarding::PeerStoreThreshold;
 pub use listen::{HttpPort, ListenAddr, PortMode, VPort};
 pub use logging::{AccessLog, LogDestination, LogFormat, LogOnError};
 pub use peer::{
@@ -256,6 +258,9 @@ pub struct Config {
     /// `digest_rebuild_period`: how often the served digest is rebuilt
     /// (and the Expires it announces); more than 0.
     pub digest_rebuild_period: Setting<Duration>,
+    /// `peer_store_threshold N [window=TIME]`: peer hits are not stored
+    /// until the URL was seen more than N times within the window.
+    pub peer_store_threshold: Setting<PeerStoreThreshold>,
     /// `udp_outgoing_address`: the source address of ICP queries; `None`
     /// = Squid's 255.255.255.255 (the kernel's choice).
     pub udp_outgoing_address: Setting<Option<std::net::IpAddr>>,
@@ -408,6 +413,7 @@ impl Default for Config {
             digest_generation: Setting::default_value(true),
             digest_bits_per_entry: Setting::default_value(5),
             digest_rebuild_period: Setting::default_value(Duration::from_secs(3600)),
+            peer_store_threshold: Setting::default_value(PeerStoreThreshold::default()),
             udp_outgoing_address: Setting::default_value(None),
             tcp_outgoing_address: Vec::new(),
             acls: acl::builtin_acls(),

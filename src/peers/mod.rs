@@ -15,6 +15,7 @@ pub mod icp_server;
 pub mod netdb;
 pub mod peer_digest;
 pub mod querier;
+pub mod refcount;
 pub mod resolve;
 pub mod responder;
 pub mod select;

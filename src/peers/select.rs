@@ -71,6 +71,7 @@ use crate::access_log::HierarchyCode;
 use crate::config::{CachePeer, Config, PeerType};
 
 mod credentials;
+mod nearest;
 pub use credentials::{credentials, ClientCredentials, Credentials, PeerAuth};
 
 pub use super::core::decide::{
@@ -576,6 +577,7 @@ impl Neighbours {
             let (hit, effects) = digest_choice(self.table.as_ref(), config, req, start, now);
             self.table.apply_all(&effects);
             if let Some(hit) = hit {
+                self.note_nearest_digest(hit.0, req.access.url);
                 let decision = decide_with_digest(
                     self.table.as_ref(),
                     &self.hashes,
@@ -613,6 +615,9 @@ impl Neighbours {
             now,
         );
         self.table.apply_all(&decision.effects);
+        if let Some(r) = &replies {
+            self.note_nearest_reply(r, &decision.selection);
+        }
         decision.selection
     }
 
@@ -702,6 +707,14 @@ impl Neighbours {
         ConnGuard {
             table: Arc::clone(&self.table),
             id,
+        }
+    }
+
+    /// Peer `id`'s hit was delivered without being stored
+    /// (`peer_store_threshold`).
+    pub fn note_hit_not_stored(&self, id: PeerId) {
+        if let Some(p) = self.table.get(id) {
+            p.state().hits_not_stored += 1;
         }
     }
 

@@ -83,6 +83,12 @@ pub struct PeerState {
     /// Every RTT sample of a matched reply, sub-millisecond ones included
     /// (for the cache manager's metrics; the average above skips those).
     pub rtt_histogram: RttHistogram,
+    /// Its hits delivered without being stored (`peer_store_threshold`).
+    pub hits_not_stored: u64,
+    /// Chosen as the nearest (by RTT) of several holders of a URL, and of
+    /// those, chosen although another holder's HIT came first.
+    pub nearest_chosen: u64,
+    pub nearest_over_first: u64,
 }
 
 /// Upper bounds of the RTT histogram's buckets, in microseconds.

@@ -134,6 +134,8 @@ pub struct Engine<'m> {
     unrouted: u64,
     /// Draws each ICP/HTCP reply's jitter (seeded: a run is repeatable).
     jitter: StdRng,
+    /// Each node's peer_store_threshold and reference counter.
+    thresholds: super::threshold::Thresholds,
 }
 
 /// Unix seconds, whole, for the freshness code.
@@ -176,6 +178,7 @@ impl<'m> Engine<'m> {
             clients: HashMap::new(),
             unrouted: 0,
             jitter: StdRng::seed_from_u64(options.seed),
+            thresholds: super::threshold::Thresholds::of(mesh, clock),
         })
     }
 
@@ -360,6 +363,10 @@ impl<'m> Engine<'m> {
             return (self.origin(at, size, ready, epoch), false);
         };
         let mut late = std::mem::take(&mut self.late);
+        if !head {
+            let now = self.instant(ready);
+            self.thresholds.note(at, &self.keys[object as usize], now);
+        }
         let served = self.fetch(at, object, size, head, &host, &sources, now_ms);
         for &(when, peer, rtt_ms) in &late {
             let in_flight = when <= served.0.done_ms;
@@ -546,7 +553,7 @@ impl<'m> Engine<'m> {
                     bytes_hops: got.bytes_hops + size as f64 * f64::from(path.hops),
                     birth: got.birth,
                 },
-                source.proxy_only,
+                source.proxy_only || self.thresholds.forwards(at, source.code),
             );
         }
         (
@@ -740,6 +747,7 @@ impl<'m> Engine<'m> {
             skipped_not_cacheable: skipped.not_cacheable,
             skipped_errors: skipped.errors,
             unrouted: self.unrouted,
+            stored: super::threshold::stored(&self.holdings, self.nodes.len()),
         })
     }
 

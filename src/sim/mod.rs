@@ -9,6 +9,7 @@ pub mod mesh;
 pub mod node;
 pub mod report;
 pub mod store;
+pub mod threshold;
 pub mod topology;
 pub mod trace;
 

@@ -190,6 +190,8 @@ pub struct Report {
     pub skipped_errors: u64,
     /// Trace requests whose client no node serves.
     pub unrouted: u64,
+    /// What the stores hold at the end (distinct objects, copies).
+    pub stored: super::threshold::Stored,
 }
 
 /// The conservation checks: per node, requests = hits + misses + failed;
@@ -270,6 +272,10 @@ impl Report {
                 row.icp_sent + row.htcp_sent
             ));
         }
+        out.push_str(&format!(
+            "stored at the end: {} distinct objects, {} copies\n",
+            self.stored.distinct_objects, self.stored.copies
+        ));
         let skipped = self.skipped_malformed + self.skipped_not_cacheable + self.skipped_errors;
         if skipped + self.unrouted > 0 {
             out.push_str(&format!(

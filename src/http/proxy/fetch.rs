@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::HeaderMap;
 use http::Method;
@@ -11,7 +11,7 @@ use http::Method;
 use tracing::Instrument;
 
 use crate::access_log::Hierarchy;
-use crate::caching::plan::keeps_fetched;
+use crate::caching::plan::{keeps_fetched, peer_hit_forwarded};
 use crate::caching::{
     self, Exchange, KnownMarkers, RequestDirectives, Rule, StoredEntry, VaryMarker,
 };
@@ -19,6 +19,7 @@ use crate::http::body::ProxyBody;
 use crate::http::collapse::{Event, Failure, Head, Leader};
 
 use crate::http::target::Target;
+use crate::peers::refcount::RefCounts;
 use crate::store::{Key, Store};
 
 use super::admit::Arrival;
@@ -94,6 +95,7 @@ impl FetchJob {
             leader,
         } = self;
         let request_time = unix_now();
+        let seen = proxy.note_reference(&target.url);
         // siblings_ok is the plan's: never for a client reload (squid-spec 3.1).
         let fwd = Forwarding {
             method: &Method::GET,
@@ -109,6 +111,7 @@ impl FetchJob {
         let Fetched {
             resp,
             proxy_only,
+            peer,
             _conn_slot,
         } = match fetched {
             Ok(f) => f,
@@ -123,8 +126,11 @@ impl FetchJob {
             response_time: unix_now(),
         };
         let (rp, body) = resp.into_parts();
-        // proxy-only: what this peer sends is delivered, not stored.
-        let plan = caching::plan_store(
+        // peer_store_threshold: a peer's copy of a URL not seen often
+        // enough yet is delivered, not stored (a per-URL proxy-only).
+        let threshold = proxy.config.peer_store_threshold.value.count;
+        let forwarded = peer_hit_forwarded(hierarchy.code, threshold, seen);
+        let storable = caching::plan_store(
             &Method::GET,
             &directives,
             rp.status,
@@ -132,8 +138,14 @@ impl FetchJob {
             &rule,
             exchange,
         )
-        .ok()
-        .filter(|_| keeps_fetched(true, proxy_only));
+        .ok();
+        if forwarded && !proxy_only && storable.is_some() {
+            if let Some(id) = peer {
+                proxy.neighbours.note_hit_not_stored(id);
+            }
+        }
+        // proxy-only: what this peer sends is delivered, not stored.
+        let plan = storable.filter(|_| keeps_fetched(true, proxy_only || forwarded));
         let (vary, vary_star) = match caching::vary_fields(&rp.headers) {
             Ok(fields) if fields.is_empty() => (None, false),
             Ok(fields) => {
@@ -172,7 +184,31 @@ impl FetchJob {
     }
 }
 
+/// The reference counter of a first configuration (an empty one).
+pub(super) fn new_ref_counts(config: &crate::config::Config) -> Arc<RefCounts> {
+    let window = config.peer_store_threshold.value.window;
+    Arc::new(RefCounts::new(window, Instant::now()))
+}
+
 impl Proxy {
+    /// The reference counts under a new configuration: the same counts
+    /// (a reload forgets nothing), in its window.
+    pub(super) fn kept_ref_counts(&self, config: &crate::config::Config) -> Arc<RefCounts> {
+        self.ref_counts
+            .set_window(config.peer_store_threshold.value.window);
+        Arc::clone(&self.ref_counts)
+    }
+
+    /// One more reference to `url` (a miss about to be fetched) under
+    /// `peer_store_threshold`: how many within the window; 0 (and nothing
+    /// counted, nothing allocated) without a threshold.
+    fn note_reference(&self, url: &str) -> u32 {
+        if self.config.peer_store_threshold.value.count == 0 {
+            return 0;
+        }
+        self.ref_counts.note(&url_key(url), Instant::now())
+    }
+
     /// Commits a fetched object and, when the memory cache takes it, puts
     /// it there at once (as Squid keeps a just-fetched object in memory),
     /// so its first hit is a memory hit. Variants stay in the store only:

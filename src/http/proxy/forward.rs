@@ -57,6 +57,8 @@ pub(super) struct Fetched {
     pub(super) resp: Response<crate::upstream::PooledBody<ProxyBody>>,
     /// proxy-only: deliver, do not store.
     pub(super) proxy_only: bool,
+    /// The peer that answered (`None`: the origin).
+    pub(super) peer: Option<crate::peers::table::PeerId>,
     /// The peer's max-conn slot, held while its body streams.
     pub(super) _conn_slot: Option<ConnGuard>,
 }
@@ -201,6 +203,7 @@ impl Proxy {
                     fetched = Some(Fetched {
                         resp,
                         proxy_only: route.source.proxy_only,
+                        peer: route.source.peer,
                         _conn_slot: conn_slot,
                     });
                     break;

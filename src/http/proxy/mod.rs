@@ -29,6 +29,7 @@ use crate::config::{AclData, Config};
 use crate::mgr::Manager;
 use crate::peers::icp_server::HitOnly;
 use crate::peers::netdb::NetDb;
+use crate::peers::refcount::RefCounts;
 use crate::peers::select::Neighbours;
 use crate::peers::store_digest::StoreDigest;
 use crate::store::{Key, Store};
@@ -99,6 +100,8 @@ pub struct Proxy {
     store_digest: Arc<StoreDigest>,
     /// TLS to https:// origins (tls_outgoing_options), built per config.
     tls: TlsClients,
+    /// URLs' reference counts for `peer_store_threshold`; kept across reloads.
+    ref_counts: Arc<RefCounts>,
 }
 
 /// The memory cache's (bytes, per-object) bounds: cache_mem and
@@ -180,6 +183,7 @@ impl Proxy {
             netdb: Arc::clone(&self.netdb),
             mgr: Arc::clone(&self.mgr),
             store_digest: Arc::clone(&self.store_digest),
+            ref_counts: self.kept_ref_counts(&config),
             ..Proxy::assemble(
                 config,
                 Arc::clone(&self.store),
@@ -239,6 +243,7 @@ impl Proxy {
                 config.tcp_outgoing_address.first().map(|l| l.address),
             );
         }
+        let ref_counts = fetch::new_ref_counts(&config);
         Proxy {
             tls: TlsClients::of(&config),
             neighbours,
@@ -261,6 +266,7 @@ impl Proxy {
             netdb: Arc::default(),
             mgr: Arc::default(),
             store_digest: Arc::default(),
+            ref_counts,
         }
     }
 

@@ -178,6 +178,22 @@ pub fn server_list_of(table: &PeerTable) -> String {
                 }
             }
         }
+        // cuttle's own lines (issue 19), only once there is something to
+        // say, so a page without them reads as Squid's.
+        if st.hits_not_stored > 0 {
+            let _ = writeln!(
+                o,
+                "NOT STORED : {:>8} peer hits under peer_store_threshold",
+                st.hits_not_stored
+            );
+        }
+        if st.nearest_chosen > 0 {
+            let _ = writeln!(
+                o,
+                "NEAREST    : {:>8} of several holders, {} over an earlier HIT",
+                st.nearest_chosen, st.nearest_over_first
+            );
+        }
         let _ = writeln!(o, "keep-alive ratio: 0%");
     }
     o

@@ -7,6 +7,13 @@
 //! multicast group's average count of responders; DENIED does not count),
 //! or at the dynamic timeout. Parents' MISSes pick the first parent miss
 //! and, with `query_icmp on`, the closest parent ([`ParentMisses`]).
+//!
+//! Nearest copy (issue 19): a HIT ends the round unless a peer still to
+//! answer is nearer by the table's RTT average than every HIT so far; then
+//! the round waits for it (at most to its deadline, as it would have
+//! without the HIT), and of the HITs the nearest is used, the first of
+//! equals. With one holder, or holders no nearer peer could beat, this
+//! is Squid's "first HIT wins".
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -34,8 +41,11 @@ pub struct Reply {
 /// What a round of queries brought back.
 #[derive(Debug, Clone, Default)]
 pub struct Replies {
-    /// The first peer to answer HIT ("first HIT wins").
+    /// The peer to fetch from: of the peers that answered HIT, the nearest
+    /// by the table's RTT (the first of equals).
     pub hit: Option<PeerId>,
+    /// Every peer that answered HIT, in arrival order.
+    pub hits: Vec<PeerId>,
     /// The parent whose MISS came first (by weighted time). Like the
     /// closest, set even when the wait then timed out; selection decides.
     pub first_parent_miss: Option<PeerId>,
@@ -198,7 +208,7 @@ impl QueryRound {
     }
 
     /// A matched reply at `now`.
-    pub fn on_reply(&mut self, view: &impl PeerView, reply: Reply, _now: Instant) -> Step {
+    pub fn on_reply(&mut self, view: &impl PeerView, reply: Reply, now: Instant) -> Step {
         if self.done {
             return Step::Done(self.out.clone());
         }
@@ -206,8 +216,12 @@ impl QueryRound {
         let peer_type = answer_type(view, &self.out.asked, reply.peer, &self.host);
         match reply.opcode {
             Opcode::Hit => {
-                self.out.hit = Some(reply.peer);
-                return self.finish(false);
+                if !self.out.hits.contains(&reply.peer) {
+                    self.out.hits.push(reply.peer);
+                }
+                let rtt = |id: PeerId| view.peer(id).map_or(u64::MAX, |p| p.health.rtt_ms);
+                // min_by_key keeps the first of equals: the earlier reply.
+                self.out.hit = self.out.hits.iter().copied().min_by_key(|&id| rtt(id));
             }
             Opcode::Miss | Opcode::Decho if peer_type == PeerType::Parent => {
                 if let Some(p) = view.peer(reply.peer) {
@@ -222,9 +236,39 @@ impl QueryRound {
         if self.counted >= self.out.expected {
             return self.finish(false);
         }
+        if !self.out.hits.is_empty() && !self.nearer_pending(view, now) {
+            return self.finish(false);
+        }
         Step::Wait {
             deadline: self.deadline,
         }
+    }
+
+    /// The smallest table RTT among the HITs so far.
+    fn best_hit_rtt(&self, view: &impl PeerView) -> Option<u64> {
+        self.out
+            .hits
+            .iter()
+            .filter_map(|&id| view.peer(id).map(|p| p.health.rtt_ms))
+            .min()
+    }
+
+    /// Whether a peer asked directly, up, and not heard yet is nearer by
+    /// RTT than every HIT so far (a multicast group's members are not
+    /// known in advance: never waited for past a HIT).
+    fn nearer_pending(&self, view: &impl PeerView, now: Instant) -> bool {
+        let Some(best) = self.best_hit_rtt(view) else {
+            return false;
+        };
+        let timing = view.timing();
+        self.out.asked.iter().any(|&(id, _)| {
+            let Some(p) = view.peer(id) else { return false };
+            p.config.peer_type != PeerType::Multicast
+                && p.health.rtt_ms < best
+                && !self.out.replies.iter().any(|r| r.peer == id)
+                && !health::icp_dead(&p, &timing, now)
+                && health::is_up(&p, &timing, now)
+        })
     }
 
     /// The deadline passed (a wake-up before it changes nothing).
@@ -248,7 +292,9 @@ impl QueryRound {
     fn finish(&mut self, timed_out: bool) -> Step {
         if !self.done {
             self.done = true;
-            self.out.timed_out = timed_out;
+            // A wait for a nearer copy that did not come still had a HIT
+            // in hand: not a timed-out round (no TIMEOUT_ in the log).
+            self.out.timed_out = timed_out && self.out.hit.is_none();
             self.out.first_parent_miss = self.misses.first.map(|(id, _)| id);
             self.out.closest_parent_miss = self.misses.closest.map(|(id, _)| id);
         }

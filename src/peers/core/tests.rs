@@ -662,3 +662,98 @@ fn a_slot_keeps_the_fetch_history_digest_stats_shows() {
     assert_eq!(e.last_retry_delay, Duration::ZERO);
     assert!(e.received.is_some());
 }
+
+/// Two siblings; the first one farther by RTT than the second.
+const TWO_HOLDERS: &str = "cache_peer 127.0.0.2 sibling 3128 3130\n\
+                           cache_peer 127.0.0.3 sibling 3128 3130\n\
+                           icp_query_timeout 200\n\
+                           dead_peer_timeout 1 second\n";
+
+fn holders_at(far_ms: u64, near_ms: u64, t0: Instant) -> PeerTable {
+    let t = table_up(TWO_HOLDERS, t0);
+    t.note_rtt(0, Duration::from_millis(far_ms));
+    t.note_rtt(1, Duration::from_millis(near_ms));
+    t
+}
+
+#[test]
+fn of_two_hits_the_nearer_by_table_rtt_wins_though_it_came_second() {
+    let t0 = Instant::now();
+    let t = holders_at(150, 10, t0);
+    let (codes, _) = request_at(
+        &t,
+        TWO_HOLDERS,
+        t0,
+        &[
+            (Duration::from_millis(2), reply(0, Opcode::Hit, 2)),
+            (Duration::from_millis(30), reply(1, Opcode::Hit, 30)),
+        ],
+    );
+    assert_eq!(codes[0], "SIBLING_HIT/127.0.0.3");
+}
+
+#[test]
+fn equal_rtts_keep_the_first_hit_and_end_the_round_at_it() {
+    let t0 = Instant::now();
+    let t = holders_at(10, 10, t0);
+    let c = config(TWO_HOLDERS);
+    let req = request("GET", "example.test", "http://example.test/x");
+    let (targets, _) = to_ping(&t, &c, &req, 0, t0);
+    let (mut round, _, _) = QueryRound::start(&t, "example.test", &targets, true, t0);
+    let Step::Done(r) = round.on_reply(&t, reply(0, Opcode::Hit, 2), t0) else {
+        panic!("no nearer peer to wait for: the round ends at the first HIT")
+    };
+    assert_eq!(
+        (r.hit, r.hits.clone(), r.timed_out),
+        (Some(0), vec![0], false)
+    );
+}
+
+#[test]
+fn a_nearer_peer_that_misses_or_stays_silent_leaves_the_farther_hit() {
+    let t0 = Instant::now();
+    let t = holders_at(150, 10, t0);
+    // Its MISS ends the wait at once.
+    let (codes, _) = request_at(
+        &t,
+        TWO_HOLDERS,
+        t0,
+        &[
+            (Duration::from_millis(2), reply(0, Opcode::Hit, 2)),
+            (Duration::from_millis(5), reply(1, Opcode::Miss, 5)),
+        ],
+    );
+    assert_eq!(codes[0], "SIBLING_HIT/127.0.0.2");
+    // Silent: the round waits to its deadline, then uses the HIT it has
+    // (not logged as TIMEOUT_: a copy was in hand).
+    let t1 = t0 + Duration::from_millis(500);
+    let (codes, _) = request_at(
+        &t,
+        TWO_HOLDERS,
+        t1,
+        &[(Duration::from_millis(2), reply(0, Opcode::Hit, 2))],
+    );
+    assert_eq!(codes[0], "SIBLING_HIT/127.0.0.2");
+}
+
+#[test]
+fn a_dead_nearer_peer_is_not_waited_for() {
+    // A third, far sibling keeps the round from ending by count alone.
+    let text = format!("{TWO_HOLDERS}cache_peer 127.0.0.4 sibling 3128 3130\n");
+    let t0 = Instant::now();
+    let t = table_up(&text, t0);
+    t.note_rtt(0, Duration::from_millis(150));
+    t.note_rtt(1, Duration::from_millis(10));
+    t.note_rtt(2, Duration::from_millis(200));
+    // The near one left a query unanswered for over dead_peer_timeout.
+    t.note_query_sent(1, t0);
+    let t1 = t0 + Duration::from_secs(2);
+    let c = config(&text);
+    let req = request("GET", "example.test", "http://example.test/x");
+    let (targets, _) = to_ping(&t, &c, &req, 0, t1);
+    let (mut round, _, _) = QueryRound::start(&t, "example.test", &targets, true, t1);
+    let Step::Done(r) = round.on_reply(&t, reply(0, Opcode::Hit, 2), t1) else {
+        panic!("a dead peer is not waited for")
+    };
+    assert_eq!(r.hit, Some(0));
+}

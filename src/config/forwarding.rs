@@ -1,0 +1,177 @@
+//! `peer_store_threshold N [window=TIME]`: how often this cache must see a
+//! URL before it stores the copy a peer sends (the forwarding threshold of
+//! issue 19; not a Squid directive, so Squid would ignore the line).
+
+use std::time::Duration;
+
+use super::directives::Ctx;
+use super::lexer::Line;
+use super::values::{parse_time, parse_uint, SECONDS};
+use super::Setting;
+
+/// The window when none is written: an hour, the default period of the
+/// served Cache Digest too, so both views of the mesh age alike.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(3600);
+
+/// The largest threshold: the reference counter saturates just above it.
+pub const MAX_THRESHOLD: u32 = 65_534;
+
+/// A peer hit is kept (stored) only once this cache has seen its URL more
+/// than `count` times within `window`; before that it is delivered and not
+/// stored, as from a `proxy-only` peer. `count` 0 stores every peer hit
+/// (Squid's behaviour).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerStoreThreshold {
+    pub count: u32,
+    pub window: Duration,
+}
+
+impl Default for PeerStoreThreshold {
+    fn default() -> Self {
+        PeerStoreThreshold {
+            count: 0,
+            window: DEFAULT_WINDOW,
+        }
+    }
+}
+
+/// The directive's line: `N` (0 to [`MAX_THRESHOLD`]) and an optional
+/// `window=TIME` (a number with its unit attached, seconds by default;
+/// more than 0).
+pub(crate) fn parse_peer_store_threshold(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    let name = line.name();
+    let args = line.args();
+    let Some(first) = args.first() else {
+        ctx.error(&line.location, format!("{name}: missing value"));
+        return;
+    };
+    let count = match parse_uint(&first.text) {
+        Ok(n) if n <= u64::from(MAX_THRESHOLD) => n as u32,
+        Ok(n) => {
+            ctx.error(
+                &line.location,
+                format!("{name}: {n} is more than {MAX_THRESHOLD}"),
+            );
+            return;
+        }
+        Err(reason) => {
+            ctx.error(&line.location, format!("{name}: {reason}"));
+            return;
+        }
+    };
+    let mut window = DEFAULT_WINDOW;
+    for option in args.get(1..).unwrap_or(&[]) {
+        let Some(value) = option.text.strip_prefix("window=") else {
+            ctx.error(
+                &line.location,
+                format!(
+                    "{name}: unknown option \"{}\" (only window=TIME)",
+                    option.text
+                ),
+            );
+            return;
+        };
+        let split = value
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(value.len());
+        let (number, unit) = value.split_at(split);
+        let unit = (!unit.is_empty()).then_some(unit);
+        match parse_time(number, unit, SECONDS) {
+            Ok((w, _)) if !w.is_zero() => window = w,
+            Ok(_) => {
+                ctx.error(
+                    &line.location,
+                    format!("{name}: window must be more than 0"),
+                );
+                return;
+            }
+            Err(reason) => {
+                ctx.error(&line.location, format!("{name}: window: {reason}"));
+                return;
+            }
+        }
+    }
+    ctx.config.peer_store_threshold =
+        Setting::at(PeerStoreThreshold { count, window }, line.location.clone());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, LoadOptions, Severity};
+
+    fn errors(text: &str) -> Vec<String> {
+        load_str(text, "squid.conf", &LoadOptions::default())
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| d.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn threshold_and_window_are_read() {
+        let l = load_str(
+            "peer_store_threshold 3 window=10minutes\n",
+            "squid.conf",
+            &LoadOptions::default(),
+        );
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+        assert_eq!(
+            l.config.peer_store_threshold.value,
+            PeerStoreThreshold {
+                count: 3,
+                window: Duration::from_secs(600)
+            }
+        );
+        let l = load_str(
+            "peer_store_threshold 2\n",
+            "squid.conf",
+            &LoadOptions::default(),
+        );
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+        assert_eq!(l.config.peer_store_threshold.value.count, 2);
+        assert_eq!(l.config.peer_store_threshold.value.window, DEFAULT_WINDOW);
+        let l = load_str(
+            "peer_store_threshold 1 window=90\n",
+            "squid.conf",
+            &LoadOptions::default(),
+        );
+        assert_eq!(
+            l.config.peer_store_threshold.value.window,
+            Duration::from_secs(90)
+        );
+        // Not set: 0, every peer hit stored as Squid does.
+        let d = crate::config::Config::default();
+        assert_eq!(d.peer_store_threshold.value, PeerStoreThreshold::default());
+        assert_eq!(d.peer_store_threshold.value.count, 0);
+    }
+
+    #[test]
+    fn bad_values_are_errors_at_their_line() {
+        assert_eq!(
+            errors("\npeer_store_threshold\n"),
+            ["squid.conf:2: error: peer_store_threshold: missing value"]
+        );
+        assert_eq!(
+            errors("peer_store_threshold -1\n"),
+            ["squid.conf:1: error: peer_store_threshold: \"-1\" is not a non-negative integer"]
+        );
+        assert_eq!(
+            errors("peer_store_threshold 70000\n"),
+            ["squid.conf:1: error: peer_store_threshold: 70000 is more than 65534"]
+        );
+        assert_eq!(
+            errors("\n\npeer_store_threshold 2 window=0\n"),
+            ["squid.conf:3: error: peer_store_threshold: window must be more than 0"]
+        );
+        assert_eq!(
+            errors("peer_store_threshold 2 window=5parsecs\n"),
+            ["squid.conf:1: error: peer_store_threshold: window: \"parsecs\" is not a time unit (seconds, minutes, hours, days, ...)"]
+        );
+        assert_eq!(
+            errors("peer_store_threshold 2 ttl=5\n"),
+            ["squid.conf:1: error: peer_store_threshold: unknown option \"ttl=5\" (only window=TIME)"]
+        );
+    }
+}
