@@ -47,6 +47,7 @@ mod miss;
 mod ourselves;
 mod passthrough;
 mod purge;
+mod redirect;
 mod revalidate;
 mod tunnel;
 mod txn;
@@ -99,6 +100,9 @@ pub struct Proxy {
     store_digest: Arc<StoreDigest>,
     /// TLS to https:// origins (tls_outgoing_options), built per config.
     tls: TlsClients,
+    /// Redirect to the holder: sizes seen, selections handed to fetches;
+    /// kept across reloads.
+    redirects: Arc<redirect::Redirects>,
 }
 
 /// The memory cache's (bytes, per-object) bounds: cache_mem and
@@ -180,6 +184,7 @@ impl Proxy {
             netdb: Arc::clone(&self.netdb),
             mgr: Arc::clone(&self.mgr),
             store_digest: Arc::clone(&self.store_digest),
+            redirects: Arc::clone(&self.redirects),
             ..Proxy::assemble(
                 config,
                 Arc::clone(&self.store),
@@ -261,6 +266,7 @@ impl Proxy {
             netdb: Arc::default(),
             mgr: Arc::default(),
             store_digest: Arc::default(),
+            redirects: Arc::default(),
         }
     }
 
@@ -325,7 +331,11 @@ pub async fn dispatch(
         manage::Addressed::Manager(target, page) => (target, Some(page), None, false),
         manage::Addressed::Internal(target, object) => (target, None, Some(object), false),
         manage::Addressed::Ourselves(target) => (target, None, None, true),
-        manage::Addressed::Elsewhere(target) => (target, None, None, false),
+        manage::Addressed::Elsewhere(target) => {
+            // Redirected here by a sibling: the marker is not part of the URL.
+            let target = redirect::unmarked(target, &method, req.uri(), &conn.kind);
+            (target, None, None, false)
+        }
     };
     let span = tracing::Span::current();
     if !span.is_disabled() {

@@ -46,6 +46,7 @@ pub(super) fn counters(m: &Manager, s: &Sources<'_>) -> String {
     line("client_http.kbytes_in", kb(c.client_bytes_in));
     line("client_http.kbytes_out", kb(t.bytes_out));
     line("client_http.hit_kbytes_out", kb(t.hit_bytes_out));
+    line("client_http.holder_redirects", t.holder_redirects);
     for proto in ["all", "http", "ftp", "other"] {
         let (r, e, i, out) = if matches!(proto, "all" | "http") {
             (
