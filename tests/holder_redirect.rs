@@ -90,8 +90,10 @@ impl Accel {
         )
     }
 
-    /// Starts it with `lines` after the common ones (origin parent, ICP,
-    /// memory store big enough for the 10 MB object).
+    /// Starts it with `lines` after the common ones (origin parent, ICP
+    /// with a fixed wait: on a busy machine the wait learnt from loopback
+    /// RTTs can be shorter than a sibling's answer; memory store big enough
+    /// for the 10 MB object).
     fn start(&mut self, origin: (Ipv4Addr, u16), lines: &str) {
         std::fs::create_dir_all(&self.dir).expect("node dir");
         let (ip, d) = (self.ip, self.dir.display());
@@ -107,6 +109,7 @@ impl Accel {
              http_access allow test_clients\n\
              http_access deny all\n\
              icp_access allow test_clients\n\
+             icp_query_timeout 3000\n\
              cache_mem 48 MB\n\
              maximum_object_size 16 MB\n\
              maximum_object_size_in_memory 16 MB\n\
@@ -258,7 +261,7 @@ fn lines_of(log: &Path, url: &str, want: usize) -> Vec<(String, u64, String)> {
 async fn the_bytes_of_a_held_object_leave_only_the_holder() {
     let tmp = TempDir::new("redirect-bytes");
     let big = 10 * MB;
-    let origin = origin(ip(1), &[("/big", big)]).await;
+    let origin = origin(ip(1), &[("/big", big), ("/nowhere", 1000)]).await;
     let mut nodes: Vec<Accel> = (2..=4).map(|n| Accel::plan(tmp.path(), ip(n))).collect();
     for i in 0..nodes.len() {
         let peers: Vec<String> = nodes
@@ -325,6 +328,23 @@ async fn the_bytes_of_a_held_object_leave_only_the_holder() {
         metrics.contains("cuttle_holder_redirects_total 1"),
         "{metrics}"
     );
+    // Held nowhere: A fetches it, asking its siblings once (the query made
+    // to decide on a redirect is the fetch's), not twice.
+    let got = curl(
+        tmp.path(),
+        &format!("http://{}/nowhere", a.addr()),
+        true,
+        &AS_SITE,
+    )
+    .await;
+    assert_eq!((got.status, got.redirects), (200, 0));
+    let at_a = lines_of(&a.log(), &url("/nowhere"), 1);
+    assert_eq!(at_a[0].2, format!("FIRSTUP_PARENT/{}", ip(1)));
+    for sibling in [b, c] {
+        let queries = log_lines(&sibling.log(), &url("/nowhere"), 1);
+        assert_eq!(queries.len(), 1, "{queries:?}");
+        assert_eq!(queries[0][5], "ICP_QUERY");
+    }
 }
 
 /// B loses the object between A's query and the client's arrival: B
@@ -525,6 +545,16 @@ async fn a_squid_accelerator_serves_the_redirected_request() {
         origin_port = origin.port(),
     );
     let squid = Squid::start_with_conf(&squid_dir, squid_ip, squid_http, squid_icp, &conf);
+    // peer_lab waited for the forward port; the accelerator port opens
+    // beside it.
+    let deadline = Instant::now() + STARTUP;
+    while tokio::net::TcpStream::connect(squid.http_addr())
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "{}", squid.cache_log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let r = Req::get("/obj")
         .header("host", SITE)
         .send_to(squid.http_addr())

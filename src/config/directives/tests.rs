@@ -333,3 +333,23 @@ fn digest_settings_and_their_errors() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn holder_redirect_rules_and_size_floor() {
+    let l = load(
+        "acl big urlpath_regex \\.iso$\nholder_redirect allow big\nholder_redirect deny all\n\
+         holder_redirect_min_size 1 MB\n",
+    );
+    assert!(!l.has_errors(), "{:?}", l.diagnostics);
+    assert_eq!(l.config.holder_redirect.len(), 2);
+    assert_eq!(l.config.holder_redirect[0].location.line, 2);
+    assert_eq!(l.config.holder_redirect_min_size.value, 1 << 20);
+    // Off unless configured.
+    let l = load("");
+    assert!(l.config.holder_redirect.is_empty());
+    assert_eq!(l.config.holder_redirect_min_size.value, 0);
+    // Bad values name their line.
+    let l = load("# x\nholder_redirect_min_size lots\nholder_redirect allow nosuchacl\n");
+    let lines: Vec<usize> = l.errors().map(|d| d.location.line).collect();
+    assert_eq!(lines, [2, 3], "{:?}", l.diagnostics);
+}

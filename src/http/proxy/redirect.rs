@@ -16,7 +16,7 @@
 //! redirected: its sources are handed to the fetch that follows
 //! ([`Handoff`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -167,6 +167,9 @@ impl SizesSeen {
 #[derive(Default)]
 pub(super) struct Handoff {
     pending: Mutex<Vec<Pending>>,
+    /// Set once anything was handed off: until then (no holder_redirect)
+    /// a fetch takes no lock to find nothing.
+    used: AtomicBool,
 }
 
 struct Pending {
@@ -183,6 +186,7 @@ const HANDOFF_MAX: usize = 256;
 
 impl Handoff {
     fn put(&self, url: &str, routes: Vec<Route>) {
+        self.used.store(true, Ordering::Relaxed);
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         pending.retain(|p| now.duration_since(p.at) < HANDOFF_TTL);
@@ -199,7 +203,11 @@ impl Handoff {
     /// The sources selected for `fwd` by [`Proxy::redirect_to_holder`], if
     /// it is the GET miss that selection was made for.
     pub(super) fn take(&self, fwd: &Forwarding<'_>) -> Option<Vec<Route>> {
-        if fwd.method != Method::GET || !fwd.siblings_ok || fwd.body.is_some() {
+        if !self.used.load(Ordering::Relaxed)
+            || fwd.method != Method::GET
+            || !fwd.siblings_ok
+            || fwd.body.is_some()
+        {
             return None;
         }
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());

@@ -46,7 +46,6 @@ pub(super) fn counters(m: &Manager, s: &Sources<'_>) -> String {
     line("client_http.kbytes_in", kb(c.client_bytes_in));
     line("client_http.kbytes_out", kb(t.bytes_out));
     line("client_http.hit_kbytes_out", kb(t.hit_bytes_out));
-    line("client_http.holder_redirects", t.holder_redirects);
     for proto in ["all", "http", "ftp", "other"] {
         let (r, e, i, out) = if matches!(proto, "all" | "http") {
             (
@@ -103,6 +102,11 @@ pub(super) fn counters(m: &Manager, s: &Sources<'_>) -> String {
     let _ = writeln!(o, "swap.ins = {}", c.swap_ins);
     let _ = writeln!(o, "swap.files_cleaned = 0");
     let _ = writeln!(o, "aborted_requests = {}", t.aborted);
+    // cuttle's own, last and only where configured: a Squid config's page
+    // keeps Squid's lines exactly.
+    if !s.config.holder_redirect.is_empty() {
+        let _ = writeln!(o, "client_http.holder_redirects = {}", t.holder_redirects);
+    }
     o
 }
 
