@@ -439,7 +439,7 @@ async fn requests_that_must_not_be_redirected_are_served() {
     let paths = [
         "/post", "/range", "/auth", "/cookie", "/oic", "/head", "/denied", "/small", "/unknown",
     ];
-    let mut objects: Vec<(&str, usize)> = paths.iter().map(|p| (*p, 4096)).collect();
+    let objects: Vec<(&str, usize)> = paths.iter().map(|p| (*p, 4096)).collect();
     let origin = origin(ip(21), &objects).await;
     let mut a = Accel::plan(tmp.path(), ip(22));
     let mut b = Accel::plan(tmp.path(), ip(23));
