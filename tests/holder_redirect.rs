@@ -54,6 +54,7 @@ struct Accel {
     port: u16,
     mgr_port: u16,
     icp_port: u16,
+    htcp_port: u16,
     dir: PathBuf,
     node: Option<Node>,
 }
@@ -65,6 +66,7 @@ impl Accel {
             port: free_tcp_port(ip),
             mgr_port: free_tcp_port(ip),
             icp_port: free_udp_port(ip),
+            htcp_port: free_udp_port(ip),
             dir: root.join(ip.to_string()),
             node: None,
         }
@@ -101,6 +103,7 @@ impl Accel {
             "http_port {ip}:{port} accel defaultsite={SITE}\n\
              http_port {ip}:{mgr}\n\
              icp_port {icp}\n\
+             htcp_port {htcp}\n\
              udp_incoming_address {ip}\n\
              udp_outgoing_address {ip}\n\
              tcp_outgoing_address {ip}\n\
@@ -109,6 +112,7 @@ impl Accel {
              http_access allow test_clients\n\
              http_access deny all\n\
              icp_access allow test_clients\n\
+             htcp_access allow test_clients\n\
              icp_query_timeout 3000\n\
              cache_mem 48 MB\n\
              maximum_object_size 16 MB\n\
@@ -116,11 +120,12 @@ impl Accel {
              access_log stdio:{d}/access.log squid\n\
              pid_filename {d}/cuttle.pid\n\
              visible_hostname cuttle-{ip}\n\
-             cache_peer {origin_ip} parent {origin_port} 0 no-query originserver name=origin\n\
+             cache_peer {origin_ip} parent {origin_port} 0 no-query no-digest originserver name=origin\n\
              {lines}\n",
             port = self.port,
             mgr = self.mgr_port,
             icp = self.icp_port,
+            htcp = self.htcp_port,
             origin_ip = origin.0,
             origin_port = origin.1,
         );
@@ -430,6 +435,95 @@ async fn a_redirected_request_is_never_redirected_again() {
     );
 }
 
+/// Holders found by HTCP (TST) and by Cache Digest are redirected to as
+/// well: SIBLING_HIT and CD_SIBLING_HIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holders_found_by_htcp_and_by_digest_are_redirected_to() {
+    let tmp = TempDir::new("redirect-htcp-digest");
+    let paths: Vec<String> = (0..10).map(|i| format!("/d{i}")).collect();
+    let mut objects: Vec<(&str, usize)> = paths.iter().map(|p| (p.as_str(), 2048)).collect();
+    objects.push(("/h", 2048));
+    let origin = origin(ip(41), &objects).await;
+    let from = (ip(41), origin.port());
+    let mut b = Accel::plan(tmp.path(), ip(42));
+    let mut by_htcp = Accel::plan(tmp.path(), ip(43));
+    let mut by_digest = Accel::plan(tmp.path(), ip(44));
+    // B rebuilds its digest every second (what it holds stays fresh past
+    // the next rebuild: in the digest).
+    b.start(from, "digest_rebuild_period 1 second");
+    // B holds them all before its digest is first asked for (and built).
+    b.hold("/h").await;
+    for p in &paths {
+        b.hold(p).await;
+    }
+    // Its digest names them all before anyone fetches it.
+    let deadline = Instant::now() + STARTUP;
+    while !b.output().contains("cache digest built entries=11 ") {
+        assert!(Instant::now() < deadline, "{}", b.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let public = format!("public-url=http://{}", b.addr());
+    by_htcp.start(
+        from,
+        &format!(
+            "holder_redirect allow all\ncache_peer {} sibling {} {} htcp no-digest {public}",
+            b.ip, b.port, b.htcp_port
+        ),
+    );
+    by_digest.start(
+        from,
+        &format!(
+            "holder_redirect allow all\ncache_peer {} sibling {} 0 no-query {public}",
+            b.ip, b.port
+        ),
+    );
+    by_htcp.wait_peers_up(2).await;
+    by_digest.wait_peers_up(2).await;
+    let got = curl(
+        tmp.path(),
+        &format!("http://{}/h", by_htcp.addr()),
+        true,
+        &AS_SITE,
+    )
+    .await;
+    assert_eq!(
+        (got.status, got.redirects),
+        (200, 1),
+        "{}",
+        by_htcp.output()
+    );
+    let at = lines_of(&by_htcp.log(), &url("/h"), 1);
+    assert_eq!(
+        (at[0].0.as_str(), at[0].2.as_str()),
+        ("TCP_MISS/302", format!("SIBLING_HIT/{}", b.ip).as_str())
+    );
+    // The first lookup wants B's digest, fetched then: a later URL is a
+    // digest hit.
+    let mut redirected = None;
+    for p in &paths {
+        let got = curl(
+            tmp.path(),
+            &format!("http://{}{p}", by_digest.addr()),
+            true,
+            &AS_SITE,
+        )
+        .await;
+        assert_eq!(got.status, 200, "{p}");
+        if got.redirects == 1 {
+            redirected = Some(p.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let p =
+        redirected.unwrap_or_else(|| panic!("no digest hit redirected\n{}", by_digest.output()));
+    let at = lines_of(&by_digest.log(), &url(&p), 1);
+    assert_eq!(
+        (at[0].0.as_str(), at[0].2.as_str()),
+        ("TCP_MISS/302", format!("CD_SIBLING_HIT/{}", b.ip).as_str())
+    );
+}
+
 /// Requests that must not be redirected are served as before: non-GET,
 /// Range, credentials, only-if-cached; a peer without public-url; a
 /// holder_redirect deny; an object known to be under the size floor.
@@ -534,7 +628,7 @@ async fn a_squid_accelerator_serves_the_redirected_request() {
          cache_mem 16 MB\n\
          maximum_object_size 8 MB\n\
          maximum_object_size_in_memory 8 MB\n\
-         cache_peer {origin_ip} parent {origin_port} 0 no-query originserver name=origin\n\
+         cache_peer {origin_ip} parent {origin_port} 0 no-query no-digest originserver name=origin\n\
          acl test_clients src 127.0.0.0/8\n\
          icp_access allow test_clients\n\
          icp_access deny all\n\
