@@ -16,6 +16,7 @@
 //! redirected: its sources are handed to the fetch that follows
 //! ([`Handoff`]).
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -30,6 +31,7 @@ use crate::http::body::{ClientBody, ProxyBody};
 use crate::http::target::{PortKind, Target};
 use crate::store::Key;
 
+use super::admit::Arrival;
 use super::forward::{Forwarding, Route};
 use super::headers::content_length;
 use super::txn::Txn;
@@ -172,8 +174,13 @@ pub(super) struct Handoff {
     used: AtomicBool,
 }
 
+/// A selection and what it was made for: a fetch takes it only for a
+/// request selection would treat the same (same URL, client and port, a
+/// GET without credentials), whichever of such requests made it.
 struct Pending {
     url: String,
+    client: IpAddr,
+    arrival: Arrival,
     at: Instant,
     routes: Vec<Route>,
 }
@@ -185,7 +192,7 @@ const HANDOFF_TTL: Duration = Duration::from_secs(2);
 const HANDOFF_MAX: usize = 256;
 
 impl Handoff {
-    fn put(&self, url: &str, routes: Vec<Route>) {
+    fn put(&self, fwd: &Forwarding<'_>, routes: Vec<Route>) {
         self.used.store(true, Ordering::Relaxed);
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
@@ -194,7 +201,9 @@ impl Handoff {
             pending.remove(0);
         }
         pending.push(Pending {
-            url: url.to_string(),
+            url: fwd.target.url.clone(),
+            client: fwd.client,
+            arrival: fwd.arrival,
             at: now,
             routes,
         });
@@ -207,6 +216,7 @@ impl Handoff {
             || fwd.method != Method::GET
             || !fwd.siblings_ok
             || fwd.body.is_some()
+            || fwd.headers.contains_key(header::AUTHORIZATION)
         {
             return None;
         }
@@ -215,9 +225,12 @@ impl Handoff {
             return None;
         }
         let now = Instant::now();
-        let at = pending
-            .iter()
-            .position(|p| p.url == fwd.target.url && now.duration_since(p.at) < HANDOFF_TTL)?;
+        let at = pending.iter().position(|p| {
+            p.url == fwd.target.url
+                && p.client == fwd.client
+                && p.arrival == fwd.arrival
+                && now.duration_since(p.at) < HANDOFF_TTL
+        })?;
         Some(pending.swap_remove(at).routes)
     }
 }
@@ -305,7 +318,7 @@ impl Proxy {
             .and_then(|r| Some((r, self.neighbours.table.get(r.source.peer?)?)))
             .and_then(|(r, peer)| Some((r.source.code, peer, peer.config.public_url.as_ref()?)));
         let Some((code, peer, public_url)) = holder else {
-            self.redirects.handoff.put(&target.url, routes);
+            self.redirects.handoff.put(&fwd, routes);
             return Err(txn);
         };
         let mut location = format!("{public_url}{}", target.path_and_query);
@@ -321,7 +334,7 @@ impl Proxy {
             location.push_str(&target.host_header());
         }
         let Ok(location) = HeaderValue::from_str(&location) else {
-            self.redirects.handoff.put(&target.url, routes);
+            self.redirects.handoff.put(&fwd, routes);
             return Err(txn);
         };
         let holder_ip = peer
@@ -392,6 +405,56 @@ mod tests {
                 ("http://b.test/a", "/a")
             );
         }
+    }
+
+    #[test]
+    fn a_handed_off_selection_goes_to_a_request_selection_treats_the_same() {
+        use super::super::admit::PortUse;
+        use crate::peers::select::Source;
+        let target = arrived("site.test", "/a");
+        let arrival = Arrival {
+            kind: PortUse::Accel {
+                allow_direct: false,
+            },
+            local: "127.0.0.1:80".parse().expect("addr"),
+            port_name: "",
+        };
+        let plain = HeaderMap::new();
+        let mut with_auth = HeaderMap::new();
+        with_auth.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic dTpw"),
+        );
+        let fwd = |headers, client: [u8; 4]| Forwarding {
+            method: &Method::GET,
+            target: &target,
+            headers,
+            client: IpAddr::from(client),
+            arrival,
+            siblings_ok: true,
+            body: None,
+        };
+        let handoff = Handoff::default();
+        assert!(handoff.take(&fwd(&plain, [10, 0, 0, 1])).is_none());
+        let routes = vec![Route {
+            source: Source::direct("origin.test", 80),
+            local: None,
+            timed_out: false,
+            url: target.url.clone(),
+        }];
+        handoff.put(&fwd(&plain, [10, 0, 0, 1]), routes);
+        // Credentials make a request non-hierarchical; another client may
+        // be sent elsewhere by ACLs.
+        assert!(handoff.take(&fwd(&with_auth, [10, 0, 0, 1])).is_none());
+        assert!(handoff.take(&fwd(&plain, [10, 0, 0, 2])).is_none());
+        let taken = handoff
+            .take(&fwd(&plain, [10, 0, 0, 1]))
+            .expect("handed off");
+        assert_eq!(taken[0].source.host, "origin.test");
+        assert!(
+            handoff.take(&fwd(&plain, [10, 0, 0, 1])).is_none(),
+            "taken once"
+        );
     }
 
     #[test]
