@@ -195,6 +195,7 @@ pub(crate) fn apply(
     check_mcast_interface(&mut ctx);
     acl::finish(&mut ctx);
     peer::warn_never_asked(&mut ctx);
+    peer::warn_redirect_nowhere(&mut ctx);
     ctx.refine_pending();
     ctx.config
 }

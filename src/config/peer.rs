@@ -659,6 +659,34 @@ pub(crate) fn warn_never_asked(ctx: &mut Ctx<'_, '_>) {
     }
 }
 
+/// Warns when `holder_redirect` rules can never redirect anything: no
+/// sibling has a `public-url=`, or no port accelerates.
+pub(crate) fn warn_redirect_nowhere(ctx: &mut Ctx<'_, '_>) {
+    let Some(first) = ctx.config.holder_redirect.first() else {
+        return;
+    };
+    let at = first.location.clone();
+    let holders = ctx
+        .config
+        .cache_peers
+        .iter()
+        .any(|p| p.public_url.is_some() && p.peer_type == PeerType::Sibling);
+    let accel = ctx
+        .config
+        .http_ports
+        .iter()
+        .any(|p| p.mode == super::listen::PortMode::Accel);
+    let missing = match (holders, accel) {
+        (true, true) => return,
+        (false, _) => "no sibling cache_peer has public-url=",
+        (true, false) => "no http_port or https_port is an accelerator (accel)",
+    };
+    ctx.warn(
+        &at,
+        format!("holder_redirect: {missing}, so nothing will be redirected"),
+    );
+}
+
 pub(crate) fn parse_cache_peer_access(ctx: &mut Ctx<'_, '_>, line: &Line) {
     let loc = &line.location;
     let Some(name_t) = line.args().first() else {

@@ -63,7 +63,12 @@ fn split_marker(path_and_query: &str) -> Option<(&str, &str)> {
 /// port defaultsite still decides). So the cache key, the ACLs, the log
 /// and the server see the plain URL. Any other request's `target` as is.
 pub(super) fn unmarked(target: Target, method: &Method, uri: &Uri, kind: &PortKind) -> Target {
-    if !matches!(kind, PortKind::Accel { .. }) || uri.scheme().is_some() {
+    // Every request passes here, hits too: most have no query at all.
+    let Some(query) = uri.query() else {
+        return target;
+    };
+    if !query.contains(MARKER) || !matches!(kind, PortKind::Accel { .. }) || uri.scheme().is_some()
+    {
         return target;
     }
     let Some((plain, site)) = uri
