@@ -692,3 +692,48 @@ async fn a_squid_accelerator_serves_the_redirected_request() {
     );
     assert_eq!(origin.count("/obj"), 1);
 }
+
+/// `cuttle check` takes the directives and the peer options, and names the
+/// file and line of a bad value.
+#[test]
+fn cuttle_check_takes_the_directives_and_names_bad_values() {
+    let tmp = TempDir::new("redirect-check");
+    let check = |text: &str| {
+        let path = tmp.path().join("squid.conf");
+        std::fs::write(&path, format!("pid_filename none\n{text}")).expect("conf");
+        let out = Command::new(env!("CARGO_BIN_EXE_cuttle"))
+            .args(["check", "-f"])
+            .arg(&path)
+            .output()
+            .expect("run cuttle check");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let good = "http_port 80 accel defaultsite=www.example.com\n\
+                icp_port 3130\n\
+                cache_peer 192.0.2.2 sibling 80 3130 public-url=http://b.example.com\n\
+                cache_peer 192.0.2.3 sibling 80 3130 public-url=http://c.example.com no-redirect-marker\n\
+                holder_redirect allow all\n\
+                holder_redirect_min_size 512 KB\n";
+    let (ok, text) = check(good);
+    assert!(ok && text.contains("0 error(s), 0 warning(s)"), "{text}");
+    let bad = "http_port 80 accel defaultsite=www.example.com\n\
+               cache_peer 192.0.2.2 sibling 80 3130 public-url=b.example.com\n\
+               holder_redirect allow nosuchacl\n\
+               holder_redirect_min_size big\n";
+    let (ok, text) = check(bad);
+    assert!(!ok, "{text}");
+    let conf = tmp.path().join("squid.conf");
+    for (line, what) in [
+        (3, "public-url=b.example.com"),
+        (4, "nosuchacl"),
+        (5, "holder_redirect_min_size"),
+    ] {
+        let at = format!("{}:{line}:", conf.display());
+        assert!(
+            text.lines().any(|l| l.contains(&at) && l.contains(what)),
+            "{at} {what} in:\n{text}"
+        );
+    }
+}
