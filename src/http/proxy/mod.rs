@@ -100,9 +100,9 @@ pub struct Proxy {
     store_digest: Arc<StoreDigest>,
     /// TLS to https:// origins (tls_outgoing_options), built per config.
     tls: TlsClients,
-    /// Redirect to the holder: sizes seen, selections handed to fetches;
-    /// kept across reloads.
-    redirects: Arc<redirect::Redirects>,
+    /// Redirect to the holder: sizes seen (kept across reloads),
+    /// selections handed to fetches.
+    redirects: redirect::Redirects,
 }
 
 /// The memory cache's (bytes, per-object) bounds: cache_mem and
@@ -184,7 +184,7 @@ impl Proxy {
             netdb: Arc::clone(&self.netdb),
             mgr: Arc::clone(&self.mgr),
             store_digest: Arc::clone(&self.store_digest),
-            redirects: Arc::clone(&self.redirects),
+            redirects: self.redirects.reloaded(),
             ..Proxy::assemble(
                 config,
                 Arc::clone(&self.store),
@@ -266,7 +266,7 @@ impl Proxy {
             netdb: Arc::default(),
             mgr: Arc::default(),
             store_digest: Arc::default(),
-            redirects: Arc::default(),
+            redirects: redirect::Redirects::default(),
         }
     }
 

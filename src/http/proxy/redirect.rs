@@ -18,7 +18,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderValue};
@@ -240,11 +240,23 @@ impl Handoff {
     }
 }
 
-/// What redirecting keeps across reloads.
+/// What redirecting keeps: the sizes seen (across reloads) and the
+/// selections handed to fetches (per configuration: their peer ids are
+/// the peer table's).
 #[derive(Default)]
 pub(super) struct Redirects {
-    pub(super) sizes: SizesSeen,
+    pub(super) sizes: Arc<SizesSeen>,
     pub(super) handoff: Handoff,
+}
+
+impl Redirects {
+    /// For the next configuration: the sizes seen, no selections.
+    pub(super) fn reloaded(&self) -> Redirects {
+        Redirects {
+            sizes: Arc::clone(&self.sizes),
+            handoff: Handoff::default(),
+        }
+    }
 }
 
 /// A sibling hit: the first source is a sibling that holds the object.
