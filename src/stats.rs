@@ -141,6 +141,9 @@ pub struct Totals {
     pub cd_times_used: u64,
     /// CLOSEST_PARENT, CLOSEST_DIRECT: `netdb.times_used`.
     pub netdb_times_used: u64,
+    /// Misses answered with a redirect to the sibling holding the object
+    /// (`holder_redirect`): `client_http.holder_redirects`.
+    pub holder_redirects: u64,
     pub service: ServiceTimes,
 }
 
@@ -159,6 +162,7 @@ impl Default for Totals {
             icp_query_timeouts: 0,
             cd_times_used: 0,
             netdb_times_used: 0,
+            holder_redirects: 0,
             service: ServiceTimes::default(),
         }
     }
@@ -375,6 +379,14 @@ impl Stats {
             R::TcpHit | R::TcpMemHit | R::TcpOfflineHit => s.hit.add(entry.elapsed),
             _ => {}
         }
+    }
+
+    /// A miss was answered with a redirect to its holder.
+    pub fn note_holder_redirect(&self) {
+        self.totals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .holder_redirects += 1;
     }
 
     /// `n` bytes arrived on a client connection.

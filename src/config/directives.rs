@@ -195,6 +195,7 @@ pub(crate) fn apply(
     check_mcast_interface(&mut ctx);
     acl::finish(&mut ctx);
     peer::warn_never_asked(&mut ctx);
+    peer::warn_redirect_nowhere(&mut ctx);
     ctx.refine_pending();
     ctx.config
 }
@@ -263,6 +264,10 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "http_reply_access" => access_rule(ctx, line, |c| &mut c.http_reply_access),
         "never_direct" => access_rule(ctx, line, |c| &mut c.never_direct),
         "always_direct" => access_rule(ctx, line, |c| &mut c.always_direct),
+        "holder_redirect" => access_rule(ctx, line, |c| &mut c.holder_redirect),
+        "holder_redirect_min_size" => size_setting(ctx, line, SizeUnit::Bytes, |c| {
+            &mut c.holder_redirect_min_size
+        }),
         "cache_dir" => cache::parse_cache_dir(ctx, line),
         "cache_mem" => size_setting(ctx, line, SizeUnit::Bytes, |c| &mut c.cache_mem),
         "maximum_object_size" => {
@@ -429,6 +434,8 @@ fn is_typed(name: &str) -> bool {
         "http_reply_access",
         "never_direct",
         "always_direct",
+        "holder_redirect",
+        "holder_redirect_min_size",
         "cache_dir",
         "cache_mem",
         "maximum_object_size",

@@ -280,6 +280,12 @@ pub struct Config {
     pub http_reply_access: AccessList,
     pub never_direct: AccessList,
     pub always_direct: AccessList,
+    /// `holder_redirect` (cuttle's own; no rules: never): which accelerated
+    /// misses a sibling holds are redirected to its `public-url`.
+    pub holder_redirect: AccessList,
+    /// `holder_redirect_min_size`, bytes: objects known to be smaller are
+    /// not redirected (the client's extra round trip would cost more).
+    pub holder_redirect_min_size: Setting<u64>,
 
     // -- storage and freshness
     pub cache_dirs: Vec<Located<CacheDir>>,
@@ -425,6 +431,8 @@ impl Default for Config {
             http_reply_access: Vec::new(),
             never_direct: Vec::new(),
             always_direct: Vec::new(),
+            holder_redirect: Vec::new(),
+            holder_redirect_min_size: Setting::default_value(0),
             cache_dirs: Vec::new(),
             cache_mem: Setting::default_value(256 * MB),
             maximum_object_size: Setting::default_value(4 * MB),

@@ -154,6 +154,13 @@ pub struct CachePeer {
     /// `tls-*=`, `ssl*=` options (meaningful when `tls`).
     pub tls_options: TlsClientOptions,
     pub front_end_https: Option<FrontEndHttps>,
+    /// `public-url=` (cuttle's own): where clients reach this peer, for
+    /// `holder_redirect`; scheme and authority (and a path prefix), no
+    /// trailing slash. Without it, nothing is redirected to the peer.
+    pub public_url: Option<String>,
+    /// `no-redirect-marker` (cuttle's own): redirects to this peer carry
+    /// no marker (a peer that never redirects, e.g. a Squid).
+    pub no_redirect_marker: bool,
 
     /// `cache_peer_access` rules for this peer, in order.
     pub access: Vec<Located<AccessRule>>,
@@ -204,6 +211,8 @@ impl CachePeer {
             tls: false,
             tls_options: TlsClientOptions::default(),
             front_end_https: None,
+            public_url: None,
+            no_redirect_marker: false,
             access: Vec::new(),
             type_domains: Vec::new(),
         }
@@ -277,6 +286,24 @@ fn parse_carp_key(v: &str) -> Result<CarpKey, String> {
     Ok(key)
 }
 
+/// `public-url=`: an absolute http or https URL with a host, perhaps a
+/// path prefix, no query or fragment; kept without its trailing slash, so
+/// a request's path is appended as it is.
+fn parse_public_url(v: &str) -> Result<String, String> {
+    let uri: http::Uri = v.parse().map_err(|e| format!("not a URL ({e})"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err("expected an http:// or https:// URL".into()),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    if uri.query().is_some() || v.contains('#') {
+        return Err("the URL may not have a query or fragment".into());
+    }
+    Ok(v.trim_end_matches('/').to_string())
+}
+
 /// Squid options that take no value, and the flag each sets.
 fn set_flag(p: &mut CachePeer, option: &str) -> bool {
     let flag = match option {
@@ -300,6 +327,7 @@ fn set_flag(p: &mut CachePeer, option: &str) -> bool {
         "no-delay" => &mut p.no_delay,
         "no-tproxy" => &mut p.no_tproxy,
         "tls" | "ssl" => &mut p.tls,
+        "no-redirect-marker" => &mut p.no_redirect_marker,
         _ => return false,
     };
     *flag = true;
@@ -477,6 +505,10 @@ pub(crate) fn parse_cache_peer(ctx: &mut Ctx<'_, '_>, line: &Line) {
                 ),
             },
             ("digest-url", Some(v)) => p.digest_url = Some(v.to_string()),
+            ("public-url", Some(v)) => match parse_public_url(v) {
+                Ok(url) => p.public_url = Some(url),
+                Err(e) => option_error(ctx, format!("public-url={v}: {e}")),
+            },
             ("carp-key", Some(v)) => match parse_carp_key(v) {
                 Ok(k) => p.carp_key = Some(k),
                 Err(e) => option_error(ctx, e),
@@ -526,6 +558,12 @@ pub(crate) fn parse_cache_peer(ctx: &mut Ctx<'_, '_>, line: &Line) {
             );
             bad = true;
         }
+    }
+    if p.public_url.is_some() && p.peer_type == PeerType::Parent {
+        ctx.warn(
+            loc,
+            "cache_peer: public-url= serves redirects to siblings that hold an object; a parent is never redirected to".into(),
+        );
     }
     if p.carp_key.is_some() && !p.carp {
         ctx.error(loc, "cache_peer: carp-key= requires the carp option".into());
@@ -619,6 +657,34 @@ pub(crate) fn warn_never_asked(ctx: &mut Ctx<'_, '_>) {
     for (at, message) in warnings {
         ctx.warn(&at, message);
     }
+}
+
+/// Warns when `holder_redirect` rules can never redirect anything: no
+/// sibling has a `public-url=`, or no port accelerates.
+pub(crate) fn warn_redirect_nowhere(ctx: &mut Ctx<'_, '_>) {
+    let Some(first) = ctx.config.holder_redirect.first() else {
+        return;
+    };
+    let at = first.location.clone();
+    let holders = ctx
+        .config
+        .cache_peers
+        .iter()
+        .any(|p| p.public_url.is_some() && p.peer_type == PeerType::Sibling);
+    let accel = ctx
+        .config
+        .http_ports
+        .iter()
+        .any(|p| p.mode == super::listen::PortMode::Accel);
+    let missing = match (holders, accel) {
+        (true, true) => return,
+        (false, _) => "no sibling cache_peer has public-url=",
+        (true, false) => "no http_port or https_port is an accelerator (accel)",
+    };
+    ctx.warn(
+        &at,
+        format!("holder_redirect: {missing}, so nothing will be redirected"),
+    );
 }
 
 pub(crate) fn parse_cache_peer_access(ctx: &mut Ctx<'_, '_>, line: &Line) {

@@ -122,6 +122,12 @@ pub fn render(m: &Manager, s: &Sources<'_>) -> String {
         "Bytes of hits sent to clients.",
         t.hit_bytes_out,
     );
+    o.one(
+        "cuttle_holder_redirects_total",
+        "counter",
+        "Misses answered with a redirect to the sibling holding the object (holder_redirect).",
+        t.holder_redirects,
+    );
     o.family(
         "cuttle_hit_ratio",
         "gauge",

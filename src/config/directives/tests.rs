@@ -333,3 +333,49 @@ fn digest_settings_and_their_errors() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn holder_redirect_rules_and_size_floor() {
+    let l = load(
+        "acl big urlpath_regex \\.iso$\nholder_redirect allow big\nholder_redirect deny all\n\
+         holder_redirect_min_size 1 MB\n",
+    );
+    assert!(!l.has_errors(), "{:?}", l.diagnostics);
+    assert_eq!(l.config.holder_redirect.len(), 2);
+    assert_eq!(l.config.holder_redirect[0].location.line, 2);
+    assert_eq!(l.config.holder_redirect_min_size.value, 1 << 20);
+    // Off unless configured.
+    let l = load("");
+    assert!(l.config.holder_redirect.is_empty());
+    assert_eq!(l.config.holder_redirect_min_size.value, 0);
+    // Rules that can redirect nothing are warned about, at the first.
+    let warned = |text: &str| -> Vec<(usize, String)> {
+        load(text)
+            .warnings()
+            .map(|d| (d.location.line, d.message.clone()))
+            .filter(|(_, m)| m.starts_with("holder_redirect:"))
+            .collect()
+    };
+    let sibling = "cache_peer 192.0.2.2 sibling 80 3130 public-url=http://b.example.com\n";
+    let accel = "http_port 80 accel defaultsite=www.example.com\n";
+    assert_eq!(
+        warned(&format!("{accel}{sibling}holder_redirect allow all\n")),
+        []
+    );
+    assert_eq!(
+        warned(&format!("{accel}holder_redirect allow all\n")),
+        [(
+            2,
+            "holder_redirect: no sibling cache_peer has public-url=, so nothing will be redirected"
+                .to_string()
+        )]
+    );
+    assert_eq!(
+        warned(&format!("http_port 3128\n{sibling}holder_redirect allow all\n"))[0].1,
+        "holder_redirect: no http_port or https_port is an accelerator (accel), so nothing will be redirected"
+    );
+    // Bad values name their line.
+    let l = load("# x\nholder_redirect_min_size lots\nholder_redirect allow nosuchacl\n");
+    let lines: Vec<usize> = l.errors().map(|d| d.location.line).collect();
+    assert_eq!(lines, [2, 3], "{:?}", l.diagnostics);
+}

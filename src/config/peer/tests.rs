@@ -401,3 +401,47 @@ fn cache_peer_access_needs_an_existing_peer() {
         e[1]
     );
 }
+
+#[test]
+fn public_url_and_no_redirect_marker() {
+    let p =
+        one_peer("cache_peer b sibling 3128 3130 public-url=https://b.example.com:8443/mirror/\n");
+    assert_eq!(
+        p.public_url.as_deref(),
+        Some("https://b.example.com:8443/mirror")
+    );
+    assert!(!p.no_redirect_marker);
+    let p = one_peer(
+        "cache_peer s sibling 3128 3130 public-url=http://s.example.com no-redirect-marker\n",
+    );
+    assert_eq!(p.public_url.as_deref(), Some("http://s.example.com"));
+    assert!(p.no_redirect_marker);
+    assert!(one_peer("cache_peer c sibling 3128 3130\n")
+        .public_url
+        .is_none());
+}
+
+#[test]
+fn bad_public_urls_are_errors_naming_the_line() {
+    for bad in [
+        "ftp://b.example.com",
+        "b.example.com",
+        "/path",
+        "http://b.example.com/?x=1",
+        "http://b.example.com/#top",
+    ] {
+        let l = load(&format!(
+            "# a mesh\ncache_peer b sibling 3128 3130 public-url={bad}\n"
+        ));
+        let e: Vec<_> = l.errors().collect();
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert_eq!(e[0].location.line, 2, "{bad}");
+        assert!(e[0].message.contains("public-url="), "{}", e[0]);
+    }
+    // On a parent it is accepted and never used: said so.
+    let l = load("cache_peer p parent 3128 0 public-url=http://p.example.com\n");
+    assert!(!l.has_errors());
+    assert!(l
+        .warnings()
+        .any(|w| w.message.contains("never redirected to")));
+}

@@ -129,6 +129,7 @@ pub(super) async fn cached(
             Err(e) => return proxy.not_forwarded(txn, &e),
         };
         let (rp, rb) = resp.into_parts();
+        proxy.note_size(&target.url, rp.status, &rp.headers);
         let mut headers = proxy.client_headers(&rp.headers);
         proxy.cache_status(&mut headers, false, Some((lookup.anything, lookup_port)));
         return proxy.respond(txn, rp.status, headers, ProxyBody::Upstream(Box::new(rb)));

@@ -177,7 +177,11 @@ impl Proxy {
         fwd: &Forwarding<'_>,
         hierarchy: &mut Hierarchy,
     ) -> Result<Fetched, NotForwarded> {
-        let mut routes = self.routes(fwd).await;
+        // Peers already asked for this miss (redirect.rs): not again.
+        let mut routes = match self.redirects.handoff.take(fwd) {
+            Some(routes) => routes,
+            None => self.routes(fwd).await,
+        };
         routes.truncate(self.config.forward_max_tries.value.max(1) as usize);
         let count = routes.len();
         let mut last_error = None;

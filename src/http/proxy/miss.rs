@@ -39,7 +39,7 @@ pub(super) fn fetch_window(config: &Config) -> Window {
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn miss(
     proxy: Arc<Proxy>,
-    mut txn: Txn,
+    txn: Txn,
     target: Target,
     parts: http::request::Parts,
     directives: RequestDirectives,
@@ -48,6 +48,14 @@ pub(super) async fn miss(
     marker: Option<VaryMarker>,
     anything: bool,
 ) -> Response<ClientBody> {
+    // A sibling holds it: the client may fetch it there (redirect.rs).
+    let mut txn = match proxy
+        .redirect_to_holder(txn, &target, &parts, plan.siblings_ok)
+        .await
+    {
+        Ok(redirected) => return redirected,
+        Err(txn) => txn,
+    };
     let fetch_key = match &marker {
         Some(m) => url_key(&m.variant_url(&target.url, &parts.headers)),
         None => url_key(&target.url),
@@ -98,6 +106,7 @@ pub(super) async fn miss(
     } else {
         txn.hierarchy = head.hierarchy.clone();
     }
+    proxy.note_size(&target.url, head.status, &head.headers);
     let mut headers = proxy.client_headers(&head.headers);
     let lookup = Some((anything, txn.local_port));
     let body = ProxyBody::Shared(reader);

@@ -48,6 +48,7 @@ mod miss;
 mod ourselves;
 mod passthrough;
 mod purge;
+mod redirect;
 mod revalidate;
 mod tunnel;
 mod txn;
@@ -102,6 +103,9 @@ pub struct Proxy {
     tls: TlsClients,
     /// URLs' reference counts for `peer_store_threshold`; kept across reloads.
     ref_counts: Arc<RefCounts>,
+    /// Redirect to the holder: sizes seen (kept across reloads),
+    /// selections handed to fetches.
+    redirects: redirect::Redirects,
 }
 
 /// The memory cache's (bytes, per-object) bounds: cache_mem and
@@ -184,6 +188,7 @@ impl Proxy {
             mgr: Arc::clone(&self.mgr),
             store_digest: Arc::clone(&self.store_digest),
             ref_counts: self.kept_ref_counts(&config),
+            redirects: self.redirects.reloaded(),
             ..Proxy::assemble(
                 config,
                 Arc::clone(&self.store),
@@ -267,6 +272,7 @@ impl Proxy {
             mgr: Arc::default(),
             store_digest: Arc::default(),
             ref_counts,
+            redirects: redirect::Redirects::default(),
         }
     }
 
@@ -331,7 +337,11 @@ pub async fn dispatch(
         manage::Addressed::Manager(target, page) => (target, Some(page), None, false),
         manage::Addressed::Internal(target, object) => (target, None, Some(object), false),
         manage::Addressed::Ourselves(target) => (target, None, None, true),
-        manage::Addressed::Elsewhere(target) => (target, None, None, false),
+        manage::Addressed::Elsewhere(target) => {
+            // Redirected here by a sibling: the marker is not part of the URL.
+            let target = redirect::unmarked(target, &method, req.uri(), &conn.kind);
+            (target, None, None, false)
+        }
     };
     let span = tracing::Span::current();
     if !span.is_disabled() {

@@ -102,6 +102,11 @@ pub(super) fn counters(m: &Manager, s: &Sources<'_>) -> String {
     let _ = writeln!(o, "swap.ins = {}", c.swap_ins);
     let _ = writeln!(o, "swap.files_cleaned = 0");
     let _ = writeln!(o, "aborted_requests = {}", t.aborted);
+    // cuttle's own, last and only where configured: a Squid config's page
+    // keeps Squid's lines exactly.
+    if !s.config.holder_redirect.is_empty() {
+        let _ = writeln!(o, "client_http.holder_redirects = {}", t.holder_redirects);
+    }
     o
 }
 
