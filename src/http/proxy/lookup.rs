@@ -70,6 +70,7 @@ impl Proxy {
             body: hit.body,
             entry,
             fresh_until,
+            lean_head: std::sync::OnceLock::new(),
         }
     }
 
