@@ -59,10 +59,13 @@ fn parse(buf: &[u8], limit: usize) -> Head {
         Some("HEAD") => Method::HEAD,
         _ => return Head::Other,
     };
-    let Some(Ok(uri)) = req
-        .path
-        .map(|p| Uri::from_maybe_shared(Bytes::copy_from_slice(p.as_bytes())))
-    else {
+    // One copy of the head that the target and the values are views of.
+    let head = Bytes::copy_from_slice(&buf[..len]);
+    let view = |part: &[u8]| {
+        let at = part.as_ptr() as usize - buf.as_ptr() as usize;
+        head.slice(at..at + part.len())
+    };
+    let Some(Ok(uri)) = req.path.map(|p| Uri::from_maybe_shared(view(p.as_bytes()))) else {
         return Head::Other;
     };
     let mut headers = HeaderMap::with_capacity(req.headers.len());
@@ -79,7 +82,7 @@ fn parse(buf: &[u8], limit: usize) -> Head {
         }
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(field.value),
+            HeaderValue::from_maybe_shared(view(field.value)),
         ) else {
             return Head::Other;
         };
