@@ -18,12 +18,17 @@ use support::{free_port, http_date, mgr_page, Conf, Cuttle, LogLine, Origin, Rep
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Starts cuttle on `conf` with the lean path's debug lines in cache.log.
+/// The tests' configuration: a cache.log for the lean path's debug lines.
+fn lean_conf() -> Conf {
+    Conf::new().extra("cache_log {dir}/cache.log")
+}
+
+/// Starts cuttle on `conf` (a [`lean_conf`]) with the lean path's debug
+/// lines on.
 fn start(conf: &Conf) -> Cuttle {
     let dir = TempDir::new("lean");
     let port = free_port();
-    let text = conf.text(dir.path(), port) + "cache_log {dir}/cache.log\n";
-    let text = text.replace("{dir}", &dir.path().display().to_string());
+    let text = conf.text(dir.path(), port);
     let conf_path = dir.path().join("squid.conf");
     std::fs::write(&conf_path, text).expect("write config");
     let args = [
@@ -190,7 +195,7 @@ async fn warm(cuttle: &Cuttle, target: &str, host: &str) {
 #[tokio::test]
 async fn a_lean_hit_is_the_general_paths_hit_byte_for_byte() {
     let origin = origin().await;
-    let cuttle = start(&Conf::new());
+    let cuttle = start(&lean_conf());
     let url = origin.url("/obj");
     let host = format!("127.0.0.1:{}", origin.port());
     warm(&cuttle, &url, &host).await;
@@ -226,7 +231,7 @@ async fn a_lean_hit_is_the_general_paths_hit_byte_for_byte() {
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order_and_hyper_takes_the_rest() {
     let origin = origin().await;
-    let cuttle = start(&Conf::new());
+    let cuttle = start(&lean_conf());
     let url = origin.url("/obj");
     let host = format!("127.0.0.1:{}", origin.port());
     warm(&cuttle, &url, &host).await;
@@ -313,7 +318,7 @@ fn delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> BTree
 #[tokio::test]
 async fn a_lean_hit_counts_as_the_general_paths_hit() {
     let origin = origin().await;
-    let cuttle = start(&Conf::new());
+    let cuttle = start(&lean_conf());
     let url = origin.url("/obj");
     let host = format!("127.0.0.1:{}", origin.port());
     warm(&cuttle, &url, &host).await;
@@ -357,7 +362,7 @@ async fn ask_and_leave(cuttle: &Cuttle, requests: &str) -> Vec<u8> {
 #[tokio::test]
 async fn a_client_gone_before_its_answer_is_logged_only_when_answered() {
     let origin = origin().await;
-    let cuttle = start(&Conf::new());
+    let cuttle = start(&lean_conf());
     let url = origin.url("/obj");
     let host = format!("127.0.0.1:{}", origin.port());
     warm(&cuttle, &url, &host).await;
@@ -395,7 +400,7 @@ async fn lean_hits_over_tls_match_the_general_path() {
     let pki = Pki::new(dir.path(), "lean");
     let leaf = pki.leaf("www", &["www.example.com"]);
     let origin = origin().await;
-    let conf = Conf::new()
+    let conf = lean_conf()
         .port_line(&format!(
             "https_port 127.0.0.1:{{port}} accel defaultsite=www.example.com tls-cert={} tls-key={}",
             leaf.cert_path.display(),
@@ -422,4 +427,40 @@ async fn lean_hits_over_tls_match_the_general_path() {
     assert_eq!(without_age(&lean[1]), without_age(&general[1]));
     let lines = wait_log(&cuttle, 6).await;
     assert_eq!(lines[3], lines[5]);
+}
+
+#[tokio::test]
+async fn after_a_reload_lean_hits_carry_the_new_configuration() {
+    let origin = origin().await;
+    let cuttle = start(&lean_conf());
+    let url = origin.url("/obj");
+    let host = format!("127.0.0.1:{}", origin.port());
+    warm(&cuttle, &url, &host).await;
+    let asked = request("GET", &url, &host, "");
+    let force = request("GET", &url, &host, "Content-Length: 0\r\n");
+    let mut s = TcpStream::connect(cuttle.addr()).await.expect("connect");
+    let first = exchange(&mut s, &[(&asked, false)]).await.remove(0);
+    assert!(first.contains("x-cache: HIT from itest1\r\n"), "{first}");
+    let mut renamed = lean_conf();
+    renamed.name = "itest2".into();
+    cuttle.rewrite_config(&renamed);
+    cuttle.signal("HUP");
+    let mut lean = String::new();
+    for _ in 0..200 {
+        let mut s = TcpStream::connect(cuttle.addr()).await.expect("connect");
+        lean = exchange(&mut s, &[(&asked, false)]).await.remove(0);
+        if lean.contains("x-cache: HIT from itest2\r\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(lean.contains("x-cache: HIT from itest2\r\n"), "{lean}");
+    assert!(lean.contains("(cuttle/"), "{lean}");
+    let mut s = TcpStream::connect(cuttle.addr()).await.expect("connect");
+    let general = exchange(&mut s, &[(&force, false), (&asked, false)])
+        .await
+        .remove(1);
+    assert_eq!(without_age(&lean), without_age(&general));
+    let hits = lean_hits(&cuttle);
+    assert!(hits >= 2, "lean hits: {hits}");
 }

@@ -15,7 +15,7 @@
 //! replacement, purge or eviction in the store retires it at once.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
@@ -35,9 +35,16 @@ pub struct HotEntry {
     /// (unix seconds); 0 = always check through the full rules.
     pub fresh_until: u64,
     /// Its hit's response head, encoded at its first lean hit (see
-    /// `http::lean`); `None` inside when a hit of it must go through
-    /// hyper.
-    pub lean_head: OnceLock<Option<LeanHead>>,
+    /// `http::lean`) and again when a hit comes for another port or
+    /// configuration; `None` inside when a hit of it must go through hyper.
+    pub lean_head: Mutex<Option<LeanHeadFor>>,
+}
+
+/// A [`LeanHead`], or that there is none, for one configuration and port.
+pub struct LeanHeadFor {
+    /// The [`crate::http::proxy::Proxy`] generation and the local port.
+    pub made_for: (u64, u16),
+    pub head: Option<Arc<LeanHead>>,
 }
 
 /// A hit's response head as hyper would write it, encoded once: the
@@ -45,9 +52,6 @@ pub struct HotEntry {
 /// hit. Made for one configuration and port (X-Cache-Lookup names the
 /// port, Via the configured host name).
 pub struct LeanHead {
-    /// The [`crate::http::proxy::Proxy`] generation and the local port it
-    /// was made for.
-    pub made_for: (u64, u16),
     /// Up to the Age value.
     pub before_age: Bytes,
     /// After the Age value, to the blank line that ends the head.
@@ -231,7 +235,7 @@ mod tests {
             body: vec![Bytes::from(vec![b'x'; len])],
             body_len: len as u64,
             fresh_until: 0,
-            lean_head: OnceLock::new(),
+            lean_head: Mutex::default(),
         }
     }
 

@@ -14,6 +14,7 @@
 //! and in hyper's encoding; a hit splices its Age value in.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -22,7 +23,7 @@ use http::{Method, StatusCode, Uri};
 use crate::access;
 use crate::access_log::ResultCode;
 use crate::caching::{self, plan};
-use crate::http::hot::{HotEntry, LeanHead};
+use crate::http::hot::{HotEntry, LeanHead, LeanHeadFor};
 use crate::http::server::ConnInfo;
 
 use super::admit::{Arrival, RequestDetails};
@@ -85,20 +86,7 @@ pub async fn lean_hit(proxy: &Proxy, conn: &ConnInfo, req: &LeanRequest) -> Opti
     if now >= obj.fresh_until {
         return None;
     }
-    let made_for = (proxy.generation, conn.local.port());
-    let other;
-    let head = match obj
-        .lean_head
-        .get_or_init(|| encode_head(proxy, &obj, made_for))
-    {
-        Some(head) if head.made_for == made_for => head,
-        // Made for another port or configuration (a reload): made again.
-        Some(_) => {
-            other = encode_head(proxy, &obj, made_for)?;
-            &other
-        }
-        None => return None,
-    };
+    let head = lean_head(proxy, &obj, (proxy.generation, conn.local.port()))?;
     let body = match obj.body.as_slice() {
         [one] => one.clone(),
         _ => return None,
@@ -139,12 +127,29 @@ pub async fn lean_hit(proxy: &Proxy, conn: &ConnInfo, req: &LeanRequest) -> Opti
     })
 }
 
+/// `obj`'s lean head for this configuration and port, encoded if it was
+/// not yet (or for another).
+fn lean_head(proxy: &Proxy, obj: &HotEntry, made_for: (u64, u16)) -> Option<Arc<LeanHead>> {
+    let mut held = obj.lean_head.lock().unwrap_or_else(|p| p.into_inner());
+    match &*held {
+        Some(known) if known.made_for == made_for => known.head.clone(),
+        _ => {
+            let head = encode_head(proxy, obj, made_for.1).map(Arc::new);
+            *held = Some(LeanHeadFor {
+                made_for,
+                head: head.clone(),
+            });
+            head
+        }
+    }
+}
+
 /// The head the general path sends for a memory hit of `obj` (`send_entry`
 /// and `Proxy::respond`, with Age 0), as hyper encodes it for an HTTP/1.1
 /// keep-alive request; `None` when hyper would write it otherwise than
 /// field by field (no Date of its own, a Connection or Trailer field, no
 /// body to frame).
-fn encode_head(proxy: &Proxy, obj: &HotEntry, made_for: (u64, u16)) -> Option<LeanHead> {
+fn encode_head(proxy: &Proxy, obj: &HotEntry, port: u16) -> Option<LeanHead> {
     let status = obj.entry.status;
     let body_len: u64 = obj.body.iter().map(|c| c.len() as u64).sum();
     if status.is_informational()
@@ -156,7 +161,7 @@ fn encode_head(proxy: &Proxy, obj: &HotEntry, made_for: (u64, u16)) -> Option<Le
     }
     let mut headers = obj.entry.headers.clone();
     headers.insert(header::AGE, HeaderValue::from_static("0"));
-    proxy.cache_status(&mut headers, true, Some((true, made_for.1)));
+    proxy.cache_status(&mut headers, true, Some((true, port)));
     caching::frame_by_body(&mut headers, status, body_len);
     caching::targeted::remove_internal(&mut headers);
     headers.append(header::VIA, proxy.via.clone());
@@ -196,7 +201,6 @@ fn encode_head(proxy: &Proxy, obj: &HotEntry, made_for: (u64, u16)) -> Option<Le
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     Some(LeanHead {
-        made_for,
         before_age: Bytes::from(before),
         after_age: Bytes::from(after),
         // Less the placeholder's one digit.

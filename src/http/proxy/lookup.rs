@@ -77,7 +77,7 @@ impl Proxy {
             body: hit.body,
             entry,
             fresh_until,
-            lean_head: std::sync::OnceLock::new(),
+            lean_head: std::sync::Mutex::default(),
         }
     }
 
