@@ -152,7 +152,6 @@ where
                     // HTTP/1.1 client have interim responses (none come).
                     let request = conn.activity.request_started(false, true);
                     conn.activity.interim_written(request).await;
-                    tracing::debug!(url = %answer.url, "lean hit");
                     let written = write_answer(io, &answer).await;
                     conn.activity.response_ended();
                     if let Err(e) = written {

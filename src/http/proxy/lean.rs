@@ -47,8 +47,6 @@ pub struct LeanAnswer {
     pub head: Vec<u8>,
     /// Empty for HEAD.
     pub body: Bytes,
-    /// The URL, for the debug line.
-    pub url: String,
 }
 
 /// Answers `req` from the memory cache if the general path would answer it
@@ -110,7 +108,8 @@ pub async fn lean_hit(proxy: &Proxy, conn: &ConnInfo, req: &LeanRequest) -> Opti
         .request()
         .bytes_out
         .fetch_add(sent, Ordering::Relaxed);
-    let url = txn.url.clone();
+    // Under the connection side's name, whose lines these are.
+    tracing::debug!(target: "cuttle::http::lean", url = %txn.url, "lean hit");
     let size = head.logged_size + age.len() as u64 + sent;
     let content_type = head.content_type.clone();
     txn.end(
@@ -120,11 +119,7 @@ pub async fn lean_hit(proxy: &Proxy, conn: &ConnInfo, req: &LeanRequest) -> Opti
         content_type,
         true,
     );
-    Some(LeanAnswer {
-        head: bytes,
-        body,
-        url,
-    })
+    Some(LeanAnswer { head: bytes, body })
 }
 
 /// `obj`'s lean head for this configuration and port, encoded if it was
