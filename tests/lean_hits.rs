@@ -265,6 +265,13 @@ async fn pipelined_requests_are_answered_in_order_and_hyper_takes_the_rest() {
     let more = exchange(&mut s, &[(&get, false)]).await;
     assert_eq!(without_age(&more[0]), without_age(&got[0]));
     expect_lean_hits(&cuttle, 3).await;
+    // A request with a body is hyper's, from that request on.
+    let mut s = TcpStream::connect(cuttle.addr()).await.expect("connect");
+    let with_body = request("GET", &url, &host, "Content-Length: 5\r\n") + "hello";
+    let got = exchange(&mut s, &[(&get, false), (&with_body, false), (&get, false)]).await;
+    expect_lean_hits(&cuttle, 4).await;
+    assert_eq!(without_age(&got[0]), without_age(&got[2]));
+    assert_eq!(without_age(&got[0]), without_age(&got[1]));
     // Connection: close and HTTP/1.0 are hyper's: closed after the answer.
     for asked in [
         request("GET", &url, &host, "Connection: close\r\n"),
@@ -283,7 +290,7 @@ async fn pipelined_requests_are_answered_in_order_and_hyper_takes_the_rest() {
             "{text}"
         );
     }
-    expect_lean_hits(&cuttle, 3).await;
+    expect_lean_hits(&cuttle, 4).await;
 }
 
 /// The `*_total` series of the metrics page.
