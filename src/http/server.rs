@@ -7,6 +7,10 @@
 //! sniffed the HTTP/2 preface even when told `http1_only`, because
 //! `serve_connection_with_upgrades` ignores that setting).
 //!
+//! A connection's first requests are served by the lean hit path
+//! (`http::lean`) for as long as each is a plain memory-cache hit;
+//! hyper takes the connection at the first other request.
+//!
 //! Each connection is read through [`ClientIo`] (bytes counted; Squid's
 //! `cache_object://` request line made parsable; the HTTP/2 preface
 //! refused; Squid's client timeouts; interim responses written). An
