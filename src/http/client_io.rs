@@ -658,7 +658,10 @@ impl<S: AsyncRead + Unpin> ClientIo<S> {
         };
         let timer = match &mut self.timer {
             Some(t) => {
-                if t.deadline() != at {
+                // Moved only when the deadline came closer: a later one
+                // (the next request's) is met by re-arming when the timer
+                // fires early, which spares every request a reset.
+                if t.deadline() > at {
                     t.as_mut().reset(at);
                 }
                 t
@@ -666,6 +669,10 @@ impl<S: AsyncRead + Unpin> ClientIo<S> {
             None => self.timer.insert(Box::pin(tokio::time::sleep_until(at))),
         };
         ready!(timer.as_mut().poll(cx));
+        if timer.deadline() < at {
+            timer.as_mut().reset(at);
+            ready!(timer.as_mut().poll(cx));
+        }
         self.timer = None;
         self.waiting_since = None;
         Poll::Ready(match expiry {

@@ -34,6 +34,31 @@ pub struct HotEntry {
     /// When it stops being fresh under the rules in force when it came in
     /// (unix seconds); 0 = always check through the full rules.
     pub fresh_until: u64,
+    /// Its hit's response head, encoded at its first lean hit (see
+    /// `http::lean`) and again when a hit comes for another port or
+    /// configuration; `None` inside when a hit of it must go through hyper.
+    pub lean_head: Mutex<Option<LeanHeadFor>>,
+}
+
+/// A [`LeanHead`], or that there is none, for one configuration and port.
+pub struct LeanHeadFor {
+    /// The [`crate::http::proxy::Proxy`] generation and the local port.
+    pub made_for: (u64, u16),
+    pub head: Option<Arc<LeanHead>>,
+}
+
+/// A hit's response head as hyper would write it, encoded once: the
+/// status line and fields with the Age value left out, to splice in per
+/// hit. Made for one configuration and port (X-Cache-Lookup names the
+/// port, Via the configured host name).
+pub struct LeanHead {
+    /// Up to the Age value.
+    pub before_age: Bytes,
+    /// After the Age value, to the blank line that ends the head.
+    pub after_age: Bytes,
+    /// The head's size as access.log counts it, less the Age digits.
+    pub logged_size: u64,
+    pub content_type: Option<String>,
 }
 
 impl HotEntry {
@@ -210,6 +235,7 @@ mod tests {
             body: vec![Bytes::from(vec![b'x'; len])],
             body_len: len as u64,
             fresh_until: 0,
+            lean_head: Mutex::default(),
         }
     }
 

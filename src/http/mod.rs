@@ -7,6 +7,7 @@ pub mod client_name;
 pub mod collapse;
 pub mod errors;
 pub mod hot;
+mod lean;
 pub mod proxy;
 pub mod server;
 pub mod target;

@@ -7,6 +7,10 @@
 //! sniffed the HTTP/2 preface even when told `http1_only`, because
 //! `serve_connection_with_upgrades` ignores that setting).
 //!
+//! A connection's first requests are served by the lean hit path
+//! (`http::lean`) for as long as each is a plain memory-cache hit;
+//! hyper takes the connection at the first other request.
+//!
 //! Each connection is read through [`ClientIo`] (bytes counted; Squid's
 //! `cache_object://` request line made parsable; the HTTP/2 preface
 //! refused; Squid's client timeouts; interim responses written). An
@@ -40,6 +44,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::client_io::{Activity, ClientIo, ClientTimeouts, IncomingBody, TrackedBody};
+use super::lean::{self, Ended, LeanConn, Rewind};
 use super::proxy::{self, Proxy};
 use super::target::PortKind;
 use crate::config::Config;
@@ -243,7 +248,7 @@ impl ShortageLog {
 }
 
 /// Resolves when `stop` turns true; never when its sender is gone.
-async fn until_stopping(mut stop: watch::Receiver<bool>) {
+pub(super) async fn until_stopping(mut stop: watch::Receiver<bool>) {
     let stopping = stop.wait_for(|stopping| *stopping).await.is_ok();
     if !stopping {
         std::future::pending::<()>().await;
@@ -274,13 +279,16 @@ fn start_connection<S>(
         client_timeouts(&config),
     );
     let builder = http1_builder(&config);
+    let header_max = usize::try_from(config.request_header_max_size.value).unwrap_or(usize::MAX);
     drop(current);
+    let lean_proxy = proxy.clone();
     let proxy = proxy.clone();
     let conn_info = info.clone();
+    let service_activity = Arc::clone(&activity);
     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
         let proxy = Arc::clone(&proxy.borrow());
         let info = conn_info.clone();
-        let activity = Arc::clone(&activity);
+        let activity = Arc::clone(&service_activity);
         async move {
             let connect = req.method() == Method::CONNECT;
             // RFC 9110 15.2: no 1xx to an HTTP/1.0 client.
@@ -307,14 +315,25 @@ fn start_connection<S>(
             Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, activity)))
         }
     });
-    let conn = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
     let stop = shutdown.clone();
     tokio::spawn(async move {
         let _registered = registered;
         let _counted = counted;
         let _alive = alive;
+        let mut stream = stream;
+        let lean = LeanConn {
+            proxy: &lean_proxy,
+            info: &info,
+            activity: &activity,
+            header_max,
+        };
+        let read = match lean::serve(&mut stream, &lean, &stop).await {
+            Ended::Closed => return,
+            Ended::HandOver(read) => read,
+        };
+        let conn = builder
+            .serve_connection(TokioIo::new(Rewind::new(read, stream)), service)
+            .with_upgrades();
         let mut conn = std::pin::pin!(conn);
         let ended = tokio::select! {
             ended = conn.as_mut() => ended,

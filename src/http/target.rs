@@ -55,11 +55,17 @@ fn normalize_host(host: &str) -> String {
 }
 
 fn canonical(scheme: &str, host: &str, port: u16, path_and_query: &str) -> String {
-    if default_port(scheme) == Some(port) {
-        format!("{scheme}://{host}{path_and_query}")
-    } else {
-        format!("{scheme}://{host}:{port}{path_and_query}")
+    // Pieces pushed, not format!: every request makes one (a hit too).
+    let mut url = String::with_capacity(scheme.len() + host.len() + path_and_query.len() + 9);
+    url.push_str(scheme);
+    url.push_str("://");
+    url.push_str(host);
+    if default_port(scheme) != Some(port) {
+        url.push(':');
+        url.push_str(itoa::Buffer::new().format(port));
     }
+    url.push_str(path_and_query);
+    url
 }
 
 fn from_authority(

@@ -146,6 +146,42 @@ async fn a_silent_client_reads_as_closed_after_request_start_timeout() {
     assert_eq!(n, 0);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_later_idle_deadline_is_kept_though_the_timer_was_set_earlier() {
+    let (mut client, server) = tokio::io::duplex(64);
+    let t = ClientTimeouts {
+        idle: Duration::from_secs(10),
+        ..timeouts()
+    };
+    let a = Activity::new();
+    let mut io = ClientIo::new(server, Arc::new(Stats::default()), Arc::clone(&a), t);
+    let mut buf = [0u8; 64];
+    client
+        .write_all(b"GET / HTTP/1.1\r\n\r\n")
+        .await
+        .expect("write");
+    assert!(io.read(&mut buf).await.expect("read") > 0);
+    a.request_started(false, true);
+    a.response_ended();
+    // Waiting for the next request: the timer is set for 10 s from now.
+    let mut read = std::pin::pin!(io.read(&mut buf));
+    assert!(futures_poll(read.as_mut()).is_pending());
+    tokio::time::advance(Duration::from_secs(5)).await;
+    // Another request and its answer move the idle deadline to 15 s.
+    a.request_started(false, true);
+    a.response_ended();
+    tokio::time::advance(Duration::from_secs(7)).await;
+    assert!(
+        futures_poll(read.as_mut()).is_pending(),
+        "still open 7 s after the second request"
+    );
+    tokio::time::advance(Duration::from_secs(4)).await;
+    match futures_poll(read.as_mut()) {
+        Poll::Ready(Ok(0)) => {}
+        other => panic!("expected a quiet end after 10 s idle, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn an_evicted_idle_connection_reads_as_closed() {
     let (_client, server) = tokio::io::duplex(64);

@@ -39,11 +39,18 @@ pub(super) struct Lookup {
 /// A request that the memory cache can answer without reading its rules:
 /// no cache directives, no conditionals.
 pub(super) fn plain(headers: &HeaderMap) -> bool {
-    !(headers.contains_key(header::CACHE_CONTROL)
-        || headers.contains_key(header::PRAGMA)
-        || headers.contains_key(header::IF_NONE_MATCH)
-        || headers.contains_key(header::IF_MODIFIED_SINCE)
-        || headers.contains_key(header::AUTHORIZATION))
+    // One pass over the few fields a request has: cheaper than five
+    // hashed look-ups.
+    !headers.keys().any(|name| {
+        [
+            header::CACHE_CONTROL,
+            header::PRAGMA,
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::AUTHORIZATION,
+        ]
+        .contains(name)
+    })
 }
 
 impl Proxy {
@@ -70,6 +77,7 @@ impl Proxy {
             body: hit.body,
             entry,
             fresh_until,
+            lean_head: std::sync::Mutex::default(),
         }
     }
 

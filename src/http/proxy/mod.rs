@@ -42,6 +42,7 @@ mod fetch;
 mod forward;
 mod headers;
 mod hit;
+mod lean;
 mod lookup;
 mod manage;
 mod miss;
@@ -52,6 +53,7 @@ mod redirect;
 mod revalidate;
 mod tunnel;
 mod txn;
+pub use lean::{lean_hit, LeanAnswer, LeanRequest};
 pub use manage::{digest_builder, sampler};
 
 use admit::{allowed, miss_denied, ReplyCheck, RequestDetails};
@@ -106,6 +108,15 @@ pub struct Proxy {
     /// Redirect to the holder: sizes seen (kept across reloads),
     /// selections handed to fetches.
     redirects: redirect::Redirects,
+    /// Tells this proxy from those before and after it (reloads): the
+    /// memory cache's pre-encoded heads carry its Via and X-Cache labels.
+    generation: u64,
+}
+
+/// The next [`Proxy::generation`].
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The memory cache's (bytes, per-object) bounds: cache_mem and
@@ -250,6 +261,7 @@ impl Proxy {
         }
         let ref_counts = fetch::new_ref_counts(&config);
         Proxy {
+            generation: next_generation(),
             tls: TlsClients::of(&config),
             neighbours,
             hot,
@@ -296,9 +308,14 @@ impl Proxy {
 /// and the status are recorded as they are known. Disabled (no subscriber
 /// wants it), it costs next to nothing.
 pub fn request_span<B>(req: &Request<B>) -> tracing::Span {
+    method_span(req.method())
+}
+
+/// [`request_span`] for a request of `method`.
+pub fn method_span(method: &Method) -> tracing::Span {
     tracing::info_span!(
         "request",
-        method = %req.method(),
+        method = %method,
         url = tracing::field::Empty,
         code = tracing::field::Empty,
         status = tracing::field::Empty,

@@ -124,6 +124,7 @@ pub(super) async fn revalidate(
                     body: found.obj.body.clone(),
                     body_len: found.obj.body_len,
                     fresh_until: 0,
+                    lean_head: std::sync::Mutex::default(),
                 }),
                 key: found.key,
                 memory: false,

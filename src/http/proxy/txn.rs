@@ -142,6 +142,39 @@ impl Txn {
         logger.log_if(entry, |acls| access::matches_all(acls, &scope.config, &req));
     }
 
+    /// Ends the transaction once its response is sent (`complete`) or
+    /// abandoned: `(status, bytes sent)` counted and logged.
+    pub(super) fn end(
+        self,
+        logger: &Logger,
+        stats: &crate::stats::Stats,
+        (status, size): (StatusCode, u64),
+        content_type: Option<String>,
+        complete: bool,
+    ) {
+        // Listed as active until its log line is written.
+        let _active = self.active;
+        let mut result = self.result;
+        if !complete {
+            result = result.aborted();
+        }
+        let entry = Entry {
+            end: SystemTime::now(),
+            elapsed: self.start.elapsed(),
+            client: Some(self.client),
+            result,
+            status: status.as_u16(),
+            size,
+            method: self.method,
+            url: self.url,
+            user: None,
+            hierarchy: self.hierarchy,
+            content_type,
+        };
+        stats.note_transaction(&entry);
+        Txn::log(logger, self.log_scope.as_deref(), &entry);
+    }
+
     pub(super) fn with(mut self, tag: ResultTag) -> Txn {
         self.result = ResultCode::new(tag);
         self
@@ -211,27 +244,13 @@ impl Proxy {
         };
         let progress = Arc::clone(txn.active.request());
         let done = Box::new(move |body_bytes: u64, complete: bool| {
-            // Listed as active until its log line is written.
-            let _active = txn.active;
-            let mut result = txn.result;
-            if !complete {
-                result = result.aborted();
-            }
-            let entry = Entry {
-                end: SystemTime::now(),
-                elapsed: txn.start.elapsed(),
-                client: Some(txn.client),
-                result,
-                status: status.as_u16(),
-                size: head_bytes + body_bytes,
-                method: txn.method,
-                url: txn.url,
-                user: None,
-                hierarchy: txn.hierarchy,
+            txn.end(
+                &logger,
+                &stats,
+                (status, head_bytes + body_bytes),
                 content_type,
-            };
-            stats.note_transaction(&entry);
-            Txn::log(&logger, txn.log_scope.as_deref(), &entry);
+                complete,
+            );
         });
         let mut resp = Response::new(ClientBody::new(body, expected, done).counting_into(progress));
         *resp.status_mut() = status;
