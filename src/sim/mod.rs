@@ -7,6 +7,7 @@ pub mod engine;
 pub mod generate;
 pub mod mesh;
 pub mod node;
+pub mod objects;
 pub mod report;
 pub mod store;
 pub mod topology;
