@@ -35,7 +35,8 @@ use super::report::{check_conservation, NodeStats, Report, Row};
 use super::store::{Held, Holdings};
 use super::topology::Topology;
 use super::trace::{SkipCounts, TraceRequest};
-use crate::access::{self, Verdict};
+use super::verdicts::{Protocol as Asked, QueryVerdicts};
+use crate::access;
 use crate::caching::freshness::{is_fresh, times_of, Exchange, Facts};
 use crate::caching::Rule;
 use crate::peers::core::decide::{decide, decide_with_digest, digest_choice, to_ping};
@@ -107,6 +108,8 @@ pub struct Engine<'m> {
     unrouted: u64,
     /// Draws each ICP/HTCP reply's jitter (seeded: a run is repeatable).
     jitter: StdRng,
+    /// The responders' icp_access/htcp_access verdicts, node by node.
+    verdicts: QueryVerdicts,
 }
 
 /// Unix seconds, whole, for the freshness code.
@@ -147,6 +150,7 @@ impl<'m> Engine<'m> {
             clients: HashMap::default(),
             unrouted: 0,
             jitter: StdRng::seed_from_u64(options.seed),
+            verdicts: QueryVerdicts::new(mesh.nodes.iter().map(|n| &n.config)),
         })
     }
 
@@ -584,13 +588,10 @@ impl<'m> Engine<'m> {
             let mut asking = req.access;
             asking.client = from;
             asking.local_ip = None;
-            let rule_of = |list: &crate::config::AccessList| {
-                access::check(list, answerer.config, &asking)
-                    .or_if_no_rules(Verdict::Deny)
-                    .allowed()
-            };
+            let verdicts = &mut self.verdicts;
+            let mut rule_of = |asked| verdicts.allowed(asked, peer, at, answerer.config, &asking);
             let opcode = if htcp {
-                if answerer.config.htcp_port.value == 0 || !rule_of(&answerer.config.htcp_access) {
+                if answerer.config.htcp_port.value == 0 || !rule_of(Asked::Htcp) {
                     continue;
                 }
                 match held {
@@ -601,7 +602,7 @@ impl<'m> Engine<'m> {
                 if answerer.config.icp_port.value == 0 {
                     continue;
                 }
-                if !rule_of(&answerer.config.icp_access) {
+                if !rule_of(Asked::Icp) {
                     Opcode::Denied
                 } else {
                     match held {

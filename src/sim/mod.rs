@@ -12,6 +12,7 @@ pub mod report;
 pub mod store;
 pub mod topology;
 pub mod trace;
+pub mod verdicts;
 
 #[cfg(test)]
 mod tests;
