@@ -243,13 +243,13 @@ pub fn query_timeout(timing: &Timing, expected: &[(PeerType, u64)]) -> Duration 
     if !timing.icp_query_timeout.is_zero() {
         return timing.icp_query_timeout;
     }
+    // Summed in place: this runs for every query round.
     let mean = |of: PeerType| {
-        let rtts: Vec<u64> = expected
+        let (sum, n) = expected
             .iter()
             .filter(|(t, _)| *t == of)
-            .map(|(_, r)| *r)
-            .collect();
-        (!rtts.is_empty()).then(|| rtts.iter().sum::<u64>() / rtts.len() as u64)
+            .fold((0u64, 0u64), |(sum, n), (_, r)| (sum + r, n + 1));
+        (n > 0).then(|| sum / n)
     };
     let dynamic = match mean(PeerType::Parent)
         .or_else(|| mean(PeerType::Multicast))
