@@ -273,12 +273,13 @@ impl<'m> Engine<'m> {
             let o = self.objects.get(object);
             (o.full.clone(), o.url.clone())
         };
-        let served = self.forward(at, object, size, head, client, parts, looped, ready);
+        let (s, not_stored) = self.forward(at, object, size, head, client, parts, looped, ready);
         self.chain.pop();
-        if matches!(served.0.class, Class::Failed) || head || served.1 {
-            return served.0;
+        // Whether the node keeps what it got (from the origin, a parent or
+        // a sibling's hit): not a failure, a HEAD or a proxy-only peer's.
+        if s.class == Class::Failed || head || not_stored {
+            return s;
         }
-        let s = served.0;
         let config = self.nodes[at].config;
         let mut facts = Facts {
             date: Some(s.birth),
