@@ -269,7 +269,9 @@ pub fn to_ping(
 ) -> (Vec<(PeerId, PeerType)>, Vec<Effect>) {
     let at = At::new(view, now);
     let n = view.peer_count();
-    let mut out = Vec::new();
+    // Sized once: a round is made per request, and growing a Vec from
+    // empty costs more than allocating it.
+    let mut out = Vec::with_capacity(n);
     for k in 0..n {
         let id = (start + k) % n;
         let Some(p) = at.peer(id) else { continue };
@@ -593,7 +595,8 @@ pub fn decide_with_digest(
     now: Instant,
 ) -> Decision {
     let at = At::new(view, now);
-    let mut sources: Vec<Source> = Vec::new();
+    // At most every peer once, and DIRECT.
+    let mut sources: Vec<Source> = Vec::with_capacity(view.peer_count() + 1);
     let host = req.access.host;
     let port = req.access.port;
     let add = |sources: &mut Vec<Source>, id: PeerId, code: HierarchyCode| {

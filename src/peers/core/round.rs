@@ -117,7 +117,7 @@ impl QueryRound {
         // its average number of responders (squid-spec 1.7, 1.9).
         let mut expected_rtts = ExpectedRtts::default();
         let mut expected = 0usize;
-        let mut queries = Vec::new();
+        let mut queries = Vec::with_capacity(targets.len());
         let mut effects = Vec::new();
         for &(id, t) in targets {
             let Some(p) = view.peer(id) else { continue };
@@ -167,6 +167,7 @@ impl QueryRound {
             counted: 0,
             misses: ParentMisses::default(),
             out: Replies {
+                replies: Vec::with_capacity(targets.len()),
                 expected,
                 timeout,
                 asked: targets.to_vec(),
