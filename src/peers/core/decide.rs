@@ -224,6 +224,7 @@ pub fn queries_wanted(direct: Direct, req: &SelectRequest<'_>) -> bool {
 
 /// The peer's type for this host after `neighbor_type_domain` (the last
 /// matching line wins, as Squid walks the list keeping the last match).
+#[inline]
 pub fn peer_type_for(p: &CachePeer, host: &str) -> PeerType {
     // Most peers have no neighbor_type_domain: no host to fold then.
     if p.type_domains.is_empty() {
@@ -247,6 +248,7 @@ fn domain_matches(pattern: &str, host: &str) -> bool {
 }
 
 /// cache_peer_access (no rules = allowed).
+#[inline]
 pub fn peer_allowed(config: &Config, p: &CachePeer, req: &access::Request<'_>) -> bool {
     // Most peers have no cache_peer_access: allowed without building a check.
     if p.access.is_empty() {
