@@ -288,10 +288,12 @@ impl<'m> SimNode<'m> {
 }
 
 impl PeerView for SimNode<'_> {
+    #[inline]
     fn peer_count(&self) -> usize {
         self.peers.len()
     }
 
+    #[inline]
     fn peer(&self, id: PeerId) -> Option<PeerInfo<'_>> {
         let p = self.peers.get(id)?;
         Some(PeerInfo {
@@ -329,10 +331,12 @@ impl View<'_, '_> {
 }
 
 impl PeerView for View<'_, '_> {
+    #[inline]
     fn peer_count(&self) -> usize {
         self.node().peer_count()
     }
 
+    #[inline]
     fn peer(&self, id: PeerId) -> Option<PeerInfo<'_>> {
         self.nodes[self.at].peer(id)
     }
