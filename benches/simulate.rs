@@ -15,6 +15,11 @@ use rand_distr::{Distribution, Zipf};
 
 use cuttle::sim::{Engine, Mesh, Options, SkipCounts, TraceRequest};
 
+// The allocator `cuttle simulate` runs with (src/main.rs): the selection
+// core allocates per request, so the bench measures what users run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const OBJECTS: u64 = 50_000;
 const REQUESTS: usize = 200_000;
 

@@ -246,20 +246,50 @@ pub fn mcast_replies_expected(state: &PeerState) -> u64 {
 /// expected siblings, or 2 s when nobody is;
 /// clamped to the maximum, then raised to the minimum.
 pub fn query_timeout(timing: &Timing, expected: &[(PeerType, u64)]) -> Duration {
+    let mut rtts = ExpectedRtts::default();
+    expected.iter().for_each(|&(t, rtt_ms)| rtts.add(t, rtt_ms));
+    query_timeout_of(timing, &rtts)
+}
+
+/// The RTTs a query round waits on, summed by peer type: what
+/// [`query_timeout`] reads, gathered without a list (a round is made per
+/// request).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExpectedRtts {
+    /// (sum of RTTs in ms, how many) for parents, siblings, groups.
+    by_type: [(u64, u64); 3],
+}
+
+impl ExpectedRtts {
+    fn slot(t: PeerType) -> usize {
+        match t {
+            PeerType::Parent => 0,
+            PeerType::Sibling => 1,
+            PeerType::Multicast => 2,
+        }
+    }
+
+    pub fn add(&mut self, t: PeerType, rtt_ms: u64) {
+        let (sum, n) = &mut self.by_type[Self::slot(t)];
+        *sum += rtt_ms;
+        *n += 1;
+    }
+
+    fn mean(&self, t: PeerType) -> Option<u64> {
+        let (sum, n) = self.by_type[Self::slot(t)];
+        (n > 0).then(|| sum / n)
+    }
+}
+
+/// [`query_timeout`] of RTTs already summed.
+pub fn query_timeout_of(timing: &Timing, expected: &ExpectedRtts) -> Duration {
     if !timing.icp_query_timeout.is_zero() {
         return timing.icp_query_timeout;
     }
-    let mean = |of: PeerType| {
-        let rtts: Vec<u64> = expected
-            .iter()
-            .filter(|(t, _)| *t == of)
-            .map(|(_, r)| *r)
-            .collect();
-        (!rtts.is_empty()).then(|| rtts.iter().sum::<u64>() / rtts.len() as u64)
-    };
-    let dynamic = match mean(PeerType::Parent)
-        .or_else(|| mean(PeerType::Multicast))
-        .or_else(|| mean(PeerType::Sibling))
+    let dynamic = match expected
+        .mean(PeerType::Parent)
+        .or_else(|| expected.mean(PeerType::Multicast))
+        .or_else(|| expected.mean(PeerType::Sibling))
     {
         Some(ms) => Duration::from_millis(2 * ms),
         None => Duration::from_millis(2000),

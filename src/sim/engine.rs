@@ -20,50 +20,32 @@
 //! Digests are real Cache Digests (with their false hits), and a Squid
 //! node reads a Squid node's digest garbled as Squid does (squid-spec 5.5).
 
-use std::borrow::Cow;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use cuttle_protocol::icp::Opcode;
-use cuttle_protocol::key::{store_key, Method as KeyMethod};
+use hashbrown::HashMap;
 use http::StatusCode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::mesh::{Kind, Mesh};
 use super::node::{Digest, SimNode, View};
+use super::objects::{Objects, Url};
 use super::report::{check_conservation, NodeStats, Report, Row};
 use super::store::{Held, Holdings};
 use super::topology::Topology;
 use super::trace::{SkipCounts, TraceRequest};
-use crate::access::{self, Verdict};
+use super::verdicts::{Protocol as Asked, QueryVerdicts};
+use crate::access;
 use crate::caching::freshness::{is_fresh, times_of, Exchange, Facts};
 use crate::caching::Rule;
 use crate::peers::core::decide::{decide, decide_with_digest, digest_choice, to_ping};
 use crate::peers::core::round::{QueryRound, Reply, Step};
 use crate::peers::htcp_server::tst_finds;
-use crate::peers::icp_server::{answers_hit, UrlParts};
+use crate::peers::icp_server::answers_hit;
 use crate::peers::select::{
     direct, hierarchical, queries_wanted, stoplisted, SelectRequest, Source,
 };
-
-/// Hashes a store key by its first 8 bytes: it is an MD5 already, as
-/// evenly spread as any hash of it would be.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for (i, b) in bytes.iter().take(8).enumerate() {
-            self.0 ^= u64::from(*b) << (8 * i);
-        }
-    }
-}
 
 /// How many client addresses' nodes are remembered.
 const CLIENT_CACHE: usize = 1 << 16;
@@ -76,12 +58,6 @@ pub struct Options {
     pub ttl: Option<u64>,
     /// Seeds the reply jitter: a seed gives the same run every time.
     pub seed: u64,
-}
-
-struct Object {
-    /// Shared, so a request holds it without copying it.
-    url: std::rc::Rc<str>,
-    last_modified: u64,
 }
 
 /// Where a request's object came from, as the node that asked sees it.
@@ -116,10 +92,8 @@ pub struct Engine<'m> {
     holdings: Holdings,
     /// The earliest of the nodes' next digest rebuilds (ms).
     next_digest_ms: f64,
-    ids: HashMap<[u8; 16], u32, BuildHasherDefault<KeyHasher>>,
-    objects: Vec<Object>,
-    /// Each object's store key (what digests hold), by object id.
-    keys: Vec<[u8; 16]>,
+    /// The trace's URLs, numbered (store keys and parts worked out once).
+    objects: Objects,
     clock: Instant,
     /// The trace's first time (unix seconds): ms count from here.
     epoch: Option<f64>,
@@ -136,6 +110,8 @@ pub struct Engine<'m> {
     jitter: StdRng,
     /// Each node's peer_store_threshold and reference counter.
     thresholds: super::threshold::Thresholds,
+    /// The responders' icp_access/htcp_access verdicts, node by node.
+    verdicts: QueryVerdicts,
 }
 
 /// Unix seconds, whole, for the freshness code.
@@ -167,18 +143,17 @@ impl<'m> Engine<'m> {
             stats: vec![NodeStats::default(); mesh.nodes.len()],
             holdings: Holdings::new(mesh.nodes.len()),
             next_digest_ms: 0.0,
-            ids: HashMap::default(),
-            objects: Vec::new(),
-            keys: Vec::new(),
+            objects: Objects::default(),
             clock,
             epoch: None,
             chain: Vec::new(),
             replies: Vec::new(),
             late: Vec::new(),
-            clients: HashMap::new(),
+            clients: HashMap::default(),
             unrouted: 0,
             jitter: StdRng::seed_from_u64(options.seed),
             thresholds: super::threshold::Thresholds::of(mesh, clock),
+            verdicts: QueryVerdicts::new(mesh.nodes.iter().map(|n| &n.config)),
         })
     }
 
@@ -190,21 +165,6 @@ impl<'m> Engine<'m> {
     fn instant(&self, ms: f64) -> Instant {
         // Whole nanoseconds: cheaper than from_secs_f64, and as exact here.
         self.clock + Duration::from_nanos((ms.max(0.0) * 1e6) as u64)
-    }
-
-    fn object_id(&mut self, url: &str, epoch: f64) -> u32 {
-        let key = store_key(KeyMethod::Get, url.as_bytes());
-        if let Some(&id) = self.ids.get(&key) {
-            return id;
-        }
-        let id = self.objects.len() as u32;
-        self.ids.insert(key, id);
-        self.keys.push(key);
-        self.objects.push(Object {
-            url: url.into(),
-            last_modified: (epoch as u64).saturating_sub(modified_before(&key)),
-        });
-        id
     }
 
     /// Replays one trace request.
@@ -222,7 +182,7 @@ impl<'m> Engine<'m> {
             self.unrouted += 1;
             return;
         };
-        let object = self.object_id(&r.url, epoch);
+        let object = self.objects.intern(&r.url, epoch, modified_before);
         let arrive = (r.time - epoch) * 1000.0;
         let head = r.method == http::Method::HEAD;
         self.rebuild_digests(arrive);
@@ -260,7 +220,7 @@ impl<'m> Engine<'m> {
                 node.digest = Digest::of(
                     &self.holdings,
                     i,
-                    &self.keys,
+                    self.objects.keys(),
                     &node.store,
                     bits_per_entry,
                     node.kind == Kind::Squid,
@@ -312,17 +272,21 @@ impl<'m> Engine<'m> {
                 };
             }
         }
-        let url = self.objects[object as usize].url.clone();
-        let served = self.forward(at, object, size, head, client, &url, looped, ready);
+        let (url, parts) = {
+            let o = self.objects.get(object);
+            (o.full.clone(), o.url.clone())
+        };
+        let (s, not_stored) = self.forward(at, object, size, head, client, parts, looped, ready);
         self.chain.pop();
-        if matches!(served.0.class, Class::Failed) || head || served.1 {
-            return served.0;
+        // Whether the node keeps what it got (from the origin, a parent or
+        // a sibling's hit): not a failure, a HEAD or a proxy-only peer's.
+        if s.class == Class::Failed || head || not_stored {
+            return s;
         }
-        let s = served.0;
         let config = self.nodes[at].config;
         let mut facts = Facts {
             date: Some(s.birth),
-            last_modified: Some(self.objects[object as usize].last_modified),
+            last_modified: Some(self.objects.get(object).last_modified),
             ..Facts::default()
         };
         facts.cc.max_age = self.options.ttl;
@@ -352,22 +316,21 @@ impl<'m> Engine<'m> {
         size: u64,
         head: bool,
         client: std::net::IpAddr,
-        url: &str,
+        url: Option<Url>,
         looped: bool,
         ready: f64,
     ) -> (Served, bool) {
-        let Some((sources, now_ms, host)) =
-            self.select(at, object, head, client, url, looped, ready)
-        else {
+        let Some(url) = url else {
             let epoch = self.epoch.unwrap_or(0.0);
             return (self.origin(at, size, ready, epoch), false);
         };
+        let (sources, now_ms) = self.select(at, object, head, client, &url, looped, ready);
         let mut late = std::mem::take(&mut self.late);
         if !head {
             let now = self.instant(ready);
-            self.thresholds.note(at, &self.keys[object as usize], now);
+            self.thresholds.note(at, self.objects.key(object), now);
         }
-        let served = self.fetch(at, object, size, head, &host, &sources, now_ms);
+        let served = self.fetch(at, object, size, head, &url.host, &sources, now_ms);
         for &(when, peer, rtt_ms) in &late {
             let in_flight = when <= served.0.done_ms;
             self.nodes[at].note_reply(peer, in_flight.then_some(rtt_ms));
@@ -377,36 +340,30 @@ impl<'m> Engine<'m> {
         served
     }
 
-    /// Peer selection as the proxy runs it: the ordered sources, when the
-    /// query round (if any) ended, and the URL's host; `None` for a URL
-    /// that is not absolute (fetched direct).
+    /// Peer selection as the proxy runs it for an absolute URL: the
+    /// ordered sources, and when the query round (if any) ended.
     #[allow(clippy::too_many_arguments)]
-    fn select<'u>(
+    fn select(
         &mut self,
         at: usize,
         object: u32,
         head: bool,
         client: std::net::IpAddr,
-        url: &'u str,
+        parts: &Url,
         looped: bool,
         ready: f64,
-    ) -> Option<(Vec<Source>, f64, Cow<'u, str>)> {
-        let parts = UrlParts::split(url)?;
-        // The access check's host is lower-case (Squid keeps it so).
-        let host: Cow<'u, str> = if parts.host.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(parts.host.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(parts.host)
-        };
+    ) -> (Vec<Source>, f64) {
+        let url: &str = &parts.full;
+        let host: &str = &parts.host;
         let method = if head { "HEAD" } else { "GET" };
         let config = self.nodes[at].config;
         let access = access::Request {
             client,
             method,
-            scheme: parts.scheme,
-            host: &host,
+            scheme: parts.scheme(),
+            host,
             port: parts.port,
-            path: parts.path,
+            path: parts.path(),
             url,
             local_ip: Some(self.nodes[at].address),
             local_port: 0,
@@ -430,7 +387,7 @@ impl<'m> Engine<'m> {
             let view = View {
                 nodes: &self.nodes,
                 at,
-                key: &self.keys[object as usize],
+                key: self.objects.key(object),
             };
             let (hit, effects) = digest_choice(&view, config, &req, start, now);
             let (targets, more) = if hit.is_none() {
@@ -442,7 +399,7 @@ impl<'m> Engine<'m> {
             self.nodes[at].apply_all(&more);
             digest_hit = hit;
             if !targets.is_empty() {
-                let (r, ended) = self.query_round(at, object, &req, &host, targets, ready);
+                let (r, ended) = self.query_round(at, object, &req, host, targets, ready);
                 replies = r;
                 now_ms = ended;
             }
@@ -450,7 +407,7 @@ impl<'m> Engine<'m> {
         let view = View {
             nodes: &self.nodes,
             at,
-            key: &self.keys[object as usize],
+            key: self.objects.key(object),
         };
         let decision = if digest_hit.is_some() {
             decide_with_digest(
@@ -475,7 +432,7 @@ impl<'m> Engine<'m> {
             )
         };
         self.nodes[at].apply_all(&decision.effects);
-        Some((decision.selection.sources, now_ms, host))
+        (decision.selection.sources, now_ms)
     }
 
     /// The walk down the sources from `now_ms`; the flag: the copy is not
@@ -613,7 +570,7 @@ impl<'m> Engine<'m> {
         let view = View {
             nodes: &self.nodes,
             at,
-            key: &self.keys[object as usize],
+            key: self.objects.key(object),
         };
         let (mut round, queries, effects) = QueryRound::start(&view, host, &targets, true, now);
         round.note_sent(queries.len());
@@ -639,13 +596,10 @@ impl<'m> Engine<'m> {
             let mut asking = req.access;
             asking.client = from;
             asking.local_ip = None;
-            let rule_of = |list: &crate::config::AccessList| {
-                access::check(list, answerer.config, &asking)
-                    .or_if_no_rules(Verdict::Deny)
-                    .allowed()
-            };
+            let verdicts = &mut self.verdicts;
+            let mut rule_of = |asked| verdicts.allowed(asked, peer, at, answerer.config, &asking);
             let opcode = if htcp {
-                if answerer.config.htcp_port.value == 0 || !rule_of(&answerer.config.htcp_access) {
+                if answerer.config.htcp_port.value == 0 || !rule_of(Asked::Htcp) {
                     continue;
                 }
                 match held {
@@ -656,7 +610,7 @@ impl<'m> Engine<'m> {
                 if answerer.config.icp_port.value == 0 {
                     continue;
                 }
-                if !rule_of(&answerer.config.icp_access) {
+                if !rule_of(Asked::Icp) {
                     Opcode::Denied
                 } else {
                     match held {

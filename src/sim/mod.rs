@@ -7,11 +7,13 @@ pub mod engine;
 pub mod generate;
 pub mod mesh;
 pub mod node;
+pub mod objects;
 pub mod report;
 pub mod store;
 pub mod threshold;
 pub mod topology;
 pub mod trace;
+pub mod verdicts;
 
 #[cfg(test)]
 mod tests;

@@ -27,7 +27,9 @@ const RTT_SAMPLE_MAX_MS: u64 = 10_000;
 
 /// One cache_peer line of a node, as the simulation sees it.
 #[derive(Debug, Clone)]
-pub struct SimPeer {
+pub struct SimPeer<'m> {
+    /// Its cache_peer line.
+    pub config: &'m CachePeer,
     /// The mesh node at the peer's address (`None`: not in the mesh, it
     /// never answers and cannot be fetched from).
     pub node: Option<usize>,
@@ -156,7 +158,7 @@ pub struct SimNode<'m> {
     pub address: IpAddr,
     pub service_ms: f64,
     pub store: SimStore,
-    pub peers: Vec<SimPeer>,
+    pub peers: Vec<SimPeer<'m>>,
     pub hashes: HashParents,
     pub timing: Timing,
     pub rr_reset_at: Instant,
@@ -179,6 +181,7 @@ impl<'m> SimNode<'m> {
                 let cp: &CachePeer = &located.value;
                 let ip: Option<IpAddr> = cp.host.parse().ok();
                 SimPeer {
+                    config: cp,
                     node: ip.and_then(|ip| mesh.node_at(ip)),
                     icp_addr: ip
                         .filter(|_| cp.icp_port != 0)
@@ -285,14 +288,16 @@ impl<'m> SimNode<'m> {
 }
 
 impl PeerView for SimNode<'_> {
+    #[inline]
     fn peer_count(&self) -> usize {
         self.peers.len()
     }
 
+    #[inline]
     fn peer(&self, id: PeerId) -> Option<PeerInfo<'_>> {
         let p = self.peers.get(id)?;
         Some(PeerInfo {
-            config: &self.config.cache_peers.get(id)?.value,
+            config: p.config,
             icp_addr: p.icp_addr,
             health: p.health,
         })
@@ -326,10 +331,12 @@ impl View<'_, '_> {
 }
 
 impl PeerView for View<'_, '_> {
+    #[inline]
     fn peer_count(&self) -> usize {
         self.node().peer_count()
     }
 
+    #[inline]
     fn peer(&self, id: PeerId) -> Option<PeerInfo<'_>> {
         self.nodes[self.at].peer(id)
     }
@@ -351,11 +358,11 @@ impl PeerView for View<'_, '_> {
     /// not generate digests (`digest_generation off`).
     fn digest_holds(&self, id: PeerId, _url: &str) -> Option<bool> {
         let node = self.node();
-        let cp = &node.config.cache_peers.get(id)?.value;
-        if cp.no_digest {
+        let p = node.peers.get(id)?;
+        if p.config.no_digest {
             return None;
         }
-        let peer = &self.nodes[node.peers.get(id)?.node?];
+        let peer = &self.nodes[p.node?];
         if !peer.config.digest_generation.value {
             return None;
         }

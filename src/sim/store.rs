@@ -54,6 +54,7 @@ impl Holdings {
         object as usize * self.nodes + node
     }
 
+    #[inline]
     pub fn get(&self, node: usize, object: u32) -> Option<Held> {
         let slot = self.slots.get(self.index(node, object))?;
         (slot.size != EMPTY).then_some(Held {
@@ -152,6 +153,7 @@ impl SimStore {
     }
 
     /// What the store holds of `object`, without counting it as a use.
+    #[inline]
     pub fn peek(&self, table: &Holdings, object: u32) -> Option<Held> {
         table.get(self.node, object)
     }

@@ -224,6 +224,7 @@ pub fn queries_wanted(direct: Direct, req: &SelectRequest<'_>) -> bool {
 
 /// The peer's type for this host after `neighbor_type_domain` (the last
 /// matching line wins, as Squid walks the list keeping the last match).
+#[inline]
 pub fn peer_type_for(p: &CachePeer, host: &str) -> PeerType {
     // Most peers have no neighbor_type_domain: no host to fold then.
     if p.type_domains.is_empty() {
@@ -247,7 +248,12 @@ fn domain_matches(pattern: &str, host: &str) -> bool {
 }
 
 /// cache_peer_access (no rules = allowed).
+#[inline]
 pub fn peer_allowed(config: &Config, p: &CachePeer, req: &access::Request<'_>) -> bool {
+    // Most peers have no cache_peer_access: allowed without building a check.
+    if p.access.is_empty() {
+        return true;
+    }
     access::check(&p.access, config, req)
         .or_if_no_rules(Verdict::Allow)
         .allowed()
@@ -265,7 +271,9 @@ pub fn to_ping(
 ) -> (Vec<(PeerId, PeerType)>, Vec<Effect>) {
     let at = At::new(view, now);
     let n = view.peer_count();
-    let mut out = Vec::new();
+    // Sized once: a round is made per request, and growing a Vec from
+    // empty costs more than allocating it.
+    let mut out = Vec::with_capacity(n);
     for k in 0..n {
         let id = (start + k) % n;
         let Some(p) = at.peer(id) else { continue };
@@ -589,7 +597,8 @@ pub fn decide_with_digest(
     now: Instant,
 ) -> Decision {
     let at = At::new(view, now);
-    let mut sources: Vec<Source> = Vec::new();
+    // At most every peer once, and DIRECT.
+    let mut sources: Vec<Source> = Vec::with_capacity(view.peer_count() + 1);
     let host = req.access.host;
     let port = req.access.port;
     let add = |sources: &mut Vec<Source>, id: PeerId, code: HierarchyCode| {

@@ -9,6 +9,7 @@ use crate::config::PeerType;
 
 /// ICP-dead: a query unanswered for longer than dead_peer_timeout
 /// (never for `no-query` peers).
+#[inline]
 pub fn icp_dead(p: &PeerInfo<'_>, timing: &Timing, now: Instant) -> bool {
     !p.config.no_query
         && p.health
@@ -17,16 +18,19 @@ pub fn icp_dead(p: &PeerInfo<'_>, timing: &Timing, now: Instant) -> bool {
 }
 
 /// Squid's neighborUp: TCP up, not disabled, and not ICP-dead.
+#[inline]
 pub fn is_up(p: &PeerInfo<'_>, timing: &Timing, now: Instant) -> bool {
     p.health.tcp_up > 0 && !p.health.disabled && !icp_dead(p, timing, now)
 }
 
 /// Squid's peerHTTPOkay without the access check: below max-conn and up.
+#[inline]
 pub fn http_okay(p: &PeerInfo<'_>, timing: &Timing, now: Instant) -> bool {
     http_okay_with(p, || is_up(p, timing, now))
 }
 
 /// [`http_okay`] with the caller's `is_up` (which may note a dead peer).
+#[inline]
 pub fn http_okay_with(p: &PeerInfo<'_>, is_up: impl FnOnce() -> bool) -> bool {
     p.config
         .max_conn
@@ -37,11 +41,13 @@ pub fn http_okay_with(p: &PeerInfo<'_>, is_up: impl FnOnce() -> bool) -> bool {
 /// Whether a ping round at `now` includes this (otherwise eligible) peer:
 /// up peers always, down ones when not queried for more than
 /// dead_peer_timeout (squid-spec 1.8, 3.3).
+#[inline]
 pub fn ping_due(p: &PeerInfo<'_>, timing: &Timing, now: Instant) -> bool {
     ping_due_with(p, timing, now, || is_up(p, timing, now))
 }
 
 /// [`ping_due`] with the caller's `is_up` (which may note a dead peer).
+#[inline]
 pub fn ping_due_with(
     p: &PeerInfo<'_>,
     timing: &Timing,
@@ -66,6 +72,7 @@ pub fn ping_due_with(
 
 /// Whether this peer is queried at all (ICP or HTCP port, not no-query,
 /// not a multicast responder, not `htcp=only-clr`, has an address).
+#[inline]
 pub fn queryable(p: &PeerInfo<'_>) -> bool {
     p.config.icp_port != 0
         && !p.config.no_query

@@ -25,7 +25,7 @@ use super::health;
 use super::{Effect, PeerId, PeerView};
 use crate::config::{CachePeer, PeerType};
 use crate::peers::netdb::SrcRtt;
-use crate::peers::table::query_timeout;
+use crate::peers::table::{query_timeout_of, ExpectedRtts};
 
 /// One reply that matched a query in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,9 +125,9 @@ impl QueryRound {
         let timing = view.timing();
         // Unicast peers count when up; a group counts the whole part of
         // its average number of responders (squid-spec 1.7, 1.9).
-        let mut expected_rtts: Vec<(PeerType, u64)> = Vec::new();
+        let mut expected_rtts = ExpectedRtts::default();
         let mut expected = 0usize;
-        let mut queries = Vec::new();
+        let mut queries = Vec::with_capacity(targets.len());
         let mut effects = Vec::new();
         for &(id, t) in targets {
             let Some(p) = view.peer(id) else { continue };
@@ -136,13 +136,13 @@ impl QueryRound {
                 let n = p.health.mcast_avg_members as u64;
                 expected += n as usize;
                 if n > 0 {
-                    expected_rtts.push((PeerType::Multicast, p.health.rtt_ms));
+                    expected_rtts.add(PeerType::Multicast, p.health.rtt_ms);
                 }
             } else if health::icp_dead(&p, &timing, now) {
                 effects.push(Effect::FoundDead { peer: id });
             } else if health::is_up(&p, &timing, now) {
                 expected += 1;
-                expected_rtts.push((t, p.health.rtt_ms));
+                expected_rtts.add(t, p.health.rtt_ms);
             }
             let Some(to) = p.icp_addr else { continue };
             let protocol = if p.config.htcp.is_some() {
@@ -168,7 +168,7 @@ impl QueryRound {
                 },
             });
         }
-        let timeout = query_timeout(&timing, &expected_rtts);
+        let timeout = query_timeout_of(&timing, &expected_rtts);
         let round = QueryRound {
             host: host.to_string(),
             query_icmp: view.query_icmp(),
@@ -177,6 +177,7 @@ impl QueryRound {
             counted: 0,
             misses: ParentMisses::default(),
             out: Replies {
+                replies: Vec::with_capacity(targets.len()),
                 expected,
                 timeout,
                 asked: targets.to_vec(),
