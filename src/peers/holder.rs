@@ -142,7 +142,12 @@ mod tests {
         assert_eq!(holder_url(H::SiblingHit, url), url);
         assert_eq!(holder_url(H::CdSiblingHit, url), url);
         assert_eq!(holder_url(H::SiblingHit, None), None);
-        for code in [H::ParentHit, H::CdParentHit, H::HierDirect, H::FirstParentMiss] {
+        for code in [
+            H::ParentHit,
+            H::CdParentHit,
+            H::HierDirect,
+            H::FirstParentMiss,
+        ] {
             assert_eq!(holder_url(code, url), None, "{code:?}");
         }
     }
