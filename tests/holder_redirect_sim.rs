@@ -16,7 +16,14 @@ fn the_mirrors_example_runs_and_redirects_to_the_holder() {
     let tmp = TempDir::new("redirect-sim");
     let cuttle = env!("CARGO_BIN_EXE_cuttle");
     let generated = std::process::Command::new(cuttle)
-        .args(["trace", "generate", "--requests", "4000", "--objects", "2000"])
+        .args([
+            "trace",
+            "generate",
+            "--requests",
+            "4000",
+            "--objects",
+            "2000",
+        ])
         .args([
             "--clients",
             "10.1.0.0/16,10.2.0.0/16,10.3.0.0/16,10.4.0.0/16",

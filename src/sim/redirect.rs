@@ -18,13 +18,16 @@ use crate::peers::select::Source;
 /// Slots of each node's table of sizes seen (as the proxy's `SizesSeen`).
 const SIZE_SLOTS: usize = 4096;
 
+/// One node's sizes seen: (tag of the key, size) per slot.
+type SizesSeen = Box<[(u32, u64)]>;
+
 /// Every node's redirect state.
 pub struct Redirects {
     /// Per node: it has an accelerator port (its clients come in on it).
     accelerated: Vec<bool>,
     /// Per node, with a size floor: the sizes it has seen, a fixed table
     /// (a tag of the key and the size), a collision forgetting the older.
-    sizes: Vec<Option<Box<[(u32, u64)]>>>,
+    sizes: Vec<Option<SizesSeen>>,
     /// A redirected request is being served: its holder does not redirect.
     marked: bool,
     /// The client request being replayed was redirected.
