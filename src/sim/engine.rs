@@ -89,7 +89,7 @@ pub struct Engine<'m> {
     pub(super) nodes: Vec<SimNode<'m>>,
     pub(super) stats: Vec<NodeStats>,
     /// What every node holds (the stores' entries, object by object).
-    holdings: Holdings,
+    pub(super) holdings: Holdings,
     /// The earliest of the nodes' next digest rebuilds (ms).
     next_digest_ms: f64,
     /// The trace's URLs, numbered (store keys and parts worked out once).

@@ -102,6 +102,10 @@ impl Engine<'_> {
         if self.chain.len() != 1 || self.redirects.marked {
             return None;
         }
+        // A stale copy here: the proxy revalidates it, never redirects.
+        if self.nodes[at].store.peek(&self.holdings, object).is_some() {
+            return None;
+        }
         let config = self.nodes[at].config;
         let key = *self.objects.key(object);
         let ask = Ask {
@@ -345,5 +349,25 @@ latency_ms = 5
         assert_eq!(c.proxy_bytes, 2000, "c's client's and b's");
         assert_eq!(b.proxy_bytes, 2000, "b's client's and a's");
         assert_eq!(report.total.origin_requests, 3);
+    }
+
+    #[test]
+    fn a_stale_copy_here_is_fetched_again_not_redirected() {
+        // a fetched /x at 0, b at 150; copies live 100 s, so at 160 a's is
+        // stale and b's a HIT: the proxy revalidates its own copy.
+        let trace = [
+            get(0.0, "10.1.0.1", "/x"),
+            get(150.0, "10.2.0.1", "/x"),
+            get(160.0, "10.1.0.1", "/x"),
+        ];
+        let (report, stats) = run(
+            "stale",
+            "holder_redirect allow all",
+            10.0,
+            Some(100),
+            &trace,
+        );
+        assert_eq!((stats[0].redirects, stats[0].sibling_hits), (0, 1));
+        assert_eq!(report.total.redirects, 0);
     }
 }
