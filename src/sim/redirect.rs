@@ -25,6 +25,9 @@ type SizesSeen = Box<[(u32, u64)]>;
 pub struct Redirects {
     /// Per node: it has an accelerator port (its clients come in on it).
     accelerated: Vec<bool>,
+    /// Per node: accelerated, with `holder_redirect` rules (else the rule
+    /// says no to everything, and is not asked: most meshes have none).
+    redirecting: Vec<bool>,
     /// Per node, with a size floor: the sizes it has seen, a fixed table
     /// (a tag of the key and the size), a collision forgetting the older.
     sizes: Vec<Option<SizesSeen>>,
@@ -44,6 +47,11 @@ impl Redirects {
     pub fn of(mesh: &super::Mesh) -> Redirects {
         Redirects {
             accelerated: mesh.nodes.iter().map(|n| accelerates(&n.config)).collect(),
+            redirecting: mesh
+                .nodes
+                .iter()
+                .map(|n| accelerates(&n.config) && !n.config.holder_redirect.is_empty())
+                .collect(),
             sizes: mesh
                 .nodes
                 .iter()
@@ -55,6 +63,12 @@ impl Redirects {
             marked: false,
             redirected: false,
         }
+    }
+
+    /// Whether node `at` may redirect at all (most meshes' nodes do not).
+    #[inline]
+    pub fn redirecting(&self, at: usize) -> bool {
+        self.redirecting.get(at).copied().unwrap_or(false)
     }
 
     /// Whether the client request just replayed was redirected (and forgets it).
@@ -99,7 +113,7 @@ impl Engine<'_> {
     ) -> Option<Served> {
         // Only a client's request at its own node: not one a node sends
         // on (a parent's), nor one redirected (marked).
-        if self.chain.len() != 1 || self.redirects.marked {
+        if !self.redirects.redirecting(at) || self.chain.len() != 1 || self.redirects.marked {
             return None;
         }
         // A stale copy here: the proxy revalidates it, never redirects.
