@@ -278,15 +278,17 @@ impl Mesh {
                 bandwidth_mbps: link.bandwidth_mbps,
             });
         }
-        if !(file.reply_jitter_ms.is_finite() && file.reply_jitter_ms >= 0.0) {
-            return Err(format!(
-                "{}: reply_jitter_ms must be 0 or more",
-                path.display()
-            ));
+        for (key, value) in [
+            ("reply_jitter_ms", file.reply_jitter_ms),
+            ("client_latency_ms", file.client_latency_ms),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(format!("{}: {key} must be 0 or more", path.display()));
+            }
         }
         Ok(Mesh {
             reply_jitter_ms: file.reply_jitter_ms,
-            client_latency_ms: file.client_latency_ms.max(0.0),
+            client_latency_ms: file.client_latency_ms,
             path: path.to_path_buf(),
             origin_latency_ms: file.origin_latency_ms,
             origin_bandwidth_mbps: file.origin_bandwidth_mbps,
@@ -376,6 +378,9 @@ bandwidth_mbps = 1000
         );
         let e = Mesh::from_str(&format!("reply_jitter_ms = -1\n{text}"), &path).unwrap_err();
         assert!(e.contains("reply_jitter_ms must be 0 or more"), "{e}");
+        assert_eq!(mesh.client_latency_ms, 0.0);
+        let e = Mesh::from_str(&format!("client_latency_ms = -5\n{text}"), &path).unwrap_err();
+        assert!(e.contains("client_latency_ms must be 0 or more"), "{e}");
         let e = Mesh::from_str(&text.replace("a.conf", "missing.conf"), &path).unwrap_err();
         assert!(e.contains("missing.conf"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
