@@ -13,7 +13,9 @@
 //! the request is a HEAD or the object is too big, with times computed by
 //! the proxy's freshness code from a synthetic Last-Modified (a document
 //! was last modified 1 hour to 30 days, fixed by its URL, before the
-//! trace began) or, with `--ttl`, an explicit max-age.
+//! trace began) or, with `--ttl`, an explicit max-age. A node with
+//! `holder_redirect` may instead send the client to the holder
+//! ([`super::redirect`]).
 //!
 //! Simplifications, each on purpose: a stale copy is fetched again in full
 //! (no revalidation) and nothing fails but what the mesh cannot reach.
