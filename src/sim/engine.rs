@@ -13,7 +13,9 @@
 //! the request is a HEAD or the object is too big, with times computed by
 //! the proxy's freshness code from a synthetic Last-Modified (a document
 //! was last modified 1 hour to 30 days, fixed by its URL, before the
-//! trace began) or, with `--ttl`, an explicit max-age.
+//! trace began) or, with `--ttl`, an explicit max-age. A node with
+//! `holder_redirect` may instead send the client to the holder
+//! ([`super::redirect`]).
 //!
 //! Simplifications, each on purpose: a stale copy is fetched again in full
 //! (no revalidation) and nothing fails but what the mesh cannot reach.
@@ -62,7 +64,7 @@ pub struct Options {
 
 /// Where a request's object came from, as the node that asked sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
+pub(super) enum Class {
     Local,
     Sibling,
     Parent,
@@ -72,33 +74,33 @@ enum Class {
 
 /// A request's outcome at one node.
 #[derive(Debug, Clone, Copy)]
-struct Served {
-    class: Class,
+pub(super) struct Served {
+    pub(super) class: Class,
     /// When the node has the whole object (ms since the trace's start).
-    done_ms: f64,
-    bytes_hops: f64,
+    pub(super) done_ms: f64,
+    pub(super) bytes_hops: f64,
     /// When the copy served was born (its Date), unix seconds.
-    birth: u64,
+    pub(super) birth: u64,
 }
 
 /// A mesh being simulated.
 pub struct Engine<'m> {
-    mesh: &'m Mesh,
+    pub(super) mesh: &'m Mesh,
     options: Options,
-    topology: Topology,
-    nodes: Vec<SimNode<'m>>,
-    stats: Vec<NodeStats>,
+    pub(super) topology: Topology,
+    pub(super) nodes: Vec<SimNode<'m>>,
+    pub(super) stats: Vec<NodeStats>,
     /// What every node holds (the stores' entries, object by object).
-    holdings: Holdings,
+    pub(super) holdings: Holdings,
     /// The earliest of the nodes' next digest rebuilds (ms).
     next_digest_ms: f64,
     /// The trace's URLs, numbered (store keys and parts worked out once).
-    objects: Objects,
+    pub(super) objects: Objects,
     clock: Instant,
     /// The trace's first time (unix seconds): ms count from here.
     epoch: Option<f64>,
     /// Nodes a request is passing through (loop detection, as Via does).
-    chain: Vec<usize>,
+    pub(super) chain: Vec<usize>,
     replies: Vec<(f64, Reply)>,
     /// The node of client addresses seen lately (cleared when it holds
     /// [`CLIENT_CACHE`] of them: memory must not grow with the trace).
@@ -112,6 +114,8 @@ pub struct Engine<'m> {
     thresholds: super::threshold::Thresholds,
     /// The responders' icp_access/htcp_access verdicts, node by node.
     verdicts: QueryVerdicts,
+    /// Each node's holder_redirect state (`sim::redirect`).
+    pub(super) redirects: super::redirect::Redirects,
 }
 
 /// Unix seconds, whole, for the freshness code.
@@ -154,6 +158,7 @@ impl<'m> Engine<'m> {
             jitter: StdRng::seed_from_u64(options.seed),
             thresholds: super::threshold::Thresholds::of(mesh, clock),
             verdicts: QueryVerdicts::new(mesh.nodes.iter().map(|n| &n.config)),
+            redirects: super::redirect::Redirects::of(mesh),
         })
     }
 
@@ -188,7 +193,11 @@ impl<'m> Engine<'m> {
         self.rebuild_digests(arrive);
         self.chain.clear();
         let served = self.serve(at, object, r.size, head, r.client, arrive);
+        let redirected = self.redirects.take_redirected();
         let s = &mut self.stats[at];
+        if served.class != Class::Failed && !head && !redirected {
+            s.proxy_bytes += r.size;
+        }
         s.requests += 1;
         s.client_bytes += r.size;
         s.bytes_hops += served.bytes_hops;
@@ -236,7 +245,7 @@ impl<'m> Engine<'m> {
 
     /// A request for `object` arriving at node `at` at `arrive` (ms) from
     /// `client` (a trace client, or the asking node's address).
-    fn serve(
+    pub(super) fn serve(
         &mut self,
         at: usize,
         object: u32,
@@ -326,11 +335,21 @@ impl<'m> Engine<'m> {
         };
         let (sources, now_ms) = self.select(at, object, head, client, &url, looped, ready);
         let mut late = std::mem::take(&mut self.late);
-        if !head {
+        let redirected = self.redirect_to_holder(at, object, size, head, client, &sources, now_ms);
+        if !head && redirected.is_none() {
             let now = self.instant(ready);
             self.thresholds.note(at, self.objects.key(object), now);
         }
-        let served = self.fetch(at, object, size, head, &url.host, &sources, now_ms);
+        let served = match redirected {
+            Some(served) => (served, true),
+            None => {
+                let fetched = self.fetch(at, object, size, head, &url.host, &sources, now_ms);
+                if fetched.0.class != Class::Failed {
+                    self.redirects.note_size(at, self.objects.key(object), size);
+                }
+                fetched
+            }
+        };
         for &(when, peer, rtt_ms) in &late {
             let in_flight = when <= served.0.done_ms;
             self.nodes[at].note_reply(peer, in_flight.then_some(rtt_ms));
@@ -503,6 +522,9 @@ impl<'m> Engine<'m> {
                     }
                 }
             };
+            if !head {
+                self.stats[peer].proxy_bytes += size;
+            }
             return (
                 Served {
                     class,
@@ -702,6 +724,11 @@ impl<'m> Engine<'m> {
             skipped_errors: skipped.errors,
             unrouted: self.unrouted,
             stored: super::threshold::stored(&self.holdings, self.nodes.len()),
+            holder_redirect: self
+                .mesh
+                .nodes
+                .iter()
+                .any(|n| !n.config.holder_redirect.is_empty()),
         })
     }
 

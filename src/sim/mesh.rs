@@ -21,7 +21,9 @@
 //! node's own path to the origin. `reply_jitter_ms` (top level, default
 //! [`DEFAULT_REPLY_JITTER_MS`]) delays each ICP/HTCP reply by a seeded
 //! uniform draw in `[0, reply_jitter_ms)`: the scheduling noise that
-//! decides which of several equally near peers answers first. Hops between nodes are the links of the
+//! decides which of several equally near peers answers first.
+//! `client_latency_ms` (top level, default 0) is one way between a node
+//! and its clients; only a redirect (`holder_redirect`) pays it, twice. Hops between nodes are the links of the
 //! shortest-latency path (see `topology`).
 
 use std::collections::BTreeMap;
@@ -55,6 +57,8 @@ struct MeshFile {
     links: Vec<LinkFile>,
     #[serde(default = "default_reply_jitter")]
     reply_jitter_ms: f64,
+    #[serde(default)]
+    client_latency_ms: f64,
 }
 
 /// The reply jitter when the mesh file says nothing: the spread of a
@@ -191,6 +195,9 @@ pub struct Mesh {
     pub links: Vec<Link>,
     /// Each ICP/HTCP reply is delayed by a uniform draw in `[0, this)`.
     pub reply_jitter_ms: f64,
+    /// One way between a node and its clients: what a redirect's extra
+    /// round trip costs (the 302 back, the client's new request out).
+    pub client_latency_ms: f64,
 }
 
 impl Mesh {
@@ -271,14 +278,17 @@ impl Mesh {
                 bandwidth_mbps: link.bandwidth_mbps,
             });
         }
-        if !(file.reply_jitter_ms.is_finite() && file.reply_jitter_ms >= 0.0) {
-            return Err(format!(
-                "{}: reply_jitter_ms must be 0 or more",
-                path.display()
-            ));
+        for (key, value) in [
+            ("reply_jitter_ms", file.reply_jitter_ms),
+            ("client_latency_ms", file.client_latency_ms),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(format!("{}: {key} must be 0 or more", path.display()));
+            }
         }
         Ok(Mesh {
             reply_jitter_ms: file.reply_jitter_ms,
+            client_latency_ms: file.client_latency_ms,
             path: path.to_path_buf(),
             origin_latency_ms: file.origin_latency_ms,
             origin_bandwidth_mbps: file.origin_bandwidth_mbps,
@@ -368,6 +378,9 @@ bandwidth_mbps = 1000
         );
         let e = Mesh::from_str(&format!("reply_jitter_ms = -1\n{text}"), &path).unwrap_err();
         assert!(e.contains("reply_jitter_ms must be 0 or more"), "{e}");
+        assert_eq!(mesh.client_latency_ms, 0.0);
+        let e = Mesh::from_str(&format!("client_latency_ms = -5\n{text}"), &path).unwrap_err();
+        assert!(e.contains("client_latency_ms must be 0 or more"), "{e}");
         let e = Mesh::from_str(&text.replace("a.conf", "missing.conf"), &path).unwrap_err();
         assert!(e.contains("missing.conf"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();

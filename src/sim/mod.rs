@@ -8,6 +8,7 @@ pub mod generate;
 pub mod mesh;
 pub mod node;
 pub mod objects;
+pub mod redirect;
 pub mod report;
 pub mod store;
 pub mod threshold;

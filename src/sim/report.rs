@@ -100,6 +100,11 @@ pub struct NodeStats {
     pub icp_sent: u64,
     pub htcp_sent: u64,
     pub client_bytes: u64,
+    /// Body bytes this node sent, to its clients and to other nodes (a
+    /// redirected request's go from the holder to the client).
+    pub proxy_bytes: u64,
+    /// Client requests answered with a 302 to the holder.
+    pub redirects: u64,
     #[serde(skip)]
     pub latency: Latencies,
 }
@@ -132,6 +137,8 @@ impl NodeStats {
         self.icp_sent += o.icp_sent;
         self.htcp_sent += o.htcp_sent;
         self.client_bytes += o.client_bytes;
+        self.proxy_bytes += o.proxy_bytes;
+        self.redirects += o.redirects;
         self.latency.merge(&o.latency);
     }
 }
@@ -147,6 +154,9 @@ pub struct Row {
     pub origin_requests: u64,
     pub origin_bytes: u64,
     pub bytes_hops: f64,
+    /// Body bytes the nodes sent (to clients and to each other).
+    pub proxy_bytes: u64,
+    pub redirects: u64,
     pub latency_mean_ms: f64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
@@ -167,6 +177,8 @@ impl Row {
             origin_requests: s.origin_requests,
             origin_bytes: s.origin_bytes,
             bytes_hops: s.bytes_hops,
+            proxy_bytes: s.proxy_bytes,
+            redirects: s.redirects,
             latency_mean_ms: s.latency.mean_ms(),
             latency_p50_ms: s.latency.quantile_ms(0.5),
             latency_p99_ms: s.latency.quantile_ms(0.99),
@@ -192,6 +204,9 @@ pub struct Report {
     pub unrouted: u64,
     /// What the stores hold at the end (distinct objects, copies).
     pub stored: super::threshold::Stored,
+    /// Some node has `holder_redirect` rules: the table says what the
+    /// nodes sent and how many requests were redirected.
+    pub holder_redirect: bool,
 }
 
 /// The conservation checks: per node, requests = hits + misses + failed;
@@ -276,6 +291,13 @@ impl Report {
             "stored at the end: {} distinct objects, {} copies\n",
             self.stored.distinct_objects, self.stored.copies
         ));
+        if self.holder_redirect {
+            out.push_str(&format!(
+                "sent by the nodes: {} of bodies (to clients and to each other); {} redirects to the holder\n",
+                human_bytes(self.total.proxy_bytes as f64),
+                self.total.redirects
+            ));
+        }
         let skipped = self.skipped_malformed + self.skipped_not_cacheable + self.skipped_errors;
         if skipped + self.unrouted > 0 {
             out.push_str(&format!(
@@ -358,6 +380,22 @@ pub fn compare_lines(a: &Report, b: &Report) -> String {
             (y.icp_sent + y.htcp_sent) as f64,
         ),
     );
+    if a.holder_redirect || b.holder_redirect {
+        line(
+            "proxy bytes",
+            x.proxy_bytes as f64,
+            y.proxy_bytes as f64,
+            &bytes,
+            change(x.proxy_bytes as f64, y.proxy_bytes as f64),
+        );
+        line(
+            "redirects",
+            x.redirects as f64,
+            y.redirects as f64,
+            &|v| format!("{v:.0}"),
+            change(x.redirects as f64, y.redirects as f64),
+        );
+    }
     out
 }
 

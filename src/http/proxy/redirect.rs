@@ -25,10 +25,11 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode, Uri};
 
 use crate::access;
-use crate::access_log::{Hierarchy, HierarchyCode, ResultCode, ResultTag};
+use crate::access_log::{Hierarchy, ResultCode, ResultTag};
 use crate::caching::RequestDirectives;
 use crate::http::body::{ClientBody, ProxyBody};
 use crate::http::target::{PortKind, Target};
+use crate::peers::holder;
 use crate::store::Key;
 
 use super::admit::Arrival;
@@ -102,20 +103,18 @@ fn marked(uri: &Uri) -> bool {
         .is_some_and(|pq| split_marker(pq.as_str()).is_some())
 }
 
-/// Requests never redirected: other methods than GET, Range requests,
-/// credentials (Authorization, Proxy-Authorization, and Cookie: the
-/// client's cookies are for the site's host name, not the holder's),
-/// `only-if-cached` (the client wants this cache's answer), and requests
-/// already redirected (the marker).
-fn redirectable(parts: &http::request::Parts) -> bool {
+/// Requests never redirected besides non-GETs and marked ones (the rule,
+/// [`holder::may_redirect`], says so): Range requests, credentials
+/// (Authorization, Proxy-Authorization, and Cookie: the client's cookies
+/// are for the site's host name, not the holder's) and `only-if-cached`
+/// (the client wants this cache's answer).
+fn excluded(parts: &http::request::Parts) -> bool {
     let h = &parts.headers;
-    parts.method == Method::GET
-        && !h.contains_key(header::RANGE)
-        && !h.contains_key(header::AUTHORIZATION)
-        && !h.contains_key(header::PROXY_AUTHORIZATION)
-        && !h.contains_key(header::COOKIE)
-        && !RequestDirectives::parse(h).only_if_cached
-        && !marked(&parts.uri)
+    h.contains_key(header::RANGE)
+        || h.contains_key(header::AUTHORIZATION)
+        || h.contains_key(header::PROXY_AUTHORIZATION)
+        || h.contains_key(header::COOKIE)
+        || RequestDirectives::parse(h).only_if_cached
 }
 
 /// Sizes of objects this cache has seen headers of (a HEAD it forwarded,
@@ -259,14 +258,6 @@ impl Redirects {
     }
 }
 
-/// A sibling hit: the first source is a sibling that holds the object.
-fn holder_hit(code: HierarchyCode) -> bool {
-    matches!(
-        code,
-        HierarchyCode::SiblingHit | HierarchyCode::CdSiblingHit
-    )
-}
-
 impl Proxy {
     /// Remembers the size of a 200 response for `url` for the size floor
     /// (when redirects are configured).
@@ -287,36 +278,29 @@ impl Proxy {
         siblings_ok: bool,
     ) -> Result<Response<ClientBody>, Txn> {
         let config = &self.config;
-        if config.holder_redirect.is_empty()
-            || !txn.arrival.accelerated()
-            || !siblings_ok
-            || !redirectable(parts)
-            || !self
-                .neighbours
-                .table
-                .peers
-                .iter()
-                .any(|p| p.config.public_url.is_some())
-        {
+        // Most configurations redirect nothing: no header parsed for them.
+        if config.holder_redirect.is_empty() {
             return Err(txn);
         }
-        let req = txn.arrival.acl_request(txn.client, "GET", target);
-        let details = access::Details {
-            request_headers: Some(&parts.headers),
-            ..access::Details::default()
+        let ask = holder::Ask {
+            accelerated: txn.arrival.accelerated(),
+            get: parts.method == Method::GET,
+            excluded: excluded(parts),
+            marked: marked(&parts.uri),
+            siblings_ok,
+            size_seen: (config.holder_redirect_min_size.value > 0)
+                .then(|| self.redirects.sizes.get(&super::url_key(&target.url)))
+                .flatten(),
         };
-        if !access::check_with(&config.holder_redirect, config, &req, &details).allowed() {
-            return Err(txn);
-        }
-        // A size seen below the floor: not worth the client's extra round trip.
-        let floor = config.holder_redirect_min_size.value;
-        if floor > 0
-            && self
-                .redirects
-                .sizes
-                .get(&super::url_key(&target.url))
-                .is_some_and(|size| size < floor)
-        {
+        let allowed = || {
+            let req = txn.arrival.acl_request(txn.client, "GET", target);
+            let details = access::Details {
+                request_headers: Some(&parts.headers),
+                ..access::Details::default()
+            };
+            access::check_with(&config.holder_redirect, config, &req, &details).allowed()
+        };
+        if !holder::may_redirect(config, &ask, allowed) {
             return Err(txn);
         }
         let fwd = Forwarding {
@@ -329,11 +313,11 @@ impl Proxy {
             body: None,
         };
         let routes = self.routes(&fwd).await;
-        let holder = routes
-            .first()
-            .filter(|r| holder_hit(r.source.code))
-            .and_then(|r| Some((r, self.neighbours.table.get(r.source.peer?)?)))
-            .and_then(|(r, peer)| Some((r.source.code, peer, peer.config.public_url.as_ref()?)));
+        let holder = routes.first().and_then(|r| {
+            let peer = self.neighbours.table.get(r.source.peer?)?;
+            let public_url = holder::holder_url(r.source.code, peer.config.public_url.as_deref())?;
+            Some((r.source.code, peer, public_url))
+        });
         let Some((code, peer, public_url)) = holder else {
             self.redirects.handoff.put(&fwd, routes);
             return Err(txn);
