@@ -605,17 +605,18 @@ impl Neighbours {
                 }
             }
         }
-        let decision = decide(
+        let decision = decide_with_digest(
             self.table.as_ref(),
             &self.hashes,
             config,
             req,
             direct,
-            replies.as_ref(),
+            None,
+            replies,
             now,
         );
         self.table.apply_all(&decision.effects);
-        if let Some(r) = &replies {
+        if let Some(r) = &decision.selection.replies {
             self.note_nearest_reply(r, &decision.selection);
         }
         decision.selection

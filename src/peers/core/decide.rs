@@ -269,11 +269,25 @@ pub fn to_ping(
     start: usize,
     now: Instant,
 ) -> (Vec<(PeerId, PeerType)>, Vec<Effect>) {
+    // Sized once: growing a Vec from empty costs more than allocating it.
+    let mut out = Vec::with_capacity(view.peer_count());
+    let effects = to_ping_into(view, config, req, start, now, &mut out);
+    (out, effects)
+}
+
+/// [`to_ping`] into the caller's list `out` (emptied first), kept across
+/// requests by a caller that makes many; returns the effects.
+pub fn to_ping_into(
+    view: &impl PeerView,
+    config: &Config,
+    req: &SelectRequest<'_>,
+    start: usize,
+    now: Instant,
+    out: &mut Vec<(PeerId, PeerType)>,
+) -> Vec<Effect> {
     let at = At::new(view, now);
     let n = view.peer_count();
-    // Sized once: a round is made per request, and growing a Vec from
-    // empty costs more than allocating it.
-    let mut out = Vec::with_capacity(n);
+    out.clear();
     for k in 0..n {
         let id = (start + k) % n;
         let Some(p) = at.peer(id) else { continue };
@@ -305,7 +319,7 @@ pub fn to_ping(
         }
         out.push((id, t));
     }
-    (out, at.finish())
+    at.finish()
 }
 
 /// Squid's neighborsDigestSelect (squid-spec 3.2 a, 5.4), for a
@@ -570,7 +584,8 @@ fn some_parent<V: PeerView>(
 }
 
 /// The ordered sources (squid-spec 3.2), given the round's replies if
-/// any, and the effects to apply (round-robin steps, resets, dead peers).
+/// any (copied into the selection: [`decide_with_digest`] moves them),
+/// and the effects to apply (round-robin steps, resets, dead peers).
 pub fn decide(
     view: &impl PeerView,
     hashes: &HashParents,
@@ -580,11 +595,12 @@ pub fn decide(
     replies: Option<&Replies>,
     now: Instant,
 ) -> Decision {
-    decide_with_digest(view, hashes, config, req, direct, None, replies, now)
+    decide_with_digest(view, hashes, config, req, direct, None, replies.cloned(), now)
 }
 
 /// [`decide`] after a digest lookup: a peer whose digest predicted a hit
 /// ([`digest_choice`]) comes first, as CD_SIBLING_HIT or CD_PARENT_HIT.
+/// The round's replies move into the selection.
 #[allow(clippy::too_many_arguments)]
 pub fn decide_with_digest(
     view: &impl PeerView,
@@ -593,7 +609,7 @@ pub fn decide_with_digest(
     req: &SelectRequest<'_>,
     direct: Direct,
     digest_hit: Option<(PeerId, PeerType)>,
-    replies: Option<&Replies>,
+    replies: Option<Replies>,
     now: Instant,
 ) -> Decision {
     let at = At::new(view, now);
@@ -618,7 +634,7 @@ pub fn decide_with_digest(
             };
             add(&mut sources, id, code);
         }
-        if let Some(r) = replies {
+        if let Some(r) = &replies {
             if let Some(id) = r.hit {
                 let code = match answer_type(view, &r.asked, id, host) {
                     PeerType::Parent => HierarchyCode::ParentHit,
@@ -665,8 +681,8 @@ pub fn decide_with_digest(
     Decision {
         selection: Selection {
             sources,
-            timed_out: replies.is_some_and(|r| r.timed_out),
-            replies: replies.cloned(),
+            timed_out: replies.as_ref().is_some_and(|r| r.timed_out),
+            replies,
         },
         effects: at.finish(),
     }
