@@ -399,11 +399,7 @@ impl<'m> Engine<'m> {
         let mut digest_hit = None;
         if queries_wanted(direct, &req) {
             let start = self.nodes[at].next_ping_start();
-            let view = View {
-                nodes: &self.nodes,
-                at,
-                key: self.objects.key(object),
-            };
+            let view = View::new(&self.nodes, at, self.objects.key(object));
             let (hit, effects) = digest_choice(&view, config, &req, start, now);
             let mut targets = std::mem::take(&mut self.lists.targets);
             targets.clear();
@@ -423,11 +419,7 @@ impl<'m> Engine<'m> {
                 now_ms = ended;
             }
         }
-        let view = View {
-            nodes: &self.nodes,
-            at,
-            key: self.objects.key(object),
-        };
+        let view = View::new(&self.nodes, at, self.objects.key(object));
         let decision = if digest_hit.is_some() {
             decide_with_digest(
                 &view,
@@ -594,11 +586,7 @@ impl<'m> Engine<'m> {
             });
         }
         let now = self.instant(ready);
-        let view = View {
-            nodes: &self.nodes,
-            at,
-            key: self.objects.key(object),
-        };
+        let view = View::new(&self.nodes, at, self.objects.key(object));
         let mut queries = std::mem::take(&mut self.lists.queries);
         let mut effects = std::mem::take(&mut self.lists.effects);
         let spare = std::mem::take(&mut self.lists.spare);

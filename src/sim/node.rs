@@ -8,7 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use cuttle_protocol::digest;
+use cuttle_protocol::digest::{self, KeyWords};
 use cuttle_protocol::key::StoreKey;
 
 use super::mesh::{Kind, Mesh};
@@ -86,19 +86,16 @@ impl Digest {
         }
     }
 
-    /// Whether a reader finds `key` in this digest (`squid_reader`: the
-    /// reader is a Squid, which garbles what a Squid serves).
-    pub fn holds(&self, key: &StoreKey, squid_reader: bool) -> bool {
+    /// Whether a reader finds the key split into `words` in this digest
+    /// (`squid_reader`: the reader is a Squid, which garbles what a Squid
+    /// serves).
+    pub fn holds(&self, words: &KeyWords, squid_reader: bool) -> bool {
         let Some(exact) = &self.exact else {
             return false;
         };
         match (&self.garbled, squid_reader) {
-            (Some(mask), true) => digest::DigestRef {
-                header: exact.header(),
-                mask,
-            }
-            .contains(key),
-            _ => exact.contains(key),
+            (Some(mask), true) => words.in_mask(mask),
+            _ => exact.contains_words(words),
         }
     }
 }
@@ -321,10 +318,20 @@ impl PeerView for SimNode<'_> {
 pub struct View<'a, 'm> {
     pub nodes: &'a [SimNode<'m>],
     pub at: usize,
-    pub key: &'a StoreKey,
+    /// The request's store key, split once for every peer's digest.
+    pub words: KeyWords,
 }
 
-impl View<'_, '_> {
+impl<'a, 'm> View<'a, 'm> {
+    pub fn new(nodes: &'a [SimNode<'m>], at: usize, key: &StoreKey) -> View<'a, 'm> {
+        View {
+            nodes,
+            at,
+            words: KeyWords::of(key),
+        }
+    }
+
+
     fn node(&self) -> &SimNode<'_> {
         &self.nodes[self.at]
     }
@@ -366,7 +373,7 @@ impl PeerView for View<'_, '_> {
         if !peer.config.digest_generation.value {
             return None;
         }
-        Some(peer.digest.holds(self.key, node.kind == Kind::Squid))
+        Some(peer.digest.holds(&self.words, node.kind == Kind::Squid))
     }
 }
 
@@ -405,7 +412,9 @@ mod tests {
         keys.iter().for_each(|k| exact.add(k));
         assert_eq!(exact.mask().len(), 10_000);
         let found = |d: &Digest, squid_reader: bool| {
-            keys.iter().filter(|k| d.holds(k, squid_reader)).count()
+            keys.iter()
+                .filter(|k| d.holds(&digest::KeyWords::of(k), squid_reader))
+                .count()
         };
         let by_squid = Digest::served(exact.clone(), true);
         let by_cuttle = Digest::served(exact, false);

@@ -46,6 +46,9 @@ struct At<'v, V> {
     /// Round-robin counters as this decision changed them (a reset zeroes
     /// every one; a step adds to one).
     rr: RefCell<RoundRobin>,
+    /// Whether the 5-minute reset is due: fixed for a decision (its `now`
+    /// and the table's last reset do not change), so worked out once.
+    rr_reset_due: std::cell::Cell<Option<bool>>,
 }
 
 #[derive(Default)]
@@ -62,6 +65,7 @@ impl<'v, V: PeerView> At<'v, V> {
             now,
             effects: RefCell::default(),
             rr: RefCell::default(),
+            rr_reset_due: std::cell::Cell::new(None),
         }
     }
 
@@ -115,7 +119,16 @@ impl<'v, V: PeerView> At<'v, V> {
 
     /// Squid's 5-minute peerClearRR, checked before each pick.
     fn maybe_reset_rr(&self) {
-        let due = self.now.saturating_duration_since(self.view.rr_reset_at()) >= RR_RESET_PERIOD;
+        let due = self.rr_reset_due.get().unwrap_or_else(|| {
+            // now - reset_at >= period, compared as instants.
+            let due = self
+                .view
+                .rr_reset_at()
+                .checked_add(RR_RESET_PERIOD)
+                .is_some_and(|due_at| self.now >= due_at);
+            self.rr_reset_due.set(Some(due));
+            due
+        });
         let already = self
             .effects
             .borrow()
