@@ -30,6 +30,8 @@ const RTT_SAMPLE_MAX_MS: u64 = 10_000;
 pub struct SimPeer<'m> {
     /// Its cache_peer line.
     pub config: &'m CachePeer,
+    /// `config.host`, shared with the selections that name it.
+    pub host: std::sync::Arc<str>,
     /// The mesh node at the peer's address (`None`: not in the mesh, it
     /// never answers and cannot be fetched from).
     pub node: Option<usize>,
@@ -179,6 +181,7 @@ impl<'m> SimNode<'m> {
                 let ip: Option<IpAddr> = cp.host.parse().ok();
                 SimPeer {
                     config: cp,
+                    host: cp.host.as_str().into(),
                     node: ip.and_then(|ip| mesh.node_at(ip)),
                     icp_addr: ip
                         .filter(|_| cp.icp_port != 0)
@@ -295,6 +298,7 @@ impl PeerView for SimNode<'_> {
         let p = self.peers.get(id)?;
         Some(PeerInfo {
             config: p.config,
+            host: &p.host,
             icp_addr: p.icp_addr,
             health: p.health,
         })

@@ -237,12 +237,18 @@ pub fn queries_wanted(direct: Direct, req: &SelectRequest<'_>) -> bool {
 
 /// The peer's type for this host after `neighbor_type_domain` (the last
 /// matching line wins, as Squid walks the list keeping the last match).
-#[inline]
+#[inline(always)]
 pub fn peer_type_for(p: &CachePeer, host: &str) -> PeerType {
-    // Most peers have no neighbor_type_domain: no host to fold then.
+    // Most peers have no neighbor_type_domain: no host to fold then, and
+    // this test inlined into the per-peer loops.
     if p.type_domains.is_empty() {
         return p.peer_type;
     }
+    peer_type_by_domain(p, host)
+}
+
+#[inline(never)]
+fn peer_type_by_domain(p: &CachePeer, host: &str) -> PeerType {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     let mut t = p.peer_type;
     for td in &p.type_domains {
@@ -636,7 +642,7 @@ pub fn decide_with_digest(
         }
         if let Some(p) = at.peer(id) {
             let t = peer_type_for(p.config, host);
-            sources.push(Source::peer(id, p.config, code, t));
+            sources.push(Source::peer(id, p.config, p.host, code, t));
         }
     };
     if direct != Direct::Yes {
