@@ -66,11 +66,7 @@ impl KeyWords {
     /// Whether all four of the key's bits are set in `mask`.
     pub fn in_mask(&self, mask: &[u8]) -> bool {
         let bits = mask.len() as u64 * 8;
-        bits > 0
-            && self
-                .0
-                .iter()
-                .all(|&w| is_set(mask, u64::from(w) % bits))
+        bits > 0 && self.0.iter().all(|&w| is_set(mask, u64::from(w) % bits))
     }
 }
 
@@ -405,11 +401,18 @@ mod tests {
             };
             for k in &keys {
                 let words = KeyWords::of(k);
-                assert_eq!(words.in_mask(d.mask()), d.contains(k), "capacity {capacity}");
+                assert_eq!(
+                    words.in_mask(d.mask()),
+                    d.contains(k),
+                    "capacity {capacity}"
+                );
                 assert_eq!(as_ref.contains_words(&words), as_ref.contains(k));
             }
         }
-        assert!(!KeyWords::of(&keys[0]).in_mask(&[]), "an empty mask holds nothing");
+        assert!(
+            !KeyWords::of(&keys[0]).in_mask(&[]),
+            "an empty mask holds nothing"
+        );
     }
 
     #[test]

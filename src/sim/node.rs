@@ -335,7 +335,6 @@ impl<'a, 'm> View<'a, 'm> {
         }
     }
 
-
     fn node(&self) -> &SimNode<'_> {
         &self.nodes[self.at]
     }

@@ -614,7 +614,16 @@ pub fn decide(
     replies: Option<&Replies>,
     now: Instant,
 ) -> Decision {
-    decide_with_digest(view, hashes, config, req, direct, None, replies.cloned(), now)
+    decide_with_digest(
+        view,
+        hashes,
+        config,
+        req,
+        direct,
+        None,
+        replies.cloned(),
+        now,
+    )
 }
 
 /// [`decide`] after a digest lookup: a peer whose digest predicted a hit
