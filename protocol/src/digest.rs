@@ -46,15 +46,28 @@ pub fn mask_len(capacity: u32, bits_per_entry: u8) -> usize {
 /// The four mask bits of `key` in a mask of `mask_bits` bits: each
 /// 4-byte word of the key, big-endian, modulo the bit count.
 fn bit_positions(key: &StoreKey, mask_bits: u64) -> [u64; 4] {
-    let word = |i: usize| {
-        u64::from(u32::from_be_bytes([
-            key[4 * i],
-            key[4 * i + 1],
-            key[4 * i + 2],
-            key[4 * i + 3],
-        ]))
-    };
-    [0, 1, 2, 3].map(|i| word(i) % mask_bits)
+    KeyWords::of(key).0.map(|w| u64::from(w) % mask_bits)
+}
+
+/// A key split into its four big-endian 4-byte words: its bits in any
+/// mask are these modulo the mask's bit count, so a key looked up in
+/// several digests (one per peer) is split once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyWords([u32; 4]);
+
+impl KeyWords {
+    pub fn of(key: &StoreKey) -> KeyWords {
+        let word = |i: usize| {
+            u32::from_be_bytes([key[4 * i], key[4 * i + 1], key[4 * i + 2], key[4 * i + 3]])
+        };
+        KeyWords([word(0), word(1), word(2), word(3)])
+    }
+
+    /// Whether all four of the key's bits are set in `mask`.
+    pub fn in_mask(&self, mask: &[u8]) -> bool {
+        let bits = mask.len() as u64 * 8;
+        bits > 0 && self.0.iter().all(|&w| is_set(mask, u64::from(w) % bits))
+    }
 }
 
 /// Bit `b` lives in byte `b / 8`, least significant bit first.
@@ -120,6 +133,11 @@ impl Digest {
         mask_contains(&self.mask, key)
     }
 
+    /// [`Digest::contains`] for a key already split.
+    pub fn contains_words(&self, words: &KeyWords) -> bool {
+        words.in_mask(&self.mask)
+    }
+
     pub fn header(&self) -> Header {
         Header {
             current_version: CURRENT_VERSION,
@@ -175,6 +193,12 @@ impl DigestRef<'_> {
     /// filter).
     pub fn contains(&self, key: &StoreKey) -> bool {
         mask_contains(self.mask, key)
+    }
+
+    /// [`DigestRef::contains`] for a key already split ([`KeyWords`]):
+    /// what a caller testing one key against many digests uses.
+    pub fn contains_words(&self, words: &KeyWords) -> bool {
+        words.in_mask(self.mask)
     }
 
     /// The share of mask bits set.
@@ -358,6 +382,37 @@ mod tests {
         let mut d = Digest::new(8, 4); // 32 bits
         d.add(&key);
         assert_eq!(d.mask(), [0b0000_0010, 0b0000_0010, 0b0000_0010, 0]);
+    }
+
+    #[test]
+    fn a_key_split_once_is_found_in_every_digest_as_its_key_is() {
+        // Digests of different sizes (bit counts not powers of two among
+        // them), half the keys added: the words of a key, split once,
+        // answer in each mask what the key itself answers.
+        let keys: Vec<StoreKey> = (0..400)
+            .map(|i| store_key(Method::Get, format!("http://h/{i}").as_bytes()))
+            .collect();
+        for capacity in [1, 7, 100, 1000, 4099] {
+            let mut d = Digest::new(capacity, 5);
+            keys.iter().step_by(2).for_each(|k| d.add(k));
+            let as_ref = DigestRef {
+                header: d.header(),
+                mask: d.mask(),
+            };
+            for k in &keys {
+                let words = KeyWords::of(k);
+                assert_eq!(
+                    words.in_mask(d.mask()),
+                    d.contains(k),
+                    "capacity {capacity}"
+                );
+                assert_eq!(as_ref.contains_words(&words), as_ref.contains(k));
+            }
+        }
+        assert!(
+            !KeyWords::of(&keys[0]).in_mask(&[]),
+            "an empty mask holds nothing"
+        );
     }
 
     #[test]

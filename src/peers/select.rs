@@ -120,7 +120,9 @@ pub struct Source {
     /// `None` = DIRECT (the URL's own host).
     pub peer: Option<PeerId>,
     pub code: HierarchyCode,
-    pub host: String,
+    /// Shared with the peer table (a peer's) or made once per selection
+    /// (DIRECT's): a selection copies no host per source.
+    pub host: Arc<str>,
     pub port: u16,
     /// Send `Cache-Control: only-if-cached` (a sibling without allow-miss).
     pub only_if_cached: bool,
@@ -139,7 +141,7 @@ impl Source {
         Source {
             peer: None,
             code: HierarchyCode::HierDirect,
-            host: host.to_string(),
+            host: Arc::from(host),
             port,
             only_if_cached: false,
             absolute_form: false,
@@ -149,16 +151,19 @@ impl Source {
         }
     }
 
+    /// Peer `id`, whose config is `p` and host `host` (its table's shared
+    /// copy of `p.host`).
     pub(crate) fn peer(
         id: PeerId,
         p: &CachePeer,
+        host: &Arc<str>,
         code: HierarchyCode,
         peer_type: PeerType,
     ) -> Source {
         Source {
             peer: Some(id),
             code,
-            host: p.host.clone(),
+            host: Arc::clone(host),
             port: p.http_port,
             only_if_cached: peer_type == PeerType::Sibling && !p.allow_miss,
             absolute_form: !p.originserver,
@@ -605,17 +610,18 @@ impl Neighbours {
                 }
             }
         }
-        let decision = decide(
+        let decision = decide_with_digest(
             self.table.as_ref(),
             &self.hashes,
             config,
             req,
             direct,
-            replies.as_ref(),
+            None,
+            replies,
             now,
         );
         self.table.apply_all(&decision.effects);
-        if let Some(r) = &replies {
+        if let Some(r) = &decision.selection.replies {
             self.note_nearest_reply(r, &decision.selection);
         }
         decision.selection

@@ -121,6 +121,8 @@ impl RttHistogram {
 #[derive(Debug)]
 pub struct Peer {
     pub config: CachePeer,
+    /// `config.host`, shared with the selections that name it.
+    pub host: Arc<str>,
     /// The address ICP queries go to and replies must come from; `None`
     /// when the host is not an address and did not resolve.
     pub icp_addr: Option<SocketAddr>,
@@ -152,6 +154,7 @@ impl Peer {
         let s = self.state();
         PeerInfo {
             config: &self.config,
+            host: &self.host,
             icp_addr: self.icp_addr,
             health: Health {
                 tcp_up: s.tcp_up,
@@ -347,6 +350,7 @@ impl PeerTable {
                     })
                 });
                 Peer {
+                    host: Arc::from(cp.host.as_str()),
                     config: cp,
                     icp_addr,
                     state: Mutex::new(state),

@@ -41,8 +41,9 @@ use super::verdicts::{Protocol as Asked, QueryVerdicts};
 use crate::access;
 use crate::caching::freshness::{is_fresh, times_of, Exchange, Facts};
 use crate::caching::Rule;
-use crate::peers::core::decide::{decide, decide_with_digest, digest_choice, to_ping};
-use crate::peers::core::round::{QueryRound, Reply, Step};
+use crate::peers::core::decide::{decide_with_digest, digest_choice, to_ping_into};
+use crate::peers::core::round::{Query, QueryRound, Replies, Reply, Step};
+use crate::peers::core::{Effect, PeerId};
 use crate::peers::htcp_server::tst_finds;
 use crate::peers::icp_server::answers_hit;
 use crate::peers::select::{
@@ -116,6 +117,19 @@ pub struct Engine<'m> {
     verdicts: QueryVerdicts,
     /// Each node's holder_redirect state (`sim::redirect`).
     pub(super) redirects: super::redirect::Redirects,
+    /// The selection core's lists, kept from request to request.
+    lists: CoreLists,
+}
+
+/// The lists a query round fills, kept by the engine so that a request
+/// allocates none: the peers to ask, the last round's replies (their
+/// lists reused by the next round), the queries and their effects.
+#[derive(Default)]
+struct CoreLists {
+    targets: Vec<(PeerId, crate::config::PeerType)>,
+    spare: Replies,
+    queries: Vec<Query>,
+    effects: Vec<Effect>,
 }
 
 /// Unix seconds, whole, for the freshness code.
@@ -153,6 +167,7 @@ impl<'m> Engine<'m> {
             chain: Vec::new(),
             replies: Vec::new(),
             late: Vec::new(),
+            lists: CoreLists::default(),
             clients: HashMap::default(),
             unrouted: 0,
             jitter: StdRng::seed_from_u64(options.seed),
@@ -403,31 +418,27 @@ impl<'m> Engine<'m> {
         let mut digest_hit = None;
         if queries_wanted(direct, &req) {
             let start = self.nodes[at].next_ping_start();
-            let view = View {
-                nodes: &self.nodes,
-                at,
-                key: self.objects.key(object),
-            };
+            let view = View::new(&self.nodes, at, self.objects.key(object));
             let (hit, effects) = digest_choice(&view, config, &req, start, now);
-            let (targets, more) = if hit.is_none() {
-                to_ping(&view, config, &req, start, now)
+            let mut targets = std::mem::take(&mut self.lists.targets);
+            targets.clear();
+            let more = if hit.is_none() {
+                to_ping_into(&view, config, &req, start, now, &mut targets)
             } else {
-                (Vec::new(), Vec::new())
+                Vec::new()
             };
             self.nodes[at].apply_all(&effects);
             self.nodes[at].apply_all(&more);
             digest_hit = hit;
-            if !targets.is_empty() {
+            if targets.is_empty() {
+                self.lists.targets = targets;
+            } else {
                 let (r, ended) = self.query_round(at, object, &req, host, targets, ready);
                 replies = r;
                 now_ms = ended;
             }
         }
-        let view = View {
-            nodes: &self.nodes,
-            at,
-            key: self.objects.key(object),
-        };
+        let view = View::new(&self.nodes, at, self.objects.key(object));
         let decision = if digest_hit.is_some() {
             decide_with_digest(
                 &view,
@@ -440,18 +451,25 @@ impl<'m> Engine<'m> {
                 now,
             )
         } else {
-            decide(
+            decide_with_digest(
                 &view,
                 &self.nodes[at].hashes,
                 config,
                 &req,
                 direct,
-                replies.as_ref(),
+                None,
+                replies,
                 self.instant(now_ms),
             )
         };
         self.nodes[at].apply_all(&decision.effects);
-        (decision.selection.sources, now_ms)
+        let mut selection = decision.selection;
+        // The round's lists serve the next round.
+        if let Some(mut r) = selection.replies.take() {
+            self.lists.targets = std::mem::take(&mut r.asked);
+            self.lists.spare = r;
+        }
+        (selection.sources, now_ms)
     }
 
     /// The walk down the sources from `now_ms`; the flag: the copy is not
@@ -572,12 +590,13 @@ impl<'m> Engine<'m> {
         host: &str,
         mut targets: Vec<(usize, crate::config::PeerType)>,
         ready: f64,
-    ) -> (Option<crate::peers::core::round::Replies>, f64) {
+    ) -> (Option<Replies>, f64) {
         let epoch = self.epoch.unwrap_or(0.0);
         let config = self.nodes[at].config;
         // No icp_port: the proxy's ICP client sends nothing (Squid's "ICP
         // is disabled!"); no htcp_port: HTCP peers are not asked.
         if config.icp_port.value == 0 {
+            self.lists.targets = targets;
             return (None, ready);
         }
         if config.htcp_port.value == 0 {
@@ -589,12 +608,20 @@ impl<'m> Engine<'m> {
             });
         }
         let now = self.instant(ready);
-        let view = View {
-            nodes: &self.nodes,
-            at,
-            key: self.objects.key(object),
-        };
-        let (mut round, queries, effects) = QueryRound::start(&view, host, &targets, true, now);
+        let view = View::new(&self.nodes, at, self.objects.key(object));
+        let mut queries = std::mem::take(&mut self.lists.queries);
+        let mut effects = std::mem::take(&mut self.lists.effects);
+        let spare = std::mem::take(&mut self.lists.spare);
+        let mut round = QueryRound::start_in(
+            &view,
+            host,
+            targets,
+            spare,
+            true,
+            now,
+            &mut queries,
+            &mut effects,
+        );
         round.note_sent(queries.len());
         let from = self.nodes[at].address;
         let unix_now = unix(epoch, ready);
@@ -690,6 +717,8 @@ impl<'m> Engine<'m> {
         for q in &queries {
             node.apply(&q.effect);
         }
+        self.lists.queries = queries;
+        self.lists.effects = effects;
         // Replies after the round still revive the peer; their RTT counts
         // only if they come while the request is in flight (see `forward`).
         self.late.clear();

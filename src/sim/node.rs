@@ -8,7 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use cuttle_protocol::digest;
+use cuttle_protocol::digest::{self, KeyWords};
 use cuttle_protocol::key::StoreKey;
 
 use super::mesh::{Kind, Mesh};
@@ -30,6 +30,8 @@ const RTT_SAMPLE_MAX_MS: u64 = 10_000;
 pub struct SimPeer<'m> {
     /// Its cache_peer line.
     pub config: &'m CachePeer,
+    /// `config.host`, shared with the selections that name it.
+    pub host: std::sync::Arc<str>,
     /// The mesh node at the peer's address (`None`: not in the mesh, it
     /// never answers and cannot be fetched from).
     pub node: Option<usize>,
@@ -86,19 +88,16 @@ impl Digest {
         }
     }
 
-    /// Whether a reader finds `key` in this digest (`squid_reader`: the
-    /// reader is a Squid, which garbles what a Squid serves).
-    pub fn holds(&self, key: &StoreKey, squid_reader: bool) -> bool {
+    /// Whether a reader finds the key split into `words` in this digest
+    /// (`squid_reader`: the reader is a Squid, which garbles what a Squid
+    /// serves).
+    pub fn holds(&self, words: &KeyWords, squid_reader: bool) -> bool {
         let Some(exact) = &self.exact else {
             return false;
         };
         match (&self.garbled, squid_reader) {
-            (Some(mask), true) => digest::DigestRef {
-                header: exact.header(),
-                mask,
-            }
-            .contains(key),
-            _ => exact.contains(key),
+            (Some(mask), true) => words.in_mask(mask),
+            _ => exact.contains_words(words),
         }
     }
 }
@@ -182,6 +181,7 @@ impl<'m> SimNode<'m> {
                 let ip: Option<IpAddr> = cp.host.parse().ok();
                 SimPeer {
                     config: cp,
+                    host: cp.host.as_str().into(),
                     node: ip.and_then(|ip| mesh.node_at(ip)),
                     icp_addr: ip
                         .filter(|_| cp.icp_port != 0)
@@ -298,6 +298,7 @@ impl PeerView for SimNode<'_> {
         let p = self.peers.get(id)?;
         Some(PeerInfo {
             config: p.config,
+            host: &p.host,
             icp_addr: p.icp_addr,
             health: p.health,
         })
@@ -321,10 +322,19 @@ impl PeerView for SimNode<'_> {
 pub struct View<'a, 'm> {
     pub nodes: &'a [SimNode<'m>],
     pub at: usize,
-    pub key: &'a StoreKey,
+    /// The request's store key, split once for every peer's digest.
+    pub words: KeyWords,
 }
 
-impl View<'_, '_> {
+impl<'a, 'm> View<'a, 'm> {
+    pub fn new(nodes: &'a [SimNode<'m>], at: usize, key: &StoreKey) -> View<'a, 'm> {
+        View {
+            nodes,
+            at,
+            words: KeyWords::of(key),
+        }
+    }
+
     fn node(&self) -> &SimNode<'_> {
         &self.nodes[self.at]
     }
@@ -366,7 +376,7 @@ impl PeerView for View<'_, '_> {
         if !peer.config.digest_generation.value {
             return None;
         }
-        Some(peer.digest.holds(self.key, node.kind == Kind::Squid))
+        Some(peer.digest.holds(&self.words, node.kind == Kind::Squid))
     }
 }
 
@@ -405,7 +415,9 @@ mod tests {
         keys.iter().for_each(|k| exact.add(k));
         assert_eq!(exact.mask().len(), 10_000);
         let found = |d: &Digest, squid_reader: bool| {
-            keys.iter().filter(|k| d.holds(k, squid_reader)).count()
+            keys.iter()
+                .filter(|k| d.holds(&digest::KeyWords::of(k), squid_reader))
+                .count()
         };
         let by_squid = Digest::served(exact.clone(), true);
         let by_cuttle = Digest::served(exact, false);

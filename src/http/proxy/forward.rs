@@ -321,7 +321,7 @@ impl Proxy {
         let tls = match tls {
             Some(Err(reason)) => {
                 return Err(FetchError::SecureConnect {
-                    host: source.host.clone(),
+                    host: source.host.to_string(),
                     reason: reason.to_string(),
                 })
             }
@@ -341,7 +341,7 @@ impl Proxy {
             .await;
         if let Err(e @ FetchError::SecureConnect { .. }) = &sent {
             // Squid logs these at level 1 too: the admin must see them.
-            let name = peer.map_or(source.host.as_str(), |p| p.name());
+            let name = peer.map_or(&*source.host, |p| p.name());
             tracing::warn!(peer = %name, "TLS connection to {name} failed: {e}");
         }
         if let Some(id) = source.peer {

@@ -451,7 +451,7 @@ mod tests {
         let taken = handoff
             .take(&fwd(&plain, [10, 0, 0, 1]))
             .expect("handed off");
-        assert_eq!(taken[0].source.host, "origin.test");
+        assert_eq!(&*taken[0].source.host, "origin.test");
         assert!(
             handoff.take(&fwd(&plain, [10, 0, 0, 1])).is_none(),
             "taken once"

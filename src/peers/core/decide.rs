@@ -46,6 +46,9 @@ struct At<'v, V> {
     /// Round-robin counters as this decision changed them (a reset zeroes
     /// every one; a step adds to one).
     rr: RefCell<RoundRobin>,
+    /// Whether the 5-minute reset is due: fixed for a decision (its `now`
+    /// and the table's last reset do not change), so worked out once.
+    rr_reset_due: std::cell::Cell<Option<bool>>,
 }
 
 #[derive(Default)]
@@ -62,6 +65,7 @@ impl<'v, V: PeerView> At<'v, V> {
             now,
             effects: RefCell::default(),
             rr: RefCell::default(),
+            rr_reset_due: std::cell::Cell::new(None),
         }
     }
 
@@ -115,7 +119,16 @@ impl<'v, V: PeerView> At<'v, V> {
 
     /// Squid's 5-minute peerClearRR, checked before each pick.
     fn maybe_reset_rr(&self) {
-        let due = self.now.saturating_duration_since(self.view.rr_reset_at()) >= RR_RESET_PERIOD;
+        let due = self.rr_reset_due.get().unwrap_or_else(|| {
+            // now - reset_at >= period, compared as instants.
+            let due = self
+                .view
+                .rr_reset_at()
+                .checked_add(RR_RESET_PERIOD)
+                .is_some_and(|due_at| self.now >= due_at);
+            self.rr_reset_due.set(Some(due));
+            due
+        });
         let already = self
             .effects
             .borrow()
@@ -224,12 +237,18 @@ pub fn queries_wanted(direct: Direct, req: &SelectRequest<'_>) -> bool {
 
 /// The peer's type for this host after `neighbor_type_domain` (the last
 /// matching line wins, as Squid walks the list keeping the last match).
-#[inline]
+#[inline(always)]
 pub fn peer_type_for(p: &CachePeer, host: &str) -> PeerType {
-    // Most peers have no neighbor_type_domain: no host to fold then.
+    // Most peers have no neighbor_type_domain: no host to fold then, and
+    // this test inlined into the per-peer loops.
     if p.type_domains.is_empty() {
         return p.peer_type;
     }
+    peer_type_by_domain(p, host)
+}
+
+#[inline(never)]
+fn peer_type_by_domain(p: &CachePeer, host: &str) -> PeerType {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     let mut t = p.peer_type;
     for td in &p.type_domains {
@@ -269,11 +288,25 @@ pub fn to_ping(
     start: usize,
     now: Instant,
 ) -> (Vec<(PeerId, PeerType)>, Vec<Effect>) {
+    // Sized once: growing a Vec from empty costs more than allocating it.
+    let mut out = Vec::with_capacity(view.peer_count());
+    let effects = to_ping_into(view, config, req, start, now, &mut out);
+    (out, effects)
+}
+
+/// [`to_ping`] into the caller's list `out` (emptied first), kept across
+/// requests by a caller that makes many; returns the effects.
+pub fn to_ping_into(
+    view: &impl PeerView,
+    config: &Config,
+    req: &SelectRequest<'_>,
+    start: usize,
+    now: Instant,
+    out: &mut Vec<(PeerId, PeerType)>,
+) -> Vec<Effect> {
     let at = At::new(view, now);
     let n = view.peer_count();
-    // Sized once: a round is made per request, and growing a Vec from
-    // empty costs more than allocating it.
-    let mut out = Vec::with_capacity(n);
+    out.clear();
     for k in 0..n {
         let id = (start + k) % n;
         let Some(p) = at.peer(id) else { continue };
@@ -305,7 +338,7 @@ pub fn to_ping(
         }
         out.push((id, t));
     }
-    (out, at.finish())
+    at.finish()
 }
 
 /// Squid's neighborsDigestSelect (squid-spec 3.2 a, 5.4), for a
@@ -570,7 +603,8 @@ fn some_parent<V: PeerView>(
 }
 
 /// The ordered sources (squid-spec 3.2), given the round's replies if
-/// any, and the effects to apply (round-robin steps, resets, dead peers).
+/// any (copied into the selection: [`decide_with_digest`] moves them),
+/// and the effects to apply (round-robin steps, resets, dead peers).
 pub fn decide(
     view: &impl PeerView,
     hashes: &HashParents,
@@ -580,11 +614,21 @@ pub fn decide(
     replies: Option<&Replies>,
     now: Instant,
 ) -> Decision {
-    decide_with_digest(view, hashes, config, req, direct, None, replies, now)
+    decide_with_digest(
+        view,
+        hashes,
+        config,
+        req,
+        direct,
+        None,
+        replies.cloned(),
+        now,
+    )
 }
 
 /// [`decide`] after a digest lookup: a peer whose digest predicted a hit
 /// ([`digest_choice`]) comes first, as CD_SIBLING_HIT or CD_PARENT_HIT.
+/// The round's replies move into the selection.
 #[allow(clippy::too_many_arguments)]
 pub fn decide_with_digest(
     view: &impl PeerView,
@@ -593,7 +637,7 @@ pub fn decide_with_digest(
     req: &SelectRequest<'_>,
     direct: Direct,
     digest_hit: Option<(PeerId, PeerType)>,
-    replies: Option<&Replies>,
+    replies: Option<Replies>,
     now: Instant,
 ) -> Decision {
     let at = At::new(view, now);
@@ -607,7 +651,7 @@ pub fn decide_with_digest(
         }
         if let Some(p) = at.peer(id) {
             let t = peer_type_for(p.config, host);
-            sources.push(Source::peer(id, p.config, code, t));
+            sources.push(Source::peer(id, p.config, p.host, code, t));
         }
     };
     if direct != Direct::Yes {
@@ -618,7 +662,7 @@ pub fn decide_with_digest(
             };
             add(&mut sources, id, code);
         }
-        if let Some(r) = replies {
+        if let Some(r) = &replies {
             if let Some(id) = r.hit {
                 let code = match answer_type(view, &r.asked, id, host) {
                     PeerType::Parent => HierarchyCode::ParentHit,
@@ -665,8 +709,8 @@ pub fn decide_with_digest(
     Decision {
         selection: Selection {
             sources,
-            timed_out: replies.is_some_and(|r| r.timed_out),
-            replies: replies.cloned(),
+            timed_out: replies.as_ref().is_some_and(|r| r.timed_out),
+            replies,
         },
         effects: at.finish(),
     }

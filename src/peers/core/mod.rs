@@ -17,6 +17,7 @@ pub mod round;
 mod tests;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::CachePeer;
@@ -27,6 +28,9 @@ pub use super::table::{PeerId, Timing};
 #[derive(Debug, Clone, Copy)]
 pub struct PeerInfo<'a> {
     pub config: &'a CachePeer,
+    /// `config.host`, shared: the sources naming the peer hold it without
+    /// copying it per request.
+    pub host: &'a Arc<str>,
     /// Where its ICP (or HTCP) queries go; `None`: no port or no address.
     pub icp_addr: Option<SocketAddr>,
     pub health: Health,

@@ -92,14 +92,17 @@ pub struct Query {
 pub enum Step {
     /// Wait for replies until `deadline`, then call `on_timeout`.
     Wait { deadline: Instant },
-    /// The round is over.
+    /// The round is over: its replies, moved out of the round (a call
+    /// after this one answers `Done` with empty replies; no caller makes
+    /// one).
     Done(Replies),
 }
 
-/// A round in progress.
+/// A round in progress, about a request for `host` (borrowed: the round
+/// lives no longer than the request it serves).
 #[derive(Debug, Clone)]
-pub struct QueryRound {
-    host: String,
+pub struct QueryRound<'h> {
+    host: &'h str,
     query_icmp: bool,
     started: Instant,
     deadline: Instant,
@@ -109,7 +112,7 @@ pub struct QueryRound {
     done: bool,
 }
 
-impl QueryRound {
+impl<'h> QueryRound<'h> {
     /// A round asking `targets` (peer and its type for the URL of `host`)
     /// at `now`; `icp` and `htcp` say which protocols can be sent (a peer
     /// whose protocol cannot is neither asked nor waited for: the caller
@@ -117,19 +120,54 @@ impl QueryRound {
     /// the effects of looking (peers found dead are not waited for).
     pub fn start(
         view: &impl PeerView,
-        host: &str,
+        host: &'h str,
         targets: &[(PeerId, PeerType)],
         icp: bool,
         now: Instant,
-    ) -> (QueryRound, Vec<Query>, Vec<Effect>) {
+    ) -> (QueryRound<'h>, Vec<Query>, Vec<Effect>) {
+        let mut queries = Vec::with_capacity(targets.len());
+        let mut effects = Vec::new();
+        let spare = Replies {
+            replies: Vec::with_capacity(targets.len()),
+            ..Replies::default()
+        };
+        let round = QueryRound::start_in(
+            view,
+            host,
+            targets.to_vec(),
+            spare,
+            icp,
+            now,
+            &mut queries,
+            &mut effects,
+        );
+        (round, queries, effects)
+    }
+
+    /// [`QueryRound::start`] for a caller that runs many rounds and keeps
+    /// its lists: `targets` becomes the round's `asked`, the lists of
+    /// `spare` (a finished round's [`Replies`], or a default one) are
+    /// emptied and reused, and the queries and effects are written into
+    /// `queries` and `effects` (emptied first).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_in(
+        view: &impl PeerView,
+        host: &'h str,
+        targets: Vec<(PeerId, PeerType)>,
+        spare: Replies,
+        icp: bool,
+        now: Instant,
+        queries: &mut Vec<Query>,
+        effects: &mut Vec<Effect>,
+    ) -> QueryRound<'h> {
         let timing = view.timing();
         // Unicast peers count when up; a group counts the whole part of
         // its average number of responders (squid-spec 1.7, 1.9).
         let mut expected_rtts = ExpectedRtts::default();
         let mut expected = 0usize;
-        let mut queries = Vec::with_capacity(targets.len());
-        let mut effects = Vec::new();
-        for &(id, t) in targets {
+        queries.clear();
+        effects.clear();
+        for &(id, t) in &targets {
             let Some(p) = view.peer(id) else { continue };
             let group = p.config.peer_type == PeerType::Multicast;
             if group {
@@ -169,23 +207,30 @@ impl QueryRound {
             });
         }
         let timeout = query_timeout_of(&timing, &expected_rtts);
-        let round = QueryRound {
-            host: host.to_string(),
+        let Replies {
+            mut hits,
+            mut replies,
+            ..
+        } = spare;
+        hits.clear();
+        replies.clear();
+        QueryRound {
+            host,
             query_icmp: view.query_icmp(),
             started: now,
             deadline: now + timeout,
             counted: 0,
             misses: ParentMisses::default(),
             out: Replies {
-                replies: Vec::with_capacity(targets.len()),
+                hits,
+                replies,
                 expected,
                 timeout,
-                asked: targets.to_vec(),
+                asked: targets,
                 ..Replies::default()
             },
             done: false,
-        };
-        (round, queries, effects)
+        }
     }
 
     /// When the queries went out (replies' RTTs count from here).
@@ -211,10 +256,10 @@ impl QueryRound {
     /// A matched reply at `now`.
     pub fn on_reply(&mut self, view: &impl PeerView, reply: Reply, now: Instant) -> Step {
         if self.done {
-            return Step::Done(self.out.clone());
+            return Step::Done(Replies::default());
         }
         self.out.replies.push(reply);
-        let peer_type = answer_type(view, &self.out.asked, reply.peer, &self.host);
+        let peer_type = answer_type(view, &self.out.asked, reply.peer, self.host);
         match reply.opcode {
             Opcode::Hit => {
                 if !self.out.hits.contains(&reply.peer) {
@@ -275,7 +320,7 @@ impl QueryRound {
     /// The deadline passed (a wake-up before it changes nothing).
     pub fn on_timeout(&mut self, now: Instant) -> Step {
         if self.done {
-            return Step::Done(self.out.clone());
+            return Step::Done(Replies::default());
         }
         if now < self.deadline {
             return Step::Wait {
@@ -290,16 +335,18 @@ impl QueryRound {
         self.finish(false)
     }
 
+    /// The end of the round: its replies move out to the caller (once).
     fn finish(&mut self, timed_out: bool) -> Step {
-        if !self.done {
-            self.done = true;
-            // A wait for a nearer copy that did not come still had a HIT
-            // in hand: not a timed-out round (no TIMEOUT_ in the log).
-            self.out.timed_out = timed_out && self.out.hit.is_none();
-            self.out.first_parent_miss = self.misses.first.map(|(id, _)| id);
-            self.out.closest_parent_miss = self.misses.closest.map(|(id, _)| id);
+        if self.done {
+            return Step::Done(Replies::default());
         }
-        Step::Done(self.out.clone())
+        self.done = true;
+        // A wait for a nearer copy that did not come still had a HIT
+        // in hand: not a timed-out round (no TIMEOUT_ in the log).
+        self.out.timed_out = timed_out && self.out.hit.is_none();
+        self.out.first_parent_miss = self.misses.first.map(|(id, _)| id);
+        self.out.closest_parent_miss = self.misses.closest.map(|(id, _)| id);
+        Step::Done(std::mem::take(&mut self.out))
     }
 }
 

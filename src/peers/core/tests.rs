@@ -757,3 +757,43 @@ fn a_dead_nearer_peer_is_not_waited_for() {
     };
     assert_eq!(r.hit, Some(0));
 }
+
+#[test]
+fn a_finished_rounds_replies_move_out_once_and_its_lists_serve_the_next_round() {
+    let text = "cache_peer 127.0.0.2 sibling 3128 3130\ncache_peer 127.0.0.3 sibling 3128 3130\n";
+    let t0 = Instant::now();
+    let t = table_up(text, t0);
+    let targets = vec![(0, PeerType::Sibling), (1, PeerType::Sibling)];
+    let (mut first, _, _) = QueryRound::start(&t, "example.test", &targets, true, t0);
+    let Step::Done(spare) = first.on_reply(&t, reply(0, Opcode::Hit, 2), t0) else {
+        panic!("a HIT ends the round")
+    };
+    assert_eq!((spare.hit, spare.replies.len()), (Some(0), 1));
+    // The replies left the round: a call after its end gets none.
+    let Step::Done(after) = first.on_timeout(t0 + Duration::from_secs(10)) else {
+        panic!("the round is over")
+    };
+    assert!(after.hit.is_none() && after.replies.is_empty(), "{after:?}");
+    // A round on the first one's lists starts with none of its replies.
+    let (mut queries, mut effects) = (Vec::new(), Vec::new());
+    let mut second = QueryRound::start_in(
+        &t,
+        "example.test",
+        targets.clone(),
+        spare,
+        true,
+        t0,
+        &mut queries,
+        &mut effects,
+    );
+    assert_eq!(queries.len(), 2);
+    assert!(matches!(
+        second.on_reply(&t, reply(1, Opcode::Miss, 2), t0),
+        Step::Wait { .. }
+    ));
+    let Step::Done(r) = second.on_reply(&t, reply(0, Opcode::Miss, 3), t0) else {
+        panic!("both peers answered")
+    };
+    let peers: Vec<usize> = r.replies.iter().map(|r| r.peer).collect();
+    assert_eq!((peers, r.hit, r.hits.len()), (vec![1, 0], None, 0), "{r:?}");
+}

@@ -489,7 +489,13 @@ fn creds(
     let source = match id {
         Some(id) => {
             let p = t.get(id).expect("peer");
-            Source::peer(id, &p.config, HierarchyCode::AnyOldParent, PeerType::Parent)
+            Source::peer(
+                id,
+                &p.config,
+                &p.host,
+                HierarchyCode::AnyOldParent,
+                PeerType::Parent,
+            )
         }
         None => Source::direct("example.test", 80),
     };
