@@ -168,15 +168,23 @@ impl DigestSlot {
         if !self.needed.swap(true, Ordering::Relaxed) {
             self.events().needed = Some(SystemTime::now());
         }
-        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
-        let received = current.as_ref()?;
-        let parsed = digest::parse(&received.bytes).ok()?;
-        let hit = parsed.contains(key);
+        let hit = self.predicts(key)?;
         self.lookups.fetch_add(1, Ordering::Relaxed);
         if hit {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
         Some(hit)
+    }
+
+    /// What the digest says of `key`, neither counted as a lookup nor
+    /// marking the digest wanted: for a second look at a choice already
+    /// made (the nearest-copy counters), which must not change the
+    /// digest's hit and false-hit figures.
+    pub fn predicts(&self, key: &StoreKey) -> Option<bool> {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        let received = current.as_ref()?;
+        let parsed = digest::parse(&received.bytes).ok()?;
+        Some(parsed.contains(key))
     }
 
     /// The digest now held, if any.

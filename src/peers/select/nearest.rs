@@ -3,8 +3,9 @@
 //! earlier HIT.
 
 use super::{Neighbours, Replies, Selection};
-use crate::peers::core::PeerView as _;
+use crate::peers::peer_digest::wants_digest;
 use crate::peers::table::PeerId;
+use cuttle_protocol::key::{store_key, Method};
 
 impl Neighbours {
     /// Counts a choice among several peers that answered HIT: the one
@@ -22,8 +23,14 @@ impl Neighbours {
     /// Counts a digest choice when several peers' digests predicted a hit
     /// (`digest_choice` took the nearest by RTT).
     pub(super) fn note_nearest_digest(&self, chosen: PeerId, url: &str) {
-        let holders = (0..self.table.peers.len())
-            .filter(|&id| self.table.digest_holds(id, url) == Some(true))
+        // Not `digest_holds`: that counts a lookup, and this choice was
+        // already counted when it was made.
+        let key = store_key(Method::Get, url.as_bytes());
+        let holders = self
+            .table
+            .peers
+            .iter()
+            .filter(|p| wants_digest(&p.config) && p.digest.predicts(&key) == Some(true))
             .count();
         if holders > 1 {
             self.note_nearest(chosen, false);
