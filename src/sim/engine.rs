@@ -41,7 +41,7 @@ use super::verdicts::{Protocol as Asked, QueryVerdicts};
 use crate::access;
 use crate::caching::freshness::{is_fresh, times_of, Exchange, Facts};
 use crate::caching::Rule;
-use crate::peers::core::decide::{decide_with_digest, digest_choice, to_ping_into};
+use crate::peers::core::decide::{decide_in, digest_choice, to_ping_into, Kept};
 use crate::peers::core::round::{Query, QueryRound, Replies, Reply, Step};
 use crate::peers::core::{Effect, PeerId};
 use crate::peers::htcp_server::tst_finds;
@@ -126,6 +126,8 @@ pub struct Engine<'m> {
 /// lists reused by the next round), the queries and their effects.
 #[derive(Default)]
 struct CoreLists {
+    /// The last selection's sources, emptied: the next one fills it.
+    sources: Vec<Source>,
     targets: Vec<(PeerId, crate::config::PeerType)>,
     spare: Replies,
     queries: Vec<Query>,
@@ -371,6 +373,9 @@ impl<'m> Engine<'m> {
         }
         late.clear();
         self.late = late;
+        let mut sources = sources;
+        sources.clear();
+        self.lists.sources = sources;
         served
     }
 
@@ -439,8 +444,12 @@ impl<'m> Engine<'m> {
             }
         }
         let view = View::new(&self.nodes, at, self.objects.key(object));
+        let kept = Kept {
+            sources: std::mem::take(&mut self.lists.sources),
+            direct_host: Some(&parts.host),
+        };
         let decision = if digest_hit.is_some() {
-            decide_with_digest(
+            decide_in(
                 &view,
                 &self.nodes[at].hashes,
                 config,
@@ -449,9 +458,10 @@ impl<'m> Engine<'m> {
                 digest_hit,
                 None,
                 now,
+                kept,
             )
         } else {
-            decide_with_digest(
+            decide_in(
                 &view,
                 &self.nodes[at].hashes,
                 config,
@@ -460,6 +470,7 @@ impl<'m> Engine<'m> {
                 None,
                 replies,
                 self.instant(now_ms),
+                kept,
             )
         };
         self.nodes[at].apply_all(&decision.effects);

@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::round::{answer_type, Replies};
@@ -640,9 +641,42 @@ pub fn decide_with_digest(
     replies: Option<Replies>,
     now: Instant,
 ) -> Decision {
+    let kept = Kept {
+        // At most every peer once, and DIRECT.
+        sources: Vec::with_capacity(view.peer_count() + 1),
+        direct_host: None,
+    };
+    decide_in(
+        view, hashes, config, req, direct, digest_hit, replies, now, kept,
+    )
+}
+
+/// What a caller that decides again and again (the simulator) keeps
+/// between decisions so that one allocates neither.
+pub struct Kept<'k> {
+    /// An empty list the sources go into (its capacity reused).
+    pub sources: Vec<Source>,
+    /// DIRECT's host, made once per URL: `req.access.host` as shared text.
+    pub direct_host: Option<&'k Arc<str>>,
+}
+
+/// [`decide_with_digest`] into the caller's list, with DIRECT's host
+/// given (the same decision, without the two allocations).
+#[allow(clippy::too_many_arguments)]
+pub fn decide_in(
+    view: &impl PeerView,
+    hashes: &HashParents,
+    config: &Config,
+    req: &SelectRequest<'_>,
+    direct: Direct,
+    digest_hit: Option<(PeerId, PeerType)>,
+    replies: Option<Replies>,
+    now: Instant,
+    kept: Kept<'_>,
+) -> Decision {
     let at = At::new(view, now);
-    // At most every peer once, and DIRECT.
-    let mut sources: Vec<Source> = Vec::with_capacity(view.peer_count() + 1);
+    let mut sources = kept.sources;
+    sources.clear();
     let host = req.access.host;
     let port = req.access.port;
     let add = |sources: &mut Vec<Source>, id: PeerId, code: HierarchyCode| {
@@ -689,7 +723,10 @@ pub fn decide_with_digest(
         // Squid then appends the default parent as DEFAULT_PARENT; it is
         // always already listed (squid-spec 3.2), so nothing changes.
     };
-    let direct_source = Source::direct(host, port);
+    let direct_source = match kept.direct_host {
+        Some(shared) => Source::direct_shared(Arc::clone(shared), port),
+        None => Source::direct(host, port),
+    };
     match direct {
         Direct::Yes => sources.push(direct_source),
         Direct::No => parents(&mut sources),
