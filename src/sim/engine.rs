@@ -25,12 +25,11 @@
 use std::time::{Duration, Instant};
 
 use cuttle_protocol::icp::Opcode;
-use hashbrown::HashMap;
 use http::StatusCode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::mesh::{Kind, Mesh};
+use super::mesh::{ClientNodes, Kind, Mesh};
 use super::node::{Digest, SimNode, View};
 use super::objects::{Objects, Url};
 use super::report::{check_conservation, NodeStats, Report, Row};
@@ -103,9 +102,8 @@ pub struct Engine<'m> {
     /// Nodes a request is passing through (loop detection, as Via does).
     pub(super) chain: Vec<usize>,
     replies: Vec<(f64, Reply)>,
-    /// The node of client addresses seen lately (cleared when it holds
-    /// [`CLIENT_CACHE`] of them: memory must not grow with the trace).
-    clients: HashMap<std::net::IpAddr, Option<usize>>,
+    /// The node of client addresses seen lately.
+    clients: ClientNodes,
     /// Replies after their round's end: (when, peer, RTT ms).
     late: Vec<(f64, usize, u64)>,
     unrouted: u64,
@@ -170,7 +168,7 @@ impl<'m> Engine<'m> {
             replies: Vec::new(),
             late: Vec::new(),
             lists: CoreLists::default(),
-            clients: HashMap::default(),
+            clients: ClientNodes::new(mesh, CLIENT_CACHE),
             unrouted: 0,
             jitter: StdRng::seed_from_u64(options.seed),
             thresholds: super::threshold::Thresholds::of(mesh, clock),
@@ -193,14 +191,7 @@ impl<'m> Engine<'m> {
     pub fn request(&mut self, r: &TraceRequest) {
         let epoch = *self.epoch.get_or_insert(r.time);
         let mesh = self.mesh;
-        if self.clients.len() >= CLIENT_CACHE {
-            self.clients.clear();
-        }
-        let at = *self
-            .clients
-            .entry(r.client)
-            .or_insert_with(|| mesh.node_for_client(r.client));
-        let Some(at) = at else {
+        let Some(at) = self.clients.node(mesh, r.client) else {
             self.unrouted += 1;
             return;
         };

@@ -154,10 +154,10 @@ impl<'v, V: PeerView> At<'v, V> {
 
     /// Round-robin among `candidates`: the smallest rr_count / weight, ties
     /// to the later peer; its counter goes up by one.
-    fn pick_round_robin(&self, candidates: &[PeerId]) -> Option<PeerId> {
+    fn pick_round_robin(&self, candidates: impl Iterator<Item = PeerId>) -> Option<PeerId> {
         self.maybe_reset_rr();
         let mut best: Option<(PeerId, u64, u64)> = None;
-        for &id in candidates {
+        for id in candidates {
             let Some(p) = self.peer(id) else { continue };
             let count = self.rr_count(id);
             let weight = u64::from(p.config.weight.max(1));
@@ -177,10 +177,13 @@ impl<'v, V: PeerView> At<'v, V> {
 
     /// Weighted round-robin: the smallest rr_count, ties to the later peer;
     /// it grows by max(1, (rtt - basetime) / weight).
-    fn pick_weighted_round_robin(&self, candidates: &[PeerId]) -> Option<PeerId> {
+    fn pick_weighted_round_robin(
+        &self,
+        candidates: impl Iterator<Item = PeerId>,
+    ) -> Option<PeerId> {
         self.maybe_reset_rr();
         let mut best: Option<(PeerId, u64)> = None;
-        for &id in candidates {
+        for id in candidates {
             if self.peer(id).is_none() {
                 continue;
             }
@@ -584,17 +587,18 @@ fn some_parent<V: PeerView>(
     if let Some(chosen) = hashes.choose(at, config, req) {
         return Some(chosen);
     }
-    let with = |f: fn(&CachePeer) -> bool| -> Vec<PeerId> {
+    // The candidates are read as picked, not listed first: what they are
+    // depends on the configuration only, which a pick does not change.
+    let with = |f: fn(&CachePeer) -> bool| {
         parents
             .iter()
             .copied()
-            .filter(|&id| at.peer(id).is_some_and(|p| f(p.config)))
-            .collect()
+            .filter(move |&id| at.peer(id).is_some_and(|p| f(p.config)))
     };
-    if let Some(id) = at.pick_round_robin(&with(|p| p.round_robin)) {
+    if let Some(id) = at.pick_round_robin(with(|p| p.round_robin)) {
         return Some((id, HierarchyCode::RoundrobinParent));
     }
-    if let Some(id) = at.pick_weighted_round_robin(&with(|p| p.weighted_round_robin)) {
+    if let Some(id) = at.pick_weighted_round_robin(with(|p| p.weighted_round_robin)) {
         return Some((id, HierarchyCode::RoundrobinParent));
     }
     if let Some(&id) = parents.first() {
