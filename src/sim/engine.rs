@@ -126,6 +126,8 @@ pub struct Engine<'m> {
 struct CoreLists {
     /// The last selection's sources, emptied: the next one fills it.
     sources: Vec<Source>,
+    /// The usable parents a decision lists.
+    parents: Vec<PeerId>,
     targets: Vec<(PeerId, crate::config::PeerType)>,
     spare: Replies,
     queries: Vec<Query>,
@@ -435,9 +437,11 @@ impl<'m> Engine<'m> {
             }
         }
         let view = View::new(&self.nodes, at, self.objects.key(object));
+        let mut parents = std::mem::take(&mut self.lists.parents);
         let kept = Kept {
             sources: std::mem::take(&mut self.lists.sources),
             direct_host: Some(&parts.host),
+            parents: Some(&mut parents),
         };
         let decision = if digest_hit.is_some() {
             decide_in(
@@ -464,6 +468,7 @@ impl<'m> Engine<'m> {
                 kept,
             )
         };
+        self.lists.parents = parents;
         self.nodes[at].apply_all(&decision.effects);
         let mut selection = decision.selection;
         // The round's lists serve the next round.

@@ -397,16 +397,16 @@ fn usable_parents<V: PeerView>(
     at: &At<'_, V>,
     config: &Config,
     req: &SelectRequest<'_>,
-) -> Vec<PeerId> {
-    (0..at.view.peer_count())
-        .filter(|&id| {
-            at.peer(id).is_some_and(|p| {
-                p.config.peer_type != PeerType::Multicast
-                    && peer_type_for(p.config, req.access.host) == PeerType::Parent
-                    && peer_allowed(config, p.config, &req.access)
-            }) && at.http_okay(id)
-        })
-        .collect()
+    into: &mut Vec<PeerId>,
+) {
+    into.clear();
+    into.extend((0..at.view.peer_count()).filter(|&id| {
+        at.peer(id).is_some_and(|p| {
+            p.config.peer_type != PeerType::Multicast
+                && peer_type_for(p.config, req.access.host) == PeerType::Parent
+                && peer_allowed(config, p.config, &req.access)
+        }) && at.http_okay(id)
+    }));
 }
 
 /// The hash-based parent sets of one configuration (squid-spec 4.2, 4.5):
@@ -649,6 +649,7 @@ pub fn decide_with_digest(
         // At most every peer once, and DIRECT.
         sources: Vec::with_capacity(view.peer_count() + 1),
         direct_host: None,
+        parents: None,
     };
     decide_in(
         view, hashes, config, req, direct, digest_hit, replies, now, kept,
@@ -662,6 +663,8 @@ pub struct Kept<'k> {
     pub sources: Vec<Source>,
     /// DIRECT's host, made once per URL: `req.access.host` as shared text.
     pub direct_host: Option<&'k Arc<str>>,
+    /// A list for the usable parents, filled (after clearing) when needed.
+    pub parents: Option<&'k mut Vec<PeerId>>,
 }
 
 /// [`decide_with_digest`] into the caller's list, with DIRECT's host
@@ -716,12 +719,14 @@ pub fn decide_in(
             }
         }
     }
-    let parents = |sources: &mut Vec<Source>| {
-        let usable = usable_parents(&at, config, req);
-        if let Some((id, code)) = some_parent(&at, hashes, config, req, &usable) {
+    let mut own_list = Vec::new();
+    let usable = kept.parents.unwrap_or(&mut own_list);
+    let mut parents = |sources: &mut Vec<Source>| {
+        usable_parents(&at, config, req, usable);
+        if let Some((id, code)) = some_parent(&at, hashes, config, req, usable) {
             add(sources, id, code);
         }
-        for &id in &usable {
+        for &id in usable.iter() {
             add(sources, id, HierarchyCode::AnyOldParent);
         }
         // Squid then appends the default parent as DEFAULT_PARENT; it is
