@@ -48,7 +48,8 @@ struct At<'v, V> {
     /// every one; a step adds to one).
     rr: RefCell<RoundRobin>,
     /// Whether the 5-minute reset is due: fixed for a decision (its `now`
-    /// and the table's last reset do not change), so worked out once.
+    /// and the table's last reset do not change), so worked out once, and
+    /// false once this decision has reset.
     rr_reset_due: std::cell::Cell<Option<bool>>,
 }
 
@@ -130,12 +131,9 @@ impl<'v, V: PeerView> At<'v, V> {
             self.rr_reset_due.set(Some(due));
             due
         });
-        let already = self
-            .effects
-            .borrow()
-            .iter()
-            .any(|e| matches!(e, Effect::ResetRoundRobin { .. }));
-        if due && !already {
+        if due {
+            // Once per decision: after it, no longer due.
+            self.rr_reset_due.set(Some(false));
             self.zero_rr();
             self.note(Effect::ResetRoundRobin { at: self.now });
         }
