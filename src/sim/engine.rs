@@ -464,7 +464,12 @@ impl<'m> Engine<'m> {
                 direct,
                 None,
                 replies,
-                self.instant(now_ms),
+                // No round: the decision's time is the request's.
+                if now_ms == ready {
+                    now
+                } else {
+                    self.instant(now_ms)
+                },
                 kept,
             )
         };
