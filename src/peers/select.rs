@@ -138,10 +138,15 @@ pub struct Source {
 
 impl Source {
     pub(crate) fn direct(host: &str, port: u16) -> Source {
+        Source::direct_shared(Arc::from(host), port)
+    }
+
+    /// DIRECT to `host`, already shared text (made once per URL).
+    pub(crate) fn direct_shared(host: Arc<str>, port: u16) -> Source {
         Source {
             peer: None,
             code: HierarchyCode::HierDirect,
-            host: Arc::from(host),
+            host,
             port,
             only_if_cached: false,
             absolute_form: false,

@@ -25,12 +25,11 @@
 use std::time::{Duration, Instant};
 
 use cuttle_protocol::icp::Opcode;
-use hashbrown::HashMap;
 use http::StatusCode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::mesh::{Kind, Mesh};
+use super::mesh::{ClientNodes, Kind, Mesh};
 use super::node::{Digest, SimNode, View};
 use super::objects::{Objects, Url};
 use super::report::{check_conservation, NodeStats, Report, Row};
@@ -41,7 +40,7 @@ use super::verdicts::{Protocol as Asked, QueryVerdicts};
 use crate::access;
 use crate::caching::freshness::{is_fresh, times_of, Exchange, Facts};
 use crate::caching::Rule;
-use crate::peers::core::decide::{decide_with_digest, digest_choice, to_ping_into};
+use crate::peers::core::decide::{decide_in, digest_choice, to_ping_into, Kept};
 use crate::peers::core::round::{Query, QueryRound, Replies, Reply, Step};
 use crate::peers::core::{Effect, PeerId};
 use crate::peers::htcp_server::tst_finds;
@@ -103,9 +102,8 @@ pub struct Engine<'m> {
     /// Nodes a request is passing through (loop detection, as Via does).
     pub(super) chain: Vec<usize>,
     replies: Vec<(f64, Reply)>,
-    /// The node of client addresses seen lately (cleared when it holds
-    /// [`CLIENT_CACHE`] of them: memory must not grow with the trace).
-    clients: HashMap<std::net::IpAddr, Option<usize>>,
+    /// The node of client addresses seen lately.
+    clients: ClientNodes,
     /// Replies after their round's end: (when, peer, RTT ms).
     late: Vec<(f64, usize, u64)>,
     unrouted: u64,
@@ -126,6 +124,10 @@ pub struct Engine<'m> {
 /// lists reused by the next round), the queries and their effects.
 #[derive(Default)]
 struct CoreLists {
+    /// The last selection's sources, emptied: the next one fills it.
+    sources: Vec<Source>,
+    /// The usable parents a decision lists.
+    parents: Vec<PeerId>,
     targets: Vec<(PeerId, crate::config::PeerType)>,
     spare: Replies,
     queries: Vec<Query>,
@@ -168,7 +170,7 @@ impl<'m> Engine<'m> {
             replies: Vec::new(),
             late: Vec::new(),
             lists: CoreLists::default(),
-            clients: HashMap::default(),
+            clients: ClientNodes::new(mesh, CLIENT_CACHE),
             unrouted: 0,
             jitter: StdRng::seed_from_u64(options.seed),
             thresholds: super::threshold::Thresholds::of(mesh, clock),
@@ -191,14 +193,7 @@ impl<'m> Engine<'m> {
     pub fn request(&mut self, r: &TraceRequest) {
         let epoch = *self.epoch.get_or_insert(r.time);
         let mesh = self.mesh;
-        if self.clients.len() >= CLIENT_CACHE {
-            self.clients.clear();
-        }
-        let at = *self
-            .clients
-            .entry(r.client)
-            .or_insert_with(|| mesh.node_for_client(r.client));
-        let Some(at) = at else {
+        let Some(at) = self.clients.node(mesh, r.client) else {
             self.unrouted += 1;
             return;
         };
@@ -371,6 +366,9 @@ impl<'m> Engine<'m> {
         }
         late.clear();
         self.late = late;
+        let mut sources = sources;
+        sources.clear();
+        self.lists.sources = sources;
         served
     }
 
@@ -439,8 +437,14 @@ impl<'m> Engine<'m> {
             }
         }
         let view = View::new(&self.nodes, at, self.objects.key(object));
+        let mut parents = std::mem::take(&mut self.lists.parents);
+        let kept = Kept {
+            sources: std::mem::take(&mut self.lists.sources),
+            direct_host: Some(&parts.host),
+            parents: Some(&mut parents),
+        };
         let decision = if digest_hit.is_some() {
-            decide_with_digest(
+            decide_in(
                 &view,
                 &self.nodes[at].hashes,
                 config,
@@ -449,9 +453,10 @@ impl<'m> Engine<'m> {
                 digest_hit,
                 None,
                 now,
+                kept,
             )
         } else {
-            decide_with_digest(
+            decide_in(
                 &view,
                 &self.nodes[at].hashes,
                 config,
@@ -459,9 +464,16 @@ impl<'m> Engine<'m> {
                 direct,
                 None,
                 replies,
-                self.instant(now_ms),
+                // No round: the decision's time is the request's.
+                if now_ms == ready {
+                    now
+                } else {
+                    self.instant(now_ms)
+                },
+                kept,
             )
         };
+        self.lists.parents = parents;
         self.nodes[at].apply_all(&decision.effects);
         let mut selection = decision.selection;
         // The round's lists serve the next round.

@@ -159,6 +159,60 @@ impl ClientRange {
     }
 }
 
+/// The node of each trace client, remembered (cleared when it holds
+/// `limit` addresses: memory must not grow with the trace). A client is
+/// remembered by its address cut to the longest prefix of any node's
+/// client ranges: the bits below it cannot change which range holds it,
+/// so a trace with a fresh address per request still finds its node here.
+pub(crate) struct ClientNodes {
+    by_prefix: hashbrown::HashMap<IpAddr, Option<usize>>,
+    v4_prefix: u8,
+    v6_prefix: u8,
+    limit: usize,
+}
+
+impl ClientNodes {
+    pub(crate) fn new(mesh: &Mesh, limit: usize) -> ClientNodes {
+        let longest = |v4: bool| {
+            let ranges = mesh.nodes.iter().flat_map(|n| &n.clients);
+            ranges
+                .filter(|r| r.network.is_ipv4() == v4)
+                .map(|r| r.prefix)
+                .max()
+                .unwrap_or(0)
+        };
+        ClientNodes {
+            by_prefix: hashbrown::HashMap::default(),
+            v4_prefix: longest(true),
+            v6_prefix: longest(false),
+            limit,
+        }
+    }
+
+    /// [`Mesh::node_for_client`] of `ip`.
+    pub(crate) fn node(&mut self, mesh: &Mesh, ip: IpAddr) -> Option<usize> {
+        let key = match ip {
+            IpAddr::V4(a) => {
+                let cut = u32::from(a).checked_shr(32 - u32::from(self.v4_prefix));
+                let bits = cut.map_or(0, |c| c << (32 - u32::from(self.v4_prefix)));
+                IpAddr::V4(bits.into())
+            }
+            IpAddr::V6(a) => {
+                let cut = u128::from(a).checked_shr(128 - u32::from(self.v6_prefix));
+                let bits = cut.map_or(0, |c| c << (128 - u32::from(self.v6_prefix)));
+                IpAddr::V6(bits.into())
+            }
+        };
+        if self.by_prefix.len() >= self.limit {
+            self.by_prefix.clear();
+        }
+        *self
+            .by_prefix
+            .entry(key)
+            .or_insert_with(|| mesh.node_for_client(key))
+    }
+}
+
 /// One node of a mesh.
 #[derive(Debug)]
 pub struct Node {

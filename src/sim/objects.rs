@@ -7,6 +7,7 @@
 
 use std::ops::Range;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use cuttle_protocol::key::{store_key, Method as KeyMethod, StoreKey};
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -19,8 +20,9 @@ use crate::peers::icp_server::UrlParts;
 #[derive(Debug, Clone)]
 pub struct Url {
     pub full: Rc<str>,
-    /// The host in lower case (Squid's access checks see it so).
-    pub host: Rc<str>,
+    /// The host in lower case (Squid's access checks see it so); shared
+    /// (Arc) because it is also DIRECT's host in every selection for it.
+    pub host: Arc<str>,
     scheme: Range<usize>,
     /// `None`: the URL has no path, which the checks read as `/`.
     path: Option<Range<usize>>,
@@ -37,9 +39,9 @@ impl Url {
             start..start + s.len()
         };
         let host = if parts.host.bytes().any(|b| b.is_ascii_uppercase()) {
-            Rc::from(parts.host.to_ascii_lowercase())
+            Arc::from(parts.host.to_ascii_lowercase())
         } else {
-            Rc::from(parts.host)
+            Arc::from(parts.host)
         };
         // UrlParts gives "/" for a URL without a path: not a slice of it.
         let path = (!parts.path.is_empty()

@@ -607,3 +607,37 @@ fn reply_jitter_is_the_same_for_a_seed_and_differs_between_seeds() {
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
+
+#[test]
+fn a_client_remembered_by_its_prefix_finds_the_node_its_address_does() {
+    // Ranges of several lengths, nested (the /24 inside the /16 belongs
+    // to the node listed first by name) and IPv6: the cut is at /26.
+    let toml = r#"
+[nodes.a]
+config = "a.conf"
+address = "10.0.0.1"
+clients = ["10.1.2.0/24", "10.3.0.64/26", "2001:db8::/32"]
+[nodes.b]
+config = "b.conf"
+address = "10.0.0.2"
+clients = ["10.1.0.0/16", "10.3.0.0/26", "2001:db8:1::/48"]
+"#;
+    let (_dir, mesh) = mesh("client-prefix", toml, &[("a", ""), ("b", "")]);
+    let mut nodes = super::mesh::ClientNodes::new(&mesh, 4);
+    for text in [
+        "10.1.2.7",
+        "10.1.3.7",
+        "10.1.2.200",
+        "10.3.0.65",
+        "10.3.0.1",
+        "10.3.0.130",
+        "10.2.0.1",
+        "2001:db8:1::5",
+        "2001:db8:2::5",
+        "2001:db9::1",
+        "10.1.2.8",
+    ] {
+        let ip: IpAddr = text.parse().unwrap();
+        assert_eq!(nodes.node(&mesh, ip), mesh.node_for_client(ip), "{text}");
+    }
+}

@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::round::{answer_type, Replies};
@@ -47,7 +48,8 @@ struct At<'v, V> {
     /// every one; a step adds to one).
     rr: RefCell<RoundRobin>,
     /// Whether the 5-minute reset is due: fixed for a decision (its `now`
-    /// and the table's last reset do not change), so worked out once.
+    /// and the table's last reset do not change), so worked out once, and
+    /// false once this decision has reset.
     rr_reset_due: std::cell::Cell<Option<bool>>,
 }
 
@@ -129,12 +131,9 @@ impl<'v, V: PeerView> At<'v, V> {
             self.rr_reset_due.set(Some(due));
             due
         });
-        let already = self
-            .effects
-            .borrow()
-            .iter()
-            .any(|e| matches!(e, Effect::ResetRoundRobin { .. }));
-        if due && !already {
+        if due {
+            // Once per decision: after it, no longer due.
+            self.rr_reset_due.set(Some(false));
             self.zero_rr();
             self.note(Effect::ResetRoundRobin { at: self.now });
         }
@@ -153,10 +152,10 @@ impl<'v, V: PeerView> At<'v, V> {
 
     /// Round-robin among `candidates`: the smallest rr_count / weight, ties
     /// to the later peer; its counter goes up by one.
-    fn pick_round_robin(&self, candidates: &[PeerId]) -> Option<PeerId> {
+    fn pick_round_robin(&self, candidates: impl Iterator<Item = PeerId>) -> Option<PeerId> {
         self.maybe_reset_rr();
         let mut best: Option<(PeerId, u64, u64)> = None;
-        for &id in candidates {
+        for id in candidates {
             let Some(p) = self.peer(id) else { continue };
             let count = self.rr_count(id);
             let weight = u64::from(p.config.weight.max(1));
@@ -176,10 +175,13 @@ impl<'v, V: PeerView> At<'v, V> {
 
     /// Weighted round-robin: the smallest rr_count, ties to the later peer;
     /// it grows by max(1, (rtt - basetime) / weight).
-    fn pick_weighted_round_robin(&self, candidates: &[PeerId]) -> Option<PeerId> {
+    fn pick_weighted_round_robin(
+        &self,
+        candidates: impl Iterator<Item = PeerId>,
+    ) -> Option<PeerId> {
         self.maybe_reset_rr();
         let mut best: Option<(PeerId, u64)> = None;
-        for &id in candidates {
+        for id in candidates {
             if self.peer(id).is_none() {
                 continue;
             }
@@ -393,16 +395,16 @@ fn usable_parents<V: PeerView>(
     at: &At<'_, V>,
     config: &Config,
     req: &SelectRequest<'_>,
-) -> Vec<PeerId> {
-    (0..at.view.peer_count())
-        .filter(|&id| {
-            at.peer(id).is_some_and(|p| {
-                p.config.peer_type != PeerType::Multicast
-                    && peer_type_for(p.config, req.access.host) == PeerType::Parent
-                    && peer_allowed(config, p.config, &req.access)
-            }) && at.http_okay(id)
-        })
-        .collect()
+    into: &mut Vec<PeerId>,
+) {
+    into.clear();
+    into.extend((0..at.view.peer_count()).filter(|&id| {
+        at.peer(id).is_some_and(|p| {
+            p.config.peer_type != PeerType::Multicast
+                && peer_type_for(p.config, req.access.host) == PeerType::Parent
+                && peer_allowed(config, p.config, &req.access)
+        }) && at.http_okay(id)
+    }));
 }
 
 /// The hash-based parent sets of one configuration (squid-spec 4.2, 4.5):
@@ -583,17 +585,18 @@ fn some_parent<V: PeerView>(
     if let Some(chosen) = hashes.choose(at, config, req) {
         return Some(chosen);
     }
-    let with = |f: fn(&CachePeer) -> bool| -> Vec<PeerId> {
+    // The candidates are read as picked, not listed first: what they are
+    // depends on the configuration only, which a pick does not change.
+    let with = |f: fn(&CachePeer) -> bool| {
         parents
             .iter()
             .copied()
-            .filter(|&id| at.peer(id).is_some_and(|p| f(p.config)))
-            .collect()
+            .filter(move |&id| at.peer(id).is_some_and(|p| f(p.config)))
     };
-    if let Some(id) = at.pick_round_robin(&with(|p| p.round_robin)) {
+    if let Some(id) = at.pick_round_robin(with(|p| p.round_robin)) {
         return Some((id, HierarchyCode::RoundrobinParent));
     }
-    if let Some(id) = at.pick_weighted_round_robin(&with(|p| p.weighted_round_robin)) {
+    if let Some(id) = at.pick_weighted_round_robin(with(|p| p.weighted_round_robin)) {
         return Some((id, HierarchyCode::RoundrobinParent));
     }
     if let Some(&id) = parents.first() {
@@ -640,9 +643,45 @@ pub fn decide_with_digest(
     replies: Option<Replies>,
     now: Instant,
 ) -> Decision {
+    let kept = Kept {
+        // At most every peer once, and DIRECT.
+        sources: Vec::with_capacity(view.peer_count() + 1),
+        direct_host: None,
+        parents: None,
+    };
+    decide_in(
+        view, hashes, config, req, direct, digest_hit, replies, now, kept,
+    )
+}
+
+/// What a caller that decides again and again (the simulator) keeps
+/// between decisions so that one allocates neither.
+pub struct Kept<'k> {
+    /// An empty list the sources go into (its capacity reused).
+    pub sources: Vec<Source>,
+    /// DIRECT's host, made once per URL: `req.access.host` as shared text.
+    pub direct_host: Option<&'k Arc<str>>,
+    /// A list for the usable parents, filled (after clearing) when needed.
+    pub parents: Option<&'k mut Vec<PeerId>>,
+}
+
+/// [`decide_with_digest`] into the caller's list, with DIRECT's host
+/// given (the same decision, without the two allocations).
+#[allow(clippy::too_many_arguments)]
+pub fn decide_in(
+    view: &impl PeerView,
+    hashes: &HashParents,
+    config: &Config,
+    req: &SelectRequest<'_>,
+    direct: Direct,
+    digest_hit: Option<(PeerId, PeerType)>,
+    replies: Option<Replies>,
+    now: Instant,
+    kept: Kept<'_>,
+) -> Decision {
     let at = At::new(view, now);
-    // At most every peer once, and DIRECT.
-    let mut sources: Vec<Source> = Vec::with_capacity(view.peer_count() + 1);
+    let mut sources = kept.sources;
+    sources.clear();
     let host = req.access.host;
     let port = req.access.port;
     let add = |sources: &mut Vec<Source>, id: PeerId, code: HierarchyCode| {
@@ -678,18 +717,23 @@ pub fn decide_with_digest(
             }
         }
     }
-    let parents = |sources: &mut Vec<Source>| {
-        let usable = usable_parents(&at, config, req);
-        if let Some((id, code)) = some_parent(&at, hashes, config, req, &usable) {
+    let mut own_list = Vec::new();
+    let usable = kept.parents.unwrap_or(&mut own_list);
+    let mut parents = |sources: &mut Vec<Source>| {
+        usable_parents(&at, config, req, usable);
+        if let Some((id, code)) = some_parent(&at, hashes, config, req, usable) {
             add(sources, id, code);
         }
-        for &id in &usable {
+        for &id in usable.iter() {
             add(sources, id, HierarchyCode::AnyOldParent);
         }
         // Squid then appends the default parent as DEFAULT_PARENT; it is
         // always already listed (squid-spec 3.2), so nothing changes.
     };
-    let direct_source = Source::direct(host, port);
+    let direct_source = match kept.direct_host {
+        Some(shared) => Source::direct_shared(Arc::clone(shared), port),
+        None => Source::direct(host, port),
+    };
     match direct {
         Direct::Yes => sources.push(direct_source),
         Direct::No => parents(&mut sources),
