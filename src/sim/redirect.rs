@@ -200,10 +200,10 @@ impl Engine<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::IpAddr;
 
     use super::super::engine::{Engine, Options};
     use super::super::mesh::Mesh;
+    use super::super::tests::get;
     use super::super::trace::{SkipCounts, TraceRequest};
     use super::super::{NodeStats, Report};
 
@@ -238,16 +238,6 @@ a = "b"
 b = "c"
 latency_ms = 5
 "#;
-
-    fn get(secs: f64, client: &str, path: &str) -> TraceRequest {
-        TraceRequest {
-            time: 1_000_000_000.0 + secs,
-            client: client.parse::<IpAddr>().unwrap(),
-            method: http::Method::GET,
-            url: format!("http://origin.example{path}"),
-            size: 1000,
-        }
-    }
 
     /// Runs `requests` over the trio (`redirect`: a's and b's
     /// holder_redirect lines); the report and each node's counts.
@@ -301,8 +291,11 @@ latency_ms = 5
     fn a_miss_the_holder_has_is_redirected_served_by_it_and_not_stored() {
         // b fetches /x; a, having asked its siblings once (for /w: a
         // sibling that never answered is not asked), asks for /x three times.
-        let mut trace = vec![get(0.0, "10.2.0.1", "/x"), get(5.0, "10.1.0.1", "/w")];
-        trace.extend((0..3).map(|i| get(10.0 + f64::from(i), "10.1.0.1", "/x")));
+        let mut trace = vec![
+            get(0.0, "10.2.0.1", "/x", 1000),
+            get(5.0, "10.1.0.1", "/w", 1000),
+        ];
+        trace.extend((0..3).map(|i| get(10.0 + f64::from(i), "10.1.0.1", "/x", 1000)));
         let (report, stats) = run("plain", "holder_redirect allow all", 10.0, None, &trace);
         let (a, b) = (&stats[0], &stats[1]);
         // Each counted, each a sibling hit served from b's copy: a never
@@ -343,10 +336,10 @@ latency_ms = 5
         // 50, every copy lives 100 s; a's client asks at 65 (a asked its
         // siblings before, for /w).
         let trace = [
-            get(0.0, "10.2.0.1", "/x"),
-            get(10.0, "10.1.0.1", "/w"),
-            get(50.0, "10.3.0.1", "/x"),
-            get(65.0, "10.1.0.1", "/x"),
+            get(0.0, "10.2.0.1", "/x", 1000),
+            get(10.0, "10.1.0.1", "/w", 1000),
+            get(50.0, "10.3.0.1", "/x", 1000),
+            get(65.0, "10.1.0.1", "/x", 1000),
         ];
         let (report, stats) = run(
             "twice",
@@ -370,9 +363,9 @@ latency_ms = 5
         // a fetched /x at 0, b at 150; copies live 100 s, so at 160 a's is
         // stale and b's a HIT: the proxy revalidates its own copy.
         let trace = [
-            get(0.0, "10.1.0.1", "/x"),
-            get(150.0, "10.2.0.1", "/x"),
-            get(160.0, "10.1.0.1", "/x"),
+            get(0.0, "10.1.0.1", "/x", 1000),
+            get(150.0, "10.2.0.1", "/x", 1000),
+            get(160.0, "10.1.0.1", "/x", 1000),
         ];
         let (report, stats) = run(
             "stale",

@@ -37,7 +37,9 @@ fn mesh(tag: &str, toml: &str, confs: &[(&str, &str)]) -> (Dir, Mesh) {
     (Dir(dir), mesh)
 }
 
-fn get(secs: f64, client: &str, path: &str, size: u64) -> TraceRequest {
+/// A GET of `path` on origin.example at `secs` into the trace (the other
+/// sim test modules use it too).
+pub(super) fn get(secs: f64, client: &str, path: &str, size: u64) -> TraceRequest {
     TraceRequest {
         time: T0 + secs,
         client: client.parse::<IpAddr>().unwrap(),
@@ -150,7 +152,8 @@ fn a_line_of_child_parent_and_origin_worked_by_hand() {
     assert_eq!(report.total.origin_bytes, 3000);
 }
 
-const PAIR: &str = r#"
+/// Two nodes, a and b, 5 ms apart (the other sim test modules use it too).
+pub(super) const PAIR: &str = r#"
 origin_latency_ms = 50
 reply_jitter_ms = 0
 [nodes.a]

@@ -94,38 +94,11 @@ pub fn stored(holdings: &Holdings, nodes: usize) -> Stored {
 
 #[cfg(test)]
 mod tests {
-    use std::net::IpAddr;
 
     use super::super::engine::{Engine, Options};
     use super::super::mesh::Mesh;
-    use super::super::trace::{SkipCounts, TraceRequest};
-
-    const PAIR: &str = r#"
-origin_latency_ms = 50
-reply_jitter_ms = 0
-[nodes.a]
-config = "a.conf"
-address = "10.0.0.1"
-clients = ["10.1.0.0/16"]
-[nodes.b]
-config = "b.conf"
-address = "10.0.0.2"
-clients = ["10.2.0.0/16"]
-[[links]]
-a = "a"
-b = "b"
-latency_ms = 5
-"#;
-
-    fn get(secs: f64, client: &str, path: &str) -> TraceRequest {
-        TraceRequest {
-            time: 1_000_000_000.0 + secs,
-            client: client.parse::<IpAddr>().unwrap(),
-            method: http::Method::GET,
-            url: format!("http://origin.example{path}"),
-            size: 1000,
-        }
-    }
+    use super::super::tests::{get, PAIR};
+    use super::super::trace::SkipCounts;
 
     /// Siblings a and b; a with `a_extra` (its threshold). b fetches /x,
     /// a learns b's RTT on /w, then a's clients ask for /x five times.
@@ -143,10 +116,10 @@ latency_ms = 5
         std::fs::write(dir.join("mesh.toml"), PAIR).unwrap();
         let mesh = Mesh::load(&dir.join("mesh.toml")).unwrap();
         let mut engine = Engine::new(&mesh, Options::default()).unwrap();
-        engine.request(&get(0.0, "10.2.0.1", "/x"));
-        engine.request(&get(5.0, "10.1.0.1", "/w"));
+        engine.request(&get(0.0, "10.2.0.1", "/x", 1000));
+        engine.request(&get(5.0, "10.1.0.1", "/w", 1000));
         for i in 0..5 {
-            engine.request(&get(10.0 + f64::from(i), "10.1.0.1", "/x"));
+            engine.request(&get(10.0 + f64::from(i), "10.1.0.1", "/x", 1000));
         }
         let report = engine.finish(SkipCounts::default()).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
