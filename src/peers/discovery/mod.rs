@@ -68,6 +68,8 @@ pub struct MeshView {
     pub unauthenticated: AtomicU64,
     /// Times this node took, changed or lost its parent.
     pub parent_changes: AtomicU64,
+    /// This node's announced address and http/icp ports.
+    pub own: Mutex<Option<(Option<std::net::IpAddr>, u16, u16)>>,
 }
 
 fn depth_text(depth: u8) -> String {
@@ -107,6 +109,15 @@ impl MeshView {
             "NODE", "ROLE", "DEPTH", "PARENT", "RTT_MS", "AGE_S", "ADDRESS", "HTTP", "ICP", "LOAD"
         );
         let parent = tree.parent().map_or("-", |p| p.name.as_str());
+        let own = self.own.lock().map(|o| *o).unwrap_or_default();
+        let (addr, http, icp) = match own {
+            Some((addr, http, icp)) => (
+                addr.map_or("-".to_string(), |a| a.to_string()),
+                http.to_string(),
+                icp.to_string(),
+            ),
+            None => ("-".to_string(), "-".to_string(), "-".to_string()),
+        };
         let _ = writeln!(
             o,
             "{:<24} {:<6} {:>5} {:<24} {:>8} {:>6}  {:<22} {:>5} {:>5} {:>5}",
@@ -116,9 +127,9 @@ impl MeshView {
             parent,
             "-",
             "0.0",
-            "-",
-            "-",
-            "-",
+            addr,
+            http,
+            icp,
             "-"
         );
         for n in tree.nodes() {
@@ -164,6 +175,49 @@ pub fn peer_configs(tree: &Tree) -> Vec<CachePeer> {
     // no-query parent).
     peer.no_query = parent.icp_port == 0;
     vec![peer]
+}
+
+/// The node lines of a `mgr:mesh` page, back as nodes (this node's own
+/// line included when it gives its address); `now` becomes their
+/// last-heard time.
+pub fn parse_page(page: &str, now: Instant) -> Vec<Node> {
+    use cuttle_protocol::discovery::Role;
+    page.lines()
+        .skip_while(|l| !l.starts_with("NODE "))
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let [name, role, depth, parent, rtt, _age, addr, http, icp, load] = f.as_slice() else {
+                return None;
+            };
+            let role = match *role {
+                "client" => Role::Client,
+                "exit" => Role::Exit,
+                "auto" => Role::Auto,
+                _ => return None,
+            };
+            Some(Node {
+                name: name.trim_end_matches('*').to_string(),
+                addr: addr.parse().ok()?,
+                http_port: http.parse().ok()?,
+                icp_port: icp.parse().ok()?,
+                htcp_port: 0,
+                role,
+                depth: depth.parse().unwrap_or(NO_DEPTH),
+                load: load.parse().unwrap_or(0),
+                parent: if *parent == "-" {
+                    String::new()
+                } else {
+                    parent.to_string()
+                },
+                heard: now,
+                rtt: rtt
+                    .parse::<f64>()
+                    .ok()
+                    .map(|ms| std::time::Duration::from_secs_f64(ms / 1e3)),
+            })
+        })
+        .collect()
 }
 
 /// `cuttle mesh emit-squid-conf`: lines a plain Squid can use to join the
