@@ -159,7 +159,7 @@ async fn in_namespace() {
     origin.route("/page", |_| Reply::ok("from the origin"));
     let tmp = TempDir::new("mesh-discovery");
     let port = free_udp_port(Ipv4Addr::UNSPECIFIED);
-    let mut roles = vec![
+    let mut roles = [
         Role::Exit,
         Role::Client,
         Role::Auto,
@@ -258,6 +258,7 @@ async fn in_namespace() {
     let tree = cli("tree");
     assert!(tree.contains(&format!("{client}*")), "{tree}");
     let squid_conf = cli("emit-squid-conf");
+    eprintln!("cuttle mesh tree:\n{tree}\ncuttle mesh emit-squid-conf:\n{squid_conf}");
     let exit = places
         .iter()
         .find(|(_, (r, _, _))| *r == Role::Exit)
@@ -298,12 +299,21 @@ async fn in_namespace() {
         }
     });
 
-    // The middle node: an auto node that is some node's parent.
-    let middle = places
+    // The middle node: an auto node that is some node's parent, on the
+    // client's chain when there is one there.
+    let mut chain = Vec::new();
+    let mut at = client.clone();
+    while let Some((_, _, parent)) = places.get(&at).filter(|(_, _, p)| p != "-") {
+        chain.push(parent.clone());
+        at = parent.clone();
+    }
+    let has_child = |n: &String| places.values().any(|(_, _, parent)| parent == n);
+    let is_auto = |n: &String| places.get(n).is_some_and(|(r, _, _)| *r == Role::Auto);
+    let middle = chain
         .iter()
-        .filter(|(_, (role, _, _))| *role == Role::Auto)
-        .map(|(n, _)| n.clone())
-        .find(|n| places.values().any(|(_, _, parent)| parent == n))
+        .find(|n| is_auto(n))
+        .cloned()
+        .or_else(|| places.keys().find(|n| is_auto(n) && has_child(n)).cloned())
         .unwrap_or_else(|| panic!("no auto node has a child: {places:?}"));
     let children: Vec<String> = places
         .iter()

@@ -239,10 +239,12 @@ pub fn squid_conf_lines(nodes: &[Node]) -> String {
         };
         let query = if n.icp_port == 0 { " no-query" } else { "" };
         let default = if n.depth == 0 { " default" } else { "" };
+        // Squid takes `#` only at the start of a line as a comment.
+        let _ = writeln!(o, "# {} (depth {})", n.name, n.depth);
         let _ = writeln!(
             o,
-            "cache_peer {host} parent {} {}{query}{default} name={} # depth {}",
-            n.http_port, n.icp_port, n.name, n.depth
+            "cache_peer {host} parent {} {}{query}{default} name={}",
+            n.http_port, n.icp_port, n.name
         );
     }
     o

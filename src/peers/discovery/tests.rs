@@ -359,7 +359,9 @@ fn emit_squid_conf_lists_the_deepest_usable_nodes_first_and_the_exit_as_default(
     assert_eq!(
         squid_conf_lines(&nodes),
         "# cache_peer lines for a Squid joining this cuttle mesh\n\
-         cache_peer 127.0.0.2 parent 3128 3130 name=m # depth 1\n\
-         cache_peer 127.0.0.2 parent 3128 3130 default name=e # depth 0\n"
+         # m (depth 1)\n\
+         cache_peer 127.0.0.2 parent 3128 3130 name=m\n\
+         # e (depth 0)\n\
+         cache_peer 127.0.0.2 parent 3128 3130 default name=e\n"
     );
 }
