@@ -385,3 +385,98 @@ fn cuttle_check_accepts_mesh_discovery_and_rejects_bad_values_at_their_line() {
         "{stderr}"
     );
 }
+
+/// A plain Squid joins a discovered tree through `cuttle mesh
+/// emit-squid-conf`: an exit and an auto node (host loopback, 127.0.22.x,
+/// a group port of the test's own) find each other, the auto node caches
+/// an object on the way through it, and a Squid given the emitted lines
+/// asks both by ICP and fetches the object from a parent (PARENT_HIT),
+/// the origin untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squid_given_emit_squid_conf_joins_the_tree_and_logs_parent_hits() {
+    let origin = peer_lab::text_origin(Ipv4Addr::LOCALHOST, &["/held"]).await;
+    let held = origin.url("/held");
+    let tmp = TempDir::new("mesh-squid");
+    let port = free_udp_port(Ipv4Addr::UNSPECIFIED);
+    let start = |i: u8, role: &str| {
+        let ip = Ipv4Addr::new(127, 0, 22, i);
+        let icp = free_udp_port(ip);
+        start_cuttle(
+            &tmp.path().join(format!("n{i}")),
+            ip,
+            &format!(
+                "icp_port {icp}\n\
+                 udp_incoming_address {ip}\n\
+                 udp_outgoing_address {ip}\n\
+                 tcp_outgoing_address {ip}\n\
+                 icp_access allow test_clients\n\
+                 mesh_discovery 239.255.22.1:{port} role={role} interval=1\n"
+            ),
+        )
+    };
+    let exit = start(1, "exit");
+    let auto = start(2, "auto");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = mgr_page(auto.addr, "mesh").await;
+        if own_line(&page).is_some_and(|(_, parent)| parent == "cuttle-127.0.22.1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the auto node never took the exit as parent:\n{page}\n{}\n{}",
+            auto.output(),
+            exit.output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        peer_lab::get(auto.addr, &held).await,
+        (200, peer_lab::text_body("/held"))
+    );
+    assert_eq!(origin.count("/held"), 1);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cuttle"))
+        .args(["mesh", "emit-squid-conf", "--node", &auto.addr.to_string()])
+        .output()
+        .expect("cuttle mesh emit-squid-conf");
+    assert!(out.status.success(), "{out:?}");
+    let lines = String::from_utf8_lossy(&out.stdout).to_string();
+    eprintln!("emit-squid-conf:\n{lines}");
+    assert_eq!(
+        lines
+            .lines()
+            .filter(|l| l.starts_with("cache_peer "))
+            .count(),
+        2,
+        "{lines}"
+    );
+    let squid_ip = Ipv4Addr::new(127, 0, 22, 3);
+    let squid = peer_lab::Squid::start(
+        &tmp.path().join("squid"),
+        squid_ip,
+        "127.0.0.1/32",
+        &format!(
+            "{lines}\
+             icp_query_timeout 2000\n\
+             never_direct allow all\n\
+             server_persistent_connections off\n\
+             debug_options ALL,1 15,2\n"
+        ),
+    );
+    squid.wait_probed(auto.addr);
+    squid.wait_probed(exit.addr);
+    assert_eq!(
+        peer_lab::get(squid.http_addr(), &held).await,
+        (200, peer_lab::text_body("/held"))
+    );
+    let logged = peer_lab::log_lines(&squid.access_log(), &held, 1);
+    assert!(
+        logged
+            .iter()
+            .any(|l| l[8].starts_with("PARENT_HIT/127.0.22.")),
+        "Squid's log for {held}: {logged:?}\n{}",
+        squid.cache_log()
+    );
+    assert_eq!(origin.count("/held"), 1, "the origin was asked again");
+}
