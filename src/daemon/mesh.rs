@@ -367,3 +367,58 @@ pub fn carry_discovered(old: &Config, new: &mut Config) {
         .collect();
     add_discovered(new, &found);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, LoadOptions, PeerType};
+
+    fn config(text: &str) -> Config {
+        let loaded = load_str(text, "squid.conf", &LoadOptions::default());
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        loaded.config
+    }
+
+    fn discovered(name: &str, host: &str) -> CachePeer {
+        let mut p = CachePeer::new(host.into(), name.into(), PeerType::Parent, 3128, 3130);
+        p.discovered = true;
+        p
+    }
+
+    #[test]
+    fn discovered_parents_replace_each_other_beside_configured_lines_which_win() {
+        let mut c = config(
+            "cache_peer 10.0.0.9 parent 3128 3130 name=configured\n\
+             mesh_discovery 239.1.1.1:4999\n",
+        );
+        add_discovered(&mut c, &[discovered("a", "10.0.0.1")]);
+        let names = |c: &Config| {
+            c.cache_peers
+                .iter()
+                .map(|p| p.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&c), ["configured", "a"]);
+        assert_eq!(
+            c.cache_peers[1].location.line, 2,
+            "located at mesh_discovery"
+        );
+        add_discovered(&mut c, &[discovered("b", "10.0.0.2")]);
+        assert_eq!(names(&c), ["configured", "b"]);
+        // Same name, or same host and port, as a configured line: not added.
+        add_discovered(&mut c, &[discovered("CONFIGURED", "10.0.0.3")]);
+        assert_eq!(names(&c), ["configured"]);
+        add_discovered(&mut c, &[discovered("other", "10.0.0.9")]);
+        assert_eq!(names(&c), ["configured"]);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_discovered_parent() {
+        let mut old = config("mesh_discovery 239.1.1.1:4999\n");
+        add_discovered(&mut old, &[discovered("a", "10.0.0.1")]);
+        let mut new = config("mesh_discovery 239.1.1.1:4999\nvisible_hostname x\n");
+        carry_discovered(&old, &mut new);
+        assert_eq!(new.cache_peers.len(), 1);
+        assert!(new.cache_peers[0].discovered);
+    }
+}
