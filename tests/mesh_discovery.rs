@@ -245,6 +245,13 @@ async fn in_namespace() {
             && servers.contains(" discovered "),
         "{servers}"
     );
+    // The status page has the tree too, and marks the parent discovered.
+    let status = mgr_page(client_addr, "status").await;
+    assert!(
+        status.contains("<pre id=\"mesh\">") && status.contains(&format!("{client}*")),
+        "{status}"
+    );
+    assert!(status.contains("parent (discovered)"), "{status}");
     // `cuttle mesh tree` shows the page; `emit-squid-conf` turns it into
     // cache_peer lines with the exit as default.
     let cli = |what: &str| {
