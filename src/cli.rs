@@ -15,6 +15,7 @@ use cuttle::store::{RebuildReport, Store, StoreError, VerifyReport};
 
 mod digest;
 use digest::DigestCommand;
+mod mesh;
 mod simulate;
 mod trace;
 
@@ -148,6 +149,9 @@ Exits 0 when the file has no errors (warnings allowed), 1 otherwise.")]
     Trace(trace::TraceCommand),
     /// Replay access logs over a mesh of squid.confs on a virtual clock.
     Simulate(simulate::SimulateArgs),
+    /// Show a running node's discovery tree; print cache_peer lines for Squid.
+    #[command(subcommand)]
+    Mesh(mesh::MeshCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -376,6 +380,7 @@ impl Cli {
             Command::Store(StoreCommand::Ls(args)) => store_ls(&args.dir),
             Command::Trace(command) => trace::run(&command),
             Command::Simulate(args) => simulate::simulate(&args),
+            Command::Mesh(command) => mesh::run(&command),
         }
     }
 }

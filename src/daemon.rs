@@ -28,6 +28,7 @@ use crate::peers::resolve::PeerAddrs;
 use crate::peers::responder::{Protocol, Responder};
 use crate::store::Store;
 
+mod mesh;
 mod ports;
 use ports::{bind_all, reload_certificates};
 
@@ -424,13 +425,19 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
         }
     })?;
     let htcp_stats = Arc::new(HtcpServerStats::default());
+    let manager = Arc::new(Manager::new(icp_stats, Arc::clone(&htcp_stats)));
+    let mut discovered = mesh::start(
+        &config,
+        Arc::clone(&manager.mesh),
+        Arc::clone(&manager.stats),
+    )?;
     let proxy = Arc::new(Proxy::new(
         config,
         Arc::clone(&store),
         logger.clone(),
         hit_only,
         netdb,
-        Arc::new(Manager::new(icp_stats, Arc::clone(&htcp_stats))),
+        manager,
         Arc::clone(&query_sockets),
     ));
     // HTCP responder (htcp_port): its own thread; see peers::htcp_server.
@@ -466,6 +473,11 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
                     say("configuration reloaded");
                 }
             }
+            Some(found) = recv_discovered(&mut discovered) => {
+                mesh::apply(&proxy_tx, &query_sockets, &found).await;
+                icp.reload(&proxy_tx.borrow().config(), &logger);
+                htcp.reload(&proxy_tx.borrow().config(), &logger);
+            }
             _ = usr1.recv() => {
                 let keep = proxy_tx.borrow().config().logfile_rotate.value;
                 logger.rotate(keep);
@@ -495,6 +507,16 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
     Ok(())
 }
 
+/// The next parent list from the discovery task; never ready without one.
+async fn recv_discovered(
+    rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Vec<config::CachePeer>>>,
+) -> Option<Vec<config::CachePeer>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// SIGHUP: re-read the config; swap it in when it has no errors (true).
 async fn reload(
     options: &RunOptions,
@@ -502,12 +524,16 @@ async fn reload(
     logger: &Logger,
     query_sockets: &QuerySockets,
 ) -> bool {
-    let loaded = load(options);
+    let mut loaded = load(options);
     if report(&loaded) {
         eprintln!("cuttle: the new configuration has errors; keeping the old one");
         return false;
     }
     let old = proxy.borrow().config();
+    mesh::carry_discovered(&old, &mut loaded.config);
+    if old.mesh != loaded.config.mesh {
+        tracing::warn!("mesh_discovery changes take effect at the next restart");
+    }
     // An https_port's certificate files are re-read now (reload_certificates).
     let listening = |ports: &[config::Located<config::HttpPort>]| {
         ports

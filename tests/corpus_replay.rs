@@ -92,6 +92,36 @@ fn digest_check(data: &[u8], path: &Path) {
     assert_eq!(digest::parse_header(&wire), Ok(parsed.header));
 }
 
+/// The checks of the `discovery_parse` fuzz target: what parses
+/// re-encodes (with a MAC for a fixed key when it had one) to an
+/// announcement that parses the same; unsigned ones to the same bytes.
+fn discovery_check(data: &[u8], path: &Path) -> bool {
+    let Ok(parsed) = cuttle_protocol::discovery::parse(data) else {
+        return false;
+    };
+    let _ = parsed.verify(b"fuzz key");
+    let key: Option<&[u8]> = parsed.mac.map(|_| &b"fuzz key"[..]);
+    let mut wire = Vec::new();
+    cuttle_protocol::discovery::encode(&parsed.announcement, key, &mut wire)
+        .expect("what parsed encodes");
+    let again = cuttle_protocol::discovery::parse(&wire).expect("what was encoded parses");
+    assert_eq!(
+        again.announcement,
+        parsed.announcement,
+        "{}",
+        path.display()
+    );
+    if parsed.mac.is_none() {
+        assert_eq!(
+            wire,
+            data,
+            "{}: re-encoding changed the bytes",
+            path.display()
+        );
+    }
+    true
+}
+
 /// The call of the `squid_conf` fuzz target.
 fn squid_conf_check(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
@@ -103,6 +133,7 @@ fn fuzz_corpora_replay_cleanly() {
     let corpus = root().join("fuzz/corpus");
     let mut replayed = 0;
     let mut digests_parsed = 0;
+    let mut announcements_parsed = 0;
     for target in std::fs::read_dir(&corpus).expect("fuzz/corpus exists") {
         let target = target.expect("entry").path();
         let name = target
@@ -119,6 +150,9 @@ fn fuzz_corpora_replay_cleanly() {
                     digest_check(&data, &path);
                     digests_parsed += usize::from(digest::parse(&data).is_ok());
                 }
+                "discovery_parse" => {
+                    announcements_parsed += usize::from(discovery_check(&data, &path));
+                }
                 other => panic!("corpus for unknown target {other}: add it here"),
             }
             replayed += 1;
@@ -128,6 +162,10 @@ fn fuzz_corpora_replay_cleanly() {
     // The digest seeds include well-formed digests, so the checks past
     // parsing run.
     assert!(digests_parsed >= 3, "{digests_parsed} digest seeds parse");
+    assert!(
+        announcements_parsed >= 3,
+        "{announcements_parsed} announcement seeds parse"
+    );
 }
 
 #[test]
@@ -139,6 +177,7 @@ fn every_fixture_goes_through_every_parser() {
         roundtrip_check(&data, &path, icp_reencode);
         roundtrip_check(&data, &path, htcp_reencode);
         digest_check(&data, &path);
+        discovery_check(&data, &path);
         squid_conf_check(&data);
     }
 }

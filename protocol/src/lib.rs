@@ -7,6 +7,7 @@
 
 pub mod carp;
 pub mod digest;
+pub mod discovery;
 pub mod error;
 pub mod htcp;
 pub mod icp;

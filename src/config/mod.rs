@@ -9,6 +9,7 @@
 mod acl;
 mod cache;
 mod directives;
+mod discovery;
 mod forwarding;
 mod lexer;
 mod listen;
@@ -31,6 +32,7 @@ pub use acl::{
 };
 pub use cache::{CacheDir, CacheDirType, RefreshPattern, ReplacementPolicy};
 pub use directives::{DirectiveStatus, OtherDirective};
+pub use discovery::{Mesh, MeshDiscovery, MeshRole};
 pub use forwarding::PeerStoreThreshold;
 pub use listen::{HttpPort, ListenAddr, PortMode, VPort};
 pub use logging::{AccessLog, LogDestination, LogFormat, LogOnError};
@@ -223,6 +225,8 @@ pub struct Config {
 
     // -- neighbours
     pub cache_peers: Vec<Located<CachePeer>>,
+    /// `mesh_discovery` and `mesh_discovery_key` (cuttle's own).
+    pub mesh: Mesh,
     /// `tls_outgoing_options`: TLS to origin servers (https:// URLs).
     pub tls_outgoing_options: Setting<TlsClientOptions>,
     /// 0 = dynamic (Squid's default).
@@ -400,6 +404,7 @@ impl Default for Config {
             mcast_groups: Vec::new(),
             hierarchy_stoplist: Vec::new(),
             cache_peers: Vec::new(),
+            mesh: Mesh::default(),
             tls_outgoing_options: Setting::default_value(TlsClientOptions::default()),
             icp_query_timeout: Setting::default_value(Duration::ZERO),
             maximum_icp_query_timeout: Setting::default_value(Duration::from_millis(2000)),

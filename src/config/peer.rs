@@ -161,6 +161,8 @@ pub struct CachePeer {
     /// `no-redirect-marker` (cuttle's own): redirects to this peer carry
     /// no marker (a peer that never redirects, e.g. a Squid).
     pub no_redirect_marker: bool,
+    /// Found by `mesh_discovery`, not written in squid.conf.
+    pub discovered: bool,
 
     /// `cache_peer_access` rules for this peer, in order.
     pub access: Vec<Located<AccessRule>>,
@@ -169,7 +171,14 @@ pub struct CachePeer {
 }
 
 impl CachePeer {
-    fn new(host: String, name: String, peer_type: PeerType, http_port: u16, icp_port: u16) -> Self {
+    /// A peer with Squid's defaults for every option.
+    pub fn new(
+        host: String,
+        name: String,
+        peer_type: PeerType,
+        http_port: u16,
+        icp_port: u16,
+    ) -> Self {
         CachePeer {
             host,
             name,
@@ -213,6 +222,7 @@ impl CachePeer {
             front_end_https: None,
             public_url: None,
             no_redirect_marker: false,
+            discovered: false,
             access: Vec::new(),
             type_domains: Vec::new(),
         }

@@ -54,6 +54,8 @@ pub struct Manager {
     pub stats: Arc<Stats>,
     pub icp_server: Arc<IcpServerStats>,
     pub htcp_server: Arc<HtcpServerStats>,
+    /// The discovery tree (`mgr:mesh`), filled when mesh_discovery runs.
+    pub mesh: Arc<crate::peers::discovery::MeshView>,
     pub start: SystemTime,
     history: Mutex<VecDeque<Sample>>,
 }
@@ -246,6 +248,7 @@ impl Manager {
             stats: Arc::default(),
             icp_server,
             htcp_server,
+            mesh: Arc::default(),
             start: SystemTime::now(),
             history: Mutex::new(VecDeque::new()),
         }
@@ -556,6 +559,11 @@ pub const ACTIONS: &[Action] = &[
     Action {
         name: "server_list",
         description: "Peer Cache Statistics",
+        needs_password: false,
+    },
+    Action {
+        name: "mesh",
+        description: "Mesh discovery tree (cuttle)",
         needs_password: false,
     },
     Action {

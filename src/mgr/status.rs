@@ -233,7 +233,11 @@ pub fn render(m: &Manager, s: &Sources<'_>) -> String {
              <td>{served}</td><td>{taken}</td><td>{fetches}</td>{digest}</tr>",
             cls = if alive { "alive" } else { "dead" },
             n = esc(&c.name),
-            ty = c.peer_type.name(),
+            ty = if c.discovered {
+                format!("{} (discovered)", c.peer_type.name())
+            } else {
+                c.peer_type.name().to_string()
+            },
             host = esc(&c.host),
             http = c.http_port,
             icp = c.icp_port,
@@ -249,6 +253,15 @@ pub fn render(m: &Manager, s: &Sources<'_>) -> String {
         o.push_str("<tr><td colspan=\"12\">no cache_peer configured</td></tr>\n");
     }
     o.push_str("</tbody></table></section>\n");
+    // The discovery tree as mgr:mesh shows it, when mesh_discovery runs.
+    let mesh = m.mesh.render(instant);
+    if !mesh.starts_with("mesh_discovery is off") {
+        let _ = writeln!(
+            o,
+            "<section><h2>Mesh</h2><pre id=\"mesh\">{}</pre></section>",
+            esc(&mesh)
+        );
+    }
 
     o.push_str(
         "<section><h2>Hierarchy codes seen</h2><table id=\"hierarchy\"><thead><tr>\

@@ -39,6 +39,7 @@ pub fn render(name: &str, m: &Manager, s: &Sources<'_>) -> String {
         "60min" => averages(m, s, HOUR),
         "service_times" => service_times(m, s),
         "server_list" => server_list(s),
+        "mesh" => m.mesh.render(std::time::Instant::now()),
         "digest_stats" => digest_stats(m, s),
         "storedir" => storedir(s),
         "config" => config(s),

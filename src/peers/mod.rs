@@ -8,6 +8,7 @@
 
 pub mod batch_io;
 pub mod core;
+pub mod discovery;
 pub mod holder;
 pub mod htcp_client;
 pub mod htcp_server;

@@ -14,7 +14,7 @@ pub(super) fn shown(line: &Line) -> String {
     let mut words = vec![name.to_string()];
     for (i, t) in line.args().iter().enumerate() {
         let text = &t.text;
-        let masked = if name == "cachemgr_passwd" && i == 0 {
+        let masked = if (name == "cachemgr_passwd" || name == "mesh_discovery_key") && i == 0 {
             MASK.to_string()
         } else if name == "cache_peer" && text.starts_with("login=") && text.contains(':') {
             let user = text.split(':').next().unwrap_or("login=");

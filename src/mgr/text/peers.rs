@@ -45,6 +45,7 @@ pub fn flags(p: &CachePeer) -> Vec<String> {
     on(p.no_delay, "no-delay");
     on(p.allow_miss, "allow-miss");
     on(p.originserver, "originserver");
+    on(p.discovered, "discovered");
     if p.weight != 1 {
         f.push(format!("weight={}", p.weight));
     }
