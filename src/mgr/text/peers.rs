@@ -34,6 +34,7 @@ pub fn flags(p: &CachePeer) -> Vec<String> {
     on(p.default_parent, "default");
     on(p.round_robin, "round-robin");
     on(p.carp, "carp");
+    on(p.load_aware, "load-aware");
     on(p.userhash, "userhash");
     on(p.sourcehash, "sourcehash");
     on(p.weighted_round_robin, "weighted-round-robin");
