@@ -1,0 +1,237 @@
+//! `cache_peer ... carp load-aware` end to end: three cuttle parents behind
+//! a CARP frontend (cuttle), one of them slow (the origin delays every
+//! request that came through it). The same replay of unique URLs goes
+//! through a frontend with plain `carp` and one with `carp load-aware`:
+//! the slow parent's share (counted in the parents' access.logs) drops
+//! with `load-aware` and stays at its hash share without it; once it is
+//! fast again its share comes back. The frontends' p99 latencies are
+//! printed, not asserted (the machine is shared).
+
+mod support;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cuttle_protocol::carp::{Carp, CarpMember};
+use support::{Conf, Cuttle, Origin, Reply, Req};
+
+/// Concurrent clients of the replay.
+const CLIENTS: usize = 8;
+/// Requests per replay.
+const REPLAY: usize = 300;
+/// The slow parent's extra delay at the origin.
+const SLOW: Duration = Duration::from_millis(80);
+const NAMES: [&str; 3] = ["parent-a", "parent-b", "parent-c"];
+/// parent-b is the slow one.
+const SLOW_PARENT: usize = 1;
+
+fn parent_conf(name: &str) -> Conf {
+    Conf {
+        name: name.to_string(),
+        ..Conf::new()
+    }
+}
+
+fn frontend_conf(parents: &[Cuttle], option: &str) -> Conf {
+    let mut conf = Conf {
+        name: "frontend".to_string(),
+        ..Conf::new()
+    };
+    for (p, name) in parents.iter().zip(NAMES) {
+        conf = conf.extra(&format!(
+            "cache_peer 127.0.0.1 parent {} 0 {option} no-query name={name}",
+            p.port
+        ));
+    }
+    conf.extra("never_direct allow all")
+}
+
+/// Lines of `log` whose URL has `/TAG/` in it.
+fn lines_tagged(log: &Path, tag: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&format!("/{tag}/")))
+        .count()
+}
+
+/// Each parent's share of the requests tagged `tag`, from their access.logs
+/// (waiting for the lines of all `expected` requests).
+async fn shares(parents: &[Cuttle], tag: &str, expected: usize) -> Vec<f64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let counts: Vec<usize> = parents
+            .iter()
+            .map(|p| lines_tagged(&p.log_path(), tag))
+            .collect();
+        let total: usize = counts.iter().sum();
+        if total >= expected || Instant::now() > deadline {
+            assert_eq!(total, expected, "{tag}: lines per parent {counts:?}");
+            return counts.iter().map(|&c| c as f64 / total as f64).collect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The replay's URLs: `REPLAY` unique ones tagged `tag`.
+fn urls(origin: &Origin, tag: &str) -> Vec<String> {
+    (0..REPLAY)
+        .map(|i| origin.url(&format!("/{tag}/object?i={i}&v={}", i * 7)))
+        .collect()
+}
+
+/// The share of `urls` plain CARP gives each parent (all weight 1).
+fn carp_shares(urls: &[String]) -> Vec<f64> {
+    let members: Vec<CarpMember<'_>> = NAMES
+        .iter()
+        .map(|&name| CarpMember { name, weight: 1 })
+        .collect();
+    let carp = Carp::new(&members);
+    let mut counts = [0_usize; 3];
+    for url in urls {
+        if let Some(m) = carp.choose(url.as_bytes(), |_| true) {
+            counts[m] += 1;
+        }
+    }
+    counts.iter().map(|&c| c as f64 / urls.len() as f64).collect()
+}
+
+/// Latency figures of one replay.
+struct Latency {
+    mean: Duration,
+    p90: Duration,
+    p99: Duration,
+}
+
+impl std::fmt::Display for Latency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        write!(
+            f,
+            "mean {:.1} ms, p90 {:.1} ms, p99 {:.1} ms",
+            ms(self.mean),
+            ms(self.p90),
+            ms(self.p99)
+        )
+    }
+}
+
+/// `REPLAY` unique URLs tagged `tag` through `frontend`, `CLIENTS` at a
+/// time; every answer must be 200.
+async fn replay(frontend: &Cuttle, origin: &Origin, tag: &str) -> Latency {
+    let addr = frontend.addr();
+    let urls = Arc::new(urls(origin, tag));
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..CLIENTS {
+        let urls = Arc::clone(&urls);
+        tasks.spawn(async move {
+            let mut took = Vec::new();
+            for url in urls.iter().skip(client).step_by(CLIENTS) {
+                let start = Instant::now();
+                let resp = Req::get(url).send_to(addr).await;
+                assert_eq!(resp.status, 200, "{url}: {}", resp.text());
+                took.push(start.elapsed());
+            }
+            took
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(took) = tasks.join_next().await {
+        all.extend(took.expect("client"));
+    }
+    all.sort();
+    let at = |pc: usize| all[(all.len() * pc / 100).min(all.len() - 1)];
+    Latency {
+        mean: all.iter().sum::<Duration>() / all.len() as u32,
+        p90: at(90),
+        p99: at(99),
+    }
+}
+
+/// Requests until every parent answered one, so none is still waiting
+/// for its first liveness probe when the replay starts.
+async fn warm_up(frontend: &Cuttle, parents: &[Cuttle], origin: &Origin, tag: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for i in 0.. {
+        let url = origin.url(&format!("/{tag}/warm?i={i}"));
+        let _ = Req::get(&url).send_to(frontend.addr()).await;
+        if parents.iter().all(|p| lines_tagged(&p.log_path(), tag) > 0) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "parents never all used");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_parent_sheds_part_of_its_carp_share_and_gets_it_back() {
+    let origin = Origin::start().await;
+    let slow = Arc::new(AtomicBool::new(true));
+    let slow_via = format!(" {} ", NAMES[SLOW_PARENT]);
+    for path in ["/plain/object", "/aware/object", "/heal/object", "/healed/object"] {
+        let (slow, slow_via) = (Arc::clone(&slow), slow_via.clone());
+        origin.route(path, move |seen| {
+            let through_slow = format!("{} ", seen.header("via")).contains(&slow_via);
+            let reply = Reply::ok("x").cc("no-store");
+            if through_slow && slow.load(Ordering::SeqCst) {
+                reply.delay(SLOW)
+            } else {
+                reply
+            }
+        });
+    }
+    for path in ["/warm-plain/warm", "/warm-aware/warm"] {
+        origin.route(path, |_| Reply::ok("x").cc("no-store"));
+    }
+    let parents: Vec<Cuttle> = NAMES
+        .iter()
+        .map(|n| Cuttle::start(&parent_conf(n)))
+        .collect();
+
+    let plain = Cuttle::start(&frontend_conf(&parents, "carp"));
+    warm_up(&plain, &parents, &origin, "warm-plain").await;
+    let plain_latency = replay(&plain, &origin, "plain").await;
+    let plain_shares = shares(&parents, "plain", REPLAY).await;
+    drop(plain);
+
+    let aware = Cuttle::start(&frontend_conf(&parents, "carp load-aware"));
+    warm_up(&aware, &parents, &origin, "warm-aware").await;
+    let aware_latency = replay(&aware, &origin, "aware").await;
+    let aware_shares = shares(&parents, "aware", REPLAY).await;
+
+    // Fast again: a replay for the meters to see it, then one to count.
+    slow.store(false, Ordering::SeqCst);
+    replay(&aware, &origin, "heal").await;
+    let healed_latency = replay(&aware, &origin, "healed").await;
+    let healed_shares = shares(&parents, "healed", REPLAY).await;
+    let healed_hash = carp_shares(&urls(&origin, "healed"));
+    println!(
+        "shares (a, b slow, c): plain carp {plain_shares:.3?} (hash {:.3?}), load-aware \
+         {aware_shares:.3?} (hash {:.3?}), after recovery {healed_shares:.3?} (hash \
+         {healed_hash:.3?}); frontend latency: plain {plain_latency}; load-aware {aware_latency}; \
+         after recovery {healed_latency}",
+        carp_shares(&urls(&origin, "plain")),
+        carp_shares(&urls(&origin, "aware")),
+    );
+    let (before, during, after) = (
+        plain_shares[SLOW_PARENT],
+        aware_shares[SLOW_PARENT],
+        healed_shares[SLOW_PARENT],
+    );
+    assert!(
+        before > 0.25,
+        "plain CARP keeps the slow parent's hash share: {before}"
+    );
+    assert!(
+        during < before - 0.1,
+        "load-aware: the slow parent sheds part of its share: {during} vs {before}"
+    );
+    assert!(during > 0.03, "but keeps some of it: {during}");
+    assert!(
+        after > healed_hash[SLOW_PARENT] - 0.03,
+        "recovered: its share comes back to its hash share: {after} vs {}",
+        healed_hash[SLOW_PARENT]
+    );
+}
