@@ -6,16 +6,25 @@
 //! with `load-aware` and stays at its hash share without it; once it is
 //! fast again its share comes back. The frontends' p99 latencies are
 //! printed, not asserted (the machine is shared).
+//!
+//! A second test puts a real Squid 5.7 as a `carp load-aware` parent with
+//! ICP: cuttle's queries to it carry the load flag (peers/load.rs
+//! `report`), and Squid still answers them (UDP_HIT in its access.log) and
+//! cuttle still takes its ICP_HIT (PARENT_HIT). Fails, never skips, when
+//! squid is missing.
 
+mod peer_lab;
 mod support;
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cuttle_protocol::carp::{Carp, CarpMember};
-use support::{Conf, Cuttle, Origin, Reply, Req};
+use peer_lab::{free_udp_port, get, log_lines, start_cuttle, tail, text_body, text_origin, Squid};
+use support::{Conf, Cuttle, Origin, Reply, Req, TempDir};
 
 /// Concurrent clients of the replay.
 const CLIENTS: usize = 8;
@@ -95,7 +104,10 @@ fn carp_shares(urls: &[String]) -> Vec<f64> {
             counts[m] += 1;
         }
     }
-    counts.iter().map(|&c| c as f64 / urls.len() as f64).collect()
+    counts
+        .iter()
+        .map(|&c| c as f64 / urls.len() as f64)
+        .collect()
 }
 
 /// Latency figures of one replay.
@@ -170,7 +182,12 @@ async fn a_slow_parent_sheds_part_of_its_carp_share_and_gets_it_back() {
     let origin = Origin::start().await;
     let slow = Arc::new(AtomicBool::new(true));
     let slow_via = format!(" {} ", NAMES[SLOW_PARENT]);
-    for path in ["/plain/object", "/aware/object", "/heal/object", "/healed/object"] {
+    for path in [
+        "/plain/object",
+        "/aware/object",
+        "/heal/object",
+        "/healed/object",
+    ] {
         let (slow, slow_via) = (Arc::clone(&slow), slow_via.clone());
         origin.route(path, move |seen| {
             let through_slow = format!("{} ", seen.header("via")).contains(&slow_via);
@@ -233,5 +250,73 @@ async fn a_slow_parent_sheds_part_of_its_carp_share_and_gets_it_back() {
         after > healed_hash[SLOW_PARENT] - 0.03,
         "recovered: its share comes back to its hash share: {after} vs {}",
         healed_hash[SLOW_PARENT]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn squid_answers_the_queries_that_ask_for_load_and_its_hit_is_taken() {
+    let squid_ip = Ipv4Addr::new(127, 0, 23, 1);
+    let cuttle_ip = Ipv4Addr::new(127, 0, 23, 2);
+    let tmp = TempDir::new("load-aware-squid");
+    let origin = text_origin(Ipv4Addr::LOCALHOST, &["/cached"]).await;
+    let cached = origin.url("/cached");
+    let squid = Squid::start(
+        &tmp.path().join("squid"),
+        squid_ip,
+        &cuttle_ip.to_string(),
+        "",
+    );
+    assert_eq!(
+        get(squid.http_addr(), &cached).await,
+        (200, text_body("/cached"))
+    );
+    let cuttle = start_cuttle(
+        &tmp.path().join("cuttle"),
+        cuttle_ip,
+        &format!(
+            "cache_peer {squid_ip} parent {} {} carp load-aware no-digest name=squid\n\
+             udp_outgoing_address {cuttle_ip}\n\
+             udp_incoming_address {cuttle_ip}\n\
+             icp_port {icp}\n\
+             tcp_outgoing_address {cuttle_ip}\n\
+             icp_query_timeout 3000",
+            squid.http_port,
+            squid.icp_port,
+            icp = free_udp_port(cuttle_ip)
+        ),
+    );
+    // The TCP liveness probe of the parent runs at start.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let diag = || {
+        format!(
+            "\ncuttle output:\n{}\nsquid access.log:\n{}\nsquid cache.log:\n{}",
+            cuttle.output(),
+            tail(&squid.access_log(), 10),
+            squid.cache_log()
+        )
+    };
+    let (status, text) = get(cuttle.addr, &cached).await;
+    assert_eq!((status, text), (200, text_body("/cached")), "{}", diag());
+    assert_eq!(
+        origin.count("/cached"),
+        1,
+        "the origin was asked again{}",
+        diag()
+    );
+    let ours = log_lines(&cuttle.log, &cached, 1);
+    assert_eq!(
+        ours[0][8],
+        format!("PARENT_HIT/{squid_ip}"),
+        "{:?}{}",
+        ours[0],
+        diag()
+    );
+    let theirs = log_lines(&squid.access_log(), &cached, 3);
+    assert!(
+        theirs
+            .iter()
+            .any(|l| l[2] == cuttle_ip.to_string() && l[3] == "UDP_HIT/000" && l[5] == "ICP_QUERY"),
+        "{}",
+        diag()
     );
 }
