@@ -11,7 +11,8 @@
 //! ICP: cuttle's queries to it carry the load flag (peers/load.rs
 //! `report`), and Squid still answers them (UDP_HIT in its access.log) and
 //! cuttle still takes its ICP_HIT (PARENT_HIT). Fails, never skips, when
-//! squid is missing.
+//! squid is missing. A third has a cuttle parent report its load (its own
+//! service time) in its ICP reply, and the frontend's server_list show it.
 
 mod peer_lab;
 mod support;
@@ -23,7 +24,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cuttle_protocol::carp::{Carp, CarpMember};
-use peer_lab::{free_udp_port, get, log_lines, start_cuttle, tail, text_body, text_origin, Squid};
+use peer_lab::{
+    free_udp_port, get, log_lines, mgr_page, start_cuttle, tail, text_body, text_origin,
+    wait_peer_up, Squid,
+};
 use support::{Conf, Cuttle, Origin, Reply, Req, TempDir};
 
 /// Concurrent clients of the replay.
@@ -319,4 +323,60 @@ async fn squid_answers_the_queries_that_ask_for_load_and_its_hit_is_taken() {
         "{}",
         diag()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cuttle_parent_reports_its_load_over_icp_and_the_frontend_keeps_it() {
+    let parent_ip = Ipv4Addr::new(127, 0, 23, 11);
+    let frontend_ip = Ipv4Addr::new(127, 0, 23, 12);
+    let tmp = TempDir::new("load-aware-report");
+    let origin = Origin::start().await;
+    origin.route("/slow", |_| {
+        Reply::ok("slow")
+            .cc("no-store")
+            .delay(Duration::from_millis(150))
+    });
+    origin.route("/next", |_| Reply::ok("next").cc("no-store"));
+    let parent_icp = free_udp_port(parent_ip);
+    let parent = start_cuttle(
+        &tmp.path().join("parent"),
+        parent_ip,
+        &format!(
+            "icp_port {parent_icp}\nudp_incoming_address {parent_ip}\n\
+             udp_outgoing_address {parent_ip}\nacl frontend src {frontend_ip}\n\
+             icp_access allow frontend\nicp_access deny all"
+        ),
+    );
+    // The parent's own service time: one fetch of 150 ms or more.
+    assert_eq!(get(parent.addr, &origin.url("/slow")).await.0, 200);
+    let frontend = start_cuttle(
+        &tmp.path().join("frontend"),
+        frontend_ip,
+        &format!(
+            "cache_peer {parent_ip} parent {} {parent_icp} carp load-aware no-digest name=p\n\
+             icp_port {}\nudp_incoming_address {frontend_ip}\n\
+             udp_outgoing_address {frontend_ip}\ntcp_outgoing_address {frontend_ip}\n\
+             icp_query_timeout 3000\nnever_direct allow all",
+            parent.addr.port(),
+            free_udp_port(frontend_ip)
+        ),
+    );
+    let server_list = async || mgr_page(frontend.addr, "server_list").await;
+    wait_peer_up(server_list).await;
+    let (status, text) = get(frontend.addr, &origin.url("/next")).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (200, "next"),
+        "{}",
+        frontend.output()
+    );
+    let page = server_list().await;
+    let line = page.lines().find_map(|l| l.strip_prefix("LOAD       : "));
+    println!("frontend server_list: LOAD       : {}", line.unwrap_or("-"));
+    let reported: u32 = line
+        .and_then(|l| l.split("reported ").nth(1))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no reported load on server_list:\n{page}"));
+    assert!(reported >= 150, "reported {reported} ms:\n{page}");
 }
