@@ -22,6 +22,7 @@
 //! measured, and its share comes back when it recovers). Scales are
 //! rounded to 1/32 so the table is rebuilt only on a real change.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -225,26 +226,35 @@ pub mod report {
 }
 
 /// This process's own service time (what its ICP replies report): the
-/// moving average over its forwarded fetches, peers' and origins' alike.
-/// One per process, like the load it describes: every forwarder feeds it
-/// and the ICP responder reads it, across reloads.
-static OWN: Mutex<LoadMeter> = Mutex::new(LoadMeter {
-    service_ms: 0.0,
-    samples: 0,
-    reported: None,
-});
+/// moving average over its forwarded fetches, peers' and origins' alike,
+/// as f64 bits (`u64::MAX`: no fetch yet). One per process, like the load
+/// it describes: every forwarder feeds it and the ICP responder reads it,
+/// across reloads; an atomic, so forwarders never wait on each other.
+static OWN_MS: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// A fetch this process forwarded got its response head after `took`.
 pub fn note_own_service(took: Duration) {
-    OWN.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .note_service(took);
+    let ms = took.as_secs_f64() * 1000.0;
+    let _ = OWN_MS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+        let next = if bits == u64::MAX {
+            ms
+        } else {
+            let avg = f64::from_bits(bits);
+            avg + (ms - avg) / SERVICE_WINDOW
+        };
+        Some(next.to_bits())
+    });
 }
 
 /// This process's service time in milliseconds, saturated to 16 bits; 0
 /// before any fetch.
 pub fn own_report_ms() -> u16 {
-    let ms = OWN.lock().unwrap_or_else(|p| p.into_inner()).service_ms;
+    let bits = OWN_MS.load(Ordering::Relaxed);
+    let ms = if bits == u64::MAX {
+        0.0
+    } else {
+        f64::from_bits(bits)
+    };
     ms.round().clamp(0.0, f64::from(u16::MAX)) as u16
 }
 

@@ -125,3 +125,12 @@ fn a_reply_carries_the_load_only_when_the_query_asked() {
     report::stamp(&asking, &mut kept);
     assert_eq!(kept, with_rtt, "SRC_RTT owns the option data");
 }
+
+#[test]
+fn this_process_reports_its_own_moving_average() {
+    // The process-wide meter: other tests may feed it too, so only what
+    // one huge sample must do whatever came before (1/16 of it is still
+    // over 65,535 ms) is checked.
+    note_own_service(Duration::from_secs(20_000));
+    assert_eq!(own_report_ms(), u16::MAX, "saturated to 16 bits");
+}
