@@ -412,7 +412,9 @@ fn usable_parents<V: PeerView>(
 /// the `sourcehash`, `userhash` and `carp` parents in configuration order
 /// with their member hashes and load multipliers. Built with the peer
 /// table, so a reload rebuilds them; liveness is not part of them (a down
-/// member is skipped per request, after scoring, as Squid does).
+/// member is skipped per request, after scoring, as Squid does). With
+/// `load-aware` members the CARP multipliers follow the members' measured
+/// loads (peers/load.rs), read through the view per request.
 #[derive(Debug, Clone, Default)]
 pub struct HashParents {
     carp: MemberSet<Carp>,
