@@ -77,21 +77,58 @@ impl Table {
 
         // Squid's multipliers (squid-spec 4.2 step 4), in f64 and in the
         // same order of operations so results agree to the last bit.
-        let k_total = sorted.len();
-        let (mut x_last, mut p_last, mut x_product) = (0.0_f64, 0.0_f64, 1.0_f64);
-        for (k, (_, info)) in sorted.iter_mut().enumerate() {
-            let remaining = (k_total - k) as f64;
-            let mut x = (remaining * (info.load_factor - p_last)) / x_product;
-            x += x_last.powf(remaining);
-            x = x.powf(1.0 / remaining);
-            x_product *= x;
-            x_last = x;
-            p_last = info.load_factor;
+        let factors: Vec<f64> = sorted.iter().map(|(_, info)| info.load_factor).collect();
+        for ((_, info), x) in sorted.iter_mut().zip(multipliers(&factors)) {
             info.multiplier = x;
         }
         Table {
             members: sorted.into_iter().map(|(_, info)| info).collect(),
         }
+    }
+
+    /// The same members and hash order with each member's weight scaled
+    /// by `scale(index)` (clamped to 0..=1): new factors, and multipliers
+    /// computed over the factors in ascending order (the algorithm needs
+    /// that order; Squid's is by integer weight, which is the same thing
+    /// unscaled). The order keys are hashed in stays Squid's, so a member's
+    /// key hashes, and its URLs, do not change with anyone's load.
+    fn scaled(&self, members: &[CarpMember<'_>], scale: impl Fn(usize) -> f64) -> Table {
+        let weights: Vec<f64> = self
+            .members
+            .iter()
+            .map(|m| {
+                let weight = members.get(m.index).map_or(0, |c| c.weight);
+                let s = scale(m.index);
+                f64::from(weight)
+                    * if s.is_finite() {
+                        s.clamp(0.0, 1.0)
+                    } else {
+                        1.0
+                    }
+            })
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mut table = self.clone();
+        for (member, weight) in table.members.iter_mut().zip(&weights) {
+            member.load_factor = if total > 0.0 { weight / total } else { 0.0 };
+            if (member.load_factor * 1000.0).floor() == 0.0 {
+                member.load_factor = 0.0;
+            }
+        }
+        let mut ascending: Vec<usize> = (0..table.members.len()).collect();
+        ascending.sort_by(|&a, &b| {
+            table.members[a]
+                .load_factor
+                .total_cmp(&table.members[b].load_factor)
+        });
+        let factors: Vec<f64> = ascending
+            .iter()
+            .map(|&p| table.members[p].load_factor)
+            .collect();
+        for (&p, x) in ascending.iter().zip(multipliers(&factors)) {
+            table.members[p].multiplier = x;
+        }
+        table
     }
 
     /// Highest score among eligible members; `hash_before(position)` gives
@@ -114,6 +151,25 @@ impl Table {
         }
         best.map(|(_, index)| index)
     }
+}
+
+/// Squid's multipliers (squid-spec 4.2 step 4) for load factors in
+/// ascending order, in f64 and in Squid's order of operations.
+fn multipliers(factors: &[f64]) -> Vec<f64> {
+    let k_total = factors.len();
+    let (mut x_last, mut p_last, mut x_product) = (0.0_f64, 0.0_f64, 1.0_f64);
+    let mut out = Vec::with_capacity(k_total);
+    for (k, &factor) in factors.iter().enumerate() {
+        let remaining = (k_total - k) as f64;
+        let mut x = (remaining * (factor - p_last)) / x_product;
+        x += x_last.powf(remaining);
+        x = x.powf(1.0 / remaining);
+        x_product *= x;
+        x_last = x;
+        p_last = factor;
+        out.push(x);
+    }
+    out
 }
 
 /// One byte into a running hash: `h + rotl(h, 19) + c`, with `c` a signed
@@ -154,6 +210,17 @@ impl Carp {
     pub fn new(members: &[CarpMember<'_>]) -> Carp {
         Carp {
             table: Table::new(members),
+        }
+    }
+
+    /// Load-aware CARP: the members of `new` with each one's weight
+    /// scaled by `scale(index)` (0..=1; 1 is its configured share). Keys
+    /// are hashed in Squid's order as in `new`, so with every scale at 1
+    /// this is `new` exactly, and scaling one member down moves only URLs
+    /// away from it, about as many as the share it sheds.
+    pub fn scaled(members: &[CarpMember<'_>], scale: impl Fn(usize) -> f64) -> Carp {
+        Carp {
+            table: Table::new(members).scaled(members, scale),
         }
     }
 
@@ -309,6 +376,9 @@ pub fn carp_key<'a>(parts: CarpKeyParts, url: &UrlParts<'a>) -> Cow<'a, [u8]> {
         Cow::Owned(key)
     }
 }
+
+#[cfg(test)]
+mod scaled_tests;
 
 #[cfg(test)]
 mod tests {

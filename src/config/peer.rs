@@ -116,6 +116,9 @@ pub struct CachePeer {
     pub round_robin: bool,
     pub weighted_round_robin: bool,
     pub carp: bool,
+    /// `load-aware` (cuttle's, on `carp` parents): the CARP share follows
+    /// the parent's measured load (peers/load.rs).
+    pub load_aware: bool,
     pub userhash: bool,
     pub sourcehash: bool,
     /// `default` (documented "last-resort parent").
@@ -193,6 +196,7 @@ impl CachePeer {
             round_robin: false,
             weighted_round_robin: false,
             carp: false,
+            load_aware: false,
             userhash: false,
             sourcehash: false,
             default_parent: false,
@@ -325,6 +329,7 @@ fn set_flag(p: &mut CachePeer, option: &str) -> bool {
         "round-robin" => &mut p.round_robin,
         "weighted-round-robin" => &mut p.weighted_round_robin,
         "carp" => &mut p.carp,
+        "load-aware" => &mut p.load_aware,
         "userhash" => &mut p.userhash,
         "sourcehash" => &mut p.sourcehash,
         "default" => &mut p.default_parent,
@@ -574,6 +579,13 @@ pub(crate) fn parse_cache_peer(ctx: &mut Ctx<'_, '_>, line: &Line) {
             loc,
             "cache_peer: public-url= serves redirects to siblings that hold an object; a parent is never redirected to".into(),
         );
+    }
+    if p.load_aware && !p.carp {
+        ctx.error(
+            loc,
+            "cache_peer: load-aware requires the carp option".into(),
+        );
+        bad = true;
     }
     if p.carp_key.is_some() && !p.carp {
         ctx.error(loc, "cache_peer: carp-key= requires the carp option".into());

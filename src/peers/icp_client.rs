@@ -313,6 +313,15 @@ impl IcpClient {
                 asking_rtt.clear();
             }
         }
+        // And asking for the load, for `load-aware` peers (peers/load.rs).
+        let load_aware = |id: PeerId| table.get(id).is_some_and(|p| p.config.load_aware);
+        let mut asking_load = Vec::new();
+        if targets.iter().any(|(id, _)| load_aware(*id)) {
+            query.options = super::load::report::ask();
+            if query.encode(&mut asking_load).is_err() {
+                asking_load.clear();
+            }
+        }
         let (mut round, queries, effects) =
             QueryRound::start(table.as_ref(), host, targets, sender.is_some(), now);
         table.apply_all(&effects);
@@ -357,6 +366,8 @@ impl IcpClient {
             table.apply(&q.effect);
             let wire = if src_rtt && !asking_rtt.is_empty() {
                 &asking_rtt
+            } else if load_aware(q.peer) && !asking_load.is_empty() {
+                &asking_load
             } else {
                 &datagram
             };
@@ -628,6 +639,11 @@ fn handle_reply(
         slot.1 = true;
         let rtt = received.saturating_duration_since(p.sent_at);
         table.note_rtt(peer, rtt);
+        if let Some(ms) = super::load::report::decode(msg.options.0, msg.option_data) {
+            if let Some(c) = table.get(peer) {
+                c.state().load.note_reported(ms, received);
+            }
+        }
         counters.replies_matched.fetch_add(1, Ordering::Relaxed);
         let src_rtt = msg.options.src_rtt().then(|| {
             let (rtt_ms, hops) = icp::split_src_rtt(msg.option_data);

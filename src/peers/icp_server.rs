@@ -30,9 +30,9 @@
 //! byte. A version-2 query with ICP_FLAG_SRC_RTT gets its HIT, MISS or
 //! MISS_NOFETCH with the flag and option data `(hops << 16) | rtt_ms` when
 //! the [`NetDb`] knows the URL's host (cuttle fetched from it directly);
-//! otherwise, and for DENIED, ERR and version-3 queries, no options: what
-//! Squid 5.7 answers (squid-spec 1.3, 1.10; DENIED and ERR seen). HIT_OBJ
-//! is never sent. Squid's "cutoff" (silence towards a sender that gets more than
+//! otherwise no options (Squid 5.7's bytes), except that a query with
+//! cuttle's load flag gets its HIT or MISS with cuttle's own load (peers/
+//! load.rs `report`: bits Squid ignores). HIT_OBJ is never sent. Squid's "cutoff" (silence towards a sender that gets more than
 //! 95 % DENIED) is not implemented: such a sender keeps getting DENIED.
 //!
 //! Freshness from the index alone: `Times::expires` is the expiry computed
@@ -706,6 +706,7 @@ impl Protocol for Icp {
             tracing::warn!(peer = %from, error = %e, "ICP reply not encodable");
             return;
         }
+        super::load::report::stamp(datagram, out);
         // Logged once sent; the URL is copied only for a line to write.
         let logged =
             (config.log_icp_queries.value && !settings.logger.is_disabled()).then(|| LoggedReply {

@@ -14,6 +14,7 @@ pub mod htcp_client;
 pub mod htcp_server;
 pub mod icp_client;
 pub mod icp_server;
+pub mod load;
 pub mod netdb;
 pub mod peer_digest;
 pub mod querier;

@@ -729,6 +729,15 @@ impl Neighbours {
         }
     }
 
+    /// A fetch from peer `id` (`None`: an origin) got its response head
+    /// after `took`: the peer's load meter and this process's own.
+    pub fn note_service(&self, id: Option<PeerId>, took: Duration) {
+        super::load::note_own_service(took);
+        if let Some(p) = id.and_then(|id| self.table.get(id)) {
+            p.state().load.note_service(took);
+        }
+    }
+
     /// The outcome of connecting to peer `id`.
     pub fn note_connect(&self, id: PeerId, ok: bool) {
         if ok {

@@ -65,6 +65,8 @@ pub struct PeerState {
     pub rr_count: u64,
     /// Requests forwarded to this peer.
     pub fetches: u64,
+    /// Its service times and self-reported load (`load-aware` CARP).
+    pub load: super::load::LoadMeter,
     /// Connections (requests) open to it now, for `max-conn=`.
     pub open_conns: u32,
     /// Disabled by the DENIED-ratio rule until the next reconfigure.
@@ -708,6 +710,11 @@ impl PeerView for PeerTable {
             return None;
         }
         p.digest.holds(&store_key(Method::Get, url.as_bytes()))
+    }
+
+    fn load_ms(&self, id: PeerId, now: Instant) -> Option<f64> {
+        let s = self.get(id)?.state();
+        s.load.load_ms(s.rtt_ms, now)
     }
 
     fn rr_reset_at(&self) -> Instant {

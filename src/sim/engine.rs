@@ -555,6 +555,8 @@ impl<'m> Engine<'m> {
             if !head {
                 self.stats[peer].proxy_bytes += size;
             }
+            let answered = got.done_ms + path.latency_ms;
+            super::load::note_fetch(&mut self.nodes[at], id, now_ms, answered);
             return (
                 Served {
                     class,

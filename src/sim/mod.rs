@@ -5,6 +5,7 @@
 pub mod chart;
 pub mod engine;
 pub mod generate;
+pub mod load;
 pub mod mesh;
 pub mod node;
 pub mod objects;

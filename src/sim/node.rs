@@ -38,6 +38,8 @@ pub struct SimPeer<'m> {
     pub icp_addr: Option<SocketAddr>,
     pub health: Health,
     pub pings_acked: u64,
+    /// Service times of fetches from it (`load-aware` CARP, sim/load.rs).
+    pub load: crate::peers::load::LoadMeter,
 }
 
 /// What a node publishes as its Cache Digest: a real one (the proxy's
@@ -194,6 +196,7 @@ impl<'m> SimNode<'m> {
                         ..Health::default()
                     },
                     pings_acked: 0,
+                    load: Default::default(),
                 }
             })
             .collect();
@@ -315,6 +318,10 @@ impl PeerView for SimNode<'_> {
     fn rr_reset_at(&self) -> Instant {
         self.rr_reset_at
     }
+
+    fn load_ms(&self, id: PeerId, now: Instant) -> Option<f64> {
+        super::load::load_ms(self, id, now)
+    }
 }
 
 /// A node's view for one request: its own peers, and what its peers'
@@ -361,6 +368,10 @@ impl PeerView for View<'_, '_> {
 
     fn rr_reset_at(&self) -> Instant {
         self.node().rr_reset_at
+    }
+
+    fn load_ms(&self, id: PeerId, now: Instant) -> Option<f64> {
+        self.node().load_ms(id, now)
     }
 
     /// The request's object in the peer's published digest; `None` when

@@ -320,6 +320,16 @@ fn carp_key_requires_carp() {
 }
 
 #[test]
+fn load_aware_goes_with_carp() {
+    assert!(one_peer("cache_peer p parent 3128 0 carp load-aware\n").load_aware);
+    assert!(!one_peer("cache_peer p parent 3128 0 carp\n").load_aware);
+    let l = load("cache_peer p parent 3128 0 round-robin load-aware\n");
+    let e: Vec<_> = l.errors().collect();
+    assert_eq!(e.len(), 1);
+    assert!(e[0].message.contains("load-aware requires the carp option"));
+}
+
+#[test]
 fn names_must_be_unique_case_insensitively() {
     let l = load("cache_peer a.example sibling 3128 3130\ncache_peer A.EXAMPLE parent 3128 0\ncache_peer A.EXAMPLE parent 3128 0 name=other\n");
     let e: Vec<_> = l.errors().collect();

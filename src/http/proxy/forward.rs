@@ -328,6 +328,7 @@ impl Proxy {
             Some(Ok(t)) => Some(t),
             None => None,
         };
+        let started = std::time::Instant::now();
         let sent = self
             .upstream
             .send_from(
@@ -343,6 +344,9 @@ impl Proxy {
             // Squid logs these at level 1 too: the admin must see them.
             let name = peer.map_or(&*source.host, |p| p.name());
             tracing::warn!(peer = %name, "TLS connection to {name} failed: {e}");
+        }
+        if sent.is_ok() {
+            self.neighbours.note_service(source.peer, started.elapsed());
         }
         if let Some(id) = source.peer {
             match &sent {

@@ -34,6 +34,7 @@ pub fn flags(p: &CachePeer) -> Vec<String> {
     on(p.default_parent, "default");
     on(p.round_robin, "round-robin");
     on(p.carp, "carp");
+    on(p.load_aware, "load-aware");
     on(p.userhash, "userhash");
     on(p.sourcehash, "sourcehash");
     on(p.weighted_round_robin, "weighted-round-robin");
@@ -195,7 +196,28 @@ pub fn server_list_of(table: &PeerTable) -> String {
                 st.nearest_chosen, st.nearest_over_first
             );
         }
+        if c.load_aware {
+            let _ = writeln!(o, "LOAD       : {}", load_line(&st.load, st.rtt_ms, now));
+        }
         let _ = writeln!(o, "keep-alive ratio: 0%");
     }
     o
+}
+
+/// cuttle's line for a `load-aware` peer: what peers/load.rs weighs it by.
+fn load_line(m: &crate::peers::load::LoadMeter, rtt_ms: u64, now: Instant) -> String {
+    let reported = match m.reported {
+        Some((ms, at)) => format!(
+            "reported {ms} ms {} s ago",
+            now.saturating_duration_since(at).as_secs()
+        ),
+        None => "reported none".to_string(),
+    };
+    let load = m
+        .load_ms(rtt_ms, now)
+        .map_or("unknown".to_string(), |l| format!("{l:.1} ms"));
+    format!(
+        "service {:.1} ms over {} fetches, {reported}, load {load}",
+        m.service_ms, m.samples
+    )
 }

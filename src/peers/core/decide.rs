@@ -14,6 +14,7 @@ use super::{health, Effect, PeerId, PeerInfo, PeerView, Timing};
 use crate::access::{self, Verdict};
 use crate::access_log::HierarchyCode;
 use crate::config::{CachePeer, Config, PeerType};
+use crate::peers::load::LoadAwareCarp;
 use crate::peers::select::{SelectRequest, Selection, Source};
 use cuttle_protocol::carp::{carp_key, Carp, CarpKeyParts, CarpMember, SourceHash, UrlParts};
 
@@ -411,10 +412,14 @@ fn usable_parents<V: PeerView>(
 /// the `sourcehash`, `userhash` and `carp` parents in configuration order
 /// with their member hashes and load multipliers. Built with the peer
 /// table, so a reload rebuilds them; liveness is not part of them (a down
-/// member is skipped per request, after scoring, as Squid does).
+/// member is skipped per request, after scoring, as Squid does). With
+/// `load-aware` members the CARP multipliers follow the members' measured
+/// loads (peers/load.rs), read through the view per request.
 #[derive(Debug, Clone, Default)]
 pub struct HashParents {
     carp: MemberSet<Carp>,
+    /// With `load-aware` members: CARP weighted by measured load.
+    carp_load: Option<LoadAwareCarp>,
     sourcehash: MemberSet<SourceHash>,
     /// Built like Squid, never consulted: there is no authenticated user.
     userhash: MemberSet<SourceHash>,
@@ -455,8 +460,17 @@ impl HashParents {
     /// The member sets of the view's configuration. The config reader only
     /// accepts `carp`, `sourcehash` and `userhash` on parents, as Squid.
     pub fn new(view: &impl PeerView) -> HashParents {
+        let carp = MemberSet::build(view, |p| p.carp, Carp::new);
+        let carp_load = LoadAwareCarp::new(
+            carp.peers
+                .iter()
+                .filter_map(|&id| view.peer(id))
+                .map(|p| (p.config.name.clone(), p.config.weight, p.config.load_aware))
+                .collect(),
+        );
         HashParents {
-            carp: MemberSet::build(view, |p| p.carp, Carp::new),
+            carp,
+            carp_load,
             sourcehash: MemberSet::build(view, |p| p.sourcehash, SourceHash::new),
             userhash: MemberSet::build(view, |p| p.userhash, SourceHash::new),
         }
@@ -533,9 +547,13 @@ impl HashParents {
                     None => std::borrow::Cow::Borrowed(url.full),
                 }
             };
-            if let Some(id) = self
-                .carp
-                .hash
+            let scaled = self
+                .carp_load
+                .as_ref()
+                .map(|l| l.table(|m| peers.get(m).and_then(|&id| at.view.load_ms(id, at.now))));
+            if let Some(id) = scaled
+                .as_deref()
+                .unwrap_or(&self.carp.hash)
                 .choose_keyed(key_of, |m| eligible(peers, m))
                 .and_then(|m| peers.get(m))
             {

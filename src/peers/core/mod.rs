@@ -78,6 +78,11 @@ pub trait PeerView {
     fn mon_holds(&self, _id: PeerId, _url: &str) -> Option<bool> {
         None
     }
+    /// Peer `id`'s measured load in milliseconds (`load-aware` CARP,
+    /// peers/load.rs), when known.
+    fn load_ms(&self, _id: PeerId, _now: Instant) -> Option<f64> {
+        None
+    }
     /// This cache's RTT to the origin `host` (NetDB), when known.
     fn origin_rtt(&self, _host: &str) -> Option<Duration> {
         None

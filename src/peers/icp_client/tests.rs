@@ -204,3 +204,69 @@ async fn reqnums_count_up_and_skip_zero_when_wrapping() {
     c.next_reqnum.store(u32::MAX, Ordering::Relaxed);
     assert_eq!(c.next_reqnum(), 1);
 }
+
+#[tokio::test]
+async fn load_aware_peers_are_asked_for_their_load_and_their_report_is_kept() {
+    use crate::peers::load::report;
+    use tokio::net::UdpSocket;
+    let bind = |last: u8| UdpSocket::bind((Ipv4Addr::new(127, 0, 9, last), 0));
+    let (aware, plain) = (bind(91).await.expect("bind"), bind(92).await.expect("bind"));
+    let port = |s: &UdpSocket| s.local_addr().expect("addr").port();
+    let text = format!(
+        "cache_peer 127.0.9.91 parent 3128 {} carp load-aware\n\
+         cache_peer 127.0.9.92 parent 3128 {} carp\nicp_query_timeout 5000\n",
+        port(&aware),
+        port(&plain)
+    );
+    let loaded = crate::config::load_str_sandboxed(&text, "test");
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let table = Arc::new(PeerTable::new(
+        &loaded.config,
+        None,
+        Instant::now(),
+        &PeerAddrs::literal_only(),
+    ));
+    // Both up (their TCP probes succeeded): replies are waited for.
+    table.note_tcp_success(0);
+    table.note_tcp_success(1);
+    let local = IpAddr::V4(Ipv4Addr::new(127, 0, 9, 90));
+    let client = IcpClient::bind(Some(local), Arc::clone(&table), Arc::default()).expect("bind");
+    // Each peer records the flags of what it is asked and answers MISS
+    // reporting a load of 250 ms when asked for it.
+    let flags = Arc::new(Mutex::new(Vec::new()));
+    for (id, socket) in [(0, aware), (1, plain)] {
+        let flags = Arc::clone(&flags);
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; icp::MAX_DATAGRAM];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let q = icp::parse(&buf[..n]).expect("a query");
+                lock(&flags).push((id, q.options.0));
+                let mut m = q.reply(Opcode::Miss).expect("reply");
+                if q.options.0 & report::FLAG != 0 {
+                    let (f, data) = report::encode(250);
+                    (m.options, m.option_data) = (icp::Options(f), data);
+                }
+                let mut out = Vec::new();
+                m.encode(&mut out).expect("encode");
+                socket.send_to(&out, from).await.expect("send");
+            }
+        });
+    }
+    let r = client
+        .query(
+            &table,
+            "http://example.test/x",
+            &[(0, PeerType::Parent), (1, PeerType::Parent)],
+        )
+        .await;
+    assert_eq!((r.expected, r.replies.len()), (2, 2), "{r:?}");
+    let mut asked = lock(&flags).clone();
+    asked.sort();
+    assert_eq!(
+        asked,
+        [(0, report::FLAG), (1, 0)],
+        "only load-aware is asked"
+    );
+    let reported = |id: PeerId| table.peers[id].state().load.reported.map(|(ms, _)| ms);
+    assert_eq!((reported(0), reported(1)), (Some(250), None));
+}
