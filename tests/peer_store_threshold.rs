@@ -480,3 +480,58 @@ fn the_forwarding_example_runs_and_its_threshold_forwards_sibling_hits() {
     );
     assert!(t2["stored"]["distinct_objects"].as_u64().unwrap() > 0);
 }
+
+/// `scope=peers` (the seed's rule, not only peer hits): child A's only
+/// source is its caching parent B (no ICP: every fetch is a parent's
+/// answer, FIRSTUP_PARENT, hit or miss at B). Under threshold N, A
+/// delivers the first N fetches without storing them, stores the next,
+/// then serves its own hits; the origin saw one request (B's first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_scope_peers_a_child_forwards_n_fetches_through_its_parent_then_stores() {
+    let (a_ip, b_ip) = (Ipv4Addr::new(127, 0, 19, 41), Ipv4Addr::new(127, 0, 19, 42));
+    let tmp = TempDir::new("threshold-parent");
+    let origin = text_origin(Ipv4Addr::LOCALHOST, &["/through-parent"]).await;
+    let url = origin.url("/through-parent");
+    let b = start_cuttle(&tmp.path().join("b"), b_ip, "");
+    let (n, k) = (2, 5);
+    let parent = format!(
+        "cache_peer {b_ip} parent {} 0 no-query default\n\
+         never_direct allow all\n\
+         tcp_outgoing_address {a_ip}\n\
+         peer_store_threshold {n} scope=peers",
+        b.addr.port()
+    );
+    let a = start_cuttle(&tmp.path().join("a"), a_ip, &parent);
+    let body = text_body("/through-parent");
+    let mut probes = 0;
+    for i in 1..=k {
+        let (status, text) = get(a.addr, &url).await;
+        assert_eq!(status, 200, "request {i}:\n{}", a.output());
+        assert_eq!(text, body, "request {i}");
+        if i == 1 {
+            // B keeps the first fetch: later ones are its hits.
+            wait_stored(b.addr, &url).await;
+        }
+        if i == n + 1 {
+            probes = wait_stored(a.addr, &url).await;
+        }
+    }
+    let mut want = vec![format!("TCP_MISS/200 FIRSTUP_PARENT/{b_ip}"); n + 1];
+    want.extend(std::iter::repeat_n(
+        "TCP_MISS/504 HIER_NONE/-".to_string(),
+        probes,
+    ));
+    want.extend(std::iter::repeat_n("HIT".to_string(), k - n));
+    let got = outcomes(&a.log, &url, want.len());
+    assert!(
+        matches(&got, &want),
+        "A's access.log for {url}:\n{got:#?}\nwanted:\n{want:#?}\nA:\n{}",
+        a.output()
+    );
+    assert_eq!(origin.count("/through-parent"), 1, "only B's first fetch");
+    let served = log_lines(&b.log, &url, n + 2)
+        .into_iter()
+        .filter(|f| f[2] == a_ip.to_string() && f[5] == "GET")
+        .count();
+    assert_eq!(served, n + 1, "B's log:\n{}", tail(&b.log, 20));
+}
