@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::mesh::Mesh;
 use super::store::Holdings;
 use crate::access_log::HierarchyCode;
-use crate::caching::plan::peer_reply_forwarded;
+use crate::caching::peer_store::peer_reply_forwarded;
 use crate::config::PeerStoreThreshold;
 use crate::peers::refcount::RefCounts;
 

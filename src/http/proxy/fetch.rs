@@ -11,7 +11,8 @@ use http::Method;
 use tracing::Instrument;
 
 use crate::access_log::Hierarchy;
-use crate::caching::plan::{keeps_fetched, peer_hit, peer_reply_forwarded};
+use crate::caching::peer_store::{peer_hit, peer_reply_forwarded};
+use crate::caching::plan::keeps_fetched;
 use crate::caching::{
     self, Exchange, KnownMarkers, RequestDirectives, Rule, StoredEntry, VaryMarker,
 };
