@@ -480,3 +480,121 @@ fn the_forwarding_example_runs_and_its_threshold_forwards_sibling_hits() {
     );
     assert!(t2["stored"]["distinct_objects"].as_u64().unwrap() > 0);
 }
+
+/// `scope=peers` (the seed's rule, not only peer hits): child A's only
+/// source is its caching parent B (no ICP: every fetch is a parent's
+/// answer, FIRSTUP_PARENT, hit or miss at B). Under threshold N, A
+/// delivers the first N fetches without storing them, stores the next,
+/// then serves its own hits; the origin saw one request (B's first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_scope_peers_a_child_forwards_n_fetches_through_its_parent_then_stores() {
+    let (a_ip, b_ip) = (Ipv4Addr::new(127, 0, 19, 41), Ipv4Addr::new(127, 0, 19, 42));
+    let tmp = TempDir::new("threshold-parent");
+    let origin = text_origin(Ipv4Addr::LOCALHOST, &["/through-parent"]).await;
+    let url = origin.url("/through-parent");
+    let b = start_cuttle(&tmp.path().join("b"), b_ip, "");
+    let (n, k) = (2, 5);
+    let parent = format!(
+        "cache_peer {b_ip} parent {} 0 no-query default\n\
+         never_direct allow all\n\
+         tcp_outgoing_address {a_ip}\n\
+         peer_store_threshold {n} scope=peers",
+        b.addr.port()
+    );
+    let a = start_cuttle(&tmp.path().join("a"), a_ip, &parent);
+    let body = text_body("/through-parent");
+    let mut probes = 0;
+    for i in 1..=k {
+        let (status, text) = get(a.addr, &url).await;
+        assert_eq!(status, 200, "request {i}:\n{}", a.output());
+        assert_eq!(text, body, "request {i}");
+        if i == 1 {
+            // B keeps the first fetch: later ones are its hits.
+            wait_stored(b.addr, &url).await;
+        }
+        if i == n + 1 {
+            probes = wait_stored(a.addr, &url).await;
+        }
+    }
+    let mut want = vec![format!("TCP_MISS/200 FIRSTUP_PARENT/{b_ip}"); n + 1];
+    want.extend(std::iter::repeat_n(
+        "TCP_MISS/504 HIER_NONE/-".to_string(),
+        probes,
+    ));
+    want.extend(std::iter::repeat_n("HIT".to_string(), k - n));
+    let got = outcomes(&a.log, &url, want.len());
+    assert!(
+        matches(&got, &want),
+        "A's access.log for {url}:\n{got:#?}\nwanted:\n{want:#?}\nA:\n{}",
+        a.output()
+    );
+    assert_eq!(origin.count("/through-parent"), 1, "only B's first fetch");
+    let served = log_lines(&b.log, &url, n + 2)
+        .into_iter()
+        .filter(|f| f[2] == a_ip.to_string() && f[5] == "GET")
+        .count();
+    assert_eq!(served, n + 1, "B's log:\n{}", tail(&b.log, 20));
+}
+
+/// `examples/worldnet/small` (the Worldnet configs with caches at 1/64)
+/// runs in the simulator, as Squids and as cuttle, and a per-node config
+/// that includes each shipped one plus `peer_store_threshold 1
+/// scope=peers` (as README's loop writes them) keeps fewer copies: the
+/// POPs and border routers forward what their parents send until a URL
+/// is asked for again.
+#[test]
+fn the_small_worldnet_example_runs_and_scope_peers_keeps_fewer_copies() {
+    let tmp = TempDir::new("threshold-worldnet-small");
+    let trace = tmp.path().join("trace.log");
+    let cuttle = env!("CARGO_BIN_EXE_cuttle");
+    let clients = "172.16.0.0/16,172.17.0.0/16,172.18.0.0/16,172.19.0.0/16,\
+                   10.1.0.0/16,10.2.0.0/16,10.3.0.0/16,10.4.0.0/16,10.5.0.0/16,\
+                   10.6.0.0/16,10.7.0.0/16,10.8.0.0/16,10.9.0.0/16";
+    let generated = std::process::Command::new(cuttle)
+        .args(["trace", "generate", "--requests", "3000", "--clients"])
+        .arg(clients)
+        .arg("-o")
+        .arg(&trace)
+        .output()
+        .expect("run cuttle trace generate");
+    assert!(generated.status.success(), "{generated:?}");
+    let small = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/worldnet/small");
+    let variant = tmp.path().join("peers1");
+    std::fs::create_dir_all(&variant).unwrap();
+    for entry in std::fs::read_dir(small.join("conf")).unwrap() {
+        let path = entry.unwrap().path();
+        let conf = format!(
+            "include {}\npeer_store_threshold 1 scope=peers\n",
+            path.display()
+        );
+        std::fs::write(variant.join(path.file_name().unwrap()), conf).unwrap();
+    }
+    let mesh = std::fs::read_to_string(small.join("cuttle.toml"))
+        .unwrap()
+        .replace("\"conf/", "\"");
+    std::fs::write(variant.join("mesh.toml"), mesh).unwrap();
+    let run = |mesh: &Path| -> serde_json::Value {
+        let out = std::process::Command::new(cuttle)
+            .arg("simulate")
+            .arg(mesh)
+            .arg(&trace)
+            .arg("--json")
+            .output()
+            .expect("run cuttle simulate");
+        assert!(out.status.success(), "{}: {out:?}", mesh.display());
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        json["runs"][0].clone()
+    };
+    let squid = run(&small.join("squid.toml"));
+    let plain = run(&small.join("cuttle.toml"));
+    let peers = run(&variant.join("mesh.toml"));
+    let requests = |r: &serde_json::Value| r["total"]["requests"].as_u64().unwrap();
+    assert_eq!(requests(&squid), 3000);
+    assert_eq!(requests(&plain), 3000);
+    assert_eq!(requests(&peers), 3000);
+    let copies = |r: &serde_json::Value| r["stored"]["copies"].as_u64().unwrap();
+    assert!(
+        copies(&peers) < copies(&plain),
+        "cuttle {plain}\nscope=peers {peers}"
+    );
+}

@@ -73,6 +73,7 @@ pub mod head;
 pub mod hit;
 pub mod http_date;
 pub mod invalidate;
+pub mod peer_store;
 pub mod plan;
 pub mod range;
 pub mod revalidate;

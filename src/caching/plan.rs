@@ -19,7 +19,7 @@ use super::revalidate::{freshen, head_matches, not_modified_matches, Freshened, 
 use super::rule::Rule;
 use super::storable::{plan_store, StorePlan};
 use super::Exchange;
-use crate::access_log::{HierarchyCode, ResultTag};
+use crate::access_log::ResultTag;
 
 /// The request as the plan sees it.
 #[derive(Debug, Clone, Copy)]
@@ -131,27 +131,6 @@ pub fn private(headers: &HeaderMap) -> bool {
 /// a `proxy-only` peer (whose replies are delivered, not kept).
 pub fn keeps_fetched(storable: bool, proxy_only: bool) -> bool {
     storable && !proxy_only
-}
-
-/// A copy a peer said it holds (SIBLING_HIT, PARENT_HIT, CD_SIBLING_HIT,
-/// CD_PARENT_HIT): what `peer_store_threshold` may keep from being stored.
-/// A parent's answer to a miss (FIRST_PARENT_MISS, DEFAULT_PARENT, ...) is
-/// a fresh fetch from the origin, stored as always.
-pub fn peer_hit(code: HierarchyCode) -> bool {
-    matches!(
-        code,
-        HierarchyCode::SiblingHit
-            | HierarchyCode::ParentHit
-            | HierarchyCode::CdSiblingHit
-            | HierarchyCode::CdParentHit
-    )
-}
-
-/// `peer_store_threshold`: a peer hit for a URL this cache has `seen`
-/// times within the window (this request included) is delivered without
-/// being stored until `seen` exceeds `threshold`; 0 stores every one.
-pub fn peer_hit_forwarded(code: HierarchyCode, threshold: u32, seen: u32) -> bool {
-    threshold > 0 && peer_hit(code) && seen <= threshold
 }
 
 /// The tag of a hit: a memory hit is TCP_MEM_HIT; from disk, under
@@ -546,21 +525,6 @@ mod tests {
         };
         let f = fetch(Case::get(&[]).plan_with(None, policy, T0));
         assert!(!f.collapse && f.store);
-    }
-
-    #[test]
-    fn peer_hits_are_forwarded_until_the_url_is_seen_more_than_threshold_times() {
-        use HierarchyCode as H;
-        for code in [H::SiblingHit, H::ParentHit, H::CdSiblingHit, H::CdParentHit] {
-            assert!(peer_hit_forwarded(code, 2, 1));
-            assert!(peer_hit_forwarded(code, 2, 2));
-            assert!(!peer_hit_forwarded(code, 2, 3));
-            // 0: Squid's behaviour, every peer hit stored.
-            assert!(!peer_hit_forwarded(code, 0, 1));
-        }
-        for code in [H::HierDirect, H::FirstParentMiss, H::DefaultParent, H::Carp] {
-            assert!(!peer_hit_forwarded(code, 2, 1));
-        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! `peer_store_threshold N [window=TIME]`: how often this cache must see a
-//! URL before it stores the copy a peer sends (the forwarding threshold of
-//! issue 19; not a Squid directive, so Squid would ignore the line).
+//! `peer_store_threshold N [window=TIME] [scope=hits|peers]`: how often
+//! this cache must see a URL before it stores the copy a peer sends (the
+//! forwarding threshold of issue 19; not a Squid directive, so Squid would
+//! ignore the line).
 
 use std::time::Duration;
 
@@ -16,14 +17,28 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(3600);
 /// The largest threshold: the reference counter saturates just above it.
 pub const MAX_THRESHOLD: u32 = 65_534;
 
-/// A peer hit is kept (stored) only once this cache has seen its URL more
-/// than `count` times within `window`; before that it is delivered and not
-/// stored, as from a `proxy-only` peer. `count` 0 stores every peer hit
-/// (Squid's behaviour).
+/// Which replies from peers the threshold holds back from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ThresholdScope {
+    /// `scope=hits` (the default): copies a peer said it held
+    /// (SIBLING_HIT, PARENT_HIT, CD_SIBLING_HIT, CD_PARENT_HIT).
+    #[default]
+    PeerHits,
+    /// `scope=peers`: whatever came through a `cache_peer`, a parent's
+    /// answer to a miss included (the seed's rule: forward while the
+    /// count is low, whatever the remote cache holds).
+    Peers,
+}
+
+/// A peer's reply (within `scope`) is kept (stored) only once this cache
+/// has seen its URL more than `count` times within `window`; before that
+/// it is delivered and not stored, as from a `proxy-only` peer. `count` 0
+/// stores every peer reply (Squid's behaviour).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerStoreThreshold {
     pub count: u32,
     pub window: Duration,
+    pub scope: ThresholdScope,
 }
 
 impl Default for PeerStoreThreshold {
@@ -31,13 +46,14 @@ impl Default for PeerStoreThreshold {
         PeerStoreThreshold {
             count: 0,
             window: DEFAULT_WINDOW,
+            scope: ThresholdScope::PeerHits,
         }
     }
 }
 
-/// The directive's line: `N` (0 to [`MAX_THRESHOLD`]) and an optional
+/// The directive's line: `N` (0 to [`MAX_THRESHOLD`]), an optional
 /// `window=TIME` (a number with its unit attached, seconds by default;
-/// more than 0).
+/// more than 0) and an optional `scope=hits|peers`.
 pub(crate) fn parse_peer_store_threshold(ctx: &mut Ctx<'_, '_>, line: &Line) {
     let name = line.name();
     let args = line.args();
@@ -60,12 +76,27 @@ pub(crate) fn parse_peer_store_threshold(ctx: &mut Ctx<'_, '_>, line: &Line) {
         }
     };
     let mut window = DEFAULT_WINDOW;
+    let mut scope = ThresholdScope::PeerHits;
     for option in args.get(1..).unwrap_or(&[]) {
+        if let Some(value) = option.text.strip_prefix("scope=") {
+            scope = match value {
+                "hits" => ThresholdScope::PeerHits,
+                "peers" => ThresholdScope::Peers,
+                other => {
+                    ctx.error(
+                        &line.location,
+                        format!("{name}: scope \"{other}\" is not hits or peers"),
+                    );
+                    return;
+                }
+            };
+            continue;
+        }
         let Some(value) = option.text.strip_prefix("window=") else {
             ctx.error(
                 &line.location,
                 format!(
-                    "{name}: unknown option \"{}\" (only window=TIME)",
+                    "{name}: unknown option \"{}\" (only window=TIME and scope=hits|peers)",
                     option.text
                 ),
             );
@@ -91,8 +122,14 @@ pub(crate) fn parse_peer_store_threshold(ctx: &mut Ctx<'_, '_>, line: &Line) {
             }
         }
     }
-    ctx.config.peer_store_threshold =
-        Setting::at(PeerStoreThreshold { count, window }, line.location.clone());
+    ctx.config.peer_store_threshold = Setting::at(
+        PeerStoreThreshold {
+            count,
+            window,
+            scope,
+        },
+        line.location.clone(),
+    );
 }
 
 #[cfg(test)]
@@ -121,7 +158,22 @@ mod tests {
             l.config.peer_store_threshold.value,
             PeerStoreThreshold {
                 count: 3,
-                window: Duration::from_secs(600)
+                window: Duration::from_secs(600),
+                scope: ThresholdScope::PeerHits,
+            }
+        );
+        let l = load_str(
+            "peer_store_threshold 1 scope=peers window=2hours\n",
+            "squid.conf",
+            &LoadOptions::default(),
+        );
+        assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
+        assert_eq!(
+            l.config.peer_store_threshold.value,
+            PeerStoreThreshold {
+                count: 1,
+                window: Duration::from_secs(7200),
+                scope: ThresholdScope::Peers,
             }
         );
         let l = load_str(
@@ -171,7 +223,11 @@ mod tests {
         );
         assert_eq!(
             errors("peer_store_threshold 2 ttl=5\n"),
-            ["squid.conf:1: error: peer_store_threshold: unknown option \"ttl=5\" (only window=TIME)"]
+            ["squid.conf:1: error: peer_store_threshold: unknown option \"ttl=5\" (only window=TIME and scope=hits|peers)"]
+        );
+        assert_eq!(
+            errors("peer_store_threshold 2 scope=all\n"),
+            ["squid.conf:1: error: peer_store_threshold: scope \"all\" is not hits or peers"]
         );
     }
 }

@@ -33,7 +33,7 @@ pub use acl::{
 pub use cache::{CacheDir, CacheDirType, RefreshPattern, ReplacementPolicy};
 pub use directives::{DirectiveStatus, OtherDirective};
 pub use discovery::{Mesh, MeshDiscovery, MeshRole};
-pub use forwarding::PeerStoreThreshold;
+pub use forwarding::{PeerStoreThreshold, ThresholdScope};
 pub use listen::{HttpPort, ListenAddr, PortMode, VPort};
 pub use logging::{AccessLog, LogDestination, LogFormat, LogOnError};
 pub use peer::{
@@ -262,8 +262,9 @@ pub struct Config {
     /// `digest_rebuild_period`: how often the served digest is rebuilt
     /// (and the Expires it announces); more than 0.
     pub digest_rebuild_period: Setting<Duration>,
-    /// `peer_store_threshold N [window=TIME]`: peer hits are not stored
-    /// until the URL was seen more than N times within the window.
+    /// `peer_store_threshold N [window=TIME] [scope=hits|peers]`: peer
+    /// hits (with `scope=peers`, any peer reply) are not stored until the
+    /// URL was seen more than N times within the window.
     pub peer_store_threshold: Setting<PeerStoreThreshold>,
     /// `udp_outgoing_address`: the source address of ICP queries; `None`
     /// = Squid's 255.255.255.255 (the kernel's choice).

@@ -3,7 +3,7 @@
 //! proxy's own counter ([`RefCounts`], same sketch, same window) on the
 //! virtual clock, counting where the proxy counts (a GET that is not a
 //! fresh local hit and goes to its sources), and deciding with the
-//! proxy's own rule ([`peer_hit_forwarded`]). Also the mesh-wide figures
+//! proxy's own rule ([`peer_reply_forwarded`], with the node's `scope=`). Also the mesh-wide figures
 //! of what the stores hold at the end of a run.
 
 use std::time::Instant;
@@ -13,13 +13,14 @@ use serde::Serialize;
 use super::mesh::Mesh;
 use super::store::Holdings;
 use crate::access_log::HierarchyCode;
-use crate::caching::plan::peer_hit_forwarded;
+use crate::caching::peer_store::peer_reply_forwarded;
+use crate::config::PeerStoreThreshold;
 use crate::peers::refcount::RefCounts;
 
 /// Every node's threshold and counter, and what the last request that
 /// went to its sources counted.
 pub struct Thresholds {
-    nodes: Vec<Option<(u32, RefCounts)>>,
+    nodes: Vec<Option<(PeerStoreThreshold, RefCounts)>>,
     last_seen: Vec<u32>,
 }
 
@@ -27,12 +28,12 @@ impl Thresholds {
     /// The thresholds of `mesh`'s nodes' configs (no counter for a node
     /// without one: nothing allocated, nothing counted, as the proxy).
     pub fn of(mesh: &Mesh, clock: Instant) -> Thresholds {
-        let nodes: Vec<Option<(u32, RefCounts)>> = mesh
+        let nodes: Vec<Option<(PeerStoreThreshold, RefCounts)>> = mesh
             .nodes
             .iter()
             .map(|n| {
                 let t = n.config.peer_store_threshold.value;
-                (t.count > 0).then(|| (t.count, RefCounts::new(t.window, clock)))
+                (t.count > 0).then(|| (t, RefCounts::new(t.window, clock)))
             })
             .collect();
         Thresholds {
@@ -56,7 +57,9 @@ impl Thresholds {
     /// storing it (its last counted request).
     pub fn forwards(&self, at: usize, code: HierarchyCode) -> bool {
         match (self.nodes.get(at), self.last_seen.get(at)) {
-            (Some(Some((threshold, _))), Some(&seen)) => peer_hit_forwarded(code, *threshold, seen),
+            (Some(Some((threshold, _))), Some(&seen)) => {
+                peer_reply_forwarded(code, threshold, seen)
+            }
             _ => false,
         }
     }
@@ -130,6 +133,53 @@ mod tests {
             report.total.origin_requests,
             report.stored,
         )
+    }
+
+    /// Child a with parent b (no ICP, `never_direct`), a's `a_extra`
+    /// (its threshold); a's clients ask for /x four times. Returns a's
+    /// local and parent hits, the origin's requests, and the stores.
+    fn four_asks_through_a_parent(tag: &str, a_extra: &str) -> (u64, u64, u64, super::Stored) {
+        let dir =
+            std::env::temp_dir().join(format!("cuttle-sim-thrp-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = format!(
+            "http_port 3128\npid_filename none\ndigest_generation off\ncache_mem 1 MB\n\
+             cache_peer 10.0.0.2 parent 3128 0 no-query default\nnever_direct allow all\n{a_extra}\n"
+        );
+        let b = "http_port 3128\npid_filename none\ndigest_generation off\ncache_mem 1 MB\n";
+        std::fs::write(dir.join("a.conf"), a).unwrap();
+        std::fs::write(dir.join("b.conf"), b).unwrap();
+        std::fs::write(dir.join("mesh.toml"), PAIR).unwrap();
+        let mesh = Mesh::load(&dir.join("mesh.toml")).unwrap();
+        let mut engine = Engine::new(&mesh, Options::default()).unwrap();
+        for i in 0..4 {
+            engine.request(&get(f64::from(i), "10.1.0.1", "/x", 1000));
+        }
+        let report = engine.finish(SkipCounts::default()).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let a = &engine.stats()[0];
+        (
+            a.local_hits,
+            a.parent_hits,
+            report.total.origin_requests,
+            report.stored,
+        )
+    }
+
+    #[test]
+    fn with_scope_peers_a_child_forwards_its_parents_replies_then_stores() {
+        // Threshold 1, scope=peers: the first fetch through b (b's miss)
+        // is delivered unstored, the second (b's hit) stored, then two
+        // local hits; the origin served b once.
+        let (local, parent, origin, stored) =
+            four_asks_through_a_parent("peers", "peer_store_threshold 1 scope=peers");
+        assert_eq!((local, parent, origin), (2, 1, 1));
+        assert_eq!((stored.distinct_objects, stored.copies), (1, 2));
+        // The default scope (peer hits only): a parent's answer is stored
+        // at once, as Squid stores it; three local hits.
+        let (local, parent, origin, _) =
+            four_asks_through_a_parent("hits", "peer_store_threshold 1");
+        assert_eq!((local, parent, origin), (3, 0, 1));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use http::Method;
 use tracing::Instrument;
 
 use crate::access_log::Hierarchy;
-use crate::caching::plan::{keeps_fetched, peer_hit_forwarded};
+use crate::caching::peer_store::{peer_hit, peer_reply_forwarded};
+use crate::caching::plan::keeps_fetched;
 use crate::caching::{
     self, Exchange, KnownMarkers, RequestDirectives, Rule, StoredEntry, VaryMarker,
 };
@@ -128,8 +129,8 @@ impl FetchJob {
         let (rp, body) = resp.into_parts();
         // peer_store_threshold: a peer's copy of a URL not seen often
         // enough yet is delivered, not stored (a per-URL proxy-only).
-        let threshold = proxy.config.peer_store_threshold.value.count;
-        let forwarded = peer_hit_forwarded(hierarchy.code, threshold, seen);
+        let threshold = &proxy.config.peer_store_threshold.value;
+        let forwarded = peer_reply_forwarded(hierarchy.code, threshold, seen);
         let storable = caching::plan_store(
             &Method::GET,
             &directives,
@@ -139,7 +140,9 @@ impl FetchJob {
             exchange,
         )
         .ok();
-        if forwarded && !proxy_only && storable.is_some() {
+        // Counted as hits not stored: a parent's miss (scope=peers) is not
+        // a hit.
+        if forwarded && peer_hit(hierarchy.code) && !proxy_only && storable.is_some() {
             if let Some(id) = peer {
                 proxy.neighbours.note_hit_not_stored(id);
             }
