@@ -73,6 +73,7 @@ pub mod head;
 pub mod hit;
 pub mod http_date;
 pub mod invalidate;
+pub mod meter;
 pub mod plan;
 pub mod range;
 pub mod revalidate;
