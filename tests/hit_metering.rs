@@ -1,0 +1,307 @@
+//! RFC 2227 hit metering and usage limiting (`hit_metering on`): cuttle
+//! offers metering upstream, counts the uses of a metered object it serves
+//! from its cache, reports them once (on the next request for it upstream,
+//! or in a HEAD when the object is purged), survives a restart without
+//! reporting twice, revalidates when `max-uses` is reached, totals its
+//! children's reports as an accelerator, and changes nothing when off.
+
+mod support;
+
+use std::path::Path;
+
+use support::{free_port, Conf, Cuttle, Origin, Reply, Req, Seen, TempDir};
+
+/// An origin whose `/obj` is cacheable for an hour with an ETag and the
+/// given `Meter` directives; a conditional request gets a 304.
+async fn metered_origin(meter: &'static str) -> Origin {
+    let origin = Origin::start().await;
+    origin.route("/obj", move |seen: &Seen| {
+        let reply = if seen.header("if-none-match") == "\"v1\"" {
+            Reply::status(304)
+        } else {
+            Reply::ok("metered body")
+        };
+        reply
+            .cc("max-age=3600")
+            .header("etag", "\"v1\"")
+            .header("meter", meter)
+            .header("connection", "meter")
+    });
+    origin
+}
+
+fn metering_conf() -> Conf {
+    Conf::new()
+        .access(&[
+            "acl localnet src 127.0.0.0/8",
+            "acl purge method PURGE",
+            "http_access allow localnet",
+            "http_access deny all",
+        ])
+        .extra("hit_metering on")
+}
+
+/// The `Meter` fields of every request the origin saw for `path`, in order.
+fn meters(origin: &Origin, path: &str) -> Vec<(String, String)> {
+    origin
+        .requests(path)
+        .iter()
+        .map(|s| (s.method.to_string(), s.header("meter")))
+        .collect()
+}
+
+/// How many of the origin's requests for `path` carried `count=U/R`.
+fn reports_of(origin: &Origin, path: &str, count: &str) -> usize {
+    meters(origin, path)
+        .iter()
+        .filter(|(_, m)| m.split(',').any(|d| d.trim() == count))
+        .count()
+}
+
+async fn get(proxy: &Cuttle, url: &str) -> support::Resp {
+    let r = Req::get(url).send(proxy).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(!r.has("meter"), "Meter is hop-by-hop: {r:?}");
+    r
+}
+
+/// A GET the client forces to revalidate (`max-age=0`).
+async fn revalidating_get(proxy: &Cuttle, url: &str) {
+    let r = Req::get(url)
+        .header("cache-control", "max-age=0")
+        .send(proxy)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_hits_are_reported_once_on_the_next_revalidation() {
+    let origin = metered_origin("do-report").await;
+    let proxy = Cuttle::start(&metering_conf());
+    let url = origin.url("/obj");
+    get(&proxy, &url).await;
+    let first = origin.last("/obj");
+    assert_eq!(first.header("meter"), "will-report-and-limit", "{first:?}");
+    assert!(
+        first.header("connection").to_ascii_lowercase().contains("meter"),
+        "{first:?}"
+    );
+    for _ in 0..10 {
+        assert!(get(&proxy, &url).await.x_cache().starts_with("HIT"));
+    }
+    assert_eq!(origin.count("/obj"), 1);
+    revalidating_get(&proxy, &url).await;
+    assert_eq!(origin.count("/obj"), 2);
+    let second = origin.last("/obj");
+    assert_eq!(second.header("if-none-match"), "\"v1\"");
+    assert_eq!(
+        second.header("meter"),
+        "will-report-and-limit, count=10/10",
+        "{second:?}"
+    );
+    // The next request reports only what came after: the revalidated use.
+    revalidating_get(&proxy, &url).await;
+    assert_eq!(origin.count("/obj"), 3);
+    assert_eq!(reports_of(&origin, "/obj", "count=10/10"), 1);
+    assert_eq!(
+        origin.last("/obj").header("meter"),
+        "will-report-and-limit, count=1/0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_reports_the_counts_in_a_head_once() {
+    let origin = metered_origin("do-report").await;
+    let proxy = Cuttle::start(&metering_conf());
+    let url = origin.url("/obj");
+    get(&proxy, &url).await;
+    for _ in 0..10 {
+        get(&proxy, &url).await;
+    }
+    assert_eq!(Req::new("PURGE", &url).send(&proxy).await.status, 200);
+    origin.wait_count("/obj", 2).await;
+    let report = origin.last("/obj");
+    assert_eq!(report.method, "HEAD");
+    assert_eq!(report.header("meter"), "count=10/10", "{report:?}");
+    assert!(report
+        .header("connection")
+        .to_ascii_lowercase()
+        .contains("meter"));
+    // Fetched again and purged with no use since: nothing is owed, and
+    // the HEAD of the first purge is not repeated.
+    get(&proxy, &url).await;
+    assert_eq!(Req::new("PURGE", &url).send(&proxy).await.status, 200);
+    get(&proxy, &url).await;
+    get(&proxy, &url).await;
+    assert_eq!(Req::new("PURGE", &url).send(&proxy).await.status, 200);
+    origin.wait_count("/obj", 5).await;
+    assert_eq!(reports_of(&origin, "/obj", "count=10/10"), 1);
+    let methods: Vec<String> = meters(&origin, "/obj").into_iter().map(|m| m.0).collect();
+    assert_eq!(methods, ["GET", "HEAD", "GET", "GET", "HEAD"]);
+    assert_eq!(origin.last("/obj").header("meter"), "count=1/1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_uses_three_means_the_fourth_use_revalidates() {
+    let origin = metered_origin("max-uses=3").await;
+    let proxy = Cuttle::start(&metering_conf());
+    let url = origin.url("/obj");
+    get(&proxy, &url).await;
+    for _ in 0..3 {
+        assert!(get(&proxy, &url).await.x_cache().starts_with("HIT"));
+    }
+    assert_eq!(origin.count("/obj"), 1, "three uses are within the limit");
+    let fourth = get(&proxy, &url).await;
+    assert_eq!(fourth.text(), "metered body");
+    assert_eq!(origin.count("/obj"), 2, "the fourth use revalidates");
+    let revalidation = origin.last("/obj");
+    assert_eq!(revalidation.header("if-none-match"), "\"v1\"");
+    // No report was asked for: none is sent.
+    assert_eq!(revalidation.header("meter"), "will-report-and-limit");
+    let log = proxy.log(5).await;
+    assert_eq!(log[4].result(), "TCP_REFRESH_UNMODIFIED", "{log:?}");
+}
+
+/// A config of its own, with the cache_dir in `cache` (kept across runs).
+fn start_in(conf_dir: TempDir, cache: &Path) -> Cuttle {
+    let port = free_port();
+    let conf = conf_dir.path().join("squid.conf");
+    let text = format!(
+        "http_port 127.0.0.1:{port}\n\
+         acl localnet src 127.0.0.0/8\n\
+         http_access allow localnet\n\
+         http_access deny all\n\
+         cache_dir mmap {cache} 32\n\
+         pid_filename {dir}/cuttle.pid\n\
+         access_log stdio:{dir}/access.log squid\n\
+         visible_hostname restart\n\
+         hit_metering on\n",
+        cache = cache.display(),
+        dir = conf_dir.path().display(),
+    );
+    std::fs::write(&conf, text).unwrap();
+    let args = ["run".to_string(), "-f".to_string(), conf.display().to_string()];
+    Cuttle::start_raw(&args, &[], port, conf_dir, "restart")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_survive_a_kill_and_are_never_reported_twice() {
+    let origin = metered_origin("do-report").await;
+    let cache = TempDir::new("meter-cache");
+    let url = origin.url("/obj");
+    {
+        let proxy = start_in(TempDir::new("meter-1"), cache.path());
+        get(&proxy, &url).await;
+        for _ in 0..5 {
+            get(&proxy, &url).await;
+        }
+        // Dropped: SIGKILL, no clean shutdown.
+    }
+    {
+        let proxy = start_in(TempDir::new("meter-2"), cache.path());
+        revalidating_get(&proxy, &url).await;
+        assert_eq!(
+            origin.last("/obj").header("meter"),
+            "will-report-and-limit, count=5/5"
+        );
+    }
+    {
+        let proxy = start_in(TempDir::new("meter-3"), cache.path());
+        revalidating_get(&proxy, &url).await;
+    }
+    assert_eq!(origin.count("/obj"), 3);
+    assert_eq!(reports_of(&origin, "/obj", "count=5/5"), 1, "{:?}", meters(&origin, "/obj"));
+    assert_eq!(
+        origin.last("/obj").header("meter"),
+        "will-report-and-limit, count=1/0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_by_default_nothing_changes() {
+    let origin = metered_origin("do-report, max-uses=1").await;
+    let proxy = Cuttle::start(&Conf::new());
+    let url = origin.url("/obj");
+    for _ in 0..4 {
+        Req::get(&url).send(&proxy).await;
+    }
+    assert_eq!(origin.count("/obj"), 1, "no limit without hit_metering");
+    assert!(!origin.last("/obj").has("meter"));
+}
+
+/// The value of the series `name` whose labels contain `label` on a
+/// /metrics page.
+fn metric(page: &str, name: &str, label: &str) -> Option<f64> {
+    page.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .find_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accelerator_totals_its_childrens_reports() {
+    let origin = metered_origin("do-report").await;
+    let conf = Conf::new()
+        .port_line(&format!(
+            "http_port 127.0.0.1:{{port}} accel defaultsite=127.0.0.1:{}",
+            origin.port()
+        ))
+        .extra(&format!(
+            "cache_peer 127.0.0.1 parent {} 0 no-query originserver",
+            origin.port()
+        ))
+        .extra("hit_metering on");
+    let proxy = Cuttle::start(&conf);
+    // A child cache's first fetch offers metering and is asked to report.
+    let first = Req::get("/obj")
+        .header("meter", "will-report-and-limit")
+        .header("connection", "meter")
+        .send(&proxy)
+        .await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("meter"), "do-report", "{first:?}");
+    // Two local hits, then the child's report of its own seven uses.
+    Req::get("/obj").send(&proxy).await;
+    Req::get("/obj").send(&proxy).await;
+    let report = Req::get("/obj")
+        .header("meter", "count=7/6")
+        .header("connection", "meter")
+        .header("cache-control", "max-age=0")
+        .send(&proxy)
+        .await;
+    assert_eq!(report.status, 200);
+    let page = Req::get(&format!(
+        "http://127.0.0.1:{}/squid-internal-mgr/hit_metering",
+        proxy.port
+    ))
+    .send(&proxy)
+    .await;
+    assert_eq!(page.status, 200, "{page:?}");
+    let line = page
+        .text()
+        .lines()
+        .find(|l| l.contains("/obj"))
+        .unwrap_or_else(|| panic!("no /obj line in:\n{}", page.text()))
+        .to_string();
+    // origin fetches (the first GET and the revalidation), local hits,
+    // downstream uses/reuses.
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&fields[..4], ["2", "3", "7", "6"], "{line}");
+    let metrics = Req::get(&format!("http://127.0.0.1:{}/squid-internal-mgr/metrics", proxy.port))
+        .send(&proxy)
+        .await
+        .text();
+    let site = format!("site=\"127.0.0.1:{}\"", origin.port());
+    assert_eq!(
+        metric(&metrics, "cuttle_hit_metering_downstream_uses_total", &site),
+        Some(7.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "cuttle_hit_metering_local_hits_total", &site),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(&metrics, "cuttle_hit_metering_origin_fetches_total", &site),
+        Some(2.0)
+    );
+}
