@@ -83,7 +83,10 @@ async fn ten_hits_are_reported_once_on_the_next_revalidation() {
     let first = origin.last("/obj");
     assert_eq!(first.header("meter"), "will-report-and-limit", "{first:?}");
     assert!(
-        first.header("connection").to_ascii_lowercase().contains("meter"),
+        first
+            .header("connection")
+            .to_ascii_lowercase()
+            .contains("meter"),
         "{first:?}"
     );
     for _ in 0..10 {
@@ -159,7 +162,7 @@ async fn max_uses_three_means_the_fourth_use_revalidates() {
     // No report was asked for: none is sent.
     assert_eq!(revalidation.header("meter"), "will-report-and-limit");
     let log = proxy.log(5).await;
-    assert_eq!(log[4].result(), "TCP_REFRESH_UNMODIFIED", "{log:?}");
+    assert_eq!(log[4].code, "TCP_REFRESH_UNMODIFIED", "{log:?}");
 }
 
 /// A config of its own, with the cache_dir in `cache` (kept across runs).
@@ -180,7 +183,11 @@ fn start_in(conf_dir: TempDir, cache: &Path) -> Cuttle {
         dir = conf_dir.path().display(),
     );
     std::fs::write(&conf, text).unwrap();
-    let args = ["run".to_string(), "-f".to_string(), conf.display().to_string()];
+    let args = [
+        "run".to_string(),
+        "-f".to_string(),
+        conf.display().to_string(),
+    ];
     Cuttle::start_raw(&args, &[], port, conf_dir, "restart")
 }
 
@@ -210,7 +217,12 @@ async fn counts_survive_a_kill_and_are_never_reported_twice() {
         revalidating_get(&proxy, &url).await;
     }
     assert_eq!(origin.count("/obj"), 3);
-    assert_eq!(reports_of(&origin, "/obj", "count=5/5"), 1, "{:?}", meters(&origin, "/obj"));
+    assert_eq!(
+        reports_of(&origin, "/obj", "count=5/5"),
+        1,
+        "{:?}",
+        meters(&origin, "/obj")
+    );
     assert_eq!(
         origin.last("/obj").header("meter"),
         "will-report-and-limit, count=1/0"
@@ -286,10 +298,13 @@ async fn an_accelerator_totals_its_childrens_reports() {
     // downstream uses/reuses.
     let fields: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(&fields[..4], ["2", "3", "7", "6"], "{line}");
-    let metrics = Req::get(&format!("http://127.0.0.1:{}/squid-internal-mgr/metrics", proxy.port))
-        .send(&proxy)
-        .await
-        .text();
+    let metrics = Req::get(&format!(
+        "http://127.0.0.1:{}/squid-internal-mgr/metrics",
+        proxy.port
+    ))
+    .send(&proxy)
+    .await
+    .text();
     let site = format!("site=\"127.0.0.1:{}\"", origin.port());
     assert_eq!(
         metric(&metrics, "cuttle_hit_metering_downstream_uses_total", &site),

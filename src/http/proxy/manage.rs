@@ -408,6 +408,20 @@ pub(super) fn answer(
             proxy.mgr.page(&req, s)
         })
     });
+    let answer = match answer {
+        _ if req.action == "hit_metering" => Page::Ok {
+            content_type: "text/plain",
+            body: proxy.hit_metering_page(),
+        },
+        Page::Ok {
+            content_type,
+            mut body,
+        } if req.action == "metrics" => {
+            body.push_str(&proxy.hit_metering_metrics());
+            Page::Ok { content_type, body }
+        }
+        other => other,
+    };
     let mut resp = match answer {
         Page::Ok { content_type, body } => {
             let mut headers = HeaderMap::new();
