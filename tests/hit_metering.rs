@@ -5,6 +5,7 @@
 //! reporting twice, revalidates when `max-uses` is reached, totals its
 //! children's reports as an accelerator, and changes nothing when off.
 
+mod peer_lab;
 mod support;
 
 use std::path::Path;
@@ -319,4 +320,97 @@ async fn an_accelerator_totals_its_childrens_reports() {
         metric(&metrics, "cuttle_hit_metering_origin_fetches_total", &site),
         Some(2.0)
     );
+}
+
+/// Squid 5.7 between cuttle and the origin ignores `Meter` and, as the
+/// RFC has it, drops the fields `Connection` lists: cuttle's offers and
+/// reports never reach the origin through it, requests still succeed, and
+/// no count (right or wrong) appears at the origin. With the origin's
+/// `Meter` not listed in `Connection`, Squid passes it on and cuttle
+/// meters and counts; its reports still stop at Squid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squid_in_the_path_breaks_nothing_and_no_wrong_counts_appear() {
+    use std::net::Ipv4Addr;
+    let origin_ip = Ipv4Addr::new(127, 0, 52, 1);
+    let squid_ip = Ipv4Addr::new(127, 0, 52, 2);
+    let cuttle_ip = Ipv4Addr::new(127, 0, 52, 3);
+    let tmp = TempDir::new("meter-squid");
+    let origin = Origin::start_on(origin_ip).await;
+    for (path, listed) in [("/listed", true), ("/unlisted", false)] {
+        origin.route(path, move |seen: &Seen| {
+            let reply = if seen.header("if-none-match") == "\"v1\"" {
+                Reply::status(304)
+            } else {
+                Reply::ok("body")
+            };
+            let reply = reply
+                .cc("max-age=3600")
+                .header("etag", "\"v1\"")
+                .header("meter", "do-report");
+            if listed {
+                reply.header("connection", "meter")
+            } else {
+                reply
+            }
+        });
+    }
+    let squid = peer_lab::Squid::start(
+        &tmp.path().join("squid"),
+        squid_ip,
+        &cuttle_ip.to_string(),
+        "",
+    );
+    let cuttle = peer_lab::start_cuttle(
+        &tmp.path().join("cuttle"),
+        cuttle_ip,
+        &format!(
+            "cache_peer {squid_ip} parent {} 0 no-query\n\
+             never_direct allow all\n\
+             acl purge method PURGE\n\
+             hit_metering on\n",
+            squid.http_port
+        ),
+    );
+    for path in ["/listed", "/unlisted"] {
+        let url = origin.url(path);
+        for _ in 0..6 {
+            let (status, body) = peer_lab::get(cuttle.addr, &url).await;
+            assert_eq!((status, body.as_str()), (200, "body"));
+        }
+        let r = Req::get(&url)
+            .header("cache-control", "max-age=0")
+            .send_to(cuttle.addr)
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(!r.has("meter"), "{r:?}");
+        let purge = Req::new("PURGE", &url).send_to(cuttle.addr).await;
+        assert_eq!(purge.status, 200);
+        let (status, _) = peer_lab::get(cuttle.addr, &url).await;
+        assert_eq!(status, 200);
+    }
+    // cuttle stored /unlisted as metered and owed its uses when purged.
+    let page = peer_lab::mgr_page(cuttle.addr, "hit_metering").await;
+    assert!(page.contains("hit_metering on"), "{page}");
+    let local_hits = |path: &str| -> u64 {
+        let line = page
+            .lines()
+            .find(|l| l.ends_with(&origin.url(path)))
+            .unwrap_or_else(|| panic!("no line for {path}:\n{page}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    // Squid dropped the listed Meter: nothing metered, nothing counted.
+    assert_eq!(local_hits("/listed"), 0, "{page}");
+    // The five hits are counted (the revalidation is a use too when
+    // Squid answers it 304, not when it sends the object whole), though
+    // the report never gets past Squid.
+    assert!(local_hits("/unlisted") >= 5, "{page}");
+    for path in ["/listed", "/unlisted"] {
+        for seen in origin.requests(path) {
+            assert!(
+                !seen.has("meter"),
+                "Meter reached the origin through Squid: {seen:?}"
+            );
+        }
+        assert!(origin.count(path) >= 1);
+    }
 }
