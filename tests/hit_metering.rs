@@ -168,6 +168,11 @@ async fn max_uses_three_means_the_fourth_use_revalidates() {
 
 /// A config of its own, with the cache_dir in `cache` (kept across runs).
 fn start_in(conf_dir: TempDir, cache: &Path) -> Cuttle {
+    start_sized(conf_dir, cache, 32)
+}
+
+/// [`start_in`] with a cache_dir of `megabytes`.
+fn start_sized(conf_dir: TempDir, cache: &Path, megabytes: u32) -> Cuttle {
     let port = free_port();
     let conf = conf_dir.path().join("squid.conf");
     let text = format!(
@@ -175,7 +180,7 @@ fn start_in(conf_dir: TempDir, cache: &Path) -> Cuttle {
          acl localnet src 127.0.0.0/8\n\
          http_access allow localnet\n\
          http_access deny all\n\
-         cache_dir mmap {cache} 32\n\
+         cache_dir mmap {cache} {megabytes}\n\
          pid_filename {dir}/cuttle.pid\n\
          access_log stdio:{dir}/access.log squid\n\
          visible_hostname restart\n\
@@ -228,6 +233,28 @@ async fn counts_survive_a_kill_and_are_never_reported_twice() {
         origin.last("/obj").header("meter"),
         "will-report-and-limit, count=1/0"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eviction_reports_the_counts_in_a_head() {
+    let origin = metered_origin("do-report").await;
+    let big = vec![b'x'; 200 * 1024];
+    origin.route("/big", move |_| Reply::ok(big.clone()).cc("max-age=3600"));
+    let cache = TempDir::new("meter-evict");
+    let proxy = start_sized(TempDir::new("meter-evict-conf"), cache.path(), 1);
+    let url = origin.url("/obj");
+    get(&proxy, &url).await;
+    for _ in 0..3 {
+        get(&proxy, &url).await;
+    }
+    // Five times its size in other objects push it out of the 1 MB cache_dir.
+    for i in 0..25 {
+        get(&proxy, &origin.url(&format!("/big?{i}"))).await;
+    }
+    origin.wait_count("/obj", 2).await;
+    let report = origin.last("/obj");
+    assert_eq!(report.method, "HEAD");
+    assert_eq!(report.header("meter"), "count=3/3", "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
