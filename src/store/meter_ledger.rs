@@ -533,6 +533,30 @@ mod tests {
     }
 
     #[test]
+    fn a_grown_journal_is_compacted_to_its_live_lines() {
+        let d = dir("compact");
+        let (l, _) = MeterLedger::open(&d).unwrap();
+        l.set_terms([1; 16], "http://a/1", Some(TERMS));
+        let path = d.join(METER_FILE);
+        let record = encode(&[1; 16], l.get(&[1; 16]).as_ref()).len() as u64;
+        let counts = COMPACT_AFTER / record + 1;
+        for _ in 0..counts {
+            l.count(&[1; 16], 1, 0, 1);
+        }
+        assert!(std::fs::metadata(&path).unwrap().len() > COMPACT_AFTER);
+        l.compact_if_large();
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(len, MAGIC.len() as u64 + record, "one live line left");
+        // Appends go on into the new file, and it reads back.
+        l.count(&[1; 16], 1, 1, 1);
+        drop(l);
+        let (l, _) = MeterLedger::open(&d).unwrap();
+        let m = l.get(&[1; 16]).unwrap();
+        assert_eq!((m.uses, m.reuses), (counts as u32 + 1, 1));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn timeouts_fall_due_and_unreported_terms_restart_counts() {
         let l = MeterLedger::in_memory();
         l.set_terms([1; 16], "http://a/1", Some(TERMS));
