@@ -11,10 +11,12 @@
 //! origin asks again. A memory store keeps its ledger in memory only.
 //!
 //! Crash behaviour: every change is appended (one `write`) before the
-//! call returns, so it survives `kill -9` as the store's own writes do. A
-//! report takes the counts and appends their reset *before* the report is
-//! sent ([`MeterLedger::take_report`]): a crash between the two loses that
-//! report, and none is ever sent twice (at most once).
+//! call returns, so it survives `kill -9` as the store's own writes do
+//! (after a power cut, counts of the last moments may be lost). A report
+//! takes the counts and appends their reset, written through to disk
+//! (`fdatasync`), *before* the report is sent ([`MeterLedger::take_report`],
+//! [`MeterLedger::remove`]): a crash between the two loses that report,
+//! and none is ever sent twice, not even after a power cut (at most once).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -280,6 +282,17 @@ impl MeterLedger {
         }
     }
 
+    /// [`MeterLedger::persist`], then on disk before returning: a reset
+    /// that a report depends on.
+    fn persist_durably(st: &mut State, key: &Key) {
+        MeterLedger::persist(st, key);
+        if let Some(j) = st.journal.as_ref() {
+            if let Err(e) = j.file.sync_data() {
+                tracing::warn!(path = %j.path.display(), error = %e, "cannot sync the hit-metering journal");
+            }
+        }
+    }
+
     /// Sets the terms of `key`'s object as its latest response from the
     /// origin gave them; `None` (the response asked no metering) drops it
     /// from the ledger.
@@ -355,7 +368,11 @@ impl MeterLedger {
         m.uses = 0;
         m.reuses = 0;
         m.first_use = 0;
-        MeterLedger::persist(&mut st, key);
+        if report.is_some() {
+            MeterLedger::persist_durably(&mut st, key);
+        } else {
+            MeterLedger::persist(&mut st, key);
+        }
         report
     }
 
@@ -364,8 +381,13 @@ impl MeterLedger {
     pub fn remove(&self, key: &Key) -> Option<MeterReport> {
         let mut st = self.lock();
         let m = st.map.remove(key)?;
-        MeterLedger::persist(&mut st, key);
-        (m.terms.report && (m.uses > 0 || m.reuses > 0)).then(|| MeterReport {
+        let owed = m.terms.report && (m.uses > 0 || m.reuses > 0);
+        if owed {
+            MeterLedger::persist_durably(&mut st, key);
+        } else {
+            MeterLedger::persist(&mut st, key);
+        }
+        owed.then_some(MeterReport {
             key: *key,
             url: m.url,
             uses: m.uses,

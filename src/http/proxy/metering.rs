@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -28,7 +28,7 @@ use crate::http::body::ProxyBody;
 use crate::http::target::Target;
 use crate::store::{Key, MeterLedger, MeterReport, Store};
 
-use super::admit::Arrival;
+use super::admit::{Arrival, PortUse};
 use super::forward::Forwarding;
 use super::{unix_now, url_key, Proxy};
 
@@ -323,9 +323,13 @@ impl Proxy {
             .last_arrival
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let Some(arrival) = fallback.or(out.first().map(|r| r.1)) else {
-            return out;
-        };
+        // No metered fetch yet in this process (counts from the journal):
+        // a forward-proxy port's routes.
+        let arrival = fallback.unwrap_or(Arrival {
+            kind: PortUse::Forward,
+            local: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            port_name: "",
+        });
         let c = self.store.counters();
         let removals = c.evictions.load(Ordering::Relaxed) + c.purges.load(Ordering::Relaxed);
         let store = &self.store;
@@ -405,7 +409,7 @@ impl Proxy {
         let series: [(&str, &str, Field); 4] = [
             (
                 "origin_fetches",
-                "Responses fetched from upstream for metered sites' URLs.",
+                "GET responses received from upstream while hit metering is on.",
                 |t| t.origin_fetches,
             ),
             (
