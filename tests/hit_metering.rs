@@ -152,7 +152,15 @@ async fn max_uses_three_means_the_fourth_use_revalidates() {
     let url = origin.url("/obj");
     get(&proxy, &url).await;
     for _ in 0..3 {
-        assert!(get(&proxy, &url).await.x_cache().starts_with("HIT"));
+        let hit = get(&proxy, &url).await;
+        assert!(hit.x_cache().starts_with("HIT"));
+        // No limit is passed on: a shared cache below must come back for
+        // every use (and so is counted here), a browser may keep it.
+        assert_eq!(
+            hit.header("cache-control"),
+            "max-age=3600, s-maxage=0",
+            "{hit:?}"
+        );
     }
     assert_eq!(origin.count("/obj"), 1, "three uses are within the limit");
     let fourth = get(&proxy, &url).await;

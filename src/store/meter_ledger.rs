@@ -344,6 +344,24 @@ impl MeterLedger {
         self.lock().map.get(key).cloned()
     }
 
+    /// Whether `key`'s object is metered (no copy made: the hit path asks).
+    pub fn is_metered(&self, key: &Key) -> bool {
+        self.lock().map.contains_key(key)
+    }
+
+    /// Whether `key`'s object has a usage limit.
+    pub fn is_limited(&self, key: &Key) -> bool {
+        self.lock()
+            .map
+            .get(key)
+            .is_some_and(|m| m.terms.max_uses.is_some() || m.terms.max_reuses.is_some())
+    }
+
+    /// Whether `key`'s object reached a usage limit.
+    pub fn limit_reached(&self, key: &Key) -> bool {
+        self.lock().map.get(key).is_some_and(Metered::limit_reached)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.lock().map.is_empty()
     }
@@ -494,6 +512,8 @@ mod tests {
                 assert!(l.count(&[1; 16], 1, 1, 10));
             }
             assert!(l.get(&[1; 16]).unwrap().limit_reached());
+            assert!(l.limit_reached(&[1; 16]) && l.is_metered(&[1; 16]));
+            assert!(!l.is_metered(&[2; 16]) && !l.limit_reached(&[2; 16]));
         }
         let (l, load) = MeterLedger::open(&d).unwrap();
         assert_eq!(load.objects, 1);

@@ -138,15 +138,13 @@ impl Proxy {
     /// Metering is on and `url`'s object is metered (the memory cache's
     /// lean path leaves such requests to the general one, which counts).
     pub(super) fn metered(&self, url: &str) -> bool {
-        self.ledger()
-            .is_some_and(|l| l.get(&url_key(url)).is_some())
+        self.ledger().is_some_and(|l| l.is_metered(&url_key(url)))
     }
 
     /// A usage limit of `url`'s object is reached: the next use revalidates.
     pub(super) fn meter_limit_reached(&self, url: &str) -> bool {
         self.ledger()
-            .and_then(|l| l.get(&url_key(url)))
-            .is_some_and(|m| m.limit_reached())
+            .is_some_and(|l| l.limit_reached(&url_key(url)))
     }
 
     /// Counts a use of `url`'s stored response by a client; `reuse` when
@@ -186,6 +184,39 @@ impl Proxy {
             });
         }
         child.offered && child.will_report && arrival.accelerated()
+    }
+
+    /// A 200 for a usage-limited URL: no limit is passed on, so shared
+    /// caches below get `s-maxage=0` (any other `s-maxage` goes): they
+    /// revalidate every use with cuttle, which counts and limits it.
+    pub(super) fn meter_shared_caches(
+        &self,
+        url: &str,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) {
+        let limited = self.ledger().is_some_and(|l| l.is_limited(&url_key(url)));
+        if status != StatusCode::OK || !limited {
+            return;
+        }
+        let mut directives: Vec<String> = headers
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|d| d.trim().to_string())
+            .filter(|d| {
+                !d.is_empty()
+                    && !d
+                        .split('=')
+                        .next()
+                        .is_some_and(|n| n.trim().eq_ignore_ascii_case("s-maxage"))
+            })
+            .collect();
+        directives.push("s-maxage=0".to_string());
+        if let Ok(v) = HeaderValue::from_str(&directives.join(", ")) {
+            headers.insert(header::CACHE_CONTROL, v);
+        }
     }
 
     /// A response to a child that offered metering to us as its

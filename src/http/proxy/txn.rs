@@ -232,6 +232,9 @@ impl Proxy {
         if txn.meter_ask {
             self.meter_ask_child(status, &mut headers);
         }
+        if self.config.hit_metering.value {
+            self.meter_shared_caches(&txn.url, status, &mut headers);
+        }
         headers.append(header::VIA, self.via.clone());
         let head_bytes = head_size(status, &headers);
         let content_type = headers
