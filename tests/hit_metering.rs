@@ -266,6 +266,43 @@ async fn an_eviction_reports_the_counts_in_a_head() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_is_asked_to_report_what_the_origin_asked_us_to() {
+    let origin = metered_origin("do-report").await;
+    origin.route("/plain", |_| Reply::ok("plain").cc("max-age=3600"));
+    let proxy = Cuttle::start(&metering_conf());
+    let offer = |path: &str| {
+        Req::get(&origin.url(path))
+            .header("meter", "will-report-and-limit")
+            .header("connection", "meter")
+    };
+    let r = offer("/obj").send(&proxy).await;
+    assert_eq!(r.header("meter"), "do-report", "{r:?}");
+    let r = offer("/obj").send(&proxy).await;
+    assert_eq!(r.header("meter"), "do-report", "a hit too: {r:?}");
+    // Not asked by the origin: nothing asked of the child.
+    let r = offer("/plain").send(&proxy).await;
+    assert!(!r.has("meter"), "{r:?}");
+    // A child that will not report is not asked.
+    let r = Req::get(&origin.url("/obj"))
+        .header("meter", "wont-report")
+        .send(&proxy)
+        .await;
+    assert!(!r.has("meter"), "{r:?}");
+    // Its report is folded into ours and goes to the origin.
+    let report = Req::get(&origin.url("/obj"))
+        .header("meter", "count=4/4")
+        .header("cache-control", "max-age=0")
+        .send(&proxy)
+        .await;
+    assert_eq!(report.status, 200);
+    // Our hits: the second offer and the wont-report request.
+    assert_eq!(
+        origin.last("/obj").header("meter"),
+        "will-report-and-limit, count=6/6"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn off_by_default_nothing_changes() {
     let origin = metered_origin("do-report, max-uses=1").await;
     let proxy = Cuttle::start(&Conf::new());

@@ -349,6 +349,11 @@ impl MeterLedger {
         self.lock().map.contains_key(key)
     }
 
+    /// Whether the origin asked for reports on `key`'s object.
+    pub fn wants_report(&self, key: &Key) -> bool {
+        self.lock().map.get(key).is_some_and(|m| m.terms.report)
+    }
+
     /// Whether `key`'s object has a usage limit.
     pub fn is_limited(&self, key: &Key) -> bool {
         self.lock()

@@ -160,14 +160,9 @@ impl Proxy {
 
     /// A client's request: its `Meter` fields are read and removed (they
     /// are for this hop); a child's report is folded into our counts and
-    /// totalled. True when the child offered to report and we are its
-    /// accelerator: its responses ask it to (`do-report`).
-    pub(super) fn meter_intake(
-        &self,
-        url: &str,
-        headers: &mut HeaderMap,
-        arrival: Arrival,
-    ) -> bool {
+    /// totalled. True when the child offered to report (see
+    /// [`Proxy::meter_ask_child`]).
+    pub(super) fn meter_intake(&self, url: &str, headers: &mut HeaderMap) -> bool {
         if self.ledger().is_none() {
             return false;
         }
@@ -183,7 +178,7 @@ impl Proxy {
                 t.downstream_reuses += u64::from(reuses);
             });
         }
-        child.offered && child.will_report && arrival.accelerated()
+        child.offered && child.will_report
     }
 
     /// A 200 for a usage-limited URL: no limit is passed on, so shared
@@ -219,10 +214,19 @@ impl Proxy {
         }
     }
 
-    /// A response to a child that offered metering to us as its
-    /// accelerator: ask it to report.
-    pub(super) fn meter_ask_child(&self, status: StatusCode, headers: &mut HeaderMap) {
-        if status == StatusCode::OK && !headers.contains_key(METER) {
+    /// A response to a child that offered to report: asked to (`Meter:
+    /// do-report`) when we are its accelerator (the aggregation point) or
+    /// the origin asked us for reports on the URL.
+    pub(super) fn meter_ask_child(
+        &self,
+        url: &str,
+        arrival: Arrival,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) {
+        let wanted =
+            arrival.accelerated() || self.ledger().is_some_and(|l| l.wants_report(&url_key(url)));
+        if wanted && status == StatusCode::OK && !headers.contains_key(METER) {
             headers.insert(METER, meter::encode(&[Directive::DoReport]));
             meter_connection(headers);
         }

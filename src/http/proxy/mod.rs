@@ -432,7 +432,7 @@ pub async fn dispatch(
     txn.miss_denied = miss_denied(&config, &txn, &method, &target, &details.get(req.headers()));
     let mut req = req;
     if config.hit_metering.value {
-        txn.meter_ask = proxy.meter_intake(&target.url, req.headers_mut(), txn.arrival);
+        txn.meter_ask = proxy.meter_intake(&target.url, req.headers_mut());
     }
     if method != Method::CONNECT && !config.http_reply_access.is_empty() {
         txn.reply_check = Some(Box::new(ReplyCheck {

@@ -72,8 +72,8 @@ pub(super) struct Txn {
     pub(super) reply_check: Option<Box<ReplyCheck>>,
     /// Lists it in `mgr:active_requests` until the transaction ends.
     pub(super) active: crate::stats::ActiveGuard,
-    /// A child offered hit metering to us as its accelerator: its
-    /// response asks it to report (`Meter: do-report`).
+    /// A child offered to report hit metering counts: its response may
+    /// ask it to (`Meter: do-report`).
     pub(super) meter_ask: bool,
 }
 
@@ -230,7 +230,7 @@ impl Proxy {
         // Every response leaves here: cuttle's record of a targeted field must not.
         caching::targeted::remove_internal(&mut headers);
         if txn.meter_ask {
-            self.meter_ask_child(status, &mut headers);
+            self.meter_ask_child(&txn.url, txn.arrival, status, &mut headers);
         }
         if self.config.hit_metering.value {
             self.meter_shared_caches(&txn.url, status, &mut headers);
