@@ -409,8 +409,9 @@ pub(super) fn answer(
         })
     });
     let answer = match answer {
-        _ if req.action == "hit_metering" => Page::Ok {
-            content_type: "text/plain",
+        // Its body is the proxy's: the manager knows only its access rules.
+        Page::Ok { content_type, .. } if req.action == "hit_metering" => Page::Ok {
+            content_type,
             body: proxy.hit_metering_page(),
         },
         Page::Ok {
