@@ -36,6 +36,8 @@ use super::{unix_now, url_key, Proxy};
 /// [`OTHER_URLS`].
 const MAX_TOTALLED_URLS: usize = 10_000;
 const OTHER_URLS: &str = "(other URLs)";
+/// Reporter rounds (about a second each) between unconditional sweeps.
+const SWEEP_EVERY: u64 = 60;
 
 /// Per-URL totals of an aggregation point.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -64,6 +66,9 @@ pub(super) struct MeterShared {
     last_arrival: Mutex<Option<Arrival>>,
     /// Store purges + evictions at the last sweep.
     removals_seen: AtomicU64,
+    /// Reporter rounds so far: every [`SWEEP_EVERY`]th sweeps whatever the
+    /// store did (objects metered but never stored, or lost in a crash).
+    rounds: AtomicU64,
 }
 
 impl MeterShared {
@@ -368,7 +373,9 @@ impl Proxy {
         let c = self.store.counters();
         let removals = c.evictions.load(Ordering::Relaxed) + c.purges.load(Ordering::Relaxed);
         let store = &self.store;
-        if self.meter.removals_seen.swap(removals, Ordering::Relaxed) != removals {
+        let round = self.meter.rounds.fetch_add(1, Ordering::Relaxed);
+        let changed = self.meter.removals_seen.swap(removals, Ordering::Relaxed) != removals;
+        if changed || round.is_multiple_of(SWEEP_EVERY) {
             let gone = ledger.take_gone(&|k: &Key| store.peek(k).is_some());
             out.extend(gone.into_iter().map(|r| (r, arrival)));
         }
