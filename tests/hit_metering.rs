@@ -302,6 +302,82 @@ async fn a_child_is_asked_to_report_what_the_origin_asked_us_to() {
     );
 }
 
+/// The `hit_metering` page's line for `url`: origin fetches, local hits,
+/// downstream uses, downstream reuses.
+async fn totals_of(proxy: &Cuttle, url: &str) -> Vec<u64> {
+    let page = Req::get(&format!(
+        "http://127.0.0.1:{}/squid-internal-mgr/hit_metering",
+        proxy.port
+    ))
+    .send(proxy)
+    .await
+    .text();
+    let line = page
+        .lines()
+        .find(|l| l.ends_with(&format!(" {url}")))
+        .unwrap_or_else(|| panic!("no line for {url} in:\n{page}"));
+    line.split_whitespace()
+        .take(4)
+        .map(|n| n.parse().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_cuttle_reports_to_its_accelerator() {
+    // An origin that asks nothing: the accelerator asks its children itself.
+    let origin = Origin::start().await;
+    origin.route("/obj", |seen: &Seen| {
+        if seen.header("if-none-match") == "\"v1\"" {
+            Reply::status(304)
+                .cc("max-age=3600")
+                .header("etag", "\"v1\"")
+        } else {
+            Reply::ok("site body")
+                .cc("max-age=3600")
+                .header("etag", "\"v1\"")
+        }
+    });
+    let accel = Cuttle::start(
+        &Conf::new()
+            .port_line(&format!(
+                "http_port 127.0.0.1:{{port}} accel defaultsite=127.0.0.1:{}",
+                origin.port()
+            ))
+            .extra(&format!(
+                "cache_peer 127.0.0.1 parent {} 0 no-query originserver",
+                origin.port()
+            ))
+            .extra("hit_metering on"),
+    );
+    let mut child_conf = metering_conf()
+        .extra(&format!(
+            "cache_peer 127.0.0.1 parent {} 0 no-query",
+            accel.port
+        ))
+        .extra("never_direct allow all");
+    child_conf.name = "child".into();
+    let child = Cuttle::start(&child_conf);
+    // The child names the site; it sends it to the accelerator in absolute form.
+    let url = origin.url("/obj");
+    get(&child, &url).await;
+    for _ in 0..5 {
+        assert!(get(&child, &url).await.x_cache().starts_with("HIT"));
+    }
+    // The child's revalidation carries its five hits to the accelerator.
+    revalidating_get(&child, &url).await;
+    let totals = totals_of(&accel, &url).await;
+    assert_eq!(
+        totals[2..],
+        [5, 5],
+        "downstream uses and reuses: {totals:?}"
+    );
+    // The origin was asked nothing of metering (it asked for nothing).
+    assert!(origin
+        .requests("/obj")
+        .iter()
+        .all(|s| !s.header("meter").contains("count")));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn off_by_default_nothing_changes() {
     let origin = metered_origin("do-report, max-uses=1").await;
