@@ -454,6 +454,8 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
     let (proxy_tx, proxy_rx) = watch::channel(proxy);
     // The cache manager's samples (5min/60min, the status page's charts).
     let sampler = tokio::spawn(proxy::sampler(proxy_rx.clone()));
+    // Hit metering's reports (purges, evictions, timeouts): idle when off.
+    let meter_reporter = tokio::spawn(proxy::meter_reporter(proxy_rx.clone()));
     // The Cache Digest peers fetch: built now (the index is loaded), then
     // each digest_rebuild_period.
     let digest_builder = tokio::spawn(proxy::digest_builder(proxy_rx.clone()));
@@ -494,6 +496,7 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
     }
     say("shutting down");
     sampler.abort();
+    meter_reporter.abort();
     digest_builder.abort();
     let _ = stop_tx.send(true);
     icp.stop();

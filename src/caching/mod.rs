@@ -74,6 +74,7 @@ pub mod hit;
 pub mod http_date;
 pub mod invalidate;
 pub mod peer_store;
+pub mod meter;
 pub mod plan;
 pub mod range;
 pub mod revalidate;

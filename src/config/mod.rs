@@ -308,6 +308,9 @@ pub struct Config {
     pub negative_ttl: Setting<Duration>,
     pub max_stale: Setting<Duration>,
     pub collapsed_forwarding: Setting<bool>,
+    /// `hit_metering on|off` (cuttle's own, off by default): RFC 2227 hit
+    /// metering and usage limiting (README, "Hit metering").
+    pub hit_metering: Setting<bool>,
     /// `read_ahead_gap`, bytes: how far a fetch may read from the server
     /// ahead of the slowest client it feeds.
     pub read_ahead_gap: Setting<u64>,
@@ -451,6 +454,7 @@ impl Default for Config {
             max_stale: Setting::default_value(Duration::from_secs(7 * 24 * 3600)),
             // On unless turned off: Squid's default is off (README, "Coming from Squid").
             collapsed_forwarding: Setting::default_value(true),
+            hit_metering: Setting::default_value(false),
             read_ahead_gap: Setting::default_value(16 * 1024),
             targeted_cache_control: Setting::default_value(TargetedCacheControl::default()),
             access_logs: Vec::new(),

@@ -444,7 +444,8 @@ pub struct Action {
 }
 
 /// The pages cuttle serves, in menu order (Squid's order for the ones it
-/// shares; `metrics` and `status` are cuttle's).
+/// shares; `metrics`, `status` and `hit_metering` are cuttle's; the
+/// proxy writes `hit_metering`'s body).
 pub const ACTIONS: &[Action] = &[
     Action {
         name: "menu",
@@ -574,6 +575,11 @@ pub const ACTIONS: &[Action] = &[
     Action {
         name: "status",
         description: "Status page of the mesh (HTML)",
+        needs_password: false,
+    },
+    Action {
+        name: "hit_metering",
+        description: "RFC 2227 hit metering totals",
         needs_password: false,
     },
 ];

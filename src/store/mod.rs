@@ -15,6 +15,7 @@ mod dir;
 mod index;
 mod layout;
 mod map;
+mod meter_ledger;
 #[cfg(test)]
 mod model_tests;
 mod policy;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 pub use bytes::Bytes;
 pub use dir::{DirSpec, DirWriter, DATA_FILE, DEFAULT_SLOT_SIZE, MEMORY_PATH};
 pub use layout::Times;
+pub use meter_ledger::{LedgerLoad, MeterLedger, MeterReport, MeterTerms, Metered, METER_FILE};
 pub(crate) use policy::{new_policy, Policy};
 
 use crate::config::{self, ReplacementPolicy};

@@ -379,3 +379,14 @@ fn holder_redirect_rules_and_size_floor() {
     let lines: Vec<usize> = l.errors().map(|d| d.location.line).collect();
     assert_eq!(lines, [2, 3], "{:?}", l.diagnostics);
 }
+
+#[test]
+fn hit_metering_is_off_unless_turned_on() {
+    let off = load("");
+    assert!(!off.config.hit_metering.value);
+    let on = load("hit_metering on\n");
+    assert!(!on.has_errors(), "{:?}", on.diagnostics);
+    assert_eq!(on.warnings().count(), 0, "{:?}", on.diagnostics);
+    assert!(on.config.hit_metering.value);
+    assert!(load("hit_metering maybe\n").has_errors());
+}

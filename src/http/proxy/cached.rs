@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 
 use crate::access_log::{ResultCode, ResultTag};
 use crate::caching::plan::{self, Denial, Plan};
@@ -29,8 +29,10 @@ pub(super) async fn cached(
     looped: bool,
 ) -> Response<ClientBody> {
     let (parts, _body) = req.into_parts();
+    // RFC 2227 usage limit reached: this use revalidates.
+    let limited = parts.method == Method::GET && proxy.meter_limit_reached(&target.url);
     // The memory cache's fast path: a plain request for a fresh hot object.
-    if plain(&parts.headers) {
+    if plain(&parts.headers) && !limited {
         let key = url_key(&target.url);
         if let Some(obj) = proxy.hot.get(&key, &proxy.store) {
             let now = unix_now();
@@ -42,11 +44,17 @@ pub(super) async fn cached(
                     key,
                     memory: true,
                 };
+                if parts.method == Method::GET {
+                    proxy.meter_use(&target.url, true);
+                }
                 return send_entry(&proxy, txn, &parts, found, age);
             }
         }
     }
-    let directives = RequestDirectives::parse(&parts.headers);
+    let mut directives = RequestDirectives::parse(&parts.headers);
+    if limited {
+        directives.max_age = Some(0);
+    }
     let rule = Rule::for_url(&proxy.config, &target.url);
     let lookup = proxy.find(&target.url, &parts.headers, &rule);
     let lookup_port = txn.local_port;
@@ -75,6 +83,9 @@ pub(super) async fn cached(
                 background_refresh(&proxy, &target, &parts.headers, &found, validators, &txn);
             }
             txn.result = ResultCode::new(tag);
+            if parts.method == Method::GET {
+                proxy.meter_use(&target.url, true);
+            }
             return if matches!(tag, ResultTag::TcpImsHit | ResultTag::TcpInmHit) {
                 not_modified(&proxy, txn, &found, age)
             } else {

@@ -308,6 +308,7 @@ impl Proxy {
                 headers.insert(name, v);
             }
         }
+        self.meter_request(&mut req, fwd);
         // A TLS peer, or an https:// URL going direct, is spoken to over
         // TLS; a client that could not be built fails the attempt (never
         // cleartext instead).
@@ -366,6 +367,7 @@ impl Proxy {
         }
         let (mut resp, addr) = sent?;
         self.take_targeted(resp.headers_mut(), fwd.arrival);
+        self.meter_response(resp.status(), resp.headers_mut(), fwd);
         let mut h = Hierarchy::new(source.code, Some(addr.ip().to_string()));
         if route.timed_out {
             h = h.timed_out();

@@ -62,6 +62,10 @@ pub async fn lean_hit(proxy: &Proxy, conn: &ConnInfo, req: &LeanRequest) -> Opti
     if !plain(&req.headers) || req.headers.contains_key(header::RANGE) {
         return None;
     }
+    // Hit metering counts (and reads children's reports) on the general path.
+    if config_meters(proxy) && (req.headers.contains_key("meter") || proxy.metered(&target.url)) {
+        return None;
+    }
     let config = &proxy.config;
     if !config.http_reply_access.is_empty() {
         return None;
@@ -202,4 +206,9 @@ fn encode_head(proxy: &Proxy, obj: &HotEntry, port: u16) -> Option<LeanHead> {
         logged_size: head_size(status, &headers) - 1,
         content_type,
     })
+}
+
+/// `hit_metering on` in the proxy's config.
+fn config_meters(proxy: &Proxy) -> bool {
+    proxy.config.hit_metering.value
 }

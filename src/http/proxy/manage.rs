@@ -408,6 +408,21 @@ pub(super) fn answer(
             proxy.mgr.page(&req, s)
         })
     });
+    let answer = match answer {
+        // Its body is the proxy's: the manager knows only its access rules.
+        Page::Ok { content_type, .. } if req.action == "hit_metering" => Page::Ok {
+            content_type,
+            body: proxy.hit_metering_page(),
+        },
+        Page::Ok {
+            content_type,
+            mut body,
+        } if req.action == "metrics" => {
+            body.push_str(&proxy.hit_metering_metrics());
+            Page::Ok { content_type, body }
+        }
+        other => other,
+    };
     let mut resp = match answer {
         Page::Ok { content_type, body } => {
             let mut headers = HeaderMap::new();

@@ -45,6 +45,7 @@ mod hit;
 mod lean;
 mod lookup;
 mod manage;
+mod metering;
 mod miss;
 mod ourselves;
 mod passthrough;
@@ -55,6 +56,7 @@ mod tunnel;
 mod txn;
 pub use lean::{lean_hit, LeanAnswer, LeanRequest};
 pub use manage::{digest_builder, sampler};
+pub use metering::meter_reporter;
 
 use admit::{allowed, miss_denied, ReplyCheck, RequestDetails};
 use cached::cached;
@@ -111,6 +113,8 @@ pub struct Proxy {
     /// Tells this proxy from those before and after it (reloads): the
     /// memory cache's pre-encoded heads carry its Via and X-Cache labels.
     generation: u64,
+    /// Hit metering's ledger, totals and report queue; kept across reloads.
+    meter: Arc<metering::MeterShared>,
 }
 
 /// The next [`Proxy::generation`].
@@ -164,7 +168,7 @@ impl Proxy {
         let neighbours = Arc::new(Neighbours::on_sockets(&config, query_sockets));
         let upstream =
             Upstream::new(timeouts).with_reply_header_max_size(config.reply_header_max_size.value);
-        Proxy {
+        let proxy = Proxy {
             hit_only,
             netdb,
             mgr,
@@ -177,7 +181,11 @@ impl Proxy {
                 Arc::default(),
                 neighbours,
             )
+        };
+        if proxy.config.hit_metering.value {
+            proxy.meter.open_ledger(&proxy.store);
         }
+        proxy
     }
 
     /// The same proxy under a new configuration.
@@ -191,7 +199,11 @@ impl Proxy {
         // The memory cache stays warm across a reload, within the new bounds.
         let (limit, max_object) = hot_bounds(&config, &self.store);
         self.hot.resize(limit, max_object);
+        if config.hit_metering.value {
+            self.meter.open_ledger(&self.store);
+        }
         Proxy {
+            meter: Arc::clone(&self.meter),
             hot: Arc::clone(&self.hot),
             hit_only: Arc::clone(&self.hit_only),
             known_markers: Arc::clone(&self.known_markers),
@@ -285,6 +297,7 @@ impl Proxy {
             store_digest: Arc::default(),
             ref_counts,
             redirects: redirect::Redirects::default(),
+            meter: Arc::default(),
         }
     }
 
@@ -417,6 +430,10 @@ pub async fn dispatch(
         return manage::answer_internal(&proxy, txn, &target, object);
     }
     txn.miss_denied = miss_denied(&config, &txn, &method, &target, &details.get(req.headers()));
+    let mut req = req;
+    if config.hit_metering.value {
+        txn.meter_ask = proxy.meter_intake(&target.url, req.headers_mut());
+    }
     if method != Method::CONNECT && !config.http_reply_access.is_empty() {
         txn.reply_check = Some(Box::new(ReplyCheck {
             config: Arc::clone(&config),

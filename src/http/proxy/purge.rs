@@ -31,6 +31,7 @@ pub(super) fn purge(proxy: &Proxy, txn: Txn, target: &Target) -> Response<Client
         let head = store.purge(&store_key(KeyMethod::Head, target.url.as_bytes()));
         get || head
     });
+    proxy.meter_purged(&target.url, txn.arrival);
     // The mesh purges too, whether or not we held it (squid-spec 2.6).
     proxy.neighbours.send_clr(&target.url, ClrTrigger::Purge);
     let status = if removed {

@@ -116,6 +116,10 @@ pub(super) async fn revalidate(
     match apply_reply(&proxy, stored, &entry, resp, &directives, rule, exchange).await {
         Applied::Unmodified(freshened) => {
             txn.result = ResultCode::new(ResultTag::TcpRefreshUnmodified);
+            if parts.method == Method::GET {
+                // A use, not a reuse: the origin was asked.
+                proxy.meter_use(&target.url, false);
+            }
             let age = freshened.age(now);
             let refreshed = Found {
                 obj: Arc::new(HotEntry {

@@ -72,6 +72,9 @@ pub(super) struct Txn {
     pub(super) reply_check: Option<Box<ReplyCheck>>,
     /// Lists it in `mgr:active_requests` until the transaction ends.
     pub(super) active: crate::stats::ActiveGuard,
+    /// A child offered to report hit metering counts: its response may
+    /// ask it to (`Meter: do-report`).
+    pub(super) meter_ask: bool,
 }
 
 /// The request as an `access_log` line's ACLs see it.
@@ -121,6 +124,7 @@ impl Txn {
             miss_denied: false,
             arrival,
             reply_check: None,
+            meter_ask: false,
         }
     }
 
@@ -225,6 +229,12 @@ impl Proxy {
         note_code(&txn.result, status);
         // Every response leaves here: cuttle's record of a targeted field must not.
         caching::targeted::remove_internal(&mut headers);
+        if txn.meter_ask {
+            self.meter_ask_child(&txn.url, txn.arrival, status, &mut headers);
+        }
+        if self.config.hit_metering.value {
+            self.meter_shared_caches(&txn.url, status, &mut headers);
+        }
         headers.append(header::VIA, self.via.clone());
         let head_bytes = head_size(status, &headers);
         let content_type = headers
