@@ -1,7 +1,8 @@
 //! `cut_through` with real processes (issue 20): a three-level chain,
 //! bottom cuttle B -> cuttle M -> Squid 5.7 S -> an origin that answers
 //! after 200 ms. B has `cut_through on min_depth=2 depth=2`; M has
-//! `cut_through on` too, so it passes B's only-if-cached request on to S.
+//! `cut_through on min_depth=2` (its depth is 1), so it passes B's
+//! only-if-cached request on to S and races nothing itself.
 //!
 //! A miss at B goes up the chain with only-if-cached (every level answers
 //! from its cache or 504, none goes to the origin) and straight to the
@@ -20,6 +21,10 @@ use peer_lab::{
     get, log_lines, mgr_page, start_cuttle, tail, text_body, wait_peer_up, CuttleNode, Squid,
 };
 use support::{Origin, Reply, TempDir};
+
+/// M's line: it takes part (passes only-if-cached misses on to S) but at
+/// its depth (1: one parent) never races a miss of its own.
+const MID_LINE: &str = "cut_through on min_depth=2";
 
 /// The origin's answer time.
 const ORIGIN_DELAY: Duration = Duration::from_millis(200);
@@ -74,7 +79,7 @@ impl Chain {
         let mid = start_cuttle(
             &tmp.path().join("mid"),
             ip(2),
-            &child_lines(ip(2), squid.http_addr(), "cut_through on"),
+            &child_lines(ip(2), squid.http_addr(), MID_LINE),
         );
         let bottom = start_cuttle(
             &tmp.path().join("bottom"),
@@ -248,7 +253,13 @@ async fn without_cut_through_a_miss_climbs_every_level() {
     tokio::time::sleep(ORIGIN_DELAY).await;
     let seen = chain.origin.requests("/climb");
     assert_eq!(seen.len(), 1);
-    assert!(seen[0].header("via").contains("squid"), "S fetched it");
+    let via = seen[0].header("via");
+    assert!(via.contains("cuttle-127.0.22.2"), "M forwarded it: Via {via:?}");
+    assert_eq!(
+        outcome(&chain.squid.access_log(), &url, 1),
+        format!("TCP_MISS/200 HIER_DIRECT/{}", chain.origin_ip),
+        "S fetched it"
+    );
     assert_eq!(counter(&chain.bottom, "cut_through.requests").await, "(absent)");
     eprintln!("a miss through the chain without cut-through took {took:?}");
 }
