@@ -187,6 +187,14 @@ async fn a_miss_at_the_bottom_reaches_the_origin_once_and_from_the_bottom() {
         metrics.contains("cuttle_cut_through_total{won_by=\"origin\"} 1"),
         "{metrics}"
     );
+    let status = mgr_page(chain.bottom.addr, "status").await;
+    assert!(
+        status.contains(
+            "<tr><td>requests</td><td>1</td></tr><tr><td>won by origin</td><td>1</td></tr>\
+             <tr><td>won by hierarchy</td><td>0</td></tr>"
+        ),
+        "the status page's cut-through table:\n{status}"
+    );
     eprintln!("a miss through the chain with cut-through took {took:?} (origin delay {ORIGIN_DELAY:?})");
 }
 
