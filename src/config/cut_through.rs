@@ -3,6 +3,8 @@
 //! is sent up the hierarchy with only-if-cached and to the origin at once.
 //! Not a Squid directive, so Squid would ignore the line.
 
+use std::time::Duration;
+
 use super::directives::Ctx;
 use super::lexer::Line;
 use super::values::{parse_onoff, parse_uint};
@@ -10,6 +12,15 @@ use super::Setting;
 
 /// The largest depth written (a hierarchy of more levels is no hierarchy).
 pub const MAX_DEPTH: u32 = 255;
+
+/// The hierarchy's head start when its RTT is not known yet (no ICP
+/// reply from the parent): about a loaded regional round trip.
+pub const UNKNOWN_RTT_HEAD_START: Duration = Duration::from_millis(100);
+/// The longest head start: beyond it the origin request would wait more
+/// than most hierarchy answers take.
+pub const MAX_HEAD_START: Duration = Duration::from_secs(1);
+/// Time for the parent to look in its cache, on top of the round trip.
+const PARENT_LOOKUP: Duration = Duration::from_millis(10);
 
 /// How the origin request of a cut-through miss competes with the
 /// hierarchy's answer.
@@ -55,6 +66,21 @@ impl CutThrough {
         self.depth
             .or(discovered)
             .unwrap_or(u32::from(has_parent))
+    }
+
+    /// How long the origin request waits for the hierarchy's answer: none
+    /// in foreground; in background two of the parent's measured round
+    /// trips (the request, and its hierarchy's own lookups) plus its
+    /// lookup time, [`UNKNOWN_RTT_HEAD_START`] before any was measured, at
+    /// most [`MAX_HEAD_START`]. A 504 from the hierarchy ends it sooner.
+    pub fn head_start(&self, parent_rtt_ms: u64) -> Duration {
+        match self.mode {
+            CutThroughMode::Foreground => Duration::ZERO,
+            CutThroughMode::Background if parent_rtt_ms == 0 => UNKNOWN_RTT_HEAD_START,
+            CutThroughMode::Background => (Duration::from_millis(parent_rtt_ms.saturating_mul(2))
+                + PARENT_LOOKUP)
+                .min(MAX_HEAD_START),
+        }
     }
 
     /// Whether a miss at a node of `depth` races the origin.
@@ -169,6 +195,17 @@ mod tests {
         // min_depth=0 still needs a level above to race against.
         assert!(!read("cut_through on min_depth=0\n").applies_at(0));
         assert!(!read("cut_through off depth=4\n").applies_at(4));
+    }
+
+    #[test]
+    fn the_head_start_follows_the_parents_rtt_in_background_only() {
+        let background = read("cut_through on\n");
+        assert_eq!(background.head_start(0), UNKNOWN_RTT_HEAD_START);
+        assert_eq!(background.head_start(20), Duration::from_millis(50));
+        assert_eq!(background.head_start(5_000), MAX_HEAD_START);
+        let foreground = read("cut_through on foreground\n");
+        assert_eq!(foreground.head_start(20), Duration::ZERO);
+        assert_eq!(foreground.head_start(0), Duration::ZERO);
     }
 
     #[test]

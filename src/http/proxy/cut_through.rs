@@ -19,7 +19,6 @@
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Response, StatusCode};
 
@@ -33,25 +32,6 @@ use crate::upstream::{FetchError, TOS_LOWER_EFFORT};
 use super::forward::{Fetched, Forwarding, NotForwarded, Route};
 use super::txn::Txn;
 use super::Proxy;
-
-/// The hierarchy's head start when its RTT is not known yet (no ICP
-/// reply from the parent): about a loaded regional round trip.
-const UNKNOWN_RTT_HEAD_START: Duration = Duration::from_millis(100);
-/// The longest head start: beyond it the origin request would wait more
-/// than most hierarchy answers take.
-const MAX_HEAD_START: Duration = Duration::from_secs(1);
-/// Time for the parent to look in its cache, on top of the round trip.
-const PARENT_LOOKUP: Duration = Duration::from_millis(10);
-
-/// The background origin request's wait: two of the parent's measured
-/// round trips (the request and its hierarchy's own lookups) plus its
-/// lookup time; [`UNKNOWN_RTT_HEAD_START`] before any was measured.
-pub(super) fn head_start(parent_rtt_ms: u64) -> Duration {
-    if parent_rtt_ms == 0 {
-        return UNKNOWN_RTT_HEAD_START;
-    }
-    (Duration::from_millis(parent_rtt_ms.saturating_mul(2)) + PARENT_LOOKUP).min(MAX_HEAD_START)
-}
 
 /// Whether the hierarchy's answer is one to use: anything but a 5xx (504
 /// is "not in my cache", the others a parent unwell).
@@ -71,7 +51,7 @@ struct Race {
     parent_id: crate::peers::table::PeerId,
     /// The origin (the selection's DIRECT source).
     direct: Route,
-    mode: CutThroughMode,
+    cut_through: CutThrough,
 }
 
 impl Proxy {
@@ -128,7 +108,7 @@ impl Proxy {
             parent,
             parent_id,
             direct,
-            mode: cut_through.mode,
+            cut_through: *cut_through,
         })
     }
 
@@ -147,18 +127,17 @@ impl Proxy {
             parent,
             parent_id,
             direct,
-            mode,
+            cut_through,
         } = race;
-        let (wait, origin_client) = match mode {
-            CutThroughMode::Foreground => (Duration::ZERO, self.upstream.clone()),
-            CutThroughMode::Background => {
-                let rtt = self
-                    .neighbours
-                    .table
-                    .get(parent_id)
-                    .map_or(0, |p| p.state().rtt_ms);
-                (head_start(rtt), self.upstream.marked(TOS_LOWER_EFFORT))
-            }
+        let rtt = self
+            .neighbours
+            .table
+            .get(parent_id)
+            .map_or(0, |p| p.state().rtt_ms);
+        let wait = cut_through.head_start(rtt);
+        let origin_client = match cut_through.mode {
+            CutThroughMode::Foreground => self.upstream.clone(),
+            CutThroughMode::Background => self.upstream.marked(TOS_LOWER_EFFORT),
         };
         let conn_slot = self.neighbours.open(parent_id);
         let mut up = pin!(async {
@@ -294,13 +273,6 @@ pub(super) async fn relay_only_if_cached(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_head_start_follows_the_parents_rtt() {
-        assert_eq!(head_start(0), UNKNOWN_RTT_HEAD_START);
-        assert_eq!(head_start(20), Duration::from_millis(50));
-        assert_eq!(head_start(5_000), MAX_HEAD_START);
-    }
 
     #[test]
     fn only_a_5xx_from_the_hierarchy_is_no_answer() {
