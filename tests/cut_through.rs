@@ -145,7 +145,10 @@ async fn a_miss_at_the_bottom_reaches_the_origin_once_and_from_the_bottom() {
     .await;
     let url = chain.origin.url("/miss");
     let started = Instant::now();
-    assert_eq!(get(chain.bottom.addr, &url).await, (200, text_body("/miss")));
+    assert_eq!(
+        get(chain.bottom.addr, &url).await,
+        (200, text_body("/miss"))
+    );
     let took = started.elapsed();
     // Both upper levels answered (504: not cached, and nobody fetched).
     wait_lines(&chain.mid.log, &url, 1);
@@ -172,12 +175,21 @@ async fn a_miss_at_the_bottom_reaches_the_origin_once_and_from_the_bottom() {
         "the origin's request came from B alone: Via {via:?}"
     );
     // B stored what it fetched: the next request is B's own hit.
-    assert_eq!(get(chain.bottom.addr, &url).await, (200, text_body("/miss")));
+    assert_eq!(
+        get(chain.bottom.addr, &url).await,
+        (200, text_body("/miss"))
+    );
     assert!(outcome(&chain.bottom.log, &url, 2).ends_with("/200 HIER_NONE/-"));
     assert_eq!(chain.origin.count("/miss"), 1);
     assert_eq!(counter(&chain.bottom, "cut_through.requests").await, "1");
-    assert_eq!(counter(&chain.bottom, "cut_through.won_by_origin").await, "1");
-    assert_eq!(counter(&chain.bottom, "cut_through.won_by_hierarchy").await, "0");
+    assert_eq!(
+        counter(&chain.bottom, "cut_through.won_by_origin").await,
+        "1"
+    );
+    assert_eq!(
+        counter(&chain.bottom, "cut_through.won_by_hierarchy").await,
+        "0"
+    );
     let metrics = support::raw(
         chain.bottom.addr,
         b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -195,7 +207,9 @@ async fn a_miss_at_the_bottom_reaches_the_origin_once_and_from_the_bottom() {
         ),
         "the status page's cut-through table:\n{status}"
     );
-    eprintln!("a miss through the chain with cut-through took {took:?} (origin delay {ORIGIN_DELAY:?})");
+    eprintln!(
+        "a miss through the chain with cut-through took {took:?} (origin delay {ORIGIN_DELAY:?})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,7 +229,10 @@ async fn a_hit_at_the_squid_parent_is_served_from_it_and_the_origin_sees_nothing
     );
     assert_eq!(chain.origin.count("/warm"), 1);
     let started = Instant::now();
-    assert_eq!(get(chain.bottom.addr, &url).await, (200, text_body("/warm")));
+    assert_eq!(
+        get(chain.bottom.addr, &url).await,
+        (200, text_body("/warm"))
+    );
     let took = started.elapsed();
     let mid_ip = chain.mid.addr.ip();
     assert_eq!(
@@ -238,7 +255,10 @@ async fn a_hit_at_the_squid_parent_is_served_from_it_and_the_origin_sees_nothing
         chain.logs()
     );
     assert_eq!(counter(&chain.bottom, "cut_through.requests").await, "1");
-    assert_eq!(counter(&chain.bottom, "cut_through.won_by_hierarchy").await, "1");
+    assert_eq!(
+        counter(&chain.bottom, "cut_through.won_by_hierarchy").await,
+        "1"
+    );
     eprintln!("a hit at S through the chain with cut-through took {took:?}");
 }
 
@@ -249,7 +269,10 @@ async fn without_cut_through_a_miss_climbs_every_level() {
     let chain = Chain::start("cut-through-off", 22, &["/climb"], "cut_through off").await;
     let url = chain.origin.url("/climb");
     let started = Instant::now();
-    assert_eq!(get(chain.bottom.addr, &url).await, (200, text_body("/climb")));
+    assert_eq!(
+        get(chain.bottom.addr, &url).await,
+        (200, text_body("/climb"))
+    );
     let took = started.elapsed();
     let mid_ip = chain.mid.addr.ip();
     let line = outcome(&chain.bottom.log, &url, 1);
@@ -262,12 +285,18 @@ async fn without_cut_through_a_miss_climbs_every_level() {
     let seen = chain.origin.requests("/climb");
     assert_eq!(seen.len(), 1);
     let via = seen[0].header("via");
-    assert!(via.contains("cuttle-127.0.22.2"), "M forwarded it: Via {via:?}");
+    assert!(
+        via.contains("cuttle-127.0.22.2"),
+        "M forwarded it: Via {via:?}"
+    );
     assert_eq!(
         outcome(&chain.squid.access_log(), &url, 1),
         format!("TCP_MISS/200 HIER_DIRECT/{}", chain.origin_ip),
         "S fetched it"
     );
-    assert_eq!(counter(&chain.bottom, "cut_through.requests").await, "(absent)");
+    assert_eq!(
+        counter(&chain.bottom, "cut_through.requests").await,
+        "(absent)"
+    );
     eprintln!("a miss through the chain without cut-through took {took:?}");
 }

@@ -63,9 +63,7 @@ impl CutThrough {
     /// discovery reports one); else 1 when it has a parent (the one level
     /// it can see) and 0 when it has none.
     pub fn node_depth(&self, has_parent: bool, discovered: Option<u32>) -> u32 {
-        self.depth
-            .or(discovered)
-            .unwrap_or(u32::from(has_parent))
+        self.depth.or(discovered).unwrap_or(u32::from(has_parent))
     }
 
     /// How long the origin request waits for the hierarchy's answer: none

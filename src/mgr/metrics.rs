@@ -142,7 +142,11 @@ pub fn render(m: &Manager, s: &Sources<'_>) -> String {
         ("hierarchy", c.won_by_hierarchy),
         ("none", neither),
     ] {
-        o.value("cuttle_cut_through_total", &format!("won_by=\"{won_by}\""), n);
+        o.value(
+            "cuttle_cut_through_total",
+            &format!("won_by=\"{won_by}\""),
+            n,
+        );
     }
     o.family(
         "cuttle_hit_ratio",

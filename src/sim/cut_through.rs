@@ -138,13 +138,20 @@ impl CutThroughs {
     pub(super) fn of(mesh: &super::Mesh, nodes: &[super::node::SimNode<'_>]) -> CutThroughs {
         let parents = parents_of(nodes);
         let depth = depths(&parents);
-        let lines: Vec<CutThrough> = mesh.nodes.iter().map(|n| n.config.cut_through.value).collect();
+        let lines: Vec<CutThrough> = mesh
+            .nodes
+            .iter()
+            .map(|n| n.config.cut_through.value)
+            .collect();
         CutThroughs {
             racing: lines
                 .iter()
                 .zip(&parents)
                 .zip(&depth)
-                .map(|((c, p), &d)| c.applies_at(c.node_depth(!p.is_empty(), Some(d))).then_some(*c))
+                .map(|((c, p), &d)| {
+                    c.applies_at(c.node_depth(!p.is_empty(), Some(d)))
+                        .then_some(*c)
+                })
                 .collect(),
             relay_to: lines
                 .iter()
@@ -341,8 +348,16 @@ mod tests {
         std::fs::write(dir.join("mid.conf"), conf("10.0.0.3", mid_line)).unwrap();
         std::fs::write(dir.join("top.conf"), conf("", "")).unwrap();
         let mut toml = String::from("origin_latency_ms = 50\nreply_jitter_ms = 0\n");
-        for (name, n, clients) in [("child", 1, "10.1.0.0/16"), ("mid", 2, ""), ("top", 3, "10.3.0.0/16")] {
-            let clients = if clients.is_empty() { String::new() } else { format!("\"{clients}\"") };
+        for (name, n, clients) in [
+            ("child", 1, "10.1.0.0/16"),
+            ("mid", 2, ""),
+            ("top", 3, "10.3.0.0/16"),
+        ] {
+            let clients = if clients.is_empty() {
+                String::new()
+            } else {
+                format!("\"{clients}\"")
+            };
             toml.push_str(&format!(
                 "[nodes.{name}]\nconfig = \"{name}.conf\"\naddress = \"10.0.0.{n}\"\n\
                  clients = [{clients}]\nservice_ms = 1\n"
@@ -376,7 +391,10 @@ mod tests {
         assert_eq!(off, [(0, 1), (0, 0), (2, 0)]);
         assert!((first - 143.0).abs() < 0.01, "{first}");
         let summary = summary.unwrap();
-        assert_eq!((summary.raced, summary.deep_nodes, summary.deep_misses), (0, 1, 2));
+        assert_eq!(
+            (summary.raced, summary.deep_nodes, summary.deep_misses),
+            (0, 1, 2)
+        );
         // On (background): /a's lookup comes back 504 at 43 ms (the mid
         // passes it to the top), before the 50 ms head start: the child
         // fetches it at 43 -> 143 ms, the only origin request for /a. /b
