@@ -300,3 +300,86 @@ async fn without_cut_through_a_miss_climbs_every_level() {
     );
     eprintln!("a miss through the chain without cut-through took {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_exit_the_fast_request_goes_to_the_exit_which_keeps_the_object() {
+    // B also has S as a parent named `exit` (after M, so M stays its
+    // first): `exit=exit` sends the fast request to S instead of the
+    // origin. S fetches (one origin request) and keeps it; the hierarchy
+    // request (via M, only-if-cached) finds nothing.
+    let net = 23;
+    let squid_ip = Ipv4Addr::new(127, 0, net, 3);
+    let tmp = TempDir::new("cut-through-exit");
+    let origin_ip = Ipv4Addr::new(127, 0, net, 9);
+    let origin = slow_origin(origin_ip, &["/exit"]).await;
+    let squid = Squid::start(&tmp.path().join("squid"), squid_ip, "127.0.0.0/8", "");
+    let mid_ip = Ipv4Addr::new(127, 0, net, 2);
+    let mid = start_cuttle(
+        &tmp.path().join("mid"),
+        mid_ip,
+        &child_lines(mid_ip, squid.http_addr(), MID_LINE),
+    );
+    let b_ip = Ipv4Addr::new(127, 0, net, 1);
+    let exit_line = format!(
+        "cache_peer {squid_ip} parent {} 0 no-query no-digest name=exit\n\
+         cut_through on min_depth=2 depth=2 foreground exit=exit",
+        squid.http_port
+    );
+    let bottom = start_cuttle(
+        &tmp.path().join("bottom"),
+        b_ip,
+        &child_lines(b_ip, mid.addr, &exit_line),
+    );
+    for node in [&mid, &bottom] {
+        let addr = node.addr;
+        wait_peer_up(async || mgr_page(addr, "server_list").await).await;
+    }
+    let url = origin.url("/exit");
+    let started = Instant::now();
+    assert_eq!(get(bottom.addr, &url).await, (200, text_body("/exit")));
+    let took = started.elapsed();
+    let logs = || {
+        format!(
+            "B:\n{}\nM:\n{}\nS:\n{}\nB's output:\n{}",
+            tail(&bottom.log, 10),
+            tail(&mid.log, 10),
+            tail(&squid.access_log(), 10),
+            bottom.output()
+        )
+    };
+    assert_eq!(
+        outcome(&bottom.log, &url, 1),
+        format!("TCP_MISS/200 CUT_THROUGH_EXIT/{squid_ip}"),
+        "{}",
+        logs()
+    );
+    // S saw both: the hierarchy's only-if-cached (504) and the fetch.
+    wait_lines(&squid.access_log(), &url, 2);
+    let mut squid_lines: Vec<String> = (1..=2)
+        .map(|n| outcome(&squid.access_log(), &url, n))
+        .collect();
+    squid_lines.sort();
+    assert_eq!(
+        squid_lines,
+        [
+            "TCP_MISS/200 HIER_DIRECT/127.0.23.9".to_string(),
+            "TCP_MISS/504 HIER_NONE/-".to_string()
+        ],
+        "{}",
+        logs()
+    );
+    tokio::time::sleep(ORIGIN_DELAY).await;
+    assert_eq!(origin.count("/exit"), 1, "{}", logs());
+    // S kept it: a client of S gets S's hit, the origin sees nothing more.
+    assert_eq!(
+        get(squid.http_addr(), &url).await,
+        (200, text_body("/exit"))
+    );
+    let line = outcome(&squid.access_log(), &url, 3);
+    assert!(
+        line.starts_with("TCP_HIT/200") || line.starts_with("TCP_MEM_HIT/200"),
+        "{line}"
+    );
+    assert_eq!(origin.count("/exit"), 1);
+    eprintln!("a miss with cut-through to the exit took {took:?}");
+}

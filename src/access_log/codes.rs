@@ -310,6 +310,9 @@ pub enum HierarchyCode {
     /// cuttle's own (`CUT_THROUGH_DIRECT`, issue 20): a cut-through miss
     /// that the origin answered before the hierarchy; Squid has no code.
     CutThroughDirect,
+    /// cuttle's own (`CUT_THROUGH_EXIT`): a cut-through miss that the exit
+    /// cache of `cut_through ... exit=PEER` answered before the hierarchy.
+    CutThroughExit,
 }
 
 impl HierarchyCode {
@@ -323,7 +326,7 @@ impl HierarchyCode {
 
     /// Every code: Squid 5.7's enum order, then the two Squid 2.x legacy
     /// ones, then cuttle's own.
-    pub const ALL: [HierarchyCode; 26] = [
+    pub const ALL: [HierarchyCode; 27] = [
         HierarchyCode::HierNone,
         HierarchyCode::HierDirect,
         HierarchyCode::SiblingHit,
@@ -350,6 +353,7 @@ impl HierarchyCode {
         HierarchyCode::CacheDigestHit,
         HierarchyCode::NoCacheDigestDirect,
         HierarchyCode::CutThroughDirect,
+        HierarchyCode::CutThroughExit,
     ];
 
     /// The exact string Squid prints.
@@ -382,6 +386,7 @@ impl HierarchyCode {
             CacheDigestHit => "CACHE_DIGEST_HIT",
             NoCacheDigestDirect => "NO_CACHE_DIGEST_DIRECT",
             CutThroughDirect => "CUT_THROUGH_DIRECT",
+            CutThroughExit => "CUT_THROUGH_EXIT",
         }
     }
 }

@@ -44,6 +44,10 @@ pub struct CutThrough {
     /// it before the origin. `None`: see [`CutThrough::node_depth`].
     pub depth: Option<u32>,
     pub mode: CutThroughMode,
+    /// `exit=PEER`: the fast request goes to this cache_peer (index in
+    /// `cache_peers`), an exit cache that fetches from origins itself and
+    /// keeps what it fetched, instead of to the origin.
+    pub exit: Option<usize>,
 }
 
 impl Default for CutThrough {
@@ -53,6 +57,7 @@ impl Default for CutThrough {
             min_depth: 1,
             depth: None,
             mode: CutThroughMode::Background,
+            exit: None,
         }
     }
 }
@@ -117,6 +122,14 @@ pub(crate) fn parse_cut_through(ctx: &mut Ctx<'_, '_>, line: &Line) {
         let parsed = match text.split_once('=') {
             Some(("min_depth", n)) => depth_value("min_depth", n).map(|d| value.min_depth = d),
             Some(("depth", n)) => depth_value("depth", n).map(|d| value.depth = Some(d)),
+            Some(("exit", peer)) => match ctx.require_peer(peer, &line.location, name) {
+                Some(index) => {
+                    value.exit = Some(index);
+                    Ok(())
+                }
+                // require_peer said why.
+                None => return,
+            },
             None if text.eq_ignore_ascii_case("background") => {
                 value.mode = CutThroughMode::Background;
                 Ok(())
@@ -126,7 +139,7 @@ pub(crate) fn parse_cut_through(ctx: &mut Ctx<'_, '_>, line: &Line) {
                 Ok(())
             }
             _ => Err(format!(
-                "unknown option \"{text}\" (min_depth=N, depth=N, background or foreground)"
+                "unknown option \"{text}\" (min_depth=N, depth=N, exit=PEER, background or foreground)"
             )),
         };
         if let Err(reason) = parsed {
@@ -165,9 +178,16 @@ mod tests {
                 enabled: true,
                 min_depth: 2,
                 depth: Some(3),
-                mode: CutThroughMode::Foreground
+                mode: CutThroughMode::Foreground,
+                exit: None,
             }
         );
+        let exit = read(
+            "cache_peer 10.0.0.8 parent 3128 0 name=mid\n\
+             cache_peer 10.0.0.9 parent 3128 0 name=Top\n\
+             cut_through on exit=top\n",
+        );
+        assert_eq!(exit.exit, Some(1));
         let plain = read("cut_through on\n");
         assert!(plain.enabled);
         assert_eq!(plain.mode, CutThroughMode::Background);
@@ -226,7 +246,11 @@ mod tests {
         );
         assert_eq!(
             errors("cut_through on sideways\n"),
-            ["squid.conf:1: error: cut_through: unknown option \"sideways\" (min_depth=N, depth=N, background or foreground)"]
+            ["squid.conf:1: error: cut_through: unknown option \"sideways\" (min_depth=N, depth=N, exit=PEER, background or foreground)"]
+        );
+        assert_eq!(
+            errors("cut_through on exit=top\ncache_peer 10.0.0.9 parent 3128 0 name=top\n"),
+            ["squid.conf:1: error: cut_through: cache_peer \"top\" is used before it is defined (defined later, at squid.conf:2); Squid requires the definition first"]
         );
     }
 }

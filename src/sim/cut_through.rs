@@ -30,7 +30,7 @@ pub struct CutThroughs {
     /// Per node: its first parent's node, for a relayed lookup, when it
     /// has `cut_through on`.
     relay_to: Vec<Option<usize>>,
-    /// Per node: parent levels above it in the mesh.
+    /// Per node: parent levels above it in the mesh, or its `depth=`.
     depth: Vec<u32>,
     /// Some node's config has a `cut_through` line: the report has the
     /// summary (on or off, so both runs of a comparison show it).
@@ -53,6 +53,9 @@ struct Found {
     birth: u64,
     bytes_hops: f64,
     holder: usize,
+    /// The parent's proxy-only: the asking node does not keep the copy.
+    proxy_only: bool,
+    size: u64,
 }
 
 /// The run's cut-through figures (the report's `cut_through`).
@@ -106,8 +109,9 @@ fn parents_of(engine_nodes: &[super::node::SimNode<'_>]) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// Parent levels above each node: 0 without parents, else 1 + its
-/// nearest parent's (a cycle of parents stops at the node count).
+/// Parent levels above each node: 0 without parents, else 1 + its first
+/// parent's, the one its misses climb through (a cycle of parents stops
+/// at the node count).
 fn depths(parents: &[Vec<usize>]) -> Vec<u32> {
     let n = parents.len();
     let mut depth: Vec<u32> = parents
@@ -118,10 +122,8 @@ fn depths(parents: &[Vec<usize>]) -> Vec<u32> {
         let mut changed = false;
         for i in 0..n {
             let best = parents[i]
-                .iter()
-                .map(|&p| depth[p].saturating_add(1))
-                .min()
-                .unwrap_or(0);
+                .first()
+                .map_or(0, |&p| depth[p].saturating_add(1));
             if best < depth[i] {
                 depth[i] = best;
                 changed = true;
@@ -137,21 +139,24 @@ fn depths(parents: &[Vec<usize>]) -> Vec<u32> {
 impl CutThroughs {
     pub(super) fn of(mesh: &super::Mesh, nodes: &[super::node::SimNode<'_>]) -> CutThroughs {
         let parents = parents_of(nodes);
-        let depth = depths(&parents);
         let lines: Vec<CutThrough> = mesh
             .nodes
             .iter()
             .map(|n| n.config.cut_through.value)
             .collect();
+        // The mesh's depth unless the line writes one (as the proxy's
+        // depth= wins over a reported one).
+        let depth: Vec<u32> = depths(&parents)
+            .iter()
+            .zip(&lines)
+            .zip(&parents)
+            .map(|((&d, c), p)| c.node_depth(!p.is_empty(), Some(d)))
+            .collect();
         CutThroughs {
             racing: lines
                 .iter()
-                .zip(&parents)
                 .zip(&depth)
-                .map(|((c, p), &d)| {
-                    c.applies_at(c.node_depth(!p.is_empty(), Some(d)))
-                        .then_some(*c)
-                })
+                .map(|(c, &d)| c.applies_at(d).then_some(*c))
                 .collect(),
             relay_to: lines
                 .iter()
@@ -214,10 +219,16 @@ impl Engine<'_> {
         let line = self.cut_throughs.racing[at]?;
         let first = sources.first()?;
         let cp = &self.nodes[at].config.cache_peers.get(first.peer?)?.value;
+        // exit=: the fast request goes to that node (it need not be DIRECT).
+        let exit = match line.exit {
+            Some(id) => Some(self.nodes[at].peers.get(id).and_then(|p| p.node)?),
+            None => None,
+        };
         if head
             || !first.absolute_form
             || peer_type_for(cp, host) != PeerType::Parent
-            || !sources.iter().any(|s| s.peer.is_none())
+            || (exit.is_none() && !sources.iter().any(|s| s.peer.is_none()))
+            || exit.is_some_and(|x| x == at || self.topology.path(at, x).unreachable)
         {
             return None;
         }
@@ -230,32 +241,109 @@ impl Engine<'_> {
         let rtt_ms = (2.0 * link.latency_ms).round() as u64;
         let wait_ms = line.head_start(rtt_ms).as_secs_f64() * 1000.0;
         let guard = self.nodes.len();
-        let found = self.look_up(at, parent, object, size, now_ms, epoch, guard);
+        let found = self
+            .look_up(at, parent, object, size, now_ms, epoch, guard)
+            .map(|f| Found {
+                proxy_only: first.proxy_only,
+                ..f
+            });
         let origin_start = match &found {
             Ok(_) => now_ms + wait_ms,
             Err(no_ms) => (now_ms + wait_ms).min(*no_ms),
         };
+        if let Some(x) = exit {
+            return Some(self.race_exit(at, x, object, size, found, origin_start, epoch));
+        }
         let origin_head = origin_start + 2.0 * self.topology.origin(at).latency_ms;
         match found {
             Ok(f) if f.head_ms <= origin_head => {
                 if f.head_ms > origin_start {
                     self.cut_throughs.dropped_origin += 1;
                 }
-                self.cut_throughs.won_by_hierarchy += 1;
-                self.stats[f.holder].proxy_bytes += size;
-                let served = Served {
-                    class: Class::Parent,
-                    done_ms: f.done_ms,
-                    bytes_hops: f.bytes_hops,
-                    birth: f.birth,
-                };
-                Some((served, first.proxy_only))
+                Some(self.hierarchy_won(&f))
             }
             _ => {
                 self.cut_throughs.won_by_origin += 1;
                 Some((self.origin(at, size, origin_start, epoch), false))
             }
         }
+    }
+
+    /// The fast request to the exit node `x`, sent at `start_ms`, against
+    /// the hierarchy's `found`. The exit serves it as any request (from
+    /// its store, or fetching and keeping it). When the exit would have to
+    /// fetch and the hierarchy's copy is back before the origin could
+    /// answer the exit, the hierarchy wins and the exit's fetch is counted
+    /// as dropped, not replayed (its store does not get the object).
+    #[allow(clippy::too_many_arguments)]
+    fn race_exit(
+        &mut self,
+        at: usize,
+        x: usize,
+        object: u32,
+        size: u64,
+        found: Result<Found, f64>,
+        start_ms: f64,
+        epoch: f64,
+    ) -> (Served, bool) {
+        let link = self.topology.path(at, x);
+        let arrive = start_ms + link.latency_ms;
+        let now = (epoch + arrive / 1000.0).max(0.0) as u64;
+        let exit_holds = self.nodes[x]
+            .store
+            .peek(&self.holdings, object)
+            .is_some_and(|h| is_fresh(&h.times, now));
+        if let Ok(f) = &found {
+            let exit_fetch_back =
+                arrive + 2.0 * self.topology.origin(x).latency_ms + link.latency_ms;
+            let beaten = f.head_ms <= start_ms || (!exit_holds && f.head_ms <= exit_fetch_back);
+            if beaten {
+                if f.head_ms > start_ms {
+                    self.cut_throughs.dropped_origin += 1;
+                }
+                return self.hierarchy_won(f);
+            }
+        }
+        self.stats[x].peer_requests += 1;
+        let from = self.nodes[at].address;
+        let got = self.serve(x, object, size, false, from, arrive);
+        let exit_head = got.done_ms + link.latency_ms;
+        match found {
+            Ok(f) if f.head_ms <= exit_head => self.hierarchy_won(&f),
+            _ => {
+                self.cut_throughs.won_by_origin += 1;
+                self.stats[x].proxy_bytes += size;
+                let class = if got.class == Class::Origin {
+                    Class::Origin
+                } else {
+                    Class::Parent
+                };
+                let served = Served {
+                    class,
+                    done_ms: exit_head + link.transfer_ms(size),
+                    bytes_hops: got.bytes_hops + size as f64 * f64::from(link.hops),
+                    birth: got.birth,
+                };
+                let exit_id = self.cut_throughs.racing[at].and_then(|l| l.exit);
+                let proxy_only = exit_id
+                    .and_then(|id| self.nodes[at].config.cache_peers.get(id))
+                    .is_some_and(|cp| cp.value.proxy_only);
+                (served, proxy_only)
+            }
+        }
+    }
+
+    /// The hierarchy's copy `f` won the race.
+    fn hierarchy_won(&mut self, f: &Found) -> (Served, bool) {
+        self.cut_throughs.won_by_hierarchy += 1;
+        self.stats[f.holder].proxy_bytes += f.size;
+        let served = Served {
+            class: Class::Parent,
+            done_ms: f.done_ms,
+            bytes_hops: f.bytes_hops,
+            birth: f.birth,
+        };
+        (served, f.proxy_only)
     }
 
     /// An only-if-cached request from `from` to `to` sent at `send_ms`:
@@ -289,6 +377,8 @@ impl Engine<'_> {
                     birth: u64::from(held.times.date),
                     bytes_hops: size as f64 * f64::from(link.hops),
                     holder: to,
+                    proxy_only: false,
+                    size,
                 });
             }
         }
@@ -318,9 +408,9 @@ mod tests {
     use crate::sim::trace::SkipCounts;
 
     #[test]
-    fn depth_is_one_more_than_the_nearest_parents() {
-        // 0 <- 1 <- 2, and 3 with parents 2 and 0; 4 and 5 each other's.
-        let parents = vec![vec![], vec![0], vec![1], vec![2, 0], vec![5], vec![4]];
+    fn depth_is_one_more_than_the_first_parents() {
+        // 0 <- 1 <- 2, and 3 with parents 0 then 2; 4 and 5 each other's.
+        let parents = vec![vec![], vec![0], vec![1], vec![0, 2], vec![5], vec![4]];
         assert_eq!(depths(&parents), [0, 1, 2, 1, 6, 6]);
     }
 
@@ -418,5 +508,26 @@ mod tests {
         // the child fetches /b itself.
         let (on, _, _) = chain("norelay", line, "");
         assert_eq!(on, [(2, 0), (0, 0), (1, 0)]);
+    }
+
+    #[test]
+    fn with_an_exit_the_top_fetches_and_keeps_what_the_child_raced_for() {
+        // The child also has the top as parent `top` (after the mid) and
+        // `exit=top`, foreground: /a goes child -> top at 1 ms (20 ms over
+        // the two links), the top is ready at 23 ms (its FIFO took the
+        // hierarchy's lookup, replayed first, at 22-23) and fetches it (+
+        // 100): back at 143 ms, after the hierarchy's 504 (43 ms): one
+        // origin request, the top's. /b (the top's already): the top
+        // takes the lookup first again (22-23), so the fast request's hit
+        // is back at 44 ms, after the hierarchy's copy (43 ms): a parent
+        // hit; the fast request cost the origin nothing.
+        let exit = "cache_peer 10.0.0.3 parent 3128 0 no-query name=top\n\
+                    cut_through on min_depth=2 foreground exit=top";
+        let (on, summary, first) = chain("exit", exit, "cut_through on min_depth=2");
+        assert_eq!(on, [(0, 1), (0, 0), (2, 0)]);
+        assert!((first - 143.0).abs() < 0.01, "{first}");
+        let s = summary.unwrap();
+        assert_eq!((s.raced, s.won_by_origin, s.won_by_hierarchy), (2, 1, 1));
+        assert_eq!(s.dropped_origin_requests, 0);
     }
 }

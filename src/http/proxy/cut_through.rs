@@ -12,6 +12,10 @@
 //! had no copy, the miss is forwarded as usual (the origin still saw
 //! nothing of it); after any later failure it is an error, never a retry.
 //!
+//! With `exit=PEER` the fast request goes to that exit cache instead of
+//! the origin: a normal request, so the exit fetches what it lacks (the
+//! one origin request) and keeps it for the rest of the hierarchy.
+//!
 //! A node with `cut_through on` also passes an only-if-cached miss on to
 //! its own parents, still only-if-cached ([`relay_only_if_cached`]), so a
 //! child's hierarchy request looks in every cuttle level above it and in
@@ -26,6 +30,7 @@ use crate::access_log::{Hierarchy, HierarchyCode, ResultCode, ResultTag};
 use crate::config::{CutThrough, CutThroughMode, PeerType};
 use crate::http::body::{ClientBody, ProxyBody};
 use crate::http::target::Target;
+use crate::peers::select::Source;
 use crate::stats::CutThroughWinner;
 use crate::upstream::{FetchError, TOS_LOWER_EFFORT};
 
@@ -49,8 +54,9 @@ struct Race {
     /// The parent, asked with only-if-cached.
     parent: Route,
     parent_id: crate::peers::table::PeerId,
-    /// The origin (the selection's DIRECT source).
-    direct: Route,
+    /// The fast request: the origin (the selection's DIRECT source), or
+    /// the exit cache of `exit=`.
+    fast: Route,
     cut_through: CutThrough,
 }
 
@@ -84,8 +90,9 @@ impl Proxy {
     }
 
     /// The race for `routes`, when there is one to run: this node is deep
-    /// enough, the first source is a cache parent, and the selection
-    /// allows DIRECT (never_direct is obeyed: no DIRECT, no race).
+    /// enough, the first source is a cache parent, and the fast request
+    /// has somewhere to go: the `exit=` peer, else DIRECT when the
+    /// selection allows it (never_direct is obeyed: no DIRECT, no race).
     fn race_of(
         &self,
         cut_through: &CutThrough,
@@ -101,13 +108,27 @@ impl Proxy {
         if peer.config.peer_type != PeerType::Parent || !first.source.absolute_form {
             return None;
         }
-        let direct = routes.iter().find(|r| r.source.peer.is_none())?.clone();
+        let fast = match cut_through.exit {
+            // An exit cache fetches (and keeps) what it lacks: a normal
+            // request, the only one that may reach the origin.
+            Some(id) => {
+                let exit = self.neighbours.table.get(id)?;
+                let code = HierarchyCode::CutThroughExit;
+                Route {
+                    source: Source::peer(id, &exit.config, &exit.host, code, PeerType::Parent),
+                    local: first.local,
+                    timed_out: false,
+                    url: first.url.clone(),
+                }
+            }
+            None => routes.iter().find(|r| r.source.peer.is_none())?.clone(),
+        };
         let mut parent = first.clone();
         parent.source.only_if_cached = true;
         Some(Race {
             parent,
             parent_id,
-            direct,
+            fast,
             cut_through: *cut_through,
         })
     }
@@ -126,7 +147,7 @@ impl Proxy {
         let Race {
             parent,
             parent_id,
-            direct,
+            fast,
             cut_through,
         } = race;
         let rtt = self
@@ -148,7 +169,7 @@ impl Proxy {
         // Lazy: nothing is sent before the select below first polls it.
         let mut down = pin!(async {
             let mut h = Hierarchy::none();
-            let sent = self.send_via(&origin_client, &direct, fwd, &mut h).await;
+            let sent = self.send_via(&origin_client, &fast, fwd, &mut h).await;
             (sent, h)
         });
         let mut head_start = pin!(tokio::time::sleep(wait));
@@ -179,12 +200,16 @@ impl Proxy {
                     Ok(resp) => {
                         self.mgr.stats.note_cut_through(CutThroughWinner::Origin);
                         self.note_forwarding(None);
-                        *hierarchy = Hierarchy { code: HierarchyCode::CutThroughDirect, ..h };
+                        let code = match fast.source.peer {
+                            Some(_) => HierarchyCode::CutThroughExit,
+                            None => HierarchyCode::CutThroughDirect,
+                        };
+                        *hierarchy = Hierarchy { code, ..h };
                         return Ok(Fetched {
                             resp,
-                            proxy_only: false,
-                            peer: None,
-                            _conn_slot: None,
+                            proxy_only: fast.source.proxy_only,
+                            peer: fast.source.peer,
+                            _conn_slot: fast.source.peer.map(|id| self.neighbours.open(id)),
                         });
                     }
                     Err(e) if !up_done => {
