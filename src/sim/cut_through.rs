@@ -77,7 +77,7 @@ impl Summary {
     /// The lines under the report's table.
     pub fn lines(&self, origin_requests: u64) -> String {
         format!(
-            "cut-through: {} raced, {} won by the origin, {} by the hierarchy; \
+            "cut-through: {} raced, {} won by the fast request (origin or exit), {} by the hierarchy; \
              origin requests {} (+{} dropped)\n\
              depth >= 2 ({} nodes): {} misses, mean {:.1} ms, p99 {:.1} ms\n",
             self.raced,
