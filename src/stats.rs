@@ -144,7 +144,26 @@ pub struct Totals {
     /// Misses answered with a redirect to the sibling holding the object
     /// (`holder_redirect`): `client_http.holder_redirects`.
     pub holder_redirects: u64,
+    /// Misses raced up the hierarchy and to the origin (`cut_through`).
+    pub cut_through: CutThroughTotals,
     pub service: ServiceTimes,
+}
+
+/// Cut-through misses (issue 20): how many raced, and who answered first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CutThroughTotals {
+    pub requests: u64,
+    pub won_by_origin: u64,
+    pub won_by_hierarchy: u64,
+}
+
+/// Who answered a cut-through miss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutThroughWinner {
+    Origin,
+    Hierarchy,
+    /// Neither with a usable answer (both failed).
+    Neither,
 }
 
 impl Default for Totals {
@@ -163,6 +182,7 @@ impl Default for Totals {
             cd_times_used: 0,
             netdb_times_used: 0,
             holder_redirects: 0,
+            cut_through: CutThroughTotals::default(),
             service: ServiceTimes::default(),
         }
     }
@@ -387,6 +407,17 @@ impl Stats {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .holder_redirects += 1;
+    }
+
+    /// A cut-through miss ended, won by `winner`.
+    pub fn note_cut_through(&self, winner: CutThroughWinner) {
+        let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        t.cut_through.requests += 1;
+        match winner {
+            CutThroughWinner::Origin => t.cut_through.won_by_origin += 1,
+            CutThroughWinner::Hierarchy => t.cut_through.won_by_hierarchy += 1,
+            CutThroughWinner::Neither => {}
+        }
     }
 
     /// `n` bytes arrived on a client connection.

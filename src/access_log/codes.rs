@@ -307,6 +307,12 @@ pub enum HierarchyCode {
     CacheDigestHit,
     /// Squid 2.x only (`NO_CACHE_DIGEST_DIRECT`); accepted when parsing old logs.
     NoCacheDigestDirect,
+    /// cuttle's own (`CUT_THROUGH_DIRECT`, issue 20): a cut-through miss
+    /// that the origin answered before the hierarchy; Squid has no code.
+    CutThroughDirect,
+    /// cuttle's own (`CUT_THROUGH_EXIT`): a cut-through miss that the exit
+    /// cache of `cut_through ... exit=PEER` answered before the hierarchy.
+    CutThroughExit,
 }
 
 impl HierarchyCode {
@@ -318,8 +324,9 @@ impl HierarchyCode {
         )
     }
 
-    /// Every code: Squid 5.7's enum order, then the two Squid 2.x legacy ones.
-    pub const ALL: [HierarchyCode; 25] = [
+    /// Every code: Squid 5.7's enum order, then the two Squid 2.x legacy
+    /// ones, then cuttle's own.
+    pub const ALL: [HierarchyCode; 27] = [
         HierarchyCode::HierNone,
         HierarchyCode::HierDirect,
         HierarchyCode::SiblingHit,
@@ -345,6 +352,8 @@ impl HierarchyCode {
         HierarchyCode::StandbyPool,
         HierarchyCode::CacheDigestHit,
         HierarchyCode::NoCacheDigestDirect,
+        HierarchyCode::CutThroughDirect,
+        HierarchyCode::CutThroughExit,
     ];
 
     /// The exact string Squid prints.
@@ -376,6 +385,8 @@ impl HierarchyCode {
             StandbyPool => "STANDBY_POOL",
             CacheDigestHit => "CACHE_DIGEST_HIT",
             NoCacheDigestDirect => "NO_CACHE_DIGEST_DIRECT",
+            CutThroughDirect => "CUT_THROUGH_DIRECT",
+            CutThroughExit => "CUT_THROUGH_EXIT",
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod acl;
 mod cache;
+mod cut_through;
 mod directives;
 mod discovery;
 mod forwarding;
@@ -31,6 +32,7 @@ pub use acl::{
     IpAclEntry, PortRange, StatusRange, TimeSpec, BUILTIN_FILE, PROTOCOL_NAMES,
 };
 pub use cache::{CacheDir, CacheDirType, RefreshPattern, ReplacementPolicy};
+pub use cut_through::{CutThrough, CutThroughMode};
 pub use directives::{DirectiveStatus, OtherDirective};
 pub use discovery::{Mesh, MeshDiscovery, MeshRole};
 pub use forwarding::{PeerStoreThreshold, ThresholdScope};
@@ -266,6 +268,9 @@ pub struct Config {
     /// hits (with `scope=peers`, any peer reply) are not stored until the
     /// URL was seen more than N times within the window.
     pub peer_store_threshold: Setting<PeerStoreThreshold>,
+    /// `cut_through on|off [min_depth=N] [depth=N] [background|foreground]`:
+    /// misses going to a parent race an origin request (issue 20).
+    pub cut_through: Setting<CutThrough>,
     /// `udp_outgoing_address`: the source address of ICP queries; `None`
     /// = Squid's 255.255.255.255 (the kernel's choice).
     pub udp_outgoing_address: Setting<Option<std::net::IpAddr>>,
@@ -429,6 +434,7 @@ impl Default for Config {
             digest_bits_per_entry: Setting::default_value(5),
             digest_rebuild_period: Setting::default_value(Duration::from_secs(3600)),
             peer_store_threshold: Setting::default_value(PeerStoreThreshold::default()),
+            cut_through: Setting::default_value(CutThrough::default()),
             udp_outgoing_address: Setting::default_value(None),
             tcp_outgoing_address: Vec::new(),
             acls: acl::builtin_acls(),

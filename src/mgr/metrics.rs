@@ -129,6 +129,26 @@ pub fn render(m: &Manager, s: &Sources<'_>) -> String {
         t.holder_redirects,
     );
     o.family(
+        "cuttle_cut_through_total",
+        "counter",
+        "Cut-through misses (cut_through) by who answered first: origin, hierarchy, or none.",
+    );
+    let c = &t.cut_through;
+    let neither = c
+        .requests
+        .saturating_sub(c.won_by_origin + c.won_by_hierarchy);
+    for (won_by, n) in [
+        ("origin", c.won_by_origin),
+        ("hierarchy", c.won_by_hierarchy),
+        ("none", neither),
+    ] {
+        o.value(
+            "cuttle_cut_through_total",
+            &format!("won_by=\"{won_by}\""),
+            n,
+        );
+    }
+    o.family(
         "cuttle_hit_ratio",
         "gauge",
         "Share of client requests that were hits over the last 5 and 60 minutes.",

@@ -283,7 +283,18 @@ pub fn render(m: &Manager, s: &Sources<'_>) -> String {
     if total_codes == 0 {
         o.push_str("<tr><td colspan=\"3\">no requests yet</td></tr>\n");
     }
-    o.push_str("</tbody></table></section>\n</main>\n");
+    o.push_str("</tbody></table></section>\n");
+    if s.config.cut_through.value.enabled {
+        let c = &t.cut_through;
+        let _ = writeln!(
+            o,
+            "<section><h2>Cut-through misses</h2><table id=\"cut-through\"><tbody>\
+             <tr><td>requests</td><td>{}</td></tr><tr><td>won by origin</td><td>{}</td></tr>\
+             <tr><td>won by hierarchy</td><td>{}</td></tr></tbody></table></section>",
+            c.requests, c.won_by_origin, c.won_by_hierarchy
+        );
+    }
+    o.push_str("</main>\n");
     let _ = write!(o, "<script>{}</script>\n</body></html>\n", script());
     o
 }

@@ -117,6 +117,8 @@ pub struct Engine<'m> {
     pub(super) redirects: super::redirect::Redirects,
     /// The selection core's lists, kept from request to request.
     lists: CoreLists,
+    /// Each node's `cut_through` and the run's figures (`sim::cut_through`).
+    pub(super) cut_throughs: super::cut_through::CutThroughs,
 }
 
 /// The lists a query round fills, kept by the engine so that a request
@@ -152,9 +154,10 @@ impl<'m> Engine<'m> {
     pub fn new(mesh: &'m Mesh, options: Options) -> Result<Engine<'m>, String> {
         let topology = Topology::of(mesh)?;
         let clock = Instant::now();
-        let nodes = (0..mesh.nodes.len())
+        let nodes: Vec<SimNode<'m>> = (0..mesh.nodes.len())
             .map(|i| SimNode::new(mesh, i, clock))
             .collect();
+        let cut_throughs = super::cut_through::CutThroughs::of(mesh, &nodes);
         Ok(Engine {
             mesh,
             options,
@@ -176,6 +179,7 @@ impl<'m> Engine<'m> {
             thresholds: super::threshold::Thresholds::of(mesh, clock),
             verdicts: QueryVerdicts::new(mesh.nodes.iter().map(|n| &n.config)),
             redirects: super::redirect::Redirects::of(mesh),
+            cut_throughs,
         })
     }
 
@@ -224,6 +228,8 @@ impl<'m> Engine<'m> {
         if served.class != Class::Failed {
             s.latency.add(served.done_ms - arrive);
         }
+        self.cut_throughs
+            .note(at, served.class, served.done_ms - arrive);
     }
 
     fn rebuild_digests(&mut self, now_ms: f64) {
@@ -498,6 +504,12 @@ impl<'m> Engine<'m> {
         mut now_ms: f64,
     ) -> (Served, bool) {
         let epoch = self.epoch.unwrap_or(0.0);
+        // cut_through: the parent and the origin raced (sim::cut_through).
+        if let Some(raced) =
+            self.cut_through_fetch(at, object, size, head, host, sources, now_ms, epoch)
+        {
+            return raced;
+        }
         let config = self.nodes[at].config;
         let from = self.nodes[at].address;
         for source in sources {
@@ -579,7 +591,7 @@ impl<'m> Engine<'m> {
     }
 
     /// A fetch from the origin by node `at`, starting at `now_ms`.
-    fn origin(&mut self, at: usize, size: u64, now_ms: f64, epoch: f64) -> Served {
+    pub(super) fn origin(&mut self, at: usize, size: u64, now_ms: f64, epoch: f64) -> Served {
         let path = self.topology.origin(at);
         let s = &mut self.stats[at];
         s.origin_requests += 1;
@@ -772,6 +784,7 @@ impl<'m> Engine<'m> {
                 .nodes
                 .iter()
                 .any(|n| !n.config.holder_redirect.is_empty()),
+            cut_through: self.cut_throughs.summary(),
         })
     }
 

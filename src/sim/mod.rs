@@ -3,6 +3,7 @@
 //! selection's sans-IO core, freshness, the store's replacement policy).
 
 pub mod chart;
+pub mod cut_through;
 pub mod engine;
 pub mod generate;
 pub mod load;

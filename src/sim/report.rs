@@ -207,6 +207,9 @@ pub struct Report {
     /// Some node has `holder_redirect` rules: the table says what the
     /// nodes sent and how many requests were redirected.
     pub holder_redirect: bool,
+    /// Some node has a `cut_through` line: the races and the miss
+    /// latency at depth 2 or more (`sim::cut_through`).
+    pub cut_through: Option<super::cut_through::Summary>,
 }
 
 /// The conservation checks: per node, requests = hits + misses + failed;
@@ -297,6 +300,9 @@ impl Report {
                 human_bytes(self.total.proxy_bytes as f64),
                 self.total.redirects
             ));
+        }
+        if let Some(c) = &self.cut_through {
+            out.push_str(&c.lines(self.total.origin_requests));
         }
         let skipped = self.skipped_malformed + self.skipped_not_cacheable + self.skipped_errors;
         if skipped + self.unrouted > 0 {

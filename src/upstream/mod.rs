@@ -142,8 +142,9 @@ impl Default for Timeouts {
 /// A connection's request half and the address it is connected to.
 type Sender<B> = (SendRequest<B>, SocketAddr);
 /// (server host, server port, local address bound: tcp_outgoing_address,
-/// TLS identity: `None` for cleartext).
-type PoolKey = (String, u16, Option<IpAddr>, Option<Arc<str>>);
+/// TLS identity: `None` for cleartext, the IP TOS / traffic class its
+/// packets are marked with: `None` for the kernel's).
+type PoolKey = (String, u16, Option<IpAddr>, Option<Arc<str>>, Option<u32>);
 
 struct Pool<B> {
     idle: Mutex<HashMap<PoolKey, Vec<Sender<B>>>>,
@@ -168,7 +169,13 @@ pub struct Upstream<B> {
     /// a larger head is a read error (Squid's 502).
     reply_header_max: usize,
     counters: Arc<Counters>,
+    /// The TOS byte (IPv4) or traffic class (IPv6) of the connections this
+    /// client opens: DSCP CS1 for low-priority fetches; `None`: unmarked.
+    tos: Option<u32>,
 }
+
+/// DSCP CS1 ("lower effort", RFC 8622) as a TOS byte: DSCP 8 << 2.
+pub const TOS_LOWER_EFFORT: u32 = 0x20;
 
 impl<B> Clone for Upstream<B> {
     fn clone(&self) -> Self {
@@ -177,6 +184,7 @@ impl<B> Clone for Upstream<B> {
             timeouts: self.timeouts,
             reply_header_max: self.reply_header_max,
             counters: Arc::clone(&self.counters),
+            tos: self.tos,
         }
     }
 }
@@ -191,6 +199,17 @@ impl<B> Upstream<B> {
     pub fn with_reply_header_max_size(mut self, bytes: u64) -> Self {
         self.reply_header_max = usize::try_from(bytes).unwrap_or(usize::MAX);
         self
+    }
+
+    /// The same client (pool, counters) whose connections are marked with
+    /// `tos` (e.g. [`TOS_LOWER_EFFORT`]); they are pooled apart from the
+    /// unmarked ones, so a marked request never rides an unmarked
+    /// connection nor the reverse.
+    pub fn marked(&self, tos: u32) -> Self {
+        Upstream {
+            tos: Some(tos),
+            ..self.clone()
+        }
     }
 }
 
@@ -272,6 +291,7 @@ where
             timeouts,
             reply_header_max: DEFAULT_HEADER_MAX_SIZE as usize,
             counters: Arc::default(),
+            tos: None,
         }
     }
 
@@ -325,7 +345,7 @@ where
         req: Request<B>,
     ) -> Result<(Response<PooledBody<B>>, SocketAddr), FetchError> {
         let identity = tls.map(|t| Arc::clone(t.identity()));
-        let key = (host.to_ascii_lowercase(), port, local, identity);
+        let key = (host.to_ascii_lowercase(), port, local, identity, self.tos);
         let mut req = Some(req);
         // A pooled connection may have been closed by the server meanwhile:
         // retry once on a fresh one when the reused one fails before sending.
@@ -413,7 +433,7 @@ where
         let mut last = String::from("no address tried");
         for addr in addrs {
             let start = Instant::now();
-            match tokio::time::timeout(timeout, connect_from(addr, local)).await {
+            match tokio::time::timeout(timeout, connect_marked(addr, local, self.tos)).await {
                 Ok(Ok(stream)) => {
                     let handshake = start.elapsed();
                     let _ = stream.set_nodelay(true);
@@ -525,10 +545,31 @@ const READ_BUFFER: usize = 64 * 1024;
 /// Connects to `addr`, first binding `local` when it is of the same family
 /// (a v4 tcp_outgoing_address does not apply to a v6 server, as in Squid).
 pub async fn connect_from(addr: SocketAddr, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    connect_marked(addr, local, None).await
+}
+
+/// [`connect_from`] with every packet, the SYN included, marked with `tos`
+/// (IP_TOS for IPv4, IPV6_TCLASS for IPv6). A mark the kernel refuses is
+/// no reason to fail the fetch: it goes unmarked.
+pub async fn connect_marked(
+    addr: SocketAddr,
+    local: Option<IpAddr>,
+    tos: Option<u32>,
+) -> std::io::Result<TcpStream> {
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
+    if let Some(tos) = tos {
+        let s = socket2::SockRef::from(&socket);
+        let marked = match addr {
+            SocketAddr::V4(_) => s.set_tos_v4(tos),
+            SocketAddr::V6(_) => s.set_tclass_v6(tos),
+        };
+        if let Err(e) = marked {
+            tracing::debug!(%addr, tos, error = %e, "could not mark the connection");
+        }
+    }
     if let Some(ip) = local.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
         socket.bind(SocketAddr::new(ip, 0))?;
     }

@@ -12,6 +12,7 @@ use crate::http::client_io::IncomingBody;
 use crate::http::errors::ErrorKind;
 use crate::http::target::Target;
 
+use super::cut_through::relay_only_if_cached;
 use super::forward::Forwarding;
 use super::hit::{not_modified, send_entry};
 use super::lookup::{plain, Found};
@@ -105,11 +106,17 @@ pub(super) async fn cached(
                 Denial::OnlyIfCached if found.is_some() => {
                     proxy.error(txn, ErrorKind::OnlyIfCachedMiss, "stale and only-if-cached")
                 }
-                Denial::OnlyIfCached => proxy.error(
-                    txn,
-                    ErrorKind::OnlyIfCachedMiss,
-                    "not in the cache and only-if-cached",
-                ),
+                // cut_through on: the parents may hold it (cut_through.rs).
+                Denial::OnlyIfCached => {
+                    match relay_only_if_cached(&proxy, txn, &target, &parts).await {
+                        Ok(relayed) => relayed,
+                        Err(txn) => proxy.error(
+                            txn,
+                            ErrorKind::OnlyIfCachedMiss,
+                            "not in the cache and only-if-cached",
+                        ),
+                    }
+                }
                 Denial::Loop => {
                     proxy.error(txn, ErrorKind::AccessDenied, "forwarding loop detected")
                 }

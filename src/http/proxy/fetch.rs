@@ -108,7 +108,8 @@ impl FetchJob {
             body: None,
         };
         let mut hierarchy = Hierarchy::none();
-        let fetched = proxy.forward_along(&fwd, &mut hierarchy).await;
+        // cut_through may race the parent and the origin (cut_through.rs).
+        let fetched = proxy.forward_miss(&fwd, &mut hierarchy).await;
         let Fetched {
             resp,
             proxy_only,

@@ -11,7 +11,7 @@ use crate::caching::Rule;
 use crate::http::body::{ProxyBody, RequestBody};
 use crate::http::target::Target;
 use crate::peers::select::{self as peer_select, ClientCredentials, ConnGuard, SelectRequest};
-use crate::upstream::{FetchError, NewConnection};
+use crate::upstream::{FetchError, NewConnection, Upstream};
 
 use super::admit::Arrival;
 use super::{unix_now, Proxy};
@@ -177,11 +177,26 @@ impl Proxy {
         fwd: &Forwarding<'_>,
         hierarchy: &mut Hierarchy,
     ) -> Result<Fetched, NotForwarded> {
-        // Peers already asked for this miss (redirect.rs): not again.
-        let mut routes = match self.redirects.handoff.take(fwd) {
+        let routes = self.routes_of(fwd).await;
+        self.forward_routes(fwd, routes, hierarchy).await
+    }
+
+    /// The sources of `fwd`: the peers a holder redirect already asked
+    /// (redirect.rs), not again, else a selection.
+    pub(super) async fn routes_of(&self, fwd: &Forwarding<'_>) -> Vec<Route> {
+        match self.redirects.handoff.take(fwd) {
             Some(routes) => routes,
             None => self.routes(fwd).await,
-        };
+        }
+    }
+
+    /// [`Proxy::forward_along`] on sources already selected.
+    pub(super) async fn forward_routes(
+        &self,
+        fwd: &Forwarding<'_>,
+        mut routes: Vec<Route>,
+        hierarchy: &mut Hierarchy,
+    ) -> Result<Fetched, NotForwarded> {
         routes.truncate(self.config.forward_max_tries.value.max(1) as usize);
         let count = routes.len();
         let mut last_error = None;
@@ -241,6 +256,17 @@ impl Proxy {
     /// feeds the peer's health.
     pub(super) async fn send(
         &self,
+        route: &Route,
+        fwd: &Forwarding<'_>,
+        hierarchy: &mut Hierarchy,
+    ) -> Result<Response<crate::upstream::PooledBody<ProxyBody>>, FetchError> {
+        self.send_via(&self.upstream, route, fwd, hierarchy).await
+    }
+
+    /// [`Proxy::send`] through `upstream` (a low-priority client, for one).
+    pub(super) async fn send_via(
+        &self,
+        upstream: &Upstream<ProxyBody>,
         route: &Route,
         fwd: &Forwarding<'_>,
         hierarchy: &mut Hierarchy,
@@ -330,8 +356,7 @@ impl Proxy {
             None => None,
         };
         let started = std::time::Instant::now();
-        let sent = self
-            .upstream
+        let sent = upstream
             .send_from(
                 &source.host,
                 source.port,

@@ -38,6 +38,7 @@ use cuttle_protocol::key::{store_key, Method as KeyMethod};
 
 mod admit;
 mod cached;
+mod cut_through;
 mod fetch;
 mod forward;
 mod headers;

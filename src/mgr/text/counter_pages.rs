@@ -107,6 +107,12 @@ pub(super) fn counters(m: &Manager, s: &Sources<'_>) -> String {
     if !s.config.holder_redirect.is_empty() {
         let _ = writeln!(o, "client_http.holder_redirects = {}", t.holder_redirects);
     }
+    if s.config.cut_through.value.enabled {
+        let c = &t.cut_through;
+        let _ = writeln!(o, "cut_through.requests = {}", c.requests);
+        let _ = writeln!(o, "cut_through.won_by_origin = {}", c.won_by_origin);
+        let _ = writeln!(o, "cut_through.won_by_hierarchy = {}", c.won_by_hierarchy);
+    }
     o
 }
 
