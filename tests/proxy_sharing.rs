@@ -318,7 +318,9 @@ async fn an_evicted_candidate_is_skipped_and_small_objects_are_never_listed() {
     );
     let owner = lab.owner_lines("/mid", 3);
     assert_eq!(statuses(&owner), ["200", "300", "200"], "owner: {owner:?}");
-    let probes = lines_where(&r1.log(), &mid, |l| l[5] == "HEAD");
+    // The probe: r2's HEAD (the test's own came from 127.0.0.1).
+    let r2_ip = r2.ip.to_string();
+    let probes = lines_where(&r1.log(), &mid, |l| l[5] == "HEAD" && l[2] == r2_ip);
     assert_eq!(probes.len(), 1, "r1: {:?}", log_lines(&r1.log(), &mid, 0));
     assert!(probes[0][3].ends_with("/504"), "probe: {:?}", probes[0]);
 

@@ -7,7 +7,7 @@
 //!   `Cache-Share: url="http://me:3128/"; ttl=3600[; load=0.42][; failed="URL URL"]`
 //!   (`failed`: candidates whose probes failed, reported back to the owner);
 //! - a share list, on the owner's `300 Multiple Choices`:
-//!   `Cache-Share: candidates=N`, with one `Link: <PROXY-URL>; rel=duplicate`
+//!   `Cache-Share: candidates=N[; length=BYTES]`, with one `Link: <PROXY-URL>; rel=duplicate`
 //!   per candidate. RFC 6249 says `rel=duplicate` names another copy of the
 //!   resource; here the target is the candidate *proxy* to ask, in absolute
 //!   form, for the same URL;
@@ -50,10 +50,13 @@ pub struct Offer<'a> {
     pub failed: Vec<&'a str>,
 }
 
-/// The head of a share list: how many `Link` values name candidates.
+/// The head of a share list: how many `Link` values name candidates, and
+/// the owner's copy's length (a bodiless 300 cannot say it in
+/// Content-Length).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct List {
     pub candidates: u32,
+    pub length: Option<u64>,
 }
 
 /// One `Link` value: its target and whether one of its relations is
@@ -278,7 +281,20 @@ pub fn parse(bytes: &[u8]) -> Result<Share<'_>, Error> {
                 let kind = ErrorKind::Invalid("candidates out of range");
                 return Err(err(kind, "candidates", p.at));
             }
-            Ok(Share::List(List { candidates }))
+            let length = match find("length") {
+                Some(p) => {
+                    let v = p.value.unwrap_or("");
+                    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(err(ErrorKind::Invalid("not a number"), "length", p.at));
+                    }
+                    let n = v.parse().map_err(|_| {
+                        err(ErrorKind::Invalid("number too large"), "length", p.at)
+                    })?;
+                    Some(n)
+                }
+                None => None,
+            };
+            Ok(Share::List(List { candidates, length }))
         }
         (None, None, Some(p)) if p.value.is_none() => Ok(Share::Owner),
         _ => Err(err(
@@ -359,7 +375,10 @@ pub fn encode_offer(offer: &Offer<'_>) -> Option<String> {
 
 /// Writes the `Cache-Share` value of a share list.
 pub fn encode_list(list: List) -> String {
-    format!("candidates={}", list.candidates)
+    match list.length {
+        Some(length) => format!("candidates={}; length={length}", list.candidates),
+        None => format!("candidates={}", list.candidates),
+    }
 }
 
 /// The owner mark's value.
@@ -407,10 +426,13 @@ mod tests {
 
     #[test]
     fn list_and_owner() {
-        assert_eq!(
-            parse(encode_list(List { candidates: 3 }).as_bytes()),
-            Ok(Share::List(List { candidates: 3 }))
-        );
+        for length in [None, Some(5 << 20)] {
+            let list = List {
+                candidates: 3,
+                length,
+            };
+            assert_eq!(parse(encode_list(list).as_bytes()), Ok(Share::List(list)));
+        }
         assert_eq!(parse(OWNER.as_bytes()), Ok(Share::Owner));
     }
 
@@ -433,6 +455,7 @@ mod tests {
             b"url=\"a\\\"b\"",
             b"candidates=0",
             b"candidates=65",
+            b"candidates=1; length=x",
             b"candidates",
             b"log=1",
             b"url=\"http://x/\" garbage",

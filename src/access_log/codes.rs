@@ -307,6 +307,9 @@ pub enum HierarchyCode {
     CacheDigestHit,
     /// Squid 2.x only (`NO_CACHE_DIGEST_DIRECT`); accepted when parsing old logs.
     NoCacheDigestDirect,
+    /// cuttle's own (proxy sharing, issue 21): the body came from a
+    /// candidate proxy an owner's share list named; the host is that proxy.
+    ShareHit,
 }
 
 impl HierarchyCode {
@@ -318,8 +321,9 @@ impl HierarchyCode {
         )
     }
 
-    /// Every code: Squid 5.7's enum order, then the two Squid 2.x legacy ones.
-    pub const ALL: [HierarchyCode; 25] = [
+    /// Every code: Squid 5.7's enum order, then the two Squid 2.x legacy
+    /// ones, then cuttle's own.
+    pub const ALL: [HierarchyCode; 26] = [
         HierarchyCode::HierNone,
         HierarchyCode::HierDirect,
         HierarchyCode::SiblingHit,
@@ -345,6 +349,7 @@ impl HierarchyCode {
         HierarchyCode::StandbyPool,
         HierarchyCode::CacheDigestHit,
         HierarchyCode::NoCacheDigestDirect,
+        HierarchyCode::ShareHit,
     ];
 
     /// The exact string Squid prints.
@@ -376,6 +381,7 @@ impl HierarchyCode {
             StandbyPool => "STANDBY_POOL",
             CacheDigestHit => "CACHE_DIGEST_HIT",
             NoCacheDigestDirect => "NO_CACHE_DIGEST_DIRECT",
+            ShareHit => "SHARE_HIT",
         }
     }
 }

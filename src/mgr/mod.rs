@@ -87,6 +87,8 @@ pub struct Sources<'a> {
     /// Client connections open from an address now (`client_list`);
     /// `None` where no connection table is at hand (the sampler).
     pub connections: Option<&'a (dyn Fn(std::net::IpAddr) -> usize + Sync)>,
+    /// Proxy sharing's log and counters (`share_log`, /metrics).
+    pub share: Option<&'a crate::peers::share_log::Sharing>,
 }
 
 /// HTCP message totals (`mgr:info`'s "Number of HTCP messages ...").
@@ -566,6 +568,11 @@ pub const ACTIONS: &[Action] = &[
     Action {
         name: "status",
         description: "Status page of the mesh (HTML)",
+        needs_password: false,
+    },
+    Action {
+        name: "share_log",
+        description: "Proxy sharing: share log and counters",
         needs_password: false,
     },
 ];

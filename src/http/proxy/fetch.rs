@@ -25,6 +25,7 @@ use crate::store::{Key, Store};
 use super::admit::Arrival;
 use super::forward::{Fetched, Forwarding};
 use super::headers::content_length;
+use super::share_requester::share_list;
 use super::txn::not_forwarded_page;
 use super::{unix_now, url_key, Proxy};
 
@@ -105,9 +106,20 @@ impl FetchJob {
             arrival,
             siblings_ok,
             body: None,
+            share_offer: proxy.config.share.offer.value.on,
         };
         let mut hierarchy = Hierarchy::none();
-        let fetched = proxy.forward_along(&fwd, &mut hierarchy).await;
+        let fetched = match proxy.forward_along(&fwd, &mut hierarchy).await {
+            // A share list: the body from a candidate, or the owner.
+            Ok(f) if fwd.share_offer && f.peer.is_none() => match share_list(&f.resp) {
+                Some(list) => {
+                    drop(f);
+                    proxy.follow_share_list(list, &fwd, &mut hierarchy).await
+                }
+                None => Ok(f),
+            },
+            other => other,
+        };
         let Fetched {
             resp,
             proxy_only,

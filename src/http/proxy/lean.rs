@@ -62,6 +62,12 @@ pub async fn lean_hit(proxy: &Proxy, conn: &ConnInfo, req: &LeanRequest) -> Opti
     if !plain(&req.headers) || req.headers.contains_key(header::RANGE) {
         return None;
     }
+    // An offer to share is answered by the general path (share_owner.rs).
+    if proxy.config.share.log.value.on
+        && req.headers.contains_key(cuttle_protocol::share::FIELD)
+    {
+        return None;
+    }
     let config = &proxy.config;
     if !config.http_reply_access.is_empty() {
         return None;

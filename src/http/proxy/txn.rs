@@ -72,6 +72,8 @@ pub(super) struct Txn {
     pub(super) reply_check: Option<Box<ReplyCheck>>,
     /// Lists it in `mgr:active_requests` until the transaction ends.
     pub(super) active: crate::stats::ActiveGuard,
+    /// The offer to share a GET to this owner carried (share_owner.rs).
+    pub(super) share_offer: Option<Box<super::share_owner::OfferSeen>>,
 }
 
 /// The request as an `access_log` line's ACLs see it.
@@ -121,6 +123,7 @@ impl Txn {
             miss_denied: false,
             arrival,
             reply_check: None,
+            share_offer: None,
         }
     }
 
@@ -220,6 +223,13 @@ impl Proxy {
                     ErrorKind::AccessDenied,
                     "denied by http_reply_access",
                 );
+            }
+        }
+        if self.config.share.log.value.on {
+            if let Some(list) = self.share_answer(&mut txn, status, &mut headers) {
+                // The requester fetches from a candidate instead.
+                drop(body);
+                return self.respond(txn, StatusCode::MULTIPLE_CHOICES, list, ProxyBody::Empty);
             }
         }
         note_code(&txn.result, status);
