@@ -250,6 +250,7 @@ async fn a_nearby_requester_serves_the_next_one_and_the_owner_sends_the_body_onc
         r2.output()
     );
     assert_eq!(lab.origin.count("/big"), 1, "the origin sent it again");
+    wait_held(&r2, &url).await;
     let owner = lab.owner_lines("/big", 2);
     assert_eq!(statuses(&owner), ["200", "300"], "owner: {owner:?}");
     let listed: u64 = owner[1][4].parse().expect("size");

@@ -572,7 +572,7 @@ pub const ACTIONS: &[Action] = &[
     },
     Action {
         name: "share_log",
-        description: "Proxy sharing: share log and counters",
+        description: "Proxy Sharing Log and Counters",
         needs_password: false,
     },
 ];

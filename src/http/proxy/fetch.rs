@@ -111,7 +111,7 @@ impl FetchJob {
         let mut hierarchy = Hierarchy::none();
         let fetched = match proxy.forward_along(&fwd, &mut hierarchy).await {
             // A share list: the body from a candidate, or the owner.
-            Ok(f) if fwd.share_offer && f.peer.is_none() => match share_list(&f.resp) {
+            Ok(f) if fwd.share_offer => match share_list(&f.resp) {
                 Some(list) => {
                     drop(f);
                     proxy.follow_share_list(list, &fwd, &mut hierarchy).await

@@ -294,7 +294,8 @@ impl Proxy {
         }
         // A client's offer is not ours to forward; ours goes to owners only.
         req.headers_mut().remove(cuttle_protocol::share::FIELD);
-        if fwd.share_offer && source.peer.is_none() {
+        // Direct or to an originserver peer: an owner may be there.
+        if fwd.share_offer && !source.absolute_form {
             if let Some(offer) = self.share_offer_header(&source.host, source.port) {
                 req.headers_mut()
                     .insert(cuttle_protocol::share::FIELD, offer);
@@ -372,7 +373,7 @@ impl Proxy {
             }
         }
         let (mut resp, addr) = sent?;
-        if source.peer.is_none() {
+        if !source.absolute_form {
             self.note_share_owner(&source.host, source.port, resp.headers());
         }
         self.take_targeted(resp.headers_mut(), fwd.arrival);

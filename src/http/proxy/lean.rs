@@ -62,10 +62,9 @@ pub async fn lean_hit(proxy: &Proxy, conn: &ConnInfo, req: &LeanRequest) -> Opti
     if !plain(&req.headers) || req.headers.contains_key(header::RANGE) {
         return None;
     }
-    // An offer to share is answered by the general path (share_owner.rs).
-    if proxy.config.share.log.value.on
-        && req.headers.contains_key(cuttle_protocol::share::FIELD)
-    {
+    // An owner's answers carry the owner mark, or a share list instead of
+    // the body: the general path's (share_owner.rs).
+    if proxy.config.share.log.value.on {
         return None;
     }
     let config = &proxy.config;

@@ -1,5 +1,6 @@
 //! Proxy sharing, the requester's side (`share_offer on`; issue 21): a GET
-//! miss going direct to a server known to keep a share log (one of its
+//! miss going direct (or to an `originserver` peer) to a server known to
+//! keep a share log (one of its
 //! responses said `Cache-Share: log`; every server with `to=all`) offers
 //! this cache's copy (`Cache-Share: url="<share_offer_url>"; ttl=3600`,
 //! with the candidates that failed since the last offer). A `300` share
