@@ -106,9 +106,15 @@ fn share_check(data: &[u8], path: &Path) {
         Ok(Share::Offer(offer)) => {
             let wire = share::encode_offer(&offer).expect("a parsed offer encodes");
             let Ok(Share::Offer(again)) = share::parse(wire.as_bytes()) else {
-                panic!("{}: re-encoded offer {wire:?} does not parse", path.display());
+                panic!(
+                    "{}: re-encoded offer {wire:?} does not parse",
+                    path.display()
+                );
             };
-            assert_eq!((again.url, again.ttl, &again.failed), (offer.url, offer.ttl, &offer.failed));
+            assert_eq!(
+                (again.url, again.ttl, &again.failed),
+                (offer.url, offer.ttl, &offer.failed)
+            );
         }
         Ok(Share::List(list)) => {
             let wire = share::encode_list(list);

@@ -41,7 +41,12 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start(root: &Path, ip: Ipv4Addr, ports: &str, lines: &str) -> (String, SocketAddr, SocketAddr, PathBuf) {
+    fn start(
+        root: &Path,
+        ip: Ipv4Addr,
+        ports: &str,
+        lines: &str,
+    ) -> (String, SocketAddr, SocketAddr, PathBuf) {
         let dir = root.join(ip.to_string());
         std::fs::create_dir_all(&dir).expect("node dir");
         let addr = SocketAddr::from((ip, free_tcp_port(ip)));
@@ -273,8 +278,14 @@ async fn a_nearby_requester_serves_the_next_one_and_the_owner_sends_the_body_onc
     // The owner's log names the two that got the body, with their localities.
     let page = mgr_page(lab.owner.mgr, "share_log").await;
     assert!(page.contains(&url), "{page}");
-    assert!(page.contains(&format!("http://{}/ east", r1.addr)), "{page}");
-    assert!(page.contains(&format!("http://{}/ west", r3.addr)), "{page}");
+    assert!(
+        page.contains(&format!("http://{}/ east", r1.addr)),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("http://{}/ west", r3.addr)),
+        "{page}"
+    );
     assert!(!page.contains(&format!("http://{}/", r2.addr)), "{page}");
     // The second counts its share hit.
     let metrics = mgr_page(r2.mgr, "metrics").await;

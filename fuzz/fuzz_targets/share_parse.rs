@@ -13,10 +13,16 @@ fuzz_target!(|data: &[u8]| {
             let Ok(Share::Offer(again)) = share::parse(wire.as_bytes()) else {
                 panic!("re-encoded offer {wire:?} does not parse");
             };
-            assert_eq!((again.url, again.ttl, &again.failed), (offer.url, offer.ttl, &offer.failed));
+            assert_eq!(
+                (again.url, again.ttl, &again.failed),
+                (offer.url, offer.ttl, &offer.failed)
+            );
         }
         Ok(Share::List(list)) => {
-            assert_eq!(share::parse(share::encode_list(list).as_bytes()), Ok(Share::List(list)));
+            assert_eq!(
+                share::parse(share::encode_list(list).as_bytes()),
+                Ok(Share::List(list))
+            );
         }
         Ok(Share::Owner) | Err(_) => {}
     }

@@ -88,14 +88,12 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn new(bytes: &'a [u8], field: &'static str) -> Result<Self, Error> {
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            err(
-                ErrorKind::Invalid("not UTF-8"),
-                field,
-                e.valid_up_to(),
-            )
-        })?;
-        if let Some(at) = text.bytes().position(|b| b.is_ascii_control() && b != b'\t') {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| err(ErrorKind::Invalid("not UTF-8"), field, e.valid_up_to()))?;
+        if let Some(at) = text
+            .bytes()
+            .position(|b| b.is_ascii_control() && b != b'\t')
+        {
             return Err(err(ErrorKind::Invalid("control character"), field, at));
         }
         Ok(Cursor { text, at: 0, field })
@@ -287,9 +285,9 @@ pub fn parse(bytes: &[u8]) -> Result<Share<'_>, Error> {
                     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
                         return Err(err(ErrorKind::Invalid("not a number"), "length", p.at));
                     }
-                    let n = v.parse().map_err(|_| {
-                        err(ErrorKind::Invalid("number too large"), "length", p.at)
-                    })?;
+                    let n = v
+                        .parse()
+                        .map_err(|_| err(ErrorKind::Invalid("number too large"), "length", p.at))?;
                     Some(n)
                 }
                 None => None,
@@ -463,7 +461,11 @@ mod tests {
             b"\xff",
         ];
         for value in bad {
-            assert!(parse(value).is_err(), "{:?} parsed", String::from_utf8_lossy(value));
+            assert!(
+                parse(value).is_err(),
+                "{:?} parsed",
+                String::from_utf8_lossy(value)
+            );
         }
         let many = format!(
             "url=\"http://x/\"; failed=\"{}\"",
@@ -517,7 +519,11 @@ mod tests {
             b"<http://c1/>,",
         ];
         for value in bad {
-            assert!(parse_links(value).is_err(), "{:?} parsed", String::from_utf8_lossy(value));
+            assert!(
+                parse_links(value).is_err(),
+                "{:?} parsed",
+                String::from_utf8_lossy(value)
+            );
         }
         assert_eq!(encode_duplicate("http://bad url/"), None);
     }

@@ -307,7 +307,10 @@ mod tests {
         assert_eq!(share.localities.len(), 2);
         assert_eq!(share.locality_of("10.3.0.1".parse().unwrap()), Some("east"));
         assert_eq!(share.locality_of("10.2.9.9".parse().unwrap()), Some("east"));
-        assert_eq!(share.locality_of("192.168.0.7".parse().unwrap()), Some("west"));
+        assert_eq!(
+            share.locality_of("192.168.0.7".parse().unwrap()),
+            Some("west")
+        );
         assert_eq!(share.locality_of("10.4.0.1".parse().unwrap()), None);
         let offer = &share.offer.value;
         assert!(offer.on);
@@ -327,15 +330,39 @@ mod tests {
         for (text, want) in [
             ("share_log\n", "share_log: missing value"),
             ("share_log maybe\n", "share_log: \"maybe\" is not on or off"),
-            ("share_log on size=1\n", "share_log: unknown option \"size\""),
-            ("share_log on candidates=0\n", "share_log: candidates: 0 is not between 1 and 64"),
-            ("share_log on lifetime=0\n", "share_log: lifetime: must be more than 0"),
-            ("share_log on min_size\n", "share_log: \"min_size\" is not NAME=VALUE"),
-            ("share_offer on to=some\n", "share_offer: to: \"some\" is not owners or all"),
-            ("share_offer_url ftp://x/\n", "share_offer_url: \"ftp://x/\" is not an http:// URL"),
+            (
+                "share_log on size=1\n",
+                "share_log: unknown option \"size\"",
+            ),
+            (
+                "share_log on candidates=0\n",
+                "share_log: candidates: 0 is not between 1 and 64",
+            ),
+            (
+                "share_log on lifetime=0\n",
+                "share_log: lifetime: must be more than 0",
+            ),
+            (
+                "share_log on min_size\n",
+                "share_log: \"min_size\" is not NAME=VALUE",
+            ),
+            (
+                "share_offer on to=some\n",
+                "share_offer: to: \"some\" is not owners or all",
+            ),
+            (
+                "share_offer_url ftp://x/\n",
+                "share_offer_url: \"ftp://x/\" is not an http:// URL",
+            ),
             ("share_offer_url\n", "share_offer_url: expected one URL"),
-            ("share_locality east\n", "share_locality: expected NAME CIDR..."),
-            ("share_locality east example.com\n", "share_locality: \"example.com\" is a host name, not a network"),
+            (
+                "share_locality east\n",
+                "share_locality: expected NAME CIDR...",
+            ),
+            (
+                "share_locality east example.com\n",
+                "share_locality: \"example.com\" is a host name, not a network",
+            ),
         ] {
             let (_, errors) = load(text);
             assert!(

@@ -436,15 +436,45 @@ fn share_metrics(o: &mut Out, share: &crate::peers::share_log::Sharing) {
         c.owner_fallbacks.load(Relaxed),
     );
     for (name, help, v) in [
-        ("cuttle_share_offers_sent_total", "Offers to share sent to owners.", &c.offers_sent),
-        ("cuttle_share_lists_received_total", "Share lists received from owners.", &c.lists_received),
-        ("cuttle_share_probes_failed_total", "Candidate probes that failed.", &c.probes_failed),
-        ("cuttle_share_lists_sent_total", "Share lists sent (owner side).", &c.lists_sent),
-        ("cuttle_share_offers_logged_total", "Offers logged (owner side).", &c.offers_logged),
+        (
+            "cuttle_share_offers_sent_total",
+            "Offers to share sent to owners.",
+            &c.offers_sent,
+        ),
+        (
+            "cuttle_share_lists_received_total",
+            "Share lists received from owners.",
+            &c.lists_received,
+        ),
+        (
+            "cuttle_share_probes_failed_total",
+            "Candidate probes that failed.",
+            &c.probes_failed,
+        ),
+        (
+            "cuttle_share_lists_sent_total",
+            "Share lists sent (owner side).",
+            &c.lists_sent,
+        ),
+        (
+            "cuttle_share_offers_logged_total",
+            "Offers logged (owner side).",
+            &c.offers_logged,
+        ),
     ] {
         o.one(name, "counter", help, v.load(Relaxed));
     }
     let (entries, bytes) = share.size();
-    o.one("cuttle_share_log_entries", "gauge", "Entries in the share log.", entries);
-    o.one("cuttle_share_log_bytes", "gauge", "Bytes of state the share log counts.", bytes);
+    o.one(
+        "cuttle_share_log_entries",
+        "gauge",
+        "Entries in the share log.",
+        entries,
+    );
+    o.one(
+        "cuttle_share_log_bytes",
+        "gauge",
+        "Bytes of state the share log counts.",
+        bytes,
+    );
 }

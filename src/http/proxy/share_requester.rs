@@ -126,9 +126,12 @@ impl Proxy {
         if !self.config.share.offer.value.on {
             return;
         }
-        let owner = headers
-            .get(share::FIELD)
-            .is_some_and(|v| matches!(share::parse(v.as_bytes()), Ok(Share::Owner | Share::List(_))));
+        let owner = headers.get(share::FIELD).is_some_and(|v| {
+            matches!(
+                share::parse(v.as_bytes()),
+                Ok(Share::Owner | Share::List(_))
+            )
+        });
         if owner {
             self.sharing.note_owner(&format!("{host}:{port}"));
         }
@@ -145,7 +148,8 @@ impl Proxy {
         let Some((host, port)) = host_port(proxy_url) else {
             return Err(FetchError::Read(format!("bad candidate URL {proxy_url}")));
         };
-        let mut req = self.upstream_request(method, target, client_headers, client, ProxyBody::Empty);
+        let mut req =
+            self.upstream_request(method, target, client_headers, client, ProxyBody::Empty);
         if let Ok(uri) = target.url.parse() {
             *req.uri_mut() = uri;
         }
@@ -212,11 +216,19 @@ impl Proxy {
         probes.abort_all();
         if let Some(candidate) = winner {
             match self
-                .ask_candidate(&candidate, &Method::GET, (fwd.target, fwd.headers, fwd.client))
-                .await {
-                Ok((resp, addr)) if resp.status() == StatusCode::OK && list.matches(resp.headers()) => {
+                .ask_candidate(
+                    &candidate,
+                    &Method::GET,
+                    (fwd.target, fwd.headers, fwd.client),
+                )
+                .await
+            {
+                Ok((resp, addr))
+                    if resp.status() == StatusCode::OK && list.matches(resp.headers()) =>
+                {
                     counters.candidate_fetches.fetch_add(1, Ordering::Relaxed);
-                    *hierarchy = Hierarchy::new(HierarchyCode::ShareHit, Some(addr.ip().to_string()));
+                    *hierarchy =
+                        Hierarchy::new(HierarchyCode::ShareHit, Some(addr.ip().to_string()));
                     return Ok(Fetched {
                         resp,
                         proxy_only: false,
