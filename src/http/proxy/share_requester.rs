@@ -248,3 +248,75 @@ impl Proxy {
         self.forward_along(&plain, hierarchy).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list_response(fields: &[(&str, &str)]) -> Response<()> {
+        let mut resp = Response::new(());
+        *resp.status_mut() = StatusCode::MULTIPLE_CHOICES;
+        for (name, value) in fields {
+            resp.headers_mut().append(
+                http::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        resp
+    }
+
+    #[test]
+    fn a_share_list_names_its_duplicate_links() {
+        let resp = list_response(&[
+            ("cache-share", "candidates=2; length=100"),
+            ("link", "<http://c1:3128/>; rel=duplicate, <http://x/>; rel=next"),
+            ("link", "<http://c2:3128/>; rel=\"duplicate\""),
+            ("link", "<ftp://c3/>; rel=duplicate"),
+            ("etag", "\"v1\""),
+        ]);
+        let list = share_list(&resp).expect("a share list");
+        assert_eq!(list.candidates, ["http://c1:3128/", "http://c2:3128/"]);
+        assert_eq!(list.length, Some(100));
+        // A 300 without the share field, or another status, is not one.
+        let plain = list_response(&[("link", "<http://c1:3128/>; rel=duplicate")]);
+        assert!(share_list(&plain).is_none());
+        let mut ok = list_response(&[("cache-share", "candidates=1")]);
+        *ok.status_mut() = StatusCode::OK;
+        assert!(share_list(&ok).is_none());
+    }
+
+    #[test]
+    fn a_candidate_copy_matches_the_owners_validators() {
+        let resp = list_response(&[
+            ("cache-share", "candidates=1; length=100"),
+            ("link", "<http://c1:3128/>; rel=duplicate"),
+            ("etag", "\"v1\""),
+        ]);
+        let list = share_list(&resp).expect("a share list");
+        let copy = |fields: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (n, v) in fields {
+                h.insert(
+                    http::header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            h
+        };
+        assert!(list.matches(&copy(&[("content-length", "100"), ("etag", "\"v1\"")])));
+        assert!(!list.matches(&copy(&[("content-length", "100"), ("etag", "\"v2\"")])));
+        assert!(!list.matches(&copy(&[("content-length", "99"), ("etag", "\"v1\"")])));
+        assert!(!list.matches(&copy(&[("etag", "\"v1\"")])));
+        // A list without any validator matches nothing.
+        let bare = share_list(&list_response(&[("cache-share", "candidates=1")])).expect("list");
+        assert!(!bare.matches(&copy(&[("content-length", "100")])));
+    }
+
+    #[test]
+    fn candidate_urls_give_host_and_port() {
+        assert_eq!(host_port("http://c1:3128/"), Some(("c1".into(), 3128)));
+        assert_eq!(host_port("http://10.0.0.1/"), Some(("10.0.0.1".into(), 80)));
+        assert_eq!(host_port("http://[::1]:8080/"), Some(("::1".into(), 8080)));
+        assert_eq!(host_port("not a url"), None);
+    }
+}
