@@ -269,7 +269,10 @@ mod tests {
     fn a_share_list_names_its_duplicate_links() {
         let resp = list_response(&[
             ("cache-share", "candidates=2; length=100"),
-            ("link", "<http://c1:3128/>; rel=duplicate, <http://x/>; rel=next"),
+            (
+                "link",
+                "<http://c1:3128/>; rel=duplicate, <http://x/>; rel=next",
+            ),
             ("link", "<http://c2:3128/>; rel=\"duplicate\""),
             ("link", "<ftp://c3/>; rel=duplicate"),
             ("etag", "\"v1\""),
