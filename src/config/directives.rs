@@ -196,6 +196,7 @@ pub(crate) fn apply(
     acl::finish(&mut ctx);
     peer::warn_never_asked(&mut ctx);
     peer::warn_redirect_nowhere(&mut ctx);
+    super::share::warn_offer_nowhere(&mut ctx);
     ctx.refine_pending();
     ctx.config
 }

@@ -221,6 +221,21 @@ pub(crate) fn parse_share_offer_url(ctx: &mut Ctx<'_, '_>, line: &Line) {
     }
 }
 
+/// After the last line: `share_offer on` needs `share_offer_url` (other
+/// proxies would not know where to fetch), else nothing is offered.
+pub(crate) fn warn_offer_nowhere(ctx: &mut Ctx<'_, '_>) {
+    let share = &ctx.config.share;
+    let (Some(at), true, None) = (
+        share.offer.location.clone(),
+        share.offer.value.on,
+        &share.offer_url.value,
+    ) else {
+        return;
+    };
+    let reason = "share_offer: on without share_offer_url, so nothing will be offered";
+    ctx.warn(&at, reason.to_string());
+}
+
 /// `share_locality NAME CIDR...`: a second line with the same name adds
 /// networks to it.
 pub(crate) fn parse_share_locality(ctx: &mut Ctx<'_, '_>, line: &Line) {
@@ -323,6 +338,24 @@ mod tests {
             share.offer_url.value.as_deref(),
             Some("http://me.example:3128/")
         );
+    }
+
+    #[test]
+    fn offering_without_a_url_is_warned_about() {
+        let warnings = |text: &str| -> Vec<String> {
+            load_str(text, "squid.conf", &LoadOptions::default())
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Warning)
+                .map(|d| d.to_string())
+                .collect()
+        };
+        assert_eq!(
+            warnings("\nshare_offer on\n"),
+            ["squid.conf:2: warning: share_offer: on without share_offer_url, so nothing will be offered"]
+        );
+        assert!(warnings("share_offer on\nshare_offer_url http://me:3128/\n").is_empty());
+        assert!(warnings("share_offer off\n").is_empty());
     }
 
     #[test]
