@@ -128,6 +128,42 @@ fn squid_conf_check(data: &[u8]) {
     let _ = load_str_sandboxed(&text, "fuzz/squid.conf");
 }
 
+/// The `share_parse` target's checks: an offer or a list re-encodes to a
+/// value that parses the same; a duplicate link's target re-encodes.
+fn share_check(data: &[u8], path: &Path) {
+    use cuttle_protocol::share::{self, Share};
+    match share::parse(data) {
+        Ok(Share::Offer(offer)) => {
+            let wire = share::encode_offer(&offer).expect("a parsed offer encodes");
+            let Ok(Share::Offer(again)) = share::parse(wire.as_bytes()) else {
+                panic!(
+                    "{}: re-encoded offer {wire:?} does not parse",
+                    path.display()
+                );
+            };
+            assert_eq!(
+                (again.url, again.ttl, &again.failed),
+                (offer.url, offer.ttl, &offer.failed)
+            );
+        }
+        Ok(Share::List(list)) => {
+            let wire = share::encode_list(list);
+            let again = share::parse(wire.as_bytes());
+            assert_eq!(again, Ok(Share::List(list)), "{}", path.display());
+        }
+        Ok(Share::Owner) | Err(_) => {}
+    }
+    if let Ok(links) = share::parse_links(data) {
+        for link in links.iter().filter(|l| l.duplicate) {
+            if let Some(wire) = share::encode_duplicate(link.target) {
+                let again = share::parse_links(wire.as_bytes()).expect("re-encoded link parses");
+                assert_eq!(again.len(), 1, "{}", path.display());
+                assert_eq!(again[0].target, link.target, "{}", path.display());
+            }
+        }
+    }
+}
+
 #[test]
 fn fuzz_corpora_replay_cleanly() {
     let corpus = root().join("fuzz/corpus");
@@ -146,6 +182,7 @@ fn fuzz_corpora_replay_cleanly() {
                 "icp_parse" | "icp_roundtrip" => roundtrip_check(&data, &path, icp_reencode),
                 "htcp_parse" | "htcp_roundtrip" => roundtrip_check(&data, &path, htcp_reencode),
                 "squid_conf" => squid_conf_check(&data),
+                "share_parse" => share_check(&data, &path),
                 "digest_parse" => {
                     digest_check(&data, &path);
                     digests_parsed += usize::from(digest::parse(&data).is_ok());

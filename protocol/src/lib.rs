@@ -12,6 +12,7 @@ pub mod error;
 pub mod htcp;
 pub mod icp;
 pub mod key;
+pub mod share;
 pub mod text;
 mod wire;
 

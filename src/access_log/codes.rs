@@ -313,6 +313,9 @@ pub enum HierarchyCode {
     /// cuttle's own (`CUT_THROUGH_EXIT`): a cut-through miss that the exit
     /// cache of `cut_through ... exit=PEER` answered before the hierarchy.
     CutThroughExit,
+    /// cuttle's own (proxy sharing, issue 21): the body came from a
+    /// candidate proxy an owner's share list named; the host is that proxy.
+    ShareHit,
 }
 
 impl HierarchyCode {
@@ -326,7 +329,7 @@ impl HierarchyCode {
 
     /// Every code: Squid 5.7's enum order, then the two Squid 2.x legacy
     /// ones, then cuttle's own.
-    pub const ALL: [HierarchyCode; 27] = [
+    pub const ALL: [HierarchyCode; 28] = [
         HierarchyCode::HierNone,
         HierarchyCode::HierDirect,
         HierarchyCode::SiblingHit,
@@ -354,6 +357,7 @@ impl HierarchyCode {
         HierarchyCode::NoCacheDigestDirect,
         HierarchyCode::CutThroughDirect,
         HierarchyCode::CutThroughExit,
+        HierarchyCode::ShareHit,
     ];
 
     /// The exact string Squid prints.
@@ -387,6 +391,7 @@ impl HierarchyCode {
             NoCacheDigestDirect => "NO_CACHE_DIGEST_DIRECT",
             CutThroughDirect => "CUT_THROUGH_DIRECT",
             CutThroughExit => "CUT_THROUGH_EXIT",
+            ShareHit => "SHARE_HIT",
         }
     }
 }

@@ -196,6 +196,7 @@ pub(crate) fn apply(
     acl::finish(&mut ctx);
     peer::warn_never_asked(&mut ctx);
     peer::warn_redirect_nowhere(&mut ctx);
+    super::share::warn_offer_nowhere(&mut ctx);
     ctx.refine_pending();
     ctx.config
 }
@@ -268,6 +269,10 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "never_direct" => access_rule(ctx, line, |c| &mut c.never_direct),
         "always_direct" => access_rule(ctx, line, |c| &mut c.always_direct),
         "holder_redirect" => access_rule(ctx, line, |c| &mut c.holder_redirect),
+        "share_log" => super::share::parse_share_log(ctx, line),
+        "share_locality" => super::share::parse_share_locality(ctx, line),
+        "share_offer" => super::share::parse_share_offer(ctx, line),
+        "share_offer_url" => super::share::parse_share_offer_url(ctx, line),
         "holder_redirect_min_size" => size_setting(ctx, line, SizeUnit::Bytes, |c| {
             &mut c.holder_redirect_min_size
         }),
@@ -443,6 +448,10 @@ fn is_typed(name: &str) -> bool {
         "always_direct",
         "holder_redirect",
         "holder_redirect_min_size",
+        "share_log",
+        "share_locality",
+        "share_offer",
+        "share_offer_url",
         "cache_dir",
         "cache_mem",
         "maximum_object_size",

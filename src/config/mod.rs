@@ -16,6 +16,7 @@ mod lexer;
 mod listen;
 mod logging;
 mod peer;
+mod share;
 mod squid_names;
 mod targeted;
 mod tls_client;
@@ -41,6 +42,7 @@ pub use logging::{AccessLog, LogDestination, LogFormat, LogOnError};
 pub use peer::{
     CachePeer, CarpKey, ConnectionAuth, FrontEndHttps, HtcpOptions, PeerLogin, PeerType, TypeDomain,
 };
+pub use share::{Locality, OfferTo, Share, ShareLog, ShareOffer};
 pub use targeted::TargetedCacheControl;
 pub use tls_client::{read_certificates, read_key, TlsClientOptions, TlsMinVersion};
 pub use tls_port::{CertKeyFiles, TlsPort};
@@ -296,6 +298,8 @@ pub struct Config {
     /// `holder_redirect_min_size`, bytes: objects known to be smaller are
     /// not redirected (the client's extra round trip would cost more).
     pub holder_redirect_min_size: Setting<u64>,
+    /// Proxy sharing (`share_log`, `share_locality`, `share_offer`, `share_offer_url`).
+    pub share: Share,
 
     // -- storage and freshness
     pub cache_dirs: Vec<Located<CacheDir>>,
@@ -448,6 +452,7 @@ impl Default for Config {
             always_direct: Vec::new(),
             holder_redirect: Vec::new(),
             holder_redirect_min_size: Setting::default_value(0),
+            share: Share::default(),
             cache_dirs: Vec::new(),
             cache_mem: Setting::default_value(256 * MB),
             maximum_object_size: Setting::default_value(4 * MB),

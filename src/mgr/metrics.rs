@@ -174,6 +174,9 @@ pub fn render(m: &Manager, s: &Sources<'_>) -> String {
             );
         }
     }
+    if let Some(share) = s.share {
+        share_metrics(&mut o, share);
+    }
     o.one(
         "cuttle_server_requests_total",
         "counter",
@@ -431,4 +434,67 @@ fn peers(o: &mut Out, s: &Sources<'_>) {
         o.value("cuttle_peer_rtt_seconds_sum", labels, h.sum_us as f64 / 1e6);
         o.value("cuttle_peer_rtt_seconds_count", labels, h.count);
     }
+}
+
+/// Proxy sharing's counters (issue 21): both sides, whichever this cache plays.
+fn share_metrics(o: &mut Out, share: &crate::peers::share_log::Sharing) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &share.counters;
+    o.family(
+        "cuttle_share_fetches_total",
+        "counter",
+        "Share lists followed, by where the body came from (a candidate proxy, or the owner after the candidates failed).",
+    );
+    o.value(
+        "cuttle_share_fetches_total",
+        "outcome=\"candidate\"",
+        c.candidate_fetches.load(Relaxed),
+    );
+    o.value(
+        "cuttle_share_fetches_total",
+        "outcome=\"owner\"",
+        c.owner_fallbacks.load(Relaxed),
+    );
+    for (name, help, v) in [
+        (
+            "cuttle_share_offers_sent_total",
+            "Offers to share sent to owners.",
+            &c.offers_sent,
+        ),
+        (
+            "cuttle_share_lists_received_total",
+            "Share lists received from owners.",
+            &c.lists_received,
+        ),
+        (
+            "cuttle_share_probes_failed_total",
+            "Candidate probes that failed.",
+            &c.probes_failed,
+        ),
+        (
+            "cuttle_share_lists_sent_total",
+            "Share lists sent (owner side).",
+            &c.lists_sent,
+        ),
+        (
+            "cuttle_share_offers_logged_total",
+            "Offers logged (owner side).",
+            &c.offers_logged,
+        ),
+    ] {
+        o.one(name, "counter", help, v.load(Relaxed));
+    }
+    let (entries, bytes) = share.size();
+    o.one(
+        "cuttle_share_log_entries",
+        "gauge",
+        "Entries in the share log.",
+        entries,
+    );
+    o.one(
+        "cuttle_share_log_bytes",
+        "gauge",
+        "Bytes of state the share log counts.",
+        bytes,
+    );
 }

@@ -89,6 +89,8 @@ pub struct Sources<'a> {
     /// Client connections open from an address now (`client_list`);
     /// `None` where no connection table is at hand (the sampler).
     pub connections: Option<&'a (dyn Fn(std::net::IpAddr) -> usize + Sync)>,
+    /// Proxy sharing's log and counters (`share_log`, /metrics).
+    pub share: Option<&'a crate::peers::share_log::Sharing>,
 }
 
 /// HTCP message totals (`mgr:info`'s "Number of HTCP messages ...").
@@ -580,6 +582,11 @@ pub const ACTIONS: &[Action] = &[
     Action {
         name: "hit_metering",
         description: "RFC 2227 hit metering totals",
+        needs_password: false,
+    },
+    Action {
+        name: "share_log",
+        description: "Proxy Sharing Log and Counters",
         needs_password: false,
     },
 ];

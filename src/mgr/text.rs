@@ -52,6 +52,10 @@ pub fn render(name: &str, m: &Manager, s: &Sources<'_>) -> String {
         "ipcache" => ipcache(),
         "fqdncache" => fqdncache(),
         "events" => events(m),
+        "share_log" => s
+            .share
+            .map(|share| share.render(std::time::Instant::now()))
+            .unwrap_or_default(),
         _ => String::new(),
     }
 }

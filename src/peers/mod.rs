@@ -22,5 +22,6 @@ pub mod refcount;
 pub mod resolve;
 pub mod responder;
 pub mod select;
+pub mod share_log;
 pub mod store_digest;
 pub mod table;

@@ -115,6 +115,8 @@ pub struct Engine<'m> {
     verdicts: QueryVerdicts,
     /// Each node's holder_redirect state (`sim::redirect`).
     pub(super) redirects: super::redirect::Redirects,
+    /// The origin's share log, with `share_log = true` (`sim::sharing`).
+    pub(super) sharing: Option<super::sharing::Sharing>,
     /// The selection core's lists, kept from request to request.
     lists: CoreLists,
     /// Each node's `cut_through` and the run's figures (`sim::cut_through`).
@@ -137,7 +139,7 @@ struct CoreLists {
 }
 
 /// Unix seconds, whole, for the freshness code.
-fn unix(epoch: f64, ms: f64) -> u64 {
+pub(super) fn unix(epoch: f64, ms: f64) -> u64 {
     (epoch + ms / 1000.0).max(0.0) as u64
 }
 
@@ -180,6 +182,7 @@ impl<'m> Engine<'m> {
             verdicts: QueryVerdicts::new(mesh.nodes.iter().map(|n| &n.config)),
             redirects: super::redirect::Redirects::of(mesh),
             cut_throughs,
+            sharing: super::sharing::Sharing::of(mesh),
         })
     }
 
@@ -347,7 +350,7 @@ impl<'m> Engine<'m> {
     ) -> (Served, bool) {
         let Some(url) = url else {
             let epoch = self.epoch.unwrap_or(0.0);
-            return (self.origin(at, size, ready, epoch), false);
+            return (self.origin(at, object, size, ready, epoch), false);
         };
         let (sources, now_ms) = self.select(at, object, head, client, &url, looped, ready);
         let mut late = std::mem::take(&mut self.late);
@@ -514,7 +517,7 @@ impl<'m> Engine<'m> {
         let from = self.nodes[at].address;
         for source in sources {
             let Some(id) = source.peer else {
-                return (self.origin(at, size, now_ms, epoch), false);
+                return (self.origin(at, object, size, now_ms, epoch), false);
             };
             let Some(peer) = self.nodes[at].peers.get(id).and_then(|p| p.node) else {
                 continue;
@@ -591,7 +594,16 @@ impl<'m> Engine<'m> {
     }
 
     /// A fetch from the origin by node `at`, starting at `now_ms`.
-    pub(super) fn origin(&mut self, at: usize, size: u64, now_ms: f64, epoch: f64) -> Served {
+    pub(super) fn origin(&mut self, at: usize, object: u32, size: u64, now_ms: f64, epoch: f64) -> Served {
+        // Proxy sharing may send the node to a copy near it (`sim::sharing`).
+        let (now_ms, log) = match self.shared(at, object, size, now_ms, epoch) {
+            super::sharing::Shared::Hit(served) => return served,
+            super::sharing::Shared::Fallback(at_ms) => (at_ms, false),
+            super::sharing::Shared::Body { log } => (now_ms, log),
+        };
+        if log {
+            self.share_logged(at, object);
+        }
         let path = self.topology.origin(at);
         let s = &mut self.stats[at];
         s.origin_requests += 1;

@@ -59,6 +59,9 @@ struct MeshFile {
     reply_jitter_ms: f64,
     #[serde(default)]
     client_latency_ms: f64,
+    /// The origin keeps a share log (proxy sharing, `sim::sharing`).
+    #[serde(default)]
+    share_log: bool,
 }
 
 /// The reply jitter when the mesh file says nothing: the spread of a
@@ -252,6 +255,8 @@ pub struct Mesh {
     /// One way between a node and its clients: what a redirect's extra
     /// round trip costs (the 302 back, the client's new request out).
     pub client_latency_ms: f64,
+    /// `share_log = true`: the origin keeps a share log (`sim::sharing`).
+    pub share_log: bool,
 }
 
 impl Mesh {
@@ -343,6 +348,7 @@ impl Mesh {
         Ok(Mesh {
             reply_jitter_ms: file.reply_jitter_ms,
             client_latency_ms: file.client_latency_ms,
+            share_log: file.share_log,
             path: path.to_path_buf(),
             origin_latency_ms: file.origin_latency_ms,
             origin_bandwidth_mbps: file.origin_bandwidth_mbps,

@@ -12,6 +12,7 @@ pub mod node;
 pub mod objects;
 pub mod redirect;
 pub mod report;
+pub mod sharing;
 pub mod store;
 pub mod threshold;
 pub mod topology;

@@ -140,6 +140,7 @@ pub(super) async fn cached(
             arrival: txn.arrival,
             siblings_ok: fetch.siblings_ok,
             body: None,
+            share_offer: false,
         };
         let sent = Box::pin(proxy.forward_along(&fwd, &mut txn.hierarchy)).await;
         let resp = match sent {

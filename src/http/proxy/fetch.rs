@@ -26,6 +26,7 @@ use crate::store::{Key, Store};
 use super::admit::Arrival;
 use super::forward::{Fetched, Forwarding};
 use super::headers::content_length;
+use super::share_requester::share_list;
 use super::txn::not_forwarded_page;
 use super::{unix_now, url_key, Proxy};
 
@@ -106,10 +107,21 @@ impl FetchJob {
             arrival,
             siblings_ok,
             body: None,
+            share_offer: proxy.config.share.offer.value.on,
         };
         let mut hierarchy = Hierarchy::none();
         // cut_through may race the parent and the origin (cut_through.rs).
-        let fetched = proxy.forward_miss(&fwd, &mut hierarchy).await;
+        let fetched = match proxy.forward_miss(&fwd, &mut hierarchy).await {
+            // A share list: the body from a candidate, or the owner.
+            Ok(f) if fwd.share_offer => match share_list(&f.resp) {
+                Some(list) => {
+                    drop(f);
+                    proxy.follow_share_list(list, &fwd, &mut hierarchy).await
+                }
+                None => Ok(f),
+            },
+            other => other,
+        };
         let Fetched {
             resp,
             proxy_only,

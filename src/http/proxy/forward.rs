@@ -42,6 +42,9 @@ pub(super) struct Forwarding<'a> {
     pub(super) siblings_ok: bool,
     /// The client's request body, when the method carries one.
     pub(super) body: Option<RequestBody>,
+    /// A GET miss: offer to share the copy when it goes direct to an
+    /// owner (share_requester.rs).
+    pub(super) share_offer: bool,
 }
 
 impl Forwarding<'_> {
@@ -315,6 +318,15 @@ impl Proxy {
                 headers.insert(header::CACHE_CONTROL, v);
             }
         }
+        // A client's offer is not ours to forward; ours goes to owners only.
+        req.headers_mut().remove(cuttle_protocol::share::FIELD);
+        // Direct or to an originserver peer: an owner may be there.
+        if fwd.share_offer && !source.absolute_form {
+            if let Some(offer) = self.share_offer_header(&source.host, source.port) {
+                req.headers_mut()
+                    .insert(cuttle_protocol::share::FIELD, offer);
+            }
+        }
         let field = |name| fwd.headers.get(name).and_then(|v| v.to_str().ok());
         let credentials = peer_select::credentials(
             source,
@@ -391,6 +403,9 @@ impl Proxy {
             }
         }
         let (mut resp, addr) = sent?;
+        if !source.absolute_form {
+            self.note_share_owner(&source.host, source.port, resp.headers());
+        }
         self.take_targeted(resp.headers_mut(), fwd.arrival);
         self.meter_response(resp.status(), resp.headers_mut(), fwd);
         let mut h = Hierarchy::new(source.code, Some(addr.ip().to_string()));

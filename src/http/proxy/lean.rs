@@ -66,6 +66,11 @@ pub async fn lean_hit(proxy: &Proxy, conn: &ConnInfo, req: &LeanRequest) -> Opti
     if config_meters(proxy) && (req.headers.contains_key("meter") || proxy.metered(&target.url)) {
         return None;
     }
+    // An owner's answers carry the owner mark, or a share list instead of
+    // the body: the general path's (share_owner.rs).
+    if proxy.config.share.log.value.on {
+        return None;
+    }
     let config = &proxy.config;
     if !config.http_reply_access.is_empty() {
         return None;

@@ -382,6 +382,7 @@ fn with_sources<T>(
         name: &proxy.name,
         store_digest: Some(&proxy.store_digest),
         connections,
+        share: Some(&proxy.sharing),
     };
     f(&sources)
 }

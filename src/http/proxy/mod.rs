@@ -53,6 +53,8 @@ mod passthrough;
 mod purge;
 mod redirect;
 mod revalidate;
+mod share_owner;
+mod share_requester;
 mod tunnel;
 mod txn;
 pub use lean::{lean_hit, LeanAnswer, LeanRequest};
@@ -111,6 +113,8 @@ pub struct Proxy {
     /// Redirect to the holder: sizes seen (kept across reloads),
     /// selections handed to fetches.
     redirects: redirect::Redirects,
+    /// Proxy sharing's log, memory and counters; kept across reloads.
+    sharing: Arc<crate::peers::share_log::Sharing>,
     /// Tells this proxy from those before and after it (reloads): the
     /// memory cache's pre-encoded heads carry its Via and X-Cache labels.
     generation: u64,
@@ -213,6 +217,7 @@ impl Proxy {
             store_digest: Arc::clone(&self.store_digest),
             ref_counts: self.kept_ref_counts(&config),
             redirects: self.redirects.reloaded(),
+            sharing: Arc::clone(&self.sharing),
             ..Proxy::assemble(
                 config,
                 Arc::clone(&self.store),
@@ -299,6 +304,7 @@ impl Proxy {
             ref_counts,
             redirects: redirect::Redirects::default(),
             meter: Arc::default(),
+            sharing: Arc::default(),
         }
     }
 
@@ -430,6 +436,8 @@ pub async fn dispatch(
     if let Some(object) = internal {
         return manage::answer_internal(&proxy, txn, &target, object);
     }
+    // An offer to share: the response decides what it gets (share_owner.rs).
+    txn.share_offer = proxy.share_offer_seen(&method, req.headers(), conn.local.ip());
     txn.miss_denied = miss_denied(&config, &txn, &method, &target, &details.get(req.headers()));
     let mut req = req;
     if config.hit_metering.value {

@@ -40,6 +40,7 @@ pub(super) async fn forward(
         arrival: txn.arrival,
         siblings_ok,
         body: Some(RequestBody::new(body)),
+        share_offer: false,
     };
     let sent = proxy.forward_along(&fwd, &mut txn.hierarchy).await;
     let resp = match sent {

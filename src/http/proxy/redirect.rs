@@ -311,6 +311,7 @@ impl Proxy {
             arrival: txn.arrival,
             siblings_ok,
             body: None,
+            share_offer: false,
         };
         let routes = self.routes(&fwd).await;
         let holder = routes.first().and_then(|r| {
@@ -434,6 +435,7 @@ mod tests {
             arrival,
             siblings_ok: true,
             body: None,
+            share_offer: false,
         };
         let handoff = Handoff::default();
         assert!(handoff.take(&fwd(&plain, [10, 0, 0, 1])).is_none());

@@ -85,6 +85,7 @@ pub(super) async fn revalidate(
         arrival: txn.arrival,
         siblings_ok: plan::siblings_ok(Purpose::Revalidate, &directives),
         body: None,
+        share_offer: false,
     };
     let sent = proxy
         .forward_along(&fwd, &mut txn.hierarchy)
@@ -305,6 +306,7 @@ pub(super) fn background_refresh(
                 arrival,
                 siblings_ok: plan::siblings_ok(Purpose::Revalidate, &directives),
                 body: None,
+                share_offer: false,
             };
             let mut hierarchy = Hierarchy::none();
             if let Ok(Fetched { resp, .. }) = proxy.forward_along(&fwd, &mut hierarchy).await {

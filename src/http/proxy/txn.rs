@@ -75,6 +75,8 @@ pub(super) struct Txn {
     /// A child offered to report hit metering counts: its response may
     /// ask it to (`Meter: do-report`).
     pub(super) meter_ask: bool,
+    /// The offer to share a GET to this owner carried (share_owner.rs).
+    pub(super) share_offer: Option<Box<super::share_owner::OfferSeen>>,
 }
 
 /// The request as an `access_log` line's ACLs see it.
@@ -125,6 +127,7 @@ impl Txn {
             arrival,
             reply_check: None,
             meter_ask: false,
+            share_offer: None,
         }
     }
 
@@ -224,6 +227,13 @@ impl Proxy {
                     ErrorKind::AccessDenied,
                     "denied by http_reply_access",
                 );
+            }
+        }
+        if self.config.share.log.value.on {
+            if let Some(list) = self.share_answer(&mut txn, status, &mut headers) {
+                // The requester fetches from a candidate instead.
+                drop(body);
+                return self.respond(txn, StatusCode::MULTIPLE_CHOICES, list, ProxyBody::Empty);
             }
         }
         note_code(&txn.result, status);
