@@ -303,6 +303,9 @@ pub enum HierarchyCode {
     Pinned,
     OriginalDst,
     StandbyPool,
+    /// cuttle's own: a peer's HTCP MON set said it holds the object.
+    MonParentHit,
+    MonSiblingHit,
     /// Squid 2.x only (`CACHE_DIGEST_HIT`); accepted when parsing old logs.
     CacheDigestHit,
     /// Squid 2.x only (`NO_CACHE_DIGEST_DIRECT`); accepted when parsing old logs.
@@ -318,8 +321,17 @@ impl HierarchyCode {
         )
     }
 
-    /// Every code: Squid 5.7's enum order, then the two Squid 2.x legacy ones.
-    pub const ALL: [HierarchyCode; 25] = [
+    /// HTCP MON predicted the hit (MON_PARENT_HIT, MON_SIBLING_HIT).
+    pub fn is_mon_hit(self) -> bool {
+        matches!(
+            self,
+            HierarchyCode::MonParentHit | HierarchyCode::MonSiblingHit
+        )
+    }
+
+    /// Every code: Squid 5.7's enum order, cuttle's MON codes, then the two
+    /// Squid 2.x legacy ones.
+    pub const ALL: [HierarchyCode; 27] = [
         HierarchyCode::HierNone,
         HierarchyCode::HierDirect,
         HierarchyCode::SiblingHit,
@@ -343,6 +355,8 @@ impl HierarchyCode {
         HierarchyCode::Pinned,
         HierarchyCode::OriginalDst,
         HierarchyCode::StandbyPool,
+        HierarchyCode::MonParentHit,
+        HierarchyCode::MonSiblingHit,
         HierarchyCode::CacheDigestHit,
         HierarchyCode::NoCacheDigestDirect,
     ];
@@ -374,6 +388,8 @@ impl HierarchyCode {
             Pinned => "PINNED",
             OriginalDst => "ORIGINAL_DST",
             StandbyPool => "STANDBY_POOL",
+            MonParentHit => "MON_PARENT_HIT",
+            MonSiblingHit => "MON_SIBLING_HIT",
             CacheDigestHit => "CACHE_DIGEST_HIT",
             NoCacheDigestDirect => "NO_CACHE_DIGEST_DIRECT",
         }

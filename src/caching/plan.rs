@@ -144,6 +144,8 @@ pub fn peer_hit(code: HierarchyCode) -> bool {
             | HierarchyCode::ParentHit
             | HierarchyCode::CdSiblingHit
             | HierarchyCode::CdParentHit
+            | HierarchyCode::MonSiblingHit
+            | HierarchyCode::MonParentHit
     )
 }
 

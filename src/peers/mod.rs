@@ -13,6 +13,7 @@ pub mod htcp_client;
 pub mod htcp_server;
 pub mod icp_client;
 pub mod icp_server;
+pub mod monitor;
 pub mod netdb;
 pub mod peer_digest;
 pub mod querier;

@@ -11,6 +11,7 @@
 //! entries committed since the last writeback may be lost; purges are
 //! written through to disk before [`Store::purge`] returns.
 
+mod changes;
 mod dir;
 mod index;
 mod layout;
@@ -29,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use bytes::Bytes;
+pub use changes::{ChangeFeed, FEED_CAPACITY};
 pub use dir::{DirSpec, DirWriter, DATA_FILE, DEFAULT_SLOT_SIZE, MEMORY_PATH};
 pub use layout::Times;
 pub(crate) use policy::{new_policy, Policy};
@@ -248,6 +250,8 @@ pub struct Store {
     dirs: Arc<[Dir]>,
     options: StoreOptions,
     counters: Arc<Counters>,
+    /// Keys committed or removed (HTCP MON's notifications).
+    changes: Arc<ChangeFeed>,
     /// Held in memory only (no cache_dir): every hit is a memory hit.
     in_memory: bool,
 }
@@ -294,6 +298,7 @@ impl Store {
                 dirs: dirs.into(),
                 options,
                 counters: shared.counters,
+                changes: shared.changes,
                 in_memory: false,
             },
             report,
@@ -322,6 +327,7 @@ impl Store {
             dirs: vec![dir].into(),
             options,
             counters: shared.counters,
+            changes: shared.changes,
             in_memory: true,
         })
     }
@@ -352,6 +358,11 @@ impl Store {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The feed of changed keys (off until someone enables it).
+    pub fn changes(&self) -> &Arc<ChangeFeed> {
+        &self.changes
     }
 
     pub fn usage(&self) -> Vec<DirUsage> {

@@ -643,7 +643,12 @@ fn an_allowed_clr_is_relayed_once_to_the_forward_clr_peers() {
     };
     let (store, _) = Store::open(&[], StoreOptions::default()).expect("an empty store");
     let stats = Arc::new(HtcpServerStats::default());
-    let mut htcp = Htcp::new(Arc::new(store), Arc::default(), Arc::clone(&stats));
+    let mut htcp = Htcp::new(
+        Arc::new(store),
+        Arc::default(),
+        Arc::clone(&stats),
+        Arc::default(),
+    );
     let url = "http://example.test/gone";
     let clr = |url: &str, rd: bool| clr_datagrams(url, 0, false, rd, || 77).remove(0);
     let mut lines = LineBatch::new();

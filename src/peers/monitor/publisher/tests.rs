@@ -1,0 +1,162 @@
+//! The publisher's rounds against a memory store, read back off a socket.
+
+use super::*;
+use crate::peers::monitor::wire::{self, Incoming, Notice};
+use crate::store::{StoreOptions, Times};
+use cuttle_protocol::key::{store_key, Method};
+
+fn store() -> Store {
+    Store::open_memory(16 << 20, 1 << 16, StoreOptions::default()).unwrap()
+}
+
+fn put(store: &Store, url: &str) -> Key {
+    let key = store_key(Method::Get, url.as_bytes());
+    let times = Times {
+        date: 1,
+        expires: 4_000_000_000,
+        last_modified: 0,
+    };
+    let mut w = store
+        .writer(
+            key,
+            times,
+            url.as_bytes(),
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            Some(1),
+        )
+        .unwrap();
+    w.write(b"x").unwrap();
+    w.commit().unwrap();
+    key
+}
+
+/// Sends `out` from a socket of its own to `rx`, and reads back the notices.
+fn delivered(out: &mut SendBatch<()>, rx: &std::net::UdpSocket) -> Vec<Incoming> {
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    out.send(&tx, |(), _, r| {
+        r.unwrap();
+    });
+    rx.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 9000];
+    while let Ok(n) = rx.recv(&mut buf) {
+        got.push(wire::parse(&buf[..n]).expect("a MON response"));
+    }
+    got
+}
+
+fn notices(got: &[Incoming], id: u32) -> Vec<(u32, Notice)> {
+    got.iter()
+        .map(|i| match i {
+            Incoming::Notice {
+                trans_id, notice, ..
+            } => (trans_id.wrapping_sub(id), *notice),
+            other => panic!("not a notice: {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn subscribe_resync_then_live_changes_in_sequence() {
+    let store = store();
+    let held = put(&store, "http://o/held");
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = rx.local_addr().unwrap();
+    let p = Publisher::default();
+    let now = Instant::now();
+    let lease = Duration::from_secs(30);
+    assert_eq!(p.request(to, 500, 1, 60, 2, lease, now), Immediate::Queued);
+    let mut out = SendBatch::new();
+    p.round(&store, &[], false, now, &mut out);
+    let got = delivered(&mut out, &rx);
+    let times = store.peek(&held).map(|s| s.times);
+    assert_eq!(
+        notices(&got, 500),
+        vec![
+            (0, Notice::Start),
+            (1, Notice::Object { key: held, times }),
+            (2, Notice::Synced),
+        ]
+    );
+    let Incoming::Notice { lease: granted, .. } = got[0] else {
+        unreachable!()
+    };
+    assert_eq!(granted, 30, "the lease is capped by htcp_monitor_max_lease");
+    // Live: a new object and a purge, each told once, from the feed.
+    let new = put(&store, "http://o/new");
+    assert!(store.purge(&held));
+    let mut changed = Vec::new();
+    assert!(!store.changes().drain(&mut changed));
+    changed.extend(changed.clone());
+    p.round(&store, &changed, false, now, &mut out);
+    let got = notices(&delivered(&mut out, &rx), 500);
+    let new_times = store.peek(&new).map(|s| s.times);
+    assert_eq!(
+        got,
+        vec![
+            (
+                3,
+                Notice::Object {
+                    key: new,
+                    times: new_times
+                }
+            ),
+            (
+                4,
+                Notice::Object {
+                    key: held,
+                    times: None
+                }
+            ),
+        ]
+    );
+    // Quiet: a heartbeat after HEARTBEAT.
+    p.round(&store, &[], false, now + HEARTBEAT, &mut out);
+    assert_eq!(
+        notices(&delivered(&mut out, &rx), 500),
+        vec![(5, Notice::Synced)]
+    );
+}
+
+#[test]
+fn bounded_renewed_and_ended() {
+    let store = store();
+    let p = Publisher::default();
+    let now = Instant::now();
+    let lease = Duration::from_secs(10);
+    let a: SocketAddr = "127.0.0.1:1001".parse().unwrap();
+    let b: SocketAddr = "127.0.0.1:1002".parse().unwrap();
+    assert_eq!(p.request(a, 1, 1, 60, 1, lease, now), Immediate::Queued);
+    assert_eq!(
+        p.request(b, 2, 1, 60, 1, lease, now),
+        Immediate::Refused(wire::REFUSED_TOO_MANY),
+        "one subscriber at most"
+    );
+    // A renewal (same address and id) extends the lease.
+    let later = now + Duration::from_secs(8);
+    assert_eq!(p.request(a, 1, 1, 60, 1, lease, later), Immediate::Queued);
+    assert_eq!(p.subscribers(later)[0].lease_left, lease);
+    // The lease runs out: ended, and the feed is off again.
+    let mut out = SendBatch::new();
+    p.round(&store, &[], false, later + lease, &mut out);
+    assert!(p.subscribers(later + lease).is_empty());
+    assert!(!store.changes().is_enabled());
+    assert_eq!(p.stats.ended.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn rate_limited_per_tick() {
+    let store = store();
+    for i in 0..(PER_TICK + 10) {
+        put(&store, &format!("http://o/{i}"));
+    }
+    let p = Publisher::default();
+    let now = Instant::now();
+    let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    p.request(to, 1, 1, 60, 4, Duration::from_secs(60), now);
+    let mut out = SendBatch::new();
+    p.round(&store, &[], false, now, &mut out);
+    assert_eq!(out.len(), PER_TICK, "Start and the first objects, no more");
+    assert_eq!(p.subscribers(now)[0].backlog, 11);
+}

@@ -1,0 +1,285 @@
+//! HTCP MON subscriptions between cuttle peers (README "HTCP MON"): three
+//! real cuttle siblings on 127.0.62.1-3, each monitoring the other two with
+//! `htcp=monitor`, and an origin on 127.0.62.9.
+//!
+//! 1. An object fetched at A shows in B's monitored set of A, and B's next
+//!    request for it is a `MON_SIBLING_HIT` to A; A never received an HTCP
+//!    TST or an ICP query (its access.log has no such line).
+//! 2. After a PURGE at A, B's set loses the object and B fetches it DIRECT.
+//! 3. `kill -9` A, empty its cache, restart it: B resynchronises (a new
+//!    subscription and a full resync) and an object A held before the crash
+//!    is not a MON hit at B any more; one fetched at the new A is.
+//! 4. A replay of distinct objects at A: the notification bytes A sent per
+//!    subscriber and per second are printed (not asserted).
+//!
+//! The waits poll B's `mgr:htcp_monitor` page in bounded loops; nothing is
+//! timed (the delay from A's fetch to B's knowing is printed).
+
+mod peer_lab;
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use peer_lab::{free_udp_port, get, mgr_page, spawn_cuttle, start_cuttle, text_origin, CuttleNode};
+use support::{Req, TempDir};
+
+const IPS: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(127, 0, 62, 1),
+    Ipv4Addr::new(127, 0, 62, 2),
+    Ipv4Addr::new(127, 0, 62, 3),
+];
+const ORIGIN_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 62, 9);
+
+/// What a node's `mgr:htcp_monitor` says of one monitored peer.
+#[derive(Debug, Clone, Default)]
+struct Monitored {
+    state: String,
+    objects: u64,
+    resyncs: u64,
+    hits: u64,
+}
+
+/// The `peer NAME key=value...` line of `peer` on `page`.
+fn monitored(page: &str, peer: Ipv4Addr) -> Option<Monitored> {
+    let prefix = format!("peer {peer} ");
+    let line = page.lines().find(|l| l.starts_with(&prefix))?;
+    let mut m = Monitored::default();
+    for field in line.split_whitespace() {
+        let Some((k, v)) = field.split_once('=') else {
+            continue;
+        };
+        match k {
+            "state" => m.state = v.to_string(),
+            "objects" => m.objects = v.parse().ok()?,
+            "resyncs" => m.resyncs = v.parse().ok()?,
+            "hits" => m.hits = v.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some(m)
+}
+
+/// Polls `node`'s view of `peer` until `want` holds (at most 20 s).
+async fn wait_view(
+    node: &CuttleNode,
+    peer: Ipv4Addr,
+    want: impl Fn(&Monitored) -> bool,
+) -> Monitored {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = mgr_page(node.addr, "htcp_monitor").await;
+        if let Some(m) = monitored(&page, peer) {
+            if want(&m) {
+                return m;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}'s view of {peer} never became what was wanted:\n{page}",
+            node.addr
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The cuttle.conf lines of node `i`: HTCP on its own port, MON answered,
+/// the other two as `htcp=monitor cuttle` siblings (none when `peers` is
+/// false: ports are not known yet).
+fn lines(i: usize, htcp: &[u16; 3], http: Option<&[SocketAddr; 3]>) -> String {
+    let ip = IPS[i];
+    let mut s = format!(
+        "icp_port 0\n\
+         htcp_port {}\n\
+         udp_incoming_address {ip}\n\
+         udp_outgoing_address {ip}\n\
+         tcp_outgoing_address {ip}\n\
+         htcp_access allow test_clients\n\
+         htcp_monitor_max_subscribers 4\n\
+         htcp_monitor_max_lease 5 seconds\n\
+         acl purge method PURGE\n\
+         http_access allow purge test_clients\n",
+        htcp[i]
+    );
+    if let Some(http) = http {
+        for j in (0..3).filter(|&j| j != i) {
+            s.push_str(&format!(
+                "cache_peer {} sibling {} {} htcp=monitor cuttle no-digest\n",
+                IPS[j],
+                http[j].port(),
+                htcp[j]
+            ));
+        }
+    }
+    s
+}
+
+/// The access.log lines of `node` for `url`, and every HTCP/ICP query line.
+fn log_text(node: &CuttleNode) -> String {
+    std::fs::read_to_string(&node.log).unwrap_or_default()
+}
+
+/// The hierarchy field of `node`'s `nth` GET of `url` (CLRs that a PURGE
+/// elsewhere sent are logged too, as HTCP_CLR).
+fn hierarchy_of(node: &CuttleNode, url: &str, nth: usize) -> String {
+    let lines = peer_lab::lines_where(&node.log, url, |f| f.get(5).is_some_and(|m| m == "GET"));
+    lines
+        .get(nth)
+        .and_then(|f| f.get(8).cloned())
+        .unwrap_or_else(|| {
+            panic!(
+                "no line {nth} for {url} in {}:\n{}",
+                node.log.display(),
+                log_text(node)
+            )
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_siblings_monitor_each_other() {
+    let tmp = TempDir::new("htcp-monitor");
+    let mut paths: Vec<String> = ["/one", "/two", "/three", "/four"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    const REPLAY: usize = 400;
+    paths.extend((0..REPLAY).map(|i| format!("/r/{i}")));
+    let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let origin = text_origin(ORIGIN_IP, &refs).await;
+    let url = |p: &str| origin.url(p);
+
+    let htcp = [0, 1, 2].map(|i| free_udp_port(IPS[i]));
+    let mut nodes: Vec<CuttleNode> = (0..3)
+        .map(|i| {
+            start_cuttle(
+                &tmp.path().join(format!("n{i}")),
+                IPS[i],
+                &lines(i, &htcp, None),
+            )
+        })
+        .collect();
+    let http = [nodes[0].addr, nodes[1].addr, nodes[2].addr];
+    for (i, n) in nodes.iter().enumerate() {
+        n.reload(&lines(i, &htcp, Some(&http)));
+    }
+    // Everyone's view of everyone: synced (an empty store resynced).
+    for (i, n) in nodes.iter().enumerate() {
+        for j in (0..3).filter(|&j| j != i) {
+            wait_view(n, IPS[j], |m| m.state == "synced").await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while mgr_page(n.addr, "server_list")
+            .await
+            .matches("Status     : Up")
+            .count()
+            < 2
+        {
+            assert!(
+                Instant::now() < deadline,
+                "peers of {} never came up",
+                n.addr
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (a, b) = (&nodes[0], &nodes[1]);
+
+    // 1. Fetched at A, a MON_SIBLING_HIT at B.
+    let fetched = Instant::now();
+    assert_eq!(get(a.addr, &url("/one")).await.0, 200);
+    let seen = wait_view(b, IPS[0], |m| m.objects == 1).await;
+    println!(
+        "B knew of A's new object {:?} after A's reply",
+        fetched.elapsed()
+    );
+    assert_eq!(seen.state, "synced");
+    assert_eq!(get(b.addr, &url("/one")).await.0, 200);
+    assert_eq!(
+        hierarchy_of(b, &url("/one"), 0),
+        format!("MON_SIBLING_HIT/{}", IPS[0])
+    );
+    let a_log = log_text(a);
+    assert!(
+        !a_log.contains("HTCP_TST") && !a_log.contains("ICP_QUERY"),
+        "A was queried:\n{a_log}"
+    );
+    wait_view(b, IPS[0], |m| m.hits == 1).await;
+
+    // 2. PURGE at A: B no longer picks A for it.
+    assert_eq!(get(a.addr, &url("/two")).await.0, 200);
+    wait_view(b, IPS[0], |m| m.objects == 2).await;
+    let purged = Req::new("PURGE", &url("/two")).send_to(a.addr).await;
+    assert_eq!(purged.status, 200, "PURGE at A");
+    wait_view(b, IPS[0], |m| m.objects == 1).await;
+    assert_eq!(get(b.addr, &url("/two")).await.0, 200);
+    assert_eq!(
+        hierarchy_of(b, &url("/two"), 0),
+        format!("HIER_DIRECT/{ORIGIN_IP}")
+    );
+
+    // 3. kill -9 A, empty its cache, restart it: B resynchronises and
+    // does not take A's pre-crash object for a hit.
+    assert_eq!(get(a.addr, &url("/three")).await.0, 200);
+    let before = wait_view(b, IPS[0], |m| m.objects == 2).await;
+    let a = nodes.remove(0);
+    let (a_addr, a_dir, a_log) = (a.addr, a.dir.clone(), a.log.clone());
+    drop(a.node); // SIGKILL
+    std::fs::remove_dir_all(a_dir.join("cache")).expect("remove A's cache");
+    let a = CuttleNode {
+        node: spawn_cuttle(&a_dir.join("cuttle.conf")),
+        addr: a_addr,
+        log: a_log,
+        dir: a_dir,
+    };
+    let b = &nodes[0];
+    let after = wait_view(b, IPS[0], |m| {
+        m.state == "synced" && m.resyncs > before.resyncs && m.objects == 0
+    })
+    .await;
+    println!("B resynced A: {after:?}");
+    assert_eq!(get(b.addr, &url("/three")).await.0, 200);
+    assert_eq!(
+        hierarchy_of(b, &url("/three"), 0),
+        format!("HIER_DIRECT/{ORIGIN_IP}")
+    );
+    // The new A's objects are known again.
+    assert_eq!(get(a.addr, &url("/four")).await.0, 200);
+    wait_view(b, IPS[0], |m| m.objects == 1).await;
+    assert_eq!(get(b.addr, &url("/four")).await.0, 200);
+    assert_eq!(
+        hierarchy_of(b, &url("/four"), 0),
+        format!("MON_SIBLING_HIT/{}", IPS[0])
+    );
+
+    // 4. Notification traffic under a replay of distinct objects at A.
+    let page = |p: String| p;
+    let sent_before = page(mgr_page(a.addr, "htcp_monitor").await);
+    let started = Instant::now();
+    for i in 0..REPLAY {
+        assert_eq!(get(a.addr, &url(&format!("/r/{i}"))).await.0, 200);
+    }
+    wait_view(b, IPS[0], |m| m.objects == 1 + REPLAY as u64).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let sent_after = mgr_page(a.addr, "htcp_monitor").await;
+    let bytes = |p: &str| -> Vec<u64> {
+        p.lines()
+            .filter(|l| l.starts_with("subscriber "))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .find_map(|f| f.strip_prefix("bytes=")?.parse().ok())
+            })
+            .collect()
+    };
+    let (b0, b1) = (bytes(&sent_before), bytes(&sent_after));
+    assert_eq!(b1.len(), 2, "A has two subscribers:\n{sent_after}");
+    for (k, after) in b1.iter().enumerate() {
+        let delta = after - b0.get(k).copied().unwrap_or(0);
+        println!(
+            "subscriber {k}: {delta} notification bytes for {REPLAY} objects in {elapsed:.2} s: {:.0} bytes/s ({:.1} bytes/object, {:.0} req/s)",
+            delta as f64 / elapsed,
+            delta as f64 / REPLAY as f64,
+            REPLAY as f64 / elapsed
+        );
+    }
+    drop(a);
+}
