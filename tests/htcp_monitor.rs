@@ -251,6 +251,21 @@ async fn three_siblings_monitor_each_other() {
         format!("MON_SIBLING_HIT/{}", IPS[0])
     );
 
+    let metrics = mgr_page(b.addr, "metrics").await;
+    for series in [
+        format!("cuttle_htcp_monitor_hits_total{{peer=\"{}\"}} 2", IPS[0]),
+        format!(
+            "cuttle_htcp_monitor_false_hits_total{{peer=\"{}\"}} 0",
+            IPS[0]
+        ),
+        format!("cuttle_htcp_monitor_usable{{peer=\"{}\"}} 1", IPS[0]),
+    ] {
+        assert!(
+            metrics.contains(&series),
+            "no {series} in B's metrics:\n{metrics}"
+        );
+    }
+
     // 4. Notification traffic under a replay of distinct objects at A.
     let page = |p: String| p;
     let sent_before = page(mgr_page(a.addr, "htcp_monitor").await);
