@@ -60,9 +60,7 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
-use super::core::decide::{
-    as_mon_hit, decide, decide_with_digest, digest_choice, mon_choice, to_ping,
-};
+use super::core::decide::{decide, decide_with_digest, digest_choice, to_ping};
 use super::htcp_client::{ClrTrigger, HtcpClient};
 use super::icp_client::{Ask, IcpClient, Replies};
 use super::querier::{lock, QuerySocket, QuerySockets};
@@ -73,6 +71,7 @@ use crate::access_log::HierarchyCode;
 use crate::config::{CachePeer, Config, PeerType};
 
 mod credentials;
+mod mon;
 mod nearest;
 pub use credentials::{credentials, ClientCredentials, Credentials, PeerAuth};
 
@@ -535,32 +534,6 @@ impl Neighbours {
         }
     }
 
-    /// Starts the HTCP MON subscriber (inside the runtime), once for all
-    /// generations, when this one has an `htcp=monitor` peer; it follows
-    /// the newest table and sends from udp_outgoing_address.
-    pub fn start_monitors(&self) {
-        let wanted = self
-            .table
-            .peers
-            .iter()
-            .any(|p| super::monitor::monitored(&p.config));
-        let mut icp = lock(&self.icp);
-        if wanted && icp.monitors.is_none() {
-            let shared = Arc::downgrade(&self.icp);
-            let newest = move || shared.upgrade().map(|s| Arc::clone(&lock(&s).table));
-            let local = icp.local;
-            icp.monitors = Some(tokio::spawn(super::monitor::subscriber::run(newest, local)));
-        }
-    }
-
-    /// Notes that peer `id` answered a fetch its MON set predicted as a
-    /// hit with 504 (it did not have the object).
-    pub fn note_mon_false_hit(&self, id: PeerId) {
-        if let Some(p) = self.table.get(id) {
-            p.mon.note_false_hit();
-        }
-    }
-
     /// Notes that peer `id` answered a fetch its digest predicted as a
     /// hit with 504 (it did not have the object).
     pub fn note_digest_false_hit(&self, id: PeerId) {
@@ -619,25 +592,8 @@ impl Neighbours {
             let start = self.table.next_ping_start();
             // A peer whose MON set holds the object is used without
             // asking; then one whose digest predicts a hit.
-            let (mon_hit, effects) = mon_choice(self.table.as_ref(), config, req, start, now);
-            self.table.apply_all(&effects);
-            if let Some(hit) = mon_hit {
-                if let Some(p) = self.table.get(hit.0) {
-                    p.mon.note_hit();
-                }
-                let mut decision = decide_with_digest(
-                    self.table.as_ref(),
-                    &self.hashes,
-                    config,
-                    req,
-                    direct,
-                    Some(hit),
-                    None,
-                    now,
-                );
-                self.table.apply_all(&decision.effects);
-                as_mon_hit(&mut decision.selection, hit.0);
-                return decision.selection;
+            if let Some(selection) = self.mon_selection(config, req, direct, start, now) {
+                return selection;
             }
             let (hit, effects) = digest_choice(self.table.as_ref(), config, req, start, now);
             self.table.apply_all(&effects);

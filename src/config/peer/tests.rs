@@ -306,7 +306,6 @@ fn htcp_monitor_needs_the_cuttle_marker() {
     assert!(e[0].message.contains("add the option `cuttle`"));
     let p = one_peer("cache_peer s sibling 3128 4827 htcp=monitor,no-clr cuttle\n");
     assert!(p.cuttle && p.htcp.is_some_and(|h| h.monitor && h.no_clr));
-    assert!(crate::peers::monitor::monitored(&p));
 }
 
 #[test]

@@ -360,6 +360,34 @@ pub fn digest_choice(
     start: usize,
     now: Instant,
 ) -> (Option<(PeerId, PeerType)>, Vec<Effect>) {
+    holder_choice(view, config, req, start, now, |v, id, url| {
+        v.digest_holds(id, url)
+    })
+}
+
+/// [`digest_choice`] for HTCP MON sets (`htcp=monitor` peers): a synced
+/// set that holds a fresh copy picks its peer the same way.
+pub fn mon_choice(
+    view: &impl PeerView,
+    config: &Config,
+    req: &SelectRequest<'_>,
+    start: usize,
+    now: Instant,
+) -> (Option<(PeerId, PeerType)>, Vec<Effect>) {
+    holder_choice(view, config, req, start, now, |v, id, url| {
+        v.mon_holds(id, url)
+    })
+}
+
+/// The choice among the peers `holds` says have the URL.
+fn holder_choice<V: PeerView>(
+    view: &V,
+    config: &Config,
+    req: &SelectRequest<'_>,
+    start: usize,
+    now: Instant,
+    holds: impl Fn(&V, PeerId, &str) -> Option<bool>,
+) -> (Option<(PeerId, PeerType)>, Vec<Effect>) {
     let at = At::new(view, now);
     if !req.hierarchical {
         return (None, at.finish());
@@ -379,7 +407,7 @@ pub fn digest_choice(
         if !peer_allowed(config, p.config, &req.access) {
             continue;
         }
-        if view.digest_holds(id, req.access.url) != Some(true) || !at.http_okay(id) {
+        if holds(view, id, req.access.url) != Some(true) || !at.http_okay(id) {
             continue;
         }
         let rtt = p.health.rtt_ms;
@@ -392,59 +420,6 @@ pub fn digest_choice(
         }
     }
     (best.map(|(id, t, _)| (id, t)), at.finish())
-}
-
-/// [`digest_choice`] for HTCP MON sets (`htcp=monitor` peers): of the
-/// peers whose synced set holds a fresh copy, usable by HTTP, the one with
-/// the smallest known RTT, else the first in the rotating order.
-pub fn mon_choice(
-    view: &impl PeerView,
-    config: &Config,
-    req: &SelectRequest<'_>,
-    start: usize,
-    now: Instant,
-) -> (Option<(PeerId, PeerType)>, Vec<Effect>) {
-    let at = At::new(view, now);
-    if !req.hierarchical {
-        return (None, at.finish());
-    }
-    let n = view.peer_count();
-    let mut best: Option<(PeerId, PeerType, u64)> = None;
-    for k in 0..n {
-        let id = (start + k) % n;
-        let Some(p) = at.peer(id) else { continue };
-        let t = peer_type_for(p.config, req.access.host);
-        if t == PeerType::Sibling && !req.siblings_ok {
-            continue;
-        }
-        if !peer_allowed(config, p.config, &req.access) {
-            continue;
-        }
-        if view.mon_holds(id, req.access.url) != Some(true) || !at.http_okay(id) {
-            continue;
-        }
-        let rtt = p.health.rtt_ms;
-        if best.is_none_or(|(_, _, b)| rtt > 0 && (b == 0 || rtt < b)) {
-            best = Some((id, t, rtt));
-        }
-    }
-    (best.map(|(id, t, _)| (id, t)), at.finish())
-}
-
-/// The source a MON set chose (decided as a digest's hit) gets its own
-/// hierarchy code: MON_SIBLING_HIT or MON_PARENT_HIT.
-pub fn as_mon_hit(selection: &mut Selection, peer: PeerId) {
-    for s in selection
-        .sources
-        .iter_mut()
-        .filter(|s| s.peer == Some(peer))
-    {
-        s.code = match s.code {
-            HierarchyCode::CdParentHit => HierarchyCode::MonParentHit,
-            HierarchyCode::CdSiblingHit => HierarchyCode::MonSiblingHit,
-            other => other,
-        };
-    }
 }
 
 /// Parents usable by HTTP for this request, in config order.

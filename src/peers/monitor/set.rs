@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 use super::wire::{Incoming, Notice};
 use super::{ANSWER_WAIT, LEASE_WANTED, MAX_OBJECTS, REFUSED_RETRY, SILENCE_LIMIT};
+
+/// Unanswered subscription requests, [`ANSWER_WAIT`] apart, before the
+/// subscriber slows to one per [`REFUSED_RETRY`].
+const UNANSWERED_TRIES: u32 = 3;
 use crate::peers::htcp_server::tst_finds;
 use crate::store::{Key, Times};
 
@@ -47,6 +51,8 @@ struct State {
     next_seq: u32,
     /// When the last request went out.
     asked_at: Option<Instant>,
+    /// Subscription requests in a row that got no answer at all.
+    unanswered: u32,
     lease_until: Option<Instant>,
     /// The lease granted, for renewing halfway.
     granted: Duration,
@@ -100,6 +106,7 @@ impl Default for MonitorSlot {
             id: 0,
             next_seq: 0,
             asked_at: None,
+            unanswered: 0,
             lease_until: None,
             granted: Duration::ZERO,
             heard_at: None,
@@ -173,7 +180,16 @@ impl MonitorSlot {
         }
         let send = match st.phase {
             Phase::Idle => true,
-            Phase::Subscribing => since(st.asked_at).is_none_or(|d| d >= ANSWER_WAIT),
+            Phase::Subscribing => {
+                // A silent peer (a Squid marked `cuttle` by mistake) is
+                // asked every REFUSED_RETRY after a few tries.
+                let wait = if st.unanswered >= UNANSWERED_TRIES {
+                    REFUSED_RETRY
+                } else {
+                    ANSWER_WAIT
+                };
+                since(st.asked_at).is_none_or(|d| d >= wait)
+            }
             Phase::Refused => since(st.asked_at).is_none_or(|d| d >= REFUSED_RETRY),
             Phase::Resyncing | Phase::Synced => {
                 let renew_at = st.granted / 2;
@@ -186,6 +202,12 @@ impl MonitorSlot {
         };
         if !send {
             return None;
+        }
+        if st.phase != Phase::Refused {
+            st.unanswered += 1;
+            if st.unanswered == UNANSWERED_TRIES {
+                tracing::warn!(tries = UNANSWERED_TRIES, "HTCP MON: a monitored peer answers no subscription request (is it cuttle, with htcp_access allowing us?); asking every 30 s");
+            }
         }
         let mut id = new_id();
         if id == 0 {
@@ -212,6 +234,7 @@ impl MonitorSlot {
                     tracing::warn!(peer, code, not_implemented = matches!(incoming, Incoming::NotImplemented { .. }), "HTCP MON subscription refused by the peer (does it run cuttle with htcp_monitor_max_subscribers?); asking again later");
                 }
                 st.counters.refusals += 1;
+                st.unanswered = 0;
                 st.drop_set();
                 st.phase = Phase::Refused;
                 return false;
@@ -238,6 +261,7 @@ impl MonitorSlot {
                 tracing::info!(peer, "HTCP MON: the peer started over; resynchronising");
             }
             st.phase = Phase::Resyncing;
+            st.unanswered = 0;
             st.objects = HashMap::new();
             st.next_seq = 1;
             st.heard_at = Some(now);

@@ -173,3 +173,21 @@ fn refused_and_not_implemented_wait_before_asking_again() {
     slot.receive(wire::parse(&out).unwrap(), now, "p");
     assert_eq!(slot.view(now).refusals, 2);
 }
+
+#[test]
+fn a_silent_peer_is_asked_less_often() {
+    let now = Instant::now();
+    let slot = MonitorSlot::default();
+    let at = |s| now + Duration::from_secs(s);
+    let mut id = 0;
+    let mut next = || {
+        id += 1;
+        id
+    };
+    // The first request and two more, a second apart; then a pause.
+    assert!(slot.tick(at(0), &mut next).is_some());
+    assert!(slot.tick(at(1), &mut next).is_some());
+    assert!(slot.tick(at(2), &mut next).is_some());
+    assert!(slot.tick(at(3), &mut next).is_none());
+    assert!(slot.tick(at(2) + REFUSED_RETRY, &mut next).is_some());
+}
