@@ -70,7 +70,7 @@ use http::HeaderMap;
 
 use super::batch_io::SendBatch;
 use super::icp_server::{canonical_ip, unix_now, UrlParts};
-use super::monitor::publisher::Immediate;
+use super::monitor::publisher::{Immediate, Limits, MonRequest};
 use super::monitor::Publisher;
 use super::resolve::PeerAddrs;
 use super::responder::{AnswerLine, Protocol, Responder, Settings};
@@ -633,15 +633,18 @@ impl Protocol for Htcp {
         let out = &mut self.out;
         out.clear();
         if let Some(Answer::Monitor(time)) = d.answer {
-            let c = config;
-            let (max, lease) = (
-                c.htcp_monitor_max_subscribers.value,
-                c.htcp_monitor_max_lease.value,
-            );
-            let now = Instant::now();
-            let got =
-                self.monitor
-                    .request(from, d.trans_id, d.minor, time, max as usize, lease, now);
+            let (id, minor) = (d.trans_id, d.minor);
+            let req = MonRequest {
+                from,
+                id,
+                minor,
+                time,
+            };
+            let limits = Limits {
+                max_subscribers: config.htcp_monitor_max_subscribers.value as usize,
+                max_lease: config.htcp_monitor_max_lease.value,
+            };
+            let got = self.monitor.request(req, limits, Instant::now());
             if let Immediate::Refused(code) = got {
                 crate::peers::monitor::wire::encode_refusal(d.minor, d.trans_id, code, out);
             }

@@ -99,6 +99,25 @@ pub struct Publisher {
     pub stats: PublisherStats,
 }
 
+/// A MON request as the HTCP responder received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonRequest {
+    pub from: SocketAddr,
+    /// TRANS-ID: the subscription id.
+    pub id: u32,
+    /// The request's MINOR (the responses' layout).
+    pub minor: u8,
+    /// Lease seconds wanted; 0 ends the subscription.
+    pub time: u8,
+}
+
+/// `htcp_monitor_max_subscribers` and `htcp_monitor_max_lease`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_subscribers: usize,
+    pub max_lease: Duration,
+}
+
 /// What [`Publisher::request`] answers at once (the rest goes from the task).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Immediate {
@@ -113,19 +132,17 @@ impl Publisher {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A MON request `htcp_access` allowed, from `from`: a new
-    /// subscription, a renewal (same address and id) or, with `time` 0, an
-    /// end. `max_subscribers` and `max_lease` are the config's.
-    pub fn request(
-        &self,
-        from: SocketAddr,
-        id: u32,
-        minor: u8,
-        time: u8,
-        max_subscribers: usize,
-        max_lease: Duration,
-        now: Instant,
-    ) -> Immediate {
+    /// A MON request `htcp_access` allowed: a new subscription, a renewal
+    /// (same address and id) or, with TIME 0, an end; under the config's
+    /// `limits`.
+    pub fn request(&self, req: MonRequest, limits: Limits, now: Instant) -> Immediate {
+        let MonRequest {
+            from,
+            id,
+            minor,
+            time,
+        } = req;
+        let (max_subscribers, max_lease) = (limits.max_subscribers, limits.max_lease);
         let lease = Duration::from_secs(time.into()).min(max_lease);
         let mut st = self.lock();
         let existing = st.subs.iter().position(|s| s.addr == from && !s.ending);

@@ -50,6 +50,10 @@ impl Neighbours {
         start: usize,
         now: Instant,
     ) -> Option<Selection> {
+        // Most meshes monitor nobody: no ACL is evaluated for them here.
+        let monitored =
+            |p: &&crate::peers::table::Peer| crate::peers::monitor::monitored(&p.config);
+        self.table.peers.iter().find(monitored)?;
         let (hit, effects) = mon_choice(self.table.as_ref(), config, req, start, now);
         self.table.apply_all(&effects);
         let hit = hit?;

@@ -5,6 +5,22 @@ use crate::peers::monitor::wire::{self, Incoming, Notice};
 use crate::store::{StoreOptions, Times};
 use cuttle_protocol::key::{store_key, Method};
 
+fn req(from: SocketAddr, id: u32) -> MonRequest {
+    MonRequest {
+        from,
+        id,
+        minor: 1,
+        time: 60,
+    }
+}
+
+fn limits(max_subscribers: usize, secs: u64) -> Limits {
+    Limits {
+        max_subscribers,
+        max_lease: Duration::from_secs(secs),
+    }
+}
+
 fn store() -> Store {
     Store::open_memory(16 << 20, 1 << 16, StoreOptions::default()).unwrap()
 }
@@ -65,8 +81,10 @@ fn subscribe_resync_then_live_changes_in_sequence() {
     let to = rx.local_addr().unwrap();
     let p = Publisher::default();
     let now = Instant::now();
-    let lease = Duration::from_secs(30);
-    assert_eq!(p.request(to, 500, 1, 60, 2, lease, now), Immediate::Queued);
+    assert_eq!(
+        p.request(req(to, 500), limits(2, 30), now),
+        Immediate::Queued
+    );
     let mut out = SendBatch::new();
     p.round(&store, &[], false, now, &mut out);
     let got = delivered(&mut out, &rx);
@@ -127,15 +145,18 @@ fn bounded_renewed_and_ended() {
     let lease = Duration::from_secs(10);
     let a: SocketAddr = "127.0.0.1:1001".parse().unwrap();
     let b: SocketAddr = "127.0.0.1:1002".parse().unwrap();
-    assert_eq!(p.request(a, 1, 1, 60, 1, lease, now), Immediate::Queued);
+    assert_eq!(p.request(req(a, 1), limits(1, 10), now), Immediate::Queued);
     assert_eq!(
-        p.request(b, 2, 1, 60, 1, lease, now),
+        p.request(req(b, 2), limits(1, 10), now),
         Immediate::Refused(wire::REFUSED_TOO_MANY),
         "one subscriber at most"
     );
     // A renewal (same address and id) extends the lease.
     let later = now + Duration::from_secs(8);
-    assert_eq!(p.request(a, 1, 1, 60, 1, lease, later), Immediate::Queued);
+    assert_eq!(
+        p.request(req(a, 1), limits(1, 10), later),
+        Immediate::Queued
+    );
     assert_eq!(p.subscribers(later)[0].lease_left, lease);
     // The lease runs out: ended, and the feed is off again.
     let mut out = SendBatch::new();
@@ -154,7 +175,7 @@ fn rate_limited_per_tick() {
     let p = Publisher::default();
     let now = Instant::now();
     let to: SocketAddr = "127.0.0.1:9".parse().unwrap();
-    p.request(to, 1, 1, 60, 4, Duration::from_secs(60), now);
+    p.request(req(to, 1), limits(4, 60), now);
     let mut out = SendBatch::new();
     p.round(&store, &[], false, now, &mut out);
     assert_eq!(out.len(), PER_TICK, "Start and the first objects, no more");
