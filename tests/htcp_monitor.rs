@@ -298,3 +298,34 @@ async fn three_siblings_monitor_each_other() {
     }
     drop(a);
 }
+
+/// `cuttle check` refuses `htcp=monitor` toward a peer not marked `cuttle`
+/// (it could be a Squid, which ignores MON), and takes it with the mark.
+#[test]
+fn check_refuses_monitor_without_the_cuttle_mark() {
+    let tmp = TempDir::new("htcp-monitor-check");
+    let check = |peer_line: &str| {
+        let conf = tmp.path().join("check.conf");
+        std::fs::write(
+            &conf,
+            format!("pid_filename none\nhtcp_port 4827\n{peer_line}\n"),
+        )
+        .expect("conf");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cuttle"))
+            .args(["check", "-f"])
+            .arg(&conf)
+            .output()
+            .expect("run cuttle check");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = check("cache_peer squid.example sibling 3128 4827 htcp=monitor");
+    assert!(!ok, "accepted:\n{text}");
+    assert!(
+        text.contains("htcp=monitor subscribes with HTCP MON, which only cuttle answers"),
+        "{text}"
+    );
+    let (ok, text) = check("cache_peer 127.0.0.2 sibling 3128 4827 htcp=monitor cuttle");
+    assert!(ok, "refused:\n{text}");
+}
