@@ -329,3 +329,96 @@ fn check_refuses_monitor_without_the_cuttle_mark() {
     let (ok, text) = check("cache_peer 127.0.0.2 sibling 3128 4827 htcp=monitor cuttle");
     assert!(ok, "refused:\n{text}");
 }
+
+/// A Squid 5.7 wrongly marked `cuttle`: it answers no MON, so cuttle's set
+/// of it never becomes usable and cuttle asks it with HTCP TST as a plain
+/// `htcp` peer (SIBLING_HIT for what Squid holds). Fails, never skips,
+/// when squid is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squid_marked_cuttle_is_asked_with_tst() {
+    use peer_lab::{free_tcp_port, tail, Squid};
+    let tmp = TempDir::new("htcp-monitor-squid");
+    let (squid_ip, cuttle_ip) = (Ipv4Addr::new(127, 0, 62, 20), Ipv4Addr::new(127, 0, 62, 21));
+    let origin = text_origin(Ipv4Addr::new(127, 0, 62, 29), &["/held"]).await;
+    let url = origin.url("/held");
+    let dir = tmp.path().join("squid");
+    let (http, htcp_port) = (free_tcp_port(squid_ip), free_udp_port(squid_ip));
+    let d = dir.display();
+    let conf = format!(
+        "http_port {squid_ip}:{http}\n\
+         icp_port 0\n\
+         htcp_port {htcp_port}\n\
+         udp_incoming_address {squid_ip}\n\
+         udp_outgoing_address {squid_ip}\n\
+         tcp_outgoing_address {squid_ip}\n\
+         visible_hostname squid-{squid_ip}\n\
+         pid_filename {d}/squid.pid\n\
+         cache_log {d}/cache.log\n\
+         access_log stdio:{d}/access.log squid\n\
+         cache_store_log none\n\
+         netdb_filename none\n\
+         coredump_dir {d}\n\
+         cache_mem 8 MB\n\
+         pinger_enable off\n\
+         dns_nameservers 127.0.0.1\n\
+         shutdown_lifetime 0 seconds\n\
+         acl test_clients src 127.0.0.0/8\n\
+         htcp_access allow test_clients\n\
+         http_access allow test_clients\n\
+         http_access deny all\n"
+    );
+    let squid = Squid::start_with_conf(&dir, squid_ip, http, 0, &conf);
+    let cache_log = dir.join("cache.log");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(&cache_log)
+        .unwrap_or_default()
+        .contains("Accepting HTCP messages")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no HTCP in Squid:\n{}",
+            tail(&cache_log, 20)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(squid.http_addr(), &url).await.0, 200, "cached at Squid");
+    let ours = free_udp_port(cuttle_ip);
+    let cuttle = start_cuttle(
+        &tmp.path().join("cuttle"),
+        cuttle_ip,
+        &format!(
+            "icp_port 0\n\
+             htcp_port {ours}\n\
+             udp_incoming_address {cuttle_ip}\n\
+             udp_outgoing_address {cuttle_ip}\n\
+             tcp_outgoing_address {cuttle_ip}\n\
+             cache_peer {squid_ip} sibling {http} {htcp_port} htcp=monitor cuttle no-digest\n"
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !mgr_page(cuttle.addr, "server_list")
+        .await
+        .contains("Status     : Up")
+    {
+        assert!(Instant::now() < deadline, "Squid never came up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Squid stays silent to MON: after a few tries the set is still unusable.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let page = mgr_page(cuttle.addr, "htcp_monitor").await;
+    let line = page
+        .lines()
+        .find(|l| l.starts_with(&format!("peer {squid_ip} ")))
+        .unwrap_or_else(|| panic!("no line for Squid:\n{page}"));
+    assert!(
+        line.contains("state=subscribing")
+            && line.contains("usable=no")
+            && line.contains("objects=0"),
+        "{line}"
+    );
+    assert_eq!(get(cuttle.addr, &url).await.0, 200);
+    assert_eq!(
+        hierarchy_of(&cuttle, &url, 0),
+        format!("SIBLING_HIT/{squid_ip}")
+    );
+}
