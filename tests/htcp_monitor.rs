@@ -266,6 +266,21 @@ async fn three_siblings_monitor_each_other() {
         );
     }
 
+    let status = mgr_page(b.addr, "status").await;
+    assert!(
+        status.contains(&format!(
+            "<tr data-peer=\"{}\"><td>{}</td><td>synced</td>",
+            IPS[0], IPS[0]
+        )),
+        "no synced row for A on B's status page:\n{status}"
+    );
+    let status = mgr_page(a.addr, "status").await;
+    assert_eq!(
+        status.matches("<tr class=\"subscriber\">").count(),
+        2,
+        "{status}"
+    );
+
     // 4. Notification traffic under a replay of distinct objects at A.
     let page = |p: String| p;
     let sent_before = page(mgr_page(a.addr, "htcp_monitor").await);
