@@ -251,6 +251,12 @@ async fn three_siblings_monitor_each_other() {
         format!("MON_SIBLING_HIT/{}", IPS[0])
     );
 
+    // Every request at B was decided from the sets: a synced set's miss is
+    // not asked either, so neither A nor C ever got a TST.
+    for n in [&a, &nodes[1]] {
+        let log = log_text(n);
+        assert!(!log.contains("HTCP_TST"), "{} was queried:\n{log}", n.addr);
+    }
     let metrics = mgr_page(b.addr, "metrics").await;
     for series in [
         format!("cuttle_htcp_monitor_hits_total{{peer=\"{}\"}} 2", IPS[0]),
