@@ -160,7 +160,11 @@ impl Publisher {
             Some(i) if st.subs[i].id == id => {
                 let s = &mut st.subs[i];
                 s.lease_until = now + lease;
-                s.controls.push_back(Notice::Synced);
+                // Mid-resync, the resync's own Synced says it (a Synced
+                // now would make the subscriber trust a partial set).
+                if s.synced_sent {
+                    s.controls.push_back(Notice::Synced);
+                }
                 self.stats.renewed.fetch_add(1, Ordering::Relaxed);
             }
             _ => {

@@ -288,7 +288,12 @@ impl MonitorSlot {
         st.heard_at = Some(now);
         st.lease_until = Some(now + Duration::from_secs(lease.into()));
         match notice {
-            Notice::Start => unreachable_start(&mut st),
+            Notice::Start => {
+                // Only n = 0 starts a subscription: this breaks the profile.
+                st.counters.gaps += 1;
+                st.drop_set();
+                return true;
+            }
             Notice::Synced => st.phase = Phase::Synced,
             Notice::Ended => {
                 tracing::info!(peer, "HTCP MON: the peer ended the subscription");
@@ -349,12 +354,6 @@ impl MonitorSlot {
             overflows: c.overflows,
         }
     }
-}
-
-/// A Start with n > 0 is a gap in disguise; handled before the match.
-fn unreachable_start(st: &mut State) {
-    st.counters.gaps += 1;
-    st.drop_set();
 }
 
 #[cfg(test)]

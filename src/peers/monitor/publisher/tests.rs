@@ -181,3 +181,29 @@ fn rate_limited_per_tick() {
     assert_eq!(out.len(), PER_TICK, "Start and the first objects, no more");
     assert_eq!(p.subscribers(now)[0].backlog, 11);
 }
+
+#[test]
+fn a_renewal_mid_resync_does_not_say_synced() {
+    let store = store();
+    for i in 0..(PER_TICK * 2) {
+        put(&store, &format!("http://o/{i}"));
+    }
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = rx.local_addr().unwrap();
+    let p = Publisher::default();
+    let now = Instant::now();
+    p.request(req(to, 9), limits(2, 60), now);
+    let mut out = SendBatch::new();
+    p.round(&store, &[], false, now, &mut out);
+    p.request(req(to, 9), limits(2, 60), now);
+    p.round(&store, &[], false, now, &mut out);
+    p.round(&store, &[], false, now, &mut out);
+    let got = notices(&delivered(&mut out, &rx), 9);
+    let synced: Vec<u32> = got
+        .iter()
+        .filter(|(_, n)| *n == Notice::Synced)
+        .map(|(n, _)| *n)
+        .collect();
+    // Start, 128 objects, then the one Synced: after the last object.
+    assert_eq!(synced, vec![1 + (PER_TICK * 2) as u32], "{got:?}");
+}
