@@ -23,8 +23,8 @@
 //! - Control responses have no `Store-Key` in CACHE-HDRS: ACTION Added
 //!   (n = 0) starts a subscription and says a full resync follows: one
 //!   object notice for every object the publisher holds; ACTION Refreshed
-//!   says "you are in sync up to here" (the end of a resync, a renewal, and
-//!   a heartbeat every [`HEARTBEAT`]); ACTION Deleted ends the
+//!   says "you are in sync up to here" (the end of a resync, a renewal
+//!   after it, and a heartbeat every [`HEARTBEAT`]); ACTION Deleted ends the
 //!   subscription (lease over, cancelled, or the publisher lost track).
 //! - Object notices name the object by store key, not URL (the store's
 //!   index keeps no URLs): CACHE-HDRS `Store-Key: <32 hex>` and, for an
