@@ -22,6 +22,7 @@ use crate::http::server;
 use crate::mgr::Manager;
 use crate::peers::htcp_server::{Htcp, HtcpServerStats};
 use crate::peers::icp_server::{HitOnly, Icp, IcpServerStats};
+use crate::peers::monitor::Publisher;
 use crate::peers::netdb::NetDb;
 use crate::peers::querier::{QuerySockets, Slot};
 use crate::peers::resolve::PeerAddrs;
@@ -425,7 +426,12 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
         }
     })?;
     let htcp_stats = Arc::new(HtcpServerStats::default());
-    let manager = Arc::new(Manager::new(icp_stats, Arc::clone(&htcp_stats)));
+    // HTCP MON subscriptions to this node (peers::monitor::publisher).
+    let mon_publisher = Arc::new(Publisher::default());
+    let manager = Arc::new(
+        Manager::new(icp_stats, Arc::clone(&htcp_stats))
+            .with_mon_publisher(Arc::clone(&mon_publisher)),
+    );
     let mut discovered = mesh::start(
         &config,
         Arc::clone(&manager.mesh),
@@ -443,14 +449,21 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
     // HTCP responder (htcp_port): its own thread; see peers::htcp_server.
     let mut htcp = Udp::start(&proxy.config(), &logger, (&query_sockets, |s| &s.htcp), {
         let (store, markers) = (Arc::clone(&store), proxy.known_markers());
+        let publisher = Arc::clone(&mon_publisher);
         move || {
             Htcp::new(
                 Arc::clone(&store),
                 Arc::clone(&markers),
                 Arc::clone(&htcp_stats),
+                Arc::clone(&publisher),
             )
         }
     })?;
+    let mon_task = tokio::spawn(crate::peers::monitor::publisher::run(
+        mon_publisher,
+        Arc::clone(&store),
+        Arc::clone(&query_sockets),
+    ));
     let (proxy_tx, proxy_rx) = watch::channel(proxy);
     // The cache manager's samples (5min/60min, the status page's charts).
     let sampler = tokio::spawn(proxy::sampler(proxy_rx.clone()));
@@ -498,6 +511,7 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
     sampler.abort();
     meter_reporter.abort();
     digest_builder.abort();
+    mon_task.abort();
     let _ = stop_tx.send(true);
     icp.stop();
     htcp.stop();

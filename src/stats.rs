@@ -334,7 +334,12 @@ impl Stats {
         let code = entry.hierarchy.code;
         let taken_from = matches!(
             code,
-            H::SiblingHit | H::ParentHit | H::CdSiblingHit | H::CdParentHit
+            H::SiblingHit
+                | H::ParentHit
+                | H::CdSiblingHit
+                | H::CdParentHit
+                | H::MonSiblingHit
+                | H::MonParentHit
         )
         .then(|| entry.hierarchy.host.as_deref()?.parse::<IpAddr>().ok())
         .flatten();

@@ -235,7 +235,12 @@ fn an_htcp_burst_from_four_askers_gets_each_answer_once_at_its_sender() {
         config("htcp_port 4827\nhtcp_access allow all\n"),
         &PeerAddrs::literal_only(),
         Logger::disabled(),
-        Htcp::new(empty_store(), Arc::default(), Arc::clone(&stats)),
+        Htcp::new(
+            empty_store(),
+            Arc::default(),
+            Arc::clone(&stats),
+            Arc::default(),
+        ),
     )
     .expect("HTCP responder");
     let to = server.local_addr();

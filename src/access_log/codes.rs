@@ -303,6 +303,9 @@ pub enum HierarchyCode {
     Pinned,
     OriginalDst,
     StandbyPool,
+    /// cuttle's own: a peer's HTCP MON set said it holds the object.
+    MonParentHit,
+    MonSiblingHit,
     /// Squid 2.x only (`CACHE_DIGEST_HIT`); accepted when parsing old logs.
     CacheDigestHit,
     /// Squid 2.x only (`NO_CACHE_DIGEST_DIRECT`); accepted when parsing old logs.
@@ -327,9 +330,17 @@ impl HierarchyCode {
         )
     }
 
-    /// Every code: Squid 5.7's enum order, then the two Squid 2.x legacy
-    /// ones, then cuttle's own.
-    pub const ALL: [HierarchyCode; 28] = [
+    /// HTCP MON predicted the hit (MON_PARENT_HIT, MON_SIBLING_HIT).
+    pub fn is_mon_hit(self) -> bool {
+        matches!(
+            self,
+            HierarchyCode::MonParentHit | HierarchyCode::MonSiblingHit
+        )
+    }
+
+    /// Every code: Squid 5.7's enum order, cuttle's MON codes, then the two
+    /// Squid 2.x legacy ones, then cuttle's other codes.
+    pub const ALL: [HierarchyCode; 30] = [
         HierarchyCode::HierNone,
         HierarchyCode::HierDirect,
         HierarchyCode::SiblingHit,
@@ -353,6 +364,8 @@ impl HierarchyCode {
         HierarchyCode::Pinned,
         HierarchyCode::OriginalDst,
         HierarchyCode::StandbyPool,
+        HierarchyCode::MonParentHit,
+        HierarchyCode::MonSiblingHit,
         HierarchyCode::CacheDigestHit,
         HierarchyCode::NoCacheDigestDirect,
         HierarchyCode::CutThroughDirect,
@@ -387,6 +400,8 @@ impl HierarchyCode {
             Pinned => "PINNED",
             OriginalDst => "ORIGINAL_DST",
             StandbyPool => "STANDBY_POOL",
+            MonParentHit => "MON_PARENT_HIT",
+            MonSiblingHit => "MON_SIBLING_HIT",
             CacheDigestHit => "CACHE_DIGEST_HIT",
             NoCacheDigestDirect => "NO_CACHE_DIGEST_DIRECT",
             CutThroughDirect => "CUT_THROUGH_DIRECT",

@@ -7,7 +7,7 @@ use crate::access_log::HierarchyCode;
 use crate::config::{PeerStoreThreshold, ThresholdScope};
 
 /// A copy a peer said it holds (SIBLING_HIT, PARENT_HIT, CD_SIBLING_HIT,
-/// CD_PARENT_HIT): what `peer_store_threshold` may keep from being stored.
+/// CD_PARENT_HIT, MON_SIBLING_HIT, MON_PARENT_HIT): what `peer_store_threshold` may keep from being stored.
 /// A parent's answer to a miss (FIRST_PARENT_MISS, DEFAULT_PARENT, ...) is
 /// a fresh fetch from the origin, stored as always.
 pub fn peer_hit(code: HierarchyCode) -> bool {
@@ -17,6 +17,8 @@ pub fn peer_hit(code: HierarchyCode) -> bool {
             | HierarchyCode::ParentHit
             | HierarchyCode::CdSiblingHit
             | HierarchyCode::CdParentHit
+            | HierarchyCode::MonSiblingHit
+            | HierarchyCode::MonParentHit
     )
 }
 
@@ -45,6 +47,8 @@ pub fn peer_reply(code: HierarchyCode) -> bool {
             | H::SourcehashParent
             | H::StandbyPool
             | H::CacheDigestHit
+            | H::MonParentHit
+            | H::MonSiblingHit
     )
 }
 

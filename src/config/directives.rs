@@ -16,8 +16,8 @@ mod untyped;
 use settings::{
     access_rule, address_setting, args_between, check_mcast_interface, count_setting,
     digest_bits_per_entry, digest_rebuild_period, forwarded_for_setting, hierarchy_stoplist,
-    hostname_setting, mcast_groups, onoff_setting, path_setting, policy_setting, port_setting,
-    size_setting, tcp_outgoing_address, time_setting,
+    hostname_setting, htcp_monitor_max_lease, mcast_groups, onoff_setting, path_setting,
+    policy_setting, port_setting, size_setting, tcp_outgoing_address, time_setting,
 };
 use untyped::{other, shown};
 
@@ -223,6 +223,10 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
         "https_port" => listen::parse_https_port(ctx, line),
         "icp_port" => port_setting(ctx, line, |c| &mut c.icp_port),
         "htcp_port" => port_setting(ctx, line, |c| &mut c.htcp_port),
+        "htcp_monitor_max_subscribers" => {
+            count_setting(ctx, line, |c| &mut c.htcp_monitor_max_subscribers)
+        }
+        "htcp_monitor_max_lease" => htcp_monitor_max_lease(ctx, line),
         "udp_incoming_address" => address_setting(ctx, line, |c| &mut c.udp_incoming_address),
         "mcast_groups" => mcast_groups(ctx, line),
         "hierarchy_stoplist" => hierarchy_stoplist(ctx, line),
@@ -407,6 +411,8 @@ fn is_typed(name: &str) -> bool {
         "http_port",
         "icp_port",
         "htcp_port",
+        "htcp_monitor_max_subscribers",
+        "htcp_monitor_max_lease",
         "udp_incoming_address",
         "mcast_groups",
         "hierarchy_stoplist",

@@ -219,6 +219,13 @@ pub struct Config {
     pub icp_port: Setting<u16>,
     /// 0 = HTCP disabled (Squid's default).
     pub htcp_port: Setting<u16>,
+    /// `htcp_monitor_max_subscribers` (cuttle's own): HTCP MON
+    /// subscriptions this node keeps at once; 0 (the default) answers MON
+    /// "not implemented", as before.
+    pub htcp_monitor_max_subscribers: Setting<u32>,
+    /// `htcp_monitor_max_lease` (cuttle's own): the longest lease granted
+    /// to a MON subscriber (at most 255 s: MON's TIME is one byte).
+    pub htcp_monitor_max_lease: Setting<Duration>,
     /// `udp_incoming_address`: where the ICP (and HTCP) sockets listen;
     /// `None` = every address (Squid's default).
     pub udp_incoming_address: Setting<Option<std::net::IpAddr>>,
@@ -413,6 +420,8 @@ impl Default for Config {
             http_ports: Vec::new(),
             icp_port: Setting::default_value(0),
             htcp_port: Setting::default_value(0),
+            htcp_monitor_max_subscribers: Setting::default_value(0),
+            htcp_monitor_max_lease: Setting::default_value(Duration::from_secs(60)),
             udp_incoming_address: Setting::default_value(None),
             mcast_groups: Vec::new(),
             hierarchy_stoplist: Vec::new(),

@@ -39,6 +39,10 @@ pub struct HtcpOptions {
     pub no_purge_clr: bool,
     /// Relay CLRs we receive to this peer.
     pub forward_clr: bool,
+    /// `htcp=monitor` (cuttle's own): subscribe to the peer's cache
+    /// activity with HTCP MON and choose it from what it says it holds
+    /// (`peers::monitor`). Needs the `cuttle` option: Squid ignores MON.
+    pub monitor: bool,
 }
 
 /// `login=` variants.
@@ -166,6 +170,9 @@ pub struct CachePeer {
     pub no_redirect_marker: bool,
     /// Found by `mesh_discovery`, not written in squid.conf.
     pub discovered: bool,
+    /// `cuttle` (cuttle's own): the admin says this peer runs cuttle, so
+    /// it may be sent what only cuttle answers (`htcp=monitor`).
+    pub cuttle: bool,
 
     /// `cache_peer_access` rules for this peer, in order.
     pub access: Vec<Located<AccessRule>>,
@@ -227,6 +234,7 @@ impl CachePeer {
             public_url: None,
             no_redirect_marker: false,
             discovered: false,
+            cuttle: false,
             access: Vec::new(),
             type_domains: Vec::new(),
         }
@@ -257,6 +265,7 @@ fn htcp_item(h: &mut HtcpOptions, item: &str) -> bool {
         "only-clr" => h.only_clr = true,
         "no-purge-clr" => h.no_purge_clr = true,
         "forward-clr" => h.forward_clr = true,
+        "monitor" => h.monitor = true,
         _ => return false,
     }
     true
@@ -343,6 +352,7 @@ fn set_flag(p: &mut CachePeer, option: &str) -> bool {
         "no-tproxy" => &mut p.no_tproxy,
         "tls" | "ssl" => &mut p.tls,
         "no-redirect-marker" => &mut p.no_redirect_marker,
+        "cuttle" => &mut p.cuttle,
         _ => return false,
     };
     *flag = true;
@@ -440,7 +450,7 @@ pub(crate) fn parse_cache_peer(ctx: &mut Ctx<'_, '_>, line: &Line) {
                 let h = p.htcp.get_or_insert_with(HtcpOptions::default);
                 for item in list.split(',') {
                     if !htcp_item(h, item) {
-                        option_error(ctx, format!("\"{item}\" is not an htcp option (oldsquid, no-clr, only-clr, no-purge-clr, forward-clr)"));
+                        option_error(ctx, format!("\"{item}\" is not an htcp option (oldsquid, no-clr, only-clr, no-purge-clr, forward-clr, monitor)"));
                     }
                 }
             }
@@ -596,6 +606,13 @@ pub(crate) fn parse_cache_peer(ctx: &mut Ctx<'_, '_>, line: &Line) {
             ctx.error(
                 loc,
                 "cache_peer: htcp options no-clr and only-clr exclude each other".into(),
+            );
+            bad = true;
+        }
+        if h.monitor && !p.cuttle {
+            ctx.error(
+                loc,
+                format!("cache_peer {}: htcp=monitor subscribes with HTCP MON, which only cuttle answers (Squid ignores MON, so the peer would never be known); add the option `cuttle` if {} runs cuttle, else remove monitor", p.name, p.name),
             );
             bad = true;
         }

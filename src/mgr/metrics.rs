@@ -298,6 +298,7 @@ pub fn render(m: &Manager, s: &Sources<'_>) -> String {
         limit,
     );
     peers(&mut o, s);
+    htcp_monitor(&mut o, m, s);
     o.0
 }
 
@@ -496,5 +497,112 @@ fn share_metrics(o: &mut Out, share: &crate::peers::share_log::Sharing) {
         "gauge",
         "Bytes of state the share log counts.",
         bytes,
+    );
+}
+
+/// HTCP MON: per `htcp=monitor` peer (the `mgr:htcp_monitor` figures),
+/// then this node's subscribers.
+fn htcp_monitor(o: &mut Out, m: &Manager, s: &Sources<'_>) {
+    let now = Instant::now();
+    let views: Vec<(String, crate::peers::monitor::MonitorView)> = s
+        .peers
+        .peers
+        .iter()
+        .filter(|p| crate::peers::monitor::monitored(&p.config))
+        .map(|p| {
+            (
+                format!("peer=\"{}\"", label(&p.config.name)),
+                p.mon.view(now),
+            )
+        })
+        .collect();
+    type Get = fn(&crate::peers::monitor::MonitorView) -> f64;
+    let families: [(&str, &str, &str, Get); 8] = [
+        (
+            "cuttle_htcp_monitor_usable",
+            "gauge",
+            "1 when the peer's MON set is synced and answers selection.",
+            |v| f64::from(u8::from(v.usable)),
+        ),
+        (
+            "cuttle_htcp_monitor_lease_remaining_seconds",
+            "gauge",
+            "Seconds left on the MON lease the peer granted.",
+            |v| v.lease_left.as_secs_f64(),
+        ),
+        (
+            "cuttle_htcp_monitor_objects",
+            "gauge",
+            "Objects the peer's MON set says it holds.",
+            |v| v.objects as f64,
+        ),
+        (
+            "cuttle_htcp_monitor_notifications_total",
+            "counter",
+            "Object notifications received from the peer.",
+            |v| v.notifications as f64,
+        ),
+        (
+            "cuttle_htcp_monitor_resyncs_total",
+            "counter",
+            "Full resyncs of the peer's set (subscriptions started).",
+            |v| v.resyncs as f64,
+        ),
+        (
+            "cuttle_htcp_monitor_gaps_total",
+            "counter",
+            "Sequence gaps (lost notifications) seen from the peer.",
+            |v| v.gaps as f64,
+        ),
+        (
+            "cuttle_htcp_monitor_hits_total",
+            "counter",
+            "Requests sent to the peer because its set held the object.",
+            |v| v.hits as f64,
+        ),
+        (
+            "cuttle_htcp_monitor_false_hits_total",
+            "counter",
+            "Of those, the peer answered 504 (it did not have it).",
+            |v| v.false_hits as f64,
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        o.family(name, kind, help);
+        for (labels, v) in &views {
+            o.value(name, labels, get(v));
+        }
+    }
+    let subs = m.mon_publisher.subscribers(now);
+    o.one(
+        "cuttle_htcp_monitor_subscribers",
+        "gauge",
+        "HTCP MON subscribers of this node.",
+        subs.len(),
+    );
+    o.family(
+        "cuttle_htcp_monitor_subscriber_bytes_total",
+        "counter",
+        "Notification bytes sent to the subscriber (this subscription).",
+    );
+    for sub in &subs {
+        o.value(
+            "cuttle_htcp_monitor_subscriber_bytes_total",
+            &format!("subscriber=\"{}\"", sub.addr),
+            sub.bytes,
+        );
+    }
+    let st = &m.mon_publisher.stats;
+    o.one(
+        "cuttle_htcp_monitor_notices_sent_total",
+        "counter",
+        "MON responses sent to all subscribers.",
+        st.notices_sent.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    o.one(
+        "cuttle_htcp_monitor_bytes_sent_total",
+        "counter",
+        "Bytes of MON responses sent to all subscribers.",
+        st.bytes_sent.load(std::sync::atomic::Ordering::Relaxed),
     );
 }

@@ -8,7 +8,7 @@
 //! - [`text`]: menu, info, counters, 5min, 60min, service_times,
 //!   server_list, storedir, config, objects, vm_objects, utilization,
 //!   active_requests, client_list, filedescriptors, ipcache, fqdncache,
-//!   events, digest_stats.
+//!   events, digest_stats, htcp_monitor (cuttle's HTCP MON).
 //! - the actions shutdown, reconfigure, rotate (the daemon's signals sent
 //!   to this process) and offline_toggle.
 //! - [`metrics`]: the Prometheus text format.
@@ -37,6 +37,7 @@ use crate::peers::htcp_client::HtcpClientCounters;
 use crate::peers::htcp_server::HtcpServerStats;
 use crate::peers::icp_client::ClientCounters;
 use crate::peers::icp_server::IcpServerStats;
+use crate::peers::monitor::Publisher;
 use crate::peers::table::{Peer, PeerTable};
 use crate::stats::{Stats, Totals};
 use crate::store::{Key, Store};
@@ -56,6 +57,8 @@ pub struct Manager {
     pub htcp_server: Arc<HtcpServerStats>,
     /// The discovery tree (`mgr:mesh`), filled when mesh_discovery runs.
     pub mesh: Arc<crate::peers::discovery::MeshView>,
+    /// The HTCP MON subscriptions to this node.
+    pub mon_publisher: Arc<Publisher>,
     pub start: SystemTime,
     history: Mutex<VecDeque<Sample>>,
 }
@@ -251,9 +254,16 @@ impl Manager {
             icp_server,
             htcp_server,
             mesh: Arc::default(),
+            mon_publisher: Arc::default(),
             start: SystemTime::now(),
             history: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// The same manager, showing `publisher`'s subscribers.
+    pub fn with_mon_publisher(mut self, publisher: Arc<Publisher>) -> Manager {
+        self.mon_publisher = publisher;
+        self
     }
 
     /// Every counter now.
@@ -567,6 +577,11 @@ pub const ACTIONS: &[Action] = &[
     Action {
         name: "mesh",
         description: "Mesh discovery tree (cuttle)",
+        needs_password: false,
+    },
+    Action {
+        name: "htcp_monitor",
+        description: "HTCP MON subscriptions (cuttle)",
         needs_password: false,
     },
     Action {

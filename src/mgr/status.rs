@@ -262,6 +262,7 @@ pub fn render(m: &Manager, s: &Sources<'_>) -> String {
             esc(&mesh)
         );
     }
+    htcp_monitor(&mut o, m, s, instant);
 
     o.push_str(
         "<section><h2>Hierarchy codes seen</h2><table id=\"hierarchy\"><thead><tr>\
@@ -297,6 +298,58 @@ pub fn render(m: &Manager, s: &Sources<'_>) -> String {
     o.push_str("</main>\n");
     let _ = write!(o, "<script>{}</script>\n</body></html>\n", script());
     o
+}
+
+/// HTCP MON, when this node monitors a peer or has subscribers: each
+/// monitored peer's subscription, then this node's subscribers.
+fn htcp_monitor(o: &mut String, m: &Manager, s: &Sources<'_>, now: Instant) {
+    let monitored: Vec<&Peer> = s
+        .peers
+        .peers
+        .iter()
+        .filter(|p| crate::peers::monitor::monitored(&p.config))
+        .collect();
+    let subscribers = m.mon_publisher.subscribers(now);
+    if monitored.is_empty() && subscribers.is_empty() {
+        return;
+    }
+    o.push_str(
+        "<section><h2>HTCP MON</h2><table id=\"htcp-monitor\"><thead><tr><th>Monitored peer</th>\
+         <th>State</th><th>Lease left</th><th>Objects</th><th>Notifications/s</th>\
+         <th>Resyncs</th><th>MON hits</th><th>False hits</th></tr></thead><tbody>\n",
+    );
+    for p in monitored {
+        let v = p.mon.view(now);
+        let _ = writeln!(
+            o,
+            "<tr data-peer=\"{n}\"><td>{n}</td><td>{state}</td><td>{lease} s</td><td>{objects}</td>\
+             <td>{rate:.1}</td><td>{resyncs}</td><td>{hits}</td><td>{false_hits}</td></tr>",
+            n = esc(&p.config.name),
+            state = if v.usable { "synced" } else { v.phase.name() },
+            lease = v.lease_left.as_secs(),
+            objects = v.objects,
+            rate = v.notifications_per_sec,
+            resyncs = v.resyncs,
+            hits = v.hits,
+            false_hits = v.false_hits,
+        );
+    }
+    o.push_str(
+        "</tbody></table><table id=\"htcp-subscribers\"><thead><tr><th>Subscriber</th>\
+         <th>Lease left</th><th>Notices</th><th>Bytes</th><th>Backlog</th></tr></thead><tbody>\n",
+    );
+    for sub in subscribers {
+        let _ = writeln!(
+            o,
+            "<tr class=\"subscriber\"><td>{}</td><td>{} s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            sub.addr,
+            sub.lease_left.as_secs(),
+            sub.notices,
+            sub.bytes,
+            sub.backlog,
+        );
+    }
+    o.push_str("</tbody></table></section>\n");
 }
 
 /// Fetches the page again and swaps in its `<main>`; counts successful

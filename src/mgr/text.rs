@@ -1,4 +1,4 @@
-//! Squid's text pages, line for line in Squid 5.7's layout (see fixtures/squid-mgr/), so that tools which parse Squid's pages parse cuttle's: menu, info, counters, 5min, 60min, service_times, server_list, storedir, config, objects, vm_objects, utilization, active_requests, client_list, filedescriptors, ipcache, fqdncache, events and digest_stats.
+//! Squid's text pages, line for line in Squid 5.7's layout (see fixtures/squid-mgr/), so that tools which parse Squid's pages parse cuttle's: menu, info, counters, 5min, 60min, service_times, server_list, storedir, config, objects, vm_objects, utilization, active_requests, client_list, filedescriptors, ipcache, fqdncache, events, digest_stats and cuttle's htcp_monitor.
 //!
 //! Where cuttle has no such thing (a select loop, memory pools, FTP, DNS
 //! timing, a disk-I/O layer) the line is kept with 0, so parsers find every
@@ -17,6 +17,7 @@ use crate::store::Listed;
 
 mod counter_pages;
 mod digests;
+mod monitor;
 mod peers;
 mod process;
 
@@ -41,6 +42,7 @@ pub fn render(name: &str, m: &Manager, s: &Sources<'_>) -> String {
         "server_list" => server_list(s),
         "mesh" => m.mesh.render(std::time::Instant::now()),
         "digest_stats" => digest_stats(m, s),
+        "htcp_monitor" => monitor::htcp_monitor(m, s),
         "storedir" => storedir(s),
         "config" => config(s),
         "objects" => objects(s, false),

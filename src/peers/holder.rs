@@ -51,7 +51,7 @@ pub fn may_redirect(config: &Config, ask: &Ask, allowed: impl FnOnce() -> bool) 
 pub fn holder_url(code: HierarchyCode, public_url: Option<&str>) -> Option<&str> {
     matches!(
         code,
-        HierarchyCode::SiblingHit | HierarchyCode::CdSiblingHit
+        HierarchyCode::SiblingHit | HierarchyCode::CdSiblingHit | HierarchyCode::MonSiblingHit
     )
     .then_some(public_url)
     .flatten()

@@ -26,7 +26,8 @@
 //! | CLR refused by `htcp_clr_access` (no rules: deny) | nothing | `UDP_DENIED` |
 //! | CLR | purge; with RD: 0 (purged) or 2 (not held) | `UDP_HIT` / `UDP_MISS` |
 //! | NOP with RD, allowed by `htcp_access` | NOP response 0 | - |
-//! | MON, SET with RD, allowed by `htcp_access` | MO set, 2 (opcode not implemented) | - |
+//! | MON with RD, allowed, `htcp_monitor_max_subscribers` > 0 | a subscription (`monitor::publisher`) | - |
+//! | MON otherwise, SET, with RD, allowed by `htcp_access` | MO set, 2 (opcode not implemented) | - |
 //!
 //! Where cuttle differs from Squid, knowingly:
 //! - CLR naming GET, HEAD, PURGE or any unsafe method (POST, PUT, DELETE,
@@ -69,13 +70,18 @@ use http::HeaderMap;
 
 use super::batch_io::SendBatch;
 use super::icp_server::{canonical_ip, unix_now, UrlParts};
+use super::monitor::publisher::{Immediate, Limits, MonRequest};
+use super::monitor::Publisher;
 use super::resolve::PeerAddrs;
 use super::responder::{AnswerLine, Protocol, Responder, Settings};
+
+mod clr;
 use crate::access::{self, Verdict};
 use crate::access_log::{LineBatch, ResultTag};
 use crate::caching::{current_age, is_fresh, parse_fields, KnownMarkers, RequestDirectives};
 use crate::config::{Config, Setting};
 use crate::store::{Key, Store, Summary, Times};
+pub use clr::{clr_datagrams, forward_targets, ForwardTarget};
 
 /// Squid's `refreshCheckHTCP` margin: a hit must stay fresh this much longer.
 pub const HIT_FRESH_MARGIN_SECS: u64 = 10;
@@ -110,9 +116,10 @@ pub struct HtcpServerStats {
     pub clr_denied: AtomicU64,
     /// CLRs relayed to forward-clr peers (one per datagram sent).
     pub clr_forwarded: AtomicU64,
-    /// NOP requests answered; MON/SET answered "not implemented".
+    /// NOP answered; MON/SET "not implemented"; MON handed to the publisher.
     pub nop_answered: AtomicU64,
     pub not_implemented: AtomicU64,
+    pub mon_requests: AtomicU64,
     /// Not HTCP, or a section that does not add up: dropped.
     pub malformed: AtomicU64,
     /// TST/CLR whose SPECIFIER is unusable (logged UDP_INVALID).
@@ -154,6 +161,8 @@ pub enum Answer {
     Nop,
     /// MO set, RESPONSE 2: MON and SET.
     NotImplemented,
+    /// MON taken by the publisher (which answers): TIME wanted.
+    Monitor(u8),
 }
 
 /// The decision for one datagram.
@@ -231,6 +240,7 @@ impl Decision {
                 reply.op = Op::ClrResponse;
             }
             Answer::Nop => reply.op = Op::NopResponse,
+            Answer::Monitor(_) => return Ok(()),
             Answer::NotImplemented => {
                 reply.f1 = true;
                 reply.response = htcp::overall::OPCODE_NOT_IMPLEMENTED;
@@ -414,10 +424,12 @@ pub fn decide(datagram: &[u8], from: IpAddr, facts: &Facts<'_>, cache: &impl Cac
                 d.dropped = Some(Dropped::NoReplyWanted);
                 return d;
             }
-            d.answer = Some(if matches!(msg.op, Op::NopRequest) {
-                Answer::Nop
-            } else {
-                Answer::NotImplemented
+            d.answer = Some(match msg.op {
+                Op::NopRequest => Answer::Nop,
+                Op::MonRequest { time } if config.htcp_monitor_max_subscribers.value > 0 => {
+                    Answer::Monitor(time)
+                }
+                _ => Answer::NotImplemented,
             });
             d
         }
@@ -520,59 +532,6 @@ pub fn clr_keys(method: &str, url: &str) -> Vec<Key> {
     }
 }
 
-/// A peer CLRs are relayed to (`htcp=forward-clr`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ForwardTarget {
-    pub addr: SocketAddr,
-    /// `htcp=oldsquid`: MINOR 0 and the old layout.
-    pub oldsquid: bool,
-}
-
-/// The forward-clr peers of `config` that have an address (a name's, as
-/// the daemon resolved it beforehand: answering never waits on DNS).
-pub fn forward_targets(config: &Config, addrs: &PeerAddrs) -> Vec<ForwardTarget> {
-    config
-        .cache_peers
-        .iter()
-        .filter_map(|p| {
-            let h = p.htcp.filter(|h| h.forward_clr)?;
-            let addr = addrs.icp_addr(&p.host, p.icp_port)?;
-            Some(ForwardTarget {
-                addr,
-                oldsquid: h.oldsquid,
-            })
-        })
-        .collect()
-}
-
-/// CLR datagrams for `url` as cuttle sends them: one naming GET and one
-/// naming HEAD (a Squid peer purges for those, not for PURGE), VERSION
-/// `1/1` and no request headers as Squid sends, MINOR per `oldsquid`.
-pub fn clr_datagrams(
-    url: &str,
-    reason: u8,
-    oldsquid: bool,
-    response_desired: bool,
-    mut trans_id: impl FnMut() -> u32,
-) -> Vec<Vec<u8>> {
-    ["GET", "HEAD"]
-        .iter()
-        .filter_map(|method| {
-            let mut m = Message::clr_request(
-                trans_id(),
-                reason,
-                Specifier::new(method, url),
-                response_desired,
-            );
-            if oldsquid {
-                m.minor = htcp::MINOR_OLD;
-            }
-            let mut out = Vec::new();
-            m.encode(&mut out).ok().map(|()| out)
-        })
-        .collect()
-}
-
 /// A running HTCP responder ([`Htcp`] on a [`Responder`]); stopped when
 /// dropped.
 pub type HtcpServer = Responder<Htcp>;
@@ -589,6 +548,8 @@ pub struct Htcp {
     store: Arc<Store>,
     markers: Arc<KnownMarkers>,
     stats: Arc<HtcpServerStats>,
+    /// Takes the MON subscriptions.
+    monitor: Arc<Publisher>,
     /// Of the CLRs it relays.
     next_trans_id: u32,
     out: Vec<u8>,
@@ -597,11 +558,17 @@ pub struct Htcp {
 
 impl Htcp {
     /// `stats` outlive a rebind on reload.
-    pub fn new(store: Arc<Store>, markers: Arc<KnownMarkers>, stats: Arc<HtcpServerStats>) -> Htcp {
+    pub fn new(
+        store: Arc<Store>,
+        markers: Arc<KnownMarkers>,
+        stats: Arc<HtcpServerStats>,
+        monitor: Arc<Publisher>,
+    ) -> Htcp {
         Htcp {
             store,
             markers,
             stats,
+            monitor,
             next_trans_id: 1,
             out: Vec::with_capacity(MAX_DATAGRAM),
             relayed: Relayed::new(),
@@ -665,6 +632,23 @@ impl Protocol for Htcp {
         }
         let out = &mut self.out;
         out.clear();
+        if let Some(Answer::Monitor(time)) = d.answer {
+            let (id, minor) = (d.trans_id, d.minor);
+            let req = MonRequest {
+                from,
+                id,
+                minor,
+                time,
+            };
+            let limits = Limits {
+                max_subscribers: config.htcp_monitor_max_subscribers.value as usize,
+                max_lease: config.htcp_monitor_max_lease.value,
+            };
+            let got = self.monitor.request(req, limits, Instant::now());
+            if let Immediate::Refused(code) = got {
+                crate::peers::monitor::wire::encode_refusal(d.minor, d.trans_id, code, out);
+            }
+        }
         match d.encode_reply(out) {
             Ok(()) if out.is_empty() => {}
             Ok(()) => replies.push(out, from, ()),
@@ -725,6 +709,7 @@ fn count(stats: &HtcpServerStats, d: &Decision) {
         (_, Some(Answer::Found { .. }), ..) => &stats.tst_hits,
         (_, Some(Answer::NotFound), ..) => &stats.tst_misses,
         (_, Some(Answer::Nop), ..) => &stats.nop_answered,
+        (_, Some(Answer::Monitor(_)), ..) => &stats.mon_requests,
         _ => &stats.not_implemented,
     };
     counter.fetch_add(1, Ordering::Relaxed);

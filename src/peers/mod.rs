@@ -15,6 +15,7 @@ pub mod htcp_server;
 pub mod icp_client;
 pub mod icp_server;
 pub mod load;
+pub mod monitor;
 pub mod netdb;
 pub mod peer_digest;
 pub mod querier;

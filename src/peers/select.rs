@@ -71,6 +71,7 @@ use crate::access_log::HierarchyCode;
 use crate::config::{CachePeer, Config, PeerType};
 
 mod credentials;
+mod mon;
 mod nearest;
 pub use credentials::{credentials, ClientCredentials, Credentials, PeerAuth};
 
@@ -229,6 +230,8 @@ struct IcpShared {
     /// connections leave from (the newest tcp_outgoing_address).
     digests: Option<tokio::task::JoinHandle<()>>,
     digest_local: Option<IpAddr>,
+    /// The HTCP MON subscriber's task (`htcp=monitor` peers).
+    monitors: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for IcpShared {
@@ -237,6 +240,9 @@ impl Drop for IcpShared {
             task.abort();
         }
         if let Some(task) = self.digests.take() {
+            task.abort();
+        }
+        if let Some(task) = self.monitors.take() {
             task.abort();
         }
     }
@@ -387,6 +393,7 @@ impl Neighbours {
                 counter: None,
                 digests: None,
                 digest_local: None,
+                monitors: None,
             })),
             table,
         }
@@ -583,7 +590,11 @@ impl Neighbours {
         let mut replies = None;
         if queries_wanted(direct, req) {
             let start = self.table.next_ping_start();
-            // A peer whose digest predicts a hit is used without asking.
+            // A peer whose MON set holds the object is used without
+            // asking; then one whose digest predicts a hit.
+            if let Some(selection) = self.mon_selection(config, req, direct, start, now) {
+                return selection;
+            }
             let (hit, effects) = digest_choice(self.table.as_ref(), config, req, start, now);
             self.table.apply_all(&effects);
             if let Some(hit) = hit {

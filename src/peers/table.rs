@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::core::{health, Effect, Health, PeerInfo, PeerView};
+use super::monitor::{monitored, MonitorSlot};
 use super::peer_digest::{wants_digest, DigestSlot};
 use super::resolve::PeerAddrs;
 use crate::config::{CachePeer, Config, PeerType};
@@ -131,6 +132,8 @@ pub struct Peer {
     state: Mutex<PeerState>,
     /// Its Cache Digest and when it is fetched next.
     pub digest: Arc<DigestSlot>,
+    /// `htcp=monitor`: its HTCP MON subscription and the objects it holds.
+    pub mon: Arc<MonitorSlot>,
     /// `tls` peers: the TLS client its connections use (built with the
     /// table, once per config load), or why it could not be built.
     pub tls: Option<Result<TlsClient, String>>,
@@ -332,6 +335,9 @@ impl PeerTable {
                 let digest = same
                     .filter(|p| p.config.digest_url == cp.digest_url)
                     .map_or_else(Arc::default, |p| Arc::clone(&p.digest));
+                let mon = same
+                    .filter(|p| p.config.icp_port == cp.icp_port && monitored(&p.config))
+                    .map_or_else(Arc::default, |p| Arc::clone(&p.mon));
                 let state = match kept {
                     Some(mut s) => {
                         s.disabled = false;
@@ -357,6 +363,7 @@ impl PeerTable {
                     icp_addr,
                     state: Mutex::new(state),
                     digest,
+                    mon,
                     tls,
                 }
             })
@@ -702,6 +709,21 @@ impl PeerView for PeerTable {
 
     fn query_icmp(&self) -> bool {
         self.query_icmp
+    }
+
+    fn mon_holds(&self, id: PeerId, url: &str) -> Option<bool> {
+        let p = self.peers.get(id)?;
+        if !monitored(&p.config) {
+            return None;
+        }
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        p.mon.holds(
+            &store_key(Method::Get, url.as_bytes()),
+            Instant::now(),
+            unix_now,
+        )
     }
 
     fn digest_holds(&self, id: PeerId, url: &str) -> Option<bool> {

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
 
+use super::changes::ChangeFeed;
 use super::index::{EntryId, Index, Record};
 use super::layout::{self, Geometry, SlotHeader, Superblock, Times, ENTRY_PREFIX_LEN, NO_SLOT};
 use super::map::Region;
@@ -54,6 +55,8 @@ pub struct DirSpec {
 #[derive(Default)]
 pub(crate) struct StoreShared {
     pub counters: Arc<Counters>,
+    /// Keys committed or removed, for HTCP MON subscribers.
+    pub changes: Arc<ChangeFeed>,
     /// The next generation to hand out: above every generation on disk in
     /// any of the dirs, so commits are ordered across dirs too.
     pub next_generation: Arc<AtomicU64>,
@@ -90,6 +93,7 @@ struct Shared {
     /// across dirs too.
     next_generation: Arc<AtomicU64>,
     counters: Arc<Counters>,
+    changes: Arc<ChangeFeed>,
 }
 
 struct State {
@@ -180,6 +184,7 @@ impl Dir {
             state: Mutex::new(state),
             next_generation: Arc::clone(&shared_with.next_generation),
             counters: Arc::clone(&shared_with.counters),
+            changes: Arc::clone(&shared_with.changes),
         };
         shared
             .next_generation
@@ -641,6 +646,7 @@ impl Shared {
 
     fn remove_id(&self, st: &mut State, id: EntryId, evicted: bool) -> u32 {
         let record = *st.index.record(id);
+        self.changes.note(&record.key);
         st.bytes = st.bytes.saturating_sub(self.entry_len(record.first_slot));
         if evicted {
             st.policy.evict(id);

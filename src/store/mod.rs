@@ -11,6 +11,7 @@
 //! entries committed since the last writeback may be lost; purges are
 //! written through to disk before [`Store::purge`] returns.
 
+mod changes;
 mod dir;
 mod index;
 mod layout;
@@ -30,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use bytes::Bytes;
+pub use changes::{ChangeFeed, FEED_CAPACITY};
 pub use dir::{DirSpec, DirWriter, DATA_FILE, DEFAULT_SLOT_SIZE, MEMORY_PATH};
 pub use layout::Times;
 pub use meter_ledger::{LedgerLoad, MeterLedger, MeterReport, MeterTerms, Metered, METER_FILE};
@@ -250,6 +252,8 @@ pub struct Store {
     dirs: Arc<[Dir]>,
     options: StoreOptions,
     counters: Arc<Counters>,
+    /// Keys committed or removed (HTCP MON's notifications).
+    changes: Arc<ChangeFeed>,
     /// Held in memory only (no cache_dir): every hit is a memory hit.
     in_memory: bool,
 }
@@ -296,6 +300,7 @@ impl Store {
                 dirs: dirs.into(),
                 options,
                 counters: shared.counters,
+                changes: shared.changes,
                 in_memory: false,
             },
             report,
@@ -324,6 +329,7 @@ impl Store {
             dirs: vec![dir].into(),
             options,
             counters: shared.counters,
+            changes: shared.changes,
             in_memory: true,
         })
     }
@@ -354,6 +360,11 @@ impl Store {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The feed of changed keys (off until someone enables it).
+    pub fn changes(&self) -> &Arc<ChangeFeed> {
+        &self.changes
     }
 
     pub fn usage(&self) -> Vec<DirUsage> {

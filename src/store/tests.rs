@@ -622,3 +622,32 @@ fn a_config_without_cache_dir_opens_a_memory_store_of_cache_mem() {
     assert!(!store.is_memory());
     assert!(store.usage().is_empty());
 }
+
+/// The change feed (HTCP MON): while on, a commit, a purge and an eviction
+/// each leave the key.
+#[test]
+fn the_change_feed_sees_commits_purges_and_evictions() {
+    let store = Store::open_memory(64 * 1024, 64 * 1024, StoreOptions::default()).unwrap();
+    let put = |n: u8| {
+        let key = [n; 16];
+        let mut w = store
+            .writer(key, Times::default(), b"http://o/", b"h", Some(20_000))
+            .unwrap();
+        w.write(&vec![n; 20_000]).unwrap();
+        w.commit().unwrap();
+        key
+    };
+    let mut seen = Vec::new();
+    put(1);
+    store.changes().drain(&mut seen);
+    assert!(seen.is_empty(), "off until someone subscribes");
+    store.changes().set_enabled(true);
+    let a = put(2);
+    assert!(store.purge(&a));
+    for n in 3..8 {
+        put(n);
+    }
+    store.changes().drain(&mut seen);
+    assert_eq!(&seen[..2], &[a, a], "committed, then purged");
+    assert!(seen.contains(&[1; 16]), "evicted to make room: {seen:?}");
+}

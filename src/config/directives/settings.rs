@@ -119,6 +119,20 @@ pub(super) fn digest_rebuild_period(ctx: &mut Ctx<'_, '_>, line: &Line) {
     }
 }
 
+/// `htcp_monitor_max_lease TIME`: 1 to 255 seconds (HTCP MON's TIME is
+/// one byte of seconds).
+pub(super) fn htcp_monitor_max_lease(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    time_setting(ctx, line, SECONDS, |c| &mut c.htcp_monitor_max_lease);
+    let lease = ctx.config.htcp_monitor_max_lease.value;
+    if lease < Duration::from_secs(1) || lease > Duration::from_secs(255) {
+        ctx.error(
+            &line.location,
+            format!("htcp_monitor_max_lease: {lease:?} is not between 1 and 255 seconds (HTCP MON counts seconds in one byte)"),
+        );
+        ctx.config.htcp_monitor_max_lease = Setting::default_value(Duration::from_secs(60));
+    }
+}
+
 /// A file path, or `none` for no file (`pid_filename`, `cache_log`).
 pub(super) fn path_setting(
     ctx: &mut Ctx<'_, '_>,

@@ -293,6 +293,40 @@ fn htcp_no_clr_with_only_clr_is_an_error() {
 }
 
 #[test]
+fn htcp_monitor_needs_the_cuttle_marker() {
+    // Squid ignores MON: refused unless the admin says the peer is cuttle.
+    let l = load("cache_peer s sibling 3128 4827 htcp=monitor\n");
+    let e: Vec<_> = l.errors().collect();
+    assert_eq!(e.len(), 1, "{:?}", l.diagnostics);
+    assert!(
+        e[0].message.contains("only cuttle answers"),
+        "{}",
+        e[0].message
+    );
+    assert!(e[0].message.contains("add the option `cuttle`"));
+    let p = one_peer("cache_peer s sibling 3128 4827 htcp=monitor,no-clr cuttle\n");
+    assert!(p.cuttle && p.htcp.is_some_and(|h| h.monitor && h.no_clr));
+}
+
+#[test]
+fn htcp_monitor_limits() {
+    let l = load("htcp_monitor_max_subscribers 8\nhtcp_monitor_max_lease 2 minutes\n");
+    assert!(!l.has_errors(), "{:?}", l.diagnostics);
+    assert_eq!(l.config.htcp_monitor_max_subscribers.value, 8);
+    assert_eq!(
+        l.config.htcp_monitor_max_lease.value,
+        Duration::from_secs(120)
+    );
+    let l = load("htcp_monitor_max_lease 5 minutes\n");
+    assert!(l
+        .errors()
+        .any(|e| e.message.contains("between 1 and 255 seconds")));
+    let d = load("").config;
+    assert_eq!(d.htcp_monitor_max_subscribers.value, 0, "off by default");
+    assert_eq!(d.htcp_monitor_max_lease.value, Duration::from_secs(60));
+}
+
+#[test]
 fn hashing_on_non_parents_is_an_error() {
     for opt in ["carp", "userhash", "sourcehash"] {
         let l = load(&format!("cache_peer s sibling 3128 3130 {opt}\n"));

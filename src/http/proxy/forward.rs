@@ -215,6 +215,11 @@ impl Proxy {
                             self.neighbours.note_digest_false_hit(id);
                         }
                     }
+                    if status == StatusCode::GATEWAY_TIMEOUT && route.source.code.is_mon_hit() {
+                        if let Some(id) = route.source.peer {
+                            self.neighbours.note_mon_false_hit(id);
+                        }
+                    }
                     if more
                         && reforwardable(status, self.config.retry_on_error.value)
                         && fwd.replayable()

@@ -272,6 +272,7 @@ impl Proxy {
                 config.peer_connect_timeout.value,
             );
             neighbours.start_multicast_counts();
+            neighbours.start_monitors();
             neighbours.start_digest_fetches(
                 timeouts,
                 config.tcp_outgoing_address.first().map(|l| l.address),

@@ -335,7 +335,11 @@ pub fn to_ping_into(
         }
         // A peer whose digest said miss is still asked, as Squid 5.7 does
         // (squid-spec 3.2): objects it stored since its digest was built
-        // are not in the digest.
+        // are not in the digest. A synced MON set is exact: its miss is
+        // not asked.
+        if view.mon_holds(id, req.access.url) == Some(false) {
+            continue;
+        }
         if !at.ping_due(id) {
             continue;
         }
@@ -357,6 +361,34 @@ pub fn digest_choice(
     start: usize,
     now: Instant,
 ) -> (Option<(PeerId, PeerType)>, Vec<Effect>) {
+    holder_choice(view, config, req, start, now, |v, id, url| {
+        v.digest_holds(id, url)
+    })
+}
+
+/// [`digest_choice`] for HTCP MON sets (`htcp=monitor` peers): a synced
+/// set that holds a fresh copy picks its peer the same way.
+pub fn mon_choice(
+    view: &impl PeerView,
+    config: &Config,
+    req: &SelectRequest<'_>,
+    start: usize,
+    now: Instant,
+) -> (Option<(PeerId, PeerType)>, Vec<Effect>) {
+    holder_choice(view, config, req, start, now, |v, id, url| {
+        v.mon_holds(id, url)
+    })
+}
+
+/// The choice among the peers `holds` says have the URL.
+fn holder_choice<V: PeerView>(
+    view: &V,
+    config: &Config,
+    req: &SelectRequest<'_>,
+    start: usize,
+    now: Instant,
+    holds: impl Fn(&V, PeerId, &str) -> Option<bool>,
+) -> (Option<(PeerId, PeerType)>, Vec<Effect>) {
     let at = At::new(view, now);
     if !req.hierarchical {
         return (None, at.finish());
@@ -376,7 +408,7 @@ pub fn digest_choice(
         if !peer_allowed(config, p.config, &req.access) {
             continue;
         }
-        if view.digest_holds(id, req.access.url) != Some(true) || !at.http_okay(id) {
+        if holds(view, id, req.access.url) != Some(true) || !at.http_okay(id) {
             continue;
         }
         let rtt = p.health.rtt_ms;

@@ -643,7 +643,12 @@ fn an_allowed_clr_is_relayed_once_to_the_forward_clr_peers() {
     };
     let (store, _) = Store::open(&[], StoreOptions::default()).expect("an empty store");
     let stats = Arc::new(HtcpServerStats::default());
-    let mut htcp = Htcp::new(Arc::new(store), Arc::default(), Arc::clone(&stats));
+    let mut htcp = Htcp::new(
+        Arc::new(store),
+        Arc::default(),
+        Arc::clone(&stats),
+        Arc::default(),
+    );
     let url = "http://example.test/gone";
     let clr = |url: &str, rd: bool| clr_datagrams(url, 0, false, rd, || 77).remove(0);
     let mut lines = LineBatch::new();
@@ -694,4 +699,77 @@ fn an_allowed_clr_is_relayed_once_to_the_forward_clr_peers() {
     );
     assert!(peer.recv_from(&mut buf).is_err(), "relayed again");
     assert_eq!(stats.clr_forwarded.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn mon_goes_to_the_publisher_when_subscriptions_are_on() {
+    use crate::access_log::Logger;
+    use crate::peers::monitor::wire;
+    use crate::store::StoreOptions;
+    use std::net::UdpSocket;
+    let mon = |id| wire::request(id, 30);
+    // Off (the default): "not implemented", as before.
+    let d = run(&mon(5), &allow_all(), &Fake::default());
+    assert_eq!(d.answer, Some(Answer::NotImplemented));
+    let c = config("htcp_access allow all\nhtcp_monitor_max_subscribers 1\n");
+    let d = run(&mon(5), &c, &Fake::default());
+    assert_eq!(d.answer, Some(Answer::Monitor(30)));
+    assert!(reply(&d).is_empty(), "the publisher answers");
+    // Through the responder: the first subscriber is recorded, the second
+    // refused at once (RESPONSE 1), from the responder's socket.
+    let bind = || {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .expect("timeout");
+        s
+    };
+    let (responder, first, second) = (bind(), bind(), bind());
+    let addr = |s: &UdpSocket| s.local_addr().expect("addr");
+    let settings = Settings {
+        derived: Vec::new(),
+        config: Arc::new(c),
+        logger: Logger::disabled(),
+    };
+    let (store, _) = Store::open(&[], StoreOptions::default()).expect("an empty store");
+    let (stats, publisher) = (
+        Arc::new(HtcpServerStats::default()),
+        Arc::new(Publisher::default()),
+    );
+    let mut htcp = Htcp::new(
+        Arc::new(store),
+        Arc::default(),
+        Arc::clone(&stats),
+        Arc::clone(&publisher),
+    );
+    let mut lines = LineBatch::new();
+    answer_and_send(
+        &mut htcp,
+        &responder,
+        &mon(7),
+        addr(&first),
+        &settings,
+        &mut lines,
+    );
+    let subs = publisher.subscribers(Instant::now());
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0].addr, addr(&first));
+    answer_and_send(
+        &mut htcp,
+        &responder,
+        &mon(8),
+        addr(&second),
+        &settings,
+        &mut lines,
+    );
+    let mut buf = [0u8; 512];
+    let (n, from) = second.recv_from(&mut buf).expect("a refusal");
+    assert_eq!(from, addr(&responder));
+    assert_eq!(
+        wire::parse(&buf[..n]),
+        Some(wire::Incoming::Refused {
+            trans_id: 8,
+            code: wire::REFUSED_TOO_MANY
+        })
+    );
+    assert_eq!(stats.mon_requests.load(Ordering::Relaxed), 2);
 }

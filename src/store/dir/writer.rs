@@ -189,6 +189,7 @@ impl DirWriter {
             .insert(Record::new(self.key, first, self.generation, self.times));
         st.policy.insert(id, self.total);
         st.bytes += self.total;
+        shared.changes.note(&self.key);
         // Slots now belong to the entry; give back any taken in advance.
         self.slots.clear();
         for slot in self.reserved.drain(..) {
