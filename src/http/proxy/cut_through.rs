@@ -265,6 +265,7 @@ pub(super) async fn relay_only_if_cached(
         arrival: txn.arrival,
         siblings_ok: false,
         body: None,
+        share_offer: false,
     };
     let routes = proxy.routes(&fwd).await;
     let parent = routes.into_iter().find(|r| {

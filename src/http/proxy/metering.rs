@@ -337,6 +337,7 @@ impl Proxy {
             arrival,
             siblings_ok: false,
             body: None,
+            share_offer: false,
         };
         let mut hierarchy = Hierarchy::none();
         match self.forward_along(&fwd, &mut hierarchy).await {
