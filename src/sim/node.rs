@@ -322,6 +322,8 @@ impl PeerView for SimNode<'_> {
 pub struct View<'a, 'm> {
     pub nodes: &'a [SimNode<'m>],
     pub at: usize,
+    /// `nodes[at]`, looked up once.
+    node: &'a SimNode<'m>,
     /// The request's store key, split once for every peer's digest.
     pub words: KeyWords,
 }
@@ -331,12 +333,13 @@ impl<'a, 'm> View<'a, 'm> {
         View {
             nodes,
             at,
+            node: &nodes[at],
             words: KeyWords::of(key),
         }
     }
 
     fn node(&self) -> &SimNode<'_> {
-        &self.nodes[self.at]
+        self.node
     }
 }
 
@@ -348,7 +351,7 @@ impl PeerView for View<'_, '_> {
 
     #[inline]
     fn peer(&self, id: PeerId) -> Option<PeerInfo<'_>> {
-        self.nodes[self.at].peer(id)
+        self.node.peer(id)
     }
 
     fn timing(&self) -> Timing {

@@ -84,33 +84,29 @@ impl<'v, V: PeerView> At<'v, V> {
         effects.push(effect);
     }
 
-    /// Squid's neighborUp; a peer found ICP-dead is reported.
-    fn is_up(&self, id: PeerId) -> bool {
-        let Some(p) = self.peer(id) else { return false };
-        if health::icp_dead(&p, &self.timing, self.now) {
+    /// Squid's neighborUp for peer `id` as read (`p`); a peer found
+    /// ICP-dead is reported. The `_of` checks take the peer as the caller
+    /// read it: one read of the peer per check, not one per rule.
+    fn is_up_of(&self, id: PeerId, p: &PeerInfo<'_>) -> bool {
+        if health::icp_dead(p, &self.timing, self.now) {
             self.note(Effect::FoundDead { peer: id });
         }
-        health::is_up(&p, &self.timing, self.now)
+        health::is_up(p, &self.timing, self.now)
     }
 
-    fn http_okay(&self, id: PeerId) -> bool {
-        self.peer(id)
-            .is_some_and(|p| health::http_okay_with(&p, || self.is_up(id)))
+    fn http_okay_of(&self, id: PeerId, p: &PeerInfo<'_>) -> bool {
+        health::http_okay_with(p, || self.is_up_of(id, p))
     }
 
-    fn ping_due(&self, id: PeerId) -> bool {
-        self.peer(id)
-            .is_some_and(|p| health::ping_due_with(&p, &self.timing, self.now, || self.is_up(id)))
+    fn ping_due_of(&self, id: PeerId, p: &PeerInfo<'_>) -> bool {
+        health::ping_due_with(p, &self.timing, self.now, || self.is_up_of(id, p))
     }
 
-    /// The peer's round-robin counter as this decision sees it.
-    fn rr_count(&self, id: PeerId) -> u64 {
+    /// The round-robin counter of peer `id` (read as `p`) as this
+    /// decision sees it.
+    fn rr_count_of(&self, id: PeerId, p: &PeerInfo<'_>) -> u64 {
         let rr = self.rr.borrow();
-        let base = if rr.zeroed {
-            0
-        } else {
-            self.peer(id).map_or(0, |p| p.health.rr_count)
-        };
+        let base = if rr.zeroed { 0 } else { p.health.rr_count };
         base + rr
             .steps
             .iter()
@@ -150,14 +146,16 @@ impl<'v, V: PeerView> At<'v, V> {
         self.note(Effect::RoundRobinStep { peer, by });
     }
 
-    /// Round-robin among `candidates`: the smallest rr_count / weight, ties
-    /// to the later peer; its counter goes up by one.
-    fn pick_round_robin(&self, candidates: impl Iterator<Item = PeerId>) -> Option<PeerId> {
+    /// Round-robin among `candidates` (each peer as read): the smallest
+    /// rr_count / weight, ties to the later peer; its counter goes up by one.
+    fn pick_round_robin<'p>(
+        &self,
+        candidates: impl Iterator<Item = (PeerId, PeerInfo<'p>)>,
+    ) -> Option<PeerId> {
         self.maybe_reset_rr();
         let mut best: Option<(PeerId, u64, u64)> = None;
-        for id in candidates {
-            let Some(p) = self.peer(id) else { continue };
-            let count = self.rr_count(id);
+        for (id, p) in candidates {
+            let count = self.rr_count_of(id, &p);
             let weight = u64::from(p.config.weight.max(1));
             // count/weight <= best_count/best_weight, compared without division.
             let better = match best {
@@ -175,23 +173,19 @@ impl<'v, V: PeerView> At<'v, V> {
 
     /// Weighted round-robin: the smallest rr_count, ties to the later peer;
     /// it grows by max(1, (rtt - basetime) / weight).
-    fn pick_weighted_round_robin(
+    fn pick_weighted_round_robin<'p>(
         &self,
-        candidates: impl Iterator<Item = PeerId>,
+        candidates: impl Iterator<Item = (PeerId, PeerInfo<'p>)>,
     ) -> Option<PeerId> {
         self.maybe_reset_rr();
-        let mut best: Option<(PeerId, u64)> = None;
-        for id in candidates {
-            if self.peer(id).is_none() {
-                continue;
-            }
-            let count = self.rr_count(id);
-            if best.is_none_or(|(_, bc)| count <= bc) {
-                best = Some((id, count));
+        let mut best: Option<(PeerId, u64, PeerInfo<'p>)> = None;
+        for (id, p) in candidates {
+            let count = self.rr_count_of(id, &p);
+            if best.as_ref().is_none_or(|(_, bc, _)| count <= *bc) {
+                best = Some((id, count, p));
             }
         }
-        let (id, count) = best?;
-        let p = self.peer(id)?;
+        let (id, count, p) = best?;
         let base = p.config.basetime.as_millis() as u64;
         let step =
             (p.health.rtt_ms.saturating_sub(base) / u64::from(p.config.weight.max(1))).max(1);
@@ -208,7 +202,9 @@ impl<'v, V: PeerView> At<'v, V> {
     }
 }
 
-fn allow_listed(
+/// The list has rules and allows the request (always_direct's and
+/// never_direct's reading).
+pub fn allow_listed(
     list: &crate::config::AccessList,
     config: &Config,
     req: &access::Request<'_>,
@@ -220,10 +216,26 @@ fn allow_listed(
 /// never_direct, an accelerated request on a port without allow-direct,
 /// loop; else MAYBE (no NetDB here).
 pub fn direct(config: &Config, req: &SelectRequest<'_>) -> Direct {
-    if allow_listed(&config.always_direct, config, &req.access) {
+    direct_by(
+        || allow_listed(&config.always_direct, config, &req.access),
+        || allow_listed(&config.never_direct, config, &req.access),
+        req,
+    )
+}
+
+/// [`direct`] with the always_direct and never_direct verdicts from the
+/// caller (each asked at most once, in that order): a caller that knows
+/// them without the access check (the simulator, for lists that match
+/// every request) skips it.
+pub fn direct_by(
+    always_direct: impl FnOnce() -> bool,
+    never_direct: impl FnOnce() -> bool,
+    req: &SelectRequest<'_>,
+) -> Direct {
+    if always_direct() {
         return Direct::Yes;
     }
-    if allow_listed(&config.never_direct, config, &req.access) || req.accel_no_direct {
+    if never_direct() || req.accel_no_direct {
         return Direct::No;
     }
     if req.looped {
@@ -335,7 +347,7 @@ pub fn to_ping_into(
         // A peer whose digest said miss is still asked, as Squid 5.7 does
         // (squid-spec 3.2): objects it stored since its digest was built
         // are not in the digest.
-        if !at.ping_due(id) {
+        if !at.ping_due_of(id, &p) {
             continue;
         }
         out.push((id, t));
@@ -375,7 +387,7 @@ pub fn digest_choice(
         if !peer_allowed(config, p.config, &req.access) {
             continue;
         }
-        if view.digest_holds(id, req.access.url) != Some(true) || !at.http_okay(id) {
+        if view.digest_holds(id, req.access.url) != Some(true) || !at.http_okay_of(id, &p) {
             continue;
         }
         let rtt = p.health.rtt_ms;
@@ -403,7 +415,8 @@ fn usable_parents<V: PeerView>(
             p.config.peer_type != PeerType::Multicast
                 && peer_type_for(p.config, req.access.host) == PeerType::Parent
                 && peer_allowed(config, p.config, &req.access)
-        }) && at.http_okay(id)
+                && at.http_okay_of(id, &p)
+        })
     }));
 }
 
@@ -562,7 +575,7 @@ fn hash_parent_okay<V: PeerView>(
     let sibling_here = peer_type_for(p.config, req.access.host) == PeerType::Sibling;
     (!sibling_here || req.siblings_ok)
         && peer_allowed(config, p.config, &req.access)
-        && at.http_okay(id)
+        && at.http_okay_of(id, &p)
 }
 
 /// The client address as Squid prints it for the sourcehash key: dotted
@@ -588,10 +601,11 @@ fn some_parent<V: PeerView>(
     // The candidates are read as picked, not listed first: what they are
     // depends on the configuration only, which a pick does not change.
     let with = |f: fn(&CachePeer) -> bool| {
-        parents
-            .iter()
-            .copied()
-            .filter(move |&id| at.peer(id).is_some_and(|p| f(p.config)))
+        parents.iter().filter_map(move |&id| {
+            at.peer(id)
+                .filter(|p| f(p.config))
+                .map(|p| (id, p))
+        })
     };
     if let Some(id) = at.pick_round_robin(with(|p| p.round_robin)) {
         return Some((id, HierarchyCode::RoundrobinParent));
