@@ -623,12 +623,16 @@ impl<'m> Engine<'m> {
             return (None, ready);
         }
         if config.htcp_port.value == 0 {
-            targets.retain(|(id, _)| {
+            let icp_only = |&(id, _): &(usize, crate::config::PeerType)| {
                 config
                     .cache_peers
-                    .get(*id)
+                    .get(id)
                     .is_some_and(|cp| cp.value.htcp.is_none())
-            });
+            };
+            // Most meshes ask no HTCP peer: nothing to take out then.
+            if !targets.iter().all(icp_only) {
+                targets.retain(icp_only);
+            }
         }
         let view = View::new(&self.nodes, at, self.objects.key(object));
         let mut queries = std::mem::take(&mut self.lists.queries);

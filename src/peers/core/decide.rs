@@ -87,17 +87,28 @@ impl<'v, V: PeerView> At<'v, V> {
     /// Squid's neighborUp for peer `id` as read (`p`); a peer found
     /// ICP-dead is reported. The `_of` checks take the peer as the caller
     /// read it: one read of the peer per check, not one per rule.
+    /// (Inlined, as the checks below: the caller's loop then reads only
+    /// the fields the rules test, not a whole copy of the peer.)
+    #[inline(always)]
     fn is_up_of(&self, id: PeerId, p: &PeerInfo<'_>) -> bool {
         if health::icp_dead(p, &self.timing, self.now) {
-            self.note(Effect::FoundDead { peer: id });
+            self.note_dead(id);
         }
         health::is_up(p, &self.timing, self.now)
     }
 
+    #[cold]
+    #[inline(never)]
+    fn note_dead(&self, id: PeerId) {
+        self.note(Effect::FoundDead { peer: id });
+    }
+
+    #[inline(always)]
     fn http_okay_of(&self, id: PeerId, p: &PeerInfo<'_>) -> bool {
         health::http_okay_with(p, || self.is_up_of(id, p))
     }
 
+    #[inline(always)]
     fn ping_due_of(&self, id: PeerId, p: &PeerInfo<'_>) -> bool {
         health::ping_due_with(p, &self.timing, self.now, || self.is_up_of(id, p))
     }
