@@ -452,45 +452,32 @@ impl<'m> Engine<'m> {
             direct_host: Some(&parts.host),
             parents: Some(&mut parents),
         };
-        let decision = if digest_hit.is_some() {
-            decide_in(
-                &view,
-                &self.nodes[at].hashes,
-                config,
-                &req,
-                direct,
-                digest_hit,
-                None,
-                now,
-                kept,
-            )
-        } else {
-            decide_in(
-                &view,
-                &self.nodes[at].hashes,
-                config,
-                &req,
-                direct,
-                None,
-                replies,
-                // No round: the decision's time is the request's.
-                if now_ms == ready {
-                    now
-                } else {
-                    self.instant(now_ms)
-                },
-                kept,
-            )
-        };
+        // One call for both cases: a digest hit makes no round (no
+        // replies, and the request's own time).
+        let mut decision = decide_in(
+            &view,
+            &self.nodes[at].hashes,
+            config,
+            &req,
+            direct,
+            digest_hit,
+            replies,
+            // No round: the decision's time is the request's.
+            if now_ms == ready {
+                now
+            } else {
+                self.instant(now_ms)
+            },
+            kept,
+        );
         self.lists.parents = parents;
         self.nodes[at].apply_all(&decision.effects);
-        let mut selection = decision.selection;
         // The round's lists serve the next round.
-        if let Some(mut r) = selection.replies.take() {
+        if let Some(mut r) = decision.selection.replies.take() {
             self.lists.targets = std::mem::take(&mut r.asked);
             self.lists.spare = r;
         }
-        (selection.sources, now_ms, now)
+        (decision.selection.sources, now_ms, now)
     }
 
     /// The walk down the sources from `now_ms`; the flag: the copy is not

@@ -691,8 +691,11 @@ pub struct Kept<'k> {
 }
 
 /// [`decide_with_digest`] into the caller's list, with DIRECT's host
-/// given (the same decision, without the two allocations).
+/// given (the same decision, without the two allocations). Inlined: the
+/// round's replies and the decision then move in place, not through
+/// copies on the stack.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 pub fn decide_in(
     view: &impl PeerView,
     hashes: &HashParents,
