@@ -194,7 +194,9 @@ mod tests {
     #[test]
     fn a_direct_list_is_fixed_only_when_its_first_rule_matches_every_request() {
         let fixed = |text: &str| {
-            let c = config(&format!("acl near src 10.0.0.0/8\nacl pics urlpath_regex \\.gif$\n{text}"));
+            let c = config(&format!(
+                "acl near src 10.0.0.0/8\nacl pics urlpath_regex \\.gif$\n{text}"
+            ));
             (
                 fixed_allow(&c.always_direct, &c),
                 fixed_allow(&c.never_direct, &c),
@@ -202,7 +204,10 @@ mod tests {
         };
         assert_eq!(fixed(""), (Some(false), Some(false)));
         assert_eq!(fixed("never_direct allow all\n"), (Some(false), Some(true)));
-        assert_eq!(fixed("always_direct deny all\n"), (Some(false), Some(false)));
+        assert_eq!(
+            fixed("always_direct deny all\n"),
+            (Some(false), Some(false))
+        );
         assert_eq!(
             fixed("never_direct allow all\nalways_direct allow all pics\n"),
             (None, Some(true))
@@ -210,7 +215,10 @@ mod tests {
         // Rules that read the request: asked per request.
         assert_eq!(fixed("never_direct allow near\n").1, None);
         assert_eq!(fixed("never_direct allow !all\n").1, None);
-        assert_eq!(fixed("never_direct deny pics\nnever_direct allow all\n").1, None);
+        assert_eq!(
+            fixed("never_direct deny pics\nnever_direct allow all\n").1,
+            None
+        );
         // The fixed verdict is the access check's for any request.
         let c = config("never_direct allow all\n");
         let v = DirectVerdicts::new([&c].into_iter());

@@ -612,11 +612,9 @@ fn some_parent<V: PeerView>(
     // The candidates are read as picked, not listed first: what they are
     // depends on the configuration only, which a pick does not change.
     let with = |f: fn(&CachePeer) -> bool| {
-        parents.iter().filter_map(move |&id| {
-            at.peer(id)
-                .filter(|p| f(p.config))
-                .map(|p| (id, p))
-        })
+        parents
+            .iter()
+            .filter_map(move |&id| at.peer(id).filter(|p| f(p.config)).map(|p| (id, p)))
     };
     if let Some(id) = at.pick_round_robin(with(|p| p.round_robin)) {
         return Some((id, HierarchyCode::RoundrobinParent));
