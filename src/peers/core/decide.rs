@@ -108,6 +108,12 @@ impl<'v, V: PeerView> At<'v, V> {
         health::http_okay_with(p, || self.is_up_of(id, p))
     }
 
+    /// [`At::http_okay_of`] reading the peer again: for a caller that
+    /// called out between (its copy would be kept across the call).
+    fn http_okay(&self, id: PeerId) -> bool {
+        self.peer(id).is_some_and(|p| self.http_okay_of(id, &p))
+    }
+
     #[inline(always)]
     fn ping_due_of(&self, id: PeerId, p: &PeerInfo<'_>) -> bool {
         health::ping_due_with(p, &self.timing, self.now, || self.is_up_of(id, p))
@@ -126,8 +132,17 @@ impl<'v, V: PeerView> At<'v, V> {
             .sum::<u64>()
     }
 
-    /// Squid's 5-minute peerClearRR, checked before each pick.
+    /// Squid's 5-minute peerClearRR, checked before each pick: inlined
+    /// for the usual answer, known not due; the rest out of line.
+    #[inline(always)]
     fn maybe_reset_rr(&self) {
+        if self.rr_reset_due.get() != Some(false) {
+            self.reset_rr_if_due();
+        }
+    }
+
+    #[inline(never)]
+    fn reset_rr_if_due(&self) {
         let due = self.rr_reset_due.get().unwrap_or_else(|| {
             // now - reset_at >= period, compared as instants.
             let due = self
@@ -398,7 +413,7 @@ pub fn digest_choice(
         if !peer_allowed(config, p.config, &req.access) {
             continue;
         }
-        if view.digest_holds(id, req.access.url) != Some(true) || !at.http_okay_of(id, &p) {
+        if view.digest_holds(id, req.access.url) != Some(true) || !at.http_okay(id) {
             continue;
         }
         let rtt = p.health.rtt_ms;
