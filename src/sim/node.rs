@@ -255,6 +255,8 @@ impl<'m> SimNode<'m> {
         }
     }
 
+    /// Inlined: most lists a request applies are empty.
+    #[inline]
     pub fn apply_all(&mut self, effects: &[Effect]) {
         for e in effects {
             self.apply(e);
