@@ -85,10 +85,8 @@ impl<'v, V: PeerView> At<'v, V> {
     }
 
     /// Squid's neighborUp for peer `id` as read (`p`); a peer found
-    /// ICP-dead is reported. The `_of` checks take the peer as the caller
-    /// read it: one read of the peer per check, not one per rule.
-    /// (Inlined, as the checks below: the caller's loop then reads only
-    /// the fields the rules test, not a whole copy of the peer.)
+    /// ICP-dead is reported. The `_of` checks take the caller's read and
+    /// are inlined: a loop reads only the fields the rules test.
     #[inline(always)]
     fn is_up_of(&self, id: PeerId, p: &PeerInfo<'_>) -> bool {
         if health::icp_dead(p, &self.timing, self.now) {
@@ -108,8 +106,7 @@ impl<'v, V: PeerView> At<'v, V> {
         health::http_okay_with(p, || self.is_up_of(id, p))
     }
 
-    /// [`At::http_okay_of`] reading the peer again: for a caller that
-    /// called out between (its copy would be kept across the call).
+    /// [`At::http_okay_of`] reading the peer again (after a call out).
     fn http_okay(&self, id: PeerId) -> bool {
         self.peer(id).is_some_and(|p| self.http_okay_of(id, &p))
     }
