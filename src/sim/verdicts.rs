@@ -144,7 +144,9 @@ impl QueryVerdicts {
     }
 
     /// Whether node `answerer` (its `config`) answers `query`, a query from
-    /// node `asker` (Squid denies when the list is empty).
+    /// node `asker` (Squid denies when the list is empty). Inlined: it
+    /// runs per query, nearly always to a remembered verdict.
+    #[inline]
     pub fn allowed(
         &mut self,
         protocol: Protocol,

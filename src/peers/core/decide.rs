@@ -250,6 +250,7 @@ pub fn direct(config: &Config, req: &SelectRequest<'_>) -> Direct {
 /// caller (each asked at most once, in that order): a caller that knows
 /// them without the access check (the simulator, for lists that match
 /// every request) skips it.
+#[inline]
 pub fn direct_by(
     always_direct: impl FnOnce() -> bool,
     never_direct: impl FnOnce() -> bool,
