@@ -36,18 +36,16 @@ use super::report::{check_conservation, NodeStats, Report, Row};
 use super::store::{Held, Holdings};
 use super::topology::Topology;
 use super::trace::{SkipCounts, TraceRequest};
-use super::verdicts::{Protocol as Asked, QueryVerdicts};
+use super::verdicts::{DirectVerdicts, Protocol as Asked, QueryVerdicts};
 use crate::access;
 use crate::caching::freshness::{is_fresh, times_of, Exchange, Facts};
 use crate::caching::Rule;
-use crate::peers::core::decide::{decide_in, digest_choice, to_ping_into, Kept};
+use crate::peers::core::decide::{decide_in, digest_choice, direct_by, to_ping_into, Kept};
 use crate::peers::core::round::{Query, QueryRound, Replies, Reply, Step};
 use crate::peers::core::{Effect, PeerId};
 use crate::peers::htcp_server::tst_finds;
 use crate::peers::icp_server::answers_hit;
-use crate::peers::select::{
-    direct, hierarchical, queries_wanted, stoplisted, SelectRequest, Source,
-};
+use crate::peers::select::{hierarchical, queries_wanted, stoplisted, SelectRequest, Source};
 
 /// How many client addresses' nodes are remembered.
 const CLIENT_CACHE: usize = 1 << 16;
@@ -104,7 +102,9 @@ pub struct Engine<'m> {
     replies: Vec<(f64, Reply)>,
     /// The node of client addresses seen lately.
     clients: ClientNodes,
-    /// Replies after their round's end: (when, peer, RTT ms).
+    /// Replies after their round's end: (when, peer, RTT ms), the rounds
+    /// of the requests in progress one after the other (a nested request's
+    /// after its asker's; each takes its own off the end when done).
     late: Vec<(f64, usize, u64)>,
     unrouted: u64,
     /// Draws each ICP/HTCP reply's jitter (seeded: a run is repeatable).
@@ -113,6 +113,8 @@ pub struct Engine<'m> {
     thresholds: super::threshold::Thresholds,
     /// The responders' icp_access/htcp_access verdicts, node by node.
     verdicts: QueryVerdicts,
+    /// The nodes' always_direct/never_direct verdicts that are fixed.
+    direct_verdicts: DirectVerdicts,
     /// Each node's holder_redirect state (`sim::redirect`).
     pub(super) redirects: super::redirect::Redirects,
     /// The origin's share log, with `share_log = true` (`sim::sharing`).
@@ -128,8 +130,9 @@ pub struct Engine<'m> {
 /// lists reused by the next round), the queries and their effects.
 #[derive(Default)]
 struct CoreLists {
-    /// The last selection's sources, emptied: the next one fills it.
-    sources: Vec<Source>,
+    /// Emptied sources lists for the next selections to fill (one per
+    /// request in progress: a parent's selection runs inside its child's).
+    sources: Vec<Vec<Source>>,
     /// The usable parents a decision lists.
     parents: Vec<PeerId>,
     targets: Vec<(PeerId, crate::config::PeerType)>,
@@ -180,6 +183,7 @@ impl<'m> Engine<'m> {
             jitter: StdRng::seed_from_u64(options.seed),
             thresholds: super::threshold::Thresholds::of(mesh, clock),
             verdicts: QueryVerdicts::new(mesh.nodes.iter().map(|n| &n.config)),
+            direct_verdicts: DirectVerdicts::new(mesh.nodes.iter().map(|n| &n.config)),
             redirects: super::redirect::Redirects::of(mesh),
             cut_throughs,
             sharing: super::sharing::Sharing::of(mesh),
@@ -352,11 +356,11 @@ impl<'m> Engine<'m> {
             let epoch = self.epoch.unwrap_or(0.0);
             return (self.origin(at, object, size, ready, epoch), false);
         };
-        let (sources, now_ms) = self.select(at, object, head, client, &url, looped, ready);
-        let mut late = std::mem::take(&mut self.late);
+        // This request's late replies are those its round adds from here.
+        let late_from = self.late.len();
+        let (sources, now_ms, now) = self.select(at, object, head, client, &url, looped, ready);
         let redirected = self.redirect_to_holder(at, object, size, head, client, &sources, now_ms);
         if !head && redirected.is_none() {
-            let now = self.instant(ready);
             self.thresholds.note(at, self.objects.key(object), now);
         }
         let served = match redirected {
@@ -369,20 +373,20 @@ impl<'m> Engine<'m> {
                 fetched
             }
         };
-        for &(when, peer, rtt_ms) in &late {
+        for &(when, peer, rtt_ms) in &self.late[late_from..] {
             let in_flight = when <= served.0.done_ms;
             self.nodes[at].note_reply(peer, in_flight.then_some(rtt_ms));
         }
-        late.clear();
-        self.late = late;
+        self.late.truncate(late_from);
         let mut sources = sources;
         sources.clear();
-        self.lists.sources = sources;
+        self.lists.sources.push(sources);
         served
     }
 
     /// Peer selection as the proxy runs it for an absolute URL: the
-    /// ordered sources, and when the query round (if any) ended.
+    /// ordered sources, when the query round (if any) ended, and `ready`
+    /// as an instant.
     #[allow(clippy::too_many_arguments)]
     fn select(
         &mut self,
@@ -393,7 +397,7 @@ impl<'m> Engine<'m> {
         parts: &Url,
         looped: bool,
         ready: f64,
-    ) -> (Vec<Source>, f64) {
+    ) -> (Vec<Source>, f64, Instant) {
         let url: &str = &parts.full;
         let host: &str = &parts.host;
         let method = if head { "HEAD" } else { "GET" };
@@ -420,7 +424,12 @@ impl<'m> Engine<'m> {
         };
         let mut now_ms = ready;
         let now = self.instant(ready);
-        let direct = direct(config, &req);
+        let fixed = &self.direct_verdicts;
+        let direct = direct_by(
+            || fixed.allowed(at, false, config, &req.access),
+            || fixed.allowed(at, true, config, &req.access),
+            &req,
+        );
         let mut replies = None;
         let mut digest_hit = None;
         if queries_wanted(direct, &req) {
@@ -440,7 +449,7 @@ impl<'m> Engine<'m> {
             if targets.is_empty() {
                 self.lists.targets = targets;
             } else {
-                let (r, ended) = self.query_round(at, object, &req, host, targets, ready);
+                let (r, ended) = self.query_round(at, object, &req, host, targets, ready, now);
                 replies = r;
                 now_ms = ended;
             }
@@ -448,49 +457,36 @@ impl<'m> Engine<'m> {
         let view = View::new(&self.nodes, at, self.objects.key(object));
         let mut parents = std::mem::take(&mut self.lists.parents);
         let kept = Kept {
-            sources: std::mem::take(&mut self.lists.sources),
+            sources: self.lists.sources.pop().unwrap_or_default(),
             direct_host: Some(&parts.host),
             parents: Some(&mut parents),
         };
-        let decision = if digest_hit.is_some() {
-            decide_in(
-                &view,
-                &self.nodes[at].hashes,
-                config,
-                &req,
-                direct,
-                digest_hit,
-                None,
-                now,
-                kept,
-            )
-        } else {
-            decide_in(
-                &view,
-                &self.nodes[at].hashes,
-                config,
-                &req,
-                direct,
-                None,
-                replies,
-                // No round: the decision's time is the request's.
-                if now_ms == ready {
-                    now
-                } else {
-                    self.instant(now_ms)
-                },
-                kept,
-            )
-        };
+        // One call for both cases: a digest hit makes no round (no
+        // replies, and the request's own time).
+        let mut decision = decide_in(
+            &view,
+            &self.nodes[at].hashes,
+            config,
+            &req,
+            direct,
+            digest_hit,
+            replies,
+            // No round: the decision's time is the request's.
+            if now_ms == ready {
+                now
+            } else {
+                self.instant(now_ms)
+            },
+            kept,
+        );
         self.lists.parents = parents;
         self.nodes[at].apply_all(&decision.effects);
-        let mut selection = decision.selection;
         // The round's lists serve the next round.
-        if let Some(mut r) = selection.replies.take() {
+        if let Some(mut r) = decision.selection.replies.take() {
             self.lists.targets = std::mem::take(&mut r.asked);
             self.lists.spare = r;
         }
-        (selection.sources, now_ms)
+        (decision.selection.sources, now_ms, now)
     }
 
     /// The walk down the sources from `now_ms`; the flag: the copy is not
@@ -617,8 +613,9 @@ impl<'m> Engine<'m> {
         }
     }
 
-    /// One ICP/HTCP round run by the core, the queried nodes answering
-    /// from their stores; returns the replies and when the wait ended (ms).
+    /// One ICP/HTCP round run by the core at `ready` (`now` as an instant),
+    /// the queried nodes answering from their stores; returns the replies
+    /// and when the wait ended (ms).
     #[allow(clippy::too_many_arguments)]
     fn query_round(
         &mut self,
@@ -628,6 +625,7 @@ impl<'m> Engine<'m> {
         host: &str,
         mut targets: Vec<(usize, crate::config::PeerType)>,
         ready: f64,
+        now: Instant,
     ) -> (Option<Replies>, f64) {
         let epoch = self.epoch.unwrap_or(0.0);
         let config = self.nodes[at].config;
@@ -638,14 +636,17 @@ impl<'m> Engine<'m> {
             return (None, ready);
         }
         if config.htcp_port.value == 0 {
-            targets.retain(|(id, _)| {
+            let icp_only = |&(id, _): &(usize, crate::config::PeerType)| {
                 config
                     .cache_peers
-                    .get(*id)
+                    .get(id)
                     .is_some_and(|cp| cp.value.htcp.is_none())
-            });
+            };
+            // Most meshes ask no HTCP peer: nothing to take out then.
+            if !targets.iter().all(icp_only) {
+                targets.retain(icp_only);
+            }
         }
-        let now = self.instant(ready);
         let view = View::new(&self.nodes, at, self.objects.key(object));
         let mut queries = std::mem::take(&mut self.lists.queries);
         let mut effects = std::mem::take(&mut self.lists.effects);
@@ -664,6 +665,10 @@ impl<'m> Engine<'m> {
         let from = self.nodes[at].address;
         let unix_now = unix(epoch, ready);
         self.replies.clear();
+        // The responders' checklist: the asking node's address for the client's.
+        let mut asking = req.access;
+        asking.client = from;
+        asking.local_ip = None;
         for q in &queries {
             let htcp = matches!(q.protocol, crate::peers::core::round::Protocol::Htcp);
             if htcp {
@@ -680,9 +685,6 @@ impl<'m> Engine<'m> {
             }
             let answerer = &self.nodes[peer];
             let held = answerer.store.peek(&self.holdings, object);
-            let mut asking = req.access;
-            asking.client = from;
-            asking.local_ip = None;
             let verdicts = &mut self.verdicts;
             let mut rule_of = |asked| verdicts.allowed(asked, peer, at, answerer.config, &asking);
             let opcode = if htcp {
@@ -734,11 +736,12 @@ impl<'m> Engine<'m> {
         for (rtt_ms, reply) in &self.replies {
             let Step::Wait { deadline } = step else { break };
             let at_ms = ready + rtt_ms;
-            if self.instant(at_ms) > deadline {
+            let arrived = self.instant(at_ms);
+            if arrived > deadline {
                 break;
             }
             ended = at_ms;
-            step = round.on_reply(&view, *reply, self.instant(at_ms));
+            step = round.on_reply(&view, *reply, arrived);
         }
         if let Step::Wait { deadline } = step {
             ended = ready + deadline.saturating_duration_since(now).as_secs_f64() * 1000.0;
@@ -759,7 +762,6 @@ impl<'m> Engine<'m> {
         self.lists.effects = effects;
         // Replies after the round still revive the peer; their RTT counts
         // only if they come while the request is in flight (see `forward`).
-        self.late.clear();
         for (rtt_ms, reply) in &self.replies {
             if ready + rtt_ms <= ended {
                 node.note_reply(reply.peer, Some(*rtt_ms as u64));

@@ -258,6 +258,8 @@ impl<'m> SimNode<'m> {
         }
     }
 
+    /// Inlined: most lists a request applies are empty.
+    #[inline]
     pub fn apply_all(&mut self, effects: &[Effect]) {
         for e in effects {
             self.apply(e);
@@ -329,6 +331,8 @@ impl PeerView for SimNode<'_> {
 pub struct View<'a, 'm> {
     pub nodes: &'a [SimNode<'m>],
     pub at: usize,
+    /// `nodes[at]`, looked up once.
+    node: &'a SimNode<'m>,
     /// The request's store key, split once for every peer's digest.
     pub words: KeyWords,
 }
@@ -338,12 +342,13 @@ impl<'a, 'm> View<'a, 'm> {
         View {
             nodes,
             at,
+            node: &nodes[at],
             words: KeyWords::of(key),
         }
     }
 
     fn node(&self) -> &SimNode<'_> {
-        &self.nodes[self.at]
+        self.node
     }
 }
 
@@ -355,7 +360,7 @@ impl PeerView for View<'_, '_> {
 
     #[inline]
     fn peer(&self, id: PeerId) -> Option<PeerInfo<'_>> {
-        self.nodes[self.at].peer(id)
+        self.node.peer(id)
     }
 
     fn timing(&self) -> Timing {

@@ -85,33 +85,43 @@ impl<'v, V: PeerView> At<'v, V> {
         effects.push(effect);
     }
 
-    /// Squid's neighborUp; a peer found ICP-dead is reported.
-    fn is_up(&self, id: PeerId) -> bool {
-        let Some(p) = self.peer(id) else { return false };
-        if health::icp_dead(&p, &self.timing, self.now) {
-            self.note(Effect::FoundDead { peer: id });
+    /// Squid's neighborUp for peer `id` as read (`p`); a peer found
+    /// ICP-dead is reported. The `_of` checks take the caller's read and
+    /// are inlined: a loop reads only the fields the rules test.
+    #[inline(always)]
+    fn is_up_of(&self, id: PeerId, p: &PeerInfo<'_>) -> bool {
+        if health::icp_dead(p, &self.timing, self.now) {
+            self.note_dead(id);
         }
-        health::is_up(&p, &self.timing, self.now)
+        health::is_up(p, &self.timing, self.now)
     }
 
+    #[cold]
+    #[inline(never)]
+    fn note_dead(&self, id: PeerId) {
+        self.note(Effect::FoundDead { peer: id });
+    }
+
+    #[inline(always)]
+    fn http_okay_of(&self, id: PeerId, p: &PeerInfo<'_>) -> bool {
+        health::http_okay_with(p, || self.is_up_of(id, p))
+    }
+
+    /// [`At::http_okay_of`] reading the peer again (after a call out).
     fn http_okay(&self, id: PeerId) -> bool {
-        self.peer(id)
-            .is_some_and(|p| health::http_okay_with(&p, || self.is_up(id)))
+        self.peer(id).is_some_and(|p| self.http_okay_of(id, &p))
     }
 
-    fn ping_due(&self, id: PeerId) -> bool {
-        self.peer(id)
-            .is_some_and(|p| health::ping_due_with(&p, &self.timing, self.now, || self.is_up(id)))
+    #[inline(always)]
+    fn ping_due_of(&self, id: PeerId, p: &PeerInfo<'_>) -> bool {
+        health::ping_due_with(p, &self.timing, self.now, || self.is_up_of(id, p))
     }
 
-    /// The peer's round-robin counter as this decision sees it.
-    fn rr_count(&self, id: PeerId) -> u64 {
+    /// The round-robin counter of peer `id` (read as `p`) as this
+    /// decision sees it.
+    fn rr_count_of(&self, id: PeerId, p: &PeerInfo<'_>) -> u64 {
         let rr = self.rr.borrow();
-        let base = if rr.zeroed {
-            0
-        } else {
-            self.peer(id).map_or(0, |p| p.health.rr_count)
-        };
+        let base = if rr.zeroed { 0 } else { p.health.rr_count };
         base + rr
             .steps
             .iter()
@@ -120,8 +130,17 @@ impl<'v, V: PeerView> At<'v, V> {
             .sum::<u64>()
     }
 
-    /// Squid's 5-minute peerClearRR, checked before each pick.
+    /// Squid's 5-minute peerClearRR, checked before each pick: inlined
+    /// for the usual answer, known not due; the rest out of line.
+    #[inline(always)]
     fn maybe_reset_rr(&self) {
+        if self.rr_reset_due.get() != Some(false) {
+            self.reset_rr_if_due();
+        }
+    }
+
+    #[inline(never)]
+    fn reset_rr_if_due(&self) {
         let due = self.rr_reset_due.get().unwrap_or_else(|| {
             // now - reset_at >= period, compared as instants.
             let due = self
@@ -151,14 +170,16 @@ impl<'v, V: PeerView> At<'v, V> {
         self.note(Effect::RoundRobinStep { peer, by });
     }
 
-    /// Round-robin among `candidates`: the smallest rr_count / weight, ties
-    /// to the later peer; its counter goes up by one.
-    fn pick_round_robin(&self, candidates: impl Iterator<Item = PeerId>) -> Option<PeerId> {
+    /// Round-robin among `candidates` (each peer as read): the smallest
+    /// rr_count / weight, ties to the later peer; its counter goes up by one.
+    fn pick_round_robin<'p>(
+        &self,
+        candidates: impl Iterator<Item = (PeerId, PeerInfo<'p>)>,
+    ) -> Option<PeerId> {
         self.maybe_reset_rr();
         let mut best: Option<(PeerId, u64, u64)> = None;
-        for id in candidates {
-            let Some(p) = self.peer(id) else { continue };
-            let count = self.rr_count(id);
+        for (id, p) in candidates {
+            let count = self.rr_count_of(id, &p);
             let weight = u64::from(p.config.weight.max(1));
             // count/weight <= best_count/best_weight, compared without division.
             let better = match best {
@@ -176,23 +197,19 @@ impl<'v, V: PeerView> At<'v, V> {
 
     /// Weighted round-robin: the smallest rr_count, ties to the later peer;
     /// it grows by max(1, (rtt - basetime) / weight).
-    fn pick_weighted_round_robin(
+    fn pick_weighted_round_robin<'p>(
         &self,
-        candidates: impl Iterator<Item = PeerId>,
+        candidates: impl Iterator<Item = (PeerId, PeerInfo<'p>)>,
     ) -> Option<PeerId> {
         self.maybe_reset_rr();
-        let mut best: Option<(PeerId, u64)> = None;
-        for id in candidates {
-            if self.peer(id).is_none() {
-                continue;
-            }
-            let count = self.rr_count(id);
-            if best.is_none_or(|(_, bc)| count <= bc) {
-                best = Some((id, count));
+        let mut best: Option<(PeerId, u64, PeerInfo<'p>)> = None;
+        for (id, p) in candidates {
+            let count = self.rr_count_of(id, &p);
+            if best.as_ref().is_none_or(|(_, bc, _)| count <= *bc) {
+                best = Some((id, count, p));
             }
         }
-        let (id, count) = best?;
-        let p = self.peer(id)?;
+        let (id, count, p) = best?;
         let base = p.config.basetime.as_millis() as u64;
         let step =
             (p.health.rtt_ms.saturating_sub(base) / u64::from(p.config.weight.max(1))).max(1);
@@ -209,7 +226,9 @@ impl<'v, V: PeerView> At<'v, V> {
     }
 }
 
-fn allow_listed(
+/// The list has rules and allows the request (always_direct's and
+/// never_direct's reading).
+pub fn allow_listed(
     list: &crate::config::AccessList,
     config: &Config,
     req: &access::Request<'_>,
@@ -221,10 +240,27 @@ fn allow_listed(
 /// never_direct, an accelerated request on a port without allow-direct,
 /// loop; else MAYBE (no NetDB here).
 pub fn direct(config: &Config, req: &SelectRequest<'_>) -> Direct {
-    if allow_listed(&config.always_direct, config, &req.access) {
+    direct_by(
+        || allow_listed(&config.always_direct, config, &req.access),
+        || allow_listed(&config.never_direct, config, &req.access),
+        req,
+    )
+}
+
+/// [`direct`] with the always_direct and never_direct verdicts from the
+/// caller (each asked at most once, in that order): a caller that knows
+/// them without the access check (the simulator, for lists that match
+/// every request) skips it.
+#[inline]
+pub fn direct_by(
+    always_direct: impl FnOnce() -> bool,
+    never_direct: impl FnOnce() -> bool,
+    req: &SelectRequest<'_>,
+) -> Direct {
+    if always_direct() {
         return Direct::Yes;
     }
-    if allow_listed(&config.never_direct, config, &req.access) || req.accel_no_direct {
+    if never_direct() || req.accel_no_direct {
         return Direct::No;
     }
     if req.looped {
@@ -340,7 +376,7 @@ pub fn to_ping_into(
         if view.mon_holds(id, req.access.url) == Some(false) {
             continue;
         }
-        if !at.ping_due(id) {
+        if !at.ping_due_of(id, &p) {
             continue;
         }
         out.push((id, t));
@@ -436,7 +472,8 @@ fn usable_parents<V: PeerView>(
             p.config.peer_type != PeerType::Multicast
                 && peer_type_for(p.config, req.access.host) == PeerType::Parent
                 && peer_allowed(config, p.config, &req.access)
-        }) && at.http_okay(id)
+                && at.http_okay_of(id, &p)
+        })
     }));
 }
 
@@ -612,7 +649,7 @@ fn hash_parent_okay<V: PeerView>(
     let sibling_here = peer_type_for(p.config, req.access.host) == PeerType::Sibling;
     (!sibling_here || req.siblings_ok)
         && peer_allowed(config, p.config, &req.access)
-        && at.http_okay(id)
+        && at.http_okay_of(id, &p)
 }
 
 /// The client address as Squid prints it for the sourcehash key: dotted
@@ -640,8 +677,7 @@ fn some_parent<V: PeerView>(
     let with = |f: fn(&CachePeer) -> bool| {
         parents
             .iter()
-            .copied()
-            .filter(move |&id| at.peer(id).is_some_and(|p| f(p.config)))
+            .filter_map(move |&id| at.peer(id).filter(|p| f(p.config)).map(|p| (id, p)))
     };
     if let Some(id) = at.pick_round_robin(with(|p| p.round_robin)) {
         return Some((id, HierarchyCode::RoundrobinParent));
@@ -716,8 +752,11 @@ pub struct Kept<'k> {
 }
 
 /// [`decide_with_digest`] into the caller's list, with DIRECT's host
-/// given (the same decision, without the two allocations).
+/// given (the same decision, without the two allocations). Inlined: the
+/// round's replies and the decision then move in place, not through
+/// copies on the stack.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 pub fn decide_in(
     view: &impl PeerView,
     hashes: &HashParents,
