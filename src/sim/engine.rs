@@ -590,7 +590,14 @@ impl<'m> Engine<'m> {
     }
 
     /// A fetch from the origin by node `at`, starting at `now_ms`.
-    pub(super) fn origin(&mut self, at: usize, object: u32, size: u64, now_ms: f64, epoch: f64) -> Served {
+    pub(super) fn origin(
+        &mut self,
+        at: usize,
+        object: u32,
+        size: u64,
+        now_ms: f64,
+        epoch: f64,
+    ) -> Served {
         // Proxy sharing may send the node to a copy near it (`sim::sharing`).
         let (now_ms, log) = match self.shared(at, object, size, now_ms, epoch) {
             super::sharing::Shared::Hit(served) => return served,

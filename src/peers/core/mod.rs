@@ -10,6 +10,7 @@
 //! the simulator can drive the same code on a virtual clock.
 
 pub mod decide;
+mod hash_parents;
 pub mod health;
 pub mod round;
 
