@@ -70,9 +70,11 @@ use crate::access;
 use crate::access_log::HierarchyCode;
 use crate::config::{CachePeer, Config, PeerType};
 
+mod accounting;
 mod credentials;
 mod mon;
 mod nearest;
+pub use accounting::ConnGuard;
 pub use credentials::{credentials, ClientCredentials, Credentials, PeerAuth};
 
 pub use super::core::decide::{
@@ -717,46 +719,6 @@ impl Neighbours {
             Instant::now(),
         )
     }
-
-    /// A fetch from peer `id` is starting: counts it against max-conn
-    /// until the guard drops.
-    pub fn open(&self, id: PeerId) -> ConnGuard {
-        if let Some(p) = self.table.get(id) {
-            let mut s = p.state();
-            s.open_conns += 1;
-            s.fetches += 1;
-        }
-        ConnGuard {
-            table: Arc::clone(&self.table),
-            id,
-        }
-    }
-
-    /// Peer `id`'s hit was delivered without being stored
-    /// (`peer_store_threshold`).
-    pub fn note_hit_not_stored(&self, id: PeerId) {
-        if let Some(p) = self.table.get(id) {
-            p.state().hits_not_stored += 1;
-        }
-    }
-
-    /// A fetch from peer `id` (`None`: an origin) got its response head
-    /// after `took`: the peer's load meter and this process's own.
-    pub fn note_service(&self, id: Option<PeerId>, took: Duration) {
-        super::load::note_own_service(took);
-        if let Some(p) = id.and_then(|id| self.table.get(id)) {
-            p.state().load.note_service(took);
-        }
-    }
-
-    /// The outcome of connecting to peer `id`.
-    pub fn note_connect(&self, id: PeerId, ok: bool) {
-        if ok {
-            self.table.note_tcp_success(id);
-        } else {
-            self.table.note_tcp_failure(id);
-        }
-    }
 }
 
 /// The ordered sources (squid-spec 3.2) as the core decides them, with
@@ -773,21 +735,6 @@ pub fn select_applied(
     let decision = decide(table, hashes, config, req, direct, replies, now);
     table.apply_all(&decision.effects);
     decision.selection
-}
-
-/// Holds one of a peer's max-conn slots.
-pub struct ConnGuard {
-    table: Arc<PeerTable>,
-    id: PeerId,
-}
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.table.get(self.id) {
-            let mut s = p.state();
-            s.open_conns = s.open_conns.saturating_sub(1);
-        }
-    }
 }
 
 /// `tcp_outgoing_address`: the first line whose ACLs all match.
