@@ -744,11 +744,9 @@ impl Neighbours {
     /// after `took`: the peer's load meter and this process's own.
     pub fn note_service(&self, id: Option<PeerId>, took: Duration) {
         super::load::note_own_service(took);
-        if let Some(id) = id {
-            let scale = self.hashes.load_scale(id);
-            if let Some(p) = self.table.get(id) {
-                p.state().load.note_service(took, scale);
-            }
+        let peer = id.and_then(|id| Some((self.table.get(id)?, self.hashes.load_scale(id))));
+        if let Some((p, scale)) = peer {
+            p.state().load.note_service(took, scale);
         }
     }
 
