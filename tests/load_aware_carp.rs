@@ -4,8 +4,10 @@
 //! through a frontend with plain `carp` and one with `carp load-aware`:
 //! the slow parent's share (counted in the parents' access.logs) drops
 //! with `load-aware` and stays at its hash share without it; once it is
-//! fast again its share comes back. The frontends' p99 latencies are
-//! printed, not asserted (the machine is shared).
+//! fast again its share comes back. The load-aware replay's p99 latency
+//! must be below plain CARP's on the same replay, by more than half the
+//! slow parent's delay: a comparison within one run (the slow parent's 250 ms against loopback fetches of a few ms,
+//! over 2,000 requests), not a timed threshold.
 //!
 //! A second test puts a real Squid 5.7 as a `carp load-aware` parent with
 //! ICP: cuttle's queries to it carry the load flag (peers/load.rs
@@ -32,10 +34,12 @@ use support::{Conf, Cuttle, Origin, Reply, Req, TempDir};
 
 /// Concurrent clients of the replay.
 const CLIENTS: usize = 8;
-/// Requests per replay.
-const REPLAY: usize = 300;
-/// The slow parent's extra delay at the origin.
-const SLOW: Duration = Duration::from_millis(80);
+/// Requests per replay: its p99 is the 20th slowest, so a trickle of a
+/// few requests to the slow parent leaves it fast.
+const REPLAY: usize = 2000;
+/// The slow parent's extra delay at the origin: large against loopback
+/// noise.
+const SLOW: Duration = Duration::from_millis(250);
 const NAMES: [&str; 3] = ["parent-a", "parent-b", "parent-c"];
 /// parent-b is the slow one.
 const SLOW_PARENT: usize = 1;
@@ -186,11 +190,15 @@ async fn a_slow_parent_sheds_part_of_its_carp_share_and_gets_it_back() {
     let origin = Origin::start().await;
     let slow = Arc::new(AtomicBool::new(true));
     let slow_via = format!(" {} ", NAMES[SLOW_PARENT]);
+    // The warm-ups see the same slow parent as the replays, so each
+    // frontend starts the replay having measured it once.
     for path in [
         "/plain/object",
         "/aware/object",
         "/heal/object",
         "/healed/object",
+        "/warm-plain/warm",
+        "/warm-aware/warm",
     ] {
         let (slow, slow_via) = (Arc::clone(&slow), slow_via.clone());
         origin.route(path, move |seen| {
@@ -202,9 +210,6 @@ async fn a_slow_parent_sheds_part_of_its_carp_share_and_gets_it_back() {
                 reply
             }
         });
-    }
-    for path in ["/warm-plain/warm", "/warm-aware/warm"] {
-        origin.route(path, |_| Reply::ok("x").cc("no-store"));
     }
     let parents: Vec<Cuttle> = NAMES
         .iter()
@@ -249,7 +254,17 @@ async fn a_slow_parent_sheds_part_of_its_carp_share_and_gets_it_back() {
         during < before - 0.1,
         "load-aware: the slow parent sheds part of its share: {during} vs {before}"
     );
-    assert!(during > 0.03, "but keeps some of it: {during}");
+    assert!(
+        during > 0.0,
+        "but keeps a trickle, to be measured: {during}"
+    );
+    // By more than noise: plain CARP's p99 waits for the slow parent, and
+    // load-aware's must not (half the delay is the margin).
+    assert!(
+        aware_latency.p99 + SLOW / 2 < plain_latency.p99,
+        "load-aware improves the frontend's p99 on the same replay: {aware_latency} vs plain \
+         {plain_latency}"
+    );
     assert!(
         after > healed_hash[SLOW_PARENT] - 0.03,
         "recovered: its share comes back to its hash share: {after} vs {}",

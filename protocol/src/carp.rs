@@ -110,10 +110,15 @@ impl Table {
         let total: f64 = weights.iter().sum();
         let mut table = self.clone();
         for (member, weight) in table.members.iter_mut().zip(&weights) {
-            member.load_factor = if total > 0.0 { weight / total } else { 0.0 };
-            if (member.load_factor * 1000.0).floor() == 0.0 {
-                member.load_factor = 0.0;
-            }
+            // Squid's 1/1000 floor applies to the configured factor only:
+            // a member scaled below it keeps its trickle (it is measured
+            // by it), one configured below it stays out as in Squid.
+            let configured = member.load_factor;
+            member.load_factor = if total > 0.0 && configured > 0.0 {
+                weight / total
+            } else {
+                0.0
+            };
         }
         let mut ascending: Vec<usize> = (0..table.members.len()).collect();
         ascending.sort_by(|&a, &b| {

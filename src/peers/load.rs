@@ -5,22 +5,29 @@
 //!
 //! What is measured, per peer ([`LoadMeter`]):
 //! - service time: from sending a request to the peer to its response
-//!   head (connect, network RTT and the peer's own work), averaged with
-//!   weight 1/[`SERVICE_WINDOW`] per fetch, i.e. over about the last 16
-//!   fetches from it;
+//!   head (connect, network RTT and the peer's own work), a moving
+//!   average over about the last [`SERVICE_WINDOW`] fetches it would get
+//!   at its full weight: a fetch counts 1/16, or 1/(16 × scale) while
+//!   its weight is scaled down to `scale` (all of it at 1/16 or below),
+//!   so a peer sent only a trickle is judged by its latest fetches and
+//!   its share comes back on the first fast one;
 //! - the ICP RTT average the table keeps already (Squid's, over 50 replies);
 //! - what a cuttle peer reports about itself in its ICP replies (its own
 //!   service time, [`report`]), while fresh ([`REPORT_FRESH`]).
 //!
 //! The load is the largest of the three. A member's weight is scaled by
-//! `TOLERANCE × reference / load`, clamped to `MIN_SCALE..=1`, where the
-//! reference is the lower median of the members' loads (a lone slow
+//! `(TOLERANCE × reference / load)²`, clamped to `MIN_SCALE..=1`, where
+//! the reference is the lower median of the members' loads (a lone slow
 //! parent cannot raise it) and loads below [`LOAD_FLOOR_MS`] count as the
 //! floor (loopback jitter moves nothing). So a parent up to 1.5 times the
-//! typical load keeps its full share; beyond, its share falls in
-//! proportion, never below a quarter of its weight (it keeps being
-//! measured, and its share comes back when it recovers). Scales are
-//! rounded to 1/32 so the table is rebuilt only on a real change.
+//! typical load keeps its full share; beyond, its share falls with the
+//! square of its slowness, so the waiting it adds (share × load) falls
+//! as it slows, where a proportional rule would keep it constant and a
+//! slow parent would stay in the tail (p99) of every client. It never
+//! falls below 1/128 of its weight: a trickle (with three equal parents,
+//! about 0.4% of the requests) keeps it measured, and its share comes
+//! back when it recovers. Scales are rounded to steps of 2^(1/16) (about
+//! 4%) so the table is rebuilt only on a real change.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,16 +35,18 @@ use std::time::{Duration, Instant};
 
 use cuttle_protocol::carp::{Carp, CarpMember};
 
-/// Weight of a new service-time sample: 1/16 (about the last 16 fetches).
+/// Weight of a new service-time sample at full weight: 1/16 (about the
+/// last 16 fetches).
 pub const SERVICE_WINDOW: f64 = 16.0;
 /// Loads below this count as this (milliseconds).
 pub const LOAD_FLOOR_MS: f64 = 10.0;
 /// A load up to this multiple of the reference costs nothing.
 pub const TOLERANCE: f64 = 1.5;
-/// The least a member's weight is scaled to.
-pub const MIN_SCALE: f64 = 0.25;
-/// Scales are rounded to multiples of 1/SCALE_STEPS.
-pub const SCALE_STEPS: f64 = 32.0;
+/// The least a member's weight is scaled to: the trickle that keeps a
+/// slow member measured.
+pub const MIN_SCALE: f64 = 1.0 / 128.0;
+/// Scales are rounded to powers of 2^(1/SCALE_STEPS).
+pub const SCALE_STEPS: f64 = 16.0;
 /// A peer's self-report counts for this long after it arrived.
 pub const REPORT_FRESH: Duration = Duration::from_secs(60);
 
@@ -52,13 +61,21 @@ pub struct LoadMeter {
 }
 
 impl LoadMeter {
-    /// One fetch from the peer got its response head after `took`.
-    pub fn note_service(&mut self, took: Duration) {
+    /// One fetch from the peer got its response head after `took`, while
+    /// its CARP weight was scaled by `scale` (1 when it is not scaled).
+    pub fn note_service(&mut self, took: Duration, scale: f64) {
         let ms = took.as_secs_f64() * 1000.0;
+        // A scaled-down peer gets `scale` of its fetches: each counts that
+        // much more, so the window spans as many requests to the set.
+        let weight = if scale.is_finite() && scale > 0.0 {
+            (1.0 / (SERVICE_WINDOW * scale.min(1.0))).min(1.0)
+        } else {
+            1.0 / SERVICE_WINDOW
+        };
         self.service_ms = if self.samples == 0 {
             ms
         } else {
-            self.service_ms + (ms - self.service_ms) / SERVICE_WINDOW
+            self.service_ms + (ms - self.service_ms) * weight
         };
         self.samples += 1;
     }
@@ -100,8 +117,12 @@ pub fn scales(loads: &[(Option<f64>, bool)]) -> Vec<f64> {
         .iter()
         .map(|&(load, aware)| match load {
             Some(l) if aware => {
-                let s = (TOLERANCE * reference / l.max(LOAD_FLOOR_MS)).clamp(MIN_SCALE, 1.0);
-                (s * SCALE_STEPS).round() / SCALE_STEPS
+                let s = (TOLERANCE * reference / l.max(LOAD_FLOOR_MS))
+                    .powi(2)
+                    .clamp(MIN_SCALE, 1.0);
+                // Rounded in the log so small scales keep their precision;
+                // 1 stays exactly 1 (plain CARP's table).
+                ((s.log2() * SCALE_STEPS).round() / SCALE_STEPS).exp2()
             }
             _ => 1.0,
         })
@@ -149,6 +170,17 @@ impl LoadAwareCarp {
             *current = (wanted, Arc::new(carp));
         }
         Arc::clone(&current.1)
+    }
+
+    /// The scale in force for member `index` (1 if out of range).
+    pub fn scale(&self, index: usize) -> f64 {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .get(index)
+            .copied()
+            .unwrap_or(1.0)
     }
 
     /// The scales in force (by member index), for reports.

@@ -86,3 +86,63 @@ fn scaled_weights_keep_squids_hash_order() {
     println!("URLs moved between the untouched members: {share:.4}");
     assert!(share < 0.05, "{share}");
 }
+
+#[test]
+fn a_member_scaled_to_its_trickle_keeps_it_below_squids_floor() {
+    // Ten equal members, one at load-aware CARP's least scale (1/128): its
+    // factor (1/128)/(9 + 1/128) is under Squid's 1/1000 floor for
+    // configured factors, yet it keeps a trickle, to be measured by.
+    let names: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
+    let list: Vec<(&str, u32)> = names.iter().map(|n| (n.as_str(), 1)).collect();
+    let m = members(&list);
+    let before = owners(&Carp::new(&m));
+    let after = owners(&Carp::scaled(
+        &m,
+        |i| if i == 3 { 1.0 / 128.0 } else { 1.0 },
+    ));
+    let trickle = shares(&after, 10)[3];
+    let factor = (1.0 / 128.0) / (9.0 + 1.0 / 128.0);
+    let moved = (0..URLS).filter(|&n| before[n] != after[n]).count();
+    println!(
+        "p3 of 10 at scale 1/128: share {trickle:.5} (factor {factor:.5}); {:.4} of {URLS} \
+         URLs moved (least possible {:.4})",
+        moved as f64 / URLS as f64,
+        0.1 - factor
+    );
+    assert!(
+        trickle > factor / 2.0 && trickle < factor * 2.0,
+        "{trickle}"
+    );
+    assert!(
+        (0..URLS).all(|n| before[n] == after[n] || before[n] == Some(3)),
+        "only p3's URLs move"
+    );
+}
+
+#[test]
+fn the_least_scale_moves_only_the_slow_members_urls() {
+    let m = members(&EQUAL);
+    let before = owners(&Carp::new(&m));
+    let after = owners(&Carp::scaled(
+        &m,
+        |i| if i == 1 { 1.0 / 128.0 } else { 1.0 },
+    ));
+    let moved: Vec<usize> = (0..URLS).filter(|&n| before[n] != after[n]).collect();
+    assert!(
+        moved.iter().all(|&n| before[n] == Some(1)),
+        "only p2's URLs move"
+    );
+    let factor = (1.0 / 128.0) / (2.0 + 1.0 / 128.0);
+    let fraction = moved.len() as f64 / URLS as f64;
+    let s_after = shares(&after, 3);
+    println!(
+        "p2 at scale 1/128: {fraction:.4} of {URLS} URLs moved (least possible {:.4}); \
+         shares after {s_after:.4?}; plain CARP moves 0, round-robin keeps no owner at all",
+        1.0 / 3.0 - factor
+    );
+    assert!((fraction - (1.0 / 3.0 - factor)).abs() < 0.01, "{fraction}");
+    assert!(
+        s_after[1] > 0.0 && (s_after[1] - factor).abs() < 0.002,
+        "{s_after:?}"
+    );
+}

@@ -79,6 +79,17 @@ impl HashParents {
         }
     }
 
+    /// The scale `load-aware` CARP gives peer `id`'s weight now (1: not
+    /// scaled, or not a `load-aware` CARP member): its load meter weighs
+    /// a fetch by it.
+    pub fn load_scale(&self, id: PeerId) -> f64 {
+        let member = self.carp.peers.iter().position(|&p| p == id);
+        match (&self.carp_load, member) {
+            (Some(load), Some(m)) => load.scale(m),
+            _ => 1.0,
+        }
+    }
+
     /// The CARP members' peers, by member index.
     pub fn carp_peers(&self) -> &[PeerId] {
         &self.carp.peers

@@ -7,15 +7,33 @@ fn service_time_is_a_moving_average_over_about_sixteen_fetches() {
     let mut m = LoadMeter::default();
     let now = Instant::now();
     assert_eq!(m.load_ms(0, now), None);
-    m.note_service(Duration::from_millis(100));
+    m.note_service(Duration::from_millis(100), 1.0);
     assert_eq!(m.load_ms(0, now), Some(100.0));
-    m.note_service(Duration::from_millis(260));
+    m.note_service(Duration::from_millis(260), 1.0);
     assert_eq!(m.load_ms(0, now), Some(110.0));
     // The ICP RTT and a fresh self-report count when larger.
     assert_eq!(m.load_ms(500, now), Some(500.0));
     m.note_reported(800, now);
     assert_eq!(m.load_ms(500, now), Some(800.0));
     assert_eq!(m.load_ms(0, now + REPORT_FRESH * 2), Some(110.0));
+}
+
+#[test]
+fn a_scaled_down_peer_is_judged_by_the_fetches_it_still_gets() {
+    let mut m = LoadMeter::default();
+    let now = Instant::now();
+    m.note_service(Duration::from_millis(250), 1.0);
+    // At half its weight a fetch counts 1/8: the window still spans
+    // about 16 fetches' worth of requests to the set.
+    m.note_service(Duration::from_millis(90), 0.5);
+    assert_eq!(m.load_ms(0, now), Some(230.0));
+    // At the trickle one fast fetch is the whole window: its share comes
+    // back on it, not after 16 of them (which, at 1/128 of its weight,
+    // would take thousands of requests).
+    m.note_service(Duration::from_millis(4), MIN_SCALE);
+    assert_eq!(m.load_ms(0, now), Some(4.0));
+    m.note_service(Duration::from_millis(250), f64::NAN);
+    assert_eq!(m.load_ms(0, now), Some(4.0 + 246.0 / 16.0), "unknown: 1/16");
 }
 
 #[test]
@@ -28,8 +46,13 @@ fn a_slow_member_is_scaled_down_within_bounds_and_the_rest_keep_their_weight() {
     );
     assert_eq!(
         scales(&[(fast, true), (Some(60.0), true), (fast, true)]),
-        [1.0, 0.5, 1.0],
-        "1.5 x 20 / 60"
+        [1.0, 0.25, 1.0],
+        "(1.5 x 20 / 60) squared"
+    );
+    let ten_times = scales(&[(fast, true), (Some(200.0), true), (fast, true)])[1];
+    assert!(
+        (ten_times / 0.0225 - 1.0).abs() < 0.03,
+        "(1.5 x 20 / 200) squared, rounded to 2^(1/16): {ten_times}"
     );
     assert_eq!(
         scales(&[(fast, true), (Some(5000.0), true), (fast, true)]),
@@ -51,13 +74,15 @@ fn a_slow_member_is_scaled_down_within_bounds_and_the_rest_keep_their_weight() {
 #[test]
 fn scales_change_smoothly_with_the_load() {
     let mut last = 1.0;
-    for ms in 20..=200 {
+    for ms in 20..=400 {
         let s = scales(&[
             (Some(20.0), true),
             (Some(f64::from(ms)), true),
             (Some(20.0), true),
         ])[1];
-        assert!(s <= last && last - s <= 0.05, "{ms} ms: {last} -> {s}");
+        // 1 ms more: the scale falls by at most the square of (ms + 1)/ms
+        // and one rounding step.
+        assert!(s <= last && last / s <= 1.12, "{ms} ms: {last} -> {s}");
         last = s;
     }
 }
@@ -72,9 +97,10 @@ fn the_table_follows_the_loads_and_is_plain_carp_when_they_agree() {
     let carp = LoadAwareCarp::new(members.clone()).expect("load-aware members");
     let plain = Carp::new(&carp_members(&members));
     assert_eq!(*carp.table(|_| Some(15.0)), plain);
-    let slow = carp.table(|i| Some(if i == 1 { 120.0 } else { 15.0 }));
+    let slow = carp.table(|i| Some(if i == 1 { 500.0 } else { 15.0 }));
     assert_ne!(*slow, plain);
-    assert_eq!(carp.scales(), [1.0, 0.25, 1.0]);
+    assert_eq!(carp.scales(), [1.0, MIN_SCALE, 1.0]);
+    assert_eq!(carp.scale(1), MIN_SCALE);
     assert_eq!(*carp.table(|_| Some(15.0)), plain, "recovered");
     assert!(LoadAwareCarp::new(vec![("p".into(), 1, false)]).is_none());
 }

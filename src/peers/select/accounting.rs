@@ -35,8 +35,9 @@ impl Neighbours {
     /// after `took`: the peer's load meter and this process's own.
     pub fn note_service(&self, id: Option<PeerId>, took: Duration) {
         crate::peers::load::note_own_service(took);
-        if let Some(p) = id.and_then(|id| self.table.get(id)) {
-            p.state().load.note_service(took);
+        let peer = id.and_then(|id| Some((self.table.get(id)?, self.hashes.load_scale(id))));
+        if let Some((p, scale)) = peer {
+            p.state().load.note_service(took, scale);
         }
     }
 
