@@ -487,3 +487,75 @@ async fn a_squid_given_emit_squid_conf_joins_the_tree_and_logs_parent_hits() {
     );
     assert_eq!(origin.count("/held"), 1, "the origin was asked again");
 }
+
+/// The section of a server_list page about the peer `name`, if listed.
+fn peer_section(page: &str, kind: &str, name: &str) -> Option<String> {
+    let head = format!("{kind:<11}: {name}\n");
+    let start = page.find(&head)?;
+    let rest = &page[start..];
+    Some(rest[..rest.find("\n\n").unwrap_or(rest.len())].to_string())
+}
+
+/// Discovered siblings (issue 20): two exits (host loopback, 127.0.23.x,
+/// a group port of the test's own) are both at depth 0, so each lists the
+/// other as a discovered `sibling` (auto nodes rarely share a depth: the
+/// tree rule prefers the deepest parent, so they chain). An object
+/// fetched through one is then fetched through the other: its sibling
+/// has it (SIBLING_HIT), the origin is asked once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_of_the_same_depth_are_siblings_and_serve_each_other_hits() {
+    let origin = peer_lab::text_origin(Ipv4Addr::LOCALHOST, &["/shared"]).await;
+    let shared = origin.url("/shared");
+    let tmp = TempDir::new("mesh-siblings");
+    let port = free_udp_port(Ipv4Addr::UNSPECIFIED);
+    let start = |i: u8| {
+        let ip = Ipv4Addr::new(127, 0, 23, i);
+        let icp = free_udp_port(ip);
+        start_cuttle(
+            &tmp.path().join(format!("n{i}")),
+            ip,
+            &format!(
+                "icp_port {icp}\n\
+                 udp_incoming_address {ip}\n\
+                 udp_outgoing_address {ip}\n\
+                 tcp_outgoing_address {ip}\n\
+                 icp_access allow test_clients\n\
+                 mesh_discovery 239.255.23.1:{port} role=exit interval=1\n"
+            ),
+        )
+    };
+    let (a, b) = (start(1), start(2));
+    let (a_name, b_name) = ("cuttle-127.0.23.1", "cuttle-127.0.23.2");
+    for (node, sibling) in [(&a, b_name), (&b, a_name)] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let page = mgr_page(node.addr, "server_list").await;
+            let listed = peer_section(&page, "Sibling", sibling);
+            if listed.is_some_and(|s| s.contains(" discovered") && s.contains("Status     : Up")) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{sibling} never became an up, discovered sibling:\n{page}\n{}",
+                mgr_page(node.addr, "mesh").await
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(
+        peer_lab::get(a.addr, &shared).await,
+        (200, peer_lab::text_body("/shared"))
+    );
+    assert_eq!(origin.count("/shared"), 1);
+    assert_eq!(
+        peer_lab::get(b.addr, &shared).await,
+        (200, peer_lab::text_body("/shared"))
+    );
+    let logged = peer_lab::log_lines(&b.log, &shared, 1);
+    assert!(
+        logged.iter().any(|l| l[8] == "SIBLING_HIT/127.0.23.1"),
+        "{b_name}'s log for {shared}: {logged:?}\n{}",
+        b.output()
+    );
+    assert_eq!(origin.count("/shared"), 1, "the origin was asked again");
+}

@@ -2,7 +2,7 @@
 //! multicast group every interval (and at once when its place in the tree
 //! changes), listens for the others, measures their RTT with an ICP query
 //! each interval, feeds peers::discovery's state machine, and hands the
-//! chosen parent to the serve loop, which rebuilds the peer table with it
+//! chosen parent and siblings to the serve loop, which rebuilds the peer table with it
 //! beside the configured `cache_peer` lines, as a reload does.
 
 use std::collections::HashMap;
@@ -17,7 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{CachePeer, Config, ListenAddr, Located, Location, MeshDiscovery};
+use crate::config::{CachePeer, Config, ListenAddr, Located, Location, MeshDiscovery, PeerType};
 use crate::http::proxy::Proxy;
 use crate::peers::discovery::{peer_configs, MeshView, Node, Tree};
 use crate::peers::querier::QuerySockets;
@@ -247,11 +247,24 @@ async fn run(
         send_announcement(&view, &me, &group, seq, load).await;
         let found = with_tree(&view, |t| peer_configs(t)).unwrap_or_default();
         if found != applied {
-            view.parent_changes.fetch_add(1, Ordering::Relaxed);
-            let parent = found
-                .first()
-                .map_or("none (direct)".to_string(), |p| p.name.clone());
-            println!("cuttle: mesh_discovery: parent {parent}");
+            let parent_of = |peers: &[CachePeer]| {
+                peers
+                    .iter()
+                    .find(|p| p.peer_type == PeerType::Parent)
+                    .map(|p| p.name.clone())
+            };
+            let parent = parent_of(&found);
+            if parent != parent_of(&applied) {
+                view.parent_changes.fetch_add(1, Ordering::Relaxed);
+                let parent = parent.unwrap_or_else(|| "none (direct)".to_string());
+                println!("cuttle: mesh_discovery: parent {parent}");
+            }
+            let siblings: Vec<&str> = found
+                .iter()
+                .filter(|p| p.peer_type == PeerType::Sibling)
+                .map(|p| p.name.as_str())
+                .collect();
+            println!("cuttle: mesh_discovery: siblings [{}]", siblings.join(", "));
             applied = found.clone();
             if parents.send(found).is_err() {
                 return;
@@ -371,7 +384,7 @@ pub fn carry_discovered(old: &Config, new: &mut Config) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{load_str, LoadOptions, PeerType};
+    use crate::config::{load_str, LoadOptions};
 
     fn config(text: &str) -> Config {
         let loaded = load_str(text, "squid.conf", &LoadOptions::default());

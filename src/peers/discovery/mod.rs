@@ -157,24 +157,30 @@ impl MeshView {
     }
 }
 
-/// The `cache_peer` entries the tree gives this node: its parent, marked
-/// discovered, queried with ICP when it has an ICP port.
+/// The `cache_peer` entries the tree gives this node, marked discovered:
+/// its parent (queried with ICP when it has an ICP port), then its
+/// siblings ([`Tree::siblings`], always ICP).
 pub fn peer_configs(tree: &Tree) -> Vec<CachePeer> {
-    let Some(parent) = tree.parent() else {
-        return Vec::new();
+    let peer = |n: &Node, peer_type| {
+        let mut peer = CachePeer::new(
+            n.addr.to_string(),
+            n.name.clone(),
+            peer_type,
+            n.http_port,
+            n.icp_port,
+        );
+        peer.discovered = true;
+        // Without ICP the only parent is used as is (Squid's rule for a
+        // no-query parent).
+        peer.no_query = n.icp_port == 0;
+        peer
     };
-    let mut peer = CachePeer::new(
-        parent.addr.to_string(),
-        parent.name.clone(),
-        PeerType::Parent,
-        parent.http_port,
-        parent.icp_port,
-    );
-    peer.discovered = true;
-    // Without ICP the only parent is used as is (Squid's rule for a
-    // no-query parent).
-    peer.no_query = parent.icp_port == 0;
-    vec![peer]
+    let parent = tree.parent().map(|p| peer(p, PeerType::Parent));
+    let siblings = tree
+        .siblings()
+        .into_iter()
+        .map(|n| peer(n, PeerType::Sibling));
+    parent.into_iter().chain(siblings).collect()
 }
 
 /// The node lines of a `mgr:mesh` page, back as nodes (this node's own
