@@ -49,7 +49,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use cuttle_protocol::discovery::NO_DEPTH;
+use cuttle_protocol::discovery::{Role, NO_DEPTH};
 
 use crate::config::{CachePeer, PeerType};
 pub use tree::{Node, Tree};
@@ -157,6 +157,36 @@ impl MeshView {
     }
 }
 
+/// What the tree gives the running config.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Discovered {
+    /// Parent and siblings ([`peer_configs`]).
+    pub peers: Vec<CachePeer>,
+    /// On a `client` node, the addresses of the nodes it knows: it
+    /// accepts no ICP/HTCP queries from them but the RTT probe (LSAM's
+    /// client serves only its own users). Empty on other nodes.
+    pub refused: Vec<std::net::IpAddr>,
+}
+
+/// The URL path of the ICP query that measures a node's RTT: a client
+/// node answers it from every node (its RTT is shown in `mgr:mesh`).
+pub const RTT_PROBE_PATH: &str = "/cuttle-mesh-rtt";
+
+/// The peers and (on a client node) the refused addresses `tree` gives.
+pub fn discovered(tree: &Tree) -> Discovered {
+    let mut refused: Vec<std::net::IpAddr> = if tree.role() == Role::Client {
+        tree.nodes().map(|n| n.addr.to_canonical()).collect()
+    } else {
+        Vec::new()
+    };
+    refused.sort();
+    refused.dedup();
+    Discovered {
+        peers: peer_configs(tree),
+        refused,
+    }
+}
+
 /// The `cache_peer` entries the tree gives this node, marked discovered:
 /// its parent (queried with ICP when it has an ICP port), then its
 /// siblings ([`Tree::siblings`], always ICP).
@@ -187,7 +217,6 @@ pub fn peer_configs(tree: &Tree) -> Vec<CachePeer> {
 /// line included when it gives its address); `now` becomes their
 /// last-heard time.
 pub fn parse_page(page: &str, now: Instant) -> Vec<Node> {
-    use cuttle_protocol::discovery::Role;
     page.lines()
         .skip_while(|l| !l.starts_with("NODE "))
         .skip(1)
@@ -234,7 +263,7 @@ pub fn parse_page(page: &str, now: Instant) -> Vec<Node> {
 pub fn squid_conf_lines(nodes: &[Node]) -> String {
     let mut usable: Vec<&Node> = nodes
         .iter()
-        .filter(|n| n.role != cuttle_protocol::discovery::Role::Client && n.depth != NO_DEPTH)
+        .filter(|n| n.role != Role::Client && n.depth != NO_DEPTH)
         .collect();
     usable.sort_by(|a, b| b.depth.cmp(&a.depth).then(a.name.cmp(&b.name)));
     let mut o = String::from("# cache_peer lines for a Squid joining this cuttle mesh\n");
