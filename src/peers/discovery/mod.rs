@@ -2,9 +2,12 @@
 //! issue 20, after LSAM's auto-configuring routing hierarchy): every node
 //! announces itself on a multicast group (protocol::discovery) and listens
 //! for the others; `exit` nodes go to origins directly (depth 0), `client`
-//! nodes take a parent but are never one, `auto` nodes pick their parent.
-//! [`tree`] is the pure state machine; the daemon feeds it datagrams, RTTs
-//! and ticks, and turns its choice into a `cache_peer` parent.
+//! nodes take a parent but are never one (nor a sibling), `auto` nodes
+//! pick their parent. [`tree`] is the pure state machine; the daemon feeds
+//! it datagrams, RTTs and ticks, and turns its choice into a `cache_peer`
+//! parent, its nodes of the same depth into siblings ([`Tree::siblings`]),
+//! and on a client node the others' addresses into refused queries
+//! ([`Discovered`]).
 //!
 //! # The tree rule
 //!
