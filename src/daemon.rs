@@ -526,8 +526,8 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
 
 /// The next parent list from the discovery task; never ready without one.
 async fn recv_discovered(
-    rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Vec<config::CachePeer>>>,
-) -> Option<Vec<config::CachePeer>> {
+    rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<crate::peers::discovery::Discovered>>,
+) -> Option<crate::peers::discovery::Discovered> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

@@ -487,3 +487,159 @@ async fn a_squid_given_emit_squid_conf_joins_the_tree_and_logs_parent_hits() {
     );
     assert_eq!(origin.count("/held"), 1, "the origin was asked again");
 }
+
+/// The section of a server_list page about the peer `name`, if listed.
+fn peer_section(page: &str, kind: &str, name: &str) -> Option<String> {
+    let head = format!("{kind:<11}: {name}\n");
+    let start = page.find(&head)?;
+    let rest = &page[start..];
+    Some(rest[..rest.find("\n\n").unwrap_or(rest.len())].to_string())
+}
+
+/// Discovered siblings (issue 20): two exits (host loopback, 127.0.23.x,
+/// a group port of the test's own) are both at depth 0, so each lists the
+/// other as a discovered `sibling` (auto nodes rarely share a depth: the
+/// tree rule prefers the deepest parent, so they chain). An object
+/// fetched through one is then fetched through the other: its sibling
+/// has it (SIBLING_HIT), the origin is asked once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_of_the_same_depth_are_siblings_and_serve_each_other_hits() {
+    let origin = peer_lab::text_origin(Ipv4Addr::LOCALHOST, &["/shared"]).await;
+    let shared = origin.url("/shared");
+    let tmp = TempDir::new("mesh-siblings");
+    let port = free_udp_port(Ipv4Addr::UNSPECIFIED);
+    let start = |i: u8| {
+        let ip = Ipv4Addr::new(127, 0, 23, i);
+        let icp = free_udp_port(ip);
+        start_cuttle(
+            &tmp.path().join(format!("n{i}")),
+            ip,
+            &format!(
+                "icp_port {icp}\n\
+                 udp_incoming_address {ip}\n\
+                 udp_outgoing_address {ip}\n\
+                 tcp_outgoing_address {ip}\n\
+                 icp_access allow test_clients\n\
+                 mesh_discovery 239.255.23.1:{port} role=exit interval=1\n"
+            ),
+        )
+    };
+    let (a, b) = (start(1), start(2));
+    let (a_name, b_name) = ("cuttle-127.0.23.1", "cuttle-127.0.23.2");
+    for (node, sibling) in [(&a, b_name), (&b, a_name)] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let page = mgr_page(node.addr, "server_list").await;
+            let listed = peer_section(&page, "Sibling", sibling);
+            if listed.is_some_and(|s| s.contains(" discovered") && s.contains("Status     : Up")) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{sibling} never became an up, discovered sibling:\n{page}\n{}",
+                mgr_page(node.addr, "mesh").await
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(
+        peer_lab::get(a.addr, &shared).await,
+        (200, peer_lab::text_body("/shared"))
+    );
+    assert_eq!(origin.count("/shared"), 1);
+    assert_eq!(
+        peer_lab::get(b.addr, &shared).await,
+        (200, peer_lab::text_body("/shared"))
+    );
+    let logged = peer_lab::log_lines(&b.log, &shared, 1);
+    assert!(
+        logged.iter().any(|l| l[8] == "SIBLING_HIT/127.0.23.1"),
+        "{b_name}'s log for {shared}: {logged:?}\n{}",
+        b.output()
+    );
+    assert_eq!(origin.count("/shared"), 1, "the origin was asked again");
+}
+
+/// LSAM's client role (issue 20): a `role=client` node serves its own
+/// users and accepts no requests from other proxies. An exit and a client
+/// (host loopback, 127.0.24.x): from the exit's address (a discovered
+/// node) the client answers ICP queries with DENIED and HTCP TSTs not at
+/// all, except the RTT probe the nodes send each other (so the exit still
+/// measures it); the same queries from an address outside the mesh get
+/// the configured icp_access/htcp_access answers. The exit never lists
+/// the client as a peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_node_answers_no_queries_from_discovered_nodes_but_the_rtt_probe() {
+    let tmp = TempDir::new("mesh-client-role");
+    let port = free_udp_port(Ipv4Addr::UNSPECIFIED);
+    let start = |i: u8, role: &str| {
+        let ip = Ipv4Addr::new(127, 0, 24, i);
+        let (icp, htcp) = (free_udp_port(ip), free_udp_port(ip));
+        let node = start_cuttle(
+            &tmp.path().join(format!("n{i}")),
+            ip,
+            &format!(
+                "icp_port {icp}\n\
+                 htcp_port {htcp}\n\
+                 udp_incoming_address {ip}\n\
+                 udp_outgoing_address {ip}\n\
+                 tcp_outgoing_address {ip}\n\
+                 icp_access allow test_clients\n\
+                 htcp_access allow test_clients\n\
+                 mesh_discovery 239.255.24.1:{port} role={role} interval=1\n"
+            ),
+        );
+        (node, ip, icp, htcp)
+    };
+    let (exit, exit_ip, _, _) = start(1, "exit");
+    let (client, client_ip, client_icp, client_htcp) = start(2, "client");
+    let (exit_name, client_name) = ("cuttle-127.0.24.1", "cuttle-127.0.24.2");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = mgr_page(client.addr, "mesh").await;
+        if own_line(&page).is_some_and(|(_, parent)| parent == exit_name) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client never took the exit as parent:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Past one more announcement: the refusal is in the client's config.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let icp_to_client = SocketAddr::new(client_ip.into(), client_icp);
+    let htcp_to_client = SocketAddr::new(client_ip.into(), client_htcp);
+    let object = format!("http://{exit_ip}/object");
+    let probe = format!("http://{client_name}/cuttle-mesh-rtt");
+    let answer = |command: &[&str], to, from, url: &str| {
+        let (lines, _, all) = peer_lab::cuttle_query(command, to, from, &[url]);
+        let answer = lines
+            .first()
+            .and_then(|l| l.get(1))
+            .cloned()
+            .unwrap_or_default();
+        (answer, all)
+    };
+    let outsider = Ipv4Addr::LOCALHOST;
+    let (got, all) = answer(&["icp", "query"], icp_to_client, exit_ip, &object);
+    assert_eq!(got, "ICP_DENIED", "a discovered node's ICP query: {all}");
+    let (got, all) = answer(&["icp", "query"], icp_to_client, exit_ip, &probe);
+    assert_eq!(got, "ICP_MISS", "the RTT probe: {all}");
+    let (got, all) = answer(&["icp", "query"], icp_to_client, outsider, &object);
+    assert_eq!(got, "ICP_MISS", "an outsider's ICP query: {all}");
+    let (got, all) = answer(&["htcp", "tst"], htcp_to_client, outsider, &object);
+    assert_eq!(got, "NOT_FOUND", "an outsider's HTCP TST: {all}");
+    let (got, all) = answer(&["htcp", "tst"], htcp_to_client, exit_ip, &object);
+    assert_eq!(got, "TIMEOUT", "a discovered node's HTCP TST: {all}");
+    // The exit measured the client's RTT (the probe is answered) and
+    // never lists it as a peer.
+    let mesh = mgr_page(exit.addr, "mesh").await;
+    let line = mesh
+        .lines()
+        .find(|l| l.starts_with(client_name))
+        .unwrap_or_else(|| panic!("{mesh}"));
+    assert_ne!(line.split_whitespace().nth(4), Some("-"), "{mesh}");
+    let servers = mgr_page(exit.addr, "server_list").await;
+    assert!(!servers.contains(client_name), "{servers}");
+}

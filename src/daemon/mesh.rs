@@ -2,7 +2,7 @@
 //! multicast group every interval (and at once when its place in the tree
 //! changes), listens for the others, measures their RTT with an ICP query
 //! each interval, feeds peers::discovery's state machine, and hands the
-//! chosen parent to the serve loop, which rebuilds the peer table with it
+//! chosen parent and siblings to the serve loop, which rebuilds the peer table with it
 //! beside the configured `cache_peer` lines, as a reload does.
 
 use std::collections::HashMap;
@@ -17,9 +17,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{CachePeer, Config, ListenAddr, Located, Location, MeshDiscovery};
+use crate::config::{
+    AccessRule, Acl, AclData, AclRef, AclRegex, Action, CachePeer, Config, IpAclEntry, ListenAddr,
+    Located, Location, MeshDiscovery, PeerType,
+};
 use crate::http::proxy::Proxy;
-use crate::peers::discovery::{peer_configs, MeshView, Node, Tree};
+use crate::peers::discovery::{discovered, Discovered, MeshView, Node, Tree, RTT_PROBE_PATH};
 use crate::peers::querier::QuerySockets;
 use crate::peers::resolve::PeerAddrs;
 use crate::stats::Stats;
@@ -106,7 +109,7 @@ pub fn start(
     config: &Config,
     view: Arc<MeshView>,
     stats: Arc<Stats>,
-) -> Result<Option<mpsc::UnboundedReceiver<Vec<CachePeer>>>, String> {
+) -> Result<Option<mpsc::UnboundedReceiver<Discovered>>, String> {
     let Some(settings) = config.mesh.discovery.value.clone() else {
         return Ok(None);
     };
@@ -182,7 +185,7 @@ async fn run(
     ping: UdpSocket,
     view: Arc<MeshView>,
     stats: Arc<Stats>,
-    parents: mpsc::UnboundedSender<Vec<CachePeer>>,
+    parents: mpsc::UnboundedSender<Discovered>,
 ) {
     let interval = with_tree(&view, |t| t.interval()).unwrap_or(Duration::from_secs(10));
     let mut ticker = tokio::time::interval(interval);
@@ -190,7 +193,7 @@ async fn run(
     let mut seq = 0u32;
     let mut reqnum = 0u32;
     let mut pings: HashMap<u32, (String, Instant)> = HashMap::new();
-    let mut applied: Vec<CachePeer> = Vec::new();
+    let mut applied = Discovered::default();
     let mut requests = stats.totals().requests;
     let mut load = 0u16;
     let mut buf = vec![0u8; 2048];
@@ -212,7 +215,7 @@ async fn run(
                 .unwrap_or_default();
                 for (name, to) in targets {
                     reqnum = reqnum.wrapping_add(1);
-                    let url = format!("http://{name}/cuttle-mesh-rtt");
+                    let url = format!("http://{name}{RTT_PROBE_PATH}");
                     let mut wire = Vec::new();
                     if icp::Message::query(reqnum, url.as_bytes()).encode(&mut wire).is_ok()
                         && ping.send_to(&wire, to).await.is_ok()
@@ -245,13 +248,27 @@ async fn run(
         }
         seq = seq.wrapping_add(1);
         send_announcement(&view, &me, &group, seq, load).await;
-        let found = with_tree(&view, |t| peer_configs(t)).unwrap_or_default();
+        let found = with_tree(&view, |t| discovered(t)).unwrap_or_default();
         if found != applied {
-            view.parent_changes.fetch_add(1, Ordering::Relaxed);
-            let parent = found
-                .first()
-                .map_or("none (direct)".to_string(), |p| p.name.clone());
-            println!("cuttle: mesh_discovery: parent {parent}");
+            let parent_of = |peers: &[CachePeer]| {
+                peers
+                    .iter()
+                    .find(|p| p.peer_type == PeerType::Parent)
+                    .map(|p| p.name.clone())
+            };
+            let parent = parent_of(&found.peers);
+            if parent != parent_of(&applied.peers) {
+                view.parent_changes.fetch_add(1, Ordering::Relaxed);
+                let parent = parent.unwrap_or_else(|| "none (direct)".to_string());
+                println!("cuttle: mesh_discovery: parent {parent}");
+            }
+            let siblings: Vec<&str> = found
+                .peers
+                .iter()
+                .filter(|p| p.peer_type == PeerType::Sibling)
+                .map(|p| p.name.as_str())
+                .collect();
+            println!("cuttle: mesh_discovery: siblings [{}]", siblings.join(", "));
             applied = found.clone();
             if parents.send(found).is_err() {
                 return;
@@ -319,8 +336,9 @@ async fn send_announcement(view: &MeshView, me: &Me, group: &UdpSocket, seq: u32
 }
 
 /// Adds discovered peers to `config`, except where a configured line
-/// already names the same peer (by name, or host and http port).
-pub fn add_discovered(config: &mut Config, found: &[CachePeer]) {
+/// already names the same peer (by name, or host and http port), and on
+/// a client node the refusal of the other nodes' queries.
+pub fn add_discovered(config: &mut Config, found: &Discovered) {
     let location = config
         .mesh
         .discovery
@@ -328,7 +346,7 @@ pub fn add_discovered(config: &mut Config, found: &[CachePeer]) {
         .clone()
         .unwrap_or_else(|| Location::new("<mesh_discovery>", 0));
     config.cache_peers.retain(|p| !p.discovered);
-    for peer in found {
+    for peer in &found.peers {
         let clash = config.cache_peers.iter().any(|p| {
             p.name.eq_ignore_ascii_case(&peer.name)
                 || (p.host == peer.host && p.http_port == peer.http_port)
@@ -339,16 +357,115 @@ pub fn add_discovered(config: &mut Config, found: &[CachePeer]) {
                 .push(Located::new(peer.clone(), location.clone()));
         }
     }
+    refuse_queries(config, &found.refused, &location);
 }
 
-/// The serve loop's side: the running config with `found` in place of the
-/// discovered peers it had, swapped in as a reload does (configured
+/// The ACL naming the discovered nodes a client node refuses, and the one
+/// matching the RTT probe it still answers (long, specific names no
+/// squid.conf is likely to use; a configured ACL of the same name would
+/// be replaced).
+const NODES_ACL: &str = "cuttle_mesh_discovered_nodes";
+const PROBE_ACL: &str = "cuttle_mesh_rtt_probe";
+
+/// A client node accepts no requests from other proxies (LSAM): its
+/// icp_access, htcp_access and htcp_clr_access get a first rule denying
+/// the discovered nodes' addresses, except, for ICP, the RTT probe.
+/// Replaces the rules a previous call added. An empty list is left empty
+/// (it already denies everyone, and a lone deny rule would allow the
+/// rest).
+fn refuse_queries(config: &mut Config, refused: &[IpAddr], location: &Location) {
+    let ours = |name: &str| name == NODES_ACL || name == PROBE_ACL;
+    config.acls.retain(|a| !ours(&a.name));
+    for list in [
+        &mut config.icp_access,
+        &mut config.htcp_access,
+        &mut config.htcp_clr_access,
+    ] {
+        list.retain(|r| !r.value.acls.iter().any(|a| ours(&a.name)));
+    }
+    if refused.is_empty() {
+        return;
+    }
+    let pattern = format!("^{}$", regex::escape(RTT_PROBE_PATH));
+    let regex = match regex::bytes::Regex::new(&pattern) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "mesh_discovery: cannot build the RTT probe ACL");
+            return;
+        }
+    };
+    let host = |ip: IpAddr| {
+        let mask = match ip {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(u32::MAX)),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(u128::MAX)),
+        };
+        Located::new(
+            IpAclEntry::Net {
+                first: ip,
+                last: ip,
+                mask,
+            },
+            location.clone(),
+        )
+    };
+    // Appended last: dropping them again shifts no other ACL's index.
+    let nodes = AclRef {
+        name: NODES_ACL.to_string(),
+        negated: false,
+        index: config.acls.len(),
+    };
+    let not_probe = AclRef {
+        name: PROBE_ACL.to_string(),
+        negated: true,
+        index: config.acls.len() + 1,
+    };
+    config.acls.push(Acl {
+        name: NODES_ACL.to_string(),
+        location: location.clone(),
+        data: AclData::Src(refused.iter().map(|ip| host(ip.to_canonical())).collect()),
+        builtin: false,
+    });
+    config.acls.push(Acl {
+        name: PROBE_ACL.to_string(),
+        location: location.clone(),
+        data: AclData::UrlPathRegex(vec![Located::new(
+            AclRegex {
+                pattern,
+                case_insensitive: false,
+                regex,
+            },
+            location.clone(),
+        )]),
+        builtin: false,
+    });
+    let deny = |acls: Vec<AclRef>| {
+        Located::new(
+            AccessRule {
+                action: Action::Deny,
+                acls,
+            },
+            location.clone(),
+        )
+    };
+    if !config.icp_access.is_empty() {
+        let rule = deny(vec![nodes.clone(), not_probe]);
+        config.icp_access.insert(0, rule);
+    }
+    for list in [&mut config.htcp_access, &mut config.htcp_clr_access] {
+        if !list.is_empty() {
+            list.insert(0, deny(vec![nodes.clone()]));
+        }
+    }
+}
+
+/// The serve loop's side: the running config with `found` in place of
+/// what discovery gave it before, swapped in as a reload does (configured
 /// peers keep their state; the ICP/HTCP responders are reconfigured by
 /// the caller).
 pub async fn apply(
     proxy: &watch::Sender<Arc<Proxy>>,
     query_sockets: &QuerySockets,
-    found: &[CachePeer],
+    found: &Discovered,
 ) {
     let mut config = (*proxy.borrow().config()).clone();
     add_discovered(&mut config, found);
@@ -357,21 +474,36 @@ pub async fn apply(
     let _ = proxy.send(Arc::new(next));
 }
 
-/// After a SIGHUP: the new config keeps the peers discovered so far.
+/// After a SIGHUP: the new config keeps what discovery gave the old one.
 pub fn carry_discovered(old: &Config, new: &mut Config) {
-    let found: Vec<CachePeer> = old
+    let peers = old
         .cache_peers
         .iter()
         .filter(|p| p.discovered)
         .map(|p| p.value.clone())
         .collect();
-    add_discovered(new, &found);
+    let refused = old
+        .acls
+        .iter()
+        .filter(|a| a.name == NODES_ACL)
+        .flat_map(|a| match &a.data {
+            AclData::Src(entries) => entries
+                .iter()
+                .filter_map(|e| match e.value {
+                    IpAclEntry::Net { first, .. } => Some(first),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    add_discovered(new, &Discovered { peers, refused });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{load_str, LoadOptions, PeerType};
+    use crate::config::{load_str, AccessList, LoadOptions};
 
     fn config(text: &str) -> Config {
         let loaded = load_str(text, "squid.conf", &LoadOptions::default());
@@ -385,13 +517,20 @@ mod tests {
         p
     }
 
+    fn found(peers: Vec<CachePeer>) -> Discovered {
+        Discovered {
+            peers,
+            refused: Vec::new(),
+        }
+    }
+
     #[test]
     fn discovered_parents_replace_each_other_beside_configured_lines_which_win() {
         let mut c = config(
             "cache_peer 10.0.0.9 parent 3128 3130 name=configured\n\
              mesh_discovery 239.1.1.1:4999\n",
         );
-        add_discovered(&mut c, &[discovered("a", "10.0.0.1")]);
+        add_discovered(&mut c, &found(vec![discovered("a", "10.0.0.1")]));
         let names = |c: &Config| {
             c.cache_peers
                 .iter()
@@ -403,22 +542,79 @@ mod tests {
             c.cache_peers[1].location.line, 2,
             "located at mesh_discovery"
         );
-        add_discovered(&mut c, &[discovered("b", "10.0.0.2")]);
+        add_discovered(&mut c, &found(vec![discovered("b", "10.0.0.2")]));
         assert_eq!(names(&c), ["configured", "b"]);
         // Same name, or same host and port, as a configured line: not added.
-        add_discovered(&mut c, &[discovered("CONFIGURED", "10.0.0.3")]);
+        add_discovered(&mut c, &found(vec![discovered("CONFIGURED", "10.0.0.3")]));
         assert_eq!(names(&c), ["configured"]);
-        add_discovered(&mut c, &[discovered("other", "10.0.0.9")]);
+        add_discovered(&mut c, &found(vec![discovered("other", "10.0.0.9")]));
         assert_eq!(names(&c), ["configured"]);
     }
 
     #[test]
     fn a_reload_keeps_the_discovered_parent() {
         let mut old = config("mesh_discovery 239.1.1.1:4999\n");
-        add_discovered(&mut old, &[discovered("a", "10.0.0.1")]);
+        add_discovered(&mut old, &found(vec![discovered("a", "10.0.0.1")]));
         let mut new = config("mesh_discovery 239.1.1.1:4999\nvisible_hostname x\n");
         carry_discovered(&old, &mut new);
         assert_eq!(new.cache_peers.len(), 1);
         assert!(new.cache_peers[0].discovered);
+    }
+
+    #[test]
+    fn a_client_node_refuses_the_discovered_nodes_and_replaces_the_rule_each_time() {
+        let mut c = config(
+            "acl peers src 10.0.0.0/8\nicp_access allow peers\nhtcp_access allow peers\n\
+             mesh_discovery 239.1.1.1:4999 role=client\n",
+        );
+        let acls = c.acls.len();
+        let refuse = |ips: &[&str]| Discovered {
+            peers: Vec::new(),
+            refused: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+        };
+        add_discovered(&mut c, &refuse(&["10.0.0.1"]));
+        add_discovered(&mut c, &refuse(&["10.0.0.1", "10.0.0.2"]));
+        assert_eq!(c.acls.len(), acls + 2, "replaced, not added again");
+        let names = |list: &AccessList| {
+            list.iter()
+                .map(|r| {
+                    let acls: Vec<String> = r
+                        .value
+                        .acls
+                        .iter()
+                        .map(|a| format!("{}{}", if a.negated { "!" } else { "" }, a.name))
+                        .collect();
+                    format!("{:?} {}", r.value.action, acls.join(" "))
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&c.icp_access),
+            [
+                "Deny cuttle_mesh_discovered_nodes !cuttle_mesh_rtt_probe",
+                "Allow peers"
+            ]
+        );
+        assert_eq!(
+            names(&c.htcp_access),
+            ["Deny cuttle_mesh_discovered_nodes", "Allow peers"]
+        );
+        // No htcp_clr_access rules: it denies everyone already.
+        assert!(c.htcp_clr_access.is_empty());
+        let AclData::Src(entries) = &c.acls[acls].data else {
+            panic!("{:?}", c.acls[acls]);
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(entries.iter().any(|e| e.value.contains(ip("10.0.0.2"))));
+        assert!(!entries.iter().any(|e| e.value.contains(ip("10.0.0.3"))));
+        // A reload keeps the refusal; an empty list drops it.
+        let mut new = config(
+            "acl peers src 10.0.0.0/8\nicp_access allow peers\n\
+             mesh_discovery 239.1.1.1:4999 role=client\n",
+        );
+        carry_discovered(&c, &mut new);
+        assert_eq!(new.icp_access.len(), 2);
+        add_discovered(&mut new, &refuse(&[]));
+        assert_eq!(names(&new.icp_access), ["Allow peers"]);
     }
 }

@@ -2,9 +2,12 @@
 //! issue 20, after LSAM's auto-configuring routing hierarchy): every node
 //! announces itself on a multicast group (protocol::discovery) and listens
 //! for the others; `exit` nodes go to origins directly (depth 0), `client`
-//! nodes take a parent but are never one, `auto` nodes pick their parent.
-//! [`tree`] is the pure state machine; the daemon feeds it datagrams, RTTs
-//! and ticks, and turns its choice into a `cache_peer` parent.
+//! nodes take a parent but are never one (nor a sibling), `auto` nodes
+//! pick their parent. [`tree`] is the pure state machine; the daemon feeds
+//! it datagrams, RTTs and ticks, and turns its choice into a `cache_peer`
+//! parent, its nodes of the same depth into siblings ([`Tree::siblings`]),
+//! and on a client node the others' addresses into refused queries
+//! ([`Discovered`]).
 //!
 //! # The tree rule
 //!
@@ -49,7 +52,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use cuttle_protocol::discovery::NO_DEPTH;
+use cuttle_protocol::discovery::{Role, NO_DEPTH};
 
 use crate::config::{CachePeer, PeerType};
 pub use tree::{Node, Tree};
@@ -157,31 +160,66 @@ impl MeshView {
     }
 }
 
-/// The `cache_peer` entries the tree gives this node: its parent, marked
-/// discovered, queried with ICP when it has an ICP port.
-pub fn peer_configs(tree: &Tree) -> Vec<CachePeer> {
-    let Some(parent) = tree.parent() else {
-        return Vec::new();
+/// What the tree gives the running config.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Discovered {
+    /// Parent and siblings ([`peer_configs`]).
+    pub peers: Vec<CachePeer>,
+    /// On a `client` node, the addresses of the nodes it knows: it
+    /// accepts no ICP/HTCP queries from them but the RTT probe (LSAM's
+    /// client serves only its own users). Empty on other nodes.
+    pub refused: Vec<std::net::IpAddr>,
+}
+
+/// The URL path of the ICP query that measures a node's RTT: a client
+/// node answers it from every node (its RTT is shown in `mgr:mesh`).
+pub const RTT_PROBE_PATH: &str = "/cuttle-mesh-rtt";
+
+/// The peers and (on a client node) the refused addresses `tree` gives.
+pub fn discovered(tree: &Tree) -> Discovered {
+    let mut refused: Vec<std::net::IpAddr> = if tree.role() == Role::Client {
+        tree.nodes().map(|n| n.addr.to_canonical()).collect()
+    } else {
+        Vec::new()
     };
-    let mut peer = CachePeer::new(
-        parent.addr.to_string(),
-        parent.name.clone(),
-        PeerType::Parent,
-        parent.http_port,
-        parent.icp_port,
-    );
-    peer.discovered = true;
-    // Without ICP the only parent is used as is (Squid's rule for a
-    // no-query parent).
-    peer.no_query = parent.icp_port == 0;
-    vec![peer]
+    refused.sort();
+    refused.dedup();
+    Discovered {
+        peers: peer_configs(tree),
+        refused,
+    }
+}
+
+/// The `cache_peer` entries the tree gives this node, marked discovered:
+/// its parent (queried with ICP when it has an ICP port), then its
+/// siblings ([`Tree::siblings`], always ICP).
+pub fn peer_configs(tree: &Tree) -> Vec<CachePeer> {
+    let peer = |n: &Node, peer_type| {
+        let mut peer = CachePeer::new(
+            n.addr.to_string(),
+            n.name.clone(),
+            peer_type,
+            n.http_port,
+            n.icp_port,
+        );
+        peer.discovered = true;
+        // Without ICP the only parent is used as is (Squid's rule for a
+        // no-query parent).
+        peer.no_query = n.icp_port == 0;
+        peer
+    };
+    let parent = tree.parent().map(|p| peer(p, PeerType::Parent));
+    let siblings = tree
+        .siblings()
+        .into_iter()
+        .map(|n| peer(n, PeerType::Sibling));
+    parent.into_iter().chain(siblings).collect()
 }
 
 /// The node lines of a `mgr:mesh` page, back as nodes (this node's own
 /// line included when it gives its address); `now` becomes their
 /// last-heard time.
 pub fn parse_page(page: &str, now: Instant) -> Vec<Node> {
-    use cuttle_protocol::discovery::Role;
     page.lines()
         .skip_while(|l| !l.starts_with("NODE "))
         .skip(1)
@@ -228,7 +266,7 @@ pub fn parse_page(page: &str, now: Instant) -> Vec<Node> {
 pub fn squid_conf_lines(nodes: &[Node]) -> String {
     let mut usable: Vec<&Node> = nodes
         .iter()
-        .filter(|n| n.role != cuttle_protocol::discovery::Role::Client && n.depth != NO_DEPTH)
+        .filter(|n| n.role != Role::Client && n.depth != NO_DEPTH)
         .collect();
     usable.sort_by(|a, b| b.depth.cmp(&a.depth).then(a.name.cmp(&b.name)));
     let mut o = String::from("# cache_peer lines for a Squid joining this cuttle mesh\n");

@@ -11,8 +11,9 @@ use cuttle_protocol::discovery::{Role, NO_DEPTH};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::tree::{Node, Tree};
+use super::tree::{Node, Tree, MAX_SIBLINGS};
 use super::{peer_configs, squid_conf_lines};
+use crate::config::PeerType;
 
 const INTERVAL: Duration = Duration::from_secs(1);
 
@@ -283,6 +284,80 @@ fn an_exit_never_takes_a_parent_and_a_client_is_never_one() {
     let peers = peer_configs(&auto);
     assert_eq!(peers.len(), 1);
     assert!(peers[0].discovered && peers[0].name == "e" && peers[0].host == "127.0.0.2");
+}
+
+/// (name, peer type) of each discovered cache_peer, in order.
+fn peer_list(tree: &Tree) -> Vec<(String, PeerType)> {
+    peer_configs(tree)
+        .into_iter()
+        .inspect(|p| assert!(p.discovered, "{p:?}"))
+        .map(|p| (p.name, p.peer_type))
+        .collect()
+}
+
+#[test]
+fn siblings_are_the_nearest_non_client_nodes_of_the_same_depth() {
+    let t0 = Instant::now();
+    let mut a = Tree::new("a", Role::Auto, INTERVAL);
+    a.heard(node("e", Role::Exit, 0, "", t0));
+    a.tick(t0);
+    assert_eq!((a.parent_name(), a.depth()), (Some("e"), 1));
+    // Same depth: auto nodes b, c, d, f (two of them under another exit),
+    // a client at depth 1 and a node without ICP; deeper and shallower
+    // nodes, and a detached one.
+    a.heard(node("x", Role::Exit, 0, "", t0));
+    for (name, parent) in [("b", "e"), ("c", "e"), ("d", "x"), ("f", "x")] {
+        a.heard(node(name, Role::Auto, 1, parent, t0));
+    }
+    a.heard(node("client", Role::Client, 1, "e", t0));
+    a.heard(Node {
+        icp_port: 0,
+        ..node("no-icp", Role::Auto, 1, "e", t0)
+    });
+    a.heard(node("deep", Role::Auto, 2, "b", t0));
+    a.heard(node("lost", Role::Auto, NO_DEPTH, "", t0));
+    a.measured("b", Duration::from_millis(30));
+    a.measured("c", Duration::from_millis(5));
+    a.measured("d", Duration::from_millis(50));
+    a.measured("f", Duration::from_millis(9));
+    let sib = PeerType::Sibling;
+    // The parent first, then the MAX_SIBLINGS nearest (d, the slowest,
+    // is left out; the other exit is no sibling of a depth-1 node).
+    assert_eq!(
+        peer_list(&a),
+        [
+            ("e".to_string(), PeerType::Parent),
+            ("c".to_string(), sib),
+            ("f".to_string(), sib),
+            ("b".to_string(), sib),
+        ]
+    );
+    assert_eq!(MAX_SIBLINGS, 3);
+    // RTTs within RTT_FLOOR of each other count as equal: by name, so
+    // loopback jitter does not reshuffle the peer table.
+    a.measured("f", Duration::from_millis(5));
+    a.measured("c", Duration::from_micros(5500));
+    assert_eq!(
+        peer_list(&a)[1..3],
+        [("c".to_string(), sib), ("f".to_string(), sib)]
+    );
+    // Siblings never move the tree: same parent, same depth.
+    a.tick(t0);
+    assert_eq!((a.parent_name(), a.depth()), (Some("e"), 1));
+    // Exits are siblings of each other; a detached node has none.
+    let mut e = Tree::new("e", Role::Exit, INTERVAL);
+    e.heard(node("x", Role::Exit, 0, "", t0));
+    e.heard(node("b", Role::Auto, 1, "e", t0));
+    assert_eq!(peer_list(&e), [("x".to_string(), sib)]);
+    let mut lone = Tree::new("lone", Role::Auto, INTERVAL);
+    lone.heard(node("b", Role::Auto, NO_DEPTH, "", t0));
+    assert!(peer_list(&lone).is_empty());
+    // A client node uses siblings too (it only never serves them).
+    let mut c = Tree::new("c2", Role::Client, INTERVAL);
+    c.heard(node("e", Role::Exit, 0, "", t0));
+    c.tick(t0);
+    c.heard(node("b", Role::Auto, 1, "e", t0));
+    assert_eq!(peer_list(&c)[1..], [("b".to_string(), sib)]);
 }
 
 #[test]

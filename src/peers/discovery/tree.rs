@@ -14,6 +14,9 @@ pub const SILENT_INTERVALS: u32 = 3;
 const SWITCH_FACTOR: f64 = 0.8;
 /// ...at this many evaluations in a row before the node switches.
 const SWITCH_EVALUATIONS: u32 = 2;
+/// At most this many siblings: the nearest non-client nodes of this
+/// node's own depth (each costs an ICP query per miss).
+pub const MAX_SIBLINGS: usize = 3;
 /// RTTs closer than this count as equal (loopback and LAN jitter).
 const RTT_FLOOR: Duration = Duration::from_millis(2);
 
@@ -125,6 +128,32 @@ impl Tree {
 
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.get(name)
+    }
+
+    /// The nodes this node asks as ICP siblings: non-client nodes of its
+    /// own depth with an ICP port (its parent's other children, or other
+    /// exits for an exit), the [`MAX_SIBLINGS`] nearest by RTT (rounded to
+    /// [`RTT_FLOOR`] so jitter does not reshuffle them; unmeasured last,
+    /// then by name). None while detached. Siblings are never candidates
+    /// for the parent, so they cannot change the tree.
+    pub fn siblings(&self) -> Vec<&Node> {
+        if self.depth == NO_DEPTH {
+            return Vec::new();
+        }
+        let mut same_depth: Vec<&Node> = self
+            .nodes
+            .values()
+            .filter(|n| n.role != Role::Client && n.depth == self.depth && n.icp_port != 0)
+            .collect();
+        let floor = RTT_FLOOR.as_nanos().max(1);
+        same_depth.sort_by_key(|n| {
+            (
+                n.rtt.map_or(u128::MAX, |r| r.as_nanos() / floor),
+                n.name.clone(),
+            )
+        });
+        same_depth.truncate(MAX_SIBLINGS);
+        same_depth
     }
 
     /// An announcement arrived (already authenticated by the caller).
