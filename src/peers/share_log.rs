@@ -102,7 +102,7 @@ impl Log {
 pub struct ShareCounters {
     /// Owner: 300 lists sent.
     pub lists_sent: AtomicU64,
-    /// Owner: offers logged (the offerer got the body).
+    /// Owner: offers logged (the offerer got the body or a list).
     pub offers_logged: AtomicU64,
     /// Requester: offers sent.
     pub offers_sent: AtomicU64,

@@ -5,8 +5,8 @@
 //! Choices` naming up to `candidates` of them (`Link: <PROXY>;
 //! rel=duplicate`, `Cache-Share: candidates=N; length=BYTES`, and the
 //! copy's ETag and Last-Modified so the requester can check a candidate's
-//! copy); otherwise with the body, and the offerer is logged (it will
-//! cache what it gets). Requests without an offer always get the body.
+//! copy); otherwise with the body. Either way the offerer is logged: it
+//! will cache what it gets, from a candidate or from here. Requests without an offer always get the body.
 //! Every other response of this cache says `Cache-Share: log`, which is
 //! how requesters learn to offer here.
 
@@ -103,9 +103,8 @@ impl Proxy {
                 let candidates =
                     self.sharing
                         .candidates(&txn.url, &asker, log.candidates as usize, now);
-                if !candidates.is_empty() {
-                    return Some(self.share_list(&candidates, length, headers));
-                }
+                // The offerer is logged whether it gets the body or a list:
+                // from a candidate or from here, it will hold a copy too.
                 if shareable(headers) {
                     let lifetime = log
                         .lifetime
@@ -118,6 +117,9 @@ impl Proxy {
                         expires: now + lifetime,
                     };
                     self.sharing.offer(&txn.url, candidate);
+                }
+                if !candidates.is_empty() {
+                    return Some(self.share_list(&candidates, length, headers));
                 }
             }
         }
