@@ -352,3 +352,46 @@ async fn an_evicted_candidate_is_skipped_and_small_objects_are_never_listed() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_names_candidates_for_its_embedded_objects() {
+    let lab = Lab::start(33, &[("/img", 64 * 1024)]).await;
+    lab.origin.route("/page.html", |_| {
+        Reply::ok("<html><img src=\"/img\"></html>")
+            .cc("max-age=3600")
+            .header("content-type", "text/html; charset=utf-8")
+    });
+    let net = lab.net;
+    let r1 = lab.requester(east(net, 1)).await;
+    let r2 = lab.requester(east(net, 2)).await;
+    let (page, img) = (lab.url("/page.html"), lab.url("/img"));
+
+    // r1 loads the page and its image (the owner learns the image from
+    // the request's Referer, and logs r1 for it).
+    assert_eq!(get(&r1, &page).await.status, 200, "{}", r1.output());
+    let first = Req::get(&img)
+        .header("referer", &page)
+        .send_to(r1.addr)
+        .await;
+    assert_eq!(first.status, 200, "{}", r1.output());
+    wait_held(&r1, &img).await;
+
+    // r2's page comes with a candidate for the image: r2 goes to r1 for
+    // it without asking the owner.
+    let page2 = get(&r2, &page).await;
+    assert_eq!(page2.status, 200, "{}", r2.output());
+    let second = Req::get(&img)
+        .header("referer", &page)
+        .send_to(r2.addr)
+        .await;
+    assert_eq!(second.status, 200, "{}", r2.output());
+    assert!(second.body == pattern(1, 64 * 1024), "r2's copy differs");
+    assert_eq!(
+        hierarchy(&r2, &img),
+        format!("SHARE_HIT/{}", r1.ip),
+        "r2:\n{}",
+        r2.output()
+    );
+    assert_eq!(statuses(&lab.owner_lines("/img", 1)), ["200"]);
+    assert_eq!(lab.origin.count("/img"), 1);
+}

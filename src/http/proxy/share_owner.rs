@@ -32,6 +32,8 @@ pub(super) struct OfferSeen {
     load: Option<f32>,
     /// The address the request came in on: the owner's locality.
     local: IpAddr,
+    /// The page this object was requested for (its `Referer`).
+    referer: Option<String>,
 }
 
 fn field() -> HeaderName {
@@ -48,6 +50,15 @@ fn shareable(headers: &HeaderMap) -> bool {
         .flat_map(|v| v.split(','))
         .map(|d| d.split('=').next().unwrap_or("").trim())
         .any(|d| d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("private"))
+}
+
+/// Whether a response is an HTML page.
+fn is_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/html"))
 }
 
 impl Proxy {
@@ -68,11 +79,16 @@ impl Proxy {
         };
         let failed: Vec<String> = offer.failed.iter().map(|u| u.to_string()).collect();
         self.sharing.drop_failed(&failed);
+        let referer = headers
+            .get(header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         Some(Box::new(OfferSeen {
             proxy_url: offer.url.to_string(),
             ttl: offer.ttl,
             load: offer.load,
             local,
+            referer,
         }))
     }
 
@@ -92,14 +108,20 @@ impl Proxy {
             let large = status == StatusCode::OK
                 && txn.method == "GET"
                 && length.is_some_and(|l| l >= log.min_size);
+            let now = Instant::now();
+            let locality = settings.locality_of(txn.client);
+            let asker = Asker {
+                proxy_url: &offer.proxy_url,
+                locality,
+                owner_locality: settings.locality_of(offer.local),
+            };
+            if status == StatusCode::OK && is_html(headers) {
+                self.piggyback(&txn.url, &asker, headers, now);
+            }
             if large {
-                let now = Instant::now();
-                let locality = settings.locality_of(txn.client);
-                let asker = Asker {
-                    proxy_url: &offer.proxy_url,
-                    locality,
-                    owner_locality: settings.locality_of(offer.local),
-                };
+                if let Some(page) = &offer.referer {
+                    self.sharing.note_embedded(page, &txn.url);
+                }
                 let candidates =
                     self.sharing
                         .candidates(&txn.url, &asker, log.candidates as usize, now);
@@ -110,7 +132,7 @@ impl Proxy {
                         .lifetime
                         .min(std::time::Duration::from_secs(offer.ttl.into()));
                     let candidate = Candidate {
-                        proxy_url: offer.proxy_url,
+                        proxy_url: offer.proxy_url.clone(),
                         ip: txn.client,
                         locality: locality.map(str::to_string),
                         load: offer.load,
@@ -127,6 +149,32 @@ impl Proxy {
             headers.insert(field(), HeaderValue::from_static(share::OWNER));
         }
         None
+    }
+
+    /// Piggybacks on the page `page` (an HTML 200 going to an offerer) a
+    /// `Link: <CANDIDATE>; rel=duplicate; anchor="URL"` for each large
+    /// object seen embedded in it (requested with the page as `Referer`)
+    /// that has candidates near the asker, so that its requests go there
+    /// first.
+    fn piggyback(&self, page: &str, asker: &Asker<'_>, headers: &mut HeaderMap, now: Instant) {
+        let n = self.config.share.log.value.candidates as usize;
+        let mut named = 0;
+        for url in self.sharing.embedded(page) {
+            for c in self.sharing.candidates(&url, asker, n, now) {
+                if let Some(v) = share::encode_duplicate_of(&c, &url)
+                    .and_then(|v| HeaderValue::from_str(&v).ok())
+                {
+                    headers.append(header::LINK, v);
+                    named += 1;
+                }
+            }
+        }
+        if named > 0 {
+            self.sharing
+                .counters
+                .lists_piggybacked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// The head of a share list naming `candidates`, with the validators

@@ -39,6 +39,8 @@ pub(super) struct ShareList {
     etag: Option<HeaderValue>,
     last_modified: Option<HeaderValue>,
     candidates: Vec<String>,
+    /// Piggybacked on a page: no validators came with it.
+    piggybacked: bool,
 }
 
 /// The share list `resp` is, if it is one (a 300 with `Cache-Share:
@@ -56,7 +58,7 @@ pub(super) fn share_list<B>(resp: &Response<B>) -> Option<ShareList> {
         .iter()
         .filter_map(|v| share::parse_links(v.as_bytes()).ok())
         .flatten()
-        .filter(|l| l.duplicate && share::is_proxy_url(l.target))
+        .filter(|l| l.duplicate && l.anchor.is_none() && share::is_proxy_url(l.target))
         .map(|l| l.target.to_string())
         .collect();
     Some(ShareList {
@@ -64,13 +66,52 @@ pub(super) fn share_list<B>(resp: &Response<B>) -> Option<ShareList> {
         etag: headers.get(header::ETAG).cloned(),
         last_modified: headers.get(header::LAST_MODIFIED).cloned(),
         candidates,
+        piggybacked: false,
     })
+}
+
+/// The candidates an owner's page piggybacked for its embedded objects
+/// (`Link: <CANDIDATE>; rel=duplicate; anchor="URL"`), per URL.
+fn piggybacked(headers: &HeaderMap) -> Vec<(String, Vec<String>)> {
+    let mut per_url: Vec<(String, Vec<String>)> = Vec::new();
+    let links = headers
+        .get_all(header::LINK)
+        .iter()
+        .filter_map(|v| share::parse_links(v.as_bytes()).ok())
+        .flatten();
+    for link in links.filter(|l| l.duplicate && share::is_proxy_url(l.target)) {
+        let Some(url) = link.anchor else { continue };
+        match per_url.iter_mut().find(|(u, _)| u == url) {
+            Some((_, c)) => c.push(link.target.to_string()),
+            None => per_url.push((url.to_string(), vec![link.target.to_string()])),
+        }
+    }
+    per_url
+}
+
+impl ShareList {
+    /// A list from the candidates piggybacked for a URL.
+    pub(super) fn piggybacked(candidates: Vec<String>) -> ShareList {
+        ShareList {
+            length: None,
+            etag: None,
+            last_modified: None,
+            candidates,
+            piggybacked: true,
+        }
+    }
 }
 
 impl ShareList {
     /// Whether a candidate's response describes the owner's copy: every
     /// validator the owner gave matches, and it gave at least one.
     fn matches(&self, headers: &HeaderMap) -> bool {
+        // Piggybacked candidates come without the owner's validators: a
+        // candidate's cached copy (only-if-cached) is taken as any
+        // shared cache's would be.
+        if self.piggybacked {
+            return true;
+        }
         let same = |owner: &Option<HeaderValue>, name| {
             owner.as_ref().is_none_or(|v| headers.get(name) == Some(v))
         };
@@ -134,6 +175,10 @@ impl Proxy {
         });
         if owner {
             self.sharing.note_owner(&format!("{host}:{port}"));
+            let until = Instant::now() + crate::peers::share_log::PIGGYBACK_FOR;
+            for (url, candidates) in piggybacked(headers) {
+                self.sharing.remember_piggybacked(&url, candidates, until);
+            }
         }
     }
 
@@ -313,6 +358,43 @@ mod tests {
         // A list without any validator matches nothing.
         let bare = share_list(&list_response(&[("cache-share", "candidates=1")])).expect("list");
         assert!(!bare.matches(&copy(&[("content-length", "100")])));
+    }
+
+    #[test]
+    fn piggybacked_links_are_grouped_by_their_anchor() {
+        let resp = list_response(&[
+            (
+                "link",
+                "<http://c1:3128/>; rel=duplicate; anchor=\"http://s/a.jpg\"",
+            ),
+            (
+                "link",
+                "<http://c2:3128/>; rel=duplicate; anchor=\"http://s/a.jpg\", <http://c1:3128/>; rel=duplicate; anchor=\"http://s/b.jpg\"",
+            ),
+            ("link", "<http://c3:3128/>; rel=duplicate"),
+            ("link", "<http://c4:3128/>; rel=next; anchor=\"http://s/a.jpg\""),
+        ]);
+        assert_eq!(
+            piggybacked(resp.headers()),
+            [
+                (
+                    "http://s/a.jpg".to_string(),
+                    vec!["http://c1:3128/".to_string(), "http://c2:3128/".to_string()]
+                ),
+                (
+                    "http://s/b.jpg".to_string(),
+                    vec!["http://c1:3128/".to_string()]
+                ),
+            ]
+        );
+        // An anchored link is not a candidate for the response's own URL.
+        let mut list = resp;
+        list.headers_mut()
+            .insert("cache-share", HeaderValue::from_static("candidates=1"));
+        assert_eq!(
+            share_list(&list).expect("list").candidates,
+            ["http://c3:3128/"]
+        );
     }
 
     #[test]
