@@ -125,6 +125,23 @@ impl ShareList {
     }
 }
 
+/// Whether `url` is on the server `host:port`.
+fn on_server(url: &str, host: &str, port: u16) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    let default = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    uri.host().is_some_and(|h| {
+        h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .eq_ignore_ascii_case(host.trim_start_matches('[').trim_end_matches(']'))
+    }) && uri.port_u16().unwrap_or(default) == port
+}
+
 /// `host` and `port` of a candidate's proxy URL.
 fn host_port(proxy_url: &str) -> Option<(String, u16)> {
     let uri: http::Uri = proxy_url.parse().ok()?;
@@ -176,8 +193,12 @@ impl Proxy {
         if owner {
             self.sharing.note_owner(&format!("{host}:{port}"));
             let until = Instant::now() + crate::peers::share_log::PIGGYBACK_FOR;
+            // An owner speaks for its own objects only: candidates for
+            // another server's URLs would let it steer those fetches.
             for (url, candidates) in piggybacked(headers) {
-                self.sharing.remember_piggybacked(&url, candidates, until);
+                if on_server(&url, host, port) {
+                    self.sharing.remember_piggybacked(&url, candidates, until);
+                }
             }
         }
     }
@@ -395,6 +416,16 @@ mod tests {
             share_list(&list).expect("list").candidates,
             ["http://c3:3128/"]
         );
+    }
+
+    #[test]
+    fn piggybacked_urls_must_be_the_owners() {
+        assert!(on_server("http://s/a.jpg", "s", 80));
+        assert!(on_server("http://S:8080/a.jpg", "s", 8080));
+        assert!(on_server("https://s/a.jpg", "s", 443));
+        assert!(!on_server("http://other/a.jpg", "s", 80));
+        assert!(!on_server("http://s:8080/a.jpg", "s", 80));
+        assert!(!on_server("not a url", "s", 80));
     }
 
     #[test]
