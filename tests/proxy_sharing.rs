@@ -275,7 +275,8 @@ async fn a_nearby_requester_serves_the_next_one_and_the_owner_sends_the_body_onc
     let owner = lab.owner_lines("/big", 3);
     assert_eq!(statuses(&owner), ["200", "300", "200"], "owner: {owner:?}");
 
-    // The owner's log names the two that got the body, with their localities.
+    // The owner's log names all three, with their localities: the second
+    // offered too and holds the copy it got from the first.
     let page = mgr_page(lab.owner.mgr, "share_log").await;
     assert!(page.contains(&url), "{page}");
     assert!(
@@ -286,7 +287,10 @@ async fn a_nearby_requester_serves_the_next_one_and_the_owner_sends_the_body_onc
         page.contains(&format!("http://{}/ west", r3.addr)),
         "{page}"
     );
-    assert!(!page.contains(&format!("http://{}/", r2.addr)), "{page}");
+    assert!(
+        page.contains(&format!("http://{}/ east", r2.addr)),
+        "{page}"
+    );
     // The second counts its share hit.
     let metrics = mgr_page(r2.mgr, "metrics").await;
     assert!(
@@ -347,4 +351,47 @@ async fn an_evicted_candidate_is_skipped_and_small_objects_are_never_listed() {
         metrics.contains("cuttle_share_fetches_total{outcome=\"owner\"} 1"),
         "{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_names_candidates_for_its_embedded_objects() {
+    let lab = Lab::start(33, &[("/img", 64 * 1024)]).await;
+    lab.origin.route("/page.html", |_| {
+        Reply::ok("<html><img src=\"/img\"></html>")
+            .cc("max-age=3600")
+            .header("content-type", "text/html; charset=utf-8")
+    });
+    let net = lab.net;
+    let r1 = lab.requester(east(net, 1)).await;
+    let r2 = lab.requester(east(net, 2)).await;
+    let (page, img) = (lab.url("/page.html"), lab.url("/img"));
+
+    // r1 loads the page and its image (the owner learns the image from
+    // the request's Referer, and logs r1 for it).
+    assert_eq!(get(&r1, &page).await.status, 200, "{}", r1.output());
+    let first = Req::get(&img)
+        .header("referer", &page)
+        .send_to(r1.addr)
+        .await;
+    assert_eq!(first.status, 200, "{}", r1.output());
+    wait_held(&r1, &img).await;
+
+    // r2's page comes with a candidate for the image: r2 goes to r1 for
+    // it without asking the owner.
+    let page2 = get(&r2, &page).await;
+    assert_eq!(page2.status, 200, "{}", r2.output());
+    let second = Req::get(&img)
+        .header("referer", &page)
+        .send_to(r2.addr)
+        .await;
+    assert_eq!(second.status, 200, "{}", r2.output());
+    assert!(second.body == pattern(1, 64 * 1024), "r2's copy differs");
+    assert_eq!(
+        hierarchy(&r2, &img),
+        format!("SHARE_HIT/{}", r1.ip),
+        "r2:\n{}",
+        r2.output()
+    );
+    assert_eq!(statuses(&lab.owner_lines("/img", 1)), ["200"]);
+    assert_eq!(lab.origin.count("/img"), 1);
 }

@@ -59,12 +59,15 @@ pub struct List {
     pub length: Option<u64>,
 }
 
-/// One `Link` value: its target and whether one of its relations is
-/// `duplicate`.
+/// One `Link` value: its target, whether one of its relations is
+/// `duplicate`, and its `anchor` (RFC 8288 3.2: the link is about that
+/// URL, not the response's own; a piggybacked candidate names the
+/// embedded object it holds this way).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link<'a> {
     pub target: &'a str,
     pub duplicate: bool,
+    pub anchor: Option<&'a str>,
 }
 
 fn err(kind: ErrorKind, field: &'static str, offset: usize) -> Error {
@@ -325,6 +328,7 @@ pub fn parse_links(bytes: &[u8]) -> Result<Vec<Link<'_>>, Error> {
         cursor.at = start + len + 1;
         let mut duplicate = false;
         let mut rel_seen = false;
+        let mut anchor = None;
         loop {
             cursor.skip_ows();
             match cursor.peek() {
@@ -332,6 +336,9 @@ pub fn parse_links(bytes: &[u8]) -> Result<Vec<Link<'_>>, Error> {
                     cursor.at += 1;
                     let p = cursor.param()?;
                     // RFC 8288 3.3: only the first rel counts.
+                    if p.name.eq_ignore_ascii_case("anchor") && anchor.is_none() {
+                        anchor = p.value;
+                    }
                     if p.name.eq_ignore_ascii_case("rel") && !rel_seen {
                         rel_seen = true;
                         duplicate = p.value.is_some_and(|v| {
@@ -344,7 +351,11 @@ pub fn parse_links(bytes: &[u8]) -> Result<Vec<Link<'_>>, Error> {
                 Some(_) => return cursor.fail("expected ';' or ','"),
             }
         }
-        links.push(Link { target, duplicate });
+        links.push(Link {
+            target,
+            duplicate,
+            anchor,
+        });
         match cursor.peek() {
             None => return Ok(links),
             _ => cursor.at += 1,
@@ -386,6 +397,19 @@ pub const OWNER: &str = "log";
 /// it is not an acceptable proxy URL.
 pub fn encode_duplicate(proxy_url: &str) -> Option<String> {
     is_proxy_url(proxy_url).then(|| format!("<{proxy_url}>; rel=duplicate"))
+}
+
+/// Writes the `Link` value naming `proxy_url` as a candidate holding
+/// `url` (piggybacked on another response: `anchor` names the object);
+/// `None` when either would not parse back.
+pub fn encode_duplicate_of(proxy_url: &str, url: &str) -> Option<String> {
+    let plain = |u: &str| {
+        (u.starts_with("http://") || u.starts_with("https://"))
+            && u.bytes()
+                .all(|b| b.is_ascii_graphic() && !b"\"\\<>".contains(&b))
+    };
+    (is_proxy_url(proxy_url) && plain(url))
+        .then(|| format!("<{proxy_url}>; rel=duplicate; anchor=\"{url}\""))
 }
 
 #[cfg(test)]
@@ -501,8 +525,23 @@ mod tests {
             parse_links(encoded.as_bytes()),
             Ok(vec![Link {
                 target: "http://c1:3128/",
-                duplicate: true
+                duplicate: true,
+                anchor: None
             }])
+        );
+        let piggybacked =
+            encode_duplicate_of("http://c1:3128/", "http://www.example/a.jpg").expect("encodes");
+        assert_eq!(
+            parse_links(piggybacked.as_bytes()),
+            Ok(vec![Link {
+                target: "http://c1:3128/",
+                duplicate: true,
+                anchor: Some("http://www.example/a.jpg")
+            }])
+        );
+        assert_eq!(
+            encode_duplicate_of("http://c1:3128/", "http://www.example/a\"b"),
+            None
         );
     }
 

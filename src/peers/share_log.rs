@@ -29,6 +29,13 @@ pub const HEAVY_LOAD: f32 = 0.8;
 const MAX_REMEMBERED: usize = 1024;
 /// How long a failed candidate waits to be reported in the next offer.
 const FAILED_FOR: Duration = Duration::from_secs(300);
+/// Owner: embedded objects remembered per page (from their requests'
+/// `Referer`), and pages remembered.
+pub const EMBEDDED_PER_PAGE: usize = 16;
+const PAGES_REMEMBERED: usize = 1024;
+/// Requester: how long the candidates piggybacked on a page stand for its
+/// embedded objects (the page's images are asked for right after it).
+pub const PIGGYBACK_FOR: Duration = Duration::from_secs(30);
 
 /// A proxy that offered to share a resource.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,12 +104,21 @@ impl Log {
     }
 }
 
+/// Owner: the pages' embedded objects, oldest page first.
+#[derive(Debug, Default)]
+struct Pages {
+    by_page: HashMap<String, VecDeque<String>>,
+    order: VecDeque<String>,
+}
+
 /// The counters of both sides.
 #[derive(Debug, Default)]
 pub struct ShareCounters {
     /// Owner: 300 lists sent.
     pub lists_sent: AtomicU64,
-    /// Owner: offers logged (the offerer got the body).
+    /// Owner: pages sent with candidates for their embedded objects.
+    pub lists_piggybacked: AtomicU64,
+    /// Owner: offers logged (the offerer got the body or a list).
     pub offers_logged: AtomicU64,
     /// Requester: offers sent.
     pub offers_sent: AtomicU64,
@@ -125,6 +141,11 @@ pub struct Sharing {
     owners: Mutex<VecDeque<String>>,
     /// Requester: candidates that failed a probe, to report.
     failed: Mutex<VecDeque<(String, Instant)>>,
+    /// Owner: per page, the large objects requested with it as `Referer`.
+    pages: Mutex<Pages>,
+    /// Requester: per embedded URL, the candidates piggybacked on its page
+    /// and until when they stand.
+    piggybacked: Mutex<HashMap<String, (Vec<String>, Instant)>>,
     pub counters: ShareCounters,
 }
 
@@ -145,6 +166,8 @@ impl Sharing {
             budget,
             owners: Mutex::default(),
             failed: Mutex::default(),
+            pages: Mutex::default(),
+            piggybacked: Mutex::default(),
             counters: ShareCounters::default(),
         }
     }
@@ -272,6 +295,57 @@ impl Sharing {
         lock(&self.owners).iter().any(|o| o == server)
     }
 
+    /// Owner: `url` was requested with `page` as its `Referer`.
+    pub fn note_embedded(&self, page: &str, url: &str) {
+        let mut pages = lock(&self.pages);
+        if !pages.by_page.contains_key(page) {
+            if pages.order.len() >= PAGES_REMEMBERED {
+                if let Some(old) = pages.order.pop_front() {
+                    pages.by_page.remove(&old);
+                }
+            }
+            pages.order.push_back(page.to_string());
+        }
+        let urls = pages.by_page.entry(page.to_string()).or_default();
+        if urls.iter().any(|u| u == url) {
+            return;
+        }
+        if urls.len() >= EMBEDDED_PER_PAGE {
+            urls.pop_front();
+        }
+        urls.push_back(url.to_string());
+    }
+
+    /// Owner: the objects seen embedded in `page`.
+    pub fn embedded(&self, page: &str) -> Vec<String> {
+        lock(&self.pages)
+            .by_page
+            .get(page)
+            .map(|u| u.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Requester: `candidates` were piggybacked for `url`; they stand
+    /// until `until`.
+    pub fn remember_piggybacked(&self, url: &str, candidates: Vec<String>, until: Instant) {
+        let mut memory = lock(&self.piggybacked);
+        if memory.len() >= MAX_REMEMBERED {
+            let now = until.checked_sub(PIGGYBACK_FOR).unwrap_or(until);
+            memory.retain(|_, (_, t)| *t > now);
+            if memory.len() >= MAX_REMEMBERED {
+                return;
+            }
+        }
+        memory.insert(url.to_string(), (candidates, until));
+    }
+
+    /// Requester: the candidates piggybacked for `url` that still stand,
+    /// forgotten once taken (one fetch follows them).
+    pub fn take_piggybacked(&self, url: &str, now: Instant) -> Option<Vec<String>> {
+        let (candidates, until) = lock(&self.piggybacked).remove(url)?;
+        (until > now && !candidates.is_empty()).then_some(candidates)
+    }
+
     /// Requester: `proxy_url` failed a probe.
     pub fn note_failed(&self, proxy_url: &str, now: Instant) {
         self.counters.probes_failed.fetch_add(1, Ordering::Relaxed);
@@ -310,8 +384,9 @@ impl Sharing {
         );
         let _ = writeln!(
             out,
-            "Owner: {} lists sent, {} offers logged",
+            "Owner: {} lists sent, {} pages with piggybacked candidates, {} offers logged",
             get(&c.lists_sent),
+            get(&c.lists_piggybacked),
             get(&c.offers_logged)
         );
         let _ = writeln!(
@@ -429,6 +504,29 @@ mod tests {
         log.offer("v", candidate(2, "east", None, now));
         log.drop_failed(&["http://10.0.0.1:3128/".to_string()]);
         assert_eq!(log.size().0, 1);
+    }
+
+    #[test]
+    fn pages_and_piggybacked_candidates_are_remembered() {
+        let sharing = Sharing::default();
+        for n in 0..EMBEDDED_PER_PAGE + 1 {
+            sharing.note_embedded("http://s/p.html", &format!("http://s/{n}.jpg"));
+        }
+        sharing.note_embedded("http://s/p.html", "http://s/16.jpg");
+        let urls = sharing.embedded("http://s/p.html");
+        assert_eq!(urls.len(), EMBEDDED_PER_PAGE);
+        assert_eq!(urls[0], "http://s/1.jpg");
+        assert!(sharing.embedded("http://s/other.html").is_empty());
+
+        let now = Instant::now();
+        let c = vec!["http://c1:3128/".to_string()];
+        sharing.remember_piggybacked("http://s/a.jpg", c.clone(), now + PIGGYBACK_FOR);
+        sharing.remember_piggybacked("http://s/b.jpg", c.clone(), now + PIGGYBACK_FOR);
+        assert_eq!(sharing.take_piggybacked("http://s/a.jpg", now), Some(c));
+        // Taken once; expired ones are not given.
+        assert_eq!(sharing.take_piggybacked("http://s/a.jpg", now), None);
+        let later = now + PIGGYBACK_FOR + Duration::from_secs(1);
+        assert_eq!(sharing.take_piggybacked("http://s/b.jpg", later), None);
     }
 
     #[test]

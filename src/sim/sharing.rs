@@ -10,7 +10,8 @@
 //! asker probes its first `probes` candidates at once (each a round trip;
 //! a candidate holds the object fresh or answers 504) and fetches from the
 //! quickest holder; when none holds it, it asks the origin again with a
-//! plain request once every probe has answered, and is not logged. The
+//! plain request once every probe has answered. An asker that got a list
+//! is logged all the same: it offered, and holds a copy either way. The
 //! list's round trip to the origin carries a few hundred bytes, not
 //! counted in the origin's bytes.
 
@@ -27,7 +28,8 @@ pub struct Sharing {
     offers: Vec<bool>,
     min_size: u64,
     candidates: usize,
-    /// Per object, the nodes that got its body from the origin, oldest first.
+    /// Per object, the nodes that offered it and got it (from the origin
+    /// or a candidate), oldest first.
     log: HashMap<u32, VecDeque<usize>>,
     /// Lists the origin sent.
     pub lists: u64,
@@ -130,6 +132,9 @@ impl Engine<'_> {
             return Shared::Body { log: false };
         };
         sharing.lists += 1;
+        // As the proxy's owner: the asker offered and will hold a copy,
+        // from a candidate or from the origin, so it is logged now.
+        sharing.note(at, object);
         let Some((answered, c, birth)) = quickest else {
             sharing.fallbacks += 1;
             return Shared::Fallback(all_answered);
@@ -229,5 +234,63 @@ latency_ms = 100
         assert_eq!(row("b").hit_ratio_sibling, 0.5);
         assert_eq!(row("a").peer_requests, 1);
         assert_eq!(report.total.origin_bytes, 210_000);
+    }
+
+    /// a and b 28 ms apart, d 5 ms from b (33 ms from a); the origin 30 ms
+    /// from each: a is nearer than the origin to b, not to d.
+    const CHAIN: &str = r#"
+origin_latency_ms = 30
+reply_jitter_ms = 0
+share_log = true
+[nodes.a]
+config = "a.conf"
+address = "10.0.0.1"
+clients = ["10.1.0.0/16"]
+[nodes.b]
+config = "b.conf"
+address = "10.0.0.2"
+clients = ["10.2.0.0/16"]
+[nodes.d]
+config = "d.conf"
+address = "10.0.0.4"
+clients = ["10.4.0.0/16"]
+[[links]]
+a = "a"
+b = "b"
+latency_ms = 28
+[[links]]
+a = "b"
+b = "d"
+latency_ms = 5
+"#;
+
+    #[test]
+    fn a_node_that_fetched_from_a_candidate_is_logged_as_one() {
+        let dir = std::env::temp_dir().join(format!("cuttle-sim-chain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["a", "b", "d"] {
+            std::fs::write(
+                dir.join(format!("{name}.conf")),
+                "http_port 3128\npid_filename none\nshare_offer on\n",
+            )
+            .unwrap();
+        }
+        let path = dir.join("mesh.toml");
+        std::fs::write(&path, CHAIN).unwrap();
+        let mesh = Mesh::load(&path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut engine = Engine::new(&mesh, Options::default()).unwrap();
+        for r in [
+            get(0.0, "10.1.0.1", "/big", 100_000),
+            get(10.0, "10.2.0.1", "/big", 100_000),
+            get(20.0, "10.4.0.1", "/big", 100_000),
+        ] {
+            engine.request(&r);
+        }
+        // b got it from a and offered it: d, too far from a, gets it from b.
+        let sharing = engine.sharing.as_ref().expect("share_log = true");
+        assert_eq!((sharing.lists, sharing.share_hits), (2, 2));
+        let report = engine.finish(SkipCounts::default()).unwrap();
+        assert_eq!(report.total.origin_bytes, 100_000);
     }
 }

@@ -26,7 +26,7 @@ use crate::store::{Key, Store};
 use super::admit::Arrival;
 use super::forward::{Fetched, Forwarding};
 use super::headers::content_length;
-use super::share_requester::share_list;
+use super::share_requester::{share_list, ShareList};
 use super::txn::not_forwarded_page;
 use super::{unix_now, url_key, Proxy};
 
@@ -111,7 +111,24 @@ impl FetchJob {
         };
         let mut hierarchy = Hierarchy::none();
         // cut_through may race the parent and the origin (cut_through.rs).
-        let fetched = match proxy.forward_miss(&fwd, &mut hierarchy).await {
+        // Candidates piggybacked on the page this object is embedded in:
+        // tried before the owner is asked (share_requester.rs).
+        let piggybacked = fwd
+            .share_offer
+            .then(|| {
+                proxy
+                    .sharing
+                    .take_piggybacked(&target.url, std::time::Instant::now())
+            })
+            .flatten();
+        let fetched = match piggybacked {
+            Some(candidates) => {
+                let list = ShareList::piggybacked(candidates);
+                proxy.follow_share_list(list, &fwd, &mut hierarchy).await
+            }
+            None => proxy.forward_miss(&fwd, &mut hierarchy).await,
+        };
+        let fetched = match fetched {
             // A share list: the body from a candidate, or the owner.
             Ok(f) if fwd.share_offer => match share_list(&f.resp) {
                 Some(list) => {

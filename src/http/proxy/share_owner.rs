@@ -5,8 +5,8 @@
 //! Choices` naming up to `candidates` of them (`Link: <PROXY>;
 //! rel=duplicate`, `Cache-Share: candidates=N; length=BYTES`, and the
 //! copy's ETag and Last-Modified so the requester can check a candidate's
-//! copy); otherwise with the body, and the offerer is logged (it will
-//! cache what it gets). Requests without an offer always get the body.
+//! copy); otherwise with the body. Either way the offerer is logged: it
+//! will cache what it gets, from a candidate or from here. Requests without an offer always get the body.
 //! Every other response of this cache says `Cache-Share: log`, which is
 //! how requesters learn to offer here.
 
@@ -32,6 +32,8 @@ pub(super) struct OfferSeen {
     load: Option<f32>,
     /// The address the request came in on: the owner's locality.
     local: IpAddr,
+    /// The page this object was requested for (its `Referer`).
+    referer: Option<String>,
 }
 
 fn field() -> HeaderName {
@@ -48,6 +50,15 @@ fn shareable(headers: &HeaderMap) -> bool {
         .flat_map(|v| v.split(','))
         .map(|d| d.split('=').next().unwrap_or("").trim())
         .any(|d| d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("private"))
+}
+
+/// Whether a response is an HTML page.
+fn is_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/html"))
 }
 
 impl Proxy {
@@ -68,11 +79,16 @@ impl Proxy {
         };
         let failed: Vec<String> = offer.failed.iter().map(|u| u.to_string()).collect();
         self.sharing.drop_failed(&failed);
+        let referer = headers
+            .get(header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         Some(Box::new(OfferSeen {
             proxy_url: offer.url.to_string(),
             ttl: offer.ttl,
             load: offer.load,
             local,
+            referer,
         }))
     }
 
@@ -92,26 +108,31 @@ impl Proxy {
             let large = status == StatusCode::OK
                 && txn.method == "GET"
                 && length.is_some_and(|l| l >= log.min_size);
+            let now = Instant::now();
+            let locality = settings.locality_of(txn.client);
+            let asker = Asker {
+                proxy_url: &offer.proxy_url,
+                locality,
+                owner_locality: settings.locality_of(offer.local),
+            };
+            if status == StatusCode::OK && is_html(headers) {
+                self.piggyback(&txn.url, &asker, headers, now);
+            }
             if large {
-                let now = Instant::now();
-                let locality = settings.locality_of(txn.client);
-                let asker = Asker {
-                    proxy_url: &offer.proxy_url,
-                    locality,
-                    owner_locality: settings.locality_of(offer.local),
-                };
+                if let Some(page) = &offer.referer {
+                    self.sharing.note_embedded(page, &txn.url);
+                }
                 let candidates =
                     self.sharing
                         .candidates(&txn.url, &asker, log.candidates as usize, now);
-                if !candidates.is_empty() {
-                    return Some(self.share_list(&candidates, length, headers));
-                }
+                // The offerer is logged whether it gets the body or a list:
+                // from a candidate or from here, it will hold a copy too.
                 if shareable(headers) {
                     let lifetime = log
                         .lifetime
                         .min(std::time::Duration::from_secs(offer.ttl.into()));
                     let candidate = Candidate {
-                        proxy_url: offer.proxy_url,
+                        proxy_url: offer.proxy_url.clone(),
                         ip: txn.client,
                         locality: locality.map(str::to_string),
                         load: offer.load,
@@ -119,12 +140,41 @@ impl Proxy {
                     };
                     self.sharing.offer(&txn.url, candidate);
                 }
+                if !candidates.is_empty() {
+                    return Some(self.share_list(&candidates, length, headers));
+                }
             }
         }
         if !headers.contains_key(share::FIELD) {
             headers.insert(field(), HeaderValue::from_static(share::OWNER));
         }
         None
+    }
+
+    /// Piggybacks on the page `page` (an HTML 200 going to an offerer) a
+    /// `Link: <CANDIDATE>; rel=duplicate; anchor="URL"` for each large
+    /// object seen embedded in it (requested with the page as `Referer`)
+    /// that has candidates near the asker, so that its requests go there
+    /// first.
+    fn piggyback(&self, page: &str, asker: &Asker<'_>, headers: &mut HeaderMap, now: Instant) {
+        let n = self.config.share.log.value.candidates as usize;
+        let mut named = 0;
+        for url in self.sharing.embedded(page) {
+            for c in self.sharing.candidates(&url, asker, n, now) {
+                if let Some(v) = share::encode_duplicate_of(&c, &url)
+                    .and_then(|v| HeaderValue::from_str(&v).ok())
+                {
+                    headers.append(header::LINK, v);
+                    named += 1;
+                }
+            }
+        }
+        if named > 0 {
+            self.sharing
+                .counters
+                .lists_piggybacked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// The head of a share list naming `candidates`, with the validators

@@ -39,6 +39,8 @@ pub(super) struct ShareList {
     etag: Option<HeaderValue>,
     last_modified: Option<HeaderValue>,
     candidates: Vec<String>,
+    /// Piggybacked on a page: no validators came with it.
+    piggybacked: bool,
 }
 
 /// The share list `resp` is, if it is one (a 300 with `Cache-Share:
@@ -56,7 +58,7 @@ pub(super) fn share_list<B>(resp: &Response<B>) -> Option<ShareList> {
         .iter()
         .filter_map(|v| share::parse_links(v.as_bytes()).ok())
         .flatten()
-        .filter(|l| l.duplicate && share::is_proxy_url(l.target))
+        .filter(|l| l.duplicate && l.anchor.is_none() && share::is_proxy_url(l.target))
         .map(|l| l.target.to_string())
         .collect();
     Some(ShareList {
@@ -64,13 +66,52 @@ pub(super) fn share_list<B>(resp: &Response<B>) -> Option<ShareList> {
         etag: headers.get(header::ETAG).cloned(),
         last_modified: headers.get(header::LAST_MODIFIED).cloned(),
         candidates,
+        piggybacked: false,
     })
+}
+
+/// The candidates an owner's page piggybacked for its embedded objects
+/// (`Link: <CANDIDATE>; rel=duplicate; anchor="URL"`), per URL.
+fn piggybacked(headers: &HeaderMap) -> Vec<(String, Vec<String>)> {
+    let mut per_url: Vec<(String, Vec<String>)> = Vec::new();
+    let links = headers
+        .get_all(header::LINK)
+        .iter()
+        .filter_map(|v| share::parse_links(v.as_bytes()).ok())
+        .flatten();
+    for link in links.filter(|l| l.duplicate && share::is_proxy_url(l.target)) {
+        let Some(url) = link.anchor else { continue };
+        match per_url.iter_mut().find(|(u, _)| u == url) {
+            Some((_, c)) => c.push(link.target.to_string()),
+            None => per_url.push((url.to_string(), vec![link.target.to_string()])),
+        }
+    }
+    per_url
+}
+
+impl ShareList {
+    /// A list from the candidates piggybacked for a URL.
+    pub(super) fn piggybacked(candidates: Vec<String>) -> ShareList {
+        ShareList {
+            length: None,
+            etag: None,
+            last_modified: None,
+            candidates,
+            piggybacked: true,
+        }
+    }
 }
 
 impl ShareList {
     /// Whether a candidate's response describes the owner's copy: every
     /// validator the owner gave matches, and it gave at least one.
     fn matches(&self, headers: &HeaderMap) -> bool {
+        // Piggybacked candidates come without the owner's validators: a
+        // candidate's cached copy (only-if-cached) is taken as any
+        // shared cache's would be.
+        if self.piggybacked {
+            return true;
+        }
         let same = |owner: &Option<HeaderValue>, name| {
             owner.as_ref().is_none_or(|v| headers.get(name) == Some(v))
         };
@@ -82,6 +123,23 @@ impl ShareList {
             && same(&self.etag, header::ETAG)
             && same(&self.last_modified, header::LAST_MODIFIED)
     }
+}
+
+/// Whether `url` is on the server `host:port`.
+fn on_server(url: &str, host: &str, port: u16) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    let default = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    uri.host().is_some_and(|h| {
+        h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .eq_ignore_ascii_case(host.trim_start_matches('[').trim_end_matches(']'))
+    }) && uri.port_u16().unwrap_or(default) == port
 }
 
 /// `host` and `port` of a candidate's proxy URL.
@@ -134,6 +192,14 @@ impl Proxy {
         });
         if owner {
             self.sharing.note_owner(&format!("{host}:{port}"));
+            let until = Instant::now() + crate::peers::share_log::PIGGYBACK_FOR;
+            // An owner speaks for its own objects only: candidates for
+            // another server's URLs would let it steer those fetches.
+            for (url, candidates) in piggybacked(headers) {
+                if on_server(&url, host, port) {
+                    self.sharing.remember_piggybacked(&url, candidates, until);
+                }
+            }
         }
     }
 
@@ -313,6 +379,53 @@ mod tests {
         // A list without any validator matches nothing.
         let bare = share_list(&list_response(&[("cache-share", "candidates=1")])).expect("list");
         assert!(!bare.matches(&copy(&[("content-length", "100")])));
+    }
+
+    #[test]
+    fn piggybacked_links_are_grouped_by_their_anchor() {
+        let resp = list_response(&[
+            (
+                "link",
+                "<http://c1:3128/>; rel=duplicate; anchor=\"http://s/a.jpg\"",
+            ),
+            (
+                "link",
+                "<http://c2:3128/>; rel=duplicate; anchor=\"http://s/a.jpg\", <http://c1:3128/>; rel=duplicate; anchor=\"http://s/b.jpg\"",
+            ),
+            ("link", "<http://c3:3128/>; rel=duplicate"),
+            ("link", "<http://c4:3128/>; rel=next; anchor=\"http://s/a.jpg\""),
+        ]);
+        assert_eq!(
+            piggybacked(resp.headers()),
+            [
+                (
+                    "http://s/a.jpg".to_string(),
+                    vec!["http://c1:3128/".to_string(), "http://c2:3128/".to_string()]
+                ),
+                (
+                    "http://s/b.jpg".to_string(),
+                    vec!["http://c1:3128/".to_string()]
+                ),
+            ]
+        );
+        // An anchored link is not a candidate for the response's own URL.
+        let mut list = resp;
+        list.headers_mut()
+            .insert("cache-share", HeaderValue::from_static("candidates=1"));
+        assert_eq!(
+            share_list(&list).expect("list").candidates,
+            ["http://c3:3128/"]
+        );
+    }
+
+    #[test]
+    fn piggybacked_urls_must_be_the_owners() {
+        assert!(on_server("http://s/a.jpg", "s", 80));
+        assert!(on_server("http://S:8080/a.jpg", "s", 8080));
+        assert!(on_server("https://s/a.jpg", "s", 443));
+        assert!(!on_server("http://other/a.jpg", "s", 80));
+        assert!(!on_server("http://s:8080/a.jpg", "s", 80));
+        assert!(!on_server("not a url", "s", 80));
     }
 
     #[test]
