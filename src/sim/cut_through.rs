@@ -179,7 +179,8 @@ impl CutThroughs {
 
     /// A client request at `at` ended as `class` after `ms`.
     pub(super) fn note(&mut self, at: usize, class: Class, ms: f64) {
-        if self.depth[at] >= 2 && !matches!(class, Class::Local | Class::Failed) {
+        // Reported only when some node has a `cut_through` line.
+        if self.written && self.depth[at] >= 2 && !matches!(class, Class::Local | Class::Failed) {
             self.deep_misses.add(ms);
             self.deep_miss_count += 1;
         }

@@ -14,6 +14,10 @@ use crate::peers::core::PeerId;
 /// Node's fetch from its peer `peer` sent at `sent_ms` got its answer at
 /// `answered_ms` (virtual milliseconds).
 pub fn note_fetch(node: &mut SimNode<'_>, peer: PeerId, sent_ms: f64, answered_ms: f64) {
+    // Nothing reads a peer's load without a load-aware CARP member.
+    if !node.hashes.load_aware() {
+        return;
+    }
     let scale = node.hashes.load_scale(peer);
     if let Some(p) = node.peers.get_mut(peer) {
         let took = (answered_ms - sent_ms).max(0.0);

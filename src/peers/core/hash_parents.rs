@@ -79,6 +79,11 @@ impl HashParents {
         }
     }
 
+    /// Some CARP member is `load-aware`: only then is a peer's load read.
+    pub fn load_aware(&self) -> bool {
+        self.carp_load.is_some()
+    }
+
     /// The scale `load-aware` CARP gives peer `id`'s weight now (1: not
     /// scaled, or not a `load-aware` CARP member): its load meter weighs
     /// a fetch by it.
