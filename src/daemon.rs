@@ -29,6 +29,7 @@ use crate::peers::resolve::PeerAddrs;
 use crate::peers::responder::{Protocol, Responder};
 use crate::store::Store;
 
+mod fd_limit;
 mod mesh;
 mod ports;
 use ports::{bind_all, reload_certificates};
@@ -365,6 +366,10 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
     }
     if let Some(path) = &config.pid_filename.value {
         say(&format!("pid_filename {}", path.display()));
+    }
+    match fd_limit::raise(config.max_filedescriptors.value) {
+        Ok(n) => say(&format!("With {n} file descriptors available")),
+        Err(e) => tracing::warn!("max_filedescriptors: {e}"),
     }
     let (store, rebuild) = Store::open_config(&config).map_err(|e| e.to_string())?;
     let store = Arc::new(store);

@@ -697,23 +697,24 @@ fn ualberta_vulcan() {
         LogDestination::Stdio("/dev/stdout".into())
     );
 
-    // 17: the url_regex ACLs at squid.conf:45 and :47 no longer warn, nor
-    // pid_filename (72) and cache_log (83).
-    assert_eq!(loaded.warnings().count(), 17);
+    // 15: the url_regex ACLs at squid.conf:45 and :47 no longer warn, nor
+    // pid_filename (72), cache_log (83) and max_filedescriptors
+    // (02-cache.conf:35, squid.conf:75: cuttle sets its limit from it).
+    assert_eq!(loaded.warnings().count(), 15);
+    assert_eq!(c.max_filedescriptors.value, 65536);
     assert_eq!(
         warning_lines(&loaded, "02-cache.conf"),
-        [10, 24, 25, 26, 27, 30, 31, 35, 36, 37]
+        [10, 24, 25, 26, 27, 30, 31, 36, 37]
     );
     assert_eq!(
         warning_lines(&loaded, "squid.conf"),
-        [69, 75, 76, 77, 78, 79, 84]
+        [69, 76, 77, 78, 79, 84]
     );
     let warnings: Vec<String> = loaded.warnings().map(Diagnostic::to_string).collect();
     let has = |needle: &str| warnings.iter().any(|w| w.ends_with(needle));
     for want in [
         "02-cache.conf:24: warning: workers: ignored: cuttle has no worker processes: one process uses every core; harmless",
         "02-cache.conf:25: warning: ipcache_size: ignored: cuttle has no IP or FQDN cache to size; harmless",
-        "02-cache.conf:35: warning: max_filedescriptors: ignored: this changes behaviour: cuttle uses the open-file limit it is started with; raise that (ulimit -n, LimitNOFILE=) instead",
         "02-cache.conf:36: warning: client_persistent_connections: ignored: connections are persistent, as with on; harmless",
         "squid.conf:79: warning: client_lifetime: ignored: this changes behaviour: client connections are not closed after a lifetime (Squid closes them after this long, 1 day by default)",
         "squid.conf:84: warning: cache_store_log: ignored: this changes behaviour: cuttle has no store log; nothing is written to stdio:/dev/stderr",

@@ -223,6 +223,9 @@ pub struct Config {
     /// subscriptions this node keeps at once; 0 (the default) answers MON
     /// "not implemented", as before.
     pub htcp_monitor_max_subscribers: Setting<u32>,
+    /// `max_filedescriptors N`: the open-file (soft) limit set at start, at
+    /// most the hard limit; 0 (the default) = the hard limit.
+    pub max_filedescriptors: Setting<u32>,
     /// `htcp_monitor_max_lease` (cuttle's own): the longest lease granted
     /// to a MON subscriber (at most 255 s: MON's TIME is one byte).
     pub htcp_monitor_max_lease: Setting<Duration>,
@@ -421,6 +424,7 @@ impl Default for Config {
             icp_port: Setting::default_value(0),
             htcp_port: Setting::default_value(0),
             htcp_monitor_max_subscribers: Setting::default_value(0),
+            max_filedescriptors: Setting::default_value(0),
             htcp_monitor_max_lease: Setting::default_value(Duration::from_secs(60)),
             udp_incoming_address: Setting::default_value(None),
             mcast_groups: Vec::new(),

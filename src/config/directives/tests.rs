@@ -390,3 +390,20 @@ fn hit_metering_is_off_unless_turned_on() {
     assert!(on.config.hit_metering.value);
     assert!(load("hit_metering maybe\n").has_errors());
 }
+
+#[test]
+fn max_filedescriptors_is_a_count_with_errors_at_its_line() {
+    let l = load("max_filedescriptors 4096\n");
+    assert!(!l.has_errors(), "{:?}", l.diagnostics);
+    assert_eq!(l.warnings().count(), 0, "{:?}", l.diagnostics);
+    assert_eq!(l.config.max_filedescriptors.value, 4096);
+    assert_eq!(load("").config.max_filedescriptors.value, 0);
+    let l = load("\nmax_filedescriptors many\n");
+    let errors: Vec<String> = l.errors().map(|d| d.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("squid.conf:2: error: max_filedescriptors: "),
+        "{}",
+        errors[0]
+    );
+}

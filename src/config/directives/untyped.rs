@@ -107,9 +107,6 @@ fn ignored_impact(name: &str, arg: &str) -> Option<Impact> {
         "pipeline_prefetch" => h(
             "cuttle has no pipeline prefetch: pipelined requests are answered one at a time, in order",
         ),
-        "max_filedescriptors" => c(
-            "cuttle uses the open-file limit it is started with; raise that (ulimit -n, LimitNOFILE=) instead",
-        ),
         "client_persistent_connections" | "server_persistent_connections" => {
             if arg == "off" {
                 c("connections stay persistent as with on")
