@@ -551,7 +551,8 @@ async fn nodes_of_the_same_depth_are_siblings_and_serve_each_other_hits() {
         peer_lab::get(b.addr, &shared).await,
         (200, peer_lab::text_body("/shared"))
     );
-    let logged = peer_lab::log_lines(&b.log, &shared, 1);
+    // b's log also holds its answer to a's ICP query: wait for its GET.
+    let logged = peer_lab::lines_where(&b.log, &shared, |l| l[5] == "GET");
     assert!(
         logged.iter().any(|l| l[8] == "SIBLING_HIT/127.0.23.1"),
         "{b_name}'s log for {shared}: {logged:?}\n{}",
