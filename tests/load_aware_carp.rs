@@ -254,10 +254,9 @@ async fn a_slow_parent_sheds_part_of_its_carp_share_and_gets_it_back() {
         during < before - 0.1,
         "load-aware: the slow parent sheds part of its share: {during} vs {before}"
     );
-    assert!(
-        during > 0.0,
-        "but keeps a trickle, to be measured: {during}"
-    );
+    // The trickle that keeps it measured is a few requests of 2,000 (none,
+    // now and then, by chance): its recovery below shows it was measured,
+    // and carp's scaled_tests check the trickle's share exactly.
     // By more than noise: plain CARP's p99 waits for the slow parent, and
     // load-aware's must not (half the delay is the margin).
     assert!(
