@@ -67,6 +67,7 @@
 //! `last_modified`. The hit path recomputes the lifetime from the stored header block with
 //! the current `rule`; `expires` is the snapshot used where only the index is at hand.
 
+pub mod adaptive;
 pub mod directives;
 pub mod freshness;
 pub mod head;
