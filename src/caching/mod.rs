@@ -77,6 +77,7 @@ pub mod invalidate;
 pub mod meter;
 pub mod peer_store;
 pub mod plan;
+pub mod push;
 pub mod range;
 pub mod revalidate;
 pub mod rule;
