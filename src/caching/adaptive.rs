@@ -21,9 +21,7 @@
 /// 4320`) halving would stick at 0, and 0 never doubles.
 pub const FLOOR_SECS: u64 = 1;
 
-/// `adaptive` without `=N`: hits within the current interval that make an
-/// object popular enough to be revalidated ahead of its expiry.
-pub const DEFAULT_POPULAR_HITS: u32 = 4;
+pub use crate::config::ADAPTIVE_POPULAR_HITS as DEFAULT_POPULAR_HITS;
 
 /// The part of its interval an object has lived, in tenths, after which a
 /// popular one is revalidated in the background (the last tenth).

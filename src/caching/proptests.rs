@@ -102,6 +102,7 @@ fn any_rule() -> impl Strategy<Value = Rule> {
             store_stale: f[7],
             max_stale,
             negative_ttl,
+            adaptive: None,
         })
 }
 

@@ -33,6 +33,9 @@ pub struct Rule {
     pub max_stale: u64,
     /// The global `negative_ttl` (Squid's negative caching; 0 = off).
     pub negative_ttl: u64,
+    /// The pattern's `adaptive[=N]`: popular hits per interval; `None` =
+    /// Squid's fixed heuristic (see `caching::adaptive`).
+    pub adaptive: Option<u32>,
 }
 
 impl Rule {
@@ -54,6 +57,7 @@ impl Rule {
             store_stale: false,
             max_stale: max_stale.as_secs(),
             negative_ttl: negative_ttl.as_secs(),
+            adaptive: None,
         }
     }
 
@@ -80,6 +84,7 @@ impl Rule {
             store_stale: p.store_stale,
             max_stale: p.max_stale.unwrap_or(max_stale).as_secs(),
             negative_ttl: negative_ttl.as_secs(),
+            adaptive: p.adaptive,
         }
     }
 

@@ -69,6 +69,11 @@ pub enum ReplacementPolicy {
     HeapLru,
 }
 
+/// `refresh_pattern ... adaptive` without `=N`: hits within an object's
+/// current poll interval that make it popular enough to be revalidated
+/// ahead of its expiry (`caching::adaptive`).
+pub const ADAPTIVE_POPULAR_HITS: u32 = 4;
+
 /// `refresh_pattern [-i] REGEX MIN PERCENT MAX [options]`.
 #[derive(Debug, Clone)]
 pub struct RefreshPattern {
@@ -90,6 +95,10 @@ pub struct RefreshPattern {
     pub store_stale: bool,
     /// `max-stale=N` (seconds); `None` = the global max_stale.
     pub max_stale: Option<Duration>,
+    /// cuttle's `adaptive[=N]` (adaptive polling, `caching::adaptive`): the
+    /// hits per interval that make an object popular (`adaptive` alone:
+    /// `DEFAULT_POPULAR_HITS`); `None` = Squid's fixed heuristic.
+    pub adaptive: Option<u32>,
 }
 
 impl PartialEq for RefreshPattern {
@@ -109,6 +118,7 @@ impl PartialEq for RefreshPattern {
             && self.refresh_ims == other.refresh_ims
             && self.store_stale == other.store_stale
             && self.max_stale == other.max_stale
+            && self.adaptive == other.adaptive
     }
 }
 
@@ -399,6 +409,7 @@ pub(crate) fn parse_refresh_pattern(ctx: &mut Ctx<'_, '_>, line: &Line) {
     };
     let mut flags = [false; 8];
     let mut max_stale = None;
+    let mut adaptive = None;
     for word in words {
         let index = match word {
             "override-expire" => Some(0),
@@ -416,7 +427,17 @@ pub(crate) fn parse_refresh_pattern(ctx: &mut Ctx<'_, '_>, line: &Line) {
             continue;
         }
         let key = word.split_once('=').map(|(k, _)| k).unwrap_or(word);
-        if let Some(v) = word.strip_prefix("max-stale=") {
+        if word == "adaptive" {
+            adaptive = Some(ADAPTIVE_POPULAR_HITS);
+        } else if let Some(v) = word.strip_prefix("adaptive=") {
+            match parse_u32(v) {
+                Ok(n) => adaptive = Some(n),
+                Err(e) => {
+                    ctx.error(loc, format!("refresh_pattern: adaptive={v}: {e}"));
+                    bad = true;
+                }
+            }
+        } else if let Some(v) = word.strip_prefix("max-stale=") {
             match parse_uint(v) {
                 Ok(s) => max_stale = Some(Duration::from_secs(s)),
                 Err(e) => {
@@ -461,6 +482,7 @@ pub(crate) fn parse_refresh_pattern(ctx: &mut Ctx<'_, '_>, line: &Line) {
             refresh_ims,
             store_stale,
             max_stale,
+            adaptive,
         },
         loc.clone(),
     ));
@@ -563,6 +585,22 @@ mod tests {
     }
 
     #[test]
+    fn refresh_pattern_adaptive() {
+        let l = load("refresh_pattern . 0 20% 4320 adaptive\nrefresh_pattern \\.html$ 1 10% 60 adaptive=0\nrefresh_pattern x 0 20% 1 adaptive=many\n");
+        let errors: Vec<_> = l
+            .errors()
+            .map(|d| (d.location.line, d.message.clone()))
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].0, 3);
+        assert!(errors[0].1.contains("adaptive=many"), "{errors:?}");
+        let p = &l.config.refresh_patterns;
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].adaptive, Some(ADAPTIVE_POPULAR_HITS));
+        assert_eq!(p[1].adaptive, Some(0));
+    }
+
+    #[test]
     fn refresh_pattern_fields() {
         let l = load("refresh_pattern -i \\.(gif|png)$ 10080 90% 43200 override-expire reload-into-ims max-stale=60\nrefresh_pattern ^ftp: 1440 20 10080\n");
         assert!(
@@ -579,6 +617,7 @@ mod tests {
         assert_eq!(r.max, Duration::from_secs(43200 * 60));
         assert!(r.override_expire && r.reload_into_ims && !r.ignore_reload);
         assert_eq!(r.max_stale, Some(Duration::from_secs(60)));
+        assert_eq!(r.adaptive, None);
         let f = &l.config.refresh_patterns[1];
         assert!(!f.case_insensitive && !f.regex.is_match("FTP://x") && f.regex.is_match("ftp://x"));
         assert_eq!(f.percent, 20);

@@ -32,7 +32,7 @@ pub use acl::{
     parse_mac, AccessRule, Acl, AclData, AclRef, AclRegex, Action, DomainEntry, DomainIndex,
     IpAclEntry, PortRange, StatusRange, TimeSpec, BUILTIN_FILE, PROTOCOL_NAMES,
 };
-pub use cache::{CacheDir, CacheDirType, RefreshPattern, ReplacementPolicy};
+pub use cache::{CacheDir, CacheDirType, RefreshPattern, ReplacementPolicy, ADAPTIVE_POPULAR_HITS};
 pub use cut_through::{CutThrough, CutThroughMode};
 pub use directives::{DirectiveStatus, OtherDirective};
 pub use discovery::{Mesh, MeshDiscovery, MeshRole};
