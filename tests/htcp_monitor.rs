@@ -425,6 +425,7 @@ async fn a_squid_marked_cuttle_is_asked_with_tst() {
              udp_incoming_address {cuttle_ip}\n\
              udp_outgoing_address {cuttle_ip}\n\
              tcp_outgoing_address {cuttle_ip}\n\
+             icp_query_timeout 4000\n\
              cache_peer {squid_ip} sibling {http} {htcp_port} htcp=monitor cuttle no-digest\n"
         ),
     );
