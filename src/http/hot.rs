@@ -33,7 +33,8 @@ pub struct HotEntry {
     pub body_len: u64,
     /// When it stops being fresh under the rules in force when it came in
     /// (unix seconds); 0 = always check through the full rules. For an
-    /// object revalidated ahead, the start of its interval's last tenth.
+    /// object that may be revalidated ahead, the start of its interval's
+    /// last tenth.
     pub fresh_until: u64,
     /// Adaptive polling's popular-hits threshold for it under the rules in
     /// force when it came in: its hits are counted and it is revalidated

@@ -86,7 +86,12 @@ pub(super) async fn cached(
             if let Some(validators) = refresh {
                 background_refresh(&proxy, &target, &parts.headers, &found, validators, &txn);
             } else if let Some(validators) = proxy.revalidate_ahead(&found, now) {
-                if background_refresh(&proxy, &target, &parts.headers, &found, validators, &txn) {
+                // Never where this request may not be forwarded (as the
+                // plan's own revalidations).
+                let forwards = !(policy.offline || looped || txn.miss_denied);
+                if forwards
+                    && background_refresh(&proxy, &target, &parts.headers, &found, validators, &txn)
+                {
                     proxy.mgr.stats.note_adaptive(AdaptiveEvent::Ahead);
                 }
             }
