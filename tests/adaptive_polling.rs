@@ -55,6 +55,13 @@ async fn stored_interval(proxy: &Cuttle, url: &str) -> Option<i64> {
     Some(time("EX:")? - time("LV:")?)
 }
 
+/// The value of the line of `page` that starts with `name`.
+fn counter(page: &str, name: &str) -> Option<u64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 /// Requests `url` until its stored interval is `until`, noting each new
 /// interval in `seen` (bounded: fails after 20 s).
 async fn poll_until(proxy: &Cuttle, url: &str, until: i64, seen: &mut Vec<i64>) {
@@ -92,16 +99,10 @@ async fn the_interval_doubles_on_304s_and_halves_on_new_versions() {
     poll_until(&proxy, &url, 1, &mut seen).await;
     assert_eq!(seen, [1, 2, 4, 2, 1], "intervals stored, in order");
     let (_, counters) = mgr_page(&proxy, "counters").await;
-    assert!(
-        counters.contains("refresh.adaptive_doubled = 2\n"),
-        "{counters}"
-    );
+    assert_eq!(counter(&counters, "refresh.adaptive_doubled = "), Some(2));
     // A new version is stored while it streams: a request that comes
     // before the store has it revalidates the old entry once more.
-    let halved = counters
-        .lines()
-        .find_map(|l| l.strip_prefix("refresh.adaptive_halved = "))
-        .and_then(|n| n.parse::<u64>().ok());
+    let halved = counter(&counters, "refresh.adaptive_halved = ");
     assert!(halved >= Some(2), "{counters}");
 }
 
@@ -177,9 +178,17 @@ async fn a_popular_object_is_revalidated_before_it_expires() {
     // Revalidated in the background all the same, and counted.
     assert!(origin.count("/hot") >= 2, "never revalidated");
     let (_, counters) = mgr_page(&proxy, "counters").await;
-    assert!(
-        !counters.contains("refresh.adaptive_ahead = 0\n"),
-        "{counters}"
+    let ahead = counter(&counters, "refresh.adaptive_ahead = ");
+    assert!(ahead >= Some(1), "{counters}");
+    let metrics = support::raw(
+        proxy.addr(),
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        counter(&metrics, "cuttle_adaptive_revalidations_ahead_total "),
+        ahead,
+        "{metrics}"
     );
     // Without revalidation ahead, a client waits for it.
     assert!(
