@@ -174,6 +174,7 @@ fn memory_cache(c: &mut Criterion) {
             body: hit.body.clone(),
             body_len: hit.body_len,
             fresh_until: u64::MAX,
+            ahead_hits: 0,
             lean_head: std::sync::Mutex::default(),
         };
         let mut group = c.benchmark_group("memory cache");

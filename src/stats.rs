@@ -146,7 +146,29 @@ pub struct Totals {
     pub holder_redirects: u64,
     /// Misses raced up the hierarchy and to the origin (`cut_through`).
     pub cut_through: CutThroughTotals,
+    /// Adaptive polling (`refresh_pattern ... adaptive`).
+    pub adaptive: AdaptiveTotals,
     pub service: ServiceTimes,
+}
+
+/// Adaptive polling (issue 22): revalidations that set an object's poll
+/// interval, and background revalidations ahead of expiry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdaptiveTotals {
+    /// A 304: the interval doubled (up to the pattern's max).
+    pub doubled: u64,
+    /// A new version: the interval halved (down to the pattern's min).
+    pub halved: u64,
+    /// Popular objects revalidated in the background before they expired.
+    pub ahead: u64,
+}
+
+/// What adaptive polling did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdaptiveEvent {
+    Doubled,
+    Halved,
+    Ahead,
 }
 
 /// Cut-through misses (issue 20): how many raced, and who answered first.
@@ -183,6 +205,7 @@ impl Default for Totals {
             netdb_times_used: 0,
             holder_redirects: 0,
             cut_through: CutThroughTotals::default(),
+            adaptive: AdaptiveTotals::default(),
             service: ServiceTimes::default(),
         }
     }
@@ -423,6 +446,17 @@ impl Stats {
             CutThroughWinner::Hierarchy => t.cut_through.won_by_hierarchy += 1,
             CutThroughWinner::Neither => {}
         }
+    }
+
+    /// Adaptive polling set an interval, or revalidated an object ahead.
+    pub fn note_adaptive(&self, event: AdaptiveEvent) {
+        let mut t = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let counter = match event {
+            AdaptiveEvent::Doubled => &mut t.adaptive.doubled,
+            AdaptiveEvent::Halved => &mut t.adaptive.halved,
+            AdaptiveEvent::Ahead => &mut t.adaptive.ahead,
+        };
+        *counter += 1;
     }
 
     /// `n` bytes arrived on a client connection.

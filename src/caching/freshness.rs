@@ -4,6 +4,7 @@
 use http::header::{HeaderMap, HeaderValue, AGE, DATE, EXPIRES, LAST_MODIFIED};
 use http::StatusCode;
 
+use super::adaptive::{self, Poll};
 use super::directives::{delta_seconds, directives, ResponseDirectives, DELTA_SECONDS_MAX};
 use super::rule::Rule;
 use crate::store::Times;
@@ -254,19 +255,50 @@ pub fn entry_times(
 }
 
 pub(crate) fn times_of(status: StatusCode, f: &Facts, rule: &Rule, exchange: Exchange) -> Times {
+    times_polled(status, f, rule, exchange, None).0
+}
+
+/// [`times_of`] for a response stored after `poll` (adaptive polling,
+/// [`adaptive::store_lifetime`]); true when its lifetime is a poll interval.
+pub(crate) fn times_polled(
+    status: StatusCode,
+    f: &Facts,
+    rule: &Rule,
+    exchange: Exchange,
+    poll: Option<Poll>,
+) -> (Times, bool) {
     let birth = exchange
         .response_time
         .saturating_sub(corrected_initial_age_of(f, exchange));
-    let lifetime = if f.cc.revalidate_always() {
-        0
+    let (lifetime, polled) = if f.cc.revalidate_always() {
+        (0, false)
     } else {
-        lifetime_of(status, f, rule, birth).secs
+        let heuristic = lifetime_of(status, f, rule, birth);
+        (
+            adaptive::store_lifetime(rule, heuristic, poll).secs,
+            adaptive::applies(rule, heuristic),
+        )
     };
-    Times {
+    let times = Times {
         date: clamp_u32(birth),
         expires: clamp_u32(birth.saturating_add(lifetime)),
         last_modified: clamp_u32(f.last_modified.unwrap_or(0)),
-    }
+    };
+    (times, polled)
+}
+
+/// The lifetime of a stored response (status, parsed fields, index times)
+/// under `rule`: recomputed from its fields, so a reloaded refresh_pattern
+/// applies at once, but for an adaptive pattern's poll interval, which only
+/// the index times keep.
+pub(crate) fn stored_lifetime_of(
+    status: StatusCode,
+    f: &Facts,
+    rule: &Rule,
+    times: &Times,
+) -> Lifetime {
+    let lifetime = lifetime_of(status, f, rule, u64::from(times.date));
+    adaptive::stored_lifetime(rule, lifetime, times)
 }
 
 /// The entry's current age at `now` (RFC 9111 §4.2.3 `current_age`):

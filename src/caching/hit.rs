@@ -9,7 +9,9 @@ use http::header::{
 use http::{Method, StatusCode};
 
 use super::directives::{MaxStale, RequestDirectives};
-use super::freshness::{age_value, current_age, lifetime_of, parse_http_date, Facts, Lifetime};
+use super::freshness::{
+    age_value, current_age, parse_http_date, stored_lifetime_of, Facts, Lifetime,
+};
 use super::head::{parse_head, write_head, HeadError};
 use super::revalidate::Outcome;
 use super::rule::Rule;
@@ -47,14 +49,10 @@ impl StoredEntry {
     }
 
     /// Its freshness lifetime under `rule` (recomputed from the stored
-    /// fields, so a reloaded refresh_pattern applies at once).
+    /// fields, so a reloaded refresh_pattern applies at once; an adaptive
+    /// pattern's poll interval is read from its times).
     pub fn lifetime(&self, rule: &Rule) -> Lifetime {
-        lifetime_of(
-            self.status,
-            &Facts::parse(&self.headers),
-            rule,
-            u64::from(self.times.date),
-        )
+        stored_lifetime_of(self.status, &Facts::parse(&self.headers), rule, &self.times)
     }
 
     /// The conditional fields to revalidate it with.
@@ -234,7 +232,7 @@ pub fn decide_hit(
 ) -> HitDecision {
     let f = Facts::parse(&entry.headers);
     let age = entry.age(now);
-    let lifetime = lifetime_of(entry.status, &f, rule, u64::from(entry.times.date)).secs;
+    let lifetime = stored_lifetime_of(entry.status, &f, rule, &entry.times).secs;
     let effective_age = age.saturating_add(request.min_fresh.unwrap_or(0));
     let fresh = effective_age < lifetime;
     let staleness = effective_age.saturating_sub(lifetime);
@@ -316,7 +314,7 @@ pub fn may_serve_stale_on_error(
     if f.cc.revalidate_always() || f.cc.revalidate_when_stale() {
         return false;
     }
-    let lifetime = lifetime_of(entry.status, &f, rule, u64::from(entry.times.date)).secs;
+    let lifetime = stored_lifetime_of(entry.status, &f, rule, &entry.times).secs;
     let staleness = entry.age(now).saturating_sub(lifetime);
     let by_response = f.cc.stale_if_error.map(|n| staleness <= n);
     let by_request = request.stale_if_error.map(|n| staleness <= n);

@@ -66,6 +66,8 @@
 //! `date + freshness lifetime` (for `no-cache`/`private` responses: `date`); and
 //! `last_modified`. The hit path recomputes the lifetime from the stored header block with
 //! the current `rule`; `expires` is the snapshot used where only the index is at hand.
+//! Under an `adaptive` refresh_pattern, a heuristic lifetime is the object's poll interval,
+//! which only `expires − date` keeps: the hit path reads it from there ([`adaptive`]).
 
 pub mod adaptive;
 pub mod directives;

@@ -13,6 +13,7 @@
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, Method, StatusCode};
 
+use super::adaptive::{self, PollResult};
 use super::directives::RequestDirectives;
 use super::hit::{client_not_modified, decide_hit, HitDecision, StoredEntry, Validators};
 use super::revalidate::{freshen, head_matches, not_modified_matches, Freshened, Outcome};
@@ -307,9 +308,17 @@ pub fn revalidated(
         }
         return Revalidated::Modified(None);
     }
+    // Adaptive polling: a new version, the interval halves.
+    let poll = adaptive::poll_of(
+        rule,
+        entry.lifetime(rule),
+        &entry.times,
+        PollResult::Changed,
+    );
     let plan = plan_store(&Method::GET, directives, status, headers, rule, exchange)
         .ok()
-        .filter(|plan| plan.vary.is_empty() && status != StatusCode::NOT_MODIFIED);
+        .filter(|plan| plan.vary.is_empty() && status != StatusCode::NOT_MODIFIED)
+        .map(|plan| plan.after_poll(rule, exchange, poll));
     Revalidated::Modified(plan)
 }
 
@@ -678,5 +687,90 @@ mod tests {
             head_reply(&negative, 200, &[]),
             Revalidated::Modified(None)
         ));
+    }
+
+    /// An adaptive object polled every 400 s, born at T0, with a
+    /// Last-Modified that gives no heuristic lifetime.
+    #[test]
+    fn adaptive_polling_doubles_on_a_304_and_halves_on_a_new_version() {
+        let r = Rule {
+            max: 3600,
+            adaptive: Some(0),
+            ..rule()
+        };
+        let mut e = entry(200, &[("etag", "\"v1\""), ("last-modified", &date(T0))]);
+        e.times.expires = T0 as u32 + 400;
+        let now = T0 + 500;
+        let ex = Exchange {
+            request_time: now,
+            response_time: now,
+        };
+        assert!(matches!(
+            decide_hit(&e, &RequestDirectives::default(), &r, T0 + 399),
+            HitDecision::Serve { .. }
+        ));
+        assert!(matches!(
+            decide_hit(&e, &RequestDirectives::default(), &r, T0 + 400),
+            HitDecision::Revalidate { .. }
+        ));
+        let again = |status: u16, pairs: &[(&str, &str)], rule: &Rule| {
+            let mut headers = h(pairs);
+            headers.insert(DATE, HeaderValue::from_str(&date(now)).unwrap());
+            revalidated(
+                &e,
+                None,
+                StatusCode::from_u16(status).unwrap(),
+                &headers,
+                &RequestDirectives::default(),
+                rule,
+                ex,
+            )
+        };
+        let interval = |t: Times| u64::from(t.expires - t.date);
+        match again(304, &[("etag", "\"v1\"")], &r) {
+            Revalidated::Unmodified(f) => {
+                assert_eq!(u64::from(f.entry.times.date), now);
+                assert_eq!(interval(f.entry.times), 800);
+                let plan = f.store.unwrap();
+                assert_eq!(
+                    (interval(plan.times), plan.polled),
+                    (800, Some(PollResult::Unchanged))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match again(
+            200,
+            &[("etag", "\"v2\""), ("last-modified", &date(now))],
+            &r,
+        ) {
+            Revalidated::Modified(Some(plan)) => {
+                assert_eq!(
+                    (interval(plan.times), plan.polled),
+                    (200, Some(PollResult::Changed))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // An explicit lifetime is the origin's: not polled.
+        match again(
+            200,
+            &[("etag", "\"v2\""), ("cache-control", "max-age=60")],
+            &r,
+        ) {
+            Revalidated::Modified(Some(plan)) => {
+                assert_eq!((interval(plan.times), plan.polled), (60, None));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Squid's fixed heuristic: 20% of the 500 s since Last-Modified.
+        let fixed = Rule {
+            adaptive: None,
+            ..r
+        };
+        match again(304, &[("etag", "\"v1\"")], &fixed) {
+            Revalidated::Unmodified(f) => assert_eq!(interval(f.entry.times), 100),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -4,8 +4,9 @@
 use http::header::{HeaderMap, HeaderName, AGE, CONTENT_LENGTH, DATE, ETAG, LAST_MODIFIED};
 use http::{Method, StatusCode};
 
+use super::adaptive::{self, PollResult};
 use super::directives::RequestDirectives;
-use super::freshness::{http_date_value, parse_http_date, Exchange};
+use super::freshness::{http_date_value, parse_http_date, times_polled, Exchange, Facts};
 use super::head::{is_hop_by_hop, remove_hop_by_hop};
 use super::hit::{weak_match, StoredEntry};
 use super::rule::Rule;
@@ -200,7 +201,9 @@ pub struct Freshened {
 
 /// Folds a 304 received in `exchange` into `stored`
 /// ([`merge_not_modified`]) and recomputes freshness and storability from
-/// the merged fields, as for a GET response ([`plan_store`]). Check
+/// the merged fields, as for a GET response ([`plan_store`]); under an
+/// `adaptive` pattern, a heuristic lifetime becomes twice the interval
+/// `stored` was polled at ([`super::adaptive`]). Check
 /// [`not_modified_matches`] first.
 pub fn freshen(
     stored: &StoredEntry,
@@ -210,7 +213,15 @@ pub fn freshen(
     exchange: Exchange,
 ) -> Freshened {
     let headers = merge_not_modified(&stored.headers, not_modified, exchange.response_time);
-    let times = super::freshness::entry_times(stored.status, &headers, rule, exchange);
+    let f = Facts::parse(&headers);
+    // Adaptive polling: unchanged, the interval doubles.
+    let poll = adaptive::poll_of(
+        rule,
+        stored.lifetime(rule),
+        &stored.times,
+        PollResult::Unchanged,
+    );
+    let (times, _) = times_polled(stored.status, &f, rule, exchange, poll);
     let store = plan_store(
         &Method::GET,
         request,
@@ -218,7 +229,8 @@ pub fn freshen(
         &headers,
         rule,
         exchange,
-    );
+    )
+    .map(|plan| plan.after_poll(rule, exchange, poll));
     Freshened {
         entry: StoredEntry {
             status: stored.status,

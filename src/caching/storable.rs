@@ -6,10 +6,11 @@ use std::fmt;
 use http::header::{HeaderMap, HeaderName, CONTENT_LENGTH, CONTENT_TYPE, DATE};
 use http::{Method, StatusCode};
 
+use super::adaptive::{Poll, PollResult};
 use super::directives::RequestDirectives;
 use super::freshness::{
-    heuristically_cacheable, http_date_value, lifetime_of, squid_negative, times_of, Exchange,
-    Facts,
+    heuristically_cacheable, http_date_value, lifetime_of, squid_negative, times_of, times_polled,
+    Exchange, Facts,
 };
 use super::head::{remove_hop_by_hop, trim_values, write_head, MAX_FIELDS, MAX_HEAD_LEN};
 use super::rule::Rule;
@@ -216,6 +217,25 @@ pub struct StorePlan {
     /// The response's Vary field names (lower case, sorted); empty = no
     /// Vary. When not empty, store it as a variant (see [`super::vary`]).
     pub vary: Vec<HeaderName>,
+    /// The revalidation whose result set `times` (adaptive polling,
+    /// [`StorePlan::after_poll`]); `None` for any other store.
+    pub polled: Option<PollResult>,
+}
+
+impl StorePlan {
+    /// The plan of a response that a revalidation of an adaptive object
+    /// received in `exchange` (`poll`: see [`super::adaptive`]): its times
+    /// carry the interval after the poll when its lifetime is heuristic.
+    pub fn after_poll(mut self, rule: &Rule, exchange: Exchange, poll: Option<Poll>) -> StorePlan {
+        let Some(poll) = poll else {
+            return self;
+        };
+        let f = Facts::parse(&self.headers);
+        let (times, polled) = times_polled(self.status, &f, rule, exchange, Some(poll));
+        self.times = times;
+        self.polled = polled.then_some(poll.result);
+        self
+    }
 }
 
 /// Decides whether to store a response received in `exchange` and, if so,
@@ -268,6 +288,7 @@ pub fn plan_store(
         head,
         times,
         vary,
+        polled: None,
     })
 }
 

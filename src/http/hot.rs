@@ -32,8 +32,14 @@ pub struct HotEntry {
     pub body: Vec<Bytes>,
     pub body_len: u64,
     /// When it stops being fresh under the rules in force when it came in
-    /// (unix seconds); 0 = always check through the full rules.
+    /// (unix seconds); 0 = always check through the full rules. For an
+    /// object that may be revalidated ahead, the start of its interval's
+    /// last tenth.
     pub fresh_until: u64,
+    /// Adaptive polling's popular-hits threshold for it under the rules in
+    /// force when it came in: its hits are counted and it is revalidated
+    /// ahead of expiry (`http::proxy::ahead`); 0 = neither.
+    pub ahead_hits: u32,
     /// Its hit's response head, encoded at its first lean hit (see
     /// `http::lean`) and again when a hit comes for another port or
     /// configuration; `None` inside when a hit of it must go through hyper.
@@ -235,6 +241,7 @@ mod tests {
             body: vec![Bytes::from(vec![b'x'; len])],
             body_len: len as u64,
             fresh_until: 0,
+            ahead_hits: 0,
             lean_head: Mutex::default(),
         }
     }

@@ -149,6 +149,27 @@ pub fn render(m: &Manager, s: &Sources<'_>) -> String {
         );
     }
     o.family(
+        "cuttle_adaptive_revalidations_total",
+        "counter",
+        "Revalidations of adaptive refresh_pattern objects by what they did to the poll interval: doubled (304) or halved (a new version).",
+    );
+    for (interval, n) in [
+        ("doubled", t.adaptive.doubled),
+        ("halved", t.adaptive.halved),
+    ] {
+        o.value(
+            "cuttle_adaptive_revalidations_total",
+            &format!("interval=\"{interval}\""),
+            n,
+        );
+    }
+    o.one(
+        "cuttle_adaptive_revalidations_ahead_total",
+        "counter",
+        "Popular adaptive objects revalidated in the background before they expired.",
+        t.adaptive.ahead,
+    );
+    o.family(
         "cuttle_hit_ratio",
         "gauge",
         "Share of client requests that were hits over the last 5 and 60 minutes.",

@@ -11,6 +11,7 @@ use crate::http::body::{ClientBody, ProxyBody};
 use crate::http::client_io::IncomingBody;
 use crate::http::errors::ErrorKind;
 use crate::http::target::Target;
+use crate::stats::AdaptiveEvent;
 
 use super::cut_through::relay_only_if_cached;
 use super::forward::Forwarding;
@@ -40,6 +41,7 @@ pub(super) async fn cached(
             if now < obj.fresh_until {
                 txn.result = ResultCode::new(plan::hit_tag(true, false, obj.entry.status));
                 let age = now.saturating_sub(u64::from(obj.entry.times.date));
+                proxy.count_interval_hit(&key, &obj);
                 let found = Found {
                     obj,
                     key,
@@ -74,14 +76,24 @@ pub(super) async fn cached(
         offline: proxy.config.offline(),
         collapse: proxy.config.collapsed_forwarding.value,
     };
+    let now = unix_now();
     let fetch = match (
-        plan::plan(&request, stored, &rule, policy, unix_now()),
+        plan::plan(&request, stored, &rule, policy, now),
         lookup.found,
     ) {
         (Plan::Serve { tag, age, refresh }, Some(found))
         | (Plan::NotModified { tag, age, refresh }, Some(found)) => {
             if let Some(validators) = refresh {
                 background_refresh(&proxy, &target, &parts.headers, &found, validators, &txn);
+            } else if let Some(validators) = proxy.revalidate_ahead(&found, now) {
+                // Never where this request may not be forwarded (as the
+                // plan's own revalidations).
+                let forwards = !(policy.offline || looped || txn.miss_denied);
+                if forwards
+                    && background_refresh(&proxy, &target, &parts.headers, &found, validators, &txn)
+                {
+                    proxy.mgr.stats.note_adaptive(AdaptiveEvent::Ahead);
+                }
             }
             txn.result = ResultCode::new(tag);
             if parts.method == Method::GET {

@@ -65,11 +65,23 @@ impl Proxy {
     /// A verified store hit made ready to serve, with its freshness under
     /// `rule` precomputed for the memory cache's fast path.
     pub(super) fn hot_entry(&self, hit: Hit, entry: StoredEntry, rule: &Rule) -> HotEntry {
+        let lifetime = entry.lifetime(rule);
+        // Revalidated ahead: the fast paths stop at the last tenth, where
+        // the plan's path counts and revalidates (ahead.rs).
+        let ahead_hits = match rule.adaptive {
+            Some(n) if caching::adaptive::applies(rule, lifetime) => n,
+            _ => 0,
+        };
+        let fresh_for = if ahead_hits > 0 {
+            caching::adaptive::ahead_from(lifetime.secs)
+        } else {
+            lifetime.secs
+        };
         let fresh_until = if caching::ResponseDirectives::parse(&entry.headers).revalidate_always()
         {
             0
         } else {
-            u64::from(entry.times.date).saturating_add(entry.lifetime(rule).secs)
+            u64::from(entry.times.date).saturating_add(fresh_for)
         };
         HotEntry {
             generation: hit.generation,
@@ -77,6 +89,7 @@ impl Proxy {
             body: hit.body,
             entry,
             fresh_until,
+            ahead_hits,
             lean_head: std::sync::Mutex::default(),
         }
     }

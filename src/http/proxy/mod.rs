@@ -37,6 +37,7 @@ use crate::upstream::{Timeouts, TlsClients, Upstream};
 use cuttle_protocol::key::{store_key, Method as KeyMethod};
 
 mod admit;
+mod ahead;
 mod cached;
 mod cut_through;
 mod fetch;
@@ -120,6 +121,8 @@ pub struct Proxy {
     generation: u64,
     /// Hit metering's ledger, totals and report queue; kept across reloads.
     meter: Arc<metering::MeterShared>,
+    /// Adaptive objects' hits in their current interval; kept across reloads.
+    interval_hits: Arc<ahead::IntervalHits>,
 }
 
 /// The next [`Proxy::generation`].
@@ -218,6 +221,7 @@ impl Proxy {
             ref_counts: self.kept_ref_counts(&config),
             redirects: self.redirects.reloaded(),
             sharing: Arc::clone(&self.sharing),
+            interval_hits: Arc::clone(&self.interval_hits),
             ..Proxy::assemble(
                 config,
                 Arc::clone(&self.store),
@@ -306,6 +310,7 @@ impl Proxy {
             redirects: redirect::Redirects::default(),
             meter: Arc::default(),
             sharing: Arc::default(),
+            interval_hits: Arc::default(),
         }
     }
 

@@ -129,6 +129,7 @@ pub(super) async fn revalidate(
                     body: found.obj.body.clone(),
                     body_len: found.obj.body_len,
                     fresh_until: 0,
+                    ahead_hits: 0,
                     lean_head: std::sync::Mutex::default(),
                 }),
                 key: found.key,
@@ -232,11 +233,14 @@ async fn apply_reply(
         Revalidated::Unmodified(freshened) => {
             let store = Arc::clone(&proxy.store);
             match &freshened.store {
-                Ok(plan) => tokio::task::block_in_place(|| {
-                    restore(
-                        &store, stored.key, stored.url, &plan.head, plan.times, stored.obj,
-                    )
-                }),
+                Ok(plan) => {
+                    proxy.note_poll(plan);
+                    tokio::task::block_in_place(|| {
+                        restore(
+                            &store, stored.key, stored.url, &plan.head, plan.times, stored.obj,
+                        )
+                    })
+                }
                 Err(_) => {
                     store.purge(&stored.key);
                 }
@@ -250,6 +254,7 @@ async fn apply_reply(
         }
         Revalidated::Failed => Applied::Failed(resp),
         Revalidated::Modified(Some(plan)) => {
+            proxy.note_poll(&plan);
             let (rp, rb) = resp.into_parts();
             // Store while streaming, as for a miss, through a fetch of its own.
             let (leader, reader) = proxy.collapser.alone_body();
@@ -267,7 +272,9 @@ async fn apply_reply(
     }
 }
 
-/// stale-while-revalidate: refresh `found` in the background (once per key).
+/// stale-while-revalidate, and adaptive polling's revalidation ahead:
+/// refresh `found` in the background (once per key: false when a refresh
+/// of it is already running).
 pub(super) fn background_refresh(
     proxy: &Arc<Proxy>,
     target: &Target,
@@ -275,12 +282,12 @@ pub(super) fn background_refresh(
     found: &Found,
     validators: caching::Validators,
     txn: &Txn,
-) {
+) -> bool {
     let (client, arrival) = (txn.client, txn.arrival);
     {
         let mut busy = proxy.refreshing.lock().unwrap_or_else(|p| p.into_inner());
         if !busy.insert(found.key) {
-            return;
+            return false;
         }
     }
     let proxy = Arc::clone(proxy);
@@ -332,4 +339,5 @@ pub(super) fn background_refresh(
         }
         .in_current_span(),
     );
+    true
 }

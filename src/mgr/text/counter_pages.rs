@@ -113,6 +113,16 @@ pub(super) fn counters(m: &Manager, s: &Sources<'_>) -> String {
         let _ = writeln!(o, "cut_through.won_by_origin = {}", c.won_by_origin);
         let _ = writeln!(o, "cut_through.won_by_hierarchy = {}", c.won_by_hierarchy);
     }
+    if s.config
+        .refresh_patterns
+        .iter()
+        .any(|p| p.adaptive.is_some())
+    {
+        let a = &t.adaptive;
+        let _ = writeln!(o, "refresh.adaptive_doubled = {}", a.doubled);
+        let _ = writeln!(o, "refresh.adaptive_halved = {}", a.halved);
+        let _ = writeln!(o, "refresh.adaptive_ahead = {}", a.ahead);
+    }
     o
 }
 
