@@ -435,6 +435,60 @@ async fn a_redirected_request_is_never_redirected_again() {
     );
 }
 
+/// With `peer_store_threshold 2`, A redirects a URL B holds while A has
+/// seen it at most twice (the redirects count), then fetches it from B and
+/// stores it, and serves local hits: the Worldnet study's forwarding
+/// threshold, with the redirect as its forwarding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_threshold_a_url_is_redirected_n_times_then_stored() {
+    let tmp = TempDir::new("redirect-threshold");
+    let size = 64 * 1024;
+    let origin = origin(ip(51), &[("/obj", size)]).await;
+    let mut a = Accel::plan(tmp.path(), ip(52));
+    let mut b = Accel::plan(tmp.path(), ip(53));
+    b.start((ip(51), origin.port()), "");
+    let public = format!("public-url=http://{}", b.addr());
+    let lines = format!(
+        "holder_redirect allow all\npeer_store_threshold 2\n{}",
+        b.sibling_line(&public)
+    );
+    a.start((ip(51), origin.port()), &lines);
+    a.wait_peers_up(1).await;
+    b.hold("/obj").await;
+    let at_a = format!("http://{}/obj", a.addr());
+    let mut redirects = Vec::new();
+    for _ in 0..5 {
+        let got = curl(tmp.path(), &at_a, true, &AS_SITE).await;
+        assert_eq!(got.status, 200, "A: {}", a.output());
+        assert!(got.body == pattern(1, size), "the body is the object's");
+        redirects.push(got.redirects);
+    }
+    assert_eq!(redirects, [1, 1, 0, 0, 0], "A: {}", a.output());
+    let holder = format!("SIBLING_HIT/{}", b.ip);
+    let lines = lines_of(&a.log(), &url("/obj"), 5);
+    let codes: Vec<(&str, &str)> = lines.iter().map(|l| (l.0.as_str(), l.2.as_str())).collect();
+    assert_eq!(
+        codes[..3],
+        [
+            ("TCP_MISS/302", holder.as_str()),
+            ("TCP_MISS/302", holder.as_str()),
+            ("TCP_MISS/200", holder.as_str()),
+        ],
+        "{lines:?}"
+    );
+    // The third was stored: the last two are A's own hits.
+    for (result, hierarchy) in &codes[3..] {
+        assert!(result.ends_with("HIT/200"), "{lines:?}");
+        assert_eq!(*hierarchy, "HIER_NONE/-", "{lines:?}");
+    }
+    // B served the two redirected clients and A's fetch; the origin only
+    // B's first fetch.
+    let at_b = lines_of(&b.log(), &url("/obj"), 4);
+    let hits = at_b.iter().filter(|l| l.0.ends_with("HIT/200")).count();
+    assert_eq!(hits, 3, "{at_b:?}");
+    assert_eq!(origin.count("/obj"), 1);
+}
+
 /// Holders found by HTCP (TST) and by Cache Digest are redirected to as
 /// well: SIBLING_HIT and CD_SIBLING_HIT.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

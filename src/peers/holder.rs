@@ -24,15 +24,23 @@ pub struct Ask {
     pub siblings_ok: bool,
     /// The object's size, when this cache has seen its headers.
     pub size_seen: Option<u64>,
+    /// With `peer_store_threshold` N > 0: how many times this cache has
+    /// seen the URL within the window, this request included. `None`
+    /// without a threshold (every held miss is redirected).
+    pub references: Option<u32>,
 }
 
 /// Whether a miss `ask` describes may be redirected under `config`, before
 /// the peers are asked: `holder_redirect` has rules and a sibling has a
 /// `public-url=`, the request qualifies, its size is not known to be under
-/// `holder_redirect_min_size`, and `allowed` (the `holder_redirect` ACL
-/// verdict, asked last: it is the dearest) says yes.
+/// `holder_redirect_min_size`, its reference count does not exceed
+/// `peer_store_threshold` (the Worldnet study's forwarding threshold:
+/// forward, here redirect, while the count is at most N; past N the miss
+/// is fetched from the nearest holder and stored), and `allowed` (the
+/// `holder_redirect` ACL verdict, asked last: it is the dearest) says yes.
 pub fn may_redirect(config: &Config, ask: &Ask, allowed: impl FnOnce() -> bool) -> bool {
     let floor = config.holder_redirect_min_size.value;
+    let threshold = config.peer_store_threshold.value.count;
     !config.holder_redirect.is_empty()
         && ask.accelerated
         && ask.get
@@ -40,6 +48,7 @@ pub fn may_redirect(config: &Config, ask: &Ask, allowed: impl FnOnce() -> bool) 
         && !ask.marked
         && ask.siblings_ok
         && !(floor > 0 && ask.size_seen.is_some_and(|size| size < floor))
+        && ask.references.is_none_or(|seen| seen <= threshold)
         && config.cache_peers.iter().any(|p| p.public_url.is_some())
         && allowed()
 }
@@ -133,6 +142,22 @@ mod tests {
         assert!(!may_redirect(&no_rules, &plain_get(), || true));
         let no_url = config(&MIRROR.replace(" public-url=http://b.site.test", ""));
         assert!(!may_redirect(&no_url, &plain_get(), || true));
+    }
+
+    #[test]
+    fn with_a_threshold_a_url_is_redirected_until_seen_more_than_n_times() {
+        let c = config(&format!("{MIRROR}peer_store_threshold 2\n"));
+        let seen = |n| Ask {
+            references: Some(n),
+            ..plain_get()
+        };
+        assert!(may_redirect(&c, &seen(1), || true));
+        assert!(may_redirect(&c, &seen(2), || true));
+        // The third reference is fetched (and stored), not redirected.
+        assert!(!may_redirect(&c, &seen(3), || true));
+        assert!(!may_redirect(&c, &seen(4), || true));
+        // Without a count (no threshold): every time.
+        assert!(may_redirect(&c, &plain_get(), || true));
     }
 
     #[test]

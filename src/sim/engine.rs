@@ -109,7 +109,7 @@ pub struct Engine<'m> {
     /// Draws each ICP/HTCP reply's jitter (seeded: a run is repeatable).
     jitter: StdRng,
     /// Each node's peer_store_threshold and reference counter.
-    thresholds: super::threshold::Thresholds,
+    pub(super) thresholds: super::threshold::Thresholds,
     /// The responders' icp_access/htcp_access verdicts, node by node.
     verdicts: QueryVerdicts,
     /// The nodes' always_direct/never_direct verdicts that are fixed.
@@ -358,7 +358,8 @@ impl<'m> Engine<'m> {
         // This request's late replies are those its round adds from here.
         let late_from = self.late.len();
         let (sources, now_ms, now) = self.select(at, object, head, client, &url, looped, ready);
-        let redirected = self.redirect_to_holder(at, object, size, head, client, &sources, now_ms);
+        let redirected =
+            self.redirect_to_holder(at, object, size, head, client, &sources, (now, now_ms));
         if !head && redirected.is_none() {
             self.thresholds.note(at, self.objects.key(object), now);
         }

@@ -8,7 +8,11 @@
 //! between the client's node and the holder, marked: the holder serves it
 //! (from its copy, or fetching it if it no longer holds it) and never
 //! redirects it. The node asked stores nothing (it never saw the body);
-//! the body's bytes are the holder's, not the node's.
+//! the body's bytes are the holder's, not the node's. With the node's
+//! `peer_store_threshold` N, the redirect counts as a reference, and past
+//! N the miss is fetched (from the nearest holder) and stored instead.
+
+use std::time::Instant;
 
 use super::engine::{Class, Engine, Served};
 use crate::access;
@@ -97,9 +101,12 @@ impl Redirects {
 }
 
 impl Engine<'_> {
-    /// The miss of `object` at node `at` (a client's own request, its
-    /// sources selected by `now_ms`) answered with a 302 to the holder and
-    /// served by it, when the proxy's rule redirects it; else `None`.
+    /// The miss of `object` at node `at` (a client's own request arrived
+    /// at `now`, its sources selected by `now_ms`) answered with a 302 to
+    /// the holder and served by it, when the proxy's rule redirects it;
+    /// else `None`. A redirect counts as a reference for the node's
+    /// `peer_store_threshold` (a request not redirected is counted by the
+    /// caller, where the proxy's fetch counts it).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn redirect_to_holder(
         &mut self,
@@ -109,7 +116,7 @@ impl Engine<'_> {
         head: bool,
         client: std::net::IpAddr,
         sources: &[Source],
-        now_ms: f64,
+        (now, now_ms): (Instant, f64),
     ) -> Option<Served> {
         // Only a client's request at its own node: not one a node sends
         // on (a parent's), nor one redirected (marked).
@@ -131,6 +138,7 @@ impl Engine<'_> {
             marked: false,
             siblings_ok: true,
             size_seen: self.redirects.size_seen(at, &key),
+            references: self.thresholds.next(at, &key, now),
         };
         let allowed = || {
             let o = self.objects.get(object);
@@ -170,6 +178,7 @@ impl Engine<'_> {
         if path.unreachable || holder == at {
             return None;
         }
+        self.thresholds.note(at, &key, now);
         // The 302 back to the client and its new request out, then on to
         // the holder along the client's node's path to it.
         let arrive = now_ms + 2.0 * self.mesh.client_latency_ms + path.latency_ms;
@@ -327,6 +336,34 @@ latency_ms = 5
             (4000, 2000)
         );
         assert!(!relayed.holder_redirect);
+    }
+
+    #[test]
+    fn with_a_threshold_a_url_is_redirected_n_times_then_fetched_and_stored() {
+        // As above, with peer_store_threshold 2: a's first two requests for
+        // /x are redirected (and counted), the third is fetched from b and
+        // stored, the last two are local hits.
+        let mut trace = vec![
+            get(0.0, "10.2.0.1", "/x", 1000),
+            get(5.0, "10.1.0.1", "/w", 1000),
+        ];
+        trace.extend((0..5).map(|i| get(10.0 + f64::from(i), "10.1.0.1", "/x", 1000)));
+        let redirect = "holder_redirect allow all\npeer_store_threshold 2";
+        let (report, stats) = run("threshold", redirect, 10.0, None, &trace);
+        let (a, b) = (&stats[0], &stats[1]);
+        assert_eq!((a.redirects, a.sibling_hits, a.local_hits), (2, 3, 2));
+        assert_eq!(
+            (report.total.redirects, report.total.origin_requests),
+            (2, 2)
+        );
+        // /x at a and b, /w at a.
+        assert_eq!(
+            (report.stored.distinct_objects, report.stored.copies),
+            (2, 3)
+        );
+        // b sent /x to its client, to a's two redirected clients and to a
+        // once; a sent /w, the relayed /x and its two local hits.
+        assert_eq!((a.proxy_bytes, b.proxy_bytes), (4000, 4000));
     }
 
     #[test]

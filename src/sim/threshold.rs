@@ -2,7 +2,8 @@
 //! own directive from its squid.conf and counts references with the
 //! proxy's own counter ([`RefCounts`], same sketch, same window) on the
 //! virtual clock, counting where the proxy counts (a GET that is not a
-//! fresh local hit and goes to its sources), and deciding with the
+//! fresh local hit and goes to its sources, or is redirected to a
+//! holder), and deciding with the
 //! proxy's own rule ([`peer_reply_forwarded`], with the node's `scope=`). Also the mesh-wide figures
 //! of what the stores hold at the end of a run.
 
@@ -50,6 +51,17 @@ impl Thresholds {
         };
         if let Some(slot) = self.last_seen.get_mut(at) {
             *slot = seen;
+        }
+    }
+
+    /// With a threshold at node `at`: how many times it will have seen
+    /// the object of `key` at `now` counting one more reference (what a
+    /// redirect is decided on, `peers::holder::Ask::references`); nothing
+    /// is counted. `None` without a threshold.
+    pub fn next(&self, at: usize, key: &[u8; 16], now: Instant) -> Option<u32> {
+        match self.nodes.get(at) {
+            Some(Some((_, counts))) => Some(counts.estimate(key, now).saturating_add(1)),
+            _ => None,
         }
     }
 

@@ -235,7 +235,7 @@ impl Proxy {
     /// One more reference to `url` (a miss about to be fetched) under
     /// `peer_store_threshold`: how many within the window; 0 (and nothing
     /// counted, nothing allocated) without a threshold.
-    fn note_reference(&self, url: &str) -> u32 {
+    pub(super) fn note_reference(&self, url: &str) -> u32 {
         if self.config.peer_store_threshold.value.count == 0 {
             return 0;
         }

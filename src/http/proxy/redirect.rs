@@ -12,6 +12,11 @@
 //! that carried it is never redirected again: a holder that lost the
 //! object fetches it instead, so no chain forms.
 //!
+//! With `peer_store_threshold` N, a URL is redirected while this cache
+//! has seen it at most N times (redirects counted); past N the miss is
+//! fetched from the nearest holder and stored, as the Worldnet study's
+//! proxies forward a request until its document proves popular.
+//!
 //! The peer query made to decide is not repeated when the request is not
 //! redirected: its sources are handed to the fetch that follows
 //! ([`Handoff`]).
@@ -282,6 +287,7 @@ impl Proxy {
         if config.holder_redirect.is_empty() {
             return Err(txn);
         }
+        let key = super::url_key(&target.url);
         let ask = holder::Ask {
             accelerated: txn.arrival.accelerated(),
             get: parts.method == Method::GET,
@@ -289,8 +295,15 @@ impl Proxy {
             marked: marked(&parts.uri),
             siblings_ok,
             size_seen: (config.holder_redirect_min_size.value > 0)
-                .then(|| self.redirects.sizes.get(&super::url_key(&target.url)))
+                .then(|| self.redirects.sizes.get(&key))
                 .flatten(),
+            // This request included; it is counted below if redirected,
+            // else by the fetch that follows (once either way).
+            references: (config.peer_store_threshold.value.count > 0).then(|| {
+                self.ref_counts
+                    .estimate(&key, Instant::now())
+                    .saturating_add(1)
+            }),
         };
         let allowed = || {
             let req = txn.arrival.acl_request(txn.client, "GET", target);
@@ -342,6 +355,9 @@ impl Proxy {
         let holder_ip = peer
             .icp_addr
             .map_or_else(|| peer.config.host.clone(), |a| a.ip().to_string());
+        // A redirected reference counts toward peer_store_threshold: past
+        // N, the next is fetched and stored (the study's forwarding rule).
+        self.note_reference(&target.url);
         txn.result = ResultCode::new(ResultTag::TcpMiss);
         txn.hierarchy = Hierarchy::new(code, Some(holder_ip));
         self.mgr.stats.note_holder_redirect();
