@@ -194,7 +194,7 @@ impl<'m> Engine<'m> {
         self.objects.len()
     }
 
-    fn instant(&self, ms: f64) -> Instant {
+    pub(super) fn instant(&self, ms: f64) -> Instant {
         // Whole nanoseconds: cheaper than from_secs_f64, and as exact here.
         self.clock + Duration::from_nanos((ms.max(0.0) * 1e6) as u64)
     }
@@ -353,7 +353,7 @@ impl<'m> Engine<'m> {
     ) -> (Served, bool) {
         let Some(url) = url else {
             let epoch = self.epoch.unwrap_or(0.0);
-            return (self.origin(at, object, size, ready, epoch), false);
+            return (self.origin(at, object, (size, head), ready, epoch), false);
         };
         // This request's late replies are those its round adds from here.
         let late_from = self.late.len();
@@ -512,7 +512,7 @@ impl<'m> Engine<'m> {
         let from = self.nodes[at].address;
         for source in sources {
             let Some(id) = source.peer else {
-                return (self.origin(at, object, size, now_ms, epoch), false);
+                return (self.origin(at, object, (size, head), now_ms, epoch), false);
             };
             let Some(peer) = self.nodes[at].peers.get(id).and_then(|p| p.node) else {
                 continue;
@@ -593,19 +593,16 @@ impl<'m> Engine<'m> {
         &mut self,
         at: usize,
         object: u32,
-        size: u64,
+        (size, head): (u64, bool),
         now_ms: f64,
         epoch: f64,
     ) -> Served {
         // Proxy sharing may send the node to a copy near it (`sim::sharing`).
-        let (now_ms, log) = match self.shared(at, object, size, now_ms, epoch) {
+        let now_ms = match self.shared(at, object, (size, head), now_ms, epoch) {
             super::sharing::Shared::Hit(served) => return served,
-            super::sharing::Shared::Fallback(at_ms) => (at_ms, false),
-            super::sharing::Shared::Body { log } => (now_ms, log),
+            super::sharing::Shared::Fallback(at_ms) => at_ms,
+            super::sharing::Shared::Body => now_ms,
         };
-        if log {
-            self.share_logged(at, object);
-        }
         let path = self.topology.origin(at);
         let s = &mut self.stats[at];
         s.origin_requests += 1;
@@ -646,6 +643,7 @@ impl<'m> Engine<'m> {
                 .iter()
                 .any(|n| !n.config.holder_redirect.is_empty()),
             cut_through: self.cut_throughs.summary(),
+            sharing: self.sharing.as_ref().map(|s| s.summary()),
         })
     }
 
