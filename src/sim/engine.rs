@@ -116,7 +116,8 @@ pub struct Engine<'m> {
     direct_verdicts: DirectVerdicts,
     /// Each node's holder_redirect state (`sim::redirect`).
     pub(super) redirects: super::redirect::Redirects,
-    /// The origin's share log, with `share_log = true` (`sim::sharing`).
+    /// The owner's share log, with a `share_owner` whose config says
+    /// `share_log on` (`sim::sharing`).
     pub(super) sharing: Option<super::sharing::Sharing>,
     /// The selection core's lists, kept from request to request.
     lists: CoreLists,
