@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::config::{OfferTo, Share, ShareLog};
+
 /// Candidates kept per resource.
 pub const PER_RESOURCE: usize = 10;
 /// Bytes of state an entry costs besides its two URLs.
@@ -57,6 +59,30 @@ pub struct Asker<'a> {
     pub locality: Option<&'a str>,
     /// The owner's own locality (of the address the request came in on).
     pub owner_locality: Option<&'a str>,
+}
+
+/// An offering request as the owner sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Offering<'a> {
+    pub asker: Asker<'a>,
+    /// The address the offer came from.
+    pub ip: IpAddr,
+    /// The load the offer reported.
+    pub load: Option<f32>,
+    /// The offer's `ttl`, seconds.
+    pub ttl: u32,
+}
+
+/// What the owner is about to send an offering request, as far as its
+/// answer goes.
+#[derive(Debug, Clone, Copy)]
+pub struct Offered {
+    /// A 200 to a GET.
+    pub ok: bool,
+    /// Its Content-Length.
+    pub length: Option<u64>,
+    /// The requester may keep it (no `no-store`, no `private`).
+    pub shareable: bool,
 }
 
 #[derive(Debug)]
@@ -272,6 +298,44 @@ impl Sharing {
             .collect()
     }
 
+    /// The owner's answer to an offering GET for `url` (issue 21; the one
+    /// rule the proxy's owner and `cuttle simulate` call): for a 200 of at
+    /// least `rules.min_size` bytes, the candidates near the asker (send
+    /// them as a list when there is any; empty: send the body), and the
+    /// offerer logged, when it may keep a copy (`shareable`), for
+    /// `rules.lifetime` or its offer's `ttl` if shorter: from a candidate
+    /// or from the owner, it will hold a copy too. A smaller or other
+    /// response gets no list and logs nothing.
+    pub fn answer_offer(
+        &self,
+        url: &str,
+        offering: &Offering<'_>,
+        response: &Offered,
+        rules: &ShareLog,
+        now: Instant,
+    ) -> Vec<String> {
+        let large = response.ok && response.length.is_some_and(|l| l >= rules.min_size);
+        if !large {
+            return Vec::new();
+        }
+        let asker = &offering.asker;
+        let candidates = self.candidates(url, asker, rules.candidates as usize, now);
+        if response.shareable {
+            let lifetime = rules.lifetime.min(Duration::from_secs(offering.ttl.into()));
+            self.offer(
+                url,
+                Candidate {
+                    proxy_url: asker.proxy_url.to_string(),
+                    ip: offering.ip,
+                    locality: asker.locality.map(str::to_string),
+                    load: offering.load,
+                    expires: now + lifetime,
+                },
+            );
+        }
+        candidates
+    }
+
     /// Entries and bytes of state in the log.
     pub fn size(&self) -> (usize, usize) {
         let log = lock(&self.log);
@@ -293,6 +357,16 @@ impl Sharing {
     /// Requester: whether `server` (`host:port`) keeps a share log.
     pub fn is_owner(&self, server: &str) -> bool {
         lock(&self.owners).iter().any(|o| o == server)
+    }
+
+    /// Requester: whether a GET miss going direct to `server` (`host:port`)
+    /// offers this cache's copy: `share_offer on` with a `share_offer_url`,
+    /// to a server known to keep a share log (to any with `to=all`).
+    pub fn offers_to(&self, share: &Share, server: &str) -> bool {
+        let offer = &share.offer.value;
+        offer.on
+            && share.offer_url.value.is_some()
+            && (offer.to == OfferTo::All || self.is_owner(server))
     }
 
     /// Owner: `url` was requested with `page` as its `Referer`.
@@ -472,6 +546,65 @@ mod tests {
         let later = now + Duration::from_secs(61);
         assert!(log.candidates("u", &a, 5, later).is_empty());
         assert_eq!(log.size().0, 1, "only the looked-up ones that expired went");
+    }
+
+    #[test]
+    fn an_offer_for_a_large_response_is_logged_and_may_get_a_list() {
+        let now = Instant::now();
+        let log = Sharing::default();
+        let rules = ShareLog {
+            on: true,
+            min_size: 1000,
+            candidates: 5,
+            lifetime: Duration::from_secs(60),
+        };
+        let offering = |n: u8, ttl: u32| Offering {
+            asker: Asker {
+                proxy_url: ["", "http://10.0.0.1:3128/", "http://10.0.0.2:3128/"][usize::from(n)],
+                locality: Some("east"),
+                owner_locality: Some("home"),
+            },
+            ip: IpAddr::from([10, 0, 0, n]),
+            load: None,
+            ttl,
+        };
+        let sent = |length: u64, shareable: bool| Offered {
+            ok: true,
+            length: Some(length),
+            shareable,
+        };
+        // Under min_size, or a response the offerer may not keep: not logged.
+        assert!(log
+            .answer_offer("u", &offering(1, 3600), &sent(999, true), &rules, now)
+            .is_empty());
+        assert!(log
+            .answer_offer("u", &offering(1, 3600), &sent(1000, false), &rules, now)
+            .is_empty());
+        assert_eq!(log.size().0, 0);
+        // The first gets the body and is logged; the second a list naming it.
+        assert!(log
+            .answer_offer("u", &offering(1, 3600), &sent(1000, true), &rules, now)
+            .is_empty());
+        let list = log.answer_offer("u", &offering(2, 3600), &sent(1000, true), &rules, now);
+        assert_eq!(list, ["http://10.0.0.1:3128/"]);
+        // An entry stands for the lifetime, or the offer's ttl if shorter.
+        let later = now + Duration::from_secs(30);
+        assert_eq!(
+            log.answer_offer("v", &offering(1, 10), &sent(1000, true), &rules, now)
+                .len(),
+            0
+        );
+        assert!(log
+            .answer_offer("v", &offering(2, 3600), &sent(1000, true), &rules, later)
+            .is_empty());
+        let much_later = now + Duration::from_secs(61);
+        assert_eq!(
+            log.candidates("u", &offering(2, 0).asker, 5, later),
+            ["http://10.0.0.1:3128/"]
+        );
+        assert!(log
+            .candidates("u", &offering(2, 0).asker, 5, much_later)
+            .is_empty());
     }
 
     #[test]

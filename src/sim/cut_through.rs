@@ -265,7 +265,10 @@ impl Engine<'_> {
             }
             _ => {
                 self.cut_throughs.won_by_origin += 1;
-                Some((self.origin(at, object, size, origin_start, epoch), false))
+                Some((
+                    self.origin(at, object, (size, head), origin_start, epoch),
+                    false,
+                ))
             }
         }
     }

@@ -116,7 +116,8 @@ pub struct Engine<'m> {
     direct_verdicts: DirectVerdicts,
     /// Each node's holder_redirect state (`sim::redirect`).
     pub(super) redirects: super::redirect::Redirects,
-    /// The origin's share log, with `share_log = true` (`sim::sharing`).
+    /// The owner's share log, with a `share_owner` whose config says
+    /// `share_log on` (`sim::sharing`).
     pub(super) sharing: Option<super::sharing::Sharing>,
     /// The selection core's lists, kept from request to request.
     lists: CoreLists,
@@ -194,7 +195,7 @@ impl<'m> Engine<'m> {
         self.objects.len()
     }
 
-    fn instant(&self, ms: f64) -> Instant {
+    pub(super) fn instant(&self, ms: f64) -> Instant {
         // Whole nanoseconds: cheaper than from_secs_f64, and as exact here.
         self.clock + Duration::from_nanos((ms.max(0.0) * 1e6) as u64)
     }
@@ -353,7 +354,7 @@ impl<'m> Engine<'m> {
     ) -> (Served, bool) {
         let Some(url) = url else {
             let epoch = self.epoch.unwrap_or(0.0);
-            return (self.origin(at, object, size, ready, epoch), false);
+            return (self.origin(at, object, (size, head), ready, epoch), false);
         };
         // This request's late replies are those its round adds from here.
         let late_from = self.late.len();
@@ -513,7 +514,7 @@ impl<'m> Engine<'m> {
         let from = self.nodes[at].address;
         for source in sources {
             let Some(id) = source.peer else {
-                return (self.origin(at, object, size, now_ms, epoch), false);
+                return (self.origin(at, object, (size, head), now_ms, epoch), false);
             };
             let Some(peer) = self.nodes[at].peers.get(id).and_then(|p| p.node) else {
                 continue;
@@ -594,19 +595,16 @@ impl<'m> Engine<'m> {
         &mut self,
         at: usize,
         object: u32,
-        size: u64,
+        (size, head): (u64, bool),
         now_ms: f64,
         epoch: f64,
     ) -> Served {
         // Proxy sharing may send the node to a copy near it (`sim::sharing`).
-        let (now_ms, log) = match self.shared(at, object, size, now_ms, epoch) {
+        let now_ms = match self.shared(at, object, (size, head), now_ms, epoch) {
             super::sharing::Shared::Hit(served) => return served,
-            super::sharing::Shared::Fallback(at_ms) => (at_ms, false),
-            super::sharing::Shared::Body { log } => (now_ms, log),
+            super::sharing::Shared::Fallback(at_ms) => at_ms,
+            super::sharing::Shared::Body => now_ms,
         };
-        if log {
-            self.share_logged(at, object);
-        }
         let path = self.topology.origin(at);
         let s = &mut self.stats[at];
         s.origin_requests += 1;
@@ -647,6 +645,7 @@ impl<'m> Engine<'m> {
                 .iter()
                 .any(|n| !n.config.holder_redirect.is_empty()),
             cut_through: self.cut_throughs.summary(),
+            sharing: self.sharing.as_ref().map(|s| s.summary()),
         })
     }
 

@@ -23,7 +23,10 @@
 //! uniform draw in `[0, reply_jitter_ms)`: the scheduling noise that
 //! decides which of several equally near peers answers first.
 //! `client_latency_ms` (top level, default 0) is one way between a node
-//! and its clients; only a redirect (`holder_redirect`) pays it, twice. Hops between nodes are the links of the
+//! and its clients; only a redirect (`holder_redirect`) pays it, twice.
+//! `share_owner` (top level, optional) names the squid.conf of the
+//! accelerator in front of the origin, proxy sharing's owner
+//! (`sim::sharing`). Hops between nodes are the links of the
 //! shortest-latency path (see `topology`).
 
 use std::collections::BTreeMap;
@@ -59,9 +62,11 @@ struct MeshFile {
     reply_jitter_ms: f64,
     #[serde(default)]
     client_latency_ms: f64,
-    /// The origin keeps a share log (proxy sharing, `sim::sharing`).
+    /// The owner's squid.conf: the accelerator in front of the origin,
+    /// whose `share_log` and `share_locality` lines proxy sharing follows
+    /// (`sim::sharing`).
     #[serde(default)]
-    share_log: bool,
+    share_owner: Option<PathBuf>,
 }
 
 /// The reply jitter when the mesh file says nothing: the spread of a
@@ -255,8 +260,30 @@ pub struct Mesh {
     /// One way between a node and its clients: what a redirect's extra
     /// round trip costs (the 302 back, the client's new request out).
     pub client_latency_ms: f64,
-    /// `share_log = true`: the origin keeps a share log (`sim::sharing`).
-    pub share_log: bool,
+    /// `share_owner = "owner.conf"`: the accelerator in front of the
+    /// origin, its squid.conf loaded (`sim::sharing`).
+    pub share_owner: Option<Owner>,
+}
+
+/// The accelerator in front of the origin (proxy sharing's owner).
+#[derive(Debug)]
+pub struct Owner {
+    pub config_path: PathBuf,
+    pub config: Config,
+}
+
+/// `path`'s squid.conf, read by the proxy's own loader; its first error
+/// names the mesh file, `what` and the squid.conf's file:line.
+fn load_config(mesh: &Path, what: &str, path: &Path) -> Result<Config, String> {
+    let loaded = config::load_file(path, &LoadOptions::default());
+    match loaded
+        .diagnostics
+        .iter()
+        .find(|d| d.severity == config::Severity::Error)
+    {
+        Some(error) => Err(format!("{} ({what}): {error}", mesh.display())),
+        None => Ok(loaded.config),
+    }
 }
 
 impl Mesh {
@@ -283,14 +310,7 @@ impl Mesh {
         let mut nodes = Vec::with_capacity(file.nodes.len());
         for (name, node) in &file.nodes {
             let config_path = dir.join(&node.config);
-            let loaded = config::load_file(&config_path, &LoadOptions::default());
-            if let Some(error) = loaded
-                .diagnostics
-                .iter()
-                .find(|d| d.severity == config::Severity::Error)
-            {
-                return Err(format!("{} (node {name}): {error}", path.display()));
-            }
+            let config = load_config(path, &format!("node {name}"), &config_path)?;
             let clients = node
                 .clients
                 .iter()
@@ -310,7 +330,7 @@ impl Mesh {
             nodes.push(Node {
                 name: name.clone(),
                 config_path,
-                config: loaded.config,
+                config,
                 address: node.address,
                 clients,
                 kind: node.kind,
@@ -345,10 +365,21 @@ impl Mesh {
                 return Err(format!("{}: {key} must be 0 or more", path.display()));
             }
         }
+        let share_owner = match &file.share_owner {
+            Some(owner) => {
+                let config_path = dir.join(owner);
+                let config = load_config(path, "share_owner", &config_path)?;
+                Some(Owner {
+                    config_path,
+                    config,
+                })
+            }
+            None => None,
+        };
         Ok(Mesh {
             reply_jitter_ms: file.reply_jitter_ms,
             client_latency_ms: file.client_latency_ms,
-            share_log: file.share_log,
+            share_owner,
             path: path.to_path_buf(),
             origin_latency_ms: file.origin_latency_ms,
             origin_bandwidth_mbps: file.origin_bandwidth_mbps,

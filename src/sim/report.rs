@@ -210,6 +210,9 @@ pub struct Report {
     /// Some node has a `cut_through` line: the races and the miss
     /// latency at depth 2 or more (`sim::cut_through`).
     pub cut_through: Option<super::cut_through::Summary>,
+    /// The mesh names an owner keeping a share log: what proxy sharing
+    /// did (`sim::sharing`).
+    pub sharing: Option<super::sharing::Summary>,
 }
 
 /// The conservation checks: per node, requests = hits + misses + failed;
@@ -256,6 +259,12 @@ fn human_bytes(n: f64) -> String {
 }
 
 impl Report {
+    /// Bytes leaving the origin's side: the bodies, and proxy sharing's
+    /// lists.
+    pub fn owner_bytes(&self) -> u64 {
+        self.total.origin_bytes + self.sharing.map_or(0, |s| s.list_bytes)
+    }
+
     /// The table `cuttle simulate` prints.
     pub fn table(&self) -> String {
         let mut out = format!(
@@ -303,6 +312,19 @@ impl Report {
         }
         if let Some(c) = &self.cut_through {
             out.push_str(&c.lines(self.total.origin_requests));
+        }
+        if let Some(s) = &self.sharing {
+            out.push_str(&format!(
+                "proxy sharing: {} offers, {} lists ({}), {} fetched from a candidate, {} back to the owner; bytes leaving the owner (bodies and lists): {}; its log at the end: {} entries, {}\n",
+                s.offers,
+                s.lists,
+                human_bytes(s.list_bytes as f64),
+                s.share_hits,
+                s.fallbacks,
+                human_bytes(self.owner_bytes() as f64),
+                s.log_entries,
+                human_bytes(s.log_bytes as f64)
+            ));
         }
         let skipped = self.skipped_malformed + self.skipped_not_cacheable + self.skipped_errors;
         if skipped + self.unrouted > 0 {
@@ -386,6 +408,15 @@ pub fn compare_lines(a: &Report, b: &Report) -> String {
             (y.icp_sent + y.htcp_sent) as f64,
         ),
     );
+    if a.sharing.is_some() || b.sharing.is_some() {
+        line(
+            "owner bytes",
+            a.owner_bytes() as f64,
+            b.owner_bytes() as f64,
+            &bytes,
+            change(a.owner_bytes() as f64, b.owner_bytes() as f64),
+        );
+    }
     if a.holder_redirect || b.holder_redirect {
         line(
             "proxy bytes",

@@ -18,7 +18,7 @@ use http::{Method, StatusCode};
 
 use cuttle_protocol::share::{self, Share};
 
-use crate::peers::share_log::{Asker, Candidate};
+use crate::peers::share_log::{Asker, Offered, Offering};
 
 use super::headers::content_length;
 use super::txn::Txn;
@@ -105,9 +105,7 @@ impl Proxy {
         let log = &settings.log.value;
         if let Some(offer) = txn.share_offer.take() {
             let length = content_length(headers);
-            let large = status == StatusCode::OK
-                && txn.method == "GET"
-                && length.is_some_and(|l| l >= log.min_size);
+            let ok = status == StatusCode::OK && txn.method == "GET";
             let now = Instant::now();
             let locality = settings.locality_of(txn.client);
             let asker = Asker {
@@ -118,31 +116,27 @@ impl Proxy {
             if status == StatusCode::OK && is_html(headers) {
                 self.piggyback(&txn.url, &asker, headers, now);
             }
-            if large {
+            if ok && length.is_some_and(|l| l >= log.min_size) {
                 if let Some(page) = &offer.referer {
                     self.sharing.note_embedded(page, &txn.url);
                 }
-                let candidates =
-                    self.sharing
-                        .candidates(&txn.url, &asker, log.candidates as usize, now);
-                // The offerer is logged whether it gets the body or a list:
-                // from a candidate or from here, it will hold a copy too.
-                if shareable(headers) {
-                    let lifetime = log
-                        .lifetime
-                        .min(std::time::Duration::from_secs(offer.ttl.into()));
-                    let candidate = Candidate {
-                        proxy_url: offer.proxy_url.clone(),
-                        ip: txn.client,
-                        locality: locality.map(str::to_string),
-                        load: offer.load,
-                        expires: now + lifetime,
-                    };
-                    self.sharing.offer(&txn.url, candidate);
-                }
-                if !candidates.is_empty() {
-                    return Some(self.share_list(&candidates, length, headers));
-                }
+            }
+            let offering = Offering {
+                asker,
+                ip: txn.client,
+                load: offer.load,
+                ttl: offer.ttl,
+            };
+            let response = Offered {
+                ok,
+                length,
+                shareable: shareable(headers),
+            };
+            let candidates = self
+                .sharing
+                .answer_offer(&txn.url, &offering, &response, log, now);
+            if !candidates.is_empty() {
+                return Some(self.share_list(&candidates, length, headers));
             }
         }
         if !headers.contains_key(share::FIELD) {

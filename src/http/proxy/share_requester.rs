@@ -154,14 +154,8 @@ impl Proxy {
     /// this cache offers there (and counted).
     pub(super) fn share_offer_header(&self, host: &str, port: u16) -> Option<HeaderValue> {
         let settings = &self.config.share;
-        let offer = &settings.offer.value;
         let url = settings.offer_url.value.as_deref()?;
-        if !offer.on {
-            return None;
-        }
-        if offer.to == crate::config::OfferTo::Owners
-            && !self.sharing.is_owner(&format!("{host}:{port}"))
-        {
+        if !self.sharing.offers_to(settings, &format!("{host}:{port}")) {
             return None;
         }
         let failed = self.sharing.take_failed(share::MAX_FAILED, Instant::now());
