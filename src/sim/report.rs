@@ -210,6 +210,9 @@ pub struct Report {
     /// Some node has a `cut_through` line: the races and the miss
     /// latency at depth 2 or more (`sim::cut_through`).
     pub cut_through: Option<super::cut_through::Summary>,
+    /// The trace had change lines: stale hits, validations, push notices
+    /// (`sim::changes`).
+    pub changes: Option<super::changes::Summary>,
 }
 
 /// The conservation checks: per node, requests = hits + misses + failed;
@@ -303,6 +306,9 @@ impl Report {
         }
         if let Some(c) = &self.cut_through {
             out.push_str(&c.lines(self.total.origin_requests));
+        }
+        if let Some(c) = &self.changes {
+            out.push_str(&c.lines());
         }
         let skipped = self.skipped_malformed + self.skipped_not_cacheable + self.skipped_errors;
         if skipped + self.unrouted > 0 {
