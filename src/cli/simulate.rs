@@ -75,6 +75,7 @@ fn run_one(mesh_path: &Path, args: &SimulateArgs) -> Result<Report, String> {
         Options {
             ttl: args.ttl,
             seed: args.seed,
+            update_hits: None,
         },
     )?;
     let total: u64 = args

@@ -174,7 +174,12 @@ pub(super) struct Changes {
 }
 
 impl Changes {
-    pub(super) fn new(nodes: &[SimNode], topology: &Topology, ttl: bool) -> Changes {
+    pub(super) fn new(
+        nodes: &[SimNode],
+        topology: &Topology,
+        ttl: bool,
+        update_hits: Option<u32>,
+    ) -> Changes {
         let n = nodes.len();
         let mut subscribers = vec![Vec::new(); n];
         let mut subscribes = vec![false; n];
@@ -220,15 +225,9 @@ impl Changes {
             uses: HashMap::new(),
             hits: HashMap::new(),
             adaptive,
-            update_hits: DEFAULT_UPDATE_HITS,
+            update_hits: update_hits.unwrap_or(DEFAULT_UPDATE_HITS),
             ttl,
         }
-    }
-
-    /// Sets the update threshold (`caching::push`'s policy knob).
-    #[cfg(test)]
-    pub(super) fn set_update_hits(&mut self, n: u32) {
-        self.update_hits = n;
     }
 
     /// `object` changed at `at_ms` (its Last-Modified is now `lm`, unix
@@ -533,3 +532,6 @@ fn window_of(now: u64) -> u64 {
 fn clamp_u32(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
+
+#[cfg(test)]
+mod tests;

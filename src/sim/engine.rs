@@ -60,6 +60,9 @@ pub struct Options {
     pub ttl: Option<u64>,
     /// Seeds the reply jitter: a seed gives the same run every time.
     pub seed: u64,
+    /// Publishers' `htcp_monitor_update_hits` (`None`:
+    /// `caching::push::DEFAULT_UPDATE_HITS`), for runs with changes.
+    pub update_hits: Option<u32>,
 }
 
 /// Where a request's object came from, as the node that asked sees it.
@@ -209,6 +212,7 @@ impl<'m> Engine<'m> {
                 &self.nodes,
                 &self.topology,
                 self.options.ttl.is_some(),
+                self.options.update_hits,
             ))
         });
         let mut world = super::changes::World {

@@ -475,4 +475,53 @@ mod tests {
             assert!((read.time - request.time).abs() < 0.001, "{line}");
         }
     }
+
+    #[test]
+    fn changes_are_written_in_time_order_after_each_documents_last_modified() {
+        let with = |rate: Option<f64>| {
+            let mut s = spec(3);
+            s.duration = 86_400.0;
+            s.change_rate = rate;
+            Generator::new(s).unwrap().lines().collect::<Vec<_>>()
+        };
+        let lines = with(Some(1.0));
+        assert_eq!(lines, with(Some(1.0)), "a seed gives the same changes");
+        let without = with(None);
+        assert!(without.iter().all(|l| matches!(l, Line::Request(_))));
+        assert_eq!(without.len(), 500);
+        let mut seen = std::collections::HashSet::new();
+        let mut last_time = 0.0;
+        let mut later_changes = 0;
+        for (i, line) in lines.iter().enumerate() {
+            match line {
+                Line::Request(r) => {
+                    if seen.insert(r.url.clone()) {
+                        // Its Last-Modified comes just before it.
+                        let Line::Change(c) = &lines[i - 1] else {
+                            panic!("no change before the first request of {}", r.url)
+                        };
+                        assert_eq!(c.url, r.url);
+                        assert!(c.time <= r.time);
+                    }
+                    assert!(r.time >= last_time);
+                    last_time = r.time;
+                }
+                Line::Change(c) if seen.contains(&c.url) => {
+                    assert!(c.time >= last_time - 0.001, "{c:?} before {last_time}");
+                    later_changes += 1;
+                }
+                Line::Change(_) => {}
+            }
+        }
+        // A median document changes daily: over a day, hundreds of the
+        // few hundred documents asked for change again.
+        assert!(later_changes > 100, "{later_changes}");
+        let mut out = Vec::new();
+        let Line::Change(c) = &lines[0] else { panic!() };
+        write_change(c, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let read = crate::sim::trace::parse_change(&text).unwrap().unwrap();
+        assert_eq!(read.url, c.url);
+        assert!((read.time - c.time).abs() < 0.001);
+    }
 }
