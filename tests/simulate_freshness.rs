@@ -65,7 +65,10 @@ fn squid_heuristic_serves_stale_hits_and_push_none_beyond_the_notification_delay
     assert!(changes > 1000, "{changes} change lines");
 
     let table = cuttle(&["simulate", &example("squid.toml"), &trace]);
-    assert!(table.contains(&format!("changes: {changes} at the origin")), "{table}");
+    assert!(
+        table.contains(&format!("changes: {changes} at the origin")),
+        "{table}"
+    );
 
     let json = cuttle(&[
         "simulate",

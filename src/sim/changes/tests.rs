@@ -245,3 +245,107 @@ fn a_used_object_is_pushed_as_an_update() {
     assert_eq!((c.validations, c.not_modified), (1, 1));
     assert_eq!(report.total.origin_requests, 1);
 }
+
+/// The README's trace for "Freshness in the simulator" (`cuttle trace
+/// generate --requests 100000 --duration 86400 --change-rate 0.2 --clients
+/// 10.1.0.0/16,10.2.0.0/16,10.3.0.0/16`), replayed over `mesh`.
+fn readme_run(mesh: &Mesh, options: Options) -> Report {
+    use crate::sim::generate::{Generator, Line, TraceSpec, DEFAULT_START, DEFAULT_ZIPF};
+    use crate::sim::trace::TraceRequest;
+    use crate::sim::ClientRange;
+    let spec = TraceSpec {
+        objects: 100_000,
+        requests: 100_000,
+        zipf: DEFAULT_ZIPF,
+        clients: ["10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16"]
+            .iter()
+            .map(|c| ClientRange::parse(c).unwrap())
+            .collect(),
+        seed: 1,
+        duration: 86_400.0,
+        start: DEFAULT_START,
+        max_size: 4 << 20,
+        change_rate: Some(0.2),
+    };
+    let mut engine = Engine::new(mesh, options).unwrap();
+    for line in Generator::new(spec).unwrap().lines() {
+        match line {
+            Line::Request(r) => engine.request(&TraceRequest {
+                time: (r.time * 1000.0).round() / 1000.0,
+                client: r.client,
+                method: http::Method::GET,
+                url: r.url,
+                size: r.size,
+            }),
+            Line::Change(c) => engine.change(&Change {
+                time: c.time,
+                url: c.url,
+            }),
+        }
+    }
+    engine.finish(SkipCounts::default()).unwrap()
+}
+
+fn row(label: &str, r: &Report) -> String {
+    let c = &r.changes.as_ref().unwrap().total;
+    let t = &r.total;
+    format!(
+        "| {label} | {} | {} | {} | {:.2} | {} | {} | {} |",
+        c.stale_hits,
+        c.validations,
+        t.origin_requests,
+        (t.hit_ratio_local + t.hit_ratio_sibling + t.hit_ratio_parent) * 100.0,
+        c.background_fetches,
+        c.push_notices,
+        c.push_updates
+    )
+}
+
+/// The README's tables: `cargo test --lib sim::changes::tests::freshness_tables
+/// -- --ignored --nocapture` prints them (a minute or two in a debug build).
+#[test]
+#[ignore]
+fn freshness_tables() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/freshness");
+    let load = |name: &str| Mesh::load(&examples.join(name)).unwrap();
+    println!("| policy | stale hits | validations | origin fetches | hit % | background fetches | push notices | updates |");
+    for name in ["squid", "adaptive", "push"] {
+        let r = readme_run(&load(&format!("{name}.toml")), Options::default());
+        println!("{}", row(name, &r));
+    }
+    // adaptive=N: the same mesh with N in every pattern.
+    for n in [0, 2, 4, 8, 16] {
+        let dir = std::env::temp_dir().join(format!("cuttle-simfresh-n{n}-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("conf/adaptive")).unwrap();
+        for entry in std::fs::read_dir(examples.join("conf/adaptive")).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace(" adaptive\n", &format!(" adaptive={n}\n"));
+            std::fs::write(
+                dir.join("conf/adaptive").join(path.file_name().unwrap()),
+                text,
+            )
+            .unwrap();
+        }
+        std::fs::copy(examples.join("adaptive.toml"), dir.join("adaptive.toml")).unwrap();
+        let r = readme_run(
+            &Mesh::load(&dir.join("adaptive.toml")).unwrap(),
+            Options::default(),
+        );
+        println!("{}", row(&format!("adaptive={n}"), &r));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let push = load("push.toml");
+    for n in [0, 1, 2, 4, 8] {
+        let r = readme_run(
+            &push,
+            Options {
+                update_hits: Some(n),
+                ..Options::default()
+            },
+        );
+        assert_eq!(r.changes.as_ref().unwrap().total.stale_beyond_notice, 0);
+        println!("{}", row(&format!("update_hits {n}"), &r));
+    }
+}
