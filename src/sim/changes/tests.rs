@@ -290,11 +290,12 @@ fn row(label: &str, r: &Report) -> String {
     let c = &r.changes.as_ref().unwrap().total;
     let t = &r.total;
     format!(
-        "| {label} | {} | {} | {} | {:.2} | {} | {} | {} |",
+        "| {label} | {} | {} | {} | {:.2} | {:.1} | {} | {} | {} |",
         c.stale_hits,
         c.validations,
         t.origin_requests,
         (t.hit_ratio_local + t.hit_ratio_sibling + t.hit_ratio_parent) * 100.0,
+        t.latency_mean_ms,
         c.background_fetches,
         c.push_notices,
         c.push_updates
@@ -308,13 +309,13 @@ fn row(label: &str, r: &Report) -> String {
 fn freshness_tables() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/freshness");
     let load = |name: &str| Mesh::load(&examples.join(name)).unwrap();
-    println!("| policy | stale hits | validations | origin fetches | hit % | background fetches | push notices | updates |");
-    for name in ["squid", "adaptive", "push"] {
+    println!("| policy | stale hits | validations | origin fetches | hit % | mean ms | background fetches | push notices | updates |");
+    for name in ["squid", "push"] {
         let r = readme_run(&load(&format!("{name}.toml")), Options::default());
         println!("{}", row(name, &r));
     }
     // adaptive=N: the same mesh with N in every pattern.
-    for n in [0, 2, 4, 8, 16] {
+    for n in [0, 1, 2, 4, 8, 16] {
         let dir = std::env::temp_dir().join(format!("cuttle-simfresh-n{n}-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("conf/adaptive")).unwrap();
         for entry in std::fs::read_dir(examples.join("conf/adaptive")).unwrap() {
