@@ -147,7 +147,7 @@ fn generate_trace(args: &GenerateArgs) -> Result<(), String> {
         match line {
             Line::Request(request) => {
                 generate::write_line(&request, &mut out).map_err(|e| format!("{shown}: {e}"))?;
-                if written % 4096 == 0 {
+                if written.is_multiple_of(4096) {
                     bar.set_position(written);
                 }
                 written += 1;
