@@ -22,7 +22,9 @@ MESH.toml names the nodes (each with its own squid.conf, an address, the
 trace clients it serves) and the links between them; see the README's
 \"Simulating a mesh\". Each TRACE is a Squid native access.log, read
 streaming; CONNECT, methods other than GET and HEAD, and errors are counted
-and skipped. --compare B.toml replays the same traces over a second mesh
+and skipped; `#change TIME URL` lines (cuttle trace generate --change-rate)
+are modifications at the origin: the run then counts stale hits,
+validations sent to the origin and push notices. --compare B.toml replays the same traces over a second mesh
 and prints both. A run whose counts do not add up (requests = hits + misses
 per node; origin bytes = bytes of the misses) exits with status 1.")]
 pub(super) struct SimulateArgs {
@@ -73,6 +75,7 @@ fn run_one(mesh_path: &Path, args: &SimulateArgs) -> Result<Report, String> {
         Options {
             ttl: args.ttl,
             seed: args.seed,
+            update_hits: None,
         },
     )?;
     let total: u64 = args
@@ -105,8 +108,11 @@ fn run_one(mesh_path: &Path, args: &SimulateArgs) -> Result<Report, String> {
             },
         );
         let mut reader = AccessLogReader::new(input);
-        for request in reader.by_ref() {
+        while let Some(request) = reader.next() {
             let request = request.map_err(|e| format!("{}: {e}", trace.display()))?;
+            for change in reader.take_changes() {
+                engine.change(&change);
+            }
             engine.request(&request);
         }
         let s = reader.skipped();

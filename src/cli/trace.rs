@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cuttle::sim::generate::{
-    self, Generator, TraceSpec, DEFAULT_OBJECTS_PER_REQUEST, DEFAULT_START, DEFAULT_ZIPF,
+    self, Generator, Line, TraceSpec, DEFAULT_OBJECTS_PER_REQUEST, DEFAULT_START, DEFAULT_ZIPF,
 };
 use cuttle::sim::ClientRange;
 
@@ -37,7 +37,15 @@ sizes are lognormal (median 4000 bytes) with a Pareto tail (7% of the
 documents, from 20000 bytes, shape 1.2) cut at --max-size. URLs spread over
 one host per 40 documents. Requests arrive as a Poisson process over
 --duration seconds from --start; each picks a range of --clients, then an
-address in it, at random. The same --seed gives the same trace.")]
+address in it, at random. The same --seed gives the same trace.
+
+--change-rate R gives each document a change process at the origin: its
+mean time between changes is 1/R days times a lognormal factor (sigma 2,
+fixed by the seed and the document), its changes a Poisson process. They
+are written as lines of their own, `#change TIME URL`, before the first
+request after them; a document's first request is preceded by its last
+change before it (its Last-Modified). `cuttle simulate` reads them; Squid
+log tools skip them.")]
     Generate(GenerateArgs),
 }
 
@@ -70,6 +78,11 @@ pub(super) struct GenerateArgs {
     /// Time stamp of the trace's start, seconds since the epoch.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_START)]
     start: f64,
+    /// Give each document a change process: changes per day at the median
+    /// document (each document's mean interval is lognormal around it);
+    /// writes `#change TIME URL` lines between the requests.
+    #[arg(long, value_name = "PER_DAY")]
+    change_rate: Option<f64>,
     /// Largest document, bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
     max_size: u64,
@@ -103,6 +116,7 @@ fn generate_trace(args: &GenerateArgs) -> Result<(), String> {
         duration: args.duration,
         start: args.start,
         max_size: args.max_size,
+        change_rate: args.change_rate,
     };
     let generator = Generator::new(spec)?;
     let (mut out, shown): (Box<dyn Write>, String) = match &args.output {
@@ -128,10 +142,19 @@ fn generate_trace(args: &GenerateArgs) -> Result<(), String> {
     } else {
         ProgressBar::hidden()
     };
-    for (written, request) in generator.enumerate() {
-        generate::write_line(&request, &mut out).map_err(|e| format!("{shown}: {e}"))?;
-        if written % 4096 == 0 {
-            bar.set_position(written as u64);
+    let mut written = 0u64;
+    for line in generator.lines() {
+        match line {
+            Line::Request(request) => {
+                generate::write_line(&request, &mut out).map_err(|e| format!("{shown}: {e}"))?;
+                if written.is_multiple_of(4096) {
+                    bar.set_position(written);
+                }
+                written += 1;
+            }
+            Line::Change(change) => {
+                generate::write_change(&change, &mut out).map_err(|e| format!("{shown}: {e}"))?
+            }
         }
     }
     bar.finish_and_clear();

@@ -17,8 +17,11 @@
 //! `holder_redirect` may instead send the client to the holder
 //! ([`super::redirect`]).
 //!
-//! Simplifications, each on purpose: a stale copy is fetched again in full
-//! (no revalidation) and nothing fails but what the mesh cannot reach.
+//! A trace's `#change` lines give documents versions ([`super::changes`]):
+//! then stale hits are counted, an expired copy is revalidated, adaptive
+//! polling and pushed notices run. Without them a stale copy is fetched
+//! again in full (no revalidation). Nothing fails but what the mesh
+//! cannot reach.
 //! Digests are real Cache Digests (with their false hits), and a Squid
 //! node reads a Squid node's digest garbled as Squid does (squid-spec 5.5).
 
@@ -34,7 +37,7 @@ use super::objects::{Objects, Url};
 use super::report::{check_conservation, NodeStats, Report, Row};
 use super::store::{Held, Holdings};
 use super::topology::Topology;
-use super::trace::{SkipCounts, TraceRequest};
+use super::trace::{Change, SkipCounts, TraceRequest};
 use super::verdicts::{DirectVerdicts, QueryVerdicts};
 use crate::access;
 use crate::caching::freshness::{is_fresh, times_of, Exchange, Facts};
@@ -57,6 +60,9 @@ pub struct Options {
     pub ttl: Option<u64>,
     /// Seeds the reply jitter: a seed gives the same run every time.
     pub seed: u64,
+    /// Publishers' `htcp_monitor_update_hits` (`None`:
+    /// `caching::push::DEFAULT_UPDATE_HITS`), for runs with changes.
+    pub update_hits: Option<u32>,
 }
 
 /// Where a request's object came from, as the node that asked sees it.
@@ -123,6 +129,9 @@ pub struct Engine<'m> {
     lists: CoreLists,
     /// Each node's `cut_through` and the run's figures (`sim::cut_through`).
     pub(super) cut_throughs: super::cut_through::CutThroughs,
+    /// Versions, validations and pushed notices, from the trace's first
+    /// change line on (`sim::changes`).
+    pub(super) changes: Option<Box<super::changes::Changes>>,
 }
 
 /// The lists a query round fills, kept by the engine so that a request
@@ -187,7 +196,49 @@ impl<'m> Engine<'m> {
             redirects: super::redirect::Redirects::of(mesh),
             cut_throughs,
             sharing: super::sharing::Sharing::of(mesh),
+            changes: None,
         })
+    }
+
+    /// Replays one `#change` line: the document's new version at the
+    /// origin (`sim::changes`).
+    pub fn change(&mut self, c: &Change) {
+        let epoch = self.epoch.unwrap_or(c.time);
+        let first = self.objects.len();
+        let object = self.objects.intern(&c.url, epoch, modified_before);
+        self.objects
+            .set_modified(object, c.time.max(0.0) as u64, object as usize == first);
+        let changes = self.changes.get_or_insert_with(|| {
+            Box::new(super::changes::Changes::new(
+                &self.nodes,
+                &self.topology,
+                self.options.ttl.is_some(),
+                self.options.update_hits,
+            ))
+        });
+        let mut world = super::changes::World {
+            nodes: &mut self.nodes,
+            holdings: &mut self.holdings,
+            objects: &mut self.objects,
+            epoch,
+        };
+        changes.change(object, (c.time - epoch) * 1000.0, &mut world);
+    }
+
+    /// The parts of the engine `sim::changes` works on, and its state.
+    fn changes_world(
+        &mut self,
+    ) -> Option<(&mut super::changes::Changes, super::changes::World<'_, 'm>)> {
+        let changes = self.changes.as_deref_mut()?;
+        Some((
+            changes,
+            super::changes::World {
+                nodes: &mut self.nodes,
+                holdings: &mut self.holdings,
+                objects: &mut self.objects,
+                epoch: self.epoch.unwrap_or(0.0),
+            },
+        ))
     }
 
     /// Distinct objects seen so far.
@@ -213,7 +264,14 @@ impl<'m> Engine<'m> {
         let head = r.method == http::Method::HEAD;
         self.rebuild_digests(arrive);
         self.chain.clear();
+        if let Some((c, mut w)) = self.changes_world() {
+            let lm = w.objects.get(object).last_modified;
+            c.begin(lm, arrive, &mut w);
+        }
         let served = self.serve(at, object, r.size, head, r.client, arrive);
+        if let Some(c) = self.changes.as_deref_mut() {
+            c.end(at, object, arrive);
+        }
         let redirected = self.redirects.take_redirected();
         let s = &mut self.stats[at];
         if served.class != Class::Failed && !head && !redirected {
@@ -292,10 +350,17 @@ impl<'m> Engine<'m> {
             };
         }
         self.chain.push(at);
-        if let Some(held) = node.store.peek(&self.holdings, object) {
+        let held = node.store.peek(&self.holdings, object);
+        if let Some(c) = self.changes.as_deref_mut() {
+            c.used(at, object, unix(epoch, ready));
+        }
+        if let Some(held) = held {
             if is_fresh(&held.times, unix(epoch, ready)) {
-                node.store.touch(&self.holdings, object);
+                self.nodes[at].store.touch(&self.holdings, object);
                 self.chain.pop();
+                if let Some((c, mut w)) = self.changes_world() {
+                    c.served(at, object, held, ready, true, &mut w);
+                }
                 return Served {
                     class: Class::Local,
                     done_ms: ready,
@@ -316,9 +381,13 @@ impl<'m> Engine<'m> {
             return s;
         }
         let config = self.nodes[at].config;
+        let last_modified = match &self.changes {
+            Some(c) => u64::from(c.body_lm),
+            None => self.objects.get(object).last_modified,
+        };
         let mut facts = Facts {
             date: Some(s.birth),
-            last_modified: Some(self.objects.get(object).last_modified),
+            last_modified: Some(last_modified),
             ..Facts::default()
         };
         facts.cc.max_age = self.options.ttl;
@@ -326,12 +395,11 @@ impl<'m> Engine<'m> {
             request_time: unix(epoch, ready),
             response_time: unix(epoch, s.done_ms),
         };
-        let times = times_of(
-            StatusCode::OK,
-            &facts,
-            &Rule::for_url(config, &url),
-            exchange,
-        );
+        let rule = Rule::for_url(config, &url);
+        let mut times = times_of(StatusCode::OK, &facts, &rule, exchange);
+        if let Some(c) = &self.changes {
+            times = c.stored_times(at, &rule, held, times);
+        }
         self.nodes[at]
             .store
             .insert(&mut self.holdings, object, Held { size, times });
@@ -532,6 +600,9 @@ impl<'m> Engine<'m> {
                 match node.store.peek(&self.holdings, object) {
                     Some(held) if is_fresh(&held.times, unix(epoch, ready)) => {
                         node.store.touch(&self.holdings, object);
+                        if let Some((c, mut w)) = self.changes_world() {
+                            c.served(peer, object, held, ready, false, &mut w);
+                        }
                         Served {
                             class: Class::Sibling,
                             done_ms: ready,
@@ -606,6 +677,20 @@ impl<'m> Engine<'m> {
             super::sharing::Shared::Body => now_ms,
         };
         let path = self.topology.origin(at);
+        if let Some(c) = self.changes.as_deref_mut() {
+            if c.conditional(at, object, &self.holdings, &self.nodes, &self.objects)
+                .is_some()
+            {
+                // 304: the copy is current, stamped anew when stored.
+                let done_ms = now_ms + 2.0 * path.latency_ms;
+                return Served {
+                    class: Class::Local,
+                    done_ms,
+                    bytes_hops: 0.0,
+                    birth: unix(epoch, done_ms),
+                };
+            }
+        }
         let s = &mut self.stats[at];
         s.origin_requests += 1;
         s.origin_bytes += size;
@@ -646,6 +731,7 @@ impl<'m> Engine<'m> {
                 .any(|n| !n.config.holder_redirect.is_empty()),
             cut_through: self.cut_throughs.summary(),
             sharing: self.sharing.as_ref().map(|s| s.summary()),
+            changes: self.changes.as_ref().map(|c| c.summary(&names)),
         })
     }
 

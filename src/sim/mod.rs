@@ -2,6 +2,7 @@
 //! virtual clock, driving the same decision code the proxy runs (peer
 //! selection's sans-IO core, freshness, the store's replacement policy).
 
+pub mod changes;
 pub mod chart;
 pub mod cut_through;
 pub mod engine;
@@ -25,4 +26,4 @@ mod tests;
 pub use engine::{Engine, Options};
 pub use mesh::{ClientRange, Kind, Link, Mesh, Node};
 pub use report::{NodeStats, Report, Row};
-pub use trace::{AccessLogReader, SkipCounts, Skipped, TraceRequest};
+pub use trace::{AccessLogReader, Change, SkipCounts, Skipped, TraceRequest};

@@ -112,6 +112,18 @@ impl Objects {
         &self.keys[id as usize]
     }
 
+    /// A change at the origin: `id`'s Last-Modified becomes `lm` (unix
+    /// seconds), or one second after the one it had if that is not
+    /// earlier, so that every change makes a new version.
+    pub fn set_modified(&mut self, id: u32, lm: u64, first: bool) {
+        let o = &mut self.objects[id as usize];
+        o.last_modified = if first {
+            lm
+        } else {
+            lm.max(o.last_modified + 1)
+        };
+    }
+
     /// `url`'s number; a URL seen for the first time gets the next one,
     /// with its Last-Modified `modified_before(key)` seconds before `epoch`.
     pub fn intern(&mut self, url: &str, epoch: f64, modified_before: fn(&StoreKey) -> u64) -> u32 {

@@ -287,7 +287,15 @@ latency_ms = 5
             TRIO.replace("{client}", &client_ms.to_string()),
         );
         let mesh = Mesh::load(&dir.join("mesh.toml")).unwrap();
-        let mut engine = Engine::new(&mesh, Options { ttl, seed: 0 }).unwrap();
+        let mut engine = Engine::new(
+            &mesh,
+            Options {
+                ttl,
+                seed: 0,
+                update_hits: None,
+            },
+        )
+        .unwrap();
         for r in requests {
             engine.request(r);
         }

@@ -213,6 +213,9 @@ pub struct Report {
     /// The mesh names an owner keeping a share log: what proxy sharing
     /// did (`sim::sharing`).
     pub sharing: Option<super::sharing::Summary>,
+    /// The trace had change lines: stale hits, validations, push notices
+    /// (`sim::changes`).
+    pub changes: Option<super::changes::Summary>,
 }
 
 /// The conservation checks: per node, requests = hits + misses + failed;
@@ -325,6 +328,9 @@ impl Report {
                 s.log_entries,
                 human_bytes(s.log_bytes as f64)
             ));
+        }
+        if let Some(c) = &self.changes {
+            out.push_str(&c.lines());
         }
         let skipped = self.skipped_malformed + self.skipped_not_cacheable + self.skipped_errors;
         if skipped + self.unrouted > 0 {

@@ -12,7 +12,7 @@ use super::trace::{SkipCounts, TraceRequest};
 /// The trace's first time: 2001-09-09, any time well after 1970 works.
 const T0: f64 = 1_000_000_000.0;
 
-struct Dir(PathBuf);
+pub(super) struct Dir(PathBuf);
 
 impl Drop for Dir {
     fn drop(&mut self) {
@@ -21,7 +21,7 @@ impl Drop for Dir {
 }
 
 /// A mesh from its TOML and its nodes' squid.confs (name, text).
-fn mesh(tag: &str, toml: &str, confs: &[(&str, &str)]) -> (Dir, Mesh) {
+pub(super) fn mesh(tag: &str, toml: &str, confs: &[(&str, &str)]) -> (Dir, Mesh) {
     let dir = std::env::temp_dir().join(format!("cuttle-sim-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (name, text) in confs {

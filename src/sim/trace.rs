@@ -4,6 +4,11 @@
 //! A native line is `time elapsed client code/status bytes method URL
 //! user hierarchy/peer type`. What a replay needs is the time, the client
 //! (which picks the node), the method, the URL and the size of the reply.
+//!
+//! A trace may also carry modifications at the origin, as lines of their
+//! own that Squid log tools skip: `#change TIME URL` (`cuttle trace
+//! generate --change-rate`), kept by the reader in file order for the
+//! replay to take before the next request ([`AccessLogReader::take_changes`]).
 
 use std::io::BufRead;
 use std::net::IpAddr;
@@ -19,6 +24,34 @@ pub struct TraceRequest {
     pub url: String,
     /// Bytes the client received (reply head and body), as logged.
     pub size: u64,
+}
+
+/// A modification of a document at the origin (`#change TIME URL`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// Seconds since the epoch.
+    pub time: f64,
+    pub url: String,
+}
+
+/// The word a change line starts with.
+pub const CHANGE_MARK: &str = "#change";
+
+/// Reads a `#change TIME URL` line; `None` for any other line, `Some(Err)`
+/// for a change line that cannot be read.
+pub fn parse_change(line: &str) -> Option<Result<Change, Skipped>> {
+    let rest = line.strip_prefix(CHANGE_MARK)?;
+    let mut fields = rest.split_ascii_whitespace();
+    let mut read = || -> Result<Change, Skipped> {
+        let time: f64 = fields
+            .next()
+            .and_then(|t| t.parse().ok())
+            .filter(|t: &f64| t.is_finite() && *t >= 0.0)
+            .ok_or(Skipped::Malformed)?;
+        let url = fields.next().ok_or(Skipped::Malformed)?.to_string();
+        Ok(Change { time, url })
+    };
+    Some(read())
 }
 
 /// Why a line was not replayed; counted by [`AccessLogReader`].
@@ -85,6 +118,8 @@ pub struct AccessLogReader<R> {
     input: R,
     line: String,
     skipped: SkipCounts,
+    /// Change lines read since the last [`AccessLogReader::take_changes`].
+    changes: Vec<Change>,
 }
 
 impl<R: BufRead> AccessLogReader<R> {
@@ -93,11 +128,18 @@ impl<R: BufRead> AccessLogReader<R> {
             input,
             line: String::new(),
             skipped: SkipCounts::default(),
+            changes: Vec::new(),
         }
     }
 
     pub fn skipped(&self) -> SkipCounts {
         self.skipped
+    }
+
+    /// The change lines read before the request just returned (and since
+    /// the last call), in file order: a replay applies them first.
+    pub fn take_changes(&mut self) -> std::vec::Drain<'_, Change> {
+        self.changes.drain(..)
     }
 }
 
@@ -115,6 +157,17 @@ impl<R: BufRead> Iterator for AccessLogReader<R> {
             }
             if self.line.trim().is_empty() {
                 continue;
+            }
+            match parse_change(&self.line) {
+                Some(Ok(change)) => {
+                    self.changes.push(change);
+                    continue;
+                }
+                Some(Err(_)) => {
+                    self.skipped.malformed += 1;
+                    continue;
+                }
+                None => {}
             }
             match parse_line(&self.line) {
                 Ok(request) => return Some(Ok(request)),
@@ -138,6 +191,8 @@ mod tests {
 1286536310.200     0 10.1.2.3 TCP_DENIED/403 3900 GET http://example.com/b - HIER_NONE/- text/html
 1286536310.300     5 10.1.2.3 TCP_MISS/200 120 POST http://example.com/c - HIER_DIRECT/10.0.0.1 text/html
 garbage line
+#change 1286536310.500 http://example.com/a
+#change soon http://example.com/a
 1286536311.000     3 ::1 TCP_REFRESH_UNMODIFIED/304 250 HEAD http://example.com/d - HIER_DIRECT/10.0.0.1 -
 ";
 
@@ -146,6 +201,13 @@ garbage line
         let mut reader = AccessLogReader::new(LOG.as_bytes());
         let requests: Vec<TraceRequest> = reader.by_ref().map(|r| r.unwrap()).collect();
         assert_eq!(requests.len(), 3);
+        assert_eq!(
+            reader.take_changes().collect::<Vec<_>>(),
+            [Change {
+                time: 1286536310.5,
+                url: "http://example.com/a".into()
+            }]
+        );
         assert_eq!(requests[0].time, 1286536309.450);
         assert_eq!(requests[0].client, "127.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(requests[0].url, "http://example.com/a");
@@ -155,7 +217,7 @@ garbage line
         assert_eq!(
             reader.skipped(),
             SkipCounts {
-                malformed: 1,
+                malformed: 2,
                 not_cacheable: 2,
                 errors: 1
             }

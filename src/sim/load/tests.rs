@@ -107,6 +107,7 @@ fn run(mesh: &Mesh) -> (Vec<f64>, Latencies) {
         Options {
             ttl: Some(86_400),
             seed: 1,
+            update_hits: None,
         },
     )
     .expect("engine");
