@@ -19,7 +19,8 @@
 #   --count      perf-stat cuttle during its HIT run: system calls, CPU time
 #                and (where the CPU counts them; not on every VM)
 #                instructions per reply, figures a busy machine disturbs
-#                less than replies/s, to compare builds (CUTTLE=...)
+#                less than replies/s, to compare builds (CUTTLE=...);
+#                benches/icp_instructions.sh counts instructions anywhere
 #   --keep       keep the work directory (configs, logs, perf data)
 #   --port-base  first of nine ports (default 18190)
 #
@@ -41,7 +42,9 @@
 #                       with one recvmmsg for what is queued and one sendmmsg
 #                       for its replies (the batched floor, "floor-mm"), on
 #                       port BASE+8; ICP runs only
-#   127.0.2.20          icpload (benches/icpload.c, compiled here), the asker;
+#   127.0.2.20          icpload (benches/icpload.c, compiled here), the asker:
+#                       one sendmmsg per refill of its window, one recvmmsg
+#                       per drain, so it is not the floors' limit;
 #                       icp_access and htcp_access allow it on both
 # Each server gets /obj.bin fetched through it once (so both hold it as a
 # fresh object) and must answer ICP_HIT for it before it is measured; then

@@ -200,10 +200,23 @@ pub const MASKED_PASSWORD: &str = "XXXXXXXX";
 /// manager's password is meant for.
 pub fn mask_manager_password(url: &str) -> Cow<'_, str> {
     const MGR: &str = "/squid-internal-mgr/";
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Cow::Borrowed(url);
+    // Byte scans rather than str patterns: every logged line passes here,
+    // and `split_once("://")`'s substring searcher alone cost about a
+    // third of an ICP line's formatting.
+    let bytes = url.as_bytes();
+    let mut from = 0;
+    let sep = loop {
+        let Some(colon) = bytes[from..].iter().position(|&b| b == b':') else {
+            return Cow::Borrowed(url);
+        };
+        let at = from + colon;
+        if bytes[at + 1..].starts_with(b"//") {
+            break at;
+        }
+        from = at + 1;
     };
-    let Some(path_start) = rest.find(['/', '?', '#']) else {
+    let (scheme, rest) = (&url[..sep], &url[sep + 3..]);
+    let Some(path_start) = rest.bytes().position(|b| matches!(b, b'/' | b'?' | b'#')) else {
         return Cow::Borrowed(url);
     };
     let path = &rest[path_start..];

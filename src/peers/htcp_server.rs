@@ -77,7 +77,7 @@ use super::responder::{AnswerLine, Protocol, Responder, Settings};
 
 mod clr;
 use crate::access::{self, Verdict};
-use crate::access_log::{LineBatch, ResultTag};
+use crate::access_log::{Entry, LineBatch, ResultTag};
 use crate::caching::{current_age, is_fresh, parse_fields, KnownMarkers, RequestDirectives};
 use crate::config::{Config, Setting};
 use crate::store::{Key, Store, Summary, Times};
@@ -554,6 +554,8 @@ pub struct Htcp {
     next_trans_id: u32,
     out: Vec<u8>,
     relayed: Relayed,
+    /// Each access.log line is built in this one ([`AnswerLine::log`]).
+    line: Entry,
 }
 
 impl Htcp {
@@ -572,6 +574,7 @@ impl Htcp {
             next_trans_id: 1,
             out: Vec::with_capacity(MAX_DATAGRAM),
             relayed: Relayed::new(),
+            line: Entry::default(),
         }
     }
 }
@@ -660,7 +663,7 @@ impl Protocol for Htcp {
         }
         if let (Some(tag), Some(opcode)) = (d.log, d.opcode) {
             if config.log_icp_queries.value {
-                log(settings, tag, opcode, &d, client, lines);
+                log(settings, tag, opcode, &d, client, lines, &mut self.line);
             }
         }
         if let Some(reason) = d.forward {
@@ -769,6 +772,7 @@ fn log(
     d: &Decision,
     client: IpAddr,
     batch: &mut LineBatch,
+    scratch: &mut Entry,
 ) {
     let line = AnswerLine {
         tag,
@@ -776,9 +780,9 @@ fn log(
         url: if d.url.is_empty() { "-" } else { &d.url },
         size: 0,
         client,
-        asked: UrlParts::split(&d.url).map(|parts| (parts, d.method.as_str())),
+        asked: Some(d.method.as_str()),
     };
-    line.log(&settings.logger, &settings.config, batch);
+    line.log(&settings.logger, &settings.config, batch, scratch);
 }
 
 #[cfg(test)]

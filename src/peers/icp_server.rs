@@ -55,7 +55,7 @@ use cuttle_protocol::Text;
 
 use super::netdb::{NetDb, SrcRtt};
 use crate::access::{self, Verdict};
-use crate::access_log::{LineBatch, ResultTag};
+use crate::access_log::{Entry, LineBatch, ResultTag};
 use crate::caching::is_fresh;
 use crate::config::{Config, Setting};
 use crate::store::{Key, Store, Times};
@@ -63,6 +63,9 @@ use crate::store::{Key, Store, Times};
 use super::batch_io::SendBatch;
 use super::resolve::PeerAddrs;
 use super::responder::{AnswerLine, Protocol, Responder, Settings};
+
+mod url;
+pub use url::{escape_url, UrlParts};
 
 /// Squid's `refreshCheckICP` margin: a HIT must stay fresh this much longer
 /// (the querier fetches it next).
@@ -128,15 +131,15 @@ impl Default for IcpServerStats {
 const MAX_CLIENTS: usize = 65_536;
 
 impl IcpServerStats {
-    /// A reply with `opcode` went to `client`.
-    fn note_client_reply(&self, client: IpAddr, opcode: Opcode) {
+    /// `count` replies with `opcode` went to `client`.
+    fn note_client_replies(&self, client: IpAddr, opcode: Opcode, count: u64) {
         let mut clients = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
         if clients.len() < MAX_CLIENTS || clients.contains_key(&client) {
             *clients
                 .entry(client)
                 .or_default()
                 .entry(opcode.name())
-                .or_default() += 1;
+                .or_default() += count;
         }
     }
 
@@ -436,124 +439,6 @@ fn undecodable(datagram: &[u8]) -> Decision<'_> {
     })
 }
 
-/// Squid's rfc1738 escaping of an unusable URL: controls, space, bytes
-/// above 0x7e and the RFC 1738 "unsafe" characters become `%XX`.
-pub fn escape_url(url: &[u8]) -> Vec<u8> {
-    const UNSAFE: &[u8] = b" \"#%<>{}|\\^~[]`'";
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = Vec::with_capacity(url.len() + 16);
-    for &b in url {
-        if b <= 0x20 || b >= 0x7f || UNSAFE.contains(&b) {
-            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-        } else {
-            out.push(b);
-        }
-    }
-    out
-}
-
-/// An absolute URL cut into what an access check looks at. Borrowed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UrlParts<'u> {
-    pub scheme: &'u str,
-    /// As written (the access check folds case); IPv6 in brackets.
-    pub host: &'u str,
-    /// The URL's port, or the scheme's default (0 when it has none).
-    pub port: u16,
-    /// Path and query; `/` when the URL has none.
-    pub path: &'u str,
-}
-
-impl<'u> UrlParts<'u> {
-    /// `scheme://[user@]host[:port][/path]`, as Squid's URL parser takes a
-    /// request-target; `None` for anything else (relative URLs, an empty or
-    /// malformed host, a bad port).
-    pub fn split(url: &'u str) -> Option<UrlParts<'u>> {
-        // Byte scans, not str patterns: this runs for every ICP query.
-        let bytes = url.as_bytes();
-        if !bytes.first()?.is_ascii_alphabetic() {
-            return None;
-        }
-        let scheme_len = bytes
-            .iter()
-            .position(|&b| !(b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.'))?;
-        if bytes.get(scheme_len..scheme_len + 3) != Some(b"://".as_slice()) {
-            return None;
-        }
-        let (scheme, rest) = (&url[..scheme_len], &url[scheme_len + 3..]);
-        let end = rest
-            .bytes()
-            .position(|b| b == b'/' || b == b'?')
-            .unwrap_or(rest.len());
-        let (authority, path) = rest.split_at(end);
-        let path = if path.is_empty() { "/" } else { path };
-        let hostport = match authority.bytes().rposition(|b| b == b'@') {
-            Some(at) => &authority[at + 1..],
-            None => authority,
-        };
-        let (host, port_text) = if let Some(v6) = hostport.strip_prefix('[') {
-            let close = v6.find(']')?;
-            let inside = &v6[..close];
-            if inside.is_empty()
-                || !inside
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-            {
-                return None;
-            }
-            let after = &v6[close + 1..];
-            let port = match after {
-                "" => None,
-                p => Some(p.strip_prefix(':')?),
-            };
-            (&hostport[..close + 2], port)
-        } else {
-            match hostport.bytes().position(|b| b == b':') {
-                Some(colon) => (&hostport[..colon], Some(&hostport[colon + 1..])),
-                None => (hostport, None),
-            }
-        };
-        let host_ok = !host.is_empty()
-            && (host.starts_with('[')
-                || host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'));
-        if !host_ok {
-            return None;
-        }
-        let port = match port_text {
-            None | Some("") => access::default_port(scheme).unwrap_or(0),
-            Some(p) => match p.parse::<u16>() {
-                Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
-                _ => return None,
-            },
-        };
-        Some(UrlParts {
-            scheme,
-            host,
-            port,
-            path,
-        })
-    }
-
-    /// Squid's checklist for an ICP query: a GET of the URL from the peer.
-    pub fn request(&self, from: IpAddr, url: &'u str) -> access::Request<'u> {
-        access::Request {
-            client: from,
-            method: "GET",
-            scheme: self.scheme,
-            host: self.host,
-            port: self.port,
-            path: self.path,
-            url,
-            local_ip: None,
-            local_port: 0,
-            port_name: "",
-            dst_addrs: None,
-        }
-    }
-}
-
 /// A running ICP responder ([`Icp`] on a [`Responder`]); stopped when
 /// dropped.
 pub type IcpServer = Responder<Icp>;
@@ -598,6 +483,15 @@ pub struct Icp {
     hit_only: Arc<HitOnly>,
     netdb: Arc<NetDb>,
     out: Vec<u8>,
+    /// The URLs of the replies queued to be logged, end to end; emptied
+    /// when the batch is sent ([`LoggedReply`] says where each is).
+    logged_urls: Vec<u8>,
+    /// Each access.log line is built in this one ([`AnswerLine::log`]).
+    line: Entry,
+    /// Replies sent to one client with one opcode not yet added to
+    /// `stats`' per-client table: a run of them (a peer's burst) costs
+    /// one lock, when the client or opcode changes or the batch is sent.
+    client_run: Option<(IpAddr, Opcode, u64)>,
 }
 
 impl Icp {
@@ -615,6 +509,9 @@ impl Icp {
             hit_only,
             netdb,
             out: Vec::with_capacity(icp::MAX_DATAGRAM),
+            logged_urls: Vec::new(),
+            line: Entry::default(),
+            client_run: None,
         }
     }
 }
@@ -627,10 +524,12 @@ pub struct IcpSent {
     logged: Option<LoggedReply>,
 }
 
-/// What the access.log line of a reply needs.
+/// What the access.log line of a reply needs: its URL is
+/// `Icp::logged_urls[url_start..url_end]` (copied there, not allocated).
 struct LoggedReply {
     tag: ResultTag,
-    url: Vec<u8>,
+    url_start: usize,
+    url_end: usize,
     well_formed: bool,
 }
 
@@ -708,12 +607,16 @@ impl Protocol for Icp {
         }
         super::load::report::stamp(datagram, out);
         // Logged once sent; the URL is copied only for a line to write.
-        let logged =
-            (config.log_icp_queries.value && !settings.logger.is_disabled()).then(|| LoggedReply {
+        let logged = (config.log_icp_queries.value && !settings.logger.is_disabled()).then(|| {
+            let url_start = self.logged_urls.len();
+            self.logged_urls.extend_from_slice(&reply.url);
+            LoggedReply {
                 tag: reply.log_tag(),
-                url: reply.url.to_vec(),
+                url_start,
+                url_end: self.logged_urls.len(),
                 well_formed: reply.well_formed,
-            });
+            }
+        });
         let tag = IcpSent {
             opcode: reply.opcode,
             client,
@@ -747,14 +650,39 @@ impl Protocol for Icp {
         if let Some(c) = stats.replies_by_opcode.get(usize::from(tag.opcode.value())) {
             c.fetch_add(1, Ordering::Relaxed);
         }
-        stats.note_client_reply(tag.client, tag.opcode);
+        match &mut self.client_run {
+            Some((client, opcode, count)) if *client == tag.client && *opcode == tag.opcode => {
+                *count += 1;
+            }
+            run => {
+                if let Some((client, opcode, count)) = run.replace((tag.client, tag.opcode, 1)) {
+                    stats.note_client_replies(client, opcode, count);
+                }
+            }
+        }
         if let Some(logged) = &tag.logged {
-            log(settings, logged, tag.client, size, lines);
+            let url = &self.logged_urls[logged.url_start..logged.url_end];
+            log(
+                settings,
+                logged,
+                url,
+                tag.client,
+                size,
+                lines,
+                &mut self.line,
+            );
         }
     }
 
     fn recv_error(&mut self) {
         self.stats.recv_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn batch_sent(&mut self) {
+        self.logged_urls.clear();
+        if let Some((client, opcode, count)) = self.client_run.take() {
+            self.stats.note_client_replies(client, opcode, count);
+        }
     }
 }
 
@@ -771,14 +699,16 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 fn log(
     settings: &Settings<()>,
     reply: &LoggedReply,
+    url: &[u8],
     client: IpAddr,
     size: u64,
     batch: &mut LineBatch,
+    scratch: &mut Entry,
 ) {
     // Answered URLs are printable ASCII (decide checked); ERR ones escaped.
-    let url = match std::str::from_utf8(&reply.url) {
+    let url = match std::str::from_utf8(url) {
         Ok(text) => Cow::Borrowed(text),
-        Err(_) => String::from_utf8_lossy(&reply.url),
+        Err(_) => String::from_utf8_lossy(url),
     };
     let line = AnswerLine {
         tag: reply.tag,
@@ -787,13 +717,9 @@ fn log(
         size,
         client,
         // An ERR has no request: only the sender's address can match.
-        asked: reply
-            .well_formed
-            .then(|| UrlParts::split(&url))
-            .flatten()
-            .map(|parts| (parts, "GET")),
+        asked: reply.well_formed.then_some("GET"),
     };
-    line.log(&settings.logger, &settings.config, batch);
+    line.log(&settings.logger, &settings.config, batch, scratch);
 }
 
 #[cfg(test)]

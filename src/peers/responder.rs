@@ -1,8 +1,8 @@
 //! What cuttle's datagram responders (ICP, HTCP) share: the receive loop
 //! (one OS thread owns a UDP socket, takes whatever is queued on it in one
 //! `recvmmsg`, answers each datagram into a send batch that goes out in one
-//! `sendmmsg`, and sends the access.log lines it batched when the socket
-//! has nothing more queued), binding the socket where the config
+//! `sendmmsg`, and sends the access.log lines it batched when it is about
+//! to sleep), binding the socket where the config
 //! says, the settings swapped in on reload, and the access.log line of an
 //! answer ([`AnswerLine`]). The socket is also the one cuttle's own
 //! queries of that protocol leave from (as Squid's do): replies to them
@@ -22,9 +22,11 @@
 //! the send says it went out; one the kernel refuses is dropped and counted
 //! as a send error, as a lone `sendto` was (see [`SendBatch::send`]).
 //! Batching the access.log lines saves most of the answer's own cost, and
-//! "the queue is empty" is the moment to hand a batch over, so an idle
-//! responder's lines reach the log at once and in order with the HTTP lines
-//! that follow them. The socket is non-blocking; the thread sleeps in
+//! "the thread goes to sleep" is the moment to hand a batch over: an idle
+//! responder's lines reach the log within [`SPIN`], before the HTTP lines
+//! of the requests its answers lead to, while a busy one hands over a full
+//! batch (or one [`LOG_BATCH_WAIT`] old) rather than waking the log writer
+//! for every few answers. The socket is non-blocking; the thread sleeps in
 //! `epoll` (mio) only when the queue stayed empty for [`SPIN`]. A reload
 //! swaps the settings behind a lock the thread never takes on a datagram:
 //! it compares a generation counter (one atomic load) and takes the lock
@@ -123,6 +125,11 @@ pub trait Protocol: Send + 'static {
 
     /// A receive failed (not "would block"): count it.
     fn recv_error(&mut self);
+
+    /// Every reply queued so far went out (each passed to
+    /// [`Protocol::sent`]): what the protocol kept per batch rather than
+    /// per reply can be settled now.
+    fn batch_sent(&mut self) {}
 }
 
 /// The squid.conf view a responder answers with; swapped on reload.
@@ -188,8 +195,8 @@ trait Handler: Send + 'static {
     /// The datagrams of one receive are answered: send the replies.
     fn flush(&mut self, socket: &UdpSocket);
 
-    /// Nothing more is queued on the socket, or the loop is stopping: send
-    /// whatever waits.
+    /// The socket stayed empty for [`SPIN`] and the thread is about to
+    /// sleep, or the loop is stopping: send whatever waits.
     fn idle(&mut self);
 
     /// A receive failed (not "would block").
@@ -198,9 +205,9 @@ trait Handler: Send + 'static {
 
 /// The responder thread's state around its protocol's: the settings it
 /// answers with, followed across reloads, and the access.log lines not yet
-/// sent. Lines are sent when the socket has nothing more queued, when the
-/// batch is full, or when its oldest line has waited [`LOG_BATCH_WAIT`] (a
-/// socket that never empties).
+/// sent. Lines are sent when the thread is about to sleep (the socket
+/// stayed empty for [`SPIN`]), when the batch is full, or when its oldest
+/// line has waited [`LOG_BATCH_WAIT`] (a socket that never stays empty).
 struct Answering<P: Protocol> {
     protocol: P,
     /// Where replies to our own queries go.
@@ -225,6 +232,7 @@ impl<P: Protocol> Answering<P> {
         replies.send(socket, |tag, to, outcome| {
             protocol.sent(tag, to, outcome, settings, batch);
         });
+        protocol.batch_sent();
     }
 }
 
@@ -457,15 +465,14 @@ fn serve(
                 handler.flush(&socket);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let since = *emptied.get_or_insert_with(|| {
-                    handler.idle();
-                    Instant::now()
-                });
+                let since = *emptied.get_or_insert_with(Instant::now);
                 if since.elapsed() < SPIN {
                     std::hint::spin_loop();
                     continue;
                 }
                 emptied = None;
+                // About to sleep: the lines batched go to the log now.
+                handler.idle();
                 // Edge-triggered: the queue was drained above, so the next
                 // datagram wakes us.
                 if let Err(e) = poll.poll(&mut events, Some(IDLE_TICK)) {
@@ -496,39 +503,58 @@ pub struct AnswerLine<'a> {
     /// Bytes of the reply (ICP); 0 for HTCP, as Squid logs it.
     pub size: u64,
     pub client: IpAddr,
-    /// The request the datagram asked about (URL parts and method), what
-    /// `access_log` ACLs look at; `None` when it named no usable URL (only
-    /// the sender's address can match then).
-    pub asked: Option<(UrlParts<'a>, &'a str)>,
+    /// The method of the request the datagram asked about, what
+    /// `access_log` ACLs look at with `url`'s parts (split only when an ACL
+    /// asks); `None` when it named no usable request (only the sender's
+    /// address can match then).
+    pub asked: Option<&'a str>,
 }
 
 impl AnswerLine<'_> {
     /// Adds the line to `batch` (for the `access_log` lines it matches).
-    pub fn log(&self, logger: &Logger, config: &Config, batch: &mut LineBatch) {
+    /// `scratch` is the caller's entry, rebuilt for each line so that its
+    /// strings' buffers serve every line rather than being allocated per
+    /// answer.
+    pub fn log(
+        &self,
+        logger: &Logger,
+        config: &Config,
+        batch: &mut LineBatch,
+        scratch: &mut Entry,
+    ) {
         if logger.is_disabled() {
             return;
         }
-        let entry = Entry {
+        let mut method = std::mem::take(&mut scratch.method);
+        method.clear();
+        method.push_str(self.method);
+        let mut url = std::mem::take(&mut scratch.url);
+        url.clear();
+        url.push_str(self.url);
+        *scratch = Entry {
             end: std::time::SystemTime::now(),
             elapsed: Duration::ZERO,
             client: Some(self.client),
             result: ResultCode::new(self.tag),
             status: 0,
             size: self.size,
-            method: self.method.into(),
-            url: self.url.into(),
+            method,
+            url,
             user: None,
             hierarchy: Hierarchy::none(),
             content_type: None,
         };
-        logger.log_batched(batch, &entry, |acls| {
+        logger.log_batched(batch, scratch, |acls| {
             let nothing = UrlParts {
                 scheme: "",
                 host: "",
                 port: 0,
                 path: "",
             };
-            let (parts, method) = self.asked.unwrap_or((nothing, "GET"));
+            let (parts, method) = self
+                .asked
+                .and_then(|method| Some((UrlParts::split(self.url)?, method)))
+                .unwrap_or((nothing, "GET"));
             let mut req = parts.request(self.client, self.url);
             req.method = method;
             access::matches_all(acls, config, &req)
