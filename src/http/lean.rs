@@ -9,7 +9,8 @@
 //!
 //! An idle connection holds no read buffer: each read goes to a buffer on
 //! the stack, and only what it brought is kept (10,000 keep-alive clients
-//! would otherwise hold 80 MB of empty read buffers).
+//! would otherwise hold 80 MB of empty read buffers); nor the state of a
+//! hit's lookup, which is boxed for the hit's time.
 //!
 //! Only what hyper would treat exactly as the lean path does is taken:
 //! HTTP/1.1 without a body, a Connection option other than keep-alive,
@@ -148,7 +149,11 @@ where
                     if !proxy::method_span(&req.method).is_disabled() {
                         return Ended::HandOver(buf);
                     }
-                    let Some(answer) = proxy::lean_hit(&proxy, conn.info, &req).await else {
+                    // Boxed: its state (access checks, the lookup) lives
+                    // only while a hit is answered, not in every idle
+                    // connection's task.
+                    let Some(answer) = Box::pin(proxy::lean_hit(&proxy, conn.info, &req)).await
+                    else {
                         return Ended::HandOver(buf);
                     };
                     drop(proxy);
