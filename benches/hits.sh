@@ -5,9 +5,9 @@
 # Usage
 #   benches/hits.sh [--quick] [-d SECS] [-c CONNS] [-t THREADS]
 #                   [--sizes "1k 64k 1m"] [--no-build] [--no-log] [--perf]
-#                   [--keep] [--port-base N] [--https]
+#                   [--keep] [--port-base N] [--https] [--clients N]
 #
-#   --quick      2 s runs and a short warm-up (smoke test)
+#   --quick      2 s runs and a short warm-up (smoke test; CI runs it)
 #   -d SECS      seconds per wrk run (default 10)
 #   -c CONNS     wrk connections (default 32); -t THREADS wrk threads (1)
 #   --sizes      any of 1k 64k 1m (default all three)
@@ -27,6 +27,18 @@
 #                temp dir); wrk over TLS with keep-alive; Squid and Varnish
 #                do not run; sizes default to "1k 64k"; the goal printed is
 #                cuttle/nginx >= 0.9
+#   --clients N  many-clients mode (issue 24): 1 KiB hits from cuttle, Squid
+#                and nginx direct (no Varnish), each first at -c CONNS (32)
+#                and then with N concurrent keep-alive connections (wrk
+#                -t1 -cN, all opened at the start and kept; at least 5 s,
+#                also with --quick); prints req/s at
+#                N against at CONNS, wrk's errors and timeouts at N, and
+#                each server's RSS (VmRSS, summed over its processes)
+#                before the N connections and while the most of them are
+#                open (sampled once a second, connections counted by ss);
+#                the script fails if a server answered none; raises this shell's open-file limit to the hard
+#                limit (cuttle raises its own; nginx and Squid are told
+#                worker_rlimit_nofile and max_filedescriptors)
 #
 # Environment: CUTTLE (the binary; default $CARGO_TARGET_DIR or
 # target/, release/cuttle), LOAD_CPUS (default 0), SERVER_CPUS (default 1).
@@ -47,13 +59,15 @@
 # each server has one core; the table shows how busy each core was
 # (a server core near 100% means the server was the limit, a load core
 # near 100% means wrk was). Nothing outside the temp dir is written;
-# everything started is stopped on exit.
+# everything started is stopped on exit. The script fails (non-zero, the
+# servers named) when a server answered no request in a run or a cache
+# never answered with a hit; it asserts no figure.
 set -euo pipefail
 
 die() { echo "hits.sh: $*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-DUR=10 CONNS=32 THREADS=1 SIZES="" HTTPS=0 BUILD=1 LOG=1 PERF=0 KEEP=0 BASE=18090 WARM=5 NGINX_IO="sendfile on;"
+DUR=10 CONNS=32 THREADS=1 SIZES="" HTTPS=0 CLIENTS=0 BUILD=1 LOG=1 PERF=0 KEEP=0 BASE=18090 WARM=5 NGINX_IO="sendfile on;"
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) DUR=2 WARM=3 ;;
@@ -68,18 +82,34 @@ while [ $# -gt 0 ]; do
     --nginx-copy) NGINX_IO="sendfile off; output_buffers 4 256k;" ;;
     --port-base) BASE=$2; shift ;;
     --https) HTTPS=1 ;;
+    --clients) CLIENTS=$2; shift ;;
     -h|--help) usage ;;
     *) echo "hits.sh: unknown argument '$1'" >&2; usage ;;
   esac
   shift
 done
 if [ -z "$SIZES" ]; then if [ "$HTTPS" = 1 ]; then SIZES="1k 64k"; else SIZES="1k 64k 1m"; fi; fi
-[[ $DUR =~ ^[0-9]+$ && $CONNS =~ ^[0-9]+$ && $THREADS =~ ^[0-9]+$ && $BASE =~ ^[0-9]+$ ]] || die "numbers expected"
+[[ $DUR =~ ^[0-9]+$ && $CONNS =~ ^[0-9]+$ && $THREADS =~ ^[0-9]+$ && $BASE =~ ^[0-9]+$ && $CLIENTS =~ ^[0-9]+$ ]] ||
+  die "numbers expected"
+if [ "$CLIENTS" -gt 0 ]; then
+  [ "$HTTPS" = 0 ] || die "--clients is a plain-HTTP mode"
+  SIZES=1k
+  # wrk holds N sockets, and so does each server: each process needs N
+  # descriptors and some to spare (its listeners, logs, origin links).
+  FDS=$((CLIENTS + 1024))
+  hard=$(ulimit -Hn)
+  # Root may raise the hard limit too; the soft one goes up to the hard.
+  if [ "$hard" != unlimited ] && [ "$hard" -lt "$FDS" ]; then ulimit -Hn "$FDS" 2>/dev/null || true; fi
+  if [ "$(ulimit -Hn)" = unlimited ]; then ulimit -Sn "$((2 * FDS))"; else ulimit -Sn "$(ulimit -Hn)"; fi 2>/dev/null || true
+  [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge "$FDS" ] ||
+    die "--clients $CLIENTS needs an open-file limit of $FDS; the hard limit is $(ulimit -Hn) (raise it: ulimit -Hn, limits.conf)"
+fi
 for s in $SIZES; do [[ $s =~ ^(1k|64k|1m)$ ]] || die "unknown size '$s' (1k 64k 1m)"; done
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 TOOLS="nginx squid varnishd wrk curl taskset"
 [ "$HTTPS" = 0 ] || TOOLS="nginx wrk curl taskset openssl"
+[ "$CLIENTS" = 0 ] || TOOLS="nginx squid wrk curl taskset ss"
 for tool in $TOOLS; do
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
     die "$tool not found (apt-get install nginx-light squid varnish wrk curl util-linux)"
@@ -120,13 +150,16 @@ DIRECT_LISTEN="listen 127.0.0.1:$DIRECT_PORT;"
 # ---- nginx: origin and direct contender ----
 N=$WORK/nginx; mkdir -p "$N/tmp"
 if [ "$LOG" = 1 ]; then DIRECT_LOG="access_log $N/direct.log;"; else DIRECT_LOG="access_log off;"; fi
+# One worker serves the origin's and the direct server's connections.
+NGINX_CONNS=$((4096 + CLIENTS)) NGINX_FDS=$((2 * (4096 + CLIENTS)))
 cat >"$N/nginx.conf" <<EOF
 # generated by benches/hits.sh
 worker_processes 1;
 daemon off;
 pid $N/nginx.pid;
 error_log $N/error.log warn;
-events { worker_connections 4096; }
+worker_rlimit_nofile $NGINX_FDS;
+events { worker_connections $NGINX_CONNS; }
 http {
   default_type application/octet-stream;
   tcp_nopush on;
@@ -190,15 +223,18 @@ pinger_enable off
 dns_nameservers 127.0.0.1
 shutdown_lifetime 0 seconds
 EOF
+[ "$CLIENTS" = 0 ] || echo "max_filedescriptors $FDS" >>"$S/squid.conf"
 [ "$(id -u)" = 0 ] && chown -R proxy:proxy "$S"  # Squid drops root for cache_effective_user
 squid -n "$SQUID_SVC" -k parse -f "$S/squid.conf" >"$S/parse.log" 2>&1 ||
   { grep -E "FATAL|ERROR" "$S/parse.log" >&2; die "squid.conf does not parse: see above"; }
 start_server squid "http://127.0.0.1:$SQUID_PORT/" "$S/cache.log" "$S/stdout" squid -n "$SQUID_SVC" -N -f "$S/squid.conf"
 
-# ---- Varnish ----
+# ---- Varnish (not in the many-clients mode) ----
+if [ "$CLIENTS" = 0 ]; then
 V=$WORK/varnish; mkdir -p "$V"
 start_server varnish "http://127.0.0.1:$VARNISH_PORT/" "$V/stdout" "$V/stdout" \
   varnishd -F -a "127.0.0.1:$VARNISH_PORT" -b "127.0.0.1:$ORIGIN_PORT" -n "$V/work" -s malloc,256m
+fi
 fi
 
 # ---- versions ----
@@ -207,7 +243,7 @@ echo "== contenders =="
 echo "cuttle:  $("$CUTTLE" --version) ($CUTTLE, git $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'))"
 if [ "$HTTPS" = 0 ]; then
   echo "squid:   $(squid -v | head -1)"
-  echo "varnish: $(varnishd -V 2>&1 | head -1)"
+  [ "$CLIENTS" != 0 ] || echo "varnish: $(varnishd -V 2>&1 | head -1)"
 else
   echo "TLS:     $(curl -skv -o /dev/null "https://127.0.0.1:$DIRECT_PORT/1k.bin" 2>&1 | grep -m1 -o 'SSL connection using .*' || echo '?') (nginx);" \
     "$(curl -skv -o /dev/null "https://127.0.0.1:$CUTTLE_PORT/1k.bin" 2>&1 | grep -m1 -o 'SSL connection using .*' || echo '?') (cuttle)"
@@ -222,6 +258,7 @@ declare -A URLBASE=([nginx]="$SCHEME://127.0.0.1:$DIRECT_PORT" [cuttle]="$SCHEME
                     [squid]="http://127.0.0.1:$SQUID_PORT" [varnish]="http://127.0.0.1:$VARNISH_PORT")
 SERVERS="nginx cuttle squid varnish"
 [ "$HTTPS" = 0 ] || SERVERS="nginx cuttle"
+[ "$CLIENTS" = 0 ] || SERVERS="nginx cuttle squid"
 
 # ---- warm-up and hit check ----
 echo
@@ -271,9 +308,10 @@ to_mib() { # wrk's "12.34MB" -> MiB
 }
 origin_count() { [ -f "$N/origin.log" ] && wc -l <"$N/origin.log" || echo 0; }
 
-declare -A RPS=() MIBS=() P99=() LCPU=() SCPU=() PCPU=() ORIG=() ERRS=()
-run_one() { # SERVER SIZE
-  local srv=$1 s=$2 url="${URLBASE[$1]}/$2.bin" out o0 t0 l0 s0 perfpid=""
+declare -A RPS=() REQS=() MIBS=() P99=() LCPU=() SCPU=() PCPU=() ORIG=() ERRS=()
+run_one() { # SERVER SIZE [CONNS KEY]: KEY (default SERVER.SIZE) names the results
+  local srv=$1 s=$2 url="${URLBASE[$1]}/$2.bin" conns=${3:-$CONNS} out o0 t0 l0 s0 perfpid=""
+  local key=${4:-$srv.$s}
   local first_cpu=${LOAD_CPUS%%[,-]*} server_cpu=${SERVER_CPUS%%[,-]*}
   o0=$(origin_count); t0=$(proc_ticks "${PID[$srv]}")
   read -r lb0 lt0 < <(cpu_busy "$first_cpu"); read -r sb0 st0 < <(cpu_busy "$server_cpu")
@@ -281,20 +319,21 @@ run_one() { # SERVER SIZE
     perf record -q -F 499 -g -p "${PID[cuttle]}" -o "$WORK/perf-$s.data" -- sleep "$DUR" >/dev/null 2>&1 &
     perfpid=$!
   fi
-  out=$("${PIN_LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --timeout 5s --latency "$url" 2>&1) ||
+  out=$("${PIN_LOAD[@]}" wrk -t"$THREADS" -c"$conns" -d"${DUR}s" --timeout 5s --latency "$url" 2>&1) ||
     { echo "$out" >&2; die "wrk failed against $srv"; }
   [ -z "$perfpid" ] || wait "$perfpid" || true
   read -r lb1 lt1 < <(cpu_busy "$first_cpu"); read -r sb1 st1 < <(cpu_busy "$server_cpu")
-  echo "$out" >"$WORK/wrk-$srv-$s.txt"
-  RPS[$srv.$s]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
-  MIBS[$srv.$s]=$(to_mib "$(awk '/^Transfer\/sec:/ {print $2}' <<<"$out")")
-  P99[$srv.$s]=$(awk '$1 == "99%" {print $2}' <<<"$out")
-  ERRS[$srv.$s]=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' <<<"$out")
-  LCPU[$srv.$s]=$(( (lb1 - lb0) * 100 / ((lt1 - lt0) > 0 ? (lt1 - lt0) : 1) ))
-  SCPU[$srv.$s]=$(( (sb1 - sb0) * 100 / ((st1 - st0) > 0 ? (st1 - st0) : 1) ))
-  PCPU[$srv.$s]=$(( ($(proc_ticks "${PID[$srv]}") - t0) * 100 / (HZ * DUR) ))
-  ORIG[$srv.$s]=$(( $(origin_count) - o0 ))
-  [ "$srv" != nginx ] || ORIG[$srv.$s]=-
+  echo "$out" >"$WORK/wrk-$key.txt"
+  RPS[$key]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
+  REQS[$key]=$(awk '/ requests in / {print $1}' <<<"$out")
+  MIBS[$key]=$(to_mib "$(awk '/^Transfer\/sec:/ {print $2}' <<<"$out")")
+  P99[$key]=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  ERRS[$key]=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' <<<"$out")
+  LCPU[$key]=$(( (lb1 - lb0) * 100 / ((lt1 - lt0) > 0 ? (lt1 - lt0) : 1) ))
+  SCPU[$key]=$(( (sb1 - sb0) * 100 / ((st1 - st0) > 0 ? (st1 - st0) : 1) ))
+  PCPU[$key]=$(( ($(proc_ticks "${PID[$srv]}") - t0) * 100 / (HZ * DUR) ))
+  ORIG[$key]=$(( $(origin_count) - o0 ))
+  [ "$srv" != nginx ] || ORIG[$key]=-
 }
 
 echo
@@ -306,6 +345,42 @@ for s in $SIZES; do
     printf '%s req/s\n' "${RPS[$srv.$s]}"
   done
 done
+
+# ---- many clients: the same hits over CLIENTS connections ----
+rss_kib() { # VmRSS of a process tree, KiB
+  local t=0 p v
+  for p in $(tree_pids "$1"); do
+    v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null) || continue
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+established() { ss -Htn state established "( sport = :$1 )" 2>/dev/null | wc -l; }
+declare -A RSS0=() RSSPEAK=() OPEN=() SOCKERR=()
+if [ "$CLIENTS" -gt 0 ]; then
+  echo
+  # wrk opens the N connections inside its run: at least 5 s, so that even
+  # a slow (debug, or shared) run has time to serve them.
+  MANY_DUR=$((DUR < 5 ? 5 : DUR))
+  echo "== runs with $CLIENTS connections (wrk -t$THREADS -c$CLIENTS -d${MANY_DUR}s each) =="
+  for srv in $SERVERS; do
+    printf '  %-8s %-4s ... ' "$srv" 1k
+    RSS0[$srv]=$(rss_kib "${PID[$srv]}")
+    port=${URLBASE[$srv]##*:}
+    # Once a second while wrk runs: the server's RSS and its established
+    # connections (the load core's, not the server's, time).
+    while :; do echo "$(rss_kib "${PID[$srv]}") $(established "$port")"; sleep 1; done >"$WORK/rss-$srv.txt" 2>/dev/null &
+    PID[sampler]=$!
+    taskset -a -p -c "$LOAD_CPUS" "$!" >/dev/null
+    DUR=$MANY_DUR run_one "$srv" 1k "$CLIENTS" "$srv.many"
+    stop_pid sampler
+    # The sample with the most connections open (then the highest RSS).
+    read -r peak open < <(sort -k2,2n -k1,1n "$WORK/rss-$srv.txt" | tail -1)
+    RSSPEAK[$srv]=${peak:-0} OPEN[$srv]=${open:-0}
+    SOCKERR[$srv]=$(grep -E 'Socket errors|Non-2xx' "$WORK/wrk-$srv.many.txt" | sed 's/^ *//' | paste -sd';' || true)
+    printf '%s req/s\n' "${RPS[$srv.many]}"
+  done
+fi
 
 # ---- report ----
 echo
@@ -323,7 +398,30 @@ echo "srv-cpu: CPU time of the server's processes / run time; core$SERVER_CPUS, 
 echo "(server core, load core); origin: requests the origin saw during the run (must be 0 for a cache)."
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-if [ "$HTTPS" = 1 ]; then
+if [ "$CLIENTS" -gt 0 ]; then
+  echo
+  echo "== $CLIENTS keep-alive clients against $CONNS (1 KiB hits) and issue 24's goals =="
+  printf '%-8s %10s %10s %7s %8s %9s %11s %11s %9s %9s %8s\n' server "req/s@$CONNS" "req/s@$CLIENTS" ratio errors "p99" \
+    "RSS before" "RSS peak" growth "per conn" "open"
+  for srv in $SERVERS; do
+    growth=$((RSSPEAK[$srv] - RSS0[$srv]))
+    printf '%-8s %10s %10s %7s %8s %9s %8s MiB %8s MiB %5s MiB %6s KiB %8s\n' "$srv" "${RPS[$srv.1k]}" "${RPS[$srv.many]}" \
+      "$(ratio "${RPS[$srv.many]}" "${RPS[$srv.1k]}")" "${ERRS[$srv.many]}" "${P99[$srv.many]}" \
+      "$(ratio "${RSS0[$srv]}" 1024)" "$(ratio "${RSSPEAK[$srv]}" 1024)" "$(ratio "$growth" 1024)" \
+      "$(ratio "$growth" "${OPEN[$srv]}")" "${OPEN[$srv]}"
+  done
+  for srv in $SERVERS; do [ -z "${SOCKERR[$srv]}" ] || echo "$srv at $CLIENTS: ${SOCKERR[$srv]}"; done
+  echo "RSS: VmRSS summed over the server's processes, before the $CLIENTS-connection run and at the sample"
+  echo "(once a second during it) with the most connections open (then the highest RSS); open: its established"
+  echo "connections then; per conn: growth / open."
+  r=$(ratio "${RPS[cuttle.many]}" "${RPS[cuttle.1k]}") growth=$((RSSPEAK[cuttle] - RSS0[cuttle]))
+  # All served: every connection open, as many answers as connections at
+  # least, and no error or timeout.
+  awk -v r="$r" -v e="${ERRS[cuttle.many]}" -v g="$growth" -v n="$CLIENTS" -v c="$CONNS" -v o="${OPEN[cuttle]}" \
+    -v q="${REQS[cuttle.many]:-0}" 'BEGIN {
+    printf "cuttle: all served (%d open, %d answers, no errors or timeouts): %s; req/s at %d >= 0.90 of at %d: %s (%s); RSS growth < 4 KiB per open connection: %s (%.1f MiB for %d open)\n",
+      o, q, (e == 0 && o >= n && q >= n ? "met" : "SHORT"), n, c, (r != "-" && r + 0 >= 0.9 ? "met" : "SHORT"), r, (o > 0 && g < o * 4 ? "met" : "SHORT"), g / 1024, o }'
+elif [ "$HTTPS" = 1 ]; then
   echo
   echo "== HTTPS: cuttle https_port / nginx ssl (req/s) and issue 17's goal =="
   # CPU time per request moves less than req/s when other work shares the
@@ -364,3 +462,10 @@ if [ "$PERF" = 1 ]; then
       grep -E '^ +[0-9.]+%' | head -25
   done
 fi
+
+# A server that answered nothing, or a cache that never hit, is a broken
+# run (what CI's `--quick` smoke run checks), whatever the figures.
+broken=""
+for k in "${!RPS[@]}"; do [ "${RPS[$k]:-0}" -gt 0 ] || broken="$broken $k"; done
+for k in "${!HITOK[@]}"; do [ "${HITOK[$k]}" = 1 ] || broken="$broken $k(not a hit)"; done
+[ -z "$broken" ] || die "no answers from:$broken"

@@ -6,7 +6,7 @@
 #   benches/icp.sh [--quick] [--htcp] [-d SECS] [-w WINDOW] [--no-build]
 #                  [--no-log] [--perf] [--count] [--keep] [--port-base N]
 #
-#   --quick      2 s runs (smoke test)
+#   --quick      2 s runs (smoke test; CI runs it, with and without --htcp)
 #   --htcp       load the HTCP responders with TST queries (Squid's form:
 #                MINOR 1, RD, no request headers) instead of ICP
 #   -d SECS      seconds per icpload run (default 5)
@@ -54,7 +54,9 @@
 # servers to SERVER_CPUS (taskset): one core each. Results: replies/s,
 # reply latency p50/p99 in microseconds (send to receive, measured by
 # icpload), lost queries, and cuttle/Squid ratios. Everything started is
-# stopped on exit; nothing outside the temp dir is written.
+# stopped on exit; nothing outside the temp dir is written. The script
+# fails (non-zero, the runs named) when a run got no reply; it asserts no
+# figure.
 set -euo pipefail
 
 die() { echo "icp.sh: $*" >&2; exit 1; }
@@ -331,3 +333,9 @@ if [ "$PERF" = 1 ] && [ -f "$WORK/perf.data" ]; then
   perf report -i "$WORK/perf.data" --no-children --stdio --percent-limit 1.5 2>/dev/null |
     grep -E '^ +[0-9]' | head -25
 fi
+
+# A responder that answered nothing in a run is a broken run (what CI's
+# `--quick` smoke run checks), whatever the figures.
+broken=""
+for k in "${!RPS[@]}"; do [ "${RPS[$k]:-0}" -gt 0 ] || broken="$broken $k"; done
+[ -z "$broken" ] || die "no replies from:$broken"

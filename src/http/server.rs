@@ -331,10 +331,13 @@ fn start_connection<S>(
             Ended::Closed => return,
             Ended::HandOver(read) => read,
         };
-        let conn = builder
-            .serve_connection(TokioIo::new(Rewind::new(read, stream)), service)
-            .with_upgrades();
-        let mut conn = std::pin::pin!(conn);
+        // Boxed: hyper's connection state is allocated at hand-over, not
+        // reserved in the task of every connection the lean path serves.
+        let mut conn = Box::pin(
+            builder
+                .serve_connection(TokioIo::new(Rewind::new(read, stream)), service)
+                .with_upgrades(),
+        );
         let ended = tokio::select! {
             ended = conn.as_mut() => ended,
             () = until_stopping(stop) => {
