@@ -299,7 +299,8 @@ mod tests {
     fn htcp_monitor_update_hits_parses_with_file_line_errors() {
         let l = load_str(
             "htcp_monitor_update_hits 3 window=10minutes\n",
-            LoadOptions::default(),
+            "squid.conf",
+            &LoadOptions::default(),
         );
         assert_eq!(
             l.config.htcp_monitor_update_hits.value,
@@ -308,7 +309,11 @@ mod tests {
                 window: Some(Duration::from_secs(600))
             })
         );
-        let l = load_str("htcp_monitor_update_hits 0\n", LoadOptions::default());
+        let l = load_str(
+            "htcp_monitor_update_hits 0\n",
+            "squid.conf",
+            &LoadOptions::default(),
+        );
         assert_eq!(
             l.config.htcp_monitor_update_hits.value,
             Some(MonitorUpdateHits {
@@ -316,7 +321,7 @@ mod tests {
                 window: None
             })
         );
-        let d = load_str("", LoadOptions::default());
+        let d = load_str("", "squid.conf", &LoadOptions::default());
         assert_eq!(d.config.htcp_monitor_update_hits.value, None);
         assert_eq!(
             errors("\nhtcp_monitor_update_hits\n"),
