@@ -245,3 +245,148 @@ async fn changes_at_a_reach_b_as_invalidations_and_updates() {
         );
     }
 }
+
+/// The notification traffic a subscriber receives under a 2,000 req/s
+/// replay at A (README "HTCP MON between cuttle peers", Traffic): 16
+/// clients on keep-alive connections, each paced at 125 req/s for 10 s
+/// (20,000 requests, bounded), URLs drawn from 1,000 objects by a Zipf
+/// law (exponent 0.8: a first miss of each, then mostly hits), and every
+/// 100th request first changes its object at the origin and asks A with
+/// `max-age=0` (A revalidates: a new version, a change notice). B
+/// subscribes and sends nothing. Prints the bytes A sent B per second and
+/// the achieved request rate; asserts only that the replay ran. Run it
+/// with `cargo test --release --test mon_push -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn notification_traffic_at_2000_req_s() {
+    const OBJECTS: usize = 1000;
+    const CLIENTS: usize = 16;
+    const PER_CLIENT: usize = 1250;
+    const PACE: Duration = Duration::from_millis(8);
+    let tmp = TempDir::new("mon-push-traffic");
+    let (a_ip, b_ip, origin_ip) = (
+        Ipv4Addr::new(127, 0, 63, 11),
+        Ipv4Addr::new(127, 0, 63, 12),
+        Ipv4Addr::new(127, 0, 63, 19),
+    );
+    let origin = Origin::start_on(origin_ip).await;
+    let versions: Arc<Vec<Arc<AtomicU32>>> = Arc::new(
+        (0..OBJECTS)
+            .map(|i| changing(&origin, &format!("/z/{i}")))
+            .collect(),
+    );
+    let a_htcp = free_udp_port(a_ip);
+    let a = start_cuttle(
+        &tmp.path().join("a"),
+        a_ip,
+        &format!(
+            "icp_port 0\n\
+             htcp_port {a_htcp}\n\
+             udp_incoming_address {a_ip}\n\
+             udp_outgoing_address {a_ip}\n\
+             htcp_access allow test_clients\n\
+             htcp_monitor_max_subscribers 4\n"
+        ),
+    );
+    let b = start_cuttle(
+        &tmp.path().join("b"),
+        b_ip,
+        &format!(
+            "icp_port 0\n\
+             udp_outgoing_address {b_ip}\n\
+             cache_peer {a_ip} sibling {} {a_htcp} htcp=monitor cuttle no-digest\n",
+            a.addr.port()
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !mgr_page(b.addr, "htcp_monitor")
+        .await
+        .contains("state=synced")
+    {
+        assert!(Instant::now() < deadline, "B never synced with A");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Zipf(0.8) over the objects, as a cumulative table.
+    let weights: Vec<f64> = (1..=OBJECTS).map(|r| (r as f64).powf(-0.8)).collect();
+    let total: f64 = weights.iter().sum();
+    let cdf: Arc<Vec<f64>> = Arc::new(
+        weights
+            .iter()
+            .scan(0.0, |acc, w| {
+                *acc += w / total;
+                Some(*acc)
+            })
+            .collect(),
+    );
+    let subscriber_bytes = |page: &str| -> u64 {
+        page.lines()
+            .filter(|l| l.starts_with("subscriber "))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .find_map(|f| f.strip_prefix("bytes=")?.parse::<u64>().ok())
+            })
+            .sum()
+    };
+    let before = subscriber_bytes(&mgr_page(a.addr, "htcp_monitor").await);
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (proxy, base) = (a.addr, origin.url("/z/"));
+            let (cdf, versions) = (Arc::clone(&cdf), Arc::clone(&versions));
+            tokio::spawn(async move {
+                let mut conn = support::Conn::open(proxy).await;
+                let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ (c as u64 + 1);
+                let mut tick = tokio::time::interval(PACE);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let mut ok = 0usize;
+                for n in 0..PER_CLIENT {
+                    tick.tick().await;
+                    // xorshift64*: a uniform draw in [0, 1).
+                    seed ^= seed >> 12;
+                    seed ^= seed << 25;
+                    seed ^= seed >> 27;
+                    let u = (seed.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64
+                        / (1u64 << 53) as f64;
+                    let i = cdf.partition_point(|&p| p < u).min(OBJECTS - 1);
+                    let mut req = Req::get(&format!("{base}{i}"));
+                    if n % 100 == 99 {
+                        versions[i].fetch_add(1, Ordering::SeqCst);
+                        req = req.header("cache-control", "max-age=0");
+                    }
+                    if conn.send(req).await.status == 200 {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for c in clients {
+        ok += c.await.expect("a replay client");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // The notices of the last round: A's backlog drained.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let page = mgr_page(a.addr, "htcp_monitor").await;
+    let bytes = subscriber_bytes(&page) - before;
+    assert_eq!(ok, CLIENTS * PER_CLIENT, "every request answered 200");
+    let field = |k: &str| -> u64 {
+        page.lines()
+            .find(|l| l.starts_with("totals "))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .find_map(|f| f.strip_prefix(&format!("{k}="))?.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    println!(
+        "{ok} requests in {elapsed:.2} s ({:.0} req/s): {bytes} notification bytes to the subscriber, {:.0} bytes/s; {} notices sent, of them {} invalidations and {} updates",
+        ok as f64 / elapsed,
+        bytes as f64 / elapsed,
+        field("notices_sent"),
+        field("invalidations_sent"),
+        field("updates_sent"),
+    );
+    drop(b);
+}
