@@ -569,7 +569,7 @@ fn htcp_monitor(o: &mut Out, m: &Manager, s: &Sources<'_>) {
         (
             "cuttle_htcp_monitor_invalidations_received_total",
             "counter",
-            "Pushed invalidations from the peer (this cache's copy dropped).",
+            "Pushed invalidations from the peer applied (this cache's copies of the URL dropped).",
             |v| v.invalidations as f64,
         ),
         (

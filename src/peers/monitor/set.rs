@@ -111,7 +111,8 @@ pub struct MonitorView {
     pub false_hits: u64,
     pub refusals: u64,
     pub overflows: u64,
-    /// Change notices received: invalidations and updates.
+    /// Invalidations applied (this cache's copies dropped; an update
+    /// past [`UPDATES_MAX`] included), and update notices received.
     pub invalidations: u64,
     pub updates: u64,
     /// Background refetches of updated objects from the peer.
@@ -254,7 +255,11 @@ impl MonitorSlot {
     /// URLs the peer invalidated since the last call: the proxy drops
     /// its copies.
     pub fn take_invalidations(&self) -> Vec<String> {
-        self.lock().invalidations.drain(..).collect()
+        let mut st = self.lock();
+        let urls: Vec<String> = st.invalidations.drain(..).collect();
+        // Counted as they are taken: the counter says the copies are gone.
+        st.counters.invalidations += urls.len() as u64;
+        urls
     }
 
     /// The next URL the peer updated: the proxy refetches it from the
@@ -287,8 +292,6 @@ impl MonitorSlot {
                 st.updates.push_back(url);
                 return;
             }
-        } else {
-            st.counters.invalidations += 1;
         }
         if st.invalidations.len() >= INVALIDATIONS_MAX {
             st.invalidations.pop_front();
