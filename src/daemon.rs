@@ -474,6 +474,8 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
     let sampler = tokio::spawn(proxy::sampler(proxy_rx.clone()));
     // Hit metering's reports (purges, evictions, timeouts): idle when off.
     let meter_reporter = tokio::spawn(proxy::meter_reporter(proxy_rx.clone()));
+    // Pushed invalidations and updates from HTCP MON peers: idle without.
+    let mon_updater = tokio::spawn(proxy::mon_updater(proxy_rx.clone()));
     // The Cache Digest peers fetch: built now (the index is loaded), then
     // each digest_rebuild_period.
     let digest_builder = tokio::spawn(proxy::digest_builder(proxy_rx.clone()));
@@ -515,6 +517,7 @@ async fn serve(options: RunOptions, config: Config, signals: Signals) -> Result<
     say("shutting down");
     sampler.abort();
     meter_reporter.abort();
+    mon_updater.abort();
     digest_builder.abort();
     mon_task.abort();
     let _ = stop_tx.send(true);

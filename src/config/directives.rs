@@ -227,6 +227,7 @@ fn dispatch(ctx: &mut Ctx<'_, '_>, line: &Line) {
             count_setting(ctx, line, |c| &mut c.htcp_monitor_max_subscribers)
         }
         "htcp_monitor_max_lease" => htcp_monitor_max_lease(ctx, line),
+        "htcp_monitor_update_hits" => super::forwarding::parse_htcp_monitor_update_hits(ctx, line),
         "max_filedescriptors" => count_setting(ctx, line, |c| &mut c.max_filedescriptors),
         "udp_incoming_address" => address_setting(ctx, line, |c| &mut c.udp_incoming_address),
         "mcast_groups" => mcast_groups(ctx, line),
@@ -414,6 +415,7 @@ fn is_typed(name: &str) -> bool {
         "htcp_port",
         "htcp_monitor_max_subscribers",
         "htcp_monitor_max_lease",
+        "htcp_monitor_update_hits",
         "max_filedescriptors",
         "udp_incoming_address",
         "mcast_groups",

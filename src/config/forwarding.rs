@@ -1,7 +1,9 @@
 //! `peer_store_threshold N [window=TIME] [scope=hits|peers]`: how often
 //! this cache must see a URL before it stores the copy a peer sends (the
-//! forwarding threshold of issue 19; not a Squid directive, so Squid would
-//! ignore the line).
+//! forwarding threshold of issue 19), and `htcp_monitor_update_hits N
+//! [window=TIME]`: how often an object must have been used before a change
+//! is pushed to MON subscribers as an update rather than an invalidation
+//! (issue 22). Neither is a Squid directive.
 
 use std::time::Duration;
 
@@ -102,22 +104,10 @@ pub(crate) fn parse_peer_store_threshold(ctx: &mut Ctx<'_, '_>, line: &Line) {
             );
             return;
         };
-        let split = value
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(value.len());
-        let (number, unit) = value.split_at(split);
-        let unit = (!unit.is_empty()).then_some(unit);
-        match parse_time(number, unit, SECONDS) {
-            Ok((w, _)) if !w.is_zero() => window = w,
-            Ok(_) => {
-                ctx.error(
-                    &line.location,
-                    format!("{name}: window must be more than 0"),
-                );
-                return;
-            }
+        match parse_window(value) {
+            Ok(w) => window = w,
             Err(reason) => {
-                ctx.error(&line.location, format!("{name}: window: {reason}"));
+                ctx.error(&line.location, format!("{name}: {reason}"));
                 return;
             }
         }
@@ -128,6 +118,80 @@ pub(crate) fn parse_peer_store_threshold(ctx: &mut Ctx<'_, '_>, line: &Line) {
             window,
             scope,
         },
+        line.location.clone(),
+    );
+}
+
+/// A `window=TIME` option's value: a number with its unit attached
+/// (seconds by default), more than 0.
+fn parse_window(value: &str) -> Result<Duration, String> {
+    let split = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let unit = (!unit.is_empty()).then_some(unit);
+    match parse_time(number, unit, SECONDS) {
+        Ok((w, _)) if !w.is_zero() => Ok(w),
+        Ok(_) => Err("window must be more than 0".to_string()),
+        Err(reason) => Err(format!("window: {reason}")),
+    }
+}
+
+/// `htcp_monitor_update_hits N [window=TIME]` as written: a change to an
+/// object used at least `hits` times within the window is pushed to MON
+/// subscribers as an update, others as an invalidation; 0 pushes
+/// invalidations only. Without the line (or without `window=`) the
+/// defaults of `caching::push` apply (config cannot name them: it is
+/// the lowest layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonitorUpdateHits {
+    pub hits: u32,
+    pub window: Option<Duration>,
+}
+
+pub(crate) fn parse_htcp_monitor_update_hits(ctx: &mut Ctx<'_, '_>, line: &Line) {
+    let name = line.name();
+    let args = line.args();
+    let Some(first) = args.first() else {
+        ctx.error(&line.location, format!("{name}: missing value"));
+        return;
+    };
+    let hits = match parse_uint(&first.text) {
+        Ok(n) if n <= u64::from(MAX_THRESHOLD) => n as u32,
+        Ok(n) => {
+            ctx.error(
+                &line.location,
+                format!("{name}: {n} is more than {MAX_THRESHOLD}"),
+            );
+            return;
+        }
+        Err(reason) => {
+            ctx.error(&line.location, format!("{name}: {reason}"));
+            return;
+        }
+    };
+    let mut window = None;
+    for option in args.get(1..).unwrap_or(&[]) {
+        let Some(value) = option.text.strip_prefix("window=") else {
+            ctx.error(
+                &line.location,
+                format!(
+                    "{name}: unknown option \"{}\" (only window=TIME)",
+                    option.text
+                ),
+            );
+            return;
+        };
+        match parse_window(value) {
+            Ok(w) => window = Some(w),
+            Err(reason) => {
+                ctx.error(&line.location, format!("{name}: {reason}"));
+                return;
+            }
+        }
+    }
+    ctx.config.htcp_monitor_update_hits = Setting::at(
+        Some(MonitorUpdateHits { hits, window }),
         line.location.clone(),
     );
 }
@@ -228,6 +292,52 @@ mod tests {
         assert_eq!(
             errors("peer_store_threshold 2 scope=all\n"),
             ["squid.conf:1: error: peer_store_threshold: scope \"all\" is not hits or peers"]
+        );
+    }
+
+    #[test]
+    fn htcp_monitor_update_hits_parses_with_file_line_errors() {
+        let l = load_str(
+            "htcp_monitor_update_hits 3 window=10minutes\n",
+            "squid.conf",
+            &LoadOptions::default(),
+        );
+        assert_eq!(
+            l.config.htcp_monitor_update_hits.value,
+            Some(MonitorUpdateHits {
+                hits: 3,
+                window: Some(Duration::from_secs(600))
+            })
+        );
+        let l = load_str(
+            "htcp_monitor_update_hits 0\n",
+            "squid.conf",
+            &LoadOptions::default(),
+        );
+        assert_eq!(
+            l.config.htcp_monitor_update_hits.value,
+            Some(MonitorUpdateHits {
+                hits: 0,
+                window: None
+            })
+        );
+        let d = load_str("", "squid.conf", &LoadOptions::default());
+        assert_eq!(d.config.htcp_monitor_update_hits.value, None);
+        assert_eq!(
+            errors("\nhtcp_monitor_update_hits\n"),
+            ["squid.conf:2: error: htcp_monitor_update_hits: missing value"]
+        );
+        assert_eq!(
+            errors("htcp_monitor_update_hits many\n"),
+            ["squid.conf:1: error: htcp_monitor_update_hits: \"many\" is not a non-negative integer"]
+        );
+        assert_eq!(
+            errors("\n\nhtcp_monitor_update_hits 2 window=0\n"),
+            ["squid.conf:3: error: htcp_monitor_update_hits: window must be more than 0"]
+        );
+        assert_eq!(
+            errors("htcp_monitor_update_hits 2 scope=hits\n"),
+            ["squid.conf:1: error: htcp_monitor_update_hits: unknown option \"scope=hits\" (only window=TIME)"]
         );
     }
 }

@@ -36,7 +36,7 @@ pub use cache::{CacheDir, CacheDirType, RefreshPattern, ReplacementPolicy, ADAPT
 pub use cut_through::{CutThrough, CutThroughMode};
 pub use directives::{DirectiveStatus, OtherDirective};
 pub use discovery::{Mesh, MeshDiscovery, MeshRole};
-pub use forwarding::{PeerStoreThreshold, ThresholdScope};
+pub use forwarding::{MonitorUpdateHits, PeerStoreThreshold, ThresholdScope};
 pub use listen::{HttpPort, ListenAddr, PortMode, VPort};
 pub use logging::{AccessLog, LogDestination, LogFormat, LogOnError};
 pub use peer::{
@@ -229,6 +229,10 @@ pub struct Config {
     /// `htcp_monitor_max_lease` (cuttle's own): the longest lease granted
     /// to a MON subscriber (at most 255 s: MON's TIME is one byte).
     pub htcp_monitor_max_lease: Setting<Duration>,
+    /// `htcp_monitor_update_hits N [window=TIME]` (cuttle's own): which
+    /// changes are pushed to MON subscribers as updates; `None` without
+    /// the line (`caching::push`'s defaults).
+    pub htcp_monitor_update_hits: Setting<Option<MonitorUpdateHits>>,
     /// `udp_incoming_address`: where the ICP (and HTCP) sockets listen;
     /// `None` = every address (Squid's default).
     pub udp_incoming_address: Setting<Option<std::net::IpAddr>>,
@@ -426,6 +430,7 @@ impl Default for Config {
             htcp_monitor_max_subscribers: Setting::default_value(0),
             max_filedescriptors: Setting::default_value(0),
             htcp_monitor_max_lease: Setting::default_value(Duration::from_secs(60)),
+            htcp_monitor_update_hits: Setting::default_value(None),
             udp_incoming_address: Setting::default_value(None),
             mcast_groups: Vec::new(),
             hierarchy_stoplist: Vec::new(),

@@ -538,7 +538,7 @@ fn htcp_monitor(o: &mut Out, m: &Manager, s: &Sources<'_>) {
         })
         .collect();
     type Get = fn(&crate::peers::monitor::MonitorView) -> f64;
-    let families: [(&str, &str, &str, Get); 8] = [
+    let families: [(&str, &str, &str, Get); 12] = [
         (
             "cuttle_htcp_monitor_usable",
             "gauge",
@@ -587,6 +587,30 @@ fn htcp_monitor(o: &mut Out, m: &Manager, s: &Sources<'_>) {
             "Of those, the peer answered 504 (it did not have it).",
             |v| v.false_hits as f64,
         ),
+        (
+            "cuttle_htcp_monitor_invalidations_received_total",
+            "counter",
+            "Pushed invalidations from the peer applied (this cache's copies of the URL dropped).",
+            |v| v.invalidations as f64,
+        ),
+        (
+            "cuttle_htcp_monitor_updates_received_total",
+            "counter",
+            "Pushed updates from the peer (refetched in the background).",
+            |v| v.updates as f64,
+        ),
+        (
+            "cuttle_htcp_monitor_refetches_done_total",
+            "counter",
+            "Background refetches of updated objects from the peer that left this cache's copy current.",
+            |v| v.refetches_done as f64,
+        ),
+        (
+            "cuttle_htcp_monitor_refetches_failed_total",
+            "counter",
+            "Background refetches from the peer that failed (the copy was dropped).",
+            |v| v.refetches_failed as f64,
+        ),
     ];
     for (name, kind, help, get) in families {
         o.family(name, kind, help);
@@ -625,5 +649,18 @@ fn htcp_monitor(o: &mut Out, m: &Manager, s: &Sources<'_>) {
         "counter",
         "Bytes of MON responses sent to all subscribers.",
         st.bytes_sent.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    o.one(
+        "cuttle_htcp_monitor_invalidations_sent_total",
+        "counter",
+        "Pushed invalidations sent (one per subscriber told).",
+        st.invalidations_sent
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    o.one(
+        "cuttle_htcp_monitor_updates_sent_total",
+        "counter",
+        "Pushed updates sent (one per subscriber told).",
+        st.updates_sent.load(std::sync::atomic::Ordering::Relaxed),
     );
 }

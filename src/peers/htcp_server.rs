@@ -667,6 +667,8 @@ impl Protocol for Htcp {
             }
         }
         if let Some(reason) = d.forward {
+            // An accepted CLR: MON subscribers hear of it as a change.
+            self.monitor.changed(&d.url, Instant::now());
             self.relay(replies, &d.url, reason, from, &settings.derived);
         }
     }

@@ -31,6 +31,7 @@ pub(super) async fn cached(
     looped: bool,
 ) -> Response<ClientBody> {
     let (parts, _body) = req.into_parts();
+    proxy.note_mon_use(&target.url);
     // RFC 2227 usage limit reached: this use revalidates.
     let limited = parts.method == Method::GET && proxy.meter_limit_reached(&target.url);
     // The memory cache's fast path: a plain request for a fresh hot object.

@@ -106,6 +106,7 @@ pub async fn lean_hit(proxy: &Proxy, conn: &ConnInfo, req: &LeanRequest) -> Opti
     bytes.extend_from_slice(&head.after_age);
 
     proxy.count_interval_hit(&key, &obj);
+    proxy.note_mon_use(&target.url);
     let mut txn = Txn::new(proxy, conn, &req.method, target.url.clone(), Some(&target));
     txn.result = ResultCode::new(plan::hit_tag(true, false, obj.entry.status));
     let body = if req.method == Method::HEAD {

@@ -49,6 +49,7 @@ mod lookup;
 mod manage;
 mod metering;
 mod miss;
+mod mon_push;
 mod ourselves;
 mod passthrough;
 mod purge;
@@ -61,6 +62,7 @@ mod txn;
 pub use lean::{lean_hit, LeanAnswer, LeanRequest};
 pub use manage::{digest_builder, sampler};
 pub use metering::meter_reporter;
+pub use mon_push::mon_updater;
 
 use admit::{allowed, miss_denied, ReplyCheck, RequestDetails};
 use cached::cached;
@@ -193,6 +195,8 @@ impl Proxy {
         if proxy.config.hit_metering.value {
             proxy.meter.open_ledger(&proxy.store);
         }
+        let update_hits = proxy.config.htcp_monitor_update_hits.value;
+        proxy.mgr.mon_publisher.set_update_hits(update_hits);
         proxy
     }
 
@@ -210,6 +214,8 @@ impl Proxy {
         if config.hit_metering.value {
             self.meter.open_ledger(&self.store);
         }
+        let update_hits = config.htcp_monitor_update_hits.value;
+        self.mgr.mon_publisher.set_update_hits(update_hits);
         Proxy {
             meter: Arc::clone(&self.meter),
             hot: Arc::clone(&self.hot),

@@ -12,11 +12,10 @@ use crate::http::body::{ClientBody, ProxyBody, RequestBody};
 use crate::http::client_io::IncomingBody;
 use crate::http::target::Target;
 use crate::peers::htcp_client::ClrTrigger;
-use cuttle_protocol::key::{store_key, Method as KeyMethod};
 
 use super::forward::Forwarding;
 use super::txn::Txn;
-use super::{url_key, Proxy};
+use super::Proxy;
 
 /// Any method but GET, HEAD, PURGE and CONNECT: forwarded as is, never
 /// stored; a success invalidates what is stored for the URL (RFC 9111 §4.4).
@@ -55,15 +54,14 @@ pub(super) async fn forward(
         &resp_parts.headers,
     );
     if !urls.is_empty() {
-        let store = Arc::clone(&proxy.store);
         tokio::task::block_in_place(|| {
             for url in &urls {
-                store.purge(&url_key(url));
-                store.purge(&store_key(KeyMethod::Head, url.as_bytes()));
+                proxy.remove_url(url);
             }
         });
         for url in &urls {
             proxy.neighbours.send_clr(url, ClrTrigger::Invalidation);
+            proxy.mon_changed(url);
         }
     }
     let mut headers = proxy.client_headers(&resp_parts.headers);

@@ -25,15 +25,11 @@ pub(super) fn purge(proxy: &Proxy, txn: Txn, target: &Target) -> Response<Client
             "PURGE is not enabled (no acl ... method PURGE)",
         );
     }
-    let store = &proxy.store;
-    let removed = tokio::task::block_in_place(|| {
-        let get = store.purge(&url_key(&target.url));
-        let head = store.purge(&store_key(KeyMethod::Head, target.url.as_bytes()));
-        get || head
-    });
+    let removed = tokio::task::block_in_place(|| proxy.remove_url(&target.url));
     proxy.meter_purged(&target.url, txn.arrival);
     // The mesh purges too, whether or not we held it (squid-spec 2.6).
     proxy.neighbours.send_clr(&target.url, ClrTrigger::Purge);
+    proxy.mon_changed(&target.url);
     let status = if removed {
         StatusCode::OK
     } else {
@@ -47,4 +43,16 @@ pub(super) fn purge(proxy: &Proxy, txn: Txn, target: &Target) -> Response<Client
         headers,
         ProxyBody::Empty,
     )
+}
+
+impl Proxy {
+    /// Removes the URL's GET and HEAD objects (blocking: call from
+    /// `block_in_place`); true if something was removed.
+    pub(super) fn remove_url(&self, url: &str) -> bool {
+        let get = self.store.purge(&url_key(url));
+        let head = self
+            .store
+            .purge(&store_key(KeyMethod::Head, url.as_bytes()));
+        get || head
+    }
 }

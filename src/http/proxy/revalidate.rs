@@ -1,5 +1,6 @@
 //! Revalidating a stale entry, in the foreground (the client waits) and
-//! in the background (stale-while-revalidate).
+//! in the background (stale-while-revalidate, and a MON peer's pushed
+//! update: [`refetch_from`]).
 
 use std::sync::Arc;
 
@@ -17,8 +18,9 @@ use crate::http::target::Target;
 use crate::store::{Key, Store, StoreError};
 use crate::upstream::PooledBody;
 
+use super::admit::{Arrival, PortUse};
 use super::fetch::stream_and_store;
-use super::forward::{Fetched, Forwarding};
+use super::forward::{Fetched, Forwarding, Route};
 use super::hit::serve_hit;
 use super::lookup::Found;
 use super::miss::miss;
@@ -114,7 +116,11 @@ pub(super) async fn revalidate(
         url: &target.url,
         head: head.is_some(),
     };
-    match apply_reply(&proxy, stored, &entry, resp, &directives, rule, exchange).await {
+    let applied = apply_reply(&proxy, stored, &entry, resp, &directives, rule, exchange).await;
+    if matches!(applied, Applied::Modified(..)) {
+        proxy.mon_changed(&target.url);
+    }
+    match applied {
         Applied::Unmodified(freshened) => {
             txn.result = ResultCode::new(ResultTag::TcpRefreshUnmodified);
             if parts.method == Method::GET {
@@ -329,7 +335,11 @@ pub(super) fn background_refresh(
                 };
                 // No client reads it: a new object's body is read for the
                 // store alone.
-                apply_reply(&proxy, stored, &entry, resp, &directives, rule, exchange).await;
+                let applied =
+                    apply_reply(&proxy, stored, &entry, resp, &directives, rule, exchange).await;
+                if matches!(applied, Applied::Modified(..)) {
+                    proxy.mon_changed(&target.url);
+                }
             }
             proxy
                 .refreshing
@@ -339,5 +349,98 @@ pub(super) fn background_refresh(
         }
         .in_current_span(),
     );
+    true
+}
+
+/// A MON peer pushed an update of `target` (issue 22): fetch it from the
+/// peer along `route` on a CS1-marked connection and put the reply over
+/// our copy `found` as a revalidation's would go. True when our copy is
+/// current afterwards (the new one stored, or ours was it already).
+pub(super) async fn refetch_from(
+    proxy: &Arc<Proxy>,
+    route: &Route,
+    target: &Target,
+    found: &Found,
+) -> bool {
+    {
+        let mut busy = proxy.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+        if !busy.insert(found.key) {
+            // A revalidation of it runs already.
+            return true;
+        }
+    }
+    let headers = HeaderMap::new();
+    let fwd = Forwarding {
+        method: &Method::GET,
+        target,
+        headers: &headers,
+        client: std::net::Ipv4Addr::UNSPECIFIED.into(),
+        arrival: Arrival {
+            kind: PortUse::Forward,
+            local: std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+            port_name: "",
+        },
+        siblings_ok: true,
+        body: None,
+        share_offer: false,
+    };
+    let low_priority = proxy.upstream.marked(crate::upstream::TOS_LOWER_EFFORT);
+    let request_time = unix_now();
+    let mut hierarchy = Hierarchy::none();
+    let sent = proxy
+        .send_via(&low_priority, route, &fwd, &mut hierarchy)
+        .await;
+    let current = match sent {
+        Ok(resp) => {
+            let exchange = Exchange {
+                request_time,
+                response_time: unix_now(),
+            };
+            let stored = Stored {
+                key: found.key,
+                obj: &found.obj,
+                url: &target.url,
+                head: false,
+            };
+            let directives = RequestDirectives::default();
+            let rule = Rule::for_url(&proxy.config, &target.url);
+            match apply_reply(
+                proxy,
+                stored,
+                found.entry(),
+                resp,
+                &directives,
+                rule,
+                exchange,
+            )
+            .await
+            {
+                Applied::Unmodified(_) => true,
+                Applied::Failed(_) => false,
+                Applied::Modified(head, body) => head.status.is_success() && drained(body).await,
+            }
+        }
+        Err(e) => {
+            tracing::debug!(url = %target.url, error = %e, "HTCP MON update: refetch failed");
+            false
+        }
+    };
+    proxy
+        .refreshing
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&found.key);
+    current
+}
+
+/// Reads `body` to its end (the store is written as it is read); false
+/// when it broke off.
+async fn drained(mut body: ProxyBody) -> bool {
+    use http_body_util::BodyExt;
+    while let Some(frame) = body.frame().await {
+        if frame.is_err() {
+            return false;
+        }
+    }
     true
 }

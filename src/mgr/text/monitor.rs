@@ -20,7 +20,7 @@ pub(super) fn htcp_monitor(m: &Manager, s: &Sources<'_>) -> String {
             .map_or_else(|| "-".to_string(), |a| a.to_string());
         let _ = writeln!(
             out,
-            "peer {} addr={addr} state={} usable={} lease_left={} objects={} notifications={} notifications_per_sec={:.1} resyncs={} gaps={} refusals={} hits={} false_hits={} overflows={}",
+            "peer {} addr={addr} state={} usable={} lease_left={} objects={} notifications={} notifications_per_sec={:.1} resyncs={} gaps={} refusals={} hits={} false_hits={} overflows={} invalidations={} updates={} refetches_done={} refetches_failed={} changes_dropped={}",
             p.config.name,
             v.phase.name(),
             if v.usable { "yes" } else { "no" },
@@ -34,6 +34,11 @@ pub(super) fn htcp_monitor(m: &Manager, s: &Sources<'_>) -> String {
             v.hits,
             v.false_hits,
             v.overflows,
+            v.invalidations,
+            v.updates,
+            v.refetches_done,
+            v.refetches_failed,
+            v.changes_dropped,
         );
     }
     let c = s.config;
@@ -60,7 +65,7 @@ pub(super) fn htcp_monitor(m: &Manager, s: &Sources<'_>) -> String {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let _ = writeln!(
         out,
-        "totals accepted={} renewed={} refused={} ended={} notices_sent={} bytes_sent={} send_errors={} feed_overflows={}",
+        "totals accepted={} renewed={} refused={} ended={} notices_sent={} bytes_sent={} send_errors={} feed_overflows={} invalidations_sent={} updates_sent={} changes_dropped={}",
         load(&st.accepted),
         load(&st.renewed),
         load(&st.refused),
@@ -69,6 +74,9 @@ pub(super) fn htcp_monitor(m: &Manager, s: &Sources<'_>) -> String {
         load(&st.bytes_sent),
         load(&st.send_errors),
         load(&st.overflows),
+        load(&st.invalidations_sent),
+        load(&st.updates_sent),
+        load(&st.changes_dropped),
     );
     out
 }

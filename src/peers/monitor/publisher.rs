@@ -15,26 +15,46 @@
 //! [`super::HEARTBEAT`]. When the feed overflowed, every subscription is
 //! ended (subscribers resync). The feed is on only while someone
 //! subscribes.
+//!
+//! Pushed invalidation and update (issue 22): the proxy tells
+//! [`Publisher::changed`] when it learns an object changed (a new version
+//! from a revalidation, a PURGE, an unsafe method, an accepted CLR) and
+//! counts every use of an object ([`Publisher::note_use`], only while
+//! someone subscribes and `htcp_monitor_update_hits` is not 0) in a
+//! fixed-size reference counter (`peers::refcount`, the sketch
+//! `peer_store_threshold` uses). Every subscriber gets a change notice
+//! ([`wire::Change`]), before the round's object notices, kind by
+//! `caching::push::push_kind`; an update for an object no longer held at
+//! send time goes as an invalidation.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::wire::{self, Notice};
+use super::wire::{self, Change, Notice};
 use super::HEARTBEAT;
+use crate::caching::push::{push_kind, PushKind, DEFAULT_UPDATE_HITS, DEFAULT_UPDATE_WINDOW_SECS};
+use crate::config::MonitorUpdateHits;
 use crate::peers::batch_io::SendBatch;
 use crate::peers::querier::QuerySockets;
+use crate::peers::refcount::RefCounts;
 use crate::store::{Key, Store};
+use cuttle_protocol::key::{store_key, Method as KeyMethod};
 
 /// How often the task sends what is pending.
 pub const TICK: Duration = Duration::from_millis(10);
 
 /// Notices per subscriber per tick, at most (6,400 a second).
 pub const PER_TICK: usize = 64;
+
+/// Change notices kept per subscriber until sent; past this a change is
+/// dropped (counted): the subscriber's copy then ages by its own
+/// freshness, as without MON.
+pub const CHANGES_MAX: usize = 4096;
 
 /// Counters of the publisher (all subscribers).
 #[derive(Debug, Default)]
@@ -48,6 +68,11 @@ pub struct PublisherStats {
     pub send_errors: AtomicU64,
     /// The change feed overflowed and every subscription was ended.
     pub overflows: AtomicU64,
+    /// Change notices sent: invalidations and updates (issue 22).
+    pub invalidations_sent: AtomicU64,
+    pub updates_sent: AtomicU64,
+    /// Change notices dropped: a subscriber's queue was full.
+    pub changes_dropped: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -65,6 +90,8 @@ struct Subscription {
     synced_sent: bool,
     pending: VecDeque<Key>,
     pending_set: HashSet<Key>,
+    /// Change notices to send (before `pending`).
+    changes: VecDeque<(Key, String, PushKind)>,
     last_sent: Instant,
     /// Remove once its controls are out (ended).
     ending: bool,
@@ -90,13 +117,35 @@ struct State {
     subs: Vec<Subscription>,
 }
 
-/// The subscriptions of this node; shared by the HTCP responder, the task
-/// and the manager.
-#[derive(Debug, Default)]
+/// The subscriptions of this node; shared by the HTCP responder, the task,
+/// the proxy (changes and uses) and the manager.
+#[derive(Debug)]
 pub struct Publisher {
     state: Mutex<State>,
     wake: Notify,
     pub stats: PublisherStats,
+    /// Subscriptions not ending, for the proxy's lock-free checks.
+    live: AtomicUsize,
+    /// `htcp_monitor_update_hits` N (0: invalidations only).
+    update_hits: AtomicU32,
+    /// Uses per object within `htcp_monitor_update_hits`' window.
+    uses: RefCounts,
+}
+
+impl Default for Publisher {
+    fn default() -> Self {
+        Publisher {
+            state: Mutex::default(),
+            wake: Notify::new(),
+            stats: PublisherStats::default(),
+            live: AtomicUsize::new(0),
+            update_hits: AtomicU32::new(DEFAULT_UPDATE_HITS),
+            uses: RefCounts::new(
+                Duration::from_secs(DEFAULT_UPDATE_WINDOW_SECS),
+                Instant::now(),
+            ),
+        }
+    }
 }
 
 /// A MON request as the HTCP responder received it.
@@ -130,6 +179,60 @@ pub enum Immediate {
 impl Publisher {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `htcp_monitor_update_hits` of the running configuration (a reload
+    /// keeps the counts).
+    pub fn set_update_hits(&self, setting: Option<MonitorUpdateHits>) {
+        let hits = setting.map_or(DEFAULT_UPDATE_HITS, |s| s.hits);
+        let window = setting
+            .and_then(|s| s.window)
+            .unwrap_or(Duration::from_secs(DEFAULT_UPDATE_WINDOW_SECS));
+        self.update_hits.store(hits, Ordering::Relaxed);
+        self.uses.set_window(window);
+    }
+
+    /// Whether anyone subscribes (a relaxed read: the proxy's fast check).
+    pub fn has_subscribers(&self) -> bool {
+        self.live.load(Ordering::Relaxed) > 0
+    }
+
+    /// A use of the object of `key` (a GET or HEAD for its URL): counted
+    /// only while someone subscribes and updates are pushed.
+    pub fn note_use(&self, key: &Key, now: Instant) {
+        if self.has_subscribers() && self.update_hits.load(Ordering::Relaxed) > 0 {
+            self.uses.note(key, now);
+        }
+    }
+
+    /// The object of `url` changed here: every subscriber is told, by an
+    /// update when it was used at least `htcp_monitor_update_hits` times
+    /// within the window, else by an invalidation.
+    pub fn changed(&self, url: &str, now: Instant) {
+        if !self.has_subscribers() {
+            return;
+        }
+        let key = store_key(KeyMethod::Get, url.as_bytes());
+        let hits = self.update_hits.load(Ordering::Relaxed);
+        let uses = if hits > 0 {
+            self.uses.estimate(&key, now)
+        } else {
+            0
+        };
+        let kind = push_kind(uses, hits);
+        let mut st = self.lock();
+        for s in st.subs.iter_mut().filter(|s| !s.ending) {
+            if s.changes.iter().any(|(k, _, _)| *k == key) {
+                continue;
+            }
+            if s.changes.len() >= CHANGES_MAX {
+                self.stats.changes_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            s.changes.push_back((key, url.to_string(), kind));
+        }
+        drop(st);
+        self.wake.notify_one();
     }
 
     /// A MON request `htcp_access` allowed: a new subscription, a renewal
@@ -188,6 +291,7 @@ impl Publisher {
                     synced_sent: false,
                     pending: VecDeque::new(),
                     pending_set: HashSet::new(),
+                    changes: VecDeque::new(),
                     last_sent: now,
                     ending: false,
                     notices: 0,
@@ -197,6 +301,8 @@ impl Publisher {
                 self.stats.accepted.fetch_add(1, Ordering::Relaxed);
             }
         }
+        let live = st.subs.iter().filter(|s| !s.ending).count();
+        self.live.store(live, Ordering::Relaxed);
         drop(st);
         self.wake.notify_one();
         Immediate::Queued
@@ -269,10 +375,18 @@ impl Publisher {
                 .saturating_duration_since(now)
                 .as_secs()
                 .min(255) as u8;
-            let mut emit = |s: &mut Subscription, notice: Notice, out: &mut SendBatch<()>| {
+            let mut emit = |s: &mut Subscription, notice: Outgoing, out: &mut SendBatch<()>| {
                 buf.clear();
                 let trans_id = s.id.wrapping_add(s.next_seq);
-                if wire::encode_notice(s.minor, trans_id, lease_left, &notice, &mut buf).is_ok() {
+                let encoded = match &notice {
+                    Outgoing::Notice(n) => {
+                        wire::encode_notice(s.minor, trans_id, lease_left, n, &mut buf)
+                    }
+                    Outgoing::Change(c) => {
+                        wire::encode_change(s.minor, trans_id, lease_left, c, &mut buf)
+                    }
+                };
+                if encoded.is_ok() {
                     out.push(&buf, s.addr, ());
                     s.next_seq = s.next_seq.wrapping_add(1);
                     s.notices += 1;
@@ -288,7 +402,7 @@ impl Publisher {
                 let Some(c) = s.controls.pop_front() else {
                     break;
                 };
-                emit(s, c, out);
+                emit(s, Outgoing::Notice(c), out);
                 budget -= 1;
             }
             if s.ending {
@@ -299,35 +413,74 @@ impl Publisher {
                 times: store.peek(&key).map(|summary| summary.times),
             };
             while budget > 0 {
+                let Some((key, url, kind)) = s.changes.pop_front() else {
+                    break;
+                };
+                // An update names a version held here; gone since, the
+                // subscriber can only drop its copy.
+                let times = store.peek(&key).map(|summary| summary.times);
+                let kind = if times.is_none() {
+                    PushKind::Invalidate
+                } else {
+                    kind
+                };
+                let counter = match kind {
+                    PushKind::Invalidate => &self.stats.invalidations_sent,
+                    PushKind::Update => &self.stats.updates_sent,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                let change = Change {
+                    key,
+                    url,
+                    kind,
+                    times,
+                };
+                emit(s, Outgoing::Change(change), out);
+                budget -= 1;
+                // An invalidation takes the key out of the subscriber's
+                // set: what is held here now follows as an object notice.
+                if kind == PushKind::Invalidate && times.is_some() && s.pending_set.insert(key) {
+                    s.pending.push_back(key);
+                }
+            }
+            while budget > 0 {
                 let Some(key) = s.pending.pop_front() else {
                     break;
                 };
                 s.pending_set.remove(&key);
-                emit(s, object(key), out);
+                emit(s, Outgoing::Notice(object(key)), out);
                 budget -= 1;
             }
             while budget > 0 {
                 let Some(key) = s.resync.as_mut().and_then(Vec::pop) else {
                     break;
                 };
-                emit(s, object(key), out);
+                emit(s, Outgoing::Notice(object(key)), out);
                 budget -= 1;
             }
             if budget > 0 && !s.synced_sent && s.resync.as_ref().is_some_and(Vec::is_empty) {
                 s.synced_sent = true;
-                emit(s, Notice::Synced, out);
+                emit(s, Outgoing::Notice(Notice::Synced), out);
             } else if s.synced_sent && now.saturating_duration_since(s.last_sent) >= HEARTBEAT {
-                emit(s, Notice::Synced, out);
+                emit(s, Outgoing::Notice(Notice::Synced), out);
             }
         }
         st.subs.retain(|s| !(s.ending && s.controls.is_empty()));
         store.changes().set_enabled(!st.subs.is_empty());
+        let live = st.subs.iter().filter(|s| !s.ending).count();
+        self.live.store(live, Ordering::Relaxed);
     }
 
     /// Whether a round has work without waiting for a wake-up.
     fn busy(&self) -> bool {
         !self.lock().subs.is_empty()
     }
+}
+
+/// What a round sends a subscriber.
+enum Outgoing {
+    Notice(Notice),
+    Change(Change),
 }
 
 /// The publisher's task: runs for the life of the process, sending from

@@ -1,14 +1,25 @@
 //! One monitored peer's subscription as its subscriber keeps it: the
 //! phase, the sequence, the lease, and the set of objects the peer holds
-//! (store key and times), with the counters the manager pages show.
+//! (store key and times), with the counters the manager pages show; and
+//! the peer's change notices (pushed invalidations and updates) waiting
+//! for the proxy, which drops or refetches its own copies.
 //! Sans-IO: every call takes `now`; what to send comes back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::wire::{Incoming, Notice};
+use super::wire::{Change, Incoming, Notice};
 use super::{ANSWER_WAIT, LEASE_WANTED, MAX_OBJECTS, REFUSED_RETRY, SILENCE_LIMIT};
+use crate::caching::push::PushKind;
+
+/// Updates waiting for their refetch, per peer; past this a change is
+/// taken as an invalidation (the copy is dropped rather than kept stale).
+pub const UPDATES_MAX: usize = 256;
+
+/// Invalidations waiting for the proxy (it takes them every few
+/// milliseconds); past this the oldest is dropped (counted).
+pub const INVALIDATIONS_MAX: usize = 4096;
 
 /// Unanswered subscription requests, [`ANSWER_WAIT`] apart, before the
 /// subscriber slows to one per [`REFUSED_RETRY`].
@@ -58,6 +69,9 @@ struct State {
     granted: Duration,
     heard_at: Option<Instant>,
     objects: HashMap<Key, Times>,
+    /// URLs whose copies here the peer said changed: to drop, to refetch.
+    invalidations: VecDeque<String>,
+    updates: VecDeque<String>,
     counters: Counters,
     /// (when, notifications then): the start of the rate's window.
     rate_mark: (Option<Instant>, u64),
@@ -73,6 +87,11 @@ struct Counters {
     false_hits: u64,
     refusals: u64,
     overflows: u64,
+    invalidations: u64,
+    updates: u64,
+    refetches_done: u64,
+    refetches_failed: u64,
+    changes_dropped: u64,
 }
 
 /// What the manager pages show of one monitored peer.
@@ -92,6 +111,15 @@ pub struct MonitorView {
     pub false_hits: u64,
     pub refusals: u64,
     pub overflows: u64,
+    /// Invalidations applied (this cache's copies dropped; an update
+    /// past [`UPDATES_MAX`] included), and update notices received.
+    pub invalidations: u64,
+    pub updates: u64,
+    /// Background refetches of updated objects from the peer.
+    pub refetches_done: u64,
+    pub refetches_failed: u64,
+    /// Changes not acted on (a full queue).
+    pub changes_dropped: u64,
 }
 
 /// One monitored peer's subscription; shared by the peer table (reads for
@@ -111,6 +139,8 @@ impl Default for MonitorSlot {
             granted: Duration::ZERO,
             heard_at: None,
             objects: HashMap::new(),
+            invalidations: VecDeque::new(),
+            updates: VecDeque::new(),
             counters: Counters::default(),
             rate_mark: (None, 0),
             rate: 0.0,
@@ -222,10 +252,78 @@ impl MonitorSlot {
         Some(super::wire::request(id, LEASE_WANTED))
     }
 
+    /// URLs the peer invalidated since the last call: the proxy drops
+    /// its copies.
+    pub fn take_invalidations(&self) -> Vec<String> {
+        let mut st = self.lock();
+        let urls: Vec<String> = st.invalidations.drain(..).collect();
+        // Counted as they are taken: the counter says the copies are gone.
+        st.counters.invalidations += urls.len() as u64;
+        urls
+    }
+
+    /// The next URL the peer updated: the proxy refetches it from the
+    /// peer (one at a time per peer).
+    pub fn next_update(&self) -> Option<String> {
+        self.lock().updates.pop_front()
+    }
+
+    /// A background refetch of an updated object ended.
+    pub fn note_refetch(&self, done: bool) {
+        let mut st = self.lock();
+        if done {
+            st.counters.refetches_done += 1;
+        } else {
+            st.counters.refetches_failed += 1;
+        }
+    }
+
+    /// A change notice: queued for the proxy whatever the subscription's
+    /// state (a change is true news even out of sequence, and acting on
+    /// it twice is harmless).
+    fn queue_change(st: &mut State, change: &Change) {
+        let url = change.url.clone();
+        if change.kind == PushKind::Update {
+            st.counters.updates += 1;
+            if st.updates.contains(&url) {
+                return;
+            }
+            if st.updates.len() < UPDATES_MAX {
+                st.updates.push_back(url);
+                return;
+            }
+        }
+        if st.invalidations.len() >= INVALIDATIONS_MAX {
+            st.invalidations.pop_front();
+            st.counters.changes_dropped += 1;
+        }
+        st.invalidations.push_back(url);
+    }
+
     /// A MON response from the peer. True when the subscriber should call
     /// [`MonitorSlot::tick`] at once (the set was dropped).
     pub fn receive(&self, incoming: Incoming, now: Instant, peer: &str) -> bool {
         let mut st = self.lock();
+        let incoming = match incoming {
+            Incoming::Change {
+                trans_id,
+                lease,
+                change,
+            } => {
+                Self::queue_change(&mut st, &change);
+                // For the set, the object notice it also is.
+                let notice = Notice::Object {
+                    key: change.key,
+                    times: change.times,
+                };
+                Incoming::Notice {
+                    trans_id,
+                    lease,
+                    notice,
+                }
+            }
+            other => other,
+        };
         let (trans_id, lease, notice) = match incoming {
             Incoming::Refused { trans_id, code } | Incoming::NotImplemented { trans_id, code }
                 if trans_id == st.id =>
@@ -245,6 +343,7 @@ impl MonitorSlot {
                 lease,
                 notice,
             } => (trans_id, lease, notice),
+            Incoming::Change { .. } => return false,
         };
         if st.phase == Phase::Idle || st.phase == Phase::Refused && notice != Notice::Start {
             return false;
@@ -352,6 +451,11 @@ impl MonitorSlot {
             false_hits: c.false_hits,
             refusals: c.refusals,
             overflows: c.overflows,
+            invalidations: c.invalidations,
+            updates: c.updates,
+            refetches_done: c.refetches_done,
+            refetches_failed: c.refetches_failed,
+            changes_dropped: c.changes_dropped,
         }
     }
 }

@@ -1,12 +1,14 @@
 //! cuttle's MON profile on the wire (see the module above): building and
-//! reading subscription requests, control responses and object notices
-//! with `cuttle_protocol::htcp`.
+//! reading subscription requests, control responses, object notices and
+//! change notices (pushed invalidation and update) with
+//! `cuttle_protocol::htcp`.
 
 use cuttle_protocol::htcp::{
     self, Auth, Detail, Identity, Message, MonAction, MonReason, MonReply, Op, Specifier,
 };
 use cuttle_protocol::Text;
 
+use crate::caching::push::PushKind;
 use crate::store::{Key, Times};
 
 /// RESPONSE of a refused subscription: too many subscribers (RFC 2756).
@@ -25,14 +27,35 @@ pub enum Notice {
     Object { key: Key, times: Option<Times> },
 }
 
+/// A change notice: the object of `key` changed at the publisher (a new
+/// version, a PURGE, an unsafe method, an accepted CLR). On the wire it is
+/// an object notice whose SPECIFIER names the URL (object notices leave it
+/// empty): ACTION Deleted for an invalidation (the subscriber drops its
+/// copy), ACTION Replaced with `Store-Times` for an update (the publisher
+/// holds the new version with these times; the subscriber refetches it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub key: Key,
+    pub url: String,
+    pub kind: PushKind,
+    /// An update's new version's times.
+    pub times: Option<Times>,
+}
+
 /// A MON response as the subscriber reads it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
     Notice {
         trans_id: u32,
         /// Lease seconds left.
         lease: u8,
         notice: Notice,
+    },
+    /// A change notice; for the set, an object notice.
+    Change {
+        trans_id: u32,
+        lease: u8,
+        change: Change,
     },
     /// RESPONSE other than 0 (MO clear): refused.
     Refused { trans_id: u32, code: u8 },
@@ -74,6 +97,19 @@ fn unhex(text: &str) -> Option<Key> {
     Some(key)
 }
 
+fn object_hdrs(key: &Key, times: Option<&Times>) -> String {
+    match times {
+        Some(t) => format!(
+            "Store-Key: {}\r\nStore-Times: {} {} {}\r\n",
+            hex(key),
+            t.date,
+            t.expires,
+            t.last_modified
+        ),
+        None => format!("Store-Key: {}\r\n", hex(key)),
+    }
+}
+
 /// Appends the response `notice` of a subscription (MINOR `minor`,
 /// TRANS-ID `trans_id`, `lease` seconds left).
 pub fn encode_notice(
@@ -87,23 +123,50 @@ pub fn encode_notice(
         Notice::Start => (MonAction::Added, String::new()),
         Notice::Synced => (MonAction::Refreshed, String::new()),
         Notice::Ended => (MonAction::Deleted, String::new()),
-        Notice::Object {
-            key,
-            times: Some(t),
-        } => (
-            MonAction::Added,
-            format!(
-                "Store-Key: {}\r\nStore-Times: {} {} {}\r\n",
-                hex(key),
-                t.date,
-                t.expires,
-                t.last_modified
-            ),
-        ),
-        Notice::Object { key, times: None } => {
-            (MonAction::Deleted, format!("Store-Key: {}\r\n", hex(key)))
+        Notice::Object { key, times } => {
+            let action = match times {
+                Some(_) => MonAction::Added,
+                None => MonAction::Deleted,
+            };
+            (action, object_hdrs(key, times.as_ref()))
         }
     };
+    encode_reply(minor, trans_id, lease, action, "", &cache_hdrs, out)
+}
+
+/// Appends the change notice `change` of a subscription.
+pub fn encode_change(
+    minor: u8,
+    trans_id: u32,
+    lease: u8,
+    change: &Change,
+    out: &mut Vec<u8>,
+) -> Result<(), cuttle_protocol::Error> {
+    let (action, times) = match change.kind {
+        PushKind::Invalidate => (MonAction::Deleted, None),
+        PushKind::Update => (MonAction::Replaced, change.times.as_ref()),
+    };
+    let cache_hdrs = object_hdrs(&change.key, times);
+    encode_reply(
+        minor,
+        trans_id,
+        lease,
+        action,
+        &change.url,
+        &cache_hdrs,
+        out,
+    )
+}
+
+fn encode_reply(
+    minor: u8,
+    trans_id: u32,
+    lease: u8,
+    action: MonAction,
+    url: &str,
+    cache_hdrs: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), cuttle_protocol::Error> {
     let msg = Message {
         minor,
         response: 0,
@@ -115,7 +178,7 @@ pub fn encode_notice(
             action,
             reason: MonReason::Other,
             identity: Identity {
-                specifier: Specifier::new("GET", ""),
+                specifier: Specifier::new("GET", url),
                 detail: Detail {
                     resp_hdrs: Text(b""),
                     entity_hdrs: Text(b""),
@@ -187,6 +250,25 @@ pub fn parse(datagram: &[u8]) -> Option<Incoming> {
             });
         }
     }
+    let url = reply.identity.specifier.uri.as_bytes();
+    if let (false, Some(key)) = (url.is_empty(), key) {
+        let url = std::str::from_utf8(url).ok()?.to_string();
+        let (kind, times) = match reply.action {
+            MonAction::Deleted => (PushKind::Invalidate, None),
+            MonAction::Replaced => (PushKind::Update, Some(times.unwrap_or_default())),
+            _ => return None,
+        };
+        return Some(Incoming::Change {
+            trans_id,
+            lease: reply.time,
+            change: Change {
+                key,
+                url,
+                kind,
+                times,
+            },
+        });
+    }
     let notice = match (key, reply.action) {
         (Some(key), MonAction::Deleted) => Notice::Object { key, times: None },
         (Some(key), _) => Notice::Object {
@@ -250,6 +332,44 @@ mod tests {
                 code: 1
             })
         );
+        for change in [
+            Change {
+                key: [3; 16],
+                url: "http://o.test/a".into(),
+                kind: PushKind::Invalidate,
+                times: None,
+            },
+            Change {
+                key: [4; 16],
+                url: "http://o.test/b?x=1".into(),
+                kind: PushKind::Update,
+                times: Some(times),
+            },
+        ] {
+            let mut out = Vec::new();
+            encode_change(1, 77, 20, &change, &mut out).unwrap();
+            let m = htcp::parse(&out).unwrap();
+            let Op::MonResponse(Some(reply)) = m.op else {
+                panic!("a MON response: {m:?}");
+            };
+            let action = match change.kind {
+                PushKind::Invalidate => MonAction::Deleted,
+                PushKind::Update => MonAction::Replaced,
+            };
+            assert_eq!(reply.action, action);
+            assert_eq!(
+                reply.identity.specifier.uri.as_bytes(),
+                change.url.as_bytes()
+            );
+            assert_eq!(
+                parse(&out),
+                Some(Incoming::Change {
+                    trans_id: 77,
+                    lease: 20,
+                    change
+                })
+            );
+        }
         let req = request(5, 60);
         let m = htcp::parse(&req).unwrap();
         assert_eq!(m.op, Op::MonRequest { time: 60 });

@@ -207,3 +207,92 @@ fn a_renewal_mid_resync_does_not_say_synced() {
     // Start, 128 objects, then the one Synced: after the last object.
     assert_eq!(synced, vec![1 + (PER_TICK * 2) as u32], "{got:?}");
 }
+
+/// The change notices of `got` (trans-id offset from `id`, change).
+fn changes(got: &[Incoming], id: u32) -> Vec<(u32, wire::Change)> {
+    got.iter()
+        .filter_map(|i| match i {
+            Incoming::Change {
+                trans_id, change, ..
+            } => Some((trans_id.wrapping_sub(id), change.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn changes_go_out_as_updates_for_used_objects_and_invalidations_for_the_rest() {
+    let store = store();
+    let (hot, rare, gone) = ("http://o/hot", "http://o/rare", "http://o/gone");
+    let (hot_key, rare_key) = (put(&store, hot), put(&store, rare));
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = rx.local_addr().unwrap();
+    let p = Publisher::default();
+    p.set_update_hits(Some(MonitorUpdateHits {
+        hits: 2,
+        window: None,
+    }));
+    let now = Instant::now();
+    // Nobody subscribes yet: neither uses nor changes are kept.
+    p.note_use(&hot_key, now);
+    p.changed(hot, now);
+    p.request(req(to, 900), limits(2, 30), now);
+    let mut out = SendBatch::new();
+    p.round(&store, &[], false, now, &mut out);
+    let got = delivered(&mut out, &rx);
+    assert!(changes(&got, 900).is_empty(), "{got:?}");
+    for _ in 0..2 {
+        p.note_use(&hot_key, now);
+    }
+    p.note_use(&store_key(Method::Get, gone.as_bytes()), now);
+    p.note_use(&store_key(Method::Get, gone.as_bytes()), now);
+    p.changed(hot, now);
+    p.changed(hot, now);
+    p.changed(rare, now);
+    p.changed(gone, now);
+    p.round(&store, &[], false, now, &mut out);
+    let got = delivered(&mut out, &rx);
+    let hot_times = store.peek(&hot_key).map(|s| s.times);
+    let rare_times = store.peek(&rare_key).map(|s| s.times);
+    let kinds: Vec<(u32, String, PushKind, Option<Times>)> = changes(&got, 900)
+        .into_iter()
+        .map(|(n, c)| (n, c.url, c.kind, c.times))
+        .collect();
+    // After the resync (Start, 2 objects, Synced: n 0-3): the hot one as
+    // an update (told once however often it changed), the rare one as an
+    // invalidation, the one used often but no longer held as an
+    // invalidation too.
+    assert_eq!(
+        kinds,
+        vec![
+            (4, hot.to_string(), PushKind::Update, hot_times),
+            (5, rare.to_string(), PushKind::Invalidate, None),
+            (6, gone.to_string(), PushKind::Invalidate, None),
+        ]
+    );
+    // The invalidated object still held here follows as an object notice,
+    // so the subscriber's set knows it again.
+    assert!(
+        notices_of(&got, 900).contains(&(
+            7,
+            Notice::Object {
+                key: rare_key,
+                times: rare_times
+            }
+        )),
+        "{got:?}"
+    );
+    assert_eq!(p.stats.updates_sent.load(Ordering::Relaxed), 1);
+    assert_eq!(p.stats.invalidations_sent.load(Ordering::Relaxed), 2);
+}
+
+fn notices_of(got: &[Incoming], id: u32) -> Vec<(u32, Notice)> {
+    got.iter()
+        .filter_map(|i| match i {
+            Incoming::Notice {
+                trans_id, notice, ..
+            } => Some((trans_id.wrapping_sub(id), *notice)),
+            _ => None,
+        })
+        .collect()
+}

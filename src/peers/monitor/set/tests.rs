@@ -191,3 +191,73 @@ fn a_silent_peer_is_asked_less_often() {
     assert!(slot.tick(at(3), &mut next).is_none());
     assert!(slot.tick(at(2) + REFUSED_RETRY, &mut next).is_some());
 }
+
+#[test]
+fn change_notices_update_the_set_and_wait_for_the_proxy() {
+    let now = Instant::now();
+    let slot = synced(now);
+    let change = |n: u32, key: u8, kind: PushKind, times: Option<Times>| Incoming::Change {
+        trans_id: 100 + n,
+        lease: 10,
+        change: wire::Change {
+            key: [key; 16],
+            url: format!("http://o/{key}"),
+            kind,
+            times,
+        },
+    };
+    // Object 1 invalidated: out of the set, its URL waits to be dropped.
+    assert!(!slot.receive(change(4, 1, PushKind::Invalidate, None), now, "p"));
+    assert_eq!(slot.holds(&[1; 16], now, UNIX), Some(false));
+    // Object 2 updated: in the set with the new times, its URL waits for
+    // its refetch, queued once however often it is updated.
+    let newer = Times {
+        date: 1_500,
+        ..FRESH
+    };
+    assert!(!slot.receive(change(5, 2, PushKind::Update, Some(newer)), now, "p"));
+    assert!(!slot.receive(change(6, 2, PushKind::Update, Some(newer)), now, "p"));
+    assert_eq!(slot.holds(&[2; 16], now, UNIX), Some(true));
+    assert_eq!(slot.take_invalidations(), vec!["http://o/1".to_string()]);
+    assert!(slot.take_invalidations().is_empty());
+    assert_eq!(slot.next_update(), Some("http://o/2".to_string()));
+    assert_eq!(slot.next_update(), None);
+    slot.note_refetch(true);
+    slot.note_refetch(false);
+    let v = slot.view(now);
+    assert_eq!(
+        (
+            v.invalidations,
+            v.updates,
+            v.refetches_done,
+            v.refetches_failed
+        ),
+        (1, 2, 1, 1)
+    );
+    // A change after a gap is still acted on (the set resyncs).
+    assert!(slot.receive(change(9, 3, PushKind::Invalidate, None), now, "p"));
+    assert_eq!(slot.take_invalidations(), vec!["http://o/3".to_string()]);
+}
+
+#[test]
+fn updates_past_the_bound_become_invalidations() {
+    let now = Instant::now();
+    let slot = synced(now);
+    for i in 0..=UPDATES_MAX as u32 {
+        let incoming = Incoming::Change {
+            trans_id: 104 + i,
+            lease: 10,
+            change: wire::Change {
+                key: [7; 16],
+                url: format!("http://o/u{i}"),
+                kind: PushKind::Update,
+                times: Some(FRESH),
+            },
+        };
+        slot.receive(incoming, now, "p");
+    }
+    assert_eq!(
+        slot.take_invalidations(),
+        vec![format!("http://o/u{UPDATES_MAX}")]
+    );
+}
