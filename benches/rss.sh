@@ -11,9 +11,9 @@
 #   (c) Squid 5.7 (`squid -N`, one process) with Debian's default storage:
 #       no cache_dir, cache_mem 256 MB (skipped without squid).
 # Each is started (pinned to SERVER_CPUS), asked once for / so it is
-# known to be up, then left alone until its CPU time stops moving for
-# IDLE seconds (at most 60 s); then its figures are read and it is
-# stopped. (b) also prints the figures per entry above (a)'s.
+# known to be up, then left alone until it uses under 1% of a core over
+# 3 s (1 s with --quick; 20 tries at most); then its figures are read
+# and it is stopped. (b) also prints the figures per entry above (a)'s.
 #
 # Usage
 #   benches/rss.sh [--quick] [-n ENTRIES] [--no-build] [--no-squid]
@@ -73,14 +73,15 @@ LOAD_CPUS=${LOAD_CPUS:-0}
 cpu_ticks() { # PID: user + system clock ticks so far
   awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo gone
 }
-wait_idle() { # NAME: until its CPU time holds still for IDLE seconds (60 s at most)
+wait_idle() { # NAME: until it uses under 1% of a core (a clock tick, 10 ms, a
+  # second) over IDLE seconds, 20 tries at most (timers keep it from 0%)
   local pid=${PID[$1]} before now
   before=$(cpu_ticks "$pid")
-  for _ in $(seq 60); do
+  for _ in $(seq 20); do
     sleep "$IDLE"
     now=$(cpu_ticks "$pid")
     [ "$now" != gone ] || die "$1 exited"
-    [ "$now" != "$before" ] || return 0
+    [ $((now - before)) -gt "$IDLE" ] || return 0
     before=$now
   done
   echo "rss.sh: $1 never idle for $IDLE s; figures taken anyway" >&2
