@@ -6,6 +6,9 @@
 //!
 //! Run with `cargo bench --bench store`. The cache_dirs live under the
 //! system temp dir and are removed at the end; the big one is ~600 MB.
+//! `CUTTLE_STORE_FILL=DIR,MIB,ENTRIES` instead fills a cache_dir of MIB
+//! MiB of 512-byte slots with ENTRIES entries as the rebuild's, and runs no
+//! bench (`benches/rss.sh` measures cuttle's idle memory over it).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -244,14 +247,7 @@ fn rebuild(c: &mut Criterion) {
         REBUILD_SLOT,
     );
     let started = Instant::now();
-    {
-        let store = open(&spec);
-        let body = vec![0x33u8; 200];
-        for n in 0..REBUILD_ENTRIES {
-            put(&store, n, &body);
-        }
-        store.flush().expect("flush");
-    }
+    fill(&spec, REBUILD_ENTRIES);
     let file = dir.0.join(DATA_FILE);
     let file_len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     eprintln!(
@@ -330,6 +326,39 @@ fn rebuild(c: &mut Criterion) {
     group.finish();
 }
 
+/// Puts `entries` entries of one 512-byte slot each into the cache_dir of
+/// `spec`, and writes them to disk.
+fn fill(spec: &DirSpec, entries: u64) {
+    let store = open(spec);
+    let body = vec![0x33u8; 200];
+    for n in 0..entries {
+        put(&store, n, &body);
+    }
+    store.flush().expect("flush");
+}
+
+/// `CUTTLE_STORE_FILL`'s "DIR,MIB,ENTRIES": a cache_dir as `cache_dir mmap
+/// DIR MIB slot-size=512` makes it, filled with ENTRIES entries.
+fn fill_from(arg: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arg.split(',').collect();
+    let [dir, mib, entries] = parts[..] else {
+        return Err(format!("'{arg}': DIR,MIB,ENTRIES expected"));
+    };
+    let number = |s: &str| {
+        s.parse::<u64>()
+            .map_err(|e| format!("'{s}' in '{arg}': {e}"))
+    };
+    let (mib, entries) = (number(mib)?, number(entries)?);
+    if entries * u64::from(REBUILD_SLOT) > mib << 20 {
+        return Err(format!(
+            "{entries} entries of {REBUILD_SLOT} bytes do not fit in {mib} MiB"
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{dir}: {e}"))?;
+    fill(&spec(Path::new(dir), mib << 20, REBUILD_SLOT), entries);
+    Ok(())
+}
+
 /// Asks the kernel to drop the clean pages of `path` from the page cache.
 fn drop_from_page_cache(path: &Path) {
     use std::os::fd::AsRawFd;
@@ -377,6 +406,13 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 fn main() {
+    if let Ok(arg) = std::env::var("CUTTLE_STORE_FILL") {
+        if let Err(e) = fill_from(&arg) {
+            eprintln!("CUTTLE_STORE_FILL: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     lookup(&mut c);
     insert(&mut c);

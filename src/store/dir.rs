@@ -234,8 +234,7 @@ impl Dir {
     /// The index's view of `key`, without touching the map.
     pub fn peek(&self, key: &[u8; 16]) -> Option<Summary> {
         let st = self.shared.lock();
-        let id = st.index.get(key)?;
-        let r = st.index.record(id);
+        let r = self.shared.record(&st, st.index.get(key)?);
         Some(Summary {
             times: r.times,
             generation: r.generation_lo,
@@ -246,32 +245,32 @@ impl Dir {
     /// (the index only, no slot is read): keep `f` short.
     pub fn for_each_entry(&self, f: &mut dyn FnMut(&[u8; 16], &Times)) {
         let st = self.shared.lock();
-        for (_, r) in st.index.iter() {
-            f(&r.key, &r.times);
+        for (_, e) in st.index.iter() {
+            f(&e.key, &e.times);
         }
     }
 
     /// Every key in the index.
     pub fn keys(&self) -> Vec<[u8; 16]> {
         let st = self.shared.lock();
-        st.index.iter().map(|(_, r)| r.key).collect()
+        st.index.iter().map(|(_, e)| e.key).collect()
     }
 
     /// The verified entry for `key`. A checksum or chain failure is a miss:
     /// counted, and the entry is dropped.
     pub fn lookup(&self, key: &[u8; 16]) -> Option<Hit> {
         let shared = &self.shared;
-        let (id, record) = {
+        let record = {
             let mut st = shared.lock();
             let id = st.index.get(key)?;
-            st.index.pin(id);
-            let record = *st.index.record(id);
+            let record = shared.record(&st, id);
+            st.index.pin(record.first_slot);
             st.policy.touch(id);
-            (id, record)
+            record
         };
         let lease = Arc::new(Lease {
             shared: Arc::clone(shared),
-            id,
+            record,
         });
         match shared.verified_chain(&record) {
             Ok((chain, total)) => shared.build_hit(&record, &chain, total, lease),
@@ -300,7 +299,7 @@ impl Dir {
         let off = self
             .shared
             .geometry
-            .header_offset(st.index.record(id).first_slot);
+            .header_offset(st.index.entry(id).first_slot);
         Some(self.shared.region.load_generation(off))
     }
 
@@ -315,15 +314,15 @@ impl Dir {
     /// is counted like a failed lookup.
     pub fn head(&self, key: &[u8; 16]) -> Option<(String, u64, Times)> {
         let shared = &self.shared;
-        let (id, record) = {
+        let record = {
             let mut st = shared.lock();
-            let id = st.index.get(key)?;
-            st.index.pin(id);
-            (id, *st.index.record(id))
+            let record = shared.record(&st, st.index.get(key)?);
+            st.index.pin(record.first_slot);
+            record
         };
         let lease = Lease {
             shared: Arc::clone(shared),
-            id,
+            record,
         };
         let head = match shared.head(&record) {
             Ok(Some((url, body_len))) => Some((url, body_len, record.times)),
@@ -638,14 +637,14 @@ impl Shared {
     fn remove_if_same(&self, key: &[u8; 16], generation_lo: u32, evicted: bool) {
         let mut st = self.lock();
         if let Some(id) = st.index.get(key) {
-            if st.index.record(id).generation_lo == generation_lo {
+            if self.record(&st, id).generation_lo == generation_lo {
                 self.remove_id(&mut st, id, evicted);
             }
         }
     }
 
     fn remove_id(&self, st: &mut State, id: EntryId, evicted: bool) -> u32 {
-        let record = *st.index.record(id);
+        let record = self.record(st, id);
         self.changes.note(&record.key);
         st.bytes = st.bytes.saturating_sub(self.entry_len(record.first_slot));
         if evicted {
@@ -660,7 +659,6 @@ impl Shared {
             .store_generation(self.geometry.header_offset(record.first_slot), 0);
         if st.index.unlink(id) {
             self.free_chain(st, &record);
-            st.index.release(id);
         }
         record.first_slot
     }
@@ -751,25 +749,32 @@ impl Shared {
         }
     }
 
-    fn unpin(&self, id: EntryId) {
+    fn unpin(&self, record: &Record) {
         let mut st = self.lock();
-        if st.index.unpin(id) {
-            let record = *st.index.record(id);
-            self.free_chain(&mut st, &record);
-            st.index.release(id);
+        if st.index.unpin(record.first_slot) {
+            self.free_chain(&mut st, record);
         }
+    }
+
+    /// Entry `id` with its generation, read from its commit record (which
+    /// holds it while the entry is indexed; the caller holds the lock).
+    fn record(&self, st: &State, id: EntryId) -> Record {
+        let entry = st.index.entry(id);
+        let off = self.geometry.header_offset(entry.first_slot);
+        Record::of(entry, self.region.load_generation(off))
     }
 }
 
 /// Pins an entry: its slots are not reused while any `Bytes` view lives.
+/// Keeps the entry as leased, to free its slots if it is unlinked meanwhile.
 struct Lease {
     shared: Arc<Shared>,
-    id: EntryId,
+    record: Record,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.shared.unpin(self.id);
+        self.shared.unpin(&self.record);
     }
 }
 

@@ -61,8 +61,14 @@ impl Default for Lru {
 
 impl Lru {
     fn ensure(&mut self, id: EntryId) {
-        if self.links.len() <= id as usize {
-            self.links.resize(id as usize + 1, (NIL, NIL));
+        let needed = id as usize + 1;
+        if self.links.len() < needed {
+            if needed > self.links.capacity() {
+                // By a quarter, not doubling, as the index's slab grows.
+                let more = (needed - self.links.len()).max(self.links.len() / 4);
+                self.links.reserve_exact(more);
+            }
+            self.links.resize(needed, (NIL, NIL));
         }
     }
 

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use super::{DirSpec, State, DATA_FILE, DEFAULT_SLOT_SIZE};
-use crate::store::index::{EntryId, Index, Record};
+use crate::store::index::{Entry, EntryId, Index};
 use crate::store::layout::{self, Geometry, SlotHeader, Superblock, SuperblockError, NO_SLOT};
 use crate::store::map::{self, Region};
 use crate::store::policy::Policy;
@@ -213,7 +213,7 @@ pub(super) fn rebuild(
     let mut index = Index::with_capacity(firsts.len());
     let mut accepted: Vec<(EntryId, u64)> = Vec::with_capacity(firsts.len());
     let mut chain = Vec::new();
-    for &(generation, first) in &firsts {
+    for &(_, first) in &firsts {
         let Some(h) = SlotHeader::decode(&region.read_header(g.header_offset(first))) else {
             continue; // cannot happen: it decoded a moment ago
         };
@@ -224,7 +224,11 @@ pub(super) fn rebuild(
         }
         chain.clear();
         if chain_holds(region, g, first, &h, &mut claimed, &mut chain) {
-            let id = index.insert(Record::new(h.key, first, generation, h.times));
+            let id = index.insert(Entry {
+                key: h.key,
+                first_slot: first,
+                times: h.times,
+            });
             accepted.push((id, h.total_len));
             report.entries += 1;
             report.bytes += h.total_len;

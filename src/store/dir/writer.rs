@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::Shared;
-use crate::store::index::Record;
+use crate::store::index::Entry;
 use crate::store::layout::{self, SlotHeader, Times, FLAG_FIRST, NO_SLOT};
 use crate::store::StoreError;
 
@@ -170,7 +170,7 @@ impl DirWriter {
         let shared = Arc::clone(&self.shared);
         let mut st = shared.lock();
         if let Some(old) = st.index.get(&self.key) {
-            let theirs = st.index.record(old).generation_lo;
+            let theirs = shared.record(&st, old).generation_lo;
             // Serial-number comparison of the low 32 bits.
             if theirs.wrapping_sub(self.generation as u32) as i32 > 0 {
                 drop(st);
@@ -184,9 +184,11 @@ impl DirWriter {
         if let Some(old) = st.index.get(&self.key) {
             shared.remove_id(&mut st, old, false);
         }
-        let id = st
-            .index
-            .insert(Record::new(self.key, first, self.generation, self.times));
+        let id = st.index.insert(Entry {
+            key: self.key,
+            first_slot: first,
+            times: self.times,
+        });
         st.policy.insert(id, self.total);
         st.bytes += self.total;
         shared.changes.note(&self.key);
