@@ -437,16 +437,16 @@ elif [ "$HTTPS" = 1 ]; then
   echo "cpu-us: the server's CPU time per request (srv-cpu x run time / requests)"
 else
 echo
-echo "== cuttle ratios (req/s) and the issue's goals =="
+echo "== cuttle ratios (req/s) and issue 24's goals =="
 printf '%-5s %13s %13s %15s   %s\n' size cuttle/nginx cuttle/squid cuttle/varnish goal
 for s in $SIZES; do
   rn=$(ratio "${RPS[cuttle.$s]}" "${RPS[nginx.$s]}")
   rs=$(ratio "${RPS[cuttle.$s]}" "${RPS[squid.$s]}")
   rv=$(ratio "${RPS[cuttle.$s]}" "${RPS[varnish.$s]}")
   case $s in
-    1k)  g="cuttle/nginx >= 1.0 (and about 2x Squid)"; r=$rn; want=1.0 ;;
-    64k) g="cuttle/varnish >= 1.2"; r=$rv; want=1.2 ;;
-    1m)  g="cuttle/nginx >= 0.9"; r=$rn; want=0.9 ;;
+    1k)  g="cuttle/nginx >= 1.2"; r=$rn; want=1.2 ;;
+    64k) g="cuttle/varnish >= 1.4"; r=$rv; want=1.4 ;;
+    1m)  g="cuttle/varnish >= 1.1"; r=$rv; want=1.1 ;;
   esac
   verdict=$(awk -v r="$r" -v w="$want" 'BEGIN { print (r != "-" && r + 0 >= w) ? "met" : "SHORT" }')
   printf '%-5s %13s %13s %15s   %s: %s\n' "$s" "$rn" "$rs" "$rv" "$g" "$verdict"

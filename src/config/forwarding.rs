@@ -53,29 +53,38 @@ impl Default for PeerStoreThreshold {
     }
 }
 
+/// A count directive's first word, `N` from 0 to [`MAX_THRESHOLD`]; `None`
+/// (with the error said at the line) when it is missing or not one.
+fn leading_count(ctx: &mut Ctx<'_, '_>, line: &Line) -> Option<u32> {
+    let name = line.name();
+    let Some(first) = line.args().first() else {
+        ctx.error(&line.location, format!("{name}: missing value"));
+        return None;
+    };
+    match parse_uint(&first.text) {
+        Ok(n) if n <= u64::from(MAX_THRESHOLD) => Some(n as u32),
+        Ok(n) => {
+            ctx.error(
+                &line.location,
+                format!("{name}: {n} is more than {MAX_THRESHOLD}"),
+            );
+            None
+        }
+        Err(reason) => {
+            ctx.error(&line.location, format!("{name}: {reason}"));
+            None
+        }
+    }
+}
+
 /// The directive's line: `N` (0 to [`MAX_THRESHOLD`]), an optional
 /// `window=TIME` (a number with its unit attached, seconds by default;
 /// more than 0) and an optional `scope=hits|peers`.
 pub(crate) fn parse_peer_store_threshold(ctx: &mut Ctx<'_, '_>, line: &Line) {
     let name = line.name();
     let args = line.args();
-    let Some(first) = args.first() else {
-        ctx.error(&line.location, format!("{name}: missing value"));
+    let Some(count) = leading_count(ctx, line) else {
         return;
-    };
-    let count = match parse_uint(&first.text) {
-        Ok(n) if n <= u64::from(MAX_THRESHOLD) => n as u32,
-        Ok(n) => {
-            ctx.error(
-                &line.location,
-                format!("{name}: {n} is more than {MAX_THRESHOLD}"),
-            );
-            return;
-        }
-        Err(reason) => {
-            ctx.error(&line.location, format!("{name}: {reason}"));
-            return;
-        }
     };
     let mut window = DEFAULT_WINDOW;
     let mut scope = ThresholdScope::PeerHits;
@@ -152,23 +161,8 @@ pub struct MonitorUpdateHits {
 pub(crate) fn parse_htcp_monitor_update_hits(ctx: &mut Ctx<'_, '_>, line: &Line) {
     let name = line.name();
     let args = line.args();
-    let Some(first) = args.first() else {
-        ctx.error(&line.location, format!("{name}: missing value"));
+    let Some(hits) = leading_count(ctx, line) else {
         return;
-    };
-    let hits = match parse_uint(&first.text) {
-        Ok(n) if n <= u64::from(MAX_THRESHOLD) => n as u32,
-        Ok(n) => {
-            ctx.error(
-                &line.location,
-                format!("{name}: {n} is more than {MAX_THRESHOLD}"),
-            );
-            return;
-        }
-        Err(reason) => {
-            ctx.error(&line.location, format!("{name}: {reason}"));
-            return;
-        }
     };
     let mut window = None;
     for option in args.get(1..).unwrap_or(&[]) {
