@@ -110,7 +110,7 @@ struct Lab {
 impl Lab {
     /// An origin serving `objects` (path, size), each cacheable for an
     /// hour with its own bytes, and `/warm-up`, never stored; the owner in
-    /// front of it with `share_log on`.
+    /// front of it with `share_log on` and a 2 MB log.
     async fn start(net: u8, objects: &[(&str, usize)]) -> Lab {
         let root = TempDir::new("proxy-sharing");
         let origin = Origin::start_on(home(net, 2)).await;
@@ -129,7 +129,7 @@ impl Lab {
             "http_port ADDR accel defaultsite=site.test",
             &format!(
                 "cache_peer {} parent {} 0 no-query no-digest originserver name=origin\n\
-                 share_log on\n\
+                 share_log on max_memory=2MB\n\
                  share_locality east 127.{net}.1.0/24\n\
                  share_locality west 127.{net}.2.0/24\n\
                  share_locality home 127.{net}.3.0/24",
@@ -279,6 +279,8 @@ async fn a_nearby_requester_serves_the_next_one_and_the_owner_sends_the_body_onc
     // offered too and holds the copy it got from the first.
     let page = mgr_page(lab.owner.mgr, "share_log").await;
     assert!(page.contains(&url), "{page}");
+    // Its size against the configured max_memory.
+    assert!(page.contains(" bytes of 2097152 "), "{page}");
     assert!(
         page.contains(&format!("http://{}/ east", r1.addr)),
         "{page}"

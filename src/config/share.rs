@@ -1,6 +1,6 @@
 //! Proxy sharing (issue 21; cuttle's own directives, which Squid would
 //! ignore): the owner's `share_log on|off [min_size=SIZE] [candidates=N]
-//! [lifetime=TIME]` and `share_locality NAME CIDR...`; the requester's
+//! [lifetime=TIME] [max_memory=SIZE]` and `share_locality NAME CIDR...`; the requester's
 //! `share_offer on|off [to=owners|all] [probes=K] [probe_timeout=TIME]`
 //! and `share_offer_url URL`.
 
@@ -23,6 +23,9 @@ pub struct ShareLog {
     pub candidates: u32,
     /// The longest a log entry stands, whatever the offer's ttl.
     pub lifetime: Duration,
+    /// The log's bound, bytes of state (each entry its two URLs and 64
+    /// bytes); past it the oldest entry goes.
+    pub max_memory: usize,
 }
 
 impl Default for ShareLog {
@@ -34,6 +37,8 @@ impl Default for ShareLog {
             // An hour: the default ttl of an offer, and about how long a
             // forward cache keeps a large object it was just sent.
             lifetime: Duration::from_secs(3600),
+            // 1 MiB: about 10,000 entries of the paper's 100 bytes.
+            max_memory: crate::peers::share_log::DEFAULT_BUDGET,
         }
     }
 }
@@ -154,6 +159,17 @@ fn time_word(value: &str) -> Result<Duration, String> {
     Ok(time)
 }
 
+/// A log budget: one size word, at least 1 KB (a smaller log would hold
+/// a few entries at most) and at most 1024 GB.
+fn memory(value: &str) -> Result<usize, String> {
+    const MIN: u64 = 1024;
+    const MAX: u64 = 1 << 40;
+    match parse_size_word(value)? {
+        n if (MIN..=MAX).contains(&n) => usize::try_from(n).map_err(|e| e.to_string()),
+        n => Err(format!("{n} bytes is not between 1 KB and 1024 GB")),
+    }
+}
+
 /// A count from 1 to `max`.
 fn count(value: &str, max: u64) -> Result<u32, String> {
     match parse_uint(value)? {
@@ -172,6 +188,9 @@ pub(crate) fn parse_share_log(ctx: &mut Ctx<'_, '_>, line: &Line) {
                 log.candidates = count(value, max).map_err(|e| format!("candidates: {e}"))?;
             }
             "lifetime" => log.lifetime = time_word(value).map_err(|e| format!("lifetime: {e}"))?,
+            "max_memory" => {
+                log.max_memory = memory(value).map_err(|e| format!("max_memory: {e}"))?
+            }
             _ => return Err(format!("unknown option \"{key}\"")),
         }
         Ok(())
@@ -300,12 +319,17 @@ mod tests {
         assert!(!share.log.value.on && !share.offer.value.on);
         assert_eq!(share.log.value.min_size, 10 * 1024);
         assert_eq!(share.log.value.candidates, 5);
+        assert_eq!(share.log.value.max_memory, 1 << 20);
+        // Bytes by default, as min_size.
+        let (share, errors) = load("share_log on max_memory=65536\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(share.log.value.max_memory, 65536);
     }
 
     #[test]
     fn directives_parse() {
         let (share, errors) = load(
-            "share_log on min_size=64KB candidates=3 lifetime=10minutes\n\
+            "share_log on min_size=64KB candidates=3 lifetime=10minutes max_memory=8MB\n\
              share_locality east 10.1.0.0/16 10.2.0.0/16\n\
              share_locality west 192.168.0.0/24\n\
              share_locality east 10.3.0.1\n\
@@ -319,6 +343,7 @@ mod tests {
             (log.min_size, log.candidates, log.lifetime),
             (64 * 1024, 3, Duration::from_secs(600))
         );
+        assert_eq!(log.max_memory, 8 << 20);
         assert_eq!(share.localities.len(), 2);
         assert_eq!(share.locality_of("10.3.0.1".parse().unwrap()), Some("east"));
         assert_eq!(share.locality_of("10.2.9.9".parse().unwrap()), Some("east"));
@@ -374,6 +399,18 @@ mod tests {
             (
                 "share_log on lifetime=0\n",
                 "share_log: lifetime: must be more than 0",
+            ),
+            (
+                "share_log on max_memory=512\n",
+                "squid.conf:1: error: share_log: max_memory: 512 bytes is not between 1 KB and 1024 GB",
+            ),
+            (
+                "\nshare_log on max_memory=lots\n",
+                "squid.conf:2: error: share_log: max_memory: ",
+            ),
+            (
+                "share_log on max_memory=2048GB\n",
+                "share_log: max_memory: 2199023255552 bytes is not between 1 KB and 1024 GB",
             ),
             (
                 "share_log on min_size\n",

@@ -6,7 +6,8 @@
 //!
 //! The log is bounded by the bytes of state it keeps: each entry counts
 //! its URL's and its proxy URL's lengths plus [`ENTRY_OVERHEAD`]; past
-//! the budget the oldest entry anywhere goes, and a resource keeps its
+//! the budget (`share_log ... max_memory=SIZE`, [`DEFAULT_BUDGET`] by
+//! default) the oldest entry anywhere goes, and a resource keeps its
 //! newest [`PER_RESOURCE`] entries (the paper's budget: about 100 bytes
 //! a candidate, 10 candidates a resource).
 
@@ -23,7 +24,8 @@ use crate::config::{OfferTo, Share, ShareLog};
 pub const PER_RESOURCE: usize = 10;
 /// Bytes of state an entry costs besides its two URLs.
 pub const ENTRY_OVERHEAD: usize = 64;
-/// The log's budget: about 10,000 entries of 100 bytes.
+/// The log's default budget (`max_memory`): about 10,000 entries of 100
+/// bytes.
 pub const DEFAULT_BUDGET: usize = 1 << 20;
 /// A load at or above this puts a candidate last in a list.
 pub const HEAVY_LOAD: f32 = 0.8;
@@ -91,13 +93,15 @@ struct Entry {
     candidate: Candidate,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Log {
     by_url: HashMap<String, VecDeque<Entry>>,
     /// Entry sequence number -> its resource, oldest first.
     order: BTreeMap<u64, String>,
     next_seq: u64,
     bytes: usize,
+    /// The most bytes of state kept (`max_memory`); a reload may change it.
+    budget: usize,
 }
 
 fn entry_bytes(url: &str, c: &Candidate) -> usize {
@@ -162,7 +166,6 @@ pub struct ShareCounters {
 #[derive(Debug)]
 pub struct Sharing {
     log: Mutex<Log>,
-    budget: usize,
     /// Requester: servers (`host:port`) seen to keep a share log.
     owners: Mutex<VecDeque<String>>,
     /// Requester: candidates that failed a probe, to report.
@@ -188,8 +191,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Sharing {
     pub fn with_budget(budget: usize) -> Sharing {
         Sharing {
-            log: Mutex::default(),
-            budget,
+            log: Mutex::new(Log {
+                by_url: HashMap::new(),
+                order: BTreeMap::new(),
+                next_seq: 0,
+                bytes: 0,
+                budget,
+            }),
             owners: Mutex::default(),
             failed: Mutex::default(),
             pages: Mutex::default(),
@@ -198,11 +206,19 @@ impl Sharing {
         }
     }
 
+    /// Sets the log's budget (`share_log ... max_memory`, at start and on
+    /// reload): a smaller one evicts the oldest entries at once.
+    pub fn set_budget(&self, budget: usize) {
+        let mut log = lock(&self.log);
+        log.budget = budget;
+        while log.bytes > budget && log.evict_oldest() {}
+    }
+
     /// Logs `candidate` for `url` (replacing its earlier entry there).
     pub fn offer(&self, url: &str, candidate: Candidate) {
         let mut log = lock(&self.log);
         let cost = entry_bytes(url, &candidate);
-        if cost > self.budget {
+        if cost > log.budget {
             return;
         }
         let old: Vec<u64> = log
@@ -224,7 +240,7 @@ impl Sharing {
             };
             log.remove(url, seq);
         }
-        while log.bytes + cost > self.budget && log.evict_oldest() {}
+        while log.bytes + cost > log.budget && log.evict_oldest() {}
         let seq = log.next_seq;
         log.next_seq += 1;
         log.bytes += cost;
@@ -342,6 +358,11 @@ impl Sharing {
         (log.order.len(), log.bytes)
     }
 
+    /// The log's budget, bytes of state.
+    pub fn budget(&self) -> usize {
+        lock(&self.log).budget
+    }
+
     /// Requester: `server` (`host:port`) marked a response as an owner's.
     pub fn note_owner(&self, server: &str) {
         let mut owners = lock(&self.owners);
@@ -453,7 +474,7 @@ impl Sharing {
             "Share log: {} entries, {} bytes of {} ({} resources)",
             log.order.len(),
             log.bytes,
-            self.budget,
+            log.budget,
             log.by_url.len()
         );
         let _ = writeln!(
@@ -557,6 +578,7 @@ mod tests {
             min_size: 1000,
             candidates: 5,
             lifetime: Duration::from_secs(60),
+            ..ShareLog::default()
         };
         let offering = |n: u8, ttl: u32| Offering {
             asker: Asker {
@@ -626,6 +648,24 @@ mod tests {
         let page = small.render(now);
         assert!(!page.contains("\na\n"), "the oldest went:\n{page}");
         assert!(page.contains("\nd\n"), "{page}");
+        assert!(
+            page.starts_with(&format!(
+                "Share log: 3 entries, {} bytes of {} ",
+                3 * one,
+                3 * one
+            )),
+            "{page}"
+        );
+        // A reload that lowers the budget evicts the oldest at once; one
+        // that raises it keeps what is there.
+        small.set_budget(one);
+        assert_eq!((small.size(), small.budget()), ((1, one), one));
+        assert!(small.render(now).contains("\nd\n"));
+        small.set_budget(4 * one);
+        for url in ["e", "f", "g"] {
+            small.offer(url, candidate(1, "east", None, now));
+        }
+        assert_eq!(small.size(), (4, 4 * one));
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! Proxy sharing in the simulator (issue 21): with `share_owner =
 //! "owner.conf"` in the mesh file the origin has an accelerator in front
 //! of it, the owner, whose squid.conf (read by the proxy's own loader)
-//! says `share_log on|off [min_size=SIZE] [candidates=N] [lifetime=TIME]`
-//! and `share_locality NAME CIDR...`. Both sides run the proxy's own
-//! code: the owner's log and its answer are `peers::share_log::Sharing`
-//! (`answer_offer`, the one rule `http::proxy::share_owner` calls: a list
-//! of candidates in the asker's locality when the owner is not in it,
-//! for a response of at least `min_size` bytes; the offerer logged for
-//! `lifetime` or its offer's ttl; the 1 MiB budget, 10 entries a
+//! says `share_log on|off [min_size=SIZE] [candidates=N] [lifetime=TIME]
+//! [max_memory=SIZE]` and `share_locality NAME CIDR...`. Both sides run
+//! the proxy's own code: the owner's log and its answer are
+//! `peers::share_log::Sharing` (`answer_offer`, the one rule
+//! `http::proxy::share_owner` calls: a list of candidates in the asker's
+//! locality when the owner is not in it, for a response of at least
+//! `min_size` bytes; the offerer logged for `lifetime` or its offer's
+//! ttl; the `max_memory` budget, 1 MiB by default, and 10 entries a
 //! resource), on the virtual clock. A node's locality is its `address`'s,
 //! the owner's that of its first `http_port` address. Each node keeps the
 //! requester's memory the proxy keeps (`offers_to`: `share_offer on` with
@@ -134,7 +135,7 @@ impl Sharing {
         Some(Sharing {
             owner: share.clone(),
             owner_locality: locality(address),
-            log: share_log::Sharing::default(),
+            log: share_log::Sharing::with_budget(share.log.value.max_memory),
             requesters: mesh
                 .nodes
                 .iter()
@@ -472,6 +473,25 @@ latency_ms = 100
         let one = |node: u8| list_bytes(&[format!("http://10.0.0.{node}:3128/")], 5_000);
         assert_eq!(sharing.list_bytes, one(1) + one(3));
         assert_eq!(report.total.origin_bytes, 5_000 + 200_000);
+    }
+
+    #[test]
+    fn the_owners_max_memory_bounds_its_log() {
+        // An entry here is its URL (26 bytes), its proxy URL (21) and 64:
+        // 111 bytes, so 1 KB holds 9 of them.
+        let owner = format!("share_log on max_memory=1KB\n{LOCALITIES}");
+        let mesh = load(&lab("budget", TRIO, &owner, OFFERS_TO_ALL, &[]));
+        let mut trace: Vec<_> = (0..10)
+            .map(|n| get(f64::from(n), "10.1.0.1", &format!("/big{n}"), 100_000))
+            .collect();
+        // b asks for the oldest (gone: the body) and the newest (a list).
+        trace.push(get(20.0, "10.2.0.1", "/big0", 100_000));
+        trace.push(get(21.0, "10.2.0.1", "/big9", 100_000));
+        let (engine, _) = run(&mesh, &trace);
+        let sharing = engine.sharing.as_ref().expect("the owner keeps a log");
+        assert_eq!((sharing.lists, sharing.share_hits), (1, 1));
+        let summary = sharing.summary();
+        assert_eq!((summary.log_entries, summary.log_bytes), (9, 9 * 111));
     }
 
     #[test]

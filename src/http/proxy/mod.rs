@@ -197,6 +197,8 @@ impl Proxy {
         }
         let update_hits = proxy.config.htcp_monitor_update_hits.value;
         proxy.mgr.mon_publisher.set_update_hits(update_hits);
+        let budget = proxy.config.share.log.value.max_memory;
+        proxy.sharing.set_budget(budget);
         proxy
     }
 
@@ -216,6 +218,8 @@ impl Proxy {
         }
         let update_hits = config.htcp_monitor_update_hits.value;
         self.mgr.mon_publisher.set_update_hits(update_hits);
+        // The share log is kept across the reload, within its new budget.
+        self.sharing.set_budget(config.share.log.value.max_memory);
         Proxy {
             meter: Arc::clone(&self.meter),
             hot: Arc::clone(&self.hot),
