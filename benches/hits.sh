@@ -20,6 +20,8 @@
 #                (default: sendfile on, as Debian's nginx.conf; on loopback
 #                copying is faster for 64 KiB and 1 MiB files)
 #   --keep       keep the work directory (configs, logs, perf data)
+#   --mem-default  cuttle without maximum_object_size_in_memory 2 MB (see
+#                below)
 #   --port-base  first of five loopback ports (default 18090)
 #   --https      HTTPS mode (issue 17): cuttle on an https_port against
 #                nginx serving the files itself with `ssl`, both with one
@@ -36,6 +38,9 @@
 #                each server's RSS (VmRSS, summed over its processes)
 #                before the N connections and while the most of them are
 #                open (sampled once a second, connections counted by ss);
+#                the kernel's listen-queue overflows during each server's
+#                run at N (TcpExtListenOverflows, counted system-wide: other
+#                traffic on the machine adds to it);
 #                the script fails if a server answered none; raises this shell's open-file limit to the hard
 #                limit (cuttle raises its own; nginx and Squid are told
 #                worker_rlimit_nofile and max_filedescriptors)
@@ -46,7 +51,12 @@
 # What runs, all on 127.0.0.1 and under one temp dir (mktemp):
 #   BASE    nginx, the origin of the three caches (logs every request, so
 #           the script can tell that a measured run fetched nothing)
-#   BASE+1  cuttle  accel defaultsite=127.0.0.1:BASE, cache_dir mmap 512 MB
+#   BASE+1  cuttle  accel defaultsite=127.0.0.1:BASE, cache_dir mmap 512 MB,
+#                   maximum_object_size_in_memory 2 MB (as Squid's below, so
+#                   that both keep the 1 MiB object in memory; --mem-default
+#                   leaves cuttle at its default of 512 KB, where 1 MiB hits
+#                   come from the cache_dir and its checksum is verified on
+#                   every hit)
 #   BASE+2  Squid   accel, memory cache only (cache_mem 256 MB,
 #                   maximum_object_size_in_memory 2 MB), one worker
 #   BASE+3  Varnish -b 127.0.0.1:BASE -s malloc,256m (builtin VCL)
@@ -67,7 +77,7 @@ set -euo pipefail
 die() { echo "hits.sh: $*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-DUR=10 CONNS=32 THREADS=1 SIZES="" HTTPS=0 CLIENTS=0 BUILD=1 LOG=1 PERF=0 KEEP=0 BASE=18090 WARM=5 NGINX_IO="sendfile on;"
+DUR=10 CONNS=32 THREADS=1 SIZES="" HTTPS=0 CLIENTS=0 BUILD=1 LOG=1 PERF=0 KEEP=0 BASE=18090 WARM=5 NGINX_IO="sendfile on;" MEMOBJ=1
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) DUR=2 WARM=3 ;;
@@ -79,6 +89,7 @@ while [ $# -gt 0 ]; do
     --no-log) LOG=0 ;;
     --perf) PERF=1 ;;
     --keep) KEEP=1 ;;
+    --mem-default) MEMOBJ=0 ;;
     --nginx-copy) NGINX_IO="sendfile off; output_buffers 4 256k;" ;;
     --port-base) BASE=$2; shift ;;
     --https) HTTPS=1 ;;
@@ -195,6 +206,9 @@ $CLOG
 pid_filename $C/cuttle.pid
 visible_hostname bench-cuttle
 EOF
+# The memory cache's per-object bound as Squid's (below); cache_mem is
+# cuttle's default, 256 MB, as Squid's here.
+[ "$MEMOBJ" = 0 ] || echo "maximum_object_size_in_memory 2 MB" >>"$C/squid.conf"
 start_server cuttle "$SCHEME://127.0.0.1:$CUTTLE_PORT/" "$C/stdout" "$C/stdout" "$CUTTLE" run -f "$C/squid.conf"
 
 # ---- Squid and Varnish (not in HTTPS mode) ----
@@ -253,6 +267,7 @@ echo "wrk:     $(wrk -v 2>&1 | head -1 | sed 's/ Copyright.*//')"
 echo "machine: $NCPU CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(uname -sr)"
 echo "nginx-direct: $NGINX_IO"
 echo "load: wrk -t$THREADS -c$CONNS -d${DUR}s on CPU $LOAD_CPUS; servers on CPU $SERVER_CPUS; access logs $([ "$LOG" = 1 ] && echo on || echo off)"
+echo "cuttle: maximum_object_size_in_memory $([ "$MEMOBJ" = 1 ] && echo "2 MB (as Squid's)" || echo "default (512 KB)")"
 
 declare -A URLBASE=([nginx]="$SCHEME://127.0.0.1:$DIRECT_PORT" [cuttle]="$SCHEME://127.0.0.1:$CUTTLE_PORT"
                     [squid]="http://127.0.0.1:$SQUID_PORT" [varnish]="http://127.0.0.1:$VARNISH_PORT")
@@ -356,7 +371,13 @@ rss_kib() { # VmRSS of a process tree, KiB
   echo "$t"
 }
 established() { ss -Htn state established "( sport = :$1 )" 2>/dev/null | wc -l; }
-declare -A RSS0=() RSSPEAK=() OPEN=() SOCKERR=()
+# The kernel's count of connections dropped because a listen queue was
+# full (system-wide), from /proc/net/netstat; "-" when not there.
+listen_overflows() {
+  awk '/^TcpExt:/ { if (!h) { for (i = 2; i <= NF; i++) if ($i == "ListenOverflows") c = i; h = 1 } else if (c) v = $c }
+       END { print (c ? v : "-") }' /proc/net/netstat 2>/dev/null || echo -
+}
+declare -A RSS0=() RSSPEAK=() OPEN=() SOCKERR=() OVERFLOWS=()
 if [ "$CLIENTS" -gt 0 ]; then
   echo
   # wrk opens the N connections inside its run: at least 5 s, so that even
@@ -372,7 +393,11 @@ if [ "$CLIENTS" -gt 0 ]; then
     while :; do echo "$(rss_kib "${PID[$srv]}") $(established "$port")"; sleep 1; done >"$WORK/rss-$srv.txt" 2>/dev/null &
     PID[sampler]=$!
     taskset -a -p -c "$LOAD_CPUS" "$!" >/dev/null
+    lo0=$(listen_overflows)
     DUR=$MANY_DUR run_one "$srv" 1k "$CLIENTS" "$srv.many"
+    lo1=$(listen_overflows)
+    OVERFLOWS[$srv]=-
+    [[ $lo0 =~ ^[0-9]+$ && $lo1 =~ ^[0-9]+$ ]] && OVERFLOWS[$srv]=$((lo1 - lo0))
     stop_pid sampler
     # The sample with the most connections open (then the highest RSS).
     read -r peak open < <(sort -k2,2n -k1,1n "$WORK/rss-$srv.txt" | tail -1)
@@ -401,19 +426,25 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 if [ "$CLIENTS" -gt 0 ]; then
   echo
   echo "== $CLIENTS keep-alive clients against $CONNS (1 KiB hits) and issue 24's goals =="
-  printf '%-8s %10s %10s %7s %8s %9s %11s %11s %9s %9s %8s\n' server "req/s@$CONNS" "req/s@$CLIENTS" ratio errors "p99" \
-    "RSS before" "RSS peak" growth "per conn" "open"
+  # CPU time per request moves less than req/s when other work shares
+  # the server's core (see --https).
+  cpu_us() { awk -v p="$1" -v r="$2" 'BEGIN { if (r > 0) printf "%.1f", p / 100 * 1e6 / r; else print "-" }'; }
+  printf '%-8s %10s %10s %7s %8s %9s %11s %11s %9s %9s %8s %9s %10s\n' server "req/s@$CONNS" "req/s@$CLIENTS" ratio errors "p99" \
+    "RSS before" "RSS peak" growth "per conn" "open" overflows "cpu-us"
   for srv in $SERVERS; do
     growth=$((RSSPEAK[$srv] - RSS0[$srv]))
-    printf '%-8s %10s %10s %7s %8s %9s %8s MiB %8s MiB %5s MiB %6s KiB %8s\n' "$srv" "${RPS[$srv.1k]}" "${RPS[$srv.many]}" \
+    printf '%-8s %10s %10s %7s %8s %9s %8s MiB %8s MiB %5s MiB %6s KiB %8s %9s %10s\n' "$srv" "${RPS[$srv.1k]}" "${RPS[$srv.many]}" \
       "$(ratio "${RPS[$srv.many]}" "${RPS[$srv.1k]}")" "${ERRS[$srv.many]}" "${P99[$srv.many]}" \
       "$(ratio "${RSS0[$srv]}" 1024)" "$(ratio "${RSSPEAK[$srv]}" 1024)" "$(ratio "$growth" 1024)" \
-      "$(ratio "$growth" "${OPEN[$srv]}")" "${OPEN[$srv]}"
+      "$(ratio "$growth" "${OPEN[$srv]}")" "${OPEN[$srv]}" "${OVERFLOWS[$srv]}" \
+      "$(cpu_us "${PCPU[$srv.1k]}" "${RPS[$srv.1k]}")/$(cpu_us "${PCPU[$srv.many]}" "${RPS[$srv.many]}")"
   done
   for srv in $SERVERS; do [ -z "${SOCKERR[$srv]}" ] || echo "$srv at $CLIENTS: ${SOCKERR[$srv]}"; done
   echo "RSS: VmRSS summed over the server's processes, before the $CLIENTS-connection run and at the sample"
   echo "(once a second during it) with the most connections open (then the highest RSS); open: its established"
-  echo "connections then; per conn: growth / open."
+  echo "connections then; per conn: growth / open; overflows: the kernel's listen-queue overflows (TcpExtListenOverflows,"
+  echo "system-wide) during the server's run at $CLIENTS; cpu-us: the server's CPU time per request at $CONNS / at $CLIENTS"
+  echo "(srv-cpu / req/s)."
   r=$(ratio "${RPS[cuttle.many]}" "${RPS[cuttle.1k]}") growth=$((RSSPEAK[cuttle] - RSS0[cuttle]))
   # All served: every connection open, as many answers as connections at
   # least, and no error or timeout.

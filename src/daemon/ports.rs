@@ -12,6 +12,10 @@ use crate::http::server::Listener;
 use crate::http::target::PortKind;
 use crate::http::tls_accept::{self, PortCerts};
 
+/// The listen backlog asked for; Linux caps it at net.core.somaxconn
+/// (4096 by default since 5.4).
+const LISTEN_BACKLOG: u32 = 65535;
+
 /// The addresses to bind for one http_port.
 fn bind_addrs(address: &ListenAddr, port: u16) -> Result<Vec<SocketAddr>, String> {
     Ok(match address {
@@ -75,8 +79,12 @@ pub(super) async fn bind_all(config: &Config) -> Result<(Vec<Listener>, PortCert
             socket
                 .bind(addr)
                 .map_err(|e| format!("{}: cannot listen on {addr}: {e}", p.location))?;
+            // As deep a queue of connections not yet accepted as the
+            // kernel allows (it caps this at net.core.somaxconn): when
+            // thousands of clients connect at once, a handshake dropped
+            // for want of room is retried only a second later.
             let listener: TcpListener = socket
-                .listen(1024)
+                .listen(LISTEN_BACKLOG)
                 .map_err(|e| format!("{}: cannot listen on {addr}: {e}", p.location))?;
             out.push(Listener {
                 listener,

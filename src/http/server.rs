@@ -351,8 +351,63 @@ fn start_connection<S>(
     });
 }
 
+/// Starts serving one accepted connection: plain at once, TLS after its
+/// handshake, which runs in a task of its own so that a slow client never
+/// holds up the accept loop.
+fn accepted(
+    stream: tokio::net::TcpStream,
+    info: ConnInfo,
+    tls: Option<TlsAcceptor>,
+    proxy: &watch::Receiver<Arc<Proxy>>,
+    registry: &Registry,
+    shutdown: &watch::Receiver<bool>,
+    alive: &watch::Receiver<()>,
+) {
+    let _ = stream.set_nodelay(true);
+    let Some(tls) = tls else {
+        start_connection(stream, info, proxy, registry, shutdown, alive.clone());
+        return;
+    };
+    let handshake_limit = proxy.borrow().config().request_start_timeout.value;
+    let (proxy, registry, stop) = (proxy.clone(), Arc::clone(registry), shutdown.clone());
+    let alive = alive.clone();
+    tokio::spawn(async move {
+        let handshake = tokio::time::timeout(handshake_limit, tls.accept(stream));
+        // At shutdown a handshake is dropped: no request is in it.
+        let done = tokio::select! {
+            done = handshake => done,
+            () = until_stopping(stop.clone()) => return,
+        };
+        match done {
+            Ok(Ok(stream)) => start_connection(stream, info, &proxy, &registry, &stop, alive),
+            // A peer's TCP probe (Squid's, cuttle's) connects and
+            // closes without a byte: no failure worth a warning.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => tracing::debug!(
+                "TLS handshake with {} on https_port {}: closed before a handshake ({e})",
+                info.client, info.port_name
+            ),
+            Ok(Err(e)) => tracing::warn!(
+                "TLS handshake with {} on https_port {} failed: {e}",
+                info.client, info.port_name
+            ),
+            Err(_) => tracing::warn!(
+                "TLS handshake with {} on https_port {} failed: not done in {handshake_limit:?} (request_start_timeout)",
+                info.client, info.port_name
+            ),
+        }
+    });
+}
+
 /// Serves every listener until `shutdown` turns true, then stops accepting
 /// and waits up to `grace` for in-flight requests to finish.
+///
+/// Each listener's accept loop starts its connections itself and takes
+/// every connection the kernel has queued each time it runs, outside
+/// tokio's cooperative budget: with thousands of busy connections in the
+/// run queue, an accept loop that yielded after each budget's worth (or
+/// handed each connection to another task) ran once per pass over them,
+/// and 10,000 clients connecting at once could overflow the listen queue,
+/// whose dropped handshakes the kernel retries only after a second.
 pub async fn serve(
     listeners: Vec<Listener>,
     proxy: watch::Receiver<Arc<Proxy>>,
@@ -361,28 +416,29 @@ pub async fn serve(
 ) {
     let registry: Registry = Arc::default();
     let per_client = PerClient::default();
-    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(1024);
+    // Every connection task holds a receiver: the sender's `closed()` is
+    // the moment the last one ended (the accept loops' own go with them).
+    let (alive, alive_rx) = watch::channel(());
     let mut accepters = Vec::new();
     for l in listeners {
-        let tx = conn_tx.clone();
         let mut stop = shutdown.clone();
         let name: Arc<str> = Arc::from(l.name.as_str());
         let registry = Arc::clone(&registry);
         let per_client = per_client.clone();
-        accepters.push(tokio::spawn(async move {
+        let (proxy, alive) = (proxy.clone(), alive_rx.clone());
+        let shutdown = shutdown.clone();
+        accepters.push(tokio::spawn(tokio::task::unconstrained(async move {
             let mut log = ShortageLog {
                 last: None,
                 suppressed: 0,
             };
             loop {
                 tokio::select! {
-                    accepted = l.listener.accept() => match accepted {
+                    accepted_conn = l.listener.accept() => match accepted_conn {
                         Ok((stream, client)) => {
                             let local = stream.local_addr().unwrap_or(client);
                             let info = ConnInfo { client, local, kind: l.kind.clone(), port_name: Arc::clone(&name), per_client: per_client.clone() };
-                            if tx.send((stream, info, l.tls.clone())).await.is_err() {
-                                return;
-                            }
+                            accepted(stream, info, l.tls.clone(), &proxy, &registry, &shutdown, &alive);
                         }
                         Err(e) => {
                             let evicted = if out_of_descriptors(&e) {
@@ -404,58 +460,15 @@ pub async fn serve(
                     _ = stop.changed() => return,
                 }
             }
-        }));
+        })));
     }
-    drop(conn_tx);
-
-    // Every connection task holds a receiver: the sender's `closed()` is
-    // the moment the last one ended.
-    let (alive, _) = watch::channel(());
-    loop {
-        tokio::select! {
-            next = conn_rx.recv() => {
-                let Some((stream, info, tls)) = next else { break };
-                let _ = stream.set_nodelay(true);
-                let Some(tls) = tls else {
-                    start_connection(stream, info, &proxy, &registry, &shutdown, alive.subscribe());
-                    continue;
-                };
-                // The handshake runs in its own task: a slow client never
-                // holds up the accept loop.
-                let handshake_limit = proxy.borrow().config().request_start_timeout.value;
-                let (proxy, registry, stop) = (proxy.clone(), Arc::clone(&registry), shutdown.clone());
-                let alive = alive.subscribe();
-                tokio::spawn(async move {
-                    let handshake = tokio::time::timeout(handshake_limit, tls.accept(stream));
-                    // At shutdown a handshake is dropped: no request is in it.
-                    let done = tokio::select! {
-                        done = handshake => done,
-                        () = until_stopping(stop.clone()) => return,
-                    };
-                    match done {
-                        Ok(Ok(stream)) => start_connection(stream, info, &proxy, &registry, &stop, alive),
-                        // A peer's TCP probe (Squid's, cuttle's) connects and
-                        // closes without a byte: no failure worth a warning.
-                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => tracing::debug!(
-                            "TLS handshake with {} on https_port {}: closed before a handshake ({e})",
-                            info.client, info.port_name
-                        ),
-                        Ok(Err(e)) => tracing::warn!(
-                            "TLS handshake with {} on https_port {} failed: {e}",
-                            info.client, info.port_name
-                        ),
-                        Err(_) => tracing::warn!(
-                            "TLS handshake with {} on https_port {} failed: not done in {handshake_limit:?} (request_start_timeout)",
-                            info.client, info.port_name
-                        ),
-                    }
-                });
-            }
-            _ = shutdown.changed() => break,
-        }
-    }
+    drop(alive_rx);
+    // Any change is shutdown, and so is its sender going away.
+    let _ = shutdown.changed().await;
     for a in accepters {
         a.abort();
+        // Dropped (and its receiver of `alive` with it) before the wait.
+        let _ = a.await;
     }
     tracing::info!(grace = ?grace, "stopped accepting; waiting for requests in flight");
     if tokio::time::timeout(grace, alive.closed()).await.is_err() {
