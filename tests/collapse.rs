@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 const BODY: &str = "from the second fetch\n";
+const REFETCH_TIME: Duration = Duration::from_millis(300);
 
 /// An origin whose first request is read and then left unanswered until
 /// `release`, when its connection closes; every later request gets a
@@ -84,6 +85,10 @@ async fn serve(
                 release.notified().await;
                 return; // closes the connection: no response at all
             }
+            // The new fetch stays in flight a while: a follower the
+            // failure woke late (a busy machine) still finds it to join,
+            // not a fetch already ended (it would then lead another).
+            tokio::time::sleep(REFETCH_TIME).await;
             let reply = format!(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nCache-Control: max-age=600\r\n\r\n{BODY}",
                 BODY.len()
