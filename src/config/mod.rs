@@ -42,7 +42,10 @@ pub use logging::{AccessLog, LogDestination, LogFormat, LogOnError};
 pub use peer::{
     CachePeer, CarpKey, ConnectionAuth, FrontEndHttps, HtcpOptions, PeerLogin, PeerType, TypeDomain,
 };
-pub use share::{Locality, OfferTo, Share, ShareLog, ShareOffer};
+pub use share::{
+    Locality, OfferTo, Share, ShareLog, ShareOffer,
+    DEFAULT_MAX_MEMORY as SHARE_LOG_DEFAULT_MAX_MEMORY,
+};
 pub use targeted::TargetedCacheControl;
 pub use tls_client::{read_certificates, read_key, TlsClientOptions, TlsMinVersion};
 pub use tls_port::{CertKeyFiles, TlsPort};

@@ -28,6 +28,10 @@ pub struct ShareLog {
     pub max_memory: usize,
 }
 
+/// The share log's default bound, 1 MiB: about 10,000 entries of the
+/// paper's 100 bytes.
+pub const DEFAULT_MAX_MEMORY: usize = 1 << 20;
+
 impl Default for ShareLog {
     fn default() -> Self {
         ShareLog {
@@ -37,8 +41,7 @@ impl Default for ShareLog {
             // An hour: the default ttl of an offer, and about how long a
             // forward cache keeps a large object it was just sent.
             lifetime: Duration::from_secs(3600),
-            // 1 MiB: about 10,000 entries of the paper's 100 bytes.
-            max_memory: crate::peers::share_log::DEFAULT_BUDGET,
+            max_memory: DEFAULT_MAX_MEMORY,
         }
     }
 }

@@ -24,9 +24,8 @@ use crate::config::{OfferTo, Share, ShareLog};
 pub const PER_RESOURCE: usize = 10;
 /// Bytes of state an entry costs besides its two URLs.
 pub const ENTRY_OVERHEAD: usize = 64;
-/// The log's default budget (`max_memory`): about 10,000 entries of 100
-/// bytes.
-pub const DEFAULT_BUDGET: usize = 1 << 20;
+/// The log's default budget (`max_memory`).
+pub use crate::config::SHARE_LOG_DEFAULT_MAX_MEMORY as DEFAULT_BUDGET;
 /// A load at or above this puts a candidate last in a list.
 pub const HEAVY_LOAD: f32 = 0.8;
 /// Servers remembered as keeping a share log; failed candidates remembered.

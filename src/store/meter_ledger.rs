@@ -23,6 +23,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::Key;
 
@@ -98,6 +99,10 @@ struct Journal {
 #[derive(Default)]
 struct State {
     map: HashMap<Key, Metered>,
+    /// When this process last set each object's terms, until its first use:
+    /// its fetch may still be on its way into the store, so a sweep must
+    /// not take it as gone.
+    arrived: HashMap<Key, Instant>,
     journal: Option<Journal>,
 }
 
@@ -257,6 +262,7 @@ impl MeterLedger {
         let ledger = MeterLedger {
             state: Mutex::new(State {
                 map,
+                arrived: HashMap::new(),
                 journal: Some(journal),
             }),
         };
@@ -300,6 +306,7 @@ impl MeterLedger {
         let mut st = self.lock();
         match terms {
             Some(terms) => {
+                st.arrived.insert(key, Instant::now());
                 let m = st.map.entry(key).or_insert_with(|| Metered {
                     url: url.to_string(),
                     terms,
@@ -314,6 +321,7 @@ impl MeterLedger {
                 m.url = url.to_string();
             }
             None => {
+                st.arrived.remove(&key);
                 if st.map.remove(&key).is_none() {
                     return;
                 }
@@ -327,6 +335,9 @@ impl MeterLedger {
     /// metered.
     pub fn count(&self, key: &Key, uses: u32, reuses: u32, now: u64) -> bool {
         let mut st = self.lock();
+        // A use is served from the store: the object is in, no longer
+        // arriving (a sweep may take it as soon as it is evicted).
+        st.arrived.remove(key);
         let Some(m) = st.map.get_mut(key) else {
             return false;
         };
@@ -403,6 +414,7 @@ impl MeterLedger {
     /// journal first; the report its counts still owe, if any.
     pub fn remove(&self, key: &Key) -> Option<MeterReport> {
         let mut st = self.lock();
+        st.arrived.remove(key);
         let m = st.map.remove(key)?;
         let owed = m.terms.report && (m.uses > 0 || m.reuses > 0);
         if owed {
@@ -419,15 +431,21 @@ impl MeterLedger {
     }
 
     /// Removes every object `present` says is no longer stored (evicted
-    /// or replaced by nothing) and returns the reports they owe.
-    pub fn take_gone(&self, present: &dyn Fn(&Key) -> bool) -> Vec<MeterReport> {
-        let gone: Vec<Key> = self
-            .lock()
-            .map
-            .keys()
-            .filter(|k| !present(k))
-            .copied()
-            .collect();
+    /// or replaced by nothing) and returns the reports they owe. An object
+    /// whose terms were set less than `grace` ago and not used since is
+    /// left: its response may not be stored yet (a sweep racing a fetch
+    /// would end its metering).
+    pub fn take_gone(&self, present: &dyn Fn(&Key) -> bool, grace: Duration) -> Vec<MeterReport> {
+        let gone: Vec<Key> = {
+            let mut st = self.lock();
+            st.arrived.retain(|_, at| at.elapsed() < grace);
+            let st = &*st;
+            st.map
+                .keys()
+                .filter(|k| !st.arrived.contains_key(*k) && !present(k))
+                .copied()
+                .collect()
+        };
         gone.iter().filter_map(|k| self.remove(k)).collect()
     }
 
@@ -506,6 +524,30 @@ mod tests {
     };
 
     #[test]
+    fn a_sweep_leaves_an_object_whose_response_just_came() {
+        let l = MeterLedger::in_memory();
+        let grace = Duration::from_secs(60);
+        l.set_terms([1; 16], "http://a/x", Some(TERMS));
+        // Not in the store yet (its body is still coming): kept.
+        assert!(l.take_gone(&|_| false, grace).is_empty());
+        assert!(l.is_metered(&[1; 16]));
+        // Used, so stored: once the store no longer has it, it is gone,
+        // with the report it owes.
+        assert!(l.count(&[1; 16], 1, 1, 10));
+        let gone = l.take_gone(&|_| false, grace);
+        assert_eq!(gone.len(), 1);
+        assert!(!l.is_metered(&[1; 16]));
+        // Never used: gone once the grace has passed.
+        l.set_terms([2; 16], "http://a/y", Some(TERMS));
+        assert!(l.take_gone(&|_| false, grace).is_empty());
+        assert!(
+            l.take_gone(&|_| false, Duration::ZERO).is_empty(),
+            "owes nothing"
+        );
+        assert!(!l.is_metered(&[2; 16]));
+    }
+
+    #[test]
     fn counts_survive_a_reopen_and_a_report_is_taken_once() {
         let d = dir("reopen");
         {
@@ -558,10 +600,10 @@ mod tests {
         assert_eq!(l.get(&[1; 16]), None);
         assert_eq!(l.get(&[2; 16]).unwrap().uses, 3);
         // Gone from the store: the owed report comes once.
-        let gone = l.take_gone(&|_| false);
-        assert_eq!(gone.len(), 1);
+        let gone = l.take_gone(&|_| false, Duration::from_secs(60));
+        assert_eq!(gone.len(), 1, "loaded from the journal: no grace");
         assert_eq!((gone[0].uses, gone[0].reuses), (3, 1));
-        assert!(l.take_gone(&|_| false).is_empty());
+        assert!(l.take_gone(&|_| false, Duration::ZERO).is_empty());
         let _ = std::fs::remove_dir_all(&d);
     }
 

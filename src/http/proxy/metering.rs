@@ -38,6 +38,10 @@ const MAX_TOTALLED_URLS: usize = 10_000;
 const OTHER_URLS: &str = "(other URLs)";
 /// Reporter rounds (about a second each) between unconditional sweeps.
 const SWEEP_EVERY: u64 = 60;
+/// How long after its response came an object missing from the store is
+/// taken as still on its way in, not gone (a fetch's body is stored when
+/// it ends); past it, the next sweep takes it.
+const STORING_GRACE: Duration = Duration::from_secs(60);
 
 /// Per-URL totals of an aggregation point.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -377,7 +381,7 @@ impl Proxy {
         let round = self.meter.rounds.fetch_add(1, Ordering::Relaxed);
         let changed = self.meter.removals_seen.swap(removals, Ordering::Relaxed) != removals;
         if changed || round.is_multiple_of(SWEEP_EVERY) {
-            let gone = ledger.take_gone(&|k: &Key| store.peek(k).is_some());
+            let gone = ledger.take_gone(&|k: &Key| store.peek(k).is_some(), STORING_GRACE);
             out.extend(gone.into_iter().map(|r| (r, arrival)));
         }
         out.extend(
