@@ -165,13 +165,22 @@ async fn squid_gets_sibling_hits_from_cuttle_and_goes_direct_on_its_misses() {
 
     // cuttle: ICP HIT then the TCP hit it served to Squid; ICP MISS and
     // nothing else for the other URL.
+    // ICP lines are written in batches (up to 5 ms late): wait for both of
+    // Squid's (the local ones are one per only-if-cached poll above).
     let cuttle_log = cuttle.log_path();
-    let held_lines = log_lines(&cuttle_log, &held, 3);
-    let from_squid: Vec<(String, String)> = held_lines
-        .iter()
-        .filter(|l| l[2] == SQUID_ADDR.to_string())
-        .map(|l| (l[3].clone(), l[5].clone()))
-        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (held_lines, from_squid) = loop {
+        let held_lines = log_lines(&cuttle_log, &held, 1);
+        let from_squid: Vec<(String, String)> = held_lines
+            .iter()
+            .filter(|l| l[2] == SQUID_ADDR.to_string())
+            .map(|l| (l[3].clone(), l[5].clone()))
+            .collect();
+        if from_squid.len() >= 2 || Instant::now() >= deadline {
+            break (held_lines, from_squid);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(from_squid.len(), 2, "{held_lines:?}");
     // ICP lines are written in batches (up to 5 ms late), so the two lines
     // may be in either order in the file.
