@@ -6,7 +6,7 @@
 //!
 //! The log is bounded by the bytes of state it keeps: each entry counts
 //! its URL's and its proxy URL's lengths plus [`ENTRY_OVERHEAD`]; past
-//! the budget (`share_log ... max_memory=SIZE`, [`DEFAULT_BUDGET`] by
+//! the budget (`share_log ... max_memory=SIZE`, [`crate::config::SHARE_LOG_DEFAULT_MAX_MEMORY`] by
 //! default) the oldest entry anywhere goes, and a resource keeps its
 //! newest [`PER_RESOURCE`] entries (the paper's budget: about 100 bytes
 //! a candidate, 10 candidates a resource).
@@ -24,8 +24,6 @@ use crate::config::{OfferTo, Share, ShareLog};
 pub const PER_RESOURCE: usize = 10;
 /// Bytes of state an entry costs besides its two URLs.
 pub const ENTRY_OVERHEAD: usize = 64;
-/// The log's default budget (`max_memory`).
-pub use crate::config::SHARE_LOG_DEFAULT_MAX_MEMORY as DEFAULT_BUDGET;
 /// A load at or above this puts a candidate last in a list.
 pub const HEAVY_LOAD: f32 = 0.8;
 /// Servers remembered as keeping a share log; failed candidates remembered.
@@ -179,7 +177,7 @@ pub struct Sharing {
 
 impl Default for Sharing {
     fn default() -> Self {
-        Sharing::with_budget(DEFAULT_BUDGET)
+        Sharing::with_budget(crate::config::SHARE_LOG_DEFAULT_MAX_MEMORY)
     }
 }
 
