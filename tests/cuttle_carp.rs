@@ -94,6 +94,8 @@ struct Parent {
     /// The source address of every connection accepted.
     accepted: Arc<Mutex<Vec<IpAddr>>>,
     stop: watch::Sender<bool>,
+    /// The accept loop; it owns the listener.
+    listening: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Parent {
@@ -106,12 +108,13 @@ impl Parent {
         let accepted = Arc::new(Mutex::new(Vec::new()));
         let (t, a) = (Arc::clone(&targets), Arc::clone(&accepted));
         let (stop, mut stopped) = watch::channel(false);
-        tokio::spawn(async move {
+        let listening = tokio::spawn(async move {
             loop {
                 // Returning drops the listener: connections are refused.
                 let accepted = tokio::select! {
-                    accepted = listener.accept() => accepted,
+                    biased;
                     _ = stopped.changed() => return,
+                    accepted = listener.accept() => accepted,
                 };
                 let Ok((mut stream, from)) = accepted else {
                     continue;
@@ -155,12 +158,22 @@ impl Parent {
             targets,
             accepted,
             stop,
+            listening: Mutex::new(Some(listening)),
         }
     }
 
-    /// Stops listening: the parent is gone (connections refused).
-    fn stop(&self) {
+    /// Stops listening: the parent is gone (connections refused) when
+    /// this returns, not some time after (the loop runs on another thread).
+    async fn stop(&self) {
         let _ = self.stop.send(true);
+        let listening = self
+            .listening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(listening) = listening {
+            let _ = listening.await;
+        }
     }
 
     fn targets(&self) -> Vec<String> {
@@ -600,7 +613,7 @@ async fn carp_skips_a_dead_parent_and_a_reload_rebuilds_the_member_set() {
     // the next source, the first other parent (ANY_OLD_PARENT, as Squid
     // falls down its list), and the refused connection marks beta dead.
     let dead = 1;
-    parents[dead].stop();
+    parents[dead].stop().await;
     let failover = varied_urls(client, "failover", 100)
         .into_iter()
         .find(|s| carp.choose(s.canonical.as_bytes(), |_| true) == Some(dead))
