@@ -64,6 +64,30 @@ fn proxy_user() -> Option<(u32, u32)> {
     Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
 }
 
+/// Whether a socket listens on `addr` (IPv4), from /proc/net/tcp: asked
+/// without connecting, since Squid logs a connection that sends nothing.
+fn listening(addr: SocketAddr) -> bool {
+    let SocketAddr::V4(v4) = addr else {
+        return false;
+    };
+    // The kernel writes the address as the hex of its bytes in memory
+    // order, then the port: "0102007F:AEB7" is 127.0.2.1:44727.
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    const LISTEN: &str = "0A";
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&LISTEN)
+        })
+}
+
 pub fn tail(path: &Path, lines: usize) -> String {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()));
@@ -216,8 +240,11 @@ impl Squid {
         let deadline = Instant::now() + STARTUP;
         loop {
             let log = std::fs::read_to_string(&cache_log).unwrap_or_default();
+            // Squid logs "Accepting" before it calls listen() (an async
+            // step after it): until then a connection is refused.
             if log.contains("Accepting HTTP Socket connections")
                 && (icp_port == 0 || log.contains("Accepting ICP messages"))
+                && listening(SocketAddr::from((ip, http_port)))
             {
                 break;
             }
