@@ -86,8 +86,9 @@ async fn serve(
                 return; // closes the connection: no response at all
             }
             // The new fetch stays in flight a while: a follower the
-            // failure woke late (a busy machine) still finds it to join,
-            // not a fetch already ended (it would then lead another).
+            // failure woke late (a busy machine) still finds it to join
+            // (logged TCP_CF_HIT), not the object stored already (a
+            // plain hit: see collapse.rs's Outcome::StoredMeanwhile).
             tokio::time::sleep(REFETCH_TIME).await;
             let reply = format!(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nCache-Control: max-age=600\r\n\r\n{BODY}",

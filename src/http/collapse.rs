@@ -203,6 +203,9 @@ pub struct Miss<'a> {
     pub headers: &'a HeaderMap,
     /// How long it waits for a response head (`read_timeout`).
     pub wait: Duration,
+    /// Whether the store took a new entry for [`Miss::key`] since this
+    /// request looked it up.
+    pub stored_since: &'a (dyn Fn() -> bool + Sync),
 }
 
 /// A response head and the reader of its body.
@@ -232,6 +235,10 @@ pub enum Outcome {
     /// No response head within the wait; `following`: while waiting on
     /// another's fetch.
     TimedOut { following: bool },
+    /// The fetch it followed ended before its head, and by the time it
+    /// woke another fetch had stored the object ([`Miss::stored_since`]):
+    /// look it up again instead of fetching it once more.
+    StoredMeanwhile,
 }
 
 /// What [`Collapser::join_or_start`] gives a request.
@@ -267,7 +274,9 @@ impl Collapser {
     /// not shareable with it lets go of the shared fetch and fetches alone;
     /// one whose fetch ends before its head (the leader failed, or its task
     /// went away) joins again: the first to do so leads a new fetch, the
-    /// others follow it, as pingora-cache's lock elects a new writer.
+    /// others follow it, as pingora-cache's lock elects a new writer. One
+    /// that wakes so late that the new fetch has stored the object already
+    /// gets [`Outcome::StoredMeanwhile`].
     pub async fn forward(&self, miss: Miss<'_>, fetch: impl FnOnce(Leader)) -> Outcome {
         let Some(key) = miss.key else {
             let (leader, reader) = self.alone();
@@ -277,7 +286,11 @@ impl Collapser {
         // Following, however many leaders it takes, has one deadline; a
         // fetch of its own then gets the whole wait, as any leader's.
         let deadline = tokio::time::Instant::now() + miss.wait;
+        let mut followed_ended = false;
         loop {
+            if followed_ended && (miss.stored_since)() {
+                return Outcome::StoredMeanwhile;
+            }
             let mut reader = match self.join_or_start(key) {
                 Role::Leader(leader, reader) => {
                     fetch(leader);
@@ -311,6 +324,7 @@ impl Collapser {
                         failure = failure.detail,
                         "collapsed: the fetch followed ended without a response; joining anew"
                     );
+                    followed_ended = true;
                 }
                 Err(_) => return Outcome::TimedOut { following: true },
             }

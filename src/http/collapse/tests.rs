@@ -2,6 +2,9 @@
 //! joiners, the read-ahead window, cut-off readers, and every outcome of
 //! `Collapser::forward` (the election of a new leader among them).
 
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::*;
 
 fn head() -> Head {
@@ -211,11 +214,26 @@ async fn forward(
     wait: Duration,
     leaders: Leaders,
 ) -> Outcome {
+    forward_watching(c, key, headers, wait, leaders, Arc::default()).await
+}
+
+/// [`forward`], where `stored` says whether the store took a new entry for
+/// the key meanwhile.
+async fn forward_watching(
+    c: Collapser,
+    key: Option<Key>,
+    headers: HeaderMap,
+    wait: Duration,
+    leaders: Leaders,
+    stored: Arc<AtomicBool>,
+) -> Outcome {
+    let stored_since = move || stored.load(Ordering::SeqCst);
     let miss = Miss {
         key,
         url: "http://example.test/x",
         headers: &headers,
         wait,
+        stored_since: &stored_since,
     };
     let fetch = |leader| leaders.lock().expect("leaders").push(leader);
     c.forward(miss, fetch).await
@@ -254,6 +272,7 @@ async fn body_of(outcome: Outcome) -> (&'static str, Vec<u8>) {
         Outcome::GaveUp(a) => ("gave up", a),
         Outcome::Failed(f) => return ("failed", f.detail.into_bytes()),
         Outcome::TimedOut { .. } => return ("timed out", vec![]),
+        Outcome::StoredMeanwhile => return ("stored meanwhile", vec![]),
     };
     let (_, body, complete) = drain(answer.reader).await;
     assert!(complete, "{role}: the body ended short");
@@ -318,6 +337,57 @@ async fn followers_of_a_fetch_failed_before_its_head_elect_a_new_one() {
         )))
     })
     .await;
+}
+
+/// A follower that wakes to its fetch's failure only after the fetch
+/// elected in its place has stored the object looks it up again: nobody
+/// fetches it a third time.
+#[tokio::test]
+async fn a_follower_waking_after_the_new_fetch_stored_the_object_looks_it_up() {
+    let c = Collapser::new(window(1 << 20, 1 << 20));
+    let key = [9; 16];
+    let leaders = Leaders::default();
+    let stored = Arc::new(AtomicBool::new(false));
+    let request = || {
+        let (c, leaders, stored) = (c.clone(), Arc::clone(&leaders), Arc::clone(&stored));
+        let wait = Duration::from_secs(60);
+        forward_watching(c, Some(key), HeaderMap::new(), wait, leaders, stored)
+    };
+    let first = tokio::spawn(request());
+    settle(|| readers(&c, key) == 1).await;
+    // The late one joins (polled once here), then is not run again until
+    // the new fetch has ended.
+    let mut late = Box::pin(request());
+    std::future::poll_fn(|cx| {
+        assert!(Future::poll(late.as_mut(), cx).is_pending(), "it follows");
+        Poll::Ready(())
+    })
+    .await;
+    let prompt = tokio::spawn(request());
+    settle(|| readers(&c, key) == 3).await;
+    assert_eq!(readers(&c, key), 3, "both follow the first");
+    take_leader(&leaders).finish(Event::Failed(Failure::new(
+        ErrorKind::ReadError,
+        "connection reset".into(),
+    )));
+    settle(|| !leaders.lock().expect("leaders").is_empty()).await;
+    let successor = take_leader(&leaders);
+    successor.head(head());
+    successor.chunk(Bytes::from_static(b"again"));
+    // Leader::pump commits the entry before it ends the fetch.
+    stored.store(true, Ordering::SeqCst);
+    successor.finish(Event::End);
+    let prompt = body_of(prompt.await.expect("prompt")).await;
+    assert_eq!(prompt, ("lead", b"again".to_vec()));
+    let late = tokio::time::timeout(Duration::from_secs(5), late)
+        .await
+        .expect("the late follower waits for no fetch of its own");
+    assert_eq!(body_of(late).await.0, "stored meanwhile");
+    assert!(
+        leaders.lock().expect("leaders").is_empty(),
+        "no third fetch"
+    );
+    assert_eq!(body_of(first.await.expect("first")).await.0, "failed");
 }
 
 #[tokio::test]

@@ -25,13 +25,27 @@ use super::{unix_now, url_key, Proxy};
 /// GET and HEAD: the cache.
 pub(super) async fn cached(
     proxy: Arc<Proxy>,
-    mut txn: Txn,
+    txn: Txn,
     target: Target,
     req: Request<IncomingBody>,
     looped: bool,
 ) -> Response<ClientBody> {
+    // The body (a GET may have one) is held, unread, until the response.
     let (parts, _body) = req.into_parts();
     proxy.note_mon_use(&target.url);
+    look_up(proxy, txn, target, parts, looped).await
+}
+
+/// Looks the request up and serves, revalidates or fetches it: from
+/// [`cached`], and again from a miss that finds the object was stored while
+/// it waited (miss.rs).
+pub(super) async fn look_up(
+    proxy: Arc<Proxy>,
+    mut txn: Txn,
+    target: Target,
+    parts: http::request::Parts,
+    looped: bool,
+) -> Response<ClientBody> {
     // RFC 2227 usage limit reached: this use revalidates.
     let limited = parts.method == Method::GET && proxy.meter_limit_reached(&target.url);
     // The memory cache's fast path: a plain request for a fresh hot object.

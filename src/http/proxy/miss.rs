@@ -14,6 +14,7 @@ use crate::http::collapse::{self, Answer, Miss, Window};
 use crate::http::errors::ErrorKind;
 use crate::http::target::Target;
 
+use super::cached::look_up;
 use super::fetch::FetchJob;
 use super::hit::send_fetched_range;
 use super::txn::Txn;
@@ -60,11 +61,15 @@ pub(super) async fn miss(
         Some(m) => url_key(&m.variant_url(&target.url, &parts.headers)),
         None => url_key(&target.url),
     };
+    let generation = |p: &Proxy| p.store.peek(&fetch_key).map(|s| s.generation);
+    let looked_up = generation(&proxy);
+    let stored_since = || generation(&proxy).is_some_and(|g| Some(g) != looked_up);
     let miss = Miss {
         key: plan.collapse.then_some(fetch_key),
         url: &target.url,
         headers: &parts.headers,
         wait: proxy.timeouts.read,
+        stored_since: &stored_since,
     };
     let (client, arrival) = (txn.client, txn.arrival);
     let fetch = |leader| {
@@ -97,6 +102,10 @@ pub(super) async fn miss(
             }
             let detail = "no response from upstream in time";
             return proxy.error(txn, ErrorKind::ReadTimeout, detail);
+        }
+        // Forwarding was not refused (this is a miss), so it is no loop.
+        collapse::Outcome::StoredMeanwhile => {
+            return Box::pin(look_up(proxy, txn, target, parts, false)).await;
         }
     };
     let Answer { head, reader } = answer;
