@@ -339,7 +339,7 @@ async fn a_sibling_going_down_then_up_is_logged_dead_then_revived_once_each() {
             peer.line("sibling", "")
         ),
     );
-    peer.wait_probed().await;
+    peer.wait_probed(&cuttle).await;
     let get = async |path: &str| {
         let r = Req::get(&origin.url(path)).send_to(cuttle.addr).await;
         assert_eq!(r.status, 200, "{path}: {}", cuttle.output());
