@@ -68,8 +68,22 @@ async fn a_squid_sibling_takes_what_cuttles_digest_says_without_garbling() {
     while let Some(done) = warm.join_next().await {
         done.expect("warming");
     }
-    // The next build (at most one period away) holds them all.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A build after the last store holds them all: ask until the served
+    // digest does (a fixed pause may end before a busy machine's build).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = Req::get(DIGEST).send_to(cuttle.addr).await;
+        let count = parse(&r.body).map_or(0, |d| d.header.count as usize);
+        if r.status == 200 && count == HELD {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cuttle's digest never held the {HELD} objects (status {}, count {count})",
+            r.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let squid = peer_lab::Squid::start(
         &tmp.path().join("squid"),
@@ -92,9 +106,11 @@ async fn a_squid_sibling_takes_what_cuttles_digest_says_without_garbling() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let log = std::fs::read_to_string(&cuttle.log).unwrap_or_default();
+        // Squid's fetch, not the test's own above.
+        let from_squid = format!(" {squid_ip} TCP_HIT/200 ");
         if log
             .lines()
-            .any(|l| l.contains(DIGEST) && l.contains("TCP_HIT/200"))
+            .any(|l| l.contains(DIGEST) && l.contains(&from_squid))
         {
             break;
         }
@@ -106,8 +122,21 @@ async fn a_squid_sibling_takes_what_cuttles_digest_says_without_garbling() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Let Squid take it in.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Squid uses the digest once it has taken it in, and says so (72,2:
+    // "peerDigestPDFinish: received valid digest from", or "re-used old
+    // digest from" for the first one; an error shows in the choices below).
+    let cache_log = squid.dir.join("cache.log");
+    while !std::fs::read_to_string(&cache_log)
+        .unwrap_or_default()
+        .contains("peerDigestPDFinish: ")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Squid never took cuttle's digest in:\n{}",
+            squid.cache_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // What cuttle served (unchanged since: the store is).
     let served = Req::get(DIGEST).send_to(cuttle.addr).await;
