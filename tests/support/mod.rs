@@ -152,6 +152,9 @@ pub struct Reply {
     /// test decides when the origin answers, no pause has to outlast
     /// anything.
     pub hold: Option<watch::Receiver<bool>>,
+    /// After this many body pieces, wait until the receiver turns true
+    /// (or `WAIT` passed) before sending the rest.
+    pub stall: Option<(usize, watch::Receiver<bool>)>,
 }
 
 impl Reply {
@@ -170,6 +173,7 @@ impl Reply {
             chunked: false,
             cut_after: None,
             hold: None,
+            stall: None,
         }
     }
 
@@ -208,6 +212,13 @@ impl Reply {
     /// turns true.
     pub fn hold(mut self, release: watch::Receiver<bool>) -> Reply {
         self.hold = Some(release);
+        self
+    }
+
+    /// Sends `pieces` body pieces, then the rest only once `release`
+    /// turns true: the client has the start and cannot have the end.
+    pub fn stall(mut self, pieces: usize, release: watch::Receiver<bool>) -> Reply {
+        self.stall = Some((pieces, release));
         self
     }
 
@@ -512,12 +523,18 @@ async fn answer(
     tokio::spawn(async move {
         let size = body.len().div_ceil(reply.pieces).max(1);
         let mut at = 0;
-        let mut first = true;
+        let mut sent = 0;
         while at < body.len() {
-            if !first && !reply.piece_delay.is_zero() {
+            if sent > 0 && !reply.piece_delay.is_zero() {
                 tokio::time::sleep(reply.piece_delay).await;
             }
-            first = false;
+            if let Some((after, release)) = &reply.stall {
+                if sent == *after {
+                    let mut release = release.clone();
+                    let _ = tokio::time::timeout(WAIT, release.wait_for(|go| *go)).await;
+                }
+            }
+            sent += 1;
             let end = (at + size).min(body.len());
             if tx.send(Ok(body.slice(at..end))).await.is_err() {
                 return;
