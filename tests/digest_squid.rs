@@ -149,9 +149,17 @@ async fn a_squid_sibling_takes_what_cuttles_digest_says_without_garbling() {
         .step_by(STRIDE)
         .map(|i| origin.url(&format!("/held/{i}")))
         .collect();
-    let absent: Vec<String> = (0..HELD / STRIDE)
+    let mut absent: Vec<String> = (0..HELD / STRIDE)
         .map(|i| origin.url(&format!("/absent/{i}")))
         .collect();
+    // And one absent URL the mask claims (a false positive, found by
+    // trying; about one in 12,000 is), so that path is taken every run.
+    let claimed = (0..1_000_000)
+        .map(|i| format!("/claimed/{i}"))
+        .find(|p| digest.contains(&store_key(Method::Get, origin.url(p).as_bytes())))
+        .expect("a false positive within a million URLs");
+    origin.route(&claimed, |_| Reply::ok("absent\n").cc("max-age=86400"));
+    absent.push(origin.url(&claimed));
     for url in held.iter().chain(&absent) {
         let (status, _) = peer_lab::get(squid.http_addr(), url).await;
         assert_eq!(status, 200, "{url}");
@@ -173,6 +181,22 @@ async fn a_squid_sibling_takes_what_cuttles_digest_says_without_garbling() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let from_cuttle = format!("CD_SIBLING_HIT/{cuttle_ip}");
+    // Whether cuttle's log shows Squid asking it for `url` (waits: the
+    // line is written a moment after the answer).
+    let asked_cuttle = |url: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let asked = std::fs::read_to_string(&cuttle.log)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .any(|f| f.len() > 6 && f[2] == squid_ip.to_string() && f[6] == url);
+            if asked || Instant::now() > deadline {
+                return asked;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
     let mut wrong = Vec::new();
     let mut hits = 0;
     for url in held.iter().chain(&absent) {
@@ -189,7 +213,14 @@ async fn a_squid_sibling_takes_what_cuttles_digest_says_without_garbling() {
         if got == from_cuttle {
             hits += 1;
         }
-        if got != expected {
+        // A false positive of the mask (in about one run of 60: 200 absent
+        // URLs, whose keys carry the origin's port, at 40 bits an entry):
+        // Squid follows the mask to cuttle, gets its only-if-cached 504
+        // and forwards again, direct, which its line shows. Cuttle's log
+        // shows it was asked.
+        let false_positive =
+            in_mask && absent.contains(url) && got == "HIER_DIRECT/127.0.0.1" && asked_cuttle(url);
+        if got != expected && !false_positive {
             wrong.push(format!("{url}: Squid {got}, the mask says {expected}"));
         }
     }
