@@ -536,10 +536,14 @@ async fn nodes_of_the_same_depth_are_siblings_and_serve_each_other_hits() {
                  udp_outgoing_address {ip}\n\
                  tcp_outgoing_address {ip}\n\
                  icp_access allow test_clients\n\
+                 icp_query_timeout 3000\n\
                  mesh_discovery 239.255.23.1:{port} role=exit interval=1\n"
             ),
         )
     };
+    // icp_query_timeout: the dynamic one follows loopback RTTs down to
+    // milliseconds, which a busy machine's answer misses (a TIMEOUT_ in
+    // 18 ms was seen).
     let (a, b) = (start(1), start(2));
     let (a_name, b_name) = ("cuttle-127.0.23.1", "cuttle-127.0.23.2");
     for (node, sibling) in [(&a, b_name), (&b, a_name)] {
