@@ -160,6 +160,7 @@ fn start_squid(dir: &Path, addr: SocketAddr, tag: &str, extra: &str) -> Squid {
     // Memory only and `cache deny all`: every request is forwarded;
     // never_direct: only to a parent. no-netdb-exchange and no-digest
     // keep Squid's own fetches from the parents out of the counts.
+    // debug_options 15,2: cache.log says when a parent's probe succeeded.
     let conf = format!(
         "# private Squid for tests/carp_squid.rs; nothing outside {d}\n\
          http_port {addr}\n\
@@ -170,6 +171,7 @@ fn start_squid(dir: &Path, addr: SocketAddr, tag: &str, extra: &str) -> Squid {
          cache deny all\n\
          tcp_outgoing_address {ip}\n\
          never_direct allow all\n\
+         debug_options ALL,1 15,2\n\
          {extra}",
         lab = squid_lab_lines(dir)
     );
@@ -369,7 +371,13 @@ fn peer_lines(parents: &[Parent], options: impl Fn(usize) -> String) -> String {
 /// parent at start; should a probe be missing, warm-up requests (from
 /// `source`, as `user`) make Squid consult, and so probe, the parents not
 /// up yet. Warm-ups are marked `/warmup/` and left out of the comparison.
-fn wait_until_probed(proxy: SocketAddr, parents: &[Parent], source: Ipv4Addr, user: Option<&str>) {
+fn wait_until_probed(
+    squid: &Squid,
+    proxy: SocketAddr,
+    parents: &[Parent],
+    source: Ipv4Addr,
+    user: Option<&str>,
+) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut round = 0;
     while parents
@@ -400,8 +408,11 @@ fn wait_until_probed(proxy: SocketAddr, parents: &[Parent], source: Ipv4Addr, us
         round += 1;
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Squid notes a probe's success in its event loop after our accept.
-    std::thread::sleep(Duration::from_millis(300));
+    // Squid notes a probe's success in its event loop after our accept:
+    // wait for its word (a fixed pause lost that race on a busy machine).
+    for p in parents {
+        squid.wait_probed(p.addr);
+    }
 }
 
 /// Deterministic pseudo-random numbers (xorshift64*).
@@ -582,7 +593,7 @@ fn carp_picks_the_same_parent_as_squid_for_every_url() {
                http_access allow test_clients\n\
                http_access deny all\n"),
     );
-    wait_until_probed(proxy, &parents, squid_ip, None);
+    wait_until_probed(&squid, proxy, &parents, squid_ip, None);
 
     let requests = varied_urls(1200, squid_ip);
     let outcomes = send_all(proxy, &requests);
@@ -652,7 +663,7 @@ fn userhash_picks_the_same_parent_as_squid_for_every_user() {
                http_access allow authenticated\n\
                http_access deny all\n"),
     );
-    wait_until_probed(proxy, &parents, squid_ip, Some("warmup:x"));
+    wait_until_probed(&squid, proxy, &parents, squid_ip, Some("warmup:x"));
 
     let requests: Vec<Request> = (0..1000)
         .map(|i| {
@@ -727,7 +738,7 @@ fn sourcehash_picks_the_same_parent_as_squid_for_every_client_address() {
         }
         wait_until_probed_once(proxy, Ipv4Addr::new(127, 0, 1, last));
     }
-    wait_until_probed(proxy, &parents, squid_ip, None);
+    wait_until_probed(&squid, proxy, &parents, squid_ip, None);
 
     // Our 30 loopback addresses, 10 URLs each.
     let requests: Vec<Request> = (0..300)
@@ -843,7 +854,7 @@ fn carp_key_picks_the_same_parent_as_squid() {
                http_access allow test_clients\n\
                http_access deny all\n"),
     );
-    wait_until_probed(proxy, &parents, squid_ip, None);
+    wait_until_probed(&squid, proxy, &parents, squid_ip, None);
 
     let requests = varied_urls(1000, squid_ip);
     let outcomes = send_all(proxy, &requests);
@@ -886,7 +897,7 @@ fn carp_skips_a_dead_parent_without_moving_the_other_parents_urls() {
                http_access allow test_clients\n\
                http_access deny all\n"),
     );
-    wait_until_probed(proxy, &parents, squid_ip, None);
+    wait_until_probed(&squid, proxy, &parents, squid_ip, None);
 
     // Beta (weight 3, second of the equal-weight pair) goes away before
     // Squid has a connection to it; a request CARP gives to Beta then

@@ -10,7 +10,6 @@ mod peer_lab;
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::Duration;
 
 use peer_lab::{
     cuttle_query, free_udp_port, get, log_lines, start_cuttle, tail, text_body, text_origin, Squid,
@@ -74,8 +73,9 @@ async fn cuttle_queries_squid_sibling_fetches_its_hit_and_goes_direct_for_its_mi
             icp = free_udp_port(cuttle_ip)
         ),
     );
-    // The TCP liveness probe of the peer runs at start.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The TCP liveness probe of the peer runs at start: cuttle asks the
+    // peer only once it succeeded.
+    cuttle.wait_probed(&squid_ip.to_string());
     let diag = || {
         format!(
             "\ncuttle output:\n{}\nsquid access.log:\n{}",
@@ -192,7 +192,8 @@ async fn cuttle_with_squid_as_parent_logs_parent_hit_and_first_parent_miss() {
             icp = free_udp_port(cuttle_ip)
         ),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // cuttle asks the peer only once its TCP probe succeeded.
+    cuttle.wait_probed(&squid_ip.to_string());
     let diag = || {
         format!(
             "\ncuttle output:\n{}\nsquid access.log:\n{}",

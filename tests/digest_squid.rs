@@ -68,8 +68,22 @@ async fn a_squid_sibling_takes_what_cuttles_digest_says_without_garbling() {
     while let Some(done) = warm.join_next().await {
         done.expect("warming");
     }
-    // The next build (at most one period away) holds them all.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // A build after the last store holds them all: ask until the served
+    // digest does (a fixed pause may end before a busy machine's build).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = Req::get(DIGEST).send_to(cuttle.addr).await;
+        let count = parse(&r.body).map_or(0, |d| d.header.count as usize);
+        if r.status == 200 && count == HELD {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cuttle's digest never held the {HELD} objects (status {}, count {count})",
+            r.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let squid = peer_lab::Squid::start(
         &tmp.path().join("squid"),
@@ -92,9 +106,11 @@ async fn a_squid_sibling_takes_what_cuttles_digest_says_without_garbling() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let log = std::fs::read_to_string(&cuttle.log).unwrap_or_default();
+        // Squid's fetch, not the test's own above.
+        let from_squid = format!(" {squid_ip} TCP_HIT/200 ");
         if log
             .lines()
-            .any(|l| l.contains(DIGEST) && l.contains("TCP_HIT/200"))
+            .any(|l| l.contains(DIGEST) && l.contains(&from_squid))
         {
             break;
         }
@@ -106,8 +122,21 @@ async fn a_squid_sibling_takes_what_cuttles_digest_says_without_garbling() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Let Squid take it in.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Squid uses the digest once it has taken it in, and says so (72,2:
+    // "peerDigestPDFinish: received valid digest from", or "re-used old
+    // digest from" for the first one; an error shows in the choices below).
+    let cache_log = squid.dir.join("cache.log");
+    while !std::fs::read_to_string(&cache_log)
+        .unwrap_or_default()
+        .contains("peerDigestPDFinish: ")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Squid never took cuttle's digest in:\n{}",
+            squid.cache_log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // What cuttle served (unchanged since: the store is).
     let served = Req::get(DIGEST).send_to(cuttle.addr).await;
@@ -120,9 +149,17 @@ async fn a_squid_sibling_takes_what_cuttles_digest_says_without_garbling() {
         .step_by(STRIDE)
         .map(|i| origin.url(&format!("/held/{i}")))
         .collect();
-    let absent: Vec<String> = (0..HELD / STRIDE)
+    let mut absent: Vec<String> = (0..HELD / STRIDE)
         .map(|i| origin.url(&format!("/absent/{i}")))
         .collect();
+    // And one absent URL the mask claims (a false positive, found by
+    // trying; about one in 12,000 is), so that path is taken every run.
+    let claimed = (0..1_000_000)
+        .map(|i| format!("/claimed/{i}"))
+        .find(|p| digest.contains(&store_key(Method::Get, origin.url(p).as_bytes())))
+        .expect("a false positive within a million URLs");
+    origin.route(&claimed, |_| Reply::ok("absent\n").cc("max-age=86400"));
+    absent.push(origin.url(&claimed));
     for url in held.iter().chain(&absent) {
         let (status, _) = peer_lab::get(squid.http_addr(), url).await;
         assert_eq!(status, 200, "{url}");
@@ -144,6 +181,22 @@ async fn a_squid_sibling_takes_what_cuttles_digest_says_without_garbling() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let from_cuttle = format!("CD_SIBLING_HIT/{cuttle_ip}");
+    // Whether cuttle's log shows Squid asking it for `url` (waits: the
+    // line is written a moment after the answer).
+    let asked_cuttle = |url: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let asked = std::fs::read_to_string(&cuttle.log)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .any(|f| f.len() > 6 && f[2] == squid_ip.to_string() && f[6] == url);
+            if asked || Instant::now() > deadline {
+                return asked;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
     let mut wrong = Vec::new();
     let mut hits = 0;
     for url in held.iter().chain(&absent) {
@@ -160,7 +213,14 @@ async fn a_squid_sibling_takes_what_cuttles_digest_says_without_garbling() {
         if got == from_cuttle {
             hits += 1;
         }
-        if got != expected {
+        // A false positive of the mask (in about one run of 60: 200 absent
+        // URLs, whose keys carry the origin's port, at 40 bits an entry):
+        // Squid follows the mask to cuttle, gets its only-if-cached 504
+        // and forwards again, direct, which its line shows. Cuttle's log
+        // shows it was asked.
+        let false_positive =
+            in_mask && absent.contains(url) && got == "HIER_DIRECT/127.0.0.1" && asked_cuttle(url);
+        if got != expected && !false_positive {
             wrong.push(format!("{url}: Squid {got}, the mask says {expected}"));
         }
     }

@@ -299,8 +299,9 @@ async fn squid_answers_the_queries_that_ask_for_load_and_its_hit_is_taken() {
             icp = free_udp_port(cuttle_ip)
         ),
     );
-    // The TCP liveness probe of the parent runs at start.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The TCP liveness probe of the parent runs at start: cuttle uses
+    // the parent only once it succeeded.
+    cuttle.wait_probed("squid");
     let diag = || {
         format!(
             "\ncuttle output:\n{}\nsquid access.log:\n{}\nsquid cache.log:\n{}",

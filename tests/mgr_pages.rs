@@ -87,7 +87,10 @@ async fn pages_answer_with_squids_first_lines_and_the_menu_lists_them() {
 #[tokio::test(flavor = "multi_thread")]
 async fn active_requests_lists_a_slow_request_in_flight() {
     let origin = Origin::start().await;
-    origin.route("/slow", |_| Reply::ok("late").delay(Duration::from_secs(3)));
+    // Held until the pages are read (a 3 s delay could end first on a busy
+    // machine).
+    let (release, held) = tokio::sync::watch::channel(false);
+    origin.route("/slow", move |_| Reply::ok("late").hold(held.clone()));
     let cuttle = Cuttle::start(&Conf::new());
     let url = origin.url("/slow");
     let addr = cuttle.addr();
@@ -114,10 +117,19 @@ async fn active_requests_lists_a_slow_request_in_flight() {
             .any(|l| l.contains(&origin_addr) && l.ends_with("Server connection")),
         "{fds}"
     );
+    let _ = release.send(true);
     assert_eq!(slow.await.expect("slow request").status, 200);
-    // Finished: no longer listed.
-    let (_, page) = mgr(&cuttle, "active_requests", None).await;
-    assert!(!page.contains(&format!("uri {url}")), "{page}");
+    // Finished: no longer listed (once its transaction ends, a moment
+    // after the client has the last byte).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, page) = mgr(&cuttle, "active_requests", None).await;
+        if !page.contains(&format!("uri {url}")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -74,7 +74,9 @@ async fn silent_garbage_and_down_peers_cost_at_most_the_icp_timeout() {
             icp = free_udp_port(Ipv4Addr::new(127, 0, 3, 9))
         ),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Only peers whose TCP probe succeeded are asked.
+    cuttle.wait_probed("127.0.3.10");
+    cuttle.wait_probed("127.0.3.11");
     let url = origin.url("/a");
     let (status, text, took) = get(&cuttle, &url).await;
     assert_eq!(
@@ -123,7 +125,7 @@ async fn a_false_hit_falls_back_direct_and_the_sibling_got_squids_request() {
             icp = free_udp_port(Ipv4Addr::new(127, 0, 3, 13))
         ),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    liar.wait_probed(&cuttle).await;
     let url = origin.url("/b");
     let (status, text, took) = get(&cuttle, &url).await;
     assert_eq!(
@@ -173,7 +175,7 @@ async fn a_silent_sibling_is_marked_dead_and_its_next_reply_revives_it() {
             icp = free_udp_port(Ipv4Addr::new(127, 0, 3, 15))
         ),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    peer.wait_probed(&cuttle).await;
     // 1. Unanswered: the full (200 ms) wait.
     let c = origin.url("/c");
     assert_eq!(get(&cuttle, &c).await.0, 200);
@@ -194,8 +196,9 @@ async fn a_silent_sibling_is_marked_dead_and_its_next_reply_revives_it() {
         cuttle.output()
     );
     assert_eq!(peer.queries.lock().unwrap().len(), 2);
-    // 3. That reply revived it: the next miss uses its HIT.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // 3. That reply revived it (it comes after the request ended: wait
+    // for cuttle to say so): the next miss uses its HIT.
+    cuttle.wait_output("REVIVED", Duration::from_secs(10));
     let e = origin.url("/e");
     let (status, text, _) = get(&cuttle, &e).await;
     assert_eq!(
@@ -222,7 +225,8 @@ async fn a_down_parent_is_skipped_until_a_probe_finds_it_up() {
             "cache_peer {parent_ip} parent {parent_port} 0 no-query\ntcp_outgoing_address 127.0.3.17"
         ),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The probe at start must find the parent down (not yet listening).
+    cuttle.wait_output("TCP probe failed", Duration::from_secs(10));
     let a = origin.url("/a");
     let (status, _, took) = get(&cuttle, &a).await;
     assert_eq!(status, 200);
@@ -257,7 +261,8 @@ async fn a_down_parent_is_skipped_until_a_probe_finds_it_up() {
     let b = origin.url("/b");
     assert_eq!(get(&cuttle, &b).await.0, 200);
     assert_eq!(hierarchy(&cuttle, &b), "HIER_DIRECT/127.0.0.1");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The probe that request started runs beside it: wait for its result.
+    cuttle.wait_probed(&parent_ip.to_string());
     let f = origin.url("/f");
     let (status, text, _) = get(&cuttle, &f).await;
     assert_eq!(

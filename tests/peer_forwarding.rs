@@ -79,7 +79,7 @@ async fn a_head_miss_walks_the_parents_without_icp() {
         ),
     );
     for p in [&a, &b, &s] {
-        p.wait_probed().await;
+        p.wait_probed(&cuttle).await;
     }
     // Sources: FIRSTUP_PARENT a, ANY_OLD_PARENT b, DIRECT (never reached).
     let url = nowhere(ip(14), "/h");
@@ -123,7 +123,7 @@ icp_query_timeout 2000",
             icp = free_udp_port(ip(90))
         ),
     );
-    s.wait_probed().await;
+    s.wait_probed(&cuttle).await;
     // A stoplisted URL: no ICP, no sibling, straight to the origin.
     let stopped = format!("http://{}/cgi-bin/run", origin.addr);
     let r = Req::get(&stopped).send_to(cuttle.addr).await;
@@ -174,7 +174,7 @@ async fn a_revalidation_asks_and_walks_the_parents_never_a_sibling() {
         ),
     );
     for p in [&s, &a, &b] {
-        p.wait_probed().await;
+        p.wait_probed(&cuttle).await;
     }
     let url = "http://reval.test/obj";
     // A miss: everyone is asked; a's 504 (if it comes first) moves on to b.
@@ -235,7 +235,7 @@ async fn a_request_body_is_sent_once_and_moves_on_only_while_untouched() {
             ip(30)
         ),
     );
-    p.wait_probed().await;
+    p.wait_probed(&cuttle).await;
     // DIRECT (first, prefer_direct) refuses the connection: the body was
     // not touched, so the parent gets it whole.
     let url = nowhere(ip(32), "/p");
@@ -284,8 +284,8 @@ async fn retry_on_error_and_forward_max_tries_bound_the_walk() {
         )
     };
     let cuttle = start_cuttle(tmp.path(), ip(35), &lines(""));
-    a.wait_probed().await;
-    b.wait_probed().await;
+    a.wait_probed(&cuttle).await;
+    b.wait_probed(&cuttle).await;
     // 503 is final unless retry_on_error.
     let url = "http://retry.test/1";
     assert_eq!(Req::get(url).send_to(cuttle.addr).await.status, 503);
@@ -354,7 +354,7 @@ async fn an_accelerator_port_without_allow_direct_never_goes_direct() {
         "{ports}\n{}",
         parent.line("parent", "no-query originserver")
     ));
-    parent.wait_probed().await;
+    parent.wait_probed(&cuttle).await;
     let r = get(strict, "/c").await;
     assert_eq!(r.status, 502);
     assert_eq!(
@@ -413,7 +413,7 @@ async fn login_gives_each_parent_the_credentials_squid_sends() {
     let tmp = TempDir::new("fwd-login");
     let cuttle = start_cuttle(tmp.path(), ip(50), &conf);
     for p in &peers {
-        p.wait_probed().await;
+        p.wait_probed(&cuttle).await;
     }
     // The warning names the line of login=NEGOTIATE (the header is 8 lines).
     let negotiate_line = 8 + 1 + 5 * 4 + 2;
@@ -493,7 +493,7 @@ async fn the_icp_client_follows_udp_outgoing_address_on_reload() {
     };
     let tmp = TempDir::new("fwd-icp-reload");
     let cuttle = start_cuttle(tmp.path(), ip(60), &lines(ip(61)));
-    s.wait_probed().await;
+    s.wait_probed(&cuttle).await;
     for (n, from) in [(1, ip(61)), (2, ip(62))] {
         if n == 2 {
             cuttle.reload(&lines(from));

@@ -987,7 +987,10 @@ async fn vary_accept_encoding_keeps_one_variant_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_while_revalidate_serves_stale_and_refreshes() {
     let (origin, proxy) = start(Conf::new()).await;
-    origin.route("/swr", |s| match s.n {
+    // The refresh is held until the stale hit is in: a proxy that waited
+    // for it would answer nothing in time (no clock to race).
+    let (release, held) = tokio::sync::watch::channel(false);
+    origin.route("/swr", move |s| match s.n {
         // 29 s stale, within stale-while-revalidate.
         1 => Reply::ok("v1")
             .header("etag", "\"s1\"")
@@ -996,20 +999,18 @@ async fn stale_while_revalidate_serves_stale_and_refreshes() {
         _ => Reply::ok("v2")
             .header("etag", "\"s2\"")
             .cc("max-age=600")
-            .delay(Duration::from_millis(1500)),
+            .hold(held.clone()),
     });
     let url = origin.url("/swr");
     Req::get(&url).send(&proxy).await;
 
-    let started = Instant::now();
-    let r = Req::get(&url).send(&proxy).await;
-    let took = started.elapsed();
+    let r = Req::get(&url)
+        .try_send(&proxy)
+        .await
+        .unwrap_or_else(|e| panic!("the stale hit waited for the held refresh: {e}"));
     assert_eq!(r.text(), "v1");
     assert_hit(&r, &proxy);
-    assert!(
-        took < Duration::from_millis(1000),
-        "the stale hit waited for the origin ({took:?})"
-    );
+    let _ = release.send(true);
 
     origin.wait_count("/swr", 2).await;
     assert_eq!(origin.last("/swr").header("if-none-match"), "\"s1\"");
@@ -1068,8 +1069,7 @@ async fn stale_if_error_serves_stale_when_the_origin_is_down() {
     });
     let url = origin.url("/down");
     Req::get(&url).send(&proxy).await;
-    origin.stop();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    origin.stop().await;
     let r = Req::get(&url).send(&proxy).await;
     assert_eq!((r.status, r.text().as_str()), (200, "old but good"));
     assert_results(
@@ -1131,8 +1131,7 @@ async fn must_revalidate_with_the_origin_down_is_an_error() {
     });
     let url = origin.url("/must-down");
     Req::get(&url).send(&proxy).await;
-    origin.stop();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    origin.stop().await;
     let r = Req::get(&url).send(&proxy).await;
     assert_ne!(r.text(), "old", "stale must-revalidate entry served");
     assert_error(&r, 503, "ERR_CONNECT_FAIL");
@@ -1319,10 +1318,14 @@ async fn collapsed_forwarding_fetches_once_for_twenty_clients() {
     let (origin, proxy) = start(Conf::new()).await;
     let body = pattern(3, 200_000);
     let b = body.clone();
+    // The answer waits until cuttle lists all twenty requests: a client a
+    // busy machine let in late would find the object stored, a hit.
+    let (release, held) = tokio::sync::watch::channel(false);
     origin.route("/slow", move |_| {
         Reply::ok(b.clone())
             .cc("max-age=600")
             .delay(Duration::from_millis(500))
+            .hold(held.clone())
             .pieces(8, Duration::from_millis(20))
     });
     let url = origin.url("/slow");
@@ -1335,6 +1338,17 @@ async fn collapsed_forwarding_fetches_once_for_twenty_clients() {
         let url = url.clone();
         tasks.push(tokio::spawn(async move { c.send(Req::get(&url)).await }));
     }
+    let deadline = Instant::now() + WAIT;
+    let mut polls = 1;
+    while active_requests(&proxy, &url).await < 20 {
+        polls += 1;
+        assert!(
+            Instant::now() < deadline,
+            "the twenty requests never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = release.send(true);
     for t in tasks {
         let r = t.await.expect("client task");
         assert_eq!(r.status, 200);
@@ -1350,7 +1364,13 @@ async fn collapsed_forwarding_fetches_once_for_twenty_clients() {
         "collapsed forwarding let several fetches through"
     );
 
-    let log = proxy.log(20).await;
+    // The manager's answers are logged too.
+    let log: Vec<LogLine> = proxy
+        .log(20 + polls)
+        .await
+        .into_iter()
+        .filter(|l| l.url == url)
+        .collect();
     assert_eq!(log.len(), 20);
     let misses: Vec<_> = log
         .iter()
@@ -1366,6 +1386,12 @@ async fn collapsed_forwarding_fetches_once_for_twenty_clients() {
     for l in &collapsed {
         assert!(l.bytes > 200_000, "{}", l.raw);
     }
+}
+
+/// How many requests for `url` cuttle's `mgr:active_requests` lists.
+async fn active_requests(proxy: &Cuttle, url: &str) -> usize {
+    let (_, page) = support::mgr_page(proxy, "active_requests").await;
+    page.matches(&format!("\nuri {url}\n")).count()
 }
 
 /// `collapsed_forwarding off` (Squid's default, which cuttle does not
@@ -1445,10 +1471,14 @@ async fn a_client_leaving_mid_body_does_not_corrupt_the_store() {
     let (origin, proxy) = start(Conf::new()).await;
     let body = pattern(5, 512 * 1024);
     let b = body.clone();
+    // The rest of the body waits until the client is gone: however late
+    // a busy machine lets it read, cuttle cannot have sent all by then.
+    let (release, stalled) = tokio::sync::watch::channel(false);
     origin.route("/abort", move |_| {
         Reply::ok(b.clone())
             .cc("max-age=600")
             .pieces(16, Duration::from_millis(20))
+            .stall(2, stalled.clone())
     });
     let url = origin.url("/abort");
     {
@@ -1467,6 +1497,7 @@ async fn a_client_leaving_mid_body_does_not_corrupt_the_store() {
         assert!(body.starts_with(&got), "the first bytes are wrong");
         // Dropped here, with most of the body still to come.
     }
+    let _ = release.send(true);
     let first = read_log(&proxy.log_path(), 1).await;
     assert_eq!(
         first[0].result(),

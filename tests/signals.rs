@@ -288,6 +288,16 @@ async fn cache_log_gets_squid_form_lines_and_rotates() {
             false,
         )
         .await;
+    // cuttle prints a start-up line on stdout and then writes it to the
+    // cache_log: the "listening on" Cuttle::start saw may not be there yet.
+    let deadline = Instant::now() + WAIT;
+    while !lines(&cache_log)
+        .iter()
+        .any(|l| l.contains("| cuttle: listening on 127.0.0.1:"))
+    {
+        assert!(Instant::now() < deadline, "{:?}", lines(&cache_log));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let got = lines(&cache_log);
     assert!(
         !got.is_empty() && got.iter().all(|l| is_squid_time_stamped(l)),
@@ -339,7 +349,7 @@ async fn a_sibling_going_down_then_up_is_logged_dead_then_revived_once_each() {
             peer.line("sibling", "")
         ),
     );
-    peer.wait_probed().await;
+    peer.wait_probed(&cuttle).await;
     let get = async |path: &str| {
         let r = Req::get(&origin.url(path)).send_to(cuttle.addr).await;
         assert_eq!(r.status, 200, "{path}: {}", cuttle.output());

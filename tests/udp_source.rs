@@ -39,7 +39,7 @@ async fn one_query(
             peer.line("sibling", "no-digest")
         ),
     );
-    peer.wait_probed().await;
+    peer.wait_probed(&cuttle).await;
     let url = origin.url("/asked");
     assert_eq!(get(cuttle.addr, &url).await, (200, text_body("/asked")));
     let line = log_lines(&cuttle.log, &url, 1).remove(0);
@@ -145,7 +145,7 @@ async fn without_htcp_port_no_htcp_query_is_sent_and_cuttle_says_so_as_squid_doe
             free_udp_port(cuttle_ip)
         ),
     );
-    peer.wait_probed().await;
+    peer.wait_probed(&cuttle).await;
     let url = origin.url("/asked");
     assert_eq!(get(cuttle.addr, &url).await, (200, text_body("/asked")));
     let mut buf = [0u8; 2048];
@@ -181,7 +181,7 @@ async fn htcp_queries_leave_from_the_htcp_port() {
             htcp.local_addr().unwrap().port(),
         ),
     );
-    peer.wait_probed().await;
+    peer.wait_probed(&cuttle).await;
     let url = origin.url("/asked");
     assert_eq!(get(cuttle.addr, &url).await, (200, text_body("/asked")));
     let mut buf = [0u8; 2048];
@@ -283,7 +283,8 @@ async fn a_squid_sibling_allowing_only_cuttles_icp_address_answers_hit() {
             squid.http_port, squid.icp_port
         ),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // cuttle asks the peer only once its TCP probe succeeded.
+    cuttle.wait_probed(&squid_ip.to_string());
     let diag = || {
         format!(
             "\ncuttle output:\n{}\nsquid access.log:\n{}",

@@ -467,6 +467,31 @@ impl CuttleNode {
         }
     }
 
+    /// Waits until cuttle says its TCP probe of the peer named `peer` (its
+    /// host unless `name=`) succeeded: the peer is up from then on (cuttle
+    /// notes it before it says it). Needs `RUST_LOG=cuttle=debug`, which
+    /// [`spawn_cuttle`] sets.
+    pub fn wait_probed(&self, peer: &str) {
+        let deadline = Instant::now() + STARTUP;
+        while !self.probed(peer) {
+            assert!(
+                Instant::now() < deadline,
+                "cuttle's probe of {peer} never succeeded:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether cuttle said its TCP probe of `peer` succeeded (the name
+    /// ends the line: 127.0.0.1 is not 127.0.0.10).
+    fn probed(&self, peer: &str) -> bool {
+        let said = format!(" peer={peer}");
+        self.output()
+            .lines()
+            .any(|l| l.contains("TCP probe succeeded") && l.ends_with(&said))
+    }
+
     /// Waits up to `within` until cuttle's output has a line containing
     /// `needle`.
     pub fn wait_output(&self, needle: &str, within: Duration) {
@@ -661,9 +686,10 @@ impl FakePeer {
         }
     }
 
-    /// Waits until cuttle's liveness probe reached this peer (cuttle uses
-    /// a peer only after one succeeded), then a moment for cuttle to note it.
-    pub async fn wait_probed(&self) {
+    /// Waits until `cuttle`'s liveness probe reached this peer and cuttle
+    /// noted it (it uses a peer only after one succeeded), by its own word:
+    /// a fixed pause after the accept lost that race on a busy machine.
+    pub async fn wait_probed(&self, cuttle: &CuttleNode) {
         let deadline = Instant::now() + STARTUP;
         while self.accepted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
             assert!(
@@ -673,7 +699,16 @@ impl FakePeer {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let deadline = Instant::now() + STARTUP;
+        while !cuttle.probed(&self.ip.to_string()) {
+            assert!(
+                Instant::now() < deadline,
+                "cuttle never noted its probe of {} as a success:\n{}",
+                self.ip,
+                cuttle.output()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub fn set_icp(&self, mode: IcpMode) {

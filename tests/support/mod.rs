@@ -148,6 +148,13 @@ pub struct Reply {
     pub chunked: bool,
     /// Break the connection after this many body bytes.
     pub cut_after: Option<usize>,
+    /// Send the head only once this turns true (or `WAIT` passed): the
+    /// test decides when the origin answers, no pause has to outlast
+    /// anything.
+    pub hold: Option<watch::Receiver<bool>>,
+    /// After this many body pieces, wait until the receiver turns true
+    /// (or `WAIT` passed) before sending the rest.
+    pub stall: Option<(usize, watch::Receiver<bool>)>,
 }
 
 impl Reply {
@@ -165,6 +172,8 @@ impl Reply {
             piece_delay: Duration::ZERO,
             chunked: false,
             cut_after: None,
+            hold: None,
+            stall: None,
         }
     }
 
@@ -199,6 +208,20 @@ impl Reply {
         self
     }
 
+    /// Holds the answer until `release` (a `watch` channel's receiver)
+    /// turns true.
+    pub fn hold(mut self, release: watch::Receiver<bool>) -> Reply {
+        self.hold = Some(release);
+        self
+    }
+
+    /// Sends `pieces` body pieces, then the rest only once `release`
+    /// turns true: the client has the start and cannot have the end.
+    pub fn stall(mut self, pieces: usize, release: watch::Receiver<bool>) -> Reply {
+        self.stall = Some((pieces, release));
+        self
+    }
+
     /// Sends the head (with the full Content-Length) and `n` body bytes,
     /// then breaks the connection.
     pub fn cut_after(mut self, n: usize) -> Reply {
@@ -227,6 +250,8 @@ pub struct Origin {
     pub addr: SocketAddr,
     state: Arc<Mutex<OriginState>>,
     stop: watch::Sender<bool>,
+    /// The accept loop; it owns the listener and the connections.
+    serving: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 fn path_of(target: &str) -> String {
@@ -265,11 +290,17 @@ impl Origin {
         let state = Arc::new(Mutex::new(OriginState::default()));
         let (stop, mut stopped) = watch::channel(false);
         let st = Arc::clone(&state);
-        tokio::spawn(async move {
-            // Dropping the set (when stopped) aborts every connection.
+        let serving = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
                 tokio::select! {
+                    biased;
+                    _ = stopped.changed() => {
+                        // Every connection aborted and gone (closed) before
+                        // the listener is dropped as the task returns.
+                        conns.shutdown().await;
+                        return;
+                    }
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
                         // Head and body go out as separate writes: without
@@ -296,12 +327,16 @@ impl Origin {
                             }
                         });
                     }
-                    _ = stopped.changed() => return,
                     Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 }
             }
         });
-        Origin { addr, state, stop }
+        Origin {
+            addr,
+            state,
+            stop,
+            serving: Mutex::new(Some(serving)),
+        }
     }
 
     /// Answers requests for `path` with `handler`.
@@ -373,9 +408,19 @@ impl Origin {
         }
     }
 
-    /// Stops listening and closes every connection (the origin is "down").
-    pub fn stop(&self) {
+    /// Stops listening and closes every connection (the origin is "down")
+    /// by the time this returns, not some time after: the accept loop is a
+    /// task another thread may run.
+    pub async fn stop(&self) {
         let _ = self.stop.send(true);
+        let serving = self
+            .serving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(serving) = serving {
+            let _ = serving.await;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, OriginState> {
@@ -385,7 +430,8 @@ impl Origin {
 
 impl Drop for Origin {
     fn drop(&mut self) {
-        self.stop();
+        // No waiting in drop: the loop ends on its own.
+        let _ = self.stop.send(true);
     }
 }
 
@@ -447,6 +493,9 @@ async fn answer(
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
+    if let Some(mut release) = reply.hold.clone() {
+        let _ = tokio::time::timeout(WAIT, release.wait_for(|go| *go)).await;
+    }
     let (tx, rx) = mpsc::channel(4);
     let mut resp = Response::new(ChanBody(rx));
     *resp.status_mut() = StatusCode::from_u16(reply.status).expect("status");
@@ -474,12 +523,18 @@ async fn answer(
     tokio::spawn(async move {
         let size = body.len().div_ceil(reply.pieces).max(1);
         let mut at = 0;
-        let mut first = true;
+        let mut sent = 0;
         while at < body.len() {
-            if !first && !reply.piece_delay.is_zero() {
+            if sent > 0 && !reply.piece_delay.is_zero() {
                 tokio::time::sleep(reply.piece_delay).await;
             }
-            first = false;
+            if let Some((after, release)) = &reply.stall {
+                if sent == *after {
+                    let mut release = release.clone();
+                    let _ = tokio::time::timeout(WAIT, release.wait_for(|go| *go)).await;
+                }
+            }
+            sent += 1;
             let end = (at + size).min(body.len());
             if tx.send(Ok(body.slice(at..end))).await.is_err() {
                 return;
