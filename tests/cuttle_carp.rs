@@ -26,10 +26,9 @@ use std::time::{Duration, Instant};
 
 use cuttle_protocol::carp::{Carp, CarpMember, SourceHash};
 use peer_lab::{start_cuttle, CuttleNode, Squid};
-use support::{connect, Conf, Conn, Cuttle, Req, TempDir};
+use support::{connect, Conf, Conn, Cuttle, Req, Stoppable, TempDir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 /// Concurrent clients.
 const CLIENTS: usize = 8;
@@ -93,9 +92,8 @@ struct Parent {
     targets: Arc<Mutex<Vec<String>>>,
     /// The source address of every connection accepted.
     accepted: Arc<Mutex<Vec<IpAddr>>>,
-    stop: watch::Sender<bool>,
     /// The accept loop; it owns the listener.
-    listening: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    listening: Stoppable,
 }
 
 impl Parent {
@@ -107,8 +105,7 @@ impl Parent {
         let targets = Arc::new(Mutex::new(Vec::new()));
         let accepted = Arc::new(Mutex::new(Vec::new()));
         let (t, a) = (Arc::clone(&targets), Arc::clone(&accepted));
-        let (stop, mut stopped) = watch::channel(false);
-        let listening = tokio::spawn(async move {
+        let listening = Stoppable::spawn(|mut stopped| async move {
             loop {
                 // Returning drops the listener: connections are refused.
                 let accepted = tokio::select! {
@@ -157,23 +154,14 @@ impl Parent {
             addr,
             targets,
             accepted,
-            stop,
-            listening: Mutex::new(Some(listening)),
+            listening,
         }
     }
 
     /// Stops listening: the parent is gone (connections refused) when
     /// this returns, not some time after (the loop runs on another thread).
     async fn stop(&self) {
-        let _ = self.stop.send(true);
-        let listening = self
-            .listening
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(listening) = listening {
-            let _ = listening.await;
-        }
+        self.listening.stop().await;
     }
 
     fn targets(&self) -> Vec<String> {

@@ -243,15 +243,51 @@ struct OriginState {
     connections: usize,
 }
 
+/// A test server's loop, run as a task, that the test can stop and know
+/// stopped: [`Stoppable::stop`] returns once the task has ended (another
+/// thread may run it), so whatever it owned (a listener) is gone.
+pub struct Stoppable {
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Stoppable {
+    /// Spawns `run`, which must return soon after its receiver changes.
+    pub fn spawn<F>(run: impl FnOnce(watch::Receiver<bool>) -> F) -> Stoppable
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (stop, stopped) = watch::channel(false);
+        Stoppable {
+            stop,
+            task: Mutex::new(Some(tokio::spawn(run(stopped)))),
+        }
+    }
+
+    pub async fn stop(&self) {
+        let _ = self.stop.send(true);
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Stoppable {
+    fn drop(&mut self) {
+        // No waiting in drop: the loop ends on its own.
+        let _ = self.stop.send(true);
+    }
+}
+
 /// An HTTP/1.1 origin on 127.0.0.1 (or an address of the test's own,
 /// [`Origin::start_on`]) with scripted routes (by path, query ignored)
 /// that records every request. Unknown paths get a 404.
 pub struct Origin {
     pub addr: SocketAddr,
     state: Arc<Mutex<OriginState>>,
-    stop: watch::Sender<bool>,
     /// The accept loop; it owns the listener and the connections.
-    serving: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    serving: Stoppable,
 }
 
 fn path_of(target: &str) -> String {
@@ -288,9 +324,8 @@ impl Origin {
         let listener = TcpListener::bind((ip, 0)).await.expect("origin bind");
         let addr = listener.local_addr().expect("origin addr");
         let state = Arc::new(Mutex::new(OriginState::default()));
-        let (stop, mut stopped) = watch::channel(false);
         let st = Arc::clone(&state);
-        let serving = tokio::spawn(async move {
+        let serving = Stoppable::spawn(|mut stopped| async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
                 tokio::select! {
@@ -334,8 +369,7 @@ impl Origin {
         Origin {
             addr,
             state,
-            stop,
-            serving: Mutex::new(Some(serving)),
+            serving,
         }
     }
 
@@ -412,26 +446,11 @@ impl Origin {
     /// by the time this returns, not some time after: the accept loop is a
     /// task another thread may run.
     pub async fn stop(&self) {
-        let _ = self.stop.send(true);
-        let serving = self
-            .serving
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(serving) = serving {
-            let _ = serving.await;
-        }
+        self.serving.stop().await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, OriginState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        // No waiting in drop: the loop ends on its own.
-        let _ = self.stop.send(true);
     }
 }
 
